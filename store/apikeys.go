@@ -1,0 +1,50 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// APIKey is a stored key: its public ID and the SHA-256 of its secret, never the secret.
+type APIKey struct {
+	ID           string     `db:"id"`
+	WorkspaceID  string     `db:"workspace_id"`
+	Name         string     `db:"name"`
+	SecretSHA256 []byte     `db:"secret_sha256"`
+	IsAdmin      bool       `db:"is_admin"`
+	CreatedAt    time.Time  `db:"created_at"`
+	LastUsedAt   *time.Time `db:"last_used_at"`
+	RevokedAt    *time.Time `db:"revoked_at"`
+}
+
+// CreateAPIKey stores k; ID, WorkspaceID and SecretSHA256 must be set.
+func CreateAPIKey(ctx context.Context, db sqlx.ExtContext, k APIKey) (APIKey, error) {
+	var out APIKey
+	err := get(ctx, db, &out, `
+		INSERT INTO api_keys (id, workspace_id, name, secret_sha256, is_admin)
+		VALUES ($1, $2, $3, $4, $5)
+		RETURNING *`, k.ID, k.WorkspaceID, k.Name, k.SecretSHA256, k.IsAdmin)
+	return out, err
+}
+
+// APIKeyByID returns the key with the given public ID, revoked or not.
+func APIKeyByID(ctx context.Context, db sqlx.QueryerContext, id string) (APIKey, error) {
+	var k APIKey
+	err := get(ctx, db, &k, `SELECT * FROM api_keys WHERE id = $1`, id)
+	return k, err
+}
+
+// RevokeAPIKey marks the key revoked; revoking twice keeps the first time.
+func RevokeAPIKey(ctx context.Context, db sqlx.ExecerContext, id string) error {
+	return exec(ctx, db, true, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1`, id)
+}
+
+// TouchAPIKey records that the key was used, at most once a minute so that hot keys do not
+// turn every request into a write.
+func TouchAPIKey(ctx context.Context, db sqlx.ExecerContext, id string) error {
+	return exec(ctx, db, false, `
+		UPDATE api_keys SET last_used_at = now()
+		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, id)
+}

@@ -1,0 +1,98 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// DevelopmentName is the name the development deployment always has.
+const DevelopmentName = "development"
+
+// Deployment is one immutable version of a model (or its mutable development deployment).
+type Deployment struct {
+	ID                  string              `db:"id"`
+	ModelID             string              `db:"model_id"`
+	WorkspaceID         string              `db:"workspace_id"`
+	Name                string              `db:"name"`
+	IsDevelopment       bool                `db:"is_development"`
+	ArchiveID           *string             `db:"archive_id"`
+	Config              JSONMap             `db:"config"`
+	Status              string              `db:"status"`
+	StatusReason        string              `db:"status_reason"`
+	AutoscalingSettings AutoscalingSettings `db:"autoscaling_settings"`
+	Labels              JSONMap             `db:"labels"`
+	InstanceTypeName    string              `db:"instance_type_name"`
+	CreatedAt           time.Time           `db:"created_at"`
+	UpdatedAt           time.Time           `db:"updated_at"`
+	DeletedAt           *time.Time          `db:"deleted_at"`
+}
+
+// NewDeployment says what to create. An empty Name on a published deployment takes the
+// model's next deployment-N.
+type NewDeployment struct {
+	ModelID             string
+	WorkspaceID         string
+	Name                string
+	IsDevelopment       bool
+	ArchiveID           *string
+	Config              JSONMap
+	AutoscalingSettings AutoscalingSettings
+	Labels              JSONMap
+}
+
+// CreateDeployment inserts a deployment in status BUILDING. Taking a name another live
+// deployment of the model has, or a second development deployment, is ErrConflict.
+func CreateDeployment(ctx context.Context, db sqlx.ExtContext, d NewDeployment) (Deployment, error) {
+	var out Deployment
+	name := d.Name
+	if d.IsDevelopment {
+		name = DevelopmentName
+	}
+	err := get(ctx, db, &out, `
+		WITH n AS (
+			UPDATE models SET deployment_counter = deployment_counter + CASE WHEN $4::text = '' THEN 1 ELSE 0 END
+			WHERE id = $2 AND workspace_id = $3
+			RETURNING deployment_counter
+		)
+		INSERT INTO deployments (id, model_id, workspace_id, name, is_development, archive_id, config,
+		                         autoscaling_settings, labels)
+		SELECT $1, $2, $3, CASE WHEN $4::text = '' THEN 'deployment-' || n.deployment_counter ELSE $4 END,
+		       $5, $6, $7, $8, $9
+		FROM n
+		RETURNING *`,
+		NewID(8), d.ModelID, d.WorkspaceID, name, d.IsDevelopment, d.ArchiveID, d.Config,
+		d.AutoscalingSettings, d.Labels)
+	return out, err
+}
+
+// DeploymentByID returns a live (not deleted) deployment of the model.
+func DeploymentByID(ctx context.Context, db sqlx.QueryerContext, modelID, id string) (Deployment, error) {
+	var d Deployment
+	err := get(ctx, db, &d, `SELECT * FROM deployments WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id)
+	return d, err
+}
+
+// ListDeployments returns the model's live deployments, oldest first.
+func ListDeployments(ctx context.Context, db sqlx.QueryerContext, modelID string) ([]Deployment, error) {
+	ds := []Deployment{}
+	err := list(ctx, db, &ds, `
+		SELECT * FROM deployments WHERE model_id = $1 AND deleted_at IS NULL ORDER BY created_at, id`, modelID)
+	return ds, err
+}
+
+// RenameDeployment changes a published deployment's name; the development deployment keeps
+// its name (ErrConstraint) and a taken name is ErrConflict.
+func RenameDeployment(ctx context.Context, db sqlx.ExecerContext, modelID, id, name string) error {
+	return exec(ctx, db, true, `
+		UPDATE deployments SET name = $3, updated_at = now()
+		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id, name)
+}
+
+// MarkDeploymentDeleted turns a deployment into a tombstone that frees its name.
+func MarkDeploymentDeleted(ctx context.Context, db sqlx.ExecerContext, modelID, id string) error {
+	return exec(ctx, db, true, `
+		UPDATE deployments SET deleted_at = now(), updated_at = now()
+		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id)
+}

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// ProductionEnvironment is the environment every model has and never loses.
+const ProductionEnvironment = "production"
+
+// Environment is a named pointer from a model to the deployment that serves it.
+type Environment struct {
+	ModelID               string              `db:"model_id"`
+	Name                  string              `db:"name"`
+	CurrentDeploymentID   *string             `db:"current_deployment_id"`
+	CandidateDeploymentID *string             `db:"candidate_deployment_id"`
+	AutoscalingSettings   AutoscalingSettings `db:"autoscaling_settings"`
+	PromotionSettings     PromotionSettings   `db:"promotion_settings"`
+	CreatedAt             time.Time           `db:"created_at"`
+	UpdatedAt             time.Time           `db:"updated_at"`
+}
+
+// CreateEnvironment adds a custom environment; a name the model already has is ErrConflict.
+func CreateEnvironment(ctx context.Context, db sqlx.ExtContext, e Environment) (Environment, error) {
+	var out Environment
+	err := get(ctx, db, &out, `
+		INSERT INTO environments (model_id, name, autoscaling_settings, promotion_settings)
+		VALUES ($1, $2, $3, $4)
+		RETURNING *`, e.ModelID, e.Name, e.AutoscalingSettings, e.PromotionSettings)
+	return out, err
+}
+
+// EnvironmentByName returns one of the model's environments.
+func EnvironmentByName(ctx context.Context, db sqlx.QueryerContext, modelID, name string) (Environment, error) {
+	var e Environment
+	err := get(ctx, db, &e, `SELECT * FROM environments WHERE model_id = $1 AND name = $2`, modelID, name)
+	return e, err
+}
+
+// ListEnvironments returns the model's environments, production first.
+func ListEnvironments(ctx context.Context, db sqlx.QueryerContext, modelID string) ([]Environment, error) {
+	es := []Environment{}
+	err := list(ctx, db, &es, `
+		SELECT * FROM environments WHERE model_id = $1
+		ORDER BY name <> 'production', created_at, name`, modelID)
+	return es, err
+}
+
+// SetEnvironmentDeployment points the environment at a deployment of the same model.
+func SetEnvironmentDeployment(ctx context.Context, db sqlx.ExecerContext, modelID, name, deploymentID string) error {
+	return exec(ctx, db, true, `
+		UPDATE environments SET current_deployment_id = $3, updated_at = now()
+		WHERE model_id = $1 AND name = $2
+		  AND EXISTS (SELECT 1 FROM deployments WHERE id = $3 AND model_id = $1 AND deleted_at IS NULL)`,
+		modelID, name, deploymentID)
+}
+
+// DeleteEnvironment removes a custom environment; production is refused with ErrConstraint.
+func DeleteEnvironment(ctx context.Context, db sqlx.ExecerContext, modelID, name string) error {
+	return exec(ctx, db, true, `DELETE FROM environments WHERE model_id = $1 AND name = $2`, modelID, name)
+}

@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Model is a named model in a workspace, with what ModelV1 reports about its deployments.
+type Model struct {
+	ID                      string    `db:"id"`
+	WorkspaceID             string    `db:"workspace_id"`
+	Name                    string    `db:"name"`
+	InstanceTypeName        string    `db:"instance_type_name"`
+	CreatedAt               time.Time `db:"created_at"`
+	DeploymentsCount        int       `db:"deployments_count"`
+	ProductionDeploymentID  *string   `db:"production_deployment_id"`
+	DevelopmentDeploymentID *string   `db:"development_deployment_id"`
+}
+
+// CreateModel creates a model and its production environment in one statement, so a model
+// never exists without one. ID defaults to a new one.
+func CreateModel(ctx context.Context, db sqlx.ExtContext, workspaceID, name string) (Model, error) {
+	var m Model
+	err := get(ctx, db, &m, `
+		WITH m AS (
+			INSERT INTO models (id, workspace_id, name) VALUES ($1, $2, $3)
+			RETURNING id, workspace_id, name, instance_type_name, created_at
+		), e AS (
+			INSERT INTO environments (model_id, name, autoscaling_settings, promotion_settings)
+			SELECT id, 'production', $4, $5 FROM m
+		)
+		SELECT m.*, 0 AS deployments_count, NULL AS production_deployment_id,
+		       NULL AS development_deployment_id
+		FROM m`,
+		NewID(8), workspaceID, name, DefaultAutoscalingSettings(), DefaultPromotionSettings())
+	return m, err
+}
+
+const modelSelect = `
+	SELECT m.id, m.workspace_id, m.name, m.instance_type_name, m.created_at,
+	       (SELECT count(*) FROM deployments d WHERE d.model_id = m.id AND d.deleted_at IS NULL) AS deployments_count,
+	       (SELECT current_deployment_id FROM environments e WHERE e.model_id = m.id AND e.name = 'production') AS production_deployment_id,
+	       (SELECT d.id FROM deployments d WHERE d.model_id = m.id AND d.is_development AND d.deleted_at IS NULL) AS development_deployment_id
+	FROM models m`
+
+// ModelByID returns the model if it belongs to the workspace; another workspace's model is
+// ErrNotFound, so IDs do not leak across workspaces.
+func ModelByID(ctx context.Context, db sqlx.QueryerContext, workspaceID, id string) (Model, error) {
+	var m Model
+	err := get(ctx, db, &m, modelSelect+` WHERE m.workspace_id = $1 AND m.id = $2`, workspaceID, id)
+	return m, err
+}
+
+// ListModels returns the workspace's models, oldest first.
+func ListModels(ctx context.Context, db sqlx.QueryerContext, workspaceID string) ([]Model, error) {
+	models := []Model{}
+	err := list(ctx, db, &models, modelSelect+` WHERE m.workspace_id = $1 ORDER BY m.created_at, m.id`, workspaceID)
+	return models, err
+}
+
+// DeleteModel removes a model with its deployments, environments and promotions.
+func DeleteModel(ctx context.Context, db sqlx.ExecerContext, workspaceID, id string) error {
+	return exec(ctx, db, true, `DELETE FROM models WHERE workspace_id = $1 AND id = $2`, workspaceID, id)
+}
