@@ -1,0 +1,95 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/store"
+)
+
+// Principal is who a request acts as: the workspace its key belongs to.
+type Principal struct {
+	WorkspaceID string
+	KeyID       string
+	IsAdmin     bool
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the principal the auth middleware put on the context.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// principal returns the request's principal; routes behind RequireKey always have one.
+func principal(c echo.Context) Principal {
+	p, _ := PrincipalFrom(c.Request().Context())
+	return p
+}
+
+// keyFromHeader reads "Api-Key <key>" or "Bearer <key>" (scheme case-insensitive).
+func keyFromHeader(h string) (string, bool) {
+	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok {
+		return "", false
+	}
+	switch strings.ToLower(scheme) {
+	case "api-key", "bearer":
+		return strings.TrimSpace(key), true
+	}
+	return "", false
+}
+
+// RequireKey is echo middleware that authenticates the request's API key and puts its
+// workspace on the request context. A missing, malformed, unknown or revoked key is 401.
+func RequireKey(db *sqlx.DB, log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Request().Header.Get(echo.HeaderAuthorization)
+			if h == "" {
+				return Errorf(http.StatusUnauthorized, "missing API key: send Authorization: Api-Key <key>")
+			}
+			text, ok := keyFromHeader(h)
+			if !ok {
+				return Errorf(http.StatusUnauthorized, "unsupported Authorization scheme: use Api-Key or Bearer")
+			}
+			id, secret, err := apikey.Parse(text)
+			if err != nil {
+				return Errorf(http.StatusUnauthorized, "malformed API key")
+			}
+			ctx := c.Request().Context()
+			k, err := store.APIKeyByID(ctx, db, id)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && !apikey.Matches(k.SecretSHA256, secret)) {
+				return Errorf(http.StatusUnauthorized, "invalid API key")
+			}
+			if err != nil {
+				return Errorf(http.StatusServiceUnavailable, "cannot check API key: database unavailable")
+			}
+			if k.RevokedAt != nil {
+				return Errorf(http.StatusUnauthorized, "API key revoked")
+			}
+			if k.LastUsedAt == nil || time.Since(*k.LastUsedAt) > time.Minute {
+				if err := store.TouchAPIKey(ctx, db, k.ID); err != nil {
+					log.Warn("recording API key use", "key_id", k.ID, "err", err)
+				}
+			}
+			p := Principal{WorkspaceID: k.WorkspaceID, KeyID: k.ID, IsAdmin: k.IsAdmin}
+			c.SetRequest(c.Request().WithContext(WithPrincipal(ctx, p)))
+			return next(c)
+		}
+	}
+}

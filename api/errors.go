@@ -1,0 +1,123 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+// Error is an error with the HTTP status and code a client sees. Handlers return it for
+// failures that are the caller's (bad input, missing rows, conflicts).
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf makes an Error with a formatted message and the status's standard code.
+func Errorf(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Code: codeFor(status), Message: fmt.Sprintf(format, args...)}
+}
+
+// errorBody is API.md's error shape.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// codeFor names a status for clients that switch on the code rather than the number.
+func codeFor(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "invalid_argument"
+	case http.StatusUnauthorized:
+		return "unauthenticated"
+	case http.StatusForbidden:
+		return "permission_denied"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusRequestEntityTooLarge:
+		return "payload_too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusUnprocessableEntity:
+		return "unprocessable"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "error"
+}
+
+// toError maps any error a handler returned to what the client sees. Domain errors are
+// matched here and nowhere else.
+func toError(err error) (e *Error, internal bool) {
+	var apiErr *Error
+	var httpErr *echo.HTTPError
+	var storeErr *store.Error
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr, false
+	case errors.Is(err, store.ErrNotFound):
+		return Errorf(http.StatusNotFound, "not found"), false
+	case errors.As(err, &storeErr) && errors.Is(err, store.ErrConflict):
+		return Errorf(http.StatusConflict, "conflict: %s", storeErr.Detail), false
+	case errors.As(err, &storeErr) && errors.Is(err, store.ErrConstraint):
+		return Errorf(http.StatusUnprocessableEntity, "%s", storeErr.Detail), false
+	case errors.As(err, &httpErr):
+		msg := http.StatusText(httpErr.Code)
+		if s, ok := httpErr.Message.(string); ok && s != "" {
+			msg = s
+		}
+		return &Error{Status: httpErr.Code, Code: codeFor(httpErr.Code), Message: msg}, httpErr.Code >= 500
+	}
+	return Errorf(http.StatusInternalServerError, "internal error"), true
+}
+
+// errorHandler is the central echo error handler: every failure leaves in API.md's shape,
+// and only unexpected ones are logged (with what the client did not see).
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		e, internal := toError(err)
+		if internal {
+			log.Error("request failed", "method", c.Request().Method, "path", c.Path(),
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
+		}
+		if e.Status == http.StatusUnauthorized {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Api-Key, Bearer`)
+		}
+		var werr error
+		if c.Request().Method == http.MethodHead {
+			werr = c.NoContent(e.Status)
+		} else {
+			werr = c.JSON(e.Status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message}})
+		}
+		if werr != nil {
+			log.Warn("writing error response", "err", werr)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+// Package api is modelplane's management API: echo handlers, API-key authentication and the
+// one place where domain errors become HTTP statuses.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+)
+
+// Deps are what the API needs from the rest of the system.
+type Deps struct {
+	DB       *sqlx.DB
+	Temporal client.Client // nil only in tests that do not touch workflows; /readyz then fails
+	Logger   *slog.Logger
+	// Registry receives the API's metrics and is served on /metrics; nil means the
+	// process-wide default registry.
+	Registry *prometheus.Registry
+}
+
+// Server is the management API over its dependencies.
+type Server struct {
+	deps Deps
+	log  *slog.Logger
+}
+
+// New builds the API's echo instance: health and metrics routes without auth, /v1 behind
+// RequireKey, and the central error handler.
+func New(deps Deps) *echo.Echo {
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	s := &Server{deps: deps, log: deps.Logger}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(s.log)
+	e.Use(middleware.Recover())
+	e.Use(middleware.RequestID())
+
+	var reg prometheus.Registerer = prometheus.DefaultRegisterer
+	var gather prometheus.Gatherer = prometheus.DefaultGatherer
+	if deps.Registry != nil {
+		reg, gather = deps.Registry, deps.Registry
+	}
+	e.Use(requestMetrics(reg))
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
+
+	v1 := e.Group("/v1", RequireKey(deps.DB, s.log))
+	v1.GET("/models", s.listModels)
+	v1.GET("/models/:model_id", s.getModel)
+	return e
+}
+
+// healthz says the process is up; it checks nothing else so that a slow dependency does not
+// get the process restarted.
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz says whether the process can serve: PostgreSQL and Temporal both answer.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"postgres": "ok", "temporal": "ok"}
+	ready := true
+	if err := s.deps.DB.PingContext(ctx); err != nil {
+		checks["postgres"], ready = err.Error(), false
+	}
+	if s.deps.Temporal == nil {
+		checks["temporal"], ready = "not connected", false
+	} else if _, err := s.deps.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		checks["temporal"], ready = err.Error(), false
+	}
+	status, code := "ready", http.StatusOK
+	if !ready {
+		status, code = "not ready", http.StatusServiceUnavailable
+	}
+	return c.JSON(code, map[string]any{"status": status, "checks": checks})
+}
+
+// requestMetrics counts API requests by route and status, so dashboards see errors per route.
+func requestMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelplane_api_requests_total",
+		Help: "Management API requests by method, route and status code.",
+	}, []string{"method", "route", "status_code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "modelplane_api_request_duration_seconds",
+		Help:    "Management API request duration by method and route.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"method", "route"})
+	requests = registerOrExisting(reg, requests)
+	duration = registerOrExisting(reg, duration)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			status := c.Response().Status
+			if err != nil {
+				e, _ := toError(err)
+				status = e.Status
+			}
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
+			duration.WithLabelValues(c.Request().Method, route).Observe(time.Since(start).Seconds())
+			return err
+		}
+	}
+}
+
+// registerOrExisting registers c, or returns the collector already registered under the same
+// name (several API instances in one process share the series).
+func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}

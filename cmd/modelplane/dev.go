@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelplane/modelplane/devstack"
+)
+
+// shutdownTimeout bounds how long dev takes to stop after Ctrl-C.
+const shutdownTimeout = 10 * time.Second
+
+type devConfig struct {
+	DataDir           string
+	Listen            string
+	TemporalPort      int
+	TemporalUIPort    int
+	TemporalAddress   string
+	TemporalNamespace string
+	DatabaseURL       string
+}
+
+func newDevCmd(logger func() *slog.Logger) *cobra.Command {
+	var c devConfig
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole stack in one process on embedded defaults",
+		Long: `Runs PostgreSQL (DATABASE_URL, else the local server on 127.0.0.1:5432, else a private
+cluster in the data directory), an in-process Temporal server with its UI (unless
+TEMPORAL_ADDRESS names a cluster), the management API and the worker. The first start creates
+the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd, c, logger()) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.DataDir, "data-dir", envString("MODELPLANE_DATA_DIR", defaultDataDir), "where dev keeps its state (MODELPLANE_DATA_DIR)")
+	f.StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultDevListen), "API address (MODELPLANE_LISTEN)")
+	f.IntVar(&c.TemporalPort, "temporal-port", envInt("MODELPLANE_TEMPORAL_PORT", defaultTemporalPort), "embedded Temporal frontend port (MODELPLANE_TEMPORAL_PORT)")
+	f.IntVar(&c.TemporalUIPort, "temporal-ui-port", envInt("MODELPLANE_TEMPORAL_UI_PORT", defaultTemporalUI), "embedded Temporal UI port (MODELPLANE_TEMPORAL_UI_PORT)")
+	f.StringVar(&c.TemporalAddress, "temporal-address", envString(envTemporalAddress, ""), "use this Temporal cluster instead of the embedded one (TEMPORAL_ADDRESS)")
+	f.StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
+	f.StringVar(&c.DatabaseURL, "database-url", envString(envDatabaseURL, ""), "PostgreSQL URL; empty tries the local server, then a private cluster (DATABASE_URL)")
+	return cmd
+}
+
+func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := cmd.OutOrStdout()
+
+	s, err := devstack.Start(ctx, devstack.Options{
+		DataDir: c.DataDir, Listen: c.Listen,
+		TemporalAddress: c.TemporalAddress, TemporalNamespace: c.TemporalNamespace,
+		TemporalPort: c.TemporalPort, TemporalUIPort: c.TemporalUIPort,
+		Postgres: devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
+		Logger:   log, Out: out,
+	})
+	if err != nil {
+		return err
+	}
+	// Client commands (keys create) find dev's database here, whichever source it came from.
+	if err := os.WriteFile(filepath.Join(c.DataDir, databaseURLFile), []byte(s.Postgres.URL+"\n"), 0o600); err != nil {
+		log.Warn("recording the database URL", "err", err)
+	}
+	fmt.Fprintf(out, "modelplane dev is ready\n")
+	fmt.Fprintf(out, "  API:          %s\n", s.APIURL)
+	fmt.Fprintf(out, "  Temporal:     %s (namespace %s)\n", s.TemporalAddress, c.TemporalNamespace)
+	if s.TemporalUIURL != "" {
+		fmt.Fprintf(out, "  Temporal UI:  %s\n", s.TemporalUIURL)
+	}
+	fmt.Fprintf(out, "  PostgreSQL:   %s (%s)\n", redactURL(s.Postgres.URL), s.Postgres.Source)
+	fmt.Fprintf(out, "  API key:      %s\n", filepath.Join(c.DataDir, devstack.KeyFile))
+	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
+
+	var served error
+	select {
+	case <-ctx.Done():
+	case served = <-s.Served():
+	}
+	// A second Ctrl-C now kills the process the default way.
+	stop()
+	fmt.Fprintln(out, "stopping...")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := s.Close(shutdownCtx); err != nil {
+		return fmt.Errorf("stopping: %w", err)
+	}
+	if served != nil {
+		return fmt.Errorf("API server stopped: %w", served)
+	}
+	fmt.Fprintln(out, "stopped")
+	return nil
+}

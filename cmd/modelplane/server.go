@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/schema"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/worker"
+)
+
+// serverConfig is what the production processes (api, worker) connect to.
+type serverConfig struct {
+	Listen            string
+	DatabaseURL       string
+	TemporalAddress   string
+	TemporalNamespace string
+}
+
+func temporalFlags(cmd *cobra.Command, c *serverConfig) {
+	cmd.Flags().StringVar(&c.TemporalAddress, "temporal-address", envString(envTemporalAddress, defaultTemporal), "Temporal frontend host:port (TEMPORAL_ADDRESS)")
+	cmd.Flags().StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
+}
+
+func dialTemporal(ctx context.Context, c serverConfig, log *slog.Logger) (client.Client, error) {
+	tc, err := client.DialContext(ctx, client.Options{
+		HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
+		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s: %w", c.TemporalAddress, err)
+	}
+	return tc, nil
+}
+
+func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newAPICmd(logger func() *slog.Logger) *cobra.Command {
+	var c serverConfig
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Run the management API (migrates the schema at start)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := logger()
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			db, err := store.Open(ctx, c.DatabaseURL)
+			if err != nil {
+				return fmt.Errorf("postgres at %s: %w", redactURL(c.DatabaseURL), err)
+			}
+			defer db.Close()
+			if _, err := schema.Migrate(ctx, db.DB); err != nil {
+				return err
+			}
+			// The API serves without Temporal (and says so on /readyz) so that a Temporal
+			// outage does not take the read routes down; the client connects lazily.
+			tc, err := client.NewLazyClient(client.Options{
+				HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
+				Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
+			})
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			srv := &http.Server{
+				Addr:              c.Listen,
+				Handler:           api.New(api.Deps{DB: db, Temporal: tc, Logger: log}),
+				ReadHeaderTimeout: 10 * time.Second,
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- srv.ListenAndServe() }()
+			log.Info("api listening", "addr", c.Listen)
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")
+	databaseFlag(cmd, &c.DatabaseURL)
+	temporalFlags(cmd, &c)
+	return cmd
+}
+
+func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
+	var c serverConfig
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a Temporal worker for modelplane's workflows and activities",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := logger()
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			db, err := store.Open(ctx, c.DatabaseURL)
+			if err != nil {
+				return fmt.Errorf("postgres at %s: %w", redactURL(c.DatabaseURL), err)
+			}
+			defer db.Close()
+			tc, err := dialTemporal(ctx, c, log)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			return worker.Run(ctx, tc, c.TemporalNamespace, &activities.Activities{DB: db}, log)
+		},
+	}
+	databaseFlag(cmd, &c.DatabaseURL)
+	temporalFlags(cmd, &c)
+	return cmd
+}

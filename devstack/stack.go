@@ -1,0 +1,237 @@
+// Package devstack starts what `modelplane dev` runs on embedded defaults: PostgreSQL (found
+// or started), an in-process Temporal server with its UI, the management API and the worker,
+// with the workspace "default" and an admin key on first start.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/schema"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/worker"
+)
+
+// DefaultWorkspace is the workspace dev creates on first start.
+const DefaultWorkspace = "default"
+
+// KeyFile is the file in the data directory that holds dev's admin key.
+const KeyFile = "api-key"
+
+// Options configure the stack. Zero values take the defaults documented on each field.
+type Options struct {
+	DataDir string // required; created if missing
+	Listen  string // API address (default 127.0.0.1:8080)
+
+	// TemporalAddress, when set, is an existing Temporal cluster: no server or UI is started.
+	TemporalAddress   string
+	TemporalNamespace string // default "default"
+	TemporalPort      int    // embedded frontend port; 0 picks a free one
+	TemporalUIPort    int    // embedded UI port; 0 picks a free one
+
+	Postgres PostgresOptions // DataDir defaults to Options.DataDir
+
+	Logger *slog.Logger
+	// Out receives what a person must see once: the new admin key on first start.
+	Out io.Writer
+}
+
+// Stack is a running dev stack.
+type Stack struct {
+	APIURL          string
+	TemporalAddress string
+	TemporalUIURL   string // empty when an external cluster is used
+	Postgres        *Postgres
+	// NewAPIKey is the admin key created by this start; empty when the data directory
+	// already had a valid one.
+	NewAPIKey string
+
+	log      *slog.Logger
+	db       *sqlx.DB
+	temporal *Temporal
+	tc       client.Client
+	worker   sdkworker.Worker
+	http     *http.Server
+	served   chan error
+}
+
+// Start brings the stack up. On error everything already started is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("devstack: no data directory")
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:8080"
+	}
+	if opts.TemporalNamespace == "" {
+		opts.TemporalNamespace = "default"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	if opts.Postgres.DataDir == "" {
+		opts.Postgres.DataDir = opts.DataDir
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	s := &Stack{log: opts.Logger, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			_ = s.Close(context.Background())
+		}
+	}()
+
+	if s.Postgres, err = StartPostgres(ctx, opts.Postgres); err != nil {
+		return nil, err
+	}
+	s.log.Info("postgres", "source", s.Postgres.Source, "url", redact(s.Postgres.URL))
+	if s.db, err = store.Open(ctx, s.Postgres.URL); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	applied, err := schema.Migrate(ctx, s.db.DB)
+	if err != nil {
+		return nil, err
+	}
+	if len(applied) > 0 {
+		s.log.Info("schema migrated", "applied", len(applied))
+	}
+	if s.NewAPIKey, err = ensureAdminKey(ctx, s.db, filepath.Join(opts.DataDir, KeyFile)); err != nil {
+		return nil, err
+	}
+
+	s.TemporalAddress = opts.TemporalAddress
+	if s.TemporalAddress == "" {
+		s.temporal, err = StartTemporal(TemporalOptions{
+			DataDir: opts.DataDir, Namespace: opts.TemporalNamespace,
+			Port: opts.TemporalPort, UIPort: opts.TemporalUIPort,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.TemporalAddress, s.TemporalUIURL = s.temporal.Address, s.temporal.UIURL
+	}
+	s.tc, err = client.DialContext(ctx, client.Options{
+		HostPort: s.TemporalAddress, Namespace: opts.TemporalNamespace,
+		Logger: sdklog.NewStructuredLogger(s.log.With("component", "temporal-client")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s: %w", s.TemporalAddress, err)
+	}
+	if err := worker.EnsureSearchAttributes(ctx, s.tc, opts.TemporalNamespace); err != nil {
+		return nil, err
+	}
+	if err := worker.EnsureSchedules(ctx, s.tc); err != nil {
+		return nil, err
+	}
+	s.worker = worker.New(s.tc, &activities.Activities{DB: s.db})
+	if err := s.worker.Start(); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
+	}
+	s.APIURL = "http://" + ln.Addr().String()
+	s.http = &http.Server{
+		Handler:           api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { s.served <- s.http.Serve(ln) }()
+
+	if s.NewAPIKey != "" {
+		fmt.Fprintf(opts.Out, "Created workspace %q and an admin API key (saved to %s, shown only this once):\n\n    %s\n\n",
+			DefaultWorkspace, filepath.Join(opts.DataDir, KeyFile), s.NewAPIKey)
+	}
+	return s, nil
+}
+
+// Served reports the API server's end: an error if it stopped on its own.
+func (s *Stack) Served() <-chan error { return s.served }
+
+// Close stops everything in the reverse order of Start, within ctx's deadline where the parts
+// allow it.
+func (s *Stack) Close(ctx context.Context) error {
+	var errs []error
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("api: %w", err))
+		}
+	}
+	if s.worker != nil {
+		s.worker.Stop()
+	}
+	if s.tc != nil {
+		s.tc.Close()
+	}
+	if s.temporal != nil {
+		if err := s.temporal.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("temporal: %w", err))
+		}
+	}
+	if s.db != nil {
+		_ = s.db.Close()
+	}
+	if s.Postgres != nil {
+		if err := s.Postgres.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("postgres: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureAdminKey makes sure the key file holds a working admin key of the default workspace.
+// It returns the key when it had to create one (first start, or a database that does not
+// know the key in the file), and "" otherwise.
+func ensureAdminKey(ctx context.Context, db *sqlx.DB, path string) (string, error) {
+	ws, _, err := store.EnsureWorkspace(ctx, db, DefaultWorkspace)
+	if err != nil {
+		return "", fmt.Errorf("workspace %s: %w", DefaultWorkspace, err)
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		if id, secret, err := apikey.Parse(strings.TrimSpace(string(b))); err == nil {
+			k, err := store.APIKeyByID(ctx, db, id)
+			if err == nil && k.RevokedAt == nil && k.WorkspaceID == ws.ID && apikey.Matches(k.SecretSHA256, secret) {
+				return "", nil
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return "", err
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	_, text, err := apikey.Create(ctx, db, ws.ID, "dev admin", true)
+	if err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	return text, nil
+}

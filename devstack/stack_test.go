@@ -1,0 +1,246 @@
+package devstack_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/modelplane/modelplane/devstack"
+	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+var dbURL string
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, "devstack", false, &dbURL)) }
+
+func startStack(t *testing.T, opts devstack.Options) *devstack.Stack {
+	t.Helper()
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, err := devstack.Start(ctx, opts)
+	require.NoError(t, err)
+	return s
+}
+
+func closeStack(t *testing.T, s *devstack.Stack) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, s.Close(ctx))
+	require.Less(t, time.Since(start), 10*time.Second, "stopping the stack must take under 10s")
+}
+
+func get(t *testing.T, url, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Api-Key "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReady polls /readyz until it answers 200.
+func waitReady(t *testing.T, apiURL string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := get(t, apiURL+"/readyz", "")
+		if code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d after 60s: %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
+	dir := t.TempDir()
+	opts := devstack.Options{DataDir: dir, Postgres: devstack.PostgresOptions{DatabaseURL: dbURL}}
+	var out strings.Builder
+	opts.Out = &out
+
+	s := startStack(t, opts)
+	waitReady(t, s.APIURL)
+
+	// The Temporal UI answers.
+	code, body := get(t, s.TemporalUIURL+"/", "")
+	require.Equal(t, http.StatusOK, code, "Temporal UI: %.200s", body)
+	require.Contains(t, strings.ToLower(body), "<html")
+
+	// First start: an admin key, in a 0600 file, printed once, that the API accepts.
+	require.NotEmpty(t, s.NewAPIKey)
+	require.Contains(t, out.String(), s.NewAPIKey)
+	st, err := os.Stat(filepath.Join(dir, devstack.KeyFile))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	code, body = get(t, s.APIURL+"/v1/models", s.NewAPIKey)
+	require.Equal(t, http.StatusOK, code, body)
+
+	// Search attributes are registered on the namespace.
+	tc, err := client.Dial(client.Options{HostPort: s.TemporalAddress})
+	require.NoError(t, err)
+	sa, err := tc.OperatorService().ListSearchAttributes(context.Background(),
+		&operatorservice.ListSearchAttributesRequest{Namespace: "default"})
+	require.NoError(t, err)
+	for name := range workflows.SearchAttributes() {
+		require.Contains(t, sa.GetCustomAttributes(), name)
+	}
+
+	// A workflow that waits on a queue nobody polls: it must survive the restart.
+	run, err := tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: "survives-restart", TaskQueue: "nobody-polls-this",
+	}, workflows.Cleanup, workflows.DefaultCleanupInput())
+	require.NoError(t, err)
+	tc.Close()
+	closeStack(t, s)
+
+	out.Reset()
+	s2 := startStack(t, opts)
+	defer closeStack(t, s2)
+	waitReady(t, s2.APIURL)
+	require.Empty(t, s2.NewAPIKey, "restart must keep the existing key")
+	require.NotContains(t, out.String(), "mp_", "the key must be printed only on first start")
+	b, err := os.ReadFile(filepath.Join(dir, devstack.KeyFile))
+	require.NoError(t, err)
+	code, _ = get(t, s2.APIURL+"/v1/models", strings.TrimSpace(string(b)))
+	require.Equal(t, http.StatusOK, code, "the saved key must still work after a restart")
+
+	tc2, err := client.Dial(client.Options{HostPort: s2.TemporalAddress})
+	require.NoError(t, err)
+	defer tc2.Close()
+	desc, err := tc2.DescribeWorkflowExecution(context.Background(), "survives-restart", run.GetRunID())
+	require.NoError(t, err, "workflow started before the restart must still exist")
+	require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.WorkflowExecutionInfo.Status)
+}
+
+func TestStack_PrivatePostgresClusterAndCleanShutdown(t *testing.T) {
+	if _, err := exec.LookPath("pg_ctl"); err != nil {
+		if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl"); len(m) == 0 {
+			t.Fatal("the PostgreSQL server binaries (initdb, pg_ctl) must be installed for this test")
+		}
+	}
+	dir := t.TempDir()
+	// The cluster runs as the postgres user when the test runs as root: it must be able to
+	// pass through the test's temporary directory.
+	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o711))
+	opts := devstack.Options{DataDir: dir, Postgres: devstack.PostgresOptions{LocalURL: closedPortURL(t)}}
+	s := startStack(t, opts)
+	require.Equal(t, "private cluster", s.Postgres.Source)
+	waitReady(t, s.APIURL)
+	require.NotEmpty(t, processesMentioning(t, filepath.Join(dir, "postgres")), "the private cluster should be running")
+	closeStack(t, s)
+
+	require.Empty(t, processesMentioning(t, dir), "processes left running after Close")
+	require.Empty(t, childrenOf(t, os.Getpid()), "child processes left after Close")
+
+	// The cluster keeps its data: a second start finds the admin key's workspace again.
+	s2 := startStack(t, opts)
+	require.Empty(t, s2.NewAPIKey)
+	closeStack(t, s2)
+	require.Empty(t, processesMentioning(t, dir))
+}
+
+func TestStartPostgres_SaysWhatWasTriedWhenNothingWorks(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notADir, nil, 0o600))
+	local := closedPortURL(t)
+	_, err := devstack.StartPostgres(context.Background(), devstack.PostgresOptions{LocalURL: local, DataDir: notADir})
+	require.Error(t, err)
+	msg := err.Error()
+	require.NotContains(t, msg, "\n", "one line")
+	require.Contains(t, msg, "DATABASE_URL is unset")
+	require.Contains(t, msg, strings.TrimPrefix(strings.Split(local, "@")[1], ""))
+	require.Contains(t, msg, "private cluster in "+filepath.Join(notADir, "postgres"))
+}
+
+func TestStartPostgres_BadDatabaseURLIsAnError(t *testing.T) {
+	_, err := devstack.StartPostgres(context.Background(), devstack.PostgresOptions{DatabaseURL: closedPortURL(t)})
+	require.ErrorContains(t, err, "DATABASE_URL")
+}
+
+// closedPortURL is a PostgreSQL URL on a port nothing listens on.
+func closedPortURL(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/modelplane?sslmode=disable"
+}
+
+// processesMentioning lists the PIDs whose command line contains s.
+func processesMentioning(t *testing.T, s string) []int {
+	t.Helper()
+	var pids []int
+	for _, p := range procs(t) {
+		if strings.Contains(p.cmdline, s) {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids
+}
+
+// childrenOf lists the live (not zombie) children of pid.
+func childrenOf(t *testing.T, pid int) []string {
+	t.Helper()
+	var out []string
+	for _, p := range procs(t) {
+		if p.ppid == pid && p.state != "Z" {
+			out = append(out, strconv.Itoa(p.pid)+" "+p.cmdline)
+		}
+	}
+	return out
+}
+
+type proc struct {
+	pid, ppid      int
+	state, cmdline string
+}
+
+func procs(t *testing.T) []proc {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	var out []proc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses and may contain spaces.
+		rest := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		ppid, _ := strconv.Atoi(rest[1])
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, proc{pid: pid, ppid: ppid, state: rest[0], cmdline: strings.ReplaceAll(string(cmd), "\x00", " ")})
+	}
+	return out
+}
+

@@ -1,0 +1,91 @@
+// Package worker wires modelplane's workflows and activities into a Temporal worker and
+// prepares the namespace they run in: search attributes and schedules.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+// New returns a worker on workflows.TaskQueue with every workflow and activity registered.
+// It is not started.
+func New(c client.Client, acts *activities.Activities) sdkworker.Worker {
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
+	w.RegisterWorkflow(workflows.Cleanup)
+	w.RegisterActivity(acts)
+	return w
+}
+
+// EnsureSearchAttributes registers modelplane's search attributes on the namespace, adding
+// only those it lacks, so it is safe at every start and on a cluster shared with others.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := workflows.SearchAttributes()
+	for name, typ := range missing {
+		if got, ok := have.GetCustomAttributes()[name]; ok {
+			if got != typ {
+				return fmt.Errorf("search attribute %s exists with type %s, modelplane needs %s", name, got, typ)
+			}
+			delete(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	if err != nil {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}
+
+// EnsureSchedules creates the Cleanup schedule unless it exists already.
+func EnsureSchedules(ctx context.Context, c client.Client) error {
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:   workflows.CleanupScheduleID,
+		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: workflows.CleanupInterval}}},
+		Action: &client.ScheduleWorkflowAction{
+			ID:        workflows.CleanupScheduleID,
+			Workflow:  workflows.Cleanup,
+			Args:      []any{workflows.DefaultCleanupInput()},
+			TaskQueue: workflows.TaskQueue,
+		},
+	})
+	if err != nil && !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		return fmt.Errorf("create schedule %s: %w", workflows.CleanupScheduleID, err)
+	}
+	return nil
+}
+
+// Run prepares the namespace and runs a worker until ctx is done.
+func Run(ctx context.Context, c client.Client, namespace string, acts *activities.Activities, log *slog.Logger) error {
+	if err := EnsureSearchAttributes(ctx, c, namespace); err != nil {
+		return err
+	}
+	if err := EnsureSchedules(ctx, c); err != nil {
+		return err
+	}
+	w := New(c, acts)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	log.Info("worker started", "task_queue", workflows.TaskQueue, "namespace", namespace)
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}

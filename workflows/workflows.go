@@ -1,0 +1,36 @@
+// Package workflows holds modelplane's Temporal workflow definitions, their IDs, inputs,
+// results and the search attributes they keep up to date.
+//
+// Workflow code here is deterministic: time comes from workflow.Now, waiting from timers and
+// selectors, and every side effect from an activity.
+package workflows
+
+import (
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+)
+
+// TaskQueue is the queue modelplane's workers poll for workflows and activities.
+const TaskQueue = "modelplane"
+
+// Search attributes that modelplane's workflows set, so that the Temporal UI answers "what is
+// happening to model X" without reading logs.
+var (
+	ModelIDAttr          = temporal.NewSearchAttributeKeyKeyword("ModelId")
+	DeploymentIDAttr     = temporal.NewSearchAttributeKeyKeyword("DeploymentId")
+	EnvironmentAttr      = temporal.NewSearchAttributeKeyKeyword("Environment")
+	PromotionStatusAttr  = temporal.NewSearchAttributeKeyKeyword("PromotionStatus")
+	DeploymentStatusAttr = temporal.NewSearchAttributeKeyKeyword("DeploymentStatus")
+)
+
+// SearchAttributes lists every custom search attribute by name and type, for registration
+// on the namespace.
+func SearchAttributes() map[string]enumspb.IndexedValueType {
+	out := map[string]enumspb.IndexedValueType{}
+	for _, k := range []temporal.SearchAttributeKeyKeyword{
+		ModelIDAttr, DeploymentIDAttr, EnvironmentAttr, PromotionStatusAttr, DeploymentStatusAttr,
+	} {
+		out[k.GetName()] = k.GetValueType()
+	}
+	return out
+}
