@@ -243,4 +243,3 @@ func procs(t *testing.T) []proc {
 	}
 	return out
 }
-

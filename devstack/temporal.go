@@ -23,8 +23,8 @@ import (
 	"go.temporal.io/server/temporal"
 	_ "modernc.org/sqlite" // the SQLite driver Temporal's file uses
 
-	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 
 	"github.com/modelplane/modelplane/workflows"

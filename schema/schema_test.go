@@ -12,10 +12,6 @@ import (
 	"github.com/modelplane/modelplane/schema"
 )
 
-
-
-
-
 // freshDB returns a connection to a new empty database dropped when the test ends.
 func freshDB(t *testing.T) *sql.DB {
 	t.Helper()

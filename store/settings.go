@@ -34,10 +34,10 @@ func DefaultAutoscalingSettings() AutoscalingSettings {
 
 // CanaryAnalysis compares a promotion's candidate with the current deployment at each stage.
 type CanaryAnalysis struct {
-	Enabled             bool    `json:"enabled"`
+	Enabled              bool    `json:"enabled"`
 	MaxErrorRateIncrease float64 `json:"max_error_rate_increase"`
-	MaxP99LatencyRatio  float64 `json:"max_p99_latency_ratio"`
-	MinRequestsPerStage int     `json:"min_requests_per_stage"`
+	MaxP99LatencyRatio   float64 `json:"max_p99_latency_ratio"`
+	MinRequestsPerStage  int     `json:"min_requests_per_stage"`
 }
 
 // PromotionSettings say how an environment takes a new deployment.
@@ -56,8 +56,8 @@ func DefaultPromotionSettings() PromotionSettings {
 		RampUpDurationSeconds:    600,
 		CanaryAnalysis: CanaryAnalysis{
 			MaxErrorRateIncrease: 0.01,
-			MaxP99LatencyRatio:  1.5,
-			MinRequestsPerStage: 20,
+			MaxP99LatencyRatio:   1.5,
+			MinRequestsPerStage:  20,
 		},
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -76,12 +77,24 @@ func translate(err error) error {
 	return err
 }
 
+// Pool limits. database/sql keeps only two idle connections by default, so any concurrency
+// above two opens and closes a PostgreSQL backend per query; keeping as many idle as may be
+// open avoids that, and the open limit keeps one process from exhausting the server's
+// max_connections (100 by default) when several processes share it.
+const (
+	maxOpenConns    = 20
+	connMaxIdleTime = 5 * time.Minute
+)
+
 // Open connects to PostgreSQL at url and checks the connection.
 func Open(ctx context.Context, url string) (*sqlx.DB, error) {
 	db, err := sqlx.Open("postgres", url)
 	if err != nil {
 		return nil, err
 	}
+	db.SetMaxOpenConns(maxOpenConns)
+	db.SetMaxIdleConns(maxOpenConns)
+	db.SetConnMaxIdleTime(connMaxIdleTime)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
