@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -152,17 +153,17 @@ func TestStack_PrivatePostgresClusterAndCleanShutdown(t *testing.T) {
 	s := startStack(t, opts)
 	require.Equal(t, "private cluster", s.Postgres.Source)
 	waitReady(t, s.APIURL)
-	require.NotEmpty(t, processesMentioning(t, filepath.Join(dir, "postgres")), "the private cluster should be running")
+	require.NotEmpty(t, processesMentioning(filepath.Join(dir, "postgres")), "the private cluster should be running")
 	closeStack(t, s)
 
-	require.Empty(t, processesMentioning(t, dir), "processes left running after Close")
-	require.Empty(t, childrenOf(t, os.Getpid()), "child processes left after Close")
+	require.Empty(t, processesMentioning(dir), "processes left running after Close")
+	require.Empty(t, childrenOf(os.Getpid()), "child processes left after Close")
 
 	// The cluster keeps its data: a second start finds the admin key's workspace again.
 	s2 := startStack(t, opts)
 	require.Empty(t, s2.NewAPIKey)
 	closeStack(t, s2)
-	require.Empty(t, processesMentioning(t, dir))
+	require.Empty(t, processesMentioning(dir))
 }
 
 func TestStartPostgres_SaysWhatWasTriedWhenNothingWorks(t *testing.T) {
@@ -192,54 +193,12 @@ func closedPortURL(t *testing.T) string {
 	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/modelplane?sslmode=disable"
 }
 
-// processesMentioning lists the PIDs whose command line contains s.
-func processesMentioning(t *testing.T, s string) []int {
-	t.Helper()
-	var pids []int
-	for _, p := range procs(t) {
-		if strings.Contains(p.cmdline, s) {
-			pids = append(pids, p.pid)
-		}
-	}
-	return pids
+// processesMentioning lists the processes whose command line contains s.
+func processesMentioning(s string) []proctest.Process {
+	return proctest.Where(func(p proctest.Process) bool { return strings.Contains(p.Cmdline, s) })
 }
 
-// childrenOf lists the live (not zombie) children of pid.
-func childrenOf(t *testing.T, pid int) []string {
-	t.Helper()
-	var out []string
-	for _, p := range procs(t) {
-		if p.ppid == pid && p.state != "Z" {
-			out = append(out, strconv.Itoa(p.pid)+" "+p.cmdline)
-		}
-	}
-	return out
-}
-
-type proc struct {
-	pid, ppid      int
-	state, cmdline string
-}
-
-func procs(t *testing.T) []proc {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	require.NoError(t, err)
-	var out []proc
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the command name, which is in parentheses and may contain spaces.
-		rest := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		ppid, _ := strconv.Atoi(rest[1])
-		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, proc{pid: pid, ppid: ppid, state: rest[0], cmdline: strings.ReplaceAll(string(cmd), "\x00", " ")})
-	}
-	return out
+// childrenOf lists the live children of pid.
+func childrenOf(pid int) []proctest.Process {
+	return proctest.Where(func(p proctest.Process) bool { return p.PPID == pid })
 }

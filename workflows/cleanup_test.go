@@ -14,61 +14,57 @@ import (
 	"github.com/modelplane/modelplane/workflows"
 )
 
-func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
+var cleanupStart = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// runCleanup runs Cleanup with PruneLoadSamples answered by prune, and returns the inputs the
+// activity was called with.
+func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activities.PruneLoadSamplesResult, error)) (
+	*testsuite.TestWorkflowEnvironment, []activities.PruneLoadSamplesInput) {
+	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	env.SetStartTime(start)
+	env.SetStartTime(cleanupStart)
 	var a *activities.Activities
-	var got activities.PruneLoadSamplesInput
+	var calls []activities.PruneLoadSamplesInput
 	env.OnActivity(a.PruneLoadSamples, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PruneLoadSamplesInput) (activities.PruneLoadSamplesResult, error) {
-			got = in
+			calls = append(calls, in)
+			return prune()
+		})
+	env.ExecuteWorkflow(workflows.Cleanup, in)
+	require.True(t, env.IsWorkflowCompleted())
+	return env, calls
+}
+
+func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
+	env, calls := runCleanup(t, workflows.CleanupInput{LoadSampleRetention: 30 * time.Minute},
+		func() (activities.PruneLoadSamplesResult, error) {
 			return activities.PruneLoadSamplesResult{Deleted: 7}, nil
 		})
-
-	env.ExecuteWorkflow(workflows.Cleanup, workflows.CleanupInput{LoadSampleRetention: 30 * time.Minute})
-	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	var res workflows.CleanupResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.EqualValues(t, 7, res.LoadSamplesDeleted)
-	require.True(t, got.Before.Equal(start.Add(-30*time.Minute)), "cutoff %v, want %v", got.Before, start.Add(-30*time.Minute))
+	require.Len(t, calls, 1)
+	want := cleanupStart.Add(-30 * time.Minute)
+	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)
 }
 
 func TestCleanup_ZeroRetentionUsesDefault(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	env.SetStartTime(start)
-	var a *activities.Activities
-	var got activities.PruneLoadSamplesInput
-	env.OnActivity(a.PruneLoadSamples, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PruneLoadSamplesInput) (activities.PruneLoadSamplesResult, error) {
-			got = in
-			return activities.PruneLoadSamplesResult{}, nil
-		})
-
-	env.ExecuteWorkflow(workflows.Cleanup, workflows.CleanupInput{})
+	env, calls := runCleanup(t, workflows.CleanupInput{},
+		func() (activities.PruneLoadSamplesResult, error) { return activities.PruneLoadSamplesResult{}, nil })
 	require.NoError(t, env.GetWorkflowError())
-	want := start.Add(-workflows.DefaultCleanupInput().LoadSampleRetention)
-	require.True(t, got.Before.Equal(want), "cutoff %v, want %v", got.Before, want)
+	want := cleanupStart.Add(-workflows.DefaultCleanupInput().LoadSampleRetention)
+	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)
 }
 
 func TestCleanup_RetriesThenFailsWhenDatabaseStaysDown(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	var a *activities.Activities
-	calls := 0
-	env.OnActivity(a.PruneLoadSamples, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, _ activities.PruneLoadSamplesInput) (activities.PruneLoadSamplesResult, error) {
-			calls++
+	env, calls := runCleanup(t, workflows.CleanupInput{},
+		func() (activities.PruneLoadSamplesResult, error) {
 			return activities.PruneLoadSamplesResult{}, errors.New("connection refused")
 		})
-
-	env.ExecuteWorkflow(workflows.Cleanup, workflows.CleanupInput{})
 	require.Error(t, env.GetWorkflowError())
-	require.Equal(t, 5, calls, "the activity must be retried up to its policy's limit")
+	require.Len(t, calls, 5, "the activity must be retried up to its policy's limit")
 }
 
 func TestSearchAttributes_AreKeywords(t *testing.T) {

@@ -36,9 +36,9 @@ func newKeysCreateCmd() *cobra.Command {
 				return fmt.Errorf("workspace %q: use 1-63 lowercase letters, digits, - or _, starting with a letter or digit", workspace)
 			}
 			ctx := cmd.Context()
-			db, err := store.Open(ctx, dbURL)
+			db, err := openDB(ctx, dbURL)
 			if err != nil {
-				return fmt.Errorf("postgres at %s: %w", redactURL(dbURL), err)
+				return err
 			}
 			defer db.Close()
 			ws, _, err := store.EnsureWorkspace(ctx, db, workspace)
@@ -71,9 +71,9 @@ func newKeysRevokeCmd() *cobra.Command {
 			if kid, _, err := apikey.Parse(id); err == nil {
 				id = kid
 			}
-			db, err := store.Open(cmd.Context(), dbURL)
+			db, err := openDB(cmd.Context(), dbURL)
 			if err != nil {
-				return fmt.Errorf("postgres at %s: %w", redactURL(dbURL), err)
+				return err
 			}
 			defer db.Close()
 			if err := store.RevokeAPIKey(cmd.Context(), db, id); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -157,23 +158,7 @@ func TestMigrate_SecondRunReportsVersionOnly(t *testing.T) {
 	require.Contains(t, string(out), "schema at version")
 }
 
-// groupMembers lists live processes in process group pgid.
-func groupMembers(pgid int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		rest := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(rest) > 3 && rest[0] != "Z" && rest[3] == strconv.Itoa(pgid) {
-			out = append(out, pid)
-		}
-	}
-	return out
+// groupMembers lists the live processes in process group pgid.
+func groupMembers(pgid int) []proctest.Process {
+	return proctest.Where(func(p proctest.Process) bool { return p.PGID == pgid })
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/spf13/cobra"
 
 	"github.com/modelplane/modelplane/devstack"
@@ -35,6 +37,15 @@ func defaultDatabaseURL() string {
 	return devstack.DefaultLocalDatabaseURL
 }
 
+// openDB connects to PostgreSQL, naming the server (not the password) when it cannot.
+func openDB(ctx context.Context, u string) (*sqlx.DB, error) {
+	db, err := store.Open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("postgres at %s: %w", redactURL(u), err)
+	}
+	return db, nil
+}
+
 func redactURL(u string) string {
 	parsed, err := url.Parse(u)
 	if err != nil {
@@ -50,9 +61,9 @@ func newMigrateCmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Apply pending schema migrations (api and dev also do this at start)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := store.Open(cmd.Context(), dbURL)
+			db, err := openDB(cmd.Context(), dbURL)
 			if err != nil {
-				return fmt.Errorf("postgres at %s: %w", redactURL(dbURL), err)
+				return err
 			}
 			defer db.Close()
 			applied, err := schema.Migrate(cmd.Context(), db.DB)

@@ -18,7 +18,6 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/schema"
-	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/worker"
 )
 
@@ -35,11 +34,15 @@ func temporalFlags(cmd *cobra.Command, c *serverConfig) {
 	cmd.Flags().StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
 }
 
-func dialTemporal(ctx context.Context, c serverConfig, log *slog.Logger) (client.Client, error) {
-	tc, err := client.DialContext(ctx, client.Options{
+func temporalOptions(c serverConfig, log *slog.Logger) client.Options {
+	return client.Options{
 		HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
 		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
-	})
+	}
+}
+
+func dialTemporal(ctx context.Context, c serverConfig, log *slog.Logger) (client.Client, error) {
+	tc, err := client.DialContext(ctx, temporalOptions(c, log))
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s: %w", c.TemporalAddress, err)
 	}
@@ -60,9 +63,9 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			log := logger()
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			db, err := store.Open(ctx, c.DatabaseURL)
+			db, err := openDB(ctx, c.DatabaseURL)
 			if err != nil {
-				return fmt.Errorf("postgres at %s: %w", redactURL(c.DatabaseURL), err)
+				return err
 			}
 			defer db.Close()
 			if _, err := schema.Migrate(ctx, db.DB); err != nil {
@@ -70,10 +73,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			// The API serves without Temporal (and says so on /readyz) so that a Temporal
 			// outage does not take the read routes down; the client connects lazily.
-			tc, err := client.NewLazyClient(client.Options{
-				HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
-				Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
-			})
+			tc, err := client.NewLazyClient(temporalOptions(c, log))
 			if err != nil {
 				return err
 			}
@@ -115,9 +115,9 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			log := logger()
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			db, err := store.Open(ctx, c.DatabaseURL)
+			db, err := openDB(ctx, c.DatabaseURL)
 			if err != nil {
-				return fmt.Errorf("postgres at %s: %w", redactURL(c.DatabaseURL), err)
+				return err
 			}
 			defer db.Close()
 			tc, err := dialTemporal(ctx, c, log)

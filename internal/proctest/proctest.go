@@ -1,0 +1,56 @@
+// Package proctest lists the machine's processes from /proc, for tests that check that
+// nothing was left running.
+package proctest
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Process is one live process.
+type Process struct {
+	PID, PPID, PGID int
+	State           string // "R", "S", "Z", ...
+	Cmdline         string // arguments joined by spaces
+}
+
+// List returns every process readable in /proc, zombies excluded.
+func List() []Process {
+	entries, _ := os.ReadDir("/proc")
+	var out []Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses and may hold spaces:
+		// state, ppid, pgrp, ...
+		rest := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(rest) < 3 || rest[0] == "Z" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(rest[1])
+		pgid, _ := strconv.Atoi(rest[2])
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, Process{PID: pid, PPID: ppid, PGID: pgid, State: rest[0],
+			Cmdline: strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))})
+	}
+	return out
+}
+
+// Where returns the processes for which keep is true.
+func Where(keep func(Process) bool) []Process {
+	var out []Process
+	for _, p := range List() {
+		if keep(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
