@@ -202,3 +202,21 @@ func processesMentioning(s string) []proctest.Process {
 func childrenOf(pid int) []proctest.Process {
 	return proctest.Where(func(p proctest.Process) bool { return p.PPID == pid })
 }
+
+func TestStack_ExternalTemporalStartsNoServerOrUI(t *testing.T) {
+	embedded := startStack(t, devstack.Options{DataDir: t.TempDir(), Postgres: devstack.PostgresOptions{DatabaseURL: dbURL}})
+	defer closeStack(t, embedded)
+
+	dir := t.TempDir()
+	s := startStack(t, devstack.Options{DataDir: dir, TemporalAddress: embedded.TemporalAddress,
+		Postgres: devstack.PostgresOptions{DatabaseURL: dbURL}})
+	require.Equal(t, embedded.TemporalAddress, s.TemporalAddress)
+	require.Empty(t, s.TemporalUIURL, "no UI is started for an external cluster")
+	waitReady(t, s.APIURL)
+	closeStack(t, s)
+	_, err := os.Stat(filepath.Join(dir, "temporal.db"))
+	require.ErrorIs(t, err, os.ErrNotExist, "no embedded server history may be created")
+
+	// The external cluster is still serving after the second stack stopped.
+	waitReady(t, embedded.APIURL)
+}
