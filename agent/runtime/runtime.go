@@ -1,0 +1,90 @@
+// Package runtime is the narrow interface between the node agent and what actually runs a
+// replica: a process group on the host (package process) or a container (package docker).
+//
+// A runtime starts a replica from a Spec and returns a Handle: everything needed to find the
+// replica again. The agent persists handles in its state file, so after its own restart it
+// re-adopts live replicas through Adopt instead of orphaning or duplicating them.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Spec is what one replica runs.
+type Spec struct {
+	ReplicaID    string
+	DeploymentID string
+	// Environment is the environment the replica serves (MODELPLANE_ENVIRONMENT); empty for
+	// a deployment reached only by ID.
+	Environment string
+	// Dir is the replica's own directory: the runtime may write only under it. The process
+	// runtime runs the model package unpacked in PackageDir, which lies inside Dir.
+	Dir        string
+	PackageDir string
+	// Command is the argv to run (process runtime), relative paths resolved in PackageDir.
+	Command []string
+	// Image is the container image (docker runtime).
+	Image string
+	// Env holds the package's environment variables and secrets; the runtime adds PORT,
+	// CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, MODELPLANE_ENVIRONMENT and
+	// MODELPLANE_DEPLOYMENT_ID itself.
+	Env map[string]string
+	// GPUUUIDs are the GPUs (or MIG instances) allocated to the replica.
+	GPUUUIDs []string
+	// Port is the host port the model server must be reachable on.
+	Port int
+	// HealthPath is probed with GET until it answers 200.
+	HealthPath string
+}
+
+// Handle finds a started replica again, also from another agent process.
+type Handle struct {
+	ReplicaID string `json:"replica_id"`
+	Runtime   string `json:"runtime"` // "process" or "docker"
+	// PID and StartTime identify a process: a PID alone may have been reused after the
+	// replica died, the start time (clock ticks since boot, /proc/PID/stat field 22) may not.
+	PID       int    `json:"pid,omitempty"`
+	StartTime uint64 `json:"start_time,omitempty"`
+	// ContainerID identifies a container.
+	ContainerID string `json:"container_id,omitempty"`
+	// Address is the model server's host:port.
+	Address string `json:"address"`
+	// LogDir holds stdout.log and stderr.log (process runtime).
+	LogDir string `json:"log_dir,omitempty"`
+}
+
+// Status is what a runtime knows about a replica's process or container.
+type Status struct {
+	Running bool
+	// ExitCode is set once the replica has exited.
+	ExitCode *int
+	// Error says why the replica is not running, when the runtime knows.
+	Error string
+	// LogTail holds the last lines the replica wrote, for a replica that died.
+	LogTail []string
+}
+
+// ErrNotFound means the runtime has no trace of the replica (its process or container is gone
+// and nothing remains to report).
+var ErrNotFound = errors.New("replica not found in runtime")
+
+// Runtime runs replicas.
+type Runtime interface {
+	// Name is "process" or "docker".
+	Name() string
+	// Start starts the replica and returns at once; readiness is the agent's to probe.
+	Start(ctx context.Context, spec Spec) (Handle, error)
+	// Status reports whether the replica still runs and, if not, how it ended.
+	Status(ctx context.Context, h Handle) (Status, error)
+	// Stop asks the replica to stop (SIGTERM, or the container's stop signal), waits up to
+	// grace, then kills it. Stopping a replica that is gone is not an error.
+	Stop(ctx context.Context, h Handle, grace time.Duration) error
+	// Adopt checks, after an agent restart, that h still designates the live replica this
+	// agent started (same PID and start time, or the container with the replica's label).
+	Adopt(ctx context.Context, h Handle) (bool, error)
+	// Orphans lists what this runtime started on this host that is still running but belongs
+	// to none of the known replica IDs, so the agent can stop it.
+	Orphans(ctx context.Context, known map[string]bool) ([]Handle, error)
+}
