@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
+
+	"github.com/modelplane/modelplane/agent"
 )
 
 // Deps are what the API needs from the rest of the system.
@@ -25,6 +27,9 @@ type Deps struct {
 	// Registry receives the API's metrics and is served on /metrics; nil means the
 	// process-wide default registry.
 	Registry *prometheus.Registry
+	// NodeToken is the secret agents present to report to the API (and the API presents
+	// to agents). Empty disables node registration.
+	NodeToken string
 }
 
 // Server is the management API over its dependencies.
@@ -61,6 +66,10 @@ func New(deps Deps) *echo.Echo {
 	v1 := e.Group("/v1", RequireKey(deps.DB, s.log))
 	v1.GET("/models", s.listModels)
 	v1.GET("/models/:model_id", s.getModel)
+	v1.GET("/nodes", s.listNodes)
+
+	// Agents report here with the node token, not an API key.
+	e.POST(agent.HeartbeatPath, s.nodeHeartbeat, s.requireNodeToken, middleware.BodyLimit("4M"))
 	return e
 }
 

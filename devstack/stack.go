@@ -35,6 +35,9 @@ const DefaultWorkspace = "default"
 // KeyFile is the file in the data directory that holds dev's admin key.
 const KeyFile = "api-key"
 
+// NodeTokenFile is the file in the data directory that holds the node token agents use.
+const NodeTokenFile = "node-token"
+
 // Options configure the stack. Zero values take the defaults documented on each field.
 type Options struct {
 	DataDir string // required; created if missing
@@ -119,6 +122,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.NewAPIKey, err = ensureAdminKey(ctx, s.db, filepath.Join(opts.DataDir, KeyFile)); err != nil {
 		return nil, err
 	}
+	nodeToken, err := ensureNodeToken(filepath.Join(opts.DataDir, NodeTokenFile))
+	if err != nil {
+		return nil, err
+	}
 
 	s.TemporalAddress = opts.TemporalAddress
 	if s.TemporalAddress == "" {
@@ -155,7 +162,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.APIURL = "http://" + ln.Addr().String()
 	s.http = &http.Server{
-		Handler:           api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log}),
+		Handler:           api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
@@ -234,4 +241,20 @@ func ensureAdminKey(ctx context.Context, db *sqlx.DB, path string) (string, erro
 		return "", err
 	}
 	return text, nil
+}
+
+// ensureNodeToken returns the node token kept in path, creating it (0600) on first start.
+func ensureNodeToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	t := store.NewID(40)
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return t, nil
 }

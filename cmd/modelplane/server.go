@@ -24,6 +24,7 @@ import (
 // serverConfig is what the production processes (api, worker) connect to.
 type serverConfig struct {
 	Listen            string
+	NodeTokenFile     string
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
@@ -78,9 +79,15 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
+			var nodeToken string
+			if c.NodeTokenFile != "" {
+				if nodeToken, err = readToken(c.NodeTokenFile); err != nil {
+					return err
+				}
+			}
 			srv := &http.Server{
 				Addr:              c.Listen,
-				Handler:           api.New(api.Deps{DB: db, Temporal: tc, Logger: log}),
+				Handler:           api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken}),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
 			errc := make(chan error, 1)
@@ -100,6 +107,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")
+	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
 	return cmd

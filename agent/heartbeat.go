@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// HeartbeatPath is the control plane route the agent reports to. The first heartbeat
+// registers the node.
+const HeartbeatPath = "/internal/v1/nodes/heartbeat"
+
+// Heartbeat is what the agent reports every few seconds: where it is, its GPUs with health
+// and assignments, and its replicas.
+type Heartbeat struct {
+	Name      string            `json:"name"`
+	AgentID   string            `json:"agent_id"`
+	AgentURL  string            `json:"agent_url"`
+	Inventory InventoryResponse `json:"inventory"`
+	Replicas  []Replica         `json:"replicas"`
+}
+
+// Heartbeat builds the current report.
+func (a *Agent) Heartbeat() (Heartbeat, error) {
+	inv, err := a.Inventory()
+	if err != nil {
+		return Heartbeat{}, err
+	}
+	rs := a.snapshot()
+	out := make([]Replica, 0, len(rs))
+	for _, r := range rs {
+		p := public(r)
+		p.Handle = nil
+		out = append(out, p)
+	}
+	return Heartbeat{Name: a.cfg.Name, AgentID: a.agentID, AgentURL: a.cfg.AdvertiseURL, Inventory: inv, Replicas: out}, nil
+}
+
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		err := a.sendHeartbeat(ctx)
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			a.log.Warn("heartbeat to the control plane failed", "api_url", a.cfg.APIURL, "err", err)
+			failing = true
+		case err == nil && failing:
+			a.log.Info("heartbeat to the control plane works again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) sendHeartbeat(ctx context.Context) error {
+	hb, err := a.Heartbeat()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(hb)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.cfg.APIURL, "/")+HeartbeatPath, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}

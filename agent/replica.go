@@ -1,0 +1,490 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/modelplane/modelplane/agent/runtime"
+	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/nvml"
+	"github.com/modelplane/modelplane/runtime/python"
+)
+
+// StartRequest is the body of POST /v1/replicas.
+type StartRequest struct {
+	ReplicaID    string `json:"replica_id"`
+	DeploymentID string `json:"deployment_id"`
+	Environment  string `json:"environment,omitempty"`
+	// ArchiveURL (http, https or file) and ArchiveSHA256 name the model package to run.
+	ArchiveURL    string `json:"archive_url,omitempty"`
+	ArchiveSHA256 string `json:"archive_sha256,omitempty"`
+	// Image runs a container image instead of an archive.
+	Image string `json:"image,omitempty"`
+	// Config holds config.yaml's keys as JSON. With an archive it overrides the package's own
+	// config.yaml (the control plane's current config wins); without one it is required.
+	Config json.RawMessage   `json:"config,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
+	// Secrets are the workspace's secret values; the model gets those its config names.
+	Secrets   map[string]string `json:"secrets,omitempty"`
+	Resources Resources         `json:"resources"`
+}
+
+// Resources is what the replica needs from the node.
+type Resources struct {
+	GPUCount     int    `json:"gpu_count"`
+	GPUType      string `json:"gpu_type,omitempty"`
+	GPUMemoryGiB int    `json:"gpu_memory_gib,omitempty"`
+	MIGProfile   string `json:"mig_profile,omitempty"`
+}
+
+var (
+	replicaIDPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	deploymentIDPattern = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+	sha256Pattern       = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
+	envNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// fieldError names the request field that is wrong.
+type fieldError struct{ field, msg string }
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+// validate checks the request and returns the parsed config override, if any.
+func (r *StartRequest) validate() (*modelpkg.Config, error) {
+	switch {
+	case !replicaIDPattern.MatchString(r.ReplicaID):
+		return nil, &fieldError{"replica_id", "required: 1-64 lowercase letters, digits or -"}
+	case !deploymentIDPattern.MatchString(r.DeploymentID):
+		return nil, &fieldError{"deployment_id", "required: 1-64 lowercase letters or digits"}
+	case r.ArchiveURL == "" && r.Image == "" && len(r.Config) == 0:
+		return nil, &fieldError{"archive_url", "an archive_url, an image or a config with an image is required"}
+	case r.ArchiveURL != "" && r.Image != "":
+		return nil, &fieldError{"image", "give an archive_url or an image, not both"}
+	case r.Resources.GPUCount < 0 || r.Resources.GPUCount > 16:
+		return nil, &fieldError{"resources.gpu_count", "must be 0-16"}
+	case r.Resources.GPUMemoryGiB < 0:
+		return nil, &fieldError{"resources.gpu_memory_gib", "must not be negative"}
+	case r.Resources.MIGProfile != "" && r.Resources.GPUCount > 1:
+		return nil, &fieldError{"resources.mig_profile", "a MIG profile gives one slice: gpu_count must be 0 or 1"}
+	}
+	if r.ArchiveURL != "" {
+		u, err := url.Parse(r.ArchiveURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
+			return nil, &fieldError{"archive_url", "must be an http, https or file URL"}
+		}
+		if !sha256Pattern.MatchString(r.ArchiveSHA256) {
+			return nil, &fieldError{"archive_sha256", "required with archive_url: 64 lowercase hex digits"}
+		}
+	}
+	for k := range r.Env {
+		if !envNamePattern.MatchString(k) {
+			return nil, &fieldError{"env", fmt.Sprintf("%q is not a valid variable name", k)}
+		}
+	}
+	if len(r.Config) == 0 {
+		return nil, nil
+	}
+	cfg, err := modelpkg.ParseConfig(r.Config)
+	if err != nil {
+		var fe *modelpkg.FieldError
+		if errors.As(err, &fe) {
+			return nil, &fieldError{"config." + fe.Field, fe.Message}
+		}
+		return nil, &fieldError{"config", err.Error()}
+	}
+	if r.ArchiveURL == "" && cfg.Runtime != "docker" {
+		return nil, &fieldError{"config.runtime", "without an archive only a docker image can run"}
+	}
+	return &cfg, nil
+}
+
+// request turns the resources into an allocation request; a config override fills in what the
+// request leaves out.
+func (r *StartRequest) gpuRequest(cfg *modelpkg.Config) nvml.Request {
+	res := r.Resources
+	if res == (Resources{}) && cfg != nil {
+		res = Resources{GPUCount: cfg.Resources.GPUCount, GPUType: cfg.Resources.GPUType,
+			GPUMemoryGiB: cfg.Resources.GPUMemoryGiB, MIGProfile: cfg.Resources.MIGProfile}
+	}
+	return nvml.Request{GPUCount: res.GPUCount, GPUType: res.GPUType, GPUMemoryGiB: res.GPUMemoryGiB, MIGProfile: res.MIGProfile}
+}
+
+// errConflict is a start that cannot be done: the ID is taken by another deployment, or the
+// GPUs are not there.
+type errConflict struct{ msg string }
+
+func (e *errConflict) Error() string { return e.msg }
+
+// Start registers the replica, allocates its GPUs at once (so an impossible request is
+// answered at once), and starts it in the background. A second call with the same replica ID
+// returns the replica as it is.
+func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
+	override, err := req.validate()
+	if err != nil {
+		return Replica{}, false, err
+	}
+	runtimeName := "process"
+	if req.Image != "" || (override != nil && override.Runtime == "docker") {
+		runtimeName = "docker"
+	}
+	if a.runtimeFor(runtimeName) == nil {
+		return Replica{}, false, &fieldError{"image", "this agent runs no containers (start it with --runtime docker)"}
+	}
+	inv, err := a.gpus.Inventory()
+	if err != nil {
+		return Replica{}, false, fmt.Errorf("reading the GPU inventory: %w", err)
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r, ok := a.replicas[req.ReplicaID]; ok {
+		if r.DeploymentID != req.DeploymentID {
+			return Replica{}, false, &errConflict{fmt.Sprintf("replica %s already exists for deployment %s", r.ID, r.DeploymentID)}
+		}
+		return *r, false, nil
+	}
+	uuids, err := nvml.Allocate(req.gpuRequest(override), inv, a.assignedLocked())
+	if err != nil {
+		return Replica{}, false, &errConflict{err.Error()}
+	}
+	r := &Replica{
+		ID: req.ReplicaID, DeploymentID: req.DeploymentID, Environment: req.Environment,
+		State: StateStarting, GPUUUIDs: uuids, Runtime: runtimeName,
+		CreatedAt: time.Now().UTC(), Request: req,
+	}
+	if r.GPUUUIDs == nil {
+		r.GPUUUIDs = []string{}
+	}
+	a.replicas[r.ID] = r
+	if err := a.persistLocked(); err != nil {
+		delete(a.replicas, r.ID)
+		return Replica{}, false, err
+	}
+	a.mu.Unlock()
+	a.spawn(r.ID, func(ctx context.Context) { a.launch(ctx, r, override) })
+	a.mu.Lock()
+	return *r, true, nil
+}
+
+// launch prepares and starts the replica's server, then supervises it.
+func (a *Agent) launch(ctx context.Context, r *Replica, override *modelpkg.Config) {
+	log := a.log.With("replica_id", r.ID, "deployment_id", r.DeploymentID)
+	spec, cfg, err := a.prepare(ctx, r, override)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("replica failed to start", "err", err)
+		a.fail(r, err.Error(), nil)
+		return
+	}
+	rt := a.runtimeFor(r.Runtime)
+	if ctx.Err() != nil {
+		return
+	}
+	h, err := rt.Start(ctx, spec)
+	if err != nil {
+		a.fail(r, "starting the server: "+err.Error(), nil)
+		return
+	}
+	// The handle is recorded even when a stop arrived meanwhile: the stop, which waits for
+	// this goroutine, then finds the process to stop.
+	a.mu.Lock()
+	r.Handle, r.Address = &h, h.Address
+	r.HealthPath, r.PredictPath = cfg.HealthPath, cfg.PredictPath
+	if err := a.persistLocked(); err != nil {
+		log.Error("writing the state file", "err", err)
+	}
+	a.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	log.Info("replica server started", "address", h.Address, "gpus", strings.Join(r.GPUUUIDs, ","))
+	a.supervise(ctx, r, false)
+}
+
+// prepare fetches and unpacks the package (or takes the image) and builds the runtime spec.
+func (a *Agent) prepare(ctx context.Context, r *Replica, override *modelpkg.Config) (runtime.Spec, modelpkg.Config, error) {
+	req := r.Request
+	dir := filepath.Join(a.cfg.StateDir, "replicas", r.ID)
+	pkgDir := filepath.Join(dir, "pkg")
+	if err := os.RemoveAll(pkgDir); err != nil {
+		return runtime.Spec{}, modelpkg.Config{}, err
+	}
+	if err := os.MkdirAll(pkgDir, 0o755); err != nil {
+		return runtime.Spec{}, modelpkg.Config{}, err
+	}
+	var cfg modelpkg.Config
+	if req.ArchiveURL != "" {
+		body, err := a.openArchive(ctx, req.ArchiveURL)
+		if err != nil {
+			return runtime.Spec{}, cfg, fmt.Errorf("fetching the archive: %w", err)
+		}
+		cfg, err = modelpkg.Extract(body, req.ArchiveSHA256, pkgDir)
+		body.Close()
+		if err != nil {
+			_ = os.RemoveAll(pkgDir)
+			return runtime.Spec{}, cfg, fmt.Errorf("unpacking the archive: %w", err)
+		}
+	}
+	if override != nil {
+		cfg = *override
+	}
+	if req.Image != "" {
+		cfg.Runtime, cfg.Image = "docker", req.Image
+		if cfg.HealthPath == "" {
+			cfg.HealthPath, cfg.PredictPath = "/health", "/predict"
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return runtime.Spec{}, cfg, err
+	}
+	env := map[string]string{}
+	for k, v := range cfg.EnvironmentVariables {
+		env[k] = v
+	}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	spec := runtime.Spec{
+		ReplicaID: r.ID, DeploymentID: r.DeploymentID, Environment: r.Environment,
+		Dir: dir, PackageDir: pkgDir, Image: cfg.Image, Env: env, GPUUUIDs: r.GPUUUIDs,
+		Port: port, HealthPath: cfg.HealthPath,
+	}
+	switch cfg.Runtime {
+	case "python":
+		server, err := python.WriteServer(dir)
+		if err != nil {
+			return spec, cfg, err
+		}
+		// The model's config dict and its secrets travel in the environment.
+		pyEnv, err := python.Env(cfg, req.Secrets)
+		if err != nil {
+			return spec, cfg, err
+		}
+		for k, v := range pyEnv {
+			spec.Env[k] = v
+		}
+		spec.Command = python.Command(server, pkgDir)
+	case "process":
+		spec.Command = cfg.Command
+	}
+	return spec, cfg, nil
+}
+
+// openArchive opens a package by URL. The node token goes only to the control plane.
+func (a *Agent) openArchive(ctx context.Context, raw string) (io.ReadCloser, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "file" {
+		return os.Open(u.Path)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+	if err != nil {
+		return nil, err
+	}
+	if a.cfg.APIURL != "" && strings.HasPrefix(raw, strings.TrimSuffix(a.cfg.APIURL, "/")+"/") {
+		req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+	}
+	// Archives can be large: no overall timeout, the context cancels.
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", raw, resp.Status)
+	}
+	return resp.Body, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// goSupervise supervises an adopted replica in the background.
+func (a *Agent) goSupervise(r *Replica, ready bool) {
+	a.spawn(r.ID, func(ctx context.Context) { a.supervise(ctx, r, ready) })
+}
+
+// supervise probes the replica until it is ready, then keeps checking that its server runs
+// and answers; a server that exits is reported FAILED with its exit code and last log lines.
+func (a *Agent) supervise(ctx context.Context, r *Replica, ready bool) {
+	a.mu.Lock()
+	h, healthURL := *r.Handle, "http://"+r.Handle.Address+r.HealthPath
+	a.mu.Unlock()
+	rt := a.runtimeFor(r.Runtime)
+	probe := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(a.cfg.StartTimeout)
+	interval := 200 * time.Millisecond // fast while starting
+	failures := 0
+	for {
+		st, err := rt.Status(ctx, h)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && !st.Running {
+			reason := "the server exited"
+			if st.ExitCode != nil {
+				reason = fmt.Sprintf("the server exited with code %d", *st.ExitCode)
+			}
+			a.fail(r, reason, &st)
+			a.log.Warn("replica failed", "replica_id", r.ID, "reason", reason)
+			return
+		}
+		healthy := healthOK(ctx, probe, healthURL)
+		switch {
+		case healthy:
+			failures = 0
+			if !ready {
+				ready, interval = true, a.cfg.SuperviseInterval
+				a.log.Info("replica ready", "replica_id", r.ID)
+			}
+			a.setState(r, StateReady, "")
+		case ready:
+			// A ready replica that stops answering is taken out of rotation after three
+			// misses in a row, and back in when it answers again.
+			if failures++; failures >= 3 {
+				a.setState(r, StateStarting, "health check failing")
+			}
+		case time.Now().After(deadline):
+			_ = rt.Stop(context.Background(), h, a.cfg.StopGrace)
+			st, _ := rt.Status(context.Background(), h)
+			a.fail(r, fmt.Sprintf("no successful health check on %s within %s", r.HealthPath, a.cfg.StartTimeout), &st)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+func healthOK(ctx context.Context, c *http.Client, u string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Stop stops a replica gracefully and frees its GPUs. Stopping a stopped replica answers it as
+// it is; an unknown one is ErrUnknownReplica.
+func (a *Agent) Stop(id string, grace time.Duration) (Replica, error) {
+	a.mu.Lock()
+	r, ok := a.replicas[id]
+	if !ok {
+		a.mu.Unlock()
+		return Replica{}, ErrUnknownReplica
+	}
+	if !r.live() {
+		c := *r
+		a.mu.Unlock()
+		return c, nil
+	}
+	r.State = StateStopping
+	if err := a.persistLocked(); err != nil {
+		a.log.Error("writing the state file", "err", err)
+	}
+	a.mu.Unlock()
+	a.halt(id)
+	a.stop(r, grace)
+	rep, _ := a.replica(id)
+	return rep, nil
+}
+
+// ErrUnknownReplica is a replica ID the agent has never seen.
+var ErrUnknownReplica = errors.New("unknown replica")
+
+func (a *Agent) goStop(r *Replica, grace time.Duration) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.stop(r, grace)
+	}()
+}
+
+func (a *Agent) stop(r *Replica, grace time.Duration) {
+	a.mu.Lock()
+	h := r.Handle
+	a.mu.Unlock()
+	if h != nil {
+		if rt := a.runtimeFor(r.Runtime); rt != nil {
+			if err := rt.Stop(context.Background(), *h, grace); err != nil {
+				a.log.Error("stopping replica", "replica_id", r.ID, "err", err)
+			}
+		}
+	}
+	// The package is not needed any more; the logs stay for inspection.
+	_ = os.RemoveAll(filepath.Join(a.cfg.StateDir, "replicas", r.ID, "pkg"))
+	a.mu.Lock()
+	now := time.Now().UTC()
+	r.State, r.StoppedAt = StateStopped, &now
+	if err := a.persistLocked(); err != nil {
+		a.log.Error("writing the state file", "err", err)
+	}
+	a.mu.Unlock()
+	a.log.Info("replica stopped", "replica_id", r.ID)
+}
+
+// rotateLoop keeps replica logs bounded and forgets replicas stopped more than an hour ago.
+func (a *Agent) rotateLoop(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		var dirs []string
+		changed := false
+		for id, r := range a.replicas {
+			if r.Handle != nil && r.Handle.LogDir != "" && r.live() {
+				dirs = append(dirs, r.Handle.LogDir)
+			}
+			if !r.live() && r.StoppedAt != nil && time.Since(*r.StoppedAt) > time.Hour {
+				delete(a.replicas, id)
+				_ = os.RemoveAll(filepath.Join(a.cfg.StateDir, "replicas", id))
+				changed = true
+			}
+		}
+		if changed {
+			_ = a.persistLocked()
+		}
+		a.mu.Unlock()
+		for _, d := range dirs {
+			if err := process.RotateLogs(d, 10<<20, 3); err != nil {
+				a.log.Warn("rotating logs", "dir", d, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,232 @@
+package agent
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/nvml"
+)
+
+// maxBody bounds a request to the agent: a start request is small; the package comes by URL.
+const maxBody = 1 << 20
+
+// InventoryResponse is GET /v1/inventory.
+type InventoryResponse struct {
+	Node              string    `json:"node"`
+	AgentID           string    `json:"agent_id"`
+	GPUProfile        string    `json:"gpu_profile"`
+	DriverVersion     string    `json:"driver_version"`
+	CUDADriverVersion string    `json:"cuda_driver_version"`
+	GPUs              []GPUInfo `json:"gpus"`
+}
+
+// GPUInfo is a GPU with the replica it is assigned to.
+type GPUInfo struct {
+	nvml.GPU
+	AssignedReplicaID string `json:"assigned_replica_id"`
+}
+
+// Handler is the agent's HTTP API, behind the node token.
+func (a *Agent) Handler() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.errorHandler
+	e.Use(middleware.Recover())
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	v1 := e.Group("/v1", a.requireToken, middleware.BodyLimit(strconv.Itoa(maxBody)))
+	v1.GET("/inventory", a.handleInventory)
+	v1.POST("/replicas", a.handleStart)
+	v1.GET("/replicas", a.handleList)
+	v1.GET("/replicas/:id", a.handleGet)
+	v1.DELETE("/replicas/:id", a.handleStop)
+	v1.GET("/replicas/:id/logs", a.handleLogs)
+	return e
+}
+
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// errorHandler answers every failure as {"error": {"code", "message"}}, like the API.
+func (a *Agent) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, "internal error"
+	var he *httpError
+	var fe *fieldError
+	var ce *errConflict
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+		status, msg = he.status, he.msg
+	case errors.As(err, &fe):
+		status, msg = http.StatusBadRequest, fe.Error()
+	case errors.As(err, &ce):
+		status, msg = http.StatusConflict, ce.msg
+	case errors.Is(err, ErrUnknownReplica):
+		status, msg = http.StatusNotFound, "unknown replica"
+	case errors.As(err, &ee):
+		status, msg = ee.Code, http.StatusText(ee.Code)
+		if s, ok := ee.Message.(string); ok && s != "" {
+			msg = s
+		}
+		if status == http.StatusRequestEntityTooLarge {
+			msg = fmt.Sprintf("request body over %d bytes", maxBody)
+		}
+	default:
+		a.log.Error("agent request failed", "path", c.Path(), "err", err)
+	}
+	code := strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
+	_ = c.JSON(status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+func (a *Agent) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.Token)) != 1 {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
+			return errorf(http.StatusUnauthorized, "missing or wrong node token")
+		}
+		return next(c)
+	}
+}
+
+// Inventory is the node's GPUs with their health and assignments.
+func (a *Agent) Inventory() (InventoryResponse, error) {
+	inv, err := a.gpus.Inventory()
+	if err != nil {
+		return InventoryResponse{}, err
+	}
+	a.mu.Lock()
+	assigned := a.assignedLocked()
+	a.mu.Unlock()
+	out := InventoryResponse{
+		Node: a.cfg.Name, AgentID: a.agentID, GPUProfile: a.gpus.Profile(),
+		DriverVersion: inv.DriverVersion, CUDADriverVersion: inv.CUDADriverVersion, GPUs: []GPUInfo{},
+	}
+	for _, g := range inv.GPUs {
+		info := GPUInfo{GPU: g, AssignedReplicaID: assigned[g.UUID]}
+		for _, m := range g.MIGInstances {
+			if id := assigned[m.UUID]; id != "" && info.AssignedReplicaID == "" {
+				info.AssignedReplicaID = id
+			}
+		}
+		out.GPUs = append(out.GPUs, info)
+	}
+	return out, nil
+}
+
+func (a *Agent) handleInventory(c echo.Context) error {
+	inv, err := a.Inventory()
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, inv)
+}
+
+func (a *Agent) handleStart(c echo.Context) error {
+	var req StartRequest
+	dec := jsonDecoder(c)
+	if err := dec.Decode(&req); err != nil {
+		var ee *echo.HTTPError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	r, created, err := a.Start(req)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, public(r))
+}
+
+func (a *Agent) handleList(c echo.Context) error {
+	rs := a.snapshot()
+	out := make([]Replica, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, public(r))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"replicas": out})
+}
+
+func (a *Agent) handleGet(c echo.Context) error {
+	r, ok := a.replica(c.Param("id"))
+	if !ok {
+		return ErrUnknownReplica
+	}
+	return c.JSON(http.StatusOK, public(r))
+}
+
+func (a *Agent) handleStop(c echo.Context) error {
+	grace := a.cfg.StopGrace
+	if v := c.QueryParam("grace_seconds"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 3600 {
+			return &fieldError{"grace_seconds", "must be 0-3600"}
+		}
+		grace = time.Duration(n) * time.Second
+	}
+	r, err := a.Stop(c.Param("id"), grace)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, public(r))
+}
+
+func (a *Agent) handleLogs(c echo.Context) error {
+	r, ok := a.replica(c.Param("id"))
+	if !ok {
+		return ErrUnknownReplica
+	}
+	stream := c.QueryParam("stream")
+	if stream == "" {
+		stream = "stdout"
+	}
+	tail := 100
+	if v := c.QueryParam("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return &fieldError{"tail", "must be 1-10000"}
+		}
+		tail = n
+	}
+	if r.Handle == nil || r.Handle.LogDir == "" {
+		return errorf(http.StatusNotFound, "replica %s has no log files (not started, or not a process replica)", r.ID)
+	}
+	lines, err := process.TailLog(r.Handle.LogDir, stream, tail)
+	if err != nil {
+		return &fieldError{"stream", err.Error()}
+	}
+	return c.String(http.StatusOK, strings.Join(lines, "\n")+"\n")
+}
+
+// public drops what only the state file needs.
+func public(r Replica) Replica {
+	r.Request.Config = nil
+	r.Request.Env = nil
+	r.Request.Secrets = nil
+	return r
+}

@@ -1,0 +1,117 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/store"
+)
+
+// requireNodeToken guards the routes agents call with the cluster's node token.
+func (s *Server) requireNodeToken(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.deps.NodeToken == "" {
+			return Errorf(http.StatusServiceUnavailable, "node registration is disabled: the API has no node token")
+		}
+		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.deps.NodeToken)) != 1 {
+			return Errorf(http.StatusUnauthorized, "missing or wrong node token")
+		}
+		return next(c)
+	}
+}
+
+// nodeHeartbeat records an agent's report; the first one registers the node.
+func (s *Server) nodeHeartbeat(c echo.Context) error {
+	var hb agent.Heartbeat
+	if err := c.Bind(&hb); err != nil {
+		return Errorf(http.StatusBadRequest, "invalid heartbeat: %v", err)
+	}
+	switch {
+	case hb.Name == "" || len(hb.Name) > 255:
+		return Errorf(http.StatusBadRequest, "name: required, at most 255 characters")
+	case !strings.HasPrefix(hb.AgentURL, "http://") && !strings.HasPrefix(hb.AgentURL, "https://"):
+		return Errorf(http.StatusBadRequest, "agent_url: must be an http(s) URL")
+	}
+	replicas, err := json.Marshal(hb.Replicas)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(s.deps.NodeToken))
+	rep := store.NodeReport{
+		Name: hb.Name, AgentID: hb.AgentID, AgentURL: hb.AgentURL, GPUProfile: hb.Inventory.GPUProfile,
+		TokenSHA256: sum[:], Replicas: replicas,
+	}
+	for _, g := range hb.Inventory.GPUs {
+		var assigned *string
+		if g.AssignedReplicaID != "" {
+			assigned = &g.AssignedReplicaID
+		}
+		rep.GPUs = append(rep.GPUs, store.GPU{
+			UUID: g.UUID, Index: g.Index, Name: g.Name, Architecture: g.Architecture,
+			ComputeCapability: g.ComputeCapability, PCIBusID: g.PCIBusID,
+			MemoryTotalBytes: int64(g.MemoryTotalBytes), MemoryUsedBytes: int64(g.MemoryUsedBytes),
+			MIGMode: g.MIGMode, Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason,
+			UtilizationPercent: g.UtilizationPercent, TemperatureC: g.TemperatureC, AssignedReplicaID: assigned,
+		})
+	}
+	n, err := store.RecordHeartbeat(c.Request().Context(), s.deps.DB, rep)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"node_id": n.ID, "state": n.State})
+}
+
+// NodeV1 is API.md's node object.
+type NodeV1 struct {
+	ID              string          `json:"id"`
+	Name            string          `json:"name"`
+	State           string          `json:"state"`
+	AgentURL        string          `json:"agent_url"`
+	GPUProfile      string          `json:"gpu_profile"`
+	LastHeartbeatAt *time.Time      `json:"last_heartbeat_at"`
+	GPUs            []GPUV1         `json:"gpus"`
+	Replicas        json.RawMessage `json:"replicas"`
+}
+
+// GPUV1 is one GPU of a node.
+type GPUV1 struct {
+	UUID              string  `json:"uuid"`
+	Index             int     `json:"index"`
+	Name              string  `json:"name"`
+	MemoryTotalBytes  int64   `json:"memory_total_bytes"`
+	MemoryUsedBytes   int64   `json:"memory_used_bytes"`
+	MIGMode           bool    `json:"mig_mode"`
+	Healthy           bool    `json:"healthy"`
+	UnhealthyReason   string  `json:"unhealthy_reason"`
+	AssignedReplicaID *string `json:"assigned_replica_id"`
+}
+
+func (s *Server) listNodes(c echo.Context) error {
+	if !principal(c).IsAdmin {
+		return Errorf(http.StatusForbidden, "listing nodes needs an admin key")
+	}
+	nodes, err := store.ListNodes(c.Request().Context(), s.deps.DB)
+	if err != nil {
+		return err
+	}
+	out := make([]NodeV1, 0, len(nodes))
+	for _, n := range nodes {
+		v := NodeV1{ID: n.ID, Name: n.Name, State: n.State, AgentURL: n.AgentURL, GPUProfile: n.GPUProfile,
+			LastHeartbeatAt: n.LastHeartbeatAt, GPUs: []GPUV1{}, Replicas: n.Replicas}
+		for _, g := range n.GPUs {
+			v.GPUs = append(v.GPUs, GPUV1{UUID: g.UUID, Index: g.Index, Name: g.Name,
+				MemoryTotalBytes: g.MemoryTotalBytes, MemoryUsedBytes: g.MemoryUsedBytes, MIGMode: g.MIGMode,
+				Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason, AssignedReplicaID: g.AssignedReplicaID})
+		}
+		out = append(out, v)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"nodes": out})
+}

@@ -1,0 +1,142 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/nvml"
+	"github.com/modelplane/modelplane/store"
+)
+
+const nodeToken = "node-token-0123456789abcdef"
+
+func heartbeat(t *testing.T, f *fixture, token string, hb agent.Heartbeat) *httptest.ResponseRecorder {
+	t.Helper()
+	body, err := json.Marshal(hb)
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, agent.HeartbeatPath, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	return rec
+}
+
+func nodeFixture(t *testing.T) *fixture {
+	f := newFixture(t)
+	f.e = api.New(api.Deps{DB: f.db, Registry: prometheus.NewRegistry(), NodeToken: nodeToken})
+	return f
+}
+
+func sampleHeartbeat(name string) agent.Heartbeat {
+	return agent.Heartbeat{
+		Name: name, AgentID: "agentid00001", AgentURL: "http://10.1.2.3:7070",
+		Inventory: agent.InventoryResponse{Node: name, GPUProfile: "h200", GPUs: []agent.GPUInfo{
+			{GPU: nvml.GPU{UUID: "GPU-" + name + "-0", Index: 0, Name: "NVIDIA H200", MemoryTotalBytes: 150 << 30, Healthy: true}, AssignedReplicaID: "rep1"},
+			{GPU: nvml.GPU{UUID: "GPU-" + name + "-1", Index: 1, Name: "NVIDIA H200", MemoryTotalBytes: 150 << 30, Healthy: false, UnhealthyReason: "XID 79"}},
+		}},
+		Replicas: []agent.Replica{{ID: "rep1", DeploymentID: "dep00001", State: agent.StateReady, GPUUUIDs: []string{"GPU-" + name + "-0"}}},
+	}
+}
+
+func TestNodeHeartbeat_RegistersAndListsGPUs(t *testing.T) {
+	f := nodeFixture(t)
+	name := "gpu-" + store.NewID(6)
+	rec := heartbeat(t, f, nodeToken, sampleHeartbeat(name))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+
+	ctx := context.Background()
+	ws, _, err := store.EnsureWorkspace(ctx, f.db, "admins-"+store.NewID(4))
+	require.NoError(t, err)
+	_, admin, err := apikey.Create(ctx, f.db, ws.ID, "admin", true)
+	require.NoError(t, err)
+	r := f.do(t, http.MethodGet, "/v1/nodes", "Api-Key "+admin)
+	require.Equal(t, http.StatusOK, r.Status)
+	var node map[string]any
+	for _, n := range r.Body["nodes"].([]any) {
+		if n.(map[string]any)["name"] == name {
+			node = n.(map[string]any)
+		}
+	}
+	require.NotNil(t, node, "registered node missing from /v1/nodes")
+	require.Equal(t, "READY", node["state"])
+	gpus := node["gpus"].([]any)
+	require.Len(t, gpus, 2)
+	g0, g1 := gpus[0].(map[string]any), gpus[1].(map[string]any)
+	require.Equal(t, "rep1", g0["assigned_replica_id"])
+	require.Equal(t, true, g0["healthy"])
+	require.Equal(t, false, g1["healthy"])
+	require.Equal(t, "XID 79", g1["unhealthy_reason"])
+	require.Len(t, node["replicas"].([]any), 1)
+
+	// A later heartbeat without a GPU removes it; the node keeps its ID.
+	hb := sampleHeartbeat(name)
+	hb.Inventory.GPUs = hb.Inventory.GPUs[:1]
+	rec2 := heartbeat(t, f, nodeToken, hb)
+	require.Equal(t, http.StatusOK, rec2.Code)
+	var first, second map[string]string
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &first))
+	require.NoError(t, json.Unmarshal(rec2.Body.Bytes(), &second))
+	require.Equal(t, first["node_id"], second["node_id"])
+	nodes, err := store.ListNodes(ctx, f.db)
+	require.NoError(t, err)
+	for _, n := range nodes {
+		if n.Name == name {
+			require.Len(t, n.GPUs, 1)
+		}
+	}
+}
+
+func TestNodeHeartbeat_WrongTokenIs401AndBadBodyIs400(t *testing.T) {
+	f := nodeFixture(t)
+	require.Equal(t, http.StatusUnauthorized, heartbeat(t, f, "", sampleHeartbeat("n1")).Code)
+	require.Equal(t, http.StatusUnauthorized, heartbeat(t, f, "wrong-token-wrong-token", sampleHeartbeat("n1")).Code)
+	hb := sampleHeartbeat("n1")
+	hb.AgentURL = "not a url"
+	rec := heartbeat(t, f, nodeToken, hb)
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Contains(t, rec.Body.String(), "agent_url")
+	hb = sampleHeartbeat("")
+	require.Equal(t, http.StatusBadRequest, heartbeat(t, f, nodeToken, hb).Code)
+}
+
+func TestNodeHeartbeat_DisabledWithoutNodeToken(t *testing.T) {
+	f := newFixture(t)
+	require.Equal(t, http.StatusServiceUnavailable, heartbeat(t, f, nodeToken, sampleHeartbeat("n1")).Code)
+}
+
+func TestListNodes_NeedsAdminKey(t *testing.T) {
+	f := nodeFixture(t)
+	_, _, key := f.workspace(t)
+	r := f.do(t, http.MethodGet, "/v1/nodes", "Api-Key "+key)
+	require.Equal(t, http.StatusForbidden, r.Status)
+}
+
+func TestListNodes_SilentNodeIsDown(t *testing.T) {
+	f := nodeFixture(t)
+	name := "gpu-" + store.NewID(6)
+	require.Equal(t, http.StatusOK, heartbeat(t, f, nodeToken, sampleHeartbeat(name)).Code)
+	_, err := f.db.Exec(`UPDATE nodes SET last_heartbeat_at = now() - interval '1 minute' WHERE name = $1`, name)
+	require.NoError(t, err)
+	nodes, err := store.ListNodes(context.Background(), f.db)
+	require.NoError(t, err)
+	for _, n := range nodes {
+		if n.Name == name {
+			require.Equal(t, "DOWN", n.State)
+			require.WithinDuration(t, time.Now().Add(-time.Minute), *n.LastHeartbeatAt, 10*time.Second)
+		}
+	}
+}

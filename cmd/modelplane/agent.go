@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/runtime/docker"
+	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/nvml"
+)
+
+type agentConfig struct {
+	Listen       string
+	AdvertiseURL string
+	APIURL       string
+	TokenFile    string
+	StateDir     string
+	GPUProfile   string
+	Runtime      string
+	Name         string
+	DockerSocket string
+}
+
+func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
+	var c agentConfig
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: GPU inventory and health, and the model servers of this host",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := logger()
+			token, err := readToken(c.TokenFile)
+			if err != nil {
+				return err
+			}
+			if c.Runtime != "process" && c.Runtime != "docker" {
+				return fmt.Errorf("--runtime %q: use process or docker", c.Runtime)
+			}
+			gpus, err := nvml.Open(c.GPUProfile, nvml.Options{Logger: log})
+			if err != nil {
+				return fmt.Errorf("--gpu-profile %s: %w", c.GPUProfile, err)
+			}
+			defer gpus.Close()
+			ln, err := net.Listen("tcp", c.Listen)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", c.Listen, err)
+			}
+			if c.AdvertiseURL == "" {
+				c.AdvertiseURL = "http://" + ln.Addr().String()
+			}
+			a, err := agent.New(agent.Config{
+				Name: c.Name, AdvertiseURL: c.AdvertiseURL, APIURL: c.APIURL, Token: token,
+				StateDir: c.StateDir, Logger: log,
+			}, gpus, agent.Runtimes{})
+			if err != nil {
+				return err
+			}
+			rts := agent.Runtimes{Process: process.New(a.ID())}
+			// Python and process packages always run as processes; --runtime docker adds
+			// containers for image packages.
+			if c.Runtime == "docker" {
+				if !docker.Available(c.DockerSocket) {
+					return fmt.Errorf("--runtime docker: no Docker engine answers on %s", c.DockerSocket)
+				}
+				rts.Docker = docker.New(docker.Options{Socket: c.DockerSocket, AgentID: a.ID(), Logger: log})
+			}
+			a.SetRuntimes(rts)
+			log.Info("agent listening", "addr", ln.Addr().String(), "gpu_profile", gpus.Profile(),
+				"runtime", c.Runtime, "state_dir", c.StateDir, "api_url", c.APIURL)
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			return a.Run(ctx, ln)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Listen, "listen", envString("MODELPLANE_AGENT_LISTEN", "127.0.0.1:7070"), "address of the agent API (MODELPLANE_AGENT_LISTEN)")
+	f.StringVar(&c.AdvertiseURL, "advertise-url", envString("MODELPLANE_AGENT_ADVERTISE_URL", ""), "URL the control plane uses to reach this agent (default http://<listen address>)")
+	f.StringVar(&c.APIURL, "api-url", envString("MODELPLANE_API_URL", ""), "control plane API to register and heartbeat with; empty runs stand-alone (MODELPLANE_API_URL)")
+	f.StringVar(&c.TokenFile, "token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token (MODELPLANE_NODE_TOKEN_FILE; required)")
+	f.StringVar(&c.StateDir, "state-dir", envString("MODELPLANE_AGENT_STATE_DIR", "./.modelplane/agent"), "state file and replica directories (MODELPLANE_AGENT_STATE_DIR)")
+	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
+	f.StringVar(&c.Runtime, "runtime", envString("MODELPLANE_AGENT_RUNTIME", "process"), "process, or docker to also run container images (MODELPLANE_AGENT_RUNTIME)")
+	f.StringVar(&c.Name, "name", envString("MODELPLANE_NODE_NAME", ""), "node name (default: host name)")
+	f.StringVar(&c.DockerSocket, "docker-socket", envString("DOCKER_SOCKET", "/var/run/docker.sock"), "Docker engine socket, with --runtime docker")
+	return cmd
+}
+
+// readToken reads a secret from a file, refusing an empty one.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("--token-file is required")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("node token: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", fmt.Errorf("node token in %s is shorter than 16 characters", path)
+	}
+	return t, nil
+}

@@ -1,0 +1,602 @@
+package modelpkg
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Errors that Extract wraps; match them with errors.Is.
+var (
+	// ErrChecksum means the archive's bytes are not the ones asked for: corrupted or swapped.
+	ErrChecksum = errors.New("model package checksum mismatch")
+	// ErrUnsafePath means an entry would write outside the destination, or is a kind of
+	// file a package must not carry (hard link, device, fifo, a link leading outside).
+	ErrUnsafePath = errors.New("unsafe path in model package")
+	// ErrNoConfig means the package has no config.yaml at its root.
+	ErrNoConfig = errors.New("model package has no " + ConfigFile + " at its root")
+	// ErrTooLarge means the package unpacks to more than MaxUnpackedBytes or MaxEntries.
+	ErrTooLarge = errors.New("model package too large")
+)
+
+// Limits that stop an archive from filling the disk (a gzip "bomb" compresses gigabytes of
+// zeros into kilobytes). Variables so that tests and operators with bigger weights can
+// change them.
+var (
+	// MaxUnpackedBytes bounds the total size of the files in one package.
+	MaxUnpackedBytes int64 = 64 << 30
+	// MaxEntries bounds the number of entries (files, directories, links) in one package.
+	MaxEntries = 1_000_000
+)
+
+// maxSymlinkHops bounds symlink resolution, as the kernel's ELOOP does.
+const maxSymlinkHops = 40
+
+// Extract unpacks the gzip'd tar read from r into dest and returns the package's parsed
+// config.yaml.
+//
+// When wantSHA256 is not empty (hex, "sha256:" prefix allowed), the SHA-256 of the
+// compressed bytes must equal it; the whole stream is read and checked before the package
+// counts as valid, and a mismatch is an error wrapping ErrChecksum.
+//
+// dest must be missing or an empty directory. On any error, everything Extract wrote is
+// removed again (dest too, if Extract created it), so a failed extraction never leaves a
+// half-written package behind.
+//
+// config.yaml must be at the root of the archive ("config.yaml" or "./config.yaml"); an
+// archive whose files all sit under one top-level directory is refused with ErrNoConfig
+// rather than guessed at. Entries that would land outside dest, hard links, devices,
+// fifos and symlinks that resolve outside dest are refused with ErrUnsafePath, and no entry
+// is ever written through a symlink that an earlier entry created. Permission bits are
+// kept (setuid, setgid and sticky bits are dropped), except that the owner can always read
+// and write files and enter directories, so that the agent can patch and delete them.
+func Extract(r io.Reader, wantSHA256 string, dest string) (cfg Config, err error) {
+	want, err := normaliseSHA256(wantSHA256)
+	if err != nil {
+		return Config{}, err
+	}
+	created, err := prepareDest(dest)
+	if err != nil {
+		return Config{}, err
+	}
+	defer func() {
+		if err != nil {
+			cleanDest(dest, created)
+		}
+	}()
+
+	h := sha256.New()
+	in := &countingReader{r: io.TeeReader(r, h)}
+	x, err := newExtractor(dest)
+	if err != nil {
+		return Config{}, err
+	}
+	defer x.root.Close()
+
+	unpackErr := x.unpack(in)
+	// A corrupted or truncated upload usually shows first as a gzip or tar error; when a
+	// checksum was given, read the rest and report the mismatch, the real cause, instead.
+	if want != "" {
+		if _, drainErr := io.Copy(io.Discard, in); drainErr != nil && unpackErr == nil {
+			unpackErr = fmt.Errorf("reading model package: %w", drainErr)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != want {
+			return Config{}, fmt.Errorf("%w: archive has sha256 %s, want %s (%d bytes read)", ErrChecksum, got, want, in.n)
+		}
+	}
+	if unpackErr != nil {
+		return Config{}, unpackErr
+	}
+	if err := x.checkSymlinks(); err != nil {
+		return Config{}, err
+	}
+	return x.readConfig()
+}
+
+func normaliseSHA256(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimPrefix(s, "sha256:")
+	if s == "" {
+		return "", nil
+	}
+	if b, err := hex.DecodeString(s); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("want sha256 %q: not 64 hex digits", s)
+	}
+	return s, nil
+}
+
+// prepareDest makes sure dest is an empty directory, so that cleaning up after a failure
+// can remove everything in it without touching anything that was there before.
+func prepareDest(dest string) (created bool, err error) {
+	entries, err := os.ReadDir(dest)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return false, err
+		}
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("extract destination: %w", err)
+	case len(entries) > 0:
+		return false, fmt.Errorf("extract destination %s is not empty", dest)
+	}
+	return false, nil
+}
+
+func cleanDest(dest string, created bool) {
+	if created {
+		_ = os.RemoveAll(dest)
+		return
+	}
+	entries, _ := os.ReadDir(dest)
+	for _, e := range entries {
+		_ = os.RemoveAll(filepath.Join(dest, e.Name()))
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// extractor writes entries through an os.Root, which the kernel keeps inside dest even if
+// a check here were wrong; the checks refuse what the root would merely contain.
+type extractor struct {
+	root     *os.Root
+	dirs     map[string]bool // directories created or verified, never replaced afterwards
+	symlinks []string
+	entries  int
+	bytes    int64
+}
+
+func newExtractor(dest string) (*extractor, error) {
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return nil, err
+	}
+	return &extractor{root: root, dirs: map[string]bool{".": true}}, nil
+}
+
+func (x *extractor) unpack(in io.Reader) error {
+	gz, err := gzip.NewReader(in)
+	if err != nil {
+		return fmt.Errorf("model package is not gzip: %w", err)
+	}
+	defer gz.Close()
+	tr := tar.NewReader(gz)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading model package: %w", err)
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return err
+		}
+	}
+	// The tar end marker may be followed by padding; reading to the end of the gzip stream
+	// checks its CRC and lets the checksum cover every byte. The padding is bounded so that
+	// a bomb cannot hide there.
+	n, err := io.Copy(io.Discard, io.LimitReader(gz, 1<<20+1))
+	if err != nil {
+		return fmt.Errorf("reading model package: %w", err)
+	}
+	if n > 1<<20 {
+		return fmt.Errorf("%w: more than 1 MiB of data after the end of the tar archive", ErrTooLarge)
+	}
+	return nil
+}
+
+func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
+	x.entries++
+	if x.entries > MaxEntries {
+		return fmt.Errorf("%w: more than %d entries", ErrTooLarge, MaxEntries)
+	}
+	name, err := entryName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if name == "." {
+		return nil // the package root itself, as written by `tar -C dir .`
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return x.mkdirs(name, dirMode(hdr.Mode))
+	case tar.TypeReg: // the reader turns the legacy TypeRegA into TypeReg
+		return x.writeFile(name, hdr, tr)
+	case tar.TypeSymlink:
+		return x.symlink(name, hdr.Linkname)
+	case tar.TypeLink:
+		return fmt.Errorf("%w: %s is a hard link", ErrUnsafePath, hdr.Name)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return fmt.Errorf("%w: %s is a device or fifo", ErrUnsafePath, hdr.Name)
+	default:
+		return fmt.Errorf("%w: %s has unsupported tar type %q", ErrUnsafePath, hdr.Name, hdr.Typeflag)
+	}
+}
+
+// entryName cleans an entry's name and refuses any that leaves the package.
+func entryName(raw string) (string, error) {
+	if raw == "" || strings.ContainsRune(raw, 0) {
+		return "", fmt.Errorf("%w: empty or NUL in entry name %q", ErrUnsafePath, raw)
+	}
+	if strings.HasPrefix(raw, "/") || filepath.IsAbs(raw) {
+		return "", fmt.Errorf("%w: %s is an absolute path", ErrUnsafePath, raw)
+	}
+	name := path.Clean(raw)
+	if name == ".." || strings.HasPrefix(name, "../") {
+		return "", fmt.Errorf("%w: %s leads outside the package", ErrUnsafePath, raw)
+	}
+	return name, nil
+}
+
+func dirMode(m int64) os.FileMode  { return os.FileMode(m)&0o777 | 0o700 }
+func fileMode(m int64) os.FileMode { return os.FileMode(m)&0o777 | 0o600 }
+
+// mkdirs creates dir and its missing parents. A parent that exists must be a real
+// directory: writing through a symlink an earlier entry made is how archives escape.
+func (x *extractor) mkdirs(dir string, mode os.FileMode) error {
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		last := i == len(parts)-1
+		if x.dirs[p] {
+			if last {
+				return x.root.Chmod(p, mode)
+			}
+			continue
+		}
+		fi, err := x.root.Lstat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			perm := os.FileMode(0o755)
+			if last {
+				perm = mode
+			}
+			if err := x.root.Mkdir(p, perm); err != nil {
+				return err
+			}
+			// Mkdir's mode passes through the umask; the archive's mode should not.
+			if err := x.root.Chmod(p, perm); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case fi.Mode()&os.ModeSymlink != 0:
+			return fmt.Errorf("%w: %s would be written through the symlink %s", ErrUnsafePath, dir, p)
+		case !fi.IsDir():
+			return fmt.Errorf("%w: %s needs %s to be a directory, but it is a file", ErrUnsafePath, dir, p)
+		case last:
+			if err := x.root.Chmod(p, mode); err != nil {
+				return err
+			}
+		}
+		x.dirs[p] = true
+	}
+	return nil
+}
+
+// prepareLeaf readies name for a new file or symlink: its parents exist as real
+// directories, and an earlier entry of the same name (tar allows repeats; the last wins)
+// is removed rather than written through.
+func (x *extractor) prepareLeaf(name string) error {
+	if dir := path.Dir(name); dir != "." {
+		if err := x.mkdirs(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if x.dirs[name] {
+		return fmt.Errorf("%w: %s is both a directory and a file", ErrUnsafePath, name)
+	}
+	if _, err := x.root.Lstat(name); err == nil {
+		if err := x.root.Remove(name); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (x *extractor) writeFile(name string, hdr *tar.Header, tr io.Reader) error {
+	if hdr.Size < 0 {
+		return fmt.Errorf("reading model package: %s has a negative size", name)
+	}
+	if x.bytes+hdr.Size > MaxUnpackedBytes {
+		return fmt.Errorf("%w: more than %d bytes unpacked", ErrTooLarge, MaxUnpackedBytes)
+	}
+	x.bytes += hdr.Size
+	if err := x.prepareLeaf(name); err != nil {
+		return err
+	}
+	mode := fileMode(hdr.Mode)
+	// O_EXCL: the name was just cleared, so anything there now (a symlink included) is not
+	// ours to write through.
+	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, tr, hdr.Size); err != nil {
+		f.Close()
+		return fmt.Errorf("reading model package: %s: %w", name, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (x *extractor) symlink(name, target string) error {
+	if target == "" || strings.ContainsRune(target, 0) {
+		return fmt.Errorf("%w: symlink %s has an empty target", ErrUnsafePath, name)
+	}
+	// An absolute target points outside dest wherever dest ends up.
+	if strings.HasPrefix(target, "/") || filepath.IsAbs(target) {
+		return fmt.Errorf("%w: symlink %s points to the absolute path %s", ErrUnsafePath, name, target)
+	}
+	if resolved := path.Join(path.Dir(name), target); resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return fmt.Errorf("%w: symlink %s points outside the package (%s)", ErrUnsafePath, name, target)
+	}
+	if err := x.prepareLeaf(name); err != nil {
+		return err
+	}
+	if err := x.root.Symlink(target, name); err != nil {
+		return err
+	}
+	x.symlinks = append(x.symlinks, name)
+	return nil
+}
+
+// checkSymlinks resolves every symlink in the finished tree as the kernel would, link by
+// link. The lexical check at creation cannot see chains: "a -> ." and "b -> a/.." each look
+// harmless, but b leads to the parent of dest.
+func (x *extractor) checkSymlinks() error {
+	for _, link := range x.symlinks {
+		if err := x.resolvesInside(link); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *extractor) resolvesInside(link string) error {
+	if fi, err := x.root.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return err // replaced by a later entry of the same name
+	}
+	target, err := x.root.Readlink(link)
+	if err != nil {
+		return err
+	}
+	var stack []string // resolved components, relative to dest
+	if dir := path.Dir(link); dir != "." {
+		stack = strings.Split(dir, "/")
+	}
+	pending := strings.Split(target, "/")
+	for hops := 0; len(pending) > 0; {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) == 0 {
+				return fmt.Errorf("%w: symlink %s resolves outside the package", ErrUnsafePath, link)
+			}
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		cur := strings.Join(append(stack[:len(stack):len(stack)], c), "/")
+		fi, err := x.root.Lstat(cur)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			// Missing components resolve lexically: a dangling link is allowed, one whose
+			// remaining ".." would climb out is not.
+			stack = append(stack, c)
+			continue
+		}
+		if hops++; hops > maxSymlinkHops {
+			return fmt.Errorf("%w: symlink %s: too many levels of links", ErrUnsafePath, link)
+		}
+		next, err := x.root.Readlink(cur)
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(next, "/") {
+			return fmt.Errorf("%w: symlink %s resolves to an absolute path", ErrUnsafePath, link)
+		}
+		pending = append(strings.Split(next, "/"), pending...)
+	}
+	return nil
+}
+
+func (x *extractor) readConfig() (Config, error) {
+	fi, err := x.root.Lstat(ConfigFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{}, ErrNoConfig
+	}
+	if err != nil {
+		return Config{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return Config{}, fmt.Errorf("%w: %s is not a regular file", ErrNoConfig, ConfigFile)
+	}
+	if fi.Size() > maxConfigBytes {
+		return Config{}, fieldErr("", "larger than %d bytes", maxConfigBytes)
+	}
+	text, err := x.root.ReadFile(ConfigFile)
+	if err != nil {
+		return Config{}, err
+	}
+	return ParseConfig(text)
+}
+
+// Pack writes dir as a gzip'd tar to w and returns the SHA-256 (hex) of the bytes written.
+//
+// The archive depends only on the names, contents, permission bits and symlinks under dir:
+// entries are sorted, times are zero (the Unix epoch) and owners are root, so packing the
+// same tree twice gives the same bytes and the same content address. Symlinks are kept as
+// symlinks; an absolute one that points inside dir is made relative, and one that leads
+// outside dir is refused with ErrUnsafePath, as Extract would refuse it. Devices, fifos and
+// sockets are refused. Directories named .git or __pycache__ are left out: version control
+// and Python's bytecode cache are never part of a model, and the cache's timestamps would
+// change the archive on every run. Pack does not read config.yaml; ReadConfig does.
+func Pack(dir string, w io.Writer) (sha256hex string, err error) {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	gz := gzip.NewWriter(io.MultiWriter(w, h))
+	tw := tar.NewWriter(gz)
+	// WalkDir visits entries in lexical order, which makes the archive deterministic.
+	err = filepath.WalkDir(absDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == absDir {
+			return nil
+		}
+		if d.IsDir() && skippedDirs[d.Name()] {
+			return filepath.SkipDir
+		}
+		rel, err := filepath.Rel(absDir, p)
+		if err != nil {
+			return err
+		}
+		return packEntry(tw, absDir, p, filepath.ToSlash(rel), d)
+	})
+	if err != nil {
+		return "", fmt.Errorf("pack %s: %w", dir, err)
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	if err := gz.Close(); err != nil {
+		return "", err
+	}
+	return hexSum(h), nil
+}
+
+func packEntry(tw *tar.Writer, absDir, p, rel string, d fs.DirEntry) error {
+	info, err := d.Info()
+	if err != nil {
+		return err
+	}
+	hdr := &tar.Header{
+		Name:    rel,
+		Mode:    int64(info.Mode().Perm()),
+		ModTime: time.Unix(0, 0),
+		Format:  tar.FormatPAX,
+	}
+	switch {
+	case info.Mode().IsRegular():
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = info.Size()
+	case info.IsDir():
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name += "/"
+	case info.Mode()&os.ModeSymlink != 0:
+		target, err := packSymlinkTarget(absDir, rel)
+		if err != nil {
+			return err
+		}
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = target
+	default:
+		return fmt.Errorf("%s: not a regular file, directory or symlink (%s)", rel, info.Mode().Type())
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// CopyN: a file that grows while being packed must not overrun its header's size.
+	if _, err := io.CopyN(tw, f, hdr.Size); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	return nil
+}
+
+// packSymlinkTarget returns the target of the symlink at rel (slash-separated, relative to
+// absDir), as a path relative to the link, refusing one that resolves outside absDir.
+func packSymlinkTarget(absDir, rel string) (string, error) {
+	link := filepath.Join(absDir, filepath.FromSlash(rel))
+	target, err := os.Readlink(link)
+	if err != nil {
+		return "", err
+	}
+	realDir, err := filepath.EvalSymlinks(absDir)
+	if err != nil {
+		return "", err
+	}
+	abs := target
+	if !filepath.IsAbs(target) {
+		abs = filepath.Join(filepath.Dir(link), target)
+	}
+	abs = filepath.Clean(abs)
+	// Judge where the link really leads; a dangling one by the path as written.
+	resolved, err := filepath.EvalSymlinks(abs)
+	var inside string
+	var ok bool
+	switch {
+	case err == nil:
+		inside, ok = within(realDir, resolved)
+	case errors.Is(err, os.ErrNotExist):
+		if inside, ok = within(absDir, abs); !ok {
+			inside, ok = within(realDir, abs)
+		}
+	default:
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("%w: symlink %s points outside the package (%s)", ErrUnsafePath, rel, target)
+	}
+	if !filepath.IsAbs(target) {
+		return filepath.ToSlash(target), nil
+	}
+	// Extract refuses absolute targets, so express this one from the link's directory.
+	r, err := filepath.Rel(filepath.Dir(filepath.FromSlash(rel)), inside)
+	if err != nil {
+		return "", err
+	}
+	return filepath.ToSlash(r), nil
+}
+
+// within reports whether p lies inside dir, and returns its path relative to dir.
+func within(dir, p string) (string, bool) {
+	r, err := filepath.Rel(dir, p)
+	if err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	return r, true
+}
+
+// skippedDirs are directories Pack leaves out wherever they appear.
+var skippedDirs = map[string]bool{".git": true, "__pycache__": true}
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }

@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""modelplane's model server for the `python` runtime.
+
+Usage: python3 server.py --package DIR
+
+Loads DIR/model/model.py, constructs its class `Model` (Truss's interface), calls `load()` in
+the background and serves `predict(model_input)` over HTTP. Python 3.9+ standard library
+only, so that it runs on any host and in any image without installing anything.
+
+Environment:
+  PORT                     port to listen on (default 8080)
+  MODELPLANE_BIND          address to listen on (default 127.0.0.1)
+  MODELPLANE_CONFIG_JSON   the package's config.yaml as JSON (the standard library reads no
+                           YAML, so the agent converts it); passed to Model as `config`
+  MODELPLANE_SECRETS_JSON  {"name": "value"} of the secrets the package asked for
+  MODELPLANE_ENVIRONMENT   the environment this replica serves (production, staging, ...)
+
+Endpoints:
+  GET  /healthz                   200 while the process runs (liveness)
+  GET  /v1/models/model           200 once load() returned, 503 before, 500 if it raised
+  POST /v1/models/model:predict   JSON in, predict(), JSON out
+  (the config's health_path and predict_path are served as well)
+
+Signals: SIGTERM (or SIGINT) stops accepting connections, lets in-flight requests finish
+(up to 30 s) and exits 0. SIGHUP re-imports model/model.py and loads a new Model; the old
+one keeps serving until the new one is ready, and keeps serving if the new one fails.
+"""
+
+import argparse
+import asyncio
+import datetime
+import importlib.util
+import inspect
+import json
+import os
+import pathlib
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DEFAULT_HEALTH_PATH = "/v1/models/model"
+DEFAULT_PREDICT_PATH = "/v1/models/model:predict"
+LIVENESS_PATH = "/healthz"
+DRAIN_TIMEOUT_SECONDS = 30.0
+
+# No __pycache__ in the package: its directory may be read-only, and a cached .pyc whose
+# source was patched within the same second at the same size would survive a reload.
+sys.dont_write_bytecode = True
+
+_out_lock = threading.Lock()
+
+
+def log(line, stream=None):
+    """Writes one line whole, even when many request threads log at once."""
+    stream = stream or sys.stdout
+    with _out_lock:
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def log_exception(context):
+    log(context + "\n" + traceback.format_exc().rstrip(), sys.stderr)
+
+
+def describe(exc):
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+def run_maybe_async(value):
+    """Returns value, or what it resolves to when it is awaitable (async def methods)."""
+    if inspect.isawaitable(value):
+        async def wait():
+            return await value
+
+        # Each request thread gets its own short-lived event loop.
+        return asyncio.run(wait())
+    return value
+
+
+def accepted_kwargs(cls, offered):
+    """The keyword arguments of `offered` that cls's constructor takes (all, with **kwargs)."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        # No signature to read: a class without __init__ takes nothing.
+        return {} if cls.__init__ is object.__init__ else dict(offered)
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return dict(offered)
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in offered.items() if k in names}
+
+
+def read_config(package_dir):
+    text = os.environ.get("MODELPLANE_CONFIG_JSON")
+    if text:
+        return json.loads(text)
+    # Run by hand, without the agent: read config.yaml if PyYAML happens to be installed.
+    path = os.path.join(package_dir, "config.yaml")
+    try:
+        import yaml  # noqa: optional, never required
+
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    except Exception as exc:  # noqa: any failure falls back to a minimal config
+        log("MODELPLANE_CONFIG_JSON is not set and %s could not be read (%s); "
+            "using a minimal config" % (path, describe(exc)), sys.stderr)
+        return {"model_name": os.path.basename(os.path.abspath(package_dir))}
+
+
+class ModelHost:
+    """Owns the model object and its lifecycle: loading, failing, reloading."""
+
+    def __init__(self, package_dir, config, secrets, environment):
+        self.package_dir = os.path.abspath(package_dir)
+        self.model_dir = os.path.join(self.package_dir, "model")
+        self.config = config
+        self.secrets = secrets
+        self.environment = environment
+        self.model_name = config.get("model_name") or "model"
+        self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._model = None
+        self._state = "loading"  # loading | ready | failed
+        self._error = None
+        self._reload_error = None
+
+    def status(self):
+        with self._lock:
+            return self._state, self._error, self._reload_error
+
+    def model(self):
+        with self._lock:
+            return self._model if self._state == "ready" else None
+
+    def start_loading(self):
+        threading.Thread(target=self._load, name="load", daemon=True).start()
+
+    def _load(self):
+        started = time.monotonic()
+        try:
+            model = self._build()
+        except BaseException as exc:  # noqa: a model's failure must not kill the server
+            log_exception("load() failed")
+            with self._lock:
+                self._state, self._error = "failed", describe(exc)
+            return
+        with self._lock:
+            self._model, self._state = model, "ready"
+        log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
+
+    def reload(self):
+        """Builds a new Model from the code on disk and swaps it in once it has loaded."""
+        if not self._reload_lock.acquire(blocking=False):
+            log("reload already running; ignoring the signal", sys.stderr)
+            return
+        try:
+            started = time.monotonic()
+            try:
+                model = self._build()
+            except BaseException as exc:  # noqa: keep serving the model that works
+                log_exception("reload failed; the previous model keeps serving")
+                with self._lock:
+                    self._reload_error = describe(exc)
+                    if self._state != "ready":
+                        self._state, self._error = "failed", describe(exc)
+                return
+            with self._lock:
+                self._model, self._state, self._error, self._reload_error = model, "ready", None, None
+            log("model %s reloaded in %.1fs" % (self.model_name, time.monotonic() - started))
+        finally:
+            self._reload_lock.release()
+
+    def _build(self):
+        module = self._import()
+        cls = getattr(module, "Model", None)
+        if cls is None:
+            raise AttributeError("model/model.py defines no class Model")
+        offered = {
+            "config": self.config,
+            "data_dir": pathlib.Path(self.package_dir) / "data",
+            "secrets": self.secrets,
+            "environment": self.environment,
+        }
+        model = cls(**accepted_kwargs(cls, offered))
+        load = getattr(model, "load", None)
+        if callable(load):
+            run_maybe_async(load())
+        return model
+
+    def _import(self):
+        path = os.path.join(self.model_dir, "model.py")
+        if not os.path.isfile(path):
+            raise FileNotFoundError("model/model.py not found in %s" % self.package_dir)
+        # model.py may import its siblings and bundled packages, as in a Truss.
+        for extra in (os.path.join(self.package_dir, "packages"), self.model_dir):
+            if os.path.isdir(extra) and extra not in sys.path:
+                sys.path.insert(0, extra)
+        # Forget modules loaded from the package, so that a reload sees the new code.
+        for name, mod in list(sys.modules.items()):
+            origin = getattr(mod, "__file__", None) or ""
+            if origin.startswith(self.model_dir + os.sep):
+                del sys.modules[name]
+        spec = importlib.util.spec_from_file_location("model", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["model"] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections in a burst from the gateway,
+    # and a dropped SYN costs the client a one-second retransmit.
+    request_queue_size = 128
+
+    def __init__(self, address, host, health_paths, predict_paths):
+        super().__init__(address, Handler)
+        self.host = host
+        self.health_paths = health_paths
+        self.predict_paths = predict_paths
+        self.draining = False
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    def request_started(self):
+        with self._idle:
+            self._in_flight += 1
+
+    def request_finished(self):
+        with self._idle:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout):
+        """Waits until no request is in flight; False if timeout passed first."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def in_flight(self):
+        with self._idle:
+            return self._in_flight
+
+
+class Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keeps connections from the gateway open between requests.
+    protocol_version = "HTTP/1.1"
+    server_version = "modelplane-python/1"
+    # Headers and body go out in two writes; with Nagle's algorithm the body would wait for
+    # the client's delayed ACK of the headers, 40 ms on every prediction.
+    disable_nagle_algorithm = True
+
+    def log_request(self, code="-", size="-"):
+        pass  # one line per request is written by _serve, with the duration
+
+    def send_response(self, code, message=None):
+        self._status = code
+        super().send_response(code, message)
+
+    def do_GET(self):
+        self._serve(self._get)
+
+    def do_POST(self):
+        self._serve(self._post)
+
+    def _serve(self, route):
+        self.server.request_started()
+        self._status, self._sent = None, 0
+        started = time.monotonic()
+        try:
+            route(self.path.split("?", 1)[0])
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            self.server.request_finished()
+            log('%s %s "%s %s" %s %d %.1fms' % (
+                datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                self.client_address[0], self.command, self.path, self._status or "-",
+                self._sent, (time.monotonic() - started) * 1000))
+
+    def _get(self, path):
+        if path == LIVENESS_PATH:
+            return self._json(200, {"status": "ok"})
+        if path in self.server.health_paths:
+            return self._health()
+        if path in self.server.predict_paths:
+            return self._json(405, {"error": "use POST"})
+        self._json(404, {"error": "not found: %s" % path})
+
+    def _post(self, path):
+        if path in self.server.predict_paths:
+            return self._predict()
+        try:
+            self._read_body()  # keep the connection usable for the next request
+        except BadRequest:
+            self.close_connection = True
+        self._json(404, {"error": "not found: %s" % path})
+
+    def _health(self):
+        host = self.server.host
+        state, error, reload_error = host.status()
+        body = {"model_name": host.model_name, "ready": state == "ready"}
+        if reload_error:
+            body["reload_error"] = reload_error
+        if self.server.draining:
+            body.update(ready=False, error="shutting down")
+            return self._json(503, body)
+        if state == "failed":
+            body["error"] = error
+            return self._json(500, body)
+        self._json(200 if state == "ready" else 503, body)
+
+    def _predict(self):
+        host = self.server.host
+        try:
+            raw = self._read_body()
+        except BadRequest as exc:
+            self.close_connection = True  # the rest of the stream cannot be trusted
+            return self._json(400, {"error": str(exc)})
+        model = host.model()
+        if model is None:
+            state, error, _ = host.status()
+            message = "model is not ready" if state != "failed" else "model failed to load: %s" % error
+            return self._json(503, {"error": message})
+        try:
+            model_input = json.loads(raw)
+        except ValueError as exc:
+            return self._json(400, {"error": "invalid JSON body: %s" % exc})
+        try:
+            result = self._call(model, model_input)
+            if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                return self._stream(result)
+            body = json.dumps(result).encode()
+        except Exception as exc:  # noqa: a model error is the caller's 500, not ours
+            log_exception("predict failed")
+            return self._json(500, {"error": describe(exc)})
+        self._send(200, "application/json", body)
+
+    @staticmethod
+    def _call(model, model_input):
+        """Truss's pipeline: preprocess and postprocess when the model defines them."""
+        for step in ("preprocess", "predict", "postprocess"):
+            fn = getattr(model, step, None)
+            if fn is None:
+                if step == "predict":
+                    raise AttributeError("Model has no predict method")
+                continue
+            model_input = fn(model_input)
+            if not (inspect.isgenerator(model_input) or inspect.isasyncgen(model_input)):
+                model_input = run_maybe_async(model_input)
+            if step == "predict" and (inspect.isgenerator(model_input) or inspect.isasyncgen(model_input)):
+                return model_input  # a stream skips postprocess
+        return model_input
+
+    def _stream(self, chunks):
+        """Sends what a generator yields as it comes, in HTTP/1.1 chunks."""
+        accept = self.headers.get("Accept", "")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if "text/event-stream" in accept
+                         else "text/plain; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self._end_headers()
+        try:
+            for chunk in self._iterate(chunks):
+                if isinstance(chunk, str):
+                    chunk = chunk.encode()
+                elif not isinstance(chunk, (bytes, bytearray)):
+                    chunk = (json.dumps(chunk) + "\n").encode()
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                    self._sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception:  # noqa: headers are gone; all we can do is cut the stream
+            log_exception("predict stream failed")
+            self.close_connection = True
+            return
+        self.wfile.write(b"0\r\n\r\n")
+
+    @staticmethod
+    def _iterate(chunks):
+        if inspect.isgenerator(chunks):
+            yield from chunks
+            return
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                try:
+                    yield loop.run_until_complete(chunks.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.close()
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise BadRequest("invalid Content-Length")
+        if length < 0:
+            raise BadRequest("invalid Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self):
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(65537)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise BadRequest("invalid chunked body")
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(body)
+            body += self.rfile.read(size)
+            self.rfile.readline(65537)
+
+    def _json(self, status, obj):
+        self._send(status, "application/json", json.dumps(obj).encode())
+
+    def _send(self, status, content_type, body):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self._end_headers()
+        self.wfile.write(body)
+        self._sent = len(body)
+
+    def _end_headers(self):
+        # While draining, close each connection after its request so the process can exit.
+        if self.server.draining:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="modelplane python model server")
+    parser.add_argument("--package", required=True, help="the unpacked model package directory")
+    args = parser.parse_args(argv)
+
+    config = read_config(args.package)
+    secrets = json.loads(os.environ.get("MODELPLANE_SECRETS_JSON") or "{}")
+    environment = {"name": os.environ.get("MODELPLANE_ENVIRONMENT") or None}
+    host = ModelHost(args.package, config, secrets, environment)
+
+    health_paths = {DEFAULT_HEALTH_PATH, config.get("health_path") or DEFAULT_HEALTH_PATH}
+    predict_paths = {DEFAULT_PREDICT_PATH, config.get("predict_path") or DEFAULT_PREDICT_PATH}
+    bind = os.environ.get("MODELPLANE_BIND") or "127.0.0.1"
+    port = int(os.environ.get("PORT") or 8080)
+    if ":" in bind:
+        Server.address_family = socket.AF_INET6
+    server = Server((bind, port), host, health_paths, predict_paths)
+
+    def stop(signum, _frame):
+        if server.draining:
+            return
+        server.draining = True
+        log("received %s: draining %d in-flight request(s)" % (
+            signal.Signals(signum).name, server.in_flight()))
+        # shutdown() waits for serve_forever, which runs on this (the main) thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
+            target=host.reload, name="reload", daemon=True).start())
+
+    host.start_loading()
+    log("serving model %s from %s on %s:%d" % (host.model_name, host.package_dir, bind, port))
+    server.serve_forever(poll_interval=0.1)
+    server.server_close()  # stop accepting: new connections are refused from here on
+    # A connection accepted just before shutdown may not have counted itself yet.
+    time.sleep(0.05)
+    if server.wait_idle(DRAIN_TIMEOUT_SECONDS):
+        log("drained; exiting")
+        return 0
+    log("drain timeout: %d request(s) still in flight; exiting" % server.in_flight(), sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Threads still inside predict() would block an orderly interpreter exit.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

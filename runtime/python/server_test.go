@@ -1,0 +1,592 @@
+package python_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/runtime/python"
+)
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// server is a running server.py.
+type server struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	url    string
+	stdout *syncBuffer
+	stderr *syncBuffer
+	exited chan struct{}
+	err    error // the exit error, once exited is closed
+}
+
+// writePackage makes a python-runtime package with the given config.yaml and model.py.
+func writePackage(t *testing.T, config, modelPy string) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(config), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "model"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "data"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "model", "model.py"), []byte(modelPy), 0o644))
+	return dir
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startServer runs server.py for pkgDir the way the agent would, and waits for liveness.
+func startServer(t *testing.T, pkgDir string, secrets map[string]string, extraEnv ...string) *server {
+	t.Helper()
+	interp, err := exec.LookPath(python.Interpreter())
+	require.NoError(t, err, "these tests need %s on PATH", python.Interpreter())
+
+	cfg, err := modelpkg.ReadConfig(pkgDir)
+	require.NoError(t, err)
+	vars, err := python.Env(cfg, secrets)
+	require.NoError(t, err)
+	serverPath, err := python.WriteServer(t.TempDir())
+	require.NoError(t, err)
+
+	port := freePort(t)
+	argv := python.Command(serverPath, pkgDir)
+	cmd := exec.Command(interp, argv[1:]...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, extraEnv...)
+	s := &server{t: t, cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port),
+		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	require.NoError(t, cmd.Start())
+	go func() {
+		s.err = cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-s.exited
+		}
+		if t.Failed() {
+			t.Logf("server stdout:\n%s\nserver stderr:\n%s", s.stdout, s.stderr)
+		}
+	})
+	s.waitFor(t, "/healthz", 200, 10*time.Second)
+	return s
+}
+
+// get returns the status and decoded JSON body of GET path.
+func (s *server) get(t *testing.T, path string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(s.url + path)
+	require.NoError(t, err)
+	return decode(t, resp)
+}
+
+func (s *server) predict(t *testing.T, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(s.url+"/v1/models/model:predict", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	return decode(t, resp)
+}
+
+func decode(t *testing.T, resp *http.Response) (int, map[string]any) {
+	t.Helper()
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(raw, &body), "response is not a JSON object: %q", raw)
+	return resp.StatusCode, body
+}
+
+// waitFor polls GET path until it answers want.
+func (s *server) waitFor(t *testing.T, path string, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := "no answer"
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			require.FailNow(t, "server exited", "waiting for %s to answer %d: %v", path, want, s.err)
+		default:
+		}
+		resp, err := http.Get(s.url + path)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.FailNow(t, "timeout", "GET %s did not answer %d within %s; last: %s", path, want, timeout, last)
+}
+
+const plainConfig = "model_name: tester\n"
+
+func TestServer_ReadinessIs503UntilLoadReturnsThen200(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, `
+import os, time
+
+class Model:
+    def __init__(self, data_dir, **kwargs):
+        self.gate = os.path.join(data_dir, "gate")
+
+    def load(self):
+        while not os.path.exists(self.gate):
+            time.sleep(0.01)
+
+    def predict(self, model_input):
+        return model_input
+`)
+	s := startServer(t, pkg, nil)
+
+	status, body := s.get(t, "/v1/models/model")
+	assert.Equal(t, 503, status, "not ready while load() runs: %v", body)
+	assert.Equal(t, false, body["ready"])
+	status, body = s.predict(t, `{"a": 1}`)
+	assert.Equal(t, 503, status, "predict before ready: %v", body)
+
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "data", "gate"), nil, 0o644))
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	status, body = s.get(t, "/v1/models/model")
+	assert.Equal(t, 200, status)
+	assert.Equal(t, map[string]any{"model_name": "tester", "ready": true}, body)
+}
+
+func TestServer_PredictGetsInputAndConstructorArguments(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, "model_name: tester\nsecrets: [hf_token]\nmodel_metadata: {k: v}\nenvironment_variables: {GREETING: hi}\n", `
+import os
+
+class Model:
+    def __init__(self, config, data_dir, secrets, environment):
+        self.info = {
+            "model_name": config["model_name"],
+            "metadata": config["model_metadata"],
+            "data_dir": str(data_dir),
+            "secrets": secrets,
+            "environment": environment,
+        }
+
+    def load(self):
+        self.info["greeting"] = os.environ["GREETING"]
+
+    def predict(self, model_input):
+        return {"input": model_input, **self.info}
+`)
+	s := startServer(t, pkg, map[string]string{"hf_token": "s3cret", "unlisted": "never"}, "MODELPLANE_ENVIRONMENT=staging")
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+	status, body := s.predict(t, `{"prompt": "hello", "n": [1, 2]}`)
+	require.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, map[string]any{"prompt": "hello", "n": []any{1.0, 2.0}}, body["input"])
+	assert.Equal(t, "tester", body["model_name"])
+	assert.Equal(t, map[string]any{"k": "v"}, body["metadata"])
+	assert.Equal(t, filepath.Join(pkg, "data"), body["data_dir"])
+	assert.Equal(t, map[string]any{"hf_token": "s3cret"}, body["secrets"], "only the secrets the config names")
+	assert.Equal(t, map[string]any{"name": "staging"}, body["environment"])
+	assert.Equal(t, "hi", body["greeting"])
+}
+
+func TestServer_PassesOnlyTheArgumentsTheConstructorTakes(t *testing.T) {
+	t.Parallel()
+	models := map[string]string{
+		"no __init__": `
+class Model:
+    def predict(self, model_input):
+        return {"ok": True}
+`,
+		"config only, no load": `
+class Model:
+    def __init__(self, config):
+        self.name = config["model_name"]
+    def predict(self, model_input):
+        return {"ok": self.name == "tester"}
+`,
+		"keyword-only environment": `
+class Model:
+    def __init__(self, *, environment=None):
+        self.env = environment
+    def predict(self, model_input):
+        return {"ok": self.env == {"name": None}}
+`,
+		"async load and predict": `
+import asyncio
+class Model:
+    async def load(self):
+        await asyncio.sleep(0.01)
+        self.ready = True
+    async def predict(self, model_input):
+        await asyncio.sleep(0.01)
+        return {"ok": self.ready}
+`,
+		"preprocess and postprocess": `
+class Model:
+    def preprocess(self, x):
+        return x + 1
+    def predict(self, x):
+        return x * 2
+    def postprocess(self, x):
+        return {"ok": x == 8}
+`,
+	}
+	for name, src := range models {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, writePackage(t, plainConfig, src), nil)
+			s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+			status, body := s.predict(t, `3`)
+			require.Equal(t, 200, status, "%v", body)
+			assert.Equal(t, true, body["ok"])
+		})
+	}
+}
+
+const sleepyModel = `
+import os, time
+
+class Model:
+    def __init__(self, data_dir, **kwargs):
+        self.data_dir = data_dir
+
+    def predict(self, model_input):
+        open(os.path.join(self.data_dir, "started"), "w").close()
+        time.sleep(model_input["sleep"])
+        return {"slept": model_input["sleep"]}
+`
+
+func TestServer_ServesRequestsConcurrently(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePackage(t, plainConfig, sleepyModel), nil)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+	const n = 20
+	start := time.Now()
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(s.url+"/v1/models/model:predict", "application/json", strings.NewReader(`{"sleep": 0.2}`))
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	t.Logf("%d parallel requests of 200 ms took %s", n, elapsed)
+	for i, st := range statuses {
+		assert.Equal(t, 200, st, "request %d", i)
+	}
+	assert.Less(t, elapsed, 1500*time.Millisecond, "%d requests of 200 ms each took %s; serially it would be %s", n, elapsed, n*200*time.Millisecond)
+}
+
+func TestServer_MapsBadInputAndModelErrorsToStatusCodes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePackage(t, plainConfig, `
+class Model:
+    def predict(self, model_input):
+        if model_input == "raise":
+            raise ValueError("bad input: " + model_input)
+        if model_input == "set":
+            return {"s": {1, 2}}
+        return model_input
+`), nil)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+	tests := []struct {
+		name       string
+		body       string
+		wantStatus int
+		wantBody   string
+	}{
+		{"model exception is 500 with its type and text", `"raise"`, 500, `{"error": "ValueError: bad input: raise"}`},
+		{"result that is not JSON is 500", `"set"`, 500, `{"error": "TypeError: Object of type set is not JSON serializable"}`},
+		{"truncated JSON is 400", `{"a":`, 400, ``},
+		{"empty body is 400", ``, 400, ``},
+		{"text is 400", `not json`, 400, ``},
+		{"JSON null is valid input", `null`, 200, `null`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Post(s.url+"/v1/models/model:predict", "application/json", strings.NewReader(tt.body))
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			raw, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantStatus, resp.StatusCode, "body %q answered %s", tt.body, raw)
+			if tt.wantBody != "" {
+				assert.JSONEq(t, tt.wantBody, string(raw))
+			} else {
+				assert.Contains(t, string(raw), "invalid JSON body")
+			}
+		})
+	}
+	assert.Eventually(t, func() bool { return strings.Contains(s.stderr.String(), "Traceback") },
+		2*time.Second, 20*time.Millisecond, "a model exception prints its traceback on stderr")
+	status, _ := s.get(t, "/v1/models/model")
+	assert.Equal(t, 200, status, "failed predictions leave the model ready")
+}
+
+func TestServer_LoadFailureMakesHealth500WithItsText(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePackage(t, plainConfig, `
+class Model:
+    def load(self):
+        raise RuntimeError("weights missing")
+    def predict(self, model_input):
+        return model_input
+`), nil)
+	s.waitFor(t, "/v1/models/model", 500, 5*time.Second)
+	status, body := s.get(t, "/v1/models/model")
+	assert.Equal(t, 500, status)
+	assert.Equal(t, "RuntimeError: weights missing", body["error"])
+	assert.Equal(t, false, body["ready"])
+	status, _ = s.get(t, "/healthz")
+	assert.Equal(t, 200, status, "liveness stays 200")
+	status, body = s.predict(t, `{}`)
+	assert.Equal(t, 503, status)
+	assert.Contains(t, body["error"], "weights missing")
+}
+
+func TestServer_ImportErrorMakesHealth500(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePackage(t, plainConfig, "import not_a_module_anywhere\n"), nil)
+	s.waitFor(t, "/v1/models/model", 500, 5*time.Second)
+	_, body := s.get(t, "/v1/models/model")
+	assert.Contains(t, body["error"], "ModuleNotFoundError")
+}
+
+func TestServer_SIGTERMFinishesInFlightRequestAndExits0(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, sleepyModel)
+	s := startServer(t, pkg, nil)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(s.url+"/v1/models/model:predict", "application/json", strings.NewReader(`{"sleep": 1.5}`))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{status: resp.StatusCode, body: string(b)}
+	}()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(pkg, "data", "started"))
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond, "predict never started")
+
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	// New connections are refused while the in-flight request still runs.
+	assert.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.url, "http://"), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, time.Second, 20*time.Millisecond, "listener still accepting after SIGTERM")
+	select {
+	case <-s.exited:
+		t.Fatalf("server exited before its in-flight request finished: %v", s.err)
+	default:
+	}
+
+	r := <-done
+	require.NoError(t, r.err, "in-flight request cut off")
+	assert.Equal(t, 200, r.status)
+	assert.JSONEq(t, `{"slept": 1.5}`, r.body)
+	select {
+	case <-s.exited:
+		assert.NoError(t, s.err, "exit status 0 after SIGTERM")
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not exit after draining")
+	}
+}
+
+func TestServer_StreamsWhatAGeneratorYields(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePackage(t, plainConfig, `
+import time
+class Model:
+    def predict(self, model_input):
+        for i in range(model_input["n"]):
+            time.sleep(0.05)
+            yield "data: %d\n\n" % i
+`), nil)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+	req, err := http.NewRequest(http.MethodPost, s.url+"/v1/models/model:predict", strings.NewReader(`{"n": 3}`))
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
+	sc := bufio.NewScanner(resp.Body)
+	var events []string
+	for sc.Scan() {
+		if line := sc.Text(); line != "" {
+			events = append(events, line)
+		}
+	}
+	assert.Equal(t, []string{"data: 0", "data: 1", "data: 2"}, events)
+}
+
+func TestServer_AcceptsChunkedRequestBodyAndKeepsConnectionsAlive(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePackage(t, plainConfig, "class Model:\n    def predict(self, x):\n        return {'got': x}\n"), nil)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	for i := range 3 {
+		// A body of unknown length makes Go send it chunked.
+		body := io.MultiReader(strings.NewReader(`{"i": `), strings.NewReader(fmt.Sprint(i)), strings.NewReader(`}`))
+		resp, err := client.Post(s.url+"/v1/models/model:predict", "application/json", body)
+		require.NoError(t, err)
+		status, got := decode(t, resp)
+		assert.Equal(t, 200, status)
+		assert.Equal(t, map[string]any{"got": map[string]any{"i": float64(i)}}, got)
+	}
+
+	// Small answers must not wait for the client's delayed ACK (Nagle): 40 ms each if so.
+	start := time.Now()
+	for range 20 {
+		resp, err := client.Post(s.url+"/v1/models/model:predict", "application/json", strings.NewReader(`1`))
+		require.NoError(t, err)
+		decode(t, resp)
+	}
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "20 sequential predictions on one connection")
+}
+
+func TestServer_ServesConfiguredPathsAndLogsEachRequest(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, "model_name: tester\nhealth_path: /ready\npredict_path: /infer\n",
+		"class Model:\n    def predict(self, x):\n        return x\n")
+	s := startServer(t, pkg, nil)
+	s.waitFor(t, "/ready", 200, 5*time.Second)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+	resp, err := http.Post(s.url+"/infer", "application/json", strings.NewReader(`{"a": 1}`))
+	require.NoError(t, err)
+	status, body := decode(t, resp)
+	assert.Equal(t, 200, status)
+	assert.Equal(t, map[string]any{"a": 1.0}, body)
+	status, _ = s.get(t, "/nope")
+	assert.Equal(t, 404, status)
+
+	assert.Eventually(t, func() bool {
+		return strings.Contains(s.stdout.String(), `"POST /infer" 200`) && strings.Contains(s.stdout.String(), `"GET /nope" 404`)
+	}, 2*time.Second, 20*time.Millisecond, "one log line per request on stdout")
+}
+
+func TestServer_SIGHUPReloadsModelCode(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, "class Model:\n    def predict(self, x):\n        return {'version': 1}\n")
+	s := startServer(t, pkg, nil)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	_, body := s.predict(t, `{}`)
+	require.Equal(t, 1.0, body["version"])
+
+	// A broken version keeps the old model serving and says why on the health path.
+	modelPy := filepath.Join(pkg, "model", "model.py")
+	require.NoError(t, os.WriteFile(modelPy, []byte("raise ImportError('half-saved')\n"), 0o644))
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		_, h := s.get(t, "/v1/models/model")
+		return h["reload_error"] != nil
+	}, 5*time.Second, 20*time.Millisecond)
+	status, body := s.predict(t, `{}`)
+	assert.Equal(t, 200, status)
+	assert.Equal(t, 1.0, body["version"], "old model still serves after a failed reload")
+
+	require.NoError(t, os.WriteFile(modelPy, []byte("class Model:\n    def predict(self, x):\n        return {'version': 2}\n"), 0o644))
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		_, b := s.predict(t, `{}`)
+		return b["version"] == 2.0
+	}, 5*time.Second, 20*time.Millisecond, "new code serves after reload")
+	_, h := s.get(t, "/v1/models/model")
+	assert.Nil(t, h["reload_error"])
+}
+
+func TestExampleEcho_RunsFromItsPackedArchive(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	sum, err := modelpkg.Pack("../../examples/models/echo", &buf)
+	require.NoError(t, err)
+	dest := filepath.Join(t.TempDir(), "echo")
+	cfg, err := modelpkg.Extract(&buf, "sha256:"+sum, dest)
+	require.NoError(t, err)
+	require.Equal(t, "echo", cfg.ModelName)
+
+	s := startServer(t, dest, nil, "MODELPLANE_ENVIRONMENT=production")
+	s.waitFor(t, cfg.HealthPath, 200, 5*time.Second)
+	status, body := s.predict(t, `{"text": "hi"}`)
+	require.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, map[string]any{"text": "hi"}, body["echo"])
+	assert.Equal(t, "production", body["environment"])
+	assert.Equal(t, "echo", body["model_name"])
+}

@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// NodeDownAfter is how long a node may go without a heartbeat before it counts as DOWN.
+const NodeDownAfter = 30 * time.Second
+
+// Node is a GPU host as its agent last reported it.
+type Node struct {
+	ID              string          `db:"id"`
+	Name            string          `db:"name"`
+	AgentURL        string          `db:"agent_url"`
+	AgentID         string          `db:"agent_id"`
+	GPUProfile      string          `db:"gpu_profile"`
+	State           string          `db:"state"` // READY, DRAINING, or DOWN when heartbeats stopped
+	LastHeartbeatAt *time.Time      `db:"last_heartbeat_at"`
+	Replicas        json.RawMessage `db:"reported_replicas"`
+	CreatedAt       time.Time       `db:"created_at"`
+	GPUs            []GPU           `db:"-"`
+}
+
+// GPU is one whole GPU of a node.
+type GPU struct {
+	UUID               string  `db:"uuid"`
+	NodeID             string  `db:"node_id"`
+	Index              int     `db:"idx"`
+	Name               string  `db:"name"`
+	Architecture       string  `db:"architecture"`
+	ComputeCapability  string  `db:"compute_capability"`
+	PCIBusID           string  `db:"pci_bus_id"`
+	MemoryTotalBytes   int64   `db:"memory_total_bytes"`
+	MemoryUsedBytes    int64   `db:"memory_used_bytes"`
+	MIGMode            bool    `db:"mig_mode"`
+	Healthy            bool    `db:"healthy"`
+	UnhealthyReason    string  `db:"unhealthy_reason"`
+	UtilizationPercent int     `db:"utilization_percent"`
+	TemperatureC       int     `db:"temperature_c"`
+	AssignedReplicaID  *string `db:"assigned_replica_id"`
+}
+
+// NodeReport is one heartbeat.
+type NodeReport struct {
+	Name, AgentID, AgentURL, GPUProfile string
+	TokenSHA256                         []byte
+	GPUs                                []GPU
+	Replicas                            json.RawMessage
+}
+
+// RecordHeartbeat registers the node on its first report and refreshes it on every later one:
+// its address, GPUs (those it no longer reports are removed) and replicas. A draining node
+// stays draining.
+func RecordHeartbeat(ctx context.Context, db *sqlx.DB, rep NodeReport) (Node, error) {
+	var n Node
+	if len(rep.Replicas) == 0 {
+		rep.Replicas = json.RawMessage("[]")
+	}
+	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		if err := get(ctx, tx, &n, `
+			INSERT INTO nodes (id, name, agent_url, token_sha256, agent_id, gpu_profile, reported_replicas, last_heartbeat_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+			ON CONFLICT (name) DO UPDATE SET
+				agent_url = EXCLUDED.agent_url, token_sha256 = EXCLUDED.token_sha256,
+				agent_id = EXCLUDED.agent_id, gpu_profile = EXCLUDED.gpu_profile,
+				reported_replicas = EXCLUDED.reported_replicas, last_heartbeat_at = now(),
+				state = CASE WHEN nodes.state = 'DRAINING' THEN 'DRAINING' ELSE 'READY' END
+			RETURNING id, name, agent_url, agent_id, gpu_profile, state, last_heartbeat_at, reported_replicas, created_at`,
+			NewID(8), rep.Name, rep.AgentURL, rep.TokenSHA256, rep.AgentID, rep.GPUProfile, []byte(rep.Replicas)); err != nil {
+			return err
+		}
+		uuids := make([]string, 0, len(rep.GPUs))
+		for _, g := range rep.GPUs {
+			uuids = append(uuids, g.UUID)
+			if err := exec(ctx, tx, false, `
+				INSERT INTO gpus (uuid, node_id, idx, name, architecture, compute_capability, pci_bus_id,
+				                  memory_total_bytes, memory_used_bytes, mig_mode, healthy, unhealthy_reason,
+				                  utilization_percent, temperature_c, assigned_replica_id, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now())
+				ON CONFLICT (uuid) DO UPDATE SET
+					node_id = EXCLUDED.node_id, idx = EXCLUDED.idx, name = EXCLUDED.name,
+					architecture = EXCLUDED.architecture, compute_capability = EXCLUDED.compute_capability,
+					pci_bus_id = EXCLUDED.pci_bus_id, memory_total_bytes = EXCLUDED.memory_total_bytes,
+					memory_used_bytes = EXCLUDED.memory_used_bytes, mig_mode = EXCLUDED.mig_mode,
+					healthy = EXCLUDED.healthy, unhealthy_reason = EXCLUDED.unhealthy_reason,
+					utilization_percent = EXCLUDED.utilization_percent, temperature_c = EXCLUDED.temperature_c,
+					assigned_replica_id = EXCLUDED.assigned_replica_id, updated_at = now()`,
+				g.UUID, n.ID, g.Index, g.Name, g.Architecture, g.ComputeCapability, g.PCIBusID,
+				g.MemoryTotalBytes, g.MemoryUsedBytes, g.MIGMode, g.Healthy, g.UnhealthyReason,
+				g.UtilizationPercent, g.TemperatureC, g.AssignedReplicaID); err != nil {
+				return err
+			}
+		}
+		return exec(ctx, tx, false, `DELETE FROM gpus WHERE node_id = $1 AND NOT (uuid = ANY($2))`, n.ID, pq.Array(uuids))
+	})
+	return n, err
+}
+
+// ListNodes returns every node with its GPUs, by name. A node whose heartbeats stopped more
+// than NodeDownAfter ago is reported DOWN.
+func ListNodes(ctx context.Context, db sqlx.QueryerContext) ([]Node, error) {
+	nodes := []Node{}
+	if err := list(ctx, db, &nodes, `
+		SELECT id, name, agent_url, agent_id, gpu_profile, last_heartbeat_at, reported_replicas, created_at,
+		       CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < now() - $1 * interval '1 second'
+		            THEN 'DOWN' ELSE state END AS state
+		FROM nodes ORDER BY name`, NodeDownAfter.Seconds()); err != nil {
+		return nil, err
+	}
+	var gpus []GPU
+	if err := list(ctx, db, &gpus, `
+		SELECT uuid, node_id, idx, name, architecture, compute_capability, pci_bus_id, memory_total_bytes,
+		       memory_used_bytes, mig_mode, healthy, unhealthy_reason, utilization_percent, temperature_c,
+		       assigned_replica_id
+		FROM gpus WHERE parent_uuid IS NULL ORDER BY node_id, idx`); err != nil {
+		return nil, err
+	}
+	byNode := map[string]int{}
+	for i := range nodes {
+		byNode[nodes[i].ID] = i
+		nodes[i].GPUs = []GPU{}
+	}
+	for _, g := range gpus {
+		if i, ok := byNode[g.NodeID]; ok {
+			nodes[i].GPUs = append(nodes[i].GPUs, g)
+		}
+	}
+	return nodes, nil
+}
