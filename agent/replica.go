@@ -337,7 +337,7 @@ func (a *Agent) supervise(ctx context.Context, r *Replica, ready bool) {
 	probe := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(a.cfg.StartTimeout)
 	interval := 200 * time.Millisecond // fast while starting
-	failures := 0
+	failures, loadErrors := 0, 0
 	for {
 		st, err := rt.Status(ctx, h)
 		if ctx.Err() != nil {
@@ -352,7 +352,20 @@ func (a *Agent) supervise(ctx context.Context, r *Replica, ready bool) {
 			a.log.Warn("replica failed", "replica_id", r.ID, "reason", reason)
 			return
 		}
-		healthy := healthOK(ctx, probe, healthURL)
+		code, body := probeHealth(ctx, probe, healthURL)
+		healthy := code == http.StatusOK
+		if !ready && code >= 500 && code != http.StatusServiceUnavailable {
+			// 503 means "still loading"; any other server error before the first success
+			// means loading failed (the python server answers 500 when load() raised).
+			if loadErrors++; loadErrors >= 3 {
+				_ = rt.Stop(context.Background(), h, a.cfg.StopGrace)
+				st, _ := rt.Status(context.Background(), h)
+				a.fail(r, fmt.Sprintf("the model failed to load: health check answered %d: %s", code, body), &st)
+				return
+			}
+		} else {
+			loadErrors = 0
+		}
 		switch {
 		case healthy:
 			failures = 0
@@ -381,18 +394,21 @@ func (a *Agent) supervise(ctx context.Context, r *Replica, ready bool) {
 	}
 }
 
-func healthOK(ctx context.Context, c *http.Client, u string) bool {
+// probeHealth GETs the health URL and returns the status (0 when unreachable) and the start of
+// the body, which a model server uses to say why it is not ready.
+func probeHealth(ctx context.Context, c *http.Client, u string) (int, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return false
+		return 0, ""
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return false
+		return 0, ""
 	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return resp.StatusCode, strings.TrimSpace(string(body))
 }
 
 // Stop stops a replica gracefully and frees its GPUs. Stopping a stopped replica answers it as

@@ -220,10 +220,19 @@ func TestOpen_NoneReportsNoGPUs(t *testing.T) {
 	assert.Equal(t, ProfileNone, m.Profile())
 }
 
-func TestOpen_AutoWithoutDriverReportsNoGPUs(t *testing.T) {
+// TestOpen_RealBackendOnThisHost checks the real backend against whatever this host has:
+// without a driver, auto means no GPUs and real fails clearly; with one, every GPU is
+// described and, on an H200, matches the recorded fixture.
+func TestOpen_RealBackendOnThisHost(t *testing.T) {
 	if nvmlLoads() {
-		t.Skip("NVML loads on this machine")
+		realOnAGPUHost(t)
+		return
 	}
+	autoWithoutDriverReportsNoGPUs(t)
+	realWithoutDriverFailsClearly(t)
+}
+
+func autoWithoutDriverReportsNoGPUs(t *testing.T) {
 	m, err := Open(ProfileAuto, Options{Logger: quietLogger()})
 	require.NoError(t, err)
 	defer m.Close()
@@ -234,10 +243,7 @@ func TestOpen_AutoWithoutDriverReportsNoGPUs(t *testing.T) {
 	assert.Nil(t, m.Simulator())
 }
 
-func TestOpen_RealWithoutDriverFailsClearly(t *testing.T) {
-	if nvmlLoads() {
-		t.Skip("NVML loads on this machine")
-	}
+func realWithoutDriverFailsClearly(t *testing.T) {
 	_, err := Open(ProfileReal, Options{Logger: quietLogger()})
 	require.ErrorIs(t, err, ErrUnavailable)
 	assert.Contains(t, err.Error(), "libnvidia-ml.so.1 could not be loaded")
@@ -250,13 +256,9 @@ func TestOpen_UnknownProfile(t *testing.T) {
 	assert.Contains(t, err.Error(), `unknown GPU profile "h300"`)
 }
 
-// TestOpen_RealOnAGPUHost runs where NVML loads (a GPU machine): the real backend must
-// describe every GPU, survive the health loop, and agree with the H200 fixture when it finds
-// an H200.
-func TestOpen_RealOnAGPUHost(t *testing.T) {
-	if !nvmlLoads() {
-		t.Skip("NVML does not load on this machine")
-	}
+// realOnAGPUHost runs where NVML loads (a GPU machine): the real backend must describe every
+// GPU, survive the health loop, and agree with the H200 fixture when it finds an H200.
+func realOnAGPUHost(t *testing.T) {
 	m, err := Open(ProfileAuto, Options{PollInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	require.NoError(t, err)
 	defer m.Close()

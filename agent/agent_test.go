@@ -1,0 +1,607 @@
+package agent_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/runtime"
+	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/internal/proctest"
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/nvml"
+	"github.com/modelplane/modelplane/store"
+)
+
+const token = "test-node-token-0123456789"
+
+// testmodelBin is the test model server, built once for the package.
+var testmodelBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agent-test-")
+	if err != nil {
+		panic(err)
+	}
+	testmodelBin = filepath.Join(dir, "testmodel")
+	out, err := exec.Command("go", "build", "-o", testmodelBin, "github.com/modelplane/modelplane/cmd/testmodel").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building the test model: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// node is an agent serving on loopback, as the control plane sees it.
+type node struct {
+	t        *testing.T
+	a        *agent.Agent
+	gpus     *nvml.Manager
+	url      string
+	stateDir string
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+func startNode(t *testing.T, stateDir, profile string, opts ...func(*agent.Config)) *node {
+	t.Helper()
+	gpus, err := nvml.Open(profile, nvml.Options{})
+	require.NoError(t, err)
+	cfg := agent.Config{Name: "node-test", Token: token, StateDir: stateDir, StopGrace: 2 * time.Second,
+		SuperviseInterval: 100 * time.Millisecond, StartTimeout: 20 * time.Second, HeartbeatInterval: 100 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := agent.New(cfg, gpus, agent.Runtimes{})
+	require.NoError(t, err)
+	a.SetRuntimes(agent.Runtimes{Process: process.New(a.ID())})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{t: t, a: a, gpus: gpus, url: "http://" + ln.Addr().String(), stateDir: stateDir, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- a.Run(ctx, ln) }()
+	t.Cleanup(n.shutdown)
+	return n
+}
+
+// shutdown stops the agent process-wide state; replicas keep running, as after a crash.
+func (n *node) shutdown() {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	require.NoError(n.t, <-n.done)
+	n.cancel = nil
+	n.gpus.Close()
+}
+
+// stopAll stops every replica still running, so no test leaves processes behind.
+func stopAll(t *testing.T, stateDir string) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "state.json"))
+	if err != nil {
+		return
+	}
+	var st struct {
+		Replicas []agent.Replica `json:"replicas"`
+	}
+	_ = json.Unmarshal(b, &st)
+	for _, r := range st.Replicas {
+		if r.Handle != nil && r.Handle.PID > 0 {
+			_ = process.New("cleanup").Stop(context.Background(), *r.Handle, time.Second)
+		}
+	}
+}
+
+func (n *node) call(method, path string, body any, tok string) (int, []byte) {
+	n.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		require.NoError(n.t, err)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, n.url+path, rd)
+	require.NoError(n.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(n.t, err)
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func (n *node) replica(id string) agent.Replica {
+	n.t.Helper()
+	code, body := n.call(http.MethodGet, "/v1/replicas/"+id, nil, token)
+	require.Equal(n.t, http.StatusOK, code, string(body))
+	var r agent.Replica
+	require.NoError(n.t, json.Unmarshal(body, &r))
+	return r
+}
+
+func (n *node) waitState(id, state string) agent.Replica {
+	n.t.Helper()
+	var r agent.Replica
+	require.Eventually(n.t, func() bool {
+		r = n.replica(id)
+		return r.State == state
+	}, 30*time.Second, 50*time.Millisecond, "replica %s never reached %s", id, state)
+	return r
+}
+
+func (n *node) inventory() agent.InventoryResponse {
+	n.t.Helper()
+	code, body := n.call(http.MethodGet, "/v1/inventory", nil, token)
+	require.Equal(n.t, http.StatusOK, code, string(body))
+	var inv agent.InventoryResponse
+	require.NoError(n.t, json.Unmarshal(body, &inv))
+	return inv
+}
+
+// pkg packs dir and returns its file URL and digest.
+func pkg(t *testing.T, dir string) (string, string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "pkg.tar.gz"))
+	require.NoError(t, err)
+	defer f.Close()
+	sum, err := modelpkg.Pack(dir, f)
+	require.NoError(t, err)
+	return "file://" + f.Name(), sum
+}
+
+// testmodelPackage is a process-runtime package that runs the test model.
+func testmodelPackage(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin, err := os.ReadFile(testmodelBin)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "testmodel"), bin, 0o755))
+	command := append([]string{"./testmodel"}, args...)
+	cmdJSON, _ := json.Marshal(command)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
+		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(cmdJSON)+"\n"), 0o644))
+	return pkg(t, dir)
+}
+
+func shellPackage(t *testing.T, script string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cmdJSON, _ := json.Marshal([]string{"/bin/sh", "-c", script})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
+		[]byte("model_name: shell\nruntime: process\ncommand: "+string(cmdJSON)+"\n"), 0o644))
+	return pkg(t, dir)
+}
+
+func startReq(id, url, sum string, gpus int) agent.StartRequest {
+	return agent.StartRequest{ReplicaID: id, DeploymentID: "dep00001", Environment: "production",
+		ArchiveURL: url, ArchiveSHA256: sum, Resources: agent.Resources{GPUCount: gpus}}
+}
+
+func predict(t *testing.T, addr, path string, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// replicaProcesses lists the processes that carry the replica's ID.
+func replicaProcesses(id string) []proctest.Process {
+	return proctest.Where(func(p proctest.Process) bool {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.PID))
+		return err == nil && bytes.Contains(append([]byte("\x00"), env...), []byte("\x00"+process.EnvReplicaID+"="+id+"\x00"))
+	})
+}
+
+func newID() string { return "r" + store.NewID(11) }
+
+func TestAgent_RunsTestModelOnItsGPUAndStopFreesIt(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "h200")
+	url, sum := testmodelPackage(t, "--load-time", "300ms")
+	id := newID()
+
+	code, body := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
+	require.Equal(t, http.StatusCreated, code, string(body))
+	inv := n.inventory()
+	require.Len(t, inv.GPUs, 1)
+	gpu := inv.GPUs[0].UUID
+	require.Equal(t, id, inv.GPUs[0].AssignedReplicaID, "the GPU must be assigned at once")
+
+	r := n.waitState(id, agent.StateReady)
+	require.Equal(t, []string{gpu}, r.GPUUUIDs)
+	status, out := predict(t, r.Address, "/predict", `{"x": 1}`)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, map[string]any{"x": float64(1)}, out["output"])
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", int(out["pid"].(float64))))
+	require.NoError(t, err)
+	env = append([]byte("\x00"), env...) // every entry now sits between NULs
+	require.Contains(t, string(env), "\x00CUDA_VISIBLE_DEVICES="+gpu+"\x00")
+	require.Contains(t, string(env), "\x00MODELPLANE_ENVIRONMENT=production\x00")
+
+	// Idempotent on the replica ID: no second process.
+	code, _ = n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, replicaProcesses(id), 1)
+
+	code, body = n.call(http.MethodDelete, "/v1/replicas/"+id+"?grace_seconds=5", nil, token)
+	require.Equal(t, http.StatusOK, code, string(body))
+	require.Equal(t, agent.StateStopped, n.replica(id).State)
+	require.Empty(t, replicaProcesses(id), "the server must be gone after DELETE")
+	require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID, "DELETE must free the GPU")
+	code, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+	require.Equal(t, http.StatusOK, code, "a second DELETE answers the stopped replica")
+}
+
+func TestAgent_PythonEchoModelAnswers(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "none")
+	url, sum := pkg(t, "../examples/models/echo")
+	id := newID()
+	code, body := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 0), token)
+	require.Equal(t, http.StatusCreated, code, string(body))
+	r := n.waitState(id, agent.StateReady)
+	require.Equal(t, "/v1/models/model", r.HealthPath)
+	status, out := predict(t, r.Address, r.PredictPath, `{"text": "hi"}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	require.Equal(t, map[string]any{"text": "hi"}, out["echo"])
+	require.Equal(t, "production", out["environment"])
+
+	code, body = n.call(http.MethodGet, "/v1/replicas/"+id+"/logs?stream=stdout&tail=50", nil, token)
+	require.Equal(t, http.StatusOK, code)
+	require.NotEmpty(t, strings.TrimSpace(string(body)), "the server's output must be readable through the agent")
+	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+}
+
+func TestAgent_TakenGPUIs409WithReason(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "h200")
+	url, sum := testmodelPackage(t)
+	first := newID()
+	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(first, url, sum, 1), token)
+	require.Equal(t, http.StatusCreated, code)
+
+	code, body := n.call(http.MethodPost, "/v1/replicas", startReq(newID(), url, sum, 1), token)
+	require.Equal(t, http.StatusConflict, code)
+	require.Contains(t, string(body), first, "the reason names the replica holding the GPU")
+
+	code, body = n.call(http.MethodPost, "/v1/replicas", startReq(newID(), url, sum, 2), token)
+	require.Equal(t, http.StatusConflict, code)
+	require.Contains(t, string(body), "GPU")
+
+	other := startReq(first, url, sum, 1)
+	other.DeploymentID = "dep00002"
+	code, _ = n.call(http.MethodPost, "/v1/replicas", other, token)
+	require.Equal(t, http.StatusConflict, code, "a replica ID may not be reused for another deployment")
+	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+first, nil, token)
+}
+
+func TestAgent_ReadoptsLiveReplicaAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "h200")
+	url, sum := testmodelPackage(t)
+	id := newID()
+	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
+	require.Equal(t, http.StatusCreated, code)
+	before := n.waitState(id, agent.StateReady)
+	pids := replicaProcesses(id)
+	require.Len(t, pids, 1)
+	n.shutdown()
+
+	// The server keeps serving while the agent is away.
+	status, _ := predict(t, before.Address, "/predict", `{}`)
+	require.Equal(t, http.StatusOK, status)
+
+	n2 := startNode(t, dir, "h200")
+	after := n2.waitState(id, agent.StateReady)
+	require.Equal(t, before.Address, after.Address)
+	require.Equal(t, before.GPUUUIDs, after.GPUUUIDs)
+	require.Equal(t, pids, replicaProcesses(id), "the same process, not a new one")
+	require.Equal(t, id, n2.inventory().GPUs[0].AssignedReplicaID, "the GPU stays assigned")
+	status, _ = predict(t, after.Address, "/predict", `{}`)
+	require.Equal(t, http.StatusOK, status)
+
+	code, _ = n2.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, replicaProcesses(id))
+}
+
+func TestAgent_ReplicaThatDiedWhileAwayIsFailedAndFreed(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "h200")
+	url, sum := testmodelPackage(t)
+	id := newID()
+	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
+	require.Equal(t, http.StatusCreated, code)
+	n.waitState(id, agent.StateReady)
+	n.shutdown()
+	for _, p := range replicaProcesses(id) {
+		require.NoError(t, process.New("x").Stop(context.Background(), handleOf(t, dir, id, p.PID), time.Second))
+	}
+
+	n2 := startNode(t, dir, "h200")
+	r := n2.replica(id)
+	require.Equal(t, agent.StateFailed, r.State)
+	require.Contains(t, r.Error, "while the agent was down")
+	require.Empty(t, n2.inventory().GPUs[0].AssignedReplicaID)
+}
+
+func TestAgent_StopsProcessesThatBelongToNoReplica(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "none")
+	url, sum := testmodelPackage(t)
+	id := newID()
+	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 0), token)
+	require.Equal(t, http.StatusCreated, code)
+	n.waitState(id, agent.StateReady)
+	n.shutdown()
+	require.Len(t, replicaProcesses(id), 1)
+
+	// Forget the replica, as if the state were lost after the process started.
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	require.NoError(t, err)
+	var st map[string]any
+	require.NoError(t, json.Unmarshal(b, &st))
+	st["replicas"] = []any{}
+	b, _ = json.Marshal(st)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600))
+
+	startNode(t, dir, "none")
+	require.Eventually(t, func() bool { return len(replicaProcesses(id)) == 0 }, 10*time.Second, 50*time.Millisecond,
+		"a process the agent started that belongs to no replica must be stopped")
+}
+
+func TestAgent_ExitedServerIsFailedWithExitCodeAndLogTail(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, "h200")
+	url, sum := shellPackage(t, "echo loading; echo 'CUDA out of memory' >&2; exit 7")
+	id := newID()
+	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
+	require.Equal(t, http.StatusCreated, code)
+	r := n.waitState(id, agent.StateFailed)
+	require.NotNil(t, r.ExitCode)
+	require.Equal(t, 7, *r.ExitCode)
+	require.Contains(t, r.LogTail, "CUDA out of memory")
+	require.Contains(t, r.Error, "code 7")
+	require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID, "a failed replica frees its GPU")
+}
+
+func TestAgent_BadRequests(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, "h200")
+	url, sum := testmodelPackage(t)
+	big := bytes.Repeat([]byte("x"), 2<<20)
+	tests := []struct {
+		name     string
+		body     any
+		tok      string
+		want     int
+		wantText string
+	}{
+		{"wrong token", startReq(newID(), url, sum, 0), "nope", http.StatusUnauthorized, "token"},
+		{"no token", startReq(newID(), url, sum, 0), "", http.StatusUnauthorized, "token"},
+		{"malformed JSON", []byte(`{"replica_id": `), token, http.StatusBadRequest, "invalid JSON"},
+		{"unknown field", []byte(`{"replica_id": "a", "bogus": 1}`), token, http.StatusBadRequest, "bogus"},
+		{"missing replica_id", startReq("", url, sum, 0), token, http.StatusBadRequest, "replica_id"},
+		{"bad deployment_id", func() agent.StartRequest { r := startReq(newID(), url, sum, 0); r.DeploymentID = "Dep!"; return r }(), token, http.StatusBadRequest, "deployment_id"},
+		{"no archive or image", agent.StartRequest{ReplicaID: newID(), DeploymentID: "d1"}, token, http.StatusBadRequest, "archive_url"},
+		{"bad digest", startReq(newID(), url, "abc", 0), token, http.StatusBadRequest, "archive_sha256"},
+		{"bad scheme", startReq(newID(), "ftp://x/y", sum, 0), token, http.StatusBadRequest, "archive_url"},
+		{"too many GPUs", startReq(newID(), url, sum, 17), token, http.StatusBadRequest, "resources.gpu_count"},
+		{"bad env name", func() agent.StartRequest {
+			r := startReq(newID(), url, sum, 0)
+			r.Env = map[string]string{"1X": "v"}
+			return r
+		}(), token, http.StatusBadRequest, "env"},
+		{"image without docker", func() agent.StartRequest { r := startReq(newID(), "", "", 0); r.Image = "repo/x:1"; return r }(), token, http.StatusBadRequest, "containers"},
+		{"oversized body", big, token, http.StatusRequestEntityTooLarge, "bytes"},
+		{"GPUs not there", startReq(newID(), url, sum, 4), token, http.StatusConflict, "GPU"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := n.call(http.MethodPost, "/v1/replicas", tt.body, tt.tok)
+			require.Equal(t, tt.want, code, string(body))
+			require.Contains(t, string(body), tt.wantText)
+			require.Contains(t, string(body), `"error"`)
+		})
+	}
+	code, _ := n.call(http.MethodGet, "/v1/replicas/nosuch", nil, token)
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = n.call(http.MethodDelete, "/v1/replicas/nosuch", nil, token)
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = n.call(http.MethodGet, "/v1/inventory", nil, "")
+	require.Equal(t, http.StatusUnauthorized, code)
+}
+
+// tarGz builds an archive from raw entries, for packages no honest packer would make.
+func tarGz(t *testing.T, entries []*tar.Header, bodies []string) (string, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for i, h := range entries {
+		h.Size = int64(len(bodies[i]))
+		if h.Typeflag == tar.TypeSymlink {
+			h.Size = 0
+		}
+		require.NoError(t, tw.WriteHeader(h))
+		if h.Typeflag != tar.TypeSymlink {
+			_, err := tw.Write([]byte(bodies[i]))
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, gz.Close())
+	p := filepath.Join(t.TempDir(), "bad.tar.gz")
+	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o644))
+	sum := sha256.Sum256(buf.Bytes())
+	return "file://" + p, hex.EncodeToString(sum[:])
+}
+
+func TestAgent_BadArchivesFailTheReplicaAndWriteNothingOutside(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, "h200")
+	config := "model_name: x\nruntime: process\ncommand: [\"/bin/true\"]\n"
+	good, goodSum := testmodelPackage(t)
+	escape := filepath.Join(filepath.Dir(dir), "escaped-"+store.NewID(6))
+	slipURL, slipSum := tarGz(t, []*tar.Header{
+		{Name: "config.yaml", Mode: 0o644, Typeflag: tar.TypeReg},
+		{Name: "../../../" + filepath.Base(escape), Mode: 0o644, Typeflag: tar.TypeReg},
+	}, []string{config, "pwned"})
+	linkURL, linkSum := tarGz(t, []*tar.Header{
+		{Name: "config.yaml", Mode: 0o644, Typeflag: tar.TypeReg},
+		{Name: "out", Typeflag: tar.TypeSymlink, Linkname: "../../../../"},
+	}, []string{config, ""})
+	noConfigURL, noConfigSum := tarGz(t, []*tar.Header{{Name: "model.py", Mode: 0o644, Typeflag: tar.TypeReg}}, []string{"x"})
+	tests := []struct {
+		name, url, sum, want string
+	}{
+		{"bad checksum", good, strings.Repeat("0", 64), "checksum"},
+		{"zip slip", slipURL, slipSum, "unsafe"},
+		{"symlink out", linkURL, linkSum, "unsafe"},
+		{"no config.yaml", noConfigURL, noConfigSum, "config.yaml"},
+		{"archive missing", "file:///nonexistent/pkg.tar.gz", goodSum, "fetching the archive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := newID()
+			code, body := n.call(http.MethodPost, "/v1/replicas", startReq(id, tt.url, tt.sum, 1), token)
+			require.Equal(t, http.StatusCreated, code, string(body))
+			r := n.waitState(id, agent.StateFailed)
+			require.Contains(t, strings.ToLower(r.Error), tt.want)
+			require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID, "the failed replica's GPU is free again")
+		})
+	}
+	_, err := os.Stat(escape)
+	require.ErrorIs(t, err, os.ErrNotExist, "a zip-slip entry was written outside the replica directory")
+}
+
+func TestAgent_UnhealthyGPUGetsNoReplicaAndItsReplicaIsReported(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "h200")
+	url, sum := testmodelPackage(t)
+	id := newID()
+	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
+	require.Equal(t, http.StatusCreated, code)
+	n.waitState(id, agent.StateReady)
+	gpu := n.inventory().GPUs[0].UUID
+
+	sim := n.gpus.Simulator()
+	require.Eventually(t, func() bool { return sim.InjectXID(gpu, 79) == nil }, 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return !n.inventory().GPUs[0].Healthy }, 5*time.Second, 20*time.Millisecond)
+	require.Contains(t, n.inventory().GPUs[0].UnhealthyReason, "79")
+	require.True(t, n.replica(id).GPUUnhealthy, "the replica on the sick GPU must be reported")
+
+	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+	code, body := n.call(http.MethodPost, "/v1/replicas", startReq(newID(), url, sum, 1), token)
+	require.Equal(t, http.StatusConflict, code, "an unhealthy GPU gets no new replica")
+	require.Contains(t, string(body), "unhealthy")
+}
+
+func TestAgent_HeartbeatsInventoryAndReplicas(t *testing.T) {
+	var mu sync.Mutex
+	var got []agent.Heartbeat
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != agent.HeartbeatPath || r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "bad", http.StatusUnauthorized)
+			return
+		}
+		var hb agent.Heartbeat
+		if err := json.NewDecoder(r.Body).Decode(&hb); err == nil {
+			mu.Lock()
+			got = append(got, hb)
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer api.Close()
+	dir := t.TempDir()
+	n := startNode(t, dir, "dgxa100", func(c *agent.Config) { c.APIURL = api.URL; c.AdvertiseURL = "http://agent.example:7070" })
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 2
+	}, 5*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	hb := got[len(got)-1]
+	mu.Unlock()
+	require.Equal(t, "node-test", hb.Name)
+	require.Equal(t, n.a.ID(), hb.AgentID)
+	require.Equal(t, "http://agent.example:7070", hb.AgentURL)
+	require.Len(t, hb.Inventory.GPUs, 8)
+	require.Equal(t, "dgxa100", hb.Inventory.GPUProfile)
+}
+
+// handleOf reads a replica's runtime handle from the state file.
+func handleOf(t *testing.T, dir, id string, pid int) runtime.Handle {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	require.NoError(t, err)
+	var st struct {
+		Replicas []agent.Replica `json:"replicas"`
+	}
+	require.NoError(t, json.Unmarshal(b, &st))
+	for _, r := range st.Replicas {
+		if r.ID == id && r.Handle != nil {
+			require.Equal(t, pid, r.Handle.PID, "state file and process table disagree")
+			return *r.Handle
+		}
+	}
+	t.Fatalf("replica %s has no handle in the state file", id)
+	return runtime.Handle{}
+}
+
+func TestAgent_ModelThatFailsToLoadIsFailedWithItsError(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, "h200")
+	src := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "model"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "config.yaml"), []byte("model_name: broken\nruntime: python\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "model", "model.py"), []byte(
+		"class Model:\n    def __init__(self, **kw):\n        pass\n    def load(self):\n        raise RuntimeError('weights not found')\n    def predict(self, x):\n        return x\n"), 0o644))
+	url, sum := pkg(t, src)
+	id := newID()
+	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
+	require.Equal(t, http.StatusCreated, code)
+	r := n.waitState(id, agent.StateFailed)
+	require.Contains(t, r.Error, "weights not found")
+	require.Empty(t, replicaProcesses(id), "the server of a model that cannot load is stopped")
+	require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID)
+}
