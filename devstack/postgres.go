@@ -239,10 +239,19 @@ func startPrivate(ctx context.Context, dir string) (*Postgres, error) {
 	if err := run(as.command(ctx, dir, pgctl, "-D", dir, "-o", opts, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "start")); err != nil {
 		return nil, err
 	}
+	pid := postmasterPID(dir)
 	stop := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 		defer cancel()
-		return run(as.command(ctx, dir, pgctl, "-D", dir, "-m", "fast", "-w", "stop"))
+		if err := run(as.command(ctx, dir, pgctl, "-D", dir, "-m", "fast", "-w", "stop")); err != nil {
+			return err
+		}
+		// pg_ctl returns once the server removed its pid file, a moment before the process
+		// itself is gone; stopping means gone.
+		for pid > 0 && ctx.Err() == nil && syscall.Kill(pid, 0) == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return nil
 	}
 	u := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/modelplane?sslmode=disable", ports[0])
 	if err := ensureDatabase(ctx, u); err != nil {
@@ -279,4 +288,15 @@ func makeTraversable(dataDir string) error {
 		}
 	}
 	return nil
+}
+
+// postmasterPID reads the server's PID from its pid file (first line); 0 when unknown.
+func postmasterPID(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(first))
+	return pid
 }
