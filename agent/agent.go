@@ -246,13 +246,19 @@ type work struct {
 	done   chan struct{}
 }
 
-// spawn runs fn for replica id in the background, replacing nothing: a replica has at most one.
+// spawn runs fn for replica id in the background; a replica has at most one such goroutine.
 func (a *Agent) spawn(id string, fn func(ctx context.Context)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.spawnLocked(id, fn)
+}
+
+// spawnLocked is spawn with a.mu held, so that the replica and its goroutine appear together
+// to a concurrent Stop.
+func (a *Agent) spawnLocked(id string, fn func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(a.ctx)
 	w := &work{cancel: cancel, done: make(chan struct{})}
-	a.mu.Lock()
 	a.workers[id] = w
-	a.mu.Unlock()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -138,6 +138,13 @@ func (n *node) call(method, path string, body any, tok string) (int, []byte) {
 	return resp.StatusCode, out
 }
 
+// mustStart posts a start request that must be accepted as new.
+func (n *node) mustStart(req agent.StartRequest) {
+	n.t.Helper()
+	code, body := n.call(http.MethodPost, "/v1/replicas", req, token)
+	require.Equal(n.t, http.StatusCreated, code, string(body))
+}
+
 func (n *node) replica(id string) agent.Replica {
 	n.t.Helper()
 	code, body := n.call(http.MethodGet, "/v1/replicas/"+id, nil, token)
@@ -315,8 +322,7 @@ func TestAgent_ReadoptsLiveReplicaAfterRestart(t *testing.T) {
 	n := startNode(t, dir, "h200")
 	url, sum := testmodelPackage(t)
 	id := newID()
-	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
-	require.Equal(t, http.StatusCreated, code)
+	n.mustStart(startReq(id, url, sum, 1))
 	before := n.waitState(id, agent.StateReady)
 	pids := replicaProcesses(id)
 	require.Len(t, pids, 1)
@@ -335,7 +341,7 @@ func TestAgent_ReadoptsLiveReplicaAfterRestart(t *testing.T) {
 	status, _ = predict(t, after.Address, "/predict", `{}`)
 	require.Equal(t, http.StatusOK, status)
 
-	code, _ = n2.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+	code, _ := n2.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
 	require.Equal(t, http.StatusOK, code)
 	require.Empty(t, replicaProcesses(id))
 }
@@ -346,8 +352,7 @@ func TestAgent_ReplicaThatDiedWhileAwayIsFailedAndFreed(t *testing.T) {
 	n := startNode(t, dir, "h200")
 	url, sum := testmodelPackage(t)
 	id := newID()
-	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
-	require.Equal(t, http.StatusCreated, code)
+	n.mustStart(startReq(id, url, sum, 1))
 	n.waitState(id, agent.StateReady)
 	n.shutdown()
 	for _, p := range replicaProcesses(id) {
@@ -367,8 +372,7 @@ func TestAgent_StopsProcessesThatBelongToNoReplica(t *testing.T) {
 	n := startNode(t, dir, "none")
 	url, sum := testmodelPackage(t)
 	id := newID()
-	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 0), token)
-	require.Equal(t, http.StatusCreated, code)
+	n.mustStart(startReq(id, url, sum, 0))
 	n.waitState(id, agent.StateReady)
 	n.shutdown()
 	require.Len(t, replicaProcesses(id), 1)
@@ -392,8 +396,7 @@ func TestAgent_ExitedServerIsFailedWithExitCodeAndLogTail(t *testing.T) {
 	n := startNode(t, dir, "h200")
 	url, sum := shellPackage(t, "echo loading; echo 'CUDA out of memory' >&2; exit 7")
 	id := newID()
-	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
-	require.Equal(t, http.StatusCreated, code)
+	n.mustStart(startReq(id, url, sum, 1))
 	r := n.waitState(id, agent.StateFailed)
 	require.NotNil(t, r.ExitCode)
 	require.Equal(t, 7, *r.ExitCode)
@@ -518,8 +521,7 @@ func TestAgent_UnhealthyGPUGetsNoReplicaAndItsReplicaIsReported(t *testing.T) {
 	n := startNode(t, dir, "h200")
 	url, sum := testmodelPackage(t)
 	id := newID()
-	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
-	require.Equal(t, http.StatusCreated, code)
+	n.mustStart(startReq(id, url, sum, 1))
 	n.waitState(id, agent.StateReady)
 	gpu := n.inventory().GPUs[0].UUID
 
@@ -598,8 +600,7 @@ func TestAgent_ModelThatFailsToLoadIsFailedWithItsError(t *testing.T) {
 		"class Model:\n    def __init__(self, **kw):\n        pass\n    def load(self):\n        raise RuntimeError('weights not found')\n    def predict(self, x):\n        return x\n"), 0o644))
 	url, sum := pkg(t, src)
 	id := newID()
-	code, _ := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 1), token)
-	require.Equal(t, http.StatusCreated, code)
+	n.mustStart(startReq(id, url, sum, 1))
 	r := n.waitState(id, agent.StateFailed)
 	require.Contains(t, r.Error, "weights not found")
 	require.Empty(t, replicaProcesses(id), "the server of a model that cannot load is stopped")

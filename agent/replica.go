@@ -172,9 +172,7 @@ func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
 		delete(a.replicas, r.ID)
 		return Replica{}, false, err
 	}
-	a.mu.Unlock()
-	a.spawn(r.ID, func(ctx context.Context) { a.launch(ctx, r, override) })
-	a.mu.Lock()
+	a.spawnLocked(r.ID, func(ctx context.Context) { a.launch(ctx, r, override) })
 	return *r, true, nil
 }
 

@@ -191,15 +191,7 @@ type presence struct {
 // Walking nodes rather than unmarshalling into a struct lets every type error name its key.
 func decodeTop(top *yaml.Node, cfg *Config) (presence, error) {
 	var seen presence
-	keys := map[string]bool{}
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		k, v := top.Content[i], top.Content[i+1]
-		key := k.Value
-		if keys[key] {
-			return seen, fieldErr(key, "given more than once")
-		}
-		keys[key] = true
-		var err error
+	err := eachKey(top, "", func(key, _ string, v *yaml.Node) (err error) {
 		switch key {
 		case "model_name":
 			cfg.ModelName, err = scalarString(key, v)
@@ -224,11 +216,9 @@ func decodeTop(top *yaml.Node, cfg *Config) (presence, error) {
 		case "hot_reload":
 			cfg.HotReload, err = boolean(key, v)
 		}
-		if err != nil {
-			return seen, err
-		}
-	}
-	return seen, nil
+		return err
+	})
+	return seen, err
 }
 
 func decodeResources(v *yaml.Node, r *Resources) (presence, error) {
@@ -239,15 +229,7 @@ func decodeResources(v *yaml.Node, r *Resources) (presence, error) {
 	if v.Kind != yaml.MappingNode {
 		return seen, fieldErr("resources", "must be a mapping")
 	}
-	keys := map[string]bool{}
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		key, val := v.Content[i].Value, v.Content[i+1]
-		field := "resources." + key
-		if keys[key] {
-			return seen, fieldErr(field, "given more than once")
-		}
-		keys[key] = true
-		var err error
+	err := eachKey(v, "resources.", func(key, field string, val *yaml.Node) (err error) {
 		switch key {
 		case "accelerator":
 			r.Accelerator, err = scalarString(field, val)
@@ -263,11 +245,26 @@ func decodeResources(v *yaml.Node, r *Resources) (presence, error) {
 		case "memory":
 			r.Memory, err = scalarString(field, val)
 		}
-		if err != nil {
-			return seen, err
+		return err
+	})
+	return seen, err
+}
+
+// eachKey calls fn for each key of a mapping in document order, with the key's field name
+// (prefix + key) for error messages; a key given twice is an error.
+func eachKey(m *yaml.Node, prefix string, fn func(key, field string, v *yaml.Node) error) error {
+	keys := map[string]bool{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		key := m.Content[i].Value
+		if keys[key] {
+			return fieldErr(prefix+key, "given more than once")
+		}
+		keys[key] = true
+		if err := fn(key, prefix+key, m.Content[i+1]); err != nil {
+			return err
 		}
 	}
-	return seen, nil
+	return nil
 }
 
 func isNull(v *yaml.Node) bool {

@@ -2,7 +2,6 @@ package testmodel_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,28 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelplane/modelplane/internal/proctest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/testmodel"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // running is a test model served on a real listener.
 type running struct {
@@ -44,7 +28,7 @@ type running struct {
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
-	log    *syncBuffer
+	log    *proctest.Buffer
 }
 
 func serve(t *testing.T, opts testmodel.Options) *running {
@@ -53,7 +37,7 @@ func serve(t *testing.T, opts testmodel.Options) *running {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{url: "http://" + ln.Addr().String(), addr: ln.Addr().String(), cancel: cancel,
-		done: make(chan error, 1), log: &syncBuffer{}}
+		done: make(chan error, 1), log: &proctest.Buffer{}}
 	go func() { r.done <- testmodel.Serve(ctx, ln, opts, r.log) }()
 	t.Cleanup(func() {
 		cancel()

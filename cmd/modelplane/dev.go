@@ -76,6 +76,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	}
 	fmt.Fprintf(out, "  PostgreSQL:   %s (%s)\n", redactURL(s.Postgres.URL), s.Postgres.Source)
 	fmt.Fprintf(out, "  API key:      %s\n", filepath.Join(c.DataDir, devstack.KeyFile))
+	fmt.Fprintf(out, "  Node token:   %s (for modelplane agent --token-file)\n", filepath.Join(c.DataDir, devstack.NodeTokenFile))
 	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
 
 	var served error

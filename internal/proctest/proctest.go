@@ -1,13 +1,35 @@
-// Package proctest lists the machine's processes from /proc, for tests that check that
-// nothing was left running.
+// Package proctest helps tests that run processes: it lists the machine's processes from
+// /proc, to check that nothing was left running, and collects a process's output safely.
 package proctest
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
+
+// Buffer collects a process's output while a test reads it from another goroutine.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // Process is one live process.
 type Process struct {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelplane/modelplane/internal/proctest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,31 +26,13 @@ import (
 	"github.com/modelplane/modelplane/runtime/python"
 )
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // server is a running server.py.
 type server struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	url    string
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *proctest.Buffer
+	stderr *proctest.Buffer
 	exited chan struct{}
 	err    error // the exit error, once exited is closed
 }
@@ -94,7 +78,7 @@ func startServer(t *testing.T, pkgDir string, secrets map[string]string, extraEn
 	}
 	cmd.Env = append(cmd.Env, extraEnv...)
 	s := &server{t: t, cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port),
-		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+		stdout: &proctest.Buffer{}, stderr: &proctest.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	require.NoError(t, cmd.Start())
 	go func() {
