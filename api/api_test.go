@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/store"
 )
@@ -34,7 +35,15 @@ func newFixture(t *testing.T) *fixture {
 	db, err := store.Open(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	return &fixture{db: db, e: api.New(api.Deps{DB: db, Registry: prometheus.NewRegistry()})}
+	return &fixture{db: db, e: api.New(testDeps(t, db))}
+}
+
+// testDeps are the API's dependencies on a fresh blob store.
+func testDeps(t *testing.T, db *sqlx.DB) api.Deps {
+	t.Helper()
+	blobs, err := blob.NewDir(t.TempDir())
+	require.NoError(t, err)
+	return api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir()}
 }
 
 // workspace makes a workspace with a model and a key; it returns the model ID and the key.
@@ -187,4 +196,14 @@ func TestMetricsCountRequests(t *testing.T) {
 	f.e.ServeHTTP(rec, req)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Contains(t, rec.Body.String(), `modelplane_api_requests_total{method="GET",route="/v1/models",status_code="401"} 1`)
+}
+
+// workspacePrincipal returns the workspace ID of an API key.
+func (f *fixture) workspacePrincipal(t *testing.T, key string) (string, string) {
+	t.Helper()
+	id, _, err := apikey.Parse(key)
+	require.NoError(t, err)
+	k, err := store.APIKeyByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	return k.WorkspaceID, k.ID
 }

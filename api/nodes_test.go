@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/agent"
@@ -37,7 +36,9 @@ func heartbeat(t *testing.T, f *fixture, token string, hb agent.Heartbeat) *http
 
 func nodeFixture(t *testing.T) *fixture {
 	f := newFixture(t)
-	f.e = api.New(api.Deps{DB: f.db, Registry: prometheus.NewRegistry(), NodeToken: nodeToken})
+	deps := testDeps(t, f.db)
+	deps.NodeToken = nodeToken
+	f.e = api.New(deps)
 	return f
 }
 

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/blob"
 )
 
 // Deps are what the API needs from the rest of the system.
@@ -30,6 +31,12 @@ type Deps struct {
 	// NodeToken is the secret agents present to report to the API (and the API presents
 	// to agents). Empty disables node registration.
 	NodeToken string
+	// Blobs stores uploaded model packages; required.
+	Blobs blob.Store
+	// ScratchDir is where uploads are unpacked to be checked (default: the system's).
+	ScratchDir string
+	// MaxArchiveBytes bounds an upload (default DefaultMaxArchiveBytes).
+	MaxArchiveBytes int64
 }
 
 // Server is the management API over its dependencies.
@@ -43,6 +50,9 @@ type Server struct {
 func New(deps Deps) *echo.Echo {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
+	}
+	if deps.MaxArchiveBytes <= 0 {
+		deps.MaxArchiveBytes = DefaultMaxArchiveBytes
 	}
 	s := &Server{deps: deps, log: deps.Logger}
 
@@ -67,6 +77,8 @@ func New(deps Deps) *echo.Echo {
 	v1.GET("/models", s.listModels)
 	v1.GET("/models/:model_id", s.getModel)
 	v1.GET("/nodes", s.listNodes)
+	v1.POST("/archives", s.createArchive)
+	e.GET("/internal/v1/archives/:id", s.downloadArchive, s.requireNodeToken)
 
 	// Agents report here with the node token, not an API key.
 	e.POST(agent.HeartbeatPath, s.nodeHeartbeat, s.requireNodeToken, middleware.BodyLimit("4M"))

@@ -24,6 +24,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/worker"
@@ -50,6 +51,9 @@ type Options struct {
 	TemporalUIPort    int    // embedded UI port; 0 picks a free one
 
 	Postgres PostgresOptions // DataDir defaults to Options.DataDir
+
+	// MaxArchiveBytes bounds a model package upload (default api.DefaultMaxArchiveBytes).
+	MaxArchiveBytes int64
 
 	Logger *slog.Logger
 	// Out receives what a person must see once: the new admin key on first start.
@@ -126,6 +130,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	blobs, err := blob.NewDir(filepath.Join(opts.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
 
 	s.TemporalAddress = opts.TemporalAddress
 	if s.TemporalAddress == "" {
@@ -162,7 +170,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.APIURL = "http://" + ln.Addr().String()
 	s.http = &http.Server{
-		Handler:           api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken}),
+		Handler: api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
+			Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { s.served <- s.http.Serve(ln) }()

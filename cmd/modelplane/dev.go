@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/devstack"
 )
 
@@ -24,6 +25,7 @@ type devConfig struct {
 	TemporalAddress   string
 	TemporalNamespace string
 	DatabaseURL       string
+	MaxArchiveBytes   int64
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -46,6 +48,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.StringVar(&c.TemporalAddress, "temporal-address", envString(envTemporalAddress, ""), "use this Temporal cluster instead of the embedded one (TEMPORAL_ADDRESS)")
 	f.StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
 	f.StringVar(&c.DatabaseURL, "database-url", envString(envDatabaseURL, ""), "PostgreSQL URL; empty tries the local server, then a private cluster (DATABASE_URL)")
+	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	return cmd
 }
 
@@ -58,8 +61,9 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		DataDir: c.DataDir, Listen: c.Listen,
 		TemporalAddress: c.TemporalAddress, TemporalNamespace: c.TemporalNamespace,
 		TemporalPort: c.TemporalPort, TemporalUIPort: c.TemporalUIPort,
-		Postgres: devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
-		Logger:   log, Out: out,
+		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
+		MaxArchiveBytes: c.MaxArchiveBytes,
+		Logger:          log, Out: out,
 	})
 	if err != nil {
 		return err

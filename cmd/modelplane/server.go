@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/worker"
 )
@@ -25,6 +26,8 @@ import (
 type serverConfig struct {
 	Listen            string
 	NodeTokenFile     string
+	BlobDir           string
+	MaxArchiveBytes   int64
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
@@ -85,9 +88,14 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 					return err
 				}
 			}
+			blobs, err := blob.NewDir(c.BlobDir)
+			if err != nil {
+				return fmt.Errorf("--blob-dir %s: %w", c.BlobDir, err)
+			}
 			srv := &http.Server{
-				Addr:              c.Listen,
-				Handler:           api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken}),
+				Addr: c.Listen,
+				Handler: api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
+					Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes}),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
 			errc := make(chan error, 1)
@@ -107,6 +115,8 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")
+	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "where model packages are stored; shared by every API process (MODELPLANE_BLOB_DIR)")
+	cmd.Flags().Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)

@@ -239,14 +239,19 @@ func (r *Runtime) forget(pid int) {
 
 // Adopt implements runtime.Runtime.
 func (r *Runtime) Adopt(_ context.Context, h runtime.Handle) (bool, error) {
-	if !alive(h) {
-		return false, nil
+	// A process caught in the middle of an exec (a shell handing over to the server) briefly
+	// shows no environment; look again before deciding it is not ours.
+	for try := 0; try < 5; try++ {
+		if !alive(h) {
+			return false, nil
+		}
+		env, err := environ(h.PID)
+		if err == nil && env[EnvAgentID] != "" {
+			return env[EnvAgentID] == r.agentID && env[EnvReplicaID] == h.ReplicaID, nil
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	env, err := environ(h.PID)
-	if err != nil {
-		return false, nil
-	}
-	return env[EnvAgentID] == r.agentID && env[EnvReplicaID] == h.ReplicaID, nil
+	return false, nil
 }
 
 // Orphans implements runtime.Runtime: process group leaders that carry this agent's ID and a

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/store"
+)
+
+// DefaultMaxArchiveBytes is the largest model package accepted by default: 2 GiB.
+const DefaultMaxArchiveBytes = 2 << 30
+
+// archiveTypes are the content types a package upload may carry.
+var archiveTypes = map[string]bool{
+	"application/gzip": true, "application/x-gzip": true, "application/octet-stream": true,
+	"application/x-tar+gzip": true, "application/x-compressed-tar": true,
+}
+
+// ArchiveV1 is the answer to an upload.
+type ArchiveV1 struct {
+	ID   string `json:"id"`
+	Size int64  `json:"size"`
+}
+
+// createArchive stores a model package. The package is unpacked once into scratch space to
+// check it (paths, links, config.yaml) the way an agent will, then thrown away; a package
+// that would fail on an agent fails here, with the reason.
+func (s *Server) createArchive(c echo.Context) error {
+	ct, _, _ := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if !archiveTypes[ct] {
+		return Errorf(http.StatusUnsupportedMediaType, "send the package as Content-Type: application/gzip (a tar.gz), not %q", ct)
+	}
+	limit := s.deps.MaxArchiveBytes
+	if c.Request().ContentLength > limit {
+		return Errorf(http.StatusRequestEntityTooLarge, "archive of %d bytes is over the %d-byte limit", c.Request().ContentLength, limit)
+	}
+	ctx := c.Request().Context()
+	digest, size, created, err := s.deps.Blobs.Put(ctx, c.Request().Body, limit)
+	if errors.Is(err, blob.ErrTooLarge) {
+		return Errorf(http.StatusRequestEntityTooLarge, "archive is over the %d-byte limit", limit)
+	}
+	if err != nil {
+		return fmt.Errorf("storing archive: %w", err)
+	}
+	cfg, err := s.checkPackage(c, digest)
+	if err != nil {
+		if created {
+			_ = s.deps.Blobs.Delete(ctx, digest)
+		}
+		return err
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	a, isNew, err := store.CreateArchive(ctx, s.deps.DB, store.Archive{
+		WorkspaceID: principal(c).WorkspaceID, ID: digest, SizeBytes: size, Config: cfgJSON,
+	})
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if isNew {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, ArchiveV1{ID: a.ID, Size: a.SizeBytes})
+}
+
+// checkPackage unpacks the stored blob into scratch space and returns its config.
+func (s *Server) checkPackage(c echo.Context, digest string) (modelpkg.Config, error) {
+	r, _, err := s.deps.Blobs.Open(c.Request().Context(), digest)
+	if err != nil {
+		return modelpkg.Config{}, err
+	}
+	defer r.Close()
+	dir, err := os.MkdirTemp(s.deps.ScratchDir, "check-*")
+	if err != nil {
+		return modelpkg.Config{}, err
+	}
+	defer os.RemoveAll(dir)
+	cfg, err := modelpkg.Extract(r, strings.TrimPrefix(digest, "sha256:"), dir+"/pkg")
+	if err != nil {
+		var fe *modelpkg.FieldError
+		switch {
+		case errors.As(err, &fe):
+			return cfg, Errorf(http.StatusBadRequest, "%s", fe.Error())
+		case errors.Is(err, modelpkg.ErrTooLarge):
+			return cfg, Errorf(http.StatusRequestEntityTooLarge, "invalid model package: %v", err)
+		}
+		return cfg, Errorf(http.StatusBadRequest, "invalid model package: %v", err)
+	}
+	return cfg, nil
+}
+
+// downloadArchive serves a package to an agent (node token), whichever workspace uploaded it.
+func (s *Server) downloadArchive(c echo.Context) error {
+	id := c.Param("id")
+	ctx := c.Request().Context()
+	ok, err := store.ArchiveExists(ctx, s.deps.DB, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return Errorf(http.StatusNotFound, "archive %q not found", id)
+	}
+	r, size, err := s.deps.Blobs.Open(ctx, id)
+	if errors.Is(err, blob.ErrNotFound) {
+		return Errorf(http.StatusNotFound, "archive %q is recorded but its blob is missing", id)
+	}
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.FormatInt(size, 10))
+	c.Response().Header().Set(echo.HeaderContentType, "application/gzip")
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = io.Copy(c.Response(), r)
+	return err
+}

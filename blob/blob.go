@@ -1,0 +1,143 @@
+// Package blob stores model archives by content: a blob's name is the SHA-256 of its bytes,
+// so storing the same archive twice keeps one copy and a name always means the same bytes.
+//
+// Dir keeps blobs in a directory; Store is the interface an S3-compatible store can also
+// implement.
+package blob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+)
+
+// ErrNotFound means no blob has that digest.
+var ErrNotFound = errors.New("blob not found")
+
+// ErrTooLarge means the content was longer than the limit given to Put.
+var ErrTooLarge = errors.New("blob larger than the limit")
+
+// Store keeps blobs by digest ("sha256:<hex>").
+type Store interface {
+	// Put stores what r yields, up to limit bytes (ErrTooLarge past it), and returns its
+	// digest and size. created is false when the blob was already there.
+	Put(ctx context.Context, r io.Reader, limit int64) (digest string, size int64, created bool, err error)
+	// Open reads a blob.
+	Open(ctx context.Context, digest string) (io.ReadCloser, int64, error)
+	// Delete removes a blob; a missing one is not an error.
+	Delete(ctx context.Context, digest string) error
+}
+
+var digestPattern = regexp.MustCompile(`^sha256:([0-9a-f]{64})$`)
+
+// Dir is a Store in a local directory: blobs at <root>/sha256/<hex>, uploads in progress at
+// <root>/tmp.
+type Dir struct {
+	root string
+}
+
+// NewDir returns a store rooted at root, creating it.
+func NewDir(root string) (*Dir, error) {
+	for _, d := range []string{"sha256", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o750); err != nil {
+			return nil, err
+		}
+	}
+	return &Dir{root: root}, nil
+}
+
+// TempDir is a scratch directory on the store's file system, for work on uploads.
+func (d *Dir) TempDir() string { return filepath.Join(d.root, "tmp") }
+
+func (d *Dir) path(digest string) (string, error) {
+	m := digestPattern.FindStringSubmatch(digest)
+	if m == nil {
+		return "", fmt.Errorf("%w: %q is not a sha256 digest", ErrNotFound, digest)
+	}
+	return filepath.Join(d.root, "sha256", m[1]), nil
+}
+
+// Put implements Store. The content is written to a temporary file and renamed into place
+// once its digest is known, so a reader never sees a partial blob.
+func (d *Dir) Put(ctx context.Context, r io.Reader, limit int64) (string, int64, bool, error) {
+	tmp, err := os.CreateTemp(d.TempDir(), "upload-*")
+	if err != nil {
+		return "", 0, false, err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(readerCtx{ctx, r}, limit+1))
+	if err == nil && n > limit {
+		err = ErrTooLarge
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", 0, false, err
+	}
+	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	final, _ := d.path(digest)
+	if _, err := os.Stat(final); err == nil {
+		return digest, n, false, nil
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", 0, false, err
+	}
+	return digest, n, true, nil
+}
+
+// Open implements Store.
+func (d *Dir) Open(_ context.Context, digest string) (io.ReadCloser, int64, error) {
+	p, err := d.path(digest)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
+// Delete implements Store.
+func (d *Dir) Delete(_ context.Context, digest string) error {
+	p, err := d.path(digest)
+	if err != nil {
+		return nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// readerCtx stops a long upload when its request is cancelled.
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
