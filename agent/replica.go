@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelplane/modelplane/agent/runtime"
@@ -501,4 +502,27 @@ func (a *Agent) rotateLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// StopAll stops every live replica, in parallel, each with grace. The agent does this only
+// when its replicas must not outlive it (the dev stack); a production agent leaves them
+// running across its own restarts.
+func (a *Agent) StopAll(grace time.Duration) {
+	a.mu.Lock()
+	var ids []string
+	for id, r := range a.replicas {
+		if r.live() {
+			ids = append(ids, id)
+		}
+	}
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = a.Stop(id, grace)
+		}()
+	}
+	wg.Wait()
 }

@@ -22,9 +22,12 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/worker"
@@ -55,6 +58,9 @@ type Options struct {
 	// MaxArchiveBytes bounds a model package upload (default api.DefaultMaxArchiveBytes).
 	MaxArchiveBytes int64
 
+	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
+	GPUProfile string
+
 	Logger *slog.Logger
 	// Out receives what a person must see once: the new admin key on first start.
 	Out io.Writer
@@ -70,13 +76,20 @@ type Stack struct {
 	// already had a valid one.
 	NewAPIKey string
 
-	log      *slog.Logger
-	db       *sqlx.DB
-	temporal *Temporal
-	tc       client.Client
-	worker   sdkworker.Worker
-	http     *http.Server
-	served   chan error
+	// AgentURL is the local node agent's API.
+	AgentURL string
+
+	log       *slog.Logger
+	db        *sqlx.DB
+	agent     *agent.Agent
+	gpus      *nvml.Manager
+	stopAgent context.CancelFunc
+	agentDone chan error
+	temporal  *Temporal
+	tc        client.Client
+	worker    sdkworker.Worker
+	http      *http.Server
+	served    chan error
 }
 
 // Start brings the stack up. On error everything already started is stopped again.
@@ -176,6 +189,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
 
+	if err := s.startAgent(opts, nodeToken); err != nil {
+		return nil, err
+	}
+
 	if s.NewAPIKey != "" {
 		fmt.Fprintf(opts.Out, "Created workspace %q and an admin API key (saved to %s, shown only this once):\n\n    %s\n\n",
 			DefaultWorkspace, filepath.Join(opts.DataDir, KeyFile), s.NewAPIKey)
@@ -190,6 +207,17 @@ func (s *Stack) Served() <-chan error { return s.served }
 // allow it.
 func (s *Stack) Close(ctx context.Context) error {
 	var errs []error
+	if s.agent != nil {
+		// dev is one process: its model servers end with it, so nothing is left running.
+		s.agent.StopAll(5 * time.Second)
+		s.stopAgent()
+		if err := <-s.agentDone; err != nil {
+			errs = append(errs, fmt.Errorf("agent: %w", err))
+		}
+	}
+	if s.gpus != nil {
+		_ = s.gpus.Close()
+	}
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
@@ -266,4 +294,35 @@ func ensureNodeToken(path string) (string, error) {
 		return "", err
 	}
 	return t, nil
+}
+
+// startAgent runs the local node agent, reporting to this stack's API.
+func (s *Stack) startAgent(opts Options, nodeToken string) error {
+	profile := opts.GPUProfile
+	if profile == "" {
+		profile = nvml.ProfileAuto
+	}
+	gpus, err := nvml.Open(profile, nvml.Options{Logger: s.log.With("component", "nvml")})
+	if err != nil {
+		return fmt.Errorf("--gpu-profile %s: %w", profile, err)
+	}
+	s.gpus = gpus
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	s.AgentURL = "http://" + ln.Addr().String()
+	a, err := agent.New(agent.Config{
+		Name: "dev", AdvertiseURL: s.AgentURL, APIURL: s.APIURL, Token: nodeToken,
+		StateDir: filepath.Join(opts.DataDir, "agent"), Logger: s.log.With("component", "agent"),
+	}, gpus, agent.Runtimes{})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	a.SetRuntimes(agent.Runtimes{Process: process.New(a.ID())})
+	ctx, cancel := context.WithCancel(context.Background())
+	s.agent, s.stopAgent, s.agentDone = a, cancel, make(chan error, 1)
+	go func() { s.agentDone <- a.Run(ctx, ln) }()
+	return nil
 }

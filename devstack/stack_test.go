@@ -18,9 +18,11 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/internal/proctest"
+	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -219,4 +221,46 @@ func TestStack_ExternalTemporalStartsNoServerOrUI(t *testing.T) {
 
 	// The external cluster is still serving after the second stack stopped.
 	waitReady(t, embedded.APIURL)
+}
+
+func TestStack_LocalAgentRegistersAndItsReplicasStopWithTheStack(t *testing.T) {
+	dir := t.TempDir()
+	s := startStack(t, devstack.Options{DataDir: dir, GPUProfile: "h200", Postgres: devstack.PostgresOptions{DatabaseURL: dbURL}})
+	stopped := false
+	defer func() {
+		if !stopped {
+			closeStack(t, s)
+		}
+	}()
+
+	// The agent reports to the stack's API: the node and its GPU are listed.
+	require.Eventually(t, func() bool {
+		code, body := get(t, s.APIURL+"/v1/nodes", s.NewAPIKey)
+		return code == http.StatusOK && strings.Contains(body, `"name":"dev"`) && strings.Contains(body, "NVIDIA H200")
+	}, 20*time.Second, 100*time.Millisecond)
+
+	// A model server started through the agent...
+	pkgDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(pkgDir, "config.yaml"),
+		[]byte("model_name: sleeper\nruntime: process\ncommand: [\"/bin/sh\", \"-c\", \"exec sleep 299.123\"]\n"), 0o644))
+	archive := filepath.Join(t.TempDir(), "p.tar.gz")
+	f, err := os.Create(archive)
+	require.NoError(t, err)
+	sum, err := modelpkg.Pack(pkgDir, f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	token, err := os.ReadFile(filepath.Join(dir, devstack.NodeTokenFile))
+	require.NoError(t, err)
+	c := agent.NewClient(s.AgentURL, strings.TrimSpace(string(token)))
+	_, err = c.StartReplica(context.Background(), agent.StartRequest{ReplicaID: "sleeper-1", DeploymentID: "dep00001",
+		ArchiveURL: "file://" + archive, ArchiveSHA256: sum, Resources: agent.Resources{GPUCount: 1}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return len(processesMentioning("sleep 299.123")) > 0
+	}, 10*time.Second, 50*time.Millisecond)
+
+	// ...ends with the stack.
+	closeStack(t, s)
+	stopped = true
+	require.Empty(t, processesMentioning("sleep 299.123"), "dev's model servers must stop with it")
 }

@@ -113,17 +113,19 @@ func call(t *testing.T, method, url, auth string, body any) (int, []byte) {
 	return resp.StatusCode, out
 }
 
+type nodeV1 struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	GPUs  []struct {
+		UUID              string  `json:"uuid"`
+		Name              string  `json:"name"`
+		Healthy           bool    `json:"healthy"`
+		AssignedReplicaID *string `json:"assigned_replica_id"`
+	} `json:"gpus"`
+}
+
 type nodesResponse struct {
-	Nodes []struct {
-		Name  string `json:"name"`
-		State string `json:"state"`
-		GPUs  []struct {
-			UUID              string  `json:"uuid"`
-			Name              string  `json:"name"`
-			Healthy           bool    `json:"healthy"`
-			AssignedReplicaID *string `json:"assigned_replica_id"`
-		} `json:"gpus"`
-	} `json:"nodes"`
+	Nodes []nodeV1 `json:"nodes"`
 }
 
 func TestAgent_EchoModelSurvivesAgentKill9AndDeleteFreesGPU(t *testing.T) {
@@ -141,18 +143,31 @@ func TestAgent_EchoModelSurvivesAgentKill9AndDeleteFreesGPU(t *testing.T) {
 	agentCmd := startAgent(t, listen, apiURL, tokenFile, stateDir)
 
 	// The API lists the node and its H200 once the agent has reported.
-	var nodes nodesResponse
-	require.Eventually(t, func() bool {
+	// node returns the host's entry in /v1/nodes (dev's own agent is listed too).
+	node := func() (nodeV1, bool) {
 		code, body := call(t, http.MethodGet, apiURL+"/v1/nodes", admin, nil)
-		nodes = nodesResponse{}
-		return code == http.StatusOK && json.Unmarshal(body, &nodes) == nil && len(nodes.Nodes) == 1
+		var nodes nodesResponse
+		if code != http.StatusOK || json.Unmarshal(body, &nodes) != nil {
+			return nodeV1{}, false
+		}
+		for _, n := range nodes.Nodes {
+			if n.Name == "gpu-host-1" {
+				return n, true
+			}
+		}
+		return nodeV1{}, false
+	}
+	var host nodeV1
+	require.Eventually(t, func() bool {
+		var ok bool
+		host, ok = node()
+		return ok
 	}, 20*time.Second, 100*time.Millisecond, "the agent never showed up in /v1/nodes")
-	require.Equal(t, "gpu-host-1", nodes.Nodes[0].Name)
-	require.Equal(t, "READY", nodes.Nodes[0].State)
-	require.Len(t, nodes.Nodes[0].GPUs, 1)
-	require.Equal(t, "NVIDIA H200", nodes.Nodes[0].GPUs[0].Name)
-	require.True(t, nodes.Nodes[0].GPUs[0].Healthy)
-	gpu := nodes.Nodes[0].GPUs[0].UUID
+	require.Equal(t, "READY", host.State)
+	require.Len(t, host.GPUs, 1)
+	require.Equal(t, "NVIDIA H200", host.GPUs[0].Name)
+	require.True(t, host.GPUs[0].Healthy)
+	gpu := host.GPUs[0].UUID
 
 	// Start the python echo model on the GPU through the agent API.
 	archive := filepath.Join(t.TempDir(), "echo.tar.gz")
@@ -201,10 +216,8 @@ func TestAgent_EchoModelSurvivesAgentKill9AndDeleteFreesGPU(t *testing.T) {
 	_, err = http.Post("http://"+rep.Address+rep.PredictPath, "application/json", strings.NewReader(`{}`))
 	require.Error(t, err, "the model server must be gone after DELETE")
 	require.Eventually(t, func() bool {
-		code, body := call(t, http.MethodGet, apiURL+"/v1/nodes", admin, nil)
-		nodes = nodesResponse{}
-		return code == http.StatusOK && json.Unmarshal(body, &nodes) == nil && len(nodes.Nodes) == 1 &&
-			nodes.Nodes[0].GPUs[0].AssignedReplicaID == nil
+		host, ok := node()
+		return ok && host.GPUs[0].AssignedReplicaID == nil
 	}, 20*time.Second, 100*time.Millisecond, "the API must see the GPU free again")
 
 	require.NoError(t, agentCmd.cmd.Process.Signal(syscall.SIGTERM))

@@ -26,6 +26,7 @@ type devConfig struct {
 	TemporalNamespace string
 	DatabaseURL       string
 	MaxArchiveBytes   int64
+	GPUProfile        string
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -35,7 +36,8 @@ func newDevCmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Run the whole stack in one process on embedded defaults",
 		Long: `Runs PostgreSQL (DATABASE_URL, else the local server on 127.0.0.1:5432, else a private
 cluster in the data directory), an in-process Temporal server with its UI (unless
-TEMPORAL_ADDRESS names a cluster), the management API and the worker. The first start creates
+TEMPORAL_ADDRESS names a cluster), the management API, the worker and a local node agent
+(whose model servers stop with dev). The first start creates
 the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd, c, logger()) },
@@ -48,6 +50,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.StringVar(&c.TemporalAddress, "temporal-address", envString(envTemporalAddress, ""), "use this Temporal cluster instead of the embedded one (TEMPORAL_ADDRESS)")
 	f.StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
 	f.StringVar(&c.DatabaseURL, "database-url", envString(envDatabaseURL, ""), "PostgreSQL URL; empty tries the local server, then a private cluster (DATABASE_URL)")
+	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "the local agent's GPUs: auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	return cmd
 }
@@ -63,6 +66,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		TemporalPort: c.TemporalPort, TemporalUIPort: c.TemporalUIPort,
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
+		GPUProfile:      c.GPUProfile,
 		Logger:          log, Out: out,
 	})
 	if err != nil {
@@ -79,6 +83,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		fmt.Fprintf(out, "  Temporal UI:  %s\n", s.TemporalUIURL)
 	}
 	fmt.Fprintf(out, "  PostgreSQL:   %s (%s)\n", redactURL(s.Postgres.URL), s.Postgres.Source)
+	fmt.Fprintf(out, "  Node agent:   %s (GPU profile %s)\n", s.AgentURL, c.GPUProfile)
 	fmt.Fprintf(out, "  API key:      %s\n", filepath.Join(c.DataDir, devstack.KeyFile))
 	fmt.Fprintf(out, "  Node token:   %s (for modelplane agent --token-file)\n", filepath.Join(c.DataDir, devstack.NodeTokenFile))
 	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")

@@ -1,0 +1,164 @@
+// Package settings holds the rules for the API's autoscaling and promotion settings: the
+// allowed ranges (API.md) and how a PATCH of some fields applies to the stored settings.
+// Everything here is a pure function, so the API handlers, the workflows and the tests all
+// agree on what a valid settings object is.
+package settings
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+// ErrInvalid is what every *FieldError matches with errors.Is, so the API's one error
+// handler can answer 400 without knowing this package's types.
+var ErrInvalid = errors.New("settings: invalid")
+
+// FieldError names the field that breaks a rule and the rule, e.g. Field
+// "autoscaling_settings.max_replica", Message "must be >= 1 and >= min_replica (0)".
+type FieldError struct {
+	// Field is the dotted path of the field, starting with the prefix the caller gave.
+	Field string
+	// Message states the rule, and the value that broke it where that helps.
+	Message string
+}
+
+// Error implements error as "<field>: <message>".
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Message
+	}
+	return e.Field + ": " + e.Message
+}
+
+// Unwrap lets errors.Is(err, ErrInvalid) hold.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func fieldErr(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// join builds a field path; an empty prefix leaves the bare name, for callers whose settings
+// object is the whole request body.
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+// Ranges of the autoscaling settings, inclusive. API.md is the source; these are the same
+// numbers in code.
+const (
+	MinAutoscalingWindow = 10   // seconds
+	MaxAutoscalingWindow = 3600 // seconds
+	MinScaleDownDelay    = 0    // seconds
+	MaxScaleDownDelay    = 3600 // seconds
+	MinConcurrencyTarget = 1
+	// MaxConcurrencyTarget is not in API.md; it stops a typo (an extra few zeros) from
+	// making a deployment that never scales up.
+	MaxConcurrencyTarget = 10000
+	MinTargetUtilization = 1   // percent
+	MaxTargetUtilization = 100 // percent
+	MinMaxScaleDownRate  = 1   // percent of replicas per step
+	MaxMaxScaleDownRate  = 50  // percent of replicas per step
+)
+
+// Ranges of the promotion settings, inclusive.
+const (
+	MinRampUpDurationSeconds = 10
+	MaxRampUpDurationSeconds = 86400
+	MinMaxErrorRateIncrease  = 0.0
+	MaxMaxErrorRateIncrease  = 1.0
+	MinMaxP99LatencyRatio    = 1.0
+	// MaxMaxP99LatencyRatio caps the ratio because beyond it the analysis would pass any
+	// candidate, which is better said by turning the analysis off.
+	MaxMaxP99LatencyRatio  = 100.0
+	MinMinRequestsPerStage = 1
+	MaxMinRequestsPerStage = 1000000
+)
+
+// Promotion cleanup strategies: what happens to the previous deployment after a promotion.
+const (
+	CleanupScaleToZero = "SCALE_TO_ZERO"
+	CleanupKeep        = "KEEP"
+	CleanupDeactivate  = "DEACTIVATE"
+)
+
+// CleanupStrategies lists the valid promotion_cleanup_strategy values, in the order API.md
+// gives them.
+var CleanupStrategies = []string{CleanupScaleToZero, CleanupKeep, CleanupDeactivate}
+
+// ValidateAutoscaling checks s against the ranges in API.md and returns a *FieldError for
+// the first field, in the JSON object's order, that is out of range. prefix is the path of
+// the settings object, e.g. "autoscaling_settings".
+func ValidateAutoscaling(prefix string, s store.AutoscalingSettings) error {
+	f := func(name string) string { return join(prefix, name) }
+	switch {
+	case s.MinReplica < 0:
+		return fieldErr(f("min_replica"), "must be >= 0, got %d", s.MinReplica)
+	case s.MaxReplica < 1 || s.MaxReplica < s.MinReplica:
+		return fieldErr(f("max_replica"), "must be >= 1 and >= min_replica (%d), got %d", s.MinReplica, s.MaxReplica)
+	}
+	if err := intRange(f("autoscaling_window"), s.AutoscalingWindow, MinAutoscalingWindow, MaxAutoscalingWindow, " seconds"); err != nil {
+		return err
+	}
+	if err := intRange(f("scale_down_delay"), s.ScaleDownDelay, MinScaleDownDelay, MaxScaleDownDelay, " seconds"); err != nil {
+		return err
+	}
+	if err := intRange(f("concurrency_target"), s.ConcurrencyTarget, MinConcurrencyTarget, MaxConcurrencyTarget, " requests per replica"); err != nil {
+		return err
+	}
+	if err := intRange(f("target_utilization_percentage"), s.TargetUtilizationPercentage, MinTargetUtilization, MaxTargetUtilization, " percent"); err != nil {
+		return err
+	}
+	return intRange(f("max_scale_down_rate"), s.MaxScaleDownRate, MinMaxScaleDownRate, MaxMaxScaleDownRate, " percent of replicas per step")
+}
+
+// ValidatePromotion checks s against the ranges in API.md and returns a *FieldError for the
+// first field that is wrong. canary_analysis is checked even while disabled, so turning it
+// on later never activates thresholds that nobody could have set.
+func ValidatePromotion(prefix string, s store.PromotionSettings) error {
+	f := func(name string) string { return join(prefix, name) }
+	if !slices.Contains(CleanupStrategies, s.PromotionCleanupStrategy) {
+		return fieldErr(f("promotion_cleanup_strategy"), "must be one of %s, got %q",
+			strings.Join(CleanupStrategies, ", "), s.PromotionCleanupStrategy)
+	}
+	if err := intRange(f("ramp_up_duration_seconds"), s.RampUpDurationSeconds, MinRampUpDurationSeconds, MaxRampUpDurationSeconds, " seconds"); err != nil {
+		return err
+	}
+	return validateCanary(f("canary_analysis"), s.CanaryAnalysis)
+}
+
+func validateCanary(prefix string, c store.CanaryAnalysis) error {
+	f := func(name string) string { return join(prefix, name) }
+	// The negated comparisons also catch NaN, which a Go caller (not JSON) could pass.
+	if !(c.MaxErrorRateIncrease >= MinMaxErrorRateIncrease && c.MaxErrorRateIncrease <= MaxMaxErrorRateIncrease) {
+		return fieldErr(f("max_error_rate_increase"), "must be between %g and %g (a fraction of requests), got %g",
+			MinMaxErrorRateIncrease, MaxMaxErrorRateIncrease, c.MaxErrorRateIncrease)
+	}
+	if !(c.MaxP99LatencyRatio >= MinMaxP99LatencyRatio && c.MaxP99LatencyRatio <= MaxMaxP99LatencyRatio) {
+		return fieldErr(f("max_p99_latency_ratio"), "must be between %g and %g, got %g",
+			MinMaxP99LatencyRatio, MaxMaxP99LatencyRatio, c.MaxP99LatencyRatio)
+	}
+	return intRange(f("min_requests_per_stage"), c.MinRequestsPerStage, MinMinRequestsPerStage, MaxMinRequestsPerStage, "")
+}
+
+func intRange(field string, v, lo, hi int, unit string) error {
+	if v < lo || v > hi {
+		return fieldErr(field, "must be between %d and %d%s, got %d", lo, hi, unit, v)
+	}
+	return nil
+}
+
+// ForDevelopment clamps s for the development deployment, which always runs at most one
+// replica (live reload patches a single process): max_replica becomes 1 and min_replica at
+// most 1, so scale to zero still works.
+func ForDevelopment(s store.AutoscalingSettings) store.AutoscalingSettings {
+	s.MaxReplica = 1
+	s.MinReplica = min(max(s.MinReplica, 0), 1)
+	return s
+}
