@@ -41,12 +41,8 @@ func (s *Server) listModels(c echo.Context) error {
 }
 
 func (s *Server) getModel(c echo.Context) error {
-	id := c.Param("model_id")
-	m, err := store.ModelByID(c.Request().Context(), s.deps.DB, principal(c).WorkspaceID, id)
+	m, err := s.ownModel(c)
 	if err != nil {
-		if err == store.ErrNotFound {
-			return Errorf(http.StatusNotFound, "model %q not found", id)
-		}
 		return err
 	}
 	return c.JSON(http.StatusOK, modelV1(m))
