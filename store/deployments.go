@@ -96,3 +96,10 @@ func MarkDeploymentDeleted(ctx context.Context, db sqlx.ExecerContext, modelID, 
 		UPDATE deployments SET deleted_at = now(), updated_at = now()
 		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id)
 }
+
+// UpdateDeploymentAutoscaling replaces a live deployment's autoscaling settings.
+func UpdateDeploymentAutoscaling(ctx context.Context, db sqlx.ExecerContext, modelID, id string, s AutoscalingSettings) error {
+	return exec(ctx, db, true, `
+		UPDATE deployments SET autoscaling_settings = $3, updated_at = now()
+		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id, s)
+}

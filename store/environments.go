@@ -61,3 +61,10 @@ func SetEnvironmentDeployment(ctx context.Context, db sqlx.ExecerContext, modelI
 func DeleteEnvironment(ctx context.Context, db sqlx.ExecerContext, modelID, name string) error {
 	return exec(ctx, db, true, `DELETE FROM environments WHERE model_id = $1 AND name = $2`, modelID, name)
 }
+
+// UpdateEnvironmentSettings replaces the environment's autoscaling and promotion settings.
+func UpdateEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, modelID, name string, as AutoscalingSettings, ps PromotionSettings) error {
+	return exec(ctx, db, true, `
+		UPDATE environments SET autoscaling_settings = $3, promotion_settings = $4, updated_at = now()
+		WHERE model_id = $1 AND name = $2`, modelID, name, as, ps)
+}

@@ -1,0 +1,78 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// maxJSONBody bounds a management request's JSON body.
+const maxJSONBody = 1 << 20
+
+// readObject reads the request body as a JSON object of known fields, so that a misspelt
+// field is a 400 naming it rather than a silently ignored setting.
+func readObject(c echo.Context, known ...string) (map[string]json.RawMessage, error) {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxJSONBody+1))
+	if err != nil {
+		return nil, Errorf(http.StatusBadRequest, "reading the body: %v", err)
+	}
+	if len(body) > maxJSONBody {
+		return nil, Errorf(http.StatusRequestEntityTooLarge, "body over %d bytes", maxJSONBody)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+		return nil, Errorf(http.StatusBadRequest, "the body must be a JSON object: %v", jsonProblem(err))
+	}
+	for k := range obj {
+		if !contains(known, k) {
+			sorted := append([]string(nil), known...)
+			sort.Strings(sorted)
+			return nil, Errorf(http.StatusBadRequest, "%s: unknown field (known: %s)", k, strings.Join(sorted, ", "))
+		}
+	}
+	return obj, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func jsonProblem(err error) string {
+	if err == nil {
+		return "got null"
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	}
+	return err.Error()
+}
+
+// stringField reads a string field, naming it when it is something else.
+func stringField(obj map[string]json.RawMessage, name string) (string, bool, error) {
+	raw, ok := obj[name]
+	if !ok {
+		return "", false, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", true, Errorf(http.StatusBadRequest, "%s: must be a string", name)
+	}
+	return s, true, nil
+}
+
+// marshalObject turns a checked object back into JSON for a settings patch.
+func marshalObject(obj map[string]json.RawMessage) (json.RawMessage, error) {
+	return json.Marshal(obj)
+}

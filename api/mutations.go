@@ -1,0 +1,309 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+
+	"github.com/modelplane/modelplane/settings"
+	"github.com/modelplane/modelplane/store"
+)
+
+var (
+	environmentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	deploymentName  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
+)
+
+// settingsError turns a settings.FieldError into a 400 naming the field.
+func settingsError(err error) error {
+	var fe *settings.FieldError
+	if errors.As(err, &fe) {
+		return Errorf(http.StatusBadRequest, "%s", fe.Error())
+	}
+	return err
+}
+
+// audit records what the request's key did, in the same transaction as the change.
+func audit(ctx context.Context, tx sqlx.ExecerContext, c echo.Context, modelID, action, target string, details store.JSONMap) error {
+	p := principal(c)
+	return store.RecordAudit(ctx, tx, store.AuditEvent{
+		WorkspaceID: p.WorkspaceID, ModelID: modelID, Actor: p.KeyID, Action: action, Target: target, Details: details,
+	})
+}
+
+// createEnvironment adds a custom environment with its own settings (defaults where unset).
+func (s *Server) createEnvironment(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	obj, err := readObject(c, "name", "autoscaling_settings", "promotion_settings")
+	if err != nil {
+		return err
+	}
+	name, given, err := stringField(obj, "name")
+	switch {
+	case err != nil:
+		return err
+	case !given || name == "":
+		return Errorf(http.StatusBadRequest, "name: required")
+	case name == store.ProductionEnvironment:
+		return Errorf(http.StatusUnprocessableEntity, "name: production is created with the model and cannot be created again")
+	case !environmentName.MatchString(name):
+		return Errorf(http.StatusBadRequest, "name: use 1-63 lowercase letters, digits, - or _, starting with a letter or digit")
+	}
+	env := store.Environment{ModelID: m.ID, Name: name,
+		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()}
+	if raw, ok := obj["autoscaling_settings"]; ok {
+		if env.AutoscalingSettings, _, err = settings.PatchAutoscaling("autoscaling_settings", env.AutoscalingSettings, raw); err != nil {
+			return settingsError(err)
+		}
+	}
+	if raw, ok := obj["promotion_settings"]; ok {
+		if env.PromotionSettings, _, err = settings.PatchPromotion("promotion_settings", env.PromotionSettings, raw); err != nil {
+			return settingsError(err)
+		}
+	}
+	ctx := c.Request().Context()
+	var created store.Environment
+	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
+		var err error
+		if created, err = store.CreateEnvironment(ctx, tx, env); err != nil {
+			return err
+		}
+		return audit(ctx, tx, c, m.ID, "environment.create", name, nil)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return Errorf(http.StatusConflict, "environment %q already exists", name)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := s.environmentV1(c, created)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, v)
+}
+
+// patchEnvironment changes an environment's settings; fields not sent keep their values.
+func (s *Server) patchEnvironment(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	obj, err := readObject(c, "autoscaling_settings", "promotion_settings")
+	if err != nil {
+		return err
+	}
+	name := c.Param("env")
+	ctx := c.Request().Context()
+	var updated store.Environment
+	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
+		e, err := lockEnvironment(ctx, tx, m.ID, name)
+		if err != nil {
+			return err
+		}
+		as, ps := e.AutoscalingSettings, e.PromotionSettings
+		if raw, ok := obj["autoscaling_settings"]; ok {
+			if as, _, err = settings.PatchAutoscaling("autoscaling_settings", as, raw); err != nil {
+				return settingsError(err)
+			}
+		}
+		if raw, ok := obj["promotion_settings"]; ok {
+			if ps, _, err = settings.PatchPromotion("promotion_settings", ps, raw); err != nil {
+				return settingsError(err)
+			}
+		}
+		if as == e.AutoscalingSettings && ps == e.PromotionSettings {
+			updated = e
+			return nil
+		}
+		if err := store.UpdateEnvironmentSettings(ctx, tx, m.ID, name, as, ps); err != nil {
+			return err
+		}
+		e.AutoscalingSettings, e.PromotionSettings = as, ps
+		updated = e
+		return audit(ctx, tx, c, m.ID, "environment.update", name, store.JSONMap{"autoscaling_settings": as, "promotion_settings": ps})
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return Errorf(http.StatusNotFound, "environment %q of model %s not found", name, m.ID)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := s.environmentV1(c, updated)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+// lockEnvironment reads an environment for update, so that two PATCHes do not lose each
+// other's fields.
+func lockEnvironment(ctx context.Context, tx *sqlx.Tx, modelID, name string) (store.Environment, error) {
+	var e store.Environment
+	err := tx.GetContext(ctx, &e, `SELECT * FROM environments WHERE model_id = $1 AND name = $2 FOR UPDATE`, modelID, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, store.ErrNotFound
+	}
+	return e, err
+}
+
+// renameDeployment changes a published deployment's name.
+func (s *Server) renameDeployment(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	obj, err := readObject(c, "name")
+	if err != nil {
+		return err
+	}
+	name, given, err := stringField(obj, "name")
+	switch {
+	case err != nil:
+		return err
+	case !given:
+		return Errorf(http.StatusBadRequest, "name: required")
+	case !deploymentName.MatchString(name):
+		return Errorf(http.StatusBadRequest, "name: use 1-255 of letters, digits, '.', '_' or '-'")
+	}
+	ctx := c.Request().Context()
+	d, err := s.deploymentRef(c, m.ID)
+	if err != nil {
+		return err
+	}
+	if d.IsDevelopment {
+		return Errorf(http.StatusUnprocessableEntity, "the development deployment is always named development")
+	}
+	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
+		if err := store.RenameDeployment(ctx, tx, m.ID, d.ID, name); err != nil {
+			return err
+		}
+		return audit(ctx, tx, c, m.ID, "deployment.rename", d.ID, store.JSONMap{"from": d.Name, "to": name})
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return Errorf(http.StatusConflict, "model %s already has a deployment named %q", m.ID, name)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, d.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, deploymentV1(v))
+}
+
+// deploymentRef resolves the route's deployment (ID or alias) with a 404 naming it.
+func (s *Server) deploymentRef(c echo.Context, modelID string) (store.DeploymentView, error) {
+	ref := c.Param("deployment_id")
+	v, err := store.DeploymentViewByRef(c.Request().Context(), s.deps.DB, modelID, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, Errorf(http.StatusNotFound, "deployment %q of model %s not found", ref, modelID)
+	}
+	return v, err
+}
+
+// patchAutoscaling changes a deployment's autoscaling settings; the autoscaler reads them on
+// its next tick.
+func (s *Server) patchAutoscaling(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.deploymentRef(c, m.ID)
+	if err != nil {
+		return err
+	}
+	body, err := readObject(c, "min_replica", "max_replica", "autoscaling_window", "scale_down_delay",
+		"concurrency_target", "target_utilization_percentage", "max_scale_down_rate")
+	if err != nil {
+		return err
+	}
+	raw, err := marshalObject(body)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	changed := false
+	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
+		// Read under a row lock so two PATCHes of different fields both take effect.
+		var current store.AutoscalingSettings
+		if err := tx.GetContext(ctx, &current, `SELECT autoscaling_settings FROM deployments
+			WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`, m.ID, d.ID); err != nil {
+			return err
+		}
+		next, ch, err := settings.PatchAutoscaling("", current, raw)
+		if err != nil {
+			return settingsError(err)
+		}
+		if d.IsDevelopment && next != settings.ForDevelopment(next) {
+			return Errorf(http.StatusBadRequest, "max_replica: the development deployment has at most one replica (min_replica at most 1)")
+		}
+		if changed = ch; !changed {
+			return nil
+		}
+		if err := store.UpdateDeploymentAutoscaling(ctx, tx, m.ID, d.ID, next); err != nil {
+			return err
+		}
+		return audit(ctx, tx, c, m.ID, "deployment.autoscaling_settings", d.ID, store.JSONMap{"autoscaling_settings": next})
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Errorf(http.StatusNotFound, "deployment %s of model %s not found", d.ID, m.ID)
+	}
+	if err != nil {
+		return err
+	}
+	if !changed {
+		return c.JSON(http.StatusOK, map[string]string{"status": "UNCHANGED", "message": "the settings already have these values"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ACCEPTED", "message": "the autoscaler applies them on its next tick"})
+}
+
+// AuditEventV1 is one audit log entry.
+type AuditEventV1 struct {
+	ID        int64         `json:"id"`
+	CreatedAt time.Time     `json:"created_at"`
+	Actor     string        `json:"actor"`
+	Action    string        `json:"action"`
+	Target    string        `json:"target"`
+	Details   store.JSONMap `json:"details"`
+}
+
+// listAudit answers who did what to the model, newest first; ?limit= (1-500, 100) and
+// ?before=<id> page through it.
+func (s *Server) listAudit(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	limit, before := 100, int64(0)
+	if v := c.QueryParam("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 500 {
+			return Errorf(http.StatusBadRequest, "limit: must be 1-500")
+		}
+	}
+	if v := c.QueryParam("before"); v != "" {
+		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
+			return Errorf(http.StatusBadRequest, "before: must be an event id")
+		}
+	}
+	events, err := store.ListAudit(c.Request().Context(), s.deps.DB, m.WorkspaceID, m.ID, before, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]AuditEventV1, 0, len(events))
+	for _, e := range events {
+		out = append(out, AuditEventV1{ID: e.ID, CreatedAt: e.CreatedAt.UTC(), Actor: e.Actor, Action: e.Action, Target: e.Target, Details: e.Details})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"audit_logs": out})
+}
