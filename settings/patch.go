@@ -198,31 +198,26 @@ func floatField(dst *float64) func(string, json.RawMessage) error {
 }
 
 func boolField(dst *bool) func(string, json.RawMessage) error {
-	return func(path string, raw json.RawMessage) error {
-		v, err := scalar(path, raw)
-		if err != nil {
-			return err
-		}
-		b, ok := v.(bool)
-		if !ok {
-			return fieldErr(path, "must be true or false, got %s", kindOf(v))
-		}
-		*dst = b
-		return nil
-	}
+	return typedField(dst, "true or false")
 }
 
 func stringField(dst *string) func(string, json.RawMessage) error {
+	return typedField(dst, "a string")
+}
+
+// typedField decodes a JSON scalar of type T (bool or string) into dst; want names the type
+// in the error.
+func typedField[T bool | string](dst *T, want string) func(string, json.RawMessage) error {
 	return func(path string, raw json.RawMessage) error {
 		v, err := scalar(path, raw)
 		if err != nil {
 			return err
 		}
-		s, ok := v.(string)
+		t, ok := v.(T)
 		if !ok {
-			return fieldErr(path, "must be a string, got %s", kindOf(v))
+			return fieldErr(path, "must be %s, got %s", want, kindOf(v))
 		}
-		*dst = s
+		*dst = t
 		return nil
 	}
 }
