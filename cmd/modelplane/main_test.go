@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(pgtest.Run(m, "cmd", false, &dbURL))
+	// Migrated up front: keys and client commands need the schema whatever test runs first
+	// (dev migrates too, which is then a no-op).
+	os.Exit(pgtest.Run(m, "cmd", true, &dbURL))
 }
 
 func modelplane(args ...string) *exec.Cmd {
