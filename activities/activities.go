@@ -15,6 +15,11 @@ import (
 // Activities holds what activities need.
 type Activities struct {
 	DB *sqlx.DB
+	// NodeToken is the secret the control plane presents to node agents.
+	NodeToken string
+	// ArchiveBaseURL is the control plane's URL as agents reach it; they download archives
+	// from ArchiveBaseURL + ArchivePath + the archive's ID.
+	ArchiveBaseURL string
 }
 
 // PruneLoadSamplesInput says which samples to drop.

@@ -172,16 +172,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := worker.EnsureSchedules(ctx, s.tc); err != nil {
 		return nil, err
 	}
-	s.worker = worker.New(s.tc, &activities.Activities{DB: s.db})
-	if err := s.worker.Start(); err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-
+	// The API's address is known before the worker starts: agents download archives there.
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
 	}
 	s.APIURL = "http://" + ln.Addr().String()
+	s.worker = worker.New(s.tc, &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL})
+	if err := s.worker.Start(); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	s.http = &http.Server{
 		Handler: api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
 			Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes}),

@@ -22,6 +22,7 @@ import (
 func New(c client.Client, acts *activities.Activities) sdkworker.Worker {
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflow(workflows.Cleanup)
+	w.RegisterWorkflow(workflows.Deployment)
 	w.RegisterActivity(acts)
 	return w
 }

@@ -25,6 +25,7 @@ import (
 // serverConfig is what the production processes (api, worker) connect to.
 type serverConfig struct {
 	Listen            string
+	ArchiveBaseURL    string
 	NodeTokenFile     string
 	BlobDir           string
 	MaxArchiveBytes   int64
@@ -143,9 +144,18 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			return worker.Run(ctx, tc, c.TemporalNamespace, &activities.Activities{DB: db}, log)
+			var nodeToken string
+			if c.NodeTokenFile != "" {
+				if nodeToken, err = readToken(c.NodeTokenFile); err != nil {
+					return err
+				}
+			}
+			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL}
+			return worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
 		},
 	}
+	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token presented to agents (MODELPLANE_NODE_TOKEN_FILE)")
+	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
 	return cmd

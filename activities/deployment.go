@@ -1,0 +1,349 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/nvml"
+	"github.com/modelplane/modelplane/placement"
+	"github.com/modelplane/modelplane/store"
+)
+
+// Error types of the non-retryable failures the Deployment workflow tells apart.
+const (
+	// ErrTypeBuildFailed: the deployment's package cannot run as stored (no archive, bad config).
+	ErrTypeBuildFailed = "BuildFailed"
+	// ErrTypeUnplaceable: no node can take the replica now.
+	ErrTypeUnplaceable = "Unplaceable"
+	// ErrTypeAgentRefused: the agent refused the start for a reason retrying cannot fix.
+	ErrTypeAgentRefused = "AgentRefused"
+)
+
+// ArchivePath is where the control plane serves archives to agents, below ArchiveBaseURL.
+const ArchivePath = "/internal/v1/archives/"
+
+// LoadDeploymentSpecInput names the deployment to build.
+type LoadDeploymentSpecInput struct {
+	DeploymentID string
+	ModelID      string
+}
+
+// DeploymentSpec is what starting a replica of the deployment takes.
+type DeploymentSpec struct {
+	DeploymentID string
+	ModelID      string
+	WorkspaceID  string
+	// Environment is the environment that points at the deployment, empty when none does.
+	Environment string
+	ArchiveID   string
+	// Config is the package's config.yaml as JSON, what the agent runs the replica with.
+	Config    json.RawMessage
+	Resources agent.Resources
+}
+
+// GPURequest is what one replica needs from a node, for placement.
+func (s DeploymentSpec) GPURequest() nvml.Request {
+	return nvml.Request{GPUCount: s.Resources.GPUCount, GPUType: s.Resources.GPUType,
+		GPUMemoryGiB: s.Resources.GPUMemoryGiB, MIGProfile: s.Resources.MIGProfile}
+}
+
+// LoadDeploymentSpec reads the deployment and its archive's config. A deployment without an
+// archive, or with a config that does not parse, fails non-retryably with type
+// ErrTypeBuildFailed and the reason as its message.
+func (a *Activities) LoadDeploymentSpec(ctx context.Context, in LoadDeploymentSpecInput) (DeploymentSpec, error) {
+	v, err := store.DeploymentViewByRef(ctx, a.DB, in.ModelID, in.DeploymentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return DeploymentSpec{}, buildFailed("deployment %s of model %s does not exist", in.DeploymentID, in.ModelID)
+	}
+	if err != nil {
+		return DeploymentSpec{}, err
+	}
+	if v.ArchiveID == nil || *v.ArchiveID == "" {
+		return DeploymentSpec{}, buildFailed("deployment has no model archive")
+	}
+	arch, err := store.ArchiveByID(ctx, a.DB, v.WorkspaceID, *v.ArchiveID)
+	if errors.Is(err, store.ErrNotFound) {
+		return DeploymentSpec{}, buildFailed("model archive %s is missing", *v.ArchiveID)
+	}
+	if err != nil {
+		return DeploymentSpec{}, err
+	}
+	cfg, err := modelpkg.ParseConfig(arch.Config)
+	if err != nil {
+		return DeploymentSpec{}, buildFailed("invalid config: %v", err)
+	}
+	cfgJSON, err := cfg.JSON()
+	if err != nil {
+		return DeploymentSpec{}, buildFailed("invalid config: %v", err)
+	}
+	spec := DeploymentSpec{
+		DeploymentID: v.ID, ModelID: v.ModelID, WorkspaceID: v.WorkspaceID, ArchiveID: arch.ID,
+		Config: cfgJSON,
+		Resources: agent.Resources{GPUCount: cfg.Resources.GPUCount, GPUType: cfg.Resources.GPUType,
+			GPUMemoryGiB: cfg.Resources.GPUMemoryGiB, MIGProfile: cfg.Resources.MIGProfile},
+	}
+	if v.EnvironmentName != nil {
+		spec.Environment = *v.EnvironmentName
+	}
+	return spec, nil
+}
+
+func buildFailed(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypeBuildFailed, nil)
+}
+
+// SetDeploymentStatusInput is the status to record.
+type SetDeploymentStatusInput struct {
+	DeploymentID string
+	Status       string
+	Reason       string
+}
+
+// SetDeploymentStatus writes the deployment's status and reason and tells gateways.
+func (a *Activities) SetDeploymentStatus(ctx context.Context, in SetDeploymentStatusInput) error {
+	return store.SetDeploymentStatus(ctx, a.DB, in.DeploymentID, in.Status, in.Reason)
+}
+
+// PlaceReplicaInput names the replica to place and what it needs.
+type PlaceReplicaInput struct {
+	DeploymentID string
+	ReplicaID    string
+	GPU          nvml.Request
+}
+
+// PlaceReplicaResult is where the replica went.
+type PlaceReplicaResult struct {
+	NodeID   string
+	GPUUUIDs []string
+}
+
+// placementLock serialises placements across workers, so two replicas placed at once do not
+// both take the same free GPU.
+const placementLock = 7_405_112_001
+
+// PlaceReplica picks a node for the replica and records it there. Placing a replica that is
+// recorded already answers where it is. When no node can take it, it fails non-retryably
+// with type ErrTypeUnplaceable and placement's explanation as the message.
+func (a *Activities) PlaceReplica(ctx context.Context, in PlaceReplicaInput) (PlaceReplicaResult, error) {
+	if r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID); err == nil {
+		return PlaceReplicaResult{NodeID: deref(r.NodeID)}, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return PlaceReplicaResult{}, err
+	}
+	conn, err := a.DB.Connx(ctx)
+	if err != nil {
+		return PlaceReplicaResult{}, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, placementLock); err != nil {
+		return PlaceReplicaResult{}, err
+	}
+	defer func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, placementLock)
+	}()
+
+	nodes, err := store.ListNodes(ctx, a.DB)
+	if err != nil {
+		return PlaceReplicaResult{}, err
+	}
+	all, mine, err := store.LiveReplicaCounts(ctx, a.DB, in.DeploymentID)
+	if err != nil {
+		return PlaceReplicaResult{}, err
+	}
+	pnodes := make([]placement.Node, 0, len(nodes))
+	for _, n := range nodes {
+		pn := placement.Node{ID: n.ID, Name: n.Name, State: n.State, Assigned: map[string]string{}, Replicas: all[n.ID]}
+		for _, g := range n.GPUs {
+			pn.Inventory.GPUs = append(pn.Inventory.GPUs, nvml.GPU{
+				UUID: g.UUID, Index: g.Index, Name: g.Name, Architecture: g.Architecture,
+				ComputeCapability: g.ComputeCapability, PCIBusID: g.PCIBusID,
+				MemoryTotalBytes: uint64(max(g.MemoryTotalBytes, 0)), MemoryUsedBytes: uint64(max(g.MemoryUsedBytes, 0)),
+				MIGMode: g.MIGMode, Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason,
+				NUMANode: -1, NVLinkGroup: -1,
+			})
+			if g.AssignedReplicaID != nil {
+				pn.Assigned[g.UUID] = *g.AssignedReplicaID
+			}
+		}
+		pnodes = append(pnodes, pn)
+	}
+	got, err := placement.Place(placement.Request{Count: 1, GPU: in.GPU, ExistingByNode: mine}, pnodes)
+	if err != nil || len(got) == 0 {
+		if err == nil {
+			err = errors.New("placement answered no node")
+		}
+		return PlaceReplicaResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnplaceable, err)
+	}
+	p := got[0]
+	if _, _, err := store.CreateReplica(ctx, a.DB, store.NewReplica{
+		ID: in.ReplicaID, DeploymentID: in.DeploymentID, NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs,
+	}); err != nil {
+		return PlaceReplicaResult{}, err
+	}
+	activity.GetLogger(ctx).Info("replica placed", "deployment_id", in.DeploymentID, "replica_id", in.ReplicaID, "node", p.NodeID)
+	return PlaceReplicaResult{NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs}, nil
+}
+
+// StartReplicaInput is the replica to start and the deployment it runs.
+type StartReplicaInput struct {
+	ReplicaID string
+	Spec      DeploymentSpec
+}
+
+// StartReplica asks the replica's node to start it; the agent answers a repeated start with
+// the replica as it is. A refusal retrying cannot fix fails with type ErrTypeAgentRefused.
+func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) error {
+	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
+	if err != nil {
+		return err
+	}
+	if r.AgentURL == "" {
+		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" has no node", ErrTypeAgentRefused, nil)
+	}
+	if r.State == store.ReplicaStopped || r.State == store.ReplicaFailed {
+		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" is "+r.State, ErrTypeAgentRefused, nil)
+	}
+	_, err = agent.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, agent.StartRequest{
+		ReplicaID:     in.ReplicaID,
+		DeploymentID:  in.Spec.DeploymentID,
+		Environment:   in.Spec.Environment,
+		ArchiveURL:    strings.TrimSuffix(a.ArchiveBaseURL, "/") + ArchivePath + in.Spec.ArchiveID,
+		ArchiveSHA256: strings.TrimPrefix(in.Spec.ArchiveID, "sha256:"),
+		Config:        in.Spec.Config,
+		Resources:     in.Spec.Resources,
+	})
+	var apiErr *agent.APIError
+	if errors.As(err, &apiErr) && !apiErr.Retryable() {
+		return temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypeAgentRefused, err)
+	}
+	if err != nil {
+		return err
+	}
+	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaStarting, "", "")
+}
+
+// WaitReplicaReadyInput names the replica to watch.
+type WaitReplicaReadyInput struct {
+	ReplicaID string
+	// PollInterval is how often the agent is asked; default one second.
+	PollInterval time.Duration
+}
+
+// WaitReplicaReadyResult is how the replica ended its start: READY with its address, or
+// FAILED with the reason.
+type WaitReplicaReadyResult struct {
+	State   string
+	Address string
+	Reason  string
+}
+
+// WaitReplicaReady polls the replica's agent until the replica is READY or has failed,
+// heartbeating on every poll. It records the outcome on the replica's row.
+func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyInput) (WaitReplicaReadyResult, error) {
+	every := in.PollInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
+	if err != nil {
+		return WaitReplicaReadyResult{}, err
+	}
+	c := agent.NewClient(r.AgentURL, a.NodeToken)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		got, err := c.Replica(ctx, in.ReplicaID)
+		switch {
+		case errors.Is(err, agent.ErrUnknownReplica):
+			return a.replicaFailed(ctx, in.ReplicaID, "the node's agent does not know the replica")
+		case err != nil:
+			// The agent may be restarting; the heartbeat timeout bounds how long that may last.
+			activity.GetLogger(ctx).Warn("polling replica", "replica_id", in.ReplicaID, "err", err)
+		case got.State == agent.StateReady:
+			if err := store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaReady, got.Address, ""); err != nil {
+				return WaitReplicaReadyResult{}, err
+			}
+			return WaitReplicaReadyResult{State: store.ReplicaReady, Address: got.Address}, nil
+		case got.State == agent.StateFailed || got.State == agent.StateStopped || got.State == agent.StateStopping:
+			return a.replicaFailed(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(got.State), got.Error))
+		default:
+			activity.RecordHeartbeat(ctx, got.State)
+		}
+		select {
+		case <-ctx.Done():
+			return WaitReplicaReadyResult{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Activities) replicaFailed(ctx context.Context, id, reason string) (WaitReplicaReadyResult, error) {
+	if err := store.SetReplicaState(ctx, a.DB, id, store.ReplicaFailed, "", reason); err != nil {
+		return WaitReplicaReadyResult{}, err
+	}
+	return WaitReplicaReadyResult{State: store.ReplicaFailed, Reason: reason}, nil
+}
+
+// StopReplicaInput names the replica to stop and how long it may take to exit.
+type StopReplicaInput struct {
+	ReplicaID string
+	Grace     time.Duration
+}
+
+// StopReplica stops the replica on its node and marks it STOPPED. A replica that was never
+// recorded, or that its agent no longer knows, counts as stopped already.
+func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error {
+	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if r.State == store.ReplicaStopped {
+		return nil
+	}
+	if r.AgentURL != "" {
+		_, err := agent.NewClient(r.AgentURL, a.NodeToken).StopReplica(ctx, in.ReplicaID, in.Grace)
+		if err != nil && !errors.Is(err, agent.ErrUnknownReplica) {
+			return err
+		}
+	}
+	errText := r.Error
+	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaStopped, "", errText)
+}
+
+// MarkDeploymentDeletedInput names the deployment to delete.
+type MarkDeploymentDeletedInput struct {
+	DeploymentID string
+	ModelID      string
+}
+
+// MarkDeploymentDeleted turns the deployment into a tombstone; one already deleted is left
+// as it is.
+func (a *Activities) MarkDeploymentDeleted(ctx context.Context, in MarkDeploymentDeletedInput) error {
+	err := store.MarkDeploymentDeleted(ctx, a.DB, in.ModelID, in.DeploymentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return store.NotifyRoutes(ctx, a.DB, "deployment:"+in.DeploymentID)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,231 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/store"
+)
+
+var dbURL string
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, "activities", true, &dbURL)) }
+
+func openDB(t *testing.T) *sqlx.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// fakeAgent answers the agent API for replicas kept in memory; a started replica is READY
+// at once unless failStart names it.
+type fakeAgent struct {
+	mu       sync.Mutex
+	replicas map[string]agent.Replica
+	starts   []agent.StartRequest
+	stopped  []string
+	refuse   bool
+}
+
+func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := strings.TrimPrefix(r.URL.Path, "/v1/replicas/")
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/replicas":
+		if f.refuse {
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"error":{"code":"conflict","message":"no H100 free"}}`))
+			return
+		}
+		var req agent.StartRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		f.starts = append(f.starts, req)
+		rep := agent.Replica{ID: req.ReplicaID, DeploymentID: req.DeploymentID, State: agent.StateReady, Address: "127.0.0.1:9000"}
+		f.replicas[req.ReplicaID] = rep
+		_ = json.NewEncoder(w).Encode(rep)
+	case r.Method == http.MethodGet:
+		rep, ok := f.replicas[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(rep)
+	case r.Method == http.MethodDelete:
+		f.stopped = append(f.stopped, id)
+		rep, ok := f.replicas[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		rep.State = agent.StateStopped
+		f.replicas[id] = rep
+		_ = json.NewEncoder(w).Encode(rep)
+	}
+}
+
+type fixture struct {
+	db    *sqlx.DB
+	acts  *activities.Activities
+	agent *fakeAgent
+	dep   store.Deployment
+	node  store.Node
+	env   *testsuite.TestActivityEnvironment
+}
+
+// newFixture makes a deployment of an archive needing one H100 and a node with one H100
+// whose agent is fake.
+func newFixture(t *testing.T, config string) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	db := openDB(t)
+	fa := &fakeAgent{replicas: map[string]agent.Replica{}}
+	srv := httptest.NewServer(fa)
+	t.Cleanup(srv.Close)
+
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	require.NoError(t, err)
+	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
+	require.NoError(t, err)
+	archID := "sha256:" + strings.Repeat("ab", 32)
+	_, _, err = store.CreateArchive(ctx, db, store.Archive{WorkspaceID: ws.ID, ID: archID, SizeBytes: 1, Config: json.RawMessage(config)})
+	require.NoError(t, err)
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID, ArchiveID: &archID})
+	require.NoError(t, err)
+	name := "node-" + store.NewID(6)
+	n, err := store.RecordHeartbeat(ctx, db, store.NodeReport{
+		Name: name, AgentID: "a-" + name, AgentURL: srv.URL, GPUProfile: "fake", TokenSHA256: make([]byte, 32),
+		GPUs: []store.GPU{{UUID: "GPU-" + name, Name: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 80 << 30, Healthy: true}},
+	})
+	require.NoError(t, err)
+	// Other tests' nodes must not take this test's replicas.
+	_, err = db.ExecContext(ctx, `UPDATE nodes SET state = 'DRAINING' WHERE id <> $1`, n.ID)
+	require.NoError(t, err)
+
+	acts := &activities.Activities{DB: db, NodeToken: "tok", ArchiveBaseURL: "http://cp:8080/"}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	return &fixture{db: db, acts: acts, agent: fa, dep: d, node: n, env: env}
+}
+
+const h100Config = `{"model_name":"echo","runtime":"python","resources":{"accelerator":"H100:1"}}`
+
+func appErrType(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return ae.Type()
+	}
+	return ""
+}
+
+func TestLoadDeploymentSpec_ReadsArchiveConfig(t *testing.T) {
+	f := newFixture(t, h100Config)
+	v, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+	require.NoError(t, err)
+	var spec activities.DeploymentSpec
+	require.NoError(t, v.Get(&spec))
+	require.Equal(t, agent.Resources{GPUCount: 1, GPUType: "H100"}, spec.Resources)
+	require.Equal(t, *f.dep.ArchiveID, spec.ArchiveID)
+	require.Contains(t, string(spec.Config), `"model_name":"echo"`)
+}
+
+func TestLoadDeploymentSpec_InvalidConfigIsBuildFailed(t *testing.T) {
+	f := newFixture(t, `{"model_name":"echo","runtime":"cobol"}`)
+	_, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+	require.Error(t, err)
+	require.Equal(t, activities.ErrTypeBuildFailed, appErrType(err), "got %v", err)
+	require.Contains(t, err.Error(), "runtime")
+}
+
+func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
+	f := newFixture(t, h100Config)
+	gpu := activities.DeploymentSpec{Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}.GPURequest()
+	in := activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: store.NewID(12), GPU: gpu}
+
+	for range 2 {
+		v, err := f.env.ExecuteActivity(f.acts.PlaceReplica, in)
+		require.NoError(t, err)
+		var got activities.PlaceReplicaResult
+		require.NoError(t, v.Get(&got))
+		require.Equal(t, f.node.ID, got.NodeID)
+	}
+	live, err := store.ListLiveReplicas(context.Background(), f.db, f.dep.ID)
+	require.NoError(t, err)
+	require.Len(t, live, 1, "placing the same replica twice records it once")
+
+	in.ReplicaID = store.NewID(12)
+	_, err = f.env.ExecuteActivity(f.acts.PlaceReplica, in)
+	require.Error(t, err)
+	require.Equal(t, activities.ErrTypeUnplaceable, appErrType(err), "got %v", err)
+}
+
+func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
+	f := newFixture(t, h100Config)
+	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
+		Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}
+	id := store.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
+	require.NoError(t, err)
+
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id, Spec: spec})
+	require.NoError(t, err)
+	require.Len(t, f.agent.starts, 1)
+	require.Equal(t, "http://cp:8080/internal/v1/archives/"+*f.dep.ArchiveID, f.agent.starts[0].ArchiveURL)
+	require.Equal(t, strings.Repeat("ab", 32), f.agent.starts[0].ArchiveSHA256)
+
+	v, err := f.env.ExecuteActivity(f.acts.WaitReplicaReady, activities.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	var res activities.WaitReplicaReadyResult
+	require.NoError(t, v.Get(&res))
+	require.Equal(t, store.ReplicaReady, res.State)
+	r, err := store.ReplicaByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaReady, r.State)
+	require.Equal(t, "127.0.0.1:9000", r.Address)
+
+	for range 2 {
+		_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second})
+		require.NoError(t, err, "stopping is idempotent")
+	}
+	r, err = store.ReplicaByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Equal(t, []string{id}, f.agent.stopped, "a stopped replica is not stopped on the agent again")
+}
+
+func TestStartReplica_AgentRefusalIsNonRetryable(t *testing.T) {
+	f := newFixture(t, h100Config)
+	f.agent.refuse = true
+	id := store.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id,
+		Spec: activities.DeploymentSpec{DeploymentID: f.dep.ID, ArchiveID: *f.dep.ArchiveID}})
+	require.Error(t, err)
+	require.Equal(t, activities.ErrTypeAgentRefused, appErrType(err), "got %v", err)
+}
+
+func TestStopReplica_UnknownReplicaIsAlreadyStopped(t *testing.T) {
+	f := newFixture(t, h100Config)
+	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: store.NewID(12)})
+	require.NoError(t, err)
+}

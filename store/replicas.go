@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// Replica states, as the replicas table spells them.
+const (
+	ReplicaPending  = "PENDING"
+	ReplicaStarting = "STARTING"
+	ReplicaReady    = "READY"
+	ReplicaDraining = "DRAINING"
+	ReplicaStopping = "STOPPING"
+	ReplicaStopped  = "STOPPED"
+	ReplicaFailed   = "FAILED"
+)
+
+// Replica is one running copy of a deployment on a node.
+type Replica struct {
+	ID           string  `db:"id"`
+	DeploymentID string  `db:"deployment_id"`
+	NodeID       *string `db:"node_id"`
+	// AgentURL is the URL of the node's agent, empty when the replica has no node.
+	AgentURL  string     `db:"agent_url"`
+	State     string     `db:"state"`
+	Address   string     `db:"address"`
+	Error     string     `db:"error"`
+	CreatedAt time.Time  `db:"created_at"`
+	UpdatedAt time.Time  `db:"updated_at"`
+	ReadyAt   *time.Time `db:"ready_at"`
+	StoppedAt *time.Time `db:"stopped_at"`
+}
+
+// NewReplica says where a replica goes: its node and the GPUs placement gave it there.
+type NewReplica struct {
+	ID           string
+	DeploymentID string
+	NodeID       string
+	GPUUUIDs     []string
+}
+
+const replicaSelect = `
+	SELECT r.id, r.deployment_id, r.node_id, COALESCE(n.agent_url, '') AS agent_url, r.state, r.address,
+	       r.error, r.created_at, r.updated_at, r.ready_at, r.stopped_at
+	FROM replicas r LEFT JOIN nodes n ON n.id = r.node_id`
+
+// CreateReplica records a placed replica in state PENDING and assigns it the GPUs it was
+// given, so the next placement does not hand them out again before the agent reports them.
+// Creating a replica that exists already changes nothing and answers created false, which
+// makes a retried placement idempotent.
+func CreateReplica(ctx context.Context, db *sqlx.DB, r NewReplica) (Replica, bool, error) {
+	created := false
+	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO replicas (id, deployment_id, node_id) VALUES ($1, $2, NULLIF($3, ''))
+			ON CONFLICT (id) DO NOTHING`, r.ID, r.DeploymentID, r.NodeID)
+		if err != nil {
+			return translate(err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		created = n == 1
+		if created && len(r.GPUUUIDs) > 0 {
+			return exec(ctx, tx, false, `
+				UPDATE gpus SET assigned_replica_id = $1, updated_at = now()
+				WHERE uuid = ANY($2) AND assigned_replica_id IS NULL`, r.ID, pq.Array(r.GPUUUIDs))
+		}
+		return nil
+	})
+	if err != nil {
+		return Replica{}, false, err
+	}
+	out, err := ReplicaByID(ctx, db, r.ID)
+	return out, created, err
+}
+
+// ReplicaByID returns one replica, whatever its state.
+func ReplicaByID(ctx context.Context, db sqlx.QueryerContext, id string) (Replica, error) {
+	var r Replica
+	err := get(ctx, db, &r, replicaSelect+` WHERE r.id = $1`, id)
+	return r, err
+}
+
+// SetReplicaState records what the agent said of a replica. READY stamps ready_at; STOPPED
+// and FAILED stamp stopped_at and give its GPUs back. An unknown replica is ErrNotFound.
+func SetReplicaState(ctx context.Context, db *sqlx.DB, id, state, address, errText string) error {
+	return WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		if err := exec(ctx, tx, true, `
+			UPDATE replicas SET state = $2, address = $3, error = $4, updated_at = now(),
+			       ready_at = CASE WHEN $2 = 'READY' THEN COALESCE(ready_at, now()) ELSE ready_at END,
+			       stopped_at = CASE WHEN $2 IN ('STOPPED', 'FAILED') THEN COALESCE(stopped_at, now()) ELSE stopped_at END
+			WHERE id = $1`, id, state, address, errText); err != nil {
+			return err
+		}
+		if state == ReplicaStopped || state == ReplicaFailed {
+			if err := exec(ctx, tx, false, `
+				UPDATE gpus SET assigned_replica_id = NULL, updated_at = now() WHERE assigned_replica_id = $1`, id); err != nil {
+				return err
+			}
+		}
+		// Gateways route to READY replicas, so every change of state concerns them.
+		return NotifyRoutes(ctx, tx, "replica:"+id)
+	})
+}
+
+// ListLiveReplicas returns the deployment's replicas that are neither stopped nor failed,
+// oldest first.
+func ListLiveReplicas(ctx context.Context, db sqlx.QueryerContext, deploymentID string) ([]Replica, error) {
+	out := []Replica{}
+	err := list(ctx, db, &out, replicaSelect+`
+		WHERE r.deployment_id = $1 AND r.state NOT IN ('STOPPED', 'FAILED')
+		ORDER BY r.created_at, r.id`, deploymentID)
+	return out, err
+}
+
+// LiveReplicaCounts counts the live replicas on each node, of every deployment (all) and of
+// one deployment (mine), for placement.
+func LiveReplicaCounts(ctx context.Context, db sqlx.QueryerContext, deploymentID string) (all, mine map[string]int, err error) {
+	var rows []struct {
+		NodeID string `db:"node_id"`
+		All    int    `db:"all_count"`
+		Mine   int    `db:"mine_count"`
+	}
+	if err := list(ctx, db, &rows, `
+		SELECT node_id, count(*) AS all_count, count(*) FILTER (WHERE deployment_id = $1) AS mine_count
+		FROM replicas WHERE node_id IS NOT NULL AND state NOT IN ('STOPPED', 'FAILED')
+		GROUP BY node_id`, deploymentID); err != nil {
+		return nil, nil, err
+	}
+	all, mine = map[string]int{}, map[string]int{}
+	for _, r := range rows {
+		all[r.NodeID] = r.All
+		mine[r.NodeID] = r.Mine
+	}
+	return all, mine, nil
+}
+
+// SetDeploymentStatus records a deployment's status and why, and tells gateways, since the
+// status decides whether a request is held, answered 404 or routed.
+func SetDeploymentStatus(ctx context.Context, db *sqlx.DB, id, status, reason string) error {
+	return WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		if err := exec(ctx, tx, true, `
+			UPDATE deployments SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1`,
+			id, status, reason); err != nil {
+			return err
+		}
+		return NotifyRoutes(ctx, tx, "deployment:"+id)
+	})
+}

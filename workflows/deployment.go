@@ -1,0 +1,657 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/store"
+)
+
+// Names of the Deployment workflow's updates and queries.
+const (
+	// UpdateScale sets the desired replica count (ScaleRequest).
+	UpdateScale = "scale"
+	// UpdateDeactivate stops every replica and leaves the deployment INACTIVE.
+	UpdateDeactivate = "deactivate"
+	// UpdateActivate brings an inactive or failed deployment back to serving.
+	UpdateActivate = "activate"
+	// UpdateDelete stops every replica, marks the deployment deleted and ends the workflow.
+	UpdateDelete = "delete"
+	// QueryStatus answers the DeploymentStatus.
+	QueryStatus = "status"
+)
+
+// Deployment statuses, as the deployments table spells them.
+const (
+	StatusBuilding     = "BUILDING"
+	StatusBuildFailed  = "BUILD_FAILED"
+	StatusDeploying    = "DEPLOYING"
+	StatusDeployFailed = "DEPLOY_FAILED"
+	StatusLoadingModel = "LOADING_MODEL"
+	StatusActive       = "ACTIVE"
+	StatusUnhealthy    = "UNHEALTHY"
+	StatusScaledToZero = "SCALED_TO_ZERO"
+	StatusDeactivating = "DEACTIVATING"
+	StatusInactive     = "INACTIVE"
+	slotStopping       = "STOPPING"
+)
+
+// ReplicaStopGrace is how long a replica may take to exit after SIGTERM before it is killed.
+const ReplicaStopGrace = 30 * time.Second
+
+// MaxReplicaAttempts bounds how many replicas in a row one slot may try before the
+// deployment is marked failed: a model that crashes on start would otherwise loop forever.
+const MaxReplicaAttempts = 3
+
+// DeploymentWorkflowID is the ID of the deployment's entity workflow; there is one per
+// deployment.
+func DeploymentWorkflowID(deploymentID string) string { return "deployment:" + deploymentID }
+
+// DeploymentInput starts the Deployment workflow.
+type DeploymentInput struct {
+	DeploymentID string
+	ModelID      string
+	// Replicas is the desired replica count; at least 1 for a new deployment.
+	Replicas int
+	// Carried is what a run hands to the next when it continues as new; nil on the first run.
+	Carried *DeploymentCarry
+}
+
+// DeploymentCarry is the state one run of the Deployment workflow hands the next.
+type DeploymentCarry struct {
+	Status     string
+	Reason     string
+	Inactive   bool
+	EverActive bool
+	// Replicas are the live replicas by ID, with the state the previous run last saw.
+	Replicas []ReplicaInfo
+}
+
+// ScaleRequest is the argument of UpdateScale.
+type ScaleRequest struct {
+	Replicas int
+}
+
+// ReplicaInfo is one replica as the workflow sees it.
+type ReplicaInfo struct {
+	ID      string
+	NodeID  string
+	State   string
+	Address string
+	Error   string
+}
+
+// DeploymentStatus is what QueryStatus and every update answer.
+type DeploymentStatus struct {
+	Status   string
+	Reason   string
+	Desired  int
+	Ready    int
+	Replicas []ReplicaInfo
+}
+
+// Deployment runs one deployment's lifecycle: build, place and start its replicas, wait for
+// them to be ready, then serve scale, activate, deactivate and delete requests until deleted.
+func Deployment(ctx workflow.Context, in DeploymentInput) error {
+	d := &deployment{in: in, desired: in.Replicas}
+	if err := d.setup(ctx); err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
+
+// replicaSlot is one of the desired replicas; its ID changes when a failed replica is
+// replaced.
+type replicaSlot struct {
+	id       string
+	nodeID   string
+	state    string // PENDING, STARTING, READY, FAILED or STOPPING
+	address  string
+	err      string
+	attempts int
+	cancel   workflow.CancelFunc
+	exited   bool
+}
+
+type deployment struct {
+	in      DeploymentInput
+	root    workflow.Context
+	desired int
+	spec    *activities.DeploymentSpec
+	slots   []*replicaSlot
+
+	// fixed, when set, is the status regardless of the replicas (building, inactive...).
+	fixed, fixedReason string
+	// failure is why a replica could not be brought up; it holds until a scale or activate.
+	failure    string
+	everActive bool
+	inactive   bool
+	deleted    bool
+
+	status, reason   string
+	written, wreason string
+
+	// mu keeps one update (or the initial deploy) acting at a time.
+	mu       workflow.Mutex
+	statusMu workflow.Mutex
+}
+
+func (d *deployment) setup(ctx workflow.Context) error {
+	d.root = workflow.WithActivityOptions(ctx, shortActivity)
+	d.mu = workflow.NewMutex(ctx)
+	d.statusMu = workflow.NewMutex(ctx)
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (DeploymentStatus, error) {
+		return d.snapshot(), nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateScale, d.scale,
+		workflow.UpdateHandlerOptions{Validator: d.validateScale}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDeactivate, d.deactivate,
+		workflow.UpdateHandlerOptions{Validator: d.validateLive}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateActivate, d.activate,
+		workflow.UpdateHandlerOptions{Validator: d.validateLive}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, d.delete,
+		workflow.UpdateHandlerOptions{Validator: d.validateLive})
+}
+
+func (d *deployment) run(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	log := workflow.GetLogger(ctx)
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		DeploymentIDAttr.ValueSet(d.in.DeploymentID), ModelIDAttr.ValueSet(d.in.ModelID))
+
+	if err := d.mu.Lock(ctx); err != nil {
+		return err
+	}
+	if c := d.in.Carried; c != nil {
+		d.restore(ctx, *c)
+	} else {
+		if d.desired < 1 {
+			d.desired = 1
+		}
+		d.fixed = StatusBuilding
+		d.refresh(ctx)
+		if d.build(ctx) {
+			d.reconcile(ctx)
+		}
+	}
+	d.mu.Unlock()
+
+	if err := workflow.Await(ctx, func() bool {
+		return d.deleted || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	}); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	if d.deleted {
+		log.Info("deployment deleted", "deployment_id", d.in.DeploymentID)
+		return nil
+	}
+	next := d.in
+	next.Replicas = d.desired
+	next.Carried = &DeploymentCarry{Status: d.status, Reason: d.reason, Inactive: d.inactive, EverActive: d.everActive}
+	for _, s := range d.slots {
+		if s.state != store.ReplicaFailed {
+			next.Carried.Replicas = append(next.Carried.Replicas, ReplicaInfo{
+				ID: s.id, NodeID: s.nodeID, State: s.state, Address: s.address,
+			})
+		}
+	}
+	return workflow.NewContinueAsNewError(ctx, Deployment, next)
+}
+
+// restore takes up where the previous run left off: its replicas are placed and started
+// again, which finds them where they are, since every activity is idempotent on the ID.
+func (d *deployment) restore(ctx workflow.Context, c DeploymentCarry) {
+	d.status, d.reason = c.Status, c.Reason
+	d.written, d.wreason = c.Status, c.Reason
+	d.inactive, d.everActive = c.Inactive, c.EverActive
+	switch {
+	case c.Status == StatusBuildFailed:
+		d.fixed, d.fixedReason = c.Status, c.Reason
+		return
+	case c.Inactive:
+		d.fixed = StatusInactive
+		return
+	}
+	if !d.build(ctx) {
+		return
+	}
+	// A replica keeps the state it had, so a READY one is not reported as deploying while
+	// its slot confirms it with the agent.
+	for _, r := range c.Replicas {
+		d.launch(ctx, &replicaSlot{id: r.ID, nodeID: r.NodeID, state: r.State, address: r.Address})
+	}
+	d.reconcile(ctx)
+}
+
+// build loads the deployment's spec; it answers false, with status BUILD_FAILED, when the
+// package cannot run.
+func (d *deployment) build(ctx workflow.Context) bool {
+	var a *activities.Activities
+	var spec activities.DeploymentSpec
+	err := workflow.ExecuteActivity(ctx, a.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{
+		DeploymentID: d.in.DeploymentID, ModelID: d.in.ModelID,
+	}).Get(ctx, &spec)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("build failed", "deployment_id", d.in.DeploymentID, "err", err)
+		d.fixed, d.fixedReason = StatusBuildFailed, reasonOf(err)
+		d.refresh(ctx)
+		return false
+	}
+	d.spec = &spec
+	d.fixed, d.fixedReason = "", ""
+	return true
+}
+
+// reconcile brings the number of replicas to the desired count: failed slots are dropped,
+// missing ones launched and extra ones stopped.
+func (d *deployment) reconcile(ctx workflow.Context) {
+	d.failure = ""
+	live := d.slots[:0]
+	for _, s := range d.slots {
+		if s.state != store.ReplicaFailed {
+			live = append(live, s)
+		}
+	}
+	d.slots = live
+	for len(d.slots) < d.desired {
+		d.launch(ctx, &replicaSlot{id: newReplicaID(ctx), state: store.ReplicaPending})
+	}
+	if extra := len(d.slots) - d.desired; extra > 0 {
+		d.stop(ctx, d.victims(extra))
+	}
+	d.refresh(ctx)
+}
+
+// victims picks n slots to stop: those not serving yet first, then the newest.
+func (d *deployment) victims(n int) []*replicaSlot {
+	var out []*replicaSlot
+	for pass := 0; pass < 2 && len(out) < n; pass++ {
+		for i := len(d.slots) - 1; i >= 0 && len(out) < n; i-- {
+			s := d.slots[i]
+			if (pass == 0) == (s.state != store.ReplicaReady) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// launch adds a slot and starts bringing its replica up in the background.
+func (d *deployment) launch(ctx workflow.Context, s *replicaSlot) {
+	d.slots = append(d.slots, s)
+	// Slots outlive the update that launched them, so their context comes from the
+	// workflow's own.
+	sctx, cancel := workflow.WithCancel(d.root)
+	s.cancel = cancel
+	workflow.Go(sctx, func(sctx workflow.Context) {
+		defer func() { s.exited = true }()
+		d.runSlot(sctx, s)
+	})
+}
+
+// runSlot places, starts and waits for the slot's replica, replacing one that fails until
+// MaxReplicaAttempts in a row have.
+func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
+	for {
+		reason, retry := d.bringUp(ctx, s)
+		if ctx.Err() != nil {
+			return // stopped by a scale-down, deactivate or delete
+		}
+		if reason == "" {
+			s.state, s.err = store.ReplicaReady, ""
+			s.attempts = 0
+			d.refresh(ctx)
+			return
+		}
+		s.attempts++
+		workflow.GetLogger(ctx).Warn("replica failed", "deployment_id", d.in.DeploymentID,
+			"replica_id", s.id, "attempt", s.attempts, "reason", reason)
+		if s.nodeID != "" {
+			d.stopReplica(ctx, s.id)
+		}
+		if !retry || s.attempts >= MaxReplicaAttempts {
+			s.state, s.err = store.ReplicaFailed, reason
+			d.failure = reason
+			d.refresh(ctx)
+			return
+		}
+		s.id, s.nodeID, s.address, s.state = newReplicaID(ctx), "", "", store.ReplicaPending
+	}
+}
+
+// bringUp answers "" when the replica is READY, else why not and whether a new replica may
+// do better.
+func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason string, retry bool) {
+	var a *activities.Activities
+	var placed activities.PlaceReplicaResult
+	err := workflow.ExecuteActivity(ctx, a.PlaceReplica, activities.PlaceReplicaInput{
+		DeploymentID: d.in.DeploymentID, ReplicaID: s.id, GPU: d.spec.GPURequest(),
+	}).Get(ctx, &placed)
+	if err != nil {
+		return reasonOf(err), false
+	}
+	s.nodeID = placed.NodeID
+
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, startActivity), a.StartReplica,
+		activities.StartReplicaInput{ReplicaID: s.id, Spec: *d.spec}).Get(ctx, nil)
+	if err != nil {
+		return reasonOf(err), true
+	}
+	// A replica carried over READY from the previous run stays READY while it is confirmed.
+	if s.state != store.ReplicaReady {
+		s.state = store.ReplicaStarting
+		d.refresh(ctx)
+	}
+
+	var res activities.WaitReplicaReadyResult
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, waitActivity), a.WaitReplicaReady,
+		activities.WaitReplicaReadyInput{ReplicaID: s.id}).Get(ctx, &res)
+	if err != nil {
+		return reasonOf(err), true
+	}
+	if res.State != store.ReplicaReady {
+		return res.Reason, true
+	}
+	s.address = res.Address
+	return "", false
+}
+
+// stop ends the slots' background work, stops their replicas in parallel and drops them.
+func (d *deployment) stop(ctx workflow.Context, victims []*replicaSlot) {
+	for _, s := range victims {
+		s.cancel()
+		s.state = slotStopping
+	}
+	// A start in flight could otherwise land after the stop and leave a replica running.
+	_ = workflow.Await(ctx, func() bool {
+		for _, s := range victims {
+			if !s.exited {
+				return false
+			}
+		}
+		return true
+	})
+	var futures []workflow.Future
+	for _, s := range victims {
+		futures = append(futures, d.stopReplicaAsync(ctx, s.id))
+	}
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("replica not stopped; cleanup will reap it",
+				"deployment_id", d.in.DeploymentID, "replica_id", victims[i].id, "err", err)
+		}
+	}
+	kept := d.slots[:0]
+	for _, s := range d.slots {
+		if s.state != slotStopping {
+			kept = append(kept, s)
+		}
+	}
+	d.slots = kept
+}
+
+func (d *deployment) stopReplicaAsync(ctx workflow.Context, id string) workflow.Future {
+	var a *activities.Activities
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, stopActivity), a.StopReplica,
+		activities.StopReplicaInput{ReplicaID: id, Grace: ReplicaStopGrace})
+}
+
+func (d *deployment) stopReplica(ctx workflow.Context, id string) {
+	// A failed replica is stopped even when its slot is being cancelled, so it does not
+	// linger on the node.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := d.stopReplicaAsync(dctx, id).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("failed replica not stopped", "replica_id", id, "err", err)
+	}
+}
+
+func (d *deployment) validateScale(req ScaleRequest) error {
+	switch {
+	case req.Replicas < 0:
+		return fmt.Errorf("replicas must not be negative, got %d", req.Replicas)
+	case d.deleted:
+		return errors.New("deployment is deleted")
+	case d.inactive:
+		return errors.New("deployment is INACTIVE; activate it before scaling")
+	case d.fixed == StatusBuildFailed:
+		return errors.New("deployment failed to build; activate it to retry the build")
+	}
+	return nil
+}
+
+func (d *deployment) validateLive() error {
+	if d.deleted {
+		return errors.New("deployment is deleted")
+	}
+	return nil
+}
+
+func (d *deployment) scale(ctx workflow.Context, req ScaleRequest) (DeploymentStatus, error) {
+	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	if err := d.mu.Lock(ctx); err != nil {
+		return DeploymentStatus{}, err
+	}
+	defer d.mu.Unlock()
+	// The state may have changed while this update waited for the lock.
+	if err := d.validateScale(req); err != nil {
+		return d.snapshot(), err
+	}
+	d.desired = req.Replicas
+	// Before the first build is over there is nothing to start yet; the build reconciles
+	// to the count set here.
+	if d.spec != nil {
+		d.reconcile(ctx)
+	}
+	return d.snapshot(), nil
+}
+
+func (d *deployment) deactivate(ctx workflow.Context) (DeploymentStatus, error) {
+	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	if err := d.mu.Lock(ctx); err != nil {
+		return DeploymentStatus{}, err
+	}
+	defer d.mu.Unlock()
+	if d.deleted || d.inactive {
+		return d.snapshot(), nil
+	}
+	d.inactive = true
+	d.stopAll(ctx)
+	d.fixed, d.fixedReason = StatusInactive, ""
+	d.refresh(ctx)
+	return d.snapshot(), nil
+}
+
+func (d *deployment) activate(ctx workflow.Context) (DeploymentStatus, error) {
+	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	if err := d.mu.Lock(ctx); err != nil {
+		return DeploymentStatus{}, err
+	}
+	defer d.mu.Unlock()
+	if d.deleted {
+		return d.snapshot(), errors.New("deployment is deleted")
+	}
+	d.inactive = false
+	if d.spec == nil {
+		d.fixed, d.fixedReason = StatusBuilding, ""
+		d.refresh(ctx)
+		if !d.build(ctx) {
+			return d.snapshot(), nil
+		}
+	}
+	d.fixed, d.fixedReason = "", ""
+	d.desired = max(1, d.desired)
+	d.reconcile(ctx)
+	return d.snapshot(), nil
+}
+
+func (d *deployment) delete(ctx workflow.Context) (DeploymentStatus, error) {
+	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	if err := d.mu.Lock(ctx); err != nil {
+		return DeploymentStatus{}, err
+	}
+	defer d.mu.Unlock()
+	if d.deleted {
+		return d.snapshot(), nil
+	}
+	// Nothing may scale the deployment up again while it is going away.
+	d.inactive = true
+	d.stopAll(ctx)
+	d.fixed, d.fixedReason = StatusInactive, "deleted"
+	d.refresh(ctx)
+	var a *activities.Activities
+	if err := workflow.ExecuteActivity(ctx, a.MarkDeploymentDeleted, activities.MarkDeploymentDeletedInput{
+		DeploymentID: d.in.DeploymentID, ModelID: d.in.ModelID,
+	}).Get(ctx, nil); err != nil {
+		return d.snapshot(), fmt.Errorf("mark deployment deleted: %w", err)
+	}
+	d.deleted = true
+	return d.snapshot(), nil
+}
+
+// stopAll stops every replica, with status DEACTIVATING while it does.
+func (d *deployment) stopAll(ctx workflow.Context) {
+	d.fixed, d.fixedReason = StatusDeactivating, ""
+	d.refresh(ctx)
+	d.stop(ctx, append([]*replicaSlot(nil), d.slots...))
+	d.failure = ""
+}
+
+// compute derives the status from the replicas and the mode the deployment is in.
+func (d *deployment) compute() (string, string) {
+	if d.fixed != "" {
+		return d.fixed, d.fixedReason
+	}
+	if d.failure != "" {
+		if d.everActive {
+			return StatusUnhealthy, d.failure
+		}
+		return StatusDeployFailed, d.failure
+	}
+	if d.desired == 0 {
+		if len(d.slots) == 0 {
+			return StatusScaledToZero, ""
+		}
+		return StatusDeploying, ""
+	}
+	ready, starting := 0, 0
+	for _, s := range d.slots {
+		switch s.state {
+		case store.ReplicaReady:
+			ready++
+		case store.ReplicaStarting:
+			starting++
+		}
+	}
+	switch {
+	case ready >= d.desired:
+		return StatusActive, ""
+	case starting > 0 || ready > 0:
+		return StatusLoadingModel, ""
+	}
+	return StatusDeploying, ""
+}
+
+// refresh recomputes the status and records it when it changed. Writes go one at a time, each
+// with the status current when it starts, so the database never ends on a stale one.
+func (d *deployment) refresh(ctx workflow.Context) {
+	d.status, d.reason = d.compute()
+	if d.status == StatusActive {
+		d.everActive = true
+	}
+	// A write is not abandoned when the caller is cancelled half-way.
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	if err := d.statusMu.Lock(ctx); err != nil {
+		return
+	}
+	defer d.statusMu.Unlock()
+	st, reason := d.status, d.reason
+	if st == d.written && reason == d.wreason {
+		return
+	}
+	var a *activities.Activities
+	if err := workflow.ExecuteActivity(ctx, a.SetDeploymentStatus, activities.SetDeploymentStatusInput{
+		DeploymentID: d.in.DeploymentID, Status: st, Reason: reason,
+	}).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("deployment status not recorded", "deployment_id", d.in.DeploymentID,
+			"status", st, "err", err)
+		return
+	}
+	d.written, d.wreason = st, reason
+	_ = workflow.UpsertTypedSearchAttributes(ctx, DeploymentStatusAttr.ValueSet(st))
+	workflow.GetLogger(ctx).Info("deployment status", "deployment_id", d.in.DeploymentID, "status", st, "reason", reason)
+}
+
+func (d *deployment) snapshot() DeploymentStatus {
+	out := DeploymentStatus{Status: d.status, Reason: d.reason, Desired: d.desired, Replicas: []ReplicaInfo{}}
+	for _, s := range d.slots {
+		if s.state == store.ReplicaReady {
+			out.Ready++
+		}
+		out.Replicas = append(out.Replicas, ReplicaInfo{ID: s.id, NodeID: s.nodeID, State: s.state, Address: s.address, Error: s.err})
+	}
+	return out
+}
+
+// newReplicaID draws a replica ID once and replays it from history afterwards.
+func newReplicaID(ctx workflow.Context) string {
+	var id string
+	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return store.NewID(12) }).Get(&id)
+	return id
+}
+
+// reasonOf is the message of the application error behind err, without the activity
+// wrapping, for status_reason.
+func reasonOf(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
+}
+
+var (
+	shortActivity = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+		},
+	}
+	startActivity = workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		// The start must be over before the replica is stopped, or it could land after.
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
+		},
+	}
+	// Loading a large model can take many minutes; the heartbeat notices a lost worker.
+	waitActivity = workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
+		},
+	}
+	stopActivity = workflow.ActivityOptions{
+		StartToCloseTimeout: ReplicaStopGrace + time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+		},
+	}
+)

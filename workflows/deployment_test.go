@@ -1,0 +1,358 @@
+package workflows_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+// cluster is a fake of everything the Deployment workflow's activities touch.
+type cluster struct {
+	mu        sync.Mutex
+	buildErr  error
+	placeErr  error
+	failReady int // how many replicas fail to become ready before the rest succeed
+	statuses  []string
+	reasons   []string
+	placed    []string
+	started   []string
+	stopped   []string
+	deleted   bool
+}
+
+func (c *cluster) lastStatus() (string, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.statuses) == 0 {
+		return "", ""
+	}
+	return c.statuses[len(c.statuses)-1], c.reasons[len(c.reasons)-1]
+}
+
+type harness struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+	c   *cluster
+	n   int
+}
+
+func newHarness(t *testing.T, c *cluster) *harness {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(30 * time.Second)
+	var a *activities.Activities
+	env.OnActivity(a.LoadDeploymentSpec, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.LoadDeploymentSpecInput) (activities.DeploymentSpec, error) {
+			if c.buildErr != nil {
+				return activities.DeploymentSpec{}, c.buildErr
+			}
+			return activities.DeploymentSpec{DeploymentID: in.DeploymentID, ModelID: in.ModelID, ArchiveID: "sha256:00"}, nil
+		})
+	env.OnActivity(a.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SetDeploymentStatusInput) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.statuses = append(c.statuses, in.Status)
+			c.reasons = append(c.reasons, in.Reason)
+			return nil
+		})
+	env.OnActivity(a.PlaceReplica, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PlaceReplicaInput) (activities.PlaceReplicaResult, error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.placeErr != nil {
+				return activities.PlaceReplicaResult{}, c.placeErr
+			}
+			c.placed = append(c.placed, in.ReplicaID)
+			return activities.PlaceReplicaResult{NodeID: "node-a"}, nil
+		})
+	env.OnActivity(a.StartReplica, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StartReplicaInput) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.started = append(c.started, in.ReplicaID)
+			return nil
+		})
+	env.OnActivity(a.WaitReplicaReady, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.WaitReplicaReadyInput) (activities.WaitReplicaReadyResult, error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.failReady > 0 {
+				c.failReady--
+				return activities.WaitReplicaReadyResult{State: store.ReplicaFailed, Reason: "model crashed"}, nil
+			}
+			return activities.WaitReplicaReadyResult{State: store.ReplicaReady, Address: "10.0.0.1:9000"}, nil
+		})
+	env.OnActivity(a.StopReplica, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StopReplicaInput) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.stopped = append(c.stopped, in.ReplicaID)
+			return nil
+		})
+	env.OnActivity(a.MarkDeploymentDeleted, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.MarkDeploymentDeletedInput) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.deleted = true
+			return nil
+		})
+	return &harness{t: t, env: env, c: c}
+}
+
+// result is what an update answered.
+type result struct {
+	done     bool
+	rejected error
+	status   workflows.DeploymentStatus
+	err      error
+}
+
+// update sends the update at the given workflow time.
+func (h *harness) update(at time.Duration, name string, args ...any) *result {
+	h.n++
+	id := fmt.Sprintf("%s-%d", name, h.n)
+	r := &result{}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(name, id, &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { r.done, r.rejected = true, err },
+			OnComplete: func(v any, err error) {
+				r.done, r.err = true, err
+				if st, ok := v.(workflows.DeploymentStatus); ok {
+					r.status = st
+				}
+			},
+		}, args...)
+	}, at)
+	return r
+}
+
+// at runs fn at the given workflow time.
+func (h *harness) at(at time.Duration, fn func()) {
+	h.env.RegisterDelayedCallback(fn, at)
+}
+
+func (h *harness) query() workflows.DeploymentStatus {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+	require.NoError(h.t, err)
+	var st workflows.DeploymentStatus
+	require.NoError(h.t, v.Get(&st))
+	return st
+}
+
+// run starts the workflow with a delete at the end, so it completes.
+func (h *harness) run(replicas int, deleteAt time.Duration) *result {
+	del := h.update(deleteAt, workflows.UpdateDelete)
+	h.env.ExecuteWorkflow(workflows.Deployment, workflows.DeploymentInput{DeploymentID: "dep00001", ModelID: "mod00001", Replicas: replicas})
+	require.True(h.t, h.env.IsWorkflowCompleted(), "workflow should complete after delete")
+	require.NoError(h.t, h.env.GetWorkflowError())
+	require.True(h.t, del.done, "delete update should have finished")
+	require.NoError(h.t, del.err)
+	return del
+}
+
+func TestDeployment_NewDeploymentBecomesActive(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	var st workflows.DeploymentStatus
+	h.at(time.Minute, func() { st = h.query() })
+	h.run(2, time.Hour)
+
+	require.Equal(t, []string{"BUILDING", "DEPLOYING", "LOADING_MODEL", "ACTIVE"}, h.c.statuses[:4],
+		"statuses before delete")
+	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, 2, st.Desired)
+	require.Equal(t, 2, st.Ready)
+	require.Len(t, st.Replicas, 2)
+	require.Len(t, h.c.placed, 2)
+	require.Len(t, h.c.started, 2)
+	for _, r := range st.Replicas {
+		require.Regexp(t, `^[a-z0-9]{12}$`, r.ID)
+		require.Equal(t, "node-a", r.NodeID)
+	}
+}
+
+func TestDeployment_BuildFailureIsBuildFailed(t *testing.T) {
+	h := newHarness(t, &cluster{
+		buildErr: temporal.NewNonRetryableApplicationError("model archive sha256:00 is missing", activities.ErrTypeBuildFailed, nil),
+	})
+	var st workflows.DeploymentStatus
+	h.at(time.Minute, func() { st = h.query() })
+	scale := h.update(2*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 2})
+	h.run(1, time.Hour)
+
+	require.Equal(t, "BUILD_FAILED", st.Status)
+	require.Equal(t, "model archive sha256:00 is missing", st.Reason)
+	require.Equal(t, []string{"BUILDING", "BUILD_FAILED"}, h.c.statuses[:2])
+	require.Equal(t, "model archive sha256:00 is missing", h.c.reasons[1])
+	require.Error(t, scale.rejected, "scale of a deployment that failed to build must be rejected")
+	require.Empty(t, h.c.placed)
+	require.True(t, h.c.deleted)
+}
+
+func TestDeployment_UnplaceableIsDeployFailedWithReason(t *testing.T) {
+	reason := "placed 0 of 1 replica: gpu-a: node is DOWN"
+	h := newHarness(t, &cluster{
+		placeErr: temporal.NewNonRetryableApplicationError(reason, activities.ErrTypeUnplaceable, nil),
+	})
+	var st workflows.DeploymentStatus
+	h.at(time.Minute, func() { st = h.query() })
+	h.run(1, time.Hour)
+
+	require.Equal(t, "DEPLOY_FAILED", st.Status)
+	require.Equal(t, reason, st.Reason)
+	require.Contains(t, h.c.statuses, "DEPLOY_FAILED")
+	require.Empty(t, h.c.started, "nothing is started when nothing is placed")
+}
+
+func TestDeployment_UnplaceableRetriedByActivate(t *testing.T) {
+	c := &cluster{placeErr: temporal.NewNonRetryableApplicationError("full", activities.ErrTypeUnplaceable, nil)}
+	h := newHarness(t, c)
+	h.at(time.Minute, func() { c.mu.Lock(); c.placeErr = nil; c.mu.Unlock() })
+	act := h.update(2*time.Minute, workflows.UpdateActivate)
+	var st workflows.DeploymentStatus
+	h.at(3*time.Minute, func() { st = h.query() })
+	h.run(1, time.Hour)
+
+	require.NoError(t, act.err)
+	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, 1, st.Ready)
+}
+
+func TestDeployment_FailedReplicaIsReplaced(t *testing.T) {
+	h := newHarness(t, &cluster{failReady: 1})
+	var st workflows.DeploymentStatus
+	h.at(time.Minute, func() { st = h.query() })
+	h.run(1, time.Hour)
+
+	require.Equal(t, "ACTIVE", st.Status)
+	require.Len(t, h.c.placed, 2, "the failed replica is replaced by a new one")
+	require.NotEqual(t, h.c.placed[0], h.c.placed[1])
+	require.Equal(t, h.c.placed[0], h.c.stopped[0], "the failed replica is stopped first")
+	require.Equal(t, h.c.placed[1], st.Replicas[0].ID)
+}
+
+func TestDeployment_ReplicaFailingEveryAttemptIsDeployFailed(t *testing.T) {
+	h := newHarness(t, &cluster{failReady: workflows.MaxReplicaAttempts})
+	var st workflows.DeploymentStatus
+	h.at(time.Minute, func() { st = h.query() })
+	h.run(1, time.Hour)
+
+	require.Equal(t, "DEPLOY_FAILED", st.Status)
+	require.Equal(t, "model crashed", st.Reason)
+	require.Len(t, h.c.placed, workflows.MaxReplicaAttempts)
+}
+
+func TestDeployment_ScaleUpAndDown(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	up := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 4})
+	var afterUp workflows.DeploymentStatus
+	var stoppedBeforeDown int
+	h.at(2*time.Minute, func() { afterUp = h.query(); stoppedBeforeDown = len(h.c.stopped) })
+	down := h.update(3*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 1})
+	var afterDown workflows.DeploymentStatus
+	var stoppedAfterDown []string
+	h.at(4*time.Minute, func() { afterDown = h.query(); stoppedAfterDown = append([]string(nil), h.c.stopped...) })
+	h.run(2, time.Hour)
+
+	require.NoError(t, up.err)
+	require.Equal(t, "ACTIVE", afterUp.Status)
+	require.Equal(t, 4, afterUp.Ready)
+	require.Zero(t, stoppedBeforeDown)
+	require.NoError(t, down.err)
+	require.Equal(t, 1, down.status.Desired)
+	require.Len(t, stoppedAfterDown, 3, "scaling 4 to 1 stops three replicas")
+	require.Equal(t, "ACTIVE", afterDown.Status)
+	require.Len(t, afterDown.Replicas, 1)
+	require.Equal(t, afterUp.Replicas[0].ID, afterDown.Replicas[0].ID, "the oldest replica is kept")
+	require.NotContains(t, stoppedAfterDown, afterUp.Replicas[0].ID)
+}
+
+func TestDeployment_ScaleToZero(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	sc := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0})
+	h.run(2, time.Hour)
+
+	require.NoError(t, sc.err)
+	require.Equal(t, "SCALED_TO_ZERO", sc.status.Status)
+	require.Len(t, h.c.stopped, 2)
+	require.Contains(t, h.c.statuses, "SCALED_TO_ZERO")
+}
+
+func TestDeployment_ScaleRejectsNegative(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	sc := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: -1})
+	h.run(1, time.Hour)
+
+	require.True(t, sc.done)
+	require.ErrorContains(t, sc.rejected, "negative")
+	require.Len(t, h.c.placed, 1, "a rejected scale changes nothing")
+}
+
+func TestDeployment_DeactivateStopsEveryReplicaAndActivateBringsItBack(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	deact := h.update(time.Minute, workflows.UpdateDeactivate)
+	var stoppedAtDeactivate []string
+	h.at(2*time.Minute, func() { stoppedAtDeactivate = append([]string(nil), h.c.stopped...) })
+	scale := h.update(3*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 3})
+	act := h.update(4*time.Minute, workflows.UpdateActivate)
+	var st workflows.DeploymentStatus
+	h.at(5*time.Minute, func() { st = h.query() })
+	h.run(2, time.Hour)
+
+	require.NoError(t, deact.err)
+	require.Equal(t, "INACTIVE", deact.status.Status)
+	require.Empty(t, deact.status.Replicas)
+	require.ElementsMatch(t, h.c.placed[:2], stoppedAtDeactivate, "every replica is stopped")
+	require.Contains(t, h.c.statuses, "DEACTIVATING")
+	require.ErrorContains(t, scale.rejected, "INACTIVE")
+	require.NoError(t, act.err)
+	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, 2, st.Ready, "activate restores the desired count")
+	require.Len(t, h.c.placed, 4)
+}
+
+func TestDeployment_DeleteStopsEverythingAndCompletes(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	del := h.run(3, time.Minute)
+
+	require.Empty(t, del.status.Replicas)
+	require.ElementsMatch(t, h.c.placed, h.c.stopped, "every replica is stopped")
+	require.True(t, h.c.deleted, "the deployment is marked deleted")
+}
+
+func TestDeployment_ContinuedRunKeepsItsReplicas(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	var st workflows.DeploymentStatus
+	h.at(time.Minute, func() { st = h.query() })
+	del := h.update(time.Hour, workflows.UpdateDelete)
+	h.env.ExecuteWorkflow(workflows.Deployment, workflows.DeploymentInput{
+		DeploymentID: "dep00001", ModelID: "mod00001", Replicas: 2,
+		Carried: &workflows.DeploymentCarry{Status: "ACTIVE", EverActive: true, Replicas: []workflows.ReplicaInfo{
+			{ID: "aaaaaaaaaaaa", NodeID: "node-a", State: "READY", Address: "10.0.0.1:9000"},
+			{ID: "bbbbbbbbbbbb", NodeID: "node-a", State: "READY", Address: "10.0.0.2:9000"},
+		}},
+	})
+	require.True(t, h.env.IsWorkflowCompleted())
+	require.NoError(t, h.env.GetWorkflowError())
+	require.NoError(t, del.err)
+
+	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, 2, st.Ready)
+	require.ElementsMatch(t, []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"}, h.c.placed, "only the carried replicas are placed, idempotently")
+	require.Equal(t, []string{"DEACTIVATING", "INACTIVE"}, h.c.statuses,
+		"a continued run writes no status until something changes")
+}
