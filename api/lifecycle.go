@@ -1,0 +1,376 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelplane/modelplane/settings"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+var modelName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
+
+// source is the model_archive source of a create request.
+type source struct {
+	Name       string
+	ArchiveID  string
+	Deployment string // the deployment's name; empty takes deployment-N
+}
+
+// readSource reads and checks `source`; needName says whether source.name is required (a new
+// model) or refused (a model that exists).
+func readSource(raw json.RawMessage, needName bool) (source, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return source{}, Errorf(http.StatusBadRequest, "source: must be an object")
+	}
+	var src source
+	for k, v := range obj {
+		switch k {
+		case "kind":
+			var kind string
+			if json.Unmarshal(v, &kind) != nil || kind != "model_archive" {
+				return src, Errorf(http.StatusBadRequest, `source.kind: must be "model_archive"`)
+			}
+		case "name":
+			if !needName {
+				return src, Errorf(http.StatusBadRequest, "source.name: the model exists; a deployment takes no model name")
+			}
+			if json.Unmarshal(v, &src.Name) != nil || !modelName.MatchString(src.Name) {
+				return src, Errorf(http.StatusBadRequest, "source.name: use 1-255 of letters, digits, '.', '_' or '-'")
+			}
+		case "archive_id":
+			if json.Unmarshal(v, &src.ArchiveID) != nil || src.ArchiveID == "" {
+				return src, Errorf(http.StatusBadRequest, "source.archive_id: must be the id POST /v1/archives returned")
+			}
+		case "deployment":
+			var d map[string]json.RawMessage
+			if json.Unmarshal(v, &d) != nil {
+				return src, Errorf(http.StatusBadRequest, "source.deployment: must be an object")
+			}
+			for dk, dv := range d {
+				switch dk {
+				case "name":
+					if json.Unmarshal(dv, &src.Deployment) != nil || !deploymentName.MatchString(src.Deployment) {
+						return src, Errorf(http.StatusBadRequest, "source.deployment.name: use 1-255 of letters, digits, '.', '_' or '-'")
+					}
+				case "config":
+					var cfg map[string]any
+					if json.Unmarshal(dv, &cfg) != nil {
+						return src, Errorf(http.StatusBadRequest, "source.deployment.config: must be an object")
+					}
+					if len(cfg) > 0 {
+						return src, Errorf(http.StatusUnprocessableEntity, "source.deployment.config: overriding config.yaml at deploy time is not supported; change config.yaml and upload the package again")
+					}
+				default:
+					return src, Errorf(http.StatusBadRequest, "source.deployment.%s: unknown field", dk)
+				}
+			}
+		default:
+			return src, Errorf(http.StatusBadRequest, "source.%s: unknown field", k)
+		}
+	}
+	switch {
+	case needName && src.Name == "":
+		return src, Errorf(http.StatusBadRequest, "source.name: required")
+	case src.ArchiveID == "":
+		return src, Errorf(http.StatusBadRequest, "source.archive_id: required")
+	}
+	return src, nil
+}
+
+// createRequest is the part of both create routes after `source`.
+type createRequest struct {
+	source      source
+	development bool
+}
+
+func readCreate(c echo.Context, needName bool) (createRequest, error) {
+	obj, err := readObject(c, "source", "development", "environment")
+	if err != nil {
+		return createRequest{}, err
+	}
+	var req createRequest
+	raw, ok := obj["source"]
+	if !ok {
+		return req, Errorf(http.StatusBadRequest, "source: required")
+	}
+	if req.source, err = readSource(raw, needName); err != nil {
+		return req, err
+	}
+	if v, ok := obj["development"]; ok && json.Unmarshal(v, &req.development) != nil {
+		return req, Errorf(http.StatusBadRequest, "development: must be true or false")
+	}
+	if v, ok := obj["environment"]; ok && string(v) != "null" {
+		return req, Errorf(http.StatusUnprocessableEntity, "environment: deploying straight to an environment is not supported yet; push, then promote")
+	}
+	if req.development && req.source.Deployment != "" {
+		return req, Errorf(http.StatusBadRequest, "source.deployment.name: the development deployment is always named development")
+	}
+	return req, nil
+}
+
+// createModel makes a model, its production environment and its first deployment, and starts
+// the deployment's workflow.
+func (s *Server) createModel(c echo.Context) error {
+	req, err := readCreate(c, true)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	if _, err := store.ArchiveByID(ctx, s.deps.DB, p.WorkspaceID, req.source.ArchiveID); errors.Is(err, store.ErrNotFound) {
+		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", req.source.ArchiveID)
+	} else if err != nil {
+		return err
+	}
+	var m store.Model
+	var d store.Deployment
+	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
+		var err error
+		if m, err = store.CreateModel(ctx, tx, p.WorkspaceID, req.source.Name); err != nil {
+			return err
+		}
+		if d, err = s.insertDeployment(ctx, tx, m, req); err != nil {
+			return err
+		}
+		return audit(ctx, tx, c, m.ID, "model.create", m.ID, store.JSONMap{"deployment_id": d.ID, "archive_id": req.source.ArchiveID})
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.startDeployment(ctx, d); err != nil {
+		// Nothing may be left half made: without its workflow the deployment would never run.
+		_ = store.DeleteModel(context.WithoutCancel(ctx), s.deps.DB, p.WorkspaceID, m.ID)
+		return err
+	}
+	return s.created(c, m.ID, d.ID)
+}
+
+// createDeployment adds a deployment to a model: a published one, or the development
+// deployment (replacing the one there is).
+func (s *Server) createDeployment(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	req, err := readCreate(c, false)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if _, err := store.ArchiveByID(ctx, s.deps.DB, m.WorkspaceID, req.source.ArchiveID); errors.Is(err, store.ErrNotFound) {
+		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", req.source.ArchiveID)
+	} else if err != nil {
+		return err
+	}
+	if req.development {
+		old, err := store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, store.DevelopmentName)
+		switch {
+		case err == nil:
+			// Replacing the development deployment may fail requests in flight; that is
+			// allowed for development only.
+			if err := s.updateDeployment(ctx, old.ID, workflows.UpdateDelete, nil); err != nil {
+				return err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
+	var d store.Deployment
+	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
+		var err error
+		if d, err = s.insertDeployment(ctx, tx, m, req); err != nil {
+			return err
+		}
+		return audit(ctx, tx, c, m.ID, "deployment.create", d.ID, store.JSONMap{"archive_id": req.source.ArchiveID, "development": req.development})
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return Errorf(http.StatusConflict, "model %s already has a deployment named %q", m.ID, req.source.Deployment)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.startDeployment(ctx, d); err != nil {
+		_ = store.MarkDeploymentDeleted(context.WithoutCancel(ctx), s.deps.DB, m.ID, d.ID)
+		return err
+	}
+	return s.created(c, m.ID, d.ID)
+}
+
+// insertDeployment writes the deployment row. Autoscaling starts from the defaults (the
+// development deployment's capped at one replica).
+func (s *Server) insertDeployment(ctx context.Context, tx *sqlx.Tx, m store.Model, req createRequest) (store.Deployment, error) {
+	as := store.DefaultAutoscalingSettings()
+	if req.development {
+		as = settings.ForDevelopment(as)
+	}
+	archive := req.source.ArchiveID
+	return store.CreateDeployment(ctx, tx, store.NewDeployment{
+		ModelID: m.ID, WorkspaceID: m.WorkspaceID, Name: req.source.Deployment,
+		IsDevelopment: req.development, ArchiveID: &archive, AutoscalingSettings: as,
+	})
+}
+
+// startDeployment starts the deployment's workflow with one replica.
+func (s *Server) startDeployment(ctx context.Context, d store.Deployment) error {
+	if s.deps.Temporal == nil {
+		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
+	}
+	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.DeploymentWorkflowID(d.ID), TaskQueue: workflows.TaskQueue,
+		TypedSearchAttributes: temporalAttrs(d),
+	}, workflows.Deployment, workflows.DeploymentInput{DeploymentID: d.ID, ModelID: d.ModelID, Replicas: 1})
+	if err != nil {
+		return Errorf(http.StatusServiceUnavailable, "starting the deployment's workflow: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) created(c echo.Context, modelID, deploymentID string) error {
+	ctx := c.Request().Context()
+	m, err := store.ModelByID(ctx, s.deps.DB, principal(c).WorkspaceID, modelID)
+	if err != nil {
+		return err
+	}
+	v, err := store.DeploymentViewByRef(ctx, s.deps.DB, modelID, deploymentID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, map[string]any{"model": modelV1(m), "deployment": deploymentV1(v)})
+}
+
+// updateDeployment sends an Update to a deployment's workflow and waits for its outcome. A
+// validator's refusal is 422 with its reason.
+func (s *Server) updateDeployment(ctx context.Context, deploymentID, name string, arg any) error {
+	if s.deps.Temporal == nil {
+		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
+	}
+	args := []any{}
+	if arg != nil {
+		args = append(args, arg)
+	}
+	h, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.DeploymentWorkflowID(deploymentID), UpdateName: name, Args: args,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		var st workflows.DeploymentStatus
+		err = h.Get(ctx, &st)
+	}
+	var notFound *serviceerror.NotFound
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &notFound):
+		return Errorf(http.StatusServiceUnavailable, "deployment %s has no running workflow", deploymentID)
+	case errors.As(err, &appErr):
+		// The workflow refused the change (its validator or handler said why).
+		return Errorf(http.StatusUnprocessableEntity, "%s", appErr.Message())
+	}
+	return fmt.Errorf("%s of deployment %s: %w", name, deploymentID, err)
+}
+
+func (s *Server) activateDeployment(c echo.Context) error {
+	return s.lifecycle(c, workflows.UpdateActivate, "deployment.activate")
+}
+
+func (s *Server) deactivateDeployment(c echo.Context) error {
+	return s.lifecycle(c, workflows.UpdateDeactivate, "deployment.deactivate")
+}
+
+func (s *Server) lifecycle(c echo.Context, update, action string) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.deploymentRef(c, m.ID)
+	if err != nil {
+		return err
+	}
+	if update == workflows.UpdateDeactivate && d.IsProduction {
+		return Errorf(http.StatusUnprocessableEntity, "deployment %s serves production; promote another deployment first", d.ID)
+	}
+	ctx := c.Request().Context()
+	if err := s.updateDeployment(ctx, d.ID, update, nil); err != nil {
+		return err
+	}
+	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+		Actor: principal(c).KeyID, Action: action, Target: d.ID}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]bool{"success": true})
+}
+
+// deleteDeployment stops a deployment and removes it; the one serving production is refused.
+func (s *Server) deleteDeployment(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.deploymentRef(c, m.ID)
+	if err != nil {
+		return err
+	}
+	if d.IsProduction {
+		return Errorf(http.StatusUnprocessableEntity, "deployment %s serves production and cannot be deleted; promote another deployment first", d.ID)
+	}
+	ctx := c.Request().Context()
+	if err := s.updateDeployment(ctx, d.ID, workflows.UpdateDelete, nil); err != nil {
+		return err
+	}
+	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+		Actor: principal(c).KeyID, Action: "deployment.delete", Target: d.ID}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"id": d.ID, "deleted": true, "model_id": m.ID})
+}
+
+// deleteModel stops every deployment of the model and removes it with its environments.
+func (s *Server) deleteModel(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	views, err := store.ListDeploymentViews(ctx, s.deps.DB, m.ID)
+	if err != nil {
+		return err
+	}
+	for _, v := range views {
+		if err := s.updateDeployment(ctx, v.ID, workflows.UpdateDelete, nil); err != nil {
+			return err
+		}
+	}
+	if err := store.DeleteModel(ctx, s.deps.DB, m.WorkspaceID, m.ID); err != nil {
+		return err
+	}
+	// The audit log outlives the model: it keeps the model's ID, not a reference to it.
+	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+		Actor: principal(c).KeyID, Action: "model.delete", Target: m.ID}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"id": m.ID, "deleted": true})
+}
+
+// temporalAttrs are the search attributes a deployment's workflow starts with, so the
+// Temporal UI finds it by model and deployment.
+func temporalAttrs(d store.Deployment) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		workflows.ModelIDAttr.ValueSet(d.ModelID),
+		workflows.DeploymentIDAttr.ValueSet(d.ID),
+		workflows.DeploymentStatusAttr.ValueSet(workflows.StatusBuilding),
+	)
+}

@@ -1,0 +1,230 @@
+// Package e2e runs modelplane whole: the dev stack with real Temporal, real PostgreSQL, the
+// local node agent with the process runtime, and the python echo model.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/devstack"
+	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/modelpkg"
+)
+
+var dbURL string
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, "e2e", false, &dbURL)) }
+
+type harness struct {
+	t     *testing.T
+	stack *devstack.Stack
+	api   *client.Client
+	key   string
+	agent *agent.Client
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, err := devstack.Start(ctx, devstack.Options{DataDir: dir, Listen: "127.0.0.1:0", GPUProfile: "h200",
+		Postgres: devstack.PostgresOptions{DatabaseURL: dbURL}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, s.Close(ctx))
+	})
+	token, err := os.ReadFile(filepath.Join(dir, devstack.NodeTokenFile))
+	require.NoError(t, err)
+	return &harness{t: t, stack: s, api: client.New(s.APIURL, s.NewAPIKey), key: s.NewAPIKey,
+		agent: agent.NewClient(s.AgentURL, strings.TrimSpace(string(token)))}
+}
+
+// call sends a JSON request to the API and decodes the answer.
+func (h *harness) call(method, path string, body any) (int, map[string]any) {
+	h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(h.t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, h.stack.APIURL+path, rd)
+	require.NoError(h.t, err)
+	req.Header.Set("Authorization", "Api-Key "+h.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(h.t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (h *harness) waitStatus(modelID, ref, want string) {
+	h.t.Helper()
+	var last string
+	require.Eventually(h.t, func() bool {
+		d, err := h.api.Deployment(context.Background(), modelID, ref)
+		if err == nil {
+			last = d.Status
+		}
+		return err == nil && d.Status == want
+	}, 90*time.Second, 200*time.Millisecond, "deployment %s never reached %s (last %s)", ref, want, last)
+}
+
+// replica returns the agent's live replica of the deployment, if any.
+func (h *harness) replica(deploymentID string) (agent.Replica, bool) {
+	rs, err := h.agent.Replicas(context.Background())
+	require.NoError(h.t, err)
+	for _, r := range rs {
+		if r.DeploymentID == deploymentID && (r.State == agent.StateReady || r.State == agent.StateStarting) {
+			return r, true
+		}
+	}
+	return agent.Replica{}, false
+}
+
+func echoArchive(t *testing.T, h *harness) string {
+	t.Helper()
+	var buf bytes.Buffer
+	_, err := modelpkg.Pack("../examples/models/echo", &buf)
+	require.NoError(t, err)
+	a, err := h.api.UploadArchive(context.Background(), &buf)
+	require.NoError(t, err)
+	return a.ID
+}
+
+func TestLifecycle_PushActivateDeactivateDelete(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+
+	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{
+		"source": map[string]any{"kind": "model_archive", "name": "echo", "archive_id": archive}})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	modelID := body["model"].(map[string]any)["id"].(string)
+	dep := body["deployment"].(map[string]any)
+	depID := dep["id"].(string)
+	require.Equal(t, "deployment-1", dep["name"])
+
+	h.waitStatus(modelID, depID, "ACTIVE")
+	d, err := h.api.Deployment(context.Background(), modelID, depID)
+	require.NoError(t, err)
+	require.Equal(t, 1, d.ActiveReplicaCount)
+
+	// The model answers on the node the deployment was placed on, on the H200.
+	r, ok := h.replica(depID)
+	require.True(t, ok, "the agent runs no replica of the deployment")
+	require.Len(t, r.GPUUUIDs, 0, "echo asks for no GPU")
+	resp, err := http.Post("http://"+r.Address+r.PredictPath, "application/json", strings.NewReader(`{"text": "hi"}`))
+	require.NoError(t, err)
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	resp.Body.Close()
+	require.Equal(t, map[string]any{"text": "hi"}, out["echo"])
+
+	// Deactivate: replicas stopped, the deployment stays listed as INACTIVE.
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+depID+"/deactivate", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	h.waitStatus(modelID, depID, "INACTIVE")
+	_, ok = h.replica(depID)
+	require.False(t, ok, "an inactive deployment keeps no replica")
+
+	// Activate brings it back.
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+depID+"/activate", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	h.waitStatus(modelID, depID, "ACTIVE")
+
+	// Delete: gone from lists and lookups, replicas stopped.
+	code, body = h.call(http.MethodDelete, "/v1/models/"+modelID+"/deployments/"+depID, nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	require.Equal(t, true, body["deleted"])
+	_, err = h.api.Deployment(context.Background(), modelID, depID)
+	require.True(t, client.IsStatus(err, http.StatusNotFound), "a deleted deployment is 404, got %v", err)
+	ds, err := h.api.Deployments(context.Background(), modelID)
+	require.NoError(t, err)
+	require.Empty(t, ds)
+	_, ok = h.replica(depID)
+	require.False(t, ok)
+
+	// The audit log says who did it.
+	code, body = h.call(http.MethodGet, "/v1/models/"+modelID+"/audit_logs", nil)
+	require.Equal(t, http.StatusOK, code)
+	var actions []string
+	for _, e := range body["audit_logs"].([]any) {
+		actions = append(actions, e.(map[string]any)["action"].(string))
+	}
+	require.Equal(t, []string{"deployment.delete", "deployment.activate", "deployment.deactivate", "model.create"}, actions)
+}
+
+func TestLifecycle_DevelopmentDeploymentIsReplaced(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{"development": true,
+		"source": map[string]any{"kind": "model_archive", "name": "echo-dev", "archive_id": archive}})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	modelID := body["model"].(map[string]any)["id"].(string)
+	first := body["deployment"].(map[string]any)
+	require.Equal(t, "development", first["name"])
+	require.Equal(t, true, first["is_development"])
+	require.EqualValues(t, 1, first["autoscaling_settings"].(map[string]any)["max_replica"])
+	h.waitStatus(modelID, "development", "ACTIVE")
+
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{"development": true,
+		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	second := body["deployment"].(map[string]any)
+	require.NotEqual(t, first["id"], second["id"], "a new development deployment replaces the old one")
+	h.waitStatus(modelID, "development", "ACTIVE")
+	_, ok := h.replica(first["id"].(string))
+	require.False(t, ok, "the replaced development deployment's replica is stopped")
+	ds, err := h.api.Deployments(context.Background(), modelID)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+}
+
+func TestLifecycle_BadRequests(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+	before, err := h.api.Models(context.Background())
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		name string
+		body any
+		want int
+		text string
+	}{
+		{"no source", map[string]any{}, http.StatusBadRequest, "source: required"},
+		{"bad kind", map[string]any{"source": map[string]any{"kind": "git", "name": "x", "archive_id": archive}}, http.StatusBadRequest, "source.kind"},
+		{"no name", map[string]any{"source": map[string]any{"kind": "model_archive", "archive_id": archive}}, http.StatusBadRequest, "source.name"},
+		{"unknown archive", map[string]any{"source": map[string]any{"kind": "model_archive", "name": "x", "archive_id": "sha256:" + strings.Repeat("0", 64)}}, http.StatusBadRequest, "source.archive_id"},
+		{"unknown field", map[string]any{"source": map[string]any{"kind": "model_archive", "name": "x", "archive_id": archive}, "colour": 1}, http.StatusBadRequest, "colour"},
+		{"development not bool", map[string]any{"source": map[string]any{"kind": "model_archive", "name": "x", "archive_id": archive}, "development": "yes"}, http.StatusBadRequest, "development"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := h.call(http.MethodPost, "/v1/models", tt.body)
+			require.Equal(t, tt.want, code, "%v", body)
+			require.Contains(t, body["error"].(map[string]any)["message"], tt.text)
+		})
+	}
+	after, err := h.api.Models(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, len(before), len(after), "no refused request may leave a model behind")
+
+	code, _ := h.call(http.MethodPost, "/v1/models/zzzzzzzz/deployments/abc/activate", nil)
+	require.Equal(t, http.StatusNotFound, code)
+}
