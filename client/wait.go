@@ -1,0 +1,110 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/modelplane/modelplane/api"
+)
+
+// failedStatuses are the deployment statuses that waiting cannot get past: the deployment
+// will not become ACTIVE without a new push or an operator.
+var failedStatuses = map[string]bool{
+	"BUILD_FAILED":  true,
+	"BUILD_STOPPED": true,
+	"DEPLOY_FAILED": true,
+	"UNHEALTHY":     true,
+	"FAILED":        true,
+}
+
+// DeploymentFailed reports whether status is one that a deployment does not recover from
+// by itself.
+func DeploymentFailed(status string) bool { return failedStatuses[status] }
+
+// DeploymentFailedError is what WaitActive returns when the deployment reached a failure
+// status instead of ACTIVE.
+type DeploymentFailedError struct {
+	Deployment api.DeploymentV1
+}
+
+func (e *DeploymentFailedError) Error() string {
+	return fmt.Sprintf("deployment %s (%s) is %s", e.Deployment.Name, e.Deployment.ID, e.Deployment.Status)
+}
+
+// PromotionFailedError is what WaitPromoted returns when the promotion ended without the
+// deployment serving the environment.
+type PromotionFailedError struct {
+	Environment string
+	Promotion   api.PromotionV1
+}
+
+func (e *PromotionFailedError) Error() string {
+	msg := fmt.Sprintf("promotion to %s %s", e.Environment, e.Promotion.Status)
+	if e.Promotion.ErrorMessage != "" {
+		msg += ": " + e.Promotion.ErrorMessage
+	}
+	return msg
+}
+
+// WaitActive polls a deployment every interval until it is ACTIVE, reaches a failure
+// status (a *DeploymentFailedError) or ctx ends. progress, when not nil, sees every
+// answer, so that a caller can show the stages as they pass.
+func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, interval time.Duration,
+	progress func(api.DeploymentV1)) (api.DeploymentV1, error) {
+	for {
+		d, err := c.Deployment(ctx, modelID, deploymentID)
+		if err != nil {
+			return d, err
+		}
+		if progress != nil {
+			progress(d)
+		}
+		switch {
+		case d.Status == "ACTIVE":
+			return d, nil
+		case DeploymentFailed(d.Status):
+			return d, &DeploymentFailedError{Deployment: d}
+		}
+		if err := sleep(ctx, interval); err != nil {
+			return d, fmt.Errorf("deployment %s is still %s: %w", d.ID, d.Status, err)
+		}
+	}
+}
+
+// WaitPromoted polls an environment every interval until deploymentID is its current
+// deployment with no promotion in flight, the promotion fails or is canceled (a
+// *PromotionFailedError), or ctx ends. progress sees every answer.
+func (c *Client) WaitPromoted(ctx context.Context, modelID, env, deploymentID string, interval time.Duration,
+	progress func(api.EnvironmentV1)) (api.EnvironmentV1, error) {
+	for {
+		e, err := c.Environment(ctx, modelID, env)
+		if err != nil {
+			return e, err
+		}
+		if progress != nil {
+			progress(e)
+		}
+		p := e.InProgressPromotion
+		switch {
+		case p == nil && e.CurrentDeployment != nil && e.CurrentDeployment.ID == deploymentID:
+			return e, nil
+		case p != nil && (p.Status == "FAILED" || p.Status == "CANCELED"):
+			return e, &PromotionFailedError{Environment: env, Promotion: *p}
+		}
+		if err := sleep(ctx, interval); err != nil {
+			return e, fmt.Errorf("deployment %s does not serve %s yet: %w", deploymentID, env, err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
