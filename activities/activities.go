@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/store"
 )
@@ -20,6 +21,9 @@ type Activities struct {
 	// ArchiveBaseURL is the control plane's URL as agents reach it; they download archives
 	// from ArchiveBaseURL + ArchivePath + the archive's ID.
 	ArchiveBaseURL string
+	// Temporal is the client through which promotion activities start Deployment workflows
+	// and send them updates.
+	Temporal client.Client
 }
 
 // PruneLoadSamplesInput says which samples to drop.

@@ -91,6 +91,8 @@ func New(deps Deps) *echo.Echo {
 	v1.POST("/models/:model_id/deployments/:deployment_id/activate", s.activateDeployment)
 	v1.POST("/models/:model_id/deployments/:deployment_id/deactivate", s.deactivateDeployment)
 	v1.DELETE("/models/:model_id/deployments/:deployment_id", s.deleteDeployment)
+	v1.POST("/models/:model_id/deployments/:deployment_id/promote", s.promoteDeployment)
+	v1.POST("/models/:model_id/environments/:env/promote", s.promoteToEnvironment)
 	v1.GET("/nodes", s.listNodes)
 	v1.POST("/archives", s.createArchive)
 	e.GET("/internal/v1/archives/:id", s.downloadArchive, s.requireNodeToken)

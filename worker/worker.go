@@ -23,6 +23,7 @@ func New(c client.Client, acts *activities.Activities) sdkworker.Worker {
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflow(workflows.Cleanup)
 	w.RegisterWorkflow(workflows.Deployment)
+	w.RegisterWorkflow(workflows.Promotion)
 	w.RegisterActivity(acts)
 	return w
 }

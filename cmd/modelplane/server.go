@@ -150,7 +150,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 					return err
 				}
 			}
-			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL}
+			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc}
 			return worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
 		},
 	}

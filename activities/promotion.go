@@ -1,0 +1,414 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+// Error types of the non-retryable failures of promotion activities.
+const (
+	// ErrTypePromotionRefused: the promotion cannot go ahead as asked (inactive source, another
+	// promotion running, missing environment or deployment).
+	ErrTypePromotionRefused = "PromotionRefused"
+	// ErrTypeDeploymentFailed: the candidate deployment failed while it was brought up.
+	ErrTypeDeploymentFailed = "DeploymentFailed"
+	// ErrTypeDeploymentRefused: a Deployment workflow refused or failed an update, or is gone.
+	ErrTypeDeploymentRefused = "DeploymentRefused"
+)
+
+// deploymentInactive is the status of a deactivated deployment, as the deployments table
+// spells it.
+const deploymentInactive = "INACTIVE"
+
+func refused(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypePromotionRefused, nil)
+}
+
+// BeginPromotionInput names the promotion to record. PromotionID is drawn by the workflow, so
+// a retry finds the row the first attempt wrote.
+type BeginPromotionInput struct {
+	PromotionID        string
+	ModelID            string
+	WorkspaceID        string
+	Environment        string
+	SourceDeploymentID string
+	WorkflowID         string
+}
+
+// BeginPromotionResult is what the workflow decides the promotion's course from.
+type BeginPromotionResult struct {
+	Settings            store.PromotionSettings
+	SourceIsDevelopment bool
+	// PreviousDeploymentID is the deployment the environment served when the promotion began;
+	// empty when it served none.
+	PreviousDeploymentID string
+	// PreviousAutoscaling is the previous deployment's autoscaling settings; nil when there is
+	// no previous deployment.
+	PreviousAutoscaling *store.AutoscalingSettings
+	// PreviousReady is the previous deployment's READY replica count.
+	PreviousReady int
+}
+
+// BeginPromotion checks that the promotion may run and records it in status RELEASING. An
+// inactive (or deleted) published source, a source that already serves the environment and
+// a second running promotion of the environment are refused non-retryably.
+func (a *Activities) BeginPromotion(ctx context.Context, in BeginPromotionInput) (BeginPromotionResult, error) {
+	p, err := store.PromotionByID(ctx, a.DB, in.PromotionID)
+	switch {
+	case err == nil:
+		// An earlier attempt recorded it; the previous deployment is the one it saw.
+		return a.promotionCourse(ctx, in, p.Settings, p.PreviousDeploymentID)
+	case !errors.Is(err, store.ErrNotFound):
+		return BeginPromotionResult{}, err
+	}
+
+	env, err := store.EnvironmentByName(ctx, a.DB, in.ModelID, in.Environment)
+	if errors.Is(err, store.ErrNotFound) {
+		return BeginPromotionResult{}, refused("environment %s of model %s does not exist", in.Environment, in.ModelID)
+	}
+	if err != nil {
+		return BeginPromotionResult{}, err
+	}
+	src, err := store.DeploymentByID(ctx, a.DB, in.ModelID, in.SourceDeploymentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return BeginPromotionResult{}, refused("deployment %s of model %s does not exist", in.SourceDeploymentID, in.ModelID)
+	}
+	if err != nil {
+		return BeginPromotionResult{}, err
+	}
+	if !src.IsDevelopment && src.Status == deploymentInactive {
+		return BeginPromotionResult{}, refused("deployment %s is INACTIVE; activate it first", src.ID)
+	}
+	if !src.IsDevelopment && !env.PromotionSettings.RedeployOnPromotion &&
+		env.CurrentDeploymentID != nil && *env.CurrentDeploymentID == src.ID {
+		return BeginPromotionResult{}, refused("deployment %s already serves environment %s", src.ID, in.Environment)
+	}
+	_, err = store.CreatePromotion(ctx, a.DB, store.NewPromotion{
+		ID: in.PromotionID, ModelID: in.ModelID, Environment: in.Environment,
+		SourceDeploymentID: src.ID, PreviousDeploymentID: env.CurrentDeploymentID,
+		Settings: env.PromotionSettings, WorkflowID: in.WorkflowID,
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return BeginPromotionResult{}, refused("another promotion of environment %s is running", in.Environment)
+	}
+	if err != nil {
+		return BeginPromotionResult{}, err
+	}
+	activity.GetLogger(ctx).Info("promotion begun", "model_id", in.ModelID, "environment", in.Environment,
+		"deployment_id", src.ID)
+	return a.promotionCourse(ctx, in, env.PromotionSettings, env.CurrentDeploymentID)
+}
+
+// promotionCourse gathers what the workflow needs about the source and previous deployments.
+func (a *Activities) promotionCourse(ctx context.Context, in BeginPromotionInput, settings store.PromotionSettings, previousID *string) (BeginPromotionResult, error) {
+	out := BeginPromotionResult{Settings: settings}
+	src, err := store.DeploymentByID(ctx, a.DB, in.ModelID, in.SourceDeploymentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return out, refused("deployment %s of model %s does not exist", in.SourceDeploymentID, in.ModelID)
+	}
+	if err != nil {
+		return out, err
+	}
+	out.SourceIsDevelopment = src.IsDevelopment
+	if previousID == nil {
+		return out, nil
+	}
+	prev, err := store.DeploymentViewByRef(ctx, a.DB, in.ModelID, *previousID)
+	if errors.Is(err, store.ErrNotFound) {
+		// A deleted previous deployment serves nothing: the promotion goes on as if there were none.
+		return out, nil
+	}
+	if err != nil {
+		return out, err
+	}
+	as := prev.AutoscalingSettings
+	out.PreviousDeploymentID, out.PreviousAutoscaling, out.PreviousReady = prev.ID, &as, prev.ActiveReplicaCount
+	return out, nil
+}
+
+// CreateCandidateDeploymentInput says which deployment the promotion brings up. With Copy the
+// candidate is a new deployment with ID CandidateID made from the source's archive and
+// config; without, the source itself is the candidate.
+type CreateCandidateDeploymentInput struct {
+	PromotionID        string
+	ModelID            string
+	WorkspaceID        string
+	SourceDeploymentID string
+	Copy               bool
+	CandidateID        string
+	// AutoscalingSettings are the new deployment's; unused without Copy.
+	AutoscalingSettings store.AutoscalingSettings
+}
+
+// CreateCandidateDeploymentResult names the candidate.
+type CreateCandidateDeploymentResult struct {
+	DeploymentID string
+	Name         string
+}
+
+// CreateCandidateDeployment makes the candidate deployment when the promotion needs a new
+// one, and records the candidate on the promotion and its environment. A retry finds the
+// deployment the first attempt made.
+func (a *Activities) CreateCandidateDeployment(ctx context.Context, in CreateCandidateDeploymentInput) (CreateCandidateDeploymentResult, error) {
+	var out CreateCandidateDeploymentResult
+	err := store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
+		src, err := store.DeploymentByID(ctx, tx, in.ModelID, in.SourceDeploymentID)
+		if errors.Is(err, store.ErrNotFound) && in.Copy {
+			// The source may have gone after an earlier attempt made the copy.
+			src, err = store.DeploymentByID(ctx, tx, in.ModelID, in.CandidateID)
+			if err == nil {
+				out = CreateCandidateDeploymentResult{DeploymentID: src.ID, Name: src.Name}
+				return store.SetPromotionCandidate(ctx, tx, in.PromotionID, src.ID)
+			}
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return refused("deployment %s of model %s does not exist", in.SourceDeploymentID, in.ModelID)
+		}
+		if err != nil {
+			return err
+		}
+		cand := src
+		if in.Copy {
+			if src.ArchiveID == nil || *src.ArchiveID == "" {
+				return refused("deployment %s has no model archive to promote", src.ID)
+			}
+			cand, err = store.CreateDeploymentWithID(ctx, tx, in.CandidateID, store.NewDeployment{
+				ModelID: in.ModelID, WorkspaceID: src.WorkspaceID, ArchiveID: src.ArchiveID,
+				Config: src.Config, AutoscalingSettings: in.AutoscalingSettings,
+			})
+			if err != nil {
+				return err
+			}
+		}
+		out = CreateCandidateDeploymentResult{DeploymentID: cand.ID, Name: cand.Name}
+		return store.SetPromotionCandidate(ctx, tx, in.PromotionID, cand.ID)
+	})
+	return out, err
+}
+
+// StartDeploymentWorkflowInput says which workflow to start; Input is its argument, passed
+// through as it came.
+type StartDeploymentWorkflowInput struct {
+	WorkflowID   string
+	WorkflowType string
+	TaskQueue    string
+	Input        any
+}
+
+// StartDeploymentWorkflow starts a deployment's workflow on its own, so it outlives the
+// promotion that started it. One already running is left as it is.
+func (a *Activities) StartDeploymentWorkflow(ctx context.Context, in StartDeploymentWorkflowInput) error {
+	_, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       in.WorkflowID,
+		TaskQueue:                in.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, in.WorkflowType, in.Input)
+	return err
+}
+
+// DeploymentUpdateInput is an update to send to a Deployment workflow. UpdateID makes a
+// retried send the same update; Request is the update's argument, nil for none.
+type DeploymentUpdateInput struct {
+	WorkflowID string
+	UpdateName string
+	UpdateID   string
+	Request    any
+}
+
+// ScaleDeployment sends a scale update to a Deployment workflow and waits until it is done.
+func (a *Activities) ScaleDeployment(ctx context.Context, in DeploymentUpdateInput) error {
+	return a.updateDeployment(ctx, in)
+}
+
+// DeactivateDeployment sends a deactivate update to a Deployment workflow and waits until it
+// is done.
+func (a *Activities) DeactivateDeployment(ctx context.Context, in DeploymentUpdateInput) error {
+	return a.updateDeployment(ctx, in)
+}
+
+func (a *Activities) updateDeployment(ctx context.Context, in DeploymentUpdateInput) error {
+	var args []any
+	if in.Request != nil {
+		args = []any{in.Request}
+	}
+	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		UpdateID:     in.UpdateID,
+		WorkflowID:   in.WorkflowID,
+		UpdateName:   in.UpdateName,
+		Args:         args,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	return deploymentError(in.WorkflowID, in.UpdateName, err)
+}
+
+// deploymentError makes the failures that retrying cannot fix (the workflow is gone, the
+// update was refused or failed) non-retryable.
+func deploymentError(workflowID, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var notFound *serviceerror.NotFound
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &notFound):
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s: workflow %s not found", what, workflowID), ErrTypeDeploymentRefused, err)
+	case errors.As(err, &appErr):
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s of %s: %s", what, workflowID, appErr.Message()), ErrTypeDeploymentRefused, err)
+	}
+	return err
+}
+
+// WaitDeploymentReadyInput says which Deployment workflow to watch and for what.
+type WaitDeploymentReadyInput struct {
+	WorkflowID string
+	// QueryName answers a status with at least the fields of WaitDeploymentReadyResult.
+	QueryName string
+	Target    int
+	// FailedStatuses end the wait with ErrTypeDeploymentFailed.
+	FailedStatuses []string
+	PollInterval   time.Duration
+}
+
+// WaitDeploymentReadyResult is the deployment's status when the wait ended.
+type WaitDeploymentReadyResult struct {
+	Status string
+	Reason string
+	Ready  int
+}
+
+// defaultPollInterval is how often WaitDeploymentReady asks when the input does not say.
+const defaultPollInterval = 2 * time.Second
+
+// WaitDeploymentReady polls the Deployment workflow's status, heartbeating, until Target
+// replicas are READY. A failed status ends it non-retryably with ErrTypeDeploymentFailed.
+func (a *Activities) WaitDeploymentReady(ctx context.Context, in WaitDeploymentReadyInput) (WaitDeploymentReadyResult, error) {
+	interval := in.PollInterval
+	if interval <= 0 {
+		interval = defaultPollInterval
+	}
+	for {
+		var st WaitDeploymentReadyResult
+		v, err := a.Temporal.QueryWorkflow(ctx, in.WorkflowID, "", in.QueryName)
+		if err == nil {
+			err = v.Get(&st)
+		}
+		if err != nil {
+			var appErr *temporal.ApplicationError
+			if derr := deploymentError(in.WorkflowID, "status", err); errors.As(derr, &appErr) && appErr.NonRetryable() {
+				return st, derr
+			}
+			activity.GetLogger(ctx).Warn("polling deployment", "workflow_id", in.WorkflowID, "err", err)
+		} else {
+			activity.RecordHeartbeat(ctx, st)
+			if st.Ready >= in.Target {
+				return st, nil
+			}
+			if slices.Contains(in.FailedStatuses, st.Status) {
+				msg := fmt.Sprintf("candidate deployment is %s", st.Status)
+				if st.Reason != "" {
+					msg += ": " + st.Reason
+				}
+				return st, temporal.NewNonRetryableApplicationError(msg, ErrTypeDeploymentFailed, nil)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// SwitchEnvironmentInput names the environment to point at its candidate.
+type SwitchEnvironmentInput struct {
+	PromotionID           string
+	ModelID               string
+	Environment           string
+	CandidateDeploymentID string
+}
+
+// SwitchEnvironment points the environment at the candidate, marks the promotion SUCCEEDED
+// with all traffic on the candidate, and tells gateways, all in one transaction. A repeat
+// after success changes nothing.
+func (a *Activities) SwitchEnvironment(ctx context.Context, in SwitchEnvironmentInput) error {
+	return store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
+		p, err := store.PromotionByID(ctx, tx, in.PromotionID)
+		if err != nil {
+			return err
+		}
+		if p.Status == store.PromotionSucceeded {
+			return nil
+		}
+		if p.FinishedAt != nil {
+			return refused("promotion %s is %s already", p.ID, p.Status)
+		}
+		err = store.SwitchEnvironmentDeployment(ctx, tx, in.ModelID, in.Environment, in.CandidateDeploymentID)
+		if errors.Is(err, store.ErrNotFound) {
+			return refused("environment %s or deployment %s is gone", in.Environment, in.CandidateDeploymentID)
+		}
+		if err != nil {
+			return err
+		}
+		if err := store.SetPromotionStatus(ctx, tx, in.PromotionID, store.PromotionSucceeded, 100, "", true); err != nil {
+			return err
+		}
+		return store.NotifyRoutes(ctx, tx, "environment:"+in.ModelID+":"+in.Environment)
+	})
+}
+
+// FinishPromotionInput ends a promotion that did not switch.
+type FinishPromotionInput struct {
+	PromotionID           string
+	ModelID               string
+	Environment           string
+	CandidateDeploymentID string
+	Status                string
+	ErrorMessage          string
+}
+
+// FinishPromotion records the promotion's end (normally FAILED with the reason) and clears
+// the environment's candidate; the environment keeps its current deployment. A promotion
+// never recorded, or already finished, is left as it is.
+func (a *Activities) FinishPromotion(ctx context.Context, in FinishPromotionInput) error {
+	return store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
+		p, err := store.PromotionByID(ctx, tx, in.PromotionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if p.FinishedAt != nil {
+			return nil
+		}
+		if err := store.SetPromotionStatus(ctx, tx, in.PromotionID, in.Status, 0, in.ErrorMessage, true); err != nil {
+			return err
+		}
+		// The row knows the candidate even when the workflow never learnt it.
+		cand := in.CandidateDeploymentID
+		if p.CandidateDeploymentID != nil {
+			cand = *p.CandidateDeploymentID
+		}
+		if cand == "" {
+			return nil
+		}
+		return store.ClearEnvironmentCandidate(ctx, tx, p.ModelID, p.Environment, cand)
+	})
+}

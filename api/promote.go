@@ -1,0 +1,105 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+// promoteDeployment promotes a deployment to production.
+func (s *Server) promoteDeployment(c echo.Context) error {
+	return s.promote(c, store.ProductionEnvironment, "scale_down_previous_production", "")
+}
+
+// promoteToEnvironment promotes a deployment to the route's environment.
+func (s *Server) promoteToEnvironment(c echo.Context) error {
+	return s.promote(c, c.Param("env"), "scale_down_previous_deployment", "deployment_id")
+}
+
+// promote starts the environment's Promotion workflow. Its ID is per environment with
+// conflict policy FAIL, so a second promotion of the same environment is 409. The answer is
+// the deployment being promoted; from development, the promotion makes a new deployment,
+// which the environment lists as its candidate.
+func (s *Server) promote(c echo.Context, env, scaleField, idField string) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	known := []string{scaleField}
+	if idField != "" {
+		known = append(known, idField)
+	}
+	obj, err := readObject(c, known...)
+	if err != nil {
+		return err
+	}
+	scaleDown := true
+	if raw, ok := obj[scaleField]; ok && json.Unmarshal(raw, &scaleDown) != nil {
+		return Errorf(http.StatusBadRequest, "%s: must be true or false", scaleField)
+	}
+	ctx := c.Request().Context()
+	if _, err := store.EnvironmentByName(ctx, s.deps.DB, m.ID, env); errors.Is(err, store.ErrNotFound) {
+		return Errorf(http.StatusNotFound, "environment %q of model %s not found", env, m.ID)
+	} else if err != nil {
+		return err
+	}
+	var d store.DeploymentView
+	if idField == "" {
+		if d, err = s.deploymentRef(c, m.ID); err != nil {
+			return err
+		}
+	} else {
+		ref, given, err := stringField(obj, idField)
+		if err != nil {
+			return err
+		}
+		if !given || ref == "" {
+			return Errorf(http.StatusBadRequest, "%s: required", idField)
+		}
+		d, err = store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return Errorf(http.StatusNotFound, "deployment %q of model %s not found", ref, m.ID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if d.Status == workflows.StatusInactive {
+		return Errorf(http.StatusUnprocessableEntity, "deployment %s is INACTIVE: activate it first", d.ID)
+	}
+	if s.deps.Temporal == nil {
+		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
+	}
+	_, err = s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.PromotionWorkflowID(m.ID, env), TaskQueue: workflows.TaskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.ModelIDAttr.ValueSet(m.ID), workflows.EnvironmentAttr.ValueSet(env),
+			workflows.DeploymentIDAttr.ValueSet(d.ID)),
+	}, workflows.Promotion, workflows.PromotionInput{
+		PromotionID: store.NewID(8), ModelID: m.ID, WorkspaceID: m.WorkspaceID, Environment: env,
+		SourceDeploymentID: d.ID, ScaleDownPrevious: scaleDown,
+	})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) || temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+		return Errorf(http.StatusConflict, "a promotion of %s is already running", env)
+	}
+	if err != nil {
+		return Errorf(http.StatusServiceUnavailable, "starting the promotion: %v", err)
+	}
+	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+		Actor: principal(c).KeyID, Action: "promotion.start", Target: env, Details: store.JSONMap{"deployment_id": d.ID}}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, deploymentV1(d))
+}

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// createModel pushes the echo archive as a new model and waits until it is ACTIVE.
+func (h *harness) createModel(name, archive string, development bool) (modelID, deploymentID string) {
+	h.t.Helper()
+	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{"development": development,
+		"source": map[string]any{"kind": "model_archive", "name": name, "archive_id": archive}})
+	require.Equal(h.t, http.StatusCreated, code, "%v", body)
+	modelID = body["model"].(map[string]any)["id"].(string)
+	deploymentID = body["deployment"].(map[string]any)["id"].(string)
+	h.waitStatus(modelID, deploymentID, "ACTIVE")
+	return modelID, deploymentID
+}
+
+// waitCurrent waits until the environment serves a deployment (want, or any other than not
+// when want is empty) with no promotion in flight, and returns it.
+func (h *harness) waitCurrent(modelID, env, want, not string) string {
+	h.t.Helper()
+	var current string
+	require.Eventually(h.t, func() bool {
+		e, err := h.api.Environment(context.Background(), modelID, env)
+		if err != nil || e.CurrentDeployment == nil || e.InProgressPromotion != nil {
+			return false
+		}
+		current = e.CurrentDeployment.ID
+		return (want != "" && current == want) || (want == "" && current != not)
+	}, 90*time.Second, 200*time.Millisecond, "environment %s never settled on the promoted deployment", env)
+	return current
+}
+
+func TestPromotion_ToProductionThenStaging(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+	modelID, first := h.createModel("echo-promo", archive, false)
+
+	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+first+"/promote", map[string]any{})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	h.waitCurrent(modelID, "production", first, "")
+	d, err := h.api.Deployment(context.Background(), modelID, "production")
+	require.NoError(t, err)
+	require.Equal(t, first, d.ID)
+	require.True(t, d.IsProduction)
+
+	// The deployment serving production cannot be deleted or deactivated.
+	code, _ = h.call(http.MethodDelete, "/v1/models/"+modelID+"/deployments/"+first, nil)
+	require.Equal(t, http.StatusUnprocessableEntity, code)
+
+	// A second deployment goes to a custom environment; production stays where it was.
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments", map[string]any{"name": "staging"})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{
+		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	second := body["deployment"].(map[string]any)["id"].(string)
+	h.waitStatus(modelID, second, "ACTIVE")
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/staging/promote", map[string]any{"deployment_id": second})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	h.waitCurrent(modelID, "staging", second, "")
+	d, err = h.api.Deployment(context.Background(), modelID, "production")
+	require.NoError(t, err)
+	require.Equal(t, first, d.ID, "promoting to staging leaves production alone")
+}
+
+func TestPromotion_FromDevelopmentMakesANewDeployment(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+	modelID, dev := h.createModel("echo-dev-promo", archive, true)
+
+	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/development/promote", map[string]any{})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	prod := h.waitCurrent(modelID, "production", "", dev)
+	require.NotEqual(t, dev, prod, "promoting development creates a new deployment")
+	d, err := h.api.Deployment(context.Background(), modelID, "development")
+	require.NoError(t, err)
+	require.Equal(t, dev, d.ID, "development keeps its ID")
+	p, err := h.api.Deployment(context.Background(), modelID, prod)
+	require.NoError(t, err)
+	require.Equal(t, "deployment-1", p.Name)
+	require.False(t, p.IsDevelopment)
+}
+
+func TestPromotion_TwoAtOnceGiveOne409(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+	modelID, first := h.createModel("echo-race", archive, false)
+
+	codes := make([]int, 2)
+	var wg sync.WaitGroup
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], _ = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+first+"/promote", map[string]any{})
+		}()
+	}
+	wg.Wait()
+	require.ElementsMatch(t, []int{http.StatusOK, http.StatusConflict}, codes)
+	h.waitCurrent(modelID, "production", first, "")
+
+	code, _ := h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/nope/promote", map[string]any{"deployment_id": first})
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/production/promote", map[string]any{})
+	require.Equal(t, http.StatusBadRequest, code, "deployment_id is required")
+}

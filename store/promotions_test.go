@@ -1,0 +1,158 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+func TestCreatePromotion_RoundTripsAndStartsReleasing(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+
+	id := store.NewID(8)
+	created, err := store.CreatePromotion(ctx, db, store.NewPromotion{
+		ID: id, ModelID: m.ID, Environment: store.ProductionEnvironment, SourceDeploymentID: d.ID,
+		Settings: store.DefaultPromotionSettings(), WorkflowID: "promotion:" + m.ID + ":production",
+	})
+	require.NoError(t, err)
+	got, err := store.PromotionByID(ctx, db, id)
+	require.NoError(t, err)
+	require.Equal(t, created.ID, got.ID)
+	require.Equal(t, store.PromotionReleasing, got.Status)
+	require.Equal(t, d.ID, got.SourceDeploymentID)
+	require.Nil(t, got.PreviousDeploymentID)
+	require.Equal(t, store.DefaultPromotionSettings(), got.Settings)
+	require.Equal(t, "promotion:"+m.ID+":production", got.WorkflowID)
+	require.Nil(t, got.FinishedAt)
+
+	running, err := store.RunningPromotion(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, err)
+	require.Equal(t, id, running.ID)
+
+	_, err = store.PromotionByID(ctx, db, store.NewID(8))
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func TestCreatePromotion_SecondRunningOfSameEnvironmentIsConflict(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	np := store.NewPromotion{ID: store.NewID(8), ModelID: m.ID, Environment: store.ProductionEnvironment,
+		SourceDeploymentID: d.ID, Settings: store.DefaultPromotionSettings(), WorkflowID: "w"}
+	_, err = store.CreatePromotion(ctx, db, np)
+	require.NoError(t, err)
+
+	second := np
+	second.ID = store.NewID(8)
+	_, err = store.CreatePromotion(ctx, db, second)
+	require.ErrorIs(t, err, store.ErrConflict, "a second running promotion of production must be refused")
+
+	// Once the first has finished another may run.
+	require.NoError(t, store.SetPromotionStatus(ctx, db, np.ID, store.PromotionFailed, 0, "boom", true))
+	_, err = store.CreatePromotion(ctx, db, second)
+	require.NoError(t, err)
+}
+
+func TestSetPromotionStatus_WritesProgressAndFinish(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	id := store.NewID(8)
+	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: id, ModelID: m.ID,
+		Environment: store.ProductionEnvironment, SourceDeploymentID: d.ID, WorkflowID: "w"})
+	require.NoError(t, err)
+
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, store.PromotionRampingUp, 30, "", false))
+	p, err := store.PromotionByID(ctx, db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.PromotionRampingUp, p.Status)
+	require.Equal(t, 30, p.PercentTrafficToNew)
+	require.Nil(t, p.FinishedAt, "an unfinished promotion must have no finished_at")
+
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, store.PromotionFailed, 0, "candidate crashed", true))
+	p, err = store.PromotionByID(ctx, db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.PromotionFailed, p.Status)
+	require.Equal(t, "candidate crashed", p.ErrorMessage)
+	require.NotNil(t, p.FinishedAt)
+
+	require.ErrorIs(t, store.SetPromotionStatus(ctx, db, store.NewID(8), store.PromotionFailed, 0, "", true), store.ErrNotFound)
+	require.Error(t, store.SetPromotionStatus(ctx, db, id, "BOGUS", 0, "", true), "an unknown status must be refused")
+}
+
+func TestPromotionCandidate_SwitchAndClear(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	prev, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	cand, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, prev.ID))
+	id := store.NewID(8)
+	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: id, ModelID: m.ID,
+		Environment: store.ProductionEnvironment, SourceDeploymentID: cand.ID, PreviousDeploymentID: &prev.ID, WorkflowID: "w"})
+	require.NoError(t, err)
+
+	require.NoError(t, store.SetPromotionCandidate(ctx, db, id, cand.ID))
+	env, err := store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, err)
+	require.Equal(t, prev.ID, *env.CurrentDeploymentID)
+	require.Equal(t, cand.ID, *env.CandidateDeploymentID)
+	p, err := store.PromotionByID(ctx, db, id)
+	require.NoError(t, err)
+	require.Equal(t, cand.ID, *p.CandidateDeploymentID)
+
+	// Clearing another deployment's candidacy changes nothing.
+	require.NoError(t, store.ClearEnvironmentCandidate(ctx, db, m.ID, store.ProductionEnvironment, prev.ID))
+	env, err = store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, err)
+	require.Equal(t, cand.ID, *env.CandidateDeploymentID)
+
+	require.NoError(t, store.SwitchEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, cand.ID))
+	env, err = store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, err)
+	require.Equal(t, cand.ID, *env.CurrentDeploymentID)
+	require.Nil(t, env.CandidateDeploymentID)
+
+	require.ErrorIs(t, store.SwitchEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, "nosuchid"), store.ErrNotFound)
+}
+
+func TestCreateDeploymentWithID_IsIdempotent(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	first, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+
+	id := store.NewID(8)
+	as := store.DefaultAutoscalingSettings()
+	as.MaxReplica = 4
+	nd := store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, Config: store.JSONMap{"model_name": "echo"},
+		AutoscalingSettings: as}
+	a, err := store.CreateDeploymentWithID(ctx, db, id, nd)
+	require.NoError(t, err)
+	b, err := store.CreateDeploymentWithID(ctx, db, id, nd)
+	require.NoError(t, err)
+	require.Equal(t, id, a.ID)
+	require.Equal(t, a.Name, b.Name, "a repeat must return the deployment the first call made")
+	require.NotEqual(t, first.Name, a.Name)
+	require.False(t, a.IsDevelopment)
+	require.Equal(t, as, a.AutoscalingSettings)
+	require.Equal(t, "echo", a.Config["model_name"])
+
+	next, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	require.Equal(t, "deployment-3", next.Name, "the repeat must not take a deployment number")
+}
