@@ -225,10 +225,24 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
 		return temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypeAgentRefused, err)
 	}
+	if err != nil && !errors.As(err, &apiErr) && a.nodeDown(ctx, r) {
+		// The agent does not answer and has stopped reporting: retrying the same node only
+		// delays the replica; failing lets the workflow place it on a live one.
+		return temporal.NewNonRetryableApplicationError("the node's agent is down: "+err.Error(), ErrTypeAgentRefused, err)
+	}
 	if err != nil {
 		return err
 	}
 	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaStarting, "", "")
+}
+
+// nodeDown reports whether the replica's node has missed its heartbeats.
+func (a *Activities) nodeDown(ctx context.Context, r store.Replica) bool {
+	if r.NodeID == nil {
+		return false
+	}
+	down, err := store.NodeIsDown(ctx, a.DB, *r.NodeID)
+	return err == nil && down
 }
 
 // WaitReplicaReadyInput names the replica to watch.
@@ -312,13 +326,20 @@ func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error
 	if r.State == store.ReplicaStopped {
 		return nil
 	}
+	errText := r.Error
 	if r.AgentURL != "" {
 		_, err := agent.NewClient(r.AgentURL, a.NodeToken).StopReplica(ctx, in.ReplicaID, in.Grace)
-		if err != nil && !errors.Is(err, agent.ErrUnknownReplica) {
+		var apiErr *agent.APIError
+		switch {
+		case err == nil, errors.Is(err, agent.ErrUnknownReplica):
+		case !errors.As(err, &apiErr) && a.nodeDown(ctx, r):
+			// A node that is down cannot be asked; its agent stops what belongs to no
+			// replica when it comes back.
+			errText = "stopped while its node was down: " + err.Error()
+		default:
 			return err
 		}
 	}
-	errText := r.Error
 	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaStopped, "", errText)
 }
 

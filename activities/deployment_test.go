@@ -229,3 +229,46 @@ func TestStopReplica_UnknownReplicaIsAlreadyStopped(t *testing.T) {
 	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: store.NewID(12)})
 	require.NoError(t, err)
 }
+
+// downNode makes the fixture's node stop answering and miss its heartbeats.
+func (f *fixture) downNode(t *testing.T) {
+	t.Helper()
+	_, err := f.db.Exec(`UPDATE nodes SET agent_url = 'http://127.0.0.1:1', last_heartbeat_at = now() - interval '1 minute' WHERE id = $1`, f.node.ID)
+	require.NoError(t, err)
+}
+
+func TestStartReplica_OnADownNodeFailsAtOnceSoItIsPlacedElsewhere(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := store.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	require.NoError(t, err)
+	f.downNode(t)
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id,
+		Spec: activities.DeploymentSpec{DeploymentID: f.dep.ID, ArchiveID: *f.dep.ArchiveID}})
+	require.Error(t, err)
+	require.Equal(t, activities.ErrTypeAgentRefused, appErrType(err), "a dead agent must not be retried: %v", err)
+	require.Contains(t, err.Error(), "down")
+}
+
+func TestStopReplica_OnADownNodeIsRecordedStopped(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := store.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	require.NoError(t, err)
+	f.downNode(t)
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second})
+	require.NoError(t, err)
+	r, err := store.ReplicaByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Contains(t, r.Error, "node was down")
+
+	// With the node up but its agent failing, the stop is retried instead.
+	id2 := store.NewID(12)
+	_, err = f.db.Exec(`UPDATE nodes SET last_heartbeat_at = now() WHERE id = $1`, f.node.ID)
+	require.NoError(t, err)
+	_, _, err = store.CreateReplica(context.Background(), f.db, store.NewReplica{ID: id2, DeploymentID: f.dep.ID, NodeID: f.node.ID})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id2, Grace: time.Second})
+	require.Error(t, err, "an agent that should be up but does not answer is retried")
+}

@@ -9,8 +9,9 @@ import (
 	"github.com/lib/pq"
 )
 
-// NodeDownAfter is how long a node may go without a heartbeat before it counts as DOWN.
-const NodeDownAfter = 30 * time.Second
+// NodeDownAfter is how long a node may go without a heartbeat before it counts as DOWN:
+// three missed heartbeats (agents report every 5 seconds).
+const NodeDownAfter = 15 * time.Second
 
 // Node is a GPU host as its agent last reported it.
 type Node struct {
@@ -131,4 +132,13 @@ func ListNodes(ctx context.Context, db sqlx.QueryerContext) ([]Node, error) {
 		}
 	}
 	return nodes, nil
+}
+
+// NodeIsDown reports whether the node has missed its heartbeats (or never sent one).
+func NodeIsDown(ctx context.Context, db sqlx.QueryerContext, id string) (bool, error) {
+	var down bool
+	err := get(ctx, db, &down, `
+		SELECT last_heartbeat_at IS NULL OR last_heartbeat_at < now() - $2 * interval '1 second'
+		FROM nodes WHERE id = $1`, id, NodeDownAfter.Seconds())
+	return down, err
 }
