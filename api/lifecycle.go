@@ -94,6 +94,7 @@ func readSource(raw json.RawMessage, needName bool) (source, error) {
 type createRequest struct {
 	source      source
 	development bool
+	environment string // deploy straight to it: a promotion of the new deployment
 }
 
 func readCreate(c echo.Context, needName bool) (createRequest, error) {
@@ -113,7 +114,12 @@ func readCreate(c echo.Context, needName bool) (createRequest, error) {
 		return req, Errorf(http.StatusBadRequest, "development: must be true or false")
 	}
 	if v, ok := obj["environment"]; ok && string(v) != "null" {
-		return req, Errorf(http.StatusUnprocessableEntity, "environment: deploying straight to an environment is not supported yet; push, then promote")
+		if json.Unmarshal(v, &req.environment) != nil || !environmentName.MatchString(req.environment) {
+			return req, Errorf(http.StatusBadRequest, "environment: must be an environment name")
+		}
+	}
+	if req.development && req.environment != "" {
+		return req, Errorf(http.StatusBadRequest, "environment: the development deployment is not deployed to an environment; promote it instead")
 	}
 	if req.development && req.source.Deployment != "" {
 		return req, Errorf(http.StatusBadRequest, "source.deployment.name: the development deployment is always named development")
@@ -130,6 +136,9 @@ func (s *Server) createModel(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	p := principal(c)
+	if req.environment != "" && req.environment != store.ProductionEnvironment {
+		return Errorf(http.StatusNotFound, "environment %q not found: a new model has only production", req.environment)
+	}
 	if _, err := store.ArchiveByID(ctx, s.deps.DB, p.WorkspaceID, req.source.ArchiveID); errors.Is(err, store.ErrNotFound) {
 		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", req.source.ArchiveID)
 	} else if err != nil {
@@ -155,6 +164,12 @@ func (s *Server) createModel(c echo.Context) error {
 		_ = store.DeleteModel(context.WithoutCancel(ctx), s.deps.DB, p.WorkspaceID, m.ID)
 		return err
 	}
+	if req.environment != "" {
+		// The promotion waits for the deployment to be ready before it switches traffic.
+		if err := s.startPromotion(c, m, req.environment, d.ID, true); err != nil {
+			return err
+		}
+	}
 	return s.created(c, m.ID, d.ID)
 }
 
@@ -174,6 +189,17 @@ func (s *Server) createDeployment(c echo.Context) error {
 		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", req.source.ArchiveID)
 	} else if err != nil {
 		return err
+	}
+	if req.environment != "" {
+		// Refused before anything is made: the environment must exist and be free.
+		if _, err := store.EnvironmentByName(ctx, s.deps.DB, m.ID, req.environment); errors.Is(err, store.ErrNotFound) {
+			return Errorf(http.StatusNotFound, "environment %q of model %s not found", req.environment, m.ID)
+		} else if err != nil {
+			return err
+		}
+		if _, err := store.RunningPromotion(ctx, s.deps.DB, m.ID, req.environment); err == nil {
+			return Errorf(http.StatusConflict, "a promotion of %s is already running", req.environment)
+		}
 	}
 	if req.development {
 		old, err := store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, store.DevelopmentName)
@@ -205,6 +231,11 @@ func (s *Server) createDeployment(c echo.Context) error {
 	if err := s.startDeployment(ctx, d); err != nil {
 		_ = store.MarkDeploymentDeleted(context.WithoutCancel(ctx), s.deps.DB, m.ID, d.ID)
 		return err
+	}
+	if req.environment != "" {
+		if err := s.startPromotion(c, m, req.environment, d.ID, true); err != nil {
+			return err
+		}
 	}
 	return s.created(c, m.ID, d.ID)
 }

@@ -76,19 +76,29 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if d.Status == workflows.StatusInactive {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s is INACTIVE: activate it first", d.ID)
 	}
+	if err := s.startPromotion(c, m, env, d.ID, scaleDown); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, deploymentV1(d))
+}
+
+// startPromotion starts the environment's Promotion workflow for a deployment and records
+// it in the audit log. A promotion of the environment already running is 409.
+func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID string, scaleDown bool) error {
+	ctx := c.Request().Context()
 	if s.deps.Temporal == nil {
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
 	}
-	_, err = s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: workflows.PromotionWorkflowID(m.ID, env), TaskQueue: workflows.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.ModelIDAttr.ValueSet(m.ID), workflows.EnvironmentAttr.ValueSet(env),
-			workflows.DeploymentIDAttr.ValueSet(d.ID)),
+			workflows.DeploymentIDAttr.ValueSet(deploymentID)),
 	}, workflows.Promotion, workflows.PromotionInput{
 		PromotionID: store.NewID(8), ModelID: m.ID, WorkspaceID: m.WorkspaceID, Environment: env,
-		SourceDeploymentID: d.ID, ScaleDownPrevious: scaleDown,
+		SourceDeploymentID: deploymentID, ScaleDownPrevious: scaleDown,
 	})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) || temporal.IsWorkflowExecutionAlreadyStartedError(err) {
@@ -97,9 +107,6 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if err != nil {
 		return Errorf(http.StatusServiceUnavailable, "starting the promotion: %v", err)
 	}
-	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-		Actor: principal(c).KeyID, Action: "promotion.start", Target: env, Details: store.JSONMap{"deployment_id": d.ID}}); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, deploymentV1(d))
+	return store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+		Actor: principal(c).KeyID, Action: "promotion.start", Target: env, Details: store.JSONMap{"deployment_id": deploymentID}})
 }

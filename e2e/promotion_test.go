@@ -112,3 +112,36 @@ func TestPromotion_TwoAtOnceGiveOne409(t *testing.T) {
 	code, _ = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/production/promote", map[string]any{})
 	require.Equal(t, http.StatusBadRequest, code, "deployment_id is required")
 }
+
+func TestPromotion_DeployStraightToAnEnvironment(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{"environment": "production",
+		"source": map[string]any{"kind": "model_archive", "name": "echo-straight", "archive_id": archive}})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	modelID := body["model"].(map[string]any)["id"].(string)
+	first := body["deployment"].(map[string]any)["id"].(string)
+	h.waitCurrent(modelID, "production", first, "")
+
+	// A new deployment straight to production replaces the first there.
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{"environment": "production",
+		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	second := body["deployment"].(map[string]any)["id"].(string)
+	h.waitCurrent(modelID, "production", second, "")
+
+	for _, tt := range []struct {
+		body map[string]any
+		want int
+	}{
+		{map[string]any{"environment": "nope", "source": map[string]any{"kind": "model_archive", "archive_id": archive}}, http.StatusNotFound},
+		{map[string]any{"environment": "production", "development": true, "source": map[string]any{"kind": "model_archive", "archive_id": archive}}, http.StatusBadRequest},
+		{map[string]any{"environment": 3, "source": map[string]any{"kind": "model_archive", "archive_id": archive}}, http.StatusBadRequest},
+	} {
+		code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", tt.body)
+		require.Equal(t, tt.want, code, "%v", body)
+	}
+	ds, err := h.api.Deployments(context.Background(), modelID)
+	require.NoError(t, err)
+	require.Len(t, ds, 2, "refused requests create no deployment")
+}

@@ -348,3 +348,23 @@ func receive(t *testing.T, l *store.Listener) string {
 		return ""
 	}
 }
+
+func TestDeleteModel_WithAPromotionRemovesEverything(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	a, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	b, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, a.ID))
+	_, err = db.Exec(`INSERT INTO promotions (id, model_id, environment, source_deployment_id, candidate_deployment_id,
+		previous_deployment_id, status, workflow_id) VALUES ($1, $2, 'production', $3, $3, $4, 'SUCCEEDED', 'w')`,
+		store.NewID(8), m.ID, b.ID, a.ID)
+	require.NoError(t, err)
+
+	require.NoError(t, store.DeleteModel(ctx, db, m.WorkspaceID, m.ID), "a promoted model must be deletable")
+	var left int
+	require.NoError(t, db.Get(&left, `SELECT count(*) FROM promotions WHERE model_id = $1`, m.ID))
+	require.Zero(t, left)
+}

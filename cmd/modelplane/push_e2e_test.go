@@ -47,6 +47,21 @@ func TestPush_EchoModelBecomesActiveOnDev(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &deps), out)
 	require.Len(t, deps, 2, "the second push adds a deployment to the same model")
 
+	// --promote deploys straight to production and waits until production serves it.
+	out, err = run("push", "../../examples/models/echo", "--promote", "--timeout", "90s")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "production")
+	out, err = run("environments", modelID, "--output", "json")
+	require.NoError(t, err, out)
+	var envs []struct {
+		Name              string
+		CurrentDeployment *struct{ Name string } `json:"current_deployment"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &envs), out)
+	require.Equal(t, "production", envs[0].Name)
+	require.NotNil(t, envs[0].CurrentDeployment)
+	require.Equal(t, "deployment-3", envs[0].CurrentDeployment.Name)
+
 	out, err = run("deactivate", "echo", deps[0].ID)
 	require.NoError(t, err, out)
 	out, err = run("delete", modelID)
