@@ -145,3 +145,41 @@ func TestPromotion_DeployStraightToAnEnvironment(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ds, 2, "refused requests create no deployment")
 }
+
+func TestEnvironments_ActivateDeactivateAndDelete(t *testing.T) {
+	h := start(t)
+	archive := echoArchive(t, h)
+	modelID, first := h.createModel("echo-envs", archive, false)
+	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/environments", map[string]any{"name": "staging"})
+	require.Equal(t, http.StatusCreated, code, "%v", body)
+	base := "/v1/models/" + modelID + "/environments/"
+
+	code, _ = h.call(http.MethodPost, base+"staging/activate", nil)
+	require.Equal(t, http.StatusUnprocessableEntity, code, "an environment without a deployment has nothing to activate")
+
+	code, body = h.call(http.MethodPost, base+"staging/promote", map[string]any{"deployment_id": first})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	h.waitCurrent(modelID, "staging", first, "")
+
+	code, body = h.call(http.MethodPost, base+"staging/deactivate", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	h.waitStatus(modelID, first, "INACTIVE")
+	code, body = h.call(http.MethodPost, base+"staging/activate", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	h.waitStatus(modelID, first, "ACTIVE")
+
+	code, _ = h.call(http.MethodDelete, base+"production", nil)
+	require.Equal(t, http.StatusUnprocessableEntity, code)
+	code, _ = h.call(http.MethodPost, base+"production/deactivate", nil)
+	require.Equal(t, http.StatusUnprocessableEntity, code)
+
+	// Deleting staging scales its deployment to zero; the deployment stays listed.
+	code, body = h.call(http.MethodDelete, base+"staging", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	require.Equal(t, true, body["deleted"])
+	h.waitStatus(modelID, first, "SCALED_TO_ZERO")
+	code, _ = h.call(http.MethodGet, base+"staging", nil)
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = h.call(http.MethodDelete, base+"staging", nil)
+	require.Equal(t, http.StatusNotFound, code)
+}
