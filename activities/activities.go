@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -24,6 +25,8 @@ type Activities struct {
 	// Temporal is the client through which promotion activities start Deployment workflows
 	// and send them updates.
 	Temporal client.Client
+	// Blobs holds uploaded archives, for pruning the ones nothing uses.
+	Blobs blob.Store
 }
 
 // PruneLoadSamplesInput says which samples to drop.

@@ -178,7 +178,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
 	}
 	s.APIURL = "http://" + ln.Addr().String()
-	s.worker = worker.New(s.tc, &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc})
+	s.worker = worker.New(s.tc, &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc, Blobs: blobs})
 	if err := s.worker.Start(); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("worker: %w", err)

@@ -46,3 +46,40 @@ func ArchiveExists(ctx context.Context, db sqlx.QueryerContext, id string) (bool
 	err := get(ctx, db, &ok, `SELECT EXISTS (SELECT 1 FROM archives WHERE id = $1)`, id)
 	return ok, err
 }
+
+// UnreferencedArchives lists archives uploaded before `before` that no live deployment runs.
+func UnreferencedArchives(ctx context.Context, db sqlx.QueryerContext, before time.Time) ([]Archive, error) {
+	out := []Archive{}
+	err := list(ctx, db, &out, `
+		SELECT a.* FROM archives a
+		WHERE a.created_at < $1
+		  AND NOT EXISTS (SELECT 1 FROM deployments d
+		                  WHERE d.workspace_id = a.workspace_id AND d.archive_id = a.id AND d.deleted_at IS NULL)
+		ORDER BY a.created_at`, before)
+	return out, err
+}
+
+// DeleteArchive removes a workspace's archive record, and the tombstones' references to it,
+// unless a live deployment took it up meanwhile (then ErrConflict). It reports whether another
+// workspace still holds the same bytes, in which case the blob must stay.
+func DeleteArchive(ctx context.Context, db *sqlx.DB, workspaceID, id string) (blobShared bool, err error) {
+	err = WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		var live bool
+		if err := get(ctx, tx, &live, `SELECT EXISTS (SELECT 1 FROM deployments
+			WHERE workspace_id = $1 AND archive_id = $2 AND deleted_at IS NULL)`, workspaceID, id); err != nil {
+			return err
+		}
+		if live {
+			return &Error{Kind: ErrConflict, Detail: "archive " + id + " is in use"}
+		}
+		if err := exec(ctx, tx, false, `UPDATE deployments SET archive_id = NULL
+			WHERE workspace_id = $1 AND archive_id = $2 AND deleted_at IS NOT NULL`, workspaceID, id); err != nil {
+			return err
+		}
+		if err := exec(ctx, tx, true, `DELETE FROM archives WHERE workspace_id = $1 AND id = $2`, workspaceID, id); err != nil {
+			return err
+		}
+		return get(ctx, tx, &blobShared, `SELECT EXISTS (SELECT 1 FROM archives WHERE id = $1)`, id)
+	})
+	return blobShared, err
+}

@@ -153,3 +153,16 @@ func SetDeploymentStatus(ctx context.Context, db *sqlx.DB, id, status, reason st
 		return NotifyRoutes(ctx, tx, "deployment:"+id)
 	})
 }
+
+// UnwantedReplicas lists live replicas whose deployment is deleted or inactive and that have
+// not changed for quietFor, so that a workflow stopping them now is not raced.
+func UnwantedReplicas(ctx context.Context, db sqlx.QueryerContext, quietFor time.Duration) ([]Replica, error) {
+	out := []Replica{}
+	err := list(ctx, db, &out, replicaSelect+`
+		JOIN deployments d ON d.id = r.deployment_id
+		WHERE r.state NOT IN ('STOPPED', 'FAILED')
+		  AND (d.deleted_at IS NOT NULL OR d.status = 'INACTIVE')
+		  AND r.updated_at < now() - $1 * interval '1 second'
+		ORDER BY r.id`, quietFor.Seconds())
+	return out, err
+}

@@ -56,20 +56,28 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 	return nil
 }
 
-// EnsureSchedules creates the Cleanup schedule unless it exists already.
+// EnsureSchedules creates the Cleanup schedule, or brings an existing one to the current
+// interval and input, so a new release's schedule takes effect at its first start.
 func EnsureSchedules(ctx context.Context, c client.Client) error {
-	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
-		ID:   workflows.CleanupScheduleID,
-		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: workflows.CleanupInterval}}},
-		Action: &client.ScheduleWorkflowAction{
-			ID:        workflows.CleanupScheduleID,
-			Workflow:  workflows.Cleanup,
-			Args:      []any{workflows.DefaultCleanupInput()},
-			TaskQueue: workflows.TaskQueue,
-		},
-	})
-	if err != nil && !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		return fmt.Errorf("create schedule %s: %w", workflows.CleanupScheduleID, err)
+	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: workflows.CleanupInterval}}}
+	action := &client.ScheduleWorkflowAction{
+		ID:        workflows.CleanupScheduleID,
+		Workflow:  workflows.Cleanup,
+		Args:      []any{workflows.DefaultCleanupInput()},
+		TaskQueue: workflows.TaskQueue,
+	}
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{ID: workflows.CleanupScheduleID, Spec: spec, Action: action})
+	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		err = c.ScheduleClient().GetHandle(ctx, workflows.CleanupScheduleID).Update(ctx, client.ScheduleUpdateOptions{
+			DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+				in.Description.Schedule.Spec = &spec
+				in.Description.Schedule.Action = action
+				return &client.ScheduleUpdate{Schedule: &in.Description.Schedule}, nil
+			},
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("schedule %s: %w", workflows.CleanupScheduleID, err)
 	}
 	return nil
 }

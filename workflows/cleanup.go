@@ -13,30 +13,47 @@ import (
 const CleanupScheduleID = "modelplane-cleanup"
 
 // CleanupInterval is how often the schedule runs Cleanup.
-const CleanupInterval = 5 * time.Minute
+const CleanupInterval = time.Minute
 
 // CleanupInput says what Cleanup keeps.
 type CleanupInput struct {
 	// LoadSampleRetention is how long load samples are kept; the autoscaler reads at most
 	// an hour back (the longest autoscaling window).
 	LoadSampleRetention time.Duration
+	// ArchiveRetention is how long an archive no deployment runs is kept, so that an upload
+	// followed by a deployment a while later still finds it.
+	ArchiveRetention time.Duration
+	// ReplicaQuietPeriod is how long a replica of a deleted or inactive deployment must have
+	// been left alone before Cleanup stops it, rather than racing its workflow doing so.
+	ReplicaQuietPeriod time.Duration
 }
 
-// DefaultCleanupInput keeps load samples for two hours: twice the longest window.
+// DefaultCleanupInput keeps load samples for two hours (twice the longest window) and unused
+// archives for a day; leftover replicas are stopped after two quiet minutes.
 func DefaultCleanupInput() CleanupInput {
-	return CleanupInput{LoadSampleRetention: 2 * time.Hour}
+	return CleanupInput{LoadSampleRetention: 2 * time.Hour, ArchiveRetention: 24 * time.Hour, ReplicaQuietPeriod: 2 * time.Minute}
 }
 
 // CleanupResult reports what one run removed.
 type CleanupResult struct {
 	LoadSamplesDeleted int64
+	ReplicasStopped    int
+	ArchivesDeleted    int
+	BlobsDeleted       int
 }
 
 // Cleanup removes data that nothing needs any more. It runs on a schedule; each step is an
 // idempotent activity, so an overlapping or repeated run does no harm.
 func Cleanup(ctx workflow.Context, in CleanupInput) (CleanupResult, error) {
+	def := DefaultCleanupInput()
 	if in.LoadSampleRetention <= 0 {
-		in = DefaultCleanupInput()
+		in.LoadSampleRetention = def.LoadSampleRetention
+	}
+	if in.ArchiveRetention <= 0 {
+		in.ArchiveRetention = def.ArchiveRetention
+	}
+	if in.ReplicaQuietPeriod <= 0 {
+		in.ReplicaQuietPeriod = def.ReplicaQuietPeriod
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -47,12 +64,32 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (CleanupResult, error) {
 		},
 	})
 	var a *activities.Activities
-	var res activities.PruneLoadSamplesResult
-	cutoff := workflow.Now(ctx).Add(-in.LoadSampleRetention)
+	var out CleanupResult
+	now := workflow.Now(ctx)
+	var pruned activities.PruneLoadSamplesResult
 	if err := workflow.ExecuteActivity(ctx, a.PruneLoadSamples,
-		activities.PruneLoadSamplesInput{Before: cutoff}).Get(ctx, &res); err != nil {
-		return CleanupResult{}, err
+		activities.PruneLoadSamplesInput{Before: now.Add(-in.LoadSampleRetention)}).Get(ctx, &pruned); err != nil {
+		return out, err
 	}
-	workflow.GetLogger(ctx).Info("cleanup done", "load_samples_deleted", res.Deleted)
-	return CleanupResult{LoadSamplesDeleted: res.Deleted}, nil
+	out.LoadSamplesDeleted = pruned.Deleted
+	// Stopping replicas waits out their grace periods: a longer bound, kept alive by heartbeats.
+	stopCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute, HeartbeatTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 3},
+	})
+	var stopped activities.StopUnwantedReplicasResult
+	if err := workflow.ExecuteActivity(stopCtx, a.StopUnwantedReplicas, activities.StopUnwantedReplicasInput{
+		QuietFor: in.ReplicaQuietPeriod, Grace: 30 * time.Second}).Get(ctx, &stopped); err != nil {
+		return out, err
+	}
+	out.ReplicasStopped = stopped.Stopped
+	var archives activities.PruneArchivesResult
+	if err := workflow.ExecuteActivity(ctx, a.PruneArchives,
+		activities.PruneArchivesInput{Before: now.Add(-in.ArchiveRetention)}).Get(ctx, &archives); err != nil {
+		return out, err
+	}
+	out.ArchivesDeleted, out.BlobsDeleted = archives.Archives, archives.Blobs
+	workflow.GetLogger(ctx).Info("cleanup done", "load_samples_deleted", out.LoadSamplesDeleted,
+		"replicas_stopped", out.ReplicasStopped, "archives_deleted", out.ArchivesDeleted)
+	return out, nil
 }

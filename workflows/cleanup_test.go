@@ -31,6 +31,20 @@ func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activitie
 			calls = append(calls, in)
 			return prune()
 		})
+	env.OnActivity(a.StopUnwantedReplicas, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StopUnwantedReplicasInput) (activities.StopUnwantedReplicasResult, error) {
+			if in.QuietFor <= 0 {
+				return activities.StopUnwantedReplicasResult{}, errors.New("no quiet period")
+			}
+			return activities.StopUnwantedReplicasResult{Stopped: 2}, nil
+		})
+	env.OnActivity(a.PruneArchives, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PruneArchivesInput) (activities.PruneArchivesResult, error) {
+			if want := cleanupStart.Add(-24 * time.Hour); !in.Before.Equal(want) {
+				return activities.PruneArchivesResult{}, errors.New("archive cutoff is " + in.Before.String())
+			}
+			return activities.PruneArchivesResult{Archives: 3, Blobs: 1}, nil
+		})
 	env.ExecuteWorkflow(workflows.Cleanup, in)
 	require.True(t, env.IsWorkflowCompleted())
 	return env, calls
@@ -45,6 +59,9 @@ func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
 	var res workflows.CleanupResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.EqualValues(t, 7, res.LoadSamplesDeleted)
+	require.Equal(t, 2, res.ReplicasStopped)
+	require.Equal(t, 3, res.ArchivesDeleted)
+	require.Equal(t, 1, res.BlobsDeleted)
 	require.Len(t, calls, 1)
 	want := cleanupStart.Add(-30 * time.Minute)
 	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)

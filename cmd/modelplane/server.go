@@ -150,12 +150,17 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 					return err
 				}
 			}
-			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc}
+			blobs, err := blob.NewDir(c.BlobDir)
+			if err != nil {
+				return fmt.Errorf("--blob-dir %s: %w", c.BlobDir, err)
+			}
+			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs}
 			return worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
 		},
 	}
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token presented to agents (MODELPLANE_NODE_TOKEN_FILE)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
+	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
 	return cmd

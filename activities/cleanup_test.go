@@ -1,0 +1,86 @@
+package activities_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/store"
+)
+
+func TestStopUnwantedReplicas_StopsThoseOfDeletedDeploymentsOnly(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	keep, gone := store.NewID(12), store.NewID(12)
+	for _, id := range []string{keep, gone} {
+		_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+		if err != nil {
+			// The fixture's node has one GPU: the second replica is recorded without one.
+			_, _, err = store.CreateReplica(ctx, f.db, store.NewReplica{ID: id, DeploymentID: f.dep.ID, NodeID: f.node.ID})
+		}
+		require.NoError(t, err)
+	}
+	_, err := f.db.Exec(`UPDATE replicas SET state = 'READY', updated_at = now() - interval '1 hour' WHERE id IN ($1, $2)`, keep, gone)
+	require.NoError(t, err)
+
+	// The deployment is alive: nothing is unwanted.
+	val, err := f.env.ExecuteActivity(f.acts.StopUnwantedReplicas, activities.StopUnwantedReplicasInput{QuietFor: time.Minute, Grace: time.Second})
+	require.NoError(t, err)
+	var res activities.StopUnwantedReplicasResult
+	require.NoError(t, val.Get(&res))
+	require.Zero(t, res.Stopped)
+
+	require.NoError(t, store.MarkDeploymentDeleted(ctx, f.db, f.dep.ModelID, f.dep.ID))
+	_, err = f.db.Exec(`UPDATE replicas SET updated_at = now() WHERE id = $1`, keep)
+	require.NoError(t, err)
+	val, err = f.env.ExecuteActivity(f.acts.StopUnwantedReplicas, activities.StopUnwantedReplicasInput{QuietFor: time.Minute, Grace: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&res))
+	require.Equal(t, 1, res.Stopped, "only the replica left alone for the quiet period is taken over")
+	r, err := store.ReplicaByID(ctx, f.db, gone)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaStopped, r.State)
+	r, err = store.ReplicaByID(ctx, f.db, keep)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaReady, r.State, "a replica its workflow may be stopping right now is left to it")
+}
+
+func TestPruneArchives_RemovesOnlyOldUnusedOnes(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	blobs, err := blob.NewDir(t.TempDir())
+	require.NoError(t, err)
+	f.acts.Blobs = blobs
+	digest, _, _, err := blobs.Put(ctx, strings.NewReader("old package"), 100)
+	require.NoError(t, err)
+	_, _, err = store.CreateArchive(ctx, f.db, store.Archive{WorkspaceID: f.dep.WorkspaceID, ID: digest, SizeBytes: 11, Config: []byte(h100Config)})
+	require.NoError(t, err)
+	_, err = f.db.Exec(`UPDATE archives SET created_at = now() - interval '2 days' WHERE id IN ($1, $2) AND workspace_id = $3`,
+		digest, *f.dep.ArchiveID, f.dep.WorkspaceID)
+	require.NoError(t, err)
+
+	val, err := f.env.ExecuteActivity(f.acts.PruneArchives, activities.PruneArchivesInput{Before: time.Now().Add(-24 * time.Hour)})
+	require.NoError(t, err)
+	var res activities.PruneArchivesResult
+	require.NoError(t, val.Get(&res))
+	require.Equal(t, 1, res.Archives, "the deployment's own archive stays")
+	require.Equal(t, 1, res.Blobs)
+	_, _, err = blobs.Open(ctx, digest)
+	require.ErrorIs(t, err, blob.ErrNotFound)
+	_, err = store.ArchiveByID(ctx, f.db, f.dep.WorkspaceID, *f.dep.ArchiveID)
+	require.NoError(t, err)
+
+	// Once its deployment is deleted, the archive goes too.
+	require.NoError(t, store.MarkDeploymentDeleted(ctx, f.db, f.dep.ModelID, f.dep.ID))
+	val, err = f.env.ExecuteActivity(f.acts.PruneArchives, activities.PruneArchivesInput{Before: time.Now().Add(-24 * time.Hour)})
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&res))
+	require.Equal(t, 1, res.Archives)
+	_, err = store.ArchiveByID(ctx, f.db, f.dep.WorkspaceID, *f.dep.ArchiveID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
