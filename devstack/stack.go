@@ -61,6 +61,10 @@ type Options struct {
 	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
 	GPUProfile string
 
+	// ExternalWorker runs no worker in the process: workers started separately (modelplane
+	// worker, with the stack's node token and API URL) serve the task queue.
+	ExternalWorker bool
+
 	Logger *slog.Logger
 	// Out receives what a person must see once: the new admin key on first start.
 	Out io.Writer
@@ -178,10 +182,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
 	}
 	s.APIURL = "http://" + ln.Addr().String()
-	s.worker = worker.New(s.tc, &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc, Blobs: blobs})
-	if err := s.worker.Start(); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("worker: %w", err)
+	if !opts.ExternalWorker {
+		s.worker = worker.New(s.tc, &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc, Blobs: blobs})
+		if err := s.worker.Start(); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("worker: %w", err)
+		}
 	}
 	s.http = &http.Server{
 		Handler: api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,

@@ -33,15 +33,25 @@ type harness struct {
 	api   *client.Client
 	key   string
 	agent *agent.Client
+	dir   string // the stack's data directory
+	token string // its node token
 }
 
 func start(t *testing.T) *harness {
 	t.Helper()
+	return startWith(t, devstack.Options{})
+}
+
+// startWith runs a dev stack (on the package's database, with a simulated H200) and returns
+// clients of its API and its agent.
+func startWith(t *testing.T, opts devstack.Options) *harness {
+	t.Helper()
 	dir := t.TempDir()
+	opts.DataDir, opts.Listen, opts.GPUProfile = dir, "127.0.0.1:0", "h200"
+	opts.Postgres = devstack.PostgresOptions{DatabaseURL: dbURL}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := devstack.Start(ctx, devstack.Options{DataDir: dir, Listen: "127.0.0.1:0", GPUProfile: "h200",
-		Postgres: devstack.PostgresOptions{DatabaseURL: dbURL}})
+	s, err := devstack.Start(ctx, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -50,8 +60,8 @@ func start(t *testing.T) *harness {
 	})
 	token, err := os.ReadFile(filepath.Join(dir, devstack.NodeTokenFile))
 	require.NoError(t, err)
-	return &harness{t: t, stack: s, api: client.New(s.APIURL, s.NewAPIKey), key: s.NewAPIKey,
-		agent: agent.NewClient(s.AgentURL, strings.TrimSpace(string(token)))}
+	return &harness{t: t, stack: s, api: client.New(s.APIURL, s.NewAPIKey), key: s.NewAPIKey, dir: dir,
+		token: strings.TrimSpace(string(token)), agent: agent.NewClient(s.AgentURL, strings.TrimSpace(string(token)))}
 }
 
 // call sends a JSON request to the API and decodes the answer.

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/devstack"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/worker"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+// TestPromotion_WorkerRestartedMidwayFinishesWithOneNewDeployment stops the only worker while
+// a promotion from development is waiting for its new deployment, starts another, and checks
+// that the promotion completes with exactly one new deployment.
+func TestPromotion_WorkerRestartedMidwayFinishesWithOneNewDeployment(t *testing.T) {
+	h := startWith(t, devstack.Options{ExternalWorker: true})
+	ctx := context.Background()
+	db, err := store.Open(ctx, h.stack.Postgres.URL)
+	require.NoError(t, err)
+	defer db.Close()
+	tc, err := client.Dial(client.Options{HostPort: h.stack.TemporalAddress})
+	require.NoError(t, err)
+	defer tc.Close()
+	blobs, err := blob.NewDir(filepath.Join(h.dir, "blobs"))
+	require.NoError(t, err)
+	newWorker := func() sdkworker.Worker {
+		w := worker.New(tc, &activities.Activities{DB: db, NodeToken: h.token, ArchiveBaseURL: h.stack.APIURL, Temporal: tc, Blobs: blobs})
+		require.NoError(t, w.Start())
+		return w
+	}
+	w := newWorker()
+
+	archive := echoArchive(t, h)
+	modelID, dev := h.createModel("echo-restart", archive, true)
+
+	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/development/promote", map[string]any{})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	// Stop the worker once the promotion has made its candidate, before it switched.
+	require.Eventually(t, func() bool {
+		e, err := h.api.Environment(context.Background(), modelID, "production")
+		return err == nil && e.CandidateDeployment != nil
+	}, 60*time.Second, 50*time.Millisecond, "the promotion never made its candidate")
+	w.Stop()
+	e, err := h.api.Environment(context.Background(), modelID, "production")
+	require.NoError(t, err)
+	require.Nil(t, e.CurrentDeployment, "the switch must not have happened before the restart")
+
+	w = newWorker()
+	defer w.Stop()
+	prod := h.waitCurrent(modelID, "production", "", dev)
+	ds, err := h.api.Deployments(context.Background(), modelID)
+	require.NoError(t, err)
+	require.Len(t, ds, 2, "development and exactly one new deployment")
+
+	// The model's workflows are found by its ID, as the Temporal UI finds them.
+	ids := map[string]bool{}
+	require.Eventually(t, func() bool {
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: "ModelId = '" + modelID + "'"})
+		if err != nil {
+			return false
+		}
+		for _, ex := range resp.Executions {
+			ids[ex.Execution.WorkflowId] = true
+		}
+		return ids[workflows.DeploymentWorkflowID(prod)] && ids[workflows.PromotionWorkflowID(modelID, "production")]
+	}, 20*time.Second, 200*time.Millisecond, "the model's deployment and promotion workflows are found by ModelId: %v", ids)
+}
