@@ -91,8 +91,9 @@ func (a *Activities) LoadDeploymentSpec(ctx context.Context, in LoadDeploymentSp
 		Resources: agent.Resources{GPUCount: cfg.Resources.GPUCount, GPUType: cfg.Resources.GPUType,
 			GPUMemoryGiB: cfg.Resources.GPUMemoryGiB, MIGProfile: cfg.Resources.MIGProfile},
 	}
-	if v.EnvironmentName != nil {
-		spec.Environment = *v.EnvironmentName
+	// A candidate of a promotion already runs as the environment it is promoted into.
+	if spec.Environment, err = store.EnvironmentFor(ctx, a.DB, v.ModelID, v.ID); err != nil {
+		return DeploymentSpec{}, err
 	}
 	return spec, nil
 }
@@ -305,6 +306,78 @@ func (a *Activities) replicaFailed(ctx context.Context, id, reason string) (Wait
 		return WaitReplicaReadyResult{}, err
 	}
 	return WaitReplicaReadyResult{State: store.ReplicaFailed, Reason: reason}, nil
+}
+
+// WatchReplicaInput names the READY replica to watch.
+type WatchReplicaInput struct {
+	ReplicaID string
+	// PollInterval is how often the agent is asked; default five seconds.
+	PollInterval time.Duration
+}
+
+// WatchReplicaResult is how a READY replica died: State is what its row now says (FAILED,
+// or STOPPED when something else stopped it) and Reason why.
+type WatchReplicaResult struct {
+	State  string
+	Reason string
+}
+
+// WatchReplica polls the agent of a READY replica, heartbeating on every poll, and returns
+// only when the replica has died: the agent reports it FAILED or STOPPED or does not know
+// it, or the agent does not answer and its node is DOWN. It marks the replica's row FAILED
+// with the reason. An agent that does not answer while its node is up is asked again.
+func (a *Activities) WatchReplica(ctx context.Context, in WatchReplicaInput) (WatchReplicaResult, error) {
+	every := in.PollInterval
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
+	if err != nil {
+		return WatchReplicaResult{}, err
+	}
+	c := agent.NewClient(r.AgentURL, a.NodeToken)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		got, err := c.Replica(ctx, in.ReplicaID)
+		var apiErr *agent.APIError
+		switch {
+		case ctx.Err() != nil:
+			return WatchReplicaResult{}, ctx.Err()
+		case errors.Is(err, agent.ErrUnknownReplica):
+			return a.replicaDied(ctx, in.ReplicaID, "the node's agent no longer knows the replica")
+		case err != nil && !errors.As(err, &apiErr) && a.nodeDown(ctx, r):
+			return a.replicaDied(ctx, in.ReplicaID, "the replica's node is down: "+err.Error())
+		case err != nil:
+			// The agent may be restarting; the heartbeat below keeps the watch alive meanwhile.
+			activity.GetLogger(ctx).Warn("watching replica", "replica_id", in.ReplicaID, "err", err)
+		case got.State == agent.StateFailed || got.State == agent.StateStopped:
+			return a.replicaDied(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(got.State), got.Error))
+		}
+		activity.RecordHeartbeat(ctx, got.State)
+		select {
+		case <-ctx.Done():
+			return WatchReplicaResult{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// replicaDied marks a replica that died FAILED, unless it was stopped on purpose meanwhile:
+// a deliberate stop must not read as a failure.
+func (a *Activities) replicaDied(ctx context.Context, id, reason string) (WatchReplicaResult, error) {
+	r, err := store.ReplicaByID(ctx, a.DB, id)
+	if err != nil {
+		return WatchReplicaResult{}, err
+	}
+	if r.State == store.ReplicaStopped || r.State == store.ReplicaFailed {
+		return WatchReplicaResult{State: r.State, Reason: reason}, nil
+	}
+	activity.GetLogger(ctx).Warn("replica died", "replica_id", id, "reason", reason)
+	if err := store.SetReplicaState(ctx, a.DB, id, store.ReplicaFailed, "", reason); err != nil {
+		return WatchReplicaResult{}, err
+	}
+	return WatchReplicaResult{State: store.ReplicaFailed, Reason: reason}, nil
 }
 
 // StopReplicaInput names the replica to stop and how long it may take to exit.

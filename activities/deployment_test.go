@@ -272,3 +272,98 @@ func TestStopReplica_OnADownNodeIsRecordedStopped(t *testing.T) {
 	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id2, Grace: time.Second})
 	require.Error(t, err, "an agent that should be up but does not answer is retried")
 }
+
+// readyReplica places, starts and waits for a replica until it is READY.
+func (f *fixture) readyReplica(t *testing.T) string {
+	t.Helper()
+	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
+		Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}
+	id := store.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id, Spec: spec})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, activities.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	return id
+}
+
+func (f *fixture) watch(t *testing.T, id string) activities.WatchReplicaResult {
+	t.Helper()
+	v, err := f.env.ExecuteActivity(f.acts.WatchReplica, activities.WatchReplicaInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	var res activities.WatchReplicaResult
+	require.NoError(t, v.Get(&res))
+	return res
+}
+
+func TestWatchReplica_ReplicaReportedFailedIsMarkedFailed(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := f.readyReplica(t)
+	// The replica crashes a little after the watch began.
+	time.AfterFunc(50*time.Millisecond, func() {
+		f.agent.mu.Lock()
+		defer f.agent.mu.Unlock()
+		rep := f.agent.replicas[id]
+		rep.State, rep.Error = agent.StateFailed, "CUDA error: an illegal memory access"
+		f.agent.replicas[id] = rep
+	})
+
+	res := f.watch(t, id)
+	require.Equal(t, store.ReplicaFailed, res.State)
+	require.Contains(t, res.Reason, "CUDA error")
+	r, err := store.ReplicaByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaFailed, r.State)
+	require.Equal(t, res.Reason, r.Error)
+}
+
+func TestWatchReplica_NodeDownIsADeath(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := f.readyReplica(t)
+	f.downNode(t)
+
+	res := f.watch(t, id)
+	require.Equal(t, store.ReplicaFailed, res.State)
+	require.Contains(t, res.Reason, "node is down")
+	r, err := store.ReplicaByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaFailed, r.State)
+	require.Equal(t, res.Reason, r.Error)
+}
+
+func TestWatchReplica_StoppedReplicaIsNotMarkedFailed(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := f.readyReplica(t)
+	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second})
+	require.NoError(t, err)
+
+	res := f.watch(t, id)
+	require.Equal(t, store.ReplicaStopped, res.State, "a deliberate stop does not read as a failure")
+	r, err := store.ReplicaByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaStopped, r.State)
+}
+
+func TestLoadDeploymentSpec_EnvironmentIsTheOneServedOrPromotedInto(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	spec := func() activities.DeploymentSpec {
+		val, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+		require.NoError(t, err)
+		var s activities.DeploymentSpec
+		require.NoError(t, val.Get(&s))
+		return s
+	}
+	require.Equal(t, "", spec().Environment, "a deployment nothing points at has no environment")
+
+	_, err := store.CreateEnvironment(ctx, f.db, store.Environment{ModelID: f.dep.ModelID, Name: "staging",
+		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+	require.NoError(t, err)
+	_, err = f.db.Exec(`UPDATE environments SET candidate_deployment_id = $1 WHERE model_id = $2 AND name = 'staging'`, f.dep.ID, f.dep.ModelID)
+	require.NoError(t, err)
+	require.Equal(t, "staging", spec().Environment, "a promotion's candidate runs as its environment")
+
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.dep.ModelID, "production", f.dep.ID))
+	require.Equal(t, "production", spec().Environment, "the environment it serves wins over one it is a candidate for")
+}

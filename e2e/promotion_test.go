@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,6 +89,16 @@ func TestPromotion_FromDevelopmentMakesANewDeployment(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "deployment-1", p.Name)
 	require.False(t, p.IsDevelopment)
+
+	// The new deployment's model server knows it runs as production.
+	r, ok := h.replica(prod)
+	require.True(t, ok)
+	resp, err := http.Post("http://"+r.Address+r.PredictPath, "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	resp.Body.Close()
+	require.Equal(t, "production", out["environment"])
 }
 
 func TestPromotion_TwoAtOnceGiveOne409(t *testing.T) {

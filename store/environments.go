@@ -68,3 +68,18 @@ func UpdateEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, model
 		UPDATE environments SET autoscaling_settings = $3, promotion_settings = $4, updated_at = now()
 		WHERE model_id = $1 AND name = $2`, modelID, name, as, ps)
 }
+
+// EnvironmentFor names the environment a deployment serves, or is being promoted into, with
+// production first; "" when none. It is the MODELPLANE_ENVIRONMENT its replicas get.
+func EnvironmentFor(ctx context.Context, db sqlx.QueryerContext, modelID, deploymentID string) (string, error) {
+	var names []string
+	err := list(ctx, db, &names, `
+		SELECT name FROM environments
+		WHERE model_id = $1 AND (current_deployment_id = $2 OR candidate_deployment_id = $2)
+		ORDER BY COALESCE(current_deployment_id = $2, false) DESC, name <> 'production', name
+		LIMIT 1`, modelID, deploymentID)
+	if err != nil || len(names) == 0 {
+		return "", err
+	}
+	return names[0], nil
+}

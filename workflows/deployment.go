@@ -114,8 +114,10 @@ type replicaSlot struct {
 	address  string
 	err      string
 	attempts int
-	cancel   workflow.CancelFunc
-	exited   bool
+	// replacing is set while a replica that died after it was READY is being replaced.
+	replacing bool
+	cancel    workflow.CancelFunc
+	exited    bool
 }
 
 type deployment struct {
@@ -305,8 +307,9 @@ func (d *deployment) launch(ctx workflow.Context, s *replicaSlot) {
 	})
 }
 
-// runSlot places, starts and waits for the slot's replica, replacing one that fails until
-// MaxReplicaAttempts in a row have.
+// runSlot places, starts and waits for the slot's replica, then watches it while it serves;
+// a replica that fails to start or dies later is replaced, until MaxReplicaAttempts in a
+// row have failed.
 func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 	for {
 		reason, retry := d.bringUp(ctx, s)
@@ -314,10 +317,16 @@ func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 			return // stopped by a scale-down, deactivate or delete
 		}
 		if reason == "" {
-			s.state, s.err = store.ReplicaReady, ""
+			s.state, s.err, s.replacing = store.ReplicaReady, "", false
 			s.attempts = 0
 			d.refresh(ctx)
-			return
+			reason = d.watch(ctx, s)
+			if ctx.Err() != nil {
+				return
+			}
+			workflow.GetLogger(ctx).Warn("ready replica died", "deployment_id", d.in.DeploymentID,
+				"replica_id", s.id, "reason", reason)
+			s.replacing, retry = true, true
 		}
 		s.attempts++
 		workflow.GetLogger(ctx).Warn("replica failed", "deployment_id", d.in.DeploymentID,
@@ -326,12 +335,43 @@ func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 			d.stopReplica(ctx, s.id)
 		}
 		if !retry || s.attempts >= MaxReplicaAttempts {
-			s.state, s.err = store.ReplicaFailed, reason
+			s.state, s.err, s.replacing = store.ReplicaFailed, reason, false
 			d.failure = reason
 			d.refresh(ctx)
 			return
 		}
 		s.id, s.nodeID, s.address, s.state = newReplicaID(ctx), "", "", store.ReplicaPending
+		if s.replacing {
+			s.err = reason
+			d.refresh(ctx)
+		}
+	}
+}
+
+// watch waits while the slot's READY replica serves and answers why it died. It answers ""
+// at once when the slot is stopped, which cancels the watch.
+func (d *deployment) watch(ctx workflow.Context, s *replicaSlot) string {
+	var a *activities.Activities
+	wctx := workflow.WithActivityOptions(ctx, watchActivity)
+	for {
+		var res activities.WatchReplicaResult
+		err := workflow.ExecuteActivity(wctx, a.WatchReplica, activities.WatchReplicaInput{ReplicaID: s.id}).Get(ctx, &res)
+		if ctx.Err() != nil {
+			return ""
+		}
+		if err == nil {
+			if res.Reason == "" {
+				res.Reason = "replica " + res.State
+			}
+			return res.Reason
+		}
+		// The watch itself gave up (a lost worker, the database away, its time up), which says
+		// nothing of the replica: it is watched again rather than replaced.
+		workflow.GetLogger(ctx).Warn("replica watch ended; watching again", "deployment_id", d.in.DeploymentID,
+			"replica_id", s.id, "err", err)
+		if workflow.Sleep(ctx, time.Minute) != nil {
+			return ""
+		}
 	}
 }
 
@@ -549,18 +589,29 @@ func (d *deployment) compute() (string, string) {
 		}
 		return StatusDeploying, ""
 	}
-	ready, starting := 0, 0
+	ready, starting, replacing := 0, 0, 0
+	died := ""
 	for _, s := range d.slots {
-		switch s.state {
-		case store.ReplicaReady:
+		switch {
+		case s.state == store.ReplicaReady:
 			ready++
-		case store.ReplicaStarting:
+		case s.replacing:
+			replacing++
+			if died == "" {
+				died = s.err
+			}
+		case s.state == store.ReplicaStarting:
 			starting++
 		}
 	}
 	switch {
 	case ready >= d.desired:
 		return StatusActive, ""
+	case ready > 0 && ready+replacing >= d.desired:
+		// A replacement is under way while the other replicas serve.
+		return StatusActive, ""
+	case ready == 0 && replacing > 0:
+		return StatusUnhealthy, died
 	case starting > 0 || ready > 0:
 		return StatusLoadingModel, ""
 	}
@@ -643,6 +694,17 @@ var (
 	// Loading a large model can take many minutes; the heartbeat notices a lost worker.
 	waitActivity = workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
+		},
+	}
+	// A watch lasts as long as its replica serves; the heartbeat notices a lost worker, and a
+	// new watch starts when one ends without a death. A stop does not wait for the watch to
+	// acknowledge its cancellation (that waits for a heartbeat, up to half a minute): the
+	// watch leaves a replica it finds stopped as it is, and the stop records STOPPED last.
+	watchActivity = workflow.ActivityOptions{
+		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,

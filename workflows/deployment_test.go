@@ -3,12 +3,15 @@ package workflows_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -29,6 +32,13 @@ type cluster struct {
 	started   []string
 	stopped   []string
 	deleted   bool
+	// deaths are when the next watches report their replica FAILED, on the workflow's clock
+	// from the watch's start; a watch beyond them lasts until it is cancelled.
+	deaths    []time.Duration
+	watched   []string          // replicas whose watch started, in order
+	died      []string          // replicas whose watch reported them dead
+	cancelled []string          // replicas whose watch was cancelled
+	watchIDs  map[string]string // activity ID to replica ID
 }
 
 func (c *cluster) lastStatus() (string, string) {
@@ -95,6 +105,41 @@ func newHarness(t *testing.T, c *cluster) *harness {
 			}
 			return activities.WaitReplicaReadyResult{State: store.ReplicaReady, Address: "10.0.0.1:9000"}, nil
 		})
+	env.OnActivity(a.WatchReplica, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.deaths) == 0 {
+			return 1000 * time.Hour
+		}
+		d := c.deaths[0]
+		c.deaths = c.deaths[1:]
+		return d
+	}).Return(
+		func(_ context.Context, in activities.WatchReplicaInput) (activities.WatchReplicaResult, error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.died = append(c.died, in.ReplicaID)
+			return activities.WatchReplicaResult{State: store.ReplicaFailed, Reason: "replica failed: CUDA error"}, nil
+		})
+	c.watchIDs = map[string]string{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		if info.ActivityType.Name != "WatchReplica" {
+			return
+		}
+		var in activities.WatchReplicaInput
+		require.NoError(t, args.Get(&in))
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.watched = append(c.watched, in.ReplicaID)
+		c.watchIDs[info.ActivityID] = in.ReplicaID
+	})
+	env.SetOnActivityCanceledListener(func(info *activity.Info) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if id, ok := c.watchIDs[info.ActivityID]; ok && info.ActivityType.Name == "WatchReplica" {
+			c.cancelled = append(c.cancelled, id)
+		}
+	})
 	env.OnActivity(a.StopReplica, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.StopReplicaInput) error {
 			c.mu.Lock()
@@ -331,6 +376,7 @@ func TestDeployment_DeleteStopsEverythingAndCompletes(t *testing.T) {
 
 	require.Empty(t, del.status.Replicas)
 	require.ElementsMatch(t, h.c.placed, h.c.stopped, "every replica is stopped")
+	require.ElementsMatch(t, h.c.placed, h.c.cancelled, "every replica's watch is cancelled")
 	require.True(t, h.c.deleted, "the deployment is marked deleted")
 }
 
@@ -355,4 +401,87 @@ func TestDeployment_ContinuedRunKeepsItsReplicas(t *testing.T) {
 	require.ElementsMatch(t, []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"}, h.c.placed, "only the carried replicas are placed, idempotently")
 	require.Equal(t, []string{"DEACTIVATING", "INACTIVE"}, h.c.statuses,
 		"a continued run writes no status until something changes")
+}
+
+func TestDeployment_ReadyReplicaThatDiesIsReplaced(t *testing.T) {
+	c := &cluster{deaths: []time.Duration{10 * time.Minute}}
+	h := newHarness(t, c)
+	var before, after workflows.DeploymentStatus
+	h.at(5*time.Minute, func() { before = h.query() })
+	h.at(30*time.Minute, func() { after = h.query() })
+	h.run(1, time.Hour)
+
+	require.Equal(t, "ACTIVE", before.Status)
+	require.Equal(t, []string{before.Replicas[0].ID}, c.died, "the ready replica's watch reported it dead")
+	require.Len(t, c.placed, 2, "the dead replica is replaced by a new one")
+	require.Equal(t, before.Replicas[0].ID, c.stopped[0], "the dead replica is stopped first")
+	require.Equal(t, "ACTIVE", after.Status, "the deployment is ACTIVE again once the replacement is ready")
+	require.Equal(t, 1, after.Desired)
+	require.Equal(t, 1, after.Ready)
+	require.Equal(t, c.placed[1], after.Replicas[0].ID)
+	require.Equal(t, []string{"BUILDING", "DEPLOYING", "LOADING_MODEL", "ACTIVE", "UNHEALTHY", "ACTIVE"}, c.statuses[:6],
+		"with no replica ready the deployment is UNHEALTHY until the replacement is")
+	require.Equal(t, "replica failed: CUDA error", c.reasons[4])
+	require.Equal(t, []string{c.placed[0], c.placed[1]}, c.watched, "the replacement is watched in turn")
+}
+
+func TestDeployment_ReplicaThatDiesWhileOthersServeStaysActive(t *testing.T) {
+	c := &cluster{deaths: []time.Duration{10 * time.Minute}}
+	h := newHarness(t, c)
+	var after workflows.DeploymentStatus
+	h.at(30*time.Minute, func() { after = h.query() })
+	h.run(2, time.Hour)
+
+	require.Len(t, c.died, 1)
+	require.Len(t, c.placed, 3, "one replacement is placed")
+	require.Equal(t, "ACTIVE", after.Status)
+	require.Equal(t, 2, after.Desired)
+	require.Equal(t, 2, after.Ready)
+	first := slices.Index(c.statuses, "ACTIVE")
+	require.Positive(t, first, "statuses %v", c.statuses)
+	require.Equal(t, []string{"DEACTIVATING", "INACTIVE"}, c.statuses[first+1:],
+		"the deployment stays ACTIVE while the other replica serves and its replacement starts")
+}
+
+func TestDeployment_ScaleDownCancelsTheVictimsWatch(t *testing.T) {
+	c := &cluster{}
+	h := newHarness(t, c)
+	var before workflows.DeploymentStatus
+	h.at(time.Minute, func() { before = h.query() })
+	down := h.update(2*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 1})
+	var cancelled, stopped []string
+	var after workflows.DeploymentStatus
+	h.at(30*time.Minute, func() {
+		after = h.query()
+		c.mu.Lock()
+		cancelled, stopped = append([]string(nil), c.cancelled...), append([]string(nil), c.stopped...)
+		c.mu.Unlock()
+	})
+	h.run(2, time.Hour)
+
+	require.NoError(t, down.err)
+	require.Len(t, before.Replicas, 2)
+	require.Len(t, stopped, 1)
+	require.Equal(t, stopped, cancelled, "the stopped replica's watch is cancelled, and only it")
+	require.Len(t, c.placed, 2, "no replacement is made for a replica scaled away")
+	require.Empty(t, c.died)
+	require.Equal(t, "ACTIVE", after.Status)
+	require.Equal(t, 1, after.Ready)
+	require.NotEqual(t, stopped[0], after.Replicas[0].ID)
+}
+
+func TestDeployment_DeactivateCancelsEveryWatch(t *testing.T) {
+	c := &cluster{}
+	h := newHarness(t, c)
+	deact := h.update(time.Minute, workflows.UpdateDeactivate)
+	var cancelled []string
+	h.at(2*time.Minute, func() { c.mu.Lock(); cancelled = append([]string(nil), c.cancelled...); c.mu.Unlock() })
+	h.run(2, time.Hour)
+
+	require.NoError(t, deact.err)
+	require.Equal(t, "INACTIVE", deact.status.Status)
+	require.ElementsMatch(t, c.placed, cancelled, "every watch is cancelled by deactivate")
+	require.ElementsMatch(t, c.placed, c.watched)
+	require.Len(t, c.placed, 2, "no replacement is made for a deactivated replica")
+	require.Empty(t, c.died)
 }
