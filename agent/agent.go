@@ -96,6 +96,12 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("agent: no state directory")
 	}
+	// Replicas run in their own directories, so every path handed to them must be absolute.
+	abs, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.StateDir = abs
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "replicas"), 0o755); err != nil {
 		return nil, err
 	}

@@ -606,3 +606,16 @@ func TestAgent_ModelThatFailsToLoadIsFailedWithItsError(t *testing.T) {
 	require.Empty(t, replicaProcesses(id), "the server of a model that cannot load is stopped")
 	require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID)
 }
+
+func TestAgent_RelativeStateDirStillRunsPythonModels(t *testing.T) {
+	url, sum := pkg(t, "../examples/models/echo")
+	t.Chdir(t.TempDir())
+	defer stopAll(t, filepath.Join(".", "state"))
+	n := startNode(t, "state", "none")
+	id := newID()
+	n.mustStart(startReq(id, url, sum, 0))
+	r := n.waitState(id, agent.StateReady)
+	status, out := predict(t, r.Address, r.PredictPath, `{"x": 1}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+}
