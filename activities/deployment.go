@@ -44,7 +44,9 @@ type DeploymentSpec struct {
 	WorkspaceID  string
 	// Environment is the environment that points at the deployment, empty when none does.
 	Environment string
-	ArchiveID   string
+	// IsDevelopment marks the development deployment, which never has more than one replica.
+	IsDevelopment bool
+	ArchiveID     string
 	// Config is the package's config.yaml as JSON, what the agent runs the replica with.
 	Config    json.RawMessage
 	Resources agent.Resources
@@ -87,7 +89,7 @@ func (a *Activities) LoadDeploymentSpec(ctx context.Context, in LoadDeploymentSp
 	}
 	spec := DeploymentSpec{
 		DeploymentID: v.ID, ModelID: v.ModelID, WorkspaceID: v.WorkspaceID, ArchiveID: arch.ID,
-		Config: cfgJSON,
+		IsDevelopment: v.IsDevelopment, Config: cfgJSON,
 		Resources: agent.Resources{GPUCount: cfg.Resources.GPUCount, GPUType: cfg.Resources.GPUType,
 			GPUMemoryGiB: cfg.Resources.GPUMemoryGiB, MIGProfile: cfg.Resources.MIGProfile},
 	}

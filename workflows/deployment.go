@@ -465,6 +465,8 @@ func (d *deployment) validateScale(req ScaleRequest) error {
 	switch {
 	case req.Replicas < 0:
 		return fmt.Errorf("replicas must not be negative, got %d", req.Replicas)
+	case req.Replicas > 1 && d.spec != nil && d.spec.IsDevelopment:
+		return fmt.Errorf("the development deployment has at most one replica, not %d", req.Replicas)
 	case d.deleted:
 		return errors.New("deployment is deleted")
 	case d.inactive:

@@ -22,16 +22,17 @@ import (
 
 // cluster is a fake of everything the Deployment workflow's activities touch.
 type cluster struct {
-	mu        sync.Mutex
-	buildErr  error
-	placeErr  error
-	failReady int // how many replicas fail to become ready before the rest succeed
-	statuses  []string
-	reasons   []string
-	placed    []string
-	started   []string
-	stopped   []string
-	deleted   bool
+	mu          sync.Mutex
+	development bool // the deployment is the development one
+	buildErr    error
+	placeErr    error
+	failReady   int // how many replicas fail to become ready before the rest succeed
+	statuses    []string
+	reasons     []string
+	placed      []string
+	started     []string
+	stopped     []string
+	deleted     bool
 	// deaths are when the next watches report their replica FAILED, on the workflow's clock
 	// from the watch's start; a watch beyond them lasts until it is cancelled.
 	deaths    []time.Duration
@@ -68,7 +69,8 @@ func newHarness(t *testing.T, c *cluster) *harness {
 			if c.buildErr != nil {
 				return activities.DeploymentSpec{}, c.buildErr
 			}
-			return activities.DeploymentSpec{DeploymentID: in.DeploymentID, ModelID: in.ModelID, ArchiveID: "sha256:00"}, nil
+			return activities.DeploymentSpec{DeploymentID: in.DeploymentID, ModelID: in.ModelID, ArchiveID: "sha256:00",
+				IsDevelopment: c.development}, nil
 		})
 	env.OnActivity(a.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.SetDeploymentStatusInput) error {
@@ -345,6 +347,16 @@ func TestDeployment_ScaleRejectsNegative(t *testing.T) {
 	require.True(t, sc.done)
 	require.ErrorContains(t, sc.rejected, "negative")
 	require.Len(t, h.c.placed, 1, "a rejected scale changes nothing")
+}
+
+func TestDeployment_DevelopmentNeverScalesPastOne(t *testing.T) {
+	h := newHarness(t, &cluster{development: true})
+	sc := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 2})
+	h.run(1, time.Hour)
+
+	require.True(t, sc.done)
+	require.ErrorContains(t, sc.rejected, "at most one replica")
+	require.Len(t, h.c.placed, 1)
 }
 
 func TestDeployment_DeactivateStopsEveryReplicaAndActivateBringsItBack(t *testing.T) {
