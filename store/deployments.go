@@ -32,6 +32,8 @@ type Deployment struct {
 // NewDeployment says what to create. An empty Name on a published deployment takes the
 // model's next deployment-N.
 type NewDeployment struct {
+	// ID is the deployment's ID; empty draws a new one.
+	ID                  string
 	ModelID             string
 	WorkspaceID         string
 	Name                string
@@ -50,6 +52,10 @@ func CreateDeployment(ctx context.Context, db sqlx.ExtContext, d NewDeployment) 
 	if d.IsDevelopment {
 		name = DevelopmentName
 	}
+	id := d.ID
+	if id == "" {
+		id = NewID(8)
+	}
 	err := get(ctx, db, &out, `
 		WITH n AS (
 			UPDATE models SET deployment_counter = deployment_counter + CASE WHEN $4::text = '' THEN 1 ELSE 0 END
@@ -62,7 +68,7 @@ func CreateDeployment(ctx context.Context, db sqlx.ExtContext, d NewDeployment) 
 		       $5, $6, $7, $8, $9
 		FROM n
 		RETURNING *`,
-		NewID(8), d.ModelID, d.WorkspaceID, name, d.IsDevelopment, d.ArchiveID, d.Config,
+		id, d.ModelID, d.WorkspaceID, name, d.IsDevelopment, d.ArchiveID, d.Config,
 		d.AutoscalingSettings, d.Labels)
 	return out, err
 }

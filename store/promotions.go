@@ -99,18 +99,6 @@ func CreateDeploymentWithID(ctx context.Context, db sqlx.ExtContext, id string, 
 	if err != ErrNotFound {
 		return out, err
 	}
-	err = get(ctx, db, &out, `
-		WITH n AS (
-			UPDATE models SET deployment_counter = deployment_counter + CASE WHEN $4::text = '' THEN 1 ELSE 0 END
-			WHERE id = $2 AND workspace_id = $3
-			RETURNING deployment_counter
-		)
-		INSERT INTO deployments (id, model_id, workspace_id, name, is_development, archive_id, config,
-		                         autoscaling_settings, labels)
-		SELECT $1, $2, $3, CASE WHEN $4::text = '' THEN 'deployment-' || n.deployment_counter ELSE $4 END,
-		       false, $5, $6, $7, $8
-		FROM n
-		RETURNING *`,
-		id, d.ModelID, d.WorkspaceID, d.Name, d.ArchiveID, d.Config, d.AutoscalingSettings, d.Labels)
-	return out, err
+	d.ID = id
+	return CreateDeployment(ctx, db, d)
 }
