@@ -68,6 +68,15 @@ func (s *Server) ownModel(c echo.Context) (store.Model, error) {
 	return m, err
 }
 
+// environment loads one of the model's environments, answering 404 naming it.
+func (s *Server) environment(c echo.Context, modelID, name string) (store.Environment, error) {
+	e, err := store.EnvironmentByName(c.Request().Context(), s.deps.DB, modelID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return e, Errorf(http.StatusNotFound, "environment %q of model %s not found", name, modelID)
+	}
+	return e, err
+}
+
 func (s *Server) listDeployments(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -159,11 +168,7 @@ func (s *Server) getEnvironment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	name := c.Param("env")
-	e, err := store.EnvironmentByName(c.Request().Context(), s.deps.DB, m.ID, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return Errorf(http.StatusNotFound, "environment %q of model %s not found", name, m.ID)
-	}
+	e, err := s.environment(c, m.ID, c.Param("env"))
 	if err != nil {
 		return err
 	}

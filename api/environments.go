@@ -23,10 +23,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 		return Errorf(http.StatusUnprocessableEntity, "production cannot be deleted")
 	}
 	ctx := c.Request().Context()
-	e, err := store.EnvironmentByName(ctx, s.deps.DB, m.ID, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return Errorf(http.StatusNotFound, "environment %q of model %s not found", name, m.ID)
-	}
+	e, err := s.environment(c, m.ID, name)
 	if err != nil {
 		return err
 	}
@@ -54,8 +51,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 	if err := store.DeleteEnvironment(ctx, s.deps.DB, m.ID, name); err != nil {
 		return err
 	}
-	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-		Actor: principal(c).KeyID, Action: "environment.delete", Target: name}); err != nil {
+	if err := audit(ctx, s.deps.DB, c, m.ID, "environment.delete", name, nil); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"name": name, "model_id": m.ID, "deleted": true})
@@ -91,10 +87,7 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	}
 	name := c.Param("env")
 	ctx := c.Request().Context()
-	e, err := store.EnvironmentByName(ctx, s.deps.DB, m.ID, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return Errorf(http.StatusNotFound, "environment %q of model %s not found", name, m.ID)
-	}
+	e, err := s.environment(c, m.ID, name)
 	if err != nil {
 		return err
 	}
@@ -107,8 +100,7 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	if err := s.updateDeployment(ctx, *e.CurrentDeploymentID, update, nil); err != nil {
 		return err
 	}
-	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-		Actor: principal(c).KeyID, Action: action, Target: name, Details: store.JSONMap{"deployment_id": *e.CurrentDeploymentID}}); err != nil {
+	if err := audit(ctx, s.deps.DB, c, m.ID, action, name, store.JSONMap{"deployment_id": *e.CurrentDeploymentID}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]bool{"success": true})

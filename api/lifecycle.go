@@ -139,9 +139,7 @@ func (s *Server) createModel(c echo.Context) error {
 	if req.environment != "" && req.environment != store.ProductionEnvironment {
 		return Errorf(http.StatusNotFound, "environment %q not found: a new model has only production", req.environment)
 	}
-	if _, err := store.ArchiveByID(ctx, s.deps.DB, p.WorkspaceID, req.source.ArchiveID); errors.Is(err, store.ErrNotFound) {
-		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", req.source.ArchiveID)
-	} else if err != nil {
+	if err := s.requireArchive(ctx, p.WorkspaceID, req.source.ArchiveID); err != nil {
 		return err
 	}
 	var m store.Model
@@ -185,16 +183,12 @@ func (s *Server) createDeployment(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if _, err := store.ArchiveByID(ctx, s.deps.DB, m.WorkspaceID, req.source.ArchiveID); errors.Is(err, store.ErrNotFound) {
-		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", req.source.ArchiveID)
-	} else if err != nil {
+	if err := s.requireArchive(ctx, m.WorkspaceID, req.source.ArchiveID); err != nil {
 		return err
 	}
 	if req.environment != "" {
 		// Refused before anything is made: the environment must exist and be free.
-		if _, err := store.EnvironmentByName(ctx, s.deps.DB, m.ID, req.environment); errors.Is(err, store.ErrNotFound) {
-			return Errorf(http.StatusNotFound, "environment %q of model %s not found", req.environment, m.ID)
-		} else if err != nil {
+		if _, err := s.environment(c, m.ID, req.environment); err != nil {
 			return err
 		}
 		if _, err := store.RunningPromotion(ctx, s.deps.DB, m.ID, req.environment); err == nil {
@@ -238,6 +232,15 @@ func (s *Server) createDeployment(c echo.Context) error {
 		}
 	}
 	return s.created(c, m.ID, d.ID)
+}
+
+// requireArchive checks that the workspace uploaded the archive a create request names.
+func (s *Server) requireArchive(ctx context.Context, workspaceID, id string) error {
+	_, err := store.ArchiveByID(ctx, s.deps.DB, workspaceID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", id)
+	}
+	return err
 }
 
 // insertDeployment writes the deployment row. Autoscaling starts from the defaults (the
@@ -338,8 +341,7 @@ func (s *Server) lifecycle(c echo.Context, update, action string) error {
 	if err := s.updateDeployment(ctx, d.ID, update, nil); err != nil {
 		return err
 	}
-	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-		Actor: principal(c).KeyID, Action: action, Target: d.ID}); err != nil {
+	if err := audit(ctx, s.deps.DB, c, m.ID, action, d.ID, nil); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]bool{"success": true})
@@ -362,8 +364,7 @@ func (s *Server) deleteDeployment(c echo.Context) error {
 	if err := s.updateDeployment(ctx, d.ID, workflows.UpdateDelete, nil); err != nil {
 		return err
 	}
-	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-		Actor: principal(c).KeyID, Action: "deployment.delete", Target: d.ID}); err != nil {
+	if err := audit(ctx, s.deps.DB, c, m.ID, "deployment.delete", d.ID, nil); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"id": d.ID, "deleted": true, "model_id": m.ID})
@@ -389,8 +390,7 @@ func (s *Server) deleteModel(c echo.Context) error {
 		return err
 	}
 	// The audit log outlives the model: it keeps the model's ID, not a reference to it.
-	if err := store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-		Actor: principal(c).KeyID, Action: "model.delete", Target: m.ID}); err != nil {
+	if err := audit(ctx, s.deps.DB, c, m.ID, "model.delete", m.ID, nil); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"id": m.ID, "deleted": true})

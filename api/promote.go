@@ -47,9 +47,7 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 		return Errorf(http.StatusBadRequest, "%s: must be true or false", scaleField)
 	}
 	ctx := c.Request().Context()
-	if _, err := store.EnvironmentByName(ctx, s.deps.DB, m.ID, env); errors.Is(err, store.ErrNotFound) {
-		return Errorf(http.StatusNotFound, "environment %q of model %s not found", env, m.ID)
-	} else if err != nil {
+	if _, err := s.environment(c, m.ID, env); err != nil {
 		return err
 	}
 	var d store.DeploymentView
@@ -107,6 +105,5 @@ func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID
 	if err != nil {
 		return Errorf(http.StatusServiceUnavailable, "starting the promotion: %v", err)
 	}
-	return store.RecordAudit(ctx, s.deps.DB, store.AuditEvent{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-		Actor: principal(c).KeyID, Action: "promotion.start", Target: env, Details: store.JSONMap{"deployment_id": deploymentID}})
+	return audit(ctx, s.deps.DB, c, m.ID, "promotion.start", env, store.JSONMap{"deployment_id": deploymentID})
 }

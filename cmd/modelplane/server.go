@@ -54,6 +54,23 @@ func dialTemporal(ctx context.Context, c serverConfig, log *slog.Logger) (client
 	return tc, nil
 }
 
+// secretsAndBlobs reads the node token (empty when no file is named) and opens the blob
+// store, the two things the api and worker processes both need from their flags.
+func (c serverConfig) secretsAndBlobs() (string, *blob.Dir, error) {
+	var token string
+	if c.NodeTokenFile != "" {
+		var err error
+		if token, err = readToken(c.NodeTokenFile); err != nil {
+			return "", nil, err
+		}
+	}
+	blobs, err := blob.NewDir(c.BlobDir)
+	if err != nil {
+		return "", nil, fmt.Errorf("--blob-dir %s: %w", c.BlobDir, err)
+	}
+	return token, blobs, nil
+}
+
 func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 }
@@ -83,15 +100,9 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			var nodeToken string
-			if c.NodeTokenFile != "" {
-				if nodeToken, err = readToken(c.NodeTokenFile); err != nil {
-					return err
-				}
-			}
-			blobs, err := blob.NewDir(c.BlobDir)
+			nodeToken, blobs, err := c.secretsAndBlobs()
 			if err != nil {
-				return fmt.Errorf("--blob-dir %s: %w", c.BlobDir, err)
+				return err
 			}
 			srv := &http.Server{
 				Addr: c.Listen,
@@ -144,15 +155,9 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			var nodeToken string
-			if c.NodeTokenFile != "" {
-				if nodeToken, err = readToken(c.NodeTokenFile); err != nil {
-					return err
-				}
-			}
-			blobs, err := blob.NewDir(c.BlobDir)
+			nodeToken, blobs, err := c.secretsAndBlobs()
 			if err != nil {
-				return fmt.Errorf("--blob-dir %s: %w", c.BlobDir, err)
+				return err
 			}
 			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs}
 			return worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
