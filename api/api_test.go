@@ -11,12 +11,11 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
-	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/store"
 )
@@ -35,28 +34,13 @@ func newFixture(t *testing.T) *fixture {
 	db, err := store.Open(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	return &fixture{db: db, e: api.New(testDeps(t, db))}
-}
-
-// testDeps are the API's dependencies on a fresh blob store.
-func testDeps(t *testing.T, db *sqlx.DB) api.Deps {
-	t.Helper()
-	blobs, err := blob.NewDir(t.TempDir())
-	require.NoError(t, err)
-	return api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir()}
+	return &fixture{db: db, e: api.New(apitest.Deps(t, db))}
 }
 
 // workspace makes a workspace with a model and a key; it returns the model ID and the key.
 func (f *fixture) workspace(t *testing.T) (store.Model, store.APIKey, string) {
 	t.Helper()
-	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, f.db, "ws-"+store.NewID(6))
-	require.NoError(t, err)
-	m, err := store.CreateModel(ctx, f.db, ws.ID, "echo")
-	require.NoError(t, err)
-	k, text, err := apikey.Create(ctx, f.db, ws.ID, "test", false)
-	require.NoError(t, err)
-	return m, k, text
+	return apitest.Workspace(t, f.db, "ws")
 }
 
 type response struct {

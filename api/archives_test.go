@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
 )
@@ -120,7 +121,7 @@ func TestArchives_BadPackagesAre400NamingTheProblem(t *testing.T) {
 func TestArchives_OverTheLimitIs413(t *testing.T) {
 	f := newFixture(t)
 	_, _, key := f.workspace(t)
-	deps := testDeps(t, f.db)
+	deps := apitest.Deps(t, f.db)
 	deps.MaxArchiveBytes = 100
 	e := api.New(deps)
 	rec := upload(t, e, key, "application/gzip", echoPackage(t))

@@ -14,6 +14,7 @@ import (
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/store"
 )
@@ -36,7 +37,7 @@ func heartbeat(t *testing.T, f *fixture, token string, hb agent.Heartbeat) *http
 
 func nodeFixture(t *testing.T) *fixture {
 	f := newFixture(t)
-	deps := testDeps(t, f.db)
+	deps := apitest.Deps(t, f.db)
 	deps.NodeToken = nodeToken
 	f.e = api.New(deps)
 	return f

@@ -11,13 +11,11 @@ import (
 	"testing"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
-	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
@@ -39,22 +37,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	blobs, err := blob.NewDir(t.TempDir())
-	require.NoError(t, err)
-	srv := httptest.NewServer(api.New(api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir()}))
-	t.Cleanup(srv.Close)
-
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
-	require.NoError(t, err)
-	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
-	require.NoError(t, err)
-	_, key, err := apikey.Create(ctx, db, ws.ID, "test", false)
-	require.NoError(t, err)
-	return &fixture{db: db, url: srv.URL, model: m, key: key, c: client.New(srv.URL+"/", key)}
+	db, url := apitest.Serve(t, dbURL)
+	m, _, key := apitest.Workspace(t, db, "ws")
+	return &fixture{db: db, url: url, model: m, key: key, c: client.New(url+"/", key)}
 }
 
 // apiError asserts err is an API answer and returns it.

@@ -5,19 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane/api"
-	"github.com/modelplane/modelplane/apikey"
-	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -33,27 +29,16 @@ type apiFixture struct {
 func newAPIFixture(t *testing.T) *apiFixture {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
+	db, url := apitest.Serve(t, dbURL)
+	m, _, key := apitest.Workspace(t, db, "cli")
+	f := &apiFixture{url: url, key: key}
+	var err error
+	f.dev, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, IsDevelopment: true})
 	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	blobs, err := blob.NewDir(t.TempDir())
-	require.NoError(t, err)
-	srv := httptest.NewServer(api.New(api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir()}))
-	t.Cleanup(srv.Close)
-
-	ws, _, err := store.EnsureWorkspace(ctx, db, "cli-"+store.NewID(6))
-	require.NoError(t, err)
-	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
-	require.NoError(t, err)
-	_, key, err := apikey.Create(ctx, db, ws.ID, "cli", false)
-	require.NoError(t, err)
-	f := &apiFixture{url: srv.URL, key: key}
-	f.dev, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID, IsDevelopment: true})
-	require.NoError(t, err)
-	f.prod, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID})
+	f.prod, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, f.prod.ID))
-	f.cand, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID})
+	f.cand, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
 		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
@@ -65,7 +50,7 @@ func newAPIFixture(t *testing.T) *apiFixture {
 		previous_deployment_id, status, percent_traffic_to_new_version, workflow_id)
 		VALUES ($1, $2, 'staging', $3, $3, $4, 'RAMPING_UP', 30, 'promotion:cli:staging')`, store.NewID(8), m.ID, f.cand.ID, f.prod.ID)
 	require.NoError(t, err)
-	f.model, err = store.ModelByID(ctx, db, ws.ID, m.ID)
+	f.model, err = store.ModelByID(ctx, db, m.WorkspaceID, m.ID)
 	require.NoError(t, err)
 	return f
 }
