@@ -243,6 +243,10 @@ func (a *Activities) updateDeployment(ctx context.Context, in DeploymentUpdateIn
 	if in.Request != nil {
 		args = []any{in.Request}
 	}
+	// An update may wait minutes for the deployment's other work; heartbeats while it waits
+	// let a lost worker be noticed in seconds rather than at the start-to-close limit.
+	stop := heartbeatEvery(ctx, 5*time.Second)
+	defer stop()
 	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		UpdateID:     in.UpdateID,
 		WorkflowID:   in.WorkflowID,
@@ -254,6 +258,27 @@ func (a *Activities) updateDeployment(ctx context.Context, in DeploymentUpdateIn
 		err = h.Get(ctx, nil)
 	}
 	return deploymentError(in.WorkflowID, in.UpdateName, err)
+}
+
+// heartbeatEvery records an activity heartbeat every interval until the returned function is
+// called.
+func heartbeatEvery(ctx context.Context, interval time.Duration) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // deploymentError makes the failures that retrying cannot fix (the workflow is gone, the

@@ -232,8 +232,10 @@ func newDeploymentID(ctx workflow.Context) string {
 
 var (
 	// Updates wait for the Deployment workflow's other work; deactivating drains replicas.
+	// The activity heartbeats while it waits, so a lost worker is noticed in half a minute.
 	updateActivity = workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
 		},
