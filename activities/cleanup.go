@@ -77,3 +77,26 @@ func (a *Activities) PruneArchives(ctx context.Context, in PruneArchivesInput) (
 	}
 	return res, nil
 }
+
+// GatewayReportRetention is how long the report of a gateway that stopped reporting is kept:
+// drains ignore it after store.GatewayDownAfter already, so it only helps someone looking
+// into what happened to that gateway.
+const GatewayReportRetention = time.Hour
+
+// PruneGatewayReportsInput says which gateway reports to drop: those last written before
+// Before.
+type PruneGatewayReportsInput struct {
+	Before time.Time
+}
+
+// PruneGatewayReportsResult says how many went.
+type PruneGatewayReportsResult struct {
+	Deleted int64
+}
+
+// PruneGatewayReports deletes the reports of gateways that have not reported since
+// in.Before, dead gateways that did not shut down cleanly.
+func (a *Activities) PruneGatewayReports(ctx context.Context, in PruneGatewayReportsInput) (PruneGatewayReportsResult, error) {
+	n, err := store.DeleteGatewayReportsBefore(ctx, a.DB, in.Before)
+	return PruneGatewayReportsResult{Deleted: n}, err
+}

@@ -84,3 +84,22 @@ func TestPruneArchives_RemovesOnlyOldUnusedOnes(t *testing.T) {
 	_, err = store.ArchiveByID(ctx, f.db, f.dep.WorkspaceID, *f.dep.ArchiveID)
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
+
+func TestPruneGatewayReports_RemovesOnlyGatewaysSilentSinceBefore(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	f.reportGateway(t, "gw-dead", time.Now(), nil)
+	f.reportGateway(t, "gw-live", time.Now(), nil)
+	_, err := f.db.Exec(`UPDATE gateway_reports SET reported_at = now() - interval '2 hours' WHERE gateway_id = 'gw-dead'`)
+	require.NoError(t, err)
+
+	val, err := f.env.ExecuteActivity(f.acts.PruneGatewayReports, activities.PruneGatewayReportsInput{
+		Before: time.Now().Add(-activities.GatewayReportRetention)})
+	require.NoError(t, err)
+	var res activities.PruneGatewayReportsResult
+	require.NoError(t, val.Get(&res))
+	require.EqualValues(t, 1, res.Deleted, "only the gateway silent for two hours goes")
+	var left []string
+	require.NoError(t, f.db.SelectContext(ctx, &left, `SELECT gateway_id FROM gateway_reports WHERE gateway_id LIKE 'gw-%' ORDER BY gateway_id`))
+	require.Equal(t, []string{"gw-live"}, left)
+}

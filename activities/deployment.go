@@ -286,7 +286,7 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyIn
 			// The agent may be restarting; the heartbeat timeout bounds how long that may last.
 			activity.GetLogger(ctx).Warn("polling replica", "replica_id", in.ReplicaID, "err", err)
 		case got.State == agent.StateReady:
-			if err := store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaReady, got.Address, ""); err != nil {
+			if err := store.MarkReplicaReady(ctx, a.DB, in.ReplicaID, got.Address, got.PredictPath); err != nil {
 				return WaitReplicaReadyResult{}, err
 			}
 			return WaitReplicaReadyResult{State: store.ReplicaReady, Address: got.Address}, nil
@@ -382,13 +382,25 @@ func (a *Activities) replicaDied(ctx context.Context, id, reason string) (WatchR
 	return WatchReplicaResult{State: store.ReplicaFailed, Reason: reason}, nil
 }
 
+// DefaultDrainTimeout is how long a stop waits for gateways to drain a replica when its
+// input does not say. It is the gateway's default upstream timeout: no request can outlive it.
+const DefaultDrainTimeout = 5 * time.Minute
+
+// drainPollInterval is how often a stop asks whether gateways have drained the replica.
+const drainPollInterval = 100 * time.Millisecond
+
 // StopReplicaInput names the replica to stop and how long it may take to exit.
 type StopReplicaInput struct {
 	ReplicaID string
 	Grace     time.Duration
+	// DrainTimeout bounds the wait for gateways to finish the requests of a READY replica
+	// before it is stopped; zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
 }
 
-// StopReplica stops the replica on its node and marks it STOPPED. A replica that was never
+// StopReplica stops the replica on its node and marks it STOPPED. A READY replica is drained
+// first: it leaves the gateways' routes, and the stop waits (heartbeating) until no gateway
+// has a request in flight on it, or until the drain timeout. A replica that was never
 // recorded, or that its agent no longer knows, counts as stopped already.
 func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error {
 	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
@@ -401,9 +413,19 @@ func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error
 	if r.State == store.ReplicaStopped {
 		return nil
 	}
+	// A DRAINING replica is a retried stop's: it goes on waiting.
+	if r.State == store.ReplicaReady || r.State == store.ReplicaDraining {
+		if err := a.drain(ctx, in.ReplicaID, in.DrainTimeout); err != nil {
+			return err
+		}
+	}
 	errText := r.Error
 	if r.AgentURL != "" {
+		// The agent answers once the replica has exited, up to the grace period later. (A stop
+		// retried after this point drains again, which a drained replica passes at once.)
+		stopHeartbeats := heartbeatEvery(ctx, 5*time.Second)
 		_, err := agent.NewClient(r.AgentURL, a.NodeToken).StopReplica(ctx, in.ReplicaID, in.Grace)
+		stopHeartbeats()
 		var apiErr *agent.APIError
 		switch {
 		case err == nil, errors.Is(err, agent.ErrUnknownReplica):
@@ -416,6 +438,59 @@ func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error
 		}
 	}
 	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaStopped, "", errText)
+}
+
+// drainProgress is a stop's heartbeat detail: a retried stop keeps the first try's deadline,
+// so retries do not stretch the drain.
+type drainProgress struct {
+	ReplicaID string
+	Until     time.Time
+}
+
+// drain takes a READY replica out of the gateways' routes and waits until they have drained
+// it or timeout has passed; a timeout is logged and otherwise ignored, since the replica
+// must stop all the same.
+func (a *Activities) drain(ctx context.Context, id string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = DefaultDrainTimeout
+	}
+	draining, err := store.MarkReplicaDraining(ctx, a.DB, id)
+	if err != nil || !draining {
+		return err
+	}
+	progress := drainProgress{ReplicaID: id, Until: time.Now().Add(timeout)}
+	var prev drainProgress
+	// A stop run by another activity (Cleanup's) sees that activity's details: only a
+	// detail naming this replica counts.
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil &&
+		prev.ReplicaID == id && prev.Until.Before(progress.Until) {
+		progress.Until = prev.Until
+	}
+	logger := activity.GetLogger(ctx)
+	start := time.Now()
+	tick := time.NewTicker(drainPollInterval)
+	defer tick.Stop()
+	for {
+		drained, err := store.ReplicaDrained(ctx, a.DB, id)
+		if err != nil {
+			return err
+		}
+		if drained {
+			logger.Info("replica drained", "replica_id", id, "waited", time.Since(start))
+			return nil
+		}
+		if !time.Now().Before(progress.Until) {
+			logger.Warn("drain timed out; stopping the replica with requests possibly still in flight",
+				"replica_id", id, "drain_timeout", timeout)
+			return nil
+		}
+		activity.RecordHeartbeat(ctx, progress)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // MarkDeploymentDeletedInput names the deployment to delete.

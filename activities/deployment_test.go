@@ -59,7 +59,7 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var req agent.StartRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		f.starts = append(f.starts, req)
-		rep := agent.Replica{ID: req.ReplicaID, DeploymentID: req.DeploymentID, State: agent.StateReady, Address: "127.0.0.1:9000"}
+		rep := agent.Replica{ID: req.ReplicaID, DeploymentID: req.DeploymentID, State: agent.StateReady, Address: "127.0.0.1:9000", PredictPath: "/v1/models/model:predict"}
 		f.replicas[req.ReplicaID] = rep
 		_ = json.NewEncoder(w).Encode(rep)
 	case r.Method == http.MethodGet:
@@ -201,6 +201,7 @@ func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.ReplicaReady, r.State)
 	require.Equal(t, "127.0.0.1:9000", r.Address)
+	require.Equal(t, "/v1/models/model:predict", r.PredictPath, "gateways learn where to send predictions")
 
 	for range 2 {
 		_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second})
@@ -366,4 +367,155 @@ func TestLoadDeploymentSpec_EnvironmentIsTheOneServedOrPromotedInto(t *testing.T
 
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.dep.ModelID, "production", f.dep.ID))
 	require.Equal(t, "production", spec().Environment, "the environment it serves wins over one it is a candidate for")
+}
+
+// reportGateway writes a gateway's report; the report is removed when the test ends, since
+// every live report takes part in every drain of the package's tests. It counts for
+// store.GatewayDownAfter: tests that wait on it check their times well within that.
+func (f *fixture) reportGateway(t *testing.T, gatewayID string, routesAt time.Time, inFlight map[string]int) {
+	t.Helper()
+	require.NoError(t, store.ReportGateway(context.Background(), f.db, store.GatewayReport{
+		GatewayID: gatewayID, RoutesAt: routesAt, InFlight: inFlight}))
+	t.Cleanup(func() { _ = store.DeleteGatewayReport(context.Background(), f.db, gatewayID) })
+}
+
+// readyRow records a READY replica on the fixture's node that its agent does not know, which
+// a stop takes as stopped already.
+func (f *fixture) readyRow(t *testing.T) string {
+	t.Helper()
+	id := store.NewID(12)
+	_, _, err := store.CreateReplica(context.Background(), f.db, store.NewReplica{ID: id, DeploymentID: f.dep.ID, NodeID: f.node.ID})
+	require.NoError(t, err)
+	require.NoError(t, store.SetReplicaState(context.Background(), f.db, id, store.ReplicaReady, "127.0.0.1:9001", ""))
+	return id
+}
+
+func (f *fixture) replicaState(t *testing.T, id string) store.Replica {
+	t.Helper()
+	r, err := store.ReplicaByID(context.Background(), f.db, id)
+	require.NoError(t, err)
+	return r
+}
+
+func (f *fixture) agentStopped() []string {
+	f.agent.mu.Lock()
+	defer f.agent.mu.Unlock()
+	return append([]string(nil), f.agent.stopped...)
+}
+
+func TestStopReplica_WaitsUntilGatewaysHaveDrainedTheReplica(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := f.readyReplica(t)
+	f.reportGateway(t, "gw-drain", time.Now().Add(-time.Minute), map[string]int{id: 1})
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second,
+			DrainTimeout: time.Minute})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return f.replicaState(t, id).State == store.ReplicaDraining }, 5*time.Second, 10*time.Millisecond,
+		"the stop must first take the replica out of the routes")
+	select {
+	case err := <-done:
+		t.Fatalf("the stop ended (err %v) while a gateway still had old routes and a request in flight on the replica", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	require.Empty(t, f.agentStopped(), "the agent must not be asked to stop a replica still serving requests")
+
+	// The gateway re-reads its routes after the drain began; its request is still running.
+	drainingAt := *f.replicaState(t, id).DrainingAt
+	f.reportGateway(t, "gw-drain", drainingAt.Add(time.Millisecond), map[string]int{id: 1})
+	select {
+	case err := <-done:
+		t.Fatalf("the stop ended (err %v) while a request was in flight on the replica", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	// The request finished.
+	f.reportGateway(t, "gw-drain", drainingAt.Add(time.Millisecond), nil)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stop did not end within 10s of the gateway reporting the replica drained")
+	}
+	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+	require.Equal(t, []string{id}, f.agentStopped())
+}
+
+func TestStopReplica_DrainTimeoutStopsTheReplicaAnyway(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := f.readyReplica(t)
+	f.reportGateway(t, "gw-stuck", time.Now().Add(-time.Minute), map[string]int{id: 3})
+
+	start := time.Now()
+	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second,
+		DrainTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "the stop must wait out the drain timeout")
+	require.Less(t, time.Since(start), 3*time.Second, "the stop must not wait much past the drain timeout")
+	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+	require.Equal(t, []string{id}, f.agentStopped())
+}
+
+func TestStopReplica_RetriedStopGoesOnDrainingWithinTheFirstDeadline(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	f.reportGateway(t, "gw-stuck", time.Now().Add(-time.Minute), nil)
+
+	// A stop that died while draining left the replica DRAINING: its retry waits again.
+	id := f.readyRow(t)
+	ok, err := store.MarkReplicaDraining(ctx, f.db, id)
+	require.NoError(t, err)
+	require.True(t, ok)
+	start := time.Now()
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "a DRAINING replica must still be drained")
+	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+
+	// A retry whose first try's deadline has passed stops at once, whatever its own timeout.
+	id = f.readyRow(t)
+	ok, err = store.MarkReplicaDraining(ctx, f.db, id)
+	require.NoError(t, err)
+	require.True(t, ok)
+	f.env.SetHeartbeatDetails(struct {
+		ReplicaID string
+		Until     time.Time
+	}{id, time.Now().Add(-time.Second)})
+	start = time.Now()
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: time.Minute})
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 2*time.Second, "a retried stop must keep its first try's drain deadline")
+	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+}
+
+func TestStopReplica_NotReadyReplicaIsNotDrained(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := store.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	require.NoError(t, err)
+	f.reportGateway(t, "gw-stuck", time.Now().Add(-time.Minute), map[string]int{id: 1})
+
+	start := time.Now()
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: time.Minute})
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 2*time.Second, "a replica that never served is stopped without a drain")
+	r := f.replicaState(t, id)
+	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Nil(t, r.DrainingAt)
+}
+
+func TestWaitReplicaReady_DoesNotPutADrainingReplicaBackIntoRoutes(t *testing.T) {
+	f := newFixture(t, h100Config)
+	id := f.readyReplica(t)
+	ok, err := store.MarkReplicaDraining(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	// A wait still running when the stop began sees the agent's READY late.
+	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, activities.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaDraining, f.replicaState(t, id).State, "a DRAINING replica must not become READY again")
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -41,19 +40,6 @@ func principal(c echo.Context) Principal {
 	return p
 }
 
-// keyFromHeader reads "Api-Key <key>" or "Bearer <key>" (scheme case-insensitive).
-func keyFromHeader(h string) (string, bool) {
-	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok {
-		return "", false
-	}
-	switch strings.ToLower(scheme) {
-	case "api-key", "bearer":
-		return strings.TrimSpace(key), true
-	}
-	return "", false
-}
-
 // RequireKey is echo middleware that authenticates the request's API key and puts its
 // workspace on the request context. A missing, malformed, unknown or revoked key is 401.
 func RequireKey(db *sqlx.DB, log *slog.Logger) echo.MiddlewareFunc {
@@ -63,7 +49,7 @@ func RequireKey(db *sqlx.DB, log *slog.Logger) echo.MiddlewareFunc {
 			if h == "" {
 				return Errorf(http.StatusUnauthorized, "missing API key: send Authorization: Api-Key <key>")
 			}
-			text, ok := keyFromHeader(h)
+			text, ok := apikey.FromAuthorization(h)
 			if !ok {
 				return Errorf(http.StatusUnauthorized, "unsupported Authorization scheme: use Api-Key or Bearer")
 			}

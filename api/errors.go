@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane/internal/httperr"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -23,51 +24,7 @@ func (e *Error) Error() string { return e.Message }
 
 // Errorf makes an Error with a formatted message and the status's standard code.
 func Errorf(status int, format string, args ...any) *Error {
-	return &Error{Status: status, Code: codeFor(status), Message: fmt.Sprintf(format, args...)}
-}
-
-// errorBody is API.md's error shape.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// codeFor names a status for clients that switch on the code rather than the number.
-func codeFor(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return "invalid_argument"
-	case http.StatusUnauthorized:
-		return "unauthenticated"
-	case http.StatusForbidden:
-		return "permission_denied"
-	case http.StatusNotFound:
-		return "not_found"
-	case http.StatusMethodNotAllowed:
-		return "method_not_allowed"
-	case http.StatusConflict:
-		return "conflict"
-	case http.StatusRequestEntityTooLarge:
-		return "payload_too_large"
-	case http.StatusUnsupportedMediaType:
-		return "unsupported_media_type"
-	case http.StatusUnprocessableEntity:
-		return "unprocessable"
-	case http.StatusTooManyRequests:
-		return "rate_limited"
-	case http.StatusServiceUnavailable:
-		return "unavailable"
-	case http.StatusGatewayTimeout:
-		return "timeout"
-	}
-	if status >= 500 {
-		return "internal"
-	}
-	return "error"
+	return &Error{Status: status, Code: httperr.Code(status), Message: fmt.Sprintf(format, args...)}
 }
 
 // toError maps any error a handler returned to what the client sees. Domain errors are
@@ -90,7 +47,7 @@ func toError(err error) (e *Error, internal bool) {
 		if s, ok := httpErr.Message.(string); ok && s != "" {
 			msg = s
 		}
-		return &Error{Status: httpErr.Code, Code: codeFor(httpErr.Code), Message: msg}, httpErr.Code >= 500
+		return &Error{Status: httpErr.Code, Code: httperr.Code(httpErr.Code), Message: msg}, httpErr.Code >= 500
 	}
 	return Errorf(http.StatusInternalServerError, "internal error"), true
 }
@@ -114,7 +71,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Request().Method == http.MethodHead {
 			werr = c.NoContent(e.Status)
 		} else {
-			werr = c.JSON(e.Status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message}})
+			werr = c.JSON(e.Status, httperr.Body{Error: httperr.Detail{Code: e.Code, Message: e.Message}})
 		}
 		if werr != nil {
 			log.Warn("writing error response", "err", werr)

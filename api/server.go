@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/internal/promutil"
 )
 
 // Deps are what the API needs from the rest of the system.
@@ -143,8 +144,8 @@ func requestMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 		Help:    "Management API request duration by method and route.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"method", "route"})
-	requests = registerOrExisting(reg, requests)
-	duration = registerOrExisting(reg, duration)
+	requests = promutil.Register(reg, requests)
+	duration = promutil.Register(reg, duration)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
@@ -163,18 +164,4 @@ func requestMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 			return err
 		}
 	}
-}
-
-// registerOrExisting registers c, or returns the collector already registered under the same
-// name (several API instances in one process share the series).
-func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }

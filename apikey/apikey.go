@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 
@@ -36,6 +37,20 @@ func Parse(key string) (id, secret string, err error) {
 		return "", "", ErrMalformed
 	}
 	return m[1], m[2], nil
+}
+
+// FromAuthorization reads the key from an Authorization header value, "Api-Key <key>" or
+// "Bearer <key>" (scheme case-insensitive).
+func FromAuthorization(h string) (string, bool) {
+	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok {
+		return "", false
+	}
+	switch strings.ToLower(scheme) {
+	case "api-key", "bearer":
+		return strings.TrimSpace(key), true
+	}
+	return "", false
 }
 
 // Hash is what is stored for a secret.

@@ -36,10 +36,17 @@ func APIKeyByID(ctx context.Context, db sqlx.QueryerContext, id string) (APIKey,
 	return k, err
 }
 
-// RevokeAPIKey marks the key revoked; revoking twice keeps the first time.
+// RevokeAPIKey marks the key revoked; revoking twice keeps the first time. Gateways, which
+// cache keys, are told at once.
 func RevokeAPIKey(ctx context.Context, db sqlx.ExecerContext, id string) error {
-	return exec(ctx, db, true, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1`, id)
+	if err := exec(ctx, db, true, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1`, id); err != nil {
+		return err
+	}
+	return NotifyRoutes(ctx, db, APIKeyPayload+id)
 }
+
+// APIKeyPayload prefixes the key ID in the routes notification sent when a key changes.
+const APIKeyPayload = "apikey:"
 
 // TouchAPIKey records that the key was used, at most once a minute so that hot keys do not
 // turn every request into a write.

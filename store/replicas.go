@@ -25,14 +25,19 @@ type Replica struct {
 	DeploymentID string  `db:"deployment_id"`
 	NodeID       *string `db:"node_id"`
 	// AgentURL is the URL of the node's agent, empty when the replica has no node.
-	AgentURL  string     `db:"agent_url"`
-	State     string     `db:"state"`
-	Address   string     `db:"address"`
-	Error     string     `db:"error"`
-	CreatedAt time.Time  `db:"created_at"`
-	UpdatedAt time.Time  `db:"updated_at"`
-	ReadyAt   *time.Time `db:"ready_at"`
-	StoppedAt *time.Time `db:"stopped_at"`
+	AgentURL string `db:"agent_url"`
+	State    string `db:"state"`
+	Address  string `db:"address"`
+	// PredictPath is where the model server takes predictions, recorded when it is READY.
+	PredictPath string     `db:"predict_path"`
+	Error       string     `db:"error"`
+	CreatedAt   time.Time  `db:"created_at"`
+	UpdatedAt   time.Time  `db:"updated_at"`
+	ReadyAt     *time.Time `db:"ready_at"`
+	StoppedAt   *time.Time `db:"stopped_at"`
+	// DrainingAt is the database time after which gateways no longer route to the replica;
+	// set once it is DRAINING.
+	DrainingAt *time.Time `db:"draining_at"`
 }
 
 // NewReplica says where a replica goes: its node and the GPUs placement gave it there.
@@ -44,8 +49,8 @@ type NewReplica struct {
 }
 
 const replicaSelect = `
-	SELECT r.id, r.deployment_id, r.node_id, COALESCE(n.agent_url, '') AS agent_url, r.state, r.address,
-	       r.error, r.created_at, r.updated_at, r.ready_at, r.stopped_at
+	SELECT r.id, r.deployment_id, r.node_id, COALESCE(n.agent_url, '') AS agent_url, r.state, r.address, r.predict_path,
+	       r.error, r.created_at, r.updated_at, r.ready_at, r.stopped_at, r.draining_at
 	FROM replicas r LEFT JOIN nodes n ON n.id = r.node_id`
 
 // CreateReplica records a placed replica in state PENDING and assigns it the GPUs it was
@@ -89,24 +94,57 @@ func ReplicaByID(ctx context.Context, db sqlx.QueryerContext, id string) (Replic
 
 // SetReplicaState records what the agent said of a replica. READY stamps ready_at; STOPPED
 // and FAILED stamp stopped_at and give its GPUs back. An unknown replica is ErrNotFound.
+//
+// A DRAINING replica only moves on to STOPPING, STOPPED or FAILED: any other state is
+// ignored, so that an agent poll still in flight (a start being confirmed, say) cannot put
+// it back into the gateways' routes while it is being drained.
 func SetReplicaState(ctx context.Context, db *sqlx.DB, id, state, address, errText string) error {
+	return WithTx(ctx, db, func(tx *sqlx.Tx) error { return setReplicaState(ctx, tx, id, state, address, errText) })
+}
+
+// MarkReplicaReady records that the replica is READY at address and takes predictions on
+// predictPath, in one step, so gateways never route to it without knowing where to send.
+func MarkReplicaReady(ctx context.Context, db *sqlx.DB, id, address, predictPath string) error {
 	return WithTx(ctx, db, func(tx *sqlx.Tx) error {
-		if err := exec(ctx, tx, true, `
-			UPDATE replicas SET state = $2, address = $3, error = $4, updated_at = now(),
-			       ready_at = CASE WHEN $2 = 'READY' THEN COALESCE(ready_at, now()) ELSE ready_at END,
-			       stopped_at = CASE WHEN $2 IN ('STOPPED', 'FAILED') THEN COALESCE(stopped_at, now()) ELSE stopped_at END
-			WHERE id = $1`, id, state, address, errText); err != nil {
+		if err := exec(ctx, tx, true, `UPDATE replicas SET predict_path = $2 WHERE id = $1`, id, predictPath); err != nil {
 			return err
 		}
-		if state == ReplicaStopped || state == ReplicaFailed {
-			if err := exec(ctx, tx, false, `
-				UPDATE gpus SET assigned_replica_id = NULL, updated_at = now() WHERE assigned_replica_id = $1`, id); err != nil {
-				return err
-			}
-		}
-		// Gateways route to READY replicas, so every change of state concerns them.
-		return NotifyRoutes(ctx, tx, "replica:"+id)
+		return setReplicaState(ctx, tx, id, ReplicaReady, address, "")
 	})
+}
+
+func setReplicaState(ctx context.Context, tx *sqlx.Tx, id, state, address, errText string) error {
+	var current string
+	if err := get(ctx, tx, &current, `SELECT state FROM replicas WHERE id = $1 FOR UPDATE`, id); err != nil {
+		return err
+	}
+	if current == ReplicaDraining && !leavesDraining(state) {
+		return nil
+	}
+	if err := exec(ctx, tx, true, `
+		UPDATE replicas SET state = $2, address = $3, error = $4, updated_at = now(),
+		       ready_at = CASE WHEN $2 = 'READY' THEN COALESCE(ready_at, now()) ELSE ready_at END,
+		       stopped_at = CASE WHEN $2 IN ('STOPPED', 'FAILED') THEN COALESCE(stopped_at, now()) ELSE stopped_at END
+		WHERE id = $1`, id, state, address, errText); err != nil {
+		return err
+	}
+	if state == ReplicaStopped || state == ReplicaFailed {
+		if err := exec(ctx, tx, false, `
+			UPDATE gpus SET assigned_replica_id = NULL, updated_at = now() WHERE assigned_replica_id = $1`, id); err != nil {
+			return err
+		}
+	}
+	// Gateways route to READY replicas, so every change of state concerns them.
+	return NotifyRoutes(ctx, tx, "replica:"+id)
+}
+
+// leavesDraining says whether a DRAINING replica may go to state.
+func leavesDraining(state string) bool {
+	switch state {
+	case ReplicaDraining, ReplicaStopping, ReplicaStopped, ReplicaFailed:
+		return true
+	}
+	return false
 }
 
 // ListLiveReplicas returns the deployment's replicas that are neither stopped nor failed,

@@ -40,6 +40,8 @@ type CleanupResult struct {
 	ReplicasStopped    int
 	ArchivesDeleted    int
 	BlobsDeleted       int
+	// GatewayReportsDeleted counts reports of gateways that died without removing theirs.
+	GatewayReportsDeleted int64
 }
 
 // Cleanup removes data that nothing needs any more. It runs on a schedule; each step is an
@@ -89,7 +91,15 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (CleanupResult, error) {
 		return out, err
 	}
 	out.ArchivesDeleted, out.BlobsDeleted = archives.Archives, archives.Blobs
+	// Last, so that a run begun before this step existed replays unchanged.
+	var reports activities.PruneGatewayReportsResult
+	if err := workflow.ExecuteActivity(ctx, a.PruneGatewayReports,
+		activities.PruneGatewayReportsInput{Before: now.Add(-activities.GatewayReportRetention)}).Get(ctx, &reports); err != nil {
+		return out, err
+	}
+	out.GatewayReportsDeleted = reports.Deleted
 	workflow.GetLogger(ctx).Info("cleanup done", "load_samples_deleted", out.LoadSamplesDeleted,
-		"replicas_stopped", out.ReplicasStopped, "archives_deleted", out.ArchivesDeleted)
+		"replicas_stopped", out.ReplicasStopped, "archives_deleted", out.ArchivesDeleted,
+		"gateway_reports_deleted", out.GatewayReportsDeleted)
 	return out, nil
 }

@@ -45,6 +45,13 @@ func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activitie
 			}
 			return activities.PruneArchivesResult{Archives: 3, Blobs: 1}, nil
 		})
+	env.OnActivity(a.PruneGatewayReports, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PruneGatewayReportsInput) (activities.PruneGatewayReportsResult, error) {
+			if want := cleanupStart.Add(-activities.GatewayReportRetention); !in.Before.Equal(want) {
+				return activities.PruneGatewayReportsResult{}, errors.New("gateway report cutoff is " + in.Before.String())
+			}
+			return activities.PruneGatewayReportsResult{Deleted: 4}, nil
+		})
 	env.ExecuteWorkflow(workflows.Cleanup, in)
 	require.True(t, env.IsWorkflowCompleted())
 	return env, calls
@@ -62,6 +69,7 @@ func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
 	require.Equal(t, 2, res.ReplicasStopped)
 	require.Equal(t, 3, res.ArchivesDeleted)
 	require.Equal(t, 1, res.BlobsDeleted)
+	require.EqualValues(t, 4, res.GatewayReportsDeleted, "reports of dead gateways are pruned")
 	require.Len(t, calls, 1)
 	want := cleanupStart.Add(-30 * time.Minute)
 	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)

@@ -712,8 +712,11 @@ var (
 			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
 		},
 	}
+	// A stop first waits for gateways to drain the replica, heartbeating meanwhile, so a lost
+	// worker's stop is retried within half a minute rather than after the whole drain.
 	stopActivity = workflow.ActivityOptions{
-		StartToCloseTimeout: ReplicaStopGrace + time.Minute,
+		StartToCloseTimeout: activities.DefaultDrainTimeout + ReplicaStopGrace + time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
 		},

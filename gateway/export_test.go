@@ -1,0 +1,46 @@
+package gateway
+
+// RoutesTo returns the deployment the environment sends most of its traffic to in the
+// current table, "" when none.
+func (g *Gateway) RoutesTo(modelID, env string) string {
+	t := g.table.Load()
+	if t == nil || t.models[modelID] == nil || t.models[modelID].envs[env] == nil {
+		return ""
+	}
+	best, id := -1, ""
+	for _, tg := range t.models[modelID].envs[env].targets {
+		if tg.weight > best {
+			best, id = tg.weight, tg.dep.id
+		}
+	}
+	return id
+}
+
+// Weight returns the percentage of the environment's traffic that goes to the deployment.
+func (g *Gateway) Weight(modelID, env, deploymentID string) int {
+	t := g.table.Load()
+	if t == nil || t.models[modelID] == nil || t.models[modelID].envs[env] == nil {
+		return 0
+	}
+	for _, tg := range t.models[modelID].envs[env].targets {
+		if tg.dep.id == deploymentID {
+			return tg.weight
+		}
+	}
+	return 0
+}
+
+// Routable returns the addresses of the deployment's replicas that take new requests.
+func (g *Gateway) Routable(modelID, deploymentID string) []string {
+	t := g.table.Load()
+	if t == nil || t.models[modelID] == nil || t.models[modelID].deployments[deploymentID] == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range t.models[modelID].deployments[deploymentID].replicas {
+		if !r.draining.Load() {
+			out = append(out, r.address)
+		}
+	}
+	return out
+}

@@ -1,0 +1,281 @@
+// Package gateway is modelplane's inference gateway: it authenticates inference requests,
+// resolves their target (an environment, the development deployment or a deployment ID) to a
+// deployment by weight and to a READY replica by the power of two choices, and forwards them.
+//
+// Its routing table comes from PostgreSQL and is reloaded on every NOTIFY modelplane_routes
+// and periodically as a safety net. Once a second it writes each deployment's average
+// concurrency to load_samples (for the autoscaler) and its in-flight count per replica to
+// gateway_reports (so that a replica being drained is stopped only when no gateway can still
+// send it anything).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes    = 32 << 20
+	DefaultUpstreamTimeout = 5 * time.Minute
+	DefaultReloadEvery     = 10 * time.Second
+	DefaultReportEvery     = time.Second
+	// RetryAfter is what a 503 tells clients to wait.
+	RetryAfter = 2 * time.Second
+)
+
+// Options configure a Gateway. DB and DatabaseURL are required.
+type Options struct {
+	DB *sqlx.DB
+	// DatabaseURL is where the gateway LISTENs for route changes.
+	DatabaseURL string
+	Logger      *slog.Logger
+	// Registerer receives the gateway's metrics; nil means a private registry.
+	Registerer prometheus.Registerer
+	// ID names this gateway in load samples and reports; empty means host name and PID.
+	ID string
+	// MaxBodyBytes bounds a request body (DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// UpstreamTimeout bounds a forwarded request, streamed answer included
+	// (DefaultUpstreamTimeout).
+	UpstreamTimeout time.Duration
+	// ReloadEvery is the safety-net full reload period (DefaultReloadEvery).
+	ReloadEvery time.Duration
+	// ReportEvery is how often load samples and the in-flight report are written
+	// (DefaultReportEvery).
+	ReportEvery time.Duration
+}
+
+// Gateway serves inference requests. Run must be running for it to route anything.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	table   atomic.Pointer[table]
+	builder *builder
+	// routesAt is the database time of the current table's snapshot, in Unix nanoseconds.
+	routesAt atomic.Int64
+	keys     *keyCache
+	metrics  *metrics
+	pool     *pool
+	// reloaded is signalled after every reload, for tests that wait for one.
+	reloaded chan struct{}
+}
+
+// New checks the options and builds a gateway.
+func New(opts Options) (*Gateway, error) {
+	if opts.DB == nil || opts.DatabaseURL == "" {
+		return nil, errors.New("gateway: DB and DatabaseURL are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.ID == "" {
+		host, _ := os.Hostname()
+		opts.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.UpstreamTimeout <= 0 {
+		opts.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if opts.ReloadEvery <= 0 {
+		opts.ReloadEvery = DefaultReloadEvery
+	}
+	if opts.ReportEvery <= 0 {
+		opts.ReportEvery = DefaultReportEvery
+	}
+	g := &Gateway{
+		opts:     opts,
+		log:      opts.Logger.With("component", "gateway"),
+		builder:  newBuilder(),
+		keys:     newKeyCache(opts.DB),
+		reloaded: make(chan struct{}, 1),
+	}
+	g.metrics = newMetrics(opts.Registerer, g)
+	g.pool = newPool()
+	return g, nil
+}
+
+// ID is the name this gateway reports under.
+func (g *Gateway) ID() string { return g.opts.ID }
+
+// Ready reports whether the first routing table is loaded.
+func (g *Gateway) Ready() bool { return g.table.Load() != nil }
+
+// Run loads the routing table, keeps it current and writes load samples and reports until
+// ctx ends. It returns only when ctx ends, or at once if it cannot listen for changes.
+func (g *Gateway) Run(ctx context.Context) error {
+	l, err := store.Listen(g.opts.DatabaseURL, store.RoutesChannel, 100*time.Millisecond, 5*time.Second, g.log)
+	if err != nil {
+		return fmt.Errorf("gateway: listen for route changes: %w", err)
+	}
+	defer l.Close()
+	defer g.pool.closeIdle()
+	reporterDone := make(chan struct{})
+	go func() {
+		defer close(reporterDone)
+		g.reportLoop(ctx)
+	}()
+	defer func() { <-reporterDone }()
+
+	tick := time.NewTicker(g.opts.ReloadEvery)
+	defer tick.Stop()
+	retry := time.NewTimer(0) // the first load happens at once
+	defer retry.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case payload, ok := <-l.C:
+			if !ok {
+				return nil
+			}
+			g.notified(payload, l.C)
+		case <-tick.C:
+		case <-retry.C:
+		}
+		if err := g.reload(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			g.log.Warn("loading routes", "err", err, "retry_in", backoff)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// notified handles a notification and any others already queued, so a burst of changes costs
+// one reload. Key changes only evict the key from the cache.
+func (g *Gateway) notified(payload string, more <-chan string) {
+	for {
+		g.keys.notified(payload)
+		select {
+		case p, ok := <-more:
+			if !ok {
+				return
+			}
+			payload = p
+		default:
+			return
+		}
+	}
+}
+
+func (g *Gateway) reload(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := store.LoadRoutes(ctx, g.opts.DB)
+	if err != nil {
+		return err
+	}
+	t := g.builder.build(r)
+	g.table.Store(t)
+	// Published after the table: a report that carries this time was taken after every
+	// replica that left the READY set was marked draining.
+	g.routesAt.Store(t.at.UnixNano())
+	select {
+	case g.reloaded <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// reportLoop writes the in-flight report every ReportEvery and load samples once per wall
+// clock second, and removes the report when the gateway stops, so drains stop waiting for it.
+// Ticks start on a whole second, so each sample describes the second that just ended.
+func (g *Gateway) reportLoop(ctx context.Context) {
+	// The first report goes out as soon as the first table is in, before the alignment wait,
+	// so that drains never take a serving gateway for an absent one.
+	s := &sampler{second: time.Now().Truncate(time.Second)}
+	for g.routesAt.Load() == 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := g.report(ctx, time.Now(), s); err != nil && ctx.Err() == nil {
+		g.log.Warn("writing gateway report", "err", err)
+	}
+	now := time.Now()
+	select {
+	case <-ctx.Done():
+	case <-time.After(now.Truncate(time.Second).Add(time.Second).Sub(now)):
+	}
+	tick := time.NewTicker(g.opts.ReportEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			if err := store.DeleteGatewayReport(cctx, g.opts.DB, g.opts.ID); err != nil {
+				g.log.Warn("removing gateway report", "err", err)
+			}
+			cancel()
+			return
+		case now := <-tick.C:
+			if err := g.report(ctx, now, s); err != nil && ctx.Err() == nil {
+				g.log.Warn("writing load samples", "err", err)
+			}
+		}
+	}
+}
+
+// sampler remembers the second load was last sampled in.
+type sampler struct{ second time.Time }
+
+// report writes one batch: the in-flight count per replica and, when a new second began, a
+// load sample per deployment that had traffic since the last one.
+//
+// The order matters for drains: routesAt is read before the in-flight counts. Any request
+// that picks a replica counts itself there and then checks the replica's draining flag, which
+// the table published at routesAt already set; so a request either shows in the counts read
+// here or never reaches a draining replica.
+func (g *Gateway) report(ctx context.Context, now time.Time, s *sampler) error {
+	routesAt := g.routesAt.Load()
+	if routesAt == 0 {
+		return nil // nothing routed yet
+	}
+	inFlight, loads := g.builder.snapshot()
+	var samples []store.LoadSample
+	if sec := now.Truncate(time.Second); sec.After(s.second) {
+		at := sec.Add(-time.Second).UTC()
+		for id, l := range loads {
+			avg, requests, busy := l.sample(now)
+			if avg == 0 && requests == 0 && busy == 0 {
+				continue
+			}
+			samples = append(samples, store.LoadSample{DeploymentID: id, GatewayID: g.opts.ID, At: at,
+				Concurrency: avg, Requests: requests})
+		}
+		s.second = sec
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return store.WithTx(ctx, g.opts.DB, func(tx *sqlx.Tx) error {
+		if err := store.InsertLoadSamples(ctx, tx, samples); err != nil {
+			return err
+		}
+		return store.ReportGateway(ctx, tx, store.GatewayReport{
+			GatewayID: g.opts.ID, RoutesAt: time.Unix(0, routesAt), InFlight: inFlight,
+		})
+	})
+}

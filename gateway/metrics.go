@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelplane/modelplane/internal/promutil"
+)
+
+// requestLabels are what a request's series are labelled with; IDs are set only once they
+// are known to exist, so made-up IDs cannot grow the series without bound.
+type requestLabels struct {
+	modelID, deploymentID, environment, phase string
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	total    *prometheus.HistogramVec
+	ttfb     *prometheus.HistogramVec
+	// The series a request lands in, found once per label set rather than hashed per request.
+	counters   sync.Map // counterKey -> prometheus.Counter
+	histograms sync.Map // requestLabels -> *seriesPair
+}
+
+type counterKey struct {
+	requestLabels
+	status int
+}
+
+type seriesPair struct{ total, ttfb prometheus.Observer }
+
+// latencyBuckets span a fast model's milliseconds to a long generation's minutes.
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
+	perEnv := []string{"model_id", "deployment_id", "environment", "rollout_phase"}
+	m := &metrics{
+		requests: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelplane_inference_requests_total",
+			Help: "Inference requests by model, deployment, environment and status code.",
+		}, append(perEnv[:4:4], "status_code", "is_async"))),
+		total: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "modelplane_end_to_end_response_time_seconds",
+			Help:    "Time from a request's arrival at the gateway until its answer ended.",
+			Buckets: latencyBuckets,
+		}, perEnv)),
+		ttfb: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "modelplane_time_to_first_byte_seconds",
+			Help:    "Time from a request's arrival at the gateway until the model server's answer began.",
+			Buckets: latencyBuckets,
+		}, perEnv)),
+	}
+	promutil.Register(reg, &loadCollector{g: g})
+	return m
+}
+
+// observe counts a finished request once, whatever happened to it.
+func (m *metrics) observe(l requestLabels, w *statusWriter, start time.Time) {
+	status := w.status
+	if status == 0 {
+		status = statusClientClosed
+	}
+	key := counterKey{l, status}
+	c, ok := m.counters.Load(key)
+	if !ok {
+		c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(l.modelID, l.deploymentID, l.environment, l.phase, strconv.Itoa(status), "false"))
+	}
+	c.(prometheus.Counter).Inc()
+	if l.deploymentID == "" {
+		return
+	}
+	h, ok := m.histograms.Load(l)
+	if !ok {
+		h, _ = m.histograms.LoadOrStore(l, &seriesPair{
+			total: m.total.WithLabelValues(l.modelID, l.deploymentID, l.environment, l.phase),
+			ttfb:  m.ttfb.WithLabelValues(l.modelID, l.deploymentID, l.environment, l.phase),
+		})
+	}
+	p := h.(*seriesPair)
+	p.total.Observe(time.Since(start).Seconds())
+	if w.ttfb > 0 {
+		p.ttfb.Observe(w.ttfb.Seconds())
+	}
+}
+
+// loadCollector reports the current table's per-deployment gauges when scraped, so requests
+// do not pay for keeping gauges.
+type loadCollector struct{ g *Gateway }
+
+var (
+	concurrentDesc = prometheus.NewDesc("modelplane_concurrent_requests",
+		"Requests this gateway has in flight, by deployment.", []string{"model_id", "deployment_id"}, nil)
+	activeDesc = prometheus.NewDesc("modelplane_replicas_active",
+		"READY replicas, by deployment.", []string{"model_id", "deployment_id"}, nil)
+	startingDesc = prometheus.NewDesc("modelplane_replicas_starting",
+		"Replicas being placed or started, by deployment.", []string{"model_id", "deployment_id"}, nil)
+)
+
+func (c *loadCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- concurrentDesc
+	ch <- activeDesc
+	ch <- startingDesc
+}
+
+func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.g.table.Load()
+	if t == nil {
+		return
+	}
+	for _, m := range t.models {
+		for _, d := range m.deployments {
+			if d.deleted {
+				continue
+			}
+			d.load.mu.Lock()
+			busy := d.load.inFlight
+			d.load.mu.Unlock()
+			ch <- prometheus.MustNewConstMetric(concurrentDesc, prometheus.GaugeValue, float64(busy), m.id, d.id)
+			ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(len(d.replicas)), m.id, d.id)
+			ch <- prometheus.MustNewConstMetric(startingDesc, prometheus.GaugeValue, float64(d.starting), m.id, d.id)
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package gateway
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+// table is one immutable routing snapshot. Requests read the current one through an atomic
+// pointer; a reload builds a new one and swaps it in.
+type table struct {
+	at     time.Time
+	models map[string]*model
+}
+
+type model struct {
+	id, workspaceID string
+	envs            map[string]*environment
+	deployments     map[string]*deployment
+	// development is the model's live development deployment, nil when it has none.
+	development *deployment
+}
+
+// environment sends its traffic to weighted targets: normally its current deployment at 100,
+// during a canary stage the previous and the candidate deployment.
+type environment struct {
+	name      string
+	targets   []target
+	promoting bool
+}
+
+type target struct {
+	dep    *deployment
+	weight int // percent
+}
+
+// pick chooses a target by weight.
+func (e *environment) pick() *deployment {
+	if len(e.targets) == 1 {
+		return e.targets[0].dep
+	}
+	n := rand.IntN(100)
+	for _, t := range e.targets {
+		if n < t.weight {
+			return t.dep
+		}
+		n -= t.weight
+	}
+	return e.targets[len(e.targets)-1].dep
+}
+
+// phase is the rollout_phase label of the environment's series.
+func (e *environment) phase() string {
+	if e.promoting {
+		return "promoting"
+	}
+	return "stable"
+}
+
+type deployment struct {
+	id, name, status string
+	model            *model
+	deleted          bool
+	replicas         []*replica // READY ones
+	starting         int        // replicas PENDING or STARTING
+	load             *load
+}
+
+// replica is one READY model server. It outlives the tables it appears in, so that its
+// in-flight count survives reloads and a replica that left the table is still reported until
+// its last request ends.
+type replica struct {
+	id, deploymentID, address string
+	predictPath               string
+	inFlight                  atomic.Int64
+	// draining is set when the replica left the READY set: no new request may start there.
+	draining atomic.Bool
+}
+
+// acquire counts a request on the replica, unless it started draining meanwhile. Counting
+// first and checking after is what lets a drain report trust a zero count (see report).
+func (r *replica) acquire() bool {
+	r.inFlight.Add(1)
+	if r.draining.Load() {
+		r.inFlight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (r *replica) release() { r.inFlight.Add(-1) }
+
+// pickReplica chooses a replica by the power of two choices on in-flight count, skipping
+// except, and counts the request on it. nil means none can take it.
+func (d *deployment) pickReplica(except *replica) *replica {
+	for range 3 { // a replica that starts draining between the pick and the count is picked again
+		r := d.choose(except)
+		if r == nil {
+			return nil
+		}
+		if r.acquire() {
+			return r
+		}
+		except = r
+	}
+	return nil
+}
+
+func (d *deployment) choose(except *replica) *replica {
+	n := len(d.replicas)
+	switch n {
+	case 0:
+		return nil
+	case 1:
+		if r := d.replicas[0]; r != except && !r.draining.Load() {
+			return r
+		}
+		return nil
+	}
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := d.replicas[i], d.replicas[j]
+	if !usable(a, except) {
+		a, b = b, a
+	}
+	if !usable(a, except) {
+		// Both draws are out: take the first usable one in order.
+		for _, r := range d.replicas {
+			if usable(r, except) {
+				return r
+			}
+		}
+		return nil
+	}
+	if usable(b, except) && b.inFlight.Load() < a.inFlight.Load() {
+		return b
+	}
+	return a
+}
+
+func usable(r, except *replica) bool { return r != except && !r.draining.Load() }
+
+// load is a deployment's in-flight count and its time-weighted average, kept across reloads
+// for the load samples the autoscaler reads.
+type load struct {
+	mu       sync.Mutex
+	inFlight int
+	requests int
+	area     float64 // request-nanoseconds since the last sample
+	last     time.Time
+	// sampled is when the current sampling period began.
+	sampled time.Time
+}
+
+func newLoad() *load { return &load{sampled: time.Now()} }
+
+func (l *load) add(now time.Time, delta int) {
+	l.mu.Lock()
+	l.advance(now)
+	l.inFlight += delta
+	if delta > 0 {
+		l.requests++
+	}
+	l.mu.Unlock()
+}
+
+func (l *load) advance(now time.Time) {
+	if !l.last.IsZero() {
+		l.area += float64(l.inFlight) * float64(now.Sub(l.last))
+	}
+	l.last = now
+}
+
+// sample returns the average concurrency since the previous sample and the requests started
+// meanwhile, and starts a new period.
+func (l *load) sample(now time.Time) (avg float64, requests, inFlight int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.advance(now)
+	if period := now.Sub(l.sampled); period > 0 {
+		avg = l.area / float64(period)
+	}
+	requests, inFlight = l.requests, l.inFlight
+	l.area, l.requests, l.sampled = 0, 0, now
+	return avg, requests, inFlight
+}
+
+// builder makes tables from database snapshots, keeping replicas and loads across them. Only
+// the reload goroutine calls build; the reporter reads the maps under mu.
+type builder struct {
+	mu       sync.Mutex
+	replicas map[string]*replica
+	loads    map[string]*load
+}
+
+func newBuilder() *builder {
+	return &builder{replicas: map[string]*replica{}, loads: map[string]*load{}}
+}
+
+// build turns a snapshot into a table. Replicas that were in the previous table and are not
+// READY now are marked draining before the new table is published, so no request starts on
+// them once the caller has swapped the table in.
+func (b *builder) build(r store.Routes) *table {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := &table{at: r.At, models: make(map[string]*model, len(r.Models))}
+	for _, m := range r.Models {
+		t.models[m.ID] = &model{id: m.ID, workspaceID: m.WorkspaceID,
+			envs: map[string]*environment{}, deployments: map[string]*deployment{}}
+	}
+	deps := make(map[string]*deployment, len(r.Deployments))
+	liveLoads := make(map[string]*load, len(r.Deployments))
+	for _, rd := range r.Deployments {
+		m := t.models[rd.ModelID]
+		if m == nil {
+			continue
+		}
+		l := b.loads[rd.ID]
+		if l == nil {
+			l = newLoad()
+		}
+		liveLoads[rd.ID] = l
+		d := &deployment{id: rd.ID, name: rd.Name, status: rd.Status, model: m, deleted: rd.Deleted,
+			starting: rd.ReplicasStarting, load: l}
+		deps[rd.ID] = d
+		m.deployments[rd.ID] = d
+		if rd.IsDevelopment && !rd.Deleted {
+			m.development = d
+		}
+	}
+	// Loads of deployments that are gone are dropped once nothing is in flight there.
+	for id, l := range b.loads {
+		if _, ok := liveLoads[id]; !ok {
+			l.mu.Lock()
+			busy := l.inFlight > 0
+			l.mu.Unlock()
+			if busy {
+				liveLoads[id] = l
+			}
+		}
+	}
+	b.loads = liveLoads
+
+	ready := make(map[string]*replica, len(r.Replicas))
+	for _, rr := range r.Replicas {
+		d := deps[rr.DeploymentID]
+		if d == nil {
+			continue
+		}
+		rep := b.replicas[rr.ID]
+		path := rr.PredictPath
+		if path == "" {
+			path = DefaultPredictPath
+		}
+		if rep == nil || rep.address != rr.Address || rep.predictPath != path {
+			rep = &replica{id: rr.ID, deploymentID: rr.DeploymentID, address: rr.Address, predictPath: path}
+		}
+		rep.draining.Store(false)
+		ready[rr.ID] = rep
+		d.replicas = append(d.replicas, rep)
+	}
+	for id, rep := range b.replicas {
+		if ready[id] == rep {
+			continue
+		}
+		rep.draining.Store(true)
+		if rep.inFlight.Load() > 0 {
+			// Still reported until its last request ends.
+			ready[id+"/"+rep.address] = rep
+		}
+	}
+	b.replicas = ready
+
+	for _, re := range r.Environments {
+		m := t.models[re.ModelID]
+		if m == nil {
+			continue
+		}
+		e := &environment{name: re.Name}
+		if re.CurrentDeploymentID != nil && deps[*re.CurrentDeploymentID] != nil {
+			cur := deps[*re.CurrentDeploymentID]
+			p := re.CandidatePercent
+			if re.CandidateID != nil && deps[*re.CandidateID] != nil && p > 0 {
+				e.promoting = true
+				if p >= 100 {
+					e.targets = []target{{deps[*re.CandidateID], 100}}
+				} else {
+					e.targets = []target{{cur, 100 - p}, {deps[*re.CandidateID], p}}
+				}
+			} else {
+				e.targets = []target{{cur, 100}}
+			}
+		}
+		m.envs[re.Name] = e
+	}
+	return t
+}
+
+// snapshot returns the in-flight count of every replica that has requests in flight, and the
+// loads by deployment, for the reporter.
+func (b *builder) snapshot() (inFlight map[string]int, loads map[string]*load) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	inFlight = map[string]int{}
+	for _, rep := range b.replicas {
+		if n := rep.inFlight.Load(); n > 0 {
+			inFlight[rep.id] += int(n)
+		}
+	}
+	loads = make(map[string]*load, len(b.loads))
+	for id, l := range b.loads {
+		loads[id] = l
+	}
+	return inFlight, loads
+}

@@ -1,0 +1,64 @@
+// Package httperr is API.md's error shape, shared by the management API and the gateway.
+package httperr
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Body is the JSON every error answer carries.
+type Body struct {
+	Error Detail `json:"error"`
+}
+
+// Detail says what went wrong: a code clients can switch on and a message people can read.
+type Detail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Code names a status for clients that switch on the code rather than the number.
+func Code(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "invalid_argument"
+	case http.StatusUnauthorized:
+		return "unauthenticated"
+	case http.StatusForbidden:
+		return "permission_denied"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusRequestEntityTooLarge:
+		return "payload_too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusUnprocessableEntity:
+		return "unprocessable"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusBadGateway:
+		return "bad_gateway"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "error"
+}
+
+// Write answers status with message in the error shape.
+func Write(w http.ResponseWriter, status int, message string) {
+	b, _ := json.Marshal(Body{Error: Detail{Code: Code(status), Message: message}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

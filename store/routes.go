@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Routes is everything a gateway needs to route inference requests, read in one snapshot.
+type Routes struct {
+	// At is the database time the snapshot was taken at (its transaction's start, so the
+	// snapshot holds everything committed before it).
+	At           time.Time
+	Models       []RouteModel
+	Environments []RouteEnvironment
+	Deployments  []RouteDeployment
+	Replicas     []RouteReplica
+}
+
+// RouteModel is a model and the workspace that owns it.
+type RouteModel struct {
+	ID          string `db:"id"`
+	WorkspaceID string `db:"workspace_id"`
+}
+
+// RouteEnvironment is where an environment sends its traffic: to its current deployment,
+// and while a promotion ramps up, CandidatePercent of it to the candidate.
+type RouteEnvironment struct {
+	ModelID             string  `db:"model_id"`
+	Name                string  `db:"name"`
+	CurrentDeploymentID *string `db:"current_deployment_id"`
+	CandidateID         *string `db:"candidate_id"`
+	CandidatePercent    int     `db:"candidate_percent"`
+}
+
+// RouteDeployment is a deployment's status as far as routing cares. Deleted deployments are
+// included so that a request to one can say why it fails.
+type RouteDeployment struct {
+	ID            string `db:"id"`
+	ModelID       string `db:"model_id"`
+	Name          string `db:"name"`
+	IsDevelopment bool   `db:"is_development"`
+	Status        string `db:"status"`
+	Deleted       bool   `db:"deleted"`
+	// ReplicasStarting counts replicas being placed or started.
+	ReplicasStarting int `db:"replicas_starting"`
+}
+
+// RouteReplica is a READY replica and where its model server takes predictions.
+type RouteReplica struct {
+	ID           string `db:"id"`
+	DeploymentID string `db:"deployment_id"`
+	Address      string `db:"address"`
+	PredictPath  string `db:"predict_path"`
+}
+
+// LoadRoutes reads the routing data in one consistent snapshot.
+func LoadRoutes(ctx context.Context, db *sqlx.DB) (Routes, error) {
+	var r Routes
+	tx, err := db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return r, translate(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	steps := []struct {
+		dest  any
+		query string
+	}{
+		{&r.At, `SELECT now()`},
+		{&r.Models, `SELECT id, workspace_id FROM models`},
+		// A promotion that is ramping (or paused while ramping) splits the environment's
+		// traffic; any other promotion state leaves it all on the current deployment.
+		{&r.Environments, `
+			SELECT e.model_id, e.name, e.current_deployment_id,
+			       p.candidate_deployment_id AS candidate_id,
+			       COALESCE(p.percent_traffic_to_new_version, 0) AS candidate_percent
+			FROM environments e
+			LEFT JOIN promotions p ON p.model_id = e.model_id AND p.environment = e.name
+			     AND p.status IN ('RAMPING_UP', 'PAUSED') AND p.candidate_deployment_id IS NOT NULL
+			     AND p.percent_traffic_to_new_version > 0`},
+		{&r.Deployments, `
+			SELECT d.id, d.model_id, d.name, d.is_development, d.status, d.deleted_at IS NOT NULL AS deleted,
+			       (SELECT count(*) FROM replicas r
+			        WHERE r.deployment_id = d.id AND r.state IN ('PENDING', 'STARTING')) AS replicas_starting
+			FROM deployments d`},
+		{&r.Replicas, `
+			SELECT id, deployment_id, address, predict_path FROM replicas
+			WHERE state = 'READY' AND address <> ''`},
+	}
+	for _, s := range steps {
+		if t, ok := s.dest.(*time.Time); ok {
+			err = tx.GetContext(ctx, t, s.query)
+		} else {
+			err = tx.SelectContext(ctx, s.dest, s.query)
+		}
+		if err != nil {
+			return r, translate(err)
+		}
+	}
+	return r, nil
+}
