@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -27,6 +28,7 @@ import (
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/store"
@@ -57,6 +59,10 @@ type Options struct {
 
 	// MaxArchiveBytes bounds a model package upload (default api.DefaultMaxArchiveBytes).
 	MaxArchiveBytes int64
+
+	// MaxBodyBytes and UpstreamTimeout configure the gateway (defaults in package gateway).
+	MaxBodyBytes    int64
+	UpstreamTimeout time.Duration
 
 	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
 	GPUProfile string
@@ -94,6 +100,9 @@ type Stack struct {
 	worker    sdkworker.Worker
 	http      *http.Server
 	served    chan error
+	gateway   *gateway.Gateway
+	stopGW    context.CancelFunc
+	gwDone    chan error
 }
 
 // Start brings the stack up. On error everything already started is stopped again.
@@ -189,9 +198,21 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, fmt.Errorf("worker: %w", err)
 		}
 	}
+	if err := s.startGateway(opts); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	apiHandler := api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
+		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes})
 	s.http = &http.Server{
-		Handler: api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
-			Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes}),
+		// The API and the gateway share the address: inference paths go to the gateway.
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if gateway.IsInference(r) {
+				s.gateway.ServeHTTP(w, r)
+				return
+			}
+			apiHandler.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
@@ -205,6 +226,32 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			DefaultWorkspace, filepath.Join(opts.DataDir, KeyFile), s.NewAPIKey)
 	}
 	return s, nil
+}
+
+// startGateway runs the inference gateway and waits for its first routing table, so that the
+// stack serves predictions as soon as Start returns.
+func (s *Stack) startGateway(opts Options) error {
+	gw, err := gateway.New(gateway.Options{DB: s.db, DatabaseURL: s.Postgres.URL, Logger: s.log,
+		Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: opts.MaxBodyBytes, UpstreamTimeout: opts.UpstreamTimeout})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.gateway, s.stopGW, s.gwDone = gw, cancel, make(chan error, 1)
+	go func() { s.gwDone <- gw.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !gw.Ready() {
+		if time.Now().After(deadline) {
+			return errors.New("gateway: routing table not loaded after 30s")
+		}
+		select {
+		case err := <-s.gwDone:
+			s.gwDone <- err
+			return fmt.Errorf("gateway: %w", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Served reports the API server's end: an error if it stopped on its own.
@@ -228,6 +275,12 @@ func (s *Stack) Close(ctx context.Context) error {
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
+		}
+	}
+	if s.stopGW != nil {
+		s.stopGW()
+		if err := <-s.gwDone; err != nil {
+			errs = append(errs, fmt.Errorf("gateway: %w", err))
 		}
 	}
 	if s.worker != nil {

@@ -93,6 +93,12 @@ func runClient(t *testing.T, dir string, env []string, args ...string) cliResult
 		}
 	}
 	cmd.Env = append(kept, env...)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs cmd to its end and returns what it printed and its exit code.
+func runCmd(t *testing.T, cmd *exec.Cmd) cliResult {
+	t.Helper()
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

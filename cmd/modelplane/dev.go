@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/devstack"
+	"github.com/modelplane/modelplane/gateway"
 )
 
 // shutdownTimeout bounds how long dev takes to stop after Ctrl-C.
@@ -27,6 +28,8 @@ type devConfig struct {
 	DatabaseURL       string
 	MaxArchiveBytes   int64
 	GPUProfile        string
+	MaxBodyBytes      int64
+	UpstreamTimeout   time.Duration
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -36,7 +39,7 @@ func newDevCmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Run the whole stack in one process on embedded defaults",
 		Long: `Runs PostgreSQL (DATABASE_URL, else the local server on 127.0.0.1:5432, else a private
 cluster in the data directory), an in-process Temporal server with its UI (unless
-TEMPORAL_ADDRESS names a cluster), the management API, the worker and a local node agent
+TEMPORAL_ADDRESS names a cluster), the management API, the inference gateway (on the same address), the worker and a local node agent
 (whose model servers stop with dev). The first start creates
 the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 		Args: cobra.NoArgs,
@@ -51,6 +54,8 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
 	f.StringVar(&c.DatabaseURL, "database-url", envString(envDatabaseURL, ""), "PostgreSQL URL; empty tries the local server, then a private cluster (DATABASE_URL)")
 	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "the local agent's GPUs: auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
+	f.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(envInt("MODELPLANE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes)), "largest inference request body; larger is 413 (MODELPLANE_MAX_BODY_BYTES)")
+	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded inference request may take; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	return cmd
 }
@@ -67,7 +72,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,
-		Logger:          log, Out: out,
+		MaxBodyBytes:    c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout,
+		Logger: log, Out: out,
 	})
 	if err != nil {
 		return err
@@ -78,6 +84,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	}
 	fmt.Fprintf(out, "modelplane dev is ready\n")
 	fmt.Fprintf(out, "  API:          %s\n", s.APIURL)
+	fmt.Fprintf(out, "  Inference:    %s/models/{model_id}/production/predict\n", s.APIURL)
 	fmt.Fprintf(out, "  Temporal:     %s (namespace %s)\n", s.TemporalAddress, c.TemporalNamespace)
 	if s.TemporalUIURL != "" {
 		fmt.Fprintf(out, "  Temporal UI:  %s\n", s.TemporalUIURL)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -110,20 +109,8 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 					Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes}),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
-			errc := make(chan error, 1)
-			go func() { errc <- srv.ListenAndServe() }()
 			log.Info("api listening", "addr", c.Listen)
-			select {
-			case err := <-errc:
-				return err
-			case <-ctx.Done():
-			}
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			defer cancel()
-			if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return serve(ctx, srv)
 		},
 	}
 	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/internal/apitest"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/testmodel"
+)
+
+// TestGatewayCmd_ServesPredictionsAndStopsOnSignal runs `modelplane gateway` against the test
+// database and predicts through it with `modelplane predict`.
+func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	m, _, key := apitest.Workspace(t, db, "gwcmd")
+	model := httptest.NewServer(testmodel.NewHandler(testmodel.Options{}, nil))
+	t.Cleanup(model.Close)
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	require.NoError(t, store.SetDeploymentStatus(ctx, db, d.ID, "ACTIVE", ""))
+	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: store.NewID(12), DeploymentID: d.ID})
+	require.NoError(t, err)
+	require.NoError(t, store.MarkReplicaReady(ctx, db, r.ID, strings.TrimPrefix(model.URL, "http://"), "/predict"))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, d.ID))
+
+	addr := freeAddr(t)
+	cmd := modelplane("gateway", "--listen", addr, "--database-url", dbURL, "--upstream-timeout", "30s")
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	require.Eventually(t, func() bool {
+		res, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}, 15*time.Second, 50*time.Millisecond, "the gateway never became ready")
+
+	out := runClient(t, "", []string{"MODELPLANE_GATEWAY_URL=http://" + addr, "MODELPLANE_API_KEY=" + key},
+		"predict", m.ID, `{"text":"hi"}`)
+	require.Zero(t, out.exit, out.stderr)
+	assert.Contains(t, out.stdout, `"output":{"text":"hi"}`)
+
+	res, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	metrics, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(metrics), `modelplane_inference_requests_total{deployment_id="`+d.ID+`"`)
+
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "a gateway stopped by a signal exits 0")
+	case <-time.After(15 * time.Second):
+		t.Fatal("the gateway did not stop within 15s")
+	}
+}
+
+func TestGatewayCmd_RefusesABadTimeout(t *testing.T) {
+	r := runClient(t, "", nil, "gateway", "--listen", freeAddr(t), "--database-url", dbURL, "--upstream-timeout", "0s")
+	require.NotZero(t, r.exit)
+	assert.Contains(t, r.stderr, "--upstream-timeout must be positive")
+}
