@@ -19,7 +19,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -489,6 +489,9 @@ func TestWeightedSplit(t *testing.T) {
 	share := float64(cand.hits.Load()) / total * 100
 	assert.EqualValues(t, total, cur.hits.Load()+cand.hits.Load())
 	assert.InDelta(t, 30, share, 3, "candidate share %.1f%% of %d requests", share, total)
+	phase := metricLabels(t, f, "modelplane_inference_requests_total", dn.ID)
+	assert.Equal(t, "promoting", phase["rollout_phase"])
+	assert.Equal(t, "production", phase["environment"])
 }
 
 func TestRefusingReplicaIsSkipped(t *testing.T) {
@@ -509,33 +512,57 @@ func TestRefusingReplicaIsSkipped(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.status, "request %d: %s", i, a.body)
 	}
 	// Every request is counted once, retried or not.
-	got := testutil.ToFloat64(requestsCounter(t, f, d.ID, "200"))
+	got := requests(t, f, d.ID, "200")
 	assert.GreaterOrEqual(t, got, float64(n))
 	assert.EqualValues(t, up.hits.Load(), int64(got), "one count per request, none for the failed connection")
 }
 
-func requestsCounter(t *testing.T, f *fixture, deploymentID, code string) prometheus.Collector {
+// series returns the first series of the metric whose labels include want.
+func series(t *testing.T, f *fixture, name string, want map[string]string) (*dto.Metric, map[string]string) {
 	t.Helper()
 	mfs, err := f.reg.Gather()
 	require.NoError(t, err)
 	for _, mf := range mfs {
-		if mf.GetName() != "modelplane_inference_requests_total" {
+		if mf.GetName() != name {
 			continue
 		}
+	next:
 		for _, m := range mf.GetMetric() {
 			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["deployment_id"] == deploymentID && labels["status_code"] == code {
-				c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
-				c.Add(m.GetCounter().GetValue())
-				return c
+			for k, v := range want {
+				if labels[k] != v {
+					continue next
+				}
 			}
+			return m, labels
 		}
 	}
-	t.Fatalf("no modelplane_inference_requests_total for deployment %s code %s", deploymentID, code)
-	return nil
+	t.Fatalf("no %s series with %v", name, want)
+	return nil, nil
+}
+
+// metricLabels returns the labels of the metric's series for the deployment.
+func metricLabels(t *testing.T, f *fixture, name, deploymentID string) map[string]string {
+	t.Helper()
+	_, labels := series(t, f, name, map[string]string{"deployment_id": deploymentID})
+	return labels
+}
+
+// gauge returns the value of the deployment's gauge.
+func gauge(t *testing.T, f *fixture, name, deploymentID string) float64 {
+	t.Helper()
+	m, _ := series(t, f, name, map[string]string{"deployment_id": deploymentID})
+	return m.GetGauge().GetValue()
+}
+
+// requests returns how many requests the deployment answered with code.
+func requests(t *testing.T, f *fixture, deploymentID, code string) float64 {
+	t.Helper()
+	m, _ := series(t, f, "modelplane_inference_requests_total", map[string]string{"deployment_id": deploymentID, "status_code": code})
+	return m.GetCounter().GetValue()
 }
 
 func TestStreamingIsNotBuffered(t *testing.T) {
@@ -610,6 +637,9 @@ func TestLoadSamplesAndDrain(t *testing.T) {
 		go func() { defer wg.Done(); statuses <- f.predict("production", "{}").status }()
 	}
 	require.Eventually(t, func() bool { return slow.h.Stats().InFlight == 4 }, 2*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 4.0, gauge(t, f, "modelplane_concurrent_requests", d.ID))
+	assert.Equal(t, 1.0, gauge(t, f, "modelplane_replicas_active", d.ID))
+	assert.Equal(t, 0.0, gauge(t, f, "modelplane_replicas_starting", d.ID))
 
 	// Drain the replica while they run: a second replica takes new requests, the old one
 	// counts as drained only once its four requests are done.

@@ -1,0 +1,543 @@
+// Command gateway measures the inference gateway against nginx, the reverse proxy it has to
+// keep up with. In one run it drives the test model (cmd/testmodel) directly, behind nginx
+// (proxy_pass to a keep-alive upstream) and behind `modelplane gateway`, each as a process of
+// its own, with the same load generator:
+//
+//   - peak: a closed loop of concurrent clients, for throughput, p50 and p99;
+//   - half peak: an open loop at half of the direct row's peak rate, the same rate for every
+//     target, for the latency each proxy adds when it is not saturated.
+//
+// Targets: gateway throughput at least 0.9x nginx's, and at most 1 ms of p99 added over
+// direct at half peak. It prints a markdown section, which bench/run adds to RESULTS.md.
+//
+// It needs nginx on PATH (bench/run installs Debian's nginx-light) and PostgreSQL as the
+// tests use it (internal/pgtest).
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+//go:embed nginx.conf.tmpl
+var nginxConfTemplate string
+
+// Targets of the issue that asked for this benchmark.
+const (
+	minThroughputRatio = 0.9
+	maxAddedP99        = time.Millisecond
+)
+
+// startTimeout is how long a server may take to answer its readiness check.
+const startTimeout = 30 * time.Second
+
+// The rows, in the order they are printed.
+const (
+	rowDirect  = "direct"
+	rowNginx   = "nginx"
+	rowGateway = "gateway"
+)
+
+type config struct {
+	Concurrency   int
+	Duration      time.Duration
+	Warmup        time.Duration
+	Rounds        int
+	Rate          float64
+	Senders       int
+	ResponseBytes int
+	Targets       []string
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.Concurrency, "concurrency", 32, "concurrent clients of the closed loop (peak)")
+	flag.DurationVar(&c.Duration, "duration", 10*time.Second, "measured time of each run")
+	flag.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured time before each run's measured time")
+	flag.IntVar(&c.Rounds, "rounds", 3, "rounds; each drives every target once per phase, and the median is reported")
+	flag.Float64Var(&c.Rate, "rate", 0, "requests per second of the open loop; 0: half of the direct row's peak")
+	flag.IntVar(&c.Senders, "senders", 256, "goroutines that send the open loop's requests")
+	flag.IntVar(&c.ResponseBytes, "response-bytes", 64, `length of the "pad" field of the test model's answers`)
+	targets := flag.String("targets", "direct,nginx,gateway",
+		"rows to measure, comma-separated; direct is needed, the others may be left out while developing")
+	flag.Parse()
+	c.Targets = strings.Split(*targets, ",")
+	if err := c.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, c)
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = errors.New("interrupted")
+		}
+		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func (c config) validate() error {
+	for _, t := range c.Targets {
+		if t != rowDirect && t != rowNginx && t != rowGateway {
+			return fmt.Errorf("unknown target %q (direct, nginx, gateway)", t)
+		}
+	}
+	switch {
+	case !slices.Contains(c.Targets, rowDirect):
+		return errors.New("-targets must include direct: it is the baseline and sets the open loop's rate")
+	case c.Concurrency < 1 || c.Senders < 1 || c.Rounds < 1:
+		return errors.New("-concurrency, -senders and -rounds must be at least 1")
+	case c.Duration <= 0 || c.Warmup < 0:
+		return errors.New("-duration must be positive and -warmup not negative")
+	case c.Rate < 0:
+		return errors.New("-rate must not be negative")
+	}
+	return nil
+}
+
+func (c config) has(row string) bool { return slices.Contains(c.Targets, row) }
+
+func run(ctx context.Context, c config) error {
+	nginxVersion := "not run"
+	if c.has(rowNginx) {
+		if _, err := exec.LookPath("nginx"); err != nil {
+			return errors.New("nginx is not on PATH; bench/run installs Debian's nginx-light, or: apt-get install nginx-light")
+		}
+		out, err := exec.Command("nginx", "-v").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("nginx -v: %w: %s", err, out)
+		}
+		nginxVersion = strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: ")
+	}
+
+	dir, err := os.MkdirTemp("", "modelplane-bench-gateway-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// nginx's workers run as nobody when it is started as root, and write their temp files here.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	pkgs := []string{"github.com/modelplane/modelplane/cmd/testmodel"}
+	if c.has(rowGateway) {
+		pkgs = append(pkgs, "github.com/modelplane/modelplane/cmd/modelplane")
+	}
+	progress("building %s", strings.Join(pkgs, " "))
+	build := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+
+	modelPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	model, err := startProcess(dir, "testmodel", true, dir+"/testmodel", "--port", strconv.Itoa(modelPort),
+		"--latency", "0", "--response-bytes", strconv.Itoa(c.ResponseBytes))
+	if err != nil {
+		return err
+	}
+	defer model.stop()
+	modelAddr := fmt.Sprintf("127.0.0.1:%d", modelPort)
+	if err := model.waitReady(ctx, startTimeout, httpGetOK("http://"+modelAddr+"/health")); err != nil {
+		return err
+	}
+	conns := max(c.Concurrency, c.Senders)
+	targets := []*target{{name: rowDirect, url: "http://" + modelAddr + "/predict", procs: []*process{model}}}
+
+	if c.has(rowNginx) {
+		t, stop, err := startNginx(ctx, dir, modelPort, model)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, t)
+	}
+	if c.has(rowGateway) {
+		t, stop, err := startGateway(ctx, dir, modelAddr, model)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, t)
+	}
+	for _, t := range targets {
+		if t.client != nil {
+			t.client.CloseIdleConnections() // the readiness probe's
+		}
+		t.client = newClient(conns)
+		// Every target answers once before any is measured, so a broken one fails the run
+		// here, with its log, rather than as a row of errors.
+		if err := t.predict(ctx); err != nil {
+			return fmt.Errorf("probe of %s: %w%s", t.name, err, tails(t.procs))
+		}
+	}
+
+	peak := make(map[string][]sample)
+	for r := range c.Rounds {
+		for _, t := range rotate(targets, r) {
+			progress("round %d/%d, peak: %s", r+1, c.Rounds, t.name)
+			s := closedLoop(ctx, t, c.Concurrency, c.Warmup, c.Duration)
+			if err := afterRun(ctx, t, s); err != nil {
+				return err
+			}
+			peak[t.name] = append(peak[t.name], s)
+		}
+	}
+	rate := c.Rate
+	if rate == 0 {
+		rate = median(peak[rowDirect], func(s sample) float64 { return s.rps }) / 2
+	}
+	half := make(map[string][]sample)
+	for r := range c.Rounds {
+		for _, t := range rotate(targets, r) {
+			progress("round %d/%d, %.0f req/s: %s", r+1, c.Rounds, rate, t.name)
+			s := openLoop(ctx, t, rate, c.Senders, c.Warmup, c.Duration)
+			if err := afterRun(ctx, t, s); err != nil {
+				return err
+			}
+			half[t.name] = append(half[t.name], s)
+		}
+	}
+
+	report(c, nginxVersion, rate, targets, peak, half)
+	return nil
+}
+
+// startNginx writes nginx's configuration from the template and starts it in front of the
+// test model. The returned function stops it.
+func startNginx(ctx context.Context, dir string, modelPort int, model *process) (*target, func(), error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	prefix := dir + "/nginx"
+	if err := os.Mkdir(prefix, 0o755); err != nil {
+		return nil, nil, err
+	}
+	var conf bytes.Buffer
+	err = template.Must(template.New("nginx").Parse(nginxConfTemplate)).Execute(&conf, map[string]any{
+		"User": nginxUser(), "Prefix": prefix, "Port": port, "UpstreamPort": modelPort,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	confPath := prefix + "/nginx.conf"
+	if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
+		return nil, nil, err
+	}
+	p, err := startProcess(dir, "nginx", false, "nginx", "-c", confPath, "-p", prefix,
+		"-e", prefix+"/error.log", "-g", "daemon off;")
+	if err != nil {
+		return nil, nil, err
+	}
+	t := &target{name: rowNginx, url: fmt.Sprintf("http://127.0.0.1:%d/predict", port),
+		procs: []*process{p, model}, client: newClient(1)}
+	// nginx has no readiness endpoint of its own; a prediction through it is the check.
+	if err := p.waitReady(ctx, startTimeout, t.predict); err != nil {
+		p.stop()
+		return nil, nil, fmt.Errorf("%w%s", err, tails([]*process{{name: "nginx error log", log: prefix + "/error.log"}}))
+	}
+	return t, p.stop, nil
+}
+
+// nginxUser is the user nginx's workers run as when it is started as root: nobody, with
+// nobody's group, since nginx's default group "nobody" does not exist on Debian. Started by
+// anyone else, nginx runs as that user and takes no user directive.
+func nginxUser() string {
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return ""
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		return ""
+	}
+	return "nobody " + g.Name
+}
+
+// startGateway makes a fresh database routing the production environment of one model to
+// the test model, and starts `modelplane gateway` on it. The returned function stops the
+// gateway and drops the database.
+func startGateway(ctx context.Context, dir, modelAddr string, model *process) (*target, func(), error) {
+	dbURL, drop, err := pgtest.Create("benchgw")
+	if err != nil {
+		return nil, nil, err
+	}
+	modelID, key, err := seed(ctx, dbURL, modelAddr)
+	if err != nil {
+		drop()
+		return nil, nil, fmt.Errorf("seed the gateway's database: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// Warnings only: nginx runs without an access log too.
+	p, err := startProcess(dir, "gateway", false, dir+"/modelplane", "gateway", "--listen", addr,
+		"--database-url", dbURL, "--log-level", "warn")
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	stop := func() { p.stop(); drop() }
+	if err := p.waitReady(ctx, startTimeout, httpGetOK("http://"+addr+"/readyz")); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return &target{name: rowGateway, url: "http://" + addr + "/models/" + modelID + "/production/predict",
+		apiKey: key, procs: []*process{p, model}}, stop, nil
+}
+
+// seed creates what the gateway routes by: a workspace and its API key, a model whose
+// production environment points at an ACTIVE deployment, and one READY replica of it at
+// modelAddr.
+func seed(ctx context.Context, dbURL, modelAddr string) (modelID, key string, err error) {
+	if err := pgtest.Migrate(dbURL); err != nil {
+		return "", "", err
+	}
+	db, err := store.Open(ctx, dbURL)
+	if err != nil {
+		return "", "", err
+	}
+	defer db.Close()
+	ws, _, err := store.EnsureWorkspace(ctx, db, "bench")
+	if err != nil {
+		return "", "", err
+	}
+	_, key, err = apikey.Create(ctx, db, ws.ID, "bench", false)
+	if err != nil {
+		return "", "", err
+	}
+	m, err := store.CreateModel(ctx, db, ws.ID, "bench")
+	if err != nil {
+		return "", "", err
+	}
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID,
+		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+	if err != nil {
+		return "", "", err
+	}
+	if err := store.SetDeploymentStatus(ctx, db, d.ID, workflows.StatusActive, ""); err != nil {
+		return "", "", err
+	}
+	if err := store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, d.ID); err != nil {
+		return "", "", err
+	}
+	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: store.NewID(12), DeploymentID: d.ID})
+	if err != nil {
+		return "", "", err
+	}
+	if err := store.SetReplicaState(ctx, db, r.ID, store.ReplicaReady, modelAddr, ""); err != nil {
+		return "", "", err
+	}
+	return m.ID, key, nil
+}
+
+// httpGetOK is a readiness probe: GET url answers 200.
+func httpGetOK(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s answered %d", url, resp.StatusCode)
+		}
+		return nil
+	}
+}
+
+// afterRun fails the benchmark if a server died during the run, and reports errors.
+func afterRun(ctx context.Context, t *target, s sample) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, p := range t.procs {
+		if err := p.check(); err != nil {
+			return fmt.Errorf("while measuring %s: %w", t.name, err)
+		}
+	}
+	if s.errors > 0 {
+		progress("%s: %d errors, the first: %v", t.name, s.errors, s.firstErr)
+	}
+	return nil
+}
+
+// tails is the end of each process's output, for an error message.
+func tails(procs []*process) string {
+	var b strings.Builder
+	for _, p := range procs {
+		if t := p.tail(2048); t != "" {
+			fmt.Fprintf(&b, "\n--- last lines of %s (%s) ---\n%s", p.name, p.log, t)
+		}
+	}
+	return b.String()
+}
+
+// rotate returns the targets starting with the r-th, so that no target always runs first or
+// right after the same other one.
+func rotate(ts []*target, r int) []*target {
+	k := r % len(ts)
+	return append(slices.Clone(ts[k:]), ts[:k]...)
+}
+
+// median is the median of f over the samples; of an even number, the lower middle one.
+func median(ss []sample, f func(sample) float64) float64 {
+	v := make([]float64, len(ss))
+	for i, s := range ss {
+		v[i] = f(s)
+	}
+	slices.Sort(v)
+	return v[(len(v)-1)/2]
+}
+
+func medianDuration(ss []sample, f func(sample) time.Duration) time.Duration {
+	return time.Duration(median(ss, func(s sample) float64 { return float64(f(s)) }))
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/gateway: "+format+"\n", args...)
+}
+
+func report(c config, nginxVersion string, rate float64, targets []*target, peak, half map[string][]sample) {
+	host, _ := os.Hostname()
+	fmt.Printf("## Inference gateway against nginx\n\n")
+	fmt.Printf("Run %s on %s (%d CPUs, %s/%s, %s, %s).\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), nginxVersion)
+	fmt.Printf("The test model (cmd/testmodel: no latency, %d-byte pad) is driven directly, behind nginx "+
+		"(`proxy_pass` to a keep-alive upstream, worker_processes auto, no access log) and behind "+
+		"`modelplane gateway` (routing table from PostgreSQL on loopback, warnings-only log), each its own "+
+		"process, by the same load generator: HTTP/1.1 keep-alive clients POSTing a %d-byte JSON body.\n\n",
+		c.ResponseBytes, len(requestBody))
+	fmt.Printf("- Peak: closed loop, %d concurrent clients, %s measured after %s of warm-up.\n",
+		c.Concurrency, c.Duration, c.Warmup)
+	how := "half of direct's peak"
+	if c.Rate > 0 {
+		how = "set by -rate"
+	}
+	fmt.Printf("- Half peak: open loop at %.0f req/s (%s) for every target, %s measured after %s of warm-up; "+
+		"requests leave on a fixed schedule, sent by up to %d goroutines, and are timed from their "+
+		"scheduled time (from the scheduler's wake-up when its timer fired late), so slow answers "+
+		"do not slow the sending (no coordinated omission).\n", rate, how, c.Duration, c.Warmup, c.Senders)
+	rounds := fmt.Sprintf("%d rounds", c.Rounds)
+	if c.Rounds == 1 {
+		rounds = "1 round"
+	}
+	fmt.Printf("- %s, each driving every target once per phase in rotating order; every figure is the "+
+		"median over the rounds, errors are totals. The load generator, the proxy and the test model share "+
+		"this machine's %d CPUs, so a proxy's CPU is taken from the other two: the figures compare the "+
+		"proxies with each other here, not with a deployment that gives the proxy machines of its own.\n\n",
+		rounds, runtime.NumCPU())
+
+	fmt.Printf("| target | requests | errors | req/s | p50 | p99 | p50 at %.0f req/s | p99 at %.0f req/s | errors at %.0f req/s |\n",
+		rate, rate, rate)
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|\n")
+	rps := map[string]float64{}
+	p99Half := map[string]time.Duration{}
+	for _, t := range targets {
+		p, h := peak[t.name], half[t.name]
+		rps[t.name] = median(p, func(s sample) float64 { return s.rps })
+		p99Half[t.name] = medianDuration(h, func(s sample) time.Duration { return s.p99 })
+		fmt.Printf("| %s | %.0f | %d | %.0f | %s | %s | %s | %s | %d |\n", t.name,
+			median(p, func(s sample) float64 { return float64(s.requests) }), sum(p, func(s sample) int { return s.errors }),
+			rps[t.name],
+			micro(medianDuration(p, func(s sample) time.Duration { return s.p50 })),
+			micro(medianDuration(p, func(s sample) time.Duration { return s.p99 })),
+			micro(medianDuration(h, func(s sample) time.Duration { return s.p50 })),
+			micro(p99Half[t.name]), sum(h, func(s sample) int { return s.errors }))
+	}
+	fmt.Println()
+
+	fmt.Printf("By round (req/s at peak; p99 at %.0f req/s):\n\n", rate)
+	for _, t := range targets {
+		var a, b []string
+		for i := range peak[t.name] {
+			a = append(a, fmt.Sprintf("%.0f", peak[t.name][i].rps))
+			b = append(b, micro(half[t.name][i].p99).String())
+		}
+		fmt.Printf("- %s: %s; %s\n", t.name, strings.Join(a, ", "), strings.Join(b, ", "))
+	}
+	fmt.Println()
+
+	if c.has(rowNginx) && c.has(rowGateway) {
+		ratio := rps[rowGateway] / rps[rowNginx]
+		fmt.Printf("- Throughput, gateway / nginx: %.2fx (target at least %.1fx: %s).\n",
+			ratio, minThroughputRatio, met(ratio >= minThroughputRatio))
+	}
+	for _, name := range []string{rowNginx, rowGateway} {
+		if !c.has(name) {
+			continue
+		}
+		added := p99Half[name] - p99Half[rowDirect]
+		line := fmt.Sprintf("- p99 added over direct at %.0f req/s, %s: %+.3f ms", rate, name, ms(added))
+		if name == rowGateway {
+			line += fmt.Sprintf(" (target at most %.0f ms: %s)", ms(maxAddedP99), met(added <= maxAddedP99))
+		}
+		fmt.Println(line + ".")
+	}
+	if !c.has(rowGateway) {
+		fmt.Printf("- The gateway was left out (-targets %s).\n", strings.Join(c.Targets, ","))
+	}
+	fmt.Println()
+}
+
+func sum(ss []sample, f func(sample) int) int {
+	n := 0
+	for _, s := range ss {
+		n += f(s)
+	}
+	return n
+}
+
+// micro rounds a latency for the table: to the microsecond, or the millisecond from a second.
+func micro(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
