@@ -251,7 +251,8 @@ func (a *Activities) nodeDown(ctx context.Context, r store.Replica) bool {
 // WaitReplicaReadyInput names the replica to watch.
 type WaitReplicaReadyInput struct {
 	ReplicaID string
-	// PollInterval is how often the agent is asked; default one second.
+	// PollInterval is how often the agent is asked; default 100 ms, so a replica that is
+	// ready serves soon after (a cold start waits on this).
 	PollInterval time.Duration
 }
 
@@ -268,7 +269,7 @@ type WaitReplicaReadyResult struct {
 func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyInput) (WaitReplicaReadyResult, error) {
 	every := in.PollInterval
 	if every <= 0 {
-		every = time.Second
+		every = 100 * time.Millisecond
 	}
 	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
 	if err != nil {

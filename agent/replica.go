@@ -335,7 +335,7 @@ func (a *Agent) supervise(ctx context.Context, r *Replica, ready bool) {
 	rt := a.runtimeFor(r.Runtime)
 	probe := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(a.cfg.StartTimeout)
-	interval := 200 * time.Millisecond // fast while starting
+	interval := 50 * time.Millisecond // fast while starting: a cold start waits on it
 	failures, loadErrors := 0, 0
 	for {
 		st, err := rt.Status(ctx, h)

@@ -27,6 +27,7 @@ import (
 	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/autoscaler"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/nvml"
@@ -63,6 +64,10 @@ type Options struct {
 	// MaxBodyBytes and UpstreamTimeout configure the gateway (defaults in package gateway).
 	MaxBodyBytes    int64
 	UpstreamTimeout time.Duration
+	// ColdStartTimeout bounds how long a request waits for a deployment to wake.
+	ColdStartTimeout time.Duration
+	// AutoscalerTick is the autoscaler's period (default one second).
+	AutoscalerTick time.Duration
 
 	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
 	GPUProfile string
@@ -103,6 +108,8 @@ type Stack struct {
 	gateway   *gateway.Gateway
 	stopGW    context.CancelFunc
 	gwDone    chan error
+	stopLoop  context.CancelFunc
+	loopDone  chan error
 }
 
 // Start brings the stack up. On error everything already started is stopped again.
@@ -197,6 +204,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			ln.Close()
 			return nil, fmt.Errorf("worker: %w", err)
 		}
+		// The autoscaler runs with the worker, as `modelplane worker` runs it.
+		loop := autoscaler.New(autoscaler.Options{DB: s.db, Temporal: s.tc, Logger: s.log,
+			Registerer: prometheus.DefaultRegisterer, Tick: opts.AutoscalerTick})
+		loopCtx, cancel := context.WithCancel(context.Background())
+		s.stopLoop, s.loopDone = cancel, make(chan error, 1)
+		go func() { s.loopDone <- loop.Run(loopCtx) }()
 	}
 	if err := s.startGateway(opts); err != nil {
 		ln.Close()
@@ -232,7 +245,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 // stack serves predictions as soon as Start returns.
 func (s *Stack) startGateway(opts Options) error {
 	gw, err := gateway.New(gateway.Options{DB: s.db, DatabaseURL: s.Postgres.URL, Logger: s.log,
-		Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: opts.MaxBodyBytes, UpstreamTimeout: opts.UpstreamTimeout})
+		Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: opts.MaxBodyBytes, UpstreamTimeout: opts.UpstreamTimeout,
+		Temporal: s.tc, ColdStartTimeout: opts.ColdStartTimeout})
 	if err != nil {
 		return err
 	}
@@ -275,6 +289,12 @@ func (s *Stack) Close(ctx context.Context) error {
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
+		}
+	}
+	if s.stopLoop != nil {
+		s.stopLoop()
+		if err := <-s.loopDone; err != nil {
+			errs = append(errs, fmt.Errorf("autoscaler: %w", err))
 		}
 	}
 	if s.stopGW != nil {

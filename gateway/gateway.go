@@ -20,6 +20,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/store"
 )
@@ -54,6 +55,12 @@ type Options struct {
 	// ReportEvery is how often load samples and the in-flight report are written
 	// (DefaultReportEvery).
 	ReportEvery time.Duration
+	// Temporal wakes deployments at zero; nil answers their requests 503.
+	Temporal client.Client
+	// ColdStartTimeout bounds how long a request waits for its deployment to wake
+	// (DefaultColdStartTimeout); MaxHeld bounds how many wait per deployment (DefaultMaxHeld).
+	ColdStartTimeout time.Duration
+	MaxHeld          int
 }
 
 // Gateway serves inference requests. Run must be running for it to route anything.
@@ -67,6 +74,7 @@ type Gateway struct {
 	keys     *keyCache
 	metrics  *metrics
 	pool     *pool
+	waker    *waker
 	// reloaded is signalled after every reload, for tests that wait for one.
 	reloaded chan struct{}
 }
@@ -98,6 +106,12 @@ func New(opts Options) (*Gateway, error) {
 	if opts.ReportEvery <= 0 {
 		opts.ReportEvery = DefaultReportEvery
 	}
+	if opts.ColdStartTimeout <= 0 {
+		opts.ColdStartTimeout = DefaultColdStartTimeout
+	}
+	if opts.MaxHeld <= 0 {
+		opts.MaxHeld = DefaultMaxHeld
+	}
 	g := &Gateway{
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
@@ -107,6 +121,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.metrics = newMetrics(opts.Registerer, g)
 	g.pool = newPool()
+	g.waker = newWaker(opts.Temporal, opts.MaxHeld)
 	return g, nil
 }
 
@@ -191,6 +206,7 @@ func (g *Gateway) reload(ctx context.Context) error {
 	// Published after the table: a report that carries this time was taken after every
 	// replica that left the READY set was marked draining.
 	g.routesAt.Store(t.at.UnixNano())
+	g.waker.reloaded()
 	select {
 	case g.reloaded <- struct{}{}:
 	default:

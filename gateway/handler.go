@@ -139,8 +139,8 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	labels.modelID = m.id
-	if rt.action != "predict" {
-		writeError(w, http.StatusNotFound, "no inference action %q: this gateway serves predict", rt.action)
+	if rt.action != "predict" && rt.action != "wake" {
+		writeError(w, http.StatusNotFound, "no inference action %q: this gateway serves predict and wake", rt.action)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -162,10 +162,19 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "deployment %s of model %s is deactivated: activate it to serve requests", dep.id, m.id)
 		return
 	}
+	if rt.action == "wake" {
+		g.serveWake(w, r, dep)
+		return
+	}
 	rep := dep.pickReplica(nil)
 	if rep == nil {
-		writeError(w, http.StatusServiceUnavailable, "deployment %s of model %s has no ready replica (status %s)", dep.id, m.id, dep.status)
-		return
+		if !sleeping(dep.status) {
+			writeError(w, http.StatusServiceUnavailable, "deployment %s of model %s has no ready replica (status %s)", dep.id, m.id, dep.status)
+			return
+		}
+		if dep, rep = g.awaitReplica(w, r, dep, start); rep == nil {
+			return
+		}
 	}
 	g.forward(w, r, dep, rep, start)
 }

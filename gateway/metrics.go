@@ -20,6 +20,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	total    *prometheus.HistogramVec
 	ttfb     *prometheus.HistogramVec
+	cold     *prometheus.HistogramVec
 	// The series a request lands in, found once per label set rather than hashed per request.
 	counters   sync.Map // counterKey -> prometheus.Counter
 	histograms sync.Map // requestLabels -> *seriesPair
@@ -52,6 +53,11 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 			Help:    "Time from a request's arrival at the gateway until the model server's answer began.",
 			Buckets: latencyBuckets,
 		}, perEnv)),
+		cold: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "modelplane_cold_start_seconds",
+			Help:    "Time from a request's arrival for a deployment at zero until it was forwarded to a replica.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"model_id", "deployment_id"})),
 	}
 	promutil.Register(reg, &loadCollector{g: g})
 	return m
@@ -84,6 +90,11 @@ func (m *metrics) observe(l requestLabels, w *statusWriter, start time.Time) {
 	if w.ttfb > 0 {
 		p.ttfb.Observe(w.ttfb.Seconds())
 	}
+}
+
+// coldStart records how long a request waited for its deployment to wake.
+func (m *metrics) coldStart(modelID, deploymentID string, d time.Duration) {
+	m.cold.WithLabelValues(modelID, deploymentID).Observe(d.Seconds())
 }
 
 // loadCollector reports the current table's per-deployment gauges when scraped, so requests

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/autoscaler"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -82,7 +84,8 @@ func EnsureSchedules(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-// Run prepares the namespace and runs a worker until ctx is done.
+// Run prepares the namespace and runs a worker until ctx is done. Beside it runs the
+// autoscaler loop on acts.DB, which leads (and scales) in one worker process at a time.
 func Run(ctx context.Context, c client.Client, namespace string, acts *activities.Activities, log *slog.Logger) error {
 	if err := EnsureSearchAttributes(ctx, c, namespace); err != nil {
 		return err
@@ -95,7 +98,16 @@ func Run(ctx context.Context, c client.Client, namespace string, acts *activitie
 		return fmt.Errorf("start worker: %w", err)
 	}
 	log.Info("worker started", "task_queue", workflows.TaskQueue, "namespace", namespace)
+	loop := autoscaler.New(autoscaler.Options{
+		DB: acts.DB, Temporal: c, Logger: log, Registerer: prometheus.DefaultRegisterer,
+	})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		_ = loop.Run(ctx) // returns nil when ctx ends; it logs its own errors
+	}()
 	<-ctx.Done()
+	<-loopDone // gives up the leader lock before the caller closes the database
 	w.Stop()
 	return nil
 }

@@ -22,6 +22,9 @@ const (
 	UpdateActivate = "activate"
 	// UpdateDelete stops every replica, marks the deployment deleted and ends the workflow.
 	UpdateDelete = "delete"
+	// UpdateWake brings a deployment at zero back to one replica (a no-op otherwise); its
+	// status is WAKING_UP until the replica is READY.
+	UpdateWake = "wake"
 	// QueryStatus answers the DeploymentStatus.
 	QueryStatus = "status"
 )
@@ -36,6 +39,7 @@ const (
 	StatusActive       = "ACTIVE"
 	StatusUnhealthy    = "UNHEALTHY"
 	StatusScaledToZero = "SCALED_TO_ZERO"
+	StatusWakingUp     = "WAKING_UP"
 	StatusDeactivating = "DEACTIVATING"
 	StatusInactive     = "INACTIVE"
 	slotStopping       = "STOPPING"
@@ -68,6 +72,7 @@ type DeploymentCarry struct {
 	Reason     string
 	Inactive   bool
 	EverActive bool
+	Waking     bool
 	// Replicas are the live replicas by ID, with the state the previous run last saw.
 	Replicas []ReplicaInfo
 }
@@ -134,6 +139,8 @@ type deployment struct {
 	everActive bool
 	inactive   bool
 	deleted    bool
+	// waking is set when the deployment leaves zero, until a replica is READY.
+	waking bool
 
 	status, reason   string
 	written, wreason string
@@ -162,6 +169,10 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateActivate, d.activate,
 		workflow.UpdateHandlerOptions{Validator: d.validateLive}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, d.wake,
+		workflow.UpdateHandlerOptions{Validator: d.validateServing}); err != nil {
 		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, d.delete,
@@ -205,7 +216,7 @@ func (d *deployment) run(ctx workflow.Context) error {
 	}
 	next := d.in
 	next.Replicas = d.desired
-	next.Carried = &DeploymentCarry{Status: d.status, Reason: d.reason, Inactive: d.inactive, EverActive: d.everActive}
+	next.Carried = &DeploymentCarry{Status: d.status, Reason: d.reason, Inactive: d.inactive, EverActive: d.everActive, Waking: d.waking}
 	for _, s := range d.slots {
 		if s.state != store.ReplicaFailed {
 			next.Carried.Replicas = append(next.Carried.Replicas, ReplicaInfo{
@@ -221,7 +232,7 @@ func (d *deployment) run(ctx workflow.Context) error {
 func (d *deployment) restore(ctx workflow.Context, c DeploymentCarry) {
 	d.status, d.reason = c.Status, c.Reason
 	d.written, d.wreason = c.Status, c.Reason
-	d.inactive, d.everActive = c.Inactive, c.EverActive
+	d.inactive, d.everActive, d.waking = c.Inactive, c.EverActive, c.Waking
 	switch {
 	case c.Status == StatusBuildFailed:
 		d.fixed, d.fixedReason = c.Status, c.Reason
@@ -467,10 +478,17 @@ func (d *deployment) validateScale(req ScaleRequest) error {
 		return fmt.Errorf("replicas must not be negative, got %d", req.Replicas)
 	case req.Replicas > 1 && d.spec != nil && d.spec.IsDevelopment:
 		return fmt.Errorf("the development deployment has at most one replica, not %d", req.Replicas)
+	}
+	return d.validateServing()
+}
+
+// validateServing refuses changes to the replicas of a deployment that cannot run any.
+func (d *deployment) validateServing() error {
+	switch {
 	case d.deleted:
 		return errors.New("deployment is deleted")
 	case d.inactive:
-		return errors.New("deployment is INACTIVE; activate it before scaling")
+		return errors.New("deployment is INACTIVE; activate it first")
 	case d.fixed == StatusBuildFailed:
 		return errors.New("deployment failed to build; activate it to retry the build")
 	}
@@ -494,9 +512,39 @@ func (d *deployment) scale(ctx workflow.Context, req ScaleRequest) (DeploymentSt
 	if err := d.validateScale(req); err != nil {
 		return d.snapshot(), err
 	}
+	d.leaveZero(req.Replicas)
 	d.desired = req.Replicas
 	// Before the first build is over there is nothing to start yet; the build reconciles
 	// to the count set here.
+	if d.spec != nil {
+		d.reconcile(ctx)
+	}
+	return d.snapshot(), nil
+}
+
+// leaveZero marks the deployment as waking when it goes from no replica to some.
+func (d *deployment) leaveZero(desired int) {
+	if d.desired == 0 && desired > 0 && len(d.slots) == 0 {
+		d.waking = true
+	}
+}
+
+// wake starts one replica of a deployment at zero; a deployment with replicas is left as it
+// is, so a burst of wakes from gateways costs one start.
+func (d *deployment) wake(ctx workflow.Context) (DeploymentStatus, error) {
+	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	if err := d.mu.Lock(ctx); err != nil {
+		return DeploymentStatus{}, err
+	}
+	defer d.mu.Unlock()
+	if err := d.validateServing(); err != nil {
+		return d.snapshot(), err
+	}
+	if d.desired > 0 {
+		return d.snapshot(), nil
+	}
+	d.leaveZero(1)
+	d.desired = 1
 	if d.spec != nil {
 		d.reconcile(ctx)
 	}
@@ -607,6 +655,8 @@ func (d *deployment) compute() (string, string) {
 		}
 	}
 	switch {
+	case d.waking && ready == 0:
+		return StatusWakingUp, ""
 	case ready >= d.desired:
 		return StatusActive, ""
 	case ready > 0 && ready+replacing >= d.desired:
@@ -626,6 +676,9 @@ func (d *deployment) refresh(ctx workflow.Context) {
 	d.status, d.reason = d.compute()
 	if d.status == StatusActive {
 		d.everActive = true
+	}
+	if d.status != StatusWakingUp {
+		d.waking = false
 	}
 	// A write is not abandoned when the caller is cancelled half-way.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)

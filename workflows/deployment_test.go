@@ -339,6 +339,36 @@ func TestDeployment_ScaleToZero(t *testing.T) {
 	require.Contains(t, h.c.statuses, "SCALED_TO_ZERO")
 }
 
+func TestDeployment_WakeFromZeroIsWakingUpThenActive(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0})
+	wake := h.update(2*time.Minute, workflows.UpdateWake)
+	again := h.update(3*time.Minute, workflows.UpdateWake)
+	var afterWake workflows.DeploymentStatus
+	h.at(4*time.Minute, func() { afterWake = h.query() })
+	h.run(1, time.Hour)
+
+	require.NoError(t, wake.err)
+	require.Equal(t, 1, wake.status.Desired)
+	require.NoError(t, again.err)
+	require.Equal(t, "ACTIVE", afterWake.Status)
+	require.Len(t, h.c.placed, 2, "one replica at start, one at the wake; the second wake starts nothing")
+	i := slices.Index(h.c.statuses, "SCALED_TO_ZERO")
+	require.GreaterOrEqual(t, i, 0)
+	require.Equal(t, []string{"SCALED_TO_ZERO", "WAKING_UP", "ACTIVE"}, h.c.statuses[i:i+3])
+}
+
+func TestDeployment_WakeOfAnInactiveDeploymentIsRejected(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	h.update(time.Minute, workflows.UpdateDeactivate)
+	wake := h.update(2*time.Minute, workflows.UpdateWake)
+	h.run(1, time.Hour)
+
+	require.True(t, wake.done)
+	require.ErrorContains(t, wake.rejected, "INACTIVE")
+	require.Len(t, h.c.placed, 1)
+}
+
 func TestDeployment_ScaleRejectsNegative(t *testing.T) {
 	h := newHarness(t, &cluster{})
 	sc := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: -1})

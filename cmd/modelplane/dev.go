@@ -30,6 +30,7 @@ type devConfig struct {
 	GPUProfile        string
 	MaxBodyBytes      int64
 	UpstreamTimeout   time.Duration
+	ColdStartTimeout  time.Duration
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -56,6 +57,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "the local agent's GPUs: auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
 	f.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(envInt("MODELPLANE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes)), "largest inference request body; larger is 413 (MODELPLANE_MAX_BODY_BYTES)")
 	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded inference request may take; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
+	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	return cmd
 }
@@ -72,7 +74,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,
-		MaxBodyBytes:    c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout,
+		MaxBodyBytes:    c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,
 		Logger: log, Out: out,
 	})
 	if err != nil {

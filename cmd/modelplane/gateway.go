@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/gateway"
 )
@@ -20,11 +21,12 @@ import (
 const defaultGatewayListen = ":8081"
 
 type gatewayConfig struct {
-	Listen          string
-	DatabaseURL     string
-	ID              string
-	MaxBodyBytes    int64
-	UpstreamTimeout time.Duration
+	serverConfig
+	ID               string
+	MaxBodyBytes     int64
+	UpstreamTimeout  time.Duration
+	ColdStartTimeout time.Duration
+	MaxHeld          int
 }
 
 func newGatewayCmd(logger func() *slog.Logger) *cobra.Command {
@@ -45,6 +47,12 @@ Run as many gateways as you like behind a load balancer.`,
 			if c.MaxBodyBytes <= 0 {
 				return fmt.Errorf("--max-body-bytes must be positive, got %d", c.MaxBodyBytes)
 			}
+			if c.ColdStartTimeout <= 0 {
+				return fmt.Errorf("--cold-start-timeout must be positive, got %s", c.ColdStartTimeout)
+			}
+			if c.MaxHeld <= 0 {
+				return fmt.Errorf("--max-held-requests must be positive, got %d", c.MaxHeld)
+			}
 			if os.Getenv("GOGC") == "" {
 				// The gateway allocates per request and keeps little: collecting less often
 				// trades a few MB of memory for CPU that requests need.
@@ -58,8 +66,15 @@ Run as many gateways as you like behind a load balancer.`,
 				return err
 			}
 			defer db.Close()
+			// Only waking deployments at zero needs Temporal: the gateway serves without it.
+			tc, err := client.NewLazyClient(temporalOptions(c.serverConfig, log))
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
 			gw, err := gateway.New(gateway.Options{DB: db, DatabaseURL: c.DatabaseURL, Logger: log, ID: c.ID,
-				Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout})
+				Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout,
+				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld})
 			if err != nil {
 				return err
 			}
@@ -79,7 +94,10 @@ Run as many gateways as you like behind a load balancer.`,
 	f.StringVar(&c.ID, "id", envString("MODELPLANE_GATEWAY_ID", ""), "name in load samples and drain reports; default host name and PID (MODELPLANE_GATEWAY_ID)")
 	f.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(envInt("MODELPLANE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes)), "largest request body; larger is 413 (MODELPLANE_MAX_BODY_BYTES)")
 	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded request may take, streamed answer included; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
+	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
+	f.IntVar(&c.MaxHeld, "max-held-requests", envInt("MODELPLANE_MAX_HELD_REQUESTS", gateway.DefaultMaxHeld), "requests held per waking deployment; more are 429 (MODELPLANE_MAX_HELD_REQUESTS)")
 	databaseFlag(cmd, &c.DatabaseURL)
+	temporalFlags(cmd, &c.serverConfig)
 	return cmd
 }
 

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/modelpkg"
+)
+
+var (
+	testmodelOnce sync.Once
+	testmodelBin  string
+	testmodelErr  error
+)
+
+// testmodelArchive uploads a process-runtime package that runs the Go test model with args.
+func testmodelArchive(t *testing.T, h *harness, args ...string) string {
+	t.Helper()
+	testmodelOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "e2e-testmodel-")
+		if err != nil {
+			testmodelErr = err
+			return
+		}
+		testmodelBin = filepath.Join(dir, "testmodel")
+		out, err := exec.Command("go", "build", "-o", testmodelBin, "github.com/modelplane/modelplane/cmd/testmodel").CombinedOutput()
+		if err != nil {
+			testmodelErr = err
+			t.Logf("%s", out)
+		}
+	})
+	require.NoError(t, testmodelErr, "building the test model")
+	dir := t.TempDir()
+	bin, err := os.ReadFile(testmodelBin)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "testmodel"), bin, 0o755))
+	command, _ := json.Marshal(append([]string{"./testmodel"}, args...))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
+		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"), 0o644))
+	var buf bytes.Buffer
+	_, err = modelpkg.Pack(dir, &buf)
+	require.NoError(t, err)
+	a, err := h.api.UploadArchive(context.Background(), &buf)
+	require.NoError(t, err)
+	return a.ID
+}
+
+// autoscale sets the deployment's autoscaling settings.
+func (h *harness) autoscale(modelID, deploymentID string, settings map[string]any) {
+	h.t.Helper()
+	code, body := h.call(http.MethodPatch, "/v1/models/"+modelID+"/deployments/"+deploymentID+"/autoscaling_settings", settings)
+	require.Equal(h.t, http.StatusOK, code, "%v", body)
+}
+
+// replicas counts the deployment's live replicas on the agent.
+func (h *harness) replicas(deploymentID string) int {
+	rs, err := h.agent.Replicas(context.Background())
+	require.NoError(h.t, err)
+	n := 0
+	for _, r := range rs {
+		if r.DeploymentID == deploymentID && r.State != "STOPPED" && r.State != "FAILED" {
+			n++
+		}
+	}
+	return n
+}
+
+func coldStarts(t *testing.T, deploymentID string) uint64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "modelplane_cold_start_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "deployment_id" && l.GetValue() == deploymentID {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestAutoscaling_ScaleToZeroThenWakeOnRequest(t *testing.T) {
+	h := start(t)
+	archive := testmodelArchive(t, h)
+	modelID, dep := h.createModel("sleepy", archive, false)
+	h.autoscale(modelID, dep, map[string]any{"min_replica": 0, "scale_down_delay": 2, "autoscaling_window": 10})
+	target := client.DeploymentTarget(dep)
+
+	// Idle, it goes to zero after the delay.
+	h.waitStatus(modelID, dep, "SCALED_TO_ZERO")
+	require.Zero(t, h.replicas(dep))
+
+	// The next request wakes it and is answered.
+	out, err := h.api.Predict(context.Background(), modelID, target, []byte(`{"after":"sleep"}`))
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `"output":{"after":"sleep"}`)
+	assert.EqualValues(t, 1, coldStarts(t, dep), "the wait is in the cold-start histogram")
+	h.waitStatus(modelID, dep, "ACTIVE")
+
+	// Asleep again, fifty requests at once all wake it and are all answered.
+	h.waitStatus(modelID, dep, "SCALED_TO_ZERO")
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := h.api.Predict(context.Background(), modelID, target, []byte(`{}`))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, h.replicas(dep), "one replica woke for all of them")
+}
+
+// TestAutoscaling_LoadStepScalesUpAndBackDown steps the load from 1 to 20 concurrent clients
+// and back; no request may fail on the way.
+func TestAutoscaling_LoadStepScalesUpAndBackDown(t *testing.T) {
+	h := start(t)
+	archive := testmodelArchive(t, h, "--latency", "200ms")
+	modelID, dep := h.createModel("stepped", archive, false)
+	h.autoscale(modelID, dep, map[string]any{"min_replica": 1, "max_replica": 4, "concurrency_target": 5,
+		"target_utilization_percentage": 100, "autoscaling_window": 10, "scale_down_delay": 3})
+
+	var mu sync.Mutex
+	var failures []string
+	clients := func(n int, stop <-chan struct{}, wg *sync.WaitGroup) {
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := h.api.Predict(context.Background(), modelID, client.DeploymentTarget(dep), []byte(`{}`)); err != nil {
+						mu.Lock()
+						failures = append(failures, err.Error())
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+	}
+	var base, step sync.WaitGroup
+	stopBase, stopStep := make(chan struct{}), make(chan struct{})
+	clients(1, stopBase, &base)
+	time.Sleep(2 * time.Second)
+	clients(19, stopStep, &step)
+
+	require.Eventually(t, func() bool { return h.replicas(dep) == 4 }, 60*time.Second, 250*time.Millisecond,
+		"twenty concurrent requests at five per replica want four replicas")
+	h.waitStatus(modelID, dep, "ACTIVE")
+	close(stopStep)
+	step.Wait()
+
+	require.Eventually(t, func() bool { return h.replicas(dep) == 1 }, 90*time.Second, 250*time.Millisecond,
+		"back to one client, it scales back to one replica")
+	close(stopBase)
+	base.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, failures, "no request fails while the deployment scales")
+}

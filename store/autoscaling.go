@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// AutoscalingTarget is a deployment the autoscaler may scale, with everything it decides on.
+type AutoscalingTarget struct {
+	DeploymentID  string `db:"deployment_id"`
+	ModelID       string `db:"model_id"`
+	IsDevelopment bool   `db:"is_development"`
+	Status        string `db:"status"`
+	// Settings are the effective autoscaling settings: those of the environment that serves
+	// the deployment, else the deployment's own, each field missing from the stored JSON
+	// taken from DefaultAutoscalingSettings.
+	Settings AutoscalingSettings `db:"settings"`
+	// LiveReplicas counts the replicas PENDING, STARTING or READY: the ones the deployment
+	// is running or about to run, which is what a scale request sets.
+	LiveReplicas int `db:"live_replicas"`
+	// Samples are the load per second within Settings.AutoscalingWindow, summed over
+	// gateways, oldest first. Seconds without traffic have no sample.
+	Samples LoadSeconds `db:"samples"`
+	// LastRequestAt is the last second with a request within the hour; nil when none.
+	LastRequestAt *time.Time `db:"last_request_at"`
+	// NewestReplicaAt is when the newest of the live replicas was created; nil when none.
+	NewestReplicaAt *time.Time `db:"newest_replica_at"`
+}
+
+// LoadSecond is a deployment's load over one second, summed over the gateways that saw it.
+type LoadSecond struct {
+	At          time.Time `json:"at"`
+	Concurrency float64   `json:"concurrency"`
+	Requests    int       `json:"requests"`
+}
+
+// LoadSeconds is a JSON array column of LoadSecond.
+type LoadSeconds []LoadSecond
+
+// Value stores the seconds as JSON.
+func (l LoadSeconds) Value() (driver.Value, error) { return json.Marshal(l) }
+
+// Scan reads the seconds from JSON.
+func (l *LoadSeconds) Scan(src any) error { return scanJSON(src, l) }
+
+// Statuses of a deployment that the autoscaler scales. The others are either on their way to
+// or at a stop (INACTIVE, DEACTIVATING), not built yet (BUILDING) or failed, where a scale
+// request would be refused; they are not read at all.
+var autoscaledStatuses = []string{
+	"ACTIVE", "SCALED_TO_ZERO", "WAKING_UP", "LOADING_MODEL", "DEPLOYING", "UNHEALTHY", "UPDATING",
+}
+
+// autoscalingTargetsQuery reads every target in one statement. Per deployment it costs an
+// index probe on replicas_live and two on load_samples' primary key (deployment_id, at), so a
+// deployment idle at zero costs its row and three probes that find nothing.
+//
+// Settings are merged as JSON objects, right over left: the defaults ($2), the deployment's
+// own, then the serving environment's. Environments are written whole by the API, so in
+// practice the environment's settings win entirely when there is one; a stored {} (the
+// column default) or an object missing fields falls back field by field, and nulls or
+// non-objects count as missing.
+const autoscalingTargetsQuery = `
+	WITH targets AS (
+		SELECT d.id, d.model_id, d.is_development, d.status,
+		       $2::jsonb
+		       || jsonb_strip_nulls(CASE WHEN jsonb_typeof(d.autoscaling_settings) = 'object'
+		                                 THEN d.autoscaling_settings ELSE '{}' END)
+		       || jsonb_strip_nulls(CASE WHEN jsonb_typeof(e.autoscaling_settings) = 'object'
+		                                 THEN e.autoscaling_settings ELSE '{}' END) AS settings
+		FROM deployments d
+		LEFT JOIN LATERAL (
+			SELECT e.autoscaling_settings FROM environments e
+			WHERE e.model_id = d.model_id AND e.current_deployment_id = d.id
+			ORDER BY e.name <> 'production', e.name
+			LIMIT 1
+		) e ON true
+		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
+	)
+	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings,
+	       r.live_replicas, r.newest_replica_at,
+	       (SELECT COALESCE(json_agg(json_build_object('at', s.at, 'concurrency', s.concurrency,
+	                                                    'requests', s.requests) ORDER BY s.at), '[]')
+	        FROM (SELECT ls.at, sum(ls.concurrency) AS concurrency, sum(ls.requests) AS requests
+	              FROM load_samples ls
+	              WHERE ls.deployment_id = t.id AND ls.at <= $1
+	                AND ls.at > $1 - make_interval(secs => LEAST(GREATEST(
+	                        COALESCE((t.settings->>'autoscaling_window')::numeric, 0), 1), 3600))
+	              GROUP BY ls.at) s) AS samples,
+	       (SELECT max(ls.at) FROM load_samples ls
+	        WHERE ls.deployment_id = t.id AND ls.requests > 0
+	          AND ls.at <= $1 AND ls.at > $1 - interval '1 hour') AS last_request_at
+	FROM targets t
+	CROSS JOIN LATERAL (
+		SELECT count(*) AS live_replicas, max(r.created_at) AS newest_replica_at FROM replicas r
+		WHERE r.deployment_id = t.id AND r.state IN ('PENDING', 'STARTING', 'READY')
+	) r
+	ORDER BY t.id`
+
+// AutoscalingTargets returns every deployment the autoscaler may scale at now: live (not
+// deleted), in a status where it serves or is coming up, with its effective settings, live
+// replica count, load samples within its window, last request within the hour and newest
+// live replica.
+func AutoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Time) ([]AutoscalingTarget, error) {
+	defaults, err := json.Marshal(DefaultAutoscalingSettings())
+	if err != nil {
+		return nil, err
+	}
+	out := []AutoscalingTarget{}
+	err = list(ctx, db, &out, autoscalingTargetsQuery, now, string(defaults), pq.Array(autoscaledStatuses))
+	return out, err
+}

@@ -1,0 +1,165 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+// newScalableDeployment makes a deployment of m with the given settings, in status.
+func newScalableDeployment(t *testing.T, db *sqlx.DB, m store.Model, status string, s store.AutoscalingSettings) store.Deployment {
+	t.Helper()
+	ctx := context.Background()
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, AutoscalingSettings: s})
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET status = $2 WHERE id = $1`, d.ID, status)
+	require.NoError(t, err)
+	return d
+}
+
+func addReplica(t *testing.T, db *sqlx.DB, deploymentID, state string) {
+	t.Helper()
+	ctx := context.Background()
+	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: store.NewID(12), DeploymentID: deploymentID})
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `UPDATE replicas SET state = $2 WHERE id = $1`, r.ID, state)
+	require.NoError(t, err)
+}
+
+func targetsByID(t *testing.T, db *sqlx.DB, now time.Time) map[string]store.AutoscalingTarget {
+	t.Helper()
+	ts, err := store.AutoscalingTargets(context.Background(), db, now)
+	require.NoError(t, err)
+	out := map[string]store.AutoscalingTarget{}
+	for _, tg := range ts {
+		out[tg.DeploymentID] = tg
+	}
+	return out
+}
+
+func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	now := time.Now().UTC().Truncate(time.Second)
+
+	own := store.DefaultAutoscalingSettings()
+	own.MaxReplica, own.AutoscalingWindow = 2, 30
+	prod := store.DefaultAutoscalingSettings()
+	prod.MaxReplica, prod.AutoscalingWindow = 7, 10
+	staging := store.DefaultAutoscalingSettings()
+	staging.MaxReplica = 9
+
+	served := newScalableDeployment(t, db, m, "ACTIVE", own)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, served.ID))
+	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = $2 WHERE model_id = $1 AND name = 'production'`, m.ID, prod)
+	require.NoError(t, err)
+	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
+		AutoscalingSettings: staging, PromotionSettings: store.DefaultPromotionSettings()})
+	require.NoError(t, err)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, "staging", served.ID))
+
+	unserved := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", own)
+	empty := newScalableDeployment(t, db, m, "WAKING_UP", own)
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET autoscaling_settings = '{}' WHERE id = $1`, empty.ID)
+	require.NoError(t, err)
+	partial := newScalableDeployment(t, db, m, "UNHEALTHY", own)
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET autoscaling_settings = '{"max_replica": 4, "min_replica": null}' WHERE id = $1`, partial.ID)
+	require.NoError(t, err)
+
+	deleted := newScalableDeployment(t, db, m, "ACTIVE", own)
+	require.NoError(t, store.MarkDeploymentDeleted(ctx, db, m.ID, deleted.ID))
+	inactive := newScalableDeployment(t, db, m, "INACTIVE", own)
+	building := newScalableDeployment(t, db, m, "BUILDING", own)
+	failed := newScalableDeployment(t, db, m, "BUILD_FAILED", own)
+
+	for _, st := range []string{"PENDING", "STARTING", "READY", "READY", "DRAINING", "STOPPING", "STOPPED", "FAILED"} {
+		addReplica(t, db, served.ID, st)
+	}
+
+	at := func(secondsAgo int) time.Time { return now.Add(-time.Duration(secondsAgo) * time.Second) }
+	require.NoError(t, store.InsertLoadSamples(ctx, db, []store.LoadSample{
+		// served's window is production's 10 s: (now-10s, now].
+		{DeploymentID: served.ID, GatewayID: "g1", At: at(0), Concurrency: 1.5, Requests: 0},
+		{DeploymentID: served.ID, GatewayID: "g2", At: at(0), Concurrency: 0.5, Requests: 0},
+		{DeploymentID: served.ID, GatewayID: "g1", At: at(3), Concurrency: 1, Requests: 2},
+		{DeploymentID: served.ID, GatewayID: "g2", At: at(3), Concurrency: 2, Requests: 1},
+		{DeploymentID: served.ID, GatewayID: "g1", At: at(9), Concurrency: 4, Requests: 0},
+		{DeploymentID: served.ID, GatewayID: "g1", At: at(10), Concurrency: 8, Requests: 5}, // just outside
+		{DeploymentID: served.ID, GatewayID: "g1", At: now.Add(time.Second), Concurrency: 8, Requests: 5},
+		// unserved: nothing in its 30 s window; its last request half an hour ago.
+		{DeploymentID: unserved.ID, GatewayID: "g1", At: at(1800), Concurrency: 1, Requests: 3},
+		{DeploymentID: unserved.ID, GatewayID: "g1", At: at(1700), Concurrency: 1, Requests: 0},
+		{DeploymentID: unserved.ID, GatewayID: "g1", At: at(7200), Concurrency: 1, Requests: 9},
+		// empty: only a request older than an hour.
+		{DeploymentID: empty.ID, GatewayID: "g1", At: at(3601), Concurrency: 1, Requests: 1},
+		{DeploymentID: deleted.ID, GatewayID: "g1", At: at(1), Concurrency: 9, Requests: 9},
+		{DeploymentID: inactive.ID, GatewayID: "g1", At: at(1), Concurrency: 9, Requests: 9},
+	}))
+
+	got := targetsByID(t, db, now)
+	for _, excluded := range []store.Deployment{deleted, inactive, building, failed} {
+		require.NotContains(t, got, excluded.ID, "deployment %s (status %s or deleted) must not be a target", excluded.ID, excluded.Status)
+	}
+
+	s := got[served.ID]
+	require.Equal(t, prod, s.Settings, "production's settings win over staging's and the deployment's own")
+	require.Equal(t, m.ID, s.ModelID)
+	require.Equal(t, "ACTIVE", s.Status)
+	require.False(t, s.IsDevelopment)
+	require.Equal(t, 4, s.LiveReplicas, "PENDING, STARTING and READY replicas count; DRAINING, STOPPING, STOPPED, FAILED do not")
+	require.NotNil(t, s.NewestReplicaAt)
+	require.Len(t, s.Samples, 3, "samples within the 10 s window, one per second: %+v", s.Samples)
+	want := []store.LoadSecond{
+		{At: at(9), Concurrency: 4, Requests: 0},
+		{At: at(3), Concurrency: 3, Requests: 3},
+		{At: at(0), Concurrency: 2, Requests: 0},
+	}
+	for i, w := range want {
+		require.True(t, w.At.Equal(s.Samples[i].At), "sample %d at %v, want %v", i, s.Samples[i].At, w.At)
+		require.InDelta(t, w.Concurrency, s.Samples[i].Concurrency, 1e-9, "sample %d concurrency summed over gateways", i)
+		require.Equal(t, w.Requests, s.Samples[i].Requests, "sample %d requests summed over gateways", i)
+	}
+	require.NotNil(t, s.LastRequestAt)
+	require.True(t, at(3).Equal(*s.LastRequestAt), "last request at %v, want %v", *s.LastRequestAt, at(3))
+
+	u := got[unserved.ID]
+	require.Equal(t, own, u.Settings, "a deployment no environment serves has its own settings")
+	require.Equal(t, 0, u.LiveReplicas)
+	require.Nil(t, u.NewestReplicaAt)
+	require.Empty(t, u.Samples)
+	require.NotNil(t, u.LastRequestAt)
+	require.True(t, at(1800).Equal(*u.LastRequestAt), "last request at %v, want %v", *u.LastRequestAt, at(1800))
+
+	e := got[empty.ID]
+	require.Equal(t, store.DefaultAutoscalingSettings(), e.Settings, "{} falls back to the defaults")
+	require.Empty(t, e.Samples)
+	require.Nil(t, e.LastRequestAt, "a request more than an hour ago is none")
+
+	p := got[partial.ID]
+	wantPartial := store.DefaultAutoscalingSettings()
+	wantPartial.MaxReplica = 4
+	require.Equal(t, wantPartial, p.Settings, "missing and null fields fall back to the defaults one by one")
+}
+
+func TestAutoscalingTargets_EmptyEnvironmentSettingsFallBackToTheDeployments(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	own := store.DefaultAutoscalingSettings()
+	own.MinReplica, own.MaxReplica = 1, 3
+	d := newScalableDeployment(t, db, m, "ACTIVE", own)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, d.ID))
+	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = '{"scale_down_delay": 60}' WHERE model_id = $1`, m.ID)
+	require.NoError(t, err)
+
+	want := own
+	want.ScaleDownDelay = 60
+	require.Equal(t, want, targetsByID(t, db, time.Now())[d.ID].Settings,
+		"fields the environment does not set come from the deployment's settings")
+}
