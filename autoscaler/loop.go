@@ -295,6 +295,9 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// replicaStartGrace is how long a new replica counts as busy (see inputOf).
+const replicaStartGrace = 10 * time.Second
+
 // inputOf turns a target into Decide's input.
 func inputOf(t store.AutoscalingTarget, now time.Time) Input {
 	in := Input{
@@ -308,11 +311,14 @@ func inputOf(t store.AutoscalingTarget, now time.Time) Input {
 		in.LastRequest = *t.LastRequestAt
 	}
 	// A replica is started because someone asked for one: a push, a promotion, a manual
-	// scale, or a wake for requests the gateway holds, which show in no sample until a
-	// replica is READY. Counting its start as a request gives it scale_down_delay before
-	// Decide takes the deployment to zero, instead of stopping it on the next tick.
-	if t.NewestReplicaAt != nil && t.NewestReplicaAt.After(in.LastRequest) {
-		in.LastRequest = *t.NewestReplicaAt
+	// scale, or a wake for requests a gateway holds. Its start counts as a request that lasts
+	// replicaStartGrace, so Decide keeps it for that long plus scale_down_delay before it
+	// takes the deployment to zero: load samples reach the loop a second or two after the
+	// requests that woke it, and a delay of 0 must not stop a replica before they do.
+	if t.NewestReplicaAt != nil {
+		if started := t.NewestReplicaAt.Add(replicaStartGrace); started.After(in.LastRequest) {
+			in.LastRequest = started
+		}
 	}
 	return in
 }

@@ -390,9 +390,15 @@ func TestStatuses(t *testing.T) {
 	})
 	t.Run("no ready replica", func(t *testing.T) {
 		nd := f.deployment("", false)
-		a := f.eventually("deployment/"+nd.ID, http.StatusServiceUnavailable)
+		require.NoError(t, store.SetDeploymentStatus(ctx, f.db, nd.ID, "LOADING_MODEL", ""))
+		var a answer
+		require.Eventually(t, func() bool {
+			a = f.predict("deployment/"+nd.ID, "{}")
+			return strings.Contains(a.body, "LOADING_MODEL")
+		}, 2*time.Second, 5*time.Millisecond)
+		require.Equal(t, http.StatusServiceUnavailable, a.status)
 		assert.Equal(t, "2", a.header.Get("Retry-After"))
-		assert.Contains(t, errorMessage(t, a), "has no ready replica")
+		assert.Contains(t, errorMessage(t, a), "has no ready replica (status LOADING_MODEL)")
 	})
 	t.Run("deactivated answers 404 at once", func(t *testing.T) {
 		dd := f.deployment("", false, ok.addr())

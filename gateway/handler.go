@@ -166,6 +166,11 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.serveWake(w, r, dep)
 		return
 	}
+	// A request counts as load from its arrival, held or forwarded: the autoscaler must see
+	// the requests waiting for a deployment to wake.
+	l := dep.load
+	l.add(start, 1)
+	defer func() { l.add(time.Now(), -1) }()
 	rep := dep.pickReplica(nil)
 	if rep == nil {
 		if !sleeping(dep.status) {

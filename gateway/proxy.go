@@ -43,8 +43,6 @@ func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep
 	}
 	ctx, cancel := context.WithTimeoutCause(r.Context(), g.opts.UpstreamTimeout, errUpstreamTimeout)
 	defer cancel()
-	dep.load.add(start, 1)
-	defer func() { dep.load.add(time.Now(), -1) }()
 	bp := buffers.Get().(*[]byte)
 	defer buffers.Put(bp)
 	buf := *bp

@@ -23,9 +23,16 @@ const (
 	wakeEvery = 2 * time.Second
 )
 
-// sleeping reports whether requests to a deployment in this status wait for it to wake.
+// sleeping reports whether requests to a deployment in this status, with no READY replica,
+// wait for it to wake. ACTIVE is included: a deployment on its way to zero has drained its
+// last replica before its status says SCALED_TO_ZERO, and one replacing its only replica
+// has none for a moment; Wake is a no-op for a deployment that still wants replicas.
 func sleeping(status string) bool {
-	return status == workflows.StatusScaledToZero || status == workflows.StatusWakingUp
+	switch status {
+	case workflows.StatusScaledToZero, workflows.StatusWakingUp, workflows.StatusActive:
+		return true
+	}
+	return false
 }
 
 // waker holds requests for deployments that are waking up and sends them Wake, once per
@@ -136,7 +143,7 @@ func (w *waker) send(ctx context.Context, id string) error {
 // client left.
 func (g *Gateway) awaitReplica(w *statusWriter, r *http.Request, dep *deployment, start time.Time) (*deployment, *replica) {
 	if g.waker.tc == nil {
-		writeError(w, http.StatusServiceUnavailable, "deployment %s is scaled to zero and this gateway cannot wake it (no Temporal connection)", dep.id)
+		writeError(w, http.StatusServiceUnavailable, "deployment %s has no ready replica (status %s) and this gateway cannot wake it (no Temporal connection)", dep.id, dep.status)
 		return nil, nil
 	}
 	changed, ok := g.waker.hold(dep.id)

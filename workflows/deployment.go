@@ -404,6 +404,11 @@ func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason strin
 	if err != nil {
 		return reasonOf(err), true
 	}
+	if ctx.Err() != nil {
+		// Stopped while the start was landing: the slot is STOPPING and must stay so, or
+		// stop() would keep a slot whose replica it stops.
+		return "", false
+	}
 	// A replica carried over READY from the previous run stays READY while it is confirmed.
 	if s.state != store.ReplicaReady {
 		s.state = store.ReplicaStarting
