@@ -437,3 +437,38 @@ func (a *Activities) FinishPromotion(ctx context.Context, in FinishPromotionInpu
 		return store.ClearEnvironmentCandidate(ctx, tx, p.ModelID, p.Environment, cand)
 	})
 }
+
+// SetPromotionProgressInput records a promotion's stage.
+type SetPromotionProgressInput struct {
+	PromotionID string
+	WorkspaceID string
+	ModelID     string
+	Environment string
+	Status      string // RAMPING_UP or PAUSED
+	Percent     int
+	Stage       int // 1 to 10; 0 when the status alone changes
+	Event       string
+}
+
+// SetPromotionProgress records the promotion's status and the traffic share of its candidate,
+// which gateways apply on the notification, and an audit event saying so. A promotion
+// already finished is left as it is.
+func (a *Activities) SetPromotionProgress(ctx context.Context, in SetPromotionProgressInput) error {
+	return store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
+		p, err := store.PromotionByID(ctx, tx, in.PromotionID)
+		if err != nil {
+			return err
+		}
+		if p.FinishedAt != nil {
+			return nil
+		}
+		if err := store.SetPromotionStatus(ctx, tx, in.PromotionID, in.Status, in.Percent, "", false); err != nil {
+			return err
+		}
+		return store.RecordAudit(ctx, tx, store.AuditEvent{
+			WorkspaceID: in.WorkspaceID, ModelID: in.ModelID, Actor: "promotion:" + in.PromotionID,
+			Action: in.Event, Target: in.Environment,
+			Details: store.JSONMap{"status": in.Status, "percent_traffic_to_new_version": in.Percent, "stage": in.Stage},
+		})
+	})
+}

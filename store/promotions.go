@@ -102,3 +102,31 @@ func CreateDeploymentWithID(ctx context.Context, db sqlx.ExtContext, id string, 
 	d.ID = id
 	return CreateDeployment(ctx, db, d)
 }
+
+// ForceCancelPromotion ends the environment's running promotion CANCELED without its
+// workflow, for when the workflow is stuck or gone: no traffic to the candidate any more
+// (percent 0), finished now, errorMessage saying why, and the environment's candidate
+// cleared when it is still this promotion's. It answers the promotion as it is now; no
+// promotion running is ErrNotFound. The row is locked first, so of two callers, and of a
+// caller and a workflow finishing the promotion, only one ends it.
+func ForceCancelPromotion(ctx context.Context, db *sqlx.DB, modelID, env, errorMessage string) (Promotion, error) {
+	var p Promotion
+	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		if err := get(ctx, tx, &p, `
+			SELECT * FROM promotions
+			WHERE model_id = $1 AND environment = $2 AND status IN ('RELEASING', 'RAMPING_UP', 'RAMPING_DOWN', 'PAUSED')
+			FOR UPDATE`, modelID, env); err != nil {
+			return err
+		}
+		if err := SetPromotionStatus(ctx, tx, p.ID, PromotionCanceled, 0, errorMessage, true); err != nil {
+			return err
+		}
+		if p.CandidateDeploymentID != nil {
+			if err := ClearEnvironmentCandidate(ctx, tx, modelID, env, *p.CandidateDeploymentID); err != nil {
+				return err
+			}
+		}
+		return get(ctx, tx, &p, `SELECT * FROM promotions WHERE id = $1`, p.ID)
+	})
+	return p, err
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/store"
@@ -92,18 +93,9 @@ func TestSetPromotionStatus_WritesProgressAndFinish(t *testing.T) {
 }
 
 func TestPromotionCandidate_SwitchAndClear(t *testing.T) {
-	db := openDB(t)
+	db, m, prev, cand, id := promotionFixture(t)
 	ctx := context.Background()
-	m := newModel(t, db)
-	prev, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
-	require.NoError(t, err)
-	cand, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
-	require.NoError(t, err)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, prev.ID))
-	id := store.NewID(8)
-	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: id, ModelID: m.ID,
-		Environment: store.ProductionEnvironment, SourceDeploymentID: cand.ID, PreviousDeploymentID: &prev.ID, WorkflowID: "w"})
-	require.NoError(t, err)
+	var err error
 
 	require.NoError(t, store.SetPromotionCandidate(ctx, db, id, cand.ID))
 	env, err := store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
@@ -155,4 +147,87 @@ func TestCreateDeploymentWithID_IsIdempotent(t *testing.T) {
 	next, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	require.Equal(t, "deployment-3", next.Name, "the repeat must not take a deployment number")
+}
+
+func TestForceCancelPromotion_EndsTheRunningPromotionAndClearsItsCandidate(t *testing.T) {
+	db, m, prev, cand, id := promotionFixture(t)
+	ctx := context.Background()
+	var err error
+	require.NoError(t, store.SetPromotionCandidate(ctx, db, id, cand.ID))
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, store.PromotionPaused, 40, "", false))
+
+	p, err := store.ForceCancelPromotion(ctx, db, m.ID, store.ProductionEnvironment, "force-cancelled: stuck")
+	require.NoError(t, err)
+	require.Equal(t, id, p.ID)
+	require.Equal(t, store.PromotionCanceled, p.Status)
+	require.Equal(t, 0, p.PercentTrafficToNew)
+	require.Equal(t, "force-cancelled: stuck", p.ErrorMessage)
+	require.NotNil(t, p.FinishedAt)
+	require.Equal(t, cand.ID, *p.CandidateDeploymentID, "the promotion keeps its candidate for the record")
+
+	env, err := store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, err)
+	require.Nil(t, env.CandidateDeploymentID)
+	require.Equal(t, prev.ID, *env.CurrentDeploymentID, "the environment stays on its current deployment")
+	_, err = store.RunningPromotion(ctx, db, m.ID, store.ProductionEnvironment)
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	_, err = store.ForceCancelPromotion(ctx, db, m.ID, store.ProductionEnvironment, "again")
+	require.ErrorIs(t, err, store.ErrNotFound, "with no promotion running there is nothing to cancel")
+	got, err := store.PromotionByID(ctx, db, id)
+	require.NoError(t, err)
+	require.Equal(t, "force-cancelled: stuck", got.ErrorMessage, "a finished promotion must not be rewritten")
+}
+
+func TestForceCancelPromotion_BeforeTheCandidateAndOnlyThatEnvironment(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
+		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+	require.NoError(t, err)
+	prodID, stagingID := store.NewID(8), store.NewID(8)
+	for _, np := range []store.NewPromotion{
+		{ID: prodID, ModelID: m.ID, Environment: store.ProductionEnvironment, SourceDeploymentID: d.ID, WorkflowID: "w1"},
+		{ID: stagingID, ModelID: m.ID, Environment: "staging", SourceDeploymentID: d.ID, WorkflowID: "w2"},
+	} {
+		_, err = store.CreatePromotion(ctx, db, np)
+		require.NoError(t, err)
+	}
+
+	p, err := store.ForceCancelPromotion(ctx, db, m.ID, "staging", "gone")
+	require.NoError(t, err, "a promotion still RELEASING, with no candidate yet, can be force-cancelled")
+	require.Equal(t, stagingID, p.ID)
+	require.Equal(t, store.PromotionCanceled, p.Status)
+	require.Nil(t, p.CandidateDeploymentID)
+
+	prod, err := store.RunningPromotion(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, err)
+	require.Equal(t, prodID, prod.ID, "another environment's promotion is left alone")
+	require.Equal(t, store.PromotionReleasing, prod.Status)
+
+	_, err = store.ForceCancelPromotion(ctx, db, m.ID, "nosuchenv", "x")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// promotionFixture is a model whose production serves prev, with a promotion id of cand
+// recorded in status RELEASING.
+func promotionFixture(t *testing.T) (db *sqlx.DB, m store.Model, prev, cand store.Deployment, id string) {
+	t.Helper()
+	db = openDB(t)
+	ctx := context.Background()
+	m = newModel(t, db)
+	var err error
+	prev, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	cand, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, prev.ID))
+	id = store.NewID(8)
+	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: id, ModelID: m.ID,
+		Environment: store.ProductionEnvironment, SourceDeploymentID: cand.ID, PreviousDeploymentID: &prev.ID, WorkflowID: "w"})
+	require.NoError(t, err)
+	return db, m, prev, cand, id
 }

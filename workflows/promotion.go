@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -27,6 +29,33 @@ const DeploymentPollInterval = 5 * time.Second
 
 // ErrTypePromotionFailed is the type of the error a failed promotion ends with.
 const ErrTypePromotionFailed = "PromotionFailed"
+
+// Controls of a running promotion, as Updates on its workflow; each answers a
+// PromotionControlResult, and a control that does not apply now is refused by its validator.
+const (
+	// UpdatePromotionCancel moves all traffic back to the current deployment at once, ends
+	// the promotion CANCELED and scales the candidate to zero (it is kept).
+	UpdatePromotionCancel = "cancel"
+	// UpdatePromotionPause holds the ramp at its percentage (autoscaling goes on).
+	UpdatePromotionPause = "pause"
+	// UpdatePromotionResume continues a paused ramp from its stage.
+	UpdatePromotionResume = "resume"
+	// UpdatePromotionForceRollForward sends all traffic to the candidate now and finishes.
+	UpdatePromotionForceRollForward = "force_roll_forward"
+	// UpdatePromotionForceCancel is cancel; the API also ends a stuck promotion by itself.
+	UpdatePromotionForceCancel = "force_cancel"
+)
+
+// RampStages is how many equal steps a canary ramp takes, each adding 100/RampStages percent.
+const RampStages = 10
+
+// PromotionControlResult answers a control.
+type PromotionControlResult struct {
+	Success bool
+	Status  string
+	Percent int
+	Message string
+}
 
 // PromotionWorkflowID is the ID of the environment's promotion. The API starts it with
 // conflict policy FAIL, so a second promotion of the same environment is refused.
@@ -60,16 +89,88 @@ var failedDeploymentStatuses = []string{StatusBuildFailed, StatusDeployFailed, S
 // deployment per the cleanup strategy. A failure before the switch leaves the environment
 // on its previous deployment and the promotion FAILED with the reason.
 //
-// Traffic moves in one step: ramp_up_while_promoting and the canary stages are not
-// implemented yet and are ignored.
+// With ramp_up_while_promoting the candidate takes 10%, 20%, ... 100% of the traffic in
+// RampStages equal stages over ramp_up_duration_seconds before the switch; controls
+// (cancel, pause, resume, force_roll_forward, force_cancel) arrive as Updates.
 func Promotion(ctx workflow.Context, in PromotionInput) (PromotionResult, error) {
 	p := &promotion{in: in, res: PromotionResult{Status: store.PromotionReleasing}}
+	if err := p.controls(ctx); err != nil {
+		return p.res, err
+	}
 	return p.run(ctx)
 }
 
 type promotion struct {
 	in  PromotionInput
 	res PromotionResult
+	// percent is the candidate's share of the traffic while ramping.
+	percent int
+	// control is the control received and not acted on yet.
+	control string
+	// switched is set once the environment serves the candidate; no control applies then.
+	switched bool
+	// stopRelease cancels the work before the ramp (a cancel while the candidate starts).
+	stopRelease workflow.CancelFunc
+}
+
+// controls registers the control Updates.
+func (p *promotion) controls(ctx workflow.Context) error {
+	for _, name := range []string{UpdatePromotionCancel, UpdatePromotionPause, UpdatePromotionResume,
+		UpdatePromotionForceRollForward, UpdatePromotionForceCancel} {
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, name,
+			func(ctx workflow.Context) (PromotionControlResult, error) { return p.receive(name), nil },
+			workflow.UpdateHandlerOptions{Validator: func() error { return p.validateControl(name) }},
+		); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateControl refuses a control that does not apply in the promotion's current state.
+func (p *promotion) validateControl(name string) error {
+	status := p.res.Status
+	if p.switched || (status != store.PromotionReleasing && status != store.PromotionRampingUp && status != store.PromotionPaused) {
+		return fmt.Errorf("no promotion in flight: it is %s", status)
+	}
+	if p.control != "" {
+		return fmt.Errorf("a %s is being carried out", p.control)
+	}
+	switch name {
+	case UpdatePromotionPause:
+		if status != store.PromotionRampingUp {
+			return fmt.Errorf("only a ramping promotion can be paused; it is %s", status)
+		}
+	case UpdatePromotionResume:
+		if status != store.PromotionPaused {
+			return fmt.Errorf("only a paused promotion can be resumed; it is %s", status)
+		}
+	case UpdatePromotionForceRollForward:
+		if status == store.PromotionReleasing {
+			return errors.New("the candidate is not ready yet: nothing to roll forward to")
+		}
+	}
+	return nil
+}
+
+// receive takes a control for the main loop to act on and says what will happen.
+func (p *promotion) receive(name string) PromotionControlResult {
+	p.control = name
+	out := PromotionControlResult{Success: true, Status: p.res.Status, Percent: p.percent}
+	switch name {
+	case UpdatePromotionCancel, UpdatePromotionForceCancel:
+		out.Status, out.Percent, out.Message = store.PromotionCanceled, 0, "traffic goes back to the current deployment"
+		if p.stopRelease != nil && p.res.Status == store.PromotionReleasing {
+			p.stopRelease()
+		}
+	case UpdatePromotionPause:
+		out.Status, out.Message = store.PromotionPaused, fmt.Sprintf("paused at %d%%", p.percent)
+	case UpdatePromotionResume:
+		out.Status, out.Message = store.PromotionRampingUp, fmt.Sprintf("resumed at %d%%", p.percent)
+	case UpdatePromotionForceRollForward:
+		out.Status, out.Percent, out.Message = store.PromotionRampingUp, 100, "all traffic goes to the candidate"
+	}
+	return out
 }
 
 // candidatePlan is how a promotion gets its candidate.
@@ -97,6 +198,7 @@ func targetReplicas(previousReady int) int { return max(1, previousReady) }
 
 func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	ctx, p.stopRelease = workflow.WithCancel(ctx)
 	var a *activities.Activities
 	p.setStatus(ctx, store.PromotionReleasing)
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
@@ -127,6 +229,7 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 		return p.fail(ctx, err)
 	}
 	p.res.CandidateDeploymentID = cand.DeploymentID
+	// From here a cancel also takes the candidate back to zero.
 	_ = workflow.UpsertTypedSearchAttributes(ctx, DeploymentIDAttr.ValueSet(cand.DeploymentID))
 	workflow.GetLogger(ctx).Info("promotion candidate", "model_id", p.in.ModelID, "environment", p.in.Environment,
 		"deployment_id", cand.DeploymentID, "new", plan.Copy, "target", target)
@@ -153,6 +256,17 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 		return p.fail(ctx, err)
 	}
 
+	if begin.Settings.RampUpWhilePromoting && begin.PreviousDeploymentID != "" && begin.PreviousDeploymentID != cand.DeploymentID {
+		if p.control == "" {
+			if canceled := p.ramp(ctx, begin.Settings.RampUpDurationSeconds); canceled {
+				return p.cancel(ctx)
+			}
+		}
+	}
+	if p.control == UpdatePromotionCancel || p.control == UpdatePromotionForceCancel {
+		return p.cancel(ctx)
+	}
+	p.switched = true
 	if err := workflow.ExecuteActivity(ctx, a.SwitchEnvironment, activities.SwitchEnvironmentInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, Environment: p.in.Environment,
 		CandidateDeploymentID: cand.DeploymentID,
@@ -195,6 +309,9 @@ func (p *promotion) demote(ctx workflow.Context, begin activities.BeginPromotion
 // fail records why the promotion ended before the switch and ends the workflow with it. It
 // runs on a disconnected context so that it also records a cancellation.
 func (p *promotion) fail(ctx workflow.Context, cause error) (PromotionResult, error) {
+	if p.control == UpdatePromotionCancel || p.control == UpdatePromotionForceCancel {
+		return p.cancel(ctx)
+	}
 	status := store.PromotionFailed
 	if temporal.IsCanceledError(cause) {
 		status = store.PromotionCanceled
@@ -216,6 +333,100 @@ func (p *promotion) fail(ctx workflow.Context, cause error) (PromotionResult, er
 		return p.res, cause
 	}
 	return p.res, temporal.NewNonRetryableApplicationError(reason, ErrTypePromotionFailed, cause)
+}
+
+// ramp moves the candidate's share of the traffic up in RampStages stages, each held for an
+// equal part of the duration: a timer raced against the controls. It answers true when the
+// promotion was cancelled; otherwise the candidate has all the traffic.
+func (p *promotion) ramp(ctx workflow.Context, durationSeconds int) (canceled bool) {
+	stageLen := time.Duration(durationSeconds) * time.Second / RampStages
+	for stage := 1; stage <= RampStages; stage++ {
+		p.progress(ctx, store.PromotionRampingUp, stage*100/RampStages, stage, "promotion.stage")
+		if stage == RampStages {
+			return false
+		}
+		remaining := stageLen
+		for remaining > 0 {
+			began := workflow.Now(ctx)
+			got, err := workflow.AwaitWithTimeout(ctx, remaining, func() bool { return p.control != "" })
+			if err != nil {
+				return true
+			}
+			if !got {
+				break // the stage is over
+			}
+			remaining -= workflow.Now(ctx).Sub(began)
+			control := p.control
+			switch control {
+			case UpdatePromotionCancel, UpdatePromotionForceCancel:
+				return true
+			case UpdatePromotionForceRollForward:
+				p.control = ""
+				p.progress(ctx, store.PromotionRampingUp, 100, RampStages, "promotion.force_roll_forward")
+				return false
+			case UpdatePromotionPause:
+				p.control = ""
+				p.progress(ctx, store.PromotionPaused, p.percent, stage, "promotion.pause")
+				if err := workflow.Await(ctx, func() bool { return p.control != "" }); err != nil {
+					return true
+				}
+				if p.control == UpdatePromotionResume {
+					p.control = ""
+					p.progress(ctx, store.PromotionRampingUp, p.percent, stage, "promotion.resume")
+				}
+				// Any other control is handled on the next turn, with the time left.
+			}
+		}
+	}
+	return false
+}
+
+// progress records the ramp's state: in the database (gateways follow it), in the workflow's
+// status and current details.
+func (p *promotion) progress(ctx workflow.Context, status string, percent, stage int, event string) {
+	p.percent = percent
+	p.setStatus(ctx, status)
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s: stage %d of %d, %d%% of %s's traffic to deployment %s",
+		status, stage, RampStages, percent, p.in.Environment, p.res.CandidateDeploymentID))
+	var a *activities.Activities
+	if err := workflow.ExecuteActivity(ctx, a.SetPromotionProgress, activities.SetPromotionProgressInput{
+		PromotionID: p.in.PromotionID, WorkspaceID: p.in.WorkspaceID, ModelID: p.in.ModelID,
+		Environment: p.in.Environment, Status: status, Percent: percent, Stage: stage, Event: event,
+	}).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("promotion progress not recorded", "model_id", p.in.ModelID,
+			"environment", p.in.Environment, "percent", percent, "err", err)
+	}
+}
+
+// cancel ends the promotion CANCELED: all traffic back on the current deployment at once,
+// then the candidate scaled to zero (kept), on a disconnected context so a cancelled
+// workflow still cleans up.
+func (p *promotion) cancel(ctx workflow.Context) (PromotionResult, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	dctx = workflow.WithActivityOptions(dctx, shortActivity)
+	var a *activities.Activities
+	if err := workflow.ExecuteActivity(dctx, a.FinishPromotion, activities.FinishPromotionInput{
+		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, Environment: p.in.Environment,
+		CandidateDeploymentID: p.res.CandidateDeploymentID, Status: store.PromotionCanceled,
+		ErrorMessage: "cancelled at " + fmt.Sprint(p.percent) + "%",
+	}).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("promotion cancel not recorded", "model_id", p.in.ModelID,
+			"environment", p.in.Environment, "err", err)
+	}
+	p.percent = 0
+	p.setStatus(dctx, store.PromotionCanceled)
+	workflow.SetCurrentDetails(dctx, "CANCELED: all traffic back on the current deployment")
+	if cand := p.res.CandidateDeploymentID; cand != "" && cand != p.res.PreviousDeploymentID && cand != p.in.SourceDeploymentID {
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), a.ScaleDeployment,
+			activities.DeploymentUpdateInput{
+				WorkflowID: DeploymentWorkflowID(cand), UpdateName: UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
+				Request: ScaleRequest{Replicas: 0},
+			}).Get(dctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("cancelled candidate not scaled to zero", "deployment_id", cand, "err", err)
+		}
+	}
+	workflow.GetLogger(ctx).Info("promotion cancelled", "model_id", p.in.ModelID, "environment", p.in.Environment)
+	return p.res, nil
 }
 
 func (p *promotion) setStatus(ctx workflow.Context, status string) {

@@ -41,6 +41,14 @@ type promoWorld struct {
 	candidate  string // the environment's candidate deployment
 	attrs      map[string]string
 	envStarted time.Time
+	progress   []progressRec
+}
+
+// progressRec is one SetPromotionProgress call and the workflow time it happened at.
+type progressRec struct {
+	at      time.Duration
+	status  string
+	percent int
 }
 
 func (w *promoWorld) record(name string) error {
@@ -150,6 +158,14 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			w.calls = append(w.calls, "finish")
 			w.finished = &in
 			w.candidate = ""
+			return nil
+		})
+	env.OnActivity(a.SetPromotionProgress, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SetPromotionProgressInput) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.calls = append(w.calls, "progress")
+			w.progress = append(w.progress, progressRec{at: env.Now().Sub(w.envStarted), status: in.Status, percent: in.Percent})
 			return nil
 		})
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {

@@ -1,0 +1,164 @@
+package workflows_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+// ramping is a begin result for a development source (so the candidate is a new deployment)
+// replacing prev0001, with the canary ramp on over 600 s.
+func ramping() *promoWorld {
+	b := published()
+	b.SourceIsDevelopment = true
+	b.Settings.RampUpWhilePromoting = true
+	b.Settings.RampUpDurationSeconds = 600
+	return &promoWorld{begin: b}
+}
+
+// control sends a control Update at the given workflow time and records its answer.
+type controlAnswer struct {
+	done     bool
+	rejected error
+	result   workflows.PromotionControlResult
+}
+
+func (h *promoHarness) control(at time.Duration, name string) *controlAnswer {
+	a := &controlAnswer{}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(name, fmt.Sprintf("%s-%s", name, at), &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { a.done, a.rejected = true, err },
+			OnComplete: func(v any, err error) {
+				a.done = true
+				if r, ok := v.(workflows.PromotionControlResult); ok {
+					a.result = r
+				}
+				require.NoError(h.t, err)
+			},
+		})
+	}, at)
+	return a
+}
+
+func percents(p []progressRec) []int {
+	out := []int{}
+	for _, r := range p {
+		out = append(out, r.percent)
+	}
+	return out
+}
+
+func TestPromotion_RampTakesTenStagesOverTheWindow(t *testing.T) {
+	h := newPromoHarness(t, ramping())
+	res, err := h.run(promoInput("devel001"))
+	require.NoError(t, err)
+	require.Equal(t, store.PromotionSucceeded, res.Status)
+
+	p := h.w.progress
+	require.Equal(t, []int{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, percents(p))
+	for i, r := range p {
+		require.Equal(t, store.PromotionRampingUp, r.status)
+		require.Equal(t, p[0].at+time.Duration(i)*60*time.Second, r.at, "stage %d starts 60 s after the one before", i+1)
+	}
+	require.Equal(t, res.CandidateDeploymentID, h.w.switched, "the switch follows the last stage")
+	require.GreaterOrEqual(t, h.w.switchedAt.Sub(h.w.envStarted), p[9].at)
+}
+
+func TestPromotion_CancelAtEveryStageRollsBack(t *testing.T) {
+	for stage := 1; stage <= 9; stage++ {
+		t.Run(fmt.Sprintf("stage %d", stage), func(t *testing.T) {
+			h := newPromoHarness(t, ramping())
+			ans := h.control(time.Duration(stage-1)*time.Minute+30*time.Second, workflows.UpdatePromotionCancel)
+			res, err := h.run(promoInput("devel001"))
+			require.NoError(t, err)
+			require.True(t, ans.done)
+			require.NoError(t, ans.rejected)
+			require.Equal(t, store.PromotionCanceled, ans.result.Status)
+			require.Equal(t, store.PromotionCanceled, res.Status)
+			require.Len(t, h.w.progress, stage, "no stage after the cancel")
+			require.Empty(t, h.w.switched, "a cancelled promotion never switches")
+			require.NotNil(t, h.w.finished)
+			require.Equal(t, store.PromotionCanceled, h.w.finished.Status)
+			require.Equal(t, "prev0001", h.w.current, "traffic stays on the current deployment")
+			last := h.w.updates[len(h.w.updates)-1]
+			require.Equal(t, workflows.DeploymentWorkflowID(res.CandidateDeploymentID), last.WorkflowID)
+			require.Equal(t, workflows.ScaleRequest{Replicas: 0}, decodeAs[workflows.ScaleRequest](t, last.Request),
+				"the candidate is scaled to zero and kept")
+		})
+	}
+}
+
+func TestPromotion_PauseHoldsThePercentageUntilResume(t *testing.T) {
+	h := newPromoHarness(t, ramping())
+	// Stage 3 (30%) runs from 120 s to 180 s; paused at 140 s for ten minutes.
+	pause := h.control(140*time.Second, workflows.UpdatePromotionPause)
+	early := h.control(150*time.Second, workflows.UpdatePromotionPause)
+	resume := h.control(140*time.Second+10*time.Minute, workflows.UpdatePromotionResume)
+	res, err := h.run(promoInput("devel001"))
+	require.NoError(t, err)
+	require.Equal(t, store.PromotionSucceeded, res.Status)
+	require.Equal(t, store.PromotionPaused, pause.result.Status)
+	require.Error(t, early.rejected, "a paused promotion cannot be paused again")
+	require.Equal(t, store.PromotionRampingUp, resume.result.Status)
+
+	p := h.w.progress
+	require.Equal(t, []int{10, 20, 30, 30, 30, 40, 50, 60, 70, 80, 90, 100}, percents(p))
+	require.Equal(t, store.PromotionPaused, p[3].status)
+	require.Equal(t, store.PromotionRampingUp, p[4].status)
+	// The stage goes on for the 40 s it had left when it was paused.
+	require.Equal(t, p[4].at+40*time.Second, p[5].at)
+}
+
+func TestPromotion_ForceRollForwardFinishesAtOnce(t *testing.T) {
+	for _, at := range []time.Duration{90 * time.Second, 330 * time.Second} {
+		h := newPromoHarness(t, ramping())
+		ans := h.control(at, workflows.UpdatePromotionForceRollForward)
+		res, err := h.run(promoInput("devel001"))
+		require.NoError(t, err)
+		require.True(t, ans.done)
+		require.NoError(t, ans.rejected)
+		require.Equal(t, store.PromotionSucceeded, res.Status)
+		p := h.w.progress
+		require.Equal(t, 100, p[len(p)-1].percent)
+		require.Equal(t, at, p[len(p)-1].at, "all traffic moves when forced, not at the next stage")
+		require.Equal(t, res.CandidateDeploymentID, h.w.switched)
+	}
+}
+
+func TestPromotion_ControlsThatDoNotApplyAreRefused(t *testing.T) {
+	w := ramping()
+	w.waitFor = 5 * time.Minute // the candidate takes five minutes to be ready
+	h := newPromoHarness(t, w)
+	resume := h.control(time.Minute, workflows.UpdatePromotionResume)
+	forward := h.control(2*time.Minute, workflows.UpdatePromotionForceRollForward)
+	pause := h.control(3*time.Minute, workflows.UpdatePromotionPause)
+	after := h.control(time.Hour, workflows.UpdatePromotionCancel)
+	res, err := h.run(promoInput("devel001"))
+	require.NoError(t, err)
+	require.Equal(t, store.PromotionSucceeded, res.Status)
+	require.ErrorContains(t, resume.rejected, "only a paused promotion")
+	require.ErrorContains(t, forward.rejected, "not ready yet")
+	require.ErrorContains(t, pause.rejected, "only a ramping promotion")
+	require.False(t, after.done, "the workflow has ended by then: nothing answers")
+}
+
+func TestPromotion_CancelWhileTheCandidateStartsEndsCanceled(t *testing.T) {
+	w := ramping()
+	w.waitFor = 10 * time.Minute
+	h := newPromoHarness(t, w)
+	ans := h.control(time.Minute, workflows.UpdatePromotionForceCancel)
+	res, err := h.run(promoInput("devel001"))
+	require.NoError(t, err)
+	require.NoError(t, ans.rejected)
+	require.Equal(t, store.PromotionCanceled, res.Status)
+	require.Empty(t, h.w.progress, "the ramp never started")
+	require.Empty(t, h.w.switched)
+	require.Equal(t, store.PromotionCanceled, h.w.finished.Status)
+}
