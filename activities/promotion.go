@@ -472,3 +472,66 @@ func (a *Activities) SetPromotionProgress(ctx context.Context, in SetPromotionPr
 		})
 	})
 }
+
+// AnalyzeStageInput names a canary stage to judge: the two deployments and its time range.
+type AnalyzeStageInput struct {
+	CandidateID string
+	CurrentID   string
+	From, To    time.Time
+	Analysis    store.CanaryAnalysis
+}
+
+// AnalyzeStageResult is the stage's figures and the verdict.
+type AnalyzeStageResult struct {
+	Candidate, Current store.Figures
+	// Enough says both deployments answered at least MinRequestsPerStage requests.
+	Enough bool
+	// Breach says the candidate did worse than allowed; Reason says how, with the figures.
+	Breach bool
+	Reason string
+}
+
+// sampleLag is how long after a second its load samples are surely written: gateways write
+// the second that ended at each wall-clock second.
+const sampleLag = 1500 * time.Millisecond
+
+// AnalyzeStage compares the candidate's and the current deployment's error rate and p99
+// latency over the stage, from the gateways' load samples. It waits until the samples of
+// the stage's last second are written.
+func (a *Activities) AnalyzeStage(ctx context.Context, in AnalyzeStageInput) (AnalyzeStageResult, error) {
+	if wait := time.Until(in.To.Add(sampleLag)); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return AnalyzeStageResult{}, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	var out AnalyzeStageResult
+	var err error
+	if out.Candidate, err = store.DeploymentFigures(ctx, a.DB, in.CandidateID, in.From, in.To); err != nil {
+		return out, err
+	}
+	if out.Current, err = store.DeploymentFigures(ctx, a.DB, in.CurrentID, in.From, in.To); err != nil {
+		return out, err
+	}
+	out.Breach, out.Reason = JudgeStage(in.Analysis, out.Candidate, out.Current)
+	out.Enough = out.Candidate.Completed >= in.Analysis.MinRequestsPerStage && out.Current.Completed >= in.Analysis.MinRequestsPerStage
+	if !out.Enough {
+		out.Breach = false
+	}
+	return out, nil
+}
+
+// JudgeStage says whether the candidate did worse than the analysis allows, and how.
+func JudgeStage(c store.CanaryAnalysis, cand, cur store.Figures) (bool, string) {
+	figures := fmt.Sprintf("candidate %d requests, %.1f%% errors, p99 %s; current %d requests, %.1f%% errors, p99 %s",
+		cand.Completed, 100*cand.ErrorRate(), cand.P99, cur.Completed, 100*cur.ErrorRate(), cur.P99)
+	if inc := cand.ErrorRate() - cur.ErrorRate(); inc > c.MaxErrorRateIncrease {
+		return true, fmt.Sprintf("error rate up %.1f points (allowed %.1f): %s", 100*inc, 100*c.MaxErrorRateIncrease, figures)
+	}
+	if cur.P99 > 0 && c.MaxP99LatencyRatio > 0 && float64(cand.P99) > float64(cur.P99)*c.MaxP99LatencyRatio {
+		return true, fmt.Sprintf("p99 latency %.2fx the current deployment's (allowed %.2fx): %s",
+			float64(cand.P99)/float64(cur.P99), c.MaxP99LatencyRatio, figures)
+	}
+	return false, figures
+}

@@ -4,7 +4,8 @@
 //
 // Its routing table comes from PostgreSQL and is reloaded on every NOTIFY modelplane_routes
 // and periodically as a safety net. Once a second it writes each deployment's average
-// concurrency to load_samples (for the autoscaler) and its in-flight count per replica to
+// concurrency, requests, errors and latency histogram to load_samples (for the autoscaler and
+// the canary analysis) and its in-flight count per replica to
 // gateway_reports (so that a replica being drained is stopped only when no gateway can still
 // send it anything).
 package gateway
@@ -275,12 +276,13 @@ func (g *Gateway) report(ctx context.Context, now time.Time, s *sampler) error {
 	if sec := now.Truncate(time.Second); sec.After(s.second) {
 		at := sec.Add(-time.Second).UTC()
 		for id, l := range loads {
-			avg, requests, busy := l.sample(now)
-			if avg == 0 && requests == 0 && busy == 0 {
+			p := l.sample(now)
+			if p.avg == 0 && p.requests == 0 && p.inFlight == 0 && p.completed == 0 {
 				continue
 			}
 			samples = append(samples, store.LoadSample{DeploymentID: id, GatewayID: g.opts.ID, At: at,
-				Concurrency: avg, Requests: requests})
+				Concurrency: p.avg, Requests: p.requests,
+				Completed: p.completed, Errors: p.errors, LatencyBuckets: p.latency})
 		}
 		s.second = sec
 	}

@@ -740,3 +740,33 @@ func BenchmarkPredict(b *testing.B) {
 	b.Run("direct", func(b *testing.B) { run(b, s.URL+gateway.DefaultPredictPath) })
 	b.Run("gateway", func(b *testing.B) { run(b, f.url+"/models/"+f.model.ID+"/production/predict") })
 }
+
+func TestCanaryFigures(t *testing.T) {
+	f := newFixture(t, gateway.Options{})
+	ctx := context.Background()
+	flaky := newServer(t, "flaky", testmodel.Options{FailureRate: 0.5})
+	d := f.deployment("", false, flaky.addr())
+	f.point(store.ProductionEnvironment, d.ID)
+	require.Eventually(t, func() bool { return f.gw.RoutesTo(f.model.ID, store.ProductionEnvironment) == d.ID }, 2*time.Second, 5*time.Millisecond)
+
+	statuses := map[int]int{}
+	for range 200 {
+		statuses[f.predict("production", "{}").status]++
+	}
+	require.Equal(t, 200, statuses[http.StatusOK]+statuses[http.StatusInternalServerError], "answers: %v", statuses)
+
+	// Samples are written once a second, for the second that ended.
+	var fig store.Figures
+	require.Eventually(t, func() bool {
+		now := time.Now()
+		var err error
+		fig, err = store.DeploymentFigures(ctx, f.db, d.ID, now.Add(-time.Minute), now)
+		return err == nil && fig.Completed >= 200
+	}, 5*time.Second, 50*time.Millisecond, "figures never counted the 200 requests: %+v", fig)
+	assert.Equal(t, 200, fig.Completed)
+	assert.Equal(t, statuses[http.StatusInternalServerError], fig.Errors, "every 500 answered counts as an error")
+	assert.InDelta(t, 100, fig.Errors, 30, "about half the requests fail")
+	assert.InDelta(t, float64(fig.Errors)/200, fig.ErrorRate(), 1e-12)
+	assert.Greater(t, fig.P99, time.Duration(0))
+	assert.LessOrEqual(t, fig.P99, 5*time.Second, "a local test model answers at once")
+}

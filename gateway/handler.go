@@ -170,7 +170,13 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	// the requests waiting for a deployment to wake.
 	l := dep.load
 	l.add(start, 1)
-	defer func() { l.add(time.Now(), -1) }()
+	defer func() {
+		now, status := time.Now(), w.status
+		if status == 0 {
+			status = statusClientClosed
+		}
+		l.done(now, status, now.Sub(start))
+	}()
 	rep := dep.pickReplica(nil)
 	if rep == nil {
 		if !sleeping(dep.status) {

@@ -30,6 +30,8 @@ type environment struct {
 	name      string
 	targets   []target
 	promoting bool
+	// sent numbers the environment's requests, for the weighted split.
+	sent atomic.Uint64
 }
 
 type target struct {
@@ -37,19 +39,20 @@ type target struct {
 	weight int // percent
 }
 
-// pick chooses a target by weight.
+// pick chooses a target by weight, spreading them evenly rather than at random: of any 100
+// consecutive requests, the candidate at weight w takes w (request n goes to it when n×w/100
+// reaches a new whole number), so even a short canary stage gets its exact share.
 func (e *environment) pick() *deployment {
 	if len(e.targets) == 1 {
 		return e.targets[0].dep
 	}
-	n := rand.IntN(100)
-	for _, t := range e.targets {
-		if n < t.weight {
-			return t.dep
-		}
-		n -= t.weight
+	n := e.sent.Add(1)
+	last := e.targets[len(e.targets)-1]
+	w := uint64(last.weight)
+	if n*w/100 != (n-1)*w/100 {
+		return last.dep
 	}
-	return e.targets[len(e.targets)-1].dep
+	return e.targets[0].dep
 }
 
 // phase is the rollout_phase label of the environment's series.
@@ -147,7 +150,8 @@ func (d *deployment) choose(except *replica) *replica {
 func usable(r, except *replica) bool { return r != except && !r.draining.Load() }
 
 // load is a deployment's in-flight count and its time-weighted average, kept across reloads
-// for the load samples the autoscaler reads.
+// for the load samples the autoscaler reads, and what the requests that ended came to, for
+// canary analysis.
 type load struct {
 	mu       sync.Mutex
 	inFlight int
@@ -156,6 +160,10 @@ type load struct {
 	last     time.Time
 	// sampled is when the current sampling period began.
 	sampled time.Time
+	// Since the last sample: requests that ended, those of them that answered 5xx, and their
+	// end-to-end latencies counted by store.LatencyBounds (nil until one ends).
+	completed, errors int
+	latency           []int64
 }
 
 func newLoad() *load { return &load{sampled: time.Now()} }
@@ -177,18 +185,45 @@ func (l *load) advance(now time.Time) {
 	l.last = now
 }
 
-// sample returns the average concurrency since the previous sample and the requests started
-// meanwhile, and starts a new period.
-func (l *load) sample(now time.Time) (avg float64, requests, inFlight int) {
+// done ends a request counted by add(now, 1): it leaves the in-flight count and is counted
+// as completed with its status (499 when the client left first) and latency.
+func (l *load) done(now time.Time, status int, latency time.Duration) {
+	b := store.LatencyBucket(latency)
+	l.mu.Lock()
+	l.advance(now)
+	l.inFlight--
+	l.completed++
+	if status >= 500 {
+		l.errors++
+	}
+	if l.latency == nil {
+		l.latency = make([]int64, len(store.LatencyBounds)+1)
+	}
+	l.latency[b]++
+	l.mu.Unlock()
+}
+
+// period is what a load sample says of one sampling period.
+type period struct {
+	avg                                   float64 // average concurrency
+	requests, inFlight, completed, errors int
+	latency                               []int64 // nil when no request ended
+}
+
+// sample returns the average concurrency since the previous sample, the requests started
+// and those ended meanwhile, and starts a new period.
+func (l *load) sample(now time.Time) (p period) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.advance(now)
-	if period := now.Sub(l.sampled); period > 0 {
-		avg = l.area / float64(period)
+	if d := now.Sub(l.sampled); d > 0 {
+		p.avg = l.area / float64(d)
 	}
-	requests, inFlight = l.requests, l.inFlight
+	p.requests, p.inFlight = l.requests, l.inFlight
+	p.completed, p.errors, p.latency = l.completed, l.errors, l.latency
 	l.area, l.requests, l.sampled = 0, 0, now
-	return avg, requests, inFlight
+	l.completed, l.errors, l.latency = 0, 0, nil
+	return p
 }
 
 // builder makes tables from database snapshots, keeping replicas and loads across them. Only
@@ -238,7 +273,8 @@ func (b *builder) build(r store.Routes) *table {
 	for id, l := range b.loads {
 		if _, ok := liveLoads[id]; !ok {
 			l.mu.Lock()
-			busy := l.inFlight > 0
+			// Kept until its last request ended and its figures were written.
+			busy := l.inFlight > 0 || l.requests > 0 || l.completed > 0
 			l.mu.Unlock()
 			if busy {
 				liveLoads[id] = l

@@ -258,8 +258,11 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 
 	if begin.Settings.RampUpWhilePromoting && begin.PreviousDeploymentID != "" && begin.PreviousDeploymentID != cand.DeploymentID {
 		if p.control == "" {
-			if canceled := p.ramp(ctx, begin.Settings.RampUpDurationSeconds); canceled {
+			switch end, reason := p.ramp(ctx, begin.Settings, begin.PreviousDeploymentID); end {
+			case rampCanceled:
 				return p.cancel(ctx)
+			case rampFailed:
+				return p.rollBack(ctx, store.PromotionFailed, reason)
 			}
 		}
 	}
@@ -335,50 +338,114 @@ func (p *promotion) fail(ctx workflow.Context, cause error) (PromotionResult, er
 	return p.res, temporal.NewNonRetryableApplicationError(reason, ErrTypePromotionFailed, cause)
 }
 
+// rampEnd says how a ramp ended: with all traffic on the candidate, cancelled, or rolled
+// back by the canary analysis.
+type rampEnd int
+
+const (
+	rampDone rampEnd = iota
+	rampCanceled
+	rampFailed
+)
+
 // ramp moves the candidate's share of the traffic up in RampStages stages, each held for an
-// equal part of the duration: a timer raced against the controls. It answers true when the
-// promotion was cancelled; otherwise the candidate has all the traffic.
-func (p *promotion) ramp(ctx workflow.Context, durationSeconds int) (canceled bool) {
-	stageLen := time.Duration(durationSeconds) * time.Second / RampStages
+// equal part of the duration: a timer raced against the controls. With canary analysis on,
+// each stage ends with the candidate's figures judged against the current deployment's; a
+// breach rolls the promotion back (the reason is returned).
+func (p *promotion) ramp(ctx workflow.Context, settings store.PromotionSettings, currentID string) (rampEnd, string) {
+	stageLen := time.Duration(settings.RampUpDurationSeconds) * time.Second / RampStages
 	for stage := 1; stage <= RampStages; stage++ {
 		p.progress(ctx, store.PromotionRampingUp, stage*100/RampStages, stage, "promotion.stage")
 		if stage == RampStages {
-			return false
+			return rampDone, ""
 		}
-		remaining := stageLen
-		for remaining > 0 {
-			began := workflow.Now(ctx)
-			got, err := workflow.AwaitWithTimeout(ctx, remaining, func() bool { return p.control != "" })
-			if err != nil {
-				return true
+		began := workflow.Now(ctx)
+		switch end := p.hold(ctx, stage, stageLen); end {
+		case holdCanceled:
+			return rampCanceled, ""
+		case holdForced:
+			return rampDone, ""
+		}
+		if !settings.CanaryAnalysis.Enabled {
+			continue
+		}
+		verdict, err := p.analyze(ctx, settings.CanaryAnalysis, currentID, began)
+		if err == nil && !verdict.Enough {
+			// Too few requests to judge: the stage waits up to one more stage length for more.
+			switch p.hold(ctx, stage, stageLen) {
+			case holdCanceled:
+				return rampCanceled, ""
+			case holdForced:
+				return rampDone, ""
 			}
-			if !got {
-				break // the stage is over
-			}
-			remaining -= workflow.Now(ctx).Sub(began)
-			control := p.control
-			switch control {
-			case UpdatePromotionCancel, UpdatePromotionForceCancel:
-				return true
-			case UpdatePromotionForceRollForward:
-				p.control = ""
-				p.progress(ctx, store.PromotionRampingUp, 100, RampStages, "promotion.force_roll_forward")
-				return false
-			case UpdatePromotionPause:
-				p.control = ""
-				p.progress(ctx, store.PromotionPaused, p.percent, stage, "promotion.pause")
-				if err := workflow.Await(ctx, func() bool { return p.control != "" }); err != nil {
-					return true
-				}
-				if p.control == UpdatePromotionResume {
-					p.control = ""
-					p.progress(ctx, store.PromotionRampingUp, p.percent, stage, "promotion.resume")
-				}
-				// Any other control is handled on the next turn, with the time left.
-			}
+			verdict, err = p.analyze(ctx, settings.CanaryAnalysis, currentID, began)
+		}
+		if err != nil {
+			workflow.GetLogger(ctx).Error("canary analysis failed; the ramp goes on", "model_id", p.in.ModelID,
+				"environment", p.in.Environment, "stage", stage, "err", err)
+			continue
+		}
+		if verdict.Breach {
+			return rampFailed, fmt.Sprintf("canary analysis at stage %d (%d%%): %s", stage, p.percent, verdict.Reason)
 		}
 	}
-	return false
+	return rampDone, ""
+}
+
+// holdEnd says how holding a stage ended.
+type holdEnd int
+
+const (
+	holdElapsed holdEnd = iota
+	holdCanceled
+	holdForced
+)
+
+// hold keeps the current stage for d, acting on controls meanwhile: a pause stops the clock
+// until resume, a cancel ends the ramp, a forced roll forward moves all traffic at once.
+func (p *promotion) hold(ctx workflow.Context, stage int, d time.Duration) holdEnd {
+	remaining := d
+	for remaining > 0 {
+		began := workflow.Now(ctx)
+		got, err := workflow.AwaitWithTimeout(ctx, remaining, func() bool { return p.control != "" })
+		if err != nil {
+			return holdCanceled
+		}
+		if !got {
+			return holdElapsed
+		}
+		remaining -= workflow.Now(ctx).Sub(began)
+		switch p.control {
+		case UpdatePromotionCancel, UpdatePromotionForceCancel:
+			return holdCanceled
+		case UpdatePromotionForceRollForward:
+			p.control = ""
+			p.progress(ctx, store.PromotionRampingUp, 100, RampStages, "promotion.force_roll_forward")
+			return holdForced
+		case UpdatePromotionPause:
+			p.control = ""
+			p.progress(ctx, store.PromotionPaused, p.percent, stage, "promotion.pause")
+			if err := workflow.Await(ctx, func() bool { return p.control != "" }); err != nil {
+				return holdCanceled
+			}
+			if p.control == UpdatePromotionResume {
+				p.control = ""
+				p.progress(ctx, store.PromotionRampingUp, p.percent, stage, "promotion.resume")
+			}
+			// Any other control is handled on the next turn, with the time left.
+		}
+	}
+	return holdElapsed
+}
+
+// analyze judges the stage that began at from.
+func (p *promotion) analyze(ctx workflow.Context, c store.CanaryAnalysis, currentID string, from time.Time) (activities.AnalyzeStageResult, error) {
+	var a *activities.Activities
+	var res activities.AnalyzeStageResult
+	err := workflow.ExecuteActivity(ctx, a.AnalyzeStage, activities.AnalyzeStageInput{
+		CandidateID: p.res.CandidateDeploymentID, CurrentID: currentID, From: from, To: workflow.Now(ctx), Analysis: c,
+	}).Get(ctx, &res)
+	return res, err
 }
 
 // progress records the ramp's state: in the database (gateways follow it), in the workflow's
@@ -398,34 +465,42 @@ func (p *promotion) progress(ctx workflow.Context, status string, percent, stage
 	}
 }
 
-// cancel ends the promotion CANCELED: all traffic back on the current deployment at once,
-// then the candidate scaled to zero (kept), on a disconnected context so a cancelled
-// workflow still cleans up.
+// cancel ends the promotion CANCELED (see rollBack).
 func (p *promotion) cancel(ctx workflow.Context) (PromotionResult, error) {
+	return p.rollBack(ctx, store.PromotionCanceled, fmt.Sprintf("cancelled at %d%%", p.percent))
+}
+
+// rollBack ends the promotion with status (CANCELED, or FAILED by the canary analysis): all
+// traffic back on the current deployment at once, then a candidate the promotion made scaled
+// to zero (kept), on a disconnected context so a cancelled workflow still cleans up.
+func (p *promotion) rollBack(ctx workflow.Context, status, reason string) (PromotionResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(dctx, shortActivity)
 	var a *activities.Activities
 	if err := workflow.ExecuteActivity(dctx, a.FinishPromotion, activities.FinishPromotionInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, Environment: p.in.Environment,
-		CandidateDeploymentID: p.res.CandidateDeploymentID, Status: store.PromotionCanceled,
-		ErrorMessage: "cancelled at " + fmt.Sprint(p.percent) + "%",
+		CandidateDeploymentID: p.res.CandidateDeploymentID, Status: status, ErrorMessage: reason,
 	}).Get(dctx, nil); err != nil {
-		workflow.GetLogger(ctx).Error("promotion cancel not recorded", "model_id", p.in.ModelID,
+		workflow.GetLogger(ctx).Error("promotion end not recorded", "model_id", p.in.ModelID,
 			"environment", p.in.Environment, "err", err)
 	}
 	p.percent = 0
-	p.setStatus(dctx, store.PromotionCanceled)
-	workflow.SetCurrentDetails(dctx, "CANCELED: all traffic back on the current deployment")
+	p.setStatus(dctx, status)
+	workflow.SetCurrentDetails(dctx, status+": all traffic back on the current deployment; "+reason)
 	if cand := p.res.CandidateDeploymentID; cand != "" && cand != p.res.PreviousDeploymentID && cand != p.in.SourceDeploymentID {
 		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), a.ScaleDeployment,
 			activities.DeploymentUpdateInput{
 				WorkflowID: DeploymentWorkflowID(cand), UpdateName: UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
 				Request: ScaleRequest{Replicas: 0},
 			}).Get(dctx, nil); err != nil {
-			workflow.GetLogger(ctx).Error("cancelled candidate not scaled to zero", "deployment_id", cand, "err", err)
+			workflow.GetLogger(ctx).Error("candidate not scaled to zero", "deployment_id", cand, "err", err)
 		}
 	}
-	workflow.GetLogger(ctx).Info("promotion cancelled", "model_id", p.in.ModelID, "environment", p.in.Environment)
+	workflow.GetLogger(ctx).Info("promotion rolled back", "model_id", p.in.ModelID, "environment", p.in.Environment,
+		"status", status, "reason", reason)
+	if status == store.PromotionFailed {
+		return p.res, temporal.NewNonRetryableApplicationError(reason, ErrTypePromotionFailed, nil)
+	}
 	return p.res, nil
 }
 

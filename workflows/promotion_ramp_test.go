@@ -162,3 +162,44 @@ func TestPromotion_CancelWhileTheCandidateStartsEndsCanceled(t *testing.T) {
 	require.Empty(t, h.w.switched)
 	require.Equal(t, store.PromotionCanceled, h.w.finished.Status)
 }
+
+func analyzed() *promoWorld {
+	w := ramping()
+	w.begin.Settings.CanaryAnalysis.Enabled = true
+	return w
+}
+
+func TestPromotion_AnalysisBreachAtStageThreeRollsBack(t *testing.T) {
+	w := analyzed()
+	w.breachAt = 3
+	h := newPromoHarness(t, w)
+	res, err := h.run(promoInput("devel001"))
+	require.Error(t, err, "a rolled-back promotion fails")
+	require.ErrorContains(t, err, "canary analysis at stage 3 (30%): error rate up 20.0 points")
+	require.Equal(t, []int{10, 20, 30}, percents(h.w.progress), "no stage after the breach")
+	require.Empty(t, h.w.switched)
+	require.Equal(t, store.PromotionFailed, h.w.finished.Status)
+	require.Contains(t, h.w.finished.ErrorMessage, "error rate up 20.0 points", "the figures are in error_message")
+	require.Equal(t, "prev0001", h.w.current)
+	_ = res
+	last := h.w.updates[len(h.w.updates)-1]
+	require.Equal(t, workflows.ScaleRequest{Replicas: 0}, decodeAs[workflows.ScaleRequest](t, last.Request))
+	// Each stage is judged over its own time range, the candidate against the current deployment.
+	a := h.w.analyzed[2]
+	require.Equal(t, "prev0001", a.CurrentID)
+	require.Equal(t, time.Minute, a.To.Sub(a.From))
+}
+
+func TestPromotion_TooFewRequestsWaitOneMoreStageThenProceed(t *testing.T) {
+	w := analyzed()
+	w.thin = map[int]bool{2: true, 3: true} // stage 2: too few, and still too few after waiting
+	h := newPromoHarness(t, w)
+	res, err := h.run(promoInput("devel001"))
+	require.NoError(t, err)
+	require.Equal(t, store.PromotionSucceeded, res.Status)
+	p := h.w.progress
+	require.Equal(t, []int{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, percents(p))
+	require.Equal(t, 2*time.Minute, p[2].at-p[1].at, "stage 2 waited one more stage length")
+	require.Equal(t, time.Minute, p[3].at-p[2].at)
+	require.Equal(t, 10, h.w.analyses, "nine stages judged, one of them twice")
+}

@@ -42,6 +42,12 @@ type promoWorld struct {
 	attrs      map[string]string
 	envStarted time.Time
 	progress   []progressRec
+	// analyses counts AnalyzeStage calls; the one numbered breachAt reports a breach, those
+	// in thin report too few requests.
+	analyses int
+	breachAt int
+	thin     map[int]bool
+	analyzed []activities.AnalyzeStageInput
 }
 
 // progressRec is one SetPromotionProgress call and the workflow time it happened at.
@@ -167,6 +173,18 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			w.calls = append(w.calls, "progress")
 			w.progress = append(w.progress, progressRec{at: env.Now().Sub(w.envStarted), status: in.Status, percent: in.Percent})
 			return nil
+		})
+	env.OnActivity(a.AnalyzeStage, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.AnalyzeStageInput) (activities.AnalyzeStageResult, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.analyses++
+			w.analyzed = append(w.analyzed, in)
+			out := activities.AnalyzeStageResult{Enough: !w.thin[w.analyses], Reason: "figures"}
+			if w.analyses == w.breachAt {
+				out.Breach, out.Reason = true, "error rate up 20.0 points"
+			}
+			return out, nil
 		})
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// Figures are a deployment's answers over a time range, summed over gateways.
+type Figures struct {
+	// Completed is how many requests ended; Errors how many of them answered 5xx.
+	Completed, Errors int
+	// P99 is the upper bound of the latency bucket that holds the 99th percentile (nearest
+	// rank) of the completed requests; the bucket above the last bound reports the last
+	// bound. 0 when no request ended.
+	P99 time.Duration
+}
+
+// ErrorRate is the share of completed requests that answered 5xx, 0 when none completed.
+func (f Figures) ErrorRate() float64 {
+	if f.Completed == 0 {
+		return 0
+	}
+	return float64(f.Errors) / float64(f.Completed)
+}
+
+// DeploymentFigures sums the load samples of a deployment with from <= at < to, over every
+// gateway. A sample describes the second that begins at its at.
+func DeploymentFigures(ctx context.Context, db sqlx.QueryerContext, deploymentID string, from, to time.Time) (Figures, error) {
+	var row struct {
+		Completed int           `db:"completed"`
+		Errors    int           `db:"errors"`
+		Buckets   pq.Int64Array `db:"buckets"`
+	}
+	err := get(ctx, db, &row, `
+		WITH s AS (
+			SELECT completed, errors, latency_buckets FROM load_samples
+			WHERE deployment_id = $1 AND at >= $2 AND at < $3
+		)
+		SELECT
+			(SELECT COALESCE(sum(completed), 0) FROM s) AS completed,
+			(SELECT COALESCE(sum(errors), 0) FROM s) AS errors,
+			(SELECT COALESCE(array_agg(n ORDER BY i), '{}')
+			 FROM (SELECT b.i, sum(b.n) AS n
+			       FROM s, unnest(s.latency_buckets) WITH ORDINALITY AS b(n, i)
+			       GROUP BY b.i) t) AS buckets`, deploymentID, from, to)
+	if err != nil {
+		return Figures{}, err
+	}
+	return Figures{Completed: row.Completed, Errors: row.Errors, P99: percentile99(row.Buckets)}, nil
+}
+
+// percentile99 is the upper bound of the bucket holding the nearest-rank 99th percentile of
+// the counts by LatencyBounds, 0 when they count nothing.
+func percentile99(buckets []int64) time.Duration {
+	var total int64
+	for _, n := range buckets {
+		total += n
+	}
+	if total <= 0 || len(LatencyBounds) == 0 {
+		return 0
+	}
+	rank := (99*total + 99) / 100 // ceil(0.99 × total)
+	var seen int64
+	for i, n := range buckets {
+		seen += n
+		if seen >= rank {
+			return LatencyBounds[min(i, len(LatencyBounds)-1)]
+		}
+	}
+	return LatencyBounds[len(LatencyBounds)-1]
+}
