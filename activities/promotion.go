@@ -535,3 +535,25 @@ func JudgeStage(c store.CanaryAnalysis, cand, cur store.Figures) (bool, string) 
 	}
 	return false, figures
 }
+
+// ScaleDownCandidateInput names a rolled-back promotion's candidate and the scale update
+// that takes it to zero.
+type ScaleDownCandidateInput struct {
+	DeploymentUpdateInput
+	ModelID      string
+	DeploymentID string
+}
+
+// ScaleDownCandidate scales a rolled-back candidate to zero (it is kept), unless it serves an
+// environment of its own: a deployment promoted as it is may be another environment's.
+func (a *Activities) ScaleDownCandidate(ctx context.Context, in ScaleDownCandidateInput) error {
+	serves, err := store.DeploymentServes(ctx, a.DB, in.ModelID, in.DeploymentID)
+	if err != nil {
+		return err
+	}
+	if serves {
+		activity.GetLogger(ctx).Info("rolled-back candidate serves an environment; left running", "deployment_id", in.DeploymentID)
+		return nil
+	}
+	return a.ScaleDeployment(ctx, in.DeploymentUpdateInput)
+}

@@ -174,27 +174,18 @@ func (s *Server) forceCancelStuck(ctx context.Context, c echo.Context, t promoti
 }
 
 // candidateToScaleDown says which candidate a force-cancelled promotion leaves and whether
-// the API scales it to zero: as the workflow's own cancel does, only a candidate the
-// promotion made (not the promoted deployment itself, nor the previous one), and never one
-// that an environment serves.
+// the API scales it to zero: as the workflow's own cancel does, any candidate but the
+// previous deployment and one that an environment serves.
 func (s *Server) candidateToScaleDown(ctx context.Context, p store.Promotion) (string, bool, error) {
 	if p.CandidateDeploymentID == nil || *p.CandidateDeploymentID == "" {
 		return "", false, nil
 	}
 	cand := *p.CandidateDeploymentID
-	if cand == p.SourceDeploymentID || (p.PreviousDeploymentID != nil && cand == *p.PreviousDeploymentID) {
+	if p.PreviousDeploymentID != nil && cand == *p.PreviousDeploymentID {
 		return cand, false, nil
 	}
-	envs, err := store.ListEnvironments(ctx, s.deps.DB, p.ModelID)
-	if err != nil {
-		return cand, false, err
-	}
-	for _, e := range envs {
-		if e.CurrentDeploymentID != nil && *e.CurrentDeploymentID == cand {
-			return cand, false, nil
-		}
-	}
-	return cand, true, nil
+	serves, err := store.DeploymentServes(ctx, s.deps.DB, p.ModelID, cand)
+	return cand, !serves, err
 }
 
 // scaleCandidateToZero asks the candidate's Deployment workflow for zero replicas, waiting

@@ -362,8 +362,10 @@ func TestForceCancelPromotion_WorkflowGoneButPromotionShownRunning(t *testing.T)
 	}
 	f := newControlFixture(t, tc)
 	ctx := context.Background()
-	// The promoted deployment itself is the candidate (no redeploy): it is kept.
+	// The promoted deployment itself is the candidate (no redeploy), and it serves production:
+	// it is kept.
 	require.NoError(t, store.SetPromotionCandidate(ctx, f.db, f.promotionID, f.src.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.m.ID, store.ProductionEnvironment, f.src.ID))
 
 	r := f.post(t, "staging", "force_cancel_promotion")
 	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
@@ -378,7 +380,7 @@ func TestForceCancelPromotion_WorkflowGoneButPromotionShownRunning(t *testing.T)
 	require.NoError(t, err)
 	require.Nil(t, env.CandidateDeploymentID)
 	for _, u := range tc.sent() {
-		require.NotEqual(t, workflows.DeploymentWorkflowID(f.src.ID), u.WorkflowID, "the promoted deployment itself is not scaled down")
+		require.NotEqual(t, workflows.DeploymentWorkflowID(f.src.ID), u.WorkflowID, "a candidate serving another environment is not scaled down")
 	}
 }
 

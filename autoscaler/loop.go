@@ -304,10 +304,21 @@ func inputOf(t store.AutoscalingTarget, now time.Time) Input {
 		Now: now, Current: t.LiveReplicas, Settings: t.Settings, Development: t.IsDevelopment,
 		Samples: make([]Sample, len(t.Samples)),
 	}
-	for i, s := range t.Samples {
-		in.Samples[i] = Sample{At: s.At, Concurrency: s.Concurrency, Requests: s.Requests}
+	// A deployment at zero wakes for requests that came after it got there, never for the
+	// load it had before: a promotion that moved its traffic away and scaled it to zero would
+	// otherwise see it revived from the old samples still in the window. (Requests for it
+	// now go through a gateway, which wakes it and whose samples show.)
+	after := time.Time{}
+	if t.ZeroSince != nil && t.LiveReplicas == 0 {
+		after = *t.ZeroSince
 	}
-	if t.LastRequestAt != nil {
+	in.Samples = in.Samples[:0]
+	for _, s := range t.Samples {
+		if !s.At.Before(after) {
+			in.Samples = append(in.Samples, Sample{At: s.At, Concurrency: s.Concurrency, Requests: s.Requests})
+		}
+	}
+	if t.LastRequestAt != nil && !t.LastRequestAt.Before(after) {
 		in.LastRequest = *t.LastRequestAt
 	}
 	// A replica is started because someone asked for one: a push, a promotion, a manual

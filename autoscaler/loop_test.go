@@ -280,6 +280,25 @@ func TestTick_NewReplicaGetsTheDelayBeforeZero(t *testing.T) {
 			"one idle for longer than the delay goes to zero")
 }
 
+func TestTick_DeploymentAtZeroWakesOnlyForLoadAfterIt(t *testing.T) {
+	db := openDB(t)
+	m := newModel(t, db)
+	ctx := context.Background()
+	// Busy until a promotion moved its traffic away and scaled it to zero, just now.
+	d := newDeployment(t, db, m, "SCALED_TO_ZERO", linear(8), 0)
+	now := time.Now().UTC().Truncate(time.Second)
+	load(t, db, d.ID, now.Add(-2*time.Second), 8, 2)
+	tc := &fakeTemporal{}
+	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
+	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
+	require.Empty(t, tc.takeCalls(d.ID), "the load it had before it went to zero does not revive it")
+
+	load(t, db, d.ID, now.Add(3*time.Second), 1, 2)
+	require.NoError(t, l.tick(ctx, now.Add(4*time.Second)))
+	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(d.ID), 1}}, tc.takeCalls(d.ID),
+		"requests after it went to zero scale it up")
+}
+
 // startLoop runs a loop on a database of its own until the returned cancel is called; cancel
 // waits for Run to return.
 func startLoop(t *testing.T, name string) (*Loop, *sqlx.DB, func()) {

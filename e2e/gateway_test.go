@@ -150,12 +150,29 @@ type load struct {
 	sent     atomic.Int64
 	mu       sync.Mutex
 	failures []string
+	// shots are every answer, when kept.
+	keep  bool
+	shots []shot
+}
+
+// shot is one request of the load: when it left, and what came back.
+type shot struct {
+	sent   time.Time
+	status int
+	body   string
 }
 
 func startLoad(t *testing.T, h *harness, modelID string, perSecond int) *load {
 	t.Helper()
+	return startLoadKeeping(t, h, modelID, perSecond, false)
+}
+
+// startLoadKeeping is startLoad that also keeps every answer when keep is set; a 5xx the
+// model itself sent is then kept rather than counted as a failure.
+func startLoadKeeping(t *testing.T, h *harness, modelID string, perSecond int, keep bool) *load {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel}
+	l := &load{cancel: cancel, keep: keep}
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	url := h.stack.APIURL + "/models/" + modelID + "/production/predict"
 	l.wg.Add(1)
@@ -175,6 +192,7 @@ func startLoad(t *testing.T, h *harness, modelID string, perSecond int) *load {
 				defer l.wg.Done()
 				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"text":"load"}`))
 				req.Header.Set("Authorization", "Api-Key "+h.key)
+				sent := time.Now()
 				res, err := httpc.Do(req)
 				if err != nil {
 					l.fail(err.Error())
@@ -182,8 +200,14 @@ func startLoad(t *testing.T, h *harness, modelID string, perSecond int) *load {
 				}
 				b, _ := io.ReadAll(res.Body)
 				res.Body.Close()
-				if res.StatusCode != http.StatusOK {
+				modelFailure := res.StatusCode == http.StatusInternalServerError && strings.Contains(string(b), "injected failure")
+				if res.StatusCode != http.StatusOK && !(l.keep && modelFailure) {
 					l.fail(fmt.Sprintf("%d %s", res.StatusCode, b))
+				}
+				if l.keep {
+					l.mu.Lock()
+					l.shots = append(l.shots, shot{sent: sent, status: res.StatusCode, body: string(b)})
+					l.mu.Unlock()
 				}
 			}()
 		}

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/agent"
@@ -87,14 +89,26 @@ func (h *harness) call(method, path string, body any) (int, map[string]any) {
 
 func (h *harness) waitStatus(modelID, ref, want string) {
 	h.t.Helper()
-	var last string
-	require.Eventually(h.t, func() bool {
-		d, err := h.api.Deployment(context.Background(), modelID, ref)
-		if err == nil {
-			last = d.Status
+	var mu sync.Mutex
+	last := "nothing yet"
+	ok := assert.Eventually(h.t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := h.api.Deployment(ctx, modelID, ref)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			last = "error: " + err.Error()
+			return false
 		}
-		return err == nil && d.Status == want
-	}, 90*time.Second, 200*time.Millisecond, "deployment %s never reached %s (last %s)", ref, want, last)
+		last = d.Status
+		return d.Status == want
+	}, 90*time.Second, 200*time.Millisecond)
+	if !ok {
+		mu.Lock()
+		defer mu.Unlock()
+		h.t.Fatalf("deployment %s never reached %s (last %s)", ref, want, last)
+	}
 }
 
 // replica returns the agent's live replica of the deployment, if any.

@@ -76,3 +76,54 @@ func TestPromotion_WorkerRestartedMidwayFinishesWithOneNewDeployment(t *testing.
 		return ids[workflows.DeploymentWorkflowID(prod)] && ids[workflows.PromotionWorkflowID(modelID, "production")]
 	}, 20*time.Second, 200*time.Millisecond, "the model's deployment and promotion workflows are found by ModelId: %v", ids)
 }
+
+// TestCanary_WorkerRestartedMidRampContinuesAtTheSameStage stops the only worker while a
+// canary ramp is at 30% or more and starts another later: the ramp goes on from its stage,
+// each stage once, to the switch.
+func TestCanary_WorkerRestartedMidRampContinuesAtTheSameStage(t *testing.T) {
+	h := startWith(t, devstack.Options{ExternalWorker: true})
+	ctx := context.Background()
+	db, err := store.Open(ctx, h.stack.Postgres.URL)
+	require.NoError(t, err)
+	defer db.Close()
+	tc, err := client.Dial(client.Options{HostPort: h.stack.TemporalAddress})
+	require.NoError(t, err)
+	defer tc.Close()
+	blobs, err := blob.NewDir(filepath.Join(h.dir, "blobs"))
+	require.NoError(t, err)
+	newWorker := func() sdkworker.Worker {
+		w := worker.New(tc, &activities.Activities{DB: db, NodeToken: h.token, ArchiveBaseURL: h.stack.APIURL, Temporal: tc, Blobs: blobs})
+		require.NoError(t, w.Start())
+		return w
+	}
+	w := newWorker()
+	modelID, first, second := canaryModel(t, h, map[string]any{"ramp_up_while_promoting": true, "ramp_up_duration_seconds": 30})
+	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+second+"/promote", map[string]any{})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	var at int
+	require.Eventually(t, func() bool {
+		e, err := h.api.Environment(ctx, modelID, "production")
+		if err != nil || e.InProgressPromotion == nil {
+			return false
+		}
+		at = e.InProgressPromotion.PercentTrafficToNewVersion
+		return at >= 30
+	}, 60*time.Second, 50*time.Millisecond)
+	w.Stop()
+	time.Sleep(4 * time.Second) // longer than a stage: its timer fires with no worker to see it
+	e, err := h.api.Environment(ctx, modelID, "production")
+	require.NoError(t, err)
+	require.NotNil(t, e.InProgressPromotion)
+	require.Equal(t, first, e.CurrentDeployment.ID)
+	stopped := e.InProgressPromotion.PercentTrafficToNewVersion
+
+	w = newWorker()
+	defer w.Stop()
+	h.waitCurrent(modelID, "production", second, "")
+	var got []int
+	for _, s := range h.stages(modelID) {
+		got = append(got, s.percent)
+	}
+	require.Equal(t, []int{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, got,
+		"every stage once, in order: the ramp went on from %d%% after the restart", stopped)
+}

@@ -20,8 +20,10 @@ type AutoscalingTarget struct {
 	// the deployment, else the deployment's own, each field missing from the stored JSON
 	// taken from DefaultAutoscalingSettings.
 	Settings AutoscalingSettings `db:"settings"`
-	// LiveReplicas counts the replicas PENDING, STARTING or READY: the ones the deployment
-	// is running or about to run, which is what a scale request sets.
+	// LiveReplicas counts the replicas PENDING, STARTING, READY, DRAINING or STOPPING: the
+	// ones the deployment runs, is about to run or is still stopping. Counting those on
+	// their way out keeps the loop from reading a scale-down in progress (by a promotion,
+	// say) as a deployment at zero with recent load, and scaling it straight back up.
 	LiveReplicas int `db:"live_replicas"`
 	// Samples are the load per second within Settings.AutoscalingWindow, summed over
 	// gateways, oldest first. Seconds without traffic have no sample.
@@ -30,6 +32,9 @@ type AutoscalingTarget struct {
 	LastRequestAt *time.Time `db:"last_request_at"`
 	// NewestReplicaAt is when the newest of the live replicas was created; nil when none.
 	NewestReplicaAt *time.Time `db:"newest_replica_at"`
+	// ZeroSince is when a deployment SCALED_TO_ZERO got there (its last status change); nil
+	// in any other status.
+	ZeroSince *time.Time `db:"zero_since"`
 }
 
 // LoadSecond is a deployment's load over one second, summed over the gateways that saw it.
@@ -67,6 +72,7 @@ var autoscaledStatuses = []string{
 const autoscalingTargetsQuery = `
 	WITH targets AS (
 		SELECT d.id, d.model_id, d.is_development, d.status,
+		       CASE WHEN d.status = 'SCALED_TO_ZERO' THEN d.updated_at END AS zero_since,
 		       $2::jsonb
 		       || jsonb_strip_nulls(CASE WHEN jsonb_typeof(d.autoscaling_settings) = 'object'
 		                                 THEN d.autoscaling_settings ELSE '{}' END)
@@ -81,7 +87,7 @@ const autoscalingTargetsQuery = `
 		) e ON true
 		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
 	)
-	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings,
+	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings, t.zero_since,
 	       r.live_replicas, r.newest_replica_at,
 	       (SELECT COALESCE(json_agg(json_build_object('at', s.at, 'concurrency', s.concurrency,
 	                                                    'requests', s.requests) ORDER BY s.at), '[]')
@@ -97,7 +103,7 @@ const autoscalingTargetsQuery = `
 	FROM targets t
 	CROSS JOIN LATERAL (
 		SELECT count(*) AS live_replicas, max(r.created_at) AS newest_replica_at FROM replicas r
-		WHERE r.deployment_id = t.id AND r.state IN ('PENDING', 'STARTING', 'READY')
+		WHERE r.deployment_id = t.id AND r.state IN ('PENDING', 'STARTING', 'READY', 'DRAINING', 'STOPPING')
 	) r
 	ORDER BY t.id`
 

@@ -112,7 +112,7 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	require.Equal(t, m.ID, s.ModelID)
 	require.Equal(t, "ACTIVE", s.Status)
 	require.False(t, s.IsDevelopment)
-	require.Equal(t, 4, s.LiveReplicas, "PENDING, STARTING and READY replicas count; DRAINING, STOPPING, STOPPED, FAILED do not")
+	require.Equal(t, 6, s.LiveReplicas, "PENDING, STARTING, READY, DRAINING and STOPPING replicas count; STOPPED and FAILED do not")
 	require.NotNil(t, s.NewestReplicaAt)
 	require.Len(t, s.Samples, 3, "samples within the 10 s window, one per second: %+v", s.Samples)
 	want := []store.LoadSecond{

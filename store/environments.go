@@ -83,3 +83,13 @@ func EnvironmentFor(ctx context.Context, db sqlx.QueryerContext, modelID, deploy
 	}
 	return names[0], nil
 }
+
+// DeploymentServes reports whether the deployment is the current deployment of one of the
+// model's environments.
+func DeploymentServes(ctx context.Context, db sqlx.QueryerContext, modelID, deploymentID string) (bool, error) {
+	var serves bool
+	err := get(ctx, db, &serves, `
+		SELECT EXISTS (SELECT 1 FROM environments WHERE model_id = $1 AND current_deployment_id = $2)`,
+		modelID, deploymentID)
+	return serves, err
+}

@@ -471,8 +471,9 @@ func (p *promotion) cancel(ctx workflow.Context) (PromotionResult, error) {
 }
 
 // rollBack ends the promotion with status (CANCELED, or FAILED by the canary analysis): all
-// traffic back on the current deployment at once, then a candidate the promotion made scaled
-// to zero (kept), on a disconnected context so a cancelled workflow still cleans up.
+// traffic back on the current deployment at once, then the candidate scaled to zero (kept)
+// unless it serves another environment, on a disconnected context so a cancelled workflow
+// still cleans up.
 func (p *promotion) rollBack(ctx workflow.Context, status, reason string) (PromotionResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(dctx, shortActivity)
@@ -487,12 +488,13 @@ func (p *promotion) rollBack(ctx workflow.Context, status, reason string) (Promo
 	p.percent = 0
 	p.setStatus(dctx, status)
 	workflow.SetCurrentDetails(dctx, status+": all traffic back on the current deployment; "+reason)
-	if cand := p.res.CandidateDeploymentID; cand != "" && cand != p.res.PreviousDeploymentID && cand != p.in.SourceDeploymentID {
-		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), a.ScaleDeployment,
-			activities.DeploymentUpdateInput{
-				WorkflowID: DeploymentWorkflowID(cand), UpdateName: UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
-				Request: ScaleRequest{Replicas: 0},
-			}).Get(dctx, nil); err != nil {
+	if cand := p.res.CandidateDeploymentID; cand != "" && cand != p.res.PreviousDeploymentID {
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), a.ScaleDownCandidate,
+			activities.ScaleDownCandidateInput{ModelID: p.in.ModelID, DeploymentID: cand,
+				DeploymentUpdateInput: activities.DeploymentUpdateInput{
+					WorkflowID: DeploymentWorkflowID(cand), UpdateName: UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
+					Request: ScaleRequest{Replicas: 0},
+				}}).Get(dctx, nil); err != nil {
 			workflow.GetLogger(ctx).Error("candidate not scaled to zero", "deployment_id", cand, "err", err)
 		}
 	}

@@ -174,6 +174,16 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			w.progress = append(w.progress, progressRec{at: env.Now().Sub(w.envStarted), status: in.Status, percent: in.Percent})
 			return nil
 		})
+	env.OnActivity(a.ScaleDownCandidate, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ScaleDownCandidateInput) error {
+			if err := w.record("scale"); err != nil {
+				return err
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.updates = append(w.updates, in.DeploymentUpdateInput)
+			return nil
+		})
 	env.OnActivity(a.AnalyzeStage, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.AnalyzeStageInput) (activities.AnalyzeStageResult, error) {
 			w.mu.Lock()
