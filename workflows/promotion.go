@@ -453,6 +453,7 @@ func (p *promotion) analyze(ctx workflow.Context, c store.CanaryAnalysis, curren
 func (p *promotion) progress(ctx workflow.Context, status string, percent, stage int, event string) {
 	p.percent = percent
 	p.setStatus(ctx, status)
+	_ = workflow.UpsertTypedSearchAttributes(ctx, PromotionPercentAttr.ValueSet(int64(percent)))
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s: stage %d of %d, %d%% of %s's traffic to deployment %s",
 		status, stage, RampStages, percent, p.in.Environment, p.res.CandidateDeploymentID))
 	var a *activities.Activities

@@ -203,3 +203,39 @@ func TestPromotion_TooFewRequestsWaitOneMoreStageThenProceed(t *testing.T) {
 	require.Equal(t, time.Minute, p[3].at-p[2].at)
 	require.Equal(t, 10, h.w.analyses, "nine stages judged, one of them twice")
 }
+
+func TestPromotion_PauseAndForceAtEveryStage(t *testing.T) {
+	for stage := 1; stage <= 9; stage++ {
+		at := time.Duration(stage-1)*time.Minute + 10*time.Second
+		t.Run(fmt.Sprintf("pause and resume at stage %d", stage), func(t *testing.T) {
+			h := newPromoHarness(t, ramping())
+			h.control(at, workflows.UpdatePromotionPause)
+			h.control(at+time.Hour, workflows.UpdatePromotionResume)
+			res, err := h.run(promoInput("devel001"))
+			require.NoError(t, err)
+			require.Equal(t, store.PromotionSucceeded, res.Status)
+			p := h.w.progress
+			require.Len(t, p, 12, "ten stages plus the pause and the resume")
+			require.Equal(t, store.PromotionPaused, p[stage].status)
+			require.Equal(t, stage*10, p[stage].percent, "paused at the stage's percentage")
+			require.Equal(t, p[stage+1].at+50*time.Second, p[stage+2].at, "the stage keeps the 50 s it had left")
+		})
+		t.Run(fmt.Sprintf("force roll forward at stage %d", stage), func(t *testing.T) {
+			h := newPromoHarness(t, ramping())
+			h.control(at, workflows.UpdatePromotionForceRollForward)
+			res, err := h.run(promoInput("devel001"))
+			require.NoError(t, err)
+			require.Equal(t, store.PromotionSucceeded, res.Status)
+			require.Equal(t, append(tens(stage), 100), percents(h.w.progress))
+		})
+	}
+}
+
+// tens is 10, 20, ... up to stage×10.
+func tens(stage int) []int {
+	out := []int{}
+	for i := 1; i <= stage; i++ {
+		out = append(out, 10*i)
+	}
+	return out
+}

@@ -21,6 +21,8 @@ var (
 	EnvironmentAttr      = temporal.NewSearchAttributeKeyKeyword("Environment")
 	PromotionStatusAttr  = temporal.NewSearchAttributeKeyKeyword("PromotionStatus")
 	DeploymentStatusAttr = temporal.NewSearchAttributeKeyKeyword("DeploymentStatus")
+	// PromotionPercentAttr is a ramping promotion's candidate share of the traffic.
+	PromotionPercentAttr = temporal.NewSearchAttributeKeyInt64("PromotionPercent")
 )
 
 // SearchAttributes lists every custom search attribute by name and type, for registration
@@ -32,5 +34,6 @@ func SearchAttributes() map[string]enumspb.IndexedValueType {
 	} {
 		out[k.GetName()] = k.GetValueType()
 	}
+	out[PromotionPercentAttr.GetName()] = PromotionPercentAttr.GetValueType()
 	return out
 }
