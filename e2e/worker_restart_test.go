@@ -24,21 +24,8 @@ import (
 // a promotion from development is waiting for its new deployment, starts another, and checks
 // that the promotion completes with exactly one new deployment.
 func TestPromotion_WorkerRestartedMidwayFinishesWithOneNewDeployment(t *testing.T) {
-	h := startWith(t, devstack.Options{ExternalWorker: true})
+	h, tc, newWorker := startWithoutWorker(t)
 	ctx := context.Background()
-	db, err := store.Open(ctx, h.stack.Postgres.URL)
-	require.NoError(t, err)
-	defer db.Close()
-	tc, err := client.Dial(client.Options{HostPort: h.stack.TemporalAddress})
-	require.NoError(t, err)
-	defer tc.Close()
-	blobs, err := blob.NewDir(filepath.Join(h.dir, "blobs"))
-	require.NoError(t, err)
-	newWorker := func() sdkworker.Worker {
-		w := worker.New(tc, &activities.Activities{DB: db, NodeToken: h.token, ArchiveBaseURL: h.stack.APIURL, Temporal: tc, Blobs: blobs})
-		require.NoError(t, w.Start())
-		return w
-	}
 	w := newWorker()
 
 	archive := echoArchive(t, h)
@@ -81,21 +68,8 @@ func TestPromotion_WorkerRestartedMidwayFinishesWithOneNewDeployment(t *testing.
 // canary ramp is at 30% or more and starts another later: the ramp goes on from its stage,
 // each stage once, to the switch.
 func TestCanary_WorkerRestartedMidRampContinuesAtTheSameStage(t *testing.T) {
-	h := startWith(t, devstack.Options{ExternalWorker: true})
+	h, _, newWorker := startWithoutWorker(t)
 	ctx := context.Background()
-	db, err := store.Open(ctx, h.stack.Postgres.URL)
-	require.NoError(t, err)
-	defer db.Close()
-	tc, err := client.Dial(client.Options{HostPort: h.stack.TemporalAddress})
-	require.NoError(t, err)
-	defer tc.Close()
-	blobs, err := blob.NewDir(filepath.Join(h.dir, "blobs"))
-	require.NoError(t, err)
-	newWorker := func() sdkworker.Worker {
-		w := worker.New(tc, &activities.Activities{DB: db, NodeToken: h.token, ArchiveBaseURL: h.stack.APIURL, Temporal: tc, Blobs: blobs})
-		require.NoError(t, w.Start())
-		return w
-	}
 	w := newWorker()
 	modelID, first, second := canaryModel(t, h, map[string]any{"ramp_up_while_promoting": true, "ramp_up_duration_seconds": 30})
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+second+"/promote", map[string]any{})
@@ -126,4 +100,24 @@ func TestCanary_WorkerRestartedMidRampContinuesAtTheSameStage(t *testing.T) {
 	}
 	require.Equal(t, []int{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, got,
 		"every stage once, in order: the ramp went on from %d%% after the restart", stopped)
+}
+
+// startWithoutWorker runs a dev stack whose worker the test starts and stops itself: it
+// returns the stack, a Temporal client of it and a function that starts a worker.
+func startWithoutWorker(t *testing.T) (*harness, client.Client, func() sdkworker.Worker) {
+	t.Helper()
+	h := startWith(t, devstack.Options{ExternalWorker: true})
+	db, err := store.Open(context.Background(), h.stack.Postgres.URL)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	tc, err := client.Dial(client.Options{HostPort: h.stack.TemporalAddress})
+	require.NoError(t, err)
+	t.Cleanup(tc.Close)
+	blobs, err := blob.NewDir(filepath.Join(h.dir, "blobs"))
+	require.NoError(t, err)
+	return h, tc, func() sdkworker.Worker {
+		w := worker.New(tc, &activities.Activities{DB: db, NodeToken: h.token, ArchiveBaseURL: h.stack.APIURL, Temporal: tc, Blobs: blobs})
+		require.NoError(t, w.Start())
+		return w
+	}
 }
