@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -80,21 +79,8 @@ func (h *harness) replicas(deploymentID string) int {
 
 func coldStarts(t *testing.T, deploymentID string) uint64 {
 	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "modelplane_cold_start_seconds" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "deployment_id" && l.GetValue() == deploymentID {
-					return m.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-	}
-	return 0
+	m := series(t, "modelplane_cold_start_seconds", map[string]string{"deployment_id": deploymentID})
+	return m.GetHistogram().GetSampleCount()
 }
 
 func TestAutoscaling_ScaleToZeroThenWakeOnRequest(t *testing.T) {

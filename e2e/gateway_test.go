@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -118,28 +119,39 @@ func TestGateway_PromotionUnderLoadLosesNothing(t *testing.T) {
 	assert.EqualValues(t, sent, servedFirst+servedSecond, "every request counted once, by the deployment that served it")
 }
 
-// servedBy reads how many requests the deployment answered with 200, from the gateway's
-// metrics.
-func servedBy(t *testing.T, deploymentID string) int {
+// series returns the gateway's series of the metric whose labels include want, from the
+// process's default registry (the dev stack registers there); nil when there is none.
+func series(t *testing.T, name string, want map[string]string) *dto.Metric {
 	t.Helper()
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	require.NoError(t, err)
-	n := 0.0
 	for _, mf := range mfs {
-		if mf.GetName() != "modelplane_inference_requests_total" {
+		if mf.GetName() != name {
 			continue
 		}
+	next:
 		for _, m := range mf.GetMetric() {
 			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["deployment_id"] == deploymentID && labels["status_code"] == "200" {
-				n += m.GetCounter().GetValue()
+			for k, v := range want {
+				if labels[k] != v {
+					continue next
+				}
 			}
+			return m
 		}
 	}
-	return int(n)
+	return nil
+}
+
+// servedBy reads how many requests the deployment answered with 200, from the gateway's
+// metrics.
+func servedBy(t *testing.T, deploymentID string) int {
+	t.Helper()
+	m := series(t, "modelplane_inference_requests_total", map[string]string{"deployment_id": deploymentID, "status_code": "200"})
+	return int(m.GetCounter().GetValue())
 }
 
 // load sends predictions to production at a fixed rate from its own goroutines, so a slow

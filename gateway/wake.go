@@ -68,16 +68,22 @@ func (w *waker) reloaded() {
 func (w *waker) hold(id string) (changed <-chan struct{}, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := w.deps[id]
-	if st == nil {
-		st = &wakeState{}
-		w.deps[id] = st
-	}
+	st := w.state(id)
 	if st.held >= w.maxHeld {
 		return nil, false
 	}
 	st.held++
 	return w.changed, true
+}
+
+// state returns the deployment's wake state, made on first use; w.mu is held.
+func (w *waker) state(id string) *wakeState {
+	st := w.deps[id]
+	if st == nil {
+		st = &wakeState{}
+		w.deps[id] = st
+	}
+	return st
 }
 
 func (w *waker) next() <-chan struct{} {
@@ -101,11 +107,7 @@ func (w *waker) release(id string) {
 // wakeEvery or is still on its way.
 func (w *waker) wake(id string, log func(msg string, args ...any)) {
 	w.mu.Lock()
-	st := w.deps[id]
-	if st == nil {
-		st = &wakeState{}
-		w.deps[id] = st
-	}
+	st := w.state(id)
 	if st.inFlight || time.Since(st.sentAt) < wakeEvery {
 		w.mu.Unlock()
 		return

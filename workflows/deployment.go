@@ -747,17 +747,13 @@ var (
 		StartToCloseTimeout: 2 * time.Minute,
 		// The start must be over before the replica is stopped, or it could land after.
 		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-		},
+		RetryPolicy:         activityRetry,
 	}
 	// Loading a large model can take many minutes; the heartbeat notices a lost worker.
 	waitActivity = workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-		},
+		RetryPolicy:         activityRetry,
 	}
 	// A watch lasts as long as its replica serves; the heartbeat notices a lost worker, and a
 	// new watch starts when one ends without a death. A stop does not wait for the watch to
@@ -766,9 +762,7 @@ var (
 	watchActivity = workflow.ActivityOptions{
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-		},
+		RetryPolicy:         activityRetry,
 	}
 	// A stop first waits for gateways to drain the replica, heartbeating meanwhile, so a lost
 	// worker's stop is retried within half a minute rather than after the whole drain.

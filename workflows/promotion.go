@@ -525,16 +525,12 @@ var (
 	updateActivity = workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-		},
+		RetryPolicy:         activityRetry,
 	}
 	// Loading a large model can take long; the heartbeat notices a lost worker.
 	readyActivity = workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-		},
+		RetryPolicy:         activityRetry,
 	}
 )

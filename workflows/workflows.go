@@ -6,9 +6,17 @@
 package workflows
 
 import (
+	"time"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 )
+
+// activityRetry is how activities that talk to agents, the database or other workflows are
+// retried: backing off from a second to half a minute, five tries in all.
+var activityRetry = &temporal.RetryPolicy{
+	InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
+}
 
 // TaskQueue is the queue modelplane's workers poll for workflows and activities.
 const TaskQueue = "modelplane"
