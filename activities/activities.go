@@ -5,6 +5,7 @@ package activities
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/webhook"
 )
 
 // Activities holds what activities need.
@@ -27,6 +29,20 @@ type Activities struct {
 	Temporal client.Client
 	// Blobs holds uploaded archives, for pruning the ones nothing uses.
 	Blobs blob.Store
+	// DatabaseURL is where RunAsyncAttempt listens for finished attempts; empty means it
+	// notices them by polling alone.
+	DatabaseURL string
+	// AsyncOutputRetention is how long a finished async request's output is kept for reading
+	// with its status; zero means DefaultAsyncOutputRetention (24 hours).
+	AsyncOutputRetention time.Duration
+	// WebhookAllowPrivate lets webhooks reach loopback, private and link-local addresses,
+	// which are refused otherwise.
+	WebhookAllowPrivate bool
+
+	senderOnce sync.Once
+	sender     *webhook.Sender
+	hubMu      sync.Mutex
+	hub        *asyncHub
 }
 
 // PruneLoadSamplesInput says which samples to drop.

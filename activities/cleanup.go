@@ -5,7 +5,10 @@ import (
 	"errors"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane/store"
 )
@@ -99,4 +102,84 @@ type PruneGatewayReportsResult struct {
 func (a *Activities) PruneGatewayReports(ctx context.Context, in PruneGatewayReportsInput) (PruneGatewayReportsResult, error) {
 	n, err := store.DeleteGatewayReportsBefore(ctx, a.DB, in.Before)
 	return PruneGatewayReportsResult{Deleted: n}, err
+}
+
+// AsyncWorkflowInput has the wire shape of workflows.AsyncRequestInput, which this package
+// cannot import.
+type AsyncWorkflowInput struct {
+	RequestID string
+}
+
+// StartUnstartedAsyncInput says which requests' workflows to start and how.
+type StartUnstartedAsyncInput struct {
+	// Before: only requests recorded before it, which their gateway had time to start.
+	Before           time.Time
+	WorkflowType     string
+	TaskQueue        string
+	WorkflowIDPrefix string
+	// Limit bounds how many are started in one run; zero means 100.
+	Limit int
+}
+
+// StartUnstartedAsyncResult says how many workflows were started.
+type StartUnstartedAsyncResult struct {
+	Started int
+}
+
+// StartUnstartedAsync starts the workflows of queued requests whose gateway recorded them but
+// did not start their workflow (it died, or Temporal refused). A request's workflow marks it
+// started in its first step, so one still unmarked has no workflow running under its ID
+// (a running one is left alone) and none that did anything.
+func (a *Activities) StartUnstartedAsync(ctx context.Context, in StartUnstartedAsyncInput) (StartUnstartedAsyncResult, error) {
+	var out StartUnstartedAsyncResult
+	limit := in.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	ids, err := store.UnstartedAsyncRequests(ctx, a.DB, in.Before, limit)
+	if err != nil {
+		return out, err
+	}
+	if len(ids) > 0 && a.Temporal == nil {
+		return out, errors.New("no Temporal client to start async request workflows with")
+	}
+	for _, id := range ids {
+		_, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID:        in.WorkflowIDPrefix + id,
+			TaskQueue: in.TaskQueue,
+			// A request whose workflow never marked it started may have had one that was
+			// terminated before its first step: another run is what it needs. A running one is
+			// left alone (already started).
+			WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			WorkflowExecutionErrorWhenAlreadyStarted: true,
+		}, in.WorkflowType, AsyncWorkflowInput{RequestID: id})
+		switch {
+		case err == nil:
+			out.Started++
+			activity.GetLogger(ctx).Info("started the workflow of an async request", "request_id", id)
+		case temporal.IsWorkflowExecutionAlreadyStartedError(err):
+		default:
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// PurgeAsyncInput says what is old enough to go.
+type PurgeAsyncInput struct {
+	// Now: outputs kept until before it go.
+	Now time.Time
+	// FinishedBefore: requests that ended before it go, with their attempts.
+	FinishedBefore time.Time
+}
+
+// PurgeAsyncResult says how much went.
+type PurgeAsyncResult struct {
+	Outputs, Requests int64
+}
+
+// PurgeAsync drops outputs kept past their time and deletes requests that ended long ago.
+func (a *Activities) PurgeAsync(ctx context.Context, in PurgeAsyncInput) (PurgeAsyncResult, error) {
+	outputs, requests, err := store.PurgeAsyncOutputs(ctx, a.DB, in.Now, in.FinishedBefore)
+	return PurgeAsyncResult{Outputs: outputs, Requests: requests}, err
 }

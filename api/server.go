@@ -103,6 +103,8 @@ func New(deps Deps) *echo.Echo {
 	v1.POST("/models/:model_id/environments/:env/activate", s.activateEnvironment)
 	v1.POST("/models/:model_id/environments/:env/deactivate", s.deactivateEnvironment)
 	v1.GET("/nodes", s.listNodes)
+	v1.GET("/webhook_secret", s.getWebhookSecret)
+	v1.POST("/webhook_secret", s.rotateWebhookSecret)
 	v1.POST("/archives", s.createArchive)
 	e.GET("/internal/v1/archives/:id", s.downloadArchive, s.requireNodeToken)
 

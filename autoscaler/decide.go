@@ -32,6 +32,7 @@ type Input struct {
 	Development bool                      // the development deployment: at most one replica
 	Samples     []Sample                  // samples within the autoscaling window (may be unsorted, may have gaps = 0 load)
 	LastRequest time.Time                 // the last second in which any request started (zero: never / not within the longest window the loop reads)
+	AsyncQueued int                       // async requests waiting in the deployment's queue now
 }
 
 // Decision is the outcome and why, for logs and tests.
@@ -148,7 +149,9 @@ func wantedReplicas(in Input, b scaleBounds) (int, string) {
 		}
 		sum += s.Concurrency
 	}
-	raw := sum / b.window.Seconds() / b.perReplica
+	// Queued async requests are load that is here now and not yet running: each counts as
+	// one request in flight, so a backlog wakes the deployment and scales it up.
+	raw := (sum/b.window.Seconds() + float64(max(in.AsyncQueued, 0))) / b.perReplica
 
 	var wanted int
 	switch {
@@ -159,8 +162,9 @@ func wantedReplicas(in Input, b scaleBounds) (int, string) {
 	}
 
 	floor := b.min
-	if floor == 0 && !last.IsZero() && last.After(in.Now.Add(-b.delay)) {
-		// A request within the delay keeps (or brings back) one replica.
+	if floor == 0 && (in.AsyncQueued > 0 || !last.IsZero() && last.After(in.Now.Add(-b.delay))) {
+		// A request within the delay, or one waiting in the async queue, keeps (or brings
+		// back) one replica.
 		floor = 1
 	}
 	wanted = min(max(wanted, floor), b.max)

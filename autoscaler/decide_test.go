@@ -305,3 +305,23 @@ func TestDecide_NilStateIsAOneOffDecision(t *testing.T) {
 		t.Errorf("Decide(nil state) desired = %d, want 3", d.Desired)
 	}
 }
+
+func TestDecide_QueuedAsyncRequestsCountAsLoad(t *testing.T) {
+	queued := func(current, n int, fn func(*store.AutoscalingSettings)) Input {
+		return Input{Current: current, AsyncQueued: n, Settings: roundSettings(fn)}
+	}
+	runDecide(t, []decideCase{
+		{name: "one queued request wakes zero", in: queued(0, 1, nil),
+			desired: 1, wanted: 1, reason: "scale up"},
+		{name: "a backlog of 4 asks for 4", in: queued(1, 4, nil),
+			desired: 4, wanted: 4, reason: "scale up"},
+		{name: "a backlog is cut at max", in: queued(1, 200, nil),
+			desired: 10, wanted: 10, reason: "scale up"},
+		{name: "a backlog adds to the window's load", in: Input{Current: 2, AsyncQueued: 2, Samples: flatLoad(60, 2), Settings: roundSettings(nil)},
+			desired: 4, wanted: 4, reason: "scale up"},
+		{name: "queued requests keep the last replica with delay 0", in: queued(1, 1, func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 0; s.ConcurrencyTarget = 8 }),
+			desired: 1, wanted: 1, reason: "steady"},
+		{name: "an empty queue lets it go to zero", in: queued(1, 0, func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 0 }),
+			desired: 0, wanted: 0, reason: "to zero", lowSince: tickNow},
+	})
+}

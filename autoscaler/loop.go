@@ -80,6 +80,8 @@ type Loop struct {
 	// not leading. Only Run's goroutine touches it and the fields below.
 	conn  *sqlx.Conn
 	track map[string]*tracked
+	// signaled is when each queued async request was last told its deployment has room.
+	signaled map[string]time.Time
 }
 
 // tracked is what the loop remembers about one deployment between ticks.
@@ -136,6 +138,8 @@ func New(opts Options) *Loop {
 		now:     time.Now,
 		metrics: newMetrics(opts.Registerer),
 		track:   map[string]*tracked{},
+
+		signaled: map[string]time.Time{},
 	}
 }
 
@@ -230,6 +234,7 @@ func (l *Loop) resign(why string) {
 	l.leader.Store(false)
 	l.metrics.leader.Set(0)
 	clear(l.track)
+	clear(l.signaled)
 	l.log.Info("autoscaler is no longer leader", "reason", why)
 }
 
@@ -292,6 +297,51 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	for _, o := range orders {
 		l.record(o, l.track[o.target.DeploymentID], now)
 	}
+	return l.dispatch(ctx, db, now)
+}
+
+// redispatchAfter is how long a queued async request told it may start is left to do so
+// before it is told again.
+const redispatchAfter = 2 * time.Second
+
+// dispatch tells the async requests that their deployments have room for (the heads of the
+// queues) to start. Each request also tries when it is queued and when one before it ends, so
+// this is what moves a queue when room appears otherwise: a replica became READY, or a
+// message was lost.
+func (l *Loop) dispatch(ctx context.Context, db sqlx.QueryerContext, now time.Time) error {
+	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	heads, err := store.AsyncQueueHeads(qctx, db)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read async queue heads: %w", err)
+	}
+	for id, at := range l.signaled {
+		if now.Sub(at) >= redispatchAfter {
+			delete(l.signaled, id)
+		}
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxConcurrentUpdates)
+	for _, h := range heads {
+		if _, recent := l.signaled[h.RequestID]; recent {
+			continue
+		}
+		l.signaled[h.RequestID] = now
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			sctx, cancel := context.WithTimeout(ctx, updateTimeout)
+			defer cancel()
+			err := l.opts.Temporal.SignalWorkflow(sctx, workflows.AsyncWorkflowID(h.RequestID), "", workflows.SignalAsyncDispatch, nil)
+			var notFound *serviceerror.NotFound
+			if err != nil && !errors.As(err, &notFound) && ctx.Err() == nil {
+				l.log.Warn("dispatching async request", "request_id", h.RequestID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 	return nil
 }
 
@@ -302,7 +352,7 @@ const replicaStartGrace = 10 * time.Second
 func inputOf(t store.AutoscalingTarget, now time.Time) Input {
 	in := Input{
 		Now: now, Current: t.LiveReplicas, Settings: t.Settings, Development: t.IsDevelopment,
-		Samples: make([]Sample, len(t.Samples)),
+		Samples: make([]Sample, len(t.Samples)), AsyncQueued: t.AsyncQueued,
 	}
 	// A deployment at zero wakes for requests that came after it got there, never for the
 	// load it had before: a promotion that moved its traffic away and scaled it to zero would

@@ -454,3 +454,70 @@ func TestScale_TellsAcceptedFromRefusedOnRealServer(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, rejected, "a deployment without a running workflow is a rejection: %v", err)
 }
+
+// signalRecorder records signals on top of fakeTemporal.
+type signalRecorder struct {
+	*fakeTemporal
+	mu      sync.Mutex
+	signals []string
+}
+
+func (s *signalRecorder) SignalWorkflow(_ context.Context, workflowID, _, name string, _ any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if name != workflows.SignalAsyncDispatch {
+		return fmt.Errorf("unexpected signal %q", name)
+	}
+	s.signals = append(s.signals, workflowID)
+	return nil
+}
+
+func (s *signalRecorder) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.signals
+	s.signals = nil
+	return out
+}
+
+func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
+	db := openDB(t)
+	m := newModel(t, db)
+	settings := linear(8)
+	settings.ConcurrencyTarget = 2
+	d := newDeployment(t, db, m, "ACTIVE", settings, 1) // room for 2 at a time
+	asleep := newDeployment(t, db, m, "SCALED_TO_ZERO", linear(8), 0)
+	ctx := context.Background()
+	enqueue := func(dep string, priority int) string {
+		r, err := store.InsertAsyncRequest(ctx, db, store.NewAsyncRequest{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+			DeploymentID: dep, Priority: priority, MaxTimeInQueueSeconds: 600,
+			RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(`{}`)}, 1000)
+		require.NoError(t, err)
+		return r.ID
+	}
+	low := enqueue(d.ID, 2)
+	first := enqueue(d.ID, 1)
+	second := enqueue(d.ID, 1)
+	urgent := enqueue(d.ID, 0)
+	sleeper := enqueue(asleep.ID, 0)
+
+	tc := &signalRecorder{fakeTemporal: &fakeTemporal{}}
+	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
+	now := time.Now().UTC().Truncate(time.Second)
+	require.NoError(t, l.tick(ctx, now))
+	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(urgent), workflows.AsyncWorkflowID(first)}, tc.take(),
+		"the two heads in priority order, then age; not %s or %s, nor %s, whose deployment has no replica", second, low, sleeper)
+	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(asleep.ID), 1}}, tc.takeCalls(asleep.ID),
+		"a queued request wakes the deployment at zero")
+
+	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
+	require.Empty(t, tc.take(), "heads told a second ago are not told again yet")
+	require.NoError(t, l.tick(ctx, now.Add(redispatchAfter)))
+	require.Len(t, tc.take(), 2, "heads that did not start are told again")
+
+	_, err := db.ExecContext(ctx, `UPDATE async_requests SET status = 'IN_PROGRESS' WHERE id = $1`, urgent)
+	require.NoError(t, err)
+	require.NoError(t, l.tick(ctx, now.Add(2*redispatchAfter)))
+	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(first)}, tc.take(),
+		"one running leaves room for one: the oldest of priority 1")
+}

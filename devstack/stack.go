@@ -45,6 +45,10 @@ const KeyFile = "api-key"
 // NodeTokenFile is the file in the data directory that holds the node token agents use.
 const NodeTokenFile = "node-token"
 
+// WebhookSecretFile is the file in the data directory that holds the default workspace's
+// webhook secret, to check the signatures of webhooks with.
+const WebhookSecretFile = "webhook-secret"
+
 // Options configure the stack. Zero values take the defaults documented on each field.
 type Options struct {
 	DataDir string // required; created if missing
@@ -68,6 +72,15 @@ type Options struct {
 	ColdStartTimeout time.Duration
 	// AutoscalerTick is the autoscaler's period (default one second).
 	AutoscalerTick time.Duration
+
+	// Async inference (defaults in packages gateway and activities): the gateway's
+	// per-workspace submission rate and open-request limit and the predictions it runs at
+	// once, whether webhooks may go to private addresses, and how long outputs are kept.
+	AsyncRateLimit       float64
+	MaxOpenAsync         int
+	MaxAsyncAttempts     int
+	WebhookAllowPrivate  bool
+	AsyncOutputRetention time.Duration
 
 	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
 	GPUProfile string
@@ -102,6 +115,7 @@ type Stack struct {
 	agentDone chan error
 	temporal  *Temporal
 	tc        client.Client
+	acts      *activities.Activities
 	worker    sdkworker.Worker
 	http      *http.Server
 	served    chan error
@@ -159,6 +173,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.NewAPIKey, err = ensureAdminKey(ctx, s.db, filepath.Join(opts.DataDir, KeyFile)); err != nil {
 		return nil, err
 	}
+	if err := ensureWebhookSecret(ctx, s.db, filepath.Join(opts.DataDir, WebhookSecretFile)); err != nil {
+		return nil, fmt.Errorf("webhook secret: %w", err)
+	}
 	nodeToken, err := ensureNodeToken(filepath.Join(opts.DataDir, NodeTokenFile))
 	if err != nil {
 		return nil, err
@@ -199,7 +216,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.APIURL = "http://" + ln.Addr().String()
 	if !opts.ExternalWorker {
-		s.worker = worker.New(s.tc, &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc, Blobs: blobs})
+		s.acts = &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc, Blobs: blobs,
+			DatabaseURL: s.Postgres.URL, AsyncOutputRetention: opts.AsyncOutputRetention, WebhookAllowPrivate: opts.WebhookAllowPrivate}
+		activities.StartAsyncListener(s.acts, s.log)
+		s.worker = worker.New(s.tc, s.acts)
 		if err := s.worker.Start(); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("worker: %w", err)
@@ -246,7 +266,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 func (s *Stack) startGateway(opts Options) error {
 	gw, err := gateway.New(gateway.Options{DB: s.db, DatabaseURL: s.Postgres.URL, Logger: s.log,
 		Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: opts.MaxBodyBytes, UpstreamTimeout: opts.UpstreamTimeout,
-		Temporal: s.tc, ColdStartTimeout: opts.ColdStartTimeout})
+		Temporal: s.tc, ColdStartTimeout: opts.ColdStartTimeout,
+		AsyncRateLimit: opts.AsyncRateLimit, MaxOpenAsync: opts.MaxOpenAsync, MaxAsyncAttempts: opts.MaxAsyncAttempts,
+		WebhookAllowPrivate: opts.WebhookAllowPrivate})
 	if err != nil {
 		return err
 	}
@@ -306,6 +328,9 @@ func (s *Stack) Close(ctx context.Context) error {
 	if s.worker != nil {
 		s.worker.Stop()
 	}
+	if s.acts != nil {
+		activities.StopAsyncListener(s.acts)
+	}
 	if s.tc != nil {
 		s.tc.Close()
 	}
@@ -358,6 +383,30 @@ func ensureAdminKey(ctx context.Context, db *sqlx.DB, path string) (string, erro
 		return "", err
 	}
 	return text, nil
+}
+
+// ensureWebhookSecret makes the default workspace's webhook secret if it has none and keeps
+// the file at path (0600) holding the current one, also after a rotation through the API.
+func ensureWebhookSecret(ctx context.Context, db *sqlx.DB, path string) error {
+	ws, _, err := store.EnsureWorkspace(ctx, db, DefaultWorkspace)
+	if err != nil {
+		return fmt.Errorf("workspace %s: %w", DefaultWorkspace, err)
+	}
+	secret, err := store.GetWebhookSecret(ctx, db, ws.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		secret, err = store.RotateWebhookSecret(ctx, db, ws.ID)
+	}
+	if err != nil {
+		return err
+	}
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == secret.Secret {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(secret.Secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // ensureNodeToken returns the node token kept in path, creating it (0600) on first start.

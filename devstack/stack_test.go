@@ -103,6 +103,16 @@ func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 	code, body = get(t, s.APIURL+"/v1/models", s.NewAPIKey)
 	require.Equal(t, http.StatusOK, code, body)
+	// And the workspace's webhook secret, in a 0600 file.
+	st, err = os.Stat(filepath.Join(dir, devstack.WebhookSecretFile))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	webhookSecret, err := os.ReadFile(filepath.Join(dir, devstack.WebhookSecretFile))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(webhookSecret), "whsec_"), "webhook secret file: %q", webhookSecret)
+	code, body = get(t, s.APIURL+"/v1/webhook_secret", s.NewAPIKey)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"exists":true`)
 
 	// Search attributes are registered on the namespace.
 	tc, err := client.Dial(client.Options{HostPort: s.TemporalAddress})
@@ -132,6 +142,9 @@ func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
 	require.NoError(t, err)
 	code, _ = get(t, s2.APIURL+"/v1/models", strings.TrimSpace(string(b)))
 	require.Equal(t, http.StatusOK, code, "the saved key must still work after a restart")
+	b, err = os.ReadFile(filepath.Join(dir, devstack.WebhookSecretFile))
+	require.NoError(t, err)
+	require.Equal(t, string(webhookSecret), string(b), "restart must keep the webhook secret")
 
 	tc2, err := client.Dial(client.Options{HostPort: s2.TemporalAddress})
 	require.NoError(t, err)

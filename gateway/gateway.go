@@ -8,6 +8,10 @@
 // the canary analysis) and its in-flight count per replica to
 // gateway_reports (so that a replica being drained is stopped only when no gateway can still
 // send it anything).
+//
+// It also accepts async inference requests, recording each for its AsyncRequest workflow, and
+// runs the predict attempts those workflows ask for (announced on NOTIFY
+// modelplane_async_attempts), each the way a client's predict would go.
 package gateway
 
 import (
@@ -32,6 +36,13 @@ const (
 	DefaultUpstreamTimeout = 5 * time.Minute
 	DefaultReloadEvery     = 10 * time.Second
 	DefaultReportEvery     = time.Second
+	// DefaultMaxAsyncAttempts bounds the async attempts one gateway runs at once.
+	DefaultMaxAsyncAttempts = 256
+	// DefaultAsyncRateLimit is how many async requests a workspace may submit per second
+	// to one gateway, with bursts of twice as many.
+	DefaultAsyncRateLimit = 200
+	// DefaultMaxOpenAsync bounds a workspace's async requests queued or in progress.
+	DefaultMaxOpenAsync = 50000
 	// RetryAfter is what a 503 tells clients to wait.
 	RetryAfter = 2 * time.Second
 )
@@ -62,6 +73,19 @@ type Options struct {
 	// (DefaultColdStartTimeout); MaxHeld bounds how many wait per deployment (DefaultMaxHeld).
 	ColdStartTimeout time.Duration
 	MaxHeld          int
+	// MaxAsyncAttempts bounds the async attempts this gateway runs at once
+	// (DefaultMaxAsyncAttempts); a negative value runs none, for a gateway that only accepts.
+	MaxAsyncAttempts int
+	// AsyncRateLimit is how many async requests per second a workspace may submit to this
+	// gateway, in bursts of up to twice as many (DefaultAsyncRateLimit); more are answered
+	// 429. A negative value turns the limit off.
+	AsyncRateLimit float64
+	// MaxOpenAsync bounds a workspace's async requests queued or in progress
+	// (DefaultMaxOpenAsync); more are answered 429.
+	MaxOpenAsync int
+	// WebhookAllowPrivate accepts webhook URLs whose host is a loopback, private, link-local
+	// or otherwise non-public address, which are refused by default.
+	WebhookAllowPrivate bool
 }
 
 // Gateway serves inference requests. Run must be running for it to route anything.
@@ -76,6 +100,13 @@ type Gateway struct {
 	metrics  *metrics
 	pool     *pool
 	waker    *waker
+	// limiter is the per-workspace async submission rate limit.
+	limiter *workspaceLimiter
+	// attempts runs the async attempts this gateway claimed.
+	attempts *attemptRunner
+	// reported is set once a gateway report is written: until then workers would take the
+	// gateway for dead and give up on any attempt it ran.
+	reported atomic.Bool
 	// reloaded is signalled after every reload, for tests that wait for one.
 	reloaded chan struct{}
 }
@@ -113,6 +144,15 @@ func New(opts Options) (*Gateway, error) {
 	if opts.MaxHeld <= 0 {
 		opts.MaxHeld = DefaultMaxHeld
 	}
+	if opts.MaxAsyncAttempts == 0 {
+		opts.MaxAsyncAttempts = DefaultMaxAsyncAttempts
+	}
+	if opts.AsyncRateLimit == 0 {
+		opts.AsyncRateLimit = DefaultAsyncRateLimit
+	}
+	if opts.MaxOpenAsync <= 0 {
+		opts.MaxOpenAsync = DefaultMaxOpenAsync
+	}
 	g := &Gateway{
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
@@ -123,6 +163,8 @@ func New(opts Options) (*Gateway, error) {
 	g.metrics = newMetrics(opts.Registerer, g)
 	g.pool = newPool()
 	g.waker = newWaker(opts.Temporal, opts.MaxHeld)
+	g.limiter = newWorkspaceLimiter(opts.AsyncRateLimit)
+	g.attempts = newAttemptRunner()
 	return g, nil
 }
 
@@ -132,21 +174,43 @@ func (g *Gateway) ID() string { return g.opts.ID }
 // Ready reports whether the first routing table is loaded.
 func (g *Gateway) Ready() bool { return g.table.Load() != nil }
 
-// Run loads the routing table, keeps it current and writes load samples and reports until
-// ctx ends. It returns only when ctx ends, or at once if it cannot listen for changes.
+// Run loads the routing table, keeps it current, writes load samples and reports, and runs
+// async attempts until ctx ends. It returns only when ctx ends (once the attempts in flight
+// were given back or finished), or at once if it cannot listen for changes.
 func (g *Gateway) Run(ctx context.Context) error {
 	l, err := store.Listen(g.opts.DatabaseURL, store.RoutesChannel, 100*time.Millisecond, 5*time.Second, g.log)
 	if err != nil {
 		return fmt.Errorf("gateway: listen for route changes: %w", err)
 	}
 	defer l.Close()
+	var attempts <-chan string
+	if g.opts.MaxAsyncAttempts > 0 {
+		al, err := store.Listen(g.opts.DatabaseURL, store.AsyncAttemptsChannel, 100*time.Millisecond, 5*time.Second, g.log)
+		if err != nil {
+			return fmt.Errorf("gateway: listen for async attempts: %w", err)
+		}
+		defer al.Close()
+		attempts = al.C
+	}
 	defer g.pool.closeIdle()
+	// Reports go on until the attempts in flight have ended: a gateway without a fresh report
+	// counts as dead, and its running attempts as lost.
+	reportCtx, stopReports := context.WithCancel(context.WithoutCancel(ctx))
 	reporterDone := make(chan struct{})
 	go func() {
 		defer close(reporterDone)
-		g.reportLoop(ctx)
+		g.reportLoop(reportCtx)
 	}()
-	defer func() { <-reporterDone }()
+	attemptsDone := make(chan struct{})
+	go func() {
+		defer close(attemptsDone)
+		g.runAttempts(ctx, attempts)
+	}()
+	defer func() {
+		<-attemptsDone
+		stopReports()
+		<-reporterDone
+	}()
 
 	tick := time.NewTicker(g.opts.ReloadEvery)
 	defer tick.Stop()
@@ -231,6 +295,8 @@ func (g *Gateway) reportLoop(ctx context.Context) {
 	}
 	if err := g.report(ctx, time.Now(), s); err != nil && ctx.Err() == nil {
 		g.log.Warn("writing gateway report", "err", err)
+	} else if err == nil {
+		g.reported.Store(true)
 	}
 	now := time.Now()
 	select {
@@ -251,6 +317,8 @@ func (g *Gateway) reportLoop(ctx context.Context) {
 		case now := <-tick.C:
 			if err := g.report(ctx, now, s); err != nil && ctx.Err() == nil {
 				g.log.Warn("writing load samples", "err", err)
+			} else if err == nil {
+				g.reported.Store(true)
 			}
 		}
 	}

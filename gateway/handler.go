@@ -38,7 +38,7 @@ func IsInference(r *http.Request) bool {
 	if _, ok := hostModel(r.Host); ok {
 		return true
 	}
-	return strings.HasPrefix(r.URL.Path, "/models/")
+	return strings.HasPrefix(r.URL.Path, "/models/") || strings.HasPrefix(r.URL.Path, "/async_request/")
 }
 
 // parseRoute reads the target from the path (or the Host and the path); ok false means the
@@ -103,6 +103,14 @@ func (g *Gateway) Handler(metricsHandler http.Handler) http.Handler {
 
 // ServeHTTP serves one inference request.
 func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	rt, ok := parseRoute(r)
+	if !ok {
+		rt, ok = parseAsyncRequestPath(r)
+	}
+	if ok && rt.isAsync() {
+		g.serveAsync(rw, r, rt)
+		return
+	}
 	start := time.Now()
 	w := &statusWriter{ResponseWriter: rw}
 	id := requestID(r)
@@ -112,35 +120,21 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var labels requestLabels
 	defer func() { g.metrics.observe(labels, w, start) }()
 
-	rt, ok := parseRoute(r)
 	if !ok {
-		writeError(w, http.StatusNotFound, "no inference route %s: use /models/{model_id}/production/predict, .../environments/{env}/predict, .../development/predict or .../deployment/{deployment_id}/predict", r.URL.Path)
+		writeError(w, http.StatusNotFound, "no inference route %s: use /models/{model_id}/production/predict, .../environments/{env}/predict, .../development/predict or .../deployment/{deployment_id}/predict (async_predict and async_queue_status likewise), or /async_request/{request_id}", r.URL.Path)
 		return
 	}
-	t := g.table.Load()
-	if t == nil {
-		writeError(w, http.StatusServiceUnavailable, "gateway is starting: routes not loaded yet")
+	t, workspace, admitted := g.admit(w, r)
+	if !admitted {
 		return
 	}
-	workspace, refused, err := g.keys.authenticate(r.Context(), r.Header.Get("Authorization"))
-	switch {
-	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "%s", err.Error())
-		return
-	case refused != "":
-		w.Header().Set("WWW-Authenticate", "Api-Key, Bearer")
-		writeError(w, http.StatusUnauthorized, "%s", refused)
-		return
-	}
-	m := t.models[rt.modelID]
-	if m == nil || m.workspaceID != workspace {
-		// Another workspace's model reads exactly like one that does not exist.
-		writeError(w, http.StatusNotFound, "model %s not found", rt.modelID)
+	m := ownModel(w, t, workspace, rt.modelID)
+	if m == nil {
 		return
 	}
 	labels.modelID = m.id
 	if rt.action != "predict" && rt.action != "wake" {
-		writeError(w, http.StatusNotFound, "no inference action %q: this gateway serves predict and wake", rt.action)
+		writeError(w, http.StatusNotFound, "no inference action %q: this gateway serves predict, wake, async_predict and async_queue_status", rt.action)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -154,18 +148,67 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	labels.deploymentID = dep.id
-	if dep.deleted {
-		writeError(w, http.StatusNotFound, "deployment %s of model %s was deleted", dep.id, m.id)
-		return
-	}
-	if deactivated[dep.status] {
-		writeError(w, http.StatusNotFound, "deployment %s of model %s is deactivated: activate it to serve requests", dep.id, m.id)
+	if refuseUnserving(w, dep) {
 		return
 	}
 	if rt.action == "wake" {
 		g.serveWake(w, r, dep)
 		return
 	}
+	g.predict(w, r, dep, start, nil)
+}
+
+// admit answers the request itself, and returns ok false, before the first routing table is
+// loaded (503) and when its API key is refused (401); otherwise it returns the table and the
+// key's workspace.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (t *table, workspace string, ok bool) {
+	t = g.table.Load()
+	if t == nil {
+		writeError(w, http.StatusServiceUnavailable, "gateway is starting: routes not loaded yet")
+		return nil, "", false
+	}
+	workspace, refused, err := g.keys.authenticate(r.Context(), r.Header.Get("Authorization"))
+	switch {
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "%s", err.Error())
+		return nil, "", false
+	case refused != "":
+		w.Header().Set("WWW-Authenticate", "Api-Key, Bearer")
+		writeError(w, http.StatusUnauthorized, "%s", refused)
+		return nil, "", false
+	}
+	return t, workspace, true
+}
+
+// ownModel returns the workspace's model of that ID, or answers 404 and returns nil.
+func ownModel(w http.ResponseWriter, t *table, workspace, modelID string) *model {
+	m := t.models[modelID]
+	if m == nil || m.workspaceID != workspace {
+		// Another workspace's model reads exactly like one that does not exist.
+		writeError(w, http.StatusNotFound, "model %s not found", modelID)
+		return nil
+	}
+	return m
+}
+
+// refuseUnserving answers 404 for a deployment that was deleted or deactivated, and reports
+// whether it did.
+func refuseUnserving(w http.ResponseWriter, dep *deployment) bool {
+	switch {
+	case dep.deleted:
+		writeError(w, http.StatusNotFound, "deployment %s of model %s was deleted", dep.id, dep.model.id)
+	case deactivated[dep.status]:
+		writeError(w, http.StatusNotFound, "deployment %s of model %s is deactivated: activate it to serve requests", dep.id, dep.model.id)
+	default:
+		return false
+	}
+	return true
+}
+
+// predict forwards a request to a READY replica of dep, waking the deployment and waiting for
+// it when it has none, and answers w. It serves clients' predictions and async attempts
+// alike; a is the attempt, nil for a client's request.
+func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, start time.Time, a *attemptRun) {
 	// A request counts as load from its arrival, held or forwarded: the autoscaler must see
 	// the requests waiting for a deployment to wake.
 	l := dep.load
@@ -180,12 +223,18 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rep := dep.pickReplica(nil)
 	if rep == nil {
 		if !sleeping(dep.status) {
-			writeError(w, http.StatusServiceUnavailable, "deployment %s of model %s has no ready replica (status %s)", dep.id, m.id, dep.status)
+			writeError(w, http.StatusServiceUnavailable, "deployment %s of model %s has no ready replica (status %s)", dep.id, dep.model.id, dep.status)
 			return
 		}
 		if dep, rep = g.awaitReplica(w, r, dep, start); rep == nil {
 			return
 		}
+	}
+	if a != nil && !a.forwarding() {
+		// The gateway is stopping and has given the attempt back for another to run.
+		rep.release()
+		w.WriteHeader(statusClientClosed)
+		return
 	}
 	g.forward(w, r, dep, rep, start)
 }

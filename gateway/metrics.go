@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"time"
@@ -8,12 +9,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelplane/modelplane/internal/promutil"
+	"github.com/modelplane/modelplane/store"
 )
 
 // requestLabels are what a request's series are labelled with; IDs are set only once they
 // are known to exist, so made-up IDs cannot grow the series without bound.
 type requestLabels struct {
 	modelID, deploymentID, environment, phase string
+	// async is set for the gateway's own requests that carry out async attempts.
+	async bool
 }
 
 type metrics struct {
@@ -21,6 +25,8 @@ type metrics struct {
 	total    *prometheus.HistogramVec
 	ttfb     *prometheus.HistogramVec
 	cold     *prometheus.HistogramVec
+	// queueTime is how long async requests waited before their first attempt.
+	queueTime *prometheus.HistogramVec
 	// The series a request lands in, found once per label set rather than hashed per request.
 	counters   sync.Map // counterKey -> prometheus.Counter
 	histograms sync.Map // requestLabels -> *seriesPair
@@ -58,8 +64,14 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 			Help:    "Time from a request's arrival for a deployment at zero until it was forwarded to a replica.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
 		}, []string{"model_id", "deployment_id"})),
+		queueTime: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "modelplane_time_in_async_queue_seconds",
+			Help:    "Time from an async request's acceptance until it left the queue for its first attempt.",
+			Buckets: []float64{.1, .5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400, 259200},
+		}, []string{"model_id", "deployment_id"})),
 	}
 	promutil.Register(reg, &loadCollector{g: g})
+	promutil.Register(reg, &asyncQueueCollector{g: g})
 	return m
 }
 
@@ -72,7 +84,7 @@ func (m *metrics) observe(l requestLabels, w *statusWriter, start time.Time) {
 	key := counterKey{l, status}
 	c, ok := m.counters.Load(key)
 	if !ok {
-		c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(l.modelID, l.deploymentID, l.environment, l.phase, strconv.Itoa(status), "false"))
+		c, _ = m.counters.LoadOrStore(key, m.requests.WithLabelValues(l.modelID, l.deploymentID, l.environment, l.phase, strconv.Itoa(status), strconv.FormatBool(l.async)))
 	}
 	c.(prometheus.Counter).Inc()
 	if l.deploymentID == "" {
@@ -133,5 +145,48 @@ func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(len(d.replicas)), m.id, d.id)
 			ch <- prometheus.MustNewConstMetric(startingDesc, prometheus.GaugeValue, float64(d.starting), m.id, d.id)
 		}
+	}
+}
+
+// asyncQueueTimeout bounds the database read behind the queue-size gauge, so a slow database
+// does not stall a scrape.
+const asyncQueueTimeout = 2 * time.Second
+
+// asyncQueueCollector reports the queued async requests of each deployment, read from the
+// database when scraped: the queue is shared by all gateways, so every gateway reports the
+// same numbers.
+type asyncQueueCollector struct{ g *Gateway }
+
+var asyncQueueDesc = prometheus.NewDesc("modelplane_async_queue_size",
+	"Async requests queued for a deployment (across all gateways).", []string{"model_id", "deployment_id"}, nil)
+
+func (c *asyncQueueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- asyncQueueDesc }
+
+// Collect reports every serving deployment of the table, at zero when nothing waits for it, so
+// an emptied queue reads 0 rather than vanishing; a deployment that is gone leaves no series.
+func (c *asyncQueueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), asyncQueueTimeout)
+	defer cancel()
+	sizes, err := store.AsyncQueueSizes(ctx, c.g.opts.DB)
+	if err != nil {
+		c.g.log.Warn("reading async queue sizes", "err", err)
+		return
+	}
+	type key struct{ model, deployment string }
+	queued := make(map[key]int, len(sizes))
+	for _, s := range sizes {
+		queued[key{s.ModelID, s.DeploymentID}] = s.Queued
+	}
+	if t := c.g.table.Load(); t != nil {
+		for _, m := range t.models {
+			for _, d := range m.deployments {
+				if _, ok := queued[key{m.id, d.id}]; !ok && !d.deleted {
+					queued[key{m.id, d.id}] = 0
+				}
+			}
+		}
+	}
+	for k, n := range queued {
+		ch <- prometheus.MustNewConstMetric(asyncQueueDesc, prometheus.GaugeValue, float64(n), k.model, k.deployment)
 	}
 }

@@ -78,12 +78,26 @@ func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep
 	} else {
 		conn.nc.Close()
 	}
-	if err != nil && r.Context().Err() == nil {
-		// The status is out: all that is left is to tell the client the answer is cut short.
-		g.log.Warn("answer cut short", "deployment_id", dep.id, "replica_id", rep.id,
-			"request_id", r.Header.Get(headerRequestID), "err", err, "timed_out", errors.Is(context.Cause(ctx), errUpstreamTimeout))
-		panic(http.ErrAbortHandler)
+	if err != nil {
+		g.cutShort(w, r, ctx, dep, rep, err)
 	}
+}
+
+// cutShort handles an answer that broke off after its status was sent: a client is told by
+// the connection's abort, an async attempt's capture records why.
+func (g *Gateway) cutShort(w *statusWriter, r *http.Request, ctx context.Context, dep *deployment, rep *replica, err error) {
+	timedOut := errors.Is(context.Cause(ctx), errUpstreamTimeout)
+	if c, ok := w.ResponseWriter.(*capture); ok {
+		c.cut, c.timedOut = err, timedOut
+		return
+	}
+	if r.Context().Err() != nil {
+		return // the client left: nobody reads the rest
+	}
+	// The status is out: all that is left is to tell the client the answer is cut short.
+	g.log.Warn("answer cut short", "deployment_id", dep.id, "replica_id", rep.id,
+		"request_id", r.Header.Get(headerRequestID), "err", err, "timed_out", timedOut)
+	panic(http.ErrAbortHandler)
 }
 
 // roundTrip writes the request to a replica and reads the answer's head. *rep is the replica

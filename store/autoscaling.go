@@ -32,6 +32,8 @@ type AutoscalingTarget struct {
 	LastRequestAt *time.Time `db:"last_request_at"`
 	// NewestReplicaAt is when the newest of the live replicas was created; nil when none.
 	NewestReplicaAt *time.Time `db:"newest_replica_at"`
+	// AsyncQueued counts the deployment's async requests waiting in its queue.
+	AsyncQueued int `db:"async_queued"`
 	// ZeroSince is when a deployment SCALED_TO_ZERO got there (its last status change); nil
 	// in any other status.
 	ZeroSince *time.Time `db:"zero_since"`
@@ -60,9 +62,29 @@ var autoscaledStatuses = []string{
 	"ACTIVE", "SCALED_TO_ZERO", "WAKING_UP", "LOADING_MODEL", "DEPLOYING", "UNHEALTHY", "UPDATING",
 }
 
+// effectiveSettingsSQL is deployment d's stored autoscaling settings with those of the
+// environment e that serves it (servingEnvironmentJoin) merged over them, as JSON objects,
+// right over left; nulls and non-objects count as missing. Callers put the defaults first.
+const effectiveSettingsSQL = `(
+	jsonb_strip_nulls(CASE WHEN jsonb_typeof(d.autoscaling_settings) = 'object'
+	                       THEN d.autoscaling_settings ELSE '{}' END)
+	|| jsonb_strip_nulls(CASE WHEN jsonb_typeof(e.autoscaling_settings) = 'object'
+	                          THEN e.autoscaling_settings ELSE '{}' END))`
+
+// servingEnvironmentJoin joins deployment d to the environment e whose settings govern it:
+// production first, then by name, when several point at it; none gives nulls.
+const servingEnvironmentJoin = `
+	LEFT JOIN LATERAL (
+		SELECT e.autoscaling_settings FROM environments e
+		WHERE e.model_id = d.model_id AND e.current_deployment_id = d.id
+		ORDER BY e.name <> 'production', e.name
+		LIMIT 1
+	) e ON true`
+
 // autoscalingTargetsQuery reads every target in one statement. Per deployment it costs an
-// index probe on replicas_live and two on load_samples' primary key (deployment_id, at), so a
-// deployment idle at zero costs its row and three probes that find nothing.
+// index probe on replicas_live, two on load_samples' primary key (deployment_id, at) and one
+// on the async queue, so a deployment idle at zero costs its row and four probes that find
+// nothing.
 //
 // Settings are merged as JSON objects, right over left: the defaults ($2), the deployment's
 // own, then the serving environment's. Environments are written whole by the API, so in
@@ -73,18 +95,8 @@ const autoscalingTargetsQuery = `
 	WITH targets AS (
 		SELECT d.id, d.model_id, d.is_development, d.status,
 		       CASE WHEN d.status = 'SCALED_TO_ZERO' THEN d.updated_at END AS zero_since,
-		       $2::jsonb
-		       || jsonb_strip_nulls(CASE WHEN jsonb_typeof(d.autoscaling_settings) = 'object'
-		                                 THEN d.autoscaling_settings ELSE '{}' END)
-		       || jsonb_strip_nulls(CASE WHEN jsonb_typeof(e.autoscaling_settings) = 'object'
-		                                 THEN e.autoscaling_settings ELSE '{}' END) AS settings
-		FROM deployments d
-		LEFT JOIN LATERAL (
-			SELECT e.autoscaling_settings FROM environments e
-			WHERE e.model_id = d.model_id AND e.current_deployment_id = d.id
-			ORDER BY e.name <> 'production', e.name
-			LIMIT 1
-		) e ON true
+		       $2::jsonb || ` + effectiveSettingsSQL + ` AS settings
+		FROM deployments d ` + servingEnvironmentJoin + `
 		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
 	)
 	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings, t.zero_since,
@@ -99,7 +111,9 @@ const autoscalingTargetsQuery = `
 	              GROUP BY ls.at) s) AS samples,
 	       (SELECT max(ls.at) FROM load_samples ls
 	        WHERE ls.deployment_id = t.id AND ls.requests > 0
-	          AND ls.at <= $1 AND ls.at > $1 - interval '1 hour') AS last_request_at
+	          AND ls.at <= $1 AND ls.at > $1 - interval '1 hour') AS last_request_at,
+	       (SELECT count(*) FROM async_requests a
+	        WHERE a.deployment_id = t.id AND a.status = 'QUEUED') AS async_queued
 	FROM targets t
 	CROSS JOIN LATERAL (
 		SELECT count(*) AS live_replicas, max(r.created_at) AS newest_replica_at FROM replicas r

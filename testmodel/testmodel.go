@@ -10,6 +10,10 @@
 //	               FailureRate, else 200 {"output": <request JSON or null>, "pad": "xx…", "pid": n};
 //	               with "Accept: text/event-stream", 5 events "data: <n>" spread over Latency
 //	GET  /stats    {"requests": n, "in_flight": n} of /predict
+//	GET  /calls    {"<X-Request-Id>": n}: how many /predict requests each request ID made
+//
+// With FailFirst n, the first n predictions of each X-Request-Id answer 500, so retries of
+// one request can be made to fail a set number of times before it succeeds.
 package testmodel
 
 import (
@@ -25,6 +29,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -43,6 +48,8 @@ type Options struct {
 	FailureRate float64
 	// ResponseBytes is the length of the "pad" field of each answer, to load the network.
 	ResponseBytes int
+	// FailFirst makes the first FailFirst predictions of each X-Request-Id answer 500.
+	FailFirst int
 	// Port is where ListenAndServe listens; Serve uses the listener it is given.
 	Port int
 }
@@ -58,6 +65,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("failure rate must be between 0 and 1, got %v", o.FailureRate)
 	case o.ResponseBytes < 0:
 		return fmt.Errorf("response bytes must not be negative, got %d", o.ResponseBytes)
+	case o.FailFirst < 0:
+		return fmt.Errorf("fail first must not be negative, got %d", o.FailFirst)
 	case o.Port < 0 || o.Port > 65535:
 		return fmt.Errorf("port must be between 0 and 65535, got %d", o.Port)
 	}
@@ -82,6 +91,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	requests atomic.Int64
 	inFlight atomic.Int64
+	callsMu  sync.Mutex
+	calls    map[string]int
 }
 
 // NewHandler returns the test model's handler; its load time counts from now. A nil log
@@ -97,11 +108,39 @@ func NewHandler(opts Options, log io.Writer) *Handler {
 		pid:   os.Getpid(),
 		log:   slog.New(slog.NewTextHandler(log, nil)),
 		mux:   http.NewServeMux(),
+		calls: map[string]int{},
 	}
 	h.mux.HandleFunc("GET /health", h.health)
 	h.mux.HandleFunc("POST /predict", h.predict)
 	h.mux.HandleFunc("GET /stats", h.stats)
+	h.mux.HandleFunc("GET /calls", h.callCounts)
 	return h
+}
+
+// Calls returns how many predictions each X-Request-Id made (those without one are not kept).
+func (h *Handler) Calls() map[string]int {
+	h.callsMu.Lock()
+	defer h.callsMu.Unlock()
+	out := make(map[string]int, len(h.calls))
+	for id, n := range h.calls {
+		out[id] = n
+	}
+	return out
+}
+
+func (h *Handler) callCounts(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, h.Calls())
+}
+
+// call counts a prediction of the request ID and returns which one of its calls this is.
+func (h *Handler) call(id string) int {
+	if id == "" {
+		return 0
+	}
+	h.callsMu.Lock()
+	defer h.callsMu.Unlock()
+	h.calls[id]++
+	return h.calls[id]
 }
 
 // Stats returns the prediction counters.
@@ -134,6 +173,7 @@ func (h *Handler) predict(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
+	nth := h.call(r.Header.Get("X-Request-Id"))
 
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -155,7 +195,7 @@ func (h *Handler) predict(w http.ResponseWriter, r *http.Request) {
 	if !sleep(r.Context(), h.opts.Latency) {
 		return // the client left; nobody reads an answer
 	}
-	if h.fail() {
+	if h.fail() || nth > 0 && nth <= h.opts.FailFirst {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "injected failure"})
 		return
 	}

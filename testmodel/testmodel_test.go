@@ -255,7 +255,7 @@ func TestServe_LogsOneLinePerRequest(t *testing.T) {
 func TestServe_RejectsInvalidOptions(t *testing.T) {
 	t.Parallel()
 	for _, opts := range []testmodel.Options{
-		{FailureRate: 1.5}, {FailureRate: -0.1}, {Latency: -time.Second}, {LoadTime: -1}, {ResponseBytes: -1}, {Port: 70000},
+		{FailureRate: 1.5}, {FailureRate: -0.1}, {Latency: -time.Second}, {LoadTime: -1}, {ResponseBytes: -1}, {Port: 70000}, {FailFirst: -1},
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
@@ -272,4 +272,23 @@ func TestHandler_WorksUnderHTTPTest(t *testing.T) {
 	assert.Equal(t, 200, rec.Code)
 	assert.Contains(t, rec.Body.String(), `"output":[1]`)
 	assert.Equal(t, testmodel.Stats{Requests: 1}, h.Stats())
+}
+
+func TestPredict_FailFirstFailsEachRequestIDThatManyTimes(t *testing.T) {
+	t.Parallel()
+	m := serve(t, testmodel.Options{FailFirst: 2})
+	statuses := func(id string, n int) []int {
+		var out []int
+		for range n {
+			out = append(out, do(t, "POST", m.url+"/predict", `{}`, "X-Request-Id", id).status)
+		}
+		return out
+	}
+	assert.Equal(t, []int{500, 500, 200, 200}, statuses("a", 4), "request a: two failures, then answers")
+	assert.Equal(t, []int{500, 500, 200}, statuses("b", 3), "request b counts on its own")
+	assert.Equal(t, 200, do(t, "POST", m.url+"/predict", `{}`).status, "no request ID: never failed")
+
+	var calls map[string]int
+	require.NoError(t, json.Unmarshal(do(t, "GET", m.url+"/calls", "").body, &calls))
+	assert.Equal(t, map[string]int{"a": 4, "b": 3}, calls, "GET /calls counts predictions per request ID")
 }

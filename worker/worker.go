@@ -23,6 +23,7 @@ import (
 // It is not started.
 func New(c client.Client, acts *activities.Activities) sdkworker.Worker {
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
+	w.RegisterWorkflow(workflows.AsyncRequest)
 	w.RegisterWorkflow(workflows.Cleanup)
 	w.RegisterWorkflow(workflows.Deployment)
 	w.RegisterWorkflow(workflows.Promotion)
@@ -85,7 +86,8 @@ func EnsureSchedules(ctx context.Context, c client.Client) error {
 }
 
 // Run prepares the namespace and runs a worker until ctx is done. Beside it runs the
-// autoscaler loop on acts.DB, which leads (and scales) in one worker process at a time.
+// autoscaler loop on acts.DB, which leads (and scales) in one worker process at a time, and
+// the listener that tells waiting async attempts they are done (on acts.DatabaseURL).
 func Run(ctx context.Context, c client.Client, namespace string, acts *activities.Activities, log *slog.Logger) error {
 	if err := EnsureSearchAttributes(ctx, c, namespace); err != nil {
 		return err
@@ -93,8 +95,10 @@ func Run(ctx context.Context, c client.Client, namespace string, acts *activitie
 	if err := EnsureSchedules(ctx, c); err != nil {
 		return err
 	}
+	activities.StartAsyncListener(acts, log)
 	w := New(c, acts)
 	if err := w.Start(); err != nil {
+		activities.StopAsyncListener(acts)
 		return fmt.Errorf("start worker: %w", err)
 	}
 	log.Info("worker started", "task_queue", workflows.TaskQueue, "namespace", namespace)
@@ -109,5 +113,6 @@ func Run(ctx context.Context, c client.Client, namespace string, acts *activitie
 	<-ctx.Done()
 	<-loopDone // gives up the leader lock before the caller closes the database
 	w.Stop()
+	activities.StopAsyncListener(acts)
 	return nil
 }

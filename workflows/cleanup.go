@@ -26,13 +26,24 @@ type CleanupInput struct {
 	// ReplicaQuietPeriod is how long a replica of a deleted or inactive deployment must have
 	// been left alone before Cleanup stops it, rather than racing its workflow doing so.
 	ReplicaQuietPeriod time.Duration
+	// AsyncRequestRetention is how long a finished async request stays readable, without its
+	// output once that has expired.
+	AsyncRequestRetention time.Duration
 }
 
-// DefaultCleanupInput keeps load samples for two hours (twice the longest window) and unused
-// archives for a day; leftover replicas are stopped after two quiet minutes.
+// DefaultCleanupInput keeps load samples for two hours (twice the longest window), unused
+// archives for a day and finished async requests for a week; leftover replicas are stopped
+// after two quiet minutes.
 func DefaultCleanupInput() CleanupInput {
-	return CleanupInput{LoadSampleRetention: 2 * time.Hour, ArchiveRetention: 24 * time.Hour, ReplicaQuietPeriod: 2 * time.Minute}
+	return CleanupInput{
+		LoadSampleRetention: 2 * time.Hour, ArchiveRetention: 24 * time.Hour, ReplicaQuietPeriod: 2 * time.Minute,
+		AsyncRequestRetention: 7 * 24 * time.Hour,
+	}
 }
+
+// AsyncStartGrace is how long a gateway has to start the workflow of an async request it
+// recorded before Cleanup starts it instead.
+const AsyncStartGrace = 30 * time.Second
 
 // CleanupResult reports what one run removed.
 type CleanupResult struct {
@@ -42,6 +53,12 @@ type CleanupResult struct {
 	BlobsDeleted       int
 	// GatewayReportsDeleted counts reports of gateways that died without removing theirs.
 	GatewayReportsDeleted int64
+	// AsyncWorkflowsStarted counts async requests whose workflow their gateway did not start.
+	AsyncWorkflowsStarted int
+	// AsyncOutputsPurged counts outputs dropped at their expiry; AsyncRequestsDeleted the
+	// requests deleted after AsyncRequestRetention.
+	AsyncOutputsPurged   int64
+	AsyncRequestsDeleted int64
 }
 
 // Cleanup removes data that nothing needs any more. It runs on a schedule; each step is an
@@ -56,6 +73,9 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (CleanupResult, error) {
 	}
 	if in.ReplicaQuietPeriod <= 0 {
 		in.ReplicaQuietPeriod = def.ReplicaQuietPeriod
+	}
+	if in.AsyncRequestRetention <= 0 {
+		in.AsyncRequestRetention = def.AsyncRequestRetention
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -98,8 +118,25 @@ func Cleanup(ctx workflow.Context, in CleanupInput) (CleanupResult, error) {
 		return out, err
 	}
 	out.GatewayReportsDeleted = reports.Deleted
+	// The async steps come after the older ones, for the same reason.
+	var started activities.StartUnstartedAsyncResult
+	if err := workflow.ExecuteActivity(ctx, a.StartUnstartedAsync, activities.StartUnstartedAsyncInput{
+		Before: now.Add(-AsyncStartGrace), WorkflowType: AsyncRequestWorkflowType, TaskQueue: TaskQueue,
+		WorkflowIDPrefix: AsyncWorkflowID(""),
+	}).Get(ctx, &started); err != nil {
+		return out, err
+	}
+	out.AsyncWorkflowsStarted = started.Started
+	var purged activities.PurgeAsyncResult
+	if err := workflow.ExecuteActivity(ctx, a.PurgeAsync, activities.PurgeAsyncInput{
+		Now: now, FinishedBefore: now.Add(-in.AsyncRequestRetention),
+	}).Get(ctx, &purged); err != nil {
+		return out, err
+	}
+	out.AsyncOutputsPurged, out.AsyncRequestsDeleted = purged.Outputs, purged.Requests
 	workflow.GetLogger(ctx).Info("cleanup done", "load_samples_deleted", out.LoadSamplesDeleted,
 		"replicas_stopped", out.ReplicasStopped, "archives_deleted", out.ArchivesDeleted,
-		"gateway_reports_deleted", out.GatewayReportsDeleted)
+		"gateway_reports_deleted", out.GatewayReportsDeleted, "async_workflows_started", out.AsyncWorkflowsStarted,
+		"async_outputs_purged", out.AsyncOutputsPurged, "async_requests_deleted", out.AsyncRequestsDeleted)
 	return out, nil
 }

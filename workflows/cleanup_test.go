@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 )
 
 var cleanupStart = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// asyncRetention is the AsyncRequestRetention the tests that set one ask for.
+const asyncRetention = 48 * time.Hour
 
 // runCleanup runs Cleanup with PruneLoadSamples answered by prune, and returns the inputs the
 // activity was called with.
@@ -52,6 +56,27 @@ func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activitie
 			}
 			return activities.PruneGatewayReportsResult{Deleted: 4}, nil
 		})
+	env.OnActivity(a.StartUnstartedAsync, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StartUnstartedAsyncInput) (activities.StartUnstartedAsyncResult, error) {
+			want := activities.StartUnstartedAsyncInput{Before: cleanupStart.Add(-30 * time.Second),
+				WorkflowType: "AsyncRequest", TaskQueue: workflows.TaskQueue, WorkflowIDPrefix: "async:"}
+			if !in.Before.Equal(want.Before) || in.WorkflowType != want.WorkflowType || in.TaskQueue != want.TaskQueue ||
+				in.WorkflowIDPrefix != want.WorkflowIDPrefix {
+				return activities.StartUnstartedAsyncResult{}, fmt.Errorf("start unstarted async got %+v, want %+v", in, want)
+			}
+			return activities.StartUnstartedAsyncResult{Started: 5}, nil
+		})
+	env.OnActivity(a.PurgeAsync, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PurgeAsyncInput) (activities.PurgeAsyncResult, error) {
+			if !in.Now.Equal(cleanupStart) {
+				return activities.PurgeAsyncResult{}, errors.New("async purge now is " + in.Now.String())
+			}
+			retention := in.Now.Sub(in.FinishedBefore)
+			if want := workflows.DefaultCleanupInput().AsyncRequestRetention; retention != want && retention != asyncRetention {
+				return activities.PurgeAsyncResult{}, fmt.Errorf("async requests kept %s", retention)
+			}
+			return activities.PurgeAsyncResult{Outputs: 6, Requests: int64(retention / time.Hour)}, nil
+		})
 	env.ExecuteWorkflow(workflows.Cleanup, in)
 	require.True(t, env.IsWorkflowCompleted())
 	return env, calls
@@ -70,9 +95,21 @@ func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
 	require.Equal(t, 3, res.ArchivesDeleted)
 	require.Equal(t, 1, res.BlobsDeleted)
 	require.EqualValues(t, 4, res.GatewayReportsDeleted, "reports of dead gateways are pruned")
+	require.Equal(t, 5, res.AsyncWorkflowsStarted, "async requests whose gateway did not start their workflow are started")
+	require.EqualValues(t, 6, res.AsyncOutputsPurged)
+	require.EqualValues(t, 7*24, res.AsyncRequestsDeleted, "finished async requests are kept a week by default")
 	require.Len(t, calls, 1)
 	want := cleanupStart.Add(-30 * time.Minute)
 	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)
+}
+
+func TestCleanup_AsyncRequestRetentionIsHonoured(t *testing.T) {
+	env, _ := runCleanup(t, workflows.CleanupInput{AsyncRequestRetention: asyncRetention},
+		func() (activities.PruneLoadSamplesResult, error) { return activities.PruneLoadSamplesResult{}, nil })
+	require.NoError(t, env.GetWorkflowError())
+	var res workflows.CleanupResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.EqualValues(t, 48, res.AsyncRequestsDeleted, "requests finished before now - AsyncRequestRetention go")
 }
 
 func TestCleanup_ZeroRetentionUsesDefault(t *testing.T) {

@@ -31,6 +31,8 @@ type devConfig struct {
 	MaxBodyBytes      int64
 	UpstreamTimeout   time.Duration
 	ColdStartTimeout  time.Duration
+	async             asyncGatewayConfig
+	asyncWorker       asyncWorkerConfig
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -59,10 +61,18 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded inference request may take; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
+	asyncGatewayFlags(cmd, &c.async)
+	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	return cmd
 }
 
 func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
+	if err := c.async.check(); err != nil {
+		return err
+	}
+	if c.asyncWorker.AsyncOutputRetention <= 0 {
+		return fmt.Errorf("--async-output-retention must be positive, got %s", c.asyncWorker.AsyncOutputRetention)
+	}
 	ctx, stop := signalContext(cmd)
 	defer stop()
 	out := cmd.OutOrStdout()
@@ -75,6 +85,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,
 		MaxBodyBytes:    c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,
+		AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
+		WebhookAllowPrivate: c.async.WebhookAllowPrivate, AsyncOutputRetention: c.asyncWorker.AsyncOutputRetention,
 		Logger: log, Out: out,
 	})
 	if err != nil {
@@ -94,6 +106,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	fmt.Fprintf(out, "  PostgreSQL:   %s (%s)\n", redactURL(s.Postgres.URL), s.Postgres.Source)
 	fmt.Fprintf(out, "  Node agent:   %s (GPU profile %s)\n", s.AgentURL, c.GPUProfile)
 	fmt.Fprintf(out, "  API key:      %s\n", filepath.Join(c.DataDir, devstack.KeyFile))
+	fmt.Fprintf(out, "  Webhooks:     %s (signing secret)\n", filepath.Join(c.DataDir, devstack.WebhookSecretFile))
 	fmt.Fprintf(out, "  Node token:   %s (for modelplane agent --token-file)\n", filepath.Join(c.DataDir, devstack.NodeTokenFile))
 	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
 

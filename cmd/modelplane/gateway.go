@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,44 @@ type gatewayConfig struct {
 	UpstreamTimeout  time.Duration
 	ColdStartTimeout time.Duration
 	MaxHeld          int
+	async            asyncGatewayConfig
+}
+
+// asyncGatewayConfig are the gateway's async inference limits, shared by gateway and dev.
+type asyncGatewayConfig struct {
+	RateLimit           float64
+	MaxOpen             int
+	MaxAttempts         int
+	WebhookAllowPrivate bool
+}
+
+// asyncGatewayFlags adds the flags of asyncGatewayConfig.
+func asyncGatewayFlags(cmd *cobra.Command, c *asyncGatewayConfig) {
+	f := cmd.Flags()
+	f.Float64Var(&c.RateLimit, "async-rate-limit", envFloat("MODELPLANE_ASYNC_RATE_LIMIT", gateway.DefaultAsyncRateLimit), "async_predict requests per second per workspace and gateway, in bursts of twice as many; more are 429; negative: no limit (MODELPLANE_ASYNC_RATE_LIMIT)")
+	f.IntVar(&c.MaxOpen, "async-max-open", envInt("MODELPLANE_ASYNC_MAX_OPEN", gateway.DefaultMaxOpenAsync), "async requests a workspace may have queued or in progress; more are 429 (MODELPLANE_ASYNC_MAX_OPEN)")
+	f.IntVar(&c.MaxAttempts, "async-max-running", envInt("MODELPLANE_ASYNC_MAX_RUNNING", gateway.DefaultMaxAsyncAttempts), "async predictions this gateway runs at once; negative: none (MODELPLANE_ASYNC_MAX_RUNNING)")
+	webhookAllowPrivateFlag(cmd, &c.WebhookAllowPrivate)
+}
+
+// check refuses settings that make no sense.
+func (c asyncGatewayConfig) check() error {
+	if c.RateLimit == 0 {
+		return errors.New("--async-rate-limit must not be 0: give a rate, or a negative value for no limit")
+	}
+	if c.MaxOpen <= 0 {
+		return fmt.Errorf("--async-max-open must be positive, got %d", c.MaxOpen)
+	}
+	if c.MaxAttempts == 0 {
+		return errors.New("--async-max-running must not be 0: give a count, or a negative value to run none here")
+	}
+	return nil
+}
+
+// webhookAllowPrivateFlag adds --webhook-allow-private, for the processes that check or send
+// webhooks.
+func webhookAllowPrivateFlag(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "webhook-allow-private", envBool("MODELPLANE_WEBHOOK_ALLOW_PRIVATE", false), "let webhooks go to loopback, private and link-local addresses, which are refused otherwise (MODELPLANE_WEBHOOK_ALLOW_PRIVATE)")
 }
 
 func newGatewayCmd(logger func() *slog.Logger) *cobra.Command {
@@ -53,6 +92,9 @@ Run as many gateways as you like behind a load balancer.`,
 			if c.MaxHeld <= 0 {
 				return fmt.Errorf("--max-held-requests must be positive, got %d", c.MaxHeld)
 			}
+			if err := c.async.check(); err != nil {
+				return err
+			}
 			if os.Getenv("GOGC") == "" {
 				// The gateway allocates per request and keeps little: collecting less often
 				// trades a few MB of memory for CPU that requests need.
@@ -74,7 +116,9 @@ Run as many gateways as you like behind a load balancer.`,
 			defer tc.Close()
 			gw, err := gateway.New(gateway.Options{DB: db, DatabaseURL: c.DatabaseURL, Logger: log, ID: c.ID,
 				Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout,
-				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld})
+				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld,
+				AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen,
+				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate})
 			if err != nil {
 				return err
 			}
@@ -96,9 +140,38 @@ Run as many gateways as you like behind a load balancer.`,
 	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded request may take, streamed answer included; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
 	f.IntVar(&c.MaxHeld, "max-held-requests", envInt("MODELPLANE_MAX_HELD_REQUESTS", gateway.DefaultMaxHeld), "requests held per waking deployment; more are 429 (MODELPLANE_MAX_HELD_REQUESTS)")
+	asyncGatewayFlags(cmd, &c.async)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c.serverConfig)
 	return cmd
+}
+
+// envBool is envString for booleans ("true", "1", "false", ...).
+func envBool(name string, def bool) bool {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %s=%q is not true or false\n", name, v)
+		os.Exit(2)
+	}
+	return b
+}
+
+// envFloat is envString for numbers.
+func envFloat(name string, def float64) float64 {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %s=%q is not a number\n", name, v)
+		os.Exit(2)
+	}
+	return f
 }
 
 // envDuration is envString for durations ("30s", "5m").

@@ -31,6 +31,7 @@ type predictFlags struct {
 	Deployment  string
 	Stream      bool
 	GatewayURL  string
+	Async       asyncFlags
 }
 
 func newPredictCmd() *cobra.Command {
@@ -52,6 +53,10 @@ func newPredictCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			asyncReq, err := pf.Async.request(cmd.Flags().Changed, pf.Stream, body)
+			if err != nil {
+				return err
+			}
 			gateway := strings.TrimSpace(pf.GatewayURL)
 			if gateway != "" {
 				if u, err := url.Parse(gateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -62,7 +67,11 @@ func newPredictCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			err = predict(cmd.Context(), cmd.OutOrStdout(), c, gateway, args[0], target, body, pf.Stream)
+			if pf.Async.Async {
+				err = asyncPredict(cmd.Context(), cmd.OutOrStdout(), c, gateway, args[0], target, asyncReq, cfg.Output)
+			} else {
+				err = predict(cmd.Context(), cmd.OutOrStdout(), c, gateway, args[0], target, body, pf.Stream)
+			}
 			return explainPredict(cfg, gateway, err)
 		},
 	}
@@ -72,8 +81,9 @@ func newPredictCmd() *cobra.Command {
 	f.StringVar(&pf.Deployment, "deployment", "", "send to this deployment (ID)")
 	f.BoolVar(&pf.Stream, "stream", false, "ask for a streamed answer (Accept: text/event-stream) and print it as it arrives")
 	f.StringVar(&pf.GatewayURL, "gateway-url", envString(envGatewayURL, ""), "the inference gateway ("+envGatewayURL+"; default: the API URL)")
+	addAsyncFlags(cmd, &pf.Async)
 	addClientFlags(cmd, &cfg)
-	f.Lookup("output").Usage = "table or json, as for every command; the model's answer is printed as is either way"
+	f.Lookup("output").Usage = "table or json, as for every command; the model's answer is printed as is either way (with --async, json prints {\"request_id\"})"
 	return cmd
 }
 

@@ -31,6 +31,22 @@ type serverConfig struct {
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
+	asyncWorkerConfig
+}
+
+// asyncWorkerConfig is how a worker treats finished async requests.
+type asyncWorkerConfig struct {
+	AsyncOutputRetention time.Duration
+	WebhookAllowPrivate  bool
+}
+
+// asyncWorkerFlags adds the flags of asyncWorkerConfig; dev shares --webhook-allow-private
+// with its gateway, so it adds only the retention.
+func asyncWorkerFlags(cmd *cobra.Command, c *asyncWorkerConfig) {
+	cmd.Flags().DurationVar(&c.AsyncOutputRetention, "async-output-retention", envDuration("MODELPLANE_ASYNC_OUTPUT_RETENTION", activities.DefaultAsyncOutputRetention), "how long an async request's output is kept for reading with its status when there is no webhook or it failed (MODELPLANE_ASYNC_OUTPUT_RETENTION)")
+	if cmd.Flags().Lookup("webhook-allow-private") == nil {
+		webhookAllowPrivateFlag(cmd, &c.WebhookAllowPrivate)
+	}
 }
 
 func temporalFlags(cmd *cobra.Command, c *serverConfig) {
@@ -146,13 +162,18 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs}
+			if c.AsyncOutputRetention <= 0 {
+				return fmt.Errorf("--async-output-retention must be positive, got %s", c.AsyncOutputRetention)
+			}
+			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs,
+				DatabaseURL: c.DatabaseURL, AsyncOutputRetention: c.AsyncOutputRetention, WebhookAllowPrivate: c.WebhookAllowPrivate}
 			return worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
 		},
 	}
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token presented to agents (MODELPLANE_NODE_TOKEN_FILE)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
+	asyncWorkerFlags(cmd, &c.asyncWorkerConfig)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
 	return cmd

@@ -1,7 +1,7 @@
 // Command testmodel serves the test model (package testmodel): a model server without a
 // model, for tests and benchmarks. Run it as a package's `process` runtime command:
 //
-//	testmodel --load-time 5s --latency 50ms --failure-rate 0.01 --response-bytes 1024
+//	testmodel --load-time 5s --latency 50ms --failure-rate 0.01 --response-bytes 1024 --fail-first 2
 //
 // It listens on --listen-host:--port (port default: $PORT, else 8080) and, on SIGTERM or
 // SIGINT, stops accepting connections, lets in-flight requests finish and exits 0.
@@ -35,6 +35,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.DurationVar(&opts.Latency, "latency", 0, "how long each prediction takes")
 	fs.Float64Var(&opts.FailureRate, "failure-rate", 0, "probability (0-1) that a prediction answers 500")
 	fs.IntVar(&opts.ResponseBytes, "response-bytes", 0, `length of the "pad" field of each answer`)
+	fs.IntVar(&opts.FailFirst, "fail-first", 0, "the first N predictions of each X-Request-Id answer 500")
 	fs.IntVar(&opts.Port, "port", defaultPort(getenv), "port to listen on (default $PORT, else 8080)")
 	host := fs.String("listen-host", "127.0.0.1", "address to listen on")
 	if err := fs.Parse(args); err != nil {

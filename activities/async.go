@@ -1,0 +1,559 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/webhook"
+)
+
+const (
+	// ErrTypeAsyncRequestGone: the async request is no longer in the database (its model was
+	// deleted); there is nothing left to do for it.
+	ErrTypeAsyncRequestGone = "AsyncRequestGone"
+	// ErrTypeWebhookRefused: the webhook cannot be delivered however often it is tried (an
+	// address deliveries may not reach, a malformed URL, a workspace without a secret).
+	ErrTypeWebhookRefused = "WebhookRefused"
+)
+
+// DefaultAsyncOutputRetention is how long a finished request's output is kept for reading
+// with its status when Activities.AsyncOutputRetention is not set.
+const DefaultAsyncOutputRetention = 24 * time.Hour
+
+// AsyncPollInterval is how often RunAsyncAttempt reads its attempt besides being woken by a
+// notification, which a dropped LISTEN connection can lose.
+const AsyncPollInterval = 2 * time.Second
+
+// AsyncRequestState is what the AsyncRequest workflow knows of its request. The input and
+// output stay in the database: they can be far larger than workflow history should hold.
+type AsyncRequestState struct {
+	RequestID     string
+	ModelID       string
+	DeploymentID  string
+	Environment   string
+	Status        string
+	WebhookStatus string
+	RetryConfig   store.RetryConfig
+	CreatedAt     time.Time
+	// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
+	ExpiresAt time.Time
+	Attempts  int
+}
+
+func asyncState(r store.AsyncRequest) AsyncRequestState {
+	return AsyncRequestState{
+		RequestID: r.ID, ModelID: r.ModelID, DeploymentID: r.DeploymentID, Environment: r.Environment,
+		Status: r.Status, WebhookStatus: r.WebhookStatus, RetryConfig: r.RetryConfig,
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt(), Attempts: r.Attempts,
+	}
+}
+
+// asyncGone turns the store's "not found" for an async request into an error that ends the
+// workflow's retries; other errors are returned as they are.
+func asyncGone(requestID string, err error) error {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		return temporal.NewNonRetryableApplicationError(
+			"async request "+requestID+" no longer exists", ErrTypeAsyncRequestGone, err)
+	}
+	return err
+}
+
+// LoadAsyncInput names the request whose workflow starts.
+type LoadAsyncInput struct {
+	RequestID string
+}
+
+// LoadAsync records that the request's workflow runs, so Cleanup does not start it again,
+// and returns the request.
+func (a *Activities) LoadAsync(ctx context.Context, in LoadAsyncInput) (AsyncRequestState, error) {
+	r, err := store.MarkAsyncWorkflowStarted(ctx, a.DB, in.RequestID)
+	if err != nil {
+		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+	}
+	return asyncState(r), nil
+}
+
+// ClaimAsyncInput names the queued request that tries to start.
+type ClaimAsyncInput struct {
+	RequestID string
+}
+
+// ClaimAsyncResult is how a try to leave the queue went.
+type ClaimAsyncResult struct {
+	// Status is the request's status after the try: IN_PROGRESS when claimed, QUEUED when it
+	// must wait, else the status it ended in (CANCELED, say).
+	Status  string
+	Claimed bool
+	// WebhookStatus is the request's webhook status when it has ended; empty otherwise.
+	WebhookStatus string
+	// DeploymentID is the deployment the request is for now: a request to an environment
+	// follows the environment to its current deployment while it waits.
+	DeploymentID string
+	// Ahead counts the queued requests that go first; Free is how many more the deployment
+	// may run now.
+	Ahead, Free int
+	// Unavailable says why the deployment will not serve the request without someone acting;
+	// empty when it serves or is on its way to.
+	Unavailable string
+}
+
+// ClaimAsync moves the request from its queue to IN_PROGRESS if its deployment has room.
+func (a *Activities) ClaimAsync(ctx context.Context, in ClaimAsyncInput) (ClaimAsyncResult, error) {
+	c, err := store.ClaimAsyncRequest(ctx, a.DB, in.RequestID)
+	if err != nil {
+		return ClaimAsyncResult{}, asyncGone(in.RequestID, err)
+	}
+	out := ClaimAsyncResult{Status: c.Status, Claimed: c.Claimed, DeploymentID: c.DeploymentID}
+	switch {
+	case c.Status == store.AsyncQueued:
+		out.Ahead, out.Free, out.Unavailable = c.Ahead, c.Capacity.Free(), c.Capacity.Unavailable()
+	case store.AsyncFinished(c.Status):
+		r, err := store.GetAsyncRequest(ctx, a.DB, "", in.RequestID)
+		if err != nil {
+			return ClaimAsyncResult{}, asyncGone(in.RequestID, err)
+		}
+		out.WebhookStatus = r.WebhookStatus
+	}
+	return out, nil
+}
+
+// ExpireAsyncInput names the request whose time in the queue is up.
+type ExpireAsyncInput struct {
+	RequestID string
+}
+
+// ExpireAsync ends the request as EXPIRED if it is still queued, and returns it as it is then.
+func (a *Activities) ExpireAsync(ctx context.Context, in ExpireAsyncInput) (AsyncRequestState, error) {
+	r, err := store.ExpireAsyncRequest(ctx, a.DB, in.RequestID)
+	if err != nil {
+		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+	}
+	return asyncState(r), nil
+}
+
+// RunAsyncAttemptInput names one attempt at an async request's predict.
+type RunAsyncAttemptInput struct {
+	RequestID    string
+	Attempt      int
+	DeploymentID string
+	// PollInterval is how often the attempt is read while it runs; zero means
+	// AsyncPollInterval.
+	PollInterval time.Duration
+}
+
+// RunAsyncAttemptResult is how an attempt ended. A failed attempt is a result, not an
+// error: the workflow decides whether to try again.
+type RunAsyncAttemptResult struct {
+	Attempt    int
+	StatusCode int
+	Succeeded  bool
+	// Retryable says a later attempt may succeed where this one failed.
+	Retryable bool
+	// Error is what went wrong; zero when Succeeded.
+	Error store.AsyncError
+}
+
+// RunAsyncAttempt records the attempt for a gateway to run and waits until it is done. The
+// model is called by the gateway, so a rerun of this activity (after a worker died, say)
+// waits on the same attempt instead of calling the model again. An attempt whose gateway
+// stops reporting ends with GATEWAY_LOST.
+func (a *Activities) RunAsyncAttempt(ctx context.Context, in RunAsyncAttemptInput) (RunAsyncAttemptResult, error) {
+	poll := in.PollInterval
+	if poll <= 0 {
+		poll = AsyncPollInterval
+	}
+	// Subscribed before the attempt exists, so no announcement of its end can be missed.
+	woken, unsubscribe := a.asyncHub(slog.Default()).subscribe(attemptKey(in.RequestID, in.Attempt))
+	defer unsubscribe()
+	att, err := store.CreateAsyncAttempt(ctx, a.DB, in.RequestID, in.Attempt, in.DeploymentID)
+	if err != nil {
+		return RunAsyncAttemptResult{}, asyncGone(in.RequestID, err)
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for att.State != store.AttemptDone {
+		activity.RecordHeartbeat(ctx, att.State)
+		select {
+		case <-ctx.Done():
+			return RunAsyncAttemptResult{}, ctx.Err()
+		case <-woken:
+		case <-tick.C:
+			if att.State == store.AttemptRunning {
+				if _, err := store.AbandonAsyncAttempt(ctx, a.DB, in.RequestID, in.Attempt); err != nil {
+					return RunAsyncAttemptResult{}, err
+				}
+			}
+		}
+		if att, err = store.GetAsyncAttempt(ctx, a.DB, in.RequestID, in.Attempt); err != nil {
+			return RunAsyncAttemptResult{}, asyncGone(in.RequestID, err)
+		}
+	}
+	return ClassifyAttempt(att), nil
+}
+
+// ClassifyAttempt judges a finished attempt: a 2xx answer succeeds; no answer, 429, 500, 502,
+// 503, 504 and a lost gateway may pass on a later attempt; any other answer, and an output
+// too large to keep, fail the request at once.
+func ClassifyAttempt(att store.AsyncAttempt) RunAsyncAttemptResult {
+	out := RunAsyncAttemptResult{Attempt: att.Attempt, StatusCode: att.StatusCode}
+	code := att.StatusCode
+	switch {
+	case att.ErrorCode == store.CodeModelOutputTooLarge:
+	case att.ErrorCode == store.CodeGatewayLost:
+		out.Retryable = true
+	case code >= 200 && code <= 299:
+		out.Succeeded = true
+		return out
+	case code == 0, code == http.StatusTooManyRequests, code == http.StatusInternalServerError,
+		code == http.StatusBadGateway, code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout:
+		out.Retryable = true
+	}
+	out.Error = store.AsyncError{Code: attemptErrorCode(att), Message: attemptErrorMessage(att), Attempt: att.Attempt}
+	return out
+}
+
+// attemptErrorCode is the code of a failed attempt: the gateway's when it gave one, else the
+// one the answer's status calls for.
+func attemptErrorCode(att store.AsyncAttempt) string {
+	switch code := att.StatusCode; {
+	case att.ErrorCode != "":
+		return att.ErrorCode
+	case code == 0:
+		return store.CodeModelUnavailable
+	case code == http.StatusGatewayTimeout:
+		return store.CodeModelPredictTimeout
+	case code == http.StatusTooManyRequests, code >= 500:
+		// A model that is overloaded has nothing against the input.
+		return store.CodeModelPredictError
+	case code >= 400:
+		return store.CodeModelInvalidInput
+	}
+	return store.CodeModelPredictError
+}
+
+// maxErrorBody bounds how much of a model's error answer is quoted in the error message.
+const maxErrorBody = 500
+
+// attemptErrorMessage says what went wrong with an attempt: the gateway's error when it gave
+// one, else the status the model answered and the start of what it said.
+func attemptErrorMessage(att store.AsyncAttempt) string {
+	if att.Error != "" {
+		return att.Error
+	}
+	if att.StatusCode == 0 {
+		return "the deployment gave no answer"
+	}
+	msg := fmt.Sprintf("the model answered %d %s", att.StatusCode, http.StatusText(att.StatusCode))
+	body := strings.TrimSpace(string(att.Output))
+	if body == "" || !utf8.ValidString(body) {
+		return msg
+	}
+	if len(body) > maxErrorBody {
+		cut := maxErrorBody
+		for cut > 0 && !utf8.RuneStart(body[cut]) {
+			cut--
+		}
+		body = body[:cut] + "..."
+	}
+	return msg + ": " + body
+}
+
+// FinishAsyncInput is how the request ended.
+type FinishAsyncInput struct {
+	RequestID string
+	// Status is SUCCEEDED or FAILED.
+	Status string
+	// OutputAttempt is the attempt whose answer is the request's output; 0 for none.
+	OutputAttempt int
+	Errors        store.AsyncErrors
+}
+
+// FinishAsync records how the request ended, with the output of in.OutputAttempt kept for
+// AsyncOutputRetention, and returns the request. One that already ended is left as it is.
+func (a *Activities) FinishAsync(ctx context.Context, in FinishAsyncInput) (AsyncRequestState, error) {
+	o := store.AsyncOutcome{Status: in.Status, Errors: in.Errors, KeepOutput: a.AsyncOutputRetention}
+	if o.KeepOutput <= 0 {
+		o.KeepOutput = DefaultAsyncOutputRetention
+	}
+	if in.OutputAttempt > 0 {
+		att, err := store.GetAsyncAttempt(ctx, a.DB, in.RequestID, in.OutputAttempt)
+		if err != nil {
+			return AsyncRequestState{}, asyncGone(in.RequestID, err)
+		}
+		o.Output, o.ContentType = att.Output, att.ContentType
+		if o.Output == nil {
+			// An empty answer is still an answer: kept as empty, not as "no output".
+			o.Output = []byte{}
+		}
+	}
+	r, err := store.FinishAsyncRequest(ctx, a.DB, in.RequestID, o)
+	if err != nil {
+		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+	}
+	return asyncState(r), nil
+}
+
+// DispatchAsyncNextInput names the deployment whose queue may move, and how its requests'
+// workflows are told.
+type DispatchAsyncNextInput struct {
+	DeploymentID string
+	// WorkflowIDPrefix and the request ID make a request's workflow ID.
+	WorkflowIDPrefix string
+	SignalName       string
+}
+
+// DispatchAsyncNextResult says how many workflows were told.
+type DispatchAsyncNextResult struct {
+	Signaled int
+}
+
+// DispatchAsyncNext signals the workflows of the deployment's queued requests that it has
+// room for now, so the queue moves without waiting for their next poll. Workflows that have
+// ended are skipped.
+func (a *Activities) DispatchAsyncNext(ctx context.Context, in DispatchAsyncNextInput) (DispatchAsyncNextResult, error) {
+	var out DispatchAsyncNextResult
+	heads, err := store.AsyncQueueHeads(ctx, a.DB)
+	if err != nil {
+		return out, err
+	}
+	var firstErr error
+	for _, h := range heads {
+		if h.DeploymentID != in.DeploymentID {
+			continue
+		}
+		err := a.Temporal.SignalWorkflow(ctx, in.WorkflowIDPrefix+h.RequestID, "", in.SignalName, nil)
+		var notFound *serviceerror.NotFound
+		switch {
+		case err == nil:
+			out.Signaled++
+		case errors.As(err, &notFound):
+		default:
+			activity.GetLogger(ctx).Warn("async dispatch signal not sent", "request_id", h.RequestID,
+				"deployment_id", h.DeploymentID, "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return out, firstErr
+}
+
+// DeliverWebhookInput names the finished request whose webhook is sent.
+type DeliverWebhookInput struct {
+	RequestID string
+}
+
+// DeliverWebhook posts the request's outcome to its webhook endpoint, signed with the
+// workspace's secret and carrying the request's delivery ID, which is the same on every try.
+// A refused address or malformed URL fails with ErrTypeWebhookRefused; other failures are
+// retried. A request whose webhook is no longer pending is not sent.
+func (a *Activities) DeliverWebhook(ctx context.Context, in DeliverWebhookInput) error {
+	r, err := store.GetAsyncRequest(ctx, a.DB, "", in.RequestID)
+	if err != nil {
+		return asyncGone(in.RequestID, err)
+	}
+	if r.WebhookEndpoint == "" || r.WebhookStatus != store.WebhookPending || !store.AsyncFinished(r.Status) {
+		return nil
+	}
+	secret, err := store.GetWebhookSecret(ctx, a.DB, r.WorkspaceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return temporal.NewNonRetryableApplicationError("the workspace has no webhook secret to sign with",
+			ErrTypeWebhookRefused, err)
+	}
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(webhookPayload(r))
+	if err != nil {
+		return err
+	}
+	err = a.webhookSender().Send(ctx, webhook.Delivery{
+		URL: r.WebhookEndpoint, Secret: secret.Secret, DeliveryID: r.WebhookDeliveryID, Body: body,
+	})
+	if err != nil && webhook.IsPermanent(err) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeWebhookRefused, err)
+	}
+	if err != nil {
+		activity.GetLogger(ctx).Info("webhook not delivered", "request_id", r.ID, "model_id", r.ModelID,
+			"try", activity.GetInfo(ctx).Attempt, "err", err)
+	}
+	return err
+}
+
+// webhookPayload is the body of a finished request's webhook; the same on every try.
+func webhookPayload(r store.AsyncRequest) webhook.Payload {
+	p := webhook.Payload{
+		RequestID: r.ID, ModelID: r.ModelID, DeploymentID: r.DeploymentID,
+		Type: webhook.TypeAsyncRequestCompleted, Time: r.StatusAt,
+		Errors: make([]webhook.ErrorEntry, 0, len(r.Errors)),
+	}
+	if r.FinishedAt != nil {
+		p.Time = *r.FinishedAt
+	}
+	if r.Status == store.AsyncSucceeded {
+		p.Data = webhook.DataJSON(r.Output, r.OutputContentType)
+	}
+	for _, e := range r.Errors {
+		p.Errors = append(p.Errors, webhook.ErrorEntry{Code: e.Code, Message: e.Message, Attempt: e.Attempt})
+	}
+	return p
+}
+
+// SetAsyncWebhookResultInput is how the webhook delivery ended.
+type SetAsyncWebhookResultInput struct {
+	RequestID string
+	Delivered bool
+	// Failure says why it was not delivered.
+	Failure string
+}
+
+// SetAsyncWebhookResult records how the webhook delivery ended and returns the request.
+func (a *Activities) SetAsyncWebhookResult(ctx context.Context, in SetAsyncWebhookResultInput) (AsyncRequestState, error) {
+	r, err := store.SetAsyncWebhookResult(ctx, a.DB, in.RequestID, in.Delivered, in.Failure)
+	if err != nil {
+		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+	}
+	return asyncState(r), nil
+}
+
+// webhookSender is the sender of webhooks, made at first use.
+func (a *Activities) webhookSender() *webhook.Sender {
+	a.senderOnce.Do(func() { a.sender = webhook.NewSender(a.WebhookAllowPrivate, 0) })
+	return a.sender
+}
+
+// StartAsyncListener starts listening for finished attempts on a.DatabaseURL, so that
+// RunAsyncAttempt returns as soon as its attempt is done rather than at its next poll. It
+// returns at once; RunAsyncAttempt starts it too when it has not been, and later calls do
+// nothing. Without a DatabaseURL attempts are noticed by polling alone. (This and
+// StopAsyncListener are functions, not methods, so that the worker does not take them for
+// activities.)
+func StartAsyncListener(a *Activities, log *slog.Logger) {
+	a.asyncHub(log)
+}
+
+// StopAsyncListener stops the listener StartAsyncListener started; attempts still waiting go
+// on polling, and a later start listens anew.
+func StopAsyncListener(a *Activities) {
+	a.hubMu.Lock()
+	h := a.hub
+	a.hub = nil
+	a.hubMu.Unlock()
+	if h != nil {
+		h.close()
+	}
+}
+
+func (a *Activities) asyncHub(log *slog.Logger) *asyncHub {
+	a.hubMu.Lock()
+	defer a.hubMu.Unlock()
+	if a.hub == nil {
+		a.hub = newAsyncHub()
+		if a.DatabaseURL != "" {
+			go a.hub.listen(a.DatabaseURL, log)
+		}
+	}
+	return a.hub
+}
+
+func attemptKey(requestID string, attempt int) string {
+	return requestID + "/" + strconv.Itoa(attempt)
+}
+
+// asyncHub wakes the RunAsyncAttempt calls of this process when their attempt is announced
+// done on store.AsyncDoneChannel, so one LISTEN connection serves them all.
+type asyncHub struct {
+	mu      sync.Mutex
+	waiters map[string]map[chan struct{}]struct{}
+	closed  bool
+	l       *store.Listener
+}
+
+func newAsyncHub() *asyncHub {
+	return &asyncHub{waiters: map[string]map[chan struct{}]struct{}{}}
+}
+
+// subscribe returns a channel that receives when key ("request_id/attempt") is announced,
+// and a function that ends the subscription.
+func (h *asyncHub) subscribe(key string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.waiters[key] == nil {
+		h.waiters[key] = map[chan struct{}]struct{}{}
+	}
+	h.waiters[key][ch] = struct{}{}
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.waiters[key], ch)
+		if len(h.waiters[key]) == 0 {
+			delete(h.waiters, key)
+		}
+	}
+}
+
+// wake wakes the waiters of key, or every waiter when key is empty (after a reconnect, when
+// announcements may have been missed).
+func (h *asyncHub) wake(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, chans := range h.waiters {
+		if key != "" && k != key {
+			continue
+		}
+		for ch := range chans {
+			select {
+			case ch <- struct{}{}:
+			default: // already woken, not yet awake
+			}
+		}
+	}
+}
+
+// listen delivers announcements until the hub is closed. Connecting waits for the database
+// as long as it takes; until then waiters poll.
+func (h *asyncHub) listen(url string, log *slog.Logger) {
+	l, err := store.Listen(url, store.AsyncDoneChannel, time.Second, 30*time.Second, log)
+	if err != nil {
+		log.Error("async attempts are noticed by polling only: cannot listen", "channel", store.AsyncDoneChannel, "err", err)
+		return
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		_ = l.Close()
+		return
+	}
+	h.l = l
+	h.mu.Unlock()
+	// Attempts that ended before LISTEN took effect were announced to no one.
+	h.wake("")
+	for key := range l.C {
+		h.wake(key)
+	}
+}
+
+func (h *asyncHub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.l != nil {
+		_ = h.l.Close()
+		h.l = nil
+	}
+}

@@ -1,0 +1,655 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/webhook"
+	"github.com/modelplane/modelplane/worker"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+// asyncFixture is a model with an ACTIVE deployment that has room for one async request.
+type asyncFixture struct {
+	db   *sqlx.DB
+	acts *activities.Activities
+	env  *testsuite.TestActivityEnvironment
+	m    store.Model
+	dep  store.Deployment
+}
+
+func newAsyncFixture(t *testing.T) *asyncFixture {
+	t.Helper()
+	ctx := context.Background()
+	db := openDB(t)
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	require.NoError(t, err)
+	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
+	require.NoError(t, err)
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID,
+		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET status = 'ACTIVE' WHERE id = $1`, d.ID)
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, store.NewID(12), d.ID)
+	require.NoError(t, err)
+	// Attempts other tests left pending must not be claimed by this test's gateway.
+	_, err = db.ExecContext(ctx, `UPDATE async_attempts SET state = 'DONE' WHERE state <> 'DONE'`)
+	require.NoError(t, err)
+	acts := &activities.Activities{DB: db, DatabaseURL: dbURL, WebhookAllowPrivate: true}
+	t.Cleanup(func() { activities.StopAsyncListener(acts) })
+	return &asyncFixture{db: db, acts: acts, env: activityEnv(acts), m: m, dep: d}
+}
+
+func activityEnv(acts *activities.Activities) *testsuite.TestActivityEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	return env
+}
+
+// request records a queued request for the fixture's deployment.
+func (f *asyncFixture) request(t *testing.T, hook string) store.AsyncRequest {
+	t.Helper()
+	r, err := store.InsertAsyncRequest(context.Background(), f.db, store.NewAsyncRequest{
+		WorkspaceID: f.m.WorkspaceID, ModelID: f.m.ID, DeploymentID: f.dep.ID, WebhookEndpoint: hook,
+		Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(`{"x":1}`),
+	}, 1000)
+	require.NoError(t, err)
+	return r
+}
+
+// running records a request and takes it off the queue.
+func (f *asyncFixture) running(t *testing.T, hook string) store.AsyncRequest {
+	t.Helper()
+	r := f.request(t, hook)
+	c, err := store.ClaimAsyncRequest(context.Background(), f.db, r.ID)
+	require.NoError(t, err)
+	require.True(t, c.Claimed, "the fixture's deployment has room: %+v", c)
+	return r
+}
+
+// gateway plays a gateway: it reports itself alive, claims the pending attempt and hands it
+// back to the test.
+type gateway struct {
+	t  *testing.T
+	db *sqlx.DB
+	id string
+}
+
+func newGateway(t *testing.T, db *sqlx.DB) *gateway {
+	g := &gateway{t: t, db: db, id: "async-gateway-" + store.NewID(6)}
+	require.NoError(t, store.ReportGateway(context.Background(), db, store.GatewayReport{GatewayID: g.id, RoutesAt: time.Now()}))
+	t.Cleanup(func() { _ = store.DeleteGatewayReport(context.Background(), db, g.id) })
+	return g
+}
+
+// claim waits until the attempt of requestID is pending and claims it.
+func (g *gateway) claim(requestID string) store.ClaimedAttempt {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		cs, err := store.ClaimAsyncAttempts(context.Background(), g.db, g.id, 10)
+		if err != nil {
+			g.t.Errorf("claim attempts: %v", err)
+			return store.ClaimedAttempt{}
+		}
+		for _, c := range cs {
+			if c.RequestID == requestID {
+				return c
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	g.t.Errorf("no attempt of %s to claim within 10s", requestID)
+	return store.ClaimedAttempt{}
+}
+
+func (g *gateway) finish(c store.ClaimedAttempt, r store.AttemptResult) {
+	ok, err := store.FinishAsyncAttempt(context.Background(), g.db, c.RequestID, c.Attempt, g.id, r)
+	if err != nil || !ok {
+		g.t.Errorf("finish attempt %s/%d: ok %v, err %v", c.RequestID, c.Attempt, ok, err)
+	}
+}
+
+// runAttempt runs RunAsyncAttempt in env and returns its result.
+func runAttempt(env *testsuite.TestActivityEnvironment, acts *activities.Activities, in activities.RunAsyncAttemptInput) (activities.RunAsyncAttemptResult, error) {
+	var res activities.RunAsyncAttemptResult
+	v, err := env.ExecuteActivity(acts.RunAsyncAttempt, in)
+	if err == nil {
+		err = v.Get(&res)
+	}
+	return res, err
+}
+
+func TestRunAsyncAttempt_ReturnsSoonAfterTheGatewayFinishes(t *testing.T) {
+	f := newAsyncFixture(t)
+	r := f.running(t, "")
+	gw := newGateway(t, f.db)
+	finished := make(chan time.Time, 1)
+	go func() {
+		c := gw.claim(r.ID)
+		time.Sleep(300 * time.Millisecond) // the activity is waiting by now
+		finished <- time.Now()
+		gw.finish(c, store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":2}`), ContentType: "application/json"})
+	}()
+	// A poll this slow cannot be what notices the end.
+	res, err := runAttempt(f.env, f.acts, activities.RunAsyncAttemptInput{
+		RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: time.Minute})
+	returned := time.Now()
+	require.NoError(t, err)
+	require.Equal(t, activities.RunAsyncAttemptResult{Attempt: 1, StatusCode: 200, Succeeded: true}, res)
+	require.Less(t, returned.Sub(<-finished), 500*time.Millisecond,
+		"the waiter must be woken by the notification, well before the 2s poll")
+}
+
+func TestRunAsyncAttempt_ARerunWaitsOnTheSameAttempt(t *testing.T) {
+	f := newAsyncFixture(t)
+	r := f.running(t, "")
+	gw := newGateway(t, f.db)
+	in := activities.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: 50 * time.Millisecond}
+
+	// Two runs at once, as when a worker was thought lost and the activity retried elsewhere.
+	type outcome struct {
+		res activities.RunAsyncAttemptResult
+		err error
+	}
+	outs := make(chan outcome, 2)
+	for range 2 {
+		go func() {
+			res, err := runAttempt(activityEnv(f.acts), f.acts, in)
+			outs <- outcome{res, err}
+		}()
+	}
+	c := gw.claim(r.ID)
+	time.Sleep(200 * time.Millisecond)
+	more, err := store.ClaimAsyncAttempts(context.Background(), f.db, gw.id, 10)
+	require.NoError(t, err)
+	require.Empty(t, more, "the second run must not have made a second attempt to run")
+	gw.finish(c, store.AttemptResult{StatusCode: 503, Output: []byte("overloaded")})
+	want := activities.RunAsyncAttemptResult{Attempt: 1, StatusCode: 503, Retryable: true, Error: store.AsyncError{
+		Code: store.CodeModelPredictError, Message: "the model answered 503 Service Unavailable: overloaded", Attempt: 1}}
+	for range 2 {
+		o := <-outs
+		require.NoError(t, o.err)
+		require.Equal(t, want, o.res)
+	}
+
+	// A run after the attempt ended answers its result at once.
+	res, err := runAttempt(f.env, f.acts, in)
+	require.NoError(t, err)
+	require.Equal(t, want, res)
+	var n int
+	require.NoError(t, f.db.Get(&n, `SELECT count(*) FROM async_attempts WHERE request_id = $1`, r.ID))
+	require.Equal(t, 1, n, "three runs, one attempt")
+}
+
+func TestRunAsyncAttempt_AttemptOnADeadGatewayEndsGatewayLost(t *testing.T) {
+	f := newAsyncFixture(t)
+	ctx := context.Background()
+	r := f.running(t, "")
+	gw := newGateway(t, f.db)
+	in := activities.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: 50 * time.Millisecond}
+	done := make(chan activities.RunAsyncAttemptResult, 1)
+	go func() {
+		res, err := runAttempt(f.env, f.acts, in)
+		if err != nil {
+			t.Errorf("RunAsyncAttempt: %v", err)
+		}
+		done <- res
+	}()
+	gw.claim(r.ID)
+	select {
+	case res := <-done:
+		t.Fatalf("the attempt ended while its gateway was alive: %+v", res)
+	case <-time.After(500 * time.Millisecond):
+	}
+	_, err := f.db.ExecContext(ctx, `UPDATE gateway_reports SET reported_at = now() - interval '1 minute' WHERE gateway_id = $1`, gw.id)
+	require.NoError(t, err)
+	select {
+	case res := <-done:
+		require.False(t, res.Succeeded)
+		require.True(t, res.Retryable, "another gateway may succeed where the lost one did not")
+		require.Equal(t, store.CodeGatewayLost, res.Error.Code)
+		require.Equal(t, 1, res.Error.Attempt)
+	case <-time.After(5 * time.Second):
+		t.Fatal("an attempt on a dead gateway must end within a few polls")
+	}
+}
+
+func TestClassifyAttempt_SuccessRetryAndFinalFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		att       store.AsyncAttempt
+		succeeded bool
+		retryable bool
+		code      string
+	}{
+		{"200", store.AsyncAttempt{StatusCode: 200}, true, false, ""},
+		{"204", store.AsyncAttempt{StatusCode: 204}, true, false, ""},
+		{"no answer", store.AsyncAttempt{ErrorCode: "", Error: "dial tcp: refused"}, false, true, store.CodeModelUnavailable},
+		{"unavailable from gateway", store.AsyncAttempt{ErrorCode: store.CodeModelUnavailable, Error: "deleted"}, false, true, store.CodeModelUnavailable},
+		{"429", store.AsyncAttempt{StatusCode: 429}, false, true, store.CodeModelPredictError},
+		{"500", store.AsyncAttempt{StatusCode: 500}, false, true, store.CodeModelPredictError},
+		{"502", store.AsyncAttempt{StatusCode: 502}, false, true, store.CodeModelPredictError},
+		{"503", store.AsyncAttempt{StatusCode: 503}, false, true, store.CodeModelPredictError},
+		{"504", store.AsyncAttempt{StatusCode: 504}, false, true, store.CodeModelPredictTimeout},
+		{"501", store.AsyncAttempt{StatusCode: 501}, false, false, store.CodeModelPredictError},
+		{"400", store.AsyncAttempt{StatusCode: 400}, false, false, store.CodeModelInvalidInput},
+		{"422", store.AsyncAttempt{StatusCode: 422}, false, false, store.CodeModelInvalidInput},
+		{"lost", store.AsyncAttempt{ErrorCode: store.CodeGatewayLost, Error: "gateway g stopped"}, false, true, store.CodeGatewayLost},
+		{"too large", store.AsyncAttempt{StatusCode: 200, ErrorCode: store.CodeModelOutputTooLarge, Error: "over 16 MiB"}, false, false, store.CodeModelOutputTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.att.Attempt = 2
+			got := activities.ClassifyAttempt(tc.att)
+			require.Equal(t, tc.succeeded, got.Succeeded, "succeeded")
+			require.Equal(t, tc.retryable, got.Retryable, "retryable")
+			require.Equal(t, tc.code, got.Error.Code)
+			if !tc.succeeded {
+				require.Equal(t, 2, got.Error.Attempt)
+				require.NotEmpty(t, got.Error.Message)
+			}
+		})
+	}
+	got := activities.ClassifyAttempt(store.AsyncAttempt{Attempt: 1, StatusCode: 400, Output: []byte(`{"error":"x must be a string"}`)})
+	require.Equal(t, `the model answered 400 Bad Request: {"error":"x must be a string"}`, got.Error.Message,
+		"the model's answer says what was wrong with the input")
+	long := make([]byte, 2000)
+	for i := range long {
+		long[i] = 'a'
+	}
+	got = activities.ClassifyAttempt(store.AsyncAttempt{Attempt: 1, StatusCode: 500, Output: long})
+	require.Less(t, len(got.Error.Message), 600, "a long answer is cut")
+}
+
+// finishedWithOutput takes a running request through a successful attempt and FinishAsync.
+func (f *asyncFixture) finishedWithOutput(t *testing.T, hook string) store.AsyncRequest {
+	t.Helper()
+	r := f.running(t, hook)
+	gw := newGateway(t, f.db)
+	go func() {
+		c := gw.claim(r.ID)
+		gw.finish(c, store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":2}`), ContentType: "application/json"})
+	}()
+	res, err := runAttempt(f.env, f.acts, activities.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID})
+	require.NoError(t, err)
+	require.True(t, res.Succeeded)
+	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{
+		RequestID: r.ID, Status: store.AsyncSucceeded, OutputAttempt: 1})
+	require.NoError(t, err)
+	return r
+}
+
+func TestFinishAsync_KeepsTheAttemptsOutputAndEndsOnce(t *testing.T) {
+	f := newAsyncFixture(t)
+	f.acts.AsyncOutputRetention = 2 * time.Hour
+	r := f.finishedWithOutput(t, "")
+	got, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.AsyncSucceeded, got.Status)
+	require.Equal(t, `{"y":2}`, string(got.Output))
+	require.Equal(t, "application/json", got.OutputContentType)
+	require.NotNil(t, got.OutputExpiresAt)
+	require.WithinDuration(t, time.Now().Add(2*time.Hour), *got.OutputExpiresAt, time.Minute, "kept for AsyncOutputRetention")
+
+	v, err := f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: store.AsyncFailed,
+		Errors: store.AsyncErrors{{Code: store.CodeModelPredictError, Message: "late", Attempt: 2}}})
+	require.NoError(t, err)
+	var st activities.AsyncRequestState
+	require.NoError(t, v.Get(&st))
+	require.Equal(t, store.AsyncSucceeded, st.Status, "a retried or late FinishAsync changes nothing")
+	again, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
+	require.NoError(t, err)
+	require.Empty(t, again.Errors)
+	require.Equal(t, got.FinishedAt, again.FinishedAt)
+}
+
+func TestAsyncQueueActivities_LoadClaimExpire(t *testing.T) {
+	f := newAsyncFixture(t)
+	r := f.request(t, "https://example.com/hook")
+	var st activities.AsyncRequestState
+	v, err := f.env.ExecuteActivity(f.acts.LoadAsync, activities.LoadAsyncInput{RequestID: r.ID})
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&st))
+	require.Equal(t, store.AsyncQueued, st.Status)
+	require.Equal(t, f.dep.ID, st.DeploymentID)
+	require.Equal(t, r.CreatedAt.Add(10*time.Minute).Unix(), st.ExpiresAt.Unix())
+	got, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
+	require.NoError(t, err)
+	require.True(t, got.WorkflowStarted, "LoadAsync records that the workflow runs")
+
+	// The deployment has no READY replica: the request waits, then expires.
+	_, err = f.db.ExecContext(context.Background(), `UPDATE replicas SET state = 'STOPPED' WHERE deployment_id = $1`, f.dep.ID)
+	require.NoError(t, err)
+	var c activities.ClaimAsyncResult
+	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: r.ID})
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&c))
+	require.Equal(t, activities.ClaimAsyncResult{Status: store.AsyncQueued, DeploymentID: f.dep.ID}, c)
+	v, err = f.env.ExecuteActivity(f.acts.ExpireAsync, activities.ExpireAsyncInput{RequestID: r.ID})
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&st))
+	require.Equal(t, store.AsyncExpired, st.Status)
+	require.Equal(t, store.WebhookPending, st.WebhookStatus)
+	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: r.ID})
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&c))
+	require.Equal(t, activities.ClaimAsyncResult{Status: store.AsyncExpired, WebhookStatus: store.WebhookPending, DeploymentID: f.dep.ID}, c)
+
+	_, err = f.db.ExecContext(context.Background(), `UPDATE deployments SET status = 'INACTIVE' WHERE id = $1`, f.dep.ID)
+	require.NoError(t, err)
+	other := f.request(t, "")
+	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: other.ID})
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&c))
+	require.Equal(t, "the deployment is deactivated", c.Unavailable)
+	require.False(t, c.Claimed)
+
+	_, err = f.env.ExecuteActivity(f.acts.LoadAsync, activities.LoadAsyncInput{RequestID: "nosuchrequest000"})
+	require.Equal(t, activities.ErrTypeAsyncRequestGone, appErrType(err), "a deleted request ends the workflow's retries: %v", err)
+}
+
+// hookReceiver records the webhook deliveries it gets and answers each with the next status
+// of its list (200 once the list is used up).
+type hookReceiver struct {
+	mu       sync.Mutex
+	statuses []int
+	got      []delivery
+}
+
+type delivery struct {
+	header http.Header
+	body   []byte
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.got = append(h.got, delivery{header: r.Header.Clone(), body: body})
+	status := http.StatusOK
+	if len(h.statuses) > 0 {
+		status, h.statuses = h.statuses[0], h.statuses[1:]
+	}
+	w.WriteHeader(status)
+}
+
+func TestDeliverWebhook_SignedWithTheSameDeliveryIDOnEveryTry(t *testing.T) {
+	f := newAsyncFixture(t)
+	ctx := context.Background()
+	secret, err := store.RotateWebhookSecret(ctx, f.db, f.m.WorkspaceID)
+	require.NoError(t, err)
+	recv := &hookReceiver{statuses: []int{http.StatusInternalServerError}}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	r := f.finishedWithOutput(t, srv.URL+"/hook?token=abc")
+
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	require.Error(t, err, "a 500 is a failed try")
+	require.Empty(t, appErrType(err), "and one that is retried: %v", err)
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	require.NoError(t, err)
+
+	require.Len(t, recv.got, 2)
+	for _, d := range recv.got {
+		require.NoError(t, webhook.Verify(secret.Secret, d.header, d.body, time.Now(), time.Minute), "the receiver can check the signature")
+		require.Equal(t, r.WebhookDeliveryID, d.header.Get(webhook.HeaderDeliveryID))
+		require.Equal(t, "application/json", d.header.Get("Content-Type"))
+	}
+	require.Equal(t, string(recv.got[0].body), string(recv.got[1].body), "a retry sends the same body")
+	var p struct {
+		RequestID    string          `json:"request_id"`
+		ModelID      string          `json:"model_id"`
+		DeploymentID string          `json:"deployment_id"`
+		Type         string          `json:"type"`
+		Time         time.Time       `json:"time"`
+		Data         json.RawMessage `json:"data"`
+		Errors       []any           `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal(recv.got[1].body, &p))
+	require.Equal(t, r.ID, p.RequestID)
+	require.Equal(t, f.m.ID, p.ModelID)
+	require.Equal(t, f.dep.ID, p.DeploymentID)
+	require.Equal(t, webhook.TypeAsyncRequestCompleted, p.Type)
+	require.JSONEq(t, `{"y":2}`, string(p.Data))
+	require.NotNil(t, p.Errors)
+	require.Empty(t, p.Errors)
+	require.WithinDuration(t, time.Now(), p.Time, time.Minute)
+
+	v, err := f.env.ExecuteActivity(f.acts.SetAsyncWebhookResult, activities.SetAsyncWebhookResultInput{RequestID: r.ID, Delivered: true})
+	require.NoError(t, err)
+	var st activities.AsyncRequestState
+	require.NoError(t, v.Get(&st))
+	require.Equal(t, store.WebhookSucceeded, st.WebhookStatus)
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	require.NoError(t, err)
+	require.Len(t, recv.got, 2, "a webhook recorded as delivered is not sent again")
+}
+
+func TestDeliverWebhook_FailedRequestCarriesItsErrors(t *testing.T) {
+	f := newAsyncFixture(t)
+	ctx := context.Background()
+	secret, err := store.RotateWebhookSecret(ctx, f.db, f.m.WorkspaceID)
+	require.NoError(t, err)
+	recv := &hookReceiver{}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	r := f.running(t, srv.URL)
+	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: store.AsyncFailed,
+		Errors: store.AsyncErrors{{Code: store.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	require.NoError(t, err)
+	require.Len(t, recv.got, 1)
+	require.NoError(t, webhook.Verify(secret.Secret, recv.got[0].header, recv.got[0].body, time.Now(), time.Minute))
+	var p struct {
+		Data   json.RawMessage      `json:"data"`
+		Errors []webhook.ErrorEntry `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal(recv.got[0].body, &p))
+	require.Equal(t, "null", string(p.Data))
+	require.Equal(t, []webhook.ErrorEntry{{Code: store.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}, p.Errors)
+}
+
+func TestDeliverWebhook_RefusedAddressOrNoSecretIsNotRetried(t *testing.T) {
+	f := newAsyncFixture(t)
+	recv := &hookReceiver{}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	r := f.finishedWithOutput(t, srv.URL)
+
+	_, err := f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	require.Equal(t, activities.ErrTypeWebhookRefused, appErrType(err), "a workspace without a secret: %v", err)
+
+	_, err = store.RotateWebhookSecret(context.Background(), f.db, f.m.WorkspaceID)
+	require.NoError(t, err)
+	strict := &activities.Activities{DB: f.db}
+	_, err = activityEnv(strict).ExecuteActivity(strict.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	require.Equal(t, activities.ErrTypeWebhookRefused, appErrType(err), "loopback without allow-private: %v", err)
+	require.Empty(t, recv.got, "nothing reached the receiver")
+}
+
+// FakeAsyncRequest stands in for the AsyncRequest workflow: it waits for the dispatch signal
+// (when asked to) and returns the request ID it was started with.
+func FakeAsyncRequest(ctx workflow.Context, in activities.AsyncWorkflowInput) (string, error) {
+	workflow.GetSignalChannel(ctx, "async_dispatch").Receive(ctx, nil)
+	return in.RequestID, nil
+}
+
+func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
+	f := newAsyncFixture(t)
+	ctx := context.Background()
+	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	c := ts.GetDefaultClient()
+	w := sdkworker.New(c, "fake-async", sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(FakeAsyncRequest, workflow.RegisterOptions{Name: "AsyncRequest"})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	f.acts.Temporal = c
+	prefix := "async:"
+
+	t.Run("StartUnstartedAsync", func(t *testing.T) {
+		old := f.request(t, "")
+		started := f.request(t, "")
+		fresh := f.request(t, "")
+		_, err := f.db.ExecContext(ctx, `UPDATE async_requests SET created_at = now() - interval '1 minute' WHERE id IN ($1, $2)`, old.ID, started.ID)
+		require.NoError(t, err)
+		_, err = store.MarkAsyncWorkflowStarted(ctx, f.db, started.ID)
+		require.NoError(t, err)
+		// Other tests' requests are not this test's to start.
+		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET workflow_started = true WHERE id NOT IN ($1, $2, $3)`, old.ID, started.ID, fresh.ID)
+		require.NoError(t, err)
+
+		in := activities.StartUnstartedAsyncInput{Before: time.Now().Add(-30 * time.Second), WorkflowType: "AsyncRequest",
+			TaskQueue: "fake-async", WorkflowIDPrefix: prefix}
+		var res activities.StartUnstartedAsyncResult
+		v, err := f.env.ExecuteActivity(f.acts.StartUnstartedAsync, in)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&res))
+		require.Equal(t, 1, res.Started, "only the old request without a workflow")
+		require.NoError(t, c.SignalWorkflow(ctx, prefix+old.ID, "", "async_dispatch", nil))
+		var got string
+		require.NoError(t, c.GetWorkflow(ctx, prefix+old.ID, "").Get(ctx, &got))
+		require.Equal(t, old.ID, got, "the workflow gets the request ID as its input")
+		for _, id := range []string{started.ID, fresh.ID} {
+			_, err = c.DescribeWorkflowExecution(ctx, prefix+id, "")
+			var notFound *serviceerror.NotFound
+			require.True(t, errors.As(err, &notFound), "request %s must not have been started: %v", id, err)
+		}
+
+		// The workflow ended without marking the row (the fake does not), as one terminated
+		// before its first step would: the request still needs a run, and gets one.
+		v, err = f.env.ExecuteActivity(f.acts.StartUnstartedAsync, in)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&res))
+		require.Equal(t, 1, res.Started, "a request whose workflow ended without starting it is started again")
+	})
+
+	t.Run("DispatchAsyncNext", func(t *testing.T) {
+		// Room for one more beside the request running: the older of the two queued is the head.
+		_, err := f.db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, store.NewID(12), f.dep.ID)
+		require.NoError(t, err)
+		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET status = 'CANCELED' WHERE deployment_id = $1 AND status IN ('QUEUED', 'IN_PROGRESS')`, f.dep.ID)
+		require.NoError(t, err)
+		f.running(t, "")
+		head := f.request(t, "")
+		behind := f.request(t, "")
+		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET created_at = created_at - interval '1 minute' WHERE id = $1`, head.ID)
+		require.NoError(t, err)
+		for _, id := range []string{head.ID, behind.ID} {
+			_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: prefix + id, TaskQueue: "fake-async"},
+				"AsyncRequest", activities.AsyncWorkflowInput{RequestID: id})
+			require.NoError(t, err)
+		}
+		var res activities.DispatchAsyncNextResult
+		v, err := f.env.ExecuteActivity(f.acts.DispatchAsyncNext, activities.DispatchAsyncNextInput{
+			DeploymentID: f.dep.ID, WorkflowIDPrefix: prefix, SignalName: "async_dispatch"})
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&res))
+		require.Equal(t, 1, res.Signaled)
+		var got string
+		require.NoError(t, c.GetWorkflow(ctx, prefix+head.ID, "").Get(ctx, &got), "the head is told")
+		d, err := c.DescribeWorkflowExecution(ctx, prefix+behind.ID, "")
+		require.NoError(t, err)
+		require.Equal(t, "Running", d.GetWorkflowExecutionInfo().GetStatus().String(), "the one behind waits")
+		require.NoError(t, c.TerminateWorkflow(ctx, prefix+behind.ID, "", "test over"))
+
+		// A head whose workflow has ended is skipped without error.
+		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET status = 'QUEUED' WHERE id = $1`, head.ID)
+		require.NoError(t, err)
+		v, err = f.env.ExecuteActivity(f.acts.DispatchAsyncNext, activities.DispatchAsyncNextInput{
+			DeploymentID: f.dep.ID, WorkflowIDPrefix: prefix, SignalName: "async_dispatch"})
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&res))
+		require.Zero(t, res.Signaled)
+	})
+}
+
+func TestPurgeAsync_DropsExpiredOutputs(t *testing.T) {
+	f := newAsyncFixture(t)
+	r := f.finishedWithOutput(t, "")
+	_, err := f.db.ExecContext(context.Background(), `UPDATE async_requests SET output_expires_at = now() - interval '1 second' WHERE id = $1`, r.ID)
+	require.NoError(t, err)
+	v, err := f.env.ExecuteActivity(f.acts.PurgeAsync, activities.PurgeAsyncInput{Now: time.Now(), FinishedBefore: time.Now().Add(-7 * 24 * time.Hour)})
+	require.NoError(t, err)
+	var res activities.PurgeAsyncResult
+	require.NoError(t, v.Get(&res))
+	require.GreaterOrEqual(t, res.Outputs, int64(1))
+	got, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
+	require.NoError(t, err)
+	require.Nil(t, got.Output)
+}
+
+func TestAsyncRequestWorkflow_EndToEndOnRealServer(t *testing.T) {
+	f := newAsyncFixture(t)
+	ctx := context.Background()
+	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	c := ts.GetDefaultClient()
+	require.NoError(t, worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()))
+	f.acts.Temporal = c
+	w := worker.New(c, f.acts)
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	secret, err := store.RotateWebhookSecret(ctx, f.db, f.m.WorkspaceID)
+	require.NoError(t, err)
+	recv := &hookReceiver{}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	r, err := store.InsertAsyncRequest(ctx, f.db, store.NewAsyncRequest{
+		WorkspaceID: f.m.WorkspaceID, ModelID: f.m.ID, DeploymentID: f.dep.ID, WebhookEndpoint: srv.URL,
+		Priority: 1, MaxTimeInQueueSeconds: 600, ModelInput: []byte(`{"x":1}`),
+		RetryConfig: store.RetryConfig{MaxAttempts: 3, InitialDelayMs: 100, MaxDelayMs: 200},
+	}, 1000)
+	require.NoError(t, err)
+
+	// The gateway: the first attempt finds the model overloaded, the second succeeds.
+	gw := newGateway(t, f.db)
+	go func() {
+		gw.finish(gw.claim(r.ID), store.AttemptResult{StatusCode: 503, Output: []byte("busy")})
+		gw.finish(gw.claim(r.ID), store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":3}`), ContentType: "application/json"})
+	}()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.AsyncWorkflowID(r.ID), TaskQueue: workflows.TaskQueue},
+		workflows.AsyncRequest, workflows.AsyncRequestInput{RequestID: r.ID})
+	require.NoError(t, err)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var res workflows.AsyncRequestResult
+	require.NoError(t, run.Get(wctx, &res))
+	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncSucceeded, WebhookStatus: store.WebhookSucceeded, Attempts: 2}, res)
+
+	got, err := store.GetAsyncRequest(ctx, f.db, "", r.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.AsyncSucceeded, got.Status)
+	require.Equal(t, store.WebhookSucceeded, got.WebhookStatus)
+	require.True(t, got.WorkflowStarted)
+	require.Equal(t, 2, got.Attempts)
+	require.Nil(t, got.Output, "the delivered webhook carried the output")
+	require.Len(t, recv.got, 1)
+	d := recv.got[0]
+	require.NoError(t, webhook.Verify(secret.Secret, d.header, d.body, time.Now(), time.Minute))
+	require.Equal(t, r.WebhookDeliveryID, d.header.Get(webhook.HeaderDeliveryID))
+	var p struct {
+		Data json.RawMessage `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(d.body, &p))
+	require.JSONEq(t, `{"y":3}`, string(p.Data))
+}

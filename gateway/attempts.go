@@ -1,0 +1,379 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelplane/modelplane/internal/httperr"
+	"github.com/modelplane/modelplane/store"
+)
+
+// Async attempts are run by gateways, not by workers: the workflow records an attempt, a
+// gateway claims it, calls the model exactly as it would for a client and records the answer.
+// A worker that dies meanwhile does not make the model see the request twice.
+
+const (
+	// MaxAsyncOutputBytes bounds the answer an attempt records; a larger one fails the
+	// attempt with MODEL_OUTPUT_TOO_LARGE.
+	MaxAsyncOutputBytes = 16 << 20
+	// headerAttempt tells the model server which attempt of the async request it serves.
+	headerAttempt = "X-Modelplane-Attempt"
+	// attemptPoll is the safety net for lost notifications of new attempts.
+	attemptPoll = time.Second
+	// attemptGrace is how long a stopping gateway lets attempts already at a model finish.
+	attemptGrace = 5 * time.Second
+	// claimTimeout bounds one claim of attempts.
+	claimTimeout = 30 * time.Second
+	// recordFor bounds how long the result of an attempt is retried against the database.
+	recordFor = 30 * time.Second
+	// tableLag is how long an attempt waits for a routing table that has its deployment.
+	tableLag = 2 * time.Second
+	// maxErrorSnippet bounds how much of a model's failed answer goes into the error message.
+	maxErrorSnippet = 1 << 10
+)
+
+// States of an attempt on this gateway. Only waiting moves, once, to one of the others, so
+// a stopping gateway and the attempt agree on whether it reached a replica.
+const (
+	attemptWaiting   int32 = iota // not sent to a replica yet
+	attemptForwarded              // sent (or being sent): it runs to its end
+	attemptReleased               // given back for another gateway: it is not sent
+)
+
+// attemptRun is an attempt this gateway claimed.
+type attemptRun struct {
+	store.ClaimedAttempt
+	state  atomic.Int32
+	cancel context.CancelFunc
+}
+
+// forwarding marks the attempt as sent to a replica; false means it was given back.
+func (a *attemptRun) forwarding() bool {
+	return a.state.CompareAndSwap(attemptWaiting, attemptForwarded)
+}
+
+// attemptRunner keeps the attempts in flight on this gateway.
+type attemptRunner struct {
+	mu      sync.Mutex
+	running map[*attemptRun]struct{}
+	wg      sync.WaitGroup
+	// full is set when the last claim took all it asked for: more may be waiting, so a
+	// finished attempt triggers a claim at once.
+	full  atomic.Bool
+	freed chan struct{}
+}
+
+func newAttemptRunner() *attemptRunner {
+	return &attemptRunner{running: map[*attemptRun]struct{}{}, freed: make(chan struct{}, 1)}
+}
+
+func (r *attemptRunner) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.running)
+}
+
+// start runs the attempt in its own goroutine. Its context outlives ctx: stop decides when it
+// ends.
+func (r *attemptRunner) start(ctx context.Context, c store.ClaimedAttempt, run func(context.Context, *attemptRun)) {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &attemptRun{ClaimedAttempt: c, cancel: cancel}
+	r.mu.Lock()
+	r.running[a] = struct{}{}
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer cancel()
+		run(actx, a)
+		r.mu.Lock()
+		delete(r.running, a)
+		r.mu.Unlock()
+		if r.full.Load() {
+			select {
+			case r.freed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+}
+
+// stop gives back the attempts that have not reached a replica, lets the others run for up
+// to attemptGrace, and waits until every attempt has been recorded or given back.
+func (r *attemptRunner) stop() {
+	r.mu.Lock()
+	for a := range r.running {
+		if a.state.CompareAndSwap(attemptWaiting, attemptReleased) {
+			a.cancel()
+		}
+	}
+	r.mu.Unlock()
+	grace := time.AfterFunc(attemptGrace, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for a := range r.running {
+			a.cancel()
+		}
+	})
+	defer grace.Stop()
+	r.wg.Wait()
+}
+
+// runAttempts claims and runs async attempts until ctx ends: at each notification of new ones,
+// every attemptPoll, and when a slot frees up while more may be waiting.
+func (g *Gateway) runAttempts(ctx context.Context, notified <-chan string) {
+	if g.opts.MaxAsyncAttempts <= 0 {
+		return
+	}
+	poll := time.NewTicker(attemptPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			g.attempts.stop()
+			return
+		case _, ok := <-notified:
+			if !ok {
+				notified = nil // the listener closed: polling goes on
+				continue
+			}
+			notified = drain(notified)
+		case <-poll.C:
+		case <-g.attempts.freed:
+		}
+		g.claimAttempts(ctx)
+	}
+}
+
+// drain takes the notifications already queued, so a burst costs one claim; it returns nil
+// when the channel closed.
+func drain(c <-chan string) <-chan string {
+	for {
+		select {
+		case _, ok := <-c:
+			if !ok {
+				return nil
+			}
+		default:
+			return c
+		}
+	}
+}
+
+// claimAttempts claims as many pending attempts as this gateway has free slots and starts them.
+func (g *Gateway) claimAttempts(ctx context.Context) {
+	if ctx.Err() != nil || g.table.Load() == nil || !g.reported.Load() {
+		return // nothing can be routed before the first table, nor vouched for before the first report
+	}
+	free := g.opts.MaxAsyncAttempts - g.attempts.count()
+	if free <= 0 {
+		g.attempts.full.Store(true)
+		return
+	}
+	// Not cut short by ctx: a claim that committed must be read, or its attempts would stay
+	// RUNNING here with nobody to run them.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	claimed, err := store.ClaimAsyncAttempts(cctx, g.opts.DB, g.opts.ID, free)
+	cancel()
+	if err != nil {
+		g.log.Warn("claiming async attempts", "err", err)
+		return
+	}
+	g.attempts.full.Store(len(claimed) == free)
+	for _, c := range claimed {
+		if c.Attempt == 1 && c.StartedAt != nil {
+			g.metrics.queueTime.WithLabelValues(c.ModelID, c.DeploymentID).Observe(c.StartedAt.Sub(c.CreatedAt).Seconds())
+		}
+		g.attempts.start(ctx, c, g.runAttempt)
+	}
+}
+
+// runAttempt runs one claimed attempt and records its result, or gives it back when the
+// gateway stopped before it reached a replica.
+func (g *Gateway) runAttempt(ctx context.Context, a *attemptRun) {
+	log := g.log.With("request_id", a.RequestID, "attempt", a.Attempt, "model_id", a.ModelID, "deployment_id", a.DeploymentID)
+	res, released := g.attempt(ctx, a)
+	if released {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := store.ReleaseAsyncAttempts(rctx, g.opts.DB, g.opts.ID, []store.ClaimedAttempt{a.ClaimedAttempt}); err != nil {
+			log.Warn("giving back async attempt", "err", err)
+		}
+		return
+	}
+	deadline := time.Now().Add(recordFor)
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ok, err := store.FinishAsyncAttempt(rctx, g.opts.DB, a.RequestID, a.Attempt, g.opts.ID, res)
+		cancel()
+		switch {
+		case err == nil && !ok:
+			log.Warn("async attempt was given up on while it ran here; its result is dropped")
+			return
+		case err == nil:
+			return
+		case time.Now().Add(backoff).After(deadline):
+			log.Error("recording async attempt failed; the attempt stays running", "err", err)
+			return
+		}
+		log.Warn("recording async attempt", "err", err, "retry_in", backoff)
+		time.Sleep(backoff)
+	}
+}
+
+// attempt sends the attempt's input to its deployment the way a client's predict goes, and
+// returns what came of it; released says it was given back before it reached a replica.
+func (g *Gateway) attempt(ctx context.Context, a *attemptRun) (res store.AttemptResult, released bool) {
+	start := time.Now()
+	c := &capture{header: http.Header{}}
+	w := &statusWriter{ResponseWriter: c}
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, DefaultPredictPath, bytes.NewReader(a.ModelInput))
+	if err != nil {
+		return store.AttemptResult{ErrorCode: store.CodeModelUnavailable, Error: err.Error()}, false
+	}
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set(headerRequestID, a.RequestID)
+	r.Header.Set(headerAttempt, strconv.Itoa(a.Attempt))
+
+	labels := requestLabels{modelID: a.ModelID, async: true}
+	dep := g.attemptDeployment(ctx, a)
+	if dep == nil {
+		writeError(w, http.StatusNotFound, "model %s has no deployment %s", a.ModelID, a.DeploymentID)
+	} else {
+		labels.deploymentID = dep.id
+		if !refuseUnserving(w, dep) {
+			g.predict(w, r, dep, start, a)
+		}
+	}
+	if a.state.Load() == attemptReleased {
+		return res, true
+	}
+	g.metrics.observe(labels, w, start)
+	return g.attemptResult(w, c, ctx.Err() != nil), false
+}
+
+// attemptDeployment finds the attempt's deployment in the routing table. One this gateway
+// does not know may be newer than its table, so it is looked for again after the next reload
+// (within tableLag) before it counts as gone.
+func (g *Gateway) attemptDeployment(ctx context.Context, a *attemptRun) *deployment {
+	lookup := func() *deployment {
+		if m := g.table.Load().models[a.ModelID]; m != nil {
+			return m.deployments[a.DeploymentID]
+		}
+		return nil
+	}
+	reloaded := g.waker.next()
+	if d := lookup(); d != nil {
+		return d
+	}
+	timeout := time.NewTimer(tableLag)
+	defer timeout.Stop()
+	select {
+	case <-reloaded:
+	case <-timeout.C:
+	case <-ctx.Done():
+	}
+	return lookup()
+}
+
+// attemptResult turns what the attempt's request came to into its result: the model's answer
+// when it gave a whole one, else the status the gateway gave and the error code that says why.
+func (g *Gateway) attemptResult(w *statusWriter, c *capture, stopped bool) store.AttemptResult {
+	status := w.status
+	answered := w.ttfb > 0 // the status is the model's, not one the gateway made up
+	switch {
+	case c.tooLarge:
+		return store.AttemptResult{StatusCode: http.StatusBadGateway, ErrorCode: store.CodeModelOutputTooLarge,
+			Error: fmt.Sprintf("the model's answer is larger than the limit of %d bytes (16 MiB)", MaxAsyncOutputBytes)}
+	case c.cut != nil && c.timedOut:
+		return store.AttemptResult{StatusCode: http.StatusGatewayTimeout, ErrorCode: store.CodeModelPredictTimeout,
+			Error: fmt.Sprintf("the model's answer did not end within %s", g.opts.UpstreamTimeout)}
+	case status == statusClientClosed || status == 0 || c.cut != nil && stopped:
+		return store.AttemptResult{ErrorCode: store.CodeGatewayLost,
+			Error: fmt.Sprintf("gateway %s stopped before the model answered", g.opts.ID)}
+	case c.cut != nil:
+		return store.AttemptResult{StatusCode: http.StatusBadGateway, ErrorCode: store.CodeModelUnavailable,
+			Error: fmt.Sprintf("the model server's answer broke off: %v", c.cut)}
+	case answered && status >= 200 && status < 300:
+		out := c.body.Bytes()
+		if out == nil {
+			out = []byte{}
+		}
+		return store.AttemptResult{StatusCode: status, Output: out, ContentType: c.header.Get("Content-Type")}
+	case answered:
+		code := store.CodeModelPredictError
+		if status >= 400 && status < 500 {
+			code = store.CodeModelInvalidInput
+		}
+		msg := fmt.Sprintf("the model answered %d", status)
+		if s := snippet(c.body.Bytes()); s != "" {
+			msg += ": " + s
+		}
+		return store.AttemptResult{StatusCode: status, ContentType: c.header.Get("Content-Type"), ErrorCode: code, Error: msg}
+	}
+	code := store.CodeModelUnavailable
+	switch status {
+	case http.StatusGatewayTimeout:
+		code = store.CodeModelPredictTimeout
+	case http.StatusRequestEntityTooLarge:
+		code = store.CodeModelInvalidInput
+	}
+	var e httperr.Body
+	msg := http.StatusText(status)
+	if json.Unmarshal(c.body.Bytes(), &e) == nil && e.Error.Message != "" {
+		msg = e.Error.Message
+	}
+	return store.AttemptResult{StatusCode: status, ErrorCode: code, Error: msg}
+}
+
+// snippet is the start of a model's failed answer, for an error message.
+func snippet(b []byte) string {
+	if len(b) > maxErrorSnippet {
+		b = b[:maxErrorSnippet] // a character cut in two reads as "?"
+	}
+	return strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
+}
+
+// errOutputTooLarge stops copying an attempt's answer past MaxAsyncOutputBytes.
+var errOutputTooLarge = errors.New("the model's answer is larger than the async output limit")
+
+// capture is the response writer of an attempt: it keeps the answer to be recorded instead of
+// sending it anywhere.
+type capture struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	// tooLarge: the answer passed MaxAsyncOutputBytes. cut: the answer broke off after its
+	// status (timedOut: at the upstream timeout).
+	tooLarge bool
+	cut      error
+	timedOut bool
+}
+
+func (c *capture) Header() http.Header { return c.header }
+
+func (c *capture) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	if c.body.Len()+len(p) > MaxAsyncOutputBytes {
+		c.tooLarge = true
+		return 0, errOutputTooLarge
+	}
+	return c.body.Write(p)
+}

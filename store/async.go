@@ -1,0 +1,617 @@
+package store
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Statuses of an async request.
+const (
+	AsyncQueued        = "QUEUED"
+	AsyncInProgress    = "IN_PROGRESS"
+	AsyncSucceeded     = "SUCCEEDED"
+	AsyncFailed        = "FAILED"
+	AsyncExpired       = "EXPIRED"
+	AsyncCanceled      = "CANCELED"
+	AsyncWebhookFailed = "WEBHOOK_FAILED"
+)
+
+// Statuses of an async request's webhook.
+const (
+	WebhookPending   = "PENDING"
+	WebhookSucceeded = "SUCCEEDED"
+	WebhookFailed    = "FAILED"
+	WebhookCanceled  = "CANCELED"
+	WebhookNone      = "NO_WEBHOOK_PROVIDED"
+)
+
+// States of one attempt at an async request.
+const (
+	AttemptPending = "PENDING"
+	AttemptRunning = "RUNNING"
+	AttemptDone    = "DONE"
+)
+
+// Channels on which async work is announced: new attempts for gateways to run, and finished
+// attempts for the workers waiting on them (payload "request_id/attempt").
+const (
+	AsyncAttemptsChannel = "modelplane_async_attempts"
+	AsyncDoneChannel     = "modelplane_async_done"
+)
+
+// Codes of AsyncError, as API.md lists them.
+const (
+	// CodeModelPredictError: the model answered 5xx.
+	CodeModelPredictError = "MODEL_PREDICT_ERROR"
+	// CodeModelInvalidInput: the model answered 4xx.
+	CodeModelInvalidInput = "MODEL_INVALID_INPUT"
+	// CodeModelPredictTimeout: the gateway gave up waiting for the model (504).
+	CodeModelPredictTimeout = "MODEL_PREDICT_TIMEOUT"
+	// CodeModelUnavailable: the deployment was deactivated, deleted or failed, or gave no
+	// answer.
+	CodeModelUnavailable = "MODEL_UNAVAILABLE"
+	// CodeModelOutputTooLarge: the model's answer was larger than a gateway keeps.
+	CodeModelOutputTooLarge = "MODEL_OUTPUT_TOO_LARGE"
+	// CodeGatewayLost: the gateway running the attempt stopped before it finished.
+	CodeGatewayLost = "GATEWAY_LOST"
+	// CodeAsyncRequestExpired: the request waited in its queue longer than it allowed.
+	CodeAsyncRequestExpired = "ASYNC_REQUEST_EXPIRED"
+	// CodeWebhookDeliveryFailed: the webhook could not be delivered.
+	CodeWebhookDeliveryFailed = "WEBHOOK_DELIVERY_FAILED"
+)
+
+// ErrLimit means a limit refused the write: the workspace has too many open async requests.
+var ErrLimit = errors.New("limit reached")
+
+// RetryConfig says how often and how patiently an async request's predict is tried.
+type RetryConfig struct {
+	MaxAttempts    int `json:"max_attempts"`
+	InitialDelayMs int `json:"initial_delay_ms"`
+	MaxDelayMs     int `json:"max_delay_ms"`
+}
+
+// DefaultRetryConfig is API.md's: three tries, backing off from one second to five.
+func DefaultRetryConfig() RetryConfig {
+	return RetryConfig{MaxAttempts: 3, InitialDelayMs: 1000, MaxDelayMs: 5000}
+}
+
+// Value stores the config as JSON.
+func (r RetryConfig) Value() (driver.Value, error) { return json.Marshal(r) }
+
+// Scan reads the config from JSON.
+func (r *RetryConfig) Scan(src any) error { return scanJSON(src, r) }
+
+// AsyncError is one thing that went wrong with an async request.
+type AsyncError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Attempt is the predict attempt it happened on; 0 when none.
+	Attempt int `json:"attempt,omitempty"`
+}
+
+// AsyncErrors is a JSON array column of AsyncError.
+type AsyncErrors []AsyncError
+
+// Value stores the errors as JSON.
+func (e AsyncErrors) Value() (driver.Value, error) {
+	if e == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal([]AsyncError(e))
+}
+
+// Scan reads the errors from JSON.
+func (e *AsyncErrors) Scan(src any) error { return scanJSON(src, e) }
+
+// AsyncRequest is one async inference request.
+type AsyncRequest struct {
+	ID                    string      `db:"id"`
+	WorkspaceID           string      `db:"workspace_id"`
+	ModelID               string      `db:"model_id"`
+	DeploymentID          string      `db:"deployment_id"`
+	Environment           string      `db:"environment"`
+	Status                string      `db:"status"`
+	WebhookStatus         string      `db:"webhook_status"`
+	WebhookEndpoint       string      `db:"webhook_endpoint"`
+	WebhookDeliveryID     string      `db:"webhook_delivery_id"`
+	Priority              int         `db:"priority"`
+	MaxTimeInQueueSeconds int         `db:"max_time_in_queue_seconds"`
+	RetryConfig           RetryConfig `db:"retry_config"`
+	ModelInput            []byte      `db:"model_input"`
+	Output                []byte      `db:"output"`
+	OutputContentType     string      `db:"output_content_type"`
+	Errors                AsyncErrors `db:"errors"`
+	Attempts              int         `db:"attempts"`
+	WorkflowStarted       bool        `db:"workflow_started"`
+	CreatedAt             time.Time   `db:"created_at"`
+	StatusAt              time.Time   `db:"status_at"`
+	StartedAt             *time.Time  `db:"started_at"`
+	FinishedAt            *time.Time  `db:"finished_at"`
+	OutputExpiresAt       *time.Time  `db:"output_expires_at"`
+}
+
+// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
+func (r AsyncRequest) ExpiresAt() time.Time {
+	return r.CreatedAt.Add(time.Duration(r.MaxTimeInQueueSeconds) * time.Second)
+}
+
+// AsyncFinished reports whether status is one an async request ends in.
+func AsyncFinished(status string) bool {
+	switch status {
+	case AsyncQueued, AsyncInProgress:
+		return false
+	}
+	return true
+}
+
+// NewAsyncRequest is what a gateway accepted.
+type NewAsyncRequest struct {
+	WorkspaceID           string
+	ModelID               string
+	DeploymentID          string
+	Environment           string
+	WebhookEndpoint       string
+	Priority              int
+	MaxTimeInQueueSeconds int
+	RetryConfig           RetryConfig
+	ModelInput            []byte
+}
+
+// InsertAsyncRequest records a QUEUED request with a new ID and webhook delivery ID. When the
+// workspace already has maxOpen requests queued or in progress it records nothing and answers
+// ErrLimit (two gateways accepting at the same moment may each pass the count once).
+func InsertAsyncRequest(ctx context.Context, db sqlx.ExtContext, n NewAsyncRequest, maxOpen int) (AsyncRequest, error) {
+	var out AsyncRequest
+	webhook := WebhookNone
+	if n.WebhookEndpoint != "" {
+		webhook = WebhookPending
+	}
+	err := get(ctx, db, &out, `
+		INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, environment,
+		    webhook_status, webhook_endpoint, webhook_delivery_id, priority,
+		    max_time_in_queue_seconds, retry_config, model_input)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+		WHERE (SELECT count(*) FROM async_requests
+		       WHERE workspace_id = $2 AND status IN ('QUEUED', 'IN_PROGRESS')) < $13
+		RETURNING *`,
+		NewID(16), n.WorkspaceID, n.ModelID, n.DeploymentID, n.Environment, webhook,
+		n.WebhookEndpoint, "whd_"+NewID(24), n.Priority, n.MaxTimeInQueueSeconds, n.RetryConfig,
+		n.ModelInput, maxOpen)
+	if errors.Is(err, ErrNotFound) {
+		return out, ErrLimit
+	}
+	return out, err
+}
+
+// GetAsyncRequest returns the request with this ID in the workspace; another workspace's
+// request is ErrNotFound. An empty workspaceID finds any.
+func GetAsyncRequest(ctx context.Context, db sqlx.QueryerContext, workspaceID, id string) (AsyncRequest, error) {
+	var out AsyncRequest
+	err := get(ctx, db, &out, `
+		SELECT * FROM async_requests WHERE id = $1 AND ($2 = '' OR workspace_id = $2)`, id, workspaceID)
+	return out, err
+}
+
+// CancelAsyncRequest cancels a QUEUED request of the workspace. canceled false means it was no
+// longer queued; the returned request then says what it is.
+func CancelAsyncRequest(ctx context.Context, db sqlx.QueryerContext, workspaceID, id string) (out AsyncRequest, canceled bool, err error) {
+	err = get(ctx, db, &out, `
+		UPDATE async_requests SET status = 'CANCELED', status_at = now(), finished_at = now(),
+		    webhook_status = CASE WHEN webhook_status = 'PENDING' THEN 'CANCELED' ELSE webhook_status END
+		WHERE id = $1 AND workspace_id = $2 AND status = 'QUEUED'
+		RETURNING *`, id, workspaceID)
+	if err == nil {
+		return out, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return out, false, err
+	}
+	out, err = GetAsyncRequest(ctx, db, workspaceID, id)
+	return out, false, err
+}
+
+// AsyncQueueCounts are a deployment's queued and running async requests.
+type AsyncQueueCounts struct {
+	Queued     int `db:"queued"`
+	InProgress int `db:"in_progress"`
+}
+
+// CountAsyncQueue counts the deployment's queued and running async requests.
+func CountAsyncQueue(ctx context.Context, db sqlx.QueryerContext, deploymentID string) (AsyncQueueCounts, error) {
+	var out AsyncQueueCounts
+	err := get(ctx, db, &out, `
+		SELECT (SELECT count(*) FROM async_requests WHERE deployment_id = $1 AND status = 'QUEUED') AS queued,
+		       (SELECT count(*) FROM async_requests WHERE deployment_id = $1 AND status = 'IN_PROGRESS') AS in_progress`,
+		deploymentID)
+	return out, err
+}
+
+// AsyncQueueSize is how many async requests wait for one deployment.
+type AsyncQueueSize struct {
+	DeploymentID string `db:"deployment_id"`
+	ModelID      string `db:"model_id"`
+	Queued       int    `db:"queued"`
+}
+
+// AsyncQueueSizes counts the queued async requests of every deployment that has any.
+func AsyncQueueSizes(ctx context.Context, db sqlx.QueryerContext) ([]AsyncQueueSize, error) {
+	out := []AsyncQueueSize{}
+	err := list(ctx, db, &out, `
+		SELECT deployment_id, min(model_id) AS model_id, count(*) AS queued FROM async_requests
+		WHERE status = 'QUEUED' GROUP BY deployment_id ORDER BY deployment_id`)
+	return out, err
+}
+
+// MarkAsyncWorkflowStarted records that the request's workflow runs and returns the request.
+func MarkAsyncWorkflowStarted(ctx context.Context, db sqlx.QueryerContext, id string) (AsyncRequest, error) {
+	var out AsyncRequest
+	err := get(ctx, db, &out, `
+		UPDATE async_requests SET workflow_started = true WHERE id = $1 RETURNING *`, id)
+	return out, err
+}
+
+// UnstartedAsyncRequests lists queued requests created before before whose workflow has not
+// run: their gateway died, or Temporal refused, between recording and starting them.
+func UnstartedAsyncRequests(ctx context.Context, db sqlx.QueryerContext, before time.Time, limit int) ([]string, error) {
+	out := []string{}
+	err := list(ctx, db, &out, `
+		SELECT id FROM async_requests
+		WHERE status = 'QUEUED' AND NOT workflow_started AND created_at < $1
+		ORDER BY created_at LIMIT $2`, before, limit)
+	return out, err
+}
+
+// asyncCapacitySQL computes, for the deployment $1, what its queue may start: its status,
+// whether it was deleted, READY replicas, effective concurrency target and async requests in
+// progress.
+const asyncCapacitySQL = `
+	SELECT d.status AS deployment_status, d.deleted_at IS NOT NULL AS deployment_deleted,
+	       (SELECT count(*) FROM replicas r WHERE r.deployment_id = d.id AND r.state = 'READY') AS ready_replicas,
+	       GREATEST(COALESCE((` + effectiveSettingsSQL + `)->>'concurrency_target', '1')::int, 1) AS concurrency_target,
+	       (SELECT count(*) FROM async_requests a
+	        WHERE a.deployment_id = d.id AND a.status = 'IN_PROGRESS') AS in_progress
+	FROM deployments d ` + servingEnvironmentJoin
+
+// AsyncCapacity is what a deployment's async queue may start.
+type AsyncCapacity struct {
+	DeploymentStatus  string `db:"deployment_status"`
+	DeploymentDeleted bool   `db:"deployment_deleted"`
+	ReadyReplicas     int    `db:"ready_replicas"`
+	ConcurrencyTarget int    `db:"concurrency_target"`
+	InProgress        int    `db:"in_progress"`
+}
+
+// Free is how many more async requests may run: READY replicas times the concurrency target,
+// less those already running.
+func (c AsyncCapacity) Free() int { return c.ReadyReplicas*c.ConcurrencyTarget - c.InProgress }
+
+// Unavailable says why the deployment will not serve without someone acting (deleted,
+// deactivated, failed); empty when it serves or is on its way to.
+func (c AsyncCapacity) Unavailable() string {
+	if c.DeploymentDeleted {
+		return "the deployment was deleted"
+	}
+	switch c.DeploymentStatus {
+	case "INACTIVE", "DEACTIVATING":
+		return "the deployment is deactivated"
+	case "BUILD_FAILED", "BUILD_STOPPED", "DEPLOY_FAILED", "FAILED":
+		return "the deployment is " + c.DeploymentStatus
+	}
+	return ""
+}
+
+// AsyncClaim is the outcome of one try to take an async request off its queue.
+type AsyncClaim struct {
+	// Status is the request's status after the try: IN_PROGRESS when it was claimed (now or
+	// before), QUEUED when it must wait, or the status it already ended in.
+	Status       string
+	Claimed      bool
+	DeploymentID string
+	// Ahead counts the queued requests of the deployment that go first.
+	Ahead    int
+	Capacity AsyncCapacity
+}
+
+// ClaimAsyncRequest moves a QUEUED request to IN_PROGRESS if its deployment has room for it:
+// fewer requests are ahead of it in the queue (lower priority number first, then the older)
+// than the deployment may still start. Claims of one deployment's queue are serialised by an
+// advisory lock, so its limit holds with many workers. A queued request to an environment
+// first follows the environment to its current deployment.
+func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim, error) {
+	var c AsyncClaim
+	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		var r struct {
+			DeploymentID string    `db:"deployment_id"`
+			Status       string    `db:"status"`
+			Priority     int       `db:"priority"`
+			CreatedAt    time.Time `db:"created_at"`
+		}
+		if err := get(ctx, tx, &r, `
+			UPDATE async_requests a SET deployment_id = COALESCE((
+			    SELECT e.current_deployment_id FROM environments e
+			    WHERE a.environment <> '' AND a.status = 'QUEUED'
+			      AND e.model_id = a.model_id AND e.name = a.environment), a.deployment_id)
+			WHERE a.id = $1
+			RETURNING a.deployment_id, a.status, a.priority, a.created_at`, id); err != nil {
+			return err
+		}
+		c.Status, c.DeploymentID = r.Status, r.DeploymentID
+		if r.Status != AsyncQueued {
+			c.Claimed = r.Status == AsyncInProgress
+			return nil
+		}
+		if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, r.DeploymentID); err != nil {
+			return err
+		}
+		if err := get(ctx, tx, &c.Capacity, asyncCapacitySQL+` WHERE d.id = $1`, r.DeploymentID); err != nil {
+			return err
+		}
+		if err := get(ctx, tx, &c.Ahead, `
+			SELECT count(*) FROM async_requests
+			WHERE deployment_id = $1 AND status = 'QUEUED' AND (priority, created_at, id) < ($2, $3, $4)`,
+			r.DeploymentID, r.Priority, r.CreatedAt, id); err != nil {
+			return err
+		}
+		if c.Capacity.Unavailable() != "" || c.Ahead >= c.Capacity.Free() {
+			return nil
+		}
+		c.Status, c.Claimed = AsyncInProgress, true
+		return exec(ctx, tx, true, `
+			UPDATE async_requests SET status = 'IN_PROGRESS', status_at = now(), started_at = now()
+			WHERE id = $1`, id)
+	})
+	return c, err
+}
+
+// AsyncHead is a queued request that its deployment has room for.
+type AsyncHead struct {
+	RequestID    string `db:"request_id"`
+	DeploymentID string `db:"deployment_id"`
+}
+
+// AsyncQueueHeads returns, for every deployment with queued async requests, the first of them
+// that it has room to start now, in queue order.
+func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext) ([]AsyncHead, error) {
+	out := []AsyncHead{}
+	err := list(ctx, db, &out, `
+		WITH queues AS (SELECT DISTINCT deployment_id FROM async_requests WHERE status = 'QUEUED'),
+		     room AS (
+		         SELECT q.deployment_id, c.ready_replicas * c.concurrency_target - c.in_progress AS free
+		         FROM queues q CROSS JOIN LATERAL (`+asyncCapacitySQL+` WHERE d.id = q.deployment_id
+		              AND d.deleted_at IS NULL) c)
+		SELECT h.id AS request_id, room.deployment_id FROM room
+		CROSS JOIN LATERAL (
+		    SELECT a.id FROM async_requests a
+		    WHERE a.deployment_id = room.deployment_id AND a.status = 'QUEUED'
+		    ORDER BY a.priority, a.created_at, a.id
+		    LIMIT GREATEST(room.free, 0)) h`)
+	return out, err
+}
+
+// ExpireAsyncRequest ends a request that is still QUEUED as EXPIRED and returns the request as
+// it is after the try.
+func ExpireAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string) (AsyncRequest, error) {
+	var out AsyncRequest
+	expired := AsyncErrors{{Code: CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
+	err := get(ctx, db, &out, `
+		UPDATE async_requests SET status = 'EXPIRED', status_at = now(), finished_at = now(),
+		    errors = errors || $2::jsonb
+		WHERE id = $1 AND status = 'QUEUED'
+		RETURNING *`, id, expired)
+	if errors.Is(err, ErrNotFound) {
+		return GetAsyncRequest(ctx, db, "", id)
+	}
+	return out, err
+}
+
+// AsyncOutcome is how an IN_PROGRESS request ended.
+type AsyncOutcome struct {
+	Status      string // SUCCEEDED or FAILED
+	Output      []byte
+	ContentType string
+	Errors      AsyncErrors
+	// KeepOutput is how long the output is kept for reading with the status.
+	KeepOutput time.Duration
+}
+
+// FinishAsyncRequest records the outcome of a request that has not ended and returns the
+// request: one IN_PROGRESS, or one still QUEUED for a deployment that will not serve it. A
+// request that already ended (or was canceled meanwhile) is left as it is, so a retried call
+// changes nothing.
+func FinishAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string, o AsyncOutcome) (AsyncRequest, error) {
+	var out AsyncRequest
+	err := get(ctx, db, &out, `
+		UPDATE async_requests SET status = $2, status_at = now(), finished_at = now(),
+		    output = $3, output_content_type = $4, errors = errors || $5::jsonb,
+		    output_expires_at = CASE WHEN $3::bytea IS NULL THEN NULL
+		                             ELSE now() + $6 * interval '1 second' END
+		WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS')
+		RETURNING *`, id, o.Status, o.Output, o.ContentType, o.Errors, o.KeepOutput.Seconds())
+	if errors.Is(err, ErrNotFound) {
+		return GetAsyncRequest(ctx, db, "", id)
+	}
+	return out, err
+}
+
+// SetAsyncWebhookResult records how the webhook delivery ended. A delivered webhook carried
+// the output, which is then dropped; a failed one leaves the output readable with the status
+// (until it expires), a SUCCEEDED request becomes WEBHOOK_FAILED and the failure joins its
+// errors.
+func SetAsyncWebhookResult(ctx context.Context, db sqlx.QueryerContext, id string, delivered bool, failure string) (AsyncRequest, error) {
+	var out AsyncRequest
+	if delivered {
+		err := get(ctx, db, &out, `
+			UPDATE async_requests SET webhook_status = 'SUCCEEDED', output = NULL, output_expires_at = NULL
+			WHERE id = $1 RETURNING *`, id)
+		return out, err
+	}
+	failed := AsyncErrors{{Code: CodeWebhookDeliveryFailed, Message: failure}}
+	err := get(ctx, db, &out, `
+		UPDATE async_requests SET webhook_status = 'FAILED',
+		    status = CASE WHEN status = 'SUCCEEDED' THEN 'WEBHOOK_FAILED' ELSE status END,
+		    status_at = CASE WHEN status = 'SUCCEEDED' THEN now() ELSE status_at END,
+		    errors = CASE WHEN webhook_status = 'FAILED' THEN errors ELSE errors || $2::jsonb END
+		WHERE id = $1 RETURNING *`, id, failed)
+	return out, err
+}
+
+// PurgeAsyncOutputs drops outputs kept past their expiry and deletes requests that ended before
+// finishedBefore; it says how many of each.
+func PurgeAsyncOutputs(ctx context.Context, db sqlx.ExecerContext, now, finishedBefore time.Time) (outputs, requests int64, err error) {
+	res, err := db.ExecContext(ctx, `
+		UPDATE async_requests SET output = NULL, output_expires_at = NULL
+		WHERE output_expires_at IS NOT NULL AND output_expires_at < $1`, now)
+	if err != nil {
+		return 0, 0, translate(err)
+	}
+	if outputs, err = res.RowsAffected(); err != nil {
+		return 0, 0, err
+	}
+	res, err = db.ExecContext(ctx, `
+		DELETE FROM async_requests
+		WHERE status NOT IN ('QUEUED', 'IN_PROGRESS') AND finished_at < $1
+		  AND (output_expires_at IS NULL OR output_expires_at < $2)`, finishedBefore, now)
+	if err != nil {
+		return 0, 0, translate(err)
+	}
+	requests, err = res.RowsAffected()
+	return outputs, requests, err
+}
+
+// AsyncAttempt is one try at predict for an async request.
+type AsyncAttempt struct {
+	RequestID    string     `db:"request_id"`
+	Attempt      int        `db:"attempt"`
+	DeploymentID string     `db:"deployment_id"`
+	State        string     `db:"state"`
+	GatewayID    string     `db:"gateway_id"`
+	StatusCode   int        `db:"status_code"`
+	Output       []byte     `db:"output"`
+	ContentType  string     `db:"content_type"`
+	ErrorCode    string     `db:"error_code"`
+	Error        string     `db:"error"`
+	CreatedAt    time.Time  `db:"created_at"`
+	StartedAt    *time.Time `db:"started_at"`
+	FinishedAt   *time.Time `db:"finished_at"`
+}
+
+// CreateAsyncAttempt records attempt n of the request as PENDING for a gateway to run, and
+// announces it; an attempt that exists already is left as it is. It returns the attempt.
+func CreateAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n int, deploymentID string) (AsyncAttempt, error) {
+	var out AsyncAttempt
+	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		err := get(ctx, tx, &out, `
+			INSERT INTO async_attempts (request_id, attempt, deployment_id) VALUES ($1, $2, $3)
+			ON CONFLICT (request_id, attempt) DO NOTHING RETURNING *`, requestID, n, deploymentID)
+		if errors.Is(err, ErrNotFound) {
+			return get(ctx, tx, &out, `SELECT * FROM async_attempts WHERE request_id = $1 AND attempt = $2`, requestID, n)
+		}
+		if err != nil {
+			return err
+		}
+		if err := exec(ctx, tx, false, `UPDATE async_requests SET attempts = GREATEST(attempts, $2) WHERE id = $1`, requestID, n); err != nil {
+			return err
+		}
+		return exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncAttemptsChannel, requestID)
+	})
+	return out, err
+}
+
+// GetAsyncAttempt returns attempt n of the request.
+func GetAsyncAttempt(ctx context.Context, db sqlx.QueryerContext, requestID string, n int) (AsyncAttempt, error) {
+	var out AsyncAttempt
+	err := get(ctx, db, &out, `SELECT * FROM async_attempts WHERE request_id = $1 AND attempt = $2`, requestID, n)
+	return out, err
+}
+
+// ClaimedAttempt is an attempt a gateway took to run, with what it needs to run it.
+type ClaimedAttempt struct {
+	RequestID    string    `db:"request_id"`
+	Attempt      int       `db:"attempt"`
+	DeploymentID string    `db:"deployment_id"`
+	ModelID      string    `db:"model_id"`
+	ModelInput   []byte    `db:"model_input"`
+	CreatedAt    time.Time `db:"created_at"`
+	// StartedAt is when the request left the queue.
+	StartedAt *time.Time `db:"started_at"`
+}
+
+// ClaimAsyncAttempts takes up to limit PENDING attempts, oldest first, for the gateway to run:
+// they become RUNNING there. Gateways claiming at once each get different ones.
+func ClaimAsyncAttempts(ctx context.Context, db sqlx.QueryerContext, gatewayID string, limit int) ([]ClaimedAttempt, error) {
+	out := []ClaimedAttempt{}
+	if limit <= 0 {
+		return out, nil
+	}
+	err := list(ctx, db, &out, `
+		WITH p AS (
+		    SELECT request_id, attempt FROM async_attempts WHERE state = 'PENDING'
+		    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+		UPDATE async_attempts t SET state = 'RUNNING', gateway_id = $1, started_at = now()
+		FROM p, async_requests r
+		WHERE t.request_id = p.request_id AND t.attempt = p.attempt AND r.id = t.request_id
+		RETURNING t.request_id, t.attempt, t.deployment_id, r.model_id, r.model_input,
+		          r.created_at, r.started_at`, gatewayID, limit)
+	return out, err
+}
+
+// AttemptResult is what running an attempt came to: the model's answer (StatusCode > 0), or an
+// error code and message when there was none to give.
+type AttemptResult struct {
+	StatusCode  int
+	Output      []byte
+	ContentType string
+	ErrorCode   string
+	Error       string
+}
+
+// FinishAsyncAttempt records the result of an attempt RUNNING on the gateway and announces it.
+// ok false means the attempt was not running there (given up on as lost, say).
+func FinishAsyncAttempt(ctx context.Context, db sqlx.QueryerContext, requestID string, n int, gatewayID string, r AttemptResult) (bool, error) {
+	var done int
+	err := get(ctx, db, &done, `
+		WITH u AS (
+		    UPDATE async_attempts SET state = 'DONE', status_code = $4, output = $5, content_type = $6,
+		        error_code = $7, error = $8, finished_at = now()
+		    WHERE request_id = $1 AND attempt = $2 AND state = 'RUNNING' AND gateway_id = $3
+		    RETURNING request_id, attempt)
+		SELECT count(pg_notify($9, u.request_id || '/' || u.attempt)) FROM u`,
+		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error, AsyncDoneChannel)
+	return done == 1, err
+}
+
+// AbandonAsyncAttempt ends an attempt RUNNING on a gateway that stopped reporting (dead for
+// GatewayDownAfter) with error GATEWAY_LOST. ok says whether it did.
+func AbandonAsyncAttempt(ctx context.Context, db sqlx.QueryerContext, requestID string, n int) (bool, error) {
+	var done int
+	err := get(ctx, db, &done, `
+		WITH u AS (
+		    UPDATE async_attempts a SET state = 'DONE', error_code = 'GATEWAY_LOST',
+		        error = 'gateway ' || a.gateway_id || ' stopped while running the attempt', finished_at = now()
+		    WHERE a.request_id = $1 AND a.attempt = $2 AND a.state = 'RUNNING'
+		      AND NOT EXISTS (SELECT 1 FROM gateway_reports g WHERE g.gateway_id = a.gateway_id
+		                      AND g.reported_at > now() - $3 * interval '1 second')
+		    RETURNING request_id, attempt)
+		SELECT count(pg_notify($4, u.request_id || '/' || u.attempt)) FROM u`,
+		requestID, n, GatewayDownAfter.Seconds(), AsyncDoneChannel)
+	return done == 1, err
+}
+
+// ReleaseAsyncAttempts gives a stopping gateway's RUNNING attempts that never reached a model
+// back to PENDING, for another gateway to run.
+func ReleaseAsyncAttempts(ctx context.Context, db sqlx.ExecerContext, gatewayID string, attempts []ClaimedAttempt) error {
+	for _, a := range attempts {
+		if err := exec(ctx, db, false, `
+			UPDATE async_attempts SET state = 'PENDING', gateway_id = '', started_at = NULL
+			WHERE request_id = $1 AND attempt = $2 AND state = 'RUNNING' AND gateway_id = $3`,
+			a.RequestID, a.Attempt, gatewayID); err != nil {
+			return err
+		}
+	}
+	return exec(ctx, db, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
+}

@@ -1,0 +1,331 @@
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const testSecret = "whsec_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+
+// receiverSignature is what a receiver computes from the documentation's words alone:
+// hex HMAC-SHA256 keyed by the secret over "<timestamp>.<body>".
+func receiverSignature(secret, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(timestamp + "." + string(body)))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func TestSign_IsTheHMACAReceiverComputesFromTheSecret(t *testing.T) {
+	body := []byte(`{"request_id":"r1","data":{"x":1}}`)
+	got := Sign(testSecret, 1700000000, body)
+	require.Equal(t, "v1="+receiverSignature(testSecret, "1700000000", body), got)
+	require.NotEqual(t, got, Sign("whsec_another_secret_of_enough_length_00000", 1700000000, body),
+		"another secret must give another signature")
+}
+
+func signedHeader(secret string, ts int64, body []byte) http.Header {
+	h := http.Header{}
+	h.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	h.Set(HeaderSignature, Sign(secret, ts, body))
+	return h
+}
+
+func TestVerify_AcceptsAFreshSignatureAmongSeveralValues(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	body := []byte(`{"a":1}`)
+	h := signedHeader(testSecret, now.Unix(), body)
+	require.NoError(t, Verify(testSecret, h, body, now, 5*time.Minute))
+
+	// A sender rolling out a new secret sends both signatures; either secret verifies.
+	old := Sign("whsec_the_old_secret_0000000000000000000000", now.Unix(), body)
+	h.Set(HeaderSignature, old+", "+Sign(testSecret, now.Unix(), body)+",v0=ignored")
+	require.NoError(t, Verify(testSecret, h, body, now, 5*time.Minute))
+	require.NoError(t, Verify("whsec_the_old_secret_0000000000000000000000", h, body, now, 5*time.Minute))
+
+	// Slightly in the future (a receiver's clock behind) is within tolerance too.
+	require.NoError(t, Verify(testSecret, signedHeader(testSecret, now.Unix()+60, body), body, now, 5*time.Minute))
+}
+
+func TestVerify_TamperedOrStaleDeliveriesFail(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	body := []byte(`{"request_id":"r1"}`)
+	good := func() http.Header { return signedHeader(testSecret, now.Unix(), body) }
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		body   []byte
+		secret string
+		want   error
+	}{
+		{"tampered body", good(), []byte(`{"request_id":"r2"}`), testSecret, ErrSignatureMismatch},
+		{"tampered timestamp", func() http.Header {
+			h := good()
+			h.Set(HeaderTimestamp, strconv.FormatInt(now.Unix()+1, 10))
+			return h
+		}(), body, testSecret, ErrSignatureMismatch},
+		{"wrong secret", good(), body, "whsec_not_the_secret_0000000000000000000000", ErrSignatureMismatch},
+		{"old timestamp, validly signed", signedHeader(testSecret, now.Add(-6*time.Minute).Unix(), body), body, testSecret, ErrTimestampTooOld},
+		{"future timestamp, validly signed", signedHeader(testSecret, now.Add(6*time.Minute).Unix(), body), body, testSecret, ErrTimestampTooOld},
+		{"no timestamp", func() http.Header { h := good(); h.Del(HeaderTimestamp); return h }(), body, testSecret, ErrNoTimestamp},
+		{"timestamp not a number", func() http.Header { h := good(); h.Set(HeaderTimestamp, "yesterday"); return h }(), body, testSecret, ErrNoTimestamp},
+		{"no signature", func() http.Header { h := good(); h.Del(HeaderSignature); return h }(), body, testSecret, ErrNoSignature},
+		{"only an unknown scheme", func() http.Header { h := good(); h.Set(HeaderSignature, "v2=abc"); return h }(), body, testSecret, ErrNoSignature},
+		{"bare hex without v1=", func() http.Header {
+			h := good()
+			h.Set(HeaderSignature, strings.TrimPrefix(h.Get(HeaderSignature), "v1="))
+			return h
+		}(), body, testSecret, ErrNoSignature},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Verify(tc.secret, tc.header, tc.body, now, 5*time.Minute)
+			require.ErrorIs(t, err, tc.want)
+		})
+	}
+}
+
+func TestCheckURL_RefusesEachBadPartWithAMessageNamingIt(t *testing.T) {
+	for _, tc := range []struct {
+		url       string
+		wantParts []string // in the message; empty means accepted
+		refused   bool     // a *RefusedError rather than ErrInvalidURL
+	}{
+		{url: "https://hooks.example.com/modelplane?token=x"},
+		{url: "http://hooks.example.com:8080/h"},
+		{url: "HTTPS://Hooks.Example.com/h"},
+		{url: "https://93.184.216.34/h"},
+		{url: "https://[2606:2800:220:1:248:1893:25c8:1946]/h"},
+		{url: "ftp://hooks.example.com/h", wantParts: []string{`scheme "ftp"`, "http or https"}},
+		{url: "hooks.example.com/h", wantParts: []string{"no scheme"}},
+		{url: "https:///h", wantParts: []string{"no host"}},
+		{url: "https://user:pass@hooks.example.com/h", wantParts: []string{"user information"}},
+		{url: "https://hooks.example.com:70000/h", wantParts: []string{`port "70000"`}},
+		{url: "https://hooks.example.com/" + strings.Repeat("a", MaxURLLength), wantParts: []string{"2074 characters", "2048"}},
+		{url: "https://hooks example.com/", wantParts: []string{"invalid character"}},
+		{url: "http://localhost:8000/h", wantParts: []string{"localhost", "loopback"}, refused: true},
+		{url: "http://LOCALHOST./h", wantParts: []string{"loopback"}, refused: true},
+		{url: "http://api.localhost/h", wantParts: []string{"loopback"}, refused: true},
+		{url: "http://127.0.0.1/h", wantParts: []string{"127.0.0.1", "loopback"}, refused: true},
+		{url: "http://127.8.9.10/h", wantParts: []string{"loopback"}, refused: true},
+		{url: "http://[::1]:9000/h", wantParts: []string{"::1", "loopback"}, refused: true},
+		{url: "http://[::ffff:127.0.0.1]/h", wantParts: []string{"loopback"}, refused: true},
+		{url: "http://10.1.2.3/h", wantParts: []string{"private"}, refused: true},
+		{url: "http://172.16.0.1/h", wantParts: []string{"private"}, refused: true},
+		{url: "http://192.168.1.1/h", wantParts: []string{"private"}, refused: true},
+		{url: "http://[fd00::1]/h", wantParts: []string{"private"}, refused: true},
+		{url: "http://169.254.169.254/latest/meta-data", wantParts: []string{"169.254.169.254", "link-local"}, refused: true},
+		{url: "http://[fe80::1%25eth0]/h", wantParts: []string{"link-local"}, refused: true},
+		{url: "http://224.0.0.251/h", wantParts: []string{"link-local multicast"}, refused: true},
+		{url: "http://[ff02::1]/h", wantParts: []string{"link-local multicast"}, refused: true},
+		{url: "http://239.1.2.3/h", wantParts: []string{"multicast"}, refused: true},
+		{url: "http://[ff05::2]/h", wantParts: []string{"multicast"}, refused: true},
+		{url: "http://0.0.0.0:8080/h", wantParts: []string{"unspecified"}, refused: true},
+		{url: "http://[::]/h", wantParts: []string{"unspecified"}, refused: true},
+		{url: "http://100.64.0.1/h", wantParts: []string{"100.64.0.0/10"}, refused: true},
+		{url: "http://100.127.255.254/h", wantParts: []string{"100.64.0.0/10"}, refused: true},
+		{url: "http://100.128.0.1/h"}, // just outside the shared range
+	} {
+		err := CheckURL(tc.url, false)
+		if len(tc.wantParts) == 0 {
+			require.NoError(t, err, tc.url)
+			continue
+		}
+		require.Error(t, err, "%s must be refused", tc.url)
+		for _, part := range tc.wantParts {
+			require.Contains(t, err.Error(), part, tc.url)
+		}
+		var refused *RefusedError
+		require.Equal(t, tc.refused, errors.As(err, &refused), "%s: refused address or malformed URL? got %v", tc.url, err)
+		require.Equal(t, !tc.refused, errors.Is(err, ErrInvalidURL), tc.url)
+		require.True(t, IsPermanent(err), "%s: a bad URL cannot get better by retrying", tc.url)
+	}
+}
+
+func TestCheckURL_AllowPrivateAcceptsPrivateAddressesButNotMalformedURLs(t *testing.T) {
+	for _, u := range []string{"http://localhost:8000/h", "http://127.0.0.1/h", "http://10.0.0.1/h", "http://[::1]/h", "http://100.64.0.1/h"} {
+		require.NoError(t, CheckURL(u, true), u)
+	}
+	require.ErrorIs(t, CheckURL("ftp://127.0.0.1/h", true), ErrInvalidURL)
+	require.ErrorIs(t, CheckURL("http://u:p@127.0.0.1/h", true), ErrInvalidURL)
+}
+
+// receiver is an HTTP server that records what it was sent.
+type receiver struct {
+	url    string
+	hits   atomic.Int32
+	header chan http.Header
+	body   chan []byte
+}
+
+func newReceiver(t *testing.T, answer http.HandlerFunc) *receiver {
+	t.Helper()
+	r := &receiver{header: make(chan http.Header, 8), body: make(chan []byte, 8)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.hits.Add(1)
+		b, _ := io.ReadAll(req.Body)
+		h := req.Header.Clone()
+		h.Set("X-Test-Method", req.Method)
+		r.header <- h
+		r.body <- b
+		answer(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+func TestSend_PostsTheSignedBodyWithEveryHeader(t *testing.T) {
+	rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	body, err := json.Marshal(Payload{RequestID: "r1", ModelID: "m1", DeploymentID: "d1", Type: TypeAsyncRequestCompleted,
+		Time: time.Now(), Data: DataJSON([]byte(`{"y":2}`), "application/json")})
+	require.NoError(t, err)
+
+	s := NewSender(true, 5*time.Second)
+	require.NoError(t, s.Send(context.Background(), Delivery{URL: rcv.url + "/hook?x=1", Secret: testSecret, DeliveryID: "dlv_1", Body: body}))
+
+	h, got := <-rcv.header, <-rcv.body
+	require.Equal(t, http.MethodPost, h.Get("X-Test-Method"))
+	require.Equal(t, body, got)
+	require.Equal(t, "application/json", h.Get("Content-Type"))
+	require.Equal(t, UserAgent, h.Get("User-Agent"))
+	require.Equal(t, "dlv_1", h.Get(HeaderDeliveryID))
+	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
+	require.NoError(t, err, "timestamp header must be unix seconds")
+	require.InDelta(t, time.Now().Unix(), ts, 5, "a delivery without At is signed now")
+	// A receiver checks it with nothing but the secret.
+	require.Equal(t, "v1="+receiverSignature(testSecret, h.Get(HeaderTimestamp), got), h.Get(HeaderSignature))
+	require.NoError(t, Verify(testSecret, h, got, time.Now(), 5*time.Minute))
+}
+
+func TestSend_SignsAtTheGivenTime(t *testing.T) {
+	rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {})
+	at := time.Unix(1700000123, 0)
+	require.NoError(t, NewSender(true, 0).Send(context.Background(), Delivery{URL: rcv.url, Secret: testSecret, Body: []byte(`{}`), At: at}))
+	h := <-rcv.header
+	require.Equal(t, "1700000123", h.Get(HeaderTimestamp))
+	require.Empty(t, h.Values(HeaderDeliveryID), "no delivery ID, no header")
+}
+
+func TestSend_LoopbackIsRefusedPermanentlyWithoutPrivate(t *testing.T) {
+	rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {})
+	require.True(t, strings.HasPrefix(rcv.url, "http://127.0.0.1:"), rcv.url)
+	err := NewSender(false, time.Second).Send(context.Background(), Delivery{URL: rcv.url, Secret: testSecret, Body: []byte(`{}`)})
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	require.Equal(t, "loopback", refused.Reason)
+	require.True(t, IsPermanent(err))
+	require.Contains(t, err.Error(), "MODELPLANE_WEBHOOK_ALLOW_PRIVATE")
+	require.Zero(t, rcv.hits.Load(), "the receiver must not be reached")
+}
+
+func TestSend_NameThatResolvesToLoopbackIsRefusedAtDial(t *testing.T) {
+	rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {})
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(rcv.url, "http://"))
+	require.NoError(t, err)
+	// post skips the URL check, as a name that resolves to a private address passes it:
+	// the dialer alone must refuse the address it resolves to.
+	err = NewSender(false, time.Second).post(context.Background(), Delivery{URL: "http://localhost:" + port + "/h", Secret: testSecret, Body: []byte(`{}`)})
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused, "got %v", err)
+	require.Contains(t, []string{"127.0.0.1", "::1"}, refused.Host)
+	require.Equal(t, "loopback", refused.Reason)
+	require.True(t, IsPermanent(err))
+	require.Zero(t, rcv.hits.Load(), "the receiver must not be reached")
+
+	// The same send with private addresses allowed arrives.
+	require.NoError(t, NewSender(true, time.Second).post(context.Background(), Delivery{URL: "http://localhost:" + port + "/h", Secret: testSecret, Body: []byte(`{}`)}))
+	require.EqualValues(t, 1, rcv.hits.Load())
+}
+
+func TestSend_RedirectIsAFailureAndIsNotFollowed(t *testing.T) {
+	target := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {})
+	rcv := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.url+"/elsewhere", http.StatusTemporaryRedirect)
+	})
+	err := NewSender(true, time.Second).Send(context.Background(), Delivery{URL: rcv.url, Secret: testSecret, Body: []byte(`{}`)})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "307")
+	require.Contains(t, err.Error(), "redirects are not followed")
+	require.False(t, IsPermanent(err))
+	require.Zero(t, target.hits.Load(), "the redirect must not be followed")
+}
+
+func TestSend_StatusOtherThan2xxIsARetryableErrorWithTheStatus(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusInternalServerError, http.StatusServiceUnavailable} {
+		rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(status)
+			_, _ = io.WriteString(w, "receiver says no\nsecond line")
+		})
+		err := NewSender(true, time.Second).Send(context.Background(), Delivery{URL: rcv.url + "/h?token=secret", Secret: testSecret, Body: []byte(`{}`)})
+		require.Error(t, err, "status %d", status)
+		assert.Contains(t, err.Error(), strconv.Itoa(status))
+		assert.Contains(t, err.Error(), "receiver says no")
+		assert.NotContains(t, err.Error(), "second line")
+		assert.NotContains(t, err.Error(), "token=secret", "the query may hold a credential")
+		assert.False(t, IsPermanent(err), "status %d may pass on a later try", status)
+	}
+}
+
+func TestSend_NoAnswerIsRetryable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	err = NewSender(true, time.Second).Send(context.Background(), Delivery{URL: "http://" + addr + "/h?token=secret", Secret: testSecret, Body: []byte(`{}`)})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "http://"+addr+"/h")
+	require.NotContains(t, err.Error(), "token=secret", "the query may hold a credential")
+	require.False(t, IsPermanent(err), "a receiver that is down may come back: %v", err)
+}
+
+func TestDataJSON_KeepsJSONAndQuotesTheRest(t *testing.T) {
+	for _, tc := range []struct {
+		name, output, contentType, want string
+	}{
+		{"JSON object", `{"a": [1, 2]}`, "application/json", `{"a": [1, 2]}`},
+		{"JSON with charset", `[1]`, "application/json; charset=utf-8", `[1]`},
+		{"+json type", `{"a":1}`, "application/problem+json", `{"a":1}`},
+		{"no content type, JSON", `42`, "", `42`},
+		{"no content type, text", `hello`, "", `"hello"`},
+		{"JSON type but not JSON", `{"a":`, "application/json", `"{\"a\":"`},
+		{"text that parses as JSON stays text", `42`, "text/plain", `"42"`},
+		{"event stream", "data: a\n\ndata: b\n\n", "text/event-stream", `"data: a\n\ndata: b\n\n"`},
+		{"empty", ``, "application/json", `null`},
+		{"whitespace only", " \n", "", `null`},
+	} {
+		got := DataJSON([]byte(tc.output), tc.contentType)
+		require.True(t, json.Valid(got), "%s: %s is not JSON", tc.name, got)
+		require.Equal(t, tc.want, string(got), tc.name)
+	}
+}
+
+func TestPayload_EncodesEveryFieldWithNullDataAndEmptyErrors(t *testing.T) {
+	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.FixedZone("x", 3600))
+	b, err := json.Marshal(Payload{RequestID: "r1", ModelID: "m1", DeploymentID: "d1", Type: TypeAsyncRequestCompleted, Time: at})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"request_id":"r1","model_id":"m1","deployment_id":"d1","type":"async_request_completed",
+		"time":"2025-03-04T04:06:07Z","data":null,"errors":[]}`, string(b))
+
+	b, err = json.Marshal(Payload{RequestID: "r1", Type: TypeAsyncRequestCompleted, Time: at, Data: DataJSON([]byte("oops"), "text/plain"),
+		Errors: []ErrorEntry{{Code: "MODEL_PREDICT_ERROR", Message: "500 from the model", Attempt: 3}}})
+	require.NoError(t, err)
+	var back map[string]any
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, "oops", back["data"])
+	require.Equal(t, []any{map[string]any{"code": "MODEL_PREDICT_ERROR", "message": "500 from the model", "attempt": float64(3)}}, back["errors"])
+}
