@@ -321,35 +321,26 @@ type DispatchAsyncNextResult struct {
 	Signaled int
 }
 
-// DispatchAsyncNext signals the workflows of the deployment's queued requests that it has
-// room for now, so the queue moves without waiting for their next poll. Workflows that have
-// ended are skipped.
+// DispatchAsyncNext signals the workflow of the queued request that a request ending on the
+// deployment made room for, so the queue moves without waiting for the autoscaler's next
+// dispatch. That is the last of the queue's heads: those before it had room already and were
+// told then. Workflows that have ended are skipped.
 func (a *Activities) DispatchAsyncNext(ctx context.Context, in DispatchAsyncNextInput) (DispatchAsyncNextResult, error) {
 	var out DispatchAsyncNextResult
-	heads, err := store.AsyncQueueHeads(ctx, a.DB)
-	if err != nil {
+	heads, err := store.AsyncQueueHeads(ctx, a.DB, in.DeploymentID)
+	if err != nil || len(heads) == 0 {
 		return out, err
 	}
-	var firstErr error
-	for _, h := range heads {
-		if h.DeploymentID != in.DeploymentID {
-			continue
-		}
-		err := a.Temporal.SignalWorkflow(ctx, in.WorkflowIDPrefix+h.RequestID, "", in.SignalName, nil)
-		var notFound *serviceerror.NotFound
-		switch {
-		case err == nil:
-			out.Signaled++
-		case errors.As(err, &notFound):
-		default:
-			activity.GetLogger(ctx).Warn("async dispatch signal not sent", "request_id", h.RequestID,
-				"deployment_id", h.DeploymentID, "err", err)
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
+	h := heads[len(heads)-1]
+	err = a.Temporal.SignalWorkflow(ctx, in.WorkflowIDPrefix+h.RequestID, "", in.SignalName, nil)
+	var notFound *serviceerror.NotFound
+	switch {
+	case err == nil:
+		out.Signaled++
+	case errors.As(err, &notFound):
+		err = nil
 	}
-	return out, firstErr
+	return out, err
 }
 
 // DeliverWebhookInput names the finished request whose webhook is sent.

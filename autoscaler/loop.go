@@ -310,7 +310,7 @@ const redispatchAfter = 2 * time.Second
 // message was lost.
 func (l *Loop) dispatch(ctx context.Context, db sqlx.QueryerContext, now time.Time) error {
 	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
-	heads, err := store.AsyncQueueHeads(qctx, db)
+	heads, err := store.AsyncQueueHeads(qctx, db, "")
 	cancel()
 	if err != nil {
 		return fmt.Errorf("read async queue heads: %w", err)

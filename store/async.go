@@ -374,12 +374,15 @@ type AsyncHead struct {
 	DeploymentID string `db:"deployment_id"`
 }
 
-// AsyncQueueHeads returns, for every deployment with queued async requests, the first of them
-// that it has room to start now, in queue order.
-func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext) ([]AsyncHead, error) {
+// AsyncQueueHeads returns, for every deployment with queued async requests (or only for
+// deploymentID when it is not empty), the first of them that it has room to start now, in
+// queue order.
+func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext, deploymentID string) ([]AsyncHead, error) {
 	out := []AsyncHead{}
 	err := list(ctx, db, &out, `
-		WITH queues AS (SELECT DISTINCT deployment_id FROM async_requests WHERE status = 'QUEUED'),
+		WITH queues AS (
+		         SELECT DISTINCT deployment_id FROM async_requests
+		         WHERE status = 'QUEUED' AND ($1 = '' OR deployment_id = $1)),
 		     room AS (
 		         SELECT q.deployment_id, c.ready_replicas * c.concurrency_target - c.in_progress AS free
 		         FROM queues q CROSS JOIN LATERAL (`+asyncCapacitySQL+` WHERE d.id = q.deployment_id
@@ -389,7 +392,8 @@ func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext) ([]AsyncHead, 
 		    SELECT a.id FROM async_requests a
 		    WHERE a.deployment_id = room.deployment_id AND a.status = 'QUEUED'
 		    ORDER BY a.priority, a.created_at, a.id
-		    LIMIT GREATEST(room.free, 0)) h`)
+		    LIMIT GREATEST(room.free, 0)) h
+		ORDER BY room.deployment_id`, deploymentID)
 	return out, err
 }
 

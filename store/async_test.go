@@ -264,7 +264,7 @@ func TestClaimAsyncRequest_LowerPriorityNumberGoesFirstThenTheOlder(t *testing.T
 	require.False(t, claim(t, db, oldNormal.ID).Claimed)
 	require.True(t, claim(t, db, newUrgent.ID).Claimed)
 
-	heads, err := store.AsyncQueueHeads(context.Background(), db)
+	heads, err := store.AsyncQueueHeads(context.Background(), db, "")
 	require.NoError(t, err)
 	require.Empty(t, headsOf(heads, d.ID), "a full deployment has no head to start")
 }
@@ -673,7 +673,7 @@ func TestAsyncQueueHeads_TheFirstOfEachQueueThatFit(t *testing.T) {
 	insertAsync(t, db, m, gone.ID, asyncOpts{})
 	require.NoError(t, store.MarkDeploymentDeleted(ctx, db, m.ID, gone.ID))
 
-	heads, err := store.AsyncQueueHeads(ctx, db)
+	heads, err := store.AsyncQueueHeads(ctx, db, "")
 	require.NoError(t, err)
 	require.Equal(t, rs[1:3], headsOf(heads, roomy.ID), "room for two more: the next two in line")
 	require.Empty(t, headsOf(heads, cold.ID), "no READY replica, no room")

@@ -73,10 +73,10 @@ func (r *asyncRequest) setup(ctx workflow.Context) {
 }
 
 func (r *asyncRequest) run(ctx workflow.Context) (AsyncRequestResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, asyncActivity)
+	ctx = workflow.WithLocalActivityOptions(ctx, asyncLocalActivity)
 	var a *activities.Activities
 	var st activities.AsyncRequestState
-	if err := workflow.ExecuteActivity(ctx, a.LoadAsync, activities.LoadAsyncInput{RequestID: r.in.RequestID}).Get(ctx, &st); err != nil {
+	if err := workflow.ExecuteLocalActivity(ctx, a.LoadAsync, activities.LoadAsyncInput{RequestID: r.in.RequestID}).Get(ctx, &st); err != nil {
 		return r.res, err
 	}
 	r.label(ctx, st)
@@ -117,7 +117,7 @@ func (r *asyncRequest) queue(ctx workflow.Context, st activities.AsyncRequestSta
 			return r.expire(ctx, st)
 		}
 		var c activities.ClaimAsyncResult
-		if err := workflow.ExecuteActivity(ctx, a.ClaimAsync, activities.ClaimAsyncInput{RequestID: st.RequestID}).Get(ctx, &c); err != nil {
+		if err := workflow.ExecuteLocalActivity(ctx, a.ClaimAsync, activities.ClaimAsyncInput{RequestID: st.RequestID}).Get(ctx, &c); err != nil {
 			return st, err
 		}
 		if c.DeploymentID != "" && c.DeploymentID != r.deploymentID {
@@ -178,7 +178,7 @@ func (r *asyncRequest) wait(ctx workflow.Context, expiresAt time.Time) {
 func (r *asyncRequest) expire(ctx workflow.Context, st activities.AsyncRequestState) (activities.AsyncRequestState, error) {
 	var a *activities.Activities
 	var out activities.AsyncRequestState
-	if err := workflow.ExecuteActivity(ctx, a.ExpireAsync, activities.ExpireAsyncInput{RequestID: st.RequestID}).Get(ctx, &out); err != nil {
+	if err := workflow.ExecuteLocalActivity(ctx, a.ExpireAsync, activities.ExpireAsyncInput{RequestID: st.RequestID}).Get(ctx, &out); err != nil {
 		return st, err
 	}
 	workflow.GetLogger(ctx).Info("async request left the queue", "request_id", st.RequestID,
@@ -245,7 +245,7 @@ func AsyncRetryDelay(cfg store.RetryConfig, n int) time.Duration {
 func (r *asyncRequest) finish(ctx workflow.Context, st activities.AsyncRequestState, in activities.FinishAsyncInput) (activities.AsyncRequestState, error) {
 	var a *activities.Activities
 	var out activities.AsyncRequestState
-	if err := workflow.ExecuteActivity(ctx, a.FinishAsync, in).Get(ctx, &out); err != nil {
+	if err := workflow.ExecuteLocalActivity(ctx, a.FinishAsync, in).Get(ctx, &out); err != nil {
 		return st, err
 	}
 	workflow.GetLogger(ctx).Info("async request finished", "request_id", st.RequestID,
@@ -261,7 +261,7 @@ func (r *asyncRequest) dispatchNext(ctx workflow.Context, deploymentID string) {
 		return
 	}
 	var a *activities.Activities
-	if err := workflow.ExecuteActivity(ctx, a.DispatchAsyncNext, activities.DispatchAsyncNextInput{
+	if err := workflow.ExecuteLocalActivity(ctx, a.DispatchAsyncNext, activities.DispatchAsyncNextInput{
 		DeploymentID: deploymentID, WorkflowIDPrefix: AsyncWorkflowID(""), SignalName: SignalAsyncDispatch,
 	}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("next async requests not signaled", "deployment_id", deploymentID, "err", err)
@@ -297,7 +297,7 @@ func (r *asyncRequest) webhook(ctx workflow.Context, st activities.AsyncRequestS
 		workflow.GetLogger(ctx).Warn("webhook not delivered", "request_id", st.RequestID, "err", err)
 	}
 	var out activities.AsyncRequestState
-	if err := workflow.ExecuteActivity(ctx, a.SetAsyncWebhookResult, in).Get(ctx, &out); err != nil {
+	if err := workflow.ExecuteLocalActivity(ctx, a.SetAsyncWebhookResult, in).Get(ctx, &out); err != nil {
 		return r.res, err
 	}
 	r.res.Status, r.res.WebhookStatus = out.Status, out.WebhookStatus
@@ -325,10 +325,15 @@ func webhookFailure(err error) string {
 }
 
 var (
-	// The database steps are retried for as long as it takes: a request given up on here
-	// would stay open with nothing left to end it.
-	asyncActivity = workflow.ActivityOptions{
+	// The database steps run as local activities, in the worker that runs the workflow: each
+	// is one marker in the history instead of a task through the Temporal server, which a
+	// request makes half a dozen of. They are retried for as long as it takes: a request
+	// given up on here would stay open with nothing left to end it.
+	asyncLocalActivity = workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
+		// A local activity's retries end at its schedule-to-close timeout, which is its
+		// start-to-close one unless set: a database outage of up to a week is waited out.
+		ScheduleToCloseTimeout: 7 * 24 * time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: activityRetry.InitialInterval, MaximumInterval: activityRetry.MaximumInterval,
 			NonRetryableErrorTypes: []string{activities.ErrTypeAsyncRequestGone},
