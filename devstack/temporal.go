@@ -188,7 +188,7 @@ func serverConfig(dataDir string, frontendPort int) (*config.Config, error) {
 			DataStores: map[string]config.DataStore{sqliteplugin.PluginName: {SQL: &config.SQL{
 				PluginName:        sqliteplugin.PluginName,
 				DatabaseName:      filepath.Join(dataDir, "temporal.db"),
-				ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "2"},
+				ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "1"},
 			}}},
 		},
 		ClusterMetadata: &cluster.Config{

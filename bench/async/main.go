@@ -1,0 +1,328 @@
+// Command async measures async inference on a whole dev stack run in this process (devstack:
+// embedded Temporal, PostgreSQL, the gateway, the worker, the autoscaler and the local node
+// agent with the process runtime), with the test model (cmd/testmodel) as the model, against
+// synchronous predict to the same deployment as the baseline, measured in the same run:
+//
+//   - Acceptance: closed-loop clients send async_predict (no webhook) to one deployment of
+//     the test model with no latency for a fixed time; every answer must be 201. The
+//     baseline is the same clients sending predict to the same deployment for the same
+//     time: accepted/s against req/s, and p99 to 201 against the predict p99.
+//   - End to end: N async requests are queued at once for a deployment of two replicas of the
+//     test model with 20 ms latency and concurrency_target 8 (16 run at once), and timed from
+//     the first submission until the last is SUCCEEDED; every one must succeed. The baseline
+//     is N synchronous predicts by as many clients as the deployment runs at once.
+//
+// The end-to-end phase runs first: the requests the acceptance phase leaves queued keep the
+// worker busy afterwards, which would slow whatever ran next. It prints a markdown section,
+// which bench/run adds to RESULTS.md.
+//
+// It needs PostgreSQL as the tests use it (internal/pgtest).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/devstack"
+	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows"
+)
+
+// Settings of the end-to-end deployment: two replicas that never scale, eight requests each
+// at once, so that async requests run 16 at a time.
+const (
+	e2eReplicas    = 2
+	e2eConcurrency = 8
+)
+
+// Timings of the benchmark itself.
+const (
+	// requestTimeout bounds one request from the client's side.
+	requestTimeout = 60 * time.Second
+	// settleTimeout bounds a wait for a new deployment to be ACTIVE with its replicas.
+	settleTimeout = 90 * time.Second
+	// pollEvery is how often the database is read while async requests run.
+	pollEvery = 50 * time.Millisecond
+)
+
+type config struct {
+	Clients  int           // concurrent clients in the acceptance phase and the end-to-end baseline
+	Duration time.Duration // how long the acceptance phase measures each mode
+	Warmup   time.Duration // unmeasured load before each acceptance measurement
+	N        int           // async requests of the end-to-end phase, and predicts of its baseline
+	Latency  time.Duration // the end-to-end model's latency
+	Timeout  time.Duration // how long the end-to-end requests may take to end
+	Log      string        // file for the stack's log; empty: not kept
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.Clients, "clients", 16, "concurrent clients (acceptance phase, and the end-to-end baseline)")
+	flag.DurationVar(&c.Duration, "duration", 10*time.Second, "how long each acceptance measurement runs")
+	flag.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured load before each acceptance measurement")
+	flag.IntVar(&c.N, "n", 100, "async requests queued in the end-to-end phase (and predicts of its baseline)")
+	flag.DurationVar(&c.Latency, "latency", 20*time.Millisecond, "the end-to-end test model's latency")
+	flag.DurationVar(&c.Timeout, "timeout", 0, "how long the end-to-end async requests may take to end (0: 1m plus 500ms a request)")
+	flag.StringVar(&c.Log, "log", "", "write the stack's log (Info and above) to this file")
+	flag.Parse()
+	if c.Clients < 1 || c.N < 1 || c.Duration <= 0 || c.Warmup < 0 || c.Latency < 0 || c.Timeout < 0 {
+		fmt.Fprintln(os.Stderr, "bench/async: -clients and -n must be at least 1, -duration positive, -warmup, -latency and -timeout not negative")
+		os.Exit(2)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = time.Minute + time.Duration(c.N)*500*time.Millisecond
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, c)
+	interrupted := ctx.Err() != nil // before stop, which cancels ctx too
+	stop()
+	if err != nil {
+		if interrupted {
+			err = fmt.Errorf("interrupted (%w)", err)
+		}
+		fmt.Fprintln(os.Stderr, "bench/async:", err)
+		os.Exit(1)
+	}
+}
+
+// bench is the running stack and what talks to it.
+type bench struct {
+	stack *devstack.Stack
+	api   *client.Client // management API
+	// hc sends the load: keep-alive connections, enough idle ones for every client.
+	hc   *http.Client
+	db   *sqlx.DB // the stack's database, read for the requests' rows
+	logs *logCounter
+	dir  string // scratch: packages are written here
+	bin  string // the test model's binary
+}
+
+func run(ctx context.Context, c config) (err error) {
+	began := time.Now()
+	dir, err := os.MkdirTemp("", "modelplane-bench-async-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	progress("building the test model")
+	bin := filepath.Join(dir, "testmodel")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/modelplane/modelplane/cmd/testmodel")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+
+	dbURL, drop, err := pgtest.Create("benchasync")
+	if err != nil {
+		return err
+	}
+	defer drop()
+	var next slog.Handler
+	if c.Log != "" {
+		f, err := os.Create(c.Log)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		next = slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})
+	}
+	logs := newLogCounter(next)
+
+	progress("starting the stack")
+	stackDir := filepath.Join(dir, "stack")
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	stack, err := devstack.Start(startCtx, devstack.Options{
+		DataDir: stackDir, Listen: "127.0.0.1:0", GPUProfile: "none",
+		Postgres: devstack.PostgresOptions{DatabaseURL: dbURL},
+		// No rate limit and no practical open-request limit: the benchmark measures what the
+		// stack sustains, not the limits.
+		AsyncRateLimit: -1, MaxOpenAsync: 1 << 30,
+		Logger: slog.New(logs),
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("starting the stack: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if cerr := stack.Close(ctx); cerr != nil && err == nil {
+			err = fmt.Errorf("stopping the stack: %w", cerr)
+		}
+	}()
+	db, err := store.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	b := &bench{stack: stack, api: client.New(stack.APIURL, stack.NewAPIKey), db: db, logs: logs, dir: dir, bin: bin,
+		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * c.Clients}}}
+
+	progress("deploying the end-to-end model (--latency %s, %d replicas)", c.Latency, e2eReplicas)
+	e2eModel, e2eDep, err := b.deploy(ctx, "e2e", e2eReplicas, e2eConcurrency, "--latency", c.Latency.String())
+	if err != nil {
+		return err
+	}
+	progress("deploying the acceptance model (no latency, 1 replica)")
+	accModel, accDep, err := b.deploy(ctx, "accept", 1, 1)
+	if err != nil {
+		return err
+	}
+
+	e2e, err := b.endToEnd(ctx, c, e2eModel, e2eDep)
+	if err != nil {
+		return err
+	}
+	acc, err := b.acceptance(ctx, c, accModel, accDep)
+	if err != nil {
+		return err
+	}
+	report(c, acc, e2e, time.Since(began))
+	if n := b.logs.total(); n > 0 {
+		progress("the stack logged %d warnings or errors; the most frequent: %s", n, b.logs.top(5))
+	}
+	return nil
+}
+
+// deploy packages the test model, started with args, as a process-runtime model, creates a
+// model named name from it, gives its deployment `replicas` replicas (min and max) and the
+// concurrency target, and waits until it is ACTIVE with them all READY.
+func (b *bench) deploy(ctx context.Context, name string, replicas, concurrency int, args ...string) (modelID, depID string, err error) {
+	pkg := filepath.Join(b.dir, "pkg-"+name)
+	if err := os.Mkdir(pkg, 0o755); err != nil {
+		return "", "", err
+	}
+	bin, err := os.ReadFile(b.bin)
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(filepath.Join(pkg, "testmodel"), bin, 0o755); err != nil {
+		return "", "", err
+	}
+	command, _ := json.Marshal(append([]string{"./testmodel"}, args...))
+	if err := os.WriteFile(filepath.Join(pkg, "config.yaml"),
+		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"), 0o644); err != nil {
+		return "", "", err
+	}
+	var buf bytes.Buffer
+	if _, err := modelpkg.Pack(pkg, &buf); err != nil {
+		return "", "", err
+	}
+	archive, err := b.api.UploadArchive(ctx, &buf)
+	if err != nil {
+		return "", "", fmt.Errorf("upload the %s package: %w", name, err)
+	}
+	var created struct {
+		Model      struct{ ID string } `json:"model"`
+		Deployment struct{ ID string } `json:"deployment"`
+	}
+	err = b.call(ctx, http.MethodPost, "/v1/models", map[string]any{
+		"source": map[string]any{"kind": "model_archive", "name": name, "archive_id": archive.ID}}, http.StatusCreated, &created)
+	if err != nil {
+		return "", "", err
+	}
+	modelID, depID = created.Model.ID, created.Deployment.ID
+	if err := b.call(ctx, http.MethodPatch, "/v1/models/"+modelID+"/deployments/"+depID+"/autoscaling_settings",
+		map[string]any{"min_replica": replicas, "max_replica": replicas, "concurrency_target": concurrency},
+		http.StatusOK, nil); err != nil {
+		return "", "", err
+	}
+	err = b.waitFor(ctx, modelID, depID, fmt.Sprintf("ACTIVE with %d READY", replicas),
+		func(d api.DeploymentV1) bool {
+			return d.Status == workflows.StatusActive && d.ActiveReplicaCount == replicas
+		})
+	return modelID, depID, err
+}
+
+// call sends a JSON request to the management API, checks the answer's status and decodes
+// its body into out when out is not nil.
+func (b *bench) call(ctx context.Context, method, path string, body any, want int, out any) error {
+	in, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, b.stack.APIURL+path, bytes.NewReader(in))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Api-Key "+b.stack.NewAPIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s answered %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(got))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(got, out)
+}
+
+// waitFor polls the deployment every 100 ms until ok holds of it, for at most settleTimeout.
+// A build or deploy failure ends the wait at once.
+func (b *bench) waitFor(ctx context.Context, modelID, depID, what string, ok func(api.DeploymentV1) bool) error {
+	deadline := time.Now().Add(settleTimeout)
+	last := "not read yet"
+	for {
+		d, err := b.api.Deployment(ctx, modelID, depID)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			last = err.Error()
+		case ok(d):
+			return nil
+		case d.Status == workflows.StatusBuildFailed || d.Status == workflows.StatusDeployFailed:
+			return fmt.Errorf("deployment %s is %s while waiting for %s", depID, d.Status, what)
+		default:
+			last = fmt.Sprintf("%s with %d READY", d.Status, d.ActiveReplicaCount)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("deployment %s did not reach %s within %s (last: %s)", depID, what, settleTimeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/async: "+format+"\n", args...)
+}

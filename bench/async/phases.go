@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/modelplane/modelplane/store"
+)
+
+// accResult is what the acceptance phase measured.
+type accResult struct {
+	sync, async loadResult
+	// after counts the deployment's async requests by status at the end of the async
+	// measurement, the warm-up's included.
+	after map[string]int
+}
+
+// acceptance measures predict, then async_predict, on the deployment: c.Clients closed-loop
+// clients for c.Warmup unmeasured, then for c.Duration.
+func (b *bench) acceptance(ctx context.Context, c config, modelID, depID string) (accResult, error) {
+	var res accResult
+	for _, m := range []struct {
+		rt  route
+		out *loadResult
+	}{{b.predictRoute(modelID, depID), &res.sync}, {b.asyncRoute(modelID, depID), &res.async}} {
+		progress("acceptance: %s, %d clients, %s warm-up and %s measured", m.rt.name, c.Clients, c.Warmup, c.Duration)
+		if c.Warmup > 0 {
+			if w := b.drive(ctx, m.rt, c.Clients, 0, c.Warmup); w.bad > 0 {
+				return res, fmt.Errorf("acceptance warm-up: %d of %d %s requests failed; the first: %s", w.bad, w.requests, m.rt.name, w.firstBad)
+			}
+		}
+		*m.out = b.drive(ctx, m.rt, c.Clients, 0, c.Duration)
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if m.out.bad > 0 {
+			return res, fmt.Errorf("acceptance: %d of %d %s requests were not answered %d; the first: %s",
+				m.out.bad, m.out.requests, m.rt.name, m.rt.want, m.out.firstBad)
+		}
+		progress("acceptance: %s: %d in %s (%.0f/s)", m.rt.name, m.out.requests, m.out.elapsed.Round(time.Millisecond), m.out.perSecond())
+	}
+	var err error
+	res.after, err = b.statusCounts(ctx, depID)
+	return res, err
+}
+
+// e2eResult is what the end-to-end phase measured.
+type e2eResult struct {
+	sync   loadResult // the baseline: c.N predicts
+	submit loadResult // the c.N async_predict submissions
+	// last is the latest finished_at of the async requests.
+	last time.Time
+	rows []asyncRow
+	// maxInProgress is the most requests seen IN_PROGRESS at once while polling.
+	maxInProgress int
+	// waited is how long after the first submission the poll saw every request ended.
+	waited time.Duration
+}
+
+// completion is the time from the first submission until the last request finished.
+func (r e2eResult) completion() time.Duration { return r.last.Sub(r.submit.began) }
+
+func (r e2eResult) completionsPerSecond() float64 {
+	if d := r.completion(); d > 0 {
+		return float64(len(r.rows)) / d.Seconds()
+	}
+	return 0
+}
+
+// asyncRow is an async request's row with the times of its last attempt.
+type asyncRow struct {
+	ID              string     `db:"id"`
+	Status          string     `db:"status"`
+	Attempts        int        `db:"attempts"`
+	Errors          string     `db:"errors"`
+	CreatedAt       time.Time  `db:"created_at"`
+	StartedAt       *time.Time `db:"started_at"`
+	FinishedAt      *time.Time `db:"finished_at"`
+	AttemptCreated  *time.Time `db:"attempt_created"`
+	AttemptStarted  *time.Time `db:"attempt_started"`
+	AttemptFinished *time.Time `db:"attempt_finished"`
+}
+
+// endToEnd measures c.N predicts by c.Clients clients, then c.N async requests submitted as
+// fast as c.Clients clients can, until the last has ended.
+func (b *bench) endToEnd(ctx context.Context, c config, modelID, depID string) (e2eResult, error) {
+	var res e2eResult
+	progress("end to end: %d predicts, %d clients", c.N, c.Clients)
+	res.sync = b.drive(ctx, b.predictRoute(modelID, depID), c.Clients, c.N, 0)
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if res.sync.bad > 0 {
+		return res, fmt.Errorf("end-to-end baseline: %d of %d predicts failed; the first: %s", res.sync.bad, res.sync.requests, res.sync.firstBad)
+	}
+	progress("end to end: predicts took %s (%.0f/s)", res.sync.elapsed.Round(time.Millisecond), res.sync.perSecond())
+
+	progress("end to end: %d async requests", c.N)
+	polled := make(chan pollResult, 1)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go func() { polled <- b.pollUntilEnded(pollCtx, depID, c.N, c.Timeout) }()
+	res.submit = b.drive(ctx, b.asyncRoute(modelID, depID), c.Clients, c.N, 0)
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if res.submit.bad > 0 {
+		return res, fmt.Errorf("end to end: %d of %d async_predict were not answered 201; the first: %s",
+			res.submit.bad, res.submit.requests, res.submit.firstBad)
+	}
+	progress("end to end: submitted in %s (%.0f/s); waiting for them to end", res.submit.elapsed.Round(time.Millisecond), res.submit.perSecond())
+	p := <-polled
+	res.maxInProgress, res.waited = p.maxInProgress, p.ended.Sub(res.submit.began)
+	if p.err != nil {
+		return res, p.err
+	}
+
+	if err := b.db.SelectContext(ctx, &res.rows, `
+		SELECT r.id, r.status, r.attempts, r.errors::text AS errors, r.created_at, r.started_at, r.finished_at,
+		       a.created_at AS attempt_created, a.started_at AS attempt_started, a.finished_at AS attempt_finished
+		FROM async_requests r
+		LEFT JOIN async_attempts a ON a.request_id = r.id AND a.attempt = r.attempts
+		WHERE r.deployment_id = $1`, depID); err != nil {
+		return res, err
+	}
+	if len(res.rows) != c.N {
+		return res, fmt.Errorf("end to end: %d async requests recorded for the deployment, want %d", len(res.rows), c.N)
+	}
+	var failed []string
+	for _, r := range res.rows {
+		if r.Status != store.AsyncSucceeded {
+			if len(failed) < 3 {
+				failed = append(failed, fmt.Sprintf("%s %s after %d attempt(s): %s", r.ID, r.Status, r.Attempts, r.Errors))
+			}
+			continue
+		}
+		if r.StartedAt == nil || r.FinishedAt == nil {
+			return res, fmt.Errorf("end to end: request %s is SUCCEEDED without started_at and finished_at", r.ID)
+		}
+		if r.FinishedAt.After(res.last) {
+			res.last = *r.FinishedAt
+		}
+	}
+	if failed != nil {
+		counts, err := b.statusCounts(ctx, depID)
+		if err != nil {
+			return res, err
+		}
+		return res, fmt.Errorf("end to end: not every request SUCCEEDED (%s); for example: %s", countsText(counts), strings.Join(failed, "; "))
+	}
+	progress("end to end: all %d SUCCEEDED, the last %s after the first submission (%.0f/s)",
+		c.N, res.completion().Round(time.Millisecond), res.completionsPerSecond())
+	return res, nil
+}
+
+// pollResult is what polling the deployment's async requests saw.
+type pollResult struct {
+	ended         time.Time // when every request was seen ended
+	maxInProgress int
+	err           error
+}
+
+// pollUntilEnded reads the deployment's async requests every pollEvery until n of them have
+// ended, for at most timeout.
+func (b *bench) pollUntilEnded(ctx context.Context, depID string, n int, timeout time.Duration) pollResult {
+	var p pollResult
+	deadline := time.Now().Add(timeout)
+	for {
+		var counts struct {
+			Ended      int `db:"ended"`
+			InProgress int `db:"in_progress"`
+			Queued     int `db:"queued"`
+		}
+		err := b.db.GetContext(ctx, &counts, `
+			SELECT count(*) FILTER (WHERE status NOT IN ('QUEUED', 'IN_PROGRESS')) AS ended,
+			       count(*) FILTER (WHERE status = 'IN_PROGRESS') AS in_progress,
+			       count(*) FILTER (WHERE status = 'QUEUED') AS queued
+			FROM async_requests WHERE deployment_id = $1`, depID)
+		switch {
+		case ctx.Err() != nil:
+			p.err = ctx.Err()
+			return p
+		case err != nil:
+			p.err = fmt.Errorf("reading the async requests: %w", err)
+			return p
+		}
+		p.maxInProgress = max(p.maxInProgress, counts.InProgress)
+		if counts.Ended >= n {
+			p.ended = time.Now()
+			return p
+		}
+		if time.Now().After(deadline) {
+			p.err = fmt.Errorf("end to end: only %d of %d async requests ended within %s (%d queued, %d in progress)",
+				counts.Ended, n, timeout, counts.Queued, counts.InProgress)
+			return p
+		}
+		if err := sleep(ctx, pollEvery); err != nil {
+			p.err = err
+			return p
+		}
+	}
+}
+
+// statusCounts counts the deployment's async requests by status.
+func (b *bench) statusCounts(ctx context.Context, depID string) (map[string]int, error) {
+	var rows []struct {
+		Status string `db:"status"`
+		N      int    `db:"n"`
+	}
+	if err := b.db.SelectContext(ctx, &rows, `
+		SELECT status, count(*) AS n FROM async_requests WHERE deployment_id = $1 GROUP BY status`, depID); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, r := range rows {
+		out[r.Status] = r.N
+	}
+	return out, nil
+}
+
+// countsText lists status counts in a fixed order: "3 SUCCEEDED, 1 FAILED".
+func countsText(counts map[string]int) string {
+	order := []string{store.AsyncQueued, store.AsyncInProgress, store.AsyncSucceeded, store.AsyncFailed,
+		store.AsyncExpired, store.AsyncCanceled, store.AsyncWebhookFailed}
+	var parts []string
+	seen := map[string]bool{}
+	for _, s := range order {
+		seen[s] = true
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+		}
+	}
+	var other []string
+	for s := range counts {
+		if !seen[s] {
+			other = append(other, s)
+		}
+	}
+	sort.Strings(other)
+	for _, s := range other {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
