@@ -76,6 +76,17 @@ func newAttemptRunner() *attemptRunner {
 	return &attemptRunner{running: map[*attemptRun]struct{}{}, freed: make(chan struct{}, 1)}
 }
 
+// keys names the attempts this gateway runs.
+func (r *attemptRunner) keys() map[store.AttemptKey]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[store.AttemptKey]bool, len(r.running))
+	for a := range r.running {
+		out[store.AttemptKey{RequestID: a.RequestID, Attempt: a.Attempt}] = true
+	}
+	return out
+}
+
 func (r *attemptRunner) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -136,6 +147,8 @@ func (g *Gateway) runAttempts(ctx context.Context, notified <-chan string) {
 	}
 	poll := time.NewTicker(attemptPoll)
 	defer poll.Stop()
+	reconcile := time.NewTicker(reconcileEvery)
+	defer reconcile.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,8 +162,45 @@ func (g *Gateway) runAttempts(ctx context.Context, notified <-chan string) {
 			notified = drain(notified)
 		case <-poll.C:
 		case <-g.attempts.freed:
+		case <-reconcile.C:
+			g.reconcileAttempts(ctx)
 		}
 		g.claimAttempts(ctx)
+	}
+}
+
+// reconcileEvery is how often a gateway looks for attempts the database has RUNNING on it
+// that it is not running.
+const reconcileEvery = 30 * time.Second
+
+// reconcileAttempts gives back the attempts the database has RUNNING on this gateway that it
+// does not run: a claim whose answer was lost after it committed, or a previous process that
+// reported under the same ID. They never reached a model from here. It runs on the claiming
+// goroutine, so no claim is between its commit and its start meanwhile, and a finished
+// attempt is recorded DONE before it leaves the running set.
+func (g *Gateway) reconcileAttempts(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	inDB, err := store.RunningAsyncAttempts(rctx, g.opts.DB, g.opts.ID)
+	if err != nil {
+		if ctx.Err() == nil {
+			g.log.Warn("listing this gateway's async attempts", "err", err)
+		}
+		return
+	}
+	mine := g.attempts.keys()
+	var stray []store.ClaimedAttempt
+	for _, k := range inDB {
+		if !mine[k] {
+			stray = append(stray, store.ClaimedAttempt{RequestID: k.RequestID, Attempt: k.Attempt})
+		}
+	}
+	if len(stray) == 0 {
+		return
+	}
+	g.log.Warn("giving back async attempts recorded as running here that this gateway does not run", "count", len(stray))
+	if err := store.ReleaseAsyncAttempts(rctx, g.opts.DB, g.opts.ID, stray); err != nil {
+		g.log.Warn("giving back stray async attempts", "err", err)
 	}
 }
 

@@ -360,3 +360,35 @@ func TestAttempt_TwoGatewaysRunEachAttemptOnce(t *testing.T) {
 	assert.Equal(t, n, ran[f.gw.ID()]+ran[other.ID()], "ran by: %v", ran)
 	assert.LessOrEqual(t, model.peak.Load(), int64(2*slots), "each gateway runs at most its slots at once")
 }
+
+func TestAttempt_RunningHereButUnknownIsGivenBackAndRunOnce(t *testing.T) {
+	f := newFixture(t, gateway.Options{MaxAsyncAttempts: -1}) // runs no attempts itself
+	ctx := context.Background()
+	model := newAsyncModel(t, 0)
+	d := f.servingDeployment(model.addr())
+	id := "gw-" + store.NewID(6)
+
+	// A claim made under this gateway's ID whose answer never reached it: a timeout after the
+	// commit, or a previous process that reported under the same ID.
+	req := f.queuedRequest(d.ID, `{"lost":true}`)
+	f.createAttempt(req, d.ID, 1)
+	claimed, err := store.ClaimAsyncAttempts(ctx, f.db, id, 1)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+
+	gw, _ := f.startGateway(gateway.Options{ID: id})
+	require.Eventually(t, func() bool { return len(gw.Routable(f.model.ID, d.ID)) == 1 }, 2*time.Second, 5*time.Millisecond)
+	time.Sleep(2 * attemptPollForTest)
+	a, err := store.GetAsyncAttempt(ctx, f.db, req, 1)
+	require.NoError(t, err)
+	require.Equal(t, store.AttemptRunning, a.State, "nothing ends such an attempt but the check")
+
+	gw.ReconcileAttempts(ctx)
+	a = f.doneAttempt(req, 1, 5*time.Second)
+	assert.Equal(t, http.StatusOK, a.StatusCode)
+	calls, _, _ := model.call(req, 1)
+	assert.Equal(t, 1, calls, "given back, then run once")
+}
+
+// attemptPollForTest is the gateway's poll for new attempts (one second).
+const attemptPollForTest = time.Second

@@ -1,5 +1,7 @@
 package gateway
 
+import "context"
+
 // RoutesTo returns the deployment the environment sends most of its traffic to in the
 // current table, "" when none.
 func (g *Gateway) RoutesTo(modelID, env string) string {
@@ -44,3 +46,7 @@ func (g *Gateway) Routable(modelID, deploymentID string) []string {
 	}
 	return out
 }
+
+// ReconcileAttempts runs the check for attempts recorded as running here that this gateway
+// does not run, now rather than at its next period.
+func (g *Gateway) ReconcileAttempts(ctx context.Context) { g.reconcileAttempts(ctx) }

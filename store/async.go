@@ -464,12 +464,14 @@ func SetAsyncWebhookResult(ctx context.Context, db sqlx.QueryerContext, id strin
 	return out, err
 }
 
-// PurgeAsyncOutputs drops outputs kept past their expiry and deletes requests that ended before
-// finishedBefore; it says how many of each.
+// PurgeAsyncOutputs drops outputs kept past their expiry (not while their webhook is being
+// delivered) and deletes requests that ended before finishedBefore; it says how many of each.
 func PurgeAsyncOutputs(ctx context.Context, db sqlx.ExecerContext, now, finishedBefore time.Time) (outputs, requests int64, err error) {
+	// An output whose webhook is still being delivered stays until the delivery ends,
+	// however short the retention.
 	res, err := db.ExecContext(ctx, `
 		UPDATE async_requests SET output = NULL, output_expires_at = NULL
-		WHERE output_expires_at IS NOT NULL AND output_expires_at < $1`, now)
+		WHERE output_expires_at IS NOT NULL AND output_expires_at < $1 AND webhook_status <> 'PENDING'`, now)
 	if err != nil {
 		return 0, 0, translate(err)
 	}
@@ -604,6 +606,20 @@ func AbandonAsyncAttempt(ctx context.Context, db sqlx.QueryerContext, requestID 
 		SELECT count(pg_notify($4, u.request_id || '/' || u.attempt)) FROM u`,
 		requestID, n, GatewayDownAfter.Seconds(), AsyncDoneChannel)
 	return done == 1, err
+}
+
+// AttemptKey names one attempt of one async request.
+type AttemptKey struct {
+	RequestID string `db:"request_id"`
+	Attempt   int    `db:"attempt"`
+}
+
+// RunningAsyncAttempts lists the attempts the database has RUNNING on the gateway.
+func RunningAsyncAttempts(ctx context.Context, db sqlx.QueryerContext, gatewayID string) ([]AttemptKey, error) {
+	out := []AttemptKey{}
+	err := list(ctx, db, &out, `
+		SELECT request_id, attempt FROM async_attempts WHERE state = 'RUNNING' AND gateway_id = $1`, gatewayID)
+	return out, err
 }
 
 // ReleaseAsyncAttempts gives a stopping gateway's RUNNING attempts that never reached a model
