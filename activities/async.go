@@ -321,10 +321,11 @@ type DispatchAsyncNextResult struct {
 	Signaled int
 }
 
-// DispatchAsyncNext signals the workflow of the queued request that a request ending on the
-// deployment made room for, so the queue moves without waiting for the autoscaler's next
-// dispatch. That is the last of the queue's heads: those before it had room already and were
-// told then. Workflows that have ended are skipped.
+// DispatchAsyncNext starts the queued request that a request ending on the deployment made
+// room for (store.StartAsyncRequest: claimed, its first attempt recorded for the gateways)
+// and signals its workflow, so the slot is used without waiting for a workflow task or the
+// autoscaler's next dispatch. That is the last of the queue's heads: those before it had room
+// already and were started then. Workflows that have ended are skipped.
 func (a *Activities) DispatchAsyncNext(ctx context.Context, in DispatchAsyncNextInput) (DispatchAsyncNextResult, error) {
 	var out DispatchAsyncNextResult
 	heads, err := store.AsyncQueueHeads(ctx, a.DB, in.DeploymentID)
@@ -332,6 +333,9 @@ func (a *Activities) DispatchAsyncNext(ctx context.Context, in DispatchAsyncNext
 		return out, err
 	}
 	h := heads[len(heads)-1]
+	if _, err := store.StartAsyncRequest(ctx, a.DB, h.RequestID); err != nil {
+		return out, err
+	}
 	err = a.Temporal.SignalWorkflow(ctx, in.WorkflowIDPrefix+h.RequestID, "", in.SignalName, nil)
 	var notFound *serviceerror.NotFound
 	switch {

@@ -304,8 +304,8 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 // before it is told again.
 const redispatchAfter = 2 * time.Second
 
-// dispatch tells the async requests that their deployments have room for (the heads of the
-// queues) to start. Each request also tries when it is queued and when one before it ends, so
+// dispatch starts the async requests that their deployments have room for (the heads of the
+// queues: claimed, first attempt recorded for the gateways) and tells their workflows. Each request also tries when it is queued and when one before it ends, so
 // this is what moves a queue when room appears otherwise: a replica became READY, or a
 // message was lost.
 func (l *Loop) dispatch(ctx context.Context, db sqlx.QueryerContext, now time.Time) error {
@@ -334,6 +334,9 @@ func (l *Loop) dispatch(ctx context.Context, db sqlx.QueryerContext, now time.Ti
 			defer func() { <-slots }()
 			sctx, cancel := context.WithTimeout(ctx, updateTimeout)
 			defer cancel()
+			if _, err := store.StartAsyncRequest(sctx, l.opts.DB, h.RequestID); err != nil && ctx.Err() == nil {
+				l.log.Warn("starting async request", "request_id", h.RequestID, "err", err)
+			}
 			err := l.opts.Temporal.SignalWorkflow(sctx, workflows.AsyncWorkflowID(h.RequestID), "", workflows.SignalAsyncDispatch, nil)
 			var notFound *serviceerror.NotFound
 			if err != nil && !errors.As(err, &notFound) && ctx.Err() == nil {

@@ -504,20 +504,32 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	tc := &signalRecorder{fakeTemporal: &fakeTemporal{}}
 	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
 	now := time.Now().UTC().Truncate(time.Second)
+	status := func(id string) string {
+		r, err := store.GetAsyncRequest(ctx, db, "", id)
+		require.NoError(t, err)
+		return r.Status
+	}
 	require.NoError(t, l.tick(ctx, now))
 	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(urgent), workflows.AsyncWorkflowID(first)}, tc.take(),
 		"the two heads in priority order, then age; not %s or %s, nor %s, whose deployment has no replica", second, low, sleeper)
+	for _, id := range []string{urgent, first} {
+		require.Equal(t, store.AsyncInProgress, status(id), "a head is started, not only told")
+		a, err := store.GetAsyncAttempt(ctx, db, id, 1)
+		require.NoError(t, err, "its first attempt is recorded for the gateways")
+		require.Equal(t, store.AttemptPending, a.State)
+	}
+	require.Equal(t, store.AsyncQueued, status(second))
 	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(asleep.ID), 1}}, tc.takeCalls(asleep.ID),
 		"a queued request wakes the deployment at zero")
 
 	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
-	require.Empty(t, tc.take(), "heads told a second ago are not told again yet")
-	require.NoError(t, l.tick(ctx, now.Add(redispatchAfter)))
-	require.Len(t, tc.take(), 2, "heads that did not start are told again")
+	require.Empty(t, tc.take(), "no room left: nobody is told")
 
-	_, err := db.ExecContext(ctx, `UPDATE async_requests SET status = 'IN_PROGRESS' WHERE id = $1`, urgent)
+	_, err := db.ExecContext(ctx, `UPDATE async_requests SET status = 'SUCCEEDED' WHERE id = $1`, urgent)
 	require.NoError(t, err)
-	require.NoError(t, l.tick(ctx, now.Add(2*redispatchAfter)))
-	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(first)}, tc.take(),
-		"one running leaves room for one: the oldest of priority 1")
+	require.NoError(t, l.tick(ctx, now.Add(2*time.Second)))
+	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(second)}, tc.take(),
+		"one ended leaves room for one: the oldest left of priority 1")
+	require.Equal(t, store.AsyncInProgress, status(second))
+	require.Equal(t, store.AsyncQueued, status(low))
 }

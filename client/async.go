@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -145,41 +144,10 @@ func (c *Client) RotateWebhookSecret(ctx context.Context) (api.WebhookSecretV1, 
 // sendGateway is send for the gateway's async routes, whose 429 and 503 answers carry a
 // Retry-After that a person should see.
 func (c *Client) sendGateway(ctx context.Context, method string, in, out any, segments ...string) error {
-	p, err := path(segments...)
-	if err != nil {
-		return err
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+p, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Api-Key "+c.apiKey)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return withRetryAfter(readError(resp), resp.Header.Get("Retry-After"))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: reading the answer: %w", method, req.URL.Redacted(), err)
-	}
-	return nil
+	return c.sendWith(ctx, gatewayError, method, in, out, segments...)
+}
+
+// gatewayError is readError with the answer's Retry-After in its text.
+func gatewayError(resp *http.Response) error {
+	return withRetryAfter(readError(resp), resp.Header.Get("Retry-After"))
 }

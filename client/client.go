@@ -126,6 +126,12 @@ func (c *Client) get(ctx context.Context, out any, segments ...string) error {
 
 // do sends one request and decodes a 2xx answer into out, or any other into an *Error.
 func (c *Client) do(ctx context.Context, method, p string, body io.Reader, contentType string, out any) error {
+	return c.doWith(ctx, readError, method, p, body, contentType, out)
+}
+
+// doWith is do with the error of an answer that is not 2xx made by answerErr.
+func (c *Client) doWith(ctx context.Context, answerErr func(*http.Response) error, method, p string, body io.Reader,
+	contentType string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+p, body)
 	if err != nil {
 		return err
@@ -145,7 +151,7 @@ func (c *Client) do(ctx context.Context, method, p string, body io.Reader, conte
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return readError(resp)
+		return answerErr(resp)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: reading the answer: %w", method, req.URL.Redacted(), err)

@@ -133,16 +133,21 @@ func (c *Client) PromoteToEnvironment(ctx context.Context, modelID, env, deploym
 // send encodes in as the JSON body (none when nil) of a request to the path made of
 // segments and decodes the answer into out.
 func (c *Client) send(ctx context.Context, method string, in, out any, segments ...string) error {
+	return c.sendWith(ctx, readError, method, in, out, segments...)
+}
+
+// sendWith is send with the error of an answer that is not 2xx made by answerErr.
+func (c *Client) sendWith(ctx context.Context, answerErr func(*http.Response) error, method string, in, out any, segments ...string) error {
 	p, err := path(segments...)
 	if err != nil {
 		return err
 	}
 	if in == nil {
-		return c.do(ctx, method, p, nil, "", out)
+		return c.doWith(ctx, answerErr, method, p, nil, "", out)
 	}
 	b, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, method, p, bytes.NewReader(b), "application/json", out)
+	return c.doWith(ctx, answerErr, method, p, bytes.NewReader(b), "application/json", out)
 }

@@ -368,6 +368,20 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 	return c, err
 }
 
+// StartAsyncRequest takes a queued request off its queue if its deployment has room for it
+// (ClaimAsyncRequest) and records its first attempt for a gateway to run, so the request
+// reaches the model without waiting for its workflow; the workflow, told, finds it claimed
+// and waits on the same attempt. A request already in progress gets its first attempt if
+// it has none yet, as its workflow would give it.
+func StartAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim, error) {
+	c, err := ClaimAsyncRequest(ctx, db, id)
+	if err != nil || !c.Claimed {
+		return c, err
+	}
+	_, err = CreateAsyncAttempt(ctx, db, id, 1, c.DeploymentID)
+	return c, err
+}
+
 // AsyncHead is a queued request that its deployment has room for.
 type AsyncHead struct {
 	RequestID    string `db:"request_id"`

@@ -24,14 +24,14 @@ type route struct {
 
 // predictRoute is synchronous predict on the deployment, answered 200 with the model's output.
 func (b *bench) predictRoute(modelID, depID string) route {
-	return route{name: "predict", url: b.stack.APIURL + "/models/" + modelID + "/deployment/" + depID + "/predict",
+	return route{name: "predict", url: b.Stack.APIURL + "/models/" + modelID + "/deployment/" + depID + "/predict",
 		body: []byte(`{"bench":"async"}`), want: http.StatusOK}
 }
 
 // asyncRoute is async_predict on the deployment, with the same model input and no webhook,
 // answered 201 with the request's ID.
 func (b *bench) asyncRoute(modelID, depID string) route {
-	return route{name: "async_predict", url: b.stack.APIURL + "/models/" + modelID + "/deployment/" + depID + "/async_predict",
+	return route{name: "async_predict", url: b.Stack.APIURL + "/models/" + modelID + "/deployment/" + depID + "/async_predict",
 		body: []byte(`{"model_input":{"bench":"async"}}`), want: http.StatusCreated, async: true}
 }
 
@@ -122,7 +122,7 @@ func (b *bench) send(ctx context.Context, rt route) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Authorization", "Api-Key "+b.stack.NewAPIKey)
+	req.Header.Set("Authorization", "Api-Key "+b.Stack.NewAPIKey)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := b.hc.Do(req)
 	if err != nil {

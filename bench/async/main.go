@@ -20,28 +20,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/modelplane/modelplane/api"
-	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/devstack"
-	"github.com/modelplane/modelplane/internal/pgtest"
-	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 )
@@ -91,89 +82,45 @@ func main() {
 		c.Timeout = time.Minute + time.Duration(c.N)*500*time.Millisecond
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, c)
-	interrupted := ctx.Err() != nil // before stop, which cancels ctx too
-	stop()
-	if err != nil {
-		if interrupted {
-			err = fmt.Errorf("interrupted (%w)", err)
-		}
-		fmt.Fprintln(os.Stderr, "bench/async:", err)
-		os.Exit(1)
-	}
+	benchenv.Main("bench/async", func(ctx context.Context) error { return run(ctx, c) })
 }
 
 // bench is the running stack and what talks to it.
 type bench struct {
-	stack *devstack.Stack
-	api   *client.Client // management API
+	*benchenv.Env
 	// hc sends the load: keep-alive connections, enough idle ones for every client.
 	hc   *http.Client
 	db   *sqlx.DB // the stack's database, read for the requests' rows
 	logs *logCounter
-	dir  string // scratch: packages are written here
-	bin  string // the test model's binary
 }
 
 func run(ctx context.Context, c config) (err error) {
 	began := time.Now()
-	dir, err := os.MkdirTemp("", "modelplane-bench-async-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	progress("building the test model")
-	bin := filepath.Join(dir, "testmodel")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/modelplane/modelplane/cmd/testmodel")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-
-	dbURL, drop, err := pgtest.Create("benchasync")
-	if err != nil {
-		return err
-	}
-	defer drop()
-	var next slog.Handler
-	if c.Log != "" {
-		f, err := os.Create(c.Log)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		next = slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})
-	}
-	logs := newLogCounter(next)
-
-	progress("starting the stack")
-	stackDir := filepath.Join(dir, "stack")
-	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	stack, err := devstack.Start(startCtx, devstack.Options{
-		DataDir: stackDir, Listen: "127.0.0.1:0", GPUProfile: "none",
-		Postgres: devstack.PostgresOptions{DatabaseURL: dbURL},
-		// No rate limit and no practical open-request limit: the benchmark measures what the
-		// stack sustains, not the limits.
-		AsyncRateLimit: -1, MaxOpenAsync: 1 << 30,
-		Logger: slog.New(logs),
+	var logs *logCounter
+	env, err := benchenv.Start(ctx, benchenv.Options{
+		TempPrefix: "modelplane-bench-async-", Database: "benchasync", Log: c.Log,
+		Handler: func(next slog.Handler) slog.Handler { logs = newLogCounter(next); return logs },
+		Stack: devstack.Options{
+			// No rate limit and no practical open-request limit: the benchmark measures what the
+			// stack sustains, not the limits.
+			AsyncRateLimit: -1, MaxOpenAsync: 1 << 30,
+		},
+		Progress: progress,
 	})
-	cancel()
 	if err != nil {
-		return fmt.Errorf("starting the stack: %w", err)
+		return err
 	}
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if cerr := stack.Close(ctx); cerr != nil && err == nil {
-			err = fmt.Errorf("stopping the stack: %w", cerr)
+		if cerr := env.Close(); cerr != nil && err == nil {
+			err = cerr
 		}
 	}()
-	db, err := store.Open(ctx, dbURL)
+	db, err := store.Open(ctx, env.DBURL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	b := &bench{stack: stack, api: client.New(stack.APIURL, stack.NewAPIKey), db: db, logs: logs, dir: dir, bin: bin,
+	b := &bench{Env: env, db: db, logs: logs,
 		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * c.Clients}}}
 
 	progress("deploying the end-to-end model (--latency %s, %d replicas)", c.Latency, e2eReplicas)
@@ -206,111 +153,19 @@ func run(ctx context.Context, c config) (err error) {
 // model named name from it, gives its deployment `replicas` replicas (min and max) and the
 // concurrency target, and waits until it is ACTIVE with them all READY.
 func (b *bench) deploy(ctx context.Context, name string, replicas, concurrency int, args ...string) (modelID, depID string, err error) {
-	pkg := filepath.Join(b.dir, "pkg-"+name)
-	if err := os.Mkdir(pkg, 0o755); err != nil {
-		return "", "", err
-	}
-	bin, err := os.ReadFile(b.bin)
+	modelID, depID, err = b.CreateModel(ctx, name, args...)
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(filepath.Join(pkg, "testmodel"), bin, 0o755); err != nil {
+	if err := b.Autoscale(ctx, modelID, depID,
+		map[string]any{"min_replica": replicas, "max_replica": replicas, "concurrency_target": concurrency}); err != nil {
 		return "", "", err
 	}
-	command, _ := json.Marshal(append([]string{"./testmodel"}, args...))
-	if err := os.WriteFile(filepath.Join(pkg, "config.yaml"),
-		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"), 0o644); err != nil {
-		return "", "", err
-	}
-	var buf bytes.Buffer
-	if _, err := modelpkg.Pack(pkg, &buf); err != nil {
-		return "", "", err
-	}
-	archive, err := b.api.UploadArchive(ctx, &buf)
-	if err != nil {
-		return "", "", fmt.Errorf("upload the %s package: %w", name, err)
-	}
-	var created struct {
-		Model      struct{ ID string } `json:"model"`
-		Deployment struct{ ID string } `json:"deployment"`
-	}
-	err = b.call(ctx, http.MethodPost, "/v1/models", map[string]any{
-		"source": map[string]any{"kind": "model_archive", "name": name, "archive_id": archive.ID}}, http.StatusCreated, &created)
-	if err != nil {
-		return "", "", err
-	}
-	modelID, depID = created.Model.ID, created.Deployment.ID
-	if err := b.call(ctx, http.MethodPatch, "/v1/models/"+modelID+"/deployments/"+depID+"/autoscaling_settings",
-		map[string]any{"min_replica": replicas, "max_replica": replicas, "concurrency_target": concurrency},
-		http.StatusOK, nil); err != nil {
-		return "", "", err
-	}
-	err = b.waitFor(ctx, modelID, depID, fmt.Sprintf("ACTIVE with %d READY", replicas),
+	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, fmt.Sprintf("ACTIVE with %d READY", replicas),
 		func(d api.DeploymentV1) bool {
 			return d.Status == workflows.StatusActive && d.ActiveReplicaCount == replicas
 		})
 	return modelID, depID, err
-}
-
-// call sends a JSON request to the management API, checks the answer's status and decodes
-// its body into out when out is not nil.
-func (b *bench) call(ctx context.Context, method, path string, body any, want int, out any) error {
-	in, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, b.stack.APIURL+path, bytes.NewReader(in))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Api-Key "+b.stack.NewAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s answered %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(got))
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(got, out)
-}
-
-// waitFor polls the deployment every 100 ms until ok holds of it, for at most settleTimeout.
-// A build or deploy failure ends the wait at once.
-func (b *bench) waitFor(ctx context.Context, modelID, depID, what string, ok func(api.DeploymentV1) bool) error {
-	deadline := time.Now().Add(settleTimeout)
-	last := "not read yet"
-	for {
-		d, err := b.api.Deployment(ctx, modelID, depID)
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil:
-			last = err.Error()
-		case ok(d):
-			return nil
-		case d.Status == workflows.StatusBuildFailed || d.Status == workflows.StatusDeployFailed:
-			return fmt.Errorf("deployment %s is %s while waiting for %s", depID, d.Status, what)
-		default:
-			last = fmt.Sprintf("%s with %d READY", d.Status, d.ActiveReplicaCount)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("deployment %s did not reach %s within %s (last: %s)", depID, what, settleTimeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // sleep waits for d or until ctx ends.

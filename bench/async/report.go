@@ -3,19 +3,15 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
-	"runtime"
-	"slices"
 	"time"
 
+	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/store"
 )
 
 func report(c config, acc accResult, e2e e2eResult, took time.Duration) {
-	host, _ := os.Hostname()
 	fmt.Printf("## Async inference\n\n")
-	fmt.Printf("Run %s on %s (%d CPUs, %s/%s, %s), in %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), took.Round(time.Second))
+	benchenv.PrintRun(took)
 	fmt.Printf("The whole dev stack runs in this process (devstack: embedded Temporal, the API and the gateway on " +
 		"one loopback address, the worker, the autoscaler, the local node agent with the process runtime, no GPU), " +
 		"on a fresh database of PostgreSQL on loopback, with the async rate limit off; the model is the test model " +
@@ -37,7 +33,7 @@ func report(c config, acc accResult, e2e e2eResult, took time.Duration) {
 	loadRow("predict (baseline)", acc.sync)
 	loadRow("async_predict (accepted)", acc.async)
 	fmt.Println()
-	syncP99, asyncP99 := percentile(acc.sync.latencies, 99), percentile(acc.async.latencies, 99)
+	syncP99, asyncP99 := benchenv.Percentile(acc.sync.latencies, 99), benchenv.Percentile(acc.async.latencies, 99)
 	fmt.Printf("- Accepted/s ÷ predict req/s: %s.\n", ratio(acc.async.perSecond(), acc.sync.perSecond()))
 	fmt.Printf("- p99 to 201 ÷ predict p99: %s.\n", ratio(float64(asyncP99), float64(syncP99)))
 	fmt.Printf("- The deployment's async requests when the measurement ended (warm-up included): %s.\n\n", countsText(acc.after))
@@ -58,8 +54,8 @@ func report(c config, acc accResult, e2e e2eResult, took time.Duration) {
 	fmt.Printf("| async, first submission → last SUCCEEDED | %d | %s | %.1f |\n\n", len(e2e.rows), durText(e2e.completion()), e2e.completionsPerSecond())
 	fmt.Printf("- Completions/s ÷ predict req/s: %s.\n", ratio(e2e.completionsPerSecond(), e2e.sync.perSecond()))
 	fmt.Printf("- Submitting all %d took %s (%.0f/s; p50 %s, p99 %s to 201); the poll saw the last end %s after the first submission.\n",
-		c.N, durText(e2e.submit.elapsed), e2e.submit.perSecond(), durText(percentile(e2e.submit.latencies, 50)),
-		durText(percentile(e2e.submit.latencies, 99)), durText(e2e.waited))
+		c.N, durText(e2e.submit.elapsed), e2e.submit.perSecond(), durText(benchenv.Percentile(e2e.submit.latencies, 50)),
+		durText(benchenv.Percentile(e2e.submit.latencies, 99)), durText(e2e.waited))
 	retried := 0
 	for _, r := range e2e.rows {
 		if r.Attempts > 1 {
@@ -105,14 +101,14 @@ func report(c config, acc accResult, e2e e2eResult, took time.Duration) {
 				v = append(v, d)
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s |\n", iv.name, iv.what, durText(percentile(v, 50)), durText(percentile(v, 99)), durText(percentile(v, 100)))
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", iv.name, iv.what, durText(benchenv.Percentile(v, 50)), durText(benchenv.Percentile(v, 99)), durText(benchenv.Percentile(v, 100)))
 	}
 	fmt.Println()
 }
 
 func loadRow(name string, r loadResult) {
 	fmt.Printf("| %s | %d | %d | %.0f | %s | %s |\n", name, r.requests, r.bad, r.perSecond(),
-		durText(percentile(r.latencies, 50)), durText(percentile(r.latencies, 99)))
+		durText(benchenv.Percentile(r.latencies, 50)), durText(benchenv.Percentile(r.latencies, 99)))
 }
 
 // meanHeld is the mean time from started_at to finished_at of the requests that SUCCEEDED.
@@ -156,17 +152,6 @@ func ratio(a, b float64) string {
 		return fmt.Sprintf("%.2gx", r) // two significant digits: 0.0033x
 	}
 	return fmt.Sprintf("%.2fx", a/b)
-}
-
-// percentile is the p-th percentile by nearest rank (0: the smallest); 0 of no values.
-func percentile(v []time.Duration, p float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 func durText(d time.Duration) string {

@@ -59,7 +59,7 @@ func (b *bench) coldStarts(ctx context.Context, c config) ([]*coldRun, error) {
 		}
 		// Back to zero as soon as it is idle: with no delay, the window (10 s, the smallest
 		// allowed) is all that keeps a replica after a request.
-		if err := b.autoscale(ctx, modelID, depID, map[string]any{"min_replica": 0, "max_replica": 1,
+		if err := b.Autoscale(ctx, modelID, depID, map[string]any{"min_replica": 0, "max_replica": 1,
 			"scale_down_delay": int(c.ScaleDownDelay / time.Second), "autoscaling_window": 10}); err != nil {
 			return nil, err
 		}
@@ -97,7 +97,7 @@ func (b *bench) coldStarts(ctx context.Context, c config) ([]*coldRun, error) {
 func (b *bench) coldStartsOf(ctx context.Context, r *coldRun, n int, pause *sync.RWMutex) error {
 	for i := range n {
 		// SCALED_TO_ZERO is recorded once the last replica has stopped on the agent.
-		if _, err := b.waitFor(ctx, r.modelID, r.depID, 50*time.Millisecond, zeroTimeout, pause, workflows.StatusScaledToZero,
+		if _, err := b.WaitFor(ctx, r.modelID, r.depID, 50*time.Millisecond, zeroTimeout, pause, workflows.StatusScaledToZero,
 			func(d api.DeploymentV1) bool { return d.Status == workflows.StatusScaledToZero }); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -16,30 +16,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
-	"github.com/modelplane/modelplane/internal/pgtest"
-	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -95,86 +87,41 @@ func main() {
 		os.Exit(2)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, c)
-	interrupted := ctx.Err() != nil // before stop, which cancels ctx too
-	stop()
-	if err != nil {
-		if interrupted {
-			err = fmt.Errorf("interrupted (%w)", err)
-		}
-		fmt.Fprintln(os.Stderr, "bench/coldstart:", err)
-		os.Exit(1)
-	}
+	benchenv.Main("bench/coldstart", func(ctx context.Context) error { return run(ctx, c) })
 }
 
 // bench is the running stack and its clients.
 type bench struct {
-	stack *devstack.Stack
-	api   *client.Client // management API
+	*benchenv.Env
 	gw    *client.Client // predictions, with a connection pool sized for the load step
 	agent *agent.Client
 	rec   *recorder
-	dir   string // scratch: packages are written here
-	bin   string // the test model's binary
 }
 
 func run(ctx context.Context, c config) (err error) {
 	began := time.Now()
-	dir, err := os.MkdirTemp("", "modelplane-bench-coldstart-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	progress("building the test model")
-	bin := filepath.Join(dir, "testmodel")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/modelplane/modelplane/cmd/testmodel")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-
-	dbURL, drop, err := pgtest.Create("benchcold")
-	if err != nil {
-		return err
-	}
-	defer drop()
-	var next slog.Handler
-	if c.Log != "" {
-		f, err := os.Create(c.Log)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		next = slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})
-	}
-	rec := newRecorder(next)
-
-	progress("starting the stack")
-	stackDir := filepath.Join(dir, "stack")
-	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	stack, err := devstack.Start(startCtx, devstack.Options{
-		DataDir: stackDir, Listen: "127.0.0.1:0", GPUProfile: "none",
-		Postgres:         devstack.PostgresOptions{DatabaseURL: dbURL},
-		ColdStartTimeout: coldStartTimeout, Logger: slog.New(rec),
+	var rec *recorder
+	env, err := benchenv.Start(ctx, benchenv.Options{
+		TempPrefix: "modelplane-bench-coldstart-", Database: "benchcold", Log: c.Log,
+		Handler:  func(next slog.Handler) slog.Handler { rec = newRecorder(next); return rec },
+		Stack:    devstack.Options{ColdStartTimeout: coldStartTimeout},
+		Progress: progress,
 	})
-	cancel()
 	if err != nil {
-		return fmt.Errorf("starting the stack: %w", err)
+		return err
 	}
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if cerr := stack.Close(ctx); cerr != nil && err == nil {
-			err = fmt.Errorf("stopping the stack: %w", cerr)
+		if cerr := env.Close(); cerr != nil && err == nil {
+			err = cerr
 		}
 	}()
-	token, err := os.ReadFile(filepath.Join(stackDir, devstack.NodeTokenFile))
+	token, err := os.ReadFile(filepath.Join(env.StackDir, devstack.NodeTokenFile))
 	if err != nil {
 		return err
 	}
-	b := &bench{stack: stack, api: client.New(stack.APIURL, stack.NewAPIKey), rec: rec, dir: dir, bin: bin,
-		agent: agent.NewClient(stack.AgentURL, strings.TrimSpace(string(token)))}
-	b.gw = client.New(stack.APIURL, stack.NewAPIKey)
+	b := &bench{Env: env, rec: rec,
+		agent: agent.NewClient(env.Stack.AgentURL, strings.TrimSpace(string(token)))}
+	b.gw = client.New(env.Stack.APIURL, env.Stack.NewAPIKey)
 	b.gw.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * c.StepClients}}
 
 	cold, err := b.coldStarts(ctx, c)
@@ -192,118 +139,13 @@ func run(ctx context.Context, c config) (err error) {
 // deploy packages the test model, started with args, as a process-runtime model, creates a
 // model named name from it and waits until its first deployment is ACTIVE.
 func (b *bench) deploy(ctx context.Context, name string, args ...string) (modelID, depID string, err error) {
-	pkg := filepath.Join(b.dir, "pkg-"+name)
-	if err := os.Mkdir(pkg, 0o755); err != nil {
-		return "", "", err
-	}
-	bin, err := os.ReadFile(b.bin)
+	modelID, depID, err = b.CreateModel(ctx, name, args...)
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(filepath.Join(pkg, "testmodel"), bin, 0o755); err != nil {
-		return "", "", err
-	}
-	command, _ := json.Marshal(append([]string{"./testmodel"}, args...))
-	if err := os.WriteFile(filepath.Join(pkg, "config.yaml"),
-		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"), 0o644); err != nil {
-		return "", "", err
-	}
-	var buf bytes.Buffer
-	if _, err := modelpkg.Pack(pkg, &buf); err != nil {
-		return "", "", err
-	}
-	archive, err := b.api.UploadArchive(ctx, &buf)
-	if err != nil {
-		return "", "", fmt.Errorf("upload the %s package: %w", name, err)
-	}
-	var created struct {
-		Model      struct{ ID string } `json:"model"`
-		Deployment struct{ ID string } `json:"deployment"`
-	}
-	err = b.call(ctx, http.MethodPost, "/v1/models", map[string]any{
-		"source": map[string]any{"kind": "model_archive", "name": name, "archive_id": archive.ID}}, http.StatusCreated, &created)
-	if err != nil {
-		return "", "", err
-	}
-	modelID, depID = created.Model.ID, created.Deployment.ID
-	_, err = b.waitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, workflows.StatusActive,
+	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, workflows.StatusActive,
 		func(d api.DeploymentV1) bool { return d.Status == workflows.StatusActive })
 	return modelID, depID, err
-}
-
-// autoscale sets the deployment's autoscaling settings.
-func (b *bench) autoscale(ctx context.Context, modelID, depID string, settings map[string]any) error {
-	return b.call(ctx, http.MethodPatch, "/v1/models/"+modelID+"/deployments/"+depID+"/autoscaling_settings",
-		settings, http.StatusOK, nil)
-}
-
-// call sends a JSON request to the management API, checks the answer's status and decodes
-// its body into out when out is not nil.
-func (b *bench) call(ctx context.Context, method, path string, body any, want int, out any) error {
-	in, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, b.stack.APIURL+path, bytes.NewReader(in))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Api-Key "+b.stack.NewAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s answered %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(got))
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(got, out)
-}
-
-// waitFor polls the deployment every `every` until ok holds of it, for at most timeout. pause, when not nil, is read-locked around each poll, so that a measurement
-// holding it runs without the benchmark's own polling. A build or deploy failure ends the
-// wait at once.
-func (b *bench) waitFor(ctx context.Context, modelID, depID string, every, timeout time.Duration, pause *sync.RWMutex,
-	what string, ok func(api.DeploymentV1) bool) (api.DeploymentV1, error) {
-	deadline := time.Now().Add(timeout)
-	last := "not read yet"
-	for {
-		if pause != nil {
-			pause.RLock()
-		}
-		d, err := b.api.Deployment(ctx, modelID, depID)
-		if pause != nil {
-			pause.RUnlock()
-		}
-		switch {
-		case ctx.Err() != nil:
-			return d, ctx.Err()
-		case err != nil:
-			last = err.Error()
-		case ok(d):
-			return d, nil
-		case d.Status == workflows.StatusBuildFailed || d.Status == workflows.StatusDeployFailed:
-			return d, fmt.Errorf("deployment %s is %s while waiting for %s", depID, d.Status, what)
-		default:
-			last = fmt.Sprintf("%s with %d READY", d.Status, d.ActiveReplicaCount)
-		}
-		if time.Now().After(deadline) {
-			return d, fmt.Errorf("deployment %s did not reach %s within %s (last: %s)", depID, what, timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return d, ctx.Err()
-		case <-time.After(every):
-		}
-	}
 }
 
 // firstError returns the first error that is not the cancellation the others caused.

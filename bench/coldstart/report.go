@@ -2,14 +2,12 @@ package main
 
 import (
 	"fmt"
-	"math"
-	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -60,10 +58,8 @@ func marks(tl *timeline, depID string, s coldSample, until time.Time) [numMarks]
 }
 
 func report(c config, runs []*coldRun, step stepResult, tl *timeline, took time.Duration) {
-	host, _ := os.Hostname()
 	fmt.Printf("## Cold start and scale-up\n\n")
-	fmt.Printf("Run %s on %s (%d CPUs, %s/%s, %s), in %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), took.Round(time.Second))
+	benchenv.PrintRun(took)
 	fmt.Printf("The whole dev stack runs in this process (devstack: embedded Temporal, the API and the gateway on " +
 		"one loopback address, the worker and the autoscaler with its default 1 s tick, the local node agent " +
 		"with the process runtime, no GPU), on a fresh database of PostgreSQL on loopback; the model is the " +
@@ -103,9 +99,9 @@ func report(c config, runs []*coldRun, step stepResult, tl *timeline, took time.
 		for _, s := range append(slices.Clone(r.samples), r.failed...) {
 			undone += tl.count(r.depID, s.sent, s.answered, isScaleTo(0))
 		}
-		p50, p99 := percentile(over, 50), percentile(over, 99)
+		p50, p99 := benchenv.Percentile(over, 50), benchenv.Percentile(over, 99)
 		fmt.Printf("| %s | %d | %d | %s | %s | %s | %s | %s | %d | %d |\n", r.load, len(r.samples), len(r.failed),
-			msText(p50), msText(p99), msText(percentile(over, 0)), target(r, p50 < maxOverheadP50),
+			msText(p50), msText(p99), msText(benchenv.Percentile(over, 0)), target(r, p50 < maxOverheadP50),
 			target(r, p99 < maxOverheadP99), undone, overlapped)
 		undoneAll += undone
 	}
@@ -188,7 +184,7 @@ func report(c config, runs []*coldRun, step stepResult, tl *timeline, took time.
 					d = append(d, m[p]-from)
 				}
 			}
-			fmt.Printf(" %s | %s |", msText(percentile(d, 50)), msText(percentile(d, 100)))
+			fmt.Printf(" %s | %s |", msText(benchenv.Percentile(d, 50)), msText(benchenv.Percentile(d, 100)))
 		}
 		fmt.Println()
 	}
@@ -208,7 +204,7 @@ func report(c config, runs []*coldRun, step stepResult, tl *timeline, took time.
 			}
 		}
 		fmt.Printf("- load time %s: the workflow recorded WAKING_UP at p50 %s and ACTIVE at p50 %s after the request.\n",
-			r.load, msText(percentile(woke, 50)), msText(percentile(active, 50)))
+			r.load, msText(benchenv.Percentile(woke, 50)), msText(benchenv.Percentile(active, 50)))
 	}
 	fmt.Println()
 
@@ -255,17 +251,6 @@ func fewSamples(n int) string {
 		return ""
 	}
 	return fmt.Sprintf(": with %d samples, p99 is the largest one, the same as max", n)
-}
-
-// percentile is the p-th percentile by nearest rank (0: the smallest); 0 of no values.
-func percentile(v []time.Duration, p float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 func msText(d time.Duration) string {

@@ -43,12 +43,12 @@ func (b *bench) scaleUp(ctx context.Context, c config) (stepResult, error) {
 	if err != nil {
 		return stepResult{}, err
 	}
-	if err := b.autoscale(ctx, modelID, depID, map[string]any{"min_replica": 1, "max_replica": stepMaxReplicas,
+	if err := b.Autoscale(ctx, modelID, depID, map[string]any{"min_replica": 1, "max_replica": stepMaxReplicas,
 		"concurrency_target": stepConcurrency, "target_utilization_percentage": 100,
 		"autoscaling_window": int(stepWindow / time.Second), "scale_down_delay": int(stepScaleDownWait / time.Second)}); err != nil {
 		return stepResult{}, err
 	}
-	if _, err := b.waitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, "ACTIVE with one READY replica",
+	if _, err := b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, "ACTIVE with one READY replica",
 		func(d api.DeploymentV1) bool {
 			return d.Status == workflows.StatusActive && d.ActiveReplicaCount == 1
 		}); err != nil {
@@ -108,7 +108,7 @@ func (b *bench) scaleUp(ctx context.Context, c config) (stepResult, error) {
 	clients(c.StepClients - c.BaseClients)
 	deadline := res.step.Add(c.StepTimeout)
 	for res.ready[stepMaxReplicas] == 0 && time.Now().Before(deadline) {
-		d, err := b.api.Deployment(ctx, modelID, depID)
+		d, err := b.API.Deployment(ctx, modelID, depID)
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}

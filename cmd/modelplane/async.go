@@ -93,11 +93,8 @@ func asyncPredict(ctx context.Context, out io.Writer, c *client.Client, gatewayU
 	t client.Target, req client.AsyncPredictRequest, output string) error {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
-	var id string
-	err := withModelID(ctx, c, model, func(modelID string) error {
-		var err error
-		id, err = c.Gateway(gatewayURL).AsyncPredict(ctx, modelID, t, req)
-		return err
+	id, err := withModelID(ctx, c, model, func(modelID string) (string, error) {
+		return c.Gateway(gatewayURL).AsyncPredict(ctx, modelID, t, req)
 	})
 	if err != nil {
 		return err
@@ -109,25 +106,26 @@ func asyncPredict(ctx context.Context, out io.Writer, c *client.Client, gatewayU
 	return err
 }
 
-// withModelID calls fn with the model's ID. As for predict, an argument shaped like an ID
-// goes to the gateway as is, and is looked up as a name only when the gateway does not know
-// it; any other argument is looked up first.
-func withModelID(ctx context.Context, c *client.Client, model string, fn func(modelID string) error) error {
+// withModelID calls fn with the model's ID and returns what it returns. As for predict, an
+// argument shaped like an ID goes to the gateway as is, and is looked up as a name only when
+// the gateway does not know it; any other argument is looked up first.
+func withModelID[T any](ctx context.Context, c *client.Client, model string, fn func(modelID string) (T, error)) (T, error) {
 	if !modelIDPattern.MatchString(model) {
 		id, err := resolveModel(ctx, c, model)
 		if err != nil {
-			return err
+			var zero T
+			return zero, err
 		}
 		return fn(id)
 	}
-	err := fn(model)
+	v, err := fn(model)
 	if client.IsStatus(err, http.StatusNotFound) {
 		// A lookup that fails leaves the gateway's 404, which says more than the lookup's error.
 		if id, lookupErr := resolveModel(ctx, c, model); lookupErr == nil && id != model {
 			return fn(id)
 		}
 	}
-	return err
+	return v, err
 }
 
 // gatewayFlag registers --gateway-url, as predict has it.
@@ -148,6 +146,18 @@ func checkGatewayURL(raw string) (string, error) {
 	return gateway, nil
 }
 
+// gatewayClient checks the gateway address (rawGateway, from --gateway-url) and makes the
+// client of the commands that talk to the gateway.
+func gatewayClient(cfg clientConfig, rawGateway string) (c *client.Client, gateway string, err error) {
+	if gateway, err = checkGatewayURL(rawGateway); err != nil {
+		return nil, "", err
+	}
+	if c, err = cfg.client(); err != nil {
+		return nil, "", err
+	}
+	return c, gateway, nil
+}
+
 func newAsyncRequestCmd() *cobra.Command {
 	var cfg clientConfig
 	var gatewayURL string
@@ -160,11 +170,7 @@ func newAsyncRequestCmd() *cobra.Command {
 			"the command fails when it was not canceled (it already runs or ended).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			gateway, err := checkGatewayURL(gatewayURL)
-			if err != nil {
-				return err
-			}
-			c, err := cfg.client()
+			c, gateway, err := gatewayClient(cfg, gatewayURL)
 			if err != nil {
 				return err
 			}
@@ -274,21 +280,14 @@ func newAsyncQueueCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gateway, err := checkGatewayURL(pf.GatewayURL)
-			if err != nil {
-				return err
-			}
-			c, err := cfg.client()
+			c, gateway, err := gatewayClient(cfg, pf.GatewayURL)
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), readTimeout)
 			defer cancel()
-			var q client.AsyncQueue
-			err = withModelID(ctx, c, args[0], func(modelID string) error {
-				var err error
-				q, err = c.Gateway(gateway).AsyncQueueStatus(ctx, modelID, target)
-				return err
+			q, err := withModelID(ctx, c, args[0], func(modelID string) (client.AsyncQueue, error) {
+				return c.Gateway(gateway).AsyncQueueStatus(ctx, modelID, target)
 			})
 			if err != nil {
 				return explainPredict(cfg, gateway, err)
@@ -303,10 +302,7 @@ func newAsyncQueueCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&pf.Environment, "environment", "", "the deployment that serves this environment")
-	f.BoolVar(&pf.Development, "development", false, "the model's development deployment")
-	f.StringVar(&pf.Deployment, "deployment", "", "this deployment (ID)")
+	addTargetFlags(cmd, &pf, "")
 	gatewayFlag(cmd, &pf.GatewayURL)
 	addClientFlags(cmd, &cfg)
 	return cmd

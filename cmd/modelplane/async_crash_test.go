@@ -182,8 +182,14 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	api.start()
 	worker.start()
 
-	require.Eventually(t, func() bool { return countStatus(store.AsyncSucceeded) == len(ids) }, 3*time.Minute, 250*time.Millisecond,
-		"every request ends SUCCEEDED")
+	settled := func() int {
+		var n int
+		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM async_requests
+			WHERE workspace_id = $1 AND status = 'SUCCEEDED' AND webhook_status = 'SUCCEEDED'`, ws.ID))
+		return n
+	}
+	require.Eventually(t, func() bool { return settled() == len(ids) }, 3*time.Minute, 250*time.Millisecond,
+		"every request ends SUCCEEDED with its webhook delivered")
 	require.Eventually(t, func() bool { return recv.count() == len(ids) }, time.Minute, 100*time.Millisecond,
 		"every request's webhook arrives")
 

@@ -57,13 +57,7 @@ func newPredictCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gateway := strings.TrimSpace(pf.GatewayURL)
-			if gateway != "" {
-				if u, err := url.Parse(gateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					return fmt.Errorf("gateway URL %q: use http://host:port or https://host (--gateway-url, %s)", gateway, envGatewayURL)
-				}
-			}
-			c, err := cfg.client()
+			c, gateway, err := gatewayClient(cfg, pf.GatewayURL)
 			if err != nil {
 				return err
 			}
@@ -76,15 +70,22 @@ func newPredictCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&pf.Environment, "environment", "", "send to the deployment that serves this environment")
-	f.BoolVar(&pf.Development, "development", false, "send to the model's development deployment")
-	f.StringVar(&pf.Deployment, "deployment", "", "send to this deployment (ID)")
+	addTargetFlags(cmd, &pf, "send to ")
 	f.BoolVar(&pf.Stream, "stream", false, "ask for a streamed answer (Accept: text/event-stream) and print it as it arrives")
-	f.StringVar(&pf.GatewayURL, "gateway-url", envString(envGatewayURL, ""), "the inference gateway ("+envGatewayURL+"; default: the API URL)")
+	gatewayFlag(cmd, &pf.GatewayURL)
 	addAsyncFlags(cmd, &pf.Async)
 	addClientFlags(cmd, &cfg)
 	f.Lookup("output").Usage = "table or json, as for every command; the model's answer is printed as is either way (with --async, json prints {\"request_id\"})"
 	return cmd
+}
+
+// addTargetFlags registers --environment, --development and --deployment, which pick the
+// deployment a request goes to; each one's help starts with verb.
+func addTargetFlags(cmd *cobra.Command, pf *predictFlags, verb string) {
+	f := cmd.Flags()
+	f.StringVar(&pf.Environment, "environment", "", verb+"the deployment that serves this environment")
+	f.BoolVar(&pf.Development, "development", false, verb+"the model's development deployment")
+	f.StringVar(&pf.Deployment, "deployment", "", verb+"this deployment (ID)")
 }
 
 // target checks that at most one target flag is set and returns where the request goes;
