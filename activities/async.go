@@ -507,16 +507,20 @@ func (h *asyncHub) subscribe(key string) (<-chan struct{}, func()) {
 func (h *asyncHub) wake(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for k, chans := range h.waiters {
-		if key != "" && k != key {
-			continue
-		}
+	signal := func(chans map[chan struct{}]struct{}) {
 		for ch := range chans {
 			select {
 			case ch <- struct{}{}:
 			default: // already woken, not yet awake
 			}
 		}
+	}
+	if key != "" {
+		signal(h.waiters[key])
+		return
+	}
+	for _, chans := range h.waiters {
+		signal(chans)
 	}
 }
 

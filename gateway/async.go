@@ -205,22 +205,12 @@ func readAsyncInput(w http.ResponseWriter, r *http.Request) (store.NewAsyncReque
 	n.Priority = 1
 	n.MaxTimeInQueueSeconds = 600
 	n.RetryConfig = store.DefaultRetryConfig()
-	fields := []struct {
-		name     string
-		value    *int
-		min, max int
-		dest     *int
-	}{
+	fields := []rangedField{
 		{"priority", in.Priority, 0, 2, &n.Priority},
 		{"max_time_in_queue_seconds", in.MaxTimeInQueueSeconds, 10, 259200, &n.MaxTimeInQueueSeconds},
 	}
 	if rc := in.RetryConfig; rc != nil {
-		fields = append(fields, []struct {
-			name     string
-			value    *int
-			min, max int
-			dest     *int
-		}{
+		fields = append(fields, []rangedField{
 			{"inference_retry_config.max_attempts", rc.MaxAttempts, 1, 10, &n.RetryConfig.MaxAttempts},
 			{"inference_retry_config.initial_delay_ms", rc.InitialDelayMs, 0, 10000, &n.RetryConfig.InitialDelayMs},
 			{"inference_retry_config.max_delay_ms", rc.MaxDelayMs, 0, 60000, &n.RetryConfig.MaxDelayMs},
@@ -239,6 +229,15 @@ func readAsyncInput(w http.ResponseWriter, r *http.Request) (store.NewAsyncReque
 		n.WebhookEndpoint = *in.WebhookEndpoint
 	}
 	return n, nil
+}
+
+// rangedField is an optional integer field of an async_predict body, its range, and where
+// its value goes.
+type rangedField struct {
+	name     string
+	value    *int
+	min, max int
+	dest     *int
 }
 
 // decodeError says which field of a body that does not decode is wrong.
