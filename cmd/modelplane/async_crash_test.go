@@ -122,13 +122,25 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	apiAddr, gwAddr, agentAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	common := []string{"--database-url", dbURL, "--temporal-address", temporal.Address}
 	apiArgs := append([]string{"api", "--listen", apiAddr, "--blob-dir", blobDir, "--node-token-file", tokenFile}, common...)
+	workerMetrics := freeAddr(t)
 	workerArgs := append([]string{"worker", "--blob-dir", blobDir, "--node-token-file", tokenFile,
-		"--archive-base-url", "http://" + apiAddr, "--webhook-allow-private"}, common...)
+		"--archive-base-url", "http://" + apiAddr, "--webhook-allow-private", "--metrics-listen", workerMetrics}, common...)
 	api := startProcess(t, apiArgs...)
 	startProcess(t, append([]string{"gateway", "--listen", gwAddr, "--webhook-allow-private"}, common...)...)
 	worker := startProcess(t, workerArgs...)
 	waitHealthy(t, "http://"+apiAddr+"/healthz")
 	waitHealthy(t, "http://"+gwAddr+"/readyz")
+	waitHealthy(t, "http://"+workerMetrics+"/healthz")
+	// The worker serves its own metrics: the autoscaler's among them.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + workerMetrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return bytes.Contains(b, []byte("modelplane_autoscaler_leader 1"))
+	}, 30*time.Second, 100*time.Millisecond, "the worker's /metrics shows its autoscaler leading")
 	startProcess(t, "agent", "--listen", agentAddr, "--api-url", "http://"+apiAddr, "--token-file", tokenFile,
 		"--state-dir", filepath.Join(dir, "agent"), "--gpu-profile", "none", "--name", "async-host")
 

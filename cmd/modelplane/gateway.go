@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -191,8 +192,18 @@ func envDuration(name string, def time.Duration) time.Duration {
 // serve runs srv until ctx ends, then shuts it down, letting requests in flight finish for up
 // to shutdownTimeout.
 func serve(ctx context.Context, srv *http.Server) error {
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return err
+	}
+	return serveOn(ctx, srv, ln)
+}
+
+// serveOn is serve on a listener already open, for a caller that must know the address is
+// free before it goes on.
+func serveOn(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err

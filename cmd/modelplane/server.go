@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -20,6 +23,9 @@ import (
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/worker"
 )
+
+// defaultWorkerMetricsListen is where a worker serves /metrics unless told otherwise.
+const defaultWorkerMetricsListen = ":9090"
 
 // serverConfig is what the production processes (api, worker) connect to.
 type serverConfig struct {
@@ -167,10 +173,32 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs,
 				DatabaseURL: c.DatabaseURL, AsyncOutputRetention: c.AsyncOutputRetention, WebhookAllowPrivate: c.WebhookAllowPrivate}
-			return worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
+			metricsDone := make(chan error, 1)
+			if c.Listen != "" {
+				// The autoscaler's metrics (leader, scale counts) live in the worker process.
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", promhttp.Handler())
+				mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+				})
+				ln, err := net.Listen("tcp", c.Listen)
+				if err != nil {
+					return fmt.Errorf("--metrics-listen %s: %w", c.Listen, err)
+				}
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				log.Info("worker metrics listening", "addr", ln.Addr().String())
+				go func() { metricsDone <- serveOn(ctx, srv, ln) }()
+			} else {
+				metricsDone <- nil
+			}
+			err = worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
+			stop()
+			return errors.Join(err, <-metricsDone)
 		},
 	}
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token presented to agents (MODELPLANE_NODE_TOKEN_FILE)")
+	cmd.Flags().StringVar(&c.Listen, "metrics-listen", envString("MODELPLANE_WORKER_METRICS_LISTEN", defaultWorkerMetricsListen), "address of the worker's /metrics and /healthz; empty serves none (MODELPLANE_WORKER_METRICS_LISTEN)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
 	asyncWorkerFlags(cmd, &c.asyncWorkerConfig)
