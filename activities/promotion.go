@@ -225,6 +225,9 @@ type DeploymentUpdateInput struct {
 	UpdateName string
 	UpdateID   string
 	Request    any
+	// AcceptedOnly returns once the Deployment workflow accepted the update, which it then
+	// carries out durably by itself, instead of waiting until it is done.
+	AcceptedOnly bool
 }
 
 // ScaleDeployment sends a scale update to a Deployment workflow and waits until it is done.
@@ -247,14 +250,30 @@ func (a *Activities) updateDeployment(ctx context.Context, in DeploymentUpdateIn
 	// let a lost worker be noticed in seconds rather than at the start-to-close limit.
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
+	stage := client.WorkflowUpdateStageCompleted
+	if in.AcceptedOnly {
+		stage = client.WorkflowUpdateStageAccepted
+	}
 	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		UpdateID:     in.UpdateID,
 		WorkflowID:   in.WorkflowID,
 		UpdateName:   in.UpdateName,
 		Args:         args,
-		WaitForStage: client.WorkflowUpdateStageCompleted,
+		WaitForStage: stage,
 	})
-	if err == nil {
+	switch {
+	case err != nil:
+	case in.AcceptedOnly:
+		// A refused update comes back completed with the validator's error. Get on an expired
+		// context answers at once: that error, nil when the update is already done, or a
+		// timeout when it is accepted and still running, which is what was asked for.
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		var pending *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		if err = h.Get(expired, nil); errors.As(err, &pending) {
+			err = nil
+		}
+	default:
 		err = h.Get(ctx, nil)
 	}
 	return deploymentError(in.WorkflowID, in.UpdateName, err)

@@ -46,6 +46,17 @@ func FakeDeployment(ctx workflow.Context, in fakeScale) error {
 	}}); err != nil {
 		return err
 	}
+	// drain takes an hour, as a scale-down waiting out its drain timeout may.
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, "drain", func(ctx workflow.Context, _ fakeScale) error {
+		return workflow.Sleep(ctx, time.Hour)
+	}, workflow.UpdateHandlerOptions{Validator: func(req fakeScale) error {
+		if req.Replicas < 0 {
+			return errors.New("replicas must not be negative")
+		}
+		return nil
+	}}); err != nil {
+		return err
+	}
 	return workflow.Await(ctx, func() bool { return false })
 }
 
@@ -102,6 +113,17 @@ func TestPromotionDeploymentActivities_OnRealServer(t *testing.T) {
 		FailedStatuses: []string{"DEPLOY_FAILED"}})
 	require.Equal(t, activities.ErrTypeDeploymentFailed, appErrType(err), "got %v", err)
 	require.ErrorContains(t, err, "model crashed")
+
+	// AcceptedOnly returns once the workflow took the update, however long it then takes,
+	// and still reports a refusal.
+	began := time.Now()
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+		WorkflowID: "deployment:abc", UpdateName: "drain", UpdateID: "p1:drain", Request: fakeScale{Replicas: 0}, AcceptedOnly: true})
+	require.NoError(t, err)
+	require.Less(t, time.Since(began), 10*time.Second, "an accepted update is not waited for")
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+		WorkflowID: "deployment:abc", UpdateName: "drain", UpdateID: "p1:drain-bad", Request: fakeScale{Replicas: -1}, AcceptedOnly: true})
+	require.Equal(t, activities.ErrTypeDeploymentRefused, appErrType(err), "a refused update is still an error: %v", err)
 
 	_ = c.TerminateWorkflow(ctx, "deployment:abc", "", "test over")
 }

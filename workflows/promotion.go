@@ -290,7 +290,10 @@ func (p *promotion) demote(ctx workflow.Context, begin activities.BeginPromotion
 	}
 	var a *activities.Activities
 	ctx = workflow.WithActivityOptions(ctx, updateActivity)
-	in := activities.DeploymentUpdateInput{WorkflowID: DeploymentWorkflowID(prev)}
+	// The previous deployment's own workflow carries the demotion out once it accepted it: the
+	// promotion ends then, so that draining the previous replicas (up to the drain timeout)
+	// does not hold the environment's next promotion off with a 409.
+	in := activities.DeploymentUpdateInput{WorkflowID: DeploymentWorkflowID(prev), AcceptedOnly: true}
 	var f workflow.Future
 	switch begin.Settings.PromotionCleanupStrategy {
 	case CleanupKeep:

@@ -316,8 +316,12 @@ func TestPromotion_NewDeploymentInheritsPreviousAutoscaling(t *testing.T) {
 	_, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
 	require.Equal(t, *customScaling(), h.w.created.AutoscalingSettings)
-	// The previous deployment keeps its ID: the demotion goes to its own workflow.
-	require.Equal(t, workflows.DeploymentWorkflowID("prev0001"), h.w.updates[len(h.w.updates)-1].WorkflowID)
+	// The previous deployment keeps its ID: the demotion goes to its own workflow, which
+	// carries it out once accepted; the candidate's scale-up is waited for.
+	demote := h.w.updates[len(h.w.updates)-1]
+	require.Equal(t, workflows.DeploymentWorkflowID("prev0001"), demote.WorkflowID)
+	require.True(t, demote.AcceptedOnly, "the promotion does not wait for the previous deployment to drain")
+	require.False(t, h.w.updates[0].AcceptedOnly, "the candidate's scale-up is waited for")
 }
 
 func TestPromotion_NoPreviousDeploymentUsesDefaultsAndOneReplica(t *testing.T) {
