@@ -403,7 +403,7 @@ func webhookPayload(r store.AsyncRequest) webhook.Payload {
 		p.Data = webhook.DataJSON(r.Output, r.OutputContentType)
 	}
 	for _, e := range r.Errors {
-		p.Errors = append(p.Errors, webhook.ErrorEntry{Code: e.Code, Message: e.Message, Attempt: e.Attempt})
+		p.Errors = append(p.Errors, webhook.ErrorEntry(e))
 	}
 	return p
 }

@@ -29,8 +29,6 @@ import (
 const (
 	// MaxAsyncBodyBytes bounds an async_predict body.
 	MaxAsyncBodyBytes = 256 << 10
-	// asyncWorkflow is the workflow type that carries out an async request.
-	asyncWorkflow = "AsyncRequest"
 	// openLimitRetryAfter is what a 429 for too many open requests tells clients to wait:
 	// open requests end at the pace of the model, not of a token bucket.
 	openLimitRetryAfter = 10 * time.Second
@@ -336,7 +334,7 @@ func (g *Gateway) startAsync(ctx context.Context, req store.AsyncRequest) {
 	_, err := g.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: workflows.AsyncWorkflowID(req.ID), TaskQueue: workflows.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, asyncWorkflow, workflows.AsyncRequestInput{RequestID: req.ID})
+	}, workflows.AsyncRequestWorkflowType, workflows.AsyncRequestInput{RequestID: req.ID})
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		g.log.Warn("starting async request workflow; Cleanup will start it", "request_id", req.ID,
 			"model_id", req.ModelID, "deployment_id", req.DeploymentID, "err", err)
@@ -402,24 +400,17 @@ func (g *Gateway) asyncRequestOf(ctx context.Context, w http.ResponseWriter, wor
 
 // asyncStatus is GET /async_request/{id}'s answer.
 type asyncStatus struct {
-	RequestID     string          `json:"request_id"`
-	ModelID       string          `json:"model_id"`
-	DeploymentID  string          `json:"deployment_id"`
-	Environment   *string         `json:"environment"`
-	Status        string          `json:"status"`
-	WebhookStatus string          `json:"webhook_status"`
-	CreatedAt     time.Time       `json:"created_at"`
-	StatusAt      time.Time       `json:"status_at"`
-	Errors        []asyncError    `json:"errors"`
-	Attempts      int             `json:"attempts"`
-	Output        json.RawMessage `json:"output,omitempty"`
-}
-
-// asyncError is an entry of errors[], attempt always present.
-type asyncError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Attempt int    `json:"attempt"`
+	RequestID     string               `json:"request_id"`
+	ModelID       string               `json:"model_id"`
+	DeploymentID  string               `json:"deployment_id"`
+	Environment   *string              `json:"environment"`
+	Status        string               `json:"status"`
+	WebhookStatus string               `json:"webhook_status"`
+	CreatedAt     time.Time            `json:"created_at"`
+	StatusAt      time.Time            `json:"status_at"`
+	Errors        []webhook.ErrorEntry `json:"errors"`
+	Attempts      int                  `json:"attempts"`
+	Output        json.RawMessage      `json:"output,omitempty"`
 }
 
 func (g *Gateway) serveAsyncStatus(w http.ResponseWriter, r *http.Request, workspace string, rt route) {
@@ -431,12 +422,12 @@ func (g *Gateway) serveAsyncStatus(w http.ResponseWriter, r *http.Request, works
 	}
 	out := asyncStatus{RequestID: req.ID, ModelID: req.ModelID, DeploymentID: req.DeploymentID,
 		Status: req.Status, WebhookStatus: req.WebhookStatus, CreatedAt: req.CreatedAt.UTC(),
-		StatusAt: req.StatusAt.UTC(), Errors: make([]asyncError, 0, len(req.Errors)), Attempts: req.Attempts}
+		StatusAt: req.StatusAt.UTC(), Errors: make([]webhook.ErrorEntry, 0, len(req.Errors)), Attempts: req.Attempts}
 	if req.Environment != "" {
 		out.Environment = &req.Environment
 	}
 	for _, e := range req.Errors {
-		out.Errors = append(out.Errors, asyncError(e))
+		out.Errors = append(out.Errors, webhook.ErrorEntry(e)) // the same entries the webhook carries
 	}
 	if req.Output != nil {
 		out.Output = webhook.DataJSON(req.Output, req.OutputContentType)
