@@ -63,9 +63,10 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal frontend port %d: %w", opts.Port, err)
 	}
-	uiPort, err := portOrFree(opts.UIPort)
-	if err != nil {
-		return nil, fmt.Errorf("temporal UI port %d: %w", opts.UIPort, err)
+	if opts.UIPort != 0 {
+		if err := checkFree(opts.UIPort); err != nil {
+			return nil, fmt.Errorf("temporal UI port %d: %w", opts.UIPort, err)
+		}
 	}
 	cfg, err := serverConfig(opts.DataDir, frontend)
 	if err != nil {
@@ -108,22 +109,30 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 	}
 	t := &Temporal{
 		Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(frontend)),
-		UIURL:   fmt.Sprintf("http://127.0.0.1:%d", uiPort),
 		server:  srv,
 		uiDone:  make(chan struct{}),
 	}
-	if err := t.startUI(uiPort, opts.Namespace); err != nil {
+	if err := t.startUI(opts.UIPort, opts.Namespace); err != nil {
 		_ = srv.Stop()
 		return nil, err
 	}
 	return t, nil
 }
 
+// startUI serves the UI on port, or on a free port when port is 0. The UI server exits the
+// process if it cannot listen, so the port is checked just before, and a free port is picked
+// only then: one picked before the server's start may have been taken by a model server since.
 func (t *Temporal) startUI(port int, namespace string) error {
-	// The UI server exits the process if it cannot listen, so the port is checked first.
-	if err := checkFree(port); err != nil {
+	if port == 0 {
+		ps, err := freePorts(1)
+		if err != nil {
+			return fmt.Errorf("temporal UI port: %w", err)
+		}
+		port = ps[0]
+	} else if err := checkFree(port); err != nil {
 		return fmt.Errorf("temporal UI port %d: %w", port, err)
 	}
+	t.UIURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 	t.ui = uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
 		TemporalGRPCAddress: t.Address,
 		Host:                "127.0.0.1",
