@@ -215,7 +215,7 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 	if r.State == store.ReplicaStopped || r.State == store.ReplicaFailed {
 		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" is "+r.State, ErrTypeAgentRefused, nil)
 	}
-	_, err = agent.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, agent.StartRequest{
+	req := agent.StartRequest{
 		ReplicaID:     in.ReplicaID,
 		DeploymentID:  in.Spec.DeploymentID,
 		Environment:   in.Spec.Environment,
@@ -223,7 +223,19 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 		ArchiveSHA256: strings.TrimPrefix(in.Spec.ArchiveID, "sha256:"),
 		Config:        in.Spec.Config,
 		Resources:     in.Spec.Resources,
-	})
+	}
+	if in.Spec.IsDevelopment {
+		// A development replica starts with the patches applied so far, whatever the spec
+		// the workflow holds says: the database has the latest.
+		p, cfg, err := a.appliedPatch(ctx, in.Spec.DeploymentID)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			req.Patch, req.Config = p, cfg
+		}
+	}
+	_, err = agent.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)
 	var apiErr *agent.APIError
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
 		return temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypeAgentRefused, err)

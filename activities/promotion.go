@@ -163,6 +163,19 @@ type CreateCandidateDeploymentResult struct {
 // deployment the first attempt made.
 func (a *Activities) CreateCandidateDeployment(ctx context.Context, in CreateCandidateDeploymentInput) (CreateCandidateDeploymentResult, error) {
 	var out CreateCandidateDeploymentResult
+	// A copy of the development deployment is of what it runs, synced patches included; the
+	// archive for that is made before the transaction, which it would hold up.
+	var patched *string
+	if in.Copy {
+		src, err := store.DeploymentByID(ctx, a.DB, in.ModelID, in.SourceDeploymentID)
+		if err == nil && src.IsDevelopment && src.ArchiveID != nil && *src.ArchiveID != "" {
+			id, err := a.patchedArchive(ctx, src)
+			if err != nil {
+				return out, err
+			}
+			patched = &id
+		}
+	}
 	err := store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
 		src, err := store.DeploymentByID(ctx, tx, in.ModelID, in.SourceDeploymentID)
 		if errors.Is(err, store.ErrNotFound) && in.Copy {
@@ -184,8 +197,12 @@ func (a *Activities) CreateCandidateDeployment(ctx context.Context, in CreateCan
 			if src.ArchiveID == nil || *src.ArchiveID == "" {
 				return refused("deployment %s has no model archive to promote", src.ID)
 			}
+			archive := src.ArchiveID
+			if patched != nil {
+				archive = patched
+			}
 			cand, err = store.CreateDeploymentWithID(ctx, tx, in.CandidateID, store.NewDeployment{
-				ModelID: in.ModelID, WorkspaceID: src.WorkspaceID, ArchiveID: src.ArchiveID,
+				ModelID: in.ModelID, WorkspaceID: src.WorkspaceID, ArchiveID: archive,
 				Config: src.Config, AutoscalingSettings: in.AutoscalingSettings,
 			})
 			if err != nil {

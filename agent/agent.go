@@ -85,8 +85,11 @@ type Agent struct {
 	mu       sync.Mutex
 	replicas map[string]*Replica
 	workers  map[string]*work // each live replica's start/supervise goroutine
-	wg       sync.WaitGroup
-	ctx      context.Context // lives as long as the agent; set by Run
+	// patchLocks make the patches of one replica wait for each other, so that a retry finds
+	// the first one done.
+	patchLocks map[string]*sync.Mutex
+	wg         sync.WaitGroup
+	ctx        context.Context // lives as long as the agent; set by Run
 }
 
 // New restores the agent from its state directory. It does not start anything yet: Run
@@ -111,11 +114,12 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, gpus: gpus, runtimes: rts,
-		agentID:  st.AgentID,
-		replicas: map[string]*Replica{},
-		workers:  map[string]*work{},
-		http:     &http.Client{Timeout: 10 * time.Second},
-		ctx:      context.Background(),
+		agentID:    st.AgentID,
+		replicas:   map[string]*Replica{},
+		workers:    map[string]*work{},
+		patchLocks: map[string]*sync.Mutex{},
+		http:       &http.Client{Timeout: 10 * time.Second},
+		ctx:        context.Background(),
 	}
 	if a.agentID == "" {
 		a.agentID = store.NewID(12)

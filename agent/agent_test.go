@@ -409,7 +409,8 @@ func TestAgent_BadRequests(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, dir, "h200")
 	url, sum := testmodelPackage(t)
-	big := bytes.Repeat([]byte("x"), 2<<20)
+	// A start may carry a patch's files: up to 64 MiB.
+	big := bytes.Repeat([]byte("x"), 64<<20+1)
 	tests := []struct {
 		name     string
 		body     any
@@ -444,7 +445,12 @@ func TestAgent_BadRequests(t *testing.T) {
 			require.Contains(t, string(body), `"error"`)
 		})
 	}
-	code, _ := n.call(http.MethodGet, "/v1/replicas/nosuch", nil, token)
+	code, body := n.call(http.MethodPost, "/v1/replicas/nosuch/patch", big, token)
+	require.Equal(t, http.StatusRequestEntityTooLarge, code, "a patch over 64 MiB: %s", body)
+	require.Contains(t, string(body), "67108864 bytes")
+	code, body = n.call(http.MethodGet, "/v1/replicas/nosuch", bytes.Repeat([]byte("x"), 2<<20), token)
+	require.Equal(t, http.StatusRequestEntityTooLarge, code, "other requests stay within 1 MiB: %s", body)
+	code, _ = n.call(http.MethodGet, "/v1/replicas/nosuch", nil, token)
 	require.Equal(t, http.StatusNotFound, code)
 	code, _ = n.call(http.MethodDelete, "/v1/replicas/nosuch", nil, token)
 	require.Equal(t, http.StatusNotFound, code)

@@ -17,6 +17,9 @@ type Client struct {
 	baseURL string
 	token   string
 	http    *http.Client
+	// patchHTTP has no timeout of its own: a patch waits for a model to load, which may take
+	// as long as the agent's start timeout; the caller's context bounds it.
+	patchHTTP *http.Client
 }
 
 // NewClient returns a client of the agent at baseURL (its advertised URL) with the node token.
@@ -24,9 +27,10 @@ func NewClient(baseURL, token string) *Client {
 	return &Client{
 		baseURL: strings.TrimSuffix(baseURL, "/"),
 		token:   token,
-		// Every call is quick: starting is asynchronous and stopping waits at most the
-		// grace period the caller gives, which the context bounds.
-		http: &http.Client{Timeout: 5 * time.Minute},
+		// Every other call is quick: starting is asynchronous and stopping waits at most
+		// the grace period the caller gives, which the context bounds.
+		http:      &http.Client{Timeout: 5 * time.Minute},
+		patchHTTP: &http.Client{},
 	}
 }
 
@@ -91,7 +95,20 @@ func (c *Client) StopReplica(ctx context.Context, id string, grace time.Duration
 	return out, c.do(ctx, http.MethodDelete, path, nil, &out)
 }
 
+// PatchReplica writes a patch's files into a replica's package and has its model server take
+// them, by hot reload or by a restart in place, answering once that is done. That can take as
+// long as loading the model: only ctx bounds the call. An unknown replica is
+// ErrUnknownReplica.
+func (c *Client) PatchReplica(ctx context.Context, id string, req PatchRequest) (PatchResult, error) {
+	var out PatchResult
+	return out, c.doWith(ctx, c.patchHTTP, http.MethodPost, "/v1/replicas/"+url.PathEscape(id)+"/patch", req, &out)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	return c.doWith(ctx, c.http, method, path, body, out)
+}
+
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -108,7 +125,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,9 @@ type StartRequest struct {
 	// Secrets are the workspace's secret values; the model gets those its config names.
 	Secrets   map[string]string `json:"secrets,omitempty"`
 	Resources Resources         `json:"resources"`
+	// Patch is applied to the unpacked package before the server starts: a replica of a
+	// development deployment starts at the deployment's latest patch, not at its archive.
+	Patch *ReplicaPatch `json:"patch,omitempty"`
 }
 
 // Resources is what the replica needs from the node.
@@ -94,6 +97,17 @@ func (r *StartRequest) validate() (*modelpkg.Config, error) {
 			return nil, &fieldError{"env", fmt.Sprintf("%q is not a valid variable name", k)}
 		}
 	}
+	if r.Patch != nil {
+		switch {
+		case r.ArchiveURL == "":
+			return nil, &fieldError{"patch", "a patch changes a package's files: archive_url is required"}
+		case r.Patch.PatchHash == "":
+			return nil, &fieldError{"patch.patch_hash", "required: the hash of the patched package"}
+		}
+		if err := r.Patch.Files.Check(); err != nil {
+			return nil, &fieldError{"patch.files", err.Error()}
+		}
+	}
 	if len(r.Config) == 0 {
 		return nil, nil
 	}
@@ -107,6 +121,9 @@ func (r *StartRequest) validate() (*modelpkg.Config, error) {
 	}
 	if r.ArchiveURL == "" && cfg.Runtime != "docker" {
 		return nil, &fieldError{"config.runtime", "without an archive only a docker image can run"}
+	}
+	if r.Patch != nil && cfg.Runtime == "docker" {
+		return nil, &fieldError{"patch", "a docker-runtime replica runs its image, not the package's files"}
 	}
 	return &cfg, nil
 }
@@ -147,6 +164,12 @@ func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
 	if err != nil {
 		return Replica{}, false, fmt.Errorf("reading the GPU inventory: %w", err)
 	}
+	var controlToken string
+	if runtimeName == "process" {
+		if controlToken, err = newControlToken(); err != nil {
+			return Replica{}, false, err
+		}
+	}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -160,10 +183,17 @@ func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
 	if err != nil {
 		return Replica{}, false, &errConflict{err.Error()}
 	}
+	// The patch's files are in the package once it is unpacked: the state file keeps only
+	// its hash, or it would carry every patched file on each write.
+	stored := req
+	stored.Patch = nil
 	r := &Replica{
 		ID: req.ReplicaID, DeploymentID: req.DeploymentID, Environment: req.Environment,
 		State: StateStarting, GPUUUIDs: uuids, Runtime: runtimeName,
-		CreatedAt: time.Now().UTC(), Request: req,
+		CreatedAt: time.Now().UTC(), Request: stored, ControlToken: controlToken,
+	}
+	if req.Patch != nil {
+		r.PatchHash = req.Patch.PatchHash
 	}
 	if r.GPUUUIDs == nil {
 		r.GPUUUIDs = []string{}
@@ -173,14 +203,36 @@ func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
 		delete(a.replicas, r.ID)
 		return Replica{}, false, err
 	}
-	a.spawnLocked(r.ID, func(ctx context.Context) { a.launch(ctx, r, override) })
+	a.spawnLocked(r.ID, func(ctx context.Context) { a.launch(ctx, r, req.Patch) })
 	return *r, true, nil
 }
 
-// launch prepares and starts the replica's server, then supervises it.
-func (a *Agent) launch(ctx context.Context, r *Replica, override *modelpkg.Config) {
+// launch unpacks the replica's package, starts its server on a free port, then supervises it.
+func (a *Agent) launch(ctx context.Context, r *Replica, p *ReplicaPatch) {
+	fail := func(err error) {
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("replica failed to start", "replica_id", r.ID, "deployment_id", r.DeploymentID, "err", err)
+		a.fail(r, err.Error(), nil)
+	}
+	if err := a.unpack(ctx, r, p); err != nil {
+		fail(err)
+		return
+	}
+	port, err := freePort()
+	if err != nil {
+		fail(err)
+		return
+	}
+	a.serve(ctx, r, port)
+}
+
+// serve starts the replica's server from the package already in its directory, on port, then
+// supervises it. A restart in place comes here too, with the port the replica had.
+func (a *Agent) serve(ctx context.Context, r *Replica, port int) {
 	log := a.log.With("replica_id", r.ID, "deployment_id", r.DeploymentID)
-	spec, cfg, err := a.prepare(ctx, r, override)
+	spec, cfg, err := a.spec(r, port)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -214,42 +266,69 @@ func (a *Agent) launch(ctx context.Context, r *Replica, override *modelpkg.Confi
 	a.supervise(ctx, r, false)
 }
 
-// prepare fetches and unpacks the package (or takes the image) and builds the runtime spec.
-func (a *Agent) prepare(ctx context.Context, r *Replica, override *modelpkg.Config) (runtime.Spec, modelpkg.Config, error) {
+func (a *Agent) replicaDir(id string) string { return filepath.Join(a.cfg.StateDir, "replicas", id) }
+func (a *Agent) packageDir(id string) string { return filepath.Join(a.replicaDir(id), "pkg") }
+
+// unpack fetches the replica's package into its package directory and applies the patch the
+// replica starts with. An image replica has no package: its directory stays empty.
+func (a *Agent) unpack(ctx context.Context, r *Replica, p *ReplicaPatch) error {
 	req := r.Request
-	dir := filepath.Join(a.cfg.StateDir, "replicas", r.ID)
-	pkgDir := filepath.Join(dir, "pkg")
+	pkgDir := a.packageDir(r.ID)
 	if err := os.RemoveAll(pkgDir); err != nil {
-		return runtime.Spec{}, modelpkg.Config{}, err
+		return err
 	}
 	if err := os.MkdirAll(pkgDir, 0o755); err != nil {
-		return runtime.Spec{}, modelpkg.Config{}, err
+		return err
 	}
+	if req.ArchiveURL == "" {
+		return nil
+	}
+	body, err := a.openArchive(ctx, req.ArchiveURL)
+	if err != nil {
+		return fmt.Errorf("fetching the archive: %w", err)
+	}
+	_, err = modelpkg.Extract(body, req.ArchiveSHA256, pkgDir)
+	body.Close()
+	if err != nil {
+		_ = os.RemoveAll(pkgDir)
+		return fmt.Errorf("unpacking the archive: %w", err)
+	}
+	if p != nil {
+		if err := applyFileSet(pkgDir, p.Files); err != nil {
+			return fmt.Errorf("applying patch %s: %w", p.PatchHash, err)
+		}
+	}
+	return nil
+}
+
+// spec builds the runtime spec from the package as it lies in the replica's directory, so that
+// a restart in place sees the patched files without fetching anything. The package's
+// config.yaml is read again for the same reason; the request's config overrides it.
+func (a *Agent) spec(r *Replica, port int) (runtime.Spec, modelpkg.Config, error) {
+	a.mu.Lock()
+	req, gpus, controlToken := r.Request, r.GPUUUIDs, r.ControlToken
+	a.mu.Unlock()
+	dir, pkgDir := a.replicaDir(r.ID), a.packageDir(r.ID)
 	var cfg modelpkg.Config
 	if req.ArchiveURL != "" {
-		body, err := a.openArchive(ctx, req.ArchiveURL)
+		c, err := modelpkg.ReadConfig(pkgDir)
 		if err != nil {
-			return runtime.Spec{}, cfg, fmt.Errorf("fetching the archive: %w", err)
+			return runtime.Spec{}, cfg, fmt.Errorf("reading the package's config: %w", err)
 		}
-		cfg, err = modelpkg.Extract(body, req.ArchiveSHA256, pkgDir)
-		body.Close()
-		if err != nil {
-			_ = os.RemoveAll(pkgDir)
-			return runtime.Spec{}, cfg, fmt.Errorf("unpacking the archive: %w", err)
-		}
+		cfg = c
 	}
-	if override != nil {
-		cfg = *override
+	if len(req.Config) > 0 {
+		c, err := modelpkg.ParseConfig(req.Config)
+		if err != nil {
+			return runtime.Spec{}, cfg, fmt.Errorf("config: %w", err)
+		}
+		cfg = c
 	}
 	if req.Image != "" {
 		cfg.Runtime, cfg.Image = "docker", req.Image
 		if cfg.HealthPath == "" {
 			cfg.HealthPath, cfg.PredictPath = "/health", "/predict"
 		}
-	}
-	port, err := freePort()
-	if err != nil {
-		return runtime.Spec{}, cfg, err
 	}
 	env := map[string]string{}
 	for k, v := range cfg.EnvironmentVariables {
@@ -260,7 +339,7 @@ func (a *Agent) prepare(ctx context.Context, r *Replica, override *modelpkg.Conf
 	}
 	spec := runtime.Spec{
 		ReplicaID: r.ID, DeploymentID: r.DeploymentID, Environment: r.Environment,
-		Dir: dir, PackageDir: pkgDir, Image: cfg.Image, Env: env, GPUUUIDs: r.GPUUUIDs,
+		Dir: dir, PackageDir: pkgDir, Image: cfg.Image, Env: env, GPUUUIDs: gpus,
 		Port: port, HealthPath: cfg.HealthPath,
 	}
 	switch cfg.Runtime {
@@ -280,6 +359,9 @@ func (a *Agent) prepare(ctx context.Context, r *Replica, override *modelpkg.Conf
 		spec.Command = python.Command(server, pkgDir)
 	case "process":
 		spec.Command = cfg.Command
+	}
+	if controlToken != "" {
+		spec.Env[python.EnvControlToken] = controlToken
 	}
 	return spec, cfg, nil
 }
@@ -458,7 +540,7 @@ func (a *Agent) stop(r *Replica, grace time.Duration) {
 		}
 	}
 	// The package is not needed any more; the logs stay for inspection.
-	_ = os.RemoveAll(filepath.Join(a.cfg.StateDir, "replicas", r.ID, "pkg"))
+	_ = os.RemoveAll(a.packageDir(r.ID))
 	a.mu.Lock()
 	now := time.Now().UTC()
 	r.State, r.StoppedAt = StateStopped, &now
@@ -488,7 +570,8 @@ func (a *Agent) rotateLoop(ctx context.Context) {
 			}
 			if !r.live() && r.StoppedAt != nil && time.Since(*r.StoppedAt) > time.Hour {
 				delete(a.replicas, id)
-				_ = os.RemoveAll(filepath.Join(a.cfg.StateDir, "replicas", id))
+				delete(a.patchLocks, id)
+				_ = os.RemoveAll(a.replicaDir(id))
 				changed = true
 			}
 		}

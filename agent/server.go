@@ -16,8 +16,27 @@ import (
 	"github.com/modelplane/modelplane/nvml"
 )
 
-// maxBody bounds a request to the agent: a start request is small; the package comes by URL.
-const maxBody = 1 << 20
+// Bounds of a request body. Most requests are small, and a package comes by URL; but a start
+// and a patch carry the patched files of a development deployment.
+const (
+	maxBody      = 1 << 20
+	maxPatchBody = 64 << 20
+)
+
+// bodyLimitKey is where a route's body limit is kept, for the error that says it was passed.
+const bodyLimitKey = "agent.body_limit"
+
+// bodyLimit bounds the request body at n bytes.
+func bodyLimit(n int) echo.MiddlewareFunc {
+	limit := middleware.BodyLimit(strconv.Itoa(n))
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		limited := limit(next)
+		return func(c echo.Context) error {
+			c.Set(bodyLimitKey, n)
+			return limited(c)
+		}
+	}
+}
 
 // InventoryResponse is GET /v1/inventory.
 type InventoryResponse struct {
@@ -42,13 +61,15 @@ func (a *Agent) Handler() http.Handler {
 	e.HTTPErrorHandler = a.errorHandler
 	e.Use(middleware.Recover())
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	v1 := e.Group("/v1", a.requireToken, middleware.BodyLimit(strconv.Itoa(maxBody)))
-	v1.GET("/inventory", a.handleInventory)
-	v1.POST("/replicas", a.handleStart)
-	v1.GET("/replicas", a.handleList)
-	v1.GET("/replicas/:id", a.handleGet)
-	v1.DELETE("/replicas/:id", a.handleStop)
-	v1.GET("/replicas/:id/logs", a.handleLogs)
+	small, large := bodyLimit(maxBody), bodyLimit(maxPatchBody)
+	v1 := e.Group("/v1", a.requireToken)
+	v1.GET("/inventory", a.handleInventory, small)
+	v1.POST("/replicas", a.handleStart, large)
+	v1.GET("/replicas", a.handleList, small)
+	v1.GET("/replicas/:id", a.handleGet, small)
+	v1.DELETE("/replicas/:id", a.handleStop, small)
+	v1.GET("/replicas/:id/logs", a.handleLogs, small)
+	v1.POST("/replicas/:id/patch", a.handlePatch, large)
 	return e
 }
 
@@ -87,8 +108,8 @@ func (a *Agent) errorHandler(err error, c echo.Context) {
 		if s, ok := ee.Message.(string); ok && s != "" {
 			msg = s
 		}
-		if status == http.StatusRequestEntityTooLarge {
-			msg = fmt.Sprintf("request body over %d bytes", maxBody)
+		if limit, ok := c.Get(bodyLimitKey).(int); ok && status == http.StatusRequestEntityTooLarge {
+			msg = fmt.Sprintf("request body over %d bytes", limit)
 		}
 	default:
 		a.log.Error("agent request failed", "path", c.Path(), "err", err)
@@ -144,13 +165,8 @@ func (a *Agent) handleInventory(c echo.Context) error {
 
 func (a *Agent) handleStart(c echo.Context) error {
 	var req StartRequest
-	dec := jsonDecoder(c)
-	if err := dec.Decode(&req); err != nil {
-		var ee *echo.HTTPError
-		if errors.As(err, &ee) {
-			return err
-		}
-		return errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
+	if err := decodeBody(c, &req); err != nil {
+		return err
 	}
 	r, created, err := a.Start(req)
 	if err != nil {
@@ -161,6 +177,18 @@ func (a *Agent) handleStart(c echo.Context) error {
 		status = http.StatusCreated
 	}
 	return c.JSON(status, public(r))
+}
+
+func (a *Agent) handlePatch(c echo.Context) error {
+	var req PatchRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	res, err := a.Patch(c.Request().Context(), c.Param("id"), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
 }
 
 func (a *Agent) handleList(c echo.Context) error {
@@ -223,8 +251,11 @@ func (a *Agent) handleLogs(c echo.Context) error {
 	return c.String(http.StatusOK, strings.Join(lines, "\n")+"\n")
 }
 
-// public drops what only the state file needs.
+// public drops what only the state file needs, and the control token, which must not leave
+// the host.
 func public(r Replica) Replica {
+	r.ControlToken = ""
+	r.Request.Patch = nil
 	r.Request.Config = nil
 	r.Request.Env = nil
 	r.Request.Secrets = nil

@@ -39,6 +39,15 @@ type Replica struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	ReadyAt      *time.Time `json:"ready_at,omitempty"`
 	StoppedAt    *time.Time `json:"stopped_at,omitempty"`
+	// PatchHash names the patch the replica's package is at; empty while it runs its archive
+	// as built.
+	PatchHash string `json:"patch_hash,omitempty"`
+	// ReloadError says why the last hot reload failed. The model server then answers every
+	// prediction with that error, until a later patch reloads or restarts it.
+	ReloadError string `json:"reload_error,omitempty"`
+	// ControlToken lets the agent, and nothing else on the host, use the model server's
+	// control routes. Only the state file keeps it, so that it outlives an agent restart.
+	ControlToken string `json:"control_token,omitempty"`
 
 	// Handle finds the process or container again after an agent restart.
 	Handle *runtime.Handle `json:"handle,omitempty"`

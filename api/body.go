@@ -18,12 +18,17 @@ const maxJSONBody = 1 << 20
 // readObject reads the request body as a JSON object of known fields, so that a misspelt
 // field is a 400 naming it rather than a silently ignored setting.
 func readObject(c echo.Context, known ...string) (map[string]json.RawMessage, error) {
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxJSONBody+1))
+	return readObjectUpTo(c, maxJSONBody, known...)
+}
+
+// readObjectUpTo is readObject for a body of at most limit bytes.
+func readObjectUpTo(c echo.Context, limit int64, known ...string) (map[string]json.RawMessage, error) {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, limit+1))
 	if err != nil {
 		return nil, Errorf(http.StatusBadRequest, "reading the body: %v", err)
 	}
-	if len(body) > maxJSONBody {
-		return nil, Errorf(http.StatusRequestEntityTooLarge, "body over %d bytes", maxJSONBody)
+	if int64(len(body)) > limit {
+		return nil, Errorf(http.StatusRequestEntityTooLarge, "body over %d bytes", limit)
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {

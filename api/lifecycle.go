@@ -288,6 +288,12 @@ func (s *Server) created(c echo.Context, modelID, deploymentID string) error {
 // updateDeployment sends an Update to a deployment's workflow and waits for its outcome. A
 // validator's refusal is 422 with its reason.
 func (s *Server) updateDeployment(ctx context.Context, deploymentID, name string, arg any) error {
+	var st workflows.DeploymentStatus
+	return s.updateDeploymentInto(ctx, deploymentID, name, arg, &st)
+}
+
+// updateDeploymentInto is updateDeployment decoding the update's result into out.
+func (s *Server) updateDeploymentInto(ctx context.Context, deploymentID, name string, arg, out any) error {
 	if s.deps.Temporal == nil {
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
 	}
@@ -300,8 +306,7 @@ func (s *Server) updateDeployment(ctx context.Context, deploymentID, name string
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
-		var st workflows.DeploymentStatus
-		err = h.Get(ctx, &st)
+		err = h.Get(ctx, out)
 	}
 	var notFound *serviceerror.NotFound
 	var appErr *temporal.ApplicationError

@@ -357,6 +357,10 @@ func inputOf(t store.AutoscalingTarget, now time.Time) Input {
 		Now: now, Current: t.LiveReplicas, Settings: t.Settings, Development: t.IsDevelopment,
 		Samples: make([]Sample, len(t.Samples)), AsyncQueued: t.AsyncQueued,
 	}
+	if t.KeptAwake {
+		// Someone is working on the deployment (modelplane watch): it stays up while they do.
+		in.Settings.MinReplica = max(in.Settings.MinReplica, 1)
+	}
 	// A deployment at zero wakes for requests that came after it got there, never for the
 	// load it had before: a promotion that moved its traffic away and scaled it to zero would
 	// otherwise see it revived from the old samples still in the window. (Requests for it

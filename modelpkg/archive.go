@@ -456,9 +456,8 @@ func (x *extractor) readConfig() (Config, error) {
 // same tree twice gives the same bytes and the same content address. Symlinks are kept as
 // symlinks; an absolute one that points inside dir is made relative, and one that leads
 // outside dir is refused with ErrUnsafePath, as Extract would refuse it. Devices, fifos and
-// sockets are refused. Directories named .git or __pycache__ are left out: version control
-// and Python's bytecode cache are never part of a model, and the cache's timestamps would
-// change the archive on every run. Pack does not read config.yaml; ReadConfig does.
+// sockets are refused. What Ignored names is left out: version control, Python's bytecode
+// cache (whose timestamps would change the archive on every run) and editors' swap files. Pack does not read config.yaml; ReadConfig does.
 func Pack(dir string, w io.Writer) (sha256hex string, err error) {
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
@@ -475,8 +474,11 @@ func Pack(dir string, w io.Writer) (sha256hex string, err error) {
 		if p == absDir {
 			return nil
 		}
-		if d.IsDir() && skippedDirs[d.Name()] {
-			return filepath.SkipDir
+		if Ignored(d.Name(), d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		rel, err := filepath.Rel(absDir, p)
 		if err != nil {
@@ -515,7 +517,7 @@ func packEntry(tw *tar.Writer, absDir, p, rel string, d fs.DirEntry) error {
 		hdr.Typeflag = tar.TypeDir
 		hdr.Name += "/"
 	case info.Mode()&os.ModeSymlink != 0:
-		target, err := packSymlinkTarget(absDir, rel)
+		target, err := SymlinkTarget(absDir, rel)
 		if err != nil {
 			return err
 		}
@@ -542,9 +544,10 @@ func packEntry(tw *tar.Writer, absDir, p, rel string, d fs.DirEntry) error {
 	return nil
 }
 
-// packSymlinkTarget returns the target of the symlink at rel (slash-separated, relative to
-// absDir), as a path relative to the link, refusing one that resolves outside absDir.
-func packSymlinkTarget(absDir, rel string) (string, error) {
+// SymlinkTarget returns the target Pack writes for the symlink at rel (slash-separated,
+// relative to absDir): as a path relative to the link, refusing with ErrUnsafePath one that
+// resolves outside absDir.
+func SymlinkTarget(absDir, rel string) (string, error) {
 	link := filepath.Join(absDir, filepath.FromSlash(rel))
 	target, err := os.Readlink(link)
 	if err != nil {
@@ -598,5 +601,18 @@ func within(dir, p string) (string, bool) {
 
 // skippedDirs are directories Pack leaves out wherever they appear.
 var skippedDirs = map[string]bool{".git": true, "__pycache__": true}
+
+// Ignored reports whether Pack leaves out an entry of this name wherever it appears: the
+// directories of version control and Python's bytecode cache, and the swap and backup files
+// editors write next to what they edit (".x.swp", "x~", ".#x", ".DS_Store"), which are never
+// part of a model and come and go while a package is edited.
+func Ignored(name string, isDir bool) bool {
+	if isDir {
+		return skippedDirs[name]
+	}
+	return name == ".DS_Store" || strings.HasPrefix(name, ".#") || strings.HasSuffix(name, "~") ||
+		(strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".swp") || strings.HasSuffix(name, ".swx") ||
+			strings.HasSuffix(name, ".swo")))
+}
 
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }

@@ -34,6 +34,8 @@ type AutoscalingTarget struct {
 	NewestReplicaAt *time.Time `db:"newest_replica_at"`
 	// AsyncQueued counts the deployment's async requests waiting in its queue.
 	AsyncQueued int `db:"async_queued"`
+	// KeptAwake says a lease (KeepAwake) holds the deployment at one replica at least.
+	KeptAwake bool `db:"kept_awake"`
 	// ZeroSince is when a deployment SCALED_TO_ZERO got there (its last status change); nil
 	// in any other status.
 	ZeroSince *time.Time `db:"zero_since"`
@@ -95,11 +97,12 @@ const autoscalingTargetsQuery = `
 	WITH targets AS (
 		SELECT d.id, d.model_id, d.is_development, d.status,
 		       CASE WHEN d.status = 'SCALED_TO_ZERO' THEN d.updated_at END AS zero_since,
-		       $2::jsonb || ` + effectiveSettingsSQL + ` AS settings
+		       $2::jsonb || ` + effectiveSettingsSQL + ` AS settings,
+		       EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1) AS kept_awake
 		FROM deployments d ` + servingEnvironmentJoin + `
 		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
 	)
-	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings, t.zero_since,
+	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings, t.zero_since, t.kept_awake,
 	       r.live_replicas, r.newest_replica_at,
 	       (SELECT COALESCE(json_agg(json_build_object('at', s.at, 'concurrency', s.concurrency,
 	                                                    'requests', s.requests) ORDER BY s.at), '[]')

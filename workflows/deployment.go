@@ -25,9 +25,30 @@ const (
 	// UpdateWake brings a deployment at zero back to one replica (a no-op otherwise); its
 	// status is WAKING_UP until the replica is READY.
 	UpdateWake = "wake"
+	// UpdateApplyPatch brings the development deployment to the head of its staged patches
+	// (PatchSyncResult); a development deployment without a running replica is woken with
+	// them.
+	UpdateApplyPatch = "apply_patch"
 	// QueryStatus answers the DeploymentStatus.
 	QueryStatus = "status"
 )
+
+// HowWoken is PatchSyncResult.How when the development deployment had no running replica
+// and one was started with the patches.
+const HowWoken = "woken"
+
+// PatchSyncResult is what UpdateApplyPatch answers.
+type PatchSyncResult struct {
+	// FullDeployReason says why the patches cannot be taken in place; nothing was applied.
+	FullDeployReason string
+	// PatchHash is the point the deployment runs (or will, once woken).
+	PatchHash string
+	// How the replica took the patches: hot_reload, restart, unchanged or woken.
+	How string
+	// ReloadError is the model server's error when its hot reload failed.
+	ReloadError string
+	Status      DeploymentStatus
+}
 
 // Deployment statuses, as the deployments table spells them.
 const (
@@ -173,6 +194,10 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, d.wake,
 		workflow.UpdateHandlerOptions{Validator: d.validateServing}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApplyPatch, d.applyPatch,
+		workflow.UpdateHandlerOptions{Validator: d.validatePatch}); err != nil {
 		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, d.delete,
@@ -556,6 +581,55 @@ func (d *deployment) wake(ctx workflow.Context) (DeploymentStatus, error) {
 	return d.snapshot(), nil
 }
 
+// validatePatch refuses patches to a deployment other than the development deployment, and
+// to one that cannot run.
+func (d *deployment) validatePatch() error {
+	if d.spec != nil && !d.spec.IsDevelopment {
+		return errors.New("patches apply to the development deployment only")
+	}
+	return d.validateServing()
+}
+
+// applyPatch brings the running replica to the staged head, or starts one with it when none
+// runs (the deployment is at zero, or its replica failed).
+func (d *deployment) applyPatch(ctx workflow.Context) (PatchSyncResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, shortActivity)
+	if err := d.mu.Lock(ctx); err != nil {
+		return PatchSyncResult{}, err
+	}
+	defer d.mu.Unlock()
+	if err := d.validatePatch(); err != nil {
+		return PatchSyncResult{Status: d.snapshot()}, err
+	}
+	if d.spec == nil {
+		return PatchSyncResult{Status: d.snapshot()}, errors.New("the deployment is still building; sync again once it is")
+	}
+	var running []string
+	for _, s := range d.slots {
+		if s.nodeID != "" && (s.state == store.ReplicaReady || s.state == store.ReplicaStarting) {
+			running = append(running, s.id)
+		}
+	}
+	var a *activities.Activities
+	var res activities.ApplyPatchesResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, patchActivity), a.ApplyPatches,
+		activities.ApplyPatchesInput{DeploymentID: d.in.DeploymentID, ReplicaIDs: running}).Get(ctx, &res); err != nil {
+		return PatchSyncResult{Status: d.snapshot()}, fmt.Errorf("applying patches: %s", reasonOf(err))
+	}
+	out := PatchSyncResult{FullDeployReason: res.FullDeployReason, PatchHash: res.PatchHash, How: res.How, ReloadError: res.ReloadError}
+	if res.Config != nil {
+		d.spec.Config = res.Config
+	}
+	if res.FullDeployReason == "" && len(running) == 0 {
+		d.leaveZero(1)
+		d.desired = max(1, d.desired)
+		d.reconcile(ctx)
+		out.How = HowWoken
+	}
+	out.Status = d.snapshot()
+	return out, nil
+}
+
 func (d *deployment) deactivate(ctx workflow.Context) (DeploymentStatus, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	if err := d.mu.Lock(ctx); err != nil {
@@ -763,6 +837,16 @@ var (
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         activityRetry,
+	}
+	// Applying patches waits for the model server to reload or restart, as long as loading the
+	// model takes; the heartbeat notices a lost worker.
+	patchActivity = workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: 10,
+			NonRetryableErrorTypes: []string{activities.ErrTypePatchRefused},
+		},
 	}
 	// A stop first waits for gateways to drain the replica, heartbeating meanwhile, so a lost
 	// worker's stop is retried within half a minute rather than after the whole drain.

@@ -36,6 +36,21 @@ const (
 	EnvBind = "MODELPLANE_BIND"
 	// EnvPython names the interpreter to run server.py with (Interpreter).
 	EnvPython = "MODELPLANE_PYTHON"
+	// EnvControlToken enables server.py's control routes (ReloadPath) for callers that
+	// send the same value in ControlTokenHeader. Without it those routes answer 404.
+	EnvControlToken = "MODELPLANE_CONTROL_TOKEN"
+)
+
+// The control route that reloads the model in place: POST ReloadPath with the token of
+// EnvControlToken in ControlTokenHeader re-imports the package's code (model/ and packages/)
+// in the same process, constructs a new Model and calls its load(), and answers when that is
+// done: 200 {"status": "ready", "seconds": ...}; 500 {"error": "model reload failed: ..."}
+// when the new code failed, after which predict answers 500 with that error and the health
+// path 200 with "ready": false and "reload_error" until a reload succeeds; 409 while another
+// reload runs; 403 for a missing or wrong token.
+const (
+	ReloadPath         = "/_modelplane/reload"
+	ControlTokenHeader = "X-Modelplane-Control-Token"
 )
 
 // Source returns the text of server.py.

@@ -55,3 +55,10 @@ func TestEnv_CarriesConfigVariablesAndOnlyNamedSecrets(t *testing.T) {
 	assert.Equal(t, "m", config["model_name"])
 	assert.Equal(t, "/v1/models/model:predict", config["predict_path"])
 }
+
+func TestSource_ServesTheControlRouteUnderTheNamesGoUses(t *testing.T) {
+	src := string(python.Source())
+	for _, name := range []string{python.ReloadPath, python.ControlTokenHeader, python.EnvControlToken} {
+		assert.Contains(t, src, `"`+name+`"`, "server.py must use %q, which the agent sends", name)
+	}
+}

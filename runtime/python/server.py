@@ -14,24 +14,44 @@ Environment:
                            YAML, so the agent converts it); passed to Model as `config`
   MODELPLANE_SECRETS_JSON  {"name": "value"} of the secrets the package asked for
   MODELPLANE_ENVIRONMENT   the environment this replica serves (production, staging, ...)
+  MODELPLANE_CONTROL_TOKEN enables POST /_modelplane/reload for callers that send it in the
+                           X-Modelplane-Control-Token header; without it the route is 404
 
 Endpoints:
   GET  /healthz                   200 while the process runs (liveness)
-  GET  /v1/models/model           200 once load() returned, 503 before, 500 if it raised
+  GET  /v1/models/model           200 once load() returned, 503 before, 500 if it raised;
+                                  200 with "ready": false and "reload_error" after a failed
+                                  reload (see below)
   POST /v1/models/model:predict   JSON in, predict(), JSON out
+  POST /_modelplane/reload        reloads the model's code in this process (see below):
+                                  200 {"status": "ready", "seconds": ...}, 500 {"error": ...}
+                                  if the new code failed, 409 while a reload runs, 403 without
+                                  the control token
   (the config's health_path and predict_path are served as well)
 
+Reload: the server forgets every module loaded from the package directory (model/ and
+packages/ alike, so that edited siblings are read again), re-imports model/model.py,
+constructs a new Model and calls load(). The previous model serves until the new one is
+ready. If the new code fails to import, construct or load, the previous model is dropped
+rather than left serving code that no longer matches the files: predict answers 500 with
+"model reload failed: <type>: <message>" and the health path answers 200 with that error, so
+the replica stays in rotation and callers see why, until a reload succeeds. A failure of the
+first load is different: the health path answers 500 and predict 503.
+
 Signals: SIGTERM (or SIGINT) stops accepting connections, lets in-flight requests finish
-(up to 30 s) and exits 0. SIGHUP re-imports model/model.py and loads a new Model; the old
-one keeps serving until the new one is ready, and keeps serving if the new one fails.
+(up to 30 s) and exits 0. SIGHUP starts the same reload in the background.
 """
 
 import argparse
 import asyncio
 import datetime
+import hmac
+import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import json
+import linecache
 import os
 import pathlib
 import signal
@@ -45,6 +65,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 DEFAULT_HEALTH_PATH = "/v1/models/model"
 DEFAULT_PREDICT_PATH = "/v1/models/model:predict"
 LIVENESS_PATH = "/healthz"
+RELOAD_PATH = "/_modelplane/reload"
+CONTROL_TOKEN_ENV = "MODELPLANE_CONTROL_TOKEN"
+CONTROL_TOKEN_HEADER = "X-Modelplane-Control-Token"
 DRAIN_TIMEOUT_SECONDS = 30.0
 
 # No __pycache__ in the package: its directory may be read-only, and a cached .pyc whose
@@ -111,6 +134,10 @@ def read_config(package_dir):
         return {"model_name": os.path.basename(os.path.abspath(package_dir))}
 
 
+class ReloadBusy(Exception):
+    """Another reload, or the first load, is still running."""
+
+
 class ModelHost:
     """Owns the model object and its lifecycle: loading, failing, reloading."""
 
@@ -122,57 +149,80 @@ class ModelHost:
         self.environment = environment
         self.model_name = config.get("model_name") or "model"
         self._lock = threading.Lock()
+        # Held by the first load and by each reload: two builds at once would purge and
+        # import modules under each other.
         self._reload_lock = threading.Lock()
         self._model = None
-        self._state = "loading"  # loading | ready | failed
+        self._state = "loading"  # loading | ready | failed | reload_failed
         self._error = None
-        self._reload_error = None
 
     def status(self):
+        """Returns (state, error); error is the text predict and health report, or None."""
         with self._lock:
-            return self._state, self._error, self._reload_error
+            return self._state, self._error
 
     def model(self):
         with self._lock:
             return self._model if self._state == "ready" else None
 
     def start_loading(self):
+        self._reload_lock.acquire()
         threading.Thread(target=self._load, name="load", daemon=True).start()
 
     def _load(self):
-        started = time.monotonic()
-        try:
-            model = self._build()
-        except BaseException as exc:  # noqa: a model's failure must not kill the server
-            log_exception("load() failed")
-            with self._lock:
-                self._state, self._error = "failed", describe(exc)
-            return
-        with self._lock:
-            self._model, self._state = model, "ready"
-        log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
-
-    def reload(self):
-        """Builds a new Model from the code on disk and swaps it in once it has loaded."""
-        if not self._reload_lock.acquire(blocking=False):
-            log("reload already running; ignoring the signal", sys.stderr)
-            return
         try:
             started = time.monotonic()
             try:
                 model = self._build()
-            except BaseException as exc:  # noqa: keep serving the model that works
-                log_exception("reload failed; the previous model keeps serving")
+            except BaseException as exc:  # noqa: a model's failure must not kill the server
+                log_exception("load() failed")
                 with self._lock:
-                    self._reload_error = describe(exc)
-                    if self._state != "ready":
-                        self._state, self._error = "failed", describe(exc)
+                    self._state, self._error = "failed", describe(exc)
                 return
             with self._lock:
-                self._model, self._state, self._error, self._reload_error = model, "ready", None, None
-            log("model %s reloaded in %.1fs" % (self.model_name, time.monotonic() - started))
+                self._model, self._state, self._error = model, "ready", None
+            log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
         finally:
             self._reload_lock.release()
+
+    def reload(self):
+        """Builds a new Model from the code on disk and swaps it in once load() returned.
+
+        Returns (error, seconds): error is None on success, else the text that predict and the
+        health path report until a later reload succeeds. Raises ReloadBusy while another
+        reload or the first load runs.
+        """
+        if not self._reload_lock.acquire(blocking=False):
+            raise ReloadBusy("a reload is already running")
+        try:
+            started = time.monotonic()
+            try:
+                model = self._build()
+            except BaseException as exc:  # noqa: a model's failure must not kill the server
+                error = "model reload failed: %s" % describe(exc)
+                log_exception(error)
+                with self._lock:
+                    # The files on disk no longer hold the code that built the old model, so
+                    # serving it would answer with behaviour nobody can see or edit.
+                    self._model, self._state, self._error = None, "reload_failed", error
+                return error, time.monotonic() - started
+            with self._lock:
+                self._model, self._state, self._error = model, "ready", None
+            seconds = time.monotonic() - started
+            log("model %s reloaded in %.1fs" % (self.model_name, seconds))
+            return None, seconds
+        finally:
+            self._reload_lock.release()
+
+    def reload_in_background(self):
+        """SIGHUP's reload: the same as the control route's, with the outcome in the log."""
+        def run():
+            try:
+                self.reload()
+            except ReloadBusy:
+                log("a reload is already running; ignoring SIGHUP", sys.stderr)
+
+        threading.Thread(target=run, name="reload", daemon=True).start()
 
     def _build(self):
         module = self._import()
@@ -199,16 +249,40 @@ class ModelHost:
         for extra in (os.path.join(self.package_dir, "packages"), self.model_dir):
             if os.path.isdir(extra) and extra not in sys.path:
                 sys.path.insert(0, extra)
-        # Forget modules loaded from the package, so that a reload sees the new code.
-        for name, mod in list(sys.modules.items()):
-            origin = getattr(mod, "__file__", None) or ""
-            if origin.startswith(self.model_dir + os.sep):
-                del sys.modules[name]
+        self._forget_package_modules()
         spec = importlib.util.spec_from_file_location("model", path)
         module = importlib.util.module_from_spec(spec)
         sys.modules["model"] = module
         spec.loader.exec_module(module)
         return module
+
+    def _forget_package_modules(self):
+        """Drops every module loaded from the package directory, so that the next import
+        reads the files as they are now: model.py's siblings and bundled packages change
+        with it."""
+        roots = {self.package_dir + os.sep, os.path.realpath(self.package_dir) + os.sep}
+
+        def inside(path):
+            return any(p.startswith(r) for p in (os.path.abspath(path), os.path.realpath(path))
+                       for r in roots)
+
+        for name, mod in list(sys.modules.items()):
+            if name == "__main__":
+                continue  # this server, wherever its file lies
+            origin = getattr(mod, "__file__", None)
+            if origin and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+                # A compiled extension cannot be initialised twice in one process (numpy
+                # refuses to); the Python code around it is read again all the same.
+                continue
+            # Namespace packages (a directory without __init__.py) have no __file__.
+            locations = [origin] + list(getattr(mod, "__path__", None) or [])
+            if any(inside(p) for p in locations if isinstance(p, str)):
+                del sys.modules[name]
+        # The import system caches directory listings; a file added since the last import
+        # within the same mtime tick would not be found.
+        importlib.invalidate_caches()
+        # Tracebacks of the new code should quote its lines, not the old ones.
+        linecache.checkcache()
 
 
 class BadRequest(Exception):
@@ -222,11 +296,13 @@ class Server(ThreadingHTTPServer):
     # and a dropped SYN costs the client a one-second retransmit.
     request_queue_size = 128
 
-    def __init__(self, address, host, health_paths, predict_paths):
+    def __init__(self, address, host, health_paths, predict_paths, control_token=None):
         super().__init__(address, Handler)
         self.host = host
         self.health_paths = health_paths
         self.predict_paths = predict_paths
+        # None: the control routes do not exist.
+        self.control_token = control_token or None
         self.draining = False
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -309,20 +385,41 @@ class Handler(BaseHTTPRequestHandler):
             self._read_body()  # keep the connection usable for the next request
         except BadRequest:
             self.close_connection = True
+        if path == RELOAD_PATH and self.server.control_token is not None:
+            return self._reload()
         self._json(404, {"error": "not found: %s" % path})
+
+    def _reload(self):
+        # Anything that reaches the port could otherwise swap the model's code for what is
+        # on disk; the agent that started this process holds the token.
+        sent = (self.headers.get(CONTROL_TOKEN_HEADER) or "").encode("utf-8", "surrogateescape")
+        want = self.server.control_token.encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(sent, want):
+            return self._json(403, {"error": "missing or wrong %s header" % CONTROL_TOKEN_HEADER})
+        try:
+            error, seconds = self.server.host.reload()
+        except ReloadBusy as exc:
+            return self._json(409, {"error": str(exc)})
+        if error:
+            return self._json(500, {"error": error})
+        self._json(200, {"status": "ready", "seconds": round(seconds, 3)})
 
     def _health(self):
         host = self.server.host
-        state, error, reload_error = host.status()
+        state, error = host.status()
         body = {"model_name": host.model_name, "ready": state == "ready"}
-        if reload_error:
-            body["reload_error"] = reload_error
+        if state == "reload_failed":
+            body.update(error=error, reload_error=error)
         if self.server.draining:
             body.update(ready=False, error="shutting down")
             return self._json(503, body)
         if state == "failed":
             body["error"] = error
             return self._json(500, body)
+        if state == "reload_failed":
+            # 200 keeps the replica in rotation, so that callers of predict get the error
+            # rather than no answer while the code is being fixed.
+            return self._json(200, body)
         self._json(200 if state == "ready" else 503, body)
 
     def _predict(self):
@@ -334,7 +431,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": str(exc)})
         model = host.model()
         if model is None:
-            state, error, _ = host.status()
+            state, error = host.status()
+            if state == "reload_failed":
+                return self._json(500, {"error": error})
             message = "model is not ready" if state != "failed" else "model failed to load: %s" % error
             return self._json(503, {"error": message})
         try:
@@ -470,7 +569,8 @@ def main(argv=None):
     port = int(os.environ.get("PORT") or 8080)
     if ":" in bind:
         Server.address_family = socket.AF_INET6
-    server = Server((bind, port), host, health_paths, predict_paths)
+    server = Server((bind, port), host, health_paths, predict_paths,
+                    control_token=os.environ.get(CONTROL_TOKEN_ENV))
 
     def stop(signum, _frame):
         if server.draining:
@@ -484,8 +584,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
-            target=host.reload, name="reload", daemon=True).start())
+        signal.signal(signal.SIGHUP, lambda *_: host.reload_in_background())
 
     host.start_loading()
     log("serving model %s from %s on %s:%d" % (host.model_name, host.package_dir, bind, port))

@@ -526,7 +526,7 @@ func TestServer_ServesConfiguredPathsAndLogsEachRequest(t *testing.T) {
 	}, 2*time.Second, 20*time.Millisecond, "one log line per request on stdout")
 }
 
-func TestServer_SIGHUPReloadsModelCode(t *testing.T) {
+func TestServer_SIGHUPReloadsModelCodeLikeTheReloadRoute(t *testing.T) {
 	t.Parallel()
 	pkg := writePackage(t, plainConfig, "class Model:\n    def predict(self, x):\n        return {'version': 1}\n")
 	s := startServer(t, pkg, nil)
@@ -534,17 +534,15 @@ func TestServer_SIGHUPReloadsModelCode(t *testing.T) {
 	_, body := s.predict(t, `{}`)
 	require.Equal(t, 1.0, body["version"])
 
-	// A broken version keeps the old model serving and says why on the health path.
+	// A broken version stops the old model and says why on both paths.
 	modelPy := filepath.Join(pkg, "model", "model.py")
 	require.NoError(t, os.WriteFile(modelPy, []byte("raise ImportError('half-saved')\n"), 0o644))
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool {
 		_, h := s.get(t, "/v1/models/model")
 		return h["reload_error"] != nil
-	}, 5*time.Second, 20*time.Millisecond)
-	status, body := s.predict(t, `{}`)
-	assert.Equal(t, 200, status)
-	assert.Equal(t, 1.0, body["version"], "old model still serves after a failed reload")
+	}, 5*time.Second, 20*time.Millisecond, "health never reported the failed reload")
+	s.assertReloadFailed(t, "ImportError: half-saved")
 
 	require.NoError(t, os.WriteFile(modelPy, []byte("class Model:\n    def predict(self, x):\n        return {'version': 2}\n"), 0o644))
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
@@ -552,8 +550,255 @@ func TestServer_SIGHUPReloadsModelCode(t *testing.T) {
 		_, b := s.predict(t, `{}`)
 		return b["version"] == 2.0
 	}, 5*time.Second, 20*time.Millisecond, "new code serves after reload")
-	_, h := s.get(t, "/v1/models/model")
-	assert.Nil(t, h["reload_error"])
+	s.assertHealthy(t)
+}
+
+const controlToken = "0123456789abcdef0123456789abcdef"
+
+// withToken is the environment that enables the reload route.
+var withToken = python.EnvControlToken + "=" + controlToken
+
+// reload POSTs the reload route with token in the control header, or without the header
+// when token is "".
+func (s *server) reload(t *testing.T, token string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.url+python.ReloadPath, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set(python.ControlTokenHeader, token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	return decode(t, resp)
+}
+
+// assertReloadFailed checks what a server says after a failed reload: predict answers 500
+// with the error, and health 200 (so the replica stays in rotation) with ready false.
+func (s *server) assertReloadFailed(t *testing.T, cause string) {
+	t.Helper()
+	want := "model reload failed: " + cause
+	status, body := s.predict(t, `{}`)
+	assert.Equal(t, 500, status, "predict after a failed reload: %v", body)
+	assert.Contains(t, body["error"], want, "predict's error after a failed reload")
+	status, body = s.get(t, "/v1/models/model")
+	assert.Equal(t, 200, status, "health after a failed reload keeps the replica in rotation: %v", body)
+	assert.Equal(t, false, body["ready"], "health after a failed reload")
+	assert.Contains(t, body["error"], want, "health's error after a failed reload")
+	assert.Contains(t, body["reload_error"], want, "health's reload_error after a failed reload")
+}
+
+// assertHealthy checks that health answers 200, ready, with no error of any kind.
+func (s *server) assertHealthy(t *testing.T) {
+	t.Helper()
+	status, body := s.get(t, "/v1/models/model")
+	assert.Equal(t, 200, status, "health: %v", body)
+	assert.Equal(t, map[string]any{"model_name": "tester", "ready": true}, body, "health with no error left")
+}
+
+// versionModel answers its version and the PID of the process that serves it.
+func versionModel(version int) string {
+	return fmt.Sprintf(`
+import os
+
+class Model:
+    def predict(self, model_input):
+        return {"version": %d, "pid": os.getpid()}
+`, version)
+}
+
+func TestServer_ReloadRouteSwapsTheModelInTheSameProcess(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, versionModel(1))
+	s := startServer(t, pkg, nil, withToken)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	pid := float64(s.cmd.Process.Pid)
+	_, body := s.predict(t, `{}`)
+	require.Equal(t, map[string]any{"version": 1.0, "pid": pid}, body)
+
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "model", "model.py"), []byte(versionModel(2)), 0o644))
+	status, body := s.reload(t, controlToken)
+	require.Equal(t, 200, status, "reload with the right token: %v", body)
+	assert.Equal(t, "ready", body["status"])
+	assert.IsType(t, 0.0, body["seconds"], "seconds is a number: %v", body)
+
+	status, body = s.predict(t, `{}`)
+	assert.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, map[string]any{"version": 2.0, "pid": pid}, body, "the new code answers, from the same process")
+	s.assertHealthy(t)
+}
+
+func TestServer_ReloadRouteNeedsTheControlToken(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, versionModel(1))
+	s := startServer(t, pkg, nil, withToken)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "model", "model.py"), []byte(versionModel(2)), 0o644))
+
+	for name, token := range map[string]string{
+		"wrong token":    "fedcba9876543210fedcba9876543210",
+		"token's prefix": controlToken[:16],
+		"no header":      "",
+	} {
+		status, body := s.reload(t, token)
+		assert.Equal(t, 403, status, "%s: %v", name, body)
+		assert.NotEmpty(t, body["error"], "%s: 403 says why", name)
+	}
+	_, body := s.predict(t, `{}`)
+	assert.Equal(t, 1.0, body["version"], "a refused reload leaves the running model alone")
+
+	// Without a token in its environment, or with an empty one, the server has no such route.
+	for _, env := range [][]string{nil, {python.EnvControlToken + "="}} {
+		bare := startServer(t, writePackage(t, plainConfig, versionModel(1)), nil, env...)
+		status, body := bare.reload(t, controlToken)
+		assert.Equal(t, 404, status, "reload route with environment %q: %v", env, body)
+	}
+}
+
+func TestServer_FailedReloadReportsItsErrorUntilAReloadSucceeds(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, versionModel(1))
+	s := startServer(t, pkg, nil, withToken)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	modelPy := filepath.Join(pkg, "model", "model.py")
+
+	// Code that does not compile.
+	require.NoError(t, os.WriteFile(modelPy, []byte("class Model:\n    def predict(self, x)\n        return 1\n"), 0o644))
+	status, body := s.reload(t, controlToken)
+	assert.Equal(t, 500, status, "reload of a syntax error: %v", body)
+	assert.Contains(t, body["error"], "model reload failed: SyntaxError", "reload's answer names the exception")
+	s.assertReloadFailed(t, "SyntaxError")
+	assert.Contains(t, s.stderr.String(), "Traceback", "the traceback goes to stderr")
+
+	// Code that compiles but whose load() raises.
+	require.NoError(t, os.WriteFile(modelPy, []byte(`
+class Model:
+    def load(self):
+        raise RuntimeError("weights missing")
+    def predict(self, x):
+        return {"version": "never"}
+`), 0o644))
+	status, body = s.reload(t, controlToken)
+	assert.Equal(t, 500, status, "reload whose load() raises: %v", body)
+	assert.Equal(t, map[string]any{"error": "model reload failed: RuntimeError: weights missing"}, body)
+	s.assertReloadFailed(t, "RuntimeError: weights missing")
+
+	// Fixed code recovers, in the same process.
+	require.NoError(t, os.WriteFile(modelPy, []byte(versionModel(3)), 0o644))
+	status, body = s.reload(t, controlToken)
+	require.Equal(t, 200, status, "reload of fixed code: %v", body)
+	status, body = s.predict(t, `{}`)
+	assert.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, map[string]any{"version": 3.0, "pid": float64(s.cmd.Process.Pid)}, body)
+	s.assertHealthy(t)
+}
+
+func TestServer_ReloadRecoversFromAFailedFirstLoad(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, "class Model:\n    def load(self):\n        raise RuntimeError('weights missing')\n")
+	s := startServer(t, pkg, nil, withToken)
+	s.waitFor(t, "/v1/models/model", 500, 5*time.Second)
+
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "model", "model.py"), []byte(versionModel(2)), 0o644))
+	status, body := s.reload(t, controlToken)
+	require.Equal(t, 200, status, "reload after a failed first load: %v", body)
+	_, body = s.predict(t, `{}`)
+	assert.Equal(t, 2.0, body["version"])
+	s.assertHealthy(t)
+}
+
+func TestServer_ReloadReadsModelPysSiblingsAndBundledPackagesAgain(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, `
+import helper
+from shared import words
+
+class Model:
+    def predict(self, model_input):
+        return {"helper": helper.VALUE, "words": words.VALUE}
+`)
+	write := func(rel, content string) {
+		path := filepath.Join(pkg, filepath.FromSlash(rel))
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	}
+	write("model/helper.py", "VALUE = 'helper 1'\n")
+	// A namespace package (no __init__.py) under packages/.
+	write("packages/shared/words.py", "VALUE = 'words 1'\n")
+	s := startServer(t, pkg, nil, withToken)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	_, body := s.predict(t, `{}`)
+	require.Equal(t, map[string]any{"helper": "helper 1", "words": "words 1"}, body)
+
+	write("model/helper.py", "VALUE = 'helper 2'\n")
+	write("packages/shared/words.py", "VALUE = 'words 2'\n")
+	status, body := s.reload(t, controlToken)
+	require.Equal(t, 200, status, "%v", body)
+	_, body = s.predict(t, `{}`)
+	assert.Equal(t, map[string]any{"helper": "helper 2", "words": "words 2"}, body,
+		"a reload re-imports model.py's sibling and the bundled package, not only model.py")
+}
+
+func TestServer_SecondReloadWhileOneRunsIs409(t *testing.T) {
+	t.Parallel()
+	pkg := writePackage(t, plainConfig, versionModel(1))
+	s := startServer(t, pkg, nil, withToken)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	gate := filepath.Join(pkg, "data", "gate")
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "model", "model.py"), []byte(`
+import os, time
+
+class Model:
+    def __init__(self, data_dir, **kwargs):
+        self.data_dir = data_dir
+
+    def load(self):
+        open(os.path.join(self.data_dir, "loading"), "w").close()
+        while not os.path.exists(os.path.join(self.data_dir, "gate")):
+            time.sleep(0.01)
+
+    def predict(self, model_input):
+        return {"version": 2}
+`), 0o644))
+
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	first := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, s.url+python.ReloadPath, nil)
+		req.Header.Set(python.ControlTokenHeader, controlToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- answer{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		first <- answer{status: resp.StatusCode, body: string(b)}
+	}()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(pkg, "data", "loading"))
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond, "the first reload never reached load()")
+
+	status, body := s.reload(t, controlToken)
+	assert.Equal(t, 409, status, "reload while another runs: %v", body)
+	assert.Equal(t, map[string]any{"error": "a reload is already running"}, body)
+	_, body = s.predict(t, `{}`)
+	assert.Equal(t, 1.0, body["version"], "the old model serves while the new one loads")
+
+	require.NoError(t, os.WriteFile(gate, nil, 0o644))
+	select {
+	case a := <-first:
+		require.NoError(t, a.err, "the first reload")
+		assert.Equal(t, 200, a.status, "the first reload: %s", a.body)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first reload did not answer after its load() returned")
+	}
+	_, body = s.predict(t, `{}`)
+	assert.Equal(t, 2.0, body["version"])
 }
 
 func TestExampleEcho_RunsFromItsPackedArchive(t *testing.T) {

@@ -1,0 +1,290 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/patch"
+	"github.com/modelplane/modelplane/store"
+)
+
+// ErrTypePatchRefused is a patch the deployment's replica cannot take, for a reason retrying
+// cannot fix.
+const ErrTypePatchRefused = "PatchRefused"
+
+// ApplyPatchesInput names the development deployment to bring to its staged head, and the
+// replicas it runs.
+type ApplyPatchesInput struct {
+	DeploymentID string
+	ReplicaIDs   []string
+}
+
+// ApplyPatchesResult says what the sync did.
+type ApplyPatchesResult struct {
+	// FullDeployReason is set when the staged patches cannot be taken in place; nothing was
+	// applied.
+	FullDeployReason string
+	// PatchHash is the point the deployment now runs.
+	PatchHash string
+	// How is patch.HowHotReload or patch.HowRestart as the replica took the patches, or
+	// "unchanged" when there was nothing to do.
+	How string
+	// ReloadError is the model server's error when a hot reload failed.
+	ReloadError string
+	// Config is the config (JSON, as LoadDeploymentSpec gives it) of the point applied; nil
+	// when it did not change.
+	Config json.RawMessage
+}
+
+// HowUnchanged is ApplyPatchesResult.How when the replicas ran the staged head already.
+const HowUnchanged = "unchanged"
+
+// ApplyPatches brings the development deployment to the head of its staged patches: it
+// records the head as applied, so a replica started from now on runs it, and brings each
+// running replica there, by hot reload when every operation on the way allows it and by a
+// restart in place otherwise. A change that cannot be made in place (resources, runtime)
+// applies nothing and answers the reason. A retried call brings each replica from wherever
+// it is, so it never repeats what a replica has taken.
+func (a *Activities) ApplyPatches(ctx context.Context, in ApplyPatchesInput) (ApplyPatchesResult, error) {
+	s, err := store.PatchStateOf(ctx, a.DB, in.DeploymentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return ApplyPatchesResult{How: HowUnchanged}, nil
+	}
+	if err != nil {
+		return ApplyPatchesResult{}, err
+	}
+	res := ApplyPatchesResult{PatchHash: s.HeadHash, How: HowUnchanged}
+	if s.HeadSeq > s.AppliedSeq {
+		from, err := a.configAt(ctx, s, s.AppliedSeq)
+		if err != nil {
+			return res, err
+		}
+		to, err := a.configAt(ctx, s, s.HeadSeq)
+		if err != nil {
+			return res, err
+		}
+		pending, err := store.PatchesBetween(ctx, a.DB, s.DeploymentID, s.AppliedSeq, s.HeadSeq)
+		if err != nil {
+			return res, err
+		}
+		if _, reason := patch.Decide(from, to, opsOf(pending)); reason != "" {
+			return ApplyPatchesResult{FullDeployReason: reason, PatchHash: s.AppliedHash}, nil
+		}
+		if err := store.MarkPatchesApplied(ctx, a.DB, s.DeploymentID, s.HeadSeq, s.HeadHash); err != nil {
+			return res, err
+		}
+		if res.Config, err = to.JSON(); err != nil {
+			return res, err
+		}
+		activity.GetLogger(ctx).Info("patches applied", "deployment_id", s.DeploymentID,
+			"from_seq", s.AppliedSeq, "to_seq", s.HeadSeq)
+		s.AppliedSeq, s.AppliedHash = s.HeadSeq, s.HeadHash
+	}
+	for _, id := range in.ReplicaIDs {
+		how, reloadErr, err := a.patchReplica(ctx, s, id)
+		if err != nil {
+			return res, err
+		}
+		if how != HowUnchanged {
+			res.How, res.ReloadError = how, reloadErr
+		}
+	}
+	return res, nil
+}
+
+// patchReplica brings one replica from the point it runs to the applied one.
+func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, replicaID string) (how, reloadErr string, err error) {
+	r, err := store.ReplicaByID(ctx, a.DB, replicaID)
+	if errors.Is(err, store.ErrNotFound) {
+		return HowUnchanged, "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if r.AgentURL == "" || r.State == store.ReplicaStopped || r.State == store.ReplicaFailed {
+		return HowUnchanged, "", nil // a replica that does not run starts at the applied point
+	}
+	c := agent.NewClient(r.AgentURL, a.NodeToken)
+	got, err := c.Replica(ctx, replicaID)
+	if errors.Is(err, agent.ErrUnknownReplica) {
+		return HowUnchanged, "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if got.PatchHash == s.AppliedHash || (got.PatchHash == "" && s.AppliedSeq == 0) {
+		return HowUnchanged, got.ReloadError, nil
+	}
+	// The replica's point tells which patches it lacks; one the deployment does not know (it
+	// cannot happen short of a lost record) takes them all and a restart.
+	from, known, err := store.PatchSeqOf(ctx, a.DB, s, got.PatchHash)
+	if err != nil {
+		return "", "", err
+	}
+	how = patch.HowRestart
+	if !known || from > s.AppliedSeq {
+		from = 0
+	}
+	ops, err := store.PatchesBetween(ctx, a.DB, s.DeploymentID, from, s.AppliedSeq)
+	if err != nil {
+		return "", "", err
+	}
+	toCfg, err := a.configAt(ctx, s, s.AppliedSeq)
+	if err != nil {
+		return "", "", err
+	}
+	if known {
+		fromCfg, err := a.configAt(ctx, s, from)
+		if err != nil {
+			return "", "", err
+		}
+		if decided, reason := patch.Decide(fromCfg, toCfg, opsOf(ops)); reason == "" {
+			how = decided
+		}
+	}
+	req := agent.PatchRequest{PatchHash: s.AppliedHash, Files: patch.Fold(opsOf(ops)), How: how}
+	if how == patch.HowRestart {
+		if req.Config, err = toCfg.JSON(); err != nil {
+			return "", "", err
+		}
+	}
+	// A restart or a reload lasts as long as the model takes to load: the heartbeat shows the
+	// activity is alive meanwhile.
+	stop := heartbeatEvery(ctx, 5*time.Second)
+	out, err := c.PatchReplica(ctx, replicaID, req)
+	stop()
+	var apiErr *agent.APIError
+	if errors.As(err, &apiErr) && !apiErr.Retryable() {
+		return "", "", temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypePatchRefused, err)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	activity.GetLogger(ctx).Info("replica patched", "deployment_id", s.DeploymentID, "replica_id", replicaID,
+		"how", out.How, "patch_hash", s.AppliedHash, "reload_error", out.ReloadError, "duration_ms", out.DurationMS)
+	if out.Replica.State == agent.StateFailed {
+		// The deployment's workflow replaces a failed replica; the sync reports why it failed.
+		return out.How, fmt.Sprintf("the model server failed after the restart: %s", out.Replica.Error), nil
+	}
+	return out.How, out.ReloadError, nil
+}
+
+// configAt parses the deployment's config.yaml at seq.
+func (a *Activities) configAt(ctx context.Context, s store.PatchState, seq int64) (modelpkg.Config, error) {
+	text, err := store.ConfigAt(ctx, a.DB, s, seq)
+	if err != nil {
+		return modelpkg.Config{}, err
+	}
+	return modelpkg.ParseConfig([]byte(text))
+}
+
+func opsOf(ps []store.StoredPatch) []patch.Op {
+	var out []patch.Op
+	for _, p := range ps {
+		out = append(out, p.Ops...)
+	}
+	return out
+}
+
+// appliedPatch is what a new replica of a development deployment starts with: the files and
+// config of the applied point, or nothing when it is the archive's own.
+func (a *Activities) appliedPatch(ctx context.Context, deploymentID string) (*agent.ReplicaPatch, json.RawMessage, error) {
+	s, err := store.PatchStateOf(ctx, a.DB, deploymentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil || s.AppliedSeq == 0 {
+		return nil, nil, err
+	}
+	ps, err := store.PatchesBetween(ctx, a.DB, deploymentID, 0, s.AppliedSeq)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := a.configAt(ctx, s, s.AppliedSeq)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfgJSON, err := cfg.JSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &agent.ReplicaPatch{PatchHash: s.AppliedHash, Files: patch.Fold(opsOf(ps))}, cfgJSON, nil
+}
+
+// maxPatchedArchiveBytes bounds an archive made for a promotion from the development
+// deployment; it is the API's default upload limit.
+const maxPatchedArchiveBytes = 2 << 30
+
+// patchedArchive returns the archive of what the development deployment runs: its own
+// archive when no patch has been synced, else one made from it with the synced patches
+// applied and recorded in the workspace. The archive is content-addressed, so a retry makes
+// the same one. A promotion from the development deployment copies this, so the code that
+// was tried is the code that ships.
+func (a *Activities) patchedArchive(ctx context.Context, dep store.Deployment) (string, error) {
+	s, err := store.PatchStateOf(ctx, a.DB, dep.ID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && s.AppliedSeq == 0) {
+		return *dep.ArchiveID, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	ps, err := store.PatchesBetween(ctx, a.DB, dep.ID, 0, s.AppliedSeq)
+	if err != nil {
+		return "", err
+	}
+	scratch, err := os.MkdirTemp("", "modelplane-patched-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(scratch)
+	r, _, err := a.Blobs.Open(ctx, *dep.ArchiveID)
+	if err != nil {
+		return "", fmt.Errorf("opening archive %s: %w", *dep.ArchiveID, err)
+	}
+	pkg := filepath.Join(scratch, "pkg")
+	_, err = modelpkg.Extract(r, *dep.ArchiveID, pkg)
+	r.Close()
+	if err != nil {
+		return "", fmt.Errorf("unpacking archive %s: %w", *dep.ArchiveID, err)
+	}
+	if err := patch.Apply(pkg, patch.Fold(opsOf(ps))); err != nil {
+		return "", fmt.Errorf("applying the synced patches: %w", err)
+	}
+	cfg, err := modelpkg.ReadConfig(pkg)
+	if err != nil {
+		return "", refused("the development deployment's patched package is not valid: %v", err)
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := modelpkg.Pack(pkg, pw)
+		pw.CloseWithError(err)
+	}()
+	digest, size, _, err := a.Blobs.Put(ctx, pr, maxPatchedArchiveBytes)
+	pr.Close()
+	if err != nil {
+		return "", fmt.Errorf("storing the patched archive: %w", err)
+	}
+	if _, _, err := store.CreateArchive(ctx, a.DB, store.Archive{
+		WorkspaceID: dep.WorkspaceID, ID: digest, SizeBytes: size, Config: cfgJSON,
+	}); err != nil {
+		return "", err
+	}
+	activity.GetLogger(ctx).Info("archive made from the development deployment's patches", "deployment_id", dep.ID,
+		"archive_id", digest, "patch_hash", s.AppliedHash)
+	return digest, nil
+}

@@ -1,0 +1,369 @@
+// Package watch is `modelplane watch`: it keeps a model's development deployment in step with
+// a package directory as it is edited. Each burst of saves becomes one patch, computed against
+// the deployment's last point, staged and synced; a change that cannot be patched deploys the
+// directory again.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/patch"
+)
+
+// Defaults of Options.
+const (
+	// DefaultDebounce is how long the directory must be quiet before a patch is made: editors
+	// save in several writes (a temporary file, a rename, a chmod).
+	DefaultDebounce = 150 * time.Millisecond
+	// DefaultKeepAwake is the lease that holds the deployment up, renewed every third of it.
+	DefaultKeepAwake = 60 * time.Second
+)
+
+// Options configure Run.
+type Options struct {
+	// Dir is the model package directory (config.yaml at its root).
+	Dir string
+	// ModelName names the model; empty takes model_name from Dir/config.yaml.
+	ModelName string
+	Client    *client.Client
+	// Push deploys Dir as the model's development deployment (creating the model on first
+	// push) and returns once it is ACTIVE.
+	Push func(ctx context.Context) error
+	// Out receives one line per sync, and what went wrong.
+	Out       io.Writer
+	Debounce  time.Duration
+	KeepAwake time.Duration
+	// Now is the clock of the lines printed; nil means time.Now.
+	Now func() time.Time
+}
+
+type watcher struct {
+	o       Options
+	modelID string
+	// head is the deployment's newest point, which the next patch starts from.
+	head     patch.Point
+	headHash string
+}
+
+// Run watches until ctx ends (nil) or the watch cannot go on (the error).
+func Run(ctx context.Context, o Options) error {
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	if o.KeepAwake <= 0 {
+		o.KeepAwake = DefaultKeepAwake
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	o.Dir = dir
+	if o.ModelName == "" {
+		cfg, err := modelpkg.ReadConfig(dir)
+		if err != nil {
+			return err
+		}
+		o.ModelName = cfg.ModelName
+	}
+	w := &watcher{o: o}
+
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", dir, err)
+	}
+	defer fsw.Close()
+	// Watching starts before the first sync, so an edit made meanwhile is not missed.
+	if err := addTree(fsw, dir); err != nil {
+		return err
+	}
+	if err := w.attach(ctx); err != nil {
+		return err
+	}
+	go w.keepAwake(ctx)
+	w.sync(ctx)
+	w.printf("watching %s for model %s (%s); Ctrl-C to stop", dir, o.ModelName, w.modelID)
+
+	var fire <-chan time.Time
+	var timer *time.Timer
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err, ok := <-fsw.Errors:
+			if !ok {
+				return errors.New("the file watcher stopped")
+			}
+			w.printf("file watcher: %v", err)
+		case ev, ok := <-fsw.Events:
+			if !ok {
+				return errors.New("the file watcher stopped")
+			}
+			if ignored(dir, ev.Name) {
+				continue
+			}
+			if ev.Has(fsnotify.Create) {
+				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
+					_ = addTree(fsw, ev.Name)
+				}
+			}
+			if timer == nil {
+				timer = time.NewTimer(o.Debounce)
+			} else {
+				timer.Reset(o.Debounce)
+			}
+			fire = timer.C
+		case <-fire:
+			fire = nil
+			w.sync(ctx)
+		}
+	}
+}
+
+// attach finds the model's development deployment, pushing the directory when there is none,
+// and takes its newest point.
+func (w *watcher) attach(ctx context.Context) error {
+	m, ok, err := w.model(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok || m.DevelopmentDeploymentID == nil {
+		w.printf("model %s has no development deployment: pushing %s", w.o.ModelName, w.o.Dir)
+		return w.push(ctx)
+	}
+	w.modelID = m.ID
+	return w.refresh(ctx)
+}
+
+func (w *watcher) model(ctx context.Context) (api.ModelV1, bool, error) {
+	models, err := w.o.Client.Models(ctx)
+	if err != nil {
+		return api.ModelV1{}, false, err
+	}
+	for _, m := range models {
+		if m.Name == w.o.ModelName {
+			return m, true, nil
+		}
+	}
+	return api.ModelV1{}, false, nil
+}
+
+// push deploys the directory again and starts over from the new deployment's point.
+func (w *watcher) push(ctx context.Context) error {
+	start := time.Now()
+	if err := w.o.Push(ctx); err != nil {
+		return fmt.Errorf("pushing the development deployment: %w", err)
+	}
+	m, ok, err := w.model(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok || m.DevelopmentDeploymentID == nil {
+		return fmt.Errorf("model %s has no development deployment after the push", w.o.ModelName)
+	}
+	w.modelID = m.ID
+	w.printf("pushed development deployment %s in %s", *m.DevelopmentDeploymentID, round(time.Since(start)))
+	return w.refresh(ctx)
+}
+
+func (w *watcher) refresh(ctx context.Context) error {
+	st, err := w.o.Client.Patches(ctx, w.modelID)
+	if err != nil {
+		return fmt.Errorf("reading the development deployment's patch state: %w", err)
+	}
+	if st.PatchPoint == nil {
+		return errors.New("the API answered no patch point")
+	}
+	w.head, w.headHash = *st.PatchPoint, st.PatchHash
+	return nil
+}
+
+// sync makes the directory's changes since the deployment's newest point into a patch, stages
+// it and applies it. What goes wrong is printed, and the next save tries again.
+func (w *watcher) sync(ctx context.Context) {
+	start := time.Now()
+	line, err := w.syncOnce(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		w.printf("error: %v", err)
+	case line != "":
+		w.printf("%s (%s)", line, round(time.Since(start)))
+	}
+}
+
+func (w *watcher) syncOnce(ctx context.Context) (string, error) {
+	local, err := patch.FromDir(w.o.Dir)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := modelpkg.ParseConfig([]byte(local.Config))
+	if err != nil {
+		return "", fmt.Errorf("config.yaml: %w", err)
+	}
+	hot := cfg.HotReload && cfg.Runtime == modelpkg.RuntimePython
+	var changed string
+	if local.Hash() != w.headHash {
+		ops, err := patch.Diff(w.head, local, w.o.Dir, hot)
+		if errors.Is(err, patch.ErrUnpatchable) {
+			return w.redeploy(ctx, err.Error())
+		}
+		if err != nil {
+			return "", err
+		}
+		st, err := w.o.Client.StagePatch(ctx, w.modelID, client.PatchRequest{
+			PrevPatchHash: w.headHash, NextPatchPoint: local, PatchOps: ops,
+		})
+		if client.IsStatus(err, http.StatusConflict) {
+			// Someone else patched the deployment: start from its point next time.
+			if rerr := w.refresh(ctx); rerr != nil {
+				return "", rerr
+			}
+			return "", fmt.Errorf("%v; the next save patches against the new point", err)
+		}
+		if err != nil {
+			return "", err
+		}
+		w.head, w.headHash = local, st.PatchHash
+		changed = describe(ops)
+	}
+	res, err := w.o.Client.SyncPatches(ctx, w.modelID)
+	if err != nil {
+		return "", err
+	}
+	if res.NeedsFullDeployReason != nil {
+		return w.redeploy(ctx, *res.NeedsFullDeployReason)
+	}
+	if changed == "" && res.How == "unchanged" {
+		return "", nil
+	}
+	if changed == "" {
+		changed = "staged changes"
+	}
+	line := fmt.Sprintf("synced %s by %s", changed, strings.ReplaceAll(res.How, "_", " "))
+	if res.ReloadError != "" {
+		line += ": " + res.ReloadError
+	}
+	return line, nil
+}
+
+func (w *watcher) redeploy(ctx context.Context, reason string) (string, error) {
+	w.printf("the change needs a new deployment (%s): pushing", reason)
+	if err := w.push(ctx); err != nil {
+		return "", err
+	}
+	return "", nil
+}
+
+// keepAwake renews the lease that keeps the deployment from scaling to zero while watched.
+func (w *watcher) keepAwake(ctx context.Context) {
+	t := time.NewTicker(w.o.KeepAwake / 3)
+	defer t.Stop()
+	for {
+		if err := w.o.Client.KeepAwake(ctx, w.modelID, w.o.KeepAwake); err != nil && ctx.Err() == nil {
+			w.printf("keeping the deployment awake: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *watcher) printf(format string, args ...any) {
+	fmt.Fprintf(w.o.Out, "%s %s\n", w.o.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// describe lists what a patch changes: "model/model.py", "config.yaml (ECHO_GREETING)".
+func describe(ops []patch.Op) string {
+	var parts, vars []string
+	for _, op := range ops {
+		switch op.Type {
+		case patch.TypeModelCode:
+			mark := map[string]string{patch.ActionAdd: "+", patch.ActionRemove: "-"}[op.Action]
+			parts = append(parts, mark+op.Path)
+		case patch.TypeEnvironment:
+			vars = append(vars, op.Name)
+		}
+	}
+	for _, op := range ops {
+		if op.Type == patch.TypeConfig {
+			c := modelpkg.ConfigFile
+			if len(vars) > 0 {
+				sort.Strings(vars)
+				c += " (" + strings.Join(vars, ", ") + ")"
+			}
+			parts = append(parts, c)
+		}
+	}
+	if len(parts) > 6 {
+		parts = append(parts[:5], fmt.Sprintf("and %d more", len(parts)-5))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// addTree watches dir and every directory below it that is part of the package.
+func addTree(fsw *fsnotify.Watcher, dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // gone again already
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if p != dir && modelpkg.Ignored(d.Name(), true) {
+			return filepath.SkipDir
+		}
+		if err := fsw.Add(p); err != nil {
+			return fmt.Errorf("watching %s: %w", p, err)
+		}
+		return nil
+	})
+}
+
+// ignored reports whether an event's path is outside what a package holds (an editor's swap
+// file, the bytecode cache).
+func ignored(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return true
+	}
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	for i, part := range parts {
+		if modelpkg.Ignored(part, true) || (i == len(parts)-1 && modelpkg.Ignored(part, false)) {
+			return true
+		}
+	}
+	return false
+}
+
+func round(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(10 * time.Millisecond)
+}
