@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/internal/freeport"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/runtime/python"
@@ -220,7 +220,7 @@ func (a *Agent) launch(ctx context.Context, r *Replica, p *ReplicaPatch) {
 		fail(err)
 		return
 	}
-	port, err := freePort()
+	port, err := freeport.One()
 	if err != nil {
 		fail(err)
 		return
@@ -392,15 +392,6 @@ func (a *Agent) openArchive(ctx context.Context, raw string) (io.ReadCloser, err
 		return nil, fmt.Errorf("GET %s: %s", raw, resp.Status)
 	}
 	return resp.Body, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // goSupervise supervises an adopted replica in the background.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/modelplane/modelplane/internal/freeport"
 )
 
 // DefaultLocalDatabaseURL is the local server tried when DATABASE_URL is unset.
@@ -231,11 +232,11 @@ func startPrivate(ctx context.Context, dir string) (*Postgres, error) {
 	if as.command(ctx, dir, pgctl, "-D", dir, "status").Run() == nil {
 		_ = run(as.command(ctx, dir, pgctl, "-D", dir, "-m", "fast", "-w", "stop"))
 	}
-	ports, err := freePorts(1)
+	port, err := freeport.One()
 	if err != nil {
 		return nil, err
 	}
-	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k ''", ports[0])
+	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k ''", port)
 	if err := run(as.command(ctx, dir, pgctl, "-D", dir, "-o", opts, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "start")); err != nil {
 		return nil, err
 	}
@@ -253,7 +254,7 @@ func startPrivate(ctx context.Context, dir string) (*Postgres, error) {
 		}
 		return nil
 	}
-	u := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/modelplane?sslmode=disable", ports[0])
+	u := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/modelplane?sslmode=disable", port)
 	if err := ensureDatabase(ctx, u); err != nil {
 		_ = stop()
 		return nil, err

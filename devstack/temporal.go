@@ -27,6 +27,7 @@ import (
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 
+	"github.com/modelplane/modelplane/internal/freeport"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -64,7 +65,7 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		return nil, fmt.Errorf("temporal frontend port %d: %w", opts.Port, err)
 	}
 	if opts.UIPort != 0 {
-		if err := checkFree(opts.UIPort); err != nil {
+		if err := freeport.Check(opts.UIPort); err != nil {
 			return nil, fmt.Errorf("temporal UI port %d: %w", opts.UIPort, err)
 		}
 	}
@@ -120,16 +121,15 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 }
 
 // startUI serves the UI on port, or on a free port when port is 0. The UI server exits the
-// process if it cannot listen, so the port is checked just before, and a free port is picked
-// only then: one picked before the server's start may have been taken by a model server since.
+// process if it cannot listen, so the port is checked just before (and a free one picked only
+// then, outside the ephemeral range: see freeport).
 func (t *Temporal) startUI(port int, namespace string) error {
 	if port == 0 {
-		ps, err := freePorts(1)
-		if err != nil {
+		var err error
+		if port, err = freeport.One(); err != nil {
 			return fmt.Errorf("temporal UI port: %w", err)
 		}
-		port = ps[0]
-	} else if err := checkFree(port); err != nil {
+	} else if err := freeport.Check(port); err != nil {
 		return fmt.Errorf("temporal UI port %d: %w", port, err)
 	}
 	t.UIURL = fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -176,7 +176,7 @@ func (t *Temporal) Stop() error {
 }
 
 func serverConfig(dataDir string, frontendPort int) (*config.Config, error) {
-	ports, err := freePorts(8)
+	ports, err := freeport.Pick(8)
 	if err != nil {
 		return nil, err
 	}
@@ -231,41 +231,9 @@ func serverConfig(dataDir string, frontendPort int) (*config.Config, error) {
 // portOrFree returns port after checking it is free, or a free port when port is 0.
 func portOrFree(port int) (int, error) {
 	if port == 0 {
-		ps, err := freePorts(1)
-		if err != nil {
-			return 0, err
-		}
-		return ps[0], nil
+		return freeport.One()
 	}
-	return port, checkFree(port)
-}
-
-// freePorts returns n distinct ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func checkFree(port int) error {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return fmt.Errorf("in use (%w)", err)
-	}
-	return l.Close()
+	return port, freeport.Check(port)
 }
 
 // waitHTTP polls url until it answers 200 or ctx ends.
