@@ -269,6 +269,13 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	var orders []*scaleOrder
 	for _, t := range targets {
 		seen[t.DeploymentID] = true
+		if t.LiveReplicas == 0 && t.Status != workflows.StatusScaledToZero {
+			// Its last replica has stopped and its workflow has not yet recorded where it
+			// ended (at zero after a promotion scaled it down, say). Deciding now would read
+			// the load it had before as load at zero and start it again; the next tick sees
+			// the status.
+			continue
+		}
 		tr := l.track[t.DeploymentID]
 		if tr == nil {
 			tr = &tracked{sent: -1}

@@ -299,6 +299,20 @@ func TestTick_DeploymentAtZeroWakesOnlyForLoadAfterIt(t *testing.T) {
 		"requests after it went to zero scale it up")
 }
 
+func TestTick_DeploymentWhoseLastReplicaJustStoppedIsNotRevived(t *testing.T) {
+	db := openDB(t)
+	m := newModel(t, db)
+	ctx := context.Background()
+	// A promotion scaled it down: its replica has stopped, its status is not written yet.
+	d := newDeployment(t, db, m, "ACTIVE", linear(8), 0)
+	now := time.Now().UTC().Truncate(time.Second)
+	load(t, db, d.ID, now.Add(-2*time.Second), 8, 2)
+	tc := &fakeTemporal{}
+	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
+	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
+	require.Empty(t, tc.takeCalls(d.ID), "the load it had before its replicas stopped does not start it again")
+}
+
 // startLoop runs a loop on a database of its own until the returned cancel is called; cancel
 // waits for Run to return.
 func startLoop(t *testing.T, name string) (*Loop, *sqlx.DB, func()) {
