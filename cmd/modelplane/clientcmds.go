@@ -153,7 +153,7 @@ func newModelsCmd() *cobra.Command {
 func newDeploymentsCmd() *cobra.Command {
 	return listCmd("deployments MODEL", "List a model's deployments", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, args []string) ([]api.DeploymentV1, error) {
-			return c.Deployments(ctx, args[0])
+			return withModelID(ctx, c, args[0], func(id string) ([]api.DeploymentV1, error) { return c.Deployments(ctx, id) })
 		},
 		func(w io.Writer, deployments []api.DeploymentV1) {
 			fmt.Fprintln(w, "ID\tNAME\tSTATUS\tREPLICAS\tENVIRONMENT\tCREATED")
@@ -167,7 +167,7 @@ func newDeploymentsCmd() *cobra.Command {
 func newEnvironmentsCmd() *cobra.Command {
 	return listCmd("environments MODEL", "List a model's environments and their promotions in flight", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, args []string) ([]api.EnvironmentV1, error) {
-			return c.Environments(ctx, args[0])
+			return withModelID(ctx, c, args[0], func(id string) ([]api.EnvironmentV1, error) { return c.Environments(ctx, id) })
 		},
 		func(w io.Writer, envs []api.EnvironmentV1) {
 			fmt.Fprintln(w, "NAME\tCURRENT\tCANDIDATE\tPROMOTION")

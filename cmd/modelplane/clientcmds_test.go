@@ -161,6 +161,14 @@ func TestDeploymentsCmd_TableShowsStatusAndEnvironment(t *testing.T) {
 	require.Equal(t, f.prod.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"), byID[f.prod.ID][5])
 }
 
+func TestDeploymentsCmd_TakesTheModelsName(t *testing.T) {
+	f := newAPIFixture(t)
+	for _, cmd := range []string{"deployments", "environments"} {
+		byName := f.run(t, cmd, f.model.Name, "-o", "json")
+		require.JSONEq(t, f.run(t, cmd, f.model.ID, "-o", "json"), byName, "%s by name lists what %s by ID does", cmd, cmd)
+	}
+}
+
 func TestDeploymentsCmd_JSONIsTheAPIObjects(t *testing.T) {
 	f := newAPIFixture(t)
 	out := f.run(t, "deployments", f.model.ID, "-o", "json")
