@@ -66,21 +66,14 @@ func (r *PatchRequest) validate() (*modelpkg.Config, error) {
 	if err := r.Files.Check(); err != nil {
 		return nil, &fieldError{"files", err.Error()}
 	}
-	if len(r.Config) == 0 {
-		return nil, nil
-	}
-	cfg, err := modelpkg.ParseConfig(r.Config)
-	if err != nil {
-		var fe *modelpkg.FieldError
-		if errors.As(err, &fe) {
-			return nil, &fieldError{"config." + fe.Field, fe.Message}
-		}
-		return nil, &fieldError{"config", err.Error()}
+	cfg, err := parseConfig(r.Config)
+	if cfg == nil || err != nil {
+		return nil, err
 	}
 	if cfg.Runtime == modelpkg.RuntimeDocker {
 		return nil, &fieldError{"config.runtime", "a process replica cannot become a docker one: deploy again"}
 	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // Patch writes the request's files into the replica's package and has its model server take

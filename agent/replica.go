@@ -108,22 +108,32 @@ func (r *StartRequest) validate() (*modelpkg.Config, error) {
 			return nil, &fieldError{"patch.files", err.Error()}
 		}
 	}
-	if len(r.Config) == 0 {
-		return nil, nil
-	}
-	cfg, err := modelpkg.ParseConfig(r.Config)
-	if err != nil {
-		var fe *modelpkg.FieldError
-		if errors.As(err, &fe) {
-			return nil, &fieldError{"config." + fe.Field, fe.Message}
-		}
-		return nil, &fieldError{"config", err.Error()}
+	cfg, err := parseConfig(r.Config)
+	if cfg == nil || err != nil {
+		return nil, err
 	}
 	if r.ArchiveURL == "" && cfg.Runtime != "docker" {
 		return nil, &fieldError{"config.runtime", "without an archive only a docker image can run"}
 	}
 	if r.Patch != nil && cfg.Runtime == "docker" {
 		return nil, &fieldError{"patch", "a docker-runtime replica runs its image, not the package's files"}
+	}
+	return cfg, nil
+}
+
+// parseConfig parses a request's config override, naming the key at fault; nil when there is
+// none.
+func parseConfig(raw json.RawMessage) (*modelpkg.Config, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	cfg, err := modelpkg.ParseConfig(raw)
+	if err != nil {
+		var fe *modelpkg.FieldError
+		if errors.As(err, &fe) {
+			return nil, &fieldError{"config." + fe.Field, fe.Message}
+		}
+		return nil, &fieldError{"config", err.Error()}
 	}
 	return &cfg, nil
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,28 +16,11 @@ import (
 
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/patch"
 	"github.com/modelplane/modelplane/watch"
 )
-
-// lineBuffer collects what watch prints, safe to read while it writes.
-type lineBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lineBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lineBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // copyEcho copies the echo example into a temporary directory the test may edit.
 func copyEcho(t *testing.T) string {
@@ -151,7 +133,7 @@ func TestWatch_EditsReachTheRunningReplicaInPlace(t *testing.T) {
 	h := start(t)
 	dir := copyEcho(t)
 	edit(t, dir, "config.yaml", "model_name: echo", "model_name: echo-watch")
-	out := &lineBuffer{}
+	out := &proctest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

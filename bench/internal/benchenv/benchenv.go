@@ -57,7 +57,7 @@ type Options struct {
 	// Log is a file for the stack's log (Info and above); empty: not kept.
 	Log string
 	// Handler makes the stack's log handler from the one that writes Log (nil when there is
-	// no Log).
+	// no Log); nil keeps that one (or no log at all).
 	Handler func(next slog.Handler) slog.Handler
 	// Stack is the stack's options; Start sets DataDir, Listen, GPUProfile, Postgres and Logger.
 	Stack devstack.Options
@@ -120,7 +120,14 @@ func Start(ctx context.Context, o Options) (e *Env, err error) {
 	opts := o.Stack
 	opts.DataDir, opts.Listen, opts.GPUProfile = e.StackDir, "127.0.0.1:0", "none"
 	opts.Postgres = devstack.PostgresOptions{DatabaseURL: dbURL}
-	opts.Logger = slog.New(o.Handler(next))
+	h := next
+	if o.Handler != nil {
+		h = o.Handler(next)
+	}
+	if h == nil {
+		h = slog.NewTextHandler(io.Discard, nil)
+	}
+	opts.Logger = slog.New(h)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	e.Stack, err = devstack.Start(startCtx, opts)
 	cancel()
