@@ -82,21 +82,39 @@ func predictLive(t *testing.T, r agent.Replica) answer {
 	return a
 }
 
-func TestAgent_StartWithPatchServesPatchedCode(t *testing.T) {
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNode(t, dir, "h200")
-	url, sum := livePackage(t)
-	id := newID()
-	req := startReq(id, url, sum, 1)
-	files := codePatch(modelSource("v2"))
-	// More than the 1 MiB other requests may carry.
-	files.Dirs = []string{"weights"}
-	files.Files = append(files.Files, patch.File{Path: "weights/layer0.bin", Content: bytes.Repeat([]byte{7}, 2<<20)})
-	req.Patch = &agent.ReplicaPatch{PatchHash: "hash-v2", Files: files}
-	n.mustStart(req)
+// liveNode starts an agent on the simulated H200 with its state in a fresh directory, and
+// stops its replicas when the test ends.
+func liveNode(t *testing.T) (n *node, c *agent.Client, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	t.Cleanup(func() { stopAll(t, dir) })
+	n = startNode(t, dir, "h200")
+	return n, agent.NewClient(n.url, token), dir
+}
 
-	r := n.waitState(id, agent.StateReady)
+// liveReplica starts one replica of the live package with its GPU on a new node, its start
+// request changed by adjust when not nil, and waits until it is READY.
+func liveReplica(t *testing.T, adjust func(*agent.StartRequest)) (n *node, c *agent.Client, dir string, r agent.Replica) {
+	t.Helper()
+	n, c, dir = liveNode(t)
+	url, sum := livePackage(t)
+	req := startReq(newID(), url, sum, 1)
+	if adjust != nil {
+		adjust(&req)
+	}
+	n.mustStart(req)
+	return n, c, dir, n.waitState(req.ReplicaID, agent.StateReady)
+}
+
+func TestAgent_StartWithPatchServesPatchedCode(t *testing.T) {
+	n, _, dir, r := liveReplica(t, func(req *agent.StartRequest) {
+		files := codePatch(modelSource("v2"))
+		// More than the 1 MiB other requests may carry.
+		files.Dirs = []string{"weights"}
+		files.Files = append(files.Files, patch.File{Path: "weights/layer0.bin", Content: bytes.Repeat([]byte{7}, 2<<20)})
+		req.Patch = &agent.ReplicaPatch{PatchHash: "hash-v2", Files: files}
+	})
+	id := r.ID
 	require.Equal(t, "hash-v2", r.PatchHash, "the replica records the patch it started at")
 	require.NotEmpty(t, r.GPUUUIDs)
 	require.Equal(t, "v2", predictLive(t, r).Version, "the model must run the patched code, not the archive's")
@@ -119,15 +137,9 @@ func TestAgent_StartWithPatchServesPatchedCode(t *testing.T) {
 }
 
 func TestAgent_HotReloadKeepsProcessAndGPUs(t *testing.T) {
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNode(t, dir, "h200")
-	c := agent.NewClient(n.url, token)
+	n, c, dir, before := liveReplica(t, nil)
+	id := before.ID
 	ctx := context.Background()
-	url, sum := livePackage(t)
-	id := newID()
-	n.mustStart(startReq(id, url, sum, 1))
-	before := n.waitState(id, agent.StateReady)
 	require.NotEmpty(t, before.GPUUUIDs)
 	require.Equal(t, "v1", predictLive(t, before).Version)
 
@@ -161,15 +173,9 @@ func TestAgent_HotReloadKeepsProcessAndGPUs(t *testing.T) {
 }
 
 func TestAgent_FailedHotReloadKeepsReplicaReadyUntilAGoodPatch(t *testing.T) {
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNode(t, dir, "h200")
-	c := agent.NewClient(n.url, token)
+	n, c, _, before := liveReplica(t, nil)
+	id := before.ID
 	ctx := context.Background()
-	url, sum := livePackage(t)
-	id := newID()
-	n.mustStart(startReq(id, url, sum, 1))
-	before := n.waitState(id, agent.StateReady)
 
 	res, err := c.PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowHotReload})
 	require.NoError(t, err, "a model that fails to reload is an answer, not an error")
@@ -201,17 +207,11 @@ func TestAgent_FailedHotReloadKeepsReplicaReadyUntilAGoodPatch(t *testing.T) {
 }
 
 func TestAgent_RestartInPlaceKeepsIDGPUsAndAddress(t *testing.T) {
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNode(t, dir, "h200")
-	c := agent.NewClient(n.url, token)
+	n, c, _, before := liveReplica(t, func(req *agent.StartRequest) {
+		req.Config = json.RawMessage(`{"model_name": "live", "runtime": "python", "environment_variables": {"GREETING": "hello"}}`)
+	})
+	id := before.ID
 	ctx := context.Background()
-	url, sum := livePackage(t)
-	id := newID()
-	req := startReq(id, url, sum, 1)
-	req.Config = json.RawMessage(`{"model_name": "live", "runtime": "python", "environment_variables": {"GREETING": "hello"}}`)
-	n.mustStart(req)
-	before := n.waitState(id, agent.StateReady)
 	require.NotEmpty(t, before.GPUUUIDs)
 	require.Equal(t, answer{Version: "v1", PID: before.Handle.PID, Greeting: "hello"}, predictLive(t, before))
 
@@ -240,15 +240,10 @@ func TestAgent_RestartInPlaceKeepsIDGPUsAndAddress(t *testing.T) {
 }
 
 func TestAgent_RestartThatCannotLoadFailsTheReplica(t *testing.T) {
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNode(t, dir, "h200")
-	url, sum := livePackage(t)
-	id := newID()
-	n.mustStart(startReq(id, url, sum, 1))
-	n.waitState(id, agent.StateReady)
+	n, c, _, r := liveReplica(t, nil)
+	id := r.ID
 
-	res, err := agent.NewClient(n.url, token).PatchReplica(context.Background(), id,
+	res, err := c.PatchReplica(context.Background(), id,
 		agent.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowRestart})
 	require.NoError(t, err)
 	require.Equal(t, agent.StateFailed, res.Replica.State, "a restart whose model cannot load fails the replica, as a failed start does")
@@ -258,10 +253,7 @@ func TestAgent_RestartThatCannotLoadFailsTheReplica(t *testing.T) {
 }
 
 func TestAgent_PatchPathsOutsideThePackageAreRefused(t *testing.T) {
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNode(t, dir, "h200")
-	c := agent.NewClient(n.url, token)
+	n, c, dir := liveNode(t)
 	ctx := context.Background()
 	url, sum := livePackage(t)
 
@@ -316,10 +308,7 @@ func TestAgent_PatchPathsOutsideThePackageAreRefused(t *testing.T) {
 }
 
 func TestAgent_PatchRequestsThatCannotBeDone(t *testing.T) {
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNode(t, dir, "h200")
-	c := agent.NewClient(n.url, token)
+	n, c, dir := liveNode(t)
 	ctx := context.Background()
 	good := agent.PatchRequest{PatchHash: "hash-1", How: patch.HowRestart,
 		Files: patch.FileSet{Files: []patch.File{{Path: "notes.txt", Content: []byte("1")}}}}
