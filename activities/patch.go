@@ -124,6 +124,10 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 		return "", "", err
 	}
 	if got.PatchHash == s.AppliedHash || (got.PatchHash == "" && s.AppliedSeq == 0) {
+		// A retry after a restart that went through: the replica goes back into the routes.
+		if err := a.backInRoutes(ctx, r, got); err != nil {
+			return "", "", err
+		}
 		return HowUnchanged, got.ReloadError, nil
 	}
 	// The replica's point tells which patches it lacks; one the deployment does not know (it
@@ -159,6 +163,16 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 			return "", "", err
 		}
 	}
+	if how == patch.HowRestart && r.State == store.ReplicaReady {
+		// Out of the gateways' routes while its server restarts: they hold the requests for it
+		// (an ACTIVE deployment without a ready replica is waited for, as one waking up is)
+		// instead of sending them to a port nobody listens on. The old server finishes what
+		// it has before it exits.
+		if err := store.SetReplicaState(ctx, a.DB, replicaID, store.ReplicaStarting, r.Address, ""); err != nil {
+			return "", "", err
+		}
+		r.State = store.ReplicaStarting
+	}
 	// A restart or a reload lasts as long as the model takes to load: the heartbeat shows the
 	// activity is alive meanwhile.
 	stop := heartbeatEvery(ctx, 5*time.Second)
@@ -177,7 +191,19 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 		// The deployment's workflow replaces a failed replica; the sync reports why it failed.
 		return out.How, fmt.Sprintf("the model server failed after the restart: %s", out.Replica.Error), nil
 	}
+	if err := a.backInRoutes(ctx, r, out.Replica); err != nil {
+		return "", "", err
+	}
 	return out.How, out.ReloadError, nil
+}
+
+// backInRoutes marks READY a replica that a restart in place took out of the routes, once
+// its agent says it is READY again.
+func (a *Activities) backInRoutes(ctx context.Context, r store.Replica, got agent.Replica) error {
+	if r.State != store.ReplicaStarting || got.State != agent.StateReady {
+		return nil
+	}
+	return store.MarkReplicaReady(ctx, a.DB, r.ID, got.Address, got.PredictPath)
 }
 
 // configAt parses the deployment's config.yaml at seq.

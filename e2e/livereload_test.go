@@ -197,9 +197,30 @@ func TestWatch_EditsReachTheRunningReplicaInPlace(t *testing.T) {
 	h.waitAnswer(modelID, 10*time.Second, func(out map[string]any, err error) bool { return err == nil && out["edited"] == "fixed" })
 	require.Equal(t, first.Handle.PID, same("recovery").Handle.PID, "the fix is taken without a restart")
 
-	// An environment variable changes in config.yaml: the replica restarts in place.
+	// An environment variable changes in config.yaml: the replica restarts in place, and the
+	// requests sent meanwhile wait for it rather than fail.
+	stopLoad := make(chan struct{})
+	loadDone := make(chan []error)
+	go func() {
+		var failed []error
+		for {
+			select {
+			case <-stopLoad:
+				loadDone <- failed
+				return
+			default:
+			}
+			if _, err := h.devAnswer(modelID); err != nil {
+				failed = append(failed, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
 	edit(t, dir, "config.yaml", "ECHO_GREETING: hello", "ECHO_GREETING: bonjour")
 	h.waitAnswer(modelID, 30*time.Second, func(out map[string]any, err error) bool { return err == nil && out["greeting"] == "bonjour" })
+	time.Sleep(300 * time.Millisecond)
+	close(stopLoad)
+	require.Empty(t, <-loadDone, "requests sent while the replica restarted in place failed")
 	r = same("restart in place")
 	require.NotEqual(t, first.Handle.PID, r.Handle.PID, "a config change restarts the model server")
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "config.yaml (ECHO_GREETING) by restart") },
