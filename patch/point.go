@@ -137,6 +137,11 @@ func CheckPath(rel string) error {
 	return nil
 }
 
+// Tracked reports whether the package path rel counts in a point: config.yaml (as the point's
+// config) and every path a patch can name. What Pack leaves out (version control, the
+// bytecode cache, editors' swap files) does not, wherever it appears in the path.
+func Tracked(rel string) bool { return rel == modelpkg.ConfigFile || CheckPath(rel) == nil }
+
 // FromDir computes the point of a package directory: what Pack would put in its archive,
 // less what a patch could not name (as FromArchive leaves it out). A symlink counts by the
 // target Pack writes, so changing where it points changes the point; one Pack refuses is an
@@ -169,7 +174,7 @@ func FromDir(dir string) (Point, error) {
 		}
 		// What Pack leaves out, and what Pack keeps but FromArchive drops (a submodule's .git
 		// file, a directory named like an editor's backup): the two points must agree.
-		if CheckPath(rel) != nil {
+		if !Tracked(rel) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -222,7 +227,7 @@ func FromArchive(r io.Reader) (Point, error) {
 		if rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
 			continue
 		}
-		if CheckPath(rel) != nil && rel != modelpkg.ConfigFile {
+		if !Tracked(rel) {
 			continue // what Pack would leave out, and what a patch could not name
 		}
 		switch hdr.Typeflag {

@@ -335,7 +335,7 @@ func addTree(fsw *fsnotify.Watcher, dir string) error {
 		if !d.IsDir() {
 			return nil
 		}
-		if p != dir && modelpkg.Ignored(d.Name(), true) {
+		if p != dir && ignored(dir, p) {
 			return filepath.SkipDir
 		}
 		if err := fsw.Add(p); err != nil {
@@ -345,20 +345,11 @@ func addTree(fsw *fsnotify.Watcher, dir string) error {
 	})
 }
 
-// ignored reports whether an event's path is outside what a package holds (an editor's swap
-// file, the bytecode cache).
+// ignored reports whether an event's path is outside what a package's point holds (an
+// editor's swap file, the bytecode cache).
 func ignored(root, p string) bool {
 	rel, err := filepath.Rel(root, p)
-	if err != nil {
-		return true
-	}
-	parts := strings.Split(filepath.ToSlash(rel), "/")
-	for i, part := range parts {
-		if modelpkg.Ignored(part, true) || (i == len(parts)-1 && modelpkg.Ignored(part, false)) {
-			return true
-		}
-	}
-	return false
+	return err != nil || !patch.Tracked(filepath.ToSlash(rel))
 }
 
 func round(d time.Duration) time.Duration {
