@@ -22,28 +22,16 @@ import (
 	"github.com/modelplane/modelplane/watch"
 )
 
-// copyEcho copies the echo example into a temporary directory the test may edit.
+// copyEcho copies the echo example into a temporary directory the test may edit: packed and
+// unpacked, so the copy holds what a push would.
 func copyEcho(t *testing.T) string {
 	t.Helper()
 	dst := t.TempDir()
-	src := "../examples/models/echo"
-	require.NoError(t, filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if fi.IsDir() {
-			if modelpkg.Ignored(fi.Name(), true) {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	}))
+	var buf bytes.Buffer
+	_, err := modelpkg.Pack("../examples/models/echo", &buf)
+	require.NoError(t, err)
+	_, err = modelpkg.Extract(&buf, "", dst)
+	require.NoError(t, err)
 	return dst
 }
 

@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,7 +97,7 @@ func run(ctx context.Context, c config) (err error) {
 		}
 	}()
 	b := &bench{Env: env, dir: filepath.Join(env.Dir, "pkg")}
-	if err := copyTree(c.Example, b.dir); err != nil {
+	if err := copyPackage(c.Example, b.dir); err != nil {
 		return err
 	}
 	if err := b.replace("config.yaml", "model_name: echo", "model_name: "+modelName); err != nil {
@@ -299,39 +298,13 @@ func report(c config, hot, restart, full []time.Duration, took time.Duration) {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
 
-// copyTree copies a package directory, leaving out what Pack leaves out.
-func copyTree(src, dst string) error {
-	return filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if modelpkg.Ignored(fi.Name(), fi.IsDir()) && p != src {
-			if fi.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		target := filepath.Join(dst, rel)
-		if fi.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
+// copyPackage copies a package directory by packing and unpacking it, so the copy holds what
+// a push would.
+func copyPackage(src, dst string) error {
+	var buf bytes.Buffer
+	if _, err := modelpkg.Pack(src, &buf); err != nil {
+		return err
+	}
+	_, err := modelpkg.Extract(&buf, "", dst)
+	return err
 }
