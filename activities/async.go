@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
 )
@@ -45,8 +46,8 @@ type AsyncRequestState struct {
 	ModelID       string
 	DeploymentID  string
 	Environment   string
-	Status        string
-	WebhookStatus string
+	Status        modelplane.AsyncStatus
+	WebhookStatus modelplane.WebhookStatus
 	RetryConfig   store.RetryConfig
 	CreatedAt     time.Time
 	// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
@@ -96,10 +97,10 @@ type ClaimAsyncInput struct {
 type ClaimAsyncResult struct {
 	// Status is the request's status after the try: IN_PROGRESS when claimed, QUEUED when it
 	// must wait, else the status it ended in (CANCELED, say).
-	Status  string
+	Status  modelplane.AsyncStatus
 	Claimed bool
 	// WebhookStatus is the request's webhook status when it has ended; empty otherwise.
-	WebhookStatus string
+	WebhookStatus modelplane.WebhookStatus
 	// DeploymentID is the deployment the request is for now: a request to an environment
 	// follows the environment to its current deployment while it waits.
 	DeploymentID string
@@ -119,9 +120,9 @@ func (a *Activities) ClaimAsync(ctx context.Context, in ClaimAsyncInput) (ClaimA
 	}
 	out := ClaimAsyncResult{Status: c.Status, Claimed: c.Claimed, DeploymentID: c.DeploymentID}
 	switch {
-	case c.Status == store.AsyncQueued:
+	case c.Status == modelplane.AsyncQueued:
 		out.Ahead, out.Free, out.Unavailable = c.Ahead, c.Capacity.Free(), c.Capacity.Unavailable()
-	case store.AsyncFinished(c.Status):
+	case c.Status.Ended():
 		r, err := store.GetAsyncRequest(ctx, a.DB, "", in.RequestID)
 		if err != nil {
 			return ClaimAsyncResult{}, asyncGone(in.RequestID, err)
@@ -185,14 +186,14 @@ func (a *Activities) RunAsyncAttempt(ctx context.Context, in RunAsyncAttemptInpu
 	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
-	for att.State != store.AttemptDone {
+	for att.State != modelplane.AttemptDone {
 		activity.RecordHeartbeat(ctx, att.State)
 		select {
 		case <-ctx.Done():
 			return RunAsyncAttemptResult{}, ctx.Err()
 		case <-woken:
 		case <-tick.C:
-			if att.State == store.AttemptRunning {
+			if att.State == modelplane.AttemptRunning {
 				if _, err := store.AbandonAsyncAttempt(ctx, a.DB, in.RequestID, in.Attempt); err != nil {
 					return RunAsyncAttemptResult{}, err
 				}
@@ -212,8 +213,8 @@ func ClassifyAttempt(att store.AsyncAttempt) RunAsyncAttemptResult {
 	out := RunAsyncAttemptResult{Attempt: att.Attempt, StatusCode: att.StatusCode}
 	code := att.StatusCode
 	switch {
-	case att.ErrorCode == store.CodeModelOutputTooLarge:
-	case att.ErrorCode == store.CodeGatewayLost:
+	case att.ErrorCode == modelplane.CodeModelOutputTooLarge:
+	case att.ErrorCode == modelplane.CodeGatewayLost:
 		out.Retryable = true
 	case code >= 200 && code <= 299:
 		out.Succeeded = true
@@ -228,21 +229,21 @@ func ClassifyAttempt(att store.AsyncAttempt) RunAsyncAttemptResult {
 
 // attemptErrorCode is the code of a failed attempt: the gateway's when it gave one, else the
 // one the answer's status calls for.
-func attemptErrorCode(att store.AsyncAttempt) string {
+func attemptErrorCode(att store.AsyncAttempt) modelplane.ErrorCode {
 	switch code := att.StatusCode; {
 	case att.ErrorCode != "":
 		return att.ErrorCode
 	case code == 0:
-		return store.CodeModelUnavailable
+		return modelplane.CodeModelUnavailable
 	case code == http.StatusGatewayTimeout:
-		return store.CodeModelPredictTimeout
+		return modelplane.CodeModelPredictTimeout
 	case code == http.StatusTooManyRequests, code >= 500:
 		// A model that is overloaded has nothing against the input.
-		return store.CodeModelPredictError
+		return modelplane.CodeModelPredictError
 	case code >= 400:
-		return store.CodeModelInvalidInput
+		return modelplane.CodeModelInvalidInput
 	}
-	return store.CodeModelPredictError
+	return modelplane.CodeModelPredictError
 }
 
 // maxErrorBody bounds how much of a model's error answer is quoted in the error message.
@@ -276,7 +277,7 @@ func attemptErrorMessage(att store.AsyncAttempt) string {
 type FinishAsyncInput struct {
 	RequestID string
 	// Status is SUCCEEDED or FAILED.
-	Status string
+	Status modelplane.AsyncStatus
 	// OutputAttempt is the attempt whose answer is the request's output; 0 for none.
 	OutputAttempt int
 	Errors        store.AsyncErrors
@@ -361,7 +362,7 @@ func (a *Activities) DeliverWebhook(ctx context.Context, in DeliverWebhookInput)
 	if err != nil {
 		return asyncGone(in.RequestID, err)
 	}
-	if r.WebhookEndpoint == "" || r.WebhookStatus != store.WebhookPending || !store.AsyncFinished(r.Status) {
+	if r.WebhookEndpoint == "" || r.WebhookStatus != modelplane.WebhookPending || !r.Status.Ended() {
 		return nil
 	}
 	secret, err := store.GetWebhookSecret(ctx, a.DB, r.WorkspaceID)
@@ -399,7 +400,7 @@ func webhookPayload(r store.AsyncRequest) webhook.Payload {
 	if r.FinishedAt != nil {
 		p.Time = *r.FinishedAt
 	}
-	if r.Status == store.AsyncSucceeded {
+	if r.Status == modelplane.AsyncSucceeded {
 		p.Data = webhook.DataJSON(r.Output, r.OutputContentType)
 	}
 	for _, e := range r.Errors {

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"go.temporal.io/server/temporaltest"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
@@ -40,7 +41,7 @@ func newAsyncFixture(t *testing.T) *asyncFixture {
 	t.Helper()
 	ctx := context.Background()
 	db := openDB(t)
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)
@@ -49,7 +50,7 @@ func newAsyncFixture(t *testing.T) *asyncFixture {
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, `UPDATE deployments SET status = 'ACTIVE' WHERE id = $1`, d.ID)
 	require.NoError(t, err)
-	_, err = db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, store.NewID(12), d.ID)
+	_, err = db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, modelplane.NewID(12), d.ID)
 	require.NoError(t, err)
 	// Attempts other tests left pending must not be claimed by this test's gateway.
 	_, err = db.ExecContext(ctx, `UPDATE async_attempts SET state = 'DONE' WHERE state <> 'DONE'`)
@@ -96,7 +97,7 @@ type gateway struct {
 }
 
 func newGateway(t *testing.T, db *sqlx.DB) *gateway {
-	g := &gateway{t: t, db: db, id: "async-gateway-" + store.NewID(6)}
+	g := &gateway{t: t, db: db, id: "async-gateway-" + modelplane.NewID(6)}
 	require.NoError(t, store.ReportGateway(context.Background(), db, store.GatewayReport{GatewayID: g.id, RoutesAt: time.Now()}))
 	t.Cleanup(func() { _ = store.DeleteGatewayReport(context.Background(), db, g.id) })
 	return g
@@ -185,7 +186,7 @@ func TestRunAsyncAttempt_ARerunWaitsOnTheSameAttempt(t *testing.T) {
 	require.Empty(t, more, "the second run must not have made a second attempt to run")
 	gw.finish(c, store.AttemptResult{StatusCode: 503, Output: []byte("overloaded")})
 	want := activities.RunAsyncAttemptResult{Attempt: 1, StatusCode: 503, Retryable: true, Error: store.AsyncError{
-		Code: store.CodeModelPredictError, Message: "the model answered 503 Service Unavailable: overloaded", Attempt: 1}}
+		Code: modelplane.CodeModelPredictError, Message: "the model answered 503 Service Unavailable: overloaded", Attempt: 1}}
 	for range 2 {
 		o := <-outs
 		require.NoError(t, o.err)
@@ -227,7 +228,7 @@ func TestRunAsyncAttempt_AttemptOnADeadGatewayEndsGatewayLost(t *testing.T) {
 	case res := <-done:
 		require.False(t, res.Succeeded)
 		require.True(t, res.Retryable, "another gateway may succeed where the lost one did not")
-		require.Equal(t, store.CodeGatewayLost, res.Error.Code)
+		require.Equal(t, modelplane.CodeGatewayLost, res.Error.Code)
 		require.Equal(t, 1, res.Error.Attempt)
 	case <-time.After(5 * time.Second):
 		t.Fatal("an attempt on a dead gateway must end within a few polls")
@@ -240,22 +241,22 @@ func TestClassifyAttempt_SuccessRetryAndFinalFailure(t *testing.T) {
 		att       store.AsyncAttempt
 		succeeded bool
 		retryable bool
-		code      string
+		code      modelplane.ErrorCode
 	}{
 		{"200", store.AsyncAttempt{StatusCode: 200}, true, false, ""},
 		{"204", store.AsyncAttempt{StatusCode: 204}, true, false, ""},
-		{"no answer", store.AsyncAttempt{ErrorCode: "", Error: "dial tcp: refused"}, false, true, store.CodeModelUnavailable},
-		{"unavailable from gateway", store.AsyncAttempt{ErrorCode: store.CodeModelUnavailable, Error: "deleted"}, false, true, store.CodeModelUnavailable},
-		{"429", store.AsyncAttempt{StatusCode: 429}, false, true, store.CodeModelPredictError},
-		{"500", store.AsyncAttempt{StatusCode: 500}, false, true, store.CodeModelPredictError},
-		{"502", store.AsyncAttempt{StatusCode: 502}, false, true, store.CodeModelPredictError},
-		{"503", store.AsyncAttempt{StatusCode: 503}, false, true, store.CodeModelPredictError},
-		{"504", store.AsyncAttempt{StatusCode: 504}, false, true, store.CodeModelPredictTimeout},
-		{"501", store.AsyncAttempt{StatusCode: 501}, false, false, store.CodeModelPredictError},
-		{"400", store.AsyncAttempt{StatusCode: 400}, false, false, store.CodeModelInvalidInput},
-		{"422", store.AsyncAttempt{StatusCode: 422}, false, false, store.CodeModelInvalidInput},
-		{"lost", store.AsyncAttempt{ErrorCode: store.CodeGatewayLost, Error: "gateway g stopped"}, false, true, store.CodeGatewayLost},
-		{"too large", store.AsyncAttempt{StatusCode: 200, ErrorCode: store.CodeModelOutputTooLarge, Error: "over 16 MiB"}, false, false, store.CodeModelOutputTooLarge},
+		{"no answer", store.AsyncAttempt{ErrorCode: "", Error: "dial tcp: refused"}, false, true, modelplane.CodeModelUnavailable},
+		{"unavailable from gateway", store.AsyncAttempt{ErrorCode: modelplane.CodeModelUnavailable, Error: "deleted"}, false, true, modelplane.CodeModelUnavailable},
+		{"429", store.AsyncAttempt{StatusCode: 429}, false, true, modelplane.CodeModelPredictError},
+		{"500", store.AsyncAttempt{StatusCode: 500}, false, true, modelplane.CodeModelPredictError},
+		{"502", store.AsyncAttempt{StatusCode: 502}, false, true, modelplane.CodeModelPredictError},
+		{"503", store.AsyncAttempt{StatusCode: 503}, false, true, modelplane.CodeModelPredictError},
+		{"504", store.AsyncAttempt{StatusCode: 504}, false, true, modelplane.CodeModelPredictTimeout},
+		{"501", store.AsyncAttempt{StatusCode: 501}, false, false, modelplane.CodeModelPredictError},
+		{"400", store.AsyncAttempt{StatusCode: 400}, false, false, modelplane.CodeModelInvalidInput},
+		{"422", store.AsyncAttempt{StatusCode: 422}, false, false, modelplane.CodeModelInvalidInput},
+		{"lost", store.AsyncAttempt{ErrorCode: modelplane.CodeGatewayLost, Error: "gateway g stopped"}, false, true, modelplane.CodeGatewayLost},
+		{"too large", store.AsyncAttempt{StatusCode: 200, ErrorCode: modelplane.CodeModelOutputTooLarge, Error: "over 16 MiB"}, false, false, modelplane.CodeModelOutputTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.att.Attempt = 2
@@ -293,7 +294,7 @@ func (f *asyncFixture) finishedWithOutput(t *testing.T, hook string) store.Async
 	require.NoError(t, err)
 	require.True(t, res.Succeeded)
 	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{
-		RequestID: r.ID, Status: store.AsyncSucceeded, OutputAttempt: 1})
+		RequestID: r.ID, Status: modelplane.AsyncSucceeded, OutputAttempt: 1})
 	require.NoError(t, err)
 	return r
 }
@@ -304,18 +305,18 @@ func TestFinishAsync_KeepsTheAttemptsOutputAndEndsOnce(t *testing.T) {
 	r := f.finishedWithOutput(t, "")
 	got, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncSucceeded, got.Status)
+	require.Equal(t, modelplane.AsyncSucceeded, got.Status)
 	require.Equal(t, `{"y":2}`, string(got.Output))
 	require.Equal(t, "application/json", got.OutputContentType)
 	require.NotNil(t, got.OutputExpiresAt)
 	require.WithinDuration(t, time.Now().Add(2*time.Hour), *got.OutputExpiresAt, time.Minute, "kept for AsyncOutputRetention")
 
-	v, err := f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: store.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: store.CodeModelPredictError, Message: "late", Attempt: 2}}})
+	v, err := f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
+		Errors: store.AsyncErrors{{Code: modelplane.CodeModelPredictError, Message: "late", Attempt: 2}}})
 	require.NoError(t, err)
 	var st activities.AsyncRequestState
 	require.NoError(t, v.Get(&st))
-	require.Equal(t, store.AsyncSucceeded, st.Status, "a retried or late FinishAsync changes nothing")
+	require.Equal(t, modelplane.AsyncSucceeded, st.Status, "a retried or late FinishAsync changes nothing")
 	again, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
 	require.NoError(t, err)
 	require.Empty(t, again.Errors)
@@ -329,7 +330,7 @@ func TestAsyncQueueActivities_LoadClaimExpire(t *testing.T) {
 	v, err := f.env.ExecuteActivity(f.acts.LoadAsync, activities.LoadAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&st))
-	require.Equal(t, store.AsyncQueued, st.Status)
+	require.Equal(t, modelplane.AsyncQueued, st.Status)
 	require.Equal(t, f.dep.ID, st.DeploymentID)
 	require.Equal(t, r.CreatedAt.Add(10*time.Minute).Unix(), st.ExpiresAt.Unix())
 	got, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
@@ -343,16 +344,16 @@ func TestAsyncQueueActivities_LoadClaimExpire(t *testing.T) {
 	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&c))
-	require.Equal(t, activities.ClaimAsyncResult{Status: store.AsyncQueued, DeploymentID: f.dep.ID}, c)
+	require.Equal(t, activities.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: f.dep.ID}, c)
 	v, err = f.env.ExecuteActivity(f.acts.ExpireAsync, activities.ExpireAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&st))
-	require.Equal(t, store.AsyncExpired, st.Status)
-	require.Equal(t, store.WebhookPending, st.WebhookStatus)
+	require.Equal(t, modelplane.AsyncExpired, st.Status)
+	require.Equal(t, modelplane.WebhookPending, st.WebhookStatus)
 	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&c))
-	require.Equal(t, activities.ClaimAsyncResult{Status: store.AsyncExpired, WebhookStatus: store.WebhookPending, DeploymentID: f.dep.ID}, c)
+	require.Equal(t, activities.ClaimAsyncResult{Status: modelplane.AsyncExpired, WebhookStatus: modelplane.WebhookPending, DeploymentID: f.dep.ID}, c)
 
 	_, err = f.db.ExecContext(context.Background(), `UPDATE deployments SET status = 'INACTIVE' WHERE id = $1`, f.dep.ID)
 	require.NoError(t, err)
@@ -438,7 +439,7 @@ func TestDeliverWebhook_SignedWithTheSameDeliveryIDOnEveryTry(t *testing.T) {
 	require.NoError(t, err)
 	var st activities.AsyncRequestState
 	require.NoError(t, v.Get(&st))
-	require.Equal(t, store.WebhookSucceeded, st.WebhookStatus)
+	require.Equal(t, modelplane.WebhookSucceeded, st.WebhookStatus)
 	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.Len(t, recv.got, 2, "a webhook recorded as delivered is not sent again")
@@ -453,8 +454,8 @@ func TestDeliverWebhook_FailedRequestCarriesItsErrors(t *testing.T) {
 	srv := httptest.NewServer(recv)
 	t.Cleanup(srv.Close)
 	r := f.running(t, srv.URL)
-	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: store.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: store.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}})
+	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
+		Errors: store.AsyncErrors{{Code: modelplane.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}})
 	require.NoError(t, err)
 	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
 	require.NoError(t, err)
@@ -466,7 +467,7 @@ func TestDeliverWebhook_FailedRequestCarriesItsErrors(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(recv.got[0].body, &p))
 	require.Equal(t, "null", string(p.Data))
-	require.Equal(t, []webhook.ErrorEntry{{Code: store.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}, p.Errors)
+	require.Equal(t, []webhook.ErrorEntry{{Code: modelplane.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}, p.Errors)
 }
 
 func TestDeliverWebhook_RefusedAddressOrNoSecretIsNotRetried(t *testing.T) {
@@ -545,7 +546,7 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 
 	t.Run("DispatchAsyncNext", func(t *testing.T) {
 		// Room for one more beside the request running: the older of the two queued is the head.
-		_, err := f.db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, store.NewID(12), f.dep.ID)
+		_, err := f.db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, modelplane.NewID(12), f.dep.ID)
 		require.NoError(t, err)
 		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET status = 'CANCELED' WHERE deployment_id = $1 AND status IN ('QUEUED', 'IN_PROGRESS')`, f.dep.ID)
 		require.NoError(t, err)
@@ -634,12 +635,12 @@ func TestAsyncRequestWorkflow_EndToEndOnRealServer(t *testing.T) {
 	defer cancel()
 	var res workflows.AsyncRequestResult
 	require.NoError(t, run.Get(wctx, &res))
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncSucceeded, WebhookStatus: store.WebhookSucceeded, Attempts: 2}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 2}, res)
 
 	got, err := store.GetAsyncRequest(ctx, f.db, "", r.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncSucceeded, got.Status)
-	require.Equal(t, store.WebhookSucceeded, got.WebhookStatus)
+	require.Equal(t, modelplane.AsyncSucceeded, got.Status)
+	require.Equal(t, modelplane.WebhookSucceeded, got.WebhookStatus)
 	require.True(t, got.WorkflowStarted)
 	require.Equal(t, 2, got.Attempts)
 	require.Nil(t, got.Output, "the delivered webhook carried the output")

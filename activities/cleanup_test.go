@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/store"
@@ -16,7 +17,7 @@ import (
 func TestStopUnwantedReplicas_StopsThoseOfDeletedDeploymentsOnly(t *testing.T) {
 	f := newFixture(t, h100Config)
 	ctx := context.Background()
-	keep, gone := store.NewID(12), store.NewID(12)
+	keep, gone := modelplane.NewID(12), modelplane.NewID(12)
 	for _, id := range []string{keep, gone} {
 		_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 		if err != nil {
@@ -44,10 +45,10 @@ func TestStopUnwantedReplicas_StopsThoseOfDeletedDeploymentsOnly(t *testing.T) {
 	require.Equal(t, 1, res.Stopped, "only the replica left alone for the quiet period is taken over")
 	r, err := store.ReplicaByID(ctx, f.db, gone)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Equal(t, modelplane.ReplicaStopped, r.State)
 	r, err = store.ReplicaByID(ctx, f.db, keep)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaReady, r.State, "a replica its workflow may be stopping right now is left to it")
+	require.Equal(t, modelplane.ReplicaReady, r.State, "a replica its workflow may be stopping right now is left to it")
 }
 
 func TestPruneArchives_RemovesOnlyOldUnusedOnes(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/nvml"
@@ -107,7 +108,7 @@ func buildFailed(format string, args ...any) error {
 // SetDeploymentStatusInput is the status to record.
 type SetDeploymentStatusInput struct {
 	DeploymentID string
-	Status       string
+	Status       modelplane.DeploymentStatus
 	Reason       string
 }
 
@@ -212,8 +213,8 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 	if r.AgentURL == "" {
 		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" has no node", ErrTypeAgentRefused, nil)
 	}
-	if r.State == store.ReplicaStopped || r.State == store.ReplicaFailed {
-		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" is "+r.State, ErrTypeAgentRefused, nil)
+	if r.State.Ended() {
+		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" is "+string(r.State), ErrTypeAgentRefused, nil)
 	}
 	req := agent.StartRequest{
 		ReplicaID:     in.ReplicaID,
@@ -248,7 +249,7 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 	if err != nil {
 		return err
 	}
-	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaStarting, "", "")
+	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, modelplane.ReplicaStarting, "", "")
 }
 
 // nodeDown reports whether the replica's node has missed its heartbeats.
@@ -271,7 +272,7 @@ type WaitReplicaReadyInput struct {
 // WaitReplicaReadyResult is how the replica ended its start: READY with its address, or
 // FAILED with the reason.
 type WaitReplicaReadyResult struct {
-	State   string
+	State   modelplane.ReplicaState
 	Address string
 	Reason  string
 }
@@ -302,7 +303,7 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyIn
 			if err := store.MarkReplicaReady(ctx, a.DB, in.ReplicaID, got.Address, got.PredictPath); err != nil {
 				return WaitReplicaReadyResult{}, err
 			}
-			return WaitReplicaReadyResult{State: store.ReplicaReady, Address: got.Address}, nil
+			return WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: got.Address}, nil
 		case got.State == agent.StateFailed || got.State == agent.StateStopped || got.State == agent.StateStopping:
 			return a.replicaFailed(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(got.State), got.Error))
 		default:
@@ -317,10 +318,10 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyIn
 }
 
 func (a *Activities) replicaFailed(ctx context.Context, id, reason string) (WaitReplicaReadyResult, error) {
-	if err := store.SetReplicaState(ctx, a.DB, id, store.ReplicaFailed, "", reason); err != nil {
+	if err := store.SetReplicaState(ctx, a.DB, id, modelplane.ReplicaFailed, "", reason); err != nil {
 		return WaitReplicaReadyResult{}, err
 	}
-	return WaitReplicaReadyResult{State: store.ReplicaFailed, Reason: reason}, nil
+	return WaitReplicaReadyResult{State: modelplane.ReplicaFailed, Reason: reason}, nil
 }
 
 // WatchReplicaInput names the READY replica to watch.
@@ -333,7 +334,7 @@ type WatchReplicaInput struct {
 // WatchReplicaResult is how a READY replica died: State is what its row now says (FAILED,
 // or STOPPED when something else stopped it) and Reason why.
 type WatchReplicaResult struct {
-	State  string
+	State  modelplane.ReplicaState
 	Reason string
 }
 
@@ -385,14 +386,14 @@ func (a *Activities) replicaDied(ctx context.Context, id, reason string) (WatchR
 	if err != nil {
 		return WatchReplicaResult{}, err
 	}
-	if r.State == store.ReplicaStopped || r.State == store.ReplicaFailed {
+	if r.State == modelplane.ReplicaStopped || r.State == modelplane.ReplicaFailed {
 		return WatchReplicaResult{State: r.State, Reason: reason}, nil
 	}
 	activity.GetLogger(ctx).Warn("replica died", "replica_id", id, "reason", reason)
-	if err := store.SetReplicaState(ctx, a.DB, id, store.ReplicaFailed, "", reason); err != nil {
+	if err := store.SetReplicaState(ctx, a.DB, id, modelplane.ReplicaFailed, "", reason); err != nil {
 		return WatchReplicaResult{}, err
 	}
-	return WatchReplicaResult{State: store.ReplicaFailed, Reason: reason}, nil
+	return WatchReplicaResult{State: modelplane.ReplicaFailed, Reason: reason}, nil
 }
 
 // DefaultDrainTimeout is how long a stop waits for gateways to drain a replica when its
@@ -423,11 +424,11 @@ func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error
 	if err != nil {
 		return err
 	}
-	if r.State == store.ReplicaStopped {
+	if r.State == modelplane.ReplicaStopped {
 		return nil
 	}
 	// A DRAINING replica is a retried stop's: it goes on waiting.
-	if r.State == store.ReplicaReady || r.State == store.ReplicaDraining {
+	if r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaDraining {
 		if err := a.drain(ctx, in.ReplicaID, in.DrainTimeout); err != nil {
 			return err
 		}
@@ -450,7 +451,7 @@ func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error
 			return err
 		}
 	}
-	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, store.ReplicaStopped, "", errText)
+	return store.SetReplicaState(ctx, a.DB, in.ReplicaID, modelplane.ReplicaStopped, "", errText)
 }
 
 // drainProgress is a stop's heartbeat detail: a retried stop keeps the first try's deadline,

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/internal/pgtest"
@@ -101,7 +102,7 @@ func newFixture(t *testing.T, config string) *fixture {
 	srv := httptest.NewServer(fa)
 	t.Cleanup(srv.Close)
 
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)
@@ -110,7 +111,7 @@ func newFixture(t *testing.T, config string) *fixture {
 	require.NoError(t, err)
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID, ArchiveID: &archID})
 	require.NoError(t, err)
-	name := "node-" + store.NewID(6)
+	name := "node-" + modelplane.NewID(6)
 	n, err := store.RecordHeartbeat(ctx, db, store.NodeReport{
 		Name: name, AgentID: "a-" + name, AgentURL: srv.URL, GPUProfile: "fake", TokenSHA256: make([]byte, 32),
 		GPUs: []store.GPU{{UUID: "GPU-" + name, Name: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 80 << 30, Healthy: true}},
@@ -159,7 +160,7 @@ func TestLoadDeploymentSpec_InvalidConfigIsBuildFailed(t *testing.T) {
 func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
 	f := newFixture(t, h100Config)
 	gpu := activities.DeploymentSpec{Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}.GPURequest()
-	in := activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: store.NewID(12), GPU: gpu}
+	in := activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: modelplane.NewID(12), GPU: gpu}
 
 	for range 2 {
 		v, err := f.env.ExecuteActivity(f.acts.PlaceReplica, in)
@@ -172,7 +173,7 @@ func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, live, 1, "placing the same replica twice records it once")
 
-	in.ReplicaID = store.NewID(12)
+	in.ReplicaID = modelplane.NewID(12)
 	_, err = f.env.ExecuteActivity(f.acts.PlaceReplica, in)
 	require.Error(t, err)
 	require.Equal(t, activities.ErrTypeUnplaceable, appErrType(err), "got %v", err)
@@ -182,7 +183,7 @@ func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	f := newFixture(t, h100Config)
 	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
 		Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
 	require.NoError(t, err)
 
@@ -196,10 +197,10 @@ func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	require.NoError(t, err)
 	var res activities.WaitReplicaReadyResult
 	require.NoError(t, v.Get(&res))
-	require.Equal(t, store.ReplicaReady, res.State)
+	require.Equal(t, modelplane.ReplicaReady, res.State)
 	r, err := store.ReplicaByID(context.Background(), f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaReady, r.State)
+	require.Equal(t, modelplane.ReplicaReady, r.State)
 	require.Equal(t, "127.0.0.1:9000", r.Address)
 	require.Equal(t, "/v1/models/model:predict", r.PredictPath, "gateways learn where to send predictions")
 
@@ -209,14 +210,14 @@ func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	}
 	r, err = store.ReplicaByID(context.Background(), f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Equal(t, modelplane.ReplicaStopped, r.State)
 	require.Equal(t, []string{id}, f.agent.stopped, "a stopped replica is not stopped on the agent again")
 }
 
 func TestStartReplica_AgentRefusalIsNonRetryable(t *testing.T) {
 	f := newFixture(t, h100Config)
 	f.agent.refuse = true
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
 	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id,
@@ -227,7 +228,7 @@ func TestStartReplica_AgentRefusalIsNonRetryable(t *testing.T) {
 
 func TestStopReplica_UnknownReplicaIsAlreadyStopped(t *testing.T) {
 	f := newFixture(t, h100Config)
-	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: store.NewID(12)})
+	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: modelplane.NewID(12)})
 	require.NoError(t, err)
 }
 
@@ -240,7 +241,7 @@ func (f *fixture) downNode(t *testing.T) {
 
 func TestStartReplica_OnADownNodeFailsAtOnceSoItIsPlacedElsewhere(t *testing.T) {
 	f := newFixture(t, h100Config)
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
 	f.downNode(t)
@@ -253,7 +254,7 @@ func TestStartReplica_OnADownNodeFailsAtOnceSoItIsPlacedElsewhere(t *testing.T) 
 
 func TestStopReplica_OnADownNodeIsRecordedStopped(t *testing.T) {
 	f := newFixture(t, h100Config)
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
 	f.downNode(t)
@@ -261,11 +262,11 @@ func TestStopReplica_OnADownNodeIsRecordedStopped(t *testing.T) {
 	require.NoError(t, err)
 	r, err := store.ReplicaByID(context.Background(), f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Equal(t, modelplane.ReplicaStopped, r.State)
 	require.Contains(t, r.Error, "node was down")
 
 	// With the node up but its agent failing, the stop is retried instead.
-	id2 := store.NewID(12)
+	id2 := modelplane.NewID(12)
 	_, err = f.db.Exec(`UPDATE nodes SET last_heartbeat_at = now() WHERE id = $1`, f.node.ID)
 	require.NoError(t, err)
 	_, _, err = store.CreateReplica(context.Background(), f.db, store.NewReplica{ID: id2, DeploymentID: f.dep.ID, NodeID: f.node.ID})
@@ -279,7 +280,7 @@ func (f *fixture) readyReplica(t *testing.T) string {
 	t.Helper()
 	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
 		Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
 	require.NoError(t, err)
 	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id, Spec: spec})
@@ -311,11 +312,11 @@ func TestWatchReplica_ReplicaReportedFailedIsMarkedFailed(t *testing.T) {
 	})
 
 	res := f.watch(t, id)
-	require.Equal(t, store.ReplicaFailed, res.State)
+	require.Equal(t, modelplane.ReplicaFailed, res.State)
 	require.Contains(t, res.Reason, "CUDA error")
 	r, err := store.ReplicaByID(context.Background(), f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaFailed, r.State)
+	require.Equal(t, modelplane.ReplicaFailed, r.State)
 	require.Equal(t, res.Reason, r.Error)
 }
 
@@ -325,11 +326,11 @@ func TestWatchReplica_NodeDownIsADeath(t *testing.T) {
 	f.downNode(t)
 
 	res := f.watch(t, id)
-	require.Equal(t, store.ReplicaFailed, res.State)
+	require.Equal(t, modelplane.ReplicaFailed, res.State)
 	require.Contains(t, res.Reason, "node is down")
 	r, err := store.ReplicaByID(context.Background(), f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaFailed, r.State)
+	require.Equal(t, modelplane.ReplicaFailed, r.State)
 	require.Equal(t, res.Reason, r.Error)
 }
 
@@ -340,10 +341,10 @@ func TestWatchReplica_StoppedReplicaIsNotMarkedFailed(t *testing.T) {
 	require.NoError(t, err)
 
 	res := f.watch(t, id)
-	require.Equal(t, store.ReplicaStopped, res.State, "a deliberate stop does not read as a failure")
+	require.Equal(t, modelplane.ReplicaStopped, res.State, "a deliberate stop does not read as a failure")
 	r, err := store.ReplicaByID(context.Background(), f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Equal(t, modelplane.ReplicaStopped, r.State)
 }
 
 func TestLoadDeploymentSpec_EnvironmentIsTheOneServedOrPromotedInto(t *testing.T) {
@@ -383,10 +384,10 @@ func (f *fixture) reportGateway(t *testing.T, gatewayID string, routesAt time.Ti
 // a stop takes as stopped already.
 func (f *fixture) readyRow(t *testing.T) string {
 	t.Helper()
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, _, err := store.CreateReplica(context.Background(), f.db, store.NewReplica{ID: id, DeploymentID: f.dep.ID, NodeID: f.node.ID})
 	require.NoError(t, err)
-	require.NoError(t, store.SetReplicaState(context.Background(), f.db, id, store.ReplicaReady, "127.0.0.1:9001", ""))
+	require.NoError(t, store.SetReplicaState(context.Background(), f.db, id, modelplane.ReplicaReady, "127.0.0.1:9001", ""))
 	return id
 }
 
@@ -414,7 +415,7 @@ func TestStopReplica_WaitsUntilGatewaysHaveDrainedTheReplica(t *testing.T) {
 			DrainTimeout: time.Minute})
 		done <- err
 	}()
-	require.Eventually(t, func() bool { return f.replicaState(t, id).State == store.ReplicaDraining }, 5*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return f.replicaState(t, id).State == modelplane.ReplicaDraining }, 5*time.Second, 10*time.Millisecond,
 		"the stop must first take the replica out of the routes")
 	select {
 	case err := <-done:
@@ -440,7 +441,7 @@ func TestStopReplica_WaitsUntilGatewaysHaveDrainedTheReplica(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stop did not end within 10s of the gateway reporting the replica drained")
 	}
-	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+	require.Equal(t, modelplane.ReplicaStopped, f.replicaState(t, id).State)
 	require.Equal(t, []string{id}, f.agentStopped())
 }
 
@@ -455,7 +456,7 @@ func TestStopReplica_DrainTimeoutStopsTheReplicaAnyway(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "the stop must wait out the drain timeout")
 	require.Less(t, time.Since(start), 3*time.Second, "the stop must not wait much past the drain timeout")
-	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+	require.Equal(t, modelplane.ReplicaStopped, f.replicaState(t, id).State)
 	require.Equal(t, []string{id}, f.agentStopped())
 }
 
@@ -473,7 +474,7 @@ func TestStopReplica_RetriedStopGoesOnDrainingWithinTheFirstDeadline(t *testing.
 	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "a DRAINING replica must still be drained")
-	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+	require.Equal(t, modelplane.ReplicaStopped, f.replicaState(t, id).State)
 
 	// A retry whose first try's deadline has passed stops at once, whatever its own timeout.
 	id = f.readyRow(t)
@@ -488,12 +489,12 @@ func TestStopReplica_RetriedStopGoesOnDrainingWithinTheFirstDeadline(t *testing.
 	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: time.Minute})
 	require.NoError(t, err)
 	require.Less(t, time.Since(start), 2*time.Second, "a retried stop must keep its first try's drain deadline")
-	require.Equal(t, store.ReplicaStopped, f.replicaState(t, id).State)
+	require.Equal(t, modelplane.ReplicaStopped, f.replicaState(t, id).State)
 }
 
 func TestStopReplica_NotReadyReplicaIsNotDrained(t *testing.T) {
 	f := newFixture(t, h100Config)
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
 	f.reportGateway(t, "gw-stuck", time.Now().Add(-time.Minute), map[string]int{id: 1})
@@ -503,7 +504,7 @@ func TestStopReplica_NotReadyReplicaIsNotDrained(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, time.Since(start), 2*time.Second, "a replica that never served is stopped without a drain")
 	r := f.replicaState(t, id)
-	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Equal(t, modelplane.ReplicaStopped, r.State)
 	require.Nil(t, r.DrainingAt)
 }
 
@@ -517,5 +518,5 @@ func TestWaitReplicaReady_DoesNotPutADrainingReplicaBackIntoRoutes(t *testing.T)
 	// A wait still running when the stop began sees the agent's READY late.
 	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, activities.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaDraining, f.replicaState(t, id).State, "a DRAINING replica must not become READY again")
+	require.Equal(t, modelplane.ReplicaDraining, f.replicaState(t, id).State, "a DRAINING replica must not become READY again")
 }

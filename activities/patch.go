@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/patch"
@@ -112,7 +113,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	if err != nil {
 		return "", "", err
 	}
-	if r.AgentURL == "" || r.State == store.ReplicaStopped || r.State == store.ReplicaFailed {
+	if r.AgentURL == "" || r.State == modelplane.ReplicaStopped || r.State == modelplane.ReplicaFailed {
 		return HowUnchanged, "", nil // a replica that does not run starts at the applied point
 	}
 	c := agent.NewClient(r.AgentURL, a.NodeToken)
@@ -163,15 +164,15 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 			return "", "", err
 		}
 	}
-	if how == patch.HowRestart && r.State == store.ReplicaReady {
+	if how == patch.HowRestart && r.State == modelplane.ReplicaReady {
 		// Out of the gateways' routes while its server restarts: they hold the requests for it
 		// (an ACTIVE deployment without a ready replica is waited for, as one waking up is)
 		// instead of sending them to a port nobody listens on. The old server finishes what
 		// it has before it exits.
-		if err := store.SetReplicaState(ctx, a.DB, replicaID, store.ReplicaStarting, r.Address, ""); err != nil {
+		if err := store.SetReplicaState(ctx, a.DB, replicaID, modelplane.ReplicaStarting, r.Address, ""); err != nil {
 			return "", "", err
 		}
-		r.State = store.ReplicaStarting
+		r.State = modelplane.ReplicaStarting
 	}
 	// A restart or a reload lasts as long as the model takes to load: the heartbeat shows the
 	// activity is alive meanwhile.
@@ -200,7 +201,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 // backInRoutes marks READY a replica that a restart in place took out of the routes, once
 // its agent says it is READY again.
 func (a *Activities) backInRoutes(ctx context.Context, r store.Replica, got agent.Replica) error {
-	if r.State != store.ReplicaStarting || got.State != agent.StateReady {
+	if r.State != modelplane.ReplicaStarting || got.State != agent.StateReady {
 		return nil
 	}
 	return store.MarkReplicaReady(ctx, a.DB, r.ID, got.Address, got.PredictPath)

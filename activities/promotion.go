@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -14,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -340,16 +340,14 @@ func deploymentError(workflowID, what string, err error) error {
 type WaitDeploymentReadyInput struct {
 	WorkflowID string
 	// QueryName answers a status with at least the fields of WaitDeploymentReadyResult.
-	QueryName string
-	Target    int
-	// FailedStatuses end the wait with ErrTypeDeploymentFailed.
-	FailedStatuses []string
-	PollInterval   time.Duration
+	QueryName    string
+	Target       int
+	PollInterval time.Duration
 }
 
 // WaitDeploymentReadyResult is the deployment's status when the wait ended.
 type WaitDeploymentReadyResult struct {
-	Status string
+	Status modelplane.DeploymentStatus
 	Reason string
 	Ready  int
 }
@@ -358,7 +356,8 @@ type WaitDeploymentReadyResult struct {
 const defaultPollInterval = 2 * time.Second
 
 // WaitDeploymentReady polls the Deployment workflow's status, heartbeating, until Target
-// replicas are READY. A failed status ends it non-retryably with ErrTypeDeploymentFailed.
+// replicas are READY. A status it will not get past by itself (modelplane.DeploymentStatus.Stuck)
+// ends it non-retryably with ErrTypeDeploymentFailed.
 func (a *Activities) WaitDeploymentReady(ctx context.Context, in WaitDeploymentReadyInput) (WaitDeploymentReadyResult, error) {
 	interval := in.PollInterval
 	if interval <= 0 {
@@ -381,7 +380,7 @@ func (a *Activities) WaitDeploymentReady(ctx context.Context, in WaitDeploymentR
 			if st.Ready >= in.Target {
 				return st, nil
 			}
-			if slices.Contains(in.FailedStatuses, st.Status) {
+			if st.Status.Stuck() {
 				msg := fmt.Sprintf("candidate deployment is %s", st.Status)
 				if st.Reason != "" {
 					msg += ": " + st.Reason
@@ -414,7 +413,7 @@ func (a *Activities) SwitchEnvironment(ctx context.Context, in SwitchEnvironment
 		if err != nil {
 			return err
 		}
-		if p.Status == store.PromotionSucceeded {
+		if p.Status == modelplane.PromotionSucceeded {
 			return nil
 		}
 		if p.FinishedAt != nil {
@@ -427,7 +426,7 @@ func (a *Activities) SwitchEnvironment(ctx context.Context, in SwitchEnvironment
 		if err != nil {
 			return err
 		}
-		if err := store.SetPromotionStatus(ctx, tx, in.PromotionID, store.PromotionSucceeded, 100, "", true); err != nil {
+		if err := store.SetPromotionStatus(ctx, tx, in.PromotionID, modelplane.PromotionSucceeded, 100, "", true); err != nil {
 			return err
 		}
 		return store.NotifyRoutes(ctx, tx, "environment:"+in.ModelID+":"+in.Environment)
@@ -440,7 +439,7 @@ type FinishPromotionInput struct {
 	ModelID               string
 	Environment           string
 	CandidateDeploymentID string
-	Status                string
+	Status                modelplane.PromotionStatus
 	ErrorMessage          string
 }
 
@@ -480,7 +479,7 @@ type SetPromotionProgressInput struct {
 	WorkspaceID string
 	ModelID     string
 	Environment string
-	Status      string // RAMPING_UP or PAUSED
+	Status      modelplane.PromotionStatus // RAMPING_UP or PAUSED
 	Percent     int
 	Stage       int // 1 to 10; 0 when the status alone changes
 	Event       string

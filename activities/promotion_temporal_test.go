@@ -109,8 +109,7 @@ func TestPromotionDeploymentActivities_OnRealServer(t *testing.T) {
 		WorkflowID: "deployment:abc", UpdateName: "scale", UpdateID: "p1:crash", Request: fakeScale{Replicas: 7}})
 	require.NoError(t, err)
 	_, err = env.ExecuteActivity(acts.WaitDeploymentReady, activities.WaitDeploymentReadyInput{
-		WorkflowID: "deployment:abc", QueryName: "status", Target: 7, PollInterval: 10 * time.Millisecond,
-		FailedStatuses: []string{"DEPLOY_FAILED"}})
+		WorkflowID: "deployment:abc", QueryName: "status", Target: 7, PollInterval: 10 * time.Millisecond})
 	require.Equal(t, activities.ErrTypeDeploymentFailed, appErrType(err), "got %v", err)
 	require.ErrorContains(t, err, "model crashed")
 

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
 )
@@ -30,7 +31,7 @@ func newPromoFixture(t *testing.T) *promoFixture {
 	t.Helper()
 	ctx := context.Background()
 	db := openDB(t)
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)
@@ -49,7 +50,7 @@ func newPromoFixture(t *testing.T) *promoFixture {
 	f.prevScales = store.DefaultAutoscalingSettings()
 	f.prevScales.MinReplica, f.prevScales.MaxReplica = 2, 6
 	require.NoError(t, store.UpdateDeploymentAutoscaling(ctx, db, m.ID, f.prev.ID, f.prevScales))
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, f.prev.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, f.prev.ID))
 
 	f.acts = &activities.Activities{DB: db}
 	var s testsuite.WorkflowTestSuite
@@ -62,7 +63,7 @@ func (f *promoFixture) begin(t *testing.T, id, source string) (activities.BeginP
 	t.Helper()
 	v, err := f.env.ExecuteActivity(f.acts.BeginPromotion, activities.BeginPromotionInput{
 		PromotionID: id, ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID,
-		Environment: store.ProductionEnvironment, SourceDeploymentID: source, WorkflowID: "promotion:x",
+		Environment: modelplane.ProductionEnvironment, SourceDeploymentID: source, WorkflowID: "promotion:x",
 	})
 	var out activities.BeginPromotionResult
 	if err == nil {
@@ -73,7 +74,7 @@ func (f *promoFixture) begin(t *testing.T, id, source string) (activities.BeginP
 
 func TestBeginPromotion_RecordsPromotionAndReportsPrevious(t *testing.T) {
 	f := newPromoFixture(t)
-	id := store.NewID(8)
+	id := modelplane.NewID(8)
 	res, err := f.begin(t, id, f.dev.ID)
 	require.NoError(t, err)
 	require.True(t, res.SourceIsDevelopment)
@@ -83,7 +84,7 @@ func TestBeginPromotion_RecordsPromotionAndReportsPrevious(t *testing.T) {
 
 	p, err := store.PromotionByID(context.Background(), f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionReleasing, p.Status)
+	require.Equal(t, modelplane.PromotionReleasing, p.Status)
 	require.Equal(t, f.prev.ID, *p.PreviousDeploymentID)
 
 	again, err := f.begin(t, id, f.dev.ID)
@@ -94,28 +95,28 @@ func TestBeginPromotion_RecordsPromotionAndReportsPrevious(t *testing.T) {
 func TestBeginPromotion_InactiveSourceIsRefused(t *testing.T) {
 	f := newPromoFixture(t)
 	require.NoError(t, store.SetDeploymentStatus(context.Background(), f.db, f.pub.ID, "INACTIVE", ""))
-	_, err := f.begin(t, store.NewID(8), f.pub.ID)
+	_, err := f.begin(t, modelplane.NewID(8), f.pub.ID)
 	require.ErrorContains(t, err, "activate it first")
 	require.Equal(t, activities.ErrTypePromotionRefused, appErrType(err))
 }
 
 func TestBeginPromotion_SecondRunningPromotionIsRefused(t *testing.T) {
 	f := newPromoFixture(t)
-	_, err := f.begin(t, store.NewID(8), f.pub.ID)
+	_, err := f.begin(t, modelplane.NewID(8), f.pub.ID)
 	require.NoError(t, err)
-	_, err = f.begin(t, store.NewID(8), f.dev.ID)
+	_, err = f.begin(t, modelplane.NewID(8), f.dev.ID)
 	require.Equal(t, activities.ErrTypePromotionRefused, appErrType(err), "got %v", err)
 }
 
 func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
 	f := newPromoFixture(t)
 	ctx := context.Background()
-	id := store.NewID(8)
+	id := modelplane.NewID(8)
 	_, err := f.begin(t, id, f.dev.ID)
 	require.NoError(t, err)
 
 	in := activities.CreateCandidateDeploymentInput{PromotionID: id, ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID,
-		SourceDeploymentID: f.dev.ID, Copy: true, CandidateID: store.NewID(8), AutoscalingSettings: f.prevScales}
+		SourceDeploymentID: f.dev.ID, Copy: true, CandidateID: modelplane.NewID(8), AutoscalingSettings: f.prevScales}
 	var first, second activities.CreateCandidateDeploymentResult
 	v, err := f.env.ExecuteActivity(f.acts.CreateCandidateDeployment, in)
 	require.NoError(t, err)
@@ -134,26 +135,26 @@ func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
 	require.False(t, cand.IsDevelopment)
 	dev, err := store.DeploymentByID(ctx, f.db, f.model.ID, f.dev.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.DevelopmentName, dev.Name, "development must stay as it was")
+	require.Equal(t, modelplane.DevelopmentName, dev.Name, "development must stay as it was")
 
-	env, err := store.EnvironmentByName(ctx, f.db, f.model.ID, store.ProductionEnvironment)
+	env, err := store.EnvironmentByName(ctx, f.db, f.model.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, cand.ID, *env.CandidateDeploymentID)
 	require.Equal(t, f.prev.ID, *env.CurrentDeploymentID)
 
 	sw := activities.SwitchEnvironmentInput{PromotionID: id, ModelID: f.model.ID,
-		Environment: store.ProductionEnvironment, CandidateDeploymentID: cand.ID}
+		Environment: modelplane.ProductionEnvironment, CandidateDeploymentID: cand.ID}
 	_, err = f.env.ExecuteActivity(f.acts.SwitchEnvironment, sw)
 	require.NoError(t, err)
 	_, err = f.env.ExecuteActivity(f.acts.SwitchEnvironment, sw)
 	require.NoError(t, err, "a repeated switch must succeed")
-	env, err = store.EnvironmentByName(ctx, f.db, f.model.ID, store.ProductionEnvironment)
+	env, err = store.EnvironmentByName(ctx, f.db, f.model.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, cand.ID, *env.CurrentDeploymentID)
 	require.Nil(t, env.CandidateDeploymentID)
 	p, err := store.PromotionByID(ctx, f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionSucceeded, p.Status)
+	require.Equal(t, modelplane.PromotionSucceeded, p.Status)
 	require.Equal(t, 100, p.PercentTrafficToNew)
 	require.NotNil(t, p.FinishedAt)
 }
@@ -161,7 +162,7 @@ func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
 func TestFinishPromotion_FailsAndClearsCandidateLeavingCurrent(t *testing.T) {
 	f := newPromoFixture(t)
 	ctx := context.Background()
-	id := store.NewID(8)
+	id := modelplane.NewID(8)
 	_, err := f.begin(t, id, f.pub.ID)
 	require.NoError(t, err)
 	_, err = f.env.ExecuteActivity(f.acts.CreateCandidateDeployment, activities.CreateCandidateDeploymentInput{
@@ -169,21 +170,21 @@ func TestFinishPromotion_FailsAndClearsCandidateLeavingCurrent(t *testing.T) {
 	require.NoError(t, err)
 
 	_, err = f.env.ExecuteActivity(f.acts.FinishPromotion, activities.FinishPromotionInput{
-		PromotionID: id, ModelID: f.model.ID, Environment: store.ProductionEnvironment,
-		Status: store.PromotionFailed, ErrorMessage: "candidate is DEPLOY_FAILED"})
+		PromotionID: id, ModelID: f.model.ID, Environment: modelplane.ProductionEnvironment,
+		Status: modelplane.PromotionFailed, ErrorMessage: "candidate is DEPLOY_FAILED"})
 	require.NoError(t, err)
-	env, err := store.EnvironmentByName(ctx, f.db, f.model.ID, store.ProductionEnvironment)
+	env, err := store.EnvironmentByName(ctx, f.db, f.model.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, f.prev.ID, *env.CurrentDeploymentID)
 	require.Nil(t, env.CandidateDeploymentID)
 	p, err := store.PromotionByID(ctx, f.db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionFailed, p.Status)
+	require.Equal(t, modelplane.PromotionFailed, p.Status)
 	require.Equal(t, "candidate is DEPLOY_FAILED", p.ErrorMessage)
 
 	// A promotion that was never recorded is nothing to finish.
 	_, err = f.env.ExecuteActivity(f.acts.FinishPromotion, activities.FinishPromotionInput{
-		PromotionID: store.NewID(8), ModelID: f.model.ID, Environment: store.ProductionEnvironment,
-		Status: store.PromotionFailed})
+		PromotionID: modelplane.NewID(8), ModelID: f.model.ID, Environment: modelplane.ProductionEnvironment,
+		Status: modelplane.PromotionFailed})
 	require.NoError(t, err)
 }

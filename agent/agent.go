@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/nvml"
-	"github.com/modelplane/modelplane/store"
 )
 
 // Config is the agent's configuration.
@@ -122,7 +122,7 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 		ctx:        context.Background(),
 	}
 	if a.agentID == "" {
-		a.agentID = store.NewID(12)
+		a.agentID = modelplane.NewID(12)
 	}
 	for _, r := range st.Replicas {
 		a.replicas[r.ID] = r

@@ -23,13 +23,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/nvml"
-	"github.com/modelplane/modelplane/store"
 )
 
 const token = "test-node-token-0123456789"
@@ -230,7 +230,7 @@ func replicaProcesses(id string) []proctest.Process {
 	})
 }
 
-func newID() string { return "r" + store.NewID(11) }
+func newID() string { return "r" + modelplane.NewID(11) }
 
 func TestAgent_RunsTestModelOnItsGPUAndStopFreesIt(t *testing.T) {
 	dir := t.TempDir()
@@ -488,7 +488,7 @@ func TestAgent_BadArchivesFailTheReplicaAndWriteNothingOutside(t *testing.T) {
 	n := startNode(t, dir, "h200")
 	config := "model_name: x\nruntime: process\ncommand: [\"/bin/true\"]\n"
 	good, goodSum := testmodelPackage(t)
-	escape := filepath.Join(filepath.Dir(dir), "escaped-"+store.NewID(6))
+	escape := filepath.Join(filepath.Dir(dir), "escaped-"+modelplane.NewID(6))
 	slipURL, slipSum := tarGz(t, []*tar.Header{
 		{Name: "config.yaml", Mode: 0o644, Typeflag: tar.TypeReg},
 		{Name: "../../../" + filepath.Base(escape), Mode: 0o644, Typeflag: tar.TypeReg},

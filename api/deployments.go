@@ -7,23 +7,24 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
 // DeploymentV1 is API.md's deployment object.
 type DeploymentV1 struct {
-	ID                  string                    `json:"id"`
-	CreatedAt           time.Time                 `json:"created_at"`
-	Name                string                    `json:"name"`
-	ModelID             string                    `json:"model_id"`
-	IsProduction        bool                      `json:"is_production"`
-	IsDevelopment       bool                      `json:"is_development"`
-	Status              string                    `json:"status"`
-	ActiveReplicaCount  int                       `json:"active_replica_count"`
-	AutoscalingSettings store.AutoscalingSettings `json:"autoscaling_settings"`
-	InstanceTypeName    string                    `json:"instance_type_name"`
-	Environment         *string                   `json:"environment"`
-	Labels              store.JSONMap             `json:"labels"`
+	ID                  string                      `json:"id"`
+	CreatedAt           time.Time                   `json:"created_at"`
+	Name                string                      `json:"name"`
+	ModelID             string                      `json:"model_id"`
+	IsProduction        bool                        `json:"is_production"`
+	IsDevelopment       bool                        `json:"is_development"`
+	Status              modelplane.DeploymentStatus `json:"status"`
+	ActiveReplicaCount  int                         `json:"active_replica_count"`
+	AutoscalingSettings store.AutoscalingSettings   `json:"autoscaling_settings"`
+	InstanceTypeName    string                      `json:"instance_type_name"`
+	Environment         *string                     `json:"environment"`
+	Labels              store.JSONMap               `json:"labels"`
 }
 
 func deploymentV1(v store.DeploymentView) DeploymentV1 {
@@ -41,9 +42,9 @@ func deploymentV1(v store.DeploymentView) DeploymentV1 {
 
 // PromotionV1 is an environment's promotion in flight.
 type PromotionV1 struct {
-	Status                     string `json:"status"`
-	PercentTrafficToNewVersion int    `json:"percent_traffic_to_new_version"`
-	ErrorMessage               string `json:"error_message"`
+	Status                     modelplane.PromotionStatus `json:"status"`
+	PercentTrafficToNewVersion int                        `json:"percent_traffic_to_new_version"`
+	ErrorMessage               string                     `json:"error_message"`
 }
 
 // EnvironmentV1 is API.md's environment object.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -19,9 +20,9 @@ func TestDeployments_ListAndGetWithAliases(t *testing.T) {
 	prod, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID,
 		AutoscalingSettings: store.DefaultAutoscalingSettings()})
 	require.NoError(t, err)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, m.ID, store.ProductionEnvironment, prod.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, m.ID, modelplane.ProductionEnvironment, prod.ID))
 	_, err = f.db.Exec(`INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY'), ($3, $2, 'STARTING')`,
-		store.NewID(12), prod.ID, store.NewID(12))
+		modelplane.NewID(12), prod.ID, modelplane.NewID(12))
 	require.NoError(t, err)
 
 	auth := "Api-Key " + key
@@ -90,7 +91,7 @@ func TestEnvironments_ShowDeploymentsAndPromotionInFlight(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.db.Exec(`INSERT INTO promotions (id, model_id, environment, source_deployment_id, candidate_deployment_id,
 		previous_deployment_id, status, percent_traffic_to_new_version, workflow_id)
-		VALUES ($1, $2, 'staging', $3, $3, $4, 'RAMPING_UP', 30, 'promotion:x:staging')`, store.NewID(8), m.ID, cand.ID, prev.ID)
+		VALUES ($1, $2, 'staging', $3, $3, $4, 'RAMPING_UP', 30, 'promotion:x:staging')`, modelplane.NewID(8), m.ID, cand.ID, prev.ID)
 	require.NoError(t, err)
 
 	auth := "Api-Key " + key

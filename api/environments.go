@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 )
@@ -19,7 +20,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 		return err
 	}
 	name := c.Param("env")
-	if name == store.ProductionEnvironment {
+	if name == modelplane.ProductionEnvironment {
 		return Errorf(http.StatusUnprocessableEntity, "production cannot be deleted")
 	}
 	ctx := c.Request().Context()
@@ -94,7 +95,7 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	if e.CurrentDeploymentID == nil {
 		return Errorf(http.StatusUnprocessableEntity, "environment %s has no deployment yet; promote one first", name)
 	}
-	if update == workflows.UpdateDeactivate && name == store.ProductionEnvironment {
+	if update == workflows.UpdateDeactivate && name == modelplane.ProductionEnvironment {
 		return Errorf(http.StatusUnprocessableEntity, "production cannot be deactivated; promote another deployment or delete the model")
 	}
 	if err := s.updateDeployment(ctx, *e.CurrentDeploymentID, update, nil); err != nil {

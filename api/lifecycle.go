@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
@@ -136,7 +137,7 @@ func (s *Server) createModel(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	p := principal(c)
-	if req.environment != "" && req.environment != store.ProductionEnvironment {
+	if req.environment != "" && req.environment != modelplane.ProductionEnvironment {
 		return Errorf(http.StatusNotFound, "environment %q not found: a new model has only production", req.environment)
 	}
 	if err := s.requireArchive(ctx, p.WorkspaceID, req.source.ArchiveID); err != nil {
@@ -196,7 +197,7 @@ func (s *Server) createDeployment(c echo.Context) error {
 		}
 	}
 	if req.development {
-		old, err := store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, store.DevelopmentName)
+		old, err := store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, modelplane.DevelopmentName)
 		switch {
 		case err == nil:
 			// Replacing the development deployment may fail requests in flight; that is
@@ -407,6 +408,6 @@ func temporalAttrs(d store.Deployment) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
 		workflows.ModelIDAttr.ValueSet(d.ModelID),
 		workflows.DeploymentIDAttr.ValueSet(d.ID),
-		workflows.DeploymentStatusAttr.ValueSet(workflows.StatusBuilding),
+		workflows.DeploymentStatusAttr.ValueSet(string(modelplane.DeploymentBuilding)),
 	)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
@@ -54,7 +55,7 @@ func (s *Server) createEnvironment(c echo.Context) error {
 		return err
 	case !given || name == "":
 		return Errorf(http.StatusBadRequest, "name: required")
-	case name == store.ProductionEnvironment:
+	case name == modelplane.ProductionEnvironment:
 		return Errorf(http.StatusUnprocessableEntity, "name: production is created with the model and cannot be created again")
 	case !environmentName.MatchString(name):
 		return Errorf(http.StatusBadRequest, "name: use 1-63 lowercase letters, digits, - or _, starting with a letter or digit")

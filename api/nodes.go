@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/store"
 )
@@ -66,19 +67,19 @@ func (s *Server) nodeHeartbeat(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"node_id": n.ID, "state": n.State})
+	return c.JSON(http.StatusOK, map[string]string{"node_id": n.ID, "state": string(n.State)})
 }
 
 // NodeV1 is API.md's node object.
 type NodeV1 struct {
-	ID              string          `json:"id"`
-	Name            string          `json:"name"`
-	State           string          `json:"state"`
-	AgentURL        string          `json:"agent_url"`
-	GPUProfile      string          `json:"gpu_profile"`
-	LastHeartbeatAt *time.Time      `json:"last_heartbeat_at"`
-	GPUs            []GPUV1         `json:"gpus"`
-	Replicas        json.RawMessage `json:"replicas"`
+	ID              string               `json:"id"`
+	Name            string               `json:"name"`
+	State           modelplane.NodeState `json:"state"`
+	AgentURL        string               `json:"agent_url"`
+	GPUProfile      string               `json:"gpu_profile"`
+	LastHeartbeatAt *time.Time           `json:"last_heartbeat_at"`
+	GPUs            []GPUV1              `json:"gpus"`
+	Replicas        json.RawMessage      `json:"replicas"`
 }
 
 // GPUV1 is one GPU of a node.

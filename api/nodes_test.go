@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
@@ -56,12 +57,12 @@ func sampleHeartbeat(name string) agent.Heartbeat {
 
 func TestNodeHeartbeat_RegistersAndListsGPUs(t *testing.T) {
 	f := nodeFixture(t)
-	name := "gpu-" + store.NewID(6)
+	name := "gpu-" + modelplane.NewID(6)
 	rec := heartbeat(t, f, nodeToken, sampleHeartbeat(name))
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, f.db, "admins-"+store.NewID(4))
+	ws, _, err := store.EnsureWorkspace(ctx, f.db, "admins-"+modelplane.NewID(4))
 	require.NoError(t, err)
 	_, admin, err := apikey.Create(ctx, f.db, ws.ID, "admin", true)
 	require.NoError(t, err)
@@ -129,7 +130,7 @@ func TestListNodes_NeedsAdminKey(t *testing.T) {
 
 func TestListNodes_SilentNodeIsDown(t *testing.T) {
 	f := nodeFixture(t)
-	name := "gpu-" + store.NewID(6)
+	name := "gpu-" + modelplane.NewID(6)
 	require.Equal(t, http.StatusOK, heartbeat(t, f, nodeToken, sampleHeartbeat(name)).Code)
 	_, err := f.db.Exec(`UPDATE nodes SET last_heartbeat_at = now() - interval '1 minute' WHERE name = $1`, name)
 	require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/patch"
 	"github.com/modelplane/modelplane/store"
@@ -50,10 +51,10 @@ type PatchSyncV1 struct {
 	NeedsFullDeployReason *string `json:"needs_full_deploy_reason"`
 	PatchHash             string  `json:"patch_hash"`
 	// How the replica took the patches: hot_reload, restart, unchanged or woken.
-	How         string `json:"how"`
-	ReloadError string `json:"reload_error,omitempty"`
-	Status      string `json:"status"`
-	DurationMS  int64  `json:"duration_ms"`
+	How         string                      `json:"how"`
+	ReloadError string                      `json:"reload_error,omitempty"`
+	Status      modelplane.DeploymentStatus `json:"status"`
+	DurationMS  int64                       `json:"duration_ms"`
 }
 
 // developmentDeployment resolves the route's deployment and checks it is the development one.

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 )
@@ -53,7 +54,7 @@ func (s *Server) cancelPromotion(c echo.Context) error {
 	if err := s.auditControl(c, t, "promotion.cancel", res); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": res.Status, "message": res.Message})
+	return c.JSON(http.StatusOK, map[string]string{"status": string(res.Status), "message": res.Message})
 }
 
 func (s *Server) pausePromotion(c echo.Context) error {
@@ -142,7 +143,7 @@ func (s *Server) forceCancelStuck(ctx context.Context, c echo.Context, t promoti
 		if err != nil {
 			return err
 		}
-		if ended.Status == store.PromotionCanceled {
+		if ended.Status == modelplane.PromotionCanceled {
 			return c.JSON(http.StatusOK, controlResponse{Success: true, Message: "the promotion of " + t.env + " was cancelled"})
 		}
 		return Errorf(http.StatusConflict, "no promotion of environment %s is running: it ended %s", t.env, ended.Status)

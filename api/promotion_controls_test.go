@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/store"
@@ -132,13 +133,13 @@ func newControlFixture(t *testing.T, tc *fakeTemporal) *controlFixture {
 		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, f.m.ID, "staging", f.prev.ID))
-	f.promotionID = store.NewID(8)
+	f.promotionID = modelplane.NewID(8)
 	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: f.promotionID, ModelID: f.m.ID, Environment: "staging",
 		SourceDeploymentID: f.src.ID, PreviousDeploymentID: &f.prev.ID, Settings: store.DefaultPromotionSettings(),
 		WorkflowID: workflows.PromotionWorkflowID(f.m.ID, "staging")})
 	require.NoError(t, err)
 	require.NoError(t, store.SetPromotionCandidate(ctx, db, f.promotionID, f.cand.ID))
-	require.NoError(t, store.SetPromotionStatus(ctx, db, f.promotionID, store.PromotionRampingUp, 30, "", false))
+	require.NoError(t, store.SetPromotionStatus(ctx, db, f.promotionID, modelplane.PromotionRampingUp, 30, "", false))
 	return f
 }
 
@@ -241,7 +242,7 @@ func TestPromotionControls_NoRunningPromotionIs409(t *testing.T) {
 	tc := &fakeTemporal{}
 	f := newControlFixture(t, tc)
 	for _, route := range controlRoutes {
-		r := f.post(t, store.ProductionEnvironment, route)
+		r := f.post(t, modelplane.ProductionEnvironment, route)
 		require.Equal(t, http.StatusConflict, r.Status, "%s: %v", route, r.Body)
 		code, msg := errorCode(t, r)
 		require.Equal(t, "conflict", code)
@@ -261,7 +262,7 @@ func TestPromotionControls_NoRunningPromotionIs409(t *testing.T) {
 	require.Empty(t, tc.terminated)
 	p, err := store.PromotionByID(context.Background(), f.db, f.promotionID)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionRampingUp, p.Status, "only force_cancel ends a promotion by itself")
+	require.Equal(t, modelplane.PromotionRampingUp, p.Status, "only force_cancel ends a promotion by itself")
 }
 
 func TestPromotionControls_ValidatorRefusalIs409WithItsReason(t *testing.T) {
@@ -326,7 +327,7 @@ func TestForceCancelPromotion_EndsAStuckPromotionItself(t *testing.T) {
 	require.Equal(t, []string{workflows.PromotionWorkflowID(f.m.ID, "staging")}, tc.terminated)
 	p, err := store.PromotionByID(ctx, f.db, f.promotionID)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionCanceled, p.Status)
+	require.Equal(t, modelplane.PromotionCanceled, p.Status)
 	require.Equal(t, 0, p.PercentTrafficToNew)
 	require.NotNil(t, p.FinishedAt)
 	require.Contains(t, p.ErrorMessage, "force-cancelled")
@@ -365,7 +366,7 @@ func TestForceCancelPromotion_WorkflowGoneButPromotionShownRunning(t *testing.T)
 	// The promoted deployment itself is the candidate (no redeploy), and it serves production:
 	// it is kept.
 	require.NoError(t, store.SetPromotionCandidate(ctx, f.db, f.promotionID, f.src.ID))
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.m.ID, store.ProductionEnvironment, f.src.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.m.ID, modelplane.ProductionEnvironment, f.src.ID))
 
 	r := f.post(t, "staging", "force_cancel_promotion")
 	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
@@ -375,7 +376,7 @@ func TestForceCancelPromotion_WorkflowGoneButPromotionShownRunning(t *testing.T)
 
 	p, err := store.PromotionByID(ctx, f.db, f.promotionID)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionCanceled, p.Status)
+	require.Equal(t, modelplane.PromotionCanceled, p.Status)
 	env, err := store.EnvironmentByName(ctx, f.db, f.m.ID, "staging")
 	require.NoError(t, err)
 	require.Nil(t, env.CandidateDeploymentID)
@@ -392,6 +393,6 @@ func TestForceCancelPromotion_TerminateFailingChangesNothing(t *testing.T) {
 	require.Contains(t, message(r), "nothing was changed")
 	p, err := store.PromotionByID(context.Background(), f.db, f.promotionID)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionRampingUp, p.Status)
+	require.Equal(t, modelplane.PromotionRampingUp, p.Status)
 	require.Equal(t, 30, p.PercentTrafficToNew)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -67,7 +68,7 @@ func Matches(stored []byte, secret string) bool {
 // Create makes a new key for the workspace and returns the stored record and the key text,
 // which exists nowhere else: show it once.
 func Create(ctx context.Context, db sqlx.ExtContext, workspaceID, name string, admin bool) (store.APIKey, string, error) {
-	id, secret := store.NewID(idLen), store.NewID(secretLen)
+	id, secret := modelplane.NewID(idLen), modelplane.NewID(secretLen)
 	k, err := store.CreateAPIKey(ctx, db, store.APIKey{
 		ID: id, WorkspaceID: workspaceID, Name: name, SecretSHA256: Hash(secret), IsAdmin: admin,
 	})

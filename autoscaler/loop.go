@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/promutil"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
@@ -269,7 +270,7 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	var orders []*scaleOrder
 	for _, t := range targets {
 		seen[t.DeploymentID] = true
-		if t.LiveReplicas == 0 && t.Status != workflows.StatusScaledToZero {
+		if t.LiveReplicas == 0 && t.Status != modelplane.DeploymentScaledToZero {
 			// Its last replica has stopped and its workflow has not yet recorded where it
 			// ended (at zero after a promotion scaled it down, say). Deciding now would read
 			// the load it had before as load at zero and start it again; the next tick sees

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"go.temporal.io/server/temporaltest"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
@@ -128,7 +129,7 @@ func newModel(t *testing.T, db *sqlx.DB) store.Model {
 	ctx := context.Background()
 	_, err := db.ExecContext(ctx, `UPDATE deployments SET deleted_at = now() WHERE deleted_at IS NULL`)
 	require.NoError(t, err)
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)
@@ -151,7 +152,7 @@ func addReady(t *testing.T, db *sqlx.DB, deploymentID string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	for range n {
-		r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: store.NewID(12), DeploymentID: deploymentID})
+		r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: deploymentID})
 		require.NoError(t, err)
 		_, err = db.ExecContext(ctx, `UPDATE replicas SET state = 'READY', ready_at = now() WHERE id = $1`, r.ID)
 		require.NoError(t, err)
@@ -518,7 +519,7 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	tc := &signalRecorder{fakeTemporal: &fakeTemporal{}}
 	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
 	now := time.Now().UTC().Truncate(time.Second)
-	status := func(id string) string {
+	status := func(id string) modelplane.AsyncStatus {
 		r, err := store.GetAsyncRequest(ctx, db, "", id)
 		require.NoError(t, err)
 		return r.Status
@@ -527,12 +528,12 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(urgent), workflows.AsyncWorkflowID(first)}, tc.take(),
 		"the two heads in priority order, then age; not %s or %s, nor %s, whose deployment has no replica", second, low, sleeper)
 	for _, id := range []string{urgent, first} {
-		require.Equal(t, store.AsyncInProgress, status(id), "a head is started, not only told")
+		require.Equal(t, modelplane.AsyncInProgress, status(id), "a head is started, not only told")
 		a, err := store.GetAsyncAttempt(ctx, db, id, 1)
 		require.NoError(t, err, "its first attempt is recorded for the gateways")
-		require.Equal(t, store.AttemptPending, a.State)
+		require.Equal(t, modelplane.AttemptPending, a.State)
 	}
-	require.Equal(t, store.AsyncQueued, status(second))
+	require.Equal(t, modelplane.AsyncQueued, status(second))
 	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(asleep.ID), 1}}, tc.takeCalls(asleep.ID),
 		"a queued request wakes the deployment at zero")
 
@@ -544,6 +545,6 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	require.NoError(t, l.tick(ctx, now.Add(2*time.Second)))
 	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(second)}, tc.take(),
 		"one ended leaves room for one: the oldest left of priority 1")
-	require.Equal(t, store.AsyncInProgress, status(second))
-	require.Equal(t, store.AsyncQueued, status(low))
+	require.Equal(t, modelplane.AsyncInProgress, status(second))
+	require.Equal(t, modelplane.AsyncQueued, status(low))
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 )
 
@@ -37,18 +38,16 @@ type InferenceRetryConfig struct {
 
 // AsyncRequestStatus is the gateway's answer to GET /async_request/{id}.
 type AsyncRequestStatus struct {
-	RequestID    string `json:"request_id"`
-	ModelID      string `json:"model_id"`
-	DeploymentID string `json:"deployment_id"`
-	Environment  string `json:"environment"`
-	// Status is QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, EXPIRED, CANCELED or WEBHOOK_FAILED.
-	Status string `json:"status"`
-	// WebhookStatus is PENDING, SUCCEEDED, FAILED, CANCELED or NO_WEBHOOK_PROVIDED.
-	WebhookStatus string       `json:"webhook_status"`
-	CreatedAt     time.Time    `json:"created_at"`
-	StatusAt      time.Time    `json:"status_at"`
-	Errors        []AsyncError `json:"errors"`
-	Attempts      int          `json:"attempts"`
+	RequestID     string                   `json:"request_id"`
+	ModelID       string                   `json:"model_id"`
+	DeploymentID  string                   `json:"deployment_id"`
+	Environment   string                   `json:"environment"`
+	Status        modelplane.AsyncStatus   `json:"status"`
+	WebhookStatus modelplane.WebhookStatus `json:"webhook_status"`
+	CreatedAt     time.Time                `json:"created_at"`
+	StatusAt      time.Time                `json:"status_at"`
+	Errors        []AsyncError             `json:"errors"`
+	Attempts      int                      `json:"attempts"`
 	// Output is the model's answer (JSON, or a JSON string when it was not JSON), present
 	// only while the gateway keeps it: when there is no webhook or its delivery failed.
 	Output json.RawMessage `json:"output,omitempty"`
@@ -56,9 +55,9 @@ type AsyncRequestStatus struct {
 
 // AsyncError is one error of an async request, such as MODEL_PREDICT_ERROR on attempt 2.
 type AsyncError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Attempt int    `json:"attempt"`
+	Code    modelplane.ErrorCode `json:"code"`
+	Message string               `json:"message"`
+	Attempt int                  `json:"attempt"`
 }
 
 // AsyncCancelResult is the gateway's answer to DELETE /async_request/{id}: only a request

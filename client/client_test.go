@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/internal/apitest"
@@ -70,7 +71,7 @@ func TestModels_ListAndGetReturnTheWorkspacesModel(t *testing.T) {
 func TestModels_EmptyWorkspaceIsAnEmptyListNotNil(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, f.db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, f.db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	_, key, err := apikey.Create(ctx, f.db, ws.ID, "empty", false)
 	require.NoError(t, err)
@@ -89,7 +90,7 @@ func TestDeployments_ListAndGetByIDAndByRole(t *testing.T) {
 	prod, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID,
 		AutoscalingSettings: store.DefaultAutoscalingSettings()})
 	require.NoError(t, err)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.model.ID, store.ProductionEnvironment, prod.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.model.ID, modelplane.ProductionEnvironment, prod.ID))
 
 	list, err := f.c.Deployments(ctx, f.model.ID)
 	require.NoError(t, err)

@@ -147,7 +147,7 @@ func TestWaitActive_StopsAtAFailureStatusWithItsError(t *testing.T) {
 	defer srv.Close()
 	var seen []string
 	d, err := client.New(srv.URL, "k").WaitActive(context.Background(), "m1", "d1", time.Millisecond,
-		func(d api.DeploymentV1) { seen = append(seen, d.Status) })
+		func(d api.DeploymentV1) { seen = append(seen, string(d.Status)) })
 	var failed *client.DeploymentFailedError
 	require.ErrorAs(t, err, &failed)
 	require.Equal(t, "DEPLOY_FAILED", d.Status)

@@ -5,9 +5,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/patch"
-	"github.com/modelplane/modelplane/store"
 )
 
 // PatchRequest is the body of POST .../deployments/development/patches.
@@ -20,7 +20,7 @@ type PatchRequest struct {
 // Patches returns the development deployment's live-reload state, with its newest point.
 func (c *Client) Patches(ctx context.Context, modelID string) (api.PatchStateV1, error) {
 	var out api.PatchStateV1
-	err := c.get(ctx, &out, "v1", "models", modelID, "deployments", store.DevelopmentName, "patches")
+	err := c.get(ctx, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "patches")
 	return out, err
 }
 
@@ -28,14 +28,14 @@ func (c *Client) Patches(ctx context.Context, modelID string) (api.PatchStateV1,
 // deployment's newest point is refused with 409.
 func (c *Client) StagePatch(ctx context.Context, modelID string, req PatchRequest) (api.PatchStateV1, error) {
 	var out api.PatchStateV1
-	err := c.send(ctx, http.MethodPost, req, &out, "v1", "models", modelID, "deployments", store.DevelopmentName, "patches")
+	err := c.send(ctx, http.MethodPost, req, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "patches")
 	return out, err
 }
 
 // SyncPatches applies the staged patches to the development deployment's replica.
 func (c *Client) SyncPatches(ctx context.Context, modelID string) (api.PatchSyncV1, error) {
 	var out api.PatchSyncV1
-	err := c.send(ctx, http.MethodPost, nil, &out, "v1", "models", modelID, "deployments", store.DevelopmentName, "patches", "sync")
+	err := c.send(ctx, http.MethodPost, nil, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "patches", "sync")
 	return out, err
 }
 
@@ -45,5 +45,5 @@ func (c *Client) KeepAwake(ctx context.Context, modelID string, d time.Duration)
 		Seconds int `json:"seconds"`
 	}{int(d / time.Second)}
 	var out struct{}
-	return c.send(ctx, http.MethodPost, body, &out, "v1", "models", modelID, "deployments", store.DevelopmentName, "keep_awake")
+	return c.send(ctx, http.MethodPost, body, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "keep_awake")
 }

@@ -5,22 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 )
-
-// failedStatuses are the deployment statuses that waiting cannot get past: the deployment
-// will not become ACTIVE without a new push or an operator.
-var failedStatuses = map[string]bool{
-	"BUILD_FAILED":  true,
-	"BUILD_STOPPED": true,
-	"DEPLOY_FAILED": true,
-	"UNHEALTHY":     true,
-	"FAILED":        true,
-}
-
-// DeploymentFailed reports whether status is one that a deployment does not recover from
-// by itself.
-func DeploymentFailed(status string) bool { return failedStatuses[status] }
 
 // DeploymentFailedError is what WaitActive returns when the deployment reached a failure
 // status instead of ACTIVE.
@@ -63,7 +50,7 @@ func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, i
 		switch {
 		case d.Status == "ACTIVE":
 			return d, nil
-		case DeploymentFailed(d.Status):
+		case d.Status.Stuck():
 			return d, &DeploymentFailedError{Deployment: d}
 		}
 		if err := sleep(ctx, interval); err != nil {
@@ -89,7 +76,7 @@ func (c *Client) WaitPromoted(ctx context.Context, modelID, env, deploymentID st
 		switch {
 		case p == nil && e.CurrentDeployment != nil && e.CurrentDeployment.ID == deploymentID:
 			return e, nil
-		case p != nil && (p.Status == "FAILED" || p.Status == "CANCELED"):
+		case p != nil && (p.Status == modelplane.PromotionFailed || p.Status == modelplane.PromotionCanceled):
 			return e, &PromotionFailedError{Environment: env, Promotion: *p}
 		}
 		if err := sleep(ctx, interval); err != nil {

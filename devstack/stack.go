@@ -22,6 +22,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/agent/runtime/process"
@@ -418,7 +419,7 @@ func ensureNodeToken(path string) (string, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}
-	t := store.NewID(40)
+	t := modelplane.NewID(40)
 	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
 		return "", err
 	}

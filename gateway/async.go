@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/time/rate"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
 	"github.com/modelplane/modelplane/workflows"
@@ -400,17 +401,17 @@ func (g *Gateway) asyncRequestOf(ctx context.Context, w http.ResponseWriter, wor
 
 // asyncStatus is GET /async_request/{id}'s answer.
 type asyncStatus struct {
-	RequestID     string               `json:"request_id"`
-	ModelID       string               `json:"model_id"`
-	DeploymentID  string               `json:"deployment_id"`
-	Environment   *string              `json:"environment"`
-	Status        string               `json:"status"`
-	WebhookStatus string               `json:"webhook_status"`
-	CreatedAt     time.Time            `json:"created_at"`
-	StatusAt      time.Time            `json:"status_at"`
-	Errors        []webhook.ErrorEntry `json:"errors"`
-	Attempts      int                  `json:"attempts"`
-	Output        json.RawMessage      `json:"output,omitempty"`
+	RequestID     string                   `json:"request_id"`
+	ModelID       string                   `json:"model_id"`
+	DeploymentID  string                   `json:"deployment_id"`
+	Environment   *string                  `json:"environment"`
+	Status        modelplane.AsyncStatus   `json:"status"`
+	WebhookStatus modelplane.WebhookStatus `json:"webhook_status"`
+	CreatedAt     time.Time                `json:"created_at"`
+	StatusAt      time.Time                `json:"status_at"`
+	Errors        []webhook.ErrorEntry     `json:"errors"`
+	Attempts      int                      `json:"attempts"`
+	Output        json.RawMessage          `json:"output,omitempty"`
 }
 
 func (g *Gateway) serveAsyncStatus(w http.ResponseWriter, r *http.Request, workspace string, rt route) {

@@ -16,6 +16,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
@@ -91,7 +92,7 @@ func (f *fixture) asyncRow(id string) store.AsyncRequest {
 func (f *fixture) servingDeployment(addr string) store.Deployment {
 	f.t.Helper()
 	d := f.deployment("", false, addr)
-	f.point(store.ProductionEnvironment, d.ID)
+	f.point(modelplane.ProductionEnvironment, d.ID)
 	require.Eventually(f.t, func() bool { return len(f.gw.Routable(f.model.ID, d.ID)) == 1 }, 2*time.Second, 5*time.Millisecond)
 	return d
 }
@@ -100,7 +101,7 @@ func (f *fixture) servingDeployment(addr string) store.Deployment {
 func (f *fixture) otherWorkspace() (key string, modelID string) {
 	f.t.Helper()
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, f.db, "gw-other-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, f.db, "gw-other-"+modelplane.NewID(6))
 	require.NoError(f.t, err)
 	m, err := store.CreateModel(ctx, f.db, ws.ID, "other")
 	require.NoError(f.t, err)
@@ -118,17 +119,17 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 	id := f.accepted("production", `{"model_input":{"x":1},"priority":0,"max_time_in_queue_seconds":60,
 		"inference_retry_config":{"max_attempts":2}}`)
 	row := f.asyncRow(id)
-	assert.Equal(t, store.AsyncQueued, row.Status)
+	assert.Equal(t, modelplane.AsyncQueued, row.Status)
 	assert.Equal(t, f.model.WorkspaceID, row.WorkspaceID)
 	assert.Equal(t, f.model.ID, row.ModelID)
 	assert.Equal(t, d.ID, row.DeploymentID)
-	assert.Equal(t, store.ProductionEnvironment, row.Environment)
+	assert.Equal(t, modelplane.ProductionEnvironment, row.Environment)
 	assert.JSONEq(t, `{"x":1}`, string(row.ModelInput), "the model input is stored as sent, without its envelope")
 	assert.Equal(t, 0, row.Priority)
 	assert.Equal(t, 60, row.MaxTimeInQueueSeconds)
 	assert.Equal(t, store.RetryConfig{MaxAttempts: 2, InitialDelayMs: 1000, MaxDelayMs: 5000}, row.RetryConfig,
 		"fields of inference_retry_config that are not given keep their defaults")
-	assert.Equal(t, store.WebhookNone, row.WebhookStatus)
+	assert.Equal(t, modelplane.WebhookNone, row.WebhookStatus)
 	assert.False(t, row.WorkflowStarted, "only the workflow's first activity marks it started")
 
 	starts, _ := tc.recorded()
@@ -158,7 +159,7 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 		tc.failStart = true
 		tc.mu.Unlock()
 		id := f.accepted("production", `{"model_input":1}`)
-		assert.Equal(t, store.AsyncQueued, f.asyncRow(id).Status, "the row is the request; Cleanup starts its workflow")
+		assert.Equal(t, modelplane.AsyncQueued, f.asyncRow(id).Status, "the row is the request; Cleanup starts its workflow")
 		starts, _ := tc.recorded()
 		assert.Equal(t, workflows.AsyncWorkflowID(id), starts[len(starts)-1].opts.ID, "the start was tried")
 	})
@@ -176,15 +177,15 @@ func TestAsyncPredict_EnvironmentMeansItsCurrentDeployment(t *testing.T) {
 	f := newFixture(t, gateway.Options{MaxAsyncAttempts: -1})
 	cur, cand := newServer(t, "current", testmodel.Options{}), newServer(t, "candidate", testmodel.Options{})
 	dc, dn := f.deployment("", false, cur.addr()), f.deployment("", false, cand.addr())
-	f.point(store.ProductionEnvironment, dc.ID)
+	f.point(modelplane.ProductionEnvironment, dc.ID)
 	ctx := context.Background()
-	p, err := store.CreatePromotion(ctx, f.db, store.NewPromotion{ID: store.NewID(8), ModelID: f.model.ID,
-		Environment: store.ProductionEnvironment, SourceDeploymentID: dn.ID, PreviousDeploymentID: &dc.ID, WorkflowID: "test"})
+	p, err := store.CreatePromotion(ctx, f.db, store.NewPromotion{ID: modelplane.NewID(8), ModelID: f.model.ID,
+		Environment: modelplane.ProductionEnvironment, SourceDeploymentID: dn.ID, PreviousDeploymentID: &dc.ID, WorkflowID: "test"})
 	require.NoError(t, err)
 	require.NoError(t, store.SetPromotionCandidate(ctx, f.db, p.ID, dn.ID))
 	for _, percent := range []int{30, 100} {
-		require.NoError(t, store.SetPromotionStatus(ctx, f.db, p.ID, store.PromotionRampingUp, percent, "", false))
-		require.Eventually(t, func() bool { return f.gw.Weight(f.model.ID, store.ProductionEnvironment, dn.ID) == percent },
+		require.NoError(t, store.SetPromotionStatus(ctx, f.db, p.ID, modelplane.PromotionRampingUp, percent, "", false))
+		require.Eventually(t, func() bool { return f.gw.Weight(f.model.ID, modelplane.ProductionEnvironment, dn.ID) == percent },
 			2*time.Second, time.Millisecond)
 		for range 10 {
 			row := f.asyncRow(f.accepted("production", `{"model_input":1}`))
@@ -264,7 +265,7 @@ func TestAsyncPredict_RefusesBadInputNamingTheField(t *testing.T) {
 			"webhook_endpoint":"https://hooks.example.com/done"}`))
 		assert.Equal(t, store.RetryConfig{MaxAttempts: 10, InitialDelayMs: 10000, MaxDelayMs: 60000}, row.RetryConfig)
 		assert.Equal(t, "https://hooks.example.com/done", row.WebhookEndpoint)
-		assert.Equal(t, store.WebhookPending, row.WebhookStatus)
+		assert.Equal(t, modelplane.WebhookPending, row.WebhookStatus)
 	})
 	t.Run("private webhook allowed when configured", func(t *testing.T) {
 		open := newFixture(t, gateway.Options{MaxAsyncAttempts: -1, WebhookAllowPrivate: true})
@@ -423,7 +424,7 @@ func TestAsyncRequest_Status(t *testing.T) {
 	claim, err := store.ClaimAsyncRequest(ctx, f.db, jsonID)
 	require.NoError(t, err)
 	require.True(t, claim.Claimed, "%+v", claim)
-	_, err = store.FinishAsyncRequest(ctx, f.db, jsonID, store.AsyncOutcome{Status: store.AsyncSucceeded,
+	_, err = store.FinishAsyncRequest(ctx, f.db, jsonID, store.AsyncOutcome{Status: modelplane.AsyncSucceeded,
 		Output: []byte(`{"y":[1,2]}`), ContentType: "application/json", KeepOutput: time.Hour})
 	require.NoError(t, err)
 	_, got = statusOf(t, f, "/async_request/"+jsonID)
@@ -436,7 +437,7 @@ func TestAsyncRequest_Status(t *testing.T) {
 	claim, err = store.ClaimAsyncRequest(ctx, f.db, textID)
 	require.NoError(t, err)
 	require.True(t, claim.Claimed)
-	_, err = store.FinishAsyncRequest(ctx, f.db, textID, store.AsyncOutcome{Status: store.AsyncSucceeded,
+	_, err = store.FinishAsyncRequest(ctx, f.db, textID, store.AsyncOutcome{Status: modelplane.AsyncSucceeded,
 		Output: []byte("hello"), ContentType: "text/plain", KeepOutput: time.Hour})
 	require.NoError(t, err)
 	_, got = statusOf(t, f, "/async_request/"+textID)
@@ -506,7 +507,7 @@ func TestAsyncRequest_Cancel(t *testing.T) {
 	assert.Equal(t, queued, got["request_id"])
 	assert.Equal(t, true, got["canceled"])
 	assert.NotEmpty(t, got["message"])
-	assert.Equal(t, store.AsyncCanceled, f.asyncRow(queued).Status)
+	assert.Equal(t, modelplane.AsyncCanceled, f.asyncRow(queued).Status)
 	_, signals := tc.recorded()
 	assert.Equal(t, []string{workflows.AsyncWorkflowID(queued) + "/" + workflows.SignalAsyncDispatch}, signals,
 		"the workflow is told at once")
@@ -524,7 +525,7 @@ func TestAsyncRequest_Cancel(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, false, got["canceled"])
 	assert.Contains(t, got["message"], "IN_PROGRESS")
-	assert.Equal(t, store.AsyncInProgress, f.asyncRow(running).Status, "a running request is left running")
+	assert.Equal(t, modelplane.AsyncInProgress, f.asyncRow(running).Status, "a running request is left running")
 	_, signals = tc.recorded()
 	assert.Len(t, signals, 1, "only a canceled request's workflow is signalled")
 
@@ -534,7 +535,7 @@ func TestAsyncRequest_Cancel(t *testing.T) {
 	other := f.accepted("production", `{"model_input":3}`)
 	status, _ = cancelOf("/models/" + otherModel + "/async_request/" + other)
 	assert.Equal(t, http.StatusNotFound, status)
-	assert.Equal(t, store.AsyncQueued, f.asyncRow(other).Status, "a path naming another model cancels nothing")
+	assert.Equal(t, modelplane.AsyncQueued, f.asyncRow(other).Status, "a path naming another model cancels nothing")
 }
 
 func TestAsyncQueueStatus_Counts(t *testing.T) {

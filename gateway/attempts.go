@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/httperr"
 	"github.com/modelplane/modelplane/store"
 )
@@ -288,7 +289,7 @@ func (g *Gateway) attempt(ctx context.Context, a *attemptRun) (res store.Attempt
 	w := &statusWriter{ResponseWriter: c}
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, DefaultPredictPath, bytes.NewReader(a.ModelInput))
 	if err != nil {
-		return store.AttemptResult{ErrorCode: store.CodeModelUnavailable, Error: err.Error()}, false
+		return store.AttemptResult{ErrorCode: modelplane.CodeModelUnavailable, Error: err.Error()}, false
 	}
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set(headerRequestID, a.RequestID)
@@ -342,16 +343,16 @@ func (g *Gateway) attemptResult(w *statusWriter, c *capture, stopped bool) store
 	answered := w.ttfb > 0 // the status is the model's, not one the gateway made up
 	switch {
 	case c.tooLarge:
-		return store.AttemptResult{StatusCode: http.StatusBadGateway, ErrorCode: store.CodeModelOutputTooLarge,
+		return store.AttemptResult{StatusCode: http.StatusBadGateway, ErrorCode: modelplane.CodeModelOutputTooLarge,
 			Error: fmt.Sprintf("the model's answer is larger than the limit of %d bytes (16 MiB)", MaxAsyncOutputBytes)}
 	case c.cut != nil && c.timedOut:
-		return store.AttemptResult{StatusCode: http.StatusGatewayTimeout, ErrorCode: store.CodeModelPredictTimeout,
+		return store.AttemptResult{StatusCode: http.StatusGatewayTimeout, ErrorCode: modelplane.CodeModelPredictTimeout,
 			Error: fmt.Sprintf("the model's answer did not end within %s", g.opts.UpstreamTimeout)}
 	case status == statusClientClosed || status == 0 || c.cut != nil && stopped:
-		return store.AttemptResult{ErrorCode: store.CodeGatewayLost,
+		return store.AttemptResult{ErrorCode: modelplane.CodeGatewayLost,
 			Error: fmt.Sprintf("gateway %s stopped before the model answered", g.opts.ID)}
 	case c.cut != nil:
-		return store.AttemptResult{StatusCode: http.StatusBadGateway, ErrorCode: store.CodeModelUnavailable,
+		return store.AttemptResult{StatusCode: http.StatusBadGateway, ErrorCode: modelplane.CodeModelUnavailable,
 			Error: fmt.Sprintf("the model server's answer broke off: %v", c.cut)}
 	case answered && status >= 200 && status < 300:
 		out := c.body.Bytes()
@@ -360,9 +361,9 @@ func (g *Gateway) attemptResult(w *statusWriter, c *capture, stopped bool) store
 		}
 		return store.AttemptResult{StatusCode: status, Output: out, ContentType: c.header.Get("Content-Type")}
 	case answered:
-		code := store.CodeModelPredictError
+		code := modelplane.CodeModelPredictError
 		if status >= 400 && status < 500 {
-			code = store.CodeModelInvalidInput
+			code = modelplane.CodeModelInvalidInput
 		}
 		msg := fmt.Sprintf("the model answered %d", status)
 		if s := snippet(c.body.Bytes()); s != "" {
@@ -370,12 +371,12 @@ func (g *Gateway) attemptResult(w *statusWriter, c *capture, stopped bool) store
 		}
 		return store.AttemptResult{StatusCode: status, ContentType: c.header.Get("Content-Type"), ErrorCode: code, Error: msg}
 	}
-	code := store.CodeModelUnavailable
+	code := modelplane.CodeModelUnavailable
 	switch status {
 	case http.StatusGatewayTimeout:
-		code = store.CodeModelPredictTimeout
+		code = modelplane.CodeModelPredictTimeout
 	case http.StatusRequestEntityTooLarge:
-		code = store.CodeModelInvalidInput
+		code = modelplane.CodeModelInvalidInput
 	}
 	var e httperr.Body
 	msg := http.StatusText(status)

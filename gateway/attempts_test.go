@@ -17,10 +17,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/testmodel"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // asyncModel is a model server that records each call by request ID and attempt, and answers
@@ -113,7 +113,7 @@ func (f *fixture) doneAttempt(requestID string, n int, within time.Duration) sto
 		var err error
 		a, err = store.GetAsyncAttempt(context.Background(), f.db, requestID, n)
 		require.NoError(f.t, err)
-		return a.State == store.AttemptDone
+		return a.State == modelplane.AttemptDone
 	}, within, 5*time.Millisecond, "attempt %d of %s never finished: %+v", n, requestID, a)
 	return a
 }
@@ -124,7 +124,7 @@ func (f *fixture) startGateway(opts gateway.Options) (gw *gateway.Gateway, stop 
 	f.t.Helper()
 	opts.DB, opts.DatabaseURL = f.db, dbURL
 	if opts.ID == "" {
-		opts.ID = "test-" + store.NewID(6)
+		opts.ID = "test-" + modelplane.NewID(6)
 	}
 	opts.ReportEvery = 100 * time.Millisecond
 	gw, err := gateway.New(opts)
@@ -176,7 +176,7 @@ func TestAttempt_RunsOnNotificationAndRecordsTheAnswer(t *testing.T) {
 			assert.Equal(t, 1, calls)
 			assert.Equal(t, "2", h.Get("X-Modelplane-Attempt"))
 		}
-		_, err = store.FinishAsyncRequest(ctx, f.db, id, store.AsyncOutcome{Status: store.AsyncSucceeded, Output: a.Output})
+		_, err = store.FinishAsyncRequest(ctx, f.db, id, store.AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: a.Output})
 		require.NoError(t, err)
 	}
 	slices.Sort(latencies)
@@ -215,14 +215,15 @@ func TestAttempt_FailuresCarryTheirCode(t *testing.T) {
 		return f.doneAttempt(id, 1, 5*time.Second), id
 	}
 	for _, c := range []struct {
-		name, input, code string
-		status            int
-		message           string
+		name, input string
+		code        modelplane.ErrorCode
+		status      int
+		message     string
 	}{
-		{"model error", `{"mode":"fail"}`, store.CodeModelPredictError, 500, "the model answered 500: boom: model crashed"},
-		{"invalid input", `{"mode":"bad"}`, store.CodeModelInvalidInput, 422, `the model answered 422: {"detail":"x must be positive"}`},
-		{"output too large", `{"mode":"huge"}`, store.CodeModelOutputTooLarge, 502, "larger than the limit of 16777216 bytes"},
-		{"timeout", `{"mode":"slow"}`, store.CodeModelPredictTimeout, 504, "did not answer within 500ms"},
+		{"model error", `{"mode":"fail"}`, modelplane.CodeModelPredictError, 500, "the model answered 500: boom: model crashed"},
+		{"invalid input", `{"mode":"bad"}`, modelplane.CodeModelInvalidInput, 422, `the model answered 422: {"detail":"x must be positive"}`},
+		{"output too large", `{"mode":"huge"}`, modelplane.CodeModelOutputTooLarge, 502, "larger than the limit of 16777216 bytes"},
+		{"timeout", `{"mode":"slow"}`, modelplane.CodeModelPredictTimeout, 504, "did not answer within 500ms"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, _ := run(t, d.ID, c.input)
@@ -237,7 +238,7 @@ func TestAttempt_FailuresCarryTheirCode(t *testing.T) {
 		t.Helper()
 		a, id := run(t, deploymentID, `{"x":1}`)
 		assert.Equal(t, http.StatusNotFound, a.StatusCode)
-		assert.Equal(t, store.CodeModelUnavailable, a.ErrorCode)
+		assert.Equal(t, modelplane.CodeModelUnavailable, a.ErrorCode)
 		assert.Contains(t, a.Error, message)
 		calls, _, _ := model.call(id, 1)
 		assert.Zero(t, calls, "the model is not called")
@@ -267,7 +268,7 @@ func TestAttempt_FailuresCarryTheirCode(t *testing.T) {
 		require.Eventually(t, func() bool { return len(f.gw.Routable(f.model.ID, dd.ID)) == 1 }, 2*time.Second, 5*time.Millisecond)
 		a, _ := run(t, dd.ID, `{"x":1}`)
 		assert.Equal(t, http.StatusBadGateway, a.StatusCode)
-		assert.Equal(t, store.CodeModelUnavailable, a.ErrorCode)
+		assert.Equal(t, modelplane.CodeModelUnavailable, a.ErrorCode)
 	})
 	m, _ := series(t, f, "modelplane_inference_requests_total",
 		map[string]string{"deployment_id": d.ID, "is_async": "true", "status_code": "500"})
@@ -296,7 +297,7 @@ func TestAttempt_StoppingGatewayGivesBackUnsentAndFinishesSent(t *testing.T) {
 	slow := newServer(t, "slow", testmodel.Options{Latency: time.Second})
 	ds := f.servingDeployment(slow.addr())
 	asleep := f.deployment("", false)
-	require.NoError(t, store.SetDeploymentStatus(ctx, f.db, asleep.ID, workflows.StatusScaledToZero, ""))
+	require.NoError(t, store.SetDeploymentStatus(ctx, f.db, asleep.ID, modelplane.DeploymentScaledToZero, ""))
 
 	gw, stop := f.startGateway(gateway.Options{Temporal: &fakeTemporal{t: t}}) // wakes nothing
 	require.Eventually(t, func() bool { return len(gw.Routable(f.model.ID, ds.ID)) == 1 }, 2*time.Second, 5*time.Millisecond)
@@ -309,7 +310,7 @@ func TestAttempt_StoppingGatewayGivesBackUnsentAndFinishesSent(t *testing.T) {
 	require.Eventually(t, func() bool {
 		a, err := store.GetAsyncAttempt(ctx, f.db, held, 1)
 		require.NoError(t, err)
-		return slow.h.Stats().InFlight == 1 && a.State == store.AttemptRunning && a.GatewayID == gw.ID()
+		return slow.h.Stats().InFlight == 1 && a.State == modelplane.AttemptRunning && a.GatewayID == gw.ID()
 	}, 3*time.Second, 5*time.Millisecond, "one attempt at the model, one waiting for its deployment")
 
 	start := time.Now()
@@ -319,13 +320,13 @@ func TestAttempt_StoppingGatewayGivesBackUnsentAndFinishesSent(t *testing.T) {
 
 	a, err := store.GetAsyncAttempt(ctx, f.db, sent, 1)
 	require.NoError(t, err)
-	assert.Equal(t, store.AttemptDone, a.State, "the attempt at the model finished and was recorded: %+v", a)
+	assert.Equal(t, modelplane.AttemptDone, a.State, "the attempt at the model finished and was recorded: %+v", a)
 	assert.Equal(t, http.StatusOK, a.StatusCode)
 	assert.EqualValues(t, 1, slow.hits.Load())
 
 	b, err := store.GetAsyncAttempt(ctx, f.db, held, 1)
 	require.NoError(t, err)
-	assert.Equal(t, store.AttemptPending, b.State, "the attempt that never reached a model is given back")
+	assert.Equal(t, modelplane.AttemptPending, b.State, "the attempt that never reached a model is given back")
 	assert.Empty(t, b.GatewayID)
 }
 
@@ -366,7 +367,7 @@ func TestAttempt_RunningHereButUnknownIsGivenBackAndRunOnce(t *testing.T) {
 	ctx := context.Background()
 	model := newAsyncModel(t, 0)
 	d := f.servingDeployment(model.addr())
-	id := "gw-" + store.NewID(6)
+	id := "gw-" + modelplane.NewID(6)
 
 	// A claim made under this gateway's ID whose answer never reached it: a timeout after the
 	// commit, or a previous process that reported under the same ID.
@@ -381,7 +382,7 @@ func TestAttempt_RunningHereButUnknownIsGivenBackAndRunOnce(t *testing.T) {
 	time.Sleep(2 * attemptPollForTest)
 	a, err := store.GetAsyncAttempt(ctx, f.db, req, 1)
 	require.NoError(t, err)
-	require.Equal(t, store.AttemptRunning, a.State, "nothing ends such an attempt but the check")
+	require.Equal(t, modelplane.AttemptRunning, a.State, "nothing ends such an attempt but the check")
 
 	gw.ReconcileAttempts(ctx)
 	a = f.doneAttempt(req, 1, 5*time.Second)

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/pgtest"
@@ -51,7 +52,7 @@ func newFixture(t testing.TB, opts gateway.Options) *fixture {
 	db, err := store.Open(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	ws, _, err := store.EnsureWorkspace(ctx, db, "gw-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "gw-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)
@@ -61,7 +62,7 @@ func newFixture(t testing.TB, opts gateway.Options) *fixture {
 	reg := prometheus.NewRegistry()
 	opts.DB, opts.DatabaseURL, opts.Registerer = db, dbURL, reg
 	if opts.ID == "" {
-		opts.ID = "test-" + store.NewID(6)
+		opts.ID = "test-" + modelplane.NewID(6)
 	}
 	if opts.ReportEvery == 0 {
 		opts.ReportEvery = 100 * time.Millisecond
@@ -123,9 +124,9 @@ func (f *fixture) deployment(name string, dev bool, addrs ...string) store.Deplo
 func (f *fixture) replica(deploymentID, addr string) string {
 	f.t.Helper()
 	ctx := context.Background()
-	r, _, err := store.CreateReplica(ctx, f.db, store.NewReplica{ID: store.NewID(12), DeploymentID: deploymentID})
+	r, _, err := store.CreateReplica(ctx, f.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: deploymentID})
 	require.NoError(f.t, err)
-	require.NoError(f.t, store.SetReplicaState(ctx, f.db, r.ID, store.ReplicaReady, addr, ""))
+	require.NoError(f.t, store.SetReplicaState(ctx, f.db, r.ID, modelplane.ReplicaReady, addr, ""))
 	return r.ID
 }
 
@@ -193,7 +194,7 @@ func TestEveryTargetAnswers(t *testing.T) {
 	prod, staging, dev, other := newServer(t, "prod", testmodel.Options{}), newServer(t, "staging", testmodel.Options{}),
 		newServer(t, "dev", testmodel.Options{}), newServer(t, "other", testmodel.Options{})
 	p := f.deployment("", false, prod.addr())
-	f.point(store.ProductionEnvironment, p.ID)
+	f.point(modelplane.ProductionEnvironment, p.ID)
 	s := f.deployment("", false, staging.addr())
 	_, err := store.CreateEnvironment(context.Background(), f.db, store.Environment{ModelID: f.model.ID, Name: "staging"})
 	require.NoError(t, err)
@@ -294,7 +295,7 @@ func TestClosedIdleConnectionIsReplaced(t *testing.T) {
 		}
 	}()
 	d := f.deployment("", false, ln.Addr().String())
-	f.point(store.ProductionEnvironment, d.ID)
+	f.point(modelplane.ProductionEnvironment, d.ID)
 	f.eventually("production", http.StatusOK)
 	for i := range 5 {
 		time.Sleep(50 * time.Millisecond) // the server has closed the pooled connection by now
@@ -309,7 +310,7 @@ func TestStatuses(t *testing.T) {
 	ok := newServer(t, "ok", testmodel.Options{})
 	slow := newServer(t, "slow", testmodel.Options{Latency: 5 * time.Second})
 	d := f.deployment("", false, ok.addr())
-	f.point(store.ProductionEnvironment, d.ID)
+	f.point(modelplane.ProductionEnvironment, d.ID)
 	f.eventually("production", http.StatusOK)
 	ctx := context.Background()
 
@@ -323,7 +324,7 @@ func TestStatuses(t *testing.T) {
 		notFound(t, a, "model zzzzzzzz not found")
 	})
 	t.Run("another workspace's model", func(t *testing.T) {
-		ws, _, err := store.EnsureWorkspace(ctx, f.db, "gw-other-"+store.NewID(4))
+		ws, _, err := store.EnsureWorkspace(ctx, f.db, "gw-other-"+modelplane.NewID(4))
 		require.NoError(t, err)
 		_, otherKey, err := apikey.Create(ctx, f.db, ws.ID, "other", false)
 		require.NoError(t, err)
@@ -424,7 +425,7 @@ func TestRoutesFollowNotifications(t *testing.T) {
 	f := newFixture(t, gateway.Options{ReloadEvery: time.Hour}) // only notifications can explain a change
 	a, b := newServer(t, "a", testmodel.Options{}), newServer(t, "b", testmodel.Options{})
 	da, db := f.deployment("", false, a.addr()), f.deployment("", false, b.addr())
-	f.point(store.ProductionEnvironment, da.ID)
+	f.point(modelplane.ProductionEnvironment, da.ID)
 	f.eventually("production", http.StatusOK)
 
 	const changes = 20
@@ -434,9 +435,9 @@ func TestRoutesFollowNotifications(t *testing.T) {
 		if i%2 == 0 {
 			want, server = db, "b"
 		}
-		f.point(store.ProductionEnvironment, want.ID)
+		f.point(modelplane.ProductionEnvironment, want.ID)
 		committed := time.Now()
-		for f.gw.RoutesTo(f.model.ID, store.ProductionEnvironment) != want.ID {
+		for f.gw.RoutesTo(f.model.ID, modelplane.ProductionEnvironment) != want.ID {
 			require.Less(t, time.Since(committed), 2*time.Second, "change %d never arrived", i)
 			time.Sleep(time.Millisecond)
 		}
@@ -454,14 +455,14 @@ func TestWeightedSplit(t *testing.T) {
 	f := newFixture(t, gateway.Options{})
 	cur, cand := newServer(t, "current", testmodel.Options{}), newServer(t, "candidate", testmodel.Options{})
 	dc, dn := f.deployment("", false, cur.addr()), f.deployment("", false, cand.addr())
-	f.point(store.ProductionEnvironment, dc.ID)
+	f.point(modelplane.ProductionEnvironment, dc.ID)
 	ctx := context.Background()
-	p, err := store.CreatePromotion(ctx, f.db, store.NewPromotion{ID: store.NewID(8), ModelID: f.model.ID,
-		Environment: store.ProductionEnvironment, SourceDeploymentID: dn.ID, PreviousDeploymentID: &dc.ID, WorkflowID: "test"})
+	p, err := store.CreatePromotion(ctx, f.db, store.NewPromotion{ID: modelplane.NewID(8), ModelID: f.model.ID,
+		Environment: modelplane.ProductionEnvironment, SourceDeploymentID: dn.ID, PreviousDeploymentID: &dc.ID, WorkflowID: "test"})
 	require.NoError(t, err)
 	require.NoError(t, store.SetPromotionCandidate(ctx, f.db, p.ID, dn.ID))
-	require.NoError(t, store.SetPromotionStatus(ctx, f.db, p.ID, store.PromotionRampingUp, 30, "", false))
-	require.Eventually(t, func() bool { return f.gw.Weight(f.model.ID, store.ProductionEnvironment, dn.ID) == 30 },
+	require.NoError(t, store.SetPromotionStatus(ctx, f.db, p.ID, modelplane.PromotionRampingUp, 30, "", false))
+	require.Eventually(t, func() bool { return f.gw.Weight(f.model.ID, modelplane.ProductionEnvironment, dn.ID) == 30 },
 		2*time.Second, time.Millisecond)
 	cur.hits.Store(0)
 	cand.hits.Store(0)
@@ -509,7 +510,7 @@ func TestRefusingReplicaIsSkipped(t *testing.T) {
 	dead := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	d := f.deployment("", false, up.addr(), dead)
-	f.point(store.ProductionEnvironment, d.ID)
+	f.point(modelplane.ProductionEnvironment, d.ID)
 	f.eventually("production", http.StatusOK)
 
 	const n = 200
@@ -575,7 +576,7 @@ func TestStreamingIsNotBuffered(t *testing.T) {
 	f := newFixture(t, gateway.Options{})
 	s := newServer(t, "stream", testmodel.Options{Latency: 1500 * time.Millisecond})
 	d := f.deployment("", false, s.addr())
-	f.point(store.ProductionEnvironment, d.ID)
+	f.point(modelplane.ProductionEnvironment, d.ID)
 	f.eventually("production", http.StatusOK)
 
 	req := f.request(http.MethodPost, "/models/"+f.model.ID+"/production/predict", strings.NewReader("{}"),
@@ -601,8 +602,8 @@ func TestClientCancelReachesModelServer(t *testing.T) {
 	f := newFixture(t, gateway.Options{})
 	s := newServer(t, "slow", testmodel.Options{Latency: 10 * time.Second})
 	d := f.deployment("", false, s.addr())
-	f.point(store.ProductionEnvironment, d.ID)
-	require.Eventually(t, func() bool { return f.gw.RoutesTo(f.model.ID, store.ProductionEnvironment) == d.ID }, 2*time.Second, 5*time.Millisecond)
+	f.point(modelplane.ProductionEnvironment, d.ID)
+	require.Eventually(t, func() bool { return f.gw.RoutesTo(f.model.ID, modelplane.ProductionEnvironment) == d.ID }, 2*time.Second, 5*time.Millisecond)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req := f.request(http.MethodPost, "/models/"+f.model.ID+"/production/predict", strings.NewReader("{}")).WithContext(ctx)
@@ -628,12 +629,12 @@ func TestLoadSamplesAndDrain(t *testing.T) {
 	slow := newServer(t, "slow", testmodel.Options{Latency: 1500 * time.Millisecond})
 	other := newServer(t, "other", testmodel.Options{})
 	d := f.deployment("", false, slow.addr())
-	f.point(store.ProductionEnvironment, d.ID)
+	f.point(modelplane.ProductionEnvironment, d.ID)
 	var rep store.Replica
 	reps, err := store.ListLiveReplicas(ctx, f.db, d.ID)
 	require.NoError(t, err)
 	rep = reps[0]
-	require.Eventually(t, func() bool { return f.gw.RoutesTo(f.model.ID, store.ProductionEnvironment) == d.ID }, 2*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return f.gw.RoutesTo(f.model.ID, modelplane.ProductionEnvironment) == d.ID }, 2*time.Second, 5*time.Millisecond)
 
 	// Four requests in flight for 1.5 s: the samples say about four, the report names them.
 	var wg sync.WaitGroup
@@ -719,7 +720,7 @@ func BenchmarkPredict(b *testing.B) {
 	f := newFixture(b, gateway.Options{})
 	s := newServer(b, "bench", testmodel.Options{})
 	d := f.deployment("", false, s.addr())
-	f.point(store.ProductionEnvironment, d.ID)
+	f.point(modelplane.ProductionEnvironment, d.ID)
 	f.eventually("production", http.StatusOK)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	run := func(b *testing.B, url string) {
@@ -746,8 +747,8 @@ func TestCanaryFigures(t *testing.T) {
 	ctx := context.Background()
 	flaky := newServer(t, "flaky", testmodel.Options{FailureRate: 0.5})
 	d := f.deployment("", false, flaky.addr())
-	f.point(store.ProductionEnvironment, d.ID)
-	require.Eventually(t, func() bool { return f.gw.RoutesTo(f.model.ID, store.ProductionEnvironment) == d.ID }, 2*time.Second, 5*time.Millisecond)
+	f.point(modelplane.ProductionEnvironment, d.ID)
+	require.Eventually(t, func() bool { return f.gw.RoutesTo(f.model.ID, modelplane.ProductionEnvironment) == d.ID }, 2*time.Second, 5*time.Millisecond)
 
 	statuses := map[int]int{}
 	for range 200 {

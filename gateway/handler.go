@@ -5,13 +5,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/modelplane/modelplane/store"
 )
-
-// Deployment statuses that mean the deployment will not serve until someone acts.
-var deactivated = map[string]bool{"INACTIVE": true, "DEACTIVATING": true}
 
 // route is what an inference path names.
 type route struct {
@@ -61,7 +57,7 @@ func parseRoute(r *http.Request) (route, bool) {
 		rt.kind, rt.name, rt.action = "environment", "production", parts[1]
 	case len(parts) == 3 && parts[0] == "environments":
 		rt.kind, rt.name, rt.action = "environment", parts[1], parts[2]
-	case len(parts) == 2 && parts[0] == store.DevelopmentName:
+	case len(parts) == 2 && parts[0] == modelplane.DevelopmentName:
 		rt.kind, rt.action = "development", parts[1]
 	case len(parts) == 3 && parts[0] == "deployment":
 		rt.kind, rt.name, rt.action = "deployment", parts[1], parts[2]
@@ -197,7 +193,7 @@ func refuseUnserving(w http.ResponseWriter, dep *deployment) bool {
 	switch {
 	case dep.deleted:
 		writeError(w, http.StatusNotFound, "deployment %s of model %s was deleted", dep.id, dep.model.id)
-	case deactivated[dep.status]:
+	case dep.status.Deactivated():
 		writeError(w, http.StatusNotFound, "deployment %s of model %s is deactivated: activate it to serve requests", dep.id, dep.model.id)
 	default:
 		return false
@@ -222,7 +218,7 @@ func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, sta
 	}()
 	rep := dep.pickReplica(nil)
 	if rep == nil {
-		if !sleeping(dep.status) {
+		if !dep.status.Wakes() {
 			writeError(w, http.StatusServiceUnavailable, "deployment %s of model %s has no ready replica (status %s)", dep.id, dep.model.id, dep.status)
 			return
 		}

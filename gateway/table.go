@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -64,12 +65,13 @@ func (e *environment) phase() string {
 }
 
 type deployment struct {
-	id, name, status string
-	model            *model
-	deleted          bool
-	replicas         []*replica // READY ones
-	starting         int        // replicas PENDING or STARTING
-	load             *load
+	id, name string
+	status   modelplane.DeploymentStatus
+	model    *model
+	deleted  bool
+	replicas []*replica // READY ones
+	starting int        // replicas PENDING or STARTING
+	load     *load
 }
 
 // replica is one READY model server. It outlives the tables it appears in, so that its

@@ -23,18 +23,6 @@ const (
 	wakeEvery = 2 * time.Second
 )
 
-// sleeping reports whether requests to a deployment in this status, with no READY replica,
-// wait for it to wake. ACTIVE is included: a deployment on its way to zero has drained its
-// last replica before its status says SCALED_TO_ZERO, and one replacing its only replica
-// has none for a moment; Wake is a no-op for a deployment that still wants replicas.
-func sleeping(status string) bool {
-	switch status {
-	case workflows.StatusScaledToZero, workflows.StatusWakingUp, workflows.StatusActive:
-		return true
-	}
-	return false
-}
-
 // waker holds requests for deployments that are waking up and sends them Wake, once per
 // deployment however many requests arrive.
 type waker struct {
@@ -176,7 +164,7 @@ func (g *Gateway) awaitReplica(w *statusWriter, r *http.Request, dep *deployment
 			case d == nil || d.deleted:
 				writeError(w, http.StatusNotFound, "deployment %s of model %s was deleted while it was waking up", id, modelID)
 				return nil, nil
-			case deactivated[d.status]:
+			case d.status.Deactivated():
 				writeError(w, http.StatusNotFound, "deployment %s of model %s was deactivated while it was waking up", id, modelID)
 				return nil, nil
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/testmodel"
@@ -42,12 +43,12 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflow
 			go func() {
 				fx := f.db()
 				ctx := context.Background()
-				_ = store.SetDeploymentStatus(ctx, fx.db, id, workflows.StatusWakingUp, "")
+				_ = store.SetDeploymentStatus(ctx, fx.db, id, modelplane.DeploymentWakingUp, "")
 				time.Sleep(f.delay)
-				r, _, err := store.CreateReplica(ctx, fx.db, store.NewReplica{ID: store.NewID(12), DeploymentID: id})
+				r, _, err := store.CreateReplica(ctx, fx.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: id})
 				if err == nil {
 					_ = store.MarkReplicaReady(ctx, fx.db, r.ID, f.addr, "/predict")
-					_ = store.SetDeploymentStatus(ctx, fx.db, id, workflows.StatusActive, "")
+					_ = store.SetDeploymentStatus(ctx, fx.db, id, modelplane.DeploymentActive, "")
 				}
 			}()
 		})
@@ -59,9 +60,9 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflow
 func (f *fixture) sleepingDeployment() store.Deployment {
 	f.t.Helper()
 	d := f.deployment("", false)
-	require.NoError(f.t, store.SetDeploymentStatus(context.Background(), f.db, d.ID, workflows.StatusScaledToZero, ""))
-	f.point(store.ProductionEnvironment, d.ID)
-	require.Eventually(f.t, func() bool { return f.gw.RoutesTo(f.model.ID, store.ProductionEnvironment) == d.ID },
+	require.NoError(f.t, store.SetDeploymentStatus(context.Background(), f.db, d.ID, modelplane.DeploymentScaledToZero, ""))
+	f.point(modelplane.ProductionEnvironment, d.ID)
+	require.Eventually(f.t, func() bool { return f.gw.RoutesTo(f.model.ID, modelplane.ProductionEnvironment) == d.ID },
 		2*time.Second, 5*time.Millisecond)
 	time.Sleep(50 * time.Millisecond) // the status change's reload
 	return d

@@ -11,14 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/nvml"
-)
-
-// Node states, as the nodes table and GET /v1/nodes spell them.
-const (
-	StateReady    = "READY"
-	StateDraining = "DRAINING"
-	StateDown     = "DOWN"
 )
 
 // Node is one GPU host as the control plane last saw it.
@@ -26,7 +20,7 @@ type Node struct {
 	ID   string
 	Name string
 	// State is READY, DRAINING or DOWN; only READY nodes take new replicas.
-	State     string
+	State     modelplane.NodeState
 	Inventory nvml.Inventory
 	// Assigned maps every GPU or MIG instance UUID in use on the node to its replica ID, as
 	// the agent reports it.
@@ -140,7 +134,7 @@ func Place(req Request, nodes []Node) ([]Placement, error) {
 	var cands []*candidate
 	for _, n := range nodes {
 		key := cmp.Or(n.Name, n.ID)
-		if n.State != StateReady {
+		if n.State != modelplane.NodeReady {
 			reasons[key] = notReady(n.State)
 			continue
 		}
@@ -206,11 +200,11 @@ func less(a, b *candidate) bool {
 	) < 0
 }
 
-func notReady(state string) string {
+func notReady(state modelplane.NodeState) string {
 	switch state {
-	case StateDown:
+	case modelplane.NodeDown:
 		return "node is DOWN; check that its agent is running and reachable"
-	case StateDraining:
+	case modelplane.NodeDraining:
 		return "node is DRAINING and takes no new replicas"
 	case "":
 		return "node state is unknown, so it takes no replicas"

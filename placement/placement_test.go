@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/nvml"
 )
 
@@ -37,7 +38,7 @@ func migGPU(uuid string, index int, instances ...string) nvml.GPU {
 	return g
 }
 
-func node(id, state string, gpus ...nvml.GPU) Node {
+func node(id string, state modelplane.NodeState, gpus ...nvml.GPU) Node {
 	return Node{ID: id, Name: "gpu-" + id, State: state, Inventory: nvml.Inventory{GPUs: gpus}}
 }
 
@@ -64,15 +65,15 @@ func TestPlace(t *testing.T) {
 		{
 			name:  "single node single GPU",
 			req:   Request{Count: 1, GPU: oneH100},
-			nodes: []Node{node("a", StateReady, h100("GPU-a0", 0))},
+			nodes: []Node{node("a", modelplane.NodeReady, h100("GPU-a0", 0))},
 			want:  []Placement{{NodeID: "a", GPUUUIDs: []string{"GPU-a0"}}},
 		},
 		{
 			name: "two replicas spread over two nodes",
 			req:  Request{Count: 2, GPU: oneH100},
 			nodes: []Node{
-				node("a", StateReady, h100("GPU-a0", 0), h100("GPU-a1", 1)),
-				node("b", StateReady, h100("GPU-b0", 0), h100("GPU-b1", 1)),
+				node("a", modelplane.NodeReady, h100("GPU-a0", 0), h100("GPU-a1", 1)),
+				node("b", modelplane.NodeReady, h100("GPU-b0", 0), h100("GPU-b1", 1)),
 			},
 			want: []Placement{{NodeID: "a", GPUUUIDs: []string{"GPU-a0"}}, {NodeID: "b", GPUUUIDs: []string{"GPU-b0"}}},
 		},
@@ -80,8 +81,8 @@ func TestPlace(t *testing.T) {
 			name: "fewest replicas of this deployment wins over fewest overall",
 			req:  Request{Count: 1, GPU: oneH100, ExistingByNode: map[string]int{"a": 1}},
 			nodes: []Node{
-				withReplicas(node("a", StateReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), 1),
-				withReplicas(node("b", StateReady, h100("GPU-b0", 0), h100("GPU-b1", 1)), 1),
+				withReplicas(node("a", modelplane.NodeReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), 1),
+				withReplicas(node("b", modelplane.NodeReady, h100("GPU-b0", 0), h100("GPU-b1", 1)), 1),
 			},
 			want: []Placement{{NodeID: "b", GPUUUIDs: []string{"GPU-b0"}}},
 		},
@@ -89,8 +90,8 @@ func TestPlace(t *testing.T) {
 			name: "fewest replicas overall breaks a tie",
 			req:  Request{Count: 1, GPU: oneH100},
 			nodes: []Node{
-				withReplicas(node("a", StateReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), 1),
-				node("b", StateReady, h100("GPU-b0", 0)),
+				withReplicas(node("a", modelplane.NodeReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), 1),
+				node("b", modelplane.NodeReady, h100("GPU-b0", 0)),
 			},
 			want: []Placement{{NodeID: "b", GPUUUIDs: []string{"GPU-b0"}}},
 		},
@@ -98,8 +99,8 @@ func TestPlace(t *testing.T) {
 			name: "name order breaks a full tie whatever the input order",
 			req:  Request{Count: 1, GPU: oneH100},
 			nodes: []Node{
-				node("b", StateReady, h100("GPU-b0", 0)),
-				node("a", StateReady, h100("GPU-a0", 0)),
+				node("b", modelplane.NodeReady, h100("GPU-b0", 0)),
+				node("a", modelplane.NodeReady, h100("GPU-a0", 0)),
 			},
 			want: []Placement{{NodeID: "a", GPUUUIDs: []string{"GPU-a0"}}},
 		},
@@ -107,8 +108,8 @@ func TestPlace(t *testing.T) {
 			name: "more replicas than nodes stack evenly",
 			req:  Request{Count: 4, GPU: oneH100},
 			nodes: []Node{
-				node("a", StateReady, h100("GPU-a0", 0), h100("GPU-a1", 1)),
-				node("b", StateReady, h100("GPU-b0", 0), h100("GPU-b1", 1)),
+				node("a", modelplane.NodeReady, h100("GPU-a0", 0), h100("GPU-a1", 1)),
+				node("b", modelplane.NodeReady, h100("GPU-b0", 0), h100("GPU-b1", 1)),
 			},
 			want: []Placement{
 				{NodeID: "a", GPUUUIDs: []string{"GPU-a0"}}, {NodeID: "b", GPUUUIDs: []string{"GPU-b0"}},
@@ -119,8 +120,8 @@ func TestPlace(t *testing.T) {
 			name: "multi-GPU replica takes several GPUs of one node",
 			req:  Request{Count: 1, GPU: nvml.Request{GPUCount: 2}},
 			nodes: []Node{
-				node("a", StateReady, h100("GPU-a0", 0)),
-				node("b", StateReady, h100("GPU-b0", 0), h100("GPU-b1", 1)),
+				node("a", modelplane.NodeReady, h100("GPU-a0", 0)),
+				node("b", modelplane.NodeReady, h100("GPU-b0", 0), h100("GPU-b1", 1)),
 			},
 			want: []Placement{{NodeID: "b", GPUUUIDs: []string{"GPU-b0", "GPU-b1"}}},
 		},
@@ -128,23 +129,23 @@ func TestPlace(t *testing.T) {
 			name: "a full node is passed over for one with room",
 			req:  Request{Count: 1, GPU: oneH100},
 			nodes: []Node{
-				withAssigned(node("a", StateReady, h100("GPU-a0", 0)), map[string]string{"GPU-a0": "r1"}),
-				withReplicas(node("b", StateReady, h100("GPU-b0", 0)), 3),
+				withAssigned(node("a", modelplane.NodeReady, h100("GPU-a0", 0)), map[string]string{"GPU-a0": "r1"}),
+				withReplicas(node("b", modelplane.NodeReady, h100("GPU-b0", 0)), 3),
 			},
 			want: []Placement{{NodeID: "b", GPUUUIDs: []string{"GPU-b0"}}},
 		},
 		{
 			name:    "GPU type mismatch",
 			req:     Request{Count: 1, GPU: oneH100},
-			nodes:   []Node{node("a", StateReady, gpu("GPU-a0", 0, "NVIDIA A100-SXM4-40GB", 40))},
+			nodes:   []Node{node("a", modelplane.NodeReady, gpu("GPU-a0", 0, "NVIDIA A100-SXM4-40GB", 40))},
 			wantErr: "placed 0 of 1 replica: gpu-a: needs 1 GPU of type H100; no GPU on this node matches; it has 1 × NVIDIA A100-SXM4-40GB (40 GiB)",
 		},
 		{
 			name: "GPU memory mismatch",
 			req:  Request{Count: 1, GPU: nvml.Request{GPUCount: 1, GPUMemoryGiB: 80}},
 			nodes: []Node{
-				node("a", StateReady, gpu("GPU-a0", 0, "NVIDIA A100-SXM4-40GB", 40)),
-				node("b", StateReady, gpu("GPU-b0", 0, "NVIDIA A100-SXM4-80GB", 80)),
+				node("a", modelplane.NodeReady, gpu("GPU-a0", 0, "NVIDIA A100-SXM4-40GB", 40)),
+				node("b", modelplane.NodeReady, gpu("GPU-b0", 0, "NVIDIA A100-SXM4-80GB", 80)),
 			},
 			want: []Placement{{NodeID: "b", GPUUUIDs: []string{"GPU-b0"}}},
 		},
@@ -152,7 +153,7 @@ func TestPlace(t *testing.T) {
 			name: "MIG profile takes a free instance",
 			req:  Request{Count: 1, GPU: nvml.Request{MIGProfile: "1g.10gb"}},
 			nodes: []Node{
-				withAssigned(node("a", StateReady, migGPU("GPU-a0", 0, "MIG-a0-1", "MIG-a0-2")), map[string]string{"MIG-a0-1": "r1"}),
+				withAssigned(node("a", modelplane.NodeReady, migGPU("GPU-a0", 0, "MIG-a0-1", "MIG-a0-2")), map[string]string{"MIG-a0-1": "r1"}),
 			},
 			want: []Placement{{NodeID: "a", GPUUUIDs: []string{"MIG-a0-2"}}},
 		},
@@ -160,7 +161,7 @@ func TestPlace(t *testing.T) {
 			name: "MIG instances run out",
 			req:  Request{Count: 2, GPU: nvml.Request{MIGProfile: "1g.10gb"}},
 			nodes: []Node{
-				withAssigned(node("a", StateReady, migGPU("GPU-a0", 0, "MIG-a0-1", "MIG-a0-2")), map[string]string{"MIG-a0-1": "r1"}),
+				withAssigned(node("a", modelplane.NodeReady, migGPU("GPU-a0", 0, "MIG-a0-1", "MIG-a0-2")), map[string]string{"MIG-a0-1": "r1"}),
 			},
 			want:    []Placement{{NodeID: "a", GPUUUIDs: []string{"MIG-a0-2"}}},
 			wantErr: "placed 1 of 2 replicas: gpu-a: needs a MIG instance 1g.10gb; 0 free, 2 assigned to replicas new#1, r1",
@@ -169,8 +170,8 @@ func TestPlace(t *testing.T) {
 			name: "whole-GPU request skips a GPU in MIG mode",
 			req:  Request{Count: 1, GPU: nvml.Request{GPUCount: 1}},
 			nodes: []Node{
-				node("a", StateReady, migGPU("GPU-a0", 0, "MIG-a0-1")),
-				node("b", StateReady, h100("GPU-b0", 0)),
+				node("a", modelplane.NodeReady, migGPU("GPU-a0", 0, "MIG-a0-1")),
+				node("b", modelplane.NodeReady, h100("GPU-b0", 0)),
 			},
 			want: []Placement{{NodeID: "b", GPUUUIDs: []string{"GPU-b0"}}},
 		},
@@ -178,9 +179,9 @@ func TestPlace(t *testing.T) {
 			name: "DOWN and DRAINING nodes are skipped",
 			req:  Request{Count: 1, GPU: oneH100},
 			nodes: []Node{
-				node("a", StateDown, h100("GPU-a0", 0)),
-				node("b", StateDraining, h100("GPU-b0", 0)),
-				node("c", StateReady, h100("GPU-c0", 0)),
+				node("a", modelplane.NodeDown, h100("GPU-a0", 0)),
+				node("b", modelplane.NodeDraining, h100("GPU-b0", 0)),
+				node("c", modelplane.NodeReady, h100("GPU-c0", 0)),
 			},
 			want: []Placement{{NodeID: "c", GPUUUIDs: []string{"GPU-c0"}}},
 		},
@@ -188,8 +189,8 @@ func TestPlace(t *testing.T) {
 			name: "only DOWN and DRAINING nodes place nothing",
 			req:  Request{Count: 1, GPU: oneH100},
 			nodes: []Node{
-				node("a", StateDown, h100("GPU-a0", 0)),
-				node("b", StateDraining, h100("GPU-b0", 0)),
+				node("a", modelplane.NodeDown, h100("GPU-a0", 0)),
+				node("b", modelplane.NodeDraining, h100("GPU-b0", 0)),
 			},
 			wantErr: "placed 0 of 1 replica: gpu-a: node is DOWN; check that its agent is running and reachable; " +
 				"gpu-b: node is DRAINING and takes no new replicas",
@@ -197,21 +198,21 @@ func TestPlace(t *testing.T) {
 		{
 			name:  "unhealthy GPUs are skipped",
 			req:   Request{Count: 1, GPU: oneH100},
-			nodes: []Node{node("a", StateReady, unhealthy(h100("GPU-a0", 0)), h100("GPU-a1", 1))},
+			nodes: []Node{node("a", modelplane.NodeReady, unhealthy(h100("GPU-a0", 0)), h100("GPU-a1", 1))},
 			want:  []Placement{{NodeID: "a", GPUUUIDs: []string{"GPU-a1"}}},
 		},
 		{
 			name:    "only unhealthy GPUs place nothing",
 			req:     Request{Count: 1, GPU: oneH100},
-			nodes:   []Node{node("a", StateReady, unhealthy(h100("GPU-a0", 0)))},
+			nodes:   []Node{node("a", modelplane.NodeReady, unhealthy(h100("GPU-a0", 0)))},
 			wantErr: "placed 0 of 1 replica: gpu-a: needs 1 GPU of type H100; 0 free, 1 unhealthy",
 		},
 		{
 			name: "partial placement says why each node took no more",
 			req:  Request{Count: 3, GPU: oneH100},
 			nodes: []Node{
-				withAssigned(node("a", StateReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), map[string]string{"GPU-a0": "r1"}),
-				node("b", StateDown, h100("GPU-b0", 0)),
+				withAssigned(node("a", modelplane.NodeReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), map[string]string{"GPU-a0": "r1"}),
+				node("b", modelplane.NodeDown, h100("GPU-b0", 0)),
 			},
 			want: []Placement{{NodeID: "a", GPUUUIDs: []string{"GPU-a1"}}},
 			wantErr: "placed 1 of 3 replicas: gpu-a: needs 1 GPU of type H100; 0 free, 2 assigned to replicas new#1, r1; " +
@@ -220,23 +221,23 @@ func TestPlace(t *testing.T) {
 		{
 			name:  "CPU-only replica goes to a node without GPUs",
 			req:   Request{Count: 1},
-			nodes: []Node{node("a", StateReady)},
+			nodes: []Node{node("a", modelplane.NodeReady)},
 			want:  []Placement{{NodeID: "a"}},
 		},
 		{
 			name: "CPU-only replicas spread and never fill a node",
 			req:  Request{Count: 3},
 			nodes: []Node{
-				withAssigned(node("a", StateReady, h100("GPU-a0", 0)), map[string]string{"GPU-a0": "r1"}),
-				node("b", StateDown),
-				node("c", StateReady),
+				withAssigned(node("a", modelplane.NodeReady, h100("GPU-a0", 0)), map[string]string{"GPU-a0": "r1"}),
+				node("b", modelplane.NodeDown),
+				node("c", modelplane.NodeReady),
 			},
 			want: []Placement{{NodeID: "a"}, {NodeID: "c"}, {NodeID: "a"}},
 		},
 		{
 			name:  "zero replicas places nothing",
 			req:   Request{Count: 0, GPU: oneH100},
-			nodes: []Node{node("a", StateReady, h100("GPU-a0", 0))},
+			nodes: []Node{node("a", modelplane.NodeReady, h100("GPU-a0", 0))},
 		},
 		{
 			name:    "no nodes at all",
@@ -274,13 +275,13 @@ func TestPlace_NoNodesIsItsOwnError(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoNodes)
 	assert.ErrorIs(t, err, ErrUnplaceable)
 
-	_, err = Place(Request{Count: 1}, []Node{node("a", StateDown)})
+	_, err = Place(Request{Count: 1}, []Node{node("a", modelplane.NodeDown)})
 	assert.ErrorIs(t, err, ErrUnplaceable)
 	assert.NotErrorIs(t, err, ErrNoNodes, "a DOWN node is still a node")
 }
 
 func TestPlace_InvalidRequestIsRefusedOnce(t *testing.T) {
-	nodes := []Node{node("a", StateReady, h100("GPU-a0", 0))}
+	nodes := []Node{node("a", modelplane.NodeReady, h100("GPU-a0", 0))}
 	tests := []struct {
 		name string
 		req  Request
@@ -301,7 +302,7 @@ func TestPlace_InvalidRequestIsRefusedOnce(t *testing.T) {
 
 func TestPlace_DoesNotModifyNodes(t *testing.T) {
 	assigned := map[string]string{"GPU-a0": "r1"}
-	nodes := []Node{withAssigned(node("a", StateReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), assigned)}
+	nodes := []Node{withAssigned(node("a", modelplane.NodeReady, h100("GPU-a0", 0), h100("GPU-a1", 1)), assigned)}
 	_, err := Place(Request{Count: 1, GPU: oneH100}, nodes)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"GPU-a0": "r1"}, nodes[0].Assigned)
@@ -309,10 +310,10 @@ func TestPlace_DoesNotModifyNodes(t *testing.T) {
 
 func TestPlace_IsDeterministicWhateverTheNodeOrder(t *testing.T) {
 	nodes := []Node{
-		node("a", StateReady, h100("GPU-a0", 0), h100("GPU-a1", 1)),
-		withReplicas(node("b", StateReady, h100("GPU-b0", 0), h100("GPU-b1", 1), h100("GPU-b2", 2)), 1),
-		node("c", StateReady, h100("GPU-c0", 0)),
-		node("d", StateDraining, h100("GPU-d0", 0)),
+		node("a", modelplane.NodeReady, h100("GPU-a0", 0), h100("GPU-a1", 1)),
+		withReplicas(node("b", modelplane.NodeReady, h100("GPU-b0", 0), h100("GPU-b1", 1), h100("GPU-b2", 2)), 1),
+		node("c", modelplane.NodeReady, h100("GPU-c0", 0)),
+		node("d", modelplane.NodeDraining, h100("GPU-d0", 0)),
 	}
 	req := Request{Count: 5, GPU: oneH100, ExistingByNode: map[string]int{"c": 1}}
 	want, wantErr := Place(req, nodes)
@@ -373,7 +374,7 @@ func TestPlace_NeverHandsOutAGPUTwice(t *testing.T) {
 		for _, p := range got {
 			n, ok := byID[p.NodeID]
 			require.True(t, ok, "iteration %d: placement on unknown node %q", iter, p.NodeID)
-			require.Equal(t, StateReady, n.State, "iteration %d: placement on %s node %s", iter, n.State, n.ID)
+			require.Equal(t, modelplane.NodeReady, n.State, "iteration %d: placement on %s node %s", iter, n.State, n.ID)
 			wantLen := req.GPU.GPUCount
 			if req.GPU.MIGProfile != "" {
 				wantLen = 1
@@ -422,7 +423,7 @@ func findGPU(n Node, uuid string) (nvml.GPU, bool) {
 }
 
 var (
-	randomStates = []string{StateReady, StateReady, StateReady, StateDraining, StateDown}
+	randomStates = []modelplane.NodeState{modelplane.NodeReady, modelplane.NodeReady, modelplane.NodeReady, modelplane.NodeDraining, modelplane.NodeDown}
 	randomNames  = []string{"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"}
 	randomMems   = []uint64{80, 40, 24}
 )

@@ -201,8 +201,15 @@ func boolField(dst *bool) func(string, json.RawMessage) error {
 	return typedField(dst, "true or false")
 }
 
-func stringField(dst *string) func(string, json.RawMessage) error {
-	return typedField(dst, "a string")
+func stringField[T ~string](dst *T) func(string, json.RawMessage) error {
+	return func(path string, raw json.RawMessage) error {
+		var s string
+		if err := typedField(&s, "a string")(path, raw); err != nil {
+			return err
+		}
+		*dst = T(s)
+		return nil
+	}
 }
 
 // typedField decodes a JSON scalar of type T (bool or string) into dst; want names the type

@@ -7,9 +7,9 @@ package settings
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -81,17 +81,6 @@ const (
 	MaxMinRequestsPerStage = 1000000
 )
 
-// Promotion cleanup strategies: what happens to the previous deployment after a promotion.
-const (
-	CleanupScaleToZero = "SCALE_TO_ZERO"
-	CleanupKeep        = "KEEP"
-	CleanupDeactivate  = "DEACTIVATE"
-)
-
-// CleanupStrategies lists the valid promotion_cleanup_strategy values, in the order API.md
-// gives them.
-var CleanupStrategies = []string{CleanupScaleToZero, CleanupKeep, CleanupDeactivate}
-
 // ValidateAutoscaling checks s against the ranges in API.md and returns a *FieldError for
 // the first field, in the JSON object's order, that is out of range. prefix is the path of
 // the settings object, e.g. "autoscaling_settings".
@@ -123,9 +112,9 @@ func ValidateAutoscaling(prefix string, s store.AutoscalingSettings) error {
 // on later never activates thresholds that nobody could have set.
 func ValidatePromotion(prefix string, s store.PromotionSettings) error {
 	f := func(name string) string { return join(prefix, name) }
-	if !slices.Contains(CleanupStrategies, s.PromotionCleanupStrategy) {
+	if !s.PromotionCleanupStrategy.Valid() {
 		return fieldErr(f("promotion_cleanup_strategy"), "must be one of %s, got %q",
-			strings.Join(CleanupStrategies, ", "), s.PromotionCleanupStrategy)
+			joinValues(modelplane.CleanupStrategies()), s.PromotionCleanupStrategy)
 	}
 	if err := intRange(f("ramp_up_duration_seconds"), s.RampUpDurationSeconds, MinRampUpDurationSeconds, MaxRampUpDurationSeconds, " seconds"); err != nil {
 		return err
@@ -161,4 +150,13 @@ func ForDevelopment(s store.AutoscalingSettings) store.AutoscalingSettings {
 	s.MaxReplica = 1
 	s.MinReplica = min(max(s.MinReplica, 0), 1)
 	return s
+}
+
+// joinValues lists a vocabulary's values for an error message: "A, B, C".
+func joinValues[T ~string](values []T) string {
+	s := make([]string, len(values))
+	for i, v := range values {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ", ")
 }

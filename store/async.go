@@ -8,33 +8,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-)
-
-// Statuses of an async request.
-const (
-	AsyncQueued        = "QUEUED"
-	AsyncInProgress    = "IN_PROGRESS"
-	AsyncSucceeded     = "SUCCEEDED"
-	AsyncFailed        = "FAILED"
-	AsyncExpired       = "EXPIRED"
-	AsyncCanceled      = "CANCELED"
-	AsyncWebhookFailed = "WEBHOOK_FAILED"
-)
-
-// Statuses of an async request's webhook.
-const (
-	WebhookPending   = "PENDING"
-	WebhookSucceeded = "SUCCEEDED"
-	WebhookFailed    = "FAILED"
-	WebhookCanceled  = "CANCELED"
-	WebhookNone      = "NO_WEBHOOK_PROVIDED"
-)
-
-// States of one attempt at an async request.
-const (
-	AttemptPending = "PENDING"
-	AttemptRunning = "RUNNING"
-	AttemptDone    = "DONE"
+	"github.com/modelplane/modelplane"
 )
 
 // Channels on which async work is announced: new attempts for gateways to run, and finished
@@ -42,27 +16,6 @@ const (
 const (
 	AsyncAttemptsChannel = "modelplane_async_attempts"
 	AsyncDoneChannel     = "modelplane_async_done"
-)
-
-// Codes of AsyncError, as API.md lists them.
-const (
-	// CodeModelPredictError: the model answered 5xx.
-	CodeModelPredictError = "MODEL_PREDICT_ERROR"
-	// CodeModelInvalidInput: the model answered 4xx.
-	CodeModelInvalidInput = "MODEL_INVALID_INPUT"
-	// CodeModelPredictTimeout: the gateway gave up waiting for the model (504).
-	CodeModelPredictTimeout = "MODEL_PREDICT_TIMEOUT"
-	// CodeModelUnavailable: the deployment was deactivated, deleted or failed, or gave no
-	// answer.
-	CodeModelUnavailable = "MODEL_UNAVAILABLE"
-	// CodeModelOutputTooLarge: the model's answer was larger than a gateway keeps.
-	CodeModelOutputTooLarge = "MODEL_OUTPUT_TOO_LARGE"
-	// CodeGatewayLost: the gateway running the attempt stopped before it finished.
-	CodeGatewayLost = "GATEWAY_LOST"
-	// CodeAsyncRequestExpired: the request waited in its queue longer than it allowed.
-	CodeAsyncRequestExpired = "ASYNC_REQUEST_EXPIRED"
-	// CodeWebhookDeliveryFailed: the webhook could not be delivered.
-	CodeWebhookDeliveryFailed = "WEBHOOK_DELIVERY_FAILED"
 )
 
 // ErrLimit means a limit refused the write: the workspace has too many open async requests.
@@ -88,8 +41,8 @@ func (r *RetryConfig) Scan(src any) error { return scanJSON(src, r) }
 
 // AsyncError is one thing that went wrong with an async request.
 type AsyncError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    modelplane.ErrorCode `json:"code"`
+	Message string               `json:"message"`
 	// Attempt is the predict attempt it happened on; 0 when none.
 	Attempt int `json:"attempt,omitempty"`
 }
@@ -110,43 +63,34 @@ func (e *AsyncErrors) Scan(src any) error { return scanJSON(src, e) }
 
 // AsyncRequest is one async inference request.
 type AsyncRequest struct {
-	ID                    string      `db:"id"`
-	WorkspaceID           string      `db:"workspace_id"`
-	ModelID               string      `db:"model_id"`
-	DeploymentID          string      `db:"deployment_id"`
-	Environment           string      `db:"environment"`
-	Status                string      `db:"status"`
-	WebhookStatus         string      `db:"webhook_status"`
-	WebhookEndpoint       string      `db:"webhook_endpoint"`
-	WebhookDeliveryID     string      `db:"webhook_delivery_id"`
-	Priority              int         `db:"priority"`
-	MaxTimeInQueueSeconds int         `db:"max_time_in_queue_seconds"`
-	RetryConfig           RetryConfig `db:"retry_config"`
-	ModelInput            []byte      `db:"model_input"`
-	Output                []byte      `db:"output"`
-	OutputContentType     string      `db:"output_content_type"`
-	Errors                AsyncErrors `db:"errors"`
-	Attempts              int         `db:"attempts"`
-	WorkflowStarted       bool        `db:"workflow_started"`
-	CreatedAt             time.Time   `db:"created_at"`
-	StatusAt              time.Time   `db:"status_at"`
-	StartedAt             *time.Time  `db:"started_at"`
-	FinishedAt            *time.Time  `db:"finished_at"`
-	OutputExpiresAt       *time.Time  `db:"output_expires_at"`
+	ID                    string                   `db:"id"`
+	WorkspaceID           string                   `db:"workspace_id"`
+	ModelID               string                   `db:"model_id"`
+	DeploymentID          string                   `db:"deployment_id"`
+	Environment           string                   `db:"environment"`
+	Status                modelplane.AsyncStatus   `db:"status"`
+	WebhookStatus         modelplane.WebhookStatus `db:"webhook_status"`
+	WebhookEndpoint       string                   `db:"webhook_endpoint"`
+	WebhookDeliveryID     string                   `db:"webhook_delivery_id"`
+	Priority              int                      `db:"priority"`
+	MaxTimeInQueueSeconds int                      `db:"max_time_in_queue_seconds"`
+	RetryConfig           RetryConfig              `db:"retry_config"`
+	ModelInput            []byte                   `db:"model_input"`
+	Output                []byte                   `db:"output"`
+	OutputContentType     string                   `db:"output_content_type"`
+	Errors                AsyncErrors              `db:"errors"`
+	Attempts              int                      `db:"attempts"`
+	WorkflowStarted       bool                     `db:"workflow_started"`
+	CreatedAt             time.Time                `db:"created_at"`
+	StatusAt              time.Time                `db:"status_at"`
+	StartedAt             *time.Time               `db:"started_at"`
+	FinishedAt            *time.Time               `db:"finished_at"`
+	OutputExpiresAt       *time.Time               `db:"output_expires_at"`
 }
 
 // ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
 func (r AsyncRequest) ExpiresAt() time.Time {
 	return r.CreatedAt.Add(time.Duration(r.MaxTimeInQueueSeconds) * time.Second)
-}
-
-// AsyncFinished reports whether status is one an async request ends in.
-func AsyncFinished(status string) bool {
-	switch status {
-	case AsyncQueued, AsyncInProgress:
-		return false
-	}
-	return true
 }
 
 // NewAsyncRequest is what a gateway accepted.
@@ -167,9 +111,9 @@ type NewAsyncRequest struct {
 // ErrLimit (two gateways accepting at the same moment may each pass the count once).
 func InsertAsyncRequest(ctx context.Context, db sqlx.ExtContext, n NewAsyncRequest, maxOpen int) (AsyncRequest, error) {
 	var out AsyncRequest
-	webhook := WebhookNone
+	webhook := modelplane.WebhookNone
 	if n.WebhookEndpoint != "" {
-		webhook = WebhookPending
+		webhook = modelplane.WebhookPending
 	}
 	err := get(ctx, db, &out, `
 		INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, environment,
@@ -179,8 +123,8 @@ func InsertAsyncRequest(ctx context.Context, db sqlx.ExtContext, n NewAsyncReque
 		WHERE (SELECT count(*) FROM async_requests
 		       WHERE workspace_id = $2 AND status IN ('QUEUED', 'IN_PROGRESS')) < $13
 		RETURNING *`,
-		NewID(16), n.WorkspaceID, n.ModelID, n.DeploymentID, n.Environment, webhook,
-		n.WebhookEndpoint, "whd_"+NewID(24), n.Priority, n.MaxTimeInQueueSeconds, n.RetryConfig,
+		modelplane.NewID(16), n.WorkspaceID, n.ModelID, n.DeploymentID, n.Environment, webhook,
+		n.WebhookEndpoint, "whd_"+modelplane.NewID(24), n.Priority, n.MaxTimeInQueueSeconds, n.RetryConfig,
 		n.ModelInput, maxOpen)
 	if errors.Is(err, ErrNotFound) {
 		return out, ErrLimit
@@ -279,11 +223,11 @@ const asyncCapacitySQL = `
 
 // AsyncCapacity is what a deployment's async queue may start.
 type AsyncCapacity struct {
-	DeploymentStatus  string `db:"deployment_status"`
-	DeploymentDeleted bool   `db:"deployment_deleted"`
-	ReadyReplicas     int    `db:"ready_replicas"`
-	ConcurrencyTarget int    `db:"concurrency_target"`
-	InProgress        int    `db:"in_progress"`
+	DeploymentStatus  modelplane.DeploymentStatus `db:"deployment_status"`
+	DeploymentDeleted bool                        `db:"deployment_deleted"`
+	ReadyReplicas     int                         `db:"ready_replicas"`
+	ConcurrencyTarget int                         `db:"concurrency_target"`
+	InProgress        int                         `db:"in_progress"`
 }
 
 // Free is how many more async requests may run: READY replicas times the concurrency target,
@@ -296,11 +240,11 @@ func (c AsyncCapacity) Unavailable() string {
 	if c.DeploymentDeleted {
 		return "the deployment was deleted"
 	}
-	switch c.DeploymentStatus {
-	case "INACTIVE", "DEACTIVATING":
+	switch {
+	case c.DeploymentStatus.Deactivated():
 		return "the deployment is deactivated"
-	case "BUILD_FAILED", "BUILD_STOPPED", "DEPLOY_FAILED", "FAILED":
-		return "the deployment is " + c.DeploymentStatus
+	case c.DeploymentStatus.Failed():
+		return "the deployment is " + string(c.DeploymentStatus)
 	}
 	return ""
 }
@@ -309,7 +253,7 @@ func (c AsyncCapacity) Unavailable() string {
 type AsyncClaim struct {
 	// Status is the request's status after the try: IN_PROGRESS when it was claimed (now or
 	// before), QUEUED when it must wait, or the status it already ended in.
-	Status       string
+	Status       modelplane.AsyncStatus
 	Claimed      bool
 	DeploymentID string
 	// Ahead counts the queued requests of the deployment that go first.
@@ -326,10 +270,10 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 	var c AsyncClaim
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
 		var r struct {
-			DeploymentID string    `db:"deployment_id"`
-			Status       string    `db:"status"`
-			Priority     int       `db:"priority"`
-			CreatedAt    time.Time `db:"created_at"`
+			DeploymentID string                 `db:"deployment_id"`
+			Status       modelplane.AsyncStatus `db:"status"`
+			Priority     int                    `db:"priority"`
+			CreatedAt    time.Time              `db:"created_at"`
 		}
 		if err := get(ctx, tx, &r, `
 			UPDATE async_requests a SET deployment_id = COALESCE((
@@ -341,8 +285,8 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 			return err
 		}
 		c.Status, c.DeploymentID = r.Status, r.DeploymentID
-		if r.Status != AsyncQueued {
-			c.Claimed = r.Status == AsyncInProgress
+		if r.Status != modelplane.AsyncQueued {
+			c.Claimed = r.Status == modelplane.AsyncInProgress
 			return nil
 		}
 		if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, r.DeploymentID); err != nil {
@@ -360,7 +304,7 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 		if c.Capacity.Unavailable() != "" || c.Ahead >= c.Capacity.Free() {
 			return nil
 		}
-		c.Status, c.Claimed = AsyncInProgress, true
+		c.Status, c.Claimed = modelplane.AsyncInProgress, true
 		return exec(ctx, tx, true, `
 			UPDATE async_requests SET status = 'IN_PROGRESS', status_at = now(), started_at = now()
 			WHERE id = $1`, id)
@@ -415,7 +359,7 @@ func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext, deploymentID s
 // it is after the try.
 func ExpireAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string) (AsyncRequest, error) {
 	var out AsyncRequest
-	expired := AsyncErrors{{Code: CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
+	expired := AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
 	err := get(ctx, db, &out, `
 		UPDATE async_requests SET status = 'EXPIRED', status_at = now(), finished_at = now(),
 		    errors = errors || $2::jsonb
@@ -429,7 +373,7 @@ func ExpireAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string) 
 
 // AsyncOutcome is how an IN_PROGRESS request ended.
 type AsyncOutcome struct {
-	Status      string // SUCCEEDED or FAILED
+	Status      modelplane.AsyncStatus // SUCCEEDED or FAILED
 	Output      []byte
 	ContentType string
 	Errors      AsyncErrors
@@ -468,7 +412,7 @@ func SetAsyncWebhookResult(ctx context.Context, db sqlx.QueryerContext, id strin
 			WHERE id = $1 RETURNING *`, id)
 		return out, err
 	}
-	failed := AsyncErrors{{Code: CodeWebhookDeliveryFailed, Message: failure}}
+	failed := AsyncErrors{{Code: modelplane.CodeWebhookDeliveryFailed, Message: failure}}
 	err := get(ctx, db, &out, `
 		UPDATE async_requests SET webhook_status = 'FAILED',
 		    status = CASE WHEN status = 'SUCCEEDED' THEN 'WEBHOOK_FAILED' ELSE status END,
@@ -505,19 +449,19 @@ func PurgeAsyncOutputs(ctx context.Context, db sqlx.ExecerContext, now, finished
 
 // AsyncAttempt is one try at predict for an async request.
 type AsyncAttempt struct {
-	RequestID    string     `db:"request_id"`
-	Attempt      int        `db:"attempt"`
-	DeploymentID string     `db:"deployment_id"`
-	State        string     `db:"state"`
-	GatewayID    string     `db:"gateway_id"`
-	StatusCode   int        `db:"status_code"`
-	Output       []byte     `db:"output"`
-	ContentType  string     `db:"content_type"`
-	ErrorCode    string     `db:"error_code"`
-	Error        string     `db:"error"`
-	CreatedAt    time.Time  `db:"created_at"`
-	StartedAt    *time.Time `db:"started_at"`
-	FinishedAt   *time.Time `db:"finished_at"`
+	RequestID    string                  `db:"request_id"`
+	Attempt      int                     `db:"attempt"`
+	DeploymentID string                  `db:"deployment_id"`
+	State        modelplane.AttemptState `db:"state"`
+	GatewayID    string                  `db:"gateway_id"`
+	StatusCode   int                     `db:"status_code"`
+	Output       []byte                  `db:"output"`
+	ContentType  string                  `db:"content_type"`
+	ErrorCode    modelplane.ErrorCode    `db:"error_code"`
+	Error        string                  `db:"error"`
+	CreatedAt    time.Time               `db:"created_at"`
+	StartedAt    *time.Time              `db:"started_at"`
+	FinishedAt   *time.Time              `db:"finished_at"`
 }
 
 // CreateAsyncAttempt records attempt n of the request as PENDING for a gateway to run, and
@@ -586,7 +530,7 @@ type AttemptResult struct {
 	StatusCode  int
 	Output      []byte
 	ContentType string
-	ErrorCode   string
+	ErrorCode   modelplane.ErrorCode
 	Error       string
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -25,7 +26,7 @@ func asyncDeployment(t *testing.T, db *sqlx.DB, m store.Model, ready, concurrenc
 	_, err = db.ExecContext(ctx, `UPDATE deployments SET status = 'ACTIVE' WHERE id = $1`, d.ID)
 	require.NoError(t, err)
 	for range ready {
-		_, err = db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, store.NewID(12), d.ID)
+		_, err = db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, modelplane.NewID(12), d.ID)
 		require.NoError(t, err)
 	}
 	return d
@@ -83,15 +84,15 @@ func TestInsertAsyncRequest_RecordsAQueuedRequestWithItsDeliveryID(t *testing.T)
 
 	got := asyncStatus(t, db, hooked.ID)
 	require.Regexp(t, `^[a-z0-9]{16}$`, got.ID)
-	require.Equal(t, store.AsyncQueued, got.Status)
-	require.Equal(t, store.WebhookPending, got.WebhookStatus)
+	require.Equal(t, modelplane.AsyncQueued, got.Status)
+	require.Equal(t, modelplane.WebhookPending, got.WebhookStatus)
 	require.Regexp(t, `^whd_[a-z0-9]{24}$`, got.WebhookDeliveryID)
 	require.Equal(t, 2, got.Priority)
 	require.Equal(t, store.DefaultRetryConfig(), got.RetryConfig)
 	require.Equal(t, `{"x":1}`, string(got.ModelInput))
 	require.False(t, got.WorkflowStarted)
 	require.Equal(t, got.CreatedAt.Add(600*time.Second), got.ExpiresAt())
-	require.Equal(t, store.WebhookNone, asyncStatus(t, db, plain.ID).WebhookStatus)
+	require.Equal(t, modelplane.WebhookNone, asyncStatus(t, db, plain.ID).WebhookStatus)
 	require.NotEqual(t, plain.WebhookDeliveryID, got.WebhookDeliveryID, "each request has its own delivery ID")
 
 	_, err := store.GetAsyncRequest(context.Background(), db, newModel(t, db).WorkspaceID, hooked.ID)
@@ -139,20 +140,20 @@ func TestCancelAsyncRequest_OnlyAQueuedRequestIsCanceled(t *testing.T) {
 	got, canceled, err := store.CancelAsyncRequest(ctx, db, m.WorkspaceID, queued.ID)
 	require.NoError(t, err)
 	require.True(t, canceled)
-	require.Equal(t, store.AsyncCanceled, got.Status)
-	require.Equal(t, store.WebhookCanceled, got.WebhookStatus, "a canceled request's webhook is never sent")
+	require.Equal(t, modelplane.AsyncCanceled, got.Status)
+	require.Equal(t, modelplane.WebhookCanceled, got.WebhookStatus, "a canceled request's webhook is never sent")
 	require.NotNil(t, got.FinishedAt)
 
 	got, canceled, err = store.CancelAsyncRequest(ctx, db, m.WorkspaceID, queued.ID)
 	require.NoError(t, err)
 	require.False(t, canceled, "a second cancel finds it canceled already")
-	require.Equal(t, store.AsyncCanceled, got.Status)
+	require.Equal(t, modelplane.AsyncCanceled, got.Status)
 
 	got, canceled, err = store.CancelAsyncRequest(ctx, db, m.WorkspaceID, running.ID)
 	require.NoError(t, err)
 	require.False(t, canceled, "a request in progress cannot be canceled")
-	require.Equal(t, store.AsyncInProgress, got.Status)
-	require.Equal(t, store.AsyncInProgress, asyncStatus(t, db, running.ID).Status)
+	require.Equal(t, modelplane.AsyncInProgress, got.Status)
+	require.Equal(t, modelplane.AsyncInProgress, asyncStatus(t, db, running.ID).Status)
 
 	_, _, err = store.CancelAsyncRequest(ctx, db, newModel(t, db).WorkspaceID, running.ID)
 	require.ErrorIs(t, err, store.ErrNotFound, "another workspace cannot cancel it")
@@ -170,14 +171,14 @@ func TestClaimAsyncRequest_CapacityIsReadyReplicasTimesConcurrencyTarget(t *test
 
 	c := claim(t, db, rs[5].ID)
 	require.False(t, c.Claimed, "the sixth in line must wait while five are ahead of it")
-	require.Equal(t, store.AsyncQueued, c.Status)
+	require.Equal(t, modelplane.AsyncQueued, c.Status)
 	require.Equal(t, 5, c.Ahead)
 	require.Equal(t, 4, c.Capacity.Free())
 	require.Empty(t, c.Capacity.Unavailable())
 
 	c = claim(t, db, rs[3].ID)
 	require.True(t, c.Claimed, "the fourth in line fits in a room of four: %+v", c)
-	require.Equal(t, store.AsyncInProgress, c.Status)
+	require.Equal(t, modelplane.AsyncInProgress, c.Status)
 	for _, r := range rs[:3] {
 		require.True(t, claim(t, db, r.ID).Claimed, "request %s", r.ID)
 	}
@@ -191,10 +192,10 @@ func TestClaimAsyncRequest_CapacityIsReadyReplicasTimesConcurrencyTarget(t *test
 
 	again := claim(t, db, rs[0].ID)
 	require.True(t, again.Claimed, "a claimed request stays claimed when asked again")
-	require.Equal(t, store.AsyncInProgress, again.Status)
+	require.Equal(t, modelplane.AsyncInProgress, again.Status)
 	require.NotNil(t, asyncStatus(t, db, rs[0].ID).StartedAt)
 
-	_, err = store.FinishAsyncRequest(ctx, db, rs[0].ID, store.AsyncOutcome{Status: store.AsyncSucceeded, Output: []byte(`{}`), KeepOutput: time.Hour})
+	_, err = store.FinishAsyncRequest(ctx, db, rs[0].ID, store.AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: []byte(`{}`), KeepOutput: time.Hour})
 	require.NoError(t, err)
 	require.False(t, claim(t, db, rs[5].ID).Claimed, "the one behind must not pass the head of the queue")
 	require.True(t, claim(t, db, rs[4].ID).Claimed, "a finished request frees its place for the next in line")
@@ -231,7 +232,7 @@ func TestClaimAsyncRequest_ConcurrentClaimsRespectCapacity(t *testing.T) {
 						return
 					}
 					if c.Claimed && try == 0 {
-						_, err = store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: store.AsyncSucceeded})
+						_, err = store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: modelplane.AsyncSucceeded})
 						if err != nil {
 							t.Errorf("finish %s: %v", r.ID, err)
 						}
@@ -304,7 +305,7 @@ func TestClaimAsyncRequest_EndedRequestReportsItsStatus(t *testing.T) {
 	require.NoError(t, err)
 	c := claim(t, db, r.ID)
 	require.False(t, c.Claimed)
-	require.Equal(t, store.AsyncCanceled, c.Status)
+	require.Equal(t, modelplane.AsyncCanceled, c.Status)
 	require.Equal(t, d.ID, c.DeploymentID)
 
 	_, err = store.ClaimAsyncRequest(context.Background(), db, "nosuchrequest000")
@@ -359,9 +360,9 @@ func TestExpireAsyncRequest_OnlyAQueuedRequestExpires(t *testing.T) {
 
 	got, err := store.ExpireAsyncRequest(ctx, db, queued.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncExpired, got.Status)
-	require.Equal(t, store.WebhookPending, got.WebhookStatus, "an expired request's webhook is still sent")
-	require.Equal(t, store.AsyncErrors{{Code: store.CodeAsyncRequestExpired,
+	require.Equal(t, modelplane.AsyncExpired, got.Status)
+	require.Equal(t, modelplane.WebhookPending, got.WebhookStatus, "an expired request's webhook is still sent")
+	require.Equal(t, store.AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired,
 		Message: "the request waited longer than max_time_in_queue_seconds"}}, got.Errors)
 	require.NotNil(t, got.FinishedAt)
 	again, err := store.ExpireAsyncRequest(ctx, db, queued.ID)
@@ -370,7 +371,7 @@ func TestExpireAsyncRequest_OnlyAQueuedRequestExpires(t *testing.T) {
 
 	got, err = store.ExpireAsyncRequest(ctx, db, running.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncInProgress, got.Status, "a running request does not expire")
+	require.Equal(t, modelplane.AsyncInProgress, got.Status, "a running request does not expire")
 	require.Empty(t, got.Errors)
 }
 
@@ -382,37 +383,37 @@ func TestFinishAsyncRequest_KeepsTheOutputAndIsIdempotent(t *testing.T) {
 	r := insertAsync(t, db, m, d.ID, asyncOpts{})
 	require.True(t, claim(t, db, r.ID).Claimed)
 
-	got, err := store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: store.AsyncSucceeded,
+	got, err := store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: modelplane.AsyncSucceeded,
 		Output: []byte(`{"y":2}`), ContentType: "application/json", KeepOutput: time.Hour})
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncSucceeded, got.Status)
+	require.Equal(t, modelplane.AsyncSucceeded, got.Status)
 	require.Equal(t, `{"y":2}`, string(got.Output))
 	require.Equal(t, "application/json", got.OutputContentType)
 	require.NotNil(t, got.OutputExpiresAt)
 	require.WithinDuration(t, time.Now().Add(time.Hour), *got.OutputExpiresAt, time.Minute)
 
-	again, err := store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: store.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: store.CodeModelPredictError, Message: "late"}}})
+	again, err := store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: modelplane.AsyncFailed,
+		Errors: store.AsyncErrors{{Code: modelplane.CodeModelPredictError, Message: "late"}}})
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncSucceeded, again.Status, "a request ends once")
+	require.Equal(t, modelplane.AsyncSucceeded, again.Status, "a request ends once")
 	require.Empty(t, again.Errors)
 	require.Equal(t, `{"y":2}`, string(again.Output))
 
 	// A queued request whose deployment will not serve it fails from the queue.
 	queued := insertAsync(t, db, m, d.ID, asyncOpts{})
-	got, err = store.FinishAsyncRequest(ctx, db, queued.ID, store.AsyncOutcome{Status: store.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: store.CodeModelUnavailable, Message: "the deployment is deactivated"}}})
+	got, err = store.FinishAsyncRequest(ctx, db, queued.ID, store.AsyncOutcome{Status: modelplane.AsyncFailed,
+		Errors: store.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: "the deployment is deactivated"}}})
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncFailed, got.Status)
+	require.Equal(t, modelplane.AsyncFailed, got.Status)
 	require.Nil(t, got.Output)
 	require.Nil(t, got.OutputExpiresAt, "no output, nothing to expire")
 
 	canceled := insertAsync(t, db, m, d.ID, asyncOpts{})
 	_, _, err = store.CancelAsyncRequest(ctx, db, m.WorkspaceID, canceled.ID)
 	require.NoError(t, err)
-	got, err = store.FinishAsyncRequest(ctx, db, canceled.ID, store.AsyncOutcome{Status: store.AsyncFailed})
+	got, err = store.FinishAsyncRequest(ctx, db, canceled.ID, store.AsyncOutcome{Status: modelplane.AsyncFailed})
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncCanceled, got.Status, "a canceled request stays canceled")
+	require.Equal(t, modelplane.AsyncCanceled, got.Status, "a canceled request stays canceled")
 }
 
 func TestSetAsyncWebhookResult_DeliveredDropsTheOutputFailedKeepsIt(t *testing.T) {
@@ -424,14 +425,14 @@ func TestSetAsyncWebhookResult_DeliveredDropsTheOutputFailedKeepsIt(t *testing.T
 	bad := insertAsync(t, db, m, d.ID, asyncOpts{webhook: "https://example.com/b", age: time.Second})
 	for _, r := range []store.AsyncRequest{ok, bad} {
 		require.True(t, claim(t, db, r.ID).Claimed)
-		_, err := store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: store.AsyncSucceeded, Output: []byte(`1`), KeepOutput: time.Hour})
+		_, err := store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: []byte(`1`), KeepOutput: time.Hour})
 		require.NoError(t, err)
 	}
 
 	got, err := store.SetAsyncWebhookResult(ctx, db, ok.ID, true, "")
 	require.NoError(t, err)
-	require.Equal(t, store.AsyncSucceeded, got.Status)
-	require.Equal(t, store.WebhookSucceeded, got.WebhookStatus)
+	require.Equal(t, modelplane.AsyncSucceeded, got.Status)
+	require.Equal(t, modelplane.WebhookSucceeded, got.WebhookStatus)
 	require.Nil(t, got.Output, "the webhook carried the output")
 	require.Nil(t, got.OutputExpiresAt)
 
@@ -439,10 +440,10 @@ func TestSetAsyncWebhookResult_DeliveredDropsTheOutputFailedKeepsIt(t *testing.T
 		got, err = store.SetAsyncWebhookResult(ctx, db, bad.ID, false, "answered 500")
 		require.NoError(t, err)
 	}
-	require.Equal(t, store.AsyncWebhookFailed, got.Status)
-	require.Equal(t, store.WebhookFailed, got.WebhookStatus)
+	require.Equal(t, modelplane.AsyncWebhookFailed, got.Status)
+	require.Equal(t, modelplane.WebhookFailed, got.WebhookStatus)
 	require.Equal(t, `1`, string(got.Output), "the output stays readable when the webhook failed")
-	require.Equal(t, store.AsyncErrors{{Code: store.CodeWebhookDeliveryFailed, Message: "answered 500"}}, got.Errors,
+	require.Equal(t, store.AsyncErrors{{Code: modelplane.CodeWebhookDeliveryFailed, Message: "answered 500"}}, got.Errors,
 		"a repeated failure records one error")
 }
 
@@ -499,7 +500,7 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	r := runningRequest(t, db)
 	a, err := store.CreateAsyncAttempt(ctx, db, r.ID, 1, r.DeploymentID)
 	require.NoError(t, err)
-	require.Equal(t, store.AttemptPending, a.State)
+	require.Equal(t, modelplane.AttemptPending, a.State)
 	require.Equal(t, r.ID, receive(t, announced), "a new attempt is announced to gateways")
 	again, err := store.CreateAsyncAttempt(ctx, db, r.ID, 1, r.DeploymentID)
 	require.NoError(t, err)
@@ -527,7 +528,7 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	require.Equal(t, r.ID+"/1", receive(t, done), "a finished attempt is announced to its waiter")
 	got, err := store.GetAsyncAttempt(ctx, db, r.ID, 1)
 	require.NoError(t, err)
-	require.Equal(t, store.AttemptDone, got.State)
+	require.Equal(t, modelplane.AttemptDone, got.State)
 	require.Equal(t, 200, got.StatusCode)
 	require.Equal(t, `{"y":1}`, string(got.Output))
 	ok, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{StatusCode: 500})
@@ -582,7 +583,7 @@ func TestAbandonAsyncAttempt_OnlyWhenItsGatewayStoppedReporting(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
 	settleAttempts(t, db)
-	live, dead := "gw-live-"+store.NewID(4), "gw-dead-"+store.NewID(4)
+	live, dead := "gw-live-"+modelplane.NewID(4), "gw-dead-"+modelplane.NewID(4)
 	for _, gw := range []string{live, dead} {
 		require.NoError(t, store.ReportGateway(ctx, db, store.GatewayReport{GatewayID: gw, RoutesAt: time.Now()}))
 		t.Cleanup(func() { _ = store.DeleteGatewayReport(context.Background(), db, gw) })
@@ -610,8 +611,8 @@ func TestAbandonAsyncAttempt_OnlyWhenItsGatewayStoppedReporting(t *testing.T) {
 	require.True(t, ok)
 	got, err := store.GetAsyncAttempt(ctx, db, onDead.ID, 1)
 	require.NoError(t, err)
-	require.Equal(t, store.AttemptDone, got.State)
-	require.Equal(t, store.CodeGatewayLost, got.ErrorCode)
+	require.Equal(t, modelplane.AttemptDone, got.State)
+	require.Equal(t, modelplane.CodeGatewayLost, got.ErrorCode)
 	require.Contains(t, got.Error, dead)
 	ok, err = store.FinishAsyncAttempt(ctx, db, onDead.ID, 1, dead, store.AttemptResult{StatusCode: 200})
 	require.NoError(t, err)
@@ -700,7 +701,7 @@ func TestPurgeAsyncOutputs_DropsExpiredOutputsAndOldRequests(t *testing.T) {
 		require.True(t, claim(t, db, r.ID).Claimed)
 		_, err := store.CreateAsyncAttempt(ctx, db, r.ID, 1, d.ID)
 		require.NoError(t, err)
-		_, err = store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: store.AsyncSucceeded, Output: []byte(`1`), KeepOutput: time.Hour})
+		_, err = store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: []byte(`1`), KeepOutput: time.Hour})
 		require.NoError(t, err)
 		_, err = db.ExecContext(ctx, `
 			UPDATE async_requests SET finished_at = now() - $2 * interval '1 second',
@@ -728,5 +729,5 @@ func TestPurgeAsyncOutputs_DropsExpiredOutputsAndOldRequests(t *testing.T) {
 	_, err = store.GetAsyncAttempt(ctx, db, old, 1)
 	require.ErrorIs(t, err, store.ErrNotFound, "with its attempts")
 	require.Equal(t, `1`, string(asyncStatus(t, db, oldButKept).Output), "an output still kept keeps its request")
-	require.Equal(t, store.AsyncQueued, asyncStatus(t, db, oldQueued.ID).Status, "an open request is never purged")
+	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, oldQueued.ID).Status, "an open request is never purged")
 }

@@ -8,14 +8,15 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+	"github.com/modelplane/modelplane"
 )
 
 // AutoscalingTarget is a deployment the autoscaler may scale, with everything it decides on.
 type AutoscalingTarget struct {
-	DeploymentID  string `db:"deployment_id"`
-	ModelID       string `db:"model_id"`
-	IsDevelopment bool   `db:"is_development"`
-	Status        string `db:"status"`
+	DeploymentID  string                      `db:"deployment_id"`
+	ModelID       string                      `db:"model_id"`
+	IsDevelopment bool                        `db:"is_development"`
+	Status        modelplane.DeploymentStatus `db:"status"`
 	// Settings are the effective autoscaling settings: those of the environment that serves
 	// the deployment, else the deployment's own, each field missing from the stored JSON
 	// taken from DefaultAutoscalingSettings.

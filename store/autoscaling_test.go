@@ -8,6 +8,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -25,7 +26,7 @@ func newScalableDeployment(t *testing.T, db *sqlx.DB, m store.Model, status stri
 func addReplica(t *testing.T, db *sqlx.DB, deploymentID, state string) {
 	t.Helper()
 	ctx := context.Background()
-	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: store.NewID(12), DeploymentID: deploymentID})
+	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: deploymentID})
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, `UPDATE replicas SET state = $2 WHERE id = $1`, r.ID, state)
 	require.NoError(t, err)
@@ -56,7 +57,7 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	staging.MaxReplica = 9
 
 	served := newScalableDeployment(t, db, m, "ACTIVE", own)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, served.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, served.ID))
 	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = $2 WHERE model_id = $1 AND name = 'production'`, m.ID, prod)
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
@@ -154,7 +155,7 @@ func TestAutoscalingTargets_EmptyEnvironmentSettingsFallBackToTheDeployments(t *
 	own := store.DefaultAutoscalingSettings()
 	own.MinReplica, own.MaxReplica = 1, 3
 	d := newScalableDeployment(t, db, m, "ACTIVE", own)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, d.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID))
 	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = '{"scale_down_delay": 60}' WHERE model_id = $1`, m.ID)
 	require.NoError(t, err)
 

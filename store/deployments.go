@@ -5,28 +5,26 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/modelplane/modelplane"
 )
-
-// DevelopmentName is the name the development deployment always has.
-const DevelopmentName = "development"
 
 // Deployment is one immutable version of a model (or its mutable development deployment).
 type Deployment struct {
-	ID                  string              `db:"id"`
-	ModelID             string              `db:"model_id"`
-	WorkspaceID         string              `db:"workspace_id"`
-	Name                string              `db:"name"`
-	IsDevelopment       bool                `db:"is_development"`
-	ArchiveID           *string             `db:"archive_id"`
-	Config              JSONMap             `db:"config"`
-	Status              string              `db:"status"`
-	StatusReason        string              `db:"status_reason"`
-	AutoscalingSettings AutoscalingSettings `db:"autoscaling_settings"`
-	Labels              JSONMap             `db:"labels"`
-	InstanceTypeName    string              `db:"instance_type_name"`
-	CreatedAt           time.Time           `db:"created_at"`
-	UpdatedAt           time.Time           `db:"updated_at"`
-	DeletedAt           *time.Time          `db:"deleted_at"`
+	ID                  string                      `db:"id"`
+	ModelID             string                      `db:"model_id"`
+	WorkspaceID         string                      `db:"workspace_id"`
+	Name                string                      `db:"name"`
+	IsDevelopment       bool                        `db:"is_development"`
+	ArchiveID           *string                     `db:"archive_id"`
+	Config              JSONMap                     `db:"config"`
+	Status              modelplane.DeploymentStatus `db:"status"`
+	StatusReason        string                      `db:"status_reason"`
+	AutoscalingSettings AutoscalingSettings         `db:"autoscaling_settings"`
+	Labels              JSONMap                     `db:"labels"`
+	InstanceTypeName    string                      `db:"instance_type_name"`
+	CreatedAt           time.Time                   `db:"created_at"`
+	UpdatedAt           time.Time                   `db:"updated_at"`
+	DeletedAt           *time.Time                  `db:"deleted_at"`
 }
 
 // NewDeployment says what to create. An empty Name on a published deployment takes the
@@ -50,11 +48,11 @@ func CreateDeployment(ctx context.Context, db sqlx.ExtContext, d NewDeployment) 
 	var out Deployment
 	name := d.Name
 	if d.IsDevelopment {
-		name = DevelopmentName
+		name = modelplane.DevelopmentName
 	}
 	id := d.ID
 	if id == "" {
-		id = NewID(8)
+		id = modelplane.NewID(8)
 	}
 	err := get(ctx, db, &out, `
 		WITH n AS (

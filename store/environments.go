@@ -7,9 +7,6 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// ProductionEnvironment is the environment every model has and never loses.
-const ProductionEnvironment = "production"
-
 // Environment is a named pointer from a model to the deployment that serves it.
 type Environment struct {
 	ModelID               string              `db:"model_id"`

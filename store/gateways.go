@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/modelplane/modelplane"
 )
 
 // GatewayDownAfter is how old a gateway's last report may be before the gateway counts as
@@ -59,20 +60,20 @@ func DeleteGatewayReport(ctx context.Context, db sqlx.ExecerContext, gatewayID s
 // would not guarantee. The notification goes out with the stamp, so that the routes the
 // gateways re-read on it are newer than draining_at.
 func MarkReplicaDraining(ctx context.Context, db *sqlx.DB, id string) (bool, error) {
-	var state string
+	var state modelplane.ReplicaState
 	if err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
 		if err := get(ctx, tx, &state, `SELECT state FROM replicas WHERE id = $1 FOR UPDATE`, id); err != nil {
 			return err
 		}
-		if state != ReplicaReady {
+		if state != modelplane.ReplicaReady {
 			return nil
 		}
-		state = ReplicaDraining
+		state = modelplane.ReplicaDraining
 		return exec(ctx, tx, true, `UPDATE replicas SET state = 'DRAINING', updated_at = now() WHERE id = $1`, id)
 	}); err != nil {
 		return false, err
 	}
-	if state != ReplicaDraining {
+	if state != modelplane.ReplicaDraining {
 		return false, nil
 	}
 	draining := false

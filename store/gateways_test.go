@@ -9,6 +9,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -25,15 +26,15 @@ func noGateways(t *testing.T, db *sqlx.DB) {
 }
 
 // replicaIn makes a replica on a fresh node and puts it in state.
-func replicaIn(t *testing.T, db *sqlx.DB, state string) string {
+func replicaIn(t *testing.T, db *sqlx.DB, state modelplane.ReplicaState) string {
 	t.Helper()
 	ctx := context.Background()
 	n := newNode(t, db)
 	d := newDeployment(t, db)
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	_, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: id, DeploymentID: d.ID, NodeID: n.ID})
 	require.NoError(t, err)
-	if state != store.ReplicaPending {
+	if state != modelplane.ReplicaPending {
 		require.NoError(t, store.SetReplicaState(ctx, db, id, state, "10.0.0.1:9000", ""))
 	}
 	return id
@@ -43,7 +44,7 @@ func replicaIn(t *testing.T, db *sqlx.DB, state string) string {
 func drainingReplica(t *testing.T, db *sqlx.DB) (string, time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	id := replicaIn(t, db, store.ReplicaReady)
+	id := replicaIn(t, db, modelplane.ReplicaReady)
 	ok, err := store.MarkReplicaDraining(ctx, db, id)
 	require.NoError(t, err)
 	require.True(t, ok, "a READY replica must become DRAINING")
@@ -72,7 +73,7 @@ func TestReplicaDrained_WaitsForNewRoutesAndNoRequestInFlight(t *testing.T) {
 	ctx := context.Background()
 	noGateways(t, db)
 	id, at := drainingReplica(t, db)
-	other := store.NewID(12)
+	other := modelplane.NewID(12)
 
 	report := func(routesAt time.Time, inFlight map[string]int) {
 		t.Helper()
@@ -102,19 +103,19 @@ func TestReplicaDrained_ReplicaNotDrainingIsDrained(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
 	noGateways(t, db)
-	id := replicaIn(t, db, store.ReplicaReady)
+	id := replicaIn(t, db, modelplane.ReplicaReady)
 	require.NoError(t, store.ReportGateway(ctx, db, store.GatewayReport{GatewayID: "gw-a", RoutesAt: time.Unix(0, 0),
 		InFlight: map[string]int{id: 5}}))
 	requireDrained(t, db, id, true, "only a DRAINING replica is waited for")
 
-	_, err := store.ReplicaDrained(ctx, db, store.NewID(12))
+	_, err := store.ReplicaDrained(ctx, db, modelplane.NewID(12))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func TestMarkReplicaDraining_ReadyReplicaLeavesRoutesAndGatewaysAreTold(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	id := replicaIn(t, db, store.ReplicaReady)
+	id := replicaIn(t, db, modelplane.ReplicaReady)
 	l, err := store.Listen(dbURL, store.RoutesChannel, 10*time.Millisecond, time.Second, discardLogger())
 	require.NoError(t, err)
 	defer l.Close()
@@ -124,7 +125,7 @@ func TestMarkReplicaDraining_ReadyReplicaLeavesRoutesAndGatewaysAreTold(t *testi
 	require.True(t, ok)
 	r, err := store.ReplicaByID(ctx, db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaDraining, r.State)
+	require.Equal(t, modelplane.ReplicaDraining, r.State)
 	require.NotNil(t, r.DrainingAt, "draining_at must be stamped")
 	// Triggers may announce the state change on its own first; what matters is that gateways
 	// are told once draining_at is stamped, so that the routes they re-read are newer.
@@ -143,7 +144,7 @@ func TestMarkReplicaDraining_ReadyReplicaLeavesRoutesAndGatewaysAreTold(t *testi
 func TestMarkReplicaDraining_OnlyReadyReplicasDrain(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	for _, state := range []string{store.ReplicaPending, store.ReplicaStarting, store.ReplicaStopped, store.ReplicaFailed} {
+	for _, state := range []modelplane.ReplicaState{modelplane.ReplicaPending, modelplane.ReplicaStarting, modelplane.ReplicaStopped, modelplane.ReplicaFailed} {
 		id := replicaIn(t, db, state)
 		ok, err := store.MarkReplicaDraining(ctx, db, id)
 		require.NoError(t, err)
@@ -153,7 +154,7 @@ func TestMarkReplicaDraining_OnlyReadyReplicasDrain(t *testing.T) {
 		require.Equal(t, state, r.State, "a %s replica must keep its state", state)
 		require.Nil(t, r.DrainingAt)
 	}
-	_, err := store.MarkReplicaDraining(ctx, db, store.NewID(12))
+	_, err := store.MarkReplicaDraining(ctx, db, modelplane.NewID(12))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -163,17 +164,17 @@ func TestSetReplicaState_DrainingReplicaIsNotPutBackIntoRoutes(t *testing.T) {
 	noGateways(t, db)
 	id, _ := drainingReplica(t, db)
 
-	for _, state := range []string{store.ReplicaReady, store.ReplicaStarting, store.ReplicaPending} {
+	for _, state := range []modelplane.ReplicaState{modelplane.ReplicaReady, modelplane.ReplicaStarting, modelplane.ReplicaPending} {
 		require.NoError(t, store.SetReplicaState(ctx, db, id, state, "10.0.0.2:9000", ""))
 		r, err := store.ReplicaByID(ctx, db, id)
 		require.NoError(t, err)
-		require.Equal(t, store.ReplicaDraining, r.State, "a late %s from the agent must not undo the drain", state)
+		require.Equal(t, modelplane.ReplicaDraining, r.State, "a late %s from the agent must not undo the drain", state)
 	}
-	require.NoError(t, store.SetReplicaState(ctx, db, id, store.ReplicaStopped, "", ""))
+	require.NoError(t, store.SetReplicaState(ctx, db, id, modelplane.ReplicaStopped, "", ""))
 	r, err := store.ReplicaByID(ctx, db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaStopped, r.State, "a DRAINING replica is stopped")
-	require.ErrorIs(t, store.SetReplicaState(ctx, db, store.NewID(12), store.ReplicaStopped, "", ""), store.ErrNotFound)
+	require.Equal(t, modelplane.ReplicaStopped, r.State, "a DRAINING replica is stopped")
+	require.ErrorIs(t, store.SetReplicaState(ctx, db, modelplane.NewID(12), modelplane.ReplicaStopped, "", ""), store.ErrNotFound)
 }
 
 func TestReportGateway_ReplacesRowAndDeletesGo(t *testing.T) {

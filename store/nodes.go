@@ -7,6 +7,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+	"github.com/modelplane/modelplane"
 )
 
 // NodeDownAfter is how long a node may go without a heartbeat before it counts as DOWN:
@@ -15,16 +16,16 @@ const NodeDownAfter = 15 * time.Second
 
 // Node is a GPU host as its agent last reported it.
 type Node struct {
-	ID              string          `db:"id"`
-	Name            string          `db:"name"`
-	AgentURL        string          `db:"agent_url"`
-	AgentID         string          `db:"agent_id"`
-	GPUProfile      string          `db:"gpu_profile"`
-	State           string          `db:"state"` // READY, DRAINING, or DOWN when heartbeats stopped
-	LastHeartbeatAt *time.Time      `db:"last_heartbeat_at"`
-	Replicas        json.RawMessage `db:"reported_replicas"`
-	CreatedAt       time.Time       `db:"created_at"`
-	GPUs            []GPU           `db:"-"`
+	ID              string               `db:"id"`
+	Name            string               `db:"name"`
+	AgentURL        string               `db:"agent_url"`
+	AgentID         string               `db:"agent_id"`
+	GPUProfile      string               `db:"gpu_profile"`
+	State           modelplane.NodeState `db:"state"` // READY, DRAINING, or DOWN when heartbeats stopped
+	LastHeartbeatAt *time.Time           `db:"last_heartbeat_at"`
+	Replicas        json.RawMessage      `db:"reported_replicas"`
+	CreatedAt       time.Time            `db:"created_at"`
+	GPUs            []GPU                `db:"-"`
 }
 
 // GPU is one whole GPU of a node.
@@ -72,7 +73,7 @@ func RecordHeartbeat(ctx context.Context, db *sqlx.DB, rep NodeReport) (Node, er
 				reported_replicas = EXCLUDED.reported_replicas, last_heartbeat_at = now(),
 				state = CASE WHEN nodes.state = 'DRAINING' THEN 'DRAINING' ELSE 'READY' END
 			RETURNING id, name, agent_url, agent_id, gpu_profile, state, last_heartbeat_at, reported_replicas, created_at`,
-			NewID(8), rep.Name, rep.AgentURL, rep.TokenSHA256, rep.AgentID, rep.GPUProfile, []byte(rep.Replicas)); err != nil {
+			modelplane.NewID(8), rep.Name, rep.AgentURL, rep.TokenSHA256, rep.AgentID, rep.GPUProfile, []byte(rep.Replicas)); err != nil {
 			return err
 		}
 		uuids := make([]string, 0, len(rep.GPUs))

@@ -4,17 +4,7 @@ import (
 	"context"
 
 	"github.com/jmoiron/sqlx"
-)
-
-// Promotion statuses, as the promotions table spells them.
-const (
-	PromotionReleasing   = "RELEASING"
-	PromotionRampingUp   = "RAMPING_UP"
-	PromotionRampingDown = "RAMPING_DOWN"
-	PromotionPaused      = "PAUSED"
-	PromotionSucceeded   = "SUCCEEDED"
-	PromotionFailed      = "FAILED"
-	PromotionCanceled    = "CANCELED"
+	"github.com/modelplane/modelplane"
 )
 
 // NewPromotion says what promotion to record. ID is chosen by the caller (the workflow), so
@@ -50,7 +40,7 @@ func PromotionByID(ctx context.Context, db sqlx.QueryerContext, id string) (Prom
 }
 
 // SetPromotionStatus records the promotion's progress; finished stamps finished_at (once).
-func SetPromotionStatus(ctx context.Context, db sqlx.ExecerContext, id, status string, percent int, errorMessage string, finished bool) error {
+func SetPromotionStatus(ctx context.Context, db sqlx.ExecerContext, id string, status modelplane.PromotionStatus, percent int, errorMessage string, finished bool) error {
 	return exec(ctx, db, true, `
 		UPDATE promotions
 		SET status = $2, percent_traffic_to_new_version = $3, error_message = $4, updated_at = now(),
@@ -118,7 +108,7 @@ func ForceCancelPromotion(ctx context.Context, db *sqlx.DB, modelID, env, errorM
 			FOR UPDATE`, modelID, env); err != nil {
 			return err
 		}
-		if err := SetPromotionStatus(ctx, tx, p.ID, PromotionCanceled, 0, errorMessage, true); err != nil {
+		if err := SetPromotionStatus(ctx, tx, p.ID, modelplane.PromotionCanceled, 0, errorMessage, true); err != nil {
 			return err
 		}
 		if p.CandidateDeploymentID != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -17,27 +18,27 @@ func TestCreatePromotion_RoundTripsAndStartsReleasing(t *testing.T) {
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 
-	id := store.NewID(8)
+	id := modelplane.NewID(8)
 	created, err := store.CreatePromotion(ctx, db, store.NewPromotion{
-		ID: id, ModelID: m.ID, Environment: store.ProductionEnvironment, SourceDeploymentID: d.ID,
+		ID: id, ModelID: m.ID, Environment: modelplane.ProductionEnvironment, SourceDeploymentID: d.ID,
 		Settings: store.DefaultPromotionSettings(), WorkflowID: "promotion:" + m.ID + ":production",
 	})
 	require.NoError(t, err)
 	got, err := store.PromotionByID(ctx, db, id)
 	require.NoError(t, err)
 	require.Equal(t, created.ID, got.ID)
-	require.Equal(t, store.PromotionReleasing, got.Status)
+	require.Equal(t, modelplane.PromotionReleasing, got.Status)
 	require.Equal(t, d.ID, got.SourceDeploymentID)
 	require.Nil(t, got.PreviousDeploymentID)
 	require.Equal(t, store.DefaultPromotionSettings(), got.Settings)
 	require.Equal(t, "promotion:"+m.ID+":production", got.WorkflowID)
 	require.Nil(t, got.FinishedAt)
 
-	running, err := store.RunningPromotion(ctx, db, m.ID, store.ProductionEnvironment)
+	running, err := store.RunningPromotion(ctx, db, m.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, id, running.ID)
 
-	_, err = store.PromotionByID(ctx, db, store.NewID(8))
+	_, err = store.PromotionByID(ctx, db, modelplane.NewID(8))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -47,18 +48,18 @@ func TestCreatePromotion_SecondRunningOfSameEnvironmentIsConflict(t *testing.T) 
 	m := newModel(t, db)
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
-	np := store.NewPromotion{ID: store.NewID(8), ModelID: m.ID, Environment: store.ProductionEnvironment,
+	np := store.NewPromotion{ID: modelplane.NewID(8), ModelID: m.ID, Environment: modelplane.ProductionEnvironment,
 		SourceDeploymentID: d.ID, Settings: store.DefaultPromotionSettings(), WorkflowID: "w"}
 	_, err = store.CreatePromotion(ctx, db, np)
 	require.NoError(t, err)
 
 	second := np
-	second.ID = store.NewID(8)
+	second.ID = modelplane.NewID(8)
 	_, err = store.CreatePromotion(ctx, db, second)
 	require.ErrorIs(t, err, store.ErrConflict, "a second running promotion of production must be refused")
 
 	// Once the first has finished another may run.
-	require.NoError(t, store.SetPromotionStatus(ctx, db, np.ID, store.PromotionFailed, 0, "boom", true))
+	require.NoError(t, store.SetPromotionStatus(ctx, db, np.ID, modelplane.PromotionFailed, 0, "boom", true))
 	_, err = store.CreatePromotion(ctx, db, second)
 	require.NoError(t, err)
 }
@@ -69,26 +70,26 @@ func TestSetPromotionStatus_WritesProgressAndFinish(t *testing.T) {
 	m := newModel(t, db)
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
-	id := store.NewID(8)
+	id := modelplane.NewID(8)
 	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: id, ModelID: m.ID,
-		Environment: store.ProductionEnvironment, SourceDeploymentID: d.ID, WorkflowID: "w"})
+		Environment: modelplane.ProductionEnvironment, SourceDeploymentID: d.ID, WorkflowID: "w"})
 	require.NoError(t, err)
 
-	require.NoError(t, store.SetPromotionStatus(ctx, db, id, store.PromotionRampingUp, 30, "", false))
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, modelplane.PromotionRampingUp, 30, "", false))
 	p, err := store.PromotionByID(ctx, db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionRampingUp, p.Status)
+	require.Equal(t, modelplane.PromotionRampingUp, p.Status)
 	require.Equal(t, 30, p.PercentTrafficToNew)
 	require.Nil(t, p.FinishedAt, "an unfinished promotion must have no finished_at")
 
-	require.NoError(t, store.SetPromotionStatus(ctx, db, id, store.PromotionFailed, 0, "candidate crashed", true))
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, modelplane.PromotionFailed, 0, "candidate crashed", true))
 	p, err = store.PromotionByID(ctx, db, id)
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionFailed, p.Status)
+	require.Equal(t, modelplane.PromotionFailed, p.Status)
 	require.Equal(t, "candidate crashed", p.ErrorMessage)
 	require.NotNil(t, p.FinishedAt)
 
-	require.ErrorIs(t, store.SetPromotionStatus(ctx, db, store.NewID(8), store.PromotionFailed, 0, "", true), store.ErrNotFound)
+	require.ErrorIs(t, store.SetPromotionStatus(ctx, db, modelplane.NewID(8), modelplane.PromotionFailed, 0, "", true), store.ErrNotFound)
 	require.Error(t, store.SetPromotionStatus(ctx, db, id, "BOGUS", 0, "", true), "an unknown status must be refused")
 }
 
@@ -98,7 +99,7 @@ func TestPromotionCandidate_SwitchAndClear(t *testing.T) {
 	var err error
 
 	require.NoError(t, store.SetPromotionCandidate(ctx, db, id, cand.ID))
-	env, err := store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	env, err := store.EnvironmentByName(ctx, db, m.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, prev.ID, *env.CurrentDeploymentID)
 	require.Equal(t, cand.ID, *env.CandidateDeploymentID)
@@ -107,18 +108,18 @@ func TestPromotionCandidate_SwitchAndClear(t *testing.T) {
 	require.Equal(t, cand.ID, *p.CandidateDeploymentID)
 
 	// Clearing another deployment's candidacy changes nothing.
-	require.NoError(t, store.ClearEnvironmentCandidate(ctx, db, m.ID, store.ProductionEnvironment, prev.ID))
-	env, err = store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, store.ClearEnvironmentCandidate(ctx, db, m.ID, modelplane.ProductionEnvironment, prev.ID))
+	env, err = store.EnvironmentByName(ctx, db, m.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, cand.ID, *env.CandidateDeploymentID)
 
-	require.NoError(t, store.SwitchEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, cand.ID))
-	env, err = store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	require.NoError(t, store.SwitchEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, cand.ID))
+	env, err = store.EnvironmentByName(ctx, db, m.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, cand.ID, *env.CurrentDeploymentID)
 	require.Nil(t, env.CandidateDeploymentID)
 
-	require.ErrorIs(t, store.SwitchEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, "nosuchid"), store.ErrNotFound)
+	require.ErrorIs(t, store.SwitchEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, "nosuchid"), store.ErrNotFound)
 }
 
 func TestCreateDeploymentWithID_IsIdempotent(t *testing.T) {
@@ -128,7 +129,7 @@ func TestCreateDeploymentWithID_IsIdempotent(t *testing.T) {
 	first, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 
-	id := store.NewID(8)
+	id := modelplane.NewID(8)
 	as := store.DefaultAutoscalingSettings()
 	as.MaxReplica = 4
 	nd := store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, Config: store.JSONMap{"model_name": "echo"},
@@ -154,25 +155,25 @@ func TestForceCancelPromotion_EndsTheRunningPromotionAndClearsItsCandidate(t *te
 	ctx := context.Background()
 	var err error
 	require.NoError(t, store.SetPromotionCandidate(ctx, db, id, cand.ID))
-	require.NoError(t, store.SetPromotionStatus(ctx, db, id, store.PromotionPaused, 40, "", false))
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, modelplane.PromotionPaused, 40, "", false))
 
-	p, err := store.ForceCancelPromotion(ctx, db, m.ID, store.ProductionEnvironment, "force-cancelled: stuck")
+	p, err := store.ForceCancelPromotion(ctx, db, m.ID, modelplane.ProductionEnvironment, "force-cancelled: stuck")
 	require.NoError(t, err)
 	require.Equal(t, id, p.ID)
-	require.Equal(t, store.PromotionCanceled, p.Status)
+	require.Equal(t, modelplane.PromotionCanceled, p.Status)
 	require.Equal(t, 0, p.PercentTrafficToNew)
 	require.Equal(t, "force-cancelled: stuck", p.ErrorMessage)
 	require.NotNil(t, p.FinishedAt)
 	require.Equal(t, cand.ID, *p.CandidateDeploymentID, "the promotion keeps its candidate for the record")
 
-	env, err := store.EnvironmentByName(ctx, db, m.ID, store.ProductionEnvironment)
+	env, err := store.EnvironmentByName(ctx, db, m.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Nil(t, env.CandidateDeploymentID)
 	require.Equal(t, prev.ID, *env.CurrentDeploymentID, "the environment stays on its current deployment")
-	_, err = store.RunningPromotion(ctx, db, m.ID, store.ProductionEnvironment)
+	_, err = store.RunningPromotion(ctx, db, m.ID, modelplane.ProductionEnvironment)
 	require.ErrorIs(t, err, store.ErrNotFound)
 
-	_, err = store.ForceCancelPromotion(ctx, db, m.ID, store.ProductionEnvironment, "again")
+	_, err = store.ForceCancelPromotion(ctx, db, m.ID, modelplane.ProductionEnvironment, "again")
 	require.ErrorIs(t, err, store.ErrNotFound, "with no promotion running there is nothing to cancel")
 	got, err := store.PromotionByID(ctx, db, id)
 	require.NoError(t, err)
@@ -188,9 +189,9 @@ func TestForceCancelPromotion_BeforeTheCandidateAndOnlyThatEnvironment(t *testin
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
 		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
 	require.NoError(t, err)
-	prodID, stagingID := store.NewID(8), store.NewID(8)
+	prodID, stagingID := modelplane.NewID(8), modelplane.NewID(8)
 	for _, np := range []store.NewPromotion{
-		{ID: prodID, ModelID: m.ID, Environment: store.ProductionEnvironment, SourceDeploymentID: d.ID, WorkflowID: "w1"},
+		{ID: prodID, ModelID: m.ID, Environment: modelplane.ProductionEnvironment, SourceDeploymentID: d.ID, WorkflowID: "w1"},
 		{ID: stagingID, ModelID: m.ID, Environment: "staging", SourceDeploymentID: d.ID, WorkflowID: "w2"},
 	} {
 		_, err = store.CreatePromotion(ctx, db, np)
@@ -200,13 +201,13 @@ func TestForceCancelPromotion_BeforeTheCandidateAndOnlyThatEnvironment(t *testin
 	p, err := store.ForceCancelPromotion(ctx, db, m.ID, "staging", "gone")
 	require.NoError(t, err, "a promotion still RELEASING, with no candidate yet, can be force-cancelled")
 	require.Equal(t, stagingID, p.ID)
-	require.Equal(t, store.PromotionCanceled, p.Status)
+	require.Equal(t, modelplane.PromotionCanceled, p.Status)
 	require.Nil(t, p.CandidateDeploymentID)
 
-	prod, err := store.RunningPromotion(ctx, db, m.ID, store.ProductionEnvironment)
+	prod, err := store.RunningPromotion(ctx, db, m.ID, modelplane.ProductionEnvironment)
 	require.NoError(t, err)
 	require.Equal(t, prodID, prod.ID, "another environment's promotion is left alone")
-	require.Equal(t, store.PromotionReleasing, prod.Status)
+	require.Equal(t, modelplane.PromotionReleasing, prod.Status)
 
 	_, err = store.ForceCancelPromotion(ctx, db, m.ID, "nosuchenv", "x")
 	require.ErrorIs(t, err, store.ErrNotFound)
@@ -224,10 +225,10 @@ func promotionFixture(t *testing.T) (db *sqlx.DB, m store.Model, prev, cand stor
 	require.NoError(t, err)
 	cand, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, prev.ID))
-	id = store.NewID(8)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, prev.ID))
+	id = modelplane.NewID(8)
 	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: id, ModelID: m.ID,
-		Environment: store.ProductionEnvironment, SourceDeploymentID: cand.ID, PreviousDeploymentID: &prev.ID, WorkflowID: "w"})
+		Environment: modelplane.ProductionEnvironment, SourceDeploymentID: cand.ID, PreviousDeploymentID: &prev.ID, WorkflowID: "w"})
 	require.NoError(t, err)
 	return db, m, prev, cand, id
 }

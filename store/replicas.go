@@ -6,17 +6,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
-)
-
-// Replica states, as the replicas table spells them.
-const (
-	ReplicaPending  = "PENDING"
-	ReplicaStarting = "STARTING"
-	ReplicaReady    = "READY"
-	ReplicaDraining = "DRAINING"
-	ReplicaStopping = "STOPPING"
-	ReplicaStopped  = "STOPPED"
-	ReplicaFailed   = "FAILED"
+	"github.com/modelplane/modelplane"
 )
 
 // Replica is one running copy of a deployment on a node.
@@ -25,9 +15,9 @@ type Replica struct {
 	DeploymentID string  `db:"deployment_id"`
 	NodeID       *string `db:"node_id"`
 	// AgentURL is the URL of the node's agent, empty when the replica has no node.
-	AgentURL string `db:"agent_url"`
-	State    string `db:"state"`
-	Address  string `db:"address"`
+	AgentURL string                  `db:"agent_url"`
+	State    modelplane.ReplicaState `db:"state"`
+	Address  string                  `db:"address"`
 	// PredictPath is where the model server takes predictions, recorded when it is READY.
 	PredictPath string     `db:"predict_path"`
 	Error       string     `db:"error"`
@@ -98,7 +88,7 @@ func ReplicaByID(ctx context.Context, db sqlx.QueryerContext, id string) (Replic
 // A DRAINING replica only moves on to STOPPING, STOPPED or FAILED: any other state is
 // ignored, so that an agent poll still in flight (a start being confirmed, say) cannot put
 // it back into the gateways' routes while it is being drained.
-func SetReplicaState(ctx context.Context, db *sqlx.DB, id, state, address, errText string) error {
+func SetReplicaState(ctx context.Context, db *sqlx.DB, id string, state modelplane.ReplicaState, address, errText string) error {
 	return WithTx(ctx, db, func(tx *sqlx.Tx) error { return setReplicaState(ctx, tx, id, state, address, errText) })
 }
 
@@ -109,16 +99,16 @@ func MarkReplicaReady(ctx context.Context, db *sqlx.DB, id, address, predictPath
 		if err := exec(ctx, tx, true, `UPDATE replicas SET predict_path = $2 WHERE id = $1`, id, predictPath); err != nil {
 			return err
 		}
-		return setReplicaState(ctx, tx, id, ReplicaReady, address, "")
+		return setReplicaState(ctx, tx, id, modelplane.ReplicaReady, address, "")
 	})
 }
 
-func setReplicaState(ctx context.Context, tx *sqlx.Tx, id, state, address, errText string) error {
-	var current string
+func setReplicaState(ctx context.Context, tx *sqlx.Tx, id string, state modelplane.ReplicaState, address, errText string) error {
+	var current modelplane.ReplicaState
 	if err := get(ctx, tx, &current, `SELECT state FROM replicas WHERE id = $1 FOR UPDATE`, id); err != nil {
 		return err
 	}
-	if current == ReplicaDraining && !leavesDraining(state) {
+	if current == modelplane.ReplicaDraining && !leavesDraining(state) {
 		return nil
 	}
 	if err := exec(ctx, tx, true, `
@@ -128,7 +118,7 @@ func setReplicaState(ctx context.Context, tx *sqlx.Tx, id, state, address, errTe
 		WHERE id = $1`, id, state, address, errText); err != nil {
 		return err
 	}
-	if state == ReplicaStopped || state == ReplicaFailed {
+	if state.Ended() {
 		if err := exec(ctx, tx, false, `
 			UPDATE gpus SET assigned_replica_id = NULL, updated_at = now() WHERE assigned_replica_id = $1`, id); err != nil {
 			return err
@@ -139,9 +129,9 @@ func setReplicaState(ctx context.Context, tx *sqlx.Tx, id, state, address, errTe
 }
 
 // leavesDraining says whether a DRAINING replica may go to state.
-func leavesDraining(state string) bool {
+func leavesDraining(state modelplane.ReplicaState) bool {
 	switch state {
-	case ReplicaDraining, ReplicaStopping, ReplicaStopped, ReplicaFailed:
+	case modelplane.ReplicaDraining, modelplane.ReplicaStopping, modelplane.ReplicaStopped, modelplane.ReplicaFailed:
 		return true
 	}
 	return false
@@ -181,7 +171,7 @@ func LiveReplicaCounts(ctx context.Context, db sqlx.QueryerContext, deploymentID
 
 // SetDeploymentStatus records a deployment's status and why, and tells gateways, since the
 // status decides whether a request is held, answered 404 or routed.
-func SetDeploymentStatus(ctx context.Context, db *sqlx.DB, id, status, reason string) error {
+func SetDeploymentStatus(ctx context.Context, db *sqlx.DB, id string, status modelplane.DeploymentStatus, reason string) error {
 	return WithTx(ctx, db, func(tx *sqlx.Tx) error {
 		if err := exec(ctx, tx, true, `
 			UPDATE deployments SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1`,

@@ -7,13 +7,14 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
 // newNode registers a node with one GPU through a heartbeat.
 func newNode(t *testing.T, db *sqlx.DB) store.Node {
 	t.Helper()
-	name := "node-" + store.NewID(6)
+	name := "node-" + modelplane.NewID(6)
 	n, err := store.RecordHeartbeat(context.Background(), db, store.NodeReport{
 		Name: name, AgentID: "agent-" + name, AgentURL: "http://" + name + ":7070", GPUProfile: "fake",
 		TokenSHA256: make([]byte, 32),
@@ -43,13 +44,13 @@ func TestCreateReplica_IsIdempotentAndAssignsGPUs(t *testing.T) {
 	ctx := context.Background()
 	n := newNode(t, db)
 	d := newDeployment(t, db)
-	id := store.NewID(12)
+	id := modelplane.NewID(12)
 	in := store.NewReplica{ID: id, DeploymentID: d.ID, NodeID: n.ID, GPUUUIDs: []string{"GPU-" + n.Name}}
 
 	r, created, err := store.CreateReplica(ctx, db, in)
 	require.NoError(t, err)
 	require.True(t, created)
-	require.Equal(t, store.ReplicaPending, r.State)
+	require.Equal(t, modelplane.ReplicaPending, r.State)
 	require.Equal(t, n.ID, *r.NodeID)
 	require.Equal(t, n.AgentURL, r.AgentURL)
 	got := gpuAssignment(t, db, "GPU-"+n.Name)
@@ -64,7 +65,7 @@ func TestCreateReplica_IsIdempotentAndAssignsGPUs(t *testing.T) {
 
 func TestReplicaByID_UnknownIsNotFound(t *testing.T) {
 	db := openDB(t)
-	_, err := store.ReplicaByID(context.Background(), db, store.NewID(12))
+	_, err := store.ReplicaByID(context.Background(), db, modelplane.NewID(12))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -73,16 +74,16 @@ func TestSetReplicaState_ReadyThenStoppedFreesGPUsAndLeavesLiveList(t *testing.T
 	ctx := context.Background()
 	n := newNode(t, db)
 	d := newDeployment(t, db)
-	a, b := store.NewID(12), store.NewID(12)
+	a, b := modelplane.NewID(12), modelplane.NewID(12)
 	_, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: a, DeploymentID: d.ID, NodeID: n.ID, GPUUUIDs: []string{"GPU-" + n.Name}})
 	require.NoError(t, err)
 	_, _, err = store.CreateReplica(ctx, db, store.NewReplica{ID: b, DeploymentID: d.ID, NodeID: n.ID})
 	require.NoError(t, err)
 
-	require.NoError(t, store.SetReplicaState(ctx, db, a, store.ReplicaReady, "10.0.0.1:9000", ""))
+	require.NoError(t, store.SetReplicaState(ctx, db, a, modelplane.ReplicaReady, "10.0.0.1:9000", ""))
 	r, err := store.ReplicaByID(ctx, db, a)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaReady, r.State)
+	require.Equal(t, modelplane.ReplicaReady, r.State)
 	require.Equal(t, "10.0.0.1:9000", r.Address)
 	require.NotNil(t, r.ReadyAt)
 
@@ -94,10 +95,10 @@ func TestSetReplicaState_ReadyThenStoppedFreesGPUsAndLeavesLiveList(t *testing.T
 	require.Equal(t, 2, all[n.ID])
 	require.Equal(t, 2, mine[n.ID])
 
-	require.NoError(t, store.SetReplicaState(ctx, db, a, store.ReplicaStopped, "", ""))
+	require.NoError(t, store.SetReplicaState(ctx, db, a, modelplane.ReplicaStopped, "", ""))
 	r, err = store.ReplicaByID(ctx, db, a)
 	require.NoError(t, err)
-	require.Equal(t, store.ReplicaStopped, r.State)
+	require.Equal(t, modelplane.ReplicaStopped, r.State)
 	require.NotNil(t, r.StoppedAt)
 	require.Nil(t, gpuAssignment(t, db, "GPU-"+n.Name), "a stopped replica gives its GPU back")
 
@@ -106,7 +107,7 @@ func TestSetReplicaState_ReadyThenStoppedFreesGPUsAndLeavesLiveList(t *testing.T
 	require.Len(t, live, 1)
 	require.Equal(t, b, live[0].ID)
 
-	require.ErrorIs(t, store.SetReplicaState(ctx, db, store.NewID(12), store.ReplicaReady, "", ""), store.ErrNotFound)
+	require.ErrorIs(t, store.SetReplicaState(ctx, db, modelplane.NewID(12), modelplane.ReplicaReady, "", ""), store.ErrNotFound)
 }
 
 func TestSetDeploymentStatus_WritesStatusAndReason(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/modelplane/modelplane"
 )
 
 // Routes is everything a gateway needs to route inference requests, read in one snapshot.
@@ -38,12 +39,12 @@ type RouteEnvironment struct {
 // RouteDeployment is a deployment's status as far as routing cares. Deleted deployments are
 // included so that a request to one can say why it fails.
 type RouteDeployment struct {
-	ID            string `db:"id"`
-	ModelID       string `db:"model_id"`
-	Name          string `db:"name"`
-	IsDevelopment bool   `db:"is_development"`
-	Status        string `db:"status"`
-	Deleted       bool   `db:"deleted"`
+	ID            string                      `db:"id"`
+	ModelID       string                      `db:"model_id"`
+	Name          string                      `db:"name"`
+	IsDevelopment bool                        `db:"is_development"`
+	Status        modelplane.DeploymentStatus `db:"status"`
+	Deleted       bool                        `db:"deleted"`
 	// ReplicasStarting counts replicas being placed or started.
 	ReplicasStarting int `db:"replicas_starting"`
 }

@@ -4,6 +4,8 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"fmt"
+
+	"github.com/modelplane/modelplane"
 )
 
 // AutoscalingSettings are a deployment's or environment's scaling bounds (API.md lists the
@@ -42,17 +44,17 @@ type CanaryAnalysis struct {
 
 // PromotionSettings say how an environment takes a new deployment.
 type PromotionSettings struct {
-	RedeployOnPromotion      bool           `json:"redeploy_on_promotion"`
-	PromotionCleanupStrategy string         `json:"promotion_cleanup_strategy"` // SCALE_TO_ZERO, KEEP or DEACTIVATE
-	RampUpWhilePromoting     bool           `json:"ramp_up_while_promoting"`
-	RampUpDurationSeconds    int            `json:"ramp_up_duration_seconds"`
-	CanaryAnalysis           CanaryAnalysis `json:"canary_analysis"`
+	RedeployOnPromotion      bool                       `json:"redeploy_on_promotion"`
+	PromotionCleanupStrategy modelplane.CleanupStrategy `json:"promotion_cleanup_strategy"`
+	RampUpWhilePromoting     bool                       `json:"ramp_up_while_promoting"`
+	RampUpDurationSeconds    int                        `json:"ramp_up_duration_seconds"`
+	CanaryAnalysis           CanaryAnalysis             `json:"canary_analysis"`
 }
 
 // DefaultPromotionSettings switch traffic at once and scale the previous deployment to zero.
 func DefaultPromotionSettings() PromotionSettings {
 	return PromotionSettings{
-		PromotionCleanupStrategy: "SCALE_TO_ZERO",
+		PromotionCleanupStrategy: modelplane.CleanupScaleToZero,
 		RampUpDurationSeconds:    600,
 		CanaryAnalysis: CanaryAnalysis{
 			MaxErrorRateIncrease: 0.01,

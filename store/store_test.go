@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/store"
 )
@@ -31,7 +32,7 @@ func openDB(t *testing.T) *sqlx.DB {
 func newModel(t *testing.T, db *sqlx.DB) store.Model {
 	t.Helper()
 	ctx := context.Background()
-	ws, created, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, created, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	require.True(t, created)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
@@ -55,10 +56,10 @@ func TestCreateModel_HasProductionEnvironment(t *testing.T) {
 func TestModel_CannotExistWithoutProductionEnvironment(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 
-	_, err = db.ExecContext(ctx, `INSERT INTO models (id, workspace_id, name) VALUES ($1, $2, 'bare')`, store.NewID(8), ws.ID)
+	_, err = db.ExecContext(ctx, `INSERT INTO models (id, workspace_id, name) VALUES ($1, $2, 'bare')`, modelplane.NewID(8), ws.ID)
 	require.Error(t, err, "a model inserted without its production environment must be refused at commit")
 }
 
@@ -67,7 +68,7 @@ func TestEnvironment_SecondProductionIsConflict(t *testing.T) {
 	m := newModel(t, db)
 
 	_, err := store.CreateEnvironment(context.Background(), db, store.Environment{
-		ModelID: m.ID, Name: store.ProductionEnvironment,
+		ModelID: m.ID, Name: modelplane.ProductionEnvironment,
 		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings(),
 	})
 	require.ErrorIs(t, err, store.ErrConflict)
@@ -77,7 +78,7 @@ func TestEnvironment_ProductionCannotBeDeleted(t *testing.T) {
 	db := openDB(t)
 	m := newModel(t, db)
 
-	err := store.DeleteEnvironment(context.Background(), db, m.ID, store.ProductionEnvironment)
+	err := store.DeleteEnvironment(context.Background(), db, m.ID, modelplane.ProductionEnvironment)
 	require.ErrorIs(t, err, store.ErrConstraint)
 
 	_, err = db.Exec(`UPDATE environments SET name = 'prod' WHERE model_id = $1`, m.ID)
@@ -108,7 +109,7 @@ func TestDeleteModel_RemovesProductionEnvironmentAndDeployments(t *testing.T) {
 	m := newModel(t, db)
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, d.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID))
 
 	require.NoError(t, store.DeleteModel(ctx, db, m.WorkspaceID, m.ID))
 	envs, err := store.ListEnvironments(ctx, db, m.ID)
@@ -215,7 +216,7 @@ func TestModelByID_OtherWorkspaceIsNotFound(t *testing.T) {
 func TestWithTx_RollsBackOnError(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 
 	boom := errors.New("boom")
@@ -234,7 +235,7 @@ func TestWithTx_RollsBackOnError(t *testing.T) {
 func TestWithTx_RollsBackOnPanic(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 
 	var modelID string
@@ -253,7 +254,7 @@ func TestWithTx_RollsBackOnPanic(t *testing.T) {
 func TestWithTx_CommitsOnSuccess(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
 
 	var m store.Model
@@ -268,7 +269,7 @@ func TestWithTx_CommitsOnSuccess(t *testing.T) {
 func TestEnsureWorkspace_IsIdempotent(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	name := "ws-" + store.NewID(6)
+	name := "ws-" + modelplane.NewID(6)
 	first, created, err := store.EnsureWorkspace(ctx, db, name)
 	require.NoError(t, err)
 	require.True(t, created)
@@ -281,9 +282,9 @@ func TestEnsureWorkspace_IsIdempotent(t *testing.T) {
 func TestAPIKey_RevokeAndLookup(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, "ws-"+modelplane.NewID(6))
 	require.NoError(t, err)
-	k, err := store.CreateAPIKey(ctx, db, store.APIKey{ID: store.NewID(12), WorkspaceID: ws.ID, SecretSHA256: make([]byte, 32)})
+	k, err := store.CreateAPIKey(ctx, db, store.APIKey{ID: modelplane.NewID(12), WorkspaceID: ws.ID, SecretSHA256: make([]byte, 32)})
 	require.NoError(t, err)
 	require.Nil(t, k.RevokedAt)
 
@@ -357,10 +358,10 @@ func TestDeleteModel_WithAPromotionRemovesEverything(t *testing.T) {
 	require.NoError(t, err)
 	b, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, a.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, a.ID))
 	_, err = db.Exec(`INSERT INTO promotions (id, model_id, environment, source_deployment_id, candidate_deployment_id,
 		previous_deployment_id, status, workflow_id) VALUES ($1, $2, 'production', $3, $3, $4, 'SUCCEEDED', 'w')`,
-		store.NewID(8), m.ID, b.ID, a.ID)
+		modelplane.NewID(8), m.ID, b.ID, a.ID)
 	require.NoError(t, err)
 
 	require.NoError(t, store.DeleteModel(ctx, db, m.WorkspaceID, m.ID), "a promoted model must be deletable")

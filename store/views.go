@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/modelplane/modelplane"
 )
 
 // DeploymentView is a deployment with what the API reports about it beside its own columns:
@@ -40,10 +41,10 @@ func DeploymentViewByRef(ctx context.Context, db sqlx.QueryerContext, modelID, r
 	var v DeploymentView
 	var err error
 	switch ref {
-	case DevelopmentName:
+	case modelplane.DevelopmentName:
 		err = get(ctx, db, &v, deploymentViewSelect+`
 			WHERE d.model_id = $1 AND d.is_development AND d.deleted_at IS NULL`, modelID)
-	case ProductionEnvironment:
+	case modelplane.ProductionEnvironment:
 		err = get(ctx, db, &v, deploymentViewSelect+`
 			WHERE d.model_id = $1 AND d.deleted_at IS NULL AND d.id = (
 				SELECT current_deployment_id FROM environments WHERE model_id = $1 AND name = 'production')`, modelID)
@@ -56,20 +57,20 @@ func DeploymentViewByRef(ctx context.Context, db sqlx.QueryerContext, modelID, r
 
 // Promotion is one promotion of an environment.
 type Promotion struct {
-	ID                    string            `db:"id"`
-	ModelID               string            `db:"model_id"`
-	Environment           string            `db:"environment"`
-	SourceDeploymentID    string            `db:"source_deployment_id"`
-	CandidateDeploymentID *string           `db:"candidate_deployment_id"`
-	PreviousDeploymentID  *string           `db:"previous_deployment_id"`
-	Status                string            `db:"status"`
-	PercentTrafficToNew   int               `db:"percent_traffic_to_new_version"`
-	ErrorMessage          string            `db:"error_message"`
-	Settings              PromotionSettings `db:"settings"`
-	WorkflowID            string            `db:"workflow_id"`
-	CreatedAt             time.Time         `db:"created_at"`
-	UpdatedAt             time.Time         `db:"updated_at"`
-	FinishedAt            *time.Time        `db:"finished_at"`
+	ID                    string                     `db:"id"`
+	ModelID               string                     `db:"model_id"`
+	Environment           string                     `db:"environment"`
+	SourceDeploymentID    string                     `db:"source_deployment_id"`
+	CandidateDeploymentID *string                    `db:"candidate_deployment_id"`
+	PreviousDeploymentID  *string                    `db:"previous_deployment_id"`
+	Status                modelplane.PromotionStatus `db:"status"`
+	PercentTrafficToNew   int                        `db:"percent_traffic_to_new_version"`
+	ErrorMessage          string                     `db:"error_message"`
+	Settings              PromotionSettings          `db:"settings"`
+	WorkflowID            string                     `db:"workflow_id"`
+	CreatedAt             time.Time                  `db:"created_at"`
+	UpdatedAt             time.Time                  `db:"updated_at"`
+	FinishedAt            *time.Time                 `db:"finished_at"`
 }
 
 // RunningPromotion returns the environment's promotion in flight, or ErrNotFound.

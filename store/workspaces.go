@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/modelplane/modelplane"
 )
 
 // Workspace owns models, archives and API keys.
@@ -20,7 +21,7 @@ func EnsureWorkspace(ctx context.Context, db sqlx.ExtContext, name string) (ws W
 	err = get(ctx, db, &ws, `
 		INSERT INTO workspaces (id, name) VALUES ($1, $2)
 		ON CONFLICT (name) DO NOTHING
-		RETURNING id, name, created_at`, NewID(8), name)
+		RETURNING id, name, created_at`, modelplane.NewID(8), name)
 	if err == nil {
 		return ws, true, nil
 	}

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/modelplane/modelplane"
 )
 
 // Headers of a delivery.
@@ -374,9 +376,9 @@ type Payload struct {
 // ErrorEntry is one error of a request: a code such as MODEL_PREDICT_ERROR, a message, and
 // the attempt it happened on (0 for errors outside an attempt, such as expiry).
 type ErrorEntry struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Attempt int    `json:"attempt"`
+	Code    modelplane.ErrorCode `json:"code"`
+	Message string               `json:"message"`
+	Attempt int                  `json:"attempt"`
 }
 
 // MarshalJSON writes the payload with its time in UTC RFC 3339, data null when there is

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
 )
@@ -32,8 +33,8 @@ const maxAsyncQueuePolls = 500
 // AsyncRequestResult is how the request ended.
 type AsyncRequestResult struct {
 	// Status is the request's final status; empty when the request was deleted meanwhile.
-	Status        string
-	WebhookStatus string
+	Status        modelplane.AsyncStatus
+	WebhookStatus modelplane.WebhookStatus
 	// Attempts counts the predict attempts this run made.
 	Attempts int
 }
@@ -81,12 +82,12 @@ func (r *asyncRequest) run(ctx workflow.Context) (AsyncRequestResult, error) {
 	}
 	r.label(ctx, st)
 	var err error
-	if st.Status == store.AsyncQueued {
+	if st.Status == modelplane.AsyncQueued {
 		if st, err = r.queue(ctx, st); err != nil {
 			return r.res, err
 		}
 	}
-	if st.Status == store.AsyncInProgress {
+	if st.Status == modelplane.AsyncInProgress {
 		if st, err = r.attempts(ctx, st); err != nil {
 			return r.res, err
 		}
@@ -104,7 +105,7 @@ func (r *asyncRequest) label(ctx workflow.Context, st activities.AsyncRequestSta
 		attrs = append(attrs, EnvironmentAttr.ValueSet(st.Environment))
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, attrs...)
-	workflow.SetCurrentDetails(ctx, st.Status)
+	workflow.SetCurrentDetails(ctx, string(st.Status))
 }
 
 // queue waits until the request leaves its queue: claimed (IN_PROGRESS), or ended (expired,
@@ -128,17 +129,17 @@ func (r *asyncRequest) queue(ctx workflow.Context, st activities.AsyncRequestSta
 		}
 		switch {
 		case c.Claimed:
-			st.Status = store.AsyncInProgress
+			st.Status = modelplane.AsyncInProgress
 			return st, nil
-		case c.Status != store.AsyncQueued:
+		case c.Status != modelplane.AsyncQueued:
 			st.Status, st.WebhookStatus = c.Status, c.WebhookStatus
 			return st, nil
 		case c.Unavailable != "":
 			log.Info("async request fails: its deployment will not serve", "request_id", st.RequestID,
 				"deployment_id", st.DeploymentID, "reason", c.Unavailable)
 			return r.finish(ctx, st, activities.FinishAsyncInput{
-				RequestID: st.RequestID, Status: store.AsyncFailed,
-				Errors: store.AsyncErrors{{Code: store.CodeModelUnavailable, Message: c.Unavailable}},
+				RequestID: st.RequestID, Status: modelplane.AsyncFailed,
+				Errors: store.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: c.Unavailable}},
 			})
 		}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("QUEUED for deployment %s: %d ahead, room for %d more; expires %s",
@@ -210,13 +211,13 @@ func (r *asyncRequest) attempts(ctx workflow.Context, st activities.AsyncRequest
 		if res.Succeeded {
 			return r.finish(ctx, st, activities.FinishAsyncInput{
 				// The attempts that failed before are kept: they say why it took so long.
-				RequestID: st.RequestID, Status: store.AsyncSucceeded, OutputAttempt: n, Errors: errs,
+				RequestID: st.RequestID, Status: modelplane.AsyncSucceeded, OutputAttempt: n, Errors: errs,
 			})
 		}
 		errs = append(errs, res.Error)
 		if !res.Retryable || n >= cfg.MaxAttempts {
 			return r.finish(ctx, st, activities.FinishAsyncInput{
-				RequestID: st.RequestID, Status: store.AsyncFailed, Errors: errs,
+				RequestID: st.RequestID, Status: modelplane.AsyncFailed, Errors: errs,
 			})
 		}
 		workflow.GetLogger(ctx).Info("async attempt failed; trying again", "request_id", st.RequestID,
@@ -273,17 +274,15 @@ func (r *asyncRequest) dispatchNext(ctx workflow.Context, deploymentID string) {
 // with it and is not sent.
 func (r *asyncRequest) webhook(ctx workflow.Context, st activities.AsyncRequestState) (AsyncRequestResult, error) {
 	r.res.Status, r.res.WebhookStatus = st.Status, st.WebhookStatus
-	switch st.Status {
-	case store.AsyncSucceeded, store.AsyncFailed, store.AsyncExpired:
-	default:
-		workflow.SetCurrentDetails(ctx, st.Status)
+	if !st.Status.Delivers() {
+		workflow.SetCurrentDetails(ctx, string(st.Status))
 		return r.res, nil
 	}
-	if st.WebhookStatus != store.WebhookPending {
-		workflow.SetCurrentDetails(ctx, st.Status)
+	if st.WebhookStatus != modelplane.WebhookPending {
+		workflow.SetCurrentDetails(ctx, string(st.Status))
 		return r.res, nil
 	}
-	workflow.SetCurrentDetails(ctx, st.Status+"; delivering the webhook")
+	workflow.SetCurrentDetails(ctx, string(st.Status)+"; delivering the webhook")
 	var a *activities.Activities
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, asyncWebhookActivity), a.DeliverWebhook,
 		activities.DeliverWebhookInput{RequestID: st.RequestID}).Get(ctx, nil)

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
@@ -63,7 +64,7 @@ type asyncHarness struct {
 func queuedRequest() activities.AsyncRequestState {
 	return activities.AsyncRequestState{
 		RequestID: "req0000000000001", ModelID: "model001", DeploymentID: "dep00001", Environment: "production",
-		Status: store.AsyncQueued, WebhookStatus: store.WebhookPending, RetryConfig: store.DefaultRetryConfig(),
+		Status: modelplane.AsyncQueued, WebhookStatus: modelplane.WebhookPending, RetryConfig: store.DefaultRetryConfig(),
 		CreatedAt: asyncStart, ExpiresAt: asyncStart.Add(10 * time.Minute),
 	}
 }
@@ -108,7 +109,7 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 			if w.claim != nil {
 				return w.claim(len(w.claims)), nil
 			}
-			return activities.ClaimAsyncResult{Status: store.AsyncInProgress, Claimed: true, DeploymentID: w.load.DeploymentID}, nil
+			return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: w.load.DeploymentID}, nil
 		}).Maybe()
 	env.OnActivity(a.ExpireAsync, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ExpireAsyncInput) (activities.AsyncRequestState, error) {
@@ -117,7 +118,7 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 			w.calls = append(w.calls, "expire")
 			w.expiredAt = append(w.expiredAt, since())
 			st := w.load
-			st.Status = store.AsyncExpired
+			st.Status = modelplane.AsyncExpired
 			return st, nil
 		}).Maybe()
 	env.OnActivity(a.RunAsyncAttempt, mock.Anything, mock.Anything).Return(
@@ -141,7 +142,7 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 		func(_ context.Context, in activities.FinishAsyncInput) (activities.AsyncRequestState, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			w.calls = append(w.calls, "finish "+in.Status)
+			w.calls = append(w.calls, "finish "+string(in.Status))
 			w.finished = append(w.finished, in)
 			st := w.load
 			st.Status = in.Status
@@ -176,17 +177,17 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 			w.calls = append(w.calls, "webhook result")
 			w.hookResult = append(w.hookResult, in)
 			st := w.load
-			st.Status, st.WebhookStatus = store.AsyncSucceeded, store.WebhookSucceeded
+			st.Status, st.WebhookStatus = modelplane.AsyncSucceeded, modelplane.WebhookSucceeded
 			if len(w.finished) > 0 {
 				st.Status = w.finished[len(w.finished)-1].Status
 			}
 			if len(w.expiredAt) > 0 {
-				st.Status = store.AsyncExpired
+				st.Status = modelplane.AsyncExpired
 			}
 			if !in.Delivered {
-				st.WebhookStatus = store.WebhookFailed
-				if st.Status == store.AsyncSucceeded {
-					st.Status = store.AsyncWebhookFailed
+				st.WebhookStatus = modelplane.WebhookFailed
+				if st.Status == modelplane.AsyncSucceeded {
+					st.Status = modelplane.AsyncWebhookFailed
 				}
 			}
 			return st, nil
@@ -216,13 +217,13 @@ func (h *asyncHarness) run() workflows.AsyncRequestResult {
 
 // notYet is a ClaimAsync answer that leaves the request queued.
 func notYet(ahead int) activities.ClaimAsyncResult {
-	return activities.ClaimAsyncResult{Status: store.AsyncQueued, DeploymentID: "dep00001", Ahead: ahead}
+	return activities.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: "dep00001", Ahead: ahead}
 }
 
 func failedAttempt(status int, retryable bool) activities.RunAsyncAttemptResult {
-	code := store.CodeModelPredictError
+	code := modelplane.CodeModelPredictError
 	if status < 500 {
-		code = store.CodeModelInvalidInput
+		code = modelplane.CodeModelInvalidInput
 	}
 	return activities.RunAsyncAttemptResult{StatusCode: status, Retryable: retryable,
 		Error: store.AsyncError{Code: code, Message: fmt.Sprintf("the model answered %d", status)}}
@@ -231,11 +232,11 @@ func failedAttempt(status int, retryable bool) activities.RunAsyncAttemptResult 
 func TestAsyncRequest_ClaimedAtOnceSucceedsAndDeliversTheWebhook(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{})
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncSucceeded, WebhookStatus: store.WebhookSucceeded, Attempts: 1}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 1}, res)
 	require.Equal(t, []string{"load", "claim", "attempt 1", "finish SUCCEEDED", "dispatch", "deliver", "webhook result"}, h.w.calls)
 	require.Equal(t, []time.Duration{0}, h.w.claims)
 	require.Equal(t, activities.RunAsyncAttemptInput{RequestID: "req0000000000001", Attempt: 1, DeploymentID: "dep00001"}, h.w.attemptIns[0])
-	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: store.AsyncSucceeded, OutputAttempt: 1}},
+	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncSucceeded, OutputAttempt: 1}},
 		h.w.finished, "the output is the successful attempt's, with no errors")
 	require.Equal(t, []string{"dep00001"}, h.w.dispatched, "the next request in line is told at once")
 	require.Equal(t, []activities.SetAsyncWebhookResultInput{{RequestID: "req0000000000001", Delivered: true}}, h.w.hookResult)
@@ -263,10 +264,10 @@ func TestAsyncRequest_ActivityTimeouts(t *testing.T) {
 
 func TestAsyncRequest_WithoutWebhookSendsNone(t *testing.T) {
 	w := &asyncWorld{load: queuedRequest()}
-	w.load.WebhookStatus, w.load.Environment = store.WebhookNone, ""
+	w.load.WebhookStatus, w.load.Environment = modelplane.WebhookNone, ""
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncSucceeded, WebhookStatus: store.WebhookNone, Attempts: 1}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookNone, Attempts: 1}, res)
 	require.Empty(t, h.w.deliveries)
 	require.Empty(t, h.w.hookResult)
 	require.NotContains(t, h.w.attrs, "Environment", "a request to a deployment has no environment")
@@ -277,13 +278,13 @@ func TestAsyncRequest_WaitsInTheQueueForTheDispatchSignal(t *testing.T) {
 		if n == 1 {
 			return notYet(2)
 		}
-		return activities.ClaimAsyncResult{Status: store.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
+		return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
 	}})
 	h.env.RegisterDelayedCallback(func() {
 		h.env.SignalWorkflow(workflows.SignalAsyncDispatch, nil)
 	}, 5*time.Second)
 	res := h.run()
-	require.Equal(t, store.AsyncSucceeded, res.Status)
+	require.Equal(t, modelplane.AsyncSucceeded, res.Status)
 	require.Equal(t, []time.Duration{0, 5 * time.Second}, h.w.claims, "the signal makes the request claim at once")
 	require.Equal(t, []time.Duration{5 * time.Second}, h.w.attempts)
 }
@@ -293,7 +294,7 @@ func TestAsyncRequest_PollsTheQueueWhenNoSignalComes(t *testing.T) {
 		if n < 3 {
 			return notYet(0)
 		}
-		return activities.ClaimAsyncResult{Status: store.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
+		return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
 	}})
 	h.run()
 	require.Equal(t, []time.Duration{0, workflows.AsyncQueuePoll, 2 * workflows.AsyncQueuePoll}, h.w.claims)
@@ -304,7 +305,7 @@ func TestAsyncRequest_ExpiresInTheQueueAndStillSendsTheWebhook(t *testing.T) {
 	w.load.ExpiresAt = asyncStart.Add(100 * time.Second)
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncExpired, WebhookStatus: store.WebhookSucceeded}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncExpired, WebhookStatus: modelplane.WebhookSucceeded}, res)
 	require.Equal(t, []time.Duration{0, 30 * time.Second, 60 * time.Second, 90 * time.Second}, h.w.claims)
 	require.Equal(t, []time.Duration{100 * time.Second}, h.w.expiredAt, "expired at created_at + max_time_in_queue")
 	require.Empty(t, h.w.attempts, "an expired request never runs")
@@ -318,7 +319,7 @@ func TestAsyncRequest_ExpiredBeforeTheWorkflowRanIsNotClaimed(t *testing.T) {
 	w.load.ExpiresAt = asyncStart.Add(-time.Second) // its gateway died; Cleanup started it late
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, store.AsyncExpired, res.Status)
+	require.Equal(t, modelplane.AsyncExpired, res.Status)
 	require.Empty(t, h.w.claims)
 }
 
@@ -328,21 +329,21 @@ func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
 		case 1:
 			return failedAttempt(503, true)
 		case 2:
-			return activities.RunAsyncAttemptResult{Retryable: true, Error: store.AsyncError{Code: store.CodeGatewayLost, Message: "lost"}}
+			return activities.RunAsyncAttemptResult{Retryable: true, Error: store.AsyncError{Code: modelplane.CodeGatewayLost, Message: "lost"}}
 		}
 		return activities.RunAsyncAttemptResult{StatusCode: 200, Succeeded: true}
 	}}
 	w.load.RetryConfig = store.RetryConfig{MaxAttempts: 4, InitialDelayMs: 1000, MaxDelayMs: 1500}
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncSucceeded, WebhookStatus: store.WebhookSucceeded, Attempts: 3}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 3}, res)
 	require.Len(t, h.w.attempts, 3)
 	require.Equal(t, time.Second, h.w.attempts[1]-h.w.attempts[0], "the first wait is the initial delay")
 	require.Equal(t, 1500*time.Millisecond, h.w.attempts[2]-h.w.attempts[1], "the second, twice the initial delay, is capped by the maximum")
-	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: store.AsyncSucceeded, OutputAttempt: 3,
+	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncSucceeded, OutputAttempt: 3,
 		Errors: store.AsyncErrors{
-			{Code: store.CodeModelPredictError, Message: "the model answered 503", Attempt: 1},
-			{Code: store.CodeGatewayLost, Message: "lost", Attempt: 2},
+			{Code: modelplane.CodeModelPredictError, Message: "the model answered 503", Attempt: 1},
+			{Code: modelplane.CodeGatewayLost, Message: "lost", Attempt: 2},
 		}}}, h.w.finished, "the output of the attempt that succeeded, and the errors of those before it")
 }
 
@@ -351,16 +352,16 @@ func TestAsyncRequest_FailsWithEveryAttemptsErrorWhenAttemptsRunOut(t *testing.T
 	w.load.RetryConfig = store.RetryConfig{MaxAttempts: 3, InitialDelayMs: 1000, MaxDelayMs: 5000}
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, store.AsyncFailed, res.Status)
+	require.Equal(t, modelplane.AsyncFailed, res.Status)
 	require.Equal(t, 3, res.Attempts)
 	require.Equal(t, []time.Duration{0, time.Second, 3 * time.Second}, h.w.attempts, "waits of one, then two seconds")
 	require.Len(t, h.w.finished, 1)
-	require.Equal(t, store.AsyncFailed, h.w.finished[0].Status)
+	require.Equal(t, modelplane.AsyncFailed, h.w.finished[0].Status)
 	require.Zero(t, h.w.finished[0].OutputAttempt)
 	require.Equal(t, store.AsyncErrors{
-		{Code: store.CodeModelPredictError, Message: "the model answered 501", Attempt: 1},
-		{Code: store.CodeModelPredictError, Message: "the model answered 502", Attempt: 2},
-		{Code: store.CodeModelPredictError, Message: "the model answered 503", Attempt: 3},
+		{Code: modelplane.CodeModelPredictError, Message: "the model answered 501", Attempt: 1},
+		{Code: modelplane.CodeModelPredictError, Message: "the model answered 502", Attempt: 2},
+		{Code: modelplane.CodeModelPredictError, Message: "the model answered 503", Attempt: 3},
 	}, h.w.finished[0].Errors, "every attempt's error, in order")
 	require.Len(t, h.w.deliveries, 1, "a failed request's webhook is sent")
 }
@@ -368,10 +369,10 @@ func TestAsyncRequest_FailsWithEveryAttemptsErrorWhenAttemptsRunOut(t *testing.T
 func TestAsyncRequest_ClientErrorFailsAtOnceWithoutRetry(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{attempt: func(int) activities.RunAsyncAttemptResult { return failedAttempt(422, false) }})
 	res := h.run()
-	require.Equal(t, store.AsyncFailed, res.Status)
+	require.Equal(t, modelplane.AsyncFailed, res.Status)
 	require.Equal(t, 1, res.Attempts)
 	require.Len(t, h.w.attempts, 1, "a 4xx is the input's fault: trying again cannot help")
-	require.Equal(t, store.AsyncErrors{{Code: store.CodeModelInvalidInput, Message: "the model answered 422", Attempt: 1}}, h.w.finished[0].Errors)
+	require.Equal(t, store.AsyncErrors{{Code: modelplane.CodeModelInvalidInput, Message: "the model answered 422", Attempt: 1}}, h.w.finished[0].Errors)
 }
 
 func TestAsyncRequest_CanceledWhileQueuedSendsNothing(t *testing.T) {
@@ -379,10 +380,10 @@ func TestAsyncRequest_CanceledWhileQueuedSendsNothing(t *testing.T) {
 		if n == 1 {
 			return notYet(1)
 		}
-		return activities.ClaimAsyncResult{Status: store.AsyncCanceled, WebhookStatus: store.WebhookCanceled, DeploymentID: "dep00001"}
+		return activities.ClaimAsyncResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled, DeploymentID: "dep00001"}
 	}})
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncCanceled, WebhookStatus: store.WebhookCanceled}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled}, res)
 	require.Equal(t, []string{"load", "claim", "claim"}, h.w.calls, "no attempt, no outcome, no webhook")
 }
 
@@ -393,9 +394,9 @@ func TestAsyncRequest_DeploymentThatWillNotServeFailsTheRequest(t *testing.T) {
 		return c
 	}})
 	res := h.run()
-	require.Equal(t, store.AsyncFailed, res.Status)
-	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: store.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: store.CodeModelUnavailable, Message: "the deployment is deactivated"}}}}, h.w.finished)
+	require.Equal(t, modelplane.AsyncFailed, res.Status)
+	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncFailed,
+		Errors: store.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: "the deployment is deactivated"}}}}, h.w.finished)
 	require.Empty(t, h.w.attempts)
 	require.Len(t, h.w.deliveries, 1)
 }
@@ -403,9 +404,9 @@ func TestAsyncRequest_DeploymentThatWillNotServeFailsTheRequest(t *testing.T) {
 func TestAsyncRequest_QueuedRequestFollowsItsEnvironmentsDeployment(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) activities.ClaimAsyncResult {
 		if n == 1 {
-			return activities.ClaimAsyncResult{Status: store.AsyncQueued, DeploymentID: "dep00002"}
+			return activities.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: "dep00002"}
 		}
-		return activities.ClaimAsyncResult{Status: store.AsyncInProgress, Claimed: true, DeploymentID: "dep00002"}
+		return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00002"}
 	}})
 	h.run()
 	require.Equal(t, "dep00002", h.w.attemptIns[0].DeploymentID, "the attempt goes to the deployment the environment moved to")
@@ -418,7 +419,7 @@ func TestAsyncRequest_WebhookFailureIsRecorded(t *testing.T) {
 		return temporal.NewNonRetryableApplicationError("webhook address 10.0.0.1 is refused", activities.ErrTypeWebhookRefused, nil)
 	}})
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncWebhookFailed, WebhookStatus: store.WebhookFailed, Attempts: 1}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncWebhookFailed, WebhookStatus: modelplane.WebhookFailed, Attempts: 1}, res)
 	require.Len(t, h.w.deliveries, 1, "a refused address is not tried again")
 	require.Equal(t, []activities.SetAsyncWebhookResultInput{{RequestID: "req0000000000001",
 		Failure: "webhook address 10.0.0.1 is refused"}}, h.w.hookResult)
@@ -432,7 +433,7 @@ func TestAsyncRequest_WebhookIsRetriedWithBackoff(t *testing.T) {
 		return nil
 	}})
 	res := h.run()
-	require.Equal(t, store.WebhookSucceeded, res.WebhookStatus)
+	require.Equal(t, modelplane.WebhookSucceeded, res.WebhookStatus)
 	require.Len(t, h.w.deliveries, 3)
 	require.Equal(t, time.Second, h.w.deliveries[1]-h.w.deliveries[0])
 	require.Equal(t, 2*time.Second, h.w.deliveries[2]-h.w.deliveries[1])
@@ -442,7 +443,7 @@ func TestAsyncRequest_WebhookIsRetriedWithBackoff(t *testing.T) {
 func TestAsyncRequest_WebhookThatKeepsFailingIsRecordedFailed(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{deliver: func(int) error { return errors.New("webhook answered 503") }})
 	res := h.run()
-	require.Equal(t, store.AsyncWebhookFailed, res.Status)
+	require.Equal(t, modelplane.AsyncWebhookFailed, res.Status)
 	d := h.w.deliveries
 	// The test environment stops unlimited retries after ten tries; the server goes on for
 	// AsyncWebhookTimeout.
@@ -457,17 +458,17 @@ func TestAsyncRequest_WebhookThatKeepsFailingIsRecordedFailed(t *testing.T) {
 
 func TestAsyncRequest_EndedRequestOnlyFinishesItsWebhook(t *testing.T) {
 	w := &asyncWorld{load: queuedRequest()}
-	w.load.Status = store.AsyncFailed // recorded by a run that stopped before the webhook
+	w.load.Status = modelplane.AsyncFailed // recorded by a run that stopped before the webhook
 	h := newAsyncHarness(t, w)
 	h.run()
 	require.Equal(t, []string{"load", "deliver", "webhook result"}, h.w.calls)
 
 	w = &asyncWorld{load: queuedRequest()}
-	w.load.Status, w.load.WebhookStatus = store.AsyncSucceeded, store.WebhookSucceeded
+	w.load.Status, w.load.WebhookStatus = modelplane.AsyncSucceeded, modelplane.WebhookSucceeded
 	h = newAsyncHarness(t, w)
 	res := h.run()
 	require.Equal(t, []string{"load"}, h.w.calls, "nothing left to do")
-	require.Equal(t, workflows.AsyncRequestResult{Status: store.AsyncSucceeded, WebhookStatus: store.WebhookSucceeded}, res)
+	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded}, res)
 }
 
 func TestAsyncRequest_DeletedRequestEndsQuietly(t *testing.T) {

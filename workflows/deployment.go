@@ -8,8 +8,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
-	"github.com/modelplane/modelplane/store"
 )
 
 // Names of the Deployment workflow's updates and queries.
@@ -50,22 +50,6 @@ type PatchSyncResult struct {
 	Status      DeploymentStatus
 }
 
-// Deployment statuses, as the deployments table spells them.
-const (
-	StatusBuilding     = "BUILDING"
-	StatusBuildFailed  = "BUILD_FAILED"
-	StatusDeploying    = "DEPLOYING"
-	StatusDeployFailed = "DEPLOY_FAILED"
-	StatusLoadingModel = "LOADING_MODEL"
-	StatusActive       = "ACTIVE"
-	StatusUnhealthy    = "UNHEALTHY"
-	StatusScaledToZero = "SCALED_TO_ZERO"
-	StatusWakingUp     = "WAKING_UP"
-	StatusDeactivating = "DEACTIVATING"
-	StatusInactive     = "INACTIVE"
-	slotStopping       = "STOPPING"
-)
-
 // ReplicaStopGrace is how long a replica may take to exit after SIGTERM before it is killed.
 const ReplicaStopGrace = 30 * time.Second
 
@@ -89,7 +73,7 @@ type DeploymentInput struct {
 
 // DeploymentCarry is the state one run of the Deployment workflow hands the next.
 type DeploymentCarry struct {
-	Status     string
+	Status     modelplane.DeploymentStatus
 	Reason     string
 	Inactive   bool
 	EverActive bool
@@ -107,14 +91,14 @@ type ScaleRequest struct {
 type ReplicaInfo struct {
 	ID      string
 	NodeID  string
-	State   string
+	State   modelplane.ReplicaState
 	Address string
 	Error   string
 }
 
 // DeploymentStatus is what QueryStatus and every update answer.
 type DeploymentStatus struct {
-	Status   string
+	Status   modelplane.DeploymentStatus
 	Reason   string
 	Desired  int
 	Ready    int
@@ -136,7 +120,7 @@ func Deployment(ctx workflow.Context, in DeploymentInput) error {
 type replicaSlot struct {
 	id       string
 	nodeID   string
-	state    string // PENDING, STARTING, READY, FAILED or STOPPING
+	state    modelplane.ReplicaState // PENDING, STARTING, READY, FAILED or STOPPING
 	address  string
 	err      string
 	attempts int
@@ -154,7 +138,8 @@ type deployment struct {
 	slots   []*replicaSlot
 
 	// fixed, when set, is the status regardless of the replicas (building, inactive...).
-	fixed, fixedReason string
+	fixed       modelplane.DeploymentStatus
+	fixedReason string
 	// failure is why a replica could not be brought up; it holds until a scale or activate.
 	failure    string
 	everActive bool
@@ -163,8 +148,8 @@ type deployment struct {
 	// waking is set when the deployment leaves zero, until a replica is READY.
 	waking bool
 
-	status, reason   string
-	written, wreason string
+	status, written modelplane.DeploymentStatus
+	reason, wreason string
 
 	// mu keeps one update (or the initial deploy) acting at a time.
 	mu       workflow.Mutex
@@ -219,7 +204,7 @@ func (d *deployment) run(ctx workflow.Context) error {
 		if d.desired < 1 {
 			d.desired = 1
 		}
-		d.fixed = StatusBuilding
+		d.fixed = modelplane.DeploymentBuilding
 		d.refresh(ctx)
 		if d.build(ctx) {
 			d.reconcile(ctx)
@@ -243,7 +228,7 @@ func (d *deployment) run(ctx workflow.Context) error {
 	next.Replicas = d.desired
 	next.Carried = &DeploymentCarry{Status: d.status, Reason: d.reason, Inactive: d.inactive, EverActive: d.everActive, Waking: d.waking}
 	for _, s := range d.slots {
-		if s.state != store.ReplicaFailed {
+		if s.state != modelplane.ReplicaFailed {
 			next.Carried.Replicas = append(next.Carried.Replicas, ReplicaInfo{
 				ID: s.id, NodeID: s.nodeID, State: s.state, Address: s.address,
 			})
@@ -259,11 +244,11 @@ func (d *deployment) restore(ctx workflow.Context, c DeploymentCarry) {
 	d.written, d.wreason = c.Status, c.Reason
 	d.inactive, d.everActive, d.waking = c.Inactive, c.EverActive, c.Waking
 	switch {
-	case c.Status == StatusBuildFailed:
+	case c.Status == modelplane.DeploymentBuildFailed:
 		d.fixed, d.fixedReason = c.Status, c.Reason
 		return
 	case c.Inactive:
-		d.fixed = StatusInactive
+		d.fixed = modelplane.DeploymentInactive
 		return
 	}
 	if !d.build(ctx) {
@@ -287,7 +272,7 @@ func (d *deployment) build(ctx workflow.Context) bool {
 	}).Get(ctx, &spec)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("build failed", "deployment_id", d.in.DeploymentID, "err", err)
-		d.fixed, d.fixedReason = StatusBuildFailed, reasonOf(err)
+		d.fixed, d.fixedReason = modelplane.DeploymentBuildFailed, reasonOf(err)
 		d.refresh(ctx)
 		return false
 	}
@@ -302,13 +287,13 @@ func (d *deployment) reconcile(ctx workflow.Context) {
 	d.failure = ""
 	live := d.slots[:0]
 	for _, s := range d.slots {
-		if s.state != store.ReplicaFailed {
+		if s.state != modelplane.ReplicaFailed {
 			live = append(live, s)
 		}
 	}
 	d.slots = live
 	for len(d.slots) < d.desired {
-		d.launch(ctx, &replicaSlot{id: newReplicaID(ctx), state: store.ReplicaPending})
+		d.launch(ctx, &replicaSlot{id: newReplicaID(ctx), state: modelplane.ReplicaPending})
 	}
 	if extra := len(d.slots) - d.desired; extra > 0 {
 		d.stop(ctx, d.victims(extra))
@@ -322,7 +307,7 @@ func (d *deployment) victims(n int) []*replicaSlot {
 	for pass := 0; pass < 2 && len(out) < n; pass++ {
 		for i := len(d.slots) - 1; i >= 0 && len(out) < n; i-- {
 			s := d.slots[i]
-			if (pass == 0) == (s.state != store.ReplicaReady) {
+			if (pass == 0) == (s.state != modelplane.ReplicaReady) {
 				out = append(out, s)
 			}
 		}
@@ -353,7 +338,7 @@ func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 			return // stopped by a scale-down, deactivate or delete
 		}
 		if reason == "" {
-			s.state, s.err, s.replacing = store.ReplicaReady, "", false
+			s.state, s.err, s.replacing = modelplane.ReplicaReady, "", false
 			s.attempts = 0
 			d.refresh(ctx)
 			reason = d.watch(ctx, s)
@@ -371,12 +356,12 @@ func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 			d.stopReplica(ctx, s.id)
 		}
 		if !retry || s.attempts >= MaxReplicaAttempts {
-			s.state, s.err, s.replacing = store.ReplicaFailed, reason, false
+			s.state, s.err, s.replacing = modelplane.ReplicaFailed, reason, false
 			d.failure = reason
 			d.refresh(ctx)
 			return
 		}
-		s.id, s.nodeID, s.address, s.state = newReplicaID(ctx), "", "", store.ReplicaPending
+		s.id, s.nodeID, s.address, s.state = newReplicaID(ctx), "", "", modelplane.ReplicaPending
 		if s.replacing {
 			s.err = reason
 			d.refresh(ctx)
@@ -397,7 +382,7 @@ func (d *deployment) watch(ctx workflow.Context, s *replicaSlot) string {
 		}
 		if err == nil {
 			if res.Reason == "" {
-				res.Reason = "replica " + res.State
+				res.Reason = "replica " + string(res.State)
 			}
 			return res.Reason
 		}
@@ -435,8 +420,8 @@ func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason strin
 		return "", false
 	}
 	// A replica carried over READY from the previous run stays READY while it is confirmed.
-	if s.state != store.ReplicaReady {
-		s.state = store.ReplicaStarting
+	if s.state != modelplane.ReplicaReady {
+		s.state = modelplane.ReplicaStarting
 		d.refresh(ctx)
 	}
 
@@ -446,7 +431,7 @@ func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason strin
 	if err != nil {
 		return reasonOf(err), true
 	}
-	if res.State != store.ReplicaReady {
+	if res.State != modelplane.ReplicaReady {
 		return res.Reason, true
 	}
 	s.address = res.Address
@@ -457,7 +442,7 @@ func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason strin
 func (d *deployment) stop(ctx workflow.Context, victims []*replicaSlot) {
 	for _, s := range victims {
 		s.cancel()
-		s.state = slotStopping
+		s.state = modelplane.ReplicaStopping
 	}
 	// A start in flight could otherwise land after the stop and leave a replica running.
 	_ = workflow.Await(ctx, func() bool {
@@ -480,7 +465,7 @@ func (d *deployment) stop(ctx workflow.Context, victims []*replicaSlot) {
 	}
 	kept := d.slots[:0]
 	for _, s := range d.slots {
-		if s.state != slotStopping {
+		if s.state != modelplane.ReplicaStopping {
 			kept = append(kept, s)
 		}
 	}
@@ -519,7 +504,7 @@ func (d *deployment) validateServing() error {
 		return errors.New("deployment is deleted")
 	case d.inactive:
 		return errors.New("deployment is INACTIVE; activate it first")
-	case d.fixed == StatusBuildFailed:
+	case d.fixed == modelplane.DeploymentBuildFailed:
 		return errors.New("deployment failed to build; activate it to retry the build")
 	}
 	return nil
@@ -606,7 +591,7 @@ func (d *deployment) applyPatch(ctx workflow.Context) (PatchSyncResult, error) {
 	}
 	var running []string
 	for _, s := range d.slots {
-		if s.nodeID != "" && (s.state == store.ReplicaReady || s.state == store.ReplicaStarting) {
+		if s.nodeID != "" && (s.state == modelplane.ReplicaReady || s.state == modelplane.ReplicaStarting) {
 			running = append(running, s.id)
 		}
 	}
@@ -641,7 +626,7 @@ func (d *deployment) deactivate(ctx workflow.Context) (DeploymentStatus, error) 
 	}
 	d.inactive = true
 	d.stopAll(ctx)
-	d.fixed, d.fixedReason = StatusInactive, ""
+	d.fixed, d.fixedReason = modelplane.DeploymentInactive, ""
 	d.refresh(ctx)
 	return d.snapshot(), nil
 }
@@ -657,7 +642,7 @@ func (d *deployment) activate(ctx workflow.Context) (DeploymentStatus, error) {
 	}
 	d.inactive = false
 	if d.spec == nil {
-		d.fixed, d.fixedReason = StatusBuilding, ""
+		d.fixed, d.fixedReason = modelplane.DeploymentBuilding, ""
 		d.refresh(ctx)
 		if !d.build(ctx) {
 			return d.snapshot(), nil
@@ -681,7 +666,7 @@ func (d *deployment) delete(ctx workflow.Context) (DeploymentStatus, error) {
 	// Nothing may scale the deployment up again while it is going away.
 	d.inactive = true
 	d.stopAll(ctx)
-	d.fixed, d.fixedReason = StatusInactive, "deleted"
+	d.fixed, d.fixedReason = modelplane.DeploymentInactive, "deleted"
 	d.refresh(ctx)
 	var a *activities.Activities
 	if err := workflow.ExecuteActivity(ctx, a.MarkDeploymentDeleted, activities.MarkDeploymentDeletedInput{
@@ -695,68 +680,68 @@ func (d *deployment) delete(ctx workflow.Context) (DeploymentStatus, error) {
 
 // stopAll stops every replica, with status DEACTIVATING while it does.
 func (d *deployment) stopAll(ctx workflow.Context) {
-	d.fixed, d.fixedReason = StatusDeactivating, ""
+	d.fixed, d.fixedReason = modelplane.DeploymentDeactivating, ""
 	d.refresh(ctx)
 	d.stop(ctx, append([]*replicaSlot(nil), d.slots...))
 	d.failure = ""
 }
 
 // compute derives the status from the replicas and the mode the deployment is in.
-func (d *deployment) compute() (string, string) {
+func (d *deployment) compute() (modelplane.DeploymentStatus, string) {
 	if d.fixed != "" {
 		return d.fixed, d.fixedReason
 	}
 	if d.failure != "" {
 		if d.everActive {
-			return StatusUnhealthy, d.failure
+			return modelplane.DeploymentUnhealthy, d.failure
 		}
-		return StatusDeployFailed, d.failure
+		return modelplane.DeploymentDeployFailed, d.failure
 	}
 	if d.desired == 0 {
 		if len(d.slots) == 0 {
-			return StatusScaledToZero, ""
+			return modelplane.DeploymentScaledToZero, ""
 		}
-		return StatusDeploying, ""
+		return modelplane.DeploymentDeploying, ""
 	}
 	ready, starting, replacing := 0, 0, 0
 	died := ""
 	for _, s := range d.slots {
 		switch {
-		case s.state == store.ReplicaReady:
+		case s.state == modelplane.ReplicaReady:
 			ready++
 		case s.replacing:
 			replacing++
 			if died == "" {
 				died = s.err
 			}
-		case s.state == store.ReplicaStarting:
+		case s.state == modelplane.ReplicaStarting:
 			starting++
 		}
 	}
 	switch {
 	case d.waking && ready == 0:
-		return StatusWakingUp, ""
+		return modelplane.DeploymentWakingUp, ""
 	case ready >= d.desired:
-		return StatusActive, ""
+		return modelplane.DeploymentActive, ""
 	case ready > 0 && ready+replacing >= d.desired:
 		// A replacement is under way while the other replicas serve.
-		return StatusActive, ""
+		return modelplane.DeploymentActive, ""
 	case ready == 0 && replacing > 0:
-		return StatusUnhealthy, died
+		return modelplane.DeploymentUnhealthy, died
 	case starting > 0 || ready > 0:
-		return StatusLoadingModel, ""
+		return modelplane.DeploymentLoadingModel, ""
 	}
-	return StatusDeploying, ""
+	return modelplane.DeploymentDeploying, ""
 }
 
 // refresh recomputes the status and records it when it changed. Writes go one at a time, each
 // with the status current when it starts, so the database never ends on a stale one.
 func (d *deployment) refresh(ctx workflow.Context) {
 	d.status, d.reason = d.compute()
-	if d.status == StatusActive {
+	if d.status == modelplane.DeploymentActive {
 		d.everActive = true
 	}
-	if d.status != StatusWakingUp {
+	if d.status != modelplane.DeploymentWakingUp {
 		d.waking = false
 	}
 	// A write is not abandoned when the caller is cancelled half-way.
@@ -778,14 +763,14 @@ func (d *deployment) refresh(ctx workflow.Context) {
 		return
 	}
 	d.written, d.wreason = st, reason
-	_ = workflow.UpsertTypedSearchAttributes(ctx, DeploymentStatusAttr.ValueSet(st))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, DeploymentStatusAttr.ValueSet(string(st)))
 	workflow.GetLogger(ctx).Info("deployment status", "deployment_id", d.in.DeploymentID, "status", st, "reason", reason)
 }
 
 func (d *deployment) snapshot() DeploymentStatus {
 	out := DeploymentStatus{Status: d.status, Reason: d.reason, Desired: d.desired, Replicas: []ReplicaInfo{}}
 	for _, s := range d.slots {
-		if s.state == store.ReplicaReady {
+		if s.state == modelplane.ReplicaReady {
 			out.Ready++
 		}
 		out.Replicas = append(out.Replicas, ReplicaInfo{ID: s.id, NodeID: s.nodeID, State: s.state, Address: s.address, Error: s.err})
@@ -796,7 +781,7 @@ func (d *deployment) snapshot() DeploymentStatus {
 // newReplicaID draws a replica ID once and replays it from history afterwards.
 func newReplicaID(ctx workflow.Context) string {
 	var id string
-	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return store.NewID(12) }).Get(&id)
+	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return modelplane.NewID(12) }).Get(&id)
 	return id
 }
 

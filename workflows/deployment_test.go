@@ -15,8 +15,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
-	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -76,7 +76,7 @@ func newHarness(t *testing.T, c *cluster) *harness {
 		func(_ context.Context, in activities.SetDeploymentStatusInput) error {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			c.statuses = append(c.statuses, in.Status)
+			c.statuses = append(c.statuses, string(in.Status))
 			c.reasons = append(c.reasons, in.Reason)
 			return nil
 		})
@@ -103,9 +103,9 @@ func newHarness(t *testing.T, c *cluster) *harness {
 			defer c.mu.Unlock()
 			if c.failReady > 0 {
 				c.failReady--
-				return activities.WaitReplicaReadyResult{State: store.ReplicaFailed, Reason: "model crashed"}, nil
+				return activities.WaitReplicaReadyResult{State: modelplane.ReplicaFailed, Reason: "model crashed"}, nil
 			}
-			return activities.WaitReplicaReadyResult{State: store.ReplicaReady, Address: "10.0.0.1:9000"}, nil
+			return activities.WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: "10.0.0.1:9000"}, nil
 		})
 	env.OnActivity(a.WatchReplica, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
 		c.mu.Lock()
@@ -121,7 +121,7 @@ func newHarness(t *testing.T, c *cluster) *harness {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.died = append(c.died, in.ReplicaID)
-			return activities.WatchReplicaResult{State: store.ReplicaFailed, Reason: "replica failed: CUDA error"}, nil
+			return activities.WatchReplicaResult{State: modelplane.ReplicaFailed, Reason: "replica failed: CUDA error"}, nil
 		})
 	c.watchIDs = map[string]string{}
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {

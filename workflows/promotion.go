@@ -8,15 +8,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
-)
-
-// Cleanup strategies for the deployment a promotion replaces (promotion_cleanup_strategy).
-const (
-	CleanupScaleToZero = "SCALE_TO_ZERO"
-	CleanupKeep        = "KEEP"
-	CleanupDeactivate  = "DEACTIVATE"
 )
 
 // DeploymentWorkflowType is the type name the Deployment workflow is registered under; the
@@ -52,7 +46,7 @@ const RampStages = 10
 // PromotionControlResult answers a control.
 type PromotionControlResult struct {
 	Success bool
-	Status  string
+	Status  modelplane.PromotionStatus
 	Percent int
 	Message string
 }
@@ -75,13 +69,10 @@ type PromotionInput struct {
 
 // PromotionResult says how the promotion ended.
 type PromotionResult struct {
-	Status                string
+	Status                modelplane.PromotionStatus
 	CandidateDeploymentID string
 	PreviousDeploymentID  string
 }
-
-// failedDeploymentStatuses end a promotion's wait for its candidate.
-var failedDeploymentStatuses = []string{StatusBuildFailed, StatusDeployFailed, StatusUnhealthy}
 
 // Promotion moves an environment to a new deployment: it records the promotion, makes the
 // candidate deployment when one is needed, brings it to the previous deployment's ready
@@ -93,7 +84,7 @@ var failedDeploymentStatuses = []string{StatusBuildFailed, StatusDeployFailed, S
 // RampStages equal stages over ramp_up_duration_seconds before the switch; controls
 // (cancel, pause, resume, force_roll_forward, force_cancel) arrive as Updates.
 func Promotion(ctx workflow.Context, in PromotionInput) (PromotionResult, error) {
-	p := &promotion{in: in, res: PromotionResult{Status: store.PromotionReleasing}}
+	p := &promotion{in: in, res: PromotionResult{Status: modelplane.PromotionReleasing}}
 	if err := p.controls(ctx); err != nil {
 		return p.res, err
 	}
@@ -130,7 +121,7 @@ func (p *promotion) controls(ctx workflow.Context) error {
 // validateControl refuses a control that does not apply in the promotion's current state.
 func (p *promotion) validateControl(name string) error {
 	status := p.res.Status
-	if p.switched || (status != store.PromotionReleasing && status != store.PromotionRampingUp && status != store.PromotionPaused) {
+	if p.switched || (status != modelplane.PromotionReleasing && status != modelplane.PromotionRampingUp && status != modelplane.PromotionPaused) {
 		return fmt.Errorf("no promotion in flight: it is %s", status)
 	}
 	if p.control != "" {
@@ -138,15 +129,15 @@ func (p *promotion) validateControl(name string) error {
 	}
 	switch name {
 	case UpdatePromotionPause:
-		if status != store.PromotionRampingUp {
+		if status != modelplane.PromotionRampingUp {
 			return fmt.Errorf("only a ramping promotion can be paused; it is %s", status)
 		}
 	case UpdatePromotionResume:
-		if status != store.PromotionPaused {
+		if status != modelplane.PromotionPaused {
 			return fmt.Errorf("only a paused promotion can be resumed; it is %s", status)
 		}
 	case UpdatePromotionForceRollForward:
-		if status == store.PromotionReleasing {
+		if status == modelplane.PromotionReleasing {
 			return errors.New("the candidate is not ready yet: nothing to roll forward to")
 		}
 	}
@@ -159,16 +150,16 @@ func (p *promotion) receive(name string) PromotionControlResult {
 	out := PromotionControlResult{Success: true, Status: p.res.Status, Percent: p.percent}
 	switch name {
 	case UpdatePromotionCancel, UpdatePromotionForceCancel:
-		out.Status, out.Percent, out.Message = store.PromotionCanceled, 0, "traffic goes back to the current deployment"
-		if p.stopRelease != nil && p.res.Status == store.PromotionReleasing {
+		out.Status, out.Percent, out.Message = modelplane.PromotionCanceled, 0, "traffic goes back to the current deployment"
+		if p.stopRelease != nil && p.res.Status == modelplane.PromotionReleasing {
 			p.stopRelease()
 		}
 	case UpdatePromotionPause:
-		out.Status, out.Message = store.PromotionPaused, fmt.Sprintf("paused at %d%%", p.percent)
+		out.Status, out.Message = modelplane.PromotionPaused, fmt.Sprintf("paused at %d%%", p.percent)
 	case UpdatePromotionResume:
-		out.Status, out.Message = store.PromotionRampingUp, fmt.Sprintf("resumed at %d%%", p.percent)
+		out.Status, out.Message = modelplane.PromotionRampingUp, fmt.Sprintf("resumed at %d%%", p.percent)
 	case UpdatePromotionForceRollForward:
-		out.Status, out.Percent, out.Message = store.PromotionRampingUp, 100, "all traffic goes to the candidate"
+		out.Status, out.Percent, out.Message = modelplane.PromotionRampingUp, 100, "all traffic goes to the candidate"
 	}
 	return out
 }
@@ -200,7 +191,7 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	ctx, p.stopRelease = workflow.WithCancel(ctx)
 	var a *activities.Activities
-	p.setStatus(ctx, store.PromotionReleasing)
+	p.setStatus(ctx, modelplane.PromotionReleasing)
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		ModelIDAttr.ValueSet(p.in.ModelID), EnvironmentAttr.ValueSet(p.in.Environment))
 
@@ -251,7 +242,7 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readyActivity), a.WaitDeploymentReady,
 		activities.WaitDeploymentReadyInput{
 			WorkflowID: candWF, QueryName: QueryStatus, Target: target,
-			FailedStatuses: failedDeploymentStatuses, PollInterval: DeploymentPollInterval,
+			PollInterval: DeploymentPollInterval,
 		}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
 	}
@@ -262,7 +253,7 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 			case rampCanceled:
 				return p.cancel(ctx)
 			case rampFailed:
-				return p.rollBack(ctx, store.PromotionFailed, reason)
+				return p.rollBack(ctx, modelplane.PromotionFailed, reason)
 			}
 		}
 	}
@@ -276,7 +267,7 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 	}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
 	}
-	p.setStatus(ctx, store.PromotionSucceeded)
+	p.setStatus(ctx, modelplane.PromotionSucceeded)
 	p.demote(ctx, begin)
 	return p.res, nil
 }
@@ -296,9 +287,9 @@ func (p *promotion) demote(ctx workflow.Context, begin activities.BeginPromotion
 	in := activities.DeploymentUpdateInput{WorkflowID: DeploymentWorkflowID(prev), AcceptedOnly: true}
 	var f workflow.Future
 	switch begin.Settings.PromotionCleanupStrategy {
-	case CleanupKeep:
+	case modelplane.CleanupKeep:
 		return
-	case CleanupDeactivate:
+	case modelplane.CleanupDeactivate:
 		in.UpdateName, in.UpdateID = UpdateDeactivate, p.in.PromotionID+":deactivate-previous"
 		f = workflow.ExecuteActivity(ctx, a.DeactivateDeployment, in)
 	default: // SCALE_TO_ZERO, the default strategy
@@ -318,9 +309,9 @@ func (p *promotion) fail(ctx workflow.Context, cause error) (PromotionResult, er
 	if p.control == UpdatePromotionCancel || p.control == UpdatePromotionForceCancel {
 		return p.cancel(ctx)
 	}
-	status := store.PromotionFailed
+	status := modelplane.PromotionFailed
 	if temporal.IsCanceledError(cause) {
-		status = store.PromotionCanceled
+		status = modelplane.PromotionCanceled
 	}
 	reason := reasonOf(cause)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -335,7 +326,7 @@ func (p *promotion) fail(ctx workflow.Context, cause error) (PromotionResult, er
 	p.setStatus(dctx, status)
 	workflow.GetLogger(ctx).Warn("promotion failed", "model_id", p.in.ModelID, "environment", p.in.Environment,
 		"status", status, "reason", reason)
-	if status == store.PromotionCanceled {
+	if status == modelplane.PromotionCanceled {
 		return p.res, cause
 	}
 	return p.res, temporal.NewNonRetryableApplicationError(reason, ErrTypePromotionFailed, cause)
@@ -358,7 +349,7 @@ const (
 func (p *promotion) ramp(ctx workflow.Context, settings store.PromotionSettings, currentID string) (rampEnd, string) {
 	stageLen := time.Duration(settings.RampUpDurationSeconds) * time.Second / RampStages
 	for stage := 1; stage <= RampStages; stage++ {
-		p.progress(ctx, store.PromotionRampingUp, stage*100/RampStages, stage, "promotion.stage")
+		p.progress(ctx, modelplane.PromotionRampingUp, stage*100/RampStages, stage, "promotion.stage")
 		if stage == RampStages {
 			return rampDone, ""
 		}
@@ -423,17 +414,17 @@ func (p *promotion) hold(ctx workflow.Context, stage int, d time.Duration) holdE
 			return holdCanceled
 		case UpdatePromotionForceRollForward:
 			p.control = ""
-			p.progress(ctx, store.PromotionRampingUp, 100, RampStages, "promotion.force_roll_forward")
+			p.progress(ctx, modelplane.PromotionRampingUp, 100, RampStages, "promotion.force_roll_forward")
 			return holdForced
 		case UpdatePromotionPause:
 			p.control = ""
-			p.progress(ctx, store.PromotionPaused, p.percent, stage, "promotion.pause")
+			p.progress(ctx, modelplane.PromotionPaused, p.percent, stage, "promotion.pause")
 			if err := workflow.Await(ctx, func() bool { return p.control != "" }); err != nil {
 				return holdCanceled
 			}
 			if p.control == UpdatePromotionResume {
 				p.control = ""
-				p.progress(ctx, store.PromotionRampingUp, p.percent, stage, "promotion.resume")
+				p.progress(ctx, modelplane.PromotionRampingUp, p.percent, stage, "promotion.resume")
 			}
 			// Any other control is handled on the next turn, with the time left.
 		}
@@ -453,7 +444,7 @@ func (p *promotion) analyze(ctx workflow.Context, c store.CanaryAnalysis, curren
 
 // progress records the ramp's state: in the database (gateways follow it), in the workflow's
 // status and current details.
-func (p *promotion) progress(ctx workflow.Context, status string, percent, stage int, event string) {
+func (p *promotion) progress(ctx workflow.Context, status modelplane.PromotionStatus, percent, stage int, event string) {
 	p.percent = percent
 	p.setStatus(ctx, status)
 	_ = workflow.UpsertTypedSearchAttributes(ctx, PromotionPercentAttr.ValueSet(int64(percent)))
@@ -471,14 +462,14 @@ func (p *promotion) progress(ctx workflow.Context, status string, percent, stage
 
 // cancel ends the promotion CANCELED (see rollBack).
 func (p *promotion) cancel(ctx workflow.Context) (PromotionResult, error) {
-	return p.rollBack(ctx, store.PromotionCanceled, fmt.Sprintf("cancelled at %d%%", p.percent))
+	return p.rollBack(ctx, modelplane.PromotionCanceled, fmt.Sprintf("cancelled at %d%%", p.percent))
 }
 
 // rollBack ends the promotion with status (CANCELED, or FAILED by the canary analysis): all
 // traffic back on the current deployment at once, then the candidate scaled to zero (kept)
 // unless it serves another environment, on a disconnected context so a cancelled workflow
 // still cleans up.
-func (p *promotion) rollBack(ctx workflow.Context, status, reason string) (PromotionResult, error) {
+func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionStatus, reason string) (PromotionResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(dctx, shortActivity)
 	var a *activities.Activities
@@ -491,7 +482,7 @@ func (p *promotion) rollBack(ctx workflow.Context, status, reason string) (Promo
 	}
 	p.percent = 0
 	p.setStatus(dctx, status)
-	workflow.SetCurrentDetails(dctx, status+": all traffic back on the current deployment; "+reason)
+	workflow.SetCurrentDetails(dctx, string(status)+": all traffic back on the current deployment; "+reason)
 	if cand := p.res.CandidateDeploymentID; cand != "" && cand != p.res.PreviousDeploymentID {
 		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), a.ScaleDownCandidate,
 			activities.ScaleDownCandidateInput{ModelID: p.in.ModelID, DeploymentID: cand,
@@ -504,21 +495,21 @@ func (p *promotion) rollBack(ctx workflow.Context, status, reason string) (Promo
 	}
 	workflow.GetLogger(ctx).Info("promotion rolled back", "model_id", p.in.ModelID, "environment", p.in.Environment,
 		"status", status, "reason", reason)
-	if status == store.PromotionFailed {
+	if status == modelplane.PromotionFailed {
 		return p.res, temporal.NewNonRetryableApplicationError(reason, ErrTypePromotionFailed, nil)
 	}
 	return p.res, nil
 }
 
-func (p *promotion) setStatus(ctx workflow.Context, status string) {
+func (p *promotion) setStatus(ctx workflow.Context, status modelplane.PromotionStatus) {
 	p.res.Status = status
-	_ = workflow.UpsertTypedSearchAttributes(ctx, PromotionStatusAttr.ValueSet(status))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, PromotionStatusAttr.ValueSet(string(status)))
 }
 
 // newDeploymentID draws a deployment ID once and replays it from history afterwards.
 func newDeploymentID(ctx workflow.Context) string {
 	var id string
-	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return store.NewID(8) }).Get(&id)
+	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return modelplane.NewID(8) }).Get(&id)
 	return id
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/workflows"
 )
 
@@ -59,12 +59,12 @@ func TestPromotion_RampTakesTenStagesOverTheWindow(t *testing.T) {
 	h := newPromoHarness(t, ramping())
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionSucceeded, res.Status)
+	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 
 	p := h.w.progress
 	require.Equal(t, []int{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, percents(p))
 	for i, r := range p {
-		require.Equal(t, store.PromotionRampingUp, r.status)
+		require.Equal(t, modelplane.PromotionRampingUp, r.status)
 		require.Equal(t, p[0].at+time.Duration(i)*60*time.Second, r.at, "stage %d starts 60 s after the one before", i+1)
 	}
 	require.Equal(t, res.CandidateDeploymentID, h.w.switched, "the switch follows the last stage")
@@ -80,12 +80,12 @@ func TestPromotion_CancelAtEveryStageRollsBack(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, ans.done)
 			require.NoError(t, ans.rejected)
-			require.Equal(t, store.PromotionCanceled, ans.result.Status)
-			require.Equal(t, store.PromotionCanceled, res.Status)
+			require.Equal(t, modelplane.PromotionCanceled, ans.result.Status)
+			require.Equal(t, modelplane.PromotionCanceled, res.Status)
 			require.Len(t, h.w.progress, stage, "no stage after the cancel")
 			require.Empty(t, h.w.switched, "a cancelled promotion never switches")
 			require.NotNil(t, h.w.finished)
-			require.Equal(t, store.PromotionCanceled, h.w.finished.Status)
+			require.Equal(t, modelplane.PromotionCanceled, h.w.finished.Status)
 			require.Equal(t, "prev0001", h.w.current, "traffic stays on the current deployment")
 			last := h.w.updates[len(h.w.updates)-1]
 			require.Equal(t, workflows.DeploymentWorkflowID(res.CandidateDeploymentID), last.WorkflowID)
@@ -103,15 +103,15 @@ func TestPromotion_PauseHoldsThePercentageUntilResume(t *testing.T) {
 	resume := h.control(140*time.Second+10*time.Minute, workflows.UpdatePromotionResume)
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionSucceeded, res.Status)
-	require.Equal(t, store.PromotionPaused, pause.result.Status)
+	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
+	require.Equal(t, modelplane.PromotionPaused, pause.result.Status)
 	require.Error(t, early.rejected, "a paused promotion cannot be paused again")
-	require.Equal(t, store.PromotionRampingUp, resume.result.Status)
+	require.Equal(t, modelplane.PromotionRampingUp, resume.result.Status)
 
 	p := h.w.progress
 	require.Equal(t, []int{10, 20, 30, 30, 30, 40, 50, 60, 70, 80, 90, 100}, percents(p))
-	require.Equal(t, store.PromotionPaused, p[3].status)
-	require.Equal(t, store.PromotionRampingUp, p[4].status)
+	require.Equal(t, modelplane.PromotionPaused, p[3].status)
+	require.Equal(t, modelplane.PromotionRampingUp, p[4].status)
 	// The stage goes on for the 40 s it had left when it was paused.
 	require.Equal(t, p[4].at+40*time.Second, p[5].at)
 }
@@ -124,7 +124,7 @@ func TestPromotion_ForceRollForwardFinishesAtOnce(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ans.done)
 		require.NoError(t, ans.rejected)
-		require.Equal(t, store.PromotionSucceeded, res.Status)
+		require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 		p := h.w.progress
 		require.Equal(t, 100, p[len(p)-1].percent)
 		require.Equal(t, at, p[len(p)-1].at, "all traffic moves when forced, not at the next stage")
@@ -142,7 +142,7 @@ func TestPromotion_ControlsThatDoNotApplyAreRefused(t *testing.T) {
 	after := h.control(time.Hour, workflows.UpdatePromotionCancel)
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionSucceeded, res.Status)
+	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 	require.ErrorContains(t, resume.rejected, "only a paused promotion")
 	require.ErrorContains(t, forward.rejected, "not ready yet")
 	require.ErrorContains(t, pause.rejected, "only a ramping promotion")
@@ -157,10 +157,10 @@ func TestPromotion_CancelWhileTheCandidateStartsEndsCanceled(t *testing.T) {
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
 	require.NoError(t, ans.rejected)
-	require.Equal(t, store.PromotionCanceled, res.Status)
+	require.Equal(t, modelplane.PromotionCanceled, res.Status)
 	require.Empty(t, h.w.progress, "the ramp never started")
 	require.Empty(t, h.w.switched)
-	require.Equal(t, store.PromotionCanceled, h.w.finished.Status)
+	require.Equal(t, modelplane.PromotionCanceled, h.w.finished.Status)
 }
 
 func analyzed() *promoWorld {
@@ -178,7 +178,7 @@ func TestPromotion_AnalysisBreachAtStageThreeRollsBack(t *testing.T) {
 	require.ErrorContains(t, err, "canary analysis at stage 3 (30%): error rate up 20.0 points")
 	require.Equal(t, []int{10, 20, 30}, percents(h.w.progress), "no stage after the breach")
 	require.Empty(t, h.w.switched)
-	require.Equal(t, store.PromotionFailed, h.w.finished.Status)
+	require.Equal(t, modelplane.PromotionFailed, h.w.finished.Status)
 	require.Contains(t, h.w.finished.ErrorMessage, "error rate up 20.0 points", "the figures are in error_message")
 	require.Equal(t, "prev0001", h.w.current)
 	_ = res
@@ -196,7 +196,7 @@ func TestPromotion_TooFewRequestsWaitOneMoreStageThenProceed(t *testing.T) {
 	h := newPromoHarness(t, w)
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
-	require.Equal(t, store.PromotionSucceeded, res.Status)
+	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 	p := h.w.progress
 	require.Equal(t, []int{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, percents(p))
 	require.Equal(t, 2*time.Minute, p[2].at-p[1].at, "stage 2 waited one more stage length")
@@ -213,10 +213,10 @@ func TestPromotion_PauseAndForceAtEveryStage(t *testing.T) {
 			h.control(at+time.Hour, workflows.UpdatePromotionResume)
 			res, err := h.run(promoInput("devel001"))
 			require.NoError(t, err)
-			require.Equal(t, store.PromotionSucceeded, res.Status)
+			require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 			p := h.w.progress
 			require.Len(t, p, 12, "ten stages plus the pause and the resume")
-			require.Equal(t, store.PromotionPaused, p[stage].status)
+			require.Equal(t, modelplane.PromotionPaused, p[stage].status)
 			require.Equal(t, stage*10, p[stage].percent, "paused at the stage's percentage")
 			require.Equal(t, p[stage+1].at+50*time.Second, p[stage+2].at, "the stage keeps the 50 s it had left")
 		})
@@ -225,7 +225,7 @@ func TestPromotion_PauseAndForceAtEveryStage(t *testing.T) {
 			h.control(at, workflows.UpdatePromotionForceRollForward)
 			res, err := h.run(promoInput("devel001"))
 			require.NoError(t, err)
-			require.Equal(t, store.PromotionSucceeded, res.Status)
+			require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 			require.Equal(t, append(tens(stage), 100), percents(h.w.progress))
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
@@ -53,7 +54,7 @@ type promoWorld struct {
 // progressRec is one SetPromotionProgress call and the workflow time it happened at.
 type progressRec struct {
 	at      time.Duration
-	status  string
+	status  modelplane.PromotionStatus
 	percent int
 }
 
@@ -144,7 +145,7 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.waited = &in
-			return activities.WaitDeploymentReadyResult{Status: workflows.StatusActive, Ready: in.Target}, nil
+			return activities.WaitDeploymentReadyResult{Status: modelplane.DeploymentActive, Ready: in.Target}, nil
 		})
 	env.OnActivity(a.SwitchEnvironment, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.SwitchEnvironmentInput) error {
@@ -272,7 +273,7 @@ func TestPromotion_FromDevelopmentCreatesNewDeploymentAndKeepsDevelopment(t *tes
 	for _, u := range w.updates {
 		require.NotEqual(t, workflows.DeploymentWorkflowID("devel001"), u.WorkflowID, "development must not be touched")
 	}
-	require.Equal(t, store.PromotionSucceeded, res.Status)
+	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 }
 
 func TestPromotion_PublishedDeploymentIsReused(t *testing.T) {
@@ -304,7 +305,7 @@ func TestPromotion_InactiveSourceIsRefused(t *testing.T) {
 	_, err := h.run(promoInput("pub00001"))
 	require.ErrorContains(t, err, "activate it first")
 	require.Equal(t, []string{"begin", "finish"}, w.calls, "nothing may happen after a refused begin")
-	require.Equal(t, store.PromotionFailed, w.finished.Status)
+	require.Equal(t, modelplane.PromotionFailed, w.finished.Status)
 	require.Contains(t, w.finished.ErrorMessage, "activate it first")
 	require.Equal(t, "prev0001", w.current)
 }
@@ -353,16 +354,16 @@ func TestPromotion_WaitsForTargetReadyBeforeSwitching(t *testing.T) {
 func TestPromotion_CleanupStrategies(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		strategy    string
+		strategy    modelplane.CleanupStrategy
 		scaleDown   bool
 		wantUpdate  string // "" for none
 		wantRequest any
 	}{
-		{"scale to zero", workflows.CleanupScaleToZero, true, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0}},
+		{"scale to zero", modelplane.CleanupScaleToZero, true, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0}},
 		{"empty means scale to zero", "", true, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0}},
-		{"keep", workflows.CleanupKeep, true, "", nil},
-		{"deactivate", workflows.CleanupDeactivate, true, workflows.UpdateDeactivate, nil},
-		{"scale down not asked", workflows.CleanupScaleToZero, false, "", nil},
+		{"keep", modelplane.CleanupKeep, true, "", nil},
+		{"deactivate", modelplane.CleanupDeactivate, true, workflows.UpdateDeactivate, nil},
+		{"scale down not asked", modelplane.CleanupScaleToZero, false, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := published()
@@ -408,10 +409,10 @@ func TestPromotion_FailureBeforeSwitchLeavesEnvironmentAndRecordsReason(t *testi
 			require.Equal(t, "prev0001", w.current, "the environment must stay on its previous deployment")
 			require.Empty(t, w.candidate, "the candidate must be cleared")
 			require.NotNil(t, w.finished, "the promotion's end must be recorded")
-			require.Equal(t, store.PromotionFailed, w.finished.Status)
+			require.Equal(t, modelplane.PromotionFailed, w.finished.Status)
 			require.Equal(t, step+" broke", w.finished.ErrorMessage)
 			require.Equal(t, "finish", w.calls[len(w.calls)-1])
-			require.Equal(t, store.PromotionFailed, w.attrs["PromotionStatus"])
+			require.Equal(t, modelplane.PromotionFailed, w.attrs["PromotionStatus"])
 			for _, u := range w.updates {
 				require.NotEqual(t, workflows.DeploymentWorkflowID("prev0001"), u.WorkflowID,
 					"the previous deployment must not be demoted after a failure")
@@ -429,7 +430,7 @@ func TestPromotion_SetsSearchAttributes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{
 		"ModelId": "model001", "Environment": "production",
-		"PromotionStatus": store.PromotionSucceeded, "DeploymentId": res.CandidateDeploymentID,
+		"PromotionStatus": string(modelplane.PromotionSucceeded), "DeploymentId": res.CandidateDeploymentID,
 	}, h.w.attrs)
 }
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane"
 )
 
 // accResult is what the acceptance phase measured.
@@ -15,7 +15,7 @@ type accResult struct {
 	sync, async loadResult
 	// after counts the deployment's async requests by status at the end of the async
 	// measurement, the warm-up's included.
-	after map[string]int
+	after map[modelplane.AsyncStatus]int
 }
 
 // acceptance measures predict, then async_predict, on the deployment: c.Clients closed-loop
@@ -72,16 +72,16 @@ func (r e2eResult) completionsPerSecond() float64 {
 
 // asyncRow is an async request's row with the times of its last attempt.
 type asyncRow struct {
-	ID              string     `db:"id"`
-	Status          string     `db:"status"`
-	Attempts        int        `db:"attempts"`
-	Errors          string     `db:"errors"`
-	CreatedAt       time.Time  `db:"created_at"`
-	StartedAt       *time.Time `db:"started_at"`
-	FinishedAt      *time.Time `db:"finished_at"`
-	AttemptCreated  *time.Time `db:"attempt_created"`
-	AttemptStarted  *time.Time `db:"attempt_started"`
-	AttemptFinished *time.Time `db:"attempt_finished"`
+	ID              string                 `db:"id"`
+	Status          modelplane.AsyncStatus `db:"status"`
+	Attempts        int                    `db:"attempts"`
+	Errors          string                 `db:"errors"`
+	CreatedAt       time.Time              `db:"created_at"`
+	StartedAt       *time.Time             `db:"started_at"`
+	FinishedAt      *time.Time             `db:"finished_at"`
+	AttemptCreated  *time.Time             `db:"attempt_created"`
+	AttemptStarted  *time.Time             `db:"attempt_started"`
+	AttemptFinished *time.Time             `db:"attempt_finished"`
 }
 
 // endToEnd measures c.N predicts by c.Clients clients, then c.N async requests submitted as
@@ -131,7 +131,7 @@ func (b *bench) endToEnd(ctx context.Context, c config, modelID, depID string) (
 	}
 	var failed []string
 	for _, r := range res.rows {
-		if r.Status != store.AsyncSucceeded {
+		if r.Status != modelplane.AsyncSucceeded {
 			if len(failed) < 3 {
 				failed = append(failed, fmt.Sprintf("%s %s after %d attempt(s): %s", r.ID, r.Status, r.Attempts, r.Errors))
 			}
@@ -205,16 +205,16 @@ func (b *bench) pollUntilEnded(ctx context.Context, depID string, n int, timeout
 }
 
 // statusCounts counts the deployment's async requests by status.
-func (b *bench) statusCounts(ctx context.Context, depID string) (map[string]int, error) {
+func (b *bench) statusCounts(ctx context.Context, depID string) (map[modelplane.AsyncStatus]int, error) {
 	var rows []struct {
-		Status string `db:"status"`
-		N      int    `db:"n"`
+		Status modelplane.AsyncStatus `db:"status"`
+		N      int                    `db:"n"`
 	}
 	if err := b.db.SelectContext(ctx, &rows, `
 		SELECT status, count(*) AS n FROM async_requests WHERE deployment_id = $1 GROUP BY status`, depID); err != nil {
 		return nil, err
 	}
-	out := map[string]int{}
+	out := map[modelplane.AsyncStatus]int{}
 	for _, r := range rows {
 		out[r.Status] = r.N
 	}
@@ -222,27 +222,21 @@ func (b *bench) statusCounts(ctx context.Context, depID string) (map[string]int,
 }
 
 // countsText lists status counts in a fixed order: "3 SUCCEEDED, 1 FAILED".
-func countsText(counts map[string]int) string {
-	order := []string{store.AsyncQueued, store.AsyncInProgress, store.AsyncSucceeded, store.AsyncFailed,
-		store.AsyncExpired, store.AsyncCanceled, store.AsyncWebhookFailed}
+func countsText(counts map[modelplane.AsyncStatus]int) string {
 	var parts []string
-	seen := map[string]bool{}
-	for _, s := range order {
-		seen[s] = true
+	for _, s := range modelplane.AsyncStatuses() {
 		if counts[s] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
 		}
 	}
 	var other []string
-	for s := range counts {
-		if !seen[s] {
-			other = append(other, s)
+	for s, n := range counts {
+		if !s.Valid() {
+			other = append(other, fmt.Sprintf("%d %s", n, s))
 		}
 	}
 	sort.Strings(other)
-	for _, s := range other {
-		parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
-	}
+	parts = append(parts, other...)
 	if len(parts) == 0 {
 		return "none"
 	}

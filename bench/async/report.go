@@ -5,8 +5,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
-	"github.com/modelplane/modelplane/store"
 )
 
 func report(c config, acc accResult, e2e e2eResult, took time.Duration) {
@@ -94,7 +94,7 @@ func report(c config, acc accResult, e2e e2eResult, took time.Duration) {
 	} {
 		var v []time.Duration
 		for _, r := range e2e.rows {
-			if r.Status != store.AsyncSucceeded {
+			if r.Status != modelplane.AsyncSucceeded {
 				continue
 			}
 			if d, ok := iv.d(r); ok {
@@ -116,7 +116,7 @@ func meanHeld(rows []asyncRow) time.Duration {
 	var sum time.Duration
 	n := 0
 	for _, r := range rows {
-		if d, ok := since(r.FinishedAt, r.StartedAt); ok && r.Status == store.AsyncSucceeded {
+		if d, ok := since(r.FinishedAt, r.StartedAt); ok && r.Status == modelplane.AsyncSucceeded {
 			sum += d
 			n++
 		}

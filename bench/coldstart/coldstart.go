@@ -8,10 +8,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/client"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // coldStartMetric is the gateway's histogram of the wait from a request's arrival for a
@@ -97,8 +97,8 @@ func (b *bench) coldStarts(ctx context.Context, c config) ([]*coldRun, error) {
 func (b *bench) coldStartsOf(ctx context.Context, r *coldRun, n int, pause *sync.RWMutex) error {
 	for i := range n {
 		// SCALED_TO_ZERO is recorded once the last replica has stopped on the agent.
-		if _, err := b.WaitFor(ctx, r.modelID, r.depID, 50*time.Millisecond, zeroTimeout, pause, workflows.StatusScaledToZero,
-			func(d api.DeploymentV1) bool { return d.Status == workflows.StatusScaledToZero }); err != nil {
+		if _, err := b.WaitFor(ctx, r.modelID, r.depID, 50*time.Millisecond, zeroTimeout, pause, string(modelplane.DeploymentScaledToZero),
+			func(d api.DeploymentV1) bool { return d.Status == modelplane.DeploymentScaledToZero }); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

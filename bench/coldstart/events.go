@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/modelplane/modelplane"
 )
 
 // The stack's log messages the benchmark times phases by.
@@ -161,6 +163,6 @@ func isScaleTo(n int) func(event) bool {
 	return func(e event) bool { return e.msg == msgScaled && e.attrs["to"] == want }
 }
 
-func isStatus(status string) func(event) bool {
-	return func(e event) bool { return e.msg == msgStatus && e.attrs["status"] == status }
+func isStatus(status modelplane.DeploymentStatus) func(event) bool {
+	return func(e event) bool { return e.msg == msgStatus && e.attrs["status"] == string(status) }
 }

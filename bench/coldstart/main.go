@@ -27,12 +27,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // Targets of the issue that asked for this benchmark.
@@ -143,8 +143,8 @@ func (b *bench) deploy(ctx context.Context, name string, args ...string) (modelI
 	if err != nil {
 		return "", "", err
 	}
-	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, workflows.StatusActive,
-		func(d api.DeploymentV1) bool { return d.Status == workflows.StatusActive })
+	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, string(modelplane.DeploymentActive),
+		func(d api.DeploymentV1) bool { return d.Status == modelplane.DeploymentActive })
 	return modelID, depID, err
 }
 

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // A cold start's marks, in the order they happen, each as a time since the request was sent.
@@ -196,10 +196,10 @@ func report(c config, runs []*coldRun, step stepResult, tl *timeline, took time.
 			if j+1 < len(r.samples) {
 				until = r.samples[j+1].sent
 			}
-			if t, ok := tl.first(r.depID, s.sent, until, isStatus(workflows.StatusWakingUp)); ok {
+			if t, ok := tl.first(r.depID, s.sent, until, isStatus(modelplane.DeploymentWakingUp)); ok {
 				woke = append(woke, t.Sub(s.sent))
 			}
-			if t, ok := tl.first(r.depID, s.sent, until, isStatus(workflows.StatusActive)); ok {
+			if t, ok := tl.first(r.depID, s.sent, until, isStatus(modelplane.DeploymentActive)); ok {
 				active = append(active, t.Sub(s.sent))
 			}
 		}

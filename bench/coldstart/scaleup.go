@@ -7,9 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/client"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // Settings of the scale-up deployment (the issue's): one replica carries 5 concurrent
@@ -50,7 +50,7 @@ func (b *bench) scaleUp(ctx context.Context, c config) (stepResult, error) {
 	}
 	if _, err := b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, "ACTIVE with one READY replica",
 		func(d api.DeploymentV1) bool {
-			return d.Status == workflows.StatusActive && d.ActiveReplicaCount == 1
+			return d.Status == modelplane.DeploymentActive && d.ActiveReplicaCount == 1
 		}); err != nil {
 		return stepResult{}, err
 	}

@@ -34,10 +34,10 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 //go:embed nginx.conf.tmpl
@@ -348,17 +348,17 @@ func seed(ctx context.Context, dbURL, modelAddr string) (modelID, key string, er
 	if err != nil {
 		return "", "", err
 	}
-	if err := store.SetDeploymentStatus(ctx, db, d.ID, workflows.StatusActive, ""); err != nil {
+	if err := store.SetDeploymentStatus(ctx, db, d.ID, modelplane.DeploymentActive, ""); err != nil {
 		return "", "", err
 	}
-	if err := store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, d.ID); err != nil {
+	if err := store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID); err != nil {
 		return "", "", err
 	}
-	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: store.NewID(12), DeploymentID: d.ID})
+	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: d.ID})
 	if err != nil {
 		return "", "", err
 	}
-	if err := store.SetReplicaState(ctx, db, r.ID, store.ReplicaReady, modelAddr, ""); err != nil {
+	if err := store.SetReplicaState(ctx, db, r.ID, modelplane.ReplicaReady, modelAddr, ""); err != nil {
 		return "", "", err
 	}
 	return m.ID, key, nil

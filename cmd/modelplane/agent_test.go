@@ -24,7 +24,7 @@ import (
 func startDev(t *testing.T) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := modelplane("dev", "--data-dir", dir, "--listen", freeAddr(t),
+	cmd := modelplaneCmd("dev", "--data-dir", dir, "--listen", freeAddr(t),
 		"--temporal-port", "0", "--temporal-ui-port", "0", "--database-url", dbURL)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -66,7 +66,7 @@ func (p *agentProc) wait(t *testing.T) int {
 // startAgent runs `modelplane agent` as its own process, as on a GPU host.
 func startAgent(t *testing.T, listen, apiURL, tokenFile, stateDir string) *agentProc {
 	t.Helper()
-	cmd := modelplane("agent", "--listen", listen, "--api-url", apiURL, "--token-file", tokenFile,
+	cmd := modelplaneCmd("agent", "--listen", listen, "--api-url", apiURL, "--token-file", tokenFile,
 		"--state-dir", stateDir, "--gpu-profile", "h200", "--name", "gpu-host-1")
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())

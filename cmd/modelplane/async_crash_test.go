@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
@@ -45,7 +46,7 @@ func startProcess(t *testing.T, args ...string) *subprocess {
 
 func (p *subprocess) start() {
 	p.t.Helper()
-	p.cmd = modelplane(p.args...)
+	p.cmd = modelplaneCmd(p.args...)
 	p.cmd.Stderr = io.Discard
 	if testing.Verbose() {
 		p.cmd.Stderr = os.Stderr
@@ -117,7 +118,7 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	t.Cleanup(func() { _ = temporal.Stop() })
 
 	tokenFile := filepath.Join(dir, "node-token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(store.NewID(32)), 0o600))
+	require.NoError(t, os.WriteFile(tokenFile, []byte(modelplane.NewID(32)), 0o600))
 	blobDir := filepath.Join(dir, "blobs")
 	apiAddr, gwAddr, agentAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	common := []string{"--database-url", dbURL, "--temporal-address", temporal.Address}
@@ -178,14 +179,14 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 		require.NoError(t, err, "request %d", i)
 	}
 
-	countStatus := func(status string) int {
+	countStatus := func(status modelplane.AsyncStatus) int {
 		var n int
 		require.NoError(t, db.GetContext(ctx, &n, `SELECT count(*) FROM async_requests WHERE workspace_id = $1 AND status = $2`, ws.ID, status))
 		return n
 	}
-	require.Eventually(t, func() bool { return countStatus(store.AsyncSucceeded) >= 8 }, 30*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return countStatus(modelplane.AsyncSucceeded) >= 8 }, 30*time.Second, 20*time.Millisecond,
 		"the queue never started moving")
-	running, queued := countStatus(store.AsyncInProgress), countStatus(store.AsyncQueued)
+	running, queued := countStatus(modelplane.AsyncInProgress), countStatus(modelplane.AsyncQueued)
 	api.kill()
 	worker.kill()
 	t.Logf("killed the API and the worker with %d requests running and %d queued", running, queued)
@@ -221,7 +222,7 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 		r, err := store.GetAsyncRequest(ctx, db, ws.ID, id)
 		require.NoError(t, err)
 		assert.Equal(t, 1, r.Attempts, "request %s took one attempt", id)
-		assert.Equal(t, store.WebhookSucceeded, r.WebhookStatus, "request %s", id)
+		assert.Equal(t, modelplane.WebhookSucceeded, r.WebhookStatus, "request %s", id)
 	}
 }
 

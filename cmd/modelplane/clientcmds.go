@@ -191,7 +191,7 @@ func promotionCell(p *api.PromotionV1) string {
 	if p == nil {
 		return "-"
 	}
-	s := p.Status + " " + strconv.Itoa(p.PercentTrafficToNewVersion) + "%"
+	s := string(p.Status) + " " + strconv.Itoa(p.PercentTrafficToNewVersion) + "%"
 	if p.ErrorMessage != "" {
 		s += ": " + p.ErrorMessage
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/store"
 )
@@ -37,7 +38,7 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	require.NoError(t, err)
 	f.prod, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, f.prod.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, f.prod.ID))
 	f.cand, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
@@ -48,7 +49,7 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	require.NoError(t, err)
 	_, err = db.Exec(`INSERT INTO promotions (id, model_id, environment, source_deployment_id, candidate_deployment_id,
 		previous_deployment_id, status, percent_traffic_to_new_version, workflow_id)
-		VALUES ($1, $2, 'staging', $3, $3, $4, 'RAMPING_UP', 30, 'promotion:cli:staging')`, store.NewID(8), m.ID, f.cand.ID, f.prod.ID)
+		VALUES ($1, $2, 'staging', $3, $3, $4, 'RAMPING_UP', 30, 'promotion:cli:staging')`, modelplane.NewID(8), m.ID, f.cand.ID, f.prod.ID)
 	require.NoError(t, err)
 	f.model, err = store.ModelByID(ctx, db, m.WorkspaceID, m.ID)
 	require.NoError(t, err)
@@ -84,7 +85,7 @@ func runClient(t *testing.T, dir string, env []string, args ...string) cliResult
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	cmd := modelplane(args...)
+	cmd := modelplaneCmd(args...)
 	cmd.Dir = dir
 	kept := []string{"MODELPLANE_TEST_MAIN=1"}
 	for _, kv := range os.Environ() {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/testmodel"
@@ -31,13 +32,13 @@ func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	require.NoError(t, store.SetDeploymentStatus(ctx, db, d.ID, "ACTIVE", ""))
-	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: store.NewID(12), DeploymentID: d.ID})
+	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: d.ID})
 	require.NoError(t, err)
 	require.NoError(t, store.MarkReplicaReady(ctx, db, r.ID, strings.TrimPrefix(model.URL, "http://"), "/predict"))
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, store.ProductionEnvironment, d.ID))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID))
 
 	addr := freeAddr(t)
-	cmd := modelplane("gateway", "--listen", addr, "--database-url", dbURL, "--upstream-timeout", "30s")
+	cmd := modelplaneCmd("gateway", "--listen", addr, "--database-url", dbURL, "--upstream-timeout", "30s")
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)

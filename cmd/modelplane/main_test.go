@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Run(m, "cmd", true, &dbURL))
 }
 
-func modelplane(args ...string) *exec.Cmd {
+func modelplaneCmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "MODELPLANE_TEST_MAIN=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -53,7 +53,7 @@ func freeAddr(t *testing.T) string {
 
 func TestDev_CtrlCStopsEverythingAndExitsZero(t *testing.T) {
 	dir := t.TempDir()
-	cmd := modelplane("dev", "--data-dir", dir, "--listen", freeAddr(t),
+	cmd := modelplaneCmd("dev", "--data-dir", dir, "--listen", freeAddr(t),
 		"--temporal-port", "0", "--temporal-ui-port", "0", "--database-url", dbURL)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -109,7 +109,7 @@ func TestDev_UnusablePortIsOneClearError(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
-	cmd := modelplane("dev", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+	cmd := modelplaneCmd("dev", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
 		"--temporal-port", "0", "--temporal-ui-port", strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "--database-url", dbURL)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
@@ -119,7 +119,7 @@ func TestDev_UnusablePortIsOneClearError(t *testing.T) {
 }
 
 func TestKeysCreate_PrintsAKeyThatExists(t *testing.T) {
-	out, err := modelplane("keys", "create", "--database-url", dbURL, "--workspace", "team-a", "--name", "ci").Output()
+	out, err := modelplaneCmd("keys", "create", "--database-url", dbURL, "--workspace", "team-a", "--name", "ci").Output()
 	require.NoError(t, err)
 	id, _, err := apikey.Parse(strings.TrimSpace(string(out)))
 	require.NoError(t, err, "keys create must print only the key, got %q", out)
@@ -134,7 +134,7 @@ func TestKeysCreate_PrintsAKeyThatExists(t *testing.T) {
 	require.Equal(t, ws.ID, k.WorkspaceID)
 	require.Equal(t, "ci", k.Name)
 
-	out, err = modelplane("keys", "revoke", "--database-url", dbURL, strings.TrimSpace(string(out))).CombinedOutput()
+	out, err = modelplaneCmd("keys", "revoke", "--database-url", dbURL, strings.TrimSpace(string(out))).CombinedOutput()
 	require.NoError(t, err, string(out))
 	k, err = store.APIKeyByID(context.Background(), db, id)
 	require.NoError(t, err)
@@ -142,7 +142,7 @@ func TestKeysCreate_PrintsAKeyThatExists(t *testing.T) {
 }
 
 func TestKeysCreate_BadWorkspaceNameFails(t *testing.T) {
-	out, err := modelplane("keys", "create", "--database-url", dbURL, "--workspace", "Not Valid!").CombinedOutput()
+	out, err := modelplaneCmd("keys", "create", "--database-url", dbURL, "--workspace", "Not Valid!").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "workspace")
 }
@@ -151,10 +151,10 @@ func TestMigrate_SecondRunReportsVersionOnly(t *testing.T) {
 	u, drop, err := pgtest.Create("cmdmig")
 	require.NoError(t, err)
 	defer drop()
-	out, err := modelplane("migrate", "--database-url", u).CombinedOutput()
+	out, err := modelplaneCmd("migrate", "--database-url", u).CombinedOutput()
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "applied 1")
-	out, err = modelplane("migrate", "--database-url", u).CombinedOutput()
+	out, err = modelplaneCmd("migrate", "--database-url", u).CombinedOutput()
 	require.NoError(t, err, string(out))
 	require.NotContains(t, string(out), "applied")
 	require.Contains(t, string(out), "schema at version")

@@ -85,7 +85,7 @@ func runPredict(t *testing.T, stdin string, env []string, args ...string) cliRes
 // predictCmd is `modelplane predict args...` in an empty directory with env as the only
 // MODELPLANE_ settings.
 func predictCmd(env []string, args ...string) *exec.Cmd {
-	cmd := modelplane(append([]string{"predict"}, args...)...)
+	cmd := modelplaneCmd(append([]string{"predict"}, args...)...)
 	cmd.Dir = os.TempDir()
 	kept := []string{"MODELPLANE_TEST_MAIN=1"}
 	for _, kv := range os.Environ() {

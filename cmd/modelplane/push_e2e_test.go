@@ -17,7 +17,7 @@ func TestPush_EchoModelBecomesActiveOnDev(t *testing.T) {
 	key, err := os.ReadFile(filepath.Join(dataDir, "api-key"))
 	require.NoError(t, err)
 	run := func(args ...string) (string, error) {
-		cmd := modelplane(args...)
+		cmd := modelplaneCmd(args...)
 		cmd.Env = append(cmd.Env, "MODELPLANE_URL="+apiURL, "MODELPLANE_API_KEY="+strings.TrimSpace(string(key)))
 		out, err := cmd.CombinedOutput()
 		return string(out), err

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/blob"
@@ -41,7 +42,7 @@ func Serve(t *testing.T, dbURL string) (*sqlx.DB, string) {
 func Workspace(t *testing.T, db *sqlx.DB, prefix string) (store.Model, store.APIKey, string) {
 	t.Helper()
 	ctx := context.Background()
-	ws, _, err := store.EnsureWorkspace(ctx, db, prefix+"-"+store.NewID(6))
+	ws, _, err := store.EnsureWorkspace(ctx, db, prefix+"-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)

@@ -17,8 +17,8 @@ import (
 
 	_ "github.com/lib/pq" // PostgreSQL driver
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/schema"
-	"github.com/modelplane/modelplane/store"
 )
 
 // AdminURL is the server the test databases are created on.
@@ -62,7 +62,7 @@ func Create(prefix string) (dbURL string, drop func(), err error) {
 		_ = db.Close()
 		return "", nil, fmt.Errorf("PostgreSQL at %s is not reachable (set MODELPLANE_TEST_DATABASE_URL): %w", admin, err)
 	}
-	name := "mptest_" + strings.ToLower(prefix) + "_" + store.NewID(8)
+	name := "mptest_" + strings.ToLower(prefix) + "_" + modelplane.NewID(8)
 	if _, err := db.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
 		_ = db.Close()
 		return "", nil, fmt.Errorf("create database %s: %w", name, err)

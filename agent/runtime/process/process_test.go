@@ -10,9 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/process"
-	"github.com/modelplane/modelplane/store"
 )
 
 func spec(t *testing.T, script string) runtime.Spec {
@@ -21,7 +21,7 @@ func spec(t *testing.T, script string) runtime.Spec {
 	pkg := filepath.Join(dir, "pkg")
 	require.NoError(t, os.MkdirAll(pkg, 0o755))
 	return runtime.Spec{
-		ReplicaID: "r" + store.NewID(11), DeploymentID: "dep12345", Environment: "production",
+		ReplicaID: "r" + modelplane.NewID(11), DeploymentID: "dep12345", Environment: "production",
 		Dir: dir, PackageDir: pkg, Command: []string{"/bin/sh", "-c", script},
 		Env: map[string]string{"GREETING": "hello"}, GPUUUIDs: []string{"GPU-a", "GPU-b"}, Port: 18080,
 	}

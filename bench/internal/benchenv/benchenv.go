@@ -24,12 +24,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/modelpkg"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // Main runs run until it returns or the process is interrupted, and exits 1 with the error,
@@ -254,7 +254,7 @@ func (e *Env) WaitFor(ctx context.Context, modelID, depID string, every, timeout
 			last = err.Error()
 		case ok(d):
 			return d, nil
-		case d.Status == workflows.StatusBuildFailed || d.Status == workflows.StatusDeployFailed:
+		case d.Status == modelplane.DeploymentBuildFailed || d.Status == modelplane.DeploymentDeployFailed:
 			return d, fmt.Errorf("deployment %s is %s while waiting for %s", depID, d.Status, what)
 		default:
 			last = fmt.Sprintf("%s with %d READY", d.Status, d.ActiveReplicaCount)
