@@ -104,6 +104,18 @@ func ReplicaStates() []ReplicaState {
 // EndedReplicaStates are the states a replica ends in; it then holds no GPU and no slot.
 func EndedReplicaStates() []ReplicaState { return []ReplicaState{ReplicaStopped, ReplicaFailed} }
 
+// LiveReplicaStates are the states of a replica that holds its GPUs and its slot: every
+// state but those it ends in.
+func LiveReplicaStates() []ReplicaState {
+	var live []ReplicaState
+	for _, s := range ReplicaStates() {
+		if !slices.Contains(EndedReplicaStates(), s) {
+			live = append(live, s)
+		}
+	}
+	return live
+}
+
 // StartingReplicaStates are the states of a replica on its way to READY.
 func StartingReplicaStates() []ReplicaState { return []ReplicaState{ReplicaPending, ReplicaStarting} }
 
@@ -114,7 +126,7 @@ func (s ReplicaState) Valid() bool { return slices.Contains(ReplicaStates(), s) 
 func (s ReplicaState) Ended() bool { return slices.Contains(EndedReplicaStates(), s) }
 
 // Live reports whether the replica holds its GPUs and its slot: it has not ended.
-func (s ReplicaState) Live() bool { return s.Valid() && !s.Ended() }
+func (s ReplicaState) Live() bool { return slices.Contains(LiveReplicaStates(), s) }
 
 // Starting reports whether the replica is on its way to READY.
 func (s ReplicaState) Starting() bool { return slices.Contains(StartingReplicaStates(), s) }

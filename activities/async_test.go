@@ -26,6 +26,7 @@ import (
 	"github.com/modelplane/modelplane/webhook"
 	"github.com/modelplane/modelplane/worker"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // asyncFixture is a model with an ACTIVE deployment that has room for one async request.
@@ -490,7 +491,7 @@ func TestDeliverWebhook_RefusedAddressOrNoSecretIsNotRetried(t *testing.T) {
 
 // FakeAsyncRequest stands in for the AsyncRequest workflow: it waits for the dispatch signal
 // (when asked to) and returns the request ID it was started with.
-func FakeAsyncRequest(ctx workflow.Context, in activities.AsyncWorkflowInput) (string, error) {
+func FakeAsyncRequest(ctx workflow.Context, in contract.AsyncRequestInput) (string, error) {
 	workflow.GetSignalChannel(ctx, "async_dispatch").Receive(ctx, nil)
 	return in.RequestID, nil
 }
@@ -557,7 +558,7 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 		require.NoError(t, err)
 		for _, id := range []string{head.ID, behind.ID} {
 			_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: prefix + id, TaskQueue: "fake-async"},
-				"AsyncRequest", activities.AsyncWorkflowInput{RequestID: id})
+				"AsyncRequest", contract.AsyncRequestInput{RequestID: id})
 			require.NoError(t, err)
 		}
 		var res activities.DispatchAsyncNextResult
@@ -628,14 +629,14 @@ func TestAsyncRequestWorkflow_EndToEndOnRealServer(t *testing.T) {
 		gw.finish(gw.claim(r.ID), store.AttemptResult{StatusCode: 503, Output: []byte("busy")})
 		gw.finish(gw.claim(r.ID), store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":3}`), ContentType: "application/json"})
 	}()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.AsyncWorkflowID(r.ID), TaskQueue: workflows.TaskQueue},
-		workflows.AsyncRequest, workflows.AsyncRequestInput{RequestID: r.ID})
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.AsyncWorkflowID(r.ID), TaskQueue: contract.TaskQueue},
+		workflows.AsyncRequest, contract.AsyncRequestInput{RequestID: r.ID})
 	require.NoError(t, err)
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var res workflows.AsyncRequestResult
+	var res contract.AsyncRequestResult
 	require.NoError(t, run.Get(wctx, &res))
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 2}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 2}, res)
 
 	got, err := store.GetAsyncRequest(ctx, f.db, "", r.ID)
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // StopUnwantedReplicasInput says how long a replica must have been left alone before
@@ -104,12 +105,6 @@ func (a *Activities) PruneGatewayReports(ctx context.Context, in PruneGatewayRep
 	return PruneGatewayReportsResult{Deleted: n}, err
 }
 
-// AsyncWorkflowInput has the wire shape of workflows.AsyncRequestInput, which this package
-// cannot import.
-type AsyncWorkflowInput struct {
-	RequestID string
-}
-
 // StartUnstartedAsyncInput says which requests' workflows to start and how.
 type StartUnstartedAsyncInput struct {
 	// Before: only requests recorded before it, which their gateway had time to start.
@@ -152,7 +147,7 @@ func (a *Activities) StartUnstartedAsync(ctx context.Context, in StartUnstartedA
 			// left alone (already started).
 			WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			WorkflowExecutionErrorWhenAlreadyStarted: true,
-		}, in.WorkflowType, AsyncWorkflowInput{RequestID: id})
+		}, in.WorkflowType, contract.AsyncRequestInput{RequestID: id})
 		switch {
 		case err == nil:
 			out.Started++

@@ -28,10 +28,6 @@ const (
 	ErrTypeDeploymentRefused = "DeploymentRefused"
 )
 
-// deploymentInactive is the status of a deactivated deployment, as the deployments table
-// spells it.
-const deploymentInactive = "INACTIVE"
-
 func refused(format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypePromotionRefused, nil)
 }
@@ -88,7 +84,7 @@ func (a *Activities) BeginPromotion(ctx context.Context, in BeginPromotionInput)
 	if err != nil {
 		return BeginPromotionResult{}, err
 	}
-	if !src.IsDevelopment && src.Status == deploymentInactive {
+	if !src.IsDevelopment && src.Status == modelplane.DeploymentInactive {
 		return BeginPromotionResult{}, refused("deployment %s is INACTIVE; activate it first", src.ID)
 	}
 	if !src.IsDevelopment && !env.PromotionSettings.RedeployOnPromotion &&

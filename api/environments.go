@@ -9,7 +9,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // deleteEnvironment removes a custom environment: its running promotion is cancelled and its
@@ -32,7 +32,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
 	}
 	if _, err := store.RunningPromotion(ctx, s.deps.DB, m.ID, name); err == nil {
-		err := s.deps.Temporal.CancelWorkflow(ctx, workflows.PromotionWorkflowID(m.ID, name), "")
+		err := s.deps.Temporal.CancelWorkflow(ctx, contract.PromotionWorkflowID(m.ID, name), "")
 		var notFound *serviceerror.NotFound
 		if err != nil && !errors.As(err, &notFound) {
 			return Errorf(http.StatusServiceUnavailable, "cancelling the promotion of %s: %v", name, err)
@@ -44,7 +44,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 			return err
 		}
 		if !shared {
-			if err := s.updateDeployment(ctx, *e.CurrentDeploymentID, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0}); err != nil {
+			if err := s.updateDeployment(ctx, *e.CurrentDeploymentID, contract.UpdateScale, contract.ScaleRequest{Replicas: 0}); err != nil {
 				return err
 			}
 		}
@@ -73,11 +73,11 @@ func servedElsewhere(c echo.Context, s *Server, modelID, env, deploymentID strin
 }
 
 func (s *Server) activateEnvironment(c echo.Context) error {
-	return s.environmentLifecycle(c, workflows.UpdateActivate, "environment.activate")
+	return s.environmentLifecycle(c, contract.UpdateActivate, "environment.activate")
 }
 
 func (s *Server) deactivateEnvironment(c echo.Context) error {
-	return s.environmentLifecycle(c, workflows.UpdateDeactivate, "environment.deactivate")
+	return s.environmentLifecycle(c, contract.UpdateDeactivate, "environment.deactivate")
 }
 
 // environmentLifecycle activates or deactivates the deployment an environment points at.
@@ -95,7 +95,7 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	if e.CurrentDeploymentID == nil {
 		return Errorf(http.StatusUnprocessableEntity, "environment %s has no deployment yet; promote one first", name)
 	}
-	if update == workflows.UpdateDeactivate && name == modelplane.ProductionEnvironment {
+	if update == contract.UpdateDeactivate && name == modelplane.ProductionEnvironment {
 		return Errorf(http.StatusUnprocessableEntity, "production cannot be deactivated; promote another deployment or delete the model")
 	}
 	if err := s.updateDeployment(ctx, *e.CurrentDeploymentID, update, nil); err != nil {

@@ -17,7 +17,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 var modelName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
@@ -202,7 +202,7 @@ func (s *Server) createDeployment(c echo.Context) error {
 		case err == nil:
 			// Replacing the development deployment may fail requests in flight; that is
 			// allowed for development only.
-			if err := s.updateDeployment(ctx, old.ID, workflows.UpdateDelete, nil); err != nil {
+			if err := s.updateDeployment(ctx, old.ID, contract.UpdateDelete, nil); err != nil {
 				return err
 			}
 		case !errors.Is(err, store.ErrNotFound):
@@ -264,9 +264,9 @@ func (s *Server) startDeployment(ctx context.Context, d store.Deployment) error 
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
 	}
 	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.DeploymentWorkflowID(d.ID), TaskQueue: workflows.TaskQueue,
+		ID: contract.DeploymentWorkflowID(d.ID), TaskQueue: contract.TaskQueue,
 		TypedSearchAttributes: temporalAttrs(d),
-	}, workflows.Deployment, workflows.DeploymentInput{DeploymentID: d.ID, ModelID: d.ModelID, Replicas: 1})
+	}, contract.DeploymentWorkflowType, contract.DeploymentInput{DeploymentID: d.ID, ModelID: d.ModelID, Replicas: 1})
 	if err != nil {
 		return Errorf(http.StatusServiceUnavailable, "starting the deployment's workflow: %v", err)
 	}
@@ -289,7 +289,7 @@ func (s *Server) created(c echo.Context, modelID, deploymentID string) error {
 // updateDeployment sends an Update to a deployment's workflow and waits for its outcome. A
 // validator's refusal is 422 with its reason.
 func (s *Server) updateDeployment(ctx context.Context, deploymentID, name string, arg any) error {
-	var st workflows.DeploymentStatus
+	var st contract.DeploymentStatus
 	return s.updateDeploymentInto(ctx, deploymentID, name, arg, &st)
 }
 
@@ -303,7 +303,7 @@ func (s *Server) updateDeploymentInto(ctx context.Context, deploymentID, name st
 		args = append(args, arg)
 	}
 	h, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.DeploymentWorkflowID(deploymentID), UpdateName: name, Args: args,
+		WorkflowID: contract.DeploymentWorkflowID(deploymentID), UpdateName: name, Args: args,
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
@@ -324,11 +324,11 @@ func (s *Server) updateDeploymentInto(ctx context.Context, deploymentID, name st
 }
 
 func (s *Server) activateDeployment(c echo.Context) error {
-	return s.lifecycle(c, workflows.UpdateActivate, "deployment.activate")
+	return s.lifecycle(c, contract.UpdateActivate, "deployment.activate")
 }
 
 func (s *Server) deactivateDeployment(c echo.Context) error {
-	return s.lifecycle(c, workflows.UpdateDeactivate, "deployment.deactivate")
+	return s.lifecycle(c, contract.UpdateDeactivate, "deployment.deactivate")
 }
 
 func (s *Server) lifecycle(c echo.Context, update, action string) error {
@@ -340,7 +340,7 @@ func (s *Server) lifecycle(c echo.Context, update, action string) error {
 	if err != nil {
 		return err
 	}
-	if update == workflows.UpdateDeactivate && d.IsProduction {
+	if update == contract.UpdateDeactivate && d.IsProduction {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s serves production; promote another deployment first", d.ID)
 	}
 	ctx := c.Request().Context()
@@ -367,7 +367,7 @@ func (s *Server) deleteDeployment(c echo.Context) error {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s serves production and cannot be deleted; promote another deployment first", d.ID)
 	}
 	ctx := c.Request().Context()
-	if err := s.updateDeployment(ctx, d.ID, workflows.UpdateDelete, nil); err != nil {
+	if err := s.updateDeployment(ctx, d.ID, contract.UpdateDelete, nil); err != nil {
 		return err
 	}
 	if err := audit(ctx, s.deps.DB, c, m.ID, "deployment.delete", d.ID, nil); err != nil {
@@ -388,7 +388,7 @@ func (s *Server) deleteModel(c echo.Context) error {
 		return err
 	}
 	for _, v := range views {
-		if err := s.updateDeployment(ctx, v.ID, workflows.UpdateDelete, nil); err != nil {
+		if err := s.updateDeployment(ctx, v.ID, contract.UpdateDelete, nil); err != nil {
 			return err
 		}
 	}
@@ -406,8 +406,8 @@ func (s *Server) deleteModel(c echo.Context) error {
 // Temporal UI finds it by model and deployment.
 func temporalAttrs(d store.Deployment) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
-		workflows.ModelIDAttr.ValueSet(d.ModelID),
-		workflows.DeploymentIDAttr.ValueSet(d.ID),
-		workflows.DeploymentStatusAttr.ValueSet(string(modelplane.DeploymentBuilding)),
+		contract.ModelIDAttr.ValueSet(d.ModelID),
+		contract.DeploymentIDAttr.ValueSet(d.ID),
+		contract.DeploymentStatusAttr.ValueSet(string(modelplane.DeploymentBuilding)),
 	)
 }

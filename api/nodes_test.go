@@ -138,7 +138,7 @@ func TestListNodes_SilentNodeIsDown(t *testing.T) {
 	require.NoError(t, err)
 	for _, n := range nodes {
 		if n.Name == name {
-			require.Equal(t, "DOWN", n.State)
+			require.Equal(t, modelplane.NodeDown, n.State)
 			require.WithinDuration(t, time.Now().Add(-time.Minute), *n.LastHeartbeatAt, 10*time.Second)
 		}
 	}

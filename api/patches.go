@@ -13,7 +13,7 @@ import (
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/patch"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // maxPatchBody bounds a patch request: it carries the source files that changed.
@@ -181,8 +181,8 @@ func (s *Server) syncPatches(c echo.Context) error {
 	if _, err := s.patchState(c, d); err != nil {
 		return err
 	}
-	var res workflows.PatchSyncResult
-	if err := s.updateDeploymentInto(c.Request().Context(), d.ID, workflows.UpdateApplyPatch, nil, &res); err != nil {
+	var res contract.PatchSyncResult
+	if err := s.updateDeploymentInto(c.Request().Context(), d.ID, contract.UpdateApplyPatch, nil, &res); err != nil {
 		return err
 	}
 	out := PatchSyncV1{PatchHash: res.PatchHash, How: res.How, ReloadError: res.ReloadError,

@@ -13,7 +13,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // promoteDeployment promotes a deployment to production.
@@ -89,13 +89,13 @@ func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
 	}
 	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.PromotionWorkflowID(m.ID, env), TaskQueue: workflows.TaskQueue,
+		ID: contract.PromotionWorkflowID(m.ID, env), TaskQueue: contract.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.ModelIDAttr.ValueSet(m.ID), workflows.EnvironmentAttr.ValueSet(env),
-			workflows.DeploymentIDAttr.ValueSet(deploymentID)),
-	}, workflows.Promotion, workflows.PromotionInput{
+			contract.ModelIDAttr.ValueSet(m.ID), contract.EnvironmentAttr.ValueSet(env),
+			contract.DeploymentIDAttr.ValueSet(deploymentID)),
+	}, contract.PromotionWorkflowType, contract.PromotionInput{
 		PromotionID: modelplane.NewID(8), ModelID: m.ID, WorkspaceID: m.WorkspaceID, Environment: env,
 		SourceDeploymentID: deploymentID, ScaleDownPrevious: scaleDown,
 	})

@@ -14,7 +14,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 const (
@@ -44,9 +44,9 @@ func (s *Server) cancelPromotion(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	res, err := s.sendControl(ctx, t, workflows.UpdatePromotionCancel)
+	res, err := s.sendControl(ctx, t, contract.UpdatePromotionCancel)
 	if err != nil {
-		return controlError(t, workflows.UpdatePromotionCancel, err)
+		return controlError(t, contract.UpdatePromotionCancel, err)
 	}
 	if !res.Success {
 		return Errorf(http.StatusConflict, "%s", orDefault(res.Message, "the promotion of "+t.env+" cannot be cancelled now"))
@@ -58,15 +58,15 @@ func (s *Server) cancelPromotion(c echo.Context) error {
 }
 
 func (s *Server) pausePromotion(c echo.Context) error {
-	return s.promotionControl(c, workflows.UpdatePromotionPause, "promotion.pause")
+	return s.promotionControl(c, contract.UpdatePromotionPause, "promotion.pause")
 }
 
 func (s *Server) resumePromotion(c echo.Context) error {
-	return s.promotionControl(c, workflows.UpdatePromotionResume, "promotion.resume")
+	return s.promotionControl(c, contract.UpdatePromotionResume, "promotion.resume")
 }
 
 func (s *Server) forceRollForwardPromotion(c echo.Context) error {
-	return s.promotionControl(c, workflows.UpdatePromotionForceRollForward, "promotion.force_roll_forward")
+	return s.promotionControl(c, contract.UpdatePromotionForceRollForward, "promotion.force_roll_forward")
 }
 
 // promotionControl sends a control to the environment's running promotion and answers
@@ -99,7 +99,7 @@ func (s *Server) forceCancelPromotion(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	res, err := s.sendControl(ctx, t, workflows.UpdatePromotionForceCancel)
+	res, err := s.sendControl(ctx, t, contract.UpdatePromotionForceCancel)
 	var notFound *serviceerror.NotFound
 	var reason string
 	switch {
@@ -116,7 +116,7 @@ func (s *Server) forceCancelPromotion(c echo.Context) error {
 	case errors.As(err, &notFound):
 		reason = "its workflow is no longer running"
 	default:
-		return controlError(t, workflows.UpdatePromotionForceCancel, err)
+		return controlError(t, contract.UpdatePromotionForceCancel, err)
 	}
 	// From here the API ends the promotion itself, to the end even if the caller goes away.
 	return s.forceCancelStuck(context.WithoutCancel(ctx), c, t, reason)
@@ -194,7 +194,7 @@ func (s *Server) candidateToScaleDown(ctx context.Context, p store.Promotion) (s
 func (s *Server) scaleCandidateToZero(ctx context.Context, deploymentID string) error {
 	ctx, cancel := context.WithTimeout(ctx, forceCancelScaleTimeout)
 	defer cancel()
-	return s.updateDeployment(ctx, deploymentID, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0})
+	return s.updateDeployment(ctx, deploymentID, contract.UpdateScale, contract.ScaleRequest{Replicas: 0})
 }
 
 // promotionTarget is the running promotion a control route acts on.
@@ -226,15 +226,15 @@ func (s *Server) runningPromotion(c echo.Context) (promotionTarget, error) {
 	if err != nil {
 		return promotionTarget{}, err
 	}
-	return promotionTarget{model: m, env: env, promotion: p, workflowID: workflows.PromotionWorkflowID(m.ID, env)}, nil
+	return promotionTarget{model: m, env: env, promotion: p, workflowID: contract.PromotionWorkflowID(m.ID, env)}, nil
 }
 
 // sendControl sends a control to the promotion's workflow and waits for its answer, at
 // most promotionControlTimeout. A control not answered by then is errNoAnswer.
-func (s *Server) sendControl(parent context.Context, t promotionTarget, update string) (workflows.PromotionControlResult, error) {
+func (s *Server) sendControl(parent context.Context, t promotionTarget, update string) (contract.PromotionControlResult, error) {
 	ctx, cancel := context.WithTimeout(parent, promotionControlTimeout)
 	defer cancel()
-	var res workflows.PromotionControlResult
+	var res contract.PromotionControlResult
 	h, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: t.workflowID, UpdateName: update,
 		WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -270,7 +270,7 @@ func controlError(t promotionTarget, update string, err error) error {
 }
 
 // auditControl records a control the workflow took.
-func (s *Server) auditControl(c echo.Context, t promotionTarget, action string, res workflows.PromotionControlResult) error {
+func (s *Server) auditControl(c echo.Context, t promotionTarget, action string, res contract.PromotionControlResult) error {
 	return audit(c.Request().Context(), s.deps.DB, c, t.model.ID, action, t.env, store.JSONMap{
 		"promotion_id": t.promotion.ID, "status": res.Status, "percent_traffic_to_new_version": res.Percent,
 	})

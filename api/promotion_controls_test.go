@@ -20,7 +20,7 @@ import (
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // fakeTemporal answers Updates and terminations as a test tells it; everything else of
@@ -29,10 +29,10 @@ type fakeTemporal struct {
 	client.Client
 
 	mu           sync.Mutex
-	answer       workflows.PromotionControlResult // the promotion's answer to a control
-	updateErr    error                            // UpdateWorkflow's error for the promotion (serviceerror.NotFound: no workflow)
-	refusal      error                            // the handle's error for the promotion (a validator's refusal)
-	stuck        bool                             // the promotion's Updates wait until their context ends
+	answer       contract.PromotionControlResult // the promotion's answer to a control
+	updateErr    error                           // UpdateWorkflow's error for the promotion (serviceerror.NotFound: no workflow)
+	refusal      error                           // the handle's error for the promotion (a validator's refusal)
+	stuck        bool                            // the promotion's Updates wait until their context ends
 	terminateErr error
 	updates      []client.UpdateWorkflowOptions
 	terminated   []string
@@ -136,7 +136,7 @@ func newControlFixture(t *testing.T, tc *fakeTemporal) *controlFixture {
 	f.promotionID = modelplane.NewID(8)
 	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: f.promotionID, ModelID: f.m.ID, Environment: "staging",
 		SourceDeploymentID: f.src.ID, PreviousDeploymentID: &f.prev.ID, Settings: store.DefaultPromotionSettings(),
-		WorkflowID: workflows.PromotionWorkflowID(f.m.ID, "staging")})
+		WorkflowID: contract.PromotionWorkflowID(f.m.ID, "staging")})
 	require.NoError(t, err)
 	require.NoError(t, store.SetPromotionCandidate(ctx, db, f.promotionID, f.cand.ID))
 	require.NoError(t, store.SetPromotionStatus(ctx, db, f.promotionID, modelplane.PromotionRampingUp, 30, "", false))
@@ -183,27 +183,27 @@ var controlRoutes = []string{"cancel_promotion", "pause_promotion", "resume_prom
 func TestPromotionControls_AnswerAsAPIDocSays(t *testing.T) {
 	tc := &fakeTemporal{}
 	f := newControlFixture(t, tc)
-	wfID := workflows.PromotionWorkflowID(f.m.ID, "staging")
+	wfID := contract.PromotionWorkflowID(f.m.ID, "staging")
 
 	tests := []struct {
 		route, update, action string
-		answer                workflows.PromotionControlResult
+		answer                contract.PromotionControlResult
 		want                  map[string]any
 	}{
 		{"cancel_promotion", "cancel", "promotion.cancel",
-			workflows.PromotionControlResult{Success: true, Status: "RAMPING_DOWN", Percent: 30, Message: "ramping down from 30%"},
+			contract.PromotionControlResult{Success: true, Status: "RAMPING_DOWN", Percent: 30, Message: "ramping down from 30%"},
 			map[string]any{"status": "RAMPING_DOWN", "message": "ramping down from 30%"}},
 		{"pause_promotion", "pause", "promotion.pause",
-			workflows.PromotionControlResult{Success: true, Status: "PAUSED", Percent: 30, Message: "paused at 30%"},
+			contract.PromotionControlResult{Success: true, Status: "PAUSED", Percent: 30, Message: "paused at 30%"},
 			map[string]any{"success": true, "message": "paused at 30%"}},
 		{"resume_promotion", "resume", "promotion.resume",
-			workflows.PromotionControlResult{Success: true, Status: "RAMPING_UP", Percent: 30},
+			contract.PromotionControlResult{Success: true, Status: "RAMPING_UP", Percent: 30},
 			map[string]any{"success": true}},
 		{"force_roll_forward_promotion", "force_roll_forward", "promotion.force_roll_forward",
-			workflows.PromotionControlResult{Success: true, Status: "RAMPING_UP", Percent: 100, Message: "all traffic goes to the candidate"},
+			contract.PromotionControlResult{Success: true, Status: "RAMPING_UP", Percent: 100, Message: "all traffic goes to the candidate"},
 			map[string]any{"success": true, "message": "all traffic goes to the candidate"}},
 		{"force_cancel_promotion", "force_cancel", "promotion.force_cancel",
-			workflows.PromotionControlResult{Success: true, Status: "CANCELED", Message: "traffic goes back to the current deployment"},
+			contract.PromotionControlResult{Success: true, Status: "CANCELED", Message: "traffic goes back to the current deployment"},
 			map[string]any{"success": true, "message": "traffic goes back to the current deployment"}},
 	}
 	for _, tt := range tests {
@@ -229,7 +229,7 @@ func TestPromotionControls_AnswerAsAPIDocSays(t *testing.T) {
 
 	// A control the workflow answers but does not take: success false, nothing audited.
 	tc.set(func(f *fakeTemporal) {
-		f.answer = workflows.PromotionControlResult{Success: false, Status: "PAUSED", Percent: 30, Message: "already paused"}
+		f.answer = contract.PromotionControlResult{Success: false, Status: "PAUSED", Percent: 30, Message: "already paused"}
 	})
 	before := len(f.auditActions(t))
 	r := f.post(t, "staging", "pause_promotion")
@@ -324,7 +324,7 @@ func TestForceCancelPromotion_EndsAStuckPromotionItself(t *testing.T) {
 	require.Contains(t, r.Body["message"], "promotion force-cancelled; ")
 	require.Contains(t, r.Body["message"], "scaled to zero")
 
-	require.Equal(t, []string{workflows.PromotionWorkflowID(f.m.ID, "staging")}, tc.terminated)
+	require.Equal(t, []string{contract.PromotionWorkflowID(f.m.ID, "staging")}, tc.terminated)
 	p, err := store.PromotionByID(ctx, f.db, f.promotionID)
 	require.NoError(t, err)
 	require.Equal(t, modelplane.PromotionCanceled, p.Status)
@@ -338,9 +338,9 @@ func TestForceCancelPromotion_EndsAStuckPromotionItself(t *testing.T) {
 
 	var scaled bool
 	for _, u := range tc.sent() {
-		if u.WorkflowID == workflows.DeploymentWorkflowID(f.cand.ID) {
-			require.Equal(t, workflows.UpdateScale, u.UpdateName)
-			require.Equal(t, []any{workflows.ScaleRequest{Replicas: 0}}, u.Args)
+		if u.WorkflowID == contract.DeploymentWorkflowID(f.cand.ID) {
+			require.Equal(t, contract.UpdateScale, u.UpdateName)
+			require.Equal(t, []any{contract.ScaleRequest{Replicas: 0}}, u.Args)
 			scaled = true
 		}
 	}
@@ -381,7 +381,7 @@ func TestForceCancelPromotion_WorkflowGoneButPromotionShownRunning(t *testing.T)
 	require.NoError(t, err)
 	require.Nil(t, env.CandidateDeploymentID)
 	for _, u := range tc.sent() {
-		require.NotEqual(t, workflows.DeploymentWorkflowID(f.src.ID), u.WorkflowID, "a candidate serving another environment is not scaled down")
+		require.NotEqual(t, contract.DeploymentWorkflowID(f.src.ID), u.WorkflowID, "a candidate serving another environment is not scaled down")
 	}
 }
 

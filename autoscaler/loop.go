@@ -18,7 +18,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/promutil"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // LeaderLockKey is the PostgreSQL advisory lock that elects the one active loop among all
@@ -345,7 +345,7 @@ func (l *Loop) dispatch(ctx context.Context, db sqlx.QueryerContext, now time.Ti
 			if _, err := store.StartAsyncRequest(sctx, l.opts.DB, h.RequestID); err != nil && ctx.Err() == nil {
 				l.log.Warn("starting async request", "request_id", h.RequestID, "err", err)
 			}
-			err := l.opts.Temporal.SignalWorkflow(sctx, workflows.AsyncWorkflowID(h.RequestID), "", workflows.SignalAsyncDispatch, nil)
+			err := l.opts.Temporal.SignalWorkflow(sctx, contract.AsyncWorkflowID(h.RequestID), "", contract.SignalAsyncDispatch, nil)
 			var notFound *serviceerror.NotFound
 			if err != nil && !errors.As(err, &notFound) && ctx.Err() == nil {
 				l.log.Warn("dispatching async request", "request_id", h.RequestID, "err", err)
@@ -423,9 +423,9 @@ func (l *Loop) scale(ctx context.Context, deploymentID string, replicas int) (re
 	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
 	h, err := l.opts.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.DeploymentWorkflowID(deploymentID),
-		UpdateName:   workflows.UpdateScale,
-		Args:         []any{workflows.ScaleRequest{Replicas: replicas}},
+		WorkflowID:   contract.DeploymentWorkflowID(deploymentID),
+		UpdateName:   contract.UpdateScale,
+		Args:         []any{contract.ScaleRequest{Replicas: replicas}},
 		WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err != nil {

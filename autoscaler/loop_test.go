@@ -23,7 +23,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // The loop's tests share one fresh database, made on first use so that Decide's tests, which
@@ -77,10 +77,10 @@ type scaleCall struct {
 func (f *fakeTemporal) UpdateWorkflow(_ context.Context, opts client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if opts.UpdateName != workflows.UpdateScale || opts.WaitForStage != client.WorkflowUpdateStageAccepted || len(opts.Args) != 1 {
+	if opts.UpdateName != contract.UpdateScale || opts.WaitForStage != client.WorkflowUpdateStageAccepted || len(opts.Args) != 1 {
 		return nil, fmt.Errorf("unexpected update %q, stage %v, args %v", opts.UpdateName, opts.WaitForStage, opts.Args)
 	}
-	req, ok := opts.Args[0].(workflows.ScaleRequest)
+	req, ok := opts.Args[0].(contract.ScaleRequest)
 	if !ok {
 		return nil, fmt.Errorf("unexpected argument %T", opts.Args[0])
 	}
@@ -98,7 +98,7 @@ func (f *fakeTemporal) takeCalls(deploymentIDs ...string) []scaleCall {
 	defer f.mu.Unlock()
 	want := map[string]bool{}
 	for _, id := range deploymentIDs {
-		want[workflows.DeploymentWorkflowID(id)] = true
+		want[contract.DeploymentWorkflowID(id)] = true
 	}
 	var out []scaleCall
 	for _, c := range f.calls {
@@ -194,7 +194,7 @@ func TestTick_SendsScaleWhenTheDecisionChangesAndNotOtherwise(t *testing.T) {
 	ctx := context.Background()
 
 	require.NoError(t, l.tick(ctx, now))
-	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(busy.ID), 3}}, tc.takeCalls(busy.ID, asleep.ID),
+	require.Equal(t, []scaleCall{{contract.DeploymentWorkflowID(busy.ID), 3}}, tc.takeCalls(busy.ID, asleep.ID),
 		"a deployment at 1 whose load asks for 3 gets one Scale to 3; the one asleep gets nothing")
 
 	require.NoError(t, l.tick(ctx, at(1)))
@@ -207,7 +207,7 @@ func TestTick_SendsScaleWhenTheDecisionChangesAndNotOtherwise(t *testing.T) {
 
 	load(t, db, busy.ID, at(60), 41, 2.5) // 5 in flight from +20 s on
 	require.NoError(t, l.tick(ctx, at(29)))
-	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(busy.ID), 5}}, tc.takeCalls(busy.ID, asleep.ID),
+	require.Equal(t, []scaleCall{{contract.DeploymentWorkflowID(busy.ID), 5}}, tc.takeCalls(busy.ID, asleep.ID),
 		"a new decision is sent at once")
 
 	for s := 30; s < 29+resendSeconds(); s++ {
@@ -247,7 +247,7 @@ func TestTick_RefusedScaleIsNotRetriedAtOnce(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	load(t, db, d.ID, now.Add(2*time.Minute), 130, 2) // 4 in flight for two minutes
 
-	tc := &fakeTemporal{refuse: map[string]bool{workflows.DeploymentWorkflowID(d.ID): true}}
+	tc := &fakeTemporal{refuse: map[string]bool{contract.DeploymentWorkflowID(d.ID): true}}
 	reg := prometheus.NewRegistry()
 	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger(), Registerer: reg})
 	ctx := context.Background()
@@ -276,7 +276,7 @@ func TestTick_NewReplicaGetsTheDelayBeforeZero(t *testing.T) {
 	tc := &fakeTemporal{}
 	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
 	require.NoError(t, l.tick(ctx, time.Now()))
-	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(stale.ID), 0}}, tc.takeCalls(fresh.ID, stale.ID),
+	require.Equal(t, []scaleCall{{contract.DeploymentWorkflowID(stale.ID), 0}}, tc.takeCalls(fresh.ID, stale.ID),
 		"a replica started within scale_down_delay (a wake whose requests the gateway still holds) stays; "+
 			"one idle for longer than the delay goes to zero")
 }
@@ -296,7 +296,7 @@ func TestTick_DeploymentAtZeroWakesOnlyForLoadAfterIt(t *testing.T) {
 
 	load(t, db, d.ID, now.Add(3*time.Second), 1, 2)
 	require.NoError(t, l.tick(ctx, now.Add(4*time.Second)))
-	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(d.ID), 1}}, tc.takeCalls(d.ID),
+	require.Equal(t, []scaleCall{{contract.DeploymentWorkflowID(d.ID), 1}}, tc.takeCalls(d.ID),
 		"requests after it went to zero scale it up")
 }
 
@@ -429,11 +429,11 @@ func value(t *testing.T, c prometheus.Metric) float64 {
 // five replicas, and its handler takes a minute, so an accepted update is still running when
 // the loop moves on.
 func scaleProbe(ctx workflow.Context) error {
-	err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateScale,
-		func(ctx workflow.Context, req workflows.ScaleRequest) (int, error) {
+	err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateScale,
+		func(ctx workflow.Context, req contract.ScaleRequest) (int, error) {
 			return req.Replicas, workflow.Sleep(ctx, time.Minute)
 		},
-		workflow.UpdateHandlerOptions{Validator: func(req workflows.ScaleRequest) error {
+		workflow.UpdateHandlerOptions{Validator: func(req contract.ScaleRequest) error {
 			if req.Replicas > 5 {
 				return fmt.Errorf("at most 5 replicas, not %d", req.Replicas)
 			}
@@ -451,7 +451,7 @@ func TestScale_TellsAcceptedFromRefusedOnRealServer(t *testing.T) {
 	ts.NewWorker("autoscaler-test", func(r sdkworker.Registry) { r.RegisterWorkflow(scaleProbe) })
 	ctx := context.Background()
 	_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.DeploymentWorkflowID("probe123"), TaskQueue: "autoscaler-test"}, scaleProbe)
+		ID: contract.DeploymentWorkflowID("probe123"), TaskQueue: "autoscaler-test"}, scaleProbe)
 	require.NoError(t, err)
 	l := New(Options{Temporal: tc, Logger: discardLogger()})
 
@@ -480,7 +480,7 @@ type signalRecorder struct {
 func (s *signalRecorder) SignalWorkflow(_ context.Context, workflowID, _, name string, _ any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if name != workflows.SignalAsyncDispatch {
+	if name != contract.SignalAsyncDispatch {
 		return fmt.Errorf("unexpected signal %q", name)
 	}
 	s.signals = append(s.signals, workflowID)
@@ -525,7 +525,7 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 		return r.Status
 	}
 	require.NoError(t, l.tick(ctx, now))
-	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(urgent), workflows.AsyncWorkflowID(first)}, tc.take(),
+	require.ElementsMatch(t, []string{contract.AsyncWorkflowID(urgent), contract.AsyncWorkflowID(first)}, tc.take(),
 		"the two heads in priority order, then age; not %s or %s, nor %s, whose deployment has no replica", second, low, sleeper)
 	for _, id := range []string{urgent, first} {
 		require.Equal(t, modelplane.AsyncInProgress, status(id), "a head is started, not only told")
@@ -534,7 +534,7 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 		require.Equal(t, modelplane.AttemptPending, a.State)
 	}
 	require.Equal(t, modelplane.AsyncQueued, status(second))
-	require.Equal(t, []scaleCall{{workflows.DeploymentWorkflowID(asleep.ID), 1}}, tc.takeCalls(asleep.ID),
+	require.Equal(t, []scaleCall{{contract.DeploymentWorkflowID(asleep.ID), 1}}, tc.takeCalls(asleep.ID),
 		"a queued request wakes the deployment at zero")
 
 	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
@@ -543,7 +543,7 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	_, err := db.ExecContext(ctx, `UPDATE async_requests SET status = 'SUCCEEDED' WHERE id = $1`, urgent)
 	require.NoError(t, err)
 	require.NoError(t, l.tick(ctx, now.Add(2*time.Second)))
-	require.ElementsMatch(t, []string{workflows.AsyncWorkflowID(second)}, tc.take(),
+	require.ElementsMatch(t, []string{contract.AsyncWorkflowID(second)}, tc.take(),
 		"one ended leaves room for one: the oldest left of priority 1")
 	require.Equal(t, modelplane.AsyncInProgress, status(second))
 	require.Equal(t, modelplane.AsyncQueued, status(low))

@@ -107,7 +107,7 @@ func TestDeployments_ListAndGetByIDAndByRole(t *testing.T) {
 	require.Equal(t, "deployment-1", got.Name)
 	require.NotNil(t, got.Environment)
 	require.Equal(t, "production", *got.Environment)
-	require.Equal(t, "BUILDING", got.Status)
+	require.Equal(t, modelplane.DeploymentBuilding, got.Status)
 
 	got, err = f.c.Deployment(ctx, f.model.ID, "development")
 	require.NoError(t, err)

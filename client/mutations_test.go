@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/client"
 )
@@ -66,7 +67,7 @@ func TestCreateModel_SendsTheSourceAndReturnsModelAndDeployment(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "q4z8m2xw", m.ID)
 	require.Equal(t, "d1d1d1d1", d.ID)
-	require.Equal(t, "BUILDING", d.Status)
+	require.Equal(t, modelplane.DeploymentBuilding, d.Status)
 }
 
 func TestCreateDeployment_DevelopmentLeavesOutNameAndEnvironment(t *testing.T) {
@@ -150,7 +151,7 @@ func TestWaitActive_StopsAtAFailureStatusWithItsError(t *testing.T) {
 		func(d api.DeploymentV1) { seen = append(seen, string(d.Status)) })
 	var failed *client.DeploymentFailedError
 	require.ErrorAs(t, err, &failed)
-	require.Equal(t, "DEPLOY_FAILED", d.Status)
+	require.Equal(t, modelplane.DeploymentDeployFailed, d.Status)
 	require.Equal(t, []string{"BUILDING", "DEPLOYING", "DEPLOY_FAILED"}, seen)
 }
 

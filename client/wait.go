@@ -48,7 +48,7 @@ func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, i
 			progress(d)
 		}
 		switch {
-		case d.Status == "ACTIVE":
+		case d.Status == modelplane.DeploymentActive:
 			return d, nil
 		case d.Status.Stuck():
 			return d, &DeploymentFailedError{Deployment: d}

@@ -24,6 +24,7 @@ import (
 	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 var dbURL string
@@ -120,14 +121,14 @@ func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
 	sa, err := tc.OperatorService().ListSearchAttributes(context.Background(),
 		&operatorservice.ListSearchAttributesRequest{Namespace: "default"})
 	require.NoError(t, err)
-	for name := range workflows.SearchAttributes() {
+	for name := range contract.SearchAttributes() {
 		require.Contains(t, sa.GetCustomAttributes(), name)
 	}
 
 	// A workflow that waits on a queue nobody polls: it must survive the restart.
 	run, err := tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: "survives-restart", TaskQueue: "nobody-polls-this",
-	}, workflows.Cleanup, workflows.DefaultCleanupInput())
+	}, workflows.Cleanup, contract.DefaultCleanupInput())
 	require.NoError(t, err)
 	tc.Close()
 	closeStack(t, s)

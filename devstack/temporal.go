@@ -28,7 +28,7 @@ import (
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 
 	"github.com/modelplane/modelplane/internal/freeport"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 const clusterName = "active"
@@ -82,7 +82,7 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		return nil, err
 	}
 	ns, err := sqlite.NewNamespaceConfig(clusterName, opts.Namespace, false,
-		map[string]enumspb.IndexedValueType(workflows.SearchAttributes()))
+		map[string]enumspb.IndexedValueType(contract.SearchAttributes()))
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/worker"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // TestPromotion_WorkerRestartedMidwayFinishesWithOneNewDeployment stops the only worker while
@@ -60,7 +60,7 @@ func TestPromotion_WorkerRestartedMidwayFinishesWithOneNewDeployment(t *testing.
 		for _, ex := range resp.Executions {
 			ids[ex.Execution.WorkflowId] = true
 		}
-		return ids[workflows.DeploymentWorkflowID(prod)] && ids[workflows.PromotionWorkflowID(modelID, "production")]
+		return ids[contract.DeploymentWorkflowID(prod)] && ids[contract.PromotionWorkflowID(modelID, "production")]
 	}, 20*time.Second, 200*time.Millisecond, "the model's deployment and promotion workflows are found by ModelId: %v", ids)
 }
 

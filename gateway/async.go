@@ -23,7 +23,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // Limits of an async request, from API.md.
@@ -333,9 +333,9 @@ func (g *Gateway) startAsync(ctx context.Context, req store.AsyncRequest) {
 	ctx, cancel := context.WithTimeout(ctx, temporalTimeout)
 	defer cancel()
 	_, err := g.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.AsyncWorkflowID(req.ID), TaskQueue: workflows.TaskQueue,
+		ID: contract.AsyncWorkflowID(req.ID), TaskQueue: contract.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, workflows.AsyncRequestWorkflowType, workflows.AsyncRequestInput{RequestID: req.ID})
+	}, contract.AsyncRequestWorkflowType, contract.AsyncRequestInput{RequestID: req.ID})
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		g.log.Warn("starting async request workflow; Cleanup will start it", "request_id", req.ID,
 			"model_id", req.ModelID, "deployment_id", req.DeploymentID, "err", err)
@@ -477,7 +477,7 @@ func (g *Gateway) signalAsync(ctx context.Context, id string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, temporalTimeout)
 	defer cancel()
-	err := g.opts.Temporal.SignalWorkflow(ctx, workflows.AsyncWorkflowID(id), "", workflows.SignalAsyncDispatch, nil)
+	err := g.opts.Temporal.SignalWorkflow(ctx, contract.AsyncWorkflowID(id), "", contract.SignalAsyncDispatch, nil)
 	var notFound *serviceerror.NotFound
 	if err != nil && !errors.As(err, &notFound) {
 		g.log.Warn("signalling async request workflow", "request_id", id, "err", err)

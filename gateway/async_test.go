@@ -21,7 +21,7 @@ import (
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/testmodel"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // asyncTemporal records the workflow starts and signals of async requests.
@@ -134,11 +134,11 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 
 	starts, _ := tc.recorded()
 	require.Len(t, starts, 1)
-	assert.Equal(t, workflows.AsyncWorkflowID(id), starts[0].opts.ID)
-	assert.Equal(t, workflows.TaskQueue, starts[0].opts.TaskQueue)
+	assert.Equal(t, contract.AsyncWorkflowID(id), starts[0].opts.ID)
+	assert.Equal(t, contract.TaskQueue, starts[0].opts.TaskQueue)
 	assert.Equal(t, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, starts[0].opts.WorkflowIDReusePolicy)
 	assert.Equal(t, "AsyncRequest", starts[0].workflow)
-	assert.Equal(t, []any{workflows.AsyncRequestInput{RequestID: id}}, starts[0].args)
+	assert.Equal(t, []any{contract.AsyncRequestInput{RequestID: id}}, starts[0].args)
 
 	t.Run("defaults", func(t *testing.T) {
 		row := f.asyncRow(f.accepted("deployment/"+d.ID, `{"model_input":"just text"}`))
@@ -161,7 +161,7 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 		id := f.accepted("production", `{"model_input":1}`)
 		assert.Equal(t, modelplane.AsyncQueued, f.asyncRow(id).Status, "the row is the request; Cleanup starts its workflow")
 		starts, _ := tc.recorded()
-		assert.Equal(t, workflows.AsyncWorkflowID(id), starts[len(starts)-1].opts.ID, "the start was tried")
+		assert.Equal(t, contract.AsyncWorkflowID(id), starts[len(starts)-1].opts.ID, "the start was tried")
 	})
 	t.Run("accepted without Temporal", func(t *testing.T) {
 		plain := newFixture(t, gateway.Options{MaxAsyncAttempts: -1})
@@ -509,7 +509,7 @@ func TestAsyncRequest_Cancel(t *testing.T) {
 	assert.NotEmpty(t, got["message"])
 	assert.Equal(t, modelplane.AsyncCanceled, f.asyncRow(queued).Status)
 	_, signals := tc.recorded()
-	assert.Equal(t, []string{workflows.AsyncWorkflowID(queued) + "/" + workflows.SignalAsyncDispatch}, signals,
+	assert.Equal(t, []string{contract.AsyncWorkflowID(queued) + "/" + contract.SignalAsyncDispatch}, signals,
 		"the workflow is told at once")
 
 	status, got = cancelOf("/async_request/" + queued)

@@ -7,11 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelplane/modelplane/workflows/contract"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // Defaults of the wake options.
@@ -120,7 +119,7 @@ func (w *waker) wake(id string, log func(msg string, args ...any)) {
 // send asks the deployment's workflow to wake and waits until the workflow accepted it.
 func (w *waker) send(ctx context.Context, id string) error {
 	_, err := w.tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.DeploymentWorkflowID(id), UpdateName: workflows.UpdateWake,
+		WorkflowID: contract.DeploymentWorkflowID(id), UpdateName: contract.UpdateWake,
 		WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	return err

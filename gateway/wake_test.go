@@ -17,7 +17,7 @@ import (
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/testmodel"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // fakeTemporal answers the gateway's Wake updates like the Deployment workflow would: after
@@ -33,7 +33,7 @@ type fakeTemporal struct {
 }
 
 func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
-	if o.UpdateName != workflows.UpdateWake {
+	if o.UpdateName != contract.UpdateWake {
 		f.t.Errorf("unexpected update %s", o.UpdateName)
 	}
 	f.wakes.Add(1)

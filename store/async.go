@@ -121,7 +121,7 @@ func InsertAsyncRequest(ctx context.Context, db sqlx.ExtContext, n NewAsyncReque
 		    max_time_in_queue_seconds, retry_config, model_input)
 		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 		WHERE (SELECT count(*) FROM async_requests
-		       WHERE workspace_id = $2 AND status IN ('QUEUED', 'IN_PROGRESS')) < $13
+		       WHERE workspace_id = $2 AND status IN `+sqlOpenAsyncStatuses+`) < $13
 		RETURNING *`,
 		modelplane.NewID(16), n.WorkspaceID, n.ModelID, n.DeploymentID, n.Environment, webhook,
 		n.WebhookEndpoint, "whd_"+modelplane.NewID(24), n.Priority, n.MaxTimeInQueueSeconds, n.RetryConfig,
@@ -145,9 +145,9 @@ func GetAsyncRequest(ctx context.Context, db sqlx.QueryerContext, workspaceID, i
 // longer queued; the returned request then says what it is.
 func CancelAsyncRequest(ctx context.Context, db sqlx.QueryerContext, workspaceID, id string) (out AsyncRequest, canceled bool, err error) {
 	err = get(ctx, db, &out, `
-		UPDATE async_requests SET status = 'CANCELED', status_at = now(), finished_at = now(),
-		    webhook_status = CASE WHEN webhook_status = 'PENDING' THEN 'CANCELED' ELSE webhook_status END
-		WHERE id = $1 AND workspace_id = $2 AND status = 'QUEUED'
+		UPDATE async_requests SET status = `+sqlAsyncCanceled+`, status_at = now(), finished_at = now(),
+		    webhook_status = CASE WHEN webhook_status = `+sqlWebhookPending+` THEN `+sqlWebhookCanceled+` ELSE webhook_status END
+		WHERE id = $1 AND workspace_id = $2 AND status = `+sqlAsyncQueued+`
 		RETURNING *`, id, workspaceID)
 	if err == nil {
 		return out, true, nil
@@ -169,8 +169,8 @@ type AsyncQueueCounts struct {
 func CountAsyncQueue(ctx context.Context, db sqlx.QueryerContext, deploymentID string) (AsyncQueueCounts, error) {
 	var out AsyncQueueCounts
 	err := get(ctx, db, &out, `
-		SELECT (SELECT count(*) FROM async_requests WHERE deployment_id = $1 AND status = 'QUEUED') AS queued,
-		       (SELECT count(*) FROM async_requests WHERE deployment_id = $1 AND status = 'IN_PROGRESS') AS in_progress`,
+		SELECT (SELECT count(*) FROM async_requests WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+`) AS queued,
+		       (SELECT count(*) FROM async_requests WHERE deployment_id = $1 AND status = `+sqlAsyncInProgress+`) AS in_progress`,
 		deploymentID)
 	return out, err
 }
@@ -187,7 +187,7 @@ func AsyncQueueSizes(ctx context.Context, db sqlx.QueryerContext) ([]AsyncQueueS
 	out := []AsyncQueueSize{}
 	err := list(ctx, db, &out, `
 		SELECT deployment_id, min(model_id) AS model_id, count(*) AS queued FROM async_requests
-		WHERE status = 'QUEUED' GROUP BY deployment_id ORDER BY deployment_id`)
+		WHERE status = `+sqlAsyncQueued+` GROUP BY deployment_id ORDER BY deployment_id`)
 	return out, err
 }
 
@@ -205,7 +205,7 @@ func UnstartedAsyncRequests(ctx context.Context, db sqlx.QueryerContext, before 
 	out := []string{}
 	err := list(ctx, db, &out, `
 		SELECT id FROM async_requests
-		WHERE status = 'QUEUED' AND NOT workflow_started AND created_at < $1
+		WHERE status = `+sqlAsyncQueued+` AND NOT workflow_started AND created_at < $1
 		ORDER BY created_at LIMIT $2`, before, limit)
 	return out, err
 }
@@ -213,12 +213,12 @@ func UnstartedAsyncRequests(ctx context.Context, db sqlx.QueryerContext, before 
 // asyncCapacitySQL computes, for the deployment $1, what its queue may start: its status,
 // whether it was deleted, READY replicas, effective concurrency target and async requests in
 // progress.
-const asyncCapacitySQL = `
+var asyncCapacitySQL = `
 	SELECT d.status AS deployment_status, d.deleted_at IS NOT NULL AS deployment_deleted,
-	       (SELECT count(*) FROM replicas r WHERE r.deployment_id = d.id AND r.state = 'READY') AS ready_replicas,
+	       (SELECT count(*) FROM replicas r WHERE r.deployment_id = d.id AND r.state = ` + sqlReplicaReady + `) AS ready_replicas,
 	       GREATEST(COALESCE((` + effectiveSettingsSQL + `)->>'concurrency_target', '1')::int, 1) AS concurrency_target,
 	       (SELECT count(*) FROM async_requests a
-	        WHERE a.deployment_id = d.id AND a.status = 'IN_PROGRESS') AS in_progress
+	        WHERE a.deployment_id = d.id AND a.status = ` + sqlAsyncInProgress + `) AS in_progress
 	FROM deployments d ` + servingEnvironmentJoin
 
 // AsyncCapacity is what a deployment's async queue may start.
@@ -278,7 +278,7 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 		if err := get(ctx, tx, &r, `
 			UPDATE async_requests a SET deployment_id = COALESCE((
 			    SELECT e.current_deployment_id FROM environments e
-			    WHERE a.environment <> '' AND a.status = 'QUEUED'
+			    WHERE a.environment <> '' AND a.status = `+sqlAsyncQueued+`
 			      AND e.model_id = a.model_id AND e.name = a.environment), a.deployment_id)
 			WHERE a.id = $1
 			RETURNING a.deployment_id, a.status, a.priority, a.created_at`, id); err != nil {
@@ -297,7 +297,7 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 		}
 		if err := get(ctx, tx, &c.Ahead, `
 			SELECT count(*) FROM async_requests
-			WHERE deployment_id = $1 AND status = 'QUEUED' AND (priority, created_at, id) < ($2, $3, $4)`,
+			WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+` AND (priority, created_at, id) < ($2, $3, $4)`,
 			r.DeploymentID, r.Priority, r.CreatedAt, id); err != nil {
 			return err
 		}
@@ -306,7 +306,7 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 		}
 		c.Status, c.Claimed = modelplane.AsyncInProgress, true
 		return exec(ctx, tx, true, `
-			UPDATE async_requests SET status = 'IN_PROGRESS', status_at = now(), started_at = now()
+			UPDATE async_requests SET status = `+sqlAsyncInProgress+`, status_at = now(), started_at = now()
 			WHERE id = $1`, id)
 	})
 	return c, err
@@ -340,7 +340,7 @@ func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext, deploymentID s
 	err := list(ctx, db, &out, `
 		WITH queues AS (
 		         SELECT DISTINCT deployment_id FROM async_requests
-		         WHERE status = 'QUEUED' AND ($1 = '' OR deployment_id = $1)),
+		         WHERE status = `+sqlAsyncQueued+` AND ($1 = '' OR deployment_id = $1)),
 		     room AS (
 		         SELECT q.deployment_id, c.ready_replicas * c.concurrency_target - c.in_progress AS free
 		         FROM queues q CROSS JOIN LATERAL (`+asyncCapacitySQL+` WHERE d.id = q.deployment_id
@@ -348,7 +348,7 @@ func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext, deploymentID s
 		SELECT h.id AS request_id, room.deployment_id FROM room
 		CROSS JOIN LATERAL (
 		    SELECT a.id FROM async_requests a
-		    WHERE a.deployment_id = room.deployment_id AND a.status = 'QUEUED'
+		    WHERE a.deployment_id = room.deployment_id AND a.status = `+sqlAsyncQueued+`
 		    ORDER BY a.priority, a.created_at, a.id
 		    LIMIT GREATEST(room.free, 0)) h
 		ORDER BY room.deployment_id`, deploymentID)
@@ -361,9 +361,9 @@ func ExpireAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string) 
 	var out AsyncRequest
 	expired := AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
 	err := get(ctx, db, &out, `
-		UPDATE async_requests SET status = 'EXPIRED', status_at = now(), finished_at = now(),
+		UPDATE async_requests SET status = `+sqlAsyncExpired+`, status_at = now(), finished_at = now(),
 		    errors = errors || $2::jsonb
-		WHERE id = $1 AND status = 'QUEUED'
+		WHERE id = $1 AND status = `+sqlAsyncQueued+`
 		RETURNING *`, id, expired)
 	if errors.Is(err, ErrNotFound) {
 		return GetAsyncRequest(ctx, db, "", id)
@@ -392,7 +392,7 @@ func FinishAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string, 
 		    output = $3, output_content_type = $4, errors = errors || $5::jsonb,
 		    output_expires_at = CASE WHEN $3::bytea IS NULL THEN NULL
 		                             ELSE now() + $6 * interval '1 second' END
-		WHERE id = $1 AND status IN ('QUEUED', 'IN_PROGRESS')
+		WHERE id = $1 AND status IN `+sqlOpenAsyncStatuses+`
 		RETURNING *`, id, o.Status, o.Output, o.ContentType, o.Errors, o.KeepOutput.Seconds())
 	if errors.Is(err, ErrNotFound) {
 		return GetAsyncRequest(ctx, db, "", id)
@@ -408,16 +408,16 @@ func SetAsyncWebhookResult(ctx context.Context, db sqlx.QueryerContext, id strin
 	var out AsyncRequest
 	if delivered {
 		err := get(ctx, db, &out, `
-			UPDATE async_requests SET webhook_status = 'SUCCEEDED', output = NULL, output_expires_at = NULL
+			UPDATE async_requests SET webhook_status = `+sqlWebhookSucceeded+`, output = NULL, output_expires_at = NULL
 			WHERE id = $1 RETURNING *`, id)
 		return out, err
 	}
 	failed := AsyncErrors{{Code: modelplane.CodeWebhookDeliveryFailed, Message: failure}}
 	err := get(ctx, db, &out, `
-		UPDATE async_requests SET webhook_status = 'FAILED',
-		    status = CASE WHEN status = 'SUCCEEDED' THEN 'WEBHOOK_FAILED' ELSE status END,
-		    status_at = CASE WHEN status = 'SUCCEEDED' THEN now() ELSE status_at END,
-		    errors = CASE WHEN webhook_status = 'FAILED' THEN errors ELSE errors || $2::jsonb END
+		UPDATE async_requests SET webhook_status = `+sqlWebhookFailed+`,
+		    status = CASE WHEN status = `+sqlAsyncSucceeded+` THEN `+sqlAsyncWebhookFailed+` ELSE status END,
+		    status_at = CASE WHEN status = `+sqlAsyncSucceeded+` THEN now() ELSE status_at END,
+		    errors = CASE WHEN webhook_status = `+sqlWebhookFailed+` THEN errors ELSE errors || $2::jsonb END
 		WHERE id = $1 RETURNING *`, id, failed)
 	return out, err
 }
@@ -429,7 +429,7 @@ func PurgeAsyncOutputs(ctx context.Context, db sqlx.ExecerContext, now, finished
 	// however short the retention.
 	res, err := db.ExecContext(ctx, `
 		UPDATE async_requests SET output = NULL, output_expires_at = NULL
-		WHERE output_expires_at IS NOT NULL AND output_expires_at < $1 AND webhook_status <> 'PENDING'`, now)
+		WHERE output_expires_at IS NOT NULL AND output_expires_at < $1 AND webhook_status <> `+sqlWebhookPending, now)
 	if err != nil {
 		return 0, 0, translate(err)
 	}
@@ -438,7 +438,7 @@ func PurgeAsyncOutputs(ctx context.Context, db sqlx.ExecerContext, now, finished
 	}
 	res, err = db.ExecContext(ctx, `
 		DELETE FROM async_requests
-		WHERE status NOT IN ('QUEUED', 'IN_PROGRESS') AND finished_at < $1
+		WHERE status NOT IN `+sqlOpenAsyncStatuses+` AND finished_at < $1
 		  AND (output_expires_at IS NULL OR output_expires_at < $2)`, finishedBefore, now)
 	if err != nil {
 		return 0, 0, translate(err)
@@ -514,9 +514,9 @@ func ClaimAsyncAttempts(ctx context.Context, db sqlx.QueryerContext, gatewayID s
 	}
 	err := list(ctx, db, &out, `
 		WITH p AS (
-		    SELECT request_id, attempt FROM async_attempts WHERE state = 'PENDING'
+		    SELECT request_id, attempt FROM async_attempts WHERE state = `+sqlAttemptPending+`
 		    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-		UPDATE async_attempts t SET state = 'RUNNING', gateway_id = $1, started_at = now()
+		UPDATE async_attempts t SET state = `+sqlAttemptRunning+`, gateway_id = $1, started_at = now()
 		FROM p, async_requests r
 		WHERE t.request_id = p.request_id AND t.attempt = p.attempt AND r.id = t.request_id
 		RETURNING t.request_id, t.attempt, t.deployment_id, r.model_id, r.model_input,
@@ -540,9 +540,9 @@ func FinishAsyncAttempt(ctx context.Context, db sqlx.QueryerContext, requestID s
 	var done int
 	err := get(ctx, db, &done, `
 		WITH u AS (
-		    UPDATE async_attempts SET state = 'DONE', status_code = $4, output = $5, content_type = $6,
+		    UPDATE async_attempts SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
 		        error_code = $7, error = $8, finished_at = now()
-		    WHERE request_id = $1 AND attempt = $2 AND state = 'RUNNING' AND gateway_id = $3
+		    WHERE request_id = $1 AND attempt = $2 AND state = `+sqlAttemptRunning+` AND gateway_id = $3
 		    RETURNING request_id, attempt)
 		SELECT count(pg_notify($9, u.request_id || '/' || u.attempt)) FROM u`,
 		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error, AsyncDoneChannel)
@@ -555,9 +555,9 @@ func AbandonAsyncAttempt(ctx context.Context, db sqlx.QueryerContext, requestID 
 	var done int
 	err := get(ctx, db, &done, `
 		WITH u AS (
-		    UPDATE async_attempts a SET state = 'DONE', error_code = 'GATEWAY_LOST',
+		    UPDATE async_attempts a SET state = `+sqlAttemptDone+`, error_code = `+sqlCodeGatewayLost+`,
 		        error = 'gateway ' || a.gateway_id || ' stopped while running the attempt', finished_at = now()
-		    WHERE a.request_id = $1 AND a.attempt = $2 AND a.state = 'RUNNING'
+		    WHERE a.request_id = $1 AND a.attempt = $2 AND a.state = `+sqlAttemptRunning+`
 		      AND NOT EXISTS (SELECT 1 FROM gateway_reports g WHERE g.gateway_id = a.gateway_id
 		                      AND g.reported_at > now() - $3 * interval '1 second')
 		    RETURNING request_id, attempt)
@@ -576,7 +576,7 @@ type AttemptKey struct {
 func RunningAsyncAttempts(ctx context.Context, db sqlx.QueryerContext, gatewayID string) ([]AttemptKey, error) {
 	out := []AttemptKey{}
 	err := list(ctx, db, &out, `
-		SELECT request_id, attempt FROM async_attempts WHERE state = 'RUNNING' AND gateway_id = $1`, gatewayID)
+		SELECT request_id, attempt FROM async_attempts WHERE state = `+sqlAttemptRunning+` AND gateway_id = $1`, gatewayID)
 	return out, err
 }
 
@@ -585,8 +585,8 @@ func RunningAsyncAttempts(ctx context.Context, db sqlx.QueryerContext, gatewayID
 func ReleaseAsyncAttempts(ctx context.Context, db sqlx.ExecerContext, gatewayID string, attempts []ClaimedAttempt) error {
 	for _, a := range attempts {
 		if err := exec(ctx, db, false, `
-			UPDATE async_attempts SET state = 'PENDING', gateway_id = '', started_at = NULL
-			WHERE request_id = $1 AND attempt = $2 AND state = 'RUNNING' AND gateway_id = $3`,
+			UPDATE async_attempts SET state = `+sqlAttemptPending+`, gateway_id = '', started_at = NULL
+			WHERE request_id = $1 AND attempt = $2 AND state = `+sqlAttemptRunning+` AND gateway_id = $3`,
 			a.RequestID, a.Attempt, gatewayID); err != nil {
 			return err
 		}

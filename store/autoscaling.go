@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 	"github.com/modelplane/modelplane"
 )
 
@@ -58,13 +57,6 @@ func (l LoadSeconds) Value() (driver.Value, error) { return json.Marshal(l) }
 // Scan reads the seconds from JSON.
 func (l *LoadSeconds) Scan(src any) error { return scanJSON(src, l) }
 
-// Statuses of a deployment that the autoscaler scales. The others are either on their way to
-// or at a stop (INACTIVE, DEACTIVATING), not built yet (BUILDING) or failed, where a scale
-// request would be refused; they are not read at all.
-var autoscaledStatuses = []string{
-	"ACTIVE", "SCALED_TO_ZERO", "WAKING_UP", "LOADING_MODEL", "DEPLOYING", "UNHEALTHY", "UPDATING",
-}
-
 // effectiveSettingsSQL is deployment d's stored autoscaling settings with those of the
 // environment e that serves it (servingEnvironmentJoin) merged over them, as JSON objects,
 // right over left; nulls and non-objects count as missing. Callers put the defaults first.
@@ -94,10 +86,10 @@ const servingEnvironmentJoin = `
 // practice the environment's settings win entirely when there is one; a stored {} (the
 // column default) or an object missing fields falls back field by field, and nulls or
 // non-objects count as missing.
-const autoscalingTargetsQuery = `
+var autoscalingTargetsQuery = `
 	WITH targets AS (
 		SELECT d.id, d.model_id, d.is_development, d.status,
-		       CASE WHEN d.status = 'SCALED_TO_ZERO' THEN d.updated_at END AS zero_since,
+		       CASE WHEN d.status = ` + sqlDeploymentScaledToZero + ` THEN d.updated_at END AS zero_since,
 		       $2::jsonb || ` + effectiveSettingsSQL + ` AS settings,
 		       EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1) AS kept_awake
 		FROM deployments d ` + servingEnvironmentJoin + `
@@ -117,11 +109,11 @@ const autoscalingTargetsQuery = `
 	        WHERE ls.deployment_id = t.id AND ls.requests > 0
 	          AND ls.at <= $1 AND ls.at > $1 - interval '1 hour') AS last_request_at,
 	       (SELECT count(*) FROM async_requests a
-	        WHERE a.deployment_id = t.id AND a.status = 'QUEUED') AS async_queued
+	        WHERE a.deployment_id = t.id AND a.status = ` + sqlAsyncQueued + `) AS async_queued
 	FROM targets t
 	CROSS JOIN LATERAL (
 		SELECT count(*) AS live_replicas, max(r.created_at) AS newest_replica_at FROM replicas r
-		WHERE r.deployment_id = t.id AND r.state IN ('PENDING', 'STARTING', 'READY', 'DRAINING', 'STOPPING')
+		WHERE r.deployment_id = t.id AND r.state IN ` + sqlLiveReplicaStates + `
 	) r
 	ORDER BY t.id`
 
@@ -135,6 +127,6 @@ func AutoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Ti
 		return nil, err
 	}
 	out := []AutoscalingTarget{}
-	err = list(ctx, db, &out, autoscalingTargetsQuery, now, string(defaults), pq.Array(autoscaledStatuses))
+	err = list(ctx, db, &out, autoscalingTargetsQuery, now, string(defaults), sqlArray(modelplane.AutoscaledDeploymentStatuses()))
 	return out, err
 }

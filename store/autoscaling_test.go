@@ -111,7 +111,7 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	s := got[served.ID]
 	require.Equal(t, prod, s.Settings, "production's settings win over staging's and the deployment's own")
 	require.Equal(t, m.ID, s.ModelID)
-	require.Equal(t, "ACTIVE", s.Status)
+	require.Equal(t, modelplane.DeploymentActive, s.Status)
 	require.False(t, s.IsDevelopment)
 	require.Equal(t, 6, s.LiveReplicas, "PENDING, STARTING, READY, DRAINING and STOPPING replicas count; STOPPED and FAILED do not")
 	require.NotNil(t, s.NewestReplicaAt)

@@ -69,7 +69,7 @@ func MarkReplicaDraining(ctx context.Context, db *sqlx.DB, id string) (bool, err
 			return nil
 		}
 		state = modelplane.ReplicaDraining
-		return exec(ctx, tx, true, `UPDATE replicas SET state = 'DRAINING', updated_at = now() WHERE id = $1`, id)
+		return exec(ctx, tx, true, `UPDATE replicas SET state = `+sqlReplicaDraining+`, updated_at = now() WHERE id = $1`, id)
 	}); err != nil {
 		return false, err
 	}
@@ -80,7 +80,7 @@ func MarkReplicaDraining(ctx context.Context, db *sqlx.DB, id string) (bool, err
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `
 			UPDATE replicas SET draining_at = COALESCE(draining_at, now())
-			WHERE id = $1 AND state = 'DRAINING'`, id)
+			WHERE id = $1 AND state = `+sqlReplicaDraining, id)
 		if err != nil {
 			return translate(err)
 		}
@@ -106,7 +106,7 @@ func ReplicaDrained(ctx context.Context, db sqlx.QueryerContext, replicaID strin
 	var drained bool
 	// A DRAINING replica not stamped yet counts as in every gateway's routes.
 	err := get(ctx, db, &drained, `
-		SELECT r.state <> 'DRAINING' OR NOT EXISTS (
+		SELECT r.state <> `+sqlReplicaDraining+` OR NOT EXISTS (
 			SELECT 1 FROM gateway_reports g
 			WHERE g.reported_at > now() - $2 * interval '1 second'
 			  AND (r.draining_at IS NULL OR g.routes_at <= r.draining_at

@@ -71,7 +71,7 @@ func RecordHeartbeat(ctx context.Context, db *sqlx.DB, rep NodeReport) (Node, er
 				agent_url = EXCLUDED.agent_url, token_sha256 = EXCLUDED.token_sha256,
 				agent_id = EXCLUDED.agent_id, gpu_profile = EXCLUDED.gpu_profile,
 				reported_replicas = EXCLUDED.reported_replicas, last_heartbeat_at = now(),
-				state = CASE WHEN nodes.state = 'DRAINING' THEN 'DRAINING' ELSE 'READY' END
+				state = CASE WHEN nodes.state = `+sqlNodeDraining+` THEN `+sqlNodeDraining+` ELSE `+sqlNodeReady+` END
 			RETURNING id, name, agent_url, agent_id, gpu_profile, state, last_heartbeat_at, reported_replicas, created_at`,
 			modelplane.NewID(8), rep.Name, rep.AgentURL, rep.TokenSHA256, rep.AgentID, rep.GPUProfile, []byte(rep.Replicas)); err != nil {
 			return err
@@ -110,7 +110,7 @@ func ListNodes(ctx context.Context, db sqlx.QueryerContext) ([]Node, error) {
 	if err := list(ctx, db, &nodes, `
 		SELECT id, name, agent_url, agent_id, gpu_profile, last_heartbeat_at, reported_replicas, created_at,
 		       CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < now() - $1 * interval '1 second'
-		            THEN 'DOWN' ELSE state END AS state
+		            THEN `+sqlNodeDown+` ELSE state END AS state
 		FROM nodes ORDER BY name`, NodeDownAfter.Seconds()); err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ func CreatePromotion(ctx context.Context, db sqlx.ExtContext, p NewPromotion) (P
 	err := get(ctx, db, &out, `
 		INSERT INTO promotions (id, model_id, environment, source_deployment_id, previous_deployment_id,
 		                        status, settings, workflow_id)
-		VALUES ($1, $2, $3, $4, $5, 'RELEASING', $6, $7)
+		VALUES ($1, $2, $3, $4, $5, `+sqlPromotionReleasing+`, $6, $7)
 		RETURNING *`,
 		p.ID, p.ModelID, p.Environment, p.SourceDeploymentID, p.PreviousDeploymentID, p.Settings, p.WorkflowID)
 	return out, err
@@ -104,7 +104,7 @@ func ForceCancelPromotion(ctx context.Context, db *sqlx.DB, modelID, env, errorM
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
 		if err := get(ctx, tx, &p, `
 			SELECT * FROM promotions
-			WHERE model_id = $1 AND environment = $2 AND status IN ('RELEASING', 'RAMPING_UP', 'RAMPING_DOWN', 'PAUSED')
+			WHERE model_id = $1 AND environment = $2 AND status IN `+sqlInProgressPromotionStatuses+`
 			FOR UPDATE`, modelID, env); err != nil {
 			return err
 		}

@@ -113,8 +113,8 @@ func setReplicaState(ctx context.Context, tx *sqlx.Tx, id string, state modelpla
 	}
 	if err := exec(ctx, tx, true, `
 		UPDATE replicas SET state = $2, address = $3, error = $4, updated_at = now(),
-		       ready_at = CASE WHEN $2 = 'READY' THEN COALESCE(ready_at, now()) ELSE ready_at END,
-		       stopped_at = CASE WHEN $2 IN ('STOPPED', 'FAILED') THEN COALESCE(stopped_at, now()) ELSE stopped_at END
+		       ready_at = CASE WHEN $2 = `+sqlReplicaReady+` THEN COALESCE(ready_at, now()) ELSE ready_at END,
+		       stopped_at = CASE WHEN $2 IN `+sqlEndedReplicaStates+` THEN COALESCE(stopped_at, now()) ELSE stopped_at END
 		WHERE id = $1`, id, state, address, errText); err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func leavesDraining(state modelplane.ReplicaState) bool {
 func ListLiveReplicas(ctx context.Context, db sqlx.QueryerContext, deploymentID string) ([]Replica, error) {
 	out := []Replica{}
 	err := list(ctx, db, &out, replicaSelect+`
-		WHERE r.deployment_id = $1 AND r.state NOT IN ('STOPPED', 'FAILED')
+		WHERE r.deployment_id = $1 AND r.state NOT IN `+sqlEndedReplicaStates+`
 		ORDER BY r.created_at, r.id`, deploymentID)
 	return out, err
 }
@@ -157,7 +157,7 @@ func LiveReplicaCounts(ctx context.Context, db sqlx.QueryerContext, deploymentID
 	}
 	if err := list(ctx, db, &rows, `
 		SELECT node_id, count(*) AS all_count, count(*) FILTER (WHERE deployment_id = $1) AS mine_count
-		FROM replicas WHERE node_id IS NOT NULL AND state NOT IN ('STOPPED', 'FAILED')
+		FROM replicas WHERE node_id IS NOT NULL AND state NOT IN `+sqlEndedReplicaStates+`
 		GROUP BY node_id`, deploymentID); err != nil {
 		return nil, nil, err
 	}
@@ -188,8 +188,8 @@ func UnwantedReplicas(ctx context.Context, db sqlx.QueryerContext, quietFor time
 	out := []Replica{}
 	err := list(ctx, db, &out, replicaSelect+`
 		JOIN deployments d ON d.id = r.deployment_id
-		WHERE r.state NOT IN ('STOPPED', 'FAILED')
-		  AND (d.deleted_at IS NOT NULL OR d.status = 'INACTIVE')
+		WHERE r.state NOT IN `+sqlEndedReplicaStates+`
+		  AND (d.deleted_at IS NOT NULL OR d.status = `+sqlDeploymentInactive+`)
 		  AND r.updated_at < now() - $1 * interval '1 second'
 		ORDER BY r.id`, quietFor.Seconds())
 	return out, err

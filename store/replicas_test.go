@@ -118,7 +118,7 @@ func TestSetDeploymentStatus_WritesStatusAndReason(t *testing.T) {
 	require.NoError(t, store.SetDeploymentStatus(ctx, db, d.ID, "DEPLOY_FAILED", "no node has a free H100"))
 	got, err := store.DeploymentByID(ctx, db, d.ModelID, d.ID)
 	require.NoError(t, err)
-	require.Equal(t, "DEPLOY_FAILED", got.Status)
+	require.Equal(t, modelplane.DeploymentDeployFailed, got.Status)
 	require.Equal(t, "no node has a free H100", got.StatusReason)
 
 	require.ErrorIs(t, store.SetDeploymentStatus(ctx, db, d.ID, "NOT_A_STATUS", ""), store.ErrConstraint)

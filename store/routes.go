@@ -79,16 +79,16 @@ func LoadRoutes(ctx context.Context, db *sqlx.DB) (Routes, error) {
 			       COALESCE(p.percent_traffic_to_new_version, 0) AS candidate_percent
 			FROM environments e
 			LEFT JOIN promotions p ON p.model_id = e.model_id AND p.environment = e.name
-			     AND p.status IN ('RAMPING_UP', 'PAUSED') AND p.candidate_deployment_id IS NOT NULL
+			     AND p.status IN ` + sqlSplittingPromotionStatuses + ` AND p.candidate_deployment_id IS NOT NULL
 			     AND p.percent_traffic_to_new_version > 0`},
 		{&r.Deployments, `
 			SELECT d.id, d.model_id, d.name, d.is_development, d.status, d.deleted_at IS NOT NULL AS deleted,
 			       (SELECT count(*) FROM replicas r
-			        WHERE r.deployment_id = d.id AND r.state IN ('PENDING', 'STARTING')) AS replicas_starting
+			        WHERE r.deployment_id = d.id AND r.state IN ` + sqlStartingReplicaStates + `) AS replicas_starting
 			FROM deployments d`},
 		{&r.Replicas, `
 			SELECT id, deployment_id, address, predict_path FROM replicas
-			WHERE state = 'READY' AND address <> ''`},
+			WHERE state = ` + sqlReplicaReady + ` AND address <> ''`},
 	}
 	for _, s := range steps {
 		if t, ok := s.dest.(*time.Time); ok {

@@ -128,7 +128,7 @@ func TestDeployment_PublishedNamesCountUp(t *testing.T) {
 		d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 		require.NoError(t, err, "deployment %d", i)
 		require.Equal(t, want, d.Name)
-		require.Equal(t, "BUILDING", d.Status)
+		require.Equal(t, modelplane.DeploymentBuilding, d.Status)
 	}
 	named, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, Name: "v2-canary"})
 	require.NoError(t, err)

@@ -17,13 +17,13 @@ type DeploymentView struct {
 	ActiveReplicaCount int     `db:"active_replica_count"`
 }
 
-const deploymentViewSelect = `
+var deploymentViewSelect = `
 	SELECT d.*,
 	       EXISTS (SELECT 1 FROM environments e WHERE e.model_id = d.model_id AND e.name = 'production'
 	                                              AND e.current_deployment_id = d.id) AS is_production,
 	       (SELECT e.name FROM environments e WHERE e.model_id = d.model_id AND e.current_deployment_id = d.id
 	        ORDER BY e.name <> 'production', e.name LIMIT 1) AS environment_name,
-	       (SELECT count(*) FROM replicas r WHERE r.deployment_id = d.id AND r.state = 'READY') AS active_replica_count
+	       (SELECT count(*) FROM replicas r WHERE r.deployment_id = d.id AND r.state = ` + sqlReplicaReady + `) AS active_replica_count
 	FROM deployments d`
 
 // ListDeploymentViews returns the model's live deployments, oldest first.
@@ -78,7 +78,7 @@ func RunningPromotion(ctx context.Context, db sqlx.QueryerContext, modelID, env 
 	var p Promotion
 	err := get(ctx, db, &p, `
 		SELECT * FROM promotions
-		WHERE model_id = $1 AND environment = $2 AND status IN ('RELEASING', 'RAMPING_UP', 'RAMPING_DOWN', 'PAUSED')`,
+		WHERE model_id = $1 AND environment = $2 AND status IN `+sqlInProgressPromotionStatuses,
 		modelID, env)
 	return p, err
 }

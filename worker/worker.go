@@ -17,16 +17,14 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/autoscaler"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-// New returns a worker on workflows.TaskQueue with every workflow and activity registered.
+// New returns a worker on contract.TaskQueue with every workflow and activity registered.
 // It is not started.
 func New(c client.Client, acts *activities.Activities) sdkworker.Worker {
-	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
-	w.RegisterWorkflow(workflows.AsyncRequest)
-	w.RegisterWorkflow(workflows.Cleanup)
-	w.RegisterWorkflow(workflows.Deployment)
-	w.RegisterWorkflow(workflows.Promotion)
+	w := sdkworker.New(c, contract.TaskQueue, sdkworker.Options{})
+	workflows.Register(w)
 	w.RegisterActivity(acts)
 	return w
 }
@@ -38,7 +36,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 	if err != nil {
 		return fmt.Errorf("list search attributes: %w", err)
 	}
-	missing := workflows.SearchAttributes()
+	missing := contract.SearchAttributes()
 	for name, typ := range missing {
 		if got, ok := have.GetCustomAttributes()[name]; ok {
 			if got != typ {
@@ -62,16 +60,16 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // EnsureSchedules creates the Cleanup schedule, or brings an existing one to the current
 // interval and input, so a new release's schedule takes effect at its first start.
 func EnsureSchedules(ctx context.Context, c client.Client) error {
-	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: workflows.CleanupInterval}}}
+	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: contract.CleanupInterval}}}
 	action := &client.ScheduleWorkflowAction{
-		ID:        workflows.CleanupScheduleID,
-		Workflow:  workflows.Cleanup,
-		Args:      []any{workflows.DefaultCleanupInput()},
-		TaskQueue: workflows.TaskQueue,
+		ID:        contract.CleanupScheduleID,
+		Workflow:  contract.CleanupWorkflowType,
+		Args:      []any{contract.DefaultCleanupInput()},
+		TaskQueue: contract.TaskQueue,
 	}
-	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{ID: workflows.CleanupScheduleID, Spec: spec, Action: action})
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{ID: contract.CleanupScheduleID, Spec: spec, Action: action})
 	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		err = c.ScheduleClient().GetHandle(ctx, workflows.CleanupScheduleID).Update(ctx, client.ScheduleUpdateOptions{
+		err = c.ScheduleClient().GetHandle(ctx, contract.CleanupScheduleID).Update(ctx, client.ScheduleUpdateOptions{
 			DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 				in.Description.Schedule.Spec = &spec
 				in.Description.Schedule.Action = action
@@ -80,7 +78,7 @@ func EnsureSchedules(ctx context.Context, c client.Client) error {
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("schedule %s: %w", workflows.CleanupScheduleID, err)
+		return fmt.Errorf("schedule %s: %w", contract.CleanupScheduleID, err)
 	}
 	return nil
 }
@@ -101,7 +99,7 @@ func Run(ctx context.Context, c client.Client, namespace string, acts *activitie
 		activities.StopAsyncListener(acts)
 		return fmt.Errorf("start worker: %w", err)
 	}
-	log.Info("worker started", "task_queue", workflows.TaskQueue, "namespace", namespace)
+	log.Info("worker started", "task_queue", contract.TaskQueue, "namespace", namespace)
 	loop := autoscaler.New(autoscaler.Options{
 		DB: acts.DB, Temporal: c, Logger: log, Registerer: prometheus.DefaultRegisterer,
 	})

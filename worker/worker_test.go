@@ -16,6 +16,7 @@ import (
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/worker"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 var dbURL string
@@ -32,7 +33,7 @@ func TestEnsureSearchAttributes_RegistersOnceAndIsIdempotent(t *testing.T) {
 
 	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ts.GetDefaultNamespace()})
 	require.NoError(t, err)
-	for name, typ := range workflows.SearchAttributes() {
+	for name, typ := range contract.SearchAttributes() {
 		require.Equal(t, typ, have.GetCustomAttributes()[name], "search attribute %s", name)
 	}
 }
@@ -45,10 +46,10 @@ func TestEnsureSchedules_CreatesCleanupOnce(t *testing.T) {
 	require.NoError(t, worker.EnsureSchedules(ctx, c))
 	require.NoError(t, worker.EnsureSchedules(ctx, c), "a second worker start must not fail on the existing schedule")
 
-	desc, err := c.ScheduleClient().GetHandle(ctx, workflows.CleanupScheduleID).Describe(ctx)
+	desc, err := c.ScheduleClient().GetHandle(ctx, contract.CleanupScheduleID).Describe(ctx)
 	require.NoError(t, err)
 	require.Len(t, desc.Schedule.Spec.Intervals, 1)
-	require.Equal(t, workflows.CleanupInterval, desc.Schedule.Spec.Intervals[0].Every)
+	require.Equal(t, contract.CleanupInterval, desc.Schedule.Spec.Intervals[0].Every)
 }
 
 func TestCleanupWorkflow_DeletesOldLoadSamplesOnRealServer(t *testing.T) {
@@ -75,10 +76,10 @@ func TestCleanupWorkflow_DeletesOldLoadSamplesOnRealServer(t *testing.T) {
 	require.NoError(t, w.Start())
 	defer w.Stop()
 
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
-		workflows.Cleanup, workflows.DefaultCleanupInput())
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: contract.TaskQueue},
+		workflows.Cleanup, contract.DefaultCleanupInput())
 	require.NoError(t, err)
-	var res workflows.CleanupResult
+	var res contract.CleanupResult
 	require.NoError(t, run.Get(ctx, &res))
 	require.EqualValues(t, 1, res.LoadSamplesDeleted)
 

@@ -11,13 +11,10 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-// AsyncRequestWorkflowType is the type name the AsyncRequest workflow is registered under,
-// for starting it by name.
-const AsyncRequestWorkflowType = "AsyncRequest"
-
-// AsyncQueuePoll is how long a queued request waits for SignalAsyncDispatch before it tries
+// AsyncQueuePoll is how long a queued request waits for contract.SignalAsyncDispatch before it tries
 // to leave the queue anyway: the signal is a hint that a lost message must not turn into a
 // stuck request.
 const AsyncQueuePoll = 30 * time.Second
@@ -30,15 +27,6 @@ const AsyncWebhookTimeout = 30 * time.Minute
 // polls); it then continues as new, so a request that waits for days keeps a small history.
 const maxAsyncQueuePolls = 500
 
-// AsyncRequestResult is how the request ended.
-type AsyncRequestResult struct {
-	// Status is the request's final status; empty when the request was deleted meanwhile.
-	Status        modelplane.AsyncStatus
-	WebhookStatus modelplane.WebhookStatus
-	// Attempts counts the predict attempts this run made.
-	Attempts int
-}
-
 // AsyncRequest carries out one async inference request: it waits in its deployment's queue
 // until the deployment has room (or the request expires, or is canceled), runs predict
 // attempts with the request's retry config, records the outcome and delivers the webhook.
@@ -46,7 +34,7 @@ type AsyncRequestResult struct {
 // Every step is an idempotent activity keyed by the request ID (and attempt number), so a
 // worker that dies anywhere makes the step run again to the same effect: the request ends
 // once and its webhook always carries the same delivery ID.
-func AsyncRequest(ctx workflow.Context, in AsyncRequestInput) (AsyncRequestResult, error) {
+func AsyncRequest(ctx workflow.Context, in contract.AsyncRequestInput) (contract.AsyncRequestResult, error) {
 	r := &asyncRequest{in: in}
 	r.setup(ctx)
 	res, err := r.run(ctx)
@@ -56,24 +44,24 @@ func AsyncRequest(ctx workflow.Context, in AsyncRequestInput) (AsyncRequestResul
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) && app.Type() == activities.ErrTypeAsyncRequestGone {
 		workflow.GetLogger(ctx).Info("async request deleted while it was handled", "request_id", in.RequestID)
-		return AsyncRequestResult{Attempts: r.res.Attempts}, nil
+		return contract.AsyncRequestResult{Attempts: r.res.Attempts}, nil
 	}
 	return res, err
 }
 
 type asyncRequest struct {
-	in       AsyncRequestInput
+	in       contract.AsyncRequestInput
 	dispatch workflow.ReceiveChannel
 	// deploymentID is the deployment last written to the search attributes.
 	deploymentID string
-	res          AsyncRequestResult
+	res          contract.AsyncRequestResult
 }
 
 func (r *asyncRequest) setup(ctx workflow.Context) {
-	r.dispatch = workflow.GetSignalChannel(ctx, SignalAsyncDispatch)
+	r.dispatch = workflow.GetSignalChannel(ctx, contract.SignalAsyncDispatch)
 }
 
-func (r *asyncRequest) run(ctx workflow.Context) (AsyncRequestResult, error) {
+func (r *asyncRequest) run(ctx workflow.Context) (contract.AsyncRequestResult, error) {
 	ctx = workflow.WithLocalActivityOptions(ctx, asyncLocalActivity)
 	var a *activities.Activities
 	var st activities.AsyncRequestState
@@ -99,10 +87,10 @@ func (r *asyncRequest) run(ctx workflow.Context) (AsyncRequestResult, error) {
 func (r *asyncRequest) label(ctx workflow.Context, st activities.AsyncRequestState) {
 	r.deploymentID = st.DeploymentID
 	attrs := []temporal.SearchAttributeUpdate{
-		ModelIDAttr.ValueSet(st.ModelID), DeploymentIDAttr.ValueSet(st.DeploymentID),
+		contract.ModelIDAttr.ValueSet(st.ModelID), contract.DeploymentIDAttr.ValueSet(st.DeploymentID),
 	}
 	if st.Environment != "" {
-		attrs = append(attrs, EnvironmentAttr.ValueSet(st.Environment))
+		attrs = append(attrs, contract.EnvironmentAttr.ValueSet(st.Environment))
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, attrs...)
 	workflow.SetCurrentDetails(ctx, string(st.Status))
@@ -154,7 +142,7 @@ func (r *asyncRequest) queue(ctx workflow.Context, st activities.AsyncRequestSta
 	}
 }
 
-// wait returns on SignalAsyncDispatch, after AsyncQueuePoll, or at expiresAt, whichever
+// wait returns on contract.SignalAsyncDispatch, after AsyncQueuePoll, or at expiresAt, whichever
 // comes first.
 func (r *asyncRequest) wait(ctx workflow.Context, expiresAt time.Time) {
 	d := AsyncQueuePoll
@@ -263,7 +251,7 @@ func (r *asyncRequest) dispatchNext(ctx workflow.Context, deploymentID string) {
 	}
 	var a *activities.Activities
 	if err := workflow.ExecuteLocalActivity(ctx, a.DispatchAsyncNext, activities.DispatchAsyncNextInput{
-		DeploymentID: deploymentID, WorkflowIDPrefix: AsyncWorkflowID(""), SignalName: SignalAsyncDispatch,
+		DeploymentID: deploymentID, WorkflowIDPrefix: contract.AsyncWorkflowID(""), SignalName: contract.SignalAsyncDispatch,
 	}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("next async requests not signaled", "deployment_id", deploymentID, "err", err)
 	}
@@ -272,7 +260,7 @@ func (r *asyncRequest) dispatchNext(ctx workflow.Context, deploymentID string) {
 // webhook delivers the webhook of a request that ended SUCCEEDED, FAILED or EXPIRED and has
 // one pending, and records how that went. A canceled request's webhook was marked CANCELED
 // with it and is not sent.
-func (r *asyncRequest) webhook(ctx workflow.Context, st activities.AsyncRequestState) (AsyncRequestResult, error) {
+func (r *asyncRequest) webhook(ctx workflow.Context, st activities.AsyncRequestState) (contract.AsyncRequestResult, error) {
 	r.res.Status, r.res.WebhookStatus = st.Status, st.WebhookStatus
 	if !st.Status.Delivers() {
 		workflow.SetCurrentDetails(ctx, string(st.Status))

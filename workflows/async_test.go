@@ -2,7 +2,6 @@ package workflows_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 var asyncStart = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -152,7 +152,7 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 		func(_ context.Context, in activities.DispatchAsyncNextInput) (activities.DispatchAsyncNextResult, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			if in.WorkflowIDPrefix+"x" != workflows.AsyncWorkflowID("x") || in.SignalName != workflows.SignalAsyncDispatch {
+			if in.WorkflowIDPrefix+"x" != contract.AsyncWorkflowID("x") || in.SignalName != contract.SignalAsyncDispatch {
 				return activities.DispatchAsyncNextResult{}, errors.New("dispatch to the wrong workflows")
 			}
 			w.calls = append(w.calls, "dispatch")
@@ -196,7 +196,7 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 		sa := args.Get(0).(temporal.SearchAttributes)
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		for _, k := range []temporal.SearchAttributeKeyKeyword{workflows.ModelIDAttr, workflows.DeploymentIDAttr, workflows.EnvironmentAttr} {
+		for _, k := range []temporal.SearchAttributeKeyKeyword{contract.ModelIDAttr, contract.DeploymentIDAttr, contract.EnvironmentAttr} {
 			if v, ok := sa.GetKeyword(k); ok {
 				w.attrs[k.GetName()] = v
 			}
@@ -205,12 +205,12 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 	return &asyncHarness{t: t, env: env, w: w}
 }
 
-func (h *asyncHarness) run() workflows.AsyncRequestResult {
+func (h *asyncHarness) run() contract.AsyncRequestResult {
 	h.t.Helper()
-	h.env.ExecuteWorkflow(workflows.AsyncRequest, workflows.AsyncRequestInput{RequestID: h.w.load.RequestID})
+	h.env.ExecuteWorkflow(workflows.AsyncRequest, contract.AsyncRequestInput{RequestID: h.w.load.RequestID})
 	require.True(h.t, h.env.IsWorkflowCompleted(), "the workflow did not complete")
 	require.NoError(h.t, h.env.GetWorkflowError())
-	var res workflows.AsyncRequestResult
+	var res contract.AsyncRequestResult
 	require.NoError(h.t, h.env.GetWorkflowResult(&res))
 	return res
 }
@@ -232,7 +232,7 @@ func failedAttempt(status int, retryable bool) activities.RunAsyncAttemptResult 
 func TestAsyncRequest_ClaimedAtOnceSucceedsAndDeliversTheWebhook(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{})
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 1}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 1}, res)
 	require.Equal(t, []string{"load", "claim", "attempt 1", "finish SUCCEEDED", "dispatch", "deliver", "webhook result"}, h.w.calls)
 	require.Equal(t, []time.Duration{0}, h.w.claims)
 	require.Equal(t, activities.RunAsyncAttemptInput{RequestID: "req0000000000001", Attempt: 1, DeploymentID: "dep00001"}, h.w.attemptIns[0])
@@ -267,7 +267,7 @@ func TestAsyncRequest_WithoutWebhookSendsNone(t *testing.T) {
 	w.load.WebhookStatus, w.load.Environment = modelplane.WebhookNone, ""
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookNone, Attempts: 1}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookNone, Attempts: 1}, res)
 	require.Empty(t, h.w.deliveries)
 	require.Empty(t, h.w.hookResult)
 	require.NotContains(t, h.w.attrs, "Environment", "a request to a deployment has no environment")
@@ -281,7 +281,7 @@ func TestAsyncRequest_WaitsInTheQueueForTheDispatchSignal(t *testing.T) {
 		return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
 	}})
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(workflows.SignalAsyncDispatch, nil)
+		h.env.SignalWorkflow(contract.SignalAsyncDispatch, nil)
 	}, 5*time.Second)
 	res := h.run()
 	require.Equal(t, modelplane.AsyncSucceeded, res.Status)
@@ -305,7 +305,7 @@ func TestAsyncRequest_ExpiresInTheQueueAndStillSendsTheWebhook(t *testing.T) {
 	w.load.ExpiresAt = asyncStart.Add(100 * time.Second)
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncExpired, WebhookStatus: modelplane.WebhookSucceeded}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncExpired, WebhookStatus: modelplane.WebhookSucceeded}, res)
 	require.Equal(t, []time.Duration{0, 30 * time.Second, 60 * time.Second, 90 * time.Second}, h.w.claims)
 	require.Equal(t, []time.Duration{100 * time.Second}, h.w.expiredAt, "expired at created_at + max_time_in_queue")
 	require.Empty(t, h.w.attempts, "an expired request never runs")
@@ -336,7 +336,7 @@ func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
 	w.load.RetryConfig = store.RetryConfig{MaxAttempts: 4, InitialDelayMs: 1000, MaxDelayMs: 1500}
 	h := newAsyncHarness(t, w)
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 3}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 3}, res)
 	require.Len(t, h.w.attempts, 3)
 	require.Equal(t, time.Second, h.w.attempts[1]-h.w.attempts[0], "the first wait is the initial delay")
 	require.Equal(t, 1500*time.Millisecond, h.w.attempts[2]-h.w.attempts[1], "the second, twice the initial delay, is capped by the maximum")
@@ -383,7 +383,7 @@ func TestAsyncRequest_CanceledWhileQueuedSendsNothing(t *testing.T) {
 		return activities.ClaimAsyncResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled, DeploymentID: "dep00001"}
 	}})
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled}, res)
 	require.Equal(t, []string{"load", "claim", "claim"}, h.w.calls, "no attempt, no outcome, no webhook")
 }
 
@@ -419,7 +419,7 @@ func TestAsyncRequest_WebhookFailureIsRecorded(t *testing.T) {
 		return temporal.NewNonRetryableApplicationError("webhook address 10.0.0.1 is refused", activities.ErrTypeWebhookRefused, nil)
 	}})
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncWebhookFailed, WebhookStatus: modelplane.WebhookFailed, Attempts: 1}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncWebhookFailed, WebhookStatus: modelplane.WebhookFailed, Attempts: 1}, res)
 	require.Len(t, h.w.deliveries, 1, "a refused address is not tried again")
 	require.Equal(t, []activities.SetAsyncWebhookResultInput{{RequestID: "req0000000000001",
 		Failure: "webhook address 10.0.0.1 is refused"}}, h.w.hookResult)
@@ -468,14 +468,14 @@ func TestAsyncRequest_EndedRequestOnlyFinishesItsWebhook(t *testing.T) {
 	h = newAsyncHarness(t, w)
 	res := h.run()
 	require.Equal(t, []string{"load"}, h.w.calls, "nothing left to do")
-	require.Equal(t, workflows.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded}, res)
+	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded}, res)
 }
 
 func TestAsyncRequest_DeletedRequestEndsQuietly(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{loadErr: temporal.NewNonRetryableApplicationError(
 		"async request req0000000000001 no longer exists", activities.ErrTypeAsyncRequestGone, nil)})
 	res := h.run()
-	require.Equal(t, workflows.AsyncRequestResult{}, res)
+	require.Equal(t, contract.AsyncRequestResult{}, res)
 	require.Equal(t, []string{"load"}, h.w.calls)
 }
 
@@ -483,11 +483,11 @@ func TestAsyncRequest_LongWaitContinuesAsNew(t *testing.T) {
 	w := &asyncWorld{load: queuedRequest(), claim: func(int) activities.ClaimAsyncResult { return notYet(100) }}
 	w.load.ExpiresAt = asyncStart.Add(72 * time.Hour)
 	h := newAsyncHarness(t, w)
-	h.env.ExecuteWorkflow(workflows.AsyncRequest, workflows.AsyncRequestInput{RequestID: w.load.RequestID})
+	h.env.ExecuteWorkflow(workflows.AsyncRequest, contract.AsyncRequestInput{RequestID: w.load.RequestID})
 	require.True(t, h.env.IsWorkflowCompleted())
 	var can *workflow.ContinueAsNewError
 	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "want continue-as-new, got %v", h.env.GetWorkflowError())
-	require.Equal(t, workflows.AsyncRequestWorkflowType, can.WorkflowType.Name)
+	require.Equal(t, contract.AsyncRequestWorkflowType, can.WorkflowType.Name)
 	require.Less(t, len(w.claims), 1000, "one run's history stays bounded")
 	require.Empty(t, w.expiredAt)
 }
@@ -509,12 +509,4 @@ func TestAsyncRetryDelay_DoublesUpToTheMaximum(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, workflows.AsyncRetryDelay(tc.cfg, tc.n), "%+v after attempt %d", tc.cfg, tc.n)
 	}
-}
-
-func TestAsyncWorkflowInput_HasTheWorkflowsWireShape(t *testing.T) {
-	a, err := json.Marshal(activities.AsyncWorkflowInput{RequestID: "abc"})
-	require.NoError(t, err)
-	b, err := json.Marshal(workflows.AsyncRequestInput{RequestID: "abc"})
-	require.NoError(t, err)
-	require.JSONEq(t, string(b), string(a), "Cleanup starts the workflow with the activities' copy of its input")
 }

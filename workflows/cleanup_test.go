@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 var cleanupStart = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -22,7 +23,7 @@ const asyncRetention = 48 * time.Hour
 
 // runCleanup runs Cleanup with PruneLoadSamples answered by prune, and returns the inputs the
 // activity was called with.
-func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activities.PruneLoadSamplesResult, error)) (
+func runCleanup(t *testing.T, in contract.CleanupInput, prune func() (activities.PruneLoadSamplesResult, error)) (
 	*testsuite.TestWorkflowEnvironment, []activities.PruneLoadSamplesInput) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
@@ -59,7 +60,7 @@ func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activitie
 	env.OnActivity(a.StartUnstartedAsync, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.StartUnstartedAsyncInput) (activities.StartUnstartedAsyncResult, error) {
 			want := activities.StartUnstartedAsyncInput{Before: cleanupStart.Add(-30 * time.Second),
-				WorkflowType: "AsyncRequest", TaskQueue: workflows.TaskQueue, WorkflowIDPrefix: "async:"}
+				WorkflowType: "AsyncRequest", TaskQueue: contract.TaskQueue, WorkflowIDPrefix: "async:"}
 			if !in.Before.Equal(want.Before) || in.WorkflowType != want.WorkflowType || in.TaskQueue != want.TaskQueue ||
 				in.WorkflowIDPrefix != want.WorkflowIDPrefix {
 				return activities.StartUnstartedAsyncResult{}, fmt.Errorf("start unstarted async got %+v, want %+v", in, want)
@@ -72,7 +73,7 @@ func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activitie
 				return activities.PurgeAsyncResult{}, errors.New("async purge now is " + in.Now.String())
 			}
 			retention := in.Now.Sub(in.FinishedBefore)
-			if want := workflows.DefaultCleanupInput().AsyncRequestRetention; retention != want && retention != asyncRetention {
+			if want := contract.DefaultCleanupInput().AsyncRequestRetention; retention != want && retention != asyncRetention {
 				return activities.PurgeAsyncResult{}, fmt.Errorf("async requests kept %s", retention)
 			}
 			return activities.PurgeAsyncResult{Outputs: 6, Requests: int64(retention / time.Hour)}, nil
@@ -83,12 +84,12 @@ func runCleanup(t *testing.T, in workflows.CleanupInput, prune func() (activitie
 }
 
 func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
-	env, calls := runCleanup(t, workflows.CleanupInput{LoadSampleRetention: 30 * time.Minute},
+	env, calls := runCleanup(t, contract.CleanupInput{LoadSampleRetention: 30 * time.Minute},
 		func() (activities.PruneLoadSamplesResult, error) {
 			return activities.PruneLoadSamplesResult{Deleted: 7}, nil
 		})
 	require.NoError(t, env.GetWorkflowError())
-	var res workflows.CleanupResult
+	var res contract.CleanupResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.EqualValues(t, 7, res.LoadSamplesDeleted)
 	require.Equal(t, 2, res.ReplicasStopped)
@@ -104,24 +105,24 @@ func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
 }
 
 func TestCleanup_AsyncRequestRetentionIsHonoured(t *testing.T) {
-	env, _ := runCleanup(t, workflows.CleanupInput{AsyncRequestRetention: asyncRetention},
+	env, _ := runCleanup(t, contract.CleanupInput{AsyncRequestRetention: asyncRetention},
 		func() (activities.PruneLoadSamplesResult, error) { return activities.PruneLoadSamplesResult{}, nil })
 	require.NoError(t, env.GetWorkflowError())
-	var res workflows.CleanupResult
+	var res contract.CleanupResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.EqualValues(t, 48, res.AsyncRequestsDeleted, "requests finished before now - AsyncRequestRetention go")
 }
 
 func TestCleanup_ZeroRetentionUsesDefault(t *testing.T) {
-	env, calls := runCleanup(t, workflows.CleanupInput{},
+	env, calls := runCleanup(t, contract.CleanupInput{},
 		func() (activities.PruneLoadSamplesResult, error) { return activities.PruneLoadSamplesResult{}, nil })
 	require.NoError(t, env.GetWorkflowError())
-	want := cleanupStart.Add(-workflows.DefaultCleanupInput().LoadSampleRetention)
+	want := cleanupStart.Add(-contract.DefaultCleanupInput().LoadSampleRetention)
 	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)
 }
 
 func TestCleanup_RetriesThenFailsWhenDatabaseStaysDown(t *testing.T) {
-	env, calls := runCleanup(t, workflows.CleanupInput{},
+	env, calls := runCleanup(t, contract.CleanupInput{},
 		func() (activities.PruneLoadSamplesResult, error) {
 			return activities.PruneLoadSamplesResult{}, errors.New("connection refused")
 		})
@@ -130,7 +131,7 @@ func TestCleanup_RetriesThenFailsWhenDatabaseStaysDown(t *testing.T) {
 }
 
 func TestSearchAttributes_AreKeywords(t *testing.T) {
-	sa := workflows.SearchAttributes()
+	sa := contract.SearchAttributes()
 	for _, name := range []string{"ModelId", "DeploymentId", "Environment", "PromotionStatus", "DeploymentStatus"} {
 		typ, ok := sa[name]
 		require.True(t, ok, "search attribute %s missing", name)

@@ -10,104 +10,15 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
-
-// Names of the Deployment workflow's updates and queries.
-const (
-	// UpdateScale sets the desired replica count (ScaleRequest).
-	UpdateScale = "scale"
-	// UpdateDeactivate stops every replica and leaves the deployment INACTIVE.
-	UpdateDeactivate = "deactivate"
-	// UpdateActivate brings an inactive or failed deployment back to serving.
-	UpdateActivate = "activate"
-	// UpdateDelete stops every replica, marks the deployment deleted and ends the workflow.
-	UpdateDelete = "delete"
-	// UpdateWake brings a deployment at zero back to one replica (a no-op otherwise); its
-	// status is WAKING_UP until the replica is READY.
-	UpdateWake = "wake"
-	// UpdateApplyPatch brings the development deployment to the head of its staged patches
-	// (PatchSyncResult); a development deployment without a running replica is woken with
-	// them.
-	UpdateApplyPatch = "apply_patch"
-	// QueryStatus answers the DeploymentStatus.
-	QueryStatus = "status"
-)
-
-// HowWoken is PatchSyncResult.How when the development deployment had no running replica
-// and one was started with the patches.
-const HowWoken = "woken"
-
-// PatchSyncResult is what UpdateApplyPatch answers.
-type PatchSyncResult struct {
-	// FullDeployReason says why the patches cannot be taken in place; nothing was applied.
-	FullDeployReason string
-	// PatchHash is the point the deployment runs (or will, once woken).
-	PatchHash string
-	// How the replica took the patches: hot_reload, restart, unchanged or woken.
-	How string
-	// ReloadError is the model server's error when its hot reload failed.
-	ReloadError string
-	Status      DeploymentStatus
-}
 
 // ReplicaStopGrace is how long a replica may take to exit after SIGTERM before it is killed.
 const ReplicaStopGrace = 30 * time.Second
 
-// MaxReplicaAttempts bounds how many replicas in a row one slot may try before the
-// deployment is marked failed: a model that crashes on start would otherwise loop forever.
-const MaxReplicaAttempts = 3
-
-// DeploymentWorkflowID is the ID of the deployment's entity workflow; there is one per
-// deployment.
-func DeploymentWorkflowID(deploymentID string) string { return "deployment:" + deploymentID }
-
-// DeploymentInput starts the Deployment workflow.
-type DeploymentInput struct {
-	DeploymentID string
-	ModelID      string
-	// Replicas is the desired replica count; at least 1 for a new deployment.
-	Replicas int
-	// Carried is what a run hands to the next when it continues as new; nil on the first run.
-	Carried *DeploymentCarry
-}
-
-// DeploymentCarry is the state one run of the Deployment workflow hands the next.
-type DeploymentCarry struct {
-	Status     modelplane.DeploymentStatus
-	Reason     string
-	Inactive   bool
-	EverActive bool
-	Waking     bool
-	// Replicas are the live replicas by ID, with the state the previous run last saw.
-	Replicas []ReplicaInfo
-}
-
-// ScaleRequest is the argument of UpdateScale.
-type ScaleRequest struct {
-	Replicas int
-}
-
-// ReplicaInfo is one replica as the workflow sees it.
-type ReplicaInfo struct {
-	ID      string
-	NodeID  string
-	State   modelplane.ReplicaState
-	Address string
-	Error   string
-}
-
-// DeploymentStatus is what QueryStatus and every update answer.
-type DeploymentStatus struct {
-	Status   modelplane.DeploymentStatus
-	Reason   string
-	Desired  int
-	Ready    int
-	Replicas []ReplicaInfo
-}
-
 // Deployment runs one deployment's lifecycle: build, place and start its replicas, wait for
 // them to be ready, then serve scale, activate, deactivate and delete requests until deleted.
-func Deployment(ctx workflow.Context, in DeploymentInput) error {
+func Deployment(ctx workflow.Context, in contract.DeploymentInput) error {
 	d := &deployment{in: in, desired: in.Replicas}
 	if err := d.setup(ctx); err != nil {
 		return err
@@ -131,7 +42,7 @@ type replicaSlot struct {
 }
 
 type deployment struct {
-	in      DeploymentInput
+	in      contract.DeploymentInput
 	root    workflow.Context
 	desired int
 	spec    *activities.DeploymentSpec
@@ -160,32 +71,32 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	d.root = workflow.WithActivityOptions(ctx, shortActivity)
 	d.mu = workflow.NewMutex(ctx)
 	d.statusMu = workflow.NewMutex(ctx)
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (DeploymentStatus, error) {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryStatus, func() (contract.DeploymentStatus, error) {
 		return d.snapshot(), nil
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateScale, d.scale,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateScale, d.scale,
 		workflow.UpdateHandlerOptions{Validator: d.validateScale}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDeactivate, d.deactivate,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateDeactivate, d.deactivate,
 		workflow.UpdateHandlerOptions{Validator: d.validateLive}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateActivate, d.activate,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateActivate, d.activate,
 		workflow.UpdateHandlerOptions{Validator: d.validateLive}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, d.wake,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateWake, d.wake,
 		workflow.UpdateHandlerOptions{Validator: d.validateServing}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApplyPatch, d.applyPatch,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateApplyPatch, d.applyPatch,
 		workflow.UpdateHandlerOptions{Validator: d.validatePatch}); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, d.delete,
+	return workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateDelete, d.delete,
 		workflow.UpdateHandlerOptions{Validator: d.validateLive})
 }
 
@@ -193,7 +104,7 @@ func (d *deployment) run(ctx workflow.Context) error {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	log := workflow.GetLogger(ctx)
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		DeploymentIDAttr.ValueSet(d.in.DeploymentID), ModelIDAttr.ValueSet(d.in.ModelID))
+		contract.DeploymentIDAttr.ValueSet(d.in.DeploymentID), contract.ModelIDAttr.ValueSet(d.in.ModelID))
 
 	if err := d.mu.Lock(ctx); err != nil {
 		return err
@@ -226,10 +137,10 @@ func (d *deployment) run(ctx workflow.Context) error {
 	}
 	next := d.in
 	next.Replicas = d.desired
-	next.Carried = &DeploymentCarry{Status: d.status, Reason: d.reason, Inactive: d.inactive, EverActive: d.everActive, Waking: d.waking}
+	next.Carried = &contract.DeploymentCarry{Status: d.status, Reason: d.reason, Inactive: d.inactive, EverActive: d.everActive, Waking: d.waking}
 	for _, s := range d.slots {
 		if s.state != modelplane.ReplicaFailed {
-			next.Carried.Replicas = append(next.Carried.Replicas, ReplicaInfo{
+			next.Carried.Replicas = append(next.Carried.Replicas, contract.ReplicaInfo{
 				ID: s.id, NodeID: s.nodeID, State: s.state, Address: s.address,
 			})
 		}
@@ -239,7 +150,7 @@ func (d *deployment) run(ctx workflow.Context) error {
 
 // restore takes up where the previous run left off: its replicas are placed and started
 // again, which finds them where they are, since every activity is idempotent on the ID.
-func (d *deployment) restore(ctx workflow.Context, c DeploymentCarry) {
+func (d *deployment) restore(ctx workflow.Context, c contract.DeploymentCarry) {
 	d.status, d.reason = c.Status, c.Reason
 	d.written, d.wreason = c.Status, c.Reason
 	d.inactive, d.everActive, d.waking = c.Inactive, c.EverActive, c.Waking
@@ -329,7 +240,7 @@ func (d *deployment) launch(ctx workflow.Context, s *replicaSlot) {
 }
 
 // runSlot places, starts and waits for the slot's replica, then watches it while it serves;
-// a replica that fails to start or dies later is replaced, until MaxReplicaAttempts in a
+// a replica that fails to start or dies later is replaced, until contract.MaxReplicaAttempts in a
 // row have failed.
 func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 	for {
@@ -355,7 +266,7 @@ func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 		if s.nodeID != "" {
 			d.stopReplica(ctx, s.id)
 		}
-		if !retry || s.attempts >= MaxReplicaAttempts {
+		if !retry || s.attempts >= contract.MaxReplicaAttempts {
 			s.state, s.err, s.replacing = modelplane.ReplicaFailed, reason, false
 			d.failure = reason
 			d.refresh(ctx)
@@ -487,7 +398,7 @@ func (d *deployment) stopReplica(ctx workflow.Context, id string) {
 	}
 }
 
-func (d *deployment) validateScale(req ScaleRequest) error {
+func (d *deployment) validateScale(req contract.ScaleRequest) error {
 	switch {
 	case req.Replicas < 0:
 		return fmt.Errorf("replicas must not be negative, got %d", req.Replicas)
@@ -517,10 +428,10 @@ func (d *deployment) validateLive() error {
 	return nil
 }
 
-func (d *deployment) scale(ctx workflow.Context, req ScaleRequest) (DeploymentStatus, error) {
+func (d *deployment) scale(ctx workflow.Context, req contract.ScaleRequest) (contract.DeploymentStatus, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	if err := d.mu.Lock(ctx); err != nil {
-		return DeploymentStatus{}, err
+		return contract.DeploymentStatus{}, err
 	}
 	defer d.mu.Unlock()
 	// The state may have changed while this update waited for the lock.
@@ -546,10 +457,10 @@ func (d *deployment) leaveZero(desired int) {
 
 // wake starts one replica of a deployment at zero; a deployment with replicas is left as it
 // is, so a burst of wakes from gateways costs one start.
-func (d *deployment) wake(ctx workflow.Context) (DeploymentStatus, error) {
+func (d *deployment) wake(ctx workflow.Context) (contract.DeploymentStatus, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	if err := d.mu.Lock(ctx); err != nil {
-		return DeploymentStatus{}, err
+		return contract.DeploymentStatus{}, err
 	}
 	defer d.mu.Unlock()
 	if err := d.validateServing(); err != nil {
@@ -577,17 +488,17 @@ func (d *deployment) validatePatch() error {
 
 // applyPatch brings the running replica to the staged head, or starts one with it when none
 // runs (the deployment is at zero, or its replica failed).
-func (d *deployment) applyPatch(ctx workflow.Context) (PatchSyncResult, error) {
+func (d *deployment) applyPatch(ctx workflow.Context) (contract.PatchSyncResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	if err := d.mu.Lock(ctx); err != nil {
-		return PatchSyncResult{}, err
+		return contract.PatchSyncResult{}, err
 	}
 	defer d.mu.Unlock()
 	if err := d.validatePatch(); err != nil {
-		return PatchSyncResult{Status: d.snapshot()}, err
+		return contract.PatchSyncResult{Status: d.snapshot()}, err
 	}
 	if d.spec == nil {
-		return PatchSyncResult{Status: d.snapshot()}, errors.New("the deployment is still building; sync again once it is")
+		return contract.PatchSyncResult{Status: d.snapshot()}, errors.New("the deployment is still building; sync again once it is")
 	}
 	var running []string
 	for _, s := range d.slots {
@@ -599,9 +510,9 @@ func (d *deployment) applyPatch(ctx workflow.Context) (PatchSyncResult, error) {
 	var res activities.ApplyPatchesResult
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, patchActivity), a.ApplyPatches,
 		activities.ApplyPatchesInput{DeploymentID: d.in.DeploymentID, ReplicaIDs: running}).Get(ctx, &res); err != nil {
-		return PatchSyncResult{Status: d.snapshot()}, fmt.Errorf("applying patches: %s", reasonOf(err))
+		return contract.PatchSyncResult{Status: d.snapshot()}, fmt.Errorf("applying patches: %s", reasonOf(err))
 	}
-	out := PatchSyncResult{FullDeployReason: res.FullDeployReason, PatchHash: res.PatchHash, How: res.How, ReloadError: res.ReloadError}
+	out := contract.PatchSyncResult{FullDeployReason: res.FullDeployReason, PatchHash: res.PatchHash, How: res.How, ReloadError: res.ReloadError}
 	if res.Config != nil {
 		d.spec.Config = res.Config
 	}
@@ -609,16 +520,16 @@ func (d *deployment) applyPatch(ctx workflow.Context) (PatchSyncResult, error) {
 		d.leaveZero(1)
 		d.desired = max(1, d.desired)
 		d.reconcile(ctx)
-		out.How = HowWoken
+		out.How = contract.HowWoken
 	}
 	out.Status = d.snapshot()
 	return out, nil
 }
 
-func (d *deployment) deactivate(ctx workflow.Context) (DeploymentStatus, error) {
+func (d *deployment) deactivate(ctx workflow.Context) (contract.DeploymentStatus, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	if err := d.mu.Lock(ctx); err != nil {
-		return DeploymentStatus{}, err
+		return contract.DeploymentStatus{}, err
 	}
 	defer d.mu.Unlock()
 	if d.deleted || d.inactive {
@@ -631,10 +542,10 @@ func (d *deployment) deactivate(ctx workflow.Context) (DeploymentStatus, error) 
 	return d.snapshot(), nil
 }
 
-func (d *deployment) activate(ctx workflow.Context) (DeploymentStatus, error) {
+func (d *deployment) activate(ctx workflow.Context) (contract.DeploymentStatus, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	if err := d.mu.Lock(ctx); err != nil {
-		return DeploymentStatus{}, err
+		return contract.DeploymentStatus{}, err
 	}
 	defer d.mu.Unlock()
 	if d.deleted {
@@ -654,10 +565,10 @@ func (d *deployment) activate(ctx workflow.Context) (DeploymentStatus, error) {
 	return d.snapshot(), nil
 }
 
-func (d *deployment) delete(ctx workflow.Context) (DeploymentStatus, error) {
+func (d *deployment) delete(ctx workflow.Context) (contract.DeploymentStatus, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	if err := d.mu.Lock(ctx); err != nil {
-		return DeploymentStatus{}, err
+		return contract.DeploymentStatus{}, err
 	}
 	defer d.mu.Unlock()
 	if d.deleted {
@@ -763,17 +674,17 @@ func (d *deployment) refresh(ctx workflow.Context) {
 		return
 	}
 	d.written, d.wreason = st, reason
-	_ = workflow.UpsertTypedSearchAttributes(ctx, DeploymentStatusAttr.ValueSet(string(st)))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, contract.DeploymentStatusAttr.ValueSet(string(st)))
 	workflow.GetLogger(ctx).Info("deployment status", "deployment_id", d.in.DeploymentID, "status", st, "reason", reason)
 }
 
-func (d *deployment) snapshot() DeploymentStatus {
-	out := DeploymentStatus{Status: d.status, Reason: d.reason, Desired: d.desired, Replicas: []ReplicaInfo{}}
+func (d *deployment) snapshot() contract.DeploymentStatus {
+	out := contract.DeploymentStatus{Status: d.status, Reason: d.reason, Desired: d.desired, Replicas: []contract.ReplicaInfo{}}
 	for _, s := range d.slots {
 		if s.state == modelplane.ReplicaReady {
 			out.Ready++
 		}
-		out.Replicas = append(out.Replicas, ReplicaInfo{ID: s.id, NodeID: s.nodeID, State: s.state, Address: s.address, Error: s.err})
+		out.Replicas = append(out.Replicas, contract.ReplicaInfo{ID: s.id, NodeID: s.nodeID, State: s.state, Address: s.address, Error: s.err})
 	}
 	return out
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // cluster is a fake of everything the Deployment workflow's activities touch.
@@ -163,7 +164,7 @@ func newHarness(t *testing.T, c *cluster) *harness {
 type result struct {
 	done     bool
 	rejected error
-	status   workflows.DeploymentStatus
+	status   contract.DeploymentStatus
 	err      error
 }
 
@@ -178,7 +179,7 @@ func (h *harness) update(at time.Duration, name string, args ...any) *result {
 			OnReject: func(err error) { r.done, r.rejected = true, err },
 			OnComplete: func(v any, err error) {
 				r.done, r.err = true, err
-				if st, ok := v.(workflows.DeploymentStatus); ok {
+				if st, ok := v.(contract.DeploymentStatus); ok {
 					r.status = st
 				}
 			},
@@ -192,19 +193,19 @@ func (h *harness) at(at time.Duration, fn func()) {
 	h.env.RegisterDelayedCallback(fn, at)
 }
 
-func (h *harness) query() workflows.DeploymentStatus {
+func (h *harness) query() contract.DeploymentStatus {
 	h.t.Helper()
-	v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+	v, err := h.env.QueryWorkflow(contract.QueryStatus)
 	require.NoError(h.t, err)
-	var st workflows.DeploymentStatus
+	var st contract.DeploymentStatus
 	require.NoError(h.t, v.Get(&st))
 	return st
 }
 
 // run starts the workflow with a delete at the end, so it completes.
 func (h *harness) run(replicas int, deleteAt time.Duration) *result {
-	del := h.update(deleteAt, workflows.UpdateDelete)
-	h.env.ExecuteWorkflow(workflows.Deployment, workflows.DeploymentInput{DeploymentID: "dep00001", ModelID: "mod00001", Replicas: replicas})
+	del := h.update(deleteAt, contract.UpdateDelete)
+	h.env.ExecuteWorkflow(workflows.Deployment, contract.DeploymentInput{DeploymentID: "dep00001", ModelID: "mod00001", Replicas: replicas})
 	require.True(h.t, h.env.IsWorkflowCompleted(), "workflow should complete after delete")
 	require.NoError(h.t, h.env.GetWorkflowError())
 	require.True(h.t, del.done, "delete update should have finished")
@@ -214,13 +215,13 @@ func (h *harness) run(replicas int, deleteAt time.Duration) *result {
 
 func TestDeployment_NewDeploymentBecomesActive(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	var st workflows.DeploymentStatus
+	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
 	h.run(2, time.Hour)
 
 	require.Equal(t, []string{"BUILDING", "DEPLOYING", "LOADING_MODEL", "ACTIVE"}, h.c.statuses[:4],
 		"statuses before delete")
-	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, modelplane.DeploymentActive, st.Status)
 	require.Equal(t, 2, st.Desired)
 	require.Equal(t, 2, st.Ready)
 	require.Len(t, st.Replicas, 2)
@@ -236,12 +237,12 @@ func TestDeployment_BuildFailureIsBuildFailed(t *testing.T) {
 	h := newHarness(t, &cluster{
 		buildErr: temporal.NewNonRetryableApplicationError("model archive sha256:00 is missing", activities.ErrTypeBuildFailed, nil),
 	})
-	var st workflows.DeploymentStatus
+	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
-	scale := h.update(2*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 2})
+	scale := h.update(2*time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 2})
 	h.run(1, time.Hour)
 
-	require.Equal(t, "BUILD_FAILED", st.Status)
+	require.Equal(t, modelplane.DeploymentBuildFailed, st.Status)
 	require.Equal(t, "model archive sha256:00 is missing", st.Reason)
 	require.Equal(t, []string{"BUILDING", "BUILD_FAILED"}, h.c.statuses[:2])
 	require.Equal(t, "model archive sha256:00 is missing", h.c.reasons[1])
@@ -255,11 +256,11 @@ func TestDeployment_UnplaceableIsDeployFailedWithReason(t *testing.T) {
 	h := newHarness(t, &cluster{
 		placeErr: temporal.NewNonRetryableApplicationError(reason, activities.ErrTypeUnplaceable, nil),
 	})
-	var st workflows.DeploymentStatus
+	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
 	h.run(1, time.Hour)
 
-	require.Equal(t, "DEPLOY_FAILED", st.Status)
+	require.Equal(t, modelplane.DeploymentDeployFailed, st.Status)
 	require.Equal(t, reason, st.Reason)
 	require.Contains(t, h.c.statuses, "DEPLOY_FAILED")
 	require.Empty(t, h.c.started, "nothing is started when nothing is placed")
@@ -269,23 +270,23 @@ func TestDeployment_UnplaceableRetriedByActivate(t *testing.T) {
 	c := &cluster{placeErr: temporal.NewNonRetryableApplicationError("full", activities.ErrTypeUnplaceable, nil)}
 	h := newHarness(t, c)
 	h.at(time.Minute, func() { c.mu.Lock(); c.placeErr = nil; c.mu.Unlock() })
-	act := h.update(2*time.Minute, workflows.UpdateActivate)
-	var st workflows.DeploymentStatus
+	act := h.update(2*time.Minute, contract.UpdateActivate)
+	var st contract.DeploymentStatus
 	h.at(3*time.Minute, func() { st = h.query() })
 	h.run(1, time.Hour)
 
 	require.NoError(t, act.err)
-	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, modelplane.DeploymentActive, st.Status)
 	require.Equal(t, 1, st.Ready)
 }
 
 func TestDeployment_FailedReplicaIsReplaced(t *testing.T) {
 	h := newHarness(t, &cluster{failReady: 1})
-	var st workflows.DeploymentStatus
+	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
 	h.run(1, time.Hour)
 
-	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, modelplane.DeploymentActive, st.Status)
 	require.Len(t, h.c.placed, 2, "the failed replica is replaced by a new one")
 	require.NotEqual(t, h.c.placed[0], h.c.placed[1])
 	require.Equal(t, h.c.placed[0], h.c.stopped[0], "the failed replica is stopped first")
@@ -293,36 +294,36 @@ func TestDeployment_FailedReplicaIsReplaced(t *testing.T) {
 }
 
 func TestDeployment_ReplicaFailingEveryAttemptIsDeployFailed(t *testing.T) {
-	h := newHarness(t, &cluster{failReady: workflows.MaxReplicaAttempts})
-	var st workflows.DeploymentStatus
+	h := newHarness(t, &cluster{failReady: contract.MaxReplicaAttempts})
+	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
 	h.run(1, time.Hour)
 
-	require.Equal(t, "DEPLOY_FAILED", st.Status)
+	require.Equal(t, modelplane.DeploymentDeployFailed, st.Status)
 	require.Equal(t, "model crashed", st.Reason)
-	require.Len(t, h.c.placed, workflows.MaxReplicaAttempts)
+	require.Len(t, h.c.placed, contract.MaxReplicaAttempts)
 }
 
 func TestDeployment_ScaleUpAndDown(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	up := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 4})
-	var afterUp workflows.DeploymentStatus
+	up := h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 4})
+	var afterUp contract.DeploymentStatus
 	var stoppedBeforeDown int
 	h.at(2*time.Minute, func() { afterUp = h.query(); stoppedBeforeDown = len(h.c.stopped) })
-	down := h.update(3*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 1})
-	var afterDown workflows.DeploymentStatus
+	down := h.update(3*time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 1})
+	var afterDown contract.DeploymentStatus
 	var stoppedAfterDown []string
 	h.at(4*time.Minute, func() { afterDown = h.query(); stoppedAfterDown = append([]string(nil), h.c.stopped...) })
 	h.run(2, time.Hour)
 
 	require.NoError(t, up.err)
-	require.Equal(t, "ACTIVE", afterUp.Status)
+	require.Equal(t, modelplane.DeploymentActive, afterUp.Status)
 	require.Equal(t, 4, afterUp.Ready)
 	require.Zero(t, stoppedBeforeDown)
 	require.NoError(t, down.err)
 	require.Equal(t, 1, down.status.Desired)
 	require.Len(t, stoppedAfterDown, 3, "scaling 4 to 1 stops three replicas")
-	require.Equal(t, "ACTIVE", afterDown.Status)
+	require.Equal(t, modelplane.DeploymentActive, afterDown.Status)
 	require.Len(t, afterDown.Replicas, 1)
 	require.Equal(t, afterUp.Replicas[0].ID, afterDown.Replicas[0].ID, "the oldest replica is kept")
 	require.NotContains(t, stoppedAfterDown, afterUp.Replicas[0].ID)
@@ -330,28 +331,28 @@ func TestDeployment_ScaleUpAndDown(t *testing.T) {
 
 func TestDeployment_ScaleToZero(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	sc := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0})
+	sc := h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 0})
 	h.run(2, time.Hour)
 
 	require.NoError(t, sc.err)
-	require.Equal(t, "SCALED_TO_ZERO", sc.status.Status)
+	require.Equal(t, modelplane.DeploymentScaledToZero, sc.status.Status)
 	require.Len(t, h.c.stopped, 2)
 	require.Contains(t, h.c.statuses, "SCALED_TO_ZERO")
 }
 
 func TestDeployment_WakeFromZeroIsWakingUpThenActive(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0})
-	wake := h.update(2*time.Minute, workflows.UpdateWake)
-	again := h.update(3*time.Minute, workflows.UpdateWake)
-	var afterWake workflows.DeploymentStatus
+	h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 0})
+	wake := h.update(2*time.Minute, contract.UpdateWake)
+	again := h.update(3*time.Minute, contract.UpdateWake)
+	var afterWake contract.DeploymentStatus
 	h.at(4*time.Minute, func() { afterWake = h.query() })
 	h.run(1, time.Hour)
 
 	require.NoError(t, wake.err)
 	require.Equal(t, 1, wake.status.Desired)
 	require.NoError(t, again.err)
-	require.Equal(t, "ACTIVE", afterWake.Status)
+	require.Equal(t, modelplane.DeploymentActive, afterWake.Status)
 	require.Len(t, h.c.placed, 2, "one replica at start, one at the wake; the second wake starts nothing")
 	i := slices.Index(h.c.statuses, "SCALED_TO_ZERO")
 	require.GreaterOrEqual(t, i, 0)
@@ -360,8 +361,8 @@ func TestDeployment_WakeFromZeroIsWakingUpThenActive(t *testing.T) {
 
 func TestDeployment_WakeOfAnInactiveDeploymentIsRejected(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	h.update(time.Minute, workflows.UpdateDeactivate)
-	wake := h.update(2*time.Minute, workflows.UpdateWake)
+	h.update(time.Minute, contract.UpdateDeactivate)
+	wake := h.update(2*time.Minute, contract.UpdateWake)
 	h.run(1, time.Hour)
 
 	require.True(t, wake.done)
@@ -371,7 +372,7 @@ func TestDeployment_WakeOfAnInactiveDeploymentIsRejected(t *testing.T) {
 
 func TestDeployment_ScaleRejectsNegative(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	sc := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: -1})
+	sc := h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: -1})
 	h.run(1, time.Hour)
 
 	require.True(t, sc.done)
@@ -381,7 +382,7 @@ func TestDeployment_ScaleRejectsNegative(t *testing.T) {
 
 func TestDeployment_DevelopmentNeverScalesPastOne(t *testing.T) {
 	h := newHarness(t, &cluster{development: true})
-	sc := h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 2})
+	sc := h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 2})
 	h.run(1, time.Hour)
 
 	require.True(t, sc.done)
@@ -391,23 +392,23 @@ func TestDeployment_DevelopmentNeverScalesPastOne(t *testing.T) {
 
 func TestDeployment_DeactivateStopsEveryReplicaAndActivateBringsItBack(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	deact := h.update(time.Minute, workflows.UpdateDeactivate)
+	deact := h.update(time.Minute, contract.UpdateDeactivate)
 	var stoppedAtDeactivate []string
 	h.at(2*time.Minute, func() { stoppedAtDeactivate = append([]string(nil), h.c.stopped...) })
-	scale := h.update(3*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 3})
-	act := h.update(4*time.Minute, workflows.UpdateActivate)
-	var st workflows.DeploymentStatus
+	scale := h.update(3*time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 3})
+	act := h.update(4*time.Minute, contract.UpdateActivate)
+	var st contract.DeploymentStatus
 	h.at(5*time.Minute, func() { st = h.query() })
 	h.run(2, time.Hour)
 
 	require.NoError(t, deact.err)
-	require.Equal(t, "INACTIVE", deact.status.Status)
+	require.Equal(t, modelplane.DeploymentInactive, deact.status.Status)
 	require.Empty(t, deact.status.Replicas)
 	require.ElementsMatch(t, h.c.placed[:2], stoppedAtDeactivate, "every replica is stopped")
 	require.Contains(t, h.c.statuses, "DEACTIVATING")
 	require.ErrorContains(t, scale.rejected, "INACTIVE")
 	require.NoError(t, act.err)
-	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, modelplane.DeploymentActive, st.Status)
 	require.Equal(t, 2, st.Ready, "activate restores the desired count")
 	require.Len(t, h.c.placed, 4)
 }
@@ -424,12 +425,12 @@ func TestDeployment_DeleteStopsEverythingAndCompletes(t *testing.T) {
 
 func TestDeployment_ContinuedRunKeepsItsReplicas(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	var st workflows.DeploymentStatus
+	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
-	del := h.update(time.Hour, workflows.UpdateDelete)
-	h.env.ExecuteWorkflow(workflows.Deployment, workflows.DeploymentInput{
+	del := h.update(time.Hour, contract.UpdateDelete)
+	h.env.ExecuteWorkflow(workflows.Deployment, contract.DeploymentInput{
 		DeploymentID: "dep00001", ModelID: "mod00001", Replicas: 2,
-		Carried: &workflows.DeploymentCarry{Status: "ACTIVE", EverActive: true, Replicas: []workflows.ReplicaInfo{
+		Carried: &contract.DeploymentCarry{Status: "ACTIVE", EverActive: true, Replicas: []contract.ReplicaInfo{
 			{ID: "aaaaaaaaaaaa", NodeID: "node-a", State: "READY", Address: "10.0.0.1:9000"},
 			{ID: "bbbbbbbbbbbb", NodeID: "node-a", State: "READY", Address: "10.0.0.2:9000"},
 		}},
@@ -438,7 +439,7 @@ func TestDeployment_ContinuedRunKeepsItsReplicas(t *testing.T) {
 	require.NoError(t, h.env.GetWorkflowError())
 	require.NoError(t, del.err)
 
-	require.Equal(t, "ACTIVE", st.Status)
+	require.Equal(t, modelplane.DeploymentActive, st.Status)
 	require.Equal(t, 2, st.Ready)
 	require.ElementsMatch(t, []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"}, h.c.placed, "only the carried replicas are placed, idempotently")
 	require.Equal(t, []string{"DEACTIVATING", "INACTIVE"}, h.c.statuses,
@@ -448,16 +449,16 @@ func TestDeployment_ContinuedRunKeepsItsReplicas(t *testing.T) {
 func TestDeployment_ReadyReplicaThatDiesIsReplaced(t *testing.T) {
 	c := &cluster{deaths: []time.Duration{10 * time.Minute}}
 	h := newHarness(t, c)
-	var before, after workflows.DeploymentStatus
+	var before, after contract.DeploymentStatus
 	h.at(5*time.Minute, func() { before = h.query() })
 	h.at(30*time.Minute, func() { after = h.query() })
 	h.run(1, time.Hour)
 
-	require.Equal(t, "ACTIVE", before.Status)
+	require.Equal(t, modelplane.DeploymentActive, before.Status)
 	require.Equal(t, []string{before.Replicas[0].ID}, c.died, "the ready replica's watch reported it dead")
 	require.Len(t, c.placed, 2, "the dead replica is replaced by a new one")
 	require.Equal(t, before.Replicas[0].ID, c.stopped[0], "the dead replica is stopped first")
-	require.Equal(t, "ACTIVE", after.Status, "the deployment is ACTIVE again once the replacement is ready")
+	require.Equal(t, modelplane.DeploymentActive, after.Status, "the deployment is ACTIVE again once the replacement is ready")
 	require.Equal(t, 1, after.Desired)
 	require.Equal(t, 1, after.Ready)
 	require.Equal(t, c.placed[1], after.Replicas[0].ID)
@@ -470,13 +471,13 @@ func TestDeployment_ReadyReplicaThatDiesIsReplaced(t *testing.T) {
 func TestDeployment_ReplicaThatDiesWhileOthersServeStaysActive(t *testing.T) {
 	c := &cluster{deaths: []time.Duration{10 * time.Minute}}
 	h := newHarness(t, c)
-	var after workflows.DeploymentStatus
+	var after contract.DeploymentStatus
 	h.at(30*time.Minute, func() { after = h.query() })
 	h.run(2, time.Hour)
 
 	require.Len(t, c.died, 1)
 	require.Len(t, c.placed, 3, "one replacement is placed")
-	require.Equal(t, "ACTIVE", after.Status)
+	require.Equal(t, modelplane.DeploymentActive, after.Status)
 	require.Equal(t, 2, after.Desired)
 	require.Equal(t, 2, after.Ready)
 	first := slices.Index(c.statuses, "ACTIVE")
@@ -488,11 +489,11 @@ func TestDeployment_ReplicaThatDiesWhileOthersServeStaysActive(t *testing.T) {
 func TestDeployment_ScaleDownCancelsTheVictimsWatch(t *testing.T) {
 	c := &cluster{}
 	h := newHarness(t, c)
-	var before workflows.DeploymentStatus
+	var before contract.DeploymentStatus
 	h.at(time.Minute, func() { before = h.query() })
-	down := h.update(2*time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 1})
+	down := h.update(2*time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 1})
 	var cancelled, stopped []string
-	var after workflows.DeploymentStatus
+	var after contract.DeploymentStatus
 	h.at(30*time.Minute, func() {
 		after = h.query()
 		c.mu.Lock()
@@ -507,7 +508,7 @@ func TestDeployment_ScaleDownCancelsTheVictimsWatch(t *testing.T) {
 	require.Equal(t, stopped, cancelled, "the stopped replica's watch is cancelled, and only it")
 	require.Len(t, c.placed, 2, "no replacement is made for a replica scaled away")
 	require.Empty(t, c.died)
-	require.Equal(t, "ACTIVE", after.Status)
+	require.Equal(t, modelplane.DeploymentActive, after.Status)
 	require.Equal(t, 1, after.Ready)
 	require.NotEqual(t, stopped[0], after.Replicas[0].ID)
 }
@@ -515,13 +516,13 @@ func TestDeployment_ScaleDownCancelsTheVictimsWatch(t *testing.T) {
 func TestDeployment_DeactivateCancelsEveryWatch(t *testing.T) {
 	c := &cluster{}
 	h := newHarness(t, c)
-	deact := h.update(time.Minute, workflows.UpdateDeactivate)
+	deact := h.update(time.Minute, contract.UpdateDeactivate)
 	var cancelled []string
 	h.at(2*time.Minute, func() { c.mu.Lock(); cancelled = append([]string(nil), c.cancelled...); c.mu.Unlock() })
 	h.run(2, time.Hour)
 
 	require.NoError(t, deact.err)
-	require.Equal(t, "INACTIVE", deact.status.Status)
+	require.Equal(t, modelplane.DeploymentInactive, deact.status.Status)
 	require.ElementsMatch(t, c.placed, cancelled, "every watch is cancelled by deactivate")
 	require.ElementsMatch(t, c.placed, c.watched)
 	require.Len(t, c.placed, 2, "no replacement is made for a deactivated replica")

@@ -10,28 +10,29 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/patch"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-// patchSync sends UpdateApplyPatch at the given workflow time and records its answer.
+// patchSync sends contract.UpdateApplyPatch at the given workflow time and records its answer.
 type patchSync struct {
 	done     bool
 	rejected error
 	err      error
-	res      workflows.PatchSyncResult
+	res      contract.PatchSyncResult
 }
 
 func (h *harness) syncPatches(at time.Duration) *patchSync {
 	r := &patchSync{}
 	h.env.RegisterDelayedCallback(func() {
-		h.env.UpdateWorkflow(workflows.UpdateApplyPatch, "sync", &testsuite.TestUpdateCallback{
+		h.env.UpdateWorkflow(contract.UpdateApplyPatch, "sync", &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
 			OnReject: func(err error) { r.done, r.rejected = true, err },
 			OnComplete: func(v any, err error) {
 				r.done, r.err = true, err
-				if res, ok := v.(workflows.PatchSyncResult); ok {
+				if res, ok := v.(contract.PatchSyncResult); ok {
 					r.res = res
 				}
 			},
@@ -58,7 +59,7 @@ func onApplyPatches(h *harness, res activities.ApplyPatchesResult) *[][]string {
 func TestDeployment_ApplyPatchBringsTheRunningReplicaInPlace(t *testing.T) {
 	h := newHarness(t, &cluster{development: true})
 	calls := onApplyPatches(h, activities.ApplyPatchesResult{PatchHash: "h1", How: patch.HowHotReload})
-	var before workflows.DeploymentStatus
+	var before contract.DeploymentStatus
 	h.at(time.Minute, func() { before = h.query() })
 	got := h.syncPatches(2 * time.Minute)
 	h.run(1, time.Hour)
@@ -76,24 +77,24 @@ func TestDeployment_ApplyPatchBringsTheRunningReplicaInPlace(t *testing.T) {
 func TestDeployment_ApplyPatchAtZeroWakesTheDeployment(t *testing.T) {
 	h := newHarness(t, &cluster{development: true})
 	calls := onApplyPatches(h, activities.ApplyPatchesResult{PatchHash: "h1", How: activities.HowUnchanged})
-	h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0})
+	h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 0})
 	got := h.syncPatches(2 * time.Minute)
-	var after workflows.DeploymentStatus
+	var after contract.DeploymentStatus
 	h.at(3*time.Minute, func() { after = h.query() })
 	h.run(1, time.Hour)
 
 	require.NoError(t, got.err)
-	require.Equal(t, workflows.HowWoken, got.res.How)
+	require.Equal(t, contract.HowWoken, got.res.How)
 	require.Equal(t, [][]string{{}}, *calls, "at zero there is no replica to patch")
 	require.Len(t, h.c.started, 2, "the sync starts a replica, which takes the patches as it starts")
-	require.Equal(t, "ACTIVE", after.Status)
+	require.Equal(t, modelplane.DeploymentActive, after.Status)
 	require.Equal(t, 1, after.Ready)
 }
 
 func TestDeployment_ApplyPatchNeedingAFullDeployChangesNothing(t *testing.T) {
 	h := newHarness(t, &cluster{development: true})
 	onApplyPatches(h, activities.ApplyPatchesResult{FullDeployReason: "resources changed (accelerator none → H100:1)"})
-	h.update(time.Minute, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0})
+	h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 0})
 	got := h.syncPatches(2 * time.Minute)
 	h.run(1, time.Hour)
 

@@ -11,68 +11,12 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
-
-// DeploymentWorkflowType is the type name the Deployment workflow is registered under; the
-// promotion starts candidates' workflows by it.
-const DeploymentWorkflowType = "Deployment"
 
 // DeploymentPollInterval is how often a promotion asks its candidate how many replicas are
 // ready.
 const DeploymentPollInterval = 5 * time.Second
-
-// ErrTypePromotionFailed is the type of the error a failed promotion ends with.
-const ErrTypePromotionFailed = "PromotionFailed"
-
-// Controls of a running promotion, as Updates on its workflow; each answers a
-// PromotionControlResult, and a control that does not apply now is refused by its validator.
-const (
-	// UpdatePromotionCancel moves all traffic back to the current deployment at once, ends
-	// the promotion CANCELED and scales the candidate to zero (it is kept).
-	UpdatePromotionCancel = "cancel"
-	// UpdatePromotionPause holds the ramp at its percentage (autoscaling goes on).
-	UpdatePromotionPause = "pause"
-	// UpdatePromotionResume continues a paused ramp from its stage.
-	UpdatePromotionResume = "resume"
-	// UpdatePromotionForceRollForward sends all traffic to the candidate now and finishes.
-	UpdatePromotionForceRollForward = "force_roll_forward"
-	// UpdatePromotionForceCancel is cancel; the API also ends a stuck promotion by itself.
-	UpdatePromotionForceCancel = "force_cancel"
-)
-
-// RampStages is how many equal steps a canary ramp takes, each adding 100/RampStages percent.
-const RampStages = 10
-
-// PromotionControlResult answers a control.
-type PromotionControlResult struct {
-	Success bool
-	Status  modelplane.PromotionStatus
-	Percent int
-	Message string
-}
-
-// PromotionWorkflowID is the ID of the environment's promotion. The API starts it with
-// conflict policy FAIL, so a second promotion of the same environment is refused.
-func PromotionWorkflowID(modelID, env string) string { return "promotion:" + modelID + ":" + env }
-
-// PromotionInput starts the Promotion workflow.
-type PromotionInput struct {
-	PromotionID        string
-	ModelID            string
-	WorkspaceID        string
-	Environment        string
-	SourceDeploymentID string
-	// ScaleDownPrevious lets the environment's cleanup strategy act on the deployment the
-	// promotion replaces; without it the previous deployment is kept as it is.
-	ScaleDownPrevious bool
-}
-
-// PromotionResult says how the promotion ended.
-type PromotionResult struct {
-	Status                modelplane.PromotionStatus
-	CandidateDeploymentID string
-	PreviousDeploymentID  string
-}
 
 // Promotion moves an environment to a new deployment: it records the promotion, makes the
 // candidate deployment when one is needed, brings it to the previous deployment's ready
@@ -81,10 +25,10 @@ type PromotionResult struct {
 // on its previous deployment and the promotion FAILED with the reason.
 //
 // With ramp_up_while_promoting the candidate takes 10%, 20%, ... 100% of the traffic in
-// RampStages equal stages over ramp_up_duration_seconds before the switch; controls
+// contract.RampStages equal stages over ramp_up_duration_seconds before the switch; controls
 // (cancel, pause, resume, force_roll_forward, force_cancel) arrive as Updates.
-func Promotion(ctx workflow.Context, in PromotionInput) (PromotionResult, error) {
-	p := &promotion{in: in, res: PromotionResult{Status: modelplane.PromotionReleasing}}
+func Promotion(ctx workflow.Context, in contract.PromotionInput) (contract.PromotionResult, error) {
+	p := &promotion{in: in, res: contract.PromotionResult{Status: modelplane.PromotionReleasing}}
 	if err := p.controls(ctx); err != nil {
 		return p.res, err
 	}
@@ -92,8 +36,8 @@ func Promotion(ctx workflow.Context, in PromotionInput) (PromotionResult, error)
 }
 
 type promotion struct {
-	in  PromotionInput
-	res PromotionResult
+	in  contract.PromotionInput
+	res contract.PromotionResult
 	// percent is the candidate's share of the traffic while ramping.
 	percent int
 	// control is the control received and not acted on yet.
@@ -106,10 +50,10 @@ type promotion struct {
 
 // controls registers the control Updates.
 func (p *promotion) controls(ctx workflow.Context) error {
-	for _, name := range []string{UpdatePromotionCancel, UpdatePromotionPause, UpdatePromotionResume,
-		UpdatePromotionForceRollForward, UpdatePromotionForceCancel} {
+	for _, name := range []string{contract.UpdatePromotionCancel, contract.UpdatePromotionPause, contract.UpdatePromotionResume,
+		contract.UpdatePromotionForceRollForward, contract.UpdatePromotionForceCancel} {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, name,
-			func(ctx workflow.Context) (PromotionControlResult, error) { return p.receive(name), nil },
+			func(ctx workflow.Context) (contract.PromotionControlResult, error) { return p.receive(name), nil },
 			workflow.UpdateHandlerOptions{Validator: func() error { return p.validateControl(name) }},
 		); err != nil {
 			return err
@@ -128,15 +72,15 @@ func (p *promotion) validateControl(name string) error {
 		return fmt.Errorf("a %s is being carried out", p.control)
 	}
 	switch name {
-	case UpdatePromotionPause:
+	case contract.UpdatePromotionPause:
 		if status != modelplane.PromotionRampingUp {
 			return fmt.Errorf("only a ramping promotion can be paused; it is %s", status)
 		}
-	case UpdatePromotionResume:
+	case contract.UpdatePromotionResume:
 		if status != modelplane.PromotionPaused {
 			return fmt.Errorf("only a paused promotion can be resumed; it is %s", status)
 		}
-	case UpdatePromotionForceRollForward:
+	case contract.UpdatePromotionForceRollForward:
 		if status == modelplane.PromotionReleasing {
 			return errors.New("the candidate is not ready yet: nothing to roll forward to")
 		}
@@ -145,20 +89,20 @@ func (p *promotion) validateControl(name string) error {
 }
 
 // receive takes a control for the main loop to act on and says what will happen.
-func (p *promotion) receive(name string) PromotionControlResult {
+func (p *promotion) receive(name string) contract.PromotionControlResult {
 	p.control = name
-	out := PromotionControlResult{Success: true, Status: p.res.Status, Percent: p.percent}
+	out := contract.PromotionControlResult{Success: true, Status: p.res.Status, Percent: p.percent}
 	switch name {
-	case UpdatePromotionCancel, UpdatePromotionForceCancel:
+	case contract.UpdatePromotionCancel, contract.UpdatePromotionForceCancel:
 		out.Status, out.Percent, out.Message = modelplane.PromotionCanceled, 0, "traffic goes back to the current deployment"
 		if p.stopRelease != nil && p.res.Status == modelplane.PromotionReleasing {
 			p.stopRelease()
 		}
-	case UpdatePromotionPause:
+	case contract.UpdatePromotionPause:
 		out.Status, out.Message = modelplane.PromotionPaused, fmt.Sprintf("paused at %d%%", p.percent)
-	case UpdatePromotionResume:
+	case contract.UpdatePromotionResume:
 		out.Status, out.Message = modelplane.PromotionRampingUp, fmt.Sprintf("resumed at %d%%", p.percent)
-	case UpdatePromotionForceRollForward:
+	case contract.UpdatePromotionForceRollForward:
 		out.Status, out.Percent, out.Message = modelplane.PromotionRampingUp, 100, "all traffic goes to the candidate"
 	}
 	return out
@@ -187,13 +131,13 @@ func planCandidate(b activities.BeginPromotionResult) candidatePlan {
 // targetReplicas is how many replicas the candidate must have ready before the switch.
 func targetReplicas(previousReady int) int { return max(1, previousReady) }
 
-func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
+func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	ctx, p.stopRelease = workflow.WithCancel(ctx)
 	var a *activities.Activities
 	p.setStatus(ctx, modelplane.PromotionReleasing)
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		ModelIDAttr.ValueSet(p.in.ModelID), EnvironmentAttr.ValueSet(p.in.Environment))
+		contract.ModelIDAttr.ValueSet(p.in.ModelID), contract.EnvironmentAttr.ValueSet(p.in.Environment))
 
 	var begin activities.BeginPromotionResult
 	if err := workflow.ExecuteActivity(ctx, a.BeginPromotion, activities.BeginPromotionInput{
@@ -221,27 +165,27 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 	}
 	p.res.CandidateDeploymentID = cand.DeploymentID
 	// From here a cancel also takes the candidate back to zero.
-	_ = workflow.UpsertTypedSearchAttributes(ctx, DeploymentIDAttr.ValueSet(cand.DeploymentID))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, contract.DeploymentIDAttr.ValueSet(cand.DeploymentID))
 	workflow.GetLogger(ctx).Info("promotion candidate", "model_id", p.in.ModelID, "environment", p.in.Environment,
 		"deployment_id", cand.DeploymentID, "new", plan.Copy, "target", target)
 
-	candWF := DeploymentWorkflowID(cand.DeploymentID)
+	candWF := contract.DeploymentWorkflowID(cand.DeploymentID)
 	if err := workflow.ExecuteActivity(ctx, a.StartDeploymentWorkflow, activities.StartDeploymentWorkflowInput{
-		WorkflowID: candWF, WorkflowType: DeploymentWorkflowType, TaskQueue: TaskQueue,
-		Input: DeploymentInput{DeploymentID: cand.DeploymentID, ModelID: p.in.ModelID, Replicas: target},
+		WorkflowID: candWF, WorkflowType: contract.DeploymentWorkflowType, TaskQueue: contract.TaskQueue,
+		Input: contract.DeploymentInput{DeploymentID: cand.DeploymentID, ModelID: p.in.ModelID, Replicas: target},
 	}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
 	}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, updateActivity), a.ScaleDeployment,
 		activities.DeploymentUpdateInput{
-			WorkflowID: candWF, UpdateName: UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate",
-			Request: ScaleRequest{Replicas: target},
+			WorkflowID: candWF, UpdateName: contract.UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate",
+			Request: contract.ScaleRequest{Replicas: target},
 		}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
 	}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readyActivity), a.WaitDeploymentReady,
 		activities.WaitDeploymentReadyInput{
-			WorkflowID: candWF, QueryName: QueryStatus, Target: target,
+			WorkflowID: candWF, QueryName: contract.QueryStatus, Target: target,
 			PollInterval: DeploymentPollInterval,
 		}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
@@ -257,7 +201,7 @@ func (p *promotion) run(ctx workflow.Context) (PromotionResult, error) {
 			}
 		}
 	}
-	if p.control == UpdatePromotionCancel || p.control == UpdatePromotionForceCancel {
+	if p.control == contract.UpdatePromotionCancel || p.control == contract.UpdatePromotionForceCancel {
 		return p.cancel(ctx)
 	}
 	p.switched = true
@@ -284,17 +228,17 @@ func (p *promotion) demote(ctx workflow.Context, begin activities.BeginPromotion
 	// The previous deployment's own workflow carries the demotion out once it accepted it: the
 	// promotion ends then, so that draining the previous replicas (up to the drain timeout)
 	// does not hold the environment's next promotion off with a 409.
-	in := activities.DeploymentUpdateInput{WorkflowID: DeploymentWorkflowID(prev), AcceptedOnly: true}
+	in := activities.DeploymentUpdateInput{WorkflowID: contract.DeploymentWorkflowID(prev), AcceptedOnly: true}
 	var f workflow.Future
 	switch begin.Settings.PromotionCleanupStrategy {
 	case modelplane.CleanupKeep:
 		return
 	case modelplane.CleanupDeactivate:
-		in.UpdateName, in.UpdateID = UpdateDeactivate, p.in.PromotionID+":deactivate-previous"
+		in.UpdateName, in.UpdateID = contract.UpdateDeactivate, p.in.PromotionID+":deactivate-previous"
 		f = workflow.ExecuteActivity(ctx, a.DeactivateDeployment, in)
 	default: // SCALE_TO_ZERO, the default strategy
-		in.UpdateName, in.UpdateID = UpdateScale, p.in.PromotionID+":scale-previous"
-		in.Request = ScaleRequest{Replicas: 0}
+		in.UpdateName, in.UpdateID = contract.UpdateScale, p.in.PromotionID+":scale-previous"
+		in.Request = contract.ScaleRequest{Replicas: 0}
 		f = workflow.ExecuteActivity(ctx, a.ScaleDeployment, in)
 	}
 	if err := f.Get(ctx, nil); err != nil {
@@ -305,8 +249,8 @@ func (p *promotion) demote(ctx workflow.Context, begin activities.BeginPromotion
 
 // fail records why the promotion ended before the switch and ends the workflow with it. It
 // runs on a disconnected context so that it also records a cancellation.
-func (p *promotion) fail(ctx workflow.Context, cause error) (PromotionResult, error) {
-	if p.control == UpdatePromotionCancel || p.control == UpdatePromotionForceCancel {
+func (p *promotion) fail(ctx workflow.Context, cause error) (contract.PromotionResult, error) {
+	if p.control == contract.UpdatePromotionCancel || p.control == contract.UpdatePromotionForceCancel {
 		return p.cancel(ctx)
 	}
 	status := modelplane.PromotionFailed
@@ -329,7 +273,7 @@ func (p *promotion) fail(ctx workflow.Context, cause error) (PromotionResult, er
 	if status == modelplane.PromotionCanceled {
 		return p.res, cause
 	}
-	return p.res, temporal.NewNonRetryableApplicationError(reason, ErrTypePromotionFailed, cause)
+	return p.res, temporal.NewNonRetryableApplicationError(reason, contract.ErrTypePromotionFailed, cause)
 }
 
 // rampEnd says how a ramp ended: with all traffic on the candidate, cancelled, or rolled
@@ -342,15 +286,15 @@ const (
 	rampFailed
 )
 
-// ramp moves the candidate's share of the traffic up in RampStages stages, each held for an
+// ramp moves the candidate's share of the traffic up in contract.RampStages stages, each held for an
 // equal part of the duration: a timer raced against the controls. With canary analysis on,
 // each stage ends with the candidate's figures judged against the current deployment's; a
 // breach rolls the promotion back (the reason is returned).
 func (p *promotion) ramp(ctx workflow.Context, settings store.PromotionSettings, currentID string) (rampEnd, string) {
-	stageLen := time.Duration(settings.RampUpDurationSeconds) * time.Second / RampStages
-	for stage := 1; stage <= RampStages; stage++ {
-		p.progress(ctx, modelplane.PromotionRampingUp, stage*100/RampStages, stage, "promotion.stage")
-		if stage == RampStages {
+	stageLen := time.Duration(settings.RampUpDurationSeconds) * time.Second / contract.RampStages
+	for stage := 1; stage <= contract.RampStages; stage++ {
+		p.progress(ctx, modelplane.PromotionRampingUp, stage*100/contract.RampStages, stage, "promotion.stage")
+		if stage == contract.RampStages {
 			return rampDone, ""
 		}
 		began := workflow.Now(ctx)
@@ -410,19 +354,19 @@ func (p *promotion) hold(ctx workflow.Context, stage int, d time.Duration) holdE
 		}
 		remaining -= workflow.Now(ctx).Sub(began)
 		switch p.control {
-		case UpdatePromotionCancel, UpdatePromotionForceCancel:
+		case contract.UpdatePromotionCancel, contract.UpdatePromotionForceCancel:
 			return holdCanceled
-		case UpdatePromotionForceRollForward:
+		case contract.UpdatePromotionForceRollForward:
 			p.control = ""
-			p.progress(ctx, modelplane.PromotionRampingUp, 100, RampStages, "promotion.force_roll_forward")
+			p.progress(ctx, modelplane.PromotionRampingUp, 100, contract.RampStages, "promotion.force_roll_forward")
 			return holdForced
-		case UpdatePromotionPause:
+		case contract.UpdatePromotionPause:
 			p.control = ""
 			p.progress(ctx, modelplane.PromotionPaused, p.percent, stage, "promotion.pause")
 			if err := workflow.Await(ctx, func() bool { return p.control != "" }); err != nil {
 				return holdCanceled
 			}
-			if p.control == UpdatePromotionResume {
+			if p.control == contract.UpdatePromotionResume {
 				p.control = ""
 				p.progress(ctx, modelplane.PromotionRampingUp, p.percent, stage, "promotion.resume")
 			}
@@ -447,9 +391,9 @@ func (p *promotion) analyze(ctx workflow.Context, c store.CanaryAnalysis, curren
 func (p *promotion) progress(ctx workflow.Context, status modelplane.PromotionStatus, percent, stage int, event string) {
 	p.percent = percent
 	p.setStatus(ctx, status)
-	_ = workflow.UpsertTypedSearchAttributes(ctx, PromotionPercentAttr.ValueSet(int64(percent)))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, contract.PromotionPercentAttr.ValueSet(int64(percent)))
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s: stage %d of %d, %d%% of %s's traffic to deployment %s",
-		status, stage, RampStages, percent, p.in.Environment, p.res.CandidateDeploymentID))
+		status, stage, contract.RampStages, percent, p.in.Environment, p.res.CandidateDeploymentID))
 	var a *activities.Activities
 	if err := workflow.ExecuteActivity(ctx, a.SetPromotionProgress, activities.SetPromotionProgressInput{
 		PromotionID: p.in.PromotionID, WorkspaceID: p.in.WorkspaceID, ModelID: p.in.ModelID,
@@ -461,7 +405,7 @@ func (p *promotion) progress(ctx workflow.Context, status modelplane.PromotionSt
 }
 
 // cancel ends the promotion CANCELED (see rollBack).
-func (p *promotion) cancel(ctx workflow.Context) (PromotionResult, error) {
+func (p *promotion) cancel(ctx workflow.Context) (contract.PromotionResult, error) {
 	return p.rollBack(ctx, modelplane.PromotionCanceled, fmt.Sprintf("cancelled at %d%%", p.percent))
 }
 
@@ -469,7 +413,7 @@ func (p *promotion) cancel(ctx workflow.Context) (PromotionResult, error) {
 // traffic back on the current deployment at once, then the candidate scaled to zero (kept)
 // unless it serves another environment, on a disconnected context so a cancelled workflow
 // still cleans up.
-func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionStatus, reason string) (PromotionResult, error) {
+func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionStatus, reason string) (contract.PromotionResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(dctx, shortActivity)
 	var a *activities.Activities
@@ -487,8 +431,8 @@ func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionSt
 		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), a.ScaleDownCandidate,
 			activities.ScaleDownCandidateInput{ModelID: p.in.ModelID, DeploymentID: cand,
 				DeploymentUpdateInput: activities.DeploymentUpdateInput{
-					WorkflowID: DeploymentWorkflowID(cand), UpdateName: UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
-					Request: ScaleRequest{Replicas: 0},
+					WorkflowID: contract.DeploymentWorkflowID(cand), UpdateName: contract.UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
+					Request: contract.ScaleRequest{Replicas: 0},
 				}}).Get(dctx, nil); err != nil {
 			workflow.GetLogger(ctx).Error("candidate not scaled to zero", "deployment_id", cand, "err", err)
 		}
@@ -496,14 +440,14 @@ func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionSt
 	workflow.GetLogger(ctx).Info("promotion rolled back", "model_id", p.in.ModelID, "environment", p.in.Environment,
 		"status", status, "reason", reason)
 	if status == modelplane.PromotionFailed {
-		return p.res, temporal.NewNonRetryableApplicationError(reason, ErrTypePromotionFailed, nil)
+		return p.res, temporal.NewNonRetryableApplicationError(reason, contract.ErrTypePromotionFailed, nil)
 	}
 	return p.res, nil
 }
 
 func (p *promotion) setStatus(ctx workflow.Context, status modelplane.PromotionStatus) {
 	p.res.Status = status
-	_ = workflow.UpsertTypedSearchAttributes(ctx, PromotionStatusAttr.ValueSet(string(status)))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, contract.PromotionStatusAttr.ValueSet(string(status)))
 }
 
 // newDeploymentID draws a deployment ID once and replays it from history afterwards.

@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // ramping is a begin result for a development source (so the candidate is a new deployment)
@@ -26,7 +26,7 @@ func ramping() *promoWorld {
 type controlAnswer struct {
 	done     bool
 	rejected error
-	result   workflows.PromotionControlResult
+	result   contract.PromotionControlResult
 }
 
 func (h *promoHarness) control(at time.Duration, name string) *controlAnswer {
@@ -37,7 +37,7 @@ func (h *promoHarness) control(at time.Duration, name string) *controlAnswer {
 			OnReject: func(err error) { a.done, a.rejected = true, err },
 			OnComplete: func(v any, err error) {
 				a.done = true
-				if r, ok := v.(workflows.PromotionControlResult); ok {
+				if r, ok := v.(contract.PromotionControlResult); ok {
 					a.result = r
 				}
 				require.NoError(h.t, err)
@@ -75,7 +75,7 @@ func TestPromotion_CancelAtEveryStageRollsBack(t *testing.T) {
 	for stage := 1; stage <= 9; stage++ {
 		t.Run(fmt.Sprintf("stage %d", stage), func(t *testing.T) {
 			h := newPromoHarness(t, ramping())
-			ans := h.control(time.Duration(stage-1)*time.Minute+30*time.Second, workflows.UpdatePromotionCancel)
+			ans := h.control(time.Duration(stage-1)*time.Minute+30*time.Second, contract.UpdatePromotionCancel)
 			res, err := h.run(promoInput("devel001"))
 			require.NoError(t, err)
 			require.True(t, ans.done)
@@ -88,8 +88,8 @@ func TestPromotion_CancelAtEveryStageRollsBack(t *testing.T) {
 			require.Equal(t, modelplane.PromotionCanceled, h.w.finished.Status)
 			require.Equal(t, "prev0001", h.w.current, "traffic stays on the current deployment")
 			last := h.w.updates[len(h.w.updates)-1]
-			require.Equal(t, workflows.DeploymentWorkflowID(res.CandidateDeploymentID), last.WorkflowID)
-			require.Equal(t, workflows.ScaleRequest{Replicas: 0}, decodeAs[workflows.ScaleRequest](t, last.Request),
+			require.Equal(t, contract.DeploymentWorkflowID(res.CandidateDeploymentID), last.WorkflowID)
+			require.Equal(t, contract.ScaleRequest{Replicas: 0}, decodeAs[contract.ScaleRequest](t, last.Request),
 				"the candidate is scaled to zero and kept")
 		})
 	}
@@ -98,9 +98,9 @@ func TestPromotion_CancelAtEveryStageRollsBack(t *testing.T) {
 func TestPromotion_PauseHoldsThePercentageUntilResume(t *testing.T) {
 	h := newPromoHarness(t, ramping())
 	// Stage 3 (30%) runs from 120 s to 180 s; paused at 140 s for ten minutes.
-	pause := h.control(140*time.Second, workflows.UpdatePromotionPause)
-	early := h.control(150*time.Second, workflows.UpdatePromotionPause)
-	resume := h.control(140*time.Second+10*time.Minute, workflows.UpdatePromotionResume)
+	pause := h.control(140*time.Second, contract.UpdatePromotionPause)
+	early := h.control(150*time.Second, contract.UpdatePromotionPause)
+	resume := h.control(140*time.Second+10*time.Minute, contract.UpdatePromotionResume)
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
 	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
@@ -119,7 +119,7 @@ func TestPromotion_PauseHoldsThePercentageUntilResume(t *testing.T) {
 func TestPromotion_ForceRollForwardFinishesAtOnce(t *testing.T) {
 	for _, at := range []time.Duration{90 * time.Second, 330 * time.Second} {
 		h := newPromoHarness(t, ramping())
-		ans := h.control(at, workflows.UpdatePromotionForceRollForward)
+		ans := h.control(at, contract.UpdatePromotionForceRollForward)
 		res, err := h.run(promoInput("devel001"))
 		require.NoError(t, err)
 		require.True(t, ans.done)
@@ -136,10 +136,10 @@ func TestPromotion_ControlsThatDoNotApplyAreRefused(t *testing.T) {
 	w := ramping()
 	w.waitFor = 5 * time.Minute // the candidate takes five minutes to be ready
 	h := newPromoHarness(t, w)
-	resume := h.control(time.Minute, workflows.UpdatePromotionResume)
-	forward := h.control(2*time.Minute, workflows.UpdatePromotionForceRollForward)
-	pause := h.control(3*time.Minute, workflows.UpdatePromotionPause)
-	after := h.control(time.Hour, workflows.UpdatePromotionCancel)
+	resume := h.control(time.Minute, contract.UpdatePromotionResume)
+	forward := h.control(2*time.Minute, contract.UpdatePromotionForceRollForward)
+	pause := h.control(3*time.Minute, contract.UpdatePromotionPause)
+	after := h.control(time.Hour, contract.UpdatePromotionCancel)
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
 	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
@@ -153,7 +153,7 @@ func TestPromotion_CancelWhileTheCandidateStartsEndsCanceled(t *testing.T) {
 	w := ramping()
 	w.waitFor = 10 * time.Minute
 	h := newPromoHarness(t, w)
-	ans := h.control(time.Minute, workflows.UpdatePromotionForceCancel)
+	ans := h.control(time.Minute, contract.UpdatePromotionForceCancel)
 	res, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
 	require.NoError(t, ans.rejected)
@@ -183,7 +183,7 @@ func TestPromotion_AnalysisBreachAtStageThreeRollsBack(t *testing.T) {
 	require.Equal(t, "prev0001", h.w.current)
 	_ = res
 	last := h.w.updates[len(h.w.updates)-1]
-	require.Equal(t, workflows.ScaleRequest{Replicas: 0}, decodeAs[workflows.ScaleRequest](t, last.Request))
+	require.Equal(t, contract.ScaleRequest{Replicas: 0}, decodeAs[contract.ScaleRequest](t, last.Request))
 	// Each stage is judged over its own time range, the candidate against the current deployment.
 	a := h.w.analyzed[2]
 	require.Equal(t, "prev0001", a.CurrentID)
@@ -209,8 +209,8 @@ func TestPromotion_PauseAndForceAtEveryStage(t *testing.T) {
 		at := time.Duration(stage-1)*time.Minute + 10*time.Second
 		t.Run(fmt.Sprintf("pause and resume at stage %d", stage), func(t *testing.T) {
 			h := newPromoHarness(t, ramping())
-			h.control(at, workflows.UpdatePromotionPause)
-			h.control(at+time.Hour, workflows.UpdatePromotionResume)
+			h.control(at, contract.UpdatePromotionPause)
+			h.control(at+time.Hour, contract.UpdatePromotionResume)
 			res, err := h.run(promoInput("devel001"))
 			require.NoError(t, err)
 			require.Equal(t, modelplane.PromotionSucceeded, res.Status)
@@ -222,7 +222,7 @@ func TestPromotion_PauseAndForceAtEveryStage(t *testing.T) {
 		})
 		t.Run(fmt.Sprintf("force roll forward at stage %d", stage), func(t *testing.T) {
 			h := newPromoHarness(t, ramping())
-			h.control(at, workflows.UpdatePromotionForceRollForward)
+			h.control(at, contract.UpdatePromotionForceRollForward)
 			res, err := h.run(promoInput("devel001"))
 			require.NoError(t, err)
 			require.Equal(t, modelplane.PromotionSucceeded, res.Status)

@@ -18,6 +18,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // promoWorld is a fake of everything the Promotion workflow's activities touch: the
@@ -201,8 +202,8 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 		sa := args.Get(0).(temporal.SearchAttributes)
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		for _, k := range []temporal.SearchAttributeKeyKeyword{workflows.ModelIDAttr, workflows.EnvironmentAttr,
-			workflows.PromotionStatusAttr, workflows.DeploymentIDAttr} {
+		for _, k := range []temporal.SearchAttributeKeyKeyword{contract.ModelIDAttr, contract.EnvironmentAttr,
+			contract.PromotionStatusAttr, contract.DeploymentIDAttr} {
 			if v, ok := sa.GetKeyword(k); ok {
 				w.attrs[k.GetName()] = v
 			}
@@ -211,12 +212,12 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 	return &promoHarness{t: t, env: env, w: w}
 }
 
-func (h *promoHarness) run(in workflows.PromotionInput) (workflows.PromotionResult, error) {
+func (h *promoHarness) run(in contract.PromotionInput) (contract.PromotionResult, error) {
 	h.w.envStarted = h.env.Now()
 	h.env.ExecuteWorkflow(workflows.Promotion, in)
 	require.True(h.t, h.env.IsWorkflowCompleted(), "the promotion did not complete")
 	err := h.env.GetWorkflowError()
-	var res workflows.PromotionResult
+	var res contract.PromotionResult
 	if err == nil {
 		require.NoError(h.t, h.env.GetWorkflowResult(&res))
 	}
@@ -234,8 +235,8 @@ func decodeAs[T any](t *testing.T, v any) T {
 	return out
 }
 
-func promoInput(source string) workflows.PromotionInput {
-	return workflows.PromotionInput{
+func promoInput(source string) contract.PromotionInput {
+	return contract.PromotionInput{
 		PromotionID: "promo001", ModelID: "model001", WorkspaceID: "ws1", Environment: "production",
 		SourceDeploymentID: source, ScaleDownPrevious: true,
 	}
@@ -271,7 +272,7 @@ func TestPromotion_FromDevelopmentCreatesNewDeploymentAndKeepsDevelopment(t *tes
 	require.Equal(t, w.created.CandidateID, res.CandidateDeploymentID)
 	require.Equal(t, w.created.CandidateID, w.switched)
 	for _, u := range w.updates {
-		require.NotEqual(t, workflows.DeploymentWorkflowID("devel001"), u.WorkflowID, "development must not be touched")
+		require.NotEqual(t, contract.DeploymentWorkflowID("devel001"), u.WorkflowID, "development must not be touched")
 	}
 	require.Equal(t, modelplane.PromotionSucceeded, res.Status)
 }
@@ -320,7 +321,7 @@ func TestPromotion_NewDeploymentInheritsPreviousAutoscaling(t *testing.T) {
 	// The previous deployment keeps its ID: the demotion goes to its own workflow, which
 	// carries it out once accepted; the candidate's scale-up is waited for.
 	demote := h.w.updates[len(h.w.updates)-1]
-	require.Equal(t, workflows.DeploymentWorkflowID("prev0001"), demote.WorkflowID)
+	require.Equal(t, contract.DeploymentWorkflowID("prev0001"), demote.WorkflowID)
 	require.True(t, demote.AcceptedOnly, "the promotion does not wait for the previous deployment to drain")
 	require.False(t, h.w.updates[0].AcceptedOnly, "the candidate's scale-up is waited for")
 }
@@ -343,10 +344,10 @@ func TestPromotion_WaitsForTargetReadyBeforeSwitching(t *testing.T) {
 
 	require.Equal(t, []string{"begin", "create", "start", "scale", "wait", "switch", "scale"}, w.calls)
 	require.Equal(t, 3, w.waited.Target, "the target must be the previous deployment's ready count")
-	require.Equal(t, 3, decodeAs[workflows.DeploymentInput](t, w.started.Input).Replicas)
-	require.Equal(t, workflows.ScaleRequest{Replicas: 3}, decodeAs[workflows.ScaleRequest](t, w.updates[0].Request))
-	require.Equal(t, workflows.UpdateScale, w.updates[0].UpdateName)
-	require.Equal(t, workflows.DeploymentWorkflowID("pub00001"), w.updates[0].WorkflowID)
+	require.Equal(t, 3, decodeAs[contract.DeploymentInput](t, w.started.Input).Replicas)
+	require.Equal(t, contract.ScaleRequest{Replicas: 3}, decodeAs[contract.ScaleRequest](t, w.updates[0].Request))
+	require.Equal(t, contract.UpdateScale, w.updates[0].UpdateName)
+	require.Equal(t, contract.DeploymentWorkflowID("pub00001"), w.updates[0].WorkflowID)
 	require.False(t, w.switchedAt.Before(w.envStarted.Add(time.Hour)),
 		"the switch came at %v, before the wait ended at %v", w.switchedAt, w.envStarted.Add(time.Hour))
 }
@@ -359,10 +360,10 @@ func TestPromotion_CleanupStrategies(t *testing.T) {
 		wantUpdate  string // "" for none
 		wantRequest any
 	}{
-		{"scale to zero", modelplane.CleanupScaleToZero, true, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0}},
-		{"empty means scale to zero", "", true, workflows.UpdateScale, workflows.ScaleRequest{Replicas: 0}},
+		{"scale to zero", modelplane.CleanupScaleToZero, true, contract.UpdateScale, contract.ScaleRequest{Replicas: 0}},
+		{"empty means scale to zero", "", true, contract.UpdateScale, contract.ScaleRequest{Replicas: 0}},
 		{"keep", modelplane.CleanupKeep, true, "", nil},
-		{"deactivate", modelplane.CleanupDeactivate, true, workflows.UpdateDeactivate, nil},
+		{"deactivate", modelplane.CleanupDeactivate, true, contract.UpdateDeactivate, nil},
 		{"scale down not asked", modelplane.CleanupScaleToZero, false, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,7 +377,7 @@ func TestPromotion_CleanupStrategies(t *testing.T) {
 
 			var prev []activities.DeploymentUpdateInput
 			for _, u := range h.w.updates {
-				if u.WorkflowID == workflows.DeploymentWorkflowID("prev0001") {
+				if u.WorkflowID == contract.DeploymentWorkflowID("prev0001") {
 					prev = append(prev, u)
 				}
 			}
@@ -389,7 +390,7 @@ func TestPromotion_CleanupStrategies(t *testing.T) {
 			if tc.wantRequest == nil {
 				require.Nil(t, prev[0].Request)
 			} else {
-				require.Equal(t, tc.wantRequest, decodeAs[workflows.ScaleRequest](t, prev[0].Request))
+				require.Equal(t, tc.wantRequest, decodeAs[contract.ScaleRequest](t, prev[0].Request))
 			}
 		})
 	}
@@ -404,7 +405,7 @@ func TestPromotion_FailureBeforeSwitchLeavesEnvironmentAndRecordsReason(t *testi
 			require.Error(t, err, "a failed %s must fail the promotion", step)
 			var appErr *temporal.ApplicationError
 			require.True(t, errors.As(err, &appErr))
-			require.Equal(t, workflows.ErrTypePromotionFailed, appErr.Type())
+			require.Equal(t, contract.ErrTypePromotionFailed, appErr.Type())
 
 			require.Equal(t, "prev0001", w.current, "the environment must stay on its previous deployment")
 			require.Empty(t, w.candidate, "the candidate must be cleared")
@@ -412,9 +413,9 @@ func TestPromotion_FailureBeforeSwitchLeavesEnvironmentAndRecordsReason(t *testi
 			require.Equal(t, modelplane.PromotionFailed, w.finished.Status)
 			require.Equal(t, step+" broke", w.finished.ErrorMessage)
 			require.Equal(t, "finish", w.calls[len(w.calls)-1])
-			require.Equal(t, modelplane.PromotionFailed, w.attrs["PromotionStatus"])
+			require.Equal(t, string(modelplane.PromotionFailed), w.attrs["PromotionStatus"])
 			for _, u := range w.updates {
-				require.NotEqual(t, workflows.DeploymentWorkflowID("prev0001"), u.WorkflowID,
+				require.NotEqual(t, contract.DeploymentWorkflowID("prev0001"), u.WorkflowID,
 					"the previous deployment must not be demoted after a failure")
 			}
 			require.False(t, strings.Contains(strings.Join(w.calls, ","), "switch") && step != "switch")
@@ -435,5 +436,5 @@ func TestPromotion_SetsSearchAttributes(t *testing.T) {
 }
 
 func TestPromotionWorkflowID(t *testing.T) {
-	require.Equal(t, "promotion:model001:staging", workflows.PromotionWorkflowID("model001", "staging"))
+	require.Equal(t, "promotion:model001:staging", contract.PromotionWorkflowID("model001", "staging"))
 }

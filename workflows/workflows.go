@@ -1,5 +1,5 @@
-// Package workflows holds modelplane's Temporal workflow definitions, their IDs, inputs,
-// results and the search attributes they keep up to date.
+// Package workflows holds modelplane's Temporal workflow definitions; what other packages may
+// know of them (names, IDs, inputs, results, search attributes) is package contract.
 //
 // Workflow code here is deterministic: time comes from workflow.Now, waiting from timers and
 // selectors, and every side effect from an activity.
@@ -8,8 +8,9 @@ package workflows
 import (
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
+	"github.com/modelplane/modelplane/workflows/contract"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
 )
 
 // activityRetry is how activities that talk to agents, the database or other workflows are
@@ -18,30 +19,16 @@ var activityRetry = &temporal.RetryPolicy{
 	InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
 }
 
-// TaskQueue is the queue modelplane's workers poll for workflows and activities.
-const TaskQueue = "modelplane"
+// Registry is where workflows are registered: a worker, or a replayer of recorded histories.
+type Registry interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}
 
-// Search attributes that modelplane's workflows set, so that the Temporal UI answers "what is
-// happening to model X" without reading logs.
-var (
-	ModelIDAttr          = temporal.NewSearchAttributeKeyKeyword("ModelId")
-	DeploymentIDAttr     = temporal.NewSearchAttributeKeyKeyword("DeploymentId")
-	EnvironmentAttr      = temporal.NewSearchAttributeKeyKeyword("Environment")
-	PromotionStatusAttr  = temporal.NewSearchAttributeKeyKeyword("PromotionStatus")
-	DeploymentStatusAttr = temporal.NewSearchAttributeKeyKeyword("DeploymentStatus")
-	// PromotionPercentAttr is a ramping promotion's candidate share of the traffic.
-	PromotionPercentAttr = temporal.NewSearchAttributeKeyInt64("PromotionPercent")
-)
-
-// SearchAttributes lists every custom search attribute by name and type, for registration
-// on the namespace.
-func SearchAttributes() map[string]enumspb.IndexedValueType {
-	out := map[string]enumspb.IndexedValueType{}
-	for _, k := range []temporal.SearchAttributeKeyKeyword{
-		ModelIDAttr, DeploymentIDAttr, EnvironmentAttr, PromotionStatusAttr, DeploymentStatusAttr,
-	} {
-		out[k.GetName()] = k.GetValueType()
-	}
-	out[PromotionPercentAttr.GetName()] = PromotionPercentAttr.GetValueType()
-	return out
+// Register registers every workflow under its contract type name, so that a worker and the
+// replay tests run the same workflows by the same names.
+func Register(r Registry) {
+	r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: contract.DeploymentWorkflowType})
+	r.RegisterWorkflowWithOptions(Promotion, workflow.RegisterOptions{Name: contract.PromotionWorkflowType})
+	r.RegisterWorkflowWithOptions(AsyncRequest, workflow.RegisterOptions{Name: contract.AsyncRequestWorkflowType})
+	r.RegisterWorkflowWithOptions(Cleanup, workflow.RegisterOptions{Name: contract.CleanupWorkflowType})
 }

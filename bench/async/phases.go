@@ -169,16 +169,18 @@ func (b *bench) pollUntilEnded(ctx context.Context, depID string, n int, timeout
 	var p pollResult
 	deadline := time.Now().Add(timeout)
 	for {
-		var counts struct {
-			Ended      int `db:"ended"`
-			InProgress int `db:"in_progress"`
-			Queued     int `db:"queued"`
+		byStatus, err := b.statusCounts(ctx, depID)
+		var counts struct{ Ended, InProgress, Queued int }
+		for s, k := range byStatus {
+			switch {
+			case s == modelplane.AsyncQueued:
+				counts.Queued += k
+			case s == modelplane.AsyncInProgress:
+				counts.InProgress += k
+			default:
+				counts.Ended += k
+			}
 		}
-		err := b.db.GetContext(ctx, &counts, `
-			SELECT count(*) FILTER (WHERE status NOT IN ('QUEUED', 'IN_PROGRESS')) AS ended,
-			       count(*) FILTER (WHERE status = 'IN_PROGRESS') AS in_progress,
-			       count(*) FILTER (WHERE status = 'QUEUED') AS queued
-			FROM async_requests WHERE deployment_id = $1`, depID)
 		switch {
 		case ctx.Err() != nil:
 			p.err = ctx.Err()

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/client"
@@ -270,8 +271,8 @@ func (b *bench) push(ctx context.Context) error {
 	b.mu.Lock()
 	b.modelID = id
 	b.mu.Unlock()
-	_, err = b.WaitFor(ctx, id, d.ID, 20*time.Millisecond, servedTimeout, nil, "ACTIVE",
-		func(d api.DeploymentV1) bool { return d.Status == "ACTIVE" })
+	_, err = b.WaitFor(ctx, id, d.ID, 20*time.Millisecond, servedTimeout, nil, string(modelplane.DeploymentActive),
+		func(d api.DeploymentV1) bool { return d.Status == modelplane.DeploymentActive })
 	return err
 }
 
