@@ -11,7 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/internal/apitest"
@@ -21,11 +22,11 @@ import (
 
 const nodeToken = "node-token-0123456789abcdef"
 
-func heartbeat(t *testing.T, f *fixture, token string, hb agent.Heartbeat) *httptest.ResponseRecorder {
+func heartbeat(t *testing.T, f *fixture, token string, hb agentproto.Heartbeat) *httptest.ResponseRecorder {
 	t.Helper()
 	body, err := json.Marshal(hb)
 	require.NoError(t, err)
-	req := httptest.NewRequest(http.MethodPost, agent.HeartbeatPath, bytes.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, agentproto.HeartbeatPath, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -43,14 +44,14 @@ func nodeFixture(t *testing.T) *fixture {
 	return f
 }
 
-func sampleHeartbeat(name string) agent.Heartbeat {
-	return agent.Heartbeat{
+func sampleHeartbeat(name string) agentproto.Heartbeat {
+	return agentproto.Heartbeat{
 		Name: name, AgentID: "agentid00001", AgentURL: "http://10.1.2.3:7070",
-		Inventory: agent.InventoryResponse{Node: name, GPUProfile: "h200", GPUs: []agent.GPUInfo{
+		Inventory: agentproto.InventoryResponse{Node: name, GPUProfile: "h200", GPUs: []agentproto.GPUInfo{
 			{GPU: nvml.GPU{UUID: "GPU-" + name + "-0", Index: 0, Name: "NVIDIA H200", MemoryTotalBytes: 150 << 30, Healthy: true}, AssignedReplicaID: "rep1"},
 			{GPU: nvml.GPU{UUID: "GPU-" + name + "-1", Index: 1, Name: "NVIDIA H200", MemoryTotalBytes: 150 << 30, Healthy: false, UnhealthyReason: "XID 79"}},
 		}},
-		Replicas: []agent.Replica{{ID: "rep1", DeploymentID: "dep00001", State: agent.StateReady, GPUUUIDs: []string{"GPU-" + name + "-0"}}},
+		Replicas: []agentproto.Replica{{ID: "rep1", DeploymentID: "dep00001", State: modelplane.ReplicaReady, GPUUUIDs: []string{"GPU-" + name + "-0"}}},
 	}
 }
 
