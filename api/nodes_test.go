@@ -143,3 +143,55 @@ func TestListNodes_SilentNodeIsDown(t *testing.T) {
 		}
 	}
 }
+
+// TestListNodes_ShowsOnlyTheReplicasWireView sends a heartbeat whose replicas carry what an
+// agent keeps to itself (its state-file record: control token, runtime handle, the start
+// request with secrets and environment values), as an agent that leaked them would, and
+// reads GET /v1/nodes: the API keeps and shows agentproto.Replica's fields only.
+func TestListNodes_ShowsOnlyTheReplicasWireView(t *testing.T) {
+	f := nodeFixture(t)
+	name := "gpu-" + store.NewID(6)
+	hb, err := json.Marshal(sampleHeartbeat(name))
+	require.NoError(t, err)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(hb, &body))
+	const (
+		secretValue  = "secret-value-7f3a9c"
+		envValue     = "env-value-51be02"
+		controlToken = "0123456789abcdef0123456789abcdef"
+		logDir       = "/var/lib/modelplane/agent/replicas/rep1/logs"
+	)
+	replica := body["replicas"].([]any)[0].(map[string]any)
+	replica["control_token"] = controlToken
+	replica["handle"] = map[string]any{"replica_id": "rep1", "runtime": "process", "pid": 4242, "start_time": 987654, "log_dir": logDir}
+	replica["request"] = map[string]any{"replica_id": "rep1", "secrets": map[string]string{"hf_token": secretValue},
+		"env": map[string]string{"MODEL_API_KEY": envValue}}
+	hb, err = json.Marshal(body)
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, agentproto.HeartbeatPath, bytes.NewReader(hb))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+nodeToken)
+	rec := httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+
+	ctx := context.Background()
+	ws, _, err := store.EnsureWorkspace(ctx, f.db, "admins-"+store.NewID(4))
+	require.NoError(t, err)
+	_, admin, err := apikey.Create(ctx, f.db, ws.ID, "admin", true)
+	require.NoError(t, err)
+	req = httptest.NewRequest(http.MethodGet, "/v1/nodes", nil)
+	req.Header.Set("Authorization", "Api-Key "+admin)
+	rec = httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	nodes := rec.Body.String()
+	require.Contains(t, nodes, name)
+	require.Contains(t, nodes, `"deployment_id":"dep00001"`, "the replica's wire fields are shown")
+	for what, value := range map[string]string{
+		"secret value": secretValue, "env value": envValue, "control token": controlToken,
+		"handle's log directory": logDir, "handle": `"handle"`, "start request": `"request"`,
+	} {
+		require.NotContains(t, nodes, value, "GET /v1/nodes shows the %s", what)
+	}
+}
