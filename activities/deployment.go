@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/placement"
@@ -50,14 +50,11 @@ type DeploymentSpec struct {
 	ArchiveID     string
 	// Config is the package's config.yaml as JSON, what the agent runs the replica with.
 	Config    json.RawMessage
-	Resources agent.Resources
+	Resources modelplane.GPURequest
 }
 
 // GPURequest is what one replica needs from a node, for placement.
-func (s DeploymentSpec) GPURequest() nvml.Request {
-	return nvml.Request{GPUCount: s.Resources.GPUCount, GPUType: s.Resources.GPUType,
-		GPUMemoryGiB: s.Resources.GPUMemoryGiB, MIGProfile: s.Resources.MIGProfile}
-}
+func (s DeploymentSpec) GPURequest() modelplane.GPURequest { return s.Resources }
 
 // LoadDeploymentSpec reads the deployment and its archive's config. A deployment without an
 // archive, or with a config that does not parse, fails non-retryably with type
@@ -90,9 +87,7 @@ func (a *Activities) LoadDeploymentSpec(ctx context.Context, in LoadDeploymentSp
 	}
 	spec := DeploymentSpec{
 		DeploymentID: v.ID, ModelID: v.ModelID, WorkspaceID: v.WorkspaceID, ArchiveID: arch.ID,
-		IsDevelopment: v.IsDevelopment, Config: cfgJSON,
-		Resources: agent.Resources{GPUCount: cfg.Resources.GPUCount, GPUType: cfg.Resources.GPUType,
-			GPUMemoryGiB: cfg.Resources.GPUMemoryGiB, MIGProfile: cfg.Resources.MIGProfile},
+		IsDevelopment: v.IsDevelopment, Config: cfgJSON, Resources: cfg.Resources.GPURequest,
 	}
 	// A candidate of a promotion already runs as the environment it is promoted into.
 	if spec.Environment, err = store.EnvironmentFor(ctx, a.DB, v.ModelID, v.ID); err != nil {
@@ -121,7 +116,7 @@ func (a *Activities) SetDeploymentStatus(ctx context.Context, in SetDeploymentSt
 type PlaceReplicaInput struct {
 	DeploymentID string
 	ReplicaID    string
-	GPU          nvml.Request
+	GPU          modelplane.GPURequest
 }
 
 // PlaceReplicaResult is where the replica went.
@@ -216,7 +211,7 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 	if r.State.Ended() {
 		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" is "+string(r.State), ErrTypeAgentRefused, nil)
 	}
-	req := agent.StartRequest{
+	req := agentproto.StartRequest{
 		ReplicaID:     in.ReplicaID,
 		DeploymentID:  in.Spec.DeploymentID,
 		Environment:   in.Spec.Environment,
@@ -236,8 +231,8 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 			req.Patch, req.Config = p, cfg
 		}
 	}
-	_, err = agent.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)
-	var apiErr *agent.APIError
+	_, err = agentproto.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)
+	var apiErr *agentproto.APIError
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
 		return temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypeAgentRefused, err)
 	}
@@ -288,24 +283,24 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyIn
 	if err != nil {
 		return WaitReplicaReadyResult{}, err
 	}
-	c := agent.NewClient(r.AgentURL, a.NodeToken)
+	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		got, err := c.Replica(ctx, in.ReplicaID)
 		switch {
-		case errors.Is(err, agent.ErrUnknownReplica):
+		case errors.Is(err, agentproto.ErrUnknownReplica):
 			return a.replicaFailed(ctx, in.ReplicaID, "the node's agent does not know the replica")
 		case err != nil:
 			// The agent may be restarting; the heartbeat timeout bounds how long that may last.
 			activity.GetLogger(ctx).Warn("polling replica", "replica_id", in.ReplicaID, "err", err)
-		case got.State == agent.StateReady:
+		case got.State == modelplane.ReplicaReady:
 			if err := store.MarkReplicaReady(ctx, a.DB, in.ReplicaID, got.Address, got.PredictPath); err != nil {
 				return WaitReplicaReadyResult{}, err
 			}
 			return WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: got.Address}, nil
-		case got.State == agent.StateFailed || got.State == agent.StateStopped || got.State == agent.StateStopping:
-			return a.replicaFailed(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(got.State), got.Error))
+		case got.State.Ended() || got.State == modelplane.ReplicaStopping:
+			return a.replicaFailed(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(string(got.State)), got.Error))
 		default:
 			activity.RecordHeartbeat(ctx, got.State)
 		}
@@ -351,24 +346,24 @@ func (a *Activities) WatchReplica(ctx context.Context, in WatchReplicaInput) (Wa
 	if err != nil {
 		return WatchReplicaResult{}, err
 	}
-	c := agent.NewClient(r.AgentURL, a.NodeToken)
+	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		got, err := c.Replica(ctx, in.ReplicaID)
-		var apiErr *agent.APIError
+		var apiErr *agentproto.APIError
 		switch {
 		case ctx.Err() != nil:
 			return WatchReplicaResult{}, ctx.Err()
-		case errors.Is(err, agent.ErrUnknownReplica):
+		case errors.Is(err, agentproto.ErrUnknownReplica):
 			return a.replicaDied(ctx, in.ReplicaID, "the node's agent no longer knows the replica")
 		case err != nil && !errors.As(err, &apiErr) && a.nodeDown(ctx, r):
 			return a.replicaDied(ctx, in.ReplicaID, "the replica's node is down: "+err.Error())
 		case err != nil:
 			// The agent may be restarting; the heartbeat below keeps the watch alive meanwhile.
 			activity.GetLogger(ctx).Warn("watching replica", "replica_id", in.ReplicaID, "err", err)
-		case got.State == agent.StateFailed || got.State == agent.StateStopped:
-			return a.replicaDied(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(got.State), got.Error))
+		case got.State.Ended():
+			return a.replicaDied(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(string(got.State)), got.Error))
 		}
 		activity.RecordHeartbeat(ctx, got.State)
 		select {
@@ -438,11 +433,11 @@ func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error
 		// The agent answers once the replica has exited, up to the grace period later. (A stop
 		// retried after this point drains again, which a drained replica passes at once.)
 		stopHeartbeats := heartbeatEvery(ctx, 5*time.Second)
-		_, err := agent.NewClient(r.AgentURL, a.NodeToken).StopReplica(ctx, in.ReplicaID, in.Grace)
+		_, err := agentproto.NewClient(r.AgentURL, a.NodeToken).StopReplica(ctx, in.ReplicaID, in.Grace)
 		stopHeartbeats()
-		var apiErr *agent.APIError
+		var apiErr *agentproto.APIError
 		switch {
-		case err == nil, errors.Is(err, agent.ErrUnknownReplica):
+		case err == nil, errors.Is(err, agentproto.ErrUnknownReplica):
 		case !errors.As(err, &apiErr) && a.nodeDown(ctx, r):
 			// A node that is down cannot be asked; its agent stops what belongs to no
 			// replica when it comes back.

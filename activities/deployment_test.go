@@ -19,7 +19,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/store"
 )
@@ -40,8 +40,8 @@ func openDB(t *testing.T) *sqlx.DB {
 // at once unless failStart names it.
 type fakeAgent struct {
 	mu       sync.Mutex
-	replicas map[string]agent.Replica
-	starts   []agent.StartRequest
+	replicas map[string]agentproto.Replica
+	starts   []agentproto.StartRequest
 	stopped  []string
 	refuse   bool
 }
@@ -57,10 +57,10 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(`{"error":{"code":"conflict","message":"no H100 free"}}`))
 			return
 		}
-		var req agent.StartRequest
+		var req agentproto.StartRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		f.starts = append(f.starts, req)
-		rep := agent.Replica{ID: req.ReplicaID, DeploymentID: req.DeploymentID, State: agent.StateReady, Address: "127.0.0.1:9000", PredictPath: "/v1/models/model:predict"}
+		rep := agentproto.Replica{ID: req.ReplicaID, DeploymentID: req.DeploymentID, State: modelplane.ReplicaReady, Address: "127.0.0.1:9000", PredictPath: "/v1/models/model:predict"}
 		f.replicas[req.ReplicaID] = rep
 		_ = json.NewEncoder(w).Encode(rep)
 	case r.Method == http.MethodGet:
@@ -77,7 +77,7 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
-		rep.State = agent.StateStopped
+		rep.State = modelplane.ReplicaStopped
 		f.replicas[id] = rep
 		_ = json.NewEncoder(w).Encode(rep)
 	}
@@ -98,7 +98,7 @@ func newFixture(t *testing.T, config string) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := openDB(t)
-	fa := &fakeAgent{replicas: map[string]agent.Replica{}}
+	fa := &fakeAgent{replicas: map[string]agentproto.Replica{}}
 	srv := httptest.NewServer(fa)
 	t.Cleanup(srv.Close)
 
@@ -144,7 +144,7 @@ func TestLoadDeploymentSpec_ReadsArchiveConfig(t *testing.T) {
 	require.NoError(t, err)
 	var spec activities.DeploymentSpec
 	require.NoError(t, v.Get(&spec))
-	require.Equal(t, agent.Resources{GPUCount: 1, GPUType: "H100"}, spec.Resources)
+	require.Equal(t, modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}, spec.Resources)
 	require.Equal(t, *f.dep.ArchiveID, spec.ArchiveID)
 	require.Contains(t, string(spec.Config), `"model_name":"echo"`)
 }
@@ -159,7 +159,7 @@ func TestLoadDeploymentSpec_InvalidConfigIsBuildFailed(t *testing.T) {
 
 func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
 	f := newFixture(t, h100Config)
-	gpu := activities.DeploymentSpec{Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}.GPURequest()
+	gpu := activities.DeploymentSpec{Resources: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}.GPURequest()
 	in := activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: modelplane.NewID(12), GPU: gpu}
 
 	for range 2 {
@@ -182,7 +182,7 @@ func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
 func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	f := newFixture(t, h100Config)
 	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
-		Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}
+		Resources: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}
 	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
 	require.NoError(t, err)
@@ -279,7 +279,7 @@ func TestStopReplica_OnADownNodeIsRecordedStopped(t *testing.T) {
 func (f *fixture) readyReplica(t *testing.T) string {
 	t.Helper()
 	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
-		Resources: agent.Resources{GPUCount: 1, GPUType: "H100"}}
+		Resources: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}
 	id := modelplane.NewID(12)
 	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
 	require.NoError(t, err)
@@ -307,7 +307,7 @@ func TestWatchReplica_ReplicaReportedFailedIsMarkedFailed(t *testing.T) {
 		f.agent.mu.Lock()
 		defer f.agent.mu.Unlock()
 		rep := f.agent.replicas[id]
-		rep.State, rep.Error = agent.StateFailed, "CUDA error: an illegal memory access"
+		rep.State, rep.Error = modelplane.ReplicaFailed, "CUDA error: an illegal memory access"
 		f.agent.replicas[id] = rep
 	})
 

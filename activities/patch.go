@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/patch"
 	"github.com/modelplane/modelplane/store"
@@ -116,9 +116,9 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	if r.AgentURL == "" || r.State == modelplane.ReplicaStopped || r.State == modelplane.ReplicaFailed {
 		return HowUnchanged, "", nil // a replica that does not run starts at the applied point
 	}
-	c := agent.NewClient(r.AgentURL, a.NodeToken)
+	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
 	got, err := c.Replica(ctx, replicaID)
-	if errors.Is(err, agent.ErrUnknownReplica) {
+	if errors.Is(err, agentproto.ErrUnknownReplica) {
 		return HowUnchanged, "", nil
 	}
 	if err != nil {
@@ -158,7 +158,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 			how = decided
 		}
 	}
-	req := agent.PatchRequest{PatchHash: s.AppliedHash, Files: patch.Fold(opsOf(ops)), How: how}
+	req := agentproto.PatchRequest{PatchHash: s.AppliedHash, Files: patch.Fold(opsOf(ops)), How: how}
 	if how == patch.HowRestart {
 		if req.Config, err = toCfg.JSON(); err != nil {
 			return "", "", err
@@ -179,7 +179,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	out, err := c.PatchReplica(ctx, replicaID, req)
 	stop()
-	var apiErr *agent.APIError
+	var apiErr *agentproto.APIError
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
 		return "", "", temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypePatchRefused, err)
 	}
@@ -188,7 +188,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	}
 	activity.GetLogger(ctx).Info("replica patched", "deployment_id", s.DeploymentID, "replica_id", replicaID,
 		"how", out.How, "patch_hash", s.AppliedHash, "reload_error", out.ReloadError, "duration_ms", out.DurationMS)
-	if out.Replica.State == agent.StateFailed {
+	if out.Replica.State == modelplane.ReplicaFailed {
 		// The deployment's workflow replaces a failed replica; the sync reports why it failed.
 		return out.How, fmt.Sprintf("the model server failed after the restart: %s", out.Replica.Error), nil
 	}
@@ -200,8 +200,8 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 
 // backInRoutes marks READY a replica that a restart in place took out of the routes, once
 // its agent says it is READY again.
-func (a *Activities) backInRoutes(ctx context.Context, r store.Replica, got agent.Replica) error {
-	if r.State != modelplane.ReplicaStarting || got.State != agent.StateReady {
+func (a *Activities) backInRoutes(ctx context.Context, r store.Replica, got agentproto.Replica) error {
+	if r.State != modelplane.ReplicaStarting || got.State != modelplane.ReplicaReady {
 		return nil
 	}
 	return store.MarkReplicaReady(ctx, a.DB, r.ID, got.Address, got.PredictPath)
@@ -226,7 +226,7 @@ func opsOf(ps []store.StoredPatch) []patch.Op {
 
 // appliedPatch is what a new replica of a development deployment starts with: the files and
 // config of the applied point, or nothing when it is the archive's own.
-func (a *Activities) appliedPatch(ctx context.Context, deploymentID string) (*agent.ReplicaPatch, json.RawMessage, error) {
+func (a *Activities) appliedPatch(ctx context.Context, deploymentID string) (*agentproto.ReplicaPatch, json.RawMessage, error) {
 	s, err := store.PatchStateOf(ctx, a.DB, deploymentID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, nil
@@ -246,7 +246,7 @@ func (a *Activities) appliedPatch(ctx context.Context, deploymentID string) (*ag
 	if err != nil {
 		return nil, nil, err
 	}
-	return &agent.ReplicaPatch{PatchHash: s.AppliedHash, Files: patch.Fold(opsOf(ps))}, cfgJSON, nil
+	return &agentproto.ReplicaPatch{PatchHash: s.AppliedHash, Files: patch.Fold(opsOf(ps))}, cfgJSON, nil
 }
 
 // maxPatchedArchiveBytes bounds an archive made for a promotion from the development

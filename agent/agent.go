@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/nvml"
 )
@@ -83,7 +85,7 @@ type Agent struct {
 	http     *http.Client
 
 	mu       sync.Mutex
-	replicas map[string]*Replica
+	replicas map[string]*record
 	workers  map[string]*work // each live replica's start/supervise goroutine
 	// patchLocks make the patches of one replica wait for each other, so that a retry finds
 	// the first one done.
@@ -115,7 +117,7 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, gpus: gpus, runtimes: rts,
 		agentID:    st.AgentID,
-		replicas:   map[string]*Replica{},
+		replicas:   map[string]*record{},
 		workers:    map[string]*work{},
 		patchLocks: map[string]*sync.Mutex{},
 		http:       &http.Client{Timeout: 10 * time.Second},
@@ -196,7 +198,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 // restore brings the replicas of the state file back under supervision.
 func (a *Agent) restore(ctx context.Context) {
 	a.mu.Lock()
-	var adopt []*Replica
+	var adopt []*record
 	known := map[string]bool{}
 	for _, r := range a.replicas {
 		if r.live() {
@@ -224,12 +226,12 @@ func (a *Agent) restore(ctx context.Context) {
 			continue
 		}
 		known[r.ID] = true
-		if r.State == StateStopping {
+		if r.State == modelplane.ReplicaStopping {
 			a.goStop(r, a.cfg.StopGrace)
 			continue
 		}
 		log.Info("replica re-adopted", "address", r.Handle.Address)
-		a.goSupervise(r, r.State == StateReady)
+		a.goSupervise(r, r.State == modelplane.ReplicaReady)
 	}
 	for _, rt := range []runtime.Runtime{a.runtimes.Process, a.runtimes.Docker} {
 		if rt == nil {
@@ -314,13 +316,13 @@ func (a *Agent) assignedLocked() map[string]string {
 }
 
 // fail marks the replica FAILED, which frees its GPUs.
-func (a *Agent) fail(r *Replica, reason string, st *runtime.Status) {
+func (a *Agent) fail(r *record, reason string, st *runtime.Status) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if r.State == StateStopping || r.State == StateStopped {
+	if r.State == modelplane.ReplicaStopping || r.State == modelplane.ReplicaStopped {
 		return // a stop in progress decides the end
 	}
-	r.State, r.Error = StateFailed, reason
+	r.State, r.Error = modelplane.ReplicaFailed, reason
 	if st != nil {
 		r.ExitCode, r.LogTail = st.ExitCode, st.LogTail
 		if st.Error != "" && reason == "" {
@@ -334,14 +336,14 @@ func (a *Agent) fail(r *Replica, reason string, st *runtime.Status) {
 	}
 }
 
-func (a *Agent) setState(r *Replica, state, errText string) {
+func (a *Agent) setState(r *record, state modelplane.ReplicaState, errText string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if (r.State == state && r.Error == errText) || !r.live() || r.State == StateStopping {
+	if (r.State == state && r.Error == errText) || !r.live() || r.State == modelplane.ReplicaStopping {
 		return
 	}
 	r.State, r.Error = state, errText
-	if state == StateReady && r.ReadyAt == nil {
+	if state == modelplane.ReplicaReady && r.ReadyAt == nil {
 		now := time.Now().UTC()
 		r.ReadyAt = &now
 	}
@@ -350,8 +352,8 @@ func (a *Agent) setState(r *Replica, state, errText string) {
 	}
 }
 
-// snapshot returns copies of the replicas, newest first, with GPU health folded in.
-func (a *Agent) snapshot() []Replica {
+// views returns the replicas as the API tells them, newest first, with GPU health folded in.
+func (a *Agent) views() []agentproto.Replica {
 	unhealthy := map[string]bool{}
 	if inv, err := a.gpus.Inventory(); err == nil {
 		for _, g := range inv.GPUs {
@@ -365,27 +367,22 @@ func (a *Agent) snapshot() []Replica {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]Replica, 0, len(a.replicas))
+	out := make([]agentproto.Replica, 0, len(a.replicas))
 	for _, r := range a.replicas {
-		c := *r
-		for _, u := range r.GPUUUIDs {
-			if unhealthy[u] {
-				c.GPUUnhealthy = true
-			}
-		}
-		out = append(out, c)
+		out = append(out, r.wire(slices.ContainsFunc(r.GPUUUIDs, func(u string) bool { return unhealthy[u] })))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out
 }
 
-func (a *Agent) replica(id string) (Replica, bool) {
-	for _, r := range a.snapshot() {
+// view returns one replica as the API tells it.
+func (a *Agent) view(id string) (agentproto.Replica, bool) {
+	for _, r := range a.views() {
 		if r.ID == id {
 			return r, true
 		}
 	}
-	return Replica{}, false
+	return agentproto.Replica{}, false
 }
 
 // SetRuntimes sets the runtimes; the process runtime needs the agent's ID, known only once

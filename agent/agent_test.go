@@ -25,6 +25,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/internal/proctest"
@@ -96,17 +97,29 @@ func (n *node) shutdown() {
 	n.gpus.Close()
 }
 
-// stopAll stops every replica still running, so no test leaves processes behind.
-func stopAll(t *testing.T, stateDir string) {
-	b, err := os.ReadFile(filepath.Join(stateDir, "state.json"))
+// storedReplica is the part of a replica's state-file record that tests read: the runtime
+// handle, which the agent's API does not tell.
+type storedReplica struct {
+	ID     string          `json:"id"`
+	Handle *runtime.Handle `json:"handle"`
+}
+
+// storedReplicas reads the replicas of the agent's state file in dir.
+func storedReplicas(dir string) ([]storedReplica, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
-		return
+		return nil, err
 	}
 	var st struct {
-		Replicas []agent.Replica `json:"replicas"`
+		Replicas []storedReplica `json:"replicas"`
 	}
-	_ = json.Unmarshal(b, &st)
-	for _, r := range st.Replicas {
+	return st.Replicas, json.Unmarshal(b, &st)
+}
+
+// stopAll stops every replica still running, so no test leaves processes behind.
+func stopAll(t *testing.T, stateDir string) {
+	replicas, _ := storedReplicas(stateDir)
+	for _, r := range replicas {
 		if r.Handle != nil && r.Handle.PID > 0 {
 			_ = process.New("cleanup").Stop(context.Background(), *r.Handle, time.Second)
 		}
@@ -139,24 +152,24 @@ func (n *node) call(method, path string, body any, tok string) (int, []byte) {
 }
 
 // mustStart posts a start request that must be accepted as new.
-func (n *node) mustStart(req agent.StartRequest) {
+func (n *node) mustStart(req agentproto.StartRequest) {
 	n.t.Helper()
 	code, body := n.call(http.MethodPost, "/v1/replicas", req, token)
 	require.Equal(n.t, http.StatusCreated, code, string(body))
 }
 
-func (n *node) replica(id string) agent.Replica {
+func (n *node) replica(id string) agentproto.Replica {
 	n.t.Helper()
 	code, body := n.call(http.MethodGet, "/v1/replicas/"+id, nil, token)
 	require.Equal(n.t, http.StatusOK, code, string(body))
-	var r agent.Replica
+	var r agentproto.Replica
 	require.NoError(n.t, json.Unmarshal(body, &r))
 	return r
 }
 
-func (n *node) waitState(id, state string) agent.Replica {
+func (n *node) waitState(id string, state modelplane.ReplicaState) agentproto.Replica {
 	n.t.Helper()
-	var r agent.Replica
+	var r agentproto.Replica
 	require.Eventually(n.t, func() bool {
 		r = n.replica(id)
 		return r.State == state
@@ -164,11 +177,11 @@ func (n *node) waitState(id, state string) agent.Replica {
 	return r
 }
 
-func (n *node) inventory() agent.InventoryResponse {
+func (n *node) inventory() agentproto.InventoryResponse {
 	n.t.Helper()
 	code, body := n.call(http.MethodGet, "/v1/inventory", nil, token)
 	require.Equal(n.t, http.StatusOK, code, string(body))
-	var inv agent.InventoryResponse
+	var inv agentproto.InventoryResponse
 	require.NoError(n.t, json.Unmarshal(body, &inv))
 	return inv
 }
@@ -207,9 +220,9 @@ func shellPackage(t *testing.T, script string) (string, string) {
 	return pkg(t, dir)
 }
 
-func startReq(id, url, sum string, gpus int) agent.StartRequest {
-	return agent.StartRequest{ReplicaID: id, DeploymentID: "dep00001", Environment: "production",
-		ArchiveURL: url, ArchiveSHA256: sum, Resources: agent.Resources{GPUCount: gpus}}
+func startReq(id, url, sum string, gpus int) agentproto.StartRequest {
+	return agentproto.StartRequest{ReplicaID: id, DeploymentID: "dep00001", Environment: "production",
+		ArchiveURL: url, ArchiveSHA256: sum, Resources: modelplane.GPURequest{GPUCount: gpus}}
 }
 
 func predict(t *testing.T, addr, path string, body string) (int, map[string]any) {
@@ -246,7 +259,7 @@ func TestAgent_RunsTestModelOnItsGPUAndStopFreesIt(t *testing.T) {
 	gpu := inv.GPUs[0].UUID
 	require.Equal(t, id, inv.GPUs[0].AssignedReplicaID, "the GPU must be assigned at once")
 
-	r := n.waitState(id, agent.StateReady)
+	r := n.waitState(id, modelplane.ReplicaReady)
 	require.Equal(t, []string{gpu}, r.GPUUUIDs)
 	status, out := predict(t, r.Address, "/predict", `{"x": 1}`)
 	require.Equal(t, http.StatusOK, status)
@@ -264,7 +277,7 @@ func TestAgent_RunsTestModelOnItsGPUAndStopFreesIt(t *testing.T) {
 
 	code, body = n.call(http.MethodDelete, "/v1/replicas/"+id+"?grace_seconds=5", nil, token)
 	require.Equal(t, http.StatusOK, code, string(body))
-	require.Equal(t, agent.StateStopped, n.replica(id).State)
+	require.Equal(t, modelplane.ReplicaStopped, n.replica(id).State)
 	require.Empty(t, replicaProcesses(id), "the server must be gone after DELETE")
 	require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID, "DELETE must free the GPU")
 	code, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
@@ -279,7 +292,7 @@ func TestAgent_PythonEchoModelAnswers(t *testing.T) {
 	id := newID()
 	code, body := n.call(http.MethodPost, "/v1/replicas", startReq(id, url, sum, 0), token)
 	require.Equal(t, http.StatusCreated, code, string(body))
-	r := n.waitState(id, agent.StateReady)
+	r := n.waitState(id, modelplane.ReplicaReady)
 	require.Equal(t, "/v1/models/model", r.HealthPath)
 	status, out := predict(t, r.Address, r.PredictPath, `{"text": "hi"}`)
 	require.Equal(t, http.StatusOK, status, "%v", out)
@@ -323,7 +336,7 @@ func TestAgent_ReadoptsLiveReplicaAfterRestart(t *testing.T) {
 	url, sum := testmodelPackage(t)
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 1))
-	before := n.waitState(id, agent.StateReady)
+	before := n.waitState(id, modelplane.ReplicaReady)
 	pids := replicaProcesses(id)
 	require.Len(t, pids, 1)
 	n.shutdown()
@@ -333,7 +346,7 @@ func TestAgent_ReadoptsLiveReplicaAfterRestart(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 
 	n2 := startNode(t, dir, "h200")
-	after := n2.waitState(id, agent.StateReady)
+	after := n2.waitState(id, modelplane.ReplicaReady)
 	require.Equal(t, before.Address, after.Address)
 	require.Equal(t, before.GPUUUIDs, after.GPUUUIDs)
 	require.Equal(t, pids, replicaProcesses(id), "the same process, not a new one")
@@ -353,7 +366,7 @@ func TestAgent_ReplicaThatDiedWhileAwayIsFailedAndFreed(t *testing.T) {
 	url, sum := testmodelPackage(t)
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 1))
-	n.waitState(id, agent.StateReady)
+	n.waitState(id, modelplane.ReplicaReady)
 	n.shutdown()
 	for _, p := range replicaProcesses(id) {
 		require.NoError(t, process.New("x").Stop(context.Background(), handleOf(t, dir, id, p.PID), time.Second))
@@ -361,7 +374,7 @@ func TestAgent_ReplicaThatDiedWhileAwayIsFailedAndFreed(t *testing.T) {
 
 	n2 := startNode(t, dir, "h200")
 	r := n2.replica(id)
-	require.Equal(t, agent.StateFailed, r.State)
+	require.Equal(t, modelplane.ReplicaFailed, r.State)
 	require.Contains(t, r.Error, "while the agent was down")
 	require.Empty(t, n2.inventory().GPUs[0].AssignedReplicaID)
 }
@@ -373,7 +386,7 @@ func TestAgent_StopsProcessesThatBelongToNoReplica(t *testing.T) {
 	url, sum := testmodelPackage(t)
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 0))
-	n.waitState(id, agent.StateReady)
+	n.waitState(id, modelplane.ReplicaReady)
 	n.shutdown()
 	require.Len(t, replicaProcesses(id), 1)
 
@@ -397,7 +410,7 @@ func TestAgent_ExitedServerIsFailedWithExitCodeAndLogTail(t *testing.T) {
 	url, sum := shellPackage(t, "echo loading; echo 'CUDA out of memory' >&2; exit 7")
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 1))
-	r := n.waitState(id, agent.StateFailed)
+	r := n.waitState(id, modelplane.ReplicaFailed)
 	require.NotNil(t, r.ExitCode)
 	require.Equal(t, 7, *r.ExitCode)
 	require.Contains(t, r.LogTail, "CUDA out of memory")
@@ -423,17 +436,17 @@ func TestAgent_BadRequests(t *testing.T) {
 		{"malformed JSON", []byte(`{"replica_id": `), token, http.StatusBadRequest, "invalid JSON"},
 		{"unknown field", []byte(`{"replica_id": "a", "bogus": 1}`), token, http.StatusBadRequest, "bogus"},
 		{"missing replica_id", startReq("", url, sum, 0), token, http.StatusBadRequest, "replica_id"},
-		{"bad deployment_id", func() agent.StartRequest { r := startReq(newID(), url, sum, 0); r.DeploymentID = "Dep!"; return r }(), token, http.StatusBadRequest, "deployment_id"},
-		{"no archive or image", agent.StartRequest{ReplicaID: newID(), DeploymentID: "d1"}, token, http.StatusBadRequest, "archive_url"},
+		{"bad deployment_id", func() agentproto.StartRequest { r := startReq(newID(), url, sum, 0); r.DeploymentID = "Dep!"; return r }(), token, http.StatusBadRequest, "deployment_id"},
+		{"no archive or image", agentproto.StartRequest{ReplicaID: newID(), DeploymentID: "d1"}, token, http.StatusBadRequest, "archive_url"},
 		{"bad digest", startReq(newID(), url, "abc", 0), token, http.StatusBadRequest, "archive_sha256"},
 		{"bad scheme", startReq(newID(), "ftp://x/y", sum, 0), token, http.StatusBadRequest, "archive_url"},
 		{"too many GPUs", startReq(newID(), url, sum, 17), token, http.StatusBadRequest, "resources.gpu_count"},
-		{"bad env name", func() agent.StartRequest {
+		{"bad env name", func() agentproto.StartRequest {
 			r := startReq(newID(), url, sum, 0)
 			r.Env = map[string]string{"1X": "v"}
 			return r
 		}(), token, http.StatusBadRequest, "env"},
-		{"image without docker", func() agent.StartRequest { r := startReq(newID(), "", "", 0); r.Image = "repo/x:1"; return r }(), token, http.StatusBadRequest, "containers"},
+		{"image without docker", func() agentproto.StartRequest { r := startReq(newID(), "", "", 0); r.Image = "repo/x:1"; return r }(), token, http.StatusBadRequest, "containers"},
 		{"oversized body", big, token, http.StatusRequestEntityTooLarge, "bytes"},
 		{"GPUs not there", startReq(newID(), url, sum, 4), token, http.StatusConflict, "GPU"},
 	}
@@ -512,7 +525,7 @@ func TestAgent_BadArchivesFailTheReplicaAndWriteNothingOutside(t *testing.T) {
 			id := newID()
 			code, body := n.call(http.MethodPost, "/v1/replicas", startReq(id, tt.url, tt.sum, 1), token)
 			require.Equal(t, http.StatusCreated, code, string(body))
-			r := n.waitState(id, agent.StateFailed)
+			r := n.waitState(id, modelplane.ReplicaFailed)
 			require.Contains(t, strings.ToLower(r.Error), tt.want)
 			require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID, "the failed replica's GPU is free again")
 		})
@@ -528,7 +541,7 @@ func TestAgent_UnhealthyGPUGetsNoReplicaAndItsReplicaIsReported(t *testing.T) {
 	url, sum := testmodelPackage(t)
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 1))
-	n.waitState(id, agent.StateReady)
+	n.waitState(id, modelplane.ReplicaReady)
 	gpu := n.inventory().GPUs[0].UUID
 
 	sim := n.gpus.Simulator()
@@ -545,13 +558,13 @@ func TestAgent_UnhealthyGPUGetsNoReplicaAndItsReplicaIsReported(t *testing.T) {
 
 func TestAgent_HeartbeatsInventoryAndReplicas(t *testing.T) {
 	var mu sync.Mutex
-	var got []agent.Heartbeat
+	var got []agentproto.Heartbeat
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != agent.HeartbeatPath || r.Header.Get("Authorization") != "Bearer "+token {
+		if r.URL.Path != agentproto.HeartbeatPath || r.Header.Get("Authorization") != "Bearer "+token {
 			http.Error(w, "bad", http.StatusUnauthorized)
 			return
 		}
-		var hb agent.Heartbeat
+		var hb agentproto.Heartbeat
 		if err := json.NewDecoder(r.Body).Decode(&hb); err == nil {
 			mu.Lock()
 			got = append(got, hb)
@@ -580,13 +593,9 @@ func TestAgent_HeartbeatsInventoryAndReplicas(t *testing.T) {
 // handleOf reads a replica's runtime handle from the state file.
 func handleOf(t *testing.T, dir, id string, pid int) runtime.Handle {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	replicas, err := storedReplicas(dir)
 	require.NoError(t, err)
-	var st struct {
-		Replicas []agent.Replica `json:"replicas"`
-	}
-	require.NoError(t, json.Unmarshal(b, &st))
-	for _, r := range st.Replicas {
+	for _, r := range replicas {
 		if r.ID == id && r.Handle != nil {
 			require.Equal(t, pid, r.Handle.PID, "state file and process table disagree")
 			return *r.Handle
@@ -594,6 +603,20 @@ func handleOf(t *testing.T, dir, id string, pid int) runtime.Handle {
 	}
 	t.Fatalf("replica %s has no handle in the state file", id)
 	return runtime.Handle{}
+}
+
+// pidOf is the process ID of a replica's model server, from the state file.
+func pidOf(t *testing.T, dir, id string) int {
+	t.Helper()
+	replicas, err := storedReplicas(dir)
+	require.NoError(t, err)
+	for _, r := range replicas {
+		if r.ID == id && r.Handle != nil {
+			return r.Handle.PID
+		}
+	}
+	t.Fatalf("replica %s has no handle in the state file", id)
+	return 0
 }
 
 func TestAgent_ModelThatFailsToLoadIsFailedWithItsError(t *testing.T) {
@@ -607,7 +630,7 @@ func TestAgent_ModelThatFailsToLoadIsFailedWithItsError(t *testing.T) {
 	url, sum := pkg(t, src)
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 1))
-	r := n.waitState(id, agent.StateFailed)
+	r := n.waitState(id, modelplane.ReplicaFailed)
 	require.Contains(t, r.Error, "weights not found")
 	require.Empty(t, replicaProcesses(id), "the server of a model that cannot load is stopped")
 	require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID)
@@ -620,7 +643,7 @@ func TestAgent_RelativeStateDirStillRunsPythonModels(t *testing.T) {
 	n := startNode(t, "state", "none")
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 0))
-	r := n.waitState(id, agent.StateReady)
+	r := n.waitState(id, modelplane.ReplicaReady)
 	status, out := predict(t, r.Address, r.PredictPath, `{"x": 1}`)
 	require.Equal(t, http.StatusOK, status, "%v", out)
 	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)

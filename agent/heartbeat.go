@@ -9,36 +9,17 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/modelplane/modelplane/agent/agentproto"
 )
 
-// HeartbeatPath is the control plane route the agent reports to. The first heartbeat
-// registers the node.
-const HeartbeatPath = "/internal/v1/nodes/heartbeat"
-
-// Heartbeat is what the agent reports every few seconds: where it is, its GPUs with health
-// and assignments, and its replicas.
-type Heartbeat struct {
-	Name      string            `json:"name"`
-	AgentID   string            `json:"agent_id"`
-	AgentURL  string            `json:"agent_url"`
-	Inventory InventoryResponse `json:"inventory"`
-	Replicas  []Replica         `json:"replicas"`
-}
-
 // Heartbeat builds the current report.
-func (a *Agent) Heartbeat() (Heartbeat, error) {
+func (a *Agent) Heartbeat() (agentproto.Heartbeat, error) {
 	inv, err := a.Inventory()
 	if err != nil {
-		return Heartbeat{}, err
+		return agentproto.Heartbeat{}, err
 	}
-	rs := a.snapshot()
-	out := make([]Replica, 0, len(rs))
-	for _, r := range rs {
-		p := public(r)
-		p.Handle = nil
-		out = append(out, p)
-	}
-	return Heartbeat{Name: a.cfg.Name, AgentID: a.agentID, AgentURL: a.cfg.AdvertiseURL, Inventory: inv, Replicas: out}, nil
+	return agentproto.Heartbeat{Name: a.cfg.Name, AgentID: a.agentID, AgentURL: a.cfg.AdvertiseURL, Inventory: inv, Replicas: a.views()}, nil
 }
 
 func (a *Agent) heartbeatLoop(ctx context.Context) {
@@ -72,7 +53,7 @@ func (a *Agent) sendHeartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.cfg.APIURL, "/")+HeartbeatPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.cfg.APIURL, "/")+agentproto.HeartbeatPath, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -15,48 +15,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/patch"
 	"github.com/modelplane/modelplane/runtime/python"
 )
 
-// ReplicaPatch is the patch a replica starts with: the files that take its archive to the
-// patched package, and the hash that names the result.
-type ReplicaPatch struct {
-	PatchHash string        `json:"patch_hash"`
-	Files     patch.FileSet `json:"files"`
-}
-
-// PatchRequest is the body of POST /v1/replicas/:id/patch: change a running replica's package
-// and have its model server take the change, in the same process (How patch.HowHotReload) or
-// in a new one on the same GPUs and port (How patch.HowRestart).
-type PatchRequest struct {
-	// PatchHash names the patched package; the replica records it.
-	PatchHash string        `json:"patch_hash"`
-	Files     patch.FileSet `json:"files"`
-	// Config, when given, is the config the replica runs with from the restart on; like
-	// StartRequest.Config it overrides the package's config.yaml. A hot reload only checks it.
-	Config json.RawMessage `json:"config,omitempty"`
-	How    string          `json:"how"`
-}
-
-// PatchResult answers a PatchRequest.
-type PatchResult struct {
-	Replica Replica `json:"replica"`
-	// How is what was done: the request's How, or HowUnchanged.
-	How string `json:"how"`
-	// ReloadError says why the model server could not load the patched code; the replica
-	// then stays READY but answers every prediction with this error.
-	ReloadError string `json:"reload_error,omitempty"`
-	DurationMS  int64  `json:"duration_ms"`
-}
-
-// HowUnchanged answers a hot reload of the patch the replica is already at: a retry of a
-// request whose answer was lost changes nothing.
-const HowUnchanged = "unchanged"
-
-// validate checks the request and returns the parsed config, if any.
-func (r *PatchRequest) validate() (*modelpkg.Config, error) {
+// validatePatch checks a patch request and returns the parsed config, if any.
+func validatePatch(r *agentproto.PatchRequest) (*modelpkg.Config, error) {
 	switch {
 	case r.PatchHash == "":
 		return nil, &fieldError{"patch_hash", "required: the hash of the patched package"}
@@ -79,15 +46,15 @@ func (r *PatchRequest) validate() (*modelpkg.Config, error) {
 // Patch writes the request's files into the replica's package and has its model server take
 // them: a hot reload asks the python server to import the model again, a restart replaces
 // the server's process in place. Either way it answers once that is done (or failed), which
-// can take up to the agent's StartTimeout. An unknown replica is ErrUnknownReplica.
-func (a *Agent) Patch(ctx context.Context, id string, req PatchRequest) (PatchResult, error) {
+// can take up to the agent's StartTimeout. An unknown replica is agentproto.ErrUnknownReplica.
+func (a *Agent) Patch(ctx context.Context, id string, req agentproto.PatchRequest) (agentproto.PatchResult, error) {
 	started := time.Now()
-	if _, err := req.validate(); err != nil {
-		return PatchResult{}, err
+	if _, err := validatePatch(&req); err != nil {
+		return agentproto.PatchResult{}, err
 	}
 	lock, err := a.patchLock(id)
 	if err != nil {
-		return PatchResult{}, err
+		return agentproto.PatchResult{}, err
 	}
 	lock.Lock()
 	defer lock.Unlock()
@@ -96,11 +63,11 @@ func (a *Agent) Patch(ctx context.Context, id string, req PatchRequest) (PatchRe
 	r := a.replicas[id]
 	if err := patchableLocked(r); err != nil {
 		a.mu.Unlock()
-		return PatchResult{}, err
+		return agentproto.PatchResult{}, err
 	}
 	if req.How == patch.HowHotReload && r.PatchHash == req.PatchHash {
 		a.mu.Unlock()
-		return a.patchResult(id, HowUnchanged, started), nil
+		return a.patchResult(id, agentproto.HowUnchanged, started), nil
 	}
 	a.mu.Unlock()
 
@@ -112,7 +79,7 @@ func (a *Agent) Patch(ctx context.Context, id string, req PatchRequest) (PatchRe
 	}
 	if err != nil {
 		log.Warn("patching the replica failed", "err", err)
-		return PatchResult{}, err
+		return agentproto.PatchResult{}, err
 	}
 	res := a.patchResult(id, req.How, started)
 	if res.ReloadError != "" {
@@ -123,9 +90,9 @@ func (a *Agent) Patch(ctx context.Context, id string, req PatchRequest) (PatchRe
 	return res, nil
 }
 
-func (a *Agent) patchResult(id, how string, started time.Time) PatchResult {
-	r, _ := a.replica(id)
-	return PatchResult{Replica: public(r), How: how, ReloadError: r.ReloadError, DurationMS: time.Since(started).Milliseconds()}
+func (a *Agent) patchResult(id, how string, started time.Time) agentproto.PatchResult {
+	r, _ := a.view(id)
+	return agentproto.PatchResult{Replica: r, How: how, ReloadError: r.ReloadError, DurationMS: time.Since(started).Milliseconds()}
 }
 
 // patchLock is the lock that orders the patches of replica id.
@@ -133,7 +100,7 @@ func (a *Agent) patchLock(id string) (*sync.Mutex, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.replicas[id] == nil {
-		return nil, ErrUnknownReplica
+		return nil, agentproto.ErrUnknownReplica
 	}
 	l := a.patchLocks[id]
 	if l == nil {
@@ -144,11 +111,11 @@ func (a *Agent) patchLock(id string) (*sync.Mutex, error) {
 }
 
 // patchableLocked says why r cannot take a patch now, if it cannot; a.mu must be held.
-func patchableLocked(r *Replica) error {
+func patchableLocked(r *record) error {
 	switch {
 	case r == nil:
-		return ErrUnknownReplica
-	case !r.live() || r.State == StateStopping:
+		return agentproto.ErrUnknownReplica
+	case !r.live() || r.State == modelplane.ReplicaStopping:
 		return &errConflict{fmt.Sprintf("replica %s is %s", r.ID, r.State)}
 	case r.Runtime != "process":
 		return &errConflict{fmt.Sprintf("replica %s runs a container image, not its package's files: deploy again", r.ID)}
@@ -161,7 +128,7 @@ func patchableLocked(r *Replica) error {
 
 // hotReload writes the files and asks the model server to load the model again, in its own
 // process; the answer, good or bad, is recorded on the replica.
-func (a *Agent) hotReload(ctx context.Context, r *Replica, req PatchRequest) error {
+func (a *Agent) hotReload(ctx context.Context, r *record, req agentproto.PatchRequest) error {
 	a.mu.Lock()
 	token, address, config := r.ControlToken, r.Address, r.Request.Config
 	a.mu.Unlock()
@@ -232,7 +199,7 @@ func (a *Agent) reload(ctx context.Context, address, token string) string {
 // restartInPlace writes the files and replaces the replica's server with a new process, on
 // the same GPUs and the same port, then waits until the new one is READY or FAILED. A new
 // server that does not come up fails the replica, as a failed start would.
-func (a *Agent) restartInPlace(ctx context.Context, r *Replica, req PatchRequest) error {
+func (a *Agent) restartInPlace(ctx context.Context, r *record, req agentproto.PatchRequest) error {
 	a.mu.Lock()
 	address, hasToken := r.Address, r.ControlToken != ""
 	a.mu.Unlock()
@@ -260,7 +227,7 @@ func (a *Agent) restartInPlace(ctx context.Context, r *Replica, req PatchRequest
 	// The supervisor goes first, or it would see the old server go and fail the replica.
 	a.halt(r.ID)
 	a.mu.Lock()
-	if !r.live() || r.State == StateStopping {
+	if !r.live() || r.State == modelplane.ReplicaStopping {
 		// A stop came in meanwhile; it stops the old server.
 		a.mu.Unlock()
 		return &errConflict{fmt.Sprintf("replica %s is %s", r.ID, r.State)}
@@ -269,7 +236,7 @@ func (a *Agent) restartInPlace(ctx context.Context, r *Replica, req PatchRequest
 	if len(req.Config) > 0 {
 		r.Request.Config = req.Config
 	}
-	r.State, r.Error = StateStarting, ""
+	r.State, r.Error = modelplane.ReplicaStarting, ""
 	r.PatchHash, r.ReloadError = req.PatchHash, ""
 	if newToken != "" {
 		r.ControlToken = newToken
@@ -299,7 +266,7 @@ func (a *Agent) restartInPlace(ctx context.Context, r *Replica, req PatchRequest
 		a.mu.Lock()
 		state := r.State
 		a.mu.Unlock()
-		if state != StateStarting {
+		if state != modelplane.ReplicaStarting {
 			return nil
 		}
 		select {

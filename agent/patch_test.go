@@ -15,7 +15,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/patch"
 )
 
@@ -71,7 +72,7 @@ type answer struct {
 	Greeting string `json:"greeting"`
 }
 
-func predictLive(t *testing.T, r agent.Replica) answer {
+func predictLive(t *testing.T, r agentproto.Replica) answer {
 	t.Helper()
 	resp, err := http.Post("http://"+r.Address+r.PredictPath, "application/json", strings.NewReader(`{}`))
 	require.NoError(t, err)
@@ -84,17 +85,17 @@ func predictLive(t *testing.T, r agent.Replica) answer {
 
 // liveNode starts an agent on the simulated H200 with its state in a fresh directory, and
 // stops its replicas when the test ends.
-func liveNode(t *testing.T) (n *node, c *agent.Client, dir string) {
+func liveNode(t *testing.T) (n *node, c *agentproto.Client, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	t.Cleanup(func() { stopAll(t, dir) })
 	n = startNode(t, dir, "h200")
-	return n, agent.NewClient(n.url, token), dir
+	return n, agentproto.NewClient(n.url, token), dir
 }
 
 // liveReplica starts one replica of the live package with its GPU on a new node, its start
 // request changed by adjust when not nil, and waits until it is READY.
-func liveReplica(t *testing.T, adjust func(*agent.StartRequest)) (n *node, c *agent.Client, dir string, r agent.Replica) {
+func liveReplica(t *testing.T, adjust func(*agentproto.StartRequest)) (n *node, c *agentproto.Client, dir string, r agentproto.Replica) {
 	t.Helper()
 	n, c, dir = liveNode(t)
 	url, sum := livePackage(t)
@@ -103,16 +104,16 @@ func liveReplica(t *testing.T, adjust func(*agent.StartRequest)) (n *node, c *ag
 		adjust(&req)
 	}
 	n.mustStart(req)
-	return n, c, dir, n.waitState(req.ReplicaID, agent.StateReady)
+	return n, c, dir, n.waitState(req.ReplicaID, modelplane.ReplicaReady)
 }
 
 func TestAgent_StartWithPatchServesPatchedCode(t *testing.T) {
-	n, _, dir, r := liveReplica(t, func(req *agent.StartRequest) {
+	n, _, dir, r := liveReplica(t, func(req *agentproto.StartRequest) {
 		files := codePatch(modelSource("v2"))
 		// More than the 1 MiB other requests may carry.
 		files.Dirs = []string{"weights"}
 		files.Files = append(files.Files, patch.File{Path: "weights/layer0.bin", Content: bytes.Repeat([]byte{7}, 2<<20)})
-		req.Patch = &agent.ReplicaPatch{PatchHash: "hash-v2", Files: files}
+		req.Patch = &agentproto.ReplicaPatch{PatchHash: "hash-v2", Files: files}
 	})
 	id := r.ID
 	require.Equal(t, "hash-v2", r.PatchHash, "the replica records the patch it started at")
@@ -123,7 +124,7 @@ func TestAgent_StartWithPatchServesPatchedCode(t *testing.T) {
 	require.Len(t, weights, 2<<20)
 
 	// The control token reaches the server, and the state file, but no API answer.
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", r.Handle.PID))
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pidOf(t, dir, id)))
 	require.NoError(t, err)
 	tok := regexp.MustCompile("(?:^|\x00)MODELPLANE_CONTROL_TOKEN=([0-9a-f]*)\x00").FindSubmatch(env)
 	require.NotNil(t, tok, "the server must get MODELPLANE_CONTROL_TOKEN")
@@ -140,102 +141,106 @@ func TestAgent_HotReloadKeepsProcessAndGPUs(t *testing.T) {
 	n, c, dir, before := liveReplica(t, nil)
 	id := before.ID
 	ctx := context.Background()
+	beforePID := pidOf(t, dir, id)
 	require.NotEmpty(t, before.GPUUUIDs)
 	require.Equal(t, "v1", predictLive(t, before).Version)
 
-	res, err := c.PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-v2", Files: codePatch(modelSource("v2")), How: patch.HowHotReload})
+	res, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{PatchHash: "hash-v2", Files: codePatch(modelSource("v2")), How: patch.HowHotReload})
 	require.NoError(t, err)
 	require.Equal(t, patch.HowHotReload, res.How)
 	require.Empty(t, res.ReloadError)
 	after := res.Replica
-	require.Equal(t, agent.StateReady, after.State)
+	require.Equal(t, modelplane.ReplicaReady, after.State)
 	require.Equal(t, "hash-v2", after.PatchHash)
-	require.Equal(t, before.Handle.PID, after.Handle.PID, "a hot reload keeps the process")
+	require.Equal(t, beforePID, pidOf(t, dir, id), "a hot reload keeps the process")
 	require.Equal(t, before.GPUUUIDs, after.GPUUUIDs, "a hot reload keeps the GPUs")
 	got := predictLive(t, after)
 	require.Equal(t, "v2", got.Version, "predict must answer with the reloaded code")
-	require.Equal(t, before.Handle.PID, got.PID)
+	require.Equal(t, beforePID, got.PID)
 
-	again, err := c.PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-v2", Files: codePatch(modelSource("v2")), How: patch.HowHotReload})
+	again, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{PatchHash: "hash-v2", Files: codePatch(modelSource("v2")), How: patch.HowHotReload})
 	require.NoError(t, err)
-	require.Equal(t, agent.HowUnchanged, again.How, "a retry of the same patch changes nothing")
-	require.Equal(t, before.Handle.PID, again.Replica.Handle.PID)
+	require.Equal(t, agentproto.HowUnchanged, again.How, "a retry of the same patch changes nothing")
+	require.Equal(t, beforePID, pidOf(t, dir, id))
 
 	// The control token outlives the agent: a new agent process reloads the same server.
 	n.shutdown()
 	n2 := startNode(t, dir, "h200")
-	n2.waitState(id, agent.StateReady)
-	res, err = agent.NewClient(n2.url, token).PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-v3", Files: codePatch(modelSource("v3")), How: patch.HowHotReload})
+	n2.waitState(id, modelplane.ReplicaReady)
+	res, err = agentproto.NewClient(n2.url, token).PatchReplica(ctx, id, agentproto.PatchRequest{PatchHash: "hash-v3", Files: codePatch(modelSource("v3")), How: patch.HowHotReload})
 	require.NoError(t, err)
 	require.Empty(t, res.ReloadError, "a re-adopted replica must still take hot reloads")
-	require.Equal(t, before.Handle.PID, res.Replica.Handle.PID)
+	require.Equal(t, beforePID, pidOf(t, dir, id))
 	require.Equal(t, "v3", predictLive(t, res.Replica).Version)
 }
 
 func TestAgent_FailedHotReloadKeepsReplicaReadyUntilAGoodPatch(t *testing.T) {
-	n, c, _, before := liveReplica(t, nil)
+	n, c, dir, before := liveReplica(t, nil)
 	id := before.ID
 	ctx := context.Background()
+	beforePID := pidOf(t, dir, id)
 
-	res, err := c.PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowHotReload})
+	res, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowHotReload})
 	require.NoError(t, err, "a model that fails to reload is an answer, not an error")
 	require.Contains(t, res.ReloadError, "model reload failed")
 	require.Contains(t, res.ReloadError, "the v3 weights are missing")
-	require.Equal(t, agent.StateReady, res.Replica.State)
+	require.Equal(t, modelplane.ReplicaReady, res.Replica.State)
 	require.Equal(t, res.ReloadError, res.Replica.ReloadError)
 
 	// The replica stays in rotation, so that callers see why their predictions fail.
 	time.Sleep(500 * time.Millisecond)
 	r := n.replica(id)
-	require.Equal(t, agent.StateReady, r.State, "a failed reload must not take the replica out of rotation")
+	require.Equal(t, modelplane.ReplicaReady, r.State, "a failed reload must not take the replica out of rotation")
 	require.Equal(t, res.ReloadError, r.ReloadError)
 	status, out := predict(t, r.Address, r.PredictPath, `{}`)
 	require.Equal(t, http.StatusInternalServerError, status)
 	require.Contains(t, out["error"], "the v3 weights are missing")
 
-	retry, err := c.PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowHotReload})
+	retry, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowHotReload})
 	require.NoError(t, err)
-	require.Equal(t, agent.HowUnchanged, retry.How)
+	require.Equal(t, agentproto.HowUnchanged, retry.How)
 	require.Equal(t, res.ReloadError, retry.ReloadError, "a retry answers the error the patch met")
 
-	fixed, err := c.PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-v4", Files: codePatch(modelSource("v4")), How: patch.HowHotReload})
+	fixed, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{PatchHash: "hash-v4", Files: codePatch(modelSource("v4")), How: patch.HowHotReload})
 	require.NoError(t, err)
 	require.Empty(t, fixed.ReloadError, "a good patch clears the reload error")
 	require.Empty(t, fixed.Replica.ReloadError)
-	require.Equal(t, before.Handle.PID, fixed.Replica.Handle.PID, "recovering takes no restart")
+	require.Equal(t, beforePID, pidOf(t, dir, id), "recovering takes no restart")
 	require.Equal(t, "v4", predictLive(t, fixed.Replica).Version)
 }
 
 func TestAgent_RestartInPlaceKeepsIDGPUsAndAddress(t *testing.T) {
-	n, c, _, before := liveReplica(t, func(req *agent.StartRequest) {
+	n, c, dir, before := liveReplica(t, func(req *agentproto.StartRequest) {
 		req.Config = json.RawMessage(`{"model_name": "live", "runtime": "python", "environment_variables": {"GREETING": "hello"}}`)
 	})
 	id := before.ID
 	ctx := context.Background()
+	beforePID := pidOf(t, dir, id)
 	require.NotEmpty(t, before.GPUUUIDs)
-	require.Equal(t, answer{Version: "v1", PID: before.Handle.PID, Greeting: "hello"}, predictLive(t, before))
+	require.Equal(t, answer{Version: "v1", PID: beforePID, Greeting: "hello"}, predictLive(t, before))
 
-	res, err := c.PatchReplica(ctx, id, agent.PatchRequest{
+	res, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{
 		PatchHash: "hash-v2", Files: codePatch(modelSource("v2")), How: patch.HowRestart,
 		Config: json.RawMessage(`{"model_name": "live", "runtime": "python", "environment_variables": {"GREETING": "bye"}}`),
 	})
 	require.NoError(t, err)
 	require.Equal(t, patch.HowRestart, res.How)
 	after := res.Replica
-	require.Equal(t, agent.StateReady, after.State, "the restart answers once the new server is ready: %s", after.Error)
+	require.Equal(t, modelplane.ReplicaReady, after.State, "the restart answers once the new server is ready: %s", after.Error)
 	require.Equal(t, id, after.ID)
 	require.Equal(t, before.GPUUUIDs, after.GPUUUIDs, "a restart in place keeps the GPUs")
 	require.Equal(t, before.Address, after.Address, "a restart in place keeps the address")
-	require.NotEqual(t, before.Handle.PID, after.Handle.PID, "a restart runs a new process")
+	afterPID := pidOf(t, dir, id)
+	require.NotEqual(t, beforePID, afterPID, "a restart runs a new process")
 	require.Equal(t, "hash-v2", after.PatchHash)
-	require.Equal(t, answer{Version: "v2", PID: after.Handle.PID, Greeting: "bye"}, predictLive(t, after),
+	require.Equal(t, answer{Version: "v2", PID: afterPID, Greeting: "bye"}, predictLive(t, after),
 		"the new process runs the patched code with the new config's variables")
 	require.Len(t, replicaProcesses(id), 1, "the old server must be gone")
 	require.Equal(t, id, n.inventory().GPUs[0].AssignedReplicaID, "the GPU stays assigned through the restart")
 
 	stopped, err := c.StopReplica(ctx, id, 5*time.Second)
 	require.NoError(t, err)
-	require.Equal(t, agent.StateStopped, stopped.State)
+	require.Equal(t, modelplane.ReplicaStopped, stopped.State)
 	require.Empty(t, replicaProcesses(id), "stopping a restarted replica stops its new server")
 }
 
@@ -244,9 +249,9 @@ func TestAgent_RestartThatCannotLoadFailsTheReplica(t *testing.T) {
 	id := r.ID
 
 	res, err := c.PatchReplica(context.Background(), id,
-		agent.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowRestart})
+		agentproto.PatchRequest{PatchHash: "hash-v3", Files: codePatch(brokenModelSource), How: patch.HowRestart})
 	require.NoError(t, err)
-	require.Equal(t, agent.StateFailed, res.Replica.State, "a restart whose model cannot load fails the replica, as a failed start does")
+	require.Equal(t, modelplane.ReplicaFailed, res.Replica.State, "a restart whose model cannot load fails the replica, as a failed start does")
 	require.Contains(t, res.Replica.Error, "the v3 weights are missing")
 	require.Empty(t, replicaProcesses(id), "the server that could not load is stopped")
 	require.Empty(t, n.inventory().GPUs[0].AssignedReplicaID, "the failed replica frees its GPU")
@@ -258,13 +263,13 @@ func TestAgent_PatchPathsOutsideThePackageAreRefused(t *testing.T) {
 	url, sum := livePackage(t)
 
 	bad := startReq(newID(), url, sum, 1)
-	bad.Patch = &agent.ReplicaPatch{PatchHash: "h", Files: patch.FileSet{Files: []patch.File{{Path: "../x", Content: []byte("x")}}}}
+	bad.Patch = &agentproto.ReplicaPatch{PatchHash: "h", Files: patch.FileSet{Files: []patch.File{{Path: "../x", Content: []byte("x")}}}}
 	code, body := n.call(http.MethodPost, "/v1/replicas", bad, token)
 	require.Equal(t, http.StatusBadRequest, code, "a start whose patch leaves the package: %s", body)
 
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 1))
-	n.waitState(id, agent.StateReady)
+	n.waitState(id, modelplane.ReplicaReady)
 	pkgDir := filepath.Join(dir, "replicas", id, "pkg")
 	outside := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(outside, "victim"), []byte("keep me"), 0o644))
@@ -285,8 +290,8 @@ func TestAgent_PatchPathsOutsideThePackageAreRefused(t *testing.T) {
 	for _, how := range []string{patch.HowHotReload, patch.HowRestart} {
 		for _, tt := range tests {
 			t.Run(how+"/"+tt.name, func(t *testing.T) {
-				_, err := c.PatchReplica(ctx, id, agent.PatchRequest{PatchHash: "hash-bad", Files: tt.files, How: how})
-				var apiErr *agent.APIError
+				_, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{PatchHash: "hash-bad", Files: tt.files, How: how})
+				var apiErr *agentproto.APIError
 				require.ErrorAs(t, err, &apiErr)
 				require.Equal(t, http.StatusBadRequest, apiErr.Status, apiErr.Message)
 				require.Contains(t, apiErr.Message, "files")
@@ -303,47 +308,48 @@ func TestAgent_PatchPathsOutsideThePackageAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, string(modelSource("v1")), string(source), "a refused patch writes none of its files")
 	r := n.replica(id)
-	require.Equal(t, agent.StateReady, r.State)
+	require.Equal(t, modelplane.ReplicaReady, r.State)
 	require.Empty(t, r.PatchHash, "a refused patch is not recorded")
 }
 
 func TestAgent_PatchRequestsThatCannotBeDone(t *testing.T) {
 	n, c, dir := liveNode(t)
 	ctx := context.Background()
-	good := agent.PatchRequest{PatchHash: "hash-1", How: patch.HowRestart,
+	good := agentproto.PatchRequest{PatchHash: "hash-1", How: patch.HowRestart,
 		Files: patch.FileSet{Files: []patch.File{{Path: "notes.txt", Content: []byte("1")}}}}
 
 	_, err := c.PatchReplica(ctx, "nosuch", good)
-	require.ErrorIs(t, err, agent.ErrUnknownReplica, "patching an unknown replica is a 404")
+	require.ErrorIs(t, err, agentproto.ErrUnknownReplica, "patching an unknown replica is a 404")
 
 	// The test model is a process-runtime package: it restarts, but cannot hot reload.
 	url, sum := testmodelPackage(t)
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 1))
-	before := n.waitState(id, agent.StateReady)
+	n.waitState(id, modelplane.ReplicaReady)
+	beforePID := pidOf(t, dir, id)
 
-	status := func(req agent.PatchRequest) (int, string) {
+	status := func(req agentproto.PatchRequest) (int, string) {
 		t.Helper()
 		_, err := c.PatchReplica(ctx, id, req)
-		var apiErr *agent.APIError
+		var apiErr *agentproto.APIError
 		require.ErrorAs(t, err, &apiErr)
 		return apiErr.Status, apiErr.Message
 	}
-	with := func(f func(*agent.PatchRequest)) agent.PatchRequest {
+	with := func(f func(*agentproto.PatchRequest)) agentproto.PatchRequest {
 		r := good
 		f(&r)
 		return r
 	}
 	tests := []struct {
 		name     string
-		req      agent.PatchRequest
+		req      agentproto.PatchRequest
 		want     int
 		wantText string
 	}{
-		{"unknown how", with(func(r *agent.PatchRequest) { r.How = "reboot" }), http.StatusBadRequest, "how"},
-		{"no patch hash", with(func(r *agent.PatchRequest) { r.PatchHash = "" }), http.StatusBadRequest, "patch_hash"},
-		{"bad config", with(func(r *agent.PatchRequest) { r.Config = json.RawMessage(`{"runtime": "fortran"}`) }), http.StatusBadRequest, "config"},
-		{"hot reload of a process runtime", with(func(r *agent.PatchRequest) { r.How = patch.HowHotReload }), http.StatusConflict, "python"},
+		{"unknown how", with(func(r *agentproto.PatchRequest) { r.How = "reboot" }), http.StatusBadRequest, "how"},
+		{"no patch hash", with(func(r *agentproto.PatchRequest) { r.PatchHash = "" }), http.StatusBadRequest, "patch_hash"},
+		{"bad config", with(func(r *agentproto.PatchRequest) { r.Config = json.RawMessage(`{"runtime": "fortran"}`) }), http.StatusBadRequest, "config"},
+		{"hot reload of a process runtime", with(func(r *agentproto.PatchRequest) { r.How = patch.HowHotReload }), http.StatusConflict, "python"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,8 +361,8 @@ func TestAgent_PatchRequestsThatCannotBeDone(t *testing.T) {
 
 	res, err := c.PatchReplica(ctx, id, good)
 	require.NoError(t, err)
-	require.Equal(t, agent.StateReady, res.Replica.State)
-	require.NotEqual(t, before.Handle.PID, res.Replica.Handle.PID, "a restart runs a new process")
+	require.Equal(t, modelplane.ReplicaReady, res.Replica.State)
+	require.NotEqual(t, beforePID, pidOf(t, dir, id), "a restart runs a new process")
 	notes, err := os.ReadFile(filepath.Join(dir, "replicas", id, "pkg", "notes.txt"))
 	require.NoError(t, err)
 	require.Equal(t, "1", string(notes))

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/internal/freeport"
@@ -22,36 +24,6 @@ import (
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/runtime/python"
 )
-
-// StartRequest is the body of POST /v1/replicas.
-type StartRequest struct {
-	ReplicaID    string `json:"replica_id"`
-	DeploymentID string `json:"deployment_id"`
-	Environment  string `json:"environment,omitempty"`
-	// ArchiveURL (http, https or file) and ArchiveSHA256 name the model package to run.
-	ArchiveURL    string `json:"archive_url,omitempty"`
-	ArchiveSHA256 string `json:"archive_sha256,omitempty"`
-	// Image runs a container image instead of an archive.
-	Image string `json:"image,omitempty"`
-	// Config holds config.yaml's keys as JSON. With an archive it overrides the package's own
-	// config.yaml (the control plane's current config wins); without one it is required.
-	Config json.RawMessage   `json:"config,omitempty"`
-	Env    map[string]string `json:"env,omitempty"`
-	// Secrets are the workspace's secret values; the model gets those its config names.
-	Secrets   map[string]string `json:"secrets,omitempty"`
-	Resources Resources         `json:"resources"`
-	// Patch is applied to the unpacked package before the server starts: a replica of a
-	// development deployment starts at the deployment's latest patch, not at its archive.
-	Patch *ReplicaPatch `json:"patch,omitempty"`
-}
-
-// Resources is what the replica needs from the node.
-type Resources struct {
-	GPUCount     int    `json:"gpu_count"`
-	GPUType      string `json:"gpu_type,omitempty"`
-	GPUMemoryGiB int    `json:"gpu_memory_gib,omitempty"`
-	MIGProfile   string `json:"mig_profile,omitempty"`
-}
 
 var (
 	replicaIDPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
@@ -65,8 +37,8 @@ type fieldError struct{ field, msg string }
 
 func (e *fieldError) Error() string { return e.field + ": " + e.msg }
 
-// validate checks the request and returns the parsed config override, if any.
-func (r *StartRequest) validate() (*modelpkg.Config, error) {
+// validateStart checks a start request and returns the parsed config override, if any.
+func validateStart(r *agentproto.StartRequest) (*modelpkg.Config, error) {
 	switch {
 	case !replicaIDPattern.MatchString(r.ReplicaID):
 		return nil, &fieldError{"replica_id", "required: 1-64 lowercase letters, digits or -"}
@@ -138,15 +110,13 @@ func parseConfig(raw json.RawMessage) (*modelpkg.Config, error) {
 	return &cfg, nil
 }
 
-// request turns the resources into an allocation request; a config override fills in what the
-// request leaves out.
-func (r *StartRequest) gpuRequest(cfg *modelpkg.Config) nvml.Request {
-	res := r.Resources
-	if res == (Resources{}) && cfg != nil {
-		res = Resources{GPUCount: cfg.Resources.GPUCount, GPUType: cfg.Resources.GPUType,
-			GPUMemoryGiB: cfg.Resources.GPUMemoryGiB, MIGProfile: cfg.Resources.MIGProfile}
+// gpuRequest is what the replica asks of the node's GPUs: the request's resources, or a
+// config override's when the request leaves them out.
+func gpuRequest(r *agentproto.StartRequest, cfg *modelpkg.Config) modelplane.GPURequest {
+	if r.Resources == (modelplane.GPURequest{}) && cfg != nil {
+		return cfg.Resources.GPURequest
 	}
-	return nvml.Request{GPUCount: res.GPUCount, GPUType: res.GPUType, GPUMemoryGiB: res.GPUMemoryGiB, MIGProfile: res.MIGProfile}
+	return r.Resources
 }
 
 // errConflict is a start that cannot be done: the ID is taken by another deployment, or the
@@ -158,26 +128,26 @@ func (e *errConflict) Error() string { return e.msg }
 // Start registers the replica, allocates its GPUs at once (so an impossible request is
 // answered at once), and starts it in the background. A second call with the same replica ID
 // returns the replica as it is.
-func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
-	override, err := req.validate()
+func (a *Agent) Start(req agentproto.StartRequest) (agentproto.Replica, bool, error) {
+	override, err := validateStart(&req)
 	if err != nil {
-		return Replica{}, false, err
+		return agentproto.Replica{}, false, err
 	}
 	runtimeName := "process"
 	if req.Image != "" || (override != nil && override.Runtime == "docker") {
 		runtimeName = "docker"
 	}
 	if a.runtimeFor(runtimeName) == nil {
-		return Replica{}, false, &fieldError{"image", "this agent runs no containers (start it with --runtime docker)"}
+		return agentproto.Replica{}, false, &fieldError{"image", "this agent runs no containers (start it with --runtime docker)"}
 	}
 	inv, err := a.gpus.Inventory()
 	if err != nil {
-		return Replica{}, false, fmt.Errorf("reading the GPU inventory: %w", err)
+		return agentproto.Replica{}, false, fmt.Errorf("reading the GPU inventory: %w", err)
 	}
 	var controlToken string
 	if runtimeName == "process" {
 		if controlToken, err = newControlToken(); err != nil {
-			return Replica{}, false, err
+			return agentproto.Replica{}, false, err
 		}
 	}
 
@@ -185,21 +155,21 @@ func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
 	defer a.mu.Unlock()
 	if r, ok := a.replicas[req.ReplicaID]; ok {
 		if r.DeploymentID != req.DeploymentID {
-			return Replica{}, false, &errConflict{fmt.Sprintf("replica %s already exists for deployment %s", r.ID, r.DeploymentID)}
+			return agentproto.Replica{}, false, &errConflict{fmt.Sprintf("replica %s already exists for deployment %s", r.ID, r.DeploymentID)}
 		}
-		return *r, false, nil
+		return r.wire(false), false, nil
 	}
-	uuids, err := nvml.Allocate(req.gpuRequest(override), inv, a.assignedLocked())
+	uuids, err := nvml.Allocate(gpuRequest(&req, override), inv, a.assignedLocked())
 	if err != nil {
-		return Replica{}, false, &errConflict{err.Error()}
+		return agentproto.Replica{}, false, &errConflict{err.Error()}
 	}
 	// The patch's files are in the package once it is unpacked: the state file keeps only
 	// its hash, or it would carry every patched file on each write.
 	stored := req
 	stored.Patch = nil
-	r := &Replica{
+	r := &record{
 		ID: req.ReplicaID, DeploymentID: req.DeploymentID, Environment: req.Environment,
-		State: StateStarting, GPUUUIDs: uuids, Runtime: runtimeName,
+		State: modelplane.ReplicaStarting, GPUUUIDs: uuids, Runtime: runtimeName,
 		CreatedAt: time.Now().UTC(), Request: stored, ControlToken: controlToken,
 	}
 	if req.Patch != nil {
@@ -211,14 +181,14 @@ func (a *Agent) Start(req StartRequest) (Replica, bool, error) {
 	a.replicas[r.ID] = r
 	if err := a.persistLocked(); err != nil {
 		delete(a.replicas, r.ID)
-		return Replica{}, false, err
+		return agentproto.Replica{}, false, err
 	}
 	a.spawnLocked(r.ID, func(ctx context.Context) { a.launch(ctx, r, req.Patch) })
-	return *r, true, nil
+	return r.wire(false), true, nil
 }
 
 // launch unpacks the replica's package, starts its server on a free port, then supervises it.
-func (a *Agent) launch(ctx context.Context, r *Replica, p *ReplicaPatch) {
+func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatch) {
 	fail := func(err error) {
 		if ctx.Err() != nil {
 			return
@@ -240,7 +210,7 @@ func (a *Agent) launch(ctx context.Context, r *Replica, p *ReplicaPatch) {
 
 // serve starts the replica's server from the package already in its directory, on port, then
 // supervises it. A restart in place comes here too, with the port the replica had.
-func (a *Agent) serve(ctx context.Context, r *Replica, port int) {
+func (a *Agent) serve(ctx context.Context, r *record, port int) {
 	log := a.log.With("replica_id", r.ID, "deployment_id", r.DeploymentID)
 	spec, cfg, err := a.spec(r, port)
 	if err != nil {
@@ -281,7 +251,7 @@ func (a *Agent) packageDir(id string) string { return filepath.Join(a.replicaDir
 
 // unpack fetches the replica's package into its package directory and applies the patch the
 // replica starts with. An image replica has no package: its directory stays empty.
-func (a *Agent) unpack(ctx context.Context, r *Replica, p *ReplicaPatch) error {
+func (a *Agent) unpack(ctx context.Context, r *record, p *agentproto.ReplicaPatch) error {
 	req := r.Request
 	pkgDir := a.packageDir(r.ID)
 	if err := os.RemoveAll(pkgDir); err != nil {
@@ -314,7 +284,7 @@ func (a *Agent) unpack(ctx context.Context, r *Replica, p *ReplicaPatch) error {
 // spec builds the runtime spec from the package as it lies in the replica's directory, so that
 // a restart in place sees the patched files without fetching anything. The package's
 // config.yaml is read again for the same reason; the request's config overrides it.
-func (a *Agent) spec(r *Replica, port int) (runtime.Spec, modelpkg.Config, error) {
+func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error) {
 	a.mu.Lock()
 	req, gpus, controlToken := r.Request, r.GPUUUIDs, r.ControlToken
 	a.mu.Unlock()
@@ -405,13 +375,13 @@ func (a *Agent) openArchive(ctx context.Context, raw string) (io.ReadCloser, err
 }
 
 // goSupervise supervises an adopted replica in the background.
-func (a *Agent) goSupervise(r *Replica, ready bool) {
+func (a *Agent) goSupervise(r *record, ready bool) {
 	a.spawn(r.ID, func(ctx context.Context) { a.supervise(ctx, r, ready) })
 }
 
 // supervise probes the replica until it is ready, then keeps checking that its server runs
 // and answers; a server that exits is reported FAILED with its exit code and last log lines.
-func (a *Agent) supervise(ctx context.Context, r *Replica, ready bool) {
+func (a *Agent) supervise(ctx context.Context, r *record, ready bool) {
 	a.mu.Lock()
 	h, healthURL := *r.Handle, "http://"+r.Handle.Address+r.HealthPath
 	a.mu.Unlock()
@@ -455,12 +425,12 @@ func (a *Agent) supervise(ctx context.Context, r *Replica, ready bool) {
 				ready, interval = true, a.cfg.SuperviseInterval
 				a.log.Info("replica ready", "replica_id", r.ID)
 			}
-			a.setState(r, StateReady, "")
+			a.setState(r, modelplane.ReplicaReady, "")
 		case ready:
 			// A ready replica that stops answering is taken out of rotation after three
 			// misses in a row, and back in when it answers again.
 			if failures++; failures >= 3 {
-				a.setState(r, StateStarting, "health check failing")
+				a.setState(r, modelplane.ReplicaStarting, "health check failing")
 			}
 		case time.Now().After(deadline):
 			_ = rt.Stop(context.Background(), h, a.cfg.StopGrace)
@@ -494,34 +464,31 @@ func probeHealth(ctx context.Context, c *http.Client, u string) (int, string) {
 }
 
 // Stop stops a replica gracefully and frees its GPUs. Stopping a stopped replica answers it as
-// it is; an unknown one is ErrUnknownReplica.
-func (a *Agent) Stop(id string, grace time.Duration) (Replica, error) {
+// it is; an unknown one is agentproto.ErrUnknownReplica.
+func (a *Agent) Stop(id string, grace time.Duration) (agentproto.Replica, error) {
 	a.mu.Lock()
 	r, ok := a.replicas[id]
 	if !ok {
 		a.mu.Unlock()
-		return Replica{}, ErrUnknownReplica
+		return agentproto.Replica{}, agentproto.ErrUnknownReplica
 	}
 	if !r.live() {
-		c := *r
+		c := r.wire(false)
 		a.mu.Unlock()
 		return c, nil
 	}
-	r.State = StateStopping
+	r.State = modelplane.ReplicaStopping
 	if err := a.persistLocked(); err != nil {
 		a.log.Error("writing the state file", "err", err)
 	}
 	a.mu.Unlock()
 	a.halt(id)
 	a.stop(r, grace)
-	rep, _ := a.replica(id)
+	rep, _ := a.view(id)
 	return rep, nil
 }
 
-// ErrUnknownReplica is a replica ID the agent has never seen.
-var ErrUnknownReplica = errors.New("unknown replica")
-
-func (a *Agent) goStop(r *Replica, grace time.Duration) {
+func (a *Agent) goStop(r *record, grace time.Duration) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -529,7 +496,7 @@ func (a *Agent) goStop(r *Replica, grace time.Duration) {
 	}()
 }
 
-func (a *Agent) stop(r *Replica, grace time.Duration) {
+func (a *Agent) stop(r *record, grace time.Duration) {
 	a.mu.Lock()
 	h := r.Handle
 	a.mu.Unlock()
@@ -544,7 +511,7 @@ func (a *Agent) stop(r *Replica, grace time.Duration) {
 	_ = os.RemoveAll(a.packageDir(r.ID))
 	a.mu.Lock()
 	now := time.Now().UTC()
-	r.State, r.StoppedAt = StateStopped, &now
+	r.State, r.StoppedAt = modelplane.ReplicaStopped, &now
 	if err := a.persistLocked(); err != nil {
 		a.log.Error("writing the state file", "err", err)
 	}

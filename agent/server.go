@@ -12,8 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime/process"
-	"github.com/modelplane/modelplane/nvml"
 )
 
 // Bounds of a request body. Most requests are small, and a package comes by URL; but a start
@@ -36,22 +36,6 @@ func bodyLimit(n int) echo.MiddlewareFunc {
 			return limited(c)
 		}
 	}
-}
-
-// InventoryResponse is GET /v1/inventory.
-type InventoryResponse struct {
-	Node              string    `json:"node"`
-	AgentID           string    `json:"agent_id"`
-	GPUProfile        string    `json:"gpu_profile"`
-	DriverVersion     string    `json:"driver_version"`
-	CUDADriverVersion string    `json:"cuda_driver_version"`
-	GPUs              []GPUInfo `json:"gpus"`
-}
-
-// GPUInfo is a GPU with the replica it is assigned to.
-type GPUInfo struct {
-	nvml.GPU
-	AssignedReplicaID string `json:"assigned_replica_id"`
 }
 
 // Handler is the agent's HTTP API, behind the node token.
@@ -101,7 +85,7 @@ func (a *Agent) errorHandler(err error, c echo.Context) {
 		status, msg = http.StatusBadRequest, fe.Error()
 	case errors.As(err, &ce):
 		status, msg = http.StatusConflict, ce.msg
-	case errors.Is(err, ErrUnknownReplica):
+	case errors.Is(err, agentproto.ErrUnknownReplica):
 		status, msg = http.StatusNotFound, "unknown replica"
 	case errors.As(err, &ee):
 		status, msg = ee.Code, http.StatusText(ee.Code)
@@ -131,20 +115,20 @@ func (a *Agent) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // Inventory is the node's GPUs with their health and assignments.
-func (a *Agent) Inventory() (InventoryResponse, error) {
+func (a *Agent) Inventory() (agentproto.InventoryResponse, error) {
 	inv, err := a.gpus.Inventory()
 	if err != nil {
-		return InventoryResponse{}, err
+		return agentproto.InventoryResponse{}, err
 	}
 	a.mu.Lock()
 	assigned := a.assignedLocked()
 	a.mu.Unlock()
-	out := InventoryResponse{
+	out := agentproto.InventoryResponse{
 		Node: a.cfg.Name, AgentID: a.agentID, GPUProfile: a.gpus.Profile(),
-		DriverVersion: inv.DriverVersion, CUDADriverVersion: inv.CUDADriverVersion, GPUs: []GPUInfo{},
+		DriverVersion: inv.DriverVersion, CUDADriverVersion: inv.CUDADriverVersion, GPUs: []agentproto.GPUInfo{},
 	}
 	for _, g := range inv.GPUs {
-		info := GPUInfo{GPU: g, AssignedReplicaID: assigned[g.UUID]}
+		info := agentproto.GPUInfo{GPU: g, AssignedReplicaID: assigned[g.UUID]}
 		for _, m := range g.MIGInstances {
 			if id := assigned[m.UUID]; id != "" && info.AssignedReplicaID == "" {
 				info.AssignedReplicaID = id
@@ -164,7 +148,7 @@ func (a *Agent) handleInventory(c echo.Context) error {
 }
 
 func (a *Agent) handleStart(c echo.Context) error {
-	var req StartRequest
+	var req agentproto.StartRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
@@ -176,11 +160,11 @@ func (a *Agent) handleStart(c echo.Context) error {
 	if created {
 		status = http.StatusCreated
 	}
-	return c.JSON(status, public(r))
+	return c.JSON(status, r)
 }
 
 func (a *Agent) handlePatch(c echo.Context) error {
-	var req PatchRequest
+	var req agentproto.PatchRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
@@ -192,20 +176,15 @@ func (a *Agent) handlePatch(c echo.Context) error {
 }
 
 func (a *Agent) handleList(c echo.Context) error {
-	rs := a.snapshot()
-	out := make([]Replica, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, public(r))
-	}
-	return c.JSON(http.StatusOK, map[string]any{"replicas": out})
+	return c.JSON(http.StatusOK, map[string]any{"replicas": a.views()})
 }
 
 func (a *Agent) handleGet(c echo.Context) error {
-	r, ok := a.replica(c.Param("id"))
+	r, ok := a.view(c.Param("id"))
 	if !ok {
-		return ErrUnknownReplica
+		return agentproto.ErrUnknownReplica
 	}
-	return c.JSON(http.StatusOK, public(r))
+	return c.JSON(http.StatusOK, r)
 }
 
 func (a *Agent) handleStop(c echo.Context) error {
@@ -221,13 +200,20 @@ func (a *Agent) handleStop(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, public(r))
+	return c.JSON(http.StatusOK, r)
 }
 
 func (a *Agent) handleLogs(c echo.Context) error {
-	r, ok := a.replica(c.Param("id"))
+	id := c.Param("id")
+	a.mu.Lock()
+	r, ok := a.replicas[id]
+	var logDir string
+	if ok && r.Handle != nil {
+		logDir = r.Handle.LogDir
+	}
+	a.mu.Unlock()
 	if !ok {
-		return ErrUnknownReplica
+		return agentproto.ErrUnknownReplica
 	}
 	stream := c.QueryParam("stream")
 	if stream == "" {
@@ -241,23 +227,12 @@ func (a *Agent) handleLogs(c echo.Context) error {
 		}
 		tail = n
 	}
-	if r.Handle == nil || r.Handle.LogDir == "" {
-		return errorf(http.StatusNotFound, "replica %s has no log files (not started, or not a process replica)", r.ID)
+	if logDir == "" {
+		return errorf(http.StatusNotFound, "replica %s has no log files (not started, or not a process replica)", id)
 	}
-	lines, err := process.TailLog(r.Handle.LogDir, stream, tail)
+	lines, err := process.TailLog(logDir, stream, tail)
 	if err != nil {
 		return &fieldError{"stream", err.Error()}
 	}
 	return c.String(http.StatusOK, strings.Join(lines, "\n")+"\n")
-}
-
-// public drops what only the state file needs, and the control token, which must not leave
-// the host.
-func public(r Replica) Replica {
-	r.ControlToken = ""
-	r.Request.Patch = nil
-	r.Request.Config = nil
-	r.Request.Env = nil
-	r.Request.Secrets = nil
-	return r
 }

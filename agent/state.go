@@ -6,39 +6,33 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
 )
 
-// Replica states, as the control plane's replicas table names them.
-const (
-	StateStarting = "STARTING"
-	StateReady    = "READY"
-	StateStopping = "STOPPING"
-	StateStopped  = "STOPPED"
-	StateFailed   = "FAILED"
-)
-
-// Replica is one replica as the agent knows it; it is both the API's answer and what the
-// state file keeps.
-type Replica struct {
-	ID           string     `json:"id"`
-	DeploymentID string     `json:"deployment_id"`
-	Environment  string     `json:"environment"`
-	State        string     `json:"state"`
-	Error        string     `json:"error,omitempty"`
-	ExitCode     *int       `json:"exit_code,omitempty"`
-	LogTail      []string   `json:"log_tail,omitempty"`
-	GPUUUIDs     []string   `json:"gpu_uuids"`
-	GPUUnhealthy bool       `json:"gpu_unhealthy"`
-	Runtime      string     `json:"runtime"`
-	Address      string     `json:"address,omitempty"`
-	HealthPath   string     `json:"health_path,omitempty"`
-	PredictPath  string     `json:"predict_path,omitempty"`
-	CreatedAt    time.Time  `json:"created_at"`
-	ReadyAt      *time.Time `json:"ready_at,omitempty"`
-	StoppedAt    *time.Time `json:"stopped_at,omitempty"`
+// record is one replica as the agent keeps it in its state file: what its API tells about
+// the replica, and what must not leave the host (the start request with its secrets, the
+// control token, the runtime's handle). The API answers with record.wire, never the record.
+type record struct {
+	ID           string                  `json:"id"`
+	DeploymentID string                  `json:"deployment_id"`
+	Environment  string                  `json:"environment"`
+	State        modelplane.ReplicaState `json:"state"`
+	Error        string                  `json:"error,omitempty"`
+	ExitCode     *int                    `json:"exit_code,omitempty"`
+	LogTail      []string                `json:"log_tail,omitempty"`
+	GPUUUIDs     []string                `json:"gpu_uuids"`
+	Runtime      string                  `json:"runtime"`
+	Address      string                  `json:"address,omitempty"`
+	HealthPath   string                  `json:"health_path,omitempty"`
+	PredictPath  string                  `json:"predict_path,omitempty"`
+	CreatedAt    time.Time               `json:"created_at"`
+	ReadyAt      *time.Time              `json:"ready_at,omitempty"`
+	StoppedAt    *time.Time              `json:"stopped_at,omitempty"`
 	// PatchHash names the patch the replica's package is at; empty while it runs its archive
 	// as built.
 	PatchHash string `json:"patch_hash,omitempty"`
@@ -51,17 +45,43 @@ type Replica struct {
 
 	// Handle finds the process or container again after an agent restart.
 	Handle *runtime.Handle `json:"handle,omitempty"`
-	// Request is what the replica was started with, so a retried POST can be compared.
-	Request StartRequest `json:"request"`
+	// Request is what the replica was started with, less its patch's files, so a retried
+	// POST can be compared and a restart in place can run it again.
+	Request agentproto.StartRequest `json:"request"`
 }
 
 // live reports whether the replica holds its GPUs: it is neither stopped nor failed.
-func (r *Replica) live() bool { return r.State != StateStopped && r.State != StateFailed }
+func (r *record) live() bool { return r.State.Live() }
+
+// wire is the replica as the agent's API and heartbeat tell it. It copies the fields it names
+// and nothing else, so a field added to record stays on the host until it is named here.
+func (r *record) wire(gpuUnhealthy bool) agentproto.Replica {
+	return agentproto.Replica{
+		ID:           r.ID,
+		DeploymentID: r.DeploymentID,
+		Environment:  r.Environment,
+		State:        r.State,
+		Error:        r.Error,
+		ExitCode:     r.ExitCode,
+		LogTail:      slices.Clone(r.LogTail),
+		GPUUUIDs:     slices.Clone(r.GPUUUIDs),
+		GPUUnhealthy: gpuUnhealthy,
+		Runtime:      r.Runtime,
+		Address:      r.Address,
+		HealthPath:   r.HealthPath,
+		PredictPath:  r.PredictPath,
+		CreatedAt:    r.CreatedAt,
+		ReadyAt:      r.ReadyAt,
+		StoppedAt:    r.StoppedAt,
+		PatchHash:    r.PatchHash,
+		ReloadError:  r.ReloadError,
+	}
+}
 
 // stateFile is the agent's record on disk.
 type stateFile struct {
-	AgentID  string     `json:"agent_id"`
-	Replicas []*Replica `json:"replicas"`
+	AgentID  string    `json:"agent_id"`
+	Replicas []*record `json:"replicas"`
 }
 
 func loadState(path string) (stateFile, error) {

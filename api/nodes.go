@@ -11,7 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -31,7 +31,7 @@ func (s *Server) requireNodeToken(next echo.HandlerFunc) echo.HandlerFunc {
 
 // nodeHeartbeat records an agent's report; the first one registers the node.
 func (s *Server) nodeHeartbeat(c echo.Context) error {
-	var hb agent.Heartbeat
+	var hb agentproto.Heartbeat
 	if err := c.Bind(&hb); err != nil {
 		return Errorf(http.StatusBadRequest, "invalid heartbeat: %v", err)
 	}

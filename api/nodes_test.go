@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/internal/apitest"
@@ -22,11 +22,11 @@ import (
 
 const nodeToken = "node-token-0123456789abcdef"
 
-func heartbeat(t *testing.T, f *fixture, token string, hb agent.Heartbeat) *httptest.ResponseRecorder {
+func heartbeat(t *testing.T, f *fixture, token string, hb agentproto.Heartbeat) *httptest.ResponseRecorder {
 	t.Helper()
 	body, err := json.Marshal(hb)
 	require.NoError(t, err)
-	req := httptest.NewRequest(http.MethodPost, agent.HeartbeatPath, bytes.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, agentproto.HeartbeatPath, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -44,14 +44,14 @@ func nodeFixture(t *testing.T) *fixture {
 	return f
 }
 
-func sampleHeartbeat(name string) agent.Heartbeat {
-	return agent.Heartbeat{
+func sampleHeartbeat(name string) agentproto.Heartbeat {
+	return agentproto.Heartbeat{
 		Name: name, AgentID: "agentid00001", AgentURL: "http://10.1.2.3:7070",
-		Inventory: agent.InventoryResponse{Node: name, GPUProfile: "h200", GPUs: []agent.GPUInfo{
+		Inventory: agentproto.InventoryResponse{Node: name, GPUProfile: "h200", GPUs: []agentproto.GPUInfo{
 			{GPU: nvml.GPU{UUID: "GPU-" + name + "-0", Index: 0, Name: "NVIDIA H200", MemoryTotalBytes: 150 << 30, Healthy: true}, AssignedReplicaID: "rep1"},
 			{GPU: nvml.GPU{UUID: "GPU-" + name + "-1", Index: 1, Name: "NVIDIA H200", MemoryTotalBytes: 150 << 30, Healthy: false, UnhealthyReason: "XID 79"}},
 		}},
-		Replicas: []agent.Replica{{ID: "rep1", DeploymentID: "dep00001", State: agent.StateReady, GPUUUIDs: []string{"GPU-" + name + "-0"}}},
+		Replicas: []agentproto.Replica{{ID: "rep1", DeploymentID: "dep00001", State: modelplane.ReplicaReady, GPUUUIDs: []string{"GPU-" + name + "-0"}}},
 	}
 }
 
@@ -141,5 +141,57 @@ func TestListNodes_SilentNodeIsDown(t *testing.T) {
 			require.Equal(t, modelplane.NodeDown, n.State)
 			require.WithinDuration(t, time.Now().Add(-time.Minute), *n.LastHeartbeatAt, 10*time.Second)
 		}
+	}
+}
+
+// TestListNodes_ShowsOnlyTheReplicasWireView sends a heartbeat whose replicas carry what an
+// agent keeps to itself (its state-file record: control token, runtime handle, the start
+// request with secrets and environment values), as an agent that leaked them would, and
+// reads GET /v1/nodes: the API keeps and shows agentproto.Replica's fields only.
+func TestListNodes_ShowsOnlyTheReplicasWireView(t *testing.T) {
+	f := nodeFixture(t)
+	name := "gpu-" + modelplane.NewID(6)
+	hb, err := json.Marshal(sampleHeartbeat(name))
+	require.NoError(t, err)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(hb, &body))
+	const (
+		secretValue  = "secret-value-7f3a9c"
+		envValue     = "env-value-51be02"
+		controlToken = "0123456789abcdef0123456789abcdef"
+		logDir       = "/var/lib/modelplane/agent/replicas/rep1/logs"
+	)
+	replica := body["replicas"].([]any)[0].(map[string]any)
+	replica["control_token"] = controlToken
+	replica["handle"] = map[string]any{"replica_id": "rep1", "runtime": "process", "pid": 4242, "start_time": 987654, "log_dir": logDir}
+	replica["request"] = map[string]any{"replica_id": "rep1", "secrets": map[string]string{"hf_token": secretValue},
+		"env": map[string]string{"MODEL_API_KEY": envValue}}
+	hb, err = json.Marshal(body)
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, agentproto.HeartbeatPath, bytes.NewReader(hb))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+nodeToken)
+	rec := httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+
+	ctx := context.Background()
+	ws, _, err := store.EnsureWorkspace(ctx, f.db, "admins-"+modelplane.NewID(4))
+	require.NoError(t, err)
+	_, admin, err := apikey.Create(ctx, f.db, ws.ID, "admin", true)
+	require.NoError(t, err)
+	req = httptest.NewRequest(http.MethodGet, "/v1/nodes", nil)
+	req.Header.Set("Authorization", "Api-Key "+admin)
+	rec = httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	nodes := rec.Body.String()
+	require.Contains(t, nodes, name)
+	require.Contains(t, nodes, `"deployment_id":"dep00001"`, "the replica's wire fields are shown")
+	for what, value := range map[string]string{
+		"secret value": secretValue, "env value": envValue, "control token": controlToken,
+		"handle's log directory": logDir, "handle": `"handle"`, "start request": `"request"`,
+	} {
+		require.NotContains(t, nodes, value, "GET /v1/nodes shows the %s", what)
 	}
 }

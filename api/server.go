@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/promutil"
 )
@@ -113,7 +113,7 @@ func New(deps Deps) *echo.Echo {
 	e.GET("/internal/v1/archives/:id", s.downloadArchive, s.requireNodeToken)
 
 	// Agents report here with the node token, not an API key.
-	e.POST(agent.HeartbeatPath, s.nodeHeartbeat, s.requireNodeToken, middleware.BodyLimit("4M"))
+	e.POST(agentproto.HeartbeatPath, s.nodeHeartbeat, s.requireNodeToken, middleware.BodyLimit("4M"))
 	return e
 }
 

@@ -18,7 +18,8 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/internal/proctest"
@@ -265,9 +266,9 @@ func TestStack_LocalAgentRegistersAndItsReplicasStopWithTheStack(t *testing.T) {
 	require.NoError(t, f.Close())
 	token, err := os.ReadFile(filepath.Join(dir, devstack.NodeTokenFile))
 	require.NoError(t, err)
-	c := agent.NewClient(s.AgentURL, strings.TrimSpace(string(token)))
-	_, err = c.StartReplica(context.Background(), agent.StartRequest{ReplicaID: "sleeper-1", DeploymentID: "dep00001",
-		ArchiveURL: "file://" + archive, ArchiveSHA256: sum, Resources: agent.Resources{GPUCount: 1}})
+	c := agentproto.NewClient(s.AgentURL, strings.TrimSpace(string(token)))
+	_, err = c.StartReplica(context.Background(), agentproto.StartRequest{ReplicaID: "sleeper-1", DeploymentID: "dep00001",
+		ArchiveURL: "file://" + archive, ArchiveSHA256: sum, Resources: modelplane.GPURequest{GPUCount: 1}})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return len(processesMentioning("sleep 299.123")) > 0

@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
@@ -35,7 +35,7 @@ type harness struct {
 	stack *devstack.Stack
 	api   *client.Client
 	key   string
-	agent *agent.Client
+	agent *agentproto.Client
 	dir   string // the stack's data directory
 	token string // its node token
 }
@@ -64,7 +64,7 @@ func startWith(t *testing.T, opts devstack.Options) *harness {
 	token, err := os.ReadFile(filepath.Join(dir, devstack.NodeTokenFile))
 	require.NoError(t, err)
 	return &harness{t: t, stack: s, api: client.New(s.APIURL, s.NewAPIKey), key: s.NewAPIKey, dir: dir,
-		token: strings.TrimSpace(string(token)), agent: agent.NewClient(s.AgentURL, strings.TrimSpace(string(token)))}
+		token: strings.TrimSpace(string(token)), agent: agentproto.NewClient(s.AgentURL, strings.TrimSpace(string(token)))}
 }
 
 // call sends a JSON request to the API and decodes the answer.
@@ -113,15 +113,15 @@ func (h *harness) waitStatus(modelID, ref string, want modelplane.DeploymentStat
 }
 
 // replica returns the agent's live replica of the deployment, if any.
-func (h *harness) replica(deploymentID string) (agent.Replica, bool) {
+func (h *harness) replica(deploymentID string) (agentproto.Replica, bool) {
 	rs, err := h.agent.Replicas(context.Background())
 	require.NoError(h.t, err)
 	for _, r := range rs {
-		if r.DeploymentID == deploymentID && (r.State == agent.StateReady || r.State == agent.StateStarting) {
+		if r.DeploymentID == deploymentID && (r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaStarting) {
 			return r, true
 		}
 	}
-	return agent.Replica{}, false
+	return agentproto.Replica{}, false
 }
 
 func echoArchive(t *testing.T, h *harness) string {

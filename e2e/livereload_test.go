@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
@@ -117,6 +116,38 @@ func (h *harness) waitAnswer(modelID string, within time.Duration, ok func(map[s
 	return 0
 }
 
+// serverPID is the process ID of a replica's model server, from the dev stack agent's state
+// file: the agent's API does not tell it.
+func (h *harness) serverPID(replicaID string) int {
+	h.t.Helper()
+	var pid int
+	require.Eventually(h.t, func() bool {
+		b, err := os.ReadFile(filepath.Join(h.dir, "agent", "state.json"))
+		if err != nil {
+			return false
+		}
+		var st struct {
+			Replicas []struct {
+				ID     string `json:"id"`
+				Handle *struct {
+					PID int `json:"pid"`
+				} `json:"handle"`
+			} `json:"replicas"`
+		}
+		if json.Unmarshal(b, &st) != nil {
+			return false
+		}
+		for _, r := range st.Replicas {
+			if r.ID == replicaID && r.Handle != nil && r.Handle.PID > 0 {
+				pid = r.Handle.PID
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "replica %s has no process in the agent's state file", replicaID)
+	return pid
+}
+
 func TestWatch_EditsReachTheRunningReplicaInPlace(t *testing.T) {
 	h := start(t)
 	dir := copyEcho(t)
@@ -153,21 +184,22 @@ func TestWatch_EditsReachTheRunningReplicaInPlace(t *testing.T) {
 	require.NotEmpty(t, depID, "the push made no development deployment")
 	first, ok := h.replica(depID)
 	require.True(t, ok, "the development deployment runs no replica")
+	firstPID := h.serverPID(first.ID)
 
 	// Edit predict: the answer changes within 2 s of the save, in the same process.
 	edit(t, dir, "model/model.py", `"echo": model_input,`, `"echo": model_input, "edited": "first",`)
 	took := h.waitAnswer(modelID, 10*time.Second, func(out map[string]any, err error) bool { return err == nil && out["edited"] == "first" })
 	assert.Less(t, took, 2*time.Second, "an edit must be served within 2 s of the save")
 	t.Logf("the edit was served %s after the save", took)
-	same := func(what string) agent.Replica {
+	// same checks that the first replica still serves, on its GPUs, and returns its server's PID.
+	same := func(what string) int {
 		r, ok := h.replica(depID)
 		require.True(t, ok, "%s: the development deployment lost its replica", what)
 		require.Equal(t, first.ID, r.ID, "%s: the replica was replaced", what)
 		require.Equal(t, first.GPUUUIDs, r.GPUUUIDs, "%s: the replica's GPUs changed", what)
-		return r
+		return h.serverPID(r.ID)
 	}
-	r := same("hot reload")
-	require.Equal(t, first.Handle.PID, r.Handle.PID, "a hot reload keeps the model server's process")
+	require.Equal(t, firstPID, same("hot reload"), "a hot reload keeps the model server's process")
 	d, err := h.api.Deployment(context.Background(), modelID, "development")
 	require.NoError(t, err)
 	require.Equal(t, depID, d.ID, "live reload keeps the deployment")
@@ -180,10 +212,10 @@ func TestWatch_EditsReachTheRunningReplicaInPlace(t *testing.T) {
 	})
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "SyntaxError") }, 5*time.Second, 50*time.Millisecond,
 		"watch does not report the failed reload")
-	require.Equal(t, first.Handle.PID, same("failed reload").Handle.PID, "a failed reload keeps the process")
+	require.Equal(t, firstPID, same("failed reload"), "a failed reload keeps the process")
 	edit(t, dir, "model/model.py", `"edited": "first" "broken" :,`, `"edited": "fixed",`)
 	h.waitAnswer(modelID, 10*time.Second, func(out map[string]any, err error) bool { return err == nil && out["edited"] == "fixed" })
-	require.Equal(t, first.Handle.PID, same("recovery").Handle.PID, "the fix is taken without a restart")
+	require.Equal(t, firstPID, same("recovery"), "the fix is taken without a restart")
 
 	// An environment variable changes in config.yaml: the replica restarts in place, and the
 	// requests sent meanwhile wait for it rather than fail.
@@ -209,8 +241,7 @@ func TestWatch_EditsReachTheRunningReplicaInPlace(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	close(stopLoad)
 	require.Empty(t, <-loadDone, "requests sent while the replica restarted in place failed")
-	r = same("restart in place")
-	require.NotEqual(t, first.Handle.PID, r.Handle.PID, "a config change restarts the model server")
+	require.NotEqual(t, firstPID, same("restart in place"), "a config change restarts the model server")
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "config.yaml (ECHO_GREETING) by restart") },
 		10*time.Second, 50*time.Millisecond, "watch does not report the restart")
 

@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/modelplane/modelplane"
 )
 
 // ConfigFile is the name of the package's configuration, at the root of the package.
@@ -58,14 +60,11 @@ const (
 type Resources struct {
 	// Accelerator is the text as written, "TYPE" or "TYPE:COUNT" ("H100:1", "A100:2").
 	Accelerator string `json:"accelerator,omitempty"`
-	// GPUType is the accelerator's TYPE, upper-cased ("H100"); empty means any GPU.
-	GPUType string `json:"gpu_type,omitempty"`
-	// GPUCount is the number of whole GPUs, or 1 for a MIG slice; 0 means CPU only.
-	GPUCount int `json:"gpu_count"`
-	// GPUMemoryGiB is the minimum memory per GPU; 0 means any.
-	GPUMemoryGiB int `json:"gpu_memory_gib,omitempty"`
-	// MIGProfile asks for one MIG instance of this profile ("1g.18gb") instead of whole GPUs.
-	MIGProfile string `json:"mig_profile,omitempty"`
+	// GPURequest is what placement and the node agent match against GPUs, resolved from
+	// accelerator, gpu_count, gpu_memory_gib and mig_profile: GPUType is the accelerator's
+	// TYPE upper-cased ("H100"), GPUCount is 1 for a MIG slice. Its keys sit in resources
+	// beside accelerator, cpu and memory.
+	modelplane.GPURequest
 	// CPU is a Kubernetes-style quantity ("1", "0.5", "500m"); empty means unspecified.
 	CPU string `json:"cpu,omitempty"`
 	// Memory is a Kubernetes-style quantity ("2Gi", "512Mi", "1G"); empty means unspecified.

@@ -290,3 +290,19 @@ func TestConfig_MarshalsWithConfigYAMLKeyNames(t *testing.T) {
 	assert.Equal(t, 2.0, got["resources"].(map[string]any)["gpu_count"])
 	assert.NotContains(t, got, "Raw")
 }
+
+func TestResources_JSONIsFlatWithConfigYAMLKeys(t *testing.T) {
+	b, err := json.Marshal(modelpkg.Resources{})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"gpu_count": 0}`, string(b), "a CPU-only replica still says gpu_count 0")
+
+	all := modelpkg.Resources{Accelerator: "H100:1", GPUType: "H100", GPUCount: 1, GPUMemoryGiB: 80,
+		MIGProfile: "3g.40gb", CPU: "500m", Memory: "2Gi"}
+	b, err = json.Marshal(all)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"accelerator": "H100:1", "gpu_type": "H100", "gpu_count": 1, "gpu_memory_gib": 80,
+		"mig_profile": "3g.40gb", "cpu": "500m", "memory": "2Gi"}`, string(b))
+	var back modelpkg.Resources
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, all, back)
+}

@@ -6,32 +6,20 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-)
 
-// Request is what a replica asks of a node's GPUs.
-type Request struct {
-	// GPUCount is how many whole GPUs; 0 with no MIGProfile means a CPU-only replica.
-	GPUCount int
-	// GPUType matches a GPU's name as a case-insensitive substring, e.g. "H100"; empty
-	// matches any GPU.
-	GPUType string
-	// GPUMemoryGiB is the least memory each GPU (or the MIG instance) must have.
-	GPUMemoryGiB int
-	// MIGProfile asks for one existing MIG instance of exactly this profile, e.g. "1g.18gb";
-	// GPUCount must then be 0 or 1.
-	MIGProfile string
-}
+	"github.com/modelplane/modelplane"
+)
 
 // ErrUnsatisfiable is what every *AllocationError matches with errors.Is: the request is
 // valid but this node cannot meet it now.
 var ErrUnsatisfiable = errors.New("nvml: GPU request cannot be satisfied on this node")
 
-// ErrInvalidRequest is returned for a Request that no node could meet as written.
+// ErrInvalidRequest is returned for a GPU request that no node could meet as written.
 var ErrInvalidRequest = errors.New("nvml: invalid GPU request")
 
 // AllocationError says why a request cannot be met on this node.
 type AllocationError struct {
-	Request Request
+	Request modelplane.GPURequest
 	// Reason is a sentence a human can act on, e.g. "needs 2 GPUs of type H100 with >= 80
 	// GiB; 1 free, 1 assigned to replica r1, 2 unhealthy".
 	Reason string
@@ -54,7 +42,7 @@ const gib = 1 << 30
 // Unhealthy GPUs are skipped. Several GPUs come from one NVLink group if possible, else from
 // one NUMA node, else from anywhere; among equal choices the smallest group that fits wins
 // (keeping larger groups whole for larger requests), then the lowest index.
-func Allocate(req Request, inv Inventory, assigned map[string]string) ([]string, error) {
+func Allocate(req modelplane.GPURequest, inv Inventory, assigned map[string]string) ([]string, error) {
 	switch {
 	case req.GPUCount < 0:
 		return nil, fmt.Errorf("%w: GPU count %d is negative", ErrInvalidRequest, req.GPUCount)
@@ -74,7 +62,7 @@ func Allocate(req Request, inv Inventory, assigned map[string]string) ([]string,
 	return allocateWhole(req, gpus, assigned)
 }
 
-func allocateWhole(req Request, gpus []GPU, assigned map[string]string) ([]string, error) {
+func allocateWhole(req modelplane.GPURequest, gpus []GPU, assigned map[string]string) ([]string, error) {
 	var free []GPU
 	var t tally
 	for _, g := range gpus {
@@ -112,7 +100,7 @@ func allocateWhole(req Request, gpus []GPU, assigned map[string]string) ([]strin
 	return nil, &AllocationError{Request: req, Reason: reason}
 }
 
-func allocateMIG(req Request, gpus []GPU, assigned map[string]string) ([]string, error) {
+func allocateMIG(req modelplane.GPURequest, gpus []GPU, assigned map[string]string) ([]string, error) {
 	var t tally
 	for _, g := range gpus {
 		if !typeMatches(g, req) {
@@ -161,7 +149,7 @@ func holder(g GPU, assigned map[string]string) (string, bool) {
 	return "", false
 }
 
-func typeMatches(g GPU, req Request) bool {
+func typeMatches(g GPU, req modelplane.GPURequest) bool {
 	return req.GPUType == "" || strings.Contains(strings.ToLower(g.Name), strings.ToLower(req.GPUType))
 }
 
@@ -263,7 +251,7 @@ func (t tally) String(free int) string {
 	return strings.Join(parts, ", ")
 }
 
-func describeWant(req Request) string {
+func describeWant(req modelplane.GPURequest) string {
 	var b strings.Builder
 	if req.MIGProfile != "" {
 		b.WriteString("a MIG instance " + req.MIGProfile)
@@ -304,7 +292,7 @@ func noMatch(gpus []GPU) string {
 
 // noMIGInstance explains a missing MIG instance: MIG off, instance not created, or a profile
 // that no GPU here offers.
-func noMIGInstance(req Request, gpus []GPU) string {
+func noMIGInstance(req modelplane.GPURequest, gpus []GPU) string {
 	var offeredOff, offeredOn []string
 	var others []string
 	for _, g := range gpus {

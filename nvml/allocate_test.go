@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane"
 )
 
 const mib = 1 << 20
@@ -61,7 +63,7 @@ func TestAllocate(t *testing.T) {
 	)
 	tests := []struct {
 		name     string
-		req      Request
+		req      modelplane.GPURequest
 		inv      Inventory
 		assigned map[string]string
 		want     []string
@@ -71,99 +73,99 @@ func TestAllocate(t *testing.T) {
 	}{
 		{
 			name: "CPU-only replica gets nothing",
-			req:  Request{},
+			req:  modelplane.GPURequest{},
 			inv:  inv(h100(0)),
 		},
 		{
 			name: "one GPU of any type",
-			req:  Request{GPUCount: 1},
+			req:  modelplane.GPURequest{GPUCount: 1},
 			inv:  inv(h100(0), h100(1)),
 			want: []string{"GPU-0"},
 		},
 		{
 			name: "two GPUs in index order",
-			req:  Request{GPUCount: 2, GPUType: "H100"},
+			req:  modelplane.GPURequest{GPUCount: 2, GPUType: "H100"},
 			inv:  inv(h100(2), h100(0), h100(1)),
 			want: []string{"GPU-0", "GPU-1"},
 		},
 		{
 			name: "type matches case-insensitively as a substring",
-			req:  Request{GPUCount: 1, GPUType: "h100 80gb"},
+			req:  modelplane.GPURequest{GPUCount: 1, GPUType: "h100 80gb"},
 			inv:  inv(h100(0)),
 			want: []string{"GPU-0"},
 		},
 		{
 			name:       "type mismatch says what the node has",
-			req:        Request{GPUCount: 1, GPUType: "A100"},
+			req:        modelplane.GPURequest{GPUCount: 1, GPUType: "A100"},
 			inv:        inv(h100(0), h100(1)),
 			wantReason: "needs 1 GPU of type A100; no GPU on this node matches; it has 2 × NVIDIA H100 80GB HBM3 (80 GiB)",
 		},
 		{
 			name: "memory minimum meets the advertised size although NVML reports a little less",
-			req:  Request{GPUCount: 1, GPUMemoryGiB: 80},
+			req:  modelplane.GPURequest{GPUCount: 1, GPUMemoryGiB: 80},
 			inv:  inv(h100(0)),
 			want: []string{"GPU-0"},
 		},
 		{
 			name:       "memory minimum above the GPU's size",
-			req:        Request{GPUCount: 1, GPUMemoryGiB: 81},
+			req:        modelplane.GPURequest{GPUCount: 1, GPUMemoryGiB: 81},
 			inv:        inv(h100(0)),
 			wantReason: "needs 1 GPU with >= 81 GiB; no GPU on this node matches; it has 1 × NVIDIA H100 80GB HBM3 (80 GiB)",
 		},
 		{
 			name:       "no GPUs at all",
-			req:        Request{GPUCount: 2},
+			req:        modelplane.GPURequest{GPUCount: 2},
 			inv:        inv(),
 			wantReason: "needs 2 GPUs; this node has no GPUs",
 		},
 		{
 			name:       "reason counts free, assigned and unhealthy GPUs",
-			req:        Request{GPUCount: 2, GPUType: "H100", GPUMemoryGiB: 80},
+			req:        modelplane.GPURequest{GPUCount: 2, GPUType: "H100", GPUMemoryGiB: 80},
 			inv:        inv(h100(0), h100(1, unhealthy), h100(2, unhealthy), h100(3)),
 			assigned:   map[string]string{"GPU-0": "r1"},
 			wantReason: "needs 2 GPUs of type H100 with >= 80 GiB; 1 free, 1 assigned to replica r1, 2 unhealthy",
 		},
 		{
 			name:     "unhealthy GPUs are skipped",
-			req:      Request{GPUCount: 1},
+			req:      modelplane.GPURequest{GPUCount: 1},
 			inv:      inv(h100(0, unhealthy), h100(1)),
 			want:     []string{"GPU-1"},
 			assigned: map[string]string{},
 		},
 		{
 			name:       "assigned GPUs are never shared",
-			req:        Request{GPUCount: 2},
+			req:        modelplane.GPURequest{GPUCount: 2},
 			inv:        inv(h100(0), h100(1)),
 			assigned:   map[string]string{"GPU-0": "r1", "GPU-1": "r2"},
 			wantReason: "needs 2 GPUs; 0 free, 2 assigned to replicas r1, r2",
 		},
 		{
 			name:       "a GPU in MIG mode is not handed out whole",
-			req:        Request{GPUCount: 2},
+			req:        modelplane.GPURequest{GPUCount: 2},
 			inv:        inv(h200MIG(0), h100(1)),
 			wantReason: "needs 2 GPUs; 1 free, 1 in MIG mode (ask for a MIG profile to use them)",
 		},
 		{
 			name: "a GPU in MIG mode is skipped for a whole-GPU request",
-			req:  Request{GPUCount: 1},
+			req:  modelplane.GPURequest{GPUCount: 1},
 			inv:  inv(h200MIG(0, "1g.18gb"), h100(1)),
 			want: []string{"GPU-1"},
 		},
 		{
 			name: "MIG profile by exact name",
-			req:  Request{MIGProfile: "1g.18gb+me"},
+			req:  modelplane.GPURequest{MIGProfile: "1g.18gb+me"},
 			inv:  inv(h200MIG(0, "1g.18gb", "1g.18gb+me", "2g.35gb")),
 			want: []string{"MIG-0-1"},
 		},
 		{
 			name: "MIG profile with GPUCount 1 is the same as 0",
-			req:  Request{GPUCount: 1, MIGProfile: "2g.35gb", GPUType: "H200"},
+			req:  modelplane.GPURequest{GPUCount: 1, MIGProfile: "2g.35gb", GPUType: "H200"},
 			inv:  inv(h200MIG(0, "1g.18gb", "2g.35gb")),
 			want: []string{"MIG-0-1"},
 		},
 		{
 			name: "MIG instance already assigned is skipped",
-			req:  Request{MIGProfile: "1g.18gb"},
+			req:  modelplane.GPURequest{MIGProfile: "1g.18gb"},
 			inv:  inv(h200MIG(0, "1g.18gb", "1g.18gb")),
 			assigned: map[string]string{
 				"MIG-0-0": "r1",
@@ -172,38 +174,38 @@ func TestAllocate(t *testing.T) {
 		},
 		{
 			name:       "all MIG instances of the profile assigned",
-			req:        Request{MIGProfile: "1g.18gb"},
+			req:        modelplane.GPURequest{MIGProfile: "1g.18gb"},
 			inv:        inv(h200MIG(0, "1g.18gb", "1g.18gb", "2g.35gb")),
 			assigned:   map[string]string{"MIG-0-0": "r2", "MIG-0-1": "r1"},
 			wantReason: "needs a MIG instance 1g.18gb; 0 free, 2 assigned to replicas r1, r2",
 		},
 		{
 			name:       "MIG instance on an unhealthy GPU is skipped",
-			req:        Request{MIGProfile: "1g.18gb"},
+			req:        modelplane.GPURequest{MIGProfile: "1g.18gb"},
 			inv:        inv(func() GPU { g := h200MIG(0, "1g.18gb"); unhealthy(&g); return g }()),
 			wantReason: "needs a MIG instance 1g.18gb; 0 free, 1 unhealthy",
 		},
 		{
 			name: "MIG instance on the next healthy GPU",
-			req:  Request{MIGProfile: "1g.18gb"},
+			req:  modelplane.GPURequest{MIGProfile: "1g.18gb"},
 			inv:  inv(func() GPU { g := h200MIG(0, "1g.18gb"); unhealthy(&g); return g }(), h200MIG(1, "1g.18gb")),
 			want: []string{"MIG-1-0"},
 		},
 		{
 			name:       "MIG profile names are matched exactly",
-			req:        Request{MIGProfile: "1g.18"},
+			req:        modelplane.GPURequest{MIGProfile: "1g.18"},
 			inv:        inv(h200MIG(0, "1g.18gb")),
 			wantReason: "needs a MIG instance 1g.18; no GPU on this node offers that profile (offered: 1g.18gb, 1g.18gb+me, 2g.35gb)",
 		},
 		{
 			name:       "MIG profile offered but not created",
-			req:        Request{MIGProfile: "2g.35gb"},
+			req:        modelplane.GPURequest{MIGProfile: "2g.35gb"},
 			inv:        inv(h200MIG(0, "1g.18gb")),
 			wantReason: "needs a MIG instance 2g.35gb; no 2g.35gb instance exists yet; create one, e.g. nvidia-smi mig -i 0 -cgi 2g.35gb -C",
 		},
 		{
 			name: "MIG profile offered but MIG mode off",
-			req:  Request{MIGProfile: "1g.18gb"},
+			req:  modelplane.GPURequest{MIGProfile: "1g.18gb"},
 			inv: inv(func() GPU {
 				g := h200MIG(0)
 				g.MIGMode = false
@@ -213,73 +215,73 @@ func TestAllocate(t *testing.T) {
 		},
 		{
 			name:       "MIG on a node without MIG",
-			req:        Request{MIGProfile: "1g.10gb"},
+			req:        modelplane.GPURequest{MIGProfile: "1g.10gb"},
 			inv:        inv(h100(0)),
 			wantReason: "needs a MIG instance 1g.10gb; no GPU on this node supports MIG",
 		},
 		{
 			name:       "a GPU whole-assigned lends no MIG instance",
-			req:        Request{MIGProfile: "1g.18gb"},
+			req:        modelplane.GPURequest{MIGProfile: "1g.18gb"},
 			inv:        inv(h200MIG(0, "1g.18gb")),
 			assigned:   map[string]string{"GPU-0": "r1"},
 			wantReason: "needs a MIG instance 1g.18gb; 0 free, 1 assigned to replica r1",
 		},
 		{
 			name:    "MIG profile with two GPUs is invalid",
-			req:     Request{GPUCount: 2, MIGProfile: "1g.18gb"},
+			req:     modelplane.GPURequest{GPUCount: 2, MIGProfile: "1g.18gb"},
 			inv:     inv(h200MIG(0, "1g.18gb")),
 			wantErr: ErrInvalidRequest,
 		},
 		{
 			name:    "negative count is invalid",
-			req:     Request{GPUCount: -1},
+			req:     modelplane.GPURequest{GPUCount: -1},
 			inv:     inv(h100(0)),
 			wantErr: ErrInvalidRequest,
 		},
 		{
 			name:     "several GPUs come from one NVLink group",
-			req:      Request{GPUCount: 4},
+			req:      modelplane.GPURequest{GPUCount: 4},
 			inv:      eightNVLink,
 			assigned: map[string]string{"GPU-1": "r1"},
 			want:     []string{"GPU-4", "GPU-5", "GPU-6", "GPU-7"},
 		},
 		{
 			name:     "the smallest NVLink group that fits, keeping the larger one whole",
-			req:      Request{GPUCount: 2},
+			req:      modelplane.GPURequest{GPUCount: 2},
 			inv:      eightNVLink,
 			assigned: map[string]string{"GPU-1": "r1"},
 			want:     []string{"GPU-0", "GPU-2"},
 		},
 		{
 			name: "within an NVLink group, one NUMA node",
-			req:  Request{GPUCount: 2},
+			req:  modelplane.GPURequest{GPUCount: 2},
 			inv: inv(h100(0, topo(0, 0)), h100(1, topo(0, 1)), h100(2, topo(0, 0)), h100(3, topo(0, 1)),
 				h100(4, topo(0, 1))),
 			want: []string{"GPU-0", "GPU-2"},
 		},
 		{
 			name: "NVLink beats NUMA",
-			req:  Request{GPUCount: 2},
+			req:  modelplane.GPURequest{GPUCount: 2},
 			inv:  inv(h100(0, topo(-1, 0)), h100(1, topo(-1, 0)), h100(2, topo(0, 0)), h100(3, topo(0, 1))),
 			want: []string{"GPU-2", "GPU-3"},
 		},
 		{
 			name:     "one NUMA node when there is no NVLink",
-			req:      Request{GPUCount: 2},
+			req:      modelplane.GPURequest{GPUCount: 2},
 			inv:      inv(h100(0, topo(-1, 0)), h100(1, topo(-1, 0)), h100(2, topo(-1, 1)), h100(3, topo(-1, 1))),
 			assigned: map[string]string{"GPU-0": "r1"},
 			want:     []string{"GPU-2", "GPU-3"},
 		},
 		{
 			name:     "anywhere, by index, when no group fits",
-			req:      Request{GPUCount: 3},
+			req:      modelplane.GPURequest{GPUCount: 3},
 			inv:      inv(h100(0, topo(0, 0)), h100(1, topo(0, 0)), h100(2, topo(1, 1)), h100(3, topo(1, 1))),
 			assigned: map[string]string{"GPU-0": "r1"},
 			want:     []string{"GPU-1", "GPU-2", "GPU-3"},
 		},
 		{
 			name: "a single GPU comes from outside the NVLink groups first",
-			req:  Request{GPUCount: 1},
+			req:  modelplane.GPURequest{GPUCount: 1},
 			inv:  inv(h100(0, topo(0, 0)), h100(1, topo(0, 0)), h100(2, topo(-1, 0))),
 			want: []string{"GPU-2"},
 		},
@@ -347,9 +349,9 @@ func TestAllocate_NeverGivesOneUUIDToTwoReplicas(t *testing.T) {
 				i := rng.IntN(len(gpus))
 				gpus[i].Healthy = !gpus[i].Healthy
 			}
-			req := Request{GPUCount: rng.IntN(4)}
+			req := modelplane.GPURequest{GPUCount: rng.IntN(4)}
 			if rng.IntN(3) == 0 {
-				req = Request{MIGProfile: profiles[rng.IntN(len(profiles))]}
+				req = modelplane.GPURequest{MIGProfile: profiles[rng.IntN(len(profiles))]}
 			}
 			got, err := Allocate(req, Inventory{GPUs: gpus}, assigned)
 			if err != nil {

@@ -9,6 +9,8 @@ import (
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane"
 )
 
 const eventually = 5 * time.Second
@@ -31,7 +33,7 @@ func TestHealth_XID79MarksTheGPUUnhealthy(t *testing.T) {
 		"XID 79 should make the GPU unhealthy")
 	assert.Contains(t, gpuOf(t, m, u).UnhealthyReason, "XID 79 (GPU has fallen off the bus)")
 
-	_, err := Allocate(Request{GPUCount: 1}, mustInventory(t, m), nil)
+	_, err := Allocate(modelplane.GPURequest{GPUCount: 1}, mustInventory(t, m), nil)
 	var ae *AllocationError
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, "needs 1 GPU; 0 free, 1 unhealthy", ae.Reason)

@@ -16,6 +16,8 @@ import (
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane"
 )
 
 // fakeClock is the clock probation is measured with in tests.
@@ -362,11 +364,11 @@ func TestSimulator_MIGInstancesAreReportedAndAllocated(t *testing.T) {
 		{UUID: c, ParentUUID: u, Profile: "3g.20gb", MemoryBytes: 19968 << 20},
 	}, g.MIGInstances)
 
-	got, err := Allocate(Request{MIGProfile: "1g.5gb"}, inv, map[string]string{a: "r1"})
+	got, err := Allocate(modelplane.GPURequest{MIGProfile: "1g.5gb"}, inv, map[string]string{a: "r1"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{b}, got)
 
-	_, err = Allocate(Request{GPUCount: 8}, inv, nil)
+	_, err = Allocate(modelplane.GPURequest{GPUCount: 8}, inv, nil)
 	var ae *AllocationError
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, "needs 8 GPUs; 7 free, 1 in MIG mode (ask for a MIG profile to use them)", ae.Reason)

@@ -34,7 +34,7 @@ type Request struct {
 	// Count is how many replicas to place.
 	Count int
 	// GPU is what each replica needs; the zero value is a CPU-only replica.
-	GPU nvml.Request
+	GPU modelplane.GPURequest
 	// ExistingByNode counts this deployment's live replicas per node ID, so new replicas go
 	// where the deployment is thinnest and one node's loss takes out as few as possible.
 	ExistingByNode map[string]int

@@ -52,7 +52,7 @@ func withReplicas(n Node, replicas int) Node {
 	return n
 }
 
-var oneH100 = nvml.Request{GPUCount: 1, GPUType: "H100"}
+var oneH100 = modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}
 
 func TestPlace(t *testing.T) {
 	tests := []struct {
@@ -118,7 +118,7 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name: "multi-GPU replica takes several GPUs of one node",
-			req:  Request{Count: 1, GPU: nvml.Request{GPUCount: 2}},
+			req:  Request{Count: 1, GPU: modelplane.GPURequest{GPUCount: 2}},
 			nodes: []Node{
 				node("a", modelplane.NodeReady, h100("GPU-a0", 0)),
 				node("b", modelplane.NodeReady, h100("GPU-b0", 0), h100("GPU-b1", 1)),
@@ -142,7 +142,7 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name: "GPU memory mismatch",
-			req:  Request{Count: 1, GPU: nvml.Request{GPUCount: 1, GPUMemoryGiB: 80}},
+			req:  Request{Count: 1, GPU: modelplane.GPURequest{GPUCount: 1, GPUMemoryGiB: 80}},
 			nodes: []Node{
 				node("a", modelplane.NodeReady, gpu("GPU-a0", 0, "NVIDIA A100-SXM4-40GB", 40)),
 				node("b", modelplane.NodeReady, gpu("GPU-b0", 0, "NVIDIA A100-SXM4-80GB", 80)),
@@ -151,7 +151,7 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name: "MIG profile takes a free instance",
-			req:  Request{Count: 1, GPU: nvml.Request{MIGProfile: "1g.10gb"}},
+			req:  Request{Count: 1, GPU: modelplane.GPURequest{MIGProfile: "1g.10gb"}},
 			nodes: []Node{
 				withAssigned(node("a", modelplane.NodeReady, migGPU("GPU-a0", 0, "MIG-a0-1", "MIG-a0-2")), map[string]string{"MIG-a0-1": "r1"}),
 			},
@@ -159,7 +159,7 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name: "MIG instances run out",
-			req:  Request{Count: 2, GPU: nvml.Request{MIGProfile: "1g.10gb"}},
+			req:  Request{Count: 2, GPU: modelplane.GPURequest{MIGProfile: "1g.10gb"}},
 			nodes: []Node{
 				withAssigned(node("a", modelplane.NodeReady, migGPU("GPU-a0", 0, "MIG-a0-1", "MIG-a0-2")), map[string]string{"MIG-a0-1": "r1"}),
 			},
@@ -168,7 +168,7 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name: "whole-GPU request skips a GPU in MIG mode",
-			req:  Request{Count: 1, GPU: nvml.Request{GPUCount: 1}},
+			req:  Request{Count: 1, GPU: modelplane.GPURequest{GPUCount: 1}},
 			nodes: []Node{
 				node("a", modelplane.NodeReady, migGPU("GPU-a0", 0, "MIG-a0-1")),
 				node("b", modelplane.NodeReady, h100("GPU-b0", 0)),
@@ -287,8 +287,8 @@ func TestPlace_InvalidRequestIsRefusedOnce(t *testing.T) {
 		req  Request
 	}{
 		{"negative count", Request{Count: -1}},
-		{"negative GPU count", Request{Count: 1, GPU: nvml.Request{GPUCount: -1}}},
-		{"MIG profile with two GPUs", Request{Count: 1, GPU: nvml.Request{GPUCount: 2, MIGProfile: "1g.10gb"}}},
+		{"negative GPU count", Request{Count: 1, GPU: modelplane.GPURequest{GPUCount: -1}}},
+		{"MIG profile with two GPUs", Request{Count: 1, GPU: modelplane.GPURequest{GPUCount: 2, MIGProfile: "1g.10gb"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -476,9 +476,9 @@ func randomRequest(r *rand.Rand, nodes []Node) Request {
 	switch r.IntN(4) {
 	case 0: // CPU only
 	case 1:
-		req.GPU = nvml.Request{MIGProfile: []string{"1g.10gb", "2g.20gb"}[r.IntN(2)]}
+		req.GPU = modelplane.GPURequest{MIGProfile: []string{"1g.10gb", "2g.20gb"}[r.IntN(2)]}
 	default:
-		req.GPU = nvml.Request{GPUCount: 1 + r.IntN(3)}
+		req.GPU = modelplane.GPURequest{GPUCount: 1 + r.IntN(3)}
 		if r.IntN(2) == 0 {
 			req.GPU.GPUType = []string{"H100", "A100", "L4"}[r.IntN(3)]
 		}

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/client"
 )
@@ -149,7 +148,7 @@ func (b *bench) coldStart(ctx context.Context, r *coldRun, pause *sync.RWMutex) 
 	}
 	if rs, err := b.agent.Replicas(ctx); err == nil {
 		for _, rep := range rs {
-			if rep.DeploymentID == r.depID && (rep.State == agent.StateReady || rep.State == agent.StateStarting) &&
+			if rep.DeploymentID == r.depID && (rep.State == modelplane.ReplicaReady || rep.State == modelplane.ReplicaStarting) &&
 				rep.CreatedAt.After(s.created) {
 				s.created, s.replicaID = rep.CreatedAt, rep.ID
 			}

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/agent"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/client"
@@ -94,7 +94,7 @@ func main() {
 type bench struct {
 	*benchenv.Env
 	gw    *client.Client // predictions, with a connection pool sized for the load step
-	agent *agent.Client
+	agent *agentproto.Client
 	rec   *recorder
 }
 
@@ -120,7 +120,7 @@ func run(ctx context.Context, c config) (err error) {
 		return err
 	}
 	b := &bench{Env: env, rec: rec,
-		agent: agent.NewClient(env.Stack.AgentURL, strings.TrimSpace(string(token)))}
+		agent: agentproto.NewClient(env.Stack.AgentURL, strings.TrimSpace(string(token)))}
 	b.gw = client.New(env.Stack.APIURL, env.Stack.NewAPIKey)
 	b.gw.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * c.StepClients}}
 

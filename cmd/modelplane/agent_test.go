@@ -16,7 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane/agent"
+	mp "github.com/modelplane/modelplane" // "modelplane" names main_test.go's command runner
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/modelpkg"
 )
 
@@ -176,14 +177,14 @@ func TestAgent_EchoModelSurvivesAgentKill9AndDeleteFreesGPU(t *testing.T) {
 	sum, err := modelpkg.Pack("../../examples/models/echo", f)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	req := agent.StartRequest{ReplicaID: "echo-1", DeploymentID: "dep00001", Environment: "production",
-		ArchiveURL: "file://" + archive, ArchiveSHA256: sum, Resources: agent.Resources{GPUCount: 1}}
+	req := agentproto.StartRequest{ReplicaID: "echo-1", DeploymentID: "dep00001", Environment: "production",
+		ArchiveURL: "file://" + archive, ArchiveSHA256: sum, Resources: mp.GPURequest{GPUCount: 1}}
 	code, body := call(t, http.MethodPost, agentURL+"/v1/replicas", nodeAuth, req)
 	require.Equal(t, http.StatusCreated, code, string(body))
-	var rep agent.Replica
+	var rep agentproto.Replica
 	require.Eventually(t, func() bool {
 		_, body := call(t, http.MethodGet, agentURL+"/v1/replicas/echo-1", nodeAuth, nil)
-		return json.Unmarshal(body, &rep) == nil && rep.State == agent.StateReady
+		return json.Unmarshal(body, &rep) == nil && rep.State == mp.ReplicaReady
 	}, 30*time.Second, 100*time.Millisecond, "the echo replica never became ready: %+v", rep)
 	echo := func() map[string]any {
 		resp, err := http.Post("http://"+rep.Address+rep.PredictPath, "application/json", strings.NewReader(`{"text":"hi"}`))
@@ -201,10 +202,10 @@ func TestAgent_EchoModelSurvivesAgentKill9AndDeleteFreesGPU(t *testing.T) {
 	agentCmd.wait(t)
 	require.Equal(t, map[string]any{"text": "hi"}, echo()["echo"], "the model must keep serving while its agent is dead")
 	agentCmd = startAgent(t, listen, apiURL, tokenFile, stateDir)
-	var again agent.Replica
+	var again agentproto.Replica
 	require.Eventually(t, func() bool {
 		_, body := call(t, http.MethodGet, agentURL+"/v1/replicas/echo-1", nodeAuth, nil)
-		return json.Unmarshal(body, &again) == nil && again.State == agent.StateReady
+		return json.Unmarshal(body, &again) == nil && again.State == mp.ReplicaReady
 	}, 20*time.Second, 100*time.Millisecond)
 	require.Equal(t, rep.Address, again.Address)
 	require.Equal(t, []string{gpu}, again.GPUUUIDs)

@@ -1,9 +1,10 @@
-package agent
+package agentproto
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,6 +34,9 @@ func NewClient(baseURL, token string) *Client {
 		patchHTTP: &http.Client{},
 	}
 }
+
+// ErrUnknownReplica is a replica ID the agent has never seen: the agent answers 404 for it.
+var ErrUnknownReplica = errors.New("unknown replica")
 
 // APIError is an agent's error answer.
 type APIError struct {
