@@ -7,23 +7,24 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
 // DeploymentV1 is API.md's deployment object.
 type DeploymentV1 struct {
-	ID                  string                    `json:"id"`
-	CreatedAt           time.Time                 `json:"created_at"`
-	Name                string                    `json:"name"`
-	ModelID             string                    `json:"model_id"`
-	IsProduction        bool                      `json:"is_production"`
-	IsDevelopment       bool                      `json:"is_development"`
-	Status              string                    `json:"status"`
-	ActiveReplicaCount  int                       `json:"active_replica_count"`
-	AutoscalingSettings store.AutoscalingSettings `json:"autoscaling_settings"`
-	InstanceTypeName    string                    `json:"instance_type_name"`
-	Environment         *string                   `json:"environment"`
-	Labels              store.JSONMap             `json:"labels"`
+	ID                  string                       `json:"id"`
+	CreatedAt           time.Time                    `json:"created_at"`
+	Name                string                       `json:"name"`
+	ModelID             string                       `json:"model_id"`
+	IsProduction        bool                         `json:"is_production"`
+	IsDevelopment       bool                         `json:"is_development"`
+	Status              string                       `json:"status"`
+	ActiveReplicaCount  int                          `json:"active_replica_count"`
+	AutoscalingSettings settings.AutoscalingSettings `json:"autoscaling_settings"`
+	InstanceTypeName    string                       `json:"instance_type_name"`
+	Environment         *string                      `json:"environment"`
+	Labels              store.JSONMap                `json:"labels"`
 }
 
 func deploymentV1(v store.DeploymentView) DeploymentV1 {
@@ -48,14 +49,14 @@ type PromotionV1 struct {
 
 // EnvironmentV1 is API.md's environment object.
 type EnvironmentV1 struct {
-	Name                string                    `json:"name"`
-	CreatedAt           time.Time                 `json:"created_at"`
-	ModelID             string                    `json:"model_id"`
-	CurrentDeployment   *DeploymentV1             `json:"current_deployment"`
-	CandidateDeployment *DeploymentV1             `json:"candidate_deployment"`
-	InProgressPromotion *PromotionV1              `json:"in_progress_promotion"`
-	AutoscalingSettings store.AutoscalingSettings `json:"autoscaling_settings"`
-	PromotionSettings   store.PromotionSettings   `json:"promotion_settings"`
+	Name                string                       `json:"name"`
+	CreatedAt           time.Time                    `json:"created_at"`
+	ModelID             string                       `json:"model_id"`
+	CurrentDeployment   *DeploymentV1                `json:"current_deployment"`
+	CandidateDeployment *DeploymentV1                `json:"candidate_deployment"`
+	InProgressPromotion *PromotionV1                 `json:"in_progress_promotion"`
+	AutoscalingSettings settings.AutoscalingSettings `json:"autoscaling_settings"`
+	PromotionSettings   settings.PromotionSettings   `json:"promotion_settings"`
 }
 
 // ownModel loads the request's model, answering 404 for another workspace's.

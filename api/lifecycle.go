@@ -246,7 +246,7 @@ func (s *Server) requireArchive(ctx context.Context, workspaceID, id string) err
 // insertDeployment writes the deployment row. Autoscaling starts from the defaults (the
 // development deployment's capped at one replica).
 func (s *Server) insertDeployment(ctx context.Context, tx *sqlx.Tx, m store.Model, req createRequest) (store.Deployment, error) {
-	as := store.DefaultAutoscalingSettings()
+	as := settings.DefaultAutoscalingSettings()
 	if req.development {
 		as = settings.ForDevelopment(as)
 	}

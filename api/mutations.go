@@ -60,7 +60,7 @@ func (s *Server) createEnvironment(c echo.Context) error {
 		return Errorf(http.StatusBadRequest, "name: use 1-63 lowercase letters, digits, - or _, starting with a letter or digit")
 	}
 	env := store.Environment{ModelID: m.ID, Name: name,
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()}
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()}
 	if raw, ok := obj["autoscaling_settings"]; ok {
 		if env.AutoscalingSettings, _, err = settings.PatchAutoscaling("autoscaling_settings", env.AutoscalingSettings, raw); err != nil {
 			return settingsError(err)
@@ -237,7 +237,7 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 	changed := false
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
 		// Read under a row lock so two PATCHes of different fields both take effect.
-		var current store.AutoscalingSettings
+		var current settings.AutoscalingSettings
 		if err := tx.GetContext(ctx, &current, `SELECT autoscaling_settings FROM deployments
 			WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`, m.ID, d.ID); err != nil {
 			return err

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/modelplane/modelplane/settings"
 )
 
 // Model is a named model in a workspace, with what ModelV1 reports about its deployments.
@@ -34,7 +36,7 @@ func CreateModel(ctx context.Context, db sqlx.ExtContext, workspaceID, name stri
 		SELECT m.*, 0 AS deployments_count, NULL AS production_deployment_id,
 		       NULL AS development_deployment_id
 		FROM m`,
-		NewID(8), workspaceID, name, DefaultAutoscalingSettings(), DefaultPromotionSettings())
+		NewID(8), workspaceID, name, settings.DefaultAutoscalingSettings(), settings.DefaultPromotionSettings())
 	return m, err
 }
 

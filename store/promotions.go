@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/modelplane/modelplane/settings"
 )
 
 // Promotion statuses, as the promotions table spells them.
@@ -25,7 +27,7 @@ type NewPromotion struct {
 	Environment          string
 	SourceDeploymentID   string
 	PreviousDeploymentID *string
-	Settings             PromotionSettings
+	Settings             settings.PromotionSettings
 	WorkflowID           string
 }
 

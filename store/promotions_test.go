@@ -7,6 +7,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -20,7 +21,7 @@ func TestCreatePromotion_RoundTripsAndStartsReleasing(t *testing.T) {
 	id := store.NewID(8)
 	created, err := store.CreatePromotion(ctx, db, store.NewPromotion{
 		ID: id, ModelID: m.ID, Environment: store.ProductionEnvironment, SourceDeploymentID: d.ID,
-		Settings: store.DefaultPromotionSettings(), WorkflowID: "promotion:" + m.ID + ":production",
+		Settings: settings.DefaultPromotionSettings(), WorkflowID: "promotion:" + m.ID + ":production",
 	})
 	require.NoError(t, err)
 	got, err := store.PromotionByID(ctx, db, id)
@@ -29,7 +30,7 @@ func TestCreatePromotion_RoundTripsAndStartsReleasing(t *testing.T) {
 	require.Equal(t, store.PromotionReleasing, got.Status)
 	require.Equal(t, d.ID, got.SourceDeploymentID)
 	require.Nil(t, got.PreviousDeploymentID)
-	require.Equal(t, store.DefaultPromotionSettings(), got.Settings)
+	require.Equal(t, settings.DefaultPromotionSettings(), got.Settings)
 	require.Equal(t, "promotion:"+m.ID+":production", got.WorkflowID)
 	require.Nil(t, got.FinishedAt)
 
@@ -48,7 +49,7 @@ func TestCreatePromotion_SecondRunningOfSameEnvironmentIsConflict(t *testing.T) 
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	np := store.NewPromotion{ID: store.NewID(8), ModelID: m.ID, Environment: store.ProductionEnvironment,
-		SourceDeploymentID: d.ID, Settings: store.DefaultPromotionSettings(), WorkflowID: "w"}
+		SourceDeploymentID: d.ID, Settings: settings.DefaultPromotionSettings(), WorkflowID: "w"}
 	_, err = store.CreatePromotion(ctx, db, np)
 	require.NoError(t, err)
 
@@ -129,7 +130,7 @@ func TestCreateDeploymentWithID_IsIdempotent(t *testing.T) {
 	require.NoError(t, err)
 
 	id := store.NewID(8)
-	as := store.DefaultAutoscalingSettings()
+	as := settings.DefaultAutoscalingSettings()
 	as.MaxReplica = 4
 	nd := store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, Config: store.JSONMap{"model_name": "echo"},
 		AutoscalingSettings: as}
@@ -186,7 +187,7 @@ func TestForceCancelPromotion_BeforeTheCandidateAndOnlyThatEnvironment(t *testin
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	prodID, stagingID := store.NewID(8), store.NewID(8)
 	for _, np := range []store.NewPromotion{

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/modelplane/modelplane/settings"
 )
 
 // DeploymentView is a deployment with what the API reports about it beside its own columns:
@@ -56,20 +58,20 @@ func DeploymentViewByRef(ctx context.Context, db sqlx.QueryerContext, modelID, r
 
 // Promotion is one promotion of an environment.
 type Promotion struct {
-	ID                    string            `db:"id"`
-	ModelID               string            `db:"model_id"`
-	Environment           string            `db:"environment"`
-	SourceDeploymentID    string            `db:"source_deployment_id"`
-	CandidateDeploymentID *string           `db:"candidate_deployment_id"`
-	PreviousDeploymentID  *string           `db:"previous_deployment_id"`
-	Status                string            `db:"status"`
-	PercentTrafficToNew   int               `db:"percent_traffic_to_new_version"`
-	ErrorMessage          string            `db:"error_message"`
-	Settings              PromotionSettings `db:"settings"`
-	WorkflowID            string            `db:"workflow_id"`
-	CreatedAt             time.Time         `db:"created_at"`
-	UpdatedAt             time.Time         `db:"updated_at"`
-	FinishedAt            *time.Time        `db:"finished_at"`
+	ID                    string                     `db:"id"`
+	ModelID               string                     `db:"model_id"`
+	Environment           string                     `db:"environment"`
+	SourceDeploymentID    string                     `db:"source_deployment_id"`
+	CandidateDeploymentID *string                    `db:"candidate_deployment_id"`
+	PreviousDeploymentID  *string                    `db:"previous_deployment_id"`
+	Status                string                     `db:"status"`
+	PercentTrafficToNew   int                        `db:"percent_traffic_to_new_version"`
+	ErrorMessage          string                     `db:"error_message"`
+	Settings              settings.PromotionSettings `db:"settings"`
+	WorkflowID            string                     `db:"workflow_id"`
+	CreatedAt             time.Time                  `db:"created_at"`
+	UpdatedAt             time.Time                  `db:"updated_at"`
+	FinishedAt            *time.Time                 `db:"finished_at"`
 }
 
 // RunningPromotion returns the environment's promotion in flight, or ErrNotFound.
