@@ -7,6 +7,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 )
@@ -19,7 +21,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 		return err
 	}
 	name := c.Param("env")
-	if name == store.ProductionEnvironment {
+	if name == modelplane.ProductionEnvironment {
 		return Errorf(http.StatusUnprocessableEntity, "production cannot be deleted")
 	}
 	ctx := c.Request().Context()
@@ -54,7 +56,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 	if err := audit(ctx, s.deps.DB, c, m.ID, "environment.delete", name, nil); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"name": name, "model_id": m.ID, "deleted": true})
+	return c.JSON(http.StatusOK, apiv1.DeletedEnvironmentV1{Name: name, ModelID: m.ID, Deleted: true})
 }
 
 // servedElsewhere reports whether another environment of the model points at the deployment.
@@ -94,7 +96,7 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	if e.CurrentDeploymentID == nil {
 		return Errorf(http.StatusUnprocessableEntity, "environment %s has no deployment yet; promote one first", name)
 	}
-	if update == workflows.UpdateDeactivate && name == store.ProductionEnvironment {
+	if update == workflows.UpdateDeactivate && name == modelplane.ProductionEnvironment {
 		return Errorf(http.StatusUnprocessableEntity, "production cannot be deactivated; promote another deployment or delete the model")
 	}
 	if err := s.updateDeployment(ctx, *e.CurrentDeploymentID, update, nil); err != nil {
@@ -103,5 +105,5 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	if err := audit(ctx, s.deps.DB, c, m.ID, action, name, store.JSONMap{"deployment_id": *e.CurrentDeploymentID}); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]bool{"success": true})
+	return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: true})
 }

@@ -11,16 +11,19 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 )
 
-// promoteDeployment promotes a deployment to production.
+// promoteDeployment promotes a deployment to production; the body is an
+// apiv1.PromoteDeploymentRequest.
 func (s *Server) promoteDeployment(c echo.Context) error {
-	return s.promote(c, store.ProductionEnvironment, "scale_down_previous_production", "")
+	return s.promote(c, modelplane.ProductionEnvironment, "scale_down_previous_production", "")
 }
 
-// promoteToEnvironment promotes a deployment to the route's environment.
+// promoteToEnvironment promotes a deployment to the route's environment; the body is an
+// apiv1.PromoteRequest.
 func (s *Server) promoteToEnvironment(c echo.Context) error {
 	return s.promote(c, c.Param("env"), "scale_down_previous_deployment", "deployment_id")
 }
@@ -71,7 +74,7 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 			return err
 		}
 	}
-	if d.Status == workflows.StatusInactive {
+	if modelplane.DeploymentStatus(d.Status) == modelplane.DeploymentInactive {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s is INACTIVE: activate it first", d.ID)
 	}
 	if err := s.startPromotion(c, m, env, d.ID, scaleDown); err != nil {
@@ -95,7 +98,7 @@ func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID
 			workflows.ModelIDAttr.ValueSet(m.ID), workflows.EnvironmentAttr.ValueSet(env),
 			workflows.DeploymentIDAttr.ValueSet(deploymentID)),
 	}, workflows.Promotion, workflows.PromotionInput{
-		PromotionID: store.NewID(8), ModelID: m.ID, WorkspaceID: m.WorkspaceID, Environment: env,
+		PromotionID: modelplane.NewID(8), ModelID: m.ID, WorkspaceID: m.WorkspaceID, Environment: env,
 		SourceDeploymentID: deploymentID, ScaleDownPrevious: scaleDown,
 	})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted

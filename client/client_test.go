@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/internal/apitest"
@@ -107,7 +108,7 @@ func TestDeployments_ListAndGetByIDAndByRole(t *testing.T) {
 	require.Equal(t, "deployment-1", got.Name)
 	require.NotNil(t, got.Environment)
 	require.Equal(t, "production", *got.Environment)
-	require.Equal(t, "BUILDING", got.Status)
+	require.Equal(t, modelplane.DeploymentBuilding, got.Status)
 
 	got, err = f.c.Deployment(ctx, f.model.ID, "development")
 	require.NoError(t, err)

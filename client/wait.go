@@ -5,27 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 )
 
-// failedStatuses are the deployment statuses that waiting cannot get past: the deployment
-// will not become ACTIVE without a new push or an operator.
-var failedStatuses = map[string]bool{
-	"BUILD_FAILED":  true,
-	"BUILD_STOPPED": true,
-	"DEPLOY_FAILED": true,
-	"UNHEALTHY":     true,
-	"FAILED":        true,
-}
-
-// DeploymentFailed reports whether status is one that a deployment does not recover from
-// by itself.
-func DeploymentFailed(status string) bool { return failedStatuses[status] }
-
-// DeploymentFailedError is what WaitActive returns when the deployment reached a failure
-// status instead of ACTIVE.
+// DeploymentFailedError is what WaitActive returns when the deployment reached a status that
+// waiting cannot get past (modelplane.DeploymentStatus.Stuck) instead of ACTIVE.
 type DeploymentFailedError struct {
-	Deployment api.DeploymentV1
+	Deployment apiv1.DeploymentV1
 }
 
 func (e *DeploymentFailedError) Error() string {
@@ -36,7 +23,7 @@ func (e *DeploymentFailedError) Error() string {
 // deployment serving the environment.
 type PromotionFailedError struct {
 	Environment string
-	Promotion   api.PromotionV1
+	Promotion   apiv1.PromotionV1
 }
 
 func (e *PromotionFailedError) Error() string {
@@ -47,11 +34,11 @@ func (e *PromotionFailedError) Error() string {
 	return msg
 }
 
-// WaitActive polls a deployment every interval until it is ACTIVE, reaches a failure
-// status (a *DeploymentFailedError) or ctx ends. progress, when not nil, sees every
+// WaitActive polls a deployment every interval until it is ACTIVE, reaches a status it does
+// not leave by itself (a *DeploymentFailedError) or ctx ends. progress, when not nil, sees every
 // answer, so that a caller can show the stages as they pass.
 func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, interval time.Duration,
-	progress func(api.DeploymentV1)) (api.DeploymentV1, error) {
+	progress func(apiv1.DeploymentV1)) (apiv1.DeploymentV1, error) {
 	for {
 		d, err := c.Deployment(ctx, modelID, deploymentID)
 		if err != nil {
@@ -61,9 +48,9 @@ func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, i
 			progress(d)
 		}
 		switch {
-		case d.Status == "ACTIVE":
+		case d.Status == modelplane.DeploymentActive:
 			return d, nil
-		case DeploymentFailed(d.Status):
+		case d.Status.Stuck():
 			return d, &DeploymentFailedError{Deployment: d}
 		}
 		if err := sleep(ctx, interval); err != nil {
@@ -76,7 +63,7 @@ func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, i
 // deployment with no promotion in flight, the promotion fails or is canceled (a
 // *PromotionFailedError), or ctx ends. progress sees every answer.
 func (c *Client) WaitPromoted(ctx context.Context, modelID, env, deploymentID string, interval time.Duration,
-	progress func(api.EnvironmentV1)) (api.EnvironmentV1, error) {
+	progress func(apiv1.EnvironmentV1)) (apiv1.EnvironmentV1, error) {
 	for {
 		e, err := c.Environment(ctx, modelID, env)
 		if err != nil {
@@ -89,7 +76,7 @@ func (c *Client) WaitPromoted(ctx context.Context, modelID, env, deploymentID st
 		switch {
 		case p == nil && e.CurrentDeployment != nil && e.CurrentDeployment.ID == deploymentID:
 			return e, nil
-		case p != nil && (p.Status == "FAILED" || p.Status == "CANCELED"):
+		case p != nil && (p.Status == modelplane.PromotionFailed || p.Status == modelplane.PromotionCanceled):
 			return e, &PromotionFailedError{Environment: env, Promotion: *p}
 		}
 		if err := sleep(ctx, interval); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/store"
@@ -84,8 +85,8 @@ func (h *harness) waitAsync(id string, within time.Duration) client.AsyncRequest
 	var err error
 	ok := assert.Eventually(h.t, func() bool {
 		st, err = h.api.AsyncRequest(context.Background(), id)
-		return err == nil && st.Status != store.AsyncQueued && st.Status != store.AsyncInProgress &&
-			st.WebhookStatus != store.WebhookPending
+		return err == nil && st.Status != modelplane.AsyncQueued && st.Status != modelplane.AsyncInProgress &&
+			st.WebhookStatus != modelplane.WebhookPending
 	}, within, 50*time.Millisecond)
 	if !ok {
 		h.t.Fatalf("async request %s did not end within %s: last %+v, %v", id, within, st, err)
@@ -123,12 +124,12 @@ func TestAsync_RequestToADeploymentAtZeroWakesItRetriesAndDeliversASignedWebhook
 	rc.setUp()
 	st := h.waitAsync(id, 2*time.Minute)
 
-	assert.Equal(t, store.AsyncSucceeded, st.Status)
-	assert.Equal(t, store.WebhookSucceeded, st.WebhookStatus)
+	assert.Equal(t, modelplane.AsyncSucceeded, st.Status)
+	assert.Equal(t, modelplane.WebhookSucceeded, st.WebhookStatus)
 	assert.Equal(t, 3, st.Attempts, "two injected failures, then success")
 	require.Len(t, st.Errors, 2, "each failed attempt is kept: %+v", st.Errors)
 	for i, e := range st.Errors {
-		assert.Equal(t, store.CodeModelPredictError, e.Code)
+		assert.Equal(t, modelplane.CodeModelPredictError, e.Code)
 		assert.Equal(t, i+1, e.Attempt)
 	}
 	assert.Empty(t, st.Output, "a delivered webhook carried the output; it is not kept")
@@ -169,7 +170,7 @@ func TestAsync_QueueRunsByPriorityCancelsQueuedRequestsAndCounts(t *testing.T) {
 	running := submit(1, "first")
 	require.Eventually(t, func() bool {
 		st, err := h.api.AsyncRequest(ctx, running)
-		return err == nil && st.Status == store.AsyncInProgress
+		return err == nil && st.Status == modelplane.AsyncInProgress
 	}, time.Minute, 20*time.Millisecond, "the first request runs at once")
 
 	// Queued behind it, in this order of arrival.
@@ -196,7 +197,7 @@ func TestAsync_QueueRunsByPriorityCancelsQueuedRequestsAndCounts(t *testing.T) {
 	assert.Equal(t, 6, q.NumQueuedRequests, "the canceled request left the queue")
 
 	st := h.waitAsync(canceled, 30*time.Second)
-	assert.Equal(t, store.AsyncCanceled, st.Status)
+	assert.Equal(t, modelplane.AsyncCanceled, st.Status)
 	order := append(append(append([]string{running}, high...), normal...), low...)
 	db, err := store.Open(ctx, h.stack.Postgres.URL)
 	require.NoError(t, err)
@@ -204,7 +205,7 @@ func TestAsync_QueueRunsByPriorityCancelsQueuedRequestsAndCounts(t *testing.T) {
 	started := map[string]time.Time{}
 	for _, id := range order {
 		st := h.waitAsync(id, time.Minute)
-		require.Equal(t, store.AsyncSucceeded, st.Status, "request %s", id)
+		require.Equal(t, modelplane.AsyncSucceeded, st.Status, "request %s", id)
 		require.Contains(t, string(st.Output), `"output":{"name":`, "without a webhook the output is kept with the status")
 		r, err := store.GetAsyncRequest(ctx, db, "", id)
 		require.NoError(t, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
@@ -87,7 +88,7 @@ func (h *harness) call(method, path string, body any) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-func (h *harness) waitStatus(modelID, ref, want string) {
+func (h *harness) waitStatus(modelID, ref string, want modelplane.DeploymentStatus) {
 	h.t.Helper()
 	var mu sync.Mutex
 	last := "nothing yet"
@@ -101,7 +102,7 @@ func (h *harness) waitStatus(modelID, ref, want string) {
 			last = "error: " + err.Error()
 			return false
 		}
-		last = d.Status
+		last = string(d.Status)
 		return d.Status == want
 	}, 90*time.Second, 200*time.Millisecond)
 	if !ok {

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/modelplane/modelplane/internal/httperr"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -377,7 +377,7 @@ func (g *Gateway) attemptResult(w *statusWriter, c *capture, stopped bool) store
 	case http.StatusRequestEntityTooLarge:
 		code = store.CodeModelInvalidInput
 	}
-	var e httperr.Body
+	var e apiv1.ErrorV1
 	msg := http.StatusText(status)
 	if json.Unmarshal(c.body.Bytes(), &e) == nil && e.Error.Message != "" {
 		msg = e.Error.Message

@@ -30,11 +30,11 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // Settings of the end-to-end deployment: two replicas that never scale, eight requests each
@@ -162,8 +162,8 @@ func (b *bench) deploy(ctx context.Context, name string, replicas, concurrency i
 		return "", "", err
 	}
 	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, fmt.Sprintf("ACTIVE with %d READY", replicas),
-		func(d api.DeploymentV1) bool {
-			return d.Status == workflows.StatusActive && d.ActiveReplicaCount == replicas
+		func(d apiv1.DeploymentV1) bool {
+			return d.Status == modelplane.DeploymentActive && d.ActiveReplicaCount == replicas
 		})
 	return modelID, depID, err
 }

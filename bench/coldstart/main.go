@@ -27,8 +27,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
@@ -144,7 +145,7 @@ func (b *bench) deploy(ctx context.Context, name string, args ...string) (modelI
 		return "", "", err
 	}
 	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, workflows.StatusActive,
-		func(d api.DeploymentV1) bool { return d.Status == workflows.StatusActive })
+		func(d apiv1.DeploymentV1) bool { return d.Status == modelplane.DeploymentActive })
 	return modelID, depID, err
 }
 

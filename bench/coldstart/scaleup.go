@@ -7,9 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
-	"github.com/modelplane/modelplane/workflows"
 )
 
 // Settings of the scale-up deployment (the issue's): one replica carries 5 concurrent
@@ -49,8 +49,8 @@ func (b *bench) scaleUp(ctx context.Context, c config) (stepResult, error) {
 		return stepResult{}, err
 	}
 	if _, err := b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, "ACTIVE with one READY replica",
-		func(d api.DeploymentV1) bool {
-			return d.Status == workflows.StatusActive && d.ActiveReplicaCount == 1
+		func(d apiv1.DeploymentV1) bool {
+			return d.Status == modelplane.DeploymentActive && d.ActiveReplicaCount == 1
 		}); err != nil {
 		return stepResult{}, err
 	}
