@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
 	"github.com/modelplane/modelplane/worker"
@@ -47,7 +48,7 @@ func newAsyncFixture(t *testing.T) *asyncFixture {
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID,
-		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 	require.NoError(t, err)
 	_, err = db.ExecContext(ctx, `UPDATE deployments SET status = 'ACTIVE' WHERE id = $1`, d.ID)
 	require.NoError(t, err)

@@ -9,11 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
 func TestJudgeStage(t *testing.T) {
-	c := store.DefaultPromotionSettings().CanaryAnalysis // +1 point of errors, 1.5x p99
+	c := settings.DefaultPromotionSettings().CanaryAnalysis // +1 point of errors, 1.5x p99
 	ok := store.Figures{Completed: 1000, Errors: 5, P99: 100 * time.Millisecond}
 	for _, tt := range []struct {
 		name   string
@@ -52,7 +53,7 @@ func TestAnalyzeStage_ReadsBothDeploymentsFiguresOverTheStage(t *testing.T) {
 			store.LoadSample{DeploymentID: f.pub.ID, GatewayID: "g", At: at, Requests: 3, Completed: 3, Errors: 1, LatencyBuckets: buckets(2, 1)})
 	}
 	require.NoError(t, store.InsertLoadSamples(ctx, f.db, samples))
-	analysis := store.DefaultPromotionSettings().CanaryAnalysis
+	analysis := settings.DefaultPromotionSettings().CanaryAnalysis
 	v, err := f.env.ExecuteActivity(f.acts.AnalyzeStage, activities.AnalyzeStageInput{
 		CandidateID: f.pub.ID, CurrentID: f.prev.ID, From: stage, To: stage.Add(10 * time.Second), Analysis: analysis})
 	require.NoError(t, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -360,7 +361,7 @@ func TestLoadDeploymentSpec_EnvironmentIsTheOneServedOrPromotedInto(t *testing.T
 	require.Equal(t, "", spec().Environment, "a deployment nothing points at has no environment")
 
 	_, err := store.CreateEnvironment(ctx, f.db, store.Environment{ModelID: f.dep.ModelID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	_, err = f.db.Exec(`UPDATE environments SET candidate_deployment_id = $1 WHERE model_id = $2 AND name = 'staging'`, f.dep.ID, f.dep.ModelID)
 	require.NoError(t, err)

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -45,14 +46,14 @@ type BeginPromotionInput struct {
 
 // BeginPromotionResult is what the workflow decides the promotion's course from.
 type BeginPromotionResult struct {
-	Settings            store.PromotionSettings
+	Settings            settings.PromotionSettings
 	SourceIsDevelopment bool
 	// PreviousDeploymentID is the deployment the environment served when the promotion began;
 	// empty when it served none.
 	PreviousDeploymentID string
 	// PreviousAutoscaling is the previous deployment's autoscaling settings; nil when there is
 	// no previous deployment.
-	PreviousAutoscaling *store.AutoscalingSettings
+	PreviousAutoscaling *settings.AutoscalingSettings
 	// PreviousReady is the previous deployment's READY replica count.
 	PreviousReady int
 }
@@ -108,8 +109,8 @@ func (a *Activities) BeginPromotion(ctx context.Context, in BeginPromotionInput)
 }
 
 // promotionCourse gathers what the workflow needs about the source and previous deployments.
-func (a *Activities) promotionCourse(ctx context.Context, in BeginPromotionInput, settings store.PromotionSettings, previousID *string) (BeginPromotionResult, error) {
-	out := BeginPromotionResult{Settings: settings}
+func (a *Activities) promotionCourse(ctx context.Context, in BeginPromotionInput, ps settings.PromotionSettings, previousID *string) (BeginPromotionResult, error) {
+	out := BeginPromotionResult{Settings: ps}
 	src, err := store.DeploymentByID(ctx, a.DB, in.ModelID, in.SourceDeploymentID)
 	if errors.Is(err, store.ErrNotFound) {
 		return out, refused("deployment %s of model %s does not exist", in.SourceDeploymentID, in.ModelID)
@@ -145,7 +146,7 @@ type CreateCandidateDeploymentInput struct {
 	Copy               bool
 	CandidateID        string
 	// AutoscalingSettings are the new deployment's; unused without Copy.
-	AutoscalingSettings store.AutoscalingSettings
+	AutoscalingSettings settings.AutoscalingSettings
 }
 
 // CreateCandidateDeploymentResult names the candidate.
@@ -509,7 +510,7 @@ type AnalyzeStageInput struct {
 	CandidateID string
 	CurrentID   string
 	From, To    time.Time
-	Analysis    store.CanaryAnalysis
+	Analysis    settings.CanaryAnalysis
 }
 
 // AnalyzeStageResult is the stage's figures and the verdict.
@@ -554,7 +555,7 @@ func (a *Activities) AnalyzeStage(ctx context.Context, in AnalyzeStageInput) (An
 }
 
 // JudgeStage says whether the candidate did worse than the analysis allows, and how.
-func JudgeStage(c store.CanaryAnalysis, cand, cur store.Figures) (bool, string) {
+func JudgeStage(c settings.CanaryAnalysis, cand, cur store.Figures) (bool, string) {
 	figures := fmt.Sprintf("candidate %d requests, %.1f%% errors, p99 %s; current %d requests, %.1f%% errors, p99 %s",
 		cand.Completed, 100*cand.ErrorRate(), cand.P99, cur.Completed, 100*cur.ErrorRate(), cur.P99)
 	if inc := cand.ErrorRate() - cur.ErrorRate(); inc > c.MaxErrorRateIncrease {

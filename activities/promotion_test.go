@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -24,7 +25,7 @@ type promoFixture struct {
 	model      store.Model
 	dev        store.Deployment
 	pub, prev  store.Deployment
-	prevScales store.AutoscalingSettings
+	prevScales settings.AutoscalingSettings
 }
 
 func newPromoFixture(t *testing.T) *promoFixture {
@@ -42,12 +43,12 @@ func newPromoFixture(t *testing.T) *promoFixture {
 	mk := func(dev bool) store.Deployment {
 		d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID,
 			IsDevelopment: dev, ArchiveID: &archID, Config: store.JSONMap{"model_name": "echo"},
-			AutoscalingSettings: store.DefaultAutoscalingSettings()})
+			AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 		require.NoError(t, err)
 		return d
 	}
 	f := &promoFixture{db: db, model: m, dev: mk(true), prev: mk(false), pub: mk(false)}
-	f.prevScales = store.DefaultAutoscalingSettings()
+	f.prevScales = settings.DefaultAutoscalingSettings()
 	f.prevScales.MinReplica, f.prevScales.MaxReplica = 2, 6
 	require.NoError(t, store.UpdateDeploymentAutoscaling(ctx, db, m.ID, f.prev.ID, f.prevScales))
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, f.prev.ID))

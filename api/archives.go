@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
@@ -25,12 +26,6 @@ const DefaultMaxArchiveBytes = 2 << 30
 var archiveTypes = map[string]bool{
 	"application/gzip": true, "application/x-gzip": true, "application/octet-stream": true,
 	"application/x-tar+gzip": true, "application/x-compressed-tar": true,
-}
-
-// ArchiveV1 is the answer to an upload.
-type ArchiveV1 struct {
-	ID   string `json:"id"`
-	Size int64  `json:"size"`
 }
 
 // createArchive stores a model package. The package is unpacked once into scratch space to
@@ -74,7 +69,7 @@ func (s *Server) createArchive(c echo.Context) error {
 	if isNew {
 		status = http.StatusCreated
 	}
-	return c.JSON(status, ArchiveV1{ID: a.ID, Size: a.SizeBytes})
+	return c.JSON(status, apiv1.ArchiveV1{ID: a.ID, Size: a.SizeBytes})
 }
 
 // checkPackage unpacks the stored blob into scratch space and returns its config.

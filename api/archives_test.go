@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
@@ -64,7 +65,7 @@ func TestArchives_UploadIsContentAddressedAndIdempotent(t *testing.T) {
 
 	rec := upload(t, f.e, key, "application/gzip", body)
 	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
-	var got api.ArchiveV1
+	var got apiv1.ArchiveV1
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
 	require.Equal(t, "sha256:"+hex.EncodeToString(sum[:]), got.ID)
 	require.EqualValues(t, len(body), got.Size)
@@ -136,7 +137,7 @@ func TestArchives_NeedAKeyAndAgentsDownloadWithNodeToken(t *testing.T) {
 	body := echoPackage(t)
 	rec := upload(t, f.e, key, "application/gzip", body)
 	require.Equal(t, http.StatusCreated, rec.Code)
-	var got api.ArchiveV1
+	var got apiv1.ArchiveV1
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
 
 	get := func(id, token string) *httptest.ResponseRecorder {

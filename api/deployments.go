@@ -3,60 +3,25 @@ package api
 import (
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/store"
 )
 
-// DeploymentV1 is API.md's deployment object.
-type DeploymentV1 struct {
-	ID                  string                      `json:"id"`
-	CreatedAt           time.Time                   `json:"created_at"`
-	Name                string                      `json:"name"`
-	ModelID             string                      `json:"model_id"`
-	IsProduction        bool                        `json:"is_production"`
-	IsDevelopment       bool                        `json:"is_development"`
-	Status              modelplane.DeploymentStatus `json:"status"`
-	ActiveReplicaCount  int                         `json:"active_replica_count"`
-	AutoscalingSettings store.AutoscalingSettings   `json:"autoscaling_settings"`
-	InstanceTypeName    string                      `json:"instance_type_name"`
-	Environment         *string                     `json:"environment"`
-	Labels              store.JSONMap               `json:"labels"`
-}
-
-func deploymentV1(v store.DeploymentView) DeploymentV1 {
+func deploymentV1(v store.DeploymentView) apiv1.DeploymentV1 {
 	labels := v.Labels
 	if labels == nil {
 		labels = store.JSONMap{}
 	}
-	return DeploymentV1{
+	return apiv1.DeploymentV1{
 		ID: v.ID, CreatedAt: v.CreatedAt.UTC(), Name: v.Name, ModelID: v.ModelID,
-		IsProduction: v.IsProduction, IsDevelopment: v.IsDevelopment, Status: v.Status,
+		IsProduction: v.IsProduction, IsDevelopment: v.IsDevelopment, Status: modelplane.DeploymentStatus(v.Status),
 		ActiveReplicaCount: v.ActiveReplicaCount, AutoscalingSettings: v.AutoscalingSettings,
 		InstanceTypeName: v.InstanceTypeName, Environment: v.EnvironmentName, Labels: labels,
 	}
-}
-
-// PromotionV1 is an environment's promotion in flight.
-type PromotionV1 struct {
-	Status                     modelplane.PromotionStatus `json:"status"`
-	PercentTrafficToNewVersion int                        `json:"percent_traffic_to_new_version"`
-	ErrorMessage               string                     `json:"error_message"`
-}
-
-// EnvironmentV1 is API.md's environment object.
-type EnvironmentV1 struct {
-	Name                string                    `json:"name"`
-	CreatedAt           time.Time                 `json:"created_at"`
-	ModelID             string                    `json:"model_id"`
-	CurrentDeployment   *DeploymentV1             `json:"current_deployment"`
-	CandidateDeployment *DeploymentV1             `json:"candidate_deployment"`
-	InProgressPromotion *PromotionV1              `json:"in_progress_promotion"`
-	AutoscalingSettings store.AutoscalingSettings `json:"autoscaling_settings"`
-	PromotionSettings   store.PromotionSettings   `json:"promotion_settings"`
 }
 
 // ownModel loads the request's model, answering 404 for another workspace's.
@@ -87,11 +52,11 @@ func (s *Server) listDeployments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]DeploymentV1, 0, len(views))
+	out := apiv1.DeploymentListV1{Deployments: make([]apiv1.DeploymentV1, 0, len(views))}
 	for _, v := range views {
-		out = append(out, deploymentV1(v))
+		out.Deployments = append(out.Deployments, deploymentV1(v))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"deployments": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getDeployment(c echo.Context) error {
@@ -111,15 +76,15 @@ func (s *Server) getDeployment(c echo.Context) error {
 }
 
 // environmentV1 assembles an environment with its deployments and promotion.
-func (s *Server) environmentV1(c echo.Context, e store.Environment) (EnvironmentV1, error) {
+func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.EnvironmentV1, error) {
 	ctx := c.Request().Context()
-	out := EnvironmentV1{
+	out := apiv1.EnvironmentV1{
 		Name: e.Name, CreatedAt: e.CreatedAt.UTC(), ModelID: e.ModelID,
 		AutoscalingSettings: e.AutoscalingSettings, PromotionSettings: e.PromotionSettings,
 	}
 	for _, ref := range []struct {
 		id  *string
-		dst **DeploymentV1
+		dst **apiv1.DeploymentV1
 	}{{e.CurrentDeploymentID, &out.CurrentDeployment}, {e.CandidateDeploymentID, &out.CandidateDeployment}} {
 		if ref.id == nil {
 			continue
@@ -137,7 +102,8 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (Environment
 	p, err := store.RunningPromotion(ctx, s.deps.DB, e.ModelID, e.Name)
 	switch {
 	case err == nil:
-		out.InProgressPromotion = &PromotionV1{Status: p.Status, PercentTrafficToNewVersion: p.PercentTrafficToNew, ErrorMessage: p.ErrorMessage}
+		out.InProgressPromotion = &apiv1.PromotionV1{Status: modelplane.PromotionStatus(p.Status),
+			PercentTrafficToNewVersion: p.PercentTrafficToNew, ErrorMessage: p.ErrorMessage}
 	case !errors.Is(err, store.ErrNotFound):
 		return out, err
 	}
@@ -153,15 +119,15 @@ func (s *Server) listEnvironments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]EnvironmentV1, 0, len(envs))
+	out := apiv1.EnvironmentListV1{Environments: make([]apiv1.EnvironmentV1, 0, len(envs))}
 	for _, e := range envs {
 		v, err := s.environmentV1(c, e)
 		if err != nil {
 			return err
 		}
-		out = append(out, v)
+		out.Environments = append(out.Environments, v)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"environments": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getEnvironment(c echo.Context) error {

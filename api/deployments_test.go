@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -18,7 +19,7 @@ func TestDeployments_ListAndGetWithAliases(t *testing.T) {
 	dev, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, IsDevelopment: true})
 	require.NoError(t, err)
 	prod, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID,
-		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, m.ID, modelplane.ProductionEnvironment, prod.ID))
 	_, err = f.db.Exec(`INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY'), ($3, $2, 'STARTING')`,
@@ -84,7 +85,7 @@ func TestEnvironments_ShowDeploymentsAndPromotionInFlight(t *testing.T) {
 	cand, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, f.db, store.Environment{ModelID: m.ID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, m.ID, "staging", prev.ID))
 	_, err = f.db.Exec(`UPDATE environments SET candidate_deployment_id = $1 WHERE model_id = $2 AND name = 'staging'`, cand.ID, m.ID)

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -55,7 +56,7 @@ func (s *Server) deleteEnvironment(c echo.Context) error {
 	if err := audit(ctx, s.deps.DB, c, m.ID, "environment.delete", name, nil); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"name": name, "model_id": m.ID, "deleted": true})
+	return c.JSON(http.StatusOK, apiv1.DeletedEnvironmentV1{Name: name, ModelID: m.ID, Deleted: true})
 }
 
 // servedElsewhere reports whether another environment of the model points at the deployment.
@@ -104,5 +105,5 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	if err := audit(ctx, s.deps.DB, c, m.ID, action, name, store.JSONMap{"deployment_id": *e.CurrentDeploymentID}); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]bool{"success": true})
+	return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: true})
 }

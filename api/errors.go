@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/internal/httperr"
 	"github.com/modelplane/modelplane/store"
 )
@@ -71,7 +72,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Request().Method == http.MethodHead {
 			werr = c.NoContent(e.Status)
 		} else {
-			werr = c.JSON(e.Status, httperr.Body{Error: httperr.Detail{Code: e.Code, Message: e.Message}})
+			werr = c.JSON(e.Status, apiv1.ErrorV1{Error: apiv1.ErrorDetailV1{Code: e.Code, Message: e.Message}})
 		}
 		if werr != nil {
 			log.Warn("writing error response", "err", werr)

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
@@ -41,7 +42,7 @@ func readSource(raw json.RawMessage, needName bool) (source, error) {
 		switch k {
 		case "kind":
 			var kind string
-			if json.Unmarshal(v, &kind) != nil || kind != "model_archive" {
+			if json.Unmarshal(v, &kind) != nil || kind != apiv1.SourceKindModelArchive {
 				return src, Errorf(http.StatusBadRequest, `source.kind: must be "model_archive"`)
 			}
 		case "name":
@@ -129,7 +130,7 @@ func readCreate(c echo.Context, needName bool) (createRequest, error) {
 }
 
 // createModel makes a model, its production environment and its first deployment, and starts
-// the deployment's workflow.
+// the deployment's workflow; the body is an apiv1.CreateModelRequest.
 func (s *Server) createModel(c echo.Context) error {
 	req, err := readCreate(c, true)
 	if err != nil {
@@ -173,7 +174,7 @@ func (s *Server) createModel(c echo.Context) error {
 }
 
 // createDeployment adds a deployment to a model: a published one, or the development
-// deployment (replacing the one there is).
+// deployment (replacing the one there is); the body is an apiv1.CreateDeploymentRequest.
 func (s *Server) createDeployment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -247,7 +248,7 @@ func (s *Server) requireArchive(ctx context.Context, workspaceID, id string) err
 // insertDeployment writes the deployment row. Autoscaling starts from the defaults (the
 // development deployment's capped at one replica).
 func (s *Server) insertDeployment(ctx context.Context, tx *sqlx.Tx, m store.Model, req createRequest) (store.Deployment, error) {
-	as := store.DefaultAutoscalingSettings()
+	as := settings.DefaultAutoscalingSettings()
 	if req.development {
 		as = settings.ForDevelopment(as)
 	}
@@ -283,7 +284,7 @@ func (s *Server) created(c echo.Context, modelID, deploymentID string) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, map[string]any{"model": modelV1(m), "deployment": deploymentV1(v)})
+	return c.JSON(http.StatusCreated, apiv1.CreatedV1{Model: modelV1(m), Deployment: deploymentV1(v)})
 }
 
 // updateDeployment sends an Update to a deployment's workflow and waits for its outcome. A
@@ -350,7 +351,7 @@ func (s *Server) lifecycle(c echo.Context, update, action string) error {
 	if err := audit(ctx, s.deps.DB, c, m.ID, action, d.ID, nil); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]bool{"success": true})
+	return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: true})
 }
 
 // deleteDeployment stops a deployment and removes it; the one serving production is refused.
@@ -373,7 +374,7 @@ func (s *Server) deleteDeployment(c echo.Context) error {
 	if err := audit(ctx, s.deps.DB, c, m.ID, "deployment.delete", d.ID, nil); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"id": d.ID, "deleted": true, "model_id": m.ID})
+	return c.JSON(http.StatusOK, apiv1.DeletedDeploymentV1{ID: d.ID, Deleted: true, ModelID: m.ID})
 }
 
 // deleteModel stops every deployment of the model and removes it with its environments.
@@ -399,7 +400,7 @@ func (s *Server) deleteModel(c echo.Context) error {
 	if err := audit(ctx, s.deps.DB, c, m.ID, "model.delete", m.ID, nil); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"id": m.ID, "deleted": true})
+	return c.JSON(http.StatusOK, apiv1.DeletedModelV1{ID: m.ID, Deleted: true})
 }
 
 // temporalAttrs are the search attributes a deployment's workflow starts with, so the

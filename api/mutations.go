@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
@@ -39,7 +39,8 @@ func audit(ctx context.Context, tx sqlx.ExecerContext, c echo.Context, modelID, 
 	})
 }
 
-// createEnvironment adds a custom environment with its own settings (defaults where unset).
+// createEnvironment adds a custom environment with its own settings (defaults where unset);
+// the body is an apiv1.CreateEnvironmentRequest.
 func (s *Server) createEnvironment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -61,7 +62,7 @@ func (s *Server) createEnvironment(c echo.Context) error {
 		return Errorf(http.StatusBadRequest, "name: use 1-63 lowercase letters, digits, - or _, starting with a letter or digit")
 	}
 	env := store.Environment{ModelID: m.ID, Name: name,
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()}
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()}
 	if raw, ok := obj["autoscaling_settings"]; ok {
 		if env.AutoscalingSettings, _, err = settings.PatchAutoscaling("autoscaling_settings", env.AutoscalingSettings, raw); err != nil {
 			return settingsError(err)
@@ -94,7 +95,8 @@ func (s *Server) createEnvironment(c echo.Context) error {
 	return c.JSON(http.StatusCreated, v)
 }
 
-// patchEnvironment changes an environment's settings; fields not sent keep their values.
+// patchEnvironment changes an environment's settings; fields not sent keep their values. The
+// body is an apiv1.UpdateEnvironmentRequest.
 func (s *Server) patchEnvironment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -158,7 +160,7 @@ func lockEnvironment(ctx context.Context, tx *sqlx.Tx, modelID, name string) (st
 	return e, err
 }
 
-// renameDeployment changes a published deployment's name.
+// renameDeployment changes a published deployment's name (an apiv1.RenameDeploymentRequest).
 func (s *Server) renameDeployment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -214,8 +216,8 @@ func (s *Server) deploymentRef(c echo.Context, modelID string) (store.Deployment
 	return v, err
 }
 
-// patchAutoscaling changes a deployment's autoscaling settings; the autoscaler reads them on
-// its next tick.
+// patchAutoscaling changes a deployment's autoscaling settings (an
+// apiv1.UpdateAutoscalingSettingsRequest); the autoscaler reads them on its next tick.
 func (s *Server) patchAutoscaling(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -238,7 +240,7 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 	changed := false
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
 		// Read under a row lock so two PATCHes of different fields both take effect.
-		var current store.AutoscalingSettings
+		var current settings.AutoscalingSettings
 		if err := tx.GetContext(ctx, &current, `SELECT autoscaling_settings FROM deployments
 			WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`, m.ID, d.ID); err != nil {
 			return err
@@ -265,19 +267,9 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 		return err
 	}
 	if !changed {
-		return c.JSON(http.StatusOK, map[string]string{"status": "UNCHANGED", "message": "the settings already have these values"})
+		return c.JSON(http.StatusOK, apiv1.UpdateAutoscalingSettingsV1{Status: apiv1.SettingsUnchanged, Message: "the settings already have these values"})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ACCEPTED", "message": "the autoscaler applies them on its next tick"})
-}
-
-// AuditEventV1 is one audit log entry.
-type AuditEventV1 struct {
-	ID        int64         `json:"id"`
-	CreatedAt time.Time     `json:"created_at"`
-	Actor     string        `json:"actor"`
-	Action    string        `json:"action"`
-	Target    string        `json:"target"`
-	Details   store.JSONMap `json:"details"`
+	return c.JSON(http.StatusOK, apiv1.UpdateAutoscalingSettingsV1{Status: apiv1.SettingsAccepted, Message: "the autoscaler applies them on its next tick"})
 }
 
 // listAudit answers who did what to the model, newest first; ?limit= (1-500, 100) and
@@ -302,9 +294,10 @@ func (s *Server) listAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]AuditEventV1, 0, len(events))
+	out := apiv1.AuditLogV1{AuditLogs: make([]apiv1.AuditEventV1, 0, len(events))}
 	for _, e := range events {
-		out = append(out, AuditEventV1{ID: e.ID, CreatedAt: e.CreatedAt.UTC(), Actor: e.Actor, Action: e.Action, Target: e.Target, Details: e.Details})
+		out.AuditLogs = append(out.AuditLogs, apiv1.AuditEventV1{ID: e.ID, CreatedAt: e.CreatedAt.UTC(), Actor: e.Actor,
+			Action: e.Action, Target: e.Target, Details: e.Details})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"audit_logs": out})
+	return c.JSON(http.StatusOK, out)
 }

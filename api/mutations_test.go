@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -146,10 +147,10 @@ func TestDeployments_AutoscalingPatchAcceptedThenUnchanged(t *testing.T) {
 	auth := "Api-Key " + key
 	ctx := context.Background()
 	d, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID,
-		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 	require.NoError(t, err)
 	_, err = store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, IsDevelopment: true,
-		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 	require.NoError(t, err)
 	path := "/v1/models/" + m.ID + "/deployments/" + d.ID + "/autoscaling_settings"
 

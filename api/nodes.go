@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/agentproto"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -70,31 +70,6 @@ func (s *Server) nodeHeartbeat(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"node_id": n.ID, "state": string(n.State)})
 }
 
-// NodeV1 is API.md's node object.
-type NodeV1 struct {
-	ID              string               `json:"id"`
-	Name            string               `json:"name"`
-	State           modelplane.NodeState `json:"state"`
-	AgentURL        string               `json:"agent_url"`
-	GPUProfile      string               `json:"gpu_profile"`
-	LastHeartbeatAt *time.Time           `json:"last_heartbeat_at"`
-	GPUs            []GPUV1              `json:"gpus"`
-	Replicas        json.RawMessage      `json:"replicas"`
-}
-
-// GPUV1 is one GPU of a node.
-type GPUV1 struct {
-	UUID              string  `json:"uuid"`
-	Index             int     `json:"index"`
-	Name              string  `json:"name"`
-	MemoryTotalBytes  int64   `json:"memory_total_bytes"`
-	MemoryUsedBytes   int64   `json:"memory_used_bytes"`
-	MIGMode           bool    `json:"mig_mode"`
-	Healthy           bool    `json:"healthy"`
-	UnhealthyReason   string  `json:"unhealthy_reason"`
-	AssignedReplicaID *string `json:"assigned_replica_id"`
-}
-
 func (s *Server) listNodes(c echo.Context) error {
 	if !principal(c).IsAdmin {
 		return Errorf(http.StatusForbidden, "listing nodes needs an admin key")
@@ -103,16 +78,16 @@ func (s *Server) listNodes(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]NodeV1, 0, len(nodes))
+	out := apiv1.NodeListV1{Nodes: make([]apiv1.NodeV1, 0, len(nodes))}
 	for _, n := range nodes {
-		v := NodeV1{ID: n.ID, Name: n.Name, State: n.State, AgentURL: n.AgentURL, GPUProfile: n.GPUProfile,
-			LastHeartbeatAt: n.LastHeartbeatAt, GPUs: []GPUV1{}, Replicas: n.Replicas}
+		v := apiv1.NodeV1{ID: n.ID, Name: n.Name, State: modelplane.NodeState(n.State), AgentURL: n.AgentURL,
+			GPUProfile: n.GPUProfile, LastHeartbeatAt: n.LastHeartbeatAt, GPUs: []apiv1.GPUV1{}, Replicas: n.Replicas}
 		for _, g := range n.GPUs {
-			v.GPUs = append(v.GPUs, GPUV1{UUID: g.UUID, Index: g.Index, Name: g.Name,
+			v.GPUs = append(v.GPUs, apiv1.GPUV1{UUID: g.UUID, Index: g.Index, Name: g.Name,
 				MemoryTotalBytes: g.MemoryTotalBytes, MemoryUsedBytes: g.MemoryUsedBytes, MIGMode: g.MIGMode,
 				Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason, AssignedReplicaID: g.AssignedReplicaID})
 		}
-		out = append(out, v)
+		out.Nodes = append(out.Nodes, v)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"nodes": out})
+	return c.JSON(http.StatusOK, out)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/patch"
 	"github.com/modelplane/modelplane/store"
@@ -25,36 +26,14 @@ const (
 	maxKeepAwake     = 3600
 )
 
-// PatchStateV1 is the development deployment's live-reload state.
-type PatchStateV1 struct {
-	DeploymentID string `json:"deployment_id"`
-	// PatchHash is the hash of the newest staged point, the base of the next patch.
-	PatchHash  string       `json:"patch_hash"`
-	PatchPoint *patch.Point `json:"patch_point,omitempty"`
-	// AppliedPatchHash is the point the replica runs, or starts with.
-	AppliedPatchHash string `json:"applied_patch_hash"`
-	PendingPatches   int64  `json:"pending_patches"`
-}
-
-func patchStateV1(s store.PatchState, withPoint bool) PatchStateV1 {
-	out := PatchStateV1{DeploymentID: s.DeploymentID, PatchHash: s.HeadHash, AppliedPatchHash: s.AppliedHash,
+func patchStateV1(s store.PatchState, withPoint bool) apiv1.PatchStateV1 {
+	out := apiv1.PatchStateV1{DeploymentID: s.DeploymentID, PatchHash: s.HeadHash, AppliedPatchHash: s.AppliedHash,
 		PendingPatches: s.HeadSeq - s.AppliedSeq}
 	if withPoint {
 		p := s.HeadPoint.Point
 		out.PatchPoint = &p
 	}
 	return out
-}
-
-// PatchSyncV1 answers .../patches/sync.
-type PatchSyncV1 struct {
-	NeedsFullDeployReason *string `json:"needs_full_deploy_reason"`
-	PatchHash             string  `json:"patch_hash"`
-	// How the replica took the patches: hot_reload, restart, unchanged or woken.
-	How         string                      `json:"how"`
-	ReloadError string                      `json:"reload_error,omitempty"`
-	Status      modelplane.DeploymentStatus `json:"status"`
-	DurationMS  int64                       `json:"duration_ms"`
 }
 
 // developmentDeployment resolves the route's deployment and checks it is the development one.
@@ -111,7 +90,7 @@ func (s *Server) getPatches(c echo.Context) error {
 	return c.JSON(http.StatusOK, patchStateV1(st, true))
 }
 
-// createPatch stages a patch against the deployment's newest point.
+// createPatch stages a patch (an apiv1.PatchRequest) against the deployment's newest point.
 func (s *Server) createPatch(c echo.Context) error {
 	d, err := s.developmentDeployment(c)
 	if err != nil {
@@ -185,8 +164,8 @@ func (s *Server) syncPatches(c echo.Context) error {
 	if err := s.updateDeploymentInto(c.Request().Context(), d.ID, contract.UpdateApplyPatch, nil, &res); err != nil {
 		return err
 	}
-	out := PatchSyncV1{PatchHash: res.PatchHash, How: res.How, ReloadError: res.ReloadError,
-		Status: res.Status.Status, DurationMS: time.Since(start).Milliseconds()}
+	out := apiv1.PatchSyncV1{PatchHash: res.PatchHash, How: res.How, ReloadError: res.ReloadError,
+		Status: modelplane.DeploymentStatus(res.Status.Status), DurationMS: time.Since(start).Milliseconds()}
 	if res.FullDeployReason != "" {
 		out.NeedsFullDeployReason = &res.FullDeployReason
 	}
@@ -194,7 +173,7 @@ func (s *Server) syncPatches(c echo.Context) error {
 }
 
 // keepAwake holds the development deployment at one replica at least for a while, waking it
-// when it is at zero.
+// when it is at zero; the body, when there is one, is an apiv1.KeepAwakeRequest.
 func (s *Server) keepAwake(c echo.Context) error {
 	d, err := s.developmentDeployment(c)
 	if err != nil {
@@ -214,7 +193,7 @@ func (s *Server) keepAwake(c echo.Context) error {
 	if err := store.KeepAwake(c.Request().Context(), s.deps.DB, d.ID, until); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"deployment_id": d.ID, "awake_until": until})
+	return c.JSON(http.StatusOK, apiv1.KeepAwakeV1{DeploymentID: d.ID, AwakeUntil: until})
 }
 
 // readOptionalObject is readObject for a body that may be empty.

@@ -16,12 +16,14 @@ import (
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-// promoteDeployment promotes a deployment to production.
+// promoteDeployment promotes a deployment to production; the body is an
+// apiv1.PromoteDeploymentRequest.
 func (s *Server) promoteDeployment(c echo.Context) error {
 	return s.promote(c, modelplane.ProductionEnvironment, "scale_down_previous_production", "")
 }
 
-// promoteToEnvironment promotes a deployment to the route's environment.
+// promoteToEnvironment promotes a deployment to the route's environment; the body is an
+// apiv1.PromoteRequest.
 func (s *Server) promoteToEnvironment(c echo.Context) error {
 	return s.promote(c, c.Param("env"), "scale_down_previous_deployment", "deployment_id")
 }

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -32,12 +33,6 @@ const (
 // errNoAnswer marks a control that the workflow did not answer in time.
 var errNoAnswer = errors.New("the promotion workflow did not answer in time")
 
-// controlResponse answers pause, resume, force_cancel and force_roll_forward.
-type controlResponse struct {
-	Success bool   `json:"success"`
-	Message string `json:"message,omitempty"`
-}
-
 func (s *Server) cancelPromotion(c echo.Context) error {
 	t, err := s.runningPromotion(c)
 	if err != nil {
@@ -54,7 +49,7 @@ func (s *Server) cancelPromotion(c echo.Context) error {
 	if err := s.auditControl(c, t, "promotion.cancel", res); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": string(res.Status), "message": res.Message})
+	return c.JSON(http.StatusOK, apiv1.CancelPromotionV1{Status: res.Status, Message: res.Message})
 }
 
 func (s *Server) pausePromotion(c echo.Context) error {
@@ -86,7 +81,7 @@ func (s *Server) promotionControl(c echo.Context, update, action string) error {
 			return err
 		}
 	}
-	return c.JSON(http.StatusOK, controlResponse{Success: res.Success, Message: res.Message})
+	return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: res.Success, Message: res.Message})
 }
 
 // forceCancelPromotion cancels the environment's running promotion, also when its workflow
@@ -105,12 +100,12 @@ func (s *Server) forceCancelPromotion(c echo.Context) error {
 	switch {
 	case err == nil:
 		if !res.Success {
-			return c.JSON(http.StatusOK, controlResponse{Success: false, Message: res.Message})
+			return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: false, Message: res.Message})
 		}
 		if err := s.auditControl(c, t, "promotion.force_cancel", res); err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, controlResponse{Success: true, Message: res.Message})
+		return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: true, Message: res.Message})
 	case errors.Is(err, errNoAnswer):
 		reason = "its workflow did not answer in time"
 	case errors.As(err, &notFound):
@@ -144,7 +139,7 @@ func (s *Server) forceCancelStuck(ctx context.Context, c echo.Context, t promoti
 			return err
 		}
 		if ended.Status == modelplane.PromotionCanceled {
-			return c.JSON(http.StatusOK, controlResponse{Success: true, Message: "the promotion of " + t.env + " was cancelled"})
+			return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: true, Message: "the promotion of " + t.env + " was cancelled"})
 		}
 		return Errorf(http.StatusConflict, "no promotion of environment %s is running: it ended %s", t.env, ended.Status)
 	}
@@ -171,7 +166,7 @@ func (s *Server) forceCancelStuck(ctx context.Context, c echo.Context, t promoti
 	if err := audit(ctx, s.deps.DB, c, t.model.ID, "promotion.force_cancel", t.env, details); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, controlResponse{Success: true, Message: msg})
+	return c.JSON(http.StatusOK, apiv1.SuccessV1{Success: true, Message: msg})
 }
 
 // candidateToScaleDown says which candidate a force-cancelled promotion leaves and whether

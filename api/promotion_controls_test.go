@@ -19,6 +19,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/internal/apitest"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -130,12 +131,12 @@ func newControlFixture(t *testing.T, tc *fakeTemporal) *controlFixture {
 		require.NoError(t, err)
 	}
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: f.m.ID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, f.m.ID, "staging", f.prev.ID))
 	f.promotionID = modelplane.NewID(8)
 	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{ID: f.promotionID, ModelID: f.m.ID, Environment: "staging",
-		SourceDeploymentID: f.src.ID, PreviousDeploymentID: &f.prev.ID, Settings: store.DefaultPromotionSettings(),
+		SourceDeploymentID: f.src.ID, PreviousDeploymentID: &f.prev.ID, Settings: settings.DefaultPromotionSettings(),
 		WorkflowID: contract.PromotionWorkflowID(f.m.ID, "staging")})
 	require.NoError(t, err)
 	require.NoError(t, store.SetPromotionCandidate(ctx, db, f.promotionID, f.cand.ID))

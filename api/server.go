@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/agent/agentproto"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/promutil"
 )
@@ -120,7 +121,7 @@ func New(deps Deps) *echo.Echo {
 // healthz says the process is up; it checks nothing else so that a slow dependency does not
 // get the process restarted.
 func (s *Server) healthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return c.JSON(http.StatusOK, apiv1.HealthV1{Status: "ok"})
 }
 
 // readyz says whether the process can serve: PostgreSQL and Temporal both answer.
@@ -141,7 +142,7 @@ func (s *Server) readyz(c echo.Context) error {
 	if !ready {
 		status, code = "not ready", http.StatusServiceUnavailable
 	}
-	return c.JSON(code, map[string]any{"status": status, "checks": checks})
+	return c.JSON(code, apiv1.HealthV1{Status: status, Checks: checks})
 }
 
 // requestMetrics counts API requests by route and status, so dashboards see errors per route.

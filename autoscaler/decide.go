@@ -8,7 +8,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // Sample is one second of a deployment's load, summed over gateways.
@@ -27,12 +27,12 @@ type State struct {
 // Input is one tick's view of one deployment.
 type Input struct {
 	Now         time.Time
-	Current     int                       // replicas the deployment has (live), what Scale last set
-	Settings    store.AutoscalingSettings // store/settings.go: MinReplica, MaxReplica, AutoscalingWindow (s), ScaleDownDelay (s), ConcurrencyTarget, TargetUtilizationPercentage, MaxScaleDownRate (percent)
-	Development bool                      // the development deployment: at most one replica
-	Samples     []Sample                  // samples within the autoscaling window (may be unsorted, may have gaps = 0 load)
-	LastRequest time.Time                 // the last second in which any request started (zero: never / not within the longest window the loop reads)
-	AsyncQueued int                       // async requests waiting in the deployment's queue now
+	Current     int                          // replicas the deployment has (live), what Scale last set
+	Settings    settings.AutoscalingSettings // MinReplica, MaxReplica, AutoscalingWindow (s), ScaleDownDelay (s), ConcurrencyTarget, TargetUtilizationPercentage, MaxScaleDownRate (percent)
+	Development bool                         // the development deployment: at most one replica
+	Samples     []Sample                     // samples within the autoscaling window (may be unsorted, may have gaps = 0 load)
+	LastRequest time.Time                    // the last second in which any request started (zero: never / not within the longest window the loop reads)
+	AsyncQueued int                          // async requests waiting in the deployment's queue now
 }
 
 // Decision is the outcome and why, for logs and tests.
@@ -56,7 +56,7 @@ type scaleBounds struct {
 	rate       int     // percent of replicas per step down
 }
 
-func scaleBoundsOf(s store.AutoscalingSettings, development bool) scaleBounds {
+func scaleBoundsOf(s settings.AutoscalingSettings, development bool) scaleBounds {
 	b := scaleBounds{
 		min:    max(s.MinReplica, 0),
 		max:    max(s.MaxReplica, 1),

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // tickNow is the tick every case decides at; tickAgo(n) is n seconds before it.
@@ -16,8 +16,8 @@ func tickAgo(s int) time.Time { return tickNow.Add(-time.Duration(s) * time.Seco
 
 // roundSettings are easy to reason about (one replica per unit of concurrency, a 60s window,
 // a 900s delay, 50% per step), changed by fn.
-func roundSettings(fn func(*store.AutoscalingSettings)) store.AutoscalingSettings {
-	s := store.AutoscalingSettings{
+func roundSettings(fn func(*settings.AutoscalingSettings)) settings.AutoscalingSettings {
+	s := settings.AutoscalingSettings{
 		MinReplica:                  0,
 		MaxReplica:                  10,
 		AutoscalingWindow:           60,
@@ -96,7 +96,7 @@ func TestDecide_AveragesOverTheWholeWindow(t *testing.T) {
 			Samples: append(flatLoad(60, 1), Sample{At: tickAgo(60), Concurrency: 600}),
 		}, desired: 1, wanted: 1},
 		{name: "a shorter window forgets older load", in: Input{
-			Current: 1, Settings: roundSettings(func(s *store.AutoscalingSettings) { s.AutoscalingWindow = 10 }),
+			Current: 1, Settings: roundSettings(func(s *settings.AutoscalingSettings) { s.AutoscalingWindow = 10 }),
 			Samples: append(flatLoad(10, 1), Sample{At: tickAgo(10), Concurrency: 600}, Sample{At: tickAgo(30), Concurrency: 600}),
 		}, desired: 1, wanted: 1},
 		{name: "NaN and negative samples are ignored", in: in(2, append(flatLoad(60, 2),
@@ -109,7 +109,7 @@ func TestDecide_AveragesOverTheWholeWindow(t *testing.T) {
 
 func TestDecide_UtilisationRounding(t *testing.T) {
 	in := func(target, util int, samples []Sample) Input {
-		return Input{Current: 1, Settings: roundSettings(func(s *store.AutoscalingSettings) {
+		return Input{Current: 1, Settings: roundSettings(func(s *settings.AutoscalingSettings) {
 			s.AutoscalingWindow = 10
 			s.ConcurrencyTarget = target
 			s.TargetUtilizationPercentage = util
@@ -132,26 +132,26 @@ func TestDecide_UtilisationRounding(t *testing.T) {
 
 func TestDecide_ClampsToMinAndMax(t *testing.T) {
 	runDecide(t, []decideCase{
-		{name: "min without load", in: Input{Current: 0, Settings: roundSettings(func(s *store.AutoscalingSettings) {
+		{name: "min without load", in: Input{Current: 0, Settings: roundSettings(func(s *settings.AutoscalingSettings) {
 			s.MinReplica = 2
 		})}, desired: 2, wanted: 2, reason: "scale up"},
-		{name: "min holds when idle for long", in: Input{Current: 2, LastRequest: tickAgo(86400), Settings: roundSettings(func(s *store.AutoscalingSettings) {
+		{name: "min holds when idle for long", in: Input{Current: 2, LastRequest: tickAgo(86400), Settings: roundSettings(func(s *settings.AutoscalingSettings) {
 			s.MinReplica = 2
 		})}, desired: 2, wanted: 2, reason: "steady"},
-		{name: "max under heavy load", in: Input{Current: 1, Samples: flatLoad(60, 50), Settings: roundSettings(func(s *store.AutoscalingSettings) {
+		{name: "max under heavy load", in: Input{Current: 1, Samples: flatLoad(60, 50), Settings: roundSettings(func(s *settings.AutoscalingSettings) {
 			s.MaxReplica = 3
 		})}, desired: 3, wanted: 3, reason: "scale up"},
-		{name: "min above max: max wins", in: Input{Current: 0, Settings: roundSettings(func(s *store.AutoscalingSettings) {
+		{name: "min above max: max wins", in: Input{Current: 0, Settings: roundSettings(func(s *settings.AutoscalingSettings) {
 			s.MinReplica, s.MaxReplica = 5, 2
 		})}, desired: 2, wanted: 2},
-		{name: "zero settings", in: Input{Current: 0, Samples: flatLoad(60, 3), Settings: store.AutoscalingSettings{}},
+		{name: "zero settings", in: Input{Current: 0, Samples: flatLoad(60, 3), Settings: settings.AutoscalingSettings{}},
 			desired: 1, wanted: 1}, // max 0 is read as 1
-		{name: "negative settings", in: Input{Current: -3, Samples: flatLoad(60, 3), Settings: store.AutoscalingSettings{
+		{name: "negative settings", in: Input{Current: -3, Samples: flatLoad(60, 3), Settings: settings.AutoscalingSettings{
 			MinReplica: -1, MaxReplica: -1, AutoscalingWindow: -1, ScaleDownDelay: -1,
 			ConcurrencyTarget: -1, TargetUtilizationPercentage: -1, MaxScaleDownRate: -1,
 		}}, desired: 1, wanted: 1},
 		// Window 0 reads as 1s; target 0 as 1; utilisation 0 as 100: 3 in the last second is 3.
-		{name: "zero window, target and utilisation", in: Input{Current: 0, Samples: flatLoad(60, 3), Settings: roundSettings(func(s *store.AutoscalingSettings) {
+		{name: "zero window, target and utilisation", in: Input{Current: 0, Samples: flatLoad(60, 3), Settings: roundSettings(func(s *settings.AutoscalingSettings) {
 			s.AutoscalingWindow, s.ConcurrencyTarget, s.TargetUtilizationPercentage = 0, 0, 0
 		})}, desired: 3, wanted: 3},
 	})
@@ -169,7 +169,7 @@ func TestDecide_ScaleDownWaitsForTheDelay(t *testing.T) {
 		{name: "held for the delay", in: in(4, 2), st: State{LowSince: tickAgo(900)},
 			desired: 2, wanted: 2, reason: "step down by at most 2", lowSince: tickAgo(900)},
 		{name: "delay 0 steps down at once", in: Input{Current: 4, Samples: flatLoad(60, 2), LastRequest: tickNow,
-			Settings: roundSettings(func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 0 })},
+			Settings: roundSettings(func(s *settings.AutoscalingSettings) { s.ScaleDownDelay = 0 })},
 			desired: 2, wanted: 2, reason: "step down", lowSince: tickNow},
 		{name: "LowSince in the future restarts the delay", in: in(4, 2), st: State{LowSince: tickNow.Add(time.Hour)},
 			desired: 4, wanted: 2, reason: "hold: lower for 0s", lowSince: tickNow},
@@ -194,7 +194,7 @@ func TestDecide_ScaleUpAtOnceEvenMidDelay(t *testing.T) {
 func TestDecide_ScaleDownRate(t *testing.T) {
 	in := func(current, wantLoad, rate int) Input {
 		return Input{Current: current, Samples: flatLoad(60, float64(wantLoad)), LastRequest: tickNow,
-			Settings: roundSettings(func(s *store.AutoscalingSettings) { s.MaxScaleDownRate = rate })}
+			Settings: roundSettings(func(s *settings.AutoscalingSettings) { s.MaxScaleDownRate = rate })}
 	}
 	held := State{LowSince: tickAgo(900)}
 	runDecide(t, []decideCase{
@@ -243,7 +243,7 @@ func TestDecide_StepsDownTickAfterTickOnceHeld(t *testing.T) {
 }
 
 func TestDecide_LastReplicaToZero(t *testing.T) {
-	in := func(current int, last time.Time, fn func(*store.AutoscalingSettings)) Input {
+	in := func(current int, last time.Time, fn func(*settings.AutoscalingSettings)) Input {
 		return Input{Current: current, LastRequest: last, Settings: roundSettings(fn)}
 	}
 	runDecide(t, []decideCase{
@@ -257,9 +257,9 @@ func TestDecide_LastReplicaToZero(t *testing.T) {
 			desired: 1, wanted: 1, reason: "steady"},
 		{name: "a request in the samples keeps 1", in: Input{Current: 1, Samples: []Sample{{At: tickAgo(5), Requests: 1}}, Settings: roundSettings(nil)},
 			desired: 1, wanted: 1, reason: "steady"},
-		{name: "min 1 keeps 1 however idle", in: in(1, time.Time{}, func(s *store.AutoscalingSettings) { s.MinReplica = 1 }),
+		{name: "min 1 keeps 1 however idle", in: in(1, time.Time{}, func(s *settings.AutoscalingSettings) { s.MinReplica = 1 }),
 			desired: 1, wanted: 1, reason: "steady"},
-		{name: "delay 0 goes at once", in: in(1, tickNow, func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 0 }),
+		{name: "delay 0 goes at once", in: in(1, tickNow, func(s *settings.AutoscalingSettings) { s.ScaleDownDelay = 0 }),
 			desired: 0, wanted: 0, reason: "to zero", lowSince: tickNow},
 		{name: "several idle replicas still step by the rate", in: in(4, tickAgo(900), nil),
 			desired: 2, wanted: 0, reason: "step down by at most 2", lowSince: tickNow},
@@ -271,13 +271,13 @@ func TestDecide_LastReplicaToZero(t *testing.T) {
 }
 
 func TestDecide_DevelopmentHasAtMostOneReplica(t *testing.T) {
-	dev := func(current int, samples []Sample, fn func(*store.AutoscalingSettings)) Input {
+	dev := func(current int, samples []Sample, fn func(*settings.AutoscalingSettings)) Input {
 		return Input{Current: current, Development: true, Samples: samples, LastRequest: tickNow, Settings: roundSettings(fn)}
 	}
 	runDecide(t, []decideCase{
-		{name: "settings max 5 under load", in: dev(1, flatLoad(60, 5), func(s *store.AutoscalingSettings) { s.MaxReplica = 5 }),
+		{name: "settings max 5 under load", in: dev(1, flatLoad(60, 5), func(s *settings.AutoscalingSettings) { s.MaxReplica = 5 }),
 			desired: 1, wanted: 1, reason: "steady"},
-		{name: "min 3 is 1", in: dev(0, nil, func(s *store.AutoscalingSettings) { s.MinReplica = 3 }),
+		{name: "min 3 is 1", in: dev(0, nil, func(s *settings.AutoscalingSettings) { s.MinReplica = 3 }),
 			desired: 1, wanted: 1, reason: "scale up"},
 		{name: "too many replicas are cut at once", in: dev(3, flatLoad(60, 5), nil),
 			desired: 1, wanted: 1, reason: "cap at max 1"},
@@ -288,7 +288,7 @@ func TestDecide_DevelopmentHasAtMostOneReplica(t *testing.T) {
 
 // Lowered settings: max is a hard bound, cut to at once; below it the delay and rate apply.
 func TestDecide_CurrentAboveMaxIsCutAtOnce(t *testing.T) {
-	lowered := roundSettings(func(s *store.AutoscalingSettings) { s.MaxReplica = 4 })
+	lowered := roundSettings(func(s *settings.AutoscalingSettings) { s.MaxReplica = 4 })
 	runDecide(t, []decideCase{
 		{name: "load at max", in: Input{Current: 10, Samples: flatLoad(60, 9), LastRequest: tickNow, Settings: lowered},
 			desired: 4, wanted: 4, reason: "cap at max 4"},
@@ -307,7 +307,7 @@ func TestDecide_NilStateIsAOneOffDecision(t *testing.T) {
 }
 
 func TestDecide_QueuedAsyncRequestsCountAsLoad(t *testing.T) {
-	queued := func(current, n int, fn func(*store.AutoscalingSettings)) Input {
+	queued := func(current, n int, fn func(*settings.AutoscalingSettings)) Input {
 		return Input{Current: current, AsyncQueued: n, Settings: roundSettings(fn)}
 	}
 	runDecide(t, []decideCase{
@@ -319,9 +319,9 @@ func TestDecide_QueuedAsyncRequestsCountAsLoad(t *testing.T) {
 			desired: 10, wanted: 10, reason: "scale up"},
 		{name: "a backlog adds to the window's load", in: Input{Current: 2, AsyncQueued: 2, Samples: flatLoad(60, 2), Settings: roundSettings(nil)},
 			desired: 4, wanted: 4, reason: "scale up"},
-		{name: "queued requests keep the last replica with delay 0", in: queued(1, 1, func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 0; s.ConcurrencyTarget = 8 }),
+		{name: "queued requests keep the last replica with delay 0", in: queued(1, 1, func(s *settings.AutoscalingSettings) { s.ScaleDownDelay = 0; s.ConcurrencyTarget = 8 }),
 			desired: 1, wanted: 1, reason: "steady"},
-		{name: "an empty queue lets it go to zero", in: queued(1, 0, func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 0 }),
+		{name: "an empty queue lets it go to zero", in: queued(1, 0, func(s *settings.AutoscalingSettings) { s.ScaleDownDelay = 0 }),
 			desired: 0, wanted: 0, reason: "to zero", lowSince: tickNow},
 	})
 }

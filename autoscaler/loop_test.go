@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -137,7 +138,7 @@ func newModel(t *testing.T, db *sqlx.DB) store.Model {
 }
 
 // newDeployment makes a deployment in status with settings s and the given READY replicas.
-func newDeployment(t *testing.T, db *sqlx.DB, m store.Model, status string, s store.AutoscalingSettings, ready int) store.Deployment {
+func newDeployment(t *testing.T, db *sqlx.DB, m store.Model, status string, s settings.AutoscalingSettings, ready int) store.Deployment {
 	t.Helper()
 	ctx := context.Background()
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, AutoscalingSettings: s})
@@ -175,8 +176,8 @@ func load(t *testing.T, db *sqlx.DB, deploymentID string, now time.Time, window 
 }
 
 // linear settings ask for one replica per unit of concurrency, over a 10 s window.
-func linear(maxReplica int) store.AutoscalingSettings {
-	return store.AutoscalingSettings{MinReplica: 0, MaxReplica: maxReplica, AutoscalingWindow: 10,
+func linear(maxReplica int) settings.AutoscalingSettings {
+	return settings.AutoscalingSettings{MinReplica: 0, MaxReplica: maxReplica, AutoscalingWindow: 10,
 		ScaleDownDelay: 300, ConcurrencyTarget: 1, TargetUtilizationPercentage: 100, MaxScaleDownRate: 50}
 }
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 )
 
 // AsyncPredictRequest is the body of POST .../async_predict. Nil fields take the gateway's
@@ -38,11 +38,13 @@ type InferenceRetryConfig struct {
 
 // AsyncRequestStatus is the gateway's answer to GET /async_request/{id}.
 type AsyncRequestStatus struct {
-	RequestID     string                   `json:"request_id"`
-	ModelID       string                   `json:"model_id"`
-	DeploymentID  string                   `json:"deployment_id"`
-	Environment   string                   `json:"environment"`
-	Status        modelplane.AsyncStatus   `json:"status"`
+	RequestID    string `json:"request_id"`
+	ModelID      string `json:"model_id"`
+	DeploymentID string `json:"deployment_id"`
+	Environment  string `json:"environment"`
+	// Status is QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, EXPIRED, CANCELED or WEBHOOK_FAILED.
+	Status modelplane.AsyncStatus `json:"status"`
+	// WebhookStatus is PENDING, SUCCEEDED, FAILED, CANCELED or NO_WEBHOOK_PROVIDED.
 	WebhookStatus modelplane.WebhookStatus `json:"webhook_status"`
 	CreatedAt     time.Time                `json:"created_at"`
 	StatusAt      time.Time                `json:"status_at"`
@@ -126,16 +128,16 @@ func (c *Client) AsyncQueueStatus(ctx context.Context, modelID string, t Target)
 
 // WebhookSecret says whether the workspace has a webhook secret, and since when; the API
 // never shows the secret again after it is made.
-func (c *Client) WebhookSecret(ctx context.Context) (api.WebhookSecretStatusV1, error) {
-	var out api.WebhookSecretStatusV1
+func (c *Client) WebhookSecret(ctx context.Context) (apiv1.WebhookSecretStatusV1, error) {
+	var out apiv1.WebhookSecretStatusV1
 	err := c.get(ctx, &out, "v1", "webhook_secret")
 	return out, err
 }
 
 // RotateWebhookSecret makes the workspace's webhook secret, or replaces it, and returns it:
 // this is the only time it is shown. Webhooks are signed with the new secret from then on.
-func (c *Client) RotateWebhookSecret(ctx context.Context) (api.WebhookSecretV1, error) {
-	var out api.WebhookSecretV1
+func (c *Client) RotateWebhookSecret(ctx context.Context) (apiv1.WebhookSecretV1, error) {
+	var out apiv1.WebhookSecretV1
 	err := c.send(ctx, http.MethodPost, nil, &out, "v1", "webhook_secret")
 	return out, err
 }

@@ -1,6 +1,7 @@
 // Package client is a Go client for modelplane's management API (API.md), used by the
-// command line and by tests. It speaks the API's JSON and hands back the api package's
-// response types, so a field the server adds reaches callers without a copy here.
+// command line and by tests. It sends and hands back the wire types of package apiv1, the
+// ones the server answers with, so a field the server adds reaches callers without a copy
+// here; it does not link the server itself.
 package client
 
 import (
@@ -13,7 +14,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 )
 
 // maxErrorBody bounds how much of an error answer is read: enough for the JSON error shape
@@ -52,10 +53,8 @@ func (e *Error) Error() string {
 }
 
 // Models lists the models of the key's workspace.
-func (c *Client) Models(ctx context.Context) ([]api.ModelV1, error) {
-	var out struct {
-		Models []api.ModelV1 `json:"models"`
-	}
+func (c *Client) Models(ctx context.Context) ([]apiv1.ModelV1, error) {
+	var out apiv1.ModelListV1
 	if err := c.get(ctx, &out, "v1", "models"); err != nil {
 		return nil, err
 	}
@@ -63,17 +62,15 @@ func (c *Client) Models(ctx context.Context) ([]api.ModelV1, error) {
 }
 
 // Model returns one model.
-func (c *Client) Model(ctx context.Context, modelID string) (api.ModelV1, error) {
-	var out api.ModelV1
+func (c *Client) Model(ctx context.Context, modelID string) (apiv1.ModelV1, error) {
+	var out apiv1.ModelV1
 	err := c.get(ctx, &out, "v1", "models", modelID)
 	return out, err
 }
 
 // Deployments lists a model's deployments.
-func (c *Client) Deployments(ctx context.Context, modelID string) ([]api.DeploymentV1, error) {
-	var out struct {
-		Deployments []api.DeploymentV1 `json:"deployments"`
-	}
+func (c *Client) Deployments(ctx context.Context, modelID string) ([]apiv1.DeploymentV1, error) {
+	var out apiv1.DeploymentListV1
 	if err := c.get(ctx, &out, "v1", "models", modelID, "deployments"); err != nil {
 		return nil, err
 	}
@@ -82,17 +79,15 @@ func (c *Client) Deployments(ctx context.Context, modelID string) ([]api.Deploym
 
 // Deployment returns one deployment of a model; ref is its ID, or "development" or
 // "production" for the deployment that currently has that role.
-func (c *Client) Deployment(ctx context.Context, modelID, ref string) (api.DeploymentV1, error) {
-	var out api.DeploymentV1
+func (c *Client) Deployment(ctx context.Context, modelID, ref string) (apiv1.DeploymentV1, error) {
+	var out apiv1.DeploymentV1
 	err := c.get(ctx, &out, "v1", "models", modelID, "deployments", ref)
 	return out, err
 }
 
 // Environments lists a model's environments, production first.
-func (c *Client) Environments(ctx context.Context, modelID string) ([]api.EnvironmentV1, error) {
-	var out struct {
-		Environments []api.EnvironmentV1 `json:"environments"`
-	}
+func (c *Client) Environments(ctx context.Context, modelID string) ([]apiv1.EnvironmentV1, error) {
+	var out apiv1.EnvironmentListV1
 	if err := c.get(ctx, &out, "v1", "models", modelID, "environments"); err != nil {
 		return nil, err
 	}
@@ -100,8 +95,8 @@ func (c *Client) Environments(ctx context.Context, modelID string) ([]api.Enviro
 }
 
 // Environment returns one environment of a model by name.
-func (c *Client) Environment(ctx context.Context, modelID, name string) (api.EnvironmentV1, error) {
-	var out api.EnvironmentV1
+func (c *Client) Environment(ctx context.Context, modelID, name string) (apiv1.EnvironmentV1, error) {
+	var out apiv1.EnvironmentV1
 	err := c.get(ctx, &out, "v1", "models", modelID, "environments", name)
 	return out, err
 }
@@ -109,8 +104,8 @@ func (c *Client) Environment(ctx context.Context, modelID, name string) (api.Env
 // UploadArchive uploads a model package (a tar.gz, as modelpkg.Pack writes it) and returns
 // its content address. The body is streamed from r as it is read, so a package never has to
 // fit in memory; the API answers the same ID for the same bytes however often they come.
-func (c *Client) UploadArchive(ctx context.Context, r io.Reader) (api.ArchiveV1, error) {
-	var out api.ArchiveV1
+func (c *Client) UploadArchive(ctx context.Context, r io.Reader) (apiv1.ArchiveV1, error) {
+	var out apiv1.ArchiveV1
 	err := c.do(ctx, http.MethodPost, "/v1/archives", r, "application/gzip", &out)
 	return out, err
 }
@@ -164,12 +159,7 @@ func (c *Client) doWith(ctx context.Context, answerErr func(*http.Response) erro
 // its text, so the user sees what answered.
 func readError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
+	var body apiv1.ErrorV1
 	if err := json.Unmarshal(b, &body); err == nil && body.Error.Message != "" {
 		return &Error{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message}
 	}

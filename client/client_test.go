@@ -19,6 +19,7 @@ import (
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -88,7 +89,7 @@ func TestDeployments_ListAndGetByIDAndByRole(t *testing.T) {
 	dev, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID, IsDevelopment: true})
 	require.NoError(t, err)
 	prod, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID,
-		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.model.ID, modelplane.ProductionEnvironment, prod.ID))
 
@@ -125,7 +126,7 @@ func TestEnvironments_ListAndGetWithCurrentDeployment(t *testing.T) {
 	d, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID})
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, f.db, store.Environment{ModelID: f.model.ID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.model.ID, "staging", d.ID))
 

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 )
 
@@ -59,9 +59,9 @@ func TestCreateModel_SendsTheSourceAndReturnsModelAndDeployment(t *testing.T) {
 		body: `{"source":{"kind":"model_archive","name":"echo","archive_id":"sha256:ab",
 			"deployment":{"config":{"model_name":"echo"},"name":"first"}},"development":false,"environment":"production"}`,
 		answer: `{"model":` + modelJSON + `,"deployment":` + deploymentJSON + `}`}.client(t)
-	m, d, err := c.CreateModel(context.Background(), client.CreateModelRequest{
-		Source: client.ModelSource{Name: "echo", ArchiveID: "sha256:ab",
-			Deployment: client.DeploymentSource{Config: map[string]any{"model_name": "echo"}, Name: "first"}},
+	m, d, err := c.CreateModel(context.Background(), apiv1.CreateModelRequest{
+		Source: apiv1.ModelSource{Name: "echo", ArchiveID: "sha256:ab",
+			Deployment: apiv1.DeploymentSource{Config: map[string]any{"model_name": "echo"}, Name: "first"}},
 		Environment: "production",
 	})
 	require.NoError(t, err)
@@ -74,8 +74,8 @@ func TestCreateDeployment_DevelopmentLeavesOutNameAndEnvironment(t *testing.T) {
 	c := scripted{method: "POST", path: "/v1/models/q4z8m2xw/deployments", status: 201,
 		body:   `{"source":{"kind":"model_archive","archive_id":"sha256:ab","deployment":{"config":{"model_name":"echo"}}},"development":true}`,
 		answer: `{"model":` + modelJSON + `,"deployment":` + deploymentJSON + `}`}.client(t)
-	m, d, err := c.CreateDeployment(context.Background(), "q4z8m2xw", client.CreateDeploymentRequest{
-		Source:      client.DeploymentArchiveSource{ArchiveID: "sha256:ab", Deployment: client.DeploymentSource{Config: map[string]any{"model_name": "echo"}}},
+	m, d, err := c.CreateDeployment(context.Background(), "q4z8m2xw", apiv1.CreateDeploymentRequest{
+		Source:      apiv1.DeploymentArchiveSource{ArchiveID: "sha256:ab", Deployment: apiv1.DeploymentSource{Config: map[string]any{"model_name": "echo"}}},
 		Development: true,
 	})
 	require.NoError(t, err)
@@ -146,13 +146,13 @@ func TestWaitActive_StopsAtAFailureStatusWithItsError(t *testing.T) {
 		_, _ = io.WriteString(w, `{"id":"d1","name":"deployment-1","status":"`+s+`"}`)
 	}))
 	defer srv.Close()
-	var seen []string
+	var seen []modelplane.DeploymentStatus
 	d, err := client.New(srv.URL, "k").WaitActive(context.Background(), "m1", "d1", time.Millisecond,
-		func(d api.DeploymentV1) { seen = append(seen, string(d.Status)) })
+		func(d apiv1.DeploymentV1) { seen = append(seen, d.Status) })
 	var failed *client.DeploymentFailedError
 	require.ErrorAs(t, err, &failed)
 	require.Equal(t, modelplane.DeploymentDeployFailed, d.Status)
-	require.Equal(t, []string{"BUILDING", "DEPLOYING", "DEPLOY_FAILED"}, seen)
+	require.Equal(t, []modelplane.DeploymentStatus{"BUILDING", "DEPLOYING", "DEPLOY_FAILED"}, seen)
 }
 
 func TestWaitPromoted_EndsWhenTheDeploymentIsCurrentAndNothingIsInFlight(t *testing.T) {

@@ -6,44 +6,34 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
-	"github.com/modelplane/modelplane/patch"
+	"github.com/modelplane/modelplane/apiv1"
 )
 
-// PatchRequest is the body of POST .../deployments/development/patches.
-type PatchRequest struct {
-	PrevPatchHash  string      `json:"prev_patch_hash"`
-	NextPatchPoint patch.Point `json:"next_patch_point"`
-	PatchOps       []patch.Op  `json:"patch_ops"`
-}
-
 // Patches returns the development deployment's live-reload state, with its newest point.
-func (c *Client) Patches(ctx context.Context, modelID string) (api.PatchStateV1, error) {
-	var out api.PatchStateV1
+func (c *Client) Patches(ctx context.Context, modelID string) (apiv1.PatchStateV1, error) {
+	var out apiv1.PatchStateV1
 	err := c.get(ctx, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "patches")
 	return out, err
 }
 
 // StagePatch stages a patch of the development deployment. A PrevPatchHash other than the
 // deployment's newest point is refused with 409.
-func (c *Client) StagePatch(ctx context.Context, modelID string, req PatchRequest) (api.PatchStateV1, error) {
-	var out api.PatchStateV1
+func (c *Client) StagePatch(ctx context.Context, modelID string, req apiv1.PatchRequest) (apiv1.PatchStateV1, error) {
+	var out apiv1.PatchStateV1
 	err := c.send(ctx, http.MethodPost, req, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "patches")
 	return out, err
 }
 
 // SyncPatches applies the staged patches to the development deployment's replica.
-func (c *Client) SyncPatches(ctx context.Context, modelID string) (api.PatchSyncV1, error) {
-	var out api.PatchSyncV1
+func (c *Client) SyncPatches(ctx context.Context, modelID string) (apiv1.PatchSyncV1, error) {
+	var out apiv1.PatchSyncV1
 	err := c.send(ctx, http.MethodPost, nil, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "patches", "sync")
 	return out, err
 }
 
 // KeepAwake holds the development deployment at one replica at least for d (10 s to 1 h).
 func (c *Client) KeepAwake(ctx context.Context, modelID string, d time.Duration) error {
-	body := struct {
-		Seconds int `json:"seconds"`
-	}{int(d / time.Second)}
-	var out struct{}
+	body := apiv1.KeepAwakeRequest{Seconds: int(d / time.Second)}
+	var out apiv1.KeepAwakeV1
 	return c.send(ctx, http.MethodPost, body, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "keep_awake")
 }

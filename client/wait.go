@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 )
 
-// DeploymentFailedError is what WaitActive returns when the deployment reached a failure
-// status instead of ACTIVE.
+// DeploymentFailedError is what WaitActive returns when the deployment reached a status that
+// waiting cannot get past (modelplane.DeploymentStatus.Stuck) instead of ACTIVE.
 type DeploymentFailedError struct {
-	Deployment api.DeploymentV1
+	Deployment apiv1.DeploymentV1
 }
 
 func (e *DeploymentFailedError) Error() string {
@@ -23,7 +23,7 @@ func (e *DeploymentFailedError) Error() string {
 // deployment serving the environment.
 type PromotionFailedError struct {
 	Environment string
-	Promotion   api.PromotionV1
+	Promotion   apiv1.PromotionV1
 }
 
 func (e *PromotionFailedError) Error() string {
@@ -34,11 +34,11 @@ func (e *PromotionFailedError) Error() string {
 	return msg
 }
 
-// WaitActive polls a deployment every interval until it is ACTIVE, reaches a failure
-// status (a *DeploymentFailedError) or ctx ends. progress, when not nil, sees every
+// WaitActive polls a deployment every interval until it is ACTIVE, reaches a status it does
+// not leave by itself (a *DeploymentFailedError) or ctx ends. progress, when not nil, sees every
 // answer, so that a caller can show the stages as they pass.
 func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, interval time.Duration,
-	progress func(api.DeploymentV1)) (api.DeploymentV1, error) {
+	progress func(apiv1.DeploymentV1)) (apiv1.DeploymentV1, error) {
 	for {
 		d, err := c.Deployment(ctx, modelID, deploymentID)
 		if err != nil {
@@ -63,7 +63,7 @@ func (c *Client) WaitActive(ctx context.Context, modelID, deploymentID string, i
 // deployment with no promotion in flight, the promotion fails or is canceled (a
 // *PromotionFailedError), or ctx ends. progress sees every answer.
 func (c *Client) WaitPromoted(ctx context.Context, modelID, env, deploymentID string, interval time.Duration,
-	progress func(api.EnvironmentV1)) (api.EnvironmentV1, error) {
+	progress func(apiv1.EnvironmentV1)) (apiv1.EnvironmentV1, error) {
 	for {
 		e, err := c.Environment(ctx, modelID, env)
 		if err != nil {

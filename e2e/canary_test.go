@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -71,7 +72,7 @@ func (h *harness) watchPercent(modelID string, stop <-chan struct{}) func() []in
 			case <-time.After(200 * time.Millisecond):
 			}
 			e, err := h.api.Environment(context.Background(), modelID, "production")
-			if err == nil && e.InProgressPromotion != nil && e.InProgressPromotion.Status == "RAMPING_UP" {
+			if err == nil && e.InProgressPromotion != nil && e.InProgressPromotion.Status == modelplane.PromotionRampingUp {
 				mu.Lock()
 				if n := len(seen); n == 0 || seen[n-1] != e.InProgressPromotion.PercentTrafficToNewVersion {
 					seen = append(seen, e.InProgressPromotion.PercentTrafficToNewVersion)

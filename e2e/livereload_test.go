@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
@@ -70,14 +71,14 @@ func (h *harness) pushDevelopment(ctx context.Context, dir string) error {
 		}
 	}
 	if modelID == "" {
-		m, _, err := h.api.CreateModel(ctx, client.CreateModelRequest{Development: true,
-			Source: client.ModelSource{Name: cfg.ModelName, ArchiveID: a.ID}})
+		m, _, err := h.api.CreateModel(ctx, apiv1.CreateModelRequest{Development: true,
+			Source: apiv1.ModelSource{Name: cfg.ModelName, ArchiveID: a.ID}})
 		if err != nil {
 			return err
 		}
 		modelID = m.ID
-	} else if _, _, err := h.api.CreateDeployment(ctx, modelID, client.CreateDeploymentRequest{Development: true,
-		Source: client.DeploymentArchiveSource{ArchiveID: a.ID}}); err != nil {
+	} else if _, _, err := h.api.CreateDeployment(ctx, modelID, apiv1.CreateDeploymentRequest{Development: true,
+		Source: apiv1.DeploymentArchiveSource{ArchiveID: a.ID}}); err != nil {
 		return err
 	}
 	h.waitStatus(modelID, "development", "ACTIVE")

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/internal/httperr"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -378,7 +378,7 @@ func (g *Gateway) attemptResult(w *statusWriter, c *capture, stopped bool) store
 	case http.StatusRequestEntityTooLarge:
 		code = modelplane.CodeModelInvalidInput
 	}
-	var e httperr.Body
+	var e apiv1.ErrorV1
 	msg := http.StatusText(status)
 	if json.Unmarshal(c.body.Bytes(), &e) == nil && e.Error.Message != "" {
 		msg = e.Error.Message

@@ -7,19 +7,17 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/modelplane/modelplane/store"
 )
 
 // PatchAutoscaling applies patch, a JSON object holding some of the settings' fields, onto
 // base and validates the result. It is also how a whole settings object in a create request
-// is read: patch it onto store.DefaultAutoscalingSettings().
+// is read: patch it onto DefaultAutoscalingSettings().
 //
 // An unknown field, a field of the wrong JSON type and a null field are each a *FieldError
 // naming the field, so a client's typo is refused rather than silently ignored. changed
 // reports whether the result differs from base, which is how the API answers UNCHANGED. On
 // error base comes back as it was.
-func PatchAutoscaling(prefix string, base store.AutoscalingSettings, patch json.RawMessage) (store.AutoscalingSettings, bool, error) {
+func PatchAutoscaling(prefix string, base AutoscalingSettings, patch json.RawMessage) (AutoscalingSettings, bool, error) {
 	out := base
 	fields := []field{
 		{"min_replica", intField(&out.MinReplica)},
@@ -41,7 +39,7 @@ func PatchAutoscaling(prefix string, base store.AutoscalingSettings, patch json.
 
 // PatchPromotion applies patch onto base as PatchAutoscaling does. canary_analysis is itself
 // patched field by field, so {"canary_analysis": {"enabled": true}} keeps the thresholds.
-func PatchPromotion(prefix string, base store.PromotionSettings, patch json.RawMessage) (store.PromotionSettings, bool, error) {
+func PatchPromotion(prefix string, base PromotionSettings, patch json.RawMessage) (PromotionSettings, bool, error) {
 	out := base
 	canary := []field{
 		{"enabled", boolField(&out.CanaryAnalysis.Enabled)},
@@ -201,10 +199,13 @@ func boolField(dst *bool) func(string, json.RawMessage) error {
 	return typedField(dst, "true or false")
 }
 
+// stringField decodes a JSON string into dst, which may be a string type of its own such as
+// modelplane.CleanupStrategy; the value is checked by the Validate functions, not here.
 func stringField[T ~string](dst *T) func(string, json.RawMessage) error {
+	var s string
+	set := typedField(&s, "a string")
 	return func(path string, raw json.RawMessage) error {
-		var s string
-		if err := typedField(&s, "a string")(path, raw); err != nil {
+		if err := set(path, raw); err != nil {
 			return err
 		}
 		*dst = T(s)

@@ -1,7 +1,8 @@
-// Package settings holds the rules for the API's autoscaling and promotion settings: the
-// allowed ranges (API.md) and how a PATCH of some fields applies to the stored settings.
-// Everything here is a pure function, so the API handlers, the workflows and the tests all
-// agree on what a valid settings object is.
+// Package settings holds the API's autoscaling and promotion settings: their types and
+// defaults, the allowed ranges (API.md) and how a PATCH of some fields applies to the stored
+// settings. Everything here is a pure function, so the API handlers, the workflows, the
+// autoscaler and the tests all agree on what a valid settings object is. The store keeps
+// the settings as JSON columns (column.go) and knows nothing else of them.
 package settings
 
 import (
@@ -10,8 +11,63 @@ import (
 	"strings"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/store"
 )
+
+// AutoscalingSettings are a deployment's or environment's scaling bounds (API.md lists the
+// ranges, ValidateAutoscaling checks them).
+type AutoscalingSettings struct {
+	MinReplica                  int `json:"min_replica"`
+	MaxReplica                  int `json:"max_replica"`
+	AutoscalingWindow           int `json:"autoscaling_window"`            // seconds
+	ScaleDownDelay              int `json:"scale_down_delay"`              // seconds
+	ConcurrencyTarget           int `json:"concurrency_target"`            // requests per replica
+	TargetUtilizationPercentage int `json:"target_utilization_percentage"` // of concurrency_target
+	MaxScaleDownRate            int `json:"max_scale_down_rate"`           // percent of replicas per step
+}
+
+// DefaultAutoscalingSettings are the settings a new deployment or environment starts with:
+// scale to zero after 15 idle minutes, at most one replica.
+func DefaultAutoscalingSettings() AutoscalingSettings {
+	return AutoscalingSettings{
+		MinReplica:                  0,
+		MaxReplica:                  1,
+		AutoscalingWindow:           60,
+		ScaleDownDelay:              900,
+		ConcurrencyTarget:           1,
+		TargetUtilizationPercentage: 70,
+		MaxScaleDownRate:            50,
+	}
+}
+
+// CanaryAnalysis compares a promotion's candidate with the current deployment at each stage.
+type CanaryAnalysis struct {
+	Enabled              bool    `json:"enabled"`
+	MaxErrorRateIncrease float64 `json:"max_error_rate_increase"`
+	MaxP99LatencyRatio   float64 `json:"max_p99_latency_ratio"`
+	MinRequestsPerStage  int     `json:"min_requests_per_stage"`
+}
+
+// PromotionSettings say how an environment takes a new deployment.
+type PromotionSettings struct {
+	RedeployOnPromotion      bool                       `json:"redeploy_on_promotion"`
+	PromotionCleanupStrategy modelplane.CleanupStrategy `json:"promotion_cleanup_strategy"`
+	RampUpWhilePromoting     bool                       `json:"ramp_up_while_promoting"`
+	RampUpDurationSeconds    int                        `json:"ramp_up_duration_seconds"`
+	CanaryAnalysis           CanaryAnalysis             `json:"canary_analysis"`
+}
+
+// DefaultPromotionSettings switch traffic at once and scale the previous deployment to zero.
+func DefaultPromotionSettings() PromotionSettings {
+	return PromotionSettings{
+		PromotionCleanupStrategy: modelplane.CleanupScaleToZero,
+		RampUpDurationSeconds:    600,
+		CanaryAnalysis: CanaryAnalysis{
+			MaxErrorRateIncrease: 0.01,
+			MaxP99LatencyRatio:   1.5,
+			MinRequestsPerStage:  20,
+		},
+	}
+}
 
 // ErrInvalid is what every *FieldError matches with errors.Is, so the API's one error
 // handler can answer 400 without knowing this package's types.
@@ -84,7 +140,7 @@ const (
 // ValidateAutoscaling checks s against the ranges in API.md and returns a *FieldError for
 // the first field, in the JSON object's order, that is out of range. prefix is the path of
 // the settings object, e.g. "autoscaling_settings".
-func ValidateAutoscaling(prefix string, s store.AutoscalingSettings) error {
+func ValidateAutoscaling(prefix string, s AutoscalingSettings) error {
 	f := func(name string) string { return join(prefix, name) }
 	switch {
 	case s.MinReplica < 0:
@@ -110,11 +166,15 @@ func ValidateAutoscaling(prefix string, s store.AutoscalingSettings) error {
 // ValidatePromotion checks s against the ranges in API.md and returns a *FieldError for the
 // first field that is wrong. canary_analysis is checked even while disabled, so turning it
 // on later never activates thresholds that nobody could have set.
-func ValidatePromotion(prefix string, s store.PromotionSettings) error {
+func ValidatePromotion(prefix string, s PromotionSettings) error {
 	f := func(name string) string { return join(prefix, name) }
 	if !s.PromotionCleanupStrategy.Valid() {
+		names := make([]string, 0, len(modelplane.CleanupStrategies()))
+		for _, c := range modelplane.CleanupStrategies() {
+			names = append(names, string(c))
+		}
 		return fieldErr(f("promotion_cleanup_strategy"), "must be one of %s, got %q",
-			joinValues(modelplane.CleanupStrategies()), s.PromotionCleanupStrategy)
+			strings.Join(names, ", "), s.PromotionCleanupStrategy)
 	}
 	if err := intRange(f("ramp_up_duration_seconds"), s.RampUpDurationSeconds, MinRampUpDurationSeconds, MaxRampUpDurationSeconds, " seconds"); err != nil {
 		return err
@@ -122,7 +182,7 @@ func ValidatePromotion(prefix string, s store.PromotionSettings) error {
 	return validateCanary(f("canary_analysis"), s.CanaryAnalysis)
 }
 
-func validateCanary(prefix string, c store.CanaryAnalysis) error {
+func validateCanary(prefix string, c CanaryAnalysis) error {
 	f := func(name string) string { return join(prefix, name) }
 	// The negated comparisons also catch NaN, which a Go caller (not JSON) could pass.
 	if !(c.MaxErrorRateIncrease >= MinMaxErrorRateIncrease && c.MaxErrorRateIncrease <= MaxMaxErrorRateIncrease) {
@@ -146,7 +206,7 @@ func intRange(field string, v, lo, hi int, unit string) error {
 // ForDevelopment clamps s for the development deployment, which always runs at most one
 // replica (live reload patches a single process): max_replica becomes 1 and min_replica at
 // most 1, so scale to zero still works.
-func ForDevelopment(s store.AutoscalingSettings) store.AutoscalingSettings {
+func ForDevelopment(s AutoscalingSettings) AutoscalingSettings {
 	s.MaxReplica = 1
 	s.MinReplica = min(max(s.MinReplica, 0), 1)
 	return s

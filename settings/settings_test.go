@@ -8,8 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/modelplane/modelplane/store"
 )
 
 // requireFieldError checks that err is a *FieldError for field whose message contains want.
@@ -24,48 +22,48 @@ func requireFieldError(t *testing.T, err error, field, want string) {
 }
 
 func TestValidateAutoscaling_DefaultsAreValid(t *testing.T) {
-	require.NoError(t, ValidateAutoscaling("autoscaling_settings", store.DefaultAutoscalingSettings()))
+	require.NoError(t, ValidateAutoscaling("autoscaling_settings", DefaultAutoscalingSettings()))
 }
 
 func TestValidateAutoscaling_RangeEdges(t *testing.T) {
-	type mod func(*store.AutoscalingSettings)
+	type mod func(*AutoscalingSettings)
 	tests := []struct {
 		name    string
 		mod     mod
 		field   string // empty: valid
 		message string
 	}{
-		{"min_replica 0 is the floor", func(s *store.AutoscalingSettings) { s.MinReplica = 0 }, "", ""},
-		{"min_replica -1 is refused", func(s *store.AutoscalingSettings) { s.MinReplica = -1 }, "min_replica", "must be >= 0, got -1"},
-		{"max_replica 1 is the floor", func(s *store.AutoscalingSettings) { s.MaxReplica = 1 }, "", ""},
-		{"max_replica 0 is refused", func(s *store.AutoscalingSettings) { s.MaxReplica = 0 }, "max_replica", "must be >= 1 and >= min_replica (0), got 0"},
-		{"max_replica equal to min_replica is fine", func(s *store.AutoscalingSettings) { s.MinReplica, s.MaxReplica = 3, 3 }, "", ""},
-		{"max_replica below min_replica is refused", func(s *store.AutoscalingSettings) { s.MinReplica, s.MaxReplica = 3, 2 }, "max_replica", "must be >= 1 and >= min_replica (3), got 2"},
-		{"large max_replica is fine", func(s *store.AutoscalingSettings) { s.MaxReplica = 1000 }, "", ""},
-		{"autoscaling_window 10 is the floor", func(s *store.AutoscalingSettings) { s.AutoscalingWindow = 10 }, "", ""},
-		{"autoscaling_window 9 is refused", func(s *store.AutoscalingSettings) { s.AutoscalingWindow = 9 }, "autoscaling_window", "between 10 and 3600 seconds, got 9"},
-		{"autoscaling_window 3600 is the ceiling", func(s *store.AutoscalingSettings) { s.AutoscalingWindow = 3600 }, "", ""},
-		{"autoscaling_window 3601 is refused", func(s *store.AutoscalingSettings) { s.AutoscalingWindow = 3601 }, "autoscaling_window", "got 3601"},
-		{"scale_down_delay 0 is the floor", func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 0 }, "", ""},
-		{"scale_down_delay -1 is refused", func(s *store.AutoscalingSettings) { s.ScaleDownDelay = -1 }, "scale_down_delay", "between 0 and 3600 seconds, got -1"},
-		{"scale_down_delay 3600 is the ceiling", func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 3600 }, "", ""},
-		{"scale_down_delay 3601 is refused", func(s *store.AutoscalingSettings) { s.ScaleDownDelay = 3601 }, "scale_down_delay", "got 3601"},
-		{"concurrency_target 1 is the floor", func(s *store.AutoscalingSettings) { s.ConcurrencyTarget = 1 }, "", ""},
-		{"concurrency_target 0 is refused", func(s *store.AutoscalingSettings) { s.ConcurrencyTarget = 0 }, "concurrency_target", "between 1 and 10000"},
-		{"concurrency_target 10000 is the ceiling", func(s *store.AutoscalingSettings) { s.ConcurrencyTarget = 10000 }, "", ""},
-		{"concurrency_target 10001 is refused", func(s *store.AutoscalingSettings) { s.ConcurrencyTarget = 10001 }, "concurrency_target", "got 10001"},
-		{"target_utilization_percentage 1 is the floor", func(s *store.AutoscalingSettings) { s.TargetUtilizationPercentage = 1 }, "", ""},
-		{"target_utilization_percentage 0 is refused", func(s *store.AutoscalingSettings) { s.TargetUtilizationPercentage = 0 }, "target_utilization_percentage", "between 1 and 100 percent, got 0"},
-		{"target_utilization_percentage 100 is the ceiling", func(s *store.AutoscalingSettings) { s.TargetUtilizationPercentage = 100 }, "", ""},
-		{"target_utilization_percentage 101 is refused", func(s *store.AutoscalingSettings) { s.TargetUtilizationPercentage = 101 }, "target_utilization_percentage", "got 101"},
-		{"max_scale_down_rate 1 is the floor", func(s *store.AutoscalingSettings) { s.MaxScaleDownRate = 1 }, "", ""},
-		{"max_scale_down_rate 0 is refused", func(s *store.AutoscalingSettings) { s.MaxScaleDownRate = 0 }, "max_scale_down_rate", "between 1 and 50 percent of replicas per step, got 0"},
-		{"max_scale_down_rate 50 is the ceiling", func(s *store.AutoscalingSettings) { s.MaxScaleDownRate = 50 }, "", ""},
-		{"max_scale_down_rate 51 is refused", func(s *store.AutoscalingSettings) { s.MaxScaleDownRate = 51 }, "max_scale_down_rate", "got 51"},
+		{"min_replica 0 is the floor", func(s *AutoscalingSettings) { s.MinReplica = 0 }, "", ""},
+		{"min_replica -1 is refused", func(s *AutoscalingSettings) { s.MinReplica = -1 }, "min_replica", "must be >= 0, got -1"},
+		{"max_replica 1 is the floor", func(s *AutoscalingSettings) { s.MaxReplica = 1 }, "", ""},
+		{"max_replica 0 is refused", func(s *AutoscalingSettings) { s.MaxReplica = 0 }, "max_replica", "must be >= 1 and >= min_replica (0), got 0"},
+		{"max_replica equal to min_replica is fine", func(s *AutoscalingSettings) { s.MinReplica, s.MaxReplica = 3, 3 }, "", ""},
+		{"max_replica below min_replica is refused", func(s *AutoscalingSettings) { s.MinReplica, s.MaxReplica = 3, 2 }, "max_replica", "must be >= 1 and >= min_replica (3), got 2"},
+		{"large max_replica is fine", func(s *AutoscalingSettings) { s.MaxReplica = 1000 }, "", ""},
+		{"autoscaling_window 10 is the floor", func(s *AutoscalingSettings) { s.AutoscalingWindow = 10 }, "", ""},
+		{"autoscaling_window 9 is refused", func(s *AutoscalingSettings) { s.AutoscalingWindow = 9 }, "autoscaling_window", "between 10 and 3600 seconds, got 9"},
+		{"autoscaling_window 3600 is the ceiling", func(s *AutoscalingSettings) { s.AutoscalingWindow = 3600 }, "", ""},
+		{"autoscaling_window 3601 is refused", func(s *AutoscalingSettings) { s.AutoscalingWindow = 3601 }, "autoscaling_window", "got 3601"},
+		{"scale_down_delay 0 is the floor", func(s *AutoscalingSettings) { s.ScaleDownDelay = 0 }, "", ""},
+		{"scale_down_delay -1 is refused", func(s *AutoscalingSettings) { s.ScaleDownDelay = -1 }, "scale_down_delay", "between 0 and 3600 seconds, got -1"},
+		{"scale_down_delay 3600 is the ceiling", func(s *AutoscalingSettings) { s.ScaleDownDelay = 3600 }, "", ""},
+		{"scale_down_delay 3601 is refused", func(s *AutoscalingSettings) { s.ScaleDownDelay = 3601 }, "scale_down_delay", "got 3601"},
+		{"concurrency_target 1 is the floor", func(s *AutoscalingSettings) { s.ConcurrencyTarget = 1 }, "", ""},
+		{"concurrency_target 0 is refused", func(s *AutoscalingSettings) { s.ConcurrencyTarget = 0 }, "concurrency_target", "between 1 and 10000"},
+		{"concurrency_target 10000 is the ceiling", func(s *AutoscalingSettings) { s.ConcurrencyTarget = 10000 }, "", ""},
+		{"concurrency_target 10001 is refused", func(s *AutoscalingSettings) { s.ConcurrencyTarget = 10001 }, "concurrency_target", "got 10001"},
+		{"target_utilization_percentage 1 is the floor", func(s *AutoscalingSettings) { s.TargetUtilizationPercentage = 1 }, "", ""},
+		{"target_utilization_percentage 0 is refused", func(s *AutoscalingSettings) { s.TargetUtilizationPercentage = 0 }, "target_utilization_percentage", "between 1 and 100 percent, got 0"},
+		{"target_utilization_percentage 100 is the ceiling", func(s *AutoscalingSettings) { s.TargetUtilizationPercentage = 100 }, "", ""},
+		{"target_utilization_percentage 101 is refused", func(s *AutoscalingSettings) { s.TargetUtilizationPercentage = 101 }, "target_utilization_percentage", "got 101"},
+		{"max_scale_down_rate 1 is the floor", func(s *AutoscalingSettings) { s.MaxScaleDownRate = 1 }, "", ""},
+		{"max_scale_down_rate 0 is refused", func(s *AutoscalingSettings) { s.MaxScaleDownRate = 0 }, "max_scale_down_rate", "between 1 and 50 percent of replicas per step, got 0"},
+		{"max_scale_down_rate 50 is the ceiling", func(s *AutoscalingSettings) { s.MaxScaleDownRate = 50 }, "", ""},
+		{"max_scale_down_rate 51 is refused", func(s *AutoscalingSettings) { s.MaxScaleDownRate = 51 }, "max_scale_down_rate", "got 51"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := store.DefaultAutoscalingSettings()
+			s := DefaultAutoscalingSettings()
 			tt.mod(&s)
 			err := ValidateAutoscaling("autoscaling_settings", s)
 			if tt.field == "" {
@@ -78,61 +76,61 @@ func TestValidateAutoscaling_RangeEdges(t *testing.T) {
 }
 
 func TestValidateAutoscaling_ErrorTextNamesFieldAndRule(t *testing.T) {
-	s := store.DefaultAutoscalingSettings()
+	s := DefaultAutoscalingSettings()
 	s.MaxReplica = 0
 	err := ValidateAutoscaling("autoscaling_settings", s)
 	assert.EqualError(t, err, "autoscaling_settings.max_replica: must be >= 1 and >= min_replica (0), got 0")
 }
 
 func TestValidateAutoscaling_EmptyPrefixGivesBareFieldName(t *testing.T) {
-	s := store.DefaultAutoscalingSettings()
+	s := DefaultAutoscalingSettings()
 	s.MinReplica = -2
 	requireFieldError(t, ValidateAutoscaling("", s), "min_replica", ">= 0")
 }
 
 func TestValidatePromotion_DefaultsAreValid(t *testing.T) {
-	require.NoError(t, ValidatePromotion("promotion_settings", store.DefaultPromotionSettings()))
+	require.NoError(t, ValidatePromotion("promotion_settings", DefaultPromotionSettings()))
 }
 
 func TestValidatePromotion_RangeEdges(t *testing.T) {
-	type mod func(*store.PromotionSettings)
+	type mod func(*PromotionSettings)
 	tests := []struct {
 		name    string
 		mod     mod
 		field   string
 		message string
 	}{
-		{"SCALE_TO_ZERO is a strategy", func(s *store.PromotionSettings) { s.PromotionCleanupStrategy = "SCALE_TO_ZERO" }, "", ""},
-		{"KEEP is a strategy", func(s *store.PromotionSettings) { s.PromotionCleanupStrategy = "KEEP" }, "", ""},
-		{"DEACTIVATE is a strategy", func(s *store.PromotionSettings) { s.PromotionCleanupStrategy = "DEACTIVATE" }, "", ""},
-		{"an unknown strategy is refused", func(s *store.PromotionSettings) { s.PromotionCleanupStrategy = "DELETE" }, "promotion_cleanup_strategy", `must be one of SCALE_TO_ZERO, KEEP, DEACTIVATE, got "DELETE"`},
-		{"strategies are case-sensitive", func(s *store.PromotionSettings) { s.PromotionCleanupStrategy = "keep" }, "promotion_cleanup_strategy", `got "keep"`},
-		{"an empty strategy is refused", func(s *store.PromotionSettings) { s.PromotionCleanupStrategy = "" }, "promotion_cleanup_strategy", `got ""`},
-		{"ramp_up_duration_seconds 10 is the floor", func(s *store.PromotionSettings) { s.RampUpDurationSeconds = 10 }, "", ""},
-		{"ramp_up_duration_seconds 9 is refused", func(s *store.PromotionSettings) { s.RampUpDurationSeconds = 9 }, "ramp_up_duration_seconds", "between 10 and 86400 seconds, got 9"},
-		{"ramp_up_duration_seconds 86400 is the ceiling", func(s *store.PromotionSettings) { s.RampUpDurationSeconds = 86400 }, "", ""},
-		{"ramp_up_duration_seconds 86401 is refused", func(s *store.PromotionSettings) { s.RampUpDurationSeconds = 86401 }, "ramp_up_duration_seconds", "got 86401"},
-		{"max_error_rate_increase 0 is the floor", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = 0 }, "", ""},
-		{"max_error_rate_increase below 0 is refused", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = -0.001 }, "canary_analysis.max_error_rate_increase", "between 0 and 1"},
-		{"max_error_rate_increase 1 is the ceiling", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = 1 }, "", ""},
-		{"max_error_rate_increase above 1 is refused", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = 1.001 }, "canary_analysis.max_error_rate_increase", "got 1.001"},
-		{"max_error_rate_increase NaN is refused", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = math.NaN() }, "canary_analysis.max_error_rate_increase", "got NaN"},
-		{"max_p99_latency_ratio 1 is the floor", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 1 }, "", ""},
-		{"max_p99_latency_ratio below 1 is refused", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 0.999 }, "canary_analysis.max_p99_latency_ratio", "between 1 and 100, got 0.999"},
-		{"max_p99_latency_ratio 100 is the ceiling", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 100 }, "", ""},
-		{"max_p99_latency_ratio above 100 is refused", func(s *store.PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 100.5 }, "canary_analysis.max_p99_latency_ratio", "got 100.5"},
-		{"min_requests_per_stage 1 is the floor", func(s *store.PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 1 }, "", ""},
-		{"min_requests_per_stage 0 is refused", func(s *store.PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 0 }, "canary_analysis.min_requests_per_stage", "between 1 and 1000000, got 0"},
-		{"min_requests_per_stage 1000000 is the ceiling", func(s *store.PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 1000000 }, "", ""},
-		{"min_requests_per_stage 1000001 is refused", func(s *store.PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 1000001 }, "canary_analysis.min_requests_per_stage", "got 1000001"},
-		{"disabled canary analysis is still checked", func(s *store.PromotionSettings) {
+		{"SCALE_TO_ZERO is a strategy", func(s *PromotionSettings) { s.PromotionCleanupStrategy = "SCALE_TO_ZERO" }, "", ""},
+		{"KEEP is a strategy", func(s *PromotionSettings) { s.PromotionCleanupStrategy = "KEEP" }, "", ""},
+		{"DEACTIVATE is a strategy", func(s *PromotionSettings) { s.PromotionCleanupStrategy = "DEACTIVATE" }, "", ""},
+		{"an unknown strategy is refused", func(s *PromotionSettings) { s.PromotionCleanupStrategy = "DELETE" }, "promotion_cleanup_strategy", `must be one of SCALE_TO_ZERO, KEEP, DEACTIVATE, got "DELETE"`},
+		{"strategies are case-sensitive", func(s *PromotionSettings) { s.PromotionCleanupStrategy = "keep" }, "promotion_cleanup_strategy", `got "keep"`},
+		{"an empty strategy is refused", func(s *PromotionSettings) { s.PromotionCleanupStrategy = "" }, "promotion_cleanup_strategy", `got ""`},
+		{"ramp_up_duration_seconds 10 is the floor", func(s *PromotionSettings) { s.RampUpDurationSeconds = 10 }, "", ""},
+		{"ramp_up_duration_seconds 9 is refused", func(s *PromotionSettings) { s.RampUpDurationSeconds = 9 }, "ramp_up_duration_seconds", "between 10 and 86400 seconds, got 9"},
+		{"ramp_up_duration_seconds 86400 is the ceiling", func(s *PromotionSettings) { s.RampUpDurationSeconds = 86400 }, "", ""},
+		{"ramp_up_duration_seconds 86401 is refused", func(s *PromotionSettings) { s.RampUpDurationSeconds = 86401 }, "ramp_up_duration_seconds", "got 86401"},
+		{"max_error_rate_increase 0 is the floor", func(s *PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = 0 }, "", ""},
+		{"max_error_rate_increase below 0 is refused", func(s *PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = -0.001 }, "canary_analysis.max_error_rate_increase", "between 0 and 1"},
+		{"max_error_rate_increase 1 is the ceiling", func(s *PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = 1 }, "", ""},
+		{"max_error_rate_increase above 1 is refused", func(s *PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = 1.001 }, "canary_analysis.max_error_rate_increase", "got 1.001"},
+		{"max_error_rate_increase NaN is refused", func(s *PromotionSettings) { s.CanaryAnalysis.MaxErrorRateIncrease = math.NaN() }, "canary_analysis.max_error_rate_increase", "got NaN"},
+		{"max_p99_latency_ratio 1 is the floor", func(s *PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 1 }, "", ""},
+		{"max_p99_latency_ratio below 1 is refused", func(s *PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 0.999 }, "canary_analysis.max_p99_latency_ratio", "between 1 and 100, got 0.999"},
+		{"max_p99_latency_ratio 100 is the ceiling", func(s *PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 100 }, "", ""},
+		{"max_p99_latency_ratio above 100 is refused", func(s *PromotionSettings) { s.CanaryAnalysis.MaxP99LatencyRatio = 100.5 }, "canary_analysis.max_p99_latency_ratio", "got 100.5"},
+		{"min_requests_per_stage 1 is the floor", func(s *PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 1 }, "", ""},
+		{"min_requests_per_stage 0 is refused", func(s *PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 0 }, "canary_analysis.min_requests_per_stage", "between 1 and 1000000, got 0"},
+		{"min_requests_per_stage 1000000 is the ceiling", func(s *PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 1000000 }, "", ""},
+		{"min_requests_per_stage 1000001 is refused", func(s *PromotionSettings) { s.CanaryAnalysis.MinRequestsPerStage = 1000001 }, "canary_analysis.min_requests_per_stage", "got 1000001"},
+		{"disabled canary analysis is still checked", func(s *PromotionSettings) {
 			s.CanaryAnalysis.Enabled = false
 			s.CanaryAnalysis.MinRequestsPerStage = 0
 		}, "canary_analysis.min_requests_per_stage", "between 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := store.DefaultPromotionSettings()
+			s := DefaultPromotionSettings()
 			tt.mod(&s)
 			err := ValidatePromotion("promotion_settings", s)
 			if tt.field == "" {
@@ -160,7 +158,7 @@ func TestForDevelopment_ClampsToOneReplica(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := store.DefaultAutoscalingSettings()
+			in := DefaultAutoscalingSettings()
 			in.MinReplica, in.MaxReplica = tt.min, tt.max
 			in.ConcurrencyTarget = 7
 			got := ForDevelopment(in)
@@ -173,11 +171,11 @@ func TestForDevelopment_ClampsToOneReplica(t *testing.T) {
 }
 
 func TestPatchAutoscaling(t *testing.T) {
-	base := store.DefaultAutoscalingSettings()
+	base := DefaultAutoscalingSettings()
 	tests := []struct {
 		name        string
 		patch       string
-		want        func(*store.AutoscalingSettings) // applied to base; nil: base
+		want        func(*AutoscalingSettings) // applied to base; nil: base
 		wantChanged bool
 		errField    string // set: an error naming this field is expected
 		errMessage  string
@@ -185,11 +183,11 @@ func TestPatchAutoscaling(t *testing.T) {
 		{name: "empty object changes nothing", patch: `{}`},
 		{name: "same values are unchanged", patch: `{"min_replica": 0, "max_replica": 1}`},
 		{name: "one field changes", patch: `{"max_replica": 4}`,
-			want: func(s *store.AutoscalingSettings) { s.MaxReplica = 4 }, wantChanged: true},
+			want: func(s *AutoscalingSettings) { s.MaxReplica = 4 }, wantChanged: true},
 		{name: "every field at once", patch: `{"min_replica": 2, "max_replica": 8, "autoscaling_window": 120,
 			"scale_down_delay": 0, "concurrency_target": 4, "target_utilization_percentage": 100, "max_scale_down_rate": 1}`,
-			want: func(s *store.AutoscalingSettings) {
-				*s = store.AutoscalingSettings{MinReplica: 2, MaxReplica: 8, AutoscalingWindow: 120, ScaleDownDelay: 0,
+			want: func(s *AutoscalingSettings) {
+				*s = AutoscalingSettings{MinReplica: 2, MaxReplica: 8, AutoscalingWindow: 120, ScaleDownDelay: 0,
 					ConcurrencyTarget: 4, TargetUtilizationPercentage: 100, MaxScaleDownRate: 1}
 			}, wantChanged: true},
 		{name: "min above the stored max is refused on max", patch: `{"min_replica": 3}`,
@@ -240,14 +238,14 @@ func TestPatchAutoscaling(t *testing.T) {
 }
 
 func TestPatchAutoscaling_DoesNotModifyBase(t *testing.T) {
-	base := store.DefaultAutoscalingSettings()
+	base := DefaultAutoscalingSettings()
 	_, _, err := PatchAutoscaling("a", base, json.RawMessage(`{"max_replica": 9}`))
 	require.NoError(t, err)
-	assert.Equal(t, store.DefaultAutoscalingSettings(), base)
+	assert.Equal(t, DefaultAutoscalingSettings(), base)
 }
 
 func TestPatchAutoscaling_WholeObjectOntoDefaultsReadsCreateRequest(t *testing.T) {
-	got, changed, err := PatchAutoscaling("autoscaling_settings", store.DefaultAutoscalingSettings(),
+	got, changed, err := PatchAutoscaling("autoscaling_settings", DefaultAutoscalingSettings(),
 		json.RawMessage(`{"min_replica": 1, "max_replica": 2}`))
 	require.NoError(t, err)
 	assert.True(t, changed)
@@ -257,11 +255,11 @@ func TestPatchAutoscaling_WholeObjectOntoDefaultsReadsCreateRequest(t *testing.T
 }
 
 func TestPatchPromotion(t *testing.T) {
-	base := store.DefaultPromotionSettings()
+	base := DefaultPromotionSettings()
 	tests := []struct {
 		name        string
 		patch       string
-		want        func(*store.PromotionSettings)
+		want        func(*PromotionSettings)
 		wantChanged bool
 		errField    string
 		errMessage  string
@@ -270,15 +268,15 @@ func TestPatchPromotion(t *testing.T) {
 		{name: "same strategy is unchanged", patch: `{"promotion_cleanup_strategy": "SCALE_TO_ZERO"}`},
 		{name: "booleans and strategy change", patch: `{"redeploy_on_promotion": true, "ramp_up_while_promoting": true,
 			"promotion_cleanup_strategy": "KEEP", "ramp_up_duration_seconds": 10}`,
-			want: func(s *store.PromotionSettings) {
+			want: func(s *PromotionSettings) {
 				s.RedeployOnPromotion, s.RampUpWhilePromoting = true, true
 				s.PromotionCleanupStrategy, s.RampUpDurationSeconds = "KEEP", 10
 			}, wantChanged: true},
 		{name: "nested canary patch keeps the other thresholds", patch: `{"canary_analysis": {"enabled": true}}`,
-			want:        func(s *store.PromotionSettings) { s.CanaryAnalysis.Enabled = true },
+			want:        func(s *PromotionSettings) { s.CanaryAnalysis.Enabled = true },
 			wantChanged: true},
 		{name: "nested canary thresholds change", patch: `{"canary_analysis": {"max_error_rate_increase": 0.05, "max_p99_latency_ratio": 2, "min_requests_per_stage": 100}}`,
-			want: func(s *store.PromotionSettings) {
+			want: func(s *PromotionSettings) {
 				s.CanaryAnalysis.MaxErrorRateIncrease = 0.05
 				s.CanaryAnalysis.MaxP99LatencyRatio = 2
 				s.CanaryAnalysis.MinRequestsPerStage = 100

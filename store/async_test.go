@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -19,7 +20,7 @@ import (
 func asyncDeployment(t *testing.T, db *sqlx.DB, m store.Model, ready, concurrency int) store.Deployment {
 	t.Helper()
 	ctx := context.Background()
-	s := store.DefaultAutoscalingSettings()
+	s := settings.DefaultAutoscalingSettings()
 	s.ConcurrencyTarget = concurrency
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, AutoscalingSettings: s})
 	require.NoError(t, err)
@@ -319,7 +320,7 @@ func TestAsyncRequests_QueuedOnesFollowTheirEnvironment(t *testing.T) {
 	d1 := asyncDeployment(t, db, m, 0, 1)
 	d2 := asyncDeployment(t, db, m, 1, 1)
 	_, err := store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, "staging", d1.ID))
 

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // AutoscalingTarget is a deployment the autoscaler may scale, with everything it decides on.
@@ -19,7 +21,7 @@ type AutoscalingTarget struct {
 	// Settings are the effective autoscaling settings: those of the environment that serves
 	// the deployment, else the deployment's own, each field missing from the stored JSON
 	// taken from DefaultAutoscalingSettings.
-	Settings AutoscalingSettings `db:"settings"`
+	Settings settings.AutoscalingSettings `db:"settings"`
 	// LiveReplicas counts the replicas PENDING, STARTING, READY, DRAINING or STOPPING: the
 	// ones the deployment runs, is about to run or is still stopping. Counting those on
 	// their way out keeps the loop from reading a scale-down in progress (by a promotion,
@@ -122,7 +124,7 @@ var autoscalingTargetsQuery = `
 // replica count, load samples within its window, last request within the hour and newest
 // live replica.
 func AutoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Time) ([]AutoscalingTarget, error) {
-	defaults, err := json.Marshal(DefaultAutoscalingSettings())
+	defaults, err := json.Marshal(settings.DefaultAutoscalingSettings())
 	if err != nil {
 		return nil, err
 	}

@@ -9,11 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
 // newScalableDeployment makes a deployment of m with the given settings, in status.
-func newScalableDeployment(t *testing.T, db *sqlx.DB, m store.Model, status string, s store.AutoscalingSettings) store.Deployment {
+func newScalableDeployment(t *testing.T, db *sqlx.DB, m store.Model, status string, s settings.AutoscalingSettings) store.Deployment {
 	t.Helper()
 	ctx := context.Background()
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, AutoscalingSettings: s})
@@ -49,11 +50,11 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	m := newModel(t, db)
 	now := time.Now().UTC().Truncate(time.Second)
 
-	own := store.DefaultAutoscalingSettings()
+	own := settings.DefaultAutoscalingSettings()
 	own.MaxReplica, own.AutoscalingWindow = 2, 30
-	prod := store.DefaultAutoscalingSettings()
+	prod := settings.DefaultAutoscalingSettings()
 	prod.MaxReplica, prod.AutoscalingWindow = 7, 10
-	staging := store.DefaultAutoscalingSettings()
+	staging := settings.DefaultAutoscalingSettings()
 	staging.MaxReplica = 9
 
 	served := newScalableDeployment(t, db, m, "ACTIVE", own)
@@ -61,7 +62,7 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = $2 WHERE model_id = $1 AND name = 'production'`, m.ID, prod)
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
-		AutoscalingSettings: staging, PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: staging, PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, "staging", served.ID))
 
@@ -138,12 +139,12 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	require.True(t, at(1800).Equal(*u.LastRequestAt), "last request at %v, want %v", *u.LastRequestAt, at(1800))
 
 	e := got[empty.ID]
-	require.Equal(t, store.DefaultAutoscalingSettings(), e.Settings, "{} falls back to the defaults")
+	require.Equal(t, settings.DefaultAutoscalingSettings(), e.Settings, "{} falls back to the defaults")
 	require.Empty(t, e.Samples)
 	require.Nil(t, e.LastRequestAt, "a request more than an hour ago is none")
 
 	p := got[partial.ID]
-	wantPartial := store.DefaultAutoscalingSettings()
+	wantPartial := settings.DefaultAutoscalingSettings()
 	wantPartial.MaxReplica = 4
 	require.Equal(t, wantPartial, p.Settings, "missing and null fields fall back to the defaults one by one")
 }
@@ -152,7 +153,7 @@ func TestAutoscalingTargets_EmptyEnvironmentSettingsFallBackToTheDeployments(t *
 	db := openDB(t)
 	ctx := context.Background()
 	m := newModel(t, db)
-	own := store.DefaultAutoscalingSettings()
+	own := settings.DefaultAutoscalingSettings()
 	own.MinReplica, own.MaxReplica = 1, 3
 	d := newScalableDeployment(t, db, m, "ACTIVE", own)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID))

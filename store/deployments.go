@@ -5,26 +5,28 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // Deployment is one immutable version of a model (or its mutable development deployment).
 type Deployment struct {
-	ID                  string                      `db:"id"`
-	ModelID             string                      `db:"model_id"`
-	WorkspaceID         string                      `db:"workspace_id"`
-	Name                string                      `db:"name"`
-	IsDevelopment       bool                        `db:"is_development"`
-	ArchiveID           *string                     `db:"archive_id"`
-	Config              JSONMap                     `db:"config"`
-	Status              modelplane.DeploymentStatus `db:"status"`
-	StatusReason        string                      `db:"status_reason"`
-	AutoscalingSettings AutoscalingSettings         `db:"autoscaling_settings"`
-	Labels              JSONMap                     `db:"labels"`
-	InstanceTypeName    string                      `db:"instance_type_name"`
-	CreatedAt           time.Time                   `db:"created_at"`
-	UpdatedAt           time.Time                   `db:"updated_at"`
-	DeletedAt           *time.Time                  `db:"deleted_at"`
+	ID                  string                       `db:"id"`
+	ModelID             string                       `db:"model_id"`
+	WorkspaceID         string                       `db:"workspace_id"`
+	Name                string                       `db:"name"`
+	IsDevelopment       bool                         `db:"is_development"`
+	ArchiveID           *string                      `db:"archive_id"`
+	Config              JSONMap                      `db:"config"`
+	Status              modelplane.DeploymentStatus  `db:"status"`
+	StatusReason        string                       `db:"status_reason"`
+	AutoscalingSettings settings.AutoscalingSettings `db:"autoscaling_settings"`
+	Labels              JSONMap                      `db:"labels"`
+	InstanceTypeName    string                       `db:"instance_type_name"`
+	CreatedAt           time.Time                    `db:"created_at"`
+	UpdatedAt           time.Time                    `db:"updated_at"`
+	DeletedAt           *time.Time                   `db:"deleted_at"`
 }
 
 // NewDeployment says what to create. An empty Name on a published deployment takes the
@@ -38,7 +40,7 @@ type NewDeployment struct {
 	IsDevelopment       bool
 	ArchiveID           *string
 	Config              JSONMap
-	AutoscalingSettings AutoscalingSettings
+	AutoscalingSettings settings.AutoscalingSettings
 	Labels              JSONMap
 }
 
@@ -102,7 +104,7 @@ func MarkDeploymentDeleted(ctx context.Context, db sqlx.ExecerContext, modelID, 
 }
 
 // UpdateDeploymentAutoscaling replaces a live deployment's autoscaling settings.
-func UpdateDeploymentAutoscaling(ctx context.Context, db sqlx.ExecerContext, modelID, id string, s AutoscalingSettings) error {
+func UpdateDeploymentAutoscaling(ctx context.Context, db sqlx.ExecerContext, modelID, id string, s settings.AutoscalingSettings) error {
 	return exec(ctx, db, true, `
 		UPDATE deployments SET autoscaling_settings = $3, updated_at = now()
 		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id, s)

@@ -5,18 +5,20 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/modelplane/modelplane/settings"
 )
 
 // Environment is a named pointer from a model to the deployment that serves it.
 type Environment struct {
-	ModelID               string              `db:"model_id"`
-	Name                  string              `db:"name"`
-	CurrentDeploymentID   *string             `db:"current_deployment_id"`
-	CandidateDeploymentID *string             `db:"candidate_deployment_id"`
-	AutoscalingSettings   AutoscalingSettings `db:"autoscaling_settings"`
-	PromotionSettings     PromotionSettings   `db:"promotion_settings"`
-	CreatedAt             time.Time           `db:"created_at"`
-	UpdatedAt             time.Time           `db:"updated_at"`
+	ModelID               string                       `db:"model_id"`
+	Name                  string                       `db:"name"`
+	CurrentDeploymentID   *string                      `db:"current_deployment_id"`
+	CandidateDeploymentID *string                      `db:"candidate_deployment_id"`
+	AutoscalingSettings   settings.AutoscalingSettings `db:"autoscaling_settings"`
+	PromotionSettings     settings.PromotionSettings   `db:"promotion_settings"`
+	CreatedAt             time.Time                    `db:"created_at"`
+	UpdatedAt             time.Time                    `db:"updated_at"`
 }
 
 // CreateEnvironment adds a custom environment; a name the model already has is ErrConflict.
@@ -60,7 +62,7 @@ func DeleteEnvironment(ctx context.Context, db sqlx.ExecerContext, modelID, name
 }
 
 // UpdateEnvironmentSettings replaces the environment's autoscaling and promotion settings.
-func UpdateEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, modelID, name string, as AutoscalingSettings, ps PromotionSettings) error {
+func UpdateEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, modelID, name string, as settings.AutoscalingSettings, ps settings.PromotionSettings) error {
 	return exec(ctx, db, true, `
 		UPDATE environments SET autoscaling_settings = $3, promotion_settings = $4, updated_at = now()
 		WHERE model_id = $1 AND name = $2`, modelID, name, as, ps)

@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // Model is a named model in a workspace, with what ModelV1 reports about its deployments.
@@ -35,7 +37,7 @@ func CreateModel(ctx context.Context, db sqlx.ExtContext, workspaceID, name stri
 		SELECT m.*, 0 AS deployments_count, NULL AS production_deployment_id,
 		       NULL AS development_deployment_id
 		FROM m`,
-		modelplane.NewID(8), workspaceID, name, DefaultAutoscalingSettings(), DefaultPromotionSettings())
+		modelplane.NewID(8), workspaceID, name, settings.DefaultAutoscalingSettings(), settings.DefaultPromotionSettings())
 	return m, err
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // NewPromotion says what promotion to record. ID is chosen by the caller (the workflow), so
@@ -15,7 +16,7 @@ type NewPromotion struct {
 	Environment          string
 	SourceDeploymentID   string
 	PreviousDeploymentID *string
-	Settings             PromotionSettings
+	Settings             settings.PromotionSettings
 	WorkflowID           string
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -21,7 +22,7 @@ func TestCreatePromotion_RoundTripsAndStartsReleasing(t *testing.T) {
 	id := modelplane.NewID(8)
 	created, err := store.CreatePromotion(ctx, db, store.NewPromotion{
 		ID: id, ModelID: m.ID, Environment: modelplane.ProductionEnvironment, SourceDeploymentID: d.ID,
-		Settings: store.DefaultPromotionSettings(), WorkflowID: "promotion:" + m.ID + ":production",
+		Settings: settings.DefaultPromotionSettings(), WorkflowID: "promotion:" + m.ID + ":production",
 	})
 	require.NoError(t, err)
 	got, err := store.PromotionByID(ctx, db, id)
@@ -30,7 +31,7 @@ func TestCreatePromotion_RoundTripsAndStartsReleasing(t *testing.T) {
 	require.Equal(t, modelplane.PromotionReleasing, got.Status)
 	require.Equal(t, d.ID, got.SourceDeploymentID)
 	require.Nil(t, got.PreviousDeploymentID)
-	require.Equal(t, store.DefaultPromotionSettings(), got.Settings)
+	require.Equal(t, settings.DefaultPromotionSettings(), got.Settings)
 	require.Equal(t, "promotion:"+m.ID+":production", got.WorkflowID)
 	require.Nil(t, got.FinishedAt)
 
@@ -49,7 +50,7 @@ func TestCreatePromotion_SecondRunningOfSameEnvironmentIsConflict(t *testing.T) 
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	np := store.NewPromotion{ID: modelplane.NewID(8), ModelID: m.ID, Environment: modelplane.ProductionEnvironment,
-		SourceDeploymentID: d.ID, Settings: store.DefaultPromotionSettings(), WorkflowID: "w"}
+		SourceDeploymentID: d.ID, Settings: settings.DefaultPromotionSettings(), WorkflowID: "w"}
 	_, err = store.CreatePromotion(ctx, db, np)
 	require.NoError(t, err)
 
@@ -130,7 +131,7 @@ func TestCreateDeploymentWithID_IsIdempotent(t *testing.T) {
 	require.NoError(t, err)
 
 	id := modelplane.NewID(8)
-	as := store.DefaultAutoscalingSettings()
+	as := settings.DefaultAutoscalingSettings()
 	as.MaxReplica = 4
 	nd := store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, Config: store.JSONMap{"model_name": "echo"},
 		AutoscalingSettings: as}
@@ -187,7 +188,7 @@ func TestForceCancelPromotion_BeforeTheCandidateAndOnlyThatEnvironment(t *testin
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
 	require.NoError(t, err)
 	prodID, stagingID := modelplane.NewID(8), modelplane.NewID(8)
 	for _, np := range []store.NewPromotion{

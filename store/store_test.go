@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -48,8 +49,8 @@ func TestCreateModel_HasProductionEnvironment(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, envs, 1)
 	require.Equal(t, "production", envs[0].Name)
-	require.Equal(t, store.DefaultAutoscalingSettings(), envs[0].AutoscalingSettings)
-	require.Equal(t, store.DefaultPromotionSettings(), envs[0].PromotionSettings)
+	require.Equal(t, settings.DefaultAutoscalingSettings(), envs[0].AutoscalingSettings)
+	require.Equal(t, settings.DefaultPromotionSettings(), envs[0].PromotionSettings)
 	require.Regexp(t, `^[a-z0-9]{8}$`, m.ID)
 }
 
@@ -69,7 +70,7 @@ func TestEnvironment_SecondProductionIsConflict(t *testing.T) {
 
 	_, err := store.CreateEnvironment(context.Background(), db, store.Environment{
 		ModelID: m.ID, Name: modelplane.ProductionEnvironment,
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings(),
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings(),
 	})
 	require.ErrorIs(t, err, store.ErrConflict)
 }
@@ -90,7 +91,7 @@ func TestEnvironment_CustomCreatedAndDeleted(t *testing.T) {
 	ctx := context.Background()
 	m := newModel(t, db)
 	e := store.Environment{ModelID: m.ID, Name: "staging",
-		AutoscalingSettings: store.DefaultAutoscalingSettings(), PromotionSettings: store.DefaultPromotionSettings()}
+		AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()}
 
 	_, err := store.CreateEnvironment(ctx, db, e)
 	require.NoError(t, err)

@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // DeploymentView is a deployment with what the API reports about it beside its own columns:
@@ -66,7 +68,7 @@ type Promotion struct {
 	Status                modelplane.PromotionStatus `db:"status"`
 	PercentTrafficToNew   int                        `db:"percent_traffic_to_new_version"`
 	ErrorMessage          string                     `db:"error_message"`
-	Settings              PromotionSettings          `db:"settings"`
+	Settings              settings.PromotionSettings `db:"settings"`
 	WorkflowID            string                     `db:"workflow_id"`
 	CreatedAt             time.Time                  `db:"created_at"`
 	UpdatedAt             time.Time                  `db:"updated_at"`

@@ -19,7 +19,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/patch"
@@ -155,17 +155,17 @@ func (w *watcher) attach(ctx context.Context) error {
 	return w.refresh(ctx)
 }
 
-func (w *watcher) model(ctx context.Context) (api.ModelV1, bool, error) {
+func (w *watcher) model(ctx context.Context) (apiv1.ModelV1, bool, error) {
 	models, err := w.o.Client.Models(ctx)
 	if err != nil {
-		return api.ModelV1{}, false, err
+		return apiv1.ModelV1{}, false, err
 	}
 	for _, m := range models {
 		if m.Name == w.o.ModelName {
 			return m, true, nil
 		}
 	}
-	return api.ModelV1{}, false, nil
+	return apiv1.ModelV1{}, false, nil
 }
 
 // push deploys the directory again and starts over from the new deployment's point.
@@ -231,7 +231,7 @@ func (w *watcher) syncOnce(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		st, err := w.o.Client.StagePatch(ctx, w.modelID, client.PatchRequest{
+		st, err := w.o.Client.StagePatch(ctx, w.modelID, apiv1.PatchRequest{
 			PrevPatchHash: w.headHash, NextPatchPoint: local, PatchOps: ops,
 		})
 		if client.IsStatus(err, http.StatusConflict) {

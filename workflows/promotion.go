@@ -10,7 +10,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
-	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
@@ -112,7 +112,7 @@ func (p *promotion) receive(name string) contract.PromotionControlResult {
 type candidatePlan struct {
 	// Copy: a new deployment from the source's archive and config; else the source itself.
 	Copy        bool
-	Autoscaling store.AutoscalingSettings
+	Autoscaling settings.AutoscalingSettings
 }
 
 // planCandidate decides the candidate: always a new deployment from development, a new one
@@ -123,7 +123,7 @@ func planCandidate(b activities.BeginPromotionResult) candidatePlan {
 	if b.PreviousAutoscaling != nil {
 		plan.Autoscaling = *b.PreviousAutoscaling
 	} else {
-		plan.Autoscaling = store.DefaultAutoscalingSettings()
+		plan.Autoscaling = settings.DefaultAutoscalingSettings()
 	}
 	return plan
 }
@@ -290,8 +290,8 @@ const (
 // equal part of the duration: a timer raced against the controls. With canary analysis on,
 // each stage ends with the candidate's figures judged against the current deployment's; a
 // breach rolls the promotion back (the reason is returned).
-func (p *promotion) ramp(ctx workflow.Context, settings store.PromotionSettings, currentID string) (rampEnd, string) {
-	stageLen := time.Duration(settings.RampUpDurationSeconds) * time.Second / contract.RampStages
+func (p *promotion) ramp(ctx workflow.Context, ps settings.PromotionSettings, currentID string) (rampEnd, string) {
+	stageLen := time.Duration(ps.RampUpDurationSeconds) * time.Second / contract.RampStages
 	for stage := 1; stage <= contract.RampStages; stage++ {
 		p.progress(ctx, modelplane.PromotionRampingUp, stage*100/contract.RampStages, stage, "promotion.stage")
 		if stage == contract.RampStages {
@@ -304,10 +304,10 @@ func (p *promotion) ramp(ctx workflow.Context, settings store.PromotionSettings,
 		case holdForced:
 			return rampDone, ""
 		}
-		if !settings.CanaryAnalysis.Enabled {
+		if !ps.CanaryAnalysis.Enabled {
 			continue
 		}
-		verdict, err := p.analyze(ctx, settings.CanaryAnalysis, currentID, began)
+		verdict, err := p.analyze(ctx, ps.CanaryAnalysis, currentID, began)
 		if err == nil && !verdict.Enough {
 			// Too few requests to judge: the stage waits up to one more stage length for more.
 			switch p.hold(ctx, stage, stageLen) {
@@ -316,7 +316,7 @@ func (p *promotion) ramp(ctx workflow.Context, settings store.PromotionSettings,
 			case holdForced:
 				return rampDone, ""
 			}
-			verdict, err = p.analyze(ctx, settings.CanaryAnalysis, currentID, began)
+			verdict, err = p.analyze(ctx, ps.CanaryAnalysis, currentID, began)
 		}
 		if err != nil {
 			workflow.GetLogger(ctx).Error("canary analysis failed; the ramp goes on", "model_id", p.in.ModelID,
@@ -377,7 +377,7 @@ func (p *promotion) hold(ctx workflow.Context, stage int, d time.Duration) holdE
 }
 
 // analyze judges the stage that began at from.
-func (p *promotion) analyze(ctx workflow.Context, c store.CanaryAnalysis, currentID string, from time.Time) (activities.AnalyzeStageResult, error) {
+func (p *promotion) analyze(ctx workflow.Context, c settings.CanaryAnalysis, currentID string, from time.Time) (activities.AnalyzeStageResult, error) {
 	var a *activities.Activities
 	var res activities.AnalyzeStageResult
 	err := workflow.ExecuteActivity(ctx, a.AnalyzeStage, activities.AnalyzeStageInput{

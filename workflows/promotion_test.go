@@ -16,7 +16,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
-	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/workflows"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -242,8 +242,8 @@ func promoInput(source string) contract.PromotionInput {
 	}
 }
 
-func customScaling() *store.AutoscalingSettings {
-	s := store.DefaultAutoscalingSettings()
+func customScaling() *settings.AutoscalingSettings {
+	s := settings.DefaultAutoscalingSettings()
 	s.MinReplica, s.MaxReplica, s.ConcurrencyTarget = 2, 5, 4
 	return &s
 }
@@ -252,7 +252,7 @@ func customScaling() *store.AutoscalingSettings {
 // that has three ready replicas.
 func published() activities.BeginPromotionResult {
 	return activities.BeginPromotionResult{
-		Settings:             store.DefaultPromotionSettings(),
+		Settings:             settings.DefaultPromotionSettings(),
 		PreviousDeploymentID: "prev0001", PreviousAutoscaling: customScaling(), PreviousReady: 3,
 	}
 }
@@ -327,11 +327,11 @@ func TestPromotion_NewDeploymentInheritsPreviousAutoscaling(t *testing.T) {
 }
 
 func TestPromotion_NoPreviousDeploymentUsesDefaultsAndOneReplica(t *testing.T) {
-	b := activities.BeginPromotionResult{Settings: store.DefaultPromotionSettings(), SourceIsDevelopment: true}
+	b := activities.BeginPromotionResult{Settings: settings.DefaultPromotionSettings(), SourceIsDevelopment: true}
 	h := newPromoHarness(t, &promoWorld{begin: b})
 	_, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
-	require.Equal(t, store.DefaultAutoscalingSettings(), h.w.created.AutoscalingSettings)
+	require.Equal(t, settings.DefaultAutoscalingSettings(), h.w.created.AutoscalingSettings)
 	require.Equal(t, 1, h.w.waited.Target, "with no previous deployment the target is one replica")
 	require.Len(t, h.w.updates, 1, "only the candidate is scaled when there is no previous deployment")
 }

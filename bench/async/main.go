@@ -31,7 +31,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/store"
@@ -162,7 +162,7 @@ func (b *bench) deploy(ctx context.Context, name string, replicas, concurrency i
 		return "", "", err
 	}
 	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, fmt.Sprintf("ACTIVE with %d READY", replicas),
-		func(d api.DeploymentV1) bool {
+		func(d apiv1.DeploymentV1) bool {
 			return d.Status == modelplane.DeploymentActive && d.ActiveReplicaCount == replicas
 		})
 	return modelID, depID, err

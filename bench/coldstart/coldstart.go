@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 )
 
@@ -97,7 +97,7 @@ func (b *bench) coldStartsOf(ctx context.Context, r *coldRun, n int, pause *sync
 	for i := range n {
 		// SCALED_TO_ZERO is recorded once the last replica has stopped on the agent.
 		if _, err := b.WaitFor(ctx, r.modelID, r.depID, 50*time.Millisecond, zeroTimeout, pause, string(modelplane.DeploymentScaledToZero),
-			func(d api.DeploymentV1) bool { return d.Status == modelplane.DeploymentScaledToZero }); err != nil {
+			func(d apiv1.DeploymentV1) bool { return d.Status == modelplane.DeploymentScaledToZero }); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

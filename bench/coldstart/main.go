@@ -29,7 +29,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/agentproto"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
@@ -144,7 +144,7 @@ func (b *bench) deploy(ctx context.Context, name string, args ...string) (modelI
 		return "", "", err
 	}
 	_, err = b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, string(modelplane.DeploymentActive),
-		func(d api.DeploymentV1) bool { return d.Status == modelplane.DeploymentActive })
+		func(d apiv1.DeploymentV1) bool { return d.Status == modelplane.DeploymentActive })
 	return modelID, depID, err
 }
 

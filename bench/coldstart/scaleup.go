@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 )
 
@@ -49,7 +49,7 @@ func (b *bench) scaleUp(ctx context.Context, c config) (stepResult, error) {
 		return stepResult{}, err
 	}
 	if _, err := b.WaitFor(ctx, modelID, depID, 100*time.Millisecond, settleTimeout, nil, "ACTIVE with one READY replica",
-		func(d api.DeploymentV1) bool {
+		func(d apiv1.DeploymentV1) bool {
 			return d.Status == modelplane.DeploymentActive && d.ActiveReplicaCount == 1
 		}); err != nil {
 		return stepResult{}, err

@@ -37,6 +37,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -344,7 +345,7 @@ func seed(ctx context.Context, dbURL, modelAddr string) (modelID, key string, er
 		return "", "", err
 	}
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID,
-		AutoscalingSettings: store.DefaultAutoscalingSettings()})
+		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 	if err != nil {
 		return "", "", err
 	}

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/bench/internal/benchenv"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/internal/proctest"
@@ -254,16 +254,16 @@ func (b *bench) push(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var d api.DeploymentV1
+	var d apiv1.DeploymentV1
 	id := b.model()
 	if id == "" {
-		var m api.ModelV1
-		m, d, err = b.API.CreateModel(ctx, client.CreateModelRequest{Development: true,
-			Source: client.ModelSource{Name: modelName, ArchiveID: a.ID}})
+		var m apiv1.ModelV1
+		m, d, err = b.API.CreateModel(ctx, apiv1.CreateModelRequest{Development: true,
+			Source: apiv1.ModelSource{Name: modelName, ArchiveID: a.ID}})
 		id = m.ID
 	} else {
-		_, d, err = b.API.CreateDeployment(ctx, id, client.CreateDeploymentRequest{Development: true,
-			Source: client.DeploymentArchiveSource{ArchiveID: a.ID}})
+		_, d, err = b.API.CreateDeployment(ctx, id, apiv1.CreateDeploymentRequest{Development: true,
+			Source: apiv1.DeploymentArchiveSource{ArchiveID: a.ID}})
 	}
 	if err != nil {
 		return err
@@ -272,7 +272,7 @@ func (b *bench) push(ctx context.Context) error {
 	b.modelID = id
 	b.mu.Unlock()
 	_, err = b.WaitFor(ctx, id, d.ID, 20*time.Millisecond, servedTimeout, nil, string(modelplane.DeploymentActive),
-		func(d api.DeploymentV1) bool { return d.Status == modelplane.DeploymentActive })
+		func(d apiv1.DeploymentV1) bool { return d.Status == modelplane.DeploymentActive })
 	return err
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/modelpkg"
@@ -162,8 +163,8 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	// 10 s, so the kill lands with most of them queued and a few at the model.
 	c := client.New("http://"+apiAddr, key)
 	archive := testmodelPackage(t, c, "--latency", "200ms")
-	m, dep, err := c.CreateModel(ctx, client.CreateModelRequest{Source: client.ModelSource{
-		Kind: client.SourceKindModelArchive, Name: "async-crash", ArchiveID: archive}})
+	m, dep, err := c.CreateModel(ctx, apiv1.CreateModelRequest{Source: apiv1.ModelSource{
+		Kind: apiv1.SourceKindModelArchive, Name: "async-crash", ArchiveID: archive}})
 	require.NoError(t, err)
 	code, body := call(t, http.MethodPatch, "http://"+apiAddr+"/v1/models/"+m.ID+"/deployments/"+dep.ID+"/autoscaling_settings",
 		"Api-Key "+key, map[string]any{"min_replica": 1, "max_replica": 1, "concurrency_target": 4})

@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 )
@@ -138,10 +138,10 @@ func listCmd[T any](use, short string, args cobra.PositionalArgs,
 
 func newModelsCmd() *cobra.Command {
 	return listCmd("models", "List the models of your workspace", cobra.NoArgs,
-		func(ctx context.Context, c *client.Client, _ []string) ([]api.ModelV1, error) {
+		func(ctx context.Context, c *client.Client, _ []string) ([]apiv1.ModelV1, error) {
 			return c.Models(ctx)
 		},
-		func(w io.Writer, models []api.ModelV1) {
+		func(w io.Writer, models []apiv1.ModelV1) {
 			fmt.Fprintln(w, "ID\tNAME\tDEPLOYMENTS\tPRODUCTION\tDEVELOPMENT")
 			for _, m := range models {
 				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", m.ID, m.Name, m.DeploymentsCount,
@@ -152,10 +152,10 @@ func newModelsCmd() *cobra.Command {
 
 func newDeploymentsCmd() *cobra.Command {
 	return listCmd("deployments MODEL", "List a model's deployments", cobra.ExactArgs(1),
-		func(ctx context.Context, c *client.Client, args []string) ([]api.DeploymentV1, error) {
-			return withModelID(ctx, c, args[0], func(id string) ([]api.DeploymentV1, error) { return c.Deployments(ctx, id) })
+		func(ctx context.Context, c *client.Client, args []string) ([]apiv1.DeploymentV1, error) {
+			return withModelID(ctx, c, args[0], func(id string) ([]apiv1.DeploymentV1, error) { return c.Deployments(ctx, id) })
 		},
-		func(w io.Writer, deployments []api.DeploymentV1) {
+		func(w io.Writer, deployments []apiv1.DeploymentV1) {
 			fmt.Fprintln(w, "ID\tNAME\tSTATUS\tREPLICAS\tENVIRONMENT\tCREATED")
 			for _, d := range deployments {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Name, d.Status, d.ActiveReplicaCount,
@@ -166,10 +166,10 @@ func newDeploymentsCmd() *cobra.Command {
 
 func newEnvironmentsCmd() *cobra.Command {
 	return listCmd("environments MODEL", "List a model's environments and their promotions in flight", cobra.ExactArgs(1),
-		func(ctx context.Context, c *client.Client, args []string) ([]api.EnvironmentV1, error) {
-			return withModelID(ctx, c, args[0], func(id string) ([]api.EnvironmentV1, error) { return c.Environments(ctx, id) })
+		func(ctx context.Context, c *client.Client, args []string) ([]apiv1.EnvironmentV1, error) {
+			return withModelID(ctx, c, args[0], func(id string) ([]apiv1.EnvironmentV1, error) { return c.Environments(ctx, id) })
 		},
-		func(w io.Writer, envs []api.EnvironmentV1) {
+		func(w io.Writer, envs []apiv1.EnvironmentV1) {
 			fmt.Fprintln(w, "NAME\tCURRENT\tCANDIDATE\tPROMOTION")
 			for _, e := range envs {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Name, deploymentCell(e.CurrentDeployment),
@@ -180,14 +180,14 @@ func newEnvironmentsCmd() *cobra.Command {
 
 // deploymentCell shows a deployment by ID, which other commands take, and by name, which
 // people recognise.
-func deploymentCell(d *api.DeploymentV1) string {
+func deploymentCell(d *apiv1.DeploymentV1) string {
 	if d == nil {
 		return "-"
 	}
 	return d.ID + " (" + d.Name + ")"
 }
 
-func promotionCell(p *api.PromotionV1) string {
+func promotionCell(p *apiv1.PromotionV1) string {
 	if p == nil {
 		return "-"
 	}

@@ -10,14 +10,15 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelplane/modelplane/api"
+	// The package main tests have a helper named modelplane, hence the alias.
+	mp "github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/modelpkg"
 )
 
 // Defaults of the commands that change deployments.
 const (
-	productionEnvironment = "production"
 	// defaultWaitTimeout bounds push and promote with --wait: long enough for an image
 	// build and a model download, short enough that a stuck deployment ends the command.
 	defaultWaitTimeout = 10 * time.Minute
@@ -79,7 +80,7 @@ func newPushCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&pf.Development, "development", false, "create or replace the model's development deployment")
 	f.StringVar(&pf.Environment, "environment", "", "promote the deployment to this environment once it is ACTIVE")
-	f.BoolVar(&pf.Promote, "promote", false, "same as --environment "+productionEnvironment)
+	f.BoolVar(&pf.Promote, "promote", false, "same as --environment "+mp.ProductionEnvironment)
 	f.StringVar(&pf.Name, "name", "", "the deployment's name (default deployment-N)")
 	f.StringVar(&pf.ModelName, "model-name", "", "the model's name (default model_name in DIR/config.yaml)")
 	addWaitFlags(cmd, &wc)
@@ -91,10 +92,10 @@ func newPushCmd() *cobra.Command {
 func (pf pushFlags) environment() (string, error) {
 	env := pf.Environment
 	if pf.Promote {
-		if env != "" && env != productionEnvironment {
-			return "", fmt.Errorf("--promote deploys to %s; it cannot go with --environment %s", productionEnvironment, env)
+		if env != "" && env != mp.ProductionEnvironment {
+			return "", fmt.Errorf("--promote deploys to %s; it cannot go with --environment %s", mp.ProductionEnvironment, env)
 		}
-		env = productionEnvironment
+		env = mp.ProductionEnvironment
 	}
 	if pf.Development && env != "" {
 		return "", errors.New("--development cannot go with --environment or --promote: the development deployment serves no environment")
@@ -123,17 +124,17 @@ func push(ctx context.Context, out io.Writer, c *client.Client, cfg clientConfig
 		return err
 	}
 	// The uploaded archive carries config.yaml; the deployment runs that.
-	source := client.DeploymentSource{Name: pf.Name}
-	var m api.ModelV1
-	var d api.DeploymentV1
+	source := apiv1.DeploymentSource{Name: pf.Name}
+	var m apiv1.ModelV1
+	var d apiv1.DeploymentV1
 	if existing, ok := modelNamed(models, name); ok {
-		m, d, err = c.CreateDeployment(ctx, existing.ID, client.CreateDeploymentRequest{
-			Source:      client.DeploymentArchiveSource{ArchiveID: archive.ID, Deployment: source},
+		m, d, err = c.CreateDeployment(ctx, existing.ID, apiv1.CreateDeploymentRequest{
+			Source:      apiv1.DeploymentArchiveSource{ArchiveID: archive.ID, Deployment: source},
 			Development: pf.Development, Environment: env,
 		})
 	} else {
-		m, d, err = c.CreateModel(ctx, client.CreateModelRequest{
-			Source:      client.ModelSource{Name: name, ArchiveID: archive.ID, Deployment: source},
+		m, d, err = c.CreateModel(ctx, apiv1.CreateModelRequest{
+			Source:      apiv1.ModelSource{Name: name, ArchiveID: archive.ID, Deployment: source},
 			Development: pf.Development, Environment: env,
 		})
 	}
@@ -145,7 +146,7 @@ func push(ctx context.Context, out io.Writer, c *client.Client, cfg clientConfig
 
 // upload packs dir straight into the request body, so the package is never held whole in
 // memory or written to a temporary file.
-func upload(ctx context.Context, c *client.Client, dir string) (api.ArchiveV1, error) {
+func upload(ctx context.Context, c *client.Client, dir string) (apiv1.ArchiveV1, error) {
 	pr, pw := io.Pipe()
 	go func() {
 		_, err := modelpkg.Pack(dir, pw)
@@ -161,13 +162,13 @@ func upload(ctx context.Context, c *client.Client, dir string) (api.ArchiveV1, e
 }
 
 // modelNamed finds a model by its name.
-func modelNamed(models []api.ModelV1, name string) (api.ModelV1, bool) {
+func modelNamed(models []apiv1.ModelV1, name string) (apiv1.ModelV1, bool) {
 	for _, m := range models {
 		if m.Name == name {
 			return m, true
 		}
 	}
-	return api.ModelV1{}, false
+	return apiv1.ModelV1{}, false
 }
 
 // resolveModel takes a model's ID or name and returns its ID. An argument that matches
@@ -191,7 +192,7 @@ func resolveModel(ctx context.Context, c *client.Client, arg string) (string, er
 // finish waits for the deployment when asked to and prints the outcome: a summary line,
 // or with --output json the final {"model", "deployment"}.
 func finish(ctx context.Context, out io.Writer, c *client.Client, cfg clientConfig, wc waitConfig,
-	m api.ModelV1, d api.DeploymentV1, env string) error {
+	m apiv1.ModelV1, d apiv1.DeploymentV1, env string) error {
 	if wc.waiting() {
 		// JSON output is for scripts: one object on stdout, no progress around it.
 		p := newProgress(io.Discard, false)
@@ -201,7 +202,7 @@ func finish(ctx context.Context, out io.Writer, c *client.Client, cfg clientConf
 		var err error
 		d, err = c.WaitActive(ctx, m.ID, d.ID, wc.Interval, p.deployment)
 		if err == nil && env != "" {
-			_, err = c.WaitPromoted(ctx, m.ID, env, d.ID, wc.Interval, func(e api.EnvironmentV1) { p.environment(e, d) })
+			_, err = c.WaitPromoted(ctx, m.ID, env, d.ID, wc.Interval, func(e apiv1.EnvironmentV1) { p.environment(e, d) })
 		}
 		p.done()
 		if err != nil {
@@ -215,10 +216,7 @@ func finish(ctx context.Context, out io.Writer, c *client.Client, cfg clientConf
 		}
 	}
 	if cfg.Output == "json" {
-		return printJSON(out, struct {
-			Model      api.ModelV1      `json:"model"`
-			Deployment api.DeploymentV1 `json:"deployment"`
-		}{m, d})
+		return printJSON(out, apiv1.CreatedV1{Model: m, Deployment: d})
 	}
 	line := fmt.Sprintf("%s: deployment %s (%s) is %s", m.Name, d.Name, d.ID, d.Status)
 	if env != "" {
@@ -254,12 +252,12 @@ func (p *progress) show(line string) {
 	fmt.Fprintln(p.w, line)
 }
 
-func (p *progress) deployment(d api.DeploymentV1) {
+func (p *progress) deployment(d apiv1.DeploymentV1) {
 	want := max(d.AutoscalingSettings.MinReplica, 1)
 	p.show(fmt.Sprintf("%s (%s): %s, %d/%d replicas ready", d.Name, d.ID, d.Status, d.ActiveReplicaCount, want))
 }
 
-func (p *progress) environment(e api.EnvironmentV1, d api.DeploymentV1) {
+func (p *progress) environment(e apiv1.EnvironmentV1, d apiv1.DeploymentV1) {
 	switch pr := e.InProgressPromotion; {
 	case pr != nil:
 		p.show(fmt.Sprintf("%s: promoting %s (%s): %s, %d%% of traffic", e.Name, d.Name, d.ID, pr.Status, pr.PercentTrafficToNewVersion))
@@ -311,7 +309,7 @@ func newPromoteCmd() *cobra.Command {
 			return cfg.explain(err)
 		},
 	}
-	cmd.Flags().StringVar(&env, "environment", productionEnvironment, "the environment to promote to")
+	cmd.Flags().StringVar(&env, "environment", mp.ProductionEnvironment, "the environment to promote to")
 	cmd.Flags().BoolVar(&keep, "keep-previous", false, "keep the previous deployment's replicas instead of scaling it down")
 	addWaitFlags(cmd, &wc)
 	addClientFlags(cmd, &cfg)
@@ -324,8 +322,8 @@ func promote(ctx context.Context, out io.Writer, c *client.Client, cfg clientCon
 	if err != nil {
 		return err
 	}
-	var d api.DeploymentV1
-	if env == productionEnvironment {
+	var d apiv1.DeploymentV1
+	if env == mp.ProductionEnvironment {
 		d, err = c.PromoteDeployment(ctx, modelID, ref, scaleDown)
 	} else {
 		d, err = c.PromoteToEnvironment(ctx, modelID, env, ref, scaleDown)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 )
 
 // fakeAPI stands in for the management API's routes that change deployments: it records
@@ -359,7 +359,7 @@ func TestActionCmds_ModelByNameIsResolvedToItsID(t *testing.T) {
 func TestProgress_TerminalRewritesOneLineAndEndsIt(t *testing.T) {
 	var b strings.Builder
 	p := newProgress(&b, true)
-	d := api.DeploymentV1{ID: "q4z8m2xw", Name: "deployment-3", Status: "LOADING_MODEL"}
+	d := apiv1.DeploymentV1{ID: "q4z8m2xw", Name: "deployment-3", Status: "LOADING_MODEL"}
 	p.deployment(d)
 	p.deployment(d) // unchanged: not written again
 	d.Status, d.ActiveReplicaCount = "ACTIVE", 1

@@ -1,21 +1,13 @@
-// Package httperr is API.md's error shape, shared by the management API and the gateway.
+// Package httperr writes API.md's error shape (apiv1.ErrorV1) for the management API and the
+// gateway, with the code that goes with each HTTP status.
 package httperr
 
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/modelplane/modelplane/apiv1"
 )
-
-// Body is the JSON every error answer carries.
-type Body struct {
-	Error Detail `json:"error"`
-}
-
-// Detail says what went wrong: a code clients can switch on and a message people can read.
-type Detail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
 
 // Code names a status for clients that switch on the code rather than the number.
 func Code(status int) string {
@@ -55,7 +47,7 @@ func Code(status int) string {
 
 // Write answers status with message in the error shape.
 func Write(w http.ResponseWriter, status int, message string) {
-	b, _ := json.Marshal(Body{Error: Detail{Code: Code(status), Message: message}})
+	b, _ := json.Marshal(apiv1.ErrorV1{Error: apiv1.ErrorDetailV1{Code: Code(status), Message: message}})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")

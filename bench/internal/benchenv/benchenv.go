@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
@@ -183,12 +183,9 @@ func (e *Env) CreateModel(ctx context.Context, name string, args ...string) (mod
 	if err != nil {
 		return "", "", fmt.Errorf("upload the %s package: %w", name, err)
 	}
-	var created struct {
-		Model      struct{ ID string } `json:"model"`
-		Deployment struct{ ID string } `json:"deployment"`
-	}
-	err = e.Call(ctx, http.MethodPost, "/v1/models", map[string]any{
-		"source": map[string]any{"kind": "model_archive", "name": name, "archive_id": archive.ID}}, http.StatusCreated, &created)
+	var created apiv1.CreatedV1
+	err = e.Call(ctx, http.MethodPost, "/v1/models", apiv1.CreateModelRequest{Source: apiv1.ModelSource{
+		Kind: apiv1.SourceKindModelArchive, Name: name, ArchiveID: archive.ID}}, http.StatusCreated, &created)
 	if err != nil {
 		return "", "", err
 	}
@@ -236,7 +233,7 @@ func (e *Env) Call(ctx context.Context, method, path string, body any, want int,
 // pause, when not nil, is read-locked around each poll, so that a measurement holding it
 // runs without the benchmark's own polling. A build or deploy failure ends the wait at once.
 func (e *Env) WaitFor(ctx context.Context, modelID, depID string, every, timeout time.Duration, pause *sync.RWMutex,
-	what string, ok func(api.DeploymentV1) bool) (api.DeploymentV1, error) {
+	what string, ok func(apiv1.DeploymentV1) bool) (apiv1.DeploymentV1, error) {
 	deadline := time.Now().Add(timeout)
 	last := "not read yet"
 	for {

@@ -1,0 +1,88 @@
+package apiv1
+
+import (
+	"time"
+
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
+)
+
+// DeploymentV1 is API.md's deployment object.
+type DeploymentV1 struct {
+	ID                  string                       `json:"id"`
+	CreatedAt           time.Time                    `json:"created_at"`
+	Name                string                       `json:"name"`
+	ModelID             string                       `json:"model_id"`
+	IsProduction        bool                         `json:"is_production"`
+	IsDevelopment       bool                         `json:"is_development"`
+	Status              modelplane.DeploymentStatus  `json:"status"`
+	ActiveReplicaCount  int                          `json:"active_replica_count"`
+	AutoscalingSettings settings.AutoscalingSettings `json:"autoscaling_settings"`
+	InstanceTypeName    string                       `json:"instance_type_name"`
+	Environment         *string                      `json:"environment"`
+	Labels              map[string]any               `json:"labels"`
+}
+
+// DeploymentListV1 answers GET /v1/models/{model_id}/deployments.
+type DeploymentListV1 struct {
+	Deployments []DeploymentV1 `json:"deployments"`
+}
+
+// RenameDeploymentRequest is the body of PATCH /v1/models/{model_id}/deployments/{id}.
+type RenameDeploymentRequest struct {
+	// Name is 1-255 of [A-Za-z0-9._-], unique in the model.
+	Name string `json:"name"`
+}
+
+// DeletedDeploymentV1 answers DELETE /v1/models/{model_id}/deployments/{id}.
+type DeletedDeploymentV1 struct {
+	ID      string `json:"id"`
+	Deleted bool   `json:"deleted"`
+	ModelID string `json:"model_id"`
+}
+
+// SuccessV1 answers the routes that only say whether they did it: activate and deactivate
+// (of a deployment or an environment), and the promotion controls pause, resume,
+// force_cancel and force_roll_forward, whose Message says why not, or what was done.
+type SuccessV1 struct {
+	Success bool   `json:"success"`
+	Message string `json:"message,omitempty"`
+}
+
+// PromoteDeploymentRequest is the body of POST .../deployments/{id}/promote, a promotion to
+// production.
+type PromoteDeploymentRequest struct {
+	// ScaleDownPreviousProduction scales down the deployment that served production before;
+	// the API takes true when the field is left out.
+	ScaleDownPreviousProduction bool `json:"scale_down_previous_production"`
+}
+
+// UpdateAutoscalingSettingsRequest is the body of PATCH .../deployments/{id}/
+// autoscaling_settings, and the autoscaling_settings of an environment's create or update:
+// the fields to change, nil ones keep their values.
+type UpdateAutoscalingSettingsRequest struct {
+	MinReplica                  *int `json:"min_replica,omitempty"`
+	MaxReplica                  *int `json:"max_replica,omitempty"`
+	AutoscalingWindow           *int `json:"autoscaling_window,omitempty"`            // seconds
+	ScaleDownDelay              *int `json:"scale_down_delay,omitempty"`              // seconds
+	ConcurrencyTarget           *int `json:"concurrency_target,omitempty"`            // requests per replica
+	TargetUtilizationPercentage *int `json:"target_utilization_percentage,omitempty"` // of concurrency_target
+	MaxScaleDownRate            *int `json:"max_scale_down_rate,omitempty"`           // percent of replicas per step
+}
+
+// SettingsUpdateStatus says whether a settings update changed anything.
+type SettingsUpdateStatus string
+
+// The answers to an autoscaling settings update.
+const (
+	// SettingsAccepted: the settings changed; the autoscaler applies them on its next tick.
+	SettingsAccepted SettingsUpdateStatus = "ACCEPTED"
+	// SettingsUnchanged: the settings already had these values.
+	SettingsUnchanged SettingsUpdateStatus = "UNCHANGED"
+)
+
+// UpdateAutoscalingSettingsV1 answers PATCH .../deployments/{id}/autoscaling_settings.
+type UpdateAutoscalingSettingsV1 struct {
+	Status  SettingsUpdateStatus `json:"status"`
+	Message string               `json:"message"`
+}
