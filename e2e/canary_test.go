@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows"
 )
 
 // canaryModel makes a model whose production serves a test model answering with a one-byte
@@ -124,6 +125,7 @@ func TestCanary_FullRampUnderLoadKeepsEveryStagesShare(t *testing.T) {
 func TestCanary_CancelAtHalfPutsAllTrafficBack(t *testing.T) {
 	h := start(t)
 	modelID, first, second := canaryModel(t, h, map[string]any{"ramp_up_while_promoting": true, "ramp_up_duration_seconds": 20})
+	h.record("promotion-ramp-canceled", workflows.PromotionWorkflowID(modelID, "production"))
 	load := startLoadKeeping(t, h, modelID, 150, true)
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+second+"/promote", map[string]any{})
 	require.Equal(t, http.StatusOK, code, "%v", body)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelplane/modelplane/workflows"
 )
 
 // createModel pushes the echo archive as a new model and waits until it is ACTIVE.
@@ -44,6 +46,7 @@ func TestPromotion_ToProductionThenStaging(t *testing.T) {
 	h := start(t)
 	archive := echoArchive(t, h)
 	modelID, first := h.createModel("echo-promo", archive, false)
+	h.record("promotion-plain", workflows.PromotionWorkflowID(modelID, "production"))
 
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+first+"/promote", map[string]any{})
 	require.Equal(t, http.StatusOK, code, "%v", body)
@@ -77,6 +80,7 @@ func TestPromotion_FromDevelopmentMakesANewDeployment(t *testing.T) {
 	h := start(t)
 	archive := echoArchive(t, h)
 	modelID, dev := h.createModel("echo-dev-promo", archive, true)
+	h.record("promotion-from-development", workflows.PromotionWorkflowID(modelID, "production"))
 
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/development/promote", map[string]any{})
 	require.Equal(t, http.StatusOK, code, "%v", body)
