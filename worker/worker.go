@@ -23,12 +23,18 @@ import (
 // It is not started.
 func New(c client.Client, acts *activities.Activities) sdkworker.Worker {
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
-	w.RegisterWorkflow(workflows.AsyncRequest)
-	w.RegisterWorkflow(workflows.Cleanup)
-	w.RegisterWorkflow(workflows.Deployment)
-	w.RegisterWorkflow(workflows.Promotion)
+	RegisterWorkflows(w)
 	w.RegisterActivity(acts)
 	return w
+}
+
+// RegisterWorkflows registers every workflow the worker runs, under the names the worker
+// uses, on r: a worker, or a replayer checking recorded histories against the code.
+func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
+	r.RegisterWorkflow(workflows.AsyncRequest)
+	r.RegisterWorkflow(workflows.Cleanup)
+	r.RegisterWorkflow(workflows.Deployment)
+	r.RegisterWorkflow(workflows.Promotion)
 }
 
 // EnsureSearchAttributes registers modelplane's search attributes on the namespace, adding
