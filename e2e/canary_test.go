@@ -186,7 +186,7 @@ func TestCanary_AnalysisRollsBackAFailingCandidate(t *testing.T) {
 	stages := h.stages(modelID)
 	assert.Less(t, len(stages), 10, "rolled back before the last stage")
 
-	db, err := store.Open(context.Background(), dbURL)
+	db, err := store.Open(context.Background(), h.stack.Postgres.URL)
 	require.NoError(t, err)
 	defer db.Close()
 	var p struct {

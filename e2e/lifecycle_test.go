@@ -30,10 +30,6 @@ import (
 	"github.com/modelplane/modelplane/workflows"
 )
 
-var dbURL string
-
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, "e2e", false, &dbURL)) }
-
 // recordDir, when MODELPLANE_RECORD_HISTORIES sets it (make histories does), is where
 // record writes the workflow histories that package workflows' replay test replays.
 var recordDir = os.Getenv("MODELPLANE_RECORD_HISTORIES")
@@ -54,12 +50,17 @@ func start(t *testing.T) *harness {
 	return startWith(t, devstack.Options{})
 }
 
-// startWith runs a dev stack (on the package's database, with a simulated H200) and returns
-// clients of its API and its agent.
+// startWith runs a dev stack (with a simulated H200) and returns clients of its API and its
+// agent. Each stack has a database of its own, dropped when the test ends, as it has a
+// Temporal server of its own: rows left by another stack would name workflows this one's
+// Temporal never ran (a model found by name whose development deployment has no workflow).
 func startWith(t *testing.T, opts devstack.Options) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	opts.DataDir, opts.Listen, opts.GPUProfile = dir, "127.0.0.1:0", "h200"
+	dbURL, drop, err := pgtest.Create("e2e")
+	require.NoError(t, err)
+	t.Cleanup(drop) // after the stack's Close, registered below
 	opts.Postgres = devstack.PostgresOptions{DatabaseURL: dbURL}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
