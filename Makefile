@@ -6,7 +6,7 @@ GO            ?= go
 BIN           := bin/modelplane
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-.PHONY: build run test lint bench
+.PHONY: build run test lint bench histories
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelplane
@@ -26,3 +26,21 @@ lint:
 
 bench:
 	bench/run
+
+# The e2e tests that record the workflow histories workflows/replay_test.go replays, one
+# file each: see "Workflow changes and replay" in docs/decisions.md.
+HISTORY_TESTS := \
+	TestLifecycle_PushActivateDeactivateDelete \
+	TestAutoscaling_ScaleToZeroThenWakeOnRequest \
+	TestPromotion_ToProductionThenStaging \
+	TestPromotion_FromDevelopmentMakesANewDeployment \
+	TestCanary_CancelAtHalfPutsAllTrafficBack \
+	TestAsync_RequestToADeploymentAtZeroWakesItRetriesAndDeliversASignedWebhook \
+	TestCleanup_TheScheduleRunsCleanupToTheEnd
+empty :=
+space := $(empty) $(empty)
+
+# Re-records those histories from the current code, overwriting the files of the same names.
+histories:
+	MODELPLANE_RECORD_HISTORIES=$(CURDIR)/workflows/testdata/histories \
+		$(GO) test -count=1 -timeout 14m -v -run '^($(subst $(space),|,$(strip $(HISTORY_TESTS))))$$' ./e2e

@@ -22,6 +22,7 @@ import (
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // receiver is a webhook endpoint that answers 503 until it is up, checks signatures with the
@@ -117,6 +118,7 @@ func TestAsync_RequestToADeploymentAtZeroWakesItRetriesAndDeliversASignedWebhook
 		InferenceRetryConfig: &client.InferenceRetryConfig{MaxAttempts: intp(3), InitialDelayMS: intp(200), MaxDelayMS: intp(1000)},
 	})
 	require.NoError(t, err)
+	h.record("async-request", contract.AsyncWorkflowID(id))
 
 	// The receiver refuses the first two deliveries, then comes up.
 	require.Eventually(t, func() bool { return len(rc.deliveries()) >= 2 }, 2*time.Minute, 50*time.Millisecond,

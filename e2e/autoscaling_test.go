@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 var (
@@ -87,6 +88,7 @@ func TestAutoscaling_ScaleToZeroThenWakeOnRequest(t *testing.T) {
 	h := start(t)
 	archive := testmodelArchive(t, h)
 	modelID, dep := h.createModel("sleepy", archive, false)
+	h.record("deployment-scale-to-zero-wake", contract.DeploymentWorkflowID(dep))
 	h.autoscale(modelID, dep, map[string]any{"min_replica": 0, "scale_down_delay": 2, "autoscaling_window": 10})
 	target := client.DeploymentTarget(dep)
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // canaryModel makes a model whose production serves a test model answering with a one-byte
@@ -125,6 +126,7 @@ func TestCanary_FullRampUnderLoadKeepsEveryStagesShare(t *testing.T) {
 func TestCanary_CancelAtHalfPutsAllTrafficBack(t *testing.T) {
 	h := start(t)
 	modelID, first, second := canaryModel(t, h, map[string]any{"ramp_up_while_promoting": true, "ramp_up_duration_seconds": 20})
+	h.record("promotion-ramp-canceled", contract.PromotionWorkflowID(modelID, "production"))
 	load := startLoadKeeping(t, h, modelID, 150, true)
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+second+"/promote", map[string]any{})
 	require.Equal(t, http.StatusOK, code, "%v", body)
@@ -185,7 +187,7 @@ func TestCanary_AnalysisRollsBackAFailingCandidate(t *testing.T) {
 	stages := h.stages(modelID)
 	assert.Less(t, len(stages), 10, "rolled back before the last stage")
 
-	db, err := store.Open(context.Background(), dbURL)
+	db, err := store.Open(context.Background(), h.stack.Postgres.URL)
 	require.NoError(t, err)
 	defer db.Close()
 	var p struct {

@@ -17,6 +17,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	tclient "go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/agentproto"
@@ -24,11 +28,12 @@ import (
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-var dbURL string
-
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, "e2e", false, &dbURL)) }
+// recordDir, when MODELPLANE_RECORD_HISTORIES sets it (make histories does), is where
+// record writes the workflow histories that package workflows' replay test replays.
+var recordDir = os.Getenv("MODELPLANE_RECORD_HISTORIES")
 
 type harness struct {
 	t     *testing.T
@@ -38,6 +43,7 @@ type harness struct {
 	agent *agentproto.Client
 	dir   string // the stack's data directory
 	token string // its node token
+	tc    tclient.Client
 }
 
 func start(t *testing.T) *harness {
@@ -45,12 +51,17 @@ func start(t *testing.T) *harness {
 	return startWith(t, devstack.Options{})
 }
 
-// startWith runs a dev stack (on the package's database, with a simulated H200) and returns
-// clients of its API and its agent.
+// startWith runs a dev stack (with a simulated H200) and returns clients of its API and its
+// agent. Each stack has a database of its own, dropped when the test ends, as it has a
+// Temporal server of its own: rows left by another stack would name workflows this one's
+// Temporal never ran (a model found by name whose development deployment has no workflow).
 func startWith(t *testing.T, opts devstack.Options) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	opts.DataDir, opts.Listen, opts.GPUProfile = dir, "127.0.0.1:0", "h200"
+	dbURL, drop, err := pgtest.Create("e2e")
+	require.NoError(t, err)
+	t.Cleanup(drop) // after the stack's Close, registered below
 	opts.Postgres = devstack.PostgresOptions{DatabaseURL: dbURL}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -65,6 +76,55 @@ func startWith(t *testing.T, opts devstack.Options) *harness {
 	require.NoError(t, err)
 	return &harness{t: t, stack: s, api: client.New(s.APIURL, s.NewAPIKey), key: s.NewAPIKey, dir: dir,
 		token: strings.TrimSpace(string(token)), agent: agentproto.NewClient(s.AgentURL, strings.TrimSpace(string(token)))}
+}
+
+// temporal returns a client of the stack's Temporal, closed when the test ends.
+func (h *harness) temporal() tclient.Client {
+	h.t.Helper()
+	if h.tc == nil {
+		tc, err := tclient.Dial(tclient.Options{HostPort: h.stack.TemporalAddress})
+		require.NoError(h.t, err)
+		h.t.Cleanup(tc.Close)
+		h.tc = tc
+	}
+	return h.tc
+}
+
+// record writes, when recordDir is set, the history of the workflow's latest run to
+// recordDir/name.json as the test ends (before the stack stops): the events so far of a
+// workflow still running, all of them of one that has ended. A failed test records nothing.
+// The file is the JSON ReplayWorkflowHistoryFromJSONFile reads: {"events": [...]} in
+// protojson.
+func (h *harness) record(name, workflowID string) {
+	h.t.Helper()
+	if recordDir == "" {
+		return
+	}
+	tc := h.temporal()
+	h.t.Cleanup(func() {
+		if h.t.Failed() {
+			h.t.Logf("the test failed: %s.json is not recorded", name)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		hist := &historypb.History{}
+		it := tc.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			require.NoError(h.t, err, "history of %s", workflowID)
+			hist.Events = append(hist.Events, ev)
+		}
+		b, err := protojson.Marshal(hist)
+		require.NoError(h.t, err)
+		var out bytes.Buffer // protojson's spacing varies from run to run; this does not
+		require.NoError(h.t, json.Indent(&out, b, "", " "))
+		out.WriteByte('\n')
+		require.NoError(h.t, os.MkdirAll(recordDir, 0o755))
+		path := filepath.Join(recordDir, name+".json")
+		require.NoError(h.t, os.WriteFile(path, out.Bytes(), 0o644))
+		h.t.Logf("recorded %s: %d events of %s", path, len(hist.Events), workflowID)
+	})
 }
 
 // call sends a JSON request to the API and decodes the answer.
@@ -145,6 +205,7 @@ func TestLifecycle_PushActivateDeactivateDelete(t *testing.T) {
 	dep := body["deployment"].(map[string]any)
 	depID := dep["id"].(string)
 	require.Equal(t, "deployment-1", dep["name"])
+	h.record("deployment", contract.DeploymentWorkflowID(depID))
 
 	h.waitStatus(modelID, depID, "ACTIVE")
 	d, err := h.api.Deployment(context.Background(), modelID, depID)

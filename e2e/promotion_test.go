@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelplane/modelplane/workflows/contract"
 	"github.com/stretchr/testify/require"
 )
 
@@ -44,6 +45,7 @@ func TestPromotion_ToProductionThenStaging(t *testing.T) {
 	h := start(t)
 	archive := echoArchive(t, h)
 	modelID, first := h.createModel("echo-promo", archive, false)
+	h.record("promotion-plain", contract.PromotionWorkflowID(modelID, "production"))
 
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+first+"/promote", map[string]any{})
 	require.Equal(t, http.StatusOK, code, "%v", body)
@@ -77,6 +79,7 @@ func TestPromotion_FromDevelopmentMakesANewDeployment(t *testing.T) {
 	h := start(t)
 	archive := echoArchive(t, h)
 	modelID, dev := h.createModel("echo-dev-promo", archive, true)
+	h.record("promotion-from-development", contract.PromotionWorkflowID(modelID, "production"))
 
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/development/promote", map[string]any{})
 	require.Equal(t, http.StatusOK, code, "%v", body)
