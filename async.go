@@ -1,6 +1,10 @@
 package modelplane
 
-import "slices"
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"slices"
+)
 
 // AsyncStatus is where an async request is, as GET /async_request/{id} spells it.
 type AsyncStatus string
@@ -101,3 +105,43 @@ const (
 	// CodeWebhookDeliveryFailed: every try to deliver the webhook failed.
 	CodeWebhookDeliveryFailed ErrorCode = "WEBHOOK_DELIVERY_FAILED"
 )
+
+// RetryConfig says how often and how patiently an async request's predict is tried.
+type RetryConfig struct {
+	MaxAttempts    int `json:"max_attempts"`
+	InitialDelayMs int `json:"initial_delay_ms"`
+	MaxDelayMs     int `json:"max_delay_ms"`
+}
+
+// DefaultRetryConfig is API.md's: three tries, backing off from one second to five.
+func DefaultRetryConfig() RetryConfig {
+	return RetryConfig{MaxAttempts: 3, InitialDelayMs: 1000, MaxDelayMs: 5000}
+}
+
+// Value stores the config as JSON.
+func (r RetryConfig) Value() (driver.Value, error) { return json.Marshal(r) }
+
+// Scan reads the config from JSON.
+func (r *RetryConfig) Scan(src any) error { return ScanJSON(src, r) }
+
+// AsyncError is one thing that went wrong with an async request.
+type AsyncError struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+	// Attempt is the predict attempt it happened on; 0 when none.
+	Attempt int `json:"attempt,omitempty"`
+}
+
+// AsyncErrors is a JSON array column of AsyncError.
+type AsyncErrors []AsyncError
+
+// Value stores the errors as JSON.
+func (e AsyncErrors) Value() (driver.Value, error) {
+	if e == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal([]AsyncError(e))
+}
+
+// Scan reads the errors from JSON.
+func (e *AsyncErrors) Scan(src any) error { return ScanJSON(src, e) }

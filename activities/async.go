@@ -48,7 +48,7 @@ type AsyncRequestState struct {
 	Environment   string
 	Status        modelplane.AsyncStatus
 	WebhookStatus modelplane.WebhookStatus
-	RetryConfig   store.RetryConfig
+	RetryConfig   modelplane.RetryConfig
 	CreatedAt     time.Time
 	// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
 	ExpiresAt time.Time
@@ -165,7 +165,7 @@ type RunAsyncAttemptResult struct {
 	// Retryable says a later attempt may succeed where this one failed.
 	Retryable bool
 	// Error is what went wrong; zero when Succeeded.
-	Error store.AsyncError
+	Error modelplane.AsyncError
 }
 
 // RunAsyncAttempt records the attempt for a gateway to run and waits until it is done. The
@@ -223,7 +223,7 @@ func ClassifyAttempt(att store.AsyncAttempt) RunAsyncAttemptResult {
 		code == http.StatusBadGateway, code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout:
 		out.Retryable = true
 	}
-	out.Error = store.AsyncError{Code: attemptErrorCode(att), Message: attemptErrorMessage(att), Attempt: att.Attempt}
+	out.Error = modelplane.AsyncError{Code: attemptErrorCode(att), Message: attemptErrorMessage(att), Attempt: att.Attempt}
 	return out
 }
 
@@ -280,7 +280,7 @@ type FinishAsyncInput struct {
 	Status modelplane.AsyncStatus
 	// OutputAttempt is the attempt whose answer is the request's output; 0 for none.
 	OutputAttempt int
-	Errors        store.AsyncErrors
+	Errors        modelplane.AsyncErrors
 }
 
 // FinishAsync records how the request ended, with the output of in.OutputAttempt kept for

@@ -74,7 +74,7 @@ func (f *asyncFixture) request(t *testing.T, hook string) store.AsyncRequest {
 	t.Helper()
 	r, err := store.InsertAsyncRequest(context.Background(), f.db, store.NewAsyncRequest{
 		WorkspaceID: f.m.WorkspaceID, ModelID: f.m.ID, DeploymentID: f.dep.ID, WebhookEndpoint: hook,
-		Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(`{"x":1}`),
+		Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`{"x":1}`),
 	}, 1000)
 	require.NoError(t, err)
 	return r
@@ -187,7 +187,7 @@ func TestRunAsyncAttempt_ARerunWaitsOnTheSameAttempt(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, more, "the second run must not have made a second attempt to run")
 	gw.finish(c, store.AttemptResult{StatusCode: 503, Output: []byte("overloaded")})
-	want := activities.RunAsyncAttemptResult{Attempt: 1, StatusCode: 503, Retryable: true, Error: store.AsyncError{
+	want := activities.RunAsyncAttemptResult{Attempt: 1, StatusCode: 503, Retryable: true, Error: modelplane.AsyncError{
 		Code: modelplane.CodeModelPredictError, Message: "the model answered 503 Service Unavailable: overloaded", Attempt: 1}}
 	for range 2 {
 		o := <-outs
@@ -314,7 +314,7 @@ func TestFinishAsync_KeepsTheAttemptsOutputAndEndsOnce(t *testing.T) {
 	require.WithinDuration(t, time.Now().Add(2*time.Hour), *got.OutputExpiresAt, time.Minute, "kept for AsyncOutputRetention")
 
 	v, err := f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: modelplane.CodeModelPredictError, Message: "late", Attempt: 2}}})
+		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelPredictError, Message: "late", Attempt: 2}}})
 	require.NoError(t, err)
 	var st activities.AsyncRequestState
 	require.NoError(t, v.Get(&st))
@@ -457,7 +457,7 @@ func TestDeliverWebhook_FailedRequestCarriesItsErrors(t *testing.T) {
 	t.Cleanup(srv.Close)
 	r := f.running(t, srv.URL)
 	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: modelplane.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}})
+		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}})
 	require.NoError(t, err)
 	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
 	require.NoError(t, err)
@@ -620,7 +620,7 @@ func TestAsyncRequestWorkflow_EndToEndOnRealServer(t *testing.T) {
 	r, err := store.InsertAsyncRequest(ctx, f.db, store.NewAsyncRequest{
 		WorkspaceID: f.m.WorkspaceID, ModelID: f.m.ID, DeploymentID: f.dep.ID, WebhookEndpoint: srv.URL,
 		Priority: 1, MaxTimeInQueueSeconds: 600, ModelInput: []byte(`{"x":1}`),
-		RetryConfig: store.RetryConfig{MaxAttempts: 3, InitialDelayMs: 100, MaxDelayMs: 200},
+		RetryConfig: modelplane.RetryConfig{MaxAttempts: 3, InitialDelayMs: 100, MaxDelayMs: 200},
 	}, 1000)
 	require.NoError(t, err)
 

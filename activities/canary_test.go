@@ -8,6 +8,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
@@ -15,18 +16,18 @@ import (
 
 func TestJudgeStage(t *testing.T) {
 	c := settings.DefaultPromotionSettings().CanaryAnalysis // +1 point of errors, 1.5x p99
-	ok := store.Figures{Completed: 1000, Errors: 5, P99: 100 * time.Millisecond}
+	ok := modelplane.Figures{Completed: 1000, Errors: 5, P99: 100 * time.Millisecond}
 	for _, tt := range []struct {
 		name   string
-		cand   store.Figures
+		cand   modelplane.Figures
 		breach bool
 		why    string
 	}{
 		{"as good", ok, false, ""},
-		{"errors up by less than allowed", store.Figures{Completed: 100, Errors: 1, P99: 100 * time.Millisecond}, false, ""},
-		{"errors up by more", store.Figures{Completed: 100, Errors: 20, P99: 100 * time.Millisecond}, true, "error rate up 19.5 points"},
-		{"p99 at the limit", store.Figures{Completed: 100, P99: 150 * time.Millisecond}, false, ""},
-		{"p99 over it", store.Figures{Completed: 100, P99: 200 * time.Millisecond}, true, "p99 latency 2.00x"},
+		{"errors up by less than allowed", modelplane.Figures{Completed: 100, Errors: 1, P99: 100 * time.Millisecond}, false, ""},
+		{"errors up by more", modelplane.Figures{Completed: 100, Errors: 20, P99: 100 * time.Millisecond}, true, "error rate up 19.5 points"},
+		{"p99 at the limit", modelplane.Figures{Completed: 100, P99: 150 * time.Millisecond}, false, ""},
+		{"p99 over it", modelplane.Figures{Completed: 100, P99: 200 * time.Millisecond}, true, "p99 latency 2.00x"},
 	} {
 		breach, why := activities.JudgeStage(c, tt.cand, ok)
 		require.Equal(t, tt.breach, breach, tt.name)

@@ -515,7 +515,7 @@ type AnalyzeStageInput struct {
 
 // AnalyzeStageResult is the stage's figures and the verdict.
 type AnalyzeStageResult struct {
-	Candidate, Current store.Figures
+	Candidate, Current modelplane.Figures
 	// Enough says both deployments answered at least MinRequestsPerStage requests.
 	Enough bool
 	// Breach says the candidate did worse than allowed; Reason says how, with the figures.
@@ -555,7 +555,7 @@ func (a *Activities) AnalyzeStage(ctx context.Context, in AnalyzeStageInput) (An
 }
 
 // JudgeStage says whether the candidate did worse than the analysis allows, and how.
-func JudgeStage(c settings.CanaryAnalysis, cand, cur store.Figures) (bool, string) {
+func JudgeStage(c settings.CanaryAnalysis, cand, cur modelplane.Figures) (bool, string) {
 	figures := fmt.Sprintf("candidate %d requests, %.1f%% errors, p99 %s; current %d requests, %.1f%% errors, p99 %s",
 		cand.Completed, 100*cand.ErrorRate(), cand.P99, cur.Completed, 100*cur.ErrorRate(), cur.P99)
 	if inc := cand.ErrorRate() - cur.ErrorRate(); inc > c.MaxErrorRateIncrease {

@@ -507,7 +507,7 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	enqueue := func(dep string, priority int) string {
 		r, err := store.InsertAsyncRequest(ctx, db, store.NewAsyncRequest{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
 			DeploymentID: dep, Priority: priority, MaxTimeInQueueSeconds: 600,
-			RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(`{}`)}, 1000)
+			RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`{}`)}, 1000)
 		require.NoError(t, err)
 		return r.ID
 	}

@@ -39,10 +39,10 @@ type delivery struct {
 	id, signatureErr string
 	accepted         bool
 	payload          struct {
-		RequestID string             `json:"request_id"`
-		Type      string             `json:"type"`
-		Data      json.RawMessage    `json:"data"`
-		Errors    []store.AsyncError `json:"errors"`
+		RequestID string                  `json:"request_id"`
+		Type      string                  `json:"type"`
+		Data      json.RawMessage         `json:"data"`
+		Errors    []modelplane.AsyncError `json:"errors"`
 	}
 }
 

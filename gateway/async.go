@@ -203,7 +203,7 @@ func readAsyncInput(w http.ResponseWriter, r *http.Request) (store.NewAsyncReque
 	n.ModelInput = in.ModelInput
 	n.Priority = 1
 	n.MaxTimeInQueueSeconds = 600
-	n.RetryConfig = store.DefaultRetryConfig()
+	n.RetryConfig = modelplane.DefaultRetryConfig()
 	fields := []rangedField{
 		{"priority", in.Priority, 0, 2, &n.Priority},
 		{"max_time_in_queue_seconds", in.MaxTimeInQueueSeconds, 10, 259200, &n.MaxTimeInQueueSeconds},

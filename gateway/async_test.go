@@ -127,7 +127,7 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 	assert.JSONEq(t, `{"x":1}`, string(row.ModelInput), "the model input is stored as sent, without its envelope")
 	assert.Equal(t, 0, row.Priority)
 	assert.Equal(t, 60, row.MaxTimeInQueueSeconds)
-	assert.Equal(t, store.RetryConfig{MaxAttempts: 2, InitialDelayMs: 1000, MaxDelayMs: 5000}, row.RetryConfig,
+	assert.Equal(t, modelplane.RetryConfig{MaxAttempts: 2, InitialDelayMs: 1000, MaxDelayMs: 5000}, row.RetryConfig,
 		"fields of inference_retry_config that are not given keep their defaults")
 	assert.Equal(t, modelplane.WebhookNone, row.WebhookStatus)
 	assert.False(t, row.WorkflowStarted, "only the workflow's first activity marks it started")
@@ -147,7 +147,7 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 		assert.Equal(t, `"just text"`, string(row.ModelInput))
 		assert.Equal(t, 1, row.Priority)
 		assert.Equal(t, 600, row.MaxTimeInQueueSeconds)
-		assert.Equal(t, store.DefaultRetryConfig(), row.RetryConfig)
+		assert.Equal(t, modelplane.DefaultRetryConfig(), row.RetryConfig)
 	})
 	t.Run("development", func(t *testing.T) {
 		dev := f.deployment("", true, model.addr())
@@ -263,7 +263,7 @@ func TestAsyncPredict_RefusesBadInputNamingTheField(t *testing.T) {
 		row := f.asyncRow(f.accepted("production", `{"model_input":1,"priority":2,"max_time_in_queue_seconds":259200,
 			"inference_retry_config":{"max_attempts":10,"initial_delay_ms":10000,"max_delay_ms":60000},
 			"webhook_endpoint":"https://hooks.example.com/done"}`))
-		assert.Equal(t, store.RetryConfig{MaxAttempts: 10, InitialDelayMs: 10000, MaxDelayMs: 60000}, row.RetryConfig)
+		assert.Equal(t, modelplane.RetryConfig{MaxAttempts: 10, InitialDelayMs: 10000, MaxDelayMs: 60000}, row.RetryConfig)
 		assert.Equal(t, "https://hooks.example.com/done", row.WebhookEndpoint)
 		assert.Equal(t, modelplane.WebhookPending, row.WebhookStatus)
 	})

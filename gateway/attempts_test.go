@@ -92,7 +92,7 @@ func (f *fixture) queuedRequest(deploymentID, input string) string {
 	f.t.Helper()
 	r, err := store.InsertAsyncRequest(context.Background(), f.db, store.NewAsyncRequest{
 		WorkspaceID: f.model.WorkspaceID, ModelID: f.model.ID, DeploymentID: deploymentID,
-		Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(input),
+		Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(input),
 	}, 100000)
 	require.NoError(f.t, err)
 	return r.ID

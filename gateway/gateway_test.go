@@ -757,7 +757,7 @@ func TestCanaryFigures(t *testing.T) {
 	require.Equal(t, 200, statuses[http.StatusOK]+statuses[http.StatusInternalServerError], "answers: %v", statuses)
 
 	// Samples are written once a second, for the second that ended.
-	var fig store.Figures
+	var fig modelplane.Figures
 	require.Eventually(t, func() bool {
 		now := time.Now()
 		var err error

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -21,46 +19,6 @@ const (
 // ErrLimit means a limit refused the write: the workspace has too many open async requests.
 var ErrLimit = errors.New("limit reached")
 
-// RetryConfig says how often and how patiently an async request's predict is tried.
-type RetryConfig struct {
-	MaxAttempts    int `json:"max_attempts"`
-	InitialDelayMs int `json:"initial_delay_ms"`
-	MaxDelayMs     int `json:"max_delay_ms"`
-}
-
-// DefaultRetryConfig is API.md's: three tries, backing off from one second to five.
-func DefaultRetryConfig() RetryConfig {
-	return RetryConfig{MaxAttempts: 3, InitialDelayMs: 1000, MaxDelayMs: 5000}
-}
-
-// Value stores the config as JSON.
-func (r RetryConfig) Value() (driver.Value, error) { return json.Marshal(r) }
-
-// Scan reads the config from JSON.
-func (r *RetryConfig) Scan(src any) error { return scanJSON(src, r) }
-
-// AsyncError is one thing that went wrong with an async request.
-type AsyncError struct {
-	Code    modelplane.ErrorCode `json:"code"`
-	Message string               `json:"message"`
-	// Attempt is the predict attempt it happened on; 0 when none.
-	Attempt int `json:"attempt,omitempty"`
-}
-
-// AsyncErrors is a JSON array column of AsyncError.
-type AsyncErrors []AsyncError
-
-// Value stores the errors as JSON.
-func (e AsyncErrors) Value() (driver.Value, error) {
-	if e == nil {
-		return []byte("[]"), nil
-	}
-	return json.Marshal([]AsyncError(e))
-}
-
-// Scan reads the errors from JSON.
-func (e *AsyncErrors) Scan(src any) error { return scanJSON(src, e) }
-
 // AsyncRequest is one async inference request.
 type AsyncRequest struct {
 	ID                    string                   `db:"id"`
@@ -74,11 +32,11 @@ type AsyncRequest struct {
 	WebhookDeliveryID     string                   `db:"webhook_delivery_id"`
 	Priority              int                      `db:"priority"`
 	MaxTimeInQueueSeconds int                      `db:"max_time_in_queue_seconds"`
-	RetryConfig           RetryConfig              `db:"retry_config"`
+	RetryConfig           modelplane.RetryConfig   `db:"retry_config"`
 	ModelInput            []byte                   `db:"model_input"`
 	Output                []byte                   `db:"output"`
 	OutputContentType     string                   `db:"output_content_type"`
-	Errors                AsyncErrors              `db:"errors"`
+	Errors                modelplane.AsyncErrors   `db:"errors"`
 	Attempts              int                      `db:"attempts"`
 	WorkflowStarted       bool                     `db:"workflow_started"`
 	CreatedAt             time.Time                `db:"created_at"`
@@ -102,7 +60,7 @@ type NewAsyncRequest struct {
 	WebhookEndpoint       string
 	Priority              int
 	MaxTimeInQueueSeconds int
-	RetryConfig           RetryConfig
+	RetryConfig           modelplane.RetryConfig
 	ModelInput            []byte
 }
 
@@ -359,7 +317,7 @@ func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext, deploymentID s
 // it is after the try.
 func ExpireAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string) (AsyncRequest, error) {
 	var out AsyncRequest
-	expired := AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
+	expired := modelplane.AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
 	err := get(ctx, db, &out, `
 		UPDATE async_requests SET status = `+sqlAsyncExpired+`, status_at = now(), finished_at = now(),
 		    errors = errors || $2::jsonb
@@ -376,7 +334,7 @@ type AsyncOutcome struct {
 	Status      modelplane.AsyncStatus // SUCCEEDED or FAILED
 	Output      []byte
 	ContentType string
-	Errors      AsyncErrors
+	Errors      modelplane.AsyncErrors
 	// KeepOutput is how long the output is kept for reading with the status.
 	KeepOutput time.Duration
 }
@@ -412,7 +370,7 @@ func SetAsyncWebhookResult(ctx context.Context, db sqlx.QueryerContext, id strin
 			WHERE id = $1 RETURNING *`, id)
 		return out, err
 	}
-	failed := AsyncErrors{{Code: modelplane.CodeWebhookDeliveryFailed, Message: failure}}
+	failed := modelplane.AsyncErrors{{Code: modelplane.CodeWebhookDeliveryFailed, Message: failure}}
 	err := get(ctx, db, &out, `
 		UPDATE async_requests SET webhook_status = `+sqlWebhookFailed+`,
 		    status = CASE WHEN status = `+sqlAsyncSucceeded+` THEN `+sqlAsyncWebhookFailed+` ELSE status END,

@@ -49,7 +49,7 @@ func insertAsync(t *testing.T, db *sqlx.DB, m store.Model, deploymentID string, 
 	r, err := store.InsertAsyncRequest(ctx, db, store.NewAsyncRequest{
 		WorkspaceID: m.WorkspaceID, ModelID: m.ID, DeploymentID: deploymentID, Environment: o.environment,
 		WebhookEndpoint: o.webhook, Priority: o.priority, MaxTimeInQueueSeconds: 600,
-		RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(`{"x":1}`),
+		RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`{"x":1}`),
 	}, 1000)
 	require.NoError(t, err)
 	if o.age > 0 {
@@ -89,7 +89,7 @@ func TestInsertAsyncRequest_RecordsAQueuedRequestWithItsDeliveryID(t *testing.T)
 	require.Equal(t, modelplane.WebhookPending, got.WebhookStatus)
 	require.Regexp(t, `^whd_[a-z0-9]{24}$`, got.WebhookDeliveryID)
 	require.Equal(t, 2, got.Priority)
-	require.Equal(t, store.DefaultRetryConfig(), got.RetryConfig)
+	require.Equal(t, modelplane.DefaultRetryConfig(), got.RetryConfig)
 	require.Equal(t, `{"x":1}`, string(got.ModelInput))
 	require.False(t, got.WorkflowStarted)
 	require.Equal(t, got.CreatedAt.Add(600*time.Second), got.ExpiresAt())
@@ -106,7 +106,7 @@ func TestInsertAsyncRequest_OverTheOpenLimitIsErrLimit(t *testing.T) {
 	m := newModel(t, db)
 	d := asyncDeployment(t, db, m, 0, 1)
 	n := store.NewAsyncRequest{WorkspaceID: m.WorkspaceID, ModelID: m.ID, DeploymentID: d.ID,
-		MaxTimeInQueueSeconds: 600, RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(`1`)}
+		MaxTimeInQueueSeconds: 600, RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`1`)}
 	first, err := store.InsertAsyncRequest(ctx, db, n, 2)
 	require.NoError(t, err)
 	_, err = store.InsertAsyncRequest(ctx, db, n, 2)
@@ -118,7 +118,7 @@ func TestInsertAsyncRequest_OverTheOpenLimitIsErrLimit(t *testing.T) {
 	other := newModel(t, db)
 	od := asyncDeployment(t, db, other, 0, 1)
 	_, err = store.InsertAsyncRequest(ctx, db, store.NewAsyncRequest{WorkspaceID: other.WorkspaceID, ModelID: other.ID,
-		DeploymentID: od.ID, MaxTimeInQueueSeconds: 600, RetryConfig: store.DefaultRetryConfig(), ModelInput: []byte(`1`)}, 2)
+		DeploymentID: od.ID, MaxTimeInQueueSeconds: 600, RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`1`)}, 2)
 	require.NoError(t, err)
 
 	// A request that ended no longer counts.
@@ -363,7 +363,7 @@ func TestExpireAsyncRequest_OnlyAQueuedRequestExpires(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, modelplane.AsyncExpired, got.Status)
 	require.Equal(t, modelplane.WebhookPending, got.WebhookStatus, "an expired request's webhook is still sent")
-	require.Equal(t, store.AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired,
+	require.Equal(t, modelplane.AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired,
 		Message: "the request waited longer than max_time_in_queue_seconds"}}, got.Errors)
 	require.NotNil(t, got.FinishedAt)
 	again, err := store.ExpireAsyncRequest(ctx, db, queued.ID)
@@ -394,7 +394,7 @@ func TestFinishAsyncRequest_KeepsTheOutputAndIsIdempotent(t *testing.T) {
 	require.WithinDuration(t, time.Now().Add(time.Hour), *got.OutputExpiresAt, time.Minute)
 
 	again, err := store.FinishAsyncRequest(ctx, db, r.ID, store.AsyncOutcome{Status: modelplane.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: modelplane.CodeModelPredictError, Message: "late"}}})
+		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelPredictError, Message: "late"}}})
 	require.NoError(t, err)
 	require.Equal(t, modelplane.AsyncSucceeded, again.Status, "a request ends once")
 	require.Empty(t, again.Errors)
@@ -403,7 +403,7 @@ func TestFinishAsyncRequest_KeepsTheOutputAndIsIdempotent(t *testing.T) {
 	// A queued request whose deployment will not serve it fails from the queue.
 	queued := insertAsync(t, db, m, d.ID, asyncOpts{})
 	got, err = store.FinishAsyncRequest(ctx, db, queued.ID, store.AsyncOutcome{Status: modelplane.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: "the deployment is deactivated"}}})
+		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: "the deployment is deactivated"}}})
 	require.NoError(t, err)
 	require.Equal(t, modelplane.AsyncFailed, got.Status)
 	require.Nil(t, got.Output)
@@ -444,7 +444,7 @@ func TestSetAsyncWebhookResult_DeliveredDropsTheOutputFailedKeepsIt(t *testing.T
 	require.Equal(t, modelplane.AsyncWebhookFailed, got.Status)
 	require.Equal(t, modelplane.WebhookFailed, got.WebhookStatus)
 	require.Equal(t, `1`, string(got.Output), "the output stays readable when the webhook failed")
-	require.Equal(t, store.AsyncErrors{{Code: modelplane.CodeWebhookDeliveryFailed, Message: "answered 500"}}, got.Errors,
+	require.Equal(t, modelplane.AsyncErrors{{Code: modelplane.CodeWebhookDeliveryFailed, Message: "answered 500"}}, got.Errors,
 		"a repeated failure records one error")
 }
 

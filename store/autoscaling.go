@@ -57,7 +57,7 @@ type LoadSeconds []LoadSecond
 func (l LoadSeconds) Value() (driver.Value, error) { return json.Marshal(l) }
 
 // Scan reads the seconds from JSON.
-func (l *LoadSeconds) Scan(src any) error { return scanJSON(src, l) }
+func (l *LoadSeconds) Scan(src any) error { return modelplane.ScanJSON(src, l) }
 
 // effectiveSettingsSQL is deployment d's stored autoscaling settings with those of the
 // environment e that serves it (servingEnvironmentJoin) merged over them, as JSON objects,

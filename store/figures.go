@@ -6,29 +6,12 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+	"github.com/modelplane/modelplane"
 )
-
-// Figures are a deployment's answers over a time range, summed over gateways.
-type Figures struct {
-	// Completed is how many requests ended; Errors how many of them answered 5xx.
-	Completed, Errors int
-	// P99 is the upper bound of the latency bucket that holds the 99th percentile (nearest
-	// rank) of the completed requests; the bucket above the last bound reports the last
-	// bound. 0 when no request ended.
-	P99 time.Duration
-}
-
-// ErrorRate is the share of completed requests that answered 5xx, 0 when none completed.
-func (f Figures) ErrorRate() float64 {
-	if f.Completed == 0 {
-		return 0
-	}
-	return float64(f.Errors) / float64(f.Completed)
-}
 
 // DeploymentFigures sums the load samples of a deployment with from <= at < to, over every
 // gateway. A sample describes the second that begins at its at.
-func DeploymentFigures(ctx context.Context, db sqlx.QueryerContext, deploymentID string, from, to time.Time) (Figures, error) {
+func DeploymentFigures(ctx context.Context, db sqlx.QueryerContext, deploymentID string, from, to time.Time) (modelplane.Figures, error) {
 	var row struct {
 		Completed int           `db:"completed"`
 		Errors    int           `db:"errors"`
@@ -47,9 +30,9 @@ func DeploymentFigures(ctx context.Context, db sqlx.QueryerContext, deploymentID
 			       FROM s, unnest(s.latency_buckets) WITH ORDINALITY AS b(n, i)
 			       GROUP BY b.i) t) AS buckets`, deploymentID, from, to)
 	if err != nil {
-		return Figures{}, err
+		return modelplane.Figures{}, err
 	}
-	return Figures{Completed: row.Completed, Errors: row.Errors, P99: percentile99(row.Buckets)}, nil
+	return modelplane.Figures{Completed: row.Completed, Errors: row.Errors, P99: percentile99(row.Buckets)}, nil
 }
 
 // percentile99 is the upper bound of the bucket holding the nearest-rank 99th percentile of

@@ -8,6 +8,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -81,12 +82,12 @@ func TestDeploymentFigures_SumsGatewaysWithinTheRange(t *testing.T) {
 	}))
 	f, err = store.DeploymentFigures(ctx, db, d, from, to)
 	require.NoError(t, err)
-	require.Equal(t, store.Figures{Completed: 100, Errors: 43, P99: 5 * time.Second}, f)
+	require.Equal(t, modelplane.Figures{Completed: 100, Errors: 43, P99: 5 * time.Second}, f)
 
 	// A range of one second holds the sample at its start only.
 	f, err = store.DeploymentFigures(ctx, db, d, to, to.Add(time.Second))
 	require.NoError(t, err)
-	require.Equal(t, store.Figures{Completed: 1000, Errors: 1000, P99: store.LatencyBounds[len(store.LatencyBounds)-1]}, f,
+	require.Equal(t, modelplane.Figures{Completed: 1000, Errors: 1000, P99: store.LatencyBounds[len(store.LatencyBounds)-1]}, f,
 		"above the last bound reports the largest bound")
 }
 
@@ -133,7 +134,7 @@ func TestDeploymentFigures_NoSamplesIsZero(t *testing.T) {
 
 	f, err := store.DeploymentFigures(ctx, db, d, now.Add(-time.Minute), now)
 	require.NoError(t, err)
-	require.Equal(t, store.Figures{}, f)
+	require.Equal(t, modelplane.Figures{}, f)
 	require.Zero(t, f.ErrorRate())
 
 	// Samples of load alone (nothing ended) are no figures either.
@@ -142,6 +143,6 @@ func TestDeploymentFigures_NoSamplesIsZero(t *testing.T) {
 	}))
 	f, err = store.DeploymentFigures(ctx, db, d, now.Add(-time.Minute), now)
 	require.NoError(t, err)
-	require.Equal(t, store.Figures{}, f)
+	require.Equal(t, modelplane.Figures{}, f)
 	require.Zero(t, f.ErrorRate())
 }

@@ -3,7 +3,8 @@ package store
 import (
 	"database/sql/driver"
 	"encoding/json"
-	"fmt"
+
+	"github.com/modelplane/modelplane"
 )
 
 // JSONMap is a free-form JSON object column (labels, configs, details).
@@ -18,16 +19,4 @@ func (m JSONMap) Value() (driver.Value, error) {
 }
 
 // Scan reads the map from JSON.
-func (m *JSONMap) Scan(src any) error { return scanJSON(src, m) }
-
-func scanJSON(src, dest any) error {
-	switch v := src.(type) {
-	case []byte:
-		return json.Unmarshal(v, dest)
-	case string:
-		return json.Unmarshal([]byte(v), dest)
-	case nil:
-		return nil
-	}
-	return fmt.Errorf("store: cannot read %T as JSON", src)
-}
+func (m *JSONMap) Scan(src any) error { return modelplane.ScanJSON(src, m) }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/patch"
 )
 
@@ -19,7 +20,7 @@ type PatchPoint struct{ patch.Point }
 func (p PatchPoint) Value() (driver.Value, error) { return json.Marshal(p.Point) }
 
 // Scan implements sql.Scanner.
-func (p *PatchPoint) Scan(src any) error { return scanJSON(src, &p.Point) }
+func (p *PatchPoint) Scan(src any) error { return modelplane.ScanJSON(src, &p.Point) }
 
 // PatchOps are a patch's operations in a jsonb column.
 type PatchOps []patch.Op
@@ -28,7 +29,7 @@ type PatchOps []patch.Op
 func (o PatchOps) Value() (driver.Value, error) { return json.Marshal([]patch.Op(o)) }
 
 // Scan implements sql.Scanner.
-func (o *PatchOps) Scan(src any) error { return scanJSON(src, (*[]patch.Op)(o)) }
+func (o *PatchOps) Scan(src any) error { return modelplane.ScanJSON(src, (*[]patch.Op)(o)) }
 
 // PatchState is the live-reload state of a development deployment.
 type PatchState struct {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
-	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
@@ -127,7 +126,7 @@ func (r *asyncRequest) queue(ctx workflow.Context, st activities.AsyncRequestSta
 				"deployment_id", st.DeploymentID, "reason", c.Unavailable)
 			return r.finish(ctx, st, activities.FinishAsyncInput{
 				RequestID: st.RequestID, Status: modelplane.AsyncFailed,
-				Errors: store.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: c.Unavailable}},
+				Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: c.Unavailable}},
 			})
 		}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("QUEUED for deployment %s: %d ahead, room for %d more; expires %s",
@@ -182,10 +181,10 @@ func (r *asyncRequest) attempts(ctx workflow.Context, st activities.AsyncRequest
 	var a *activities.Activities
 	cfg := st.RetryConfig
 	if cfg.MaxAttempts < 1 {
-		cfg = store.DefaultRetryConfig()
+		cfg = modelplane.DefaultRetryConfig()
 	}
 	actx := workflow.WithActivityOptions(ctx, asyncAttemptActivity)
-	var errs store.AsyncErrors
+	var errs modelplane.AsyncErrors
 	for n := 1; ; n++ {
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("IN_PROGRESS on deployment %s: attempt %d of %d",
 			st.DeploymentID, n, cfg.MaxAttempts))
@@ -220,7 +219,7 @@ func (r *asyncRequest) attempts(ctx workflow.Context, st activities.AsyncRequest
 
 // AsyncRetryDelay is the wait after failed attempt n (from 1): the initial delay doubled
 // n-1 times, at most the maximum delay.
-func AsyncRetryDelay(cfg store.RetryConfig, n int) time.Duration {
+func AsyncRetryDelay(cfg modelplane.RetryConfig, n int) time.Duration {
 	d := time.Duration(max(cfg.InitialDelayMs, 0)) * time.Millisecond
 	limit := time.Duration(max(cfg.MaxDelayMs, 0)) * time.Millisecond
 	for i := 1; i < n && d < limit; i++ {

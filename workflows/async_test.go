@@ -18,7 +18,6 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/activities"
-	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -64,7 +63,7 @@ type asyncHarness struct {
 func queuedRequest() activities.AsyncRequestState {
 	return activities.AsyncRequestState{
 		RequestID: "req0000000000001", ModelID: "model001", DeploymentID: "dep00001", Environment: "production",
-		Status: modelplane.AsyncQueued, WebhookStatus: modelplane.WebhookPending, RetryConfig: store.DefaultRetryConfig(),
+		Status: modelplane.AsyncQueued, WebhookStatus: modelplane.WebhookPending, RetryConfig: modelplane.DefaultRetryConfig(),
 		CreatedAt: asyncStart, ExpiresAt: asyncStart.Add(10 * time.Minute),
 	}
 }
@@ -226,7 +225,7 @@ func failedAttempt(status int, retryable bool) activities.RunAsyncAttemptResult 
 		code = modelplane.CodeModelInvalidInput
 	}
 	return activities.RunAsyncAttemptResult{StatusCode: status, Retryable: retryable,
-		Error: store.AsyncError{Code: code, Message: fmt.Sprintf("the model answered %d", status)}}
+		Error: modelplane.AsyncError{Code: code, Message: fmt.Sprintf("the model answered %d", status)}}
 }
 
 func TestAsyncRequest_ClaimedAtOnceSucceedsAndDeliversTheWebhook(t *testing.T) {
@@ -329,11 +328,11 @@ func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
 		case 1:
 			return failedAttempt(503, true)
 		case 2:
-			return activities.RunAsyncAttemptResult{Retryable: true, Error: store.AsyncError{Code: modelplane.CodeGatewayLost, Message: "lost"}}
+			return activities.RunAsyncAttemptResult{Retryable: true, Error: modelplane.AsyncError{Code: modelplane.CodeGatewayLost, Message: "lost"}}
 		}
 		return activities.RunAsyncAttemptResult{StatusCode: 200, Succeeded: true}
 	}}
-	w.load.RetryConfig = store.RetryConfig{MaxAttempts: 4, InitialDelayMs: 1000, MaxDelayMs: 1500}
+	w.load.RetryConfig = modelplane.RetryConfig{MaxAttempts: 4, InitialDelayMs: 1000, MaxDelayMs: 1500}
 	h := newAsyncHarness(t, w)
 	res := h.run()
 	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 3}, res)
@@ -341,7 +340,7 @@ func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
 	require.Equal(t, time.Second, h.w.attempts[1]-h.w.attempts[0], "the first wait is the initial delay")
 	require.Equal(t, 1500*time.Millisecond, h.w.attempts[2]-h.w.attempts[1], "the second, twice the initial delay, is capped by the maximum")
 	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncSucceeded, OutputAttempt: 3,
-		Errors: store.AsyncErrors{
+		Errors: modelplane.AsyncErrors{
 			{Code: modelplane.CodeModelPredictError, Message: "the model answered 503", Attempt: 1},
 			{Code: modelplane.CodeGatewayLost, Message: "lost", Attempt: 2},
 		}}}, h.w.finished, "the output of the attempt that succeeded, and the errors of those before it")
@@ -349,7 +348,7 @@ func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
 
 func TestAsyncRequest_FailsWithEveryAttemptsErrorWhenAttemptsRunOut(t *testing.T) {
 	w := &asyncWorld{load: queuedRequest(), attempt: func(n int) activities.RunAsyncAttemptResult { return failedAttempt(500+n, true) }}
-	w.load.RetryConfig = store.RetryConfig{MaxAttempts: 3, InitialDelayMs: 1000, MaxDelayMs: 5000}
+	w.load.RetryConfig = modelplane.RetryConfig{MaxAttempts: 3, InitialDelayMs: 1000, MaxDelayMs: 5000}
 	h := newAsyncHarness(t, w)
 	res := h.run()
 	require.Equal(t, modelplane.AsyncFailed, res.Status)
@@ -358,7 +357,7 @@ func TestAsyncRequest_FailsWithEveryAttemptsErrorWhenAttemptsRunOut(t *testing.T
 	require.Len(t, h.w.finished, 1)
 	require.Equal(t, modelplane.AsyncFailed, h.w.finished[0].Status)
 	require.Zero(t, h.w.finished[0].OutputAttempt)
-	require.Equal(t, store.AsyncErrors{
+	require.Equal(t, modelplane.AsyncErrors{
 		{Code: modelplane.CodeModelPredictError, Message: "the model answered 501", Attempt: 1},
 		{Code: modelplane.CodeModelPredictError, Message: "the model answered 502", Attempt: 2},
 		{Code: modelplane.CodeModelPredictError, Message: "the model answered 503", Attempt: 3},
@@ -372,7 +371,7 @@ func TestAsyncRequest_ClientErrorFailsAtOnceWithoutRetry(t *testing.T) {
 	require.Equal(t, modelplane.AsyncFailed, res.Status)
 	require.Equal(t, 1, res.Attempts)
 	require.Len(t, h.w.attempts, 1, "a 4xx is the input's fault: trying again cannot help")
-	require.Equal(t, store.AsyncErrors{{Code: modelplane.CodeModelInvalidInput, Message: "the model answered 422", Attempt: 1}}, h.w.finished[0].Errors)
+	require.Equal(t, modelplane.AsyncErrors{{Code: modelplane.CodeModelInvalidInput, Message: "the model answered 422", Attempt: 1}}, h.w.finished[0].Errors)
 }
 
 func TestAsyncRequest_CanceledWhileQueuedSendsNothing(t *testing.T) {
@@ -396,7 +395,7 @@ func TestAsyncRequest_DeploymentThatWillNotServeFailsTheRequest(t *testing.T) {
 	res := h.run()
 	require.Equal(t, modelplane.AsyncFailed, res.Status)
 	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncFailed,
-		Errors: store.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: "the deployment is deactivated"}}}}, h.w.finished)
+		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: "the deployment is deactivated"}}}}, h.w.finished)
 	require.Empty(t, h.w.attempts)
 	require.Len(t, h.w.deliveries, 1)
 }
@@ -494,18 +493,18 @@ func TestAsyncRequest_LongWaitContinuesAsNew(t *testing.T) {
 
 func TestAsyncRetryDelay_DoublesUpToTheMaximum(t *testing.T) {
 	for _, tc := range []struct {
-		cfg  store.RetryConfig
+		cfg  modelplane.RetryConfig
 		n    int
 		want time.Duration
 	}{
-		{store.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 1, time.Second},
-		{store.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 2, 2 * time.Second},
-		{store.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 3, 4 * time.Second},
-		{store.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 4, 5 * time.Second},
-		{store.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 60, 5 * time.Second},
-		{store.RetryConfig{InitialDelayMs: 0, MaxDelayMs: 5000}, 3, 0},
-		{store.RetryConfig{InitialDelayMs: 3000, MaxDelayMs: 1000}, 1, time.Second},
-		{store.RetryConfig{InitialDelayMs: 10000, MaxDelayMs: 60000}, 9, time.Minute},
+		{modelplane.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 1, time.Second},
+		{modelplane.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 2, 2 * time.Second},
+		{modelplane.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 3, 4 * time.Second},
+		{modelplane.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 4, 5 * time.Second},
+		{modelplane.RetryConfig{InitialDelayMs: 1000, MaxDelayMs: 5000}, 60, 5 * time.Second},
+		{modelplane.RetryConfig{InitialDelayMs: 0, MaxDelayMs: 5000}, 3, 0},
+		{modelplane.RetryConfig{InitialDelayMs: 3000, MaxDelayMs: 1000}, 1, time.Second},
+		{modelplane.RetryConfig{InitialDelayMs: 10000, MaxDelayMs: 60000}, 9, time.Minute},
 	} {
 		require.Equal(t, tc.want, workflows.AsyncRetryDelay(tc.cfg, tc.n), "%+v after attempt %d", tc.cfg, tc.n)
 	}
