@@ -14,6 +14,7 @@ import (
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // Activities holds what activities need.
@@ -45,18 +46,8 @@ type Activities struct {
 	hub        *asyncHub
 }
 
-// PruneLoadSamplesInput says which samples to drop.
-type PruneLoadSamplesInput struct {
-	Before time.Time
-}
-
-// PruneLoadSamplesResult says how many went.
-type PruneLoadSamplesResult struct {
-	Deleted int64
-}
-
 // PruneLoadSamples deletes load samples older than in.Before.
-func (a *Activities) PruneLoadSamples(ctx context.Context, in PruneLoadSamplesInput) (PruneLoadSamplesResult, error) {
+func (a *Activities) PruneLoadSamples(ctx context.Context, in contract.PruneLoadSamplesInput) (contract.PruneLoadSamplesResult, error) {
 	n, err := store.DeleteLoadSamplesBefore(ctx, a.DB, in.Before)
-	return PruneLoadSamplesResult{Deleted: n}, err
+	return contract.PruneLoadSamplesResult{Deleted: n}, err
 }

@@ -20,15 +20,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
-)
-
-const (
-	// ErrTypeAsyncRequestGone: the async request is no longer in the database (its model was
-	// deleted); there is nothing left to do for it.
-	ErrTypeAsyncRequestGone = "AsyncRequestGone"
-	// ErrTypeWebhookRefused: the webhook cannot be delivered however often it is tried (an
-	// address deliveries may not reach, a malformed URL, a workspace without a secret).
-	ErrTypeWebhookRefused = "WebhookRefused"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // DefaultAsyncOutputRetention is how long a finished request's output is kept for reading
@@ -39,24 +31,8 @@ const DefaultAsyncOutputRetention = 24 * time.Hour
 // notification, which a dropped LISTEN connection can lose.
 const AsyncPollInterval = 2 * time.Second
 
-// AsyncRequestState is what the AsyncRequest workflow knows of its request. The input and
-// output stay in the database: they can be far larger than workflow history should hold.
-type AsyncRequestState struct {
-	RequestID     string
-	ModelID       string
-	DeploymentID  string
-	Environment   string
-	Status        modelplane.AsyncStatus
-	WebhookStatus modelplane.WebhookStatus
-	RetryConfig   modelplane.RetryConfig
-	CreatedAt     time.Time
-	// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
-	ExpiresAt time.Time
-	Attempts  int
-}
-
-func asyncState(r store.AsyncRequest) AsyncRequestState {
-	return AsyncRequestState{
+func asyncState(r store.AsyncRequest) contract.AsyncRequestState {
+	return contract.AsyncRequestState{
 		RequestID: r.ID, ModelID: r.ModelID, DeploymentID: r.DeploymentID, Environment: r.Environment,
 		Status: r.Status, WebhookStatus: r.WebhookStatus, RetryConfig: r.RetryConfig,
 		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt(), Attempts: r.Attempts,
@@ -68,111 +44,55 @@ func asyncState(r store.AsyncRequest) AsyncRequestState {
 func asyncGone(requestID string, err error) error {
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
 		return temporal.NewNonRetryableApplicationError(
-			"async request "+requestID+" no longer exists", ErrTypeAsyncRequestGone, err)
+			"async request "+requestID+" no longer exists", contract.ErrTypeAsyncRequestGone, err)
 	}
 	return err
 }
 
-// LoadAsyncInput names the request whose workflow starts.
-type LoadAsyncInput struct {
-	RequestID string
-}
-
 // LoadAsync records that the request's workflow runs, so Cleanup does not start it again,
 // and returns the request.
-func (a *Activities) LoadAsync(ctx context.Context, in LoadAsyncInput) (AsyncRequestState, error) {
+func (a *Activities) LoadAsync(ctx context.Context, in contract.LoadAsyncInput) (contract.AsyncRequestState, error) {
 	r, err := store.MarkAsyncWorkflowStarted(ctx, a.DB, in.RequestID)
 	if err != nil {
-		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+		return contract.AsyncRequestState{}, asyncGone(in.RequestID, err)
 	}
 	return asyncState(r), nil
 }
 
-// ClaimAsyncInput names the queued request that tries to start.
-type ClaimAsyncInput struct {
-	RequestID string
-}
-
-// ClaimAsyncResult is how a try to leave the queue went.
-type ClaimAsyncResult struct {
-	// Status is the request's status after the try: IN_PROGRESS when claimed, QUEUED when it
-	// must wait, else the status it ended in (CANCELED, say).
-	Status  modelplane.AsyncStatus
-	Claimed bool
-	// WebhookStatus is the request's webhook status when it has ended; empty otherwise.
-	WebhookStatus modelplane.WebhookStatus
-	// DeploymentID is the deployment the request is for now: a request to an environment
-	// follows the environment to its current deployment while it waits.
-	DeploymentID string
-	// Ahead counts the queued requests that go first; Free is how many more the deployment
-	// may run now.
-	Ahead, Free int
-	// Unavailable says why the deployment will not serve the request without someone acting;
-	// empty when it serves or is on its way to.
-	Unavailable string
-}
-
 // ClaimAsync moves the request from its queue to IN_PROGRESS if its deployment has room.
-func (a *Activities) ClaimAsync(ctx context.Context, in ClaimAsyncInput) (ClaimAsyncResult, error) {
+func (a *Activities) ClaimAsync(ctx context.Context, in contract.ClaimAsyncInput) (contract.ClaimAsyncResult, error) {
 	c, err := store.ClaimAsyncRequest(ctx, a.DB, in.RequestID)
 	if err != nil {
-		return ClaimAsyncResult{}, asyncGone(in.RequestID, err)
+		return contract.ClaimAsyncResult{}, asyncGone(in.RequestID, err)
 	}
-	out := ClaimAsyncResult{Status: c.Status, Claimed: c.Claimed, DeploymentID: c.DeploymentID}
+	out := contract.ClaimAsyncResult{Status: c.Status, Claimed: c.Claimed, DeploymentID: c.DeploymentID}
 	switch {
 	case c.Status == modelplane.AsyncQueued:
 		out.Ahead, out.Free, out.Unavailable = c.Ahead, c.Capacity.Free(), c.Capacity.Unavailable()
 	case c.Status.Ended():
 		r, err := store.GetAsyncRequest(ctx, a.DB, "", in.RequestID)
 		if err != nil {
-			return ClaimAsyncResult{}, asyncGone(in.RequestID, err)
+			return contract.ClaimAsyncResult{}, asyncGone(in.RequestID, err)
 		}
 		out.WebhookStatus = r.WebhookStatus
 	}
 	return out, nil
 }
 
-// ExpireAsyncInput names the request whose time in the queue is up.
-type ExpireAsyncInput struct {
-	RequestID string
-}
-
 // ExpireAsync ends the request as EXPIRED if it is still queued, and returns it as it is then.
-func (a *Activities) ExpireAsync(ctx context.Context, in ExpireAsyncInput) (AsyncRequestState, error) {
+func (a *Activities) ExpireAsync(ctx context.Context, in contract.ExpireAsyncInput) (contract.AsyncRequestState, error) {
 	r, err := store.ExpireAsyncRequest(ctx, a.DB, in.RequestID)
 	if err != nil {
-		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+		return contract.AsyncRequestState{}, asyncGone(in.RequestID, err)
 	}
 	return asyncState(r), nil
-}
-
-// RunAsyncAttemptInput names one attempt at an async request's predict.
-type RunAsyncAttemptInput struct {
-	RequestID    string
-	Attempt      int
-	DeploymentID string
-	// PollInterval is how often the attempt is read while it runs; zero means
-	// AsyncPollInterval.
-	PollInterval time.Duration
-}
-
-// RunAsyncAttemptResult is how an attempt ended. A failed attempt is a result, not an
-// error: the workflow decides whether to try again.
-type RunAsyncAttemptResult struct {
-	Attempt    int
-	StatusCode int
-	Succeeded  bool
-	// Retryable says a later attempt may succeed where this one failed.
-	Retryable bool
-	// Error is what went wrong; zero when Succeeded.
-	Error modelplane.AsyncError
 }
 
 // RunAsyncAttempt records the attempt for a gateway to run and waits until it is done. The
 // model is called by the gateway, so a rerun of this activity (after a worker died, say)
 // waits on the same attempt instead of calling the model again. An attempt whose gateway
 // stops reporting ends with GATEWAY_LOST.
-func (a *Activities) RunAsyncAttempt(ctx context.Context, in RunAsyncAttemptInput) (RunAsyncAttemptResult, error) {
+func (a *Activities) RunAsyncAttempt(ctx context.Context, in contract.RunAsyncAttemptInput) (contract.RunAsyncAttemptResult, error) {
 	poll := in.PollInterval
 	if poll <= 0 {
 		poll = AsyncPollInterval
@@ -182,7 +102,7 @@ func (a *Activities) RunAsyncAttempt(ctx context.Context, in RunAsyncAttemptInpu
 	defer unsubscribe()
 	att, err := store.CreateAsyncAttempt(ctx, a.DB, in.RequestID, in.Attempt, in.DeploymentID)
 	if err != nil {
-		return RunAsyncAttemptResult{}, asyncGone(in.RequestID, err)
+		return contract.RunAsyncAttemptResult{}, asyncGone(in.RequestID, err)
 	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
@@ -190,17 +110,17 @@ func (a *Activities) RunAsyncAttempt(ctx context.Context, in RunAsyncAttemptInpu
 		activity.RecordHeartbeat(ctx, att.State)
 		select {
 		case <-ctx.Done():
-			return RunAsyncAttemptResult{}, ctx.Err()
+			return contract.RunAsyncAttemptResult{}, ctx.Err()
 		case <-woken:
 		case <-tick.C:
 			if att.State == modelplane.AttemptRunning {
 				if _, err := store.AbandonAsyncAttempt(ctx, a.DB, in.RequestID, in.Attempt); err != nil {
-					return RunAsyncAttemptResult{}, err
+					return contract.RunAsyncAttemptResult{}, err
 				}
 			}
 		}
 		if att, err = store.GetAsyncAttempt(ctx, a.DB, in.RequestID, in.Attempt); err != nil {
-			return RunAsyncAttemptResult{}, asyncGone(in.RequestID, err)
+			return contract.RunAsyncAttemptResult{}, asyncGone(in.RequestID, err)
 		}
 	}
 	return ClassifyAttempt(att), nil
@@ -209,8 +129,8 @@ func (a *Activities) RunAsyncAttempt(ctx context.Context, in RunAsyncAttemptInpu
 // ClassifyAttempt judges a finished attempt: a 2xx answer succeeds; no answer, 429, 500, 502,
 // 503, 504 and a lost gateway may pass on a later attempt; any other answer, and an output
 // too large to keep, fail the request at once.
-func ClassifyAttempt(att store.AsyncAttempt) RunAsyncAttemptResult {
-	out := RunAsyncAttemptResult{Attempt: att.Attempt, StatusCode: att.StatusCode}
+func ClassifyAttempt(att store.AsyncAttempt) contract.RunAsyncAttemptResult {
+	out := contract.RunAsyncAttemptResult{Attempt: att.Attempt, StatusCode: att.StatusCode}
 	code := att.StatusCode
 	switch {
 	case att.ErrorCode == modelplane.CodeModelOutputTooLarge:
@@ -273,19 +193,9 @@ func attemptErrorMessage(att store.AsyncAttempt) string {
 	return msg + ": " + body
 }
 
-// FinishAsyncInput is how the request ended.
-type FinishAsyncInput struct {
-	RequestID string
-	// Status is SUCCEEDED or FAILED.
-	Status modelplane.AsyncStatus
-	// OutputAttempt is the attempt whose answer is the request's output; 0 for none.
-	OutputAttempt int
-	Errors        modelplane.AsyncErrors
-}
-
 // FinishAsync records how the request ended, with the output of in.OutputAttempt kept for
 // AsyncOutputRetention, and returns the request. One that already ended is left as it is.
-func (a *Activities) FinishAsync(ctx context.Context, in FinishAsyncInput) (AsyncRequestState, error) {
+func (a *Activities) FinishAsync(ctx context.Context, in contract.FinishAsyncInput) (contract.AsyncRequestState, error) {
 	o := store.AsyncOutcome{Status: in.Status, Errors: in.Errors, KeepOutput: a.AsyncOutputRetention}
 	if o.KeepOutput <= 0 {
 		o.KeepOutput = DefaultAsyncOutputRetention
@@ -293,7 +203,7 @@ func (a *Activities) FinishAsync(ctx context.Context, in FinishAsyncInput) (Asyn
 	if in.OutputAttempt > 0 {
 		att, err := store.GetAsyncAttempt(ctx, a.DB, in.RequestID, in.OutputAttempt)
 		if err != nil {
-			return AsyncRequestState{}, asyncGone(in.RequestID, err)
+			return contract.AsyncRequestState{}, asyncGone(in.RequestID, err)
 		}
 		o.Output, o.ContentType = att.Output, att.ContentType
 		if o.Output == nil {
@@ -303,23 +213,9 @@ func (a *Activities) FinishAsync(ctx context.Context, in FinishAsyncInput) (Asyn
 	}
 	r, err := store.FinishAsyncRequest(ctx, a.DB, in.RequestID, o)
 	if err != nil {
-		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+		return contract.AsyncRequestState{}, asyncGone(in.RequestID, err)
 	}
 	return asyncState(r), nil
-}
-
-// DispatchAsyncNextInput names the deployment whose queue may move, and how its requests'
-// workflows are told.
-type DispatchAsyncNextInput struct {
-	DeploymentID string
-	// WorkflowIDPrefix and the request ID make a request's workflow ID.
-	WorkflowIDPrefix string
-	SignalName       string
-}
-
-// DispatchAsyncNextResult says how many workflows were told.
-type DispatchAsyncNextResult struct {
-	Signaled int
 }
 
 // DispatchAsyncNext starts the queued request that a request ending on the deployment made
@@ -327,8 +223,8 @@ type DispatchAsyncNextResult struct {
 // and signals its workflow, so the slot is used without waiting for a workflow task or the
 // autoscaler's next dispatch. That is the last of the queue's heads: those before it had room
 // already and were started then. Workflows that have ended are skipped.
-func (a *Activities) DispatchAsyncNext(ctx context.Context, in DispatchAsyncNextInput) (DispatchAsyncNextResult, error) {
-	var out DispatchAsyncNextResult
+func (a *Activities) DispatchAsyncNext(ctx context.Context, in contract.DispatchAsyncNextInput) (contract.DispatchAsyncNextResult, error) {
+	var out contract.DispatchAsyncNextResult
 	heads, err := store.AsyncQueueHeads(ctx, a.DB, in.DeploymentID)
 	if err != nil || len(heads) == 0 {
 		return out, err
@@ -348,16 +244,11 @@ func (a *Activities) DispatchAsyncNext(ctx context.Context, in DispatchAsyncNext
 	return out, err
 }
 
-// DeliverWebhookInput names the finished request whose webhook is sent.
-type DeliverWebhookInput struct {
-	RequestID string
-}
-
 // DeliverWebhook posts the request's outcome to its webhook endpoint, signed with the
 // workspace's secret and carrying the request's delivery ID, which is the same on every try.
-// A refused address or malformed URL fails with ErrTypeWebhookRefused; other failures are
+// A refused address or malformed URL fails with contract.ErrTypeWebhookRefused; other failures are
 // retried. A request whose webhook is no longer pending is not sent.
-func (a *Activities) DeliverWebhook(ctx context.Context, in DeliverWebhookInput) error {
+func (a *Activities) DeliverWebhook(ctx context.Context, in contract.DeliverWebhookInput) error {
 	r, err := store.GetAsyncRequest(ctx, a.DB, "", in.RequestID)
 	if err != nil {
 		return asyncGone(in.RequestID, err)
@@ -368,7 +259,7 @@ func (a *Activities) DeliverWebhook(ctx context.Context, in DeliverWebhookInput)
 	secret, err := store.GetWebhookSecret(ctx, a.DB, r.WorkspaceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return temporal.NewNonRetryableApplicationError("the workspace has no webhook secret to sign with",
-			ErrTypeWebhookRefused, err)
+			contract.ErrTypeWebhookRefused, err)
 	}
 	if err != nil {
 		return err
@@ -381,7 +272,7 @@ func (a *Activities) DeliverWebhook(ctx context.Context, in DeliverWebhookInput)
 		URL: r.WebhookEndpoint, Secret: secret.Secret, DeliveryID: r.WebhookDeliveryID, Body: body,
 	})
 	if err != nil && webhook.IsPermanent(err) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeWebhookRefused, err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeWebhookRefused, err)
 	}
 	if err != nil {
 		activity.GetLogger(ctx).Info("webhook not delivered", "request_id", r.ID, "model_id", r.ModelID,
@@ -409,19 +300,11 @@ func webhookPayload(r store.AsyncRequest) webhook.Payload {
 	return p
 }
 
-// SetAsyncWebhookResultInput is how the webhook delivery ended.
-type SetAsyncWebhookResultInput struct {
-	RequestID string
-	Delivered bool
-	// Failure says why it was not delivered.
-	Failure string
-}
-
 // SetAsyncWebhookResult records how the webhook delivery ended and returns the request.
-func (a *Activities) SetAsyncWebhookResult(ctx context.Context, in SetAsyncWebhookResultInput) (AsyncRequestState, error) {
+func (a *Activities) SetAsyncWebhookResult(ctx context.Context, in contract.SetAsyncWebhookResultInput) (contract.AsyncRequestState, error) {
 	r, err := store.SetAsyncWebhookResult(ctx, a.DB, in.RequestID, in.Delivered, in.Failure)
 	if err != nil {
-		return AsyncRequestState{}, asyncGone(in.RequestID, err)
+		return contract.AsyncRequestState{}, asyncGone(in.RequestID, err)
 	}
 	return asyncState(r), nil
 }

@@ -133,8 +133,8 @@ func (g *gateway) finish(c store.ClaimedAttempt, r store.AttemptResult) {
 }
 
 // runAttempt runs RunAsyncAttempt in env and returns its result.
-func runAttempt(env *testsuite.TestActivityEnvironment, acts *activities.Activities, in activities.RunAsyncAttemptInput) (activities.RunAsyncAttemptResult, error) {
-	var res activities.RunAsyncAttemptResult
+func runAttempt(env *testsuite.TestActivityEnvironment, acts *activities.Activities, in contract.RunAsyncAttemptInput) (contract.RunAsyncAttemptResult, error) {
+	var res contract.RunAsyncAttemptResult
 	v, err := env.ExecuteActivity(acts.RunAsyncAttempt, in)
 	if err == nil {
 		err = v.Get(&res)
@@ -154,11 +154,11 @@ func TestRunAsyncAttempt_ReturnsSoonAfterTheGatewayFinishes(t *testing.T) {
 		gw.finish(c, store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":2}`), ContentType: "application/json"})
 	}()
 	// A poll this slow cannot be what notices the end.
-	res, err := runAttempt(f.env, f.acts, activities.RunAsyncAttemptInput{
+	res, err := runAttempt(f.env, f.acts, contract.RunAsyncAttemptInput{
 		RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: time.Minute})
 	returned := time.Now()
 	require.NoError(t, err)
-	require.Equal(t, activities.RunAsyncAttemptResult{Attempt: 1, StatusCode: 200, Succeeded: true}, res)
+	require.Equal(t, contract.RunAsyncAttemptResult{Attempt: 1, StatusCode: 200, Succeeded: true}, res)
 	require.Less(t, returned.Sub(<-finished), 500*time.Millisecond,
 		"the waiter must be woken by the notification, well before the 2s poll")
 }
@@ -167,11 +167,11 @@ func TestRunAsyncAttempt_ARerunWaitsOnTheSameAttempt(t *testing.T) {
 	f := newAsyncFixture(t)
 	r := f.running(t, "")
 	gw := newGateway(t, f.db)
-	in := activities.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: 50 * time.Millisecond}
+	in := contract.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: 50 * time.Millisecond}
 
 	// Two runs at once, as when a worker was thought lost and the activity retried elsewhere.
 	type outcome struct {
-		res activities.RunAsyncAttemptResult
+		res contract.RunAsyncAttemptResult
 		err error
 	}
 	outs := make(chan outcome, 2)
@@ -187,7 +187,7 @@ func TestRunAsyncAttempt_ARerunWaitsOnTheSameAttempt(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, more, "the second run must not have made a second attempt to run")
 	gw.finish(c, store.AttemptResult{StatusCode: 503, Output: []byte("overloaded")})
-	want := activities.RunAsyncAttemptResult{Attempt: 1, StatusCode: 503, Retryable: true, Error: modelplane.AsyncError{
+	want := contract.RunAsyncAttemptResult{Attempt: 1, StatusCode: 503, Retryable: true, Error: modelplane.AsyncError{
 		Code: modelplane.CodeModelPredictError, Message: "the model answered 503 Service Unavailable: overloaded", Attempt: 1}}
 	for range 2 {
 		o := <-outs
@@ -209,8 +209,8 @@ func TestRunAsyncAttempt_AttemptOnADeadGatewayEndsGatewayLost(t *testing.T) {
 	ctx := context.Background()
 	r := f.running(t, "")
 	gw := newGateway(t, f.db)
-	in := activities.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: 50 * time.Millisecond}
-	done := make(chan activities.RunAsyncAttemptResult, 1)
+	in := contract.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID, PollInterval: 50 * time.Millisecond}
+	done := make(chan contract.RunAsyncAttemptResult, 1)
 	go func() {
 		res, err := runAttempt(f.env, f.acts, in)
 		if err != nil {
@@ -292,10 +292,10 @@ func (f *asyncFixture) finishedWithOutput(t *testing.T, hook string) store.Async
 		c := gw.claim(r.ID)
 		gw.finish(c, store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":2}`), ContentType: "application/json"})
 	}()
-	res, err := runAttempt(f.env, f.acts, activities.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID})
+	res, err := runAttempt(f.env, f.acts, contract.RunAsyncAttemptInput{RequestID: r.ID, Attempt: 1, DeploymentID: f.dep.ID})
 	require.NoError(t, err)
 	require.True(t, res.Succeeded)
-	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{
+	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, contract.FinishAsyncInput{
 		RequestID: r.ID, Status: modelplane.AsyncSucceeded, OutputAttempt: 1})
 	require.NoError(t, err)
 	return r
@@ -313,10 +313,10 @@ func TestFinishAsync_KeepsTheAttemptsOutputAndEndsOnce(t *testing.T) {
 	require.NotNil(t, got.OutputExpiresAt)
 	require.WithinDuration(t, time.Now().Add(2*time.Hour), *got.OutputExpiresAt, time.Minute, "kept for AsyncOutputRetention")
 
-	v, err := f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
+	v, err := f.env.ExecuteActivity(f.acts.FinishAsync, contract.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
 		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelPredictError, Message: "late", Attempt: 2}}})
 	require.NoError(t, err)
-	var st activities.AsyncRequestState
+	var st contract.AsyncRequestState
 	require.NoError(t, v.Get(&st))
 	require.Equal(t, modelplane.AsyncSucceeded, st.Status, "a retried or late FinishAsync changes nothing")
 	again, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)
@@ -328,8 +328,8 @@ func TestFinishAsync_KeepsTheAttemptsOutputAndEndsOnce(t *testing.T) {
 func TestAsyncQueueActivities_LoadClaimExpire(t *testing.T) {
 	f := newAsyncFixture(t)
 	r := f.request(t, "https://example.com/hook")
-	var st activities.AsyncRequestState
-	v, err := f.env.ExecuteActivity(f.acts.LoadAsync, activities.LoadAsyncInput{RequestID: r.ID})
+	var st contract.AsyncRequestState
+	v, err := f.env.ExecuteActivity(f.acts.LoadAsync, contract.LoadAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&st))
 	require.Equal(t, modelplane.AsyncQueued, st.Status)
@@ -342,32 +342,32 @@ func TestAsyncQueueActivities_LoadClaimExpire(t *testing.T) {
 	// The deployment has no READY replica: the request waits, then expires.
 	_, err = f.db.ExecContext(context.Background(), `UPDATE replicas SET state = 'STOPPED' WHERE deployment_id = $1`, f.dep.ID)
 	require.NoError(t, err)
-	var c activities.ClaimAsyncResult
-	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: r.ID})
+	var c contract.ClaimAsyncResult
+	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, contract.ClaimAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&c))
-	require.Equal(t, activities.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: f.dep.ID}, c)
-	v, err = f.env.ExecuteActivity(f.acts.ExpireAsync, activities.ExpireAsyncInput{RequestID: r.ID})
+	require.Equal(t, contract.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: f.dep.ID}, c)
+	v, err = f.env.ExecuteActivity(f.acts.ExpireAsync, contract.ExpireAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&st))
 	require.Equal(t, modelplane.AsyncExpired, st.Status)
 	require.Equal(t, modelplane.WebhookPending, st.WebhookStatus)
-	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: r.ID})
+	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, contract.ClaimAsyncInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&c))
-	require.Equal(t, activities.ClaimAsyncResult{Status: modelplane.AsyncExpired, WebhookStatus: modelplane.WebhookPending, DeploymentID: f.dep.ID}, c)
+	require.Equal(t, contract.ClaimAsyncResult{Status: modelplane.AsyncExpired, WebhookStatus: modelplane.WebhookPending, DeploymentID: f.dep.ID}, c)
 
 	_, err = f.db.ExecContext(context.Background(), `UPDATE deployments SET status = 'INACTIVE' WHERE id = $1`, f.dep.ID)
 	require.NoError(t, err)
 	other := f.request(t, "")
-	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, activities.ClaimAsyncInput{RequestID: other.ID})
+	v, err = f.env.ExecuteActivity(f.acts.ClaimAsync, contract.ClaimAsyncInput{RequestID: other.ID})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&c))
 	require.Equal(t, "the deployment is deactivated", c.Unavailable)
 	require.False(t, c.Claimed)
 
-	_, err = f.env.ExecuteActivity(f.acts.LoadAsync, activities.LoadAsyncInput{RequestID: "nosuchrequest000"})
-	require.Equal(t, activities.ErrTypeAsyncRequestGone, appErrType(err), "a deleted request ends the workflow's retries: %v", err)
+	_, err = f.env.ExecuteActivity(f.acts.LoadAsync, contract.LoadAsyncInput{RequestID: "nosuchrequest000"})
+	require.Equal(t, contract.ErrTypeAsyncRequestGone, appErrType(err), "a deleted request ends the workflow's retries: %v", err)
 }
 
 // hookReceiver records the webhook deliveries it gets and answers each with the next status
@@ -405,10 +405,10 @@ func TestDeliverWebhook_SignedWithTheSameDeliveryIDOnEveryTry(t *testing.T) {
 	t.Cleanup(srv.Close)
 	r := f.finishedWithOutput(t, srv.URL+"/hook?token=abc")
 
-	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, contract.DeliverWebhookInput{RequestID: r.ID})
 	require.Error(t, err, "a 500 is a failed try")
 	require.Empty(t, appErrType(err), "and one that is retried: %v", err)
-	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, contract.DeliverWebhookInput{RequestID: r.ID})
 	require.NoError(t, err)
 
 	require.Len(t, recv.got, 2)
@@ -437,12 +437,12 @@ func TestDeliverWebhook_SignedWithTheSameDeliveryIDOnEveryTry(t *testing.T) {
 	require.Empty(t, p.Errors)
 	require.WithinDuration(t, time.Now(), p.Time, time.Minute)
 
-	v, err := f.env.ExecuteActivity(f.acts.SetAsyncWebhookResult, activities.SetAsyncWebhookResultInput{RequestID: r.ID, Delivered: true})
+	v, err := f.env.ExecuteActivity(f.acts.SetAsyncWebhookResult, contract.SetAsyncWebhookResultInput{RequestID: r.ID, Delivered: true})
 	require.NoError(t, err)
-	var st activities.AsyncRequestState
+	var st contract.AsyncRequestState
 	require.NoError(t, v.Get(&st))
 	require.Equal(t, modelplane.WebhookSucceeded, st.WebhookStatus)
-	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, contract.DeliverWebhookInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.Len(t, recv.got, 2, "a webhook recorded as delivered is not sent again")
 }
@@ -456,10 +456,10 @@ func TestDeliverWebhook_FailedRequestCarriesItsErrors(t *testing.T) {
 	srv := httptest.NewServer(recv)
 	t.Cleanup(srv.Close)
 	r := f.running(t, srv.URL)
-	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, activities.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
+	_, err = f.env.ExecuteActivity(f.acts.FinishAsync, contract.FinishAsyncInput{RequestID: r.ID, Status: modelplane.AsyncFailed,
 		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelInvalidInput, Message: "bad x", Attempt: 1}}})
 	require.NoError(t, err)
-	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
+	_, err = f.env.ExecuteActivity(f.acts.DeliverWebhook, contract.DeliverWebhookInput{RequestID: r.ID})
 	require.NoError(t, err)
 	require.Len(t, recv.got, 1)
 	require.NoError(t, webhook.Verify(secret.Secret, recv.got[0].header, recv.got[0].body, time.Now(), time.Minute))
@@ -479,14 +479,14 @@ func TestDeliverWebhook_RefusedAddressOrNoSecretIsNotRetried(t *testing.T) {
 	t.Cleanup(srv.Close)
 	r := f.finishedWithOutput(t, srv.URL)
 
-	_, err := f.env.ExecuteActivity(f.acts.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
-	require.Equal(t, activities.ErrTypeWebhookRefused, appErrType(err), "a workspace without a secret: %v", err)
+	_, err := f.env.ExecuteActivity(f.acts.DeliverWebhook, contract.DeliverWebhookInput{RequestID: r.ID})
+	require.Equal(t, contract.ErrTypeWebhookRefused, appErrType(err), "a workspace without a secret: %v", err)
 
 	_, err = store.RotateWebhookSecret(context.Background(), f.db, f.m.WorkspaceID)
 	require.NoError(t, err)
 	strict := &activities.Activities{DB: f.db}
-	_, err = activityEnv(strict).ExecuteActivity(strict.DeliverWebhook, activities.DeliverWebhookInput{RequestID: r.ID})
-	require.Equal(t, activities.ErrTypeWebhookRefused, appErrType(err), "loopback without allow-private: %v", err)
+	_, err = activityEnv(strict).ExecuteActivity(strict.DeliverWebhook, contract.DeliverWebhookInput{RequestID: r.ID})
+	require.Equal(t, contract.ErrTypeWebhookRefused, appErrType(err), "loopback without allow-private: %v", err)
 	require.Empty(t, recv.got, "nothing reached the receiver")
 }
 
@@ -521,9 +521,9 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET workflow_started = true WHERE id NOT IN ($1, $2, $3)`, old.ID, started.ID, fresh.ID)
 		require.NoError(t, err)
 
-		in := activities.StartUnstartedAsyncInput{Before: time.Now().Add(-30 * time.Second), WorkflowType: "AsyncRequest",
+		in := contract.StartUnstartedAsyncInput{Before: time.Now().Add(-30 * time.Second), WorkflowType: "AsyncRequest",
 			TaskQueue: "fake-async", WorkflowIDPrefix: prefix}
-		var res activities.StartUnstartedAsyncResult
+		var res contract.StartUnstartedAsyncResult
 		v, err := f.env.ExecuteActivity(f.acts.StartUnstartedAsync, in)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&res))
@@ -562,8 +562,8 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 				"AsyncRequest", contract.AsyncRequestInput{RequestID: id})
 			require.NoError(t, err)
 		}
-		var res activities.DispatchAsyncNextResult
-		v, err := f.env.ExecuteActivity(f.acts.DispatchAsyncNext, activities.DispatchAsyncNextInput{
+		var res contract.DispatchAsyncNextResult
+		v, err := f.env.ExecuteActivity(f.acts.DispatchAsyncNext, contract.DispatchAsyncNextInput{
 			DeploymentID: f.dep.ID, WorkflowIDPrefix: prefix, SignalName: "async_dispatch"})
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&res))
@@ -578,7 +578,7 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 		// A head whose workflow has ended is skipped without error.
 		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET status = 'QUEUED' WHERE id = $1`, head.ID)
 		require.NoError(t, err)
-		v, err = f.env.ExecuteActivity(f.acts.DispatchAsyncNext, activities.DispatchAsyncNextInput{
+		v, err = f.env.ExecuteActivity(f.acts.DispatchAsyncNext, contract.DispatchAsyncNextInput{
 			DeploymentID: f.dep.ID, WorkflowIDPrefix: prefix, SignalName: "async_dispatch"})
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&res))
@@ -591,9 +591,9 @@ func TestPurgeAsync_DropsExpiredOutputs(t *testing.T) {
 	r := f.finishedWithOutput(t, "")
 	_, err := f.db.ExecContext(context.Background(), `UPDATE async_requests SET output_expires_at = now() - interval '1 second' WHERE id = $1`, r.ID)
 	require.NoError(t, err)
-	v, err := f.env.ExecuteActivity(f.acts.PurgeAsync, activities.PurgeAsyncInput{Now: time.Now(), FinishedBefore: time.Now().Add(-7 * 24 * time.Hour)})
+	v, err := f.env.ExecuteActivity(f.acts.PurgeAsync, contract.PurgeAsyncInput{Now: time.Now(), FinishedBefore: time.Now().Add(-7 * 24 * time.Hour)})
 	require.NoError(t, err)
-	var res activities.PurgeAsyncResult
+	var res contract.PurgeAsyncResult
 	require.NoError(t, v.Get(&res))
 	require.GreaterOrEqual(t, res.Outputs, int64(1))
 	got, err := store.GetAsyncRequest(context.Background(), f.db, "", r.ID)

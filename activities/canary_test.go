@@ -12,6 +12,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 func TestJudgeStage(t *testing.T) {
@@ -55,10 +56,10 @@ func TestAnalyzeStage_ReadsBothDeploymentsFiguresOverTheStage(t *testing.T) {
 	}
 	require.NoError(t, store.InsertLoadSamples(ctx, f.db, samples))
 	analysis := settings.DefaultPromotionSettings().CanaryAnalysis
-	v, err := f.env.ExecuteActivity(f.acts.AnalyzeStage, activities.AnalyzeStageInput{
+	v, err := f.env.ExecuteActivity(f.acts.AnalyzeStage, contract.AnalyzeStageInput{
 		CandidateID: f.pub.ID, CurrentID: f.prev.ID, From: stage, To: stage.Add(10 * time.Second), Analysis: analysis})
 	require.NoError(t, err)
-	var res activities.AnalyzeStageResult
+	var res contract.AnalyzeStageResult
 	require.NoError(t, v.Get(&res))
 	require.Equal(t, 30, res.Candidate.Completed)
 	require.Equal(t, 90, res.Current.Completed)
@@ -67,7 +68,7 @@ func TestAnalyzeStage_ReadsBothDeploymentsFiguresOverTheStage(t *testing.T) {
 	require.Contains(t, res.Reason, "error rate up 33.3 points")
 
 	analysis.MinRequestsPerStage = 31
-	v, err = f.env.ExecuteActivity(f.acts.AnalyzeStage, activities.AnalyzeStageInput{
+	v, err = f.env.ExecuteActivity(f.acts.AnalyzeStage, contract.AnalyzeStageInput{
 		CandidateID: f.pub.ID, CurrentID: f.prev.ID, From: stage, To: stage.Add(10 * time.Second), Analysis: analysis})
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&res))

@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 func TestStopUnwantedReplicas_StopsThoseOfDeletedDeploymentsOnly(t *testing.T) {
@@ -19,7 +19,7 @@ func TestStopUnwantedReplicas_StopsThoseOfDeletedDeploymentsOnly(t *testing.T) {
 	ctx := context.Background()
 	keep, gone := modelplane.NewID(12), modelplane.NewID(12)
 	for _, id := range []string{keep, gone} {
-		_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+		_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 		if err != nil {
 			// The fixture's node has one GPU: the second replica is recorded without one.
 			_, _, err = store.CreateReplica(ctx, f.db, store.NewReplica{ID: id, DeploymentID: f.dep.ID, NodeID: f.node.ID})
@@ -30,16 +30,16 @@ func TestStopUnwantedReplicas_StopsThoseOfDeletedDeploymentsOnly(t *testing.T) {
 	require.NoError(t, err)
 
 	// The deployment is alive: nothing is unwanted.
-	val, err := f.env.ExecuteActivity(f.acts.StopUnwantedReplicas, activities.StopUnwantedReplicasInput{QuietFor: time.Minute, Grace: time.Second})
+	val, err := f.env.ExecuteActivity(f.acts.StopUnwantedReplicas, contract.StopUnwantedReplicasInput{QuietFor: time.Minute, Grace: time.Second})
 	require.NoError(t, err)
-	var res activities.StopUnwantedReplicasResult
+	var res contract.StopUnwantedReplicasResult
 	require.NoError(t, val.Get(&res))
 	require.Zero(t, res.Stopped)
 
 	require.NoError(t, store.MarkDeploymentDeleted(ctx, f.db, f.dep.ModelID, f.dep.ID))
 	_, err = f.db.Exec(`UPDATE replicas SET updated_at = now() WHERE id = $1`, keep)
 	require.NoError(t, err)
-	val, err = f.env.ExecuteActivity(f.acts.StopUnwantedReplicas, activities.StopUnwantedReplicasInput{QuietFor: time.Minute, Grace: time.Second})
+	val, err = f.env.ExecuteActivity(f.acts.StopUnwantedReplicas, contract.StopUnwantedReplicasInput{QuietFor: time.Minute, Grace: time.Second})
 	require.NoError(t, err)
 	require.NoError(t, val.Get(&res))
 	require.Equal(t, 1, res.Stopped, "only the replica left alone for the quiet period is taken over")
@@ -65,9 +65,9 @@ func TestPruneArchives_RemovesOnlyOldUnusedOnes(t *testing.T) {
 		digest, *f.dep.ArchiveID, f.dep.WorkspaceID)
 	require.NoError(t, err)
 
-	val, err := f.env.ExecuteActivity(f.acts.PruneArchives, activities.PruneArchivesInput{Before: time.Now().Add(-24 * time.Hour)})
+	val, err := f.env.ExecuteActivity(f.acts.PruneArchives, contract.PruneArchivesInput{Before: time.Now().Add(-24 * time.Hour)})
 	require.NoError(t, err)
-	var res activities.PruneArchivesResult
+	var res contract.PruneArchivesResult
 	require.NoError(t, val.Get(&res))
 	require.Equal(t, 1, res.Archives, "the deployment's own archive stays")
 	require.Equal(t, 1, res.Blobs)
@@ -78,7 +78,7 @@ func TestPruneArchives_RemovesOnlyOldUnusedOnes(t *testing.T) {
 
 	// Once its deployment is deleted, the archive goes too.
 	require.NoError(t, store.MarkDeploymentDeleted(ctx, f.db, f.dep.ModelID, f.dep.ID))
-	val, err = f.env.ExecuteActivity(f.acts.PruneArchives, activities.PruneArchivesInput{Before: time.Now().Add(-24 * time.Hour)})
+	val, err = f.env.ExecuteActivity(f.acts.PruneArchives, contract.PruneArchivesInput{Before: time.Now().Add(-24 * time.Hour)})
 	require.NoError(t, err)
 	require.NoError(t, val.Get(&res))
 	require.Equal(t, 1, res.Archives)
@@ -94,10 +94,10 @@ func TestPruneGatewayReports_RemovesOnlyGatewaysSilentSinceBefore(t *testing.T) 
 	_, err := f.db.Exec(`UPDATE gateway_reports SET reported_at = now() - interval '2 hours' WHERE gateway_id = 'gw-dead'`)
 	require.NoError(t, err)
 
-	val, err := f.env.ExecuteActivity(f.acts.PruneGatewayReports, activities.PruneGatewayReportsInput{
-		Before: time.Now().Add(-activities.GatewayReportRetention)})
+	val, err := f.env.ExecuteActivity(f.acts.PruneGatewayReports, contract.PruneGatewayReportsInput{
+		Before: time.Now().Add(-contract.GatewayReportRetention)})
 	require.NoError(t, err)
-	var res activities.PruneGatewayReportsResult
+	var res contract.PruneGatewayReportsResult
 	require.NoError(t, val.Get(&res))
 	require.EqualValues(t, 1, res.Deleted, "only the gateway silent for two hours goes")
 	var left []string

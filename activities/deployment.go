@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,112 +16,59 @@ import (
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/placement"
 	"github.com/modelplane/modelplane/store"
-)
-
-// Error types of the non-retryable failures the Deployment workflow tells apart.
-const (
-	// ErrTypeBuildFailed: the deployment's package cannot run as stored (no archive, bad config).
-	ErrTypeBuildFailed = "BuildFailed"
-	// ErrTypeUnplaceable: no node can take the replica now.
-	ErrTypeUnplaceable = "Unplaceable"
-	// ErrTypeAgentRefused: the agent refused the start for a reason retrying cannot fix.
-	ErrTypeAgentRefused = "AgentRefused"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // ArchivePath is where the control plane serves archives to agents, below ArchiveBaseURL.
 const ArchivePath = "/internal/v1/archives/"
 
-// LoadDeploymentSpecInput names the deployment to build.
-type LoadDeploymentSpecInput struct {
-	DeploymentID string
-	ModelID      string
-}
-
-// DeploymentSpec is what starting a replica of the deployment takes.
-type DeploymentSpec struct {
-	DeploymentID string
-	ModelID      string
-	WorkspaceID  string
-	// Environment is the environment that points at the deployment, empty when none does.
-	Environment string
-	// IsDevelopment marks the development deployment, which never has more than one replica.
-	IsDevelopment bool
-	ArchiveID     string
-	// Config is the package's config.yaml as JSON, what the agent runs the replica with.
-	Config    json.RawMessage
-	Resources modelplane.GPURequest
-}
-
-// GPURequest is what one replica needs from a node, for placement.
-func (s DeploymentSpec) GPURequest() modelplane.GPURequest { return s.Resources }
-
 // LoadDeploymentSpec reads the deployment and its archive's config. A deployment without an
 // archive, or with a config that does not parse, fails non-retryably with type
-// ErrTypeBuildFailed and the reason as its message.
-func (a *Activities) LoadDeploymentSpec(ctx context.Context, in LoadDeploymentSpecInput) (DeploymentSpec, error) {
+// contract.ErrTypeBuildFailed and the reason as its message.
+func (a *Activities) LoadDeploymentSpec(ctx context.Context, in contract.LoadDeploymentSpecInput) (contract.DeploymentSpec, error) {
 	v, err := store.DeploymentViewByRef(ctx, a.DB, in.ModelID, in.DeploymentID)
 	if errors.Is(err, store.ErrNotFound) {
-		return DeploymentSpec{}, buildFailed("deployment %s of model %s does not exist", in.DeploymentID, in.ModelID)
+		return contract.DeploymentSpec{}, buildFailed("deployment %s of model %s does not exist", in.DeploymentID, in.ModelID)
 	}
 	if err != nil {
-		return DeploymentSpec{}, err
+		return contract.DeploymentSpec{}, err
 	}
 	if v.ArchiveID == nil || *v.ArchiveID == "" {
-		return DeploymentSpec{}, buildFailed("deployment has no model archive")
+		return contract.DeploymentSpec{}, buildFailed("deployment has no model archive")
 	}
 	arch, err := store.ArchiveByID(ctx, a.DB, v.WorkspaceID, *v.ArchiveID)
 	if errors.Is(err, store.ErrNotFound) {
-		return DeploymentSpec{}, buildFailed("model archive %s is missing", *v.ArchiveID)
+		return contract.DeploymentSpec{}, buildFailed("model archive %s is missing", *v.ArchiveID)
 	}
 	if err != nil {
-		return DeploymentSpec{}, err
+		return contract.DeploymentSpec{}, err
 	}
 	cfg, err := modelpkg.ParseConfig(arch.Config)
 	if err != nil {
-		return DeploymentSpec{}, buildFailed("invalid config: %v", err)
+		return contract.DeploymentSpec{}, buildFailed("invalid config: %v", err)
 	}
 	cfgJSON, err := cfg.JSON()
 	if err != nil {
-		return DeploymentSpec{}, buildFailed("invalid config: %v", err)
+		return contract.DeploymentSpec{}, buildFailed("invalid config: %v", err)
 	}
-	spec := DeploymentSpec{
+	spec := contract.DeploymentSpec{
 		DeploymentID: v.ID, ModelID: v.ModelID, WorkspaceID: v.WorkspaceID, ArchiveID: arch.ID,
 		IsDevelopment: v.IsDevelopment, Config: cfgJSON, Resources: cfg.Resources.GPURequest,
 	}
 	// A candidate of a promotion already runs as the environment it is promoted into.
 	if spec.Environment, err = store.EnvironmentFor(ctx, a.DB, v.ModelID, v.ID); err != nil {
-		return DeploymentSpec{}, err
+		return contract.DeploymentSpec{}, err
 	}
 	return spec, nil
 }
 
 func buildFailed(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypeBuildFailed, nil)
-}
-
-// SetDeploymentStatusInput is the status to record.
-type SetDeploymentStatusInput struct {
-	DeploymentID string
-	Status       modelplane.DeploymentStatus
-	Reason       string
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), contract.ErrTypeBuildFailed, nil)
 }
 
 // SetDeploymentStatus writes the deployment's status and reason and tells gateways.
-func (a *Activities) SetDeploymentStatus(ctx context.Context, in SetDeploymentStatusInput) error {
+func (a *Activities) SetDeploymentStatus(ctx context.Context, in contract.SetDeploymentStatusInput) error {
 	return store.SetDeploymentStatus(ctx, a.DB, in.DeploymentID, in.Status, in.Reason)
-}
-
-// PlaceReplicaInput names the replica to place and what it needs.
-type PlaceReplicaInput struct {
-	DeploymentID string
-	ReplicaID    string
-	GPU          modelplane.GPURequest
-}
-
-// PlaceReplicaResult is where the replica went.
-type PlaceReplicaResult struct {
-	NodeID   string
-	GPUUUIDs []string
 }
 
 // placementLock serialises placements across workers, so two replicas placed at once do not
@@ -131,20 +77,20 @@ const placementLock = 7_405_112_001
 
 // PlaceReplica picks a node for the replica and records it there. Placing a replica that is
 // recorded already answers where it is. When no node can take it, it fails non-retryably
-// with type ErrTypeUnplaceable and placement's explanation as the message.
-func (a *Activities) PlaceReplica(ctx context.Context, in PlaceReplicaInput) (PlaceReplicaResult, error) {
+// with type contract.ErrTypeUnplaceable and placement's explanation as the message.
+func (a *Activities) PlaceReplica(ctx context.Context, in contract.PlaceReplicaInput) (contract.PlaceReplicaResult, error) {
 	if r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID); err == nil {
-		return PlaceReplicaResult{NodeID: deref(r.NodeID)}, nil
+		return contract.PlaceReplicaResult{NodeID: deref(r.NodeID)}, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return PlaceReplicaResult{}, err
+		return contract.PlaceReplicaResult{}, err
 	}
 	conn, err := a.DB.Connx(ctx)
 	if err != nil {
-		return PlaceReplicaResult{}, err
+		return contract.PlaceReplicaResult{}, err
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, placementLock); err != nil {
-		return PlaceReplicaResult{}, err
+		return contract.PlaceReplicaResult{}, err
 	}
 	defer func() {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, placementLock)
@@ -152,11 +98,11 @@ func (a *Activities) PlaceReplica(ctx context.Context, in PlaceReplicaInput) (Pl
 
 	nodes, err := store.ListNodes(ctx, a.DB)
 	if err != nil {
-		return PlaceReplicaResult{}, err
+		return contract.PlaceReplicaResult{}, err
 	}
 	all, mine, err := store.LiveReplicaCounts(ctx, a.DB, in.DeploymentID)
 	if err != nil {
-		return PlaceReplicaResult{}, err
+		return contract.PlaceReplicaResult{}, err
 	}
 	pnodes := make([]placement.Node, 0, len(nodes))
 	for _, n := range nodes {
@@ -180,36 +126,30 @@ func (a *Activities) PlaceReplica(ctx context.Context, in PlaceReplicaInput) (Pl
 		if err == nil {
 			err = errors.New("placement answered no node")
 		}
-		return PlaceReplicaResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnplaceable, err)
+		return contract.PlaceReplicaResult{}, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeUnplaceable, err)
 	}
 	p := got[0]
 	if _, _, err := store.CreateReplica(ctx, a.DB, store.NewReplica{
 		ID: in.ReplicaID, DeploymentID: in.DeploymentID, NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs,
 	}); err != nil {
-		return PlaceReplicaResult{}, err
+		return contract.PlaceReplicaResult{}, err
 	}
 	activity.GetLogger(ctx).Info("replica placed", "deployment_id", in.DeploymentID, "replica_id", in.ReplicaID, "node", p.NodeID)
-	return PlaceReplicaResult{NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs}, nil
-}
-
-// StartReplicaInput is the replica to start and the deployment it runs.
-type StartReplicaInput struct {
-	ReplicaID string
-	Spec      DeploymentSpec
+	return contract.PlaceReplicaResult{NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs}, nil
 }
 
 // StartReplica asks the replica's node to start it; the agent answers a repeated start with
-// the replica as it is. A refusal retrying cannot fix fails with type ErrTypeAgentRefused.
-func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) error {
+// the replica as it is. A refusal retrying cannot fix fails with type contract.ErrTypeAgentRefused.
+func (a *Activities) StartReplica(ctx context.Context, in contract.StartReplicaInput) error {
 	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
 	if err != nil {
 		return err
 	}
 	if r.AgentURL == "" {
-		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" has no node", ErrTypeAgentRefused, nil)
+		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" has no node", contract.ErrTypeAgentRefused, nil)
 	}
 	if r.State.Ended() {
-		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" is "+string(r.State), ErrTypeAgentRefused, nil)
+		return temporal.NewNonRetryableApplicationError("replica "+r.ID+" is "+string(r.State), contract.ErrTypeAgentRefused, nil)
 	}
 	req := agentproto.StartRequest{
 		ReplicaID:     in.ReplicaID,
@@ -234,12 +174,12 @@ func (a *Activities) StartReplica(ctx context.Context, in StartReplicaInput) err
 	_, err = agentproto.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)
 	var apiErr *agentproto.APIError
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
-		return temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypeAgentRefused, err)
+		return temporal.NewNonRetryableApplicationError(apiErr.Error(), contract.ErrTypeAgentRefused, err)
 	}
 	if err != nil && !errors.As(err, &apiErr) && a.nodeDown(ctx, r) {
 		// The agent does not answer and has stopped reporting: retrying the same node only
 		// delays the replica; failing lets the workflow place it on a live one.
-		return temporal.NewNonRetryableApplicationError("the node's agent is down: "+err.Error(), ErrTypeAgentRefused, err)
+		return temporal.NewNonRetryableApplicationError("the node's agent is down: "+err.Error(), contract.ErrTypeAgentRefused, err)
 	}
 	if err != nil {
 		return err
@@ -256,32 +196,16 @@ func (a *Activities) nodeDown(ctx context.Context, r store.Replica) bool {
 	return err == nil && down
 }
 
-// WaitReplicaReadyInput names the replica to watch.
-type WaitReplicaReadyInput struct {
-	ReplicaID string
-	// PollInterval is how often the agent is asked; default 100 ms, so a replica that is
-	// ready serves soon after (a cold start waits on this).
-	PollInterval time.Duration
-}
-
-// WaitReplicaReadyResult is how the replica ended its start: READY with its address, or
-// FAILED with the reason.
-type WaitReplicaReadyResult struct {
-	State   modelplane.ReplicaState
-	Address string
-	Reason  string
-}
-
 // WaitReplicaReady polls the replica's agent until the replica is READY or has failed,
 // heartbeating on every poll. It records the outcome on the replica's row.
-func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyInput) (WaitReplicaReadyResult, error) {
+func (a *Activities) WaitReplicaReady(ctx context.Context, in contract.WaitReplicaReadyInput) (contract.WaitReplicaReadyResult, error) {
 	every := in.PollInterval
 	if every <= 0 {
 		every = 100 * time.Millisecond
 	}
 	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
 	if err != nil {
-		return WaitReplicaReadyResult{}, err
+		return contract.WaitReplicaReadyResult{}, err
 	}
 	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
 	tick := time.NewTicker(every)
@@ -296,9 +220,9 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyIn
 			activity.GetLogger(ctx).Warn("polling replica", "replica_id", in.ReplicaID, "err", err)
 		case got.State == modelplane.ReplicaReady:
 			if err := store.MarkReplicaReady(ctx, a.DB, in.ReplicaID, got.Address, got.PredictPath); err != nil {
-				return WaitReplicaReadyResult{}, err
+				return contract.WaitReplicaReadyResult{}, err
 			}
-			return WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: got.Address}, nil
+			return contract.WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: got.Address}, nil
 		case got.State.Ended() || got.State == modelplane.ReplicaStopping:
 			return a.replicaFailed(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(string(got.State)), got.Error))
 		default:
@@ -306,45 +230,31 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in WaitReplicaReadyIn
 		}
 		select {
 		case <-ctx.Done():
-			return WaitReplicaReadyResult{}, ctx.Err()
+			return contract.WaitReplicaReadyResult{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
 }
 
-func (a *Activities) replicaFailed(ctx context.Context, id, reason string) (WaitReplicaReadyResult, error) {
+func (a *Activities) replicaFailed(ctx context.Context, id, reason string) (contract.WaitReplicaReadyResult, error) {
 	if err := store.SetReplicaState(ctx, a.DB, id, modelplane.ReplicaFailed, "", reason); err != nil {
-		return WaitReplicaReadyResult{}, err
+		return contract.WaitReplicaReadyResult{}, err
 	}
-	return WaitReplicaReadyResult{State: modelplane.ReplicaFailed, Reason: reason}, nil
-}
-
-// WatchReplicaInput names the READY replica to watch.
-type WatchReplicaInput struct {
-	ReplicaID string
-	// PollInterval is how often the agent is asked; default five seconds.
-	PollInterval time.Duration
-}
-
-// WatchReplicaResult is how a READY replica died: State is what its row now says (FAILED,
-// or STOPPED when something else stopped it) and Reason why.
-type WatchReplicaResult struct {
-	State  modelplane.ReplicaState
-	Reason string
+	return contract.WaitReplicaReadyResult{State: modelplane.ReplicaFailed, Reason: reason}, nil
 }
 
 // WatchReplica polls the agent of a READY replica, heartbeating on every poll, and returns
 // only when the replica has died: the agent reports it FAILED or STOPPED or does not know
 // it, or the agent does not answer and its node is DOWN. It marks the replica's row FAILED
 // with the reason. An agent that does not answer while its node is up is asked again.
-func (a *Activities) WatchReplica(ctx context.Context, in WatchReplicaInput) (WatchReplicaResult, error) {
+func (a *Activities) WatchReplica(ctx context.Context, in contract.WatchReplicaInput) (contract.WatchReplicaResult, error) {
 	every := in.PollInterval
 	if every <= 0 {
 		every = 5 * time.Second
 	}
 	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
 	if err != nil {
-		return WatchReplicaResult{}, err
+		return contract.WatchReplicaResult{}, err
 	}
 	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
 	tick := time.NewTicker(every)
@@ -354,7 +264,7 @@ func (a *Activities) WatchReplica(ctx context.Context, in WatchReplicaInput) (Wa
 		var apiErr *agentproto.APIError
 		switch {
 		case ctx.Err() != nil:
-			return WatchReplicaResult{}, ctx.Err()
+			return contract.WatchReplicaResult{}, ctx.Err()
 		case errors.Is(err, agentproto.ErrUnknownReplica):
 			return a.replicaDied(ctx, in.ReplicaID, "the node's agent no longer knows the replica")
 		case err != nil && !errors.As(err, &apiErr) && a.nodeDown(ctx, r):
@@ -368,7 +278,7 @@ func (a *Activities) WatchReplica(ctx context.Context, in WatchReplicaInput) (Wa
 		activity.RecordHeartbeat(ctx, got.State)
 		select {
 		case <-ctx.Done():
-			return WatchReplicaResult{}, ctx.Err()
+			return contract.WatchReplicaResult{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
@@ -376,42 +286,29 @@ func (a *Activities) WatchReplica(ctx context.Context, in WatchReplicaInput) (Wa
 
 // replicaDied marks a replica that died FAILED, unless it was stopped on purpose meanwhile:
 // a deliberate stop must not read as a failure.
-func (a *Activities) replicaDied(ctx context.Context, id, reason string) (WatchReplicaResult, error) {
+func (a *Activities) replicaDied(ctx context.Context, id, reason string) (contract.WatchReplicaResult, error) {
 	r, err := store.ReplicaByID(ctx, a.DB, id)
 	if err != nil {
-		return WatchReplicaResult{}, err
+		return contract.WatchReplicaResult{}, err
 	}
 	if r.State == modelplane.ReplicaStopped || r.State == modelplane.ReplicaFailed {
-		return WatchReplicaResult{State: r.State, Reason: reason}, nil
+		return contract.WatchReplicaResult{State: r.State, Reason: reason}, nil
 	}
 	activity.GetLogger(ctx).Warn("replica died", "replica_id", id, "reason", reason)
 	if err := store.SetReplicaState(ctx, a.DB, id, modelplane.ReplicaFailed, "", reason); err != nil {
-		return WatchReplicaResult{}, err
+		return contract.WatchReplicaResult{}, err
 	}
-	return WatchReplicaResult{State: modelplane.ReplicaFailed, Reason: reason}, nil
+	return contract.WatchReplicaResult{State: modelplane.ReplicaFailed, Reason: reason}, nil
 }
-
-// DefaultDrainTimeout is how long a stop waits for gateways to drain a replica when its
-// input does not say. It is the gateway's default upstream timeout: no request can outlive it.
-const DefaultDrainTimeout = 5 * time.Minute
 
 // drainPollInterval is how often a stop asks whether gateways have drained the replica.
 const drainPollInterval = 100 * time.Millisecond
-
-// StopReplicaInput names the replica to stop and how long it may take to exit.
-type StopReplicaInput struct {
-	ReplicaID string
-	Grace     time.Duration
-	// DrainTimeout bounds the wait for gateways to finish the requests of a READY replica
-	// before it is stopped; zero means DefaultDrainTimeout.
-	DrainTimeout time.Duration
-}
 
 // StopReplica stops the replica on its node and marks it STOPPED. A READY replica is drained
 // first: it leaves the gateways' routes, and the stop waits (heartbeating) until no gateway
 // has a request in flight on it, or until the drain timeout. A replica that was never
 // recorded, or that its agent no longer knows, counts as stopped already.
-func (a *Activities) StopReplica(ctx context.Context, in StopReplicaInput) error {
+func (a *Activities) StopReplica(ctx context.Context, in contract.StopReplicaInput) error {
 	r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -461,7 +358,7 @@ type drainProgress struct {
 // must stop all the same.
 func (a *Activities) drain(ctx context.Context, id string, timeout time.Duration) error {
 	if timeout <= 0 {
-		timeout = DefaultDrainTimeout
+		timeout = contract.DefaultDrainTimeout
 	}
 	draining, err := store.MarkReplicaDraining(ctx, a.DB, id)
 	if err != nil || !draining {
@@ -502,15 +399,9 @@ func (a *Activities) drain(ctx context.Context, id string, timeout time.Duration
 	}
 }
 
-// MarkDeploymentDeletedInput names the deployment to delete.
-type MarkDeploymentDeletedInput struct {
-	DeploymentID string
-	ModelID      string
-}
-
 // MarkDeploymentDeleted turns the deployment into a tombstone; one already deleted is left
 // as it is.
-func (a *Activities) MarkDeploymentDeleted(ctx context.Context, in MarkDeploymentDeletedInput) error {
+func (a *Activities) MarkDeploymentDeleted(ctx context.Context, in contract.MarkDeploymentDeletedInput) error {
 	err := store.MarkDeploymentDeleted(ctx, a.DB, in.ModelID, in.DeploymentID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil

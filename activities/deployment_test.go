@@ -23,6 +23,7 @@ import (
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 var dbURL string
@@ -141,9 +142,9 @@ func appErrType(err error) string {
 
 func TestLoadDeploymentSpec_ReadsArchiveConfig(t *testing.T) {
 	f := newFixture(t, h100Config)
-	v, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+	v, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, contract.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
 	require.NoError(t, err)
-	var spec activities.DeploymentSpec
+	var spec contract.DeploymentSpec
 	require.NoError(t, v.Get(&spec))
 	require.Equal(t, modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}, spec.Resources)
 	require.Equal(t, *f.dep.ArchiveID, spec.ArchiveID)
@@ -152,21 +153,21 @@ func TestLoadDeploymentSpec_ReadsArchiveConfig(t *testing.T) {
 
 func TestLoadDeploymentSpec_InvalidConfigIsBuildFailed(t *testing.T) {
 	f := newFixture(t, `{"model_name":"echo","runtime":"cobol"}`)
-	_, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+	_, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, contract.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
 	require.Error(t, err)
-	require.Equal(t, activities.ErrTypeBuildFailed, appErrType(err), "got %v", err)
+	require.Equal(t, contract.ErrTypeBuildFailed, appErrType(err), "got %v", err)
 	require.Contains(t, err.Error(), "runtime")
 }
 
 func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
 	f := newFixture(t, h100Config)
-	gpu := activities.DeploymentSpec{Resources: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}.GPURequest()
-	in := activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: modelplane.NewID(12), GPU: gpu}
+	gpu := contract.DeploymentSpec{Resources: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}.GPURequest()
+	in := contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: modelplane.NewID(12), GPU: gpu}
 
 	for range 2 {
 		v, err := f.env.ExecuteActivity(f.acts.PlaceReplica, in)
 		require.NoError(t, err)
-		var got activities.PlaceReplicaResult
+		var got contract.PlaceReplicaResult
 		require.NoError(t, v.Get(&got))
 		require.Equal(t, f.node.ID, got.NodeID)
 	}
@@ -177,26 +178,26 @@ func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
 	in.ReplicaID = modelplane.NewID(12)
 	_, err = f.env.ExecuteActivity(f.acts.PlaceReplica, in)
 	require.Error(t, err)
-	require.Equal(t, activities.ErrTypeUnplaceable, appErrType(err), "got %v", err)
+	require.Equal(t, contract.ErrTypeUnplaceable, appErrType(err), "got %v", err)
 }
 
 func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	f := newFixture(t, h100Config)
-	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
+	spec := contract.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
 		Resources: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}
 	id := modelplane.NewID(12)
-	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
 	require.NoError(t, err)
 
-	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id, Spec: spec})
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id, Spec: spec})
 	require.NoError(t, err)
 	require.Len(t, f.agent.starts, 1)
 	require.Equal(t, "http://cp:8080/internal/v1/archives/"+*f.dep.ArchiveID, f.agent.starts[0].ArchiveURL)
 	require.Equal(t, strings.Repeat("ab", 32), f.agent.starts[0].ArchiveSHA256)
 
-	v, err := f.env.ExecuteActivity(f.acts.WaitReplicaReady, activities.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	v, err := f.env.ExecuteActivity(f.acts.WaitReplicaReady, contract.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
 	require.NoError(t, err)
-	var res activities.WaitReplicaReadyResult
+	var res contract.WaitReplicaReadyResult
 	require.NoError(t, v.Get(&res))
 	require.Equal(t, modelplane.ReplicaReady, res.State)
 	r, err := store.ReplicaByID(context.Background(), f.db, id)
@@ -206,7 +207,7 @@ func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	require.Equal(t, "/v1/models/model:predict", r.PredictPath, "gateways learn where to send predictions")
 
 	for range 2 {
-		_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second})
+		_, err = f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, Grace: time.Second})
 		require.NoError(t, err, "stopping is idempotent")
 	}
 	r, err = store.ReplicaByID(context.Background(), f.db, id)
@@ -219,17 +220,17 @@ func TestStartReplica_AgentRefusalIsNonRetryable(t *testing.T) {
 	f := newFixture(t, h100Config)
 	f.agent.refuse = true
 	id := modelplane.NewID(12)
-	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
-	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id,
-		Spec: activities.DeploymentSpec{DeploymentID: f.dep.ID, ArchiveID: *f.dep.ArchiveID}})
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id,
+		Spec: contract.DeploymentSpec{DeploymentID: f.dep.ID, ArchiveID: *f.dep.ArchiveID}})
 	require.Error(t, err)
-	require.Equal(t, activities.ErrTypeAgentRefused, appErrType(err), "got %v", err)
+	require.Equal(t, contract.ErrTypeAgentRefused, appErrType(err), "got %v", err)
 }
 
 func TestStopReplica_UnknownReplicaIsAlreadyStopped(t *testing.T) {
 	f := newFixture(t, h100Config)
-	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: modelplane.NewID(12)})
+	_, err := f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: modelplane.NewID(12)})
 	require.NoError(t, err)
 }
 
@@ -243,23 +244,23 @@ func (f *fixture) downNode(t *testing.T) {
 func TestStartReplica_OnADownNodeFailsAtOnceSoItIsPlacedElsewhere(t *testing.T) {
 	f := newFixture(t, h100Config)
 	id := modelplane.NewID(12)
-	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
 	f.downNode(t)
-	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id,
-		Spec: activities.DeploymentSpec{DeploymentID: f.dep.ID, ArchiveID: *f.dep.ArchiveID}})
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id,
+		Spec: contract.DeploymentSpec{DeploymentID: f.dep.ID, ArchiveID: *f.dep.ArchiveID}})
 	require.Error(t, err)
-	require.Equal(t, activities.ErrTypeAgentRefused, appErrType(err), "a dead agent must not be retried: %v", err)
+	require.Equal(t, contract.ErrTypeAgentRefused, appErrType(err), "a dead agent must not be retried: %v", err)
 	require.Contains(t, err.Error(), "down")
 }
 
 func TestStopReplica_OnADownNodeIsRecordedStopped(t *testing.T) {
 	f := newFixture(t, h100Config)
 	id := modelplane.NewID(12)
-	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
 	f.downNode(t)
-	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second})
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, Grace: time.Second})
 	require.NoError(t, err)
 	r, err := store.ReplicaByID(context.Background(), f.db, id)
 	require.NoError(t, err)
@@ -272,30 +273,30 @@ func TestStopReplica_OnADownNodeIsRecordedStopped(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = store.CreateReplica(context.Background(), f.db, store.NewReplica{ID: id2, DeploymentID: f.dep.ID, NodeID: f.node.ID})
 	require.NoError(t, err)
-	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id2, Grace: time.Second})
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id2, Grace: time.Second})
 	require.Error(t, err, "an agent that should be up but does not answer is retried")
 }
 
 // readyReplica places, starts and waits for a replica until it is READY.
 func (f *fixture) readyReplica(t *testing.T) string {
 	t.Helper()
-	spec := activities.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
+	spec := contract.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,
 		Resources: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}
 	id := modelplane.NewID(12)
-	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id, GPU: spec.GPURequest()})
 	require.NoError(t, err)
-	_, err = f.env.ExecuteActivity(f.acts.StartReplica, activities.StartReplicaInput{ReplicaID: id, Spec: spec})
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id, Spec: spec})
 	require.NoError(t, err)
-	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, activities.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, contract.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
 	require.NoError(t, err)
 	return id
 }
 
-func (f *fixture) watch(t *testing.T, id string) activities.WatchReplicaResult {
+func (f *fixture) watch(t *testing.T, id string) contract.WatchReplicaResult {
 	t.Helper()
-	v, err := f.env.ExecuteActivity(f.acts.WatchReplica, activities.WatchReplicaInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	v, err := f.env.ExecuteActivity(f.acts.WatchReplica, contract.WatchReplicaInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
 	require.NoError(t, err)
-	var res activities.WatchReplicaResult
+	var res contract.WatchReplicaResult
 	require.NoError(t, v.Get(&res))
 	return res
 }
@@ -338,7 +339,7 @@ func TestWatchReplica_NodeDownIsADeath(t *testing.T) {
 func TestWatchReplica_StoppedReplicaIsNotMarkedFailed(t *testing.T) {
 	f := newFixture(t, h100Config)
 	id := f.readyReplica(t)
-	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second})
+	_, err := f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, Grace: time.Second})
 	require.NoError(t, err)
 
 	res := f.watch(t, id)
@@ -351,10 +352,10 @@ func TestWatchReplica_StoppedReplicaIsNotMarkedFailed(t *testing.T) {
 func TestLoadDeploymentSpec_EnvironmentIsTheOneServedOrPromotedInto(t *testing.T) {
 	f := newFixture(t, h100Config)
 	ctx := context.Background()
-	spec := func() activities.DeploymentSpec {
-		val, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+	spec := func() contract.DeploymentSpec {
+		val, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, contract.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
 		require.NoError(t, err)
-		var s activities.DeploymentSpec
+		var s contract.DeploymentSpec
 		require.NoError(t, val.Get(&s))
 		return s
 	}
@@ -412,7 +413,7 @@ func TestStopReplica_WaitsUntilGatewaysHaveDrainedTheReplica(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second,
+		_, err := f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, Grace: time.Second,
 			DrainTimeout: time.Minute})
 		done <- err
 	}()
@@ -452,7 +453,7 @@ func TestStopReplica_DrainTimeoutStopsTheReplicaAnyway(t *testing.T) {
 	f.reportGateway(t, "gw-stuck", time.Now().Add(-time.Minute), map[string]int{id: 3})
 
 	start := time.Now()
-	_, err := f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, Grace: time.Second,
+	_, err := f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, Grace: time.Second,
 		DrainTimeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "the stop must wait out the drain timeout")
@@ -472,7 +473,7 @@ func TestStopReplica_RetriedStopGoesOnDrainingWithinTheFirstDeadline(t *testing.
 	require.NoError(t, err)
 	require.True(t, ok)
 	start := time.Now()
-	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: 300 * time.Millisecond})
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, DrainTimeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "a DRAINING replica must still be drained")
 	require.Equal(t, modelplane.ReplicaStopped, f.replicaState(t, id).State)
@@ -487,7 +488,7 @@ func TestStopReplica_RetriedStopGoesOnDrainingWithinTheFirstDeadline(t *testing.
 		Until     time.Time
 	}{id, time.Now().Add(-time.Second)})
 	start = time.Now()
-	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: time.Minute})
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, DrainTimeout: time.Minute})
 	require.NoError(t, err)
 	require.Less(t, time.Since(start), 2*time.Second, "a retried stop must keep its first try's drain deadline")
 	require.Equal(t, modelplane.ReplicaStopped, f.replicaState(t, id).State)
@@ -496,12 +497,12 @@ func TestStopReplica_RetriedStopGoesOnDrainingWithinTheFirstDeadline(t *testing.
 func TestStopReplica_NotReadyReplicaIsNotDrained(t *testing.T) {
 	f := newFixture(t, h100Config)
 	id := modelplane.NewID(12)
-	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, activities.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
 	require.NoError(t, err)
 	f.reportGateway(t, "gw-stuck", time.Now().Add(-time.Minute), map[string]int{id: 1})
 
 	start := time.Now()
-	_, err = f.env.ExecuteActivity(f.acts.StopReplica, activities.StopReplicaInput{ReplicaID: id, DrainTimeout: time.Minute})
+	_, err = f.env.ExecuteActivity(f.acts.StopReplica, contract.StopReplicaInput{ReplicaID: id, DrainTimeout: time.Minute})
 	require.NoError(t, err)
 	require.Less(t, time.Since(start), 2*time.Second, "a replica that never served is stopped without a drain")
 	r := f.replicaState(t, id)
@@ -517,7 +518,7 @@ func TestWaitReplicaReady_DoesNotPutADrainingReplicaBackIntoRoutes(t *testing.T)
 	require.True(t, ok)
 
 	// A wait still running when the stop began sees the agent's READY late.
-	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, activities.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
+	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, contract.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
 	require.NoError(t, err)
 	require.Equal(t, modelplane.ReplicaDraining, f.replicaState(t, id).State, "a DRAINING replica must not become READY again")
 }

@@ -18,38 +18,8 @@ import (
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/patch"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
-
-// ErrTypePatchRefused is a patch the deployment's replica cannot take, for a reason retrying
-// cannot fix.
-const ErrTypePatchRefused = "PatchRefused"
-
-// ApplyPatchesInput names the development deployment to bring to its staged head, and the
-// replicas it runs.
-type ApplyPatchesInput struct {
-	DeploymentID string
-	ReplicaIDs   []string
-}
-
-// ApplyPatchesResult says what the sync did.
-type ApplyPatchesResult struct {
-	// FullDeployReason is set when the staged patches cannot be taken in place; nothing was
-	// applied.
-	FullDeployReason string
-	// PatchHash is the point the deployment now runs.
-	PatchHash string
-	// How is patch.HowHotReload or patch.HowRestart as the replica took the patches, or
-	// "unchanged" when there was nothing to do.
-	How string
-	// ReloadError is the model server's error when a hot reload failed.
-	ReloadError string
-	// Config is the config (JSON, as LoadDeploymentSpec gives it) of the point applied; nil
-	// when it did not change.
-	Config json.RawMessage
-}
-
-// HowUnchanged is ApplyPatchesResult.How when the replicas ran the staged head already.
-const HowUnchanged = "unchanged"
 
 // ApplyPatches brings the development deployment to the head of its staged patches: it
 // records the head as applied, so a replica started from now on runs it, and brings each
@@ -57,15 +27,15 @@ const HowUnchanged = "unchanged"
 // restart in place otherwise. A change that cannot be made in place (resources, runtime)
 // applies nothing and answers the reason. A retried call brings each replica from wherever
 // it is, so it never repeats what a replica has taken.
-func (a *Activities) ApplyPatches(ctx context.Context, in ApplyPatchesInput) (ApplyPatchesResult, error) {
+func (a *Activities) ApplyPatches(ctx context.Context, in contract.ApplyPatchesInput) (contract.ApplyPatchesResult, error) {
 	s, err := store.PatchStateOf(ctx, a.DB, in.DeploymentID)
 	if errors.Is(err, store.ErrNotFound) {
-		return ApplyPatchesResult{How: HowUnchanged}, nil
+		return contract.ApplyPatchesResult{How: contract.HowUnchanged}, nil
 	}
 	if err != nil {
-		return ApplyPatchesResult{}, err
+		return contract.ApplyPatchesResult{}, err
 	}
-	res := ApplyPatchesResult{PatchHash: s.HeadHash, How: HowUnchanged}
+	res := contract.ApplyPatchesResult{PatchHash: s.HeadHash, How: contract.HowUnchanged}
 	if s.HeadSeq > s.AppliedSeq {
 		from, err := a.configAt(ctx, s, s.AppliedSeq)
 		if err != nil {
@@ -80,7 +50,7 @@ func (a *Activities) ApplyPatches(ctx context.Context, in ApplyPatchesInput) (Ap
 			return res, err
 		}
 		if _, reason := patch.Decide(from, to, opsOf(pending)); reason != "" {
-			return ApplyPatchesResult{FullDeployReason: reason, PatchHash: s.AppliedHash}, nil
+			return contract.ApplyPatchesResult{FullDeployReason: reason, PatchHash: s.AppliedHash}, nil
 		}
 		if err := store.MarkPatchesApplied(ctx, a.DB, s.DeploymentID, s.HeadSeq, s.HeadHash); err != nil {
 			return res, err
@@ -97,7 +67,7 @@ func (a *Activities) ApplyPatches(ctx context.Context, in ApplyPatchesInput) (Ap
 		if err != nil {
 			return res, err
 		}
-		if how != HowUnchanged {
+		if how != contract.HowUnchanged {
 			res.How, res.ReloadError = how, reloadErr
 		}
 	}
@@ -108,18 +78,18 @@ func (a *Activities) ApplyPatches(ctx context.Context, in ApplyPatchesInput) (Ap
 func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, replicaID string) (how, reloadErr string, err error) {
 	r, err := store.ReplicaByID(ctx, a.DB, replicaID)
 	if errors.Is(err, store.ErrNotFound) {
-		return HowUnchanged, "", nil
+		return contract.HowUnchanged, "", nil
 	}
 	if err != nil {
 		return "", "", err
 	}
 	if r.AgentURL == "" || r.State == modelplane.ReplicaStopped || r.State == modelplane.ReplicaFailed {
-		return HowUnchanged, "", nil // a replica that does not run starts at the applied point
+		return contract.HowUnchanged, "", nil // a replica that does not run starts at the applied point
 	}
 	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
 	got, err := c.Replica(ctx, replicaID)
 	if errors.Is(err, agentproto.ErrUnknownReplica) {
-		return HowUnchanged, "", nil
+		return contract.HowUnchanged, "", nil
 	}
 	if err != nil {
 		return "", "", err
@@ -129,7 +99,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 		if err := a.backInRoutes(ctx, r, got); err != nil {
 			return "", "", err
 		}
-		return HowUnchanged, got.ReloadError, nil
+		return contract.HowUnchanged, got.ReloadError, nil
 	}
 	// The replica's point tells which patches it lacks; one the deployment does not know (it
 	// cannot happen short of a lost record) takes them all and a restart.
@@ -181,7 +151,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	stop()
 	var apiErr *agentproto.APIError
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
-		return "", "", temporal.NewNonRetryableApplicationError(apiErr.Error(), ErrTypePatchRefused, err)
+		return "", "", temporal.NewNonRetryableApplicationError(apiErr.Error(), contract.ErrTypePatchRefused, err)
 	}
 	if err != nil {
 		return "", "", err

@@ -16,81 +16,46 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
-)
-
-// Error types of the non-retryable failures of promotion activities.
-const (
-	// ErrTypePromotionRefused: the promotion cannot go ahead as asked (inactive source, another
-	// promotion running, missing environment or deployment).
-	ErrTypePromotionRefused = "PromotionRefused"
-	// ErrTypeDeploymentFailed: the candidate deployment failed while it was brought up.
-	ErrTypeDeploymentFailed = "DeploymentFailed"
-	// ErrTypeDeploymentRefused: a Deployment workflow refused or failed an update, or is gone.
-	ErrTypeDeploymentRefused = "DeploymentRefused"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 func refused(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypePromotionRefused, nil)
-}
-
-// BeginPromotionInput names the promotion to record. PromotionID is drawn by the workflow, so
-// a retry finds the row the first attempt wrote.
-type BeginPromotionInput struct {
-	PromotionID        string
-	ModelID            string
-	WorkspaceID        string
-	Environment        string
-	SourceDeploymentID string
-	WorkflowID         string
-}
-
-// BeginPromotionResult is what the workflow decides the promotion's course from.
-type BeginPromotionResult struct {
-	Settings            settings.PromotionSettings
-	SourceIsDevelopment bool
-	// PreviousDeploymentID is the deployment the environment served when the promotion began;
-	// empty when it served none.
-	PreviousDeploymentID string
-	// PreviousAutoscaling is the previous deployment's autoscaling settings; nil when there is
-	// no previous deployment.
-	PreviousAutoscaling *settings.AutoscalingSettings
-	// PreviousReady is the previous deployment's READY replica count.
-	PreviousReady int
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), contract.ErrTypePromotionRefused, nil)
 }
 
 // BeginPromotion checks that the promotion may run and records it in status RELEASING. An
 // inactive (or deleted) published source, a source that already serves the environment and
 // a second running promotion of the environment are refused non-retryably.
-func (a *Activities) BeginPromotion(ctx context.Context, in BeginPromotionInput) (BeginPromotionResult, error) {
+func (a *Activities) BeginPromotion(ctx context.Context, in contract.BeginPromotionInput) (contract.BeginPromotionResult, error) {
 	p, err := store.PromotionByID(ctx, a.DB, in.PromotionID)
 	switch {
 	case err == nil:
 		// An earlier attempt recorded it; the previous deployment is the one it saw.
 		return a.promotionCourse(ctx, in, p.Settings, p.PreviousDeploymentID)
 	case !errors.Is(err, store.ErrNotFound):
-		return BeginPromotionResult{}, err
+		return contract.BeginPromotionResult{}, err
 	}
 
 	env, err := store.EnvironmentByName(ctx, a.DB, in.ModelID, in.Environment)
 	if errors.Is(err, store.ErrNotFound) {
-		return BeginPromotionResult{}, refused("environment %s of model %s does not exist", in.Environment, in.ModelID)
+		return contract.BeginPromotionResult{}, refused("environment %s of model %s does not exist", in.Environment, in.ModelID)
 	}
 	if err != nil {
-		return BeginPromotionResult{}, err
+		return contract.BeginPromotionResult{}, err
 	}
 	src, err := store.DeploymentByID(ctx, a.DB, in.ModelID, in.SourceDeploymentID)
 	if errors.Is(err, store.ErrNotFound) {
-		return BeginPromotionResult{}, refused("deployment %s of model %s does not exist", in.SourceDeploymentID, in.ModelID)
+		return contract.BeginPromotionResult{}, refused("deployment %s of model %s does not exist", in.SourceDeploymentID, in.ModelID)
 	}
 	if err != nil {
-		return BeginPromotionResult{}, err
+		return contract.BeginPromotionResult{}, err
 	}
 	if !src.IsDevelopment && src.Status == modelplane.DeploymentInactive {
-		return BeginPromotionResult{}, refused("deployment %s is INACTIVE; activate it first", src.ID)
+		return contract.BeginPromotionResult{}, refused("deployment %s is INACTIVE; activate it first", src.ID)
 	}
 	if !src.IsDevelopment && !env.PromotionSettings.RedeployOnPromotion &&
 		env.CurrentDeploymentID != nil && *env.CurrentDeploymentID == src.ID {
-		return BeginPromotionResult{}, refused("deployment %s already serves environment %s", src.ID, in.Environment)
+		return contract.BeginPromotionResult{}, refused("deployment %s already serves environment %s", src.ID, in.Environment)
 	}
 	_, err = store.CreatePromotion(ctx, a.DB, store.NewPromotion{
 		ID: in.PromotionID, ModelID: in.ModelID, Environment: in.Environment,
@@ -98,10 +63,10 @@ func (a *Activities) BeginPromotion(ctx context.Context, in BeginPromotionInput)
 		Settings: env.PromotionSettings, WorkflowID: in.WorkflowID,
 	})
 	if errors.Is(err, store.ErrConflict) {
-		return BeginPromotionResult{}, refused("another promotion of environment %s is running", in.Environment)
+		return contract.BeginPromotionResult{}, refused("another promotion of environment %s is running", in.Environment)
 	}
 	if err != nil {
-		return BeginPromotionResult{}, err
+		return contract.BeginPromotionResult{}, err
 	}
 	activity.GetLogger(ctx).Info("promotion begun", "model_id", in.ModelID, "environment", in.Environment,
 		"deployment_id", src.ID)
@@ -109,8 +74,8 @@ func (a *Activities) BeginPromotion(ctx context.Context, in BeginPromotionInput)
 }
 
 // promotionCourse gathers what the workflow needs about the source and previous deployments.
-func (a *Activities) promotionCourse(ctx context.Context, in BeginPromotionInput, ps settings.PromotionSettings, previousID *string) (BeginPromotionResult, error) {
-	out := BeginPromotionResult{Settings: ps}
+func (a *Activities) promotionCourse(ctx context.Context, in contract.BeginPromotionInput, ps settings.PromotionSettings, previousID *string) (contract.BeginPromotionResult, error) {
+	out := contract.BeginPromotionResult{Settings: ps}
 	src, err := store.DeploymentByID(ctx, a.DB, in.ModelID, in.SourceDeploymentID)
 	if errors.Is(err, store.ErrNotFound) {
 		return out, refused("deployment %s of model %s does not exist", in.SourceDeploymentID, in.ModelID)
@@ -135,31 +100,11 @@ func (a *Activities) promotionCourse(ctx context.Context, in BeginPromotionInput
 	return out, nil
 }
 
-// CreateCandidateDeploymentInput says which deployment the promotion brings up. With Copy the
-// candidate is a new deployment with ID CandidateID made from the source's archive and
-// config; without, the source itself is the candidate.
-type CreateCandidateDeploymentInput struct {
-	PromotionID        string
-	ModelID            string
-	WorkspaceID        string
-	SourceDeploymentID string
-	Copy               bool
-	CandidateID        string
-	// AutoscalingSettings are the new deployment's; unused without Copy.
-	AutoscalingSettings settings.AutoscalingSettings
-}
-
-// CreateCandidateDeploymentResult names the candidate.
-type CreateCandidateDeploymentResult struct {
-	DeploymentID string
-	Name         string
-}
-
 // CreateCandidateDeployment makes the candidate deployment when the promotion needs a new
 // one, and records the candidate on the promotion and its environment. A retry finds the
 // deployment the first attempt made.
-func (a *Activities) CreateCandidateDeployment(ctx context.Context, in CreateCandidateDeploymentInput) (CreateCandidateDeploymentResult, error) {
-	var out CreateCandidateDeploymentResult
+func (a *Activities) CreateCandidateDeployment(ctx context.Context, in contract.CreateCandidateDeploymentInput) (contract.CreateCandidateDeploymentResult, error) {
+	var out contract.CreateCandidateDeploymentResult
 	// A copy of the development deployment is of what it runs, synced patches included; the
 	// archive for that is made before the transaction, which it would hold up.
 	var patched *string
@@ -179,7 +124,7 @@ func (a *Activities) CreateCandidateDeployment(ctx context.Context, in CreateCan
 			// The source may have gone after an earlier attempt made the copy.
 			src, err = store.DeploymentByID(ctx, tx, in.ModelID, in.CandidateID)
 			if err == nil {
-				out = CreateCandidateDeploymentResult{DeploymentID: src.ID, Name: src.Name}
+				out = contract.CreateCandidateDeploymentResult{DeploymentID: src.ID, Name: src.Name}
 				return store.SetPromotionCandidate(ctx, tx, in.PromotionID, src.ID)
 			}
 		}
@@ -206,24 +151,15 @@ func (a *Activities) CreateCandidateDeployment(ctx context.Context, in CreateCan
 				return err
 			}
 		}
-		out = CreateCandidateDeploymentResult{DeploymentID: cand.ID, Name: cand.Name}
+		out = contract.CreateCandidateDeploymentResult{DeploymentID: cand.ID, Name: cand.Name}
 		return store.SetPromotionCandidate(ctx, tx, in.PromotionID, cand.ID)
 	})
 	return out, err
 }
 
-// StartDeploymentWorkflowInput says which workflow to start; Input is its argument, passed
-// through as it came.
-type StartDeploymentWorkflowInput struct {
-	WorkflowID   string
-	WorkflowType string
-	TaskQueue    string
-	Input        any
-}
-
 // StartDeploymentWorkflow starts a deployment's workflow on its own, so it outlives the
 // promotion that started it. One already running is left as it is.
-func (a *Activities) StartDeploymentWorkflow(ctx context.Context, in StartDeploymentWorkflowInput) error {
+func (a *Activities) StartDeploymentWorkflow(ctx context.Context, in contract.StartDeploymentWorkflowInput) error {
 	_, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       in.WorkflowID,
 		TaskQueue:                in.TaskQueue,
@@ -232,30 +168,18 @@ func (a *Activities) StartDeploymentWorkflow(ctx context.Context, in StartDeploy
 	return err
 }
 
-// DeploymentUpdateInput is an update to send to a Deployment workflow. UpdateID makes a
-// retried send the same update; Request is the update's argument, nil for none.
-type DeploymentUpdateInput struct {
-	WorkflowID string
-	UpdateName string
-	UpdateID   string
-	Request    any
-	// AcceptedOnly returns once the Deployment workflow accepted the update, which it then
-	// carries out durably by itself, instead of waiting until it is done.
-	AcceptedOnly bool
-}
-
 // ScaleDeployment sends a scale update to a Deployment workflow and waits until it is done.
-func (a *Activities) ScaleDeployment(ctx context.Context, in DeploymentUpdateInput) error {
+func (a *Activities) ScaleDeployment(ctx context.Context, in contract.DeploymentUpdateInput) error {
 	return a.updateDeployment(ctx, in)
 }
 
 // DeactivateDeployment sends a deactivate update to a Deployment workflow and waits until it
 // is done.
-func (a *Activities) DeactivateDeployment(ctx context.Context, in DeploymentUpdateInput) error {
+func (a *Activities) DeactivateDeployment(ctx context.Context, in contract.DeploymentUpdateInput) error {
 	return a.updateDeployment(ctx, in)
 }
 
-func (a *Activities) updateDeployment(ctx context.Context, in DeploymentUpdateInput) error {
+func (a *Activities) updateDeployment(ctx context.Context, in contract.DeploymentUpdateInput) error {
 	var args []any
 	if in.Request != nil {
 		args = []any{in.Request}
@@ -325,28 +249,12 @@ func deploymentError(workflowID, what string, err error) error {
 	switch {
 	case errors.As(err, &notFound):
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s: workflow %s not found", what, workflowID), ErrTypeDeploymentRefused, err)
+			fmt.Sprintf("%s: workflow %s not found", what, workflowID), contract.ErrTypeDeploymentRefused, err)
 	case errors.As(err, &appErr):
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s of %s: %s", what, workflowID, appErr.Message()), ErrTypeDeploymentRefused, err)
+			fmt.Sprintf("%s of %s: %s", what, workflowID, appErr.Message()), contract.ErrTypeDeploymentRefused, err)
 	}
 	return err
-}
-
-// WaitDeploymentReadyInput says which Deployment workflow to watch and for what.
-type WaitDeploymentReadyInput struct {
-	WorkflowID string
-	// QueryName answers a status with at least the fields of WaitDeploymentReadyResult.
-	QueryName    string
-	Target       int
-	PollInterval time.Duration
-}
-
-// WaitDeploymentReadyResult is the deployment's status when the wait ended.
-type WaitDeploymentReadyResult struct {
-	Status modelplane.DeploymentStatus
-	Reason string
-	Ready  int
 }
 
 // defaultPollInterval is how often WaitDeploymentReady asks when the input does not say.
@@ -354,14 +262,14 @@ const defaultPollInterval = 2 * time.Second
 
 // WaitDeploymentReady polls the Deployment workflow's status, heartbeating, until Target
 // replicas are READY. A status it will not get past by itself (modelplane.DeploymentStatus.Stuck)
-// ends it non-retryably with ErrTypeDeploymentFailed.
-func (a *Activities) WaitDeploymentReady(ctx context.Context, in WaitDeploymentReadyInput) (WaitDeploymentReadyResult, error) {
+// ends it non-retryably with contract.ErrTypeDeploymentFailed.
+func (a *Activities) WaitDeploymentReady(ctx context.Context, in contract.WaitDeploymentReadyInput) (contract.WaitDeploymentReadyResult, error) {
 	interval := in.PollInterval
 	if interval <= 0 {
 		interval = defaultPollInterval
 	}
 	for {
-		var st WaitDeploymentReadyResult
+		var st contract.WaitDeploymentReadyResult
 		v, err := a.Temporal.QueryWorkflow(ctx, in.WorkflowID, "", in.QueryName)
 		if err == nil {
 			err = v.Get(&st)
@@ -382,7 +290,7 @@ func (a *Activities) WaitDeploymentReady(ctx context.Context, in WaitDeploymentR
 				if st.Reason != "" {
 					msg += ": " + st.Reason
 				}
-				return st, temporal.NewNonRetryableApplicationError(msg, ErrTypeDeploymentFailed, nil)
+				return st, temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeDeploymentFailed, nil)
 			}
 		}
 		select {
@@ -393,18 +301,10 @@ func (a *Activities) WaitDeploymentReady(ctx context.Context, in WaitDeploymentR
 	}
 }
 
-// SwitchEnvironmentInput names the environment to point at its candidate.
-type SwitchEnvironmentInput struct {
-	PromotionID           string
-	ModelID               string
-	Environment           string
-	CandidateDeploymentID string
-}
-
 // SwitchEnvironment points the environment at the candidate, marks the promotion SUCCEEDED
 // with all traffic on the candidate, and tells gateways, all in one transaction. A repeat
 // after success changes nothing.
-func (a *Activities) SwitchEnvironment(ctx context.Context, in SwitchEnvironmentInput) error {
+func (a *Activities) SwitchEnvironment(ctx context.Context, in contract.SwitchEnvironmentInput) error {
 	return store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
 		p, err := store.PromotionByID(ctx, tx, in.PromotionID)
 		if err != nil {
@@ -430,20 +330,10 @@ func (a *Activities) SwitchEnvironment(ctx context.Context, in SwitchEnvironment
 	})
 }
 
-// FinishPromotionInput ends a promotion that did not switch.
-type FinishPromotionInput struct {
-	PromotionID           string
-	ModelID               string
-	Environment           string
-	CandidateDeploymentID string
-	Status                modelplane.PromotionStatus
-	ErrorMessage          string
-}
-
 // FinishPromotion records the promotion's end (normally FAILED with the reason) and clears
 // the environment's candidate; the environment keeps its current deployment. A promotion
 // never recorded, or already finished, is left as it is.
-func (a *Activities) FinishPromotion(ctx context.Context, in FinishPromotionInput) error {
+func (a *Activities) FinishPromotion(ctx context.Context, in contract.FinishPromotionInput) error {
 	return store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
 		p, err := store.PromotionByID(ctx, tx, in.PromotionID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -470,22 +360,10 @@ func (a *Activities) FinishPromotion(ctx context.Context, in FinishPromotionInpu
 	})
 }
 
-// SetPromotionProgressInput records a promotion's stage.
-type SetPromotionProgressInput struct {
-	PromotionID string
-	WorkspaceID string
-	ModelID     string
-	Environment string
-	Status      modelplane.PromotionStatus // RAMPING_UP or PAUSED
-	Percent     int
-	Stage       int // 1 to 10; 0 when the status alone changes
-	Event       string
-}
-
 // SetPromotionProgress records the promotion's status and the traffic share of its candidate,
 // which gateways apply on the notification, and an audit event saying so. A promotion
 // already finished is left as it is.
-func (a *Activities) SetPromotionProgress(ctx context.Context, in SetPromotionProgressInput) error {
+func (a *Activities) SetPromotionProgress(ctx context.Context, in contract.SetPromotionProgressInput) error {
 	return store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
 		p, err := store.PromotionByID(ctx, tx, in.PromotionID)
 		if err != nil {
@@ -505,24 +383,6 @@ func (a *Activities) SetPromotionProgress(ctx context.Context, in SetPromotionPr
 	})
 }
 
-// AnalyzeStageInput names a canary stage to judge: the two deployments and its time range.
-type AnalyzeStageInput struct {
-	CandidateID string
-	CurrentID   string
-	From, To    time.Time
-	Analysis    settings.CanaryAnalysis
-}
-
-// AnalyzeStageResult is the stage's figures and the verdict.
-type AnalyzeStageResult struct {
-	Candidate, Current modelplane.Figures
-	// Enough says both deployments answered at least MinRequestsPerStage requests.
-	Enough bool
-	// Breach says the candidate did worse than allowed; Reason says how, with the figures.
-	Breach bool
-	Reason string
-}
-
 // sampleLag is how long after a second its load samples are surely written: gateways write
 // the second that ended at each wall-clock second.
 const sampleLag = 1500 * time.Millisecond
@@ -530,15 +390,15 @@ const sampleLag = 1500 * time.Millisecond
 // AnalyzeStage compares the candidate's and the current deployment's error rate and p99
 // latency over the stage, from the gateways' load samples. It waits until the samples of
 // the stage's last second are written.
-func (a *Activities) AnalyzeStage(ctx context.Context, in AnalyzeStageInput) (AnalyzeStageResult, error) {
+func (a *Activities) AnalyzeStage(ctx context.Context, in contract.AnalyzeStageInput) (contract.AnalyzeStageResult, error) {
 	if wait := time.Until(in.To.Add(sampleLag)); wait > 0 {
 		select {
 		case <-ctx.Done():
-			return AnalyzeStageResult{}, ctx.Err()
+			return contract.AnalyzeStageResult{}, ctx.Err()
 		case <-time.After(wait):
 		}
 	}
-	var out AnalyzeStageResult
+	var out contract.AnalyzeStageResult
 	var err error
 	if out.Candidate, err = store.DeploymentFigures(ctx, a.DB, in.CandidateID, in.From, in.To); err != nil {
 		return out, err
@@ -568,17 +428,9 @@ func JudgeStage(c settings.CanaryAnalysis, cand, cur modelplane.Figures) (bool, 
 	return false, figures
 }
 
-// ScaleDownCandidateInput names a rolled-back promotion's candidate and the scale update
-// that takes it to zero.
-type ScaleDownCandidateInput struct {
-	DeploymentUpdateInput
-	ModelID      string
-	DeploymentID string
-}
-
 // ScaleDownCandidate scales a rolled-back candidate to zero (it is kept), unless it serves an
 // environment of its own: a deployment promoted as it is may be another environment's.
-func (a *Activities) ScaleDownCandidate(ctx context.Context, in ScaleDownCandidateInput) error {
+func (a *Activities) ScaleDownCandidate(ctx context.Context, in contract.ScaleDownCandidateInput) error {
 	serves, err := store.DeploymentServes(ctx, a.DB, in.ModelID, in.DeploymentID)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/modelplane/modelplane/activities"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // fakeScale and fakeStatus have the wire shape of the Deployment workflow's scale request and
@@ -74,7 +75,7 @@ func TestPromotionDeploymentActivities_OnRealServer(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 
-	start := activities.StartDeploymentWorkflowInput{WorkflowID: "deployment:abc", WorkflowType: "FakeDeployment",
+	start := contract.StartDeploymentWorkflowInput{WorkflowID: "deployment:abc", WorkflowType: "FakeDeployment",
 		TaskQueue: "fake-deployments", Input: fakeScale{Replicas: 1}}
 	_, err := env.ExecuteActivity(acts.StartDeploymentWorkflow, start)
 	require.NoError(t, err)
@@ -87,42 +88,42 @@ func TestPromotionDeploymentActivities_OnRealServer(t *testing.T) {
 	require.Equal(t, first.GetWorkflowExecutionInfo().GetExecution().GetRunId(),
 		again.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "a second run must not start")
 
-	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, contract.DeploymentUpdateInput{
 		WorkflowID: "deployment:abc", UpdateName: "scale", UpdateID: "p1:scale", Request: fakeScale{Replicas: 3}})
 	require.NoError(t, err)
-	v, err := env.ExecuteActivity(acts.WaitDeploymentReady, activities.WaitDeploymentReadyInput{
+	v, err := env.ExecuteActivity(acts.WaitDeploymentReady, contract.WaitDeploymentReadyInput{
 		WorkflowID: "deployment:abc", QueryName: "status", Target: 3, PollInterval: 10 * time.Millisecond})
 	require.NoError(t, err)
-	var ready activities.WaitDeploymentReadyResult
+	var ready contract.WaitDeploymentReadyResult
 	require.NoError(t, v.Get(&ready))
 	require.Equal(t, 3, ready.Ready)
 
-	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, contract.DeploymentUpdateInput{
 		WorkflowID: "deployment:abc", UpdateName: "scale", UpdateID: "p1:bad", Request: fakeScale{Replicas: -1}})
-	require.Equal(t, activities.ErrTypeDeploymentRefused, appErrType(err), "a refused update must not be retried: %v", err)
+	require.Equal(t, contract.ErrTypeDeploymentRefused, appErrType(err), "a refused update must not be retried: %v", err)
 
-	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, contract.DeploymentUpdateInput{
 		WorkflowID: "deployment:none", UpdateName: "scale", UpdateID: "p1:none", Request: fakeScale{Replicas: 1}})
-	require.Equal(t, activities.ErrTypeDeploymentRefused, appErrType(err), "a missing workflow must not be retried: %v", err)
+	require.Equal(t, contract.ErrTypeDeploymentRefused, appErrType(err), "a missing workflow must not be retried: %v", err)
 
-	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, contract.DeploymentUpdateInput{
 		WorkflowID: "deployment:abc", UpdateName: "scale", UpdateID: "p1:crash", Request: fakeScale{Replicas: 7}})
 	require.NoError(t, err)
-	_, err = env.ExecuteActivity(acts.WaitDeploymentReady, activities.WaitDeploymentReadyInput{
+	_, err = env.ExecuteActivity(acts.WaitDeploymentReady, contract.WaitDeploymentReadyInput{
 		WorkflowID: "deployment:abc", QueryName: "status", Target: 7, PollInterval: 10 * time.Millisecond})
-	require.Equal(t, activities.ErrTypeDeploymentFailed, appErrType(err), "got %v", err)
+	require.Equal(t, contract.ErrTypeDeploymentFailed, appErrType(err), "got %v", err)
 	require.ErrorContains(t, err, "model crashed")
 
 	// AcceptedOnly returns once the workflow took the update, however long it then takes,
 	// and still reports a refusal.
 	began := time.Now()
-	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, contract.DeploymentUpdateInput{
 		WorkflowID: "deployment:abc", UpdateName: "drain", UpdateID: "p1:drain", Request: fakeScale{Replicas: 0}, AcceptedOnly: true})
 	require.NoError(t, err)
 	require.Less(t, time.Since(began), 10*time.Second, "an accepted update is not waited for")
-	_, err = env.ExecuteActivity(acts.ScaleDeployment, activities.DeploymentUpdateInput{
+	_, err = env.ExecuteActivity(acts.ScaleDeployment, contract.DeploymentUpdateInput{
 		WorkflowID: "deployment:abc", UpdateName: "drain", UpdateID: "p1:drain-bad", Request: fakeScale{Replicas: -1}, AcceptedOnly: true})
-	require.Equal(t, activities.ErrTypeDeploymentRefused, appErrType(err), "a refused update is still an error: %v", err)
+	require.Equal(t, contract.ErrTypeDeploymentRefused, appErrType(err), "a refused update is still an error: %v", err)
 
 	_ = c.TerminateWorkflow(ctx, "deployment:abc", "", "test over")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // promoFixture is a model with a development deployment and two published ones, prev
@@ -60,13 +61,13 @@ func newPromoFixture(t *testing.T) *promoFixture {
 	return f
 }
 
-func (f *promoFixture) begin(t *testing.T, id, source string) (activities.BeginPromotionResult, error) {
+func (f *promoFixture) begin(t *testing.T, id, source string) (contract.BeginPromotionResult, error) {
 	t.Helper()
-	v, err := f.env.ExecuteActivity(f.acts.BeginPromotion, activities.BeginPromotionInput{
+	v, err := f.env.ExecuteActivity(f.acts.BeginPromotion, contract.BeginPromotionInput{
 		PromotionID: id, ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID,
 		Environment: modelplane.ProductionEnvironment, SourceDeploymentID: source, WorkflowID: "promotion:x",
 	})
-	var out activities.BeginPromotionResult
+	var out contract.BeginPromotionResult
 	if err == nil {
 		require.NoError(t, v.Get(&out))
 	}
@@ -98,7 +99,7 @@ func TestBeginPromotion_InactiveSourceIsRefused(t *testing.T) {
 	require.NoError(t, store.SetDeploymentStatus(context.Background(), f.db, f.pub.ID, "INACTIVE", ""))
 	_, err := f.begin(t, modelplane.NewID(8), f.pub.ID)
 	require.ErrorContains(t, err, "activate it first")
-	require.Equal(t, activities.ErrTypePromotionRefused, appErrType(err))
+	require.Equal(t, contract.ErrTypePromotionRefused, appErrType(err))
 }
 
 func TestBeginPromotion_SecondRunningPromotionIsRefused(t *testing.T) {
@@ -106,7 +107,7 @@ func TestBeginPromotion_SecondRunningPromotionIsRefused(t *testing.T) {
 	_, err := f.begin(t, modelplane.NewID(8), f.pub.ID)
 	require.NoError(t, err)
 	_, err = f.begin(t, modelplane.NewID(8), f.dev.ID)
-	require.Equal(t, activities.ErrTypePromotionRefused, appErrType(err), "got %v", err)
+	require.Equal(t, contract.ErrTypePromotionRefused, appErrType(err), "got %v", err)
 }
 
 func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
@@ -116,9 +117,9 @@ func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
 	_, err := f.begin(t, id, f.dev.ID)
 	require.NoError(t, err)
 
-	in := activities.CreateCandidateDeploymentInput{PromotionID: id, ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID,
+	in := contract.CreateCandidateDeploymentInput{PromotionID: id, ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID,
 		SourceDeploymentID: f.dev.ID, Copy: true, CandidateID: modelplane.NewID(8), AutoscalingSettings: f.prevScales}
-	var first, second activities.CreateCandidateDeploymentResult
+	var first, second contract.CreateCandidateDeploymentResult
 	v, err := f.env.ExecuteActivity(f.acts.CreateCandidateDeployment, in)
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&first))
@@ -143,7 +144,7 @@ func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
 	require.Equal(t, cand.ID, *env.CandidateDeploymentID)
 	require.Equal(t, f.prev.ID, *env.CurrentDeploymentID)
 
-	sw := activities.SwitchEnvironmentInput{PromotionID: id, ModelID: f.model.ID,
+	sw := contract.SwitchEnvironmentInput{PromotionID: id, ModelID: f.model.ID,
 		Environment: modelplane.ProductionEnvironment, CandidateDeploymentID: cand.ID}
 	_, err = f.env.ExecuteActivity(f.acts.SwitchEnvironment, sw)
 	require.NoError(t, err)
@@ -166,11 +167,11 @@ func TestFinishPromotion_FailsAndClearsCandidateLeavingCurrent(t *testing.T) {
 	id := modelplane.NewID(8)
 	_, err := f.begin(t, id, f.pub.ID)
 	require.NoError(t, err)
-	_, err = f.env.ExecuteActivity(f.acts.CreateCandidateDeployment, activities.CreateCandidateDeploymentInput{
+	_, err = f.env.ExecuteActivity(f.acts.CreateCandidateDeployment, contract.CreateCandidateDeploymentInput{
 		PromotionID: id, ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID, SourceDeploymentID: f.pub.ID})
 	require.NoError(t, err)
 
-	_, err = f.env.ExecuteActivity(f.acts.FinishPromotion, activities.FinishPromotionInput{
+	_, err = f.env.ExecuteActivity(f.acts.FinishPromotion, contract.FinishPromotionInput{
 		PromotionID: id, ModelID: f.model.ID, Environment: modelplane.ProductionEnvironment,
 		Status: modelplane.PromotionFailed, ErrorMessage: "candidate is DEPLOY_FAILED"})
 	require.NoError(t, err)
@@ -184,7 +185,7 @@ func TestFinishPromotion_FailsAndClearsCandidateLeavingCurrent(t *testing.T) {
 	require.Equal(t, "candidate is DEPLOY_FAILED", p.ErrorMessage)
 
 	// A promotion that was never recorded is nothing to finish.
-	_, err = f.env.ExecuteActivity(f.acts.FinishPromotion, activities.FinishPromotionInput{
+	_, err = f.env.ExecuteActivity(f.acts.FinishPromotion, contract.FinishPromotionInput{
 		PromotionID: modelplane.NewID(8), ModelID: f.model.ID, Environment: modelplane.ProductionEnvironment,
 		Status: modelplane.PromotionFailed})
 	require.NoError(t, err)

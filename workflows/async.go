@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
@@ -41,7 +40,7 @@ func AsyncRequest(ctx workflow.Context, in contract.AsyncRequestInput) (contract
 	for r.dispatch.ReceiveAsync(nil) {
 	}
 	var app *temporal.ApplicationError
-	if errors.As(err, &app) && app.Type() == activities.ErrTypeAsyncRequestGone {
+	if errors.As(err, &app) && app.Type() == contract.ErrTypeAsyncRequestGone {
 		workflow.GetLogger(ctx).Info("async request deleted while it was handled", "request_id", in.RequestID)
 		return contract.AsyncRequestResult{Attempts: r.res.Attempts}, nil
 	}
@@ -62,9 +61,8 @@ func (r *asyncRequest) setup(ctx workflow.Context) {
 
 func (r *asyncRequest) run(ctx workflow.Context) (contract.AsyncRequestResult, error) {
 	ctx = workflow.WithLocalActivityOptions(ctx, asyncLocalActivity)
-	var a *activities.Activities
-	var st activities.AsyncRequestState
-	if err := workflow.ExecuteLocalActivity(ctx, a.LoadAsync, activities.LoadAsyncInput{RequestID: r.in.RequestID}).Get(ctx, &st); err != nil {
+	var st contract.AsyncRequestState
+	if err := workflow.ExecuteLocalActivity(ctx, contract.ActivityLoadAsync, contract.LoadAsyncInput{RequestID: r.in.RequestID}).Get(ctx, &st); err != nil {
 		return r.res, err
 	}
 	r.label(ctx, st)
@@ -83,7 +81,7 @@ func (r *asyncRequest) run(ctx workflow.Context) (contract.AsyncRequestResult, e
 }
 
 // label writes the request's model, deployment and environment to the search attributes.
-func (r *asyncRequest) label(ctx workflow.Context, st activities.AsyncRequestState) {
+func (r *asyncRequest) label(ctx workflow.Context, st contract.AsyncRequestState) {
 	r.deploymentID = st.DeploymentID
 	attrs := []temporal.SearchAttributeUpdate{
 		contract.ModelIDAttr.ValueSet(st.ModelID), contract.DeploymentIDAttr.ValueSet(st.DeploymentID),
@@ -97,15 +95,14 @@ func (r *asyncRequest) label(ctx workflow.Context, st activities.AsyncRequestSta
 
 // queue waits until the request leaves its queue: claimed (IN_PROGRESS), or ended (expired,
 // canceled, or failed because its deployment will not serve it).
-func (r *asyncRequest) queue(ctx workflow.Context, st activities.AsyncRequestState) (activities.AsyncRequestState, error) {
-	var a *activities.Activities
+func (r *asyncRequest) queue(ctx workflow.Context, st contract.AsyncRequestState) (contract.AsyncRequestState, error) {
 	log := workflow.GetLogger(ctx)
 	for polls := 0; ; polls++ {
 		if !workflow.Now(ctx).Before(st.ExpiresAt) {
 			return r.expire(ctx, st)
 		}
-		var c activities.ClaimAsyncResult
-		if err := workflow.ExecuteLocalActivity(ctx, a.ClaimAsync, activities.ClaimAsyncInput{RequestID: st.RequestID}).Get(ctx, &c); err != nil {
+		var c contract.ClaimAsyncResult
+		if err := workflow.ExecuteLocalActivity(ctx, contract.ActivityClaimAsync, contract.ClaimAsyncInput{RequestID: st.RequestID}).Get(ctx, &c); err != nil {
 			return st, err
 		}
 		if c.DeploymentID != "" && c.DeploymentID != r.deploymentID {
@@ -124,7 +121,7 @@ func (r *asyncRequest) queue(ctx workflow.Context, st activities.AsyncRequestSta
 		case c.Unavailable != "":
 			log.Info("async request fails: its deployment will not serve", "request_id", st.RequestID,
 				"deployment_id", st.DeploymentID, "reason", c.Unavailable)
-			return r.finish(ctx, st, activities.FinishAsyncInput{
+			return r.finish(ctx, st, contract.FinishAsyncInput{
 				RequestID: st.RequestID, Status: modelplane.AsyncFailed,
 				Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: c.Unavailable}},
 			})
@@ -163,10 +160,9 @@ func (r *asyncRequest) wait(ctx workflow.Context, expiresAt time.Time) {
 }
 
 // expire ends the request as EXPIRED, unless it ended otherwise meanwhile.
-func (r *asyncRequest) expire(ctx workflow.Context, st activities.AsyncRequestState) (activities.AsyncRequestState, error) {
-	var a *activities.Activities
-	var out activities.AsyncRequestState
-	if err := workflow.ExecuteLocalActivity(ctx, a.ExpireAsync, activities.ExpireAsyncInput{RequestID: st.RequestID}).Get(ctx, &out); err != nil {
+func (r *asyncRequest) expire(ctx workflow.Context, st contract.AsyncRequestState) (contract.AsyncRequestState, error) {
+	var out contract.AsyncRequestState
+	if err := workflow.ExecuteLocalActivity(ctx, contract.ActivityExpireAsync, contract.ExpireAsyncInput{RequestID: st.RequestID}).Get(ctx, &out); err != nil {
 		return st, err
 	}
 	workflow.GetLogger(ctx).Info("async request left the queue", "request_id", st.RequestID,
@@ -177,8 +173,7 @@ func (r *asyncRequest) expire(ctx workflow.Context, st activities.AsyncRequestSt
 
 // attempts runs predict attempts until one succeeds, one fails for good, or the request's
 // retry config allows no more, then records the outcome.
-func (r *asyncRequest) attempts(ctx workflow.Context, st activities.AsyncRequestState) (activities.AsyncRequestState, error) {
-	var a *activities.Activities
+func (r *asyncRequest) attempts(ctx workflow.Context, st contract.AsyncRequestState) (contract.AsyncRequestState, error) {
 	cfg := st.RetryConfig
 	if cfg.MaxAttempts < 1 {
 		cfg = modelplane.DefaultRetryConfig()
@@ -188,22 +183,22 @@ func (r *asyncRequest) attempts(ctx workflow.Context, st activities.AsyncRequest
 	for n := 1; ; n++ {
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("IN_PROGRESS on deployment %s: attempt %d of %d",
 			st.DeploymentID, n, cfg.MaxAttempts))
-		var res activities.RunAsyncAttemptResult
-		if err := workflow.ExecuteActivity(actx, a.RunAsyncAttempt, activities.RunAsyncAttemptInput{
+		var res contract.RunAsyncAttemptResult
+		if err := workflow.ExecuteActivity(actx, contract.ActivityRunAsyncAttempt, contract.RunAsyncAttemptInput{
 			RequestID: st.RequestID, Attempt: n, DeploymentID: st.DeploymentID,
 		}).Get(ctx, &res); err != nil {
 			return st, err
 		}
 		r.res.Attempts = n
 		if res.Succeeded {
-			return r.finish(ctx, st, activities.FinishAsyncInput{
+			return r.finish(ctx, st, contract.FinishAsyncInput{
 				// The attempts that failed before are kept: they say why it took so long.
 				RequestID: st.RequestID, Status: modelplane.AsyncSucceeded, OutputAttempt: n, Errors: errs,
 			})
 		}
 		errs = append(errs, res.Error)
 		if !res.Retryable || n >= cfg.MaxAttempts {
-			return r.finish(ctx, st, activities.FinishAsyncInput{
+			return r.finish(ctx, st, contract.FinishAsyncInput{
 				RequestID: st.RequestID, Status: modelplane.AsyncFailed, Errors: errs,
 			})
 		}
@@ -230,10 +225,9 @@ func AsyncRetryDelay(cfg modelplane.RetryConfig, n int) time.Duration {
 
 // finish records how the request ended and lets the next queued requests of its deployment
 // go.
-func (r *asyncRequest) finish(ctx workflow.Context, st activities.AsyncRequestState, in activities.FinishAsyncInput) (activities.AsyncRequestState, error) {
-	var a *activities.Activities
-	var out activities.AsyncRequestState
-	if err := workflow.ExecuteLocalActivity(ctx, a.FinishAsync, in).Get(ctx, &out); err != nil {
+func (r *asyncRequest) finish(ctx workflow.Context, st contract.AsyncRequestState, in contract.FinishAsyncInput) (contract.AsyncRequestState, error) {
+	var out contract.AsyncRequestState
+	if err := workflow.ExecuteLocalActivity(ctx, contract.ActivityFinishAsync, in).Get(ctx, &out); err != nil {
 		return st, err
 	}
 	workflow.GetLogger(ctx).Info("async request finished", "request_id", st.RequestID,
@@ -248,8 +242,7 @@ func (r *asyncRequest) dispatchNext(ctx workflow.Context, deploymentID string) {
 	if deploymentID == "" {
 		return
 	}
-	var a *activities.Activities
-	if err := workflow.ExecuteLocalActivity(ctx, a.DispatchAsyncNext, activities.DispatchAsyncNextInput{
+	if err := workflow.ExecuteLocalActivity(ctx, contract.ActivityDispatchAsyncNext, contract.DispatchAsyncNextInput{
 		DeploymentID: deploymentID, WorkflowIDPrefix: contract.AsyncWorkflowID(""), SignalName: contract.SignalAsyncDispatch,
 	}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("next async requests not signaled", "deployment_id", deploymentID, "err", err)
@@ -259,7 +252,7 @@ func (r *asyncRequest) dispatchNext(ctx workflow.Context, deploymentID string) {
 // webhook delivers the webhook of a request that ended SUCCEEDED, FAILED or EXPIRED and has
 // one pending, and records how that went. A canceled request's webhook was marked CANCELED
 // with it and is not sent.
-func (r *asyncRequest) webhook(ctx workflow.Context, st activities.AsyncRequestState) (contract.AsyncRequestResult, error) {
+func (r *asyncRequest) webhook(ctx workflow.Context, st contract.AsyncRequestState) (contract.AsyncRequestResult, error) {
 	r.res.Status, r.res.WebhookStatus = st.Status, st.WebhookStatus
 	if !st.Status.Delivers() {
 		workflow.SetCurrentDetails(ctx, string(st.Status))
@@ -270,20 +263,19 @@ func (r *asyncRequest) webhook(ctx workflow.Context, st activities.AsyncRequestS
 		return r.res, nil
 	}
 	workflow.SetCurrentDetails(ctx, string(st.Status)+"; delivering the webhook")
-	var a *activities.Activities
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, asyncWebhookActivity), a.DeliverWebhook,
-		activities.DeliverWebhookInput{RequestID: st.RequestID}).Get(ctx, nil)
-	in := activities.SetAsyncWebhookResultInput{RequestID: st.RequestID, Delivered: err == nil}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, asyncWebhookActivity), contract.ActivityDeliverWebhook,
+		contract.DeliverWebhookInput{RequestID: st.RequestID}).Get(ctx, nil)
+	in := contract.SetAsyncWebhookResultInput{RequestID: st.RequestID, Delivered: err == nil}
 	if err != nil {
 		var app *temporal.ApplicationError
-		if errors.As(err, &app) && app.Type() == activities.ErrTypeAsyncRequestGone {
+		if errors.As(err, &app) && app.Type() == contract.ErrTypeAsyncRequestGone {
 			return r.res, err
 		}
 		in.Failure = webhookFailure(err)
 		workflow.GetLogger(ctx).Warn("webhook not delivered", "request_id", st.RequestID, "err", err)
 	}
-	var out activities.AsyncRequestState
-	if err := workflow.ExecuteLocalActivity(ctx, a.SetAsyncWebhookResult, in).Get(ctx, &out); err != nil {
+	var out contract.AsyncRequestState
+	if err := workflow.ExecuteLocalActivity(ctx, contract.ActivitySetAsyncWebhookResult, in).Get(ctx, &out); err != nil {
 		return r.res, err
 	}
 	r.res.Status, r.res.WebhookStatus = out.Status, out.WebhookStatus
@@ -322,7 +314,7 @@ var (
 		ScheduleToCloseTimeout: 7 * 24 * time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: activityRetry.InitialInterval, MaximumInterval: activityRetry.MaximumInterval,
-			NonRetryableErrorTypes: []string{activities.ErrTypeAsyncRequestGone},
+			NonRetryableErrorTypes: []string{contract.ErrTypeAsyncRequestGone},
 		},
 	}
 	// An attempt waits for the model as long as the gateway does; a rerun waits on the same
@@ -332,7 +324,7 @@ var (
 		HeartbeatTimeout:    10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: 30 * time.Second,
-			NonRetryableErrorTypes: []string{activities.ErrTypeAsyncRequestGone},
+			NonRetryableErrorTypes: []string{contract.ErrTypeAsyncRequestGone},
 		},
 	}
 	asyncWebhookActivity = workflow.ActivityOptions{
@@ -340,7 +332,7 @@ var (
 		StartToCloseTimeout:    time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
-			NonRetryableErrorTypes: []string{activities.ErrTypeWebhookRefused, activities.ErrTypeAsyncRequestGone},
+			NonRetryableErrorTypes: []string{contract.ErrTypeWebhookRefused, contract.ErrTypeAsyncRequestGone},
 		},
 	}
 )

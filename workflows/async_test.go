@@ -29,11 +29,11 @@ var asyncStart = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 type asyncWorld struct {
 	mu sync.Mutex
 
-	load activities.AsyncRequestState
+	load contract.AsyncRequestState
 	// claim answers the nth ClaimAsync (from 1); nil claims at once.
-	claim func(n int) activities.ClaimAsyncResult
+	claim func(n int) contract.ClaimAsyncResult
 	// attempt answers attempt n (from 1); nil succeeds.
-	attempt func(n int) activities.RunAsyncAttemptResult
+	attempt func(n int) contract.RunAsyncAttemptResult
 	// deliver answers the nth DeliverWebhook try (from 1); nil delivers.
 	deliver func(n int) error
 	loadErr error
@@ -41,12 +41,12 @@ type asyncWorld struct {
 	calls      []string
 	claims     []time.Duration
 	attempts   []time.Duration
-	attemptIns []activities.RunAsyncAttemptInput
+	attemptIns []contract.RunAsyncAttemptInput
 	expiredAt  []time.Duration
-	finished   []activities.FinishAsyncInput
+	finished   []contract.FinishAsyncInput
 	dispatched []string
 	deliveries []time.Duration
-	hookResult []activities.SetAsyncWebhookResultInput
+	hookResult []contract.SetAsyncWebhookResultInput
 	attrs      map[string]string
 	// options are the first call's timeouts, by activity type.
 	options map[string]activity.Info
@@ -60,8 +60,8 @@ type asyncHarness struct {
 
 // queuedRequest is a request as LoadAsync first finds it: queued for ten minutes at most,
 // with a webhook.
-func queuedRequest() activities.AsyncRequestState {
-	return activities.AsyncRequestState{
+func queuedRequest() contract.AsyncRequestState {
+	return contract.AsyncRequestState{
 		RequestID: "req0000000000001", ModelID: "model001", DeploymentID: "dep00001", Environment: "production",
 		Status: modelplane.AsyncQueued, WebhookStatus: modelplane.WebhookPending, RetryConfig: modelplane.DefaultRetryConfig(),
 		CreatedAt: asyncStart, ExpiresAt: asyncStart.Add(10 * time.Minute),
@@ -90,17 +90,17 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 	since := func() time.Duration { return env.Now().Sub(asyncStart) }
 	var a *activities.Activities
 	env.OnActivity(a.LoadAsync, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.LoadAsyncInput) (activities.AsyncRequestState, error) {
+		func(_ context.Context, in contract.LoadAsyncInput) (contract.AsyncRequestState, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "load")
 			if in.RequestID != w.load.RequestID {
-				return activities.AsyncRequestState{}, errors.New("loaded " + in.RequestID)
+				return contract.AsyncRequestState{}, errors.New("loaded " + in.RequestID)
 			}
 			return w.load, w.loadErr
 		}).Maybe()
 	env.OnActivity(a.ClaimAsync, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ClaimAsyncInput) (activities.ClaimAsyncResult, error) {
+		func(_ context.Context, in contract.ClaimAsyncInput) (contract.ClaimAsyncResult, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "claim")
@@ -108,10 +108,10 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 			if w.claim != nil {
 				return w.claim(len(w.claims)), nil
 			}
-			return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: w.load.DeploymentID}, nil
+			return contract.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: w.load.DeploymentID}, nil
 		}).Maybe()
 	env.OnActivity(a.ExpireAsync, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ExpireAsyncInput) (activities.AsyncRequestState, error) {
+		func(_ context.Context, in contract.ExpireAsyncInput) (contract.AsyncRequestState, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "expire")
@@ -121,7 +121,7 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 			return st, nil
 		}).Maybe()
 	env.OnActivity(a.RunAsyncAttempt, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.RunAsyncAttemptInput) (activities.RunAsyncAttemptResult, error) {
+		func(_ context.Context, in contract.RunAsyncAttemptInput) (contract.RunAsyncAttemptResult, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, fmt.Sprintf("attempt %d", in.Attempt))
@@ -135,10 +135,10 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 				}
 				return res, nil
 			}
-			return activities.RunAsyncAttemptResult{Attempt: in.Attempt, StatusCode: 200, Succeeded: true}, nil
+			return contract.RunAsyncAttemptResult{Attempt: in.Attempt, StatusCode: 200, Succeeded: true}, nil
 		}).Maybe()
 	env.OnActivity(a.FinishAsync, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.FinishAsyncInput) (activities.AsyncRequestState, error) {
+		func(_ context.Context, in contract.FinishAsyncInput) (contract.AsyncRequestState, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "finish "+string(in.Status))
@@ -148,18 +148,18 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 			return st, nil
 		}).Maybe()
 	env.OnActivity(a.DispatchAsyncNext, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.DispatchAsyncNextInput) (activities.DispatchAsyncNextResult, error) {
+		func(_ context.Context, in contract.DispatchAsyncNextInput) (contract.DispatchAsyncNextResult, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			if in.WorkflowIDPrefix+"x" != contract.AsyncWorkflowID("x") || in.SignalName != contract.SignalAsyncDispatch {
-				return activities.DispatchAsyncNextResult{}, errors.New("dispatch to the wrong workflows")
+				return contract.DispatchAsyncNextResult{}, errors.New("dispatch to the wrong workflows")
 			}
 			w.calls = append(w.calls, "dispatch")
 			w.dispatched = append(w.dispatched, in.DeploymentID)
-			return activities.DispatchAsyncNextResult{Signaled: 1}, nil
+			return contract.DispatchAsyncNextResult{Signaled: 1}, nil
 		}).Maybe()
 	env.OnActivity(a.DeliverWebhook, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.DeliverWebhookInput) error {
+		func(_ context.Context, in contract.DeliverWebhookInput) error {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "deliver")
@@ -170,7 +170,7 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 			return nil
 		}).Maybe()
 	env.OnActivity(a.SetAsyncWebhookResult, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SetAsyncWebhookResultInput) (activities.AsyncRequestState, error) {
+		func(_ context.Context, in contract.SetAsyncWebhookResultInput) (contract.AsyncRequestState, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "webhook result")
@@ -215,16 +215,16 @@ func (h *asyncHarness) run() contract.AsyncRequestResult {
 }
 
 // notYet is a ClaimAsync answer that leaves the request queued.
-func notYet(ahead int) activities.ClaimAsyncResult {
-	return activities.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: "dep00001", Ahead: ahead}
+func notYet(ahead int) contract.ClaimAsyncResult {
+	return contract.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: "dep00001", Ahead: ahead}
 }
 
-func failedAttempt(status int, retryable bool) activities.RunAsyncAttemptResult {
+func failedAttempt(status int, retryable bool) contract.RunAsyncAttemptResult {
 	code := modelplane.CodeModelPredictError
 	if status < 500 {
 		code = modelplane.CodeModelInvalidInput
 	}
-	return activities.RunAsyncAttemptResult{StatusCode: status, Retryable: retryable,
+	return contract.RunAsyncAttemptResult{StatusCode: status, Retryable: retryable,
 		Error: modelplane.AsyncError{Code: code, Message: fmt.Sprintf("the model answered %d", status)}}
 }
 
@@ -234,11 +234,11 @@ func TestAsyncRequest_ClaimedAtOnceSucceedsAndDeliversTheWebhook(t *testing.T) {
 	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncSucceeded, WebhookStatus: modelplane.WebhookSucceeded, Attempts: 1}, res)
 	require.Equal(t, []string{"load", "claim", "attempt 1", "finish SUCCEEDED", "dispatch", "deliver", "webhook result"}, h.w.calls)
 	require.Equal(t, []time.Duration{0}, h.w.claims)
-	require.Equal(t, activities.RunAsyncAttemptInput{RequestID: "req0000000000001", Attempt: 1, DeploymentID: "dep00001"}, h.w.attemptIns[0])
-	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncSucceeded, OutputAttempt: 1}},
+	require.Equal(t, contract.RunAsyncAttemptInput{RequestID: "req0000000000001", Attempt: 1, DeploymentID: "dep00001"}, h.w.attemptIns[0])
+	require.Equal(t, []contract.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncSucceeded, OutputAttempt: 1}},
 		h.w.finished, "the output is the successful attempt's, with no errors")
 	require.Equal(t, []string{"dep00001"}, h.w.dispatched, "the next request in line is told at once")
-	require.Equal(t, []activities.SetAsyncWebhookResultInput{{RequestID: "req0000000000001", Delivered: true}}, h.w.hookResult)
+	require.Equal(t, []contract.SetAsyncWebhookResultInput{{RequestID: "req0000000000001", Delivered: true}}, h.w.hookResult)
 	require.Equal(t, map[string]string{"ModelId": "model001", "DeploymentId": "dep00001", "Environment": "production"}, h.w.attrs)
 }
 
@@ -273,11 +273,11 @@ func TestAsyncRequest_WithoutWebhookSendsNone(t *testing.T) {
 }
 
 func TestAsyncRequest_WaitsInTheQueueForTheDispatchSignal(t *testing.T) {
-	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) activities.ClaimAsyncResult {
+	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) contract.ClaimAsyncResult {
 		if n == 1 {
 			return notYet(2)
 		}
-		return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
+		return contract.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
 	}})
 	h.env.RegisterDelayedCallback(func() {
 		h.env.SignalWorkflow(contract.SignalAsyncDispatch, nil)
@@ -289,18 +289,18 @@ func TestAsyncRequest_WaitsInTheQueueForTheDispatchSignal(t *testing.T) {
 }
 
 func TestAsyncRequest_PollsTheQueueWhenNoSignalComes(t *testing.T) {
-	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) activities.ClaimAsyncResult {
+	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) contract.ClaimAsyncResult {
 		if n < 3 {
 			return notYet(0)
 		}
-		return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
+		return contract.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00001"}
 	}})
 	h.run()
 	require.Equal(t, []time.Duration{0, workflows.AsyncQueuePoll, 2 * workflows.AsyncQueuePoll}, h.w.claims)
 }
 
 func TestAsyncRequest_ExpiresInTheQueueAndStillSendsTheWebhook(t *testing.T) {
-	w := &asyncWorld{load: queuedRequest(), claim: func(int) activities.ClaimAsyncResult { return notYet(4) }}
+	w := &asyncWorld{load: queuedRequest(), claim: func(int) contract.ClaimAsyncResult { return notYet(4) }}
 	w.load.ExpiresAt = asyncStart.Add(100 * time.Second)
 	h := newAsyncHarness(t, w)
 	res := h.run()
@@ -323,14 +323,14 @@ func TestAsyncRequest_ExpiredBeforeTheWorkflowRanIsNotClaimed(t *testing.T) {
 }
 
 func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
-	w := &asyncWorld{load: queuedRequest(), attempt: func(n int) activities.RunAsyncAttemptResult {
+	w := &asyncWorld{load: queuedRequest(), attempt: func(n int) contract.RunAsyncAttemptResult {
 		switch n {
 		case 1:
 			return failedAttempt(503, true)
 		case 2:
-			return activities.RunAsyncAttemptResult{Retryable: true, Error: modelplane.AsyncError{Code: modelplane.CodeGatewayLost, Message: "lost"}}
+			return contract.RunAsyncAttemptResult{Retryable: true, Error: modelplane.AsyncError{Code: modelplane.CodeGatewayLost, Message: "lost"}}
 		}
-		return activities.RunAsyncAttemptResult{StatusCode: 200, Succeeded: true}
+		return contract.RunAsyncAttemptResult{StatusCode: 200, Succeeded: true}
 	}}
 	w.load.RetryConfig = modelplane.RetryConfig{MaxAttempts: 4, InitialDelayMs: 1000, MaxDelayMs: 1500}
 	h := newAsyncHarness(t, w)
@@ -339,7 +339,7 @@ func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
 	require.Len(t, h.w.attempts, 3)
 	require.Equal(t, time.Second, h.w.attempts[1]-h.w.attempts[0], "the first wait is the initial delay")
 	require.Equal(t, 1500*time.Millisecond, h.w.attempts[2]-h.w.attempts[1], "the second, twice the initial delay, is capped by the maximum")
-	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncSucceeded, OutputAttempt: 3,
+	require.Equal(t, []contract.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncSucceeded, OutputAttempt: 3,
 		Errors: modelplane.AsyncErrors{
 			{Code: modelplane.CodeModelPredictError, Message: "the model answered 503", Attempt: 1},
 			{Code: modelplane.CodeGatewayLost, Message: "lost", Attempt: 2},
@@ -347,7 +347,7 @@ func TestAsyncRequest_RetriesWithBackoffUntilAnAttemptSucceeds(t *testing.T) {
 }
 
 func TestAsyncRequest_FailsWithEveryAttemptsErrorWhenAttemptsRunOut(t *testing.T) {
-	w := &asyncWorld{load: queuedRequest(), attempt: func(n int) activities.RunAsyncAttemptResult { return failedAttempt(500+n, true) }}
+	w := &asyncWorld{load: queuedRequest(), attempt: func(n int) contract.RunAsyncAttemptResult { return failedAttempt(500+n, true) }}
 	w.load.RetryConfig = modelplane.RetryConfig{MaxAttempts: 3, InitialDelayMs: 1000, MaxDelayMs: 5000}
 	h := newAsyncHarness(t, w)
 	res := h.run()
@@ -366,7 +366,7 @@ func TestAsyncRequest_FailsWithEveryAttemptsErrorWhenAttemptsRunOut(t *testing.T
 }
 
 func TestAsyncRequest_ClientErrorFailsAtOnceWithoutRetry(t *testing.T) {
-	h := newAsyncHarness(t, &asyncWorld{attempt: func(int) activities.RunAsyncAttemptResult { return failedAttempt(422, false) }})
+	h := newAsyncHarness(t, &asyncWorld{attempt: func(int) contract.RunAsyncAttemptResult { return failedAttempt(422, false) }})
 	res := h.run()
 	require.Equal(t, modelplane.AsyncFailed, res.Status)
 	require.Equal(t, 1, res.Attempts)
@@ -375,11 +375,11 @@ func TestAsyncRequest_ClientErrorFailsAtOnceWithoutRetry(t *testing.T) {
 }
 
 func TestAsyncRequest_CanceledWhileQueuedSendsNothing(t *testing.T) {
-	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) activities.ClaimAsyncResult {
+	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) contract.ClaimAsyncResult {
 		if n == 1 {
 			return notYet(1)
 		}
-		return activities.ClaimAsyncResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled, DeploymentID: "dep00001"}
+		return contract.ClaimAsyncResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled, DeploymentID: "dep00001"}
 	}})
 	res := h.run()
 	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncCanceled, WebhookStatus: modelplane.WebhookCanceled}, res)
@@ -387,25 +387,25 @@ func TestAsyncRequest_CanceledWhileQueuedSendsNothing(t *testing.T) {
 }
 
 func TestAsyncRequest_DeploymentThatWillNotServeFailsTheRequest(t *testing.T) {
-	h := newAsyncHarness(t, &asyncWorld{claim: func(int) activities.ClaimAsyncResult {
+	h := newAsyncHarness(t, &asyncWorld{claim: func(int) contract.ClaimAsyncResult {
 		c := notYet(0)
 		c.Unavailable = "the deployment is deactivated"
 		return c
 	}})
 	res := h.run()
 	require.Equal(t, modelplane.AsyncFailed, res.Status)
-	require.Equal(t, []activities.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncFailed,
+	require.Equal(t, []contract.FinishAsyncInput{{RequestID: "req0000000000001", Status: modelplane.AsyncFailed,
 		Errors: modelplane.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: "the deployment is deactivated"}}}}, h.w.finished)
 	require.Empty(t, h.w.attempts)
 	require.Len(t, h.w.deliveries, 1)
 }
 
 func TestAsyncRequest_QueuedRequestFollowsItsEnvironmentsDeployment(t *testing.T) {
-	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) activities.ClaimAsyncResult {
+	h := newAsyncHarness(t, &asyncWorld{claim: func(n int) contract.ClaimAsyncResult {
 		if n == 1 {
-			return activities.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: "dep00002"}
+			return contract.ClaimAsyncResult{Status: modelplane.AsyncQueued, DeploymentID: "dep00002"}
 		}
-		return activities.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00002"}
+		return contract.ClaimAsyncResult{Status: modelplane.AsyncInProgress, Claimed: true, DeploymentID: "dep00002"}
 	}})
 	h.run()
 	require.Equal(t, "dep00002", h.w.attemptIns[0].DeploymentID, "the attempt goes to the deployment the environment moved to")
@@ -415,12 +415,12 @@ func TestAsyncRequest_QueuedRequestFollowsItsEnvironmentsDeployment(t *testing.T
 
 func TestAsyncRequest_WebhookFailureIsRecorded(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{deliver: func(int) error {
-		return temporal.NewNonRetryableApplicationError("webhook address 10.0.0.1 is refused", activities.ErrTypeWebhookRefused, nil)
+		return temporal.NewNonRetryableApplicationError("webhook address 10.0.0.1 is refused", contract.ErrTypeWebhookRefused, nil)
 	}})
 	res := h.run()
 	require.Equal(t, contract.AsyncRequestResult{Status: modelplane.AsyncWebhookFailed, WebhookStatus: modelplane.WebhookFailed, Attempts: 1}, res)
 	require.Len(t, h.w.deliveries, 1, "a refused address is not tried again")
-	require.Equal(t, []activities.SetAsyncWebhookResultInput{{RequestID: "req0000000000001",
+	require.Equal(t, []contract.SetAsyncWebhookResultInput{{RequestID: "req0000000000001",
 		Failure: "webhook address 10.0.0.1 is refused"}}, h.w.hookResult)
 }
 
@@ -436,7 +436,7 @@ func TestAsyncRequest_WebhookIsRetriedWithBackoff(t *testing.T) {
 	require.Len(t, h.w.deliveries, 3)
 	require.Equal(t, time.Second, h.w.deliveries[1]-h.w.deliveries[0])
 	require.Equal(t, 2*time.Second, h.w.deliveries[2]-h.w.deliveries[1])
-	require.Equal(t, []activities.SetAsyncWebhookResultInput{{RequestID: "req0000000000001", Delivered: true}}, h.w.hookResult)
+	require.Equal(t, []contract.SetAsyncWebhookResultInput{{RequestID: "req0000000000001", Delivered: true}}, h.w.hookResult)
 }
 
 func TestAsyncRequest_WebhookThatKeepsFailingIsRecordedFailed(t *testing.T) {
@@ -472,14 +472,14 @@ func TestAsyncRequest_EndedRequestOnlyFinishesItsWebhook(t *testing.T) {
 
 func TestAsyncRequest_DeletedRequestEndsQuietly(t *testing.T) {
 	h := newAsyncHarness(t, &asyncWorld{loadErr: temporal.NewNonRetryableApplicationError(
-		"async request req0000000000001 no longer exists", activities.ErrTypeAsyncRequestGone, nil)})
+		"async request req0000000000001 no longer exists", contract.ErrTypeAsyncRequestGone, nil)})
 	res := h.run()
 	require.Equal(t, contract.AsyncRequestResult{}, res)
 	require.Equal(t, []string{"load"}, h.w.calls)
 }
 
 func TestAsyncRequest_LongWaitContinuesAsNew(t *testing.T) {
-	w := &asyncWorld{load: queuedRequest(), claim: func(int) activities.ClaimAsyncResult { return notYet(100) }}
+	w := &asyncWorld{load: queuedRequest(), claim: func(int) contract.ClaimAsyncResult { return notYet(100) }}
 	w.load.ExpiresAt = asyncStart.Add(72 * time.Hour)
 	h := newAsyncHarness(t, w)
 	h.env.ExecuteWorkflow(workflows.AsyncRequest, contract.AsyncRequestInput{RequestID: w.load.RequestID})

@@ -6,7 +6,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
@@ -38,12 +37,11 @@ func Cleanup(ctx workflow.Context, in contract.CleanupInput) (contract.CleanupRe
 			MaximumAttempts: 5,
 		},
 	})
-	var a *activities.Activities
 	var out contract.CleanupResult
 	now := workflow.Now(ctx)
-	var pruned activities.PruneLoadSamplesResult
-	if err := workflow.ExecuteActivity(ctx, a.PruneLoadSamples,
-		activities.PruneLoadSamplesInput{Before: now.Add(-in.LoadSampleRetention)}).Get(ctx, &pruned); err != nil {
+	var pruned contract.PruneLoadSamplesResult
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityPruneLoadSamples,
+		contract.PruneLoadSamplesInput{Before: now.Add(-in.LoadSampleRetention)}).Get(ctx, &pruned); err != nil {
 		return out, err
 	}
 	out.LoadSamplesDeleted = pruned.Deleted
@@ -52,36 +50,36 @@ func Cleanup(ctx workflow.Context, in contract.CleanupInput) (contract.CleanupRe
 		StartToCloseTimeout: 15 * time.Minute, HeartbeatTimeout: 2 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 3},
 	})
-	var stopped activities.StopUnwantedReplicasResult
-	if err := workflow.ExecuteActivity(stopCtx, a.StopUnwantedReplicas, activities.StopUnwantedReplicasInput{
+	var stopped contract.StopUnwantedReplicasResult
+	if err := workflow.ExecuteActivity(stopCtx, contract.ActivityStopUnwantedReplicas, contract.StopUnwantedReplicasInput{
 		QuietFor: in.ReplicaQuietPeriod, Grace: 30 * time.Second}).Get(ctx, &stopped); err != nil {
 		return out, err
 	}
 	out.ReplicasStopped = stopped.Stopped
-	var archives activities.PruneArchivesResult
-	if err := workflow.ExecuteActivity(ctx, a.PruneArchives,
-		activities.PruneArchivesInput{Before: now.Add(-in.ArchiveRetention)}).Get(ctx, &archives); err != nil {
+	var archives contract.PruneArchivesResult
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityPruneArchives,
+		contract.PruneArchivesInput{Before: now.Add(-in.ArchiveRetention)}).Get(ctx, &archives); err != nil {
 		return out, err
 	}
 	out.ArchivesDeleted, out.BlobsDeleted = archives.Archives, archives.Blobs
 	// Last, so that a run begun before this step existed replays unchanged.
-	var reports activities.PruneGatewayReportsResult
-	if err := workflow.ExecuteActivity(ctx, a.PruneGatewayReports,
-		activities.PruneGatewayReportsInput{Before: now.Add(-activities.GatewayReportRetention)}).Get(ctx, &reports); err != nil {
+	var reports contract.PruneGatewayReportsResult
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityPruneGatewayReports,
+		contract.PruneGatewayReportsInput{Before: now.Add(-contract.GatewayReportRetention)}).Get(ctx, &reports); err != nil {
 		return out, err
 	}
 	out.GatewayReportsDeleted = reports.Deleted
 	// The async steps come after the older ones, for the same reason.
-	var started activities.StartUnstartedAsyncResult
-	if err := workflow.ExecuteActivity(ctx, a.StartUnstartedAsync, activities.StartUnstartedAsyncInput{
+	var started contract.StartUnstartedAsyncResult
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityStartUnstartedAsync, contract.StartUnstartedAsyncInput{
 		Before: now.Add(-AsyncStartGrace), WorkflowType: contract.AsyncRequestWorkflowType, TaskQueue: contract.TaskQueue,
 		WorkflowIDPrefix: contract.AsyncWorkflowID(""),
 	}).Get(ctx, &started); err != nil {
 		return out, err
 	}
 	out.AsyncWorkflowsStarted = started.Started
-	var purged activities.PurgeAsyncResult
-	if err := workflow.ExecuteActivity(ctx, a.PurgeAsync, activities.PurgeAsyncInput{
+	var purged contract.PurgeAsyncResult
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityPurgeAsync, contract.PurgeAsyncInput{
 		Now: now, FinishedBefore: now.Add(-in.AsyncRequestRetention),
 	}).Get(ctx, &purged); err != nil {
 		return out, err

@@ -23,60 +23,60 @@ const asyncRetention = 48 * time.Hour
 
 // runCleanup runs Cleanup with PruneLoadSamples answered by prune, and returns the inputs the
 // activity was called with.
-func runCleanup(t *testing.T, in contract.CleanupInput, prune func() (activities.PruneLoadSamplesResult, error)) (
-	*testsuite.TestWorkflowEnvironment, []activities.PruneLoadSamplesInput) {
+func runCleanup(t *testing.T, in contract.CleanupInput, prune func() (contract.PruneLoadSamplesResult, error)) (
+	*testsuite.TestWorkflowEnvironment, []contract.PruneLoadSamplesInput) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.SetStartTime(cleanupStart)
 	var a *activities.Activities
-	var calls []activities.PruneLoadSamplesInput
+	var calls []contract.PruneLoadSamplesInput
 	env.OnActivity(a.PruneLoadSamples, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PruneLoadSamplesInput) (activities.PruneLoadSamplesResult, error) {
+		func(_ context.Context, in contract.PruneLoadSamplesInput) (contract.PruneLoadSamplesResult, error) {
 			calls = append(calls, in)
 			return prune()
 		})
 	env.OnActivity(a.StopUnwantedReplicas, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StopUnwantedReplicasInput) (activities.StopUnwantedReplicasResult, error) {
+		func(_ context.Context, in contract.StopUnwantedReplicasInput) (contract.StopUnwantedReplicasResult, error) {
 			if in.QuietFor <= 0 {
-				return activities.StopUnwantedReplicasResult{}, errors.New("no quiet period")
+				return contract.StopUnwantedReplicasResult{}, errors.New("no quiet period")
 			}
-			return activities.StopUnwantedReplicasResult{Stopped: 2}, nil
+			return contract.StopUnwantedReplicasResult{Stopped: 2}, nil
 		})
 	env.OnActivity(a.PruneArchives, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PruneArchivesInput) (activities.PruneArchivesResult, error) {
+		func(_ context.Context, in contract.PruneArchivesInput) (contract.PruneArchivesResult, error) {
 			if want := cleanupStart.Add(-24 * time.Hour); !in.Before.Equal(want) {
-				return activities.PruneArchivesResult{}, errors.New("archive cutoff is " + in.Before.String())
+				return contract.PruneArchivesResult{}, errors.New("archive cutoff is " + in.Before.String())
 			}
-			return activities.PruneArchivesResult{Archives: 3, Blobs: 1}, nil
+			return contract.PruneArchivesResult{Archives: 3, Blobs: 1}, nil
 		})
 	env.OnActivity(a.PruneGatewayReports, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PruneGatewayReportsInput) (activities.PruneGatewayReportsResult, error) {
-			if want := cleanupStart.Add(-activities.GatewayReportRetention); !in.Before.Equal(want) {
-				return activities.PruneGatewayReportsResult{}, errors.New("gateway report cutoff is " + in.Before.String())
+		func(_ context.Context, in contract.PruneGatewayReportsInput) (contract.PruneGatewayReportsResult, error) {
+			if want := cleanupStart.Add(-contract.GatewayReportRetention); !in.Before.Equal(want) {
+				return contract.PruneGatewayReportsResult{}, errors.New("gateway report cutoff is " + in.Before.String())
 			}
-			return activities.PruneGatewayReportsResult{Deleted: 4}, nil
+			return contract.PruneGatewayReportsResult{Deleted: 4}, nil
 		})
 	env.OnActivity(a.StartUnstartedAsync, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StartUnstartedAsyncInput) (activities.StartUnstartedAsyncResult, error) {
-			want := activities.StartUnstartedAsyncInput{Before: cleanupStart.Add(-30 * time.Second),
+		func(_ context.Context, in contract.StartUnstartedAsyncInput) (contract.StartUnstartedAsyncResult, error) {
+			want := contract.StartUnstartedAsyncInput{Before: cleanupStart.Add(-30 * time.Second),
 				WorkflowType: "AsyncRequest", TaskQueue: contract.TaskQueue, WorkflowIDPrefix: "async:"}
 			if !in.Before.Equal(want.Before) || in.WorkflowType != want.WorkflowType || in.TaskQueue != want.TaskQueue ||
 				in.WorkflowIDPrefix != want.WorkflowIDPrefix {
-				return activities.StartUnstartedAsyncResult{}, fmt.Errorf("start unstarted async got %+v, want %+v", in, want)
+				return contract.StartUnstartedAsyncResult{}, fmt.Errorf("start unstarted async got %+v, want %+v", in, want)
 			}
-			return activities.StartUnstartedAsyncResult{Started: 5}, nil
+			return contract.StartUnstartedAsyncResult{Started: 5}, nil
 		})
 	env.OnActivity(a.PurgeAsync, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PurgeAsyncInput) (activities.PurgeAsyncResult, error) {
+		func(_ context.Context, in contract.PurgeAsyncInput) (contract.PurgeAsyncResult, error) {
 			if !in.Now.Equal(cleanupStart) {
-				return activities.PurgeAsyncResult{}, errors.New("async purge now is " + in.Now.String())
+				return contract.PurgeAsyncResult{}, errors.New("async purge now is " + in.Now.String())
 			}
 			retention := in.Now.Sub(in.FinishedBefore)
 			if want := contract.DefaultCleanupInput().AsyncRequestRetention; retention != want && retention != asyncRetention {
-				return activities.PurgeAsyncResult{}, fmt.Errorf("async requests kept %s", retention)
+				return contract.PurgeAsyncResult{}, fmt.Errorf("async requests kept %s", retention)
 			}
-			return activities.PurgeAsyncResult{Outputs: 6, Requests: int64(retention / time.Hour)}, nil
+			return contract.PurgeAsyncResult{Outputs: 6, Requests: int64(retention / time.Hour)}, nil
 		})
 	env.ExecuteWorkflow(workflows.Cleanup, in)
 	require.True(t, env.IsWorkflowCompleted())
@@ -85,8 +85,8 @@ func runCleanup(t *testing.T, in contract.CleanupInput, prune func() (activities
 
 func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
 	env, calls := runCleanup(t, contract.CleanupInput{LoadSampleRetention: 30 * time.Minute},
-		func() (activities.PruneLoadSamplesResult, error) {
-			return activities.PruneLoadSamplesResult{Deleted: 7}, nil
+		func() (contract.PruneLoadSamplesResult, error) {
+			return contract.PruneLoadSamplesResult{Deleted: 7}, nil
 		})
 	require.NoError(t, env.GetWorkflowError())
 	var res contract.CleanupResult
@@ -106,7 +106,7 @@ func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
 
 func TestCleanup_AsyncRequestRetentionIsHonoured(t *testing.T) {
 	env, _ := runCleanup(t, contract.CleanupInput{AsyncRequestRetention: asyncRetention},
-		func() (activities.PruneLoadSamplesResult, error) { return activities.PruneLoadSamplesResult{}, nil })
+		func() (contract.PruneLoadSamplesResult, error) { return contract.PruneLoadSamplesResult{}, nil })
 	require.NoError(t, env.GetWorkflowError())
 	var res contract.CleanupResult
 	require.NoError(t, env.GetWorkflowResult(&res))
@@ -115,7 +115,7 @@ func TestCleanup_AsyncRequestRetentionIsHonoured(t *testing.T) {
 
 func TestCleanup_ZeroRetentionUsesDefault(t *testing.T) {
 	env, calls := runCleanup(t, contract.CleanupInput{},
-		func() (activities.PruneLoadSamplesResult, error) { return activities.PruneLoadSamplesResult{}, nil })
+		func() (contract.PruneLoadSamplesResult, error) { return contract.PruneLoadSamplesResult{}, nil })
 	require.NoError(t, env.GetWorkflowError())
 	want := cleanupStart.Add(-contract.DefaultCleanupInput().LoadSampleRetention)
 	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)
@@ -123,8 +123,8 @@ func TestCleanup_ZeroRetentionUsesDefault(t *testing.T) {
 
 func TestCleanup_RetriesThenFailsWhenDatabaseStaysDown(t *testing.T) {
 	env, calls := runCleanup(t, contract.CleanupInput{},
-		func() (activities.PruneLoadSamplesResult, error) {
-			return activities.PruneLoadSamplesResult{}, errors.New("connection refused")
+		func() (contract.PruneLoadSamplesResult, error) {
+			return contract.PruneLoadSamplesResult{}, errors.New("connection refused")
 		})
 	require.Error(t, env.GetWorkflowError())
 	require.Len(t, calls, 5, "the activity must be retried up to its policy's limit")

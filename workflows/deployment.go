@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
@@ -45,7 +44,7 @@ type deployment struct {
 	in      contract.DeploymentInput
 	root    workflow.Context
 	desired int
-	spec    *activities.DeploymentSpec
+	spec    *contract.DeploymentSpec
 	slots   []*replicaSlot
 
 	// fixed, when set, is the status regardless of the replicas (building, inactive...).
@@ -176,9 +175,8 @@ func (d *deployment) restore(ctx workflow.Context, c contract.DeploymentCarry) {
 // build loads the deployment's spec; it answers false, with status BUILD_FAILED, when the
 // package cannot run.
 func (d *deployment) build(ctx workflow.Context) bool {
-	var a *activities.Activities
-	var spec activities.DeploymentSpec
-	err := workflow.ExecuteActivity(ctx, a.LoadDeploymentSpec, activities.LoadDeploymentSpecInput{
+	var spec contract.DeploymentSpec
+	err := workflow.ExecuteActivity(ctx, contract.ActivityLoadDeploymentSpec, contract.LoadDeploymentSpecInput{
 		DeploymentID: d.in.DeploymentID, ModelID: d.in.ModelID,
 	}).Get(ctx, &spec)
 	if err != nil {
@@ -283,11 +281,10 @@ func (d *deployment) runSlot(ctx workflow.Context, s *replicaSlot) {
 // watch waits while the slot's READY replica serves and answers why it died. It answers ""
 // at once when the slot is stopped, which cancels the watch.
 func (d *deployment) watch(ctx workflow.Context, s *replicaSlot) string {
-	var a *activities.Activities
 	wctx := workflow.WithActivityOptions(ctx, watchActivity)
 	for {
-		var res activities.WatchReplicaResult
-		err := workflow.ExecuteActivity(wctx, a.WatchReplica, activities.WatchReplicaInput{ReplicaID: s.id}).Get(ctx, &res)
+		var res contract.WatchReplicaResult
+		err := workflow.ExecuteActivity(wctx, contract.ActivityWatchReplica, contract.WatchReplicaInput{ReplicaID: s.id}).Get(ctx, &res)
 		if ctx.Err() != nil {
 			return ""
 		}
@@ -310,9 +307,8 @@ func (d *deployment) watch(ctx workflow.Context, s *replicaSlot) string {
 // bringUp answers "" when the replica is READY, else why not and whether a new replica may
 // do better.
 func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason string, retry bool) {
-	var a *activities.Activities
-	var placed activities.PlaceReplicaResult
-	err := workflow.ExecuteActivity(ctx, a.PlaceReplica, activities.PlaceReplicaInput{
+	var placed contract.PlaceReplicaResult
+	err := workflow.ExecuteActivity(ctx, contract.ActivityPlaceReplica, contract.PlaceReplicaInput{
 		DeploymentID: d.in.DeploymentID, ReplicaID: s.id, GPU: d.spec.GPURequest(),
 	}).Get(ctx, &placed)
 	if err != nil {
@@ -320,8 +316,8 @@ func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason strin
 	}
 	s.nodeID = placed.NodeID
 
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, startActivity), a.StartReplica,
-		activities.StartReplicaInput{ReplicaID: s.id, Spec: *d.spec}).Get(ctx, nil)
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, startActivity), contract.ActivityStartReplica,
+		contract.StartReplicaInput{ReplicaID: s.id, Spec: *d.spec}).Get(ctx, nil)
 	if err != nil {
 		return reasonOf(err), true
 	}
@@ -336,9 +332,9 @@ func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason strin
 		d.refresh(ctx)
 	}
 
-	var res activities.WaitReplicaReadyResult
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, waitActivity), a.WaitReplicaReady,
-		activities.WaitReplicaReadyInput{ReplicaID: s.id}).Get(ctx, &res)
+	var res contract.WaitReplicaReadyResult
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, waitActivity), contract.ActivityWaitReplicaReady,
+		contract.WaitReplicaReadyInput{ReplicaID: s.id}).Get(ctx, &res)
 	if err != nil {
 		return reasonOf(err), true
 	}
@@ -384,9 +380,8 @@ func (d *deployment) stop(ctx workflow.Context, victims []*replicaSlot) {
 }
 
 func (d *deployment) stopReplicaAsync(ctx workflow.Context, id string) workflow.Future {
-	var a *activities.Activities
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, stopActivity), a.StopReplica,
-		activities.StopReplicaInput{ReplicaID: id, Grace: ReplicaStopGrace})
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, stopActivity), contract.ActivityStopReplica,
+		contract.StopReplicaInput{ReplicaID: id, Grace: ReplicaStopGrace})
 }
 
 func (d *deployment) stopReplica(ctx workflow.Context, id string) {
@@ -506,10 +501,9 @@ func (d *deployment) applyPatch(ctx workflow.Context) (contract.PatchSyncResult,
 			running = append(running, s.id)
 		}
 	}
-	var a *activities.Activities
-	var res activities.ApplyPatchesResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, patchActivity), a.ApplyPatches,
-		activities.ApplyPatchesInput{DeploymentID: d.in.DeploymentID, ReplicaIDs: running}).Get(ctx, &res); err != nil {
+	var res contract.ApplyPatchesResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, patchActivity), contract.ActivityApplyPatches,
+		contract.ApplyPatchesInput{DeploymentID: d.in.DeploymentID, ReplicaIDs: running}).Get(ctx, &res); err != nil {
 		return contract.PatchSyncResult{Status: d.snapshot()}, fmt.Errorf("applying patches: %s", reasonOf(err))
 	}
 	out := contract.PatchSyncResult{FullDeployReason: res.FullDeployReason, PatchHash: res.PatchHash, How: res.How, ReloadError: res.ReloadError}
@@ -579,8 +573,7 @@ func (d *deployment) delete(ctx workflow.Context) (contract.DeploymentStatus, er
 	d.stopAll(ctx)
 	d.fixed, d.fixedReason = modelplane.DeploymentInactive, "deleted"
 	d.refresh(ctx)
-	var a *activities.Activities
-	if err := workflow.ExecuteActivity(ctx, a.MarkDeploymentDeleted, activities.MarkDeploymentDeletedInput{
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityMarkDeploymentDeleted, contract.MarkDeploymentDeletedInput{
 		DeploymentID: d.in.DeploymentID, ModelID: d.in.ModelID,
 	}).Get(ctx, nil); err != nil {
 		return d.snapshot(), fmt.Errorf("mark deployment deleted: %w", err)
@@ -665,8 +658,7 @@ func (d *deployment) refresh(ctx workflow.Context) {
 	if st == d.written && reason == d.wreason {
 		return
 	}
-	var a *activities.Activities
-	if err := workflow.ExecuteActivity(ctx, a.SetDeploymentStatus, activities.SetDeploymentStatusInput{
+	if err := workflow.ExecuteActivity(ctx, contract.ActivitySetDeploymentStatus, contract.SetDeploymentStatusInput{
 		DeploymentID: d.in.DeploymentID, Status: st, Reason: reason,
 	}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("deployment status not recorded", "deployment_id", d.in.DeploymentID,
@@ -741,13 +733,13 @@ var (
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: 10,
-			NonRetryableErrorTypes: []string{activities.ErrTypePatchRefused},
+			NonRetryableErrorTypes: []string{contract.ErrTypePatchRefused},
 		},
 	}
 	// A stop first waits for gateways to drain the replica, heartbeating meanwhile, so a lost
 	// worker's stop is retried within half a minute rather than after the whole drain.
 	stopActivity = workflow.ActivityOptions{
-		StartToCloseTimeout: activities.DefaultDrainTimeout + ReplicaStopGrace + time.Minute,
+		StartToCloseTimeout: contract.DefaultDrainTimeout + ReplicaStopGrace + time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,

@@ -66,15 +66,15 @@ func newHarness(t *testing.T, c *cluster) *harness {
 	env.SetTestTimeout(30 * time.Second)
 	var a *activities.Activities
 	env.OnActivity(a.LoadDeploymentSpec, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.LoadDeploymentSpecInput) (activities.DeploymentSpec, error) {
+		func(_ context.Context, in contract.LoadDeploymentSpecInput) (contract.DeploymentSpec, error) {
 			if c.buildErr != nil {
-				return activities.DeploymentSpec{}, c.buildErr
+				return contract.DeploymentSpec{}, c.buildErr
 			}
-			return activities.DeploymentSpec{DeploymentID: in.DeploymentID, ModelID: in.ModelID, ArchiveID: "sha256:00",
+			return contract.DeploymentSpec{DeploymentID: in.DeploymentID, ModelID: in.ModelID, ArchiveID: "sha256:00",
 				IsDevelopment: c.development}, nil
 		})
 	env.OnActivity(a.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SetDeploymentStatusInput) error {
+		func(_ context.Context, in contract.SetDeploymentStatusInput) error {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.statuses = append(c.statuses, string(in.Status))
@@ -82,31 +82,31 @@ func newHarness(t *testing.T, c *cluster) *harness {
 			return nil
 		})
 	env.OnActivity(a.PlaceReplica, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PlaceReplicaInput) (activities.PlaceReplicaResult, error) {
+		func(_ context.Context, in contract.PlaceReplicaInput) (contract.PlaceReplicaResult, error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			if c.placeErr != nil {
-				return activities.PlaceReplicaResult{}, c.placeErr
+				return contract.PlaceReplicaResult{}, c.placeErr
 			}
 			c.placed = append(c.placed, in.ReplicaID)
-			return activities.PlaceReplicaResult{NodeID: "node-a"}, nil
+			return contract.PlaceReplicaResult{NodeID: "node-a"}, nil
 		})
 	env.OnActivity(a.StartReplica, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StartReplicaInput) error {
+		func(_ context.Context, in contract.StartReplicaInput) error {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.started = append(c.started, in.ReplicaID)
 			return nil
 		})
 	env.OnActivity(a.WaitReplicaReady, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.WaitReplicaReadyInput) (activities.WaitReplicaReadyResult, error) {
+		func(_ context.Context, in contract.WaitReplicaReadyInput) (contract.WaitReplicaReadyResult, error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			if c.failReady > 0 {
 				c.failReady--
-				return activities.WaitReplicaReadyResult{State: modelplane.ReplicaFailed, Reason: "model crashed"}, nil
+				return contract.WaitReplicaReadyResult{State: modelplane.ReplicaFailed, Reason: "model crashed"}, nil
 			}
-			return activities.WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: "10.0.0.1:9000"}, nil
+			return contract.WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: "10.0.0.1:9000"}, nil
 		})
 	env.OnActivity(a.WatchReplica, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
 		c.mu.Lock()
@@ -118,18 +118,18 @@ func newHarness(t *testing.T, c *cluster) *harness {
 		c.deaths = c.deaths[1:]
 		return d
 	}).Return(
-		func(_ context.Context, in activities.WatchReplicaInput) (activities.WatchReplicaResult, error) {
+		func(_ context.Context, in contract.WatchReplicaInput) (contract.WatchReplicaResult, error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.died = append(c.died, in.ReplicaID)
-			return activities.WatchReplicaResult{State: modelplane.ReplicaFailed, Reason: "replica failed: CUDA error"}, nil
+			return contract.WatchReplicaResult{State: modelplane.ReplicaFailed, Reason: "replica failed: CUDA error"}, nil
 		})
 	c.watchIDs = map[string]string{}
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
 		if info.ActivityType.Name != "WatchReplica" {
 			return
 		}
-		var in activities.WatchReplicaInput
+		var in contract.WatchReplicaInput
 		require.NoError(t, args.Get(&in))
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -144,14 +144,14 @@ func newHarness(t *testing.T, c *cluster) *harness {
 		}
 	})
 	env.OnActivity(a.StopReplica, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StopReplicaInput) error {
+		func(_ context.Context, in contract.StopReplicaInput) error {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.stopped = append(c.stopped, in.ReplicaID)
 			return nil
 		})
 	env.OnActivity(a.MarkDeploymentDeleted, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.MarkDeploymentDeletedInput) error {
+		func(_ context.Context, in contract.MarkDeploymentDeletedInput) error {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.deleted = true
@@ -235,7 +235,7 @@ func TestDeployment_NewDeploymentBecomesActive(t *testing.T) {
 
 func TestDeployment_BuildFailureIsBuildFailed(t *testing.T) {
 	h := newHarness(t, &cluster{
-		buildErr: temporal.NewNonRetryableApplicationError("model archive sha256:00 is missing", activities.ErrTypeBuildFailed, nil),
+		buildErr: temporal.NewNonRetryableApplicationError("model archive sha256:00 is missing", contract.ErrTypeBuildFailed, nil),
 	})
 	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
@@ -254,7 +254,7 @@ func TestDeployment_BuildFailureIsBuildFailed(t *testing.T) {
 func TestDeployment_UnplaceableIsDeployFailedWithReason(t *testing.T) {
 	reason := "placed 0 of 1 replica: gpu-a: node is DOWN"
 	h := newHarness(t, &cluster{
-		placeErr: temporal.NewNonRetryableApplicationError(reason, activities.ErrTypeUnplaceable, nil),
+		placeErr: temporal.NewNonRetryableApplicationError(reason, contract.ErrTypeUnplaceable, nil),
 	})
 	var st contract.DeploymentStatus
 	h.at(time.Minute, func() { st = h.query() })
@@ -267,7 +267,7 @@ func TestDeployment_UnplaceableIsDeployFailedWithReason(t *testing.T) {
 }
 
 func TestDeployment_UnplaceableRetriedByActivate(t *testing.T) {
-	c := &cluster{placeErr: temporal.NewNonRetryableApplicationError("full", activities.ErrTypeUnplaceable, nil)}
+	c := &cluster{placeErr: temporal.NewNonRetryableApplicationError("full", contract.ErrTypeUnplaceable, nil)}
 	h := newHarness(t, c)
 	h.at(time.Minute, func() { c.mu.Lock(); c.placeErr = nil; c.mu.Unlock() })
 	act := h.update(2*time.Minute, contract.UpdateActivate)

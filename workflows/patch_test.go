@@ -42,12 +42,12 @@ func (h *harness) syncPatches(at time.Duration) *patchSync {
 }
 
 // onApplyPatches fakes the ApplyPatches activity and records the replicas it was given.
-func onApplyPatches(h *harness, res activities.ApplyPatchesResult) *[][]string {
+func onApplyPatches(h *harness, res contract.ApplyPatchesResult) *[][]string {
 	var mu sync.Mutex
 	var calls [][]string
 	var a *activities.Activities
 	h.env.OnActivity(a.ApplyPatches, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ApplyPatchesInput) (activities.ApplyPatchesResult, error) {
+		func(_ context.Context, in contract.ApplyPatchesInput) (contract.ApplyPatchesResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			calls = append(calls, append([]string{}, in.ReplicaIDs...))
@@ -58,7 +58,7 @@ func onApplyPatches(h *harness, res activities.ApplyPatchesResult) *[][]string {
 
 func TestDeployment_ApplyPatchBringsTheRunningReplicaInPlace(t *testing.T) {
 	h := newHarness(t, &cluster{development: true})
-	calls := onApplyPatches(h, activities.ApplyPatchesResult{PatchHash: "h1", How: patch.HowHotReload})
+	calls := onApplyPatches(h, contract.ApplyPatchesResult{PatchHash: "h1", How: patch.HowHotReload})
 	var before contract.DeploymentStatus
 	h.at(time.Minute, func() { before = h.query() })
 	got := h.syncPatches(2 * time.Minute)
@@ -76,7 +76,7 @@ func TestDeployment_ApplyPatchBringsTheRunningReplicaInPlace(t *testing.T) {
 
 func TestDeployment_ApplyPatchAtZeroWakesTheDeployment(t *testing.T) {
 	h := newHarness(t, &cluster{development: true})
-	calls := onApplyPatches(h, activities.ApplyPatchesResult{PatchHash: "h1", How: activities.HowUnchanged})
+	calls := onApplyPatches(h, contract.ApplyPatchesResult{PatchHash: "h1", How: contract.HowUnchanged})
 	h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 0})
 	got := h.syncPatches(2 * time.Minute)
 	var after contract.DeploymentStatus
@@ -93,7 +93,7 @@ func TestDeployment_ApplyPatchAtZeroWakesTheDeployment(t *testing.T) {
 
 func TestDeployment_ApplyPatchNeedingAFullDeployChangesNothing(t *testing.T) {
 	h := newHarness(t, &cluster{development: true})
-	onApplyPatches(h, activities.ApplyPatchesResult{FullDeployReason: "resources changed (accelerator none → H100:1)"})
+	onApplyPatches(h, contract.ApplyPatchesResult{FullDeployReason: "resources changed (accelerator none → H100:1)"})
 	h.update(time.Minute, contract.UpdateScale, contract.ScaleRequest{Replicas: 0})
 	got := h.syncPatches(2 * time.Minute)
 	h.run(1, time.Hour)
@@ -105,7 +105,7 @@ func TestDeployment_ApplyPatchNeedingAFullDeployChangesNothing(t *testing.T) {
 
 func TestDeployment_ApplyPatchToAPublishedDeploymentIsRejected(t *testing.T) {
 	h := newHarness(t, &cluster{})
-	calls := onApplyPatches(h, activities.ApplyPatchesResult{})
+	calls := onApplyPatches(h, contract.ApplyPatchesResult{})
 	got := h.syncPatches(2 * time.Minute)
 	h.run(1, time.Hour)
 

@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -118,7 +117,7 @@ type candidatePlan struct {
 // planCandidate decides the candidate: always a new deployment from development, a new one
 // from a published deployment only when the environment redeploys on promotion. A new one
 // takes the previous deployment's autoscaling settings, or the defaults when there is none.
-func planCandidate(b activities.BeginPromotionResult) candidatePlan {
+func planCandidate(b contract.BeginPromotionResult) candidatePlan {
 	plan := candidatePlan{Copy: b.SourceIsDevelopment || b.Settings.RedeployOnPromotion}
 	if b.PreviousAutoscaling != nil {
 		plan.Autoscaling = *b.PreviousAutoscaling
@@ -134,13 +133,12 @@ func targetReplicas(previousReady int) int { return max(1, previousReady) }
 func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, shortActivity)
 	ctx, p.stopRelease = workflow.WithCancel(ctx)
-	var a *activities.Activities
 	p.setStatus(ctx, modelplane.PromotionReleasing)
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		contract.ModelIDAttr.ValueSet(p.in.ModelID), contract.EnvironmentAttr.ValueSet(p.in.Environment))
 
-	var begin activities.BeginPromotionResult
-	if err := workflow.ExecuteActivity(ctx, a.BeginPromotion, activities.BeginPromotionInput{
+	var begin contract.BeginPromotionResult
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityBeginPromotion, contract.BeginPromotionInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, WorkspaceID: p.in.WorkspaceID,
 		Environment: p.in.Environment, SourceDeploymentID: p.in.SourceDeploymentID,
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
@@ -155,8 +153,8 @@ func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) 
 	if plan.Copy {
 		candidateID = newDeploymentID(ctx)
 	}
-	var cand activities.CreateCandidateDeploymentResult
-	if err := workflow.ExecuteActivity(ctx, a.CreateCandidateDeployment, activities.CreateCandidateDeploymentInput{
+	var cand contract.CreateCandidateDeploymentResult
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityCreateCandidateDeployment, contract.CreateCandidateDeploymentInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, WorkspaceID: p.in.WorkspaceID,
 		SourceDeploymentID: p.in.SourceDeploymentID, Copy: plan.Copy, CandidateID: candidateID,
 		AutoscalingSettings: plan.Autoscaling,
@@ -170,21 +168,21 @@ func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) 
 		"deployment_id", cand.DeploymentID, "new", plan.Copy, "target", target)
 
 	candWF := contract.DeploymentWorkflowID(cand.DeploymentID)
-	if err := workflow.ExecuteActivity(ctx, a.StartDeploymentWorkflow, activities.StartDeploymentWorkflowInput{
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityStartDeploymentWorkflow, contract.StartDeploymentWorkflowInput{
 		WorkflowID: candWF, WorkflowType: contract.DeploymentWorkflowType, TaskQueue: contract.TaskQueue,
 		Input: contract.DeploymentInput{DeploymentID: cand.DeploymentID, ModelID: p.in.ModelID, Replicas: target},
 	}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
 	}
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, updateActivity), a.ScaleDeployment,
-		activities.DeploymentUpdateInput{
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, updateActivity), contract.ActivityScaleDeployment,
+		contract.DeploymentUpdateInput{
 			WorkflowID: candWF, UpdateName: contract.UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate",
 			Request: contract.ScaleRequest{Replicas: target},
 		}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
 	}
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readyActivity), a.WaitDeploymentReady,
-		activities.WaitDeploymentReadyInput{
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readyActivity), contract.ActivityWaitDeploymentReady,
+		contract.WaitDeploymentReadyInput{
 			WorkflowID: candWF, QueryName: contract.QueryStatus, Target: target,
 			PollInterval: DeploymentPollInterval,
 		}).Get(ctx, nil); err != nil {
@@ -205,7 +203,7 @@ func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) 
 		return p.cancel(ctx)
 	}
 	p.switched = true
-	if err := workflow.ExecuteActivity(ctx, a.SwitchEnvironment, activities.SwitchEnvironmentInput{
+	if err := workflow.ExecuteActivity(ctx, contract.ActivitySwitchEnvironment, contract.SwitchEnvironmentInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, Environment: p.in.Environment,
 		CandidateDeploymentID: cand.DeploymentID,
 	}).Get(ctx, nil); err != nil {
@@ -218,28 +216,27 @@ func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) 
 
 // demote applies the cleanup strategy to the previous deployment. The switch is done by
 // then, so a failure here is logged and the promotion stays SUCCEEDED.
-func (p *promotion) demote(ctx workflow.Context, begin activities.BeginPromotionResult) {
+func (p *promotion) demote(ctx workflow.Context, begin contract.BeginPromotionResult) {
 	prev := begin.PreviousDeploymentID
 	if prev == "" || prev == p.res.CandidateDeploymentID || !p.in.ScaleDownPrevious {
 		return
 	}
-	var a *activities.Activities
 	ctx = workflow.WithActivityOptions(ctx, updateActivity)
 	// The previous deployment's own workflow carries the demotion out once it accepted it: the
 	// promotion ends then, so that draining the previous replicas (up to the drain timeout)
 	// does not hold the environment's next promotion off with a 409.
-	in := activities.DeploymentUpdateInput{WorkflowID: contract.DeploymentWorkflowID(prev), AcceptedOnly: true}
+	in := contract.DeploymentUpdateInput{WorkflowID: contract.DeploymentWorkflowID(prev), AcceptedOnly: true}
 	var f workflow.Future
 	switch begin.Settings.PromotionCleanupStrategy {
 	case modelplane.CleanupKeep:
 		return
 	case modelplane.CleanupDeactivate:
 		in.UpdateName, in.UpdateID = contract.UpdateDeactivate, p.in.PromotionID+":deactivate-previous"
-		f = workflow.ExecuteActivity(ctx, a.DeactivateDeployment, in)
+		f = workflow.ExecuteActivity(ctx, contract.ActivityDeactivateDeployment, in)
 	default: // SCALE_TO_ZERO, the default strategy
 		in.UpdateName, in.UpdateID = contract.UpdateScale, p.in.PromotionID+":scale-previous"
 		in.Request = contract.ScaleRequest{Replicas: 0}
-		f = workflow.ExecuteActivity(ctx, a.ScaleDeployment, in)
+		f = workflow.ExecuteActivity(ctx, contract.ActivityScaleDeployment, in)
 	}
 	if err := f.Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("previous deployment not demoted", "model_id", p.in.ModelID,
@@ -259,8 +256,7 @@ func (p *promotion) fail(ctx workflow.Context, cause error) (contract.PromotionR
 	}
 	reason := reasonOf(cause)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	var a *activities.Activities
-	if err := workflow.ExecuteActivity(dctx, a.FinishPromotion, activities.FinishPromotionInput{
+	if err := workflow.ExecuteActivity(dctx, contract.ActivityFinishPromotion, contract.FinishPromotionInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, Environment: p.in.Environment,
 		CandidateDeploymentID: p.res.CandidateDeploymentID, Status: status, ErrorMessage: reason,
 	}).Get(dctx, nil); err != nil {
@@ -377,10 +373,9 @@ func (p *promotion) hold(ctx workflow.Context, stage int, d time.Duration) holdE
 }
 
 // analyze judges the stage that began at from.
-func (p *promotion) analyze(ctx workflow.Context, c settings.CanaryAnalysis, currentID string, from time.Time) (activities.AnalyzeStageResult, error) {
-	var a *activities.Activities
-	var res activities.AnalyzeStageResult
-	err := workflow.ExecuteActivity(ctx, a.AnalyzeStage, activities.AnalyzeStageInput{
+func (p *promotion) analyze(ctx workflow.Context, c settings.CanaryAnalysis, currentID string, from time.Time) (contract.AnalyzeStageResult, error) {
+	var res contract.AnalyzeStageResult
+	err := workflow.ExecuteActivity(ctx, contract.ActivityAnalyzeStage, contract.AnalyzeStageInput{
 		CandidateID: p.res.CandidateDeploymentID, CurrentID: currentID, From: from, To: workflow.Now(ctx), Analysis: c,
 	}).Get(ctx, &res)
 	return res, err
@@ -394,8 +389,7 @@ func (p *promotion) progress(ctx workflow.Context, status modelplane.PromotionSt
 	_ = workflow.UpsertTypedSearchAttributes(ctx, contract.PromotionPercentAttr.ValueSet(int64(percent)))
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s: stage %d of %d, %d%% of %s's traffic to deployment %s",
 		status, stage, contract.RampStages, percent, p.in.Environment, p.res.CandidateDeploymentID))
-	var a *activities.Activities
-	if err := workflow.ExecuteActivity(ctx, a.SetPromotionProgress, activities.SetPromotionProgressInput{
+	if err := workflow.ExecuteActivity(ctx, contract.ActivitySetPromotionProgress, contract.SetPromotionProgressInput{
 		PromotionID: p.in.PromotionID, WorkspaceID: p.in.WorkspaceID, ModelID: p.in.ModelID,
 		Environment: p.in.Environment, Status: status, Percent: percent, Stage: stage, Event: event,
 	}).Get(ctx, nil); err != nil {
@@ -416,8 +410,7 @@ func (p *promotion) cancel(ctx workflow.Context) (contract.PromotionResult, erro
 func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionStatus, reason string) (contract.PromotionResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(dctx, shortActivity)
-	var a *activities.Activities
-	if err := workflow.ExecuteActivity(dctx, a.FinishPromotion, activities.FinishPromotionInput{
+	if err := workflow.ExecuteActivity(dctx, contract.ActivityFinishPromotion, contract.FinishPromotionInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, Environment: p.in.Environment,
 		CandidateDeploymentID: p.res.CandidateDeploymentID, Status: status, ErrorMessage: reason,
 	}).Get(dctx, nil); err != nil {
@@ -428,9 +421,9 @@ func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionSt
 	p.setStatus(dctx, status)
 	workflow.SetCurrentDetails(dctx, string(status)+": all traffic back on the current deployment; "+reason)
 	if cand := p.res.CandidateDeploymentID; cand != "" && cand != p.res.PreviousDeploymentID {
-		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), a.ScaleDownCandidate,
-			activities.ScaleDownCandidateInput{ModelID: p.in.ModelID, DeploymentID: cand,
-				DeploymentUpdateInput: activities.DeploymentUpdateInput{
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, updateActivity), contract.ActivityScaleDownCandidate,
+			contract.ScaleDownCandidateInput{ModelID: p.in.ModelID, DeploymentID: cand,
+				DeploymentUpdateInput: contract.DeploymentUpdateInput{
 					WorkflowID: contract.DeploymentWorkflowID(cand), UpdateName: contract.UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
 					Request: contract.ScaleRequest{Replicas: 0},
 				}}).Get(dctx, nil); err != nil {

@@ -26,19 +26,19 @@ import (
 type promoWorld struct {
 	mu sync.Mutex
 
-	begin    activities.BeginPromotionResult
+	begin    contract.BeginPromotionResult
 	failAt   string // the activity that fails: begin, create, start, scale, wait or switch
 	failWith error
 	waitFor  time.Duration
 
 	calls      []string
-	created    *activities.CreateCandidateDeploymentInput
-	started    *activities.StartDeploymentWorkflowInput
-	updates    []activities.DeploymentUpdateInput
-	waited     *activities.WaitDeploymentReadyInput
+	created    *contract.CreateCandidateDeploymentInput
+	started    *contract.StartDeploymentWorkflowInput
+	updates    []contract.DeploymentUpdateInput
+	waited     *contract.WaitDeploymentReadyInput
 	switchedAt time.Time
 	switched   string
-	finished   *activities.FinishPromotionInput
+	finished   *contract.FinishPromotionInput
 	current    string // the environment's current deployment
 	candidate  string // the environment's candidate deployment
 	attrs      map[string]string
@@ -49,7 +49,7 @@ type promoWorld struct {
 	analyses int
 	breachAt int
 	thin     map[int]bool
-	analyzed []activities.AnalyzeStageInput
+	analyzed []contract.AnalyzeStageInput
 }
 
 // progressRec is one SetPromotionProgress call and the workflow time it happened at.
@@ -87,16 +87,16 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 	w.current = w.begin.PreviousDeploymentID
 	var a *activities.Activities
 	env.OnActivity(a.BeginPromotion, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BeginPromotionInput) (activities.BeginPromotionResult, error) {
+		func(_ context.Context, in contract.BeginPromotionInput) (contract.BeginPromotionResult, error) {
 			if err := w.record("begin"); err != nil {
-				return activities.BeginPromotionResult{}, err
+				return contract.BeginPromotionResult{}, err
 			}
 			return w.begin, nil
 		})
 	env.OnActivity(a.CreateCandidateDeployment, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CreateCandidateDeploymentInput) (activities.CreateCandidateDeploymentResult, error) {
+		func(_ context.Context, in contract.CreateCandidateDeploymentInput) (contract.CreateCandidateDeploymentResult, error) {
 			if err := w.record("create"); err != nil {
-				return activities.CreateCandidateDeploymentResult{}, err
+				return contract.CreateCandidateDeploymentResult{}, err
 			}
 			w.mu.Lock()
 			defer w.mu.Unlock()
@@ -106,10 +106,10 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 				id = in.CandidateID
 			}
 			w.candidate = id
-			return activities.CreateCandidateDeploymentResult{DeploymentID: id, Name: "deployment-9"}, nil
+			return contract.CreateCandidateDeploymentResult{DeploymentID: id, Name: "deployment-9"}, nil
 		})
 	env.OnActivity(a.StartDeploymentWorkflow, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StartDeploymentWorkflowInput) error {
+		func(_ context.Context, in contract.StartDeploymentWorkflowInput) error {
 			if err := w.record("start"); err != nil {
 				return err
 			}
@@ -119,7 +119,7 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			return nil
 		})
 	env.OnActivity(a.ScaleDeployment, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.DeploymentUpdateInput) error {
+		func(_ context.Context, in contract.DeploymentUpdateInput) error {
 			if err := w.record("scale"); err != nil {
 				return err
 			}
@@ -129,7 +129,7 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			return nil
 		})
 	env.OnActivity(a.DeactivateDeployment, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.DeploymentUpdateInput) error {
+		func(_ context.Context, in contract.DeploymentUpdateInput) error {
 			if err := w.record("deactivate"); err != nil {
 				return err
 			}
@@ -139,17 +139,17 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			return nil
 		})
 	env.OnActivity(a.WaitDeploymentReady, mock.Anything, mock.Anything).After(w.waitFor).Return(
-		func(_ context.Context, in activities.WaitDeploymentReadyInput) (activities.WaitDeploymentReadyResult, error) {
+		func(_ context.Context, in contract.WaitDeploymentReadyInput) (contract.WaitDeploymentReadyResult, error) {
 			if err := w.record("wait"); err != nil {
-				return activities.WaitDeploymentReadyResult{}, err
+				return contract.WaitDeploymentReadyResult{}, err
 			}
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.waited = &in
-			return activities.WaitDeploymentReadyResult{Status: modelplane.DeploymentActive, Ready: in.Target}, nil
+			return contract.WaitDeploymentReadyResult{Status: modelplane.DeploymentActive, Ready: in.Target}, nil
 		})
 	env.OnActivity(a.SwitchEnvironment, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SwitchEnvironmentInput) error {
+		func(_ context.Context, in contract.SwitchEnvironmentInput) error {
 			if err := w.record("switch"); err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			return nil
 		})
 	env.OnActivity(a.FinishPromotion, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.FinishPromotionInput) error {
+		func(_ context.Context, in contract.FinishPromotionInput) error {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "finish")
@@ -169,7 +169,7 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			return nil
 		})
 	env.OnActivity(a.SetPromotionProgress, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SetPromotionProgressInput) error {
+		func(_ context.Context, in contract.SetPromotionProgressInput) error {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.calls = append(w.calls, "progress")
@@ -177,7 +177,7 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			return nil
 		})
 	env.OnActivity(a.ScaleDownCandidate, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ScaleDownCandidateInput) error {
+		func(_ context.Context, in contract.ScaleDownCandidateInput) error {
 			if err := w.record("scale"); err != nil {
 				return err
 			}
@@ -187,12 +187,12 @@ func newPromoHarness(t *testing.T, w *promoWorld) *promoHarness {
 			return nil
 		})
 	env.OnActivity(a.AnalyzeStage, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.AnalyzeStageInput) (activities.AnalyzeStageResult, error) {
+		func(_ context.Context, in contract.AnalyzeStageInput) (contract.AnalyzeStageResult, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.analyses++
 			w.analyzed = append(w.analyzed, in)
-			out := activities.AnalyzeStageResult{Enough: !w.thin[w.analyses], Reason: "figures"}
+			out := contract.AnalyzeStageResult{Enough: !w.thin[w.analyses], Reason: "figures"}
 			if w.analyses == w.breachAt {
 				out.Breach, out.Reason = true, "error rate up 20.0 points"
 			}
@@ -250,8 +250,8 @@ func customScaling() *settings.AutoscalingSettings {
 
 // published is a begin result for a published source replacing deployment "prev0001"
 // that has three ready replicas.
-func published() activities.BeginPromotionResult {
-	return activities.BeginPromotionResult{
+func published() contract.BeginPromotionResult {
+	return contract.BeginPromotionResult{
 		Settings:             settings.DefaultPromotionSettings(),
 		PreviousDeploymentID: "prev0001", PreviousAutoscaling: customScaling(), PreviousReady: 3,
 	}
@@ -301,7 +301,7 @@ func TestPromotion_RedeployOnPromotionCopiesPublishedDeployment(t *testing.T) {
 func TestPromotion_InactiveSourceIsRefused(t *testing.T) {
 	w := &promoWorld{begin: published(), failAt: "begin",
 		failWith: temporal.NewNonRetryableApplicationError("deployment pub00001 is INACTIVE; activate it first",
-			activities.ErrTypePromotionRefused, nil)}
+			contract.ErrTypePromotionRefused, nil)}
 	h := newPromoHarness(t, w)
 	_, err := h.run(promoInput("pub00001"))
 	require.ErrorContains(t, err, "activate it first")
@@ -327,7 +327,7 @@ func TestPromotion_NewDeploymentInheritsPreviousAutoscaling(t *testing.T) {
 }
 
 func TestPromotion_NoPreviousDeploymentUsesDefaultsAndOneReplica(t *testing.T) {
-	b := activities.BeginPromotionResult{Settings: settings.DefaultPromotionSettings(), SourceIsDevelopment: true}
+	b := contract.BeginPromotionResult{Settings: settings.DefaultPromotionSettings(), SourceIsDevelopment: true}
 	h := newPromoHarness(t, &promoWorld{begin: b})
 	_, err := h.run(promoInput("devel001"))
 	require.NoError(t, err)
@@ -375,7 +375,7 @@ func TestPromotion_CleanupStrategies(t *testing.T) {
 			_, err := h.run(in)
 			require.NoError(t, err)
 
-			var prev []activities.DeploymentUpdateInput
+			var prev []contract.DeploymentUpdateInput
 			for _, u := range h.w.updates {
 				if u.WorkflowID == contract.DeploymentWorkflowID("prev0001") {
 					prev = append(prev, u)

@@ -1,0 +1,117 @@
+package contract
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/modelplane/modelplane"
+)
+
+// Error types of the non-retryable failures the Deployment workflow tells apart.
+const (
+	// ErrTypeBuildFailed: the deployment's package cannot run as stored (no archive, bad config).
+	ErrTypeBuildFailed = "BuildFailed"
+	// ErrTypeUnplaceable: no node can take the replica now.
+	ErrTypeUnplaceable = "Unplaceable"
+	// ErrTypeAgentRefused: the agent refused the start for a reason retrying cannot fix.
+	ErrTypeAgentRefused = "AgentRefused"
+)
+
+// LoadDeploymentSpecInput names the deployment to build.
+type LoadDeploymentSpecInput struct {
+	DeploymentID string
+	ModelID      string
+}
+
+// DeploymentSpec is what starting a replica of the deployment takes.
+type DeploymentSpec struct {
+	DeploymentID string
+	ModelID      string
+	WorkspaceID  string
+	// Environment is the environment that points at the deployment, empty when none does.
+	Environment string
+	// IsDevelopment marks the development deployment, which never has more than one replica.
+	IsDevelopment bool
+	ArchiveID     string
+	// Config is the package's config.yaml as JSON, what the agent runs the replica with.
+	Config    json.RawMessage
+	Resources modelplane.GPURequest
+}
+
+// GPURequest is what one replica needs from a node, for placement.
+func (s DeploymentSpec) GPURequest() modelplane.GPURequest { return s.Resources }
+
+// SetDeploymentStatusInput is the status to record.
+type SetDeploymentStatusInput struct {
+	DeploymentID string
+	Status       modelplane.DeploymentStatus
+	Reason       string
+}
+
+// PlaceReplicaInput names the replica to place and what it needs.
+type PlaceReplicaInput struct {
+	DeploymentID string
+	ReplicaID    string
+	GPU          modelplane.GPURequest
+}
+
+// PlaceReplicaResult is where the replica went.
+type PlaceReplicaResult struct {
+	NodeID   string
+	GPUUUIDs []string
+}
+
+// StartReplicaInput is the replica to start and the deployment it runs.
+type StartReplicaInput struct {
+	ReplicaID string
+	Spec      DeploymentSpec
+}
+
+// WaitReplicaReadyInput names the replica to watch.
+type WaitReplicaReadyInput struct {
+	ReplicaID string
+	// PollInterval is how often the agent is asked; default 100 ms, so a replica that is
+	// ready serves soon after (a cold start waits on this).
+	PollInterval time.Duration
+}
+
+// WaitReplicaReadyResult is how the replica ended its start: READY with its address, or
+// FAILED with the reason.
+type WaitReplicaReadyResult struct {
+	State   modelplane.ReplicaState
+	Address string
+	Reason  string
+}
+
+// WatchReplicaInput names the READY replica to watch.
+type WatchReplicaInput struct {
+	ReplicaID string
+	// PollInterval is how often the agent is asked; default five seconds.
+	PollInterval time.Duration
+}
+
+// WatchReplicaResult is how a READY replica died: State is what its row now says (FAILED,
+// or STOPPED when something else stopped it) and Reason why.
+type WatchReplicaResult struct {
+	State  modelplane.ReplicaState
+	Reason string
+}
+
+// DefaultDrainTimeout is how long a stop waits for gateways to drain a replica when its
+// input does not say. It is the gateway's default upstream timeout: no request can outlive it.
+const DefaultDrainTimeout = 5 * time.Minute
+
+// StopReplicaInput names the replica to stop and how long it may take to exit.
+type StopReplicaInput struct {
+	ReplicaID string
+	Grace     time.Duration
+	// DrainTimeout bounds the wait for gateways to finish the requests of a READY replica
+	// before it is stopped; zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+}
+
+// MarkDeploymentDeletedInput names the deployment to delete.
+type MarkDeploymentDeletedInput struct {
+	DeploymentID string
+	ModelID      string
+}

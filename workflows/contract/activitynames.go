@@ -1,0 +1,41 @@
+package contract
+
+// Names of the activities, as the worker registers the methods of activities.Activities.
+// Workflows schedule activities by these names, so that the workflow code does not import
+// the activities and, through them, the store and the database driver.
+const (
+	ActivityAnalyzeStage              = "AnalyzeStage"
+	ActivityApplyPatches              = "ApplyPatches"
+	ActivityBeginPromotion            = "BeginPromotion"
+	ActivityClaimAsync                = "ClaimAsync"
+	ActivityCreateCandidateDeployment = "CreateCandidateDeployment"
+	ActivityDeactivateDeployment      = "DeactivateDeployment"
+	ActivityDeliverWebhook            = "DeliverWebhook"
+	ActivityDispatchAsyncNext         = "DispatchAsyncNext"
+	ActivityExpireAsync               = "ExpireAsync"
+	ActivityFinishAsync               = "FinishAsync"
+	ActivityFinishPromotion           = "FinishPromotion"
+	ActivityLoadAsync                 = "LoadAsync"
+	ActivityLoadDeploymentSpec        = "LoadDeploymentSpec"
+	ActivityMarkDeploymentDeleted     = "MarkDeploymentDeleted"
+	ActivityPlaceReplica              = "PlaceReplica"
+	ActivityPruneArchives             = "PruneArchives"
+	ActivityPruneGatewayReports       = "PruneGatewayReports"
+	ActivityPruneLoadSamples          = "PruneLoadSamples"
+	ActivityPurgeAsync                = "PurgeAsync"
+	ActivityRunAsyncAttempt           = "RunAsyncAttempt"
+	ActivityScaleDeployment           = "ScaleDeployment"
+	ActivityScaleDownCandidate        = "ScaleDownCandidate"
+	ActivitySetAsyncWebhookResult     = "SetAsyncWebhookResult"
+	ActivitySetDeploymentStatus       = "SetDeploymentStatus"
+	ActivitySetPromotionProgress      = "SetPromotionProgress"
+	ActivityStartDeploymentWorkflow   = "StartDeploymentWorkflow"
+	ActivityStartReplica              = "StartReplica"
+	ActivityStartUnstartedAsync       = "StartUnstartedAsync"
+	ActivityStopReplica               = "StopReplica"
+	ActivityStopUnwantedReplicas      = "StopUnwantedReplicas"
+	ActivitySwitchEnvironment         = "SwitchEnvironment"
+	ActivityWaitDeploymentReady       = "WaitDeploymentReady"
+	ActivityWaitReplicaReady          = "WaitReplicaReady"
+	ActivityWatchReplica              = "WatchReplica"
+)
