@@ -128,6 +128,10 @@ func (s ReplicaState) Ended() bool { return slices.Contains(EndedReplicaStates()
 // Live reports whether the replica holds its GPUs and its slot: it has not ended.
 func (s ReplicaState) Live() bool { return slices.Contains(LiveReplicaStates(), s) }
 
+// Serves reports whether the replica answers requests: READY, or DRAINING the requests it
+// took before it left the routes. Stopping one waits for those to end.
+func (s ReplicaState) Serves() bool { return s == ReplicaReady || s == ReplicaDraining }
+
 // Starting reports whether the replica is on its way to READY.
 func (s ReplicaState) Starting() bool { return slices.Contains(StartingReplicaStates(), s) }
 

@@ -37,6 +37,9 @@ func TestReplicaState_LiveIsEveryStateThatHasNotEnded(t *testing.T) {
 		if s.Live() {
 			live++
 		}
+		if s.Serves() && (!s.Live() || s.Starting()) {
+			t.Errorf("%s serves requests, so it is live and no longer starting", s)
+		}
 	}
 	if live != 5 {
 		t.Errorf("live states: got %d, want 5 (PENDING STARTING READY DRAINING STOPPING)", live)

@@ -291,7 +291,7 @@ func (a *Activities) replicaDied(ctx context.Context, id, reason string) (contra
 	if err != nil {
 		return contract.WatchReplicaResult{}, err
 	}
-	if r.State == modelplane.ReplicaStopped || r.State == modelplane.ReplicaFailed {
+	if r.State.Ended() {
 		return contract.WatchReplicaResult{State: r.State, Reason: reason}, nil
 	}
 	activity.GetLogger(ctx).Warn("replica died", "replica_id", id, "reason", reason)
@@ -320,7 +320,7 @@ func (a *Activities) StopReplica(ctx context.Context, in contract.StopReplicaInp
 		return nil
 	}
 	// A DRAINING replica is a retried stop's: it goes on waiting.
-	if r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaDraining {
+	if r.State.Serves() {
 		if err := a.drain(ctx, in.ReplicaID, in.DrainTimeout); err != nil {
 			return err
 		}

@@ -83,7 +83,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	if err != nil {
 		return "", "", err
 	}
-	if r.AgentURL == "" || r.State == modelplane.ReplicaStopped || r.State == modelplane.ReplicaFailed {
+	if r.AgentURL == "" || r.State.Ended() {
 		return contract.HowUnchanged, "", nil // a replica that does not run starts at the applied point
 	}
 	c := agentproto.NewClient(r.AgentURL, a.NodeToken)

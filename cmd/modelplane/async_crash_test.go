@@ -24,6 +24,7 @@ import (
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
+	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
@@ -113,6 +114,13 @@ func (d *deliveries) count() int {
 // the receiver, signed, under one delivery ID.
 func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing.T) {
 	ctx := context.Background()
+	// A database of its own: the Temporal server below is new each run, and rows of a run
+	// before (deployments, nodes, requests whose workflows it never knew) would otherwise be
+	// taken up by this run's worker.
+	dbURL, drop, err := pgtest.Create("cmd")
+	require.NoError(t, err)
+	t.Cleanup(drop) // after every process below has stopped
+	require.NoError(t, pgtest.Migrate(dbURL))
 	dir := t.TempDir()
 	temporal, err := devstack.StartTemporal(devstack.TemporalOptions{DataDir: dir})
 	require.NoError(t, err)
