@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -108,16 +109,19 @@ func (a *Activities) PlaceReplica(ctx context.Context, in contract.PlaceReplicaI
 	for _, n := range nodes {
 		pn := placement.Node{ID: n.ID, Name: n.Name, State: n.State, Assigned: map[string]string{}, Replicas: all[n.ID]}
 		for _, g := range n.GPUs {
-			pn.Inventory.GPUs = append(pn.Inventory.GPUs, nvml.GPU{
+			ng := nvml.GPU{
 				UUID: g.UUID, Index: g.Index, Name: g.Name, Architecture: g.Architecture,
 				ComputeCapability: g.ComputeCapability, PCIBusID: g.PCIBusID,
 				MemoryTotalBytes: uint64(max(g.MemoryTotalBytes, 0)), MemoryUsedBytes: uint64(max(g.MemoryUsedBytes, 0)),
 				MIGMode: g.MIGMode, Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason,
 				NUMANode: -1, NVLinkGroup: -1,
-			})
-			if g.AssignedReplicaID != nil {
-				pn.Assigned[g.UUID] = *g.AssignedReplicaID
 			}
+			for _, mi := range g.MIGInstances {
+				ng.MIGInstances = append(ng.MIGInstances, nvml.MIGInstance{UUID: mi.UUID, ParentUUID: g.UUID,
+					Profile: mi.MIGProfile, MemoryBytes: uint64(max(mi.MemoryTotalBytes, 0))})
+			}
+			maps.Copy(pn.Assigned, g.Holders())
+			pn.Inventory.GPUs = append(pn.Inventory.GPUs, ng)
 		}
 		pnodes = append(pnodes, pn)
 	}

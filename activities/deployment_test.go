@@ -181,6 +181,38 @@ func TestPlaceReplica_IdempotentThenUnplaceableWhenGPUTaken(t *testing.T) {
 	require.Equal(t, contract.ErrTypeUnplaceable, appErrType(err), "got %v", err)
 }
 
+func TestPlaceReplica_MIGProfileGetsAFreeInstanceOfIt(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	// The node's GPU runs MIG with two 1g.10gb instances; the agent reports a replica on the
+	// first, on the instance and (as agents do) on the parent GPU.
+	held := "rep-" + modelplane.NewID(8)
+	parent := "GPU-" + f.node.Name
+	_, err := store.RecordHeartbeat(ctx, f.db, store.NodeReport{
+		Name: f.node.Name, AgentID: "a-" + f.node.Name, AgentURL: f.node.AgentURL, GPUProfile: "fake", TokenSHA256: make([]byte, 32),
+		GPUs: []store.GPU{{UUID: parent, Name: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 80 << 30, Healthy: true,
+			MIGMode: true, AssignedReplicaID: &held, MIGInstances: []store.GPU{
+				{UUID: "MIG-" + f.node.Name + "-1", MIGProfile: "1g.10gb", MemoryTotalBytes: 10 << 30, AssignedReplicaID: &held},
+				{UUID: "MIG-" + f.node.Name + "-2", MIGProfile: "1g.10gb", MemoryTotalBytes: 10 << 30},
+			}}},
+	})
+	require.NoError(t, err)
+	in := contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: modelplane.NewID(12),
+		GPU: modelplane.GPURequest{GPUCount: 1, GPUType: "H100", MIGProfile: "1g.10gb"}}
+	v, err := f.env.ExecuteActivity(f.acts.PlaceReplica, in)
+	require.NoError(t, err)
+	var got contract.PlaceReplicaResult
+	require.NoError(t, v.Get(&got))
+	require.Equal(t, f.node.ID, got.NodeID)
+	require.Equal(t, []string{"MIG-" + f.node.Name + "-2"}, got.GPUUUIDs, "the free instance, not the held one")
+
+	// A whole GPU is not to be had from a GPU in MIG mode.
+	in = contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: modelplane.NewID(12),
+		GPU: modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}}
+	_, err = f.env.ExecuteActivity(f.acts.PlaceReplica, in)
+	require.Equal(t, contract.ErrTypeUnplaceable, appErrType(err), "got %v", err)
+}
+
 func TestReplicaLifecycle_StartWaitStop(t *testing.T) {
 	f := newFixture(t, h100Config)
 	spec := contract.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID,

@@ -396,8 +396,9 @@ func (s *Server) deleteModel(c echo.Context) error {
 	if err := store.DeleteModel(ctx, s.deps.DB, m.WorkspaceID, m.ID); err != nil {
 		return err
 	}
-	// The audit log outlives the model: it keeps the model's ID, not a reference to it.
-	if err := audit(ctx, s.deps.DB, c, m.ID, "model.delete", m.ID, nil); err != nil {
+	// The audit log outlives the model: it keeps the model's ID, not a reference to it, and
+	// its name, which names the model in the log once it is gone.
+	if err := audit(ctx, s.deps.DB, c, m.ID, "model.delete", m.ID, store.JSONMap{"model_name": m.Name}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, apiv1.DeletedModelV1{ID: m.ID, Deleted: true})

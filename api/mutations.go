@@ -80,7 +80,8 @@ func (s *Server) createEnvironment(c echo.Context) error {
 		if created, err = store.CreateEnvironment(ctx, tx, env); err != nil {
 			return err
 		}
-		return audit(ctx, tx, c, m.ID, "environment.create", name, nil)
+		return audit(ctx, tx, c, m.ID, "environment.create", name, store.JSONMap{
+			"autoscaling_settings": env.AutoscalingSettings, "promotion_settings": env.PromotionSettings})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return Errorf(http.StatusConflict, "environment %q already exists", name)

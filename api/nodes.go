@@ -50,18 +50,37 @@ func (s *Server) nodeHeartbeat(c echo.Context) error {
 		Name: hb.Name, AgentID: hb.AgentID, AgentURL: hb.AgentURL, GPUProfile: hb.Inventory.GPUProfile,
 		TokenSHA256: sum[:], Replicas: replicas,
 	}
+	// The agent folds a MIG instance's replica onto its parent GPU; which instance a replica
+	// holds comes from the replicas' own GPU lists.
+	holders := map[string]string{}
+	for _, r := range hb.Replicas {
+		if r.State.Live() {
+			for _, u := range r.GPUUUIDs {
+				holders[u] = r.ID
+			}
+		}
+	}
 	for _, g := range hb.Inventory.GPUs {
 		var assigned *string
 		if g.AssignedReplicaID != "" {
 			assigned = &g.AssignedReplicaID
 		}
-		rep.GPUs = append(rep.GPUs, store.GPU{
+		sg := store.GPU{
 			UUID: g.UUID, Index: g.Index, Name: g.Name, Architecture: g.Architecture,
 			ComputeCapability: g.ComputeCapability, PCIBusID: g.PCIBusID,
 			MemoryTotalBytes: int64(g.MemoryTotalBytes), MemoryUsedBytes: int64(g.MemoryUsedBytes),
 			MIGMode: g.MIGMode, Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason,
 			UtilizationPercent: g.UtilizationPercent, TemperatureC: g.TemperatureC, AssignedReplicaID: assigned,
-		})
+		}
+		for _, mi := range g.MIGInstances {
+			var holder *string
+			if id, ok := holders[mi.UUID]; ok {
+				holder = &id
+			}
+			sg.MIGInstances = append(sg.MIGInstances, store.GPU{UUID: mi.UUID, MIGProfile: mi.Profile,
+				MemoryTotalBytes: int64(mi.MemoryBytes), AssignedReplicaID: holder})
+		}
+		rep.GPUs = append(rep.GPUs, sg)
 	}
 	n, err := store.RecordHeartbeat(c.Request().Context(), s.deps.DB, rep)
 	if err != nil {

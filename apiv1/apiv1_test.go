@@ -77,3 +77,36 @@ func TestStatuses_EncodeAsPlainStrings(t *testing.T) {
 			got.CurrentDeployment.Status, got.InProgressPromotion.Status)
 	}
 }
+
+// TestSpecObjects_HaveTheSpecsFields checks the bodies of routes that Baseten's spec shapes:
+// the spec's fields (every required one, with modelplane's own additions named).
+func TestSpecObjects_HaveTheSpecsFields(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want []string
+	}{
+		{"InstanceTypeV1", apiv1.InstanceTypeV1{}, []string{"id", "name", "memory_limit_mib", "millicpu_limit",
+			"gpu_count", "gpu_type", "gpu_memory_limit_mib", "available", "total"}},
+		{"InstanceTypesV1", apiv1.InstanceTypesV1{}, []string{"instance_types"}},
+		{"APIKeyInfoV1", apiv1.APIKeyInfoV1{}, []string{"prefix", "name", "type", "model_ids", "team_name", "owner",
+			"created_at", "last_used_at"}},
+		{"APIKeysV1", apiv1.APIKeysV1{}, []string{"keys"}},
+		{"APIKeyV1", apiv1.APIKeyV1{}, []string{"api_key"}},
+		{"APIKeyTombstoneV1", apiv1.APIKeyTombstoneV1{}, []string{"prefix"}},
+		{"AuditLogsV1", apiv1.AuditLogsV1{}, []string{"items", "pagination"}},
+		{"PaginationV1", apiv1.PaginationV1{}, []string{"has_more", "cursor"}},
+		{"AuditLogEntryV1", apiv1.AuditLogEntryV1{EventData: []byte("{}")}, []string{"id", "created", "event_type",
+			"event_data", "source", "actor", "client_name", "client_version", "client_session_id"}},
+		{"AuditLogActorV1", apiv1.AuditLogActorV1{}, []string{"type", "email", "api_key_prefix", "api_key_name"}},
+		{"ModelMetricsV1", apiv1.ModelMetricsV1{}, []string{"start_epoch_millis", "end_epoch_millis", "mode",
+			"step_seconds", "metric_descriptors", "metric_values"}},
+		{"MetricDescriptorV1", apiv1.MetricDescriptorV1{}, []string{"name", "unit_hint", "kind", "label_sets"}},
+		{"MetricValueSetV1", apiv1.MetricValueSetV1{}, []string{"start_epoch_millis", "values"}},
+	} {
+		want := slices.Sorted(slices.Values(tc.want))
+		if got := keys(t, tc.v); !slices.Equal(got, want) {
+			t.Errorf("%s encodes the fields %v; the spec (and API.md) list %v", tc.name, got, want)
+		}
+	}
+}

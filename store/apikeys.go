@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -54,4 +55,47 @@ func TouchAPIKey(ctx context.Context, db sqlx.ExecerContext, id string) error {
 	return exec(ctx, db, false, `
 		UPDATE api_keys SET last_used_at = now()
 		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, id)
+}
+
+// ListAPIKeys returns the workspace's keys that are not revoked, oldest first.
+func ListAPIKeys(ctx context.Context, db sqlx.QueryerContext, workspaceID string) ([]APIKey, error) {
+	out := []APIKey{}
+	err := list(ctx, db, &out, `
+		SELECT * FROM api_keys WHERE workspace_id = $1 AND revoked_at IS NULL
+		ORDER BY created_at, id`, workspaceID)
+	return out, err
+}
+
+// ErrLastAdminKey is returned by RevokeWorkspaceAPIKey for the workspace's last admin key:
+// without it nobody could manage the workspace's keys through the API.
+var ErrLastAdminKey = errors.New("the workspace's last admin key")
+
+// RevokeWorkspaceAPIKey revokes a live key of the workspace, in tx, and returns it as it
+// was. A key of another workspace, a revoked one or none is ErrNotFound; the last live admin
+// key is ErrLastAdminKey. Revocations of one workspace's keys are serialised (on its row),
+// so two of them cannot each leave the other's key as the last one.
+func RevokeWorkspaceAPIKey(ctx context.Context, tx *sqlx.Tx, workspaceID, id string) (APIKey, error) {
+	var k APIKey
+	var one int
+	if err := get(ctx, tx, &one, `SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE`, workspaceID); err != nil {
+		return k, err
+	}
+	if err := get(ctx, tx, &k, `
+		SELECT * FROM api_keys WHERE workspace_id = $1 AND id = $2 AND revoked_at IS NULL`,
+		workspaceID, id); err != nil {
+		return k, err
+	}
+	if k.IsAdmin {
+		var others int
+		if err := get(ctx, tx, &others, `
+			SELECT count(*) FROM api_keys
+			WHERE workspace_id = $1 AND id <> $2 AND is_admin AND revoked_at IS NULL`,
+			workspaceID, id); err != nil {
+			return k, err
+		}
+		if others == 0 {
+			return k, ErrLastAdminKey
+		}
+	}
+	return k, RevokeAPIKey(ctx, tx, id)
 }

@@ -38,20 +38,29 @@ func DeploymentFigures(ctx context.Context, db sqlx.QueryerContext, deploymentID
 // percentile99 is the upper bound of the bucket holding the nearest-rank 99th percentile of
 // the counts by LatencyBounds, 0 when they count nothing.
 func percentile99(buckets []int64) time.Duration {
+	d, _ := LatencyQuantile(buckets, 9900)
+	return d
+}
+
+// LatencyQuantile is the upper bound of the bucket that holds the nearest-rank quantile of
+// the counts by LatencyBounds; basisPoints says which (9900 is the 99th percentile). The
+// bucket above the last bound reports the last bound. ok is false when the counts count
+// nothing.
+func LatencyQuantile(buckets []int64, basisPoints int64) (d time.Duration, ok bool) {
 	var total int64
 	for _, n := range buckets {
 		total += n
 	}
 	if total <= 0 || len(LatencyBounds) == 0 {
-		return 0
+		return 0, false
 	}
-	rank := (99*total + 99) / 100 // ceil(0.99 × total)
+	rank := max((basisPoints*total+9999)/10000, 1) // ceil(q × total), in integers
 	var seen int64
 	for i, n := range buckets {
 		seen += n
 		if seen >= rank {
-			return LatencyBounds[min(i, len(LatencyBounds)-1)]
+			return LatencyBounds[min(i, len(LatencyBounds)-1)], true
 		}
 	}
-	return LatencyBounds[len(LatencyBounds)-1]
+	return LatencyBounds[len(LatencyBounds)-1], true
 }

@@ -28,7 +28,7 @@ type Node struct {
 	GPUs            []GPU                `db:"-"`
 }
 
-// GPU is one whole GPU of a node.
+// GPU is one whole GPU of a node, or one MIG instance of it.
 type GPU struct {
 	UUID               string  `db:"uuid"`
 	NodeID             string  `db:"node_id"`
@@ -45,6 +45,32 @@ type GPU struct {
 	UtilizationPercent int     `db:"utilization_percent"`
 	TemperatureC       int     `db:"temperature_c"`
 	AssignedReplicaID  *string `db:"assigned_replica_id"`
+	// MIGProfile is a MIG instance's GPU-instance profile, e.g. "1g.18gb"; empty for a whole
+	// GPU.
+	MIGProfile string `db:"mig_profile"`
+	// ParentUUID is the whole GPU a MIG instance lives on; empty for a whole GPU.
+	ParentUUID string `db:"parent_uuid"`
+	// MIGInstances are a whole GPU's MIG instances as the agent reported them (each with the
+	// replica that holds it), whether or not MIG is on now.
+	MIGInstances []GPU `db:"-"`
+}
+
+// Holders maps the GPU and each of its MIG instances that a replica holds to that replica.
+// The agent reports a MIG instance's replica on its parent as well; that is left out, since
+// it does not make the parent's other instances taken.
+func (g GPU) Holders() map[string]string {
+	out := map[string]string{}
+	onInstance := map[string]bool{}
+	for _, mi := range g.MIGInstances {
+		if mi.AssignedReplicaID != nil {
+			out[mi.UUID] = *mi.AssignedReplicaID
+			onInstance[*mi.AssignedReplicaID] = true
+		}
+	}
+	if g.AssignedReplicaID != nil && !onInstance[*g.AssignedReplicaID] {
+		out[g.UUID] = *g.AssignedReplicaID
+	}
+	return out
 }
 
 // NodeReport is one heartbeat.
@@ -79,23 +105,17 @@ func RecordHeartbeat(ctx context.Context, db *sqlx.DB, rep NodeReport) (Node, er
 		uuids := make([]string, 0, len(rep.GPUs))
 		for _, g := range rep.GPUs {
 			uuids = append(uuids, g.UUID)
-			if err := exec(ctx, tx, false, `
-				INSERT INTO gpus (uuid, node_id, idx, name, architecture, compute_capability, pci_bus_id,
-				                  memory_total_bytes, memory_used_bytes, mig_mode, healthy, unhealthy_reason,
-				                  utilization_percent, temperature_c, assigned_replica_id, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now())
-				ON CONFLICT (uuid) DO UPDATE SET
-					node_id = EXCLUDED.node_id, idx = EXCLUDED.idx, name = EXCLUDED.name,
-					architecture = EXCLUDED.architecture, compute_capability = EXCLUDED.compute_capability,
-					pci_bus_id = EXCLUDED.pci_bus_id, memory_total_bytes = EXCLUDED.memory_total_bytes,
-					memory_used_bytes = EXCLUDED.memory_used_bytes, mig_mode = EXCLUDED.mig_mode,
-					healthy = EXCLUDED.healthy, unhealthy_reason = EXCLUDED.unhealthy_reason,
-					utilization_percent = EXCLUDED.utilization_percent, temperature_c = EXCLUDED.temperature_c,
-					assigned_replica_id = EXCLUDED.assigned_replica_id, updated_at = now()`,
-				g.UUID, n.ID, g.Index, g.Name, g.Architecture, g.ComputeCapability, g.PCIBusID,
-				g.MemoryTotalBytes, g.MemoryUsedBytes, g.MIGMode, g.Healthy, g.UnhealthyReason,
-				g.UtilizationPercent, g.TemperatureC, g.AssignedReplicaID); err != nil {
+			if err := upsertGPU(ctx, tx, n.ID, "", g); err != nil {
 				return err
+			}
+			// An instance shares its parent's index and health; its memory is its own.
+			for _, mi := range g.MIGInstances {
+				uuids = append(uuids, mi.UUID)
+				mi.Index, mi.Name, mi.Architecture, mi.ComputeCapability = g.Index, g.Name, g.Architecture, g.ComputeCapability
+				mi.Healthy, mi.UnhealthyReason, mi.MIGMode = g.Healthy, g.UnhealthyReason, true
+				if err := upsertGPU(ctx, tx, n.ID, g.UUID, mi); err != nil {
+					return err
+				}
 			}
 		}
 		return exec(ctx, tx, false, `DELETE FROM gpus WHERE node_id = $1 AND NOT (uuid = ANY($2))`, n.ID, pq.Array(uuids))
@@ -103,7 +123,32 @@ func RecordHeartbeat(ctx context.Context, db *sqlx.DB, rep NodeReport) (Node, er
 	return n, err
 }
 
-// ListNodes returns every node with its GPUs, by name. A node whose heartbeats stopped more
+// upsertGPU writes one reported GPU of the node, a MIG instance when parent is set.
+func upsertGPU(ctx context.Context, tx *sqlx.Tx, nodeID, parent string, g GPU) error {
+	var parentUUID *string
+	if parent != "" {
+		parentUUID = &parent
+	}
+	return exec(ctx, tx, false, `
+		INSERT INTO gpus (uuid, node_id, parent_uuid, idx, name, architecture, compute_capability, pci_bus_id,
+		                  memory_total_bytes, memory_used_bytes, mig_mode, mig_profile, healthy, unhealthy_reason,
+		                  utilization_percent, temperature_c, assigned_replica_id, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, now())
+		ON CONFLICT (uuid) DO UPDATE SET
+			node_id = EXCLUDED.node_id, parent_uuid = EXCLUDED.parent_uuid, idx = EXCLUDED.idx,
+			name = EXCLUDED.name, architecture = EXCLUDED.architecture,
+			compute_capability = EXCLUDED.compute_capability, pci_bus_id = EXCLUDED.pci_bus_id,
+			memory_total_bytes = EXCLUDED.memory_total_bytes, memory_used_bytes = EXCLUDED.memory_used_bytes,
+			mig_mode = EXCLUDED.mig_mode, mig_profile = EXCLUDED.mig_profile,
+			healthy = EXCLUDED.healthy, unhealthy_reason = EXCLUDED.unhealthy_reason,
+			utilization_percent = EXCLUDED.utilization_percent, temperature_c = EXCLUDED.temperature_c,
+			assigned_replica_id = EXCLUDED.assigned_replica_id, updated_at = now()`,
+		g.UUID, nodeID, parentUUID, g.Index, g.Name, g.Architecture, g.ComputeCapability, g.PCIBusID,
+		g.MemoryTotalBytes, g.MemoryUsedBytes, g.MIGMode, g.MIGProfile, g.Healthy, g.UnhealthyReason,
+		g.UtilizationPercent, g.TemperatureC, g.AssignedReplicaID)
+}
+
+// ListNodes returns every node with its GPUs, by name, each with its MIG instances. A node whose heartbeats stopped more
 // than NodeDownAfter ago is reported DOWN.
 func ListNodes(ctx context.Context, db sqlx.QueryerContext) ([]Node, error) {
 	nodes := []Node{}
@@ -117,9 +162,9 @@ func ListNodes(ctx context.Context, db sqlx.QueryerContext) ([]Node, error) {
 	var gpus []GPU
 	if err := list(ctx, db, &gpus, `
 		SELECT uuid, node_id, idx, name, architecture, compute_capability, pci_bus_id, memory_total_bytes,
-		       memory_used_bytes, mig_mode, healthy, unhealthy_reason, utilization_percent, temperature_c,
-		       assigned_replica_id
-		FROM gpus WHERE parent_uuid IS NULL ORDER BY node_id, idx`); err != nil {
+		       memory_used_bytes, mig_mode, mig_profile, healthy, unhealthy_reason, utilization_percent,
+		       temperature_c, assigned_replica_id, coalesce(parent_uuid, '') AS parent_uuid
+		FROM gpus ORDER BY node_id, idx, parent_uuid NULLS FIRST, uuid`); err != nil {
 		return nil, err
 	}
 	byNode := map[string]int{}
@@ -127,8 +172,15 @@ func ListNodes(ctx context.Context, db sqlx.QueryerContext) ([]Node, error) {
 		byNode[nodes[i].ID] = i
 		nodes[i].GPUs = []GPU{}
 	}
+	instances := map[string][]GPU{}
 	for _, g := range gpus {
-		if i, ok := byNode[g.NodeID]; ok {
+		if g.ParentUUID != "" {
+			instances[g.ParentUUID] = append(instances[g.ParentUUID], g)
+		}
+	}
+	for _, g := range gpus {
+		if i, ok := byNode[g.NodeID]; ok && g.ParentUUID == "" {
+			g.MIGInstances = instances[g.UUID]
 			nodes[i].GPUs = append(nodes[i].GPUs, g)
 		}
 	}

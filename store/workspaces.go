@@ -38,3 +38,10 @@ func WorkspaceByName(ctx context.Context, db sqlx.QueryerContext, name string) (
 	err := get(ctx, db, &ws, `SELECT id, name, created_at FROM workspaces WHERE name = $1`, name)
 	return ws, err
 }
+
+// WorkspaceByID returns the workspace with the given ID.
+func WorkspaceByID(ctx context.Context, db sqlx.QueryerContext, id string) (Workspace, error) {
+	var ws Workspace
+	err := get(ctx, db, &ws, `SELECT id, name, created_at FROM workspaces WHERE id = $1`, id)
+	return ws, err
+}
