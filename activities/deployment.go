@@ -295,7 +295,8 @@ func (a *Activities) replicaDied(ctx context.Context, id, reason string) (contra
 	if err != nil {
 		return contract.WatchReplicaResult{}, err
 	}
-	if r.State.Ended() {
+	if r.State.Ended() || r.State == modelplane.ReplicaStopping {
+		// STOPPING: someone stops it (a replica terminated through the API, say).
 		return contract.WatchReplicaResult{State: r.State, Reason: reason}, nil
 	}
 	activity.GetLogger(ctx).Warn("replica died", "replica_id", id, "reason", reason)

@@ -381,6 +381,25 @@ func TestWatchReplica_StoppedReplicaIsNotMarkedFailed(t *testing.T) {
 	require.Equal(t, modelplane.ReplicaStopped, r.State)
 }
 
+func TestWatchReplica_ReplicaBeingStoppedIsNotMarkedFailed(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	id := f.readyReplica(t)
+	// A replica terminated through the API: its row goes STOPPING, then its agent stops it.
+	require.NoError(t, store.SetReplicaState(ctx, f.db, id, modelplane.ReplicaStopping, "", "terminated through the API"))
+	f.agent.mu.Lock()
+	rep := f.agent.replicas[id]
+	rep.State = modelplane.ReplicaStopped
+	f.agent.replicas[id] = rep
+	f.agent.mu.Unlock()
+
+	res := f.watch(t, id)
+	require.Equal(t, modelplane.ReplicaStopping, res.State, "the watch ends: the slot is replaced")
+	r, err := store.ReplicaByID(ctx, f.db, id)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.ReplicaStopping, r.State, "a replica stopped on purpose is not marked FAILED")
+}
+
 func TestLoadDeploymentSpec_EnvironmentIsTheOneServedOrPromotedInto(t *testing.T) {
 	f := newFixture(t, h100Config)
 	ctx := context.Background()

@@ -301,9 +301,10 @@ func (a *Activities) WaitDeploymentReady(ctx context.Context, in contract.WaitDe
 	}
 }
 
-// SwitchEnvironment points the environment at the candidate, marks the promotion SUCCEEDED
-// with all traffic on the candidate, and tells gateways, all in one transaction. A repeat
-// after success changes nothing.
+// SwitchEnvironment gives the candidate the environment's autoscaling and request
+// backpressure settings, points the environment at it, marks the promotion SUCCEEDED with all
+// traffic on the candidate, and tells gateways, all in one transaction. A repeat after
+// success changes nothing.
 func (a *Activities) SwitchEnvironment(ctx context.Context, in contract.SwitchEnvironmentInput) error {
 	return store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
 		p, err := store.PromotionByID(ctx, tx, in.PromotionID)
@@ -316,7 +317,12 @@ func (a *Activities) SwitchEnvironment(ctx context.Context, in contract.SwitchEn
 		if p.FinishedAt != nil {
 			return refused("promotion %s is %s already", p.ID, p.Status)
 		}
-		err = store.SwitchEnvironmentDeployment(ctx, tx, in.ModelID, in.Environment, in.CandidateDeploymentID)
+		// The new deployment takes the settings the environment has: the previous
+		// deployment's, or the environment's own when it served none.
+		err = store.GiveEnvironmentSettings(ctx, tx, in.ModelID, in.Environment, in.CandidateDeploymentID)
+		if err == nil {
+			err = store.SwitchEnvironmentDeployment(ctx, tx, in.ModelID, in.Environment, in.CandidateDeploymentID)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			return refused("environment %s or deployment %s is gone", in.Environment, in.CandidateDeploymentID)
 		}

@@ -161,6 +161,39 @@ func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
 	require.NotNil(t, p.FinishedAt)
 }
 
+func TestSwitchEnvironment_GivesTheCandidateThePreviousDeploymentsSettings(t *testing.T) {
+	f := newPromoFixture(t)
+	ctx := context.Background()
+	id := modelplane.NewID(8)
+	_, err := f.begin(t, id, f.pub.ID)
+	require.NoError(t, err)
+	v, err := f.env.ExecuteActivity(f.acts.CreateCandidateDeployment, contract.CreateCandidateDeploymentInput{
+		PromotionID: id, ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID, SourceDeploymentID: f.pub.ID,
+		CandidateID: f.pub.ID, AutoscalingSettings: f.prevScales})
+	require.NoError(t, err)
+	var cand contract.CreateCandidateDeploymentResult
+	require.NoError(t, v.Get(&cand))
+	require.Equal(t, f.pub.ID, cand.DeploymentID, "a published deployment is promoted as it is")
+	got, err := store.DeploymentByID(ctx, f.db, f.model.ID, f.pub.ID)
+	require.NoError(t, err)
+	require.Equal(t, settings.DefaultAutoscalingSettings(), got.AutoscalingSettings, "it keeps its own settings until the switch")
+
+	// A change of production's settings while the promotion runs is carried over too.
+	changed := f.prevScales
+	changed.ConcurrencyTarget = 3
+	require.NoError(t, store.UpdateDeploymentAutoscaling(ctx, f.db, f.model.ID, f.prev.ID, changed))
+	reject := settings.BackpressureRejectOnFull
+	require.NoError(t, store.UpdateDeploymentBackpressure(ctx, f.db, f.model.ID, f.prev.ID, settings.RequestBackpressureSettings{Policy: &reject}))
+
+	_, err = f.env.ExecuteActivity(f.acts.SwitchEnvironment, contract.SwitchEnvironmentInput{PromotionID: id, ModelID: f.model.ID,
+		Environment: modelplane.ProductionEnvironment, CandidateDeploymentID: f.pub.ID})
+	require.NoError(t, err)
+	got, err = store.DeploymentByID(ctx, f.db, f.model.ID, f.pub.ID)
+	require.NoError(t, err)
+	require.Equal(t, changed, got.AutoscalingSettings, "the new deployment takes the previous one's settings")
+	require.Equal(t, reject, got.RequestBackpressureSettings.PolicyOrNone())
+}
+
 func TestFinishPromotion_FailsAndClearsCandidateLeavingCurrent(t *testing.T) {
 	f := newPromoFixture(t)
 	ctx := context.Background()

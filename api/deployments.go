@@ -21,6 +21,7 @@ func deploymentV1(v store.DeploymentView) apiv1.DeploymentV1 {
 		IsProduction: v.IsProduction, IsDevelopment: v.IsDevelopment, Status: modelplane.DeploymentStatus(v.Status),
 		ActiveReplicaCount: v.ActiveReplicaCount, AutoscalingSettings: v.AutoscalingSettings,
 		InstanceTypeName: v.InstanceTypeName, Environment: v.EnvironmentName, Labels: labels,
+		RequestBackpressureSettings: v.RequestBackpressureSettings,
 	}
 }
 
@@ -81,6 +82,7 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 	out := apiv1.EnvironmentV1{
 		Name: e.Name, CreatedAt: e.CreatedAt.UTC(), ModelID: e.ModelID,
 		AutoscalingSettings: e.AutoscalingSettings, PromotionSettings: e.PromotionSettings,
+		RequestBackpressureSettings: e.RequestBackpressureSettings,
 	}
 	for _, ref := range []struct {
 		id  *string
@@ -98,6 +100,10 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 		}
 		d := deploymentV1(v)
 		*ref.dst = &d
+	}
+	if cur := out.CurrentDeployment; cur != nil {
+		// The settings of the deployment the environment serves are the environment's.
+		out.AutoscalingSettings, out.RequestBackpressureSettings = cur.AutoscalingSettings, cur.RequestBackpressureSettings
 	}
 	p, err := store.RunningPromotion(ctx, s.deps.DB, e.ModelID, e.Name)
 	switch {

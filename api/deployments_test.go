@@ -80,7 +80,9 @@ func TestEnvironments_ShowDeploymentsAndPromotionInFlight(t *testing.T) {
 	f := newFixture(t)
 	m, _, key := f.workspace(t)
 	ctx := context.Background()
-	prev, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	served := settings.DefaultAutoscalingSettings()
+	served.MaxReplica = 4
+	prev, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, AutoscalingSettings: served})
 	require.NoError(t, err)
 	cand, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
 	require.NoError(t, err)
@@ -111,5 +113,7 @@ func TestEnvironments_ShowDeploymentsAndPromotionInFlight(t *testing.T) {
 	require.Equal(t, "RAMPING_UP", promo["status"])
 	require.EqualValues(t, 30, promo["percent_traffic_to_new_version"])
 	require.EqualValues(t, 600, got.Body["promotion_settings"].(map[string]any)["ramp_up_duration_seconds"])
-	require.EqualValues(t, 1, got.Body["autoscaling_settings"].(map[string]any)["max_replica"])
+	require.EqualValues(t, 4, got.Body["autoscaling_settings"].(map[string]any)["max_replica"],
+		"an environment shows the settings of the deployment it serves")
+	require.Equal(t, map[string]any{"policy": nil}, got.Body["request_backpressure_settings"])
 }

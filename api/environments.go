@@ -81,7 +81,9 @@ func (s *Server) deactivateEnvironment(c echo.Context) error {
 	return s.environmentLifecycle(c, contract.UpdateDeactivate, "environment.deactivate")
 }
 
-// environmentLifecycle activates or deactivates the deployment an environment points at.
+// environmentLifecycle activates or deactivates the deployment an environment points at,
+// production's included: the environment then answers 404 until it is activated again or
+// another deployment is promoted.
 func (s *Server) environmentLifecycle(c echo.Context, update, action string) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -95,9 +97,6 @@ func (s *Server) environmentLifecycle(c echo.Context, update, action string) err
 	}
 	if e.CurrentDeploymentID == nil {
 		return Errorf(http.StatusUnprocessableEntity, "environment %s has no deployment yet; promote one first", name)
-	}
-	if update == contract.UpdateDeactivate && name == modelplane.ProductionEnvironment {
-		return Errorf(http.StatusUnprocessableEntity, "production cannot be deactivated; promote another deployment or delete the model")
 	}
 	if err := s.updateDeployment(ctx, *e.CurrentDeploymentID, update, nil); err != nil {
 		return err

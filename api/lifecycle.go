@@ -332,6 +332,9 @@ func (s *Server) deactivateDeployment(c echo.Context) error {
 	return s.lifecycle(c, contract.UpdateDeactivate, "deployment.deactivate")
 }
 
+// lifecycle activates or deactivates a deployment. Any deployment may be deactivated, the one
+// serving production included: its environments then answer 404 until it is activated again
+// or another deployment is promoted.
 func (s *Server) lifecycle(c echo.Context, update, action string) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -340,9 +343,6 @@ func (s *Server) lifecycle(c echo.Context, update, action string) error {
 	d, err := s.deploymentRef(c, m.ID)
 	if err != nil {
 		return err
-	}
-	if update == contract.UpdateDeactivate && d.IsProduction {
-		return Errorf(http.StatusUnprocessableEntity, "deployment %s serves production; promote another deployment first", d.ID)
 	}
 	ctx := c.Request().Context()
 	if err := s.updateDeployment(ctx, d.ID, update, nil); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -46,7 +47,7 @@ func (s *Server) createEnvironment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	obj, err := readObject(c, "name", "autoscaling_settings", "promotion_settings")
+	obj, err := readObject(c, "name", "autoscaling_settings", "promotion_settings", "request_backpressure_settings")
 	if err != nil {
 		return err
 	}
@@ -70,6 +71,11 @@ func (s *Server) createEnvironment(c echo.Context) error {
 	}
 	if raw, ok := obj["promotion_settings"]; ok {
 		if env.PromotionSettings, _, err = settings.PatchPromotion("promotion_settings", env.PromotionSettings, raw); err != nil {
+			return settingsError(err)
+		}
+	}
+	if raw, ok := obj["request_backpressure_settings"]; ok {
+		if env.RequestBackpressureSettings, _, err = settings.PatchBackpressure("request_backpressure_settings", env.RequestBackpressureSettings, raw); err != nil {
 			return settingsError(err)
 		}
 	}
@@ -97,28 +103,41 @@ func (s *Server) createEnvironment(c echo.Context) error {
 }
 
 // patchEnvironment changes an environment's settings; fields not sent keep their values. The
-// body is an apiv1.UpdateEnvironmentRequest.
+// body is an apiv1.UpdateEnvironmentRequest. Autoscaling and request backpressure settings
+// are those of the deployment the environment serves, so they change that deployment's (what
+// the autoscaler and the gateways use); while it serves none, the environment's own, which the
+// first deployment promoted into it gets.
 func (s *Server) patchEnvironment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
 		return err
 	}
-	obj, err := readObject(c, "autoscaling_settings", "promotion_settings")
+	obj, err := readObject(c, "autoscaling_settings", "promotion_settings", "request_backpressure_settings")
 	if err != nil {
 		return err
 	}
 	name := c.Param("env")
 	ctx := c.Request().Context()
-	var updated store.Environment
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
 		e, err := lockEnvironment(ctx, tx, m.ID, name)
 		if err != nil {
 			return err
 		}
-		as, ps := e.AutoscalingSettings, e.PromotionSettings
+		served, err := store.ServedDeploymentForUpdate(ctx, tx, e)
+		if err != nil {
+			return err
+		}
+		as, bp := e.AutoscalingSettings, e.RequestBackpressureSettings
+		if served != nil {
+			as, bp = served.AutoscalingSettings, served.RequestBackpressureSettings
+		}
+		ps := e.PromotionSettings
 		if raw, ok := obj["autoscaling_settings"]; ok {
 			if as, _, err = settings.PatchAutoscaling("autoscaling_settings", as, raw); err != nil {
 				return settingsError(err)
+			}
+			if served != nil && served.IsDevelopment && as != settings.ForDevelopment(as) {
+				return Errorf(http.StatusBadRequest, "autoscaling_settings.max_replica: environment %s serves the development deployment, which has at most one replica (min_replica at most 1)", name)
 			}
 		}
 		if raw, ok := obj["promotion_settings"]; ok {
@@ -126,16 +145,40 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 				return settingsError(err)
 			}
 		}
-		if as == e.AutoscalingSettings && ps == e.PromotionSettings {
-			updated = e
+		if raw, ok := obj["request_backpressure_settings"]; ok {
+			if bp, _, err = settings.PatchBackpressure("request_backpressure_settings", bp, raw); err != nil {
+				return settingsError(err)
+			}
+		}
+		details := store.JSONMap{"autoscaling_settings": as, "promotion_settings": ps, "request_backpressure_settings": bp}
+		changed := false
+		if served != nil {
+			details["deployment_id"] = served.ID
+			if as != served.AutoscalingSettings {
+				if err := store.UpdateDeploymentAutoscaling(ctx, tx, m.ID, served.ID, as); err != nil {
+					return err
+				}
+				changed = true
+			}
+			if !bp.Equal(served.RequestBackpressureSettings) {
+				if err := store.UpdateDeploymentBackpressure(ctx, tx, m.ID, served.ID, bp); err != nil {
+					return err
+				}
+				changed = true
+			}
+			// The environment keeps its own, for a time when it serves none.
+			as, bp = e.AutoscalingSettings, e.RequestBackpressureSettings
+		}
+		if as != e.AutoscalingSettings || ps != e.PromotionSettings || !bp.Equal(e.RequestBackpressureSettings) {
+			if err := store.UpdateEnvironmentSettings(ctx, tx, m.ID, name, as, ps, bp); err != nil {
+				return err
+			}
+			changed = true
+		}
+		if !changed {
 			return nil
 		}
-		if err := store.UpdateEnvironmentSettings(ctx, tx, m.ID, name, as, ps); err != nil {
-			return err
-		}
-		e.AutoscalingSettings, e.PromotionSettings = as, ps
-		updated = e
-		return audit(ctx, tx, c, m.ID, "environment.update", name, store.JSONMap{"autoscaling_settings": as, "promotion_settings": ps})
+		return audit(ctx, tx, c, m.ID, "environment.update", name, details)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return Errorf(http.StatusNotFound, "environment %q of model %s not found", name, m.ID)
@@ -143,7 +186,11 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.environmentV1(c, updated)
+	e, err := s.environment(c, m.ID, name)
+	if err != nil {
+		return err
+	}
+	v, err := s.environmentV1(c, e)
 	if err != nil {
 		return err
 	}
@@ -270,7 +317,63 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 	if !changed {
 		return c.JSON(http.StatusOK, apiv1.UpdateAutoscalingSettingsV1{Status: apiv1.SettingsUnchanged, Message: "the settings already have these values"})
 	}
-	return c.JSON(http.StatusOK, apiv1.UpdateAutoscalingSettingsV1{Status: apiv1.SettingsAccepted, Message: "the autoscaler applies them on its next tick"})
+	msg := "the autoscaler applies them on its next tick"
+	env, err := store.PromotingInto(ctx, s.deps.DB, m.ID, d.ID)
+	if err != nil {
+		return err
+	}
+	if env != "" {
+		msg += fmt.Sprintf("; deployment %s is being promoted to %s and takes %s's settings when the promotion switches", d.ID, env, env)
+	}
+	return c.JSON(http.StatusOK, apiv1.UpdateAutoscalingSettingsV1{Status: apiv1.SettingsAccepted, Message: msg})
+}
+
+// patchBackpressure changes a deployment's request backpressure settings (an
+// apiv1.UpdateRequestBackpressureSettingsRequest) and answers them; gateways act on them as
+// soon as they reload their routes.
+func (s *Server) patchBackpressure(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.deploymentRef(c, m.ID)
+	if err != nil {
+		return err
+	}
+	body, err := readObject(c, "policy")
+	if err != nil {
+		return err
+	}
+	raw, err := marshalObject(body)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var next settings.RequestBackpressureSettings
+	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
+		current, err := store.DeploymentForUpdate(ctx, tx, m.ID, d.ID)
+		if err != nil {
+			return err
+		}
+		var changed bool
+		if next, changed, err = settings.PatchBackpressure("", current.RequestBackpressureSettings, raw); err != nil {
+			return settingsError(err)
+		}
+		if !changed {
+			return nil
+		}
+		if err := store.UpdateDeploymentBackpressure(ctx, tx, m.ID, d.ID, next); err != nil {
+			return err
+		}
+		return audit(ctx, tx, c, m.ID, "deployment.request_backpressure_settings", d.ID, store.JSONMap{"request_backpressure_settings": next})
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return Errorf(http.StatusNotFound, "deployment %s of model %s not found", d.ID, m.ID)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, next)
 }
 
 // listAudit answers who did what to the model, newest first; ?limit= (1-500, 100) and

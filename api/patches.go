@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -88,6 +89,55 @@ func (s *Server) getPatches(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, patchStateV1(st, true))
+}
+
+// getPatchesState answers GET .../deployments/development/patches/state: the point the
+// deployment runs and, when staged patches wait to be synced, the point they lead to.
+func (s *Server) getPatchesState(c echo.Context) error {
+	d, err := s.developmentDeployment(c)
+	if err != nil {
+		return err
+	}
+	st, err := s.patchState(c, d)
+	if err != nil {
+		return err
+	}
+	running := st.HeadPoint.Point
+	if st.AppliedSeq < st.HeadSeq {
+		if running, err = s.pointAt(c, st, st.AppliedSeq); err != nil {
+			return err
+		}
+	}
+	out := apiv1.PatchesStateV1{RunningPatchPoint: pointWithHash(running)}
+	if st.AppliedSeq < st.HeadSeq {
+		pending := pointWithHash(st.HeadPoint.Point)
+		out.PendingPatchPoint = &pending
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// pointAt is the deployment's point at seq: its base with the staged patches up to seq
+// carried out.
+func (s *Server) pointAt(c echo.Context, st store.PatchState, seq int64) (patch.Point, error) {
+	p := st.BasePoint.Point
+	patches, err := store.PatchesBetween(c.Request().Context(), s.deps.DB, st.DeploymentID, 0, seq)
+	if err != nil {
+		return p, err
+	}
+	for _, sp := range patches {
+		if p, err = patch.Next(p, sp.Ops); err != nil {
+			return p, fmt.Errorf("replaying patch %d of deployment %s: %w", sp.Seq, st.DeploymentID, err)
+		}
+	}
+	return p, nil
+}
+
+func pointWithHash(p patch.Point) apiv1.PatchPointWithHashV1 {
+	hashes := p.ContentHashes
+	if hashes == nil {
+		hashes = map[string]*string{}
+	}
+	return apiv1.PatchPointWithHashV1{ContentHashes: hashes, Config: p.Config, Requirements: []string{}, Hash: p.Hash()}
 }
 
 // createPatch stages a patch (an apiv1.PatchRequest) against the deployment's newest point.

@@ -128,3 +128,79 @@ func TestKeepAwake_BoundsItsLease(t *testing.T) {
 	r = f.send(t, http.MethodPost, "/v1/models/"+m.ID+"/deployments/"+published+"/keep_awake", auth, `{}`)
 	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
 }
+
+func TestPatchesState_RunningAndPendingPoints(t *testing.T) {
+	f := newFixture(t)
+	m, _, key := f.workspace(t)
+	auth := "Api-Key " + key
+	dev, published, base := devWithEcho(t, f, m, key)
+	state := "/v1/models/" + m.ID + "/deployments/development/patches/state"
+	hashes := func(p patch.Point) map[string]any {
+		out := map[string]any{}
+		for k, v := range p.ContentHashes {
+			if v == nil {
+				out[k] = nil
+			} else {
+				out[k] = *v
+			}
+		}
+		return out
+	}
+
+	got := f.do(t, http.MethodGet, state, auth)
+	require.Equal(t, http.StatusOK, got.Status, "%v", got.Body)
+	running := got.Body["running_patch_point"].(map[string]any)
+	require.Equal(t, base.Hash(), running["hash"], "before any patch the deployment runs its package")
+	require.Equal(t, base.Config, running["config"])
+	require.Equal(t, hashes(base), running["content_hashes"])
+	require.Equal(t, []any{}, running["requirements"])
+	require.Nil(t, got.Body["pending_patch_point"])
+
+	code := "class Model:\n    def predict(self, x):\n        return 3\n"
+	next := base
+	next.ContentHashes = map[string]*string{}
+	for k, v := range base.ContentHashes {
+		next.ContentHashes[k] = v
+	}
+	h := patch.SumHex([]byte(code))
+	next.ContentHashes["model/model.py"] = &h
+	r := f.send(t, http.MethodPost, "/v1/models/"+m.ID+"/deployments/development/patches", auth, body(t, map[string]any{
+		"prev_patch_hash": base.Hash(), "next_patch_point": next,
+		"patch_ops": []map[string]any{{"type": "model_code", "action": "UPDATE", "path": "model/model.py", "content": code}}}))
+	require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+
+	got = f.do(t, http.MethodGet, state, auth)
+	require.Equal(t, base.Hash(), got.Body["running_patch_point"].(map[string]any)["hash"], "a staged patch is not running yet")
+	pending := got.Body["pending_patch_point"].(map[string]any)
+	require.Equal(t, next.Hash(), pending["hash"])
+	require.Equal(t, hashes(next), pending["content_hashes"])
+
+	require.NoError(t, store.MarkPatchesApplied(context.Background(), f.db, dev, 1, next.Hash()))
+	got = f.do(t, http.MethodGet, state, auth)
+	require.Equal(t, next.Hash(), got.Body["running_patch_point"].(map[string]any)["hash"], "once synced the patch runs")
+	require.Nil(t, got.Body["pending_patch_point"])
+
+	// With a second patch staged, the running point is the first patch's, replayed from the
+	// package.
+	third := next
+	third.ContentHashes = map[string]*string{}
+	for k, v := range next.ContentHashes {
+		third.ContentHashes[k] = v
+	}
+	extra := "x = 1\n"
+	hx := patch.SumHex([]byte(extra))
+	third.ContentHashes["model/extra.py"] = &hx
+	r = f.send(t, http.MethodPost, "/v1/models/"+m.ID+"/deployments/development/patches", auth, body(t, map[string]any{
+		"prev_patch_hash": next.Hash(), "next_patch_point": third,
+		"patch_ops": []map[string]any{{"type": "model_code", "action": "ADD", "path": "model/extra.py", "content": extra}}}))
+	require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+	got = f.do(t, http.MethodGet, state, auth)
+	running = got.Body["running_patch_point"].(map[string]any)
+	require.Equal(t, next.Hash(), running["hash"])
+	require.Equal(t, hashes(next), running["content_hashes"])
+	require.Equal(t, third.Hash(), got.Body["pending_patch_point"].(map[string]any)["hash"])
+
+	r = f.do(t, http.MethodGet, "/v1/models/"+m.ID+"/deployments/"+published+"/patches/state", auth)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status)
+	require.Contains(t, message(r), "development deployment only")
+}

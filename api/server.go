@@ -93,7 +93,13 @@ func New(deps Deps) *echo.Echo {
 	v1.POST("/models/:model_id/deployments/:deployment_id/activate", s.activateDeployment)
 	v1.POST("/models/:model_id/deployments/:deployment_id/deactivate", s.deactivateDeployment)
 	v1.DELETE("/models/:model_id/deployments/:deployment_id", s.deleteDeployment)
+	v1.PATCH("/models/:model_id/deployments/:deployment_id/request_backpressure_settings", s.patchBackpressure)
+	v1.POST("/models/:model_id/deployments/:deployment_id/retry", s.retryDeployment)
+	v1.DELETE("/models/:model_id/deployments/:deployment_id/replicas/:replica_id", s.terminateReplica)
+	v1.GET("/models/:model_id/deployments/:deployment_id/config", s.deploymentConfig)
+	v1.GET("/models/:model_id/deployments/:deployment_id/download", s.downloadDeployment)
 	v1.GET("/models/:model_id/deployments/:deployment_id/patches", s.getPatches)
+	v1.GET("/models/:model_id/deployments/:deployment_id/patches/state", s.getPatchesState)
 	v1.POST("/models/:model_id/deployments/:deployment_id/patches", s.createPatch)
 	v1.POST("/models/:model_id/deployments/:deployment_id/patches/sync", s.syncPatches)
 	v1.POST("/models/:model_id/deployments/:deployment_id/keep_awake", s.keepAwake)
@@ -119,6 +125,8 @@ func New(deps Deps) *echo.Echo {
 	v1.POST("/webhook_secret", s.rotateWebhookSecret)
 	v1.POST("/archives", s.createArchive)
 	e.GET("/internal/v1/archives/:id", s.downloadArchive, s.requireNodeToken)
+	// A presigned download: the token in the path is the credential, not an API key.
+	e.GET(DownloadPath+":token", s.serveDownload)
 
 	// Agents report here with the node token, not an API key.
 	e.POST(agentproto.HeartbeatPath, s.nodeHeartbeat, s.requireNodeToken, middleware.BodyLimit("4M"))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -35,6 +36,8 @@ func TestWireTypes_ServerKnowsEveryRequestField(t *testing.T) {
 	promotion := &apiv1.UpdatePromotionSettingsRequest{RedeployOnPromotion: b(false), PromotionCleanupStrategy: &keep,
 		RampUpWhilePromoting: b(true), RampUpDurationSeconds: i(600), CanaryAnalysis: &apiv1.UpdateCanaryAnalysisRequest{
 			Enabled: b(true), MaxErrorRateIncrease: fl(0.01), MaxP99LatencyRatio: fl(1.5), MinRequestsPerStage: i(20)}}
+	queue := settings.BackpressureQueueOnFull
+	backpressure := &apiv1.UpdateRequestBackpressureSettingsRequest{Policy: &queue}
 	base := "/v1/models/" + m.ID
 
 	for _, tc := range []struct {
@@ -43,10 +46,14 @@ func TestWireTypes_ServerKnowsEveryRequestField(t *testing.T) {
 		want               int
 	}{
 		{"create environment", http.MethodPost, base + "/environments",
-			apiv1.CreateEnvironmentRequest{Name: "staging", AutoscalingSettings: autoscaling, PromotionSettings: promotion},
+			apiv1.CreateEnvironmentRequest{Name: "staging", AutoscalingSettings: autoscaling, PromotionSettings: promotion,
+				RequestBackpressureSettings: backpressure},
 			http.StatusCreated},
 		{"update environment", http.MethodPatch, base + "/environments/staging",
-			apiv1.UpdateEnvironmentRequest{AutoscalingSettings: autoscaling, PromotionSettings: promotion}, http.StatusOK},
+			apiv1.UpdateEnvironmentRequest{AutoscalingSettings: autoscaling, PromotionSettings: promotion,
+				RequestBackpressureSettings: backpressure}, http.StatusOK},
+		{"update request backpressure settings", http.MethodPatch, base + "/deployments/" + d.ID + "/request_backpressure_settings",
+			backpressure, http.StatusOK},
 		{"update autoscaling settings", http.MethodPatch, base + "/deployments/" + d.ID + "/autoscaling_settings", autoscaling, http.StatusOK},
 		{"rename deployment", http.MethodPatch, base + "/deployments/" + d.ID, apiv1.RenameDeploymentRequest{Name: "renamed"}, http.StatusOK},
 		{"keep awake", http.MethodPost, base + "/deployments/development/keep_awake", apiv1.KeepAwakeRequest{Seconds: 60}, http.StatusOK},

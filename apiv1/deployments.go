@@ -21,6 +21,9 @@ type DeploymentV1 struct {
 	InstanceTypeName    string                       `json:"instance_type_name"`
 	Environment         *string                      `json:"environment"`
 	Labels              map[string]any               `json:"labels"`
+	// RequestBackpressureSettings say what the gateway does when every replica is at its
+	// concurrency target.
+	RequestBackpressureSettings settings.RequestBackpressureSettings `json:"request_backpressure_settings"`
 }
 
 // DeploymentListV1 answers GET /v1/models/{model_id}/deployments.
@@ -85,4 +88,46 @@ const (
 type UpdateAutoscalingSettingsV1 struct {
 	Status  SettingsUpdateStatus `json:"status"`
 	Message string               `json:"message"`
+}
+
+// UpdateRequestBackpressureSettingsRequest is the body of PATCH .../deployments/{id}/
+// request_backpressure_settings, and the request_backpressure_settings of an environment's
+// create or update. A nil Policy is sent as null, which clears the policy; a body without
+// the field keeps it.
+type UpdateRequestBackpressureSettingsRequest struct {
+	Policy *settings.BackpressurePolicy `json:"policy"`
+}
+
+// RetryDeploymentV1 answers POST .../deployments/{id}/retry. Retried is false, with the
+// reason, for a deployment that has not failed.
+type RetryDeploymentV1 struct {
+	Retried    bool         `json:"retried"`
+	Reason     *string      `json:"reason"`
+	Deployment DeploymentV1 `json:"deployment"`
+}
+
+// TerminateReplicaV1 answers DELETE .../deployments/{id}/replicas/{replica_id}.
+type TerminateReplicaV1 struct {
+	Success bool `json:"success"`
+}
+
+// DeploymentConfigV1 answers GET .../deployments/{id}/config: the parsed config with the
+// defaults applied, and the config.yaml text, each present as ?output_format= asks (both by
+// default).
+type DeploymentConfigV1 struct {
+	Config    map[string]any `json:"config"`
+	RawConfig *string        `json:"raw_config"`
+}
+
+// The output formats of GET .../deployments/{id}/config.
+const (
+	ConfigFormatRaw    = "raw"
+	ConfigFormatParsed = "parsed"
+	ConfigFormatBoth   = "both"
+)
+
+// DownloadDeploymentV1 answers GET .../deployments/{id}/download: a URL that serves the
+// deployment's model package (tar.gz) without an API key until it expires.
+type DownloadDeploymentV1 struct {
+	DownloadURL string `json:"download_url"`
 }

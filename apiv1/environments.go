@@ -9,14 +9,17 @@ import (
 
 // EnvironmentV1 is API.md's environment object.
 type EnvironmentV1 struct {
-	Name                string                       `json:"name"`
-	CreatedAt           time.Time                    `json:"created_at"`
-	ModelID             string                       `json:"model_id"`
-	CurrentDeployment   *DeploymentV1                `json:"current_deployment"`
-	CandidateDeployment *DeploymentV1                `json:"candidate_deployment"`
-	InProgressPromotion *PromotionV1                 `json:"in_progress_promotion"`
-	AutoscalingSettings settings.AutoscalingSettings `json:"autoscaling_settings"`
-	PromotionSettings   settings.PromotionSettings   `json:"promotion_settings"`
+	Name                string        `json:"name"`
+	CreatedAt           time.Time     `json:"created_at"`
+	ModelID             string        `json:"model_id"`
+	CurrentDeployment   *DeploymentV1 `json:"current_deployment"`
+	CandidateDeployment *DeploymentV1 `json:"candidate_deployment"`
+	InProgressPromotion *PromotionV1  `json:"in_progress_promotion"`
+	// AutoscalingSettings and RequestBackpressureSettings are those of the deployment the
+	// environment serves; while it serves none, those a deployment promoted into it gets.
+	AutoscalingSettings         settings.AutoscalingSettings         `json:"autoscaling_settings"`
+	PromotionSettings           settings.PromotionSettings           `json:"promotion_settings"`
+	RequestBackpressureSettings settings.RequestBackpressureSettings `json:"request_backpressure_settings"`
 }
 
 // PromotionV1 is an environment's promotion in flight.
@@ -35,16 +38,19 @@ type EnvironmentListV1 struct {
 // left out, whole or field by field, take the defaults.
 type CreateEnvironmentRequest struct {
 	// Name is 1-63 lowercase letters, digits, - or _; production is refused.
-	Name                string                            `json:"name"`
-	AutoscalingSettings *UpdateAutoscalingSettingsRequest `json:"autoscaling_settings,omitempty"`
-	PromotionSettings   *UpdatePromotionSettingsRequest   `json:"promotion_settings,omitempty"`
+	Name                        string                                    `json:"name"`
+	AutoscalingSettings         *UpdateAutoscalingSettingsRequest         `json:"autoscaling_settings,omitempty"`
+	PromotionSettings           *UpdatePromotionSettingsRequest           `json:"promotion_settings,omitempty"`
+	RequestBackpressureSettings *UpdateRequestBackpressureSettingsRequest `json:"request_backpressure_settings,omitempty"`
 }
 
 // UpdateEnvironmentRequest is the body of PATCH /v1/models/{model_id}/environments/{env}:
-// fields left out keep their values.
+// fields left out keep their values. Autoscaling and request backpressure settings change
+// the deployment the environment serves (its own while it serves none).
 type UpdateEnvironmentRequest struct {
-	AutoscalingSettings *UpdateAutoscalingSettingsRequest `json:"autoscaling_settings,omitempty"`
-	PromotionSettings   *UpdatePromotionSettingsRequest   `json:"promotion_settings,omitempty"`
+	AutoscalingSettings         *UpdateAutoscalingSettingsRequest         `json:"autoscaling_settings,omitempty"`
+	PromotionSettings           *UpdatePromotionSettingsRequest           `json:"promotion_settings,omitempty"`
+	RequestBackpressureSettings *UpdateRequestBackpressureSettingsRequest `json:"request_backpressure_settings,omitempty"`
 }
 
 // UpdatePromotionSettingsRequest is the promotion_settings of an environment's create or

@@ -49,3 +49,20 @@ type KeepAwakeV1 struct {
 	DeploymentID string    `json:"deployment_id"`
 	AwakeUntil   time.Time `json:"awake_until"`
 }
+
+// PatchPointWithHashV1 is a patch point with the hash the server derives from it (SHA-256
+// of its canonical JSON; Baseten's is a blake3 fold, see API.md).
+type PatchPointWithHashV1 struct {
+	ContentHashes map[string]*string `json:"content_hashes"`
+	Config        string             `json:"config"`
+	// Requirements are always empty: requirements files are patched as files.
+	Requirements []string `json:"requirements"`
+	Hash         string   `json:"hash"`
+}
+
+// PatchesStateV1 answers GET .../deployments/development/patches/state: the point the
+// deployment runs, and the newest staged one when patches wait to be synced (else null).
+type PatchesStateV1 struct {
+	RunningPatchPoint PatchPointWithHashV1  `json:"running_patch_point"`
+	PendingPatchPoint *PatchPointWithHashV1 `json:"pending_patch_point"`
+}

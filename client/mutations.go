@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // CreateModel creates a model with its first deployment from an archive uploaded with
@@ -73,6 +74,42 @@ func (c *Client) PromoteToEnvironment(ctx context.Context, modelID, env, deploym
 	var out apiv1.DeploymentV1
 	err := c.send(ctx, http.MethodPost, body, &out, "v1", "models", modelID, "environments", env, "promote")
 	return out, err
+}
+
+// RetryDeployment tries a failed deployment again. A deployment that has not failed answers
+// Retried false with the reason.
+func (c *Client) RetryDeployment(ctx context.Context, modelID, ref string) (apiv1.RetryDeploymentV1, error) {
+	var out apiv1.RetryDeploymentV1
+	err := c.send(ctx, http.MethodPost, nil, &out, "v1", "models", modelID, "deployments", ref, "retry")
+	return out, err
+}
+
+// TerminateReplica stops one replica of a deployment; the deployment starts another.
+func (c *Client) TerminateReplica(ctx context.Context, modelID, ref, replicaID string) error {
+	var out apiv1.TerminateReplicaV1
+	return c.send(ctx, http.MethodDelete, nil, &out, "v1", "models", modelID, "deployments", ref, "replicas", replicaID)
+}
+
+// SetRequestBackpressure sets a deployment's request backpressure policy; nil clears it.
+func (c *Client) SetRequestBackpressure(ctx context.Context, modelID, ref string, policy *settings.BackpressurePolicy) (settings.RequestBackpressureSettings, error) {
+	var out settings.RequestBackpressureSettings
+	err := c.send(ctx, http.MethodPatch, apiv1.UpdateRequestBackpressureSettingsRequest{Policy: policy}, &out,
+		"v1", "models", modelID, "deployments", ref, "request_backpressure_settings")
+	return out, err
+}
+
+// DeploymentConfig returns a deployment's config.yaml text and its parsed form.
+func (c *Client) DeploymentConfig(ctx context.Context, modelID, ref string) (apiv1.DeploymentConfigV1, error) {
+	var out apiv1.DeploymentConfigV1
+	return out, c.get(ctx, &out, "v1", "models", modelID, "deployments", ref, "config")
+}
+
+// DeploymentDownloadURL returns a URL that serves the deployment's model package (tar.gz)
+// without an API key for an hour.
+func (c *Client) DeploymentDownloadURL(ctx context.Context, modelID, ref string) (string, error) {
+	var out apiv1.DownloadDeploymentV1
+	err := c.get(ctx, &out, "v1", "models", modelID, "deployments", ref, "download")
+	return out.DownloadURL, err
 }
 
 // send encodes in as the JSON body (none when nil) of a request to the path made of

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,6 +99,41 @@ func TestDeploymentActions_CallTheirRoutes(t *testing.T) {
 			func(c *client.Client) error { return c.DeleteDeployment(ctx, "m1", "d1") }},
 		{"delete model", scripted{method: "DELETE", path: "/v1/models/m1", status: 200, answer: `{"id":"m1","deleted":true}`},
 			func(c *client.Client) error { return c.DeleteModel(ctx, "m1") }},
+		{"retry", scripted{method: "POST", path: "/v1/models/m1/deployments/d1/retry", status: 200,
+			answer: `{"retried":false,"reason":"not failed","deployment":` + deploymentJSON + `}`},
+			func(c *client.Client) error {
+				r, err := c.RetryDeployment(ctx, "m1", "d1")
+				if err == nil && (r.Retried || r.Reason == nil || *r.Reason != "not failed" || r.Deployment.ID != "d1d1d1d1") {
+					return fmt.Errorf("answer read as %+v", r)
+				}
+				return err
+			}},
+		{"terminate replica", scripted{method: "DELETE", path: "/v1/models/m1/deployments/d1/replicas/r1", status: 200, answer: `{"success":true}`},
+			func(c *client.Client) error { return c.TerminateReplica(ctx, "m1", "d1", "r1") }},
+		{"backpressure", scripted{method: "PATCH", path: "/v1/models/m1/deployments/d1/request_backpressure_settings", status: 200,
+			body: `{"policy":null}`, answer: `{"policy":null}`},
+			func(c *client.Client) error { _, err := c.SetRequestBackpressure(ctx, "m1", "d1", nil); return err }},
+		{"config", scripted{method: "GET", path: "/v1/models/m1/deployments/d1/config", status: 200,
+			answer: `{"config":{"model_name":"echo"},"raw_config":"model_name: echo\n"}`},
+			func(c *client.Client) error {
+				cfg, err := c.DeploymentConfig(ctx, "m1", "d1")
+				if err == nil && (cfg.RawConfig == nil || cfg.Config["model_name"] != "echo") {
+					return fmt.Errorf("answer read as %+v", cfg)
+				}
+				return err
+			}},
+		{"download", scripted{method: "GET", path: "/v1/models/m1/deployments/d1/download", status: 200,
+			answer: `{"download_url":"http://x/v1/downloads/t"}`},
+			func(c *client.Client) error {
+				u, err := c.DeploymentDownloadURL(ctx, "m1", "d1")
+				if err == nil && u != "http://x/v1/downloads/t" {
+					return fmt.Errorf("url read as %q", u)
+				}
+				return err
+			}},
+		{"patches state", scripted{method: "GET", path: "/v1/models/m1/deployments/development/patches/state", status: 200,
+			answer: `{"running_patch_point":{"content_hashes":{},"config":"","requirements":[],"hash":"h"},"pending_patch_point":null}`},
+			func(c *client.Client) error { _, err := c.PatchesState(ctx, "m1"); return err }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,3 +37,10 @@ func (c *Client) KeepAwake(ctx context.Context, modelID string, d time.Duration)
 	var out apiv1.KeepAwakeV1
 	return c.send(ctx, http.MethodPost, body, &out, "v1", "models", modelID, "deployments", modelplane.DevelopmentName, "keep_awake")
 }
+
+// PatchesState returns the point the development deployment runs and the newest staged one
+// while patches wait to be synced.
+func (c *Client) PatchesState(ctx context.Context, modelID string) (apiv1.PatchesStateV1, error) {
+	var out apiv1.PatchesStateV1
+	return out, c.get(ctx, &out, "v1", "models", modelID, "deployments", "development", "patches", "state")
+}

@@ -29,6 +29,13 @@ var (
 // testmodelArchive uploads a process-runtime package that runs the Go test model with args.
 func testmodelArchive(t *testing.T, h *harness, args ...string) string {
 	t.Helper()
+	return testmodelArchiveWith(t, h, "", args...)
+}
+
+// testmodelArchiveWith is testmodelArchive with more config.yaml lines (extra) after the
+// command.
+func testmodelArchiveWith(t *testing.T, h *harness, extra string, args ...string) string {
+	t.Helper()
 	testmodelOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "e2e-testmodel-")
 		if err != nil {
@@ -49,7 +56,7 @@ func testmodelArchive(t *testing.T, h *harness, args ...string) string {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "testmodel"), bin, 0o755))
 	command, _ := json.Marshal(append([]string{"./testmodel"}, args...))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
-		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"), 0o644))
+		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"+extra), 0o644))
 	var buf bytes.Buffer
 	_, err = modelpkg.Pack(dir, &buf)
 	require.NoError(t, err)

@@ -55,7 +55,8 @@ func TestPromotion_ToProductionThenStaging(t *testing.T) {
 	require.Equal(t, first, d.ID)
 	require.True(t, d.IsProduction)
 
-	// The deployment serving production cannot be deleted or deactivated.
+	// The deployment serving production cannot be deleted (it can be deactivated:
+	// TestDeactivate_ProductionAnswers404UntilActivated).
 	code, _ = h.call(http.MethodDelete, "/v1/models/"+modelID+"/deployments/"+first, nil)
 	require.Equal(t, http.StatusUnprocessableEntity, code)
 
@@ -185,8 +186,8 @@ func TestEnvironments_ActivateDeactivateAndDelete(t *testing.T) {
 
 	code, _ = h.call(http.MethodDelete, base+"production", nil)
 	require.Equal(t, http.StatusUnprocessableEntity, code)
-	code, _ = h.call(http.MethodPost, base+"production/deactivate", nil)
-	require.Equal(t, http.StatusUnprocessableEntity, code)
+	code, body = h.call(http.MethodPost, base+"production/deactivate", nil)
+	require.Equal(t, http.StatusUnprocessableEntity, code, "production serves no deployment yet: %v", body)
 
 	// Deleting staging scales its deployment to zero; the deployment stays listed.
 	code, body = h.call(http.MethodDelete, base+"staging", nil)

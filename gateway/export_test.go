@@ -50,3 +50,26 @@ func (g *Gateway) Routable(modelID, deploymentID string) []string {
 // ReconcileAttempts runs the check for attempts recorded as running here that this gateway
 // does not run, now rather than at its next period.
 func (g *Gateway) ReconcileAttempts(ctx context.Context) { g.reconcileAttempts(ctx) }
+
+// Backpressure returns the deployment's backpressure policy and concurrency target as the
+// current table has them.
+func (g *Gateway) Backpressure(modelID, deploymentID string) (string, int) {
+	t := g.table.Load()
+	if t == nil || t.models[modelID] == nil || t.models[modelID].deployments[deploymentID] == nil {
+		return "", 0
+	}
+	d := t.models[modelID].deployments[deploymentID]
+	return string(d.backpressure), d.concurrencyTarget
+}
+
+// Queued returns how many requests wait for room on the deployment.
+func (g *Gateway) Queued(deploymentID string) int {
+	_, loads := g.builder.snapshot()
+	l := loads[deploymentID]
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queued
+}

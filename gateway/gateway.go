@@ -69,8 +69,9 @@ type Options struct {
 	ReportEvery time.Duration
 	// Temporal wakes deployments at zero; nil answers their requests 503.
 	Temporal client.Client
-	// ColdStartTimeout bounds how long a request waits for its deployment to wake
-	// (DefaultColdStartTimeout); MaxHeld bounds how many wait per deployment (DefaultMaxHeld).
+	// ColdStartTimeout bounds how long a request waits for its deployment to wake, or for a
+	// replica with room under the QUEUE_ON_FULL backpressure policy (DefaultColdStartTimeout);
+	// MaxHeld bounds how many wait per deployment to wake (DefaultMaxHeld).
 	ColdStartTimeout time.Duration
 	MaxHeld          int
 	// MaxAsyncAttempts bounds the async attempts this gateway runs at once

@@ -216,7 +216,16 @@ func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, sta
 		}
 		l.done(now, status, now.Sub(start))
 	}()
-	rep := dep.pickReplica(nil)
+	var rep *replica
+	if a == nil && dep.backpressure != "" {
+		var ok bool
+		if dep, rep, ok = g.admitFull(w, r, dep); !ok {
+			return
+		}
+	}
+	if rep == nil {
+		rep = dep.pickReplica(nil)
+	}
 	if rep == nil {
 		if !dep.status.Wakes() {
 			writeError(w, http.StatusServiceUnavailable, "deployment %s of model %s has no ready replica (status %s)", dep.id, dep.model.id, dep.status)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -72,6 +73,10 @@ type deployment struct {
 	replicas []*replica // READY ones
 	starting int        // replicas PENDING or STARTING
 	load     *load
+	// concurrencyTarget is the deployment's autoscaling concurrency_target (at least 1);
+	// backpressure its request backpressure policy, "" for none.
+	concurrencyTarget int
+	backpressure      settings.BackpressurePolicy
 }
 
 // replica is one READY model server. It outlives the tables it appears in, so that its
@@ -166,6 +171,10 @@ type load struct {
 	// end-to-end latencies counted by store.LatencyBounds (nil until one ends).
 	completed, errors int
 	latency           []int64
+	// queued counts requests waiting for a replica with room (backpressure QUEUE_ON_FULL);
+	// room, when not nil, is closed when the next request ends, for them to look again.
+	queued int
+	room   chan struct{}
 }
 
 func newLoad() *load { return &load{sampled: time.Now()} }
@@ -202,6 +211,10 @@ func (l *load) done(now time.Time, status int, latency time.Duration) {
 		l.latency = make([]int64, len(store.LatencyBounds)+1)
 	}
 	l.latency[b]++
+	if l.room != nil {
+		close(l.room)
+		l.room = nil
+	}
 	l.mu.Unlock()
 }
 
@@ -264,7 +277,10 @@ func (b *builder) build(r store.Routes) *table {
 		}
 		liveLoads[rd.ID] = l
 		d := &deployment{id: rd.ID, name: rd.Name, status: rd.Status, model: m, deleted: rd.Deleted,
-			starting: rd.ReplicasStarting, load: l}
+			starting: rd.ReplicasStarting, load: l, concurrencyTarget: max(rd.ConcurrencyTarget, 1)}
+		if rd.Backpressure != nil && rd.Backpressure.Valid() {
+			d.backpressure = *rd.Backpressure
+		}
 		deps[rd.ID] = d
 		m.deployments[rd.ID] = d
 		if rd.IsDevelopment && !rd.Deleted {

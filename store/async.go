@@ -177,7 +177,7 @@ var asyncCapacitySQL = `
 	       GREATEST(COALESCE((` + effectiveSettingsSQL + `)->>'concurrency_target', '1')::int, 1) AS concurrency_target,
 	       (SELECT count(*) FROM async_requests a
 	        WHERE a.deployment_id = d.id AND a.status = ` + sqlAsyncInProgress + `) AS in_progress
-	FROM deployments d ` + servingEnvironmentJoin
+	FROM deployments d`
 
 // AsyncCapacity is what a deployment's async queue may start.
 type AsyncCapacity struct {

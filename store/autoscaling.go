@@ -18,9 +18,8 @@ type AutoscalingTarget struct {
 	ModelID       string                      `db:"model_id"`
 	IsDevelopment bool                        `db:"is_development"`
 	Status        modelplane.DeploymentStatus `db:"status"`
-	// Settings are the effective autoscaling settings: those of the environment that serves
-	// the deployment, else the deployment's own, each field missing from the stored JSON
-	// taken from DefaultAutoscalingSettings.
+	// Settings are the deployment's autoscaling settings, each field missing from the stored
+	// JSON taken from DefaultAutoscalingSettings.
 	Settings settings.AutoscalingSettings `db:"settings"`
 	// LiveReplicas counts the replicas PENDING, STARTING, READY, DRAINING or STOPPING: the
 	// ones the deployment runs, is about to run or is still stopping. Counting those on
@@ -59,42 +58,29 @@ func (l LoadSeconds) Value() (driver.Value, error) { return json.Marshal(l) }
 // Scan reads the seconds from JSON.
 func (l *LoadSeconds) Scan(src any) error { return modelplane.ScanJSON(src, l) }
 
-// effectiveSettingsSQL is deployment d's stored autoscaling settings with those of the
-// environment e that serves it (servingEnvironmentJoin) merged over them, as JSON objects,
-// right over left; nulls and non-objects count as missing. Callers put the defaults first.
-const effectiveSettingsSQL = `(
+// effectiveSettingsSQL is deployment d's stored autoscaling settings as a JSON object, nulls
+// and non-objects counting as missing; callers put the defaults first. The deployment's row
+// is the one truth: an environment shows and changes the settings of the deployment it
+// serves.
+const effectiveSettingsSQL = `
 	jsonb_strip_nulls(CASE WHEN jsonb_typeof(d.autoscaling_settings) = 'object'
-	                       THEN d.autoscaling_settings ELSE '{}' END)
-	|| jsonb_strip_nulls(CASE WHEN jsonb_typeof(e.autoscaling_settings) = 'object'
-	                          THEN e.autoscaling_settings ELSE '{}' END))`
-
-// servingEnvironmentJoin joins deployment d to the environment e whose settings govern it:
-// production first, then by name, when several point at it; none gives nulls.
-const servingEnvironmentJoin = `
-	LEFT JOIN LATERAL (
-		SELECT e.autoscaling_settings FROM environments e
-		WHERE e.model_id = d.model_id AND e.current_deployment_id = d.id
-		ORDER BY e.name <> 'production', e.name
-		LIMIT 1
-	) e ON true`
+	                       THEN d.autoscaling_settings ELSE '{}' END)`
 
 // autoscalingTargetsQuery reads every target in one statement. Per deployment it costs an
 // index probe on replicas_live, two on load_samples' primary key (deployment_id, at) and one
 // on the async queue, so a deployment idle at zero costs its row and four probes that find
 // nothing.
 //
-// Settings are merged as JSON objects, right over left: the defaults ($2), the deployment's
-// own, then the serving environment's. Environments are written whole by the API, so in
-// practice the environment's settings win entirely when there is one; a stored {} (the
-// column default) or an object missing fields falls back field by field, and nulls or
-// non-objects count as missing.
+// Settings are the deployment's own merged over the defaults ($2) as JSON objects: a stored
+// {} (the column default) or an object missing fields falls back field by field, and nulls
+// or non-objects count as missing.
 var autoscalingTargetsQuery = `
 	WITH targets AS (
 		SELECT d.id, d.model_id, d.is_development, d.status,
 		       CASE WHEN d.status = ` + sqlDeploymentScaledToZero + ` THEN d.updated_at END AS zero_since,
-		       $2::jsonb || ` + effectiveSettingsSQL + ` AS settings,
+		       $2::jsonb || (` + effectiveSettingsSQL + `) AS settings,
 		       EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1) AS kept_awake
-		FROM deployments d ` + servingEnvironmentJoin + `
+		FROM deployments d
 		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
 	)
 	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings, t.zero_since, t.kept_awake,

@@ -57,9 +57,11 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	staging := settings.DefaultAutoscalingSettings()
 	staging.MaxReplica = 9
 
-	served := newScalableDeployment(t, db, m, "ACTIVE", own)
+	// The environments that serve it hold other settings (their own, for when they serve
+	// none): the deployment's are the ones that count.
+	served := newScalableDeployment(t, db, m, "ACTIVE", prod)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, served.ID))
-	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = $2 WHERE model_id = $1 AND name = 'production'`, m.ID, prod)
+	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = $2 WHERE model_id = $1 AND name = 'production'`, m.ID, own)
 	require.NoError(t, err)
 	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
 		AutoscalingSettings: staging, PromotionSettings: settings.DefaultPromotionSettings()})
@@ -110,7 +112,7 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	}
 
 	s := got[served.ID]
-	require.Equal(t, prod, s.Settings, "production's settings win over staging's and the deployment's own")
+	require.Equal(t, prod, s.Settings, "the deployment's own settings count, not the environments' columns")
 	require.Equal(t, m.ID, s.ModelID)
 	require.Equal(t, modelplane.DeploymentActive, s.Status)
 	require.False(t, s.IsDevelopment)
@@ -149,7 +151,7 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	require.Equal(t, wantPartial, p.Settings, "missing and null fields fall back to the defaults one by one")
 }
 
-func TestAutoscalingTargets_EmptyEnvironmentSettingsFallBackToTheDeployments(t *testing.T) {
+func TestAutoscalingTargets_EnvironmentColumnDoesNotOverrideTheDeployments(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
 	m := newModel(t, db)
@@ -160,8 +162,39 @@ func TestAutoscalingTargets_EmptyEnvironmentSettingsFallBackToTheDeployments(t *
 	_, err := db.ExecContext(ctx, `UPDATE environments SET autoscaling_settings = '{"scale_down_delay": 60}' WHERE model_id = $1`, m.ID)
 	require.NoError(t, err)
 
-	want := own
-	want.ScaleDownDelay = 60
-	require.Equal(t, want, targetsByID(t, db, time.Now())[d.ID].Settings,
-		"fields the environment does not set come from the deployment's settings")
+	require.Equal(t, own, targetsByID(t, db, time.Now())[d.ID].Settings,
+		"a deployment that serves an environment scales on its own settings")
+}
+
+func TestGiveEnvironmentSettings_CarriesThePreviousDeploymentsOrTheEnvironmentsOwn(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	prevAS := settings.DefaultAutoscalingSettings()
+	prevAS.MinReplica, prevAS.MaxReplica = 2, 5
+	reject := settings.BackpressureRejectOnFull
+	prev := newScalableDeployment(t, db, m, "ACTIVE", prevAS)
+	require.NoError(t, store.UpdateDeploymentBackpressure(ctx, db, m.ID, prev.ID, settings.RequestBackpressureSettings{Policy: &reject}))
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, prev.ID))
+	cand := newScalableDeployment(t, db, m, "ACTIVE", settings.DefaultAutoscalingSettings())
+
+	require.NoError(t, store.GiveEnvironmentSettings(ctx, db, m.ID, modelplane.ProductionEnvironment, cand.ID))
+	got, err := store.DeploymentByID(ctx, db, m.ID, cand.ID)
+	require.NoError(t, err)
+	require.Equal(t, prevAS, got.AutoscalingSettings, "the new deployment takes the previous deployment's autoscaling settings")
+	require.Equal(t, reject, got.RequestBackpressureSettings.PolicyOrNone(), "and its backpressure policy")
+
+	// An environment that serves nothing gives its own.
+	envAS := settings.DefaultAutoscalingSettings()
+	envAS.ConcurrencyTarget = 4
+	_, err = store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: "staging",
+		AutoscalingSettings: envAS, PromotionSettings: settings.DefaultPromotionSettings()})
+	require.NoError(t, err)
+	require.NoError(t, store.GiveEnvironmentSettings(ctx, db, m.ID, "staging", cand.ID))
+	got, err = store.DeploymentByID(ctx, db, m.ID, cand.ID)
+	require.NoError(t, err)
+	require.Equal(t, envAS, got.AutoscalingSettings)
+	require.Nil(t, got.RequestBackpressureSettings.Policy, "staging sets no policy")
+
+	require.ErrorIs(t, store.GiveEnvironmentSettings(ctx, db, m.ID, "nope", cand.ID), store.ErrNotFound)
 }

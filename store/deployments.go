@@ -22,11 +22,14 @@ type Deployment struct {
 	Status              modelplane.DeploymentStatus  `db:"status"`
 	StatusReason        string                       `db:"status_reason"`
 	AutoscalingSettings settings.AutoscalingSettings `db:"autoscaling_settings"`
-	Labels              JSONMap                      `db:"labels"`
-	InstanceTypeName    string                       `db:"instance_type_name"`
-	CreatedAt           time.Time                    `db:"created_at"`
-	UpdatedAt           time.Time                    `db:"updated_at"`
-	DeletedAt           *time.Time                   `db:"deleted_at"`
+	// RequestBackpressureSettings say what gateways do when every replica is at its
+	// concurrency target.
+	RequestBackpressureSettings settings.RequestBackpressureSettings `db:"request_backpressure_settings"`
+	Labels                      JSONMap                              `db:"labels"`
+	InstanceTypeName            string                               `db:"instance_type_name"`
+	CreatedAt                   time.Time                            `db:"created_at"`
+	UpdatedAt                   time.Time                            `db:"updated_at"`
+	DeletedAt                   *time.Time                           `db:"deleted_at"`
 }
 
 // NewDeployment says what to create. An empty Name on a published deployment takes the
@@ -108,4 +111,33 @@ func UpdateDeploymentAutoscaling(ctx context.Context, db sqlx.ExecerContext, mod
 	return exec(ctx, db, true, `
 		UPDATE deployments SET autoscaling_settings = $3, updated_at = now()
 		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id, s)
+}
+
+// UpdateDeploymentBackpressure replaces a live deployment's request backpressure settings.
+func UpdateDeploymentBackpressure(ctx context.Context, db sqlx.ExecerContext, modelID, id string, s settings.RequestBackpressureSettings) error {
+	return exec(ctx, db, true, `
+		UPDATE deployments SET request_backpressure_settings = $3, updated_at = now()
+		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id, s)
+}
+
+// DeploymentForUpdate reads a live deployment of the model under a row lock, so that two
+// changes of its settings do not lose each other's fields.
+func DeploymentForUpdate(ctx context.Context, tx *sqlx.Tx, modelID, id string) (Deployment, error) {
+	var d Deployment
+	err := get(ctx, tx, &d, `SELECT * FROM deployments WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`, modelID, id)
+	return d, err
+}
+
+// PromotingInto names the environment a running promotion is bringing the deployment into
+// (the deployment is its candidate and does not serve it yet); "" when none.
+func PromotingInto(ctx context.Context, db sqlx.QueryerContext, modelID, id string) (string, error) {
+	var names []string
+	err := list(ctx, db, &names, `
+		SELECT name FROM environments
+		WHERE model_id = $1 AND candidate_deployment_id = $2 AND current_deployment_id IS DISTINCT FROM $2
+		ORDER BY name <> 'production', name LIMIT 1`, modelID, id)
+	if err != nil || len(names) == 0 {
+		return "", err
+	}
+	return names[0], nil
 }

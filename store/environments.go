@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -17,17 +18,21 @@ type Environment struct {
 	CandidateDeploymentID *string                      `db:"candidate_deployment_id"`
 	AutoscalingSettings   settings.AutoscalingSettings `db:"autoscaling_settings"`
 	PromotionSettings     settings.PromotionSettings   `db:"promotion_settings"`
-	CreatedAt             time.Time                    `db:"created_at"`
-	UpdatedAt             time.Time                    `db:"updated_at"`
+	// AutoscalingSettings and RequestBackpressureSettings are what a deployment promoted
+	// into the environment gets while it serves none; once it serves one, that deployment's
+	// settings are the environment's.
+	RequestBackpressureSettings settings.RequestBackpressureSettings `db:"request_backpressure_settings"`
+	CreatedAt                   time.Time                            `db:"created_at"`
+	UpdatedAt                   time.Time                            `db:"updated_at"`
 }
 
 // CreateEnvironment adds a custom environment; a name the model already has is ErrConflict.
 func CreateEnvironment(ctx context.Context, db sqlx.ExtContext, e Environment) (Environment, error) {
 	var out Environment
 	err := get(ctx, db, &out, `
-		INSERT INTO environments (model_id, name, autoscaling_settings, promotion_settings)
-		VALUES ($1, $2, $3, $4)
-		RETURNING *`, e.ModelID, e.Name, e.AutoscalingSettings, e.PromotionSettings)
+		INSERT INTO environments (model_id, name, autoscaling_settings, promotion_settings, request_backpressure_settings)
+		VALUES ($1, $2, $3, $4, $5)
+		RETURNING *`, e.ModelID, e.Name, e.AutoscalingSettings, e.PromotionSettings, e.RequestBackpressureSettings)
 	return out, err
 }
 
@@ -61,11 +66,30 @@ func DeleteEnvironment(ctx context.Context, db sqlx.ExecerContext, modelID, name
 	return exec(ctx, db, true, `DELETE FROM environments WHERE model_id = $1 AND name = $2`, modelID, name)
 }
 
-// UpdateEnvironmentSettings replaces the environment's autoscaling and promotion settings.
-func UpdateEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, modelID, name string, as settings.AutoscalingSettings, ps settings.PromotionSettings) error {
+// UpdateEnvironmentSettings replaces the environment's own autoscaling, promotion and
+// request backpressure settings.
+func UpdateEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, modelID, name string, as settings.AutoscalingSettings,
+	ps settings.PromotionSettings, bp settings.RequestBackpressureSettings) error {
 	return exec(ctx, db, true, `
-		UPDATE environments SET autoscaling_settings = $3, promotion_settings = $4, updated_at = now()
-		WHERE model_id = $1 AND name = $2`, modelID, name, as, ps)
+		UPDATE environments SET autoscaling_settings = $3, promotion_settings = $4, request_backpressure_settings = $5,
+		       updated_at = now()
+		WHERE model_id = $1 AND name = $2`, modelID, name, as, ps, bp)
+}
+
+// GiveEnvironmentSettings gives the deployment about to serve the environment the settings
+// the environment has now: those of the deployment it serves, or its own while it serves
+// none (autoscaling and request backpressure alike). It is how a promotion carries the
+// previous deployment's settings over; call it before the environment switches.
+func GiveEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, modelID, env, deploymentID string) error {
+	return exec(ctx, db, true, `
+		UPDATE deployments d
+		SET autoscaling_settings = COALESCE(cur.autoscaling_settings, e.autoscaling_settings),
+		    request_backpressure_settings = COALESCE(cur.request_backpressure_settings, e.request_backpressure_settings),
+		    updated_at = now()
+		FROM environments e
+		LEFT JOIN deployments cur ON cur.id = e.current_deployment_id AND cur.deleted_at IS NULL
+		WHERE e.model_id = $1 AND e.name = $2 AND d.id = $3 AND d.model_id = $1 AND d.deleted_at IS NULL`,
+		modelID, env, deploymentID)
 }
 
 // EnvironmentFor names the environment a deployment serves, or is being promoted into, with
@@ -91,4 +115,21 @@ func DeploymentServes(ctx context.Context, db sqlx.QueryerContext, modelID, depl
 		SELECT EXISTS (SELECT 1 FROM environments WHERE model_id = $1 AND current_deployment_id = $2)`,
 		modelID, deploymentID)
 	return serves, err
+}
+
+// ServedDeploymentForUpdate reads, under a row lock, the live deployment the environment
+// serves; nil when it serves none. It is how a change of the environment's settings reaches
+// the deployment whose settings they are.
+func ServedDeploymentForUpdate(ctx context.Context, tx *sqlx.Tx, e Environment) (*Deployment, error) {
+	if e.CurrentDeploymentID == nil {
+		return nil, nil
+	}
+	d, err := DeploymentForUpdate(ctx, tx, e.ModelID, *e.CurrentDeploymentID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
 }

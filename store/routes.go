@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // Routes is everything a gateway needs to route inference requests, read in one snapshot.
@@ -47,6 +49,10 @@ type RouteDeployment struct {
 	Deleted       bool                        `db:"deleted"`
 	// ReplicasStarting counts replicas being placed or started.
 	ReplicasStarting int `db:"replicas_starting"`
+	// ConcurrencyTarget is the deployment's autoscaling concurrency_target (at least 1).
+	ConcurrencyTarget int `db:"concurrency_target"`
+	// Backpressure is the deployment's request backpressure policy; nil when none is set.
+	Backpressure *settings.BackpressurePolicy `db:"backpressure_policy"`
 }
 
 // RouteReplica is a READY replica and where its model server takes predictions.
@@ -84,7 +90,9 @@ func LoadRoutes(ctx context.Context, db *sqlx.DB) (Routes, error) {
 		{&r.Deployments, `
 			SELECT d.id, d.model_id, d.name, d.is_development, d.status, d.deleted_at IS NOT NULL AS deleted,
 			       (SELECT count(*) FROM replicas r
-			        WHERE r.deployment_id = d.id AND r.state IN ` + sqlStartingReplicaStates + `) AS replicas_starting
+			        WHERE r.deployment_id = d.id AND r.state IN ` + sqlStartingReplicaStates + `) AS replicas_starting,
+			       GREATEST(COALESCE((` + effectiveSettingsSQL + `)->>'concurrency_target', '1')::int, 1) AS concurrency_target,
+			       d.request_backpressure_settings->>'policy' AS backpressure_policy
 			FROM deployments d`},
 		{&r.Replicas, `
 			SELECT id, deployment_id, address, predict_path FROM replicas
