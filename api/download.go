@@ -39,11 +39,7 @@ func (s *Server) deploymentConfig(c echo.Context) error {
 	if format != apiv1.ConfigFormatRaw && format != apiv1.ConfigFormatParsed && format != apiv1.ConfigFormatBoth {
 		return Errorf(http.StatusBadRequest, "output_format: must be raw, parsed or both, got %q", format)
 	}
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	_, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}
@@ -105,11 +101,7 @@ func (s *Server) configText(ctx context.Context, d store.DeploymentView) (string
 // deployment's model package (the archive it was made from, tar.gz) for an hour, without an
 // API key: the spec's presigned URL, served by modelplane.
 func (s *Server) downloadDeployment(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}

@@ -336,11 +336,7 @@ func (s *Server) deactivateDeployment(c echo.Context) error {
 // serving production included: its environments then answer 404 until it is activated again
 // or another deployment is promoted.
 func (s *Server) lifecycle(c echo.Context, update, action string) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}
@@ -356,11 +352,7 @@ func (s *Server) lifecycle(c echo.Context, update, action string) error {
 
 // deleteDeployment stops a deployment and removes it; the one serving production is refused.
 func (s *Server) deleteDeployment(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}

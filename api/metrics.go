@@ -263,11 +263,7 @@ func metricsV1(r metricsRequest, now time.Time, steps []store.LoadStep, earliest
 
 // deploymentMetrics answers GET .../deployments/{deployment_id}/metrics.
 func (s *Server) deploymentMetrics(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	_, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}

@@ -254,6 +254,17 @@ func (s *Server) renameDeployment(c echo.Context) error {
 	return c.JSON(http.StatusOK, deploymentV1(v))
 }
 
+// ownDeployment resolves the route's model, which the caller's workspace must own, and its
+// deployment (ID or alias), each with a 404 naming it.
+func (s *Server) ownDeployment(c echo.Context) (store.Model, store.DeploymentView, error) {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return m, store.DeploymentView{}, err
+	}
+	d, err := s.deploymentRef(c, m.ID)
+	return m, d, err
+}
+
 // deploymentRef resolves the route's deployment (ID or alias) with a 404 naming it.
 func (s *Server) deploymentRef(c echo.Context, modelID string) (store.DeploymentView, error) {
 	ref := c.Param("deployment_id")
@@ -267,11 +278,7 @@ func (s *Server) deploymentRef(c echo.Context, modelID string) (store.Deployment
 // patchAutoscaling changes a deployment's autoscaling settings (an
 // apiv1.UpdateAutoscalingSettingsRequest); the autoscaler reads them on its next tick.
 func (s *Server) patchAutoscaling(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}
@@ -332,11 +339,7 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 // apiv1.UpdateRequestBackpressureSettingsRequest) and answers them; gateways act on them as
 // soon as they reload their routes.
 func (s *Server) patchBackpressure(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}

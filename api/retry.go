@@ -26,11 +26,7 @@ const terminateGrace = 30 * time.Second
 // ones. A deployment that has not failed answers retried false with the reason, as the spec's
 // RetryDeploymentResponseV1 does.
 func (s *Server) retryDeployment(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}
@@ -70,11 +66,7 @@ func joinStatuses(ss []modelplane.DeploymentStatus) string {
 // is recorded STOPPED; the deployment's workflow, which watches its replicas, then starts
 // another in its place, as it does for a replica that dies. Requests in flight on it fail.
 func (s *Server) terminateReplica(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.deploymentRef(c, m.ID)
+	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
 	}
