@@ -169,12 +169,8 @@ func ValidateAutoscaling(prefix string, s AutoscalingSettings) error {
 func ValidatePromotion(prefix string, s PromotionSettings) error {
 	f := func(name string) string { return join(prefix, name) }
 	if !s.PromotionCleanupStrategy.Valid() {
-		names := make([]string, 0, len(modelplane.CleanupStrategies()))
-		for _, c := range modelplane.CleanupStrategies() {
-			names = append(names, string(c))
-		}
 		return fieldErr(f("promotion_cleanup_strategy"), "must be one of %s, got %q",
-			strings.Join(names, ", "), s.PromotionCleanupStrategy)
+			joinValues(modelplane.CleanupStrategies()), s.PromotionCleanupStrategy)
 	}
 	if err := intRange(f("ramp_up_duration_seconds"), s.RampUpDurationSeconds, MinRampUpDurationSeconds, MaxRampUpDurationSeconds, " seconds"); err != nil {
 		return err
