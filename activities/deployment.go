@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -23,8 +24,9 @@ import (
 // ArchivePath is where the control plane serves archives to agents, below ArchiveBaseURL.
 const ArchivePath = "/internal/v1/archives/"
 
-// LoadDeploymentSpec reads the deployment and its archive's config. A deployment without an
-// archive, or with a config that does not parse, fails non-retryably with type
+// LoadDeploymentSpec reads the deployment and the config it runs: its archive's, or the one
+// its create request gave in its place. A deployment without an archive, or with a config
+// that does not parse, fails non-retryably with type
 // contract.ErrTypeBuildFailed and the reason as its message.
 func (a *Activities) LoadDeploymentSpec(ctx context.Context, in contract.LoadDeploymentSpecInput) (contract.DeploymentSpec, error) {
 	v, err := store.DeploymentViewByRef(ctx, a.DB, in.ModelID, in.DeploymentID)
@@ -45,6 +47,13 @@ func (a *Activities) LoadDeploymentSpec(ctx context.Context, in contract.LoadDep
 		return contract.DeploymentSpec{}, err
 	}
 	cfg, err := modelpkg.ParseConfig(arch.Config)
+	if len(v.Config) > 0 {
+		// The create request's config, which runs the model differently from the package's.
+		var b []byte
+		if b, err = json.Marshal(v.Config); err == nil {
+			cfg, err = modelpkg.ConfigFromJSON(b)
+		}
+	}
 	if err != nil {
 		return contract.DeploymentSpec{}, buildFailed("invalid config: %v", err)
 	}
@@ -55,6 +64,9 @@ func (a *Activities) LoadDeploymentSpec(ctx context.Context, in contract.LoadDep
 	spec := contract.DeploymentSpec{
 		DeploymentID: v.ID, ModelID: v.ModelID, WorkspaceID: v.WorkspaceID, ArchiveID: arch.ID,
 		IsDevelopment: v.IsDevelopment, Config: cfgJSON, Resources: cfg.Resources.GPURequest,
+	}
+	if v.DeployTimeoutMinutes != nil {
+		spec.DeployTimeout = time.Duration(*v.DeployTimeoutMinutes) * time.Minute
 	}
 	// A candidate of a promotion already runs as the environment it is promoted into.
 	if spec.Environment, err = store.EnvironmentFor(ctx, a.DB, v.ModelID, v.ID); err != nil {
@@ -229,6 +241,13 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in contract.WaitRepli
 			return contract.WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: got.Address}, nil
 		case got.State.Ended() || got.State == modelplane.ReplicaStopping:
 			return a.replicaFailed(ctx, in.ReplicaID, fmt.Sprintf("replica %s: %s", strings.ToLower(string(got.State)), got.Error))
+		case in.Timeout > 0 && time.Since(r.CreatedAt) > in.Timeout:
+			// Measured from the placement, so a retried wait does not start the clock again.
+			res, err := a.replicaFailed(ctx, in.ReplicaID, fmt.Sprintf(
+				"replica not ready within the deploy timeout (deploy_timeout_minutes: %d); it was still %s",
+				int(in.Timeout/time.Minute), strings.ToLower(string(got.State))))
+			res.TimedOut = true
+			return res, err
 		default:
 			activity.RecordHeartbeat(ctx, got.State)
 		}

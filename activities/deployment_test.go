@@ -46,6 +46,8 @@ type fakeAgent struct {
 	starts   []agentproto.StartRequest
 	stopped  []string
 	refuse   bool
+	// loading keeps started replicas STARTING, as a model that takes long to load.
+	loading bool
 }
 
 func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,6 +65,9 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		f.starts = append(f.starts, req)
 		rep := agentproto.Replica{ID: req.ReplicaID, DeploymentID: req.DeploymentID, State: modelplane.ReplicaReady, Address: "127.0.0.1:9000", PredictPath: "/v1/models/model:predict"}
+		if f.loading {
+			rep.State = modelplane.ReplicaStarting
+		}
 		f.replicas[req.ReplicaID] = rep
 		_ = json.NewEncoder(w).Encode(rep)
 	case r.Method == http.MethodGet:
@@ -149,6 +154,74 @@ func TestLoadDeploymentSpec_ReadsArchiveConfig(t *testing.T) {
 	require.Equal(t, modelplane.GPURequest{GPUCount: 1, GPUType: "H100"}, spec.Resources)
 	require.Equal(t, *f.dep.ArchiveID, spec.ArchiveID)
 	require.Contains(t, string(spec.Config), `"model_name":"echo"`)
+}
+
+func TestLoadDeploymentSpec_TheCreateRequestsConfigAndTimeoutAreWhatRuns(t *testing.T) {
+	f := newFixture(t, h100Config)
+	_, err := f.db.Exec(`UPDATE deployments SET config = $2, deploy_timeout_minutes = 15 WHERE id = $1`, f.dep.ID,
+		`{"model_name": "echo", "resources": {"accelerator": "H100:2"}, "environment_variables": {"GREETING": "bonjour"}, "truss_key": 1}`)
+	require.NoError(t, err)
+	v, err := f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, contract.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+	require.NoError(t, err)
+	var spec contract.DeploymentSpec
+	require.NoError(t, v.Get(&spec))
+	require.Equal(t, modelplane.GPURequest{GPUCount: 2, GPUType: "H100"}, spec.Resources, "placement asks for the request's resources")
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(spec.Config, &cfg))
+	require.Equal(t, map[string]any{"GREETING": "bonjour"}, cfg["environment_variables"], "the agent runs the request's config")
+	require.EqualValues(t, 1, cfg["truss_key"], "keys modelplane does not know reach the model")
+	require.Equal(t, 15*time.Minute, spec.DeployTimeout)
+
+	// A stored config that no longer parses cannot run.
+	_, err = f.db.Exec(`UPDATE deployments SET config = '{"model_name": "echo", "runtime": "cobol"}' WHERE id = $1`, f.dep.ID)
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.LoadDeploymentSpec, contract.LoadDeploymentSpecInput{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID})
+	require.Equal(t, contract.ErrTypeBuildFailed, appErrType(err), "got %v", err)
+}
+
+func TestWaitReplicaReady_PastTheDeployTimeoutTheReplicaFails(t *testing.T) {
+	f := newFixture(t, h100Config)
+	f.agent.loading = true
+	spec := contract.DeploymentSpec{DeploymentID: f.dep.ID, ModelID: f.dep.ModelID, ArchiveID: *f.dep.ArchiveID}
+	id := modelplane.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id, Spec: spec})
+	require.NoError(t, err)
+	// Placed 11 minutes ago, still loading.
+	_, err = f.db.Exec(`UPDATE replicas SET created_at = now() - interval '11 minutes' WHERE id = $1`, id)
+	require.NoError(t, err)
+
+	v, err := f.env.ExecuteActivity(f.acts.WaitReplicaReady, contract.WaitReplicaReadyInput{ReplicaID: id,
+		PollInterval: 10 * time.Millisecond, Timeout: 10 * time.Minute})
+	require.NoError(t, err)
+	var res contract.WaitReplicaReadyResult
+	require.NoError(t, v.Get(&res))
+	require.Equal(t, modelplane.ReplicaFailed, res.State)
+	require.True(t, res.TimedOut)
+	require.Contains(t, res.Reason, "deploy_timeout_minutes: 10")
+	require.Equal(t, modelplane.ReplicaFailed, f.replicaState(t, id).State)
+
+	// Within its timeout a replica is waited for until it is ready.
+	id = modelplane.NewID(12)
+	_, err = f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id, Spec: spec})
+	require.NoError(t, err)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		f.agent.mu.Lock()
+		defer f.agent.mu.Unlock()
+		r := f.agent.replicas[id]
+		r.State = modelplane.ReplicaReady
+		f.agent.replicas[id] = r
+	}()
+	v, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, contract.WaitReplicaReadyInput{ReplicaID: id,
+		PollInterval: 10 * time.Millisecond, Timeout: 10 * time.Minute})
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&res))
+	require.Equal(t, modelplane.ReplicaReady, res.State)
+	require.False(t, res.TimedOut)
 }
 
 func TestLoadDeploymentSpec_InvalidConfigIsBuildFailed(t *testing.T) {

@@ -225,10 +225,16 @@ const maxPatchedArchiveBytes = 2 << 30
 
 // patchedArchive returns the archive of what the development deployment runs: its own
 // archive when no patch has been synced, else one made from it with the synced patches
-// applied and recorded in the workspace. The archive is content-addressed, so a retry makes
-// the same one. A promotion from the development deployment copies this, so the code that
-// was tried is the code that ships.
-func (a *Activities) patchedArchive(ctx context.Context, dep store.Deployment) (string, error) {
+// applied and recorded in the workspace, whose config.yaml is the one the patches led to
+// (withConfig). The archive is content-addressed, so a retry makes the same one. A promotion
+// from the development deployment copies this, so the code that was tried is the code that
+// ships.
+func (a *Activities) patchedArchive(ctx context.Context, dep store.Deployment) (id string, withConfig bool, err error) {
+	id, err = a.makePatchedArchive(ctx, dep)
+	return id, err == nil && id != *dep.ArchiveID, err
+}
+
+func (a *Activities) makePatchedArchive(ctx context.Context, dep store.Deployment) (string, error) {
 	s, err := store.PatchStateOf(ctx, a.DB, dep.ID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && s.AppliedSeq == 0) {
 		return *dep.ArchiveID, nil
@@ -237,6 +243,12 @@ func (a *Activities) patchedArchive(ctx context.Context, dep store.Deployment) (
 		return "", err
 	}
 	ps, err := store.PatchesBetween(ctx, a.DB, dep.ID, 0, s.AppliedSeq)
+	if err != nil {
+		return "", err
+	}
+	// The patches start from the deployment's own config.yaml when its create request gave
+	// one, which the package does not hold: the point's text goes into the archive.
+	configText, err := store.ConfigAt(ctx, a.DB, s, s.AppliedSeq)
 	if err != nil {
 		return "", err
 	}
@@ -257,6 +269,9 @@ func (a *Activities) patchedArchive(ctx context.Context, dep store.Deployment) (
 	}
 	if err := patch.Apply(pkg, patch.Fold(opsOf(ps))); err != nil {
 		return "", fmt.Errorf("applying the synced patches: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(pkg, modelpkg.ConfigFile), []byte(configText), 0o644); err != nil {
+		return "", fmt.Errorf("writing the patched %s: %w", modelpkg.ConfigFile, err)
 	}
 	cfg, err := modelpkg.ReadConfig(pkg)
 	if err != nil {

@@ -111,11 +111,13 @@ func (a *Activities) CreateCandidateDeployment(ctx context.Context, in contract.
 	if in.Copy {
 		src, err := store.DeploymentByID(ctx, a.DB, in.ModelID, in.SourceDeploymentID)
 		if err == nil && src.IsDevelopment && src.ArchiveID != nil && *src.ArchiveID != "" {
-			id, err := a.patchedArchive(ctx, src)
+			id, withConfig, err := a.patchedArchive(ctx, src)
 			if err != nil {
 				return out, err
 			}
-			patched = &id
+			if withConfig {
+				patched = &id
+			}
 		}
 	}
 	err := store.WithTx(ctx, a.DB, func(tx *sqlx.Tx) error {
@@ -139,14 +141,18 @@ func (a *Activities) CreateCandidateDeployment(ctx context.Context, in contract.
 			if src.ArchiveID == nil || *src.ArchiveID == "" {
 				return refused("deployment %s has no model archive to promote", src.ID)
 			}
-			archive := src.ArchiveID
-			if patched != nil {
-				archive = patched
+			// The copy runs what the source runs: its archive and the config its create
+			// request gave, or the archive made of its synced patches, whose config.yaml is
+			// the one they led to.
+			nd := store.NewDeployment{
+				ModelID: in.ModelID, WorkspaceID: src.WorkspaceID, ArchiveID: src.ArchiveID,
+				Config: src.Config, RawConfig: src.RawConfig, AutoscalingSettings: in.AutoscalingSettings,
+				DeployTimeoutMinutes: src.DeployTimeoutMinutes,
 			}
-			cand, err = store.CreateDeploymentWithID(ctx, tx, in.CandidateID, store.NewDeployment{
-				ModelID: in.ModelID, WorkspaceID: src.WorkspaceID, ArchiveID: archive,
-				Config: src.Config, AutoscalingSettings: in.AutoscalingSettings,
-			})
+			if patched != nil {
+				nd.ArchiveID, nd.Config, nd.RawConfig = patched, nil, nil
+			}
+			cand, err = store.CreateDeploymentWithID(ctx, tx, in.CandidateID, nd)
 			if err != nil {
 				return err
 			}

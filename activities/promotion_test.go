@@ -41,9 +41,11 @@ func newPromoFixture(t *testing.T) *promoFixture {
 	_, _, err = store.CreateArchive(ctx, db, store.Archive{WorkspaceID: ws.ID, ID: archID, SizeBytes: 1,
 		Config: json.RawMessage(`{"model_name":"echo"}`)})
 	require.NoError(t, err)
+	raw, timeout := "model_name: echo\n", 20
 	mk := func(dev bool) store.Deployment {
 		d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID,
 			IsDevelopment: dev, ArchiveID: &archID, Config: store.JSONMap{"model_name": "echo"},
+			RawConfig: &raw, DeployTimeoutMinutes: &timeout,
 			AutoscalingSettings: settings.DefaultAutoscalingSettings()})
 		require.NoError(t, err)
 		return d
@@ -133,6 +135,9 @@ func TestPromotionActivities_CopyThenSwitch(t *testing.T) {
 	cand, err := store.DeploymentByID(ctx, f.db, f.model.ID, first.DeploymentID)
 	require.NoError(t, err)
 	require.Equal(t, *f.dev.ArchiveID, *cand.ArchiveID)
+	require.Equal(t, f.dev.Config, cand.Config, "the copy runs the config its source's create request gave")
+	require.Equal(t, *f.dev.RawConfig, *cand.RawConfig)
+	require.Equal(t, 20, *cand.DeployTimeoutMinutes)
 	require.Equal(t, f.prevScales, cand.AutoscalingSettings)
 	require.False(t, cand.IsDevelopment)
 	dev, err := store.DeploymentByID(ctx, f.db, f.model.ID, f.dev.ID)

@@ -32,36 +32,7 @@ var archiveTypes = map[string]bool{
 // check it (paths, links, config.yaml) the way an agent will, then thrown away; a package
 // that would fail on an agent fails here, with the reason.
 func (s *Server) createArchive(c echo.Context) error {
-	ct, _, _ := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
-	if !archiveTypes[ct] {
-		return Errorf(http.StatusUnsupportedMediaType, "send the package as Content-Type: application/gzip (a tar.gz), not %q", ct)
-	}
-	limit := s.deps.MaxArchiveBytes
-	if c.Request().ContentLength > limit {
-		return Errorf(http.StatusRequestEntityTooLarge, "archive of %d bytes is over the %d-byte limit", c.Request().ContentLength, limit)
-	}
-	ctx := c.Request().Context()
-	digest, size, created, err := s.deps.Blobs.Put(ctx, c.Request().Body, limit)
-	if errors.Is(err, blob.ErrTooLarge) {
-		return Errorf(http.StatusRequestEntityTooLarge, "archive is over the %d-byte limit", limit)
-	}
-	if err != nil {
-		return fmt.Errorf("storing archive: %w", err)
-	}
-	cfg, err := s.checkPackage(c, digest)
-	if err != nil {
-		if created {
-			_ = s.deps.Blobs.Delete(ctx, digest)
-		}
-		return err
-	}
-	cfgJSON, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	a, isNew, err := store.CreateArchive(ctx, s.deps.DB, store.Archive{
-		WorkspaceID: principal(c).WorkspaceID, ID: digest, SizeBytes: size, Config: cfgJSON,
-	})
+	a, isNew, err := s.storeArchive(c)
 	if err != nil {
 		return err
 	}
@@ -70,6 +41,41 @@ func (s *Server) createArchive(c echo.Context) error {
 		status = http.StatusCreated
 	}
 	return c.JSON(status, apiv1.ArchiveV1{ID: a.ID, Size: a.SizeBytes})
+}
+
+// storeArchive stores and records the package in the request's body for the key's
+// workspace, as createArchive says; isNew is false when the workspace had it already.
+func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err error) {
+	ct, _, _ := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if !archiveTypes[ct] {
+		return a, false, Errorf(http.StatusUnsupportedMediaType, "send the package as Content-Type: application/gzip (a tar.gz), not %q", ct)
+	}
+	limit := s.deps.MaxArchiveBytes
+	if c.Request().ContentLength > limit {
+		return a, false, Errorf(http.StatusRequestEntityTooLarge, "archive of %d bytes is over the %d-byte limit", c.Request().ContentLength, limit)
+	}
+	ctx := c.Request().Context()
+	digest, size, created, err := s.deps.Blobs.Put(ctx, c.Request().Body, limit)
+	if errors.Is(err, blob.ErrTooLarge) {
+		return a, false, Errorf(http.StatusRequestEntityTooLarge, "archive is over the %d-byte limit", limit)
+	}
+	if err != nil {
+		return a, false, fmt.Errorf("storing archive: %w", err)
+	}
+	cfg, err := s.checkPackage(c, digest)
+	if err != nil {
+		if created {
+			_ = s.deps.Blobs.Delete(ctx, digest)
+		}
+		return a, false, err
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return a, false, err
+	}
+	return store.CreateArchive(ctx, s.deps.DB, store.Archive{
+		WorkspaceID: principal(c).WorkspaceID, ID: digest, SizeBytes: size, Config: cfgJSON,
+	})
 }
 
 // checkPackage unpacks the stored blob into scratch space and returns its config.

@@ -67,8 +67,9 @@ func (s *Server) deploymentConfig(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// configText is the config.yaml the deployment runs: its package's, or for the development
-// deployment the one its synced patches led to.
+// configText is the config.yaml the deployment runs: the one its create request gave (its
+// raw_config, or its config when it replaced the package's), else its package's; for the
+// development deployment, the one its synced patches led to.
 func (s *Server) configText(ctx context.Context, d store.DeploymentView) (string, error) {
 	if d.IsDevelopment {
 		st, err := store.PatchStateOf(ctx, s.deps.DB, d.ID)
@@ -78,6 +79,9 @@ func (s *Server) configText(ctx context.Context, d store.DeploymentView) (string
 		case !errors.Is(err, store.ErrNotFound):
 			return "", err
 		}
+	}
+	if text, ok, err := ownConfigText(d.Deployment); ok || err != nil {
+		return text, err
 	}
 	if d.ArchiveID == nil {
 		return "", Errorf(http.StatusNotFound, "deployment %s has no model package", d.ID)
@@ -97,6 +101,27 @@ func (s *Server) configText(ctx context.Context, d store.DeploymentView) (string
 	return p.Config, nil
 }
 
+// ownConfigText is the config.yaml text a deployment has of its own: the raw_config of its
+// create request, or the config it runs instead of its package's written out as YAML. ok is
+// false when it runs its package's config.yaml as it is.
+func ownConfigText(d store.Deployment) (text string, ok bool, err error) {
+	if d.RawConfig != nil {
+		return *d.RawConfig, true, nil
+	}
+	if len(d.Config) == 0 {
+		return "", false, nil
+	}
+	b, err := json.Marshal(d.Config)
+	if err != nil {
+		return "", false, err
+	}
+	cfg, err := modelpkg.ConfigFromJSON(b)
+	if err != nil {
+		return "", false, fmt.Errorf("the stored config of deployment %s does not parse: %w", d.ID, err)
+	}
+	return cfg.Raw, true, nil
+}
+
 // downloadDeployment answers GET .../deployments/{id}/download with a URL that serves the
 // deployment's model package (the archive it was made from, tar.gz) for an hour, without an
 // API key: the spec's presigned URL, served by modelplane.
@@ -104,6 +129,9 @@ func (s *Server) downloadDeployment(c echo.Context) error {
 	m, d, err := s.ownDeployment(c)
 	if err != nil {
 		return err
+	}
+	if m.DisableArchiveDownload {
+		return Errorf(http.StatusForbidden, "model %s was created with disable_archive_download: the packages of its deployments cannot be downloaded", m.ID)
 	}
 	if d.ArchiveID == nil {
 		return Errorf(http.StatusNotFound, "deployment %s has no model package", d.ID)

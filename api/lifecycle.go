@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
@@ -25,20 +27,25 @@ var modelName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 
 // source is the model_archive source of a create request.
 type source struct {
-	Name       string
-	ArchiveID  string
-	Deployment string // the deployment's name; empty takes deployment-N
+	Name      string // the new model's; empty for a deployment of a model that exists
+	ArchiveID string // source.archive_id (modelplane's)
+	S3Key     string // source.s3_key: an upload key of prepare_model_upload, or an archive ID
+	// DisableArchiveDownload is the new model's disable_archive_download.
+	DisableArchiveDownload bool
+	Deployment             payload
 }
 
-// readSource reads and checks `source`; needName says whether source.name is required (a new
-// model) or refused (a model that exists).
+// readSource reads and checks `source`; needName says whether it is a new model's
+// (ModelArchiveSourceV1: name required, disable_archive_download allowed) or a new
+// deployment's (DeploymentArchiveSourceV1: neither).
 func readSource(raw json.RawMessage, needName bool) (source, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 		return source{}, Errorf(http.StatusBadRequest, "source: must be an object")
 	}
-	var src source
-	for k, v := range obj {
+	src := source{Deployment: payload{at: "source.deployment"}}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		v := obj[k]
 		switch k {
 		case "kind":
 			var kind string
@@ -53,32 +60,38 @@ func readSource(raw json.RawMessage, needName bool) (source, error) {
 				return src, Errorf(http.StatusBadRequest, "source.name: use 1-255 of letters, digits, '.', '_' or '-'")
 			}
 		case "archive_id":
+			if string(v) == "null" {
+				continue
+			}
 			if json.Unmarshal(v, &src.ArchiveID) != nil || src.ArchiveID == "" {
 				return src, Errorf(http.StatusBadRequest, "source.archive_id: must be the id POST /v1/archives returned")
 			}
+		case "s3_key":
+			if string(v) == "null" {
+				continue
+			}
+			if json.Unmarshal(v, &src.S3Key) != nil || src.S3Key == "" {
+				return src, Errorf(http.StatusBadRequest, "source.s3_key: must be the s3_key POST /v1/prepare_model_upload returned, or the id POST /v1/archives returned")
+			}
+		case "disable_archive_download":
+			if string(v) == "null" {
+				continue
+			}
+			if !needName {
+				return src, Errorf(http.StatusBadRequest, "source.disable_archive_download: set when the model is created; its deployments keep what it says")
+			}
+			if json.Unmarshal(v, &src.DisableArchiveDownload) != nil {
+				return src, Errorf(http.StatusBadRequest, "source.disable_archive_download: must be true or false")
+			}
 		case "deployment":
-			var d map[string]json.RawMessage
-			if json.Unmarshal(v, &d) != nil {
-				return src, Errorf(http.StatusBadRequest, "source.deployment: must be an object")
+			if string(v) == "null" {
+				continue
 			}
-			for dk, dv := range d {
-				switch dk {
-				case "name":
-					if json.Unmarshal(dv, &src.Deployment) != nil || !deploymentName.MatchString(src.Deployment) {
-						return src, Errorf(http.StatusBadRequest, "source.deployment.name: use 1-255 of letters, digits, '.', '_' or '-'")
-					}
-				case "config":
-					var cfg map[string]any
-					if json.Unmarshal(dv, &cfg) != nil {
-						return src, Errorf(http.StatusBadRequest, "source.deployment.config: must be an object")
-					}
-					if len(cfg) > 0 {
-						return src, Errorf(http.StatusUnprocessableEntity, "source.deployment.config: overriding config.yaml at deploy time is not supported; change config.yaml and upload the package again")
-					}
-				default:
-					return src, Errorf(http.StatusBadRequest, "source.deployment.%s: unknown field", dk)
-				}
+			p, err := readPayload(v, "source.deployment")
+			if err != nil {
+				return src, err
 			}
+			src.Deployment = p
 		default:
 			return src, Errorf(http.StatusBadRequest, "source.%s: unknown field", k)
 		}
@@ -86,17 +99,18 @@ func readSource(raw json.RawMessage, needName bool) (source, error) {
 	switch {
 	case needName && src.Name == "":
 		return src, Errorf(http.StatusBadRequest, "source.name: required")
-	case src.ArchiveID == "":
-		return src, Errorf(http.StatusBadRequest, "source.archive_id: required")
+	case src.ArchiveID == "" && src.S3Key == "":
+		return src, Errorf(http.StatusBadRequest, "source.s3_key: required: the s3_key POST /v1/prepare_model_upload returned, or the id POST /v1/archives returned")
+	case src.ArchiveID != "" && src.S3Key != "" && src.ArchiveID != src.S3Key:
+		return src, Errorf(http.StatusBadRequest, "source.s3_key %q and source.archive_id %q name different archives; send one of them", src.S3Key, src.ArchiveID)
 	}
 	return src, nil
 }
 
-// createRequest is the part of both create routes after `source`.
+// createRequest is a checked body of either create route.
 type createRequest struct {
-	source      source
-	development bool
-	environment string // deploy straight to it: a promotion of the new deployment
+	source source
+	target
 }
 
 func readCreate(c echo.Context, needName bool) (createRequest, error) {
@@ -112,21 +126,24 @@ func readCreate(c echo.Context, needName bool) (createRequest, error) {
 	if req.source, err = readSource(raw, needName); err != nil {
 		return req, err
 	}
-	if v, ok := obj["development"]; ok && json.Unmarshal(v, &req.development) != nil {
-		return req, Errorf(http.StatusBadRequest, "development: must be true or false")
+	var topDev *bool
+	if v, ok := obj["development"]; ok && string(v) != "null" {
+		var b bool
+		if json.Unmarshal(v, &b) != nil {
+			return req, Errorf(http.StatusBadRequest, "development: must be true or false")
+		}
+		topDev = &b
 	}
+	var topEnv *string
 	if v, ok := obj["environment"]; ok && string(v) != "null" {
-		if json.Unmarshal(v, &req.environment) != nil || !environmentName.MatchString(req.environment) {
+		var e string
+		if json.Unmarshal(v, &e) != nil || !environmentName.MatchString(e) {
 			return req, Errorf(http.StatusBadRequest, "environment: must be an environment name")
 		}
+		topEnv = &e
 	}
-	if req.development && req.environment != "" {
-		return req, Errorf(http.StatusBadRequest, "environment: the development deployment is not deployed to an environment; promote it instead")
-	}
-	if req.development && req.source.Deployment != "" {
-		return req, Errorf(http.StatusBadRequest, "source.deployment.name: the development deployment is always named development")
-	}
-	return req, nil
+	req.target, err = resolveTarget(req.source.Deployment, topDev, topEnv)
+	return req, err
 }
 
 // createModel makes a model, its production environment and its first deployment, and starts
@@ -141,7 +158,8 @@ func (s *Server) createModel(c echo.Context) error {
 	if req.environment != "" && req.environment != modelplane.ProductionEnvironment {
 		return Errorf(http.StatusNotFound, "environment %q not found: a new model has only production", req.environment)
 	}
-	if err := s.requireArchive(ctx, p.WorkspaceID, req.source.ArchiveID); err != nil {
+	nd, err := s.newDeployment(c, p.WorkspaceID, req)
+	if err != nil {
 		return err
 	}
 	var m store.Model
@@ -151,10 +169,16 @@ func (s *Server) createModel(c echo.Context) error {
 		if m, err = store.CreateModel(ctx, tx, p.WorkspaceID, req.source.Name); err != nil {
 			return err
 		}
-		if d, err = s.insertDeployment(ctx, tx, m, req); err != nil {
+		if req.source.DisableArchiveDownload {
+			if err := store.DisableArchiveDownload(ctx, tx, m.ID); err != nil {
+				return err
+			}
+		}
+		nd.ModelID, nd.WorkspaceID = m.ID, m.WorkspaceID
+		if d, err = store.CreateDeployment(ctx, tx, nd); err != nil {
 			return err
 		}
-		return audit(ctx, tx, c, m.ID, "model.create", m.ID, store.JSONMap{"deployment_id": d.ID, "archive_id": req.source.ArchiveID})
+		return audit(ctx, tx, c, m.ID, "model.create", m.ID, store.JSONMap{"deployment_id": d.ID, "archive_id": *nd.ArchiveID})
 	})
 	if err != nil {
 		return err
@@ -185,17 +209,13 @@ func (s *Server) createDeployment(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if err := s.requireArchive(ctx, m.WorkspaceID, req.source.ArchiveID); err != nil {
+	nd, err := s.newDeployment(c, m.WorkspaceID, req)
+	if err != nil {
 		return err
 	}
-	if req.environment != "" {
-		// Refused before anything is made: the environment must exist and be free.
-		if _, err := s.environment(c, m.ID, req.environment); err != nil {
-			return err
-		}
-		if _, err := store.RunningPromotion(ctx, s.deps.DB, m.ID, req.environment); err == nil {
-			return Errorf(http.StatusConflict, "a promotion of %s is already running", req.environment)
-		}
+	nd.ModelID, nd.WorkspaceID = m.ID, m.WorkspaceID
+	if err := s.checkTargetEnvironment(c, m, req.environment); err != nil {
+		return err
 	}
 	if req.development {
 		old, err := store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, modelplane.DevelopmentName)
@@ -213,13 +233,13 @@ func (s *Server) createDeployment(c echo.Context) error {
 	var d store.Deployment
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
 		var err error
-		if d, err = s.insertDeployment(ctx, tx, m, req); err != nil {
+		if d, err = store.CreateDeployment(ctx, tx, nd); err != nil {
 			return err
 		}
-		return audit(ctx, tx, c, m.ID, "deployment.create", d.ID, store.JSONMap{"archive_id": req.source.ArchiveID, "development": req.development})
+		return audit(ctx, tx, c, m.ID, "deployment.create", d.ID, store.JSONMap{"archive_id": *nd.ArchiveID, "development": req.development})
 	})
 	if errors.Is(err, store.ErrConflict) {
-		return Errorf(http.StatusConflict, "model %s already has a deployment named %q", m.ID, req.source.Deployment)
+		return Errorf(http.StatusConflict, "model %s already has a deployment named %q", m.ID, nd.Name)
 	}
 	if err != nil {
 		return err
@@ -236,27 +256,77 @@ func (s *Server) createDeployment(c echo.Context) error {
 	return s.created(c, m.ID, d.ID)
 }
 
-// requireArchive checks that the workspace uploaded the archive a create request names.
-func (s *Server) requireArchive(ctx context.Context, workspaceID, id string) error {
-	_, err := store.ArchiveByID(ctx, s.deps.DB, workspaceID, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return Errorf(http.StatusBadRequest, "source.archive_id: no archive %q in this workspace; upload it with POST /v1/archives", id)
+// checkTargetEnvironment refuses, before anything is made, a push straight to an
+// environment of the model that does not exist or is being promoted to.
+func (s *Server) checkTargetEnvironment(c echo.Context, m store.Model, env string) error {
+	if env == "" {
+		return nil
 	}
-	return err
+	if _, err := s.environment(c, m.ID, env); err != nil {
+		return err
+	}
+	if _, err := store.RunningPromotion(c.Request().Context(), s.deps.DB, m.ID, env); err == nil {
+		return Errorf(http.StatusConflict, "a promotion of %s is already running", env)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
-// insertDeployment writes the deployment row. Autoscaling starts from the defaults (the
-// development deployment's capped at one replica).
-func (s *Server) insertDeployment(ctx context.Context, tx *sqlx.Tx, m store.Model, req createRequest) (store.Deployment, error) {
+// sourceArchive finds the workspace's archive a source names: by archive_id, or by s3_key,
+// which is an upload key of prepare_model_upload or an archive ID. Another workspace's
+// archive or key is not found, as an unknown one is.
+func (s *Server) sourceArchive(ctx context.Context, workspaceID string, src source) (store.Archive, error) {
+	field, ref := "source.archive_id", src.ArchiveID
+	if src.S3Key != "" {
+		field, ref = "source.s3_key", src.S3Key
+	}
+	if isUploadKey(ref) {
+		u, err := store.UploadByKey(ctx, s.deps.DB, workspaceID, ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Archive{}, Errorf(http.StatusBadRequest, "%s: no upload %q in this workspace; POST /v1/prepare_model_upload makes one", field, ref)
+		}
+		if err != nil {
+			return store.Archive{}, err
+		}
+		if u.ArchiveID == nil {
+			return store.Archive{}, Errorf(http.StatusConflict, "%s: nothing was uploaded to %q yet; PUT the archive to the upload_url prepare_model_upload answered", field, ref)
+		}
+		ref = *u.ArchiveID
+	}
+	a, err := store.ArchiveByID(ctx, s.deps.DB, workspaceID, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return a, Errorf(http.StatusBadRequest, "%s: no archive %q in this workspace; upload it with POST /v1/archives or POST /v1/prepare_model_upload", field, ref)
+	}
+	return a, err
+}
+
+// newDeployment is the deployment row a create request makes, less its model: its archive,
+// the config it runs when the request's differs from the package's, and what else the
+// payload says. Autoscaling starts from the defaults (the development deployment's capped
+// at one replica).
+func (s *Server) newDeployment(c echo.Context, workspaceID string, req createRequest) (store.NewDeployment, error) {
+	a, err := s.sourceArchive(c.Request().Context(), workspaceID, req.source)
+	if err != nil {
+		return store.NewDeployment{}, err
+	}
+	override, raw, dropped, err := req.source.Deployment.deploymentConfig(a.Config)
+	if err != nil {
+		return store.NewDeployment{}, err
+	}
+	if dropped != "" {
+		s.log.Warn("raw_config dropped", "archive_id", a.ID, "reason", dropped,
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+	}
 	as := settings.DefaultAutoscalingSettings()
 	if req.development {
 		as = settings.ForDevelopment(as)
 	}
-	archive := req.source.ArchiveID
-	return store.CreateDeployment(ctx, tx, store.NewDeployment{
-		ModelID: m.ID, WorkspaceID: m.WorkspaceID, Name: req.source.Deployment,
-		IsDevelopment: req.development, ArchiveID: &archive, AutoscalingSettings: as,
-	})
+	archive := a.ID
+	return req.source.Deployment.newDeployment(store.NewDeployment{
+		IsDevelopment: req.development, ArchiveID: &archive, Config: override, RawConfig: raw,
+		AutoscalingSettings: as,
+	}), nil
 }
 
 // startDeployment starts the deployment's workflow with one replica.
@@ -284,7 +354,7 @@ func (s *Server) created(c echo.Context, modelID, deploymentID string) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, apiv1.CreatedV1{Model: modelV1(m), Deployment: deploymentV1(v)})
+	return c.JSON(http.StatusOK, apiv1.CreatedV1{Model: modelV1(m), Deployment: deploymentV1(v)})
 }
 
 // updateDeployment sends an Update to a deployment's workflow and waits for its outcome. A

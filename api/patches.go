@@ -76,6 +76,15 @@ func (s *Server) patchState(c echo.Context, d store.DeploymentView) (store.Patch
 	if err != nil {
 		return st, err
 	}
+	// A deployment whose create request gave its config.yaml runs that one, so patches
+	// start from it.
+	text, ok, err := ownConfigText(d.Deployment)
+	if err != nil {
+		return st, err
+	}
+	if ok {
+		base.Config = text
+	}
 	return store.EnsurePatchState(ctx, s.deps.DB, d.ID, base)
 }
 

@@ -37,6 +37,7 @@ type fakeTemporal struct {
 	terminateErr error
 	updates      []client.UpdateWorkflowOptions
 	terminated   []string
+	started      []string // IDs of the workflows started
 }
 
 func (f *fakeTemporal) UpdateWorkflow(ctx context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {

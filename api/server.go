@@ -124,6 +124,8 @@ func New(deps Deps) *echo.Echo {
 	v1.GET("/webhook_secret", s.getWebhookSecret)
 	v1.POST("/webhook_secret", s.rotateWebhookSecret)
 	v1.POST("/archives", s.createArchive)
+	v1.POST("/prepare_model_upload", s.prepareModelUpload)
+	v1.PUT(UploadPath[len("/v1"):]+":key", s.putUpload)
 	e.GET("/internal/v1/archives/:id", s.downloadArchive, s.requireNodeToken)
 	// A presigned download: the token in the path is the credential, not an API key.
 	e.GET(DownloadPath+":token", s.serveDownload)

@@ -48,6 +48,9 @@ func TestObjects_HaveTheFieldsAPIMdLists(t *testing.T) {
 		{"GPUV1", apiv1.GPUV1{}, []string{"uuid", "index", "name", "memory_total_bytes", "memory_used_bytes",
 			"mig_mode", "healthy", "unhealthy_reason", "assigned_replica_id"}},
 		{"ErrorV1", apiv1.ErrorV1{}, []string{"error"}},
+		{"CreatedV1", apiv1.CreatedV1{}, []string{"model", "deployment"}},
+		{"PrepareModelUploadV1", apiv1.PrepareModelUploadV1{}, []string{"creds", "s3_bucket", "s3_key", "s3_region", "upload_url"}},
+		{"AWSCredentialsV1", apiv1.AWSCredentialsV1{}, []string{"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}},
 	} {
 		want := slices.Sorted(slices.Values(tc.want))
 		if got := keys(t, tc.v); !slices.Equal(got, want) {

@@ -4,33 +4,100 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/settings"
 )
 
-// CreateModel creates a model with its first deployment from an archive uploaded with
-// UploadArchive. An empty Source.Kind is sent as apiv1.SourceKindModelArchive.
+// CreateModel creates a model with its first deployment from an uploaded archive. The body
+// goes in Baseten's shape: an empty Source.Kind is sent as apiv1.SourceKindModelArchive,
+// ArchiveID as s3_key, and modelplane's earlier spellings (Development, Environment,
+// Source.Deployment.Name) as is_development, environment_name and deployment_name.
 func (c *Client) CreateModel(ctx context.Context, req apiv1.CreateModelRequest) (apiv1.ModelV1, apiv1.DeploymentV1, error) {
 	if req.Source.Kind == "" {
 		req.Source.Kind = apiv1.SourceKindModelArchive
 	}
+	req.Source.S3Key, req.Source.ArchiveID = specKey(req.Source.S3Key, req.Source.ArchiveID)
+	specPayload(&req.Source.Deployment, &req.Development, &req.Environment)
 	var out apiv1.CreatedV1
 	err := c.send(ctx, http.MethodPost, req, &out, "v1", "models")
 	return out.Model, out.Deployment, err
 }
 
 // CreateDeployment adds a deployment to a model from an uploaded archive (or replaces its
-// development deployment when req.Development is set). An empty Source.Kind is sent as
-// apiv1.SourceKindModelArchive.
+// development deployment when the payload's IsDevelopment is set), sent in Baseten's shape
+// as CreateModel says.
 func (c *Client) CreateDeployment(ctx context.Context, modelID string, req apiv1.CreateDeploymentRequest) (apiv1.ModelV1, apiv1.DeploymentV1, error) {
 	if req.Source.Kind == "" {
 		req.Source.Kind = apiv1.SourceKindModelArchive
 	}
+	req.Source.S3Key, req.Source.ArchiveID = specKey(req.Source.S3Key, req.Source.ArchiveID)
+	specPayload(&req.Source.Deployment, &req.Development, &req.Environment)
 	var out apiv1.CreatedV1
 	err := c.send(ctx, http.MethodPost, req, &out, "v1", "models", modelID, "deployments")
 	return out.Model, out.Deployment, err
+}
+
+// specKey names the archive by s3_key alone, which takes an archive ID as well.
+func specKey(s3Key, archiveID string) (string, string) {
+	if s3Key == "" {
+		return archiveID, ""
+	}
+	return s3Key, archiveID
+}
+
+// specPayload moves modelplane's earlier spellings into the payload's fields. A field set in
+// both ways is left as it is, for the API to judge.
+func specPayload(p *apiv1.DeploymentArchivePayload, development *bool, environment *string) {
+	if *development && !p.IsDevelopment {
+		p.IsDevelopment, *development = true, false
+	}
+	if *environment != "" && p.EnvironmentName == "" {
+		p.EnvironmentName, *environment = *environment, ""
+	}
+	if p.Name != "" && p.DeploymentName == "" {
+		p.DeploymentName, p.Name = p.Name, ""
+	}
+}
+
+// PackagePayload is the deployment payload of a push of the package whose config.yaml is
+// cfg: the config as JSON and its text, as Baseten's clients send them.
+func PackagePayload(cfg modelpkg.Config) (apiv1.DeploymentArchivePayload, error) {
+	b, err := cfg.JSON()
+	if err != nil {
+		return apiv1.DeploymentArchivePayload{}, err
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return apiv1.DeploymentArchivePayload{}, err
+	}
+	raw := cfg.Raw
+	return apiv1.DeploymentArchivePayload{Config: obj, RawConfig: &raw}, nil
+}
+
+// PrepareModelUpload checks the payload a push will send and answers where to upload its
+// archive (UploadPrepared); a dry run only checks.
+func (c *Client) PrepareModelUpload(ctx context.Context, req apiv1.PrepareModelUploadRequest) (apiv1.PrepareModelUploadV1, error) {
+	var out apiv1.PrepareModelUploadV1
+	err := c.send(ctx, http.MethodPost, req, &out, "v1", "prepare_model_upload")
+	return out, err
+}
+
+// UploadPrepared uploads a model package (a tar.gz) to the key PrepareModelUpload answered,
+// streamed from r; the key then names the archive as a source's S3Key. The upload goes to
+// this client's API whatever host the answer's upload_url names, so the API key goes nowhere
+// else.
+func (c *Client) UploadPrepared(ctx context.Context, key string, r io.Reader) (apiv1.ArchiveV1, error) {
+	p, err := path("v1", "uploads", key)
+	if err != nil {
+		return apiv1.ArchiveV1{}, err
+	}
+	var out apiv1.ArchiveV1
+	err = c.do(ctx, http.MethodPut, p, r, "application/gzip", &out)
+	return out, err
 }
 
 // ActivateDeployment starts a deactivated deployment; ref is an ID, "development" or

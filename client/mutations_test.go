@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,12 +15,14 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/modelpkg"
 )
 
 // scripted is a fake API for routes the real one may not serve yet: it checks one request's
 // method, path and JSON body and answers fixed JSON.
 type scripted struct {
-	method, path, body string // body "" means no body is expected
+	method, path, body string // body "" means no body is expected, unless raw is set
+	raw                string // a body that is not JSON (an upload), compared as it is
 	status             int
 	answer             string
 }
@@ -34,7 +37,10 @@ func (s scripted) client(t *testing.T) *client.Client {
 		if r.Header.Get("Authorization") != "Api-Key k" {
 			t.Errorf("want the key in Authorization, got %q", r.Header.Get("Authorization"))
 		}
-		if s.body == "" {
+		if s.raw != "" {
+			require.Equal(t, "application/gzip", r.Header.Get("Content-Type"))
+			require.Equal(t, s.raw, string(b))
+		} else if s.body == "" {
 			if len(b) != 0 {
 				t.Errorf("want no body, got %s", b)
 			}
@@ -55,14 +61,17 @@ const (
 	deploymentJSON = `{"id":"d1d1d1d1","name":"deployment-1","model_id":"q4z8m2xw","status":"BUILDING","created_at":"2026-01-02T03:04:05Z","environment":null}`
 )
 
-func TestCreateModel_SendsTheSourceAndReturnsModelAndDeployment(t *testing.T) {
-	c := scripted{method: "POST", path: "/v1/models", status: 201,
-		body: `{"source":{"kind":"model_archive","name":"echo","archive_id":"sha256:ab",
-			"deployment":{"config":{"model_name":"echo"},"name":"first"}},"development":false,"environment":"production"}`,
+func TestCreateModel_SendsTheSpecShapeAndReturnsModelAndDeployment(t *testing.T) {
+	c := scripted{method: "POST", path: "/v1/models", status: 200,
+		body: `{"source":{"kind":"model_archive","name":"echo","s3_key":"sha256:ab",
+			"deployment":{"config":{"model_name":"echo"},"deployment_name":"first","environment_name":"production",
+			"labels":{"team":"ml"},"deploy_timeout_minutes":30}}}`,
 		answer: `{"model":` + modelJSON + `,"deployment":` + deploymentJSON + `}`}.client(t)
+	timeout := 30
 	m, d, err := c.CreateModel(context.Background(), apiv1.CreateModelRequest{
-		Source: apiv1.ModelSource{Name: "echo", ArchiveID: "sha256:ab",
-			Deployment: apiv1.DeploymentSource{Config: map[string]any{"model_name": "echo"}, Name: "first"}},
+		Source: apiv1.ModelArchiveSource{Name: "echo", ArchiveID: "sha256:ab",
+			Deployment: apiv1.DeploymentArchivePayload{Config: map[string]any{"model_name": "echo"}, Name: "first",
+				Labels: map[string]any{"team": "ml"}, DeployTimeoutMinutes: &timeout}},
 		Environment: "production",
 	})
 	require.NoError(t, err)
@@ -71,17 +80,47 @@ func TestCreateModel_SendsTheSourceAndReturnsModelAndDeployment(t *testing.T) {
 	require.Equal(t, modelplane.DeploymentBuilding, d.Status)
 }
 
-func TestCreateDeployment_DevelopmentLeavesOutNameAndEnvironment(t *testing.T) {
-	c := scripted{method: "POST", path: "/v1/models/q4z8m2xw/deployments", status: 201,
-		body:   `{"source":{"kind":"model_archive","archive_id":"sha256:ab","deployment":{"config":{"model_name":"echo"}}},"development":true}`,
+func TestCreateDeployment_DevelopmentIsSentAsIsDevelopment(t *testing.T) {
+	c := scripted{method: "POST", path: "/v1/models/q4z8m2xw/deployments", status: 200,
+		body:   `{"source":{"kind":"model_archive","s3_key":"upl_abc","deployment":{"config":{"model_name":"echo"},"is_development":true}}}`,
 		answer: `{"model":` + modelJSON + `,"deployment":` + deploymentJSON + `}`}.client(t)
 	m, d, err := c.CreateDeployment(context.Background(), "q4z8m2xw", apiv1.CreateDeploymentRequest{
-		Source:      apiv1.DeploymentArchiveSource{ArchiveID: "sha256:ab", Deployment: apiv1.DeploymentSource{Config: map[string]any{"model_name": "echo"}}},
+		Source:      apiv1.DeploymentArchiveSource{S3Key: "upl_abc", Deployment: apiv1.DeploymentArchivePayload{Config: map[string]any{"model_name": "echo"}}},
 		Development: true,
 	})
 	require.NoError(t, err)
 	require.Equal(t, "echo", m.Name)
 	require.Equal(t, "deployment-1", d.Name)
+}
+
+func TestPackagePayload_IsTheConfigAndItsText(t *testing.T) {
+	text := "# comment\nmodel_name: echo\nenvironment_variables: {A: b}\n"
+	cfg, err := modelpkg.ParseConfig([]byte(text))
+	require.NoError(t, err)
+	p, err := client.PackagePayload(cfg)
+	require.NoError(t, err)
+	require.Equal(t, text, *p.RawConfig)
+	require.Equal(t, "echo", p.Config["model_name"])
+	require.Equal(t, "python", p.Config["runtime"], "the config is sent with its defaults, as it runs")
+	require.Equal(t, map[string]any{"A": "b"}, p.Config["environment_variables"])
+}
+
+func TestPrepareModelUploadAndUploadPrepared(t *testing.T) {
+	key := "upl_k1"
+	c := scripted{method: "POST", path: "/v1/prepare_model_upload", status: 200,
+		body:   `{"deployment":{"config":{"model_name":"echo"}},"name":"echo"}`,
+		answer: `{"creds":null,"s3_bucket":null,"s3_key":"upl_k1","s3_region":null,"upload_url":"http://elsewhere/v1/uploads/upl_k1"}`}.client(t)
+	got, err := c.PrepareModelUpload(context.Background(), apiv1.PrepareModelUploadRequest{
+		Name: "echo", Deployment: apiv1.DeploymentArchivePayload{Config: map[string]any{"model_name": "echo"}}})
+	require.NoError(t, err)
+	require.Equal(t, key, *got.S3Key)
+	require.Nil(t, got.Creds)
+
+	c = scripted{method: "PUT", path: "/v1/uploads/upl_k1", status: 200, raw: "tar.gz bytes",
+		answer: `{"id":"sha256:ab","size":12}`}.client(t)
+	a, err := c.UploadPrepared(context.Background(), key, strings.NewReader("tar.gz bytes"))
+	require.NoError(t, err)
+	require.Equal(t, "sha256:ab", a.ID)
 }
 
 func TestDeploymentActions_CallTheirRoutes(t *testing.T) {

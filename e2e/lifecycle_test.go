@@ -200,7 +200,7 @@ func TestLifecycle_PushActivateDeactivateDelete(t *testing.T) {
 
 	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{
 		"source": map[string]any{"kind": "model_archive", "name": "echo", "archive_id": archive}})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	modelID := body["model"].(map[string]any)["id"].(string)
 	dep := body["deployment"].(map[string]any)
 	depID := dep["id"].(string)
@@ -262,7 +262,7 @@ func TestLifecycle_DevelopmentDeploymentIsReplaced(t *testing.T) {
 	archive := echoArchive(t, h)
 	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{"development": true,
 		"source": map[string]any{"kind": "model_archive", "name": "echo-dev", "archive_id": archive}})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	modelID := body["model"].(map[string]any)["id"].(string)
 	first := body["deployment"].(map[string]any)
 	require.Equal(t, "development", first["name"])
@@ -272,7 +272,7 @@ func TestLifecycle_DevelopmentDeploymentIsReplaced(t *testing.T) {
 
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{"development": true,
 		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	second := body["deployment"].(map[string]any)
 	require.NotEqual(t, first["id"], second["id"], "a new development deployment replaces the old one")
 	h.waitStatus(modelID, "development", "ACTIVE")

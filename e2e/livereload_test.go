@@ -72,7 +72,7 @@ func (h *harness) pushDevelopment(ctx context.Context, dir string) error {
 	}
 	if modelID == "" {
 		m, _, err := h.api.CreateModel(ctx, apiv1.CreateModelRequest{Development: true,
-			Source: apiv1.ModelSource{Name: cfg.ModelName, ArchiveID: a.ID}})
+			Source: apiv1.ModelArchiveSource{Name: cfg.ModelName, ArchiveID: a.ID}})
 		if err != nil {
 			return err
 		}

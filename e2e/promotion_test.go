@@ -18,7 +18,7 @@ func (h *harness) createModel(name, archive string, development bool) (modelID, 
 	h.t.Helper()
 	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{"development": development,
 		"source": map[string]any{"kind": "model_archive", "name": name, "archive_id": archive}})
-	require.Equal(h.t, http.StatusCreated, code, "%v", body)
+	require.Equal(h.t, http.StatusOK, code, "%v", body)
 	modelID = body["model"].(map[string]any)["id"].(string)
 	deploymentID = body["deployment"].(map[string]any)["id"].(string)
 	h.waitStatus(modelID, deploymentID, "ACTIVE")
@@ -65,7 +65,7 @@ func TestPromotion_ToProductionThenStaging(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code, "%v", body)
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{
 		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	second := body["deployment"].(map[string]any)["id"].(string)
 	h.waitStatus(modelID, second, "ACTIVE")
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/staging/promote", map[string]any{"deployment_id": second})
@@ -134,7 +134,7 @@ func TestPromotion_DeployStraightToAnEnvironment(t *testing.T) {
 	archive := echoArchive(t, h)
 	code, body := h.call(http.MethodPost, "/v1/models", map[string]any{"environment": "production",
 		"source": map[string]any{"kind": "model_archive", "name": "echo-straight", "archive_id": archive}})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	modelID := body["model"].(map[string]any)["id"].(string)
 	first := body["deployment"].(map[string]any)["id"].(string)
 	h.waitCurrent(modelID, "production", first, "")
@@ -142,7 +142,7 @@ func TestPromotion_DeployStraightToAnEnvironment(t *testing.T) {
 	// A new deployment straight to production replaces the first there.
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{"environment": "production",
 		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	second := body["deployment"].(map[string]any)["id"].(string)
 	h.waitCurrent(modelID, "production", second, "")
 

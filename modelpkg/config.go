@@ -164,6 +164,50 @@ func ParseConfig(text []byte) (Config, error) {
 	return cfg, nil
 }
 
+// ConfigFromJSON parses a config given as a JSON object (a create request's
+// source.deployment.config) by the rules of config.yaml. Its Raw is the object written out
+// as YAML: the config.yaml text of a deployment that runs it.
+func ConfigFromJSON(obj []byte) (Config, error) {
+	if len(obj) > maxConfigBytes {
+		return Config{}, fieldErr("", "larger than %d bytes", maxConfigBytes)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(obj, &doc); err != nil {
+		return Config{}, fieldErr("", "not a JSON object: %v", err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return Config{}, fieldErr("", "must be an object of keys to values")
+	}
+	plainStyle(&doc)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return Config{}, fieldErr("", "%v", err)
+	}
+	if err := enc.Close(); err != nil {
+		return Config{}, fieldErr("", "%v", err)
+	}
+	return ParseConfig(buf.Bytes())
+}
+
+// plainStyle drops the flow style and quotes JSON is written in, so that the YAML encoder
+// writes block style and quotes only what needs them.
+func plainStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		plainStyle(c)
+	}
+}
+
+// SameAs reports whether two configs run a model the same way: every key Config knows is
+// equal once defaults are applied. Keys it does not know, comments and layout do not count.
+func (c Config) SameAs(o Config) bool {
+	a, errA := json.Marshal(c)
+	b, errB := json.Marshal(o)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
+}
+
 // topMapping returns the document's top-level mapping; an empty file is an empty mapping,
 // so that its error is the missing model_name rather than a syntax complaint.
 func topMapping(doc *yaml.Node) (*yaml.Node, error) {

@@ -306,3 +306,58 @@ func TestResources_JSONIsFlatWithConfigYAMLKeys(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, all, back)
 }
+
+func TestConfigFromJSON_IsConfigYAMLsRulesWithYAMLText(t *testing.T) {
+	cfg, err := modelpkg.ConfigFromJSON([]byte(`{"model_name": "echo", "resources": {"accelerator": "H100:2", "cpu": 1},
+		"environment_variables": {"GREETING": "bonjour", "N": "123"}, "model_metadata": {"big": 1000000, "ratio": 1.5, "tags": ["a", "b"]},
+		"truss_key": {"nested": true}}`))
+	require.NoError(t, err)
+	require.Equal(t, 2, cfg.Resources.GPUCount)
+	require.Equal(t, "1", cfg.Resources.CPU)
+	require.Equal(t, map[string]string{"GREETING": "bonjour", "N": "123"}, cfg.EnvironmentVariables)
+	require.Contains(t, cfg.Raw, "GREETING: bonjour\n", "Raw is block-style YAML")
+	require.Contains(t, cfg.Raw, `N: "123"`, "a string that reads as a number stays a string")
+	require.NotContains(t, cfg.Raw, "{", "no flow style")
+
+	// The text is config.yaml: it parses to the same config, unknown keys included.
+	again, err := modelpkg.ParseConfig([]byte(cfg.Raw))
+	require.NoError(t, err)
+	require.True(t, again.SameAs(cfg))
+	a, err := cfg.JSON()
+	require.NoError(t, err)
+	b, err := again.JSON()
+	require.NoError(t, err)
+	require.JSONEq(t, string(a), string(b))
+	require.Contains(t, string(a), `"big":1000000`)
+	require.Contains(t, string(a), `"truss_key":{"nested":true}`)
+
+	for _, tt := range []struct{ in, field string }{
+		{`{"resources": {}}`, "model_name"},
+		{`{"model_name": "echo", "resources": {"accelerator": "H100:99"}}`, "resources.accelerator"},
+		{`{"model_name": "echo", "environment_variables": {"PORT": "1"}}`, "environment_variables.PORT"},
+	} {
+		_, err := modelpkg.ConfigFromJSON([]byte(tt.in))
+		var fe *modelpkg.FieldError
+		require.True(t, errors.As(err, &fe), "%s: %v", tt.in, err)
+		require.Equal(t, tt.field, fe.Field, tt.in)
+	}
+	for _, in := range []string{`[1]`, `"model_name: echo"`, `null`, `{`} {
+		_, err := modelpkg.ConfigFromJSON([]byte(in))
+		require.Error(t, err, in)
+	}
+}
+
+func TestConfigSameAs_ComparesWhatRunsTheModel(t *testing.T) {
+	parse := func(text string) modelpkg.Config {
+		t.Helper()
+		cfg, err := modelpkg.ParseConfig([]byte(text))
+		require.NoError(t, err)
+		return cfg
+	}
+	base := parse("model_name: echo\nresources:\n  cpu: \"1\"\n")
+	require.True(t, base.SameAs(parse("# a comment\nmodel_name: echo\nruntime: python\nresources: {cpu: 1}\npython_version: py311\n")),
+		"defaults, comments, layout and unknown keys do not count")
+	require.False(t, base.SameAs(parse("model_name: echo\nresources:\n  cpu: \"2\"\n")))
+	require.False(t, base.SameAs(parse("model_name: echo\nresources:\n  cpu: \"1\"\nenvironment_variables: {A: b}\n")))
+	require.False(t, base.SameAs(parse("model_name: echo\nresources:\n  cpu: \"1\"\nmodel_metadata: {k: 1}\n")))
+}

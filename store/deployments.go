@@ -12,16 +12,26 @@ import (
 
 // Deployment is one immutable version of a model (or its mutable development deployment).
 type Deployment struct {
-	ID                  string                       `db:"id"`
-	ModelID             string                       `db:"model_id"`
-	WorkspaceID         string                       `db:"workspace_id"`
-	Name                string                       `db:"name"`
-	IsDevelopment       bool                         `db:"is_development"`
-	ArchiveID           *string                      `db:"archive_id"`
-	Config              JSONMap                      `db:"config"`
-	Status              modelplane.DeploymentStatus  `db:"status"`
-	StatusReason        string                       `db:"status_reason"`
-	AutoscalingSettings settings.AutoscalingSettings `db:"autoscaling_settings"`
+	ID            string  `db:"id"`
+	ModelID       string  `db:"model_id"`
+	WorkspaceID   string  `db:"workspace_id"`
+	Name          string  `db:"name"`
+	IsDevelopment bool    `db:"is_development"`
+	ArchiveID     *string `db:"archive_id"`
+	// Config is the create request's config when it differs from the package's config.yaml,
+	// which it then replaces; empty when the deployment runs its package's.
+	Config JSONMap `db:"config"`
+	// RawConfig is the config.yaml text the create request gave, nil when it gave none.
+	RawConfig *string `db:"raw_config"`
+	// UserEnv is the client's metadata from the create request (its version...); it never
+	// reaches the model.
+	UserEnv JSONMap `db:"user_env"`
+	// DeployTimeoutMinutes bounds how long a replica may take to become ready; nil: no bound.
+	DeployTimeoutMinutes    *int                         `db:"deploy_timeout_minutes"`
+	PreserveEnvInstanceType bool                         `db:"preserve_env_instance_type"`
+	Status                  modelplane.DeploymentStatus  `db:"status"`
+	StatusReason            string                       `db:"status_reason"`
+	AutoscalingSettings     settings.AutoscalingSettings `db:"autoscaling_settings"`
 	// RequestBackpressureSettings say what gateways do when every replica is at its
 	// concurrency target.
 	RequestBackpressureSettings settings.RequestBackpressureSettings `db:"request_backpressure_settings"`
@@ -45,6 +55,14 @@ type NewDeployment struct {
 	Config              JSONMap
 	AutoscalingSettings settings.AutoscalingSettings
 	Labels              JSONMap
+	// RawConfig, UserEnv and DeployTimeoutMinutes are the create request's, as Deployment
+	// says.
+	RawConfig            *string
+	UserEnv              JSONMap
+	DeployTimeoutMinutes *int
+	// DropEnvInstanceType is preserve_env_instance_type false, so that the zero value is the
+	// spec's default (true).
+	DropEnvInstanceType bool
 }
 
 // CreateDeployment inserts a deployment in status BUILDING. Taking a name another live
@@ -66,13 +84,14 @@ func CreateDeployment(ctx context.Context, db sqlx.ExtContext, d NewDeployment) 
 			RETURNING deployment_counter
 		)
 		INSERT INTO deployments (id, model_id, workspace_id, name, is_development, archive_id, config,
-		                         autoscaling_settings, labels)
+		                         autoscaling_settings, labels, raw_config, user_env, deploy_timeout_minutes,
+		                         preserve_env_instance_type)
 		SELECT $1, $2, $3, CASE WHEN $4::text = '' THEN 'deployment-' || n.deployment_counter ELSE $4 END,
-		       $5, $6, $7, $8, $9
+		       $5, $6, $7, $8, $9, $10, $11, $12, $13
 		FROM n
 		RETURNING *`,
 		id, d.ModelID, d.WorkspaceID, name, d.IsDevelopment, d.ArchiveID, d.Config,
-		d.AutoscalingSettings, d.Labels)
+		d.AutoscalingSettings, d.Labels, d.RawConfig, d.UserEnv, d.DeployTimeoutMinutes, !d.DropEnvInstanceType)
 	return out, err
 }
 

@@ -12,10 +12,13 @@ import (
 
 // Model is a named model in a workspace, with what ModelV1 reports about its deployments.
 type Model struct {
-	ID                      string    `db:"id"`
-	WorkspaceID             string    `db:"workspace_id"`
-	Name                    string    `db:"name"`
-	InstanceTypeName        string    `db:"instance_type_name"`
+	ID               string `db:"id"`
+	WorkspaceID      string `db:"workspace_id"`
+	Name             string `db:"name"`
+	InstanceTypeName string `db:"instance_type_name"`
+	// DisableArchiveDownload, set at creation, keeps the packages of the model's deployments
+	// from being downloaded.
+	DisableArchiveDownload  bool      `db:"disable_archive_download"`
 	CreatedAt               time.Time `db:"created_at"`
 	DeploymentsCount        int       `db:"deployments_count"`
 	ProductionDeploymentID  *string   `db:"production_deployment_id"`
@@ -29,7 +32,7 @@ func CreateModel(ctx context.Context, db sqlx.ExtContext, workspaceID, name stri
 	err := get(ctx, db, &m, `
 		WITH m AS (
 			INSERT INTO models (id, workspace_id, name) VALUES ($1, $2, $3)
-			RETURNING id, workspace_id, name, instance_type_name, created_at
+			RETURNING id, workspace_id, name, instance_type_name, disable_archive_download, created_at
 		), e AS (
 			INSERT INTO environments (model_id, name, autoscaling_settings, promotion_settings)
 			SELECT id, 'production', $4, $5 FROM m
@@ -42,11 +45,17 @@ func CreateModel(ctx context.Context, db sqlx.ExtContext, workspaceID, name stri
 }
 
 const modelSelect = `
-	SELECT m.id, m.workspace_id, m.name, m.instance_type_name, m.created_at,
+	SELECT m.id, m.workspace_id, m.name, m.instance_type_name, m.disable_archive_download, m.created_at,
 	       (SELECT count(*) FROM deployments d WHERE d.model_id = m.id AND d.deleted_at IS NULL) AS deployments_count,
 	       (SELECT current_deployment_id FROM environments e WHERE e.model_id = m.id AND e.name = 'production') AS production_deployment_id,
 	       (SELECT d.id FROM deployments d WHERE d.model_id = m.id AND d.is_development AND d.deleted_at IS NULL) AS development_deployment_id
 	FROM models m`
+
+// DisableArchiveDownload keeps the packages of the model's deployments from being
+// downloaded; the create request of the model sets it, and nothing clears it.
+func DisableArchiveDownload(ctx context.Context, db sqlx.ExecerContext, modelID string) error {
+	return exec(ctx, db, true, `UPDATE models SET disable_archive_download = true WHERE id = $1`, modelID)
+}
 
 // ModelByID returns the model if it belongs to the workspace; another workspace's model is
 // ErrNotFound, so IDs do not leak across workspaces.

@@ -334,12 +334,15 @@ func (d *deployment) bringUp(ctx workflow.Context, s *replicaSlot) (reason strin
 
 	var res contract.WaitReplicaReadyResult
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, waitActivity), contract.ActivityWaitReplicaReady,
-		contract.WaitReplicaReadyInput{ReplicaID: s.id}).Get(ctx, &res)
+		contract.WaitReplicaReadyInput{ReplicaID: s.id, Timeout: d.spec.DeployTimeout}).Get(ctx, &res)
 	if err != nil {
 		return reasonOf(err), true
 	}
 	if res.State != modelplane.ReplicaReady {
-		return res.Reason, true
+		// A replica that outlived the deploy timeout fails the deployment: another would be
+		// as slow. Histories from before the timeout never carry TimedOut, so they replay
+		// the same commands.
+		return res.Reason, !res.TimedOut
 	}
 	s.address = res.Address
 	return "", false

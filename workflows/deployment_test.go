@@ -28,12 +28,17 @@ type cluster struct {
 	buildErr    error
 	placeErr    error
 	failReady   int // how many replicas fail to become ready before the rest succeed
-	statuses    []string
-	reasons     []string
-	placed      []string
-	started     []string
-	stopped     []string
-	deleted     bool
+	// deployTimeout is the spec's; slow replicas never become ready, so a wait with a
+	// timeout answers TimedOut.
+	deployTimeout time.Duration
+	slow          bool
+	waitTimeouts  []time.Duration // the Timeout of each wait
+	statuses      []string
+	reasons       []string
+	placed        []string
+	started       []string
+	stopped       []string
+	deleted       bool
 	// deaths are when the next watches report their replica FAILED, on the workflow's clock
 	// from the watch's start; a watch beyond them lasts until it is cancelled.
 	deaths    []time.Duration
@@ -71,7 +76,7 @@ func newHarness(t *testing.T, c *cluster) *harness {
 				return contract.DeploymentSpec{}, c.buildErr
 			}
 			return contract.DeploymentSpec{DeploymentID: in.DeploymentID, ModelID: in.ModelID, ArchiveID: "sha256:00",
-				IsDevelopment: c.development}, nil
+				IsDevelopment: c.development, DeployTimeout: c.deployTimeout}, nil
 		})
 	env.OnActivity(a.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in contract.SetDeploymentStatusInput) error {
@@ -102,6 +107,11 @@ func newHarness(t *testing.T, c *cluster) *harness {
 		func(_ context.Context, in contract.WaitReplicaReadyInput) (contract.WaitReplicaReadyResult, error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
+			c.waitTimeouts = append(c.waitTimeouts, in.Timeout)
+			if c.slow && in.Timeout > 0 {
+				return contract.WaitReplicaReadyResult{State: modelplane.ReplicaFailed, TimedOut: true,
+					Reason: "replica not ready within the deploy timeout (deploy_timeout_minutes: 15); it was still starting"}, nil
+			}
 			if c.failReady > 0 {
 				c.failReady--
 				return contract.WaitReplicaReadyResult{State: modelplane.ReplicaFailed, Reason: "model crashed"}, nil
@@ -302,6 +312,19 @@ func TestDeployment_ReplicaFailingEveryAttemptIsDeployFailed(t *testing.T) {
 	require.Equal(t, modelplane.DeploymentDeployFailed, st.Status)
 	require.Equal(t, "model crashed", st.Reason)
 	require.Len(t, h.c.placed, contract.MaxReplicaAttempts)
+}
+
+func TestDeployment_ReplicaPastTheDeployTimeoutFailsTheDeploymentAtOnce(t *testing.T) {
+	h := newHarness(t, &cluster{deployTimeout: 15 * time.Minute, slow: true})
+	var st contract.DeploymentStatus
+	h.at(time.Hour, func() { st = h.query() })
+	h.run(1, 2*time.Hour)
+
+	require.Equal(t, []time.Duration{15 * time.Minute}, h.c.waitTimeouts, "the wait is given the deploy timeout")
+	require.Equal(t, modelplane.DeploymentDeployFailed, st.Status)
+	require.Contains(t, st.Reason, "deploy_timeout_minutes: 15")
+	require.Len(t, h.c.placed, 1, "a replica as slow as the last is not tried again")
+	require.Equal(t, h.c.placed, h.c.stopped[:1], "the slow replica is stopped")
 }
 
 func TestDeployment_ScaleUpAndDown(t *testing.T) {

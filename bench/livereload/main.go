@@ -259,7 +259,7 @@ func (b *bench) push(ctx context.Context) error {
 	if id == "" {
 		var m apiv1.ModelV1
 		m, d, err = b.API.CreateModel(ctx, apiv1.CreateModelRequest{Development: true,
-			Source: apiv1.ModelSource{Name: modelName, ArchiveID: a.ID}})
+			Source: apiv1.ModelArchiveSource{Name: modelName, ArchiveID: a.ID}})
 		id = m.ID
 	} else {
 		_, d, err = b.API.CreateDeployment(ctx, id, apiv1.CreateDeploymentRequest{Development: true,

@@ -171,7 +171,7 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	// 10 s, so the kill lands with most of them queued and a few at the model.
 	c := client.New("http://"+apiAddr, key)
 	archive := testmodelPackage(t, c, "--latency", "200ms")
-	m, dep, err := c.CreateModel(ctx, apiv1.CreateModelRequest{Source: apiv1.ModelSource{
+	m, dep, err := c.CreateModel(ctx, apiv1.CreateModelRequest{Source: apiv1.ModelArchiveSource{
 		Kind: apiv1.SourceKindModelArchive, Name: "async-crash", ArchiveID: archive}})
 	require.NoError(t, err)
 	code, body := call(t, http.MethodPatch, "http://"+apiAddr+"/v1/models/"+m.ID+"/deployments/"+dep.ID+"/autoscaling_settings",

@@ -123,19 +123,22 @@ func push(ctx context.Context, out io.Writer, c *client.Client, cfg clientConfig
 	if err != nil {
 		return err
 	}
-	// The uploaded archive carries config.yaml; the deployment runs that.
-	source := apiv1.DeploymentSource{Name: pf.Name}
+	// The payload carries config.yaml as Baseten's clients send it; it is the archive's, so
+	// the deployment runs the archive's config.
+	source, err := client.PackagePayload(pkg)
+	if err != nil {
+		return err
+	}
+	source.DeploymentName, source.EnvironmentName, source.IsDevelopment = pf.Name, env, pf.Development
 	var m apiv1.ModelV1
 	var d apiv1.DeploymentV1
 	if existing, ok := modelNamed(models, name); ok {
 		m, d, err = c.CreateDeployment(ctx, existing.ID, apiv1.CreateDeploymentRequest{
-			Source:      apiv1.DeploymentArchiveSource{ArchiveID: archive.ID, Deployment: source},
-			Development: pf.Development, Environment: env,
+			Source: apiv1.DeploymentArchiveSource{S3Key: archive.ID, Deployment: source},
 		})
 	} else {
 		m, d, err = c.CreateModel(ctx, apiv1.CreateModelRequest{
-			Source:      apiv1.ModelSource{Name: name, ArchiveID: archive.ID, Deployment: source},
-			Development: pf.Development, Environment: env,
+			Source: apiv1.ModelArchiveSource{Name: name, S3Key: archive.ID, Deployment: source},
 		})
 	}
 	if err != nil {

@@ -51,7 +51,7 @@ func newFakeAPI(t *testing.T, statuses ...string) *fakeAPI {
 		f.answer(w, 200, map[string]any{"id": "sha256:abc", "size": len(b)})
 	})
 	mux.HandleFunc("POST /v1/models", func(w http.ResponseWriter, r *http.Request) {
-		f.answer(w, 201, map[string]any{"model": f.model("newmodel"), "deployment": f.deployment("newmodel", "BUILDING")})
+		f.answer(w, 200, map[string]any{"model": f.model("newmodel"), "deployment": f.deployment("newmodel", "BUILDING")})
 	})
 	mux.HandleFunc("GET /v1/models/{model}", func(w http.ResponseWriter, r *http.Request) {
 		f.answer(w, 200, f.model(r.PathValue("model")))
@@ -61,7 +61,7 @@ func newFakeAPI(t *testing.T, statuses ...string) *fakeAPI {
 	})
 	mux.HandleFunc("POST /v1/models/{model}/deployments", func(w http.ResponseWriter, r *http.Request) {
 		m := r.PathValue("model")
-		f.answer(w, 201, map[string]any{"model": f.model(m), "deployment": f.deployment(m, "BUILDING")})
+		f.answer(w, 200, map[string]any{"model": f.model(m), "deployment": f.deployment(m, "BUILDING")})
 	})
 	mux.HandleFunc("GET /v1/models/{model}/deployments/{dep}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -216,10 +216,15 @@ func TestPushCmd_CreatesTheModelWhenAbsentAndShowsEachStage(t *testing.T) {
 	src := body["source"].(map[string]any)
 	require.Equal(t, "model_archive", src["kind"])
 	require.Equal(t, "echo", src["name"])
-	require.Equal(t, "sha256:abc", src["archive_id"])
-	_, hasConfig := src["deployment"].(map[string]any)["config"]
-	require.False(t, hasConfig, "push sends no config override: the archive's config.yaml is what runs")
-	require.Equal(t, false, body["development"])
+	require.Equal(t, "sha256:abc", src["s3_key"], "the archive is named as the spec's s3_key")
+	require.NotContains(t, src, "archive_id")
+	dep := src["deployment"].(map[string]any)
+	require.Equal(t, "echo", dep["config"].(map[string]any)["model_name"], "push sends config.yaml as the spec's config")
+	require.Equal(t, "python", dep["config"].(map[string]any)["runtime"], "with its defaults, as it runs")
+	require.Equal(t, echoConfig, dep["raw_config"], "and its text")
+	require.NotContains(t, dep, "is_development")
+	require.NotContains(t, dep, "environment_name")
+	require.NotContains(t, body, "development", "only the spec's spellings are sent")
 	require.NotContains(t, body, "environment")
 
 	require.Equal(t, "deployment-3 (dep00003): BUILDING, 0/1 replicas ready\n"+
@@ -237,7 +242,8 @@ func TestPushCmd_ReusesTheModelWithTheSameName(t *testing.T) {
 	require.Zero(t, r.exit, r.stderr)
 	require.Equal(t, []string{"POST /v1/archives", "POST /v1/models/m0000001/deployments"}, f.mutations())
 	body := f.body(t, "POST /v1/models/m0000001/deployments")
-	require.Equal(t, true, body["development"])
+	require.Equal(t, true, body["source"].(map[string]any)["deployment"].(map[string]any)["is_development"])
+	require.NotContains(t, body, "development")
 	require.NotContains(t, body["source"], "name", "a new deployment of a model does not name the model")
 	require.Equal(t, "echo: deployment deployment-3 (dep00003) is BUILDING (model m0000001)\n", r.stdout)
 }
@@ -248,7 +254,7 @@ func TestPushCmd_ModelNameFlagWinsOverConfig(t *testing.T) {
 	require.Zero(t, r.exit, r.stderr)
 	src := f.body(t, "POST /v1/models")["source"].(map[string]any)
 	require.Equal(t, "renamed", src["name"])
-	require.Equal(t, "v2", src["deployment"].(map[string]any)["name"])
+	require.Equal(t, "v2", src["deployment"].(map[string]any)["deployment_name"])
 }
 
 func TestPushCmd_DeployFailedExitsOneWithTheStatus(t *testing.T) {
@@ -277,7 +283,7 @@ func TestPushCmd_PromoteWaitsUntilProductionServesTheDeployment(t *testing.T) {
 	f.envSteps = []string{"promoting", "promoting", "done"}
 	r := f.run(t, "push", modelDir(t), "--promote")
 	require.Zero(t, r.exit, r.stderr)
-	require.Equal(t, "production", f.body(t, "POST /v1/models")["environment"])
+	require.Equal(t, "production", f.body(t, "POST /v1/models")["source"].(map[string]any)["deployment"].(map[string]any)["environment_name"])
 	require.Contains(t, r.stdout, "production: promoting deployment-3 (dep00003): RAMPING_UP, 50% of traffic\n")
 	require.Contains(t, r.stdout, "production: served by deployment-3 (dep00003)\n")
 	require.True(t, strings.HasSuffix(r.stdout, "is ACTIVE and serves production (model newmodel)\n"), r.stdout)

@@ -33,9 +33,13 @@ type DeploymentSpec struct {
 	// IsDevelopment marks the development deployment, which never has more than one replica.
 	IsDevelopment bool
 	ArchiveID     string
-	// Config is the package's config.yaml as JSON, what the agent runs the replica with.
+	// Config is the config the agent runs the replica with, as JSON: the package's
+	// config.yaml, or the config the create request gave in its place.
 	Config    json.RawMessage
 	Resources modelplane.GPURequest
+	// DeployTimeout bounds how long a replica may take from its placement until it is
+	// ready (the create request's deploy_timeout_minutes); zero is no bound.
+	DeployTimeout time.Duration
 }
 
 // GPURequest is what one replica needs from a node, for placement.
@@ -73,14 +77,19 @@ type WaitReplicaReadyInput struct {
 	// PollInterval is how often the agent is asked; default 100 ms, so a replica that is
 	// ready serves soon after (a cold start waits on this).
 	PollInterval time.Duration
+	// Timeout, when not zero, is how long after its placement the replica may become ready;
+	// past it the replica is FAILED and the result TimedOut.
+	Timeout time.Duration
 }
 
 // WaitReplicaReadyResult is how the replica ended its start: READY with its address, or
-// FAILED with the reason.
+// FAILED with the reason. TimedOut says it failed for not being ready within the input's
+// Timeout, which another replica would not beat.
 type WaitReplicaReadyResult struct {
-	State   modelplane.ReplicaState
-	Address string
-	Reason  string
+	State    modelplane.ReplicaState
+	Address  string
+	Reason   string
+	TimedOut bool
 }
 
 // WatchReplicaInput names the READY replica to watch.

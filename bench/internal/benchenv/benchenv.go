@@ -184,8 +184,8 @@ func (e *Env) CreateModel(ctx context.Context, name string, args ...string) (mod
 		return "", "", fmt.Errorf("upload the %s package: %w", name, err)
 	}
 	var created apiv1.CreatedV1
-	err = e.Call(ctx, http.MethodPost, "/v1/models", apiv1.CreateModelRequest{Source: apiv1.ModelSource{
-		Kind: apiv1.SourceKindModelArchive, Name: name, ArchiveID: archive.ID}}, http.StatusCreated, &created)
+	err = e.Call(ctx, http.MethodPost, "/v1/models", apiv1.CreateModelRequest{Source: apiv1.ModelArchiveSource{
+		Kind: apiv1.SourceKindModelArchive, Name: name, S3Key: archive.ID}}, http.StatusOK, &created)
 	if err != nil {
 		return "", "", err
 	}
