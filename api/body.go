@@ -81,3 +81,16 @@ func stringField(obj map[string]json.RawMessage, name string) (string, bool, err
 func marshalObject(obj map[string]json.RawMessage) (json.RawMessage, error) {
 	return json.Marshal(obj)
 }
+
+// boolField reads an optional boolean field; left out or null, it is def.
+func boolField(obj map[string]json.RawMessage, name string, def bool) (bool, error) {
+	raw, ok := obj[name]
+	if !ok || string(raw) == "null" {
+		return def, nil
+	}
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return def, Errorf(http.StatusBadRequest, "%s: must be true or false", name)
+	}
+	return b, nil
+}

@@ -27,14 +27,9 @@ const (
 	maxKeepAwake     = 3600
 )
 
-func patchStateV1(s store.PatchState, withPoint bool) apiv1.PatchStateV1 {
-	out := apiv1.PatchStateV1{DeploymentID: s.DeploymentID, PatchHash: s.HeadHash, AppliedPatchHash: s.AppliedHash,
-		PendingPatches: s.HeadSeq - s.AppliedSeq}
-	if withPoint {
-		p := s.HeadPoint.Point
-		out.PatchPoint = &p
-	}
-	return out
+func patchStateV1(s store.PatchState) apiv1.PatchStateV1 {
+	return apiv1.PatchStateV1{DeploymentID: s.DeploymentID, PatchHash: s.HeadHash, PatchPoint: pointWithHash(s.HeadPoint.Point),
+		AppliedPatchHash: s.AppliedHash, PendingPatches: s.HeadSeq - s.AppliedSeq}
 }
 
 // developmentDeployment resolves the route's deployment and checks it is the development one.
@@ -97,7 +92,7 @@ func (s *Server) getPatches(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, patchStateV1(st, true))
+	return c.JSON(http.StatusOK, patchStateV1(st))
 }
 
 // getPatchesState answers GET .../deployments/development/patches/state: the point the
@@ -146,7 +141,11 @@ func pointWithHash(p patch.Point) apiv1.PatchPointWithHashV1 {
 	if hashes == nil {
 		hashes = map[string]*string{}
 	}
-	return apiv1.PatchPointWithHashV1{ContentHashes: hashes, Config: p.Config, Requirements: []string{}, Hash: p.Hash()}
+	reqs := p.Requirements
+	if reqs == nil {
+		reqs = []string{}
+	}
+	return apiv1.PatchPointWithHashV1{ContentHashes: hashes, Config: p.Config, Requirements: reqs, Hash: p.Hash()}
 }
 
 // createPatch stages a patch (an apiv1.PatchRequest) against the deployment's newest point.
@@ -165,7 +164,7 @@ func (s *Server) createPatch(c echo.Context) error {
 	}
 	var next patch.Point
 	if err := strictJSON(obj["next_patch_point"], &next); err != nil || next.ContentHashes == nil {
-		return Errorf(http.StatusBadRequest, "next_patch_point: required: {\"content_hashes\": {path: sha256|null}, \"config\": text}%s", detail(err))
+		return Errorf(http.StatusBadRequest, "next_patch_point: required: {\"content_hashes\": {path: sha256|null}, \"config\": text, \"requirements\": [text]}%s", detail(err))
 	}
 	if err := next.Validate(); err != nil {
 		return Errorf(http.StatusBadRequest, "next_patch_point.%v", err)
@@ -196,6 +195,7 @@ func (s *Server) createPatch(c echo.Context) error {
 		return Errorf(http.StatusBadRequest, "next_patch_point: the operations lead to %s, not to the point given (%s)%s",
 			got.Hash(), next.Hash(), firstDifference(got, next))
 	}
+	got.Requirements = next.Requirements
 	st, err = store.StagePatch(c.Request().Context(), s.deps.DB, d.ID, prev, got, ops)
 	if errors.Is(err, store.ErrStalePatch) {
 		return Errorf(http.StatusConflict, "another patch was staged first; prev_patch_hash %s is no longer the current point", prev)
@@ -203,7 +203,7 @@ func (s *Server) createPatch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, patchStateV1(st, false))
+	return c.JSON(http.StatusOK, patchStateV1(st))
 }
 
 // syncPatches brings the development deployment's replica to its newest staged point.

@@ -60,7 +60,9 @@ func TestPatches_StageAgainstTheCurrentPointAndRefuseWhatDoesNotFit(t *testing.T
 	h := patch.SumHex([]byte(code))
 	next.ContentHashes["model/model.py"] = &h
 	update := []map[string]any{{"type": "model_code", "action": "UPDATE", "path": "model/model.py", "content": code, "hot_reload": true}}
-	good := map[string]any{"prev_patch_hash": base.Hash(), "next_patch_point": next, "patch_ops": update}
+	withReqs := next
+	withReqs.Requirements = []string{"numpy==2.1.0"}
+	good := map[string]any{"prev_patch_hash": base.Hash(), "next_patch_point": withReqs, "patch_ops": update}
 
 	for _, tt := range []struct {
 		name   string
@@ -76,6 +78,8 @@ func TestPatches_StageAgainstTheCurrentPointAndRefuseWhatDoesNotFit(t *testing.T
 			"next_patch_point": map[string]any{"content_hashes": map[string]any{"model": nil, "model/model.py": "xyz"}, "config": base.Config}}), http.StatusBadRequest, `next_patch_point.content_hashes["model/model.py"]`},
 		{"path outside the package", url, body(t, map[string]any{"prev_patch_hash": base.Hash(), "next_patch_point": next,
 			"patch_ops": []map[string]any{{"type": "model_code", "action": "ADD", "path": "../x.py", "content": "x"}}}), http.StatusBadRequest, "patch_ops[0].path"},
+		{"blank requirement", url, body(t, map[string]any{"prev_patch_hash": base.Hash(), "patch_ops": update,
+			"next_patch_point": map[string]any{"content_hashes": next.ContentHashes, "config": next.Config, "requirements": []string{" "}}}), http.StatusBadRequest, "next_patch_point.requirements[0]"},
 		{"unknown op field", url, body(t, map[string]any{"prev_patch_hash": base.Hash(), "next_patch_point": next,
 			"patch_ops": []map[string]any{{"type": "model_code", "action": "UPDATE", "path": "model/model.py", "content": code, "colour": 1}}}), http.StatusBadRequest, "patch_ops"},
 		{"unknown type", url, body(t, map[string]any{"prev_patch_hash": base.Hash(), "next_patch_point": next,
@@ -100,8 +104,11 @@ func TestPatches_StageAgainstTheCurrentPointAndRefuseWhatDoesNotFit(t *testing.T
 	}
 
 	r := f.send(t, http.MethodPost, url, auth, body(t, good))
-	require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
 	require.Equal(t, next.Hash(), r.Body["patch_hash"])
+	point, _ := r.Body["patch_point"].(map[string]any)
+	require.Equal(t, next.Hash(), point["hash"], "the answer is the staged patch point with its hash: %v", r.Body)
+	require.Equal(t, []any{"numpy==2.1.0"}, point["requirements"], "the resolved requirements are kept as sent")
 	require.Equal(t, base.Hash(), r.Body["applied_patch_hash"], "a staged patch is not applied before a sync")
 	require.EqualValues(t, 1, r.Body["pending_patches"])
 	r = f.send(t, http.MethodPost, url, auth, body(t, good))
@@ -167,7 +174,7 @@ func TestPatchesState_RunningAndPendingPoints(t *testing.T) {
 	r := f.send(t, http.MethodPost, "/v1/models/"+m.ID+"/deployments/development/patches", auth, body(t, map[string]any{
 		"prev_patch_hash": base.Hash(), "next_patch_point": next,
 		"patch_ops": []map[string]any{{"type": "model_code", "action": "UPDATE", "path": "model/model.py", "content": code}}}))
-	require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
 
 	got = f.do(t, http.MethodGet, state, auth)
 	require.Equal(t, base.Hash(), got.Body["running_patch_point"].(map[string]any)["hash"], "a staged patch is not running yet")
@@ -193,7 +200,7 @@ func TestPatchesState_RunningAndPendingPoints(t *testing.T) {
 	r = f.send(t, http.MethodPost, "/v1/models/"+m.ID+"/deployments/development/patches", auth, body(t, map[string]any{
 		"prev_patch_hash": next.Hash(), "next_patch_point": third,
 		"patch_ops": []map[string]any{{"type": "model_code", "action": "ADD", "path": "model/extra.py", "content": extra}}}))
-	require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
 	got = f.do(t, http.MethodGet, state, auth)
 	running = got.Body["running_patch_point"].(map[string]any)
 	require.Equal(t, next.Hash(), running["hash"])

@@ -1,14 +1,16 @@
 package api
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane"
@@ -37,7 +39,7 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if err != nil {
 		return err
 	}
-	known := []string{scaleField}
+	known := []string{scaleField, "preserve_env_instance_type"}
 	if idField != "" {
 		known = append(known, idField)
 	}
@@ -45,9 +47,14 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if err != nil {
 		return err
 	}
-	scaleDown := true
-	if raw, ok := obj[scaleField]; ok && json.Unmarshal(raw, &scaleDown) != nil {
-		return Errorf(http.StatusBadRequest, "%s: must be true or false", scaleField)
+	scaleDown, err := boolField(obj, scaleField, true)
+	if err != nil {
+		return err
+	}
+	// An environment's instance type is the one its deployment's config asks for: there is
+	// no other to preserve, so both values promote the deployment as it is configured.
+	if _, err := boolField(obj, "preserve_env_instance_type", true); err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	if _, err := s.environment(c, m.ID, env); err != nil {
@@ -90,23 +97,68 @@ func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID
 	if s.deps.Temporal == nil {
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
 	}
-	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	id := modelplane.NewID(8)
+	opts := client.StartWorkflowOptions{
 		ID: contract.PromotionWorkflowID(m.ID, env), TaskQueue: contract.TaskQueue,
+		Memo:                                     map[string]any{promotionIDMemo: id},
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			contract.ModelIDAttr.ValueSet(m.ID), contract.EnvironmentAttr.ValueSet(env),
 			contract.DeploymentIDAttr.ValueSet(deploymentID)),
-	}, contract.PromotionWorkflowType, contract.PromotionInput{
-		PromotionID: modelplane.NewID(8), ModelID: m.ID, WorkspaceID: m.WorkspaceID, Environment: env,
+	}
+	in := contract.PromotionInput{
+		PromotionID: id, ModelID: m.ID, WorkspaceID: m.WorkspaceID, Environment: env,
 		SourceDeploymentID: deploymentID, ScaleDownPrevious: scaleDown,
-	})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) || temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-		return Errorf(http.StatusConflict, "a promotion of %s is already running", env)
+	}
+	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, opts, contract.PromotionWorkflowType, in)
+	if alreadyStarted(err) {
+		if !s.promotionEnding(ctx, opts.ID) {
+			return Errorf(http.StatusConflict, "a promotion of %s is already running", env)
+		}
+		// The previous promotion has ended (the environment shows none) and its workflow is
+		// only tidying up, scaling down what it left behind: wait a little for it rather than
+		// refuse a promotion the user was just shown is possible.
+		wctx, cancel := context.WithTimeout(ctx, endingPromotionWait)
+		_ = s.deps.Temporal.GetWorkflow(wctx, opts.ID, "").Get(wctx, nil)
+		cancel()
+		_, err = s.deps.Temporal.ExecuteWorkflow(ctx, opts, contract.PromotionWorkflowType, in)
+		if alreadyStarted(err) {
+			c.Response().Header().Set(echo.HeaderRetryAfter, "5")
+			return Errorf(http.StatusConflict, "the previous promotion of %s has ended and is still scaling down what it replaced; try again shortly", env)
+		}
 	}
 	if err != nil {
 		return Errorf(http.StatusServiceUnavailable, "starting the promotion: %v", err)
 	}
 	return audit(ctx, s.deps.DB, c, m.ID, "promotion.start", env, store.JSONMap{"deployment_id": deploymentID})
+}
+
+// endingPromotionWait bounds how long a promotion waits for the environment's previous one,
+// already ended, to finish tidying up.
+const endingPromotionWait = 15 * time.Second
+
+func alreadyStarted(err error) bool {
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	return errors.As(err, &started) || temporal.IsWorkflowExecutionAlreadyStartedError(err)
+}
+
+// promotionIDMemo names the memo field that holds a promotion workflow's promotion ID.
+const promotionIDMemo = "promotion_id"
+
+// promotionEnding reports whether the environment's running promotion workflow is one whose
+// promotion has already ended in the record: it is only scaling down what it left behind.
+// One that has not written its record yet, or started without the memo, is still running.
+func (s *Server) promotionEnding(ctx context.Context, workflowID string) bool {
+	desc, err := s.deps.Temporal.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return false
+	}
+	payload := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[promotionIDMemo]
+	var id string
+	if payload == nil || converter.GetDefaultDataConverter().FromPayload(payload, &id) != nil {
+		return false
+	}
+	p, err := store.PromotionByID(ctx, s.deps.DB, id)
+	return err == nil && p.Status.Ended()
 }

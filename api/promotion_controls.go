@@ -49,6 +49,11 @@ func (s *Server) cancelPromotion(c echo.Context) error {
 	if err := s.auditControl(c, t, "promotion.cancel", res); err != nil {
 		return err
 	}
+	if res.Status.Ended() {
+		// The workflow answers the control before it records the end; the answer waits for
+		// the record, so that the environment a client reads next shows no promotion.
+		s.awaitPromotionEnd(ctx, t.promotion.ID)
+	}
 	return c.JSON(http.StatusOK, apiv1.CancelPromotionV1{Status: res.Status, Message: res.Message})
 }
 
@@ -276,4 +281,23 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// awaitPromotionEnd waits, at most promotionControlTimeout, until the promotion's record
+// shows it ended.
+func (s *Server) awaitPromotionEnd(parent context.Context, id string) {
+	ctx, cancel := context.WithTimeout(parent, promotionControlTimeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if p, err := store.PromotionByID(ctx, s.deps.DB, id); err != nil || p.Status.Ended() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

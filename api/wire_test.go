@@ -59,13 +59,39 @@ func TestWireTypes_ServerKnowsEveryRequestField(t *testing.T) {
 		{"keep awake", http.MethodPost, base + "/deployments/development/keep_awake", apiv1.KeepAwakeRequest{Seconds: 60}, http.StatusOK},
 		// Without Temporal a promotion ends in 503, after its body was read.
 		{"promote to production", http.MethodPost, base + "/deployments/" + d.ID + "/promote",
-			apiv1.PromoteDeploymentRequest{ScaleDownPreviousProduction: true}, http.StatusServiceUnavailable},
+			apiv1.PromoteDeploymentRequest{ScaleDownPreviousProduction: true, PreserveEnvInstanceType: b(true)}, http.StatusServiceUnavailable},
 		{"promote to an environment", http.MethodPost, base + "/environments/staging/promote",
-			apiv1.PromoteRequest{DeploymentID: d.ID, ScaleDownPreviousDeployment: true}, http.StatusServiceUnavailable},
+			apiv1.PromoteRequest{DeploymentID: d.ID, ScaleDownPreviousDeployment: true, PreserveEnvInstanceType: b(false)}, http.StatusServiceUnavailable},
 	} {
 		body, err := json.Marshal(tc.body)
 		require.NoError(t, err)
 		r := f.send(t, tc.method, tc.path, auth, string(body))
 		require.Equal(t, tc.want, r.Status, "%s: %s answered %v", tc.name, body, r.Body)
+	}
+}
+
+func TestPromote_BaseTenFieldsAreCheckedBeforeAnythingStarts(t *testing.T) {
+	f := newFixture(t)
+	m, _, key := f.workspace(t)
+	auth := "Api-Key " + key
+	d, err := store.CreateDeployment(context.Background(), f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+	require.NoError(t, err)
+	toProduction := "/v1/models/" + m.ID + "/deployments/" + d.ID + "/promote"
+	toEnvironment := "/v1/models/" + m.ID + "/environments/production/promote"
+	for _, tc := range []struct {
+		name, path, body string
+		want             int
+		text             string
+	}{
+		{"preserve_env_instance_type not a boolean", toProduction, `{"preserve_env_instance_type": "yes"}`, http.StatusBadRequest, "preserve_env_instance_type: must be true or false"},
+		{"scale_down_previous_deployment not a boolean", toEnvironment, `{"deployment_id": "` + d.ID + `", "scale_down_previous_deployment": 1}`, http.StatusBadRequest, "scale_down_previous_deployment: must be true or false"},
+		{"a field the spec does not have", toProduction, `{"preserve_instance": true}`, http.StatusBadRequest, "preserve_instance: unknown field"},
+		// null leaves the default; the body is accepted and the promotion would start (503 without Temporal).
+		{"nulls take the defaults", toEnvironment, `{"deployment_id": "` + d.ID + `", "scale_down_previous_deployment": null, "preserve_env_instance_type": null}`, http.StatusServiceUnavailable, "Temporal"},
+		{"every spec field", toProduction, `{"scale_down_previous_production": false, "preserve_env_instance_type": false}`, http.StatusServiceUnavailable, "Temporal"},
+	} {
+		r := f.send(t, http.MethodPost, tc.path, auth, tc.body)
+		require.Equal(t, tc.want, r.Status, "%s: %v", tc.name, r.Body)
+		require.Contains(t, message(r), tc.text, tc.name)
 	}
 }

@@ -58,6 +58,10 @@ type PromoteDeploymentRequest struct {
 	// ScaleDownPreviousProduction scales down the deployment that served production before;
 	// the API takes true when the field is left out.
 	ScaleDownPreviousProduction bool `json:"scale_down_previous_production"`
+	// PreserveEnvInstanceType is Baseten's choice between the environment's instance type
+	// and the deployment's. An environment has none of its own here (it runs what its
+	// deployment's config asks for), so it is accepted and both values mean the same.
+	PreserveEnvInstanceType *bool `json:"preserve_env_instance_type,omitempty"`
 }
 
 // UpdateAutoscalingSettingsRequest is the body of PATCH .../deployments/{id}/

@@ -86,6 +86,8 @@ type PromoteRequest struct {
 	// ScaleDownPreviousDeployment scales down the deployment the environment served before;
 	// the API takes true when the field is left out.
 	ScaleDownPreviousDeployment bool `json:"scale_down_previous_deployment"`
+	// PreserveEnvInstanceType is accepted as in PromoteDeploymentRequest.
+	PreserveEnvInstanceType *bool `json:"preserve_env_instance_type,omitempty"`
 }
 
 // CancelPromotionV1 answers POST .../environments/{env}/cancel_promotion: CANCELED when

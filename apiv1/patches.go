@@ -12,8 +12,9 @@ import (
 type PatchStateV1 struct {
 	DeploymentID string `json:"deployment_id"`
 	// PatchHash is the hash of the newest staged point, the base of the next patch.
-	PatchHash  string       `json:"patch_hash"`
-	PatchPoint *patch.Point `json:"patch_point,omitempty"`
+	PatchHash string `json:"patch_hash"`
+	// PatchPoint is that newest staged point (Baseten's CreateDeploymentPatchResponseV1).
+	PatchPoint PatchPointWithHashV1 `json:"patch_point"`
 	// AppliedPatchHash is the point the replica runs, or starts with.
 	AppliedPatchHash string `json:"applied_patch_hash"`
 	PendingPatches   int64  `json:"pending_patches"`
@@ -55,9 +56,14 @@ type KeepAwakeV1 struct {
 type PatchPointWithHashV1 struct {
 	ContentHashes map[string]*string `json:"content_hashes"`
 	Config        string             `json:"config"`
-	// Requirements are always empty: requirements files are patched as files.
+	// Requirements are those the watch client resolved, as it sent them (empty when none).
 	Requirements []string `json:"requirements"`
 	Hash         string   `json:"hash"`
+}
+
+// Point is the patch point without its hash, as the next patch is computed against it.
+func (p PatchPointWithHashV1) Point() patch.Point {
+	return patch.Point{ContentHashes: p.ContentHashes, Config: p.Config, Requirements: p.Requirements}
 }
 
 // PatchesStateV1 answers GET .../deployments/development/patches/state: the point the

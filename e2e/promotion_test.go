@@ -199,3 +199,35 @@ func TestEnvironments_ActivateDeactivateAndDelete(t *testing.T) {
 	code, _ = h.call(http.MethodDelete, base+"staging", nil)
 	require.Equal(t, http.StatusNotFound, code)
 }
+
+func TestPromotion_AfterACancelTheNextStartsAtOnce(t *testing.T) {
+	h := start(t)
+	modelID, first, second := canaryModel(t, h, map[string]any{"ramp_up_while_promoting": true, "ramp_up_duration_seconds": 600})
+	promote := func() (int, map[string]any) {
+		return h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/production/promote", map[string]any{"deployment_id": second})
+	}
+	code, body := promote()
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	require.Eventually(t, func() bool {
+		e, err := h.api.Environment(context.Background(), modelID, "production")
+		return err == nil && e.InProgressPromotion != nil && e.InProgressPromotion.PercentTrafficToNewVersion > 0
+	}, 60*time.Second, 50*time.Millisecond)
+	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/production/cancel_promotion", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	e, err := h.api.Environment(context.Background(), modelID, "production")
+	require.NoError(t, err)
+	require.Nil(t, e.InProgressPromotion, "the cancelled promotion is no longer shown")
+
+	// The cancelled promotion's workflow may still be scaling its candidate down; a new
+	// promotion, which the environment shows as possible, is not refused for it.
+	code, body = promote()
+	require.Equal(t, http.StatusOK, code, "a promotion right after a cancel: %v", body)
+	require.Eventually(t, func() bool {
+		e, err := h.api.Environment(context.Background(), modelID, "production")
+		return err == nil && e.InProgressPromotion != nil
+	}, 30*time.Second, 50*time.Millisecond)
+	code, body = promote()
+	require.Equal(t, http.StatusConflict, code, "while that one runs, another is refused: %v", body)
+	require.Contains(t, body["error"].(map[string]any)["message"], "already running")
+	_ = first
+}

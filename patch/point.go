@@ -38,6 +38,9 @@ const (
 type Point struct {
 	ContentHashes map[string]*string `json:"content_hashes"`
 	Config        string             `json:"config"`
+	// Requirements are what the watch client resolved from config.yaml's requirements file,
+	// kept as sent. They are not part of the hash: the file itself is among the paths.
+	Requirements []string `json:"requirements,omitempty"`
 }
 
 // Hash is the point's identity: the SHA-256 (hex) of its canonical JSON, in which object keys
@@ -67,7 +70,8 @@ func (p Point) Has(rel string) bool {
 }
 
 func (p Point) clone() Point {
-	out := Point{ContentHashes: make(map[string]*string, len(p.ContentHashes)), Config: p.Config}
+	out := Point{ContentHashes: make(map[string]*string, len(p.ContentHashes)), Config: p.Config,
+		Requirements: append([]string(nil), p.Requirements...)}
 	for k, v := range p.ContentHashes {
 		out.ContentHashes[k] = v
 	}
@@ -106,6 +110,14 @@ func (p Point) Validate() error {
 	}
 	if _, err := modelpkg.ParseConfig([]byte(p.Config)); err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	if len(p.Requirements) > MaxPaths {
+		return fmt.Errorf("requirements: more than %d", MaxPaths)
+	}
+	for i, r := range p.Requirements {
+		if strings.TrimSpace(r) == "" || len(r) > MaxPathLen {
+			return fmt.Errorf("requirements[%d]: must be a requirement of 1-%d bytes", i, MaxPathLen)
+		}
 	}
 	return nil
 }

@@ -191,10 +191,10 @@ func (w *watcher) refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the development deployment's patch state: %w", err)
 	}
-	if st.PatchPoint == nil {
+	if st.PatchPoint.ContentHashes == nil {
 		return errors.New("the API answered no patch point")
 	}
-	w.head, w.headHash = *st.PatchPoint, st.PatchHash
+	w.head, w.headHash = st.PatchPoint.Point(), st.PatchHash
 	return nil
 }
 
