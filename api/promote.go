@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -37,7 +38,7 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if err != nil {
 		return err
 	}
-	known := []string{scaleField}
+	known := []string{scaleField, "preserve_env_instance_type"}
 	if idField != "" {
 		known = append(known, idField)
 	}
@@ -45,9 +46,13 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if err != nil {
 		return err
 	}
-	scaleDown := true
+	// null, like leaving a field out, takes the spec's default (true for both).
+	scaleDown, preserve := true, true
 	if raw, ok := obj[scaleField]; ok && json.Unmarshal(raw, &scaleDown) != nil {
 		return Errorf(http.StatusBadRequest, "%s: must be true or false", scaleField)
+	}
+	if raw, ok := obj["preserve_env_instance_type"]; ok && json.Unmarshal(raw, &preserve) != nil {
+		return Errorf(http.StatusBadRequest, "preserve_env_instance_type: must be true or false")
 	}
 	ctx := c.Request().Context()
 	if _, err := s.environment(c, m.ID, env); err != nil {
@@ -77,7 +82,10 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if d.Status == modelplane.DeploymentInactive {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s is INACTIVE: activate it first", d.ID)
 	}
-	if err := s.startPromotion(c, m, env, d.ID, scaleDown); err != nil {
+	// preserve_env_instance_type is kept in the audit log but not acted on: a deployment runs
+	// on what its own config.yaml asks for (docs/API.md).
+	if err := s.startPromotionRecording(c, m, env, d.ID, scaleDown,
+		store.JSONMap{"preserve_env_instance_type": preserve}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, deploymentV1(d))
@@ -86,6 +94,12 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 // startPromotion starts the environment's Promotion workflow for a deployment and records
 // it in the audit log. A promotion of the environment already running is 409.
 func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID string, scaleDown bool) error {
+	return s.startPromotionRecording(c, m, env, deploymentID, scaleDown, nil)
+}
+
+// startPromotionRecording is startPromotion with more of the request recorded in the audit
+// event's details.
+func (s *Server) startPromotionRecording(c echo.Context, m store.Model, env, deploymentID string, scaleDown bool, extra store.JSONMap) error {
 	ctx := c.Request().Context()
 	if s.deps.Temporal == nil {
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
@@ -108,5 +122,7 @@ func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID
 	if err != nil {
 		return Errorf(http.StatusServiceUnavailable, "starting the promotion: %v", err)
 	}
-	return audit(ctx, s.deps.DB, c, m.ID, "promotion.start", env, store.JSONMap{"deployment_id": deploymentID})
+	details := store.JSONMap{"deployment_id": deploymentID}
+	maps.Copy(details, extra)
+	return audit(ctx, s.deps.DB, c, m.ID, "promotion.start", env, details)
 }
