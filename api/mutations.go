@@ -233,7 +233,9 @@ func lockEnvironment(ctx context.Context, tx *sqlx.Tx, modelID, name string) (st
 	return e, err
 }
 
-// renameDeployment changes a published deployment's name (an apiv1.RenameDeploymentRequest).
+// renameDeployment changes a published deployment's name (an apiv1.RenameDeploymentRequest);
+// a body without a name, or with a null one, or with the name it has, changes nothing and
+// answers the deployment.
 func (s *Server) renameDeployment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -243,19 +245,23 @@ func (s *Server) renameDeployment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	name, given, err := stringField(obj, "name")
+	// The spec's name is nullable with default null: left out or null, nothing changes.
+	raw, given := obj["name"]
+	given = given && !settings.IsNull(raw)
+	name, _, err := stringField(obj, "name")
 	switch {
 	case err != nil:
 		return err
-	case !given:
-		return Errorf(http.StatusBadRequest, "name: required")
-	case !deploymentName.MatchString(name):
+	case given && !deploymentName.MatchString(name):
 		return Errorf(http.StatusBadRequest, "name: use 1-255 of letters, digits, '.', '_' or '-'")
 	}
 	ctx := c.Request().Context()
 	d, err := s.deploymentRef(c, m.ID)
 	if err != nil {
 		return err
+	}
+	if !given || name == d.Name {
+		return c.JSON(http.StatusOK, deploymentV1(d))
 	}
 	if d.IsDevelopment {
 		return Errorf(http.StatusUnprocessableEntity, "the development deployment is always named development")

@@ -135,11 +135,19 @@ func TestDeployments_RenameRules(t *testing.T) {
 		{base + "development", `{"name": "dev2"}`, http.StatusUnprocessableEntity},
 		{base + a.ID, `{"name": "has space"}`, http.StatusBadRequest},
 		{base + a.ID, `{"name": "` + strings.Repeat("x", 256) + `"}`, http.StatusBadRequest},
-		{base + a.ID, `{}`, http.StatusBadRequest},
+		{base + a.ID, `{"name": 5}`, http.StatusBadRequest},
+		{base + a.ID, `{"name": ""}`, http.StatusBadRequest},
+		{base + a.ID, `{"title": "x"}`, http.StatusBadRequest},
+		// The spec's name is nullable, default null: nothing to change.
+		{base + a.ID, `{}`, http.StatusOK},
+		{base + a.ID, `{"name": null}`, http.StatusOK},
+		{base + dev.ID, `{"name": null}`, http.StatusOK},
 		{base + "zzzzzzzz", `{"name": "x"}`, http.StatusNotFound},
 	} {
 		require.Equal(t, tt.want, f.send(t, http.MethodPatch, tt.path, auth, tt.body).Status, "%s %s", tt.path, tt.body)
 	}
+	got := f.send(t, http.MethodPatch, base+a.ID, auth, `{"name": null}`)
+	require.Equal(t, "v1.0-rc_1", got.Body["name"], "a null name leaves the name as it is")
 }
 
 func TestDeployments_AutoscalingPatchAcceptedThenUnchanged(t *testing.T) {
