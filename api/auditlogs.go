@@ -77,6 +77,16 @@ func (s *Server) listWorkspaceAudit(c echo.Context) error {
 	return s.auditLogs(c, store.AuditFilter{WorkspaceID: principal(c).WorkspaceID})
 }
 
+// listModelAudit answers GET /v1/models/{model_id}/audit_logs: the workspace's audit log
+// narrowed to one of its models.
+func (s *Server) listModelAudit(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	return s.auditLogs(c, store.AuditFilter{WorkspaceID: m.WorkspaceID, ModelID: m.ID})
+}
+
 // auditLogs answers one page of the audit log in Baseten's shape ({items, pagination}),
 // narrowing base by the request's parameters: cursor, limit, direction, search,
 // event_type_groups, user_ids (modelplane's actors are API keys: their IDs),

@@ -97,7 +97,10 @@ func TestEnvironments_SettingsAreThoseOfTheServedDeployment(t *testing.T) {
 	// Through the environment: the deployment's settings change; the environment's own stay.
 	r := f.send(t, http.MethodPatch, env, f.auth, `{"autoscaling_settings": {"min_replica": 2, "max_replica": 3}, "request_backpressure_settings": {"policy": "REJECT_ON_FULL"}}`)
 	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
-	require.EqualValues(t, 2, r.Body["autoscaling_settings"].(map[string]any)["min_replica"])
+	require.Equal(t, "ACCEPTED", r.Body["status"], "a change is ACCEPTED: %v", r.Body)
+	require.NotEmpty(t, r.Body["message"])
+	require.EqualValues(t, 2, r.Body["environment"].(map[string]any)["autoscaling_settings"].(map[string]any)["min_replica"],
+		"the answer's environment is the environment after the update")
 	d, err := store.DeploymentByID(ctx, f.db, f.m.ID, f.prod.ID)
 	require.NoError(t, err)
 	require.Equal(t, 2, d.AutoscalingSettings.MinReplica, "the served deployment's settings are what changed")
@@ -122,6 +125,7 @@ func TestEnvironments_SettingsAreThoseOfTheServedDeployment(t *testing.T) {
 	require.NoError(t, err)
 	r = f.send(t, http.MethodPatch, env, f.auth, `{"autoscaling_settings": {"concurrency_target": 5}}`)
 	require.Equal(t, http.StatusOK, r.Status)
+	require.Equal(t, "UNCHANGED", r.Body["status"], "a no-op PATCH of an environment is UNCHANGED")
 	r = f.send(t, http.MethodPatch, f.base+"/deployments/"+f.prod.ID+"/autoscaling_settings", f.auth, `{"min_replica": 2}`)
 	require.Equal(t, "UNCHANGED", r.Body["status"], "a no-op is never ACCEPTED")
 	after, err := store.ListAudit(ctx, f.db, f.m.WorkspaceID, f.m.ID, 0, 100)
@@ -141,7 +145,7 @@ func TestEnvironments_SettingsAreThoseOfTheServedDeployment(t *testing.T) {
 
 	// An environment that serves nothing keeps the settings itself.
 	r = f.send(t, http.MethodPost, f.base+"/environments", f.auth, `{"name": "staging", "request_backpressure_settings": {"policy": "QUEUE_ON_FULL"}}`)
-	require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
 	require.Equal(t, "QUEUE_ON_FULL", r.Body["request_backpressure_settings"].(map[string]any)["policy"])
 	r = f.send(t, http.MethodPatch, f.base+"/environments/staging", f.auth, `{"autoscaling_settings": {"max_replica": 6}}`)
 	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -22,6 +23,8 @@ func deploymentV1(v store.DeploymentView) apiv1.DeploymentV1 {
 		ActiveReplicaCount: v.ActiveReplicaCount, AutoscalingSettings: v.AutoscalingSettings,
 		InstanceTypeName: v.InstanceTypeName, Environment: v.EnvironmentName, Labels: labels,
 		RequestBackpressureSettings: v.RequestBackpressureSettings,
+		// No node reports a region (docs/API.md).
+		Region: nil,
 	}
 }
 
@@ -84,6 +87,7 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 		AutoscalingSettings: e.AutoscalingSettings, PromotionSettings: e.PromotionSettings,
 		RequestBackpressureSettings: e.RequestBackpressureSettings,
 	}
+	var served *store.DeploymentView
 	for _, ref := range []struct {
 		id  *string
 		dst **apiv1.DeploymentV1
@@ -100,10 +104,31 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 		}
 		d := deploymentV1(v)
 		*ref.dst = &d
+		if ref.dst == &out.CurrentDeployment {
+			served = &v
+		}
 	}
-	if cur := out.CurrentDeployment; cur != nil {
+	schedules := &apiv1.EnvironmentAutoscalingSchedulesV1{Timezone: e.AutoscalingSchedules.Timezone,
+		Schedules: e.AutoscalingSchedules.Schedules}
+	if schedules.Schedules == nil {
+		schedules.Schedules = []settings.AutoscalingSchedule{}
+	}
+	out.AutoscalingSchedules = schedules
+	// While the environment serves no deployment its instance type is the empty one
+	// (docs/API.md): the spec requires the object, and nothing runs to name.
+	if served != nil {
 		// The settings of the deployment the environment serves are the environment's.
-		out.AutoscalingSettings, out.RequestBackpressureSettings = cur.AutoscalingSettings, cur.RequestBackpressureSettings
+		out.AutoscalingSettings, out.RequestBackpressureSettings = served.AutoscalingSettings, served.RequestBackpressureSettings
+		schedules.AppliedState = &apiv1.AutoscalingScheduleStateV1{AutoscalingSettings: served.AutoscalingSettings}
+		req, err := s.deploymentGPURequest(ctx, *served)
+		if err != nil {
+			return out, err
+		}
+		held, err := store.DeploymentGPUs(ctx, s.deps.DB, served.ID)
+		if err != nil {
+			return out, err
+		}
+		out.InstanceType = servedInstanceType(req, held)
 	}
 	p, err := store.RunningPromotion(ctx, s.deps.DB, e.ModelID, e.Name)
 	switch {

@@ -13,7 +13,7 @@ func modelV1(m store.Model) apiv1.ModelV1 {
 	return apiv1.ModelV1{
 		ID: m.ID, CreatedAt: m.CreatedAt.UTC(), Name: m.Name, DeploymentsCount: m.DeploymentsCount,
 		ProductionDeploymentID: m.ProductionDeploymentID, DevelopmentDeploymentID: m.DevelopmentDeploymentID,
-		InstanceTypeName: m.InstanceTypeName,
+		InstanceTypeName: m.InstanceTypeName, TeamName: m.TeamName,
 	}
 }
 

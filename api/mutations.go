@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strconv"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
@@ -40,8 +39,9 @@ func audit(ctx context.Context, tx sqlx.ExecerContext, c echo.Context, modelID, 
 	})
 }
 
-// createEnvironment adds a custom environment with its own settings (defaults where unset);
-// the body is an apiv1.CreateEnvironmentRequest.
+// createEnvironment adds a custom environment with its own settings (defaults where unset
+// or null); the body is an apiv1.CreateEnvironmentRequest, the answer the environment (200,
+// as the spec has it).
 func (s *Server) createEnvironment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -99,25 +99,30 @@ func (s *Server) createEnvironment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, v)
+	// The spec answers 200 with the environment.
+	return c.JSON(http.StatusOK, v)
 }
 
-// patchEnvironment changes an environment's settings; fields not sent keep their values. The
-// body is an apiv1.UpdateEnvironmentRequest. Autoscaling and request backpressure settings
-// are those of the deployment the environment serves, so they change that deployment's (what
-// the autoscaler and the gateways use); while it serves none, the environment's own, which the
-// first deployment promoted into it gets.
+// patchEnvironment changes an environment's settings; fields not sent, or sent as null, keep
+// their values. The body is an apiv1.UpdateEnvironmentRequest and the answer an
+// apiv1.UpdateEnvironmentV1. Autoscaling and request backpressure settings are those of the
+// deployment the environment serves, so they change that deployment's (what the autoscaler
+// and the gateways use); while it serves none, the environment's own, which the first
+// deployment promoted into it gets. Promotion settings and autoscaling schedules are the
+// environment's.
 func (s *Server) patchEnvironment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
 		return err
 	}
-	obj, err := readObject(c, "autoscaling_settings", "promotion_settings", "request_backpressure_settings")
+	obj, err := readObject(c, "autoscaling_settings", "promotion_settings", "request_backpressure_settings",
+		"autoscaling_schedule_settings")
 	if err != nil {
 		return err
 	}
 	name := c.Param("env")
 	ctx := c.Request().Context()
+	changed := false
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
 		e, err := lockEnvironment(ctx, tx, m.ID, name)
 		if err != nil {
@@ -131,7 +136,7 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 		if served != nil {
 			as, bp = served.AutoscalingSettings, served.RequestBackpressureSettings
 		}
-		ps := e.PromotionSettings
+		ps, sched := e.PromotionSettings, e.AutoscalingSchedules
 		if raw, ok := obj["autoscaling_settings"]; ok {
 			if as, _, err = settings.PatchAutoscaling("autoscaling_settings", as, raw); err != nil {
 				return settingsError(err)
@@ -150,8 +155,14 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 				return settingsError(err)
 			}
 		}
-		details := store.JSONMap{"autoscaling_settings": as, "promotion_settings": ps, "request_backpressure_settings": bp}
-		changed := false
+		if raw, ok := obj["autoscaling_schedule_settings"]; ok {
+			newID := func() string { return modelplane.NewID(8) }
+			if sched, _, err = settings.PatchSchedules("autoscaling_schedule_settings", sched, raw, newID); err != nil {
+				return settingsError(err)
+			}
+		}
+		details := store.JSONMap{"autoscaling_settings": as, "promotion_settings": ps, "request_backpressure_settings": bp,
+			"autoscaling_schedules": sched}
 		if served != nil {
 			details["deployment_id"] = served.ID
 			if as != served.AutoscalingSettings {
@@ -175,6 +186,12 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 			}
 			changed = true
 		}
+		if !sched.Equal(e.AutoscalingSchedules) {
+			if err := store.UpdateEnvironmentSchedules(ctx, tx, m.ID, name, sched); err != nil {
+				return err
+			}
+			changed = true
+		}
 		if !changed {
 			return nil
 		}
@@ -194,7 +211,15 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, v)
+	out := apiv1.UpdateEnvironmentV1{Environment: v, Status: apiv1.SettingsUnchanged,
+		Message: "the environment already has these settings"}
+	if changed {
+		out.Status = apiv1.SettingsAccepted
+		out.Message = "saved: the autoscaler applies autoscaling settings on its next tick and gateways the " +
+			"backpressure policy when they reload their routes; autoscaling schedules, target_in_flight_tokens and " +
+			"rolling deploy settings are kept but not yet acted on"
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // lockEnvironment reads an environment for update, so that two PATCHes do not lose each
@@ -208,7 +233,9 @@ func lockEnvironment(ctx context.Context, tx *sqlx.Tx, modelID, name string) (st
 	return e, err
 }
 
-// renameDeployment changes a published deployment's name (an apiv1.RenameDeploymentRequest).
+// renameDeployment changes a published deployment's name (an apiv1.RenameDeploymentRequest);
+// a body without a name, or with a null one, or with the name it has, changes nothing and
+// answers the deployment.
 func (s *Server) renameDeployment(c echo.Context) error {
 	m, err := s.ownModel(c)
 	if err != nil {
@@ -218,19 +245,23 @@ func (s *Server) renameDeployment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	name, given, err := stringField(obj, "name")
+	// The spec's name is nullable with default null: left out or null, nothing changes.
+	raw, given := obj["name"]
+	given = given && !settings.IsNull(raw)
+	name, _, err := stringField(obj, "name")
 	switch {
 	case err != nil:
 		return err
-	case !given:
-		return Errorf(http.StatusBadRequest, "name: required")
-	case !deploymentName.MatchString(name):
+	case given && !deploymentName.MatchString(name):
 		return Errorf(http.StatusBadRequest, "name: use 1-255 of letters, digits, '.', '_' or '-'")
 	}
 	ctx := c.Request().Context()
 	d, err := s.deploymentRef(c, m.ID)
 	if err != nil {
 		return err
+	}
+	if !given || name == d.Name {
+		return c.JSON(http.StatusOK, deploymentV1(d))
 	}
 	if d.IsDevelopment {
 		return Errorf(http.StatusUnprocessableEntity, "the development deployment is always named development")
@@ -283,7 +314,7 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 		return err
 	}
 	body, err := readObject(c, "min_replica", "max_replica", "autoscaling_window", "scale_down_delay",
-		"concurrency_target", "target_utilization_percentage", "max_scale_down_rate")
+		"concurrency_target", "target_utilization_percentage", "max_scale_down_rate", "target_in_flight_tokens")
 	if err != nil {
 		return err
 	}
@@ -377,34 +408,4 @@ func (s *Server) patchBackpressure(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, next)
-}
-
-// listAudit answers who did what to the model, newest first; ?limit= (1-500, 100) and
-// ?before=<id> page through it.
-func (s *Server) listAudit(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	limit, before := 100, int64(0)
-	if v := c.QueryParam("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 500 {
-			return Errorf(http.StatusBadRequest, "limit: must be 1-500")
-		}
-	}
-	if v := c.QueryParam("before"); v != "" {
-		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
-			return Errorf(http.StatusBadRequest, "before: must be an event id")
-		}
-	}
-	events, err := store.ListAudit(c.Request().Context(), s.deps.DB, m.WorkspaceID, m.ID, before, limit)
-	if err != nil {
-		return err
-	}
-	out := apiv1.AuditLogV1{AuditLogs: make([]apiv1.AuditEventV1, 0, len(events))}
-	for _, e := range events {
-		out.AuditLogs = append(out.AuditLogs, apiv1.AuditEventV1{ID: e.ID, CreatedAt: e.CreatedAt.UTC(), Actor: e.Actor,
-			Action: e.Action, Target: e.Target, Details: e.Details})
-	}
-	return c.JSON(http.StatusOK, out)
 }

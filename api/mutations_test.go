@@ -43,7 +43,7 @@ func TestEnvironments_CreateWithSettingsAndRefuseBadInput(t *testing.T) {
 	path := "/v1/models/" + m.ID + "/environments"
 
 	r := f.send(t, http.MethodPost, path, auth, `{"name": "staging", "autoscaling_settings": {"max_replica": 4}, "promotion_settings": {"canary_analysis": {"enabled": true}}}`)
-	require.Equal(t, http.StatusCreated, r.Status, "%v", r.Body)
+	require.Equal(t, http.StatusOK, r.Status, "the spec answers 200 with the environment: %v", r.Body)
 	require.Equal(t, "staging", r.Body["name"])
 	as := r.Body["autoscaling_settings"].(map[string]any)
 	require.EqualValues(t, 4, as["max_replica"])
@@ -93,10 +93,11 @@ func TestEnvironments_PatchChangesOnlyWhatIsSent(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
 	r = f.send(t, http.MethodPatch, path, auth, `{"promotion_settings": {"ramp_up_while_promoting": true, "ramp_up_duration_seconds": 60}}`)
 	require.Equal(t, http.StatusOK, r.Status)
-	as := r.Body["autoscaling_settings"].(map[string]any)
+	env := r.Body["environment"].(map[string]any)
+	as := env["autoscaling_settings"].(map[string]any)
 	require.EqualValues(t, 1, as["min_replica"], "the earlier patch is kept")
 	require.EqualValues(t, 3, as["max_replica"])
-	require.EqualValues(t, 60, r.Body["promotion_settings"].(map[string]any)["ramp_up_duration_seconds"])
+	require.EqualValues(t, 60, env["promotion_settings"].(map[string]any)["ramp_up_duration_seconds"])
 
 	bad := f.send(t, http.MethodPatch, path, auth, `{"autoscaling_settings": {"max_replica": 0}}`)
 	require.Equal(t, http.StatusBadRequest, bad.Status)
@@ -134,11 +135,19 @@ func TestDeployments_RenameRules(t *testing.T) {
 		{base + "development", `{"name": "dev2"}`, http.StatusUnprocessableEntity},
 		{base + a.ID, `{"name": "has space"}`, http.StatusBadRequest},
 		{base + a.ID, `{"name": "` + strings.Repeat("x", 256) + `"}`, http.StatusBadRequest},
-		{base + a.ID, `{}`, http.StatusBadRequest},
+		{base + a.ID, `{"name": 5}`, http.StatusBadRequest},
+		{base + a.ID, `{"name": ""}`, http.StatusBadRequest},
+		{base + a.ID, `{"title": "x"}`, http.StatusBadRequest},
+		// The spec's name is nullable, default null: nothing to change.
+		{base + a.ID, `{}`, http.StatusOK},
+		{base + a.ID, `{"name": null}`, http.StatusOK},
+		{base + dev.ID, `{"name": null}`, http.StatusOK},
 		{base + "zzzzzzzz", `{"name": "x"}`, http.StatusNotFound},
 	} {
 		require.Equal(t, tt.want, f.send(t, http.MethodPatch, tt.path, auth, tt.body).Status, "%s %s", tt.path, tt.body)
 	}
+	got := f.send(t, http.MethodPatch, base+a.ID, auth, `{"name": null}`)
+	require.Equal(t, "v1.0-rc_1", got.Body["name"], "a null name leaves the name as it is")
 }
 
 func TestDeployments_AutoscalingPatchAcceptedThenUnchanged(t *testing.T) {
@@ -182,30 +191,18 @@ func TestAuditLog_RecordsWhoDidWhat(t *testing.T) {
 	f := newFixture(t)
 	m, k, key := f.workspace(t)
 	auth := "Api-Key " + key
-	require.Equal(t, http.StatusCreated, f.send(t, http.MethodPost, "/v1/models/"+m.ID+"/environments", auth, `{"name": "staging"}`).Status)
+	require.Equal(t, http.StatusOK, f.send(t, http.MethodPost, "/v1/models/"+m.ID+"/environments", auth, `{"name": "staging"}`).Status)
 	require.Equal(t, http.StatusOK, f.send(t, http.MethodPatch, "/v1/models/"+m.ID+"/environments/staging", auth, `{"autoscaling_settings": {"max_replica": 2}}`).Status)
 	// A refused request leaves no trace.
 	require.Equal(t, http.StatusBadRequest, f.send(t, http.MethodPatch, "/v1/models/"+m.ID+"/environments/staging", auth, `{"autoscaling_settings": {"max_replica": 0}}`).Status)
 
 	r := f.do(t, http.MethodGet, "/v1/models/"+m.ID+"/audit_logs", auth)
 	require.Equal(t, http.StatusOK, r.Status)
-	logs := r.Body["audit_logs"].([]any)
+	logs := r.Body["items"].([]any)
 	require.Len(t, logs, 2)
 	newest := logs[0].(map[string]any)
-	require.Equal(t, "environment.update", newest["action"])
-	require.Equal(t, "staging", newest["target"])
-	require.Equal(t, k.ID, newest["actor"], "the actor is the key that made the change")
-	require.Equal(t, "environment.create", logs[1].(map[string]any)["action"])
-
-	page := f.do(t, http.MethodGet, "/v1/models/"+m.ID+"/audit_logs?limit=1", auth)
-	require.Len(t, page.Body["audit_logs"].([]any), 1)
-	id := int64(newest["id"].(float64))
-	older := f.do(t, http.MethodGet, "/v1/models/"+m.ID+"/audit_logs?before="+strings.TrimSpace(jsonNumber(id)), auth)
-	require.Len(t, older.Body["audit_logs"].([]any), 1)
-	require.Equal(t, http.StatusBadRequest, f.do(t, http.MethodGet, "/v1/models/"+m.ID+"/audit_logs?limit=0", auth).Status)
-}
-
-func jsonNumber(n int64) string {
-	b, _ := json.Marshal(n)
-	return string(b)
+	require.Equal(t, "ENVIRONMENT_UPDATED", newest["event_type"])
+	require.Equal(t, "staging", newest["event_data"].(map[string]any)["environment_name"])
+	require.Equal(t, k.ID, newest["actor"].(map[string]any)["api_key_prefix"], "the actor is the key that made the change")
+	require.Equal(t, "ENVIRONMENT_CREATED", logs[1].(map[string]any)["event_type"])
 }

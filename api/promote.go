@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"time"
 
@@ -47,13 +48,13 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if err != nil {
 		return err
 	}
+	// null, like leaving a field out, takes the spec's default (true for both).
 	scaleDown, err := boolField(obj, scaleField, true)
 	if err != nil {
 		return err
 	}
-	// An environment's instance type is the one its deployment's config asks for: there is
-	// no other to preserve, so both values promote the deployment as it is configured.
-	if _, err := boolField(obj, "preserve_env_instance_type", true); err != nil {
+	preserve, err := boolField(obj, "preserve_env_instance_type", true)
+	if err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
@@ -84,7 +85,10 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if d.Status == modelplane.DeploymentInactive {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s is INACTIVE: activate it first", d.ID)
 	}
-	if err := s.startPromotion(c, m, env, d.ID, scaleDown); err != nil {
+	// preserve_env_instance_type is kept in the audit log but not acted on: a deployment runs
+	// on what its own config.yaml asks for (docs/API.md).
+	if err := s.startPromotionRecording(c, m, env, d.ID, scaleDown,
+		store.JSONMap{"preserve_env_instance_type": preserve}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, deploymentV1(d))
@@ -93,6 +97,12 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 // startPromotion starts the environment's Promotion workflow for a deployment and records
 // it in the audit log. A promotion of the environment already running is 409.
 func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID string, scaleDown bool) error {
+	return s.startPromotionRecording(c, m, env, deploymentID, scaleDown, nil)
+}
+
+// startPromotionRecording is startPromotion with more of the request recorded in the audit
+// event's details.
+func (s *Server) startPromotionRecording(c echo.Context, m store.Model, env, deploymentID string, scaleDown bool, extra store.JSONMap) error {
 	ctx := c.Request().Context()
 	if s.deps.Temporal == nil {
 		return Errorf(http.StatusServiceUnavailable, "Temporal is not connected")
@@ -131,7 +141,9 @@ func (s *Server) startPromotion(c echo.Context, m store.Model, env, deploymentID
 	if err != nil {
 		return Errorf(http.StatusServiceUnavailable, "starting the promotion: %v", err)
 	}
-	return audit(ctx, s.deps.DB, c, m.ID, "promotion.start", env, store.JSONMap{"deployment_id": deploymentID})
+	details := store.JSONMap{"deployment_id": deploymentID}
+	maps.Copy(details, extra)
+	return audit(ctx, s.deps.DB, c, m.ID, "promotion.start", env, details)
 }
 
 // endingPromotionWait bounds how long a promotion waits for the environment's previous one,

@@ -86,7 +86,7 @@ func New(deps Deps) *echo.Echo {
 	v1.PATCH("/models/:model_id/environments/:env", s.patchEnvironment)
 	v1.PATCH("/models/:model_id/deployments/:deployment_id", s.renameDeployment)
 	v1.PATCH("/models/:model_id/deployments/:deployment_id/autoscaling_settings", s.patchAutoscaling)
-	v1.GET("/models/:model_id/audit_logs", s.listAudit)
+	v1.GET("/models/:model_id/audit_logs", s.listModelAudit)
 	v1.POST("/models", s.createModel)
 	v1.DELETE("/models/:model_id", s.deleteModel)
 	v1.POST("/models/:model_id/deployments", s.createDeployment)

@@ -32,10 +32,19 @@ func TestWireTypes_ServerKnowsEveryRequestField(t *testing.T) {
 	fl := func(v float64) *float64 { return &v }
 	keep := modelplane.CleanupKeep
 	autoscaling := &apiv1.UpdateAutoscalingSettingsRequest{MinReplica: i(0), MaxReplica: i(2), AutoscalingWindow: i(60),
-		ScaleDownDelay: i(900), ConcurrencyTarget: i(1), TargetUtilizationPercentage: i(70), MaxScaleDownRate: i(50)}
+		ScaleDownDelay: i(900), ConcurrencyTarget: i(1), TargetUtilizationPercentage: i(70), MaxScaleDownRate: i(50),
+		TargetInFlightTokens: i(40000)}
+	replica := settings.RollingDeployReplica
 	promotion := &apiv1.UpdatePromotionSettingsRequest{RedeployOnPromotion: b(false), PromotionCleanupStrategy: &keep,
+		RollingDeploy: b(true), RollingDeployConfig: &apiv1.UpdateRollingDeployConfigRequest{RollingDeployStrategy: &replica,
+			MaxSurgePercent: i(25), MaxUnavailablePercent: i(10), StabilizationTimeSeconds: i(300), ReplicaOverheadPercent: i(0)},
 		RampUpWhilePromoting: b(true), RampUpDurationSeconds: i(600), CanaryAnalysis: &apiv1.UpdateCanaryAnalysisRequest{
 			Enabled: b(true), MaxErrorRateIncrease: fl(0.01), MaxP99LatencyRatio: fl(1.5), MinRequestsPerStage: i(20)}}
+	tz := "Europe/Berlin"
+	schedules := &apiv1.UpdateAutoscalingScheduleSettingsRequest{Timezone: &tz, Schedules: []apiv1.AutoscalingScheduleUpsert{{
+		Name: "peak", Enabled: true, Cadence: settings.CadenceDaily, Weekdays: []settings.Weekday{"MONDAY"},
+		StartHour: i(8), StartMinute: 0, EndHour: i(10), EndMinute: 30,
+		AutoscalingSettings: settings.ScheduleAutoscalingSettings{MinReplica: 1, MaxReplica: 4, ConcurrencyTarget: i(2)}}}}
 	queue := settings.BackpressureQueueOnFull
 	backpressure := &apiv1.UpdateRequestBackpressureSettingsRequest{Policy: &queue}
 	base := "/v1/models/" + m.ID
@@ -48,10 +57,10 @@ func TestWireTypes_ServerKnowsEveryRequestField(t *testing.T) {
 		{"create environment", http.MethodPost, base + "/environments",
 			apiv1.CreateEnvironmentRequest{Name: "staging", AutoscalingSettings: autoscaling, PromotionSettings: promotion,
 				RequestBackpressureSettings: backpressure},
-			http.StatusCreated},
+			http.StatusOK},
 		{"update environment", http.MethodPatch, base + "/environments/staging",
 			apiv1.UpdateEnvironmentRequest{AutoscalingSettings: autoscaling, PromotionSettings: promotion,
-				RequestBackpressureSettings: backpressure}, http.StatusOK},
+				RequestBackpressureSettings: backpressure, AutoscalingScheduleSettings: schedules}, http.StatusOK},
 		{"update request backpressure settings", http.MethodPatch, base + "/deployments/" + d.ID + "/request_backpressure_settings",
 			backpressure, http.StatusOK},
 		{"update autoscaling settings", http.MethodPatch, base + "/deployments/" + d.ID + "/autoscaling_settings", autoscaling, http.StatusOK},
@@ -59,9 +68,10 @@ func TestWireTypes_ServerKnowsEveryRequestField(t *testing.T) {
 		{"keep awake", http.MethodPost, base + "/deployments/development/keep_awake", apiv1.KeepAwakeRequest{Seconds: 60}, http.StatusOK},
 		// Without Temporal a promotion ends in 503, after its body was read.
 		{"promote to production", http.MethodPost, base + "/deployments/" + d.ID + "/promote",
-			apiv1.PromoteDeploymentRequest{ScaleDownPreviousProduction: true, PreserveEnvInstanceType: b(true)}, http.StatusServiceUnavailable},
+			apiv1.PromoteDeploymentRequest{ScaleDownPreviousProduction: true, PreserveEnvInstanceType: b(false)}, http.StatusServiceUnavailable},
 		{"promote to an environment", http.MethodPost, base + "/environments/staging/promote",
-			apiv1.PromoteRequest{DeploymentID: d.ID, ScaleDownPreviousDeployment: true, PreserveEnvInstanceType: b(false)}, http.StatusServiceUnavailable},
+			apiv1.PromoteRequest{DeploymentID: d.ID, ScaleDownPreviousDeployment: true, PreserveEnvInstanceType: b(true)},
+			http.StatusServiceUnavailable},
 	} {
 		body, err := json.Marshal(tc.body)
 		require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/settings"
 )
 
 // keys returns the JSON object keys v encodes to, sorted.
@@ -37,13 +38,13 @@ func TestObjects_HaveTheFieldsAPIMdLists(t *testing.T) {
 		want []string
 	}{
 		{"ModelV1", apiv1.ModelV1{}, []string{"id", "created_at", "name", "deployments_count",
-			"production_deployment_id", "development_deployment_id", "instance_type_name"}},
+			"production_deployment_id", "development_deployment_id", "instance_type_name", "team_name"}},
 		{"DeploymentV1", apiv1.DeploymentV1{}, []string{"id", "created_at", "name", "model_id", "is_production",
 			"is_development", "status", "active_replica_count", "autoscaling_settings", "instance_type_name",
-			"environment", "labels", "request_backpressure_settings"}},
+			"environment", "labels", "request_backpressure_settings", "region"}},
 		{"EnvironmentV1", apiv1.EnvironmentV1{}, []string{"name", "created_at", "model_id", "current_deployment",
 			"candidate_deployment", "in_progress_promotion", "autoscaling_settings", "promotion_settings",
-			"request_backpressure_settings"}},
+			"request_backpressure_settings", "instance_type", "autoscaling_schedules"}},
 		{"PromotionV1", apiv1.PromotionV1{}, []string{"status", "percent_traffic_to_new_version", "error_message"}},
 		{"GPUV1", apiv1.GPUV1{}, []string{"uuid", "index", "name", "memory_total_bytes", "memory_used_bytes",
 			"mig_mode", "healthy", "unhealthy_reason", "assigned_replica_id"}},
@@ -91,7 +92,27 @@ func TestSpecObjects_HaveTheSpecsFields(t *testing.T) {
 		want []string
 	}{
 		{"InstanceTypeV1", apiv1.InstanceTypeV1{}, []string{"id", "name", "memory_limit_mib", "millicpu_limit",
-			"gpu_count", "gpu_type", "gpu_memory_limit_mib", "available", "total"}},
+			"gpu_count", "gpu_type", "gpu_memory_limit_mib"}},
+		{"InstanceTypeCapacityV1", apiv1.InstanceTypeCapacityV1{}, []string{"id", "name", "memory_limit_mib",
+			"millicpu_limit", "gpu_count", "gpu_type", "gpu_memory_limit_mib", "available", "total"}},
+		{"UpdateEnvironmentV1", apiv1.UpdateEnvironmentV1{}, []string{"environment", "status", "message"}},
+		{"EnvironmentAutoscalingSchedulesV1", apiv1.EnvironmentAutoscalingSchedulesV1{}, []string{"timezone",
+			"schedules", "applied_state"}},
+		{"AutoscalingScheduleStateV1", apiv1.AutoscalingScheduleStateV1{}, []string{"schedule_id", "autoscaling_settings"}},
+		{"AutoscalingScheduleV1", settings.AutoscalingSchedule{}, []string{"id", "name", "enabled", "cadence", "weekdays",
+			"start_hour", "start_minute", "end_hour", "end_minute", "autoscaling_settings"}},
+		{"AutoscalingScheduleSettingsV1", settings.ScheduleAutoscalingSettings{}, []string{"min_replica", "max_replica",
+			"autoscaling_window", "scale_down_delay", "concurrency_target", "target_utilization_percentage",
+			"target_in_flight_tokens", "max_scale_down_rate"}},
+		{"AutoscalingSettingsV1", settings.AutoscalingSettings{}, []string{"min_replica", "max_replica",
+			"autoscaling_window", "scale_down_delay", "concurrency_target", "target_utilization_percentage",
+			"target_in_flight_tokens", "max_scale_down_rate"}},
+		{"PromotionSettingsV1", settings.PromotionSettings{}, []string{"redeploy_on_promotion", "rolling_deploy",
+			"promotion_cleanup_strategy", "rolling_deploy_config", "ramp_up_while_promoting", "ramp_up_duration_seconds",
+			"canary_analysis"}},
+		{"RollingDeployConfigV1", settings.RollingDeployConfig{}, []string{"rolling_deploy_strategy", "max_surge_percent",
+			"max_unavailable_percent", "stabilization_time_seconds", "replica_overhead_percent"}},
+		{"RegionV1", apiv1.RegionV1{}, []string{"slug", "display_name"}},
 		{"InstanceTypesV1", apiv1.InstanceTypesV1{}, []string{"instance_types"}},
 		{"APIKeyInfoV1", apiv1.APIKeyInfoV1{}, []string{"prefix", "name", "type", "model_ids", "team_name", "owner",
 			"created_at", "last_used_at"}},

@@ -24,6 +24,15 @@ type DeploymentV1 struct {
 	// RequestBackpressureSettings say what the gateway does when every replica is at its
 	// concurrency target.
 	RequestBackpressureSettings settings.RequestBackpressureSettings `json:"request_backpressure_settings"`
+	// Region is where the deployment runs, null when unknown; modelplane's nodes do not
+	// report a region, so it is null (docs/API.md).
+	Region *RegionV1 `json:"region"`
+}
+
+// RegionV1 is a region deployments can be placed in (Baseten's RegionV1).
+type RegionV1 struct {
+	Slug        string `json:"slug"`
+	DisplayName string `json:"display_name"`
 }
 
 // DeploymentListV1 answers GET /v1/models/{model_id}/deployments.
@@ -58,9 +67,8 @@ type PromoteDeploymentRequest struct {
 	// ScaleDownPreviousProduction scales down the deployment that served production before;
 	// the API takes true when the field is left out.
 	ScaleDownPreviousProduction bool `json:"scale_down_previous_production"`
-	// PreserveEnvInstanceType is Baseten's choice between the environment's instance type
-	// and the deployment's. An environment has none of its own here (it runs what its
-	// deployment's config asks for), so it is accepted and both values mean the same.
+	// PreserveEnvInstanceType is recorded in the audit log but not acted on (see
+	// PromoteRequest).
 	PreserveEnvInstanceType *bool `json:"preserve_env_instance_type,omitempty"`
 }
 
@@ -75,12 +83,14 @@ type UpdateAutoscalingSettingsRequest struct {
 	ConcurrencyTarget           *int `json:"concurrency_target,omitempty"`            // requests per replica
 	TargetUtilizationPercentage *int `json:"target_utilization_percentage,omitempty"` // of concurrency_target
 	MaxScaleDownRate            *int `json:"max_scale_down_rate,omitempty"`           // percent of replicas per step
+	// TargetInFlightTokens is kept and answered back but not yet acted on.
+	TargetInFlightTokens *int `json:"target_in_flight_tokens,omitempty"`
 }
 
 // SettingsUpdateStatus says whether a settings update changed anything.
 type SettingsUpdateStatus string
 
-// The answers to an autoscaling settings update.
+// The answers to an autoscaling settings update, and the status of an environment's update.
 const (
 	// SettingsAccepted: the settings changed; the autoscaler applies them on its next tick.
 	SettingsAccepted SettingsUpdateStatus = "ACCEPTED"

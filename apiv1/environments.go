@@ -20,6 +20,39 @@ type EnvironmentV1 struct {
 	AutoscalingSettings         settings.AutoscalingSettings         `json:"autoscaling_settings"`
 	PromotionSettings           settings.PromotionSettings           `json:"promotion_settings"`
 	RequestBackpressureSettings settings.RequestBackpressureSettings `json:"request_backpressure_settings"`
+	// InstanceType is what the deployment the environment serves runs on, named as GET
+	// /v1/instance_types names it (docs/API.md).
+	InstanceType InstanceTypeV1 `json:"instance_type"`
+	// AutoscalingSchedules are kept and answered back; nothing applies them yet.
+	AutoscalingSchedules *EnvironmentAutoscalingSchedulesV1 `json:"autoscaling_schedules"`
+}
+
+// EnvironmentAutoscalingSchedulesV1 is an environment's autoscaling schedules and the state
+// they leave the deployment it serves in.
+type EnvironmentAutoscalingSchedulesV1 struct {
+	// Timezone is null while there are no schedules.
+	Timezone  *string                        `json:"timezone"`
+	Schedules []settings.AutoscalingSchedule `json:"schedules"`
+	// AppliedState is null while the environment serves no deployment.
+	AppliedState *AutoscalingScheduleStateV1 `json:"applied_state"`
+}
+
+// AutoscalingScheduleStateV1 is the schedule in force on the deployment an environment
+// serves and that deployment's settings. ScheduleID is null: schedules are not applied yet,
+// so the baseline settings always are.
+type AutoscalingScheduleStateV1 struct {
+	ScheduleID          *string                      `json:"schedule_id"`
+	AutoscalingSettings settings.AutoscalingSettings `json:"autoscaling_settings"`
+}
+
+// UpdateEnvironmentV1 answers PATCH /v1/models/{model_id}/environments/{env}: the
+// environment after the update, as GET answers it, and the spec's legacy status: UNCHANGED
+// when the request changed nothing, ACCEPTED when it changed something (QUEUED is never
+// answered).
+type UpdateEnvironmentV1 struct {
+	Environment EnvironmentV1        `json:"environment"`
+	Status      SettingsUpdateStatus `json:"status"`
+	Message     string               `json:"message"`
 }
 
 // PromotionV1 is an environment's promotion in flight.
@@ -51,16 +84,56 @@ type UpdateEnvironmentRequest struct {
 	AutoscalingSettings         *UpdateAutoscalingSettingsRequest         `json:"autoscaling_settings,omitempty"`
 	PromotionSettings           *UpdatePromotionSettingsRequest           `json:"promotion_settings,omitempty"`
 	RequestBackpressureSettings *UpdateRequestBackpressureSettingsRequest `json:"request_backpressure_settings,omitempty"`
+	// AutoscalingScheduleSettings are kept and answered back; nothing applies them yet.
+	AutoscalingScheduleSettings *UpdateAutoscalingScheduleSettingsRequest `json:"autoscaling_schedule_settings,omitempty"`
+}
+
+// UpdateAutoscalingScheduleSettingsRequest changes an environment's autoscaling schedules:
+// DeleteSchedules are removed, each of Schedules replaces the schedule with its ID or, with
+// none, is added; schedules not named are unchanged. Timezone nil keeps the timezone (the
+// raw body's null clears it, which only a collection left without schedules may).
+type UpdateAutoscalingScheduleSettingsRequest struct {
+	Timezone        *string                     `json:"timezone,omitempty"`
+	Schedules       []AutoscalingScheduleUpsert `json:"schedules,omitempty"`
+	DeleteSchedules []string                    `json:"delete_schedules,omitempty"`
+}
+
+// AutoscalingScheduleUpsert is a complete schedule to create (ID nil) or replace.
+// StartHour and EndHour are required for DAILY; nil on HOURLY runs every hour.
+type AutoscalingScheduleUpsert struct {
+	ID                  *string                              `json:"id,omitempty"`
+	Name                string                               `json:"name"`
+	Enabled             bool                                 `json:"enabled"`
+	Cadence             settings.ScheduleCadence             `json:"cadence"`
+	Weekdays            []settings.Weekday                   `json:"weekdays"`
+	StartHour           *int                                 `json:"start_hour,omitempty"`
+	StartMinute         int                                  `json:"start_minute"`
+	EndHour             *int                                 `json:"end_hour,omitempty"`
+	EndMinute           int                                  `json:"end_minute"`
+	AutoscalingSettings settings.ScheduleAutoscalingSettings `json:"autoscaling_settings"`
 }
 
 // UpdatePromotionSettingsRequest is the promotion_settings of an environment's create or
 // update: the fields to change, nil ones keep their values.
 type UpdatePromotionSettingsRequest struct {
-	RedeployOnPromotion      *bool                        `json:"redeploy_on_promotion,omitempty"`
-	PromotionCleanupStrategy *modelplane.CleanupStrategy  `json:"promotion_cleanup_strategy,omitempty"`
-	RampUpWhilePromoting     *bool                        `json:"ramp_up_while_promoting,omitempty"`
-	RampUpDurationSeconds    *int                         `json:"ramp_up_duration_seconds,omitempty"`
-	CanaryAnalysis           *UpdateCanaryAnalysisRequest `json:"canary_analysis,omitempty"`
+	RedeployOnPromotion *bool `json:"redeploy_on_promotion,omitempty"`
+	// RollingDeploy and RollingDeployConfig are kept and answered back but not yet acted on.
+	RollingDeploy            *bool                             `json:"rolling_deploy,omitempty"`
+	RollingDeployConfig      *UpdateRollingDeployConfigRequest `json:"rolling_deploy_config,omitempty"`
+	PromotionCleanupStrategy *modelplane.CleanupStrategy       `json:"promotion_cleanup_strategy,omitempty"`
+	RampUpWhilePromoting     *bool                             `json:"ramp_up_while_promoting,omitempty"`
+	RampUpDurationSeconds    *int                              `json:"ramp_up_duration_seconds,omitempty"`
+	CanaryAnalysis           *UpdateCanaryAnalysisRequest      `json:"canary_analysis,omitempty"`
+}
+
+// UpdateRollingDeployConfigRequest is the rolling_deploy_config of a promotion settings
+// update: the fields to change, nil ones keep their values.
+type UpdateRollingDeployConfigRequest struct {
+	RollingDeployStrategy    *settings.RollingDeployStrategy `json:"rolling_deploy_strategy,omitempty"`
+	MaxSurgePercent          *int                            `json:"max_surge_percent,omitempty"`
+	MaxUnavailablePercent    *int                            `json:"max_unavailable_percent,omitempty"`
+	StabilizationTimeSeconds *int                            `json:"stabilization_time_seconds,omitempty"`
+	ReplicaOverheadPercent   *int                            `json:"replica_overhead_percent,omitempty"`
 }
 
 // UpdateCanaryAnalysisRequest is the canary_analysis of a promotion settings update: the
@@ -86,7 +159,8 @@ type PromoteRequest struct {
 	// ScaleDownPreviousDeployment scales down the deployment the environment served before;
 	// the API takes true when the field is left out.
 	ScaleDownPreviousDeployment bool `json:"scale_down_previous_deployment"`
-	// PreserveEnvInstanceType is accepted as in PromoteDeploymentRequest.
+	// PreserveEnvInstanceType is recorded in the audit log but not acted on: a deployment
+	// always runs on what its own config.yaml asks for. Nil is the spec's default, true.
 	PreserveEnvInstanceType *bool `json:"preserve_env_instance_type,omitempty"`
 }
 

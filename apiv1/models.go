@@ -11,6 +11,8 @@ type ModelV1 struct {
 	ProductionDeploymentID  *string   `json:"production_deployment_id"`
 	DevelopmentDeploymentID *string   `json:"development_deployment_id"`
 	InstanceTypeName        string    `json:"instance_type_name"`
+	// TeamName is the name of the model's workspace.
+	TeamName string `json:"team_name"`
 }
 
 // ModelListV1 answers GET /v1/models.

@@ -143,6 +143,22 @@ func (c *Client) PromoteToEnvironment(ctx context.Context, modelID, env, deploym
 	return out, err
 }
 
+// CreateEnvironment adds a custom environment to a model and returns it.
+func (c *Client) CreateEnvironment(ctx context.Context, modelID string, req apiv1.CreateEnvironmentRequest) (apiv1.EnvironmentV1, error) {
+	var out apiv1.EnvironmentV1
+	err := c.send(ctx, http.MethodPost, req, &out, "v1", "models", modelID, "environments")
+	return out, err
+}
+
+// UpdateEnvironment changes an environment's settings; fields left nil keep their values.
+// The answer holds the environment after the update and whether anything changed
+// (Status UNCHANGED when not).
+func (c *Client) UpdateEnvironment(ctx context.Context, modelID, env string, req apiv1.UpdateEnvironmentRequest) (apiv1.UpdateEnvironmentV1, error) {
+	var out apiv1.UpdateEnvironmentV1
+	err := c.send(ctx, http.MethodPatch, req, &out, "v1", "models", modelID, "environments", env)
+	return out, err
+}
+
 // RetryDeployment tries a failed deployment again. A deployment that has not failed answers
 // Retried false with the reason.
 func (c *Client) RetryDeployment(ctx context.Context, modelID, ref string) (apiv1.RetryDeploymentV1, error) {

@@ -10,7 +10,7 @@ import (
 
 // InstanceTypes lists the GPU shapes the cluster's nodes can place, with how many replicas
 // of each fit now.
-func (c *Client) InstanceTypes(ctx context.Context) ([]apiv1.InstanceTypeV1, error) {
+func (c *Client) InstanceTypes(ctx context.Context) ([]apiv1.InstanceTypeCapacityV1, error) {
 	var out apiv1.InstanceTypesV1
 	if err := c.get(ctx, &out, "v1", "instance_types"); err != nil {
 		return nil, err
@@ -46,6 +46,14 @@ func (c *Client) DeleteAPIKey(ctx context.Context, prefix string) error {
 func (c *Client) AuditLogs(ctx context.Context, query url.Values) (apiv1.AuditLogsV1, error) {
 	var out apiv1.AuditLogsV1
 	err := c.getQuery(ctx, &out, query, "v1", "audit_logs")
+	return out, err
+}
+
+// ModelAuditLogs reads one page of a model's audit log; query as for AuditLogs. Page on
+// with the answer's Pagination.Cursor as the cursor parameter.
+func (c *Client) ModelAuditLogs(ctx context.Context, modelID string, query url.Values) (apiv1.AuditLogsV1, error) {
+	var out apiv1.AuditLogsV1
+	err := c.getQuery(ctx, &out, query, "v1", "models", modelID, "audit_logs")
 	return out, err
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/client"
+	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -63,4 +64,48 @@ func TestMetricsAndInstanceTypes_ThroughTheClient(t *testing.T) {
 	types, err := f.c.InstanceTypes(ctx)
 	require.NoError(t, err)
 	require.NotNil(t, types)
+}
+
+func TestEnvironmentsAndModelAuditLogs_ThroughTheClient(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	i := func(v int) *int { return &v }
+	tokens := 2048
+	env, err := f.c.CreateEnvironment(ctx, f.model.ID, apiv1.CreateEnvironmentRequest{Name: "staging",
+		AutoscalingSettings: &apiv1.UpdateAutoscalingSettingsRequest{MaxReplica: i(3), TargetInFlightTokens: &tokens}})
+	require.NoError(t, err)
+	require.Equal(t, "staging", env.Name)
+	require.Equal(t, 3, env.AutoscalingSettings.MaxReplica)
+	require.Equal(t, &tokens, env.AutoscalingSettings.TargetInFlightTokens.Ptr())
+
+	tz := "Asia/Tokyo"
+	yes := true
+	up, err := f.c.UpdateEnvironment(ctx, f.model.ID, "staging", apiv1.UpdateEnvironmentRequest{
+		PromotionSettings: &apiv1.UpdatePromotionSettingsRequest{RollingDeploy: &yes},
+		AutoscalingScheduleSettings: &apiv1.UpdateAutoscalingScheduleSettingsRequest{Timezone: &tz,
+			Schedules: []apiv1.AutoscalingScheduleUpsert{{Name: "nightly", Enabled: true, Cadence: settings.CadenceHourly,
+				Weekdays: []settings.Weekday{"SATURDAY", "SUNDAY"}, StartMinute: 0, EndMinute: 15,
+				AutoscalingSettings: settings.ScheduleAutoscalingSettings{MinReplica: 0, MaxReplica: 1}}}}})
+	require.NoError(t, err)
+	require.Equal(t, apiv1.SettingsAccepted, up.Status)
+	require.True(t, up.Environment.PromotionSettings.RollingDeploy)
+	require.NotNil(t, up.Environment.AutoscalingSchedules)
+	require.Equal(t, &tz, up.Environment.AutoscalingSchedules.Timezone)
+	require.Len(t, up.Environment.AutoscalingSchedules.Schedules, 1)
+	require.Equal(t, "nightly", up.Environment.AutoscalingSchedules.Schedules[0].Name)
+	up, err = f.c.UpdateEnvironment(ctx, f.model.ID, "staging", apiv1.UpdateEnvironmentRequest{})
+	require.NoError(t, err)
+	require.Equal(t, apiv1.SettingsUnchanged, up.Status)
+
+	page, err := f.c.ModelAuditLogs(ctx, f.model.ID, url.Values{"limit": {"1"}})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+	require.Equal(t, apiv1.AuditEnvironmentUpdated, page.Items[0].EventType)
+	require.True(t, page.Pagination.HasMore)
+	require.NotNil(t, page.Pagination.Cursor)
+	page, err = f.c.ModelAuditLogs(ctx, f.model.ID, url.Values{"limit": {"1"}, "cursor": {*page.Pagination.Cursor}})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+	require.Equal(t, apiv1.AuditEnvironmentCreated, page.Items[0].EventType)
+	require.False(t, page.Pagination.HasMore)
 }

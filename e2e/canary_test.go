@@ -35,7 +35,8 @@ func canaryModel(t *testing.T, h *harness, promotion map[string]any, extra ...st
 // servedBySecond says whether an answer came from the second deployment.
 func servedBySecond(s shot) bool { return strings.Contains(s.body, `"pad":"xx"`) }
 
-// stage is when a promotion stage began (from the audit log) and its candidate share.
+// stage is when a promotion stage began (from the workflow's own audit events, which the
+// spec-shaped audit log leaves out) and its candidate share.
 type stage struct {
 	at      time.Time
 	percent int
@@ -43,19 +44,20 @@ type stage struct {
 
 func (h *harness) stages(modelID string) []stage {
 	h.t.Helper()
-	code, body := h.call(http.MethodGet, "/v1/models/"+modelID+"/audit_logs?limit=200", nil)
-	require.Equal(h.t, http.StatusOK, code)
-	var out []stage
-	for _, e := range body["audit_logs"].([]any) {
-		ev := e.(map[string]any)
-		if ev["action"] != "promotion.stage" {
-			continue
-		}
-		at, err := time.Parse(time.RFC3339Nano, ev["created_at"].(string))
-		require.NoError(h.t, err)
-		out = append(out, stage{at: at, percent: int(ev["details"].(map[string]any)["percent_traffic_to_new_version"].(float64))})
+	db, err := store.Open(context.Background(), h.stack.Postgres.URL)
+	require.NoError(h.t, err)
+	defer db.Close()
+	var rows []struct {
+		At      time.Time `db:"created_at"`
+		Percent int       `db:"percent"`
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	require.NoError(h.t, db.Select(&rows, `
+		SELECT created_at, (details->>'percent_traffic_to_new_version')::int AS percent FROM audit_events
+		WHERE model_id = $1 AND action = 'promotion.stage' ORDER BY created_at, id`, modelID))
+	out := make([]stage, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, stage{at: r.At, percent: r.Percent})
+	}
 	return out
 }
 
@@ -172,10 +174,10 @@ func TestCanary_AnalysisRollsBackAFailingCandidate(t *testing.T) {
 	_, failures := load.stop()
 	require.Empty(t, failures, "only the failing model's own answers may fail")
 
-	code, body = h.call(http.MethodGet, "/v1/models/"+modelID+"/audit_logs?limit=200", nil)
+	code, body = h.call(http.MethodGet, "/v1/models/"+modelID+"/audit_logs?event_type_groups=PROMOTED", nil)
 	require.Equal(t, http.StatusOK, code)
-	raw, _ := json.Marshal(body)
-	assert.Contains(t, string(raw), "promotion.stage")
+	raw, _ := json.Marshal(body["items"])
+	assert.Contains(t, string(raw), "MODEL_DEPLOYMENT_PROMOTED", "the model's audit log has the promotion")
 	modelFailures := 0
 	for _, s := range load.shots {
 		if s.status == http.StatusInternalServerError {
@@ -185,6 +187,7 @@ func TestCanary_AnalysisRollsBackAFailingCandidate(t *testing.T) {
 	}
 	assert.Positive(t, modelFailures, "the candidate failed some requests before it was rolled back")
 	stages := h.stages(modelID)
+	assert.NotEmpty(t, stages, "the promotion recorded its stages")
 	assert.Less(t, len(stages), 10, "rolled back before the last stage")
 
 	db, err := store.Open(context.Background(), h.stack.Postgres.URL)

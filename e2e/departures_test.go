@@ -82,12 +82,18 @@ func TestAutoscaling_ProductionDeploymentsSettingsAreActedOn(t *testing.T) {
 	env, err := h.api.Environment(context.Background(), modelID, "production")
 	require.NoError(t, err)
 	require.Equal(t, 2, env.AutoscalingSettings.MinReplica, "production shows its deployment's settings")
+	require.Equal(t, "CPU", env.InstanceType.ID, "a CPU-only deployment's environment runs on the CPU instance type")
 	require.Equal(t, 3, env.AutoscalingSettings.MaxReplica)
 
 	// Through the environment: max_replica 1 cuts the deployment to one replica.
 	code, body = h.call(http.MethodPatch, "/v1/models/"+modelID+"/environments/production",
 		map[string]any{"autoscaling_settings": map[string]any{"min_replica": 1, "max_replica": 1}})
 	require.Equal(t, http.StatusOK, code, "%v", body)
+	require.Equal(t, "ACCEPTED", body["status"], "the answer is the spec's UpdateEnvironmentResponseV1: %v", body)
+	answered := body["environment"].(map[string]any)
+	require.EqualValues(t, 1, answered["autoscaling_settings"].(map[string]any)["max_replica"],
+		"the answer's environment shows the new settings")
+	require.Equal(t, first, answered["current_deployment"].(map[string]any)["id"])
 	d, err := h.api.Deployment(context.Background(), modelID, first)
 	require.NoError(t, err)
 	require.Equal(t, 1, d.AutoscalingSettings.MaxReplica, "the environment's patch is the deployment's")

@@ -250,11 +250,13 @@ func TestLifecycle_PushActivateDeactivateDelete(t *testing.T) {
 	// The audit log says who did it.
 	code, body = h.call(http.MethodGet, "/v1/models/"+modelID+"/audit_logs", nil)
 	require.Equal(t, http.StatusOK, code)
-	var actions []string
-	for _, e := range body["audit_logs"].([]any) {
-		actions = append(actions, e.(map[string]any)["action"].(string))
+	var types []string
+	for _, e := range body["items"].([]any) {
+		types = append(types, e.(map[string]any)["event_type"].(string))
 	}
-	require.Equal(t, []string{"deployment.delete", "deployment.activate", "deployment.deactivate", "model.create"}, actions)
+	require.Equal(t, []string{"MODEL_DEPLOYMENT_DELETED", "MODEL_DEPLOYMENT_ACTIVATED", "MODEL_DEPLOYMENT_DEACTIVATED",
+		"MODEL_DEPLOYED"}, types)
+	require.Equal(t, false, body["pagination"].(map[string]any)["has_more"])
 }
 
 func TestLifecycle_DevelopmentDeploymentIsReplaced(t *testing.T) {

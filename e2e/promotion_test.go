@@ -62,7 +62,7 @@ func TestPromotion_ToProductionThenStaging(t *testing.T) {
 
 	// A second deployment goes to a custom environment; production stays where it was.
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments", map[string]any{"name": "staging"})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{
 		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
 	require.Equal(t, http.StatusOK, code, "%v", body)
@@ -167,7 +167,7 @@ func TestEnvironments_ActivateDeactivateAndDelete(t *testing.T) {
 	archive := echoArchive(t, h)
 	modelID, first := h.createModel("echo-envs", archive, false)
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/environments", map[string]any{"name": "staging"})
-	require.Equal(t, http.StatusCreated, code, "%v", body)
+	require.Equal(t, http.StatusOK, code, "%v", body)
 	base := "/v1/models/" + modelID + "/environments/"
 
 	code, _ = h.call(http.MethodPost, base+"staging/activate", nil)

@@ -72,7 +72,7 @@ func (s RequestBackpressureSettings) PolicyOrNone() BackpressurePolicy {
 // differs from base.
 func PatchBackpressure(prefix string, base RequestBackpressureSettings, patch json.RawMessage) (RequestBackpressureSettings, bool, error) {
 	out := base
-	fields := []field{{"policy", func(path string, raw json.RawMessage) error {
+	fields := []field{{name: "policy", set: func(path string, raw json.RawMessage) error {
 		v, err := decodeValue(raw)
 		if err != nil {
 			return fieldErr(path, "is not valid JSON: %v", err)
@@ -88,7 +88,7 @@ func PatchBackpressure(prefix string, base RequestBackpressureSettings, patch js
 		}
 		out.Policy = &p
 		return nil
-	}}}
+	}, takesNull: true}}
 	if err := applyObject(prefix, patch, fields); err != nil {
 		return base, false, err
 	}

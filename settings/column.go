@@ -22,3 +22,25 @@ func (s PromotionSettings) Value() (driver.Value, error) { return json.Marshal(s
 
 // Scan reads the settings from JSON.
 func (s *PromotionSettings) Scan(src any) error { return modelplane.ScanJSON(src, s) }
+
+// UnmarshalJSON reads the settings over the defaults of the fields added since the first
+// release (rolling_deploy_config), so a row or payload written before them reads as valid
+// settings.
+func (s *PromotionSettings) UnmarshalJSON(b []byte) error {
+	type plain PromotionSettings
+	p := plain{RollingDeployConfig: DefaultRollingDeployConfig()}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*s = PromotionSettings(p)
+	return nil
+}
+
+// Value stores the schedules as JSON.
+func (s AutoscalingSchedules) Value() (driver.Value, error) { return json.Marshal(s) }
+
+// Scan reads the schedules from JSON.
+func (s *AutoscalingSchedules) Scan(src any) error {
+	*s = AutoscalingSchedules{}
+	return modelplane.ScanJSON(src, s)
+}

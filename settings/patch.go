@@ -20,13 +20,14 @@ import (
 func PatchAutoscaling(prefix string, base AutoscalingSettings, patch json.RawMessage) (AutoscalingSettings, bool, error) {
 	out := base
 	fields := []field{
-		{"min_replica", intField(&out.MinReplica)},
-		{"max_replica", intField(&out.MaxReplica)},
-		{"autoscaling_window", intField(&out.AutoscalingWindow)},
-		{"scale_down_delay", intField(&out.ScaleDownDelay)},
-		{"concurrency_target", intField(&out.ConcurrencyTarget)},
-		{"target_utilization_percentage", intField(&out.TargetUtilizationPercentage)},
-		{"max_scale_down_rate", intField(&out.MaxScaleDownRate)},
+		{name: "min_replica", set: intField(&out.MinReplica)},
+		{name: "max_replica", set: intField(&out.MaxReplica)},
+		{name: "autoscaling_window", set: intField(&out.AutoscalingWindow)},
+		{name: "scale_down_delay", set: intField(&out.ScaleDownDelay)},
+		{name: "concurrency_target", set: intField(&out.ConcurrencyTarget)},
+		{name: "target_utilization_percentage", set: intField(&out.TargetUtilizationPercentage)},
+		{name: "max_scale_down_rate", set: intField(&out.MaxScaleDownRate)},
+		{name: "target_in_flight_tokens", set: optIntField(&out.TargetInFlightTokens)},
 	}
 	if err := applyObject(prefix, patch, fields); err != nil {
 		return base, false, err
@@ -37,22 +38,32 @@ func PatchAutoscaling(prefix string, base AutoscalingSettings, patch json.RawMes
 	return out, out != base, nil
 }
 
-// PatchPromotion applies patch onto base as PatchAutoscaling does. canary_analysis is itself
-// patched field by field, so {"canary_analysis": {"enabled": true}} keeps the thresholds.
+// PatchPromotion applies patch onto base as PatchAutoscaling does. canary_analysis and
+// rolling_deploy_config are themselves patched field by field, so
+// {"canary_analysis": {"enabled": true}} keeps the thresholds.
 func PatchPromotion(prefix string, base PromotionSettings, patch json.RawMessage) (PromotionSettings, bool, error) {
 	out := base
 	canary := []field{
-		{"enabled", boolField(&out.CanaryAnalysis.Enabled)},
-		{"max_error_rate_increase", floatField(&out.CanaryAnalysis.MaxErrorRateIncrease)},
-		{"max_p99_latency_ratio", floatField(&out.CanaryAnalysis.MaxP99LatencyRatio)},
-		{"min_requests_per_stage", intField(&out.CanaryAnalysis.MinRequestsPerStage)},
+		{name: "enabled", set: boolField(&out.CanaryAnalysis.Enabled)},
+		{name: "max_error_rate_increase", set: floatField(&out.CanaryAnalysis.MaxErrorRateIncrease)},
+		{name: "max_p99_latency_ratio", set: floatField(&out.CanaryAnalysis.MaxP99LatencyRatio)},
+		{name: "min_requests_per_stage", set: intField(&out.CanaryAnalysis.MinRequestsPerStage)},
+	}
+	rolling := []field{
+		{name: "rolling_deploy_strategy", set: stringField(&out.RollingDeployConfig.RollingDeployStrategy)},
+		{name: "max_surge_percent", set: intField(&out.RollingDeployConfig.MaxSurgePercent)},
+		{name: "max_unavailable_percent", set: intField(&out.RollingDeployConfig.MaxUnavailablePercent)},
+		{name: "stabilization_time_seconds", set: intField(&out.RollingDeployConfig.StabilizationTimeSeconds)},
+		{name: "replica_overhead_percent", set: intField(&out.RollingDeployConfig.ReplicaOverheadPercent)},
 	}
 	fields := []field{
-		{"redeploy_on_promotion", boolField(&out.RedeployOnPromotion)},
-		{"promotion_cleanup_strategy", stringField(&out.PromotionCleanupStrategy)},
-		{"ramp_up_while_promoting", boolField(&out.RampUpWhilePromoting)},
-		{"ramp_up_duration_seconds", intField(&out.RampUpDurationSeconds)},
-		{"canary_analysis", func(path string, raw json.RawMessage) error { return applyObject(path, raw, canary) }},
+		{name: "redeploy_on_promotion", set: boolField(&out.RedeployOnPromotion)},
+		{name: "rolling_deploy", set: boolField(&out.RollingDeploy)},
+		{name: "promotion_cleanup_strategy", set: stringField(&out.PromotionCleanupStrategy)},
+		{name: "rolling_deploy_config", set: func(path string, raw json.RawMessage) error { return applyObject(path, raw, rolling) }},
+		{name: "ramp_up_while_promoting", set: boolField(&out.RampUpWhilePromoting)},
+		{name: "ramp_up_duration_seconds", set: intField(&out.RampUpDurationSeconds)},
+		{name: "canary_analysis", set: func(path string, raw json.RawMessage) error { return applyObject(path, raw, canary) }},
 	}
 	if err := applyObject(prefix, patch, fields); err != nil {
 		return base, false, err
@@ -67,14 +78,26 @@ func PatchPromotion(prefix string, base PromotionSettings, patch json.RawMessage
 type field struct {
 	name string
 	set  func(path string, raw json.RawMessage) error
+	// takesNull hands null to set, for a field whose null means something of its own (a
+	// backpressure policy's "none"); for every other field null leaves the value as it is.
+	takesNull bool
+}
+
+// IsNull reports whether raw is the JSON null.
+func IsNull(raw json.RawMessage) bool {
+	return bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 }
 
 // applyObject sets the fields that raw, a JSON object, names. Keys are handled in sorted
-// order so that a patch with several mistakes always reports the same one.
+// order so that a patch with several mistakes always reports the same one. A null object
+// sets nothing, and so does a null field unless it takes null.
 func applyObject(path string, raw json.RawMessage, fields []field) error {
 	v, err := decodeValue(raw)
 	if err != nil {
 		return fieldErr(path, "must be a JSON object: %v", err)
+	}
+	if v == nil {
+		return nil
 	}
 	if _, ok := v.(map[string]any); !ok {
 		return fieldErr(path, "must be a JSON object, got %s", kindOf(v))
@@ -96,6 +119,9 @@ func applyObject(path string, raw json.RawMessage, fields []field) error {
 				names[j] = f.name
 			}
 			return fieldErr(join(path, k), "unknown field; known fields are %s", strings.Join(names, ", "))
+		}
+		if IsNull(obj[k]) && !fields[i].takesNull {
+			continue
 		}
 		if err := fields[i].set(join(path, k), obj[k]); err != nil {
 			return err
@@ -143,6 +169,7 @@ func kindOf(v any) string {
 
 // scalar decodes raw, refusing null with a message that says so: null would otherwise read as
 // "reset to zero", which for most fields is out of range and for booleans a silent change.
+// applyObject skips null fields before they get here; this guards a setter used elsewhere.
 func scalar(path string, raw json.RawMessage) (any, error) {
 	v, err := decodeValue(raw)
 	if err != nil {
@@ -172,6 +199,19 @@ func intField(dst *int) func(string, json.RawMessage) error {
 			return fieldErr(path, "must be an integer, got %s", n)
 		}
 		*dst = i
+		return nil
+	}
+}
+
+// optIntField sets an OptionalInt from a JSON integer.
+func optIntField(dst *OptionalInt) func(string, json.RawMessage) error {
+	var i int
+	set := intField(&i)
+	return func(path string, raw json.RawMessage) error {
+		if err := set(path, raw); err != nil {
+			return err
+		}
+		*dst = SomeInt(i)
 		return nil
 	}
 }

@@ -8,6 +8,7 @@ package settings
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/modelplane/modelplane"
@@ -23,6 +24,9 @@ type AutoscalingSettings struct {
 	ConcurrencyTarget           int `json:"concurrency_target"`            // requests per replica
 	TargetUtilizationPercentage int `json:"target_utilization_percentage"` // of concurrency_target
 	MaxScaleDownRate            int `json:"max_scale_down_rate"`           // percent of replicas per step
+	// TargetInFlightTokens is kept and answered back but not yet acted on: the autoscaler
+	// scales on requests in flight (concurrency_target). Unset is null on the wire.
+	TargetInFlightTokens OptionalInt `json:"target_in_flight_tokens"`
 }
 
 // DefaultAutoscalingSettings are the settings a new deployment or environment starts with:
@@ -49,17 +53,49 @@ type CanaryAnalysis struct {
 
 // PromotionSettings say how an environment takes a new deployment.
 type PromotionSettings struct {
-	RedeployOnPromotion      bool                       `json:"redeploy_on_promotion"`
+	RedeployOnPromotion bool `json:"redeploy_on_promotion"`
+	// RollingDeploy and RollingDeployConfig are kept and answered back but not yet acted on:
+	// a promotion shifts traffic as ramp_up_while_promoting says.
+	RollingDeploy            bool                       `json:"rolling_deploy"`
 	PromotionCleanupStrategy modelplane.CleanupStrategy `json:"promotion_cleanup_strategy"`
+	RollingDeployConfig      RollingDeployConfig        `json:"rolling_deploy_config"`
 	RampUpWhilePromoting     bool                       `json:"ramp_up_while_promoting"`
 	RampUpDurationSeconds    int                        `json:"ramp_up_duration_seconds"`
 	CanaryAnalysis           CanaryAnalysis             `json:"canary_analysis"`
+}
+
+// RollingDeployStrategy is how a rolling deploy replaces replicas (Baseten's
+// RollingDeployStrategyV1).
+type RollingDeployStrategy string
+
+// RollingDeployReplica replaces the previous deployment's replicas one batch at a time.
+const RollingDeployReplica RollingDeployStrategy = "REPLICA"
+
+// RollingDeployStrategies are every strategy, in the spec's order.
+func RollingDeployStrategies() []RollingDeployStrategy {
+	return []RollingDeployStrategy{RollingDeployReplica}
+}
+
+// RollingDeployConfig is Baseten's RollingDeployConfigV1: how a rolling deploy would pace
+// itself. Percentages are of the environment's replicas.
+type RollingDeployConfig struct {
+	RollingDeployStrategy    RollingDeployStrategy `json:"rolling_deploy_strategy"`
+	MaxSurgePercent          int                   `json:"max_surge_percent"`
+	MaxUnavailablePercent    int                   `json:"max_unavailable_percent"`
+	StabilizationTimeSeconds int                   `json:"stabilization_time_seconds"`
+	ReplicaOverheadPercent   int                   `json:"replica_overhead_percent"`
+}
+
+// DefaultRollingDeployConfig is the spec's defaults.
+func DefaultRollingDeployConfig() RollingDeployConfig {
+	return RollingDeployConfig{RollingDeployStrategy: RollingDeployReplica, MaxSurgePercent: 25}
 }
 
 // DefaultPromotionSettings switch traffic at once and scale the previous deployment to zero.
 func DefaultPromotionSettings() PromotionSettings {
 	return PromotionSettings{
 		PromotionCleanupStrategy: modelplane.CleanupScaleToZero,
+		RollingDeployConfig:      DefaultRollingDeployConfig(),
 		RampUpDurationSeconds:    600,
 		CanaryAnalysis: CanaryAnalysis{
 			MaxErrorRateIncrease: 0.01,
@@ -135,6 +171,12 @@ const (
 	MaxMaxP99LatencyRatio  = 100.0
 	MinMinRequestsPerStage = 1
 	MaxMinRequestsPerStage = 1000000
+	// MaxPercent bounds the rolling deploy's surge, unavailable and overhead percentages.
+	MaxPercent = 100
+	// MaxStabilizationTimeSeconds is a day, like MaxRampUpDurationSeconds.
+	MaxStabilizationTimeSeconds = 86400
+	// MinTargetInFlightTokens: a target of no tokens would scale on any traffic at all.
+	MinTargetInFlightTokens = 1
 )
 
 // ValidateAutoscaling checks s against the ranges in API.md and returns a *FieldError for
@@ -160,7 +202,13 @@ func ValidateAutoscaling(prefix string, s AutoscalingSettings) error {
 	if err := intRange(f("target_utilization_percentage"), s.TargetUtilizationPercentage, MinTargetUtilization, MaxTargetUtilization, " percent"); err != nil {
 		return err
 	}
-	return intRange(f("max_scale_down_rate"), s.MaxScaleDownRate, MinMaxScaleDownRate, MaxMaxScaleDownRate, " percent of replicas per step")
+	if err := intRange(f("max_scale_down_rate"), s.MaxScaleDownRate, MinMaxScaleDownRate, MaxMaxScaleDownRate, " percent of replicas per step"); err != nil {
+		return err
+	}
+	if t, ok := s.TargetInFlightTokens.Get(); ok && t < MinTargetInFlightTokens {
+		return fieldErr(f("target_in_flight_tokens"), "must be >= %d or null, got %d", MinTargetInFlightTokens, t)
+	}
+	return nil
 }
 
 // ValidatePromotion checks s against the ranges in API.md and returns a *FieldError for the
@@ -172,10 +220,33 @@ func ValidatePromotion(prefix string, s PromotionSettings) error {
 		return fieldErr(f("promotion_cleanup_strategy"), "must be one of %s, got %q",
 			joinValues(modelplane.CleanupStrategies()), s.PromotionCleanupStrategy)
 	}
+	if err := validateRollingDeploy(f("rolling_deploy_config"), s.RollingDeployConfig); err != nil {
+		return err
+	}
 	if err := intRange(f("ramp_up_duration_seconds"), s.RampUpDurationSeconds, MinRampUpDurationSeconds, MaxRampUpDurationSeconds, " seconds"); err != nil {
 		return err
 	}
 	return validateCanary(f("canary_analysis"), s.CanaryAnalysis)
+}
+
+func validateRollingDeploy(prefix string, r RollingDeployConfig) error {
+	f := func(name string) string { return join(prefix, name) }
+	if !slices.Contains(RollingDeployStrategies(), r.RollingDeployStrategy) {
+		return fieldErr(f("rolling_deploy_strategy"), "must be one of %s, got %q",
+			joinValues(RollingDeployStrategies()), r.RollingDeployStrategy)
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"max_surge_percent", r.MaxSurgePercent}, {"max_unavailable_percent", r.MaxUnavailablePercent}} {
+		if err := intRange(f(p.name), p.v, 0, MaxPercent, " percent"); err != nil {
+			return err
+		}
+	}
+	if err := intRange(f("stabilization_time_seconds"), r.StabilizationTimeSeconds, 0, MaxStabilizationTimeSeconds, " seconds"); err != nil {
+		return err
+	}
+	return intRange(f("replica_overhead_percent"), r.ReplicaOverheadPercent, 0, MaxPercent, " percent")
 }
 
 func validateCanary(prefix string, c CanaryAnalysis) error {

@@ -22,8 +22,10 @@ type Environment struct {
 	// into the environment gets while it serves none; once it serves one, that deployment's
 	// settings are the environment's.
 	RequestBackpressureSettings settings.RequestBackpressureSettings `db:"request_backpressure_settings"`
-	CreatedAt                   time.Time                            `db:"created_at"`
-	UpdatedAt                   time.Time                            `db:"updated_at"`
+	// AutoscalingSchedules are kept and answered back; nothing applies them yet.
+	AutoscalingSchedules settings.AutoscalingSchedules `db:"autoscaling_schedules"`
+	CreatedAt            time.Time                     `db:"created_at"`
+	UpdatedAt            time.Time                     `db:"updated_at"`
 }
 
 // CreateEnvironment adds a custom environment; a name the model already has is ErrConflict.
@@ -74,6 +76,13 @@ func UpdateEnvironmentSettings(ctx context.Context, db sqlx.ExecerContext, model
 		UPDATE environments SET autoscaling_settings = $3, promotion_settings = $4, request_backpressure_settings = $5,
 		       updated_at = now()
 		WHERE model_id = $1 AND name = $2`, modelID, name, as, ps, bp)
+}
+
+// UpdateEnvironmentSchedules replaces the environment's autoscaling schedules.
+func UpdateEnvironmentSchedules(ctx context.Context, db sqlx.ExecerContext, modelID, name string, s settings.AutoscalingSchedules) error {
+	return exec(ctx, db, true, `
+		UPDATE environments SET autoscaling_schedules = $3, updated_at = now()
+		WHERE model_id = $1 AND name = $2`, modelID, name, s)
 }
 
 // GiveEnvironmentSettings gives the deployment about to serve the environment the settings

@@ -18,7 +18,9 @@ type Model struct {
 	InstanceTypeName string `db:"instance_type_name"`
 	// DisableArchiveDownload, set at creation, keeps the packages of the model's deployments
 	// from being downloaded.
-	DisableArchiveDownload  bool      `db:"disable_archive_download"`
+	DisableArchiveDownload bool `db:"disable_archive_download"`
+	// TeamName is the name of the model's workspace (Baseten's team_name).
+	TeamName                string    `db:"team_name"`
 	CreatedAt               time.Time `db:"created_at"`
 	DeploymentsCount        int       `db:"deployments_count"`
 	ProductionDeploymentID  *string   `db:"production_deployment_id"`
@@ -38,14 +40,15 @@ func CreateModel(ctx context.Context, db sqlx.ExtContext, workspaceID, name stri
 			SELECT id, 'production', $4, $5 FROM m
 		)
 		SELECT m.*, 0 AS deployments_count, NULL AS production_deployment_id,
-		       NULL AS development_deployment_id
-		FROM m`,
+		       NULL AS development_deployment_id, w.name AS team_name
+		FROM m JOIN workspaces w ON w.id = m.workspace_id`,
 		modelplane.NewID(8), workspaceID, name, settings.DefaultAutoscalingSettings(), settings.DefaultPromotionSettings())
 	return m, err
 }
 
 const modelSelect = `
 	SELECT m.id, m.workspace_id, m.name, m.instance_type_name, m.disable_archive_download, m.created_at,
+	       (SELECT w.name FROM workspaces w WHERE w.id = m.workspace_id) AS team_name,
 	       (SELECT count(*) FROM deployments d WHERE d.model_id = m.id AND d.deleted_at IS NULL) AS deployments_count,
 	       (SELECT current_deployment_id FROM environments e WHERE e.model_id = m.id AND e.name = 'production') AS production_deployment_id,
 	       (SELECT d.id FROM deployments d WHERE d.model_id = m.id AND d.is_development AND d.deleted_at IS NULL) AS development_deployment_id

@@ -195,3 +195,23 @@ func NodeIsDown(ctx context.Context, db sqlx.QueryerContext, id string) (bool, e
 		FROM nodes WHERE id = $1`, id, NodeDownAfter.Seconds())
 	return down, err
 }
+
+// DeploymentGPUs are the GPUs, or MIG instances, that the deployment's oldest live replica
+// holding any holds: what its replicas run on. Empty when none holds a GPU (CPU-only, or not
+// placed yet). A MIG instance's replica is also reported on its parent GPU; the parent
+// comes first, so a caller looks for an instance before counting whole GPUs.
+func DeploymentGPUs(ctx context.Context, db sqlx.QueryerContext, deploymentID string) ([]GPU, error) {
+	out := []GPU{}
+	err := list(ctx, db, &out, `
+		WITH first AS (
+			SELECT r.id FROM replicas r
+			WHERE r.deployment_id = $1 AND r.state IN `+sqlLiveReplicaStates+`
+			  AND EXISTS (SELECT 1 FROM gpus g WHERE g.assigned_replica_id = r.id)
+			ORDER BY r.created_at, r.id LIMIT 1
+		)
+		SELECT g.uuid, g.node_id, g.idx, g.name, g.memory_total_bytes, g.mig_mode, g.mig_profile,
+		       COALESCE(g.parent_uuid, '') AS parent_uuid, g.assigned_replica_id
+		FROM gpus g JOIN first ON g.assigned_replica_id = first.id
+		ORDER BY g.parent_uuid NULLS FIRST, g.idx, g.uuid`, deploymentID)
+	return out, err
+}

@@ -170,10 +170,14 @@ func newEnvironmentsCmd() *cobra.Command {
 			return withModelID(ctx, c, args[0], func(id string) ([]apiv1.EnvironmentV1, error) { return c.Environments(ctx, id) })
 		},
 		func(w io.Writer, envs []apiv1.EnvironmentV1) {
-			fmt.Fprintln(w, "NAME\tCURRENT\tCANDIDATE\tPROMOTION")
+			fmt.Fprintln(w, "NAME\tCURRENT\tCANDIDATE\tINSTANCE\tPROMOTION")
 			for _, e := range envs {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Name, deploymentCell(e.CurrentDeployment),
-					deploymentCell(e.CandidateDeployment), promotionCell(e.InProgressPromotion))
+				instance := e.InstanceType.ID
+				if instance == "" {
+					instance = "-"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Name, deploymentCell(e.CurrentDeployment),
+					deploymentCell(e.CandidateDeployment), instance, promotionCell(e.InProgressPromotion))
 			}
 		})
 }

@@ -182,9 +182,9 @@ func TestEnvironmentsCmd_TableShowsPromotionInFlight(t *testing.T) {
 	out := f.run(t, "environments", f.model.ID)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	require.Len(t, lines, 3, "header, production and staging:\n%s", out)
-	require.Equal(t, []string{"NAME", "CURRENT", "CANDIDATE", "PROMOTION"}, strings.Fields(lines[0]))
-	require.Equal(t, []string{"production", f.prod.ID, "(deployment-1)", "-", "-"}, strings.Fields(lines[1]))
-	require.Equal(t, []string{"staging", f.prod.ID, "(deployment-1)", f.cand.ID, "(deployment-2)", "RAMPING_UP", "30%"},
+	require.Equal(t, []string{"NAME", "CURRENT", "CANDIDATE", "INSTANCE", "PROMOTION"}, strings.Fields(lines[0]))
+	require.Equal(t, []string{"production", f.prod.ID, "(deployment-1)", "-", "CPU", "-"}, strings.Fields(lines[1]))
+	require.Equal(t, []string{"staging", f.prod.ID, "(deployment-1)", f.cand.ID, "(deployment-2)", "CPU", "RAMPING_UP", "30%"},
 		strings.Fields(lines[2]))
 }
 
