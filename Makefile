@@ -6,7 +6,7 @@ GO            ?= go
 BIN           := bin/modelplane
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-.PHONY: build run test lint bench histories
+.PHONY: build run test lint bench histories conformance
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelplane
@@ -17,6 +17,11 @@ run: build
 
 test:
 	$(GO) test -count=1 -timeout 14m ./...
+
+# The management API against Baseten's OpenAPI spec (e2e/testdata/baseten-openapi.json); the
+# summary line and the differences are at the end of the output.
+conformance:
+	$(GO) test -count=1 -timeout 10m -v -run '^TestConformance' ./e2e
 
 lint:
 	$(GO) vet ./...
