@@ -157,7 +157,9 @@ func TestAsync_RequestToADeploymentAtZeroWakesItRetriesAndDeliversASignedWebhook
 func TestAsync_QueueRunsByPriorityCancelsQueuedRequestsAndCounts(t *testing.T) {
 	h := start(t)
 	ctx := context.Background()
-	archive := testmodelArchive(t, h, "--latency", "400ms")
+	// Each request takes long enough that the queue is filled, counted and a request
+	// cancelled while the first still runs, even on a loaded machine.
+	archive := testmodelArchive(t, h, "--latency", "1500ms")
 	modelID, dep := h.createModel("async-queue", archive, false)
 	h.autoscale(modelID, dep, map[string]any{"min_replica": 1, "max_replica": 1, "concurrency_target": 1})
 	target := client.DeploymentTarget(dep)
