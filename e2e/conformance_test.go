@@ -522,24 +522,7 @@ type flow struct {
 // do sends a JSON request with the key as a Bearer token and decodes the answer.
 func (f *flow) do(method, path string, body any) (int, map[string]any) {
 	f.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		require.NoError(f.t, err)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, f.h.stack.APIURL+path, rd)
-	require.NoError(f.t, err)
-	req.Header.Set("Authorization", "Bearer "+f.h.key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := f.http.Do(req)
-	require.NoError(f.t, err)
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return f.h.send(f.http, "Bearer "+f.h.key, method, path, body)
 }
 
 var (

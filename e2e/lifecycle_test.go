@@ -130,6 +130,13 @@ func (h *harness) record(name, workflowID string) {
 // call sends a JSON request to the API and decodes the answer.
 func (h *harness) call(method, path string, body any) (int, map[string]any) {
 	h.t.Helper()
+	return h.send(http.DefaultClient, "Api-Key "+h.key, method, path, body)
+}
+
+// send sends a JSON request (no body when body is nil) to the API through c with the
+// Authorization header given, and decodes the answer.
+func (h *harness) send(c *http.Client, authorization, method, path string, body any) (int, map[string]any) {
+	h.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -138,9 +145,11 @@ func (h *harness) call(method, path string, body any) (int, map[string]any) {
 	}
 	req, err := http.NewRequest(method, h.stack.APIURL+path, rd)
 	require.NoError(h.t, err)
-	req.Header.Set("Authorization", "Api-Key "+h.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", authorization)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
 	require.NoError(h.t, err)
 	defer resp.Body.Close()
 	var out map[string]any
