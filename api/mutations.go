@@ -399,7 +399,8 @@ func (s *Server) patchBackpressure(c echo.Context) error {
 		if err := store.UpdateDeploymentBackpressure(ctx, tx, m.ID, d.ID, next); err != nil {
 			return err
 		}
-		return audit(ctx, tx, c, m.ID, "deployment.request_backpressure_settings", d.ID, store.JSONMap{"request_backpressure_settings": next})
+		return audit(ctx, tx, c, m.ID, "deployment.request_backpressure_settings", d.ID, store.JSONMap{
+			"request_backpressure_settings": next, "previous_request_backpressure_settings": current.RequestBackpressureSettings})
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return Errorf(http.StatusNotFound, "deployment %s of model %s not found", d.ID, m.ID)
