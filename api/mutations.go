@@ -261,7 +261,7 @@ func (s *Server) renameDeployment(c echo.Context) error {
 		return err
 	}
 	if !given || name == d.Name {
-		return c.JSON(http.StatusOK, deploymentV1(d))
+		return s.deploymentJSON(c, d)
 	}
 	if d.IsDevelopment {
 		return Errorf(http.StatusUnprocessableEntity, "the development deployment is always named development")
@@ -282,7 +282,7 @@ func (s *Server) renameDeployment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, deploymentV1(v))
+	return s.deploymentJSON(c, v)
 }
 
 // ownDeployment resolves the route's model, which the caller's workspace must own, and its
