@@ -182,6 +182,7 @@ func TestAuditLogs_ListsTheWorkspacesEventsInBasetensShape(t *testing.T) {
 		data := it["event_data"].(map[string]any)
 		require.ElementsMatch(t, auditEventData[typ], sortedKeys(data), "event_data of %s", typ)
 		require.Equal(t, typ, data["event_type"])
+		requireSpecShape(t, "AuditLogEntryV1", it)
 	}
 	byType := map[string]map[string]any{}
 	for _, it := range items {
@@ -433,5 +434,9 @@ func TestAuditLogs_ListRetryBackpressureAndReplicaTerminations(t *testing.T) {
 	require.Equal(t, want[:1], eventTypes(items), "a replica is found by its ID")
 	other := f.newReplica(t, f.prod.ID, "", modelplane.ReplicaPending)
 	items, _ = auditPage(t, f.fixture, f.auth, url.Values{"deployment_ids": {f.prod.ID}, "search": {other}})
+	require.Empty(t, items)
+	items, _ = auditPage(t, f.fixture, f.auth, url.Values{"deployment_ids": {f.prod.ID}})
+	require.Equal(t, want, eventTypes(items), "each is about the deployment, a replica's too")
+	items, _ = auditPage(t, f.fixture, f.auth, url.Values{"deployment_ids": {"zzzzzzzz"}})
 	require.Empty(t, items)
 }
