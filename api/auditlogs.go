@@ -15,30 +15,33 @@ import (
 )
 
 // auditEventTypes is Baseten's event type for each audit action modelplane records. Actions
-// it has none for (deployment.rename) and what workflows record of their own progress
+// it has none for (deployment.rename, deployment.download) and what workflows record of their own progress
 // (promotion.stage and the like, actor "promotion:<id>") are left out of the spec-shaped
 // audit logs.
 var auditEventTypes = map[string]apiv1.AuditLogEventType{
-	"model.create":                    apiv1.AuditModelDeployed,
-	"deployment.create":               apiv1.AuditModelDeployed,
-	"deployment.activate":             apiv1.AuditDeploymentActivated,
-	"environment.activate":            apiv1.AuditDeploymentActivated,
-	"deployment.deactivate":           apiv1.AuditDeploymentDeactivated,
-	"environment.deactivate":          apiv1.AuditDeploymentDeactivated,
-	"promotion.start":                 apiv1.AuditDeploymentPromoted,
-	"deployment.autoscaling_settings": apiv1.AuditDeploymentAutoscalingSettings,
-	"deployment.delete":               apiv1.AuditDeploymentDeleted,
-	"model.delete":                    apiv1.AuditModelDeleted,
-	"environment.create":              apiv1.AuditEnvironmentCreated,
-	"environment.update":              apiv1.AuditEnvironmentUpdated,
-	"environment.delete":              apiv1.AuditEnvironmentDeleted,
-	"promotion.cancel":                apiv1.AuditPromotionControl,
-	"promotion.pause":                 apiv1.AuditPromotionControl,
-	"promotion.resume":                apiv1.AuditPromotionControl,
-	"promotion.force_cancel":          apiv1.AuditPromotionControl,
-	"promotion.force_roll_forward":    apiv1.AuditPromotionControl,
-	"api_key.create":                  apiv1.AuditAPIKeyCreated,
-	"api_key.delete":                  apiv1.AuditAPIKeyDeleted,
+	"model.create":                             apiv1.AuditModelDeployed,
+	"deployment.create":                        apiv1.AuditModelDeployed,
+	"deployment.activate":                      apiv1.AuditDeploymentActivated,
+	"environment.activate":                     apiv1.AuditDeploymentActivated,
+	"deployment.deactivate":                    apiv1.AuditDeploymentDeactivated,
+	"environment.deactivate":                   apiv1.AuditDeploymentDeactivated,
+	"promotion.start":                          apiv1.AuditDeploymentPromoted,
+	"deployment.autoscaling_settings":          apiv1.AuditDeploymentAutoscalingSettings,
+	"deployment.request_backpressure_settings": apiv1.AuditDeploymentBackpressure,
+	"deployment.retry":                         apiv1.AuditDeploymentRetried,
+	"replica.terminate":                        apiv1.AuditReplicaTerminated,
+	"deployment.delete":                        apiv1.AuditDeploymentDeleted,
+	"model.delete":                             apiv1.AuditModelDeleted,
+	"environment.create":                       apiv1.AuditEnvironmentCreated,
+	"environment.update":                       apiv1.AuditEnvironmentUpdated,
+	"environment.delete":                       apiv1.AuditEnvironmentDeleted,
+	"promotion.cancel":                         apiv1.AuditPromotionControl,
+	"promotion.pause":                          apiv1.AuditPromotionControl,
+	"promotion.resume":                         apiv1.AuditPromotionControl,
+	"promotion.force_cancel":                   apiv1.AuditPromotionControl,
+	"promotion.force_roll_forward":             apiv1.AuditPromotionControl,
+	"api_key.create":                           apiv1.AuditAPIKeyCreated,
+	"api_key.delete":                           apiv1.AuditAPIKeyDeleted,
 }
 
 // auditControls is the control each promotion action sent.
@@ -52,12 +55,16 @@ var auditControls = map[string]apiv1.AuditPromotionControlAction{
 
 // auditGroups is the event_type_groups group of each event type.
 var auditGroups = map[apiv1.AuditLogEventType]apiv1.AuditLogEventTypeGroup{
-	apiv1.AuditModelDeployed:                 apiv1.AuditGroupDeployed,
+	apiv1.AuditModelDeployed: apiv1.AuditGroupDeployed,
+	// A retry builds and deploys the failed deployment again.
+	apiv1.AuditDeploymentRetried:             apiv1.AuditGroupDeployed,
 	apiv1.AuditDeploymentPromoted:            apiv1.AuditGroupPromoted,
 	apiv1.AuditPromotionControl:              apiv1.AuditGroupPromoted,
 	apiv1.AuditDeploymentActivated:           apiv1.AuditGroupActivatedDeactivated,
 	apiv1.AuditDeploymentDeactivated:         apiv1.AuditGroupActivatedDeactivated,
 	apiv1.AuditDeploymentAutoscalingSettings: apiv1.AuditGroupAutoscalingSettings,
+	apiv1.AuditDeploymentBackpressure:        apiv1.AuditGroupBackpressureSettings,
+	apiv1.AuditReplicaTerminated:             apiv1.AuditGroupReplicaTerminated,
 	apiv1.AuditEnvironmentCreated:            apiv1.AuditGroupEnvironmentSettings,
 	apiv1.AuditEnvironmentUpdated:            apiv1.AuditGroupEnvironmentSettings,
 	apiv1.AuditEnvironmentDeleted:            apiv1.AuditGroupEnvironmentSettings,
@@ -219,6 +226,14 @@ func auditEntry(r store.AuditRecord) (apiv1.AuditLogEntryV1, error) {
 		data = apiv1.AuditEventModelDeployedV1{EventType: typ, AuditDeploymentV1: dep, Publish: !development}
 	case apiv1.AuditDeploymentActivated, apiv1.AuditDeploymentDeactivated, apiv1.AuditDeploymentDeleted:
 		data = apiv1.AuditEventDeploymentV1{EventType: typ, AuditDeploymentV1: dep}
+	case apiv1.AuditDeploymentRetried:
+		data = apiv1.AuditEventDeploymentRetriedV1{EventType: typ, AuditDeploymentV1: dep, Retried: true}
+	case apiv1.AuditDeploymentBackpressure:
+		data = apiv1.AuditEventBackpressureChangedV1{EventType: typ, AuditDeploymentV1: dep,
+			Policy:         auditPolicy(r.Details, "request_backpressure_settings"),
+			PreviousPolicy: auditPolicy(r.Details, "previous_request_backpressure_settings")}
+	case apiv1.AuditReplicaTerminated:
+		data = apiv1.AuditEventReplicaTerminatedV1{EventType: typ, AuditDeploymentV1: dep, ReplicaID: r.Target}
 	case apiv1.AuditModelDeleted:
 		data = apiv1.AuditEventModelDeletedV1{EventType: typ, AuditModelV1: model}
 	case apiv1.AuditDeploymentPromoted:
@@ -278,6 +293,20 @@ func auditSetting[T any](details store.JSONMap, key string, def T) T {
 		return def
 	}
 	return out
+}
+
+// auditPolicy is the backpressure policy of the settings an event recorded under key; nil
+// when they set none, or the event recorded none.
+func auditPolicy(details store.JSONMap, key string) *string {
+	if _, ok := details[key]; !ok {
+		return nil
+	}
+	p := auditSetting(details, key, settings.RequestBackpressureSettings{}).PolicyOrNone()
+	if p == "" {
+		return nil
+	}
+	out := string(p)
+	return &out
 }
 
 func auditAutoscaling(as settings.AutoscalingSettings) apiv1.AuditAutoscalingSettingsV1 {

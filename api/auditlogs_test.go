@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
@@ -39,6 +41,10 @@ var auditEventData = map[string][]string{
 	"API_KEY_DELETED":     {"event_type", "api_key_id", "api_key_type", "prefix"},
 	"MODEL_PROMOTION_CONTROL_ACTION": {"event_type", "model_id", "model_name", "deployment_id", "deployment_name",
 		"environment_name", "environment_id", "action"},
+	"MODEL_DEPLOYMENT_RETRIED": {"event_type", "model_id", "model_name", "deployment_id", "deployment_name", "retried"},
+	"MODEL_DEPLOYMENT_REQUEST_BACKPRESSURE_SETTINGS_CHANGED": {"event_type", "model_id", "model_name", "deployment_id",
+		"deployment_name", "policy", "previous_policy"},
+	"REPLICA_TERMINATED": {"event_type", "model_id", "model_name", "deployment_id", "deployment_name", "replica_id"},
 }
 
 var environmentEventData = []string{"min_replica", "max_replica", "concurrency_target", "autoscaling_window",
@@ -176,6 +182,7 @@ func TestAuditLogs_ListsTheWorkspacesEventsInBasetensShape(t *testing.T) {
 		data := it["event_data"].(map[string]any)
 		require.ElementsMatch(t, auditEventData[typ], sortedKeys(data), "event_data of %s", typ)
 		require.Equal(t, typ, data["event_type"])
+		requireSpecShape(t, "AuditLogEntryV1", it)
 	}
 	byType := map[string]map[string]any{}
 	for _, it := range items {
@@ -330,4 +337,106 @@ func TestAuditLogs_BadParametersAre400NamingThem(t *testing.T) {
 		require.True(t, strings.HasPrefix(msg, field+":"), "%s: %q should name %s", query, msg, field)
 	}
 	require.Equal(t, http.StatusUnauthorized, f.do(t, http.MethodGet, "/v1/audit_logs", "").Status)
+}
+
+// specFile is Baseten's OpenAPI spec, which the conformance suite validates against too.
+const specFile = "../e2e/testdata/baseten-openapi.json"
+
+var (
+	specOnce sync.Once
+	specDoc  *openapi3.T
+	specErr  error
+)
+
+// specSchema is the spec's component schema of that name.
+func specSchema(t *testing.T, name string) *openapi3.Schema {
+	t.Helper()
+	specOnce.Do(func() { specDoc, specErr = openapi3.NewLoader().LoadFromFile(specFile) })
+	require.NoError(t, specErr, "loading %s", specFile)
+	ref, ok := specDoc.Components.Schemas[name]
+	require.True(t, ok, "the spec has no schema %s", name)
+	return ref.Value
+}
+
+// requireSpecShape fails unless v (a decoded JSON body) is valid under the spec's schema.
+func requireSpecShape(t *testing.T, schema string, v any) {
+	t.Helper()
+	require.NoError(t, specSchema(t, schema).VisitJSON(v, openapi3.MultiErrors()), "%s: %v", schema, v)
+}
+
+func TestAuditLogs_ListRetryBackpressureAndReplicaTerminations(t *testing.T) {
+	f := newRoutesFixture(t)
+	dep := f.base + "/deployments/" + f.prod.ID
+	for _, body := range []string{`{"policy": "QUEUE_ON_FULL"}`, `{"policy": "REJECT_ON_FULL"}`, `{"policy": null}`} {
+		r := f.send(t, http.MethodPatch, dep+"/request_backpressure_settings", f.auth, body)
+		require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+	}
+	f.setStatus(t, f.prod.ID, modelplane.DeploymentDeployFailed)
+	r := f.send(t, http.MethodPost, dep+"/retry", f.auth, "")
+	require.Equal(t, true, r.Body["retried"], "%v", r.Body)
+	f.setStatus(t, f.prod.ID, modelplane.DeploymentActive)
+	r = f.send(t, http.MethodPost, dep+"/retry", f.auth, "")
+	require.Equal(t, false, r.Body["retried"], "%v", r.Body)
+	_, nodeID := f.agentNode(t)
+	replica := f.newReplica(t, f.prod.ID, nodeID, modelplane.ReplicaReady)
+	r = f.send(t, http.MethodDelete, dep+"/replicas/"+replica, f.auth, "")
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+	// Neither a rename nor a download has a type in the spec.
+	require.Equal(t, http.StatusOK, f.send(t, http.MethodPatch, dep, f.auth, `{"name": "renamed"}`).Status)
+	require.NoError(t, store.RecordAudit(context.Background(), f.db, store.AuditEvent{WorkspaceID: f.m.WorkspaceID,
+		ModelID: f.m.ID, Actor: strings.Split(strings.TrimPrefix(f.auth, "Api-Key "), "_")[1],
+		Action: "deployment.download", Target: f.prod.ID}))
+
+	want := []string{"REPLICA_TERMINATED", "MODEL_DEPLOYMENT_RETRIED",
+		"MODEL_DEPLOYMENT_REQUEST_BACKPRESSURE_SETTINGS_CHANGED",
+		"MODEL_DEPLOYMENT_REQUEST_BACKPRESSURE_SETTINGS_CHANGED",
+		"MODEL_DEPLOYMENT_REQUEST_BACKPRESSURE_SETTINGS_CHANGED"}
+	for _, route := range []string{"/v1/audit_logs", f.base + "/audit_logs"} {
+		got := f.do(t, http.MethodGet, route, f.auth)
+		require.Equal(t, http.StatusOK, got.Status, "%v", got.Body)
+		requireSpecShape(t, "ListAuditLogsResponseV1", got.Body)
+		var items []map[string]any
+		for _, it := range got.Body["items"].([]any) {
+			items = append(items, it.(map[string]any))
+		}
+		require.Equal(t, want, eventTypes(items), "%s: a refused retry, the rename and the download are left out", route)
+		for _, it := range items {
+			data := it["event_data"].(map[string]any)
+			typ := it["event_type"].(string)
+			require.ElementsMatch(t, auditEventData[typ], sortedKeys(data), "event_data of %s", typ)
+			requireSpecShape(t, "AuditLogEntryV1", it)
+			require.Equal(t, f.m.ID, data["model_id"])
+			require.Equal(t, f.m.Name, data["model_name"])
+			require.Equal(t, f.prod.ID, data["deployment_id"])
+			require.Equal(t, "renamed", data["deployment_name"])
+		}
+		require.Equal(t, replica, items[0]["event_data"].(map[string]any)["replica_id"])
+		require.Equal(t, true, items[1]["event_data"].(map[string]any)["retried"])
+		var policies [][2]any
+		for _, it := range items[2:] {
+			data := it["event_data"].(map[string]any)
+			policies = append(policies, [2]any{data["previous_policy"], data["policy"]})
+		}
+		require.Equal(t, [][2]any{{"REJECT_ON_FULL", nil}, {"QUEUE_ON_FULL", "REJECT_ON_FULL"}, {nil, "QUEUE_ON_FULL"}},
+			policies, "each change with the policy before it, newest first")
+	}
+
+	for group, types := range map[string][]string{
+		"REPLICA_TERMINATED":            want[:1],
+		"DEPLOYED":                      want[1:2],
+		"REQUEST_BACKPRESSURE_SETTINGS": want[2:],
+		"AUTOSCALING_SETTINGS":          nil,
+	} {
+		items, _ := auditPage(t, f.fixture, f.auth, url.Values{"event_type_groups": {group}})
+		require.Equal(t, types, eventTypes(items), group)
+	}
+	items, _ := auditPage(t, f.fixture, f.auth, url.Values{"search": {replica}})
+	require.Equal(t, want[:1], eventTypes(items), "a replica is found by its ID")
+	other := f.newReplica(t, f.prod.ID, "", modelplane.ReplicaPending)
+	items, _ = auditPage(t, f.fixture, f.auth, url.Values{"deployment_ids": {f.prod.ID}, "search": {other}})
+	require.Empty(t, items)
+	items, _ = auditPage(t, f.fixture, f.auth, url.Values{"deployment_ids": {f.prod.ID}})
+	require.Equal(t, want, eventTypes(items), "each is about the deployment, a replica's too")
+	items, _ = auditPage(t, f.fixture, f.auth, url.Values{"deployment_ids": {"zzzzzzzz"}})
+	require.Empty(t, items)
 }

@@ -275,29 +275,42 @@ func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(agentproto.Replica{ID: id, State: modelplane.ReplicaStopped})
 }
 
-func TestTerminateReplica_StopsItThroughItsAgent(t *testing.T) {
-	f := newRoutesFixture(t)
-	ctx := context.Background()
+// agentNode registers a node whose agent is a fakeAgent, and returns both.
+func (f *routesFixture) agentNode(t *testing.T) (*fakeAgent, string) {
+	t.Helper()
 	agent := &fakeAgent{}
 	srv := httptest.NewServer(agent)
 	t.Cleanup(srv.Close)
 	hb := sampleHeartbeat("node-" + modelplane.NewID(6))
 	hb.AgentURL, hb.Replicas = srv.URL, nil
 	require.Equal(t, http.StatusOK, heartbeat(t, f.fixture, nodeToken, hb).Code)
-	nodes, err := store.ListNodes(ctx, f.db)
+	nodes, err := store.ListNodes(context.Background(), f.db)
 	require.NoError(t, err)
-	var nodeID string
 	for _, n := range nodes {
 		if n.Name == hb.Name {
-			nodeID = n.ID
+			return agent, n.ID
 		}
 	}
-	require.NotEmpty(t, nodeID)
+	t.Fatalf("node %s is not registered", hb.Name)
+	return nil, ""
+}
+
+// newReplica records a replica of the deployment on the node ("" for none) in state.
+func (f *routesFixture) newReplica(t *testing.T, deploymentID, node string, state modelplane.ReplicaState) string {
+	t.Helper()
+	ctx := context.Background()
+	r, _, err := store.CreateReplica(ctx, f.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: deploymentID, NodeID: node})
+	require.NoError(t, err)
+	require.NoError(t, store.SetReplicaState(ctx, f.db, r.ID, state, "127.0.0.1:1", ""))
+	return r.ID
+}
+
+func TestTerminateReplica_StopsItThroughItsAgent(t *testing.T) {
+	f := newRoutesFixture(t)
+	ctx := context.Background()
+	agent, nodeID := f.agentNode(t)
 	newReplica := func(deploymentID, node string, state modelplane.ReplicaState) string {
-		r, _, err := store.CreateReplica(ctx, f.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: deploymentID, NodeID: node})
-		require.NoError(t, err)
-		require.NoError(t, store.SetReplicaState(ctx, f.db, r.ID, state, "127.0.0.1:1", ""))
-		return r.ID
+		return f.newReplica(t, deploymentID, node, state)
 	}
 	ready := newReplica(f.prod.ID, nodeID, modelplane.ReplicaReady)
 	path := func(replicaID string) string { return f.base + "/deployments/" + f.prod.ID + "/replicas/" + replicaID }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -12,7 +13,9 @@ import (
 	"github.com/modelplane/modelplane/store"
 )
 
-func deploymentV1(v store.DeploymentView) apiv1.DeploymentV1 {
+// deploymentOf is the deployment in Baseten's shape, running on the instance type of ID
+// instanceTypeName (Server.servedInstanceTypes).
+func deploymentOf(v store.DeploymentView, instanceTypeName string) apiv1.DeploymentV1 {
 	labels := v.Labels
 	if labels == nil {
 		labels = store.JSONMap{}
@@ -21,11 +24,43 @@ func deploymentV1(v store.DeploymentView) apiv1.DeploymentV1 {
 		ID: v.ID, CreatedAt: v.CreatedAt.UTC(), Name: v.Name, ModelID: v.ModelID,
 		IsProduction: v.IsProduction, IsDevelopment: v.IsDevelopment, Status: modelplane.DeploymentStatus(v.Status),
 		ActiveReplicaCount: v.ActiveReplicaCount, AutoscalingSettings: v.AutoscalingSettings,
-		InstanceTypeName: v.InstanceTypeName, Environment: v.EnvironmentName, Labels: labels,
+		InstanceTypeName: instanceTypeName, Environment: v.EnvironmentName, Labels: labels,
 		RequestBackpressureSettings: v.RequestBackpressureSettings,
 		// No node reports a region (docs/API.md).
 		Region: nil,
 	}
+}
+
+// deploymentsV1 are the deployments in Baseten's shape, each with the instance type it runs
+// on, in their order; a few queries whatever their number.
+func (s *Server) deploymentsV1(ctx context.Context, views []store.DeploymentView) ([]apiv1.DeploymentV1, error) {
+	types, err := s.servedInstanceTypes(ctx, views)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiv1.DeploymentV1, 0, len(views))
+	for _, v := range views {
+		out = append(out, deploymentOf(v, types[v.ID].ID))
+	}
+	return out, nil
+}
+
+// deploymentV1 is one deployment in Baseten's shape (deploymentsV1).
+func (s *Server) deploymentV1(ctx context.Context, v store.DeploymentView) (apiv1.DeploymentV1, error) {
+	out, err := s.deploymentsV1(ctx, []store.DeploymentView{v})
+	if err != nil {
+		return apiv1.DeploymentV1{}, err
+	}
+	return out[0], nil
+}
+
+// deploymentJSON answers 200 with the deployment (deploymentV1).
+func (s *Server) deploymentJSON(c echo.Context, v store.DeploymentView) error {
+	out, err := s.deploymentV1(c.Request().Context(), v)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // ownModel loads the request's model, answering 404 for another workspace's.
@@ -56,11 +91,11 @@ func (s *Server) listDeployments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := apiv1.DeploymentListV1{Deployments: make([]apiv1.DeploymentV1, 0, len(views))}
-	for _, v := range views {
-		out.Deployments = append(out.Deployments, deploymentV1(v))
+	deployments, err := s.deploymentsV1(c.Request().Context(), views)
+	if err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, apiv1.DeploymentListV1{Deployments: deployments})
 }
 
 func (s *Server) getDeployment(c echo.Context) error {
@@ -76,7 +111,7 @@ func (s *Server) getDeployment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, deploymentV1(v))
+	return s.deploymentJSON(c, v)
 }
 
 // environmentV1 assembles an environment with its deployments and promotion.
@@ -87,6 +122,8 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 		AutoscalingSettings: e.AutoscalingSettings, PromotionSettings: e.PromotionSettings,
 		RequestBackpressureSettings: e.RequestBackpressureSettings,
 	}
+	var views []store.DeploymentView
+	var dsts []**apiv1.DeploymentV1
 	var served *store.DeploymentView
 	for _, ref := range []struct {
 		id  *string
@@ -102,11 +139,18 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 		if err != nil {
 			return out, err
 		}
-		d := deploymentV1(v)
-		*ref.dst = &d
+		views, dsts = append(views, v), append(dsts, ref.dst)
 		if ref.dst == &out.CurrentDeployment {
 			served = &v
 		}
+	}
+	types, err := s.servedInstanceTypes(ctx, views)
+	if err != nil {
+		return out, err
+	}
+	for i, v := range views {
+		d := deploymentOf(v, types[v.ID].ID)
+		*dsts[i] = &d
 	}
 	schedules := &apiv1.EnvironmentAutoscalingSchedulesV1{Timezone: e.AutoscalingSchedules.Timezone,
 		Schedules: e.AutoscalingSchedules.Schedules}
@@ -120,15 +164,7 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 		// The settings of the deployment the environment serves are the environment's.
 		out.AutoscalingSettings, out.RequestBackpressureSettings = served.AutoscalingSettings, served.RequestBackpressureSettings
 		schedules.AppliedState = &apiv1.AutoscalingScheduleStateV1{AutoscalingSettings: served.AutoscalingSettings}
-		req, err := s.deploymentGPURequest(ctx, *served)
-		if err != nil {
-			return out, err
-		}
-		held, err := store.DeploymentGPUs(ctx, s.deps.DB, served.ID)
-		if err != nil {
-			return out, err
-		}
-		out.InstanceType = servedInstanceType(req, held)
+		out.InstanceType = types[served.ID]
 	}
 	p, err := store.RunningPromotion(ctx, s.deps.DB, e.ModelID, e.Name)
 	switch {

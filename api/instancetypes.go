@@ -61,12 +61,40 @@ const cpuInstanceType = "CPU"
 // shows which one it got.
 const anyGPUType = "GPU"
 
-// servedInstanceType is the instance type of a deployment whose replicas ask for req (its
+// servedInstanceType is the instance type of a deployment whose replicas ask for res (its
 // config.yaml's resources) and whose oldest placed replica holds held (store.DeploymentGPUs,
 // empty when none is placed). The GPUs held say the type and memory, as GET
 // /v1/instance_types names them; without them the request does, and the memory is null
-// unless the request sets a minimum.
-func servedInstanceType(req modelplane.GPURequest, held []store.GPU) apiv1.InstanceTypeV1 {
+// unless the request sets a minimum. millicpu_limit and memory_limit_mib are the CPU and
+// memory the resources ask for, 0 where they ask for none.
+func servedInstanceType(res modelpkg.Resources, held []store.GPU) apiv1.InstanceTypeV1 {
+	v := servedGPUs(res.GPURequest, held)
+	v.MillicpuLimit, v.MemoryLimitMiB = resourceLimits(res)
+	return v
+}
+
+// resourceLimits are the CPU (thousandths) and memory (MiB, rounded up) that resources ask
+// for; 0 for one they leave out (or one that does not parse, which a validated config never
+// has).
+func resourceLimits(res modelpkg.Resources) (millicpu, memMiB int) {
+	if res.CPU != "" {
+		if m, err := modelpkg.ParseCPU(res.CPU); err == nil {
+			millicpu = int(m)
+		}
+	}
+	if res.Memory != "" {
+		if b, err := modelpkg.ParseMemory(res.Memory); err == nil {
+			memMiB = int(b >> 20)
+			if b&(1<<20-1) != 0 {
+				memMiB++
+			}
+		}
+	}
+	return millicpu, memMiB
+}
+
+// servedGPUs is servedInstanceType without the CPU and memory limits.
+func servedGPUs(req modelplane.GPURequest, held []store.GPU) apiv1.InstanceTypeV1 {
 	if req.CPUOnly() && len(held) == 0 {
 		return apiv1.InstanceTypeV1{ID: cpuInstanceType, Name: cpuInstanceType}
 	}
@@ -119,41 +147,80 @@ func placementNodes(nodes []store.Node) []placement.Node {
 	return out
 }
 
-// deploymentGPURequest is what the deployment's replicas ask of a node's GPUs: its
-// config.yaml's resources (for the development deployment, those of the config its synced
-// patches led to). A config that cannot be read asks for nothing, and the GPUs its replicas
-// hold then say the instance type alone: an answer about an environment is not refused
-// over it.
-func (s *Server) deploymentGPURequest(ctx context.Context, d store.DeploymentView) (modelplane.GPURequest, error) {
-	var text []byte
-	if d.IsDevelopment {
-		st, err := store.PatchStateOf(ctx, s.deps.DB, d.ID)
-		switch {
-		case err == nil:
-			t, err := store.ConfigAt(ctx, s.deps.DB, st, st.AppliedSeq)
+// servedInstanceTypes is the instance type each deployment of views runs on
+// (servedInstanceType), by deployment ID, from its config.yaml's resources (for the
+// development deployment, those of the config its synced patches led to) and the GPUs its
+// replicas hold. A config that cannot be read asks for nothing, and the GPUs its replicas
+// hold then say the instance type alone: an answer about a deployment is not refused over
+// it. The archives' configs and the GPUs held are read in one query each, whatever the
+// number of deployments.
+func (s *Server) servedInstanceTypes(ctx context.Context, views []store.DeploymentView) (map[string]apiv1.InstanceTypeV1, error) {
+	out := make(map[string]apiv1.InstanceTypeV1, len(views))
+	if len(views) == 0 {
+		return out, nil
+	}
+	texts := make(map[string][]byte, len(views))
+	var ids []string
+	archives := map[string][]string{} // workspace ID: archive IDs
+	for _, d := range views {
+		ids = append(ids, d.ID)
+		if d.IsDevelopment {
+			text, err := s.developmentConfig(ctx, d.ID)
 			if err != nil {
-				return modelplane.GPURequest{}, err
+				return nil, err
 			}
-			text = []byte(t)
-		case !errors.Is(err, store.ErrNotFound):
-			return modelplane.GPURequest{}, err
+			if text != nil {
+				texts[d.ID] = text
+				continue
+			}
+		}
+		if d.ArchiveID != nil {
+			archives[d.WorkspaceID] = append(archives[d.WorkspaceID], *d.ArchiveID)
 		}
 	}
-	if text == nil && d.ArchiveID != nil {
-		a, err := store.ArchiveByID(ctx, s.deps.DB, d.WorkspaceID, *d.ArchiveID)
-		switch {
-		case err == nil:
-			text = a.Config
-		case !errors.Is(err, store.ErrNotFound):
-			return modelplane.GPURequest{}, err
+	configs := map[[2]string][]byte{} // workspace and archive ID: config
+	for ws, archiveIDs := range archives {
+		got, err := store.ArchiveConfigs(ctx, s.deps.DB, ws, archiveIDs)
+		if err != nil {
+			return nil, err
+		}
+		for id, cfg := range got {
+			configs[[2]string{ws, id}] = cfg
 		}
 	}
-	if text == nil {
-		return modelplane.GPURequest{}, nil
-	}
-	cfg, err := modelpkg.ParseConfig(text)
+	held, err := store.DeploymentsGPUs(ctx, s.deps.DB, ids)
 	if err != nil {
-		return modelplane.GPURequest{}, nil
+		return nil, err
 	}
-	return cfg.Resources.GPURequest, nil
+	for _, d := range views {
+		text, ok := texts[d.ID]
+		if !ok && d.ArchiveID != nil {
+			text = configs[[2]string{d.WorkspaceID, *d.ArchiveID}]
+		}
+		var res modelpkg.Resources
+		if text != nil {
+			if cfg, err := modelpkg.ParseConfig(text); err == nil {
+				res = cfg.Resources
+			}
+		}
+		out[d.ID] = servedInstanceType(res, held[d.ID])
+	}
+	return out, nil
+}
+
+// developmentConfig is the config.yaml that the development deployment's synced patches led
+// to; nil when it has no live-reload state yet (its archive's config then applies).
+func (s *Server) developmentConfig(ctx context.Context, deploymentID string) ([]byte, error) {
+	st, err := store.PatchStateOf(ctx, s.deps.DB, deploymentID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	t, err := store.ConfigAt(ctx, s.deps.DB, st, st.AppliedSeq)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(t), nil
 }

@@ -354,7 +354,15 @@ func (s *Server) created(c echo.Context, modelID, deploymentID string) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, apiv1.CreatedV1{Model: modelV1(m), Deployment: deploymentV1(v)})
+	model, err := s.modelV1(ctx, m)
+	if err != nil {
+		return err
+	}
+	dep, err := s.deploymentV1(ctx, v)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, apiv1.CreatedV1{Model: model, Deployment: dep})
 }
 
 // updateDeployment sends an Update to a deployment's workflow and waits for its outcome. A

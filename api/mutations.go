@@ -261,7 +261,7 @@ func (s *Server) renameDeployment(c echo.Context) error {
 		return err
 	}
 	if !given || name == d.Name {
-		return c.JSON(http.StatusOK, deploymentV1(d))
+		return s.deploymentJSON(c, d)
 	}
 	if d.IsDevelopment {
 		return Errorf(http.StatusUnprocessableEntity, "the development deployment is always named development")
@@ -282,7 +282,7 @@ func (s *Server) renameDeployment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, deploymentV1(v))
+	return s.deploymentJSON(c, v)
 }
 
 // ownDeployment resolves the route's model, which the caller's workspace must own, and its
@@ -399,7 +399,8 @@ func (s *Server) patchBackpressure(c echo.Context) error {
 		if err := store.UpdateDeploymentBackpressure(ctx, tx, m.ID, d.ID, next); err != nil {
 			return err
 		}
-		return audit(ctx, tx, c, m.ID, "deployment.request_backpressure_settings", d.ID, store.JSONMap{"request_backpressure_settings": next})
+		return audit(ctx, tx, c, m.ID, "deployment.request_backpressure_settings", d.ID, store.JSONMap{
+			"request_backpressure_settings": next, "previous_request_backpressure_settings": current.RequestBackpressureSettings})
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return Errorf(http.StatusNotFound, "deployment %s of model %s not found", d.ID, m.ID)

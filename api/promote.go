@@ -91,7 +91,7 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 		store.JSONMap{"preserve_env_instance_type": preserve}); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, deploymentV1(d))
+	return s.deploymentJSON(c, d)
 }
 
 // startPromotion starts the environment's Promotion workflow for a deployment and records

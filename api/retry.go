@@ -36,7 +36,11 @@ func (s *Server) retryDeployment(c echo.Context) error {
 		if d.Status.Deactivated() {
 			reason += "; activate it instead"
 		}
-		return c.JSON(http.StatusOK, apiv1.RetryDeploymentV1{Retried: false, Reason: &reason, Deployment: deploymentV1(d)})
+		dep, err := s.deploymentV1(c.Request().Context(), d)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, apiv1.RetryDeploymentV1{Retried: false, Reason: &reason, Deployment: dep})
 	}
 	ctx := c.Request().Context()
 	if err := s.updateDeployment(ctx, d.ID, contract.UpdateActivate, nil); err != nil {
@@ -49,7 +53,11 @@ func (s *Server) retryDeployment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, apiv1.RetryDeploymentV1{Retried: true, Deployment: deploymentV1(v)})
+	dep, err := s.deploymentV1(ctx, v)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, apiv1.RetryDeploymentV1{Retried: true, Deployment: dep})
 }
 
 // joinStatuses lists statuses for a message: "A, B, C".

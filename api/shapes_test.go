@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -285,6 +287,71 @@ func TestEnvironments_InstanceTypeIsWhatTheServedDeploymentRunsOn(t *testing.T) 
 		ids = append(ids, v["id"].(string))
 	}
 	require.Contains(t, ids, it["id"], "the environment's instance type is one GET /v1/instance_types lists")
+
+	dep := f.do(t, http.MethodGet, f.base+"/deployments/"+big.ID, f.auth).Body
+	require.Equal(t, it["id"], dep["instance_type_name"], "the deployment names the environment's instance type")
+	require.Equal(t, it["id"], f.do(t, http.MethodGet, f.base, f.auth).Body["instance_type_name"],
+		"the model names its production deployment's")
+}
+
+// archiveDeployment records an archive with config (JSON) and a deployment of it.
+func (f *routesFixture) archiveDeployment(t *testing.T, config string) store.Deployment {
+	t.Helper()
+	ctx := context.Background()
+	sum := sha256.Sum256([]byte(config + modelplane.NewID(8)))
+	archID := "sha256:" + hex.EncodeToString(sum[:])
+	_, _, err := store.CreateArchive(ctx, f.db, store.Archive{WorkspaceID: f.m.WorkspaceID, ID: archID, SizeBytes: 1,
+		Config: json.RawMessage(config)})
+	require.NoError(t, err)
+	d, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.m.ID, WorkspaceID: f.m.WorkspaceID,
+		ArchiveID: &archID, AutoscalingSettings: settings.DefaultAutoscalingSettings()})
+	require.NoError(t, err)
+	return d
+}
+
+func TestInstanceTypeName_ModelsAndDeploymentsNameWhatTheyRunOn(t *testing.T) {
+	f := newRoutesFixture(t)
+	ctx := context.Background()
+	small := f.archiveDeployment(t, `{"model_name": "small", "resources": {"cpu": "0.5", "memory": "256Mi"}}`)
+	gpuType := placement.GPUType("NVIDIA Z9" + modelplane.NewID(5))
+	big := f.archiveDeployment(t, `{"model_name": "big", "resources": {"accelerator": "`+gpuType+`:2", "cpu": "4", "memory": "32Gi"}}`)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.m.ID, modelplane.ProductionEnvironment, small.ID))
+	empty, err := store.CreateModel(ctx, f.db, f.m.WorkspaceID, "empty")
+	require.NoError(t, err)
+
+	// A CPU-only deployment's resources are its instance type's limits.
+	env := f.do(t, http.MethodGet, f.base+"/environments/production", f.auth).Body
+	require.Equal(t, map[string]any{"id": "CPU", "name": "CPU", "memory_limit_mib": 256.0, "millicpu_limit": 500.0,
+		"gpu_count": 0.0, "gpu_type": nil, "gpu_memory_limit_mib": nil}, env["instance_type"])
+	require.Equal(t, "CPU", obj(t, env, "current_deployment")["instance_type_name"])
+
+	names := func(body map[string]any, list string) map[string]any {
+		out := map[string]any{}
+		for _, v := range body[list].([]any) {
+			out[v.(map[string]any)["id"].(string)] = v.(map[string]any)["instance_type_name"]
+		}
+		return out
+	}
+	r := f.do(t, http.MethodGet, f.base+"/deployments", f.auth)
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Equal(t, map[string]any{f.prod.ID: "CPU", small.ID: "CPU", big.ID: gpuType + ":2"}, names(r.Body, "deployments"),
+		"a deployment without a package asks for nothing: CPU")
+	r = f.do(t, http.MethodGet, "/v1/models", f.auth)
+	require.Equal(t, map[string]any{f.m.ID: "CPU", empty.ID: ""}, names(r.Body, "models"),
+		"a model whose production serves nothing has none")
+	require.Equal(t, "", f.do(t, http.MethodGet, "/v1/models/"+empty.ID, f.auth).Body["instance_type_name"])
+
+	// Promoted to production, the GPU deployment's type is the model's, limits included.
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.m.ID, modelplane.ProductionEnvironment, big.ID))
+	require.Equal(t, gpuType+":2", f.do(t, http.MethodGet, f.base, f.auth).Body["instance_type_name"])
+	r = f.do(t, http.MethodGet, "/v1/models", f.auth)
+	require.Equal(t, map[string]any{f.m.ID: gpuType + ":2", empty.ID: ""}, names(r.Body, "models"))
+	it := obj(t, f.do(t, http.MethodGet, f.base+"/environments/production", f.auth).Body, "instance_type")
+	require.Equal(t, gpuType+":2", it["id"])
+	require.EqualValues(t, 4000, it["millicpu_limit"])
+	require.EqualValues(t, 32<<10, it["memory_limit_mib"])
+	r = f.do(t, http.MethodGet, f.base+"/deployments/production", f.auth)
+	require.Equal(t, gpuType+":2", r.Body["instance_type_name"])
 }
 
 func TestModelAuditLogs_PageWithACursorAndKeepToTheModel(t *testing.T) {

@@ -13,8 +13,10 @@ const (
 	AuditModelDeployed                 AuditLogEventType = "MODEL_DEPLOYED"
 	AuditDeploymentActivated           AuditLogEventType = "MODEL_DEPLOYMENT_ACTIVATED"
 	AuditDeploymentDeactivated         AuditLogEventType = "MODEL_DEPLOYMENT_DEACTIVATED"
+	AuditDeploymentRetried             AuditLogEventType = "MODEL_DEPLOYMENT_RETRIED"
 	AuditDeploymentPromoted            AuditLogEventType = "MODEL_DEPLOYMENT_PROMOTED"
 	AuditDeploymentAutoscalingSettings AuditLogEventType = "MODEL_DEPLOYMENT_AUTOSCALING_SETTINGS_CHANGED"
+	AuditDeploymentBackpressure        AuditLogEventType = "MODEL_DEPLOYMENT_REQUEST_BACKPRESSURE_SETTINGS_CHANGED"
 	AuditDeploymentDeleted             AuditLogEventType = "MODEL_DEPLOYMENT_DELETED"
 	AuditModelDeleted                  AuditLogEventType = "MODEL_DELETED"
 	AuditAPIKeyCreated                 AuditLogEventType = "API_KEY_CREATED"
@@ -23,6 +25,7 @@ const (
 	AuditEnvironmentUpdated            AuditLogEventType = "ENVIRONMENT_UPDATED"
 	AuditEnvironmentDeleted            AuditLogEventType = "ENVIRONMENT_DELETED"
 	AuditPromotionControl              AuditLogEventType = "MODEL_PROMOTION_CONTROL_ACTION"
+	AuditReplicaTerminated             AuditLogEventType = "REPLICA_TERMINATED"
 )
 
 // AuditLogEventTypeGroup is a coarse group of event types, for the event_type_groups filter
@@ -159,6 +162,32 @@ type AuditEventModelDeployedV1 struct {
 type AuditEventDeploymentV1 struct {
 	EventType AuditLogEventType `json:"event_type"`
 	AuditDeploymentV1
+}
+
+// AuditEventDeploymentRetriedV1 is the data of MODEL_DEPLOYMENT_RETRIED.
+type AuditEventDeploymentRetriedV1 struct {
+	EventType AuditLogEventType `json:"event_type"`
+	AuditDeploymentV1
+	// Retried is always true: a deployment that had not failed is not retried, and nothing is
+	// recorded.
+	Retried bool `json:"retried"`
+}
+
+// AuditEventBackpressureChangedV1 is the data of
+// MODEL_DEPLOYMENT_REQUEST_BACKPRESSURE_SETTINGS_CHANGED: the policy after the change and the
+// one before it, each null for none (PreviousPolicy also where the event did not record it).
+type AuditEventBackpressureChangedV1 struct {
+	EventType AuditLogEventType `json:"event_type"`
+	AuditDeploymentV1
+	Policy         *string `json:"policy"`
+	PreviousPolicy *string `json:"previous_policy"`
+}
+
+// AuditEventReplicaTerminatedV1 is the data of REPLICA_TERMINATED.
+type AuditEventReplicaTerminatedV1 struct {
+	EventType AuditLogEventType `json:"event_type"`
+	AuditDeploymentV1
+	ReplicaID string `json:"replica_id"`
 }
 
 // AuditEventModelDeletedV1 is the data of MODEL_DELETED.

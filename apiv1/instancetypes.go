@@ -7,8 +7,9 @@ type InstanceTypeV1 struct {
 	// for one MIG instance of that profile on an H200.
 	ID   string `json:"id"`
 	Name string `json:"name"`
-	// MemoryLimitMiB and MillicpuLimit are 0: a modelplane node does not cut its CPUs and
-	// memory into instance types.
+	// MemoryLimitMiB and MillicpuLimit are the memory and CPU a deployment's config.yaml
+	// resources ask for (0 where they ask for none); 0 in GET /v1/instance_types, as a
+	// modelplane node does not cut its CPUs and memory into instance types.
 	MemoryLimitMiB int `json:"memory_limit_mib"`
 	MillicpuLimit  int `json:"millicpu_limit"`
 	// GPUCount is the number of whole GPUs, 1 for a MIG profile.

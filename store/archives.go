@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // Archive is an uploaded model package of a workspace; its bytes are in the blob store under
@@ -38,6 +39,24 @@ func ArchiveByID(ctx context.Context, db sqlx.QueryerContext, workspaceID, id st
 	var a Archive
 	err := get(ctx, db, &a, `SELECT * FROM archives WHERE workspace_id = $1 AND id = $2`, workspaceID, id)
 	return a, err
+}
+
+// ArchiveConfigs are the config.yaml of each of the workspace's archives, by archive ID, in
+// one query; an archive the workspace does not have has no entry.
+func ArchiveConfigs(ctx context.Context, db sqlx.QueryerContext, workspaceID string, ids []string) (map[string]json.RawMessage, error) {
+	var rows []struct {
+		ID     string          `db:"id"`
+		Config json.RawMessage `db:"config"`
+	}
+	if err := list(ctx, db, &rows, `SELECT id, config FROM archives WHERE workspace_id = $1 AND id = ANY($2)`,
+		workspaceID, pq.Array(ids)); err != nil {
+		return nil, err
+	}
+	out := make(map[string]json.RawMessage, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Config
+	}
+	return out, nil
 }
 
 // ArchiveExists reports whether any workspace has the archive, for serving it to agents.

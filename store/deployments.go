@@ -36,10 +36,12 @@ type Deployment struct {
 	// concurrency target.
 	RequestBackpressureSettings settings.RequestBackpressureSettings `db:"request_backpressure_settings"`
 	Labels                      JSONMap                              `db:"labels"`
-	InstanceTypeName            string                               `db:"instance_type_name"`
-	CreatedAt                   time.Time                            `db:"created_at"`
-	UpdatedAt                   time.Time                            `db:"updated_at"`
-	DeletedAt                   *time.Time                           `db:"deleted_at"`
+	// InstanceTypeName is a column nothing writes; the API answers the instance type the
+	// deployment runs on, from its config and the GPUs its replicas hold.
+	InstanceTypeName string     `db:"instance_type_name"`
+	CreatedAt        time.Time  `db:"created_at"`
+	UpdatedAt        time.Time  `db:"updated_at"`
+	DeletedAt        *time.Time `db:"deleted_at"`
 }
 
 // NewDeployment says what to create. An empty Name on a published deployment takes the

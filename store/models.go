@@ -12,9 +12,11 @@ import (
 
 // Model is a named model in a workspace, with what ModelV1 reports about its deployments.
 type Model struct {
-	ID               string `db:"id"`
-	WorkspaceID      string `db:"workspace_id"`
-	Name             string `db:"name"`
+	ID          string `db:"id"`
+	WorkspaceID string `db:"workspace_id"`
+	Name        string `db:"name"`
+	// InstanceTypeName is a column nothing writes; the API answers the instance type of the
+	// model's production deployment.
 	InstanceTypeName string `db:"instance_type_name"`
 	// DisableArchiveDownload, set at creation, keeps the packages of the model's deployments
 	// from being downloaded.

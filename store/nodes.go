@@ -201,17 +201,40 @@ func NodeIsDown(ctx context.Context, db sqlx.QueryerContext, id string) (bool, e
 // placed yet). A MIG instance's replica is also reported on its parent GPU; the parent
 // comes first, so a caller looks for an instance before counting whole GPUs.
 func DeploymentGPUs(ctx context.Context, db sqlx.QueryerContext, deploymentID string) ([]GPU, error) {
-	out := []GPU{}
-	err := list(ctx, db, &out, `
+	held, err := DeploymentsGPUs(ctx, db, []string{deploymentID})
+	if err != nil {
+		return nil, err
+	}
+	if held[deploymentID] == nil {
+		return []GPU{}, nil
+	}
+	return held[deploymentID], nil
+}
+
+// DeploymentsGPUs is DeploymentGPUs of each of the deployments, by deployment ID, in one
+// query; a deployment whose replicas hold no GPU has no entry.
+func DeploymentsGPUs(ctx context.Context, db sqlx.QueryerContext, deploymentIDs []string) (map[string][]GPU, error) {
+	var rows []struct {
+		DeploymentID string `db:"deployment_id"`
+		GPU
+	}
+	err := list(ctx, db, &rows, `
 		WITH first AS (
-			SELECT r.id FROM replicas r
-			WHERE r.deployment_id = $1 AND r.state IN `+sqlLiveReplicaStates+`
+			SELECT DISTINCT ON (r.deployment_id) r.deployment_id, r.id FROM replicas r
+			WHERE r.deployment_id = ANY($1) AND r.state IN `+sqlLiveReplicaStates+`
 			  AND EXISTS (SELECT 1 FROM gpus g WHERE g.assigned_replica_id = r.id)
-			ORDER BY r.created_at, r.id LIMIT 1
+			ORDER BY r.deployment_id, r.created_at, r.id
 		)
-		SELECT g.uuid, g.node_id, g.idx, g.name, g.memory_total_bytes, g.mig_mode, g.mig_profile,
-		       COALESCE(g.parent_uuid, '') AS parent_uuid, g.assigned_replica_id
+		SELECT first.deployment_id, g.uuid, g.node_id, g.idx, g.name, g.memory_total_bytes, g.mig_mode,
+		       g.mig_profile, COALESCE(g.parent_uuid, '') AS parent_uuid, g.assigned_replica_id
 		FROM gpus g JOIN first ON g.assigned_replica_id = first.id
-		ORDER BY g.parent_uuid NULLS FIRST, g.idx, g.uuid`, deploymentID)
-	return out, err
+		ORDER BY first.deployment_id, g.parent_uuid NULLS FIRST, g.idx, g.uuid`, pq.Array(deploymentIDs))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]GPU{}
+	for _, r := range rows {
+		out[r.DeploymentID] = append(out[r.DeploymentID], r.GPU)
+	}
+	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/settings"
@@ -33,6 +34,15 @@ func ListDeploymentViews(ctx context.Context, db sqlx.QueryerContext, modelID st
 	out := []DeploymentView{}
 	err := list(ctx, db, &out, deploymentViewSelect+`
 		WHERE d.model_id = $1 AND d.deleted_at IS NULL ORDER BY d.created_at, d.id`, modelID)
+	return out, err
+}
+
+// DeploymentViewsByID returns the live deployments of those IDs, in any model, oldest first;
+// an ID of no live deployment is left out.
+func DeploymentViewsByID(ctx context.Context, db sqlx.QueryerContext, ids []string) ([]DeploymentView, error) {
+	out := []DeploymentView{}
+	err := list(ctx, db, &out, deploymentViewSelect+`
+		WHERE d.id = ANY($1) AND d.deleted_at IS NULL ORDER BY d.created_at, d.id`, pq.Array(ids))
 	return out, err
 }
 
