@@ -149,9 +149,10 @@ class ModelHost:
         self.environment = environment
         self.model_name = config.get("model_name") or "model"
         self._lock = threading.Lock()
-        # Held by the first load and by each reload: two builds at once would purge and
-        # import modules under each other.
-        self._reload_lock = threading.Lock()
+        # True while the first load or a reload builds: two builds at once would purge and
+        # import modules under each other. It changes under _lock together with the state,
+        # so a model shown ready can be reloaded at once.
+        self._building = True
         self._model = None
         self._state = "loading"  # loading | ready | failed | reload_failed
         self._error = None
@@ -166,24 +167,20 @@ class ModelHost:
             return self._model if self._state == "ready" else None
 
     def start_loading(self):
-        self._reload_lock.acquire()
         threading.Thread(target=self._load, name="load", daemon=True).start()
 
     def _load(self):
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            try:
-                model = self._build()
-            except BaseException as exc:  # noqa: a model's failure must not kill the server
-                log_exception("load() failed")
-                with self._lock:
-                    self._state, self._error = "failed", describe(exc)
-                return
+            model = self._build()
+        except BaseException as exc:  # noqa: a model's failure must not kill the server
+            log_exception("load() failed")
             with self._lock:
-                self._model, self._state, self._error = model, "ready", None
-            log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
-        finally:
-            self._reload_lock.release()
+                self._state, self._error, self._building = "failed", describe(exc), False
+            return
+        with self._lock:
+            self._model, self._state, self._error, self._building = model, "ready", None, False
+        log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
 
     def reload(self):
         """Builds a new Model from the code on disk and swaps it in once load() returned.
@@ -192,27 +189,26 @@ class ModelHost:
         health path report until a later reload succeeds. Raises ReloadBusy while another
         reload or the first load runs.
         """
-        if not self._reload_lock.acquire(blocking=False):
-            raise ReloadBusy("a reload is already running")
+        with self._lock:
+            if self._building:
+                raise ReloadBusy("a reload is already running")
+            self._building = True
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            try:
-                model = self._build()
-            except BaseException as exc:  # noqa: a model's failure must not kill the server
-                error = "model reload failed: %s" % describe(exc)
-                log_exception(error)
-                with self._lock:
-                    # The files on disk no longer hold the code that built the old model, so
-                    # serving it would answer with behaviour nobody can see or edit.
-                    self._model, self._state, self._error = None, "reload_failed", error
-                return error, time.monotonic() - started
+            model = self._build()
+        except BaseException as exc:  # noqa: a model's failure must not kill the server
+            error = "model reload failed: %s" % describe(exc)
+            log_exception(error)
             with self._lock:
-                self._model, self._state, self._error = model, "ready", None
-            seconds = time.monotonic() - started
-            log("model %s reloaded in %.1fs" % (self.model_name, seconds))
-            return None, seconds
-        finally:
-            self._reload_lock.release()
+                # The files on disk no longer hold the code that built the old model, so
+                # serving it would answer with behaviour nobody can see or edit.
+                self._model, self._state, self._error, self._building = None, "reload_failed", error, False
+            return error, time.monotonic() - started
+        with self._lock:
+            self._model, self._state, self._error, self._building = model, "ready", None, False
+        seconds = time.monotonic() - started
+        log("model %s reloaded in %.1fs" % (self.model_name, seconds))
+        return None, seconds
 
     def reload_in_background(self):
         """SIGHUP's reload: the same as the control route's, with the outcome in the log."""
