@@ -17,7 +17,7 @@ func deploymentV1(v store.DeploymentView) apiv1.DeploymentV1 {
 	if labels == nil {
 		labels = store.JSONMap{}
 	}
-	return apiv1.DeploymentV1{
+	out := apiv1.DeploymentV1{
 		ID: v.ID, CreatedAt: v.CreatedAt.UTC(), Name: v.Name, ModelID: v.ModelID,
 		IsProduction: v.IsProduction, IsDevelopment: v.IsDevelopment, Status: modelplane.DeploymentStatus(v.Status),
 		ActiveReplicaCount: v.ActiveReplicaCount, AutoscalingSettings: v.AutoscalingSettings,
@@ -26,6 +26,10 @@ func deploymentV1(v store.DeploymentView) apiv1.DeploymentV1 {
 		// No node reports a region (docs/API.md).
 		Region: nil,
 	}
+	if v.StatusReason != "" {
+		out.StatusReason = &v.StatusReason
+	}
+	return out
 }
 
 // ownModel loads the request's model, answering 404 for another workspace's.
