@@ -205,7 +205,16 @@ func (a *Activities) StartReplica(ctx context.Context, in contract.StartReplicaI
 	}
 	// The values travel on this call to the agent only: never in the activity's input or
 	// result, so Temporal's history does not hold them.
-	if req.Secrets, err = a.replicaSecrets(ctx, in.Spec.WorkspaceID, req.Config); err != nil {
+	req.Secrets, err = a.replicaSecrets(ctx, in.Spec.WorkspaceID, req.Config)
+	var appErr *temporal.ApplicationError
+	switch {
+	case err != nil && r.State != modelplane.ReplicaPending && errors.As(err, &appErr) && appErr.Type() == contract.ErrTypeMissingSecret:
+		// A start the agent has had already (a retry, or a replica carried over by a new
+		// run): the agent answers the replica as it runs, with the values it started with,
+		// so a secret deleted since does not stop it. Were the agent to have lost it, the
+		// start without values fails it there, naming the secret.
+		req.Secrets = nil
+	case err != nil:
 		return err
 	}
 	_, err = agentproto.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)

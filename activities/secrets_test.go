@@ -111,3 +111,24 @@ func TestStartReplica_AValueSealedUnderAnotherKeyFailsWithoutShowingIt(t *testin
 	require.Contains(t, err.Error(), `secret "hf_token"`)
 	require.NotContains(t, err.Error(), "sealed-elsewhere")
 }
+
+func TestStartReplica_AReplicaTheAgentHasStartedKeepsRunningWhenItsSecretIsDeleted(t *testing.T) {
+	f := newFixture(t, secretConfig)
+	k := withSecretsKey(t, f)
+	setSecret(t, f, k, "hf_token", "v1")
+	spec := contract.DeploymentSpec{DeploymentID: f.dep.ID, WorkspaceID: f.dep.WorkspaceID,
+		ArchiveID: *f.dep.ArchiveID, Config: json.RawMessage(secretConfig)}
+	id := modelplane.NewID(12)
+	_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+	require.NoError(t, err)
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id, Spec: spec})
+	require.NoError(t, err)
+	_, err = store.DeleteSecret(context.Background(), f.db, f.dep.WorkspaceID, "hf_token")
+	require.NoError(t, err)
+
+	// A new run of the workflow starts its carried replicas again: the agent answers as is.
+	_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id, Spec: spec})
+	require.NoError(t, err, "a running replica must not fail for a secret deleted after its start")
+	require.Len(t, f.agent.starts, 2)
+	require.Empty(t, f.agent.starts[1].Secrets, "no value is sent that the workspace no longer has")
+}
