@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
 	"github.com/modelplane/modelplane/workflows/contract"
@@ -39,6 +40,9 @@ type Activities struct {
 	// WebhookAllowPrivate lets webhooks reach loopback, private and link-local addresses,
 	// which are refused otherwise.
 	WebhookAllowPrivate bool
+	// SecretsKey opens workspace secrets for the agents' start requests; nil means a
+	// deployment whose config names secrets cannot start.
+	SecretsKey *secretbox.Key
 
 	senderOnce sync.Once
 	sender     *webhook.Sender

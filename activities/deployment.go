@@ -29,33 +29,9 @@ const ArchivePath = "/internal/v1/archives/"
 // that does not parse, fails non-retryably with type
 // contract.ErrTypeBuildFailed and the reason as its message.
 func (a *Activities) LoadDeploymentSpec(ctx context.Context, in contract.LoadDeploymentSpecInput) (contract.DeploymentSpec, error) {
-	v, err := store.DeploymentViewByRef(ctx, a.DB, in.ModelID, in.DeploymentID)
-	if errors.Is(err, store.ErrNotFound) {
-		return contract.DeploymentSpec{}, buildFailed("deployment %s of model %s does not exist", in.DeploymentID, in.ModelID)
-	}
+	v, arch, cfg, err := a.deploymentConfig(ctx, in.ModelID, in.DeploymentID)
 	if err != nil {
 		return contract.DeploymentSpec{}, err
-	}
-	if v.ArchiveID == nil || *v.ArchiveID == "" {
-		return contract.DeploymentSpec{}, buildFailed("deployment has no model archive")
-	}
-	arch, err := store.ArchiveByID(ctx, a.DB, v.WorkspaceID, *v.ArchiveID)
-	if errors.Is(err, store.ErrNotFound) {
-		return contract.DeploymentSpec{}, buildFailed("model archive %s is missing", *v.ArchiveID)
-	}
-	if err != nil {
-		return contract.DeploymentSpec{}, err
-	}
-	cfg, err := modelpkg.ParseConfig(arch.Config)
-	if len(v.Config) > 0 {
-		// The create request's config, which runs the model differently from the package's.
-		var b []byte
-		if b, err = json.Marshal(v.Config); err == nil {
-			cfg, err = modelpkg.ConfigFromJSON(b)
-		}
-	}
-	if err != nil {
-		return contract.DeploymentSpec{}, buildFailed("invalid config: %v", err)
 	}
 	cfgJSON, err := cfg.JSON()
 	if err != nil {
@@ -73,6 +49,42 @@ func (a *Activities) LoadDeploymentSpec(ctx context.Context, in contract.LoadDep
 		return contract.DeploymentSpec{}, err
 	}
 	return spec, nil
+}
+
+// deploymentConfig reads the deployment, its archive and the config it runs: the archive's,
+// or the one its create request gave in its place. What cannot run fails non-retryably with
+// type contract.ErrTypeBuildFailed.
+func (a *Activities) deploymentConfig(ctx context.Context, modelID, deploymentID string) (store.DeploymentView, store.Archive, modelpkg.Config, error) {
+	var cfg modelpkg.Config
+	v, err := store.DeploymentViewByRef(ctx, a.DB, modelID, deploymentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, store.Archive{}, cfg, buildFailed("deployment %s of model %s does not exist", deploymentID, modelID)
+	}
+	if err != nil {
+		return v, store.Archive{}, cfg, err
+	}
+	if v.ArchiveID == nil || *v.ArchiveID == "" {
+		return v, store.Archive{}, cfg, buildFailed("deployment has no model archive")
+	}
+	arch, err := store.ArchiveByID(ctx, a.DB, v.WorkspaceID, *v.ArchiveID)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, arch, cfg, buildFailed("model archive %s is missing", *v.ArchiveID)
+	}
+	if err != nil {
+		return v, arch, cfg, err
+	}
+	cfg, err = modelpkg.ParseConfig(arch.Config)
+	if len(v.Config) > 0 {
+		// The create request's config, which runs the model differently from the package's.
+		var b []byte
+		if b, err = json.Marshal(v.Config); err == nil {
+			cfg, err = modelpkg.ConfigFromJSON(b)
+		}
+	}
+	if err != nil {
+		return v, arch, cfg, buildFailed("invalid config: %v", err)
+	}
+	return v, arch, cfg, nil
 }
 
 func buildFailed(format string, args ...any) error {
@@ -95,6 +107,10 @@ func (a *Activities) PlaceReplica(ctx context.Context, in contract.PlaceReplicaI
 	if r, err := store.ReplicaByID(ctx, a.DB, in.ReplicaID); err == nil {
 		return contract.PlaceReplicaResult{NodeID: deref(r.NodeID)}, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
+		return contract.PlaceReplicaResult{}, err
+	}
+	// A secret the replica would lack fails the deployment here, before it holds a GPU.
+	if err := a.checkDeploymentSecrets(ctx, in.DeploymentID); err != nil {
 		return contract.PlaceReplicaResult{}, err
 	}
 	conn, err := a.DB.Connx(ctx)
@@ -186,6 +202,20 @@ func (a *Activities) StartReplica(ctx context.Context, in contract.StartReplicaI
 		if p != nil {
 			req.Patch, req.Config = p, cfg
 		}
+	}
+	// The values travel on this call to the agent only: never in the activity's input or
+	// result, so Temporal's history does not hold them.
+	req.Secrets, err = a.replicaSecrets(ctx, in.Spec.WorkspaceID, req.Config)
+	var appErr *temporal.ApplicationError
+	switch {
+	case err != nil && r.State != modelplane.ReplicaPending && errors.As(err, &appErr) && appErr.Type() == contract.ErrTypeMissingSecret:
+		// A start the agent has had already (a retry, or a replica carried over by a new
+		// run): the agent answers the replica as it runs, with the values it started with,
+		// so a secret deleted since does not stop it. Were the agent to have lost it, the
+		// start without values fails it there, naming the secret.
+		req.Secrets = nil
+	case err != nil:
+		return err
 	}
 	_, err = agentproto.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)
 	var apiErr *agentproto.APIError

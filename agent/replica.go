@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -67,6 +68,11 @@ func validateStart(r *agentproto.StartRequest) (*modelpkg.Config, error) {
 	for k := range r.Env {
 		if !envNamePattern.MatchString(k) {
 			return nil, &fieldError{"env", fmt.Sprintf("%q is not a valid variable name", k)}
+		}
+	}
+	for name := range r.Secrets {
+		if err := modelpkg.ValidateSecretName(name); err != nil {
+			return nil, &fieldError{"secrets", err.Error()}
 		}
 	}
 	if r.Patch != nil {
@@ -165,12 +171,14 @@ func (a *Agent) Start(req agentproto.StartRequest) (agentproto.Replica, bool, er
 	}
 	// The patch's files are in the package once it is unpacked: the state file keeps only
 	// its hash, or it would carry every patched file on each write.
+	// Nor does it keep the secrets' values: they stay in memory.
 	stored := req
-	stored.Patch = nil
+	stored.Patch, stored.Secrets = nil, nil
 	r := &record{
 		ID: req.ReplicaID, DeploymentID: req.DeploymentID, Environment: req.Environment,
 		State: modelplane.ReplicaStarting, GPUUUIDs: uuids, Runtime: runtimeName,
 		CreatedAt: time.Now().UTC(), Request: stored, ControlToken: controlToken,
+		secrets: maps.Clone(req.Secrets),
 	}
 	if req.Patch != nil {
 		r.PatchHash = req.Patch.PatchHash
@@ -248,6 +256,7 @@ func (a *Agent) serve(ctx context.Context, r *record, port int) {
 
 func (a *Agent) replicaDir(id string) string { return filepath.Join(a.cfg.StateDir, "replicas", id) }
 func (a *Agent) packageDir(id string) string { return filepath.Join(a.replicaDir(id), "pkg") }
+func (a *Agent) secretsDir(id string) string { return filepath.Join(a.replicaDir(id), "secrets") }
 
 // unpack fetches the replica's package into its package directory and applies the patch the
 // replica starts with. An image replica has no package: its directory stays empty.
@@ -286,7 +295,7 @@ func (a *Agent) unpack(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 // config.yaml is read again for the same reason; the request's config overrides it.
 func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error) {
 	a.mu.Lock()
-	req, gpus, controlToken := r.Request, r.GPUUUIDs, r.ControlToken
+	req, gpus, controlToken, held := r.Request, r.GPUUUIDs, r.ControlToken, r.secrets
 	a.mu.Unlock()
 	dir, pkgDir := a.replicaDir(r.ID), a.packageDir(r.ID)
 	var cfg modelpkg.Config
@@ -317,10 +326,19 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	for k, v := range req.Env {
 		env[k] = v
 	}
+	secrets, err := namedSecrets(cfg, held)
+	if err != nil {
+		return runtime.Spec{}, cfg, err
+	}
 	spec := runtime.Spec{
 		ReplicaID: r.ID, DeploymentID: r.DeploymentID, Environment: r.Environment,
 		Dir: dir, PackageDir: pkgDir, Image: cfg.Image, Env: env, GPUUUIDs: gpus,
 		Port: port, HealthPath: cfg.HealthPath,
+	}
+	if len(secrets) > 0 {
+		if spec.SecretsDir, err = writeSecrets(a.secretsDir(r.ID), secrets, cfg.Runtime == "docker"); err != nil {
+			return spec, cfg, fmt.Errorf("writing the secrets: %w", err)
+		}
 	}
 	switch cfg.Runtime {
 	case "python":
@@ -329,7 +347,7 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 			return spec, cfg, err
 		}
 		// The model's config dict and its secrets travel in the environment.
-		pyEnv, err := python.Env(cfg, req.Secrets)
+		pyEnv, err := python.Env(cfg, secrets)
 		if err != nil {
 			return spec, cfg, err
 		}
@@ -507,8 +525,9 @@ func (a *Agent) stop(r *record, grace time.Duration) {
 			}
 		}
 	}
-	// The package is not needed any more; the logs stay for inspection.
+	// The package and the secrets are not needed any more; the logs stay for inspection.
 	_ = os.RemoveAll(a.packageDir(r.ID))
+	_ = os.RemoveAll(a.secretsDir(r.ID))
 	a.mu.Lock()
 	now := time.Now().UTC()
 	r.State, r.StoppedAt = modelplane.ReplicaStopped, &now

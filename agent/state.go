@@ -15,8 +15,9 @@ import (
 )
 
 // record is one replica as the agent keeps it in its state file: what its API tells about
-// the replica, and what must not leave the host (the start request with its secrets, the
-// control token, the runtime's handle). The API answers with record.wire, never the record.
+// the replica, and what must not leave the host (the start request, the control token, the
+// runtime's handle). The API answers with record.wire, never the record. The secrets' values
+// are held in memory only (secrets), never written to the state file.
 type record struct {
 	ID           string                  `json:"id"`
 	DeploymentID string                  `json:"deployment_id"`
@@ -45,9 +46,15 @@ type record struct {
 
 	// Handle finds the process or container again after an agent restart.
 	Handle *runtime.Handle `json:"handle,omitempty"`
-	// Request is what the replica was started with, less its patch's files, so a retried
-	// POST can be compared and a restart in place can run it again.
+	// Request is what the replica was started with, less its patch's files and its secrets'
+	// values, so a retried POST can be compared and a restart in place can run it again.
 	Request agentproto.StartRequest `json:"request"`
+
+	// secrets are the values of the secrets the start request carried. They live only in this
+	// process: after an agent restart an adopted replica runs on with them in its process or
+	// container, but a restart in place, which would need them again, fails the replica so
+	// that the control plane replaces it with one started with the workspace's values.
+	secrets map[string]string
 }
 
 // live reports whether the replica holds its GPUs: it is neither stopped nor failed.

@@ -42,6 +42,8 @@ var auditEventTypes = map[string]apiv1.AuditLogEventType{
 	"promotion.force_roll_forward":             apiv1.AuditPromotionControl,
 	"api_key.create":                           apiv1.AuditAPIKeyCreated,
 	"api_key.delete":                           apiv1.AuditAPIKeyDeleted,
+	"secret.update":                            apiv1.AuditSecretUpdated,
+	"secret.delete":                            apiv1.AuditSecretDeleted,
 }
 
 // auditControls is the control each promotion action sent.
@@ -72,6 +74,8 @@ var auditGroups = map[apiv1.AuditLogEventType]apiv1.AuditLogEventTypeGroup{
 	apiv1.AuditModelDeleted:                  apiv1.AuditGroupDeleted,
 	apiv1.AuditAPIKeyCreated:                 apiv1.AuditGroupAPIKeys,
 	apiv1.AuditAPIKeyDeleted:                 apiv1.AuditGroupAPIKeys,
+	apiv1.AuditSecretUpdated:                 apiv1.AuditGroupSecrets,
+	apiv1.AuditSecretDeleted:                 apiv1.AuditGroupSecrets,
 }
 
 const (
@@ -263,6 +267,9 @@ func auditEntry(r store.AuditRecord) (apiv1.AuditLogEntryV1, error) {
 			keyType = apiv1.AuditAPIKeyServiceAccount
 		}
 		data = apiv1.AuditEventAPIKeyV1{EventType: typ, APIKeyID: r.Target, APIKeyType: keyType, Prefix: r.Target}
+	case apiv1.AuditSecretUpdated, apiv1.AuditSecretDeleted:
+		name, _ := r.Details["name"].(string)
+		data = apiv1.AuditEventSecretV1{EventType: typ, SecretID: r.Target, SecretName: name}
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {

@@ -20,7 +20,7 @@ func deploymentOf(v store.DeploymentView, instanceTypeName string) apiv1.Deploym
 	if labels == nil {
 		labels = store.JSONMap{}
 	}
-	return apiv1.DeploymentV1{
+	out := apiv1.DeploymentV1{
 		ID: v.ID, CreatedAt: v.CreatedAt.UTC(), Name: v.Name, ModelID: v.ModelID,
 		IsProduction: v.IsProduction, IsDevelopment: v.IsDevelopment, Status: modelplane.DeploymentStatus(v.Status),
 		ActiveReplicaCount: v.ActiveReplicaCount, AutoscalingSettings: v.AutoscalingSettings,
@@ -29,6 +29,10 @@ func deploymentOf(v store.DeploymentView, instanceTypeName string) apiv1.Deploym
 		// No node reports a region (docs/API.md).
 		Region: nil,
 	}
+	if v.StatusReason != "" {
+		out.StatusReason = &v.StatusReason
+	}
+	return out
 }
 
 // deploymentsV1 are the deployments in Baseten's shape, each with the instance type it runs

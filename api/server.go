@@ -20,6 +20,7 @@ import (
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/promutil"
+	"github.com/modelplane/modelplane/secretbox"
 )
 
 // Deps are what the API needs from the rest of the system.
@@ -39,6 +40,8 @@ type Deps struct {
 	ScratchDir string
 	// MaxArchiveBytes bounds an upload (default DefaultMaxArchiveBytes).
 	MaxArchiveBytes int64
+	// SecretsKey seals workspace secrets; nil turns the secrets routes off (503).
+	SecretsKey *secretbox.Key
 }
 
 // Server is the management API over its dependencies.
@@ -123,6 +126,9 @@ func New(deps Deps) *echo.Echo {
 	v1.GET("/audit_logs", s.listWorkspaceAudit)
 	v1.GET("/webhook_secret", s.getWebhookSecret)
 	v1.POST("/webhook_secret", s.rotateWebhookSecret)
+	v1.GET("/secrets", s.listSecrets, s.requireSecretsKey)
+	v1.POST("/secrets", s.upsertSecret, s.requireSecretsKey)
+	v1.DELETE("/secrets/:secret_name", s.deleteSecret, s.requireSecretsKey)
 	v1.POST("/archives", s.createArchive)
 	v1.POST("/prepare_model_upload", s.prepareModelUpload)
 	v1.PUT(UploadPath[len("/v1"):]+":key", s.putUpload)

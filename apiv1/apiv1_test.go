@@ -41,7 +41,7 @@ func TestObjects_HaveTheFieldsAPIMdLists(t *testing.T) {
 			"production_deployment_id", "development_deployment_id", "instance_type_name", "team_name"}},
 		{"DeploymentV1", apiv1.DeploymentV1{}, []string{"id", "created_at", "name", "model_id", "is_production",
 			"is_development", "status", "active_replica_count", "autoscaling_settings", "instance_type_name",
-			"environment", "labels", "request_backpressure_settings", "region"}},
+			"environment", "labels", "request_backpressure_settings", "region", "status_reason"}},
 		{"EnvironmentV1", apiv1.EnvironmentV1{}, []string{"name", "created_at", "model_id", "current_deployment",
 			"candidate_deployment", "in_progress_promotion", "autoscaling_settings", "promotion_settings",
 			"request_backpressure_settings", "instance_type", "autoscaling_schedules"}},

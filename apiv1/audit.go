@@ -26,6 +26,8 @@ const (
 	AuditEnvironmentDeleted            AuditLogEventType = "ENVIRONMENT_DELETED"
 	AuditPromotionControl              AuditLogEventType = "MODEL_PROMOTION_CONTROL_ACTION"
 	AuditReplicaTerminated             AuditLogEventType = "REPLICA_TERMINATED"
+	AuditSecretUpdated                 AuditLogEventType = "SECRET_UPDATED"
+	AuditSecretDeleted                 AuditLogEventType = "SECRET_DELETED"
 )
 
 // AuditLogEventTypeGroup is a coarse group of event types, for the event_type_groups filter
@@ -53,7 +55,7 @@ const (
 )
 
 // AuditLogEventTypeGroups are every group of the spec; groups of things modelplane does not
-// have (chains, secrets, gateways, users) match no entry.
+// have (chains, gateways, users) match no entry.
 func AuditLogEventTypeGroups() []AuditLogEventTypeGroup {
 	return []AuditLogEventTypeGroup{AuditGroupDeployed, AuditGroupPromoted, AuditGroupActivatedDeactivated,
 		AuditGroupAutoscalingSettings, AuditGroupBackpressureSettings, AuditGroupInstanceTypeChanged,
@@ -202,6 +204,14 @@ type AuditEventPromotedV1 struct {
 	AuditDeploymentV1
 	EnvironmentName *string `json:"environment_name"`
 	EnvironmentID   *string `json:"environment_id"`
+}
+
+// AuditEventSecretV1 is the data of SECRET_UPDATED and SECRET_DELETED (Baseten's
+// AuditLogEventSecretUpdatedV1 and AuditLogEventSecretDeletedV1): the secret, never its value.
+type AuditEventSecretV1 struct {
+	EventType  AuditLogEventType `json:"event_type"`
+	SecretID   string            `json:"secret_id"`
+	SecretName string            `json:"secret_name"`
 }
 
 // AuditPromotionControlAction is the control sent to a promotion

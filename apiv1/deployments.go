@@ -27,6 +27,9 @@ type DeploymentV1 struct {
 	// Region is where the deployment runs, null when unknown; modelplane's nodes do not
 	// report a region, so it is null (docs/API.md).
 	Region *RegionV1 `json:"region"`
+	// StatusReason says why a failed or unhealthy deployment is so (a missing secret, no
+	// node with room, the deploy timeout...); null otherwise. modelplane's field.
+	StatusReason *string `json:"status_reason"`
 }
 
 // RegionV1 is a region deployments can be placed in (Baseten's RegionV1).

@@ -33,6 +33,7 @@ import (
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/schema"
+	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/worker"
 )
@@ -49,6 +50,10 @@ const NodeTokenFile = "node-token"
 // WebhookSecretFile is the file in the data directory that holds the default workspace's
 // webhook secret, to check the signatures of webhooks with.
 const WebhookSecretFile = "webhook-secret"
+
+// SecretsKeyFile is the file in the data directory that holds the key sealing workspace
+// secrets, made on first start unless Options names a key.
+const SecretsKeyFile = "secrets-key"
 
 // Options configure the stack. Zero values take the defaults documented on each field.
 type Options struct {
@@ -82,6 +87,12 @@ type Options struct {
 	MaxAsyncAttempts     int
 	WebhookAllowPrivate  bool
 	AsyncOutputRetention time.Duration
+
+	// SecretsKeyFile holds the key that seals workspace secrets (base64, 32 bytes); empty
+	// means <DataDir>/secrets-key, made (0600) on first start. SecretsKey, base64, is the
+	// key itself, used when SecretsKeyFile is empty.
+	SecretsKeyFile string
+	SecretsKey     string
 
 	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
 	GPUProfile string
@@ -181,6 +192,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	secretsKey, err := loadSecretsKey(opts)
+	if err != nil {
+		return nil, err
+	}
 	blobs, err := blob.NewDir(filepath.Join(opts.DataDir, "blobs"))
 	if err != nil {
 		return nil, err
@@ -218,7 +233,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.APIURL = "http://" + ln.Addr().String()
 	if !opts.ExternalWorker {
 		s.acts = &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc, Blobs: blobs,
-			DatabaseURL: s.Postgres.URL, AsyncOutputRetention: opts.AsyncOutputRetention, WebhookAllowPrivate: opts.WebhookAllowPrivate}
+			DatabaseURL: s.Postgres.URL, AsyncOutputRetention: opts.AsyncOutputRetention, WebhookAllowPrivate: opts.WebhookAllowPrivate,
+			SecretsKey: secretsKey}
 		activities.StartAsyncListener(s.acts, s.log)
 		s.worker = worker.New(s.tc, s.acts)
 		if err := s.worker.Start(); err != nil {
@@ -237,7 +253,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	apiHandler := api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
-		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes})
+		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes, SecretsKey: secretsKey})
 	s.http = &http.Server{
 		// The API and the gateway share the address: inference paths go to the gateway.
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -424,6 +440,31 @@ func ensureNodeToken(path string) (string, error) {
 		return "", err
 	}
 	return t, nil
+}
+
+// loadSecretsKey reads the key named by opts, or the data directory's, creating that one
+// (0600) on first start.
+func loadSecretsKey(opts Options) (*secretbox.Key, error) {
+	if opts.SecretsKeyFile != "" || opts.SecretsKey != "" {
+		return secretbox.Load(opts.SecretsKeyFile, opts.SecretsKey)
+	}
+	path := filepath.Join(opts.DataDir, SecretsKeyFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		text, err := secretbox.Generate()
+		if err != nil {
+			return nil, err
+		}
+		// O_EXCL: two stacks starting on one data directory must not each write a key.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			_, err = f.WriteString(text + "\n")
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("secrets key: %w", err)
+		}
+	}
+	return secretbox.Load(path, "")
 }
 
 // startAgent runs the local node agent, reporting to this stack's API.

@@ -115,6 +115,14 @@ func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
 	code, body = get(t, s.APIURL+"/v1/webhook_secret", s.NewAPIKey)
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, `"exists":true`)
+	// And the key that seals workspace secrets, in a 0600 file: the secrets routes answer.
+	st, err = os.Stat(filepath.Join(dir, devstack.SecretsKeyFile))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	secretsKey, err := os.ReadFile(filepath.Join(dir, devstack.SecretsKeyFile))
+	require.NoError(t, err)
+	code, body = get(t, s.APIURL+"/v1/secrets", s.NewAPIKey)
+	require.Equal(t, http.StatusOK, code, body)
 
 	// Search attributes are registered on the namespace.
 	tc, err := client.Dial(client.Options{HostPort: s.TemporalAddress})
@@ -147,6 +155,9 @@ func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
 	b, err = os.ReadFile(filepath.Join(dir, devstack.WebhookSecretFile))
 	require.NoError(t, err)
 	require.Equal(t, string(webhookSecret), string(b), "restart must keep the webhook secret")
+	b, err = os.ReadFile(filepath.Join(dir, devstack.SecretsKeyFile))
+	require.NoError(t, err)
+	require.Equal(t, string(secretsKey), string(b), "restart must keep the secrets key")
 
 	tc2, err := client.Dial(client.Options{HostPort: s2.TemporalAddress})
 	require.NoError(t, err)

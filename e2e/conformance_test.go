@@ -102,6 +102,9 @@ var servedSpecRoutes = []string{
 	"GET /v1/api_keys",
 	"POST /v1/api_keys",
 	"DELETE /v1/api_keys/{api_key_prefix}",
+	"GET /v1/secrets",
+	"POST /v1/secrets",
+	"DELETE /v1/secrets/{secret_name}",
 }
 
 // loadSpec reads the spec with its servers replaced by serverURL, and a router over it.
@@ -740,6 +743,7 @@ func TestConformance_BodiesCoverTheirSchemas(t *testing.T) {
 			"promotion_settings": promotionBody(true), "autoscaling_schedule_settings": scheduleBody(),
 			"request_backpressure_settings": map[string]any{"policy": "QUEUE_ON_FULL"}},
 		"PATCH /v1/models/{model_id}/deployments/{deployment_id}/autoscaling_settings": autoscalingBody(2),
+		"POST /v1/secrets": map[string]any{"name": "hf_token", "value": "conformance-value"},
 	} {
 		schema := requestSchema(t, doc, route)
 		require.Empty(t, uncovered(schema, generic(body), ""), "%s: properties the body does not send", route)
@@ -763,6 +767,7 @@ func TestConformance_RouteTableMatchesTheServer(t *testing.T) {
 	samples := map[string][]string{
 		":model_id": {"q4z8m2xw"}, ":deployment_id": {"w2x8m4qz", "development", "production"},
 		":env": {"staging"}, ":replica_id": {"r7k2m9qa"}, ":api_key_prefix": {"abcdefghijkl"}, ":token": {"t0k3n"},
+		":secret_name": {"hf_token"},
 	}
 	served := map[string]bool{}
 	for _, r := range e.Routes() {
@@ -1130,6 +1135,12 @@ func TestConformance_FlowAgainstBasetenSpec(t *testing.T) {
 	require.NotEmpty(t, prefix, "the new key is listed: %v", out)
 	code, out = f.do(http.MethodDelete, "/v1/api_keys/"+prefix, nil)
 	f.ok(code, out, "deleting the API key")
+	code, out, _ = f.send("POST /v1/secrets", "/v1/secrets", map[string]any{"name": "hf_token", "value": "conformance-value"})
+	f.ok(code, out, "setting a secret")
+	code, out = f.do(http.MethodGet, "/v1/secrets", nil)
+	f.ok(code, out, "listing secrets")
+	code, out = f.do(http.MethodDelete, "/v1/secrets/hf_token", nil)
+	f.ok(code, out, "deleting the secret")
 
 	// Audit logs, a page and the one after it.
 	for _, base := range []string{"/v1/audit_logs", m(modelID + "/audit_logs")} {

@@ -114,6 +114,27 @@ func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
+// MaxSecretName is the longest secret name, as Truss allows.
+const MaxSecretName = 253
+
+var secretNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// ValidateSecretName checks a secret's name as Truss does: 1-253 of A-Z a-z 0-9 . _ -, and
+// neither "." nor "..". Such a name is also a safe file name under a secrets directory.
+func ValidateSecretName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("a secret name must not be empty")
+	case len(name) > MaxSecretName:
+		return fmt.Errorf("secret name is %d characters; at most %d", len(name), MaxSecretName)
+	case !secretNameRE.MatchString(name):
+		return fmt.Errorf("secret name %q: only A-Z a-z 0-9 . _ - are allowed", name)
+	case name == "." || name == "..":
+		return fmt.Errorf("secret name must not be %q", name)
+	}
+	return nil
+}
+
 var (
 	nameRE        = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 	gpuTypeRE     = regexp.MustCompile(`^[A-Za-z0-9]+(_[A-Za-z0-9]+)*$`)
@@ -584,8 +605,8 @@ func validate(cfg *Config, seen presence) error {
 	listed := map[string]bool{}
 	for i, name := range cfg.Secrets {
 		field := fmt.Sprintf("secrets[%d]", i)
-		if !nameRE.MatchString(name) {
-			return fieldErr(field, "must be 1-255 of A-Z a-z 0-9 . _ -, not %q", name)
+		if err := ValidateSecretName(name); err != nil {
+			return fieldErr(field, "%v", err)
 		}
 		if listed[name] {
 			return fieldErr(field, "%q is listed twice", name)

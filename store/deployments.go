@@ -104,6 +104,13 @@ func DeploymentByID(ctx context.Context, db sqlx.QueryerContext, modelID, id str
 	return d, err
 }
 
+// DeploymentModelID answers the model a deployment (live or deleted) belongs to.
+func DeploymentModelID(ctx context.Context, db sqlx.QueryerContext, id string) (string, error) {
+	var modelID string
+	err := get(ctx, db, &modelID, `SELECT model_id FROM deployments WHERE id = $1`, id)
+	return modelID, err
+}
+
 // ListDeployments returns the model's live deployments, oldest first.
 func ListDeployments(ctx context.Context, db sqlx.QueryerContext, modelID string) ([]Deployment, error) {
 	ds := []Deployment{}

@@ -31,6 +31,10 @@ type Spec struct {
 	// CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, MODELPLANE_ENVIRONMENT and
 	// MODELPLANE_DEPLOYMENT_ID itself.
 	Env map[string]string
+	// SecretsDir, when set, holds one file per secret the package names, named as the secret.
+	// The docker runtime mounts it read-only at /secrets (SecretsMountPath), as Truss does;
+	// the process runtime gives its path in MODELPLANE_SECRETS_DIR (EnvSecretsDir).
+	SecretsDir string
 	// GPUUUIDs are the GPUs (or MIG instances) allocated to the replica.
 	GPUUUIDs []string
 	// Port is the host port the model server must be reachable on.
@@ -38,6 +42,13 @@ type Spec struct {
 	// HealthPath is probed with GET until it answers 200.
 	HealthPath string
 }
+
+const (
+	// SecretsMountPath is where a container finds its secrets' files.
+	SecretsMountPath = "/secrets"
+	// EnvSecretsDir names the directory of a process replica's secrets' files.
+	EnvSecretsDir = "MODELPLANE_SECRETS_DIR"
+)
 
 // Handle finds a started replica again, also from another agent process.
 type Handle struct {

@@ -28,6 +28,7 @@ type devConfig struct {
 	DatabaseURL       string
 	MaxArchiveBytes   int64
 	GPUProfile        string
+	SecretsKeyFile    string
 	MaxBodyBytes      int64
 	UpstreamTimeout   time.Duration
 	ColdStartTimeout  time.Duration
@@ -61,6 +62,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded inference request may take; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
+	f.StringVar(&c.SecretsKeyFile, "secrets-key-file", envString("MODELPLANE_SECRETS_KEY_FILE", ""), "file holding the key that seals workspace secrets; else "+envSecretsKey+"; with neither, <data-dir>/secrets-key, made on first start (MODELPLANE_SECRETS_KEY_FILE)")
 	asyncGatewayFlags(cmd, &c.async)
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	return cmd
@@ -84,7 +86,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,
-		MaxBodyBytes:    c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,
+		SecretsKeyFile:  c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
+		MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,
 		AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
 		WebhookAllowPrivate: c.async.WebhookAllowPrivate, AsyncOutputRetention: c.asyncWorker.AsyncOutputRetention,
 		Logger: log, Out: out,
@@ -108,6 +111,9 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	fmt.Fprintf(out, "  API key:      %s\n", filepath.Join(c.DataDir, devstack.KeyFile))
 	fmt.Fprintf(out, "  Webhooks:     %s (signing secret)\n", filepath.Join(c.DataDir, devstack.WebhookSecretFile))
 	fmt.Fprintf(out, "  Node token:   %s (for modelplane agent --token-file)\n", filepath.Join(c.DataDir, devstack.NodeTokenFile))
+	if c.SecretsKeyFile == "" && os.Getenv(envSecretsKey) == "" {
+		fmt.Fprintf(out, "  Secrets key:  %s (for modelplane worker --secrets-key-file)\n", filepath.Join(c.DataDir, devstack.SecretsKeyFile))
+	}
 	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
 
 	var served error

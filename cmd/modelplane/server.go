@@ -21,6 +21,7 @@ import (
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/schema"
+	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/worker"
 )
 
@@ -32,6 +33,7 @@ type serverConfig struct {
 	Listen            string
 	ArchiveBaseURL    string
 	NodeTokenFile     string
+	SecretsKeyFile    string
 	BlobDir           string
 	MaxArchiveBytes   int64
 	DatabaseURL       string
@@ -92,6 +94,28 @@ func (c serverConfig) secretsAndBlobs() (string, *blob.Dir, error) {
 	return token, blobs, nil
 }
 
+// envSecretsKey is the variable that may hold the secrets key itself, base64.
+const envSecretsKey = "MODELPLANE_SECRETS_KEY"
+
+// secretsKeyFlag adds --secrets-key-file.
+func secretsKeyFlag(cmd *cobra.Command, file *string, what string) {
+	cmd.Flags().StringVar(file, "secrets-key-file", envString("MODELPLANE_SECRETS_KEY_FILE", ""),
+		"file holding the 32-byte key, base64, that "+what+"; else "+envSecretsKey+" holds it; with neither, secrets are off (MODELPLANE_SECRETS_KEY_FILE)")
+}
+
+// secretsKey reads the secrets key from --secrets-key-file or MODELPLANE_SECRETS_KEY; nil
+// when neither is set.
+func (c serverConfig) secretsKey(log *slog.Logger) (*secretbox.Key, error) {
+	k, err := secretbox.Load(c.SecretsKeyFile, os.Getenv(envSecretsKey))
+	if err != nil {
+		return nil, err
+	}
+	if k == nil {
+		log.Warn("no secrets key: workspace secrets are off", "set", api.SecretsKeySettings)
+	}
+	return k, nil
+}
+
 func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 }
@@ -125,10 +149,14 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			secretsKey, err := c.secretsKey(log)
+			if err != nil {
+				return err
+			}
 			srv := &http.Server{
 				Addr: c.Listen,
 				Handler: api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
-					Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes}),
+					Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, SecretsKey: secretsKey}),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
 			log.Info("api listening", "addr", c.Listen)
@@ -139,6 +167,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "where model packages are stored; shared by every API process (MODELPLANE_BLOB_DIR)")
 	cmd.Flags().Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
+	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets; the worker needs the same one")
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
 	return cmd
@@ -171,8 +200,13 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			if c.AsyncOutputRetention <= 0 {
 				return fmt.Errorf("--async-output-retention must be positive, got %s", c.AsyncOutputRetention)
 			}
+			secretsKey, err := c.secretsKey(log)
+			if err != nil {
+				return err
+			}
 			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs,
-				DatabaseURL: c.DatabaseURL, AsyncOutputRetention: c.AsyncOutputRetention, WebhookAllowPrivate: c.WebhookAllowPrivate}
+				DatabaseURL: c.DatabaseURL, AsyncOutputRetention: c.AsyncOutputRetention, WebhookAllowPrivate: c.WebhookAllowPrivate,
+				SecretsKey: secretsKey}
 			metricsDone := make(chan error, 1)
 			if c.Listen != "" {
 				// The autoscaler's metrics (leader, scale counts) live in the worker process.
@@ -198,6 +232,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token presented to agents (MODELPLANE_NODE_TOKEN_FILE)")
+	secretsKeyFlag(cmd, &c.SecretsKeyFile, "opens workspace secrets for replicas' starts; the API's")
 	cmd.Flags().StringVar(&c.Listen, "metrics-listen", envString("MODELPLANE_WORKER_METRICS_LISTEN", defaultWorkerMetricsListen), "address of the worker's /metrics and /healthz; empty serves none (MODELPLANE_WORKER_METRICS_LISTEN)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")

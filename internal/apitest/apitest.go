@@ -15,15 +15,21 @@ import (
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/store"
 )
 
-// Deps are the API's dependencies on db, with a fresh blob store and metrics registry.
+// Deps are the API's dependencies on db, with a fresh blob store, metrics registry and
+// secrets key.
 func Deps(t *testing.T, db *sqlx.DB) api.Deps {
 	t.Helper()
 	blobs, err := blob.NewDir(t.TempDir())
 	require.NoError(t, err)
-	return api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir()}
+	text, err := secretbox.Generate()
+	require.NoError(t, err)
+	key, err := secretbox.ParseKey(text)
+	require.NoError(t, err)
+	return api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir(), SecretsKey: key}
 }
 
 // Serve opens the database at dbURL and serves the API on loopback until the test ends.

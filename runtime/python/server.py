@@ -13,6 +13,7 @@ Environment:
   MODELPLANE_CONFIG_JSON   the package's config.yaml as JSON (the standard library reads no
                            YAML, so the agent converts it); passed to Model as `config`
   MODELPLANE_SECRETS_JSON  {"name": "value"} of the secrets the package asked for
+  MODELPLANE_SECRETS_DIR   a directory with the same secrets, one file each, named as the secret
   MODELPLANE_ENVIRONMENT   the environment this replica serves (production, staging, ...)
   MODELPLANE_CONTROL_TOKEN enables POST /_modelplane/reload for callers that send it in the
                            X-Modelplane-Control-Token header; without it the route is 404

@@ -15,6 +15,9 @@ const (
 	ErrTypeUnplaceable = "Unplaceable"
 	// ErrTypeAgentRefused: the agent refused the start for a reason retrying cannot fix.
 	ErrTypeAgentRefused = "AgentRefused"
+	// ErrTypeMissingSecret: the config names a secret the workspace does not have (or the
+	// control plane has no key to open it); the message names it.
+	ErrTypeMissingSecret = "MissingSecret"
 )
 
 // LoadDeploymentSpecInput names the deployment to build.

@@ -259,6 +259,10 @@ func (r *Runtime) createRequest(log *slog.Logger, spec runtime.Spec) createReque
 		}
 		req.HostConfig.DeviceRequests = []deviceRequest{{Driver: "cdi", DeviceIDs: ids}}
 	}
+	if spec.SecretsDir != "" {
+		// As Truss and Baseten deliver them: one read-only file per secret under /secrets.
+		req.HostConfig.Binds = []string{spec.SecretsDir + ":" + runtime.SecretsMountPath + ":ro"}
+	}
 	req.Env = env
 	return req
 }

@@ -592,3 +592,19 @@ func deref(p *int) any {
 	}
 	return *p
 }
+
+func TestStart_MountsTheSecretsDirectoryReadOnlyAtSlashSecrets(t *testing.T) {
+	f, rt := newFakeEngine(t)
+	f.images[imageKey(testImage)] = true
+	spec := cpuSpec()
+	spec.SecretsDir = "/var/lib/modelplane/replicas/r-1/secrets"
+	if _, err := rt.Start(t.Context(), spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	raw := f.rawCreates[0].(map[string]any)
+	wantJSON(t, "HostConfig", raw["HostConfig"], `{
+		"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31001"}]},
+		"RestartPolicy": {"Name": "no"},
+		"Binds": ["/var/lib/modelplane/replicas/r-1/secrets:/secrets:ro"]
+	}`)
+}

@@ -175,6 +175,7 @@ type hostConfig struct {
 	PortBindings   map[string][]portBinding `json:"PortBindings"`
 	RestartPolicy  restartPolicy            `json:"RestartPolicy"`
 	DeviceRequests []deviceRequest          `json:"DeviceRequests,omitempty"`
+	Binds          []string                 `json:"Binds,omitempty"`
 }
 
 type portBinding struct {

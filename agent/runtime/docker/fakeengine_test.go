@@ -90,6 +90,8 @@ type fakeCreateBody struct {
 			Capabilities [][]string
 			Options      map[string]string
 		}
+		// Binds are host-src:container-dest[:options], as the Engine API has them.
+		Binds []string
 	}
 }
 
@@ -110,6 +112,7 @@ var createSchema = jsonFields{
 		"PortBindings":   jsonMap{jsonList{jsonFields{"HostIp": nil, "HostPort": nil}}},
 		"RestartPolicy":  jsonFields{"Name": nil, "MaximumRetryCount": nil},
 		"DeviceRequests": jsonList{jsonFields{"Driver": nil, "Count": nil, "DeviceIDs": jsonList{nil}, "Capabilities": jsonList{jsonList{nil}}, "Options": jsonMap{nil}}},
+		"Binds":          jsonList{nil},
 	},
 }
 

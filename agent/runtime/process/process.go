@@ -128,6 +128,9 @@ func (r *Runtime) environment(spec runtime.Spec) []string {
 	}
 	env["MODELPLANE_ENVIRONMENT"] = spec.Environment
 	env["MODELPLANE_DEPLOYMENT_ID"] = spec.DeploymentID
+	if spec.SecretsDir != "" {
+		env[runtime.EnvSecretsDir] = spec.SecretsDir
+	}
 	env[EnvReplicaID] = spec.ReplicaID
 	env[EnvAgentID] = r.agentID
 	out := make([]string, 0, len(env))

@@ -170,3 +170,16 @@ func TestRotateLogs_KeepsWritingAfterTruncate(t *testing.T) {
 	_, err = process.TailLog(h.LogDir, "nope", 1)
 	require.Error(t, err)
 }
+
+func TestStart_GivesTheSecretsDirectoryInMODELPLANE_SECRETS_DIR(t *testing.T) {
+	r := process.New("agent-1")
+	s := spec(t, `cat "$MODELPLANE_SECRETS_DIR/hf_token" > got.txt; sleep 30`)
+	s.SecretsDir = filepath.Join(s.Dir, "secrets")
+	require.NoError(t, os.MkdirAll(s.SecretsDir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(s.SecretsDir, "hf_token"), []byte("tok-1"), 0o600))
+	start(t, r, s)
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(s.PackageDir, "got.txt"))
+		return err == nil && string(b) == "tok-1"
+	}, 5*time.Second, 20*time.Millisecond, "the server reads its secret from the file the variable points to")
+}
