@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -31,25 +32,26 @@ func websocketEchoArchive(t *testing.T, h *harness) string {
 // while the target's replica is not ready yet.
 func (h *harness) dialModel(modelID, target string) *websocket.Conn {
 	h.t.Helper()
-	u := "ws" + strings.TrimPrefix(h.stack.APIURL, "http") + "/models/" + modelID + "/" + target + "/websocket"
 	var c *websocket.Conn
-	var last string
+	var err error
 	require.Eventually(h.t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var res *http.Response
-		var err error
-		c, res, err = websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Api-Key " + h.key}}})
-		if err != nil {
-			last = err.Error()
-			if res != nil {
-				last = res.Status
-			}
-		}
+		c, err = h.tryDial(modelID, target)
 		return err == nil
-	}, 30*time.Second, 100*time.Millisecond, "no websocket on %s: %s", target, last)
+	}, 30*time.Second, 100*time.Millisecond, "no websocket on %s", target)
+	require.NoError(h.t, err)
 	h.t.Cleanup(func() { c.CloseNow() })
 	return c
+}
+
+func (h *harness) tryDial(modelID, target string) (*websocket.Conn, error) {
+	u := "ws" + strings.TrimPrefix(h.stack.APIURL, "http") + "/models/" + modelID + "/" + target + "/websocket"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, res, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Api-Key " + h.key}}})
+	if err != nil && res != nil {
+		return nil, fmt.Errorf("%s: %w", res.Status, err)
+	}
+	return c, err
 }
 
 type wsEcho struct {
@@ -60,14 +62,26 @@ type wsEcho struct {
 // wsSay sends text on the websocket and returns the model's answer.
 func wsSay(t *testing.T, c *websocket.Conn, text string) wsEcho {
 	t.Helper()
+	got, err := wsTrySay(c, text)
+	require.NoError(t, err)
+	return got
+}
+
+func wsTrySay(c *websocket.Conn, text string) (wsEcho, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(text)))
-	_, b, err := c.Read(ctx)
-	require.NoError(t, err, "no answer to %q", text)
 	var got wsEcho
-	require.NoError(t, json.Unmarshal(b, &got), "answer %q", b)
-	return got
+	if err := c.Write(ctx, websocket.MessageText, []byte(text)); err != nil {
+		return got, err
+	}
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return got, fmt.Errorf("no answer to %q: %w", text, err)
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		return got, fmt.Errorf("answer %q: %w", b, err)
+	}
+	return got, nil
 }
 
 func TestWebsocket_EveryTargetEchoesSyncReachesTheServerAndPromotionDrains(t *testing.T) {
@@ -103,10 +117,15 @@ func TestWebsocket_EveryTargetEchoesSyncReachesTheServerAndPromotionDrains(t *te
 	assert.Equal(t, first, wsSay(t, old, "before").DeploymentID)
 	second := h.newDeployment(modelID, archive)
 	h.promote(modelID, "production", second)
+	// The switch is done when promote returns; the gateway has it within milliseconds.
 	require.Eventually(t, func() bool {
-		c := h.dialModel(modelID, "production")
+		c, err := h.tryDial(modelID, "production")
+		if err != nil {
+			return false
+		}
 		defer c.CloseNow()
-		return wsSay(t, c, "new").DeploymentID == second
+		got, err := wsTrySay(c, "new")
+		return err == nil && got.DeploymentID == second
 	}, 30*time.Second, 200*time.Millisecond, "new websockets never reached the promoted deployment")
 	assert.Equal(t, wsEcho{"after the switch", first}, wsSay(t, old, "after the switch"),
 		"the open websocket stays on the previous deployment while it drains")
