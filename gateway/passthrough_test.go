@@ -43,8 +43,8 @@ func passthroughServer(t *testing.T, name string, release <-chan struct{}) *http
 			c.SetReadLimit(1 << 20)
 			for {
 				typ, msg, err := c.Read(r.Context())
-				if err != nil {
-					return
+				if err != nil || string(msg) == "vanish" {
+					return // CloseNow: the connection ends without a close frame
 				}
 				if err := c.Write(r.Context(), typ, append([]byte(name+":"), msg...)); err != nil {
 					return
@@ -313,4 +313,17 @@ func upgrades(t *testing.T, f *fixture, deploymentID string) float64 {
 		}
 	}
 	return n
+}
+
+func TestWebsocket_ModelServerGoneClosesTheClientWithGoingAway(t *testing.T) {
+	f, _, _ := passthroughFixture(t, gateway.Options{}, nil)
+	c, _, err := f.dial(t, "production")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte("vanish")))
+	_, _, err = c.Read(ctx)
+	var ce websocket.CloseError
+	require.True(t, errors.As(err, &ce), "a model server that drops the connection still ends in a close frame, got %v", err)
+	assert.Equal(t, websocket.StatusGoingAway, ce.Code)
 }
