@@ -281,7 +281,7 @@ func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, sta
 		if status == 0 {
 			status = statusClientClosed
 		}
-		l.done(now, status, now.Sub(start))
+		l.done(now, status, w.latency(now, start))
 	}()
 	var rep *replica
 	if a == nil && dep.backpressure != "" {

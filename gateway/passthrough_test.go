@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -266,6 +267,11 @@ func TestWebsocket_DrainedReplicaClosesWithGoingAway(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "old:a", echo(t, c, websocket.MessageText, "a"))
 	assert.Equal(t, 1.0, gauge(t, f, "modelplane_concurrent_requests", d.ID), "an open websocket counts as one request in flight")
+	latencies := func() *dto.Histogram {
+		m, _ := series(t, f, "modelplane_end_to_end_response_time_seconds", map[string]string{"deployment_id": d.ID})
+		return m.GetHistogram()
+	}
+	before := latencies()
 
 	// The old replica drains, a new one takes over.
 	ctx := context.Background()
@@ -290,6 +296,14 @@ func TestWebsocket_DrainedReplicaClosesWithGoingAway(t *testing.T) {
 	require.True(t, errors.As(err, &ce), "the drained websocket ends with a close frame, got %v", err)
 	assert.Equal(t, websocket.StatusGoingAway, ce.Code)
 	assert.Equal(t, "new:d", echo(t, n, websocket.MessageText, "d"), "the websocket on the serving replica stays open")
+
+	// The closed websocket's latency is its handshake, not the second it stayed open.
+	var after *dto.Histogram
+	require.Eventually(t, func() bool {
+		after = latencies()
+		return after.GetSampleCount() == before.GetSampleCount()+1
+	}, 2*time.Second, 10*time.Millisecond, "the closed websocket is observed once")
+	assert.Less(t, after.GetSampleSum()-before.GetSampleSum(), 0.5, "latency of a websocket open for over 0.7 s")
 }
 
 // upgrades counts the deployment's requests answered 101, whatever the target they came by.

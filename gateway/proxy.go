@@ -209,6 +209,16 @@ type statusWriter struct {
 	ttfb   time.Duration
 }
 
+// latency is how long the request took: for a websocket its handshake, since how long a
+// websocket stays open says nothing of how fast the model answers (the canary analysis reads
+// latencies).
+func (w *statusWriter) latency(now, start time.Time) time.Duration {
+	if w.status == http.StatusSwitchingProtocols {
+		return w.ttfb
+	}
+	return now.Sub(start)
+}
+
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
