@@ -76,6 +76,9 @@ type Options struct {
 	UpstreamTimeout time.Duration
 	// ColdStartTimeout bounds how long a request waits for a deployment to wake.
 	ColdStartTimeout time.Duration
+	// WebsocketDrainTimeout bounds a websocket on a draining replica
+	// (gateway.DefaultWebsocketDrainTimeout when zero).
+	WebsocketDrainTimeout time.Duration
 	// AutoscalerTick is the autoscaler's period (default one second).
 	AutoscalerTick time.Duration
 
@@ -283,7 +286,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 func (s *Stack) startGateway(opts Options) error {
 	gw, err := gateway.New(gateway.Options{DB: s.db, DatabaseURL: s.Postgres.URL, Logger: s.log,
 		Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: opts.MaxBodyBytes, UpstreamTimeout: opts.UpstreamTimeout,
-		Temporal: s.tc, ColdStartTimeout: opts.ColdStartTimeout,
+		Temporal: s.tc, ColdStartTimeout: opts.ColdStartTimeout, WebsocketDrainTimeout: opts.WebsocketDrainTimeout,
 		AsyncRateLimit: opts.AsyncRateLimit, MaxOpenAsync: opts.MaxOpenAsync, MaxAsyncAttempts: opts.MaxAsyncAttempts,
 		WebhookAllowPrivate: opts.WebhookAllowPrivate})
 	if err != nil {

@@ -302,7 +302,7 @@ func (g *Gateway) attempt(ctx context.Context, a *attemptRun) (res store.Attempt
 	} else {
 		labels.deploymentID = dep.id
 		if !refuseUnserving(w, dep) {
-			g.predict(w, r, dep, start, a)
+			g.predict(w, r, dep, start, a, upstream{})
 		}
 	}
 	if a.state.Load() == attemptReleased {

@@ -43,6 +43,10 @@ const (
 	DefaultAsyncRateLimit = 200
 	// DefaultMaxOpenAsync bounds a workspace's async requests queued or in progress.
 	DefaultMaxOpenAsync = 50000
+	// DefaultWebsocketDrainTimeout is how long a websocket open on a replica that started
+	// draining may go on before the gateway closes it; below the deployment's drain timeout,
+	// so that the close is the gateway's going-away frame rather than the replica stopping.
+	DefaultWebsocketDrainTimeout = 2 * time.Minute
 	// RetryAfter is what a 503 tells clients to wait.
 	RetryAfter = 2 * time.Second
 )
@@ -84,6 +88,9 @@ type Options struct {
 	// MaxOpenAsync bounds a workspace's async requests queued or in progress
 	// (DefaultMaxOpenAsync); more are answered 429.
 	MaxOpenAsync int
+	// WebsocketDrainTimeout bounds how long a websocket stays open once its replica started
+	// draining (DefaultWebsocketDrainTimeout); then the gateway closes it with 1001.
+	WebsocketDrainTimeout time.Duration
 	// WebhookAllowPrivate accepts webhook URLs whose host is a loopback, private, link-local
 	// or otherwise non-public address, which are refused by default.
 	WebhookAllowPrivate bool
@@ -150,6 +157,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.AsyncRateLimit == 0 {
 		opts.AsyncRateLimit = DefaultAsyncRateLimit
+	}
+	if opts.WebsocketDrainTimeout <= 0 {
+		opts.WebsocketDrainTimeout = DefaultWebsocketDrainTimeout
 	}
 	if opts.MaxOpenAsync <= 0 {
 		opts.MaxOpenAsync = DefaultMaxOpenAsync

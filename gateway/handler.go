@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -16,6 +17,8 @@ type route struct {
 	// or the deployment's ID.
 	kind, name string
 	action     string
+	// upstreamPath is the escaped path after /sync, for the sync action.
+	upstreamPath string
 }
 
 // hostModel returns the model ID of a Host of the form model-{id}.<domain>.
@@ -37,10 +40,25 @@ func IsInference(r *http.Request) bool {
 	return strings.HasPrefix(r.URL.Path, "/models/") || strings.HasPrefix(r.URL.Path, "/async_request/")
 }
 
+// Actions a target serves besides the async ones.
+const (
+	actionPredict = "predict"
+	actionWake    = "wake"
+	// actionSync passes any method, the path after /sync, the query and the body through to
+	// the model server.
+	actionSync = "sync"
+	// actionWebsocket upgrades to the model server's websocket.
+	actionWebsocket = "websocket"
+)
+
+// WebsocketPath is where a replica's model server takes websocket upgrades.
+const WebsocketPath = "/websocket"
+
 // parseRoute reads the target from the path (or the Host and the path); ok false means the
-// path is not an inference path at all.
+// path is not an inference path at all. The segments are read from the escaped path so that
+// a /sync passthrough keeps the rest of the path exactly as the client sent it.
 func parseRoute(r *http.Request) (route, bool) {
-	path := strings.Trim(r.URL.Path, "/")
+	path := strings.TrimPrefix(r.URL.EscapedPath(), "/")
 	var rt route
 	if id, ok := hostModel(r.Host); ok && !strings.HasPrefix(path, "models/") {
 		rt.modelID = id
@@ -50,21 +68,44 @@ func parseRoute(r *http.Request) (route, bool) {
 			return rt, false
 		}
 		rt.modelID, path, _ = strings.Cut(rest, "/")
+		if rt.modelID, ok = unescape(rt.modelID); !ok {
+			return rt, false
+		}
 	}
 	parts := strings.Split(path, "/")
+	var n int // segments naming the target
 	switch {
-	case len(parts) == 2 && parts[0] == "production":
-		rt.kind, rt.name, rt.action = "environment", "production", parts[1]
-	case len(parts) == 3 && parts[0] == "environments":
-		rt.kind, rt.name, rt.action = "environment", parts[1], parts[2]
-	case len(parts) == 2 && parts[0] == modelplane.DevelopmentName:
-		rt.kind, rt.action = "development", parts[1]
-	case len(parts) == 3 && parts[0] == "deployment":
-		rt.kind, rt.name, rt.action = "deployment", parts[1], parts[2]
+	case len(parts) >= 2 && parts[0] == "production":
+		rt.kind, rt.name, n = "environment", "production", 1
+	case len(parts) >= 3 && parts[0] == "environments":
+		rt.kind, rt.name, n = "environment", parts[1], 2
+	case len(parts) >= 2 && parts[0] == modelplane.DevelopmentName:
+		rt.kind, n = "development", 1
+	case len(parts) >= 3 && parts[0] == "deployment":
+		rt.kind, rt.name, n = "deployment", parts[1], 2
 	default:
 		return rt, false
 	}
+	rt.action = parts[n]
+	rest := parts[n+1:]
+	switch {
+	case rt.action == actionSync:
+		rt.upstreamPath = "/" + strings.Join(rest, "/")
+	case len(rest) == 1 && rest[0] == "": // one trailing slash
+	case len(rest) > 0:
+		return rt, false
+	}
+	var ok bool
+	if rt.name, ok = unescape(rt.name); !ok {
+		return rt, false
+	}
 	return rt, rt.modelID != "" && (rt.kind == "development" || rt.name != "")
+}
+
+// unescape decodes one path segment; ok is false for a malformed escape or a decoded slash.
+func unescape(s string) (string, bool) {
+	u, err := url.PathUnescape(s)
+	return u, err == nil && !strings.Contains(u, "/")
 }
 
 // Handler serves inference plus /healthz, /readyz and /metrics, for a gateway on its own
@@ -117,7 +158,7 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer func() { g.metrics.observe(labels, w, start) }()
 
 	if !ok {
-		writeError(w, http.StatusNotFound, "no inference route %s: use /models/{model_id}/production/predict, .../environments/{env}/predict, .../development/predict or .../deployment/{deployment_id}/predict (async_predict and async_queue_status likewise), or /async_request/{request_id}", r.URL.Path)
+		writeError(w, http.StatusNotFound, "no inference route %s: use /models/{model_id}/production/predict, .../environments/{env}/predict, .../development/predict or .../deployment/{deployment_id}/predict (sync/{path}, websocket, async_predict and async_queue_status likewise), or /async_request/{request_id}", r.URL.Path)
 		return
 	}
 	t, workspace, admitted := g.admit(w, r)
@@ -129,13 +170,31 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	labels.modelID = m.id
-	if rt.action != "predict" && rt.action != "wake" {
-		writeError(w, http.StatusNotFound, "no inference action %q: this gateway serves predict, wake, async_predict and async_queue_status", rt.action)
-		return
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "%s takes POST, not %s", rt.action, r.Method)
+	var up upstream
+	switch rt.action {
+	case actionPredict, actionWake:
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, "%s takes POST, not %s", rt.action, r.Method)
+			return
+		}
+	case actionSync:
+		up.path = rt.upstreamPath
+	case actionWebsocket:
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			writeError(w, http.StatusMethodNotAllowed, "websocket takes a GET upgrade, not %s", r.Method)
+			return
+		}
+		if !isWebsocketUpgrade(r) {
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "websocket")
+			writeError(w, http.StatusUpgradeRequired, "websocket needs a websocket upgrade request (Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Key, Sec-WebSocket-Version: 13)")
+			return
+		}
+		up.websocket = true
+	default:
+		writeError(w, http.StatusNotFound, "no inference action %q: this gateway serves predict, wake, sync/..., websocket, async_predict and async_queue_status", rt.action)
 		return
 	}
 	dep, status, reason := resolve(m, rt, &labels)
@@ -147,11 +206,11 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if refuseUnserving(w, dep) {
 		return
 	}
-	if rt.action == "wake" {
+	if rt.action == actionWake {
 		g.serveWake(w, r, dep)
 		return
 	}
-	g.predict(w, r, dep, start, nil)
+	g.predict(w, r, dep, start, nil, up)
 }
 
 // admit answers the request itself, and returns ok false, before the first routing table is
@@ -201,10 +260,18 @@ func refuseUnserving(w http.ResponseWriter, dep *deployment) bool {
 	return true
 }
 
+// upstream says what a request is forwarded as: a prediction (the zero value), a /sync
+// passthrough to path, or a websocket.
+type upstream struct {
+	path      string
+	websocket bool
+}
+
 // predict forwards a request to a READY replica of dep, waking the deployment and waiting for
-// it when it has none, and answers w. It serves clients' predictions and async attempts
-// alike; a is the attempt, nil for a client's request.
-func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, start time.Time, a *attemptRun) {
+// it when it has none, and answers w. It serves clients' predictions, /sync passthroughs,
+// websockets and async attempts alike; a is the attempt, nil for a client's request. A
+// websocket counts as one request in flight for as long as it is open.
+func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, start time.Time, a *attemptRun, up upstream) {
 	// A request counts as load from its arrival, held or forwarded: the autoscaler must see
 	// the requests waiting for a deployment to wake.
 	l := dep.load
@@ -214,7 +281,7 @@ func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, sta
 		if status == 0 {
 			status = statusClientClosed
 		}
-		l.done(now, status, now.Sub(start))
+		l.done(now, status, w.latency(now, start))
 	}()
 	var rep *replica
 	if a == nil && dep.backpressure != "" {
@@ -241,7 +308,11 @@ func (g *Gateway) predict(w *statusWriter, r *http.Request, dep *deployment, sta
 		w.WriteHeader(statusClientClosed)
 		return
 	}
-	g.forward(w, r, dep, rep, start)
+	if up.websocket {
+		g.websocket(w, r, dep, rep, start)
+		return
+	}
+	g.forward(w, r, dep, rep, start, up.path)
 }
 
 // resolve finds the deployment a route names, or the 404 that says why there is none.

@@ -98,7 +98,7 @@ func (m *metrics) observe(l requestLabels, w *statusWriter, start time.Time) {
 		})
 	}
 	p := h.(*seriesPair)
-	p.total.Observe(time.Since(start).Seconds())
+	p.total.Observe(w.latency(time.Now(), start).Seconds())
 	if w.ttfb > 0 {
 		p.ttfb.Observe(w.ttfb.Seconds())
 	}

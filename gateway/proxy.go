@@ -32,10 +32,10 @@ const replayLimit = 64 << 10
 var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // forward sends the request to a replica of dep (rep, already counted) and copies the answer
-// back. A replica that refuses the connection is replaced by another once; a pooled
+// back. path is where it goes on the model server; empty means the replica's predict path. A replica that refuses the connection is replaced by another once; a pooled
 // connection that the model server closed meanwhile is replaced by a new one. Nothing else is
 // retried.
-func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep *replica, start time.Time) {
+func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep *replica, start time.Time, path string) {
 	defer func() { rep.release() }()
 	if r.ContentLength > g.opts.MaxBodyBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than the limit of %d bytes", g.opts.MaxBodyBytes)
@@ -62,7 +62,7 @@ func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep
 			body = limited
 		}
 	}
-	res, conn, err := g.roundTrip(ctx, r, dep, &rep, body, length, buf)
+	res, conn, err := g.roundTrip(ctx, r, dep, &rep, path, body, length, buf)
 	if err != nil {
 		g.upstreamError(w, ctx, dep, rep, err)
 		return
@@ -102,7 +102,7 @@ func (g *Gateway) cutShort(w *statusWriter, r *http.Request, ctx context.Context
 
 // roundTrip writes the request to a replica and reads the answer's head. *rep is the replica
 // it went to, which a retry after a refused connection changes.
-func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, dep *deployment, rep **replica,
+func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, dep *deployment, rep **replica, path string,
 	body io.Reader, length int64, buf []byte) (*http.Response, *upConn, error) {
 	switched := false
 	for attempt := 0; ; attempt++ {
@@ -126,10 +126,14 @@ func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, dep *deploymen
 			_, _ = br.Seek(0, io.SeekStart)
 		}
 		stop := context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
-		err := writeRequest(conn, r, to.predictPath, body, length, buf)
+		p := path
+		if p == "" {
+			p = to.predictPath
+		}
+		err := writeRequest(conn, r, p, body, length, buf)
 		var res *http.Response
 		for err == nil {
-			if res, err = http.ReadResponse(conn.br, nil); err == nil && res.StatusCode >= 100 && res.StatusCode < 200 {
+			if res, err = http.ReadResponse(conn.br, r); err == nil && res.StatusCode >= 100 && res.StatusCode < 200 {
 				continue // an interim answer (100 Continue): the real one follows
 			}
 			break
@@ -203,6 +207,16 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	ttfb   time.Duration
+}
+
+// latency is how long the request took: for a websocket its handshake, since how long a
+// websocket stays open says nothing of how fast the model answers (the canary analysis reads
+// latencies).
+func (w *statusWriter) latency(now, start time.Time) time.Duration {
+	if w.status == http.StatusSwitchingProtocols {
+		return w.ttfb
+	}
+	return now.Sub(start)
 }
 
 func (w *statusWriter) WriteHeader(code int) {

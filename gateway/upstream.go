@@ -137,27 +137,7 @@ func writeRequest(c *upConn, r *http.Request, path string, body io.Reader, lengt
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(c.addr)
 	w.WriteString("\r\n")
-	hasConnection := len(r.Header["Connection"]) > 0
-	for k, vs := range r.Header {
-		if hopHeaders[k] || k == "Content-Length" || k == "X-Forwarded-For" || (hasConnection && connectionListed(r.Header, k)) {
-			continue
-		}
-		for _, v := range vs {
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(headerValue(v))
-			w.WriteString("\r\n")
-		}
-	}
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		w.WriteString("X-Forwarded-For: ")
-		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-			w.WriteString(headerValue(prior))
-			w.WriteString(", ")
-		}
-		w.WriteString(ip)
-		w.WriteString("\r\n")
-	}
+	writeHeaders(w, r)
 	switch {
 	case body == nil:
 		w.WriteString("Content-Length: 0\r\n\r\n")
@@ -180,6 +160,31 @@ func writeRequest(c *upConn, r *http.Request, path string, body io.Reader, lengt
 		w.WriteString("\r\n")
 	}
 	return w.Flush()
+}
+
+// writeHeaders writes r's end-to-end headers, less Content-Length, and X-Forwarded-For.
+func writeHeaders(w *bufio.Writer, r *http.Request) {
+	hasConnection := len(r.Header["Connection"]) > 0
+	for k, vs := range r.Header {
+		if hopHeaders[k] || k == "Content-Length" || k == "X-Forwarded-For" || (hasConnection && connectionListed(r.Header, k)) {
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(headerValue(v))
+			w.WriteString("\r\n")
+		}
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		w.WriteString("X-Forwarded-For: ")
+		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
+			w.WriteString(headerValue(prior))
+			w.WriteString(", ")
+		}
+		w.WriteString(ip)
+		w.WriteString("\r\n")
+	}
 }
 
 // headerValue drops line breaks, which would let a value start a header of its own.

@@ -32,8 +32,10 @@ type devConfig struct {
 	MaxBodyBytes      int64
 	UpstreamTimeout   time.Duration
 	ColdStartTimeout  time.Duration
-	async             asyncGatewayConfig
-	asyncWorker       asyncWorkerConfig
+	// WebsocketDrainTimeout bounds a websocket on a draining replica.
+	WebsocketDrainTimeout time.Duration
+	async                 asyncGatewayConfig
+	asyncWorker           asyncWorkerConfig
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -61,6 +63,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(envInt("MODELPLANE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes)), "largest inference request body; larger is 413 (MODELPLANE_MAX_BODY_BYTES)")
 	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded inference request may take; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
+	f.DurationVar(&c.WebsocketDrainTimeout, "websocket-drain-timeout", envDuration("MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT", gateway.DefaultWebsocketDrainTimeout), "longest a websocket stays open once its replica drains; then it is closed with 1001 (MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	f.StringVar(&c.SecretsKeyFile, "secrets-key-file", envString("MODELPLANE_SECRETS_KEY_FILE", ""), "file holding the key that seals workspace secrets; else "+envSecretsKey+"; with neither, <data-dir>/secrets-key, made on first start (MODELPLANE_SECRETS_KEY_FILE)")
 	asyncGatewayFlags(cmd, &c.async)
@@ -71,6 +74,9 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	if err := c.async.check(); err != nil {
 		return err
+	}
+	if c.WebsocketDrainTimeout <= 0 {
+		return fmt.Errorf("--websocket-drain-timeout must be positive, got %s", c.WebsocketDrainTimeout)
 	}
 	if c.asyncWorker.AsyncOutputRetention <= 0 {
 		return fmt.Errorf("--async-output-retention must be positive, got %s", c.asyncWorker.AsyncOutputRetention)
@@ -88,7 +94,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		GPUProfile:      c.GPUProfile,
 		SecretsKeyFile:  c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
 		MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,
-		AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
+		WebsocketDrainTimeout: c.WebsocketDrainTimeout,
+		AsyncRateLimit:        c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
 		WebhookAllowPrivate: c.async.WebhookAllowPrivate, AsyncOutputRetention: c.asyncWorker.AsyncOutputRetention,
 		Logger: log, Out: out,
 	})

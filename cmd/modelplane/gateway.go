@@ -29,7 +29,9 @@ type gatewayConfig struct {
 	UpstreamTimeout  time.Duration
 	ColdStartTimeout time.Duration
 	MaxHeld          int
-	async            asyncGatewayConfig
+	// WebsocketDrainTimeout bounds a websocket on a draining replica.
+	WebsocketDrainTimeout time.Duration
+	async                 asyncGatewayConfig
 }
 
 // asyncGatewayConfig are the gateway's async inference limits, shared by gateway and dev.
@@ -75,8 +77,9 @@ func newGatewayCmd(logger func() *slog.Logger) *cobra.Command {
 		Use:   "gateway",
 		Short: "Run the inference gateway (predict routes, /healthz, /readyz, /metrics)",
 		Long: `Serves the inference paths (/models/{model_id}/production/predict,
-.../environments/{env}/predict, .../development/predict, .../deployment/{id}/predict, and the
-same under Host: model-{model_id}.<domain>) with the API's keys. The routing table comes from
+.../environments/{env}/predict, .../development/predict, .../deployment/{id}/predict, their
+sync/{path} passthrough and websocket, and the same under Host: model-{model_id}.<domain>)
+with the API's keys. The routing table comes from
 PostgreSQL and follows every change within milliseconds; /readyz answers 200 once it is loaded.
 Run as many gateways as you like behind a load balancer.`,
 		Args: cobra.NoArgs,
@@ -89,6 +92,9 @@ Run as many gateways as you like behind a load balancer.`,
 			}
 			if c.ColdStartTimeout <= 0 {
 				return fmt.Errorf("--cold-start-timeout must be positive, got %s", c.ColdStartTimeout)
+			}
+			if c.WebsocketDrainTimeout <= 0 {
+				return fmt.Errorf("--websocket-drain-timeout must be positive, got %s", c.WebsocketDrainTimeout)
 			}
 			if c.MaxHeld <= 0 {
 				return fmt.Errorf("--max-held-requests must be positive, got %d", c.MaxHeld)
@@ -117,7 +123,7 @@ Run as many gateways as you like behind a load balancer.`,
 			defer tc.Close()
 			gw, err := gateway.New(gateway.Options{DB: db, DatabaseURL: c.DatabaseURL, Logger: log, ID: c.ID,
 				Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout,
-				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld,
+				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld, WebsocketDrainTimeout: c.WebsocketDrainTimeout,
 				AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen,
 				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate})
 			if err != nil {
@@ -140,6 +146,7 @@ Run as many gateways as you like behind a load balancer.`,
 	f.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(envInt("MODELPLANE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes)), "largest request body; larger is 413 (MODELPLANE_MAX_BODY_BYTES)")
 	f.DurationVar(&c.UpstreamTimeout, "upstream-timeout", envDuration("MODELPLANE_UPSTREAM_TIMEOUT", gateway.DefaultUpstreamTimeout), "longest a forwarded request may take, streamed answer included; then 504 (MODELPLANE_UPSTREAM_TIMEOUT)")
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
+	f.DurationVar(&c.WebsocketDrainTimeout, "websocket-drain-timeout", envDuration("MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT", gateway.DefaultWebsocketDrainTimeout), "longest a websocket stays open once its replica drains; then it is closed with 1001 (MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT)")
 	f.IntVar(&c.MaxHeld, "max-held-requests", envInt("MODELPLANE_MAX_HELD_REQUESTS", gateway.DefaultMaxHeld), "requests held per waking deployment; more are 429 (MODELPLANE_MAX_HELD_REQUESTS)")
 	asyncGatewayFlags(cmd, &c.async)
 	databaseFlag(cmd, &c.DatabaseURL)

@@ -28,7 +28,18 @@ Endpoints:
                                   200 {"status": "ready", "seconds": ...}, 500 {"error": ...}
                                   if the new code failed, 409 while a reload runs, 403 without
                                   the control token
+  GET  /websocket                 a websocket (RFC 6455) handed to the model's `websocket`
+                                  method, sync or async, as Truss does; 404 for a model
+                                  without one (see below)
   (the config's health_path and predict_path are served as well)
+
+Websockets: the server accepts the upgrade, then calls `websocket(ws)` on its own thread
+(an async method on that thread's event loop). `ws` offers Truss's (Starlette's) calls:
+receive_text, receive_bytes, receive_json, send_text, send_bytes, send_json, close(code,
+reason), and accept (a no-op: the connection is accepted already); they are coroutines for an
+async method and plain calls for a sync one. A receive raises WebSocketDisconnect (with .code)
+once the client closed. Pings are answered; when the method returns, the websocket is closed
+with 1000, or 1011 if it raised.
 
 Reload: the server forgets every module loaded from the package directory (model/ and
 packages/ alike, so that edited siblings are read again), re-imports model/model.py,
@@ -45,7 +56,9 @@ Signals: SIGTERM (or SIGINT) stops accepting connections, lets in-flight request
 
 import argparse
 import asyncio
+import base64
 import datetime
+import hashlib
 import hmac
 import importlib
 import importlib.machinery
@@ -57,6 +70,7 @@ import os
 import pathlib
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -70,6 +84,10 @@ RELOAD_PATH = "/_modelplane/reload"
 CONTROL_TOKEN_ENV = "MODELPLANE_CONTROL_TOKEN"
 CONTROL_TOKEN_HEADER = "X-Modelplane-Control-Token"
 DRAIN_TIMEOUT_SECONDS = 30.0
+WEBSOCKET_PATH = "/websocket"
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# The largest websocket message taken; a larger one closes the websocket with 1009.
+WEBSOCKET_MAX_MESSAGE = 16 << 20
 
 # No __pycache__ in the package: its directory may be read-only, and a cached .pyc whose
 # source was patched within the same second at the same size would survive a reload.
@@ -282,6 +300,226 @@ class ModelHost:
         linecache.checkcache()
 
 
+class WebSocketDisconnect(Exception):
+    """Raised by a receive once the websocket is closed; code is the close code."""
+
+    def __init__(self, code=1000, reason=""):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class _WebSocketError(Exception):
+    """A protocol error of the client: the websocket is closed with code."""
+
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class SyncWebSocket:
+    """One accepted websocket (RFC 6455, server side) over the handler's connection."""
+
+    OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+    def __init__(self, rfile, wfile, path, headers):
+        self._rfile = rfile
+        self._wfile = wfile
+        self._send_lock = threading.Lock()
+        self._close_sent = False
+        self._closed = None  # the WebSocketDisconnect every later receive raises
+        self.url_path = path
+        self.headers = headers
+
+    def accept(self, *args, **kwargs):
+        pass  # accepted before the model is called
+
+    def receive(self):
+        """Returns the next message as {"type": "websocket.receive", "text" or "bytes": ...}."""
+        if self._closed is not None:
+            raise self._closed
+        try:
+            opcode, data = self._read_message()
+        except _WebSocketError as exc:
+            self._send_close(exc.code, exc.reason)
+            self._closed = WebSocketDisconnect(exc.code, exc.reason)
+            raise self._closed
+        except (OSError, ValueError):
+            self._closed = WebSocketDisconnect(1006, "connection lost")
+            raise self._closed
+        if opcode == self.OP_TEXT:
+            return {"type": "websocket.receive", "text": data}
+        return {"type": "websocket.receive", "bytes": data}
+
+    def receive_text(self):
+        message = self.receive()
+        if "text" in message:
+            return message["text"]
+        return message["bytes"].decode("utf-8")
+
+    def receive_bytes(self):
+        message = self.receive()
+        if "bytes" in message:
+            return message["bytes"]
+        return message["text"].encode("utf-8")
+
+    def receive_json(self):
+        return json.loads(self.receive_text())
+
+    def send_text(self, data):
+        self._send_frame(self.OP_TEXT, data.encode("utf-8"))
+
+    def send_bytes(self, data):
+        self._send_frame(self.OP_BINARY, bytes(data))
+
+    def send_json(self, data):
+        self.send_text(json.dumps(data))
+
+    def close(self, code=1000, reason=""):
+        self._send_close(code, reason)
+
+    @property
+    def closed(self):
+        return self._close_sent or self._closed is not None
+
+    def _send_frame(self, opcode, payload):
+        if self._close_sent:
+            raise WebSocketDisconnect(1000, "websocket closed")
+        self._write(opcode, payload)
+
+    def _write(self, opcode, payload):
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | opcode, n)
+        elif n < 1 << 16:
+            head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+        with self._send_lock:
+            self._wfile.write(head + payload)
+            self._wfile.flush()
+
+    def _send_close(self, code, reason=""):
+        if self._close_sent:
+            return
+        self._close_sent = True
+        payload = b"" if code in (1005, 1006) else struct.pack("!H", code) + reason.encode("utf-8")[:123]
+        try:
+            self._write(self.OP_CLOSE, payload)
+        except OSError:
+            pass
+
+    def _read_exact(self, n):
+        data = self._rfile.read(n) if n else b""
+        if len(data) != n:
+            raise ConnectionResetError("websocket connection closed")
+        return data
+
+    def _read_frame(self):
+        b0, b1 = self._read_exact(2)
+        fin, opcode, masked, n = b0 & 0x80, b0 & 0x0F, b1 & 0x80, b1 & 0x7F
+        if b0 & 0x70:
+            raise _WebSocketError(1002, "reserved bits set without an extension")
+        if not masked:
+            raise _WebSocketError(1002, "client frames must be masked")
+        if n == 126:
+            n = struct.unpack("!H", self._read_exact(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read_exact(8))[0]
+        if opcode >= 0x8 and (n > 125 or not fin):
+            raise _WebSocketError(1002, "invalid control frame")
+        if n > WEBSOCKET_MAX_MESSAGE:
+            raise _WebSocketError(1009, "message too big")
+        mask = self._read_exact(4)
+        payload = bytearray(self._read_exact(n))
+        for i in range(n):
+            payload[i] ^= mask[i & 3]
+        return bool(fin), opcode, bytes(payload)
+
+    def _read_message(self):
+        opcode, parts, size = None, [], 0
+        while True:
+            fin, op, payload = self._read_frame()
+            if op == self.OP_PING:
+                self._write(self.OP_PONG, payload)
+                continue
+            if op == self.OP_PONG:
+                continue
+            if op == self.OP_CLOSE:
+                code, reason = 1005, ""
+                if len(payload) == 1:
+                    raise _WebSocketError(1002, "invalid close frame")
+                if len(payload) >= 2:
+                    code = struct.unpack("!H", payload[:2])[0]
+                    reason = payload[2:].decode("utf-8", "replace")
+                # Answer the client's close with the same code, then report it.
+                self._send_close(code if code != 1005 else 1000)
+                self._closed = WebSocketDisconnect(code, reason)
+                raise self._closed
+            if op in (self.OP_TEXT, self.OP_BINARY):
+                if opcode is not None:
+                    raise _WebSocketError(1002, "new message inside a fragmented one")
+                opcode = op
+            elif op == self.OP_CONT:
+                if opcode is None:
+                    raise _WebSocketError(1002, "continuation without a message")
+            else:
+                raise _WebSocketError(1002, "unknown opcode %d" % op)
+            size += len(payload)
+            if size > WEBSOCKET_MAX_MESSAGE:
+                raise _WebSocketError(1009, "message too big")
+            parts.append(payload)
+            if fin:
+                data = b"".join(parts)
+                if opcode == self.OP_TEXT:
+                    try:
+                        return opcode, data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _WebSocketError(1007, "text message is not UTF-8")
+                return opcode, data
+
+
+class AsyncWebSocket:
+    """SyncWebSocket's calls as coroutines, for an async `websocket` method. Each blocking call
+    runs on a worker thread, so that a model may send while it waits to receive."""
+
+    def __init__(self, ws):
+        self._ws = ws
+        self.url_path = ws.url_path
+        self.headers = ws.headers
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def accept(self, *args, **kwargs):
+        pass
+
+    async def receive(self):
+        return await self._run(self._ws.receive)
+
+    async def receive_text(self):
+        return await self._run(self._ws.receive_text)
+
+    async def receive_bytes(self):
+        return await self._run(self._ws.receive_bytes)
+
+    async def receive_json(self):
+        return await self._run(self._ws.receive_json)
+
+    async def send_text(self, data):
+        await self._run(self._ws.send_text, data)
+
+    async def send_bytes(self, data):
+        await self._run(self._ws.send_bytes, data)
+
+    async def send_json(self, data):
+        await self._run(self._ws.send_json, data)
+
+    async def close(self, code=1000, reason=""):
+        await self._run(self._ws.close, code, reason)
+
+
 class BadRequest(Exception):
     pass
 
@@ -373,6 +611,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._health()
         if path in self.server.predict_paths:
             return self._json(405, {"error": "use POST"})
+        if path == WEBSOCKET_PATH:
+            return self._websocket()
         self._json(404, {"error": "not found: %s" % path})
 
     def _post(self, path):
@@ -400,6 +640,64 @@ class Handler(BaseHTTPRequestHandler):
         if error:
             return self._json(500, {"error": error})
         self._json(200, {"status": "ready", "seconds": round(seconds, 3)})
+
+    def _websocket(self):
+        model = self.server.host.model()
+        if model is None:
+            state, error = self.server.host.status()
+            return self._json(503 if state != "reload_failed" else 500,
+                              {"error": error or "model is not ready"})
+        handler = getattr(model, "websocket", None)
+        if handler is None:
+            return self._json(404, {"error": "this model has no websocket method"})
+        def tokens(name):
+            return {t.strip().lower() for t in (self.headers.get(name) or "").split(",")}
+        key = self.headers.get("Sec-WebSocket-Key") or ""
+        if "upgrade" not in tokens("Connection") or "websocket" not in tokens("Upgrade") or not key:
+            self.send_response(426)
+            self.send_header("Upgrade", "websocket")
+            body = json.dumps({"error": "websocket needs a websocket upgrade request"}).encode()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self._end_headers()
+            self.wfile.write(body)
+            return
+        if self.headers.get("Sec-WebSocket-Version") != "13":
+            self.send_response(426)
+            self.send_header("Sec-WebSocket-Version", "13")
+            self.send_header("Content-Length", "0")
+            self._end_headers()
+            return
+        accept = base64.b64encode(hashlib.sha1(key.strip().encode() + WEBSOCKET_GUID).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True  # the connection is the websocket's from here on
+        ws = SyncWebSocket(self.rfile, self.wfile, self.path, self.headers)
+        code, reason = 1000, ""
+        try:
+            if inspect.iscoroutinefunction(handler):
+                asyncio.run(handler(AsyncWebSocket(ws)))
+            else:
+                run_maybe_async(handler(ws))
+        except WebSocketDisconnect:
+            pass  # the client closed; its close was answered
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception:  # noqa: the model's error closes its websocket, not the server
+            log_exception("websocket failed")
+            code, reason = 1011, "model error"
+        ws.close(code, reason)
+        # The client answers the close; its frame is read so that the closing is clean.
+        try:
+            self.connection.settimeout(2)
+            while True:
+                ws.receive()
+        except (WebSocketDisconnect, OSError, ValueError):
+            pass
 
     def _health(self):
         host = self.server.host
