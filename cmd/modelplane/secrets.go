@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/modelplane/modelplane/api"
+	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/client"
 )
 
 func newSecretsCmd() *cobra.Command {
@@ -28,36 +29,16 @@ func newSecretsCmd() *cobra.Command {
 }
 
 func newSecretsListCmd() *cobra.Command {
-	var cfg clientConfig
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List the workspace's secrets (names and times, never values)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cfg.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), readTimeout)
-			defer cancel()
-			list, err := c.Secrets(ctx)
-			if err != nil {
-				return cfg.explain(err)
-			}
-			out := cmd.OutOrStdout()
-			if cfg.Output == "json" {
-				return printJSON(out, list)
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tID\tCREATED")
-			for _, s := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.ID, s.CreatedAt.UTC().Format(time.RFC3339))
-			}
-			return tw.Flush()
+	return listCmd("list", "List the workspace's secrets (names and times, never values)", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, _ []string) ([]apiv1.SecretV1, error) {
+			return c.Secrets(ctx)
 		},
-	}
-	addClientFlags(cmd, &cfg)
-	return cmd
+		func(w io.Writer, list []apiv1.SecretV1) {
+			fmt.Fprintln(w, "NAME\tID\tCREATED")
+			for _, s := range list {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, s.ID, s.CreatedAt.UTC().Format(time.RFC3339))
+			}
+		})
 }
 
 func newSecretsSetCmd() *cobra.Command {
