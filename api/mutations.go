@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
@@ -124,7 +123,7 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 	ctx := c.Request().Context()
 	changed := false
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
-		e, err := lockEnvironment(ctx, tx, m.ID, name)
+		e, err := store.EnvironmentForUpdate(ctx, tx, m.ID, name)
 		if err != nil {
 			return err
 		}
@@ -222,17 +221,6 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// lockEnvironment reads an environment for update, so that two PATCHes do not lose each
-// other's fields.
-func lockEnvironment(ctx context.Context, tx *sqlx.Tx, modelID, name string) (store.Environment, error) {
-	var e store.Environment
-	err := tx.GetContext(ctx, &e, `SELECT * FROM environments WHERE model_id = $1 AND name = $2 FOR UPDATE`, modelID, name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, store.ErrNotFound
-	}
-	return e, err
-}
-
 // renameDeployment changes a published deployment's name (an apiv1.RenameDeploymentRequest);
 // a body without a name, or with a null one, or with the name it has, changes nothing and
 // answers the deployment.
@@ -326,12 +314,11 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 	changed := false
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
 		// Read under a row lock so two PATCHes of different fields both take effect.
-		var current settings.AutoscalingSettings
-		if err := tx.GetContext(ctx, &current, `SELECT autoscaling_settings FROM deployments
-			WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`, m.ID, d.ID); err != nil {
+		current, err := store.DeploymentForUpdate(ctx, tx, m.ID, d.ID)
+		if err != nil {
 			return err
 		}
-		next, ch, err := settings.PatchAutoscaling("", current, raw)
+		next, ch, err := settings.PatchAutoscaling("", current.AutoscalingSettings, raw)
 		if err != nil {
 			return settingsError(err)
 		}
@@ -346,7 +333,7 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 		}
 		return audit(ctx, tx, c, m.ID, "deployment.autoscaling_settings", d.ID, store.JSONMap{"autoscaling_settings": next})
 	})
-	if errors.Is(err, sql.ErrNoRows) {
+	if errors.Is(err, store.ErrNotFound) {
 		return Errorf(http.StatusNotFound, "deployment %s of model %s not found", d.ID, m.ID)
 	}
 	if err != nil {

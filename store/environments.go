@@ -126,6 +126,14 @@ func DeploymentServes(ctx context.Context, db sqlx.QueryerContext, modelID, depl
 	return serves, err
 }
 
+// EnvironmentForUpdate reads the model's environment under a row lock, so that two PATCHes
+// do not lose each other's fields.
+func EnvironmentForUpdate(ctx context.Context, tx *sqlx.Tx, modelID, name string) (Environment, error) {
+	var e Environment
+	err := get(ctx, tx, &e, `SELECT * FROM environments WHERE model_id = $1 AND name = $2 FOR UPDATE`, modelID, name)
+	return e, err
+}
+
 // ServedDeploymentForUpdate reads, under a row lock, the live deployment the environment
 // serves; nil when it serves none. It is how a change of the environment's settings reaches
 // the deployment whose settings they are.
