@@ -88,9 +88,14 @@ func boolField(obj map[string]json.RawMessage, name string, def bool) (bool, err
 	if !ok || string(raw) == "null" {
 		return def, nil
 	}
+	return boolValue(raw, name)
+}
+
+// boolValue decodes a boolean, naming the field (its dotted path) when it is something else.
+func boolValue(raw json.RawMessage, name string) (bool, error) {
 	var b bool
 	if err := json.Unmarshal(raw, &b); err != nil {
-		return def, Errorf(http.StatusBadRequest, "%s: must be true or false", name)
+		return false, Errorf(http.StatusBadRequest, "%s: must be true or false", name)
 	}
 	return b, nil
 }

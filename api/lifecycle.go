@@ -80,8 +80,9 @@ func readSource(raw json.RawMessage, needName bool) (source, error) {
 			if !needName {
 				return src, Errorf(http.StatusBadRequest, "source.disable_archive_download: set when the model is created; its deployments keep what it says")
 			}
-			if json.Unmarshal(v, &src.DisableArchiveDownload) != nil {
-				return src, Errorf(http.StatusBadRequest, "source.disable_archive_download: must be true or false")
+			var err error
+			if src.DisableArchiveDownload, err = boolValue(v, "source.disable_archive_download"); err != nil {
+				return src, err
 			}
 		case "deployment":
 			if string(v) == "null" {
@@ -128,9 +129,9 @@ func readCreate(c echo.Context, needName bool) (createRequest, error) {
 	}
 	var topDev *bool
 	if v, ok := obj["development"]; ok && string(v) != "null" {
-		var b bool
-		if json.Unmarshal(v, &b) != nil {
-			return req, Errorf(http.StatusBadRequest, "development: must be true or false")
+		b, err := boolValue(v, "development")
+		if err != nil {
+			return req, err
 		}
 		topDev = &b
 	}

@@ -87,15 +87,15 @@ func readPayload(raw json.RawMessage, at string) (payload, error) {
 				return p, Errorf(http.StatusBadRequest, "%s: must be an environment name (1-63 of a-z, 0-9, '-', '_')", field)
 			}
 		case "preserve_env_instance_type":
-			var b bool
-			if json.Unmarshal(v, &b) != nil {
-				return p, Errorf(http.StatusBadRequest, "%s: must be true or false", field)
+			b, err := boolValue(v, field)
+			if err != nil {
+				return p, err
 			}
 			p.preserve = &b
 		case "is_development":
-			var b bool
-			if json.Unmarshal(v, &b) != nil {
-				return p, Errorf(http.StatusBadRequest, "%s: must be true or false", field)
+			b, err := boolValue(v, field)
+			if err != nil {
+				return p, err
 			}
 			p.development = &b
 		case "deploy_timeout_minutes":

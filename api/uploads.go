@@ -51,9 +51,9 @@ func (s *Server) prepareModelUpload(c echo.Context) error {
 			return Errorf(http.StatusBadRequest, "%s: must be a string", f.name)
 		}
 	}
-	var dryRun bool
-	if v, ok := obj["dry_run"]; ok && string(v) != "null" && json.Unmarshal(v, &dryRun) != nil {
-		return Errorf(http.StatusBadRequest, "dry_run: must be true or false")
+	dryRun, err := boolField(obj, "dry_run", false)
+	if err != nil {
+		return err
 	}
 	switch {
 	case name != "" && modelID != "":
