@@ -95,13 +95,22 @@ func (s *Server) checkPackage(c echo.Context, digest string) (modelpkg.Config, e
 		var fe *modelpkg.FieldError
 		switch {
 		case errors.As(err, &fe):
-			return cfg, Errorf(http.StatusBadRequest, "%s", fe.Error())
+			return cfg, Errorf(configStatus(fe), "%s", fe.Error())
 		case errors.Is(err, modelpkg.ErrTooLarge):
 			return cfg, Errorf(http.StatusRequestEntityTooLarge, "invalid model package: %v", err)
 		}
 		return cfg, Errorf(http.StatusBadRequest, "invalid model package: %v", err)
 	}
 	return cfg, nil
+}
+
+// configStatus is the answer to a config that breaks a rule: 422 for a valid Truss config
+// that cannot run the way it asks, 400 otherwise.
+func configStatus(fe *modelpkg.FieldError) int {
+	if fe.Unsupported {
+		return http.StatusUnprocessableEntity
+	}
+	return http.StatusBadRequest
 }
 
 // downloadArchive serves a package to an agent (node token), whichever workspace uploaded it.

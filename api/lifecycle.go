@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"regexp"
 	"slices"
 
 	"github.com/jmoiron/sqlx"
@@ -18,12 +17,11 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
-
-var modelName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 
 // source is the model_archive source of a create request.
 type source struct {
@@ -56,8 +54,11 @@ func readSource(raw json.RawMessage, needName bool) (source, error) {
 			if !needName {
 				return src, Errorf(http.StatusBadRequest, "source.name: the model exists; a deployment takes no model name")
 			}
-			if json.Unmarshal(v, &src.Name) != nil || !modelName.MatchString(src.Name) {
-				return src, Errorf(http.StatusBadRequest, "source.name: use 1-255 of letters, digits, '.', '_' or '-'")
+			if json.Unmarshal(v, &src.Name) != nil {
+				return src, Errorf(http.StatusBadRequest, "source.name: must be a string")
+			}
+			if err := modelpkg.ValidateModelName(src.Name); err != nil {
+				return src, Errorf(http.StatusBadRequest, "source.name: %v", err)
 			}
 		case "archive_id":
 			if string(v) == "null" {

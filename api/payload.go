@@ -178,9 +178,9 @@ func (p payload) checkConfig() (*modelpkg.Config, error) {
 	var fe *modelpkg.FieldError
 	switch {
 	case errors.As(err, &fe) && fe.Field != "":
-		return nil, Errorf(http.StatusBadRequest, "%s.config.%s: %s", p.at, fe.Field, fe.Message)
+		return nil, Errorf(configStatus(fe), "%s.config.%s: %s", p.at, fe.Field, fe.Message)
 	case errors.As(err, &fe):
-		return nil, Errorf(http.StatusBadRequest, "%s.config: %s", p.at, fe.Message)
+		return nil, Errorf(configStatus(fe), "%s.config: %s", p.at, fe.Message)
 	case err != nil:
 		return nil, Errorf(http.StatusBadRequest, "%s.config: %v", p.at, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -89,8 +90,8 @@ func (s *Server) prepareModelUpload(c echo.Context) error {
 
 // checkNewModel checks a prepared push that will create a model, as createModel would.
 func (s *Server) checkNewModel(c echo.Context, name, teamID string, t target) error {
-	if !modelName.MatchString(name) {
-		return Errorf(http.StatusBadRequest, "name: use 1-255 of letters, digits, '.', '_' or '-'")
+	if err := modelpkg.ValidateModelName(name); err != nil {
+		return Errorf(http.StatusBadRequest, "name: %v", err)
 	}
 	if teamID != "" {
 		ws, err := store.WorkspaceByID(c.Request().Context(), s.deps.DB, principal(c).WorkspaceID)

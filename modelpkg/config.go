@@ -74,9 +74,14 @@ type Resources struct {
 // Config is a parsed, validated config.yaml with defaults applied. Its JSON form uses the
 // config.yaml key names; JSON (the method) also keeps the keys Config does not know.
 type Config struct {
-	ModelName string `json:"model_name"`
-	// Runtime is RuntimePython, RuntimeProcess or RuntimeDocker.
-	Runtime string `json:"runtime"`
+	// ModelName is the model's display name: free text, 1-255 printable characters.
+	ModelName   string `json:"model_name"`
+	Description string `json:"description,omitempty"`
+	// Runtime is RuntimePython, RuntimeProcess or RuntimeDocker, inferred from the package
+	// (see inferRuntime). It is not a config.yaml key: `runtime:` is Truss's RuntimeSettings.
+	Runtime string `json:"-"`
+	// RuntimeSettings is Truss's `runtime:` mapping.
+	RuntimeSettings RuntimeSettings `json:"runtime"`
 	// Command is the argv of the process runtime, run in the unpacked package directory.
 	Command []string `json:"command,omitempty"`
 	// Image is the container image of the docker runtime.
@@ -90,6 +95,28 @@ type Config struct {
 	Secrets       []string       `json:"secrets,omitempty"`
 	ModelMetadata map[string]any `json:"model_metadata,omitempty"`
 	HotReload     bool           `json:"hot_reload"`
+
+	// PythonVersion is Truss's "py311": the interpreter of the python runtime and of the
+	// requirements' environment. Empty runs the node's python3.
+	PythonVersion string `json:"python_version,omitempty"`
+	// Requirements are pip requirement lines; RequirementsFile names a requirements file in
+	// the package instead. They are installed while the deployment is BUILDING.
+	Requirements     []string `json:"requirements,omitempty"`
+	RequirementsFile string   `json:"requirements_file,omitempty"`
+	SystemPackages   []string `json:"system_packages,omitempty"`
+	BuildCommands    []string `json:"build_commands,omitempty"`
+	// DockerServer is a server of the package's own, instead of a Model class.
+	DockerServer *DockerServer `json:"docker_server,omitempty"`
+	BaseImage    *BaseImage    `json:"base_image,omitempty"`
+
+	// The package layout of a Truss Model class, with Truss's defaults.
+	ModelModuleDir      string   `json:"model_module_dir"`
+	ModelClassFilename  string   `json:"model_class_filename"`
+	ModelClassName      string   `json:"model_class_name"`
+	DataDir             string   `json:"data_dir"`
+	BundledPackagesDir  string   `json:"bundled_packages_dir"`
+	ExternalPackageDirs []string `json:"external_package_dirs,omitempty"`
+
 	// Raw is the config.yaml text as uploaded, unknown keys included. It is left out of the
 	// JSON form, which is what a model sees as its config.
 	Raw string `json:"-"`
@@ -101,6 +128,9 @@ type Config struct {
 type FieldError struct {
 	Field   string
 	Message string
+	// Unsupported marks a config that is valid Truss but cannot run the way it asks
+	// (system_packages on the python runtime): the API answers 422 rather than 400.
+	Unsupported bool
 }
 
 func (e *FieldError) Error() string {
@@ -136,7 +166,6 @@ func ValidateSecretName(name string) error {
 }
 
 var (
-	nameRE        = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 	gpuTypeRE     = regexp.MustCompile(`^[A-Za-z0-9]+(_[A-Za-z0-9]+)*$`)
 	migProfileRE  = regexp.MustCompile(`^[0-9]+g\.[0-9]+gb$`)
 	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -255,12 +284,43 @@ type presence struct {
 // Walking nodes rather than unmarshalling into a struct lets every type error name its key.
 func decodeTop(top *yaml.Node, cfg *Config) (presence, error) {
 	var seen presence
+	var liveReload bool
 	err := eachKey(top, "", func(key, _ string, v *yaml.Node) (err error) {
 		switch key {
 		case "model_name":
 			cfg.ModelName, err = scalarString(key, v)
+		case "description":
+			cfg.Description, err = scalarString(key, v)
 		case "runtime":
-			cfg.Runtime, err = scalarString(key, v)
+			err = decodeRuntimeSettings(v, &cfg.RuntimeSettings, &cfg.Runtime)
+		case "python_version":
+			cfg.PythonVersion, err = scalarString(key, v)
+		case "requirements":
+			cfg.Requirements, err = stringList(key, v)
+		case "requirements_file":
+			cfg.RequirementsFile, err = scalarString(key, v)
+		case "system_packages":
+			cfg.SystemPackages, err = stringList(key, v)
+		case "build_commands":
+			cfg.BuildCommands, err = stringList(key, v)
+		case "docker_server":
+			err = decodeDockerServer(v, &cfg.DockerServer)
+		case "base_image":
+			err = decodeBaseImage(v, &cfg.BaseImage)
+		case "model_module_dir":
+			cfg.ModelModuleDir, err = scalarString(key, v)
+		case "model_class_filename":
+			cfg.ModelClassFilename, err = scalarString(key, v)
+		case "model_class_name":
+			cfg.ModelClassName, err = scalarString(key, v)
+		case "data_dir":
+			cfg.DataDir, err = scalarString(key, v)
+		case "bundled_packages_dir":
+			cfg.BundledPackagesDir, err = scalarString(key, v)
+		case "external_package_dirs":
+			cfg.ExternalPackageDirs, err = stringList(key, v)
+		case "live_reload":
+			liveReload, err = boolean(key, v)
 		case "command":
 			cfg.Command, err = stringList(key, v)
 		case "image":
@@ -278,10 +338,14 @@ func decodeTop(top *yaml.Node, cfg *Config) (presence, error) {
 		case "model_metadata":
 			cfg.ModelMetadata, err = anyMap(key, v)
 		case "hot_reload":
-			cfg.HotReload, err = boolean(key, v)
+			var hot bool
+			hot, err = boolean(key, v)
+			cfg.HotReload = cfg.HotReload || hot
 		}
 		return err
 	})
+	// Truss's live_reload and modelplane's hot_reload mean the same.
+	cfg.HotReload = cfg.HotReload || liveReload
 	return seen, err
 }
 
@@ -481,8 +545,9 @@ func jsonable(v any) any {
 
 func applyDefaults(cfg *Config) {
 	if cfg.Runtime == "" {
-		cfg.Runtime = RuntimePython
+		cfg.Runtime = inferRuntime(cfg)
 	}
+	applyTrussDefaults(cfg)
 	health, predict := DefaultHealthPath, DefaultPredictPath
 	if cfg.Runtime == RuntimePython {
 		health, predict = PythonHealthPath, PythonPredictPath
@@ -547,18 +612,18 @@ func validate(cfg *Config, seen presence) error {
 	if cfg.ModelName == "" {
 		return fieldErr("model_name", "is required")
 	}
-	if !nameRE.MatchString(cfg.ModelName) {
-		return fieldErr("model_name", "must be 1-255 of A-Z a-z 0-9 . _ -, not %q", cfg.ModelName)
+	if err := ValidateModelName(cfg.ModelName); err != nil {
+		return fieldErr("model_name", "%v", err)
 	}
 	switch cfg.Runtime {
 	case RuntimePython, RuntimeProcess, RuntimeDocker:
 	default:
-		return fieldErr("runtime", "must be python, process or docker, not %q", cfg.Runtime)
+		return fieldErr("runtime", "must be a mapping of Truss's runtime settings (predict_concurrency, ...), not %q: modelplane infers how to run the package (docker_server or command: a process; image or base_image: a container; else a Truss Model class)", cfg.Runtime)
 	}
-	// A command or image the runtime would ignore is almost always a forgotten `runtime:`
-	// line; refusing it beats a replica that fails later for a reason far from the cause.
+	// A command or image the runtime would ignore is almost always a forgotten key;
+	// refusing it beats a replica that fails later for a reason far from the cause.
 	if cfg.Runtime == RuntimeProcess {
-		if len(cfg.Command) == 0 || cfg.Command[0] == "" {
+		if cfg.DockerServer == nil && (len(cfg.Command) == 0 || cfg.Command[0] == "") {
 			return fieldErr("command", "is required for runtime process")
 		}
 	} else if len(cfg.Command) > 0 {
@@ -573,6 +638,9 @@ func validate(cfg *Config, seen presence) error {
 		}
 	} else if cfg.Image != "" {
 		return fieldErr("image", "is only used by runtime docker (runtime is %s)", cfg.Runtime)
+	}
+	if err := validateTruss(cfg); err != nil {
+		return err
 	}
 	if err := resolveGPUs(&cfg.Resources, seen); err != nil {
 		return err
@@ -678,7 +746,14 @@ func (c Config) JSON() ([]byte, error) {
 		}
 	}
 	out["model_name"] = c.ModelName
-	out["runtime"] = c.Runtime
+	out["runtime"] = c.RuntimeSettings
+	out["model_module_dir"] = c.ModelModuleDir
+	out["model_class_filename"] = c.ModelClassFilename
+	out["model_class_name"] = c.ModelClassName
+	out["data_dir"] = c.DataDir
+	out["bundled_packages_dir"] = c.BundledPackagesDir
+	out["external_package_dirs"] = append([]string{}, c.ExternalPackageDirs...)
+	out["requirements"] = append([]string{}, c.Requirements...)
 	out["health_path"] = c.HealthPath
 	out["predict_path"] = c.PredictPath
 	out["resources"] = c.Resources

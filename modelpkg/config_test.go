@@ -142,17 +142,18 @@ func TestParseConfig_RejectsBrokenRulesNamingTheField(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", ""},
 		{"empty file lacks model_name", "", "model_name"},
 		{"model_name missing", "runtime: python\n", "model_name"},
-		{"model_name with a space", "model_name: my model\n", "model_name"},
-		{"model_name with a slash", "model_name: a/b\n", "model_name"},
+		{"model_name blank", "model_name: \"  \"\n", "model_name"},
+		{"model_name with a control character", "model_name: \"a\\tb\"\n", "model_name"},
 		{"model_name too long", "model_name: " + string(make256('a')) + "\n", "model_name"},
 		{"model_name not a string", "model_name: {a: b}\n", "model_name"},
 		{"key given twice", "model_name: a\nmodel_name: b\n", "model_name"},
-		{"unknown runtime", "model_name: m\nruntime: java\n", "runtime"},
+		{"unknown legacy runtime", "model_name: m\nruntime: java\n", "runtime"},
+		{"runtime a list", "model_name: m\nruntime: [a]\n", "runtime"},
 		{"process without command", "model_name: m\nruntime: process\n", "command"},
 		{"process with empty command", "model_name: m\nruntime: process\ncommand: []\n", "command"},
 		{"command not a list", "model_name: m\nruntime: process\ncommand: ./server\n", "command"},
 		{"command item not a string", "model_name: m\nruntime: process\ncommand: [[a]]\n", "command[0]"},
-		{"command with python runtime", "model_name: m\ncommand: [x]\n", "command"},
+		{"command with legacy python runtime", "model_name: m\nruntime: python\ncommand: [x]\n", "command"},
 		{"docker without image", "model_name: m\nruntime: docker\n", "image"},
 		{"image with process runtime", "model_name: m\nruntime: process\ncommand: [x]\nimage: a/b\n", "image"},
 		{"resources not a mapping", "model_name: m\nresources: H100\n", "resources"},
@@ -212,7 +213,7 @@ func make256(c byte) []byte {
 }
 
 func TestParseConfig_KeepsUnknownKeys(t *testing.T) {
-	text := "model_name: m\npython_version: py311\nrequirements: [torch]\nresources: {use_gpu: true, accelerator: A10G}\n"
+	text := "model_name: m\nexamples_filename: ex.yaml\nresources: {use_gpu: true, accelerator: A10G}\n"
 	cfg, err := modelpkg.ParseConfig([]byte(text))
 	require.NoError(t, err)
 	assert.Equal(t, "A10G", cfg.Resources.GPUType)
@@ -233,7 +234,16 @@ func TestConfigJSON_HasParsedValuesAndUnknownKeys(t *testing.T) {
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(b, &got), "%s", b)
 	assert.Equal(t, "m", got["model_name"])
-	assert.Equal(t, "python", got["runtime"])
+	assert.Equal(t, map[string]any{
+		"predict_concurrency": 1.0, "streaming_read_timeout": 60.0, "enable_tracing_data": false,
+		"enable_debug_logs": false, "transport": map[string]any{"kind": "http"},
+		"health_checks": map[string]any{
+			"restart_check_delay_seconds": nil, "restart_threshold_seconds": nil,
+			"stop_traffic_threshold_seconds": nil, "startup_threshold_seconds": nil,
+		},
+	}, got["runtime"], "runtime is Truss's settings with Truss's defaults")
+	assert.Equal(t, "model", got["model_module_dir"])
+	assert.Equal(t, "Model", got["model_class_name"])
 	assert.Equal(t, "/v1/models/model", got["health_path"])
 	assert.Equal(t, map[string]any{"1": "a"}, got["extra"], "unknown keys are kept")
 	assert.Equal(t, map[string]any{"k": []any{1.0, 2.0}}, got["model_metadata"])
@@ -355,7 +365,7 @@ func TestConfigSameAs_ComparesWhatRunsTheModel(t *testing.T) {
 		return cfg
 	}
 	base := parse("model_name: echo\nresources:\n  cpu: \"1\"\n")
-	require.True(t, base.SameAs(parse("# a comment\nmodel_name: echo\nruntime: python\nresources: {cpu: 1}\npython_version: py311\n")),
+	require.True(t, base.SameAs(parse("# a comment\nmodel_name: echo\nruntime: python\nresources: {cpu: 1}\nexamples_filename: ex.yaml\n")),
 		"defaults, comments, layout and unknown keys do not count")
 	require.False(t, base.SameAs(parse("model_name: echo\nresources:\n  cpu: \"2\"\n")))
 	require.False(t, base.SameAs(parse("model_name: echo\nresources:\n  cpu: \"1\"\nenvironment_variables: {A: b}\n")))
