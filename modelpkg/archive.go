@@ -476,7 +476,7 @@ func pack(dir string, external []externalDir, w io.Writer) (sha256hex string, er
 		return "", fmt.Errorf("pack %s: %w", dir, err)
 	}
 	if len(external) > 0 {
-		if err := packDir(tw, externalRoot+"/", 0o755); err != nil {
+		if err := packDir(tw, ExternalRoot+"/", 0o755); err != nil {
 			return "", err
 		}
 	}

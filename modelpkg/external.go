@@ -11,10 +11,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// externalRoot is the directory of a packed package that holds the external_package_dirs
-// lying outside it: entry i of the list is packed as externalRoot/<i>/, where the python
+// ExternalRoot is the directory of a packed package that holds the external_package_dirs
+// lying outside it: entry i of the list is packed as ExternalRoot/<i>/, where the python
 // runtime looks for it.
-const externalRoot = ".external"
+const ExternalRoot = ".external"
 
 // externalDir is one external package directory that PackWithExternal copies.
 type externalDir struct {
@@ -111,12 +111,12 @@ func resolveExternal(dir string, external []string) ([]externalDir, error) {
 		if _, inside := within(realDir, resolved); inside {
 			continue
 		}
-		out = append(out, externalDir{index: i, entry: entry, path: resolved, name: externalRoot + "/" + strconv.Itoa(i) + "/"})
+		out = append(out, externalDir{index: i, entry: entry, path: resolved, name: ExternalRoot + "/" + strconv.Itoa(i) + "/"})
 	}
 	if len(out) > 0 {
-		if _, err := os.Lstat(filepath.Join(absDir, externalRoot)); err == nil {
+		if _, err := os.Lstat(filepath.Join(absDir, ExternalRoot)); err == nil {
 			return nil, fmt.Errorf("%s has its own %s, where the external_package_dirs outside it would be packed",
-				dir, externalRoot)
+				dir, ExternalRoot)
 		}
 	}
 	return out, nil
