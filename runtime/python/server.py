@@ -4,8 +4,9 @@
 Usage: python3 server.py --package DIR
 
 Loads DIR/model/model.py (or where the config says, see below), constructs its class `Model`
-(Truss's interface), calls `load()` in the background and serves `predict(model_input)` over HTTP. Python 3.9+ standard library
-only, so that it runs on any host and in any image without installing anything.
+(Truss's interface), calls `load()` in the background and serves `predict(model_input)` over
+HTTP. Python 3.9+ standard library only, so that it runs on any host and in any image without
+installing anything.
 
 Package layout, from the config's keys as Truss defines them (the default when a key is
 absent or null), paths relative to DIR:
@@ -61,12 +62,12 @@ with 1000, or 1011 if it raised.
 Reload: the server forgets every module loaded from the package directory (the module
 directory, the bundled packages and the external package directories alike, so that edited
 siblings are read again), re-imports the model's module, constructs a new instance of its
-class and calls load(). The previous model serves until the new one is
-ready. If the new code fails to import, construct or load, the previous model is dropped
-rather than left serving code that no longer matches the files: predict answers 500 with
-"model reload failed: <type>: <message>" and the health path answers 200 with that error, so
-the replica stays in rotation and callers see why, until a reload succeeds. A failure of the
-first load is different: the health path answers 500 and predict 503.
+class and calls load(). The previous model serves until the new one is ready. If the new
+code fails to import, construct or load, the previous model is dropped rather than left
+serving code that no longer matches the files: predict answers 500 with "model reload failed:
+<type>: <message>" and the health path answers 200 with that error, so the replica stays in
+rotation and callers see why, until a reload succeeds. A failure of the first load is
+different: the health path answers 500 and predict 503.
 
 Signals: SIGTERM (or SIGINT) stops accepting connections, lets in-flight requests finish
 (up to 30 s) and exits 0. SIGHUP starts the same reload in the background.
@@ -212,7 +213,8 @@ class Layout:
         module_dir = config_path(config, "model_module_dir", "model")
         filename = config_path(config, "model_class_filename", "model.py")
         # The module file as the config names it, for messages: "src/my_model.py".
-        self.module_file = posixpath.normpath(posixpath.join(module_dir.replace(os.sep, "/"), filename))
+        self.module_file = posixpath.normpath(
+            posixpath.join(module_dir.replace(os.sep, "/"), filename))
         self.module_dir = self._path(module_dir)
         self.module_path = os.path.join(self.module_dir, filename)
         stem = os.path.splitext(os.path.basename(filename))[0]
