@@ -459,6 +459,12 @@ func (x *extractor) readConfig() (Config, error) {
 // sockets are refused. What Ignored names is left out: version control, Python's bytecode
 // cache (whose timestamps would change the archive on every run) and editors' swap files. Pack does not read config.yaml; ReadConfig does.
 func Pack(dir string, w io.Writer) (sha256hex string, err error) {
+	return pack(dir, nil, w)
+}
+
+// pack writes dir's tree and then each of external (slash-prefixed archive names, such as
+// ".external/0/", with the directory to copy there).
+func pack(dir string, external []externalDir, w io.Writer) (sha256hex string, err error) {
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
@@ -466,28 +472,18 @@ func Pack(dir string, w io.Writer) (sha256hex string, err error) {
 	h := sha256.New()
 	gz := gzip.NewWriter(io.MultiWriter(w, h))
 	tw := tar.NewWriter(gz)
-	// WalkDir visits entries in lexical order, which makes the archive deterministic.
-	err = filepath.WalkDir(absDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == absDir {
-			return nil
-		}
-		if Ignored(d.Name(), d.IsDir()) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, err := filepath.Rel(absDir, p)
-		if err != nil {
-			return err
-		}
-		return packEntry(tw, absDir, p, filepath.ToSlash(rel), d)
-	})
-	if err != nil {
+	if err := packTree(tw, absDir, ""); err != nil {
 		return "", fmt.Errorf("pack %s: %w", dir, err)
+	}
+	if len(external) > 0 {
+		if err := packDir(tw, ExternalRoot+"/", 0o755); err != nil {
+			return "", err
+		}
+	}
+	for _, e := range external {
+		if err := packTree(tw, e.path, e.name); err != nil {
+			return "", fmt.Errorf("pack %s (external_package_dirs[%d] %q): %w", e.path, e.index, e.entry, err)
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return "", err
@@ -498,13 +494,56 @@ func Pack(dir string, w io.Writer) (sha256hex string, err error) {
 	return hexSum(h), nil
 }
 
-func packEntry(tw *tar.Writer, absDir, p, rel string, d fs.DirEntry) error {
+// packTree writes the tree under root with each entry's name prefixed by prefix ("" or a
+// directory name ending in "/", which is written first as a directory of root's mode).
+func packTree(tw *tar.Writer, root, prefix string) error {
+	// WalkDir visits entries in lexical order, which makes the archive deterministic.
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == root {
+			if prefix == "" {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return packDir(tw, prefix, info.Mode().Perm())
+		}
+		if Ignored(d.Name(), d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		return packEntry(tw, root, p, filepath.ToSlash(rel), prefix, d)
+	})
+}
+
+// packDir writes a directory entry; name ends in "/".
+func packDir(tw *tar.Writer, name string, perm os.FileMode) error {
+	return tw.WriteHeader(&tar.Header{
+		Typeflag: tar.TypeDir,
+		Name:     name,
+		Mode:     int64(perm),
+		ModTime:  time.Unix(0, 0),
+		Format:   tar.FormatPAX,
+	})
+}
+
+func packEntry(tw *tar.Writer, absDir, p, rel, prefix string, d fs.DirEntry) error {
 	info, err := d.Info()
 	if err != nil {
 		return err
 	}
 	hdr := &tar.Header{
-		Name:    rel,
+		Name:    prefix + rel,
 		Mode:    int64(info.Mode().Perm()),
 		ModTime: time.Unix(0, 0),
 		Format:  tar.FormatPAX,

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -414,4 +415,184 @@ func TestExample_EchoPacksAndParses(t *testing.T) {
 	assert.Equal(t, modelpkg.RuntimePython, cfg.Runtime)
 	assert.Zero(t, cfg.Resources.GPUCount, "echo needs no GPU")
 	assert.NotEmpty(t, cfg.EnvironmentVariables)
+}
+
+// writeExternalLayout makes base/pkg, a package whose external_package_dirs are
+// ../shared_lib (outside it) and vendor (inside it), and base/shared_lib. It returns pkg and
+// shared_lib.
+func writeExternalLayout(t *testing.T) (pkg, shared string) {
+	t.Helper()
+	base := t.TempDir()
+	pkg, shared = filepath.Join(base, "pkg"), filepath.Join(base, "shared_lib")
+	for name, body := range map[string]string{
+		"pkg/config.yaml":                 goodConfig + "external_package_dirs:\n  - ../shared_lib\n  - vendor\n",
+		"pkg/model/model.py":              "import shared\n",
+		"pkg/vendor/vendored.py":          "VALUE = 1\n",
+		"shared_lib/shared/__init__.py":   "",
+		"shared_lib/shared/words.py":      "WORDS = ['a']\n",
+		"shared_lib/top.py":               "TOP = 1\n",
+		"shared_lib/__pycache__/top.pyc":  "cache",
+		"shared_lib/shared/.words.py.swp": "swap",
+	} {
+		p := filepath.Join(base, filepath.FromSlash(name))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+	}
+	require.NoError(t, os.Symlink("shared/words.py", filepath.Join(shared, "words_alias.py")))
+	return pkg, shared
+}
+
+// tarNames lists the entry names of a gzip'd tar in their order.
+func tarNames(t *testing.T, archive []byte) []string {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(archive))
+	require.NoError(t, err)
+	tr := tar.NewReader(gz)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			return names
+		}
+		names = append(names, hdr.Name)
+		assert.Equal(t, int64(0), hdr.ModTime.Unix(), "%s mtime", hdr.Name)
+	}
+}
+
+func TestExternalPackageDirs_ReadsTheConfigsList(t *testing.T) {
+	tests := []struct {
+		name    string
+		config  string
+		want    []string
+		wantErr string
+	}{
+		{"absent", goodConfig, nil, ""},
+		{"null", goodConfig + "external_package_dirs: ~\n", nil, ""},
+		{"list", goodConfig + "external_package_dirs: [../shared_lib, vendor]\n", []string{"../shared_lib", "vendor"}, ""},
+		{"not a list", goodConfig + "external_package_dirs: ../shared_lib\n", nil, "external_package_dirs must be a list of paths"},
+		{"empty entry", goodConfig + "external_package_dirs: ['']\n", nil, "external_package_dirs[0] is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(tt.config), 0o644))
+			got, err := modelpkg.ExternalPackageDirs(dir)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestPackWithExternal_CopiesDirsOutsideThePackageUnderDotExternal(t *testing.T) {
+	pkg, shared := writeExternalLayout(t)
+	external, err := modelpkg.ExternalPackageDirs(pkg)
+	require.NoError(t, err)
+	var a, b, plain bytes.Buffer
+	sumA, err := modelpkg.PackWithExternal(pkg, external, &a)
+	require.NoError(t, err)
+	got := sha256.Sum256(a.Bytes())
+	assert.Equal(t, hex.EncodeToString(got[:]), sumA, "PackWithExternal returns the sha256 of what it wrote")
+	later := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(shared, "top.py"), later, later))
+	sumB, err := modelpkg.PackWithExternal(pkg, external, &b)
+	require.NoError(t, err)
+	assert.Equal(t, sumA, sumB, "the same trees pack to the same sum")
+	assert.Equal(t, a.Bytes(), b.Bytes(), "the same trees pack to the same bytes")
+
+	_, err = modelpkg.Pack(pkg, &plain)
+	require.NoError(t, err)
+	own := tarNames(t, plain.Bytes())
+	names := tarNames(t, a.Bytes())
+	require.Greater(t, len(names), len(own))
+	assert.Equal(t, own, names[:len(own)], "the package's own entries come first, as Pack writes them")
+	assert.Equal(t, []string{".external/", ".external/0/", ".external/0/shared/", ".external/0/shared/__init__.py",
+		".external/0/shared/words.py", ".external/0/top.py", ".external/0/words_alias.py"}, names[len(own):],
+		"then the directory outside the package as .external/0, without what Pack ignores; "+
+			"vendor, inside the package, is not copied again")
+
+	dest := filepath.Join(t.TempDir(), "pkg")
+	cfg, err := modelpkg.Extract(bytes.NewReader(a.Bytes()), sumA, dest)
+	require.NoError(t, err)
+	assert.Equal(t, "echo", cfg.ModelName)
+	assert.Equal(t, []string{".external", ".external/0", ".external/0/shared", ".external/0/shared/__init__.py",
+		".external/0/shared/words.py", ".external/0/top.py", ".external/0/words_alias.py", "config.yaml",
+		"model", "model/model.py", "vendor", "vendor/vendored.py"}, listing(t, dest))
+	for _, name := range []string{"shared/words.py", "top.py", "words_alias.py"} {
+		want, err := os.ReadFile(filepath.Join(shared, name))
+		require.NoError(t, err)
+		have, err := os.ReadFile(filepath.Join(dest, ".external", "0", filepath.FromSlash(name)))
+		require.NoError(t, err)
+		assert.Equal(t, want, have, name)
+	}
+	target, err := os.Readlink(filepath.Join(dest, ".external", "0", "words_alias.py"))
+	require.NoError(t, err)
+	assert.Equal(t, "shared/words.py", target, "a symlink inside the external directory stays a symlink")
+
+	// An absolute entry is found the same way.
+	var abs bytes.Buffer
+	_, err = modelpkg.PackWithExternal(pkg, []string{shared, "vendor"}, &abs)
+	require.NoError(t, err)
+	assert.Equal(t, a.Bytes(), abs.Bytes(), "an absolute path to the same directory packs the same")
+}
+
+func TestPackWithExternal_RefusesWhatItCannotPack(t *testing.T) {
+	tests := []struct {
+		name     string
+		setup    func(t *testing.T, pkg, shared string)
+		external []string
+		wantErr  string
+		wantIs   error
+	}{
+		{
+			name:     "missing directory outside the package",
+			external: []string{"vendor", "../no_such_lib"},
+			wantErr:  `external_package_dirs[1] "../no_such_lib"`,
+		},
+		{
+			name:     "missing directory inside the package",
+			external: []string{"libs"},
+			wantErr:  `external_package_dirs[0] "libs"`,
+		},
+		{
+			name:     "a file, not a directory",
+			external: []string{"../shared_lib/top.py"},
+			wantErr:  `external_package_dirs[0] "../shared_lib/top.py"`,
+		},
+		{
+			name: "symlink leading outside the external directory",
+			setup: func(t *testing.T, pkg, shared string) {
+				require.NoError(t, os.Symlink("../pkg/config.yaml", filepath.Join(shared, "config_link")))
+			},
+			external: []string{"../shared_lib"},
+			wantIs:   modelpkg.ErrUnsafePath,
+			wantErr:  `external_package_dirs[0] "../shared_lib"`,
+		},
+		{
+			name: "a package with its own .external",
+			setup: func(t *testing.T, pkg, shared string) {
+				require.NoError(t, os.Mkdir(filepath.Join(pkg, ".external"), 0o755))
+			},
+			external: []string{"../shared_lib"},
+			wantErr:  "has its own .external",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkg, shared := writeExternalLayout(t)
+			if tt.setup != nil {
+				tt.setup(t, pkg, shared)
+			}
+			_, err := modelpkg.PackWithExternal(pkg, tt.external, io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+			if tt.wantIs != nil {
+				assert.ErrorIs(t, err, tt.wantIs)
+			}
+		})
+	}
 }

@@ -221,6 +221,9 @@ func (w *watcher) syncOnce(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("config.yaml: %w", err)
 	}
+	if err := keepPackedExternal(w.o.Dir, w.head, local); err != nil {
+		return "", err
+	}
 	hot := cfg.HotReload && cfg.Runtime == modelpkg.RuntimePython
 	var changed string
 	if local.Hash() != w.headHash {
@@ -265,6 +268,26 @@ func (w *watcher) syncOnce(ctx context.Context) (string, error) {
 		line += ": " + res.ReloadError
 	}
 	return line, nil
+}
+
+// keepPackedExternal carries head's .external entries into local when the directory has no
+// .external of its own but its config names external_package_dirs: a push packs those
+// outside the package there (modelpkg.PackWithExternal), and a patch computed from the
+// directory alone would delete them. Edits to them reach the deployment with the next push.
+func keepPackedExternal(dir string, head, local patch.Point) error {
+	if local.Has(modelpkg.ExternalRoot) {
+		return nil // the package's own directory, patched like any other
+	}
+	external, err := modelpkg.ExternalPackageDirs(dir)
+	if err != nil || len(external) == 0 {
+		return err
+	}
+	for rel, h := range head.ContentHashes {
+		if rel == modelpkg.ExternalRoot || strings.HasPrefix(rel, modelpkg.ExternalRoot+"/") {
+			local.ContentHashes[rel] = h
+		}
+	}
+	return nil
 }
 
 func (w *watcher) redeploy(ctx context.Context, reason string) (string, error) {

@@ -148,21 +148,35 @@ func push(ctx context.Context, out io.Writer, c *client.Client, cfg clientConfig
 }
 
 // upload packs dir straight into the request body, so the package is never held whole in
-// memory or written to a temporary file.
+// memory or written to a temporary file. The config's external_package_dirs that lie
+// outside dir travel in the archive as .external/<i>, where the python runtime finds them.
 func upload(ctx context.Context, c *client.Client, dir string) (apiv1.ArchiveV1, error) {
+	external, err := modelpkg.ExternalPackageDirs(dir)
+	if err != nil {
+		return apiv1.ArchiveV1{}, err
+	}
 	pr, pw := io.Pipe()
+	packed := make(chan error, 1)
 	go func() {
-		_, err := modelpkg.Pack(dir, pw)
+		_, err := modelpkg.PackWithExternal(dir, external, pw)
 		pw.CloseWithError(err)
+		packed <- err
 	}()
 	a, err := c.UploadArchive(ctx, pr)
-	// Unblocks Pack if the upload stopped reading early.
-	pr.CloseWithError(errors.New("upload ended"))
+	// Unblocks the packer if the upload stopped reading early.
+	pr.CloseWithError(errUploadEnded)
 	if err != nil {
+		// A packing error (a missing external package directory, say) is the cause to show.
+		if packErr := <-packed; packErr != nil && !errors.Is(packErr, errUploadEnded) {
+			return a, packErr
+		}
 		return a, fmt.Errorf("uploading %s: %w", dir, err)
 	}
 	return a, nil
 }
+
+// errUploadEnded is what the packer's writes get once the upload no longer reads.
+var errUploadEnded = errors.New("upload ended")
 
 // modelNamed finds a model by its name.
 func modelNamed(models []apiv1.ModelV1, name string) (apiv1.ModelV1, bool) {

@@ -3,15 +3,33 @@
 
 Usage: python3 server.py --package DIR
 
-Loads DIR/model/model.py, constructs its class `Model` (Truss's interface), calls `load()` in
-the background and serves `predict(model_input)` over HTTP. Python 3.9+ standard library
-only, so that it runs on any host and in any image without installing anything.
+Loads DIR/model/model.py (or where the config says, see below), constructs its class `Model`
+(Truss's interface), calls `load()` in the background and serves `predict(model_input)` over
+HTTP. Python 3.9+ standard library only, so that it runs on any host and in any image without
+installing anything.
+
+Package layout, from the config's keys as Truss defines them (the default when a key is
+absent or null), paths relative to DIR:
+  model_module_dir       "model"     the directory of the model's module; on sys.path
+  model_class_filename   "model.py"  the module's file in that directory
+  model_class_name       "Model"     the class constructed
+  data_dir               "data"      passed to the class as `data_dir`, a pathlib.Path
+  bundled_packages_dir   "packages"  on sys.path
+  external_package_dirs  []          each on sys.path: entry i is DIR/.external/<i> when that
+                                     directory exists (the CLI packs a directory outside the
+                                     package there), else the entry itself inside DIR
+  runtime.predict_concurrency  1     the most predict calls in the model at once; more wait
+                                     their turn (a streamed answer holds its slot until the
+                                     stream ends). Health, liveness, reload and websocket
+                                     routes are not limited by it.
+A module file that is missing, or a class it does not define, is a load failure that names
+them ("src/my_model.py not found in DIR", "model/model.py defines no class MyModel").
 
 Environment:
   PORT                     port to listen on (default 8080)
   MODELPLANE_BIND          address to listen on (default 127.0.0.1)
   MODELPLANE_CONFIG_JSON   the package's config.yaml as JSON (the standard library reads no
-                           YAML, so the agent converts it); passed to Model as `config`
+                           YAML, so the agent converts it); passed to the model as `config`
   MODELPLANE_SECRETS_JSON  {"name": "value"} of the secrets the package asked for
   MODELPLANE_SECRETS_DIR   a directory with the same secrets, one file each, named as the secret
   MODELPLANE_ENVIRONMENT   the environment this replica serves (production, staging, ...)
@@ -41,14 +59,15 @@ async method and plain calls for a sync one. A receive raises WebSocketDisconnec
 once the client closed. Pings are answered; when the method returns, the websocket is closed
 with 1000, or 1011 if it raised.
 
-Reload: the server forgets every module loaded from the package directory (model/ and
-packages/ alike, so that edited siblings are read again), re-imports model/model.py,
-constructs a new Model and calls load(). The previous model serves until the new one is
-ready. If the new code fails to import, construct or load, the previous model is dropped
-rather than left serving code that no longer matches the files: predict answers 500 with
-"model reload failed: <type>: <message>" and the health path answers 200 with that error, so
-the replica stays in rotation and callers see why, until a reload succeeds. A failure of the
-first load is different: the health path answers 500 and predict 503.
+Reload: the server forgets every module loaded from the package directory (the module
+directory, the bundled packages and the external package directories alike, so that edited
+siblings are read again), re-imports the model's module, constructs a new instance of its
+class and calls load(). The previous model serves until the new one is ready. If the new
+code fails to import, construct or load, the previous model is dropped rather than left
+serving code that no longer matches the files: predict answers 500 with "model reload failed:
+<type>: <message>" and the health path answers 200 with that error, so the replica stays in
+rotation and callers see why, until a reload succeeds. A failure of the first load is
+different: the health path answers 500 and predict 503.
 
 Signals: SIGTERM (or SIGINT) stops accepting connections, lets in-flight requests finish
 (up to 30 s) and exits 0. SIGHUP starts the same reload in the background.
@@ -68,6 +87,7 @@ import json
 import linecache
 import os
 import pathlib
+import posixpath
 import signal
 import socket
 import struct
@@ -153,6 +173,88 @@ def read_config(package_dir):
         return {"model_name": os.path.basename(os.path.abspath(package_dir))}
 
 
+def config_path(config, key, default):
+    """The relative path config[key] names, or default when the key is absent, null or empty.
+
+    The Go side validates these paths; an odd value (a number, say) is used as its text, so
+    that it shows in the load failure it causes rather than crashing the server."""
+    value = config.get(key)
+    if value is None or value == "":
+        return default
+    return value if isinstance(value, str) else str(value)
+
+
+def predict_concurrency(config):
+    """runtime.predict_concurrency: the most predict calls at once (Truss's default, 1)."""
+    runtime = config.get("runtime")
+    value = runtime.get("predict_concurrency") if isinstance(runtime, dict) else None
+    if value is None:
+        return 1
+    try:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        n = int(value)
+        if n < 1:
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        log("runtime.predict_concurrency must be a positive integer, not %r; using 1" % (value,),
+            sys.stderr)
+        return 1
+    return n
+
+
+class Layout:
+    """Where a Truss package keeps its parts, after the config's keys (Truss's defaults):
+    model_module_dir, model_class_filename, model_class_name, data_dir,
+    bundled_packages_dir and external_package_dirs."""
+
+    def __init__(self, package_dir, config):
+        self.package_dir = package_dir
+        module_dir = config_path(config, "model_module_dir", "model")
+        filename = config_path(config, "model_class_filename", "model.py")
+        # The module file as the config names it, for messages: "src/my_model.py".
+        self.module_file = posixpath.normpath(
+            posixpath.join(module_dir.replace(os.sep, "/"), filename))
+        self.module_dir = self._path(module_dir)
+        self.module_path = os.path.join(self.module_dir, filename)
+        stem = os.path.splitext(os.path.basename(filename))[0]
+        self.module_name = stem or "model"
+        name = config.get("model_class_name")
+        self.class_name = "Model" if name is None or name == "" else str(name)
+        self.data_dir = self._path(config_path(config, "data_dir", "data"))
+        self.bundled_dir = self._path(config_path(config, "bundled_packages_dir", "packages"))
+        self.external_dirs = self._external_dirs(config.get("external_package_dirs"))
+
+    def _path(self, rel):
+        return os.path.normpath(os.path.join(self.package_dir, rel))
+
+    def _external_dirs(self, entries):
+        """Entry i of external_package_dirs: .external/<i> when the packer put it there (a
+        directory outside the package), else the entry itself when it lies inside."""
+        if entries is None:
+            return []
+        if not isinstance(entries, list):
+            entries = [entries]
+        dirs = []
+        for i, entry in enumerate(entries):
+            packed = os.path.join(self.package_dir, ".external", str(i))
+            if os.path.isdir(packed):
+                dirs.append(packed)
+                continue
+            if isinstance(entry, str) and entry and not os.path.isabs(entry):
+                path = self._path(entry)
+                if path == self.package_dir or path.startswith(self.package_dir + os.sep):
+                    dirs.append(path)
+                    continue
+            log("external_package_dirs[%d] (%r) is not in the package; it is not on sys.path"
+                % (i, entry), sys.stderr)
+        return dirs
+
+    def code_dirs(self):
+        """The directories the model's code imports from, first searched first."""
+        return [self.module_dir, self.bundled_dir] + self.external_dirs
+
+
 class ReloadBusy(Exception):
     """Another reload, or the first load, is still running."""
 
@@ -162,7 +264,7 @@ class ModelHost:
 
     def __init__(self, package_dir, config, secrets, environment):
         self.package_dir = os.path.abspath(package_dir)
-        self.model_dir = os.path.join(self.package_dir, "model")
+        self.layout = Layout(self.package_dir, config)
         self.config = config
         self.secrets = secrets
         self.environment = environment
@@ -202,7 +304,7 @@ class ModelHost:
         log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
 
     def reload(self):
-        """Builds a new Model from the code on disk and swaps it in once load() returned.
+        """Builds a new model from the code on disk and swaps it in once load() returned.
 
         Returns (error, seconds): error is None on success, else the text that predict and the
         health path report until a later reload succeeds. Raises ReloadBusy while another
@@ -240,13 +342,14 @@ class ModelHost:
         threading.Thread(target=run, name="reload", daemon=True).start()
 
     def _build(self):
+        layout = self.layout
         module = self._import()
-        cls = getattr(module, "Model", None)
+        cls = getattr(module, layout.class_name, None)
         if cls is None:
-            raise AttributeError("model/model.py defines no class Model")
+            raise AttributeError("%s defines no class %s" % (layout.module_file, layout.class_name))
         offered = {
             "config": self.config,
-            "data_dir": pathlib.Path(self.package_dir) / "data",
+            "data_dir": pathlib.Path(layout.data_dir),
             "secrets": self.secrets,
             "environment": self.environment,
         }
@@ -257,25 +360,30 @@ class ModelHost:
         return model
 
     def _import(self):
-        path = os.path.join(self.model_dir, "model.py")
-        if not os.path.isfile(path):
-            raise FileNotFoundError("model/model.py not found in %s" % self.package_dir)
-        # model.py may import its siblings and bundled packages, as in a Truss.
-        for extra in (os.path.join(self.package_dir, "packages"), self.model_dir):
+        layout = self.layout
+        if not os.path.isfile(layout.module_path):
+            raise FileNotFoundError("%s not found in %s" % (layout.module_file, self.package_dir))
+        # The model's module may import its siblings, the bundled packages and the external
+        # package directories, as in a Truss.
+        for extra in reversed(layout.code_dirs()):
             if os.path.isdir(extra) and extra not in sys.path:
                 sys.path.insert(0, extra)
         self._forget_package_modules()
-        spec = importlib.util.spec_from_file_location("model", path)
+        spec = importlib.util.spec_from_file_location(layout.module_name, layout.module_path)
+        if spec is None or spec.loader is None:
+            raise ImportError("%s cannot be imported as a Python module" % layout.module_file)
         module = importlib.util.module_from_spec(spec)
-        sys.modules["model"] = module
+        sys.modules[layout.module_name] = module
         spec.loader.exec_module(module)
         return module
 
     def _forget_package_modules(self):
         """Drops every module loaded from the package directory, so that the next import
-        reads the files as they are now: model.py's siblings and bundled packages change
-        with it."""
-        roots = {self.package_dir + os.sep, os.path.realpath(self.package_dir) + os.sep}
+        reads the files as they are now: the module's siblings, the bundled packages and the
+        external package directories change with it."""
+        roots = set()
+        for d in [self.package_dir] + self.layout.code_dirs():
+            roots.update((os.path.abspath(d) + os.sep, os.path.realpath(d) + os.sep))
 
         def inside(path):
             return any(p.startswith(r) for p in (os.path.abspath(path), os.path.realpath(path))
@@ -531,9 +639,12 @@ class Server(ThreadingHTTPServer):
     # and a dropped SYN costs the client a one-second retransmit.
     request_queue_size = 128
 
-    def __init__(self, address, host, health_paths, predict_paths, control_token=None):
+    def __init__(self, address, host, health_paths, predict_paths, control_token=None,
+                 predict_concurrency=1):
         super().__init__(address, Handler)
         self.host = host
+        # runtime.predict_concurrency: a predict waits here for its turn in the model.
+        self.predict_slots = threading.BoundedSemaphore(predict_concurrency)
         self.health_paths = health_paths
         self.predict_paths = predict_paths
         # None: the control routes do not exist.
@@ -735,14 +846,20 @@ class Handler(BaseHTTPRequestHandler):
             model_input = json.loads(raw)
         except ValueError as exc:
             return self._json(400, {"error": "invalid JSON body: %s" % exc})
+        slots = self.server.predict_slots
+        slots.acquire()
         try:
-            result = self._call(model, model_input)
-            if inspect.isgenerator(result) or inspect.isasyncgen(result):
-                return self._stream(result)
-            body = json.dumps(result).encode()
-        except Exception as exc:  # noqa: a model error is the caller's 500, not ours
-            log_exception("predict failed")
-            return self._json(500, {"error": describe(exc)})
+            try:
+                result = self._call(model, model_input)
+                if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                    # A stream runs the model's code as it is read: it keeps its slot to the end.
+                    return self._stream(result)
+                body = json.dumps(result).encode()
+            except Exception as exc:  # noqa: a model error is the caller's 500, not ours
+                log_exception("predict failed")
+                return self._json(500, {"error": describe(exc)})
+        finally:
+            slots.release()
         self._send(200, "application/json", body)
 
     @staticmethod
@@ -752,7 +869,7 @@ class Handler(BaseHTTPRequestHandler):
             fn = getattr(model, step, None)
             if fn is None:
                 if step == "predict":
-                    raise AttributeError("Model has no predict method")
+                    raise AttributeError("%s has no predict method" % type(model).__name__)
                 continue
             model_input = fn(model_input)
             if not (inspect.isgenerator(model_input) or inspect.isasyncgen(model_input)):
@@ -865,7 +982,8 @@ def main(argv=None):
     if ":" in bind:
         Server.address_family = socket.AF_INET6
     server = Server((bind, port), host, health_paths, predict_paths,
-                    control_token=os.environ.get(CONTROL_TOKEN_ENV))
+                    control_token=os.environ.get(CONTROL_TOKEN_ENV),
+                    predict_concurrency=predict_concurrency(config))
 
     def stop(signum, _frame):
         if server.draining:

@@ -289,7 +289,8 @@ class Model:
 
 func TestServer_ServesRequestsConcurrently(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, writePackage(t, plainConfig, sleepyModel), nil)
+	pkg := writePackage(t, plainConfig, sleepyModel)
+	s := startServer(t, pkg, nil, configEnv(t, pkg, map[string]any{"runtime": map[string]any{"predict_concurrency": 20}}))
 	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
 
 	const n = 20
@@ -818,4 +819,261 @@ func TestExampleEcho_RunsFromItsPackedArchive(t *testing.T) {
 	assert.Equal(t, map[string]any{"text": "hi"}, body["echo"])
 	assert.Equal(t, "production", body["environment"])
 	assert.Equal(t, "echo", body["model_name"])
+}
+
+// configEnv is the environment entry that gives server.py pkgDir's config as JSON with the
+// given top-level keys replaced, for shapes that config.yaml cannot carry through
+// modelpkg.ReadConfig (Truss's `runtime:` mapping). It follows python.Env's entry, and the
+// last entry of a name wins.
+func configEnv(t *testing.T, pkgDir string, set map[string]any) string {
+	t.Helper()
+	cfg, err := modelpkg.ReadConfig(pkgDir)
+	require.NoError(t, err)
+	raw, err := cfg.JSON()
+	require.NoError(t, err)
+	var obj map[string]any
+	require.NoError(t, json.Unmarshal(raw, &obj))
+	for k, v := range set {
+		obj[k] = v
+	}
+	out, err := json.Marshal(obj)
+	require.NoError(t, err)
+	return python.EnvConfigJSON + "=" + string(out)
+}
+
+// writeFiles writes each file (a slash-separated path relative to dir) with its content.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for rel, content := range files {
+		path := filepath.Join(dir, filepath.FromSlash(rel))
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	}
+}
+
+// countingModel records how many predict calls run in it at once. Each call stays until
+// all `total` calls have entered or `hold` seconds passed, so that every call the server
+// lets in meanwhile is counted whatever the machine's speed; it answers the most seen.
+const countingModel = `
+import threading, time
+
+changed = threading.Condition()
+state = {"inside": 0, "entered": 0, "most": 0}
+
+class Model:
+    def predict(self, model_input):
+        with changed:
+            state["inside"] += 1
+            state["entered"] += 1
+            state["most"] = max(state["most"], state["inside"])
+            changed.notify_all()
+            deadline = time.monotonic() + model_input["hold"]
+            while state["entered"] < model_input["total"]:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                changed.wait(left)
+            state["inside"] -= 1
+            return {"most": state["most"]}
+`
+
+func TestServer_PredictConcurrencyBoundsCallsInTheModel(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		runtime map[string]any // the config's runtime mapping; nil: no such key
+		want    int
+		hold    float64
+	}{
+		// A call alone in the model waits its whole hold, so a short one keeps this case quick;
+		// the bound cannot be exceeded by slowness.
+		{"default is one at a time", nil, 1, 0.3},
+		{"one", map[string]any{"predict_concurrency": 1}, 1, 0.3},
+		// Three calls must all get in while the first holds: a long hold makes that certain.
+		{"three", map[string]any{"predict_concurrency": 3}, 3, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pkg := writePackage(t, plainConfig, countingModel)
+			var env []string
+			if tt.runtime != nil {
+				env = append(env, configEnv(t, pkg, map[string]any{"runtime": tt.runtime}))
+			}
+			s := startServer(t, pkg, nil, env...)
+			s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+
+			// One call more than the bound: if the server let it in too, the most seen says so.
+			total := tt.want + 1
+			body := fmt.Sprintf(`{"total": %d, "hold": %g}`, total, tt.hold)
+			var wg sync.WaitGroup
+			answers := make([]map[string]any, total)
+			statuses := make([]int, total)
+			for i := range total {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := http.Post(s.url+"/v1/models/model:predict", "application/json", strings.NewReader(body))
+					if err != nil {
+						return
+					}
+					defer resp.Body.Close()
+					statuses[i] = resp.StatusCode
+					_ = json.NewDecoder(resp.Body).Decode(&answers[i])
+				}()
+			}
+			// Health and liveness answer while predict calls hold or wait for every slot.
+			status, _ := s.get(t, "/v1/models/model")
+			assert.Equal(t, 200, status, "health while predict calls wait")
+			status, _ = s.get(t, "/healthz")
+			assert.Equal(t, 200, status, "liveness while predict calls wait")
+			wg.Wait()
+
+			most := 0.0
+			for i := range total {
+				require.Equal(t, 200, statuses[i], "request %d: %v", i, answers[i])
+				most = max(most, answers[i]["most"].(float64))
+			}
+			assert.Equal(t, float64(tt.want), most, "the most predict calls in the model at once")
+		})
+	}
+}
+
+// layoutConfig moves every part of the package away from Truss's defaults.
+const layoutConfig = `model_name: tester
+model_module_dir: src
+model_class_filename: my_model.py
+model_class_name: MyModel
+data_dir: assets
+bundled_packages_dir: libs
+external_package_dirs:
+  - ../shared_lib
+  - vendor
+`
+
+// layoutModel is src/my_model.py: it imports from its own directory, the bundled packages
+// and both external package directories, and reads its data directory.
+func layoutModel(version int) string {
+	return fmt.Sprintf(`
+import helper
+import extlib
+import vendored
+from libpkg import words
+
+class MyModel:
+    def __init__(self, data_dir, **kwargs):
+        self.data_dir = data_dir
+
+    def predict(self, model_input):
+        return {
+            "version": %d,
+            "data_dir": str(self.data_dir),
+            "data_dir_type": type(self.data_dir).__name__,
+            "greeting": (self.data_dir / "greeting.txt").read_text(),
+            "helper": helper.VALUE,
+            "words": words.VALUE,
+            "extlib": extlib.VALUE,
+            "vendored": vendored.VALUE,
+        }
+`, version)
+}
+
+// writeLayoutPackage writes a package in layoutConfig's layout, with decoys where the
+// defaults would look. The first external directory lies outside the package, so it is where
+// the packer puts it: .external/0.
+func writeLayoutPackage(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"config.yaml":                 layoutConfig,
+		"model/model.py":              "class Model:\n    def predict(self, x):\n        return {'version': 'the default layout'}\n",
+		"packages/libpkg/__init__.py": "",
+		"packages/libpkg/words.py":    "VALUE = 'the default packages dir'\n",
+		"src/my_model.py":             layoutModel(1),
+		"src/helper.py":               "VALUE = 'helper 1'\n",
+		"assets/greeting.txt":         "hello from assets",
+		"libs/libpkg/__init__.py":     "",
+		"libs/libpkg/words.py":        "VALUE = 'words 1'\n",
+		".external/0/extlib.py":       "VALUE = 'extlib 1'\n",
+		"vendor/vendored.py":          "VALUE = 'vendored 1'\n",
+	})
+	return dir
+}
+
+func TestServer_HonoursTheConfigsPackageLayout(t *testing.T) {
+	t.Parallel()
+	pkg := writeLayoutPackage(t)
+	s := startServer(t, pkg, nil)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	status, body := s.predict(t, `{}`)
+	require.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, map[string]any{
+		"version":       1.0,
+		"data_dir":      filepath.Join(pkg, "assets"),
+		"data_dir_type": "PosixPath",
+		"greeting":      "hello from assets",
+		"helper":        "helper 1",
+		"words":         "words 1",
+		"extlib":        "extlib 1",
+		"vendored":      "vendored 1",
+	}, body, "model_module_dir, model_class_filename, model_class_name, data_dir, "+
+		"bundled_packages_dir and both kinds of external_package_dirs entry")
+}
+
+func TestServer_ReloadReadsTheConfiguredModuleAndPackageDirsAgain(t *testing.T) {
+	t.Parallel()
+	pkg := writeLayoutPackage(t)
+	s := startServer(t, pkg, nil, withToken)
+	s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+	_, body := s.predict(t, `{}`)
+	require.Equal(t, 1.0, body["version"], "%v", body)
+
+	writeFiles(t, pkg, map[string]string{
+		"src/my_model.py":       layoutModel(2),
+		"src/helper.py":         "VALUE = 'helper 2'\n",
+		"libs/libpkg/words.py":  "VALUE = 'words 2'\n",
+		".external/0/extlib.py": "VALUE = 'extlib 2'\n",
+		"vendor/vendored.py":    "VALUE = 'vendored 2'\n",
+	})
+	status, body := s.reload(t, controlToken)
+	require.Equal(t, 200, status, "%v", body)
+	status, body = s.predict(t, `{}`)
+	require.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, 2.0, body["version"], "the edited module in model_module_dir")
+	assert.Equal(t, "helper 2", body["helper"], "its sibling in model_module_dir")
+	assert.Equal(t, "words 2", body["words"], "bundled_packages_dir")
+	assert.Equal(t, "extlib 2", body["extlib"], "external_package_dirs' .external/0")
+	assert.Equal(t, "vendored 2", body["vendored"], "external_package_dirs' entry inside the package")
+}
+
+func TestServer_LayoutFailuresNameTheConfiguredFileAndClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		config string
+		want   string // the start of health's error; "" for a model that loads
+	}{
+		{"missing module dir", "model_module_dir: src\n", "FileNotFoundError: src/model.py not found in "},
+		{"missing module file", "model_class_filename: my_model.py\n", "FileNotFoundError: model/my_model.py not found in "},
+		{"missing class", "model_class_name: MyModel\n", "AttributeError: model/model.py defines no class MyModel"},
+		{"a number for a path", "model_module_dir: 5\n", "FileNotFoundError: 5/model.py not found in "},
+		{"null keys take the defaults", "model_module_dir: ~\nmodel_class_filename: ~\nmodel_class_name: ~\n" +
+			"data_dir: ~\nbundled_packages_dir: ~\nexternal_package_dirs: ~\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, writePackage(t, plainConfig+tt.config, versionModel(1)), nil)
+			if tt.want == "" {
+				s.waitFor(t, "/v1/models/model", 200, 5*time.Second)
+				_, body := s.predict(t, `{}`)
+				assert.Equal(t, 1.0, body["version"], "%v", body)
+				return
+			}
+			s.waitFor(t, "/v1/models/model", 500, 5*time.Second)
+			_, body := s.get(t, "/v1/models/model")
+			assert.Contains(t, body["error"], tt.want)
+			assert.True(t, strings.HasPrefix(fmt.Sprint(body["error"]), tt.want), "%v", body["error"])
+		})
+	}
 }
