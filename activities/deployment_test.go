@@ -135,7 +135,7 @@ func newFixture(t *testing.T, config string) *fixture {
 	return &fixture{db: db, acts: acts, agent: fa, dep: d, node: n, env: env}
 }
 
-const h100Config = `{"model_name":"echo","runtime":"python","resources":{"accelerator":"H100:1"}}`
+const h100Config = `{"model_name":"echo","resources":{"accelerator":"H100:1"}}`
 
 func appErrType(err error) string {
 	var ae *temporal.ApplicationError

@@ -13,7 +13,7 @@ import (
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-const secretConfig = `{"model_name":"echo","runtime":"python","secrets":["hf_token"]}`
+const secretConfig = `{"model_name":"echo","secrets":["hf_token"]}`
 
 func withSecretsKey(t *testing.T, f *fixture) *secretbox.Key {
 	t.Helper()

@@ -207,7 +207,7 @@ func testmodelPackage(t *testing.T, args ...string) (string, string) {
 	command := append([]string{"./testmodel"}, args...)
 	cmdJSON, _ := json.Marshal(command)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
-		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(cmdJSON)+"\n"), 0o644))
+		[]byte("model_name: testmodel\ncommand: "+string(cmdJSON)+"\n"), 0o644))
 	return pkg(t, dir)
 }
 
@@ -216,7 +216,7 @@ func shellPackage(t *testing.T, script string) (string, string) {
 	dir := t.TempDir()
 	cmdJSON, _ := json.Marshal([]string{"/bin/sh", "-c", script})
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
-		[]byte("model_name: shell\nruntime: process\ncommand: "+string(cmdJSON)+"\n"), 0o644))
+		[]byte("model_name: shell\ncommand: "+string(cmdJSON)+"\n"), 0o644))
 	return pkg(t, dir)
 }
 
@@ -499,7 +499,7 @@ func tarGz(t *testing.T, entries []*tar.Header, bodies []string) (string, string
 func TestAgent_BadArchivesFailTheReplicaAndWriteNothingOutside(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, dir, "h200")
-	config := "model_name: x\nruntime: process\ncommand: [\"/bin/true\"]\n"
+	config := "model_name: x\ncommand: [\"/bin/true\"]\n"
 	good, goodSum := testmodelPackage(t)
 	escape := filepath.Join(filepath.Dir(dir), "escaped-"+modelplane.NewID(6))
 	slipURL, slipSum := tarGz(t, []*tar.Header{
@@ -624,7 +624,7 @@ func TestAgent_ModelThatFailsToLoadIsFailedWithItsError(t *testing.T) {
 	n := startNode(t, dir, "h200")
 	src := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(src, "model"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(src, "config.yaml"), []byte("model_name: broken\nruntime: python\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "config.yaml"), []byte("model_name: broken\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "model", "model.py"), []byte(
 		"class Model:\n    def __init__(self, **kw):\n        pass\n    def load(self):\n        raise RuntimeError('weights not found')\n    def predict(self, x):\n        return x\n"), 0o644))
 	url, sum := pkg(t, src)

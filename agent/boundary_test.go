@@ -52,7 +52,7 @@ func TestAgent_NoAnswerOrHeartbeatTellsSecretsTokenOrHandle(t *testing.T) {
 	req := startReq(id, url, sum, 1)
 	req.Secrets = map[string]string{"hf_token": secretValue}
 	req.Env = map[string]string{"MODEL_API_KEY": envValue}
-	req.Config = json.RawMessage(`{"model_name": "live", "runtime": "python", "secrets": ["hf_token"],
+	req.Config = json.RawMessage(`{"model_name": "live", "secrets": ["hf_token"],
 		"environment_variables": {"GREETING": "` + configValue + `"}}`)
 
 	answers := map[string]string{}

@@ -49,7 +49,7 @@ var brokenModelSource = []byte(`class Model:
         return model_input
 `)
 
-const liveConfig = "model_name: live\nruntime: python\nenvironment_variables:\n  GREETING: hello\n"
+const liveConfig = "model_name: live\nenvironment_variables:\n  GREETING: hello\n"
 
 // livePackage is a python package at version v1.
 func livePackage(t *testing.T) (string, string) {
@@ -211,7 +211,7 @@ func TestAgent_FailedHotReloadKeepsReplicaReadyUntilAGoodPatch(t *testing.T) {
 
 func TestAgent_RestartInPlaceKeepsIDGPUsAndAddress(t *testing.T) {
 	n, c, dir, before := liveReplica(t, func(req *agentproto.StartRequest) {
-		req.Config = json.RawMessage(`{"model_name": "live", "runtime": "python", "environment_variables": {"GREETING": "hello"}}`)
+		req.Config = json.RawMessage(`{"model_name": "live", "environment_variables": {"GREETING": "hello"}}`)
 	})
 	id := before.ID
 	ctx := context.Background()
@@ -221,7 +221,7 @@ func TestAgent_RestartInPlaceKeepsIDGPUsAndAddress(t *testing.T) {
 
 	res, err := c.PatchReplica(ctx, id, agentproto.PatchRequest{
 		PatchHash: "hash-v2", Files: codePatch(modelSource("v2")), How: patch.HowRestart,
-		Config: json.RawMessage(`{"model_name": "live", "runtime": "python", "environment_variables": {"GREETING": "bye"}}`),
+		Config: json.RawMessage(`{"model_name": "live", "environment_variables": {"GREETING": "bye"}}`),
 	})
 	require.NoError(t, err)
 	require.Equal(t, patch.HowRestart, res.How)

@@ -14,7 +14,7 @@ import (
 	"github.com/modelplane/modelplane/patch"
 )
 
-const secretsConfig = `{"model_name": "live", "runtime": "python", "secrets": ["hf_token"]}`
+const secretsConfig = `{"model_name": "live", "secrets": ["hf_token"]}`
 
 // TestAgent_SecretsLiveInMemoryAndARestartInPlaceAfterAnAgentRestartFailsTheReplica starts
 // a replica with a secret, restarts it in place (the agent still holds the value), then

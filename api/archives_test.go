@@ -104,8 +104,9 @@ func TestArchives_BadPackagesAre400NamingTheProblem(t *testing.T) {
 	}{
 		{"no config.yaml", "application/gzip", packDir(t, map[string]string{"model/model.py": "x"}), http.StatusBadRequest, "config.yaml"},
 		{"unknown runtime", "application/gzip", packDir(t, map[string]string{"config.yaml": "model_name: x\nruntime: java\n"}), http.StatusBadRequest, "runtime"},
+		{"system packages on the python runtime", "application/gzip", packDir(t, map[string]string{"config.yaml": "model_name: x\nsystem_packages: [ffmpeg]\n"}), http.StatusUnprocessableEntity, "use the docker runtime"},
 		{"bad resources", "application/gzip", packDir(t, map[string]string{"config.yaml": "model_name: x\nresources:\n  accelerator: H100:99\n"}), http.StatusBadRequest, "resources.accelerator"},
-		{"missing model_name", "application/gzip", packDir(t, map[string]string{"config.yaml": "runtime: python\n"}), http.StatusBadRequest, "model_name"},
+		{"missing model_name", "application/gzip", packDir(t, map[string]string{"config.yaml": "description: no name\n"}), http.StatusBadRequest, "model_name"},
 		{"path escaping", "application/gzip", slip.Bytes(), http.StatusBadRequest, "unsafe"},
 		{"not gzip", "application/gzip", []byte("plain text"), http.StatusBadRequest, "invalid model package"},
 		{"wrong content type", "application/json", echoPackage(t), http.StatusUnsupportedMediaType, "application/gzip"},

@@ -226,7 +226,7 @@ func TestCreateDeployment_AConfigThatDiffersIsTheDeploymentsConfig(t *testing.T)
 	for _, cfg := range []map[string]any{
 		{"model_name": "greeter", "resources": map[string]any{"cpu": 1}, "environment_variables": map[string]any{"GREETING": "hello"}},
 		{"model_name": "greeter", "resources": map[string]any{"cpu": "1"}, "environment_variables": map[string]any{"GREETING": "hello"},
-			"python_version": "py311", "requirements": []any{}},
+			"examples_filename": "examples.yaml", "requirements": []any{}},
 	} {
 		id = f.createDeployment(t, map[string]any{"config": cfg})
 		require.Empty(t, f.deployment(t, f.m.ID, id).Config, "%v is the package's config", cfg)
@@ -542,7 +542,7 @@ func TestPrepareModelUpload_ChecksThePayloadAsAPushWould(t *testing.T) {
 		{"no deployment", map[string]any{"name": "greeter"}, 400, "deployment: required"},
 		{"name and model_id", map[string]any{"name": "greeter", "model_id": f.m.ID, "deployment": ok}, 400, "send exactly one"},
 		{"neither name nor model_id", map[string]any{"deployment": ok}, 400, "one is required"},
-		{"bad model name", map[string]any{"name": "a b", "deployment": ok}, 400, "name: use 1-255"},
+		{"bad model name", map[string]any{"name": "a\nb", "deployment": ok}, 400, "name: must be printable"},
 		{"unknown model", map[string]any{"model_id": "zzzzzzzz", "deployment": ok}, 404, `model "zzzzzzzz" not found`},
 		{"another workspace's model", map[string]any{"model_id": otherModel.ID, "deployment": ok}, 404, "not found"},
 		{"team with model_id", map[string]any{"model_id": f.m.ID, "team_id": "t", "deployment": ok}, 400, "team_id: must not be set with model_id"},

@@ -374,7 +374,7 @@ func TestConfigAndDownload_ServeTheDeploymentsPackage(t *testing.T) {
 	require.Equal(t, "# the echo model\nmodel_name: echo\nresources:\n  cpu: \"1\"\n", r.Body["raw_config"], "config.yaml as written, comments included")
 	cfg := r.Body["config"].(map[string]any)
 	require.Equal(t, "echo", cfg["model_name"])
-	require.Equal(t, "python", cfg["runtime"], "the parsed config has the defaults applied")
+	require.Equal(t, 1.0, cfg["runtime"].(map[string]any)["predict_concurrency"], "the parsed config has Truss's defaults applied")
 	r = f.do(t, http.MethodGet, base+"/config?output_format=raw", f.auth)
 	require.Nil(t, r.Body["config"])
 	require.NotNil(t, r.Body["raw_config"])

@@ -268,7 +268,7 @@ func TestStack_LocalAgentRegistersAndItsReplicasStopWithTheStack(t *testing.T) {
 	// A model server started through the agent...
 	pkgDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(pkgDir, "config.yaml"),
-		[]byte("model_name: sleeper\nruntime: process\ncommand: [\"/bin/sh\", \"-c\", \"exec sleep 299.123\"]\n"), 0o644))
+		[]byte("model_name: sleeper\ncommand: [\"/bin/sh\", \"-c\", \"exec sleep 299.123\"]\n"), 0o644))
 	archive := filepath.Join(t.TempDir(), "p.tar.gz")
 	f, err := os.Create(archive)
 	require.NoError(t, err)

@@ -56,7 +56,7 @@ func testmodelArchiveWith(t *testing.T, h *harness, extra string, args ...string
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "testmodel"), bin, 0o755))
 	command, _ := json.Marshal(append([]string{"./testmodel"}, args...))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
-		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"+extra), 0o644))
+		[]byte("model_name: testmodel\ncommand: "+string(command)+"\n"+extra), 0o644))
 	var buf bytes.Buffer
 	_, err = modelpkg.Pack(dir, &buf)
 	require.NoError(t, err)

@@ -30,10 +30,10 @@ func TestDecide(t *testing.T) {
 		cpu1      = "model_name: m\nresources: {cpu: \"1\", memory: 1Gi}\n"
 		cpu2      = "model_name: m\nresources: {cpu: \"2\", memory: 1Gi}\n"
 		mem2      = "model_name: m\nresources: {cpu: \"1\", memory: 2Gi}\n"
-		process   = "model_name: m\nruntime: process\ncommand: [./serve]\n"
-		docker    = "model_name: m\nruntime: docker\nimage: repo/m:1\n"
-		docker2   = "model_name: m\nruntime: docker\nimage: repo/m:2\n"
-		dockerEnv = "model_name: m\nruntime: docker\nimage: repo/m:1\nenvironment_variables: {A: \"1\"}\n"
+		process   = "model_name: m\ncommand: [./serve]\n"
+		docker    = "model_name: m\nimage: repo/m:1\n"
+		docker2   = "model_name: m\nimage: repo/m:2\n"
+		dockerEnv = "model_name: m\nimage: repo/m:1\nenvironment_variables: {A: \"1\"}\n"
 		pythonEnv = "model_name: m\nenvironment_variables: {A: \"1\"}\n"
 	)
 	hotCode := hot(codeText(patch.ActionUpdate, "model/model.py", "v2"))

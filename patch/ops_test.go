@@ -238,7 +238,7 @@ func TestNext_RefusesInconsistentOps(t *testing.T) {
 		{"config ADD", patch.Point{}, []patch.Op{{Type: patch.TypeConfig, Action: patch.ActionAdd, Content: str(cfgPlain)}}, "patch_ops[0].action", "UPDATE"},
 		{"config without content", patch.Point{}, []patch.Op{{Type: patch.TypeConfig, Action: patch.ActionUpdate}}, "patch_ops[0].content", "required"},
 		{"config that is not YAML", patch.Point{}, []patch.Op{configOp("model_name: [unclosed\n")}, "patch_ops[0].content", "not valid YAML"},
-		{"config that breaks a rule", patch.Point{}, []patch.Op{configOp("runtime: python\n")}, "patch_ops[0].content", "model_name: is required"},
+		{"config that breaks a rule", patch.Point{}, []patch.Op{configOp("description: no name\n")}, "patch_ops[0].content", "model_name: is required"},
 		{"hot_reload on a config op", patch.Point{}, []patch.Op{hot(configOp(cfgPlain))}, "patch_ops[0].hot_reload", "cannot be hot reloaded"},
 
 		{"hot_reload on an environment_variable op", patch.Point{}, []patch.Op{configOp(cfgEnvBC), hot(envOp(patch.ActionAdd, "C", str("3")))}, "patch_ops[1].hot_reload", "cannot be hot reloaded"},

@@ -287,7 +287,7 @@ func TestValidate_NamesWhatIsWrong(t *testing.T) {
 		{"config.yaml among the paths", map[string]*string{"config.yaml": &good}, cfgPlain, `content_hashes["config.yaml"]: config.yaml is the point's config`},
 		{"ignored path", map[string]*string{"__pycache__": nil}, cfgPlain, `content_hashes["__pycache__"]: "__pycache__" is never part of a package`},
 		{"config not YAML", nil, "model_name: [unclosed\n", "config: config.yaml: not valid YAML"},
-		{"config without model_name", nil, "runtime: python\n", "config: config.yaml: model_name: is required"},
+		{"config without model_name", nil, "description: no name\n", "config: config.yaml: model_name: is required"},
 		{"empty config", nil, "", "config: config.yaml: model_name: is required"},
 	}
 	for _, tt := range tests {

@@ -18,7 +18,6 @@ export MODELPLANE_PYTHON=${PY:-python3}
 work=$(mktemp -d); pkg=$work/pkg; mkdir -p "$pkg/model"
 cat > "$pkg/config.yaml" <<'Y'
 model_name: cuda-check
-runtime: python
 resources:
   accelerator: H200:1
 Y

@@ -257,7 +257,7 @@ func testmodelPackage(t *testing.T, c *client.Client, args ...string) string {
 	command, err := json.Marshal(append([]string{"./testmodel"}, args...))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"),
-		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"), 0o644))
+		[]byte("model_name: testmodel\ncommand: "+string(command)+"\n"), 0o644))
 	var buf bytes.Buffer
 	_, err = modelpkg.Pack(dir, &buf)
 	require.NoError(t, err)

@@ -220,7 +220,7 @@ func TestPushCmd_CreatesTheModelWhenAbsentAndShowsEachStage(t *testing.T) {
 	require.NotContains(t, src, "archive_id")
 	dep := src["deployment"].(map[string]any)
 	require.Equal(t, "echo", dep["config"].(map[string]any)["model_name"], "push sends config.yaml as the spec's config")
-	require.Equal(t, "python", dep["config"].(map[string]any)["runtime"], "with its defaults, as it runs")
+	require.Equal(t, "model", dep["config"].(map[string]any)["model_module_dir"], "with its defaults, as it runs")
 	require.Equal(t, echoConfig, dep["raw_config"], "and its text")
 	require.NotContains(t, dep, "is_development")
 	require.NotContains(t, dep, "environment_name")

@@ -172,7 +172,7 @@ func (e *Env) CreateModel(ctx context.Context, name string, args ...string) (mod
 	}
 	command, _ := json.Marshal(append([]string{"./testmodel"}, args...))
 	if err := os.WriteFile(filepath.Join(pkg, "config.yaml"),
-		[]byte("model_name: testmodel\nruntime: process\ncommand: "+string(command)+"\n"), 0o644); err != nil {
+		[]byte("model_name: testmodel\ncommand: "+string(command)+"\n"), 0o644); err != nil {
 		return "", "", err
 	}
 	var buf bytes.Buffer
