@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/modelplane/modelplane/devstack"
+	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -27,7 +30,9 @@ import (
 // the value in the deployment workflow's history, in the API's answers and in the agent's
 // state file, where it must not be.
 func TestSecrets_ModelReadsASecretSetThroughTheAPIAndTheValueStaysOutOfHistoriesAnswersAndState(t *testing.T) {
-	h := start(t)
+	// Every component of the stack logs here, at debug level, to be searched for the value.
+	var logs proctest.Buffer
+	h := startWith(t, devstack.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx := context.Background()
 	value := "sk-e2e-" + strings.Repeat("7c1d", 6)
 
@@ -89,6 +94,21 @@ func TestSecrets_ModelReadsASecretSetThroughTheAPIAndTheValueStaysOutOfHistories
 	keep(code, body)
 	for i, a := range answers {
 		require.NotContains(t, a, value, "answer %d carries the secret's value: %s", i, a)
+	}
+
+	// ... nor in the stack's logs, nor in what the replica wrote ...
+	require.Contains(t, logs.String(), depID, "the stack's log was captured")
+	require.NotContains(t, logs.String(), value, "the stack's log carries the secret's value")
+	logFiles, err := filepath.Glob(filepath.Join(h.dir, "agent", "replicas", r.ID, "*", "*.log"))
+	require.NoError(t, err)
+	more, err := filepath.Glob(filepath.Join(h.dir, "agent", "replicas", r.ID, "*.log"))
+	require.NoError(t, err)
+	logFiles = append(logFiles, more...)
+	require.NotEmpty(t, logFiles, "the replica's log files were found")
+	for _, f := range logFiles {
+		text, err := os.ReadFile(f)
+		require.NoError(t, err)
+		require.NotContains(t, string(text), value, "%s carries the secret's value", f)
 	}
 
 	// ... nor in the agent's state file ...
