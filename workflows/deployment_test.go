@@ -30,8 +30,8 @@ type cluster struct {
 	pythonEnv bool
 	envErrs   []error
 	envBuilds int
-	placeErr    error
-	failReady   int // how many replicas fail to become ready before the rest succeed
+	placeErr  error
+	failReady int // how many replicas fail to become ready before the rest succeed
 	// deployTimeout is the spec's; slow replicas never become ready, so a wait with a
 	// timeout answers TimedOut.
 	deployTimeout time.Duration
