@@ -111,6 +111,14 @@ func New(cfg Config) (*Builder, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// pip runs in each package's directory: a relative wheel directory would move with it.
+	if cfg.FindLinks != "" && !strings.Contains(cfg.FindLinks, "://") && !filepath.IsAbs(cfg.FindLinks) {
+		abs, err := filepath.Abs(cfg.FindLinks)
+		if err != nil {
+			return nil, err
+		}
+		cfg.FindLinks = abs
+	}
 	return &Builder{cfg: cfg, log: cfg.Logger, builds: map[string]*build{}}, nil
 }
 
