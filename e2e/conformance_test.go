@@ -120,6 +120,7 @@ var modelplaneRoutes = []string{
 	"POST /v1/webhook_secret",
 	"POST /v1/archives",
 	"PUT /v1/uploads/:key",
+	"GET /v1/downloads/:token",
 }
 
 // loadSpec reads the spec with its servers replaced by serverURL, and a router over it.
@@ -813,7 +814,8 @@ func TestConformance_RouteTableMatchesTheServer(t *testing.T) {
 				inSpec = true
 			}
 		}
-		if !inSpec {
+		// Echo's own catch-all of a group is no route of the server's.
+		if !inSpec && !strings.HasPrefix(r.Method, "echo_") {
 			own[r.Method+" "+r.Path] = true
 		}
 	}
