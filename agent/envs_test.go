@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -104,4 +105,35 @@ func TestAgent_BuildEnvOfAMissingInterpreterFailsNamingPythonVersion(t *testing.
 	code, body = n.call(http.MethodPost, "/v1/envs", agentproto.EnvRequest{ArchiveURL: url}, token)
 	assert.Equal(t, http.StatusBadRequest, code)
 	assert.Contains(t, string(body), "archive_sha256")
+}
+
+// TestAgent_RequirementsExampleRunsFromTheWheelhouseItsScriptBuilds runs
+// examples/models/requirements as its README says: build-wheelhouse.sh, then an agent whose
+// find-links is that wheelhouse. It works on a copy, so the checkout stays as it is.
+func TestAgent_RequirementsExampleRunsFromTheWheelhouseItsScriptBuilds(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "requirements")
+	require.NoError(t, os.CopyFS(src, os.DirFS("../examples/models/requirements")))
+	require.NoError(t, os.RemoveAll(filepath.Join(src, "wheelhouse")))
+	out, err := exec.Command(filepath.Join(src, "build-wheelhouse.sh")).CombinedOutput()
+	require.NoError(t, err, "build-wheelhouse.sh: %s", out)
+	wheelhouse := filepath.Join(t.TempDir(), "wheelhouse")
+	require.NoError(t, os.Rename(filepath.Join(src, "wheelhouse"), wheelhouse))
+	url, sum := pkg(t, src)
+
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "none", func(c *agent.Config) { c.PythonFindLinks = wheelhouse })
+	id := newID()
+	n.mustStart(startReq(id, url, sum, 0))
+	var r agentproto.Replica
+	require.Eventually(t, func() bool {
+		r = n.replica(id)
+		return r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaFailed
+	}, 90*time.Second, 100*time.Millisecond)
+	require.Equal(t, modelplane.ReplicaReady, r.State, "replica error: %s %v", r.Error, r.LogTail)
+	status, got := predict(t, r.Address, r.PredictPath, `{"text": "hello"}`)
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	assert.Equal(t, "HELLO!", got["shout"])
+	assert.Equal(t, "1.0", got["mpshout_version"])
+	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
 }
