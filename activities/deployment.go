@@ -40,6 +40,8 @@ func (a *Activities) LoadDeploymentSpec(ctx context.Context, in contract.LoadDep
 	spec := contract.DeploymentSpec{
 		DeploymentID: v.ID, ModelID: v.ModelID, WorkspaceID: v.WorkspaceID, ArchiveID: arch.ID,
 		IsDevelopment: v.IsDevelopment, Config: cfgJSON, Resources: cfg.Resources.GPURequest,
+		PythonEnv: cfg.Runtime != modelpkg.RuntimeDocker &&
+			(len(cfg.Requirements) > 0 || cfg.RequirementsFile != "" || cfg.PythonVersion != ""),
 	}
 	if v.DeployTimeoutMinutes != nil {
 		spec.DeployTimeout = time.Duration(*v.DeployTimeoutMinutes) * time.Minute
@@ -133,9 +135,29 @@ func (a *Activities) PlaceReplica(ctx context.Context, in contract.PlaceReplicaI
 	if err != nil {
 		return contract.PlaceReplicaResult{}, err
 	}
+	got, err := placement.Place(placement.Request{Count: 1, GPU: in.GPU, ExistingByNode: mine}, placementNodes(nodes, all))
+	if err != nil || len(got) == 0 {
+		if err == nil {
+			err = errors.New("placement answered no node")
+		}
+		return contract.PlaceReplicaResult{}, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeUnplaceable, err)
+	}
+	p := got[0]
+	if _, _, err := store.CreateReplica(ctx, a.DB, store.NewReplica{
+		ID: in.ReplicaID, DeploymentID: in.DeploymentID, NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs,
+	}); err != nil {
+		return contract.PlaceReplicaResult{}, err
+	}
+	activity.GetLogger(ctx).Info("replica placed", "deployment_id", in.DeploymentID, "replica_id", in.ReplicaID, "node", p.NodeID)
+	return contract.PlaceReplicaResult{NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs}, nil
+}
+
+// placementNodes are the nodes as placement sees them, with replicas counting the live
+// replicas on each.
+func placementNodes(nodes []store.Node, replicas map[string]int) []placement.Node {
 	pnodes := make([]placement.Node, 0, len(nodes))
 	for _, n := range nodes {
-		pn := placement.Node{ID: n.ID, Name: n.Name, State: n.State, Assigned: map[string]string{}, Replicas: all[n.ID]}
+		pn := placement.Node{ID: n.ID, Name: n.Name, State: n.State, Assigned: map[string]string{}, Replicas: replicas[n.ID]}
 		for _, g := range n.GPUs {
 			ng := nvml.GPU{
 				UUID: g.UUID, Index: g.Index, Name: g.Name, Architecture: g.Architecture,
@@ -153,21 +175,7 @@ func (a *Activities) PlaceReplica(ctx context.Context, in contract.PlaceReplicaI
 		}
 		pnodes = append(pnodes, pn)
 	}
-	got, err := placement.Place(placement.Request{Count: 1, GPU: in.GPU, ExistingByNode: mine}, pnodes)
-	if err != nil || len(got) == 0 {
-		if err == nil {
-			err = errors.New("placement answered no node")
-		}
-		return contract.PlaceReplicaResult{}, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeUnplaceable, err)
-	}
-	p := got[0]
-	if _, _, err := store.CreateReplica(ctx, a.DB, store.NewReplica{
-		ID: in.ReplicaID, DeploymentID: in.DeploymentID, NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs,
-	}); err != nil {
-		return contract.PlaceReplicaResult{}, err
-	}
-	activity.GetLogger(ctx).Info("replica placed", "deployment_id", in.DeploymentID, "replica_id", in.ReplicaID, "node", p.NodeID)
-	return contract.PlaceReplicaResult{NodeID: p.NodeID, GPUUUIDs: p.GPUUUIDs}, nil
+	return pnodes
 }
 
 // StartReplica asks the replica's node to start it; the agent answers a repeated start with

@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/agentproto"
+	"github.com/modelplane/modelplane/agent/pyenv"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/nvml"
 )
@@ -44,7 +45,11 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// SuperviseInterval is how often each replica's process and health are checked.
 	SuperviseInterval time.Duration
-	Logger            *slog.Logger
+	// PythonIndexURL and PythonFindLinks are pip's --index-url and --find-links for the
+	// packages' requirements; empty leaves pip's own configuration to decide.
+	PythonIndexURL  string
+	PythonFindLinks string
+	Logger          *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -83,6 +88,7 @@ type Agent struct {
 	runtimes Runtimes
 	agentID  string
 	http     *http.Client
+	envs     *pyenv.Builder
 
 	mu       sync.Mutex
 	replicas map[string]*record
@@ -114,6 +120,13 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	envs, err := pyenv.New(pyenv.Config{
+		Dir: filepath.Join(cfg.StateDir, "envs"), IndexURL: cfg.PythonIndexURL, FindLinks: cfg.PythonFindLinks,
+		Node: cfg.Name, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, gpus: gpus, runtimes: rts,
 		agentID:    st.AgentID,
@@ -121,6 +134,7 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 		workers:    map[string]*work{},
 		patchLocks: map[string]*sync.Mutex{},
 		http:       &http.Client{Timeout: 10 * time.Second},
+		envs:       envs,
 		ctx:        context.Background(),
 	}
 	if a.agentID == "" {

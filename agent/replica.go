@@ -208,6 +208,14 @@ func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 		fail(err)
 		return
 	}
+	envDir, err := a.replicaEnv(ctx, r)
+	if err != nil {
+		fail(err)
+		return
+	}
+	a.mu.Lock()
+	r.EnvDir = envDir
+	a.mu.Unlock()
 	port, err := freeport.One()
 	if err != nil {
 		fail(err)
@@ -295,23 +303,12 @@ func (a *Agent) unpack(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 // config.yaml is read again for the same reason; the request's config overrides it.
 func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error) {
 	a.mu.Lock()
-	req, gpus, controlToken, held := r.Request, r.GPUUUIDs, r.ControlToken, r.secrets
+	req, gpus, controlToken, held, envDir := r.Request, r.GPUUUIDs, r.ControlToken, r.secrets, r.EnvDir
 	a.mu.Unlock()
 	dir, pkgDir := a.replicaDir(r.ID), a.packageDir(r.ID)
-	var cfg modelpkg.Config
-	if req.ArchiveURL != "" {
-		c, err := modelpkg.ReadConfig(pkgDir)
-		if err != nil {
-			return runtime.Spec{}, cfg, fmt.Errorf("reading the package's config: %w", err)
-		}
-		cfg = c
-	}
-	if len(req.Config) > 0 {
-		c, err := modelpkg.ParseConfig(req.Config)
-		if err != nil {
-			return runtime.Spec{}, cfg, fmt.Errorf("config: %w", err)
-		}
-		cfg = c
+	cfg, err := a.replicaConfig(req, pkgDir)
+	if err != nil {
+		return runtime.Spec{}, cfg, err
 	}
 	if req.Image != "" {
 		cfg.Runtime, cfg.Image = "docker", req.Image
@@ -355,13 +352,46 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 			spec.Env[k] = v
 		}
 		spec.Command = python.Command(server, pkgDir)
+		switch {
+		case envDir != "":
+			spec.Command[0] = filepath.Join(envDir, "bin", "python")
+		case cfg.Interpreter() != "":
+			spec.Command[0] = cfg.Interpreter()
+		}
 	case "process":
 		spec.Command = cfg.Command
+	}
+	if envDir != "" && cfg.Runtime != "docker" {
+		// A process finds the environment's python and scripts first, as an activated
+		// virtual environment would have it.
+		spec.Env["VIRTUAL_ENV"] = envDir
+		spec.Env["PATH"] = filepath.Join(envDir, "bin") + string(os.PathListSeparator) + os.Getenv("PATH")
 	}
 	if controlToken != "" {
 		spec.Env[python.EnvControlToken] = controlToken
 	}
 	return spec, cfg, nil
+}
+
+// replicaConfig is the config a replica runs: its package's config.yaml, or the request's
+// config in its place.
+func (a *Agent) replicaConfig(req agentproto.StartRequest, pkgDir string) (modelpkg.Config, error) {
+	var cfg modelpkg.Config
+	if req.ArchiveURL != "" {
+		c, err := modelpkg.ReadConfig(pkgDir)
+		if err != nil {
+			return cfg, fmt.Errorf("reading the package's config: %w", err)
+		}
+		cfg = c
+	}
+	if len(req.Config) > 0 {
+		c, err := modelpkg.ParseConfig(req.Config)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		cfg = c
+	}
+	return cfg, nil
 }
 
 // openArchive opens a package by URL. The node token goes only to the control plane.

@@ -54,6 +54,8 @@ func (a *Agent) Handler() http.Handler {
 	v1.DELETE("/replicas/:id", a.handleStop, small)
 	v1.GET("/replicas/:id/logs", a.handleLogs, small)
 	v1.POST("/replicas/:id/patch", a.handlePatch, large)
+	v1.POST("/envs", a.handleBuildEnv, small)
+	v1.GET("/envs/:key", a.handleEnv, small)
 	return e
 }
 

@@ -43,6 +43,9 @@ type record struct {
 	// ControlToken lets the agent, and nothing else on the host, use the model server's
 	// control routes. Only the state file keeps it, so that it outlives an agent restart.
 	ControlToken string `json:"control_token,omitempty"`
+	// EnvDir is the Python environment of the package's requirements, once the replica has
+	// one; a restart in place runs in it again.
+	EnvDir string `json:"env_dir,omitempty"`
 
 	// Handle finds the process or container again after an agent restart.
 	Handle *runtime.Handle `json:"handle,omitempty"`

@@ -100,6 +100,7 @@ func New(deps Deps) *echo.Echo {
 	v1.POST("/models/:model_id/deployments/:deployment_id/retry", s.retryDeployment)
 	v1.DELETE("/models/:model_id/deployments/:deployment_id/replicas/:replica_id", s.terminateReplica)
 	v1.GET("/models/:model_id/deployments/:deployment_id/config", s.deploymentConfig)
+	v1.GET("/models/:model_id/deployments/:deployment_id/build_logs", s.buildLogs)
 	v1.GET("/models/:model_id/deployments/:deployment_id/download", s.downloadDeployment)
 	v1.GET("/models/:model_id/deployments/:deployment_id/patches", s.getPatches)
 	v1.GET("/models/:model_id/deployments/:deployment_id/patches/state", s.getPatchesState)

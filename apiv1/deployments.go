@@ -128,6 +128,15 @@ type TerminateReplicaV1 struct {
 	Success bool `json:"success"`
 }
 
+// BuildLogsV1 answers GET .../deployments/{id}/build_logs (modelplane's own route): the
+// deployment's status and the output of its build, oldest line first (the last 256 KiB of it).
+type BuildLogsV1 struct {
+	DeploymentID string                      `json:"deployment_id"`
+	Status       modelplane.DeploymentStatus `json:"status"`
+	StatusReason string                      `json:"status_reason"`
+	Lines        []string                    `json:"lines"`
+}
+
 // DeploymentConfigV1 answers GET .../deployments/{id}/config: the parsed config with the
 // defaults applied, and the config.yaml text, each present as ?output_format= asks (both by
 // default).

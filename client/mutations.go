@@ -167,6 +167,12 @@ func (c *Client) RetryDeployment(ctx context.Context, modelID, ref string) (apiv
 	return out, err
 }
 
+// BuildLogs answers a deployment's status and the output of its build.
+func (c *Client) BuildLogs(ctx context.Context, modelID, ref string) (apiv1.BuildLogsV1, error) {
+	var out apiv1.BuildLogsV1
+	return out, c.get(ctx, &out, "v1", "models", modelID, "deployments", ref, "build_logs")
+}
+
 // TerminateReplica stops one replica of a deployment; the deployment starts another.
 func (c *Client) TerminateReplica(ctx context.Context, modelID, ref, replicaID string) error {
 	var out apiv1.TerminateReplicaV1

@@ -16,7 +16,11 @@ type DeploymentFailedError struct {
 }
 
 func (e *DeploymentFailedError) Error() string {
-	return fmt.Sprintf("deployment %s (%s) is %s", e.Deployment.Name, e.Deployment.ID, e.Deployment.Status)
+	msg := fmt.Sprintf("deployment %s (%s) is %s", e.Deployment.Name, e.Deployment.ID, e.Deployment.Status)
+	if r := e.Deployment.StatusReason; r != nil && *r != "" {
+		msg += ": " + *r
+	}
+	return msg
 }
 
 // PromotionFailedError is what WaitPromoted returns when the promotion ended without the

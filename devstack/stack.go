@@ -99,6 +99,10 @@ type Options struct {
 
 	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
 	GPUProfile string
+	// PythonIndexURL and PythonFindLinks are the local agent's pip --index-url and
+	// --find-links for the packages' requirements (agent.Config).
+	PythonIndexURL  string
+	PythonFindLinks string
 
 	// ExternalWorker runs no worker in the process: workers started separately (modelplane
 	// worker, with the stack's node token and API URL) serve the task queue.
@@ -489,6 +493,7 @@ func (s *Stack) startAgent(opts Options, nodeToken string) error {
 	a, err := agent.New(agent.Config{
 		Name: "dev", AdvertiseURL: s.AgentURL, APIURL: s.APIURL, Token: nodeToken,
 		StateDir: filepath.Join(opts.DataDir, "agent"), Logger: s.log.With("component", "agent"),
+		PythonIndexURL: opts.PythonIndexURL, PythonFindLinks: opts.PythonFindLinks,
 	}, gpus, agent.Runtimes{})
 	if err != nil {
 		ln.Close()

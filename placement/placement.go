@@ -221,3 +221,24 @@ func allocReason(err error) string {
 	}
 	return err.Error()
 }
+
+// Hosts are the nodes that could take a replica needing gpu: READY nodes whose GPUs, were
+// they all free, fit it. It is where a deployment's build prepares what its replicas will need
+// (their Python environment), so that a replica placed later finds it there. The answer is in
+// name order.
+func Hosts(gpu modelplane.GPURequest, nodes []Node) []Node {
+	var out []Node
+	for _, n := range nodes {
+		if n.State != modelplane.NodeReady {
+			continue
+		}
+		if _, err := nvml.Allocate(gpu, n.Inventory, nil); err != nil {
+			continue
+		}
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Node) int {
+		return cmp.Or(cmp.Compare(cmp.Or(a.Name, a.ID), cmp.Or(b.Name, b.ID)), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}

@@ -488,3 +488,32 @@ func randomRequest(r *rand.Rand, nodes []Node) Request {
 	}
 	return req
 }
+
+func TestHosts_AreReadyNodesWhoseGPUsCouldFitTheRequestEvenWhenTaken(t *testing.T) {
+	busy := withAssigned(node("b", modelplane.NodeReady, h100("GPU-b0", 0)), map[string]string{"GPU-b0": "r1"})
+	nodes := []Node{
+		node("d", modelplane.NodeReady, gpu("GPU-d0", 0, "NVIDIA A100-SXM4-80GB", 80)),
+		busy,
+		node("a", modelplane.NodeReady, h100("GPU-a0", 0)),
+		node("c", modelplane.NodeDown, h100("GPU-c0", 0)),
+		node("e", modelplane.NodeDraining, h100("GPU-e0", 0)),
+	}
+	tests := []struct {
+		name string
+		req  modelplane.GPURequest
+		want []string
+	}{
+		{"an H100 request", oneH100, []string{"a", "b"}},
+		{"a CPU-only request", modelplane.GPURequest{}, []string{"a", "b", "d"}},
+		{"more GPUs than any node has", modelplane.GPURequest{GPUCount: 2}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, n := range Hosts(tt.req, nodes) {
+				got = append(got, n.ID)
+			}
+			require.Equal(t, tt.want, got)
+		})
+	}
+}

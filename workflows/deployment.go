@@ -172,13 +172,22 @@ func (d *deployment) restore(ctx workflow.Context, c contract.DeploymentCarry) {
 	d.reconcile(ctx)
 }
 
-// build loads the deployment's spec; it answers false, with status BUILD_FAILED, when the
-// package cannot run.
+// build loads the deployment's spec and, for a package with requirements or a
+// python_version, has the nodes prepare its Python environment; it answers false, with status
+// BUILD_FAILED, when the package cannot run.
 func (d *deployment) build(ctx workflow.Context) bool {
 	var spec contract.DeploymentSpec
 	err := workflow.ExecuteActivity(ctx, contract.ActivityLoadDeploymentSpec, contract.LoadDeploymentSpecInput{
 		DeploymentID: d.in.DeploymentID, ModelID: d.in.ModelID,
 	}).Get(ctx, &spec)
+	// Only a build the deployment is BUILDING for prepares the environment: a run that
+	// continues as new has it on its nodes already, and a replica's node builds it anyway.
+	// Histories of packages without one have no marker, so they replay as before.
+	if err == nil && spec.PythonEnv && d.fixed == modelplane.DeploymentBuilding &&
+		workflow.GetVersion(ctx, pythonEnvChange, workflow.DefaultVersion, 1) == 1 {
+		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, envActivity), contract.ActivityBuildPythonEnv,
+			contract.BuildPythonEnvInput{Spec: spec}).Get(ctx, nil)
+	}
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("build failed", "deployment_id", d.in.DeploymentID, "err", err)
 		d.fixed, d.fixedReason = modelplane.DeploymentBuildFailed, reasonOf(err)
@@ -701,7 +710,20 @@ func reasonOf(err error) string {
 	return err.Error()
 }
 
+// pythonEnvChange marks the runs that build the Python environment while BUILDING.
+const pythonEnvChange = "build-python-env"
+
 var (
+	// Installing requirements can take many minutes (large wheels); the heartbeat notices a
+	// lost worker, and a retried build joins the one the agents have under way.
+	envActivity = workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Hour,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+			NonRetryableErrorTypes: []string{contract.ErrTypeBuildFailed},
+		},
+	}
 	shortActivity = workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{

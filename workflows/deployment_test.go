@@ -26,8 +26,12 @@ type cluster struct {
 	mu          sync.Mutex
 	development bool // the deployment is the development one
 	buildErr    error
-	placeErr    error
-	failReady   int // how many replicas fail to become ready before the rest succeed
+	// pythonEnv is the spec's; envErrs are what the next environment builds fail with.
+	pythonEnv bool
+	envErrs   []error
+	envBuilds int
+	placeErr  error
+	failReady int // how many replicas fail to become ready before the rest succeed
 	// deployTimeout is the spec's; slow replicas never become ready, so a wait with a
 	// timeout answers TimedOut.
 	deployTimeout time.Duration
@@ -76,7 +80,19 @@ func newHarness(t *testing.T, c *cluster) *harness {
 				return contract.DeploymentSpec{}, c.buildErr
 			}
 			return contract.DeploymentSpec{DeploymentID: in.DeploymentID, ModelID: in.ModelID, ArchiveID: "sha256:00",
-				IsDevelopment: c.development, DeployTimeout: c.deployTimeout}, nil
+				IsDevelopment: c.development, DeployTimeout: c.deployTimeout, PythonEnv: c.pythonEnv}, nil
+		})
+	env.OnActivity(a.BuildPythonEnv, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in contract.BuildPythonEnvInput) (contract.BuildPythonEnvResult, error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.envBuilds++
+			if len(c.envErrs) > 0 {
+				err := c.envErrs[0]
+				c.envErrs = c.envErrs[1:]
+				return contract.BuildPythonEnvResult{}, err
+			}
+			return contract.BuildPythonEnvResult{Nodes: []string{"node-a"}}, nil
 		})
 	env.OnActivity(a.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in contract.SetDeploymentStatusInput) error {
@@ -550,4 +566,41 @@ func TestDeployment_DeactivateCancelsEveryWatch(t *testing.T) {
 	require.ElementsMatch(t, c.placed, c.watched)
 	require.Len(t, c.placed, 2, "no replacement is made for a deactivated replica")
 	require.Empty(t, c.died)
+}
+
+func TestDeployment_RequirementsAreInstalledWhileBuilding(t *testing.T) {
+	h := newHarness(t, &cluster{pythonEnv: true})
+	var st contract.DeploymentStatus
+	h.at(time.Minute, func() { st = h.query() })
+	h.run(1, time.Hour)
+
+	require.Equal(t, 1, h.c.envBuilds)
+	require.Equal(t, modelplane.DeploymentActive, st.Status)
+	require.Equal(t, []string{"BUILDING", "DEPLOYING", "LOADING_MODEL", "ACTIVE"}, h.c.statuses[:4])
+}
+
+func TestDeployment_PackageWithoutRequirementsBuildsNoEnvironment(t *testing.T) {
+	h := newHarness(t, &cluster{})
+	h.run(1, time.Hour)
+	require.Zero(t, h.c.envBuilds)
+}
+
+func TestDeployment_FailedRequirementsAreBuildFailedAndRetryBuildsAgain(t *testing.T) {
+	reason := "node node-a could not prepare the Python environment: installing the requirements failed\nERROR: No matching distribution found for nosuchpkg==1.0"
+	c := &cluster{pythonEnv: true, envErrs: []error{
+		temporal.NewNonRetryableApplicationError(reason, contract.ErrTypeBuildFailed, nil),
+	}}
+	h := newHarness(t, c)
+	var failed, retried contract.DeploymentStatus
+	h.at(time.Minute, func() { failed = h.query() })
+	act := h.update(2*time.Minute, contract.UpdateActivate)
+	h.at(3*time.Minute, func() { retried = h.query() })
+	h.run(1, time.Hour)
+
+	require.Equal(t, modelplane.DeploymentBuildFailed, failed.Status)
+	require.Equal(t, reason, failed.Reason)
+	require.NoError(t, act.err)
+	require.Equal(t, 2, c.envBuilds, "the retry builds the environment again")
+	require.Equal(t, modelplane.DeploymentActive, retried.Status)
+	require.Equal(t, []string{"BUILDING", "BUILD_FAILED", "BUILDING"}, c.statuses[:3])
 }

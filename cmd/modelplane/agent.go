@@ -25,6 +25,21 @@ type agentConfig struct {
 	Runtime      string
 	Name         string
 	DockerSocket string
+	python       pythonConfig
+}
+
+// pythonConfig is where pip finds the packages' requirements, for an agent.
+type pythonConfig struct {
+	IndexURL  string
+	FindLinks string
+}
+
+// pythonFlags adds the flags of the agent's pip: both empty leave pip's own configuration
+// (PIP_* variables, pip.conf) to decide.
+func pythonFlags(cmd *cobra.Command, c *pythonConfig) {
+	f := cmd.Flags()
+	f.StringVar(&c.IndexURL, "python-index-url", envString("MODELPLANE_PYTHON_INDEX_URL", ""), "package index pip installs requirements from (pip --index-url; default: pip's own) (MODELPLANE_PYTHON_INDEX_URL)")
+	f.StringVar(&c.FindLinks, "python-find-links", envString("MODELPLANE_PYTHON_FIND_LINKS", ""), "directory or URL of wheels pip installs requirements from (pip --find-links); without --python-index-url pip then uses no index (MODELPLANE_PYTHON_FIND_LINKS)")
 }
 
 func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
@@ -57,6 +72,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 			a, err := agent.New(agent.Config{
 				Name: c.Name, AdvertiseURL: c.AdvertiseURL, APIURL: c.APIURL, Token: token,
 				StateDir: c.StateDir, Logger: log,
+				PythonIndexURL: c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
 			}, gpus, agent.Runtimes{})
 			if err != nil {
 				return err
@@ -88,6 +104,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 	f.StringVar(&c.Runtime, "runtime", envString("MODELPLANE_AGENT_RUNTIME", "process"), "process, or docker to also run container images (MODELPLANE_AGENT_RUNTIME)")
 	f.StringVar(&c.Name, "name", envString("MODELPLANE_NODE_NAME", ""), "node name (default: host name)")
 	f.StringVar(&c.DockerSocket, "docker-socket", envString("DOCKER_SOCKET", "/var/run/docker.sock"), "Docker engine socket, with --runtime docker")
+	pythonFlags(cmd, &c.python)
 	return cmd
 }
 

@@ -164,6 +164,26 @@ func newDeploymentsCmd() *cobra.Command {
 		})
 }
 
+func newBuildLogsCmd() *cobra.Command {
+	return listCmd("build-logs MODEL DEPLOYMENT", "Show the output of a deployment's build: its requirements being installed on the nodes", cobra.ExactArgs(2),
+		func(ctx context.Context, c *client.Client, args []string) (apiv1.BuildLogsV1, error) {
+			return withModelID(ctx, c, args[0], func(id string) (apiv1.BuildLogsV1, error) { return c.BuildLogs(ctx, id, args[1]) })
+		},
+		func(w io.Writer, l apiv1.BuildLogsV1) {
+			fmt.Fprintf(w, "# deployment %s is %s", l.DeploymentID, l.Status)
+			if l.StatusReason != "" && !l.Status.Failed() {
+				fmt.Fprintf(w, ": %s", l.StatusReason)
+			}
+			fmt.Fprintln(w)
+			if len(l.Lines) == 0 {
+				fmt.Fprintln(w, "# no build output: the package has no requirements, or its build has not started")
+			}
+			for _, line := range l.Lines {
+				fmt.Fprintln(w, line)
+			}
+		})
+}
+
 func newEnvironmentsCmd() *cobra.Command {
 	return listCmd("environments MODEL", "List a model's environments and their promotions in flight", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, args []string) ([]apiv1.EnvironmentV1, error) {

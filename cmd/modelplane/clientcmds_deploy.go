@@ -270,6 +270,15 @@ func (p *progress) show(line string) {
 }
 
 func (p *progress) deployment(d apiv1.DeploymentV1) {
+	if d.Status == mp.DeploymentBuilding {
+		// The build says how far it is: which nodes install the requirements, or reuse them.
+		line := fmt.Sprintf("%s (%s): %s", d.Name, d.ID, d.Status)
+		if d.StatusReason != nil && *d.StatusReason != "" {
+			line += ": " + *d.StatusReason
+		}
+		p.show(line)
+		return
+	}
 	want := max(d.AutoscalingSettings.MinReplica, 1)
 	p.show(fmt.Sprintf("%s (%s): %s, %d/%d replicas ready", d.Name, d.ID, d.Status, d.ActiveReplicaCount, want))
 }

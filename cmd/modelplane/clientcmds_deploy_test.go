@@ -375,6 +375,24 @@ func TestProgress_TerminalRewritesOneLineAndEndsIt(t *testing.T) {
 		"\rdeployment-3 (q4z8m2xw): ACTIVE, 1/1 replicas ready\x1b[K\n", b.String())
 }
 
+func TestProgress_BuildingShowsHowFarTheBuildIs(t *testing.T) {
+	var b strings.Builder
+	p := newProgress(&b, false)
+	installing, reused := "installing 2 requirements on node n1", "requirements installed on node n1 (environment 3f2a), reused"
+	d := apiv1.DeploymentV1{ID: "q4z8m2xw", Name: "deployment-3", Status: "BUILDING"}
+	p.deployment(d)
+	d.StatusReason = &installing
+	p.deployment(d)
+	d.StatusReason = &reused
+	p.deployment(d)
+	d.Status, d.StatusReason, d.ActiveReplicaCount = "ACTIVE", nil, 1
+	p.deployment(d)
+	require.Equal(t, "deployment-3 (q4z8m2xw): BUILDING\n"+
+		"deployment-3 (q4z8m2xw): BUILDING: installing 2 requirements on node n1\n"+
+		"deployment-3 (q4z8m2xw): BUILDING: requirements installed on node n1 (environment 3f2a), reused\n"+
+		"deployment-3 (q4z8m2xw): ACTIVE, 1/1 replicas ready\n", b.String())
+}
+
 func TestPushFlags_EnvironmentFromFlags(t *testing.T) {
 	cases := []struct {
 		flags pushFlags

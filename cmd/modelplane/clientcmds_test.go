@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
@@ -24,6 +25,7 @@ import (
 // of a promotion.
 type apiFixture struct {
 	url, key        string
+	db              *sqlx.DB
 	model           store.Model
 	dev, prod, cand store.Deployment
 }
@@ -33,7 +35,7 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	ctx := context.Background()
 	db, url := apitest.Serve(t, dbURL)
 	m, _, key := apitest.Workspace(t, db, "cli")
-	f := &apiFixture{url: url, key: key}
+	f := &apiFixture{url: url, key: key, db: db}
 	var err error
 	f.dev, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, IsDevelopment: true})
 	require.NoError(t, err)
@@ -161,6 +163,18 @@ func TestDeploymentsCmd_TableShowsStatusAndEnvironment(t *testing.T) {
 	require.Equal(t, []string{"development", "BUILDING", "0", "-"}, byID[f.dev.ID][1:5])
 	require.Equal(t, []string{"deployment-1", "BUILDING", "0", "production"}, byID[f.prod.ID][1:5])
 	require.Equal(t, f.prod.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"), byID[f.prod.ID][5])
+}
+
+func TestBuildLogsCmd_PrintsTheStatusThenTheBuildOutput(t *testing.T) {
+	f := newAPIFixture(t)
+	ctx := context.Background()
+	require.NoError(t, store.SetDeploymentStatus(ctx, f.db, f.prod.ID, modelplane.DeploymentBuilding, "installing 1 requirement on node n1"))
+	require.NoError(t, store.AppendBuildLog(ctx, f.db, f.prod.ID, "installing 1 requirement on node n1\nSuccessfully installed mpgreet-1.0"))
+	out := f.run(t, "build-logs", f.model.Name, f.prod.ID)
+	require.Equal(t, "# deployment "+f.prod.ID+" is BUILDING: installing 1 requirement on node n1\n"+
+		"installing 1 requirement on node n1\nSuccessfully installed mpgreet-1.0\n", out)
+	out = f.run(t, "build-logs", f.model.ID, f.dev.ID, "-o", "json")
+	require.JSONEq(t, `{"deployment_id":"`+f.dev.ID+`","status":"BUILDING","status_reason":"","lines":[]}`, out)
 }
 
 func TestDeploymentsCmd_TakesTheModelsName(t *testing.T) {

@@ -28,6 +28,7 @@ type devConfig struct {
 	DatabaseURL       string
 	MaxArchiveBytes   int64
 	GPUProfile        string
+	python            pythonConfig
 	SecretsKeyFile    string
 	MaxBodyBytes      int64
 	UpstreamTimeout   time.Duration
@@ -66,6 +67,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.DurationVar(&c.WebsocketDrainTimeout, "websocket-drain-timeout", envDuration("MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT", gateway.DefaultWebsocketDrainTimeout), "longest a websocket stays open once its replica drains; then it is closed with 1001 (MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	f.StringVar(&c.SecretsKeyFile, "secrets-key-file", envString("MODELPLANE_SECRETS_KEY_FILE", ""), "file holding the key that seals workspace secrets; else "+envSecretsKey+"; with neither, <data-dir>/secrets-key, made on first start (MODELPLANE_SECRETS_KEY_FILE)")
+	pythonFlags(cmd, &c.python)
 	asyncGatewayFlags(cmd, &c.async)
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	return cmd
@@ -92,7 +94,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,
-		SecretsKeyFile:  c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
+		PythonIndexURL:  c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
+		SecretsKeyFile: c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
 		MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,
 		WebsocketDrainTimeout: c.WebsocketDrainTimeout,
 		AsyncRateLimit:        c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,

@@ -43,10 +43,31 @@ type DeploymentSpec struct {
 	// DeployTimeout bounds how long a replica may take from its placement until it is
 	// ready (the create request's deploy_timeout_minutes); zero is no bound.
 	DeployTimeout time.Duration
+	// PythonEnv says the config has requirements or a python_version, which the nodes that
+	// could host the deployment prepare (ActivityBuildPythonEnv) while it is BUILDING.
+	PythonEnv bool `json:",omitempty"`
 }
 
 // GPURequest is what one replica needs from a node, for placement.
 func (s DeploymentSpec) GPURequest() modelplane.GPURequest { return s.Resources }
+
+// BuildPythonEnvInput is the deployment whose Python environment the nodes that could host it
+// build.
+type BuildPythonEnvInput struct {
+	Spec DeploymentSpec
+	// PollInterval is how often the agents are asked how their builds stand; default one
+	// second.
+	PollInterval time.Duration
+}
+
+// BuildPythonEnvResult is where the environment was built. A build that failed is a
+// non-retryable error of type ErrTypeBuildFailed instead, with pip's last lines.
+type BuildPythonEnvResult struct {
+	// Nodes are the names of the nodes that have the environment.
+	Nodes []string
+	// Reused says every one of them had it already.
+	Reused bool
+}
 
 // SetDeploymentStatusInput is the status to record.
 type SetDeploymentStatusInput struct {

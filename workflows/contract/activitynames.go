@@ -7,6 +7,7 @@ const (
 	ActivityAnalyzeStage              = "AnalyzeStage"
 	ActivityApplyPatches              = "ApplyPatches"
 	ActivityBeginPromotion            = "BeginPromotion"
+	ActivityBuildPythonEnv            = "BuildPythonEnv"
 	ActivityClaimAsync                = "ClaimAsync"
 	ActivityCreateCandidateDeployment = "CreateCandidateDeployment"
 	ActivityDeactivateDeployment      = "DeactivateDeployment"
