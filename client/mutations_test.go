@@ -101,7 +101,7 @@ func TestPackagePayload_IsTheConfigAndItsText(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, text, *p.RawConfig)
 	require.Equal(t, "echo", p.Config["model_name"])
-	require.Equal(t, "python", p.Config["runtime"], "the config is sent with its defaults, as it runs")
+	require.Equal(t, "Model", p.Config["model_class_name"], "the config is sent with its defaults, as it runs")
 	require.Equal(t, map[string]any{"A": "b"}, p.Config["environment_variables"])
 }
 
