@@ -208,14 +208,6 @@ func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 		fail(err)
 		return
 	}
-	envDir, err := a.replicaEnv(ctx, r)
-	if err != nil {
-		fail(err)
-		return
-	}
-	a.mu.Lock()
-	r.EnvDir = envDir
-	a.mu.Unlock()
 	port, err := freeport.One()
 	if err != nil {
 		fail(err)
@@ -226,8 +218,22 @@ func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 
 // serve starts the replica's server from the package already in its directory, on port, then
 // supervises it. A restart in place comes here too, with the port the replica had.
+//
+// The requirements' environment is found (or built) here rather than at the first start, so
+// that a restart after a patch that changed the requirements runs on an environment of them.
 func (a *Agent) serve(ctx context.Context, r *record, port int) {
 	log := a.log.With("replica_id", r.ID, "deployment_id", r.DeploymentID)
+	envDir, err := a.replicaEnv(ctx, r)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("replica failed to start", "err", err)
+			a.fail(r, err.Error(), nil)
+		}
+		return
+	}
+	a.mu.Lock()
+	r.EnvDir = envDir
+	a.mu.Unlock()
 	spec, cfg, err := a.spec(r, port)
 	if err != nil {
 		if ctx.Err() != nil {
