@@ -85,7 +85,9 @@ type deployment struct {
 type replica struct {
 	id, deploymentID, address string
 	predictPath               string
-	inFlight                  atomic.Int64
+	// websocketPath is where the replica takes websocket connections.
+	websocketPath string
+	inFlight      atomic.Int64
 	// draining is set when the replica left the READY set: no new request may start there.
 	draining atomic.Bool
 }
@@ -312,8 +314,12 @@ func (b *builder) build(r store.Routes) *table {
 		if path == "" {
 			path = DefaultPredictPath
 		}
-		if rep == nil || rep.address != rr.Address || rep.predictPath != path {
-			rep = &replica{id: rr.ID, deploymentID: rr.DeploymentID, address: rr.Address, predictPath: path}
+		wsPath := rr.WebsocketPath
+		if wsPath == "" {
+			wsPath = WebsocketPath
+		}
+		if rep == nil || rep.address != rr.Address || rep.predictPath != path || rep.websocketPath != wsPath {
+			rep = &replica{id: rr.ID, deploymentID: rr.DeploymentID, address: rr.Address, predictPath: path, websocketPath: wsPath}
 		}
 		rep.draining.Store(false)
 		ready[rr.ID] = rep

@@ -61,6 +61,8 @@ type RouteReplica struct {
 	DeploymentID string `db:"deployment_id"`
 	Address      string `db:"address"`
 	PredictPath  string `db:"predict_path"`
+	// WebsocketPath is where it takes websocket connections; empty is /websocket.
+	WebsocketPath string `db:"websocket_path"`
 }
 
 // LoadRoutes reads the routing data in one consistent snapshot.
@@ -95,7 +97,7 @@ func LoadRoutes(ctx context.Context, db *sqlx.DB) (Routes, error) {
 			       d.request_backpressure_settings->>'policy' AS backpressure_policy
 			FROM deployments d`},
 		{&r.Replicas, `
-			SELECT id, deployment_id, address, predict_path FROM replicas
+			SELECT id, deployment_id, address, predict_path, websocket_path FROM replicas
 			WHERE state = ` + sqlReplicaReady + ` AND address <> ''`},
 	}
 	for _, s := range steps {
