@@ -77,6 +77,10 @@ func websocketPath(cfg modelpkg.Config) string {
 	return DefaultWebsocketPath
 }
 
+// TrussAppDir is where a custom server's container finds its package's files and starts in,
+// as in the image Truss builds.
+const TrussAppDir = "/app"
+
 // DefaultWebsocketPath is where a model server takes websocket connections unless its
 // config says otherwise.
 const DefaultWebsocketPath = "/websocket"

@@ -423,6 +423,11 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 		// no_build runs the image as it is.
 		if ds.StartCommand != "" && !(ds.NoBuild && cfg.Runtime == modelpkg.RuntimeDocker) {
 			spec.Command = []string{"/bin/sh", "-c", ds.StartCommand}
+			if cfg.Runtime == modelpkg.RuntimeDocker {
+				// Truss builds the package's files into the image at /app; nothing is built
+				// here, so the package is mounted there.
+				spec.PackageMount = TrussAppDir
+			}
 		}
 		if cfg.Runtime == modelpkg.RuntimeDocker {
 			spec.ContainerPort = ds.ServerPort

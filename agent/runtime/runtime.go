@@ -32,6 +32,10 @@ type Spec struct {
 	// ContainerPort is the port the server listens on inside its container (docker
 	// runtime; a Truss docker_server's server_port); 0 is the runtime's default.
 	ContainerPort int
+	// PackageMount, when set, is where the container sees PackageDir, read-only, and its
+	// working directory (docker runtime): a Truss docker_server's image holds its package's
+	// files in /app, which the agent, building no image, mounts instead.
+	PackageMount string
 	// User is the container's user, e.g. a run_as_user_id (docker runtime); empty is the
 	// image's.
 	User string

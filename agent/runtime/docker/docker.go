@@ -274,6 +274,10 @@ func (r *Runtime) createRequest(log *slog.Logger, spec runtime.Spec) createReque
 		// As Truss and Baseten deliver them: one read-only file per secret under /secrets.
 		req.HostConfig.Binds = []string{spec.SecretsDir + ":" + runtime.SecretsMountPath + ":ro"}
 	}
+	if spec.PackageMount != "" && spec.PackageDir != "" {
+		req.HostConfig.Binds = append(req.HostConfig.Binds, spec.PackageDir+":"+spec.PackageMount+":ro")
+		req.WorkingDir = spec.PackageMount
+	}
 	if len(spec.Command) > 0 {
 		// The spec's command replaces the image's entrypoint and command both, as a Truss
 		// docker_server's start_command does: an image whose entrypoint starts its own
