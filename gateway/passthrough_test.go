@@ -385,3 +385,34 @@ func TestWebsocket_ReachesTheWebsocketPathTheReplicaRecorded(t *testing.T) {
 	assert.Equal(t, "realtime:hi", echo(t, c, websocket.MessageText, "hi"), "the upgrade reached the replica's websocket path")
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, "done"))
 }
+
+func TestSync_StreamSilentForTheStreamingReadTimeoutIsEnded(t *testing.T) {
+	release := make(chan struct{})
+	f := newFixture(t, gateway.Options{})
+	s := passthroughServer(t, "model", release)
+	t.Cleanup(func() { close(release) }) // before the server's Close, which waits for its handler
+	ctx := context.Background()
+	d, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID, Name: "v1",
+		Config: store.JSONMap{"runtime": map[string]any{"streaming_read_timeout": 1}}})
+	require.NoError(t, err)
+	require.NoError(t, store.SetDeploymentStatus(ctx, f.db, d.ID, "ACTIVE", ""))
+	f.replica(d.ID, hostOf(s))
+	f.point("production", d.ID)
+	f.eventually("production", http.StatusOK)
+
+	start := time.Now()
+	res, err := http.DefaultClient.Do(f.request(http.MethodGet, "/models/"+f.model.ID+"/production/sync/v1/events", nil))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	sc := bufio.NewScanner(res.Body)
+	require.True(t, sc.Scan())
+	assert.Equal(t, "data: one", sc.Text())
+	for sc.Scan() {
+		assert.Empty(t, sc.Text(), "nothing follows while the model server is silent")
+	}
+	require.Error(t, sc.Err(), "the answer is cut short, not ended as if complete")
+	elapsed := time.Since(start)
+	assert.GreaterOrEqual(t, elapsed, time.Second, "silent for less than streaming_read_timeout is fine")
+	assert.Less(t, elapsed, 5*time.Second, "silent for longer is ended")
+}

@@ -77,6 +77,9 @@ type deployment struct {
 	// backpressure its request backpressure policy, "" for none.
 	concurrencyTarget int
 	backpressure      settings.BackpressurePolicy
+	// streamingReadTimeout is how long a streamed answer may stay silent before the gateway
+	// ends it (the config's runtime.streaming_read_timeout); 0 leaves it to UpstreamTimeout.
+	streamingReadTimeout time.Duration
 }
 
 // replica is one READY model server. It outlives the tables it appears in, so that its
@@ -279,7 +282,8 @@ func (b *builder) build(r store.Routes) *table {
 		}
 		liveLoads[rd.ID] = l
 		d := &deployment{id: rd.ID, name: rd.Name, status: rd.Status, model: m, deleted: rd.Deleted,
-			starting: rd.ReplicasStarting, load: l, concurrencyTarget: max(rd.ConcurrencyTarget, 1)}
+			starting: rd.ReplicasStarting, load: l, concurrencyTarget: max(rd.ConcurrencyTarget, 1),
+			streamingReadTimeout: time.Duration(rd.StreamingReadTimeout) * time.Second}
 		if rd.Backpressure != nil && rd.Backpressure.Valid() {
 			d.backpressure = *rd.Backpressure
 		}

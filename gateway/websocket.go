@@ -90,7 +90,7 @@ func (g *Gateway) websocket(w *statusWriter, r *http.Request, dep *deployment, r
 		w.WriteHeader(res.StatusCode)
 		bp := buffers.Get().(*[]byte)
 		defer buffers.Put(bp)
-		_, _ = copyBody(w, res, false, *bp)
+		_, _ = copyBody(w, res, false, *bp, nil)
 		return
 	}
 	_ = conn.nc.SetDeadline(time.Time{})
