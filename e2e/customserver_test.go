@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -118,4 +119,27 @@ func TestCustomServer_OpenAIChatStreamsThroughSyncAndPredictReachesItsPredictEnd
 	assert.Equal(t, "chat.completion", completion.Object)
 	require.Len(t, completion.Choices, 1)
 	assert.Equal(t, "hello there", completion.Choices[0].Message.Content)
+}
+
+func TestCustomServer_WebsocketTransportIsUpgradedOnItsPredictEndpoint(t *testing.T) {
+	h := start(t)
+	var buf bytes.Buffer
+	_, err := modelpkg.Pack("testdata/websocket-server", &buf)
+	require.NoError(t, err)
+	a, err := h.api.UploadArchive(context.Background(), &buf)
+	require.NoError(t, err)
+	modelID, dep := h.createModel("websocket-server", a.ID, false)
+	h.promote(modelID, "production", dep)
+	r, ok := h.replica(dep)
+	require.True(t, ok)
+	assert.Equal(t, "/v1/realtime", r.WebsocketPath, "a websocket custom server takes websockets on its predict_endpoint")
+
+	c := h.dialModel(modelID, "production")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte("hello")))
+	_, got, err := c.Read(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "realtime:hello", string(got))
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, "done"))
 }
