@@ -273,7 +273,7 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in contract.WaitRepli
 			// The agent may be restarting; the heartbeat timeout bounds how long that may last.
 			activity.GetLogger(ctx).Warn("polling replica", "replica_id", in.ReplicaID, "err", err)
 		case got.State == modelplane.ReplicaReady:
-			if err := store.MarkReplicaReady(ctx, a.DB, in.ReplicaID, got.Address, got.PredictPath); err != nil {
+			if err := store.MarkReplicaReady(ctx, a.DB, in.ReplicaID, got.Address, got.PredictPath, got.WebsocketPath); err != nil {
 				return contract.WaitReplicaReadyResult{}, err
 			}
 			return contract.WaitReplicaReadyResult{State: modelplane.ReplicaReady, Address: got.Address}, nil

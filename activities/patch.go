@@ -174,7 +174,7 @@ func (a *Activities) backInRoutes(ctx context.Context, r store.Replica, got agen
 	if r.State != modelplane.ReplicaStarting || got.State != modelplane.ReplicaReady {
 		return nil
 	}
-	return store.MarkReplicaReady(ctx, a.DB, r.ID, got.Address, got.PredictPath)
+	return store.MarkReplicaReady(ctx, a.DB, r.ID, got.Address, got.PredictPath, got.WebsocketPath)
 }
 
 // configAt parses the deployment's config.yaml at seq.

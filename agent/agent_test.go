@@ -27,6 +27,7 @@ import (
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
+	"github.com/modelplane/modelplane/agent/runtime/docker"
 	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
@@ -67,6 +68,13 @@ type node struct {
 
 func startNode(t *testing.T, stateDir, profile string, opts ...func(*agent.Config)) *node {
 	t.Helper()
+	return startNodeWith(t, stateDir, profile, false, opts...)
+}
+
+// startNodeWith starts a node, with the docker runtime on the engine's default socket too
+// when withDocker is set.
+func startNodeWith(t *testing.T, stateDir, profile string, withDocker bool, opts ...func(*agent.Config)) *node {
+	t.Helper()
 	gpus, err := nvml.Open(profile, nvml.Options{})
 	require.NoError(t, err)
 	cfg := agent.Config{Name: "node-test", Token: token, StateDir: stateDir, StopGrace: 2 * time.Second,
@@ -76,7 +84,11 @@ func startNode(t *testing.T, stateDir, profile string, opts ...func(*agent.Confi
 	}
 	a, err := agent.New(cfg, gpus, agent.Runtimes{})
 	require.NoError(t, err)
-	a.SetRuntimes(agent.Runtimes{Process: process.New(a.ID())})
+	rts := agent.Runtimes{Process: process.New(a.ID())}
+	if withDocker {
+		rts.Docker = docker.New(docker.Options{AgentID: a.ID()})
+	}
+	a.SetRuntimes(rts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -47,7 +47,7 @@ func pythonRequest(cfg modelpkg.Config, pkgDir string) (pyenv.Request, bool, err
 // server starts: the deployment's build has usually made it on this node already, but a
 // node that joined since builds it here. It answers "" when the package has no requirements.
 func (a *Agent) replicaEnv(ctx context.Context, r *record) (string, error) {
-	cfg, err := a.replicaConfig(r.Request, a.packageDir(r.ID))
+	cfg, err := replicaConfig(r.Request, a.packageDir(r.ID))
 	if err != nil || cfg.Runtime == modelpkg.RuntimeDocker {
 		return "", err
 	}

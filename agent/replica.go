@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -195,7 +197,8 @@ func (a *Agent) Start(req agentproto.StartRequest) (agentproto.Replica, bool, er
 	return r.wire(false), true, nil
 }
 
-// launch unpacks the replica's package, starts its server on a free port, then supervises it.
+// launch unpacks the replica's package, starts its server on a free port (or the fixed port
+// of a custom server that picks its own), then supervises it.
 func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatch) {
 	fail := func(err error) {
 		if ctx.Err() != nil {
@@ -208,7 +211,17 @@ func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 		fail(err)
 		return
 	}
-	port, err := freeport.One()
+	cfg, err := a.config(r)
+	if err != nil {
+		fail(err)
+		return
+	}
+	port, fixed := fixedPort(cfg)
+	if fixed {
+		err = a.claimPort(r, port)
+	} else {
+		port, err = freeport.One()
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -216,56 +229,119 @@ func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 	a.serve(ctx, r, port)
 }
 
+// portVarPattern finds $PORT or ${PORT} in a start command.
+var portVarPattern = regexp.MustCompile(`\$(PORT\b|\{PORT\})`)
+
+// fixedPort reports the port a custom server on the host listens on by itself: a
+// docker_server of the process runtime whose start_command does not take the agent's port
+// from $PORT listens on its server_port. Every other replica gets a free port.
+func fixedPort(cfg modelpkg.Config) (int, bool) {
+	ds := cfg.DockerServer
+	if ds == nil || cfg.Runtime != modelpkg.RuntimeProcess || portVarPattern.MatchString(ds.StartCommand) {
+		return 0, false
+	}
+	return ds.ServerPort, true
+}
+
+// claimPort checks that a fixed port is free on this node, before the server is started, so
+// that a second replica of a server with a fixed port fails at once with the reason instead
+// of timing out on its health check (or, worse, passing it on the first replica's server).
+func (a *Agent) claimPort(r *record, port int) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	hint := "write $PORT in docker_server.start_command so that the agent gives each replica a port of its own"
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, o := range a.replicas {
+		if o != r && o.live() && o.Address == addr {
+			return fmt.Errorf("docker_server.server_port %d is taken on this node by replica %s: %s", port, o.ID, hint)
+		}
+	}
+	// Listening on every address fails whichever address the other server bound.
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		return fmt.Errorf("docker_server.server_port %d is taken on this node: %s", port, hint)
+	}
+	ln.Close()
+	// Held from now on, so that a replica started meanwhile sees it taken.
+	r.Address = addr
+	return nil
+}
+
 // serve starts the replica's server from the package already in its directory, on port, then
-// supervises it. A restart in place comes here too, with the port the replica had.
+// supervises it. A restart in place comes here too, with the port the replica had; so does a
+// replica whose liveness check failed for longer than its restart threshold.
 //
 // The requirements' environment is found (or built) here rather than at the first start, so
 // that a restart after a patch that changed the requirements runs on an environment of them.
 func (a *Agent) serve(ctx context.Context, r *record, port int) {
 	log := a.log.With("replica_id", r.ID, "deployment_id", r.DeploymentID)
-	envDir, err := a.replicaEnv(ctx, r)
-	if err != nil {
-		if ctx.Err() == nil {
+	for {
+		envDir, err := a.replicaEnv(ctx, r)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("replica failed to start", "err", err)
+				a.fail(r, err.Error(), nil)
+			}
+			return
+		}
+		a.mu.Lock()
+		r.EnvDir = envDir
+		a.mu.Unlock()
+		spec, cfg, err := a.spec(r, port)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			log.Warn("replica failed to start", "err", err)
 			a.fail(r, err.Error(), nil)
+			return
 		}
-		return
-	}
-	a.mu.Lock()
-	r.EnvDir = envDir
-	a.mu.Unlock()
-	spec, cfg, err := a.spec(r, port)
-	if err != nil {
+		rt := a.runtimeFor(r.Runtime)
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("replica failed to start", "err", err)
-		a.fail(r, err.Error(), nil)
-		return
+		h, err := rt.Start(ctx, spec)
+		if err != nil {
+			a.fail(r, "starting the server: "+err.Error(), nil)
+			return
+		}
+		// The handle is recorded even when a stop arrived meanwhile: the stop, which waits for
+		// this goroutine, then finds the process to stop.
+		a.mu.Lock()
+		r.Handle, r.Address = &h, h.Address
+		r.HealthPath, r.PredictPath = cfg.HealthPath, cfg.PredictPath
+		r.LivenessPath, r.WebsocketPath = livenessPath(cfg), websocketPath(cfg)
+		r.Checks = healthChecks(cfg)
+		if err := a.persistLocked(); err != nil {
+			log.Error("writing the state file", "err", err)
+		}
+		a.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		log.Info("replica server started", "address", h.Address, "gpus", strings.Join(r.GPUUUIDs, ","))
+		if !a.supervise(ctx, r, false) || !a.restartUnhealthy(ctx, r) {
+			return
+		}
 	}
-	rt := a.runtimeFor(r.Runtime)
-	if ctx.Err() != nil {
-		return
-	}
-	h, err := rt.Start(ctx, spec)
-	if err != nil {
-		a.fail(r, "starting the server: "+err.Error(), nil)
-		return
-	}
-	// The handle is recorded even when a stop arrived meanwhile: the stop, which waits for
-	// this goroutine, then finds the process to stop.
+}
+
+// restartUnhealthy stops a replica whose liveness check failed for too long, so that serve
+// starts it again on the same port and GPUs; false when it cannot go on.
+func (a *Agent) restartUnhealthy(ctx context.Context, r *record) bool {
 	a.mu.Lock()
-	r.Handle, r.Address = &h, h.Address
-	r.HealthPath, r.PredictPath = cfg.HealthPath, cfg.PredictPath
-	if err := a.persistLocked(); err != nil {
-		log.Error("writing the state file", "err", err)
-	}
+	h, threshold := *r.Handle, r.Checks.RestartThreshold
+	r.Restarts++
+	count := r.Restarts
 	a.mu.Unlock()
-	if ctx.Err() != nil {
-		return
+	a.setState(r, modelplane.ReplicaStarting, fmt.Sprintf("restarting: the liveness check failed for %s", threshold))
+	a.log.Warn("restarting replica: liveness check failing", "replica_id", r.ID, "deployment_id", r.DeploymentID,
+		"liveness_path", r.LivenessPath, "threshold", threshold, "restarts", count)
+	if err := a.runtimeFor(r.Runtime).Stop(context.Background(), h, a.cfg.StopGrace); err != nil {
+		a.fail(r, "stopping the server to restart it: "+err.Error(), nil)
+		return false
 	}
-	log.Info("replica server started", "address", h.Address, "gpus", strings.Join(r.GPUUUIDs, ","))
-	a.supervise(ctx, r, false)
+	return ctx.Err() == nil
 }
 
 func (a *Agent) replicaDir(id string) string { return filepath.Join(a.cfg.StateDir, "replicas", id) }
@@ -312,15 +388,9 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	req, gpus, controlToken, held, envDir := r.Request, r.GPUUUIDs, r.ControlToken, r.secrets, r.EnvDir
 	a.mu.Unlock()
 	dir, pkgDir := a.replicaDir(r.ID), a.packageDir(r.ID)
-	cfg, err := a.replicaConfig(req, pkgDir)
+	cfg, err := a.config(r)
 	if err != nil {
 		return runtime.Spec{}, cfg, err
-	}
-	if req.Image != "" {
-		cfg.Runtime, cfg.Image = "docker", req.Image
-		if cfg.HealthPath == "" {
-			cfg.HealthPath, cfg.PredictPath = "/health", "/predict"
-		}
 	}
 	env := map[string]string{}
 	for k, v := range cfg.EnvironmentVariables {
@@ -367,6 +437,25 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	case "process":
 		spec.Command = cfg.Command
 	}
+	if ds := cfg.DockerServer; ds != nil {
+		// A custom server: its start_command runs in the package directory (process
+		// runtime) or in its base image, in place of the image's entrypoint (docker runtime).
+		// no_build runs the image as it is.
+		if ds.StartCommand != "" && !(ds.NoBuild && cfg.Runtime == modelpkg.RuntimeDocker) {
+			spec.Command = []string{"/bin/sh", "-c", ds.StartCommand}
+			if cfg.Runtime == modelpkg.RuntimeDocker {
+				// Truss builds the package's files into the image at /app; nothing is built
+				// here, so the package is mounted there.
+				spec.PackageMount = TrussAppDir
+			}
+		}
+		if cfg.Runtime == modelpkg.RuntimeDocker {
+			spec.ContainerPort = ds.ServerPort
+			if ds.RunAsUserID != nil {
+				spec.User = strconv.Itoa(*ds.RunAsUserID)
+			}
+		}
+	}
 	if envDir != "" && cfg.Runtime != "docker" {
 		// A process finds the environment's python and scripts first, as an activated
 		// virtual environment would have it.
@@ -379,9 +468,18 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	return spec, cfg, nil
 }
 
-// replicaConfig is the config a replica runs: its package's config.yaml, or the request's
-// config in its place.
-func (a *Agent) replicaConfig(req agentproto.StartRequest, pkgDir string) (modelpkg.Config, error) {
+// config is the replica's config: its package's config.yaml as it lies in the replica's
+// directory, or the request's config, which overrides it.
+func (a *Agent) config(r *record) (modelpkg.Config, error) {
+	a.mu.Lock()
+	req := r.Request
+	a.mu.Unlock()
+	return replicaConfig(req, a.packageDir(r.ID))
+}
+
+// replicaConfig is the config a start request runs: the package's config.yaml in pkgDir, or
+// the request's config in its place; an image request runs that image.
+func replicaConfig(req agentproto.StartRequest, pkgDir string) (modelpkg.Config, error) {
 	var cfg modelpkg.Config
 	if req.ArchiveURL != "" {
 		c, err := modelpkg.ReadConfig(pkgDir)
@@ -396,6 +494,12 @@ func (a *Agent) replicaConfig(req agentproto.StartRequest, pkgDir string) (model
 			return cfg, fmt.Errorf("config: %w", err)
 		}
 		cfg = c
+	}
+	if req.Image != "" {
+		cfg.Runtime, cfg.Image = "docker", req.Image
+		if cfg.HealthPath == "" {
+			cfg.HealthPath, cfg.PredictPath = "/health", "/predict"
+		}
 	}
 	return cfg, nil
 }
@@ -426,78 +530,6 @@ func (a *Agent) openArchive(ctx context.Context, raw string) (io.ReadCloser, err
 		return nil, fmt.Errorf("GET %s: %s", raw, resp.Status)
 	}
 	return resp.Body, nil
-}
-
-// goSupervise supervises an adopted replica in the background.
-func (a *Agent) goSupervise(r *record, ready bool) {
-	a.spawn(r.ID, func(ctx context.Context) { a.supervise(ctx, r, ready) })
-}
-
-// supervise probes the replica until it is ready, then keeps checking that its server runs
-// and answers; a server that exits is reported FAILED with its exit code and last log lines.
-func (a *Agent) supervise(ctx context.Context, r *record, ready bool) {
-	a.mu.Lock()
-	h, healthURL := *r.Handle, "http://"+r.Handle.Address+r.HealthPath
-	a.mu.Unlock()
-	rt := a.runtimeFor(r.Runtime)
-	probe := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(a.cfg.StartTimeout)
-	interval := 50 * time.Millisecond // fast while starting: a cold start waits on it
-	failures, loadErrors := 0, 0
-	for {
-		st, err := rt.Status(ctx, h)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil && !st.Running {
-			reason := "the server exited"
-			if st.ExitCode != nil {
-				reason = fmt.Sprintf("the server exited with code %d", *st.ExitCode)
-			}
-			a.fail(r, reason, &st)
-			a.log.Warn("replica failed", "replica_id", r.ID, "reason", reason)
-			return
-		}
-		code, body := probeHealth(ctx, probe, healthURL)
-		healthy := code == http.StatusOK
-		if !ready && code >= 500 && code != http.StatusServiceUnavailable {
-			// 503 means "still loading"; any other server error before the first success
-			// means loading failed (the python server answers 500 when load() raised).
-			if loadErrors++; loadErrors >= 3 {
-				_ = rt.Stop(context.Background(), h, a.cfg.StopGrace)
-				st, _ := rt.Status(context.Background(), h)
-				a.fail(r, fmt.Sprintf("the model failed to load: health check answered %d: %s", code, body), &st)
-				return
-			}
-		} else {
-			loadErrors = 0
-		}
-		switch {
-		case healthy:
-			failures = 0
-			if !ready {
-				ready, interval = true, a.cfg.SuperviseInterval
-				a.log.Info("replica ready", "replica_id", r.ID)
-			}
-			a.setState(r, modelplane.ReplicaReady, "")
-		case ready:
-			// A ready replica that stops answering is taken out of rotation after three
-			// misses in a row, and back in when it answers again.
-			if failures++; failures >= 3 {
-				a.setState(r, modelplane.ReplicaStarting, "health check failing")
-			}
-		case time.Now().After(deadline):
-			_ = rt.Stop(context.Background(), h, a.cfg.StopGrace)
-			st, _ := rt.Status(context.Background(), h)
-			a.fail(r, fmt.Sprintf("no successful health check on %s within %s", r.HealthPath, a.cfg.StartTimeout), &st)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-	}
 }
 
 // probeHealth GETs the health URL and returns the status (0 when unreachable) and the start of

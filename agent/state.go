@@ -31,9 +31,16 @@ type record struct {
 	Address      string                  `json:"address,omitempty"`
 	HealthPath   string                  `json:"health_path,omitempty"`
 	PredictPath  string                  `json:"predict_path,omitempty"`
-	CreatedAt    time.Time               `json:"created_at"`
-	ReadyAt      *time.Time              `json:"ready_at,omitempty"`
-	StoppedAt    *time.Time              `json:"stopped_at,omitempty"`
+	// LivenessPath is probed to decide a restart; WebsocketPath takes websocket connections.
+	LivenessPath  string `json:"liveness_path,omitempty"`
+	WebsocketPath string `json:"websocket_path,omitempty"`
+	// Checks are the health-check timings the replica's config asks for.
+	Checks checks `json:"checks"`
+	// Restarts counts the restarts of a failing liveness check.
+	Restarts  int        `json:"restarts,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ReadyAt   *time.Time `json:"ready_at,omitempty"`
+	StoppedAt *time.Time `json:"stopped_at,omitempty"`
 	// PatchHash names the patch the replica's package is at; empty while it runs its archive
 	// as built.
 	PatchHash string `json:"patch_hash,omitempty"`
@@ -67,24 +74,27 @@ func (r *record) live() bool { return r.State.Live() }
 // and nothing else, so a field added to record stays on the host until it is named here.
 func (r *record) wire(gpuUnhealthy bool) agentproto.Replica {
 	return agentproto.Replica{
-		ID:           r.ID,
-		DeploymentID: r.DeploymentID,
-		Environment:  r.Environment,
-		State:        r.State,
-		Error:        r.Error,
-		ExitCode:     r.ExitCode,
-		LogTail:      slices.Clone(r.LogTail),
-		GPUUUIDs:     slices.Clone(r.GPUUUIDs),
-		GPUUnhealthy: gpuUnhealthy,
-		Runtime:      r.Runtime,
-		Address:      r.Address,
-		HealthPath:   r.HealthPath,
-		PredictPath:  r.PredictPath,
-		CreatedAt:    r.CreatedAt,
-		ReadyAt:      r.ReadyAt,
-		StoppedAt:    r.StoppedAt,
-		PatchHash:    r.PatchHash,
-		ReloadError:  r.ReloadError,
+		ID:            r.ID,
+		DeploymentID:  r.DeploymentID,
+		Environment:   r.Environment,
+		State:         r.State,
+		Error:         r.Error,
+		ExitCode:      r.ExitCode,
+		LogTail:       slices.Clone(r.LogTail),
+		GPUUUIDs:      slices.Clone(r.GPUUUIDs),
+		GPUUnhealthy:  gpuUnhealthy,
+		Runtime:       r.Runtime,
+		Address:       r.Address,
+		HealthPath:    r.HealthPath,
+		PredictPath:   r.PredictPath,
+		LivenessPath:  r.LivenessPath,
+		WebsocketPath: r.WebsocketPath,
+		Restarts:      r.Restarts,
+		CreatedAt:     r.CreatedAt,
+		ReadyAt:       r.ReadyAt,
+		StoppedAt:     r.StoppedAt,
+		PatchHash:     r.PatchHash,
+		ReloadError:   r.ReloadError,
 	}
 }
 

@@ -16,6 +16,7 @@ func TestRecordWire_NamesEveryFieldOfTheWireView(t *testing.T) {
 		ID: "r1", DeploymentID: "d1", Environment: "production", State: modelplane.ReplicaFailed,
 		Error: "exited", ExitCode: &code, LogTail: []string{"out of memory"}, GPUUUIDs: []string{"GPU-1"},
 		Runtime: "process", Address: "127.0.0.1:9000", HealthPath: "/health", PredictPath: "/predict",
+		LivenessPath: "/live", WebsocketPath: "/ws", Restarts: 2,
 		CreatedAt: now, ReadyAt: &now, StoppedAt: &now, PatchHash: "hash", ReloadError: "reload failed",
 	}
 	w := reflect.ValueOf(r.wire(true))

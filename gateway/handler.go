@@ -51,7 +51,9 @@ const (
 	actionWebsocket = "websocket"
 )
 
-// WebsocketPath is where a replica's model server takes websocket upgrades.
+// WebsocketPath is where a replica's model server takes websocket upgrades unless it
+// recorded another (a custom server with the websocket transport takes them on its
+// predict_endpoint).
 const WebsocketPath = "/websocket"
 
 // parseRoute reads the target from the path (or the Host and the path); ok false means the

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/testmodel"
@@ -340,4 +341,78 @@ func TestWebsocket_ModelServerGoneClosesTheClientWithGoingAway(t *testing.T) {
 	var ce websocket.CloseError
 	require.True(t, errors.As(err, &ce), "a model server that drops the connection still ends in a close frame, got %v", err)
 	assert.Equal(t, websocket.StatusGoingAway, ce.Code)
+}
+
+func TestWebsocket_ReachesTheWebsocketPathTheReplicaRecorded(t *testing.T) {
+	f := newFixture(t, gateway.Options{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/realtime" {
+			http.NotFound(w, r)
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, append([]byte("realtime:"), msg...)); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	d, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID, Name: "ws"})
+	require.NoError(t, err)
+	require.NoError(t, store.SetDeploymentStatus(ctx, f.db, d.ID, "ACTIVE", ""))
+	r, _, err := store.CreateReplica(ctx, f.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: d.ID})
+	require.NoError(t, err)
+	// A custom server with the websocket transport records its predict_endpoint.
+	require.NoError(t, store.MarkReplicaReady(ctx, f.db, r.ID, hostOf(s), "/v1/realtime", "/v1/realtime"))
+	f.point("production", d.ID)
+
+	var c *websocket.Conn
+	require.Eventually(t, func() bool {
+		c, _, err = f.dial(t, "production")
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "no websocket: %v", err)
+	defer c.CloseNow()
+	assert.Equal(t, "realtime:hi", echo(t, c, websocket.MessageText, "hi"), "the upgrade reached the replica's websocket path")
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, "done"))
+}
+
+func TestSync_StreamSilentForTheStreamingReadTimeoutIsEnded(t *testing.T) {
+	release := make(chan struct{})
+	f := newFixture(t, gateway.Options{})
+	s := passthroughServer(t, "model", release)
+	t.Cleanup(func() { close(release) }) // before the server's Close, which waits for its handler
+	ctx := context.Background()
+	d, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: f.model.ID, WorkspaceID: f.model.WorkspaceID, Name: "v1",
+		Config: store.JSONMap{"runtime": map[string]any{"streaming_read_timeout": 1}}})
+	require.NoError(t, err)
+	require.NoError(t, store.SetDeploymentStatus(ctx, f.db, d.ID, "ACTIVE", ""))
+	f.replica(d.ID, hostOf(s))
+	f.point("production", d.ID)
+	f.eventually("production", http.StatusOK)
+
+	start := time.Now()
+	res, err := http.DefaultClient.Do(f.request(http.MethodGet, "/models/"+f.model.ID+"/production/sync/v1/events", nil))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	sc := bufio.NewScanner(res.Body)
+	require.True(t, sc.Scan())
+	assert.Equal(t, "data: one", sc.Text())
+	for sc.Scan() {
+		assert.Empty(t, sc.Text(), "nothing follows while the model server is silent")
+	}
+	require.Error(t, sc.Err(), "the answer is cut short, not ended as if complete")
+	elapsed := time.Since(start)
+	assert.GreaterOrEqual(t, elapsed, time.Second, "silent for less than streaming_read_timeout is fine")
+	assert.Less(t, elapsed, 5*time.Second, "silent for longer is ended")
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -71,8 +72,24 @@ func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep
 	copyResponseHeader(w.Header(), res.Header)
 	w.WriteHeader(res.StatusCode)
 	stop := context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
-	complete, err := copyBody(w, res, streaming(res), buf)
-	interrupted := !stop()
+	// A streamed answer that stays silent for the deployment's streaming_read_timeout is
+	// ended: the timer interrupts the read it waits in, and every read that brings something
+	// starts it again.
+	var silent atomic.Bool
+	var onRead func()
+	if timeout := dep.streamingReadTimeout; timeout > 0 && streaming(res) {
+		idle := time.AfterFunc(timeout, func() {
+			silent.Store(true)
+			_ = conn.nc.SetDeadline(aLongTimeAgo)
+		})
+		defer idle.Stop()
+		onRead = func() { idle.Reset(timeout) }
+	}
+	complete, err := copyBody(w, res, streaming(res), buf, onRead)
+	interrupted := !stop() || silent.Load()
+	if err != nil && silent.Load() {
+		err = fmt.Errorf("the model server sent nothing for %s (runtime.streaming_read_timeout): %w", dep.streamingReadTimeout, err)
+	}
 	if complete && !res.Close && !interrupted {
 		g.pool.put(conn)
 	} else {

@@ -77,6 +77,9 @@ type deployment struct {
 	// backpressure its request backpressure policy, "" for none.
 	concurrencyTarget int
 	backpressure      settings.BackpressurePolicy
+	// streamingReadTimeout is how long a streamed answer may stay silent before the gateway
+	// ends it (the config's runtime.streaming_read_timeout); 0 leaves it to UpstreamTimeout.
+	streamingReadTimeout time.Duration
 }
 
 // replica is one READY model server. It outlives the tables it appears in, so that its
@@ -85,7 +88,9 @@ type deployment struct {
 type replica struct {
 	id, deploymentID, address string
 	predictPath               string
-	inFlight                  atomic.Int64
+	// websocketPath is where the replica takes websocket connections.
+	websocketPath string
+	inFlight      atomic.Int64
 	// draining is set when the replica left the READY set: no new request may start there.
 	draining atomic.Bool
 }
@@ -277,7 +282,8 @@ func (b *builder) build(r store.Routes) *table {
 		}
 		liveLoads[rd.ID] = l
 		d := &deployment{id: rd.ID, name: rd.Name, status: rd.Status, model: m, deleted: rd.Deleted,
-			starting: rd.ReplicasStarting, load: l, concurrencyTarget: max(rd.ConcurrencyTarget, 1)}
+			starting: rd.ReplicasStarting, load: l, concurrencyTarget: max(rd.ConcurrencyTarget, 1),
+			streamingReadTimeout: time.Duration(rd.StreamingReadTimeout) * time.Second}
 		if rd.Backpressure != nil && rd.Backpressure.Valid() {
 			d.backpressure = *rd.Backpressure
 		}
@@ -312,8 +318,12 @@ func (b *builder) build(r store.Routes) *table {
 		if path == "" {
 			path = DefaultPredictPath
 		}
-		if rep == nil || rep.address != rr.Address || rep.predictPath != path {
-			rep = &replica{id: rr.ID, deploymentID: rr.DeploymentID, address: rr.Address, predictPath: path}
+		wsPath := rr.WebsocketPath
+		if wsPath == "" {
+			wsPath = WebsocketPath
+		}
+		if rep == nil || rep.address != rr.Address || rep.predictPath != path || rep.websocketPath != wsPath {
+			rep = &replica{id: rr.ID, deploymentID: rr.DeploymentID, address: rr.Address, predictPath: path, websocketPath: wsPath}
 		}
 		rep.draining.Store(false)
 		ready[rr.ID] = rep

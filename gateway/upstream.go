@@ -219,14 +219,18 @@ func streaming(res *http.Response) bool {
 	return strings.HasPrefix(ct, "text/event-stream")
 }
 
-// copyBody copies the answer to the client, flushing after every read when it streams.
+// copyBody copies the answer to the client, flushing after every read when it streams, and
+// calling onRead (when set) after every read that brought something.
 // It reports whether the whole answer was read (so the connection can be reused) and the
 // first error of either side.
-func copyBody(w http.ResponseWriter, res *http.Response, flush bool, buf []byte) (complete bool, err error) {
+func copyBody(w http.ResponseWriter, res *http.Response, flush bool, buf []byte, onRead func()) (complete bool, err error) {
 	flusher, _ := w.(http.Flusher)
 	for {
 		n, rerr := res.Body.Read(buf)
 		if n > 0 {
+			if onRead != nil {
+				onRead()
+			}
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return false, fmt.Errorf("writing to the client: %w", werr)
 			}

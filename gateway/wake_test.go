@@ -47,7 +47,7 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflow
 				time.Sleep(f.delay)
 				r, _, err := store.CreateReplica(ctx, fx.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: id})
 				if err == nil {
-					_ = store.MarkReplicaReady(ctx, fx.db, r.ID, f.addr, "/predict")
+					_ = store.MarkReplicaReady(ctx, fx.db, r.ID, f.addr, "/predict", "")
 					_ = store.SetDeploymentStatus(ctx, fx.db, id, modelplane.DeploymentActive, "")
 				}
 			}()

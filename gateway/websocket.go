@@ -66,7 +66,7 @@ func (g *Gateway) websocket(w *statusWriter, r *http.Request, dep *deployment, r
 		return
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
-	err = writeUpgrade(conn, r)
+	err = writeUpgrade(conn, r, rep.websocketPath)
 	var res *http.Response
 	if err == nil {
 		res, err = http.ReadResponse(conn.br, r)
@@ -90,7 +90,7 @@ func (g *Gateway) websocket(w *statusWriter, r *http.Request, dep *deployment, r
 		w.WriteHeader(res.StatusCode)
 		bp := buffers.Get().(*[]byte)
 		defer buffers.Put(bp)
-		_, _ = copyBody(w, res, false, *bp)
+		_, _ = copyBody(w, res, false, *bp, nil)
 		return
 	}
 	_ = conn.nc.SetDeadline(time.Time{})
@@ -119,11 +119,11 @@ func (g *Gateway) websocket(w *statusWriter, r *http.Request, dep *deployment, r
 	rl.run(brw.Reader, conn.br, rep, g.opts.WebsocketDrainTimeout)
 }
 
-// writeUpgrade writes the websocket upgrade request for r to the model server.
-func writeUpgrade(c *upConn, r *http.Request) error {
+// writeUpgrade writes the websocket upgrade request for r to the model server's path.
+func writeUpgrade(c *upConn, r *http.Request, path string) error {
 	w := c.bw
 	w.WriteString("GET ")
-	w.WriteString(WebsocketPath)
+	w.WriteString(path)
 	if r.URL.RawQuery != "" {
 		w.WriteByte('?')
 		w.WriteString(r.URL.RawQuery)

@@ -19,12 +19,15 @@ type Replica struct {
 	State    modelplane.ReplicaState `db:"state"`
 	Address  string                  `db:"address"`
 	// PredictPath is where the model server takes predictions, recorded when it is READY.
-	PredictPath string     `db:"predict_path"`
-	Error       string     `db:"error"`
-	CreatedAt   time.Time  `db:"created_at"`
-	UpdatedAt   time.Time  `db:"updated_at"`
-	ReadyAt     *time.Time `db:"ready_at"`
-	StoppedAt   *time.Time `db:"stopped_at"`
+	PredictPath string `db:"predict_path"`
+	// WebsocketPath is where the model server takes websocket connections, recorded with
+	// PredictPath; empty is the gateway's default, /websocket.
+	WebsocketPath string     `db:"websocket_path"`
+	Error         string     `db:"error"`
+	CreatedAt     time.Time  `db:"created_at"`
+	UpdatedAt     time.Time  `db:"updated_at"`
+	ReadyAt       *time.Time `db:"ready_at"`
+	StoppedAt     *time.Time `db:"stopped_at"`
 	// DrainingAt is the database time after which gateways no longer route to the replica;
 	// set once it is DRAINING.
 	DrainingAt *time.Time `db:"draining_at"`
@@ -39,7 +42,7 @@ type NewReplica struct {
 }
 
 const replicaSelect = `
-	SELECT r.id, r.deployment_id, r.node_id, COALESCE(n.agent_url, '') AS agent_url, r.state, r.address, r.predict_path,
+	SELECT r.id, r.deployment_id, r.node_id, COALESCE(n.agent_url, '') AS agent_url, r.state, r.address, r.predict_path, r.websocket_path,
 	       r.error, r.created_at, r.updated_at, r.ready_at, r.stopped_at, r.draining_at
 	FROM replicas r LEFT JOIN nodes n ON n.id = r.node_id`
 
@@ -93,10 +96,11 @@ func SetReplicaState(ctx context.Context, db *sqlx.DB, id string, state modelpla
 }
 
 // MarkReplicaReady records that the replica is READY at address and takes predictions on
-// predictPath, in one step, so gateways never route to it without knowing where to send.
-func MarkReplicaReady(ctx context.Context, db *sqlx.DB, id, address, predictPath string) error {
+// predictPath and websocket connections on websocketPath (empty: the default), in one step,
+// so gateways never route to it without knowing where to send.
+func MarkReplicaReady(ctx context.Context, db *sqlx.DB, id, address, predictPath, websocketPath string) error {
 	return WithTx(ctx, db, func(tx *sqlx.Tx) error {
-		if err := exec(ctx, tx, true, `UPDATE replicas SET predict_path = $2 WHERE id = $1`, id, predictPath); err != nil {
+		if err := exec(ctx, tx, true, `UPDATE replicas SET predict_path = $2, websocket_path = $3 WHERE id = $1`, id, predictPath, websocketPath); err != nil {
 			return err
 		}
 		return setReplicaState(ctx, tx, id, modelplane.ReplicaReady, address, "")

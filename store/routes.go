@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"time"
 
+	"strconv"
+
 	"github.com/jmoiron/sqlx"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/settings"
 )
 
@@ -53,6 +56,9 @@ type RouteDeployment struct {
 	ConcurrencyTarget int `db:"concurrency_target"`
 	// Backpressure is the deployment's request backpressure policy; nil when none is set.
 	Backpressure *settings.BackpressurePolicy `db:"backpressure_policy"`
+	// StreamingReadTimeout is its config's runtime.streaming_read_timeout in seconds: how long
+	// a streamed answer may stay silent (Truss's default 60 when the config has none).
+	StreamingReadTimeout int `db:"streaming_read_timeout"`
 }
 
 // RouteReplica is a READY replica and where its model server takes predictions.
@@ -61,6 +67,8 @@ type RouteReplica struct {
 	DeploymentID string `db:"deployment_id"`
 	Address      string `db:"address"`
 	PredictPath  string `db:"predict_path"`
+	// WebsocketPath is where it takes websocket connections; empty is /websocket.
+	WebsocketPath string `db:"websocket_path"`
 }
 
 // LoadRoutes reads the routing data in one consistent snapshot.
@@ -92,10 +100,13 @@ func LoadRoutes(ctx context.Context, db *sqlx.DB) (Routes, error) {
 			       (SELECT count(*) FROM replicas r
 			        WHERE r.deployment_id = d.id AND r.state IN ` + sqlStartingReplicaStates + `) AS replicas_starting,
 			       GREATEST(COALESCE((` + effectiveSettingsSQL + `)->>'concurrency_target', '1')::int, 1) AS concurrency_target,
-			       d.request_backpressure_settings->>'policy' AS backpressure_policy
+			       d.request_backpressure_settings->>'policy' AS backpressure_policy,
+			       CASE WHEN jsonb_typeof(d.config->'runtime'->'streaming_read_timeout') = 'number'
+			            THEN (d.config->'runtime'->>'streaming_read_timeout')::numeric::int
+			            ELSE ` + strconv.Itoa(modelpkg.DefaultStreamingReadTimeout) + ` END AS streaming_read_timeout
 			FROM deployments d`},
 		{&r.Replicas, `
-			SELECT id, deployment_id, address, predict_path FROM replicas
+			SELECT id, deployment_id, address, predict_path, websocket_path FROM replicas
 			WHERE state = ` + sqlReplicaReady + ` AND address <> ''`},
 	}
 	for _, s := range steps {

@@ -53,12 +53,19 @@ type Replica struct {
 	GPUUnhealthy bool   `json:"gpu_unhealthy"`
 	Runtime      string `json:"runtime"`
 	// Address is the model server's host:port once it has started.
-	Address     string     `json:"address,omitempty"`
-	HealthPath  string     `json:"health_path,omitempty"`
-	PredictPath string     `json:"predict_path,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ReadyAt     *time.Time `json:"ready_at,omitempty"`
-	StoppedAt   *time.Time `json:"stopped_at,omitempty"`
+	Address     string `json:"address,omitempty"`
+	HealthPath  string `json:"health_path,omitempty"`
+	PredictPath string `json:"predict_path,omitempty"`
+	// LivenessPath is probed to decide whether the server must be restarted.
+	LivenessPath string `json:"liveness_path,omitempty"`
+	// WebsocketPath takes the server's websocket connections.
+	WebsocketPath string `json:"websocket_path,omitempty"`
+	// Restarts counts how often the agent restarted the server because its liveness check
+	// failed for longer than the restart threshold.
+	Restarts  int        `json:"restarts"`
+	CreatedAt time.Time  `json:"created_at"`
+	ReadyAt   *time.Time `json:"ready_at,omitempty"`
+	StoppedAt *time.Time `json:"stopped_at,omitempty"`
 	// PatchHash names the patch the replica's package is at; empty while it runs its archive
 	// as built.
 	PatchHash string `json:"patch_hash,omitempty"`

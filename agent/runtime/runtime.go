@@ -23,10 +23,22 @@ type Spec struct {
 	// runtime runs the model package unpacked in PackageDir, which lies inside Dir.
 	Dir        string
 	PackageDir string
-	// Command is the argv to run (process runtime), relative paths resolved in PackageDir.
+	// Command is the argv to run, relative paths resolved in PackageDir (process runtime).
+	// The docker runtime runs it in place of the image's entrypoint and command; empty runs
+	// the image's own.
 	Command []string
 	// Image is the container image (docker runtime).
 	Image string
+	// ContainerPort is the port the server listens on inside its container (docker
+	// runtime; a Truss docker_server's server_port); 0 is the runtime's default.
+	ContainerPort int
+	// PackageMount, when set, is where the container sees PackageDir, read-only, and its
+	// working directory (docker runtime): a Truss docker_server's image holds its package's
+	// files in /app, which the agent, building no image, mounts instead.
+	PackageMount string
+	// User is the container's user, e.g. a run_as_user_id (docker runtime); empty is the
+	// image's.
+	User string
 	// Env holds the package's environment variables and secrets; the runtime adds PORT,
 	// CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, MODELPLANE_ENVIRONMENT and
 	// MODELPLANE_DEPLOYMENT_ID itself.

@@ -34,7 +34,7 @@ func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
 	require.NoError(t, store.SetDeploymentStatus(ctx, db, d.ID, "ACTIVE", ""))
 	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: d.ID})
 	require.NoError(t, err)
-	require.NoError(t, store.MarkReplicaReady(ctx, db, r.ID, strings.TrimPrefix(model.URL, "http://"), "/predict"))
+	require.NoError(t, store.MarkReplicaReady(ctx, db, r.ID, strings.TrimPrefix(model.URL, "http://"), "/predict", ""))
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID))
 
 	addr := freeAddr(t)

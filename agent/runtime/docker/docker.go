@@ -34,8 +34,9 @@ const (
 	// DefaultAPIVersion is the Engine API version requested unless Options.APIVersion says
 	// otherwise; v1.43 is Docker 24.
 	DefaultAPIVersion = "v1.43"
-	// ContainerPort is the port the model server listens on inside the container; it is
-	// passed as PORT and published on 127.0.0.1:<Spec.Port>.
+	// ContainerPort is the port the model server listens on inside the container unless
+	// Spec.ContainerPort names another; it is passed as PORT and published on
+	// 127.0.0.1:<Spec.Port>.
 	ContainerPort = 8080
 
 	// Labels put on every container this runtime creates.
@@ -50,8 +51,16 @@ const (
 	runtimeName = "docker"
 )
 
-// containerPortKey is ContainerPort as the Engine API names it in port maps.
-var containerPortKey = strconv.Itoa(ContainerPort) + "/tcp"
+// containerPort is the port spec's server listens on inside its container.
+func containerPort(spec runtime.Spec) int {
+	if spec.ContainerPort > 0 {
+		return spec.ContainerPort
+	}
+	return ContainerPort
+}
+
+// portKey is a container port as the Engine API names it in port maps.
+func portKey(port int) string { return strconv.Itoa(port) + "/tcp" }
 
 // Options configure a Runtime. The zero value talks to the default socket.
 type Options struct {
@@ -189,7 +198,7 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, name string, spec
 	// A container from an earlier spec that publishes another port would leave the agent
 	// probing an address nothing listens on.
 	want := strconv.Itoa(spec.Port)
-	bindings := c.HostConfig.PortBindings[containerPortKey]
+	bindings := c.HostConfig.PortBindings[portKey(containerPort(spec))]
 	if len(bindings) == 0 || bindings[0].HostPort != want {
 		got := ""
 		if len(bindings) > 0 {
@@ -226,22 +235,24 @@ func (r *Runtime) createRequest(log *slog.Logger, spec runtime.Spec) createReque
 	}
 	gpus := strings.Join(spec.GPUUUIDs, ",")
 	env = append(env,
-		"PORT="+strconv.Itoa(ContainerPort),
+		"PORT="+strconv.Itoa(containerPort(spec)),
 		"MODELPLANE_ENVIRONMENT="+spec.Environment,
 		"MODELPLANE_DEPLOYMENT_ID="+spec.DeploymentID,
 	)
+	key := portKey(containerPort(spec))
 	req := createRequest{
 		Image: spec.Image,
+		User:  spec.User,
 		Labels: map[string]string{
 			LabelReplica:    spec.ReplicaID,
 			LabelDeployment: spec.DeploymentID,
 			LabelGPUs:       gpus,
 			LabelAgent:      r.agentID,
 		},
-		ExposedPorts: map[string]struct{}{containerPortKey: {}},
+		ExposedPorts: map[string]struct{}{key: {}},
 		HostConfig: hostConfig{
 			PortBindings: map[string][]portBinding{
-				containerPortKey: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(spec.Port)}},
+				key: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(spec.Port)}},
 			},
 			// The agent decides whether a dead replica comes back, not the engine.
 			RestartPolicy: restartPolicy{Name: "no"},
@@ -262,6 +273,16 @@ func (r *Runtime) createRequest(log *slog.Logger, spec runtime.Spec) createReque
 	if spec.SecretsDir != "" {
 		// As Truss and Baseten deliver them: one read-only file per secret under /secrets.
 		req.HostConfig.Binds = []string{spec.SecretsDir + ":" + runtime.SecretsMountPath + ":ro"}
+	}
+	if spec.PackageMount != "" && spec.PackageDir != "" {
+		req.HostConfig.Binds = append(req.HostConfig.Binds, spec.PackageDir+":"+spec.PackageMount+":ro")
+		req.WorkingDir = spec.PackageMount
+	}
+	if len(spec.Command) > 0 {
+		// The spec's command replaces the image's entrypoint and command both, as a Truss
+		// docker_server's start_command does: an image whose entrypoint starts its own
+		// server (vLLM's does) would otherwise take the command for its arguments.
+		req.Entrypoint, req.Cmd = spec.Command[:1], spec.Command[1:]
 	}
 	req.Env = env
 	return req
@@ -402,7 +423,8 @@ func (r *Runtime) Orphans(ctx context.Context, known map[string]bool) ([]runtime
 		}
 		h := runtime.Handle{ReplicaID: id, Runtime: runtimeName, ContainerID: c.ID}
 		for _, p := range c.Ports {
-			if p.PrivatePort == ContainerPort && p.Type == "tcp" && p.PublicPort != 0 {
+			// The one port the runtime publishes, whichever container port it maps.
+			if p.Type == "tcp" && p.PublicPort != 0 {
 				h.Address = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.PublicPort))
 				break
 			}

@@ -608,3 +608,43 @@ func TestStart_MountsTheSecretsDirectoryReadOnlyAtSlashSecrets(t *testing.T) {
 		"Binds": ["/var/lib/modelplane/replicas/r-1/secrets:/secrets:ro"]
 	}`)
 }
+
+func TestStart_CustomServerRunsItsCommandOnItsPortAsItsUser(t *testing.T) {
+	f, rt := newFakeEngine(t)
+	f.images[imageKey(testImage)] = true
+	spec := cpuSpec()
+	spec.Command = []string{"/bin/sh", "-c", "vllm serve --port 8000"}
+	spec.ContainerPort, spec.User = 8000, "1000"
+	spec.PackageDir, spec.PackageMount = "/var/lib/modelplane/replicas/r-1/pkg", "/app"
+	if _, err := rt.Start(t.Context(), spec); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	raw := f.rawCreates[0].(map[string]any)
+	wantJSON(t, "Entrypoint", raw["Entrypoint"], `["/bin/sh"]`)
+	wantJSON(t, "Cmd", raw["Cmd"], `["-c", "vllm serve --port 8000"]`)
+	wantJSON(t, "User", raw["User"], `"1000"`)
+	wantJSON(t, "WorkingDir", raw["WorkingDir"], `"/app"`)
+	wantJSON(t, "ExposedPorts", raw["ExposedPorts"], `{"8000/tcp": {}}`)
+	wantJSON(t, "HostConfig", raw["HostConfig"], `{
+		"PortBindings": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31001"}]},
+		"RestartPolicy": {"Name": "no"},
+		"Binds": ["/var/lib/modelplane/replicas/r-1/pkg:/app:ro"]
+	}`)
+	if !slices.Contains(f.creates[0].Env, "PORT=8000") {
+		t.Errorf("env %q lacks PORT=8000, the server's port in its container", f.creates[0].Env)
+	}
+}
+
+func TestStart_WithoutCommandRunsTheImagesOwn(t *testing.T) {
+	f, rt := newFakeEngine(t)
+	f.images[imageKey(testImage)] = true
+	if _, err := rt.Start(t.Context(), cpuSpec()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	raw := f.rawCreates[0].(map[string]any)
+	for _, k := range []string{"Entrypoint", "Cmd", "User", "WorkingDir"} {
+		if v, ok := raw[k]; ok {
+			t.Errorf("%s is %v: the image's own must run", k, v)
+		}
+	}
+}

@@ -71,6 +71,10 @@ type fakeFrame struct {
 type fakeCreateBody struct {
 	Name         string `json:"-"`
 	Image        string
+	Entrypoint   []string
+	Cmd          []string
+	User         string
+	WorkingDir   string
 	Env          []string
 	Labels       map[string]string
 	ExposedPorts map[string]struct{}
@@ -105,6 +109,10 @@ type (
 
 var createSchema = jsonFields{
 	"Image":        nil,
+	"Entrypoint":   jsonList{nil},
+	"Cmd":          jsonList{nil},
+	"User":         nil,
+	"WorkingDir":   nil,
 	"Env":          jsonList{nil},
 	"Labels":       jsonMap{nil},
 	"ExposedPorts": jsonMap{jsonFields{}},
