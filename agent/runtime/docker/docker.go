@@ -32,8 +32,10 @@ const (
 	// DefaultSocket is where the engine listens unless Options.Socket says otherwise.
 	DefaultSocket = "/var/run/docker.sock"
 	// DefaultAPIVersion is the Engine API version requested unless Options.APIVersion says
-	// otherwise; v1.43 is Docker 24.
-	DefaultAPIVersion = "v1.43"
+	// otherwise: v1.41 is Docker 20.10, the engine Debian 12 ships, and every later engine
+	// still serves it. Nothing the runtime asks for needs a newer one (device requests, CDI
+	// included, are fields of v1.40).
+	DefaultAPIVersion = "v1.41"
 	// ContainerPort is the port the model server listens on inside the container unless
 	// Spec.ContainerPort names another; it is passed as PORT and published on
 	// 127.0.0.1:<Spec.Port>.

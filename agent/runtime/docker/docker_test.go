@@ -562,7 +562,7 @@ func TestUnixSocket_DialsEngineOverSocket(t *testing.T) {
 		t.Error("Available(regular file) = true, want false")
 	}
 
-	rt := New(Options{Socket: sock, AgentID: "agent-1", APIVersion: "1.43"})
+	rt := New(Options{Socket: sock, AgentID: "agent-1", APIVersion: "1.41"})
 	h, err := rt.Start(t.Context(), gpuSpec())
 	if err != nil {
 		t.Fatalf("Start over the socket: %v", err)

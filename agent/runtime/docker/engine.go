@@ -18,7 +18,7 @@ import (
 type engine struct {
 	client  *http.Client
 	baseURL string // scheme and host, without a trailing slash
-	version string // path prefix such as "v1.43"
+	version string // path prefix such as "v1.41"
 }
 
 func newEngine(opts Options) *engine {

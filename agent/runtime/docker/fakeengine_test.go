@@ -16,7 +16,7 @@ import (
 	"testing"
 )
 
-// fakeEngine is an in-memory Docker Engine API (v1.43) that serves just the endpoints the
+// fakeEngine is an in-memory Docker Engine API (v1.41) that serves just the endpoints the
 // runtime uses. It is strict about what it receives: an unexpected path, query parameter or
 // JSON field fails the test, so a misspelt field cannot pass silently.
 type fakeEngine struct {
@@ -196,7 +196,7 @@ func newFakeEngine(t *testing.T) (*fakeEngine, *Runtime) {
 
 func (f *fakeEngine) handler() http.Handler {
 	mux := http.NewServeMux()
-	const v = "/v1.43"
+	const v = "/v1.41"
 	mux.HandleFunc("GET /_ping", f.ping)
 	mux.HandleFunc("POST "+v+"/containers/create", f.create)
 	mux.HandleFunc("POST "+v+"/images/create", f.pull)
@@ -309,7 +309,7 @@ func imageKey(ref string) string {
 }
 
 func (f *fakeEngine) ping(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Api-Version", "1.43")
+	w.Header().Set("Api-Version", "1.41")
 	_, _ = io.WriteString(w, "OK")
 }
 
