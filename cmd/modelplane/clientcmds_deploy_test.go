@@ -227,7 +227,7 @@ func TestPushCmd_CreatesTheModelWhenAbsentAndShowsEachStage(t *testing.T) {
 	require.NotContains(t, body, "development", "only the spec's spellings are sent")
 	require.NotContains(t, body, "environment")
 
-	require.Equal(t, "deployment-3 (dep00003): BUILDING, 0/1 replicas ready\n"+
+	require.Equal(t, "deployment-3 (dep00003): BUILDING\n"+
 		"deployment-3 (dep00003): DEPLOYING, 0/1 replicas ready\n"+
 		"deployment-3 (dep00003): LOADING_MODEL, 0/1 replicas ready\n"+
 		"deployment-3 (dep00003): ACTIVE, 1/1 replicas ready\n"+
