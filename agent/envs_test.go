@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/internal/wheel"
+	"github.com/modelplane/modelplane/patch"
 )
 
 // requirementsPackage is a python-runtime package whose model imports mpgreet, which only
@@ -136,4 +138,42 @@ func TestAgent_RequirementsExampleRunsFromTheWheelhouseItsScriptBuilds(t *testin
 	assert.Equal(t, "HELLO!", got["shout"])
 	assert.Equal(t, "1.0", got["mpshout_version"])
 	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+}
+
+// TestAgent_RestartAfterARequirementsPatchRunsOnAnEnvironmentOfTheNewSet patches a running
+// replica's requirements (as live reload sends a changed config.yaml) and restarts it in
+// place: the new server runs on an environment of the new set, not the one it started with.
+func TestAgent_RestartAfterARequirementsPatchRunsOnAnEnvironmentOfTheNewSet(t *testing.T) {
+	url, sum, wheelhouse := requirementsPackage(t, "")
+	_, err := wheel.Write(wheelhouse, "mpgreet", "2.0", map[string]string{
+		"mpgreet.py": "def greet():\n    return 'hello from mpgreet 2'\n",
+	})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "none", func(c *agent.Config) { c.PythonFindLinks = wheelhouse })
+	id := newID()
+	n.mustStart(startReq(id, url, sum, 0))
+	var r agentproto.Replica
+	require.Eventually(t, func() bool {
+		r = n.replica(id)
+		return r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaFailed
+	}, 90*time.Second, 100*time.Millisecond)
+	require.Equal(t, modelplane.ReplicaReady, r.State, "replica error: %s %v", r.Error, r.LogTail)
+	_, before := predict(t, r.Address, r.PredictPath, `{}`)
+	require.Equal(t, "hello from mpgreet", before["greeting"])
+
+	config := "model_name: greeter\nrequirements:\n  - mpgreet==2.0\n"
+	c := agentproto.NewClient(n.url, token)
+	res, err := c.PatchReplica(context.Background(), id, agentproto.PatchRequest{
+		PatchHash: "hash-requirements-2", How: patch.HowRestart,
+		Files:  patch.FileSet{Files: []patch.File{{Path: "config.yaml", Content: []byte(config)}}},
+		Config: json.RawMessage(`{"model_name": "greeter", "requirements": ["mpgreet==2.0"]}`),
+	})
+	require.NoError(t, err)
+	require.Equal(t, modelplane.ReplicaReady, res.Replica.State, "the restart answers once the new server is ready: %s", res.Replica.Error)
+	status, after := predict(t, res.Replica.Address, res.Replica.PredictPath, `{}`)
+	require.Equal(t, http.StatusOK, status, "%v", after)
+	require.Equal(t, "hello from mpgreet 2", after["greeting"], "the restarted server imports the new set's package")
+	require.NotEqual(t, before["prefix"], after["prefix"], "the new set has an environment of its own")
 }
