@@ -48,6 +48,9 @@ type fakeAgent struct {
 	refuse   bool
 	// loading keeps started replicas STARTING, as a model that takes long to load.
 	loading bool
+	// envs are the answers to the Python environment routes, in order; the last repeats.
+	envs     []agentproto.EnvStatus
+	envCalls int
 }
 
 func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +58,10 @@ func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	id := strings.TrimPrefix(r.URL.Path, "/v1/replicas/")
 	switch {
+	case strings.HasPrefix(r.URL.Path, "/v1/envs"):
+		st := f.envs[min(f.envCalls, len(f.envs)-1)]
+		f.envCalls++
+		_ = json.NewEncoder(w).Encode(st)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/replicas":
 		if f.refuse {
 			w.WriteHeader(http.StatusConflict)
