@@ -40,10 +40,10 @@ func requirementsPackage(t *testing.T, extra string) (url, sum, wheelhouse strin
 	return url, sum, wheelhouse
 }
 
-func TestAgent_PythonPackageWithRequirementsRunsInItsEnvironment(t *testing.T) {
-	url, sum, wheelhouse := requirementsPackage(t, "")
-	dir := t.TempDir()
-	defer stopAll(t, dir)
+// startRequirementsReplica starts a node on dir whose pip finds packages in wheelhouse, starts
+// the package on it and waits until the replica is READY.
+func startRequirementsReplica(t *testing.T, dir, url, sum, wheelhouse string) (*node, agentproto.Replica) {
+	t.Helper()
 	n := startNode(t, dir, "none", func(c *agent.Config) { c.PythonFindLinks = wheelhouse })
 	id := newID()
 	n.mustStart(startReq(id, url, sum, 0))
@@ -53,6 +53,15 @@ func TestAgent_PythonPackageWithRequirementsRunsInItsEnvironment(t *testing.T) {
 		return r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaFailed
 	}, 90*time.Second, 100*time.Millisecond)
 	require.Equal(t, modelplane.ReplicaReady, r.State, "replica error: %s %v", r.Error, r.LogTail)
+	return n, r
+}
+
+func TestAgent_PythonPackageWithRequirementsRunsInItsEnvironment(t *testing.T) {
+	url, sum, wheelhouse := requirementsPackage(t, "")
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n, r := startRequirementsReplica(t, dir, url, sum, wheelhouse)
+	id := r.ID
 	status, out := predict(t, r.Address, r.PredictPath, `{}`)
 	require.Equal(t, http.StatusOK, status, "%v", out)
 	assert.Equal(t, "hello from mpgreet", out["greeting"])
@@ -124,15 +133,8 @@ func TestAgent_RequirementsExampleRunsFromTheWheelhouseItsScriptBuilds(t *testin
 
 	dir := t.TempDir()
 	defer stopAll(t, dir)
-	n := startNode(t, dir, "none", func(c *agent.Config) { c.PythonFindLinks = wheelhouse })
-	id := newID()
-	n.mustStart(startReq(id, url, sum, 0))
-	var r agentproto.Replica
-	require.Eventually(t, func() bool {
-		r = n.replica(id)
-		return r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaFailed
-	}, 90*time.Second, 100*time.Millisecond)
-	require.Equal(t, modelplane.ReplicaReady, r.State, "replica error: %s %v", r.Error, r.LogTail)
+	n, r := startRequirementsReplica(t, dir, url, sum, wheelhouse)
+	id := r.ID
 	status, got := predict(t, r.Address, r.PredictPath, `{"text": "hello"}`)
 	require.Equal(t, http.StatusOK, status, "%v", got)
 	assert.Equal(t, "HELLO!", got["shout"])
@@ -151,15 +153,8 @@ func TestAgent_RestartAfterARequirementsPatchRunsOnAnEnvironmentOfTheNewSet(t *t
 	require.NoError(t, err)
 	dir := t.TempDir()
 	defer stopAll(t, dir)
-	n := startNode(t, dir, "none", func(c *agent.Config) { c.PythonFindLinks = wheelhouse })
-	id := newID()
-	n.mustStart(startReq(id, url, sum, 0))
-	var r agentproto.Replica
-	require.Eventually(t, func() bool {
-		r = n.replica(id)
-		return r.State == modelplane.ReplicaReady || r.State == modelplane.ReplicaFailed
-	}, 90*time.Second, 100*time.Millisecond)
-	require.Equal(t, modelplane.ReplicaReady, r.State, "replica error: %s %v", r.Error, r.LogTail)
+	n, r := startRequirementsReplica(t, dir, url, sum, wheelhouse)
+	id := r.ID
 	_, before := predict(t, r.Address, r.PredictPath, `{}`)
 	require.Equal(t, "hello from mpgreet", before["greeting"])
 
