@@ -490,6 +490,31 @@ func TestDeliverWebhook_RefusedAddressOrNoSecretIsNotRetried(t *testing.T) {
 	require.Empty(t, recv.got, "nothing reached the receiver")
 }
 
+func TestDeliverWebhook_NumericOrEmbeddedAddressIsRefusedOnceWithItsReason(t *testing.T) {
+	f := newAsyncFixture(t)
+	_, err := store.RotateWebhookSecret(context.Background(), f.db, f.m.WorkspaceID)
+	require.NoError(t, err)
+	strict := &activities.Activities{DB: f.db}
+	for _, tc := range []struct {
+		name, hook string
+		acts       *activities.Activities
+		want       string
+	}{
+		// Stored before intake refused them: a numeric form is refused whatever is allowed.
+		{"hex host", "http://0x7f000001:9/h", f.acts, `host "0x7f000001" is a numeric address`},
+		{"shortened host", "http://127.1:9/h", f.acts, `host "127.1" is a numeric address`},
+		{"NAT64 of loopback", "http://[64:ff9b::7f00:1]:9/h", strict, "NAT64 IPv6 embedding 127.0.0.1"},
+		{"6to4 of loopback", "http://[2002:7f00:1::]:9/h", strict, "6to4 IPv6 embedding 127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.finishedWithOutput(t, tc.hook)
+			_, err := activityEnv(tc.acts).ExecuteActivity(tc.acts.DeliverWebhook, contract.DeliverWebhookInput{RequestID: r.ID})
+			require.Equal(t, contract.ErrTypeWebhookRefused, appErrType(err), "not retried: %v", err)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
 // FakeAsyncRequest stands in for the AsyncRequest workflow: it waits for the dispatch signal
 // (when asked to) and returns the request ID it was started with.
 func FakeAsyncRequest(ctx workflow.Context, in contract.AsyncRequestInput) (string, error) {

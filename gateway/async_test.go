@@ -235,6 +235,17 @@ func TestAsyncPredict_RefusesBadInputNamingTheField(t *testing.T) {
 		{"webhook loopback", `{"model_input":1,"webhook_endpoint":"http://127.0.0.1:8080/hook"}`, "webhook_endpoint: webhook address 127.0.0.1 is refused: loopback"},
 		{"webhook localhost", `{"model_input":1,"webhook_endpoint":"http://localhost/hook"}`, "webhook_endpoint: webhook address localhost is refused: loopback"},
 		{"webhook private", `{"model_input":1,"webhook_endpoint":"https://10.1.2.3/hook"}`, "webhook_endpoint: webhook address 10.1.2.3 is refused: private"},
+		{"webhook IPv4-compatible loopback", `{"model_input":1,"webhook_endpoint":"http://[::7f00:1]/hook"}`, "webhook_endpoint: webhook address ::7f00:1 is refused: loopback"},
+		{"webhook IPv4-mapped loopback", `{"model_input":1,"webhook_endpoint":"http://[::ffff:127.0.0.1]/hook"}`, "webhook_endpoint: webhook address ::ffff:127.0.0.1 is refused: loopback"},
+		{"webhook NAT64 loopback", `{"model_input":1,"webhook_endpoint":"http://[64:ff9b::7f00:1]/hook"}`, "webhook_endpoint: webhook address 64:ff9b::7f00:1 is refused: loopback (NAT64"},
+		{"webhook NAT64 local-use", `{"model_input":1,"webhook_endpoint":"http://[64:ff9b:1::a00:1]/hook"}`, "webhook_endpoint: webhook address 64:ff9b:1::a00:1 is refused: NAT64 local-use"},
+		{"webhook 6to4 loopback", `{"model_input":1,"webhook_endpoint":"http://[2002:7f00:1::]/hook"}`, "webhook_endpoint: webhook address 2002:7f00:1:: is refused: loopback (6to4"},
+		{"webhook Teredo", `{"model_input":1,"webhook_endpoint":"http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook"}`, "is refused: Teredo"},
+		{"webhook hex host", `{"model_input":1,"webhook_endpoint":"http://0x7f000001/hook"}`, `webhook_endpoint: invalid webhook URL: host "0x7f000001" is a numeric address`},
+		{"webhook decimal host", `{"model_input":1,"webhook_endpoint":"http://2130706433/hook"}`, `webhook_endpoint: invalid webhook URL: host "2130706433" is a numeric address`},
+		{"webhook shortened host", `{"model_input":1,"webhook_endpoint":"http://127.1/hook"}`, `webhook_endpoint: invalid webhook URL: host "127.1" is a numeric address`},
+		{"webhook octal host", `{"model_input":1,"webhook_endpoint":"http://017700000001/hook"}`, `webhook_endpoint: invalid webhook URL: host "017700000001" is a numeric address`},
+		{"webhook zero-padded host", `{"model_input":1,"webhook_endpoint":"http://0177.0.0.1/hook"}`, `webhook_endpoint: invalid webhook URL: host "0177.0.0.1" is a numeric address`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := f.asyncPredict("production", c.body)
@@ -276,6 +287,16 @@ func TestAsyncPredict_RefusesBadInputNamingTheField(t *testing.T) {
 		assert.Equal(t, "http://127.0.0.1:8080/hook", row.WebhookEndpoint)
 		a := open.asyncPredict("production", `{"model_input":1,"webhook_endpoint":"ftp://127.0.0.1/hook"}`)
 		require.Equal(t, http.StatusBadRequest, a.status, "allowing private addresses still checks the scheme")
+		a = open.asyncPredict("production", `{"model_input":1,"webhook_endpoint":"http://0x7f000001/hook"}`)
+		require.Equal(t, http.StatusBadRequest, a.status, "allowing private addresses still refuses numeric host forms")
+		assert.Contains(t, errorMessage(t, a), "webhook_endpoint: invalid webhook URL")
+	})
+	t.Run("public webhook addresses are accepted", func(t *testing.T) {
+		for _, u := range []string{"https://93.184.216.34/hook", "https://[2606:2800:220:1:248:1893:25c8:1946]/hook",
+			"https://example.com/hook", "https://[64:ff9b::5db8:d822]/hook"} {
+			row := f.asyncRow(f.accepted("production", `{"model_input":1,"webhook_endpoint":"`+u+`"}`))
+			assert.Equal(t, u, row.WebhookEndpoint)
+		}
 	})
 }
 

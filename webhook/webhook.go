@@ -115,16 +115,21 @@ func Verify(secret string, h http.Header, body []byte, now time.Time, tolerance 
 // information, length); retrying a delivery to such a URL cannot help.
 var ErrInvalidURL = errors.New("invalid webhook URL")
 
-// RefusedError is a webhook address in a range that deliveries may not reach (loopback,
-// private, link-local, unspecified, shared address space, multicast). Retrying cannot help.
+// RefusedError is a webhook address in a range that deliveries may not reach (see
+// RefusedReason). Retrying cannot help.
 type RefusedError struct {
 	Host   string // the URL's host, or the address dialled
+	Name   string // the name that resolved to Host, when the refusal came at dial time
 	Reason string // which range, e.g. "loopback"
 }
 
 func (e *RefusedError) Error() string {
+	host := e.Host
+	if e.Name != "" && e.Name != e.Host {
+		host += " (resolved from " + e.Name + ")"
+	}
 	return fmt.Sprintf("webhook address %s is refused: %s addresses are not allowed "+
-		"(MODELPLANE_WEBHOOK_ALLOW_PRIVATE=true allows them)", e.Host, e.Reason)
+		"(MODELPLANE_WEBHOOK_ALLOW_PRIVATE=true allows them)", host, e.Reason)
 }
 
 // IsPermanent reports whether a delivery failed in a way that retrying cannot fix: a refused
@@ -135,39 +140,12 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &refused) || errors.Is(err, ErrInvalidURL)
 }
 
-// Ranges that are not a public address. Loopback, private (RFC 1918, fc00::/7), link-local
-// and multicast come from netip's predicates; the others are listed here.
-var (
-	sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10") // CGNAT, RFC 6598
-	thisNetwork        = netip.MustParsePrefix("0.0.0.0/8")     // "this host" on Linux
-)
-
-// refusedReason names the range ip is in, or "" for an address deliveries may reach.
-func refusedReason(ip netip.Addr) string {
-	ip = ip.Unmap().WithZone("")
-	switch {
-	case ip.IsUnspecified() || thisNetwork.Contains(ip):
-		return "unspecified"
-	case ip.IsLoopback():
-		return "loopback"
-	case ip.IsPrivate():
-		return "private"
-	case ip.IsLinkLocalUnicast():
-		return "link-local"
-	case ip.IsLinkLocalMulticast():
-		return "link-local multicast"
-	case sharedAddressSpace.Contains(ip):
-		return "shared address space (100.64.0.0/10)"
-	case ip.IsMulticast():
-		return "multicast"
-	}
-	return ""
-}
-
 // CheckURL checks a webhook URL before it is accepted: http or https, a host, no user
-// information, at most MaxURLLength characters, and, unless allowPrivate, a host that is
-// neither "localhost" nor an IP address in a refused range. Names are resolved only when a
-// delivery is sent, where every dialled address is checked again.
+// information, at most MaxURLLength characters, a host that is a name, a dotted-quad IPv4
+// address or a bracketed IPv6 address (never a numeric form such as 0x7f000001,
+// 2130706433, 127.1 or 0177.0.0.1, which some resolvers read as IPv4 addresses), and, unless
+// allowPrivate, a host that is neither "localhost" nor an IP address RefusedReason refuses.
+// Names are resolved only when a delivery is sent, where every address is checked again.
 func CheckURL(raw string, allowPrivate bool) error {
 	if len(raw) > MaxURLLength {
 		return fmt.Errorf("%w: it is %d characters long, more than %d", ErrInvalidURL, len(raw), MaxURLLength)
@@ -194,6 +172,12 @@ func CheckURL(raw string, allowPrivate bool) error {
 			return fmt.Errorf("%w: port %q is not 1-65535", ErrInvalidURL, p)
 		}
 	}
+	ip, ipErr := netip.ParseAddr(host)
+	if ipErr != nil && (strings.Contains(host, ":") || numericHost(host)) {
+		return fmt.Errorf("%w: host %q is a numeric address in a form other than a dotted-quad "+
+			"IPv4 address (such as 93.184.216.34) or a bracketed IPv6 address: hexadecimal, octal, "+
+			"single-number, shortened and zero-padded forms are not accepted", ErrInvalidURL, host)
+	}
 	if allowPrivate {
 		return nil
 	}
@@ -201,8 +185,8 @@ func CheckURL(raw string, allowPrivate bool) error {
 	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
 		return &RefusedError{Host: host, Reason: "loopback"}
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if reason := refusedReason(ip); reason != "" {
+	if ipErr == nil {
+		if reason := RefusedReason(ip); reason != "" {
 			return &RefusedError{Host: host, Reason: reason}
 		}
 	}
@@ -226,6 +210,12 @@ type Delivery struct {
 type Sender struct {
 	client       *http.Client
 	allowPrivate bool
+	dialer       *net.Dialer
+	// resolver finds a name's addresses when a delivery is dialled; net.DefaultResolver
+	// unless a test sets another.
+	resolver interface {
+		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	}
 }
 
 // maxAnswerBody bounds how much of a receiver's answer is read: enough for an error message.
@@ -239,13 +229,14 @@ func NewSender(allowPrivate bool, timeout time.Duration) *Sender {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	dialer := &net.Dialer{Timeout: timeout}
+	s := &Sender{allowPrivate: allowPrivate, dialer: &net.Dialer{Timeout: timeout}, resolver: net.DefaultResolver}
 	if !allowPrivate {
-		dialer.Control = refuseDial
+		// A second check of the address each socket connects to, whatever dialled it.
+		s.dialer.Control = refuseDial
 	}
 	transport := &http.Transport{
 		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
+		DialContext:            s.dial,
 		ForceAttemptHTTP2:      true,
 		TLSHandshakeTimeout:    timeout,
 		ResponseHeaderTimeout:  timeout,
@@ -253,21 +244,76 @@ func NewSender(allowPrivate bool, timeout time.Duration) *Sender {
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
-	return &Sender{
-		allowPrivate: allowPrivate,
-		client: &http.Client{
-			Transport: transport,
-			Timeout:   timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
+	s.client = &http.Client{
+		Transport: transport,
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
 		},
 	}
+	return s
 }
 
-// refuseDial is the dialer's check of each address it is about to connect to, after name
-// resolution, so that a name that resolves to a private address (or starts to, between
-// the check of the URL and the send) is refused too.
+// dial resolves address's host, checks every address it resolves to with RefusedReason
+// (unless private addresses are allowed), refusing the delivery if any one is refused, and
+// connects to the first address that answers. Checking after resolution, on the addresses
+// actually dialled, means that a name that resolves to a private address (or starts to,
+// between the check of the URL and the send) is refused too.
+func (s *Sender) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, &RefusedError{Host: address, Reason: "unparsable"}
+	}
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{ip}
+	} else {
+		lookup := "ip"
+		switch network {
+		case "tcp4":
+			lookup = "ip4"
+		case "tcp6":
+			lookup = "ip6"
+		}
+		if addrs, err = s.resolver.LookupNetIP(ctx, lookup, host); err != nil {
+			return nil, err
+		}
+		if len(addrs) == 0 {
+			return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+		}
+		// The resolver may give an A record as ::ffff:a.b.c.d; either way it is a.b.c.d.
+		for i := range addrs {
+			addrs[i] = addrs[i].Unmap()
+		}
+	}
+	if !s.allowPrivate {
+		for _, ip := range addrs {
+			if reason := RefusedReason(ip); reason != "" {
+				return nil, &RefusedError{Host: ip.String(), Name: host, Reason: reason}
+			}
+		}
+	}
+	var first error
+	for _, ip := range addrs {
+		conn, err := s.dialer.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		var refused *RefusedError
+		if errors.As(err, &refused) {
+			return nil, refused
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// refuseDial is the dialer's check of each address it is about to connect to.
 func refuseDial(_, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
@@ -277,7 +323,7 @@ func refuseDial(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return &RefusedError{Host: address, Reason: "unparsable"}
 	}
-	if reason := refusedReason(ip); reason != "" {
+	if reason := RefusedReason(ip); reason != "" {
 		return &RefusedError{Host: host, Reason: reason}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -139,6 +140,52 @@ func TestCheckURL_RefusesEachBadPartWithAMessageNamingIt(t *testing.T) {
 		{url: "http://100.64.0.1/h", wantParts: []string{"100.64.0.0/10"}, refused: true},
 		{url: "http://100.127.255.254/h", wantParts: []string{"100.64.0.0/10"}, refused: true},
 		{url: "http://100.128.0.1/h"}, // just outside the shared range
+		// IPv6 forms that embed an IPv4 address are judged by the address they embed.
+		{url: "http://[::7f00:1]/h", wantParts: []string{"loopback", "IPv4-compatible", "127.0.0.1"}, refused: true},
+		{url: "http://[::ffff:7f00:1]/h", wantParts: []string{"loopback", "IPv4-mapped"}, refused: true},
+		{url: "http://[::ffff:10.0.0.1]/h", wantParts: []string{"private"}, refused: true},
+		{url: "http://[64:ff9b::7f00:1]/h", wantParts: []string{"loopback", "NAT64", "127.0.0.1"}, refused: true},
+		{url: "http://[64:ff9b::a9fe:a9fe]/h", wantParts: []string{"link-local", "NAT64", "169.254.169.254"}, refused: true},
+		{url: "http://[64:ff9b:1::5db8:d822]/h", wantParts: []string{"NAT64 local-use"}, refused: true},
+		{url: "http://[2002:7f00:1::]/h", wantParts: []string{"loopback", "6to4", "127.0.0.1"}, refused: true},
+		{url: "http://[2002:a00:1::1]/h", wantParts: []string{"private", "6to4", "10.0.0.1"}, refused: true},
+		{url: "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/h", wantParts: []string{"Teredo"}, refused: true},
+		{url: "http://[2001::1]/h", wantParts: []string{"Teredo"}, refused: true},
+		{url: "http://[64:ff9b::5db8:d822]/h"}, // NAT64 of 93.184.216.34
+		{url: "http://[2002:5db8:d822::1]/h"},  // 6to4 of 93.184.216.34
+		{url: "http://[fec0::1]/h", wantParts: []string{"site-local"}, refused: true},
+		{url: "http://[fc00::1]/h", wantParts: []string{"private"}, refused: true},
+		{url: "http://[2001:db8::1]/h", wantParts: []string{"documentation"}, refused: true},
+		{url: "http://[100::1]/h", wantParts: []string{"reserved"}, refused: true},
+		{url: "http://255.255.255.255/h", wantParts: []string{"broadcast"}, refused: true},
+		{url: "http://192.0.2.1/h", wantParts: []string{"documentation"}, refused: true},
+		{url: "http://198.51.100.7/h", wantParts: []string{"documentation"}, refused: true},
+		{url: "http://203.0.113.9/h", wantParts: []string{"documentation"}, refused: true},
+		{url: "http://198.18.0.1/h", wantParts: []string{"benchmarking"}, refused: true},
+		{url: "http://198.19.255.255/h", wantParts: []string{"benchmarking"}, refused: true},
+		{url: "http://240.0.0.1/h", wantParts: []string{"reserved"}, refused: true},
+		{url: "http://192.0.0.8/h", wantParts: []string{"reserved"}, refused: true},
+		{url: "http://0.1.2.3/h", wantParts: []string{"unspecified"}, refused: true},
+		// Numeric forms that some resolvers and dialers read as IPv4 addresses.
+		{url: "http://0x7f000001/h", wantParts: []string{`"0x7f000001"`, "numeric address"}},
+		{url: "http://0X7F000001:8080/h", wantParts: []string{"numeric address"}},
+		{url: "http://2130706433/h", wantParts: []string{`"2130706433"`, "numeric address"}},
+		{url: "http://127.1/h", wantParts: []string{`"127.1"`, "numeric address"}},
+		{url: "http://017700000001/h", wantParts: []string{"numeric address"}},
+		{url: "http://0177.0.0.1/h", wantParts: []string{`"0177.0.0.1"`, "numeric address"}},
+		{url: "http://127.000.000.001/h", wantParts: []string{"numeric address"}},
+		{url: "http://0x7f.0.0.1/h", wantParts: []string{"numeric address"}},
+		{url: "http://127.0.0.1./h", wantParts: []string{"numeric address"}},
+		{url: "http://93.184.216.034/h", wantParts: []string{"numeric address"}},
+		{url: "http://hooks.example.com.0x7f/h", wantParts: []string{"numeric address"}},
+		// Names are judged when they are dialled, whatever digits they hold.
+		{url: "https://example.com/h"},
+		{url: "https://example.com./h"},
+		{url: "https://1password.example.com/h"},
+		{url: "https://0x7f000001.example.com/h"},
+		{url: "https://hooks-2130706433.example/h"},
+		{url: "https://8.8.8.8/h"},
+		{url: "https://[2001:4860:4860::8888]/h"},
 	} {
 		err := CheckURL(tc.url, false)
 		if len(tc.wantParts) == 0 {
@@ -162,6 +209,99 @@ func TestCheckURL_AllowPrivateAcceptsPrivateAddressesButNotMalformedURLs(t *test
 	}
 	require.ErrorIs(t, CheckURL("ftp://127.0.0.1/h", true), ErrInvalidURL)
 	require.ErrorIs(t, CheckURL("http://u:p@127.0.0.1/h", true), ErrInvalidURL)
+	// A numeric form is ambiguous whatever is allowed: the address it means depends on who reads it.
+	for _, u := range []string{"http://0x7f000001/h", "http://2130706433/h", "http://127.1/h", "http://017700000001/h", "http://0177.0.0.1/h"} {
+		require.ErrorIs(t, CheckURL(u, true), ErrInvalidURL, u)
+	}
+}
+
+func TestRefusedReason_RefusesEveryNonPublicRangeAndEmbeddedForm(t *testing.T) {
+	for _, tc := range []struct {
+		addr   string
+		reason string // a part of the reason; empty means the address may be reached
+	}{
+		{"93.184.216.34", ""},
+		{"8.8.8.8", ""},
+		{"1.1.1.1", ""},
+		{"100.128.0.1", ""},
+		{"198.20.0.1", ""},
+		{"2606:2800:220:1:248:1893:25c8:1946", ""},
+		{"2001:4860:4860::8888", ""},
+		{"2a00:1450:4001:82a::200e", ""},
+		{"::ffff:93.184.216.34", ""},
+		{"64:ff9b::5db8:d822", ""},
+		{"2002:5db8:d822::1", ""},
+
+		{"0.0.0.0", "unspecified"},
+		{"0.255.255.255", "unspecified"},
+		{"::", "unspecified"},
+		{"127.0.0.1", "loopback"},
+		{"127.255.255.254", "loopback"},
+		{"::1", "loopback"},
+		{"10.0.0.1", "private"},
+		{"172.31.255.255", "private"},
+		{"192.168.0.1", "private"},
+		{"fc00::1", "private"},
+		{"fdff:ffff::1", "private"},
+		{"169.254.169.254", "link-local"},
+		{"fe80::1", "link-local"},
+		{"fe80::1%eth0", "link-local"},
+		{"fec0::1", "site-local"},
+		{"feff::1", "site-local"},
+		{"224.0.0.1", "link-local multicast"},
+		{"239.255.255.250", "multicast"},
+		{"ff0e::1", "multicast"},
+		{"255.255.255.255", "broadcast"},
+		{"100.64.0.1", "100.64.0.0/10"},
+		{"100.127.255.255", "100.64.0.0/10"},
+		{"192.0.2.10", "documentation"},
+		{"198.51.100.10", "documentation"},
+		{"203.0.113.10", "documentation"},
+		{"2001:db8::1", "documentation"},
+		{"3fff::1", "documentation"},
+		{"198.18.0.1", "benchmarking"},
+		{"2001:2::1", "benchmarking"},
+		{"240.0.0.1", "reserved"},
+		{"192.0.0.1", "reserved"},
+		{"192.88.99.1", "reserved"},
+		{"2001:10::1", "reserved"},
+		{"100::1", "reserved"},
+		{"4000::1", "reserved"},
+
+		// IPv4-mapped and IPv4-compatible.
+		{"::ffff:127.0.0.1", "loopback"},
+		{"::ffff:7f00:1", "IPv4-mapped IPv6 embedding 127.0.0.1"},
+		{"::ffff:10.0.0.1", "private"},
+		{"::ffff:169.254.169.254", "link-local"},
+		{"::7f00:1", "loopback (IPv4-compatible IPv6 embedding 127.0.0.1)"},
+		{"::127.0.0.1", "loopback"},
+		{"::a00:1", "private"},
+		{"::0.0.0.2", "unspecified"},
+		// NAT64: the well-known prefix embeds the IPv4 address in its last 32 bits; the
+		// local-use prefix places it by the network's own prefix length, so it is refused.
+		{"64:ff9b::7f00:1", "loopback (NAT64 IPv6 embedding 127.0.0.1)"},
+		{"64:ff9b::10.0.0.1", "private"},
+		{"64:ff9b::a9fe:a9fe", "link-local"},
+		{"64:ff9b:1::5db8:d822", "NAT64 local-use"},
+		{"64:ff9b:1:ffff::1", "NAT64 local-use"},
+		// 6to4 embeds the IPv4 address in bits 16-47.
+		{"2002:7f00:1::", "loopback (6to4 IPv6 embedding 127.0.0.1)"},
+		{"2002:7f00:1::1", "loopback"},
+		{"2002:c0a8:101::1", "private (6to4 IPv6 embedding 192.168.1.1)"},
+		{"2002:a9fe:a9fe::", "link-local"},
+		{"2002::", "unspecified"},
+		// Teredo obscures its client's address: the whole prefix is refused.
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"},
+		{"2001::", "Teredo"},
+		{"2001:0:ffff:ffff:ffff:ffff:ffff:ffff", "Teredo"},
+	} {
+		got := RefusedReason(netip.MustParseAddr(tc.addr))
+		if tc.reason == "" {
+			assert.Empty(t, got, "%s must be reachable", tc.addr)
+			continue
+		}
+		assert.Contains(t, got, tc.reason, tc.addr)
+	}
 }
 
 // receiver is an HTTP server that records what it was sent.
@@ -249,6 +389,63 @@ func TestSend_NameThatResolvesToLoopbackIsRefusedAtDial(t *testing.T) {
 
 	// The same send with private addresses allowed arrives.
 	require.NoError(t, NewSender(true, time.Second).post(context.Background(), Delivery{URL: "http://localhost:" + port + "/h", Secret: testSecret, Body: []byte(`{}`)}))
+	require.EqualValues(t, 1, rcv.hits.Load())
+}
+
+// fakeResolver answers every name with the same addresses.
+type fakeResolver struct {
+	addrs   []netip.Addr
+	lookups atomic.Int32
+}
+
+func (r *fakeResolver) LookupNetIP(_ context.Context, _, _ string) ([]netip.Addr, error) {
+	r.lookups.Add(1)
+	return r.addrs, nil
+}
+
+func TestSend_EveryResolvedAddressIsCheckedAtDial(t *testing.T) {
+	rcv := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {})
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(rcv.url, "http://"))
+	require.NoError(t, err)
+	url := "http://hooks.example.com:" + port + "/h"
+	for _, tc := range []struct {
+		name     string
+		resolved []string
+		host     string // the refused address
+		reason   string
+	}{
+		{"loopback", []string{"127.0.0.1"}, "127.0.0.1", "loopback"},
+		{"IPv4-mapped private", []string{"::ffff:10.0.0.1"}, "10.0.0.1", "private"},
+		{"NAT64 of loopback", []string{"64:ff9b::7f00:1"}, "64:ff9b::7f00:1", "NAT64 IPv6 embedding 127.0.0.1"},
+		{"IPv4-compatible loopback", []string{"::7f00:1"}, "::7f00:1", "loopback"},
+		{"6to4 of loopback", []string{"2002:7f00:1::"}, "2002:7f00:1::", "6to4 IPv6 embedding 127.0.0.1"},
+		{"Teredo", []string{"2001:0:4136:e378:8000:63bf:3fff:fdd2"}, "2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"},
+		{"metadata after a public address", []string{"93.184.216.34", "169.254.169.254"}, "169.254.169.254", "link-local"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &fakeResolver{}
+			for _, a := range tc.resolved {
+				res.addrs = append(res.addrs, netip.MustParseAddr(a))
+			}
+			s := NewSender(false, time.Second)
+			s.resolver = res
+			err := s.Send(context.Background(), Delivery{URL: url, Secret: testSecret, Body: []byte(`{}`)})
+			var refused *RefusedError
+			require.ErrorAs(t, err, &refused, "got %v", err)
+			assert.Equal(t, tc.host, refused.Host)
+			assert.Equal(t, "hooks.example.com", refused.Name)
+			assert.Contains(t, refused.Reason, tc.reason)
+			assert.Contains(t, err.Error(), "resolved from hooks.example.com")
+			assert.True(t, IsPermanent(err), "a refused address cannot get better by retrying")
+			assert.EqualValues(t, 1, res.lookups.Load(), "the name is resolved by the sender's resolver")
+			assert.Zero(t, rcv.hits.Load(), "the receiver must not be reached")
+		})
+	}
+
+	// With private addresses allowed the same name reaches the receiver it resolves to.
+	s := NewSender(true, time.Second)
+	s.resolver = &fakeResolver{addrs: []netip.Addr{netip.MustParseAddr("::ffff:127.0.0.1")}}
+	require.NoError(t, s.Send(context.Background(), Delivery{URL: url, Secret: testSecret, Body: []byte(`{}`)}))
 	require.EqualValues(t, 1, rcv.hits.Load())
 }
 
