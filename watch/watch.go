@@ -58,8 +58,9 @@ type watcher struct {
 	// head is the deployment's newest point, which the next patch starts from.
 	head     patch.Point
 	headHash string
-	// read is the hash of the directory's point as the last sync read it ("" when that read
-	// failed): a check syncs again only when the directory has changed since.
+	// read is the hash of the directory's point (patch.FromDir) as the last sync read it, ""
+	// when that read failed or a push came after it: a check syncs again only when the
+	// directory has changed since.
 	read string
 }
 
@@ -245,7 +246,7 @@ func (w *watcher) sync(ctx context.Context) {
 
 func (w *watcher) syncOnce(ctx context.Context) (string, error) {
 	w.read = ""
-	local, err := w.local()
+	local, err := patch.FromDir(w.o.Dir)
 	if err != nil {
 		return "", err
 	}
@@ -254,6 +255,9 @@ func (w *watcher) syncOnce(ctx context.Context) (string, error) {
 	cfg, err := modelpkg.ParseConfig([]byte(local.Config))
 	if err != nil {
 		return "", fmt.Errorf("config.yaml: %w", err)
+	}
+	if err := keepPackedExternal(w.o.Dir, w.head, local); err != nil {
+		return "", err
 	}
 	hot := cfg.HotReload && cfg.Runtime == modelpkg.RuntimePython
 	var changed string
@@ -304,29 +308,22 @@ func (w *watcher) syncOnce(ctx context.Context) (string, error) {
 // afterRead runs once a sync has read the directory's point; the tests finish a file there.
 var afterRead = func() {}
 
-// local is the directory's point as a sync stages it.
-func (w *watcher) local() (patch.Point, error) {
-	local, err := patch.FromDir(w.o.Dir)
-	if err != nil {
-		return patch.Point{}, err
-	}
-	if err := keepPackedExternal(w.o.Dir, w.head, local); err != nil {
-		return patch.Point{}, err
-	}
-	return local, nil
-}
-
 // behind reports whether the directory has changed since the last sync read it and differs
 // from the deployment's point. A directory that did not change is left for the next save, as
 // after a sync that failed: trying it again would fail again. A directory that cannot be read
 // is worth one sync, which prints why, unless the last sync could not read it either.
 func (w *watcher) behind() bool {
-	local, err := w.local()
+	local, err := patch.FromDir(w.o.Dir)
 	if err != nil {
 		return w.read != ""
 	}
-	h := local.Hash()
-	return h != w.headHash && h != w.read
+	if local.Hash() == w.read {
+		return false
+	}
+	if err := keepPackedExternal(w.o.Dir, w.head, local); err != nil {
+		return true // the sync prints why
+	}
+	return local.Hash() != w.headHash
 }
 
 // keepPackedExternal carries head's .external entries into local when the directory has no

@@ -315,3 +315,21 @@ func TestRun_SendsNothingMoreWhileTheFilesMatchTheDeployment(t *testing.T) {
 	assert.Equal(t, 1, staged, "one patch for the save")
 	assert.Equal(t, 2, syncs, "one sync for the save")
 }
+
+func TestRun_LeavesASaveThatFailedToSyncForTheNextSave(t *testing.T) {
+	dir := echoPackage(t)
+	api := &fakeAPI{}
+	out := startWatch(t, dir, api)
+
+	// A config.yaml that does not parse fails every sync until it is saved again: the checks
+	// must not try it again and again.
+	tmp := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(tmp, []byte("model_name: [echo\n"), 0o644))
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, "config.yaml")))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "error: config.yaml") }, waitForChange, time.Millisecond)
+	time.Sleep(10 * testDebounce)
+	assert.Equal(t, 1, strings.Count(out.String(), "error: "), "one failed sync for the one save:\n%s", out)
+	staged, syncs := api.counts()
+	assert.Equal(t, 0, staged)
+	assert.Equal(t, 1, syncs, "the first sync only")
+}
