@@ -58,6 +58,24 @@ type watcher struct {
 	// head is the deployment's newest point, which the next patch starts from.
 	head     patch.Point
 	headHash string
+	// read is the hash of the directory's point (patch.FromDir) as the last sync read it, ""
+	// when that read failed or a push came after it: a check syncs again only when the
+	// directory has changed since.
+	read string
+}
+
+// watchTree starts the file watcher on dir and every package directory below it. The tests
+// replace it to change files before the watch starts, or to choose which events arrive.
+var watchTree = func(dir string) (*fsnotify.Watcher, error) {
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watching %s: %w", dir, err)
+	}
+	if err := addTree(fsw, dir); err != nil {
+		fsw.Close()
+		return nil, err
+	}
+	return fsw, nil
 }
 
 // Run watches until ctx ends (nil) or the watch cannot go on (the error).
@@ -88,24 +106,30 @@ func Run(ctx context.Context, o Options) error {
 	}
 	w := &watcher{o: o}
 
-	fsw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watching %s: %w", dir, err)
-	}
-	defer fsw.Close()
-	// Watching starts before the first sync, so an edit made meanwhile is not missed.
-	if err := addTree(fsw, dir); err != nil {
-		return err
-	}
 	if err := w.attach(ctx); err != nil {
 		return err
 	}
 	go w.keepAwake(ctx)
 	w.sync(ctx)
+	fsw, err := watchTree(dir)
+	if err != nil {
+		return err
+	}
+	defer fsw.Close()
 	w.printf("watching %s for model %s (%s); Ctrl-C to stop", dir, o.ModelName, w.modelID)
 
-	var fire <-chan time.Time
-	var timer *time.Timer
+	// The timer fires a debounce after the last event, and then syncs; or a debounce after
+	// the last sync (or the watch's start), and then checks the directory against what was
+	// synced: an edit written before the watch started, or completed after a sync had read
+	// it, brings no event of its own. A check that finds the directory changed syncs, and the
+	// sync is checked in turn, so a file rewritten all the time is synced once a debounce.
+	timer := time.NewTimer(o.Debounce)
+	defer timer.Stop()
+	fire, check := timer.C, true
+	arm := func(checking bool) {
+		timer.Reset(o.Debounce)
+		fire, check = timer.C, checking
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -115,6 +139,9 @@ func Run(ctx context.Context, o Options) error {
 				return errors.New("the file watcher stopped")
 			}
 			w.printf("file watcher: %v", err)
+			if fire == nil {
+				arm(true) // events may have been lost (an overflow): look at the files
+			}
 		case ev, ok := <-fsw.Events:
 			if !ok {
 				return errors.New("the file watcher stopped")
@@ -127,15 +154,14 @@ func Run(ctx context.Context, o Options) error {
 					_ = addTree(fsw, ev.Name)
 				}
 			}
-			if timer == nil {
-				timer = time.NewTimer(o.Debounce)
-			} else {
-				timer.Reset(o.Debounce)
-			}
-			fire = timer.C
+			arm(false)
 		case <-fire:
 			fire = nil
+			if check && !w.behind() {
+				continue
+			}
 			w.sync(ctx)
+			arm(true)
 		}
 	}
 }
@@ -183,7 +209,13 @@ func (w *watcher) push(ctx context.Context) error {
 	}
 	w.modelID = m.ID
 	w.printf("pushed development deployment %s in %s", *m.DevelopmentDeploymentID, round(time.Since(start)))
-	return w.refresh(ctx)
+	if err := w.refresh(ctx); err != nil {
+		return err
+	}
+	// The push sent the directory as it was then, not what a sync read before it: a check
+	// syncs whatever differs from the pushed point.
+	w.read = ""
+	return nil
 }
 
 func (w *watcher) refresh(ctx context.Context) error {
@@ -213,10 +245,13 @@ func (w *watcher) sync(ctx context.Context) {
 }
 
 func (w *watcher) syncOnce(ctx context.Context) (string, error) {
+	w.read = ""
 	local, err := patch.FromDir(w.o.Dir)
 	if err != nil {
 		return "", err
 	}
+	w.read = local.Hash()
+	afterRead()
 	cfg, err := modelpkg.ParseConfig([]byte(local.Config))
 	if err != nil {
 		return "", fmt.Errorf("config.yaml: %w", err)
@@ -268,6 +303,27 @@ func (w *watcher) syncOnce(ctx context.Context) (string, error) {
 		line += ": " + res.ReloadError
 	}
 	return line, nil
+}
+
+// afterRead runs once a sync has read the directory's point; the tests finish a file there.
+var afterRead = func() {}
+
+// behind reports whether the directory has changed since the last sync read it and differs
+// from the deployment's point. A directory that did not change is left for the next save, as
+// after a sync that failed: trying it again would fail again. A directory that cannot be read
+// is worth one sync, which prints why, unless the last sync could not read it either.
+func (w *watcher) behind() bool {
+	local, err := patch.FromDir(w.o.Dir)
+	if err != nil {
+		return w.read != ""
+	}
+	if local.Hash() == w.read {
+		return false
+	}
+	if err := keepPackedExternal(w.o.Dir, w.head, local); err != nil {
+		return true // the sync prints why
+	}
+	return local.Hash() != w.headHash
 }
 
 // keepPackedExternal carries head's .external entries into local when the directory has no
