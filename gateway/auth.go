@@ -5,26 +5,41 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"golang.org/x/time/rate"
 
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/store"
 )
 
 // How long a key read from the database is trusted. A revocation evicts it at once through
-// the routes notification; the TTL bounds staleness if that notification is lost.
+// the routes notification; the TTL bounds staleness if that notification is lost. An
+// unknown key is remembered only briefly: key creation sends no notification, so a key
+// tried just before it was created must start working soon after.
 const (
 	keyTTL        = 30 * time.Second
 	missingKeyTTL = 2 * time.Second
 )
 
-// keyCache keeps API keys so that an inference request costs no database read.
+// missingShare is the part of the key cache unknown keys may take (one in missingShare
+// entries): they have a cache of their own, so a flood of made-up keys evicts only other
+// made-up keys, never the keys clients use.
+const missingShare = 4
+
+// keyCache keeps API keys so that an inference request costs no database read. It holds at
+// most its size in keys, found and unknown together, dropping the least recently used.
 type keyCache struct {
-	db *sqlx.DB
-	mu sync.RWMutex
-	m  map[string]cachedKey
+	db  *sqlx.DB
+	now func() time.Time
+	mu  sync.Mutex
+	// found holds keys the database has, missing the time an unknown key was looked up.
+	found   *lru[string, cachedKey]
+	missing *lru[string, time.Time]
+	// lookups counts database reads, for tests.
+	lookups atomic.Int64
 }
 
 type cachedKey struct {
@@ -33,7 +48,12 @@ type cachedKey struct {
 	fetched time.Time
 }
 
-func newKeyCache(db *sqlx.DB) *keyCache { return &keyCache{db: db, m: map[string]cachedKey{}} }
+// newKeyCache makes a cache of size keys, of which a missingShare-th at most unknown ones.
+func newKeyCache(db *sqlx.DB, size int, now func() time.Time) *keyCache {
+	missing := max(1, size/missingShare)
+	return &keyCache{db: db, now: now,
+		found: newLRU[string, cachedKey](max(1, size-missing)), missing: newLRU[string, time.Time](missing)}
+}
 
 // errKeyUnavailable means the key could not be checked (the database did not answer).
 var errKeyUnavailable = errors.New("cannot check API key: database unavailable")
@@ -66,14 +86,20 @@ func (k *keyCache) authenticate(ctx context.Context, header string) (workspaceID
 }
 
 func (k *keyCache) get(ctx context.Context, id string) (cachedKey, error) {
-	k.mu.RLock()
-	c, ok := k.m[id]
-	k.mu.RUnlock()
-	now := time.Now()
-	if ok && (now.Sub(c.fetched) < keyTTL && c.found || now.Sub(c.fetched) < missingKeyTTL) {
+	now := k.now()
+	k.mu.Lock()
+	if c, ok := k.found.get(id); ok && now.Sub(c.fetched) < keyTTL {
+		k.mu.Unlock()
 		return c, nil
 	}
+	if at, ok := k.missing.get(id); ok && now.Sub(at) < missingKeyTTL {
+		k.mu.Unlock()
+		return cachedKey{fetched: at}, nil
+	}
+	k.mu.Unlock()
+	k.lookups.Add(1)
 	key, err := store.APIKeyByID(ctx, k.db, id)
+	var c cachedKey
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c = cachedKey{fetched: now}
@@ -85,9 +111,22 @@ func (k *keyCache) get(ctx context.Context, id string) (cachedKey, error) {
 		_ = store.TouchAPIKey(ctx, k.db, id)
 	}
 	k.mu.Lock()
-	k.m[id] = c
+	if c.found {
+		k.missing.remove(id)
+		k.found.put(id, c)
+	} else {
+		k.found.remove(id)
+		k.missing.put(id, now)
+	}
 	k.mu.Unlock()
 	return c, nil
+}
+
+// len returns how many found and unknown keys the cache holds.
+func (k *keyCache) len() (found, missing int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.found.len(), k.missing.len()
 }
 
 // notified evicts a key named in a routes notification; an empty payload (the listener
@@ -100,8 +139,52 @@ func (k *keyCache) notified(payload string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if payload == "" {
-		clear(k.m)
+		k.found.clear()
+		k.missing.clear()
 		return
 	}
-	delete(k.m, id)
+	k.found.remove(id)
+	k.missing.remove(id)
+}
+
+// failureLimiter is a token bucket of failed authentications per client address. The
+// buckets are in an LRU of bounded size, so that a flood from many addresses cannot grow it
+// without bound; an address dropped from it starts over with a full bucket.
+type failureLimiter struct {
+	limit rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     *lru[string, *rate.Limiter]
+}
+
+// maxLimitedAddresses bounds the addresses whose failures the gateway counts.
+const maxLimitedAddresses = 10000
+
+func newFailureLimiter(perSecond float64, burst int) *failureLimiter {
+	l := &failureLimiter{limit: rate.Limit(perSecond), burst: max(1, burst), m: newLRU[string, *rate.Limiter](maxLimitedAddresses)}
+	if perSecond < 0 {
+		l.limit = rate.Inf
+	}
+	return l
+}
+
+// failed counts a failed authentication from the address; ok false means the address is
+// over its limit, and wait how long until it is not.
+func (l *failureLimiter) failed(addr string, now time.Time) (wait time.Duration, ok bool) {
+	if l.limit == rate.Inf {
+		return 0, true
+	}
+	l.mu.Lock()
+	lim, found := l.m.get(addr)
+	if !found {
+		lim = rate.NewLimiter(l.limit, l.burst)
+		l.m.put(addr, lim)
+	}
+	l.mu.Unlock()
+	res := lim.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d, false
+	}
+	return 0, true
 }

@@ -1,6 +1,11 @@
 package gateway
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
 
 // RoutesTo returns the deployment the environment sends most of its traffic to in the
 // current table, "" when none.
@@ -73,3 +78,25 @@ func (g *Gateway) Queued(deploymentID string) int {
 	defer l.mu.Unlock()
 	return l.queued
 }
+
+// KeyCache is the gateway's API-key cache, for tests that drive it directly.
+type KeyCache = keyCache
+
+// NewKeyCache makes a cache of size keys on db, reading the time from now.
+func NewKeyCache(db *sqlx.DB, size int, now func() time.Time) *KeyCache {
+	return newKeyCache(db, size, now)
+}
+
+// Authenticate returns the key's workspace or the reason it is refused.
+func (k *keyCache) Authenticate(ctx context.Context, header string) (workspaceID, refused string, err error) {
+	return k.authenticate(ctx, header)
+}
+
+// Notified handles a routes notification.
+func (k *keyCache) Notified(payload string) { k.notified(payload) }
+
+// Len returns how many found and unknown keys the cache holds.
+func (k *keyCache) Len() (found, missing int) { return k.len() }
+
+// Lookups returns how many times the cache read a key from the database.
+func (k *keyCache) Lookups() int64 { return k.lookups.Load() }

@@ -47,6 +47,13 @@ const (
 	// draining may go on before the gateway closes it; below the deployment's drain timeout,
 	// so that the close is the gateway's going-away frame rather than the replica stopping.
 	DefaultWebsocketDrainTimeout = 2 * time.Minute
+	// DefaultKeyCacheSize bounds the API keys a gateway keeps, of which a quarter at most are
+	// unknown keys (remembered for two seconds).
+	DefaultKeyCacheSize = 10000
+	// DefaultFailedAuthRateLimit is how many failed authentications per second one client
+	// address may make, in bursts of up to DefaultFailedAuthBurst, before it is answered 429.
+	DefaultFailedAuthRateLimit = 20
+	DefaultFailedAuthBurst     = 40
 	// RetryAfter is what a 503 tells clients to wait.
 	RetryAfter = 2 * time.Second
 )
@@ -94,6 +101,17 @@ type Options struct {
 	// WebhookAllowPrivate accepts webhook URLs whose host is a loopback, private, link-local
 	// or otherwise non-public address, which are refused by default.
 	WebhookAllowPrivate bool
+	// KeyCacheSize bounds the API keys the gateway keeps in memory (DefaultKeyCacheSize); a
+	// quarter of it at most holds unknown keys, so that a flood of made-up keys cannot evict
+	// the keys clients use.
+	KeyCacheSize int
+	// FailedAuthRateLimit is how many failed authentications (answered 401) per second one
+	// client address may make, in bursts of up to FailedAuthBurst (DefaultFailedAuthRateLimit,
+	// DefaultFailedAuthBurst); more are answered 429 until the address slows down. Requests
+	// whose key is accepted are never limited by it. The address is the connection's peer:
+	// behind a proxy, every client shares the proxy's. A negative value turns the limit off.
+	FailedAuthRateLimit float64
+	FailedAuthBurst     int
 }
 
 // Gateway serves inference requests. Run must be running for it to route anything.
@@ -110,6 +128,8 @@ type Gateway struct {
 	waker    *waker
 	// limiter is the per-workspace async submission rate limit.
 	limiter *workspaceLimiter
+	// failures is the per-address limit of failed authentications.
+	failures *failureLimiter
 	// attempts runs the async attempts this gateway claimed.
 	attempts *attemptRunner
 	// reported is set once a gateway report is written: until then workers would take the
@@ -164,17 +184,27 @@ func New(opts Options) (*Gateway, error) {
 	if opts.MaxOpenAsync <= 0 {
 		opts.MaxOpenAsync = DefaultMaxOpenAsync
 	}
+	if opts.KeyCacheSize <= 0 {
+		opts.KeyCacheSize = DefaultKeyCacheSize
+	}
+	if opts.FailedAuthRateLimit == 0 {
+		opts.FailedAuthRateLimit = DefaultFailedAuthRateLimit
+	}
+	if opts.FailedAuthBurst <= 0 {
+		opts.FailedAuthBurst = DefaultFailedAuthBurst
+	}
 	g := &Gateway{
 		opts:     opts,
 		log:      opts.Logger.With("component", "gateway"),
 		builder:  newBuilder(),
-		keys:     newKeyCache(opts.DB),
+		keys:     newKeyCache(opts.DB, opts.KeyCacheSize, time.Now),
 		reloaded: make(chan struct{}, 1),
 	}
 	g.metrics = newMetrics(opts.Registerer, g)
 	g.pool = newPool()
 	g.waker = newWaker(opts.Temporal, opts.MaxHeld)
 	g.limiter = newWorkspaceLimiter(opts.AsyncRateLimit)
+	g.failures = newFailureLimiter(opts.FailedAuthRateLimit, opts.FailedAuthBurst)
 	g.attempts = newAttemptRunner()
 	return g, nil
 }

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -216,7 +218,8 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // admit answers the request itself, and returns ok false, before the first routing table is
-// loaded (503) and when its API key is refused (401); otherwise it returns the table and the
+// loaded (503) and when its API key is refused (401, or 429 once the client's address failed
+// too often); otherwise it returns the table and the
 // key's workspace.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (t *table, workspace string, ok bool) {
 	t = g.table.Load()
@@ -230,11 +233,25 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (t *table, works
 		writeError(w, http.StatusServiceUnavailable, "%s", err.Error())
 		return nil, "", false
 	case refused != "":
+		if wait, ok := g.failures.failed(clientAddress(r), time.Now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+			writeError(w, http.StatusTooManyRequests, "too many failed authentications from this address (more than %g per second): slow down", g.opts.FailedAuthRateLimit)
+			return nil, "", false
+		}
 		w.Header().Set("WWW-Authenticate", "Api-Key, Bearer")
 		writeError(w, http.StatusUnauthorized, "%s", refused)
 		return nil, "", false
 	}
 	return t, workspace, true
+}
+
+// clientAddress is the IP address of the request's peer. X-Forwarded-For is not read: the
+// gateway has no notion of a trusted proxy, and a client could name any address there.
+func clientAddress(r *http.Request) string {
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return ip
+	}
+	return r.RemoteAddr
 }
 
 // ownModel returns the workspace's model of that ID, or answers 404 and returns nil.

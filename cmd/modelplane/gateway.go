@@ -31,7 +31,11 @@ type gatewayConfig struct {
 	MaxHeld          int
 	// WebsocketDrainTimeout bounds a websocket on a draining replica.
 	WebsocketDrainTimeout time.Duration
-	async                 asyncGatewayConfig
+	// KeyCacheSize, FailedAuthRateLimit and FailedAuthBurst bound what unknown API keys cost.
+	KeyCacheSize        int
+	FailedAuthRateLimit float64
+	FailedAuthBurst     int
+	async               asyncGatewayConfig
 }
 
 // asyncGatewayConfig are the gateway's async inference limits, shared by gateway and dev.
@@ -99,6 +103,15 @@ Run as many gateways as you like behind a load balancer.`,
 			if c.MaxHeld <= 0 {
 				return fmt.Errorf("--max-held-requests must be positive, got %d", c.MaxHeld)
 			}
+			if c.KeyCacheSize <= 0 {
+				return fmt.Errorf("--key-cache-size must be positive, got %d", c.KeyCacheSize)
+			}
+			if c.FailedAuthRateLimit == 0 {
+				return errors.New("--failed-auth-rate-limit must not be 0: give a rate, or a negative value for no limit")
+			}
+			if c.FailedAuthBurst <= 0 {
+				return fmt.Errorf("--failed-auth-burst must be positive, got %d", c.FailedAuthBurst)
+			}
 			if err := c.async.check(); err != nil {
 				return err
 			}
@@ -125,7 +138,8 @@ Run as many gateways as you like behind a load balancer.`,
 				Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout,
 				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld, WebsocketDrainTimeout: c.WebsocketDrainTimeout,
 				AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen,
-				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate})
+				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate,
+				KeyCacheSize: c.KeyCacheSize, FailedAuthRateLimit: c.FailedAuthRateLimit, FailedAuthBurst: c.FailedAuthBurst})
 			if err != nil {
 				return err
 			}
@@ -148,6 +162,9 @@ Run as many gateways as you like behind a load balancer.`,
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
 	f.DurationVar(&c.WebsocketDrainTimeout, "websocket-drain-timeout", envDuration("MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT", gateway.DefaultWebsocketDrainTimeout), "longest a websocket stays open once its replica drains; then it is closed with 1001 (MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT)")
 	f.IntVar(&c.MaxHeld, "max-held-requests", envInt("MODELPLANE_MAX_HELD_REQUESTS", gateway.DefaultMaxHeld), "requests held per waking deployment; more are 429 (MODELPLANE_MAX_HELD_REQUESTS)")
+	f.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("MODELPLANE_KEY_CACHE_SIZE", gateway.DefaultKeyCacheSize), "API keys kept in memory, a quarter of them at most unknown ones (MODELPLANE_KEY_CACHE_SIZE)")
+	f.Float64Var(&c.FailedAuthRateLimit, "failed-auth-rate-limit", envFloat("MODELPLANE_FAILED_AUTH_RATE_LIMIT", gateway.DefaultFailedAuthRateLimit), "failed authentications per second one client address may make, in bursts of --failed-auth-burst; more are 429; negative: no limit (MODELPLANE_FAILED_AUTH_RATE_LIMIT)")
+	f.IntVar(&c.FailedAuthBurst, "failed-auth-burst", envInt("MODELPLANE_FAILED_AUTH_BURST", gateway.DefaultFailedAuthBurst), "failed authentications one client address may make at once before --failed-auth-rate-limit applies (MODELPLANE_FAILED_AUTH_BURST)")
 	asyncGatewayFlags(cmd, &c.async)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c.serverConfig)
