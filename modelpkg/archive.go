@@ -224,10 +224,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // a check here were wrong; the checks refuse what the root would merely contain.
 //
 // An os.Root resolves a path one component at a time, so every operation on a path costs
-// its depth. To keep the cost of an entry independent of how deep it lies, directories are
-// created from their parent's handle, and files are written through a handle on their
-// directory, kept while the following entries land in the same one (as a tar of a tree
-// has them).
+// its depth, and an archive of deep paths would cost the square of its size. Instead the
+// extractor keeps handles on the directories from the root to the last entry's directory,
+// and works on an entry from its directory's handle: an entry costs only the components in
+// which its directory differs from the last one's (in a tar of a tree, a few).
 type extractor struct {
 	root     *os.Root
 	lim      Limits
@@ -238,8 +238,8 @@ type extractor struct {
 	bytes    int64 // declared sizes of the files so far
 	written  int64 // bytes of file content written so far
 
-	leafDir  string   // the directory leafRoot is open on; "" when none is
-	leafRoot *os.Root // a handle on leafDir
+	cwd     []string   // the components of the directory the handles lead to
+	handles []*os.Root // handles[i] is open on the directory cwd[:i+1]
 }
 
 func newExtractor(dest string, lim Limits, in *countingReader) (*extractor, error) {
@@ -251,29 +251,24 @@ func newExtractor(dest string, lim Limits, in *countingReader) (*extractor, erro
 }
 
 func (x *extractor) close() {
-	if x.leafRoot != nil {
-		x.leafRoot.Close()
-	}
+	x.leave(0)
 	x.root.Close()
 }
 
-// dirRoot returns a handle on dir, which mkdirs has made or checked; the extractor owns it.
-func (x *extractor) dirRoot(dir string) (*os.Root, error) {
-	if dir == "." {
-		return x.root, nil
+// top returns the handle on the directory cwd names.
+func (x *extractor) top() *os.Root {
+	if len(x.handles) == 0 {
+		return x.root
 	}
-	if x.leafRoot != nil && x.leafDir == dir {
-		return x.leafRoot, nil
+	return x.handles[len(x.handles)-1]
+}
+
+// leave closes the handles below the first depth components of cwd.
+func (x *extractor) leave(depth int) {
+	for i := len(x.handles) - 1; i >= depth; i-- {
+		x.handles[i].Close()
 	}
-	r, err := x.root.OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	if x.leafRoot != nil {
-		x.leafRoot.Close()
-	}
-	x.leafDir, x.leafRoot = dir, r
-	return r, nil
+	x.cwd, x.handles = x.cwd[:depth], x.handles[:depth]
 }
 
 func (x *extractor) unpack(in io.Reader) error {
@@ -322,7 +317,8 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		return x.mkdirs(name, dirMode(hdr.Mode), true)
+		_, err := x.mkdirs(name, dirMode(hdr.Mode), true)
+		return err
 	case tar.TypeReg: // the reader turns the legacy TypeRegA into TypeReg
 		return x.writeFile(name, hdr, tr)
 	case tar.TypeSymlink:
@@ -386,91 +382,76 @@ func shorten(s string) string {
 func dirMode(m int64) os.FileMode  { return os.FileMode(m)&0o777 | 0o700 }
 func fileMode(m int64) os.FileMode { return os.FileMode(m)&0o777 | 0o600 }
 
-// mkdirs creates dir and its missing parents, and gives dir mode when setMode is set (a
-// directory entry; a file's parents keep theirs). A parent that exists must be a real
-// directory: writing through a symlink an earlier entry made is how archives escape.
+// mkdirs creates dir and its missing parents, gives dir mode when setMode is set (a
+// directory entry; a file's parents keep theirs), and returns a handle on dir. A parent that
+// exists must be a real directory: writing through a symlink an earlier entry made is how
+// archives escape.
 //
-// Directories already made or checked are not looked at again, and the missing ones are
-// made one from the next, so that each entry costs its own components only.
-func (x *extractor) mkdirs(dir string, mode os.FileMode, setMode bool) error {
-	if x.dirs[dir] {
-		if setMode {
-			return x.root.Chmod(dir, mode)
-		}
-		return nil
+// Directories already made or checked are not looked at again, and each is reached from
+// the handle on its parent, so that an entry costs what its path adds to the last one's.
+func (x *extractor) mkdirs(dir string, mode os.FileMode, setMode bool) (*os.Root, error) {
+	if dir == "." {
+		return x.root, nil
 	}
-	// The deepest ancestor already made: the components after it are new to us.
-	start := 0
-	for i := len(dir); ; {
-		j := strings.LastIndexByte(dir[:i], '/')
-		if j < 0 {
-			break
-		}
-		if x.dirs[dir[:j]] {
-			start = j + 1
-			break
-		}
-		i = j
+	comps := strings.Split(dir, "/")
+	keep := 0
+	for keep < len(comps) && keep < len(x.cwd) && comps[keep] == x.cwd[keep] {
+		keep++
 	}
-	parent := x.root
-	if start > 0 {
-		r, err := x.root.OpenRoot(dir[:start-1])
-		if err != nil {
-			return err
-		}
-		parent = r
+	if keep == len(comps) && !setMode {
+		x.leave(keep)
+		return x.top(), nil
 	}
-	defer func() {
-		if parent != x.root {
-			parent.Close()
+	// dir's own mode is set from its parent's handle.
+	keep = min(keep, len(comps)-1)
+	x.leave(keep)
+	end := len(strings.Join(comps[:keep], "/"))
+	for i := keep; i < len(comps); i++ {
+		if i > 0 {
+			end++ // the slash
 		}
-	}()
-	for start <= len(dir) {
-		end := len(dir)
-		if i := strings.IndexByte(dir[start:], '/'); i >= 0 {
-			end = start + i
-		}
-		p, c, last := dir[:end], dir[start:end], end == len(dir)
-		fi, err := parent.Lstat(c)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			perm := os.FileMode(0o755)
-			if last && setMode {
-				perm = mode
+		end += len(comps[i])
+		p, c, last := dir[:end], comps[i], i == len(comps)-1
+		parent := x.top()
+		if !x.dirs[p] {
+			fi, err := parent.Lstat(c)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				perm := os.FileMode(0o755)
+				if last && setMode {
+					perm = mode
+				}
+				if err := parent.Mkdir(c, perm); err != nil {
+					return nil, err
+				}
+				// Mkdir's mode passes through the umask; the archive's mode should not.
+				if err := parent.Chmod(c, perm); err != nil {
+					return nil, err
+				}
+			case err != nil:
+				return nil, err
+			case fi.Mode()&os.ModeSymlink != 0:
+				return nil, fmt.Errorf("%w: %s would be written through the symlink %s", ErrUnsafePath, shorten(dir), shorten(p))
+			case !fi.IsDir():
+				return nil, fmt.Errorf("%w: %s needs %s to be a directory, but it is a file", ErrUnsafePath, shorten(dir), shorten(p))
+			case last && setMode:
+				if err := parent.Chmod(c, mode); err != nil {
+					return nil, err
+				}
 			}
-			if err := parent.Mkdir(c, perm); err != nil {
-				return err
-			}
-			// Mkdir's mode passes through the umask; the archive's mode should not.
-			if err := parent.Chmod(c, perm); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		case fi.Mode()&os.ModeSymlink != 0:
-			return fmt.Errorf("%w: %s would be written through the symlink %s", ErrUnsafePath, shorten(dir), shorten(p))
-		case !fi.IsDir():
-			return fmt.Errorf("%w: %s needs %s to be a directory, but it is a file", ErrUnsafePath, shorten(dir), shorten(p))
-		case last && setMode:
+			x.dirs[p] = true
+		} else if last && setMode {
 			if err := parent.Chmod(c, mode); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		x.dirs[p] = true
-		if last {
-			break
-		}
-		next, err := parent.OpenRoot(c)
+		h, err := parent.OpenRoot(c)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if parent != x.root {
-			parent.Close()
-		}
-		parent = next
-		start = end + 1
+		x.cwd, x.handles = append(x.cwd, c), append(x.handles, h)
 	}
-	return nil
+	return x.top(), nil
 }
 
 // prepareLeaf readies name for a new file or symlink: its parents exist as real
@@ -483,15 +464,12 @@ func (x *extractor) prepareLeaf(name string) (*os.Root, string, error) {
 	if dir == "" {
 		dir = "."
 	}
-	if err := x.mkdirs(dir, 0o755, false); err != nil {
+	parent, err := x.mkdirs(dir, 0o755, false)
+	if err != nil {
 		return nil, "", err
 	}
 	if x.dirs[name] {
 		return nil, "", fmt.Errorf("%w: %s is both a directory and a file", ErrUnsafePath, shorten(name))
-	}
-	parent, err := x.dirRoot(dir)
-	if err != nil {
-		return nil, "", err
 	}
 	if _, err := parent.Lstat(base); err == nil {
 		if err := parent.Remove(base); err != nil {
