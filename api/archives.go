@@ -22,6 +22,9 @@ import (
 // DefaultMaxArchiveBytes is the largest model package accepted by default: 2 GiB.
 const DefaultMaxArchiveBytes = 2 << 30
 
+// DefaultMaxUnpackedBytes is the most a model package may unpack to by default: 16 GiB.
+const DefaultMaxUnpackedBytes = 16 << 30
+
 // archiveTypes are the content types a package upload may carry.
 var archiveTypes = map[string]bool{
 	"application/gzip": true, "application/x-gzip": true, "application/octet-stream": true,
@@ -78,7 +81,9 @@ func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err 
 	})
 }
 
-// checkPackage unpacks the stored blob into scratch space and returns its config.
+// checkPackage unpacks the stored blob into scratch space and returns its config. A package
+// that unpacks to more than Deps.MaxUnpackedBytes, or to more than modelpkg's expansion
+// ratio allows, is 413 naming the limit.
 func (s *Server) checkPackage(c echo.Context, digest string) (modelpkg.Config, error) {
 	r, _, err := s.deps.Blobs.Open(c.Request().Context(), digest)
 	if err != nil {
@@ -90,7 +95,8 @@ func (s *Server) checkPackage(c echo.Context, digest string) (modelpkg.Config, e
 		return modelpkg.Config{}, err
 	}
 	defer os.RemoveAll(dir)
-	cfg, err := modelpkg.Extract(r, strings.TrimPrefix(digest, "sha256:"), dir+"/pkg")
+	cfg, err := modelpkg.ExtractLimited(r, strings.TrimPrefix(digest, "sha256:"), dir+"/pkg",
+		modelpkg.Limits{MaxUnpackedBytes: s.deps.MaxUnpackedBytes})
 	if err != nil {
 		var fe *modelpkg.FieldError
 		switch {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -156,4 +157,78 @@ func TestArchives_NeedAKeyAndAgentsDownloadWithNodeToken(t *testing.T) {
 	require.Equal(t, body, b, "the agent gets the uploaded bytes")
 	require.Equal(t, http.StatusUnauthorized, get(got.ID, "").Code)
 	require.Equal(t, http.StatusNotFound, get("sha256:"+hex.EncodeToString(make([]byte, 32)), nodeToken).Code)
+}
+
+// zeroPackage is a package of config.yaml and a file of size zero bytes, streamed through
+// gzip so that a bomb is built without holding what it unpacks to.
+func zeroPackage(t *testing.T, size int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	require.NoError(t, err)
+	tw := tar.NewWriter(gz)
+	cfg := "model_name: bomb\n"
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "config.yaml", Mode: 0o644, Size: int64(len(cfg)), Typeflag: tar.TypeReg}))
+	_, err = tw.Write([]byte(cfg))
+	require.NoError(t, err)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "weights.bin", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}))
+	zeros := make([]byte, 1<<20)
+	for left := size; left > 0; left -= int64(len(zeros)) {
+		_, err := tw.Write(zeros[:min(left, int64(len(zeros)))])
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, gz.Close())
+	return buf.Bytes()
+}
+
+func TestArchives_DecompressionBombIs413NamingTheRatio(t *testing.T) {
+	f := newFixture(t)
+	_, _, key := f.workspace(t)
+	deps := apitest.Deps(t, f.db)
+	e := api.New(deps)
+	bomb := zeroPackage(t, 256<<20)
+	t.Logf("bomb: %d bytes unpacking to %d", len(bomb), 256<<20)
+
+	rec := upload(t, e, key, "application/gzip", bomb)
+	require.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), fmt.Sprintf("more than %d:1 of its compressed size", modelpkg.DefaultMaxRatio))
+	require.Contains(t, rec.Body.String(), "weights.bin")
+	left, err := os.ReadDir(deps.ScratchDir)
+	require.NoError(t, err)
+	require.Empty(t, left, "the check leaves nothing unpacked behind")
+	sum := sha256.Sum256(bomb)
+	_, _, err = deps.Blobs.Open(context.Background(), "sha256:"+hex.EncodeToString(sum[:]))
+	require.Error(t, err, "a refused package is not kept")
+}
+
+func TestArchives_OverTheUnpackedLimitIs413NamingIt(t *testing.T) {
+	f := newFixture(t)
+	_, _, key := f.workspace(t)
+	deps := apitest.Deps(t, f.db)
+	deps.MaxUnpackedBytes = 1 << 20
+	e := api.New(deps)
+
+	rec := upload(t, e, key, "application/gzip", zeroPackage(t, 2<<20))
+	require.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), "limit of 1048576 bytes unpacked")
+
+	rec = upload(t, e, key, "application/gzip", zeroPackage(t, 512<<10))
+	require.Equal(t, http.StatusCreated, rec.Code, "a package within the limit is taken: %s", rec.Body.String())
+}
+
+func TestPrepareModelUpload_BombPutIs413AndLeavesTheKeyFree(t *testing.T) {
+	f := newCreateFixture(t, 1<<20)
+	payload := map[string]any{"config": configOf(t, greeterConfig), "raw_config": greeterConfig, "deployment_name": "first"}
+	r := f.send(t, http.MethodPost, "/v1/prepare_model_upload", f.auth, jsonBody(t, map[string]any{
+		"name": "greeter", "deployment": payload}))
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+	uploadKey, _ := r.Body["s3_key"].(string)
+
+	rec := put(t, f, f.key, uploadKey, zeroPackage(t, 256<<20))
+	require.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), fmt.Sprintf("%d:1", modelpkg.DefaultMaxRatio))
+
+	rec = put(t, f, f.key, uploadKey, greeterPackage(t))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 }

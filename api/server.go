@@ -40,6 +40,10 @@ type Deps struct {
 	ScratchDir string
 	// MaxArchiveBytes bounds an upload (default DefaultMaxArchiveBytes).
 	MaxArchiveBytes int64
+	// MaxUnpackedBytes bounds the files an uploaded package unpacks to, in every workspace
+	// (default DefaultMaxUnpackedBytes); the expansion ratio is bounded as well, by
+	// modelpkg's defaults.
+	MaxUnpackedBytes int64
 	// SecretsKey seals workspace secrets; nil turns the secrets routes off (503).
 	SecretsKey *secretbox.Key
 }
@@ -58,6 +62,9 @@ func New(deps Deps) *echo.Echo {
 	}
 	if deps.MaxArchiveBytes <= 0 {
 		deps.MaxArchiveBytes = DefaultMaxArchiveBytes
+	}
+	if deps.MaxUnpackedBytes <= 0 {
+		deps.MaxUnpackedBytes = DefaultMaxUnpackedBytes
 	}
 	s := &Server{deps: deps, log: deps.Logger}
 

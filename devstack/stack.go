@@ -70,6 +70,8 @@ type Options struct {
 
 	// MaxArchiveBytes bounds a model package upload (default api.DefaultMaxArchiveBytes).
 	MaxArchiveBytes int64
+	// MaxUnpackedBytes bounds what a package unpacks to (default api.DefaultMaxUnpackedBytes).
+	MaxUnpackedBytes int64
 
 	// MaxBodyBytes and UpstreamTimeout configure the gateway (defaults in package gateway).
 	MaxBodyBytes    int64
@@ -260,7 +262,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	apiHandler := api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
-		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes, SecretsKey: secretsKey})
+		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes,
+		MaxUnpackedBytes: opts.MaxUnpackedBytes, SecretsKey: secretsKey})
 	s.http = &http.Server{
 		// The API and the gateway share the address: inference paths go to the gateway.
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

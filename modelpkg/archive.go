@@ -26,7 +26,8 @@ var (
 	ErrUnsafePath = errors.New("unsafe path in model package")
 	// ErrNoConfig means the package has no config.yaml at its root.
 	ErrNoConfig = errors.New("model package has no " + ConfigFile + " at its root")
-	// ErrTooLarge means the package unpacks to more than MaxUnpackedBytes or MaxEntries.
+	// ErrTooLarge means the package unpacks to more than its Limits allow (in total, or
+	// for the bytes it was compressed to), or has more than MaxEntries entries.
 	ErrTooLarge = errors.New("model package too large")
 )
 
@@ -34,11 +35,61 @@ var (
 // zeros into kilobytes). Variables so that tests and operators with bigger weights can
 // change them.
 var (
-	// MaxUnpackedBytes bounds the total size of the files in one package.
+	// MaxUnpackedBytes bounds the total size of the files in one package when the Limits
+	// given to ExtractLimited name none (and always for Extract).
 	MaxUnpackedBytes int64 = 64 << 30
 	// MaxEntries bounds the number of entries (files, directories, links) in one package.
 	MaxEntries = 1_000_000
 )
+
+// Limits on the paths in a package. Each level of a path costs every later operation on it,
+// so a path thousands of directories deep makes unpacking slow out of all proportion to the
+// archive's size; no model needs one.
+const (
+	// MaxPathDepth bounds the components of an entry's path ("a/b/c" has 3).
+	MaxPathDepth = 64
+	// MaxPathBytes bounds the length of an entry's path and of a symlink's target.
+	MaxPathBytes = 1024
+	// MaxNameBytes bounds one component of a path, as most file systems do.
+	MaxNameBytes = 255
+)
+
+// Defaults for the expansion ratio of Limits.
+const (
+	// DefaultMaxRatio is the most bytes a package may unpack to per compressed byte: model
+	// weights barely compress, text compresses about 10:1, and a bomb of zeros about 1000:1.
+	DefaultMaxRatio = 200
+	// DefaultRatioFloor is how much any package may unpack to whatever its ratio, so that a
+	// small package of very compressible files is never refused.
+	DefaultRatioFloor = 64 << 20
+)
+
+// Limits bound what ExtractLimited writes. The zero value means the defaults.
+type Limits struct {
+	// MaxUnpackedBytes bounds the total size of the package's files, as their headers
+	// declare them, checked before each file is written; 0 means MaxUnpackedBytes.
+	MaxUnpackedBytes int64
+	// MaxRatio bounds the bytes unpacked per compressed byte read so far, checked as each
+	// file is written, once RatioFloor bytes are unpacked; 0 means DefaultMaxRatio and a
+	// negative value no limit.
+	MaxRatio int64
+	// RatioFloor is how many bytes may be unpacked before MaxRatio applies; 0 means
+	// DefaultRatioFloor.
+	RatioFloor int64
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxUnpackedBytes <= 0 {
+		l.MaxUnpackedBytes = MaxUnpackedBytes
+	}
+	if l.MaxRatio == 0 {
+		l.MaxRatio = DefaultMaxRatio
+	}
+	if l.RatioFloor <= 0 {
+		l.RatioFloor = DefaultRatioFloor
+	}
+	return l
+}
 
 // maxSymlinkHops bounds symlink resolution, as the kernel's ELOOP does.
 const maxSymlinkHops = 40
@@ -61,7 +112,20 @@ const maxSymlinkHops = 40
 // is ever written through a symlink that an earlier entry created. Permission bits are
 // kept (setuid, setgid and sticky bits are dropped), except that the owner can always read
 // and write files and enter directories, so that the agent can patch and delete them.
+//
+// Extract applies the default Limits, and the path limits (MaxPathDepth, MaxPathBytes,
+// MaxNameBytes); see ExtractLimited.
 func Extract(r io.Reader, wantSHA256 string, dest string) (cfg Config, err error) {
+	return ExtractLimited(r, wantSHA256, dest, Limits{})
+}
+
+// ExtractLimited is Extract within lim. An entry whose path is deeper than MaxPathDepth,
+// longer than MaxPathBytes or has a component longer than MaxNameBytes is refused with
+// ErrUnsafePath; a package whose files together exceed lim.MaxUnpackedBytes, or that unpacks
+// to more than lim.MaxRatio times the compressed bytes read so far once past lim.RatioFloor,
+// is refused with ErrTooLarge before the bytes past the limit are written. The error names
+// the entry and the limit, and what was unpacked is removed.
+func ExtractLimited(r io.Reader, wantSHA256 string, dest string, lim Limits) (cfg Config, err error) {
 	want, err := normaliseSHA256(wantSHA256)
 	if err != nil {
 		return Config{}, err
@@ -78,11 +142,11 @@ func Extract(r io.Reader, wantSHA256 string, dest string) (cfg Config, err error
 
 	h := sha256.New()
 	in := &countingReader{r: io.TeeReader(r, h)}
-	x, err := newExtractor(dest)
+	x, err := newExtractor(dest, lim.withDefaults(), in)
 	if err != nil {
 		return Config{}, err
 	}
-	defer x.root.Close()
+	defer x.close()
 
 	unpackErr := x.unpack(in)
 	// A corrupted or truncated upload usually shows first as a gzip or tar error; when a
@@ -158,20 +222,53 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // extractor writes entries through an os.Root, which the kernel keeps inside dest even if
 // a check here were wrong; the checks refuse what the root would merely contain.
+//
+// An os.Root resolves a path one component at a time, so every operation on a path costs
+// its depth, and an archive of deep paths would cost the square of its size. Instead the
+// extractor keeps handles on the directories from the root to the last entry's directory,
+// and works on an entry from its directory's handle: an entry costs only the components in
+// which its directory differs from the last one's (in a tar of a tree, a few).
 type extractor struct {
 	root     *os.Root
+	lim      Limits
+	in       *countingReader // the compressed bytes, for the expansion ratio
 	dirs     map[string]bool // directories created or verified, never replaced afterwards
 	symlinks []string
 	entries  int
-	bytes    int64
+	bytes    int64 // declared sizes of the files so far
+	written  int64 // bytes of file content written so far
+
+	cwd     []string   // the components of the directory the handles lead to
+	handles []*os.Root // handles[i] is open on the directory cwd[:i+1]
 }
 
-func newExtractor(dest string) (*extractor, error) {
+func newExtractor(dest string, lim Limits, in *countingReader) (*extractor, error) {
 	root, err := os.OpenRoot(dest)
 	if err != nil {
 		return nil, err
 	}
-	return &extractor{root: root, dirs: map[string]bool{".": true}}, nil
+	return &extractor{root: root, lim: lim, in: in, dirs: map[string]bool{".": true}}, nil
+}
+
+func (x *extractor) close() {
+	x.leave(0)
+	x.root.Close()
+}
+
+// top returns the handle on the directory cwd names.
+func (x *extractor) top() *os.Root {
+	if len(x.handles) == 0 {
+		return x.root
+	}
+	return x.handles[len(x.handles)-1]
+}
+
+// leave closes the handles below the first depth components of cwd.
+func (x *extractor) leave(depth int) {
+	for i := len(x.handles) - 1; i >= depth; i-- {
+		x.handles[i].Close()
+	}
+	x.cwd, x.handles = x.cwd[:depth], x.handles[:depth]
 }
 
 func (x *extractor) unpack(in io.Reader) error {
@@ -220,7 +317,8 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		return x.mkdirs(name, dirMode(hdr.Mode))
+		_, err := x.mkdirs(name, dirMode(hdr.Mode), true)
+		return err
 	case tar.TypeReg: // the reader turns the legacy TypeRegA into TypeReg
 		return x.writeFile(name, hdr, tr)
 	case tar.TypeSymlink:
@@ -234,110 +332,181 @@ func (x *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 }
 
-// entryName cleans an entry's name and refuses any that leaves the package.
+// entryName cleans an entry's name and refuses any that leaves the package or breaks the
+// path limits.
 func entryName(raw string) (string, error) {
 	if raw == "" || strings.ContainsRune(raw, 0) {
-		return "", fmt.Errorf("%w: empty or NUL in entry name %q", ErrUnsafePath, raw)
+		return "", fmt.Errorf("%w: empty or NUL in entry name %q", ErrUnsafePath, shorten(raw))
 	}
 	if strings.HasPrefix(raw, "/") || filepath.IsAbs(raw) {
-		return "", fmt.Errorf("%w: %s is an absolute path", ErrUnsafePath, raw)
+		return "", fmt.Errorf("%w: %s is an absolute path", ErrUnsafePath, shorten(raw))
 	}
 	name := path.Clean(raw)
 	if name == ".." || strings.HasPrefix(name, "../") {
-		return "", fmt.Errorf("%w: %s leads outside the package", ErrUnsafePath, raw)
+		return "", fmt.Errorf("%w: %s leads outside the package", ErrUnsafePath, shorten(raw))
+	}
+	if err := checkPathLimits(name); err != nil {
+		return "", fmt.Errorf("%w: %s %w", ErrUnsafePath, shorten(raw), err)
 	}
 	return name, nil
+}
+
+// checkPathLimits checks a cleaned, relative path against MaxPathDepth, MaxPathBytes and
+// MaxNameBytes, in one pass over it.
+func checkPathLimits(name string) error {
+	if depth := strings.Count(name, "/") + 1; depth > MaxPathDepth {
+		return fmt.Errorf("has %d path components, over the limit of %d", depth, MaxPathDepth)
+	}
+	if len(name) > MaxPathBytes {
+		return fmt.Errorf("is %d bytes, over the limit of %d", len(name), MaxPathBytes)
+	}
+	for rest := name; rest != ""; {
+		c, after, _ := strings.Cut(rest, "/")
+		if len(c) > MaxNameBytes {
+			return fmt.Errorf("has a name of %d bytes, over the limit of %d", len(c), MaxNameBytes)
+		}
+		rest = after
+	}
+	return nil
+}
+
+// shorten cuts a name for an error message: an entry may be named by kilobytes.
+func shorten(s string) string {
+	const keep = 120
+	if len(s) <= keep {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:keep], len(s))
 }
 
 func dirMode(m int64) os.FileMode  { return os.FileMode(m)&0o777 | 0o700 }
 func fileMode(m int64) os.FileMode { return os.FileMode(m)&0o777 | 0o600 }
 
-// mkdirs creates dir and its missing parents. A parent that exists must be a real
-// directory: writing through a symlink an earlier entry made is how archives escape.
-func (x *extractor) mkdirs(dir string, mode os.FileMode) error {
-	parts := strings.Split(dir, "/")
-	for i := range parts {
-		p := strings.Join(parts[:i+1], "/")
-		last := i == len(parts)-1
-		if x.dirs[p] {
-			if last {
-				return x.root.Chmod(p, mode)
-			}
-			continue
-		}
-		fi, err := x.root.Lstat(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			perm := os.FileMode(0o755)
-			if last {
-				perm = mode
-			}
-			if err := x.root.Mkdir(p, perm); err != nil {
-				return err
-			}
-			// Mkdir's mode passes through the umask; the archive's mode should not.
-			if err := x.root.Chmod(p, perm); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		case fi.Mode()&os.ModeSymlink != 0:
-			return fmt.Errorf("%w: %s would be written through the symlink %s", ErrUnsafePath, dir, p)
-		case !fi.IsDir():
-			return fmt.Errorf("%w: %s needs %s to be a directory, but it is a file", ErrUnsafePath, dir, p)
-		case last:
-			if err := x.root.Chmod(p, mode); err != nil {
-				return err
-			}
-		}
-		x.dirs[p] = true
+// mkdirs creates dir and its missing parents, gives dir mode when setMode is set (a
+// directory entry; a file's parents keep theirs), and returns a handle on dir. A parent that
+// exists must be a real directory: writing through a symlink an earlier entry made is how
+// archives escape.
+//
+// Directories already made or checked are not looked at again, and each is reached from
+// the handle on its parent, so that an entry costs what its path adds to the last one's.
+func (x *extractor) mkdirs(dir string, mode os.FileMode, setMode bool) (*os.Root, error) {
+	if dir == "." {
+		return x.root, nil
 	}
-	return nil
+	comps := strings.Split(dir, "/")
+	keep := 0
+	for keep < len(comps) && keep < len(x.cwd) && comps[keep] == x.cwd[keep] {
+		keep++
+	}
+	if keep == len(comps) && !setMode {
+		x.leave(keep)
+		return x.top(), nil
+	}
+	// dir's own mode is set from its parent's handle.
+	keep = min(keep, len(comps)-1)
+	x.leave(keep)
+	end := len(strings.Join(comps[:keep], "/"))
+	for i := keep; i < len(comps); i++ {
+		if i > 0 {
+			end++ // the slash
+		}
+		end += len(comps[i])
+		p, c, last := dir[:end], comps[i], i == len(comps)-1
+		parent := x.top()
+		if !x.dirs[p] {
+			fi, err := parent.Lstat(c)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				perm := os.FileMode(0o755)
+				if last && setMode {
+					perm = mode
+				}
+				if err := parent.Mkdir(c, perm); err != nil {
+					return nil, err
+				}
+				// Mkdir's mode passes through the umask; the archive's mode should not.
+				if err := parent.Chmod(c, perm); err != nil {
+					return nil, err
+				}
+			case err != nil:
+				return nil, err
+			case fi.Mode()&os.ModeSymlink != 0:
+				return nil, fmt.Errorf("%w: %s would be written through the symlink %s", ErrUnsafePath, shorten(dir), shorten(p))
+			case !fi.IsDir():
+				return nil, fmt.Errorf("%w: %s needs %s to be a directory, but it is a file", ErrUnsafePath, shorten(dir), shorten(p))
+			case last && setMode:
+				if err := parent.Chmod(c, mode); err != nil {
+					return nil, err
+				}
+			}
+			x.dirs[p] = true
+		} else if last && setMode {
+			if err := parent.Chmod(c, mode); err != nil {
+				return nil, err
+			}
+		}
+		h, err := parent.OpenRoot(c)
+		if err != nil {
+			return nil, err
+		}
+		x.cwd, x.handles = append(x.cwd, c), append(x.handles, h)
+	}
+	return x.top(), nil
 }
 
 // prepareLeaf readies name for a new file or symlink: its parents exist as real
 // directories, and an earlier entry of the same name (tar allows repeats; the last wins)
-// is removed rather than written through.
-func (x *extractor) prepareLeaf(name string) error {
-	if dir := path.Dir(name); dir != "." {
-		if err := x.mkdirs(dir, 0o755); err != nil {
-			return err
-		}
+// is removed rather than written through. It returns a handle on name's directory and
+// name's last component.
+func (x *extractor) prepareLeaf(name string) (*os.Root, string, error) {
+	dir, base := path.Split(name)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	parent, err := x.mkdirs(dir, 0o755, false)
+	if err != nil {
+		return nil, "", err
 	}
 	if x.dirs[name] {
-		return fmt.Errorf("%w: %s is both a directory and a file", ErrUnsafePath, name)
+		return nil, "", fmt.Errorf("%w: %s is both a directory and a file", ErrUnsafePath, shorten(name))
 	}
-	if _, err := x.root.Lstat(name); err == nil {
-		if err := x.root.Remove(name); err != nil {
-			return err
+	if _, err := parent.Lstat(base); err == nil {
+		if err := parent.Remove(base); err != nil {
+			return nil, "", err
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, "", err
 	}
-	return nil
+	return parent, base, nil
 }
 
 func (x *extractor) writeFile(name string, hdr *tar.Header, tr io.Reader) error {
 	if hdr.Size < 0 {
 		return fmt.Errorf("reading model package: %s has a negative size", name)
 	}
-	if x.bytes+hdr.Size > MaxUnpackedBytes {
-		return fmt.Errorf("%w: more than %d bytes unpacked", ErrTooLarge, MaxUnpackedBytes)
+	if limit := x.lim.MaxUnpackedBytes; hdr.Size > limit-x.bytes {
+		return fmt.Errorf("%w: %s (%d bytes) would take the package's files past the limit of %d bytes unpacked",
+			ErrTooLarge, shorten(name), hdr.Size, limit)
 	}
 	x.bytes += hdr.Size
-	if err := x.prepareLeaf(name); err != nil {
+	parent, base, err := x.prepareLeaf(name)
+	if err != nil {
 		return err
 	}
 	mode := fileMode(hdr.Mode)
 	// O_EXCL: the name was just cleared, so anything there now (a symlink included) is not
 	// ours to write through.
-	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := parent.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyN(f, tr, hdr.Size); err != nil {
+	if _, err := io.CopyN(&ratioWriter{x: x, name: name, w: f}, tr, hdr.Size); err != nil {
 		f.Close()
-		return fmt.Errorf("reading model package: %s: %w", name, err)
+		if errors.Is(err, ErrTooLarge) {
+			return err
+		}
+		return fmt.Errorf("reading model package: %s: %w", shorten(name), err)
 	}
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
@@ -346,9 +515,37 @@ func (x *extractor) writeFile(name string, hdr *tar.Header, tr io.Reader) error 
 	return f.Close()
 }
 
+// ratioWriter writes a file's content while the package stays within its expansion ratio:
+// it writes what the ratio allows of each chunk and refuses the rest, so that a bomb is
+// stopped at the limit rather than after it.
+type ratioWriter struct {
+	x    *extractor
+	name string
+	w    io.Writer
+}
+
+func (rw *ratioWriter) Write(p []byte) (int, error) {
+	x := rw.x
+	allowed := int64(len(p))
+	if x.lim.MaxRatio > 0 {
+		limit := max(x.lim.RatioFloor, x.lim.MaxRatio*x.in.n)
+		allowed = min(allowed, max(limit-x.written, 0))
+	}
+	n, err := rw.w.Write(p[:allowed])
+	x.written += int64(n)
+	if err == nil && n < len(p) {
+		err = fmt.Errorf("%w: %s: the package unpacks to more than %d:1 of its compressed size (%d bytes from %d compressed bytes read, past the %d bytes any package may unpack to)",
+			ErrTooLarge, shorten(rw.name), x.lim.MaxRatio, x.written+int64(len(p)-n), x.in.n, x.lim.RatioFloor)
+	}
+	return n, err
+}
+
 func (x *extractor) symlink(name, target string) error {
 	if target == "" || strings.ContainsRune(target, 0) {
 		return fmt.Errorf("%w: symlink %s has an empty target", ErrUnsafePath, name)
+	}
+	if len(target) > MaxPathBytes {
+		return fmt.Errorf("%w: symlink %s has a target of %d bytes, over the limit of %d", ErrUnsafePath, name, len(target), MaxPathBytes)
 	}
 	// An absolute target points outside dest wherever dest ends up.
 	if strings.HasPrefix(target, "/") || filepath.IsAbs(target) {
@@ -357,10 +554,11 @@ func (x *extractor) symlink(name, target string) error {
 	if resolved := path.Join(path.Dir(name), target); resolved == ".." || strings.HasPrefix(resolved, "../") {
 		return fmt.Errorf("%w: symlink %s points outside the package (%s)", ErrUnsafePath, name, target)
 	}
-	if err := x.prepareLeaf(name); err != nil {
+	parent, base, err := x.prepareLeaf(name)
+	if err != nil {
 		return err
 	}
-	if err := x.root.Symlink(target, name); err != nil {
+	if err := parent.Symlink(target, base); err != nil {
 		return err
 	}
 	x.symlinks = append(x.symlinks, name)

@@ -27,6 +27,7 @@ type devConfig struct {
 	TemporalNamespace string
 	DatabaseURL       string
 	MaxArchiveBytes   int64
+	MaxUnpackedBytes  int64
 	GPUProfile        string
 	python            pythonConfig
 	SecretsKeyFile    string
@@ -66,6 +67,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
 	f.DurationVar(&c.WebsocketDrainTimeout, "websocket-drain-timeout", envDuration("MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT", gateway.DefaultWebsocketDrainTimeout), "longest a websocket stays open once its replica drains; then it is closed with 1001 (MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT)")
 	f.Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
+	maxUnpackedFlag(cmd, &c.MaxUnpackedBytes)
 	f.StringVar(&c.SecretsKeyFile, "secrets-key-file", envString("MODELPLANE_SECRETS_KEY_FILE", ""), "file holding the key that seals workspace secrets; else "+envSecretsKey+"; with neither, <data-dir>/secrets-key, made on first start (MODELPLANE_SECRETS_KEY_FILE)")
 	pythonFlags(cmd, &c.python)
 	asyncGatewayFlags(cmd, &c.async)
@@ -95,7 +97,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,
 		PythonIndexURL:  c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
-		SecretsKeyFile: c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
+		MaxUnpackedBytes: c.MaxUnpackedBytes,
+		SecretsKeyFile:   c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
 		MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,
 		WebsocketDrainTimeout: c.WebsocketDrainTimeout,
 		AsyncRateLimit:        c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,

@@ -36,6 +36,7 @@ type serverConfig struct {
 	SecretsKeyFile    string
 	BlobDir           string
 	MaxArchiveBytes   int64
+	MaxUnpackedBytes  int64
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
@@ -98,6 +99,12 @@ func (c serverConfig) secretsAndBlobs() (string, *blob.Dir, error) {
 const envSecretsKey = "MODELPLANE_SECRETS_KEY"
 
 // secretsKeyFlag adds --secrets-key-file.
+// maxUnpackedFlag is --max-unpacked-bytes: the most an uploaded model package may unpack to.
+func maxUnpackedFlag(cmd *cobra.Command, p *int64) {
+	cmd.Flags().Int64Var(p, "max-unpacked-bytes", int64(envInt("MODELPLANE_MAX_UNPACKED_BYTES", api.DefaultMaxUnpackedBytes)),
+		"most a model package may unpack to, in every workspace; more is 413 (MODELPLANE_MAX_UNPACKED_BYTES)")
+}
+
 func secretsKeyFlag(cmd *cobra.Command, file *string, what string) {
 	cmd.Flags().StringVar(file, "secrets-key-file", envString("MODELPLANE_SECRETS_KEY_FILE", ""),
 		"file holding the 32-byte key, base64, that "+what+"; else "+envSecretsKey+" holds it; with neither, secrets are off (MODELPLANE_SECRETS_KEY_FILE)")
@@ -156,7 +163,8 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			srv := &http.Server{
 				Addr: c.Listen,
 				Handler: api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
-					Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, SecretsKey: secretsKey}),
+					Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
+					SecretsKey: secretsKey}),
 				ReadHeaderTimeout: 10 * time.Second,
 			}
 			log.Info("api listening", "addr", c.Listen)
@@ -166,6 +174,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "where model packages are stored; shared by every API process (MODELPLANE_BLOB_DIR)")
 	cmd.Flags().Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
+	maxUnpackedFlag(cmd, &c.MaxUnpackedBytes)
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
 	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets; the worker needs the same one")
 	databaseFlag(cmd, &c.DatabaseURL)
