@@ -115,7 +115,7 @@ func checkContent(body []byte, binary []string) error {
 		if n > 0 && stack[n-1].obj && stack[n-1].wantKey {
 			key, _ := tok.(string)
 			if strings.IndexByte(key, 0) >= 0 {
-				return Errorf(http.StatusBadRequest, "%s: a key must not contain NUL (\\u0000)", jsonPath(stack))
+				return Errorf(http.StatusBadRequest, "%s: a key must not contain NUL (\\u0000)", jsonPath(stack[:n-1]))
 			}
 			stack[n-1].key, stack[n-1].wantKey = key, false
 			continue
@@ -137,6 +137,26 @@ func checkContent(body []byte, binary []string) error {
 		default:
 			endValue()
 		}
+	}
+}
+
+// refuseNULInURL answers 400 naming the path parameter or query parameter that holds NUL:
+// each is looked up in PostgreSQL as text, which cannot hold it.
+func refuseNULInURL(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		for i, name := range c.ParamNames() {
+			if i < len(c.ParamValues()) && strings.IndexByte(c.ParamValues()[i], 0) >= 0 {
+				return Errorf(http.StatusBadRequest, "%s: must not contain NUL (\\u0000)", name)
+			}
+		}
+		for name, values := range c.QueryParams() {
+			for _, v := range values {
+				if strings.IndexByte(name, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
+					return Errorf(http.StatusBadRequest, "%q: a query parameter must not contain NUL (\\u0000)", name)
+				}
+			}
+		}
+		return next(c)
 	}
 }
 
