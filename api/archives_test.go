@@ -268,7 +268,12 @@ func TestArchives_UploadWhoseRowIsNotWrittenLeavesNoBlob(t *testing.T) {
 		return "sha256:" + hex.EncodeToString(sum[:])
 	}
 
-	pkg := greeterPackage(t)
+	// Bytes of its own: archives of other tests' workspaces refer to the greeter's.
+	pkg := packDir(t, map[string]string{
+		"config.yaml":    greeterConfig,
+		"model/model.py": "class Model:\n    def predict(self, x):\n        return x\n",
+		"model/id.txt":   m.WorkspaceID,
+	})
 	rec := upload(t, f.e, key, "application/gzip", pkg)
 	require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
 	_, _, err = deps.Blobs.Open(ctx, digestOf(pkg))
