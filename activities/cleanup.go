@@ -59,6 +59,46 @@ func (a *Activities) PruneArchives(ctx context.Context, in contract.PruneArchive
 	return res, nil
 }
 
+// orphanBatch is how many blobs PruneOrphanBlobs looks up in one query.
+const orphanBatch = 500
+
+// PruneOrphanBlobs removes the blobs last stored before in.Before that no archive of any
+// workspace and no upload key refers to: those of uploads that failed after storing them.
+// The grace period keeps an upload's blob while its row is being written; a blob stored
+// again since it was listed (Put touches it) stays.
+func (a *Activities) PruneOrphanBlobs(ctx context.Context, in contract.PruneOrphanBlobsInput) (contract.PruneOrphanBlobsResult, error) {
+	var res contract.PruneOrphanBlobsResult
+	if a.Blobs == nil {
+		return res, nil
+	}
+	digests, err := a.Blobs.Older(ctx, in.Before)
+	if err != nil {
+		return res, err
+	}
+	for start := 0; start < len(digests); start += orphanBatch {
+		batch := digests[start:min(start+orphanBatch, len(digests))]
+		referenced, err := store.ReferencedBlobs(ctx, a.DB, batch)
+		if err != nil {
+			return res, err
+		}
+		for _, d := range batch {
+			if referenced[d] {
+				continue
+			}
+			deleted, err := a.Blobs.DeleteIfOlder(ctx, d, in.Before)
+			if err != nil {
+				return res, err
+			}
+			if deleted {
+				res.Blobs++
+				activity.GetLogger(ctx).Info("removed a blob nothing refers to", "digest", d)
+			}
+		}
+		activity.RecordHeartbeat(ctx, start+len(batch))
+	}
+	return res, nil
+}
+
 // PruneGatewayReports deletes the reports of gateways that have not reported since
 // in.Before, dead gateways that did not shut down cleanly.
 func (a *Activities) PruneGatewayReports(ctx context.Context, in contract.PruneGatewayReportsInput) (contract.PruneGatewayReportsResult, error) {

@@ -2,6 +2,8 @@ package activities_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +105,38 @@ func TestPruneGatewayReports_RemovesOnlyGatewaysSilentSinceBefore(t *testing.T) 
 	var left []string
 	require.NoError(t, f.db.SelectContext(ctx, &left, `SELECT gateway_id FROM gateway_reports WHERE gateway_id LIKE 'gw-%' ORDER BY gateway_id`))
 	require.Equal(t, []string{"gw-live"}, left)
+}
+
+func TestPruneOrphanBlobs_RemovesOnlyOldBlobsNothingRefersTo(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	root := t.TempDir()
+	blobs, err := blob.NewDir(root)
+	require.NoError(t, err)
+	f.acts.Blobs = blobs
+	put := func(content string, age time.Duration) string {
+		digest, _, _, err := blobs.Put(ctx, strings.NewReader(content), 100)
+		require.NoError(t, err)
+		when := time.Now().Add(-age)
+		require.NoError(t, os.Chtimes(filepath.Join(root, "sha256", strings.TrimPrefix(digest, "sha256:")), when, when))
+		return digest
+	}
+	orphan := put("left by a failed upload", 2*time.Hour)
+	archived := put("an archive's", 2*time.Hour)
+	uploading := put("an upload in flight", time.Minute)
+	_, _, err = store.CreateArchive(ctx, f.db, store.Archive{WorkspaceID: f.dep.WorkspaceID, ID: archived, SizeBytes: 12, Config: []byte(h100Config)})
+	require.NoError(t, err)
+
+	val, err := f.env.ExecuteActivity(f.acts.PruneOrphanBlobs, contract.PruneOrphanBlobsInput{Before: time.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	var res contract.PruneOrphanBlobsResult
+	require.NoError(t, val.Get(&res))
+	require.Equal(t, 1, res.Blobs)
+	_, _, err = blobs.Open(ctx, orphan)
+	require.ErrorIs(t, err, blob.ErrNotFound, "an old blob nothing refers to goes")
+	for _, d := range []string{archived, uploading} {
+		r, _, err := blobs.Open(ctx, d)
+		require.NoError(t, err, "a referenced blob, and one within the grace period, stay")
+		r.Close()
+	}
 }

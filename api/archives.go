@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,11 +66,16 @@ func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err 
 	if err != nil {
 		return a, false, fmt.Errorf("storing archive: %w", err)
 	}
+	if created {
+		// From here on, an upload that ends without its row takes its blob away again.
+		defer func() {
+			if err != nil {
+				s.dropBlob(ctx, digest)
+			}
+		}()
+	}
 	cfg, err := s.checkPackage(c, digest)
 	if err != nil {
-		if created {
-			_ = s.deps.Blobs.Delete(ctx, digest)
-		}
 		return a, false, err
 	}
 	cfgJSON, err := json.Marshal(cfg)
@@ -79,6 +85,21 @@ func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err 
 	return store.CreateArchive(ctx, s.deps.DB, store.Archive{
 		WorkspaceID: principal(c).WorkspaceID, ID: digest, SizeBytes: size, Config: cfgJSON,
 	})
+}
+
+// dropBlob removes the blob a failed upload stored, unless an archive row (of any workspace)
+// or an upload key refers to it by now: blobs are shared by content. A blob this upload did
+// not create was there before it and is left alone; one that cannot be removed now is left
+// to the cleanup's sweep of blobs nothing refers to.
+func (s *Server) dropBlob(ctx context.Context, digest string) {
+	ctx = context.WithoutCancel(ctx) // the upload may have failed because its request ended
+	referenced, err := store.ReferencedBlobs(ctx, s.deps.DB, []string{digest})
+	if err == nil && !referenced[digest] {
+		err = s.deps.Blobs.Delete(ctx, digest)
+	}
+	if err != nil {
+		s.log.Warn("removing the blob of a failed upload; the cleanup sweep will", "digest", digest, "err", err)
+	}
 }
 
 // checkPackage unpacks the stored blob into scratch space and returns its config. A package

@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
@@ -231,4 +232,60 @@ func TestPrepareModelUpload_BombPutIs413AndLeavesTheKeyFree(t *testing.T) {
 
 	rec = put(t, f, f.key, uploadKey, greeterPackage(t))
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+}
+
+// failArchiveInserts makes PostgreSQL refuse every archive row of the workspace until the
+// test ends, as a database failing mid-upload would.
+func failArchiveInserts(t *testing.T, f *fixture, workspaceID string) {
+	t.Helper()
+	name := "fail_archives_" + workspaceID
+	_, err := f.db.Exec(`CREATE FUNCTION ` + name + `() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.workspace_id = '` + workspaceID + `' THEN RAISE EXCEPTION 'injected failure'; END IF;
+			RETURN NEW;
+		END $$`)
+	require.NoError(t, err)
+	_, err = f.db.Exec(`CREATE TRIGGER ` + name + ` BEFORE INSERT ON archives FOR EACH ROW EXECUTE FUNCTION ` + name + `()`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = f.db.Exec(`DROP TRIGGER ` + name + ` ON archives`)
+		_, _ = f.db.Exec(`DROP FUNCTION ` + name + `()`)
+	})
+}
+
+func TestArchives_UploadWhoseRowIsNotWrittenLeavesNoBlob(t *testing.T) {
+	db, err := store.Open(context.Background(), dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	deps := apitest.Deps(t, db)
+	f := &fixture{db: db, e: api.New(deps)}
+	ctx := context.Background()
+	_, _, other := f.workspace(t)
+	m, _, key := f.workspace(t)
+	failArchiveInserts(t, f, m.WorkspaceID)
+	digestOf := func(pkg []byte) string {
+		sum := sha256.Sum256(pkg)
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+
+	// Bytes of its own: archives of other tests' workspaces refer to the greeter's.
+	pkg := packDir(t, map[string]string{
+		"config.yaml":    greeterConfig,
+		"model/model.py": "class Model:\n    def predict(self, x):\n        return x\n",
+		"model/id.txt":   m.WorkspaceID,
+	})
+	rec := upload(t, f.e, key, "application/gzip", pkg)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
+	_, _, err = deps.Blobs.Open(ctx, digestOf(pkg))
+	require.ErrorIs(t, err, blob.ErrNotFound, "the failed upload took its blob away")
+
+	// The same bytes uploaded by another workspace are its archive: they stay.
+	shared := echoPackage(t)
+	rec = upload(t, f.e, other, "application/gzip", shared)
+	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+	rec = upload(t, f.e, key, "application/gzip", shared)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
+	r, _, err := deps.Blobs.Open(ctx, digestOf(shared))
+	require.NoError(t, err, "a blob another workspace's archive refers to stays")
+	r.Close()
 }

@@ -43,6 +43,9 @@ func toError(err error) (e *Error, internal bool) {
 		return Errorf(http.StatusConflict, "conflict: %s", storeErr.Detail), false
 	case errors.As(err, &storeErr) && errors.Is(err, store.ErrConstraint):
 		return Errorf(http.StatusUnprocessableEntity, "%s", storeErr.Detail), false
+	case errors.As(err, &storeErr) && errors.Is(err, store.ErrUnstorable):
+		// A backstop: the body checks refuse such content first, naming the field.
+		return Errorf(http.StatusBadRequest, "the request holds content the database cannot store: %s", storeErr.Detail), false
 	case errors.As(err, &httpErr):
 		msg := http.StatusText(httpErr.Code)
 		if s, ok := httpErr.Message.(string); ok && s != "" {

@@ -61,7 +61,8 @@ func secretView(sec store.Secret, team string) apiv1.SecretV1 {
 // ones keep the one they started with. No message repeats the value.
 func (s *Server) upsertSecret(c echo.Context) error {
 	// A value may grow sixfold when JSON escapes it (\u0000).
-	obj, err := readObjectUpTo(c, 6*MaxSecretValueBytes+4096, "name", "value")
+	// The value is sealed and stored as bytes, so it may hold NUL.
+	obj, err := readObjectStoring(c, 6*MaxSecretValueBytes+4096, []string{"value"}, "name", "value")
 	if err != nil {
 		return err
 	}

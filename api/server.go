@@ -85,7 +85,7 @@ func New(deps Deps) *echo.Echo {
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
 
-	v1 := e.Group("/v1", RequireKey(deps.DB, s.log))
+	v1 := e.Group("/v1", RequireKey(deps.DB, s.log), refuseNULInURL)
 	v1.GET("/models", s.listModels)
 	v1.GET("/models/:model_id", s.getModel)
 	v1.GET("/models/:model_id/deployments", s.listDeployments)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 )
 
 // ErrNotFound means no blob has that digest.
@@ -32,6 +33,12 @@ type Store interface {
 	Open(ctx context.Context, digest string) (io.ReadCloser, int64, error)
 	// Delete removes a blob; a missing one is not an error.
 	Delete(ctx context.Context, digest string) error
+	// Older lists the digests of the blobs last stored before t. Put of content that is
+	// there already counts as storing it again.
+	Older(ctx context.Context, t time.Time) ([]string, error)
+	// DeleteIfOlder removes a blob when it was last stored before t, and says whether it did;
+	// a blob stored again since Older listed it stays.
+	DeleteIfOlder(ctx context.Context, digest string, t time.Time) (bool, error)
 }
 
 var digestPattern = regexp.MustCompile(`^sha256:([0-9a-f]{64})$`)
@@ -88,6 +95,11 @@ func (d *Dir) Put(ctx context.Context, r io.Reader, limit int64) (string, int64,
 	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	final, _ := d.path(digest)
 	if _, err := os.Stat(final); err == nil {
+		// Stored again: a sweep of old unreferenced blobs must wait for this upload's row.
+		now := time.Now()
+		if err := os.Chtimes(final, now, now); err != nil {
+			return "", 0, false, err
+		}
 		return digest, n, false, nil
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
@@ -127,6 +139,57 @@ func (d *Dir) Delete(_ context.Context, digest string) error {
 		return err
 	}
 	return nil
+}
+
+// Older implements Store: the blobs whose file was last modified before t.
+func (d *Dir) Older(ctx context.Context, t time.Time) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(d.root, "sha256"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		digest := "sha256:" + e.Name()
+		if !e.Type().IsRegular() || !digestPattern.MatchString(digest) {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if info.ModTime().Before(t) {
+			out = append(out, digest)
+		}
+	}
+	return out, nil
+}
+
+// DeleteIfOlder implements Store.
+func (d *Dir) DeleteIfOlder(_ context.Context, digest string, t time.Time) (bool, error) {
+	p, err := d.path(digest)
+	if err != nil {
+		return false, nil
+	}
+	info, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !info.ModTime().Before(t) {
+		return false, nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
 }
 
 // readerCtx stops a long upload when its request is cancelled.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -77,4 +78,53 @@ func TestDir_PutStopsWhenCancelled(t *testing.T) {
 	cancel()
 	_, _, _, err = d.Put(ctx, strings.NewReader("x"), 10)
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// age sets a blob's modification time to when.
+func age(t *testing.T, root, digest string, when time.Time) {
+	t.Helper()
+	p := filepath.Join(root, "sha256", strings.TrimPrefix(digest, "sha256:"))
+	require.NoError(t, os.Chtimes(p, when, when))
+}
+
+func TestDir_OlderAndDeleteIfOlderGoByWhenABlobWasLastStored(t *testing.T) {
+	root := t.TempDir()
+	d, err := blob.NewDir(root)
+	require.NoError(t, err)
+	ctx := context.Background()
+	old, _, _, err := d.Put(ctx, strings.NewReader("old"), 100)
+	require.NoError(t, err)
+	again, _, _, err := d.Put(ctx, strings.NewReader("stored again"), 100)
+	require.NoError(t, err)
+	fresh, _, _, err := d.Put(ctx, strings.NewReader("fresh"), 100)
+	require.NoError(t, err)
+	hourAgo := time.Now().Add(-time.Hour)
+	age(t, root, old, hourAgo.Add(-time.Minute))
+	age(t, root, again, hourAgo.Add(-time.Minute))
+
+	got, err := d.Older(ctx, hourAgo)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{old, again}, got)
+
+	// Put of content that is there makes it new again, so a sweep leaves an upload's blob.
+	_, _, created, err := d.Put(ctx, strings.NewReader("stored again"), 100)
+	require.NoError(t, err)
+	require.False(t, created)
+	deleted, err := d.DeleteIfOlder(ctx, again, hourAgo)
+	require.NoError(t, err)
+	require.False(t, deleted)
+	deleted, err = d.DeleteIfOlder(ctx, old, hourAgo)
+	require.NoError(t, err)
+	require.True(t, deleted)
+	deleted, err = d.DeleteIfOlder(ctx, fresh, hourAgo)
+	require.NoError(t, err)
+	require.False(t, deleted)
+
+	got, err = d.Older(ctx, hourAgo)
+	require.NoError(t, err)
+	require.Empty(t, got)
+	for _, digest := range []string{again, fresh} {
+		_, _, err := d.Open(ctx, digest)
+		require.NoError(t, err)
+	}
 }

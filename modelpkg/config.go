@@ -203,6 +203,9 @@ func ParseConfig(text []byte) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	if err := storable(top, "", 1); err != nil {
+		return Config{}, err
+	}
 	seen, err := decodeTop(top, &cfg)
 	if err != nil {
 		return Config{}, err
@@ -390,6 +393,47 @@ func eachKey(m *yaml.Node, prefix string, fn func(key, field string, v *yaml.Nod
 		keys[key] = true
 		if err := fn(key, prefix+key, m.Content[i+1]); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// MaxDepth bounds how deeply config.yaml nests (the top-level mapping is level 1): a
+// config is kept in PostgreSQL, which refuses deep enough JSON.
+const MaxDepth = 64
+
+// storable refuses what PostgreSQL cannot keep of a config, naming the key: a key or string
+// value holding NUL (YAML's "\0"), which text and jsonb cannot hold, and nesting deeper than
+// MaxDepth.
+func storable(n *yaml.Node, field string, depth int) error {
+	if n.Kind == yaml.AliasNode {
+		return nil // the anchored node is checked where it stands
+	}
+	if n.Kind == yaml.ScalarNode {
+		if strings.IndexByte(n.Value, 0) >= 0 {
+			return fieldErr(field, "must not contain NUL (\\0)")
+		}
+		return nil
+	}
+	if depth > MaxDepth {
+		return fieldErr(field, "nested deeper than %d levels", MaxDepth)
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if strings.IndexByte(k.Value, 0) >= 0 {
+				return fieldErr(field, "a key must not contain NUL (\\0)")
+			}
+			if err := storable(n.Content[i+1], strings.TrimPrefix(field+"."+k.Value, "."), depth+1); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if err := storable(item, fmt.Sprintf("%s[%d]", field, i), depth+1); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

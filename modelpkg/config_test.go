@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -202,6 +203,38 @@ func TestParseConfig_RejectsBrokenRulesNamingTheField(t *testing.T) {
 			assert.NotEmpty(t, fe.Message)
 		})
 	}
+}
+
+func TestParseConfig_RefusesWhatPostgreSQLCannotStoreNamingTheKey(t *testing.T) {
+	deep := "model_name: m\nmodel_metadata: {a: " + strings.Repeat("[", 100) + strings.Repeat("]", 100) + "}\n"
+	tests := []struct {
+		name      string
+		yaml      string
+		wantField string
+	}{
+		{"NUL in model_metadata", "model_name: m\nmodel_metadata: {note: \"a\\0b\"}\n", "model_metadata.note"},
+		{"NUL deep in model_metadata", "model_name: m\nmodel_metadata: {a: [x, {b: \"\\0\"}]}\n", "model_metadata.a[1].b"},
+		{"NUL in a model_metadata key", "model_name: m\nmodel_metadata: {\"a\\0\": 1}\n", "model_metadata"},
+		{"NUL in an environment variable", "model_name: m\nenvironment_variables: {A: \"x\\0\"}\n", "environment_variables.A"},
+		{"NUL in an unknown key's value", "model_name: m\nextra: \"\\0\"\n", "extra"},
+		{"NUL in description", "model_name: m\ndescription: \"\\0\"\n", "description"},
+		{"nested too deeply", deep, "model_metadata.a" + strings.Repeat("[0]", modelpkg.MaxDepth-2)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := modelpkg.ParseConfig([]byte(tt.yaml))
+			var fe *modelpkg.FieldError
+			require.ErrorAs(t, err, &fe, "want a *FieldError for %q, got %v", tt.yaml, err)
+			assert.Equal(t, tt.wantField, fe.Field, "field of %q", err)
+			assert.NotEmpty(t, fe.Message)
+		})
+	}
+}
+
+func TestParseConfig_KeepsNestingWithinTheLimit(t *testing.T) {
+	n := modelpkg.MaxDepth - 2 // the file's mapping and model_metadata's are two levels
+	_, err := modelpkg.ParseConfig([]byte("model_name: m\nmodel_metadata: {a: " + strings.Repeat("[", n) + strings.Repeat("]", n) + "}\n"))
+	require.NoError(t, err)
 }
 
 func make256(c byte) []byte {

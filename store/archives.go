@@ -102,3 +102,20 @@ func DeleteArchive(ctx context.Context, db *sqlx.DB, workspaceID, id string) (bl
 	})
 	return blobShared, err
 }
+
+// ReferencedBlobs returns which of the digests an archive (of any workspace) or an upload
+// key refers to: their blobs must stay.
+func ReferencedBlobs(ctx context.Context, db sqlx.QueryerContext, digests []string) (map[string]bool, error) {
+	var ids []string
+	if err := list(ctx, db, &ids, `
+		SELECT id FROM archives WHERE id = ANY($1)
+		UNION
+		SELECT archive_id FROM archive_uploads WHERE archive_id = ANY($1)`, pq.Array(digests)); err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}

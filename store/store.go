@@ -27,11 +27,14 @@ var (
 	// ErrConstraint means the write breaks one of the schema's rules (a check constraint or
 	// trigger), such as removing a model's production environment.
 	ErrConstraint = errors.New("refused by a data rule")
+	// ErrUnstorable means PostgreSQL cannot store the value given: text or jsonb with NUL
+	// (\u0000) or bytes that are not UTF-8, or a value too deeply nested.
+	ErrUnstorable = errors.New("content the database cannot store")
 )
 
 // Error is a store error that keeps what PostgreSQL said. errors.Is matches its Kind.
 type Error struct {
-	Kind       error  // ErrConflict or ErrConstraint
+	Kind       error  // ErrConflict, ErrConstraint or ErrUnstorable
 	Constraint string // the constraint or index PostgreSQL named, if any
 	Detail     string // PostgreSQL's message
 }
@@ -53,6 +56,9 @@ const (
 	codeExclusionViolation  = "23P01"
 	codeCheckViolation      = "23514"
 	codeNotNullViolation    = "23502"
+	codeInvalidByteSequence = "22021" // NUL or invalid UTF-8 in text
+	codeUnsupportedEscape   = "22P05" // \u0000 in jsonb
+	codeStatementTooComplex = "54001" // too deeply nested
 )
 
 // translate turns driver errors into the store's sentinels and leaves others as they are.
@@ -72,6 +78,8 @@ func translate(err error) error {
 		return &Error{Kind: ErrConflict, Constraint: pqErr.Constraint, Detail: pqErr.Message}
 	case codeCheckViolation, codeNotNullViolation:
 		return &Error{Kind: ErrConstraint, Constraint: pqErr.Constraint, Detail: pqErr.Message}
+	case codeInvalidByteSequence, codeUnsupportedEscape, codeStatementTooComplex:
+		return &Error{Kind: ErrUnstorable, Detail: pqErr.Message}
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -369,4 +370,16 @@ func TestDeleteModel_WithAPromotionRemovesEverything(t *testing.T) {
 	var left int
 	require.NoError(t, db.Get(&left, `SELECT count(*) FROM promotions WHERE model_id = $1`, m.ID))
 	require.Zero(t, left)
+}
+
+func TestTranslate_ContentPostgreSQLCannotStoreIsErrUnstorable(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+
+	_, err := store.CreateModel(ctx, db, m.WorkspaceID, "a\x00b")
+	require.ErrorIs(t, err, store.ErrUnstorable, "NUL in text")
+	_, _, err = store.CreateArchive(ctx, db, store.Archive{WorkspaceID: m.WorkspaceID, ID: "sha256:" + strings.Repeat("0", 64),
+		SizeBytes: 1, Config: json.RawMessage(`{"note": "a\u0000b"}`)})
+	require.ErrorIs(t, err, store.ErrUnstorable, "NUL in jsonb")
 }

@@ -13,6 +13,9 @@ import (
 // recorded before Cleanup starts it instead.
 const AsyncStartGrace = 30 * time.Second
 
+// orphanBlobSweepChange versions the step that sweeps blobs nothing refers to.
+const orphanBlobSweepChange = "sweep-orphan-blobs"
+
 // Cleanup removes data that nothing needs any more. It runs on a schedule; each step is an
 // idempotent activity, so an overlapping or repeated run does no harm.
 func Cleanup(ctx workflow.Context, in contract.CleanupInput) (contract.CleanupResult, error) {
@@ -28,6 +31,9 @@ func Cleanup(ctx workflow.Context, in contract.CleanupInput) (contract.CleanupRe
 	}
 	if in.AsyncRequestRetention <= 0 {
 		in.AsyncRequestRetention = def.AsyncRequestRetention
+	}
+	if in.OrphanBlobGrace <= 0 {
+		in.OrphanBlobGrace = def.OrphanBlobGrace
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -85,9 +91,25 @@ func Cleanup(ctx workflow.Context, in contract.CleanupInput) (contract.CleanupRe
 		return out, err
 	}
 	out.AsyncOutputsPurged, out.AsyncRequestsDeleted = purged.Outputs, purged.Requests
+	// Last of all, behind a version, so that runs from before the sweep existed replay
+	// unchanged. A sweep of a large store reports progress.
+	if workflow.GetVersion(ctx, orphanBlobSweepChange, workflow.DefaultVersion, 1) == 1 {
+		sweepCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 15 * time.Minute, HeartbeatTimeout: 2 * time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 3},
+		})
+		var orphans contract.PruneOrphanBlobsResult
+		if err := workflow.ExecuteActivity(sweepCtx, contract.ActivityPruneOrphanBlobs, contract.PruneOrphanBlobsInput{
+			Before: now.Add(-in.OrphanBlobGrace),
+		}).Get(ctx, &orphans); err != nil {
+			return out, err
+		}
+		out.OrphanBlobsDeleted = orphans.Blobs
+	}
 	workflow.GetLogger(ctx).Info("cleanup done", "load_samples_deleted", out.LoadSamplesDeleted,
 		"replicas_stopped", out.ReplicasStopped, "archives_deleted", out.ArchivesDeleted,
 		"gateway_reports_deleted", out.GatewayReportsDeleted, "async_workflows_started", out.AsyncWorkflowsStarted,
-		"async_outputs_purged", out.AsyncOutputsPurged, "async_requests_deleted", out.AsyncRequestsDeleted)
+		"async_outputs_purged", out.AsyncOutputsPurged, "async_requests_deleted", out.AsyncRequestsDeleted,
+		"orphan_blobs_deleted", out.OrphanBlobsDeleted)
 	return out, nil
 }

@@ -78,6 +78,13 @@ func runCleanup(t *testing.T, in contract.CleanupInput, prune func() (contract.P
 			}
 			return contract.PurgeAsyncResult{Outputs: 6, Requests: int64(retention / time.Hour)}, nil
 		})
+	env.OnActivity(a.PruneOrphanBlobs, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in contract.PruneOrphanBlobsInput) (contract.PruneOrphanBlobsResult, error) {
+			if want := cleanupStart.Add(-time.Hour); !in.Before.Equal(want) {
+				return contract.PruneOrphanBlobsResult{}, errors.New("orphan blob cutoff is " + in.Before.String())
+			}
+			return contract.PruneOrphanBlobsResult{Blobs: 8}, nil
+		})
 	env.ExecuteWorkflow(workflows.Cleanup, in)
 	require.True(t, env.IsWorkflowCompleted())
 	return env, calls
@@ -99,6 +106,7 @@ func TestCleanup_PrunesSamplesOlderThanRetention(t *testing.T) {
 	require.Equal(t, 5, res.AsyncWorkflowsStarted, "async requests whose gateway did not start their workflow are started")
 	require.EqualValues(t, 6, res.AsyncOutputsPurged)
 	require.EqualValues(t, 7*24, res.AsyncRequestsDeleted, "finished async requests are kept a week by default")
+	require.Equal(t, 8, res.OrphanBlobsDeleted, "blobs nothing refers to go an hour after they were last stored")
 	require.Len(t, calls, 1)
 	want := cleanupStart.Add(-30 * time.Minute)
 	require.True(t, calls[0].Before.Equal(want), "cutoff %v, want %v", calls[0].Before, want)

@@ -34,6 +34,17 @@ type PruneArchivesResult struct {
 	Archives, Blobs int
 }
 
+// PruneOrphanBlobsInput says how long ago a blob must have been last stored for a sweep to
+// remove it when nothing refers to it.
+type PruneOrphanBlobsInput struct {
+	Before time.Time
+}
+
+// PruneOrphanBlobsResult says how many blobs went.
+type PruneOrphanBlobsResult struct {
+	Blobs int
+}
+
 // GatewayReportRetention is how long the report of a gateway that stopped reporting is kept:
 // drains ignore it after store.GatewayDownAfter already, so it only helps someone looking
 // into what happened to that gateway.

@@ -23,6 +23,7 @@ const (
 	ActivityPruneArchives             = "PruneArchives"
 	ActivityPruneGatewayReports       = "PruneGatewayReports"
 	ActivityPruneLoadSamples          = "PruneLoadSamples"
+	ActivityPruneOrphanBlobs          = "PruneOrphanBlobs"
 	ActivityPurgeAsync                = "PurgeAsync"
 	ActivityRunAsyncAttempt           = "RunAsyncAttempt"
 	ActivityScaleDeployment           = "ScaleDeployment"

@@ -22,15 +22,18 @@ type CleanupInput struct {
 	// AsyncRequestRetention is how long a finished async request stays readable, without its
 	// output once that has expired.
 	AsyncRequestRetention time.Duration
+	// OrphanBlobGrace is how long a blob no archive or upload refers to is kept after it was
+	// last stored: longer than any upload takes between storing its blob and writing its row.
+	OrphanBlobGrace time.Duration
 }
 
 // DefaultCleanupInput keeps load samples for two hours (twice the longest window), unused
 // archives for a day and finished async requests for a week; leftover replicas are stopped
-// after two quiet minutes.
+// after two quiet minutes; blobs nothing refers to go an hour after they were last stored.
 func DefaultCleanupInput() CleanupInput {
 	return CleanupInput{
 		LoadSampleRetention: 2 * time.Hour, ArchiveRetention: 24 * time.Hour, ReplicaQuietPeriod: 2 * time.Minute,
-		AsyncRequestRetention: 7 * 24 * time.Hour,
+		AsyncRequestRetention: 7 * 24 * time.Hour, OrphanBlobGrace: time.Hour,
 	}
 }
 
@@ -48,4 +51,7 @@ type CleanupResult struct {
 	// requests deleted after AsyncRequestRetention.
 	AsyncOutputsPurged   int64
 	AsyncRequestsDeleted int64
+	// OrphanBlobsDeleted counts blobs no archive or upload referred to, left by uploads that
+	// failed after storing them.
+	OrphanBlobsDeleted int
 }
