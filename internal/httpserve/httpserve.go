@@ -124,7 +124,7 @@ type refusingWriter struct {
 }
 
 func (w *refusingWriter) WriteHeader(code int) {
-	if !w.header {
+	if !w.header && code >= http.StatusOK { // 1xx answers are not the answer
 		w.header = true
 		if code >= 400 && !w.body.started.Load() {
 			// Connection: close keeps net/http from discarding the unread body before the
