@@ -80,6 +80,11 @@ func BoundBody(d time.Duration, h http.Handler) http.Handler {
 		b := &idleBody{body: r.Body, rc: rc, d: d}
 		r.Body = b
 		h.ServeHTTP(&refusingWriter{ResponseWriter: w, rc: rc, body: b}, r)
+		if !b.done.Load() {
+			// The handler left the body unread: net/http discards it next, for no longer
+			// than a body may go without a byte.
+			_ = rc.SetReadDeadline(time.Now().Add(d))
+		}
 	})
 }
 
@@ -132,6 +137,10 @@ func (w *refusingWriter) WriteHeader(code int) {
 			w.Header().Set("Connection", "close")
 			w.body.done.Store(true)
 			_ = w.rc.SetReadDeadline(time.Now().Add(-time.Second))
+		} else if !w.body.done.Load() {
+			// net/http discards what is left of the body before the answer goes out: that
+			// wait is bounded too (and reads of the body renew it).
+			_ = w.rc.SetReadDeadline(time.Now().Add(w.body.d))
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

@@ -72,6 +72,29 @@ func TestBoundBody_RefusesAnUnreadBodyAtOnce(t *testing.T) {
 	require.NoError(t, err, "the connection closes rather than waiting for the body")
 }
 
+// A handler that answers without reading the body (an action taking no input) must not let
+// net/http wait forever to discard a declared body that never comes.
+func TestBoundBody_BoundsTheDiscardOfAnUnreadBody(t *testing.T) {
+	for name, h := range map[string]http.HandlerFunc{
+		"writes an answer": func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") },
+		"writes nothing":   func(http.ResponseWriter, *http.Request) {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			addr := serve(t, h, Timeouts{BodyRead: 500 * time.Millisecond})
+			conn, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer conn.Close()
+			_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+			require.NoError(t, err)
+			start := time.Now()
+			require.NoError(t, conn.SetReadDeadline(start.Add(5*time.Second)))
+			got, err := io.ReadAll(conn)
+			require.NoError(t, err, "the connection is still open after %s; got %q", time.Since(start), got)
+			assert.Less(t, time.Since(start), 3*time.Second)
+		})
+	}
+}
+
 func TestMetricsToken_AsksForTheBearerToken(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics") })
 	for _, tc := range []struct {
