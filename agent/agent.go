@@ -21,6 +21,7 @@ import (
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/pyenv"
 	"github.com/modelplane/modelplane/agent/runtime"
+	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/nvml"
 )
 
@@ -49,7 +50,11 @@ type Config struct {
 	// packages' requirements; empty leaves pip's own configuration to decide.
 	PythonIndexURL  string
 	PythonFindLinks string
-	Logger          *slog.Logger
+	// HTTPTimeouts bound how long a client may hold a connection to the agent API without
+	// sending; the agent takes small bodies only, so the whole request is bounded too
+	// (httpserve.DefaultReadTimeout unless Read is set).
+	HTTPTimeouts httpserve.Timeouts
+	Logger       *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -176,7 +181,11 @@ func (a *Agent) persist() {
 func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	a.ctx = ctx
 	a.restore(ctx)
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	t := a.cfg.HTTPTimeouts
+	if t.Read <= 0 {
+		t.Read = httpserve.DefaultReadTimeout
+	}
+	srv := httpserve.Server(a.Handler(), t)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() {

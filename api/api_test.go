@@ -176,10 +176,36 @@ func TestMetricsCountRequests(t *testing.T) {
 	f := newFixture(t)
 	f.do(t, http.MethodGet, "/v1/models", "")
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+apitest.MetricsToken)
 	rec := httptest.NewRecorder()
 	f.e.ServeHTTP(rec, req)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Contains(t, rec.Body.String(), `modelplane_api_requests_total{method="GET",route="/v1/models",status_code="401"} 1`)
+}
+
+// The metrics' labels name every workspace's models and deployments: no scrape without the
+// metrics token, and an API key is not it.
+func TestMetricsNeedTheMetricsToken(t *testing.T) {
+	f := newFixture(t)
+	_, _, key := f.workspace(t)
+	for _, auth := range []string{"", "Bearer wrong-token", "Api-Key " + key, "Bearer " + key, apitest.MetricsToken} {
+		r := f.do(t, http.MethodGet, "/metrics", auth)
+		require.Equal(t, http.StatusUnauthorized, r.Status, "Authorization %q", auth)
+	}
+	r := f.do(t, http.MethodGet, "/metrics", "Bearer "+apitest.MetricsToken)
+	require.Equal(t, http.StatusOK, r.Status)
+
+	// Empty token: metrics are off, whatever is sent.
+	deps := apitest.Deps(t, f.db)
+	deps.MetricsToken = ""
+	e := api.New(deps)
+	for _, auth := range []string{"", "Bearer ", "Bearer " + apitest.MetricsToken} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusUnauthorized, rec.Code, "Authorization %q", auth)
+	}
 }
 
 // workspacePrincipal returns the workspace ID of an API key.

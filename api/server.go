@@ -19,6 +19,7 @@ import (
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/promutil"
 	"github.com/modelplane/modelplane/secretbox"
 )
@@ -46,6 +47,9 @@ type Deps struct {
 	MaxUnpackedBytes int64
 	// SecretsKey seals workspace secrets; nil turns the secrets routes off (503).
 	SecretsKey *secretbox.Key
+	// MetricsToken is the Bearer token /metrics asks for: its labels name every workspace's
+	// models and deployments. Empty refuses every scrape.
+	MetricsToken string
 }
 
 // Server is the management API over its dependencies.
@@ -54,8 +58,8 @@ type Server struct {
 	log  *slog.Logger
 }
 
-// New builds the API's echo instance: health and metrics routes without auth, /v1 behind
-// RequireKey, and the central error handler.
+// New builds the API's echo instance: health routes without auth, /metrics behind the
+// metrics token, /v1 behind RequireKey, and the central error handler.
 func New(deps Deps) *echo.Echo {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -83,7 +87,7 @@ func New(deps Deps) *echo.Echo {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
+	e.GET("/metrics", echo.WrapHandler(httpserve.MetricsToken(deps.MetricsToken, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))))
 
 	v1 := e.Group("/v1", RequireKey(deps.DB, s.log), refuseNULInURL)
 	v1.GET("/models", s.listModels)

@@ -31,6 +31,7 @@ import (
 	"github.com/modelplane/modelplane/autoscaler"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/gateway"
+	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
@@ -50,6 +51,10 @@ const NodeTokenFile = "node-token"
 // WebhookSecretFile is the file in the data directory that holds the default workspace's
 // webhook secret, to check the signatures of webhooks with.
 const WebhookSecretFile = "webhook-secret"
+
+// MetricsTokenFile is the file in the data directory that holds the Bearer token /metrics
+// asks for, made on first start unless Options names a token.
+const MetricsTokenFile = "metrics-token"
 
 // SecretsKeyFile is the file in the data directory that holds the key sealing workspace
 // secrets, made on first start unless Options names a key.
@@ -99,6 +104,13 @@ type Options struct {
 	SecretsKeyFile string
 	SecretsKey     string
 
+	// MetricsToken is the Bearer token /metrics asks for; empty means the one in
+	// <DataDir>/metrics-token, made (0600) on first start.
+	MetricsToken string
+	// Timeouts bound how long a client may hold a connection to the API and gateway, and to
+	// the local agent, without sending (defaults in package httpserve).
+	Timeouts httpserve.Timeouts
+
 	// GPUProfile is the local node agent's GPUs: auto (default), none, real, h200, dgxa100.
 	GPUProfile string
 	// PythonIndexURL and PythonFindLinks are the local agent's pip --index-url and
@@ -145,6 +157,8 @@ type Stack struct {
 	gwDone    chan error
 	stopLoop  context.CancelFunc
 	loopDone  chan error
+	// MetricsToken is the Bearer token the stack's /metrics asks for.
+	MetricsToken string
 }
 
 // Start brings the stack up. On error everything already started is stopped again.
@@ -197,9 +211,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := ensureWebhookSecret(ctx, s.db, filepath.Join(opts.DataDir, WebhookSecretFile)); err != nil {
 		return nil, fmt.Errorf("webhook secret: %w", err)
 	}
-	nodeToken, err := ensureNodeToken(filepath.Join(opts.DataDir, NodeTokenFile))
+	nodeToken, err := ensureToken(filepath.Join(opts.DataDir, NodeTokenFile))
 	if err != nil {
 		return nil, err
+	}
+	s.MetricsToken = opts.MetricsToken
+	if s.MetricsToken == "" {
+		if s.MetricsToken, err = ensureToken(filepath.Join(opts.DataDir, MetricsTokenFile)); err != nil {
+			return nil, fmt.Errorf("metrics token: %w", err)
+		}
 	}
 	secretsKey, err := loadSecretsKey(opts)
 	if err != nil {
@@ -263,18 +283,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	apiHandler := api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
 		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes,
-		MaxUnpackedBytes: opts.MaxUnpackedBytes, SecretsKey: secretsKey})
-	s.http = &http.Server{
-		// The API and the gateway share the address: inference paths go to the gateway.
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if gateway.IsInference(r) {
-				s.gateway.ServeHTTP(w, r)
-				return
-			}
-			apiHandler.ServeHTTP(w, r)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+		MaxUnpackedBytes: opts.MaxUnpackedBytes, SecretsKey: secretsKey, MetricsToken: s.MetricsToken})
+	// The API and the gateway share the address: inference paths go to the gateway. No flat
+	// ReadTimeout: uploads, streamed requests and websockets pass here too.
+	s.http = httpserve.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gateway.IsInference(r) {
+			s.gateway.ServeHTTP(w, r)
+			return
+		}
+		apiHandler.ServeHTTP(w, r)
+	}), opts.Timeouts)
 	go func() { s.served <- s.http.Serve(ln) }()
 
 	if err := s.startAgent(opts, nodeToken); err != nil {
@@ -436,8 +454,8 @@ func ensureWebhookSecret(ctx context.Context, db *sqlx.DB, path string) error {
 	return os.Rename(tmp, path)
 }
 
-// ensureNodeToken returns the node token kept in path, creating it (0600) on first start.
-func ensureNodeToken(path string) (string, error) {
+// ensureToken returns the token kept in path, creating it (0600) on first start.
+func ensureToken(path string) (string, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		if t := strings.TrimSpace(string(b)); t != "" {
 			return t, nil
@@ -497,6 +515,7 @@ func (s *Stack) startAgent(opts Options, nodeToken string) error {
 		Name: "dev", AdvertiseURL: s.AgentURL, APIURL: s.APIURL, Token: nodeToken,
 		StateDir: filepath.Join(opts.DataDir, "agent"), Logger: s.log.With("component", "agent"),
 		PythonIndexURL: opts.PythonIndexURL, PythonFindLinks: opts.PythonFindLinks,
+		HTTPTimeouts: opts.Timeouts,
 	}, gpus, agent.Runtimes{})
 	if err != nil {
 		ln.Close()

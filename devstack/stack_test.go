@@ -67,6 +67,19 @@ func get(t *testing.T, url, key string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// getBearer is get with Authorization: Bearer token.
+func getBearer(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // waitReady polls /readyz until it answers 200.
 func waitReady(t *testing.T, apiURL string) {
 	t.Helper()
@@ -123,6 +136,21 @@ func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
 	require.NoError(t, err)
 	code, body = get(t, s.APIURL+"/v1/secrets", s.NewAPIKey)
 	require.Equal(t, http.StatusOK, code, body)
+	// And the metrics token, in a 0600 file: /metrics, which names every workspace's models
+	// and deployments, answers it and nothing else, not even an admin key.
+	st, err = os.Stat(filepath.Join(dir, devstack.MetricsTokenFile))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	metricsToken, err := os.ReadFile(filepath.Join(dir, devstack.MetricsTokenFile))
+	require.NoError(t, err)
+	require.Equal(t, s.MetricsToken, strings.TrimSpace(string(metricsToken)))
+	code, _ = get(t, s.APIURL+"/metrics", "")
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _ = get(t, s.APIURL+"/metrics", s.NewAPIKey)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, body = getBearer(t, s.APIURL+"/metrics", s.MetricsToken)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "modelplane_api_requests_total")
 
 	// Search attributes are registered on the namespace.
 	tc, err := client.Dial(client.Options{HostPort: s.TemporalAddress})
@@ -158,6 +186,7 @@ func TestStack_ServesAndRestartKeepsDataAndWorkflows(t *testing.T) {
 	b, err = os.ReadFile(filepath.Join(dir, devstack.SecretsKeyFile))
 	require.NoError(t, err)
 	require.Equal(t, string(secretsKey), string(b), "restart must keep the secrets key")
+	require.Equal(t, s.MetricsToken, s2.MetricsToken, "restart must keep the metrics token")
 
 	tc2, err := client.Dial(client.Options{HostPort: s2.TemporalAddress})
 	require.NoError(t, err)

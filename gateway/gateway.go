@@ -112,6 +112,9 @@ type Options struct {
 	// behind a proxy, every client shares the proxy's. A negative value turns the limit off.
 	FailedAuthRateLimit float64
 	FailedAuthBurst     int
+	// MetricsToken is the Bearer token Handler's /metrics asks for: its labels name every
+	// workspace's models and deployments. Empty refuses every scrape.
+	MetricsToken string
 }
 
 // Gateway serves inference requests. Run must be running for it to route anything.

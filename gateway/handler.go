@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -113,11 +114,13 @@ func unescape(s string) (string, bool) {
 }
 
 // Handler serves inference plus /healthz, /readyz and /metrics, for a gateway on its own
-// address. gather serves /metrics; nil serves the default registry.
+// address. metricsHandler serves /metrics, behind Options.MetricsToken; nil serves the
+// default registry.
 func (g *Gateway) Handler(metricsHandler http.Handler) http.Handler {
 	if metricsHandler == nil {
 		metricsHandler = promhttp.Handler()
 	}
+	metricsHandler = httpserve.MetricsToken(g.opts.MetricsToken, metricsHandler)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

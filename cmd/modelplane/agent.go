@@ -12,6 +12,7 @@ import (
 	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/agent/runtime/docker"
 	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/nvml"
 )
 
@@ -26,6 +27,7 @@ type agentConfig struct {
 	Name         string
 	DockerSocket string
 	python       pythonConfig
+	timeouts     httpserve.Timeouts
 }
 
 // pythonConfig is where pip finds the packages' requirements, for an agent.
@@ -49,6 +51,9 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Run the node agent: GPU inventory and health, and the model servers of this host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTimeouts(c.timeouts); err != nil {
+				return err
+			}
 			log := logger()
 			token, err := readToken(c.TokenFile)
 			if err != nil {
@@ -73,6 +78,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 				Name: c.Name, AdvertiseURL: c.AdvertiseURL, APIURL: c.APIURL, Token: token,
 				StateDir: c.StateDir, Logger: log,
 				PythonIndexURL: c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
+				HTTPTimeouts: c.timeouts,
 			}, gpus, agent.Runtimes{})
 			if err != nil {
 				return err
@@ -105,6 +111,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 	f.StringVar(&c.Name, "name", envString("MODELPLANE_NODE_NAME", ""), "node name (default: host name)")
 	f.StringVar(&c.DockerSocket, "docker-socket", envString("DOCKER_SOCKET", "/var/run/docker.sock"), "Docker engine socket, with --runtime docker")
 	pythonFlags(cmd, &c.python)
+	serverTimeoutFlags(cmd, &c.timeouts)
 	return cmd
 }
 

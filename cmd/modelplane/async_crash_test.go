@@ -134,7 +134,8 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	apiArgs := append([]string{"api", "--listen", apiAddr, "--blob-dir", blobDir, "--node-token-file", tokenFile}, common...)
 	workerMetrics := freeAddr(t)
 	workerArgs := append([]string{"worker", "--blob-dir", blobDir, "--node-token-file", tokenFile,
-		"--archive-base-url", "http://" + apiAddr, "--webhook-allow-private", "--metrics-listen", workerMetrics}, common...)
+		"--archive-base-url", "http://" + apiAddr, "--webhook-allow-private", "--metrics-listen", workerMetrics,
+		"--metrics-token", "worker-metrics-token"}, common...)
 	api := startProcess(t, apiArgs...)
 	startProcess(t, append([]string{"gateway", "--listen", gwAddr, "--webhook-allow-private"}, common...)...)
 	worker := startProcess(t, workerArgs...)
@@ -143,7 +144,10 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	waitHealthy(t, "http://"+workerMetrics+"/healthz")
 	// The worker serves its own metrics: the autoscaler's among them.
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + workerMetrics + "/metrics")
+		req, err := http.NewRequest(http.MethodGet, "http://"+workerMetrics+"/metrics", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer worker-metrics-token")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}

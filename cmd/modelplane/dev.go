@@ -13,6 +13,7 @@ import (
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/gateway"
+	"github.com/modelplane/modelplane/internal/httpserve"
 )
 
 // shutdownTimeout bounds how long dev takes to stop after Ctrl-C.
@@ -38,6 +39,8 @@ type devConfig struct {
 	WebsocketDrainTimeout time.Duration
 	async                 asyncGatewayConfig
 	asyncWorker           asyncWorkerConfig
+	timeouts              httpserve.Timeouts
+	MetricsToken          string
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -72,11 +75,16 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	pythonFlags(cmd, &c.python)
 	asyncGatewayFlags(cmd, &c.async)
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
+	serverTimeoutFlags(cmd, &c.timeouts)
+	cmd.Flags().StringVar(&c.MetricsToken, "metrics-token", envString("MODELPLANE_METRICS_TOKEN", ""), "Bearer token /metrics asks for; empty: the one in <data-dir>/metrics-token, made on first start (MODELPLANE_METRICS_TOKEN)")
 	return cmd
 }
 
 func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	if err := c.async.check(); err != nil {
+		return err
+	}
+	if err := checkTimeouts(c.timeouts); err != nil {
 		return err
 	}
 	if c.WebsocketDrainTimeout <= 0 {
@@ -103,6 +111,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		WebsocketDrainTimeout: c.WebsocketDrainTimeout,
 		AsyncRateLimit:        c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
 		WebhookAllowPrivate: c.async.WebhookAllowPrivate, AsyncOutputRetention: c.asyncWorker.AsyncOutputRetention,
+		MetricsToken: c.MetricsToken, Timeouts: c.timeouts,
 		Logger: log, Out: out,
 	})
 	if err != nil {
@@ -126,6 +135,9 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	fmt.Fprintf(out, "  Node token:   %s (for modelplane agent --token-file)\n", filepath.Join(c.DataDir, devstack.NodeTokenFile))
 	if c.SecretsKeyFile == "" && os.Getenv(envSecretsKey) == "" {
 		fmt.Fprintf(out, "  Secrets key:  %s (for modelplane worker --secrets-key-file)\n", filepath.Join(c.DataDir, devstack.SecretsKeyFile))
+	}
+	if c.MetricsToken == "" {
+		fmt.Fprintf(out, "  Metrics:      %s/metrics with Authorization: Bearer <the token in %s>\n", s.APIURL, filepath.Join(c.DataDir, devstack.MetricsTokenFile))
 	}
 	fmt.Fprintf(out, "Press Ctrl-C to stop.\n")
 

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/gateway"
+	"github.com/modelplane/modelplane/internal/httpserve"
 )
 
 const defaultGatewayListen = ":8081"
@@ -115,6 +116,9 @@ Run as many gateways as you like behind a load balancer.`,
 			if err := c.async.check(); err != nil {
 				return err
 			}
+			if err := checkTimeouts(c.Timeouts); err != nil {
+				return err
+			}
 			if os.Getenv("GOGC") == "" {
 				// The gateway allocates per request and keeps little: collecting less often
 				// trades a few MB of memory for CPU that requests need.
@@ -139,14 +143,18 @@ Run as many gateways as you like behind a load balancer.`,
 				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld, WebsocketDrainTimeout: c.WebsocketDrainTimeout,
 				AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen,
 				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate,
-				KeyCacheSize: c.KeyCacheSize, FailedAuthRateLimit: c.FailedAuthRateLimit, FailedAuthBurst: c.FailedAuthBurst})
+				KeyCacheSize: c.KeyCacheSize, FailedAuthRateLimit: c.FailedAuthRateLimit, FailedAuthBurst: c.FailedAuthBurst,
+				MetricsToken: c.MetricsToken})
 			if err != nil {
 				return err
 			}
 			runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 			ran := make(chan error, 1)
 			go func() { ran <- gw.Run(runCtx) }()
-			srv := &http.Server{Addr: c.Listen, Handler: gw.Handler(nil), ReadHeaderTimeout: 10 * time.Second}
+			// No flat ReadTimeout: it would cut streamed uploads and websockets; a body is
+			// bounded by the time it may go without a byte instead.
+			srv := httpserve.Server(gw.Handler(nil), c.Timeouts)
+			srv.Addr = c.Listen
 			log.Info("gateway listening", "addr", c.Listen, "id", gw.ID())
 			err = serve(ctx, srv)
 			// In-flight requests finished (or the shutdown timed out): stop reporting last.
@@ -166,6 +174,8 @@ Run as many gateways as you like behind a load balancer.`,
 	f.Float64Var(&c.FailedAuthRateLimit, "failed-auth-rate-limit", envFloat("MODELPLANE_FAILED_AUTH_RATE_LIMIT", gateway.DefaultFailedAuthRateLimit), "failed authentications per second one client address may make, in bursts of --failed-auth-burst; more are 429; negative: no limit (MODELPLANE_FAILED_AUTH_RATE_LIMIT)")
 	f.IntVar(&c.FailedAuthBurst, "failed-auth-burst", envInt("MODELPLANE_FAILED_AUTH_BURST", gateway.DefaultFailedAuthBurst), "failed authentications one client address may make at once before --failed-auth-rate-limit applies (MODELPLANE_FAILED_AUTH_BURST)")
 	asyncGatewayFlags(cmd, &c.async)
+	serverTimeoutFlags(cmd, &c.Timeouts)
+	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c.serverConfig)
 	return cmd

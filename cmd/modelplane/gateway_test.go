@@ -39,6 +39,7 @@ func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
 
 	addr := freeAddr(t)
 	cmd := modelplaneCmd("gateway", "--listen", addr, "--database-url", dbURL, "--upstream-timeout", "30s")
+	cmd.Env = append(cmd.Env, "MODELPLANE_METRICS_TOKEN=gw-metrics-token")
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -58,8 +59,22 @@ func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
 	require.Zero(t, out.exit, out.stderr)
 	assert.Contains(t, out.stdout, `"output":{"text":"hi"}`)
 
-	res, err := http.Get("http://" + addr + "/metrics")
+	// The metrics name every workspace's deployments: not without the metrics token.
+	for _, auth := range []string{"", "Api-Key " + key, "Bearer not-the-token"} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", auth)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "Authorization %q", auth)
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer gw-metrics-token")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
 	metrics, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	require.NoError(t, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/worker"
@@ -40,7 +41,39 @@ type serverConfig struct {
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
+	// Timeouts bound what a client may hold a connection with; MetricsToken guards /metrics.
+	Timeouts     httpserve.Timeouts
+	MetricsToken string
 	asyncWorkerConfig
+}
+
+// serverTimeoutFlags adds the bounds on how long a client may hold a connection without
+// sending: a declared body that never comes must not keep a connection (and a goroutine)
+// forever.
+func serverTimeoutFlags(cmd *cobra.Command, t *httpserve.Timeouts) {
+	f := cmd.Flags()
+	f.DurationVar(&t.ReadHeader, "read-header-timeout", envDuration("MODELPLANE_READ_HEADER_TIMEOUT", httpserve.DefaultReadHeaderTimeout), "longest a client may take to send a request's headers (MODELPLANE_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&t.BodyRead, "body-read-timeout", envDuration("MODELPLANE_BODY_READ_TIMEOUT", httpserve.DefaultBodyReadTimeout), "longest a request body may go without a byte; then the connection is closed. Renewed as the body arrives, so slow large uploads finish; answers are not bounded (MODELPLANE_BODY_READ_TIMEOUT)")
+	f.DurationVar(&t.Idle, "idle-timeout", envDuration("MODELPLANE_IDLE_TIMEOUT", httpserve.DefaultIdleTimeout), "longest a keep-alive connection waits for its next request (MODELPLANE_IDLE_TIMEOUT)")
+}
+
+// checkTimeouts refuses bounds that are not positive.
+func checkTimeouts(t httpserve.Timeouts) error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--read-header-timeout", t.ReadHeader}, {"--body-read-timeout", t.BodyRead}, {"--idle-timeout", t.Idle}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive, got %s", d.flag, d.v)
+		}
+	}
+	return nil
+}
+
+// metricsTokenFlag adds --metrics-token: /metrics names every workspace's models and
+// deployments, so it answers only with this token.
+func metricsTokenFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "metrics-token", envString("MODELPLANE_METRICS_TOKEN", ""), "Bearer token /metrics asks for; empty refuses every scrape. Prefer the variable: a flag shows in ps (MODELPLANE_METRICS_TOKEN)")
 }
 
 // asyncWorkerConfig is how a worker treats finished async requests.
@@ -134,6 +167,9 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Run the management API (migrates the schema at start)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTimeouts(c.Timeouts); err != nil {
+				return err
+			}
 			log := logger()
 			ctx, stop := signalContext(cmd)
 			defer stop()
@@ -160,13 +196,12 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{
-				Addr: c.Listen,
-				Handler: api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
-					Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
-					SecretsKey: secretsKey}),
-				ReadHeaderTimeout: 10 * time.Second,
-			}
+			// No flat ReadTimeout: a large archive upload over a slow link may take longer than
+			// any bound that suits the rest; the body read timeout is renewed as bytes arrive.
+			srv := httpserve.Server(api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
+				Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
+				SecretsKey: secretsKey, MetricsToken: c.MetricsToken}), c.Timeouts)
+			srv.Addr = c.Listen
 			log.Info("api listening", "addr", c.Listen)
 			return serve(ctx, srv)
 		},
@@ -177,6 +212,8 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 	maxUnpackedFlag(cmd, &c.MaxUnpackedBytes)
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
 	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets; the worker needs the same one")
+	serverTimeoutFlags(cmd, &c.Timeouts)
+	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
 	return cmd
@@ -189,6 +226,9 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Run a Temporal worker for modelplane's workflows and activities",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTimeouts(c.Timeouts); err != nil {
+				return err
+			}
 			log := logger()
 			ctx, stop := signalContext(cmd)
 			defer stop()
@@ -220,7 +260,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			if c.Listen != "" {
 				// The autoscaler's metrics (leader, scale counts) live in the worker process.
 				mux := http.NewServeMux()
-				mux.Handle("GET /metrics", promhttp.Handler())
+				mux.Handle("GET /metrics", httpserve.MetricsToken(c.MetricsToken, promhttp.Handler()))
 				mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 					w.Header().Set("Content-Type", "application/json")
 					_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
@@ -229,7 +269,10 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("--metrics-listen %s: %w", c.Listen, err)
 				}
-				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				// Only GETs come here: the whole request is bounded too.
+				t := c.Timeouts
+				t.Read = httpserve.DefaultReadTimeout
+				srv := httpserve.Server(mux, t)
 				log.Info("worker metrics listening", "addr", ln.Addr().String())
 				go func() { metricsDone <- serveOn(ctx, srv, ln) }()
 			} else {
@@ -246,6 +289,8 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
 	asyncWorkerFlags(cmd, &c.asyncWorkerConfig)
+	serverTimeoutFlags(cmd, &c.Timeouts)
+	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
 	return cmd

@@ -21,6 +21,9 @@ import (
 
 // Deps are the API's dependencies on db, with a fresh blob store, metrics registry and
 // secrets key.
+// MetricsToken is the token Deps's /metrics asks for.
+const MetricsToken = "test-metrics-token"
+
 func Deps(t *testing.T, db *sqlx.DB) api.Deps {
 	t.Helper()
 	blobs, err := blob.NewDir(t.TempDir())
@@ -29,7 +32,8 @@ func Deps(t *testing.T, db *sqlx.DB) api.Deps {
 	require.NoError(t, err)
 	key, err := secretbox.ParseKey(text)
 	require.NoError(t, err)
-	return api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir(), SecretsKey: key}
+	return api.Deps{DB: db, Registry: prometheus.NewRegistry(), Blobs: blobs, ScratchDir: t.TempDir(), SecretsKey: key,
+		MetricsToken: MetricsToken}
 }
 
 // Serve opens the database at dbURL and serves the API on loopback until the test ends.
