@@ -41,7 +41,8 @@ HISTORY_TESTS := \
 	TestPromotion_FromDevelopmentMakesANewDeployment \
 	TestCanary_CancelAtHalfPutsAllTrafficBack \
 	TestAsync_RequestToADeploymentAtZeroWakesItRetriesAndDeliversASignedWebhook \
-	TestCleanup_TheScheduleRunsCleanupToTheEnd
+	TestCleanup_TheScheduleRunsCleanupToTheEnd \
+	TestRequirements_InstalledWhileBuildingReusedAndFailuresAreBuildFailed
 empty :=
 space := $(empty) $(empty)
 

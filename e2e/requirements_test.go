@@ -18,6 +18,7 @@ import (
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/wheel"
 	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // requirementsArchive uploads a python-runtime package that needs the requirement and whose
@@ -109,6 +110,7 @@ func TestRequirements_InstalledWhileBuildingReusedAndFailuresAreBuildFailed(t *t
 	assert.Contains(t, log, "requirements installed on node dev (environment ")
 	assert.NotContains(t, log, "reused")
 	assert.Equal(t, "hello from mpgreet", h.predictReplica(first)["greeting"])
+	h.record("deployment-requirements", contract.DeploymentWorkflowID(first))
 
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{
 		"source": map[string]any{"kind": "model_archive", "archive_id": archive}})
