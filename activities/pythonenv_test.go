@@ -53,6 +53,21 @@ func TestBuildPythonEnv_WaitsForTheNodesBuildAndLogsItsOutput(t *testing.T) {
 	require.Contains(t, log, "Successfully installed mpgreet-1.0", "pip's output is in the build log")
 }
 
+func TestBuildPythonEnv_LetsTheAskedNodeDownloadTheArchive(t *testing.T) {
+	f := newFixture(t, requirementsConfig)
+	ctx := context.Background()
+	ok, err := store.ArchiveServableToNode(ctx, f.db, *f.dep.ArchiveID, f.node.Name, f.node.AgentID)
+	require.NoError(t, err)
+	require.False(t, ok, "before the build, no replica and no build give the node the archive")
+
+	f.agent.envs = []agentproto.EnvStatus{{Key: "3f2a", State: agentproto.EnvReady, Requirements: 1}}
+	_, err = f.buildPythonEnv(t)
+	require.NoError(t, err)
+	ok, err = store.ArchiveServableToNode(ctx, f.db, *f.dep.ArchiveID, f.node.Name, f.node.AgentID)
+	require.NoError(t, err)
+	require.True(t, ok, "the node asked to build the environment may download the archive it builds from")
+}
+
 func TestBuildPythonEnv_AFailedInstallIsBuildFailedWithPipsLines(t *testing.T) {
 	f := newFixture(t, requirementsConfig)
 	pip := "ERROR: No matching distribution found for mpgreet==1.0"

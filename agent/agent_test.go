@@ -568,6 +568,48 @@ func TestAgent_UnhealthyGPUGetsNoReplicaAndItsReplicaIsReported(t *testing.T) {
 	require.Contains(t, string(body), "unhealthy")
 }
 
+// TestAgent_DownloadsArchiveFromTheAPISayingWhichNodeAsks starts a replica whose archive is
+// served by the control plane: the agent must send the node token with its node's name and
+// agent ID, which the control plane needs to serve a node only its own replicas' archives.
+func TestAgent_DownloadsArchiveFromTheAPISayingWhichNodeAsks(t *testing.T) {
+	fileURL, sum := testmodelPackage(t)
+	body, err := os.ReadFile(strings.TrimPrefix(fileURL, "file://"))
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var agentID string
+	var asked []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == agentproto.HeartbeatPath {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		mu.Lock()
+		want := agentID
+		asked = append(asked, r.Header.Get(agentproto.NodeNameHeader)+"/"+r.Header.Get(agentproto.AgentIDHeader))
+		mu.Unlock()
+		if r.URL.Path != "/internal/v1/archives/sha256:"+sum || r.Header.Get("Authorization") != "Bearer "+token ||
+			r.Header.Get(agentproto.NodeNameHeader) != "node-test" || want == "" || r.Header.Get(agentproto.AgentIDHeader) != want {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write(body)
+	}))
+	defer api.Close()
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "h200", func(c *agent.Config) { c.APIURL = api.URL })
+	mu.Lock()
+	agentID = n.a.ID()
+	mu.Unlock()
+	id := newID()
+	n.mustStart(startReq(id, api.URL+"/internal/v1/archives/sha256:"+sum, sum, 0))
+	r := n.waitState(id, modelplane.ReplicaReady)
+	require.Empty(t, r.Error)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Contains(t, asked, "node-test/"+agentID, "the download names the node and its agent ID")
+}
+
 func TestAgent_HeartbeatsInventoryAndReplicas(t *testing.T) {
 	var mu sync.Mutex
 	var got []agentproto.Heartbeat

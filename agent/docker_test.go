@@ -226,3 +226,37 @@ func TestAgent_CustomServerInDockerRunsItsStartCommandInItsBaseImage(t *testing.
 	_, err = docker.New(docker.Options{}).Status(ctx, runtime.Handle{ReplicaID: id})
 	require.ErrorIs(t, err, runtime.ErrNotFound, "the container is removed with the replica")
 }
+
+// TestAgent_ModelInDockerRunsAsRootWithoutCapabilities runs a custom server as the image's
+// root user: with every capability dropped and no_new_privs set, root in the container cannot
+// even give a file of its own to another user.
+func TestAgent_ModelInDockerRunsAsRootWithoutCapabilities(t *testing.T) {
+	needPythonImage(t)
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNodeWith(t, dir, "none", true)
+	url, sum := customServerPackage(t, `python3 server.py 8000`, 8000, "")
+	id := newID()
+	req := startReq(id, url, sum, 0)
+	cfg, err := json.Marshal(map[string]any{
+		"model_name": "custom server",
+		"base_image": map[string]any{"image": pythonImage},
+		"docker_server": map[string]any{"start_command": "python3 server.py 8000", "server_port": 8000,
+			"predict_endpoint": "/predict", "readiness_endpoint": "/ready", "liveness_endpoint": "/live"},
+	})
+	require.NoError(t, err)
+	req.Config = cfg
+	n.mustStart(req)
+	t.Cleanup(func() { _, _ = n.call(http.MethodDelete, "/v1/replicas/"+id+"?grace_seconds=1", nil, token) })
+	r := n.waitState(id, modelplane.ReplicaReady)
+	require.Equal(t, "docker", r.Runtime)
+
+	status, out := predict(t, r.Address, "/predict", `{}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	require.Equal(t, float64(0), out["user"], "the image's own user, root, runs the server")
+	status, out = predict(t, r.Address, "/privileges", `{}`)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	require.Equal(t, "0000000000000000", out["CapEff"], "root in the container has no capability left")
+	require.Equal(t, "1", out["NoNewPrivs"], "no process in the container can gain privileges")
+	require.Equal(t, "Operation not permitted", out["chown"], "chown needs CAP_CHOWN, which is dropped")
+}

@@ -519,6 +519,8 @@ func (a *Agent) openArchive(ctx context.Context, raw string) (io.ReadCloser, err
 	}
 	if a.cfg.APIURL != "" && strings.HasPrefix(raw, strings.TrimSuffix(a.cfg.APIURL, "/")+"/") {
 		req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+		req.Header.Set(agentproto.NodeNameHeader, a.cfg.Name)
+		req.Header.Set(agentproto.AgentIDHeader, a.agentID)
 	}
 	// Archives can be large: no overall timeout, the context cancels.
 	resp, err := (&http.Client{}).Do(req)

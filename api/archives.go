@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/modelpkg"
@@ -144,12 +145,17 @@ func configStatus(fe *modelpkg.FieldError) int {
 func (s *Server) downloadArchive(c echo.Context) error {
 	id := c.Param("id")
 	ctx := c.Request().Context()
-	ok, err := store.ArchiveExists(ctx, s.deps.DB, id)
+	// The node token is shared by all nodes: the node says which it is as its heartbeats do, and
+	// gets only the archives it has a reason to run. Anything else is not found, so that the
+	// answer reveals nothing of other workspaces' archives.
+	req := c.Request()
+	ok, err := store.ArchiveServableToNode(ctx, s.deps.DB, id,
+		req.Header.Get(agentproto.NodeNameHeader), req.Header.Get(agentproto.AgentIDHeader))
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return Errorf(http.StatusNotFound, "archive %q not found", id)
+		return Errorf(http.StatusNotFound, "archive %q not found for this node", id)
 	}
 	r, size, err := s.deps.Blobs.Open(ctx, id)
 	if errors.Is(err, blob.ErrNotFound) {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
@@ -133,31 +135,121 @@ func TestArchives_OverTheLimitIs413(t *testing.T) {
 	require.Contains(t, rec.Body.String(), "100-byte limit")
 }
 
+// archiveGet downloads an archive as an agent does: the node token, and the node's name and
+// agent ID unless they are empty.
+func archiveGet(f *fixture, id, token, node, agentID string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, "/internal/v1/archives/"+id, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if node != "" {
+		req.Header.Set(agentproto.NodeNameHeader, node)
+	}
+	if agentID != "" {
+		req.Header.Set(agentproto.AgentIDHeader, agentID)
+	}
+	rec := httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	return rec
+}
+
+// deployOn uploads pkg to the model's workspace, deploys it, and places a replica of it on
+// the node when node is not empty; it returns the archive's ID.
+func deployOn(t *testing.T, f *fixture, m store.Model, key string, pkg []byte, nodeID string) string {
+	t.Helper()
+	rec := upload(t, f.e, key, "application/gzip", pkg)
+	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+	var a apiv1.ArchiveV1
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
+	ctx := context.Background()
+	d, err := store.CreateDeployment(ctx, f.db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID, ArchiveID: &a.ID})
+	require.NoError(t, err)
+	if nodeID != "" {
+		_, _, err = store.CreateReplica(ctx, f.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: d.ID, NodeID: nodeID})
+		require.NoError(t, err)
+	}
+	return a.ID
+}
+
+// registerNode registers a node by its heartbeat and answers its ID.
+func registerNode(t *testing.T, f *fixture, hb agentproto.Heartbeat) string {
+	t.Helper()
+	rec := heartbeat(t, f, nodeToken, hb)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var out struct {
+		NodeID string `json:"node_id"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out))
+	return out.NodeID
+}
+
 func TestArchives_NeedAKeyAndAgentsDownloadWithNodeToken(t *testing.T) {
 	f := nodeFixture(t)
 	require.Equal(t, http.StatusUnauthorized, upload(t, f.e, "", "application/gzip", echoPackage(t)).Code)
-	_, _, key := f.workspace(t)
-	body := echoPackage(t)
-	rec := upload(t, f.e, key, "application/gzip", body)
-	require.Equal(t, http.StatusCreated, rec.Code)
-	var got apiv1.ArchiveV1
-	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+	m, _, key := f.workspace(t)
+	hb := sampleHeartbeat("gpu-" + modelplane.NewID(6))
+	hb.AgentID = "agent-" + modelplane.NewID(8)
+	nodeID := registerNode(t, f, hb)
+	body := packDir(t, map[string]string{"config.yaml": "model_name: placed-" + modelplane.NewID(6) + "\n"})
+	id := deployOn(t, f, m, key, body, nodeID)
 
-	get := func(id, token string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodGet, "/internal/v1/archives/"+id, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		rec := httptest.NewRecorder()
-		f.e.ServeHTTP(rec, req)
-		return rec
-	}
-	dl := get(got.ID, nodeToken)
-	require.Equal(t, http.StatusOK, dl.Code)
+	dl := archiveGet(f, id, nodeToken, hb.Name, hb.AgentID)
+	require.Equal(t, http.StatusOK, dl.Code, dl.Body.String())
 	b, _ := io.ReadAll(dl.Body)
-	require.Equal(t, body, b, "the agent gets the uploaded bytes")
-	require.Equal(t, http.StatusUnauthorized, get(got.ID, "").Code)
-	require.Equal(t, http.StatusNotFound, get("sha256:"+hex.EncodeToString(make([]byte, 32)), nodeToken).Code)
+	require.Equal(t, body, b, "the agent of the replica's node gets the uploaded bytes")
+	require.Equal(t, http.StatusUnauthorized, archiveGet(f, id, "", hb.Name, hb.AgentID).Code)
+	require.Equal(t, http.StatusNotFound, archiveGet(f, "sha256:"+hex.EncodeToString(make([]byte, 32)), nodeToken, hb.Name, hb.AgentID).Code)
+}
+
+func TestArchives_NodeGetsOnlyTheArchivesOfItsReplicasOthersAre404(t *testing.T) {
+	f := nodeFixture(t)
+	m, _, key := f.workspace(t)
+	other, _, otherKey := f.workspace(t)
+	hb := sampleHeartbeat("gpu-" + modelplane.NewID(6))
+	hb.AgentID = "agent-" + modelplane.NewID(8)
+	nodeID := registerNode(t, f, hb)
+	hb2 := sampleHeartbeat("gpu-" + modelplane.NewID(6))
+	hb2.AgentID = "agent-" + modelplane.NewID(8)
+	for i := range hb2.Replicas {
+		hb2.Replicas[i].ID = "rep2"
+	}
+	otherNodeID := registerNode(t, f, hb2)
+
+	pkg := func(name string) []byte {
+		return packDir(t, map[string]string{"config.yaml": "model_name: " + name + "-" + modelplane.NewID(6) + "\n"})
+	}
+	mine := deployOn(t, f, m, key, pkg("mine"), nodeID)
+	otherWorkspaces := deployOn(t, f, other, otherKey, pkg("theirs"), otherNodeID)
+	unplaced := deployOn(t, f, m, key, pkg("unplaced"), "")
+	elsewhere := deployOn(t, f, m, key, pkg("elsewhere"), otherNodeID)
+
+	require.Equal(t, http.StatusOK, archiveGet(f, mine, nodeToken, hb.Name, hb.AgentID).Code)
+	tests := []struct {
+		name, id, node, agentID string
+	}{
+		{"another workspace's deployment placed on another node", otherWorkspaces, hb.Name, hb.AgentID},
+		{"a deployment with no replica anywhere", unplaced, hb.Name, hb.AgentID},
+		{"a replica placed on another node", elsewhere, hb.Name, hb.AgentID},
+		{"no node named", mine, "", ""},
+		{"a node name with another node's agent ID", mine, hb.Name, hb2.AgentID},
+		{"an unknown node", mine, "gpu-unknown-" + modelplane.NewID(6), hb.AgentID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := archiveGet(f, tt.id, nodeToken, tt.node, tt.agentID)
+			require.Equal(t, http.StatusNotFound, rec.Code, "the answer reveals nothing: %s", rec.Body.String())
+			require.Contains(t, rec.Body.String(), "not found")
+		})
+	}
+	require.Equal(t, http.StatusOK, archiveGet(f, elsewhere, nodeToken, hb2.Name, hb2.AgentID).Code,
+		"the node the replica is placed on gets it")
+
+	var depID string
+	require.NoError(t, f.db.GetContext(context.Background(), &depID, `SELECT id FROM deployments WHERE archive_id = $1`, unplaced))
+	require.NoError(t, store.RecordEnvBuildNode(context.Background(), f.db, depID, nodeID))
+	require.Equal(t, http.StatusOK, archiveGet(f, unplaced, nodeToken, hb.Name, hb.AgentID).Code,
+		"a node asked to build the deployment's environment gets its archive")
+	require.Equal(t, http.StatusNotFound, archiveGet(f, unplaced, nodeToken, hb2.Name, hb2.AgentID).Code)
 }
 
 // zeroPackage is a package of config.yaml and a file of size zero bytes, streamed through

@@ -59,11 +59,34 @@ func ArchiveConfigs(ctx context.Context, db sqlx.QueryerContext, workspaceID str
 	return out, nil
 }
 
-// ArchiveExists reports whether any workspace has the archive, for serving it to agents.
-func ArchiveExists(ctx context.Context, db sqlx.QueryerContext, id string) (bool, error) {
+// ArchiveServableToNode says whether the node named nodeName, whose agent reported agentID,
+// may download the archive: a live replica of a deployment that runs it is placed on the node,
+// or the node was asked to build that deployment's Python environment (RecordEnvBuildNode).
+// An unknown node, or an agent ID the node did not report, may download nothing.
+func ArchiveServableToNode(ctx context.Context, db sqlx.QueryerContext, id, nodeName, agentID string) (bool, error) {
+	if nodeName == "" || agentID == "" {
+		return false, nil
+	}
 	var ok bool
-	err := get(ctx, db, &ok, `SELECT EXISTS (SELECT 1 FROM archives WHERE id = $1)`, id)
+	err := get(ctx, db, &ok, `
+		SELECT EXISTS (
+			SELECT 1 FROM nodes n
+			JOIN deployments d ON d.archive_id = $1 AND d.deleted_at IS NULL
+			WHERE n.name = $2 AND n.agent_id = $3
+			  AND (EXISTS (SELECT 1 FROM replicas r
+			               WHERE r.deployment_id = d.id AND r.node_id = n.id AND r.state IN `+sqlLiveReplicaStates+`)
+			       OR EXISTS (SELECT 1 FROM env_build_nodes b WHERE b.deployment_id = d.id AND b.node_id = n.id)))`,
+		id, nodeName, agentID)
 	return ok, err
+}
+
+// RecordEnvBuildNode records that the node was asked to build the deployment's Python
+// environment, which lets it download the deployment's archive. Recording it again changes
+// nothing.
+func RecordEnvBuildNode(ctx context.Context, db sqlx.ExecerContext, deploymentID, nodeID string) error {
+	return exec(ctx, db, false, `
+		INSERT INTO env_build_nodes (deployment_id, node_id) VALUES ($1, $2)
+		ON CONFLICT (deployment_id, node_id) DO UPDATE SET asked_at = now()`, deploymentID, nodeID)
 }
 
 // UnreferencedArchives lists archives uploaded before `before` that no live deployment runs.

@@ -13,3 +13,12 @@ type Heartbeat struct {
 	Inventory InventoryResponse `json:"inventory"`
 	Replicas  []Replica         `json:"replicas"`
 }
+
+// NodeNameHeader and AgentIDHeader say which node asks when an agent downloads an archive
+// from the control plane: the name and agent ID its heartbeats report. The node token is
+// shared by all nodes, so the control plane tells them apart by these, and serves a node only
+// the archives of the replicas placed on it and of the environments it was asked to build.
+const (
+	NodeNameHeader = "X-Modelplane-Node"
+	AgentIDHeader  = "X-Modelplane-Agent-Id"
+)

@@ -2,7 +2,9 @@
 
 It listens on the port given as its first argument (or PORT). GET /ready and GET /live answer
 200 until POST /unready or POST /break makes them fail; POST /predict answers the request
-body with the server's pid; /websocket-path answers where it was reached.
+body with the server's pid; /websocket-path answers where it was reached. POST /privileges
+answers what the server may do: its effective capabilities and no_new_privs from
+/proc/self/status, and whether it could chown a file of its own to another user.
 """
 import json
 import os
@@ -17,6 +19,25 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def privileges(self):
+        out = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("CapEff", "NoNewPrivs"):
+                    out[key] = value.strip()
+        path = "/tmp/chown-probe-%d" % os.getpid()
+        with open(path, "w") as f:
+            f.write("x")
+        try:
+            os.chown(path, 4321, 4321)
+            out["chown"] = "ok"
+        except OSError as e:
+            out["chown"] = e.strerror
+        finally:
+            os.remove(path)
+        return out
 
     def answer(self, code, body):
         data = json.dumps(body).encode()
@@ -43,6 +64,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/unready":
             state["ready"] = False
             self.answer(200, {})
+        elif self.path == "/privileges":
+            self.answer(200, self.privileges())
         elif self.path == "/predict":
             self.answer(200, {"pid": os.getpid(), "input": json.loads(body or b"null"),
                               "port": self.server.server_address[1], "user": os.getuid()})

@@ -221,6 +221,9 @@ var reservedEnv = map[string]bool{
 	"CUDA_VISIBLE_DEVICES":     true,
 }
 
+// PidsLimit is how many processes and threads a model container may have at once.
+const PidsLimit = 4096
+
 func (r *Runtime) createRequest(log *slog.Logger, spec runtime.Spec) createRequest {
 	keys := make([]string, 0, len(spec.Env))
 	for k := range spec.Env {
@@ -258,6 +261,14 @@ func (r *Runtime) createRequest(log *slog.Logger, spec runtime.Spec) createReque
 			},
 			// The agent decides whether a dead replica comes back, not the engine.
 			RestartPolicy: restartPolicy{Name: "no"},
+			// Model code is not trusted: no capabilities, no gaining privileges through setuid
+			// binaries, never privileged, and a bound on processes against fork bombs. The root
+			// filesystem stays writable, since many images (vLLM's among them) write caches
+			// into it; the only host paths mounted are the replica's own, read-only.
+			CapDrop:     []string{"ALL"},
+			SecurityOpt: []string{"no-new-privileges"},
+			PidsLimit:   PidsLimit,
+			Privileged:  false,
 		},
 	}
 	if len(spec.GPUUUIDs) == 0 {

@@ -66,6 +66,54 @@ func sorted(s []string) []string {
 	return s
 }
 
+// hardening is what every model container's HostConfig carries against the code it runs.
+const hardening = `"CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "PidsLimit": 4096, "Privileged": false`
+
+func TestStart_ModelContainersDropAllCapabilitiesAndMountTheirOwnPathsReadOnly(t *testing.T) {
+	specs := map[string]func() runtime.Spec{
+		"gpus": gpuSpec,
+		"cpu":  cpuSpec,
+		"custom server with secrets": func() runtime.Spec {
+			s := cpuSpec()
+			s.Command, s.ContainerPort = []string{"/bin/sh", "-c", "serve"}, 8000
+			s.SecretsDir = "/var/lib/modelplane/replicas/r-1/secrets"
+			s.PackageDir, s.PackageMount = "/var/lib/modelplane/replicas/r-1/pkg", "/app"
+			return s
+		},
+	}
+	for name, spec := range specs {
+		t.Run(name, func(t *testing.T) {
+			f, rt := newFakeEngine(t)
+			f.images[imageKey(testImage)] = true
+			if _, err := rt.Start(t.Context(), spec()); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			hc := f.creates[0].HostConfig
+			if !slices.Equal(hc.CapDrop, []string{"ALL"}) {
+				t.Errorf("CapDrop %q, want [ALL]", hc.CapDrop)
+			}
+			if !slices.Equal(hc.SecurityOpt, []string{"no-new-privileges"}) {
+				t.Errorf("SecurityOpt %q, want [no-new-privileges]", hc.SecurityOpt)
+			}
+			if hc.PidsLimit == nil || *hc.PidsLimit != PidsLimit {
+				t.Errorf("PidsLimit %v, want %d", hc.PidsLimit, PidsLimit)
+			}
+			if hc.Privileged {
+				t.Error("the container is privileged")
+			}
+			for _, b := range hc.Binds {
+				if !strings.HasSuffix(b, ":ro") || !strings.HasPrefix(b, "/var/lib/modelplane/replicas/r-1/") {
+					t.Errorf("bind %q: only the replica's own paths may be mounted, read-only", b)
+				}
+			}
+			raw := f.rawCreates[0].(map[string]any)["HostConfig"].(map[string]any)
+			if _, ok := raw["ReadonlyRootfs"]; ok {
+				t.Error("ReadonlyRootfs is set: images that write caches into their filesystem would break")
+			}
+		})
+	}
+}
+
 func TestStart_WithGPUsRequestsCDIDevicesAndLabelsContainer(t *testing.T) {
 	f, rt := newFakeEngine(t)
 	f.images[imageKey(testImage)] = true
@@ -120,6 +168,7 @@ func TestStart_WithGPUsRequestsCDIDevicesAndLabelsContainer(t *testing.T) {
 	wantJSON(t, "HostConfig", raw["HostConfig"], `{
 		"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31001"}]},
 		"RestartPolicy": {"Name": "no"},
+		`+hardening+`,
 		"DeviceRequests": [{"Driver": "cdi", "DeviceIDs": ["nvidia.com/gpu=GPU-0a1b2c3d-aaaa", "nvidia.com/gpu=MIG-4e5f6a7b-bbbb"]}]
 	}`)
 }
@@ -143,7 +192,8 @@ func TestStart_WithoutGPUsHasNoDeviceRequestsAndHidesGPUs(t *testing.T) {
 	raw := f.rawCreates[0].(map[string]any)
 	wantJSON(t, "HostConfig", raw["HostConfig"], `{
 		"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31001"}]},
-		"RestartPolicy": {"Name": "no"}
+		"RestartPolicy": {"Name": "no"},
+		`+hardening+`
 	}`)
 }
 
@@ -605,6 +655,7 @@ func TestStart_MountsTheSecretsDirectoryReadOnlyAtSlashSecrets(t *testing.T) {
 	wantJSON(t, "HostConfig", raw["HostConfig"], `{
 		"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31001"}]},
 		"RestartPolicy": {"Name": "no"},
+		`+hardening+`,
 		"Binds": ["/var/lib/modelplane/replicas/r-1/secrets:/secrets:ro"]
 	}`)
 }
@@ -628,6 +679,7 @@ func TestStart_CustomServerRunsItsCommandOnItsPortAsItsUser(t *testing.T) {
 	wantJSON(t, "HostConfig", raw["HostConfig"], `{
 		"PortBindings": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "31001"}]},
 		"RestartPolicy": {"Name": "no"},
+		`+hardening+`,
 		"Binds": ["/var/lib/modelplane/replicas/r-1/pkg:/app:ro"]
 	}`)
 	if !slices.Contains(f.creates[0].Env, "PORT=8000") {

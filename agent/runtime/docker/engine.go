@@ -180,6 +180,10 @@ type hostConfig struct {
 	RestartPolicy  restartPolicy            `json:"RestartPolicy"`
 	DeviceRequests []deviceRequest          `json:"DeviceRequests,omitempty"`
 	Binds          []string                 `json:"Binds,omitempty"`
+	CapDrop        []string                 `json:"CapDrop"`
+	SecurityOpt    []string                 `json:"SecurityOpt"`
+	PidsLimit      int64                    `json:"PidsLimit"`
+	Privileged     bool                     `json:"Privileged"`
 }
 
 type portBinding struct {

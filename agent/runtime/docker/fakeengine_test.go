@@ -95,7 +95,11 @@ type fakeCreateBody struct {
 			Options      map[string]string
 		}
 		// Binds are host-src:container-dest[:options], as the Engine API has them.
-		Binds []string
+		Binds       []string
+		CapDrop     []string
+		SecurityOpt []string
+		PidsLimit   *int64
+		Privileged  bool
 	}
 }
 
@@ -121,6 +125,10 @@ var createSchema = jsonFields{
 		"RestartPolicy":  jsonFields{"Name": nil, "MaximumRetryCount": nil},
 		"DeviceRequests": jsonList{jsonFields{"Driver": nil, "Count": nil, "DeviceIDs": jsonList{nil}, "Capabilities": jsonList{jsonList{nil}}, "Options": jsonMap{nil}}},
 		"Binds":          jsonList{nil},
+		"CapDrop":        jsonList{nil},
+		"SecurityOpt":    jsonList{nil},
+		"PidsLimit":      nil,
+		"Privileged":     nil,
 	},
 }
 
