@@ -77,7 +77,7 @@ func checkConfigError(t *testing.T, err error) {
 func checkRoundTrip(t *testing.T, cfg modelpkg.Config) {
 	t.Helper()
 	if !cfg.SameAs(cfg) {
-		t.Fatalf("config is not the same as itself: its JSON form does not encode: %#v", cfg)
+		t.Fatalf("config of %q is not the same as itself: its JSON form does not encode", cfg.Raw)
 	}
 	if _, err := cfg.JSON(); err != nil {
 		t.Fatalf("config.JSON: %v", err)
