@@ -47,30 +47,33 @@ func fakeModelServer(t *testing.T, answer []byte) (string, <-chan struct{}) {
 	return ln.Addr().String(), done
 }
 
+// answerSeeds are model servers' answers: good ones of each kind, and broken ones.
+var answerSeeds = []string{
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+	"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello",
+	"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\ndata: 2\n\n",
+	"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+	"HTTP/1.1 503 Service Unavailable\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nRetry-After: 1\r\n\r\n",
+	"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+	"HTTP/1.0 200 OK\r\n\r\nbody until close",
+	"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n",
+	"HTTP/1.1 +42 Plus\r\n\r\n",
+	"HTTP/1.1 2000 OK\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+	"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+	"HTTP/2 200\r\n\r\n",
+	"SSH-2.0-OpenSSH_9.6\r\n",
+	"",
+}
+
 // FuzzForwardAnswer forwards a request to a model server that answers arbitrary bytes. The
 // gateway never panics but to abort a client whose answer broke off after its status was
 // sent (net/http's ErrAbortHandler, as cutShort does), never waits for its timeout, and
 // answers what is not an HTTP answer with a 502; a well-formed answer's status is passed on.
 func FuzzForwardAnswer(f *testing.F) {
-	for _, s := range []string{
-		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
-		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello",
-		"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\ndata: 2\n\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
-		"HTTP/1.1 503 Service Unavailable\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nRetry-After: 1\r\n\r\n",
-		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
-		"HTTP/1.0 200 OK\r\n\r\nbody until close",
-		"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n",
-		"HTTP/1.1 +42 Plus\r\n\r\n",
-		"HTTP/1.1 2000 OK\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
-		"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
-		"HTTP/2 200\r\n\r\n",
-		"SSH-2.0-OpenSSH_9.6\r\n",
-		"",
-	} {
+	for _, s := range answerSeeds {
 		f.Add([]byte(s), false)
 	}
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n"), true)
@@ -127,6 +130,57 @@ func FuzzForwardAnswer(f *testing.F) {
 			t.Fatalf("status %d relayed as %d", want, w.status)
 		case aborted && !ok:
 			t.Fatalf("aborted before a status was sent")
+		}
+	})
+}
+
+// FuzzWebsocketHandshake opens a websocket to a model server that answers the upgrade with
+// arbitrary bytes. The gateway never panics, answers what is not an HTTP answer with a 502
+// and passes a refusal's status on. (A 101 is a 502 here: the recorder cannot be taken over.)
+func FuzzWebsocketHandshake(f *testing.F) {
+	for _, s := range answerSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		addr, done := fakeModelServer(t, answer)
+		defer func() { <-done }()
+		g := &Gateway{
+			opts: Options{MaxBodyBytes: 1 << 20, UpstreamTimeout: fuzzUpstreamTimeout},
+			log:  slog.New(slog.DiscardHandler),
+			pool: newPool(),
+		}
+		dep := &deployment{id: "dep"}
+		rep := &replica{id: "rep", address: addr, websocketPath: "/ws"}
+		rep.inFlight.Add(1)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*fuzzUpstreamTimeout)
+		defer cancel()
+		r := httptest.NewRequest(http.MethodGet, "/production/websocket", nil).WithContext(ctx)
+		r.Header.Set("Connection", "Upgrade")
+		r.Header.Set("Upgrade", "websocket")
+		w := &statusWriter{ResponseWriter: httptest.NewRecorder()}
+		start := time.Now()
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					t.Fatalf("websocket panicked: %v", v)
+				}
+			}()
+			g.websocket(w, r, dep, rep, start)
+		}()
+		if elapsed := time.Since(start); elapsed >= fuzzUpstreamTimeout {
+			t.Fatalf("websocket waited %s for an upstream that had closed", elapsed)
+		}
+		if n := rep.inFlight.Load(); n != 0 {
+			t.Errorf("the replica counts %d requests after the handshake", n)
+		}
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(answer)), nil)
+		switch {
+		case err != nil || res.StatusCode < 100 || res.StatusCode == http.StatusSwitchingProtocols:
+			if w.status != http.StatusBadGateway {
+				t.Fatalf("handshake answer %q gave status %d, want 502", answer, w.status)
+			}
+		case w.status != res.StatusCode:
+			t.Fatalf("status %d relayed as %d", res.StatusCode, w.status)
 		}
 	})
 }
