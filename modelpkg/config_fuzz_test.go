@@ -34,6 +34,8 @@ var configSeeds = []string{
 	"model_name: m\ndocker_server: {start_command: s, server_port: 8000, predict_endpoint: /p, readiness_endpoint: /r, liveness_endpoint: /l}\n",
 	"model_name: m\nbase_image: {image: a/b}\ndocker_server: {start_command: s, server_port: 1, predict_endpoint: /p, readiness_endpoint: /r, liveness_endpoint: /l, run_as_user_id: 7}\n",
 	"model_name: m\nrequirements_file: pyproject.toml\n",
+	// The legacy runtime names docker, where the keys alone would run a process.
+	"model_name: m\nruntime: docker\nimage: a/b\ndocker_server: {start_command: s, server_port: 1, predict_endpoint: /p, readiness_endpoint: /r, liveness_endpoint: /l}\n",
 	"model_name: &a m\ndescription: *a\n",
 	"model_name: [unclosed\n",
 	"- a\n- b\n",
@@ -103,20 +105,28 @@ func checkRoundTrip(t *testing.T, cfg modelpkg.Config) {
 }
 
 // legacyRuntime reports whether cfg's runtime was named by the legacy scalar, and is not the
-// one its keys imply.
+// one its keys imply: with that scalar null, Raw parses to another runtime, or not at all.
 func legacyRuntime(t *testing.T, cfg modelpkg.Config) bool {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(cfg.Raw), &doc); err != nil || len(doc.Content) == 0 {
 		return false
 	}
-	top := doc.Content[0]
+	top, named := doc.Content[0], false
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		if v := top.Content[i+1]; top.Content[i].Value == "runtime" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
-			return true
+			v.Tag, v.Value, v.Style, named = "!!null", "null", 0, true
 		}
 	}
-	return false
+	if !named {
+		return false
+	}
+	text, err := yaml.Marshal(&doc)
+	if err != nil {
+		return true
+	}
+	inferred, err := modelpkg.ParseConfig(text)
+	return err != nil || inferred.Runtime != cfg.Runtime
 }
 
 func FuzzParseConfig(f *testing.F) {
