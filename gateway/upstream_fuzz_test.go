@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,33 +19,79 @@ import (
 // server closes the connection once it has answered, so no call may come near it.
 const fuzzUpstreamTimeout = 5 * time.Second
 
-// fakeModelServer accepts one connection on a loopback listener, reads the request and
-// writes answer as it is, then closes the connection. It returns the address and a channel
-// closed when it is done.
-func fakeModelServer(t *testing.T, answer []byte) (string, <-chan struct{}) {
+// fakeModelServer is a model server on a loopback listener that reads each request and
+// writes the answer it is given for it as it is, then closes the connection. One serves all
+// the inputs of a fuzz process: a listener each would use up the loopback's ports.
+type fakeModelServer struct {
+	addr    string
+	answers chan []byte
+	handled chan struct{}
+}
+
+var (
+	fakeOnce   sync.Once
+	fakeServer *fakeModelServer
+	fakeErr    error
+)
+
+func theFakeModelServer(t *testing.T) *fakeModelServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	fakeOnce.Do(func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fakeErr = err
+			return
+		}
+		fakeServer = &fakeModelServer{addr: ln.Addr().String(), answers: make(chan []byte, 1), handled: make(chan struct{}, 1)}
+		go fakeServer.serve(ln)
+	})
+	if fakeErr != nil {
+		t.Fatal(fakeErr)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer ln.Close()
+	return fakeServer
+}
+
+func (s *fakeModelServer) serve(ln net.Listener) {
+	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(fuzzUpstreamTimeout))
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			return
+		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			_, _ = io.Copy(io.Discard, req.Body)
+			select {
+			case answer := <-s.answers:
+				_, _ = c.Write(answer)
+			default:
+			}
 		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		_, _ = c.Write(answer)
-	}()
-	return ln.Addr().String(), done
+		c.Close()
+		select {
+		case s.handled <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// answer has the server answer the next request with answer. The returned function waits
+// until the connection is closed, and must be called before the next answer.
+func (s *fakeModelServer) answer(answer []byte) (wait func()) {
+	select {
+	case <-s.answers:
+	default:
+	}
+	select {
+	case <-s.handled:
+	default:
+	}
+	s.answers <- answer
+	return func() {
+		select {
+		case <-s.handled:
+		case <-time.After(fuzzUpstreamTimeout):
+		}
+	}
 }
 
 // answerSeeds are model servers' answers: good ones of each kind, and broken ones.
@@ -78,8 +125,9 @@ func FuzzForwardAnswer(f *testing.F) {
 	}
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n"), true)
 	f.Fuzz(func(t *testing.T, answer []byte, streamTimeout bool) {
-		addr, done := fakeModelServer(t, answer)
-		defer func() { <-done }()
+		srv := theFakeModelServer(t)
+		wait := srv.answer(answer)
+		defer wait()
 		g := &Gateway{
 			opts: Options{MaxBodyBytes: 1 << 20, UpstreamTimeout: fuzzUpstreamTimeout},
 			log:  slog.New(slog.DiscardHandler),
@@ -90,7 +138,7 @@ func FuzzForwardAnswer(f *testing.F) {
 		if streamTimeout {
 			dep.streamingReadTimeout = time.Second
 		}
-		rep := &replica{id: "rep", address: addr, predictPath: DefaultPredictPath}
+		rep := &replica{id: "rep", address: srv.addr, predictPath: DefaultPredictPath}
 		rep.inFlight.Add(1)
 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*fuzzUpstreamTimeout)
@@ -142,15 +190,16 @@ func FuzzWebsocketHandshake(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, answer []byte) {
-		addr, done := fakeModelServer(t, answer)
-		defer func() { <-done }()
+		srv := theFakeModelServer(t)
+		wait := srv.answer(answer)
+		defer wait()
 		g := &Gateway{
 			opts: Options{MaxBodyBytes: 1 << 20, UpstreamTimeout: fuzzUpstreamTimeout},
 			log:  slog.New(slog.DiscardHandler),
 			pool: newPool(),
 		}
 		dep := &deployment{id: "dep"}
-		rep := &replica{id: "rep", address: addr, websocketPath: "/ws"}
+		rep := &replica{id: "rep", address: srv.addr, websocketPath: "/ws"}
 		rep.inFlight.Add(1)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*fuzzUpstreamTimeout)
 		defer cancel()
