@@ -409,7 +409,8 @@ const MaxDepth = 64
 
 // storable refuses what PostgreSQL cannot keep of a config, naming the key: a key or string
 // value holding NUL (YAML's "\0"), which text and jsonb cannot hold, and nesting deeper than
-// MaxDepth.
+// MaxDepth; and what JSON cannot say: .nan and .inf, a key given twice in one mapping, and a
+// list or mapping as a key.
 func storable(n *yaml.Node, field string, depth int) error {
 	if n.Kind == yaml.AliasNode {
 		return nil // the anchored node is checked where it stands
