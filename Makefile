@@ -6,7 +6,7 @@ GO            ?= go
 BIN           := bin/modelplane
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-.PHONY: build run test lint bench histories conformance
+.PHONY: build run test lint bench histories conformance fuzz
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelplane
@@ -31,6 +31,29 @@ lint:
 
 bench:
 	bench/run
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). What a target
+# finds is written under its package's testdata/fuzz/, where `make test` runs it again.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./modelpkg:FuzzParseConfig \
+	./modelpkg:FuzzConfigFromJSON \
+	./modelpkg:FuzzExtract \
+	./modelpkg:FuzzExtractEntries \
+	./patch:FuzzNextApply \
+	./patch:FuzzApplyFileSet \
+	./patch:FuzzPointValidate \
+	./api:FuzzReadBody \
+	./api:FuzzReadPayload \
+	./gateway:FuzzForwardAnswer \
+	./gateway:FuzzWebsocketHandshake
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$name ($$pkg)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # The e2e tests that record the workflow histories workflows/replay_test.go replays, one
 # file each: see "Workflow changes and replay" in docs/decisions.md.

@@ -155,6 +155,9 @@ func (g *Gateway) roundTrip(ctx context.Context, r *http.Request, dep *deploymen
 			}
 			break
 		}
+		if err == nil {
+			err = checkStatus(res)
+		}
 		if stop() && err == nil {
 			return res, conn, nil
 		}

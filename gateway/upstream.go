@@ -195,6 +195,17 @@ func headerValue(v string) string {
 	return v
 }
 
+// checkStatus refuses an answer whose status HTTP does not have: net/http reads any three
+// digits ("000", "+42"), and passing one under 100 on would make net/http panic, so the
+// answer counts as malformed and the client gets a 502.
+func checkStatus(res *http.Response) error {
+	if res.StatusCode < 100 {
+		res.Body.Close()
+		return fmt.Errorf("malformed answer: status %q", res.Status)
+	}
+	return nil
+}
+
 // copyResponseHeader copies the answer's end-to-end headers to the client's.
 func copyResponseHeader(dst, src http.Header) {
 	hasConnection := len(src["Connection"]) > 0

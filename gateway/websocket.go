@@ -69,7 +69,9 @@ func (g *Gateway) websocket(w *statusWriter, r *http.Request, dep *deployment, r
 	err = writeUpgrade(conn, r, rep.websocketPath)
 	var res *http.Response
 	if err == nil {
-		res, err = http.ReadResponse(conn.br, r)
+		if res, err = http.ReadResponse(conn.br, r); err == nil {
+			err = checkStatus(res)
+		}
 	}
 	if !stop() && err == nil {
 		err = context.Cause(ctx)

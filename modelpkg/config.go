@@ -214,6 +214,11 @@ func ParseConfig(text []byte) (Config, error) {
 	if err := validate(&cfg, seen); err != nil {
 		return Config{}, err
 	}
+	// The model is given its config as JSON (Config.JSON); what YAML can say and JSON cannot
+	// (aliases that expand without bound, say) is refused now rather than when it starts.
+	if _, err := cfg.JSON(); err != nil {
+		return Config{}, fieldErr("", "cannot be written as JSON: %v", err)
+	}
 	return cfg, nil
 }
 
@@ -404,7 +409,8 @@ const MaxDepth = 64
 
 // storable refuses what PostgreSQL cannot keep of a config, naming the key: a key or string
 // value holding NUL (YAML's "\0"), which text and jsonb cannot hold, and nesting deeper than
-// MaxDepth.
+// MaxDepth; and what JSON cannot say: .nan and .inf, a key given twice in one mapping, and a
+// list or mapping as a key.
 func storable(n *yaml.Node, field string, depth int) error {
 	if n.Kind == yaml.AliasNode {
 		return nil // the anchored node is checked where it stands
@@ -413,6 +419,12 @@ func storable(n *yaml.Node, field string, depth int) error {
 		if strings.IndexByte(n.Value, 0) >= 0 {
 			return fieldErr(field, "must not contain NUL (\\0)")
 		}
+		if n.Tag == "!!float" {
+			var f float64
+			if n.Decode(&f) == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+				return fieldErr(field, "must be a finite number: JSON has no %s", n.Value)
+			}
+		}
 		return nil
 	}
 	if depth > MaxDepth {
@@ -420,12 +432,23 @@ func storable(n *yaml.Node, field string, depth int) error {
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
+		keys := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if strings.IndexByte(k.Value, 0) >= 0 {
 				return fieldErr(field, "a key must not contain NUL (\\0)")
 			}
-			if err := storable(n.Content[i+1], strings.TrimPrefix(field+"."+k.Value, "."), depth+1); err != nil {
+			sub := strings.TrimPrefix(field+"."+k.Value, ".")
+			if k.Kind != yaml.ScalarNode && (k.Kind != yaml.AliasNode || k.Alias == nil || k.Alias.Kind != yaml.ScalarNode) {
+				return fieldErr(field, "a key must be a string or a number, not a list or a mapping")
+			}
+			if k.Kind == yaml.ScalarNode && k.Tag != "!!merge" {
+				if keys[k.Value] {
+					return fieldErr(sub, "given more than once")
+				}
+				keys[k.Value] = true
+			}
+			if err := storable(n.Content[i+1], sub, depth+1); err != nil {
 				return err
 			}
 		}

@@ -205,7 +205,7 @@ func TestParseConfig_RejectsBrokenRulesNamingTheField(t *testing.T) {
 	}
 }
 
-func TestParseConfig_RefusesWhatPostgreSQLCannotStoreNamingTheKey(t *testing.T) {
+func TestParseConfig_RefusesWhatPostgreSQLOrJSONCannotHoldNamingTheKey(t *testing.T) {
 	deep := "model_name: m\nmodel_metadata: {a: " + strings.Repeat("[", 100) + strings.Repeat("]", 100) + "}\n"
 	tests := []struct {
 		name      string
@@ -219,6 +219,10 @@ func TestParseConfig_RefusesWhatPostgreSQLCannotStoreNamingTheKey(t *testing.T) 
 		{"NUL in an unknown key's value", "model_name: m\nextra: \"\\0\"\n", "extra"},
 		{"NUL in description", "model_name: m\ndescription: \"\\0\"\n", "description"},
 		{"nested too deeply", deep, "model_metadata.a" + strings.Repeat("[0]", modelpkg.MaxDepth-2)},
+		{"NaN in model_metadata", "model_name: m\nmodel_metadata: {ratio: .nan}\n", "model_metadata.ratio"},
+		{"infinite ping interval", "model_name: m\nruntime: {transport: {kind: websocket, ping_interval_seconds: .inf}}\n", "runtime.transport.ping_interval_seconds"},
+		{"a key twice in an unknown key's value", "model_name: m\nextra: {a: 1, a: 2}\n", "extra.a"},
+		{"a mapping as a key", "model_name: m\nextra: {{}: 1}\n", "extra"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
