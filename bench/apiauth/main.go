@@ -22,9 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelplane/modelplane/api"
-	"github.com/modelplane/modelplane/apikey"
-	"github.com/modelplane/modelplane/internal/pgtest"
-	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/bench/internal/benchdb"
 )
 
 type result struct {
@@ -47,31 +45,12 @@ func main() {
 
 func run(duration time.Duration, clients int) error {
 	ctx := context.Background()
-	u, drop, err := pgtest.Create("bench")
+	bdb, err := benchdb.Open(ctx)
 	if err != nil {
 		return err
 	}
-	defer drop()
-	if err := pgtest.Migrate(u); err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, u)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ws, _, err := store.EnsureWorkspace(ctx, db, "bench")
-	if err != nil {
-		return err
-	}
-	m, err := store.CreateModel(ctx, db, ws.ID, "bench")
-	if err != nil {
-		return err
-	}
-	_, key, err := apikey.Create(ctx, db, ws.ID, "bench", false)
-	if err != nil {
-		return err
-	}
+	defer bdb.Close()
+	db, modelID, key := bdb.DB, bdb.ModelID, bdb.Key
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,8 +63,8 @@ func run(duration time.Duration, clients int) error {
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	baseline := drive(hc, "GET /healthz (no auth, no database)", base+"/healthz", "", duration, clients)
-	authed := drive(hc, "GET /v1/models/{id} (API key + model read)", base+"/v1/models/"+m.ID, key, duration, clients)
-	rejected := drive(hc, "GET /v1/models/{id} with an unknown key (401)", base+"/v1/models/"+m.ID,
+	authed := drive(hc, "GET /v1/models/{id} (API key + model read)", base+"/v1/models/"+modelID, key, duration, clients)
+	rejected := drive(hc, "GET /v1/models/{id} with an unknown key (401)", base+"/v1/models/"+modelID,
 		"mp_"+strings.Repeat("x", 12)+"_"+strings.Repeat("y", 32), duration, clients)
 
 	host, _ := os.Hostname()

@@ -25,10 +25,8 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane"
-	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/bench/internal/benchdb"
 	"github.com/modelplane/modelplane/gateway"
-	"github.com/modelplane/modelplane/internal/pgtest"
-	"github.com/modelplane/modelplane/store"
 )
 
 func main() {
@@ -43,31 +41,12 @@ func main() {
 
 func run(keys, clients int) error {
 	ctx := context.Background()
-	u, drop, err := pgtest.Create("bench")
+	bdb, err := benchdb.Open(ctx)
 	if err != nil {
 		return err
 	}
-	defer drop()
-	if err := pgtest.Migrate(u); err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, u)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ws, _, err := store.EnsureWorkspace(ctx, db, "bench")
-	if err != nil {
-		return err
-	}
-	m, err := store.CreateModel(ctx, db, ws.ID, "bench")
-	if err != nil {
-		return err
-	}
-	_, key, err := apikey.Create(ctx, db, ws.ID, "bench", false)
-	if err != nil {
-		return err
-	}
+	defer bdb.Close()
+	db, u, modelID, key := bdb.DB, bdb.URL, bdb.ModelID, bdb.Key
 
 	gw, err := gateway.New(gateway.Options{DB: db, DatabaseURL: u, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -87,7 +66,7 @@ func run(keys, clients int) error {
 	}
 	h := gw.Handler(nil)
 	// The model has no deployment: an accepted key gets 404, after authentication.
-	path := "/models/" + m.ID + "/production/predict"
+	path := "/models/" + modelID + "/production/predict"
 	send := func(key string) int {
 		req := httptest.NewRequest(http.MethodPost, path, http.NoBody)
 		req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:40000", rand.IntN(256), rand.IntN(256), rand.IntN(256))
