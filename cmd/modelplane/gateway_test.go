@@ -19,14 +19,16 @@ import (
 	"github.com/modelplane/modelplane/testmodel"
 )
 
-// TestGatewayCmd_ServesPredictionsAndStopsOnSignal runs `modelplane gateway` against the test
-// database and predicts through it with `modelplane predict`.
-func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
+// servedModel makes a workspace in the test database whose model's production is served by a
+// READY replica of a testmodel server, and returns the model, the serving deployment's ID
+// and the workspace's API key.
+func servedModel(t *testing.T, workspace string) (store.Model, string, string) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	m, _, key := apitest.Workspace(t, db, "gwcmd")
+	m, _, key := apitest.Workspace(t, db, workspace)
 	model := httptest.NewServer(testmodel.NewHandler(testmodel.Options{}, nil))
 	t.Cleanup(model.Close)
 	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
@@ -36,6 +38,13 @@ func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, store.MarkReplicaReady(ctx, db, r.ID, strings.TrimPrefix(model.URL, "http://"), "/predict", ""))
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID))
+	return m, d.ID, key
+}
+
+// TestGatewayCmd_ServesPredictionsAndStopsOnSignal runs `modelplane gateway` against the test
+// database and predicts through it with `modelplane predict`.
+func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
+	m, depID, key := servedModel(t, "gwcmd")
 
 	addr := freeAddr(t)
 	cmd := modelplaneCmd("gateway", "--listen", addr, "--database-url", dbURL, "--upstream-timeout", "30s")
@@ -78,7 +87,7 @@ func TestGatewayCmd_ServesPredictionsAndStopsOnSignal(t *testing.T) {
 	metrics, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	require.NoError(t, err)
-	assert.Contains(t, string(metrics), `modelplane_inference_requests_total{deployment_id="`+d.ID+`"`)
+	assert.Contains(t, string(metrics), `modelplane_inference_requests_total{deployment_id="`+depID+`"`)
 
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	select {

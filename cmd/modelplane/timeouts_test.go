@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,10 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/testmodel"
 )
 
 // declaredBody is a request that says a body of 1000 bytes follows, and then sends none.
@@ -128,20 +125,7 @@ func assertIdleClosed(t *testing.T, addr, path string) {
 // authenticated one is cut after the body read timeout (without a flat read timeout, which
 // would cut streamed uploads), and idle keep-alive connections close.
 func TestGatewayCmd_BoundsStalledBodiesAndIdleConnections(t *testing.T) {
-	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	m, _, key := apitest.Workspace(t, db, "gwtimeouts")
-	model := httptest.NewServer(testmodel.NewHandler(testmodel.Options{}, nil))
-	t.Cleanup(model.Close)
-	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
-	require.NoError(t, err)
-	require.NoError(t, store.SetDeploymentStatus(ctx, db, d.ID, "ACTIVE", ""))
-	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: d.ID})
-	require.NoError(t, err)
-	require.NoError(t, store.MarkReplicaReady(ctx, db, r.ID, strings.TrimPrefix(model.URL, "http://"), "/predict", ""))
-	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID))
+	m, _, key := servedModel(t, "gwtimeouts")
 	predict := "/models/" + m.ID + "/production/predict"
 
 	t.Run("unauthenticated stalled body", func(t *testing.T) {
