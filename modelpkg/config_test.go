@@ -195,13 +195,7 @@ func TestParseConfig_RejectsBrokenRulesNamingTheField(t *testing.T) {
 		{"hot_reload not a bool", "model_name: m\nhot_reload: yes please\n", "hot_reload"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := modelpkg.ParseConfig([]byte(tt.yaml))
-			var fe *modelpkg.FieldError
-			require.ErrorAs(t, err, &fe, "want a *FieldError for %q, got %v", tt.yaml, err)
-			assert.Equal(t, tt.wantField, fe.Field, "field of %q", err)
-			assert.NotEmpty(t, fe.Message)
-		})
+		t.Run(tt.name, func(t *testing.T) { requireFieldError(t, tt.yaml, tt.wantField) })
 	}
 }
 
@@ -225,13 +219,7 @@ func TestParseConfig_RefusesWhatPostgreSQLOrJSONCannotHoldNamingTheKey(t *testin
 		{"a mapping as a key", "model_name: m\nextra: {{}: 1}\n", "extra"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := modelpkg.ParseConfig([]byte(tt.yaml))
-			var fe *modelpkg.FieldError
-			require.ErrorAs(t, err, &fe, "want a *FieldError for %q, got %v", tt.yaml, err)
-			assert.Equal(t, tt.wantField, fe.Field, "field of %q", err)
-			assert.NotEmpty(t, fe.Message)
-		})
+		t.Run(tt.name, func(t *testing.T) { requireFieldError(t, tt.yaml, tt.wantField) })
 	}
 }
 
@@ -239,6 +227,18 @@ func TestParseConfig_KeepsNestingWithinTheLimit(t *testing.T) {
 	n := modelpkg.MaxDepth - 2 // the file's mapping and model_metadata's are two levels
 	_, err := modelpkg.ParseConfig([]byte("model_name: m\nmodel_metadata: {a: " + strings.Repeat("[", n) + strings.Repeat("]", n) + "}\n"))
 	require.NoError(t, err)
+}
+
+// requireFieldError parses text and asserts that it is refused with a *FieldError naming
+// field, which it returns.
+func requireFieldError(t *testing.T, text, field string) *modelpkg.FieldError {
+	t.Helper()
+	_, err := modelpkg.ParseConfig([]byte(text))
+	var fe *modelpkg.FieldError
+	require.ErrorAs(t, err, &fe, "want a *FieldError for %q, got %v", text, err)
+	assert.Equal(t, field, fe.Field, "field of %q", err)
+	assert.NotEmpty(t, fe.Message)
+	return fe
 }
 
 func make256(c byte) []byte {

@@ -145,11 +145,8 @@ func TestParseConfig_TrussKeysBrokenNameTheField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := modelpkg.ParseConfig([]byte(tt.yaml))
-			var fe *modelpkg.FieldError
-			require.ErrorAs(t, err, &fe, "want a *FieldError for %q, got %v", tt.yaml, err)
-			assert.Equal(t, tt.field, fe.Field, "field of %q", err)
-			assert.Equal(t, tt.unsupported, fe.Unsupported, "422 rather than 400: %v", err)
+			fe := requireFieldError(t, tt.yaml, tt.field)
+			assert.Equal(t, tt.unsupported, fe.Unsupported, "422 rather than 400: %v", fe)
 		})
 	}
 }
