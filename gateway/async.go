@@ -11,14 +11,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"golang.org/x/time/rate"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
@@ -275,7 +273,7 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	if refuseUnserving(w, dep) {
 		return
 	}
-	if wait, ok := g.limiter.allow(workspace, time.Now()); !ok {
+	if wait, ok := g.limiter.take(workspace, time.Now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 		writeError(w, http.StatusTooManyRequests, "workspace submits async requests faster than %g per second to this gateway", g.opts.AsyncRateLimit)
 		return
@@ -345,42 +343,6 @@ func (g *Gateway) startAsync(ctx context.Context, req store.AsyncRequest) {
 // retryAfterSeconds rounds a wait up to whole seconds, at least one.
 func retryAfterSeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
-}
-
-// workspaceLimiter is a token bucket per workspace.
-type workspaceLimiter struct {
-	limit rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     map[string]*rate.Limiter
-}
-
-func newWorkspaceLimiter(perSecond float64) *workspaceLimiter {
-	l := &workspaceLimiter{limit: rate.Limit(perSecond), burst: max(1, int(2*perSecond)), m: map[string]*rate.Limiter{}}
-	if perSecond < 0 {
-		l.limit = rate.Inf
-	}
-	return l
-}
-
-// allow takes a token of the workspace's bucket; ok false says how long until one is there.
-func (l *workspaceLimiter) allow(workspace string, now time.Time) (wait time.Duration, ok bool) {
-	if l.limit == rate.Inf {
-		return 0, true
-	}
-	l.mu.Lock()
-	lim := l.m[workspace]
-	if lim == nil {
-		lim = rate.NewLimiter(l.limit, l.burst)
-		l.m[workspace] = lim
-	}
-	l.mu.Unlock()
-	res := lim.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return d, false
-	}
-	return 0, true
 }
 
 // asyncRequestOf returns the workspace's request the route names, or answers 404: another

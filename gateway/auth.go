@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"golang.org/x/time/rate"
 
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/store"
@@ -145,46 +144,4 @@ func (k *keyCache) notified(payload string) {
 	}
 	k.found.remove(id)
 	k.missing.remove(id)
-}
-
-// failureLimiter is a token bucket of failed authentications per client address. The
-// buckets are in an LRU of bounded size, so that a flood from many addresses cannot grow it
-// without bound; an address dropped from it starts over with a full bucket.
-type failureLimiter struct {
-	limit rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     *lru[string, *rate.Limiter]
-}
-
-// maxLimitedAddresses bounds the addresses whose failures the gateway counts.
-const maxLimitedAddresses = 10000
-
-func newFailureLimiter(perSecond float64, burst int) *failureLimiter {
-	l := &failureLimiter{limit: rate.Limit(perSecond), burst: max(1, burst), m: newLRU[string, *rate.Limiter](maxLimitedAddresses)}
-	if perSecond < 0 {
-		l.limit = rate.Inf
-	}
-	return l
-}
-
-// failed counts a failed authentication from the address; ok false means the address is
-// over its limit, and wait how long until it is not.
-func (l *failureLimiter) failed(addr string, now time.Time) (wait time.Duration, ok bool) {
-	if l.limit == rate.Inf {
-		return 0, true
-	}
-	l.mu.Lock()
-	lim, found := l.m.get(addr)
-	if !found {
-		lim = rate.NewLimiter(l.limit, l.burst)
-		l.m.put(addr, lim)
-	}
-	l.mu.Unlock()
-	res := lim.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return d, false
-	}
-	return 0, true
 }

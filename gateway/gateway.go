@@ -130,9 +130,9 @@ type Gateway struct {
 	pool     *pool
 	waker    *waker
 	// limiter is the per-workspace async submission rate limit.
-	limiter *workspaceLimiter
+	limiter *keyLimiter
 	// failures is the per-address limit of failed authentications.
-	failures *failureLimiter
+	failures *keyLimiter
 	// attempts runs the async attempts this gateway claimed.
 	attempts *attemptRunner
 	// reported is set once a gateway report is written: until then workers would take the
@@ -206,8 +206,10 @@ func New(opts Options) (*Gateway, error) {
 	g.metrics = newMetrics(opts.Registerer, g)
 	g.pool = newPool()
 	g.waker = newWaker(opts.Temporal, opts.MaxHeld)
-	g.limiter = newWorkspaceLimiter(opts.AsyncRateLimit)
-	g.failures = newFailureLimiter(opts.FailedAuthRateLimit, opts.FailedAuthBurst)
+	// Async requests per workspace, with a burst of two seconds' worth; failed
+	// authentications per client address.
+	g.limiter = newKeyLimiter(opts.AsyncRateLimit, int(2*opts.AsyncRateLimit))
+	g.failures = newKeyLimiter(opts.FailedAuthRateLimit, opts.FailedAuthBurst)
 	g.attempts = newAttemptRunner()
 	return g, nil
 }
