@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/docker"
 )
@@ -189,23 +191,25 @@ func sharedLibraries(bins ...string) ([]string, error) {
 	return out, nil
 }
 
-func TestAgent_CustomServerInDockerRunsItsStartCommandInItsBaseImage(t *testing.T) {
+// startCustomServerInDocker starts, on a node of its own, a custom server package whose
+// base image is the python image, with extra keys added to its docker_server, and waits
+// until the replica is READY on the docker runtime.
+func startCustomServerInDocker(t *testing.T, extra map[string]any) (*node, agentproto.Replica) {
+	t.Helper()
 	needPythonImage(t)
 	dir := t.TempDir()
-	defer stopAll(t, dir)
+	t.Cleanup(func() { stopAll(t, dir) })
 	n := startNodeWith(t, dir, "none", true)
-	uid := 1234
 	url, sum := customServerPackage(t, `python3 server.py 8000`, 8000, "")
 	id := newID()
 	req := startReq(id, url, sum, 0)
+	server := map[string]any{"start_command": "python3 server.py 8000", "server_port": 8000,
+		"predict_endpoint": "/predict", "readiness_endpoint": "/ready", "liveness_endpoint": "/live"}
+	maps.Copy(server, extra)
 	// The control plane sends the parsed config with the archive; the base image makes it
 	// the docker runtime's.
 	cfg, err := json.Marshal(map[string]any{
-		"model_name": "custom server",
-		"base_image": map[string]any{"image": pythonImage},
-		"docker_server": map[string]any{"start_command": "python3 server.py 8000", "server_port": 8000,
-			"predict_endpoint": "/predict", "readiness_endpoint": "/ready", "liveness_endpoint": "/live",
-			"run_as_user_id": uid},
+		"model_name": "custom server", "base_image": map[string]any{"image": pythonImage}, "docker_server": server,
 	})
 	require.NoError(t, err)
 	req.Config = cfg
@@ -213,6 +217,13 @@ func TestAgent_CustomServerInDockerRunsItsStartCommandInItsBaseImage(t *testing.
 	t.Cleanup(func() { _, _ = n.call(http.MethodDelete, "/v1/replicas/"+id+"?grace_seconds=1", nil, token) })
 	r := n.waitState(id, modelplane.ReplicaReady)
 	require.Equal(t, "docker", r.Runtime)
+	return n, r
+}
+
+func TestAgent_CustomServerInDockerRunsItsStartCommandInItsBaseImage(t *testing.T) {
+	uid := 1234
+	n, r := startCustomServerInDocker(t, map[string]any{"run_as_user_id": uid})
+	id := r.ID
 	require.NotContains(t, r.Address, ":8000", "the container's server_port is published on a port the agent chose")
 	status, out := predict(t, r.Address, r.PredictPath, `{"x": 1}`)
 	require.Equal(t, http.StatusOK, status, "%v", out)
@@ -223,7 +234,7 @@ func TestAgent_CustomServerInDockerRunsItsStartCommandInItsBaseImage(t *testing.
 	require.Equal(t, http.StatusOK, code, string(body))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = docker.New(docker.Options{}).Status(ctx, runtime.Handle{ReplicaID: id})
+	_, err := docker.New(docker.Options{}).Status(ctx, runtime.Handle{ReplicaID: id})
 	require.ErrorIs(t, err, runtime.ErrNotFound, "the container is removed with the replica")
 }
 
@@ -231,25 +242,7 @@ func TestAgent_CustomServerInDockerRunsItsStartCommandInItsBaseImage(t *testing.
 // root user: with every capability dropped and no_new_privs set, root in the container cannot
 // even give a file of its own to another user.
 func TestAgent_ModelInDockerRunsAsRootWithoutCapabilities(t *testing.T) {
-	needPythonImage(t)
-	dir := t.TempDir()
-	defer stopAll(t, dir)
-	n := startNodeWith(t, dir, "none", true)
-	url, sum := customServerPackage(t, `python3 server.py 8000`, 8000, "")
-	id := newID()
-	req := startReq(id, url, sum, 0)
-	cfg, err := json.Marshal(map[string]any{
-		"model_name": "custom server",
-		"base_image": map[string]any{"image": pythonImage},
-		"docker_server": map[string]any{"start_command": "python3 server.py 8000", "server_port": 8000,
-			"predict_endpoint": "/predict", "readiness_endpoint": "/ready", "liveness_endpoint": "/live"},
-	})
-	require.NoError(t, err)
-	req.Config = cfg
-	n.mustStart(req)
-	t.Cleanup(func() { _, _ = n.call(http.MethodDelete, "/v1/replicas/"+id+"?grace_seconds=1", nil, token) })
-	r := n.waitState(id, modelplane.ReplicaReady)
-	require.Equal(t, "docker", r.Runtime)
+	_, r := startCustomServerInDocker(t, nil)
 
 	status, out := predict(t, r.Address, "/predict", `{}`)
 	require.Equal(t, http.StatusOK, status, "%v", out)
