@@ -50,6 +50,13 @@ type Config struct {
 	// packages' requirements; empty leaves pip's own configuration to decide.
 	PythonIndexURL  string
 	PythonFindLinks string
+	// ReplicaUIDs is the range "FIRST-LAST" of user IDs a root agent runs process replicas
+	// as, one per replica (DefaultReplicaUIDs when empty); ReplicaUIDsOff runs them as the
+	// agent's own user.
+	ReplicaUIDs string
+	// RequireIsolation refuses to start an agent that cannot run process replicas as users of
+	// their own.
+	RequireIsolation bool
 	// HTTPTimeouts bound how long a client may hold a connection to the agent API without
 	// sending; the agent takes small bodies only, so the whole request is bounded too
 	// (httpserve.DefaultReadTimeout unless Read is set).
@@ -94,6 +101,10 @@ type Agent struct {
 	agentID  string
 	http     *http.Client
 	envs     *pyenv.Builder
+	// isolation says whether process replicas run as users of their own; nextUID is where
+	// the next one's ID is looked for.
+	isolation isolation
+	nextUID   int
 
 	mu       sync.Mutex
 	replicas map[string]*record
@@ -132,6 +143,16 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	iso, err := setupIsolation(cfg.StateDir, cfg.ReplicaUIDs, os.Geteuid())
+	if err != nil {
+		return nil, err
+	}
+	if !iso.on() {
+		if cfg.RequireIsolation {
+			return nil, fmt.Errorf("agent: isolation is required but impossible: %s", iso.report.Warning)
+		}
+		cfg.Logger.Error("MODEL SERVERS ON THIS NODE ARE NOT ISOLATED: " + iso.report.Warning)
+	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, gpus: gpus, runtimes: rts,
 		agentID:    st.AgentID,
@@ -141,6 +162,8 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 		http:       &http.Client{Timeout: 10 * time.Second},
 		envs:       envs,
 		ctx:        context.Background(),
+		isolation:  iso,
+		nextUID:    st.NextUID,
 	}
 	if a.agentID == "" {
 		a.agentID = modelplane.NewID(12)
@@ -159,7 +182,7 @@ func statePath(dir string) string { return filepath.Join(dir, "state.json") }
 
 // persistLocked writes the state file; a.mu must be held (or the agent not yet shared).
 func (a *Agent) persistLocked() error {
-	st := stateFile{AgentID: a.agentID}
+	st := stateFile{AgentID: a.agentID, NextUID: a.nextUID}
 	for _, r := range a.replicas {
 		st.Replicas = append(st.Replicas, r)
 	}

@@ -23,12 +23,14 @@ import (
 var envKeyPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // pythonRequest is the environment a package's config asks for, with the package unpacked
-// in pkgDir; false when it asks for none (no requirements).
-func pythonRequest(cfg modelpkg.Config, pkgDir string) (pyenv.Request, bool, error) {
+// in pkgDir; false when it asks for none (no requirements). Its interpreter is one iso's
+// replica users can run, as the environment's python links to it.
+func pythonRequest(cfg modelpkg.Config, pkgDir string, iso isolation) (pyenv.Request, bool, error) {
 	req := pyenv.Request{Interpreter: cfg.Interpreter(), PythonVersion: cfg.PythonVersion, PackageDir: pkgDir}
 	if req.Interpreter == "" {
 		req.Interpreter = python.Interpreter()
 	}
+	req.Interpreter = iso.resolve(req.Interpreter)
 	switch {
 	case cfg.RequirementsFile != "":
 		path := filepath.Join(pkgDir, filepath.FromSlash(cfg.RequirementsFile))
@@ -51,7 +53,7 @@ func (a *Agent) replicaEnv(ctx context.Context, r *record) (string, error) {
 	if err != nil || cfg.Runtime == modelpkg.RuntimeDocker {
 		return "", err
 	}
-	req, needed, err := pythonRequest(cfg, a.packageDir(r.ID))
+	req, needed, err := pythonRequest(cfg, a.packageDir(r.ID), a.isolation)
 	if err != nil || !needed {
 		return "", err
 	}
@@ -119,7 +121,7 @@ func (a *Agent) BuildEnv(ctx context.Context, req agentproto.EnvRequest, overrid
 	} else if cfg, err = modelpkg.ReadConfig(dir); err != nil {
 		return failed(fmt.Errorf("reading the package's config: %w", err))
 	}
-	preq, needed, err := pythonRequest(cfg, dir)
+	preq, needed, err := pythonRequest(cfg, dir, a.isolation)
 	if err != nil {
 		return failed(err)
 	}

@@ -56,9 +56,11 @@ func startRequirementsReplica(t *testing.T, dir, url, sum, wheelhouse string) (*
 	return n, r
 }
 
+// TestAgent_PythonPackageWithRequirementsRunsInItsEnvironment runs with replica users when
+// the tests run as root: the environment, built by the agent, is one its replica can run.
 func TestAgent_PythonPackageWithRequirementsRunsInItsEnvironment(t *testing.T) {
 	url, sum, wheelhouse := requirementsPackage(t, "")
-	dir := t.TempDir()
+	dir := reachableTempDir(t)
 	defer stopAll(t, dir)
 	n, r := startRequirementsReplica(t, dir, url, sum, wheelhouse)
 	id := r.ID
@@ -66,6 +68,9 @@ func TestAgent_PythonPackageWithRequirementsRunsInItsEnvironment(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "%v", out)
 	assert.Equal(t, "hello from mpgreet", out["greeting"])
 	assert.Contains(t, out["prefix"], filepath.Join(dir, "envs"), "the server runs on the environment's python")
+	if os.Geteuid() == 0 {
+		require.Equal(t, agentproto.IsolationReplicaUsers, n.inventory().Isolation.Mode)
+	}
 	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
 }
 

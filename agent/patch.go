@@ -146,6 +146,9 @@ func (a *Agent) hotReload(ctx context.Context, r *record, req agentproto.PatchRe
 	if err := applyFileSet(pkgDir, req.Files); err != nil {
 		return err
 	}
+	if err := a.shareWithReplica(r, pkgDir); err != nil {
+		return err
+	}
 	// The files are in place whatever happens now: the reload runs to its end even when the
 	// caller gives up, so that what the replica records is what its server did.
 	reloadErr := a.reload(context.WithoutCancel(ctx), address, token)

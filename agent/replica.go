@@ -171,6 +171,12 @@ func (a *Agent) Start(req agentproto.StartRequest) (agentproto.Replica, bool, er
 	if err != nil {
 		return agentproto.Replica{}, false, &errConflict{err.Error()}
 	}
+	var uid int
+	if runtimeName == "process" && a.isolation.on() {
+		if uid, err = a.allocateUIDLocked(); err != nil {
+			return agentproto.Replica{}, false, &errConflict{err.Error()}
+		}
+	}
 	// The patch's files are in the package once it is unpacked: the state file keeps only
 	// its hash, or it would carry every patched file on each write.
 	// Nor does it keep the secrets' values: they stay in memory.
@@ -179,7 +185,7 @@ func (a *Agent) Start(req agentproto.StartRequest) (agentproto.Replica, bool, er
 	r := &record{
 		ID: req.ReplicaID, DeploymentID: req.DeploymentID, Environment: req.Environment,
 		State: modelplane.ReplicaStarting, GPUUUIDs: uuids, Runtime: runtimeName,
-		CreatedAt: time.Now().UTC(), Request: stored, ControlToken: controlToken,
+		CreatedAt: time.Now().UTC(), Request: stored, ControlToken: controlToken, UID: uid,
 		secrets: maps.Clone(req.Secrets),
 	}
 	if req.Patch != nil {
@@ -296,6 +302,10 @@ func (a *Agent) serve(ctx context.Context, r *record, port int) {
 			a.fail(r, err.Error(), nil)
 			return
 		}
+		if err := a.prepareReplicaDir(r); err != nil {
+			a.fail(r, "preparing the replica's directory: "+err.Error(), nil)
+			return
+		}
 		rt := a.runtimeFor(r.Runtime)
 		if ctx.Err() != nil {
 			return
@@ -385,7 +395,7 @@ func (a *Agent) unpack(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 // config.yaml is read again for the same reason; the request's config overrides it.
 func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error) {
 	a.mu.Lock()
-	req, gpus, controlToken, held, envDir := r.Request, r.GPUUUIDs, r.ControlToken, r.secrets, r.EnvDir
+	req, gpus, controlToken, held, envDir, uid := r.Request, r.GPUUUIDs, r.ControlToken, r.secrets, r.EnvDir, r.UID
 	a.mu.Unlock()
 	dir, pkgDir := a.replicaDir(r.ID), a.packageDir(r.ID)
 	cfg, err := a.config(r)
@@ -406,7 +416,11 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	spec := runtime.Spec{
 		ReplicaID: r.ID, DeploymentID: r.DeploymentID, Environment: r.Environment,
 		Dir: dir, PackageDir: pkgDir, Image: cfg.Image, Env: env, GPUUUIDs: gpus,
-		Port: port, HealthPath: cfg.HealthPath,
+		Port: port, HealthPath: cfg.HealthPath, UID: uid,
+	}
+	if uid != 0 {
+		// A replica user has no home of the agent's: it writes in its own directories only.
+		env["HOME"], env["TMPDIR"] = filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
 	}
 	if len(secrets) > 0 {
 		if spec.SecretsDir, err = writeSecrets(a.secretsDir(r.ID), secrets, cfg.Runtime == "docker"); err != nil {
@@ -456,11 +470,19 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 			}
 		}
 	}
+	path := os.Getenv("PATH")
+	if uid != 0 {
+		path = a.isolation.path
+		spec.Env["PATH"] = path
+		if len(spec.Command) > 0 {
+			spec.Command[0] = a.isolation.resolve(spec.Command[0])
+		}
+	}
 	if envDir != "" && cfg.Runtime != "docker" {
 		// A process finds the environment's python and scripts first, as an activated
 		// virtual environment would have it.
 		spec.Env["VIRTUAL_ENV"] = envDir
-		spec.Env["PATH"] = filepath.Join(envDir, "bin") + string(os.PathListSeparator) + os.Getenv("PATH")
+		spec.Env["PATH"] = filepath.Join(envDir, "bin") + string(os.PathListSeparator) + path
 	}
 	if controlToken != "" {
 		spec.Env[python.EnvControlToken] = controlToken

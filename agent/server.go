@@ -128,6 +128,7 @@ func (a *Agent) Inventory() (agentproto.InventoryResponse, error) {
 	out := agentproto.InventoryResponse{
 		Node: a.cfg.Name, AgentID: a.agentID, GPUProfile: a.gpus.Profile(),
 		DriverVersion: inv.DriverVersion, CUDADriverVersion: inv.CUDADriverVersion, GPUs: []agentproto.GPUInfo{},
+		Isolation: a.isolation.report,
 	}
 	for _, g := range inv.GPUs {
 		info := agentproto.GPUInfo{GPU: g, AssignedReplicaID: assigned[g.UUID]}

@@ -53,6 +53,9 @@ type record struct {
 	// EnvDir is the Python environment of the package's requirements, once the replica has
 	// one; a restart in place runs in it again.
 	EnvDir string `json:"env_dir,omitempty"`
+	// UID is the user (and group) ID the replica's server runs as, with replica users; 0 runs
+	// it as the agent's own user.
+	UID int `json:"uid,omitempty"`
 
 	// Handle finds the process or container again after an agent restart.
 	Handle *runtime.Handle `json:"handle,omitempty"`
@@ -102,6 +105,8 @@ func (r *record) wire(gpuUnhealthy bool) agentproto.Replica {
 type stateFile struct {
 	AgentID  string    `json:"agent_id"`
 	Replicas []*record `json:"replicas"`
+	// NextUID is where the search for a free replica user ID starts.
+	NextUID int `json:"next_uid,omitempty"`
 }
 
 func loadState(path string) (stateFile, error) {

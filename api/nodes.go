@@ -41,6 +41,13 @@ func (s *Server) nodeHeartbeat(c echo.Context) error {
 	case !strings.HasPrefix(hb.AgentURL, "http://") && !strings.HasPrefix(hb.AgentURL, "https://"):
 		return Errorf(http.StatusBadRequest, "agent_url: must be an http(s) URL")
 	}
+	iso := hb.Inventory.Isolation
+	switch {
+	case iso.Mode != "" && iso.Mode != agentproto.IsolationReplicaUsers && iso.Mode != agentproto.IsolationNone:
+		return Errorf(http.StatusBadRequest, "inventory.isolation.mode: must be %s or %s", agentproto.IsolationReplicaUsers, agentproto.IsolationNone)
+	case len(iso.Warning) > 4096 || len(iso.UIDs) > 64:
+		return Errorf(http.StatusBadRequest, "inventory.isolation: warning at most 4096 characters, uids at most 64")
+	}
 	replicas, err := json.Marshal(hb.Replicas)
 	if err != nil {
 		return err
@@ -49,6 +56,7 @@ func (s *Server) nodeHeartbeat(c echo.Context) error {
 	rep := store.NodeReport{
 		Name: hb.Name, AgentID: hb.AgentID, AgentURL: hb.AgentURL, GPUProfile: hb.Inventory.GPUProfile,
 		TokenSHA256: sum[:], Replicas: replicas,
+		Isolation: store.NodeIsolation{Mode: iso.Mode, UIDs: iso.UIDs, Warning: iso.Warning},
 	}
 	// The agent folds a MIG instance's replica onto its parent GPU; which instance a replica
 	// holds comes from the replicas' own GPU lists.
@@ -100,7 +108,11 @@ func (s *Server) listNodes(c echo.Context) error {
 	out := apiv1.NodeListV1{Nodes: make([]apiv1.NodeV1, 0, len(nodes))}
 	for _, n := range nodes {
 		v := apiv1.NodeV1{ID: n.ID, Name: n.Name, State: modelplane.NodeState(n.State), AgentURL: n.AgentURL,
-			GPUProfile: n.GPUProfile, LastHeartbeatAt: n.LastHeartbeatAt, GPUs: []apiv1.GPUV1{}, Replicas: n.Replicas}
+			GPUProfile: n.GPUProfile, LastHeartbeatAt: n.LastHeartbeatAt, GPUs: []apiv1.GPUV1{}, Replicas: n.Replicas,
+			Isolation: apiv1.NodeIsolationV1{Mode: n.NodeIsolation.Mode, UIDs: n.NodeIsolation.UIDs, Warning: n.NodeIsolation.Warning}}
+		if v.Isolation.Mode == "" {
+			v.Isolation.Mode = apiv1.IsolationUnknown
+		}
 		for _, g := range n.GPUs {
 			v.GPUs = append(v.GPUs, apiv1.GPUV1{UUID: g.UUID, Index: g.Index, Name: g.Name,
 				MemoryTotalBytes: g.MemoryTotalBytes, MemoryUsedBytes: g.MemoryUsedBytes, MIGMode: g.MIGMode,

@@ -195,3 +195,42 @@ func TestListNodes_ShowsOnlyTheReplicasWireView(t *testing.T) {
 		require.NotContains(t, nodes, value, "GET /v1/nodes shows the %s", what)
 	}
 }
+
+// TestListNodes_SaysWhichNodesCannotIsolateTheirModels: a node whose agent cannot run model
+// servers as users of their own is listed with its warning; one that can, with its user IDs;
+// one whose agent does not say, as unknown. A mode the API does not know is refused.
+func TestListNodes_SaysWhichNodesCannotIsolateTheirModels(t *testing.T) {
+	f := nodeFixture(t)
+	ctx := context.Background()
+	ws, _, err := store.EnsureWorkspace(ctx, f.db, "admins-"+modelplane.NewID(4))
+	require.NoError(t, err)
+	_, admin, err := apikey.Create(ctx, f.db, ws.ID, "admin", true)
+	require.NoError(t, err)
+
+	open, isolated, silent := "open-"+modelplane.NewID(6), "iso-"+modelplane.NewID(6), "old-"+modelplane.NewID(6)
+	warning := "the agent runs as user 1000, not root, so it cannot run model servers as users of their own: ..."
+	hb := sampleHeartbeat(open)
+	hb.Inventory.Isolation = agentproto.Isolation{Mode: agentproto.IsolationNone, Warning: warning}
+	require.Equal(t, http.StatusOK, heartbeat(t, f, nodeToken, hb).Code)
+	hb = sampleHeartbeat(isolated)
+	hb.Inventory.Isolation = agentproto.Isolation{Mode: agentproto.IsolationReplicaUsers, UIDs: "70000-79999"}
+	require.Equal(t, http.StatusOK, heartbeat(t, f, nodeToken, hb).Code)
+	require.Equal(t, http.StatusOK, heartbeat(t, f, nodeToken, sampleHeartbeat(silent)).Code)
+
+	r := f.do(t, http.MethodGet, "/v1/nodes", "Api-Key "+admin)
+	require.Equal(t, http.StatusOK, r.Status)
+	got := map[string]any{}
+	for _, n := range r.Body["nodes"].([]any) {
+		node := n.(map[string]any)
+		got[node["name"].(string)] = node["isolation"]
+	}
+	require.Equal(t, map[string]any{"mode": "none", "warning": warning}, got[open])
+	require.Equal(t, map[string]any{"mode": "replica-users", "uids": "70000-79999"}, got[isolated])
+	require.Equal(t, map[string]any{"mode": "unknown"}, got[silent])
+
+	hb = sampleHeartbeat(open)
+	hb.Inventory.Isolation.Mode = "sandbox"
+	rec := heartbeat(t, f, nodeToken, hb)
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Contains(t, rec.Body.String(), "inventory.isolation.mode")
+}

@@ -18,6 +18,21 @@ type NodeV1 struct {
 	GPUs            []GPUV1              `json:"gpus"`
 	// Replicas are the node's replicas as its agent last reported them.
 	Replicas json.RawMessage `json:"replicas"`
+	// Isolation is how the node keeps model servers away from its agent and each other.
+	Isolation NodeIsolationV1 `json:"isolation"`
+}
+
+// IsolationUnknown is the isolation mode of a node whose agent does not report one.
+const IsolationUnknown = "unknown"
+
+// NodeIsolationV1 is how a node keeps model servers away from its agent and from each other:
+// mode "replica-users" (each process replica runs as a user of its own, drawn from uids),
+// "none" (they run as the agent's user; warning says why and what they can reach), or
+// "unknown".
+type NodeIsolationV1 struct {
+	Mode    string `json:"mode"`
+	UIDs    string `json:"uids,omitempty"`
+	Warning string `json:"warning,omitempty"`
 }
 
 // GPUV1 is one GPU of a node.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -117,6 +118,11 @@ type Options struct {
 	// --find-links for the packages' requirements (agent.Config).
 	PythonIndexURL  string
 	PythonFindLinks string
+	// ReplicaUIDs and RequireIsolation are the local agent's (agent.Config). As root, the
+	// data directory is made passable (0711) for the agent's replica users, with everything
+	// in it but the agent's state directory the stack's own.
+	ReplicaUIDs      string
+	RequireIsolation bool
 
 	// ExternalWorker runs no worker in the process: workers started separately (modelplane
 	// worker, with the stack's node token and API URL) serve the task queue.
@@ -495,6 +501,35 @@ func loadSecretsKey(opts Options) (*secretbox.Key, error) {
 	return secretbox.Load(path, "")
 }
 
+// passableDataDir lets a root agent's replica users pass through the data directory to their
+// own directories under its agent/: the data directory becomes 0711 (passable, not listable)
+// and every other entry in it (keys, tokens, blobs, databases) loses all group and other
+// access. Not root, the agent runs no replica users and nothing changes.
+func passableDataDir(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == "agent" || e.Type()&os.ModeSymlink != 0 {
+			continue
+		}
+		// A file may go meanwhile (SQLite's journal): what is gone needs nothing. SQLite
+		// makes its journals with its database's mode.
+		info, err := e.Info()
+		if err == nil {
+			err = os.Chmod(filepath.Join(dir, e.Name()), info.Mode().Perm()&^0o077)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return os.Chmod(dir, 0o711)
+}
+
 // startAgent runs the local node agent, reporting to this stack's API.
 func (s *Stack) startAgent(opts Options, nodeToken string) error {
 	profile := opts.GPUProfile
@@ -511,11 +546,16 @@ func (s *Stack) startAgent(opts Options, nodeToken string) error {
 		return err
 	}
 	s.AgentURL = "http://" + ln.Addr().String()
+	if err := passableDataDir(opts.DataDir); err != nil {
+		ln.Close()
+		return err
+	}
 	a, err := agent.New(agent.Config{
 		Name: "dev", AdvertiseURL: s.AgentURL, APIURL: s.APIURL, Token: nodeToken,
 		StateDir: filepath.Join(opts.DataDir, "agent"), Logger: s.log.With("component", "agent"),
 		PythonIndexURL: opts.PythonIndexURL, PythonFindLinks: opts.PythonFindLinks,
 		HTTPTimeouts: opts.Timeouts,
+		ReplicaUIDs:  opts.ReplicaUIDs, RequireIsolation: opts.RequireIsolation,
 	}, gpus, agent.Runtimes{})
 	if err != nil {
 		ln.Close()

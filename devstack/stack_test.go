@@ -2,7 +2,10 @@ package devstack_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -278,8 +281,13 @@ func TestStack_ExternalTemporalStartsNoServerOrUI(t *testing.T) {
 	waitReady(t, embedded.APIURL)
 }
 
+// TestStack_LocalAgentRegistersAndItsReplicasStopWithTheStack also checks, run as root, that
+// the agent's replicas run as users of their own and that everything of the stack's in the
+// data directory is closed to them.
 func TestStack_LocalAgentRegistersAndItsReplicasStopWithTheStack(t *testing.T) {
 	dir := t.TempDir()
+	// Replica users must pass through the directories above the data directory.
+	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o711))
 	s := startStack(t, devstack.Options{DataDir: dir, GPUProfile: "h200", Postgres: devstack.PostgresOptions{DatabaseURL: dbURL}})
 	stopped := false
 	defer func() {
@@ -313,6 +321,28 @@ func TestStack_LocalAgentRegistersAndItsReplicasStopWithTheStack(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return len(processesMentioning("sleep 299.123")) > 0
 	}, 10*time.Second, 50*time.Millisecond)
+	if os.Geteuid() == 0 {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", processesMentioning("sleep 299.123")[0].PID))
+		require.NoError(t, err)
+		require.Regexp(t, `(?m)^Uid:\s+7\d{4}\s`, string(status), "the model server runs as a replica user")
+		_, body := get(t, s.APIURL+"/v1/nodes", s.NewAPIKey)
+		require.Contains(t, body, `"isolation":{"mode":"replica-users","uids":"70000-79999"}`)
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range entries {
+			info, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // SQLite's journal, gone meanwhile
+			}
+			require.NoError(t, err)
+			if e.Name() != "agent" {
+				require.Zero(t, info.Mode().Perm()&0o077, "%s is the stack's alone", e.Name())
+			}
+		}
+		info, err := os.Stat(dir)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o711), info.Mode().Perm(), "the data directory is passable, not listable")
+	}
 
 	// ...ends with the stack.
 	closeStack(t, s)

@@ -26,6 +26,16 @@ type Node struct {
 	Replicas        json.RawMessage      `db:"reported_replicas"`
 	CreatedAt       time.Time            `db:"created_at"`
 	GPUs            []GPU                `db:"-"`
+	NodeIsolation
+}
+
+// NodeIsolation is how a node keeps model servers away from its agent and from each other:
+// Mode "replica-users" (each process replica a user of its own, from UIDs) or "none", with a
+// Warning saying why; "" when its agent does not report it.
+type NodeIsolation struct {
+	Mode    string `db:"isolation"`
+	UIDs    string `db:"isolation_uids"`
+	Warning string `db:"isolation_warning"`
 }
 
 // GPU is one whole GPU of a node, or one MIG instance of it.
@@ -79,6 +89,7 @@ type NodeReport struct {
 	TokenSHA256                         []byte
 	GPUs                                []GPU
 	Replicas                            json.RawMessage
+	Isolation                           NodeIsolation
 }
 
 // RecordHeartbeat registers the node on its first report and refreshes it on every later one:
@@ -91,15 +102,20 @@ func RecordHeartbeat(ctx context.Context, db *sqlx.DB, rep NodeReport) (Node, er
 	}
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
 		if err := get(ctx, tx, &n, `
-			INSERT INTO nodes (id, name, agent_url, token_sha256, agent_id, gpu_profile, reported_replicas, last_heartbeat_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+			INSERT INTO nodes (id, name, agent_url, token_sha256, agent_id, gpu_profile, reported_replicas,
+			                   isolation, isolation_uids, isolation_warning, last_heartbeat_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
 			ON CONFLICT (name) DO UPDATE SET
 				agent_url = EXCLUDED.agent_url, token_sha256 = EXCLUDED.token_sha256,
 				agent_id = EXCLUDED.agent_id, gpu_profile = EXCLUDED.gpu_profile,
 				reported_replicas = EXCLUDED.reported_replicas, last_heartbeat_at = now(),
+				isolation = EXCLUDED.isolation, isolation_uids = EXCLUDED.isolation_uids,
+				isolation_warning = EXCLUDED.isolation_warning,
 				state = CASE WHEN nodes.state = `+sqlNodeDraining+` THEN `+sqlNodeDraining+` ELSE `+sqlNodeReady+` END
-			RETURNING id, name, agent_url, agent_id, gpu_profile, state, last_heartbeat_at, reported_replicas, created_at`,
-			modelplane.NewID(8), rep.Name, rep.AgentURL, rep.TokenSHA256, rep.AgentID, rep.GPUProfile, []byte(rep.Replicas)); err != nil {
+			RETURNING id, name, agent_url, agent_id, gpu_profile, state, last_heartbeat_at, reported_replicas, created_at,
+			          isolation, isolation_uids, isolation_warning`,
+			modelplane.NewID(8), rep.Name, rep.AgentURL, rep.TokenSHA256, rep.AgentID, rep.GPUProfile, []byte(rep.Replicas),
+			rep.Isolation.Mode, rep.Isolation.UIDs, rep.Isolation.Warning); err != nil {
 			return err
 		}
 		uuids := make([]string, 0, len(rep.GPUs))
@@ -154,6 +170,7 @@ func ListNodes(ctx context.Context, db sqlx.QueryerContext) ([]Node, error) {
 	nodes := []Node{}
 	if err := list(ctx, db, &nodes, `
 		SELECT id, name, agent_url, agent_id, gpu_profile, last_heartbeat_at, reported_replicas, created_at,
+		       isolation, isolation_uids, isolation_warning,
 		       CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < now() - $1 * interval '1 second'
 		            THEN `+sqlNodeDown+` ELSE state END AS state
 		FROM nodes ORDER BY name`, NodeDownAfter.Seconds()); err != nil {

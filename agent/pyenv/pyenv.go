@@ -335,6 +335,10 @@ func (b *Builder) install(ctx context.Context, key string, req Request, logf io.
 	if err != nil {
 		return err
 	}
+	// Replicas that run as users of their own read and run the environment.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			_ = os.RemoveAll(tmp)

@@ -53,6 +53,9 @@ type Spec struct {
 	Port int
 	// HealthPath is probed with GET until it answers 200.
 	HealthPath string
+	// UID, when not 0, is the user and group ID the server runs as (process runtime): the
+	// agent's replica user for it.
+	UID int
 }
 
 const (

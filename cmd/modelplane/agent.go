@@ -27,7 +27,22 @@ type agentConfig struct {
 	Name         string
 	DockerSocket string
 	python       pythonConfig
+	isolation    isolationConfig
 	timeouts     httpserve.Timeouts
+}
+
+// isolationConfig is how an agent keeps model servers away from itself and each other.
+type isolationConfig struct {
+	ReplicaUIDs string
+	Require     bool
+}
+
+func isolationFlags(cmd *cobra.Command, c *isolationConfig) {
+	f := cmd.Flags()
+	f.StringVar(&c.ReplicaUIDs, "replica-uids", envString("MODELPLANE_REPLICA_UIDS", agent.DefaultReplicaUIDs),
+		"user IDs FIRST-LAST a root agent runs process replicas as, one each (they need no user entry; IDs that have one are skipped); off runs them as the agent's user (MODELPLANE_REPLICA_UIDS)")
+	f.BoolVar(&c.Require, "require-isolation", envBool("MODELPLANE_REQUIRE_ISOLATION", false),
+		"refuse to start when process replicas cannot run as users of their own (MODELPLANE_REQUIRE_ISOLATION)")
 }
 
 // pythonConfig is where pip finds the packages' requirements, for an agent.
@@ -79,6 +94,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 				StateDir: c.StateDir, Logger: log,
 				PythonIndexURL: c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
 				HTTPTimeouts: c.timeouts,
+				ReplicaUIDs:  c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
 			}, gpus, agent.Runtimes{})
 			if err != nil {
 				return err
@@ -111,6 +127,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 	f.StringVar(&c.Name, "name", envString("MODELPLANE_NODE_NAME", ""), "node name (default: host name)")
 	f.StringVar(&c.DockerSocket, "docker-socket", envString("DOCKER_SOCKET", "/var/run/docker.sock"), "Docker engine socket, with --runtime docker")
 	pythonFlags(cmd, &c.python)
+	isolationFlags(cmd, &c.isolation)
 	serverTimeoutFlags(cmd, &c.timeouts)
 	return cmd
 }

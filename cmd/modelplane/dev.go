@@ -31,6 +31,7 @@ type devConfig struct {
 	MaxUnpackedBytes  int64
 	GPUProfile        string
 	python            pythonConfig
+	isolation         isolationConfig
 	SecretsKeyFile    string
 	MaxBodyBytes      int64
 	UpstreamTimeout   time.Duration
@@ -73,6 +74,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	maxUnpackedFlag(cmd, &c.MaxUnpackedBytes)
 	f.StringVar(&c.SecretsKeyFile, "secrets-key-file", envString("MODELPLANE_SECRETS_KEY_FILE", ""), "file holding the key that seals workspace secrets; else "+envSecretsKey+"; with neither, <data-dir>/secrets-key, made on first start (MODELPLANE_SECRETS_KEY_FILE)")
 	pythonFlags(cmd, &c.python)
+	isolationFlags(cmd, &c.isolation)
 	asyncGatewayFlags(cmd, &c.async)
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	serverTimeoutFlags(cmd, &c.timeouts)
@@ -105,6 +107,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,
 		PythonIndexURL:  c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
+		ReplicaUIDs: c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
 		MaxUnpackedBytes: c.MaxUnpackedBytes,
 		SecretsKeyFile:   c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
 		MaxBodyBytes: c.MaxBodyBytes, UpstreamTimeout: c.UpstreamTimeout, ColdStartTimeout: c.ColdStartTimeout,

@@ -84,6 +84,11 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 	// A session of its own: the replica is its own process group (stopped as a whole) and
 	// does not get the agent's terminal signals.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if spec.UID != 0 {
+		// The replica's own user and group, with no supplementary groups of the agent's.
+		id := uint32(spec.UID)
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: id, Gid: id, Groups: []uint32{}}
+	}
 	if err := cmd.Start(); err != nil {
 		return runtime.Handle{}, fmt.Errorf("start %s: %w", argv[0], err)
 	}
