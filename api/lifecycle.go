@@ -451,6 +451,9 @@ func (s *Server) deleteDeployment(c echo.Context) error {
 
 // deleteModel stops every deployment of the model and removes it with its environments.
 func (s *Server) deleteModel(c echo.Context) error {
+	if err := requireAdmin(c, "deleting a model"); err != nil {
+		return err
+	}
 	m, err := s.ownModel(c)
 	if err != nil {
 		return err
