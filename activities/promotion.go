@@ -147,7 +147,7 @@ func (a *Activities) CreateCandidateDeployment(ctx context.Context, in contract.
 			nd := store.NewDeployment{
 				ModelID: in.ModelID, WorkspaceID: src.WorkspaceID, ArchiveID: src.ArchiveID,
 				Config: src.Config, RawConfig: src.RawConfig, AutoscalingSettings: in.AutoscalingSettings,
-				DeployTimeoutMinutes: src.DeployTimeoutMinutes,
+				DeployTimeoutMinutes: src.DeployTimeoutMinutes, GPUsPerReplica: src.GPUsPerReplica,
 			}
 			if patched != nil {
 				nd.ArchiveID, nd.Config, nd.RawConfig = patched, nil, nil

@@ -43,6 +43,12 @@ func (f *fixture) workspace(t *testing.T) (store.Model, store.APIKey, string) {
 	return apitest.Workspace(t, f.db, "ws")
 }
 
+// adminWorkspace is workspace with an admin key.
+func (f *fixture) adminWorkspace(t *testing.T) (store.Model, store.APIKey, string) {
+	t.Helper()
+	return apitest.AdminWorkspace(t, f.db, "ws")
+}
+
 type response struct {
 	Status int
 	Body   map[string]any

@@ -18,10 +18,11 @@ import (
 // maxKeyName bounds an API key's name.
 const maxKeyName = 255
 
-// requireAdmin refuses a key that is not an admin key with 403 saying what needed one.
+// requireAdmin refuses a key that is not an admin key with 403 saying what needed one
+// (API.md, "Roles").
 func requireAdmin(c echo.Context, what string) error {
 	if !principal(c).IsAdmin {
-		return Errorf(http.StatusForbidden, "%s needs an admin key", what)
+		return Errorf(http.StatusForbidden, "%s needs an admin key (WORKSPACE_MANAGE_ALL); this is a member key (PERSONAL)", what)
 	}
 	return nil
 }

@@ -60,8 +60,19 @@ func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err 
 		return a, false, Errorf(http.StatusRequestEntityTooLarge, "archive of %d bytes is over the %d-byte limit", c.Request().ContentLength, limit)
 	}
 	ctx := c.Request().Context()
-	digest, size, created, err := s.deps.Blobs.Put(ctx, c.Request().Body, limit)
+	ws := principal(c).WorkspaceID
+	room, err := s.archiveRoom(ctx, ws, c.Request().ContentLength)
+	if err != nil {
+		return a, false, err
+	}
+	// Reading stops where the quota would be passed, so an archive over it is never stored
+	// whole. One the workspace has already would fit whatever its size; its upload is
+	// refused here only when it is larger than the room left, and is rare.
+	digest, size, created, err := s.deps.Blobs.Put(ctx, c.Request().Body, min(limit, room.left))
 	if errors.Is(err, blob.ErrTooLarge) {
+		if room.left < limit {
+			return a, false, room.refuse()
+		}
 		return a, false, Errorf(http.StatusRequestEntityTooLarge, "archive is over the %d-byte limit", limit)
 	}
 	if err != nil {
@@ -83,9 +94,39 @@ func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err 
 	if err != nil {
 		return a, false, err
 	}
-	return store.CreateArchive(ctx, s.deps.DB, store.Archive{
-		WorkspaceID: principal(c).WorkspaceID, ID: digest, SizeBytes: size, Config: cfgJSON,
+	a, isNew, err = store.CreateArchiveInQuota(ctx, s.deps.DB, store.Archive{
+		WorkspaceID: ws, ID: digest, SizeBytes: size, Config: cfgJSON,
 	})
+	return a, isNew, quotaError(err, "archive not stored")
+}
+
+// archiveQuotaRoom is what a workspace's archive_bytes quota leaves for one upload.
+type archiveQuotaRoom struct {
+	limit, stored, left int64
+}
+
+// refuse is the 422 for an upload that does not fit.
+func (r archiveQuotaRoom) refuse() error {
+	return Errorf(http.StatusUnprocessableEntity, "archive not stored: it is over the %d bytes left in the workspace's archive_bytes quota of %d (%d bytes stored)",
+		r.left, r.limit, r.stored)
+}
+
+// archiveRoom reads the workspace's archive_bytes quota and what it stores, and refuses at
+// once an upload whose declared length (contentLength, -1 when unknown) is over what is left.
+func (s *Server) archiveRoom(ctx context.Context, workspaceID string, contentLength int64) (archiveQuotaRoom, error) {
+	q, err := store.WorkspaceQuotas(ctx, s.deps.DB, workspaceID)
+	if err != nil {
+		return archiveQuotaRoom{}, err
+	}
+	stored, err := store.ArchiveBytes(ctx, s.deps.DB, workspaceID)
+	if err != nil {
+		return archiveQuotaRoom{}, err
+	}
+	r := archiveQuotaRoom{limit: q.ArchiveBytes, stored: stored, left: max(q.ArchiveBytes-stored, 0)}
+	if contentLength > r.left {
+		return r, r.refuse()
+	}
+	return r, nil
 }
 
 // dropBlob removes the blob a failed upload stored, unless an archive row (of any workspace)

@@ -138,7 +138,7 @@ func TestContent_PatchWithNULIs400AndBinaryContentStillStages(t *testing.T) {
 
 func TestContent_SecretValueMayHoldNUL(t *testing.T) {
 	f := newFixture(t)
-	_, _, key := f.workspace(t)
+	_, _, key := f.adminWorkspace(t)
 	r := f.send(t, http.MethodPost, "/v1/secrets", "Api-Key "+key, `{"name": "bin", "value": "a\u0000b"}`)
 	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
 	r = f.send(t, http.MethodPost, "/v1/secrets", "Api-Key "+key, `{"name": "bin\u0000", "value": "x"}`)

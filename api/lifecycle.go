@@ -312,7 +312,7 @@ func (s *Server) newDeployment(c echo.Context, workspaceID string, req createReq
 	if err != nil {
 		return store.NewDeployment{}, err
 	}
-	override, raw, dropped, err := req.source.Deployment.deploymentConfig(a.Config)
+	override, raw, dropped, gpus, err := req.source.Deployment.deploymentConfig(a.Config)
 	if err != nil {
 		return store.NewDeployment{}, err
 	}
@@ -327,7 +327,7 @@ func (s *Server) newDeployment(c echo.Context, workspaceID string, req createReq
 	archive := a.ID
 	return req.source.Deployment.newDeployment(store.NewDeployment{
 		IsDevelopment: req.development, ArchiveID: &archive, Config: override, RawConfig: raw,
-		AutoscalingSettings: as,
+		AutoscalingSettings: as, GPUsPerReplica: gpus,
 	}), nil
 }
 
@@ -451,6 +451,9 @@ func (s *Server) deleteDeployment(c echo.Context) error {
 
 // deleteModel stops every deployment of the model and removes it with its environments.
 func (s *Server) deleteModel(c echo.Context) error {
+	if err := requireAdmin(c, "deleting a model"); err != nil {
+		return err
+	}
 	m, err := s.ownModel(c)
 	if err != nil {
 		return err

@@ -82,6 +82,11 @@ func (s *Server) createEnvironment(c echo.Context) error {
 	var created store.Environment
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
 		var err error
+		// The environment serves no deployment yet: only the replicas quota applies now; the
+		// GPUs one is checked when a PATCH names the deployment it serves.
+		if err := checkScaleQuota(ctx, tx, m.WorkspaceID, "", "autoscaling_settings", env.AutoscalingSettings, 0); err != nil {
+			return err
+		}
 		if created, err = store.CreateEnvironment(ctx, tx, env); err != nil {
 			return err
 		}
@@ -142,6 +147,13 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 			}
 			if served != nil && served.IsDevelopment && as != settings.ForDevelopment(as) {
 				return Errorf(http.StatusBadRequest, "autoscaling_settings.max_replica: environment %s serves the development deployment, which has at most one replica (min_replica at most 1)", name)
+			}
+			servedID, gpus := "", 0
+			if served != nil {
+				servedID, gpus = served.ID, served.GPUsPerReplica
+			}
+			if err := checkScaleQuota(ctx, tx, m.WorkspaceID, servedID, "autoscaling_settings", as, gpus); err != nil {
+				return err
 			}
 		}
 		if raw, ok := obj["promotion_settings"]; ok {
@@ -327,6 +339,9 @@ func (s *Server) patchAutoscaling(c echo.Context) error {
 		}
 		if changed = ch; !changed {
 			return nil
+		}
+		if err := checkScaleQuota(ctx, tx, m.WorkspaceID, d.ID, "", next, current.GPUsPerReplica); err != nil {
+			return err
 		}
 		if err := store.UpdateDeploymentAutoscaling(ctx, tx, m.ID, d.ID, next); err != nil {
 			return err

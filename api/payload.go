@@ -191,19 +191,20 @@ func (p payload) checkConfig() (*modelpkg.Config, error) {
 // the config when it runs the model differently (nil when it is the package's own), and the
 // config.yaml text when it parses to the config the deployment runs. A raw_config that does
 // not is dropped, as Baseten drops an invalid one, and the reason is returned for the log.
-func (p payload) deploymentConfig(archiveConfig json.RawMessage) (override store.JSONMap, raw *string, dropped string, err error) {
+// gpus is the GPUs one replica of the config the deployment runs holds (a MIG slice is one).
+func (p payload) deploymentConfig(archiveConfig json.RawMessage) (override store.JSONMap, raw *string, dropped string, gpus int, err error) {
 	cfg, err := p.checkConfig()
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", 0, err
 	}
 	pkg, err := modelpkg.ParseConfig(archiveConfig)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("the archive's stored config does not parse: %w", err)
+		return nil, nil, "", 0, fmt.Errorf("the archive's stored config does not parse: %w", err)
 	}
 	effective := pkg
 	if cfg != nil && !cfg.SameAs(pkg) {
 		if err := json.Unmarshal(p.config, &override); err != nil {
-			return nil, nil, "", err
+			return nil, nil, "", 0, err
 		}
 		effective = *cfg
 	}
@@ -218,7 +219,7 @@ func (p payload) deploymentConfig(archiveConfig json.RawMessage) (override store
 			raw = p.rawConfig
 		}
 	}
-	return override, raw, dropped, nil
+	return override, raw, dropped, effective.Resources.GPUCount, nil
 }
 
 // newDeployment is the row the payload makes, beside what the route decides (model, name

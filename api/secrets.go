@@ -60,6 +60,9 @@ func secretView(sec store.Secret, team string) apiv1.SecretV1 {
 // value, and answers its metadata. Replicas started from now on get the new value; running
 // ones keep the one they started with. No message repeats the value.
 func (s *Server) upsertSecret(c echo.Context) error {
+	if err := requireAdmin(c, "setting a secret"); err != nil {
+		return err
+	}
 	// A value may grow sixfold when JSON escapes it (\u0000).
 	// The value is sealed and stored as bytes, so it may hold NUL.
 	obj, err := readObjectStoring(c, 6*MaxSecretValueBytes+4096, []string{"value"}, "name", "value")
@@ -113,6 +116,9 @@ func (s *Server) upsertSecret(c echo.Context) error {
 // deleteSecret removes a secret of the workspace. Running replicas keep the value they
 // started with; a deployment whose config names it fails to start new replicas.
 func (s *Server) deleteSecret(c echo.Context) error {
+	if err := requireAdmin(c, "deleting a secret"); err != nil {
+		return err
+	}
 	name := c.Param("secret_name")
 	if err := modelpkg.ValidateSecretName(name); err != nil {
 		return Errorf(http.StatusBadRequest, "secret_name: %v", err)

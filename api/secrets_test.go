@@ -27,7 +27,7 @@ func raw(t *testing.T, r response) string {
 
 func TestSecrets_UpsertListDeleteAndNoAnswerCarriesTheValue(t *testing.T) {
 	f := newFixture(t)
-	m, _, key := f.workspace(t)
+	m, _, key := f.adminWorkspace(t)
 	auth := "Api-Key " + key
 
 	r := f.send(t, http.MethodPost, "/v1/secrets", auth, `{"name": "hf_token", "value": "`+secretValue+`"}`)
@@ -82,7 +82,7 @@ func TestSecrets_UpsertListDeleteAndNoAnswerCarriesTheValue(t *testing.T) {
 
 func TestSecrets_RefusesBadInputWithoutEchoingTheValue(t *testing.T) {
 	f := newFixture(t)
-	_, _, key := f.workspace(t)
+	_, _, key := f.adminWorkspace(t)
 	auth := "Bearer " + key
 	long := strings.Repeat("a", 254)
 	tests := []struct {
@@ -120,8 +120,8 @@ func TestSecrets_RefusesBadInputWithoutEchoingTheValue(t *testing.T) {
 
 func TestSecrets_AnotherWorkspaceCannotSeeOverwriteOrDelete(t *testing.T) {
 	f := newFixture(t)
-	mA, _, keyA := f.workspace(t)
-	_, _, keyB := f.workspace(t)
+	mA, _, keyA := f.adminWorkspace(t)
+	_, _, keyB := f.adminWorkspace(t)
 	r := f.send(t, http.MethodPost, "/v1/secrets", "Api-Key "+keyA, `{"name": "shared_name", "value": "`+secretValue+`"}`)
 	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
 	idA := r.Body["id"]

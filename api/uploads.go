@@ -77,6 +77,13 @@ func (s *Server) prepareModelUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A workspace whose archives fill its quota gets no upload URL: any upload would be
+	// refused. (The archive's size is not known yet; PUT checks it.)
+	if room, err := s.archiveRoom(c.Request().Context(), principal(c).WorkspaceID, -1); err != nil {
+		return err
+	} else if room.left == 0 {
+		return room.refuse()
+	}
 	if dryRun {
 		return c.JSON(http.StatusOK, apiv1.PrepareModelUploadV1{})
 	}

@@ -23,8 +23,12 @@ func (s *Server) getWebhookSecret(c echo.Context) error {
 }
 
 // rotateWebhookSecret makes the workspace's webhook secret, or replaces it: deliveries
-// signed after this answer use the new one.
+// signed after this answer use the new one. It needs an admin key: the secret is what every
+// receiver of the workspace's webhooks trusts.
 func (s *Server) rotateWebhookSecret(c echo.Context) error {
+	if err := requireAdmin(c, "rotating the webhook secret"); err != nil {
+		return err
+	}
 	p := principal(c)
 	ws, err := store.RotateWebhookSecret(c.Request().Context(), s.deps.DB, p.WorkspaceID)
 	if err != nil {

@@ -23,7 +23,7 @@ func TestWebhookSecret_GetSaysNoneBeforeTheFirstRotation(t *testing.T) {
 func TestWebhookSecret_PostMakesThenRotatesAndGetNeverShowsIt(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	m, _, key := f.workspace(t)
+	m, _, key := f.adminWorkspace(t)
 
 	first := f.do(t, http.MethodPost, "/v1/webhook_secret", "Api-Key "+key)
 	require.Equal(t, http.StatusOK, first.Status, "%v", first.Body)
@@ -54,8 +54,8 @@ func TestWebhookSecret_PostMakesThenRotatesAndGetNeverShowsIt(t *testing.T) {
 
 func TestWebhookSecret_EachWorkspaceHasItsOwn(t *testing.T) {
 	f := newFixture(t)
-	_, _, keyA := f.workspace(t)
-	_, _, keyB := f.workspace(t)
+	_, _, keyA := f.adminWorkspace(t)
+	_, _, keyB := f.adminWorkspace(t)
 	r := f.do(t, http.MethodPost, "/v1/webhook_secret", "Api-Key "+keyA)
 	require.Equal(t, http.StatusOK, r.Status)
 	r = f.do(t, http.MethodGet, "/v1/webhook_secret", "Api-Key "+keyB)

@@ -181,3 +181,39 @@ func wantedReplicas(in Input, b scaleBounds) (int, string) {
 func wholeSeconds(d time.Duration) string {
 	return fmt.Sprintf("%ds", int64(d/time.Second))
 }
+
+// Room is what a workspace may still start under its quotas: replicas, and GPUs. Either may
+// be negative when a quota was lowered below what runs.
+type Room struct {
+	Replicas int
+	GPUs     int
+}
+
+// FitQuota holds a scale-up of a deployment that has current replicas, each holding
+// gpusPerReplica GPUs, to the room its workspace has left, and takes what it grants from room
+// (shared by the workspace's deployments within a tick). A decision that does not scale up
+// is returned as it is. A held decision keeps Wanted and says why in Reason, naming the quota,
+// its room and what was granted.
+func FitQuota(d Decision, current, gpusPerReplica int, room *Room) Decision {
+	current = max(current, 0)
+	up := d.Desired - current
+	if up <= 0 {
+		return d
+	}
+	allowed := max(room.Replicas, 0)
+	why := fmt.Sprintf("replicas quota (%d left)", allowed)
+	if gpusPerReplica > 0 && max(room.GPUs, 0)/gpusPerReplica < allowed {
+		allowed = max(room.GPUs, 0) / gpusPerReplica
+		why = fmt.Sprintf("gpus quota (%d left, %d per replica)", max(room.GPUs, 0), gpusPerReplica)
+	}
+	granted := min(up, allowed)
+	room.Replicas -= granted
+	room.GPUs -= granted * max(gpusPerReplica, 0)
+	if granted == up {
+		return d
+	}
+	held := d
+	held.Desired = current + granted
+	held.Reason = fmt.Sprintf("%s; held at %d of %d by the workspace's %s", d.Reason, held.Desired, d.Desired, why)
+	return held
+}

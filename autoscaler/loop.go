@@ -93,6 +93,9 @@ type tracked struct {
 	sentAt time.Time
 	// quietUntil is when a deployment whose last update failed may be tried again.
 	quietUntil time.Time
+	// held is how far its workspace's quota holds the deployment's scale-up (the count it
+	// gets and the count it wants), logged when it changes; zero when not held.
+	held [2]int
 }
 
 type metrics struct {
@@ -265,6 +268,12 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("read autoscaling targets: %w", err)
 	}
+	qctx, cancel = context.WithTimeout(ctx, dbTimeout)
+	rooms, err := l.rooms(qctx, db)
+	cancel()
+	if err != nil {
+		return err
+	}
 
 	seen := make(map[string]bool, len(targets))
 	var orders []*scaleOrder
@@ -283,6 +292,7 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 			l.track[t.DeploymentID] = tr
 		}
 		d := Decide(inputOf(t, now), &tr.state)
+		d = l.fitQuota(d, t, tr, rooms)
 		if d.Desired == t.LiveReplicas {
 			tr.sent = -1 // caught up: a later change is new, whatever was sent before
 			continue
@@ -306,6 +316,43 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 		l.record(o, l.track[o.target.DeploymentID], now)
 	}
 	return l.dispatch(ctx, db, now)
+}
+
+// rooms reads what each workspace may still start under its replica and GPU quotas; a
+// workspace missing from the map runs nothing and has the default quotas.
+func (l *Loop) rooms(ctx context.Context, db sqlx.QueryerContext) (map[string]*Room, error) {
+	got, err := store.ReplicaRoom(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("read workspace quotas: %w", err)
+	}
+	out := make(map[string]*Room, len(got))
+	for ws, r := range got {
+		out[ws] = &Room{Replicas: r.Replicas, GPUs: r.GPUs}
+	}
+	return out, nil
+}
+
+// fitQuota holds the decision's scale-up to what the deployment's workspace has room for
+// (FitQuota), taking it from the workspace's room, and logs a hold when it starts or changes.
+func (l *Loop) fitQuota(d Decision, t store.AutoscalingTarget, tr *tracked, rooms map[string]*Room) Decision {
+	room := rooms[t.WorkspaceID]
+	if room == nil {
+		q := store.DefaultQuotas()
+		room = &Room{Replicas: q.Replicas, GPUs: q.GPUs}
+		rooms[t.WorkspaceID] = room
+	}
+	fitted := FitQuota(d, t.LiveReplicas, t.GPUsPerReplica, room)
+	held := [2]int{}
+	if fitted.Desired != d.Desired {
+		held = [2]int{fitted.Desired, d.Desired}
+	}
+	if held != tr.held && held != [2]int{} {
+		l.log.Warn("autoscaler holds a scale-up at the workspace's quota", "deployment_id", t.DeploymentID,
+			"model_id", t.ModelID, "workspace_id", t.WorkspaceID, "from", t.LiveReplicas, "to", fitted.Desired,
+			"wanted", d.Desired, "reason", fitted.Reason)
+	}
+	tr.held = held
+	return fitted
 }
 
 // redispatchAfter is how long a queued async request told it may start is left to do so

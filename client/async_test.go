@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/store"
 )
@@ -197,7 +198,13 @@ func TestWebhookSecret_RotateShowsTheSecretAndStatusNeverDoes(t *testing.T) {
 	require.False(t, st.Exists)
 	require.Nil(t, st.CreatedAt)
 
-	made, err := f.c.RotateWebhookSecret(ctx)
+	_, err = f.c.RotateWebhookSecret(ctx)
+	require.Equal(t, http.StatusForbidden, apiError(t, err).Status, "the fixture's member key may not rotate it")
+	_, adminKey, err := apikey.Create(ctx, f.db, f.model.WorkspaceID, "admin", true)
+	require.NoError(t, err)
+	admin := client.New(f.url, adminKey)
+
+	made, err := admin.RotateWebhookSecret(ctx)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(made.Secret, "whsec_"), made.Secret)
 	stored, err := store.GetWebhookSecret(ctx, f.db, f.model.WorkspaceID)
@@ -210,7 +217,7 @@ func TestWebhookSecret_RotateShowsTheSecretAndStatusNeverDoes(t *testing.T) {
 	require.NotNil(t, st.CreatedAt)
 	require.True(t, made.CreatedAt.Equal(*st.CreatedAt), "created_at %v, want %v", *st.CreatedAt, made.CreatedAt)
 
-	again, err := f.c.RotateWebhookSecret(ctx)
+	again, err := admin.RotateWebhookSecret(ctx)
 	require.NoError(t, err)
 	require.NotEqual(t, made.Secret, again.Secret)
 }

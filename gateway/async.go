@@ -304,11 +304,23 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 	}
 	n.WorkspaceID, n.ModelID, n.DeploymentID, n.Environment = workspace, dep.model.id, dep.id, env
-	req, err := store.InsertAsyncRequest(ctx, g.opts.DB, n, g.opts.MaxOpenAsync)
+	// The workspace's async_requests quota bounds its open requests, and --async-max-open
+	// bounds every workspace's on this gateway: the lower applies.
+	quotas, err := store.WorkspaceQuotas(ctx, g.opts.DB, workspace)
+	if err != nil {
+		g.log.Warn("reading workspace quotas", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot read the workspace's quotas: database unavailable")
+		return
+	}
+	maxOpen, limitName := g.opts.MaxOpenAsync, "this gateway's limit (--async-max-open)"
+	if quotas.AsyncRequests <= maxOpen {
+		maxOpen, limitName = quotas.AsyncRequests, "the workspace's async_requests quota"
+	}
+	req, err := store.InsertAsyncRequest(ctx, g.opts.DB, n, maxOpen)
 	switch {
 	case errors.Is(err, store.ErrLimit):
 		w.Header().Set("Retry-After", strconv.Itoa(int(openLimitRetryAfter/time.Second)))
-		writeError(w, http.StatusTooManyRequests, "workspace already has %d async requests queued or in progress: wait for some to finish", g.opts.MaxOpenAsync)
+		writeError(w, http.StatusTooManyRequests, "workspace already has %d async requests queued or in progress, as many as %s (%d) allows: wait for some to finish", maxOpen, limitName, maxOpen)
 		return
 	case err != nil:
 		g.log.Warn("recording async request", "model_id", dep.model.id, "deployment_id", dep.id, "err", err)

@@ -621,3 +621,20 @@ func findSeries(t *testing.T, f *fixture, name, deploymentID string) (float64, b
 	}
 	return 0, false
 }
+
+func TestAsyncPredict_WorkspaceQuotaLimitsOpenRequests(t *testing.T) {
+	f := newFixture(t, gateway.Options{MaxAsyncAttempts: -1})
+	f.servingDeployment(newServer(t, "m", testmodel.Options{}).addr())
+	q := store.DefaultQuotas()
+	q.AsyncRequests = 1
+	require.NoError(t, store.SetWorkspaceQuotas(context.Background(), f.db, f.model.WorkspaceID, q))
+
+	first := f.accepted("production", `{"model_input":1}`)
+	a := f.asyncPredict("production", `{"model_input":2}`)
+	require.Equal(t, http.StatusTooManyRequests, a.status, a.body)
+	assert.Equal(t, "10", a.header.Get("Retry-After"))
+	assert.Contains(t, errorMessage(t, a), "already has 1 async requests queued or in progress, as many as the workspace's async_requests quota (1) allows")
+
+	require.Equal(t, http.StatusOK, f.do(f.request(http.MethodDelete, "/async_request/"+first, nil)).status)
+	f.accepted("production", `{"model_input":2}`) // a finished request frees its place
+}

@@ -142,3 +142,43 @@ func ReferencedBlobs(ctx context.Context, db sqlx.QueryerContext, digests []stri
 	}
 	return out, nil
 }
+
+// CreateArchiveInQuota is CreateArchive for an archive that must fit the workspace's
+// archive_bytes quota: a new archive that would take the workspace's stored bytes past it is
+// not recorded and answers a *QuotaExceeded. An archive the workspace has already is answered
+// as CreateArchive answers it, whatever the quota. Archives of one workspace are recorded one
+// at a time (the workspace's row is locked), so two uploads cannot both pass the check.
+func CreateArchiveInQuota(ctx context.Context, db *sqlx.DB, a Archive) (out Archive, created bool, err error) {
+	err = WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE`, a.WorkspaceID); err != nil {
+			return translate(err)
+		}
+		if have, err := ArchiveByID(ctx, tx, a.WorkspaceID, a.ID); err == nil {
+			out = have
+			return nil
+		} else if err != ErrNotFound {
+			return err
+		}
+		q, err := WorkspaceQuotas(ctx, tx, a.WorkspaceID)
+		if err != nil {
+			return err
+		}
+		stored, err := ArchiveBytes(ctx, tx, a.WorkspaceID)
+		if err != nil {
+			return err
+		}
+		if stored+a.SizeBytes > q.ArchiveBytes {
+			return &QuotaExceeded{Quota: "archive_bytes", Limit: q.ArchiveBytes, Used: stored, Asked: a.SizeBytes}
+		}
+		out, created, err = CreateArchive(ctx, tx, a)
+		return err
+	})
+	return out, created, err
+}
+
+// ArchiveBytes sums the sizes of the workspace's archives.
+func ArchiveBytes(ctx context.Context, db sqlx.QueryerContext, workspaceID string) (int64, error) {
+	var n int64
+	err := get(ctx, db, &n, `SELECT COALESCE(sum(size_bytes), 0) FROM archives WHERE workspace_id = $1`, workspaceID)
+	return n, err
+}

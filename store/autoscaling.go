@@ -16,6 +16,7 @@ import (
 type AutoscalingTarget struct {
 	DeploymentID  string                      `db:"deployment_id"`
 	ModelID       string                      `db:"model_id"`
+	WorkspaceID   string                      `db:"workspace_id"`
 	IsDevelopment bool                        `db:"is_development"`
 	Status        modelplane.DeploymentStatus `db:"status"`
 	// Settings are the deployment's autoscaling settings, each field missing from the stored
@@ -35,6 +36,9 @@ type AutoscalingTarget struct {
 	NewestReplicaAt *time.Time `db:"newest_replica_at"`
 	// AsyncQueued counts the deployment's async requests waiting in its queue.
 	AsyncQueued int `db:"async_queued"`
+	// GPUsPerReplica is the GPUs one more replica of the deployment would hold: its
+	// recorded GPUs per replica, or the most a live replica of it holds when that is more.
+	GPUsPerReplica int `db:"gpus_per_replica"`
 	// KeptAwake says a lease (KeepAwake) holds the deployment at one replica at least.
 	KeptAwake bool `db:"kept_awake"`
 	// ZeroSince is when a deployment SCALED_TO_ZERO got there (its last status change); nil
@@ -76,15 +80,15 @@ const effectiveSettingsSQL = `
 // or non-objects count as missing.
 var autoscalingTargetsQuery = `
 	WITH targets AS (
-		SELECT d.id, d.model_id, d.is_development, d.status,
+		SELECT d.id, d.model_id, d.workspace_id, d.is_development, d.status, d.gpus_per_replica,
 		       CASE WHEN d.status = ` + sqlDeploymentScaledToZero + ` THEN d.updated_at END AS zero_since,
 		       $2::jsonb || (` + effectiveSettingsSQL + `) AS settings,
 		       EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1) AS kept_awake
 		FROM deployments d
 		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
 	)
-	SELECT t.id AS deployment_id, t.model_id, t.is_development, t.status, t.settings, t.zero_since, t.kept_awake,
-	       r.live_replicas, r.newest_replica_at,
+	SELECT t.id AS deployment_id, t.model_id, t.workspace_id, t.is_development, t.status, t.settings, t.zero_since,
+	       t.kept_awake, r.live_replicas, r.newest_replica_at, GREATEST(t.gpus_per_replica, r.most_gpus) AS gpus_per_replica,
 	       (SELECT COALESCE(json_agg(json_build_object('at', s.at, 'concurrency', s.concurrency,
 	                                                    'requests', s.requests) ORDER BY s.at), '[]')
 	        FROM (SELECT ls.at, sum(ls.concurrency) AS concurrency, sum(ls.requests) AS requests
@@ -100,7 +104,9 @@ var autoscalingTargetsQuery = `
 	        WHERE a.deployment_id = t.id AND a.status = ` + sqlAsyncQueued + `) AS async_queued
 	FROM targets t
 	CROSS JOIN LATERAL (
-		SELECT count(*) AS live_replicas, max(r.created_at) AS newest_replica_at FROM replicas r
+		SELECT count(*) AS live_replicas, max(r.created_at) AS newest_replica_at,
+		       COALESCE(max((SELECT count(*) FROM gpus g WHERE g.assigned_replica_id = r.id)), 0) AS most_gpus
+		FROM replicas r
 		WHERE r.deployment_id = t.id AND r.state IN ` + sqlLiveReplicaStates + `
 	) r
 	ORDER BY t.id`

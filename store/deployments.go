@@ -38,10 +38,13 @@ type Deployment struct {
 	Labels                      JSONMap                              `db:"labels"`
 	// InstanceTypeName is a column nothing writes; the API answers the instance type the
 	// deployment runs on, from its config and the GPUs its replicas hold.
-	InstanceTypeName string     `db:"instance_type_name"`
-	CreatedAt        time.Time  `db:"created_at"`
-	UpdatedAt        time.Time  `db:"updated_at"`
-	DeletedAt        *time.Time `db:"deleted_at"`
+	InstanceTypeName string `db:"instance_type_name"`
+	// GPUsPerReplica is the GPUs one replica holds (a MIG instance counts as one), from the
+	// config the deployment was created with; the workspace's GPU quota counts them.
+	GPUsPerReplica int        `db:"gpus_per_replica"`
+	CreatedAt      time.Time  `db:"created_at"`
+	UpdatedAt      time.Time  `db:"updated_at"`
+	DeletedAt      *time.Time `db:"deleted_at"`
 }
 
 // NewDeployment says what to create. An empty Name on a published deployment takes the
@@ -62,6 +65,8 @@ type NewDeployment struct {
 	RawConfig            *string
 	UserEnv              JSONMap
 	DeployTimeoutMinutes *int
+	// GPUsPerReplica is Deployment's.
+	GPUsPerReplica int
 	// DropEnvInstanceType is preserve_env_instance_type false, so that the zero value is the
 	// spec's default (true).
 	DropEnvInstanceType bool
@@ -87,13 +92,13 @@ func CreateDeployment(ctx context.Context, db sqlx.ExtContext, d NewDeployment) 
 		)
 		INSERT INTO deployments (id, model_id, workspace_id, name, is_development, archive_id, config,
 		                         autoscaling_settings, labels, raw_config, user_env, deploy_timeout_minutes,
-		                         preserve_env_instance_type)
+		                         preserve_env_instance_type, gpus_per_replica)
 		SELECT $1, $2, $3, CASE WHEN $4::text = '' THEN 'deployment-' || n.deployment_counter ELSE $4 END,
-		       $5, $6, $7, $8, $9, $10, $11, $12, $13
+		       $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
 		FROM n
 		RETURNING *`,
 		id, d.ModelID, d.WorkspaceID, name, d.IsDevelopment, d.ArchiveID, d.Config,
-		d.AutoscalingSettings, d.Labels, d.RawConfig, d.UserEnv, d.DeployTimeoutMinutes, !d.DropEnvInstanceType)
+		d.AutoscalingSettings, d.Labels, d.RawConfig, d.UserEnv, d.DeployTimeoutMinutes, !d.DropEnvInstanceType, d.GPUsPerReplica)
 	return out, err
 }
 

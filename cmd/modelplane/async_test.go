@@ -231,7 +231,7 @@ func TestAsyncQueueCmd_EachTargetFlagReadsItsPath(t *testing.T) {
 
 func TestWebhookSecretCmd_RotatePrintsTheSecretOnceAndStatusNeverShowsIt(t *testing.T) {
 	db, url := apitest.Serve(t, dbURL)
-	m, _, key := apitest.Workspace(t, db, "cli")
+	m, _, key := apitest.AdminWorkspace(t, db, "cli")
 	run := func(args ...string) cliResult {
 		return runClient(t, "", []string{"MODELPLANE_URL=" + url, "MODELPLANE_API_KEY=" + key}, append([]string{"webhook-secret"}, args...)...)
 	}
@@ -277,4 +277,16 @@ func TestWebhookSecretCmd_BadKeyIsExplained(t *testing.T) {
 	require.Equal(t, 1, r.exit)
 	require.Empty(t, r.stdout)
 	require.Equal(t, "Error: invalid API key (HTTP 401 unauthenticated); the key came from --api-key\n", r.stderr)
+}
+
+func TestWebhookSecretCmd_RotateWithAMemberKeySaysItNeedsAnAdminKey(t *testing.T) {
+	db, url := apitest.Serve(t, dbURL)
+	m, _, key := apitest.Workspace(t, db, "cli")
+	r := runClient(t, "", nil, "webhook-secret", "--rotate", "--url", url, "--api-key", key)
+	require.Equal(t, 1, r.exit)
+	require.Empty(t, r.stdout)
+	require.Equal(t, "Error: rotating the webhook secret needs an admin key (WORKSPACE_MANAGE_ALL); this is a member key (PERSONAL)"+
+		" (HTTP 403 permission_denied); the key came from --api-key: an operator makes admin keys with `modelplane keys create --admin`\n", r.stderr)
+	_, err := store.GetWebhookSecret(context.Background(), db, m.WorkspaceID)
+	require.ErrorIs(t, err, store.ErrNotFound, "nothing was rotated")
 }

@@ -94,6 +94,8 @@ func (c *clientConfig) explain(err error) error {
 	switch {
 	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
 		return fmt.Errorf("%w; the key came from %s", err, c.keySource)
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden:
+		return fmt.Errorf("%w; the key came from %s: an operator makes admin keys with `modelplane keys create --admin`", err, c.keySource)
 	case errors.As(err, &apiErr):
 		return err
 	case errors.As(err, &urlErr) && !urlErr.Timeout():

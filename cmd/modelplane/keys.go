@@ -56,7 +56,7 @@ func newKeysCreateCmd() *cobra.Command {
 	databaseFlag(cmd, &dbURL)
 	cmd.Flags().StringVar(&workspace, "workspace", "default", "workspace the key belongs to (created if missing; lowercase letters, digits, - and _)")
 	cmd.Flags().StringVar(&name, "name", "", "a label for the key")
-	cmd.Flags().BoolVar(&admin, "admin", false, "the key may use admin routes (nodes)")
+	cmd.Flags().BoolVar(&admin, "admin", false, "an admin key: it may also manage API keys, secrets and the webhook secret, delete models and list nodes (API.md, \"Roles\")")
 	return cmd
 }
 

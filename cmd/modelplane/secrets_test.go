@@ -13,7 +13,7 @@ import (
 
 func TestSecretsCmd_SetReadsStdinListShowsNamesDeleteRemoves(t *testing.T) {
 	db, url := apitest.Serve(t, dbURL)
-	m, _, key := apitest.Workspace(t, db, "cli")
+	m, _, key := apitest.AdminWorkspace(t, db, "cli")
 	const value = "cli-value-8d2f"
 	flags := []string{"--url", url, "--api-key", key}
 

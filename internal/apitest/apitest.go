@@ -51,12 +51,23 @@ func Serve(t *testing.T, dbURL string) (*sqlx.DB, string) {
 // key; it returns the model, the key's record and its text.
 func Workspace(t *testing.T, db *sqlx.DB, prefix string) (store.Model, store.APIKey, string) {
 	t.Helper()
+	return workspace(t, db, prefix, false)
+}
+
+// AdminWorkspace is Workspace with an admin key.
+func AdminWorkspace(t *testing.T, db *sqlx.DB, prefix string) (store.Model, store.APIKey, string) {
+	t.Helper()
+	return workspace(t, db, prefix, true)
+}
+
+func workspace(t *testing.T, db *sqlx.DB, prefix string, admin bool) (store.Model, store.APIKey, string) {
+	t.Helper()
 	ctx := context.Background()
 	ws, _, err := store.EnsureWorkspace(ctx, db, prefix+"-"+modelplane.NewID(6))
 	require.NoError(t, err)
 	m, err := store.CreateModel(ctx, db, ws.ID, "echo")
 	require.NoError(t, err)
-	k, text, err := apikey.Create(ctx, db, ws.ID, prefix, false)
+	k, text, err := apikey.Create(ctx, db, ws.ID, prefix, admin)
 	require.NoError(t, err)
 	return m, k, text
 }
