@@ -164,6 +164,9 @@ func (s *Server) createModel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkStartRoom(ctx, s.deps.DB, p.WorkspaceID, "", "a new deployment", 1, nd.GPUsPerReplica); err != nil {
+		return err
+	}
 	var m store.Model
 	var d store.Deployment
 	err = store.WithTx(ctx, s.deps.DB, func(tx *sqlx.Tx) error {
@@ -219,16 +222,38 @@ func (s *Server) createDeployment(c echo.Context) error {
 	if err := s.checkTargetEnvironment(c, m, req.environment); err != nil {
 		return err
 	}
+	// The development deployment a new one replaces; its replicas make room for the new one's.
+	var oldDev string
 	if req.development {
 		old, err := store.DeploymentViewByRef(ctx, s.deps.DB, m.ID, modelplane.DevelopmentName)
 		switch {
 		case err == nil:
-			// Replacing the development deployment may fail requests in flight; that is
-			// allowed for development only.
-			if err := s.updateDeployment(ctx, old.ID, contract.UpdateDelete, nil); err != nil {
-				return err
-			}
+			oldDev = old.ID
 		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
+	// A push straight to an environment brings the new deployment to what the environment
+	// serves now.
+	starts := 1
+	if req.environment != "" {
+		env, err := s.environment(c, m.ID, req.environment)
+		if err != nil {
+			return err
+		}
+		served, err := s.servedReplicas(ctx, env, "")
+		if err != nil {
+			return err
+		}
+		starts = max(starts, served)
+	}
+	if err := checkStartRoom(ctx, s.deps.DB, m.WorkspaceID, oldDev, "a new deployment", starts, nd.GPUsPerReplica); err != nil {
+		return err
+	}
+	if oldDev != "" {
+		// Replacing the development deployment may fail requests in flight; that is allowed
+		// for development only.
+		if err := s.updateDeployment(ctx, oldDev, contract.UpdateDelete, nil); err != nil {
 			return err
 		}
 	}
@@ -421,6 +446,11 @@ func (s *Server) lifecycle(c echo.Context, update, action string) error {
 		return err
 	}
 	ctx := c.Request().Context()
+	if update == contract.UpdateActivate {
+		if err := s.checkRestartRoom(ctx, m, d.Deployment, "activating deployment "+d.ID); err != nil {
+			return err
+		}
+	}
 	if err := s.updateDeployment(ctx, d.ID, update, nil); err != nil {
 		return err
 	}

@@ -58,7 +58,8 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 		return err
 	}
 	ctx := c.Request().Context()
-	if _, err := s.environment(c, m.ID, env); err != nil {
+	target, err := s.environment(c, m.ID, env)
+	if err != nil {
 		return err
 	}
 	var d store.DeploymentView
@@ -84,6 +85,9 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	}
 	if d.Status == modelplane.DeploymentInactive {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s is INACTIVE: activate it first", d.ID)
+	}
+	if err := s.checkPromotionRoom(ctx, m.WorkspaceID, target, d.Deployment); err != nil {
+		return err
 	}
 	// preserve_env_instance_type is kept in the audit log but not acted on: a deployment runs
 	// on what its own config.yaml asks for (docs/API.md).

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/jmoiron/sqlx"
@@ -87,4 +88,83 @@ func quotaError(err error, msg string) error {
 		return Errorf(http.StatusUnprocessableEntity, "%s: %v", msg, qe)
 	}
 	return err
+}
+
+// checkStartRoom refuses with 422, before anything changes, a request whose workflow would
+// start replicas (each of gpus GPUs) that the workspace's quotas have no room for: a new
+// deployment's first replica, an activation's or a retry's, a promotion's candidate brought
+// to the count of the deployment it replaces. Replicas of deployment except (the development
+// deployment a new one replaces) do not count. The autoscaler holds its own scale-ups at the
+// quotas; this covers the replicas workflows start themselves.
+func checkStartRoom(ctx context.Context, db sqlx.QueryerContext, workspaceID, except, what string, replicas, gpus int) error {
+	if replicas <= 0 {
+		return nil
+	}
+	q, err := store.WorkspaceQuotas(ctx, db, workspaceID)
+	if err != nil {
+		return err
+	}
+	var u store.Usage
+	if except != "" {
+		u, err = store.WorkspaceUsageExcept(ctx, db, workspaceID, except)
+	} else {
+		u, err = store.WorkspaceUsage(ctx, db, workspaceID)
+	}
+	if err != nil {
+		return err
+	}
+	const free = "scale down or deactivate another deployment, or ask the operator to raise the quota (modelplane quotas set)"
+	if u.Replicas+replicas > q.Replicas {
+		return Errorf(http.StatusUnprocessableEntity, "%s starts %d replica(s), and the workspace runs %d of its replicas quota of %d: %s",
+			what, replicas, u.Replicas, q.Replicas, free)
+	}
+	if u.GPUs+replicas*gpus > q.GPUs {
+		return Errorf(http.StatusUnprocessableEntity, "%s starts %d replica(s) of %d GPUs each, and the workspace's replicas hold %d of its gpus quota of %d: %s",
+			what, replicas, gpus, u.GPUs, q.GPUs, free)
+	}
+	return nil
+}
+
+// liveReplicas counts a deployment's live replicas; none for "".
+func liveReplicas(ctx context.Context, db sqlx.QueryerContext, deploymentID string) (int, error) {
+	if deploymentID == "" {
+		return 0, nil
+	}
+	rs, err := store.ListLiveReplicas(ctx, db, deploymentID)
+	return len(rs), err
+}
+
+// checkRestartRoom is checkStartRoom for activating or retrying d: its workflow starts one
+// replica when it has none.
+func (s *Server) checkRestartRoom(ctx context.Context, m store.Model, d store.Deployment, what string) error {
+	have, err := liveReplicas(ctx, s.deps.DB, d.ID)
+	if err != nil {
+		return err
+	}
+	return checkStartRoom(ctx, s.deps.DB, m.WorkspaceID, "", what, 1-have, d.GPUsPerReplica)
+}
+
+// servedReplicas counts the live replicas of the deployment env serves, unless that is
+// candidateID.
+func (s *Server) servedReplicas(ctx context.Context, env store.Environment, candidateID string) (int, error) {
+	if env.CurrentDeploymentID == nil || *env.CurrentDeploymentID == candidateID {
+		return 0, nil
+	}
+	return liveReplicas(ctx, s.deps.DB, *env.CurrentDeploymentID)
+}
+
+// checkPromotionRoom is checkStartRoom for promoting candidate into env: the candidate is
+// brought to the live replicas of the deployment env serves (at least one) while that one
+// keeps serving.
+func (s *Server) checkPromotionRoom(ctx context.Context, workspaceID string, env store.Environment, candidate store.Deployment) error {
+	target, err := s.servedReplicas(ctx, env, candidate.ID)
+	if err != nil {
+		return err
+	}
+	have, err := liveReplicas(ctx, s.deps.DB, candidate.ID)
+	if err != nil {
+		return err
+	}
+	return checkStartRoom(ctx, s.deps.DB, workspaceID, "", fmt.Sprintf("promoting deployment %s to %s", candidate.ID, env.Name),
+		max(target, 1)-have, candidate.GPUsPerReplica)
 }

@@ -165,3 +165,91 @@ func TestQuotas_ArchiveOverTheQuotaIs422AndLeavesNoBlobOrRow(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
 	require.Contains(t, message(r), "archive_bytes quota of "+strconv.Itoa(len(pkg)))
 }
+
+// TestQuotas_RequestsWhoseWorkflowsStartReplicasBeyondTheQuotasAre422: a new deployment, an
+// activation, a retry and a promotion each start replicas in their workflow; with the
+// workspace at its quota they are refused before anything changes, naming the quota, while a
+// development deployment replacing the one there is makes room for itself.
+func TestQuotas_RequestsWhoseWorkflowsStartReplicasBeyondTheQuotasAre422(t *testing.T) {
+	f := newCreateFixture(t, 0)
+	ctx := context.Background()
+	setQuotas := func(replicas, gpus int) {
+		require.NoError(t, store.SetWorkspaceQuotas(ctx, f.db, f.m.WorkspaceID,
+			store.Quotas{Replicas: replicas, GPUs: gpus, AsyncRequests: 10, ArchiveBytes: 1 << 30}))
+	}
+	live := func(deploymentID string, n int) {
+		for range n {
+			_, _, err := store.CreateReplica(ctx, f.db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: deploymentID})
+			require.NoError(t, err)
+		}
+	}
+	setQuotas(3, 4)
+	serving := f.createDeployment(t, nil)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, f.db, f.m.ID, "production", serving))
+	live(serving, 2)
+	idle := f.createDeployment(t, nil)
+	started := len(f.tc.started)
+
+	// Promoting idle into production brings it to production's two replicas: one too many.
+	r := f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments/"+idle+"/promote", f.auth, `{}`)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
+	require.Equal(t, "promoting deployment "+idle+" to production starts 2 replica(s), and the workspace runs 2 of its replicas quota of 3: "+
+		"scale down or deactivate another deployment, or ask the operator to raise the quota (modelplane quotas set)", message(r))
+
+	// With the third replica taken, nothing that starts one passes.
+	live(idle, 1)
+	src := map[string]any{"kind": "model_archive", "s3_key": f.archive}
+	r = f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments", f.auth, jsonBody(t, map[string]any{"source": src}))
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
+	require.Contains(t, message(r), "a new deployment starts 1 replica(s), and the workspace runs 3 of its replicas quota of 3")
+	r = f.send(t, http.MethodPost, "/v1/models", f.auth, jsonBody(t, map[string]any{"source": map[string]any{
+		"kind": "model_archive", "name": "another", "s3_key": f.archive}}))
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
+	require.Contains(t, message(r), "replicas quota of 3")
+
+	stopped := f.createDeploymentWithRoom(t, setQuotas)
+	r = f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments/"+stopped+"/activate", f.auth, `{}`)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
+	require.Contains(t, message(r), "activating deployment "+stopped+" starts 1 replica(s)")
+	_, err := f.db.ExecContext(ctx, `UPDATE deployments SET status = 'DEPLOY_FAILED' WHERE id = $1`, stopped)
+	require.NoError(t, err)
+	r = f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments/"+stopped+"/retry", f.auth, `{}`)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
+	require.Contains(t, message(r), "retrying deployment "+stopped+" starts 1 replica(s)")
+	// Activating a deployment that runs already starts nothing.
+	r = f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments/"+idle+"/activate", f.auth, `{}`)
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+
+	// A development deployment replacing the one there is frees its replica for the new one.
+	setQuotas(4, 4)
+	dev := f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments", f.auth,
+		jsonBody(t, map[string]any{"source": src, "development": true}))
+	require.Equal(t, http.StatusOK, dev.Status, "%v", dev.Body)
+	_, devID := ids(t, dev)
+	live(devID, 1)
+	dev = f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments", f.auth,
+		jsonBody(t, map[string]any{"source": src, "development": true}))
+	// (This API's Temporal is a fake that does not carry out the replaced deployment's
+	// delete, so the new one's name is still taken once the quotas let it through.)
+	require.Equal(t, http.StatusConflict, dev.Status, "the replaced development deployment's replica makes room: %v", dev.Body)
+	require.Contains(t, message(dev), "already has a deployment named")
+
+	// GPUs count too: two GPUs each, with none left.
+	setQuotas(10, 1)
+	r = f.send(t, http.MethodPost, "/v1/models/"+f.m.ID+"/deployments", f.auth, jsonBody(t, map[string]any{"source": map[string]any{
+		"kind": "model_archive", "s3_key": f.archive, "deployment": map[string]any{"config": configOf(t, strings.Replace(greeterConfig,
+			"resources:\n", "resources:\n  accelerator: H100:2\n", 1))}}}))
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%v", r.Body)
+	require.Contains(t, message(r), "a new deployment starts 1 replica(s) of 2 GPUs each, and the workspace's replicas hold 0 of its gpus quota of 1")
+	require.Len(t, f.tc.started, started+2, "no workflow started for a refused request (two development deployments were made)")
+}
+
+// createDeploymentWithRoom makes a deployment with the replicas quota raised for it, then
+// sets it back: the deployment has no replica and the workspace none to spare.
+func (f *createFixture) createDeploymentWithRoom(t *testing.T, setQuotas func(replicas, gpus int)) string {
+	t.Helper()
+	setQuotas(4, 4)
+	id := f.createDeployment(t, nil)
+	setQuotas(3, 4)
+	return id
+}

@@ -43,6 +43,9 @@ func (s *Server) retryDeployment(c echo.Context) error {
 		return c.JSON(http.StatusOK, apiv1.RetryDeploymentV1{Retried: false, Reason: &reason, Deployment: dep})
 	}
 	ctx := c.Request().Context()
+	if err := s.checkRestartRoom(ctx, m, d.Deployment, "retrying deployment "+d.ID); err != nil {
+		return err
+	}
 	if err := s.updateDeployment(ctx, d.ID, contract.UpdateActivate, nil); err != nil {
 		return err
 	}
