@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -44,15 +45,11 @@ func newQuotasSetCmd() *cobra.Command {
 				}
 			}
 			ctx := cmd.Context()
-			db, err := openDB(ctx, dbURL)
+			db, ws, err := openWorkspace(ctx, dbURL, workspace)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			ws, err := store.WorkspaceByName(ctx, db, workspace)
-			if err != nil {
-				return fmt.Errorf("workspace %q: %w", workspace, err)
-			}
 			q, err := store.WorkspaceQuotas(ctx, db, ws.ID)
 			if err != nil {
 				return err
@@ -95,15 +92,11 @@ func newQuotasShowCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			db, err := openDB(ctx, dbURL)
+			db, ws, err := openWorkspace(ctx, dbURL, workspace)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			ws, err := store.WorkspaceByName(ctx, db, workspace)
-			if err != nil {
-				return fmt.Errorf("workspace %q: %w", workspace, err)
-			}
 			return printQuotas(cmd, db, ws)
 		},
 	}
@@ -150,4 +143,19 @@ func parseBytes(s string) (int64, error) {
 		s = strings.TrimSuffix(s, "B")
 	}
 	return modelpkg.ParseMemory(s)
+}
+
+// openWorkspace opens the database and finds the workspace named name in it; the caller
+// closes the database.
+func openWorkspace(ctx context.Context, dbURL, name string) (*sqlx.DB, store.Workspace, error) {
+	db, err := openDB(ctx, dbURL)
+	if err != nil {
+		return nil, store.Workspace{}, err
+	}
+	ws, err := store.WorkspaceByName(ctx, db, name)
+	if err != nil {
+		db.Close()
+		return nil, store.Workspace{}, fmt.Errorf("workspace %q: %w", name, err)
+	}
+	return db, ws, nil
 }

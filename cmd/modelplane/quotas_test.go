@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
@@ -12,12 +13,8 @@ import (
 
 func TestQuotasSetAndShow_SetWhatIsGivenAndShowLimitsWithUsage(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
-	require.NoError(t, err)
-	defer db.Close()
-	name := "quotas-" + modelplane.NewID(6)
-	ws, _, err := store.EnsureWorkspace(ctx, db, name)
-	require.NoError(t, err)
+	db, ws := quotaWorkspace(t)
+	name := ws.Name
 
 	out, err := modelplaneCmd("quotas", "show", "--database-url", dbURL, "--workspace", name).CombinedOutput()
 	require.NoError(t, err, string(out))
@@ -52,12 +49,8 @@ func TestQuotasSetAndShow_SetWhatIsGivenAndShowLimitsWithUsage(t *testing.T) {
 
 func TestQuotasSet_RefusesNothingToSetBadValuesAndUnknownWorkspaces(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
-	require.NoError(t, err)
-	defer db.Close()
-	name := "quotas-" + modelplane.NewID(6)
-	ws, _, err := store.EnsureWorkspace(ctx, db, name)
-	require.NoError(t, err)
+	db, ws := quotaWorkspace(t)
+	name := ws.Name
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -74,4 +67,15 @@ func TestQuotasSet_RefusesNothingToSetBadValuesAndUnknownWorkspaces(t *testing.T
 	_, set, err := store.WorkspaceQuotasSet(ctx, db, ws.ID)
 	require.NoError(t, err)
 	require.False(t, set, "nothing was set")
+}
+
+// quotaWorkspace opens the test database and makes a workspace of its own in it.
+func quotaWorkspace(t *testing.T) (*sqlx.DB, store.Workspace) {
+	t.Helper()
+	db, err := store.Open(context.Background(), dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	ws, _, err := store.EnsureWorkspace(context.Background(), db, "quotas-"+modelplane.NewID(6))
+	require.NoError(t, err)
+	return db, ws
 }
