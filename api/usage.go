@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/csv"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -81,13 +80,10 @@ func usageCSV(c echo.Context, rows []apiv1.UsageRowV1) error {
 		return err
 	}
 	for _, r := range rows {
-		if err := w.Write([]string{r.Hour.Format(time.RFC3339), r.ModelID, r.ModelName, r.DeploymentID,
-			r.DeploymentName, r.GPUType, r.MIGProfile, seconds(r.ReplicaSeconds), seconds(r.GPUSeconds)}); err != nil {
+		if err := w.Write(r.CSV()); err != nil {
 			return err
 		}
 	}
 	w.Flush()
 	return w.Error()
 }
-
-func seconds(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }

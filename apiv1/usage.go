@@ -1,6 +1,9 @@
 package apiv1
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // UsageGroupBy is what GET /v1/usage sums its rows by, besides the hour.
 type UsageGroupBy string
@@ -64,4 +67,10 @@ type UsageV1 struct {
 func UsageCSVHeader() []string {
 	return []string{"hour", "model_id", "model_name", "deployment_id", "deployment_name", "gpu_type", "mig_profile",
 		"replica_seconds", "gpu_seconds"}
+}
+
+// CSV is the row's fields as strings, in UsageCSVHeader's order.
+func (r UsageRowV1) CSV() []string {
+	return []string{r.Hour.UTC().Format(time.RFC3339), r.ModelID, r.ModelName, r.DeploymentID, r.DeploymentName,
+		r.GPUType, r.MIGProfile, strconv.FormatFloat(r.ReplicaSeconds, 'f', -1, 64), strconv.FormatFloat(r.GPUSeconds, 'f', -1, 64)}
 }
