@@ -76,3 +76,20 @@ func join[T ~string](values []T) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// queryRFC3339 reads a time sent as RFC 3339 (2026-01-02T15:04:05Z); def when not sent.
+func queryRFC3339(c echo.Context, name string, def time.Time) (time.Time, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil && strings.Contains(v, " ") {
+		// A "+01:00" offset sent unescaped arrives as " 01:00".
+		t, err = time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+"))
+	}
+	if err != nil {
+		return def, Errorf(http.StatusBadRequest, "%s: must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", name, v)
+	}
+	return t.UTC(), nil
+}

@@ -137,6 +137,7 @@ func New(deps Deps) *echo.Echo {
 	v1.DELETE("/api_keys/:api_key_prefix", s.deleteAPIKey)
 	v1.GET("/audit_logs", s.listWorkspaceAudit)
 	v1.GET("/quotas", s.getQuotas)
+	v1.GET("/usage", s.getUsage)
 	v1.GET("/webhook_secret", s.getWebhookSecret)
 	v1.POST("/webhook_secret", s.rotateWebhookSecret)
 	v1.GET("/secrets", s.listSecrets, s.requireSecretsKey)

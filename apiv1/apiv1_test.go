@@ -52,6 +52,9 @@ func TestObjects_HaveTheFieldsAPIMdLists(t *testing.T) {
 		{"CreatedV1", apiv1.CreatedV1{}, []string{"model", "deployment"}},
 		{"PrepareModelUploadV1", apiv1.PrepareModelUploadV1{}, []string{"creds", "s3_bucket", "s3_key", "s3_region", "upload_url"}},
 		{"AWSCredentialsV1", apiv1.AWSCredentialsV1{}, []string{"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}},
+		{"UsageV1", apiv1.UsageV1{}, []string{"start", "end", "group_by", "rows", "totals"}},
+		{"UsageRowV1", apiv1.UsageRowV1{}, apiv1.UsageCSVHeader()},
+		{"UsageTotalsV1", apiv1.UsageTotalsV1{}, []string{"replica_seconds", "gpu_seconds"}},
 	} {
 		want := slices.Sorted(slices.Values(tc.want))
 		if got := keys(t, tc.v); !slices.Equal(got, want) {

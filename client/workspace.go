@@ -73,6 +73,15 @@ func (c *Client) EnvironmentMetrics(ctx context.Context, modelID, env string, qu
 	return out, err
 }
 
+// Usage reads the workspace's usage by hour; query holds start, end and group_by (nil: the
+// last 24 hours by deployment).
+func (c *Client) Usage(ctx context.Context, query url.Values) (apiv1.UsageV1, error) {
+	var out apiv1.UsageV1
+	err := c.getQuery(ctx, &out, query, "v1", "usage")
+	out.Rows = nonNil(out.Rows)
+	return out, err
+}
+
 // getQuery is get with query parameters.
 func (c *Client) getQuery(ctx context.Context, out any, query url.Values, segments ...string) error {
 	p, err := path(segments...)

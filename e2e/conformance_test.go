@@ -119,6 +119,7 @@ var modelplaneRoutes = []string{
 	"GET /v1/webhook_secret",
 	"POST /v1/webhook_secret",
 	"GET /v1/quotas",
+	"GET /v1/usage",
 	"POST /v1/archives",
 	"PUT /v1/uploads/:key",
 	"GET /v1/downloads/:token",

@@ -77,7 +77,11 @@ func ListModels(ctx context.Context, db sqlx.QueryerContext, workspaceID string)
 	return models, err
 }
 
-// DeleteModel removes a model with its deployments, environments and promotions.
+// DeleteModel removes a model with its deployments, environments, promotions and replicas.
+// The usage intervals of replicas still live end in the same statement, since their rows go;
+// the usage itself stays.
 func DeleteModel(ctx context.Context, db sqlx.ExecerContext, workspaceID, id string) error {
-	return exec(ctx, db, true, `DELETE FROM models WHERE workspace_id = $1 AND id = $2`, workspaceID, id)
+	return exec(ctx, db, true, `
+		WITH ended AS (`+usageEnd+` AND u.workspace_id = $2 AND u.model_id = $3)
+		DELETE FROM models WHERE workspace_id = $2 AND id = $3`, NodeDownAfter.Seconds(), workspaceID, id)
 }

@@ -48,8 +48,8 @@ const replicaSelect = `
 
 // CreateReplica records a placed replica in state PENDING and assigns it the GPUs it was
 // given, so the next placement does not hand them out again before the agent reports them.
-// Creating a replica that exists already changes nothing and answers created false, which
-// makes a retried placement idempotent.
+// Its usage interval opens in the same transaction. Creating a replica that exists already
+// changes nothing and answers created false, which makes a retried placement idempotent.
 func CreateReplica(ctx context.Context, db *sqlx.DB, r NewReplica) (Replica, bool, error) {
 	created := false
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
@@ -64,12 +64,18 @@ func CreateReplica(ctx context.Context, db *sqlx.DB, r NewReplica) (Replica, boo
 			return err
 		}
 		created = n == 1
-		if created && len(r.GPUUUIDs) > 0 {
-			return exec(ctx, tx, false, `
-				UPDATE gpus SET assigned_replica_id = $1, updated_at = now()
-				WHERE uuid = ANY($2) AND assigned_replica_id IS NULL`, r.ID, pq.Array(r.GPUUUIDs))
+		if !created {
+			return nil
 		}
-		return nil
+		if len(r.GPUUUIDs) > 0 {
+			if err := exec(ctx, tx, false, `
+				UPDATE gpus SET assigned_replica_id = $1, updated_at = now()
+				WHERE uuid = ANY($2) AND assigned_replica_id IS NULL`, r.ID, pq.Array(r.GPUUUIDs)); err != nil {
+				return err
+			}
+		}
+		// Usage counts from here: the replica holds its GPUs from its placement on.
+		return openUsage(ctx, tx, r.ID)
 	})
 	if err != nil {
 		return Replica{}, false, err
@@ -86,7 +92,8 @@ func ReplicaByID(ctx context.Context, db sqlx.QueryerContext, id string) (Replic
 }
 
 // SetReplicaState records what the agent said of a replica. READY stamps ready_at; STOPPED
-// and FAILED stamp stopped_at and give its GPUs back. An unknown replica is ErrNotFound.
+// and FAILED stamp stopped_at, give its GPUs back and end its usage interval. An unknown
+// replica is ErrNotFound.
 //
 // A DRAINING replica only moves on to STOPPING, STOPPED or FAILED: any other state is
 // ignored, so that an agent poll still in flight (a start being confirmed, say) cannot put
@@ -125,6 +132,15 @@ func setReplicaState(ctx context.Context, tx *sqlx.Tx, id string, state modelpla
 	if state.Ended() {
 		if err := exec(ctx, tx, false, `
 			UPDATE gpus SET assigned_replica_id = NULL, updated_at = now() WHERE assigned_replica_id = $1`, id); err != nil {
+			return err
+		}
+		if err := closeUsage(ctx, tx, id); err != nil {
+			return err
+		}
+	} else if current.Ended() {
+		// Not a path the control plane takes, but an interval is open exactly while its
+		// replica is live, whatever brings it back.
+		if err := openUsage(ctx, tx, id); err != nil {
 			return err
 		}
 	}
