@@ -109,6 +109,23 @@ func (i isolation) resolve(name string) string {
 	return name
 }
 
+// closedGPUDevices lists the NVIDIA device files under dev that others cannot read and
+// write: a replica user's server opens them to use its GPUs.
+func closedGPUDevices(dev string) []string {
+	paths, _ := filepath.Glob(filepath.Join(dev, "nvidia*"))
+	var closed []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil || info.Mode()&os.ModeCharDevice == 0 {
+			continue
+		}
+		if info.Mode().Perm()&0o006 != 0o006 {
+			closed = append(closed, fmt.Sprintf("%s (mode %#o)", p, info.Mode().Perm()))
+		}
+	}
+	return closed
+}
+
 // parseUIDRange reads "FIRST-LAST".
 func parseUIDRange(s string) (int, int, error) {
 	a, b, ok := strings.Cut(s, "-")
