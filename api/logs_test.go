@@ -179,7 +179,7 @@ func TestDeploymentLogs_BadParametersAre400NamingThem(t *testing.T) {
 	now := time.Now().UnixMilli()
 	for query, want := range map[string]string{
 		fmt.Sprintf("start_epoch_millis=%d&end_epoch_millis=%d", now-8*24*3600*1000, now): "start_epoch_millis: the window may be at most 7 days",
-		fmt.Sprintf("start_epoch_millis=%d&end_epoch_millis=%d", now, now-1000):            "start_epoch_millis: must be before end_epoch_millis",
+		fmt.Sprintf("start_epoch_millis=%d&end_epoch_millis=%d", now, now-1000):           "start_epoch_millis: must be before end_epoch_millis",
 		"start_epoch_millis=yesterday": "start_epoch_millis: must be milliseconds",
 		"limit=0":                      "limit: must be 1-1000",
 		"limit=1001":                   "limit: must be 1-1000",
