@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/replicalog"
+	"github.com/modelplane/modelplane/agent/runtime"
 )
 
 // followInterval is how often the agent reads what replicas wrote.
@@ -84,7 +85,12 @@ func (a *Agent) followOnce(books map[string]*replicalog.Book, drained map[string
 func (a *Agent) handleLines(c echo.Context) error {
 	id := c.Param("id")
 	a.mu.Lock()
-	_, ok := a.replicas[id]
+	r, ok := a.replicas[id]
+	var h *runtime.Handle
+	if ok && r.Handle != nil {
+		handle := *r.Handle
+		h = &handle
+	}
 	a.mu.Unlock()
 	if !ok {
 		return agentproto.ErrUnknownReplica
@@ -93,7 +99,16 @@ func (a *Agent) handleLines(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	lines, err := replicalog.Query(a.linesDir(id), q)
+	var lines []agentproto.LogLine
+	// A container's output is kept, stamped, by its engine: the agent asks it.
+	if reader, isReader := a.runtimeFor(r.Runtime).(runtime.LineReader); isReader && h != nil && h.ContainerID != "" {
+		var raw []runtime.Line
+		if raw, err = reader.Lines(c.Request().Context(), *h, q.Since, q.Until); err == nil {
+			lines, err = replicalog.Select(replicalog.Leveled(raw), q)
+		}
+	} else {
+		lines, err = replicalog.Query(a.linesDir(id), q)
+	}
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "search:") {
 			return &fieldError{"search", strings.TrimPrefix(err.Error(), "search: ")}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane/agent/agentproto"
+	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/process"
 )
 
@@ -390,4 +391,41 @@ func matcher(q agentproto.LinesQuery) (func(agentproto.LogLine) bool, error) {
 		}
 		return true
 	}, nil
+}
+
+// Leveled gives lines stamped by their runtime (a container engine's) their levels, as a Book
+// gives them to the lines it reads.
+func Leveled(lines []runtime.Line) []agentproto.LogLine {
+	levels := map[string]*leveler{}
+	out := make([]agentproto.LogLine, 0, len(lines))
+	for _, l := range lines {
+		lv := levels[l.Stream]
+		if lv == nil {
+			lv = newLeveler(l.Stream)
+			levels[l.Stream] = lv
+		}
+		out = append(out, agentproto.LogLine{Time: l.Time, Stream: l.Stream, Level: lv.level(l.Message), Message: l.Message})
+	}
+	return out
+}
+
+// Select answers the lines q selects of lines, which are in order, oldest first.
+func Select(lines []agentproto.LogLine, q agentproto.LinesQuery) ([]agentproto.LogLine, error) {
+	match, err := matcher(q)
+	if err != nil {
+		return nil, err
+	}
+	out := []agentproto.LogLine{}
+	for _, l := range lines {
+		if !l.Time.Before(q.Since) && (q.Until.IsZero() || l.Time.Before(q.Until)) && match(l) {
+			out = append(out, l)
+		}
+	}
+	if q.Direction == "desc" {
+		slices.Reverse(out)
+	}
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, nil
 }
