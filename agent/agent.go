@@ -225,6 +225,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 		go a.heartbeatLoop(ctx)
 	}
 	go a.rotateLoop(ctx)
+	go a.followLoop(ctx)
 	var err error
 	select {
 	case err = <-errc:

@@ -21,7 +21,6 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
-	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/internal/freeport"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/nvml"
@@ -630,7 +629,8 @@ func (a *Agent) stop(r *record, grace time.Duration) {
 	a.log.Info("replica stopped", "replica_id", r.ID)
 }
 
-// rotateLoop keeps replica logs bounded and forgets replicas stopped more than an hour ago.
+// rotateLoop forgets replicas stopped more than an hour ago, and their files with them. Their
+// logs are rotated by followLoop, which reads them.
 func (a *Agent) rotateLoop(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -641,12 +641,8 @@ func (a *Agent) rotateLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		a.mu.Lock()
-		var dirs []string
 		changed := false
 		for id, r := range a.replicas {
-			if r.Handle != nil && r.Handle.LogDir != "" && r.live() {
-				dirs = append(dirs, r.Handle.LogDir)
-			}
 			if !r.live() && r.StoppedAt != nil && time.Since(*r.StoppedAt) > time.Hour {
 				delete(a.replicas, id)
 				delete(a.patchLocks, id)
@@ -658,11 +654,6 @@ func (a *Agent) rotateLoop(ctx context.Context) {
 			_ = a.persistLocked()
 		}
 		a.mu.Unlock()
-		for _, d := range dirs {
-			if err := process.RotateLogs(d, 10<<20, 3); err != nil {
-				a.log.Warn("rotating logs", "dir", d, "err", err)
-			}
-		}
 	}
 }
 

@@ -53,6 +53,7 @@ func (a *Agent) Handler() http.Handler {
 	v1.GET("/replicas/:id", a.handleGet, small)
 	v1.DELETE("/replicas/:id", a.handleStop, small)
 	v1.GET("/replicas/:id/logs", a.handleLogs, small)
+	v1.GET("/replicas/:id/lines", a.handleLines, small)
 	v1.POST("/replicas/:id/patch", a.handlePatch, large)
 	v1.POST("/envs", a.handleBuildEnv, small)
 	v1.GET("/envs/:key", a.handleEnv, small)

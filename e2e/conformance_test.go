@@ -82,6 +82,8 @@ var servedSpecRoutes = []string{
 	"GET /v1/models/{model_id}/deployments/{deployment_id}/patches/state",
 	"POST /v1/models/{model_id}/deployments/{deployment_id}/patches/sync",
 	"GET /v1/models/{model_id}/deployments/{deployment_id}/metrics",
+	"GET /v1/models/{model_id}/deployments/{deployment_id}/logs",
+	"POST /v1/models/{model_id}/deployments/{deployment_id}/logs",
 	"DELETE /v1/models/{model_id}/deployments/{deployment_id}/replicas/{replica_id}",
 	"GET /v1/models/{model_id}/environments",
 	"POST /v1/models/{model_id}/environments",
@@ -89,6 +91,7 @@ var servedSpecRoutes = []string{
 	"PATCH /v1/models/{model_id}/environments/{env_name}",
 	"DELETE /v1/models/{model_id}/environments/{env_name}",
 	"GET /v1/models/{model_id}/environments/{env_name}/metrics",
+	"GET /v1/models/{model_id}/environments/{env_name}/logs",
 	"POST /v1/models/{model_id}/environments/{env_name}/activate",
 	"POST /v1/models/{model_id}/environments/{env_name}/deactivate",
 	"POST /v1/models/{model_id}/environments/{env_name}/promote",
@@ -1092,6 +1095,22 @@ func TestConformance_FlowAgainstBasetenSpec(t *testing.T) {
 		code, out = f.do(http.MethodGet, q, nil)
 		f.ok(code, out, "reading metrics "+q)
 	}
+
+	// Logs.
+	for _, q := range []string{
+		m(modelID + "/deployments/" + second + "/logs"),
+		m(modelID + "/deployments/" + second + "/logs?direction=desc&limit=10&min_level=INFO&start_epoch_millis=" +
+			strconv.FormatInt(now-600_000, 10) + "&end_epoch_millis=" + strconv.FormatInt(now, 10)),
+		m(modelID + "/environments/production/logs?component=model&includes=a&excludes=b&search_pattern=.&replica=r"),
+	} {
+		code, out = f.do(http.MethodGet, q, nil)
+		f.ok(code, out, "reading logs "+q)
+	}
+	code, out, _ = f.send("POST /v1/models/{model_id}/deployments/{deployment_id}/logs", m(modelID+"/deployments/"+second+"/logs"),
+		map[string]any{"start_epoch_millis": now - 600_000, "end_epoch_millis": now, "direction": "asc", "limit": 100,
+			"min_level": "DEBUG", "replica": nil, "request_id": nil, "component": "build", "search_pattern": ".*",
+			"includes": []string{}, "excludes": []string{}})
+	f.ok(code, out, "reading logs by POST")
 
 	// Live reload of the development deployment.
 	code, out = f.do(http.MethodGet, m(modelID+"/deployments/development/patches/state"), nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -44,4 +45,19 @@ func BuildLogLines(ctx context.Context, db sqlx.QueryerContext, deploymentID str
 		lines = lines[1:]
 	}
 	return lines, nil
+}
+
+// BuildLogLinesAt is BuildLogLines with the time the log was last written; the zero time
+// when the deployment has no build log.
+func BuildLogLinesAt(ctx context.Context, db sqlx.QueryerContext, deploymentID string) ([]string, time.Time, error) {
+	var at time.Time
+	err := get(ctx, db, &at, `SELECT updated_at FROM deployment_build_logs WHERE deployment_id = $1`, deploymentID)
+	if errors.Is(err, ErrNotFound) {
+		return []string{}, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, at, err
+	}
+	lines, err := BuildLogLines(ctx, db, deploymentID)
+	return lines, at.UTC(), err
 }

@@ -214,3 +214,25 @@ func UnwantedReplicas(ctx context.Context, db sqlx.QueryerContext, quietFor time
 		ORDER BY r.id`, quietFor.Seconds())
 	return out, err
 }
+
+// ReplicaOnNode is a replica with the node it was placed on.
+type ReplicaOnNode struct {
+	ID           string    `db:"id"`
+	DeploymentID string    `db:"deployment_id"`
+	NodeID       string    `db:"node_id"`
+	NodeName     string    `db:"node_name"`
+	AgentURL     string    `db:"agent_url"`
+	CreatedAt    time.Time `db:"created_at"`
+}
+
+// ReplicasWithin lists the deployment's replicas placed on a node that lived at some time in
+// [from, to): created before to, and live or ended at from or later. Oldest first.
+func ReplicasWithin(ctx context.Context, db sqlx.QueryerContext, deploymentID string, from, to time.Time) ([]ReplicaOnNode, error) {
+	out := []ReplicaOnNode{}
+	return out, list(ctx, db, &out, `
+		SELECT r.id, r.deployment_id, n.id AS node_id, n.name AS node_name, n.agent_url, r.created_at
+		FROM replicas r JOIN nodes n ON n.id = r.node_id
+		WHERE r.deployment_id = $1 AND r.created_at < $3
+		  AND (r.state NOT IN `+sqlEndedReplicaStates+` OR COALESCE(r.stopped_at, r.updated_at) >= $2)
+		ORDER BY r.created_at, r.id`, deploymentID, from, to)
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -154,4 +155,36 @@ func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path strin
 		return fmt.Errorf("reading the agent's answer to %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// Lines answers the replica's stamped log lines that q selects; an unknown replica (never
+// started on this node, or forgotten an hour after it stopped) is ErrUnknownReplica.
+func (c *Client) Lines(ctx context.Context, id string, q LinesQuery) ([]LogLine, error) {
+	v := url.Values{}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Direction != "" {
+		v.Set("direction", q.Direction)
+	}
+	if q.MinLevel != "" {
+		v.Set("min_level", q.MinLevel)
+	}
+	if q.Search != "" {
+		v.Set("search", q.Search)
+	}
+	for _, s := range q.Includes {
+		v.Add("includes", s)
+	}
+	for _, s := range q.Excludes {
+		v.Add("excludes", s)
+	}
+	var out LinesResponse
+	return out.Lines, c.do(ctx, http.MethodGet, "/v1/replicas/"+url.PathEscape(id)+"/lines?"+v.Encode(), nil, &out)
 }

@@ -114,3 +114,17 @@ type Runtime interface {
 	// to none of the known replica IDs, so the agent can stop it.
 	Orphans(ctx context.Context, known map[string]bool) ([]Handle, error)
 }
+
+// Line is one line a replica wrote, with the time its runtime stamped it.
+type Line struct {
+	Time    time.Time
+	Stream  string // "stdout" or "stderr"
+	Message string
+}
+
+// LineReader is a runtime that keeps its replicas' output itself, stamped (the container
+// engine): the agent asks it for the lines stamped in [since, until) instead of following
+// files.
+type LineReader interface {
+	Lines(ctx context.Context, h Handle, since, until time.Time) ([]Line, error)
+}

@@ -53,9 +53,7 @@ func logTail(dir string, n int) []string {
 	return nil
 }
 
-// RotateLogs rotates each log file in dir larger than limit: its content moves to .1 (older
-// ones to .2 ... .keep) and the file is truncated in place. The replica keeps its descriptor,
-// opened in append mode, and goes on writing at the new end.
+// RotateLogs rotates each log file in dir larger than limit (RotateLog).
 func RotateLogs(dir string, limit int64, keep int) error {
 	for _, s := range Streams {
 		p := filepath.Join(dir, s+".log")
@@ -63,17 +61,24 @@ func RotateLogs(dir string, limit int64, keep int) error {
 		if err != nil || st.Size() <= limit {
 			continue
 		}
-		for i := keep - 1; i >= 1; i-- {
-			_ = os.Rename(fmt.Sprintf("%s.%d", p, i), fmt.Sprintf("%s.%d", p, i+1))
-		}
-		if err := copyFile(p, p+".1"); err != nil {
-			return err
-		}
-		if err := os.Truncate(p, 0); err != nil {
+		if err := RotateLog(p, keep); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// RotateLog moves the log file's content to .1 (older ones to .2 ... .keep) and truncates the
+// file in place. The replica keeps its descriptor, opened in append mode, and goes on writing
+// at the new end.
+func RotateLog(p string, keep int) error {
+	for i := keep - 1; i >= 1; i-- {
+		_ = os.Rename(fmt.Sprintf("%s.%d", p, i), fmt.Sprintf("%s.%d", p, i+1))
+	}
+	if err := copyFile(p, p+".1"); err != nil {
+		return err
+	}
+	return os.Truncate(p, 0)
 }
 
 func copyFile(src, dst string) error {
