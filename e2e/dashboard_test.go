@@ -136,6 +136,9 @@ func newPage(t *testing.T, h *harness) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(shared.browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
+	// The first run opens the tab, which lives as long as the context it ran on: this one,
+	// not the bounded ones each action runs on.
+	require.NoError(t, chromedp.Do(ctx), "opening a tab")
 	return &page{t: t, h: h, ctx: ctx}
 }
 
@@ -175,7 +178,7 @@ func screenshotDir() string {
 // screenshot writes the page as it is now to <dir>/<test>-<n>-<name>.png.
 func (p *page) screenshot(name string) {
 	p.t.Helper()
-	png := get(p, "screenshot "+name, chromedp.FullScreenshot(90))
+	png := get(p, "screenshot "+name, chromedp.FullScreenshot(100))
 	dir := screenshotDir()
 	require.NoError(p.t, os.MkdirAll(dir, 0o755))
 	p.shot++
@@ -263,7 +266,7 @@ func TestDashboard_SignInShowsModelsAndTheProductionDeployment(t *testing.T) {
 
 	p.click("#dep-" + first + " th a")
 	p.waitText("#deployment-name", 10*time.Second, contains("ACTIVE"), "the deployment page shows its status")
-	p.waitText("#replicas-table tbody", 10*time.Second, contains("h200"), "the deployment page lists its replica on the node")
+	p.waitText("#replicas-table tbody", 10*time.Second, contains("READY"), "the deployment page lists its replica with its node and state")
 	p.waitText("#charts", 15*time.Second, contains("Requests per second"), "the deployment page draws its charts")
 	p.waitText("#queue", 10*time.Second, contains("queued"), "the deployment page shows the async queue")
 	p.screenshot("deployment")
