@@ -223,7 +223,9 @@ async function modelPage() {
       try {
         const ps = { ramp_up_while_promoting: ramp };
         if (ramp && !Number.isNaN(secs)) ps.ramp_up_duration_seconds = secs;
-        await api("PATCH", `${modelPath(m)}/environments/${enc(env)}`, { promotion_settings: ps });
+        const res = await api("PATCH", `${modelPath(m)}/environments/${enc(env)}`, { promotion_settings: ps });
+        environments[env] = res.environment;
+        if (envSelect.value === env) fillSettings();
         await api("POST", `${modelPath(m)}/environments/${enc(env)}/promote`, { deployment_id: d.id });
         notice(`Promotion of ${d.name} to ${env} started.`);
       } catch (e) { notice(""); showFieldError(promote, e.message); }
