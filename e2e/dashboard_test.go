@@ -222,7 +222,9 @@ func (p *page) waitText(sel string, within time.Duration, ok func(string) bool, 
 	return ""
 }
 
-func contains(s string) func(string) bool { return func(t string) bool { return strings.Contains(t, s) } }
+func contains(s string) func(string) bool {
+	return func(t string) bool { return strings.Contains(t, s) }
+}
 
 // click clicks the element that matches the CSS selector.
 func (p *page) click(sel string) {
