@@ -58,7 +58,7 @@ function notice(text, bad) {
 }
 
 function statusClass(st) {
-  if (["ACTIVE", "SUCCEEDED", "READY", "RAMPING_UP"].includes(st)) return "status ok";
+  if (["ACTIVE", "SUCCEEDED", "READY", "RAMPING_UP", "HEALTHY"].includes(st)) return "status ok";
   if (["FAILED", "UNHEALTHY", "BUILD_FAILED", "DEPLOY_FAILED", "BUILD_STOPPED", "DOWN"].includes(st)) return "status bad";
   if (["INACTIVE", "SCALED_TO_ZERO", "CANCELED", "STOPPED"].includes(st)) return "status";
   return "status busy";
