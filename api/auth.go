@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/session"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -42,11 +43,16 @@ func principal(c echo.Context) Principal {
 
 // RequireKey is echo middleware that authenticates the request's API key and puts its
 // workspace on the request context. A missing, malformed, unknown or revoked key is 401.
+// Without an Authorization header, the dashboard's session cookie stands for the key it was
+// exchanged for; a change made that way must carry the session's CSRF token, else 403.
 func RequireKey(db *sqlx.DB, log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			h := c.Request().Header.Get(echo.HeaderAuthorization)
 			if h == "" {
+				if _, err := c.Request().Cookie(session.CookieName); err == nil {
+					return withSession(c, db, next)
+				}
 				return Errorf(http.StatusUnauthorized, "missing API key: send Authorization: Api-Key <key>")
 			}
 			text, ok := apikey.FromAuthorization(h)
@@ -78,4 +84,24 @@ func RequireKey(db *sqlx.DB, log *slog.Logger) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// withSession authenticates the request by its session cookie.
+func withSession(c echo.Context, db *sqlx.DB, next echo.HandlerFunc) error {
+	ctx := c.Request().Context()
+	s, err := session.FromRequest(ctx, db, c.Request())
+	if errors.Is(err, session.ErrNone) {
+		return Errorf(http.StatusUnauthorized, "session expired or signed out: sign in again, or send Authorization: Api-Key <key>")
+	}
+	if err != nil {
+		return Errorf(http.StatusServiceUnavailable, "cannot check session: database unavailable")
+	}
+	if session.IsChange(c.Request()) {
+		if err := session.CheckCSRF(c.Request(), s); err != nil {
+			return Errorf(http.StatusForbidden, "%s", err.Error())
+		}
+	}
+	p := Principal{WorkspaceID: s.WorkspaceID, KeyID: s.KeyID, IsAdmin: s.IsAdmin}
+	c.SetRequest(c.Request().WithContext(WithPrincipal(ctx, p)))
+	return next(c)
 }

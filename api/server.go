@@ -19,6 +19,7 @@ import (
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/dashboard"
 	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/promutil"
 	"github.com/modelplane/modelplane/secretbox"
@@ -50,6 +51,10 @@ type Deps struct {
 	// MetricsToken is the Bearer token /metrics asks for: its labels name every workspace's
 	// models and deployments. Empty refuses every scrape.
 	MetricsToken string
+	// TemporalUIURL and TemporalNamespace let the dashboard link each operation to its
+	// workflow in the Temporal UI; an empty URL shows no links.
+	TemporalUIURL     string
+	TemporalNamespace string
 }
 
 // Server is the management API over its dependencies.
@@ -152,6 +157,10 @@ func New(deps Deps) *echo.Echo {
 	e.GET("/internal/v1/archives/:id", s.downloadArchive, s.requireNodeToken)
 	// A presigned download: the token in the path is the credential, not an API key.
 	e.GET(DownloadPath+":token", s.serveDownload)
+
+	// The dashboard, at /: pages that call the routes above with a session cookie.
+	dashboard.Register(e, dashboard.Options{DB: deps.DB, Logger: s.log,
+		TemporalUIURL: deps.TemporalUIURL, TemporalNamespace: deps.TemporalNamespace})
 
 	// Agents report here with the node token, not an API key.
 	e.POST(agentproto.HeartbeatPath, s.nodeHeartbeat, s.requireNodeToken, middleware.BodyLimit("4M"))

@@ -71,6 +71,8 @@ type Options struct {
 	TemporalNamespace string // default "default"
 	TemporalPort      int    // embedded frontend port; 0 picks a free one
 	TemporalUIPort    int    // embedded UI port; 0 picks a free one
+	// TemporalUIURL is the UI the dashboard links workflows to (default: the embedded UI's).
+	TemporalUIURL string
 
 	Postgres PostgresOptions // DataDir defaults to Options.DataDir
 
@@ -247,6 +249,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 		s.TemporalAddress, s.TemporalUIURL = s.temporal.Address, s.temporal.UIURL
 	}
+	if opts.TemporalUIURL != "" {
+		s.TemporalUIURL = opts.TemporalUIURL
+	}
 	s.tc, err = client.DialContext(ctx, client.Options{
 		HostPort: s.TemporalAddress, Namespace: opts.TemporalNamespace,
 		Logger: sdklog.NewStructuredLogger(s.log.With("component", "temporal-client")),
@@ -289,7 +294,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	apiHandler := api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
 		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes,
-		MaxUnpackedBytes: opts.MaxUnpackedBytes, SecretsKey: secretsKey, MetricsToken: s.MetricsToken})
+		MaxUnpackedBytes: opts.MaxUnpackedBytes, SecretsKey: secretsKey, MetricsToken: s.MetricsToken,
+		TemporalUIURL: s.TemporalUIURL, TemporalNamespace: opts.TemporalNamespace})
 	// The API and the gateway share the address: inference paths go to the gateway. No flat
 	// ReadTimeout: uploads, streamed requests and websockets pass here too.
 	s.http = httpserve.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package schema_test
 import (
 	"context"
 	"database/sql"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -99,11 +100,13 @@ func TestMigrate_ConcurrentMigratorsApplyOnce(t *testing.T) {
 	db, err := sql.Open("postgres", u)
 	require.NoError(t, err)
 	defer db.Close()
-	_, latest, err := schema.Version(context.Background(), db)
+	// Versions need not be contiguous (branches number their migrations apart), so count
+	// the embedded files rather than trust the newest version number.
+	files, err := filepath.Glob("migrations/*.sql")
 	require.NoError(t, err)
-	require.EqualValues(t, latest, total, "every migration must be applied exactly once across all migrators")
+	require.EqualValues(t, len(files), total, "every migration must be applied exactly once across all migrators")
 
 	var recorded int
 	require.NoError(t, db.QueryRow(`SELECT count(*) FROM goose_db_version WHERE version_id > 0`).Scan(&recorded))
-	require.EqualValues(t, latest, recorded, "each version must be recorded once")
+	require.EqualValues(t, len(files), recorded, "each version must be recorded once")
 }

@@ -26,6 +26,7 @@ type devConfig struct {
 	TemporalUIPort    int
 	TemporalAddress   string
 	TemporalNamespace string
+	TemporalUIURL     string
 	DatabaseURL       string
 	MaxArchiveBytes   int64
 	MaxUnpackedBytes  int64
@@ -64,6 +65,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.IntVar(&c.TemporalUIPort, "temporal-ui-port", envInt("MODELPLANE_TEMPORAL_UI_PORT", defaultTemporalUI), "embedded Temporal UI port (MODELPLANE_TEMPORAL_UI_PORT)")
 	f.StringVar(&c.TemporalAddress, "temporal-address", envString(envTemporalAddress, ""), "use this Temporal cluster instead of the embedded one (TEMPORAL_ADDRESS)")
 	f.StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
+	f.StringVar(&c.TemporalUIURL, "temporal-ui-url", envString(envTemporalUIURL, ""), "the Temporal UI the dashboard links workflows to; default the embedded one's (MODELPLANE_TEMPORAL_UI_URL)")
 	f.StringVar(&c.DatabaseURL, "database-url", envString(envDatabaseURL, ""), "PostgreSQL URL; empty tries the local server, then a private cluster (DATABASE_URL)")
 	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "the local agent's GPUs: auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
 	f.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(envInt("MODELPLANE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes)), "largest inference request body; larger is 413 (MODELPLANE_MAX_BODY_BYTES)")
@@ -101,7 +103,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 
 	s, err := devstack.Start(ctx, devstack.Options{
 		DataDir: c.DataDir, Listen: c.Listen,
-		TemporalAddress: c.TemporalAddress, TemporalNamespace: c.TemporalNamespace,
+		TemporalAddress: c.TemporalAddress, TemporalNamespace: c.TemporalNamespace, TemporalUIURL: c.TemporalUIURL,
 		TemporalPort: c.TemporalPort, TemporalUIPort: c.TemporalUIPort,
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,

@@ -25,6 +25,7 @@ const (
 	envDatabaseURL       = "DATABASE_URL"
 	envTemporalAddress   = "TEMPORAL_ADDRESS"
 	envTemporalNamespace = "TEMPORAL_NAMESPACE"
+	envTemporalUIURL     = "MODELPLANE_TEMPORAL_UI_URL"
 )
 
 // globalConfig is what every command reads.

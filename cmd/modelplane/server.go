@@ -41,6 +41,7 @@ type serverConfig struct {
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
+	TemporalUIURL     string // the dashboard's links to workflows
 	// Timeouts bound what a client may hold a connection with; MetricsToken guards /metrics.
 	Timeouts     httpserve.Timeouts
 	MetricsToken string
@@ -200,7 +201,8 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			// any bound that suits the rest; the body read timeout is renewed as bytes arrive.
 			srv := httpserve.Server(api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
 				Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
-				SecretsKey: secretsKey, MetricsToken: c.MetricsToken}), c.Timeouts)
+				SecretsKey: secretsKey, MetricsToken: c.MetricsToken,
+				TemporalUIURL: c.TemporalUIURL, TemporalNamespace: c.TemporalNamespace}), c.Timeouts)
 			srv.Addr = c.Listen
 			log.Info("api listening", "addr", c.Listen)
 			return serve(ctx, srv)
@@ -213,6 +215,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
 	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets; the worker needs the same one")
 	serverTimeoutFlags(cmd, &c.Timeouts)
+	cmd.Flags().StringVar(&c.TemporalUIURL, "temporal-ui-url", envString(envTemporalUIURL, ""), "the Temporal UI the dashboard links each operation's workflow to; empty shows no links (MODELPLANE_TEMPORAL_UI_URL)")
 	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)

@@ -48,6 +48,10 @@ var rules = []rule{
 		"the autoscaler sends updates through package contract"},
 	{module + "/api", []string{module + "/activities", module + "/workflows", module + "/agent"},
 		"the API starts workflows by their contract and reads nodes through the agent protocol"},
+	{module + "/dashboard", []string{server, module + "/gateway", module + "/activities", module + "/workflows", temporal},
+		"the dashboard reads and changes everything through the API's /v1 routes, from the browser"},
+	{module + "/session", []string{server, echo, temporal},
+		"sessions are checked by the API's auth and made by the dashboard, both of which import them"},
 }
 
 // deps answers, for each package, every package it depends on (go list -deps).
