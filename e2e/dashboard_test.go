@@ -478,6 +478,7 @@ func TestDashboard_UsageShowsTheTableAndTheCSV(t *testing.T) {
 	p := newPage(t, h)
 	p.signIn(h.key, "/usage")
 	p.waitText("#usage-totals", 15*time.Second, contains("GPU hours"), "the usage page shows totals")
+	p.waitText("#usage-table", 15*time.Second, contains("dash-usage"), "the model's replica is counted")
 	p.screenshot("usage")
 	href := p.attr(`#usage-csv`, "href")
 	require.Contains(t, href, "format=csv")

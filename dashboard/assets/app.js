@@ -516,7 +516,8 @@ function usagePage() {
   const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
   const now = new Date();
   form.elements.start.value = local(new Date(now.getTime() - 24 * 3600e3));
-  form.elements.end.value = local(now);
+  // The field has minutes only: the end is the next whole minute, so that what runs now counts.
+  form.elements.end.value = local(new Date(Math.ceil((now.getTime() + 1) / 60e3) * 60e3));
   function query() {
     const q = new URLSearchParams({ group_by: form.elements.group_by.value });
     if (form.elements.start.value) q.set("start", new Date(form.elements.start.value).toISOString());
@@ -531,10 +532,19 @@ function usagePage() {
     let r;
     try { r = await api("GET", `/v1/usage?${q}&format=json`); } catch (e) { showFieldError(form, e.message); return; }
     const hours = (x) => (x / 3600).toFixed(2);
-    const byHour = new Map();
-    for (const row of r.rows) byHour.set(row.hour, (byHour.get(row.hour) || 0) + row.gpu_seconds / 3600);
-    const points = [...byHour.entries()].map(([t, v]) => [Date.parse(t), v]).sort((a, b) => a[0] - b[0]);
-    document.getElementById("usage-chart").replaceChildren(lineChart("GPU hours per hour", [{ label: "GPU hours", color: "#1d4ed8", points }], (x) => x.toFixed(2)));
+    // Every hour of the window has a point, so that an hour without usage shows as 0.
+    const replicaByHour = new Map(), gpuByHour = new Map();
+    const first = Math.floor(Date.parse(r.start) / 3600e3) * 3600e3;
+    for (let t = first; t < Date.parse(r.end); t += 3600e3) { replicaByHour.set(t, 0); gpuByHour.set(t, 0); }
+    for (const row of r.rows) {
+      const t = Date.parse(row.hour);
+      replicaByHour.set(t, (replicaByHour.get(t) || 0) + row.replica_seconds / 3600);
+      gpuByHour.set(t, (gpuByHour.get(t) || 0) + row.gpu_seconds / 3600);
+    }
+    const series = (m) => [...m.entries()].sort((a, b) => a[0] - b[0]);
+    document.getElementById("usage-chart").replaceChildren(lineChart("Usage per hour", [
+      { label: "replica hours", color: "#1d4ed8", points: series(replicaByHour) },
+      { label: "GPU hours", color: "#b45309", points: series(gpuByHour) }], (x) => x.toFixed(2)));
     document.getElementById("usage-totals").textContent = `Totals: ${hours(r.totals.replica_seconds)} replica hours, ${hours(r.totals.gpu_seconds)} GPU hours.`;
     document.querySelector("#usage-table tbody").replaceChildren(...(r.rows.length ? r.rows.map((row) => h("tr", {},
       h("td", {}, fmtTime(row.hour)), h("td", {}, row.model_name || row.model_id || "—"), h("td", {}, row.deployment_name || row.deployment_id || "—"),
