@@ -35,6 +35,8 @@ type stepValues struct {
 	// ready and starting are the replica counts now; nil for a step that does not hold the
 	// present.
 	ready, starting *int
+	// replicas is the step's count from the usage record: live at its end, placed within it.
+	replicas *store.ReplicaStep
 }
 
 // latencyQuantiles are the histogram's series, in basis points.
@@ -72,6 +74,22 @@ var servedMetrics = []metricDef{
 	{apiv1.MetricDescriptorV1{Name: "baseten_replicas_starting", UnitHint: apiv1.MetricUnitCount,
 		Kind: apiv1.MetricKindGauge, LabelSets: []map[string]string{{}}},
 		func(v stepValues) []*float64 { return []*float64{intValue(v.starting)} }},
+	{apiv1.MetricDescriptorV1{Name: "modelplane_replicas", UnitHint: apiv1.MetricUnitCount,
+		Kind: apiv1.MetricKindGauge, LabelSets: []map[string]string{{}}},
+		func(v stepValues) []*float64 {
+			if v.replicas == nil {
+				return []*float64{nil}
+			}
+			return []*float64{ptr(float64(v.replicas.Live))}
+		}},
+	{apiv1.MetricDescriptorV1{Name: "modelplane_replica_starts", UnitHint: apiv1.MetricUnitCount,
+		Kind: apiv1.MetricKindCounter, LabelSets: []map[string]string{{}}},
+		func(v stepValues) []*float64 {
+			if v.replicas == nil {
+				return []*float64{nil}
+			}
+			return []*float64{ptr(float64(v.replicas.Placed))}
+		}},
 	{apiv1.MetricDescriptorV1{Name: "baseten_concurrent_requests", UnitHint: apiv1.MetricUnitCount,
 		Kind: apiv1.MetricKindGauge, LabelSets: []map[string]string{{}}},
 		func(v stepValues) []*float64 {
@@ -222,13 +240,18 @@ func (s *Server) metricsAnswer(c echo.Context, r metricsRequest, now time.Time, 
 			return apiv1.ModelMetricsV1{}, err
 		}
 	}
-	return metricsV1(r, now, steps, earliest, ready, starting), nil
+	placed, err := store.ReplicaSteps(ctx, s.deps.DB, spans, r.start, r.end, r.step, now)
+	if err != nil {
+		return apiv1.ModelMetricsV1{}, err
+	}
+	return metricsV1(r, now, steps, earliest, ready, starting, placed), nil
 }
 
 // metricsV1 lays the steps out in Baseten's shape. A step is known from the oldest sample
 // kept to now; a known step without samples had no traffic. Replica counts are only known
-// now, so they fill the step that holds the present and are null in the others.
-func metricsV1(r metricsRequest, now time.Time, steps []store.LoadStep, earliest *time.Time, ready, starting int) apiv1.ModelMetricsV1 {
+// now, so they fill the step that holds the present and are null in the others; the usage
+// record's counts (replicas) fill every step up to now.
+func metricsV1(r metricsRequest, now time.Time, steps []store.LoadStep, earliest *time.Time, ready, starting int, replicas []store.ReplicaStep) apiv1.ModelMetricsV1 {
 	out := apiv1.ModelMetricsV1{StartEpochMillis: r.start.UnixMilli(), EndEpochMillis: r.end.UnixMilli(), Mode: r.mode,
 		MetricDescriptors: make([]apiv1.MetricDescriptorV1, len(r.metrics)), MetricValues: []apiv1.MetricValueSetV1{}}
 	if r.mode == apiv1.MetricModeSeries {
@@ -251,6 +274,9 @@ func metricsV1(r metricsRequest, now time.Time, steps []store.LoadStep, earliest
 		}
 		if !now.Before(from) && (now.Before(to) || (to.Equal(r.end) && !now.After(to))) {
 			v.ready, v.starting = &ready, &starting
+		}
+		if k < len(replicas) && !from.After(now) {
+			v.replicas = &replicas[k]
 		}
 		set := apiv1.MetricValueSetV1{StartEpochMillis: from.UnixMilli(), Values: make([][]*float64, len(r.metrics))}
 		for i, m := range r.metrics {

@@ -264,3 +264,40 @@ func TestMetrics_UnknownModelDeploymentOrEnvironmentIs404(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, f.do(t, http.MethodGet, "/v1/models/"+m.ID+"/deployments/"+d.ID+"/metrics", "").Status)
 	require.Equal(t, http.StatusUnauthorized, f.do(t, http.MethodGet, "/v1/models/"+m.ID+"/environments/production/metrics", "").Status)
 }
+
+// TestDeploymentMetrics_ReplicasOfEveryPastStepComeFromTheUsageRecord: modelplane_replicas
+// and modelplane_replica_starts are known in every step up to now, not only the present.
+func TestDeploymentMetrics_ReplicasOfEveryPastStepComeFromTheUsageRecord(t *testing.T) {
+	f := newFixture(t)
+	m, _, key := f.workspace(t)
+	d := newMetricsDeployment(t, f, m)
+	base := time.Now().UTC().Add(-30 * time.Minute).Truncate(time.Minute)
+	at := func(min int) time.Time { return base.Add(time.Duration(min) * time.Minute) }
+	for _, iv := range []struct {
+		from time.Time
+		to   *time.Time
+	}{{at(-10), ptrTime(at(7))}, {at(3), nil}, {at(4), nil}} {
+		_, err := f.db.Exec(`INSERT INTO usage_intervals (replica_id, workspace_id, model_id, model_name, deployment_id,
+			deployment_name, started_at, ended_at) VALUES ($1, $2, $3, 'm', $4, 'd', $5, $6)`,
+			modelplane.NewID(12), m.WorkspaceID, m.ID, d.ID, iv.from, iv.to)
+		require.NoError(t, err)
+	}
+	r := f.do(t, http.MethodGet, metricsPath("/v1/models/"+m.ID+"/deployments/"+d.ID, url.Values{"mode": {"SERIES"},
+		"metrics": {"modelplane_replicas,modelplane_replica_starts"},
+		"start_epoch_millis": {millis(at(0))}, "end_epoch_millis": {millis(at(10))}}), "Api-Key "+key)
+	got := metricsOf(t, r)
+	require.EqualValues(t, 10, r.Body["step_seconds"])
+	replicas, starts := got["modelplane_replicas"], got["modelplane_replica_starts"]
+	require.Len(t, replicas, 60)
+	require.Equal(t, []any{1.0}, replicas[0], "at 0:10 the first runs")
+	require.Equal(t, []any{3.0}, replicas[30], "at 5:10 three run")
+	require.Equal(t, []any{2.0}, replicas[59], "at 10:00 the first has gone")
+	placed := 0.0
+	for _, s := range starts {
+		placed += s[0].(float64)
+	}
+	require.Equal(t, 2.0, placed, "two replicas were placed within the window")
+	require.Equal(t, []any{1.0}, starts[17], "one placed at 3:00, in the step that ends then")
+}
+
+func ptrTime(t time.Time) *time.Time { return &t }

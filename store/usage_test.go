@@ -330,3 +330,36 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// TestReplicaSteps_CountLiveAndPlacedReplicasOfEachStepWithinTheSpans: the replicas chart's
+// figures come from the usage record, in every past step, and a deployment counts only while
+// its span lasts.
+func TestReplicaSteps_CountLiveAndPlacedReplicasOfEachStepWithinTheSpans(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	d, other := newDeployment(t, db), newDeployment(t, db)
+	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	m := func(n int) time.Time { return base.Add(time.Duration(n) * time.Minute) }
+	writeIntervals(t, db, d, []span{
+		{m(-5), m(25), 1}, // live from before the window to the middle of the third step
+		{m(12), m(40), 1}, // placed in the second step
+		{m(21), m(22), 1}, // placed and gone within the third step
+	})
+	writeIntervals(t, db, other, []span{{m(5), m(50), 1}}) // counts only from 30 on
+	spans := []store.SampleSpan{{DeploymentID: d.ID, From: m(0), To: m(60)}, {DeploymentID: other.ID, From: m(30), To: m(60)}}
+
+	steps, err := store.ReplicaSteps(ctx, db, spans, m(0), m(50), 10*time.Minute, m(45))
+	require.NoError(t, err)
+	require.Equal(t, []store.ReplicaStep{
+		{Live: 1, Placed: 0}, // 10:10: the first
+		{Live: 2, Placed: 1}, // 10:20: the first and the second, placed 10:12
+		{Live: 2, Placed: 1}, // 10:30: the second, and the other deployment from its span's start; the third came and went
+		{Live: 1, Placed: 0}, // 10:40: the second ended at 10:40, the other runs on
+		{Live: 1, Placed: 0}, // 10:45 (now): the other
+	}, steps)
+
+	later, err := store.ReplicaSteps(ctx, db, spans, m(0), m(50), 10*time.Minute, m(15))
+	require.NoError(t, err)
+	require.Equal(t, store.ReplicaStep{}, later[2], "a step that begins after now is left zero")
+	require.Equal(t, store.ReplicaStep{Live: 2, Placed: 1}, later[1], "the step holding now counts at now")
+}

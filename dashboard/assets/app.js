@@ -417,7 +417,7 @@ async function deploymentPage() {
   poll(async () => {
     const end = Date.now(), start = end - 3600e3;
     const r = await api("GET", `${dPath}/metrics?mode=SERIES&start_epoch_millis=${start}&end_epoch_millis=${end}&metrics=` +
-      "baseten_inference_requests_total,baseten_end_to_end_response_time_seconds,baseten_replicas_active,baseten_replicas_starting");
+      "baseten_inference_requests_total,baseten_end_to_end_response_time_seconds,modelplane_replicas,modelplane_replica_starts");
     const idx = Object.fromEntries(r.metric_descriptors.map((d, i) => [d.name, i]));
     const step = r.step_seconds || 60;
     const col = (name, pick) => r.metric_values.map((v) => [v.start_epoch_millis, pick(v.values[idx[name]] || [])]);
@@ -429,13 +429,13 @@ async function deploymentPage() {
     const rps = col(req, (v) => { const t = sum(v[i5], v[io]); return t === null ? null : t / step; });
     const errRate = col(req, (v) => { const t = sum(v[i5], v[io]); return !t ? (t === 0 ? 0 : null) : (v[i5] || 0) / t * 100; });
     const p50 = col(lat, (v) => v[li(lat, "quantile", "0.5")]), p99 = col(lat, (v) => v[li(lat, "quantile", "0.99")]);
-    const active = col("baseten_replicas_active", (v) => v[0]), starting = col("baseten_replicas_starting", (v) => v[0]);
+    const replicas = col("modelplane_replicas", (v) => v[0]), starts = col("modelplane_replica_starts", (v) => v[0]);
     const n2 = (x) => (Math.round(x * 100) / 100).toString();
     charts.replaceChildren(
       lineChart("Requests per second", [{ label: "req/s", color: "#1d4ed8", points: rps }], n2),
       lineChart("Latency", [{ label: "p50", color: "#166534", points: p50 }, { label: "p99", color: "#b42318", points: p99 }], (x) => `${n2(x * 1000)} ms`),
       lineChart("Error rate (5xx)", [{ label: "errors", color: "#b42318", points: errRate }], (x) => `${n2(x)}%`),
-      lineChart("Replicas", [{ label: "active", color: "#1d4ed8", points: active }, { label: "cold starts (starting)", color: "#92400e", points: starting }], n2));
+      lineChart("Replicas", [{ label: "replicas", color: "#1d4ed8", points: replicas }, { label: "cold starts", color: "#92400e", points: starts }], n2));
   }, 10000);
 
   const queue = document.getElementById("queue");
