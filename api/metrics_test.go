@@ -283,7 +283,7 @@ func TestDeploymentMetrics_ReplicasOfEveryPastStepComeFromTheUsageRecord(t *test
 		require.NoError(t, err)
 	}
 	r := f.do(t, http.MethodGet, metricsPath("/v1/models/"+m.ID+"/deployments/"+d.ID, url.Values{"mode": {"SERIES"},
-		"metrics": {"modelplane_replicas,modelplane_replica_starts"},
+		"metrics":            {"modelplane_replicas,modelplane_replica_starts"},
 		"start_epoch_millis": {millis(at(0))}, "end_epoch_millis": {millis(at(10))}}), "Api-Key "+key)
 	got := metricsOf(t, r)
 	require.EqualValues(t, 10, r.Body["step_seconds"])
