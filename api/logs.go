@@ -212,11 +212,7 @@ func (s *Server) deploymentLogs(c echo.Context) error {
 // deployment it points at, a promotion's candidate from the promotion's start, the deployment
 // a promotion replaced until it ended).
 func (s *Server) environmentLogs(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	e, err := s.environment(c, m.ID, c.Param("env"))
+	m, e, err := s.pathEnvironment(c)
 	if err != nil {
 		return err
 	}
@@ -224,11 +220,11 @@ func (s *Server) environmentLogs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	promotions, err := store.EnvironmentPromotions(c.Request().Context(), s.deps.DB, m.ID, e.Name)
+	spans, err := s.environmentSpans(c.Request().Context(), m, e, r.start, r.end)
 	if err != nil {
 		return err
 	}
-	out, err := s.logs(c.Request().Context(), r, servingSpans(e.CurrentDeploymentID, promotions, r.start, r.end))
+	out, err := s.logs(c.Request().Context(), r, spans)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -309,11 +310,7 @@ func (s *Server) deploymentMetrics(c echo.Context) error {
 // environmentMetrics answers GET .../environments/{env_name}/metrics: the load of every
 // deployment while it served the environment, as its promotions tell.
 func (s *Server) environmentMetrics(c echo.Context) error {
-	m, err := s.ownModel(c)
-	if err != nil {
-		return err
-	}
-	e, err := s.environment(c, m.ID, c.Param("env"))
+	m, e, err := s.pathEnvironment(c)
 	if err != nil {
 		return err
 	}
@@ -323,7 +320,7 @@ func (s *Server) environmentMetrics(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	promotions, err := store.EnvironmentPromotions(ctx, s.deps.DB, m.ID, e.Name)
+	spans, err := s.environmentSpans(ctx, m, e, r.start, r.end)
 	if err != nil {
 		return err
 	}
@@ -338,11 +335,31 @@ func (s *Server) environmentMetrics(c echo.Context) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	out, err := s.metricsAnswer(c, r, now, servingSpans(e.CurrentDeploymentID, promotions, r.start, r.end), live)
+	out, err := s.metricsAnswer(c, r, now, spans, live)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// pathEnvironment is the key's model and its environment that the path names.
+func (s *Server) pathEnvironment(c echo.Context) (store.Model, store.Environment, error) {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return m, store.Environment{}, err
+	}
+	e, err := s.environment(c, m.ID, c.Param("env"))
+	return m, e, err
+}
+
+// environmentSpans are the spans of the deployments that served e within [from, to), as its
+// promotions tell (servingSpans).
+func (s *Server) environmentSpans(ctx context.Context, m store.Model, e store.Environment, from, to time.Time) ([]store.SampleSpan, error) {
+	promotions, err := store.EnvironmentPromotions(ctx, s.deps.DB, m.ID, e.Name)
+	if err != nil {
+		return nil, err
+	}
+	return servingSpans(e.CurrentDeploymentID, promotions, from, to), nil
 }
 
 // servingSpans says which deployments served an environment when, within [from, to), from
