@@ -128,6 +128,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	}
 	fmt.Fprintf(out, "modelplane dev is ready\n")
 	fmt.Fprintf(out, "  API:          %s\n", s.APIURL)
+	fmt.Fprintf(out, "  Dashboard:    %s/ (sign in with the API key below)\n", s.APIURL)
 	fmt.Fprintf(out, "  Inference:    %s/models/{model_id}/production/predict\n", s.APIURL)
 	fmt.Fprintf(out, "  Temporal:     %s (namespace %s)\n", s.TemporalAddress, c.TemporalNamespace)
 	if s.TemporalUIURL != "" {
