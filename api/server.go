@@ -92,6 +92,7 @@ func New(deps Deps) *echo.Echo {
 		reg, gather = deps.Registry, deps.Registry
 	}
 	e.Use(requestMetrics(reg))
+	promutil.Register(reg, &nodeCollector{db: deps.DB, log: s.log})
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
