@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/internal/telemetry"
 )
 
 // Bounds of a request body. Most requests are small, and a package comes by URL; but a start
@@ -44,6 +45,8 @@ func (a *Agent) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
 	e.Use(middleware.Recover())
+	// The control plane's calls carry traceparent: the agent's work joins their trace.
+	e.Use(telemetry.Echo(errorStatus))
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	small, large := bodyLimit(maxBody), bodyLimit(maxPatchBody)
 	v1 := e.Group("/v1", a.requireToken)
@@ -76,33 +79,47 @@ func (a *Agent) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, msg := http.StatusInternalServerError, "internal error"
+	status, msg, unexpected := errorAnswer(err)
+	if limit, ok := c.Get(bodyLimitKey).(int); ok && status == http.StatusRequestEntityTooLarge {
+		msg = fmt.Sprintf("request body over %d bytes", limit)
+	}
+	if unexpected {
+		a.log.ErrorContext(c.Request().Context(), "agent request failed", "path", c.Path(), "err", err)
+	}
+	code := strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
+	_ = c.JSON(status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// errorAnswer is the status and message a handler's error is answered with; unexpected is an
+// error no handler meant, answered 500.
+func errorAnswer(err error) (status int, msg string, unexpected bool) {
 	var he *httpError
 	var fe *fieldError
 	var ce *errConflict
 	var ee *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
-		status, msg = he.status, he.msg
+		return he.status, he.msg, false
 	case errors.As(err, &fe):
-		status, msg = http.StatusBadRequest, fe.Error()
+		return http.StatusBadRequest, fe.Error(), false
 	case errors.As(err, &ce):
-		status, msg = http.StatusConflict, ce.msg
+		return http.StatusConflict, ce.msg, false
 	case errors.Is(err, agentproto.ErrUnknownReplica):
-		status, msg = http.StatusNotFound, "unknown replica"
+		return http.StatusNotFound, "unknown replica", false
 	case errors.As(err, &ee):
-		status, msg = ee.Code, http.StatusText(ee.Code)
+		msg = http.StatusText(ee.Code)
 		if s, ok := ee.Message.(string); ok && s != "" {
 			msg = s
 		}
-		if limit, ok := c.Get(bodyLimitKey).(int); ok && status == http.StatusRequestEntityTooLarge {
-			msg = fmt.Sprintf("request body over %d bytes", limit)
-		}
-	default:
-		a.log.Error("agent request failed", "path", c.Path(), "err", err)
+		return ee.Code, msg, false
 	}
-	code := strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
-	_ = c.JSON(status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	return http.StatusInternalServerError, "internal error", true
+}
+
+// errorStatus is the status of errorAnswer, for the request's span.
+func errorStatus(err error) int {
+	status, _, _ := errorAnswer(err)
+	return status
 }
 
 func (a *Agent) requireToken(next echo.HandlerFunc) echo.HandlerFunc {

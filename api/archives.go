@@ -140,7 +140,7 @@ func (s *Server) dropBlob(ctx context.Context, digest string) {
 		err = s.deps.Blobs.Delete(ctx, digest)
 	}
 	if err != nil {
-		s.log.Warn("removing the blob of a failed upload; the cleanup sweep will", "digest", digest, "err", err)
+		s.log.WarnContext(ctx, "removing the blob of a failed upload; the cleanup sweep will", "digest", digest, "err", err)
 	}
 }
 

@@ -65,7 +65,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		e, internal := toError(err)
 		if internal {
-			log.Error("request failed", "method", c.Request().Method, "path", c.Path(),
+			log.ErrorContext(c.Request().Context(), "request failed", "method", c.Request().Method, "path", c.Path(),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
 		}
 		if e.Status == http.StatusUnauthorized {
@@ -78,7 +78,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			werr = c.JSON(e.Status, apiv1.ErrorV1{Error: apiv1.ErrorDetailV1{Code: e.Code, Message: e.Message}})
 		}
 		if werr != nil {
-			log.Warn("writing error response", "err", werr)
+			log.WarnContext(c.Request().Context(), "writing error response", "err", werr)
 		}
 	}
 }

@@ -342,7 +342,7 @@ func (s *Server) newDeployment(c echo.Context, workspaceID string, req createReq
 		return store.NewDeployment{}, err
 	}
 	if dropped != "" {
-		s.log.Warn("raw_config dropped", "archive_id", a.ID, "reason", dropped,
+		s.log.WarnContext(c.Request().Context(), "raw_config dropped", "archive_id", a.ID, "reason", dropped,
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 	}
 	as := settings.DefaultAutoscalingSettings()

@@ -128,7 +128,7 @@ func (s *Server) forceCancelPromotion(c echo.Context) error {
 func (s *Server) forceCancelStuck(ctx context.Context, c echo.Context, t promotionTarget, reason string) error {
 	ctx, cancel := context.WithTimeout(ctx, forceCancelTimeout)
 	defer cancel()
-	s.log.Warn("force-cancelling a stuck promotion", "model_id", t.model.ID, "environment", t.env,
+	s.log.WarnContext(ctx, "force-cancelling a stuck promotion", "model_id", t.model.ID, "environment", t.env,
 		"promotion_id", t.promotion.ID, "reason", reason)
 	err := s.deps.Temporal.TerminateWorkflow(ctx, t.workflowID, "", "force_cancel_promotion: "+reason)
 	var notFound *serviceerror.NotFound
@@ -154,14 +154,14 @@ func (s *Server) forceCancelStuck(ctx context.Context, c echo.Context, t promoti
 	msg := "promotion force-cancelled; " + reason + ", so the API ended it: all traffic is back on the current deployment"
 	details := store.JSONMap{"promotion_id": p.ID, "forced": true, "reason": reason}
 	if cand, scale, err := s.candidateToScaleDown(ctx, p); err != nil {
-		s.log.Error("force-cancelled promotion: candidate not checked", "promotion_id", p.ID, "err", err)
+		s.log.ErrorContext(ctx, "force-cancelled promotion: candidate not checked", "promotion_id", p.ID, "err", err)
 		msg += "; the candidate was not scaled down"
 	} else if cand != "" {
 		details["candidate_deployment_id"] = cand
 		if !scale {
 			msg += fmt.Sprintf("; candidate deployment %s is kept as it is", cand)
 		} else if err := s.scaleCandidateToZero(ctx, cand); err != nil {
-			s.log.Error("force-cancelled promotion: candidate not scaled to zero", "promotion_id", p.ID,
+			s.log.ErrorContext(ctx, "force-cancelled promotion: candidate not scaled to zero", "promotion_id", p.ID,
 				"deployment_id", cand, "err", err)
 			msg += fmt.Sprintf("; scaling candidate deployment %s to zero failed (%v): scale it down yourself", cand, err)
 		} else {

@@ -109,7 +109,7 @@ func (s *Server) upsertSecret(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("secret set", "workspace_id", p.WorkspaceID, "secret", name, "key_id", p.KeyID)
+	s.log.InfoContext(c.Request().Context(), "secret set", "workspace_id", p.WorkspaceID, "secret", name, "key_id", p.KeyID)
 	return c.JSON(http.StatusOK, secretView(sec, ws.Name))
 }
 
@@ -138,6 +138,6 @@ func (s *Server) deleteSecret(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("secret deleted", "workspace_id", p.WorkspaceID, "secret", name, "key_id", p.KeyID)
+	s.log.InfoContext(c.Request().Context(), "secret deleted", "workspace_id", p.WorkspaceID, "secret", name, "key_id", p.KeyID)
 	return c.JSON(http.StatusOK, apiv1.SecretTombstoneV1{Name: name})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/modelplane/modelplane/dashboard"
 	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/promutil"
+	"github.com/modelplane/modelplane/internal/telemetry"
 	"github.com/modelplane/modelplane/secretbox"
 )
 
@@ -80,6 +81,8 @@ func New(deps Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
+	// First, so that a recovered panic and every log line of the request are in its span.
+	e.Use(telemetry.Echo(func(err error) int { ae, _ := toError(err); return ae.Status }))
 	e.Use(middleware.Recover())
 	e.Use(middleware.RequestID())
 
@@ -89,6 +92,7 @@ func New(deps Deps) *echo.Echo {
 		reg, gather = deps.Registry, deps.Registry
 	}
 	e.Use(requestMetrics(reg))
+	promutil.Register(reg, &nodeCollector{db: deps.DB, log: s.log})
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)

@@ -34,7 +34,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("webhook secret rotated", "workspace_id", p.WorkspaceID, "key_id", p.KeyID)
+	s.log.InfoContext(c.Request().Context(), "webhook secret rotated", "workspace_id", p.WorkspaceID, "key_id", p.KeyID)
 	// The secret is in this answer only: no cache may keep it.
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, apiv1.WebhookSecretV1{Secret: ws.Secret, CreatedAt: ws.CreatedAt.UTC()})

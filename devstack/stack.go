@@ -33,6 +33,7 @@ import (
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/telemetry"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
@@ -255,6 +256,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.tc, err = client.DialContext(ctx, client.Options{
 		HostPort: s.TemporalAddress, Namespace: opts.TemporalNamespace,
 		Logger: sdklog.NewStructuredLogger(s.log.With("component", "temporal-client")),
+
+		Interceptors: telemetry.TemporalInterceptors(), // traces workflows and activities; none unless tracing is on
 	})
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s: %w", s.TemporalAddress, err)

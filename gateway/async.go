@@ -133,7 +133,7 @@ func (g *Gateway) asyncTarget(ctx context.Context, m *model, rt route) (dep *dep
 	case errors.Is(err, store.ErrNotFound):
 		return nil, "", http.StatusNotFound, "model " + m.id + " has no environment " + rt.name
 	case err != nil:
-		g.log.Warn("reading environment", "model_id", m.id, "environment", rt.name, "err", err)
+		g.log.WarnContext(ctx, "reading environment", "model_id", m.id, "environment", rt.name, "err", err)
 		return nil, "", http.StatusServiceUnavailable, "cannot read environment " + rt.name + ": database unavailable"
 	case e.CurrentDeploymentID == nil:
 		return nil, "", http.StatusNotFound, "environment " + rt.name + " of model " + m.id + " has no deployment: promote one to it"
@@ -298,7 +298,7 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 			writeError(w, http.StatusUnprocessableEntity, "webhook_endpoint is given but the workspace has no webhook secret to sign deliveries with: make one with `modelplane webhook-secret --rotate` or POST /v1/webhook_secret")
 			return
 		case err != nil:
-			g.log.Warn("reading webhook secret", "err", err)
+			g.log.WarnContext(ctx, "reading webhook secret", "err", err)
 			writeError(w, http.StatusServiceUnavailable, "cannot read the workspace's webhook secret: database unavailable")
 			return
 		}
@@ -308,7 +308,7 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	// bounds every workspace's on this gateway: the lower applies.
 	quotas, err := store.WorkspaceQuotas(ctx, g.opts.DB, workspace)
 	if err != nil {
-		g.log.Warn("reading workspace quotas", "err", err)
+		g.log.WarnContext(ctx, "reading workspace quotas", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "cannot read the workspace's quotas: database unavailable")
 		return
 	}
@@ -323,7 +323,7 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 		writeError(w, http.StatusTooManyRequests, "workspace already has %d async requests queued or in progress, as many as %s (%d) allows: wait for some to finish", maxOpen, limitName, maxOpen)
 		return
 	case err != nil:
-		g.log.Warn("recording async request", "model_id", dep.model.id, "deployment_id", dep.id, "err", err)
+		g.log.WarnContext(ctx, "recording async request", "model_id", dep.model.id, "deployment_id", dep.id, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "cannot record the async request: database unavailable")
 		return
 	}
@@ -347,7 +347,7 @@ func (g *Gateway) startAsync(ctx context.Context, req store.AsyncRequest) {
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	}, contract.AsyncRequestWorkflowType, contract.AsyncRequestInput{RequestID: req.ID})
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-		g.log.Warn("starting async request workflow; Cleanup will start it", "request_id", req.ID,
+		g.log.WarnContext(ctx, "starting async request workflow; Cleanup will start it", "request_id", req.ID,
 			"model_id", req.ModelID, "deployment_id", req.DeploymentID, "err", err)
 	}
 }
@@ -366,7 +366,7 @@ func (g *Gateway) asyncRequestOf(ctx context.Context, w http.ResponseWriter, wor
 		writeError(w, http.StatusNotFound, "async request %s not found", rt.name)
 		return req, false
 	case err != nil:
-		g.log.Warn("reading async request", "request_id", rt.name, "err", err)
+		g.log.WarnContext(ctx, "reading async request", "request_id", rt.name, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "cannot read async request %s: database unavailable", rt.name)
 		return req, false
 	}
@@ -426,7 +426,7 @@ func (g *Gateway) cancelAsync(w http.ResponseWriter, r *http.Request, workspace 
 		writeError(w, http.StatusNotFound, "async request %s not found", rt.name)
 		return
 	case err != nil:
-		g.log.Warn("canceling async request", "request_id", rt.name, "err", err)
+		g.log.WarnContext(r.Context(), "canceling async request", "request_id", rt.name, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "cannot cancel async request %s: database unavailable", rt.name)
 		return
 	}
@@ -454,7 +454,7 @@ func (g *Gateway) signalAsync(ctx context.Context, id string) {
 	err := g.opts.Temporal.SignalWorkflow(ctx, contract.AsyncWorkflowID(id), "", contract.SignalAsyncDispatch, nil)
 	var notFound *serviceerror.NotFound
 	if err != nil && !errors.As(err, &notFound) {
-		g.log.Warn("signalling async request workflow", "request_id", id, "err", err)
+		g.log.WarnContext(ctx, "signalling async request workflow", "request_id", id, "err", err)
 	}
 }
 
@@ -462,7 +462,7 @@ func (g *Gateway) signalAsync(ctx context.Context, id string) {
 func (g *Gateway) serveQueueStatus(ctx context.Context, w http.ResponseWriter, dep *deployment) {
 	c, err := store.CountAsyncQueue(ctx, g.opts.DB, dep.id)
 	if err != nil {
-		g.log.Warn("counting async queue", "deployment_id", dep.id, "err", err)
+		g.log.WarnContext(ctx, "counting async queue", "deployment_id", dep.id, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "cannot count the async queue: database unavailable")
 		return
 	}

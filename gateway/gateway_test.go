@@ -647,6 +647,7 @@ func TestLoadSamplesAndDrain(t *testing.T) {
 	assert.Equal(t, 4.0, gauge(t, f, "modelplane_concurrent_requests", d.ID))
 	assert.Equal(t, 1.0, gauge(t, f, "modelplane_replicas_active", d.ID))
 	assert.Equal(t, 0.0, gauge(t, f, "modelplane_replicas_starting", d.ID))
+	assert.Equal(t, 100.0, gauge(t, f, "modelplane_environment_traffic_weight", d.ID), "production sends all its traffic to the deployment")
 
 	// Drain the replica while they run: a second replica takes new requests, the old one
 	// counts as drained only once its four requests are done.

@@ -151,7 +151,11 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		rt, ok = parseAsyncRequestPath(r)
 	}
+	r, span := traceRequest(r)
 	if ok && rt.isAsync() {
+		if span != nil {
+			defer span.End()
+		}
 		g.serveAsync(rw, r, rt)
 		return
 	}
@@ -162,7 +166,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set(headerRequestID, id)
 
 	var labels requestLabels
-	defer func() { g.metrics.observe(labels, w, start) }()
+	defer func() {
+		g.metrics.observe(labels, w, start)
+		endSpan(span, labels, w)
+	}()
 
 	if !ok {
 		writeError(w, http.StatusNotFound, "no inference route %s: use /models/{model_id}/production/predict, .../environments/{env}/predict, .../development/predict or .../deployment/{deployment_id}/predict (sync/{path}, websocket, async_predict and async_queue_status likewise), or /async_request/{request_id}", r.URL.Path)

@@ -120,12 +120,18 @@ var (
 		"READY replicas, by deployment.", []string{"model_id", "deployment_id"}, nil)
 	startingDesc = prometheus.NewDesc("modelplane_replicas_starting",
 		"Replicas being placed or started, by deployment.", []string{"model_id", "deployment_id"}, nil)
+	// weightDesc ties deployments to the environments they serve, so that per-deployment
+	// series (replicas) can be summed per environment, and shows a canary's split.
+	weightDesc = prometheus.NewDesc("modelplane_environment_traffic_weight",
+		"Percent of an environment's traffic sent to a deployment; during a promotion the previous and the candidate deployment share it.",
+		[]string{"model_id", "environment", "deployment_id", "rollout_phase"}, nil)
 )
 
 func (c *loadCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- concurrentDesc
 	ch <- activeDesc
 	ch <- startingDesc
+	ch <- weightDesc
 }
 
 func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
@@ -144,6 +150,11 @@ func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(concurrentDesc, prometheus.GaugeValue, float64(busy), m.id, d.id)
 			ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(len(d.replicas)), m.id, d.id)
 			ch <- prometheus.MustNewConstMetric(startingDesc, prometheus.GaugeValue, float64(d.starting), m.id, d.id)
+		}
+		for _, e := range m.envs {
+			for _, tg := range e.targets {
+				ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(tg.weight), m.id, e.name, tg.dep.id, e.phase())
+			}
 		}
 	}
 }

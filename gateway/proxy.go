@@ -112,7 +112,7 @@ func (g *Gateway) cutShort(w *statusWriter, r *http.Request, ctx context.Context
 		return // the client left: nobody reads the rest
 	}
 	// The status is out: all that is left is to tell the client the answer is cut short.
-	g.log.Warn("answer cut short", "deployment_id", dep.id, "replica_id", rep.id,
+	g.log.WarnContext(r.Context(), "answer cut short", "deployment_id", dep.id, "replica_id", rep.id,
 		"request_id", r.Header.Get(headerRequestID), "err", err, "timed_out", timedOut)
 	panic(http.ErrAbortHandler)
 }
@@ -201,7 +201,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, ctx context.Context, dep 
 		// The client left; nobody reads an answer.
 		w.WriteHeader(statusClientClosed)
 	default:
-		g.log.Warn("forwarding failed", "deployment_id", dep.id, "replica_id", rep.id, "err", err)
+		g.log.WarnContext(ctx, "forwarding failed", "deployment_id", dep.id, "replica_id", rep.id, "err", err)
 		writeError(w, http.StatusBadGateway, "deployment %s: model server unreachable or closed the connection", dep.id)
 	}
 }

@@ -201,7 +201,7 @@ func (g *Gateway) serveWake(w *statusWriter, r *http.Request, dep *deployment) {
 		case errors.As(err, &notFound):
 			writeError(w, http.StatusServiceUnavailable, "deployment %s has no running workflow", dep.id)
 		default:
-			g.log.Warn("waking deployment", "deployment_id", dep.id, "err", err)
+			g.log.WarnContext(r.Context(), "waking deployment", "deployment_id", dep.id, "err", err)
 			writeError(w, http.StatusServiceUnavailable, "waking deployment %s: Temporal did not answer", dep.id)
 		}
 		return

@@ -99,7 +99,7 @@ func (g *Gateway) websocket(w *statusWriter, r *http.Request, dep *deployment, r
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		conn.nc.Close()
-		g.log.Warn("websocket: taking over the client's connection", "deployment_id", dep.id, "err", err)
+		g.log.WarnContext(r.Context(), "websocket: taking over the client's connection", "deployment_id", dep.id, "err", err)
 		writeError(w, http.StatusBadGateway, "deployment %s: the websocket could not be relayed on this connection", dep.id)
 		return
 	}

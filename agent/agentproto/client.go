@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // Client calls an agent's API for the control plane.
@@ -31,10 +33,15 @@ func NewClient(baseURL, token string) *Client {
 		token:   token,
 		// Every other call is quick: starting is asynchronous and stopping waits at most
 		// the grace period the caller gives, which the context bounds.
-		http:      &http.Client{Timeout: 5 * time.Minute},
-		patchHTTP: &http.Client{},
+		http:      &http.Client{Timeout: 5 * time.Minute, Transport: tracing()},
+		patchHTTP: &http.Client{Transport: tracing()},
 	}
 }
+
+// tracing is the transport of every call: each is a client span whose traceparent the agent
+// continues, so a trace runs from the activity into the agent. It takes the process's tracer
+// provider as it is now, so it costs nothing when tracing is off.
+func tracing() http.RoundTripper { return otelhttp.NewTransport(http.DefaultTransport) }
 
 // ErrUnknownReplica is a replica ID the agent has never seen: the agent answers 404 for it.
 var ErrUnknownReplica = errors.New("unknown replica")

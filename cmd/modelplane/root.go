@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/modelplane/modelplane/internal/telemetry"
 )
 
 // Defaults shared by several commands. Each can be overridden by a flag or the environment
@@ -45,6 +47,7 @@ func newRootCmd() *cobra.Command {
 		"debug, info, warn or error (MODELPLANE_LOG_LEVEL)")
 	logger := func() *slog.Logger { return newLogger(g.LogLevel) }
 	root.AddCommand(newDevCmd(logger), newMigrateCmd(logger), newAPICmd(logger), newGatewayCmd(logger), newWorkerCmd(logger), newAgentCmd(logger), newKeysCmd(), newQuotasCmd(), newUsageCmd(), newModelsCmd(), newDeploymentsCmd(), newBuildLogsCmd(), newLogsCmd(), newEnvironmentsCmd(), newPushCmd(), newWatchCmd(), newPromoteCmd(), newPredictCmd(), newAsyncRequestCmd(), newAsyncQueueCmd(), newWebhookSecretCmd(), newSecretsCmd(), newActivateCmd(), newDeactivateCmd(), newDeleteCmd())
+	withTelemetry(root)
 	return root
 }
 
@@ -53,7 +56,8 @@ func newLogger(level string) *slog.Logger {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	// Lines logged with a traced context name their trace (trace_id, span_id).
+	return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
 }
 
 // envString returns the environment variable's value, or def when it is unset or empty.

@@ -21,6 +21,7 @@ import (
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/telemetry"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/worker"
@@ -101,6 +102,8 @@ func temporalOptions(c serverConfig, log *slog.Logger) client.Options {
 	return client.Options{
 		HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
 		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
+
+		Interceptors: telemetry.TemporalInterceptors(), // traces workflows and activities; none unless tracing is on
 	}
 }
 

@@ -1,0 +1,43 @@
+package gateway
+
+import (
+	"net/http"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/modelplane/modelplane/internal/telemetry"
+)
+
+// traceRequest continues the trace the client's traceparent names (or starts one) with a
+// server span for the request, and sets the span's traceparent and tracestate in r's headers,
+// which go on to the model server. With tracing off it does nothing and returns a nil span:
+// a client's trace headers then reach the model server as they came, and none is invented.
+func traceRequest(r *http.Request) (*http.Request, trace.Span) {
+	if !telemetry.On() {
+		return r, nil
+	}
+	prop := otel.GetTextMapPropagator()
+	ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := telemetry.Tracer().Start(ctx, "inference "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	prop.Inject(ctx, propagation.HeaderCarrier(r.Header))
+	return r.WithContext(ctx), span
+}
+
+// endSpan records what the request came to and ends the span; a nil span is tracing off.
+func endSpan(span trace.Span, l requestLabels, w *statusWriter) {
+	if span == nil {
+		return
+	}
+	status := w.status
+	if status == 0 {
+		status = statusClientClosed
+	}
+	span.SetAttributes(attribute.String("modelplane.model_id", l.modelID), attribute.String("modelplane.deployment_id", l.deploymentID),
+		attribute.String("modelplane.environment", l.environment))
+	telemetry.SetHTTPStatus(span, status)
+	span.End()
+}
