@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/modelplane/modelplane/internal/temporalclient"
+	"github.com/modelplane/modelplane/internal/temporalschema"
 	"github.com/modelplane/modelplane/worker"
 )
 
@@ -29,4 +36,96 @@ func workerConcurrencyFlags(cmd *cobra.Command, c *worker.Concurrency) {
 	f.IntVar(&c.WorkflowTaskPollers, "workflow-task-pollers", envInt("MODELPLANE_WORKFLOW_TASK_POLLERS", worker.DefaultWorkflowTaskPollers), "long polls this worker keeps open for workflow tasks; at least 2 (MODELPLANE_WORKFLOW_TASK_POLLERS)")
 	f.Float64Var(&c.ActivitiesPerSecond, "activities-per-second", envFloat("MODELPLANE_ACTIVITIES_PER_SECOND", worker.DefaultActivitiesPerSecond), "activities this worker starts per second at most (MODELPLANE_ACTIVITIES_PER_SECOND)")
 	f.Float64Var(&c.TaskQueueActivitiesPerSecond, "task-queue-activities-per-second", envFloat("MODELPLANE_TASK_QUEUE_ACTIVITIES_PER_SECOND", 0), "activities the whole task queue, every worker together, starts per second, enforced by the server; 0 is no limit (MODELPLANE_TASK_QUEUE_ACTIVITIES_PER_SECOND)")
+}
+
+// newTemporalCmd groups what an operator runs against their own Temporal cluster before
+// modelplane uses it.
+func newTemporalCmd(logger func() *slog.Logger) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "temporal",
+		Short: "Prepare a Temporal cluster for modelplane: its PostgreSQL schema, the namespace and search attributes",
+	}
+	cmd.AddCommand(newTemporalSetupSchemaCmd(), newTemporalRegisterCmd(logger))
+	return cmd
+}
+
+func newTemporalSetupSchemaCmd() *cobra.Command {
+	var dbURL, visibilityURL string
+	var create bool
+	cmd := &cobra.Command{
+		Use:   "setup-schema",
+		Short: "Create or upgrade the Temporal server's PostgreSQL schema (default and visibility stores)",
+		Long: `Runs Temporal's own SQL tool (temporal-sql-tool setup-schema -v 0.0, then update-schema)
+with the schema files of the Temporal server modelplane is built with (postgresql/v12), on the
+default store's database and the visibility store's. A database already at the latest version
+is left as it is, so this is safe at every deploy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stores, err := temporalschema.Stores(dbURL, visibilityURL)
+			if err != nil {
+				return fmt.Errorf("%w: set --database-url", err)
+			}
+			results, err := temporalschema.Setup(stores, create)
+			for _, r := range results {
+				switch {
+				case r.Created:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: created, schema at version %s\n", r.Database, r.To)
+				case r.From == r.To:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: schema at version %s, nothing to do\n", r.Database, r.To)
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: schema from version %q to %s\n", r.Database, r.From, r.To)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dbURL, "database-url", envString("TEMPORAL_DATABASE_URL", ""), "postgres:// URL of the Temporal server's default store, e.g. postgres://temporal:pw@db:5432/temporal?sslmode=require (TEMPORAL_DATABASE_URL)")
+	f.StringVar(&visibilityURL, "visibility-database-url", envString("TEMPORAL_VISIBILITY_DATABASE_URL", ""), "postgres:// URL of the visibility store; empty: --database-url with the database "+temporalschema.DefaultVisibilityDatabase+" (TEMPORAL_VISIBILITY_DATABASE_URL)")
+	f.BoolVar(&create, "create-database", envBool("TEMPORAL_CREATE_DATABASE", true), "create the databases when missing; needs CREATEDB (TEMPORAL_CREATE_DATABASE)")
+	return cmd
+}
+
+func newTemporalRegisterCmd(logger func() *slog.Logger) *cobra.Command {
+	var c serverConfig
+	var retention, timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "register",
+		Short: "Create modelplane's namespace if missing and add its search attributes",
+		Long: `Registers the namespace with the given retention unless it exists (an existing one gets
+that retention, its other settings are left alone), then adds the search attributes modelplane's
+workflows carry. Safe to run again; the worker also adds the search attributes at start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			// The namespace may not exist yet: the client must not check it at dial.
+			tc, err := temporalclient.NewLazy(c.temporal(), logger())
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			r, err := worker.Register(ctx, tc, c.TemporalNamespace, retention)
+			if err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("temporal at %s: %w", c.TemporalAddress, err)
+				}
+				return err
+			}
+			switch {
+			case r.Created:
+				fmt.Fprintf(cmd.OutOrStdout(), "namespace %s created (retention %s)\n", c.TemporalNamespace, retention)
+			case r.RetentionChanged:
+				fmt.Fprintf(cmd.OutOrStdout(), "namespace %s: retention set to %s\n", c.TemporalNamespace, retention)
+			default:
+				fmt.Fprintf(cmd.OutOrStdout(), "namespace %s exists (retention %s)\n", c.TemporalNamespace, retention)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "search attributes registered\n")
+			return nil
+		},
+	}
+	temporalFlags(cmd, &c)
+	cmd.Flags().DurationVar(&retention, "retention", envDuration("MODELPLANE_TEMPORAL_RETENTION", worker.DefaultNamespaceRetention), "how long the namespace keeps closed workflows' histories (MODELPLANE_TEMPORAL_RETENTION)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long, e.g. while Temporal is still starting")
+	return cmd
 }

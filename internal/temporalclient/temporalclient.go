@@ -108,9 +108,21 @@ func Dial(ctx context.Context, c Config, log *slog.Logger) (client.Client, error
 	}
 	tc, err := client.DialContext(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("temporal at %s: %w", c.Address, err)
+		return nil, fmt.Errorf("temporal at %s: %w%s", c.Address, err, c.TLS.hint())
 	}
 	return tc, nil
+}
+
+// hint names the flags that may be missing when a dial fails: a refused handshake reads as
+// a closed connection or a broken pipe, which says nothing of certificates.
+func (t TLS) hint() string {
+	switch {
+	case !t.On():
+		return " (if the frontend serves TLS, set --temporal-tls and the other --temporal-tls-* flags)"
+	case t.CertFile == "":
+		return " (if the frontend requires mTLS, set --temporal-tls-cert-file and --temporal-tls-key-file)"
+	}
+	return ""
 }
 
 // NewLazy returns a client that connects at its first call, for processes that serve

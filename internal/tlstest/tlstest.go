@@ -48,7 +48,7 @@ func New(t testing.TB, dnsName string) Files {
 	}
 	f := Files{CA: filepath.Join(dir, "ca.pem")}
 	writePEM(t, f.CA, "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage, dns []string, ips []net.IP) (string, string) {
+	leaf := func(name string, serial int64, usage []x509.ExtKeyUsage, dns []string, ips []net.IP) (string, string) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -56,7 +56,7 @@ func New(t testing.TB, dnsName string) Files {
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 			DNSNames: dns, IPAddresses: ips,
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
@@ -73,8 +73,8 @@ func New(t testing.TB, dnsName string) Files {
 		return cert, keyPath
 	}
 	// Temporal's own services dial the frontend with the server's pair too, so it is both.
-	f.ServerCert, f.ServerKey = leaf("server", 2, x509.ExtKeyUsageServerAuth, []string{dnsName, "localhost"}, []net.IP{net.ParseIP("127.0.0.1")})
-	f.ClientCert, f.ClientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth, nil, nil)
+	f.ServerCert, f.ServerKey = leaf("server", 2, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, []string{dnsName, "localhost"}, []net.IP{net.ParseIP("127.0.0.1")})
+	f.ClientCert, f.ClientKey = leaf("client", 3, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil)
 	return f
 }
 
