@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/internal/temporalclient"
 	"github.com/modelplane/modelplane/internal/temporalschema"
@@ -99,17 +99,13 @@ workflows carry. Safe to run again; the worker also adds the search attributes a
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			// The namespace may not exist yet: the client must not check it at dial.
-			tc, err := temporalclient.NewLazy(c.temporal(), logger())
+			tc, err := dialUntil(ctx, c.temporal(), logger())
 			if err != nil {
 				return err
 			}
 			defer tc.Close()
 			r, err := worker.Register(ctx, tc, c.TemporalNamespace, retention)
 			if err != nil {
-				if errors.Is(err, context.DeadlineExceeded) {
-					return fmt.Errorf("temporal at %s: %w", c.TemporalAddress, err)
-				}
 				return err
 			}
 			switch {
@@ -128,4 +124,22 @@ workflows carry. Safe to run again; the worker also adds the search attributes a
 	cmd.Flags().DurationVar(&retention, "retention", envDuration("MODELPLANE_TEMPORAL_RETENTION", worker.DefaultNamespaceRetention), "how long the namespace keeps closed workflows' histories (MODELPLANE_TEMPORAL_RETENTION)")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long, e.g. while Temporal is still starting")
 	return cmd
+}
+
+// dialUntil dials Temporal again every second until it answers or ctx ends, so that a deploy
+// may run register while the server is still starting. The last error says why.
+func dialUntil(ctx context.Context, c temporalclient.Config, log *slog.Logger) (client.Client, error) {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		tc, err := temporalclient.Dial(attempt, c, log)
+		cancel()
+		if err == nil {
+			return tc, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
 }

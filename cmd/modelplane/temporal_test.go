@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 	sdkworker "go.temporal.io/sdk/worker"
 
+	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/internal/temporalclient"
+	"github.com/modelplane/modelplane/internal/temporalschema"
 	"github.com/modelplane/modelplane/worker"
 )
 
@@ -68,4 +75,54 @@ func TestTemporalTLSFlags_OnEveryRoleThatDialsTemporal(t *testing.T) {
 			require.NotNil(t, cmd.Flags().Lookup(flag), "%s has no --%s", name, flag)
 		}
 	}
+}
+
+// runRoot runs the command line in this process and returns what it printed.
+func runRoot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestTemporalSetupSchema_CreatesTheStoresThenHasNothingToDo(t *testing.T) {
+	defaultURL, drop, err := pgtest.Create("tschema")
+	require.NoError(t, err)
+	t.Cleanup(drop)
+	u, err := url.Parse(defaultURL)
+	require.NoError(t, err)
+	vis := strings.TrimPrefix(u.Path, "/") + "_vis"
+	u.Path = "/" + vis
+	t.Cleanup(func() {
+		if admin, err := sql.Open("postgres", pgtest.AdminURL()); err == nil {
+			_, _ = admin.Exec(`DROP DATABASE IF EXISTS ` + vis + ` WITH (FORCE)`)
+			_ = admin.Close()
+		}
+	})
+
+	out, err := runRoot(t, "temporal", "setup-schema", "--database-url", defaultURL, "--visibility-database-url", u.String())
+	require.NoError(t, err, out)
+	require.Contains(t, out, fmt.Sprintf("schema from version \"\" to %s", temporalschema.DefaultVersion))
+	require.Contains(t, out, fmt.Sprintf("%s: created, schema at version %s", vis, temporalschema.VisibilityVersion))
+
+	out, err = runRoot(t, "temporal", "setup-schema", "--database-url", defaultURL, "--visibility-database-url", u.String())
+	require.NoError(t, err, out)
+	require.Equal(t, 2, strings.Count(out, "nothing to do"), "a second run changes nothing:\n%s", out)
+}
+
+func TestTemporalSetupSchema_WithoutADatabaseURLSaysWhichFlag(t *testing.T) {
+	t.Setenv("TEMPORAL_DATABASE_URL", "")
+	_, err := runRoot(t, "temporal", "setup-schema")
+	require.ErrorContains(t, err, "--database-url")
+}
+
+func TestTemporalRegister_UnreachableFrontendFailsWithItsAddress(t *testing.T) {
+	addr := freeAddr(t)
+	_, err := runRoot(t, "temporal", "register", "--temporal-address", addr, "--timeout", "2s")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "temporal at "+addr)
 }
