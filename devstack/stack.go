@@ -20,7 +20,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/modelplane/modelplane"
@@ -33,7 +32,7 @@ import (
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
-	"github.com/modelplane/modelplane/internal/telemetry"
+	"github.com/modelplane/modelplane/internal/temporalclient"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
@@ -74,6 +73,10 @@ type Options struct {
 	TemporalUIPort    int    // embedded UI port; 0 picks a free one
 	// TemporalUIURL is the UI the dashboard links workflows to (default: the embedded UI's).
 	TemporalUIURL string
+	// TemporalTLS is how the stack reaches TemporalAddress; the embedded server is plain.
+	TemporalTLS temporalclient.TLS
+	// WorkerConcurrency bounds the in-process worker (worker.DefaultConcurrency when zero).
+	WorkerConcurrency worker.Concurrency
 
 	Postgres PostgresOptions // DataDir defaults to Options.DataDir
 
@@ -253,14 +256,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.TemporalUIURL != "" {
 		s.TemporalUIURL = opts.TemporalUIURL
 	}
-	s.tc, err = client.DialContext(ctx, client.Options{
-		HostPort: s.TemporalAddress, Namespace: opts.TemporalNamespace,
-		Logger: sdklog.NewStructuredLogger(s.log.With("component", "temporal-client")),
-
-		Interceptors: telemetry.TemporalInterceptors(), // traces workflows and activities; none unless tracing is on
-	})
+	s.tc, err = temporalclient.Dial(ctx, temporalclient.Config{
+		Address: s.TemporalAddress, Namespace: opts.TemporalNamespace, TLS: opts.TemporalTLS,
+	}, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("temporal at %s: %w", s.TemporalAddress, err)
+		return nil, err
 	}
 	if err := worker.EnsureSearchAttributes(ctx, s.tc, opts.TemporalNamespace); err != nil {
 		return nil, err
@@ -279,7 +279,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			DatabaseURL: s.Postgres.URL, AsyncOutputRetention: opts.AsyncOutputRetention, WebhookAllowPrivate: opts.WebhookAllowPrivate,
 			SecretsKey: secretsKey}
 		activities.StartAsyncListener(s.acts, s.log)
-		s.worker = worker.New(s.tc, s.acts)
+		conc := opts.WorkerConcurrency
+		if conc == (worker.Concurrency{}) {
+			conc = worker.DefaultConcurrency()
+		}
+		s.worker = worker.NewWithConcurrency(s.tc, s.acts, conc)
 		if err := s.worker.Start(); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("worker: %w", err)

@@ -28,6 +28,7 @@ import (
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 
 	"github.com/modelplane/modelplane/internal/freeport"
+	"github.com/modelplane/modelplane/internal/temporalschema"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
@@ -39,6 +40,30 @@ type TemporalOptions struct {
 	Namespace string
 	Port      int // frontend gRPC port; 0 picks a free one
 	UIPort    int // Temporal UI port; 0 picks a free one
+
+	// Postgres, when set, keeps Temporal's stores in PostgreSQL, as operators run it, in
+	// place of the SQLite file. The schema must be set up (temporalschema) and the namespace
+	// is not registered here: worker.EnsureNamespace does that through the frontend.
+	Postgres *TemporalPostgres
+	// FrontendTLS, when set, makes the frontend serve TLS and require client certificates.
+	// The UI is not started: it would need a client certificate of its own.
+	FrontendTLS *FrontendTLS
+}
+
+// TemporalPostgres names the PostgreSQL databases of Temporal's default and visibility
+// stores.
+type TemporalPostgres struct {
+	DatabaseURL   string
+	VisibilityURL string
+}
+
+// FrontendTLS is the frontend's certificate and the CA its clients' certificates must be
+// signed by. The server's own services dial the frontend with the same certificate, which
+// must therefore be valid for ServerName as a client too.
+type FrontendTLS struct {
+	CertFile, KeyFile string
+	ClientCAFile      string
+	ServerName        string
 }
 
 // Temporal is an in-process Temporal server on SQLite with the Temporal UI in front of it.
@@ -73,21 +98,15 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 	if err != nil {
 		return nil, err
 	}
-	sqlCfg := cfg.Persistence.DataStores[sqliteplugin.PluginName].SQL
-	if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
-		if err := sqlite.SetupSchema(sqlCfg); err != nil {
-			return nil, fmt.Errorf("temporal: create SQLite schema: %w", err)
+	if opts.FrontendTLS != nil {
+		cfg.Global.TLS = frontendTLS(*opts.FrontendTLS)
+	}
+	if opts.Postgres != nil {
+		if cfg.Persistence, err = postgresPersistence(*opts.Postgres); err != nil {
+			return nil, err
 		}
-	} else if err := forgetMembers(sqlCfg.DatabaseName); err != nil {
+	} else if err := prepareSQLite(cfg, opts.Namespace); err != nil {
 		return nil, err
-	}
-	ns, err := sqlite.NewNamespaceConfig(clusterName, opts.Namespace, false,
-		map[string]enumspb.IndexedValueType(contract.SearchAttributes()))
-	if err != nil {
-		return nil, err
-	}
-	if err := sqlite.CreateNamespaces(sqlCfg, ns); err != nil {
-		return nil, fmt.Errorf("temporal: create namespace %s: %w", opts.Namespace, err)
 	}
 
 	logger := log.NewZapLogger(log.BuildZapLogger(log.Config{
@@ -113,11 +132,71 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		server:  srv,
 		uiDone:  make(chan struct{}),
 	}
+	if opts.FrontendTLS != nil {
+		return t, nil
+	}
 	if err := t.startUI(opts.UIPort, opts.Namespace); err != nil {
 		_ = srv.Stop()
 		return nil, err
 	}
 	return t, nil
+}
+
+// prepareSQLite creates the SQLite file's schema on first start and registers the namespace
+// with modelplane's search attributes.
+func prepareSQLite(cfg *config.Config, namespace string) error {
+	sqlCfg := cfg.Persistence.DataStores[sqliteplugin.PluginName].SQL
+	if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
+		if err := sqlite.SetupSchema(sqlCfg); err != nil {
+			return fmt.Errorf("temporal: create SQLite schema: %w", err)
+		}
+	} else if err := forgetMembers(sqlCfg.DatabaseName); err != nil {
+		return err
+	}
+	ns, err := sqlite.NewNamespaceConfig(clusterName, namespace, false,
+		map[string]enumspb.IndexedValueType(contract.SearchAttributes()))
+	if err != nil {
+		return err
+	}
+	if err := sqlite.CreateNamespaces(sqlCfg, ns); err != nil {
+		return fmt.Errorf("temporal: create namespace %s: %w", namespace, err)
+	}
+	return nil
+}
+
+// postgresPersistence is deploy/temporal/config.yaml's persistence: the postgres12 plugin,
+// one database per store.
+func postgresPersistence(pg TemporalPostgres) (config.Persistence, error) {
+	stores, err := temporalschema.Stores(pg.DatabaseURL, pg.VisibilityURL)
+	if err != nil {
+		return config.Persistence{}, err
+	}
+	def, err := temporalschema.SQLConfig(stores[0].URL)
+	if err != nil {
+		return config.Persistence{}, err
+	}
+	vis, err := temporalschema.SQLConfig(stores[1].URL)
+	if err != nil {
+		return config.Persistence{}, err
+	}
+	return config.Persistence{
+		DefaultStore: "default", VisibilityStore: "visibility", NumHistoryShards: 1,
+		DataStores: map[string]config.DataStore{"default": {SQL: def}, "visibility": {SQL: vis}},
+	}, nil
+}
+
+// frontendTLS serves the frontend over mTLS and has the server's own workers present the
+// same certificate to it.
+func frontendTLS(t FrontendTLS) config.RootTLS {
+	client := config.ClientTLS{RootCAFiles: []string{t.ClientCAFile}, ServerName: t.ServerName}
+	return config.RootTLS{
+		Frontend: config.GroupTLS{
+			Server: config.ServerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile,
+				ClientCAFiles: []string{t.ClientCAFile}, RequireClientAuth: true},
+			Client: client,
+		},
+		SystemWorker: config.WorkerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, Client: client},
+	}
 }
 
 // startUI serves the UI on port, or on a free port when port is 0. The UI server exits the

@@ -20,10 +20,15 @@ import (
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-// New returns a worker on contract.TaskQueue with every workflow and activity registered.
-// It is not started.
+// New returns a worker on contract.TaskQueue with every workflow and activity registered and
+// the default concurrency. It is not started.
 func New(c client.Client, acts *activities.Activities) sdkworker.Worker {
-	w := sdkworker.New(c, contract.TaskQueue, sdkworker.Options{})
+	return NewWithConcurrency(c, acts, DefaultConcurrency())
+}
+
+// NewWithConcurrency is New with the bounds of conc, which the caller has checked.
+func NewWithConcurrency(c client.Client, acts *activities.Activities, conc Concurrency) sdkworker.Worker {
+	w := sdkworker.New(c, contract.TaskQueue, conc.Options())
 	workflows.Register(w)
 	w.RegisterActivity(acts)
 	return w
@@ -86,7 +91,7 @@ func EnsureSchedules(ctx context.Context, c client.Client) error {
 // Run prepares the namespace and runs a worker until ctx is done. Beside it runs the
 // autoscaler loop on acts.DB, which leads (and scales) in one worker process at a time, and
 // the listener that tells waiting async attempts they are done (on acts.DatabaseURL).
-func Run(ctx context.Context, c client.Client, namespace string, acts *activities.Activities, log *slog.Logger) error {
+func Run(ctx context.Context, c client.Client, namespace string, acts *activities.Activities, conc Concurrency, log *slog.Logger) error {
 	if err := EnsureSearchAttributes(ctx, c, namespace); err != nil {
 		return err
 	}
@@ -94,7 +99,7 @@ func Run(ctx context.Context, c client.Client, namespace string, acts *activitie
 		return err
 	}
 	activities.StartAsyncListener(acts, log)
-	w := New(c, acts)
+	w := NewWithConcurrency(c, acts, conc)
 	if err := w.Start(); err != nil {
 		activities.StopAsyncListener(acts)
 		return fmt.Errorf("start worker: %w", err)

@@ -14,6 +14,8 @@ import (
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/temporalclient"
+	"github.com/modelplane/modelplane/worker"
 )
 
 // shutdownTimeout bounds how long dev takes to stop after Ctrl-C.
@@ -27,6 +29,8 @@ type devConfig struct {
 	TemporalAddress   string
 	TemporalNamespace string
 	TemporalUIURL     string
+	TemporalTLS       temporalclient.TLS
+	Concurrency       worker.Concurrency
 	DatabaseURL       string
 	MaxArchiveBytes   int64
 	MaxUnpackedBytes  int64
@@ -66,6 +70,8 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	f.StringVar(&c.TemporalAddress, "temporal-address", envString(envTemporalAddress, ""), "use this Temporal cluster instead of the embedded one (TEMPORAL_ADDRESS)")
 	f.StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
 	f.StringVar(&c.TemporalUIURL, "temporal-ui-url", envString(envTemporalUIURL, ""), "the Temporal UI the dashboard links workflows to; default the embedded one's (MODELPLANE_TEMPORAL_UI_URL)")
+	temporalTLSFlags(cmd, &c.TemporalTLS) // for --temporal-address; the embedded server serves plain gRPC
+	workerConcurrencyFlags(cmd, &c.Concurrency)
 	f.StringVar(&c.DatabaseURL, "database-url", envString(envDatabaseURL, ""), "PostgreSQL URL; empty tries the local server, then a private cluster (DATABASE_URL)")
 	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "the local agent's GPUs: auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
 	f.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(envInt("MODELPLANE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes)), "largest inference request body; larger is 413 (MODELPLANE_MAX_BODY_BYTES)")
@@ -91,6 +97,12 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	if err := checkTimeouts(c.timeouts); err != nil {
 		return err
 	}
+	if err := c.Concurrency.Check(); err != nil {
+		return err
+	}
+	if c.TemporalTLS.On() && c.TemporalAddress == "" {
+		return fmt.Errorf("--temporal-tls-* need --temporal-address: the embedded Temporal serves without TLS")
+	}
 	if c.WebsocketDrainTimeout <= 0 {
 		return fmt.Errorf("--websocket-drain-timeout must be positive, got %s", c.WebsocketDrainTimeout)
 	}
@@ -105,6 +117,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		DataDir: c.DataDir, Listen: c.Listen,
 		TemporalAddress: c.TemporalAddress, TemporalNamespace: c.TemporalNamespace, TemporalUIURL: c.TemporalUIURL,
 		TemporalPort: c.TemporalPort, TemporalUIPort: c.TemporalUIPort,
+		TemporalTLS: c.TemporalTLS, WorkerConcurrency: c.Concurrency,
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		GPUProfile:      c.GPUProfile,

@@ -15,10 +15,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/temporalclient"
 )
 
 const defaultGatewayListen = ":8081"
@@ -133,7 +133,7 @@ Run as many gateways as you like behind a load balancer.`,
 			}
 			defer db.Close()
 			// Only waking deployments at zero needs Temporal: the gateway serves without it.
-			tc, err := client.NewLazyClient(temporalOptions(c.serverConfig, log))
+			tc, err := temporalclient.NewLazy(c.serverConfig.temporal(), log)
 			if err != nil {
 				return err
 			}

@@ -15,13 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/httpserve"
-	"github.com/modelplane/modelplane/internal/telemetry"
+	"github.com/modelplane/modelplane/internal/temporalclient"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/worker"
@@ -42,6 +41,7 @@ type serverConfig struct {
 	DatabaseURL       string
 	TemporalAddress   string
 	TemporalNamespace string
+	TemporalTLS       temporalclient.TLS
 	TemporalUIURL     string // the dashboard's links to workflows
 	// Timeouts bound what a client may hold a connection with; MetricsToken guards /metrics.
 	Timeouts     httpserve.Timeouts
@@ -96,23 +96,15 @@ func asyncWorkerFlags(cmd *cobra.Command, c *asyncWorkerConfig) {
 func temporalFlags(cmd *cobra.Command, c *serverConfig) {
 	cmd.Flags().StringVar(&c.TemporalAddress, "temporal-address", envString(envTemporalAddress, defaultTemporal), "Temporal frontend host:port (TEMPORAL_ADDRESS)")
 	cmd.Flags().StringVar(&c.TemporalNamespace, "temporal-namespace", envString(envTemporalNamespace, defaultNamespace), "Temporal namespace (TEMPORAL_NAMESPACE)")
+	temporalTLSFlags(cmd, &c.TemporalTLS)
 }
 
-func temporalOptions(c serverConfig, log *slog.Logger) client.Options {
-	return client.Options{
-		HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
-		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
-
-		Interceptors: telemetry.TemporalInterceptors(), // traces workflows and activities; none unless tracing is on
-	}
+func (c serverConfig) temporal() temporalclient.Config {
+	return temporalclient.Config{Address: c.TemporalAddress, Namespace: c.TemporalNamespace, TLS: c.TemporalTLS}
 }
 
 func dialTemporal(ctx context.Context, c serverConfig, log *slog.Logger) (client.Client, error) {
-	tc, err := client.DialContext(ctx, temporalOptions(c, log))
-	if err != nil {
-		return nil, fmt.Errorf("temporal at %s: %w", c.TemporalAddress, err)
-	}
-	return tc, nil
+	return temporalclient.Dial(ctx, c.temporal(), log)
 }
 
 // secretsAndBlobs reads the node token (empty when no file is named) and opens the blob
@@ -187,7 +179,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			// The API serves without Temporal (and says so on /readyz) so that a Temporal
 			// outage does not take the read routes down; the client connects lazily.
-			tc, err := client.NewLazyClient(temporalOptions(c, log))
+			tc, err := temporalclient.NewLazy(c.temporal(), log)
 			if err != nil {
 				return err
 			}
@@ -226,13 +218,16 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 }
 
 func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
-	var c serverConfig
+	var c workerConfig
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a Temporal worker for modelplane's workflows and activities",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkTimeouts(c.Timeouts); err != nil {
+				return err
+			}
+			if err := c.Concurrency.Check(); err != nil {
 				return err
 			}
 			log := logger()
@@ -243,7 +238,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			tc, err := dialTemporal(ctx, c, log)
+			tc, err := dialTemporal(ctx, c.serverConfig, log)
 			if err != nil {
 				return err
 			}
@@ -284,7 +279,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			} else {
 				metricsDone <- nil
 			}
-			err = worker.Run(ctx, tc, c.TemporalNamespace, acts, log)
+			err = worker.Run(ctx, tc, c.TemporalNamespace, acts, c.Concurrency, log)
 			stop()
 			return errors.Join(err, <-metricsDone)
 		},
@@ -298,6 +293,13 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 	serverTimeoutFlags(cmd, &c.Timeouts)
 	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
-	temporalFlags(cmd, &c)
+	temporalFlags(cmd, &c.serverConfig)
+	workerConcurrencyFlags(cmd, &c.Concurrency)
 	return cmd
+}
+
+// workerConfig is the worker's: the server's settings and its concurrency.
+type workerConfig struct {
+	serverConfig
+	Concurrency worker.Concurrency
 }
