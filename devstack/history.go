@@ -61,7 +61,9 @@ Either:
     fresh database, for instance postgres://postgres@127.0.0.1:5432/another_name
   - or take the database over into this history: --adopt-database (deployments are restarted
     on the replicas they have, promotions in flight are canceled with traffic left where it
-    was, async requests are restarted)`,
+    was, async requests are restarted). The model packages are in the other data directory's
+    blobs/ and the secrets' key in its secrets-key: copy them here first, or the deployments
+    fail to start with the reason`,
 			ErrOtherHistory, rec.Namespace, rec.NamespaceID, rec.RecordedBy, rec.RecordedAt.Format(time.RFC3339),
 			where, now.NamespaceID, rec.RecordedBy)
 	}
