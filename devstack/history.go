@@ -57,8 +57,9 @@ with ID %s, recorded by the data directory %s on %s; the Temporal history dev ha
 would be listed, but every change to them would fail.
 Either:
   - start dev with the data directory that goes with this database: --data-dir %s
-  - or give this data directory a database of its own: --database-url (DATABASE_URL) naming a
-    fresh database, for instance postgres://postgres@127.0.0.1:5432/another_name
+  - or give this data directory a database of its own: create one (createdb another_name)
+    and name it with --database-url (DATABASE_URL), for instance
+    postgres://postgres@127.0.0.1:5432/another_name?sslmode=disable
   - or take the database over into this history: --adopt-database (deployments are restarted
     on the replicas they have, promotions in flight are canceled with traffic left where it
     was, async requests are restarted). The model packages are in the other data directory's
