@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelplane/modelplane/reconcile"
+	"github.com/modelplane/modelplane/worker"
 )
 
 func newReconcileCmd(logger func() *slog.Logger) *cobra.Command {
@@ -28,6 +29,11 @@ func newReconcileCmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
+			// The restarted workflows carry modelplane's search attributes, which a worker
+			// registers at its start; a cluster no worker has started on lacks them.
+			if err := worker.EnsureSearchAttributes(cmd.Context(), tc, c.TemporalNamespace); err != nil {
+				return err
+			}
 			report, err := reconcile.Run(cmd.Context(), db, tc, log)
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
