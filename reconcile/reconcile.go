@@ -35,29 +35,26 @@ const LockKey int64 = 0x6d70_7265_636f_6e63 // "mpreconc"
 // again after that, the request fails with WORKFLOW_LOST.
 const MaxAsyncRestarts = 1
 
-// promotionIDMemo is the memo field in which a promotion workflow carries its promotion ID
-// (set by the API when it starts one).
-const promotionIDMemo = "promotion_id"
-
 // Report says what a pass did, by ID.
 type Report struct {
 	DeploymentsRestarted []string `json:"deployments_restarted"`
-	DeploymentsStopped   []string `json:"deployments_deactivated"`
-	PromotionsCanceled   []string `json:"promotions_canceled"`
-	AsyncRestarted       []string `json:"async_requests_restarted"`
-	AsyncFailed          []string `json:"async_requests_failed"`
+	// DeploymentsDeactivated were DEACTIVATING, a stop the lost workflow did not finish.
+	DeploymentsDeactivated []string `json:"deployments_deactivated"`
+	PromotionsCanceled     []string `json:"promotions_canceled"`
+	AsyncRestarted         []string `json:"async_requests_restarted"`
+	AsyncFailed            []string `json:"async_requests_failed"`
 }
 
 // Changed reports whether the pass changed anything.
 func (r Report) Changed() bool {
-	return len(r.DeploymentsRestarted)+len(r.DeploymentsStopped)+len(r.PromotionsCanceled)+
+	return len(r.DeploymentsRestarted)+len(r.DeploymentsDeactivated)+len(r.PromotionsCanceled)+
 		len(r.AsyncRestarted)+len(r.AsyncFailed) > 0
 }
 
 // Run makes one pass over the database. It waits for a pass that another process is making
 // to end first. An error stops the pass where it happened; what was done is in the report.
 func Run(ctx context.Context, db *sqlx.DB, tc client.Client, log *slog.Logger) (Report, error) {
-	out := Report{DeploymentsRestarted: []string{}, DeploymentsStopped: []string{}, PromotionsCanceled: []string{},
+	out := Report{DeploymentsRestarted: []string{}, DeploymentsDeactivated: []string{}, PromotionsCanceled: []string{},
 		AsyncRestarted: []string{}, AsyncFailed: []string{}}
 	if log == nil {
 		log = slog.Default()
@@ -81,7 +78,7 @@ func Run(ctx context.Context, db *sqlx.DB, tc client.Client, log *slog.Logger) (
 	}
 	if out.Changed() {
 		log.Info("reconciled the database with Temporal",
-			"deployments_restarted", len(out.DeploymentsRestarted), "deployments_deactivated", len(out.DeploymentsStopped),
+			"deployments_restarted", len(out.DeploymentsRestarted), "deployments_deactivated", len(out.DeploymentsDeactivated),
 			"promotions_canceled", len(out.PromotionsCanceled),
 			"async_requests_restarted", len(out.AsyncRestarted), "async_requests_failed", len(out.AsyncFailed))
 	}
@@ -154,7 +151,7 @@ func (p pass) promotions(ctx context.Context) error {
 // carriesPromotion reports whether the running promotion workflow is the one of promotion
 // id; one started without the memo is taken to be.
 func carriesPromotion(desc *client.WorkflowExecutionDescription, id string) bool {
-	payload := desc.Memo.GetFields()[promotionIDMemo]
+	payload := desc.Memo.GetFields()[contract.PromotionIDMemo]
 	if payload == nil {
 		return true
 	}
@@ -200,7 +197,7 @@ func (p pass) deployments(ctx context.Context) error {
 				p.log.Warn("routes not notified", "err", err)
 			}
 			d.Status = modelplane.DeploymentInactive
-			p.out.DeploymentsStopped = append(p.out.DeploymentsStopped, d.ID)
+			p.out.DeploymentsDeactivated = append(p.out.DeploymentsDeactivated, d.ID)
 		}
 		live, err := store.ListLiveReplicas(ctx, p.db, d.ID)
 		if err != nil {
