@@ -104,6 +104,9 @@ const (
 	CodeAsyncRequestExpired ErrorCode = "ASYNC_REQUEST_EXPIRED"
 	// CodeWebhookDeliveryFailed: every try to deliver the webhook failed.
 	CodeWebhookDeliveryFailed ErrorCode = "WEBHOOK_DELIVERY_FAILED"
+	// CodeWorkflowLost: the request's workflow was lost from Temporal a second time after
+	// the reconcile pass had restarted it once.
+	CodeWorkflowLost ErrorCode = "WORKFLOW_LOST"
 )
 
 // RetryConfig says how often and how patiently an async request's predict is tried.

@@ -114,7 +114,7 @@ func (s *Server) startPromotionRecording(c echo.Context, m store.Model, env, dep
 	id := modelplane.NewID(8)
 	opts := client.StartWorkflowOptions{
 		ID: contract.PromotionWorkflowID(m.ID, env), TaskQueue: contract.TaskQueue,
-		Memo:                                     map[string]any{promotionIDMemo: id},
+		Memo:                                     map[string]any{contract.PromotionIDMemo: id},
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
@@ -159,9 +159,6 @@ func alreadyStarted(err error) bool {
 	return errors.As(err, &started) || temporal.IsWorkflowExecutionAlreadyStartedError(err)
 }
 
-// promotionIDMemo names the memo field that holds a promotion workflow's promotion ID.
-const promotionIDMemo = "promotion_id"
-
 // promotionEnding reports whether the environment's running promotion workflow is one whose
 // promotion has already ended in the record: it is only scaling down what it left behind.
 // One that has not written its record yet, or started without the memo, is still running.
@@ -170,7 +167,7 @@ func (s *Server) promotionEnding(ctx context.Context, workflowID string) bool {
 	if err != nil {
 		return false
 	}
-	payload := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[promotionIDMemo]
+	payload := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[contract.PromotionIDMemo]
 	var id string
 	if payload == nil || converter.GetDefaultDataConverter().FromPayload(payload, &id) != nil {
 		return false

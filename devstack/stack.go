@@ -34,6 +34,7 @@ import (
 	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/temporalclient"
 	"github.com/modelplane/modelplane/nvml"
+	"github.com/modelplane/modelplane/reconcile"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/store"
@@ -129,6 +130,12 @@ type Options struct {
 	// in it but the agent's state directory the stack's own.
 	ReplicaUIDs      string
 	RequireIsolation bool
+
+	// AdoptDatabase lets dev take over a database whose state another Temporal history
+	// carries (another data directory's): it records the current history as the database's,
+	// and the reconcile pass restarts or ends what has no workflow here. Without it dev
+	// refuses such a database with ErrOtherHistory.
+	AdoptDatabase bool
 
 	// ExternalWorker runs no worker in the process: workers started separately (modelplane
 	// worker, with the stack's node token and API URL) serve the task queue.
@@ -265,6 +272,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := worker.EnsureSearchAttributes(ctx, s.tc, opts.TemporalNamespace); err != nil {
 		return nil, err
 	}
+	// The database and the Temporal history must not part silently.
+	where := s.TemporalAddress
+	if s.temporal != nil {
+		where = filepath.Join(opts.DataDir, "temporal.db")
+	}
+	if err := checkHistory(ctx, s.db, s.tc, opts.TemporalNamespace, where, opts.DataDir, opts.AdoptDatabase, s.log); err != nil {
+		return nil, err
+	}
 	if err := worker.EnsureSchedules(ctx, s.tc); err != nil {
 		return nil, err
 	}
@@ -287,6 +302,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if err := s.worker.Start(); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("worker: %w", err)
+		}
+		// As `modelplane worker` does at start: what the database says runs but Temporal
+		// does not have is taken up again, or ended with the reason.
+		if _, err := reconcile.Run(ctx, s.db, s.tc, s.log); err != nil {
+			s.log.Error("reconcile pass failed", "err", err)
 		}
 		// The autoscaler runs with the worker, as `modelplane worker` runs it.
 		loop := autoscaler.New(autoscaler.Options{DB: s.db, Temporal: s.tc, Logger: s.log,

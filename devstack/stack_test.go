@@ -27,6 +27,7 @@ import (
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/modelpkg"
+	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -348,4 +349,41 @@ func TestStack_LocalAgentRegistersAndItsReplicasStopWithTheStack(t *testing.T) {
 	closeStack(t, s)
 	stopped = true
 	require.Empty(t, processesMentioning("sleep 299.123"), "dev's model servers must stop with it")
+}
+
+// TestStack_RefusesADatabaseThatAnotherTemporalHistoryRuns starts dev on a second data
+// directory over a database: accepted while the database holds nothing a workflow carries,
+// refused (naming the data directory that goes with it) once it holds a deployment that
+// another history runs, and accepted again with the data directory whose history it is.
+func TestStack_RefusesADatabaseThatAnotherTemporalHistoryRuns(t *testing.T) {
+	own, drop, err := pgtest.Create("devstack")
+	require.NoError(t, err)
+	t.Cleanup(drop)
+	first, second := t.TempDir(), t.TempDir()
+	opts := func(dir string) devstack.Options {
+		return devstack.Options{DataDir: dir, Listen: "127.0.0.1:0", Postgres: devstack.PostgresOptions{DatabaseURL: own}}
+	}
+	closeStack(t, startStack(t, opts(first)))
+	// Nothing of the first history's to lose: the second takes the database.
+	closeStack(t, startStack(t, opts(second)))
+
+	ctx := context.Background()
+	db, err := store.Open(ctx, own)
+	require.NoError(t, err)
+	defer db.Close()
+	ws, _, err := store.EnsureWorkspace(ctx, db, devstack.DefaultWorkspace)
+	require.NoError(t, err)
+	m, err := store.CreateModel(ctx, db, ws.ID, "kept")
+	require.NoError(t, err)
+	_, err = store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID})
+	require.NoError(t, err)
+
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	_, err = devstack.Start(sctx, opts(first))
+	require.ErrorIs(t, err, devstack.ErrOtherHistory, "the first data directory's history no longer goes with the database")
+	require.Contains(t, err.Error(), "--data-dir "+second, "the refusal names the data directory that goes with the database")
+
+	s := startStack(t, opts(second))
+	closeStack(t, s)
 }

@@ -39,11 +39,13 @@ type AsyncRequest struct {
 	Errors                modelplane.AsyncErrors   `db:"errors"`
 	Attempts              int                      `db:"attempts"`
 	WorkflowStarted       bool                     `db:"workflow_started"`
-	CreatedAt             time.Time                `db:"created_at"`
-	StatusAt              time.Time                `db:"status_at"`
-	StartedAt             *time.Time               `db:"started_at"`
-	FinishedAt            *time.Time               `db:"finished_at"`
-	OutputExpiresAt       *time.Time               `db:"output_expires_at"`
+	// WorkflowRestarts counts the reconcile pass's restarts of the request's workflow.
+	WorkflowRestarts int        `db:"workflow_restarts"`
+	CreatedAt        time.Time  `db:"created_at"`
+	StatusAt         time.Time  `db:"status_at"`
+	StartedAt        *time.Time `db:"started_at"`
+	FinishedAt       *time.Time `db:"finished_at"`
+	OutputExpiresAt  *time.Time `db:"output_expires_at"`
 }
 
 // ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.

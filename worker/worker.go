@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/autoscaler"
+	"github.com/modelplane/modelplane/reconcile"
 	"github.com/modelplane/modelplane/workflows"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -105,6 +106,12 @@ func Run(ctx context.Context, c client.Client, namespace string, acts *activitie
 		return fmt.Errorf("start worker: %w", err)
 	}
 	log.Info("worker started", "task_queue", contract.TaskQueue, "namespace", namespace)
+	// The database is the record: what it says runs, but Temporal does not have, is taken up
+	// again (or ended) before the worker serves. A failed pass is logged, not fatal: the
+	// next start or `modelplane reconcile` makes another.
+	if _, err := reconcile.Run(ctx, acts.DB, c, log); err != nil {
+		log.Error("reconcile pass failed", "err", err)
+	}
 	loop := autoscaler.New(autoscaler.Options{
 		DB: acts.DB, Temporal: c, Logger: log, Registerer: prometheus.DefaultRegisterer,
 	})

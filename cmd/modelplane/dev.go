@@ -47,6 +47,8 @@ type devConfig struct {
 	asyncWorker           asyncWorkerConfig
 	timeouts              httpserve.Timeouts
 	MetricsToken          string
+	// AdoptDatabase takes over a database that another Temporal history's state is in.
+	AdoptDatabase bool
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -87,6 +89,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	serverTimeoutFlags(cmd, &c.timeouts)
 	cmd.Flags().StringVar(&c.MetricsToken, "metrics-token", envString("MODELPLANE_METRICS_TOKEN", ""), "Bearer token /metrics asks for; empty: the one in <data-dir>/metrics-token, made on first start (MODELPLANE_METRICS_TOKEN)")
+	f.BoolVar(&c.AdoptDatabase, "adopt-database", envBool("MODELPLANE_ADOPT_DATABASE", false), "take over a database whose deployments another Temporal history (another data directory) runs: they are restarted here, promotions in flight canceled; without it dev refuses such a database (MODELPLANE_ADOPT_DATABASE)")
 	return cmd
 }
 
@@ -130,7 +133,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		AsyncRateLimit:        c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
 		WebhookAllowPrivate: c.async.WebhookAllowPrivate, AsyncOutputRetention: c.asyncWorker.AsyncOutputRetention,
 		MetricsToken: c.MetricsToken, Timeouts: c.timeouts,
-		Logger: log, Out: out,
+		AdoptDatabase: c.AdoptDatabase,
+		Logger:        log, Out: out,
 	})
 	if err != nil {
 		return err

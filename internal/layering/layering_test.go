@@ -48,6 +48,8 @@ var rules = []rule{
 		"the autoscaler sends updates through package contract"},
 	{module + "/api", []string{module + "/activities", module + "/workflows", module + "/agent"},
 		"the API starts workflows by their contract and reads nodes through the agent protocol"},
+	{module + "/reconcile", []string{module + "/activities", module + "/workflows", module + "/agent"},
+		"the reconcile pass starts workflows by their contract, as the API does"},
 	{module + "/dashboard", []string{server, module + "/gateway", module + "/activities", module + "/workflows", temporal},
 		"the dashboard reads and changes everything through the API's /v1 routes, from the browser"},
 	{module + "/session", []string{server, echo, temporal},

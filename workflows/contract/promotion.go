@@ -36,6 +36,10 @@ type PromotionControlResult struct {
 // conflict policy FAIL, so a second promotion of the same environment is refused.
 func PromotionWorkflowID(modelID, env string) string { return "promotion:" + modelID + ":" + env }
 
+// PromotionIDMemo names the memo field in which the API starts a promotion workflow with its
+// promotion ID, so that whoever describes the workflow knows which promotion it carries.
+const PromotionIDMemo = "promotion_id"
+
 // PromotionInput starts the Promotion workflow.
 type PromotionInput struct {
 	PromotionID        string
