@@ -5,8 +5,11 @@ package activities
 
 import (
 	"context"
+	"crypto/tls"
 	"sync"
 	"time"
+
+	"github.com/modelplane/modelplane/agent/agentproto"
 
 	"github.com/jmoiron/sqlx"
 	"go.temporal.io/sdk/client"
@@ -23,6 +26,9 @@ type Activities struct {
 	DB *sqlx.DB
 	// NodeToken is the secret the control plane presents to node agents.
 	NodeToken string
+	// AgentTLS is what calls to agents at https:// URLs trust; nil means the system's
+	// certificate authorities.
+	AgentTLS *tls.Config
 	// ArchiveBaseURL is the control plane's URL as agents reach it; they download archives
 	// from ArchiveBaseURL + ArchivePath + the archive's ID.
 	ArchiveBaseURL string
@@ -48,6 +54,11 @@ type Activities struct {
 	sender     *webhook.Sender
 	hubMu      sync.Mutex
 	hub        *asyncHub
+}
+
+// agent is a client of the agent at url.
+func (a *Activities) agent(url string) *agentproto.Client {
+	return agentproto.NewClient(url, a.NodeToken).WithTLS(a.AgentTLS)
 }
 
 // PruneLoadSamples deletes load samples older than in.Before.

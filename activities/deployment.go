@@ -225,7 +225,7 @@ func (a *Activities) StartReplica(ctx context.Context, in contract.StartReplicaI
 	case err != nil:
 		return err
 	}
-	_, err = agentproto.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)
+	_, err = a.agent(r.AgentURL).StartReplica(ctx, req)
 	var apiErr *agentproto.APIError
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
 		return temporal.NewNonRetryableApplicationError(apiErr.Error(), contract.ErrTypeAgentRefused, err)
@@ -261,7 +261,7 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in contract.WaitRepli
 	if err != nil {
 		return contract.WaitReplicaReadyResult{}, err
 	}
-	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
+	c := a.agent(r.AgentURL)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -317,7 +317,7 @@ func (a *Activities) WatchReplica(ctx context.Context, in contract.WatchReplicaI
 	if err != nil {
 		return contract.WatchReplicaResult{}, err
 	}
-	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
+	c := a.agent(r.AgentURL)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -392,7 +392,7 @@ func (a *Activities) StopReplica(ctx context.Context, in contract.StopReplicaInp
 		// The agent answers once the replica has exited, up to the grace period later. (A stop
 		// retried after this point drains again, which a drained replica passes at once.)
 		stopHeartbeats := heartbeatEvery(ctx, 5*time.Second)
-		_, err := agentproto.NewClient(r.AgentURL, a.NodeToken).StopReplica(ctx, in.ReplicaID, in.Grace)
+		_, err := a.agent(r.AgentURL).StopReplica(ctx, in.ReplicaID, in.Grace)
 		stopHeartbeats()
 		var apiErr *agentproto.APIError
 		switch {

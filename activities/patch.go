@@ -86,7 +86,7 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	if r.AgentURL == "" || r.State.Ended() {
 		return contract.HowUnchanged, "", nil // a replica that does not run starts at the applied point
 	}
-	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
+	c := a.agent(r.AgentURL)
 	got, err := c.Replica(ctx, replicaID)
 	if errors.Is(err, agentproto.ErrUnknownReplica) {
 		return contract.HowUnchanged, "", nil

@@ -330,7 +330,7 @@ func (s *Server) agentLines(ctx context.Context, rep store.ReplicaOnNode, r logs
 	defer cancel()
 	q := agentproto.LinesQuery{Since: sp.From, Until: sp.To, Limit: r.limit, Direction: string(r.direction),
 		MinLevel: string(r.minLevel), Search: r.search, Includes: r.includes, Excludes: r.excludes}
-	return agentproto.NewClient(rep.AgentURL, s.deps.NodeToken).Lines(ctx, rep.ID, q)
+	return agentproto.NewClient(rep.AgentURL, s.deps.NodeToken).WithTLS(s.deps.AgentTLS).Lines(ctx, rep.ID, q)
 }
 
 // unavailableReason says in a sentence why a replica's lines could not be read.

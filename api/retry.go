@@ -100,7 +100,7 @@ func (s *Server) terminateReplica(c echo.Context) error {
 	if err := store.SetReplicaState(ctx, s.deps.DB, id, modelplane.ReplicaStopping, "", why); err != nil {
 		return err
 	}
-	_, err = agentproto.NewClient(r.AgentURL, s.deps.NodeToken).StopReplica(ctx, id, terminateGrace)
+	_, err = agentproto.NewClient(r.AgentURL, s.deps.NodeToken).WithTLS(s.deps.AgentTLS).StopReplica(ctx, id, terminateGrace)
 	if err != nil && !errors.Is(err, agentproto.ErrUnknownReplica) {
 		// The row stays STOPPING: no gateway routes to it, and the workflow's watch, or
 		// Cleanup, finishes the stop.

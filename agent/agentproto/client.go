@@ -3,6 +3,7 @@ package agentproto
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,17 @@ func NewClient(baseURL, token string) *Client {
 		http:      &http.Client{Timeout: 5 * time.Minute},
 		patchHTTP: &http.Client{},
 	}
+}
+
+// WithTLS makes c trust cfg's certificate authorities when the agent's URL is https://;
+// nil keeps the system's. It answers c.
+func (c *Client) WithTLS(cfg *tls.Config) *Client {
+	if cfg != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = cfg.Clone()
+		c.http.Transport, c.patchHTTP.Transport = t, t
+	}
+	return c
 }
 
 // ErrUnknownReplica is a replica ID the agent has never seen: the agent answers 404 for it.

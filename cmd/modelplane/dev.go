@@ -14,6 +14,7 @@ import (
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 )
 
 // shutdownTimeout bounds how long dev takes to stop after Ctrl-C.
@@ -43,6 +44,8 @@ type devConfig struct {
 	asyncWorker           asyncWorkerConfig
 	timeouts              httpserve.Timeouts
 	MetricsToken          string
+	tls                   tlsfiles.ServerFiles
+	tlsCAFile             string
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -80,6 +83,8 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	asyncGatewayFlags(cmd, &c.async)
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	serverTimeoutFlags(cmd, &c.timeouts)
+	tlsServerFlags(cmd, &c.tls)
+	tlsCAFlag(cmd, &c.tlsCAFile, "its own API (the local agent)")
 	cmd.Flags().StringVar(&c.MetricsToken, "metrics-token", envString("MODELPLANE_METRICS_TOKEN", ""), "Bearer token /metrics asks for; empty: the one in <data-dir>/metrics-token, made on first start (MODELPLANE_METRICS_TOKEN)")
 	return cmd
 }
@@ -117,6 +122,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		AsyncRateLimit:        c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
 		WebhookAllowPrivate: c.async.WebhookAllowPrivate, AsyncOutputRetention: c.asyncWorker.AsyncOutputRetention,
 		MetricsToken: c.MetricsToken, Timeouts: c.timeouts,
+		TLS: c.tls, TLSCAFile: c.tlsCAFile,
 		Logger: log, Out: out,
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/worker"
@@ -45,6 +46,9 @@ type serverConfig struct {
 	// Timeouts bound what a client may hold a connection with; MetricsToken guards /metrics.
 	Timeouts     httpserve.Timeouts
 	MetricsToken string
+	// TLS is the listener's certificate; TLSCAFile what the worker trusts when it calls agents.
+	TLS       tlsfiles.ServerFiles
+	TLSCAFile string
 	asyncWorkerConfig
 }
 
@@ -171,6 +175,14 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			if err := checkTimeouts(c.Timeouts); err != nil {
 				return err
 			}
+			cert, err := c.TLS.Load()
+			if err != nil {
+				return err
+			}
+			agentTLS, err := httpClientTLS(c.TLSCAFile)
+			if err != nil {
+				return err
+			}
 			log := logger()
 			ctx, stop := signalContext(cmd)
 			defer stop()
@@ -201,11 +213,11 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			// any bound that suits the rest; the body read timeout is renewed as bytes arrive.
 			srv := httpserve.Server(api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
 				Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
-				SecretsKey: secretsKey, MetricsToken: c.MetricsToken,
+				SecretsKey: secretsKey, MetricsToken: c.MetricsToken, AgentTLS: agentTLS,
 				TemporalUIURL: c.TemporalUIURL, TemporalNamespace: c.TemporalNamespace}), c.Timeouts)
 			srv.Addr = c.Listen
-			log.Info("api listening", "addr", c.Listen)
-			return serve(ctx, srv)
+			log.Info("api listening", "addr", c.Listen, "tls", cert != nil)
+			return serve(ctx, srv, cert)
 		},
 	}
 	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")
@@ -215,6 +227,8 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
 	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets; the worker needs the same one")
 	serverTimeoutFlags(cmd, &c.Timeouts)
+	tlsServerFlags(cmd, &c.TLS)
+	tlsCAFlag(cmd, &c.TLSCAFile, "node agents (logs, terminate)")
 	cmd.Flags().StringVar(&c.TemporalUIURL, "temporal-ui-url", envString(envTemporalUIURL, ""), "the Temporal UI the dashboard links each operation's workflow to; empty shows no links (MODELPLANE_TEMPORAL_UI_URL)")
 	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
@@ -230,6 +244,14 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkTimeouts(c.Timeouts); err != nil {
+				return err
+			}
+			cert, err := c.TLS.Load()
+			if err != nil {
+				return err
+			}
+			agentTLS, err := httpClientTLS(c.TLSCAFile)
+			if err != nil {
 				return err
 			}
 			log := logger()
@@ -258,7 +280,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs,
 				DatabaseURL: c.DatabaseURL, AsyncOutputRetention: c.AsyncOutputRetention, WebhookAllowPrivate: c.WebhookAllowPrivate,
-				SecretsKey: secretsKey}
+				SecretsKey: secretsKey, AgentTLS: agentTLS}
 			metricsDone := make(chan error, 1)
 			if c.Listen != "" {
 				// The autoscaler's metrics (leader, scale counts) live in the worker process.
@@ -276,8 +298,8 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				t := c.Timeouts
 				t.Read = httpserve.DefaultReadTimeout
 				srv := httpserve.Server(mux, t)
-				log.Info("worker metrics listening", "addr", ln.Addr().String())
-				go func() { metricsDone <- serveOn(ctx, srv, ln) }()
+				log.Info("worker metrics listening", "addr", ln.Addr().String(), "tls", cert != nil)
+				go func() { metricsDone <- serveOn(ctx, srv, tlsfiles.Listener(ln, cert)) }()
 			} else {
 				metricsDone <- nil
 			}
@@ -293,6 +315,8 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
 	asyncWorkerFlags(cmd, &c.asyncWorkerConfig)
 	serverTimeoutFlags(cmd, &c.Timeouts)
+	tlsServerFlags(cmd, &c.TLS)
+	tlsCAFlag(cmd, &c.TLSCAFile, "node agents")
 	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c)
