@@ -119,4 +119,3 @@ func TestLoad_MissingOrBadFilesAreAnErrorAtStart(t *testing.T) {
 	_, err = tlsfiles.ClientConfig(filepath.Join(t.TempDir(), "absent.pem"))
 	assert.ErrorContains(t, err, "CA file")
 }
-
