@@ -21,6 +21,7 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/nodeauth"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
@@ -127,7 +128,7 @@ func newFixture(t *testing.T, config string) *fixture {
 	require.NoError(t, err)
 	name := "node-" + modelplane.NewID(6)
 	n, err := store.RecordHeartbeat(ctx, db, store.NodeReport{
-		Name: name, AgentID: "a-" + name, AgentURL: srv.URL, GPUProfile: "fake", TokenSHA256: make([]byte, 32),
+		Name: name, AgentID: "a-" + name, AgentURL: srv.URL, GPUProfile: "fake", TokenSHA256: nodeauth.Sum("tok"),
 		GPUs: []store.GPU{{UUID: "GPU-" + name, Name: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 80 << 30, Healthy: true}},
 	})
 	require.NoError(t, err)
@@ -269,7 +270,7 @@ func TestPlaceReplica_MIGProfileGetsAFreeInstanceOfIt(t *testing.T) {
 	held := "rep-" + modelplane.NewID(8)
 	parent := "GPU-" + f.node.Name
 	_, err := store.RecordHeartbeat(ctx, f.db, store.NodeReport{
-		Name: f.node.Name, AgentID: "a-" + f.node.Name, AgentURL: f.node.AgentURL, GPUProfile: "fake", TokenSHA256: make([]byte, 32),
+		Name: f.node.Name, AgentID: "a-" + f.node.Name, AgentURL: f.node.AgentURL, GPUProfile: "fake", TokenSHA256: nodeauth.Sum("tok"),
 		GPUs: []store.GPU{{UUID: parent, Name: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 80 << 30, Healthy: true,
 			MIGMode: true, AssignedReplicaID: &held, MIGInstances: []store.GPU{
 				{UUID: "MIG-" + f.node.Name + "-1", MIGProfile: "1g.10gb", MemoryTotalBytes: 10 << 30, AssignedReplicaID: &held},
