@@ -2,6 +2,9 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/spf13/cobra"
@@ -31,12 +34,24 @@ func httpClientTLS(caFile string) (*tls.Config, error) {
 	return tlsfiles.ClientConfig(caFile)
 }
 
-// httpClientWithCA is an http.Client trusting caFile; nil when caFile is empty, which
-// callers read as the default client.
+// httpClientWithCA is the client commands' http.Client: it trusts caFile besides the
+// system's authorities, and says how to trust an API whose certificate it does not.
 func httpClientWithCA(caFile string) (*http.Client, error) {
 	cfg, err := tlsfiles.ClientConfig(caFile)
-	if err != nil || cfg == nil {
+	if err != nil {
 		return nil, err
 	}
-	return &http.Client{Transport: tlsfiles.Transport(cfg)}, nil
+	return &http.Client{Transport: caHint{tlsfiles.Transport(cfg)}}, nil
+}
+
+// caHint adds to an unknown-authority error the flag that fixes it.
+type caHint struct{ http.RoundTripper }
+
+func (h caHint) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := h.RoundTripper.RoundTrip(r)
+	var unknown x509.UnknownAuthorityError
+	if err != nil && errors.As(err, &unknown) {
+		err = fmt.Errorf("%w (give the authority that signed the API's certificate with --tls-ca-file or MODELPLANE_TLS_CA_FILE)", err)
+	}
+	return res, err
 }

@@ -98,6 +98,7 @@ func TestClientCmds_TrustTheCAFile(t *testing.T) {
 	out, err = modelplaneCmd("models", "--url", url, "--api-key", "mp_nokey_nosecretnosecretnosecret").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "certificate signed by unknown authority", "without the CA file: %s", out)
+	assert.Contains(t, string(out), "--tls-ca-file", "the error says how to trust the API: %s", out)
 }
 
 // A missing or bad certificate file stops a server at start with a message naming it.
