@@ -132,7 +132,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 	f.StringVar(&c.Listen, "listen", envString("MODELPLANE_AGENT_LISTEN", "127.0.0.1:7070"), "address of the agent API (MODELPLANE_AGENT_LISTEN)")
 	f.StringVar(&c.AdvertiseURL, "advertise-url", envString("MODELPLANE_AGENT_ADVERTISE_URL", ""), "URL the control plane uses to reach this agent (default http://<listen address>, https:// with --tls-cert-file)")
 	f.StringVar(&c.APIURL, "api-url", envString("MODELPLANE_API_URL", ""), "control plane API to register and heartbeat with; empty runs stand-alone (MODELPLANE_API_URL)")
-	f.StringVar(&c.TokenFile, "token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token (MODELPLANE_NODE_TOKEN_FILE; required)")
+	f.StringVar(&c.TokenFile, "token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding this node's token (modelplane nodes token create --name <--name>), or the shared one (MODELPLANE_NODE_TOKEN_FILE; required)")
 	f.StringVar(&c.StateDir, "state-dir", envString("MODELPLANE_AGENT_STATE_DIR", "./.modelplane/agent"), "state file and replica directories (MODELPLANE_AGENT_STATE_DIR)")
 	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
 	f.StringVar(&c.Runtime, "runtime", envString("MODELPLANE_AGENT_RUNTIME", "process"), "process, or docker to also run container images (MODELPLANE_AGENT_RUNTIME)")

@@ -224,8 +224,8 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "where model packages are stored; shared by every API process (MODELPLANE_BLOB_DIR)")
 	cmd.Flags().Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	maxUnpackedFlag(cmd, &c.MaxUnpackedBytes)
-	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
-	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets; the worker needs the same one")
+	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token shared by node agents of older setups; unset accepts only nodes' own tokens (modelplane nodes token create) (MODELPLANE_NODE_TOKEN_FILE)")
+	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets and makes nodes' own tokens to call their agents with; the worker needs the same one")
 	serverTimeoutFlags(cmd, &c.Timeouts)
 	tlsServerFlags(cmd, &c.TLS)
 	tlsCAFlag(cmd, &c.TLSCAFile, "node agents (logs, terminate)")
@@ -308,8 +308,8 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			return errors.Join(err, <-metricsDone)
 		},
 	}
-	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token presented to agents (MODELPLANE_NODE_TOKEN_FILE)")
-	secretsKeyFlag(cmd, &c.SecretsKeyFile, "opens workspace secrets for replicas' starts; the API's")
+	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the shared node token, presented to agents that report with it; agents with tokens of their own get theirs, made from the secrets key (MODELPLANE_NODE_TOKEN_FILE)")
+	secretsKeyFlag(cmd, &c.SecretsKeyFile, "opens workspace secrets for replicas' starts and makes nodes' own tokens; the API's")
 	cmd.Flags().StringVar(&c.Listen, "metrics-listen", envString("MODELPLANE_WORKER_METRICS_LISTEN", defaultWorkerMetricsListen), "address of the worker's /metrics and /healthz; empty serves none (MODELPLANE_WORKER_METRICS_LISTEN)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
