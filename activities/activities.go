@@ -5,8 +5,13 @@ package activities
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/modelplane/modelplane/agent/agentproto"
+	"github.com/modelplane/modelplane/nodeauth"
 
 	"github.com/jmoiron/sqlx"
 	"go.temporal.io/sdk/client"
@@ -21,8 +26,13 @@ import (
 // Activities holds what activities need.
 type Activities struct {
 	DB *sqlx.DB
-	// NodeToken is the secret the control plane presents to node agents.
+	// NodeToken is the cluster's shared node token, presented to the agents of nodes that
+	// report with it; a node with a token of its own is sent that token, made again with
+	// SecretsKey (package nodeauth).
 	NodeToken string
+	// AgentTLS is what calls to agents at https:// URLs trust; nil means the system's
+	// certificate authorities.
+	AgentTLS *tls.Config
 	// ArchiveBaseURL is the control plane's URL as agents reach it; they download archives
 	// from ArchiveBaseURL + ArchivePath + the archive's ID.
 	ArchiveBaseURL string
@@ -48,6 +58,15 @@ type Activities struct {
 	sender     *webhook.Sender
 	hubMu      sync.Mutex
 	hub        *asyncHub
+}
+
+// agent is a client of the agent of node nodeID at url, presenting the credential that node
+// reports with (nodeauth.Agents.Token).
+func (a *Activities) agent(ctx context.Context, nodeID *string, url string) (*agentproto.Client, error) {
+	if nodeID == nil {
+		return nil, errors.New("the replica is on no node")
+	}
+	return nodeauth.Agents{DB: a.DB, Shared: a.NodeToken, Key: a.SecretsKey, TLS: a.AgentTLS}.Client(ctx, *nodeID, url)
 }
 
 // PruneLoadSamples deletes load samples older than in.Before.

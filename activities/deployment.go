@@ -225,7 +225,11 @@ func (a *Activities) StartReplica(ctx context.Context, in contract.StartReplicaI
 	case err != nil:
 		return err
 	}
-	_, err = agentproto.NewClient(r.AgentURL, a.NodeToken).StartReplica(ctx, req)
+	agent, err := a.agent(ctx, r.NodeID, r.AgentURL)
+	if err != nil {
+		return err
+	}
+	_, err = agent.StartReplica(ctx, req)
 	var apiErr *agentproto.APIError
 	if errors.As(err, &apiErr) && !apiErr.Retryable() {
 		return temporal.NewNonRetryableApplicationError(apiErr.Error(), contract.ErrTypeAgentRefused, err)
@@ -261,7 +265,10 @@ func (a *Activities) WaitReplicaReady(ctx context.Context, in contract.WaitRepli
 	if err != nil {
 		return contract.WaitReplicaReadyResult{}, err
 	}
-	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
+	c, err := a.agent(ctx, r.NodeID, r.AgentURL)
+	if err != nil {
+		return contract.WaitReplicaReadyResult{}, err
+	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -317,7 +324,10 @@ func (a *Activities) WatchReplica(ctx context.Context, in contract.WatchReplicaI
 	if err != nil {
 		return contract.WatchReplicaResult{}, err
 	}
-	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
+	c, err := a.agent(ctx, r.NodeID, r.AgentURL)
+	if err != nil {
+		return contract.WatchReplicaResult{}, err
+	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -391,8 +401,12 @@ func (a *Activities) StopReplica(ctx context.Context, in contract.StopReplicaInp
 	if r.AgentURL != "" {
 		// The agent answers once the replica has exited, up to the grace period later. (A stop
 		// retried after this point drains again, which a drained replica passes at once.)
+		agent, err := a.agent(ctx, r.NodeID, r.AgentURL)
+		if err != nil {
+			return err
+		}
 		stopHeartbeats := heartbeatEvery(ctx, 5*time.Second)
-		_, err := agentproto.NewClient(r.AgentURL, a.NodeToken).StopReplica(ctx, in.ReplicaID, in.Grace)
+		_, err = agent.StopReplica(ctx, in.ReplicaID, in.Grace)
 		stopHeartbeats()
 		var apiErr *agentproto.APIError
 		switch {

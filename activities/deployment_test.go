@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -21,6 +22,8 @@ import (
 	"github.com/modelplane/modelplane/activities"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/nodeauth"
+	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
@@ -51,11 +54,14 @@ type fakeAgent struct {
 	// envs are the answers to the Python environment routes, in order; the last repeats.
 	envs     []agentproto.EnvStatus
 	envCalls int
+	// auths are the Authorization headers of the calls, in order.
+	auths []string
 }
 
 func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.auths = append(f.auths, r.Header.Get("Authorization"))
 	id := strings.TrimPrefix(r.URL.Path, "/v1/replicas/")
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/v1/envs"):
@@ -127,7 +133,7 @@ func newFixture(t *testing.T, config string) *fixture {
 	require.NoError(t, err)
 	name := "node-" + modelplane.NewID(6)
 	n, err := store.RecordHeartbeat(ctx, db, store.NodeReport{
-		Name: name, AgentID: "a-" + name, AgentURL: srv.URL, GPUProfile: "fake", TokenSHA256: make([]byte, 32),
+		Name: name, AgentID: "a-" + name, AgentURL: srv.URL, GPUProfile: "fake", TokenSHA256: nodeauth.Sum("tok"),
 		GPUs: []store.GPU{{UUID: "GPU-" + name, Name: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 80 << 30, Healthy: true}},
 	})
 	require.NoError(t, err)
@@ -269,7 +275,7 @@ func TestPlaceReplica_MIGProfileGetsAFreeInstanceOfIt(t *testing.T) {
 	held := "rep-" + modelplane.NewID(8)
 	parent := "GPU-" + f.node.Name
 	_, err := store.RecordHeartbeat(ctx, f.db, store.NodeReport{
-		Name: f.node.Name, AgentID: "a-" + f.node.Name, AgentURL: f.node.AgentURL, GPUProfile: "fake", TokenSHA256: make([]byte, 32),
+		Name: f.node.Name, AgentID: "a-" + f.node.Name, AgentURL: f.node.AgentURL, GPUProfile: "fake", TokenSHA256: nodeauth.Sum("tok"),
 		GPUs: []store.GPU{{UUID: parent, Name: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 80 << 30, Healthy: true,
 			MIGMode: true, AssignedReplicaID: &held, MIGInstances: []store.GPU{
 				{UUID: "MIG-" + f.node.Name + "-1", MIGProfile: "1g.10gb", MemoryTotalBytes: 10 << 30, AssignedReplicaID: &held},
@@ -652,4 +658,39 @@ func TestWaitReplicaReady_DoesNotPutADrainingReplicaBackIntoRoutes(t *testing.T)
 	_, err = f.env.ExecuteActivity(f.acts.WaitReplicaReady, contract.WaitReplicaReadyInput{ReplicaID: id, PollInterval: 10 * time.Millisecond})
 	require.NoError(t, err)
 	require.Equal(t, modelplane.ReplicaDraining, f.replicaState(t, id).State, "a DRAINING replica must not become READY again")
+}
+
+// A node that reports with a token of its own is called with that token, made again from
+// the secrets key, never with the shared one; once the token is revoked it is not called.
+func TestStartReplica_CallsTheAgentWithItsNodesOwnToken(t *testing.T) {
+	f := newFixture(t, h100Config)
+	ctx := context.Background()
+	text, err := secretbox.Generate()
+	require.NoError(t, err)
+	key, err := secretbox.ParseKey(text)
+	require.NoError(t, err)
+	f.acts.SecretsKey = key
+	tok, token, err := nodeauth.Issue(ctx, f.db, key, f.node.Name)
+	require.NoError(t, err)
+	_, err = f.db.ExecContext(ctx, `UPDATE nodes SET token_sha256 = $2 WHERE id = $1`, f.node.ID, nodeauth.Sum(token))
+	require.NoError(t, err)
+
+	start := func() error {
+		id := modelplane.NewID(12)
+		_, err := f.env.ExecuteActivity(f.acts.PlaceReplica, contract.PlaceReplicaInput{DeploymentID: f.dep.ID, ReplicaID: id})
+		require.NoError(t, err)
+		_, err = f.env.ExecuteActivity(f.acts.StartReplica, contract.StartReplicaInput{ReplicaID: id,
+			Spec: contract.DeploymentSpec{DeploymentID: f.dep.ID, ArchiveID: *f.dep.ArchiveID}})
+		return err
+	}
+	require.NoError(t, start())
+	require.Equal(t, []string{"Bearer " + token}, f.agent.auths)
+
+	require.NoError(t, store.RevokeNodeToken(ctx, f.db, tok.ID))
+	_, err = f.db.ExecContext(ctx, `DELETE FROM replicas WHERE node_id = $1`, f.node.ID)
+	require.NoError(t, err)
+	err = start()
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), token)
+	assert.Len(t, f.agent.auths, 1, "an agent whose token was revoked is not called, with the shared token or any other")
 }

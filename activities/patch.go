@@ -86,7 +86,10 @@ func (a *Activities) patchReplica(ctx context.Context, s store.PatchState, repli
 	if r.AgentURL == "" || r.State.Ended() {
 		return contract.HowUnchanged, "", nil // a replica that does not run starts at the applied point
 	}
-	c := agentproto.NewClient(r.AgentURL, a.NodeToken)
+	c, err := a.agent(ctx, r.NodeID, r.AgentURL)
+	if err != nil {
+		return "", "", err
+	}
 	got, err := c.Replica(ctx, replicaID)
 	if errors.Is(err, agentproto.ErrUnknownReplica) {
 		return contract.HowUnchanged, "", nil

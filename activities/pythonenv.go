@@ -57,7 +57,11 @@ func (a *Activities) BuildPythonEnv(ctx context.Context, in contract.BuildPython
 	}
 	builds := make([]*envBuild, 0, len(hosts))
 	for _, n := range hosts {
-		b := &envBuild{node: n, agent: agentproto.NewClient(agentURLs[n.ID], a.NodeToken)}
+		agent, err := a.agent(ctx, &n.ID, agentURLs[n.ID])
+		if err != nil {
+			return contract.BuildPythonEnvResult{}, err
+		}
+		b := &envBuild{node: n, agent: agent}
 		// The node may download the archive only once it is recorded as asked to build it.
 		if err := store.RecordEnvBuildNode(ctx, a.DB, in.Spec.DeploymentID, n.ID); err != nil {
 			return contract.BuildPythonEnvResult{}, err

@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/modelplane/modelplane/agent/pyenv"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 	"github.com/modelplane/modelplane/nvml"
 )
 
@@ -62,7 +64,10 @@ type Config struct {
 	// sending; the agent takes small bodies only, so the whole request is bounded too
 	// (httpserve.DefaultReadTimeout unless Read is set).
 	HTTPTimeouts httpserve.Timeouts
-	Logger       *slog.Logger
+	// APITLS is what the agent trusts when APIURL is https:// (heartbeats, archive
+	// downloads); nil means the system's certificate authorities.
+	APITLS *tls.Config
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -101,6 +106,7 @@ type Agent struct {
 	runtimes Runtimes
 	agentID  string
 	http     *http.Client
+	download *http.Client
 	envs     *pyenv.Builder
 	// isolation says whether process replicas run as users of their own; nextUID is where
 	// the next one's ID is looked for.
@@ -164,11 +170,13 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 		replicas:   map[string]*record{},
 		workers:    map[string]*work{},
 		patchLocks: map[string]*sync.Mutex{},
-		http:       &http.Client{Timeout: 10 * time.Second},
-		envs:       envs,
-		ctx:        context.Background(),
-		isolation:  iso,
-		nextUID:    st.NextUID,
+		http:       &http.Client{Timeout: 10 * time.Second, Transport: tlsfiles.Transport(cfg.APITLS)},
+		// Archives can be large: no overall timeout, the context cancels.
+		download:  &http.Client{Transport: tlsfiles.Transport(cfg.APITLS)},
+		envs:      envs,
+		ctx:       context.Background(),
+		isolation: iso,
+		nextUID:   st.NextUID,
 	}
 	if a.agentID == "" {
 		a.agentID = modelplane.NewID(12)

@@ -6,6 +6,8 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -701,4 +704,29 @@ func TestAgent_RelativeStateDirStillRunsPythonModels(t *testing.T) {
 	status, out := predict(t, r.Address, r.PredictPath, `{"x": 1}`)
 	require.Equal(t, http.StatusOK, status, "%v", out)
 	_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+}
+
+// An agent whose API is https:// with a private authority heartbeats when it trusts that
+// authority (APITLS), and not otherwise.
+func TestAgent_HeartbeatsOverTLSTrustingAPITLS(t *testing.T) {
+	var beats atomic.Int32
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == agentproto.HeartbeatPath {
+			beats.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer api.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(api.Certificate())
+
+	startNode(t, t.TempDir(), "none", func(c *agent.Config) { c.APIURL = api.URL })
+	time.Sleep(300 * time.Millisecond)
+	require.Zero(t, beats.Load(), "an agent that does not trust the API's certificate must not get through")
+
+	startNode(t, t.TempDir(), "none", func(c *agent.Config) {
+		c.APIURL = api.URL
+		c.APITLS = &tls.Config{RootCAs: pool}
+	})
+	require.Eventually(t, func() bool { return beats.Load() >= 1 }, 5*time.Second, 20*time.Millisecond)
 }

@@ -543,8 +543,7 @@ func (a *Agent) openArchive(ctx context.Context, raw string) (io.ReadCloser, err
 		req.Header.Set(agentproto.NodeNameHeader, a.cfg.Name)
 		req.Header.Set(agentproto.AgentIDHeader, a.agentID)
 	}
-	// Archives can be large: no overall timeout, the context cancels.
-	resp, err := (&http.Client{}).Do(req)
+	resp, err := a.download.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -186,14 +186,20 @@ func configStatus(fe *modelpkg.FieldError) int {
 func (s *Server) downloadArchive(c echo.Context) error {
 	id := c.Param("id")
 	ctx := c.Request().Context()
-	// The node token is shared by all nodes: the node says which it is as its heartbeats do, and
-	// gets only the archives it has a reason to run. Anything else is not found, so that the
-	// answer reveals nothing of other workspaces' archives.
+	// The node says which it is as its heartbeats do, and gets only the archives it has a
+	// reason to run; a node's own token speaks for that node alone. Anything else is not
+	// found, so that the answer reveals nothing of other nodes' or workspaces' archives.
 	req := c.Request()
-	ok, err := store.ArchiveServableToNode(ctx, s.deps.DB, id,
-		req.Header.Get(agentproto.NodeNameHeader), req.Header.Get(agentproto.AgentIDHeader))
+	node := req.Header.Get(agentproto.NodeNameHeader)
+	may, err := s.nodeMayActAs(c, node)
 	if err != nil {
 		return err
+	}
+	ok := false
+	if may {
+		if ok, err = store.ArchiveServableToNode(ctx, s.deps.DB, id, node, req.Header.Get(agentproto.AgentIDHeader)); err != nil {
+			return err
+		}
 	}
 	if !ok {
 		return Errorf(http.StatusNotFound, "archive %q not found for this node", id)

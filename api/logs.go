@@ -323,14 +323,15 @@ func (s *Server) agentLines(ctx context.Context, rep store.ReplicaOnNode, r logs
 	if rep.AgentURL == "" {
 		return nil, errors.New("the node has no agent URL")
 	}
-	if s.deps.NodeToken == "" {
-		return nil, errors.New("the API has no node token to ask the node's agent with")
-	}
 	ctx, cancel := context.WithTimeout(ctx, agentLogsTimeout)
 	defer cancel()
+	agent, err := s.agents().Client(ctx, rep.NodeID, rep.AgentURL)
+	if err != nil {
+		return nil, err
+	}
 	q := agentproto.LinesQuery{Since: sp.From, Until: sp.To, Limit: r.limit, Direction: string(r.direction),
 		MinLevel: string(r.minLevel), Search: r.search, Includes: r.includes, Excludes: r.excludes}
-	return agentproto.NewClient(rep.AgentURL, s.deps.NodeToken).Lines(ctx, rep.ID, q)
+	return agent.Lines(ctx, rep.ID, q)
 }
 
 // unavailableReason says in a sentence why a replica's lines could not be read.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/agentproto"
+	"github.com/modelplane/modelplane/nodeauth"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -95,7 +96,7 @@ func newLogsFixture(t *testing.T) *logsFixture {
 	for _, r := range []struct{ id, url string }{{f.a, f.agentA.URL}, {f.b, f.agentB.URL}, {f.down, gone.URL}} {
 		name := "node-" + modelplane.NewID(6)
 		n, err := store.RecordHeartbeat(ctx, f.db, store.NodeReport{Name: name, AgentID: "agent-" + name, AgentURL: r.url,
-			GPUProfile: "fake", TokenSHA256: make([]byte, 32)})
+			GPUProfile: "fake", TokenSHA256: nodeauth.Sum(nodeToken)})
 		require.NoError(t, err)
 		_, _, err = store.CreateReplica(ctx, f.db, store.NewReplica{ID: r.id, DeploymentID: f.prod.ID, NodeID: n.ID})
 		require.NoError(t, err)

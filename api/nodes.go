@@ -1,9 +1,8 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -12,21 +11,40 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/nodeauth"
 	"github.com/modelplane/modelplane/store"
 )
 
-// requireNodeToken guards the routes agents call with the cluster's node token.
+// nodeIdentityKey is where requireNodeToken leaves who presented the token.
+const nodeIdentityKey = "modelplane.node_identity"
+
+// requireNodeToken guards the routes agents call: a node's own token, or the cluster's
+// shared node token when the API has one. The handlers then check the node named in the
+// request against it (nodeMayActAs).
 func (s *Server) requireNodeToken(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.deps.NodeToken == "" {
-			return Errorf(http.StatusServiceUnavailable, "node registration is disabled: the API has no node token")
+		token, _ := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		id, err := nodeauth.Authenticate(c.Request().Context(), s.deps.DB, s.deps.NodeToken, strings.TrimSpace(token))
+		if errors.Is(err, nodeauth.ErrUnauthorized) {
+			return Errorf(http.StatusUnauthorized, "missing, wrong or revoked node token")
 		}
-		token, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.deps.NodeToken)) != 1 {
-			return Errorf(http.StatusUnauthorized, "missing or wrong node token")
+		if err != nil {
+			return err
 		}
+		c.Set(nodeIdentityKey, id)
 		return next(c)
 	}
+}
+
+// nodeMayActAs says whether the token of the request may speak for node name.
+func (s *Server) nodeMayActAs(c echo.Context, name string) (bool, error) {
+	id, _ := c.Get(nodeIdentityKey).(nodeauth.Identity)
+	return nodeauth.MayActAs(c.Request().Context(), s.deps.DB, id, name)
+}
+
+// agents are the API's clients of node agents.
+func (s *Server) agents() nodeauth.Agents {
+	return nodeauth.Agents{DB: s.deps.DB, Shared: s.deps.NodeToken, Key: s.deps.SecretsKey, TLS: s.deps.AgentTLS}
 }
 
 // nodeHeartbeat records an agent's report; the first one registers the node.
@@ -48,14 +66,20 @@ func (s *Server) nodeHeartbeat(c echo.Context) error {
 	case len(iso.Warning) > 4096 || len(iso.UIDs) > 64:
 		return Errorf(http.StatusBadRequest, "inventory.isolation: warning at most 4096 characters, uids at most 64")
 	}
+	// A node's own token reports for that node alone; the shared one for nodes without one.
+	if ok, err := s.nodeMayActAs(c, hb.Name); err != nil {
+		return err
+	} else if !ok {
+		return Errorf(http.StatusUnauthorized, "this node token may not report as node %q", hb.Name)
+	}
 	replicas, err := json.Marshal(hb.Replicas)
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256([]byte(s.deps.NodeToken))
+	id, _ := c.Get(nodeIdentityKey).(nodeauth.Identity)
 	rep := store.NodeReport{
 		Name: hb.Name, AgentID: hb.AgentID, AgentURL: hb.AgentURL, GPUProfile: hb.Inventory.GPUProfile,
-		TokenSHA256: sum[:], Replicas: replicas,
+		TokenSHA256: id.Sum, Replicas: replicas,
 		Isolation: store.NodeIsolation{Mode: iso.Mode, UIDs: iso.UIDs, Warning: iso.Warning},
 	}
 	// The agent folds a MIG instance's replica onto its parent GPU; which instance a replica

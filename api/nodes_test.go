@@ -116,9 +116,9 @@ func TestNodeHeartbeat_WrongTokenIs401AndBadBodyIs400(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, heartbeat(t, f, nodeToken, hb).Code)
 }
 
-func TestNodeHeartbeat_DisabledWithoutNodeToken(t *testing.T) {
+func TestNodeHeartbeat_WithoutASharedTokenATokenOfNoNodeIs401(t *testing.T) {
 	f := newFixture(t)
-	require.Equal(t, http.StatusServiceUnavailable, heartbeat(t, f, nodeToken, sampleHeartbeat("n1")).Code)
+	require.Equal(t, http.StatusUnauthorized, heartbeat(t, f, nodeToken, sampleHeartbeat("n1")).Code)
 }
 
 func TestListNodes_NeedsAdminKey(t *testing.T) {

@@ -93,14 +93,16 @@ func (s *Server) terminateReplica(c echo.Context) error {
 		return Errorf(http.StatusNotFound, "replica %s of deployment %s has already ended (%s)", id, d.ID, r.State)
 	case r.AgentURL == "":
 		return Errorf(http.StatusConflict, "replica %s is still being placed on a node; terminate it once it runs", id)
-	case s.deps.NodeToken == "":
-		return Errorf(http.StatusServiceUnavailable, "this API has no node token to reach agents with")
+	}
+	agent, err := s.agents().Client(ctx, *r.NodeID, r.AgentURL)
+	if err != nil {
+		return Errorf(http.StatusServiceUnavailable, "this API cannot reach the replica's agent: %v", err)
 	}
 	const why = "terminated through the API"
 	if err := store.SetReplicaState(ctx, s.deps.DB, id, modelplane.ReplicaStopping, "", why); err != nil {
 		return err
 	}
-	_, err = agentproto.NewClient(r.AgentURL, s.deps.NodeToken).StopReplica(ctx, id, terminateGrace)
+	_, err = agent.StopReplica(ctx, id, terminateGrace)
 	if err != nil && !errors.Is(err, agentproto.ErrUnknownReplica) {
 		// The row stays STOPPING: no gateway routes to it, and the workflow's watch, or
 		// Cleanup, finishes the stop.

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -37,6 +38,9 @@ type Deps struct {
 	// NodeToken is the secret agents present to report to the API (and the API presents
 	// to agents). Empty disables node registration.
 	NodeToken string
+	// AgentTLS is what the API trusts when it calls agents at https:// URLs; nil means the
+	// system's certificate authorities.
+	AgentTLS *tls.Config
 	// Blobs stores uploaded model packages; required.
 	Blobs blob.Store
 	// ScratchDir is where uploads are unpacked to be checked (default: the system's).

@@ -5,6 +5,7 @@ package devstack
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ import (
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/temporalclient"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 	"github.com/modelplane/modelplane/nvml"
 	"github.com/modelplane/modelplane/reconcile"
 	"github.com/modelplane/modelplane/schema"
@@ -136,6 +138,11 @@ type Options struct {
 	// and the reconcile pass restarts or ends what has no workflow here. Without it dev
 	// refuses such a database with ErrOtherHistory.
 	AdoptDatabase bool
+	// TLS, when it names a certificate and key, makes the API and gateway listener serve
+	// HTTPS (the local agent stays plain HTTP on loopback); TLSCAFile is what the stack's own
+	// clients of it (the local agent) trust besides the system's authorities.
+	TLS       tlsfiles.ServerFiles
+	TLSCAFile string
 
 	// ExternalWorker runs no worker in the process: workers started separately (modelplane
 	// worker, with the stack's node token and API URL) serve the task queue.
@@ -283,12 +290,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := worker.EnsureSchedules(ctx, s.tc); err != nil {
 		return nil, err
 	}
+	cert, apiTLS, err := loadTLS(opts)
+	if err != nil {
+		return nil, err
+	}
 	// The API's address is known before the worker starts: agents download archives there.
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", opts.Listen, err)
 	}
-	s.APIURL = "http://" + ln.Addr().String()
+	ln = tlsfiles.Listener(ln, cert)
+	s.APIURL = tlsfiles.Scheme(ln) + "://" + ln.Addr().String()
 	if !opts.ExternalWorker {
 		s.acts = &activities.Activities{DB: s.db, NodeToken: nodeToken, ArchiveBaseURL: s.APIURL, Temporal: s.tc, Blobs: blobs,
 			DatabaseURL: s.Postgres.URL, AsyncOutputRetention: opts.AsyncOutputRetention, WebhookAllowPrivate: opts.WebhookAllowPrivate,
@@ -334,7 +346,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}), opts.Timeouts)
 	go func() { s.served <- s.http.Serve(ln) }()
 
-	if err := s.startAgent(opts, nodeToken); err != nil {
+	if err := s.startAgent(opts, nodeToken, apiTLS); err != nil {
 		return nil, err
 	}
 
@@ -343,6 +355,20 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			DefaultWorkspace, filepath.Join(opts.DataDir, KeyFile), s.NewAPIKey)
 	}
 	return s, nil
+}
+
+// loadTLS reads the listener's certificate (nil: plain HTTP) and what the local agent
+// trusts when it calls the API, so that a missing or bad file stops the start.
+func loadTLS(opts Options) (*tlsfiles.Certificate, *tls.Config, error) {
+	cert, err := opts.TLS.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	clientTLS, err := tlsfiles.ClientConfig(opts.TLSCAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, clientTLS, nil
 }
 
 // startGateway runs the inference gateway and waits for its first routing table, so that the
@@ -564,7 +590,7 @@ func passableDataDir(dir string) error {
 }
 
 // startAgent runs the local node agent, reporting to this stack's API.
-func (s *Stack) startAgent(opts Options, nodeToken string) error {
+func (s *Stack) startAgent(opts Options, nodeToken string, apiTLS *tls.Config) error {
 	profile := opts.GPUProfile
 	if profile == "" {
 		profile = nvml.ProfileAuto
@@ -587,8 +613,8 @@ func (s *Stack) startAgent(opts Options, nodeToken string) error {
 		Name: "dev", AdvertiseURL: s.AgentURL, APIURL: s.APIURL, Token: nodeToken,
 		StateDir: filepath.Join(opts.DataDir, "agent"), Logger: s.log.With("component", "agent"),
 		PythonIndexURL: opts.PythonIndexURL, PythonFindLinks: opts.PythonFindLinks,
-		HTTPTimeouts: opts.Timeouts,
-		ReplicaUIDs:  opts.ReplicaUIDs, RequireIsolation: opts.RequireIsolation,
+		HTTPTimeouts: opts.Timeouts, APITLS: apiTLS,
+		ReplicaUIDs: opts.ReplicaUIDs, RequireIsolation: opts.RequireIsolation,
 	}, gpus, agent.Runtimes{})
 	if err != nil {
 		ln.Close()

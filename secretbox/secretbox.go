@@ -7,7 +7,9 @@ package secretbox
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -25,6 +27,8 @@ var ErrOpen = errors.New("secret value does not decrypt with this key (another k
 // Key seals and opens secret values.
 type Key struct {
 	aead cipher.AEAD
+	// derive is the key Derive signs with, itself derived so that it is never the AES key.
+	derive []byte
 }
 
 // NewKey makes a Key of 32 raw bytes.
@@ -40,7 +44,9 @@ func NewKey(raw []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Key{aead: aead}, nil
+	m := hmac.New(sha256.New, raw)
+	m.Write([]byte("modelplane-derive"))
+	return &Key{aead: aead, derive: m.Sum(nil)}, nil
 }
 
 // ParseKey reads a key written as base64 (standard or URL alphabet, padded or not),
@@ -82,6 +88,18 @@ func Generate() (string, error) {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(raw), nil
+}
+
+// Derive is a 32-byte value only this key makes from purpose and parts (HMAC-SHA256): a
+// secret that whoever holds the key can make again, so that it need not be stored.
+func (k *Key) Derive(purpose string, parts ...string) []byte {
+	m := hmac.New(sha256.New, k.derive)
+	m.Write([]byte(purpose))
+	for _, p := range parts {
+		m.Write([]byte{0})
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
 }
 
 // additionalData binds a sealed value to its row.

@@ -3,6 +3,7 @@ package agentproto
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,15 +34,26 @@ func NewClient(baseURL, token string) *Client {
 		token:   token,
 		// Every other call is quick: starting is asynchronous and stopping waits at most
 		// the grace period the caller gives, which the context bounds.
-		http:      &http.Client{Timeout: 5 * time.Minute, Transport: tracing()},
-		patchHTTP: &http.Client{Transport: tracing()},
+		http:      &http.Client{Timeout: 5 * time.Minute, Transport: tracing(http.DefaultTransport)},
+		patchHTTP: &http.Client{Transport: tracing(http.DefaultTransport)},
 	}
 }
 
 // tracing is the transport of every call: each is a client span whose traceparent the agent
-// continues, so a trace runs from the activity into the agent. It takes the process's tracer
+// continues, so a trace runs from the activity into the agent. Over base, it takes the process's tracer
 // provider as it is now, so it costs nothing when tracing is off.
-func tracing() http.RoundTripper { return otelhttp.NewTransport(http.DefaultTransport) }
+func tracing(base http.RoundTripper) http.RoundTripper { return otelhttp.NewTransport(base) }
+
+// WithTLS makes c trust cfg's certificate authorities when the agent's URL is https://;
+// nil keeps the system's. It answers c.
+func (c *Client) WithTLS(cfg *tls.Config) *Client {
+	if cfg != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = cfg.Clone()
+		c.http.Transport, c.patchHTTP.Transport = tracing(t), tracing(t)
+	}
+	return c
+}
 
 // ErrUnknownReplica is a replica ID the agent has never seen: the agent answers 404 for it.
 var ErrUnknownReplica = errors.New("unknown replica")

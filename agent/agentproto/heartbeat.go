@@ -15,9 +15,10 @@ type Heartbeat struct {
 }
 
 // NodeNameHeader and AgentIDHeader say which node asks when an agent downloads an archive
-// from the control plane: the name and agent ID its heartbeats report. The node token is
-// shared by all nodes, so the control plane tells them apart by these, and serves a node only
-// the archives of the replicas placed on it and of the environments it was asked to build.
+// from the control plane: the name and agent ID its heartbeats report. The control plane
+// serves a node only the archives of the replicas placed on it and of the environments it was
+// asked to build; a node's own token must name its own node, and the shared token of older
+// setups, which every such node holds, is told apart by these alone.
 const (
 	NodeNameHeader = "X-Modelplane-Node"
 	AgentIDHeader  = "X-Modelplane-Agent-Id"

@@ -13,6 +13,7 @@ import (
 	"github.com/modelplane/modelplane/agent/runtime/docker"
 	"github.com/modelplane/modelplane/agent/runtime/process"
 	"github.com/modelplane/modelplane/internal/httpserve"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 	"github.com/modelplane/modelplane/nvml"
 )
 
@@ -29,6 +30,8 @@ type agentConfig struct {
 	python       pythonConfig
 	isolation    isolationConfig
 	timeouts     httpserve.Timeouts
+	tls          tlsfiles.ServerFiles
+	tlsCAFile    string
 }
 
 // isolationConfig is how an agent keeps model servers away from itself and each other.
@@ -74,6 +77,14 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cert, err := c.tls.Load()
+			if err != nil {
+				return err
+			}
+			apiTLS, err := httpClientTLS(c.tlsCAFile)
+			if err != nil {
+				return err
+			}
 			if c.Runtime != "process" && c.Runtime != "docker" {
 				return fmt.Errorf("--runtime %q: use process or docker", c.Runtime)
 			}
@@ -86,15 +97,16 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", c.Listen, err)
 			}
+			ln = tlsfiles.Listener(ln, cert)
 			if c.AdvertiseURL == "" {
-				c.AdvertiseURL = "http://" + ln.Addr().String()
+				c.AdvertiseURL = tlsfiles.Scheme(ln) + "://" + ln.Addr().String()
 			}
 			a, err := agent.New(agent.Config{
 				Name: c.Name, AdvertiseURL: c.AdvertiseURL, APIURL: c.APIURL, Token: token,
 				StateDir: c.StateDir, Logger: log,
 				PythonIndexURL: c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
-				HTTPTimeouts: c.timeouts,
-				ReplicaUIDs:  c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
+				HTTPTimeouts: c.timeouts, APITLS: apiTLS,
+				ReplicaUIDs: c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
 			}, gpus, agent.Runtimes{})
 			if err != nil {
 				return err
@@ -118,9 +130,9 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.Listen, "listen", envString("MODELPLANE_AGENT_LISTEN", "127.0.0.1:7070"), "address of the agent API (MODELPLANE_AGENT_LISTEN)")
-	f.StringVar(&c.AdvertiseURL, "advertise-url", envString("MODELPLANE_AGENT_ADVERTISE_URL", ""), "URL the control plane uses to reach this agent (default http://<listen address>)")
+	f.StringVar(&c.AdvertiseURL, "advertise-url", envString("MODELPLANE_AGENT_ADVERTISE_URL", ""), "URL the control plane uses to reach this agent (default http://<listen address>, https:// with --tls-cert-file)")
 	f.StringVar(&c.APIURL, "api-url", envString("MODELPLANE_API_URL", ""), "control plane API to register and heartbeat with; empty runs stand-alone (MODELPLANE_API_URL)")
-	f.StringVar(&c.TokenFile, "token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token (MODELPLANE_NODE_TOKEN_FILE; required)")
+	f.StringVar(&c.TokenFile, "token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding this node's token (modelplane nodes token create --name <--name>), or the shared one (MODELPLANE_NODE_TOKEN_FILE; required)")
 	f.StringVar(&c.StateDir, "state-dir", envString("MODELPLANE_AGENT_STATE_DIR", "./.modelplane/agent"), "state file and replica directories (MODELPLANE_AGENT_STATE_DIR)")
 	f.StringVar(&c.GPUProfile, "gpu-profile", envString("MODELPLANE_GPU_PROFILE", "auto"), "auto, none, real, h200 or dgxa100 (MODELPLANE_GPU_PROFILE)")
 	f.StringVar(&c.Runtime, "runtime", envString("MODELPLANE_AGENT_RUNTIME", "process"), "process, or docker to also run container images (MODELPLANE_AGENT_RUNTIME)")
@@ -129,6 +141,8 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 	pythonFlags(cmd, &c.python)
 	isolationFlags(cmd, &c.isolation)
 	serverTimeoutFlags(cmd, &c.timeouts)
+	tlsServerFlags(cmd, &c.tls)
+	tlsCAFlag(cmd, &c.tlsCAFile, "the API")
 	return cmd
 }
 

@@ -39,6 +39,8 @@ type clientConfig struct {
 	URL    string
 	APIKey string // --api-key; MODELPLANE_API_KEY and the key file are read when the command runs
 	Output string
+	// TLSCAFile is a private certificate authority the API's https:// certificate chains to.
+	TLSCAFile string
 
 	keySource string // where the key came from, named when the API refuses it
 }
@@ -48,6 +50,7 @@ func addClientFlags(cmd *cobra.Command, c *clientConfig) {
 	f.StringVar(&c.URL, "url", envString(envAPIURL, defaultAPIURL), "the modelplane API ("+envAPIURL+")")
 	f.StringVar(&c.APIKey, "api-key", "", "API key ("+envAPIKey+"; else the key that modelplane dev wrote to ./.modelplane/api-key)")
 	f.StringVarP(&c.Output, "output", "o", "table", "table or json")
+	tlsCAFlag(cmd, &c.TLSCAFile, "the API")
 }
 
 // client checks the flags and returns a client with the key from the flag, the
@@ -64,7 +67,13 @@ func (c *clientConfig) client() (*client.Client, error) {
 		return nil, err
 	}
 	c.keySource = source
-	return client.New(c.URL, key), nil
+	hc, err := httpClientWithCA(c.TLSCAFile)
+	if err != nil {
+		return nil, err
+	}
+	cl := client.New(c.URL, key)
+	cl.HTTPClient = hc
+	return cl, nil
 }
 
 // resolveAPIKey returns the key to use and where it came from.

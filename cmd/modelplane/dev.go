@@ -15,6 +15,7 @@ import (
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/temporalclient"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 	"github.com/modelplane/modelplane/worker"
 )
 
@@ -49,6 +50,8 @@ type devConfig struct {
 	MetricsToken          string
 	// AdoptDatabase takes over a database that another Temporal history's state is in.
 	AdoptDatabase bool
+	tls           tlsfiles.ServerFiles
+	tlsCAFile     string
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -88,6 +91,8 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	asyncGatewayFlags(cmd, &c.async)
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	serverTimeoutFlags(cmd, &c.timeouts)
+	tlsServerFlags(cmd, &c.tls)
+	tlsCAFlag(cmd, &c.tlsCAFile, "its own API (the local agent)")
 	cmd.Flags().StringVar(&c.MetricsToken, "metrics-token", envString("MODELPLANE_METRICS_TOKEN", ""), "Bearer token /metrics asks for; empty: the one in <data-dir>/metrics-token, made on first start (MODELPLANE_METRICS_TOKEN)")
 	f.BoolVar(&c.AdoptDatabase, "adopt-database", envBool("MODELPLANE_ADOPT_DATABASE", false), "take over a database whose deployments another Temporal history (another data directory) runs: they are restarted here, promotions in flight canceled; without it dev refuses such a database (MODELPLANE_ADOPT_DATABASE)")
 	return cmd
@@ -133,8 +138,8 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		AsyncRateLimit:        c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen, MaxAsyncAttempts: c.async.MaxAttempts,
 		WebhookAllowPrivate: c.async.WebhookAllowPrivate, AsyncOutputRetention: c.asyncWorker.AsyncOutputRetention,
 		MetricsToken: c.MetricsToken, Timeouts: c.timeouts,
-		AdoptDatabase: c.AdoptDatabase,
-		Logger:        log, Out: out,
+		AdoptDatabase: c.AdoptDatabase, TLS: c.tls, TLSCAFile: c.tlsCAFile,
+		Logger: log, Out: out,
 	})
 	if err != nil {
 		return err

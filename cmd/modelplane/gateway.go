@@ -19,6 +19,7 @@ import (
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/temporalclient"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 )
 
 const defaultGatewayListen = ":8081"
@@ -119,6 +120,10 @@ Run as many gateways as you like behind a load balancer.`,
 			if err := checkTimeouts(c.Timeouts); err != nil {
 				return err
 			}
+			cert, err := c.TLS.Load()
+			if err != nil {
+				return err
+			}
 			if os.Getenv("GOGC") == "" {
 				// The gateway allocates per request and keeps little: collecting less often
 				// trades a few MB of memory for CPU that requests need.
@@ -155,8 +160,8 @@ Run as many gateways as you like behind a load balancer.`,
 			// bounded by the time it may go without a byte instead.
 			srv := httpserve.Server(gw.Handler(nil), c.Timeouts)
 			srv.Addr = c.Listen
-			log.Info("gateway listening", "addr", c.Listen, "id", gw.ID())
-			err = serve(ctx, srv)
+			log.Info("gateway listening", "addr", c.Listen, "id", gw.ID(), "tls", cert != nil)
+			err = serve(ctx, srv, cert)
 			// In-flight requests finished (or the shutdown timed out): stop reporting last.
 			cancelRun()
 			return errors.Join(err, <-ran)
@@ -175,6 +180,7 @@ Run as many gateways as you like behind a load balancer.`,
 	f.IntVar(&c.FailedAuthBurst, "failed-auth-burst", envInt("MODELPLANE_FAILED_AUTH_BURST", gateway.DefaultFailedAuthBurst), "failed authentications one client address may make at once before --failed-auth-rate-limit applies (MODELPLANE_FAILED_AUTH_BURST)")
 	asyncGatewayFlags(cmd, &c.async)
 	serverTimeoutFlags(cmd, &c.Timeouts)
+	tlsServerFlags(cmd, &c.TLS)
 	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c.serverConfig)
@@ -225,12 +231,12 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // serve runs srv until ctx ends, then shuts it down, letting requests in flight finish for up
 // to shutdownTimeout.
-func serve(ctx context.Context, srv *http.Server) error {
+func serve(ctx context.Context, srv *http.Server, cert *tlsfiles.Certificate) error {
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return err
 	}
-	return serveOn(ctx, srv, ln)
+	return serveOn(ctx, srv, tlsfiles.Listener(ln, cert))
 }
 
 // serveOn is serve on a listener already open, for a caller that must know the address is

@@ -21,6 +21,7 @@ import (
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/temporalclient"
+	"github.com/modelplane/modelplane/internal/tlsfiles"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
 	"github.com/modelplane/modelplane/worker"
@@ -46,6 +47,9 @@ type serverConfig struct {
 	// Timeouts bound what a client may hold a connection with; MetricsToken guards /metrics.
 	Timeouts     httpserve.Timeouts
 	MetricsToken string
+	// TLS is the listener's certificate; TLSCAFile what the worker trusts when it calls agents.
+	TLS       tlsfiles.ServerFiles
+	TLSCAFile string
 	asyncWorkerConfig
 }
 
@@ -166,6 +170,14 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			if err := checkTimeouts(c.Timeouts); err != nil {
 				return err
 			}
+			cert, err := c.TLS.Load()
+			if err != nil {
+				return err
+			}
+			agentTLS, err := httpClientTLS(c.TLSCAFile)
+			if err != nil {
+				return err
+			}
 			log := logger()
 			ctx, stop := signalContext(cmd)
 			defer stop()
@@ -196,20 +208,22 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			// any bound that suits the rest; the body read timeout is renewed as bytes arrive.
 			srv := httpserve.Server(api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
 				Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
-				SecretsKey: secretsKey, MetricsToken: c.MetricsToken,
+				SecretsKey: secretsKey, MetricsToken: c.MetricsToken, AgentTLS: agentTLS,
 				TemporalUIURL: c.TemporalUIURL, TemporalNamespace: c.TemporalNamespace}), c.Timeouts)
 			srv.Addr = c.Listen
-			log.Info("api listening", "addr", c.Listen)
-			return serve(ctx, srv)
+			log.Info("api listening", "addr", c.Listen, "tls", cert != nil)
+			return serve(ctx, srv, cert)
 		},
 	}
 	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "where model packages are stored; shared by every API process (MODELPLANE_BLOB_DIR)")
 	cmd.Flags().Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	maxUnpackedFlag(cmd, &c.MaxUnpackedBytes)
-	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token node agents report with; unset disables node registration (MODELPLANE_NODE_TOKEN_FILE)")
-	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets; the worker needs the same one")
+	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token shared by node agents of older setups; unset accepts only nodes' own tokens (modelplane nodes token create) (MODELPLANE_NODE_TOKEN_FILE)")
+	secretsKeyFlag(cmd, &c.SecretsKeyFile, "seals workspace secrets and makes nodes' own tokens to call their agents with; the worker needs the same one")
 	serverTimeoutFlags(cmd, &c.Timeouts)
+	tlsServerFlags(cmd, &c.TLS)
+	tlsCAFlag(cmd, &c.TLSCAFile, "node agents (logs, terminate)")
 	cmd.Flags().StringVar(&c.TemporalUIURL, "temporal-ui-url", envString(envTemporalUIURL, ""), "the Temporal UI the dashboard links each operation's workflow to; empty shows no links (MODELPLANE_TEMPORAL_UI_URL)")
 	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
@@ -228,6 +242,14 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			if err := c.Concurrency.Check(); err != nil {
+				return err
+			}
+			cert, err := c.TLS.Load()
+			if err != nil {
+				return err
+			}
+			agentTLS, err := httpClientTLS(c.TLSCAFile)
+			if err != nil {
 				return err
 			}
 			log := logger()
@@ -256,7 +278,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			acts := &activities.Activities{DB: db, NodeToken: nodeToken, ArchiveBaseURL: c.ArchiveBaseURL, Temporal: tc, Blobs: blobs,
 				DatabaseURL: c.DatabaseURL, AsyncOutputRetention: c.AsyncOutputRetention, WebhookAllowPrivate: c.WebhookAllowPrivate,
-				SecretsKey: secretsKey}
+				SecretsKey: secretsKey, AgentTLS: agentTLS}
 			metricsDone := make(chan error, 1)
 			if c.Listen != "" {
 				// The autoscaler's metrics (leader, scale counts) live in the worker process.
@@ -274,8 +296,8 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				t := c.Timeouts
 				t.Read = httpserve.DefaultReadTimeout
 				srv := httpserve.Server(mux, t)
-				log.Info("worker metrics listening", "addr", ln.Addr().String())
-				go func() { metricsDone <- serveOn(ctx, srv, ln) }()
+				log.Info("worker metrics listening", "addr", ln.Addr().String(), "tls", cert != nil)
+				go func() { metricsDone <- serveOn(ctx, srv, tlsfiles.Listener(ln, cert)) }()
 			} else {
 				metricsDone <- nil
 			}
@@ -284,13 +306,15 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			return errors.Join(err, <-metricsDone)
 		},
 	}
-	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the node token presented to agents (MODELPLANE_NODE_TOKEN_FILE)")
-	secretsKeyFlag(cmd, &c.SecretsKeyFile, "opens workspace secrets for replicas' starts; the API's")
+	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the shared node token, presented to agents that report with it; agents with tokens of their own get theirs, made from the secrets key (MODELPLANE_NODE_TOKEN_FILE)")
+	secretsKeyFlag(cmd, &c.SecretsKeyFile, "opens workspace secrets for replicas' starts and makes nodes' own tokens; the API's")
 	cmd.Flags().StringVar(&c.Listen, "metrics-listen", envString("MODELPLANE_WORKER_METRICS_LISTEN", defaultWorkerMetricsListen), "address of the worker's /metrics and /healthz; empty serves none (MODELPLANE_WORKER_METRICS_LISTEN)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
 	asyncWorkerFlags(cmd, &c.asyncWorkerConfig)
 	serverTimeoutFlags(cmd, &c.Timeouts)
+	tlsServerFlags(cmd, &c.TLS)
+	tlsCAFlag(cmd, &c.TLSCAFile, "node agents")
 	metricsTokenFlag(cmd, &c.MetricsToken)
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c.serverConfig)
