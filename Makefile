@@ -6,7 +6,7 @@ GO            ?= go
 BIN           := bin/modelplane
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-.PHONY: build run test lint bench histories conformance fuzz
+.PHONY: build run test deploy-check lint bench histories conformance fuzz
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelplane
@@ -15,8 +15,14 @@ build:
 run: build
 	./$(BIN) dev
 
-test:
+test: deploy-check
 	$(GO) test -count=1 -timeout 14m ./...
+
+# The deployment artifacts under deploy/ (Compose file, Helm chart, systemd units), checked by
+# the libraries docker compose and helm are built on. A module of its own (deploy/check), so
+# that their dependencies stay out of modelplane's.
+deploy-check:
+	cd deploy/check && $(GO) test -count=1 -timeout 10m ./...
 
 # The management API against Baseten's OpenAPI spec (e2e/testdata/baseten-openapi.json); the
 # summary line and the differences are at the end of the output.
@@ -25,6 +31,7 @@ conformance:
 
 lint:
 	$(GO) vet ./...
+	cd deploy/check && $(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) run $(WORKFLOWCHECK) ./workflows/...

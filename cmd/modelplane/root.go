@@ -46,7 +46,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.LogLevel, "log-level", envString("MODELPLANE_LOG_LEVEL", defaultLogLevel),
 		"debug, info, warn or error (MODELPLANE_LOG_LEVEL)")
 	logger := func() *slog.Logger { return newLogger(g.LogLevel) }
-	root.AddCommand(newDevCmd(logger), newMigrateCmd(logger), newReconcileCmd(logger), newAPICmd(logger), newGatewayCmd(logger), newWorkerCmd(logger), newTemporalCmd(logger), newAgentCmd(logger), newKeysCmd(), newNodesCmd(), newQuotasCmd(), newUsageCmd(), newModelsCmd(), newDeploymentsCmd(), newBuildLogsCmd(), newLogsCmd(), newEnvironmentsCmd(), newPushCmd(), newWatchCmd(), newPromoteCmd(), newPredictCmd(), newAsyncRequestCmd(), newAsyncQueueCmd(), newWebhookSecretCmd(), newSecretsCmd(), newActivateCmd(), newDeactivateCmd(), newDeleteCmd())
+	root.AddCommand(newDevCmd(logger), newMigrateCmd(logger), newReconcileCmd(logger), newAPICmd(logger), newGatewayCmd(logger), newWorkerCmd(logger), newTemporalCmd(logger), newAgentCmd(logger), newKeysCmd(), newNodesCmd(), newQuotasCmd(), newUsageCmd(), newModelsCmd(), newDeploymentsCmd(), newBuildLogsCmd(), newLogsCmd(), newEnvironmentsCmd(), newPushCmd(), newWatchCmd(), newPromoteCmd(), newPredictCmd(), newAsyncRequestCmd(), newAsyncQueueCmd(), newWebhookSecretCmd(), newSecretsCmd(), newActivateCmd(), newDeactivateCmd(), newDeleteCmd(), newProbeCmd())
 	withTelemetry(root)
 	return root
 }

@@ -288,6 +288,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 					w.Header().Set("Content-Type", "application/json")
 					_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 				})
+				mux.Handle("GET /readyz", worker.Readyz(db, tc))
 				ln, err := net.Listen("tcp", c.Listen)
 				if err != nil {
 					return fmt.Errorf("--metrics-listen %s: %w", c.Listen, err)
@@ -308,7 +309,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the shared node token, presented to agents that report with it; agents with tokens of their own get theirs, made from the secrets key (MODELPLANE_NODE_TOKEN_FILE)")
 	secretsKeyFlag(cmd, &c.SecretsKeyFile, "opens workspace secrets for replicas' starts and makes nodes' own tokens; the API's")
-	cmd.Flags().StringVar(&c.Listen, "metrics-listen", envString("MODELPLANE_WORKER_METRICS_LISTEN", defaultWorkerMetricsListen), "address of the worker's /metrics and /healthz; empty serves none (MODELPLANE_WORKER_METRICS_LISTEN)")
+	cmd.Flags().StringVar(&c.Listen, "metrics-listen", envString("MODELPLANE_WORKER_METRICS_LISTEN", defaultWorkerMetricsListen), "address of the worker's /metrics, /healthz and /readyz; empty serves none (MODELPLANE_WORKER_METRICS_LISTEN)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
 	asyncWorkerFlags(cmd, &c.asyncWorkerConfig)
