@@ -43,6 +43,7 @@ type devConfig struct {
 	asyncWorker           asyncWorkerConfig
 	timeouts              httpserve.Timeouts
 	MetricsToken          string
+	blobs                 blobStoreConfig
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -81,6 +82,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	asyncWorkerFlags(cmd, &c.asyncWorker) // --webhook-allow-private is the gateway's, above
 	serverTimeoutFlags(cmd, &c.timeouts)
 	cmd.Flags().StringVar(&c.MetricsToken, "metrics-token", envString("MODELPLANE_METRICS_TOKEN", ""), "Bearer token /metrics asks for; empty: the one in <data-dir>/metrics-token, made on first start (MODELPLANE_METRICS_TOKEN)")
+	blobStoreFlags(cmd, &c.blobs)
 	return cmd
 }
 
@@ -97,6 +99,10 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	if c.asyncWorker.AsyncOutputRetention <= 0 {
 		return fmt.Errorf("--async-output-retention must be positive, got %s", c.asyncWorker.AsyncOutputRetention)
 	}
+	s3, err := c.blobs.s3()
+	if err != nil {
+		return err
+	}
 	ctx, stop := signalContext(cmd)
 	defer stop()
 	out := cmd.OutOrStdout()
@@ -107,6 +113,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		TemporalPort: c.TemporalPort, TemporalUIPort: c.TemporalUIPort,
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
+		S3:              s3,
 		GPUProfile:      c.GPUProfile,
 		PythonIndexURL:  c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
 		ReplicaUIDs: c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
