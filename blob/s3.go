@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ func (s *S3) Put(ctx context.Context, r io.Reader, limit int64) (string, int64, 
 		return "", 0, false, fmt.Errorf("s3: %w", err)
 	}
 	if _, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{
-		Bucket: &s.bucket, Key: &final, CopySource: aws.String(s.bucket + "/" + tmp),
+		Bucket: &s.bucket, Key: &final, CopySource: aws.String(copySource(s.bucket, tmp)),
 	}); err != nil {
 		return "", 0, false, fmt.Errorf("s3: storing %s: %w", digest, err)
 	}
@@ -343,6 +344,15 @@ func (s *S3) PresignDownload(ctx context.Context, digest string, expires time.Du
 		return "", fmt.Errorf("s3: %w", err)
 	}
 	return req.URL, nil
+}
+
+// copySource is CopyObject's bucket/key, URL-encoded as S3 wants it, slashes kept.
+func copySource(bucket, key string) string {
+	parts := strings.Split(bucket+"/"+key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
 }
 
 // isNotFound says whether err is S3's answer for a missing object.
