@@ -29,15 +29,18 @@ var (
 	s3Err    error
 )
 
-// s3Bucket starts SeaweedFS for the package's first S3 test (TestMain stops it) and makes a
-// fresh bucket for this one.
-func s3Bucket(t *testing.T) (*s3test.Server, string) {
+// s3Prefix starts SeaweedFS for the package's first S3 test (TestMain stops it) and returns
+// a fresh prefix of its bucket for this one.
+func s3Prefix(t *testing.T) (*s3test.Server, string) {
 	t.Helper()
 	s3Once.Do(func() { s3Server, s3Err = s3test.Start() })
 	require.NoError(t, s3Err, "starting SeaweedFS")
-	bucket, err := s3Server.Bucket(context.Background())
-	require.NoError(t, err)
-	return s3Server, bucket
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("SeaweedFS's warnings and errors:\n%s", s3Server.Problems())
+		}
+	})
+	return s3Server, s3test.Prefix()
 }
 
 func stopS3() {
@@ -46,17 +49,17 @@ func stopS3() {
 	}
 }
 
-// s3Fixture is a createFixture whose archives go to a bucket of its own.
+// s3Fixture is a createFixture whose archives go to the bucket, under a prefix of its own.
 type s3Fixture struct {
 	*createFixture
 	srv    *s3test.Server
-	bucket string
+	prefix string
 }
 
 func newS3CreateFixture(t *testing.T, maxArchiveBytes int64) *s3Fixture {
 	t.Helper()
-	srv, bucket := s3Bucket(t)
-	blobs, err := blob.NewS3(context.Background(), srv.Config(bucket, "mp/"))
+	srv, prefix := s3Prefix(t)
+	blobs, err := blob.NewS3(context.Background(), srv.Config(prefix))
 	require.NoError(t, err)
 	db, err := store.Open(context.Background(), dbURL)
 	require.NoError(t, err)
@@ -68,19 +71,21 @@ func newS3CreateFixture(t *testing.T, maxArchiveBytes int64) *s3Fixture {
 	f.m, _, f.key = f.workspace(t)
 	f.auth = "Api-Key " + f.key
 	f.archive = f.uploadGreeter(t, f.key)
-	return &s3Fixture{createFixture: f, srv: srv, bucket: bucket}
+	return &s3Fixture{createFixture: f, srv: srv, prefix: prefix}
 }
 
-// keys lists what the fixture's bucket holds.
+// keys lists what the fixture's prefix holds.
 func (f *s3Fixture) keys(t *testing.T) []string {
 	t.Helper()
-	keys, err := f.srv.Keys(context.Background(), f.bucket, "")
+	keys, err := f.srv.Keys(context.Background(), f.prefix)
 	require.NoError(t, err)
 	return keys
 }
 
 // blobKey is where the store keeps the blob of digest.
-func blobKey(digest string) string { return "mp/sha256/" + strings.TrimPrefix(digest, "sha256:") }
+func (f *s3Fixture) blobKey(digest string) string {
+	return f.prefix + "sha256/" + strings.TrimPrefix(digest, "sha256:")
+}
 
 // prepare asks for an upload of a new model and returns its key and URL.
 func (f *s3Fixture) prepare(t *testing.T, payload map[string]any) (key, url string) {
@@ -121,7 +126,7 @@ func TestPrepareModelUpload_S3PresignedPutThenCreateStoresTheArchiveByDigest(t *
 	f := newS3CreateFixture(t, 1<<20)
 	payload := map[string]any{"config": configOf(t, greeterConfig), "raw_config": greeterConfig, "deployment_name": "first"}
 	key, url := f.prepare(t, payload)
-	require.True(t, strings.HasPrefix(url, f.srv.Endpoint+"/"+f.bucket+"/mp/uploads/"+key+"?"),
+	require.True(t, strings.HasPrefix(url, f.srv.Endpoint+"/"+f.srv.Bucket+"/"+f.prefix+"uploads/"+key+"?"),
 		"upload_url %q is a presigned URL of the bucket", url)
 	require.Contains(t, url, "X-Amz-Signature=")
 
@@ -138,7 +143,7 @@ func TestPrepareModelUpload_S3PresignedPutThenCreateStoresTheArchiveByDigest(t *
 	sum := sha256.Sum256(pkg)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	putPresigned(t, url, pkg)
-	require.Contains(t, f.keys(t), "mp/uploads/"+key)
+	require.Contains(t, f.keys(t), f.prefix+"uploads/"+key)
 
 	c = f.createFromKey(t, key, payload)
 	require.Equal(t, http.StatusOK, c.Status, "%v", c.Body)
@@ -147,7 +152,7 @@ func TestPrepareModelUpload_S3PresignedPutThenCreateStoresTheArchiveByDigest(t *
 	a, err := store.ArchiveByID(context.Background(), f.db, f.m.WorkspaceID, digest)
 	require.NoError(t, err)
 	require.EqualValues(t, len(pkg), a.SizeBytes)
-	require.ElementsMatch(t, []string{blobKey(f.archive), blobKey(digest)}, f.keys(t),
+	require.ElementsMatch(t, []string{f.blobKey(f.archive), f.blobKey(digest)}, f.keys(t),
 		"the upload object is gone once the archive is stored under its digest")
 
 	// The key names its archive from now on.
@@ -179,7 +184,7 @@ func TestPrepareModelUpload_S3RefusedPackagesLeaveNothing(t *testing.T) {
 		c := f.createFromKey(t, key, payload)
 		require.Equal(t, tc.want, c.Status, "%s: %v", tc.name, c.Body)
 		require.Contains(t, message(c), tc.text, tc.name)
-		require.Equal(t, []string{blobKey(f.archive)}, f.keys(t), "%s: neither the upload nor a blob is left", tc.name)
+		require.Equal(t, []string{f.blobKey(f.archive)}, f.keys(t), "%s: neither the upload nor a blob is left", tc.name)
 		u, err := store.UploadByKey(context.Background(), f.db, f.m.WorkspaceID, key)
 		require.NoError(t, err)
 		require.Nil(t, u.ArchiveID, "%s: the key stays free", tc.name)
@@ -189,5 +194,5 @@ func TestPrepareModelUpload_S3RefusedPackagesLeaveNothing(t *testing.T) {
 	putPresigned(t, url, greeterPackage(t))
 	c := f.createFromKey(t, key, payload)
 	require.Equal(t, http.StatusOK, c.Status, "%v", c.Body)
-	require.Equal(t, []string{blobKey(f.archive)}, f.keys(t))
+	require.Equal(t, []string{f.blobKey(f.archive)}, f.keys(t))
 }

@@ -29,6 +29,11 @@ func server(t *testing.T) *s3test.Server {
 	t.Helper()
 	s3Once.Do(func() { s3Server, s3Err = s3test.Start() })
 	require.NoError(t, s3Err, "starting SeaweedFS")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("SeaweedFS's warnings and errors:\n%s", s3Server.Problems())
+		}
+	})
 	return s3Server
 }
 
@@ -40,23 +45,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newS3 is a store in a fresh bucket of the test server, under a prefix.
+// newS3 is a store in the test server's bucket, under a prefix of its own.
 func newS3(t *testing.T) (*blob.S3, *s3test.Server, string) {
 	t.Helper()
 	srv := server(t)
-	ctx := context.Background()
-	bucket, err := srv.Bucket(ctx)
+	prefix := s3test.Prefix()
+	s, err := blob.NewS3(context.Background(), srv.Config(prefix))
 	require.NoError(t, err)
-	s, err := blob.NewS3(ctx, srv.Config(bucket, "archives/"))
-	require.NoError(t, err)
-	return s, srv, bucket
+	return s, srv, prefix
 }
 
 func TestS3_Conformance(t *testing.T) {
 	blobtest.Run(t, func(t *testing.T) blobtest.Harness {
-		s, srv, bucket := newS3(t)
+		s, srv, p := newS3(t)
 		return blobtest.Harness{Store: s, Leftovers: func() []string {
-			keys, err := srv.Keys(context.Background(), bucket, "archives/tmp/")
+			keys, err := srv.Keys(context.Background(), p+"tmp/")
 			require.NoError(t, err)
 			return keys
 		}}
@@ -64,23 +67,25 @@ func TestS3_Conformance(t *testing.T) {
 }
 
 func TestS3_KeysAreUnderThePrefix(t *testing.T) {
-	s, srv, bucket := newS3(t)
+	s, srv, p := newS3(t)
 	ctx := context.Background()
 	digest, _, _, err := s.Put(ctx, strings.NewReader("prefixed"), 100)
 	require.NoError(t, err)
-	keys, err := srv.Keys(ctx, bucket, "")
+	keys, err := srv.Keys(ctx, p)
 	require.NoError(t, err)
-	require.Equal(t, []string{"archives/sha256/" + strings.TrimPrefix(digest, "sha256:")}, keys)
+	require.Equal(t, []string{p + "sha256/" + strings.TrimPrefix(digest, "sha256:")}, keys)
 }
 
 func TestS3_NewRefusesAMissingBucket(t *testing.T) {
 	srv := server(t)
-	_, err := blob.NewS3(context.Background(), srv.Config("no-such-bucket-here", ""))
+	cfg := srv.Config("")
+	cfg.Bucket = "no-such-bucket-here"
+	_, err := blob.NewS3(context.Background(), cfg)
 	require.ErrorContains(t, err, `bucket "no-such-bucket-here"`)
 }
 
 func TestS3_PresignedUploadIsReadBackAndDeleted(t *testing.T) {
-	s, srv, bucket := newS3(t)
+	s, srv, p := newS3(t)
 	ctx := context.Background()
 	url, err := s.PresignUpload(ctx, "upl_one", time.Minute)
 	require.NoError(t, err)
@@ -104,7 +109,7 @@ func TestS3_PresignedUploadIsReadBackAndDeleted(t *testing.T) {
 	require.EqualValues(t, len(b), n)
 
 	require.NoError(t, s.DeleteUpload(ctx, "upl_one"))
-	keys, err := srv.Keys(ctx, bucket, "")
+	keys, err := srv.Keys(ctx, p)
 	require.NoError(t, err)
 	require.Empty(t, keys)
 }
@@ -122,7 +127,7 @@ func TestS3_PresignedUploadURLTakesNoOtherKey(t *testing.T) {
 }
 
 func TestS3_DeleteUploadsOlderRemovesOnlyOldUploads(t *testing.T) {
-	s, srv, bucket := newS3(t)
+	s, srv, p := newS3(t)
 	ctx := context.Background()
 	put := func(name string) {
 		url, err := s.PresignUpload(ctx, name, time.Minute)
@@ -144,9 +149,9 @@ func TestS3_DeleteUploadsOlderRemovesOnlyOldUploads(t *testing.T) {
 	n, err := s.DeleteUploadsOlder(ctx, cutoff)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	keys, err := srv.Keys(ctx, bucket, "")
+	keys, err := srv.Keys(ctx, p)
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"archives/uploads/upl_new", "archives/sha256/" + strings.TrimPrefix(digest, "sha256:")}, keys,
+	require.ElementsMatch(t, []string{p + "uploads/upl_new", p + "sha256/" + strings.TrimPrefix(digest, "sha256:")}, keys,
 		"blobs are not uploads")
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/freeport"
@@ -35,11 +36,15 @@ import (
 // Region is the region the test server's clients use; SeaweedFS accepts any.
 const Region = "us-east-1"
 
-// Server is a running SeaweedFS with an S3 gateway and one identity that may do anything.
+// Server is a running SeaweedFS with an S3 gateway, one identity that may do anything and
+// one bucket. Tests share the bucket, each under a prefix of its own: SeaweedFS gives every
+// bucket volumes of its own, and a bucket per test would soon run out of them.
 type Server struct {
+	Bucket                 string
 	Endpoint               string
 	AccessKeyID, SecretKey string
 	cmd                    *exec.Cmd
+	ports                  []int
 	dir                    string
 	out                    *proctest.Buffer
 	exited                 chan struct{}
@@ -85,9 +90,11 @@ func Start() (*Server, error) {
 	s.Endpoint = "http://127.0.0.1:" + p(6)
 	s.cmd = exec.Command(bin, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir="+data,
 		"-master.port="+p(0), "-master.port.grpc="+p(1), "-master.volumeSizeLimitMB=64",
-		"-volume.port="+p(2), "-volume.port.grpc="+p(3), "-volume.max=16",
+		"-volume.port="+p(2), "-volume.port.grpc="+p(3), "-volume.max=64",
 		"-filer", "-filer.port="+p(4), "-filer.port.grpc="+p(5),
-		"-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7), "-s3.config="+cfgPath)
+		"-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7), "-s3.config="+cfgPath, "-master.telemetry=false",
+		"-filer.localSocket="+filepath.Join(dir, "filer.sock"), "-s3.localSocket="+filepath.Join(dir, "s3.sock"))
+	s.ports = ports
 	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -110,7 +117,8 @@ func Start() (*Server, error) {
 // server and the filer all up.
 func (s *Server) wait(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	bucket := "ready-" + strings.ToLower(rand.Text())[:12]
+	s.Bucket = "modelplane-test"
+	bucket := s.Bucket
 	var err error
 	for time.Now().Before(deadline) {
 		select {
@@ -120,7 +128,8 @@ func (s *Server) wait(limit time.Duration) error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err = s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &bucket})
-		if err == nil {
+		var owned *types.BucketAlreadyOwnedByYou
+		if err == nil || errors.As(err, &owned) {
 			_, err = s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String("probe"),
 				Body: strings.NewReader("x"), ContentLength: aws.Int64(1)})
 		}
@@ -145,31 +154,45 @@ func (s *Server) Stop() {
 		}
 	}
 	_ = os.RemoveAll(s.dir)
+	// The gRPC servers' sockets are always in /tmp, named by their ports.
+	for _, port := range s.ports {
+		matches, _ := filepath.Glob("/tmp/seaweedfs-*-grpc-" + strconv.Itoa(port) + ".sock")
+		for _, m := range matches {
+			_ = os.Remove(m)
+		}
+	}
 }
 
 // Output is what the server has logged so far.
 func (s *Server) Output() string { return s.out.String() }
 
+// Problems is the server's log of warnings and errors so far, for a failed test's message.
+func (s *Server) Problems() string {
+	var b strings.Builder
+	for line := range strings.Lines(s.out.String()) {
+		if strings.HasPrefix(line, "E") || strings.HasPrefix(line, "W") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
 // Client is an S3 client with the test identity, for looking at a bucket directly.
 func (s *Server) Client() *s3.Client { return s.client }
 
-// Bucket creates a fresh bucket and returns its name.
-func (s *Server) Bucket(ctx context.Context) (string, error) {
-	name := "b-" + strings.ToLower(rand.Text())[:16]
-	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &name})
-	return name, err
-}
+// Prefix is a fresh prefix of the bucket, for one test's keys.
+func Prefix() string { return "t-" + strings.ToLower(rand.Text())[:16] + "/" }
 
-// Config is a blob.S3Config for bucket on this server, under prefix.
-func (s *Server) Config(bucket, prefix string) blob.S3Config {
-	return blob.S3Config{Bucket: bucket, Endpoint: s.Endpoint, Region: Region, PathStyle: true, Prefix: prefix,
+// Config is a blob.S3Config for the server's bucket, under prefix.
+func (s *Server) Config(prefix string) blob.S3Config {
+	return blob.S3Config{Bucket: s.Bucket, Endpoint: s.Endpoint, Region: Region, PathStyle: true, Prefix: prefix,
 		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretKey}
 }
 
-// Keys lists the keys in bucket under prefix.
-func (s *Server) Keys(ctx context.Context, bucket, prefix string) ([]string, error) {
+// Keys lists the keys in the bucket under prefix.
+func (s *Server) Keys(ctx context.Context, prefix string) ([]string, error) {
 	var keys []string
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
