@@ -3,12 +3,14 @@ package activities
 import (
 	"context"
 	"errors"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -70,6 +72,9 @@ func (a *Activities) PruneOrphanBlobs(ctx context.Context, in contract.PruneOrph
 	var res contract.PruneOrphanBlobsResult
 	if a.Blobs == nil {
 		return res, nil
+	}
+	if err := a.pruneUploads(ctx); err != nil {
+		return res, err
 	}
 	digests, err := a.Blobs.Older(ctx, in.Before)
 	if err != nil {
@@ -149,4 +154,19 @@ func (a *Activities) StartUnstartedAsync(ctx context.Context, in contract.StartU
 func (a *Activities) PurgeAsync(ctx context.Context, in contract.PurgeAsyncInput) (contract.PurgeAsyncResult, error) {
 	outputs, requests, err := store.PurgeAsyncOutputs(ctx, a.DB, in.Now, in.FinishedBefore)
 	return contract.PurgeAsyncResult{Outputs: outputs, Requests: requests}, err
+}
+
+// pruneUploads removes what clients PUT to presigned upload URLs (an S3 store's) and no
+// create took: an upload written before its key's lifetime ago belongs to a key that has
+// expired, since the key was made before it.
+func (a *Activities) pruneUploads(ctx context.Context) error {
+	up, ok := a.Blobs.(blob.Uploads)
+	if !ok {
+		return nil
+	}
+	n, err := up.DeleteUploadsOlder(ctx, time.Now().Add(-store.UploadTTL))
+	if n > 0 {
+		activity.GetLogger(ctx).Info("removed uploads no create took", "uploads", n)
+	}
+	return err
 }

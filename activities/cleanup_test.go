@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,4 +140,39 @@ func TestPruneOrphanBlobs_RemovesOnlyOldBlobsNothingRefersTo(t *testing.T) {
 		require.NoError(t, err, "a referenced blob, and one within the grace period, stay")
 		r.Close()
 	}
+}
+
+// directUploads is a Dir that also takes presigned uploads, as an S3 store does; it records
+// the cutoff the sweep gives it.
+type directUploads struct {
+	*blob.Dir
+	cutoff time.Time
+}
+
+func (d *directUploads) PresignUpload(context.Context, string, time.Duration) (string, error) {
+	return "", nil
+}
+
+func (d *directUploads) OpenUpload(context.Context, string) (io.ReadCloser, int64, error) {
+	return nil, 0, blob.ErrNotFound
+}
+
+func (d *directUploads) DeleteUpload(context.Context, string) error { return nil }
+
+func (d *directUploads) DeleteUploadsOlder(_ context.Context, t time.Time) (int, error) {
+	d.cutoff = t
+	return 2, nil
+}
+
+func TestPruneOrphanBlobs_RemovesUploadsOlderThanAnUploadKeyLives(t *testing.T) {
+	f := newFixture(t, h100Config)
+	dir, err := blob.NewDir(t.TempDir())
+	require.NoError(t, err)
+	up := &directUploads{Dir: dir}
+	f.acts.Blobs = up
+	before := time.Now()
+	_, err = f.env.ExecuteActivity(f.acts.PruneOrphanBlobs, contract.PruneOrphanBlobsInput{Before: time.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	require.WithinRange(t, up.cutoff, before.Add(-store.UploadTTL), time.Now().Add(-store.UploadTTL),
+		"uploads written before an upload key's lifetime ago belong to expired keys")
 }

@@ -22,7 +22,11 @@ import (
 
 var dbURL string
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, "api", true, &dbURL)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m, "api", true, &dbURL)
+	stopS3()
+	os.Exit(code)
+}
 
 type fixture struct {
 	db *sqlx.DB

@@ -55,20 +55,25 @@ func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err 
 	if !archiveTypes[ct] {
 		return a, false, Errorf(http.StatusUnsupportedMediaType, "send the package as Content-Type: application/gzip (a tar.gz), not %q", ct)
 	}
+	return s.keepArchive(c.Request().Context(), principal(c).WorkspaceID, c.Request().Body, c.Request().ContentLength)
+}
+
+// keepArchive stores the package r yields (length bytes, -1 when unknown) by its digest,
+// checks it and records it for the workspace. A package refused for its size, the quota or
+// its content leaves no blob behind.
+func (s *Server) keepArchive(ctx context.Context, ws string, r io.Reader, length int64) (a store.Archive, isNew bool, err error) {
 	limit := s.deps.MaxArchiveBytes
-	if c.Request().ContentLength > limit {
-		return a, false, Errorf(http.StatusRequestEntityTooLarge, "archive of %d bytes is over the %d-byte limit", c.Request().ContentLength, limit)
+	if length > limit {
+		return a, false, Errorf(http.StatusRequestEntityTooLarge, "archive of %d bytes is over the %d-byte limit", length, limit)
 	}
-	ctx := c.Request().Context()
-	ws := principal(c).WorkspaceID
-	room, err := s.archiveRoom(ctx, ws, c.Request().ContentLength)
+	room, err := s.archiveRoom(ctx, ws, length)
 	if err != nil {
 		return a, false, err
 	}
 	// Reading stops where the quota would be passed, so an archive over it is never stored
 	// whole. One the workspace has already would fit whatever its size; its upload is
 	// refused here only when it is larger than the room left, and is rare.
-	digest, size, created, err := s.deps.Blobs.Put(ctx, c.Request().Body, min(limit, room.left))
+	digest, size, created, err := s.deps.Blobs.Put(ctx, r, min(limit, room.left))
 	if errors.Is(err, blob.ErrTooLarge) {
 		if room.left < limit {
 			return a, false, room.refuse()
@@ -86,7 +91,7 @@ func (s *Server) storeArchive(c echo.Context) (a store.Archive, isNew bool, err 
 			}
 		}()
 	}
-	cfg, err := s.checkPackage(c, digest)
+	cfg, err := s.checkPackage(ctx, digest)
 	if err != nil {
 		return a, false, err
 	}
@@ -147,8 +152,8 @@ func (s *Server) dropBlob(ctx context.Context, digest string) {
 // checkPackage unpacks the stored blob into scratch space and returns its config. A package
 // that unpacks to more than Deps.MaxUnpackedBytes, or to more than modelpkg's expansion
 // ratio allows, is 413 naming the limit.
-func (s *Server) checkPackage(c echo.Context, digest string) (modelpkg.Config, error) {
-	r, _, err := s.deps.Blobs.Open(c.Request().Context(), digest)
+func (s *Server) checkPackage(ctx context.Context, digest string) (modelpkg.Config, error) {
+	r, _, err := s.deps.Blobs.Open(ctx, digest)
 	if err != nil {
 		return modelpkg.Config{}, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/settings"
 	"github.com/modelplane/modelplane/store"
@@ -316,10 +317,16 @@ func (s *Server) sourceArchive(ctx context.Context, workspaceID string, src sour
 		if err != nil {
 			return store.Archive{}, err
 		}
-		if u.ArchiveID == nil {
+		switch up, direct := s.deps.Blobs.(blob.Uploads); {
+		case u.ArchiveID != nil:
+			ref = *u.ArchiveID
+		case direct:
+			if ref, err = s.takeUpload(ctx, up, u, field); err != nil {
+				return store.Archive{}, err
+			}
+		default:
 			return store.Archive{}, Errorf(http.StatusConflict, "%s: nothing was uploaded to %q yet; PUT the archive to the upload_url prepare_model_upload answered", field, ref)
 		}
-		ref = *u.ArchiveID
 	}
 	a, err := store.ArchiveByID(ctx, s.deps.DB, workspaceID, ref)
 	if errors.Is(err, store.ErrNotFound) {

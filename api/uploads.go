@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
+	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
 )
@@ -23,7 +26,11 @@ const UploadPath = "/v1/uploads/"
 const uploadKeyPrefix = "upl_"
 
 // uploadTTL is how long a prepared upload key takes an archive.
-const uploadTTL = 24 * time.Hour
+const uploadTTL = store.UploadTTL
+
+// presignedUploadTTL is how long a presigned upload URL (an S3 store's) may be started: an
+// upload under way when it passes still finishes.
+const presignedUploadTTL = time.Hour
 
 func isUploadKey(s string) bool { return strings.HasPrefix(s, uploadKeyPrefix) }
 
@@ -92,6 +99,13 @@ func (s *Server) prepareModelUpload(c echo.Context) error {
 		return err
 	}
 	url := c.Scheme() + "://" + c.Request().Host + UploadPath + key
+	if up, ok := s.deps.Blobs.(blob.Uploads); ok {
+		// Straight to the bucket: the bytes do not pass through the API until the create
+		// reads them back.
+		if url, err = up.PresignUpload(c.Request().Context(), key, presignedUploadTTL); err != nil {
+			return fmt.Errorf("presigning the upload: %w", err)
+		}
+	}
 	return c.JSON(http.StatusOK, apiv1.PrepareModelUploadV1{S3Key: &key, UploadURL: &url})
 }
 
@@ -179,4 +193,48 @@ func (s *Server) putUpload(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, apiv1.ArchiveV1{ID: a.ID, Size: a.SizeBytes})
+}
+
+// takeUpload makes an archive of what a client PUT to the presigned URL of an upload key,
+// when the store takes uploads directly: read back from the store, checked and limited as
+// POST /v1/archives is, stored by digest and recorded on the key. The uploaded object goes
+// once it is stored or refused; after a failure that is not the package's fault (the store
+// or the database) it stays, for the create to be retried. field names the request's field.
+func (s *Server) takeUpload(ctx context.Context, up blob.Uploads, u store.Upload, field string) (archiveID string, err error) {
+	r, size, err := up.OpenUpload(ctx, u.Key)
+	if errors.Is(err, blob.ErrNotFound) {
+		// A create of the same key at once may have taken it first.
+		if again, err := store.UploadByKey(ctx, s.deps.DB, u.WorkspaceID, u.Key); err == nil && again.ArchiveID != nil {
+			return *again.ArchiveID, nil
+		}
+		return "", Errorf(http.StatusConflict, "%s: nothing was uploaded to %q yet; PUT the archive to the upload_url prepare_model_upload answered", field, u.Key)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading upload %s: %w", u.Key, err)
+	}
+	defer r.Close()
+	defer func() {
+		var refused *Error
+		if err == nil || (errors.As(err, &refused) && refused.Status < http.StatusInternalServerError) {
+			if derr := up.DeleteUpload(context.WithoutCancel(ctx), u.Key); derr != nil {
+				s.log.Warn("removing a presigned upload; the cleanup sweep will", "upload", u.Key, "err", derr)
+			}
+		}
+	}()
+	if time.Now().After(u.ExpiresAt) {
+		return "", Errorf(http.StatusBadRequest, "%s: upload key %q expired at %s; POST /v1/prepare_model_upload makes another", field, u.Key, u.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	a, _, err := s.keepArchive(ctx, u.WorkspaceID, r, size)
+	if err != nil {
+		return "", err
+	}
+	err = store.CompleteUpload(ctx, s.deps.DB, u.WorkspaceID, u.Key, a.ID)
+	if errors.Is(err, store.ErrUploaded) {
+		again, err := store.UploadByKey(ctx, s.deps.DB, u.WorkspaceID, u.Key)
+		if err != nil {
+			return "", err
+		}
+		return *again.ArchiveID, nil
+	}
+	return a.ID, err
 }

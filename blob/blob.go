@@ -1,8 +1,7 @@
 // Package blob stores model archives by content: a blob's name is the SHA-256 of its bytes,
 // so storing the same archive twice keeps one copy and a name always means the same bytes.
 //
-// Dir keeps blobs in a directory; Store is the interface an S3-compatible store can also
-// implement.
+// Dir keeps blobs in a directory, S3 in an S3-compatible bucket; both are a Store.
 package blob
 
 import (
@@ -39,6 +38,21 @@ type Store interface {
 	// DeleteIfOlder removes a blob when it was last stored before t, and says whether it did;
 	// a blob stored again since Older listed it stays.
 	DeleteIfOlder(ctx context.Context, digest string, t time.Time) (bool, error)
+}
+
+// Uploads is what a store offers when clients may upload to it directly, with a presigned
+// URL and no credentials (S3): the API then reads the upload back, checks it and stores it
+// by digest. A Dir has none; clients upload to it through the API.
+type Uploads interface {
+	// PresignUpload returns a URL that takes one PUT of the upload named name until expires
+	// has passed.
+	PresignUpload(ctx context.Context, name string, expires time.Duration) (string, error)
+	// OpenUpload reads what was PUT for name: ErrNotFound when nothing was.
+	OpenUpload(ctx context.Context, name string) (io.ReadCloser, int64, error)
+	// DeleteUpload removes what was PUT for name; nothing there is not an error.
+	DeleteUpload(ctx context.Context, name string) error
+	// DeleteUploadsOlder removes the uploads last written before t and says how many went.
+	DeleteUploadsOlder(ctx context.Context, t time.Time) (int, error)
 }
 
 var digestPattern = regexp.MustCompile(`^sha256:([0-9a-f]{64})$`)

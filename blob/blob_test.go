@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/blob"
+	"github.com/modelplane/modelplane/blob/blobtest"
 )
 
 func TestDir_PutIsContentAddressedAndIdempotent(t *testing.T) {
@@ -127,4 +128,20 @@ func TestDir_OlderAndDeleteIfOlderGoByWhenABlobWasLastStored(t *testing.T) {
 		_, _, err := d.Open(ctx, digest)
 		require.NoError(t, err)
 	}
+}
+
+func TestDir_Conformance(t *testing.T) {
+	blobtest.Run(t, func(t *testing.T) blobtest.Harness {
+		d, err := blob.NewDir(t.TempDir())
+		require.NoError(t, err)
+		return blobtest.Harness{Store: d, Leftovers: func() []string {
+			entries, err := os.ReadDir(d.TempDir())
+			require.NoError(t, err)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			return names
+		}}
+	})
 }

@@ -85,6 +85,8 @@ type Options struct {
 
 	// MaxArchiveBytes bounds a model package upload (default api.DefaultMaxArchiveBytes).
 	MaxArchiveBytes int64
+	// S3, when set, is the bucket model packages are kept in instead of <DataDir>/blobs.
+	S3 *blob.S3Config
 	// MaxUnpackedBytes bounds what a package unpacks to (default api.DefaultMaxUnpackedBytes).
 	MaxUnpackedBytes int64
 
@@ -251,7 +253,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := blob.NewDir(filepath.Join(opts.DataDir, "blobs"))
+	blobs, scratch, err := openBlobs(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +334,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	apiHandler := api.New(api.Deps{DB: s.db, Temporal: s.tc, Logger: s.log, NodeToken: nodeToken,
-		Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: opts.MaxArchiveBytes,
+		Blobs: blobs, ScratchDir: scratch, MaxArchiveBytes: opts.MaxArchiveBytes,
 		MaxUnpackedBytes: opts.MaxUnpackedBytes, SecretsKey: secretsKey, MetricsToken: s.MetricsToken,
 		TemporalUIURL: s.TemporalUIURL, TemporalNamespace: opts.TemporalNamespace})
 	// The API and the gateway share the address: inference paths go to the gateway. No flat

@@ -19,6 +19,9 @@ type Upload struct {
 	UploadedAt  *time.Time `db:"uploaded_at"`
 }
 
+// UploadTTL is how long an upload key takes an archive after it was made.
+const UploadTTL = 24 * time.Hour
+
 // ErrUploaded is CompleteUpload's answer for a key that holds an archive already.
 var ErrUploaded = errors.New("an archive was uploaded to this key already")
 

@@ -52,6 +52,7 @@ type devConfig struct {
 	AdoptDatabase bool
 	tls           tlsfiles.ServerFiles
 	tlsCAFile     string
+	blobs         blobStoreConfig
 }
 
 func newDevCmd(logger func() *slog.Logger) *cobra.Command {
@@ -95,6 +96,7 @@ the workspace "default" and an admin API key, saved to <data-dir>/api-key.`,
 	tlsCAFlag(cmd, &c.tlsCAFile, "its own API (the local agent)")
 	cmd.Flags().StringVar(&c.MetricsToken, "metrics-token", envString("MODELPLANE_METRICS_TOKEN", ""), "Bearer token /metrics asks for; empty: the one in <data-dir>/metrics-token, made on first start (MODELPLANE_METRICS_TOKEN)")
 	f.BoolVar(&c.AdoptDatabase, "adopt-database", envBool("MODELPLANE_ADOPT_DATABASE", false), "take over a database whose deployments another Temporal history (another data directory) runs: they are restarted here, promotions in flight canceled; without it dev refuses such a database (MODELPLANE_ADOPT_DATABASE)")
+	blobStoreFlags(cmd, &c.blobs)
 	return cmd
 }
 
@@ -117,6 +119,10 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 	if c.asyncWorker.AsyncOutputRetention <= 0 {
 		return fmt.Errorf("--async-output-retention must be positive, got %s", c.asyncWorker.AsyncOutputRetention)
 	}
+	s3, err := c.blobs.s3()
+	if err != nil {
+		return err
+	}
 	ctx, stop := signalContext(cmd)
 	defer stop()
 	out := cmd.OutOrStdout()
@@ -128,6 +134,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		TemporalTLS: c.TemporalTLS, WorkerConcurrency: c.Concurrency,
 		Postgres:        devstack.PostgresOptions{DatabaseURL: c.DatabaseURL},
 		MaxArchiveBytes: c.MaxArchiveBytes,
+		S3:              s3,
 		GPUProfile:      c.GPUProfile,
 		PythonIndexURL:  c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
 		ReplicaUIDs: c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,

@@ -37,6 +37,7 @@ type serverConfig struct {
 	NodeTokenFile     string
 	SecretsKeyFile    string
 	BlobDir           string
+	BlobStore         blobStoreConfig
 	MaxArchiveBytes   int64
 	MaxUnpackedBytes  int64
 	DatabaseURL       string
@@ -112,20 +113,21 @@ func dialTemporal(ctx context.Context, c serverConfig, log *slog.Logger) (client
 }
 
 // secretsAndBlobs reads the node token (empty when no file is named) and opens the blob
-// store, the two things the api and worker processes both need from their flags.
-func (c serverConfig) secretsAndBlobs() (string, *blob.Dir, error) {
+// store and the scratch space packages are checked in, the things the api and worker
+// processes both need from their flags.
+func (c serverConfig) secretsAndBlobs(ctx context.Context) (string, blob.Store, string, error) {
 	var token string
 	if c.NodeTokenFile != "" {
 		var err error
 		if token, err = readToken(c.NodeTokenFile); err != nil {
-			return "", nil, err
+			return "", nil, "", err
 		}
 	}
-	blobs, err := blob.NewDir(c.BlobDir)
+	blobs, scratch, err := c.BlobStore.open(ctx, c.BlobDir, c.MaxArchiveBytes)
 	if err != nil {
-		return "", nil, fmt.Errorf("--blob-dir %s: %w", c.BlobDir, err)
+		return "", nil, "", err
 	}
-	return token, blobs, nil
+	return token, blobs, scratch, nil
 }
 
 // envSecretsKey is the variable that may hold the secrets key itself, base64.
@@ -196,7 +198,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			nodeToken, blobs, err := c.secretsAndBlobs()
+			nodeToken, blobs, scratch, err := c.secretsAndBlobs(ctx)
 			if err != nil {
 				return err
 			}
@@ -207,7 +209,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			// No flat ReadTimeout: a large archive upload over a slow link may take longer than
 			// any bound that suits the rest; the body read timeout is renewed as bytes arrive.
 			srv := httpserve.Server(api.New(api.Deps{DB: db, Temporal: tc, Logger: log, NodeToken: nodeToken,
-				Blobs: blobs, ScratchDir: blobs.TempDir(), MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
+				Blobs: blobs, ScratchDir: scratch, MaxArchiveBytes: c.MaxArchiveBytes, MaxUnpackedBytes: c.MaxUnpackedBytes,
 				SecretsKey: secretsKey, MetricsToken: c.MetricsToken, AgentTLS: agentTLS,
 				TemporalUIURL: c.TemporalUIURL, TemporalNamespace: c.TemporalNamespace}), c.Timeouts)
 			srv.Addr = c.Listen
@@ -217,6 +219,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&c.Listen, "listen", envString("MODELPLANE_LISTEN", defaultServerListen), "address to serve on (MODELPLANE_LISTEN)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "where model packages are stored; shared by every API process (MODELPLANE_BLOB_DIR)")
+	blobStoreFlags(cmd, &c.BlobStore)
 	cmd.Flags().Int64Var(&c.MaxArchiveBytes, "max-archive-bytes", int64(envInt("MODELPLANE_MAX_ARCHIVE_BYTES", api.DefaultMaxArchiveBytes)), "largest model package accepted (MODELPLANE_MAX_ARCHIVE_BYTES)")
 	maxUnpackedFlag(cmd, &c.MaxUnpackedBytes)
 	cmd.Flags().StringVar(&c.NodeTokenFile, "node-token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding the token shared by node agents of older setups; unset accepts only nodes' own tokens (modelplane nodes token create) (MODELPLANE_NODE_TOKEN_FILE)")
@@ -265,7 +268,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			nodeToken, blobs, err := c.secretsAndBlobs()
+			nodeToken, blobs, _, err := c.secretsAndBlobs(ctx)
 			if err != nil {
 				return err
 			}
@@ -312,6 +315,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 	cmd.Flags().StringVar(&c.Listen, "metrics-listen", envString("MODELPLANE_WORKER_METRICS_LISTEN", defaultWorkerMetricsListen), "address of the worker's /metrics, /healthz and /readyz; empty serves none (MODELPLANE_WORKER_METRICS_LISTEN)")
 	cmd.Flags().StringVar(&c.ArchiveBaseURL, "archive-base-url", envString("MODELPLANE_API_URL", "http://127.0.0.1:8080"), "the API's URL as agents reach it, to download archives (MODELPLANE_API_URL)")
 	cmd.Flags().StringVar(&c.BlobDir, "blob-dir", envString("MODELPLANE_BLOB_DIR", "./.modelplane/blobs"), "the API's archive store, to prune archives nothing uses (MODELPLANE_BLOB_DIR)")
+	blobStoreFlags(cmd, &c.BlobStore)
 	asyncWorkerFlags(cmd, &c.asyncWorkerConfig)
 	serverTimeoutFlags(cmd, &c.Timeouts)
 	tlsServerFlags(cmd, &c.TLS)
