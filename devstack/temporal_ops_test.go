@@ -26,7 +26,7 @@ import (
 	"github.com/modelplane/modelplane/internal/pgtest"
 	"github.com/modelplane/modelplane/internal/temporalclient"
 	"github.com/modelplane/modelplane/internal/temporalschema"
-	"github.com/modelplane/modelplane/internal/tlstest"
+	"github.com/modelplane/modelplane/internal/tlsfiles/tlstest"
 	"github.com/modelplane/modelplane/worker"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
@@ -121,7 +121,7 @@ func TestTemporal_PostgresSchemaByTheSQLToolServesAWorkflowAndSetupAgainIsANoOp(
 }
 
 func TestTemporal_MTLSFrontendAdmitsOnlyClientsWithCertificates(t *testing.T) {
-	f := tlstest.New(t, "temporal.test")
+	f := tlstest.MutualTLS(t, "temporal.test")
 	srv, err := devstack.StartTemporal(devstack.TemporalOptions{DataDir: t.TempDir(), Namespace: "default",
 		FrontendTLS: &devstack.FrontendTLS{CertFile: f.ServerCert, KeyFile: f.ServerKey, ClientCAFile: f.CA, ServerName: "temporal.test"}})
 	require.NoError(t, err)
@@ -144,7 +144,7 @@ func TestTemporal_MTLSFrontendAdmitsOnlyClientsWithCertificates(t *testing.T) {
 	}{
 		{"plain", temporalclient.TLS{}, "set --temporal-tls"},
 		{"TLS without a client certificate", temporalclient.TLS{CAFile: f.CA, ServerName: "temporal.test"}, "set --temporal-tls-cert-file"},
-		{"a CA that did not sign the frontend", temporalclient.TLS{CAFile: tlstest.New(t, "x").CA, CertFile: f.ClientCert, KeyFile: f.ClientKey, ServerName: "temporal.test"}, "unknown authority"},
+		{"a CA that did not sign the frontend", temporalclient.TLS{CAFile: tlstest.MutualTLS(t, "x").CA, CertFile: f.ClientCert, KeyFile: f.ClientKey, ServerName: "temporal.test"}, "unknown authority"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := dial(tc.tls)
@@ -178,7 +178,7 @@ func TestTemporal_DeployConfigServesOnPostgresWithMTLS(t *testing.T) {
 	require.NoError(t, err)
 	ports, err := freeport.Pick(10)
 	require.NoError(t, err)
-	f := tlstest.New(t, "temporal.test")
+	f := tlstest.MutualTLS(t, "temporal.test")
 	for k, v := range map[string]string{
 		"POSTGRES_SEEDS": host, "DB_PORT": port, "POSTGRES_USER": def.User, "POSTGRES_PWD": def.Password,
 		"DBNAME": def.DatabaseName, "VISIBILITY_DBNAME": vis.DatabaseName, "NUM_HISTORY_SHARDS": "1",

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane/internal/temporalclient"
-	"github.com/modelplane/modelplane/internal/tlstest"
+	"github.com/modelplane/modelplane/internal/tlsfiles/tlstest"
 )
 
 func TestOptions_PlainWhenNoTLSIsAsked(t *testing.T) {
@@ -21,7 +21,7 @@ func TestOptions_PlainWhenNoTLSIsAsked(t *testing.T) {
 }
 
 func TestOptions_MTLSCarriesCAServerNameAndClientCertificate(t *testing.T) {
-	f := tlstest.New(t, "temporal.internal")
+	f := tlstest.MutualTLS(t, "temporal.internal")
 	o, err := temporalclient.Options(temporalclient.Config{Address: "t:7233", TLS: temporalclient.TLS{
 		CAFile: f.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey, ServerName: "temporal.internal",
 	}}, slog.Default())
@@ -44,7 +44,7 @@ func TestOptions_TLSWithoutFilesTrustsTheSystemRoots(t *testing.T) {
 }
 
 func TestOptions_RefusesBadTLSFilesAtOnce(t *testing.T) {
-	f := tlstest.New(t, "temporal.internal")
+	f := tlstest.MutualTLS(t, "temporal.internal")
 	notPEM := filepath.Join(t.TempDir(), "ca.pem")
 	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate"), 0o600))
 	for _, tc := range []struct {

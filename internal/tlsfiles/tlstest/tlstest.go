@@ -54,6 +54,12 @@ func NewCA(t testing.TB) *CA {
 // number, and its key, to certFile and keyFile (replacing them when they exist).
 func (ca *CA) Issue(t testing.TB, certFile, keyFile string, serial int64) {
 	t.Helper()
+	ca.issue(t, certFile, keyFile, serial, []string{"localhost"}, x509.ExtKeyUsageServerAuth)
+}
+
+// issue writes a certificate for 127.0.0.1 and names, for the given uses, and its key.
+func (ca *CA) issue(t testing.TB, certFile, keyFile string, serial int64, names []string, usage ...x509.ExtKeyUsage) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -61,8 +67,8 @@ func (ca *CA) Issue(t testing.TB, certFile, keyFile string, serial int64) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: names, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -74,6 +80,29 @@ func (ca *CA) Issue(t testing.TB, certFile, keyFile string, serial int64) {
 	}
 	write(t, keyFile, "EC PRIVATE KEY", kder)
 	write(t, certFile, "CERTIFICATE", der)
+}
+
+// Files are the paths of an authority and of a server and a client certificate it signed,
+// for mutual TLS.
+type Files struct {
+	CA                    string
+	ServerCert, ServerKey string // for 127.0.0.1, localhost and the name given to MutualTLS
+	ClientCert, ClientKey string
+}
+
+// MutualTLS writes an authority, a server certificate for 127.0.0.1, localhost and dnsName,
+// which may act as a client too (Temporal's own services dial their frontend with the
+// server's pair), and a client certificate, under t's temporary directory.
+func MutualTLS(t testing.TB, dnsName string) Files {
+	t.Helper()
+	ca := NewCA(t)
+	dir := t.TempDir()
+	f := Files{CA: ca.File,
+		ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
+		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem")}
+	ca.issue(t, f.ServerCert, f.ServerKey, 2, []string{dnsName, "localhost"}, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	ca.issue(t, f.ClientCert, f.ClientKey, 3, nil, x509.ExtKeyUsageClientAuth)
+	return f
 }
 
 // Pair issues a certificate into t's temporary directory and answers its two files.
