@@ -26,7 +26,7 @@ func startDev(t *testing.T) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := modelplaneCmd("dev", "--data-dir", dir, "--listen", freeAddr(t),
-		"--temporal-port", "0", "--temporal-ui-port", "0", "--database-url", dbURL)
+		"--temporal-port", "0", "--temporal-ui-port", "0", "--database-url", devDatabase(t))
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

@@ -51,10 +51,21 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// devDatabase is a fresh database for one dev: dev refuses a database whose deployments
+// another data directory's Temporal history runs, as the tests' other devs' would be. It is
+// dropped when the test ends, after dev has stopped.
+func devDatabase(t *testing.T) string {
+	t.Helper()
+	u, drop, err := pgtest.Create("cmddev")
+	require.NoError(t, err)
+	t.Cleanup(drop)
+	return u
+}
+
 func TestDev_CtrlCStopsEverythingAndExitsZero(t *testing.T) {
 	dir := t.TempDir()
 	cmd := modelplaneCmd("dev", "--data-dir", dir, "--listen", freeAddr(t),
-		"--temporal-port", "0", "--temporal-ui-port", "0", "--database-url", dbURL)
+		"--temporal-port", "0", "--temporal-ui-port", "0", "--database-url", devDatabase(t))
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var stderr strings.Builder
@@ -110,7 +121,7 @@ func TestDev_UnusablePortIsOneClearError(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 	cmd := modelplaneCmd("dev", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
-		"--temporal-port", "0", "--temporal-ui-port", strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "--database-url", dbURL)
+		"--temporal-port", "0", "--temporal-ui-port", strconv.Itoa(l.Addr().(*net.TCPAddr).Port), "--database-url", devDatabase(t))
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	require.True(t, errors.As(err, &exit), "dev must fail when the UI port is taken: %v\n%s", err, out)
