@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -172,11 +173,7 @@ func newAPICmd(logger func() *slog.Logger) *cobra.Command {
 			if err := checkTimeouts(c.Timeouts); err != nil {
 				return err
 			}
-			cert, err := c.TLS.Load()
-			if err != nil {
-				return err
-			}
-			agentTLS, err := httpClientTLS(c.TLSCAFile)
+			cert, agentTLS, err := c.loadTLS()
 			if err != nil {
 				return err
 			}
@@ -247,11 +244,7 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 			if err := c.Concurrency.Check(); err != nil {
 				return err
 			}
-			cert, err := c.TLS.Load()
-			if err != nil {
-				return err
-			}
-			agentTLS, err := httpClientTLS(c.TLSCAFile)
+			cert, agentTLS, err := c.loadTLS()
 			if err != nil {
 				return err
 			}
@@ -331,4 +324,18 @@ func newWorkerCmd(logger func() *slog.Logger) *cobra.Command {
 type workerConfig struct {
 	serverConfig
 	Concurrency worker.Concurrency
+}
+
+// loadTLS reads the listener's certificate (nil without one) and the client configuration
+// for calls to agents, which trusts --tls-ca-file besides the system's authorities.
+func (c serverConfig) loadTLS() (*tlsfiles.Certificate, *tls.Config, error) {
+	cert, err := c.TLS.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	agentTLS, err := httpClientTLS(c.TLSCAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, agentTLS, nil
 }
