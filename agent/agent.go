@@ -159,8 +159,7 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 			return nil, fmt.Errorf("agent: isolation is required but impossible: %s", iso.report.Warning)
 		}
 		cfg.Logger.Error("MODEL SERVERS ON THIS NODE ARE NOT ISOLATED: " + iso.report.Warning)
-	}
-	if closed := closedGPUDevices("/dev"); iso.on() && len(closed) > 0 {
+	} else if closed := closedGPUDevices("/dev"); len(closed) > 0 {
 		cfg.Logger.Error("replica users cannot open the GPU device files; their model servers will see no GPU: "+
 			"give them mode 0666 (the NVIDIA driver's NVreg_DeviceFileMode=0666, its default)", "files", strings.Join(closed, ", "))
 	}

@@ -220,7 +220,8 @@ func (s *Server) createDeployment(c echo.Context) error {
 		return err
 	}
 	nd.ModelID, nd.WorkspaceID = m.ID, m.WorkspaceID
-	if err := s.checkTargetEnvironment(c, m, req.environment); err != nil {
+	target, err := s.checkTargetEnvironment(c, m, req.environment)
+	if err != nil {
 		return err
 	}
 	// The development deployment a new one replaces; its replicas make room for the new one's.
@@ -237,12 +238,8 @@ func (s *Server) createDeployment(c echo.Context) error {
 	// A push straight to an environment brings the new deployment to what the environment
 	// serves now.
 	starts := 1
-	if req.environment != "" {
-		env, err := s.environment(c, m.ID, req.environment)
-		if err != nil {
-			return err
-		}
-		served, err := s.servedReplicas(ctx, env, "")
+	if target != nil {
+		served, err := s.servedReplicas(ctx, *target, "")
 		if err != nil {
 			return err
 		}
@@ -285,20 +282,22 @@ func (s *Server) createDeployment(c echo.Context) error {
 }
 
 // checkTargetEnvironment refuses, before anything is made, a push straight to an
-// environment of the model that does not exist or is being promoted to.
-func (s *Server) checkTargetEnvironment(c echo.Context, m store.Model, env string) error {
+// environment of the model that does not exist or is being promoted to, and answers the
+// environment (nil when env is empty).
+func (s *Server) checkTargetEnvironment(c echo.Context, m store.Model, env string) (*store.Environment, error) {
 	if env == "" {
-		return nil
+		return nil, nil
 	}
-	if _, err := s.environment(c, m.ID, env); err != nil {
-		return err
+	e, err := s.environment(c, m.ID, env)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := store.RunningPromotion(c.Request().Context(), s.deps.DB, m.ID, env); err == nil {
-		return Errorf(http.StatusConflict, "a promotion of %s is already running", env)
+		return nil, Errorf(http.StatusConflict, "a promotion of %s is already running", env)
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
+		return nil, err
 	}
-	return nil
+	return &e, nil
 }
 
 // sourceArchive finds the workspace's archive a source names: by archive_id, or by s3_key,

@@ -143,7 +143,7 @@ func (s *Server) checkNewDeployment(c echo.Context, modelID, teamID string, p pa
 	if err != nil {
 		return err
 	}
-	if err := s.checkTargetEnvironment(c, m, t.environment); err != nil {
+	if _, err := s.checkTargetEnvironment(c, m, t.environment); err != nil {
 		return err
 	}
 	if p.name == "" || t.development {
