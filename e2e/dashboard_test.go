@@ -290,14 +290,22 @@ func TestDashboard_SignInShowsModelsAndTheProductionDeployment(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "the key created in the dashboard (%s) works", id)
 }
 
+// secondDeploymentPage makes a model named name with a second deployment, and signs a page
+// in on the model's page once that deployment's row shows it ACTIVE; row selects the row.
+func secondDeploymentPage(t *testing.T, h *harness, name string) (p *page, modelID, first, second, row string) {
+	t.Helper()
+	modelID, first = dashboardModel(t, h, name)
+	second = h.newDeployment(modelID, testmodelArchive(t, h, "--response-bytes", "2"))
+	p = newPage(t, h)
+	p.signIn(h.key, "/m/"+modelID)
+	row = "#dep-" + second
+	p.waitText(row+" .status-cell", 10*time.Second, contains("ACTIVE"), "the second deployment is listed")
+	return p, modelID, first, second, row
+}
+
 func TestDashboard_PromoteWithARampThenCancelPutsTrafficBack(t *testing.T) {
 	h := dashboardHarness(t)
-	modelID, first := dashboardModel(t, h, "dash-ramp")
-	second := h.newDeployment(modelID, testmodelArchive(t, h, "--response-bytes", "2"))
-	p := newPage(t, h)
-	p.signIn(h.key, "/m/"+modelID)
-	row := "#dep-" + second
-	p.waitText(row+" .status-cell", 10*time.Second, contains("ACTIVE"), "the second deployment is listed")
+	p, modelID, first, _, row := secondDeploymentPage(t, h, "dash-ramp")
 	p.run("choose a 20 s ramp to production",
 		chromedp.SetValue(chromedp.CSS(row+` select[name="env"]`), "production"),
 		chromedp.Click(chromedp.CSS(row+` input[name="ramp"]`)),
@@ -355,12 +363,7 @@ func (p *page) waitHidden(sel string, within time.Duration) {
 
 func TestDashboard_DeactivateActivateAndDeleteThroughTheConfirmation(t *testing.T) {
 	h := dashboardHarness(t)
-	modelID, _ := dashboardModel(t, h, "dash-lifecycle")
-	second := h.newDeployment(modelID, testmodelArchive(t, h, "--response-bytes", "2"))
-	p := newPage(t, h)
-	p.signIn(h.key, "/m/"+modelID)
-	row := "#dep-" + second
-	p.waitText(row+" .status-cell", 10*time.Second, contains("ACTIVE"), "the second deployment is listed")
+	p, modelID, _, second, row := secondDeploymentPage(t, h, "dash-lifecycle")
 
 	p.click(row + ` [data-action="deactivate"]`)
 	p.waitText(row+" .status-cell", 90*time.Second, contains("INACTIVE"), "deactivating shows INACTIVE")
