@@ -14,14 +14,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
-	"golang.org/x/time/rate"
 
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/internal/keylimit"
 	"github.com/modelplane/modelplane/session"
 	"github.com/modelplane/modelplane/store"
 )
@@ -53,7 +52,9 @@ var pages = []string{"signin", "models", "model", "deployment", "nodes", "usage"
 type dashboard struct {
 	o        Options
 	pages    map[string]*template.Template
-	failures *limiter
+	// failures limits failed sign-ins per client address: an address without a token is
+	// refused before its key is checked, and a failure takes one.
+	failures *keylimit.Limiter
 }
 
 // Register adds the dashboard's routes to e: the pages, sign-in and sign-out, /assets/ and
@@ -71,7 +72,7 @@ func Register(e *echo.Echo, o Options) {
 	if o.FailedSignInBurst <= 0 {
 		o.FailedSignInBurst = 10
 	}
-	d := &dashboard{o: o, pages: map[string]*template.Template{}, failures: newLimiter(o.FailedSignInRate, o.FailedSignInBurst)}
+	d := &dashboard{o: o, pages: map[string]*template.Template{}, failures: keylimit.New(o.FailedSignInRate, o.FailedSignInBurst)}
 	layout := template.Must(template.New("layout.html").Funcs(template.FuncMap{"list": func(v ...string) []string { return v }}).ParseFS(templateFS, "templates/layout.html"))
 	for _, p := range pages {
 		d.pages[p] = template.Must(template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+p+".html"))
@@ -147,13 +148,13 @@ func (d *dashboard) signIn(c echo.Context) error {
 	r := c.Request()
 	next := localPath(r.PostFormValue("next"))
 	addr := clientAddress(r)
-	if !d.failures.allowed(addr, time.Now()) {
+	if !d.failures.Allowed(addr, time.Now()) {
 		c.Response().Header().Set("Retry-After", "1")
 		return d.render(c, http.StatusTooManyRequests, "signin", view{Title: "Sign in", Page: "signin", Next: next,
 			Error: "Too many failed sign-ins from this address; wait a few seconds and try again."})
 	}
 	fail := func(msg string) error {
-		d.failures.fail(addr, time.Now())
+		_, _ = d.failures.Take(addr, time.Now())
 		return d.render(c, http.StatusUnauthorized, "signin", view{Title: "Sign in", Page: "signin", Next: next, Error: msg})
 	}
 	text := strings.TrimSpace(r.PostFormValue("api_key"))
@@ -268,50 +269,4 @@ func clientAddress(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// limiter is a token bucket per client address for failed sign-ins: a failure takes a token,
-// and an address without one is refused before its key is checked. Buckets that are full
-// again are dropped, so the map holds only addresses that failed lately.
-type limiter struct {
-	limit rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     map[string]*rate.Limiter
-}
-
-func newLimiter(perSecond float64, burst int) *limiter {
-	l := &limiter{limit: rate.Limit(perSecond), burst: burst, m: map[string]*rate.Limiter{}}
-	if perSecond < 0 {
-		l.limit = rate.Inf
-	}
-	return l
-}
-
-func (l *limiter) allowed(addr string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim, ok := l.m[addr]
-	return !ok || lim.TokensAt(now) >= 1
-}
-
-func (l *limiter) fail(addr string, now time.Time) {
-	if l.limit == rate.Inf {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.m) > 10000 {
-		for a, lim := range l.m {
-			if lim.TokensAt(now) >= float64(l.burst) {
-				delete(l.m, a)
-			}
-		}
-	}
-	lim, ok := l.m[addr]
-	if !ok {
-		lim = rate.NewLimiter(l.limit, l.burst)
-		l.m[addr] = lim
-	}
-	lim.AllowN(now, 1)
 }

@@ -273,7 +273,7 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	if refuseUnserving(w, dep) {
 		return
 	}
-	if wait, ok := g.limiter.take(workspace, time.Now()); !ok {
+	if wait, ok := g.limiter.Take(workspace, time.Now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 		writeError(w, http.StatusTooManyRequests, "workspace submits async requests faster than %g per second to this gateway", g.opts.AsyncRateLimit)
 		return

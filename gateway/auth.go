@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/modelplane/modelplane/apikey"
+	"github.com/modelplane/modelplane/internal/lru"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -35,8 +36,8 @@ type keyCache struct {
 	now func() time.Time
 	mu  sync.Mutex
 	// found holds keys the database has, missing the time an unknown key was looked up.
-	found   *lru[string, cachedKey]
-	missing *lru[string, time.Time]
+	found   *lru.LRU[string, cachedKey]
+	missing *lru.LRU[string, time.Time]
 	// lookups counts database reads, for tests.
 	lookups atomic.Int64
 }
@@ -51,7 +52,7 @@ type cachedKey struct {
 func newKeyCache(db *sqlx.DB, size int, now func() time.Time) *keyCache {
 	missing := max(1, size/missingShare)
 	return &keyCache{db: db, now: now,
-		found: newLRU[string, cachedKey](max(1, size-missing)), missing: newLRU[string, time.Time](missing)}
+		found: lru.New[string, cachedKey](max(1, size-missing)), missing: lru.New[string, time.Time](missing)}
 }
 
 // errKeyUnavailable means the key could not be checked (the database did not answer).
@@ -87,11 +88,11 @@ func (k *keyCache) authenticate(ctx context.Context, header string) (workspaceID
 func (k *keyCache) get(ctx context.Context, id string) (cachedKey, error) {
 	now := k.now()
 	k.mu.Lock()
-	if c, ok := k.found.get(id); ok && now.Sub(c.fetched) < keyTTL {
+	if c, ok := k.found.Get(id); ok && now.Sub(c.fetched) < keyTTL {
 		k.mu.Unlock()
 		return c, nil
 	}
-	if at, ok := k.missing.get(id); ok && now.Sub(at) < missingKeyTTL {
+	if at, ok := k.missing.Get(id); ok && now.Sub(at) < missingKeyTTL {
 		k.mu.Unlock()
 		return cachedKey{fetched: at}, nil
 	}
@@ -111,11 +112,11 @@ func (k *keyCache) get(ctx context.Context, id string) (cachedKey, error) {
 	}
 	k.mu.Lock()
 	if c.found {
-		k.missing.remove(id)
-		k.found.put(id, c)
+		k.missing.Remove(id)
+		k.found.Put(id, c)
 	} else {
-		k.found.remove(id)
-		k.missing.put(id, now)
+		k.found.Remove(id)
+		k.missing.Put(id, now)
 	}
 	k.mu.Unlock()
 	return c, nil
@@ -125,7 +126,7 @@ func (k *keyCache) get(ctx context.Context, id string) (cachedKey, error) {
 func (k *keyCache) len() (found, missing int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.found.len(), k.missing.len()
+	return k.found.Len(), k.missing.Len()
 }
 
 // notified evicts a key named in a routes notification; an empty payload (the listener
@@ -138,10 +139,10 @@ func (k *keyCache) notified(payload string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if payload == "" {
-		k.found.clear()
-		k.missing.clear()
+		k.found.Clear()
+		k.missing.Clear()
 		return
 	}
-	k.found.remove(id)
-	k.missing.remove(id)
+	k.found.Remove(id)
+	k.missing.Remove(id)
 }

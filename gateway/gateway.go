@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelplane/modelplane/internal/keylimit"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -130,9 +131,9 @@ type Gateway struct {
 	pool     *pool
 	waker    *waker
 	// limiter is the per-workspace async submission rate limit.
-	limiter *keyLimiter
+	limiter *keylimit.Limiter
 	// failures is the per-address limit of failed authentications.
-	failures *keyLimiter
+	failures *keylimit.Limiter
 	// attempts runs the async attempts this gateway claimed.
 	attempts *attemptRunner
 	// reported is set once a gateway report is written: until then workers would take the
@@ -208,8 +209,8 @@ func New(opts Options) (*Gateway, error) {
 	g.waker = newWaker(opts.Temporal, opts.MaxHeld)
 	// Async requests per workspace, with a burst of two seconds' worth; failed
 	// authentications per client address.
-	g.limiter = newKeyLimiter(opts.AsyncRateLimit, int(2*opts.AsyncRateLimit))
-	g.failures = newKeyLimiter(opts.FailedAuthRateLimit, opts.FailedAuthBurst)
+	g.limiter = keylimit.New(opts.AsyncRateLimit, int(2*opts.AsyncRateLimit))
+	g.failures = keylimit.New(opts.FailedAuthRateLimit, opts.FailedAuthBurst)
 	g.attempts = newAttemptRunner()
 	return g, nil
 }

@@ -243,7 +243,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (t *table, works
 		writeError(w, http.StatusServiceUnavailable, "%s", err.Error())
 		return nil, "", false
 	case refused != "":
-		if wait, ok := g.failures.take(clientAddress(r), time.Now()); !ok {
+		if wait, ok := g.failures.Take(clientAddress(r), time.Now()); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 			writeError(w, http.StatusTooManyRequests, "too many failed authentications from this address (more than %g per second): slow down", g.opts.FailedAuthRateLimit)
 			return nil, "", false
