@@ -50,8 +50,8 @@ type Options struct {
 var pages = []string{"signin", "models", "model", "deployment", "nodes", "usage", "keys"}
 
 type dashboard struct {
-	o        Options
-	pages    map[string]*template.Template
+	o     Options
+	pages map[string]*template.Template
 	// failures limits failed sign-ins per client address: an address without a token is
 	// refused before its key is checked, and a failure takes one.
 	failures *keylimit.Limiter
