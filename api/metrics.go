@@ -75,22 +75,8 @@ var servedMetrics = []metricDef{
 	{apiv1.MetricDescriptorV1{Name: "baseten_replicas_starting", UnitHint: apiv1.MetricUnitCount,
 		Kind: apiv1.MetricKindGauge, LabelSets: []map[string]string{{}}},
 		func(v stepValues) []*float64 { return []*float64{intValue(v.starting)} }},
-	{apiv1.MetricDescriptorV1{Name: "modelplane_replicas", UnitHint: apiv1.MetricUnitCount,
-		Kind: apiv1.MetricKindGauge, LabelSets: []map[string]string{{}}},
-		func(v stepValues) []*float64 {
-			if v.replicas == nil {
-				return []*float64{nil}
-			}
-			return []*float64{ptr(float64(v.replicas.Live))}
-		}},
-	{apiv1.MetricDescriptorV1{Name: "modelplane_replica_starts", UnitHint: apiv1.MetricUnitCount,
-		Kind: apiv1.MetricKindCounter, LabelSets: []map[string]string{{}}},
-		func(v stepValues) []*float64 {
-			if v.replicas == nil {
-				return []*float64{nil}
-			}
-			return []*float64{ptr(float64(v.replicas.Placed))}
-		}},
+	usageMetric(metricReplicas, apiv1.MetricKindGauge, func(st store.ReplicaStep) int { return st.Live }),
+	usageMetric(metricReplicaStarts, apiv1.MetricKindCounter, func(st store.ReplicaStep) int { return st.Placed }),
 	{apiv1.MetricDescriptorV1{Name: "baseten_concurrent_requests", UnitHint: apiv1.MetricUnitCount,
 		Kind: apiv1.MetricKindGauge, LabelSets: []map[string]string{{}}},
 		func(v stepValues) []*float64 {
@@ -99,6 +85,25 @@ var servedMetrics = []metricDef{
 			}
 			return []*float64{ptr(v.load.Concurrency / v.seconds)}
 		}},
+}
+
+// The metrics answered from the usage record (store.ReplicaSteps), which is read only when
+// one of them is asked for.
+const (
+	metricReplicas      = "modelplane_replicas"
+	metricReplicaStarts = "modelplane_replica_starts"
+)
+
+// usageMetric is a count of the usage record's steps, known in every step up to now.
+func usageMetric(name string, kind apiv1.MetricKind, count func(store.ReplicaStep) int) metricDef {
+	return metricDef{apiv1.MetricDescriptorV1{Name: name, UnitHint: apiv1.MetricUnitCount, Kind: kind,
+		LabelSets: []map[string]string{{}}},
+		func(v stepValues) []*float64 {
+			if v.replicas == nil {
+				return []*float64{nil}
+			}
+			return []*float64{ptr(float64(count(*v.replicas)))}
+		}}
 }
 
 // defaultMetrics are those answered when ?metrics= is not sent, as in Baseten's API.
@@ -241,9 +246,11 @@ func (s *Server) metricsAnswer(c echo.Context, r metricsRequest, now time.Time, 
 			return apiv1.ModelMetricsV1{}, err
 		}
 	}
-	placed, err := store.ReplicaSteps(ctx, s.deps.DB, spans, r.start, r.end, r.step, now)
-	if err != nil {
-		return apiv1.ModelMetricsV1{}, err
+	var placed []store.ReplicaStep
+	if slices.ContainsFunc(r.metrics, func(m metricDef) bool { return m.Name == metricReplicas || m.Name == metricReplicaStarts }) {
+		if placed, err = store.ReplicaSteps(ctx, s.deps.DB, spans, r.start, r.end, r.step, now); err != nil {
+			return apiv1.ModelMetricsV1{}, err
+		}
 	}
 	return metricsV1(r, now, steps, earliest, ready, starting, placed), nil
 }
