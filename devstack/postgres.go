@@ -67,7 +67,7 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 		return &Postgres{URL: local, Source: "local server"}, nil
 	}
 	dir := filepath.Join(opts.DataDir, "postgres")
-	p, privErr := startPrivate(ctx, dir)
+	p, privErr := StartPrivatePostgres(ctx, dir, 0)
 	if privErr == nil {
 		return p, nil
 	}
@@ -199,9 +199,11 @@ func run(cmd *exec.Cmd) error {
 	return nil
 }
 
-// startPrivate initialises (once) and starts a cluster in dir on a free port, reachable over
-// TCP on 127.0.0.1 only.
-func startPrivate(ctx context.Context, dir string) (*Postgres, error) {
+// StartPrivatePostgres initialises (once) and starts a cluster in dir on port (0: a free
+// one), reachable over TCP on 127.0.0.1 only, with a database named modelplane. Started again
+// on the same directory and port after Stop, it serves the same data at the same URL, as a
+// restarted database server does.
+func StartPrivatePostgres(ctx context.Context, dir string, port int) (*Postgres, error) {
 	bin, err := postgresBinDir()
 	if err != nil {
 		return nil, err
@@ -232,9 +234,10 @@ func startPrivate(ctx context.Context, dir string) (*Postgres, error) {
 	if as.command(ctx, dir, pgctl, "-D", dir, "status").Run() == nil {
 		_ = run(as.command(ctx, dir, pgctl, "-D", dir, "-m", "fast", "-w", "stop"))
 	}
-	port, err := freeport.One()
-	if err != nil {
-		return nil, err
+	if port == 0 {
+		if port, err = freeport.One(); err != nil {
+			return nil, err
+		}
 	}
 	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k ''", port)
 	if err := run(as.command(ctx, dir, pgctl, "-D", dir, "-o", opts, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "start")); err != nil {

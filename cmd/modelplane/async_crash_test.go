@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,9 +24,9 @@ import (
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/internal/webhooktest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
-	"github.com/modelplane/modelplane/webhook"
 )
 
 // subprocess is a modelplane subcommand running as its own process group.
@@ -68,42 +67,6 @@ func (p *subprocess) kill() {
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
-}
-
-// deliveries is a webhook receiver that checks every signature and records delivery IDs.
-type deliveries struct {
-	secret string
-	mu     sync.Mutex
-	ids    map[string]map[string]int // request ID → delivery ID → times received
-	bad    []string
-}
-
-func (d *deliveries) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var p struct {
-		RequestID string          `json:"request_id"`
-		Type      string          `json:"type"`
-		Data      json.RawMessage `json:"data"`
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := webhook.Verify(d.secret, r.Header, body, time.Now(), 5*time.Minute); err != nil {
-		d.bad = append(d.bad, "signature: "+err.Error())
-	}
-	if err := json.Unmarshal(body, &p); err != nil || p.Type != "async_request_completed" {
-		d.bad = append(d.bad, fmt.Sprintf("payload %s: %v", body, err))
-	}
-	if d.ids[p.RequestID] == nil {
-		d.ids[p.RequestID] = map[string]int{}
-	}
-	d.ids[p.RequestID][r.Header.Get("X-Modelplane-Delivery-Id")]++
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (d *deliveries) count() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.ids)
 }
 
 // TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce runs the control plane as
@@ -167,7 +130,7 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	require.NoError(t, err)
 	secret, err := store.RotateWebhookSecret(ctx, db, ws.ID)
 	require.NoError(t, err)
-	recv := &deliveries{secret: secret.Secret, ids: map[string]map[string]int{}}
+	recv := webhooktest.New(secret.Secret)
 	hook := httptest.NewServer(recv)
 	t.Cleanup(hook.Close)
 
@@ -216,7 +179,7 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	}
 	require.Eventually(t, func() bool { return settled() == len(ids) }, 3*time.Minute, 250*time.Millisecond,
 		"every request ends SUCCEEDED with its webhook delivered")
-	require.Eventually(t, func() bool { return recv.count() == len(ids) }, time.Minute, 100*time.Millisecond,
+	require.Eventually(t, func() bool { return recv.Requests() == len(ids) }, time.Minute, 100*time.Millisecond,
 		"every request's webhook arrives")
 
 	var addr string
@@ -226,12 +189,10 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	defer resp.Body.Close()
 	calls := map[string]int{}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&calls))
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	assert.Empty(t, recv.bad, "every webhook is signed and well formed")
+	assert.Empty(t, recv.Bad(), "every webhook is signed and well formed")
 	for _, id := range ids {
 		assert.Equal(t, 1, calls[id], "request %s reaches the model exactly once", id)
-		assert.Len(t, recv.ids[id], 1, "request %s has one delivery ID: %v", id, recv.ids[id])
+		assert.Len(t, recv.Deliveries(id), 1, "request %s has one delivery ID: %v", id, recv.Deliveries(id))
 		r, err := store.GetAsyncRequest(ctx, db, ws.ID, id)
 		require.NoError(t, err)
 		assert.Equal(t, 1, r.Attempts, "request %s took one attempt", id)

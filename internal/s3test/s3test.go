@@ -31,6 +31,7 @@ import (
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/internal/freeport"
 	"github.com/modelplane/modelplane/internal/proctest"
+	"github.com/modelplane/modelplane/internal/toolbuild"
 )
 
 // Region is the region the test server's clients use; SeaweedFS accepts any.
@@ -213,66 +214,15 @@ var (
 
 // Binary returns the path of a weed binary, building it on first use.
 func Binary() (string, error) {
-	buildOnce.Do(func() { built, buildErr = build() })
+	buildOnce.Do(func() {
+		_, file, _, ok := runtime.Caller(0)
+		if !ok {
+			buildErr = errors.New("s3test: cannot find its own source")
+			return
+		}
+		built, buildErr = toolbuild.Tool{Name: "weed", ModuleDir: filepath.Join(filepath.Dir(file), "weed"),
+			Requires: "github.com/seaweedfs/seaweedfs", Package: "github.com/seaweedfs/seaweedfs/weed",
+			Env: "MODELPLANE_TEST_WEED"}.Binary()
+	})
 	return built, buildErr
-}
-
-func build() (string, error) {
-	if p := os.Getenv("MODELPLANE_TEST_WEED"); p != "" {
-		return p, nil
-	}
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("s3test: cannot find its own source")
-	}
-	mod := filepath.Join(filepath.Dir(file), "weed")
-	version, err := pinnedVersion(filepath.Join(mod, "go.mod"))
-	if err != nil {
-		return "", err
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "modelplane-test", "weed-"+version)
-	bin := filepath.Join(dir, "weed")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", err
-	}
-	// Built beside its final name and renamed, so that test processes building at once
-	// never run a half-written binary.
-	tmp := filepath.Join(dir, "weed.tmp-"+strconv.Itoa(os.Getpid()))
-	cmd := exec.Command("go", "build", "-o", tmp, "github.com/seaweedfs/seaweedfs/weed")
-	cmd.Dir = mod
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("s3test: building SeaweedFS (%s): %v\n%s", time.Since(start).Round(time.Second), err, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(os.Stderr, "s3test: built SeaweedFS %s in %s\n", version, time.Since(start).Round(time.Second))
-	return bin, nil
-}
-
-// pinnedVersion reads the SeaweedFS version the tools module requires.
-func pinnedVersion(goMod string) (string, error) {
-	b, err := os.ReadFile(goMod)
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[0] == "require" {
-			f = f[1:]
-		}
-		if len(f) >= 2 && f[0] == "github.com/seaweedfs/seaweedfs" {
-			return f[1], nil
-		}
-	}
-	return "", fmt.Errorf("s3test: %s does not require github.com/seaweedfs/seaweedfs", goMod)
 }
