@@ -73,8 +73,9 @@ func parseAsyncRequestPath(r *http.Request) (route, bool) {
 
 // serveAsync serves the async routes: accepting a request, its status and cancellation, and a
 // deployment's queue counts. These are not inference requests themselves and are not counted
-// as such; the attempts that carry requests out are.
-func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, rt route) {
+// as such; the attempts that carry requests out are. labels gets the model and deployment the
+// route names, for the request's span.
+func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, rt route, labels *requestLabels) {
 	w.Header().Set(headerRequestID, requestID(r))
 	t, workspace, ok := g.admit(w, r)
 	if !ok {
@@ -96,6 +97,7 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, rt route) {
 	if m == nil {
 		return
 	}
+	labels.modelID = m.id
 	method := http.MethodPost
 	if rt.action == actionAsyncQueueStatus {
 		method = http.MethodGet
@@ -107,11 +109,12 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), asyncDBTimeout)
 	defer cancel()
-	dep, env, status, reason := g.asyncTarget(ctx, m, rt)
+	dep, env, status, reason := g.asyncTarget(ctx, m, rt, labels)
 	if dep == nil {
 		writeError(w, status, "%s", reason)
 		return
 	}
+	labels.deploymentID = dep.id
 	if rt.action == actionAsyncQueueStatus {
 		g.serveQueueStatus(ctx, w, dep)
 		return
@@ -122,10 +125,10 @@ func (g *Gateway) serveAsync(w http.ResponseWriter, r *http.Request, rt route) {
 // asyncTarget finds the deployment an async route names. An environment's is its current
 // deployment, read from the database: queued requests follow the environment (see
 // async_requests_follow_environment), so a canary's weighted split does not apply to them.
-func (g *Gateway) asyncTarget(ctx context.Context, m *model, rt route) (dep *deployment, env string, status int, reason string) {
+// labels gets the environment, as resolve sets it for a sync request.
+func (g *Gateway) asyncTarget(ctx context.Context, m *model, rt route, labels *requestLabels) (dep *deployment, env string, status int, reason string) {
 	if rt.kind != "environment" {
-		var labels requestLabels
-		dep, status, reason = resolve(m, rt, &labels)
+		dep, status, reason = resolve(m, rt, labels)
 		return dep, "", status, reason
 	}
 	e, err := store.EnvironmentByName(ctx, g.opts.DB, m.id, rt.name)
@@ -138,6 +141,7 @@ func (g *Gateway) asyncTarget(ctx context.Context, m *model, rt route) (dep *dep
 	case e.CurrentDeploymentID == nil:
 		return nil, "", http.StatusNotFound, "environment " + rt.name + " of model " + m.id + " has no deployment: promote one to it"
 	}
+	labels.environment = e.Name
 	dep = m.deployments[*e.CurrentDeploymentID]
 	if dep == nil {
 		// Promoted a moment ago: this gateway's routes do not have it yet.

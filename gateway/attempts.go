@@ -296,6 +296,8 @@ func (g *Gateway) attempt(ctx context.Context, a *attemptRun) (res store.Attempt
 	r.Header.Set(headerAttempt, strconv.Itoa(a.Attempt))
 
 	labels := requestLabels{modelID: a.ModelID, async: true}
+	r, span := traceAttempt(r, a.RequestID, a.Attempt)
+	defer func() { endSpan(span, labels, w) }()
 	dep := g.attemptDeployment(ctx, a)
 	if dep == nil {
 		writeError(w, http.StatusNotFound, "model %s has no deployment %s", a.ModelID, a.DeploymentID)

@@ -152,20 +152,20 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		rt, ok = parseAsyncRequestPath(r)
 	}
 	r, span := traceRequest(r)
+	w := &statusWriter{ResponseWriter: rw}
+	var labels requestLabels
 	if ok && rt.isAsync() {
-		if span != nil {
-			defer span.End()
-		}
-		g.serveAsync(rw, r, rt)
+		// Not an inference request itself (no metrics), but traced like one: the span says
+		// which model and deployment a request was queued for.
+		defer func() { endSpan(span, labels, w) }()
+		g.serveAsync(w, r, rt, &labels)
 		return
 	}
 	start := time.Now()
-	w := &statusWriter{ResponseWriter: rw}
 	id := requestID(r)
 	r.Header.Set(headerRequestID, id)
 	rw.Header().Set(headerRequestID, id)
 
-	var labels requestLabels
 	defer func() {
 		g.metrics.observe(labels, w, start)
 		endSpan(span, labels, w)

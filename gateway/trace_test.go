@@ -1,10 +1,12 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -12,8 +14,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/internal/telemetry"
+	"github.com/modelplane/modelplane/store"
+	"github.com/modelplane/modelplane/testmodel"
 )
 
 // clientTraceparent is a client's own trace: version, trace ID, parent span ID, sampled.
@@ -60,10 +65,7 @@ func TestTracing_GatewaySpanReachesModelServerAsTraceparent(t *testing.T) {
 		require.NotEmpty(t, tp, "the model server is sent a traceparent")
 		assert.Equal(t, span.SpanContext.TraceID().String(), traceIDOf(tp), "the model server's traceparent is the gateway span's trace")
 		assert.Contains(t, tp, span.SpanContext.SpanID().String(), "the model server's parent is the gateway span")
-		attrs := map[string]string{}
-		for _, a := range span.Attributes {
-			attrs[string(a.Key)] = a.Value.Emit()
-		}
+		attrs := spanAttributes(span)
 		assert.Equal(t, d.ID, attrs["modelplane.deployment_id"])
 		assert.Equal(t, "200", attrs["http.response.status_code"])
 	})
@@ -88,4 +90,69 @@ func TestTracing_OffInventsNoTraceparentAndPassesTheClientsThrough(t *testing.T)
 	h = upstreamHeaders(t, f, "Traceparent", clientTraceparent, "Tracestate", "vendor=v1")
 	assert.Equal(t, clientTraceparent, h.Get("Traceparent"), "a client's traceparent passes through untouched")
 	assert.Equal(t, "vendor=v1", h.Get("Tracestate"))
+}
+
+// spanAttributes is a span's attributes as strings, by name.
+func spanAttributes(span tracetest.SpanStub) map[string]string {
+	attrs := map[string]string{}
+	for _, a := range span.Attributes {
+		attrs[string(a.Key)] = a.Value.Emit()
+	}
+	return attrs
+}
+
+func TestTracing_AsyncPredictGetsAServerSpanOfItsModelAndDeployment(t *testing.T) {
+	f := newFixture(t, gateway.Options{Temporal: &asyncTemporal{}, MaxAsyncAttempts: -1})
+	model := newServer(t, "m", testmodel.Options{})
+	d := f.servingDeployment(model.addr())
+	spans := tracetest.NewInMemoryExporter()
+	t.Cleanup(telemetry.Install(sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))))
+
+	a := f.do(f.request(http.MethodPost, "/models/"+f.model.ID+"/production/async_predict", strings.NewReader(`{"model_input":1}`),
+		"Traceparent", clientTraceparent))
+	require.Equal(t, http.StatusCreated, a.status, a.body)
+	got := spans.GetSpans()
+	require.Len(t, got, 1, "one span for the queueing request")
+	span := got[0]
+	assert.Equal(t, trace.SpanKindServer, span.SpanKind)
+	assert.Equal(t, clientTraceID, span.SpanContext.TraceID().String(), "the queueing request joins the client's trace")
+	attrs := spanAttributes(span)
+	assert.Equal(t, f.model.ID, attrs["modelplane.model_id"])
+	assert.Equal(t, d.ID, attrs["modelplane.deployment_id"])
+	assert.Equal(t, modelplane.ProductionEnvironment, attrs["modelplane.environment"])
+	assert.Equal(t, "201", attrs["http.response.status_code"])
+	assert.Equal(t, "POST", attrs["http.request.method"])
+}
+
+func TestTracing_AsyncAttemptSendsTheModelServerATraceparentOfItsOwnSpan(t *testing.T) {
+	f := newFixture(t, gateway.Options{})
+	model := newAsyncModel(t, 0)
+	d := f.servingDeployment(model.addr())
+	spans := tracetest.NewInMemoryExporter()
+	t.Cleanup(telemetry.Install(sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))))
+
+	id := f.queuedRequest(d.ID, `{"i":1}`)
+	claim, err := store.ClaimAsyncRequest(context.Background(), f.db, id)
+	require.NoError(t, err)
+	require.True(t, claim.Claimed, "%+v", claim)
+	f.createAttempt(id, d.ID, 1)
+	f.doneAttempt(id, 1, 3*time.Second)
+	_, h, _ := model.call(id, 1)
+	tp := h.Get("Traceparent")
+	require.NotEmpty(t, tp, "the model server is sent a traceparent with the async prediction")
+
+	var attempt *tracetest.SpanStub
+	for _, s := range spans.GetSpans() {
+		if s.SpanContext.TraceID().String() == traceIDOf(tp) {
+			attempt = &s
+		}
+	}
+	require.NotNil(t, attempt, "a span of the attempt's trace, among %v", spans.GetSpans())
+	assert.Contains(t, tp, attempt.SpanContext.SpanID().String(), "the model server's parent is the attempt's span")
+	attrs := spanAttributes(*attempt)
+	assert.Equal(t, f.model.ID, attrs["modelplane.model_id"])
+	assert.Equal(t, d.ID, attrs["modelplane.deployment_id"])
+	assert.Equal(t, id, attrs["modelplane.request_id"])
+	assert.Equal(t, "1", attrs["modelplane.attempt"])
+	assert.Equal(t, "200", attrs["http.response.status_code"])
 }

@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -63,8 +64,10 @@ func TestCompose_HasEveryPartOfTheStackWiredTogether(t *testing.T) {
 			t.Errorf("service %s: want it started by default, got services %v", name, got)
 		}
 	}
-	if _, ok := p.Services["seaweedfs"]; ok {
-		t.Errorf("seaweedfs: want it only under the s3 profile, got it started by default")
+	for _, name := range []string{"seaweedfs", "seaweedfs-bucket"} {
+		if _, ok := p.Services[name]; ok {
+			t.Errorf("%s: want it only under the s3 profile, got it started by default", name)
+		}
 	}
 
 	for _, name := range []string{"migrate", "api", "gateway", "worker"} {
@@ -140,6 +143,7 @@ func TestCompose_HasEveryPartOfTheStackWiredTogether(t *testing.T) {
 		assertMount(t, name, s, "blobs", "/var/lib/modelplane/blobs", false)
 		for k, v := range map[string]string{
 			"MODELPLANE_BLOB_DIR":         "/var/lib/modelplane/blobs",
+			"MODELPLANE_BLOB_STORE":       "dir",
 			"MODELPLANE_NODE_TOKEN_FILE":  "/run/modelplane/node-token",
 			"MODELPLANE_SECRETS_KEY_FILE": "/run/modelplane/secrets-key",
 		} {
@@ -199,6 +203,15 @@ func TestCompose_S3ProfileAndGPUOverrideLoad(t *testing.T) {
 		t.Errorf("seaweedfs: want an S3 server with a healthcheck, got command %v healthcheck %+v", s.Command, s.HealthCheck)
 	}
 
+	// Without the profile the API and the worker do not wait for a bucket nobody makes: the
+	// dependency is optional, and compose drops it.
+	p = loadCompose(t, nil, nil, "compose.yaml").WithoutUnresolvedOptionalDependencies()
+	for _, name := range []string{"api", "worker"} {
+		if got, ok := service(t, p, name).DependsOn["seaweedfs-bucket"]; ok {
+			t.Errorf("%s depends_on seaweedfs-bucket without the s3 profile: want it dropped, got %+v", name, got)
+		}
+	}
+
 	p = loadCompose(t, nil, nil, "compose.yaml", "compose.gpu.yaml")
 	agent := service(t, p, "agent")
 	if agent.Deploy == nil || len(agent.Deploy.Resources.Reservations.Devices) != 1 {
@@ -214,5 +227,78 @@ func TestCompose_S3ProfileAndGPUOverrideLoad(t *testing.T) {
 	// The override keeps what it does not name.
 	if got := env(agent, "MODELPLANE_API_URL"); got != "http://api:8080" {
 		t.Errorf("agent with GPUs MODELPLANE_API_URL: want http://api:8080 kept, got %q", got)
+	}
+}
+
+func TestCompose_S3ProfileKeepsPackagesInSeaweedFS(t *testing.T) {
+	p := loadCompose(t, []string{
+		"MODELPLANE_BLOB_STORE=s3",
+		"MODELPLANE_S3_ACCESS_KEY_ID=mpkey",
+		"MODELPLANE_S3_SECRET_ACCESS_KEY=mpsecret",
+	}, []string{"s3"}, "compose.yaml")
+
+	// The API and the worker sign with SeaweedFS's key, address it by its service name, and
+	// wait for the bucket.
+	for _, name := range []string{"api", "worker"} {
+		s := service(t, p, name)
+		for k, v := range map[string]string{
+			"MODELPLANE_BLOB_STORE":           "s3",
+			"MODELPLANE_S3_BUCKET":            "modelplane",
+			"MODELPLANE_S3_PATH_STYLE":        "true",
+			"MODELPLANE_S3_ACCESS_KEY_ID":     "mpkey",
+			"MODELPLANE_S3_SECRET_ACCESS_KEY": "mpsecret",
+			"MODELPLANE_BLOB_DIR":             "/var/lib/modelplane/blobs",
+		} {
+			if got := env(s, k); got != v {
+				t.Errorf("%s %s: want %q, got %q", name, k, v, got)
+			}
+		}
+		if got := env(s, "MODELPLANE_S3_ENDPOINT"); !strings.HasPrefix(got, "http://seaweedfs:8333") {
+			t.Errorf("%s MODELPLANE_S3_ENDPOINT: want the seaweedfs service's S3 port, got %q", name, got)
+		}
+		if got, ok := s.DependsOn["seaweedfs-bucket"]; !ok || got.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s depends_on seaweedfs-bucket: want it done first, got %+v", name, s.DependsOn)
+		}
+	}
+	// The gateway and migrate touch no package: no key for them.
+	for _, name := range []string{"gateway", "migrate"} {
+		if got := env(service(t, p, name), "MODELPLANE_S3_SECRET_ACCESS_KEY"); got != "" {
+			t.Errorf("%s MODELPLANE_S3_SECRET_ACCESS_KEY: want none, got %q", name, got)
+		}
+	}
+
+	// SeaweedFS knows that key, and publishes its S3 port on the host's loopback for the
+	// presigned uploads of clients.
+	weed := service(t, p, "seaweedfs")
+	var config string
+	for _, c := range weed.Configs {
+		if c.Source == "seaweedfs-s3" && c.Target == "/etc/seaweedfs/s3.json" {
+			config = p.Configs[c.Source].Content
+		}
+	}
+	if !slices.Contains(weed.Command, "-s3.config=/etc/seaweedfs/s3.json") ||
+		!strings.Contains(config, `"accessKey": "mpkey"`) || !strings.Contains(config, `"secretKey": "mpsecret"`) {
+		t.Errorf("seaweedfs: want -s3.config naming modelplane's key, got command %v configs %+v content %q", weed.Command, weed.Configs, config)
+	}
+	var identities struct {
+		Identities []struct{ Name string } `json:"identities"`
+	}
+	if err := json.Unmarshal([]byte(config), &identities); err != nil || len(identities.Identities) != 1 {
+		t.Errorf("seaweedfs s3.json: want JSON with one identity, got %v: %q", err, config)
+	}
+	if len(weed.Ports) != 1 || weed.Ports[0].HostIP != "127.0.0.1" || weed.Ports[0].Target != 8333 || weed.Ports[0].Published != "8333" {
+		t.Errorf("seaweedfs ports: want 127.0.0.1:8333:8333, got %+v", weed.Ports)
+	}
+
+	// The bucket is made once SeaweedFS is up, under the same profile and by the same name.
+	bucket := service(t, p, "seaweedfs-bucket")
+	if !slices.Contains(bucket.Profiles, "s3") || bucket.Restart != "no" {
+		t.Errorf("seaweedfs-bucket: want a one-shot of the s3 profile, got profiles %v restart %q", bucket.Profiles, bucket.Restart)
+	}
+	if got := bucket.DependsOn["seaweedfs"]; got.Condition != types.ServiceConditionHealthy {
+		t.Errorf("seaweedfs-bucket depends_on seaweedfs: want healthy, got %+v", bucket.DependsOn)
+	}
+	if got := env(bucket, "BUCKET"); got != "modelplane" || !strings.Contains(strings.Join(bucket.Command, " "), "s3.bucket.create -name $BUCKET") {
+		t.Errorf("seaweedfs-bucket: want s3.bucket.create of modelplane, got BUCKET %q command %v", got, bucket.Command)
 	}
 }
