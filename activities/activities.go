@@ -34,7 +34,7 @@ type Activities struct {
 	// certificate authorities.
 	AgentTLS *tls.Config
 	// ArchiveBaseURL is the control plane's URL as agents reach it; they download archives
-	// from ArchiveBaseURL + ArchivePath + the archive's ID.
+	// from ArchiveBaseURL + agentproto.ArchivePath + the archive's ID.
 	ArchiveBaseURL string
 	// Temporal is the client through which promotion activities start Deployment workflows
 	// and send them updates.

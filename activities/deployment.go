@@ -21,9 +21,6 @@ import (
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-// ArchivePath is where the control plane serves archives to agents, below ArchiveBaseURL.
-const ArchivePath = "/internal/v1/archives/"
-
 // LoadDeploymentSpec reads the deployment and the config it runs: its archive's, or the one
 // its create request gave in its place. A deployment without an archive, or with a config
 // that does not parse, fails non-retryably with type
@@ -195,7 +192,7 @@ func (a *Activities) StartReplica(ctx context.Context, in contract.StartReplicaI
 		ReplicaID:     in.ReplicaID,
 		DeploymentID:  in.Spec.DeploymentID,
 		Environment:   in.Spec.Environment,
-		ArchiveURL:    strings.TrimSuffix(a.ArchiveBaseURL, "/") + ArchivePath + in.Spec.ArchiveID,
+		ArchiveURL:    strings.TrimSuffix(a.ArchiveBaseURL, "/") + agentproto.ArchivePath + in.Spec.ArchiveID,
 		ArchiveSHA256: strings.TrimPrefix(in.Spec.ArchiveID, "sha256:"),
 		Config:        in.Spec.Config,
 		Resources:     in.Spec.Resources,

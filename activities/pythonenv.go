@@ -51,7 +51,7 @@ func (a *Activities) BuildPythonEnv(ctx context.Context, in contract.BuildPython
 		agentURLs[n.ID] = n.AgentURL
 	}
 	req := agentproto.EnvRequest{
-		ArchiveURL:    strings.TrimSuffix(a.ArchiveBaseURL, "/") + ArchivePath + in.Spec.ArchiveID,
+		ArchiveURL:    strings.TrimSuffix(a.ArchiveBaseURL, "/") + agentproto.ArchivePath + in.Spec.ArchiveID,
 		ArchiveSHA256: strings.TrimPrefix(in.Spec.ArchiveID, "sha256:"),
 		Config:        in.Spec.Config,
 	}

@@ -613,6 +613,40 @@ func TestAgent_DownloadsArchiveFromTheAPISayingWhichNodeAsks(t *testing.T) {
 	require.Contains(t, asked, "node-test/"+agentID, "the download names the node and its agent ID")
 }
 
+// TestAgent_ArchiveURLOfAnotherAPIHostIsFetchedFromItsOwnAPI: with several API processes
+// the worker may name an API host other than the one this agent reports to. Every API serves
+// every archive, so the agent fetches the archive from its own API, and the other host sees
+// neither a request nor the node token.
+func TestAgent_ArchiveURLOfAnotherAPIHostIsFetchedFromItsOwnAPI(t *testing.T) {
+	fileURL, sum := testmodelPackage(t)
+	body, err := os.ReadFile(strings.TrimPrefix(fileURL, "file://"))
+	require.NoError(t, err)
+	var served, elsewhere atomic.Int32
+	own := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/internal/v1/archives/sha256:"+sum && r.Header.Get("Authorization") == "Bearer "+token {
+			served.Add(1)
+			_, _ = w.Write(body)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer own.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		http.Error(w, "not this host", http.StatusUnauthorized)
+	}))
+	defer other.Close()
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	n := startNode(t, dir, "h200", func(c *agent.Config) { c.APIURL = own.URL })
+	id := newID()
+	n.mustStart(startReq(id, other.URL+"/internal/v1/archives/sha256:"+sum, sum, 0))
+	r := n.waitState(id, modelplane.ReplicaReady)
+	require.Empty(t, r.Error)
+	require.EqualValues(t, 1, served.Load(), "the archive came from the agent's own API")
+	require.Zero(t, elsewhere.Load(), "the other API host was never asked")
+}
+
 func TestAgent_HeartbeatsInventoryAndReplicas(t *testing.T) {
 	var mu sync.Mutex
 	var got []agentproto.Heartbeat

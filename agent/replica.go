@@ -534,11 +534,16 @@ func (a *Agent) openArchive(ctx context.Context, raw string) (io.ReadCloser, err
 	if u.Scheme == "file" {
 		return os.Open(u.Path)
 	}
+	api := strings.TrimSuffix(a.cfg.APIURL, "/")
+	if api != "" && strings.HasPrefix(u.Path, agentproto.ArchivePath) && (u.Scheme == "http" || u.Scheme == "https") {
+		// A control-plane archive: from this node's own API, which serves them all.
+		raw = api + u.EscapedPath()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
 		return nil, err
 	}
-	if a.cfg.APIURL != "" && strings.HasPrefix(raw, strings.TrimSuffix(a.cfg.APIURL, "/")+"/") {
+	if api != "" && strings.HasPrefix(raw, api+"/") {
 		req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
 		req.Header.Set(agentproto.NodeNameHeader, a.cfg.Name)
 		req.Header.Set(agentproto.AgentIDHeader, a.agentID)

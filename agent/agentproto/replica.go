@@ -8,6 +8,11 @@ import (
 	"github.com/modelplane/modelplane/patch"
 )
 
+// ArchivePath is where the control plane serves archives to agents, below its URL. An agent
+// fetches an archive URL with this path from the API it reports to, whichever API host the
+// URL names: every API serves every archive, and the node's token goes to its own API alone.
+const ArchivePath = "/internal/v1/archives/"
+
 // StartRequest is the body of POST /v1/replicas.
 type StartRequest struct {
 	ReplicaID    string `json:"replica_id"`
