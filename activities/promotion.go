@@ -176,6 +176,11 @@ func (a *Activities) StartDeploymentWorkflow(ctx context.Context, in contract.St
 
 // ScaleDeployment sends a scale update to a Deployment workflow and waits until it is done.
 func (a *Activities) ScaleDeployment(ctx context.Context, in contract.DeploymentUpdateInput) error {
+	if in.DropFloorOf != "" {
+		if err := store.DropMinReplica(ctx, a.DB, in.DropFloorOf); err != nil {
+			return fmt.Errorf("setting min_replica of deployment %s to 0: %w", in.DropFloorOf, err)
+		}
+	}
 	return a.updateDeployment(ctx, in)
 }
 

@@ -198,3 +198,21 @@ func TestGiveEnvironmentSettings_CarriesThePreviousDeploymentsOrTheEnvironmentsO
 
 	require.ErrorIs(t, store.GiveEnvironmentSettings(ctx, db, m.ID, "nope", cand.ID), store.ErrNotFound)
 }
+
+func TestDropMinReplica_KeepsTheOtherSettingsAndSparesADeploymentThatServes(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	s := settings.DefaultAutoscalingSettings()
+	s.MinReplica, s.MaxReplica, s.ScaleDownDelay = 2, 4, 30
+	demoted := newScalableDeployment(t, db, m, "ACTIVE", s)
+	serving := newScalableDeployment(t, db, m, "ACTIVE", s)
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, serving.ID))
+
+	require.NoError(t, store.DropMinReplica(ctx, db, demoted.ID))
+	require.NoError(t, store.DropMinReplica(ctx, db, serving.ID))
+	want := s
+	want.MinReplica = 0
+	require.Equal(t, want, targetsByID(t, db, time.Now())[demoted.ID].Settings, "only the floor drops")
+	require.Equal(t, s, targetsByID(t, db, time.Now())[serving.ID].Settings, "production's floor is production's")
+}

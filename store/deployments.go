@@ -139,6 +139,19 @@ func MarkDeploymentDeleted(ctx context.Context, db sqlx.ExecerContext, modelID, 
 		WHERE model_id = $1 AND id = $2 AND deleted_at IS NULL`, modelID, id)
 }
 
+// DropMinReplica sets the deployment's min_replica to 0, keeping its other autoscaling
+// settings, unless it serves an environment (whose floor it is); a deployment at zero then
+// stays there until a request wakes it.
+func DropMinReplica(ctx context.Context, db sqlx.ExecerContext, deploymentID string) error {
+	_, err := db.ExecContext(ctx, `
+		UPDATE deployments SET autoscaling_settings = jsonb_set(
+			CASE WHEN jsonb_typeof(autoscaling_settings) = 'object' THEN autoscaling_settings ELSE '{}' END,
+			'{min_replica}', '0'), updated_at = now()
+		WHERE id = $1 AND deleted_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM environments e WHERE e.current_deployment_id = deployments.id)`, deploymentID)
+	return err
+}
+
 // UpdateDeploymentAutoscaling replaces a live deployment's autoscaling settings.
 func UpdateDeploymentAutoscaling(ctx context.Context, db sqlx.ExecerContext, modelID, id string, s settings.AutoscalingSettings) error {
 	return exec(ctx, db, true, `

@@ -236,6 +236,7 @@ func (p *promotion) demote(ctx workflow.Context, begin contract.BeginPromotionRe
 	default: // SCALE_TO_ZERO, the default strategy
 		in.UpdateName, in.UpdateID = contract.UpdateScale, p.in.PromotionID+":scale-previous"
 		in.Request = contract.ScaleRequest{Replicas: 0}
+		in.DropFloorOf = prev
 		f = workflow.ExecuteActivity(ctx, contract.ActivityScaleDeployment, in)
 	}
 	if err := f.Get(ctx, nil); err != nil {

@@ -82,6 +82,10 @@ type DeploymentUpdateInput struct {
 	// AcceptedOnly returns once the Deployment workflow accepted the update, which it then
 	// carries out durably by itself, instead of waiting until it is done.
 	AcceptedOnly bool
+	// DropFloorOf, a deployment ID, has its min_replica set to 0 before the update is sent:
+	// a deployment a promotion scaled down stays at zero until a request wakes it, rather
+	// than being brought back to its floor by the autoscaler.
+	DropFloorOf string
 }
 
 // WaitDeploymentReadyInput says which Deployment workflow to watch and for what.
