@@ -6,7 +6,7 @@ GO            ?= go
 BIN           := bin/modelplane
 WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-.PHONY: build run test deploy-check lint bench histories conformance fuzz
+.PHONY: build run test test-cluster deploy-check lint bench histories conformance fuzz
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelplane
@@ -17,6 +17,13 @@ run: build
 
 test: deploy-check
 	$(GO) test -count=1 -timeout 14m ./...
+
+# The cluster test (cluster/, build tag "cluster"): modelplane as separate processes (two
+# APIs, gateways and workers, three agents) on the official Temporal server, a PostgreSQL and
+# SeaweedFS of its own, with processes killed under load; it prints its summary at the end.
+# The first run builds the Temporal server and SeaweedFS into the user's cache (minutes).
+test-cluster:
+	$(GO) test -tags cluster -count=1 -timeout 25m -v -run '^TestCluster$$' ./cluster
 
 # The deployment artifacts under deploy/ (Compose file, Helm chart, systemd units), checked by
 # the libraries docker compose and helm are built on. A module of its own (deploy/check), so
@@ -32,6 +39,7 @@ conformance:
 lint:
 	$(GO) vet ./...
 	cd deploy/check && $(GO) vet ./...
+	$(GO) vet -tags cluster ./cluster
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) run $(WORKFLOWCHECK) ./workflows/...
