@@ -26,8 +26,8 @@ test-cluster:
 	$(GO) test -tags cluster -count=1 -timeout 25m -v -run '^TestCluster$$' ./cluster
 
 # The deployment artifacts under deploy/ (Compose file, Helm chart, systemd units), checked by
-# the libraries docker compose and helm are built on. A module of its own (deploy/check), so
-# that their dependencies stay out of modelplane's.
+# docker compose itself and the libraries helm is built on. A module of its own (deploy/check),
+# so that their dependencies stay out of modelplane's.
 deploy-check:
 	cd deploy/check && $(GO) test -count=1 -timeout 10m ./...
 
