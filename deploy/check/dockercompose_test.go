@@ -39,10 +39,7 @@ func dockerCompose(t *testing.T) string {
 		}
 		// Built beside its final name and renamed, so that a concurrent run never runs half a file.
 		tmp := composeBin + ".tmp-" + strconv.Itoa(os.Getpid())
-		cmd := exec.Command("go", "build", "-o", tmp, "github.com/docker/compose/v5/cmd")
-		cmd.Dir = filepath.Join(deployDir, "check", "dockercompose")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			composeErr = &buildError{out: string(out), err: err}
+		if composeErr = goBuild(filepath.Join(deployDir, "check", "dockercompose"), "github.com/docker/compose/v5/cmd", tmp); composeErr != nil {
 			return
 		}
 		composeErr = os.Rename(tmp, composeBin)

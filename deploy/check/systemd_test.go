@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,11 +79,7 @@ func modelplaneBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "modelplane")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/modelplane")
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = &buildError{out: string(out), err: err}
-		}
+		binErr = goBuild(repoRoot, "./cmd/modelplane", binPath)
 	})
 	if binErr != nil {
 		t.Fatalf("building modelplane: %v", binErr)
@@ -90,12 +87,15 @@ func modelplaneBinary(t *testing.T) string {
 	return binPath
 }
 
-type buildError struct {
-	out string
-	err error
+// goBuild builds pkg from the module in dir into out; a failure carries the compiler's output.
+func goBuild(dir, pkg, out string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
 }
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
 var flagPattern = regexp.MustCompile(`^\s+(?:-\w, )?--([a-z0-9-]+)`)
 
