@@ -64,6 +64,11 @@ type Config struct {
 	// sending; the agent takes small bodies only, so the whole request is bounded too
 	// (httpserve.DefaultReadTimeout unless Read is set).
 	HTTPTimeouts httpserve.Timeouts
+	// ReplicaHost is the address this host's model servers listen on and are recorded at,
+	// which gateways connect to: the host's address on the cluster network, for gateways on
+	// other hosts to reach them. An IP address or host name without a port, which must be
+	// this host's (see ResolveReplicaHost); runtime.DefaultHost (the loopback) when empty.
+	ReplicaHost string
 	// APITLS is what the agent trusts when APIURL is https:// (heartbeats, archive
 	// downloads); nil means the system's certificate authorities.
 	APITLS *tls.Config
@@ -136,6 +141,9 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 		return nil, err
 	}
 	cfg.StateDir = abs
+	if cfg.ReplicaHost, err = ResolveReplicaHost(cfg.ReplicaHost); err != nil {
+		return nil, fmt.Errorf("agent: replica host: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "replicas"), 0o755); err != nil {
 		return nil, err
 	}

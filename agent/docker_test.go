@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
+	"github.com/modelplane/modelplane/agent"
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/docker"
@@ -191,15 +192,15 @@ func sharedLibraries(bins ...string) ([]string, error) {
 	return out, nil
 }
 
-// startCustomServerInDocker starts, on a node of its own, a custom server package whose
-// base image is the python image, with extra keys added to its docker_server, and waits
-// until the replica is READY on the docker runtime.
-func startCustomServerInDocker(t *testing.T, extra map[string]any) (*node, agentproto.Replica) {
+// startCustomServerInDocker starts, on a node of its own configured by opts, a custom server
+// package whose base image is the python image, with extra keys added to its docker_server,
+// and waits until the replica is READY on the docker runtime.
+func startCustomServerInDocker(t *testing.T, extra map[string]any, opts ...func(*agent.Config)) (*node, agentproto.Replica) {
 	t.Helper()
 	needPythonImage(t)
 	dir := t.TempDir()
 	t.Cleanup(func() { stopAll(t, dir) })
-	n := startNodeWith(t, dir, "none", true)
+	n := startNodeWith(t, dir, "none", true, opts...)
 	url, sum := customServerPackage(t, `python3 server.py 8000`, 8000, "")
 	id := newID()
 	req := startReq(id, url, sum, 0)
@@ -252,4 +253,11 @@ func TestAgent_ModelInDockerRunsAsRootWithoutCapabilities(t *testing.T) {
 	require.Equal(t, "0000000000000000", out["CapEff"], "root in the container has no capability left")
 	require.Equal(t, "1", out["NoNewPrivs"], "no process in the container can gain privileges")
 	require.Equal(t, "Operation not permitted", out["chown"], "chown needs CAP_CHOWN, which is dropped")
+}
+
+// TestAgent_ModelInDockerIsPublishedOnTheReplicaHostOnly runs a container on an agent whose
+// replica host is not 127.0.0.1: its port is published there, and only there.
+func TestAgent_ModelInDockerIsPublishedOnTheReplicaHostOnly(t *testing.T) {
+	_, r := startCustomServerInDocker(t, nil, onReplicaHost(otherLoopback))
+	requireOnlyOn(t, otherLoopback, r.Address, r.PredictPath)
 }

@@ -225,7 +225,7 @@ func (a *Agent) launch(ctx context.Context, r *record, p *agentproto.ReplicaPatc
 	if fixed {
 		err = a.claimPort(r, port)
 	} else {
-		port, err = freeport.One()
+		port, err = a.freePort()
 	}
 	if err != nil {
 		fail(err)
@@ -252,7 +252,7 @@ func fixedPort(cfg modelpkg.Config) (int, bool) {
 // that a second replica of a server with a fixed port fails at once with the reason instead
 // of timing out on its health check (or, worse, passing it on the first replica's server).
 func (a *Agent) claimPort(r *record, port int) error {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := net.JoinHostPort(a.cfg.ReplicaHost, strconv.Itoa(port))
 	hint := "write $PORT in docker_server.start_command so that the agent gives each replica a port of its own"
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -270,6 +270,25 @@ func (a *Agent) claimPort(r *record, port int) error {
 	// Held from now on, so that a replica started meanwhile sees it taken.
 	r.Address = addr
 	return nil
+}
+
+// freePort picks a port for a replica's server: free on the loopback, as freeport checks,
+// and on the replica host, where the server listens.
+func (a *Agent) freePort() (int, error) {
+	for try := 0; ; try++ {
+		port, err := freeport.One()
+		if err != nil || a.cfg.ReplicaHost == runtime.DefaultHost {
+			return port, err
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.ReplicaHost, strconv.Itoa(port)))
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
+		if try == 20 {
+			return 0, fmt.Errorf("no free port found on the replica host %s: %w", a.cfg.ReplicaHost, err)
+		}
+	}
 }
 
 // serve starts the replica's server from the package already in its directory, on port, then
@@ -415,7 +434,7 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	spec := runtime.Spec{
 		ReplicaID: r.ID, DeploymentID: r.DeploymentID, Environment: r.Environment,
 		Dir: dir, PackageDir: pkgDir, Image: cfg.Image, Env: env, GPUUUIDs: gpus,
-		Port: port, HealthPath: cfg.HealthPath, UID: uid,
+		Port: port, Host: a.cfg.ReplicaHost, HealthPath: cfg.HealthPath, UID: uid,
 	}
 	if uid != 0 {
 		// A replica user has no home of the agent's: it writes in its own directories only.

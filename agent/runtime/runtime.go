@@ -41,7 +41,7 @@ type Spec struct {
 	User string
 	// Env holds the package's environment variables and secrets; the runtime adds PORT,
 	// CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES, MODELPLANE_ENVIRONMENT and
-	// MODELPLANE_DEPLOYMENT_ID itself.
+	// MODELPLANE_DEPLOYMENT_ID itself, and the process runtime MODELPLANE_BIND (EnvBind).
 	Env map[string]string
 	// SecretsDir, when set, holds one file per secret the package names, named as the secret.
 	// The docker runtime mounts it read-only at /secrets (SecretsMountPath), as Truss does;
@@ -51,6 +51,11 @@ type Spec struct {
 	GPUUUIDs []string
 	// Port is the host port the model server must be reachable on.
 	Port int
+	// Host is the host address the model server must be reachable on, and the host part of
+	// the handle's Address, which gateways connect to: the agent's --replica-host.
+	// DefaultHost when empty. The process runtime tells the server to listen on it
+	// (MODELPLANE_BIND); the docker runtime publishes the container's port on it.
+	Host string
 	// HealthPath is probed with GET until it answers 200.
 	HealthPath string
 	// UID, when not 0, is the user and group ID the server runs as (process runtime): the
@@ -63,7 +68,20 @@ const (
 	SecretsMountPath = "/secrets"
 	// EnvSecretsDir names the directory of a process replica's secrets' files.
 	EnvSecretsDir = "MODELPLANE_SECRETS_DIR"
+	// EnvBind names the address a process replica's server must listen on: Spec.Host.
+	EnvBind = "MODELPLANE_BIND"
+	// DefaultHost is the replica host unless the agent is told another: the host's
+	// loopback, which only clients on the same host reach.
+	DefaultHost = "127.0.0.1"
 )
+
+// HostOf is the host address spec's server is reached at: spec.Host, else DefaultHost.
+func HostOf(spec Spec) string {
+	if spec.Host != "" {
+		return spec.Host
+	}
+	return DefaultHost
+}
 
 // Handle finds a started replica again, also from another agent process.
 type Handle struct {

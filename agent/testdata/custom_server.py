@@ -1,6 +1,7 @@
 """A small custom model server for the agent's docker_server tests.
 
-It listens on the port given as its first argument (or PORT). GET /ready and GET /live answer
+It listens on the port given as its first argument (or PORT), on the address given as its
+second (default: every address). GET /ready and GET /live answer
 200 until POST /unready or POST /break makes them fail; POST /predict answers the request
 body with the server's pid; /websocket-path answers where it was reached. POST /privileges
 answers what the server may do: its effective capabilities and no_new_privs from
@@ -74,4 +75,5 @@ class Handler(BaseHTTPRequestHandler):
 
 
 port = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ["PORT"])
-ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+host = sys.argv[2] if len(sys.argv) > 2 else "0.0.0.0"
+ThreadingHTTPServer((host, port), Handler).serve_forever()

@@ -20,6 +20,7 @@ import (
 type agentConfig struct {
 	Listen       string
 	AdvertiseURL string
+	ReplicaHost  string
 	APIURL       string
 	TokenFile    string
 	StateDir     string
@@ -72,6 +73,10 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 			if err := checkTimeouts(c.timeouts); err != nil {
 				return err
 			}
+			replicaHost, err := agent.ResolveReplicaHost(c.ReplicaHost)
+			if err != nil {
+				return fmt.Errorf("--replica-host: %w", err)
+			}
 			log := logger()
 			token, err := readToken(c.TokenFile)
 			if err != nil {
@@ -103,7 +108,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			a, err := agent.New(agent.Config{
 				Name: c.Name, AdvertiseURL: c.AdvertiseURL, APIURL: c.APIURL, Token: token,
-				StateDir: c.StateDir, Logger: log,
+				StateDir: c.StateDir, ReplicaHost: replicaHost, Logger: log,
 				PythonIndexURL: c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
 				HTTPTimeouts: c.timeouts, APITLS: apiTLS,
 				ReplicaUIDs: c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
@@ -122,7 +127,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			a.SetRuntimes(rts)
 			log.Info("agent listening", "addr", ln.Addr().String(), "gpu_profile", gpus.Profile(),
-				"runtime", c.Runtime, "state_dir", c.StateDir, "api_url", c.APIURL)
+				"runtime", c.Runtime, "replica_host", replicaHost, "state_dir", c.StateDir, "api_url", c.APIURL)
 			ctx, stop := signalContext(cmd)
 			defer stop()
 			return a.Run(ctx, ln)
@@ -131,6 +136,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&c.Listen, "listen", envString("MODELPLANE_AGENT_LISTEN", "127.0.0.1:7070"), "address of the agent API (MODELPLANE_AGENT_LISTEN)")
 	f.StringVar(&c.AdvertiseURL, "advertise-url", envString("MODELPLANE_AGENT_ADVERTISE_URL", ""), "URL the control plane uses to reach this agent (default http://<listen address>, https:// with --tls-cert-file)")
+	f.StringVar(&c.ReplicaHost, "replica-host", envString("MODELPLANE_AGENT_REPLICA_HOST", "127.0.0.1"), "address this host's model servers listen on and gateways reach them at: an IP address or host name of this host without a port, e.g. its private address on the cluster network; the default, the loopback, is reached only by gateways on this host (MODELPLANE_AGENT_REPLICA_HOST)")
 	f.StringVar(&c.APIURL, "api-url", envString("MODELPLANE_API_URL", ""), "control plane API to register and heartbeat with; empty runs stand-alone (MODELPLANE_API_URL)")
 	f.StringVar(&c.TokenFile, "token-file", envString("MODELPLANE_NODE_TOKEN_FILE", ""), "file holding this node's token (modelplane nodes token create --name <--name>), or the shared one (MODELPLANE_NODE_TOKEN_FILE; required)")
 	f.StringVar(&c.StateDir, "state-dir", envString("MODELPLANE_AGENT_STATE_DIR", "./.modelplane/agent"), "state file and replica directories (MODELPLANE_AGENT_STATE_DIR)")

@@ -224,3 +224,75 @@ func TestAgent_EchoModelSurvivesAgentKill9AndDeleteFreesGPU(t *testing.T) {
 	require.NoError(t, agentCmd.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, agentCmd.wait(t), "the agent exits 0 on SIGTERM")
 }
+
+// TestAgent_BadReplicaHostFailsAtStart: a --replica-host that is not an address of this host
+// without a port stops the agent at once, with a message naming the flag.
+func TestAgent_BadReplicaHostFailsAtStart(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("node-token-0123456789abcdef"), 0o600))
+	cases := map[string]struct{ flag, env, why string }{
+		"with a port":             {flag: "10.0.0.1:80", why: "has a port"},
+		"not a name":              {flag: "not an ip!", why: "neither an IP address nor a host name"},
+		"not this host's":         {flag: "203.0.113.7", why: "203.0.113.7 is not an address of this host"},
+		"from the environment":    {env: "203.0.113.7", why: "203.0.113.7 is not an address of this host"},
+		"every address":           {flag: "0.0.0.0", why: "every address"},
+		"IPv6 address with port":  {flag: "[::1]:8080", why: "has a port"},
+		"host name with a port":   {flag: "localhost:8080", why: "has a port"},
+		"IPv6 in brackets, alone": {flag: "[::1]", why: "without brackets"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"agent", "--listen", freeAddr(t), "--token-file", tokenFile,
+				"--state-dir", t.TempDir(), "--gpu-profile", "none"}
+			if c.flag != "" {
+				args = append(args, "--replica-host", c.flag)
+			}
+			cmd := modelplaneCmd(args...)
+			if c.env != "" {
+				cmd.Env = append(cmd.Env, "MODELPLANE_AGENT_REPLICA_HOST="+c.env)
+			}
+			done := make(chan struct{})
+			var out []byte
+			var err error
+			go func() { out, err = cmd.CombinedOutput(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				t.Fatal("the agent did not exit within 20s")
+			}
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the agent must fail: %s", out)
+			require.Contains(t, string(out), "--replica-host")
+			require.Contains(t, string(out), c.why)
+		})
+	}
+}
+
+// TestAgent_ReplicaHostOfThisHostIsAccepted: an agent given a loopback address other than
+// 127.0.0.1 as its replica host starts and says so.
+func TestAgent_ReplicaHostOfThisHostIsAccepted(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("node-token-0123456789abcdef"), 0o600))
+	listen := freeAddr(t)
+	cmd := modelplaneCmd("agent", "--listen", listen, "--token-file", tokenFile,
+		"--state-dir", t.TempDir(), "--gpu-profile", "none")
+	cmd.Env = append(cmd.Env, "MODELPLANE_AGENT_REPLICA_HOST=127.0.0.2")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + listen + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "agent did not come up")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	_ = cmd.Wait()
+	require.Contains(t, out.String(), "replica_host=127.0.0.2")
+}

@@ -3,7 +3,8 @@
 //
 //	testmodel --load-time 5s --latency 50ms --failure-rate 0.01 --response-bytes 1024 --fail-first 2
 //
-// It listens on --listen-host:--port (port default: $PORT, else 8080) and, on SIGTERM or
+// It listens on --listen-host:--port (host default: $MODELPLANE_BIND, else 127.0.0.1; port
+// default: $PORT, else 8080), as the agent's process runtime tells it, and, on SIGTERM or
 // SIGINT, stops accepting connections, lets in-flight requests finish and exits 0.
 package main
 
@@ -37,7 +38,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.IntVar(&opts.ResponseBytes, "response-bytes", 0, `length of the "pad" field of each answer`)
 	fs.IntVar(&opts.FailFirst, "fail-first", 0, "the first N predictions of each X-Request-Id answer 500")
 	fs.IntVar(&opts.Port, "port", defaultPort(getenv), "port to listen on (default $PORT, else 8080)")
-	host := fs.String("listen-host", "127.0.0.1", "address to listen on")
+	host := fs.String("listen-host", defaultHost(getenv), "address to listen on (default $MODELPLANE_BIND, else 127.0.0.1)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -65,6 +66,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	log.Info("test model stopped")
 	return 0
+}
+
+// defaultHost is $MODELPLANE_BIND, which the agent's process runtime sets to its replica host,
+// else 127.0.0.1.
+func defaultHost(getenv func(string) string) string {
+	if h := getenv("MODELPLANE_BIND"); h != "" {
+		return h
+	}
+	return "127.0.0.1"
 }
 
 // defaultPort is $PORT, which the agent's process runtime sets, else 8080.

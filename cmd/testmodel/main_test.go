@@ -130,3 +130,9 @@ func TestDefaultPort_ComesFromPORTElse8080(t *testing.T) {
 	assert.Equal(t, 9123, defaultPort(func(string) string { return "9123" }))
 	assert.Equal(t, 8080, defaultPort(func(string) string { return "" }))
 }
+
+func TestDefaultHost_ComesFromMODELPLANE_BINDElseLoopback(t *testing.T) {
+	env := map[string]string{"MODELPLANE_BIND": "10.1.2.3"}
+	assert.Equal(t, "10.1.2.3", defaultHost(func(k string) string { return env[k] }))
+	assert.Equal(t, "127.0.0.1", defaultHost(func(string) string { return "" }))
+}

@@ -38,7 +38,7 @@ const (
 	DefaultAPIVersion = "v1.41"
 	// ContainerPort is the port the model server listens on inside the container unless
 	// Spec.ContainerPort names another; it is passed as PORT and published on
-	// 127.0.0.1:<Spec.Port>.
+	// <Spec.Host>:<Spec.Port> (127.0.0.1 unless the agent has a --replica-host).
 	ContainerPort = 8080
 
 	// Labels put on every container this runtime creates.
@@ -156,7 +156,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Handle,
 		ReplicaID:   spec.ReplicaID,
 		Runtime:     runtimeName,
 		ContainerID: id,
-		Address:     net.JoinHostPort("127.0.0.1", strconv.Itoa(spec.Port)),
+		Address:     net.JoinHostPort(runtime.HostOf(spec), strconv.Itoa(spec.Port)),
 	}, nil
 }
 
@@ -197,16 +197,20 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, name string, spec
 	if got := c.Config.Labels[LabelReplica]; got != spec.ReplicaID {
 		return "", false, fmt.Errorf("docker: replica %s: container name %s is taken by container %s labelled %s=%q", spec.ReplicaID, name, shortID(c.ID), LabelReplica, got)
 	}
-	// A container from an earlier spec that publishes another port would leave the agent
-	// probing an address nothing listens on.
-	want := strconv.Itoa(spec.Port)
+	// A container from an earlier spec that publishes another port, or on another address
+	// (an agent restarted with another --replica-host), would leave the agent probing an
+	// address nothing listens on.
+	want := net.JoinHostPort(runtime.HostOf(spec), strconv.Itoa(spec.Port))
 	bindings := c.HostConfig.PortBindings[portKey(containerPort(spec))]
-	if len(bindings) == 0 || bindings[0].HostPort != want {
+	if len(bindings) == 0 || bindings[0].HostPort != strconv.Itoa(spec.Port) {
 		got := ""
 		if len(bindings) > 0 {
 			got = bindings[0].HostPort
 		}
-		return "", false, fmt.Errorf("docker: replica %s: existing container %s publishes port %q, spec asks for %s; stop it first", spec.ReplicaID, shortID(c.ID), got, want)
+		return "", false, fmt.Errorf("docker: replica %s: existing container %s publishes port %q, spec asks for %d; stop it first", spec.ReplicaID, shortID(c.ID), got, spec.Port)
+	}
+	if got := net.JoinHostPort(bindingHost(bindings[0]), bindings[0].HostPort); got != want {
+		return "", false, fmt.Errorf("docker: replica %s: existing container %s publishes %s, spec asks for %s; stop it first", spec.ReplicaID, shortID(c.ID), got, want)
 	}
 	log.Info("reusing existing container", "container_id", c.ID, "state", c.State.Status)
 	return c.ID, false, nil
@@ -257,7 +261,9 @@ func (r *Runtime) createRequest(log *slog.Logger, spec runtime.Spec) createReque
 		ExposedPorts: map[string]struct{}{key: {}},
 		HostConfig: hostConfig{
 			PortBindings: map[string][]portBinding{
-				key: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(spec.Port)}},
+				// Reached by gateways at this address only: never every address of the
+				// host, which an empty HostIp would publish on.
+				key: {{HostIP: runtime.HostOf(spec), HostPort: strconv.Itoa(spec.Port)}},
 			},
 			// The agent decides whether a dead replica comes back, not the engine.
 			RestartPolicy: restartPolicy{Name: "no"},
@@ -438,7 +444,7 @@ func (r *Runtime) Orphans(ctx context.Context, known map[string]bool) ([]runtime
 		for _, p := range c.Ports {
 			// The one port the runtime publishes, whichever container port it maps.
 			if p.Type == "tcp" && p.PublicPort != 0 {
-				h.Address = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.PublicPort))
+				h.Address = net.JoinHostPort(publishedHost(p.IP), strconv.Itoa(p.PublicPort))
 				break
 			}
 		}
@@ -451,6 +457,19 @@ func (r *Runtime) Orphans(ctx context.Context, known map[string]bool) ([]runtime
 		return out[i].ContainerID < out[j].ContainerID
 	})
 	return out, nil
+}
+
+// bindingHost is the address a port binding publishes on, as a client reaches it.
+func bindingHost(b portBinding) string { return publishedHost(b.HostIP) }
+
+// publishedHost is the address a client reaches a port the engine published on ip at: ip
+// itself, or the loopback for a port published on every address (empty, 0.0.0.0 or ::).
+func publishedHost(ip string) string {
+	switch ip {
+	case "", "0.0.0.0", "::":
+		return runtime.DefaultHost
+	}
+	return ip
 }
 
 func (r *Runtime) inspect(ctx context.Context, ref string) (containerInspect, error) {

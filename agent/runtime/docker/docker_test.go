@@ -700,3 +700,65 @@ func TestStart_WithoutCommandRunsTheImagesOwn(t *testing.T) {
 		}
 	}
 }
+
+func TestStart_PublishesOnTheReplicaHostAndRecordsIt(t *testing.T) {
+	f, rt := newFakeEngine(t)
+	f.images[imageKey(testImage)] = true
+	spec := cpuSpec()
+	spec.Host = "10.1.2.3"
+	h, err := rt.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if h.Address != "10.1.2.3:31001" {
+		t.Errorf("Address %q, want 10.1.2.3:31001", h.Address)
+	}
+	wantJSON(t, "port bindings", f.creates[0].HostConfig.PortBindings,
+		`{"8080/tcp": [{"HostIp": "10.1.2.3", "HostPort": "31001"}]}`)
+	for _, kv := range f.creates[0].Env {
+		if strings.HasPrefix(kv, "MODELPLANE_BIND=") {
+			t.Errorf("container environment has %s: the server listens in its own network namespace", kv)
+		}
+	}
+
+	// Started again on the same replica host, the container is reused where it is.
+	h2, err := rt.Start(t.Context(), spec)
+	if err != nil || h2 != h {
+		t.Errorf("second Start = %+v, %v; want %+v, nil", h2, err, h)
+	}
+
+	// An IPv6 replica host makes a bracketed address.
+	spec.ReplicaID, spec.Host = "r-6", "fd00::7"
+	h, err = rt.Start(t.Context(), spec)
+	if err != nil || h.Address != "[fd00::7]:31001" {
+		t.Errorf("IPv6 Start = %+v, %v; want address [fd00::7]:31001", h, err)
+	}
+}
+
+func TestStart_ExistingContainerOnAnotherReplicaHostIsError(t *testing.T) {
+	f, rt := newFakeEngine(t)
+	f.images[imageKey(testImage)] = true
+	// Started before the agent was given a --replica-host.
+	f.add(&fakeContainer{Name: "mp-r-1", Image: testImage, Status: "running", HostPort: "31001",
+		Labels: map[string]string{LabelReplica: "r-1"}})
+	spec := gpuSpec()
+	spec.Host = "10.1.2.3"
+	_, err := rt.Start(t.Context(), spec)
+	if err == nil || !strings.Contains(err.Error(), "publishes 127.0.0.1:31001, spec asks for 10.1.2.3:31001") {
+		t.Fatalf("Start error = %v, want one naming both addresses", err)
+	}
+}
+
+func TestOrphans_AddressIsWhereThePortIsPublished(t *testing.T) {
+	f, rt := newFakeEngine(t)
+	labels := map[string]string{LabelReplica: "b", LabelAgent: "agent-1"}
+	id := f.add(&fakeContainer{Name: "mp-b", Status: "running", HostPort: "31002", HostIP: "10.1.2.3", Labels: labels})
+	got, err := rt.Orphans(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("Orphans: %v", err)
+	}
+	want := []runtime.Handle{{ReplicaID: "b", Runtime: "docker", ContainerID: id, Address: "10.1.2.3:31002"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("orphans:\n got %+v\nwant %+v", got, want)
+	}
+}

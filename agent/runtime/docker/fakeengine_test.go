@@ -52,7 +52,8 @@ type fakeContainer struct {
 	Image     string
 	Env       []string
 	Labels    map[string]string
-	HostPort  string // published for 8080/tcp on 127.0.0.1; empty if none
+	HostPort  string // published for 8080/tcp on HostIP; empty if none
+	HostIP    string // 127.0.0.1 when empty
 	Status    string // created, running, exited, dead
 	ExitCode  int
 	OOMKilled bool
@@ -375,7 +376,7 @@ func (f *fakeEngine) create(w http.ResponseWriter, r *http.Request) {
 		Status: "created",
 	}
 	if b := body.HostConfig.PortBindings["8080/tcp"]; len(b) > 0 {
-		c.HostPort = b[0].HostPort
+		c.HostPort, c.HostIP = b[0].HostPort, b[0].HostIp
 	}
 	f.containers[c.ID] = c
 	writeJSON(w, http.StatusCreated, map[string]any{"Id": c.ID, "Warnings": []string{}})
@@ -441,7 +442,7 @@ func (f *fakeEngine) inspect(w http.ResponseWriter, r *http.Request) {
 	}
 	bindings := map[string]any{}
 	if c.HostPort != "" {
-		bindings["8080/tcp"] = []map[string]string{{"HostIp": "127.0.0.1", "HostPort": c.HostPort}}
+		bindings["8080/tcp"] = []map[string]string{{"HostIp": c.hostIP(), "HostPort": c.HostPort}}
 	}
 	pid := 0
 	if c.Status == "running" {
@@ -584,7 +585,7 @@ func (f *fakeEngine) list(w http.ResponseWriter, r *http.Request) {
 		ports := []map[string]any{}
 		if c.HostPort != "" {
 			p, _ := strconv.Atoi(c.HostPort)
-			ports = append(ports, map[string]any{"IP": "127.0.0.1", "PrivatePort": 8080, "PublicPort": p, "Type": "tcp"})
+			ports = append(ports, map[string]any{"IP": c.hostIP(), "PrivatePort": 8080, "PublicPort": p, "Type": "tcp"})
 		}
 		out = append(out, map[string]any{
 			"Id":     c.ID,
@@ -609,4 +610,12 @@ func matchLabels(labels map[string]string, filters []string) bool {
 		}
 	}
 	return true
+}
+
+// hostIP is the address the container's port is published on.
+func (c *fakeContainer) hostIP() string {
+	if c.HostIP == "" {
+		return "127.0.0.1"
+	}
+	return c.HostIP
 }

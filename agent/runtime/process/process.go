@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,7 +110,7 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 	}
 	return runtime.Handle{
 		ReplicaID: spec.ReplicaID, Runtime: r.Name(), PID: pid, StartTime: start,
-		Address: fmt.Sprintf("127.0.0.1:%d", spec.Port), LogDir: logDir,
+		Address: net.JoinHostPort(runtime.HostOf(spec), strconv.Itoa(spec.Port)), LogDir: logDir,
 	}, nil
 }
 
@@ -126,6 +127,8 @@ func (r *Runtime) environment(spec runtime.Spec) []string {
 	}
 	gpus := strings.Join(spec.GPUUUIDs, ",")
 	env["PORT"] = strconv.Itoa(spec.Port)
+	// Where the server listens: the address gateways reach it at, and only that one.
+	env[runtime.EnvBind] = runtime.HostOf(spec)
 	env["CUDA_VISIBLE_DEVICES"] = gpus
 	env["NVIDIA_VISIBLE_DEVICES"] = gpus
 	if len(spec.GPUUUIDs) == 0 {

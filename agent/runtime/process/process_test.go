@@ -48,11 +48,27 @@ func TestStart_SetsEnvironmentAndRunsInPackageDir(t *testing.T) {
 	env := string(b)
 	for _, want := range []string{"PORT=18080", "CUDA_VISIBLE_DEVICES=GPU-a,GPU-b", "NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b",
 		"MODELPLANE_ENVIRONMENT=production", "MODELPLANE_DEPLOYMENT_ID=dep12345", "GREETING=hello",
-		"MODELPLANE_REPLICA_ID=" + s.ReplicaID} {
+		"MODELPLANE_REPLICA_ID=" + s.ReplicaID, "MODELPLANE_BIND=127.0.0.1"} {
 		require.Contains(t, env, want+"\n")
 	}
 	pwd, _ := os.ReadFile(filepath.Join(s.PackageDir, "pwd.txt"))
 	require.Equal(t, s.PackageDir, strings.TrimSpace(string(pwd)))
+}
+
+func TestStart_ReplicaHostIsTheAddressAndTheServersMODELPLANE_BIND(t *testing.T) {
+	r := process.New("agent-1")
+	s := spec(t, `echo "$MODELPLANE_BIND" > bind.txt; sleep 30`)
+	s.Host, s.Env["MODELPLANE_BIND"] = "127.0.0.2", "0.0.0.0"
+	h := start(t, r, s)
+	require.Equal(t, "127.0.0.2:18080", h.Address)
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(s.PackageDir, "bind.txt"))
+		return err == nil && strings.TrimSpace(string(b)) == "127.0.0.2"
+	}, 5*time.Second, 20*time.Millisecond, "the runtime's MODELPLANE_BIND overrides the package's")
+
+	s = spec(t, `sleep 30`)
+	s.Host = "fd00::7"
+	require.Equal(t, "[fd00::7]:18080", start(t, r, s).Address)
 }
 
 func TestStatus_ReportsExitCodeAndLogTail(t *testing.T) {
