@@ -188,6 +188,8 @@ func TestChart_DefaultsRunTheControlPlaneAndAGPUAgent(t *testing.T) {
 	for k, v := range map[string]string{
 		"MODELPLANE_NODE_TOKEN_FILE": "/run/modelplane/node-token", "MODELPLANE_REQUIRE_ISOLATION": "true",
 		"MODELPLANE_API_URL": "http://mp-modelplane-api.modelplane.svc:8080", "MODELPLANE_AGENT_ADVERTISE_URL": "http://$(HOST_IP):7070",
+		// Replicas answer on the node's IP, so that a gateway on any node reaches them.
+		"MODELPLANE_AGENT_REPLICA_HOST": "$(HOST_IP)",
 	} {
 		if got := envValue(c, k); got != v {
 			t.Errorf("agent %s: want %q, got %q", k, v, got)
@@ -400,4 +402,25 @@ func mounted(spec corev1.PodSpec, c corev1.Container, path, kind string) bool {
 
 func metaSelector(s *metav1.LabelSelector) (labels.Selector, error) {
 	return metav1.LabelSelectorAsSelector(s)
+}
+
+func TestChart_ReplicaHostLoopbackKeepsReplicasOnTheNodeAndAnythingElseIsRefused(t *testing.T) {
+	r := render(t, map[string]any{"database": minimal["database"], "agent": map[string]any{"replicaHost": "loopback"}})
+	ds, _ := find[*appsv1.DaemonSet](r, "mp-modelplane-agent")
+	if got := envValue(ds.Spec.Template.Spec.Containers[0], "MODELPLANE_AGENT_REPLICA_HOST"); got != "" {
+		t.Errorf("loopback: want no MODELPLANE_AGENT_REPLICA_HOST (the agent's default, 127.0.0.1), got %q", got)
+	}
+
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := util.ToRenderValues(ch, map[string]any{"database": minimal["database"], "agent": map[string]any{"replicaHost": "10.0.0.1"}},
+		common.ReleaseOptions{Name: "mp", Namespace: "modelplane"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Render(ch, vals); err == nil || !strings.Contains(err.Error(), "agent.replicaHost") {
+		t.Fatalf("replicaHost 10.0.0.1: want a render error naming agent.replicaHost, got %v", err)
+	}
 }
