@@ -213,7 +213,10 @@ func TestCluster(t *testing.T) {
 		n.token = cli(t, bin, nil, "nodes", "token", "create", "--name", n.name, "--database-url", dbURL, "--secrets-key-file", keyFile)
 		tokenFile := filepath.Join(dir, n.name+".token")
 		require.NoError(t, os.WriteFile(tokenFile, []byte(n.token), 0o600))
+		// Each agent's model servers on a loopback address of their own, as on hosts of their
+		// own: gateways reach them at the address the agent records.
 		n.p = f.start("agent-"+n.name, "agent", bin, nil, "agent", "--listen", n.listen, "--api-url", "http://"+apiAddrs[i%2],
+			"--replica-host", fmt.Sprintf("127.0.0.%d", i+2),
 			"--token-file", tokenFile, "--state-dir", filepath.Join(dir, "agent-"+n.name), "--gpu-profile", n.profile, "--name", n.name)
 	}
 	db, err := sqlx.Open("postgres", dbURL)
@@ -426,6 +429,10 @@ func TestCluster(t *testing.T) {
 	assert.Equal(t, v2, env.CurrentDeployment.ID)
 
 	assert.Empty(t, liveReplicas(t, db, v1), "v1, scaled down by the promotion, stays at zero")
+	var addrs []string
+	require.NoError(t, db.Select(&addrs, `SELECT DISTINCT split_part(address, ':', 1) FROM replicas WHERE address <> '' ORDER BY 1`))
+	assert.Equal(t, []string{"127.0.0.2", "127.0.0.3"}, addrs,
+		"replicas were recorded, and served, at their agents' replica hosts: embed's on h200, chat's on dgxa100")
 
 	// No GPU is held by a replica that no longer exists: not in the record, not on an agent.
 	var strayGPUs []string
