@@ -123,7 +123,6 @@ func TestCluster(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.Chmod(dir, 0o711))
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	f := newFleet(t, dir)
 
 	bin := goBuild(t, dir, "modelplane", "github.com/modelplane/modelplane/cmd/modelplane")
 	testmodel := goBuild(t, dir, "testmodel", "github.com/modelplane/modelplane/cmd/testmodel")
@@ -140,7 +139,18 @@ func TestCluster(t *testing.T) {
 	t.Cleanup(func() { _ = pg.Stop() })
 	dbURL := pg.URL
 	cli(t, bin, nil, "migrate", "--database-url", dbURL)
-	f.note("PostgreSQL on port %d; modelplane's schema migrated", pgPort)
+	// SeaweedFS as the S3 store.
+	s3, err := s3test.Start()
+	require.NoError(t, err)
+	t.Cleanup(s3.Stop)
+	s3Args := []string{"--blob-store", "s3", "--s3-bucket", s3.Bucket, "--s3-endpoint", s3.Endpoint, "--s3-path-style",
+		"--s3-region", s3test.Region, "--s3-prefix", s3test.Prefix(), "--s3-access-key-id", s3.AccessKeyID}
+	s3Env := []string{"MODELPLANE_S3_SECRET_ACCESS_KEY=" + s3.SecretKey}
+
+	// The fleet last: its processes stop (and, on a failure, their logs are printed) before
+	// PostgreSQL and SeaweedFS do.
+	f := newFleet(t, dir)
+	f.note("PostgreSQL on port %d, schema migrated; SeaweedFS up", pgPort)
 
 	// Temporal: the official server on that PostgreSQL, from deploy/temporal/config.yaml, its
 	// schema made by `modelplane temporal setup-schema`.
@@ -162,14 +172,6 @@ func TestCluster(t *testing.T) {
 	common := []string{"--database-url", dbURL, "--temporal-address", temporalAddr}
 	t.Log(cli(t, bin, nil, "temporal", "register", "--timeout", "3m", "--temporal-address", temporalAddr))
 	f.note("Temporal server up, namespace registered")
-
-	// SeaweedFS as the S3 store.
-	s3, err := s3test.Start()
-	require.NoError(t, err)
-	t.Cleanup(s3.Stop)
-	s3Args := []string{"--blob-store", "s3", "--s3-bucket", s3.Bucket, "--s3-endpoint", s3.Endpoint, "--s3-path-style",
-		"--s3-region", s3test.Region, "--s3-prefix", s3test.Prefix(), "--s3-access-key-id", s3.AccessKeyID}
-	s3Env := []string{"MODELPLANE_S3_SECRET_ACCESS_KEY=" + s3.SecretKey}
 
 	keyFile := filepath.Join(dir, "secrets-key")
 	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))), 0o600))
@@ -352,9 +354,12 @@ func TestCluster(t *testing.T) {
 	f.kill(gws[0], "with sync and async requests in flight")
 	killed()
 	queue(10)
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
+	gw.out[0].Store(true) // the balancer's health check has seen it gone
+	time.Sleep(time.Second)
 	f.restart(gws[0])
 	waitOK(t, "http://"+gwAddrs[0]+"/readyz", time.Minute)
+	gw.out[0].Store(false) // and its readiness check takes it back
 
 	// The API process goes; the other serves, and it comes back.
 	f.kill(apis[0], "between calls")
@@ -388,8 +393,16 @@ func TestCluster(t *testing.T) {
 			AND webhook_status IN ('SUCCEEDED','FAILED')`, pqArray(asyncIDs)))
 		return n
 	}
-	require.Eventually(t, func() bool { return asyncDone() == len(asyncIDs) }, 4*time.Minute, time.Second,
-		"every async request ends and its webhook is sent")
+	if !assert.Eventually(t, func() bool { return asyncDone() == len(asyncIDs) }, 4*time.Minute, time.Second,
+		"every async request ends and its webhook is sent") {
+		var open []string
+		require.NoError(t, db.Select(&open, `SELECT r.id || ': ' || r.status || ', webhook ' || r.webhook_status || ', attempts ' || r.attempts ||
+			', workflow started ' || r.workflow_started || ', attempt rows ' || COALESCE((SELECT string_agg(a.attempt || ' ' || a.state || ' on ' || a.gateway_id, '; ')
+			FROM async_attempts a WHERE a.request_id = r.id), 'none')
+			FROM async_requests r WHERE r.id = ANY($1) AND NOT (r.status IN ('SUCCEEDED','FAILED','CANCELED','EXPIRED') AND r.webhook_status IN ('SUCCEEDED','FAILED'))`,
+			pqArray(asyncIDs)))
+		t.Fatalf("async requests not ended:\n%s", strings.Join(open, "\n"))
+	}
 
 	// embed goes back to zero and a sync request wakes it, after all of the above.
 	require.Eventually(t, func() bool { return deploymentStatus(t, db, embedDep) == modelplane.DeploymentScaledToZero },

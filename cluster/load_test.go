@@ -23,6 +23,9 @@ import (
 // check would take a dead gateway out.
 type gateways struct {
 	urls []string
+	// out are the gateways the balancer has taken out of rotation: from when it saw one
+	// dead until its /readyz answers again, as a balancer's readiness check does.
+	out  []atomic.Bool
 	next atomic.Uint64
 	hc   *http.Client
 	mu   sync.Mutex
@@ -61,7 +64,7 @@ func (g *gateways) killedDuring(n int, start, end time.Time) bool {
 }
 
 func newGateways(urls ...string) *gateways {
-	return &gateways{urls: urls, kills: make([][]window, len(urls)),
+	return &gateways{urls: urls, kills: make([][]window, len(urls)), out: make([]atomic.Bool, len(urls)),
 		// A connection per request, so that a dead gateway is a refused connection for the
 		// next request rather than a broken pooled one.
 		hc: &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}}
@@ -85,6 +88,9 @@ func (g *gateways) do(ctx context.Context, method, path, key string, body []byte
 	var out outcome
 	for i := range g.urls {
 		n := (first + i) % len(g.urls)
+		if g.out[n].Load() && i < len(g.urls)-1 {
+			continue
+		}
 		start := time.Now()
 		req, err := http.NewRequestWithContext(ctx, method, g.urls[n]+path, bytes.NewReader(body))
 		if err != nil {

@@ -54,9 +54,8 @@ func newFleet(t *testing.T, dir string) *fleet {
 			f.procs[i].stop()
 		}
 		// Model servers outlive their agent, as on a host; nothing of this run outlives it.
-		for _, p := range proctest.Where(func(p proctest.Process) bool { return strings.Contains(p.Cmdline, dir) }) {
-			_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		}
+		// They run from the agents' state directories, dir/agent-NAME.
+		proctest.KillRunningFrom(filepath.Join(dir, "agent-"))
 	})
 	return f
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/internal/webhooktest"
 	"github.com/modelplane/modelplane/modelpkg"
 	"github.com/modelplane/modelplane/store"
@@ -85,6 +86,8 @@ func TestAsync_APIAndWorkerKilledWithRequestsInFlightEachSucceedsOnce(t *testing
 	t.Cleanup(drop) // after every process below has stopped
 	require.NoError(t, pgtest.Migrate(dbURL))
 	dir := t.TempDir()
+	// The agent's model server outlives it: it ends with the test (after every process below).
+	t.Cleanup(func() { proctest.KillRunningFrom(filepath.Join(dir, "agent")) })
 	temporal, err := devstack.StartTemporal(devstack.TemporalOptions{DataDir: dir})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = temporal.Stop() })

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Buffer collects a process's output while a test reads it from another goroutine.
@@ -75,4 +76,13 @@ func Where(keep func(Process) bool) []Process {
 		}
 	}
 	return out
+}
+
+// KillRunningFrom sends SIGKILL to every process whose command line names a path under dir:
+// model servers a test's agents started run from their state directories and outlive the
+// agents, as they would on a host, so a test ends them itself.
+func KillRunningFrom(dir string) {
+	for _, p := range Where(func(p Process) bool { return strings.Contains(p.Cmdline, dir) }) {
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	}
 }
