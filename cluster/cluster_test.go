@@ -381,6 +381,7 @@ func TestCluster(t *testing.T) {
 
 	// And the Temporal server.
 	f.kill(temporal, "Temporal server")
+	queue(5) // accepted while Temporal is down: the gateways start their workflows when it is back
 	time.Sleep(2 * time.Second)
 	f.restart(temporal)
 	t.Log(cli(t, bin, nil, "temporal", "register", "--timeout", "3m", "--temporal-address", temporalAddr))

@@ -339,20 +339,85 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	_, _ = w.Write([]byte(`{"request_id":"` + req.ID + `"}` + "\n"))
 }
 
-// startAsync starts the request's workflow, logging a failure.
+// startAsync starts the request's workflow. One that cannot start now (Temporal restarting,
+// say) is tried again by retryStarts, and after that by Cleanup.
 func (g *Gateway) startAsync(ctx context.Context, req store.AsyncRequest) {
 	if g.opts.Temporal == nil {
 		return
 	}
+	if err := g.startAsyncWorkflow(ctx, req.ID); err != nil {
+		g.log.WarnContext(ctx, "starting async request workflow; trying again", "request_id", req.ID,
+			"model_id", req.ModelID, "deployment_id", req.DeploymentID, "err", err)
+		select {
+		case g.unstarted <- req.ID:
+		default: // a backlog that long is Cleanup's
+		}
+	}
+}
+
+// startAsyncWorkflow starts the workflow of request id; one already started is no error.
+func (g *Gateway) startAsyncWorkflow(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, temporalTimeout)
 	defer cancel()
 	_, err := g.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: contract.AsyncWorkflowID(req.ID), TaskQueue: contract.TaskQueue,
+		ID: contract.AsyncWorkflowID(id), TaskQueue: contract.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, contract.AsyncRequestWorkflowType, contract.AsyncRequestInput{RequestID: req.ID})
+	}, contract.AsyncRequestWorkflowType, contract.AsyncRequestInput{RequestID: id})
 	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-		g.log.WarnContext(ctx, "starting async request workflow; Cleanup will start it", "request_id", req.ID,
-			"model_id", req.ModelID, "deployment_id", req.DeploymentID, "err", err)
+		return err
+	}
+	return nil
+}
+
+// unstartedBacklog is how many unstarted requests a gateway retries at once, and
+// startRetryFor how long it retries each (from one second apart to startRetryMaxDelay):
+// a Temporal restart is over well within it. Cleanup starts what is left.
+const (
+	unstartedBacklog   = 1024
+	startRetryFor      = 2 * time.Minute
+	startRetryMaxDelay = 10 * time.Second
+)
+
+// retryStarts starts again, backing off, the workflows that startAsync could not start, until
+// ctx ends.
+func (g *Gateway) retryStarts(ctx context.Context) {
+	type retry struct {
+		first, next time.Time
+		delay       time.Duration
+	}
+	pending := map[string]*retry{}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-g.unstarted:
+			now := time.Now()
+			pending[id] = &retry{first: now, next: now.Add(time.Second), delay: time.Second}
+			continue
+		case <-tick.C:
+		}
+		now := time.Now()
+		for id, r := range pending {
+			if now.Before(r.next) {
+				continue
+			}
+			err := g.startAsyncWorkflow(ctx, id)
+			switch {
+			case err == nil:
+				g.log.Info("started async request workflow", "request_id", id, "after", now.Sub(r.first).Round(time.Millisecond))
+				delete(pending, id)
+			case ctx.Err() != nil:
+				return
+			case now.Sub(r.first) >= startRetryFor:
+				g.log.Warn("async request workflow still not started; Cleanup will start it", "request_id", id, "err", err)
+				delete(pending, id)
+			default:
+				r.delay = min(2*r.delay, startRetryMaxDelay)
+				r.next = now.Add(r.delay)
+			}
+		}
 	}
 }
 

@@ -154,14 +154,34 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 		require.Eventually(t, func() bool { return len(f.gw.Routable(f.model.ID, dev.ID)) == 1 }, 2*time.Second, 5*time.Millisecond)
 		assert.Equal(t, dev.ID, f.asyncRow(f.accepted("development", `{"model_input":1}`)).DeploymentID)
 	})
-	t.Run("accepted although the workflow cannot start", func(t *testing.T) {
+	t.Run("accepted although the workflow cannot start, which is started once Temporal answers", func(t *testing.T) {
 		tc.mu.Lock()
 		tc.failStart = true
 		tc.mu.Unlock()
 		id := f.accepted("production", `{"model_input":1}`)
-		assert.Equal(t, modelplane.AsyncQueued, f.asyncRow(id).Status, "the row is the request; Cleanup starts its workflow")
-		starts, _ := tc.recorded()
-		assert.Equal(t, contract.AsyncWorkflowID(id), starts[len(starts)-1].opts.ID, "the start was tried")
+		assert.Equal(t, modelplane.AsyncQueued, f.asyncRow(id).Status, "the row is the request")
+		startsOf := func() int {
+			starts, _ := tc.recorded()
+			n := 0
+			for _, s := range starts {
+				if s.opts.ID == contract.AsyncWorkflowID(id) {
+					n++
+				}
+			}
+			return n
+		}
+		require.Equal(t, 1, startsOf(), "the start was tried")
+		require.Eventually(t, func() bool { return startsOf() >= 2 }, 5*time.Second, 50*time.Millisecond,
+			"the gateway tries again")
+		tc.mu.Lock()
+		tc.failStart = false
+		tc.mu.Unlock()
+		tried := startsOf()
+		require.Eventually(t, func() bool { return startsOf() > tried }, 15*time.Second, 50*time.Millisecond,
+			"and again once Temporal is back")
+		started := startsOf()
+		time.Sleep(3 * time.Second)
+		assert.Equal(t, started, startsOf(), "a started workflow is not started again")
 	})
 	t.Run("accepted without Temporal", func(t *testing.T) {
 		plain := newFixture(t, gateway.Options{MaxAsyncAttempts: -1})

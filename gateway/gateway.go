@@ -120,10 +120,13 @@ type Options struct {
 
 // Gateway serves inference requests. Run must be running for it to route anything.
 type Gateway struct {
-	opts    Options
-	log     *slog.Logger
-	table   atomic.Pointer[table]
-	builder *builder
+	opts Options
+	// unstarted takes the async requests whose workflow could not be started when they were
+	// accepted, for retryStarts.
+	unstarted chan string
+	log       *slog.Logger
+	table     atomic.Pointer[table]
+	builder   *builder
 	// routesAt is the database time of the current table's snapshot, in Unix nanoseconds.
 	routesAt atomic.Int64
 	keys     *keyCache
@@ -198,11 +201,12 @@ func New(opts Options) (*Gateway, error) {
 		opts.FailedAuthBurst = DefaultFailedAuthBurst
 	}
 	g := &Gateway{
-		opts:     opts,
-		log:      opts.Logger.With("component", "gateway"),
-		builder:  newBuilder(),
-		keys:     newKeyCache(opts.DB, opts.KeyCacheSize, time.Now),
-		reloaded: make(chan struct{}, 1),
+		opts:      opts,
+		log:       opts.Logger.With("component", "gateway"),
+		builder:   newBuilder(),
+		keys:      newKeyCache(opts.DB, opts.KeyCacheSize, time.Now),
+		reloaded:  make(chan struct{}, 1),
+		unstarted: make(chan string, unstartedBacklog),
 	}
 	g.metrics = newMetrics(opts.Registerer, g)
 	g.pool = newPool()
@@ -253,8 +257,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		defer close(attemptsDone)
 		g.runAttempts(ctx, attempts)
 	}()
+	startsDone := make(chan struct{})
+	go func() {
+		defer close(startsDone)
+		g.retryStarts(ctx)
+	}()
 	defer func() {
 		<-attemptsDone
+		<-startsDone
 		stopReports()
 		<-reporterDone
 	}()
