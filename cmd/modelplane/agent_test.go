@@ -285,13 +285,7 @@ func TestAgent_ReplicaHostOfThisHostIsAccepted(t *testing.T) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + listen + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 50*time.Millisecond, "agent did not come up")
+	waitHealthy(t, "http://"+listen+"/healthz")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	_ = cmd.Wait()
 	require.Contains(t, out.String(), "replica_host=127.0.0.2")
