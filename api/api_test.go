@@ -17,6 +17,7 @@ import (
 	"github.com/modelplane/modelplane/apikey"
 	"github.com/modelplane/modelplane/internal/apitest"
 	"github.com/modelplane/modelplane/internal/pgtest"
+	"github.com/modelplane/modelplane/internal/s3test"
 	"github.com/modelplane/modelplane/store"
 )
 
@@ -24,7 +25,7 @@ var dbURL string
 
 func TestMain(m *testing.M) {
 	code := pgtest.Run(m, "api", true, &dbURL)
-	stopS3()
+	s3test.StopShared()
 	os.Exit(code)
 }
 

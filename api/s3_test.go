@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -23,30 +22,11 @@ import (
 	"github.com/modelplane/modelplane/store"
 )
 
-var (
-	s3Once   sync.Once
-	s3Server *s3test.Server
-	s3Err    error
-)
-
-// s3Prefix starts SeaweedFS for the package's first S3 test (TestMain stops it) and returns
-// a fresh prefix of its bucket for this one.
+// s3Prefix returns the package's SeaweedFS (TestMain stops it) and a fresh prefix of its
+// bucket for this test.
 func s3Prefix(t *testing.T) (*s3test.Server, string) {
 	t.Helper()
-	s3Once.Do(func() { s3Server, s3Err = s3test.Start() })
-	require.NoError(t, s3Err, "starting SeaweedFS")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("SeaweedFS's warnings and errors:\n%s", s3Server.Problems())
-		}
-	})
-	return s3Server, s3test.Prefix()
-}
-
-func stopS3() {
-	if s3Server != nil {
-		s3Server.Stop()
-	}
+	return s3test.Shared(t), s3test.Prefix()
 }
 
 // s3Fixture is a createFixture whose archives go to the bucket, under a prefix of its own.

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,37 +17,16 @@ import (
 	"github.com/modelplane/modelplane/internal/s3test"
 )
 
-var (
-	s3Once   sync.Once
-	s3Server *s3test.Server
-	s3Err    error
-)
-
-// server starts SeaweedFS for the package's first S3 test; TestMain stops it.
-func server(t *testing.T) *s3test.Server {
-	t.Helper()
-	s3Once.Do(func() { s3Server, s3Err = s3test.Start() })
-	require.NoError(t, s3Err, "starting SeaweedFS")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("SeaweedFS's warnings and errors:\n%s", s3Server.Problems())
-		}
-	})
-	return s3Server
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if s3Server != nil {
-		s3Server.Stop()
-	}
+	s3test.StopShared()
 	os.Exit(code)
 }
 
 // newS3 is a store in the test server's bucket, under a prefix of its own.
 func newS3(t *testing.T) (*blob.S3, *s3test.Server, string) {
 	t.Helper()
-	srv := server(t)
+	srv := s3test.Shared(t)
 	prefix := s3test.Prefix()
 	s, err := blob.NewS3(context.Background(), srv.Config(prefix))
 	require.NoError(t, err)
@@ -77,7 +55,7 @@ func TestS3_KeysAreUnderThePrefix(t *testing.T) {
 }
 
 func TestS3_NewRefusesAMissingBucket(t *testing.T) {
-	srv := server(t)
+	srv := s3test.Shared(t)
 	cfg := srv.Config("")
 	cfg.Bucket = "no-such-bucket-here"
 	_, err := blob.NewS3(context.Background(), cfg)

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -141,6 +142,36 @@ func (s *Server) wait(limit time.Duration) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("weed server's S3 gateway at %s not ready after %s: %v\n%s", s.Endpoint, limit, err, s.out.String())
+}
+
+var shared struct {
+	once sync.Once
+	srv  *Server
+	err  error
+}
+
+// Shared starts one server for the test package on its first call and returns it to every
+// call; the package's TestMain stops it with StopShared. A test that fails gets the server's
+// warnings and errors in its log.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	shared.once.Do(func() { shared.srv, shared.err = Start() })
+	if shared.err != nil {
+		t.Fatalf("starting SeaweedFS: %v", shared.err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("SeaweedFS's warnings and errors:\n%s", shared.srv.Problems())
+		}
+	})
+	return shared.srv
+}
+
+// StopShared stops the server Shared started, if it did.
+func StopShared() {
+	if shared.srv != nil {
+		shared.srv.Stop()
+	}
 }
 
 // Stop ends the server and removes its data.
