@@ -48,6 +48,16 @@ func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
 	return s
 }
 
+// assertEnv checks that service name sets each variable of want to its value.
+func assertEnv(t *testing.T, name string, s types.ServiceConfig, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got := env(s, k); got != v {
+			t.Errorf("%s %s: want %q, got %q", name, k, v, got)
+		}
+	}
+}
+
 func env(s types.ServiceConfig, name string) string {
 	if v := s.Environment[name]; v != nil {
 		return *v
@@ -141,16 +151,12 @@ func TestCompose_HasEveryPartOfTheStackWiredTogether(t *testing.T) {
 		s := service(t, p, name)
 		assertMount(t, name, s, "secrets", "/run/modelplane", true)
 		assertMount(t, name, s, "blobs", "/var/lib/modelplane/blobs", false)
-		for k, v := range map[string]string{
+		assertEnv(t, name, s, map[string]string{
 			"MODELPLANE_BLOB_DIR":         "/var/lib/modelplane/blobs",
 			"MODELPLANE_BLOB_STORE":       "dir",
 			"MODELPLANE_NODE_TOKEN_FILE":  "/run/modelplane/node-token",
 			"MODELPLANE_SECRETS_KEY_FILE": "/run/modelplane/secrets-key",
-		} {
-			if got := env(s, k); got != v {
-				t.Errorf("%s %s: want %q, got %q", name, k, v, got)
-			}
-		}
+		})
 	}
 	assertMount(t, "agent", agent, "secrets", "/run/modelplane", true)
 	assertMount(t, "agent", agent, "agent", "/var/lib/modelplane/agent", false)
@@ -241,18 +247,14 @@ func TestCompose_S3ProfileKeepsPackagesInSeaweedFS(t *testing.T) {
 	// wait for the bucket.
 	for _, name := range []string{"api", "worker"} {
 		s := service(t, p, name)
-		for k, v := range map[string]string{
+		assertEnv(t, name, s, map[string]string{
 			"MODELPLANE_BLOB_STORE":           "s3",
 			"MODELPLANE_S3_BUCKET":            "modelplane",
 			"MODELPLANE_S3_PATH_STYLE":        "true",
 			"MODELPLANE_S3_ACCESS_KEY_ID":     "mpkey",
 			"MODELPLANE_S3_SECRET_ACCESS_KEY": "mpsecret",
 			"MODELPLANE_BLOB_DIR":             "/var/lib/modelplane/blobs",
-		} {
-			if got := env(s, k); got != v {
-				t.Errorf("%s %s: want %q, got %q", name, k, v, got)
-			}
-		}
+		})
 		if got := env(s, "MODELPLANE_S3_ENDPOINT"); !strings.HasPrefix(got, "http://seaweedfs:8333") {
 			t.Errorf("%s MODELPLANE_S3_ENDPOINT: want the seaweedfs service's S3 port, got %q", name, got)
 		}
