@@ -369,7 +369,7 @@ func (g *Gateway) startAsyncWorkflow(ctx context.Context, id string) error {
 	return nil
 }
 
-// unstartedBacklog is how many unstarted requests a gateway retries at once, and
+// unstartedBacklog is how many unstarted requests a gateway keeps retrying at once, and
 // startRetryFor how long it retries each (from one second apart to startRetryMaxDelay):
 // a Temporal restart is over well within it. Cleanup starts what is left.
 const (
@@ -393,8 +393,10 @@ func (g *Gateway) retryStarts(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case id := <-g.unstarted:
-			now := time.Now()
-			pending[id] = &retry{first: now, next: now.Add(time.Second), delay: time.Second}
+			if len(pending) < unstartedBacklog { // more is Cleanup's
+				now := time.Now()
+				pending[id] = &retry{first: now, next: now.Add(time.Second), delay: time.Second}
+			}
 			continue
 		case <-tick.C:
 		}
@@ -416,6 +418,11 @@ func (g *Gateway) retryStarts(ctx context.Context) {
 			default:
 				r.delay = min(2*r.delay, startRetryMaxDelay)
 				r.next = now.Add(r.delay)
+			}
+			if err != nil {
+				// Temporal still refuses: the others wait for the next round rather than each
+				// waiting out its own timeout now.
+				break
 			}
 		}
 	}
