@@ -209,7 +209,7 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, name string, spec
 		}
 		return "", false, fmt.Errorf("docker: replica %s: existing container %s publishes port %q, spec asks for %d; stop it first", spec.ReplicaID, shortID(c.ID), got, spec.Port)
 	}
-	if got := net.JoinHostPort(bindingHost(bindings[0]), bindings[0].HostPort); got != want {
+	if got := net.JoinHostPort(publishedHost(bindings[0].HostIP), bindings[0].HostPort); got != want {
 		return "", false, fmt.Errorf("docker: replica %s: existing container %s publishes %s, spec asks for %s; stop it first", spec.ReplicaID, shortID(c.ID), got, want)
 	}
 	log.Info("reusing existing container", "container_id", c.ID, "state", c.State.Status)
@@ -458,9 +458,6 @@ func (r *Runtime) Orphans(ctx context.Context, known map[string]bool) ([]runtime
 	})
 	return out, nil
 }
-
-// bindingHost is the address a port binding publishes on, as a client reaches it.
-func bindingHost(b portBinding) string { return publishedHost(b.HostIP) }
 
 // publishedHost is the address a client reaches a port the engine published on ip at: ip
 // itself, or the loopback for a port published on every address (empty, 0.0.0.0 or ::).
