@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -90,7 +91,6 @@ type api struct {
 	t    *testing.T
 	urls []string
 	key  string
-	hc   *http.Client
 }
 
 // call sends a JSON request to the first API that takes the connection and decodes the
@@ -391,7 +391,7 @@ func TestCluster(t *testing.T) {
 	asyncDone := func() int {
 		var n int
 		require.NoError(t, db.Get(&n, `SELECT count(*) FROM async_requests WHERE id = ANY($1) AND status IN ('SUCCEEDED','FAILED','CANCELED','EXPIRED')
-			AND webhook_status IN ('SUCCEEDED','FAILED')`, pqArray(asyncIDs)))
+			AND webhook_status IN ('SUCCEEDED','FAILED')`, pq.Array(asyncIDs)))
 		return n
 	}
 	if !assert.Eventually(t, func() bool { return asyncDone() == len(asyncIDs) }, 4*time.Minute, time.Second,
@@ -401,7 +401,7 @@ func TestCluster(t *testing.T) {
 			', workflow started ' || r.workflow_started || ', attempt rows ' || COALESCE((SELECT string_agg(a.attempt || ' ' || a.state || ' on ' || a.gateway_id, '; ')
 			FROM async_attempts a WHERE a.request_id = r.id), 'none')
 			FROM async_requests r WHERE r.id = ANY($1) AND NOT (r.status IN ('SUCCEEDED','FAILED','CANCELED','EXPIRED') AND r.webhook_status IN ('SUCCEEDED','FAILED'))`,
-			pqArray(asyncIDs)))
+			pq.Array(asyncIDs)))
 		t.Fatalf("async requests not ended:\n%s", strings.Join(open, "\n"))
 	}
 
@@ -431,7 +431,7 @@ func TestCluster(t *testing.T) {
 		          AND a.actor = 'promotion:' || p.id) AS stages,
 		       (SELECT count(*) - count(DISTINCT a.details->>'percent_traffic_to_new_version') FROM audit_events a
 		          WHERE a.model_id = p.model_id AND a.action = 'promotion.stage' AND a.actor = 'promotion:' || p.id) AS repeats
-		FROM promotions p WHERE p.model_id = ANY($1)`, pqArray([]string{chat, embed})))
+		FROM promotions p WHERE p.model_id = ANY($1)`, pq.Array([]string{chat, embed})))
 	require.Len(t, promotions, 3, "chat's two promotions and embed's one")
 	for _, p := range promotions {
 		assert.Equal(t, "SUCCEEDED", p.Status, "promotion %s", p.ID)

@@ -14,15 +14,12 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apiv1"
 	"github.com/modelplane/modelplane/modelpkg"
 )
-
-func pqArray(s []string) any { return pq.Array(s) }
 
 func sortedCopy(s []string) []string {
 	out := slices.Clone(s)
