@@ -45,7 +45,7 @@ type Activities struct {
 	// notices them by polling alone.
 	DatabaseURL string
 	// AsyncOutputRetention is how long a finished async request's output is kept for reading
-	// with its status; zero means DefaultAsyncOutputRetention (24 hours).
+	// with its status; zero means store.DefaultAsyncOutputRetention (24 hours).
 	AsyncOutputRetention time.Duration
 	// WebhookAllowPrivate lets webhooks reach loopback, private and link-local addresses,
 	// which are refused otherwise.

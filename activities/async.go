@@ -4,16 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -23,10 +18,6 @@ import (
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
-// DefaultAsyncOutputRetention is how long a finished request's output is kept for reading
-// with its status when Activities.AsyncOutputRetention is not set.
-const DefaultAsyncOutputRetention = 24 * time.Hour
-
 // AsyncPollInterval is how often RunAsyncAttempt reads its attempt besides being woken by a
 // notification, which a dropped LISTEN connection can lose.
 const AsyncPollInterval = 2 * time.Second
@@ -35,7 +26,7 @@ func asyncState(r store.AsyncRequest) contract.AsyncRequestState {
 	return contract.AsyncRequestState{
 		RequestID: r.ID, ModelID: r.ModelID, DeploymentID: r.DeploymentID, Environment: r.Environment,
 		Status: r.Status, WebhookStatus: r.WebhookStatus, RetryConfig: r.RetryConfig,
-		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt(), Attempts: r.Attempts,
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, Attempts: r.Attempts,
 	}
 }
 
@@ -126,71 +117,11 @@ func (a *Activities) RunAsyncAttempt(ctx context.Context, in contract.RunAsyncAt
 	return ClassifyAttempt(att), nil
 }
 
-// ClassifyAttempt judges a finished attempt: a 2xx answer succeeds; no answer, 429, 500, 502,
-// 503, 504 and a lost gateway may pass on a later attempt; any other answer, and an output
-// too large to keep, fail the request at once.
+// ClassifyAttempt judges a finished attempt (store.ClassifyAttempt) for the workflow.
 func ClassifyAttempt(att store.AsyncAttempt) contract.RunAsyncAttemptResult {
-	out := contract.RunAsyncAttemptResult{Attempt: att.Attempt, StatusCode: att.StatusCode}
-	code := att.StatusCode
-	switch {
-	case att.ErrorCode == modelplane.CodeModelOutputTooLarge:
-	case att.ErrorCode == modelplane.CodeGatewayLost:
-		out.Retryable = true
-	case code >= 200 && code <= 299:
-		out.Succeeded = true
-		return out
-	case code == 0, code == http.StatusTooManyRequests, code == http.StatusInternalServerError,
-		code == http.StatusBadGateway, code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout:
-		out.Retryable = true
-	}
-	out.Error = modelplane.AsyncError{Code: attemptErrorCode(att), Message: attemptErrorMessage(att), Attempt: att.Attempt}
-	return out
-}
-
-// attemptErrorCode is the code of a failed attempt: the gateway's when it gave one, else the
-// one the answer's status calls for.
-func attemptErrorCode(att store.AsyncAttempt) modelplane.ErrorCode {
-	switch code := att.StatusCode; {
-	case att.ErrorCode != "":
-		return att.ErrorCode
-	case code == 0:
-		return modelplane.CodeModelUnavailable
-	case code == http.StatusGatewayTimeout:
-		return modelplane.CodeModelPredictTimeout
-	case code == http.StatusTooManyRequests, code >= 500:
-		// A model that is overloaded has nothing against the input.
-		return modelplane.CodeModelPredictError
-	case code >= 400:
-		return modelplane.CodeModelInvalidInput
-	}
-	return modelplane.CodeModelPredictError
-}
-
-// maxErrorBody bounds how much of a model's error answer is quoted in the error message.
-const maxErrorBody = 500
-
-// attemptErrorMessage says what went wrong with an attempt: the gateway's error when it gave
-// one, else the status the model answered and the start of what it said.
-func attemptErrorMessage(att store.AsyncAttempt) string {
-	if att.Error != "" {
-		return att.Error
-	}
-	if att.StatusCode == 0 {
-		return "the deployment gave no answer"
-	}
-	msg := fmt.Sprintf("the model answered %d %s", att.StatusCode, http.StatusText(att.StatusCode))
-	body := strings.TrimSpace(string(att.Output))
-	if body == "" || !utf8.ValidString(body) {
-		return msg
-	}
-	if len(body) > maxErrorBody {
-		cut := maxErrorBody
-		for cut > 0 && !utf8.RuneStart(body[cut]) {
-			cut--
-		}
-		body = body[:cut] + "..."
-	}
-	return msg + ": " + body
+	o := store.ClassifyAttempt(att)
+	return contract.RunAsyncAttemptResult{Attempt: att.Attempt, StatusCode: att.StatusCode,
+		Succeeded: o.Succeeded, Retryable: o.Retryable, Error: o.Error}
 }
 
 // FinishAsync records how the request ended, with the output of in.OutputAttempt kept for
@@ -198,7 +129,7 @@ func attemptErrorMessage(att store.AsyncAttempt) string {
 func (a *Activities) FinishAsync(ctx context.Context, in contract.FinishAsyncInput) (contract.AsyncRequestState, error) {
 	o := store.AsyncOutcome{Status: in.Status, Errors: in.Errors, KeepOutput: a.AsyncOutputRetention}
 	if o.KeepOutput <= 0 {
-		o.KeepOutput = DefaultAsyncOutputRetention
+		o.KeepOutput = store.DefaultAsyncOutputRetention
 	}
 	if in.OutputAttempt > 0 {
 		att, err := store.GetAsyncAttempt(ctx, a.DB, in.RequestID, in.OutputAttempt)
@@ -218,31 +149,16 @@ func (a *Activities) FinishAsync(ctx context.Context, in contract.FinishAsyncInp
 	return asyncState(r), nil
 }
 
-// DispatchAsyncNext starts the queued request that a request ending on the deployment made
-// room for (store.StartAsyncRequest: claimed, its first attempt recorded for the gateways)
-// and signals its workflow, so the slot is used without waiting for a workflow task or the
-// autoscaler's next dispatch. That is the last of the queue's heads: those before it had room
-// already and were started then. Workflows that have ended are skipped.
+// DispatchAsyncNext starts the queued requests of the deployment that a request ending on it
+// made room for (store.StartAsyncHeads), so the slot is used without waiting for a gateway's
+// next look at the queues.
 func (a *Activities) DispatchAsyncNext(ctx context.Context, in contract.DispatchAsyncNextInput) (contract.DispatchAsyncNextResult, error) {
-	var out contract.DispatchAsyncNextResult
-	heads, err := store.AsyncQueueHeads(ctx, a.DB, in.DeploymentID)
-	if err != nil || len(heads) == 0 {
-		return out, err
-	}
-	h := heads[len(heads)-1]
-	if _, err := store.StartAsyncRequest(ctx, a.DB, h.RequestID); err != nil {
-		return out, err
-	}
-	err = a.Temporal.SignalWorkflow(ctx, in.WorkflowIDPrefix+h.RequestID, "", in.SignalName, nil)
-	var notFound *serviceerror.NotFound
-	switch {
-	case err == nil:
-		out.Signaled++
-	case errors.As(err, &notFound):
-		err = nil
-	}
-	return out, err
+	s, err := store.StartAsyncHeads(ctx, a.DB, in.DeploymentID, maxDispatch)
+	return contract.DispatchAsyncNextResult{Started: s.Started}, err
 }
+
+// maxDispatch bounds the requests one DispatchAsyncNext starts.
+const maxDispatch = 64
 
 // DeliverWebhook posts the request's outcome to its webhook endpoint, signed with the
 // workspace's secret and carrying the request's delivery ID, which is the same on every try.

@@ -14,7 +14,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -26,7 +25,6 @@ import (
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/webhook"
 	"github.com/modelplane/modelplane/worker"
-	"github.com/modelplane/modelplane/workflows"
 	"github.com/modelplane/modelplane/workflows/contract"
 )
 
@@ -80,10 +78,12 @@ func (f *asyncFixture) request(t *testing.T, hook string) store.AsyncRequest {
 	return r
 }
 
-// running records a request and takes it off the queue.
+// running records a request and takes it off the queue, as its workflow does.
 func (f *asyncFixture) running(t *testing.T, hook string) store.AsyncRequest {
 	t.Helper()
 	r := f.request(t, hook)
+	_, err := store.MarkAsyncWorkflowStarted(context.Background(), f.db, r.ID)
+	require.NoError(t, err)
 	c, err := store.ClaimAsyncRequest(context.Background(), f.db, r.ID)
 	require.NoError(t, err)
 	require.True(t, c.Claimed, "the fixture's deployment has room: %+v", c)
@@ -107,7 +107,7 @@ func newGateway(t *testing.T, db *sqlx.DB) *gateway {
 
 // claim waits until the attempt of requestID is pending and claims it.
 func (g *gateway) claim(requestID string) store.ClaimedAttempt {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		cs, err := store.ClaimAsyncAttempts(context.Background(), g.db, g.id, 10)
 		if err != nil {
@@ -121,15 +121,18 @@ func (g *gateway) claim(requestID string) store.ClaimedAttempt {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	g.t.Errorf("no attempt of %s to claim within 10s", requestID)
+	var states []string
+	_ = g.db.Select(&states, `SELECT attempt || ' ' || state || ' ' || gateway_id FROM async_attempts WHERE request_id = $1`, requestID)
+	g.t.Errorf("no attempt of %s to claim within 30s (gateway %s; attempts: %v)", requestID, g.id, states)
 	return store.ClaimedAttempt{}
 }
 
-func (g *gateway) finish(c store.ClaimedAttempt, r store.AttemptResult) {
-	ok, err := store.FinishAsyncAttempt(context.Background(), g.db, c.RequestID, c.Attempt, g.id, r)
-	if err != nil || !ok {
-		g.t.Errorf("finish attempt %s/%d: ok %v, err %v", c.RequestID, c.Attempt, ok, err)
+func (g *gateway) finish(c store.ClaimedAttempt, r store.AttemptResult) store.AttemptConclusion {
+	got, err := store.FinishAsyncAttempt(context.Background(), g.db, c.RequestID, c.Attempt, g.id, r, 0)
+	if err != nil || !got.Recorded {
+		g.t.Errorf("finish attempt %s/%d: %+v, err %v", c.RequestID, c.Attempt, got, err)
 	}
+	return got
 }
 
 // runAttempt runs RunAsyncAttempt in env and returns its result.
@@ -527,7 +530,7 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 	ctx := context.Background()
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
 	c := ts.GetDefaultClient()
-	w := sdkworker.New(c, "fake-async", sdkworker.Options{})
+	w := sdkworker.New(c, contract.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(FakeAsyncRequest, workflow.RegisterOptions{Name: "AsyncRequest"})
 	require.NoError(t, w.Start())
 	defer w.Stop()
@@ -538,7 +541,9 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 		old := f.request(t, "")
 		started := f.request(t, "")
 		fresh := f.request(t, "")
-		_, err := f.db.ExecContext(ctx, `UPDATE async_requests SET created_at = now() - interval '1 minute' WHERE id IN ($1, $2)`, old.ID, started.ID)
+		_, err := f.db.ExecContext(ctx, `UPDATE async_requests SET workflow_wanted_at = now() - interval '1 minute' WHERE id IN ($1, $2)`, old.ID, started.ID)
+		require.NoError(t, err)
+		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, fresh.ID)
 		require.NoError(t, err)
 		_, err = store.MarkAsyncWorkflowStarted(ctx, f.db, started.ID)
 		require.NoError(t, err)
@@ -546,8 +551,7 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET workflow_started = true WHERE id NOT IN ($1, $2, $3)`, old.ID, started.ID, fresh.ID)
 		require.NoError(t, err)
 
-		in := contract.StartUnstartedAsyncInput{Before: time.Now().Add(-30 * time.Second), WorkflowType: "AsyncRequest",
-			TaskQueue: "fake-async", WorkflowIDPrefix: prefix}
+		in := contract.StartUnstartedAsyncInput{Before: time.Now().Add(-30 * time.Second)}
 		var res contract.StartUnstartedAsyncResult
 		v, err := f.env.ExecuteActivity(f.acts.StartUnstartedAsync, in)
 		require.NoError(t, err)
@@ -571,44 +575,33 @@ func TestAsyncTemporalActivities_OnRealServer(t *testing.T) {
 		require.Equal(t, 1, res.Started, "a request whose workflow ended without starting it is started again")
 	})
 
-	t.Run("DispatchAsyncNext", func(t *testing.T) {
-		// Room for one more beside the request running: the older of the two queued is the head.
-		_, err := f.db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, modelplane.NewID(12), f.dep.ID)
-		require.NoError(t, err)
-		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET status = 'CANCELED' WHERE deployment_id = $1 AND status IN ('QUEUED', 'IN_PROGRESS')`, f.dep.ID)
-		require.NoError(t, err)
-		f.running(t, "")
-		head := f.request(t, "")
-		behind := f.request(t, "")
-		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET created_at = created_at - interval '1 minute' WHERE id = $1`, head.ID)
-		require.NoError(t, err)
-		for _, id := range []string{head.ID, behind.ID} {
-			_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: prefix + id, TaskQueue: "fake-async"},
-				"AsyncRequest", contract.AsyncRequestInput{RequestID: id})
-			require.NoError(t, err)
-		}
-		var res contract.DispatchAsyncNextResult
-		v, err := f.env.ExecuteActivity(f.acts.DispatchAsyncNext, contract.DispatchAsyncNextInput{
-			DeploymentID: f.dep.ID, WorkflowIDPrefix: prefix, SignalName: "async_dispatch"})
-		require.NoError(t, err)
-		require.NoError(t, v.Get(&res))
-		require.Equal(t, 1, res.Signaled)
-		var got string
-		require.NoError(t, c.GetWorkflow(ctx, prefix+head.ID, "").Get(ctx, &got), "the head is told")
-		d, err := c.DescribeWorkflowExecution(ctx, prefix+behind.ID, "")
-		require.NoError(t, err)
-		require.Equal(t, "Running", d.GetWorkflowExecutionInfo().GetStatus().String(), "the one behind waits")
-		require.NoError(t, c.TerminateWorkflow(ctx, prefix+behind.ID, "", "test over"))
+}
 
-		// A head whose workflow has ended is skipped without error.
-		_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET status = 'QUEUED' WHERE id = $1`, head.ID)
-		require.NoError(t, err)
-		v, err = f.env.ExecuteActivity(f.acts.DispatchAsyncNext, contract.DispatchAsyncNextInput{
-			DeploymentID: f.dep.ID, WorkflowIDPrefix: prefix, SignalName: "async_dispatch"})
-		require.NoError(t, err)
-		require.NoError(t, v.Get(&res))
-		require.Zero(t, res.Signaled)
-	})
+func TestDispatchAsyncNext_StartsTheHeadsTheDeploymentHasRoomFor(t *testing.T) {
+	f := newAsyncFixture(t)
+	ctx := context.Background()
+	// Room for one more beside the request running: the older of the two queued is the head.
+	_, err := f.db.ExecContext(ctx, `INSERT INTO replicas (id, deployment_id, state) VALUES ($1, $2, 'READY')`, modelplane.NewID(12), f.dep.ID)
+	require.NoError(t, err)
+	f.running(t, "")
+	head := f.request(t, "")
+	behind := f.request(t, "")
+	_, err = f.db.ExecContext(ctx, `UPDATE async_requests SET created_at = created_at - interval '1 minute' WHERE id = $1`, head.ID)
+	require.NoError(t, err)
+	var res contract.DispatchAsyncNextResult
+	v, err := f.env.ExecuteActivity(f.acts.DispatchAsyncNext, contract.DispatchAsyncNextInput{DeploymentID: f.dep.ID})
+	require.NoError(t, err)
+	require.NoError(t, v.Get(&res))
+	require.Equal(t, 1, res.Started)
+	got, err := store.GetAsyncRequest(ctx, f.db, "", head.ID)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AsyncInProgress, got.Status, "the head is started")
+	att, err := store.GetAsyncAttempt(ctx, f.db, head.ID, 1)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AttemptPending, att.State, "its first attempt waits for a gateway")
+	got, err = store.GetAsyncRequest(ctx, f.db, "", behind.ID)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AsyncQueued, got.Status, "the one behind waits")
 }
 
 func TestPurgeAsync_DropsExpiredOutputs(t *testing.T) {
@@ -649,15 +642,21 @@ func TestAsyncRequestWorkflow_EndToEndOnRealServer(t *testing.T) {
 	}, 1000)
 	require.NoError(t, err)
 
-	// The gateway: the first attempt finds the model overloaded, the second succeeds.
+	// A gateway starts the request without a workflow; its first attempt finds the model
+	// overloaded, which wants the workflow for the retry. The second attempt succeeds.
+	starts, err := store.StartAsyncHeads(ctx, f.db, f.dep.ID, 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, starts.Started)
 	gw := newGateway(t, f.db)
+	first := gw.finish(gw.claim(r.ID), store.AttemptResult{StatusCode: 503, Output: []byte("busy")})
+	require.Equal(t, store.AttemptConclusion{Recorded: true, WantsWorkflow: true}, first)
 	go func() {
-		gw.finish(gw.claim(r.ID), store.AttemptResult{StatusCode: 503, Output: []byte("busy")})
 		gw.finish(gw.claim(r.ID), store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":3}`), ContentType: "application/json"})
 	}()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.AsyncWorkflowID(r.ID), TaskQueue: contract.TaskQueue},
-		workflows.AsyncRequest, contract.AsyncRequestInput{RequestID: r.ID})
+	started, err := contract.StartAsyncRequest(ctx, c, r.ID)
 	require.NoError(t, err)
+	require.True(t, started)
+	run := c.GetWorkflow(ctx, contract.AsyncWorkflowID(r.ID), "")
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var res contract.AsyncRequestResult

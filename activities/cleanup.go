@@ -5,10 +5,7 @@ import (
 	"errors"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane/blob"
 	"github.com/modelplane/modelplane/store"
@@ -111,8 +108,8 @@ func (a *Activities) PruneGatewayReports(ctx context.Context, in contract.PruneG
 	return contract.PruneGatewayReportsResult{Deleted: n}, err
 }
 
-// StartUnstartedAsync starts the workflows of queued requests whose gateway recorded them but
-// did not start their workflow (it died, or Temporal refused). A request's workflow marks it
+// StartUnstartedAsync starts the workflows of requests that want one and did not get it (the
+// gateway or sweep that asked died, or Temporal refused). A request's workflow marks it
 // started in its first step, so one still unmarked has no workflow running under its ID
 // (a running one is left alone) and none that did anything.
 func (a *Activities) StartUnstartedAsync(ctx context.Context, in contract.StartUnstartedAsyncInput) (contract.StartUnstartedAsyncResult, error) {
@@ -129,22 +126,13 @@ func (a *Activities) StartUnstartedAsync(ctx context.Context, in contract.StartU
 		return out, errors.New("no Temporal client to start async request workflows with")
 	}
 	for _, id := range ids {
-		_, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID:        in.WorkflowIDPrefix + id,
-			TaskQueue: in.TaskQueue,
-			// A request whose workflow never marked it started may have had one that was
-			// terminated before its first step: another run is what it needs. A running one is
-			// left alone (already started).
-			WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-			WorkflowExecutionErrorWhenAlreadyStarted: true,
-		}, in.WorkflowType, contract.AsyncRequestInput{RequestID: id})
-		switch {
-		case err == nil:
+		started, err := contract.StartAsyncRequest(ctx, a.Temporal, id)
+		if err != nil {
+			return out, err
+		}
+		if started {
 			out.Started++
 			activity.GetLogger(ctx).Info("started the workflow of an async request", "request_id", id)
-		case temporal.IsWorkflowExecutionAlreadyStartedError(err):
-		default:
-			return out, err
 		}
 	}
 	return out, nil

@@ -81,8 +81,6 @@ type Loop struct {
 	// not leading. Only Run's goroutine touches it and the fields below.
 	conn  *sqlx.Conn
 	track map[string]*tracked
-	// signaled is when each queued async request was last told its deployment has room.
-	signaled map[string]time.Time
 }
 
 // tracked is what the loop remembers about one deployment between ticks.
@@ -142,8 +140,6 @@ func New(opts Options) *Loop {
 		now:     time.Now,
 		metrics: newMetrics(opts.Registerer),
 		track:   map[string]*tracked{},
-
-		signaled: map[string]time.Time{},
 	}
 }
 
@@ -238,7 +234,6 @@ func (l *Loop) resign(why string) {
 	l.leader.Store(false)
 	l.metrics.leader.Set(0)
 	clear(l.track)
-	clear(l.signaled)
 	l.log.Info("autoscaler is no longer leader", "reason", why)
 }
 
@@ -315,7 +310,7 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	for _, o := range orders {
 		l.record(o, l.track[o.target.DeploymentID], now)
 	}
-	return l.dispatch(ctx, db, now)
+	return l.sweepAsync(ctx, db)
 }
 
 // rooms reads what each workspace may still start under its replica and GPU quotas; a
@@ -355,51 +350,58 @@ func (l *Loop) fitQuota(d Decision, t store.AutoscalingTarget, tr *tracked, room
 	return fitted
 }
 
-// redispatchAfter is how long a queued async request told it may start is left to do so
-// before it is told again.
-const redispatchAfter = 2 * time.Second
+// Bounds of one tick's async sweep: requests started and expired, and workflows started.
+const (
+	maxSweepStarts    = 1024
+	maxSweepExpiries  = 1024
+	maxSweepWorkflows = 256
+	// sweepWorkflowGrace is how long a request that wants its workflow is left to the
+	// gateway that asked for it before the sweep starts it.
+	sweepWorkflowGrace = 5 * time.Second
+)
 
-// dispatch starts the async requests that their deployments have room for (the heads of the
-// queues: claimed, first attempt recorded for the gateways) and tells their workflows. Each request also tries when it is queued and when one before it ends, so
-// this is what moves a queue when room appears otherwise: a replica became READY, or a
-// message was lost.
-func (l *Loop) dispatch(ctx context.Context, db sqlx.QueryerContext, now time.Time) error {
+// sweepAsync moves the async queues where no gateway does: it starts the queued requests their
+// deployments have room for (a replica became READY, say, or a notification was lost), fails
+// the queues of deployments that will not serve, expires requests past their
+// max_time_in_queue, and starts the workflows that requests want (a retry, a webhook, a
+// gateway lost mid-attempt) and did not get.
+func (l *Loop) sweepAsync(ctx context.Context, db sqlx.QueryerContext) error {
 	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
-	heads, err := store.AsyncQueueHeads(qctx, db, "")
-	cancel()
+	defer cancel()
+	starts, err := store.StartAsyncHeads(qctx, l.opts.DB, "", maxSweepStarts)
 	if err != nil {
-		return fmt.Errorf("read async queue heads: %w", err)
+		return fmt.Errorf("start async queue heads: %w", err)
 	}
-	for id, at := range l.signaled {
-		if now.Sub(at) >= redispatchAfter {
-			delete(l.signaled, id)
+	expired, n, err := store.ExpireDueAsync(qctx, db, maxSweepExpiries)
+	if err != nil {
+		return fmt.Errorf("expire async requests: %w", err)
+	}
+	if n > 0 {
+		l.log.Info("async requests expired in their queues", "count", n)
+	}
+	lost, err := store.WantWorkflowsForLostAttempts(qctx, db)
+	if err != nil {
+		return fmt.Errorf("find async attempts of lost gateways: %w", err)
+	}
+	late, err := store.UnstartedAsyncRequests(qctx, db, time.Now().Add(-sweepWorkflowGrace), maxSweepWorkflows)
+	if err != nil {
+		return fmt.Errorf("read async requests that want their workflow: %w", err)
+	}
+	want := append(append(append(starts.Wanted, expired...), lost...), late...)
+	for i, id := range want {
+		if i >= maxSweepWorkflows {
+			break // the next tick starts the rest
+		}
+		sctx, cancel := context.WithTimeout(ctx, updateTimeout)
+		_, err := contract.StartAsyncRequest(sctx, l.opts.Temporal, id)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				l.log.Warn("starting async request workflow", "request_id", id, "err", err)
+			}
+			break // Temporal refuses: the next tick tries again
 		}
 	}
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, maxConcurrentUpdates)
-	for _, h := range heads {
-		if _, recent := l.signaled[h.RequestID]; recent {
-			continue
-		}
-		l.signaled[h.RequestID] = now
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			sctx, cancel := context.WithTimeout(ctx, updateTimeout)
-			defer cancel()
-			if _, err := store.StartAsyncRequest(sctx, l.opts.DB, h.RequestID); err != nil && ctx.Err() == nil {
-				l.log.Warn("starting async request", "request_id", h.RequestID, "err", err)
-			}
-			err := l.opts.Temporal.SignalWorkflow(sctx, contract.AsyncWorkflowID(h.RequestID), "", contract.SignalAsyncDispatch, nil)
-			var notFound *serviceerror.NotFound
-			if err != nil && !errors.As(err, &notFound) && ctx.Err() == nil {
-				l.log.Warn("dispatching async request", "request_id", h.RequestID, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
 	return nil
 }
 

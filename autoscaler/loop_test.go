@@ -64,8 +64,9 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 // fakeTemporal records Scale updates; every other method of client.Client panics (nil).
 type fakeTemporal struct {
 	client.Client
-	mu    sync.Mutex
-	calls []scaleCall
+	mu     sync.Mutex
+	calls  []scaleCall
+	starts []string
 	// refuse makes the update to these workflows come back rejected by the validator.
 	refuse map[string]bool
 }
@@ -94,6 +95,26 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, opts client.UpdateWorkf
 }
 
 // takeCalls returns the calls made since the last take that went to the given deployments.
+// ExecuteWorkflow records the start of an AsyncRequest workflow.
+func (f *fakeTemporal) ExecuteWorkflow(_ context.Context, opts client.StartWorkflowOptions, workflow any, _ ...any) (client.WorkflowRun, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if workflow != contract.AsyncRequestWorkflowType {
+		return nil, fmt.Errorf("unexpected workflow %v", workflow)
+	}
+	f.starts = append(f.starts, opts.ID)
+	return nil, nil
+}
+
+// takeStarts returns the workflows started since the last call.
+func (f *fakeTemporal) takeStarts() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.starts
+	f.starts = nil
+	return out
+}
+
 func (f *fakeTemporal) takeCalls(deploymentIDs ...string) []scaleCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -471,32 +492,7 @@ func TestScale_TellsAcceptedFromRefusedOnRealServer(t *testing.T) {
 	require.True(t, rejected, "a deployment without a running workflow is a rejection: %v", err)
 }
 
-// signalRecorder records signals on top of fakeTemporal.
-type signalRecorder struct {
-	*fakeTemporal
-	mu      sync.Mutex
-	signals []string
-}
-
-func (s *signalRecorder) SignalWorkflow(_ context.Context, workflowID, _, name string, _ any) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if name != contract.SignalAsyncDispatch {
-		return fmt.Errorf("unexpected signal %q", name)
-	}
-	s.signals = append(s.signals, workflowID)
-	return nil
-}
-
-func (s *signalRecorder) take() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.signals
-	s.signals = nil
-	return out
-}
-
-func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
+func TestTick_StartsTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	db := openDB(t)
 	m := newModel(t, db)
 	settings := linear(8)
@@ -504,48 +500,76 @@ func TestTick_DispatchesTheAsyncQueueHeadsItHasRoomFor(t *testing.T) {
 	d := newDeployment(t, db, m, "ACTIVE", settings, 1) // room for 2 at a time
 	asleep := newDeployment(t, db, m, "SCALED_TO_ZERO", linear(8), 0)
 	ctx := context.Background()
-	enqueue := func(dep string, priority int) string {
-		r, err := store.InsertAsyncRequest(ctx, db, store.NewAsyncRequest{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
-			DeploymentID: dep, Priority: priority, MaxTimeInQueueSeconds: 600,
-			RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`{}`)}, 1000)
-		require.NoError(t, err)
-		return r.ID
-	}
-	low := enqueue(d.ID, 2)
-	first := enqueue(d.ID, 1)
-	second := enqueue(d.ID, 1)
-	urgent := enqueue(d.ID, 0)
-	sleeper := enqueue(asleep.ID, 0)
+	low := enqueue(t, db, m, d.ID, 2, "")
+	first := enqueue(t, db, m, d.ID, 1, "")
+	second := enqueue(t, db, m, d.ID, 1, "")
+	urgent := enqueue(t, db, m, d.ID, 0, "")
+	sleeper := enqueue(t, db, m, asleep.ID, 0, "")
 
-	tc := &signalRecorder{fakeTemporal: &fakeTemporal{}}
+	tc := &fakeTemporal{}
 	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
 	now := time.Now().UTC().Truncate(time.Second)
-	status := func(id string) modelplane.AsyncStatus {
-		r, err := store.GetAsyncRequest(ctx, db, "", id)
-		require.NoError(t, err)
-		return r.Status
-	}
 	require.NoError(t, l.tick(ctx, now))
-	require.ElementsMatch(t, []string{contract.AsyncWorkflowID(urgent), contract.AsyncWorkflowID(first)}, tc.take(),
-		"the two heads in priority order, then age; not %s or %s, nor %s, whose deployment has no replica", second, low, sleeper)
 	for _, id := range []string{urgent, first} {
-		require.Equal(t, modelplane.AsyncInProgress, status(id), "a head is started, not only told")
+		require.Equal(t, modelplane.AsyncInProgress, asyncStatus(t, db, id).Status, "the two heads in priority order, then age")
 		a, err := store.GetAsyncAttempt(ctx, db, id, 1)
 		require.NoError(t, err, "its first attempt is recorded for the gateways")
 		require.Equal(t, modelplane.AttemptPending, a.State)
 	}
-	require.Equal(t, modelplane.AsyncQueued, status(second))
+	for _, id := range []string{second, low, sleeper} {
+		require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, id).Status, "no room for %s", id)
+	}
 	require.Equal(t, []scaleCall{{contract.DeploymentWorkflowID(asleep.ID), 1}}, tc.takeCalls(asleep.ID),
 		"a queued request wakes the deployment at zero")
-
-	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
-	require.Empty(t, tc.take(), "no room left: nobody is told")
+	require.NotContains(t, tc.takeStarts(), contract.AsyncWorkflowID(urgent), "a started request needs no workflow")
 
 	_, err := db.ExecContext(ctx, `UPDATE async_requests SET status = 'SUCCEEDED' WHERE id = $1`, urgent)
 	require.NoError(t, err)
-	require.NoError(t, l.tick(ctx, now.Add(2*time.Second)))
-	require.ElementsMatch(t, []string{contract.AsyncWorkflowID(second)}, tc.take(),
-		"one ended leaves room for one: the oldest left of priority 1")
-	require.Equal(t, modelplane.AsyncInProgress, status(second))
-	require.Equal(t, modelplane.AsyncQueued, status(low))
+	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
+	require.Equal(t, modelplane.AsyncInProgress, asyncStatus(t, db, second).Status, "one ended leaves room for one: the oldest left of priority 1")
+	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, low).Status)
+}
+
+func TestTick_ExpiresQueuedRequestsAndStartsTheWorkflowsRequestsWant(t *testing.T) {
+	db := openDB(t)
+	m := newModel(t, db)
+	asleep := newDeployment(t, db, m, "SCALED_TO_ZERO", linear(8), 0)
+	ctx := context.Background()
+	hooked := enqueue(t, db, m, asleep.ID, 1, "https://example.com/hook")
+	silent := enqueue(t, db, m, asleep.ID, 1, "")
+	waiting := enqueue(t, db, m, asleep.ID, 1, "")
+	_, err := db.ExecContext(ctx, `UPDATE async_requests SET expires_at = now() WHERE id IN ($1, $2)`, hooked, silent)
+	require.NoError(t, err)
+	// A request whose gateway asked for its workflow a while ago and did not get it.
+	forgotten := enqueue(t, db, m, asleep.ID, 1, "")
+	_, err = db.ExecContext(ctx, `UPDATE async_requests SET status = 'IN_PROGRESS', workflow_wanted_at = now() - interval '1 minute' WHERE id = $1`, forgotten)
+	require.NoError(t, err)
+
+	tc := &fakeTemporal{}
+	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
+	require.NoError(t, l.tick(ctx, time.Now().UTC().Truncate(time.Second)))
+	require.Equal(t, modelplane.AsyncExpired, asyncStatus(t, db, hooked).Status)
+	require.Equal(t, modelplane.AsyncExpired, asyncStatus(t, db, silent).Status)
+	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, waiting).Status, "one with time left waits")
+	started := tc.takeStarts()
+	require.Subset(t, started, []string{contract.AsyncWorkflowID(hooked), contract.AsyncWorkflowID(forgotten)},
+		"the expired request's webhook and the forgotten request want their workflows")
+	require.NotContains(t, started, contract.AsyncWorkflowID(silent), "an expired request without a webhook needs none")
+}
+
+// enqueue records a queued async request for the deployment and returns its ID.
+func enqueue(t *testing.T, db *sqlx.DB, m store.Model, dep string, priority int, webhook string) string {
+	t.Helper()
+	r, err := store.InsertAsyncRequest(context.Background(), db, store.NewAsyncRequest{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+		DeploymentID: dep, Priority: priority, MaxTimeInQueueSeconds: 600, WebhookEndpoint: webhook,
+		RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`{}`)}, 1000)
+	require.NoError(t, err)
+	return r.ID
+}
+
+func asyncStatus(t *testing.T, db *sqlx.DB, id string) store.AsyncRequest {
+	t.Helper()
+	r, err := store.GetAsyncRequest(context.Background(), db, "", id)
+	require.NoError(t, err)
+	return r
 }

@@ -380,7 +380,7 @@ func (s *Stack) startGateway(opts Options) error {
 		Registerer: prometheus.DefaultRegisterer, MaxBodyBytes: opts.MaxBodyBytes, UpstreamTimeout: opts.UpstreamTimeout,
 		Temporal: s.tc, ColdStartTimeout: opts.ColdStartTimeout, WebsocketDrainTimeout: opts.WebsocketDrainTimeout,
 		AsyncRateLimit: opts.AsyncRateLimit, MaxOpenAsync: opts.MaxOpenAsync, MaxAsyncAttempts: opts.MaxAsyncAttempts,
-		WebhookAllowPrivate: opts.WebhookAllowPrivate})
+		WebhookAllowPrivate: opts.WebhookAllowPrivate, AsyncOutputRetention: opts.AsyncOutputRetention})
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,7 @@ import (
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/store"
@@ -310,76 +307,63 @@ func (g *Gateway) acceptAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	n.WorkspaceID, n.ModelID, n.DeploymentID, n.Environment = workspace, dep.model.id, dep.id, env
 	// The workspace's async_requests quota bounds its open requests, and --async-max-open
 	// bounds every workspace's on this gateway: the lower applies.
-	quotas, err := store.WorkspaceQuotas(ctx, g.opts.DB, workspace)
-	if err != nil {
-		g.log.WarnContext(ctx, "reading workspace quotas", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "cannot read the workspace's quotas: database unavailable")
-		return
-	}
-	maxOpen, limitName := g.opts.MaxOpenAsync, "this gateway's limit (--async-max-open)"
-	if quotas.AsyncRequests <= maxOpen {
-		maxOpen, limitName = quotas.AsyncRequests, "the workspace's async_requests quota"
-	}
-	req, err := store.InsertAsyncRequest(ctx, g.opts.DB, n, maxOpen)
+	got, err := g.accepts.record(ctx, n)
 	switch {
-	case errors.Is(err, store.ErrLimit):
-		w.Header().Set("Retry-After", strconv.Itoa(int(openLimitRetryAfter/time.Second)))
-		writeError(w, http.StatusTooManyRequests, "workspace already has %d async requests queued or in progress, as many as %s (%d) allows: wait for some to finish", maxOpen, limitName, maxOpen)
-		return
 	case err != nil:
 		g.log.WarnContext(ctx, "recording async request", "model_id", dep.model.id, "deployment_id", dep.id, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "cannot record the async request: database unavailable")
 		return
+	case got.ID == "":
+		limitName := "this gateway's limit (--async-max-open)"
+		if got.ByQuota {
+			limitName = "the workspace's async_requests quota"
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(openLimitRetryAfter/time.Second)))
+		writeError(w, http.StatusTooManyRequests, "workspace already has %d async requests queued or in progress, as many as %s (%d) allows: wait for some to finish", got.MaxOpen, limitName, got.MaxOpen)
+		return
 	}
-	// The row is the request: whatever happens to the start, Cleanup starts the workflows of
-	// requests left unstarted, so the answer is 201 from here on.
-	g.startAsync(ctx, req)
+	// The row is the request: a gateway with room starts it, on this notification or its
+	// next look at the queues, with no workflow of its own until it needs one.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write([]byte(`{"request_id":"` + req.ID + `"}` + "\n"))
+	_, _ = w.Write([]byte(`{"request_id":"` + got.ID + `"}` + "\n"))
 }
 
-// startAsync starts the request's workflow. One that cannot start now (Temporal restarting,
-// say) is tried again by retryStarts, and after that by Cleanup.
-func (g *Gateway) startAsync(ctx context.Context, req store.AsyncRequest) {
+// wantWorkflows hands the requests that want their workflow (a retry, a webhook) to
+// retryStarts, which starts them at once and, while Temporal refuses, again later. One the
+// backlog has no room for is the autoscaler's sweep's to start.
+func (g *Gateway) wantWorkflows(ids ...string) {
 	if g.opts.Temporal == nil {
 		return
 	}
-	if err := g.startAsyncWorkflow(ctx, req.ID); err != nil {
-		g.log.WarnContext(ctx, "starting async request workflow; trying again", "request_id", req.ID,
-			"model_id", req.ModelID, "deployment_id", req.DeploymentID, "err", err)
+	for _, id := range ids {
 		select {
-		case g.unstarted <- req.ID:
-		default: // a backlog that long is Cleanup's
+		case g.unstarted <- id:
+		default:
 		}
 	}
 }
 
-// startAsyncWorkflow starts the workflow of request id; one already started is no error.
+// startAsyncWorkflow starts the workflow of request id; one already running is no error.
 func (g *Gateway) startAsyncWorkflow(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, temporalTimeout)
 	defer cancel()
-	_, err := g.opts.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: contract.AsyncWorkflowID(id), TaskQueue: contract.TaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, contract.AsyncRequestWorkflowType, contract.AsyncRequestInput{RequestID: id})
-	if err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-		return err
-	}
-	return nil
+	_, err := contract.StartAsyncRequest(ctx, g.opts.Temporal, id)
+	return err
 }
 
-// unstartedBacklog is how many unstarted requests a gateway keeps retrying at once, and
+// unstartedBacklog is how many unstarted workflows a gateway keeps retrying at once, and
 // startRetryFor how long it retries each (from one second apart to startRetryMaxDelay):
-// a Temporal restart is over well within it. Cleanup starts what is left.
+// a Temporal restart is over well within it. The autoscaler's sweep starts what is left.
 const (
 	unstartedBacklog   = 1024
 	startRetryFor      = 2 * time.Minute
 	startRetryMaxDelay = 10 * time.Second
 )
 
-// retryStarts starts again, backing off, the workflows that startAsync could not start, until
-// ctx ends.
+// retryStarts starts the workflows that requests want, and again, backing off, those Temporal
+// refused, until ctx ends. While some wait for another try, new ones join them rather than
+// each waiting out its own timeout.
 func (g *Gateway) retryStarts(ctx context.Context) {
 	type retry struct {
 		first, next time.Time
@@ -393,10 +377,14 @@ func (g *Gateway) retryStarts(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case id := <-g.unstarted:
-			if len(pending) < unstartedBacklog { // more is Cleanup's
-				now := time.Now()
-				pending[id] = &retry{first: now, next: now.Add(time.Second), delay: time.Second}
+			if _, waiting := pending[id]; waiting || len(pending) >= unstartedBacklog {
+				continue // more is the sweep's
 			}
+			now := time.Now()
+			if len(pending) == 0 && g.startAsyncWorkflow(ctx, id) == nil {
+				continue
+			}
+			pending[id] = &retry{first: now, next: now.Add(time.Second), delay: time.Second}
 			continue
 		case <-tick.C:
 		}
@@ -413,7 +401,7 @@ func (g *Gateway) retryStarts(ctx context.Context) {
 			case ctx.Err() != nil:
 				return
 			case now.Sub(r.first) >= startRetryFor:
-				g.log.Warn("async request workflow still not started; Cleanup will start it", "request_id", id, "err", err)
+				g.log.Warn("async request workflow still not started; the sweep will start it", "request_id", id, "err", err)
 				delete(pending, id)
 			default:
 				r.delay = min(2*r.delay, startRetryMaxDelay)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelplane/modelplane"
@@ -110,7 +110,7 @@ func (f *fixture) otherWorkspace() (key string, modelID string) {
 	return key, m.ID
 }
 
-func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
+func TestAsyncPredict_RecordsTheRequestWithoutStartingAWorkflow(t *testing.T) {
 	tc := &asyncTemporal{}
 	f := newFixture(t, gateway.Options{Temporal: tc, MaxAsyncAttempts: -1})
 	model := newServer(t, "m", testmodel.Options{})
@@ -127,18 +127,14 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 	assert.JSONEq(t, `{"x":1}`, string(row.ModelInput), "the model input is stored as sent, without its envelope")
 	assert.Equal(t, 0, row.Priority)
 	assert.Equal(t, 60, row.MaxTimeInQueueSeconds)
+	assert.Equal(t, row.CreatedAt.Add(time.Minute), row.ExpiresAt)
 	assert.Equal(t, modelplane.RetryConfig{MaxAttempts: 2, InitialDelayMs: 1000, MaxDelayMs: 5000}, row.RetryConfig,
 		"fields of inference_retry_config that are not given keep their defaults")
 	assert.Equal(t, modelplane.WebhookNone, row.WebhookStatus)
-	assert.False(t, row.WorkflowStarted, "only the workflow's first activity marks it started")
-
+	assert.False(t, row.WorkflowStarted)
+	assert.Nil(t, row.WorkflowWantedAt, "a queued request needs no workflow")
 	starts, _ := tc.recorded()
-	require.Len(t, starts, 1)
-	assert.Equal(t, contract.AsyncWorkflowID(id), starts[0].opts.ID)
-	assert.Equal(t, contract.TaskQueue, starts[0].opts.TaskQueue)
-	assert.Equal(t, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, starts[0].opts.WorkflowIDReusePolicy)
-	assert.Equal(t, "AsyncRequest", starts[0].workflow)
-	assert.Equal(t, []any{contract.AsyncRequestInput{RequestID: id}}, starts[0].args)
+	assert.Empty(t, starts, "accepting a request starts no workflow: the row is the request")
 
 	t.Run("defaults", func(t *testing.T) {
 		row := f.asyncRow(f.accepted("deployment/"+d.ID, `{"model_input":"just text"}`))
@@ -154,39 +150,21 @@ func TestAsyncPredict_RecordsRequestAndStartsWorkflow(t *testing.T) {
 		require.Eventually(t, func() bool { return len(f.gw.Routable(f.model.ID, dev.ID)) == 1 }, 2*time.Second, 5*time.Millisecond)
 		assert.Equal(t, dev.ID, f.asyncRow(f.accepted("development", `{"model_input":1}`)).DeploymentID)
 	})
-	t.Run("accepted although the workflow cannot start, which is started once Temporal answers", func(t *testing.T) {
-		tc.mu.Lock()
-		tc.failStart = true
-		tc.mu.Unlock()
-		id := f.accepted("production", `{"model_input":1}`)
-		assert.Equal(t, modelplane.AsyncQueued, f.asyncRow(id).Status, "the row is the request")
-		startsOf := func() int {
-			starts, _ := tc.recorded()
-			n := 0
-			for _, s := range starts {
-				if s.opts.ID == contract.AsyncWorkflowID(id) {
-					n++
-				}
-			}
-			return n
-		}
-		require.Equal(t, 1, startsOf(), "the start was tried")
-		require.Eventually(t, func() bool { return startsOf() >= 2 }, 5*time.Second, 50*time.Millisecond,
-			"the gateway tries again")
-		tc.mu.Lock()
-		tc.failStart = false
-		tc.mu.Unlock()
-		tried := startsOf()
-		require.Eventually(t, func() bool { return startsOf() > tried }, 15*time.Second, 50*time.Millisecond,
-			"and again once Temporal is back")
-		started := startsOf()
-		time.Sleep(3 * time.Second)
-		assert.Equal(t, started, startsOf(), "a started workflow is not started again")
-	})
 	t.Run("accepted without Temporal", func(t *testing.T) {
 		plain := newFixture(t, gateway.Options{MaxAsyncAttempts: -1})
 		pd := plain.servingDeployment(model.addr())
 		assert.Equal(t, pd.ID, plain.asyncRow(plain.accepted("production", `{"model_input":1}`)).DeploymentID)
+	})
+	t.Run("many at once each get their own row", func(t *testing.T) {
+		var wg sync.WaitGroup
+		ids := make([]string, 64)
+		for i := range ids {
+			wg.Go(func() { ids[i] = f.accepted("production", fmt.Sprintf(`{"model_input":{"i":%d}}`, i)) })
+		}
+		wg.Wait()
+		for i, id := range ids {
+			assert.JSONEq(t, fmt.Sprintf(`{"i":%d}`, i), string(f.asyncRow(id).ModelInput), "request %d", i)
+		}
 	})
 }
 

@@ -67,9 +67,10 @@ type attemptRunner struct {
 	mu      sync.Mutex
 	running map[*attemptRun]struct{}
 	wg      sync.WaitGroup
-	// full is set when the last claim took all it asked for: more may be waiting, so a
-	// finished attempt triggers a claim at once.
-	full  atomic.Bool
+	// full is set when the last claim took all it asked for.
+	full atomic.Bool
+	// freed asks for a claim now: a slot freed up (the request's end may have made room in
+	// its deployment's queue too), or the routes changed.
 	freed chan struct{}
 }
 
@@ -86,6 +87,14 @@ func (r *attemptRunner) keys() map[store.AttemptKey]bool {
 		out[store.AttemptKey{RequestID: a.RequestID, Attempt: a.Attempt}] = true
 	}
 	return out
+}
+
+// nudge makes the claiming goroutine look at the queues now.
+func (r *attemptRunner) nudge() {
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
 }
 
 func (r *attemptRunner) count() int {
@@ -110,12 +119,7 @@ func (r *attemptRunner) start(ctx context.Context, c store.ClaimedAttempt, run f
 		r.mu.Lock()
 		delete(r.running, a)
 		r.mu.Unlock()
-		if r.full.Load() {
-			select {
-			case r.freed <- struct{}{}:
-			default:
-			}
-		}
+		r.nudge()
 	}()
 }
 
@@ -233,8 +237,15 @@ func (g *Gateway) claimAttempts(ctx context.Context) {
 	// Not cut short by ctx: a claim that committed must be read, or its attempts would stay
 	// RUNNING here with nobody to run them.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	// Queued requests that their deployments have room for are started first, as many as
+	// this gateway can run; their first attempts are then claimed with any others pending.
+	starts, err := store.StartAsyncHeads(cctx, g.opts.DB, "", free)
+	if err != nil {
+		g.log.Warn("starting queued async requests", "err", err)
+	}
+	g.wantWorkflows(starts.Wanted...)
 	claimed, err := store.ClaimAsyncAttempts(cctx, g.opts.DB, g.opts.ID, free)
-	cancel()
 	if err != nil {
 		g.log.Warn("claiming async attempts", "err", err)
 		return
@@ -264,13 +275,16 @@ func (g *Gateway) runAttempt(ctx context.Context, a *attemptRun) {
 	deadline := time.Now().Add(recordFor)
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ok, err := store.FinishAsyncAttempt(rctx, g.opts.DB, a.RequestID, a.Attempt, g.opts.ID, res)
+		c, err := store.FinishAsyncAttempt(rctx, g.opts.DB, a.RequestID, a.Attempt, g.opts.ID, res, g.opts.AsyncOutputRetention)
 		cancel()
 		switch {
-		case err == nil && !ok:
+		case err == nil && !c.Recorded:
 			log.Warn("async attempt was given up on while it ran here; its result is dropped")
 			return
 		case err == nil:
+			if c.WantsWorkflow {
+				g.wantWorkflows(a.RequestID)
+			}
 			return
 		case time.Now().Add(backoff).After(deadline):
 			log.Error("recording async attempt failed; the attempt stays running", "err", err)

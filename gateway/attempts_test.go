@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	enums "go.temporal.io/api/enums/v1"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/testmodel"
+	"github.com/modelplane/modelplane/workflows/contract"
 )
 
 // asyncModel is a model server that records each call by request ID and attempt, and answers
@@ -393,3 +396,72 @@ func TestAttempt_RunningHereButUnknownIsGivenBackAndRunOnce(t *testing.T) {
 
 // attemptPollForTest is the gateway's poll for new attempts (one second).
 const attemptPollForTest = time.Second
+
+func TestAttempt_ARequestThatNeedsNoRetryEndsWithoutAWorkflow(t *testing.T) {
+	tc := &asyncTemporal{}
+	f := newFixture(t, gateway.Options{Temporal: tc, AsyncOutputRetention: 3 * time.Hour})
+	model := newAsyncModel(t, 0)
+	d := f.servingDeployment(model.addr())
+
+	ok := f.accepted("production", `{"model_input":{"i":1}}`)
+	bad := f.accepted("production", `{"model_input":"bad"}`)
+	for _, id := range []string{ok, bad} {
+		require.Eventually(t, func() bool { return f.asyncRow(id).Status.Ended() }, 5*time.Second, 10*time.Millisecond,
+			"the gateway starts the queued request and ends it")
+	}
+	row := f.asyncRow(ok)
+	assert.Equal(t, modelplane.AsyncSucceeded, row.Status)
+	assert.Equal(t, d.ID, row.DeploymentID)
+	assert.JSONEq(t, `{"echo":{"i":1}}`, string(row.Output))
+	assert.Equal(t, 1, row.Attempts)
+	require.NotNil(t, row.OutputExpiresAt)
+	assert.WithinDuration(t, time.Now().Add(3*time.Hour), *row.OutputExpiresAt, time.Minute, "kept for --async-output-retention")
+	row = f.asyncRow(bad)
+	assert.Equal(t, modelplane.AsyncFailed, row.Status, "a 422 no retry can mend ends the request at once")
+	require.Len(t, row.Errors, 1)
+	assert.Equal(t, modelplane.CodeModelInvalidInput, row.Errors[0].Code)
+	starts, _ := tc.recorded()
+	assert.Empty(t, starts, "neither needed a workflow")
+}
+
+func TestAttempt_ARetryDueStartsTheRequestsWorkflowOnceTemporalAnswers(t *testing.T) {
+	tc := &asyncTemporal{failStart: true}
+	f := newFixture(t, gateway.Options{Temporal: tc})
+	model := newAsyncModel(t, 0)
+	f.servingDeployment(model.addr())
+
+	id := f.accepted("production", `{"model_input":"fail"}`)
+	require.Eventually(t, func() bool { return f.asyncRow(id).Attempts == 1 }, 5*time.Second, 10*time.Millisecond,
+		"the gateway starts the queued request")
+	a := f.doneAttempt(id, 1, 5*time.Second)
+	assert.Equal(t, http.StatusInternalServerError, a.StatusCode)
+	row := f.asyncRow(id)
+	assert.Equal(t, modelplane.AsyncInProgress, row.Status, "a retry is due: the request is not over")
+	assert.NotNil(t, row.WorkflowWantedAt)
+	startsOf := func() []asyncStart {
+		starts, _ := tc.recorded()
+		var out []asyncStart
+		for _, s := range starts {
+			if s.opts.ID == contract.AsyncWorkflowID(id) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(startsOf()) >= 2 }, 5*time.Second, 50*time.Millisecond,
+		"the start is tried, and tried again while Temporal refuses")
+	s := startsOf()[0]
+	assert.Equal(t, contract.TaskQueue, s.opts.TaskQueue)
+	assert.Equal(t, enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE, s.opts.WorkflowIDReusePolicy)
+	assert.Equal(t, "AsyncRequest", s.workflow)
+	assert.Equal(t, []any{contract.AsyncRequestInput{RequestID: id}}, s.args)
+	tc.mu.Lock()
+	tc.failStart = false
+	tc.mu.Unlock()
+	tried := len(startsOf())
+	require.Eventually(t, func() bool { return len(startsOf()) > tried }, 15*time.Second, 50*time.Millisecond,
+		"and again once Temporal is back")
+	started := len(startsOf())
+	time.Sleep(3 * time.Second)
+	assert.Equal(t, started, len(startsOf()), "a started workflow is not started again")
+}

@@ -96,6 +96,9 @@ type Options struct {
 	// MaxOpenAsync bounds a workspace's async requests queued or in progress
 	// (DefaultMaxOpenAsync); more are answered 429.
 	MaxOpenAsync int
+	// AsyncOutputRetention is how long the output of an async request that ends here is kept
+	// for reading with its status (store.DefaultAsyncOutputRetention).
+	AsyncOutputRetention time.Duration
 	// WebsocketDrainTimeout bounds how long a websocket stays open once its replica started
 	// draining (DefaultWebsocketDrainTimeout); then the gateway closes it with 1001.
 	WebsocketDrainTimeout time.Duration
@@ -121,12 +124,13 @@ type Options struct {
 // Gateway serves inference requests. Run must be running for it to route anything.
 type Gateway struct {
 	opts Options
-	// unstarted takes the async requests whose workflow could not be started when they were
-	// accepted, for retryStarts.
+	// unstarted takes the async requests that want their workflow, for retryStarts.
 	unstarted chan string
-	log       *slog.Logger
-	table     atomic.Pointer[table]
-	builder   *builder
+	// accepts records accepted async requests in batches.
+	accepts acceptBatcher
+	log     *slog.Logger
+	table   atomic.Pointer[table]
+	builder *builder
 	// routesAt is the database time of the current table's snapshot, in Unix nanoseconds.
 	routesAt atomic.Int64
 	keys     *keyCache
@@ -216,6 +220,7 @@ func New(opts Options) (*Gateway, error) {
 	g.limiter = keylimit.New(opts.AsyncRateLimit, int(2*opts.AsyncRateLimit))
 	g.failures = keylimit.New(opts.FailedAuthRateLimit, opts.FailedAuthBurst)
 	g.attempts = newAttemptRunner()
+	g.accepts.g = g
 	return g, nil
 }
 
@@ -333,6 +338,8 @@ func (g *Gateway) reload(ctx context.Context) error {
 	case g.reloaded <- struct{}{}:
 	default:
 	}
+	// A replica that became READY makes room in its deployment's async queue.
+	g.attempts.nudge()
 	return nil
 }
 

@@ -39,18 +39,18 @@ type AsyncRequest struct {
 	Errors                modelplane.AsyncErrors   `db:"errors"`
 	Attempts              int                      `db:"attempts"`
 	WorkflowStarted       bool                     `db:"workflow_started"`
+	// WorkflowWantedAt is when the request came to need its workflow (a retry, a webhook, a
+	// lost gateway); nil while it needs none.
+	WorkflowWantedAt *time.Time `db:"workflow_wanted_at"`
 	// WorkflowRestarts counts the reconcile pass's restarts of the request's workflow.
 	WorkflowRestarts int        `db:"workflow_restarts"`
 	CreatedAt        time.Time  `db:"created_at"`
+	// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
+	ExpiresAt time.Time `db:"expires_at"`
 	StatusAt         time.Time  `db:"status_at"`
 	StartedAt        *time.Time `db:"started_at"`
 	FinishedAt       *time.Time `db:"finished_at"`
 	OutputExpiresAt  *time.Time `db:"output_expires_at"`
-}
-
-// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
-func (r AsyncRequest) ExpiresAt() time.Time {
-	return r.CreatedAt.Add(time.Duration(r.MaxTimeInQueueSeconds) * time.Second)
 }
 
 // NewAsyncRequest is what a gateway accepted.
@@ -66,30 +66,17 @@ type NewAsyncRequest struct {
 	ModelInput            []byte
 }
 
-// InsertAsyncRequest records a QUEUED request with a new ID and webhook delivery ID. When the
-// workspace already has maxOpen requests queued or in progress it records nothing and answers
-// ErrLimit (two gateways accepting at the same moment may each pass the count once).
-func InsertAsyncRequest(ctx context.Context, db sqlx.ExtContext, n NewAsyncRequest, maxOpen int) (AsyncRequest, error) {
-	var out AsyncRequest
-	webhook := modelplane.WebhookNone
-	if n.WebhookEndpoint != "" {
-		webhook = modelplane.WebhookPending
+// InsertAsyncRequest records one QUEUED request (InsertAsyncRequests); ErrLimit when the
+// workspace already has maxOpen requests queued or in progress.
+func InsertAsyncRequest(ctx context.Context, db *sqlx.DB, n NewAsyncRequest, maxOpen int) (AsyncRequest, error) {
+	got, err := InsertAsyncRequests(ctx, db, []NewAsyncRequest{n}, maxOpen)
+	if err != nil {
+		return AsyncRequest{}, err
 	}
-	err := get(ctx, db, &out, `
-		INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, environment,
-		    webhook_status, webhook_endpoint, webhook_delivery_id, priority,
-		    max_time_in_queue_seconds, retry_config, model_input)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
-		WHERE (SELECT count(*) FROM async_requests
-		       WHERE workspace_id = $2 AND status IN `+sqlOpenAsyncStatuses+`) < $13
-		RETURNING *`,
-		modelplane.NewID(16), n.WorkspaceID, n.ModelID, n.DeploymentID, n.Environment, webhook,
-		n.WebhookEndpoint, "whd_"+modelplane.NewID(24), n.Priority, n.MaxTimeInQueueSeconds, n.RetryConfig,
-		n.ModelInput, maxOpen)
-	if errors.Is(err, ErrNotFound) {
-		return out, ErrLimit
+	if got[0].ID == "" {
+		return AsyncRequest{}, ErrLimit
 	}
-	return out, err
+	return GetAsyncRequest(ctx, db, "", got[0].ID)
 }
 
 // GetAsyncRequest returns the request with this ID in the workspace; another workspace's
@@ -159,14 +146,14 @@ func MarkAsyncWorkflowStarted(ctx context.Context, db sqlx.QueryerContext, id st
 	return out, err
 }
 
-// UnstartedAsyncRequests lists queued requests created before before whose workflow has not
-// run: their gateway died, or Temporal refused, between recording and starting them.
+// UnstartedAsyncRequests lists the requests that came to want their workflow before before and
+// whose workflow has not run: the gateway that asked for it died, or Temporal refused.
 func UnstartedAsyncRequests(ctx context.Context, db sqlx.QueryerContext, before time.Time, limit int) ([]string, error) {
 	out := []string{}
 	err := list(ctx, db, &out, `
 		SELECT id FROM async_requests
-		WHERE status = `+sqlAsyncQueued+` AND NOT workflow_started AND created_at < $1
-		ORDER BY created_at LIMIT $2`, before, limit)
+		WHERE workflow_wanted_at IS NOT NULL AND NOT workflow_started AND workflow_wanted_at < $1
+		ORDER BY workflow_wanted_at LIMIT $2`, before, limit)
 	return out, err
 }
 
@@ -270,49 +257,6 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 			WHERE id = $1`, id)
 	})
 	return c, err
-}
-
-// StartAsyncRequest takes a queued request off its queue if its deployment has room for it
-// (ClaimAsyncRequest) and records its first attempt for a gateway to run, so the request
-// reaches the model without waiting for its workflow; the workflow, told, finds it claimed
-// and waits on the same attempt. A request already in progress gets its first attempt if
-// it has none yet, as its workflow would give it.
-func StartAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim, error) {
-	c, err := ClaimAsyncRequest(ctx, db, id)
-	if err != nil || !c.Claimed {
-		return c, err
-	}
-	_, err = CreateAsyncAttempt(ctx, db, id, 1, c.DeploymentID)
-	return c, err
-}
-
-// AsyncHead is a queued request that its deployment has room for.
-type AsyncHead struct {
-	RequestID    string `db:"request_id"`
-	DeploymentID string `db:"deployment_id"`
-}
-
-// AsyncQueueHeads returns, for every deployment with queued async requests (or only for
-// deploymentID when it is not empty), the first of them that it has room to start now, in
-// queue order.
-func AsyncQueueHeads(ctx context.Context, db sqlx.QueryerContext, deploymentID string) ([]AsyncHead, error) {
-	out := []AsyncHead{}
-	err := list(ctx, db, &out, `
-		WITH queues AS (
-		         SELECT DISTINCT deployment_id FROM async_requests
-		         WHERE status = `+sqlAsyncQueued+` AND ($1 = '' OR deployment_id = $1)),
-		     room AS (
-		         SELECT q.deployment_id, c.ready_replicas * c.concurrency_target - c.in_progress AS free
-		         FROM queues q CROSS JOIN LATERAL (`+asyncCapacitySQL+` WHERE d.id = q.deployment_id
-		              AND d.deleted_at IS NULL) c)
-		SELECT h.id AS request_id, room.deployment_id FROM room
-		CROSS JOIN LATERAL (
-		    SELECT a.id FROM async_requests a
-		    WHERE a.deployment_id = room.deployment_id AND a.status = `+sqlAsyncQueued+`
-		    ORDER BY a.priority, a.created_at, a.id
-		    LIMIT GREATEST(room.free, 0)) h
-		ORDER BY room.deployment_id`, deploymentID)
-	return out, err
 }
 
 // ExpireAsyncRequest ends a request that is still QUEUED as EXPIRED and returns the request as
@@ -492,21 +436,6 @@ type AttemptResult struct {
 	ContentType string
 	ErrorCode   modelplane.ErrorCode
 	Error       string
-}
-
-// FinishAsyncAttempt records the result of an attempt RUNNING on the gateway and announces it.
-// ok false means the attempt was not running there (given up on as lost, say).
-func FinishAsyncAttempt(ctx context.Context, db sqlx.QueryerContext, requestID string, n int, gatewayID string, r AttemptResult) (bool, error) {
-	var done int
-	err := get(ctx, db, &done, `
-		WITH u AS (
-		    UPDATE async_attempts SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
-		        error_code = $7, error = $8, finished_at = now()
-		    WHERE request_id = $1 AND attempt = $2 AND state = `+sqlAttemptRunning+` AND gateway_id = $3
-		    RETURNING request_id, attempt)
-		SELECT count(pg_notify($9, u.request_id || '/' || u.attempt)) FROM u`,
-		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error, AsyncDoneChannel)
-	return done == 1, err
 }
 
 // AbandonAsyncAttempt ends an attempt RUNNING on a gateway that stopped reporting (dead for

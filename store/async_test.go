@@ -92,7 +92,7 @@ func TestInsertAsyncRequest_RecordsAQueuedRequestWithItsDeliveryID(t *testing.T)
 	require.Equal(t, modelplane.DefaultRetryConfig(), got.RetryConfig)
 	require.Equal(t, `{"x":1}`, string(got.ModelInput))
 	require.False(t, got.WorkflowStarted)
-	require.Equal(t, got.CreatedAt.Add(600*time.Second), got.ExpiresAt())
+	require.Equal(t, got.CreatedAt.Add(600*time.Second), got.ExpiresAt)
 	require.Equal(t, modelplane.WebhookNone, asyncStatus(t, db, plain.ID).WebhookStatus)
 	require.NotEqual(t, plain.WebhookDeliveryID, got.WebhookDeliveryID, "each request has its own delivery ID")
 
@@ -266,9 +266,9 @@ func TestClaimAsyncRequest_LowerPriorityNumberGoesFirstThenTheOlder(t *testing.T
 	require.False(t, claim(t, db, oldNormal.ID).Claimed)
 	require.True(t, claim(t, db, newUrgent.ID).Claimed)
 
-	heads, err := store.AsyncQueueHeads(context.Background(), db, "")
+	s, err := store.StartAsyncHeads(context.Background(), db, d.ID, 10)
 	require.NoError(t, err)
-	require.Empty(t, headsOf(heads, d.ID), "a full deployment has no head to start")
+	require.Zero(t, s.Started, "a full deployment starts nothing")
 }
 
 func TestClaimAsyncRequest_DeploymentThatWillNotServeIsUnavailable(t *testing.T) {
@@ -448,14 +448,22 @@ func TestSetAsyncWebhookResult_DeliveredDropsTheOutputFailedKeepsIt(t *testing.T
 		"a repeated failure records one error")
 }
 
-func TestUnstartedAsyncRequests_ListsOldQueuedOnesWithoutWorkflow(t *testing.T) {
+func TestUnstartedAsyncRequests_ListsThoseThatWantedTheirWorkflowAWhileAndHaveNone(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
 	m := newModel(t, db)
 	d := asyncDeployment(t, db, m, 0, 1)
-	old := insertAsync(t, db, m, d.ID, asyncOpts{age: time.Minute})
-	started := insertAsync(t, db, m, d.ID, asyncOpts{age: time.Minute})
+	want := func(r store.AsyncRequest, ago time.Duration) {
+		_, err := db.ExecContext(ctx, `UPDATE async_requests SET workflow_wanted_at = now() - $2 * interval '1 second' WHERE id = $1`, r.ID, ago.Seconds())
+		require.NoError(t, err)
+	}
+	old := insertAsync(t, db, m, d.ID, asyncOpts{})
+	want(old, time.Minute)
+	started := insertAsync(t, db, m, d.ID, asyncOpts{})
+	want(started, time.Minute)
 	fresh := insertAsync(t, db, m, d.ID, asyncOpts{})
+	want(fresh, 0)
+	queued := insertAsync(t, db, m, d.ID, asyncOpts{age: time.Minute})
 	got, err := store.MarkAsyncWorkflowStarted(ctx, db, started.ID)
 	require.NoError(t, err)
 	require.True(t, got.WorkflowStarted)
@@ -464,7 +472,8 @@ func TestUnstartedAsyncRequests_ListsOldQueuedOnesWithoutWorkflow(t *testing.T) 
 	require.NoError(t, err)
 	require.Contains(t, ids, old.ID)
 	require.NotContains(t, ids, started.ID)
-	require.NotContains(t, ids, fresh.ID, "its gateway may still be starting it")
+	require.NotContains(t, ids, fresh.ID, "whoever asked may still be starting it")
+	require.NotContains(t, ids, queued.ID, "a queued request needs no workflow to be started")
 	_, err = store.MarkAsyncWorkflowStarted(ctx, db, "nosuchrequest000")
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
@@ -491,6 +500,7 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
 	settleAttempts(t, db)
+	r := runningRequest(t, db)
 	announced, err := store.Listen(dbURL, store.AsyncAttemptsChannel, time.Second, time.Second, discardLogger())
 	require.NoError(t, err)
 	defer announced.Close()
@@ -498,7 +508,6 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	require.NoError(t, err)
 	defer done.Close()
 
-	r := runningRequest(t, db)
 	a, err := store.CreateAsyncAttempt(ctx, db, r.ID, 1, r.DeploymentID)
 	require.NoError(t, err)
 	require.Equal(t, modelplane.AttemptPending, a.State)
@@ -519,22 +528,22 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, more, "a running attempt is not claimed twice")
 
-	ok, err := store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-2", store.AttemptResult{StatusCode: 200})
+	c, err := store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-2", store.AttemptResult{StatusCode: 200}, 0)
 	require.NoError(t, err)
-	require.False(t, ok, "only the gateway running it may finish it")
-	ok, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{
-		StatusCode: 200, Output: []byte(`{"y":1}`), ContentType: "application/json"})
+	require.False(t, c.Recorded, "only the gateway running it may finish it")
+	c, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{
+		StatusCode: 200, Output: []byte(`{"y":1}`), ContentType: "application/json"}, 0)
 	require.NoError(t, err)
-	require.True(t, ok)
+	require.True(t, c.Recorded)
 	require.Equal(t, r.ID+"/1", receive(t, done), "a finished attempt is announced to its waiter")
 	got, err := store.GetAsyncAttempt(ctx, db, r.ID, 1)
 	require.NoError(t, err)
 	require.Equal(t, modelplane.AttemptDone, got.State)
 	require.Equal(t, 200, got.StatusCode)
 	require.Equal(t, `{"y":1}`, string(got.Output))
-	ok, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{StatusCode: 500})
+	c, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{StatusCode: 500}, 0)
 	require.NoError(t, err)
-	require.False(t, ok, "a done attempt is not finished again")
+	require.False(t, c.Recorded, "a done attempt is not finished again")
 }
 
 func TestClaimAsyncAttempts_TwoGatewaysGetDifferentAttempts(t *testing.T) {
@@ -615,9 +624,9 @@ func TestAbandonAsyncAttempt_OnlyWhenItsGatewayStoppedReporting(t *testing.T) {
 	require.Equal(t, modelplane.AttemptDone, got.State)
 	require.Equal(t, modelplane.CodeGatewayLost, got.ErrorCode)
 	require.Contains(t, got.Error, dead)
-	ok, err = store.FinishAsyncAttempt(ctx, db, onDead.ID, 1, dead, store.AttemptResult{StatusCode: 200})
+	c, err := store.FinishAsyncAttempt(ctx, db, onDead.ID, 1, dead, store.AttemptResult{StatusCode: 200}, 0)
 	require.NoError(t, err)
-	require.False(t, ok, "a gateway that comes back cannot finish an attempt given up on")
+	require.False(t, c.Recorded, "a gateway that comes back cannot finish an attempt given up on")
 
 	// A gateway that shut down removed its report: its attempts are lost at once.
 	require.NoError(t, store.DeleteGatewayReport(ctx, db, live))
@@ -649,19 +658,10 @@ func TestReleaseAsyncAttempts_GivesThemBackForAnotherGateway(t *testing.T) {
 	require.Equal(t, r.ID, claimOn(t, db, "gw-next"))
 }
 
-func headsOf(heads []store.AsyncHead, deploymentID string) []string {
-	var out []string
-	for _, h := range heads {
-		if h.DeploymentID == deploymentID {
-			out = append(out, h.RequestID)
-		}
-	}
-	return out
-}
-
-func TestAsyncQueueHeads_TheFirstOfEachQueueThatFit(t *testing.T) {
+func TestStartAsyncHeads_StartsTheFirstOfEachQueueThatFitAndFailsQueuesThatWillNotServe(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
+	settleAttempts(t, db)
 	m := newModel(t, db)
 	roomy := asyncDeployment(t, db, m, 1, 3)
 	var rs []string
@@ -670,16 +670,10 @@ func TestAsyncQueueHeads_TheFirstOfEachQueueThatFit(t *testing.T) {
 	}
 	require.True(t, claim(t, db, rs[0]).Claimed)
 	cold := asyncDeployment(t, db, m, 0, 4)
-	insertAsync(t, db, m, cold.ID, asyncOpts{})
+	waiting := insertAsync(t, db, m, cold.ID, asyncOpts{})
 	gone := asyncDeployment(t, db, m, 1, 1)
-	insertAsync(t, db, m, gone.ID, asyncOpts{})
+	orphan := insertAsync(t, db, m, gone.ID, asyncOpts{webhook: "https://example.com/hook"})
 	require.NoError(t, store.MarkDeploymentDeleted(ctx, db, m.ID, gone.ID))
-
-	heads, err := store.AsyncQueueHeads(ctx, db, "")
-	require.NoError(t, err)
-	require.Equal(t, rs[1:3], headsOf(heads, roomy.ID), "room for two more: the next two in line")
-	require.Empty(t, headsOf(heads, cold.ID), "no READY replica, no room")
-	require.Empty(t, headsOf(heads, gone.ID), "a deleted deployment starts nothing")
 
 	sizes, err := store.AsyncQueueSizes(ctx, db)
 	require.NoError(t, err)
@@ -690,6 +684,104 @@ func TestAsyncQueueHeads_TheFirstOfEachQueueThatFit(t *testing.T) {
 	require.Equal(t, 4, byDeployment[roomy.ID])
 	require.Equal(t, 1, byDeployment[cold.ID])
 	require.True(t, sort.SliceIsSorted(sizes, func(i, j int) bool { return sizes[i].DeploymentID < sizes[j].DeploymentID }))
+
+	// Every deployment's queue, other tests' too: what is checked is this test's requests.
+	s, err := store.StartAsyncHeads(ctx, db, "", 1000)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, s.Started, 2, "room for two more on roomy, none on cold")
+	for i, id := range rs {
+		want := modelplane.AsyncQueued
+		if i < 3 {
+			want = modelplane.AsyncInProgress
+		}
+		require.Equal(t, want, asyncStatus(t, db, id).Status, "request %d of roomy's queue", i)
+	}
+	att, err := store.GetAsyncAttempt(ctx, db, rs[1], 1)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AttemptPending, att.State, "a started request's first attempt waits for a gateway")
+	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, waiting.ID).Status, "no READY replica, no room")
+	failed := asyncStatus(t, db, orphan.ID)
+	require.Equal(t, modelplane.AsyncFailed, failed.Status, "a deleted deployment's queue ends")
+	require.Equal(t, modelplane.CodeModelUnavailable, failed.Errors[0].Code)
+	require.Contains(t, s.Wanted, orphan.ID, "its webhook wants the request's workflow")
+	require.Contains(t, s.Failed, orphan.ID)
+
+	s, err = store.StartAsyncHeads(ctx, db, roomy.ID, 100)
+	require.NoError(t, err)
+	require.Zero(t, s.Started, "roomy is full now")
+}
+
+func TestStartAsyncHeads_TakesNoMoreThanTheLimitAndLeavesExpiredOnes(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d := asyncDeployment(t, db, m, 2, 4)
+	late := insertAsync(t, db, m, d.ID, asyncOpts{age: time.Minute})
+	_, err := db.ExecContext(ctx, `UPDATE async_requests SET expires_at = now() - interval '1 second' WHERE id = $1`, late.ID)
+	require.NoError(t, err)
+	for range 4 {
+		insertAsync(t, db, m, d.ID, asyncOpts{})
+	}
+	s, err := store.StartAsyncHeads(ctx, db, d.ID, 3)
+	require.NoError(t, err)
+	require.Equal(t, 3, s.Started)
+	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, late.ID).Status, "a request past its time is not started")
+
+	wanted, n, err := store.ExpireDueAsync(ctx, db, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Empty(t, wanted, "no webhook, no workflow wanted")
+	got := asyncStatus(t, db, late.ID)
+	require.Equal(t, modelplane.AsyncExpired, got.Status)
+	require.Equal(t, modelplane.CodeAsyncRequestExpired, got.Errors[0].Code)
+}
+
+func TestExpireDueAsync_OneWithAWebhookWantsItsWorkflow(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d := asyncDeployment(t, db, m, 0, 1)
+	r := insertAsync(t, db, m, d.ID, asyncOpts{webhook: "https://example.com/hook"})
+	kept := insertAsync(t, db, m, d.ID, asyncOpts{webhook: "https://example.com/hook"})
+	_, err := db.ExecContext(ctx, `UPDATE async_requests SET expires_at = now() WHERE id = $1`, r.ID)
+	require.NoError(t, err)
+	wanted, n, err := store.ExpireDueAsync(ctx, db, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, []string{r.ID}, wanted)
+	require.NotNil(t, asyncStatus(t, db, r.ID).WorkflowWantedAt)
+	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, kept.ID).Status, "one with time left stays queued")
+}
+
+func TestInsertAsyncRequests_ABatchFillsTheWorkspaceUpToItsLimitAndRefusesTheRest(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d := asyncDeployment(t, db, m, 0, 1)
+	other := newModel(t, db)
+	od := asyncDeployment(t, db, other, 0, 1)
+	n := store.NewAsyncRequest{WorkspaceID: m.WorkspaceID, ModelID: m.ID, DeploymentID: d.ID, Priority: 1,
+		MaxTimeInQueueSeconds: 600, RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`{"i":1}`)}
+	o := n
+	o.WorkspaceID, o.ModelID, o.DeploymentID = other.WorkspaceID, other.ID, od.ID
+	require.NoError(t, store.SetWorkspaceQuotas(ctx, db, other.WorkspaceID, store.Quotas{Replicas: 1, GPUs: 1, AsyncRequests: 1, ArchiveBytes: 1 << 20}))
+
+	got, err := store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{n, o, n, o, n, n}, 3)
+	require.NoError(t, err)
+	require.Len(t, got, 6)
+	for i, want := range []bool{true, true, true, false, true, false} {
+		require.Equal(t, want, got[i].ID != "", "request %d of the batch", i)
+	}
+	require.True(t, got[3].ByQuota, "the other workspace's quota of one refused it")
+	require.Equal(t, 1, got[3].MaxOpen)
+	require.Equal(t, 3, got[5].MaxOpen, "the gateway's limit of three refused it")
+	require.False(t, got[5].ByQuota)
+	r := asyncStatus(t, db, got[4].ID)
+	require.Equal(t, modelplane.AsyncQueued, r.Status)
+	require.Equal(t, `{"i":1}`, string(r.ModelInput))
+	require.Equal(t, modelplane.DefaultRetryConfig(), r.RetryConfig)
+	require.Equal(t, r.CreatedAt.Add(600*time.Second), r.ExpiresAt)
+	require.NotEqual(t, asyncStatus(t, db, got[0].ID).WebhookDeliveryID, r.WebhookDeliveryID, "each request has its own delivery ID")
 }
 
 func TestPurgeAsyncOutputs_DropsExpiredOutputsAndOldRequests(t *testing.T) {
@@ -731,4 +823,106 @@ func TestPurgeAsyncOutputs_DropsExpiredOutputsAndOldRequests(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrNotFound, "with its attempts")
 	require.Equal(t, `1`, string(asyncStatus(t, db, oldButKept).Output), "an output still kept keeps its request")
 	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, oldQueued.ID).Status, "an open request is never purged")
+}
+
+// attemptOn starts a request of a fresh deployment (retry config cfg, webhook if given) and has
+// gateway gw claim its first attempt.
+func attemptOn(t *testing.T, db *sqlx.DB, gw string, maxAttempts int, webhook string) store.AsyncRequest {
+	t.Helper()
+	ctx := context.Background()
+	m := newModel(t, db)
+	d := asyncDeployment(t, db, m, 1, 1)
+	cfg := modelplane.DefaultRetryConfig()
+	cfg.MaxAttempts = maxAttempts
+	got, err := store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
+		DeploymentID: d.ID, WebhookEndpoint: webhook, Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: cfg,
+		ModelInput: []byte(`{}`)}}, 100)
+	require.NoError(t, err)
+	s, err := store.StartAsyncHeads(ctx, db, d.ID, 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, s.Started)
+	cs, err := store.ClaimAsyncAttempts(ctx, db, gw, 1000)
+	require.NoError(t, err)
+	for _, c := range cs {
+		if c.RequestID == got[0].ID {
+			return asyncStatus(t, db, got[0].ID)
+		}
+	}
+	t.Fatalf("gateway %s did not claim request %s's first attempt", gw, got[0].ID)
+	return store.AsyncRequest{}
+}
+
+func TestFinishAsyncAttempt_ConcludesARequestWithoutAWorkflow(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	gw := "gw-" + modelplane.NewID(6)
+	finish := func(r store.AsyncRequest, res store.AttemptResult) store.AttemptConclusion {
+		t.Helper()
+		c, err := store.FinishAsyncAttempt(ctx, db, r.ID, 1, gw, res, time.Hour)
+		require.NoError(t, err)
+		require.True(t, c.Recorded)
+		return c
+	}
+
+	ok := attemptOn(t, db, gw, 3, "")
+	c := finish(ok, store.AttemptResult{StatusCode: 200, Output: []byte(`{"y":2}`), ContentType: "application/json"})
+	require.Equal(t, store.AttemptConclusion{Recorded: true, Ended: modelplane.AsyncSucceeded}, c)
+	got := asyncStatus(t, db, ok.ID)
+	require.Equal(t, modelplane.AsyncSucceeded, got.Status)
+	require.Equal(t, `{"y":2}`, string(got.Output))
+	require.Equal(t, "application/json", got.OutputContentType)
+	require.WithinDuration(t, time.Now().Add(time.Hour), *got.OutputExpiresAt, time.Minute, "kept for the retention given")
+	require.Nil(t, got.WorkflowWantedAt)
+
+	bad := attemptOn(t, db, gw, 3, "")
+	c = finish(bad, store.AttemptResult{StatusCode: 422, Output: []byte(`no`)})
+	require.Equal(t, modelplane.AsyncFailed, c.Ended, "a 4xx no retry can mend ends it at once")
+	require.Equal(t, modelplane.CodeModelInvalidInput, asyncStatus(t, db, bad.ID).Errors[0].Code)
+
+	last := attemptOn(t, db, gw, 1, "")
+	c = finish(last, store.AttemptResult{StatusCode: 503})
+	require.Equal(t, modelplane.AsyncFailed, c.Ended, "a retryable failure of the last attempt ends it")
+
+	retry := attemptOn(t, db, gw, 3, "")
+	c = finish(retry, store.AttemptResult{StatusCode: 503})
+	require.Equal(t, store.AttemptConclusion{Recorded: true, WantsWorkflow: true}, c, "a retry is the workflow's")
+	got = asyncStatus(t, db, retry.ID)
+	require.Equal(t, modelplane.AsyncInProgress, got.Status)
+	require.NotNil(t, got.WorkflowWantedAt)
+
+	hooked := attemptOn(t, db, gw, 3, "https://example.com/hook")
+	c = finish(hooked, store.AttemptResult{StatusCode: 200})
+	require.Equal(t, store.AttemptConclusion{Recorded: true, Ended: modelplane.AsyncSucceeded, WantsWorkflow: true}, c,
+		"the webhook is the workflow's to deliver")
+	require.Equal(t, []byte{}, asyncStatus(t, db, hooked.ID).Output, "an empty answer is kept as empty")
+
+	owned := attemptOn(t, db, gw, 3, "")
+	_, err := store.MarkAsyncWorkflowStarted(ctx, db, owned.ID)
+	require.NoError(t, err)
+	c = finish(owned, store.AttemptResult{StatusCode: 200})
+	require.Equal(t, store.AttemptConclusion{Recorded: true}, c, "a request with a workflow is the workflow's to end")
+	require.Equal(t, modelplane.AsyncInProgress, asyncStatus(t, db, owned.ID).Status)
+}
+
+func TestWantWorkflowsForLostAttempts_MarksRequestsWhoseGatewayStoppedReporting(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	live, dead := "gw-live-"+modelplane.NewID(4), "gw-dead-"+modelplane.NewID(4)
+	for _, gw := range []string{live, dead} {
+		require.NoError(t, store.ReportGateway(ctx, db, store.GatewayReport{GatewayID: gw, RoutesAt: time.Now()}))
+		t.Cleanup(func() { _ = store.DeleteGatewayReport(context.Background(), db, gw) })
+	}
+	onLive := attemptOn(t, db, live, 3, "")
+	onDead := attemptOn(t, db, dead, 3, "")
+	_, err := db.ExecContext(ctx, `UPDATE gateway_reports SET reported_at = now() - interval '1 minute' WHERE gateway_id = $1`, dead)
+	require.NoError(t, err)
+
+	ids, err := store.WantWorkflowsForLostAttempts(ctx, db)
+	require.NoError(t, err)
+	require.Contains(t, ids, onDead.ID)
+	require.NotContains(t, ids, onLive.ID, "a reporting gateway is still running it")
+	again, err := store.WantWorkflowsForLostAttempts(ctx, db)
+	require.NoError(t, err)
+	require.NotContains(t, again, onDead.ID, "marked once")
+	require.NotNil(t, asyncStatus(t, db, onDead.ID).WorkflowWantedAt)
 }

@@ -236,14 +236,15 @@ func (r *asyncRequest) finish(ctx workflow.Context, st contract.AsyncRequestStat
 	return out, nil
 }
 
-// dispatchNext signals the deployment's next queue heads. It only saves them their poll's
-// wait, so a failure is logged and the request goes on.
+// dispatchNext starts the deployment's queue heads that the request's end made room for. It
+// only saves them the wait for a gateway's or the sweep's next look, so a failure is logged
+// and the request goes on.
 func (r *asyncRequest) dispatchNext(ctx workflow.Context, deploymentID string) {
 	if deploymentID == "" {
 		return
 	}
 	if err := workflow.ExecuteLocalActivity(ctx, contract.ActivityDispatchAsyncNext, contract.DispatchAsyncNextInput{
-		DeploymentID: deploymentID, WorkflowIDPrefix: contract.AsyncWorkflowID(""), SignalName: contract.SignalAsyncDispatch,
+		DeploymentID: deploymentID,
 	}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("next async requests not signaled", "deployment_id", deploymentID, "err", err)
 	}

@@ -151,12 +151,9 @@ func newAsyncHarness(t *testing.T, w *asyncWorld) *asyncHarness {
 		func(_ context.Context, in contract.DispatchAsyncNextInput) (contract.DispatchAsyncNextResult, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			if in.WorkflowIDPrefix+"x" != contract.AsyncWorkflowID("x") || in.SignalName != contract.SignalAsyncDispatch {
-				return contract.DispatchAsyncNextResult{}, errors.New("dispatch to the wrong workflows")
-			}
 			w.calls = append(w.calls, "dispatch")
 			w.dispatched = append(w.dispatched, in.DeploymentID)
-			return contract.DispatchAsyncNextResult{Signaled: 1}, nil
+			return contract.DispatchAsyncNextResult{Started: 1}, nil
 		}).Maybe()
 	env.OnActivity(a.DeliverWebhook, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in contract.DeliverWebhookInput) error {

@@ -78,8 +78,7 @@ func Cleanup(ctx workflow.Context, in contract.CleanupInput) (contract.CleanupRe
 	// The async steps come after the older ones, for the same reason.
 	var started contract.StartUnstartedAsyncResult
 	if err := workflow.ExecuteActivity(ctx, contract.ActivityStartUnstartedAsync, contract.StartUnstartedAsyncInput{
-		Before: now.Add(-AsyncStartGrace), WorkflowType: contract.AsyncRequestWorkflowType, TaskQueue: contract.TaskQueue,
-		WorkflowIDPrefix: contract.AsyncWorkflowID(""),
+		Before: now.Add(-AsyncStartGrace),
 	}).Get(ctx, &started); err != nil {
 		return out, err
 	}

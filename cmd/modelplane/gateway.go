@@ -38,6 +38,8 @@ type gatewayConfig struct {
 	FailedAuthRateLimit float64
 	FailedAuthBurst     int
 	async               asyncGatewayConfig
+	// OutputRetention is how long the output of an async request that ends here is kept.
+	OutputRetention time.Duration
 }
 
 // asyncGatewayConfig are the gateway's async inference limits, shared by gateway and dev.
@@ -114,6 +116,9 @@ Run as many gateways as you like behind a load balancer.`,
 			if c.FailedAuthBurst <= 0 {
 				return fmt.Errorf("--failed-auth-burst must be positive, got %d", c.FailedAuthBurst)
 			}
+			if c.OutputRetention <= 0 {
+				return fmt.Errorf("--async-output-retention must be positive, got %s", c.OutputRetention)
+			}
 			if err := c.async.check(); err != nil {
 				return err
 			}
@@ -148,6 +153,7 @@ Run as many gateways as you like behind a load balancer.`,
 				Temporal: tc, ColdStartTimeout: c.ColdStartTimeout, MaxHeld: c.MaxHeld, WebsocketDrainTimeout: c.WebsocketDrainTimeout,
 				AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen,
 				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate,
+				AsyncOutputRetention: c.OutputRetention,
 				KeyCacheSize: c.KeyCacheSize, FailedAuthRateLimit: c.FailedAuthRateLimit, FailedAuthBurst: c.FailedAuthBurst,
 				MetricsToken: c.MetricsToken})
 			if err != nil {
@@ -179,6 +185,7 @@ Run as many gateways as you like behind a load balancer.`,
 	f.Float64Var(&c.FailedAuthRateLimit, "failed-auth-rate-limit", envFloat("MODELPLANE_FAILED_AUTH_RATE_LIMIT", gateway.DefaultFailedAuthRateLimit), "failed authentications per second one client address may make, in bursts of --failed-auth-burst; more are 429; negative: no limit (MODELPLANE_FAILED_AUTH_RATE_LIMIT)")
 	f.IntVar(&c.FailedAuthBurst, "failed-auth-burst", envInt("MODELPLANE_FAILED_AUTH_BURST", gateway.DefaultFailedAuthBurst), "failed authentications one client address may make at once before --failed-auth-rate-limit applies (MODELPLANE_FAILED_AUTH_BURST)")
 	asyncGatewayFlags(cmd, &c.async)
+	outputRetentionFlag(cmd, &c.OutputRetention)
 	serverTimeoutFlags(cmd, &c.Timeouts)
 	tlsServerFlags(cmd, &c.TLS)
 	metricsTokenFlag(cmd, &c.MetricsToken)

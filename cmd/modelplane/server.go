@@ -25,6 +25,7 @@ import (
 	"github.com/modelplane/modelplane/internal/tlsfiles"
 	"github.com/modelplane/modelplane/schema"
 	"github.com/modelplane/modelplane/secretbox"
+	"github.com/modelplane/modelplane/store"
 	"github.com/modelplane/modelplane/worker"
 )
 
@@ -90,10 +91,16 @@ type asyncWorkerConfig struct {
 	WebhookAllowPrivate  bool
 }
 
+// outputRetentionFlag adds --async-output-retention, for the processes that end async requests:
+// gateways (a request that needs no workflow) and workers.
+func outputRetentionFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "async-output-retention", envDuration("MODELPLANE_ASYNC_OUTPUT_RETENTION", store.DefaultAsyncOutputRetention), "how long an async request's output is kept for reading with its status when there is no webhook or it failed (MODELPLANE_ASYNC_OUTPUT_RETENTION)")
+}
+
 // asyncWorkerFlags adds the flags of asyncWorkerConfig; dev shares --webhook-allow-private
 // with its gateway, so it adds only the retention.
 func asyncWorkerFlags(cmd *cobra.Command, c *asyncWorkerConfig) {
-	cmd.Flags().DurationVar(&c.AsyncOutputRetention, "async-output-retention", envDuration("MODELPLANE_ASYNC_OUTPUT_RETENTION", activities.DefaultAsyncOutputRetention), "how long an async request's output is kept for reading with its status when there is no webhook or it failed (MODELPLANE_ASYNC_OUTPUT_RETENTION)")
+	outputRetentionFlag(cmd, &c.AsyncOutputRetention)
 	if cmd.Flags().Lookup("webhook-allow-private") == nil {
 		webhookAllowPrivateFlag(cmd, &c.WebhookAllowPrivate)
 	}

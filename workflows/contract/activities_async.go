@@ -97,18 +97,14 @@ type FinishAsyncInput struct {
 	Errors        modelplane.AsyncErrors
 }
 
-// DispatchAsyncNextInput names the deployment whose queue may move, and how its requests'
-// workflows are told.
+// DispatchAsyncNextInput names the deployment whose queue may move.
 type DispatchAsyncNextInput struct {
 	DeploymentID string
-	// WorkflowIDPrefix and the request ID make a request's workflow ID.
-	WorkflowIDPrefix string
-	SignalName       string
 }
 
-// DispatchAsyncNextResult says how many workflows were told.
+// DispatchAsyncNextResult says how many queued requests were started.
 type DispatchAsyncNextResult struct {
-	Signaled int
+	Started int
 }
 
 // DeliverWebhookInput names the finished request whose webhook is sent.

@@ -63,11 +63,9 @@ type PruneGatewayReportsResult struct {
 
 // StartUnstartedAsyncInput says which requests' workflows to start and how.
 type StartUnstartedAsyncInput struct {
-	// Before: only requests recorded before it, which their gateway had time to start.
-	Before           time.Time
-	WorkflowType     string
-	TaskQueue        string
-	WorkflowIDPrefix string
+	// Before: only requests that wanted their workflow before it, which whoever asked had
+	// time to start.
+	Before time.Time
 	// Limit bounds how many are started in one run; zero means 100.
 	Limit int
 }

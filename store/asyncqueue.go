@@ -1,0 +1,375 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/modelplane/modelplane"
+)
+
+// DefaultAsyncOutputRetention is how long a finished request's output is kept for reading
+// with its status when nothing else is set.
+const DefaultAsyncOutputRetention = 24 * time.Hour
+
+// AsyncAdmission is what became of one request of a batch given to InsertAsyncRequests.
+type AsyncAdmission struct {
+	// ID is the recorded request's; empty when a limit refused it.
+	ID string
+	// MaxOpen is the limit that applied, and ByQuota whether it was the workspace's
+	// async_requests quota (else the gateway's own), for the refusal's message.
+	MaxOpen int
+	ByQuota bool
+}
+
+// InsertAsyncRequests records a batch of QUEUED requests in one transaction, each with a new ID
+// and webhook delivery ID, and announces them to the gateways. A workspace may have at most
+// the lower of gatewayMaxOpen and its async_requests quota queued or in progress; the requests
+// past that are refused (empty ID). Batches of one workspace are serialised by an advisory
+// lock, so the limit holds with many gateways.
+func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncRequest, gatewayMaxOpen int) ([]AsyncAdmission, error) {
+	out := make([]AsyncAdmission, len(batch))
+	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		room := map[string]*AsyncAdmission{}
+		left := map[string]int{}
+		workspaces := make([]string, 0, 1)
+		for _, n := range batch {
+			if _, ok := room[n.WorkspaceID]; !ok {
+				room[n.WorkspaceID] = nil
+				workspaces = append(workspaces, n.WorkspaceID)
+			}
+		}
+		slices.Sort(workspaces) // one lock order for every batch
+		for _, ws := range workspaces {
+			if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.open.' || $1, 0))`, ws); err != nil {
+				return err
+			}
+			q, err := WorkspaceQuotas(ctx, tx, ws)
+			if err != nil {
+				return err
+			}
+			limit := AsyncAdmission{MaxOpen: gatewayMaxOpen}
+			if q.AsyncRequests <= gatewayMaxOpen {
+				limit = AsyncAdmission{MaxOpen: q.AsyncRequests, ByQuota: true}
+			}
+			var open int
+			if err := get(ctx, tx, &open, `
+				SELECT count(*) FROM (SELECT 1 FROM async_requests
+				    WHERE workspace_id = $1 AND status IN `+sqlOpenAsyncStatuses+` LIMIT $2) o`,
+				ws, limit.MaxOpen); err != nil {
+				return err
+			}
+			room[ws], left[ws] = &limit, limit.MaxOpen-open
+		}
+		var cols asyncColumns
+		for i, n := range batch {
+			out[i] = *room[n.WorkspaceID]
+			if left[n.WorkspaceID] <= 0 {
+				continue
+			}
+			left[n.WorkspaceID]--
+			out[i].ID = modelplane.NewID(16)
+			if err := cols.add(out[i].ID, n); err != nil {
+				return err
+			}
+		}
+		if len(cols.id) == 0 {
+			return nil
+		}
+		if err := exec(ctx, tx, false, `
+			INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, environment,
+			    webhook_status, webhook_endpoint, webhook_delivery_id, priority,
+			    max_time_in_queue_seconds, retry_config, model_input, expires_at)
+			SELECT id, ws, model, dep, env, hook_status, hook, delivery, prio, max_wait, retry::jsonb, input,
+			       now() + max_wait * interval '1 second'
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			            $8::text[], $9::int[], $10::int[], $11::text[], $12::bytea[])
+			     AS u(id, ws, model, dep, env, hook_status, hook, delivery, prio, max_wait, retry, input)`,
+			pq.Array(cols.id), pq.Array(cols.workspace), pq.Array(cols.model), pq.Array(cols.deployment),
+			pq.Array(cols.environment), pq.Array(cols.webhookStatus), pq.Array(cols.webhook), pq.Array(cols.delivery),
+			pq.Array(cols.priority), pq.Array(cols.maxWait), pq.Array(cols.retry), pq.Array(cols.input)); err != nil {
+			return err
+		}
+		return exec(ctx, tx, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// asyncColumns are the columns of a batch of new requests, one array each, for unnest.
+type asyncColumns struct {
+	id, workspace, model, deployment, environment, webhookStatus, webhook, delivery, retry []string
+	priority, maxWait                                                                      []int64
+	input                                                                                  [][]byte
+}
+
+func (c *asyncColumns) add(id string, n NewAsyncRequest) error {
+	retry, err := json.Marshal(n.RetryConfig)
+	if err != nil {
+		return err
+	}
+	hookStatus := modelplane.WebhookNone
+	if n.WebhookEndpoint != "" {
+		hookStatus = modelplane.WebhookPending
+	}
+	c.id = append(c.id, id)
+	c.workspace = append(c.workspace, n.WorkspaceID)
+	c.model = append(c.model, n.ModelID)
+	c.deployment = append(c.deployment, n.DeploymentID)
+	c.environment = append(c.environment, n.Environment)
+	c.webhookStatus = append(c.webhookStatus, string(hookStatus))
+	c.webhook = append(c.webhook, n.WebhookEndpoint)
+	c.delivery = append(c.delivery, "whd_"+modelplane.NewID(24))
+	c.priority = append(c.priority, int64(n.Priority))
+	c.maxWait = append(c.maxWait, int64(n.MaxTimeInQueueSeconds))
+	c.retry = append(c.retry, string(retry))
+	c.input = append(c.input, n.ModelInput)
+	return nil
+}
+
+// queuedDeploymentsSQL lists the deployments that have queued async requests, one index probe
+// each (a skip scan of async_requests_queue), however long their queues are.
+var queuedDeploymentsSQL = `
+	WITH RECURSIVE q AS (
+	    (SELECT deployment_id FROM async_requests WHERE status = ` + sqlAsyncQueued + `
+	     ORDER BY deployment_id LIMIT 1)
+	    UNION ALL
+	    SELECT (SELECT a.deployment_id FROM async_requests a
+	            WHERE a.status = ` + sqlAsyncQueued + ` AND a.deployment_id > q.deployment_id
+	            ORDER BY a.deployment_id LIMIT 1)
+	    FROM q WHERE q.deployment_id IS NOT NULL)
+	SELECT deployment_id FROM q WHERE deployment_id IS NOT NULL`
+
+// AsyncStarts says what StartAsyncHeads did.
+type AsyncStarts struct {
+	// Started counts the requests taken off their queues, each with its first attempt
+	// recorded for the gateways.
+	Started int
+	// Failed lists the requests ended FAILED because their deployment will not serve them,
+	// and Wanted those of them that have a webhook to deliver, so need their workflow.
+	Failed, Wanted []string
+}
+
+// StartAsyncHeads takes off their queues (deploymentID's alone, or every deployment's when it
+// is empty), up to limit in all, the queued requests whose
+// deployments have room for them (READY replicas × concurrency target, less those running),
+// in queue order (priority, then arrival), and records their first attempts (PENDING) for the
+// gateways. A request past its max_time_in_queue is left for ExpireDueAsync. The queue of a
+// deployment that will not serve (deleted, deactivated, failed) is ended FAILED with
+// MODEL_UNAVAILABLE instead. Each deployment is handled under the advisory lock that
+// ClaimAsyncRequest takes, so its bound holds with many callers.
+func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limit int) (AsyncStarts, error) {
+	var out AsyncStarts
+	deps := []string{deploymentID}
+	if deploymentID == "" {
+		if err := list(ctx, db, &deps, queuedDeploymentsSQL); err != nil {
+			return out, err
+		}
+	}
+	for _, dep := range deps {
+		if out.Started >= limit {
+			break
+		}
+		err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+			if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, dep); err != nil {
+				return err
+			}
+			var c AsyncCapacity
+			if err := get(ctx, tx, &c, asyncCapacitySQL+` WHERE d.id = $1`, dep); err != nil {
+				return err
+			}
+			if why := c.Unavailable(); why != "" {
+				return failUnserved(ctx, tx, dep, why, &out)
+			}
+			n := min(c.Free(), limit-out.Started)
+			if n <= 0 {
+				return nil
+			}
+			var started []string
+			if err := list(ctx, tx, &started, `
+				WITH h AS (
+				    SELECT id FROM async_requests
+				    WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+` AND expires_at > now()
+				    ORDER BY priority, created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+				u AS (
+				    UPDATE async_requests a SET status = `+sqlAsyncInProgress+`, status_at = now(),
+				        started_at = now(), attempts = GREATEST(a.attempts, 1)
+				    FROM h WHERE a.id = h.id RETURNING a.id)
+				INSERT INTO async_attempts (request_id, attempt, deployment_id)
+				SELECT id, 1, $1 FROM u ON CONFLICT (request_id, attempt) DO NOTHING
+				RETURNING request_id`, dep, n); err != nil {
+				return err
+			}
+			out.Started += len(started)
+			if len(started) == 0 {
+				return nil
+			}
+			return exec(ctx, tx, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
+		})
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// failUnserved ends the queue of deployment dep, which will not serve (why), as FAILED.
+func failUnserved(ctx context.Context, tx *sqlx.Tx, dep, why string, out *AsyncStarts) error {
+	errs := modelplane.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: why}}
+	var ended []struct {
+		ID     string `db:"id"`
+		Wanted bool   `db:"wanted"`
+	}
+	if err := list(ctx, tx, &ended, `
+		UPDATE async_requests SET status = 'FAILED', status_at = now(), finished_at = now(),
+		    errors = errors || $2::jsonb,
+		    workflow_wanted_at = CASE WHEN webhook_status = `+sqlWebhookPending+` AND NOT workflow_started
+		                              THEN now() ELSE workflow_wanted_at END
+		WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+`
+		RETURNING id, webhook_status = `+sqlWebhookPending+` AND NOT workflow_started AS wanted`, dep, errs); err != nil {
+		return err
+	}
+	for _, e := range ended {
+		out.Failed = append(out.Failed, e.ID)
+		if e.Wanted {
+			out.Wanted = append(out.Wanted, e.ID)
+		}
+	}
+	return nil
+}
+
+// ExpireDueAsync ends as EXPIRED, up to limit of them, the queued requests past their
+// max_time_in_queue, and returns those that have a webhook to deliver (so need their
+// workflow) and how many it ended.
+func ExpireDueAsync(ctx context.Context, db sqlx.QueryerContext, limit int) (wanted []string, expired int, err error) {
+	errs := modelplane.AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
+	var ended []struct {
+		ID     string `db:"id"`
+		Wanted bool   `db:"wanted"`
+	}
+	err = list(ctx, db, &ended, `
+		UPDATE async_requests SET status = `+sqlAsyncExpired+`, status_at = now(), finished_at = now(),
+		    errors = errors || $1::jsonb,
+		    workflow_wanted_at = CASE WHEN webhook_status = `+sqlWebhookPending+` AND NOT workflow_started
+		                              THEN now() ELSE workflow_wanted_at END
+		WHERE id IN (SELECT id FROM async_requests WHERE status = `+sqlAsyncQueued+` AND expires_at <= now()
+		             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+		RETURNING id, webhook_status = `+sqlWebhookPending+` AND NOT workflow_started AS wanted`, errs, limit)
+	for _, e := range ended {
+		if e.Wanted {
+			wanted = append(wanted, e.ID)
+		}
+	}
+	return wanted, len(ended), err
+}
+
+// WantWorkflowsForLostAttempts marks the requests without a workflow whose attempt runs on a
+// gateway that stopped reporting (for GatewayDownAfter) as wanting one, which ends the attempt
+// GATEWAY_LOST and retries it, and returns them.
+func WantWorkflowsForLostAttempts(ctx context.Context, db sqlx.QueryerContext) ([]string, error) {
+	out := []string{}
+	err := list(ctx, db, &out, `
+		UPDATE async_requests r SET workflow_wanted_at = now()
+		FROM async_attempts a
+		WHERE a.request_id = r.id AND a.state = `+sqlAttemptRunning+`
+		  AND NOT r.workflow_started AND r.workflow_wanted_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM gateway_reports g WHERE g.gateway_id = a.gateway_id
+		                  AND g.reported_at > now() - $1 * interval '1 second')
+		RETURNING r.id`, GatewayDownAfter.Seconds())
+	return out, err
+}
+
+// AttemptConclusion is what FinishAsyncAttempt made of an attempt.
+type AttemptConclusion struct {
+	// Recorded: the attempt was RUNNING on the gateway, and now is DONE.
+	Recorded bool
+	// Ended is the status the request ended in with it, when it did.
+	Ended modelplane.AsyncStatus
+	// WantsWorkflow: the request needs its workflow now (to retry the attempt or deliver its
+	// webhook), and was marked so.
+	WantsWorkflow bool
+}
+
+// FinishAsyncAttempt records the result of attempt n, RUNNING on the gateway, and announces
+// it. A request that has no workflow is concluded in the same transaction: a success or a
+// failure no retry can mend (or its last attempt) ends it, keeping the output for keepOutput;
+// a request with a retry due, or an end with a webhook to deliver, is marked as wanting its
+// workflow. One that has a workflow is left to it. Recorded false means the attempt was not
+// running there (given up on as lost, say) and nothing changed.
+func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration) (AttemptConclusion, error) {
+	var out AttemptConclusion
+	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
+		var att AsyncAttempt
+		err := get(ctx, tx, &att, `
+			UPDATE async_attempts SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
+			    error_code = $7, error = $8, finished_at = now()
+			WHERE request_id = $1 AND attempt = $2 AND state = `+sqlAttemptRunning+` AND gateway_id = $3
+			RETURNING *`,
+			requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out.Recorded = true
+		if err := exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncDoneChannel, requestID+"/"+strconv.Itoa(n)); err != nil {
+			return err
+		}
+		var req struct {
+			Status          modelplane.AsyncStatus   `db:"status"`
+			WebhookStatus   modelplane.WebhookStatus `db:"webhook_status"`
+			WorkflowStarted bool                     `db:"workflow_started"`
+			RetryConfig     modelplane.RetryConfig   `db:"retry_config"`
+		}
+		if err := get(ctx, tx, &req, `
+			SELECT status, webhook_status, workflow_started, retry_config FROM async_requests
+			WHERE id = $1 FOR UPDATE`, requestID); err != nil {
+			return err
+		}
+		if req.WorkflowStarted || req.Status != modelplane.AsyncInProgress {
+			return nil
+		}
+		cfg := req.RetryConfig
+		if cfg.MaxAttempts < 1 {
+			cfg = modelplane.DefaultRetryConfig()
+		}
+		o := ClassifyAttempt(att)
+		var end AsyncOutcome
+		switch {
+		case o.Succeeded:
+			end = AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: att.Output, ContentType: att.ContentType}
+			if end.Output == nil {
+				end.Output = []byte{} // an empty answer is still an answer
+			}
+		case !o.Retryable || n >= cfg.MaxAttempts:
+			end = AsyncOutcome{Status: modelplane.AsyncFailed, Errors: modelplane.AsyncErrors{o.Error}}
+		default:
+			out.WantsWorkflow = true
+			return exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
+		}
+		end.KeepOutput = keepOutput
+		if end.KeepOutput <= 0 {
+			end.KeepOutput = DefaultAsyncOutputRetention
+		}
+		ended, err := FinishAsyncRequest(ctx, tx, requestID, end)
+		if err != nil {
+			return err
+		}
+		out.Ended = ended.Status
+		if ended.WebhookStatus == modelplane.WebhookPending {
+			out.WantsWorkflow = true
+			return exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
+		}
+		return nil
+	})
+	return out, err
+}
