@@ -43,14 +43,14 @@ type AsyncRequest struct {
 	// lost gateway); nil while it needs none.
 	WorkflowWantedAt *time.Time `db:"workflow_wanted_at"`
 	// WorkflowRestarts counts the reconcile pass's restarts of the request's workflow.
-	WorkflowRestarts int        `db:"workflow_restarts"`
-	CreatedAt        time.Time  `db:"created_at"`
+	WorkflowRestarts int       `db:"workflow_restarts"`
+	CreatedAt        time.Time `db:"created_at"`
 	// ExpiresAt is when the request leaves the queue as EXPIRED if it has not started.
-	ExpiresAt time.Time `db:"expires_at"`
-	StatusAt         time.Time  `db:"status_at"`
-	StartedAt        *time.Time `db:"started_at"`
-	FinishedAt       *time.Time `db:"finished_at"`
-	OutputExpiresAt  *time.Time `db:"output_expires_at"`
+	ExpiresAt       time.Time  `db:"expires_at"`
+	StatusAt        time.Time  `db:"status_at"`
+	StartedAt       *time.Time `db:"started_at"`
+	FinishedAt      *time.Time `db:"finished_at"`
+	OutputExpiresAt *time.Time `db:"output_expires_at"`
 }
 
 // NewAsyncRequest is what a gateway accepted.

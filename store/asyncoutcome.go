@@ -84,4 +84,3 @@ func attemptErrorMessage(att AsyncAttempt) string {
 	}
 	return msg + ": " + body
 }
-

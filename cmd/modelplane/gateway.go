@@ -154,7 +154,7 @@ Run as many gateways as you like behind a load balancer.`,
 				AsyncRateLimit: c.async.RateLimit, MaxOpenAsync: c.async.MaxOpen,
 				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate,
 				AsyncOutputRetention: c.OutputRetention,
-				KeyCacheSize: c.KeyCacheSize, FailedAuthRateLimit: c.FailedAuthRateLimit, FailedAuthBurst: c.FailedAuthBurst,
+				KeyCacheSize:         c.KeyCacheSize, FailedAuthRateLimit: c.FailedAuthRateLimit, FailedAuthBurst: c.FailedAuthBurst,
 				MetricsToken: c.MetricsToken})
 			if err != nil {
 				return err
