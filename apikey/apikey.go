@@ -11,7 +11,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -26,18 +25,31 @@ const (
 	prefix    = "mp_"
 )
 
-var keyPattern = regexp.MustCompile(`^mp_([a-z0-9]{12})_([a-z0-9]{32})$`)
-
 // ErrMalformed means the text is not shaped like a modelplane key.
 var ErrMalformed = errors.New("malformed API key")
 
-// Parse splits a key into its ID and secret.
+// Parse splits a key into its ID and secret. It is read by hand rather than by a regular
+// expression: the gateway parses a key on every request.
 func Parse(key string) (id, secret string, err error) {
-	m := keyPattern.FindStringSubmatch(key)
-	if m == nil {
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok || len(rest) != idLen+1+secretLen || rest[idLen] != '_' {
 		return "", "", ErrMalformed
 	}
-	return m[1], m[2], nil
+	id, secret = rest[:idLen], rest[idLen+1:]
+	if !lowerAlnum(id) || !lowerAlnum(secret) {
+		return "", "", ErrMalformed
+	}
+	return id, secret, nil
+}
+
+// lowerAlnum reports whether s is only lowercase ASCII letters and digits.
+func lowerAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // FromAuthorization reads the key from an Authorization header value, "Api-Key <key>" or

@@ -339,7 +339,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		TemporalUIURL: s.TemporalUIURL, TemporalNamespace: opts.TemporalNamespace})
 	// The API and the gateway share the address: inference paths go to the gateway. No flat
 	// ReadTimeout: uploads, streamed requests and websockets pass here too.
-	s.http = httpserve.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.http = gateway.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if gateway.IsInference(r) {
 			s.gateway.ServeHTTP(w, r)
 			return

@@ -24,6 +24,8 @@ type target struct {
 	apiKey string     // sent as "Authorization: Api-Key <key>" when set
 	procs  []*process // the servers it needs, checked after each run
 	client *http.Client
+	// pprofAddr serves the process's /debug/pprof/ when it was started with one.
+	pprofAddr string
 }
 
 // newClient returns an HTTP/1.1 client that keeps up to conns connections open between

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -17,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelplane/modelplane/gateway"
-	"github.com/modelplane/modelplane/internal/httpserve"
 	"github.com/modelplane/modelplane/internal/temporalclient"
 	"github.com/modelplane/modelplane/internal/tlsfiles"
 )
@@ -40,6 +40,8 @@ type gatewayConfig struct {
 	async               asyncGatewayConfig
 	// OutputRetention is how long the output of an async request that ends here is kept.
 	OutputRetention time.Duration
+	// PprofAddr, when set, serves net/http/pprof there, for profiling under load.
+	PprofAddr string
 }
 
 // asyncGatewayConfig are the gateway's async inference limits, shared by gateway and dev.
@@ -164,8 +166,11 @@ Run as many gateways as you like behind a load balancer.`,
 			go func() { ran <- gw.Run(runCtx) }()
 			// No flat ReadTimeout: it would cut streamed uploads and websockets; a body is
 			// bounded by the time it may go without a byte instead.
-			srv := httpserve.Server(gw.Handler(nil), c.Timeouts)
+			srv := gateway.NewServer(gw.Handler(nil), c.Timeouts)
 			srv.Addr = c.Listen
+			if c.PprofAddr != "" {
+				go servePprof(ctx, c.PprofAddr, log)
+			}
 			log.Info("gateway listening", "addr", c.Listen, "id", gw.ID(), "tls", cert != nil)
 			err = serve(ctx, srv, cert)
 			// In-flight requests finished (or the shutdown timed out): stop reporting last.
@@ -184,6 +189,7 @@ Run as many gateways as you like behind a load balancer.`,
 	f.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("MODELPLANE_KEY_CACHE_SIZE", gateway.DefaultKeyCacheSize), "API keys kept in memory, a quarter of them at most unknown ones (MODELPLANE_KEY_CACHE_SIZE)")
 	f.Float64Var(&c.FailedAuthRateLimit, "failed-auth-rate-limit", envFloat("MODELPLANE_FAILED_AUTH_RATE_LIMIT", gateway.DefaultFailedAuthRateLimit), "failed authentications per second one client address may make, in bursts of --failed-auth-burst; more are 429; negative: no limit (MODELPLANE_FAILED_AUTH_RATE_LIMIT)")
 	f.IntVar(&c.FailedAuthBurst, "failed-auth-burst", envInt("MODELPLANE_FAILED_AUTH_BURST", gateway.DefaultFailedAuthBurst), "failed authentications one client address may make at once before --failed-auth-rate-limit applies (MODELPLANE_FAILED_AUTH_BURST)")
+	f.StringVar(&c.PprofAddr, "pprof-addr", envString("MODELPLANE_PPROF_ADDR", ""), "address to serve Go's /debug/pprof/ on, without authentication: keep it on loopback; empty: none (MODELPLANE_PPROF_ADDR)")
 	asyncGatewayFlags(cmd, &c.async)
 	outputRetentionFlag(cmd, &c.OutputRetention)
 	serverTimeoutFlags(cmd, &c.Timeouts)
@@ -192,6 +198,22 @@ Run as many gateways as you like behind a load balancer.`,
 	databaseFlag(cmd, &c.DatabaseURL)
 	temporalFlags(cmd, &c.serverConfig)
 	return cmd
+}
+
+// servePprof serves /debug/pprof/ on addr until ctx ends; a failure to listen is logged, not
+// fatal, since profiling is an aid and not part of serving.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("pprof listening", "addr", addr)
+	if err := serve(ctx, srv, nil); err != nil {
+		log.Warn("pprof server", "err", err)
+	}
 }
 
 // envBool is envString for booleans ("true", "1", "false", ...).
