@@ -64,8 +64,10 @@ func main() {
 
 // figures are one size's measurements.
 type figures struct {
-	models, deployments       int
-	gatewayCPU, autoscalerCPU float64 // CPU seconds per second of wall time
+	models, deployments int
+	// CPU seconds per second of wall time, of the process and of the database's backends.
+	gatewayCPU, autoscalerCPU float64
+	gatewayPG, autoscalerPG   float64
 	loadRoutes, reloadSeen    time.Duration
 	tick                      time.Duration
 	listP50, listP99          time.Duration
@@ -100,7 +102,7 @@ func report(cfg config, args []string, all []figures) {
 	fmt.Printf("Run %s on %s (%d CPUs, %s/%s, %s): `%s`. Each model has 3 deployments; %d of them (at every size) are ACTIVE with one READY replica (min_replica 1) on a local HTTP server, all the others SCALED_TO_ZERO (min_replica 0); each model's production environment points at its first deployment. A fresh database per size, filled directly; PostgreSQL on loopback. The baseline is the smallest size; the growth exponent is log(f_large/f_small)/log(models_large/models_small): 0 is flat, 1 linear.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
 		runtime.Version(), cmd, cfg.active)
-	fmt.Printf("- Idle CPU: the gateway (`gateway.New` + `Run`, no Temporal) and the autoscaler loop (`autoscaler.Loop`, leading, 1 s tick) each in a child process, no traffic, utime+stime from /proc/<pid>/stat over %s after a 3 s settle, as a share of one core. PostgreSQL's own CPU for their queries is not counted here; the tick time below is where it shows.\n", cfg.idle)
+	fmt.Printf("- Idle CPU: the gateway (`gateway.New` + `Run`, no Temporal) and the autoscaler loop (`autoscaler.Loop`, leading, 1 s tick) each alone in a child process, no traffic, utime+stime from /proc/<pid>/stat over %s after a 3 s settle, as a share of one core; and the same for the PostgreSQL backends connected to the size's database meanwhile (the benchmark's own connections idle).\n", cfg.idle)
 	fmt.Printf("- Routing reload: `store.LoadRoutes` (the read every reload does), median of 20; and one zero deployment given a READY replica (one INSERT, whose trigger sends NOTIFY modelplane_routes) until its predict through the gateway's handler answers 200 instead of 503, median of 10.\n")
 	fmt.Printf("- Autoscaler tick: what a tick that scales nothing does (`store.AutoscalingTargets`, `store.ReplicaRoom`, `store.AsyncQueueHeads`, `autoscaler.Decide` on each target) on one session with jit off as the loop's, median of 20.\n")
 	fmt.Printf("- GET /v1/models: %d sequential requests with the API key, through the API handler over HTTP on loopback.\n\n", cfg.listRequests)
@@ -128,7 +130,9 @@ func report(cfg config, args []string, all []figures) {
 	pct := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
 	dur := func(v float64) string { return time.Duration(v).Round(time.Microsecond).String() }
 	row("gateway idle CPU (share of a core)", func(f figures) float64 { return f.gatewayCPU }, pct)
+	row("PostgreSQL backends' CPU for the idle gateway", func(f figures) float64 { return f.gatewayPG }, pct)
 	row("autoscaler loop idle CPU (share of a core)", func(f figures) float64 { return f.autoscalerCPU }, pct)
+	row("PostgreSQL backends' CPU for the idle autoscaler loop", func(f figures) float64 { return f.autoscalerPG }, pct)
 	row("store.LoadRoutes (median)", func(f figures) float64 { return float64(f.loadRoutes) }, dur)
 	row("one change until the gateway routes it (median)", func(f figures) float64 { return float64(f.reloadSeen) }, dur)
 	row("autoscaler tick (median)", func(f figures) float64 { return float64(f.tick) }, dur)

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelplane/modelplane"
@@ -42,11 +43,12 @@ func measure(ctx context.Context, cfg config, n, asyncCount int) (figures, error
 	defer fl.close()
 
 	progress("%d models: idle CPU over %s", n, cfg.idle)
-	cpu, err := idleCPU(fl.url, cfg.idle, "gateway", "autoscaler")
-	if err != nil {
+	if f.gatewayCPU, f.gatewayPG, err = idleCPU(fl.db, fl.url, cfg.idle, "gateway"); err != nil {
 		return f, err
 	}
-	f.gatewayCPU, f.autoscalerCPU = cpu[0], cpu[1]
+	if f.autoscalerCPU, f.autoscalerPG, err = idleCPU(fl.db, fl.url, cfg.idle, "autoscaler"); err != nil {
+		return f, err
+	}
 
 	gw, err := gateway.New(gateway.Options{DB: fl.db, DatabaseURL: fl.url, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		AsyncRateLimit: -1, MaxOpenAsync: 10_000_000})
@@ -113,55 +115,62 @@ func median(k int, fn func() error) (time.Duration, error) {
 	return ds[len(ds)/2], nil
 }
 
-// idleCPU runs each component as a child process on the database, waits until it says it is
-// up and a settle period, and returns the CPU each used per second of wall time over d.
-func idleCPU(dbURL string, d time.Duration, components ...string) ([]float64, error) {
+// idleCPU runs the component as a child process on the database, waits until it says it is
+// up and a settle period, and returns the CPU it used, and the PostgreSQL backends of the
+// database used, per second of wall time over d.
+func idleCPU(db *sqlx.DB, dbURL string, d time.Duration, component string) (proc, backends float64, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	var cmds []*exec.Cmd
+	cmd := exec.Command(self, "-child", component, "-database-url", dbURL)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
 	defer func() {
-		for _, c := range cmds {
-			_ = c.Process.Signal(syscall.SIGTERM)
-			_ = c.Wait()
-		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
 	}()
-	for _, c := range components {
-		cmd := exec.Command(self, "-child", c, "-database-url", dbURL)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		cmds = append(cmds, cmd)
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil || strings.TrimSpace(line) != "ready" {
-			return nil, fmt.Errorf("%s did not come up: %q %v", c, line, err)
-		}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		return 0, 0, fmt.Errorf("%s did not come up: %q %v", component, line, err)
 	}
 	time.Sleep(3 * time.Second)
-	before := make([]time.Duration, len(cmds))
-	for i, c := range cmds {
-		if before[i], err = cpuTime(c.Process.Pid); err != nil {
-			return nil, err
-		}
+	pids := func() ([]int, error) {
+		var ps []int
+		err := db.Select(&ps, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+		return ps, err
+	}
+	before := map[int]time.Duration{}
+	ps, err := pids()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range append(ps, cmd.Process.Pid) {
+		before[p], _ = cpuTime(p) // a backend that ended meanwhile counts from zero
 	}
 	start := time.Now()
 	time.Sleep(d)
 	wall := time.Since(start)
-	shares := make([]float64, len(cmds))
-	for i, c := range cmds {
-		after, err := cpuTime(c.Process.Pid)
-		if err != nil {
-			return nil, err
-		}
-		shares[i] = float64(after-before[i]) / float64(wall)
+	if ps, err = pids(); err != nil {
+		return 0, 0, err
 	}
-	return shares, nil
+	var pg time.Duration
+	for _, p := range ps {
+		if t, err := cpuTime(p); err == nil {
+			pg += t - before[p]
+		}
+	}
+	self2, err := cpuTime(cmd.Process.Pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(self2-before[cmd.Process.Pid]) / float64(wall), float64(pg) / float64(wall), nil
 }
 
 // cpuTime is a process's utime+stime from /proc/<pid>/stat.
