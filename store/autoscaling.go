@@ -70,10 +70,24 @@ const effectiveSettingsSQL = `
 	jsonb_strip_nulls(CASE WHEN jsonb_typeof(d.autoscaling_settings) = 'object'
 	                       THEN d.autoscaling_settings ELSE '{}' END)`
 
+// wakeableAtZeroSQL holds for a deployment d at zero that a tick could scale up: a floor above
+// zero (or settings the query cannot read, left to Decide), a lease keeping it awake, a live
+// replica, load since it got to zero, or queued async requests. The others would only be
+// read and decided "steady" every tick; leaving them out keeps a tick's work from growing
+// with the deployments idle at zero.
+var wakeableAtZeroSQL = `(
+	COALESCE(CASE WHEN jsonb_typeof(($2::jsonb || ` + effectiveSettingsSQL + `)->'min_replica') = 'number'
+	              THEN (($2::jsonb || ` + effectiveSettingsSQL + `)->>'min_replica')::numeric > 0 END, true)
+	OR EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1)
+	OR EXISTS (SELECT 1 FROM replicas r WHERE r.deployment_id = d.id AND r.state IN ` + sqlLiveReplicaStates + `)
+	OR EXISTS (SELECT 1 FROM load_samples ls WHERE ls.deployment_id = d.id AND ls.at >= d.updated_at
+	           AND ls.at <= $1 AND ls.at > $1 - interval '1 hour')
+	OR EXISTS (SELECT 1 FROM async_requests a WHERE a.deployment_id = d.id AND a.status = ` + sqlAsyncQueued + `))`
+
 // autoscalingTargetsQuery reads every target in one statement. Per deployment it costs an
 // index probe on replicas_live, two on load_samples' primary key (deployment_id, at) and one
-// on the async queue, so a deployment idle at zero costs its row and four probes that find
-// nothing.
+// on the async queue; a deployment idle at zero costs its row and the probes of
+// wakeableAtZeroSQL that find nothing, and is not returned.
 //
 // Settings are the deployment's own merged over the defaults ($2) as JSON objects: a stored
 // {} (the column default) or an object missing fields falls back field by field, and nulls
@@ -86,6 +100,7 @@ var autoscalingTargetsQuery = `
 		       EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1) AS kept_awake
 		FROM deployments d
 		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
+		  AND (d.status <> ` + sqlDeploymentScaledToZero + ` OR ` + wakeableAtZeroSQL + `)
 	)
 	SELECT t.id AS deployment_id, t.model_id, t.workspace_id, t.is_development, t.status, t.settings, t.zero_since,
 	       t.kept_awake, r.live_replicas, r.newest_replica_at, GREATEST(t.gpus_per_replica, r.most_gpus) AS gpus_per_replica,
@@ -112,7 +127,8 @@ var autoscalingTargetsQuery = `
 	ORDER BY t.id`
 
 // AutoscalingTargets returns every deployment the autoscaler may scale at now: live (not
-// deleted), in a status where it serves or is coming up, with its effective settings, live
+// deleted), in a status where it serves or is coming up, and when at zero something that
+// could wake it (wakeableAtZeroSQL), with its effective settings, live
 // replica count, load samples within its window, last request within the hour and newest
 // live replica.
 func AutoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Time) ([]AutoscalingTarget, error) {

@@ -68,7 +68,7 @@ func TestAutoscalingTargets_SettingsLiveCountSamplesAndLastRequest(t *testing.T)
 	require.NoError(t, err)
 	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, "staging", served.ID))
 
-	unserved := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", own)
+	unserved := newScalableDeployment(t, db, m, "DEPLOYING", own)
 	empty := newScalableDeployment(t, db, m, "WAKING_UP", own)
 	_, err = db.ExecContext(ctx, `UPDATE deployments SET autoscaling_settings = '{}' WHERE id = $1`, empty.ID)
 	require.NoError(t, err)
@@ -215,4 +215,47 @@ func TestDropMinReplica_KeepsTheOtherSettingsAndSparesADeploymentThatServes(t *t
 	want.MinReplica = 0
 	require.Equal(t, want, targetsByID(t, db, time.Now())[demoted.ID].Settings, "only the floor drops")
 	require.Equal(t, s, targetsByID(t, db, time.Now())[serving.ID].Settings, "production's floor is production's")
+}
+
+func TestAutoscalingTargets_LeavesOutDeploymentsIdleAtZeroButNotThoseSomethingMayWake(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	now := time.Now().UTC().Truncate(time.Second)
+	zero := settings.DefaultAutoscalingSettings()
+	zero.MinReplica = 0
+	floor := zero
+	floor.MinReplica, floor.MaxReplica = 1, 2
+
+	idle := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	oldLoad := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	newLoad := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	floored := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", floor)
+	replica := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	awake := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	queued := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	active := newScalableDeployment(t, db, m, "ACTIVE", zero)
+	// Every one got to zero a minute ago.
+	_, err := db.ExecContext(ctx, `UPDATE deployments SET updated_at = $2 WHERE model_id = $1`, m.ID, now.Add(-time.Minute))
+	require.NoError(t, err)
+
+	require.NoError(t, store.InsertLoadSamples(ctx, db, []store.LoadSample{
+		{DeploymentID: oldLoad.ID, GatewayID: "g1", At: now.Add(-2 * time.Minute), Concurrency: 1, Requests: 1},
+		{DeploymentID: newLoad.ID, GatewayID: "g1", At: now.Add(-time.Second), Concurrency: 1, Requests: 1},
+	}))
+	addReplica(t, db, replica.ID, "PENDING")
+	_, err = db.ExecContext(ctx, `INSERT INTO awake_leases (deployment_id, until) VALUES ($1, $2)`, awake.ID, now.Add(time.Minute))
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `
+		INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, model_input)
+		VALUES ($1, $2, $3, $4, '{}')`, modelplane.NewID(16), m.WorkspaceID, m.ID, queued.ID)
+	require.NoError(t, err)
+
+	got := targetsByID(t, db, now)
+	require.NotContains(t, got, idle.ID, "nothing can wake it: a tick has nothing to decide")
+	require.NotContains(t, got, oldLoad.ID, "its load is from before it got to zero, which Decide ignores")
+	for name, d := range map[string]store.Deployment{"load since zero": newLoad, "min_replica 1": floored,
+		"a live replica": replica, "an awake lease": awake, "a queued async request": queued, "ACTIVE": active} {
+		require.Contains(t, got, d.ID, "a deployment with %s is a target", name)
+	}
 }
