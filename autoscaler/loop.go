@@ -251,6 +251,10 @@ type scaleOrder struct {
 	rejected bool
 }
 
+// Tick runs one tick now, as the leader does every Options.Tick, on a session of the pool
+// when this loop does not lead: for a benchmark to time. Run is what serves.
+func (l *Loop) Tick(ctx context.Context, now time.Time) error { return l.tick(ctx, now) }
+
 // tick reads every target, decides, and sends the updates the decisions call for.
 func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	var db sqlx.QueryerContext = l.opts.DB

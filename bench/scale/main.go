@@ -104,7 +104,7 @@ func report(cfg config, args []string, all []figures) {
 		runtime.Version(), cmd, cfg.active)
 	fmt.Printf("- Idle CPU: the gateway (`gateway.New` + `Run`, no Temporal) and the autoscaler loop (`autoscaler.Loop`, leading, 1 s tick) each alone in a child process, no traffic, utime+stime from /proc/<pid>/stat over %s after a 3 s settle, as a share of one core; and the same for the PostgreSQL backends connected to the size's database meanwhile (the benchmark's own connections idle).\n", cfg.idle)
 	fmt.Printf("- Routing reload: `store.LoadRoutes` (the read every reload does), median of 20; and one zero deployment given a READY replica (one INSERT, whose trigger sends NOTIFY modelplane_routes) until its predict through the gateway's handler answers 200 instead of 503, median of 10.\n")
-	fmt.Printf("- Autoscaler tick: what a tick that scales nothing does (`store.AutoscalingTargets`, `store.ReplicaRoom`, `store.AsyncQueueHeads`, `autoscaler.Decide` on each target) on one session with jit off as the loop's, median of 20.\n")
+	fmt.Printf("- Autoscaler tick: `autoscaler.Loop.Tick` where it scales nothing (read every target, decide, sweep the async queues), on sessions with jit off as the loop's, median of 20.\n")
 	fmt.Printf("- GET /v1/models: %d sequential requests with the API key, through the API handler over HTTP on loopback.\n\n", cfg.listRequests)
 	fmt.Printf("| figure |")
 	for _, f := range all {

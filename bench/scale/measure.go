@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelplane/modelplane"
@@ -229,44 +230,23 @@ func reloadSeen(ctx context.Context, fl *fleet, h http.Handler, active int, upst
 	return ds[len(ds)/2], nil
 }
 
-// tickTime times what an autoscaler tick that scales nothing does, on one session with JIT
-// off as the loop's leader session has.
+// tickTime times the autoscaler's tick (autoscaler.Loop.Tick) where it scales nothing, with
+// PostgreSQL's JIT off for the database, as the loop's leader session has it.
 func tickTime(ctx context.Context, fl *fleet) (time.Duration, error) {
-	conn, err := fl.db.Connx(ctx)
+	var name string
+	if err := fl.db.GetContext(ctx, &name, `SELECT current_database()`); err != nil {
+		return 0, err
+	}
+	if _, err := fl.db.ExecContext(ctx, `ALTER DATABASE `+pq.QuoteIdentifier(name)+` SET jit = off`); err != nil {
+		return 0, err
+	}
+	db, err := store.Open(ctx, fl.url) // sessions that start with the setting
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `SET jit = off`); err != nil {
-		return 0, err
-	}
-	states := map[string]*autoscaler.State{}
-	return median(20, func() error {
-		now := time.Now()
-		targets, err := store.AutoscalingTargets(ctx, conn, now)
-		if err != nil {
-			return err
-		}
-		if _, err := store.ReplicaRoom(ctx, conn); err != nil {
-			return err
-		}
-		if _, err := store.AsyncQueueHeads(ctx, conn, ""); err != nil {
-			return err
-		}
-		for _, t := range targets {
-			st := states[t.DeploymentID]
-			if st == nil {
-				st = &autoscaler.State{}
-				states[t.DeploymentID] = st
-			}
-			in := autoscaler.Input{Now: now, Current: t.LiveReplicas, Settings: t.Settings, AsyncQueued: t.AsyncQueued}
-			for _, s := range t.Samples {
-				in.Samples = append(in.Samples, autoscaler.Sample{At: s.At, Concurrency: s.Concurrency, Requests: s.Requests})
-			}
-			autoscaler.Decide(in, st)
-		}
-		return nil
-	})
+	defer db.Close()
+	l := autoscaler.New(autoscaler.Options{DB: db, Logger: slog.New(slog.DiscardHandler)})
+	return median(20, func() error { return l.Tick(ctx, time.Now()) })
 }
 
 // listModels serves the API on loopback and times k sequential GET /v1/models; it checks
