@@ -153,7 +153,7 @@ func (a *Activities) FinishAsync(ctx context.Context, in contract.FinishAsyncInp
 // made room for (store.StartAsyncHeads), so the slot is used without waiting for a gateway's
 // next look at the queues.
 func (a *Activities) DispatchAsyncNext(ctx context.Context, in contract.DispatchAsyncNextInput) (contract.DispatchAsyncNextResult, error) {
-	s, err := store.StartAsyncHeads(ctx, a.DB, in.DeploymentID, maxDispatch)
+	s, err := store.StartAsyncHeads(ctx, a.DB, in.DeploymentID, maxDispatch, "")
 	return contract.DispatchAsyncNextResult{Started: s.Started}, err
 }
 

@@ -644,7 +644,7 @@ func TestAsyncRequestWorkflow_EndToEndOnRealServer(t *testing.T) {
 
 	// A gateway starts the request without a workflow; its first attempt finds the model
 	// overloaded, which wants the workflow for the retry. The second attempt succeeds.
-	starts, err := store.StartAsyncHeads(ctx, f.db, f.dep.ID, 10)
+	starts, err := store.StartAsyncHeads(ctx, f.db, f.dep.ID, 10, "")
 	require.NoError(t, err)
 	require.Equal(t, 1, starts.Started)
 	gw := newGateway(t, f.db)

@@ -372,7 +372,7 @@ const (
 func (l *Loop) sweepAsync(ctx context.Context, db sqlx.QueryerContext) error {
 	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
-	starts, err := store.StartAsyncHeads(qctx, l.opts.DB, "", maxSweepStarts)
+	starts, err := store.StartAsyncHeads(qctx, l.opts.DB, "", maxSweepStarts, "")
 	if err != nil {
 		return fmt.Errorf("start async queue heads: %w", err)
 	}

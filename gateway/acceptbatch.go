@@ -7,8 +7,13 @@ import (
 	"github.com/modelplane/modelplane/store"
 )
 
-// maxAcceptBatch bounds the async requests recorded in one transaction.
-const maxAcceptBatch = 256
+// maxAcceptBatch bounds the async requests recorded in one transaction, and acceptWriters the
+// transactions one gateway has under way at once: while one waits for its commit, the next
+// batch is written.
+const (
+	maxAcceptBatch = 256
+	acceptWriters  = 4
+)
 
 // acceptBatcher records async requests in batches: one transaction, and so one commit, for
 // every request that arrived while the last batch was being written. A lone request goes at
@@ -34,8 +39,10 @@ type acceptOutcome struct {
 // database's error. It waits for its batch's commit, or until ctx ends.
 func (b *acceptBatcher) record(ctx context.Context, req store.NewAsyncRequest) (store.AsyncAdmission, error) {
 	b.once.Do(func() {
-		b.queue = make(chan *pendingAccept, 4*maxAcceptBatch)
-		go b.run()
+		b.queue = make(chan *pendingAccept, acceptWriters*maxAcceptBatch)
+		for range acceptWriters {
+			go b.run()
+		}
 	})
 	p := &pendingAccept{req: req, done: make(chan acceptOutcome, 1)}
 	select {
@@ -53,7 +60,7 @@ func (b *acceptBatcher) record(ctx context.Context, req store.NewAsyncRequest) (
 	}
 }
 
-// run writes the batches for as long as the gateway lives.
+// run writes batches for as long as the gateway lives.
 func (b *acceptBatcher) run() {
 	batch := make([]*pendingAccept, 0, maxAcceptBatch)
 	reqs := make([]store.NewAsyncRequest, 0, maxAcceptBatch)

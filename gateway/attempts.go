@@ -238,17 +238,21 @@ func (g *Gateway) claimAttempts(ctx context.Context) {
 	// RUNNING here with nobody to run them.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	defer cancel()
-	// Queued requests that their deployments have room for are started first, as many as
-	// this gateway can run; their first attempts are then claimed with any others pending.
-	starts, err := store.StartAsyncHeads(cctx, g.opts.DB, "", free)
-	if err != nil {
-		g.log.Warn("starting queued async requests", "err", err)
-	}
-	g.wantWorkflows(starts.Wanted...)
+	// Attempts already pending (retries, requests the sweep started) go first; then queued
+	// requests that their deployments have room for are started here, as many as this
+	// gateway has slots left.
 	claimed, err := store.ClaimAsyncAttempts(cctx, g.opts.DB, g.opts.ID, free)
 	if err != nil {
 		g.log.Warn("claiming async attempts", "err", err)
 		return
+	}
+	if left := free - len(claimed); left > 0 {
+		starts, err := store.StartAsyncHeads(cctx, g.opts.DB, "", left, g.opts.ID)
+		if err != nil {
+			g.log.Warn("starting queued async requests", "err", err)
+		}
+		g.wantWorkflows(starts.Wanted...)
+		claimed = append(claimed, starts.Claimed...)
 	}
 	g.attempts.full.Store(len(claimed) == free)
 	for _, c := range claimed {

@@ -266,7 +266,7 @@ func TestClaimAsyncRequest_LowerPriorityNumberGoesFirstThenTheOlder(t *testing.T
 	require.False(t, claim(t, db, oldNormal.ID).Claimed)
 	require.True(t, claim(t, db, newUrgent.ID).Claimed)
 
-	s, err := store.StartAsyncHeads(context.Background(), db, d.ID, 10)
+	s, err := store.StartAsyncHeads(context.Background(), db, d.ID, 10, "")
 	require.NoError(t, err)
 	require.Zero(t, s.Started, "a full deployment starts nothing")
 }
@@ -686,7 +686,7 @@ func TestStartAsyncHeads_StartsTheFirstOfEachQueueThatFitAndFailsQueuesThatWillN
 	require.True(t, sort.SliceIsSorted(sizes, func(i, j int) bool { return sizes[i].DeploymentID < sizes[j].DeploymentID }))
 
 	// Every deployment's queue, other tests' too: what is checked is this test's requests.
-	s, err := store.StartAsyncHeads(ctx, db, "", 1000)
+	s, err := store.StartAsyncHeads(ctx, db, "", 1000, "")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, s.Started, 2, "room for two more on roomy, none on cold")
 	for i, id := range rs {
@@ -706,7 +706,7 @@ func TestStartAsyncHeads_StartsTheFirstOfEachQueueThatFitAndFailsQueuesThatWillN
 	require.Contains(t, s.Wanted, orphan.ID, "its webhook wants the request's workflow")
 	require.Contains(t, s.Failed, orphan.ID)
 
-	s, err = store.StartAsyncHeads(ctx, db, roomy.ID, 100)
+	s, err = store.StartAsyncHeads(ctx, db, roomy.ID, 100, "")
 	require.NoError(t, err)
 	require.Zero(t, s.Started, "roomy is full now")
 }
@@ -722,9 +722,22 @@ func TestStartAsyncHeads_TakesNoMoreThanTheLimitAndLeavesExpiredOnes(t *testing.
 	for range 4 {
 		insertAsync(t, db, m, d.ID, asyncOpts{})
 	}
-	s, err := store.StartAsyncHeads(ctx, db, d.ID, 3)
+	s, err := store.StartAsyncHeads(ctx, db, d.ID, 2, "")
 	require.NoError(t, err)
-	require.Equal(t, 3, s.Started)
+	require.Equal(t, 2, s.Started)
+	require.Empty(t, s.Claimed, "started for any gateway: pending, claimed by none")
+	s, err = store.StartAsyncHeads(ctx, db, d.ID, 1, "gw-starter")
+	require.NoError(t, err)
+	require.Equal(t, 1, s.Started)
+	require.Len(t, s.Claimed, 1, "started by a gateway: running there")
+	c := s.Claimed[0]
+	require.Equal(t, 1, c.Attempt)
+	require.Equal(t, `{"x":1}`, string(c.ModelInput))
+	require.NotNil(t, c.StartedAt)
+	att, err := store.GetAsyncAttempt(ctx, db, c.RequestID, 1)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AttemptRunning, att.State)
+	require.Equal(t, "gw-starter", att.GatewayID)
 	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, late.ID).Status, "a request past its time is not started")
 
 	wanted, n, err := store.ExpireDueAsync(ctx, db, 100)
@@ -838,7 +851,7 @@ func attemptOn(t *testing.T, db *sqlx.DB, gw string, maxAttempts int, webhook st
 		DeploymentID: d.ID, WebhookEndpoint: webhook, Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: cfg,
 		ModelInput: []byte(`{}`)}}, 100)
 	require.NoError(t, err)
-	s, err := store.StartAsyncHeads(ctx, db, d.ID, 1)
+	s, err := store.StartAsyncHeads(ctx, db, d.ID, 1, "")
 	require.NoError(t, err)
 	require.Equal(t, 1, s.Started)
 	cs, err := store.ClaimAsyncAttempts(ctx, db, gw, 1000)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strconv"
 	"time"
 
@@ -31,8 +30,9 @@ type AsyncAdmission struct {
 // InsertAsyncRequests records a batch of QUEUED requests in one transaction, each with a new ID
 // and webhook delivery ID, and announces them to the gateways. A workspace may have at most
 // the lower of gatewayMaxOpen and its async_requests quota queued or in progress; the requests
-// past that are refused (empty ID). Batches of one workspace are serialised by an advisory
-// lock, so the limit holds with many gateways.
+// past that are refused (empty ID). Batches written at the same moment (by several gateways,
+// or one gateway's writers) each count what was committed before them, so together they may
+// pass the limit by what they carry.
 func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncRequest, gatewayMaxOpen int) ([]AsyncAdmission, error) {
 	out := make([]AsyncAdmission, len(batch))
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
@@ -45,11 +45,7 @@ func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncReque
 				workspaces = append(workspaces, n.WorkspaceID)
 			}
 		}
-		slices.Sort(workspaces) // one lock order for every batch
 		for _, ws := range workspaces {
-			if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.open.' || $1, 0))`, ws); err != nil {
-				return err
-			}
 			q, err := WorkspaceQuotas(ctx, tx, ws)
 			if err != nil {
 				return err
@@ -151,8 +147,9 @@ var queuedDeploymentsSQL = `
 // AsyncStarts says what StartAsyncHeads did.
 type AsyncStarts struct {
 	// Started counts the requests taken off their queues, each with its first attempt
-	// recorded for the gateways.
+	// recorded: for the gateways, or running on the gateway that started them (Claimed).
 	Started int
+	Claimed []ClaimedAttempt
 	// Failed lists the requests ended FAILED because their deployment will not serve them,
 	// and Wanted those of them that have a webhook to deliver, so need their workflow.
 	Failed, Wanted []string
@@ -161,12 +158,13 @@ type AsyncStarts struct {
 // StartAsyncHeads takes off their queues (deploymentID's alone, or every deployment's when it
 // is empty), up to limit in all, the queued requests whose
 // deployments have room for them (READY replicas × concurrency target, less those running),
-// in queue order (priority, then arrival), and records their first attempts (PENDING) for the
-// gateways. A request past its max_time_in_queue is left for ExpireDueAsync. The queue of a
+// in queue order (priority, then arrival), and records their first attempts: PENDING and
+// announced, for any gateway to claim, or, when gatewayID is given, RUNNING on that gateway
+// and returned in Claimed, as ClaimAsyncAttempts would. A request past its max_time_in_queue is left for ExpireDueAsync. The queue of a
 // deployment that will not serve (deleted, deactivated, failed) is ended FAILED with
 // MODEL_UNAVAILABLE instead. Each deployment is handled under the advisory lock that
 // ClaimAsyncRequest takes, so its bound holds with many callers.
-func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limit int) (AsyncStarts, error) {
+func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limit int, gatewayID string) (AsyncStarts, error) {
 	var out AsyncStarts
 	deps := []string{deploymentID}
 	if deploymentID == "" {
@@ -193,7 +191,7 @@ func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limi
 			if n <= 0 {
 				return nil
 			}
-			var started []string
+			var started []ClaimedAttempt
 			if err := list(ctx, tx, &started, `
 				WITH h AS (
 				    SELECT id FROM async_requests
@@ -202,14 +200,24 @@ func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limi
 				u AS (
 				    UPDATE async_requests a SET status = `+sqlAsyncInProgress+`, status_at = now(),
 				        started_at = now(), attempts = GREATEST(a.attempts, 1)
-				    FROM h WHERE a.id = h.id RETURNING a.id)
-				INSERT INTO async_attempts (request_id, attempt, deployment_id)
-				SELECT id, 1, $1 FROM u ON CONFLICT (request_id, attempt) DO NOTHING
-				RETURNING request_id`, dep, n); err != nil {
+				    FROM h WHERE a.id = h.id
+				    RETURNING a.id, a.model_id, a.model_input, a.created_at, a.started_at),
+				i AS (
+				    INSERT INTO async_attempts (request_id, attempt, deployment_id, state, gateway_id, started_at)
+				    SELECT id, 1, $1, CASE WHEN $3 = '' THEN `+sqlAttemptPending+` ELSE `+sqlAttemptRunning+` END,
+				           $3, CASE WHEN $3 = '' THEN NULL ELSE now() END
+				    FROM u ON CONFLICT (request_id, attempt) DO NOTHING
+				    RETURNING request_id)
+				SELECT u.id AS request_id, 1 AS attempt, $1 AS deployment_id, u.model_id, u.model_input,
+				       u.created_at, u.started_at
+				FROM u JOIN i ON i.request_id = u.id`, dep, n, gatewayID); err != nil {
 				return err
 			}
 			out.Started += len(started)
-			if len(started) == 0 {
+			if gatewayID != "" {
+				out.Claimed = append(out.Claimed, started...)
+			}
+			if len(started) == 0 || gatewayID != "" {
 				return nil
 			}
 			return exec(ctx, tx, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
