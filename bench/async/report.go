@@ -104,7 +104,7 @@ func report(c config, acc accResult, drain drainResult, steady steadyResult, too
 			func(r asyncRow) (time.Duration, bool) { return since(r.FinishedAt, &r.CreatedAt) }},
 		{"in queue", "started_at − created_at: waiting for one of the deployment's slots",
 			func(r asyncRow) (time.Duration, bool) { return since(r.StartedAt, &r.CreatedAt) }},
-		{"→ attempt running", "attempt started_at − request started_at: a gateway starts the queue head into its own slot, the request IN_PROGRESS and attempt 1 RUNNING in one statement",
+		{"→ attempt running", "attempt started_at − request started_at: ~0 when a gateway starts the queue head into its own slot (the request IN_PROGRESS and attempt 1 RUNNING in one statement); a head the autoscaler's sweep started waits here for a gateway to claim it",
 			func(r asyncRow) (time.Duration, bool) { return since(r.AttemptStarted, r.StartedAt) }},
 		{"→ attempt done", fmt.Sprintf("attempt finished_at − started_at: the gateway calls the model (%s) and records the answer", c.Latency),
 			func(r asyncRow) (time.Duration, bool) { return since(r.AttemptFinished, r.AttemptStarted) }},
@@ -125,7 +125,7 @@ func report(c config, acc accResult, drain drainResult, steady steadyResult, too
 	fmt.Printf("- The same deployment once the drain has ended. An open loop sends async_predict at %.0f/s (%s the "+
 		"model's capacity) for %s on a fixed schedule, each request in its own goroutine, at most %d awaiting their "+
 		"201 at once, whatever the answers take; then the benchmark waits until every one has ended, which must be "+
-		"SUCCEEDED. The wait in the queue is started_at − created_at of the requests' rows.\n\n",
+		"SUCCEEDED. The wait in the queue is started_at − created_at of the requests' rows.\n",
 		steady.rate, ratio(steady.rate, bound), c.SteadyDuration, steadyInFlight)
 	fmt.Printf("- Sent %d in %s (%.0f/s accepted); time to 201 from each request's scheduled time p50 %s, p99 %s.\n",
 		steady.submit.requests, durText(steady.submit.elapsed), steady.submit.perSecond(),
