@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -146,4 +147,53 @@ func (b *bench) send(ctx context.Context, rt route) (string, error) {
 		return "", fmt.Errorf("%s answered %d without a request_id: %s", rt.name, resp.StatusCode, bytes.TrimSpace(body))
 	}
 	return out.RequestID, nil
+}
+
+// openLoop sends rate requests a second on rt for d on a fixed schedule, whatever the answers
+// take: each request is sent in its own goroutine, at most inFlight at once. A request's
+// latency runs from its scheduled time, so time spent waiting for a free place counts.
+func (b *bench) openLoop(ctx context.Context, rt route, rate float64, d time.Duration, inFlight int) loadResult {
+	var (
+		mu    sync.Mutex
+		res   loadResult
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, inFlight)
+		total = int(math.Round(rate * d.Seconds()))
+		start = time.Now()
+	)
+	res.began = start
+	for i := 0; i < total && ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if err := sleep(ctx, time.Until(at)); err != nil {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			id, err := b.send(ctx, rt)
+			lat := time.Since(at)
+			mu.Lock()
+			defer mu.Unlock()
+			res.requests++
+			if err != nil {
+				if res.bad++; res.firstBad == "" {
+					res.firstBad = err.Error()
+				}
+				return
+			}
+			res.latencies = append(res.latencies, lat)
+			if rt.async {
+				res.ids = append(res.ids, id)
+			}
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res
 }

@@ -3,18 +3,23 @@
 // agent with the process runtime), with the test model (cmd/testmodel) as the model, against
 // synchronous predict to the same deployment as the baseline, measured in the same run:
 //
+//   - Completion (backlog drain): N async requests are submitted as fast as -clients clients
+//     can to a deployment of two replicas of the test model with 20 ms latency and
+//     concurrency_target 8 (16 run at once, 800/s), and timed until the last is SUCCEEDED;
+//     every one must succeed. The drain rate is N over the span from the earliest started_at
+//     to the latest finished_at of their rows, against the model's capacity. The baseline is
+//     N synchronous predicts by the same clients.
+//   - Steady state: an open loop sends async requests to the same deployment at half its
+//     capacity on a fixed schedule for a few seconds, then waits until they have all ended;
+//     the figure is the time a request waits in the queue for a free slot.
 //   - Acceptance: closed-loop clients send async_predict (no webhook) to one deployment of
 //     the test model with no latency for a fixed time; every answer must be 201. The
 //     baseline is the same clients sending predict to the same deployment for the same
 //     time: accepted/s against req/s, and p99 to 201 against the predict p99.
-//   - End to end: N async requests are queued at once for a deployment of two replicas of the
-//     test model with 20 ms latency and concurrency_target 8 (16 run at once), and timed from
-//     the first submission until the last is SUCCEEDED; every one must succeed. The baseline
-//     is N synchronous predicts by as many clients as the deployment runs at once.
 //
-// The end-to-end phase runs first: the requests the acceptance phase leaves queued keep the
-// worker busy afterwards, which would slow whatever ran next. It prints a markdown section,
-// which bench/run adds to RESULTS.md.
+// The acceptance phase runs last: the requests it leaves queued keep the gateway busy
+// afterwards, which would slow whatever ran next. It prints a markdown section, ending with
+// the goals and whether they were met, which bench/run adds to RESULTS.md.
 //
 // It needs PostgreSQL as the tests use it (internal/pgtest).
 package main
@@ -37,11 +42,11 @@ import (
 	"github.com/modelplane/modelplane/store"
 )
 
-// Settings of the end-to-end deployment: two replicas that never scale, eight requests each
-// at once, so that async requests run 16 at a time.
+// Settings of the drain and steady-state deployment: two replicas that never scale, eight
+// requests each at once, so that async requests run 16 at a time.
 const (
-	e2eReplicas    = 2
-	e2eConcurrency = 8
+	drainReplicas    = 2
+	drainConcurrency = 8
 )
 
 // Timings of the benchmark itself.
@@ -52,34 +57,49 @@ const (
 	settleTimeout = 90 * time.Second
 	// pollEvery is how often the database is read while async requests run.
 	pollEvery = 50 * time.Millisecond
+	// steadyInFlight bounds the steady-state requests awaiting their 201 at once, so a stalled
+	// gateway cannot make the open loop start goroutines without end.
+	steadyInFlight = 256
 )
 
 type config struct {
-	Clients  int           // concurrent clients in the acceptance phase and the end-to-end baseline
-	Duration time.Duration // how long the acceptance phase measures each mode
-	Warmup   time.Duration // unmeasured load before each acceptance measurement
-	N        int           // async requests of the end-to-end phase, and predicts of its baseline
-	Latency  time.Duration // the end-to-end model's latency
-	Timeout  time.Duration // how long the end-to-end requests may take to end
-	Log      string        // file for the stack's log; empty: not kept
+	Clients        int           // concurrent clients in the acceptance phase, the drain and its baseline
+	Duration       time.Duration // how long the acceptance phase measures each mode
+	Warmup         time.Duration // unmeasured load before each acceptance measurement
+	N              int           // async requests of the drain, and predicts of its baseline
+	Latency        time.Duration // the drain and steady-state model's latency
+	Timeout        time.Duration // how long the drain's or the steady state's requests may take to end
+	SteadyRate     float64       // async requests a second in the steady state
+	SteadyDuration time.Duration // how long the steady state sends
+	Log            string        // file for the stack's log; empty: not kept
 }
 
 func main() {
 	var c config
-	flag.IntVar(&c.Clients, "clients", 16, "concurrent clients (acceptance phase, and the end-to-end baseline)")
+	flag.IntVar(&c.Clients, "clients", 16, "concurrent clients (acceptance phase, the drain and its baseline)")
 	flag.DurationVar(&c.Duration, "duration", 10*time.Second, "how long each acceptance measurement runs")
 	flag.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured load before each acceptance measurement")
-	flag.IntVar(&c.N, "n", 100, "async requests queued in the end-to-end phase (and predicts of its baseline)")
-	flag.DurationVar(&c.Latency, "latency", 20*time.Millisecond, "the end-to-end test model's latency")
-	flag.DurationVar(&c.Timeout, "timeout", 0, "how long the end-to-end async requests may take to end (0: 1m plus 500ms a request)")
+	flag.IntVar(&c.N, "n", 2000, "async requests submitted in the drain (and predicts of its baseline)")
+	flag.DurationVar(&c.Latency, "latency", 20*time.Millisecond, "the drain and steady-state test model's latency")
+	flag.DurationVar(&c.Timeout, "timeout", 0, "how long the drain's or the steady state's async requests may take to end (0: 1m plus 50ms a request)")
+	flag.Float64Var(&c.SteadyRate, "steady-rate", 0, "async requests a second in the steady state (0: half the model's capacity)")
+	flag.DurationVar(&c.SteadyDuration, "steady-duration", 5*time.Second, "how long the steady state sends")
 	flag.StringVar(&c.Log, "log", "", "write the stack's log (Info and above) to this file")
 	flag.Parse()
-	if c.Clients < 1 || c.N < 1 || c.Duration <= 0 || c.Warmup < 0 || c.Latency < 0 || c.Timeout < 0 {
-		fmt.Fprintln(os.Stderr, "bench/async: -clients and -n must be at least 1, -duration positive, -warmup, -latency and -timeout not negative")
+	if c.Clients < 1 || c.N < 1 || c.Duration <= 0 || c.SteadyDuration <= 0 || c.Warmup < 0 || c.Latency < 0 || c.Timeout < 0 || c.SteadyRate < 0 {
+		fmt.Fprintln(os.Stderr, "bench/async: -clients and -n must be at least 1, -duration and -steady-duration positive, "+
+			"-warmup, -latency, -timeout and -steady-rate not negative")
 		os.Exit(2)
 	}
+	if c.SteadyRate == 0 {
+		if c.Latency <= 0 {
+			fmt.Fprintln(os.Stderr, "bench/async: with no -latency the model's capacity is unbounded; set -steady-rate")
+			os.Exit(2)
+		}
+		c.SteadyRate = modelBound(c.Latency, drainReplicas*drainConcurrency) / 2
+	}
 	if c.Timeout == 0 {
-		c.Timeout = time.Minute + time.Duration(c.N)*500*time.Millisecond
+		c.Timeout = time.Minute + time.Duration(c.N)*50*time.Millisecond
 	}
 
 	benchenv.Main("bench/async", func(ctx context.Context) error { return run(ctx, c) })
@@ -123,8 +143,8 @@ func run(ctx context.Context, c config) (err error) {
 	b := &bench{Env: env, db: db, logs: logs,
 		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * c.Clients}}}
 
-	progress("deploying the end-to-end model (--latency %s, %d replicas)", c.Latency, e2eReplicas)
-	e2eModel, e2eDep, err := b.deploy(ctx, "e2e", e2eReplicas, e2eConcurrency, "--latency", c.Latency.String())
+	progress("deploying the drain and steady-state model (--latency %s, %d replicas)", c.Latency, drainReplicas)
+	drainModel, drainDep, err := b.deploy(ctx, "drain", drainReplicas, drainConcurrency, "--latency", c.Latency.String())
 	if err != nil {
 		return err
 	}
@@ -134,7 +154,11 @@ func run(ctx context.Context, c config) (err error) {
 		return err
 	}
 
-	e2e, err := b.endToEnd(ctx, c, e2eModel, e2eDep)
+	drain, err := b.drain(ctx, c, drainModel, drainDep)
+	if err != nil {
+		return err
+	}
+	steady, err := b.steady(ctx, c, drainModel, drainDep)
 	if err != nil {
 		return err
 	}
@@ -142,7 +166,7 @@ func run(ctx context.Context, c config) (err error) {
 	if err != nil {
 		return err
 	}
-	report(c, acc, e2e, time.Since(began))
+	report(c, acc, drain, steady, time.Since(began))
 	if n := b.logs.total(); n > 0 {
 		progress("the stack logged %d warnings or errors; the most frequent: %s", n, b.logs.top(5))
 	}
