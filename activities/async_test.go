@@ -128,7 +128,7 @@ func (g *gateway) claim(requestID string) store.ClaimedAttempt {
 }
 
 func (g *gateway) finish(c store.ClaimedAttempt, r store.AttemptResult) store.AttemptConclusion {
-	got, err := store.FinishAsyncAttempt(context.Background(), g.db, c.RequestID, c.Attempt, g.id, r, 0)
+	got, err := store.FinishAsyncAttempt(context.Background(), g.db, c.RequestID, c.Attempt, g.id, r, 0, false)
 	if err != nil || !got.Recorded {
 		g.t.Errorf("finish attempt %s/%d: %+v, err %v", c.RequestID, c.Attempt, got, err)
 	}

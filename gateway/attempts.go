@@ -54,6 +54,7 @@ const (
 type attemptRun struct {
 	store.ClaimedAttempt
 	state  atomic.Int32
+	ctx    context.Context
 	cancel context.CancelFunc
 }
 
@@ -64,9 +65,10 @@ func (a *attemptRun) forwarding() bool {
 
 // attemptRunner keeps the attempts in flight on this gateway.
 type attemptRunner struct {
-	mu      sync.Mutex
-	running map[*attemptRun]struct{}
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	running  map[*attemptRun]struct{}
+	stopping bool
+	wg       sync.WaitGroup
 	// full is set when the last claim took all it asked for.
 	full atomic.Bool
 	// freed asks for a claim now: a slot freed up (the request's end may have made room in
@@ -103,30 +105,56 @@ func (r *attemptRunner) count() int {
 	return len(r.running)
 }
 
-// start runs the attempt in its own goroutine. Its context outlives ctx: stop decides when it
-// ends.
-func (r *attemptRunner) start(ctx context.Context, c store.ClaimedAttempt, run func(context.Context, *attemptRun)) {
-	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &attemptRun{ClaimedAttempt: c, cancel: cancel}
-	r.mu.Lock()
-	r.running[a] = struct{}{}
-	r.mu.Unlock()
+// start runs the attempt in its own goroutine, and after it each attempt run returns: the
+// next request of the deployment's queue, started in the slot the last one left. Their
+// contexts outlive ctx: stop decides when they end. One returned once stop has begun is
+// given back with release instead of run.
+func (r *attemptRunner) start(ctx context.Context, c store.ClaimedAttempt,
+	run func(context.Context, *attemptRun) *store.ClaimedAttempt, release func(store.ClaimedAttempt)) {
+	a := r.add(ctx, c)
+	if a == nil {
+		release(c)
+		return
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer cancel()
-		run(actx, a)
-		r.mu.Lock()
-		delete(r.running, a)
-		r.mu.Unlock()
+		for a != nil {
+			next := run(a.ctx, a)
+			a.cancel()
+			r.mu.Lock()
+			delete(r.running, a)
+			r.mu.Unlock()
+			a = nil
+			if next != nil {
+				if a = r.add(ctx, *next); a == nil {
+					release(*next)
+				}
+			}
+		}
 		r.nudge()
 	}()
+}
+
+// add records c as running here, or returns nil once stop has begun.
+func (r *attemptRunner) add(ctx context.Context, c store.ClaimedAttempt) *attemptRun {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &attemptRun{ClaimedAttempt: c, ctx: actx, cancel: cancel}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping {
+		cancel()
+		return nil
+	}
+	r.running[a] = struct{}{}
+	return a
 }
 
 // stop gives back the attempts that have not reached a replica, lets the others run for up
 // to attemptGrace, and waits until every attempt has been recorded or given back.
 func (r *attemptRunner) stop() {
 	r.mu.Lock()
+	r.stopping = true
 	for a := range r.running {
 		if a.state.CompareAndSwap(attemptWaiting, attemptReleased) {
 			a.cancel()
@@ -256,46 +284,61 @@ func (g *Gateway) claimAttempts(ctx context.Context) {
 	}
 	g.attempts.full.Store(len(claimed) == free)
 	for _, c := range claimed {
-		if c.Attempt == 1 && c.StartedAt != nil {
-			g.metrics.queueTime.WithLabelValues(c.ModelID, c.DeploymentID).Observe(c.StartedAt.Sub(c.CreatedAt).Seconds())
-		}
-		g.attempts.start(ctx, c, g.runAttempt)
+		g.observeStart(c)
+		g.attempts.start(ctx, c, g.runAttempt, g.releaseAttempt)
 	}
 }
 
 // runAttempt runs one claimed attempt and records its result, or gives it back when the
-// gateway stopped before it reached a replica.
-func (g *Gateway) runAttempt(ctx context.Context, a *attemptRun) {
+// gateway stopped before it reached a replica. It returns the deployment's next queued request
+// when the recording started it in the slot this one left.
+func (g *Gateway) runAttempt(ctx context.Context, a *attemptRun) *store.ClaimedAttempt {
 	log := g.log.With("request_id", a.RequestID, "attempt", a.Attempt, "model_id", a.ModelID, "deployment_id", a.DeploymentID)
 	res, released := g.attempt(ctx, a)
 	if released {
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := store.ReleaseAsyncAttempts(rctx, g.opts.DB, g.opts.ID, []store.ClaimedAttempt{a.ClaimedAttempt}); err != nil {
-			log.Warn("giving back async attempt", "err", err)
-		}
-		return
+		g.releaseAttempt(a.ClaimedAttempt)
+		return nil
 	}
 	deadline := time.Now().Add(recordFor)
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := store.FinishAsyncAttempt(rctx, g.opts.DB, a.RequestID, a.Attempt, g.opts.ID, res, g.opts.AsyncOutputRetention)
+		c, err := store.FinishAsyncAttempt(rctx, g.opts.DB, a.RequestID, a.Attempt, g.opts.ID, res, g.opts.AsyncOutputRetention, true)
 		cancel()
 		switch {
 		case err == nil && !c.Recorded:
 			log.Warn("async attempt was given up on while it ran here; its result is dropped")
-			return
+			return nil
 		case err == nil:
 			if c.WantsWorkflow {
 				g.wantWorkflows(a.RequestID)
 			}
-			return
+			g.wantWorkflows(c.Wanted...)
+			if c.Next != nil {
+				g.observeStart(*c.Next)
+			}
+			return c.Next
 		case time.Now().Add(backoff).After(deadline):
 			log.Error("recording async attempt failed; the attempt stays running", "err", err)
-			return
+			return nil
 		}
 		log.Warn("recording async attempt", "err", err, "retry_in", backoff)
 		time.Sleep(backoff)
+	}
+}
+
+// releaseAttempt gives an attempt that never reached a model back for another gateway.
+func (g *Gateway) releaseAttempt(c store.ClaimedAttempt) {
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := store.ReleaseAsyncAttempts(rctx, g.opts.DB, g.opts.ID, []store.ClaimedAttempt{c}); err != nil {
+		g.log.Warn("giving back async attempt", "request_id", c.RequestID, "attempt", c.Attempt, "err", err)
+	}
+}
+
+// observeStart records how long a request waited in its queue, at its first attempt.
+func (g *Gateway) observeStart(c store.ClaimedAttempt) {
+	if c.Attempt == 1 && c.StartedAt != nil {
+		g.metrics.queueTime.WithLabelValues(c.ModelID, c.DeploymentID).Observe(c.StartedAt.Sub(c.CreatedAt).Seconds())
 	}
 }
 

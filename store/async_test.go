@@ -501,6 +501,8 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	ctx := context.Background()
 	settleAttempts(t, db)
 	r := runningRequest(t, db)
+	_, err := store.MarkAsyncWorkflowStarted(ctx, db, r.ID) // its workflow waits on the attempt
+	require.NoError(t, err)
 	announced, err := store.Listen(dbURL, store.AsyncAttemptsChannel, time.Second, time.Second, discardLogger())
 	require.NoError(t, err)
 	defer announced.Close()
@@ -528,11 +530,11 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, more, "a running attempt is not claimed twice")
 
-	c, err := store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-2", store.AttemptResult{StatusCode: 200}, 0)
+	c, err := store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-2", store.AttemptResult{StatusCode: 200}, 0, false)
 	require.NoError(t, err)
 	require.False(t, c.Recorded, "only the gateway running it may finish it")
 	c, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{
-		StatusCode: 200, Output: []byte(`{"y":1}`), ContentType: "application/json"}, 0)
+		StatusCode: 200, Output: []byte(`{"y":1}`), ContentType: "application/json"}, 0, false)
 	require.NoError(t, err)
 	require.True(t, c.Recorded)
 	require.Equal(t, r.ID+"/1", receive(t, done), "a finished attempt is announced to its waiter")
@@ -541,7 +543,7 @@ func TestAsyncAttempts_CreateClaimAndFinish(t *testing.T) {
 	require.Equal(t, modelplane.AttemptDone, got.State)
 	require.Equal(t, 200, got.StatusCode)
 	require.Equal(t, `{"y":1}`, string(got.Output))
-	c, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{StatusCode: 500}, 0)
+	c, err = store.FinishAsyncAttempt(ctx, db, r.ID, 1, "gw-1", store.AttemptResult{StatusCode: 500}, 0, false)
 	require.NoError(t, err)
 	require.False(t, c.Recorded, "a done attempt is not finished again")
 }
@@ -624,7 +626,7 @@ func TestAbandonAsyncAttempt_OnlyWhenItsGatewayStoppedReporting(t *testing.T) {
 	require.Equal(t, modelplane.AttemptDone, got.State)
 	require.Equal(t, modelplane.CodeGatewayLost, got.ErrorCode)
 	require.Contains(t, got.Error, dead)
-	c, err := store.FinishAsyncAttempt(ctx, db, onDead.ID, 1, dead, store.AttemptResult{StatusCode: 200}, 0)
+	c, err := store.FinishAsyncAttempt(ctx, db, onDead.ID, 1, dead, store.AttemptResult{StatusCode: 200}, 0, false)
 	require.NoError(t, err)
 	require.False(t, c.Recorded, "a gateway that comes back cannot finish an attempt given up on")
 
@@ -871,7 +873,7 @@ func TestFinishAsyncAttempt_ConcludesARequestWithoutAWorkflow(t *testing.T) {
 	gw := "gw-" + modelplane.NewID(6)
 	finish := func(r store.AsyncRequest, res store.AttemptResult) store.AttemptConclusion {
 		t.Helper()
-		c, err := store.FinishAsyncAttempt(ctx, db, r.ID, 1, gw, res, time.Hour)
+		c, err := store.FinishAsyncAttempt(ctx, db, r.ID, 1, gw, res, time.Hour, false)
 		require.NoError(t, err)
 		require.True(t, c.Recorded)
 		return c
@@ -938,4 +940,27 @@ func TestWantWorkflowsForLostAttempts_MarksRequestsWhoseGatewayStoppedReporting(
 	require.NoError(t, err)
 	require.NotContains(t, again, onDead.ID, "marked once")
 	require.NotNil(t, asyncStatus(t, db, onDead.ID).WorkflowWantedAt)
+}
+
+func TestFinishAsyncAttempt_PassesTheSlotToTheNextQueuedRequest(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	gw := "gw-" + modelplane.NewID(6)
+	first := attemptOn(t, db, gw, 3, "")
+	next := insertAsync(t, db, store.Model{ID: first.ModelID, WorkspaceID: first.WorkspaceID}, first.DeploymentID, asyncOpts{})
+
+	c, err := store.FinishAsyncAttempt(ctx, db, first.ID, 1, gw, store.AttemptResult{StatusCode: 200}, time.Hour, true)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AsyncSucceeded, c.Ended)
+	require.NotNil(t, c.Next, "the slot the first left goes to the next in the queue")
+	require.Equal(t, next.ID, c.Next.RequestID)
+	att, err := store.GetAsyncAttempt(ctx, db, next.ID, 1)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AttemptRunning, att.State)
+	require.Equal(t, gw, att.GatewayID)
+	require.Equal(t, modelplane.AsyncInProgress, asyncStatus(t, db, next.ID).Status)
+
+	c, err = store.FinishAsyncAttempt(ctx, db, next.ID, 1, gw, store.AttemptResult{StatusCode: 200}, time.Hour, true)
+	require.NoError(t, err)
+	require.Nil(t, c.Next, "an empty queue passes the slot to nobody")
 }

@@ -177,56 +177,66 @@ func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limi
 			break
 		}
 		err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
-			if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, dep); err != nil {
-				return err
-			}
-			var c AsyncCapacity
-			if err := get(ctx, tx, &c, asyncCapacitySQL+` WHERE d.id = $1`, dep); err != nil {
-				return err
-			}
-			if why := c.Unavailable(); why != "" {
-				return failUnserved(ctx, tx, dep, why, &out)
-			}
-			n := min(c.Free(), limit-out.Started)
-			if n <= 0 {
-				return nil
-			}
-			var started []ClaimedAttempt
-			if err := list(ctx, tx, &started, `
-				WITH h AS (
-				    SELECT id FROM async_requests
-				    WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+` AND expires_at > now()
-				    ORDER BY priority, created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
-				u AS (
-				    UPDATE async_requests a SET status = `+sqlAsyncInProgress+`, status_at = now(),
-				        started_at = now(), attempts = GREATEST(a.attempts, 1)
-				    FROM h WHERE a.id = h.id
-				    RETURNING a.id, a.model_id, a.model_input, a.created_at, a.started_at),
-				i AS (
-				    INSERT INTO async_attempts (request_id, attempt, deployment_id, state, gateway_id, started_at)
-				    SELECT id, 1, $1, CASE WHEN $3 = '' THEN `+sqlAttemptPending+` ELSE `+sqlAttemptRunning+` END,
-				           $3, CASE WHEN $3 = '' THEN NULL ELSE now() END
-				    FROM u ON CONFLICT (request_id, attempt) DO NOTHING
-				    RETURNING request_id)
-				SELECT u.id AS request_id, 1 AS attempt, $1 AS deployment_id, u.model_id, u.model_input,
-				       u.created_at, u.started_at
-				FROM u JOIN i ON i.request_id = u.id`, dep, n, gatewayID); err != nil {
-				return err
-			}
-			out.Started += len(started)
-			if gatewayID != "" {
-				out.Claimed = append(out.Claimed, started...)
-			}
-			if len(started) == 0 || gatewayID != "" {
-				return nil
-			}
-			return exec(ctx, tx, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
+			return startHeads(ctx, tx, dep, limit-out.Started, gatewayID, true, &out)
 		})
 		if err != nil {
 			return out, err
 		}
 	}
 	return out, nil
+}
+
+// startHeads starts up to limit queued requests of deployment dep that it has room for, in
+// tx (StartAsyncHeads), and adds what it did to out. With lock, it first takes the
+// deployment's advisory lock; a slot handed from a request that ended in tx to the next needs
+// none, since it adds no request to those running, unless the room shrank.
+func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gatewayID string, lock bool, out *AsyncStarts) error {
+	if lock {
+		if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, dep); err != nil {
+			return err
+		}
+	}
+	var c AsyncCapacity
+	if err := get(ctx, tx, &c, asyncCapacitySQL+` WHERE d.id = $1`, dep); err != nil {
+		return err
+	}
+	if why := c.Unavailable(); why != "" {
+		return failUnserved(ctx, tx, dep, why, out)
+	}
+	n := min(c.Free(), limit)
+	if n <= 0 {
+		return nil
+	}
+	var started []ClaimedAttempt
+	if err := list(ctx, tx, &started, `
+		WITH h AS (
+		    SELECT id FROM async_requests
+		    WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+` AND expires_at > now()
+		    ORDER BY priority, created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+		u AS (
+		    UPDATE async_requests a SET status = `+sqlAsyncInProgress+`, status_at = now(),
+		        started_at = now(), attempts = GREATEST(a.attempts, 1)
+		    FROM h WHERE a.id = h.id
+		    RETURNING a.id, a.model_id, a.model_input, a.created_at, a.started_at),
+		i AS (
+		    INSERT INTO async_attempts (request_id, attempt, deployment_id, state, gateway_id, started_at)
+		    SELECT id, 1, $1, CASE WHEN $3 = '' THEN `+sqlAttemptPending+` ELSE `+sqlAttemptRunning+` END,
+		           $3, CASE WHEN $3 = '' THEN NULL ELSE now() END
+		    FROM u ON CONFLICT (request_id, attempt) DO NOTHING
+		    RETURNING request_id)
+		SELECT u.id AS request_id, 1 AS attempt, $1 AS deployment_id, u.model_id, u.model_input,
+		       u.created_at, u.started_at
+		FROM u JOIN i ON i.request_id = u.id`, dep, n, gatewayID); err != nil {
+		return err
+	}
+	out.Started += len(started)
+	if gatewayID != "" {
+		out.Claimed = append(out.Claimed, started...)
+	}
+	if len(started) == 0 || gatewayID != "" {
+		return nil
+	}
+	return exec(ctx, tx, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
 }
 
 // failUnserved ends the queue of deployment dep, which will not serve (why), as FAILED.
@@ -304,80 +314,104 @@ type AttemptConclusion struct {
 	// WantsWorkflow: the request needs its workflow now (to retry the attempt or deliver its
 	// webhook), and was marked so.
 	WantsWorkflow bool
+	// Next is the deployment's queued request started in the slot this attempt left, running
+	// on the gateway, when it was asked for one and the deployment has room.
+	Next *ClaimedAttempt
+	// Wanted lists requests the deployment's queue ended that want their workflow (a
+	// deployment that will not serve fails its queue).
+	Wanted []string
 }
 
 // FinishAsyncAttempt records the result of attempt n, RUNNING on the gateway, and announces
 // it. A request that has no workflow is concluded in the same transaction: a success or a
 // failure no retry can mend (or its last attempt) ends it, keeping the output for keepOutput;
 // a request with a retry due, or an end with a webhook to deliver, is marked as wanting its
-// workflow. One that has a workflow is left to it. Recorded false means the attempt was not
-// running there (given up on as lost, say) and nothing changed.
-func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration) (AttemptConclusion, error) {
+// workflow. One that has a workflow is left to it. With next, when the request ended here,
+// the deployment's next queued request is started in the same transaction, running on the
+// gateway, so the slot it left passes on without a look at the queues. Recorded false means the attempt was
+// not running there (given up on as lost, say) and nothing changed.
+func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration, next bool) (AttemptConclusion, error) {
 	var out AttemptConclusion
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
-		var att AsyncAttempt
-		err := get(ctx, tx, &att, `
-			UPDATE async_attempts SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
-			    error_code = $7, error = $8, finished_at = now()
-			WHERE request_id = $1 AND attempt = $2 AND state = `+sqlAttemptRunning+` AND gateway_id = $3
-			RETURNING *`,
-			requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error)
-		if errors.Is(err, ErrNotFound) {
-			return nil
+		dep, err := concludeAttempt(ctx, tx, requestID, n, gatewayID, r, keepOutput, &out)
+		if err != nil || out.Ended == "" || !next {
+			return err // a request that goes on keeps its slot
 		}
-		if err != nil {
+		var s AsyncStarts
+		if err := startHeads(ctx, tx, dep, 1, gatewayID, false, &s); err != nil {
 			return err
 		}
-		out.Recorded = true
-		if err := exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncDoneChannel, requestID+"/"+strconv.Itoa(n)); err != nil {
-			return err
-		}
-		var req struct {
-			Status          modelplane.AsyncStatus   `db:"status"`
-			WebhookStatus   modelplane.WebhookStatus `db:"webhook_status"`
-			WorkflowStarted bool                     `db:"workflow_started"`
-			RetryConfig     modelplane.RetryConfig   `db:"retry_config"`
-		}
-		if err := get(ctx, tx, &req, `
-			SELECT status, webhook_status, workflow_started, retry_config FROM async_requests
-			WHERE id = $1 FOR UPDATE`, requestID); err != nil {
-			return err
-		}
-		if req.WorkflowStarted || req.Status != modelplane.AsyncInProgress {
-			return nil
-		}
-		cfg := req.RetryConfig
-		if cfg.MaxAttempts < 1 {
-			cfg = modelplane.DefaultRetryConfig()
-		}
-		o := ClassifyAttempt(att)
-		var end AsyncOutcome
-		switch {
-		case o.Succeeded:
-			end = AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: att.Output, ContentType: att.ContentType}
-			if end.Output == nil {
-				end.Output = []byte{} // an empty answer is still an answer
-			}
-		case !o.Retryable || n >= cfg.MaxAttempts:
-			end = AsyncOutcome{Status: modelplane.AsyncFailed, Errors: modelplane.AsyncErrors{o.Error}}
-		default:
-			out.WantsWorkflow = true
-			return exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
-		}
-		end.KeepOutput = keepOutput
-		if end.KeepOutput <= 0 {
-			end.KeepOutput = DefaultAsyncOutputRetention
-		}
-		ended, err := FinishAsyncRequest(ctx, tx, requestID, end)
-		if err != nil {
-			return err
-		}
-		out.Ended = ended.Status
-		if ended.WebhookStatus == modelplane.WebhookPending {
-			out.WantsWorkflow = true
-			return exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
+		out.Wanted = s.Wanted
+		if len(s.Claimed) > 0 {
+			out.Next = &s.Claimed[0]
 		}
 		return nil
 	})
 	return out, err
+}
+
+// concludeAttempt is FinishAsyncAttempt's record of the attempt and, for a request without a
+// workflow, of its outcome; it returns the attempt's deployment.
+func concludeAttempt(ctx context.Context, tx *sqlx.Tx, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration, out *AttemptConclusion) (string, error) {
+	var att AsyncAttempt
+	err := get(ctx, tx, &att, `
+		UPDATE async_attempts SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
+		    error_code = $7, error = $8, finished_at = now()
+		WHERE request_id = $1 AND attempt = $2 AND state = `+sqlAttemptRunning+` AND gateway_id = $3
+		RETURNING *`,
+		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return att.DeploymentID, err
+	}
+	out.Recorded = true
+	var req struct {
+		Status          modelplane.AsyncStatus   `db:"status"`
+		WebhookStatus   modelplane.WebhookStatus `db:"webhook_status"`
+		WorkflowStarted bool                     `db:"workflow_started"`
+		RetryConfig     modelplane.RetryConfig   `db:"retry_config"`
+	}
+	if err := get(ctx, tx, &req, `
+		SELECT status, webhook_status, workflow_started, retry_config FROM async_requests
+		WHERE id = $1 FOR UPDATE`, requestID); err != nil {
+		return att.DeploymentID, err
+	}
+	if req.WorkflowStarted || req.Status != modelplane.AsyncInProgress {
+		// The workflow's activity waits for this attempt; nobody else does.
+		return att.DeploymentID, exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncDoneChannel, requestID+"/"+strconv.Itoa(n))
+	}
+	cfg := req.RetryConfig
+	if cfg.MaxAttempts < 1 {
+		cfg = modelplane.DefaultRetryConfig()
+	}
+	o := ClassifyAttempt(att)
+	var end AsyncOutcome
+	switch {
+	case o.Succeeded:
+		end = AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: att.Output, ContentType: att.ContentType}
+		if end.Output == nil {
+			end.Output = []byte{} // an empty answer is still an answer
+		}
+	case !o.Retryable || n >= cfg.MaxAttempts:
+		end = AsyncOutcome{Status: modelplane.AsyncFailed, Errors: modelplane.AsyncErrors{o.Error}}
+	default:
+		out.WantsWorkflow = true
+		return att.DeploymentID, exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
+	}
+	end.KeepOutput = keepOutput
+	if end.KeepOutput <= 0 {
+		end.KeepOutput = DefaultAsyncOutputRetention
+	}
+	ended, err := FinishAsyncRequest(ctx, tx, requestID, end)
+	if err != nil {
+		return att.DeploymentID, err
+	}
+	out.Ended = ended.Status
+	if ended.WebhookStatus == modelplane.WebhookPending {
+		out.WantsWorkflow = true
+		return att.DeploymentID, exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
+	}
+	return att.DeploymentID, nil
 }
