@@ -22,6 +22,8 @@ type acceptBatcher struct {
 	g     *Gateway
 	once  sync.Once
 	queue chan *pendingAccept
+	// counts spares a batch far below its workspace's limit the count of its open requests.
+	counts store.OpenAsyncCounts
 }
 
 // pendingAccept is a request waiting for its batch, and where its outcome goes.
@@ -80,7 +82,7 @@ func (b *acceptBatcher) run() {
 			reqs = append(reqs, p.req)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), asyncDBTimeout)
-		got, err := store.InsertAsyncRequests(ctx, b.g.opts.DB, reqs, b.g.opts.MaxOpenAsync)
+		got, err := store.InsertAsyncRequests(ctx, b.g.opts.DB, reqs, b.g.opts.MaxOpenAsync, &b.counts)
 		cancel()
 		for i, p := range batch {
 			out := acceptOutcome{err: err}

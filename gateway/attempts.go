@@ -182,23 +182,29 @@ func (g *Gateway) runAttempts(ctx context.Context, notified <-chan string) {
 	defer poll.Stop()
 	reconcile := time.NewTicker(reconcileEvery)
 	defer reconcile.Stop()
+	// full names the deployments the last look found without room for their queued requests:
+	// news of requests queued for them alone needs no look until something frees room.
+	var full map[string]bool
 	for {
 		select {
 		case <-ctx.Done():
 			g.attempts.stop()
 			return
-		case _, ok := <-notified:
+		case payload, ok := <-notified:
 			if !ok {
 				notified = nil // the listener closed: polling goes on
 				continue
 			}
-			notified = drain(notified)
+			var news bool
+			if notified, news = drainNews(notified, payload, full); !news {
+				continue
+			}
 		case <-poll.C:
 		case <-g.attempts.freed:
 		case <-reconcile.C:
 			g.reconcileAttempts(ctx)
 		}
-		g.claimAttempts(ctx)
+		full = g.claimAttempts(ctx)
 	}
 }
 
@@ -237,30 +243,42 @@ func (g *Gateway) reconcileAttempts(ctx context.Context) {
 	}
 }
 
-// drain takes the notifications already queued, so a burst costs one claim; it returns nil
-// when the channel closed.
-func drain(c <-chan string) <-chan string {
+// drainNews takes the notification payload and those already queued, so a burst costs one
+// look at the queues, and reports whether any of them is news: anything but requests queued
+// for deployments in full. It returns nil for the channel when it closed.
+func drainNews(c <-chan string, payload string, full map[string]bool) (<-chan string, bool) {
+	news := false
 	for {
-		select {
-		case _, ok := <-c:
-			if !ok {
-				return nil
+		if !news {
+			deps, queued := strings.CutPrefix(payload, store.AsyncQueuedPrefix)
+			news = !queued || full == nil
+			for _, d := range strings.Split(deps, ",") {
+				news = news || !full[d]
 			}
+		}
+		select {
+		case p, ok := <-c:
+			if !ok {
+				return nil, news
+			}
+			payload = p
 		default:
-			return c
+			return c, news
 		}
 	}
 }
 
-// claimAttempts claims as many pending attempts as this gateway has free slots and starts them.
-func (g *Gateway) claimAttempts(ctx context.Context) {
+// claimAttempts claims as many pending attempts as this gateway has free slots and starts
+// them. It returns the deployments it found with queued requests and no room for them, when
+// it looked at every queue.
+func (g *Gateway) claimAttempts(ctx context.Context) (full map[string]bool) {
 	if ctx.Err() != nil || g.table.Load() == nil || !g.reported.Load() {
-		return // nothing can be routed before the first table, nor vouched for before the first report
+		return nil // nothing can be routed before the first table, nor vouched for before the first report
 	}
 	free := g.opts.MaxAsyncAttempts - g.attempts.count()
 	if free <= 0 {
 		g.attempts.full.Store(true)
-		return
+		return nil
 	}
 	// Not cut short by ctx: a claim that committed must be read, or its attempts would stay
 	// RUNNING here with nobody to run them.
@@ -272,12 +290,14 @@ func (g *Gateway) claimAttempts(ctx context.Context) {
 	claimed, err := store.ClaimAsyncAttempts(cctx, g.opts.DB, g.opts.ID, free)
 	if err != nil {
 		g.log.Warn("claiming async attempts", "err", err)
-		return
+		return nil
 	}
 	if left := free - len(claimed); left > 0 {
 		starts, err := store.StartAsyncHeads(cctx, g.opts.DB, "", left, g.opts.ID)
 		if err != nil {
 			g.log.Warn("starting queued async requests", "err", err)
+		} else if starts.Started < left {
+			full = starts.Full
 		}
 		g.wantWorkflows(starts.Wanted...)
 		claimed = append(claimed, starts.Claimed...)
@@ -287,6 +307,7 @@ func (g *Gateway) claimAttempts(ctx context.Context) {
 		g.observeStart(c)
 		g.attempts.start(ctx, c, g.runAttempt, g.releaseAttempt)
 	}
+	return full
 }
 
 // runAttempt runs one claimed attempt and records its result, or gives it back when the

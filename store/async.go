@@ -69,7 +69,7 @@ type NewAsyncRequest struct {
 // InsertAsyncRequest records one QUEUED request (InsertAsyncRequests); ErrLimit when the
 // workspace already has maxOpen requests queued or in progress.
 func InsertAsyncRequest(ctx context.Context, db *sqlx.DB, n NewAsyncRequest, maxOpen int) (AsyncRequest, error) {
-	got, err := InsertAsyncRequests(ctx, db, []NewAsyncRequest{n}, maxOpen)
+	got, err := InsertAsyncRequests(ctx, db, []NewAsyncRequest{n}, maxOpen, nil)
 	if err != nil {
 		return AsyncRequest{}, err
 	}

@@ -781,7 +781,7 @@ func TestInsertAsyncRequests_ABatchFillsTheWorkspaceUpToItsLimitAndRefusesTheRes
 	o.WorkspaceID, o.ModelID, o.DeploymentID = other.WorkspaceID, other.ID, od.ID
 	require.NoError(t, store.SetWorkspaceQuotas(ctx, db, other.WorkspaceID, store.Quotas{Replicas: 1, GPUs: 1, AsyncRequests: 1, ArchiveBytes: 1 << 20}))
 
-	got, err := store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{n, o, n, o, n, n}, 3)
+	got, err := store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{n, o, n, o, n, n}, 3, nil)
 	require.NoError(t, err)
 	require.Len(t, got, 6)
 	for i, want := range []bool{true, true, true, false, true, false} {
@@ -851,7 +851,7 @@ func attemptOn(t *testing.T, db *sqlx.DB, gw string, maxAttempts int, webhook st
 	cfg.MaxAttempts = maxAttempts
 	got, err := store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{{WorkspaceID: m.WorkspaceID, ModelID: m.ID,
 		DeploymentID: d.ID, WebhookEndpoint: webhook, Priority: 1, MaxTimeInQueueSeconds: 600, RetryConfig: cfg,
-		ModelInput: []byte(`{}`)}}, 100)
+		ModelInput: []byte(`{}`)}}, 100, nil)
 	require.NoError(t, err)
 	s, err := store.StartAsyncHeads(ctx, db, d.ID, 1, "")
 	require.NoError(t, err)
@@ -963,4 +963,34 @@ func TestFinishAsyncAttempt_PassesTheSlotToTheNextQueuedRequest(t *testing.T) {
 	c, err = store.FinishAsyncAttempt(ctx, db, next.ID, 1, gw, store.AttemptResult{StatusCode: 200}, time.Hour, true)
 	require.NoError(t, err)
 	require.Nil(t, c.Next, "an empty queue passes the slot to nobody")
+}
+
+func TestInsertAsyncRequests_WithCountsAWorkspaceFarFromItsLimitIsNotCountedAgainButOneNearItIs(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	d := asyncDeployment(t, db, m, 0, 1)
+	n := store.NewAsyncRequest{WorkspaceID: m.WorkspaceID, ModelID: m.ID, DeploymentID: d.ID, Priority: 1,
+		MaxTimeInQueueSeconds: 600, RetryConfig: modelplane.DefaultRetryConfig(), ModelInput: []byte(`1`)}
+	var counts store.OpenAsyncCounts
+	got, err := store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{n, n}, 4, &counts)
+	require.NoError(t, err)
+	first := got[0].ID
+	// Two more recorded behind the gateway's back (another gateway, say): the trusted count
+	// does not know them while the batch stays clear of the limit...
+	insertAsync(t, db, m, d.ID, asyncOpts{})
+	got, err = store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{n}, 4, &counts)
+	require.NoError(t, err)
+	require.NotEmpty(t, got[0].ID, "three known open and one asked: within the limit of four")
+	// ...and is counted again when a batch could reach it: five are open, none more fit.
+	got, err = store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{n}, 4, &counts)
+	require.NoError(t, err)
+	require.Empty(t, got[0].ID, "near the limit the open requests are counted: four are open")
+	// A request that ended frees its place at once: near the limit, the count is taken again.
+	_, canceled, err := store.CancelAsyncRequest(ctx, db, m.WorkspaceID, first)
+	require.NoError(t, err)
+	require.True(t, canceled)
+	got, err = store.InsertAsyncRequests(ctx, db, []store.NewAsyncRequest{n}, 4, &counts)
+	require.NoError(t, err)
+	require.NotEmpty(t, got[0].ID)
 }

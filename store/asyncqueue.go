@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -13,9 +16,68 @@ import (
 	"github.com/modelplane/modelplane"
 )
 
+// AsyncQueuedPrefix starts the payload of an AsyncAttemptsChannel notification of requests
+// queued, followed by their deployments' IDs, comma-separated.
+const AsyncQueuedPrefix = "queued:"
+
 // DefaultAsyncOutputRetention is how long a finished request's output is kept for reading
 // with its status when nothing else is set.
 const DefaultAsyncOutputRetention = 24 * time.Hour
+
+// OpenAsyncCounts remembers, per workspace, its open async requests as last counted plus
+// those recorded since through it, so that a batch well below its limit is written without
+// counting them again. A count is trusted for openCountFor: requests that ended meanwhile
+// make it high (a batch near the limit counts again), those other gateways recorded make it
+// low, by what they recorded in that time.
+type OpenAsyncCounts struct {
+	mu sync.Mutex
+	m  map[string]openCount
+}
+
+type openCount struct {
+	n  int
+	at time.Time
+}
+
+// openCountFor is how long an open count is trusted.
+const openCountFor = time.Second
+
+// estimate returns the workspace's open requests if a count younger than openCountFor is
+// known.
+func (c *OpenAsyncCounts) estimate(ws string, now time.Time) (int, bool) {
+	if c == nil {
+		return 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.m[ws]
+	return o.n, ok && now.Sub(o.at) < openCountFor
+}
+
+// counted records a count taken at at; added adds requests recorded since.
+func (c *OpenAsyncCounts) counted(ws string, n int, at time.Time) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]openCount{}
+	}
+	c.m[ws] = openCount{n: n, at: at}
+}
+
+func (c *OpenAsyncCounts) added(ws string, n int) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o, ok := c.m[ws]; ok {
+		o.n += n
+		c.m[ws] = o
+	}
+}
 
 // AsyncAdmission is what became of one request of a batch given to InsertAsyncRequests.
 type AsyncAdmission struct {
@@ -30,21 +92,27 @@ type AsyncAdmission struct {
 // InsertAsyncRequests records a batch of QUEUED requests in one transaction, each with a new ID
 // and webhook delivery ID, and announces them to the gateways. A workspace may have at most
 // the lower of gatewayMaxOpen and its async_requests quota queued or in progress; the requests
-// past that are refused (empty ID). Batches written at the same moment (by several gateways,
+// past that are refused (empty ID). With counts, a workspace's open requests are counted only
+// when the last count is old or the batch could reach the limit (OpenAsyncCounts). Batches
+// written at the same moment (by several gateways,
 // or one gateway's writers) each count what was committed before them, so together they may
 // pass the limit by what they carry.
-func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncRequest, gatewayMaxOpen int) ([]AsyncAdmission, error) {
+func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncRequest, gatewayMaxOpen int, counts *OpenAsyncCounts) ([]AsyncAdmission, error) {
 	out := make([]AsyncAdmission, len(batch))
+	recorded := map[string]int{}
 	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
 		room := map[string]*AsyncAdmission{}
 		left := map[string]int{}
+		asked := map[string]int{}
 		workspaces := make([]string, 0, 1)
 		for _, n := range batch {
 			if _, ok := room[n.WorkspaceID]; !ok {
 				room[n.WorkspaceID] = nil
 				workspaces = append(workspaces, n.WorkspaceID)
 			}
+			asked[n.WorkspaceID]++
 		}
+		now := time.Now()
 		for _, ws := range workspaces {
 			q, err := WorkspaceQuotas(ctx, tx, ws)
 			if err != nil {
@@ -54,12 +122,15 @@ func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncReque
 			if q.AsyncRequests <= gatewayMaxOpen {
 				limit = AsyncAdmission{MaxOpen: q.AsyncRequests, ByQuota: true}
 			}
-			var open int
-			if err := get(ctx, tx, &open, `
-				SELECT count(*) FROM (SELECT 1 FROM async_requests
-				    WHERE workspace_id = $1 AND status IN `+sqlOpenAsyncStatuses+` LIMIT $2) o`,
-				ws, limit.MaxOpen); err != nil {
-				return err
+			open, known := counts.estimate(ws, now)
+			if !known || open+asked[ws] >= limit.MaxOpen {
+				if err := get(ctx, tx, &open, `
+					SELECT count(*) FROM (SELECT 1 FROM async_requests
+					    WHERE workspace_id = $1 AND status IN `+sqlOpenAsyncStatuses+` LIMIT $2) o`,
+					ws, limit.MaxOpen); err != nil {
+					return err
+				}
+				counts.counted(ws, open, now)
 			}
 			room[ws], left[ws] = &limit, limit.MaxOpen-open
 		}
@@ -70,6 +141,7 @@ func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncReque
 				continue
 			}
 			left[n.WorkspaceID]--
+			recorded[n.WorkspaceID]++
 			out[i].ID = modelplane.NewID(16)
 			if err := cols.add(out[i].ID, n); err != nil {
 				return err
@@ -92,10 +164,13 @@ func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncReque
 			pq.Array(cols.priority), pq.Array(cols.maxWait), pq.Array(cols.retry), pq.Array(cols.input)); err != nil {
 			return err
 		}
-		return exec(ctx, tx, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
+		return exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncAttemptsChannel, AsyncQueuedPrefix+strings.Join(cols.deployments(), ","))
 	})
 	if err != nil {
 		return nil, err
+	}
+	for ws, n := range recorded {
+		counts.added(ws, n)
 	}
 	return out, nil
 }
@@ -105,6 +180,17 @@ type asyncColumns struct {
 	id, workspace, model, deployment, environment, webhookStatus, webhook, delivery, retry []string
 	priority, maxWait                                                                      []int64
 	input                                                                                  [][]byte
+}
+
+// deployments lists the batch's deployments, each once.
+func (c *asyncColumns) deployments() []string {
+	var out []string
+	for _, d := range c.deployment {
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func (c *asyncColumns) add(id string, n NewAsyncRequest) error {
@@ -150,6 +236,8 @@ type AsyncStarts struct {
 	// recorded: for the gateways, or running on the gateway that started them (Claimed).
 	Started int
 	Claimed []ClaimedAttempt
+	// Full names the deployments left with queued requests and no room for them.
+	Full map[string]bool
 	// Failed lists the requests ended FAILED because their deployment will not serve them,
 	// and Wanted those of them that have a webhook to deliver, so need their workflow.
 	Failed, Wanted []string
@@ -204,6 +292,9 @@ func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gateway
 		return failUnserved(ctx, tx, dep, why, out)
 	}
 	n := min(c.Free(), limit)
+	if c.Free() <= 0 {
+		out.full(dep)
+	}
 	if n <= 0 {
 		return nil
 	}
@@ -230,6 +321,9 @@ func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gateway
 		return err
 	}
 	out.Started += len(started)
+	if len(started) == c.Free() {
+		out.full(dep) // whatever it has left waits for room
+	}
 	if gatewayID != "" {
 		out.Claimed = append(out.Claimed, started...)
 	}
@@ -237,6 +331,13 @@ func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gateway
 		return nil
 	}
 	return exec(ctx, tx, false, `SELECT pg_notify($1, '')`, AsyncAttemptsChannel)
+}
+
+func (s *AsyncStarts) full(dep string) {
+	if s.Full == nil {
+		s.Full = map[string]bool{}
+	}
+	s.Full[dep] = true
 }
 
 // failUnserved ends the queue of deployment dep, which will not serve (why), as FAILED.

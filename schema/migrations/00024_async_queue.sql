@@ -11,7 +11,9 @@ ALTER TABLE async_requests
 UPDATE async_requests SET expires_at = created_at + max_time_in_queue_seconds * interval '1 second';
 -- Requests queued before this change had their workflow started when they were accepted.
 UPDATE async_requests SET workflow_wanted_at = created_at WHERE status = 'QUEUED';
-ALTER TABLE async_requests ALTER COLUMN expires_at SET NOT NULL;
+-- A row written without it keeps max_time_in_queue_seconds' default of 600.
+ALTER TABLE async_requests ALTER COLUMN expires_at SET NOT NULL,
+    ALTER COLUMN expires_at SET DEFAULT now() + interval '600 seconds';
 DROP INDEX async_requests_unstarted;
 CREATE INDEX async_requests_unstarted ON async_requests (workflow_wanted_at)
     WHERE workflow_wanted_at IS NOT NULL AND NOT workflow_started;
