@@ -275,6 +275,12 @@ func ExpireAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string) 
 	return out, err
 }
 
+// asyncEndSQL sets how a request ended: status $2, output $3 of content type $4 kept for $6
+// seconds, errors $5 added to those it had.
+const asyncEndSQL = `status = $2, status_at = now(), finished_at = now(),
+	output = $3, output_content_type = $4, errors = errors || $5::jsonb,
+	output_expires_at = CASE WHEN $3::bytea IS NULL THEN NULL ELSE now() + $6 * interval '1 second' END`
+
 // AsyncOutcome is how an IN_PROGRESS request ended.
 type AsyncOutcome struct {
 	Status      modelplane.AsyncStatus // SUCCEEDED or FAILED
@@ -292,10 +298,7 @@ type AsyncOutcome struct {
 func FinishAsyncRequest(ctx context.Context, db sqlx.QueryerContext, id string, o AsyncOutcome) (AsyncRequest, error) {
 	var out AsyncRequest
 	err := get(ctx, db, &out, `
-		UPDATE async_requests SET status = $2, status_at = now(), finished_at = now(),
-		    output = $3, output_content_type = $4, errors = errors || $5::jsonb,
-		    output_expires_at = CASE WHEN $3::bytea IS NULL THEN NULL
-		                             ELSE now() + $6 * interval '1 second' END
+		UPDATE async_requests SET `+asyncEndSQL+`
 		WHERE id = $1 AND status IN `+sqlOpenAsyncStatuses+`
 		RETURNING *`, id, o.Status, o.Output, o.ContentType, o.Errors, o.KeepOutput.Seconds())
 	if errors.Is(err, ErrNotFound) {

@@ -454,44 +454,44 @@ func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n in
 // concludeAttempt is FinishAsyncAttempt's record of the attempt and, for a request without a
 // workflow, of its outcome; it returns the attempt's deployment.
 func concludeAttempt(ctx context.Context, tx *sqlx.Tx, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration, out *AttemptConclusion) (string, error) {
-	var att AsyncAttempt
-	err := get(ctx, tx, &att, `
-		UPDATE async_attempts SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
+	var got struct {
+		DeploymentID    string                 `db:"deployment_id"`
+		Status          modelplane.AsyncStatus `db:"status"`
+		WorkflowStarted bool                   `db:"workflow_started"`
+		RetryConfig     modelplane.RetryConfig `db:"retry_config"`
+	}
+	err := get(ctx, tx, &got, `
+		UPDATE async_attempts t SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
 		    error_code = $7, error = $8, finished_at = now()
-		WHERE request_id = $1 AND attempt = $2 AND state = `+sqlAttemptRunning+` AND gateway_id = $3
-		RETURNING *`,
+		FROM async_requests r
+		WHERE t.request_id = $1 AND t.attempt = $2 AND t.state = `+sqlAttemptRunning+` AND t.gateway_id = $3
+		  AND r.id = t.request_id
+		RETURNING t.deployment_id, r.status, r.workflow_started, r.retry_config`,
 		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
 	}
 	if err != nil {
-		return att.DeploymentID, err
+		return "", err
 	}
 	out.Recorded = true
-	var req struct {
-		Status          modelplane.AsyncStatus   `db:"status"`
-		WebhookStatus   modelplane.WebhookStatus `db:"webhook_status"`
-		WorkflowStarted bool                     `db:"workflow_started"`
-		RetryConfig     modelplane.RetryConfig   `db:"retry_config"`
+	// The workflow's activity waits for this attempt; nobody else does.
+	announce := func() error {
+		return exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncDoneChannel, requestID+"/"+strconv.Itoa(n))
 	}
-	if err := get(ctx, tx, &req, `
-		SELECT status, webhook_status, workflow_started, retry_config FROM async_requests
-		WHERE id = $1 FOR UPDATE`, requestID); err != nil {
-		return att.DeploymentID, err
+	if got.WorkflowStarted || got.Status != modelplane.AsyncInProgress {
+		return got.DeploymentID, announce()
 	}
-	if req.WorkflowStarted || req.Status != modelplane.AsyncInProgress {
-		// The workflow's activity waits for this attempt; nobody else does.
-		return att.DeploymentID, exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncDoneChannel, requestID+"/"+strconv.Itoa(n))
-	}
-	cfg := req.RetryConfig
+	cfg := got.RetryConfig
 	if cfg.MaxAttempts < 1 {
 		cfg = modelplane.DefaultRetryConfig()
 	}
-	o := ClassifyAttempt(att)
+	o := ClassifyAttempt(AsyncAttempt{Attempt: n, StatusCode: r.StatusCode, Output: r.Output, ContentType: r.ContentType,
+		ErrorCode: r.ErrorCode, Error: r.Error})
 	var end AsyncOutcome
 	switch {
 	case o.Succeeded:
-		end = AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: att.Output, ContentType: att.ContentType}
+		end = AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: r.Output, ContentType: r.ContentType}
 		if end.Output == nil {
 			end.Output = []byte{} // an empty answer is still an answer
 		}
@@ -499,20 +499,31 @@ func concludeAttempt(ctx context.Context, tx *sqlx.Tx, requestID string, n int, 
 		end = AsyncOutcome{Status: modelplane.AsyncFailed, Errors: modelplane.AsyncErrors{o.Error}}
 	default:
 		out.WantsWorkflow = true
-		return att.DeploymentID, exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
+		return got.DeploymentID, exec(ctx, tx, false, `
+			UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1 AND NOT workflow_started`, requestID)
 	}
 	end.KeepOutput = keepOutput
 	if end.KeepOutput <= 0 {
 		end.KeepOutput = DefaultAsyncOutputRetention
 	}
-	ended, err := FinishAsyncRequest(ctx, tx, requestID, end)
+	// Ended only if no workflow took the request meanwhile (the row was not locked); a webhook
+	// to deliver wants the workflow.
+	var ended struct {
+		Status        modelplane.AsyncStatus   `db:"status"`
+		WebhookStatus modelplane.WebhookStatus `db:"webhook_status"`
+	}
+	err = get(ctx, tx, &ended, `
+		UPDATE async_requests SET `+asyncEndSQL+`,
+		    workflow_wanted_at = CASE WHEN webhook_status = `+sqlWebhookPending+` THEN now() ELSE workflow_wanted_at END
+		WHERE id = $1 AND status = `+sqlAsyncInProgress+` AND NOT workflow_started
+		RETURNING status, webhook_status`, requestID, end.Status, end.Output, end.ContentType, end.Errors, end.KeepOutput.Seconds())
+	if errors.Is(err, ErrNotFound) {
+		return got.DeploymentID, announce()
+	}
 	if err != nil {
-		return att.DeploymentID, err
+		return got.DeploymentID, err
 	}
 	out.Ended = ended.Status
-	if ended.WebhookStatus == modelplane.WebhookPending {
-		out.WantsWorkflow = true
-		return att.DeploymentID, exec(ctx, tx, false, `UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1`, requestID)
-	}
-	return att.DeploymentID, nil
+	out.WantsWorkflow = ended.WebhookStatus == modelplane.WebhookPending
+	return got.DeploymentID, nil
 }
