@@ -69,8 +69,6 @@ type attemptRunner struct {
 	running  map[*attemptRun]struct{}
 	stopping bool
 	wg       sync.WaitGroup
-	// full is set when the last claim took all it asked for.
-	full atomic.Bool
 	// freed asks for a claim now: a slot freed up (the request's end may have made room in
 	// its deployment's queue too), or the routes changed.
 	freed chan struct{}
@@ -277,8 +275,7 @@ func (g *Gateway) claimAttempts(ctx context.Context) (full map[string]bool) {
 	}
 	free := g.opts.MaxAsyncAttempts - g.attempts.count()
 	if free <= 0 {
-		g.attempts.full.Store(true)
-		return nil
+		return nil // a slot that frees up asks for the next look
 	}
 	// Not cut short by ctx: a claim that committed must be read, or its attempts would stay
 	// RUNNING here with nobody to run them.
@@ -302,7 +299,6 @@ func (g *Gateway) claimAttempts(ctx context.Context) (full map[string]bool) {
 		g.wantWorkflows(starts.Wanted...)
 		claimed = append(claimed, starts.Claimed...)
 	}
-	g.attempts.full.Store(len(claimed) == free)
 	for _, c := range claimed {
 		g.observeStart(c)
 		g.attempts.start(ctx, c, g.runAttempt, g.releaseAttempt)

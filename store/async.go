@@ -208,6 +208,12 @@ type AsyncClaim struct {
 	Capacity AsyncCapacity
 }
 
+// lockAsyncQueue takes, until tx ends, the lock under which the queue of a deployment is
+// started from, so that its room is counted once by one taker at a time.
+func lockAsyncQueue(ctx context.Context, tx *sqlx.Tx, deploymentID string) error {
+	return exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, deploymentID)
+}
+
 // ClaimAsyncRequest moves a QUEUED request to IN_PROGRESS if its deployment has room for it:
 // fewer requests are ahead of it in the queue (lower priority number first, then the older)
 // than the deployment may still start. Claims of one deployment's queue are serialised by an
@@ -236,7 +242,7 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 			c.Claimed = r.Status == modelplane.AsyncInProgress
 			return nil
 		}
-		if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, r.DeploymentID); err != nil {
+		if err := lockAsyncQueue(ctx, tx, r.DeploymentID); err != nil {
 			return err
 		}
 		if err := get(ctx, tx, &c.Capacity, asyncCapacitySQL+` WHERE d.id = $1`, r.DeploymentID); err != nil {

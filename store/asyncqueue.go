@@ -280,7 +280,7 @@ func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limi
 // none, since it adds no request to those running, unless the room shrank.
 func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gatewayID string, lock bool, out *AsyncStarts) error {
 	if lock {
-		if err := exec(ctx, tx, false, `SELECT pg_advisory_xact_lock(hashtextextended('modelplane.async.' || $1, 0))`, dep); err != nil {
+		if err := lockAsyncQueue(ctx, tx, dep); err != nil {
 			return err
 		}
 	}
@@ -343,26 +343,36 @@ func (s *AsyncStarts) full(dep string) {
 // failUnserved ends the queue of deployment dep, which will not serve (why), as FAILED.
 func failUnserved(ctx context.Context, tx *sqlx.Tx, dep, why string, out *AsyncStarts) error {
 	errs := modelplane.AsyncErrors{{Code: modelplane.CodeModelUnavailable, Message: why}}
-	var ended []struct {
+	ended, wanted, err := endQueued(ctx, tx, modelplane.AsyncFailed, errs, `deployment_id = $3`, dep)
+	out.Failed = append(out.Failed, ended...)
+	out.Wanted = append(out.Wanted, wanted...)
+	return err
+}
+
+// endQueued ends the queued requests that where picks (its arguments from $3 on) in status,
+// adding errs to their errors, and returns them and those of them that want their workflow
+// for a webhook to deliver, which it marks so.
+func endQueued(ctx context.Context, db sqlx.QueryerContext, status modelplane.AsyncStatus, errs modelplane.AsyncErrors,
+	where string, args ...any) (ended, wanted []string, err error) {
+	var rows []struct {
 		ID     string `db:"id"`
 		Wanted bool   `db:"wanted"`
 	}
-	if err := list(ctx, tx, &ended, `
-		UPDATE async_requests SET status = 'FAILED', status_at = now(), finished_at = now(),
+	err = list(ctx, db, &rows, `
+		UPDATE async_requests SET status = $1, status_at = now(), finished_at = now(),
 		    errors = errors || $2::jsonb,
 		    workflow_wanted_at = CASE WHEN webhook_status = `+sqlWebhookPending+` AND NOT workflow_started
 		                              THEN now() ELSE workflow_wanted_at END
-		WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+`
-		RETURNING id, webhook_status = `+sqlWebhookPending+` AND NOT workflow_started AS wanted`, dep, errs); err != nil {
-		return err
-	}
-	for _, e := range ended {
-		out.Failed = append(out.Failed, e.ID)
-		if e.Wanted {
-			out.Wanted = append(out.Wanted, e.ID)
+		WHERE status = `+sqlAsyncQueued+` AND `+where+`
+		RETURNING id, webhook_status = `+sqlWebhookPending+` AND NOT workflow_started AS wanted`,
+		append([]any{status, errs}, args...)...)
+	for _, r := range rows {
+		ended = append(ended, r.ID)
+		if r.Wanted {
+			wanted = append(wanted, r.ID)
 		}
 	}
-	return nil
+	return ended, wanted, err
 }
 
 // ExpireDueAsync ends as EXPIRED, up to limit of them, the queued requests past their
@@ -370,23 +380,9 @@ func failUnserved(ctx context.Context, tx *sqlx.Tx, dep, why string, out *AsyncS
 // workflow) and how many it ended.
 func ExpireDueAsync(ctx context.Context, db sqlx.QueryerContext, limit int) (wanted []string, expired int, err error) {
 	errs := modelplane.AsyncErrors{{Code: modelplane.CodeAsyncRequestExpired, Message: "the request waited longer than max_time_in_queue_seconds"}}
-	var ended []struct {
-		ID     string `db:"id"`
-		Wanted bool   `db:"wanted"`
-	}
-	err = list(ctx, db, &ended, `
-		UPDATE async_requests SET status = `+sqlAsyncExpired+`, status_at = now(), finished_at = now(),
-		    errors = errors || $1::jsonb,
-		    workflow_wanted_at = CASE WHEN webhook_status = `+sqlWebhookPending+` AND NOT workflow_started
-		                              THEN now() ELSE workflow_wanted_at END
-		WHERE id IN (SELECT id FROM async_requests WHERE status = `+sqlAsyncQueued+` AND expires_at <= now()
-		             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-		RETURNING id, webhook_status = `+sqlWebhookPending+` AND NOT workflow_started AS wanted`, errs, limit)
-	for _, e := range ended {
-		if e.Wanted {
-			wanted = append(wanted, e.ID)
-		}
-	}
+	ended, wanted, err := endQueued(ctx, db, modelplane.AsyncExpired, errs, `
+		id IN (SELECT id FROM async_requests WHERE status = `+sqlAsyncQueued+` AND expires_at <= now()
+		       ORDER BY expires_at LIMIT $3 FOR UPDATE SKIP LOCKED)`, limit)
 	return wanted, len(ended), err
 }
 
