@@ -9,7 +9,7 @@ import (
 // NewServer returns the server a gateway listens with (`modelplane gateway` and `modelplane
 // dev` alike): httpserve's bounds, and HTTP/1.1 plus cleartext HTTP/2 (h2c) with prior
 // knowledge, so that clients can multiplex predictions over one connection without TLS.
-// The Upgrade: h2c handshake, deprecated by RFC 9113, is not implemented by net/http: such a
+// net/http does not speak the Upgrade: h2c handshake, which RFC 9113 deprecates, so such a
 // request is answered over HTTP/1.1. Over TLS it stays HTTP/1.1 only (docs/decisions.md, TLS).
 func NewServer(h http.Handler, t httpserve.Timeouts) *http.Server {
 	srv := httpserve.Server(h, t)

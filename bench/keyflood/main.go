@@ -13,8 +13,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/bench/internal/benchdb"
+	"github.com/modelplane/modelplane/bench/internal/benchgw"
 	"github.com/modelplane/modelplane/gateway"
 )
 
@@ -48,22 +47,11 @@ func run(keys, clients int) error {
 	defer bdb.Close()
 	db, u, modelID, key := bdb.DB, bdb.URL, bdb.ModelID, bdb.Key
 
-	gw, err := gateway.New(gateway.Options{DB: db, DatabaseURL: u, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	gw, stop, err := benchgw.Start(ctx, gateway.Options{DB: db, DatabaseURL: u})
 	if err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(runCtx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	for start := time.Now(); !gw.Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > 30*time.Second {
-			return fmt.Errorf("the gateway never loaded its routes")
-		}
-	}
+	defer stop()
 	h := gw.Handler(nil)
 	// The model has no deployment: an accepted key gets 404, after authentication.
 	path := "/models/" + modelID + "/production/predict"
@@ -85,7 +73,7 @@ func run(keys, clients int) error {
 			return fmt.Errorf("the known key got %d, want 404", code)
 		}
 	}
-	before := heapInUse()
+	before := benchgw.HeapInUse()
 
 	// The stream goes in two halves, the heap read after each: bounded, the second half adds
 	// nothing to the first.
@@ -115,9 +103,9 @@ func run(keys, clients int) error {
 		elapsed += time.Since(start)
 	}
 	stream(keys / 2)
-	half := heapInUse()
+	half := benchgw.HeapInUse()
 	stream(keys - keys/2)
-	after := heapInUse()
+	after := benchgw.HeapInUse()
 	if code := send(key); code != http.StatusNotFound {
 		return fmt.Errorf("after the stream the known key got %d, want 404", code)
 	}
@@ -130,21 +118,10 @@ func run(keys, clients int) error {
 		gateway.DefaultFailedAuthRateLimit, gateway.DefaultFailedAuthBurst)
 	fmt.Printf("| heap in use before the stream (baseline) | after half the stream | after the stream | after vs baseline | keys/s | answered 401 | answered 429 | other |\n|---|---|---|---|---|---|---|---|\n")
 	other := keys - statuses[http.StatusUnauthorized] - statuses[http.StatusTooManyRequests]
-	fmt.Printf("| %.1f MiB | %.1f MiB | %.1f MiB | %.2fx | %.0f | %d | %d | %d |\n\n", mib(before), mib(half), mib(after), float64(after)/float64(before),
+	fmt.Printf("| %.1f MiB | %.1f MiB | %.1f MiB | %.2fx | %.0f | %d | %d | %d |\n\n", benchgw.MiB(before), benchgw.MiB(half), benchgw.MiB(after), float64(after)/float64(before),
 		float64(keys)/elapsed.Seconds(), statuses[http.StatusUnauthorized], statuses[http.StatusTooManyRequests], other)
 	return nil
 }
 
 // randomKey is a well-formed key that no database has.
 func randomKey() string { return "mp_" + modelplane.NewID(12) + "_" + modelplane.NewID(32) }
-
-// heapInUse is the heap in use after a forced GC.
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse
-}
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelplane/modelplane/bench/internal/benchgw"
 	"github.com/modelplane/modelplane/gateway"
 )
 
@@ -50,7 +51,7 @@ func queueAsync(ctx context.Context, fl *fleet, gw *gateway.Gateway, h http.Hand
 	if code := send(); code != http.StatusCreated {
 		return nil, fmt.Errorf("async_predict answered %d, want 201", code)
 	}
-	a.heapBefore = heapInUse()
+	a.heapBefore = benchgw.HeapInUse()
 	var next atomic.Int64
 	next.Store(1) // the first went above
 	var mu sync.Mutex
@@ -78,7 +79,7 @@ func queueAsync(ctx context.Context, fl *fleet, gw *gateway.Gateway, h http.Hand
 	wg.Wait()
 	a.elapsed = time.Since(start)
 	a.accepted++ // the first
-	a.heapAfter = heapInUse()
+	a.heapAfter = benchgw.HeapInUse()
 	if a.tableAfter, err = size(); err != nil {
 		return nil, err
 	}
@@ -98,17 +99,6 @@ func reportAsync(cfg config, f figures) {
 	}
 	fmt.Printf("| %d | %d | %s | %s | %.0f | %.1f MiB | %.1f MiB | %.0f B | %.1f MiB | %.1f MiB | %.1f B |\n\n",
 		a.count, a.accepted, others, a.elapsed.Round(time.Millisecond), float64(a.accepted)/a.elapsed.Seconds(),
-		mib(uint64(a.tableBefore)), mib(uint64(a.tableAfter)), float64(a.tableAfter-a.tableBefore)/float64(a.accepted),
-		mib(a.heapBefore), mib(a.heapAfter), (float64(a.heapAfter)-float64(a.heapBefore))/float64(a.accepted))
+		benchgw.MiB(uint64(a.tableBefore)), benchgw.MiB(uint64(a.tableAfter)), float64(a.tableAfter-a.tableBefore)/float64(a.accepted),
+		benchgw.MiB(a.heapBefore), benchgw.MiB(a.heapAfter), (float64(a.heapAfter)-float64(a.heapBefore))/float64(a.accepted))
 }
-
-// heapInUse is the heap in use after a forced GC.
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse
-}
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }

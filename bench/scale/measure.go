@@ -26,6 +26,7 @@ import (
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/api"
 	"github.com/modelplane/modelplane/autoscaler"
+	"github.com/modelplane/modelplane/bench/internal/benchgw"
 	"github.com/modelplane/modelplane/gateway"
 	"github.com/modelplane/modelplane/store"
 )
@@ -53,23 +54,11 @@ func measure(ctx context.Context, cfg config, n, asyncCount int) (figures, error
 		return f, err
 	}
 
-	gw, err := gateway.New(gateway.Options{DB: fl.db, DatabaseURL: fl.url, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		AsyncRateLimit: -1, MaxOpenAsync: 10_000_000})
+	gw, stop, err := benchgw.Start(ctx, gateway.Options{DB: fl.db, DatabaseURL: fl.url, AsyncRateLimit: -1, MaxOpenAsync: 10_000_000})
 	if err != nil {
 		return f, err
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(runCtx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	for start := time.Now(); !gw.Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > 30*time.Second {
-			return f, fmt.Errorf("the gateway never loaded its routes")
-		}
-	}
+	defer stop()
 	h := gw.Handler(nil)
 
 	progress("%d models: routing reload", n)
