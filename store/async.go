@@ -157,16 +157,10 @@ func UnstartedAsyncRequests(ctx context.Context, db sqlx.QueryerContext, before 
 	return out, err
 }
 
-// asyncCapacitySQL computes, for the deployment $1, what its queue may start: its status,
-// whether it was deleted, READY replicas, effective concurrency target and async requests in
-// progress.
-var asyncCapacitySQL = `
-	SELECT d.status AS deployment_status, d.deleted_at IS NOT NULL AS deployment_deleted,
-	       (SELECT count(*) FROM replicas r WHERE r.deployment_id = d.id AND r.state = ` + sqlReplicaReady + `) AS ready_replicas,
-	       GREATEST(COALESCE((` + effectiveSettingsSQL + `)->>'concurrency_target', '1')::int, 1) AS concurrency_target,
-	       (SELECT count(*) FROM async_requests a
-	        WHERE a.deployment_id = d.id AND a.status = ` + sqlAsyncInProgress + `) AS in_progress
-	FROM deployments d`
+// asyncCapacitySQL reads, for the deployment $1, what its queue may start (the schema's
+// async_capacity, which async_finish_attempt reads too): its status, whether it was deleted,
+// READY replicas, effective concurrency target and async requests in progress.
+const asyncCapacitySQL = `SELECT * FROM async_capacity($1)`
 
 // AsyncCapacity is what a deployment's async queue may start.
 type AsyncCapacity struct {
@@ -245,7 +239,7 @@ func ClaimAsyncRequest(ctx context.Context, db *sqlx.DB, id string) (AsyncClaim,
 		if err := lockAsyncQueue(ctx, tx, r.DeploymentID); err != nil {
 			return err
 		}
-		if err := get(ctx, tx, &c.Capacity, asyncCapacitySQL+` WHERE d.id = $1`, r.DeploymentID); err != nil {
+		if err := get(ctx, tx, &c.Capacity, asyncCapacitySQL, r.DeploymentID); err != nil {
 			return err
 		}
 		if err := get(ctx, tx, &c.Ahead, `

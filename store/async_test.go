@@ -994,3 +994,40 @@ func TestInsertAsyncRequests_WithCountsAWorkspaceFarFromItsLimitIsNotCountedAgai
 	require.NoError(t, err)
 	require.NotEmpty(t, got[0].ID)
 }
+
+func TestFinishAsyncAttempt_ADeploymentThatStoppedServingEndsItsQueueInsteadOfPassingTheSlot(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	gw := "gw-" + modelplane.NewID(6)
+	first := attemptOn(t, db, gw, 3, "")
+	m := store.Model{ID: first.ModelID, WorkspaceID: first.WorkspaceID}
+	waiting := insertAsync(t, db, m, first.DeploymentID, asyncOpts{webhook: "https://example.com/hook"})
+	_, err := db.ExecContext(ctx, `UPDATE deployments SET status = $2 WHERE id = $1`, first.DeploymentID, modelplane.DeploymentInactive)
+	require.NoError(t, err)
+
+	c, err := store.FinishAsyncAttempt(ctx, db, first.ID, 1, gw, store.AttemptResult{StatusCode: 200}, time.Hour, true)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AsyncSucceeded, c.Ended, "the attempt that ran still counts")
+	require.Nil(t, c.Next, "a deactivated deployment's queue is not served")
+	require.Equal(t, []string{waiting.ID}, c.Wanted, "its webhook is the workflow's to deliver")
+	got := asyncStatus(t, db, waiting.ID)
+	require.Equal(t, modelplane.AsyncFailed, got.Status)
+	require.Equal(t, modelplane.CodeModelUnavailable, got.Errors[0].Code)
+}
+
+func TestFinishAsyncAttempt_NoSlotPassesWhenTheDeploymentLostItsRoom(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	gw := "gw-" + modelplane.NewID(6)
+	first := attemptOn(t, db, gw, 3, "")
+	m := store.Model{ID: first.ModelID, WorkspaceID: first.WorkspaceID}
+	waiting := insertAsync(t, db, m, first.DeploymentID, asyncOpts{})
+	_, err := db.ExecContext(ctx, `UPDATE replicas SET state = 'DRAINING' WHERE deployment_id = $1`, first.DeploymentID)
+	require.NoError(t, err)
+
+	c, err := store.FinishAsyncAttempt(ctx, db, first.ID, 1, gw, store.AttemptResult{StatusCode: 200}, time.Hour, true)
+	require.NoError(t, err)
+	require.Equal(t, modelplane.AsyncSucceeded, c.Ended)
+	require.Nil(t, c.Next, "no READY replica leaves no room")
+	require.Equal(t, modelplane.AsyncQueued, asyncStatus(t, db, waiting.ID).Status)
+}

@@ -3,9 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,38 +22,40 @@ const AsyncQueuedPrefix = "queued:"
 // with its status when nothing else is set.
 const DefaultAsyncOutputRetention = 24 * time.Hour
 
-// OpenAsyncCounts remembers, per workspace, its open async requests as last counted plus
-// those recorded since through it, so that a batch well below its limit is written without
-// counting them again. A count is trusted for openCountFor: requests that ended meanwhile
-// make it high (a batch near the limit counts again), those other gateways recorded make it
-// low, by what they recorded in that time.
+// OpenAsyncCounts remembers, per workspace, the limit on its open async requests and their
+// number as last counted plus those recorded since through it, so that a batch well below the
+// limit is written in one statement, without reading the quota or counting again. Both are
+// trusted for openCountFor: a quota changed meanwhile applies from the next count; requests
+// that ended meanwhile make the count high (a batch near the limit counts again), those other
+// gateways recorded make it low, by what they recorded in that time.
 type OpenAsyncCounts struct {
 	mu sync.Mutex
 	m  map[string]openCount
 }
 
 type openCount struct {
-	n  int
-	at time.Time
+	n     int
+	limit AsyncAdmission
+	at    time.Time
 }
 
-// openCountFor is how long an open count is trusted.
+// openCountFor is how long a count, and the limit read with it, is trusted.
 const openCountFor = time.Second
 
-// estimate returns the workspace's open requests if a count younger than openCountFor is
-// known.
-func (c *OpenAsyncCounts) estimate(ws string, now time.Time) (int, bool) {
+// estimate returns the workspace's limit and open requests if a count younger than
+// openCountFor is known.
+func (c *OpenAsyncCounts) estimate(ws string, now time.Time) (openCount, bool) {
 	if c == nil {
-		return 0, false
+		return openCount{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o, ok := c.m[ws]
-	return o.n, ok && now.Sub(o.at) < openCountFor
+	return o, ok && now.Sub(o.at) < openCountFor
 }
 
-// counted records a count taken at at; added adds requests recorded since.
-func (c *OpenAsyncCounts) counted(ws string, n int, at time.Time) {
+// counted records a count taken at o.at; added adds requests recorded since.
+func (c *OpenAsyncCounts) counted(ws string, o openCount) {
 	if c == nil {
 		return
 	}
@@ -64,7 +64,7 @@ func (c *OpenAsyncCounts) counted(ws string, n int, at time.Time) {
 	if c.m == nil {
 		c.m = map[string]openCount{}
 	}
-	c.m[ws] = openCount{n: n, at: at}
+	c.m[ws] = o
 }
 
 func (c *OpenAsyncCounts) added(ws string, n int) {
@@ -89,90 +89,98 @@ type AsyncAdmission struct {
 	ByQuota bool
 }
 
-// InsertAsyncRequests records a batch of QUEUED requests in one transaction, each with a new ID
+// InsertAsyncRequests records a batch of QUEUED requests in one statement, each with a new ID
 // and webhook delivery ID, and announces them to the gateways. A workspace may have at most
 // the lower of gatewayMaxOpen and its async_requests quota queued or in progress; the requests
-// past that are refused (empty ID). With counts, a workspace's open requests are counted only
-// when the last count is old or the batch could reach the limit (OpenAsyncCounts). Batches
-// written at the same moment (by several gateways,
-// or one gateway's writers) each count what was committed before them, so together they may
-// pass the limit by what they carry.
+// past that are refused (empty ID). With counts, a workspace's quota is read and its open
+// requests counted only when the last count is old or the batch could reach the limit
+// (OpenAsyncCounts); a batch far from its limit costs one round trip. Batches written at the
+// same moment (by several gateways, or one gateway's writers) each count what was committed
+// before them, so together they may pass the limit by what they carry.
 func InsertAsyncRequests(ctx context.Context, db *sqlx.DB, batch []NewAsyncRequest, gatewayMaxOpen int, counts *OpenAsyncCounts) ([]AsyncAdmission, error) {
 	out := make([]AsyncAdmission, len(batch))
+	room := map[string]*openCount{}
+	asked := map[string]int{}
+	for _, n := range batch {
+		room[n.WorkspaceID] = nil
+		asked[n.WorkspaceID]++
+	}
+	now := time.Now()
+	for ws := range room {
+		o, known := counts.estimate(ws, now)
+		if !known || o.n+asked[ws] >= o.limit.MaxOpen {
+			var err error
+			if o, err = countOpenAsync(ctx, db, ws, gatewayMaxOpen, now); err != nil {
+				return nil, err
+			}
+			counts.counted(ws, o)
+		}
+		room[ws] = &o
+	}
+	var cols asyncColumns
 	recorded := map[string]int{}
-	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
-		room := map[string]*AsyncAdmission{}
-		left := map[string]int{}
-		asked := map[string]int{}
-		workspaces := make([]string, 0, 1)
-		for _, n := range batch {
-			if _, ok := room[n.WorkspaceID]; !ok {
-				room[n.WorkspaceID] = nil
-				workspaces = append(workspaces, n.WorkspaceID)
-			}
-			asked[n.WorkspaceID]++
+	for i, n := range batch {
+		o := room[n.WorkspaceID]
+		out[i] = o.limit
+		if o.n >= o.limit.MaxOpen {
+			continue
 		}
-		now := time.Now()
-		for _, ws := range workspaces {
-			q, err := WorkspaceQuotas(ctx, tx, ws)
-			if err != nil {
-				return err
-			}
-			limit := AsyncAdmission{MaxOpen: gatewayMaxOpen}
-			if q.AsyncRequests <= gatewayMaxOpen {
-				limit = AsyncAdmission{MaxOpen: q.AsyncRequests, ByQuota: true}
-			}
-			open, known := counts.estimate(ws, now)
-			if !known || open+asked[ws] >= limit.MaxOpen {
-				if err := get(ctx, tx, &open, `
-					SELECT count(*) FROM (SELECT 1 FROM async_requests
-					    WHERE workspace_id = $1 AND status IN `+sqlOpenAsyncStatuses+` LIMIT $2) o`,
-					ws, limit.MaxOpen); err != nil {
-					return err
-				}
-				counts.counted(ws, open, now)
-			}
-			room[ws], left[ws] = &limit, limit.MaxOpen-open
+		o.n++
+		recorded[n.WorkspaceID]++
+		out[i].ID = modelplane.NewID(16)
+		if err := cols.add(out[i].ID, n); err != nil {
+			return nil, err
 		}
-		var cols asyncColumns
-		for i, n := range batch {
-			out[i] = *room[n.WorkspaceID]
-			if left[n.WorkspaceID] <= 0 {
-				continue
-			}
-			left[n.WorkspaceID]--
-			recorded[n.WorkspaceID]++
-			out[i].ID = modelplane.NewID(16)
-			if err := cols.add(out[i].ID, n); err != nil {
-				return err
-			}
-		}
-		if len(cols.id) == 0 {
-			return nil
-		}
-		if err := exec(ctx, tx, false, `
-			INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, environment,
-			    webhook_status, webhook_endpoint, webhook_delivery_id, priority,
-			    max_time_in_queue_seconds, retry_config, model_input, expires_at)
-			SELECT id, ws, model, dep, env, hook_status, hook, delivery, prio, max_wait, retry::jsonb, input,
-			       now() + max_wait * interval '1 second'
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			            $8::text[], $9::int[], $10::int[], $11::text[], $12::bytea[])
-			     AS u(id, ws, model, dep, env, hook_status, hook, delivery, prio, max_wait, retry, input)`,
-			pq.Array(cols.id), pq.Array(cols.workspace), pq.Array(cols.model), pq.Array(cols.deployment),
-			pq.Array(cols.environment), pq.Array(cols.webhookStatus), pq.Array(cols.webhook), pq.Array(cols.delivery),
-			pq.Array(cols.priority), pq.Array(cols.maxWait), pq.Array(cols.retry), pq.Array(cols.input)); err != nil {
-			return err
-		}
-		return exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncAttemptsChannel, AsyncQueuedPrefix+strings.Join(cols.deployments(), ","))
-	})
+	}
+	if len(cols.id) == 0 {
+		return out, nil
+	}
+	insert, err := prepared(ctx, db, insertAsyncSQL)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := insert.ExecContext(ctx,
+		pq.Array(cols.id), pq.Array(cols.workspace), pq.Array(cols.model), pq.Array(cols.deployment),
+		pq.Array(cols.environment), pq.Array(cols.webhookStatus), pq.Array(cols.webhook), pq.Array(cols.delivery),
+		pq.Array(cols.priority), pq.Array(cols.maxWait), pq.Array(cols.retry), pq.Array(cols.input),
+		AsyncAttemptsChannel, AsyncQueuedPrefix+strings.Join(cols.deployments(), ",")); err != nil {
+		return nil, translate(err)
 	}
 	for ws, n := range recorded {
 		counts.added(ws, n)
 	}
 	return out, nil
+}
+
+// insertAsyncSQL records a batch of requests, a column an array, and announces them.
+const insertAsyncSQL = `
+		WITH i AS (
+		    INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, environment,
+		        webhook_status, webhook_endpoint, webhook_delivery_id, priority,
+		        max_time_in_queue_seconds, retry_config, model_input, expires_at)
+		    SELECT id, ws, model, dep, env, hook_status, hook, delivery, prio, max_wait, retry::jsonb, input,
+		           now() + max_wait * interval '1 second'
+		    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+		                $8::text[], $9::int[], $10::int[], $11::text[], $12::bytea[])
+		         AS u(id, ws, model, dep, env, hook_status, hook, delivery, prio, max_wait, retry, input))
+		SELECT pg_notify($13, $14)`
+
+// countOpenAsync reads workspace ws's limit on open async requests (the lower of
+// gatewayMaxOpen and its async_requests quota) and counts its open requests, up to the limit.
+func countOpenAsync(ctx context.Context, db sqlx.QueryerContext, ws string, gatewayMaxOpen int, now time.Time) (openCount, error) {
+	q, err := WorkspaceQuotas(ctx, db, ws)
+	if err != nil {
+		return openCount{}, err
+	}
+	o := openCount{limit: AsyncAdmission{MaxOpen: gatewayMaxOpen}, at: now}
+	if q.AsyncRequests <= gatewayMaxOpen {
+		o.limit = AsyncAdmission{MaxOpen: q.AsyncRequests, ByQuota: true}
+	}
+	err = get(ctx, db, &o.n, `
+		SELECT count(*) FROM (SELECT 1 FROM async_requests
+		    WHERE workspace_id = $1 AND status IN `+sqlOpenAsyncStatuses+` LIMIT $2) o`,
+		ws, o.limit.MaxOpen)
+	return o, err
 }
 
 // asyncColumns are the columns of a batch of new requests, one array each, for unnest.
@@ -285,7 +293,7 @@ func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gateway
 		}
 	}
 	var c AsyncCapacity
-	if err := get(ctx, tx, &c, asyncCapacitySQL+` WHERE d.id = $1`, dep); err != nil {
+	if err := get(ctx, tx, &c, asyncCapacitySQL, dep); err != nil {
 		return err
 	}
 	if why := c.Unavailable(); why != "" {
@@ -419,107 +427,66 @@ type AttemptConclusion struct {
 	Wanted []string
 }
 
-// FinishAsyncAttempt records the result of attempt n, RUNNING on the gateway, and announces
-// it. A request that has no workflow is concluded in the same transaction: a success or a
-// failure no retry can mend (or its last attempt) ends it, keeping the output for keepOutput;
-// a request with a retry due, or an end with a webhook to deliver, is marked as wanting its
-// workflow. One that has a workflow is left to it. With next, when the request ended here,
-// the deployment's next queued request is started in the same transaction, running on the
-// gateway, so the slot it left passes on without a look at the queues. Recorded false means the attempt was
-// not running there (given up on as lost, say) and nothing changed.
+// FinishAsyncAttempt records the result of attempt n, RUNNING on the gateway, in one statement
+// (the schema's async_finish_attempt). A request that has no workflow is concluded with it: a
+// success or a failure no retry can mend (or its last attempt) ends it, keeping the output for
+// keepOutput; a request with a retry due, or an end with a webhook to deliver, is marked as
+// wanting its workflow. One that has a workflow is left to it, and told. With next, when the
+// request ended here, the deployment's next queued request is started in the same
+// transaction, running on the gateway, so the slot it left passes on without a look at the
+// queues; a deployment that will not serve has its queue ended instead. Recorded false means
+// the attempt was not running there (given up on as lost, say) and nothing changed.
 func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration, next bool) (AttemptConclusion, error) {
-	var out AttemptConclusion
-	err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
-		dep, err := concludeAttempt(ctx, tx, requestID, n, gatewayID, r, keepOutput, &out)
-		if err != nil || out.Ended == "" || !next {
-			return err // a request that goes on keeps its slot
-		}
-		var s AsyncStarts
-		if err := startHeads(ctx, tx, dep, 1, gatewayID, false, &s); err != nil {
-			return err
-		}
-		out.Wanted = s.Wanted
-		if len(s.Claimed) > 0 {
-			out.Next = &s.Claimed[0]
-		}
-		return nil
-	})
-	return out, err
-}
-
-// concludeAttempt is FinishAsyncAttempt's record of the attempt and, for a request without a
-// workflow, of its outcome; it returns the attempt's deployment.
-func concludeAttempt(ctx context.Context, tx *sqlx.Tx, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration, out *AttemptConclusion) (string, error) {
-	var got struct {
-		DeploymentID    string                 `db:"deployment_id"`
-		Status          modelplane.AsyncStatus `db:"status"`
-		WorkflowStarted bool                   `db:"workflow_started"`
-		RetryConfig     modelplane.RetryConfig `db:"retry_config"`
-	}
-	err := get(ctx, tx, &got, `
-		UPDATE async_attempts t SET state = `+sqlAttemptDone+`, status_code = $4, output = $5, content_type = $6,
-		    error_code = $7, error = $8, finished_at = now()
-		FROM async_requests r
-		WHERE t.request_id = $1 AND t.attempt = $2 AND t.state = `+sqlAttemptRunning+` AND t.gateway_id = $3
-		  AND r.id = t.request_id
-		RETURNING t.deployment_id, r.status, r.workflow_started, r.retry_config`,
-		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error)
-	if errors.Is(err, ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	out.Recorded = true
-	// The workflow's activity waits for this attempt; nobody else does.
-	announce := func() error {
-		return exec(ctx, tx, false, `SELECT pg_notify($1, $2)`, AsyncDoneChannel, requestID+"/"+strconv.Itoa(n))
-	}
-	if got.WorkflowStarted || got.Status != modelplane.AsyncInProgress {
-		return got.DeploymentID, announce()
-	}
-	cfg := got.RetryConfig
-	if cfg.MaxAttempts < 1 {
-		cfg = modelplane.DefaultRetryConfig()
-	}
 	o := ClassifyAttempt(AsyncAttempt{Attempt: n, StatusCode: r.StatusCode, Output: r.Output, ContentType: r.ContentType,
 		ErrorCode: r.ErrorCode, Error: r.Error})
-	var end AsyncOutcome
-	switch {
-	case o.Succeeded:
-		end = AsyncOutcome{Status: modelplane.AsyncSucceeded, Output: r.Output, ContentType: r.ContentType}
-		if end.Output == nil {
-			end.Output = []byte{} // an empty answer is still an answer
-		}
-	case !o.Retryable || n >= cfg.MaxAttempts:
-		end = AsyncOutcome{Status: modelplane.AsyncFailed, Errors: modelplane.AsyncErrors{o.Error}}
-	default:
-		out.WantsWorkflow = true
-		return got.DeploymentID, exec(ctx, tx, false, `
-			UPDATE async_requests SET workflow_wanted_at = now() WHERE id = $1 AND NOT workflow_started`, requestID)
+	if keepOutput <= 0 {
+		keepOutput = DefaultAsyncOutputRetention
 	}
-	end.KeepOutput = keepOutput
-	if end.KeepOutput <= 0 {
-		end.KeepOutput = DefaultAsyncOutputRetention
+	var row struct {
+		Recorded      bool                    `db:"attempt_recorded"`
+		DeploymentID  *string                 `db:"attempt_deployment"`
+		Ended         *modelplane.AsyncStatus `db:"request_ended"`
+		WantsWorkflow bool                    `db:"wants_workflow"`
+		Unserved      bool                    `db:"queue_unserved"`
+		NextID        *string                 `db:"next_request"`
+		NextModel     *string                 `db:"next_model"`
+		NextInput     []byte                  `db:"next_input"`
+		NextCreated   *time.Time              `db:"next_created"`
+		NextStarted   *time.Time              `db:"next_started"`
 	}
-	// Ended only if no workflow took the request meanwhile (the row was not locked); a webhook
-	// to deliver wants the workflow.
-	var ended struct {
-		Status        modelplane.AsyncStatus   `db:"status"`
-		WebhookStatus modelplane.WebhookStatus `db:"webhook_status"`
-	}
-	err = get(ctx, tx, &ended, `
-		UPDATE async_requests SET `+asyncEndSQL+`,
-		    workflow_wanted_at = CASE WHEN webhook_status = `+sqlWebhookPending+` THEN now() ELSE workflow_wanted_at END
-		WHERE id = $1 AND status = `+sqlAsyncInProgress+` AND NOT workflow_started
-		RETURNING status, webhook_status`, requestID, end.Status, end.Output, end.ContentType, end.Errors, end.KeepOutput.Seconds())
-	if errors.Is(err, ErrNotFound) {
-		return got.DeploymentID, announce()
-	}
+	var out AttemptConclusion
+	finish, err := prepared(ctx, db, `SELECT * FROM async_finish_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`)
 	if err != nil {
-		return got.DeploymentID, err
+		return out, err
 	}
-	out.Ended = ended.Status
-	out.WantsWorkflow = ended.WebhookStatus == modelplane.WebhookPending
-	return got.DeploymentID, nil
+	if err := translate(finish.GetContext(ctx, &row,
+		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error,
+		o.Succeeded, o.Retryable, modelplane.AsyncErrors{o.Error}, modelplane.DefaultRetryConfig().MaxAttempts,
+		keepOutput.Seconds(), next, unservedStatuses)); err != nil {
+		return out, err
+	}
+	out.Recorded, out.WantsWorkflow = row.Recorded, row.WantsWorkflow
+	if row.Ended != nil {
+		out.Ended = *row.Ended
+	}
+	if row.NextID != nil {
+		out.Next = &ClaimedAttempt{RequestID: *row.NextID, Attempt: 1, DeploymentID: *row.DeploymentID,
+			ModelID: *row.NextModel, ModelInput: row.NextInput, CreatedAt: *row.NextCreated, StartedAt: row.NextStarted}
+	}
+	if row.Unserved {
+		// Rare: the deployment stopped serving while this attempt ran. Its queue is ended
+		// under the queue's lock, as any look at it would.
+		s, err := StartAsyncHeads(ctx, db, *row.DeploymentID, 1, gatewayID)
+		if err != nil {
+			return out, err
+		}
+		out.Wanted = s.Wanted
+	}
+	return out, nil
 }
+
+// unservedStatuses are the deployment statuses in which its async queue is not served
+// (AsyncCapacity.Unavailable), for async_finish_attempt.
+var unservedStatuses = sqlArray(slices.DeleteFunc(modelplane.DeploymentStatuses(), func(s modelplane.DeploymentStatus) bool {
+	return !s.Deactivated() && !s.Failed()
+}))
