@@ -12,7 +12,7 @@ import (
 // batch is written.
 const (
 	maxAcceptBatch = 256
-	acceptWriters  = 4
+	acceptWriters  = 2
 )
 
 // acceptBatcher records async requests in batches: one transaction, and so one commit, for

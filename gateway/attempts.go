@@ -312,6 +312,14 @@ func (g *Gateway) claimAttempts(ctx context.Context) (full map[string]bool) {
 func (g *Gateway) runAttempt(ctx context.Context, a *attemptRun) *store.ClaimedAttempt {
 	log := g.log.With("request_id", a.RequestID, "attempt", a.Attempt, "model_id", a.ModelID, "deployment_id", a.DeploymentID)
 	res, released := g.attempt(ctx, a)
+	if a.Committed != nil {
+		// The attempt was sent while the transaction that started it committed: until it
+		// has, the attempt is nobody's to record or give back.
+		if err := <-a.Committed; err != nil {
+			log.Warn("the start of this async attempt was not recorded; the request stays queued and runs again", "err", err)
+			return nil
+		}
+	}
 	if released {
 		g.releaseAttempt(a.ClaimedAttempt)
 		return nil

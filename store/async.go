@@ -410,6 +410,10 @@ type ClaimedAttempt struct {
 	CreatedAt    time.Time `db:"created_at"`
 	// StartedAt is when the request left the queue.
 	StartedAt *time.Time `db:"started_at"`
+	// Committed, when set, reports whether the transaction that started the attempt
+	// committed (FinishAsyncAttempt's next request): its result is recorded only after it
+	// did, and a failure means the attempt never was.
+	Committed <-chan error `db:"-"`
 }
 
 // ClaimAsyncAttempts takes up to limit PENDING attempts, oldest first, for the gateway to run:

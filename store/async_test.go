@@ -954,6 +954,8 @@ func TestFinishAsyncAttempt_PassesTheSlotToTheNextQueuedRequest(t *testing.T) {
 	require.Equal(t, modelplane.AsyncSucceeded, c.Ended)
 	require.NotNil(t, c.Next, "the slot the first left goes to the next in the queue")
 	require.Equal(t, next.ID, c.Next.RequestID)
+	require.NotNil(t, c.Next.Committed, "the next attempt runs while its start commits")
+	require.NoError(t, <-c.Next.Committed)
 	att, err := store.GetAsyncAttempt(ctx, db, next.ID, 1)
 	require.NoError(t, err)
 	require.Equal(t, modelplane.AttemptRunning, att.State)

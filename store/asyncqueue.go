@@ -436,6 +436,14 @@ type AttemptConclusion struct {
 // transaction, running on the gateway, so the slot it left passes on without a look at the
 // queues; a deployment that will not serve has its queue ended instead. Recorded false means
 // the attempt was not running there (given up on as lost, say) and nothing changed.
+//
+// The transaction is committed before FinishAsyncAttempt returns, except when it started a
+// next request: then it returns once the statement has run, with the commit under way, so the
+// gateway can send that request to its model while the commit is made durable. Until the
+// commit, nobody else sees this attempt's end or the next request's start (the next request
+// stays locked, so no other gateway takes it); the next attempt's result is recorded only
+// after Next.Committed reported success. A commit that fails undoes both: the next request
+// is still queued and runs again.
 func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n int, gatewayID string, r AttemptResult, keepOutput time.Duration, next bool) (AttemptConclusion, error) {
 	o := ClassifyAttempt(AsyncAttempt{Attempt: n, StatusCode: r.StatusCode, Output: r.Output, ContentType: r.ContentType,
 		ErrorCode: r.ErrorCode, Error: r.Error})
@@ -459,10 +467,19 @@ func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n in
 	if err != nil {
 		return out, err
 	}
-	if err := translate(finish.GetContext(ctx, &row,
+	// The transaction outlives ctx by as long as its commit takes.
+	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishCommitWithin)
+	tx, err := db.BeginTxx(txCtx, nil)
+	if err != nil {
+		cancel()
+		return out, translate(err)
+	}
+	if err := translate(tx.StmtxContext(txCtx, finish).GetContext(ctx, &row,
 		requestID, n, gatewayID, r.StatusCode, r.Output, r.ContentType, r.ErrorCode, r.Error,
 		o.Succeeded, o.Retryable, modelplane.AsyncErrors{o.Error}, modelplane.DefaultRetryConfig().MaxAttempts,
 		keepOutput.Seconds(), next, unservedStatuses)); err != nil {
+		_ = tx.Rollback()
+		cancel()
 		return out, err
 	}
 	out.Recorded, out.WantsWorkflow = row.Recorded, row.WantsWorkflow
@@ -470,8 +487,20 @@ func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n in
 		out.Ended = *row.Ended
 	}
 	if row.NextID != nil {
+		committed := make(chan error, 1)
+		go func() {
+			defer cancel()
+			committed <- translate(tx.Commit())
+		}()
 		out.Next = &ClaimedAttempt{RequestID: *row.NextID, Attempt: 1, DeploymentID: *row.DeploymentID,
-			ModelID: *row.NextModel, ModelInput: row.NextInput, CreatedAt: *row.NextCreated, StartedAt: row.NextStarted}
+			ModelID: *row.NextModel, ModelInput: row.NextInput, CreatedAt: *row.NextCreated, StartedAt: row.NextStarted,
+			Committed: committed}
+		return out, nil
+	}
+	err = translate(tx.Commit())
+	cancel()
+	if err != nil {
+		return AttemptConclusion{}, err
 	}
 	if row.Unserved {
 		// Rare: the deployment stopped serving while this attempt ran. Its queue is ended
@@ -484,6 +513,9 @@ func FinishAsyncAttempt(ctx context.Context, db *sqlx.DB, requestID string, n in
 	}
 	return out, nil
 }
+
+// finishCommitWithin bounds FinishAsyncAttempt's transaction, its commit included.
+const finishCommitWithin = 30 * time.Second
 
 // unservedStatuses are the deployment statuses in which its async queue is not served
 // (AsyncCapacity.Unavailable), for async_finish_attempt.
