@@ -65,7 +65,12 @@ const (
 	rowDirect  = "direct"
 	rowNginx   = "nginx"
 	rowGateway = "gateway"
+	rowDev     = "dev"
 )
+
+// maxDevShortfall is how far the dev stack's gateway may fall behind the standalone one: its
+// peak throughput at least 0.9x, its p99 added over direct at most 1.1x.
+const maxDevShortfall = 0.10
 
 type config struct {
 	Concurrency   int
@@ -89,10 +94,15 @@ func main() {
 	flag.Float64Var(&c.Rate, "rate", 0, "requests per second of the open loop; 0: half of the nginx row's peak (of direct's without nginx)")
 	flag.IntVar(&c.Senders, "senders", 256, "goroutines that send the open loop's requests")
 	flag.IntVar(&c.ResponseBytes, "response-bytes", 64, `length of the "pad" field of the test model's answers`)
-	targets := flag.String("targets", "direct,nginx,gateway",
+	targets := flag.String("targets", "direct,nginx,gateway,dev",
 		"rows to measure, comma-separated; direct is needed, the others may be left out while developing")
-	flag.StringVar(&c.Profile, "profile", "", "write a CPU profile of the gateway over its first peak run to this file")
+	flag.StringVar(&c.Profile, "profile", "", "write a CPU profile of the gateway over its first peak run to this file (the dev stack's to FILE-dev.prof)")
 	flag.Parse()
+	if os.Getenv(devStackEnv) != "" {
+		n, _ := strconv.Atoi(os.Getenv(devStackEnv))
+		runDevStack(n)
+		return
+	}
 	c.Targets = strings.Split(*targets, ",")
 	if err := c.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
@@ -115,8 +125,8 @@ func main() {
 
 func (c config) validate() error {
 	for _, t := range c.Targets {
-		if t != rowDirect && t != rowNginx && t != rowGateway {
-			return fmt.Errorf("unknown target %q (direct, nginx, gateway)", t)
+		if t != rowDirect && t != rowNginx && t != rowGateway && t != rowDev {
+			return fmt.Errorf("unknown target %q (direct, nginx, gateway, dev)", t)
 		}
 	}
 	switch {
@@ -201,6 +211,15 @@ func run(ctx context.Context, c config) error {
 		defer stop()
 		targets = append(targets, t)
 	}
+	if c.has(rowDev) {
+		progress("starting the dev stack and deploying the test model through it")
+		t, stop, err := startDevStack(ctx, dir, c.ResponseBytes)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, t)
+	}
 	for _, t := range targets {
 		if t.client != nil {
 			t.client.CloseIdleConnections() // the readiness probe's
@@ -220,7 +239,11 @@ func run(ctx context.Context, c config) error {
 			var profiled chan error
 			if c.Profile != "" && r == 0 && t.pprofAddr != "" {
 				profiled = make(chan error, 1)
-				go func() { profiled <- profile(ctx, t.pprofAddr, c.Warmup, c.Duration, c.Profile) }()
+				path := c.Profile
+				if t.name == rowDev {
+					path = strings.TrimSuffix(path, ".prof") + "-dev.prof"
+				}
+				go func() { profiled <- profile(ctx, t.pprofAddr, c.Warmup, c.Duration, path) }()
 			}
 			s := closedLoop(ctx, t, c.Concurrency, c.Warmup, c.Duration)
 			if err := afterRun(ctx, t, s); err != nil {
@@ -230,7 +253,7 @@ func run(ctx context.Context, c config) error {
 				if err := <-profiled; err != nil {
 					return fmt.Errorf("profile of %s: %w", t.name, err)
 				}
-				progress("wrote %s's CPU profile to %s", t.name, c.Profile)
+				progress("wrote %s's CPU profile", t.name)
 			}
 			peak[t.name] = append(peak[t.name], s)
 		}
@@ -518,7 +541,12 @@ func report(c config, nginxVersion string, rate float64, targets []*target, peak
 	fmt.Printf("The test model (cmd/testmodel: no latency, %d-byte pad) is driven directly, behind nginx "+
 		"(`proxy_pass` to a keep-alive upstream, worker_processes auto, no access log) and behind "+
 		"`modelplane gateway` (routing table from PostgreSQL on loopback, warnings-only log), each its own "+
-		"process, by the same load generator: HTTP/1.1 keep-alive clients POSTing a %d-byte JSON body.\n\n",
+		"process, by the same load generator: HTTP/1.1 keep-alive clients POSTing a %d-byte JSON body. The dev "+
+		"row is the gateway of the whole dev stack in one process of its own, as `modelplane dev` runs it "+
+		"(embedded Temporal, the API and the gateway on one address, the worker, the autoscaler and the node "+
+		"agent, warnings-only log), in front of the same test model deployed through the stack's API as a "+
+		"`process` package (one replica, started by the stack's agent, with no log line per request, as the "+
+		"other rows' model's output is not read either) and predicted on by its deployment's ID.\n\n",
 		c.ResponseBytes, len(requestBody))
 	fmt.Printf("- Peak: closed loop, %d concurrent clients, %s measured after %s of warm-up.\n",
 		c.Concurrency, c.Duration, c.Warmup)
@@ -593,6 +621,16 @@ func report(c config, nginxVersion string, rate float64, targets []*target, peak
 	if c.has(rowNginx) {
 		fmt.Printf("- For comparison, nginx's p99 added over direct at %.0f req/s: %+.3f ms.\n",
 			rate, ms(p99Half[rowNginx]-p99Half[rowDirect]))
+	}
+	if c.has(rowDev) && c.has(rowGateway) {
+		ratio := rps[rowDev] / rps[rowGateway]
+		fmt.Printf("- Peak throughput, the dev stack's gateway / the standalone gateway: %.2fx; target at least %.1fx: %s.\n",
+			ratio, 1-maxDevShortfall, met(ratio >= 1-maxDevShortfall))
+		gwAdded, devAdded := p99Half[rowGateway]-p99Half[rowDirect], p99Half[rowDev]-p99Half[rowDirect]
+		limit := time.Duration(float64(gwAdded) * (1 + maxDevShortfall))
+		fmt.Printf("- p99 added over direct at %.0f req/s, the dev stack's gateway: %+.3f ms against the standalone "+
+			"gateway's %+.3f ms; target at most %.1fx of it (%+.3f ms): %s.\n",
+			rate, ms(devAdded), ms(gwAdded), 1+maxDevShortfall, ms(limit), met(devAdded <= limit))
 	}
 	fmt.Println()
 }

@@ -39,6 +39,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.IntVar(&opts.FailFirst, "fail-first", 0, "the first N predictions of each X-Request-Id answer 500")
 	fs.IntVar(&opts.Port, "port", defaultPort(getenv), "port to listen on (default $PORT, else 8080)")
 	host := fs.String("listen-host", defaultHost(getenv), "address to listen on (default $MODELPLANE_BIND, else 127.0.0.1)")
+	quiet := fs.Bool("quiet", false, "write no line to stdout for each request")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -60,6 +61,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	log.Info("test model starting", "host", *host, "port", opts.Port, "load_time", opts.LoadTime,
 		"latency", opts.Latency, "failure_rate", opts.FailureRate, "response_bytes", opts.ResponseBytes,
 		"pid", os.Getpid())
+	if *quiet {
+		stdout = io.Discard
+	}
 	if err := testmodel.ListenAndServe(ctx, *host, opts, stdout); err != nil {
 		log.Error("test model failed", "err", err)
 		return 1

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -135,4 +136,27 @@ func TestDefaultHost_ComesFromMODELPLANE_BINDElseLoopback(t *testing.T) {
 	env := map[string]string{"MODELPLANE_BIND": "10.1.2.3"}
 	assert.Equal(t, "10.1.2.3", defaultHost(func(k string) string { return env[k] }))
 	assert.Equal(t, "127.0.0.1", defaultHost(func(string) string { return "" }))
+}
+
+func TestCommand_QuietWritesNoLinePerRequest(t *testing.T) {
+	port := freePort(t)
+	cmd := exec.Command(os.Args[0], "--quiet", "--port", strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), "TESTMODEL_RUN_MAIN=1")
+	var stdout, stderr proctest.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		resp, err := http.Post(url+"/predict", "application/json", strings.NewReader(`{"q": 1}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 5*time.Second, 20*time.Millisecond, "testmodel never answered a prediction")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
+	assert.Empty(t, stdout.String(), "no request log")
+	assert.Contains(t, stderr.String(), "test model stopped")
 }
