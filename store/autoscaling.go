@@ -73,8 +73,8 @@ const effectiveSettingsSQL = `
 // wakeableAtZeroSQL holds for a deployment d at zero that a tick could scale up: a floor above
 // zero (or settings the query cannot read, left to Decide), a lease keeping it awake, a live
 // replica, load since it got to zero, or queued async requests. The others would only be
-// read and decided "steady" every tick; leaving them out keeps a tick's work from growing
-// with the deployments idle at zero.
+// read and decided "steady" every tick, and are not returned. The tick checks it only on the
+// candidates (autoscalingCandidatesSQL), a few index probes each.
 var wakeableAtZeroSQL = `(
 	COALESCE(CASE WHEN jsonb_typeof(($2::jsonb || ` + effectiveSettingsSQL + `)->'min_replica') = 'number'
 	              THEN (($2::jsonb || ` + effectiveSettingsSQL + `)->>'min_replica')::numeric > 0 END, true)
@@ -84,22 +84,76 @@ var wakeableAtZeroSQL = `(
 	           AND ls.at <= $1 AND ls.at > $1 - interval '1 hour')
 	OR EXISTS (SELECT 1 FROM async_requests a WHERE a.deployment_id = d.id AND a.status = ` + sqlAsyncQueued + `))`
 
-// autoscalingTargetsQuery reads every target in one statement. Per deployment it costs an
-// index probe on replicas_live, two on load_samples' primary key (deployment_id, at) and one
-// on the async queue; a deployment idle at zero costs its row and the probes of
-// wakeableAtZeroSQL that find nothing, and is not returned.
+// floorAtZeroSQL holds for a deployment whose stored settings give it a floor above zero, or a
+// min_replica the query cannot read, where the defaults' min_replica is 0: the floor part of
+// wakeableAtZeroSQL then. It is the predicate of the index deployments_floor_at_zero
+// (migration 00026), spelt the same so that the planner uses it; the column is unqualified
+// for that.
+const floorAtZeroSQL = `
+	CASE COALESCE(jsonb_typeof(CASE WHEN jsonb_typeof(autoscaling_settings) = 'object'
+	                                THEN autoscaling_settings->'min_replica' END), 'null')
+	WHEN 'null' THEN false
+	WHEN 'number' THEN (autoscaling_settings->>'min_replica')::numeric > 0
+	ELSE true END`
+
+// sampledDeploymentsSQL lists the deployments that have load samples, one index probe each (a
+// skip scan of load_samples' primary key), however many samples they have. Samples are kept
+// for LoadSampleRetention (2 hours by default), so a deployment idle longer has none.
+var sampledDeploymentsSQL = `
+	WITH RECURSIVE s AS (
+	    (SELECT deployment_id FROM load_samples ORDER BY deployment_id LIMIT 1)
+	    UNION ALL
+	    SELECT (SELECT ls.deployment_id FROM load_samples ls
+	            WHERE ls.deployment_id > s.deployment_id ORDER BY ls.deployment_id LIMIT 1)
+	    FROM s WHERE s.deployment_id IS NOT NULL)
+	SELECT deployment_id FROM s WHERE deployment_id IS NOT NULL`
+
+// autoscalingCandidatesSQL lists (with repeats) every deployment that may be a target where
+// the defaults' min_replica is 0, each from an index of its own, never scanning the
+// deployments: those in an autoscaled status but SCALED_TO_ZERO (deployments_autoscaled_awake),
+// those at zero with a floor (deployments_floor_at_zero), those with a live awake lease
+// (awake_leases_until), a live replica (replicas_live), queued async requests (a skip scan of
+// async_requests_queue) or load samples (a skip scan of load_samples' primary key). It holds
+// more than the targets (an awake deployment's live replicas, load from before zero); the
+// targets' own conditions are checked on each.
+var autoscalingCandidatesSQL = `
+	SELECT d.id FROM deployments d
+	WHERE d.deleted_at IS NULL AND d.status IN ` + sqlAutoscaledAwakeStatuses + `
+	UNION ALL
+	SELECT d.id FROM deployments d
+	WHERE d.deleted_at IS NULL AND d.status = ` + sqlDeploymentScaledToZero + ` AND ` + floorAtZeroSQL + `
+	UNION ALL
+	SELECT l.deployment_id FROM awake_leases l WHERE l.until > $1
+	UNION ALL
+	SELECT r.deployment_id FROM replicas r WHERE r.state IN ` + sqlLiveReplicaStates + `
+	UNION ALL
+	SELECT q.deployment_id FROM (` + queuedDeploymentsSQL + `) q
+	UNION ALL
+	SELECT s.deployment_id FROM (` + sampledDeploymentsSQL + `) s`
+
+// autoscalingTargetsSQL reads every target in one statement, from the deployments that
+// candidates (a condition on d) lets through.
+//
+// With autoscalingCandidatesSQL, a tick reads the deployments not at zero and, of those at
+// zero, only the ones something could wake or that have load samples kept: one probe of the
+// deployments' primary key for each candidate, then per target an index probe on
+// replicas_live, two on load_samples' primary key (deployment_id, at) and one on the async
+// queue, and for one at zero the probes of wakeableAtZeroSQL. The deployments idle at zero
+// cost nothing. Without it (the defaults' min_replica above zero, where every deployment at
+// zero is a target), it reads every deployment's row.
 //
 // Settings are the deployment's own merged over the defaults ($2) as JSON objects: a stored
 // {} (the column default) or an object missing fields falls back field by field, and nulls
 // or non-objects count as missing.
-var autoscalingTargetsQuery = `
+func autoscalingTargetsSQL(candidates string) string {
+	return `
 	WITH targets AS (
 		SELECT d.id, d.model_id, d.workspace_id, d.is_development, d.status, d.gpus_per_replica,
 		       CASE WHEN d.status = ` + sqlDeploymentScaledToZero + ` THEN d.updated_at END AS zero_since,
 		       $2::jsonb || (` + effectiveSettingsSQL + `) AS settings,
 		       EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1) AS kept_awake
 		FROM deployments d
-		WHERE d.deleted_at IS NULL AND d.status = ANY($3)
+		WHERE ` + candidates + ` AND d.deleted_at IS NULL AND d.status = ANY($3)
 		  AND (d.status <> ` + sqlDeploymentScaledToZero + ` OR ` + wakeableAtZeroSQL + `)
 	)
 	SELECT t.id AS deployment_id, t.model_id, t.workspace_id, t.is_development, t.status, t.settings, t.zero_since,
@@ -125,18 +179,34 @@ var autoscalingTargetsQuery = `
 		WHERE r.deployment_id = t.id AND r.state IN ` + sqlLiveReplicaStates + `
 	) r
 	ORDER BY t.id`
+}
+
+var (
+	// autoscalingTargetsQuery reads the targets from the candidates, where the defaults'
+	// min_replica is 0.
+	autoscalingTargetsQuery = autoscalingTargetsSQL(`d.id = ANY(ARRAY(` + autoscalingCandidatesSQL + `))`)
+	// autoscalingTargetsScanQuery reads them from every deployment, where the defaults'
+	// min_replica is above zero and so every deployment at zero a target.
+	autoscalingTargetsScanQuery = autoscalingTargetsSQL(`true`)
+)
 
 // AutoscalingTargets returns every deployment the autoscaler may scale at now: live (not
 // deleted), in a status where it serves or is coming up, and when at zero something that
-// could wake it (wakeableAtZeroSQL), with its effective settings, live
+// could wake it (wakeableAtZeroSQL), found from the candidates' indexes rather than by reading
+// every deployment (autoscalingTargetsSQL), with its effective settings, live
 // replica count, load samples within its window, last request within the hour and newest
 // live replica.
 func AutoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Time) ([]AutoscalingTarget, error) {
-	defaults, err := json.Marshal(settings.DefaultAutoscalingSettings())
+	def := settings.DefaultAutoscalingSettings()
+	defaults, err := json.Marshal(def)
 	if err != nil {
 		return nil, err
 	}
+	query := autoscalingTargetsQuery
+	if def.MinReplica > 0 {
+		query = autoscalingTargetsScanQuery
+	}
 	out := []AutoscalingTarget{}
-	err = list(ctx, db, &out, autoscalingTargetsQuery, now, string(defaults), sqlArray(modelplane.AutoscaledDeploymentStatuses()))
+	err = list(ctx, db, &out, query, now, string(defaults), sqlArray(modelplane.AutoscaledDeploymentStatuses()))
 	return out, err
 }

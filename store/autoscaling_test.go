@@ -230,32 +230,77 @@ func TestAutoscalingTargets_LeavesOutDeploymentsIdleAtZeroButNotThoseSomethingMa
 	idle := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
 	oldLoad := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
 	newLoad := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	stale := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
 	floored := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", floor)
+	unreadable := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	nullFloor := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	notObject := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
 	replica := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	stopped := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
 	awake := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	expired := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
 	queued := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	started := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	deleted := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", floor)
 	active := newScalableDeployment(t, db, m, "ACTIVE", zero)
-	// Every one got to zero a minute ago.
+	inactive := newScalableDeployment(t, db, m, "INACTIVE", floor)
+	// Every one got to zero a minute ago, but stale two hours ago.
 	_, err := db.ExecContext(ctx, `UPDATE deployments SET updated_at = $2 WHERE model_id = $1`, m.ID, now.Add(-time.Minute))
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET updated_at = $2 WHERE id = $1`, stale.ID, now.Add(-2*time.Hour))
+	require.NoError(t, err)
+	for id, s := range map[string]string{nullFloor.ID: `{"min_replica": null}`,
+		notObject.ID: `[{"min_replica": 3}]`} {
+		_, err = db.ExecContext(ctx, `UPDATE deployments SET autoscaling_settings = $2 WHERE id = $1`, id, s)
+		require.NoError(t, err)
+	}
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET deleted_at = $2 WHERE id = $1`, deleted.ID, now)
 	require.NoError(t, err)
 
 	require.NoError(t, store.InsertLoadSamples(ctx, db, []store.LoadSample{
 		{DeploymentID: oldLoad.ID, GatewayID: "g1", At: now.Add(-2 * time.Minute), Concurrency: 1, Requests: 1},
 		{DeploymentID: newLoad.ID, GatewayID: "g1", At: now.Add(-time.Second), Concurrency: 1, Requests: 1},
+		{DeploymentID: stale.ID, GatewayID: "g1", At: now.Add(-90 * time.Minute), Concurrency: 1, Requests: 1},
 	}))
 	addReplica(t, db, replica.ID, "PENDING")
-	_, err = db.ExecContext(ctx, `INSERT INTO awake_leases (deployment_id, until) VALUES ($1, $2)`, awake.ID, now.Add(time.Minute))
-	require.NoError(t, err)
-	_, err = db.ExecContext(ctx, `
-		INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, model_input)
-		VALUES ($1, $2, $3, $4, '{}')`, modelplane.NewID(16), m.WorkspaceID, m.ID, queued.ID)
-	require.NoError(t, err)
+	addReplica(t, db, stopped.ID, "STOPPED")
+	for id, until := range map[string]time.Time{awake.ID: now.Add(time.Minute), expired.ID: now.Add(-time.Second),
+		deleted.ID: now.Add(time.Minute), inactive.ID: now.Add(time.Minute)} {
+		_, err = db.ExecContext(ctx, `INSERT INTO awake_leases (deployment_id, until) VALUES ($1, $2)`, id, until)
+		require.NoError(t, err)
+	}
+	for id, status := range map[string]string{queued.ID: "QUEUED", started.ID: "IN_PROGRESS"} {
+		_, err = db.ExecContext(ctx, `
+			INSERT INTO async_requests (id, workspace_id, model_id, deployment_id, model_input, status)
+			VALUES ($1, $2, $3, $4, '{}', $5)`, modelplane.NewID(16), m.WorkspaceID, m.ID, id, status)
+		require.NoError(t, err)
+	}
 
 	got := targetsByID(t, db, now)
-	require.NotContains(t, got, idle.ID, "nothing can wake it: a tick has nothing to decide")
-	require.NotContains(t, got, oldLoad.ID, "its load is from before it got to zero, which Decide ignores")
+	for name, d := range map[string]store.Deployment{"nothing": idle, "load from before it got to zero": oldLoad,
+		"load from over an hour ago": stale, "min_replica null (the default's 0)": nullFloor,
+		"settings that are not an object (the defaults)": notObject, "a STOPPED replica": stopped,
+		"an expired lease": expired, "an async request in progress": started, "deleted": deleted, "INACTIVE": inactive} {
+		require.NotContains(t, got, d.ID, "a deployment at zero with %s is no target", name)
+	}
 	for name, d := range map[string]store.Deployment{"load since zero": newLoad, "min_replica 1": floored,
-		"a live replica": replica, "an awake lease": awake, "a queued async request": queued, "ACTIVE": active} {
+		"a live replica": replica, "an awake lease": awake,
+		"a queued async request": queued, "ACTIVE": active} {
 		require.Contains(t, got, d.ID, "a deployment with %s is a target", name)
 	}
+
+	// The same rows, in the same order, as reading every deployment gives.
+	want, err := store.AutoscalingTargetsByScan(ctx, db, now)
+	require.NoError(t, err)
+	all, err := store.AutoscalingTargets(ctx, db, now)
+	require.NoError(t, err)
+	require.Equal(t, want, all)
+
+	// One whose min_replica the query cannot read is read, for Decide to refuse, not left out.
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET autoscaling_settings = '{"min_replica": "2"}' WHERE id = $1`, unreadable.ID)
+	require.NoError(t, err)
+	_, err = store.AutoscalingTargets(ctx, db, now)
+	require.ErrorContains(t, err, "min_replica")
+	_, err = db.ExecContext(ctx, `DELETE FROM deployments WHERE id = $1`, unreadable.ID)
+	require.NoError(t, err)
 }

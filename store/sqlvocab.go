@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/lib/pq"
@@ -39,6 +40,9 @@ var (
 	sqlOpenAsyncStatuses           = sqlList(modelplane.OpenAsyncStatuses()...)
 	sqlSplittingPromotionStatuses  = sqlList(modelplane.SplittingPromotionStatuses()...)
 	sqlStartingReplicaStates       = sqlList(modelplane.StartingReplicaStates()...)
+	// sqlAutoscaledAwakeStatuses are the autoscaled statuses but SCALED_TO_ZERO.
+	sqlAutoscaledAwakeStatuses = sqlList(slices.DeleteFunc(modelplane.AutoscaledDeploymentStatuses(),
+		func(s modelplane.DeploymentStatus) bool { return s == modelplane.DeploymentScaledToZero })...)
 )
 
 // sqlText is v as an SQL string literal.
