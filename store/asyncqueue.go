@@ -273,7 +273,7 @@ func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limi
 			break
 		}
 		err := WithTx(ctx, db, func(tx *sqlx.Tx) error {
-			return startHeads(ctx, tx, dep, limit-out.Started, gatewayID, true, &out)
+			return startHeads(ctx, tx, dep, limit-out.Started, gatewayID, &out)
 		})
 		if err != nil {
 			return out, err
@@ -283,14 +283,11 @@ func StartAsyncHeads(ctx context.Context, db *sqlx.DB, deploymentID string, limi
 }
 
 // startHeads starts up to limit queued requests of deployment dep that it has room for, in
-// tx (StartAsyncHeads), and adds what it did to out. With lock, it first takes the
-// deployment's advisory lock; a slot handed from a request that ended in tx to the next needs
-// none, since it adds no request to those running, unless the room shrank.
-func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gatewayID string, lock bool, out *AsyncStarts) error {
-	if lock {
-		if err := lockAsyncQueue(ctx, tx, dep); err != nil {
-			return err
-		}
+// tx (StartAsyncHeads, under the deployment's advisory lock; the schema's async_start_heads
+// takes them off the queue), and adds what it did to out.
+func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gatewayID string, out *AsyncStarts) error {
+	if err := lockAsyncQueue(ctx, tx, dep); err != nil {
+		return err
 	}
 	var c AsyncCapacity
 	if err := get(ctx, tx, &c, asyncCapacitySQL, dep); err != nil {
@@ -308,24 +305,8 @@ func startHeads(ctx context.Context, tx *sqlx.Tx, dep string, limit int, gateway
 	}
 	var started []ClaimedAttempt
 	if err := list(ctx, tx, &started, `
-		WITH h AS (
-		    SELECT id FROM async_requests
-		    WHERE deployment_id = $1 AND status = `+sqlAsyncQueued+` AND expires_at > now()
-		    ORDER BY priority, created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
-		u AS (
-		    UPDATE async_requests a SET status = `+sqlAsyncInProgress+`, status_at = now(),
-		        started_at = now(), attempts = GREATEST(a.attempts, 1)
-		    FROM h WHERE a.id = h.id
-		    RETURNING a.id, a.model_id, a.model_input, a.created_at, a.started_at),
-		i AS (
-		    INSERT INTO async_attempts (request_id, attempt, deployment_id, state, gateway_id, started_at)
-		    SELECT id, 1, $1, CASE WHEN $3 = '' THEN `+sqlAttemptPending+` ELSE `+sqlAttemptRunning+` END,
-		           $3, CASE WHEN $3 = '' THEN NULL ELSE now() END
-		    FROM u ON CONFLICT (request_id, attempt) DO NOTHING
-		    RETURNING request_id)
-		SELECT u.id AS request_id, 1 AS attempt, $1 AS deployment_id, u.model_id, u.model_input,
-		       u.created_at, u.started_at
-		FROM u JOIN i ON i.request_id = u.id`, dep, n, gatewayID); err != nil {
+		SELECT request_id, 1 AS attempt, $1 AS deployment_id, model_id, model_input, created_at, started_at
+		FROM async_start_heads($1, $2, $3)`, dep, n, gatewayID); err != nil {
 		return err
 	}
 	out.Started += len(started)

@@ -24,6 +24,44 @@ LANGUAGE sql STABLE AS $$
 $$;
 -- +goose StatementEnd
 
+-- async_start_heads takes up to p_limit of deployment p_dep's queued requests off its queue,
+-- in queue order, skipping those past their max_time_in_queue and those another transaction
+-- holds, and records their first attempts: PENDING for any gateway when p_gateway is empty,
+-- else RUNNING on p_gateway. Whether the deployment has room for them is the caller's to
+-- check. Its plan is kept, so, as for async_finish_attempt, sorting is off: the head is read
+-- from async_requests_queue in queue order, never by sorting a queue read whole.
+-- +goose StatementBegin
+CREATE FUNCTION async_start_heads(p_dep text, p_limit integer, p_gateway text)
+RETURNS TABLE (request_id text, model_id text, model_input bytea, created_at timestamptz,
+               started_at timestamptz)
+LANGUAGE plpgsql
+SET enable_sort = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH h AS (
+        SELECT a.id FROM async_requests a
+        WHERE a.deployment_id = p_dep AND a.status = 'QUEUED' AND a.expires_at > now()
+        ORDER BY a.priority, a.created_at, a.id LIMIT p_limit FOR UPDATE SKIP LOCKED),
+    u AS (
+        UPDATE async_requests a SET status = 'IN_PROGRESS', status_at = now(), started_at = now(),
+            attempts = GREATEST(a.attempts, 1)
+        FROM h WHERE a.id = h.id
+        RETURNING a.id, a.model_id, a.model_input, a.created_at, a.started_at),
+    i AS (
+        INSERT INTO async_attempts (request_id, attempt, deployment_id, state, gateway_id, started_at)
+        SELECT u.id, 1, p_dep, CASE WHEN p_gateway = '' THEN 'PENDING' ELSE 'RUNNING' END, p_gateway,
+               CASE WHEN p_gateway = '' THEN NULL ELSE now() END
+        FROM u
+        ON CONFLICT (request_id, attempt) DO NOTHING
+        RETURNING async_attempts.request_id)
+    SELECT u.id, u.model_id, u.model_input, u.created_at, u.started_at
+    FROM u JOIN i ON i.request_id = u.id;
+END
+$$;
+-- +goose StatementEnd
+
 -- async_finish_attempt records how attempt p_attempt of request p_request, RUNNING on gateway
 -- p_gateway, ended, in one statement: the gateways' hot path, so one round trip and one
 -- commit. The caller classifies the answer (p_succeeded, p_retryable, p_errors: the error to
@@ -45,10 +83,6 @@ RETURNS TABLE (attempt_recorded boolean, attempt_deployment text, request_ended 
                next_request text, next_model text, next_input bytea,
                next_created timestamptz, next_started timestamptz)
 LANGUAGE plpgsql
--- Its plans are kept, so one made while the queues were short must not read a long one whole
--- (from async_requests_expiry) and sort it for every head: nothing here needs to sort, and
--- the head is read from async_requests_queue in queue order.
-SET enable_sort = off
 AS $$
 DECLARE
     v_status text;
@@ -117,23 +151,9 @@ BEGIN
         queue_unserved := true;
     ELSIF v_cap.ready_replicas * v_cap.concurrency_target > v_cap.in_progress THEN
         -- The slot this request left needs no lock: it adds none to those running.
-        WITH h AS (
-            SELECT a.id FROM async_requests a
-            WHERE a.deployment_id = attempt_deployment AND a.status = 'QUEUED' AND a.expires_at > now()
-            ORDER BY a.priority, a.created_at, a.id LIMIT 1 FOR UPDATE SKIP LOCKED),
-        u AS (
-            UPDATE async_requests a SET status = 'IN_PROGRESS', status_at = now(), started_at = now(),
-                attempts = GREATEST(a.attempts, 1)
-            FROM h WHERE a.id = h.id
-            RETURNING a.id, a.model_id, a.model_input, a.created_at, a.started_at),
-        i AS (
-            INSERT INTO async_attempts (request_id, attempt, deployment_id, state, gateway_id, started_at)
-            SELECT u.id, 1, attempt_deployment, 'RUNNING', p_gateway, now() FROM u
-            ON CONFLICT (request_id, attempt) DO NOTHING
-            RETURNING request_id)
-        SELECT u.id, u.model_id, u.model_input, u.created_at, u.started_at
+        SELECT s.request_id, s.model_id, s.model_input, s.created_at, s.started_at
         INTO next_request, next_model, next_input, next_created, next_started
-        FROM u JOIN i ON i.request_id = u.id;
+        FROM async_start_heads(attempt_deployment, 1, p_gateway) s;
     END IF;
     RETURN NEXT;
 END
@@ -142,6 +162,7 @@ $$;
 
 -- +goose Down
 DROP FUNCTION async_finish_attempt;
+DROP FUNCTION async_start_heads;
 DROP FUNCTION async_capacity;
 DROP INDEX async_requests_queue;
 CREATE INDEX async_requests_queue ON async_requests (deployment_id, priority, created_at)
