@@ -197,13 +197,19 @@ var (
 // replica count, load samples within its window, last request within the hour and newest
 // live replica.
 func AutoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Time) ([]AutoscalingTarget, error) {
+	return autoscalingTargets(ctx, db, now, false)
+}
+
+// autoscalingTargets is AutoscalingTargets, read from every deployment when byScan is set or
+// the defaults call for it.
+func autoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Time, byScan bool) ([]AutoscalingTarget, error) {
 	def := settings.DefaultAutoscalingSettings()
 	defaults, err := json.Marshal(def)
 	if err != nil {
 		return nil, err
 	}
 	query := autoscalingTargetsQuery
-	if def.MinReplica > 0 {
+	if byScan || def.MinReplica > 0 {
 		query = autoscalingTargetsScanQuery
 	}
 	out := []AutoscalingTarget{}
