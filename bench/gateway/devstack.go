@@ -21,14 +21,13 @@ import (
 // The dev row is the gateway of the whole dev stack (devstack: embedded Temporal, the API and
 // the gateway on one address, the worker, the autoscaler, the node agent with the process
 // runtime), which `modelplane dev` runs, in a process of its own: this program started again
-// with devStackEnv set. The test model is deployed through the stack's API as a `process`
+// with -serve-dev-stack. The test model is deployed through the stack's API as a `process`
 // package with the same arguments as the other rows' model, one replica, which the stack's
 // agent starts. It writes no line per request (--quiet), as the other rows' model's output is
 // not read either: the agent would otherwise collect a log line per request.
 const (
-	devStackEnv = "MODELPLANE_BENCH_GATEWAY_DEVSTACK"
 	// devStackReady starts the line the child prints once the model serves, followed by the
-	// predict URL and the API key.
+	// predict URL, the API key and its pprof server's address.
 	devStackReady = "DEVSTACK READY "
 	// devStackStart bounds the child's start: the stack, the package's build and the replica.
 	devStackStart = 3 * time.Minute
@@ -85,11 +84,7 @@ func startDevStack(ctx context.Context, dir string, responseBytes int) (*target,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.Setenv(devStackEnv, strconv.Itoa(responseBytes)); err != nil {
-		return nil, nil, err
-	}
-	p, err := startProcess(dir, "devstack", false, self)
-	os.Unsetenv(devStackEnv)
+	p, err := startProcess(dir, "devstack", false, self, "-serve-dev-stack", "-response-bytes", strconv.Itoa(responseBytes))
 	if err != nil {
 		return nil, nil, err
 	}

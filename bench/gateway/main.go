@@ -97,10 +97,10 @@ func main() {
 	targets := flag.String("targets", "direct,nginx,gateway,dev",
 		"rows to measure, comma-separated; direct is needed, the others may be left out while developing")
 	flag.StringVar(&c.Profile, "profile", "", "write a CPU profile of the gateway over its first peak run to this file (the dev stack's to FILE-dev.prof)")
+	serveDevStack := flag.Bool("serve-dev-stack", false, "run as the dev row's server (the benchmark starts itself so)")
 	flag.Parse()
-	if os.Getenv(devStackEnv) != "" {
-		n, _ := strconv.Atoi(os.Getenv(devStackEnv))
-		runDevStack(n)
+	if *serveDevStack {
+		runDevStack(c.ResponseBytes)
 		return
 	}
 	c.Targets = strings.Split(*targets, ",")
