@@ -61,6 +61,26 @@ type Spec struct {
 	// UID, when not 0, is the user and group ID the server runs as (process runtime): the
 	// agent's replica user for it.
 	UID int
+	// Prewarm, when set, lets the process runtime start a Python replica by forking a warm
+	// interpreter of its environment, its modules already imported, instead of running
+	// Command cold. Not with a UID: the fork server runs as the agent's user.
+	Prewarm *Prewarm
+}
+
+// Prewarm is how a Python replica may be started by its environment's fork server.
+type Prewarm struct {
+	// Dir is the fork server's directory, private to the agent: one per Python environment,
+	// holding its socket, its log and the modules learned from the environment's replicas.
+	Dir string
+	// Argv is what the forked interpreter runs as sys.argv, argv[0] the script: Command
+	// without the interpreter and its options. The fork server runs Command[0].
+	Argv []string
+	// Env is what the fork server's environment holds besides the few variables of the
+	// agent's own that every replica gets: the environment's VIRTUAL_ENV and PATH. Never a
+	// secret or anything of one deployment's.
+	Env map[string]string
+	// Imports are the modules to import besides the learned ones (runtime.prewarm_imports).
+	Imports []string
 }
 
 const (
@@ -97,6 +117,9 @@ type Handle struct {
 	Address string `json:"address"`
 	// LogDir holds stdout.log and stderr.log (process runtime).
 	LogDir string `json:"log_dir,omitempty"`
+	// Forked says the process was forked by its environment's fork server rather than
+	// started cold (process runtime).
+	Forked bool `json:"forked,omitempty"`
 }
 
 // Status is what a runtime knows about a replica's process or container.

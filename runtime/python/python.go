@@ -19,8 +19,18 @@ import (
 //go:embed server.py
 var source []byte
 
-// ServerFile is the name WriteServer gives the server.
-const ServerFile = "server.py"
+// forkServerSource is forkserver.py: the process runtime's pre-warmed interpreter of a
+// Python environment, which starts replicas by forking itself (see its docstring).
+//
+//go:embed forkserver.py
+var forkServerSource []byte
+
+// ServerFile is the name WriteServer gives the server; ForkServerFile the one
+// WriteForkServer gives the fork server.
+const (
+	ServerFile     = "server.py"
+	ForkServerFile = "forkserver.py"
+)
 
 // Environment variables server.py reads. PORT is read too; the agent's runtime sets it.
 const (
@@ -39,6 +49,10 @@ const (
 	// EnvControlToken enables server.py's control routes (ReloadPath) for callers that
 	// send the same value in ControlTokenHeader. Without it those routes answer 404.
 	EnvControlToken = "MODELPLANE_CONTROL_TOKEN"
+	// EnvImportsReport names the file server.py writes once the model has loaded: a JSON list
+	// of the top-level modules the load imported beyond the standard library's, less the
+	// package's own. The process runtime learns a fork server's imports from it.
+	EnvImportsReport = "MODELPLANE_IMPORTS_REPORT"
 )
 
 // The control route that reloads the model in place: POST ReloadPath with the token of
@@ -60,10 +74,19 @@ func Source() []byte { return append([]byte(nil), source...) }
 // written under a temporary name and renamed, so a server starting at the same moment never
 // reads half a file.
 func WriteServer(dir string) (path string, err error) {
-	path = filepath.Join(dir, ServerFile)
-	tmp, err := os.CreateTemp(dir, ".server-*.py")
+	return writeFile(dir, ServerFile, source)
+}
+
+// WriteForkServer writes forkserver.py into dir as WriteServer writes server.py.
+func WriteForkServer(dir string) (path string, err error) {
+	return writeFile(dir, ForkServerFile, forkServerSource)
+}
+
+func writeFile(dir, name string, text []byte) (path string, err error) {
+	path = filepath.Join(dir, name)
+	tmp, err := os.CreateTemp(dir, "."+name+"-*")
 	if err != nil {
-		return "", fmt.Errorf("write %s: %w", ServerFile, err)
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	defer func() {
 		if err != nil {
@@ -71,17 +94,17 @@ func WriteServer(dir string) (path string, err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err = tmp.Write(source); err != nil {
-		return "", fmt.Errorf("write %s: %w", ServerFile, err)
+	if _, err = tmp.Write(text); err != nil {
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	if err = tmp.Chmod(0o644); err != nil {
-		return "", fmt.Errorf("write %s: %w", ServerFile, err)
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	if err = tmp.Close(); err != nil {
-		return "", fmt.Errorf("write %s: %w", ServerFile, err)
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
-		return "", fmt.Errorf("write %s: %w", ServerFile, err)
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	return path, nil
 }

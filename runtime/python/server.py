@@ -109,6 +109,15 @@ WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # The largest websocket message taken; a larger one closes the websocket with 1009.
 WEBSOCKET_MAX_MESSAGE = 16 << 20
 
+# Where the server writes, once the model has loaded, the top-level modules the load imported
+# beyond the standard library's, as a JSON list: the agent pre-imports them in the fork server
+# of the replica's environment (forkserver.py) for the next replica.
+IMPORTS_REPORT_ENV = "MODELPLANE_IMPORTS_REPORT"
+# What the bare interpreter has: the standard library's names where Python lists them (3.10+),
+# else what is loaded before any model code runs.
+BARE_MODULES = set(getattr(sys, "stdlib_module_names", ()) or
+                   {n.partition(".")[0] for n in sys.modules}) | set(sys.builtin_module_names)
+
 # No __pycache__ in the package: its directory may be read-only, and a cached .pyc whose
 # source was patched within the same second at the same size would survive a reload.
 sys.dont_write_bytecode = True
@@ -302,6 +311,28 @@ class ModelHost:
         with self._lock:
             self._model, self._state, self._error, self._building = model, "ready", None, False
         log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
+        report = os.environ.get(IMPORTS_REPORT_ENV)
+        if report:
+            try:
+                self._report_imports(report)
+            except OSError as exc:
+                log("writing the imported modules to %s: %s" % (report, exc), sys.stderr)
+
+    def _report_imports(self, path):
+        inside = self._inside_package()
+        names = []
+        for top in sorted({n.partition(".")[0] for n in list(sys.modules)}):
+            mod = sys.modules.get(top)
+            if mod is None or top in BARE_MODULES or top == "__main__":
+                continue
+            locations = [getattr(mod, "__file__", None)] + list(getattr(mod, "__path__", None) or [])
+            if any(inside(p) for p in locations if isinstance(p, str)):
+                continue  # the package's own code: read afresh by each replica
+            names.append(top)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(names, f)
+        os.replace(tmp, path)
 
     def reload(self):
         """Builds a new model from the code on disk and swaps it in once load() returned.
@@ -377,10 +408,8 @@ class ModelHost:
         spec.loader.exec_module(module)
         return module
 
-    def _forget_package_modules(self):
-        """Drops every module loaded from the package directory, so that the next import
-        reads the files as they are now: the module's siblings, the bundled packages and the
-        external package directories change with it."""
+    def _inside_package(self):
+        """Answers a function telling whether a path lies in the package's code."""
         roots = set()
         for d in [self.package_dir] + self.layout.code_dirs():
             roots.update((os.path.abspath(d) + os.sep, os.path.realpath(d) + os.sep))
@@ -389,6 +418,13 @@ class ModelHost:
             return any(p.startswith(r) for p in (os.path.abspath(path), os.path.realpath(path))
                        for r in roots)
 
+        return inside
+
+    def _forget_package_modules(self):
+        """Drops every module loaded from the package directory, so that the next import
+        reads the files as they are now: the module's siblings, the bundled packages and the
+        external package directories change with it."""
+        inside = self._inside_package()
         for name, mod in list(sys.modules.items()):
             if name == "__main__":
                 continue  # this server, wherever its file lies

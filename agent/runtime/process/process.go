@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/modelplane/modelplane/agent/runtime"
+	"github.com/modelplane/modelplane/runtime/python"
 )
 
 // Environment variables every replica process carries, so that the agent can find the
@@ -31,22 +33,34 @@ const (
 // Runtime starts replicas as child process groups.
 type Runtime struct {
 	agentID string
+	log     *slog.Logger
+	forks   *forkServers
 
 	mu       sync.Mutex
 	children map[int]*child // processes this agent process started, by PID
 }
 
-// child is a process started by this agent process: it is reaped here, so its exit code is
-// known.
+// child is a process started by this agent process, or forked for it by a fork server: it
+// is reaped here, or its fork server reports its end, so its exit code is known.
 type child struct {
 	done     chan struct{}
 	exitCode int
+	// lost is closed when the fork server of a forked child went away before it: its end
+	// is then seen as an adopted process's is.
+	lost chan struct{}
 }
 
 // New returns a process runtime whose processes carry agentID.
 func New(agentID string) *Runtime {
-	return &Runtime{agentID: agentID, children: map[int]*child{}}
+	log := slog.Default().With("runtime", "process")
+	return &Runtime{
+		agentID: agentID, log: log, children: map[int]*child{},
+		forks: &forkServers{agentID: agentID, log: log, dirs: map[string]*forkDir{}},
+	}
 }
+
+// Close retires the fork servers; the replicas they started go on running.
+func (r *Runtime) Close() { r.forks.stopAll() }
 
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return "process" }
@@ -77,9 +91,78 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 	if !filepath.IsAbs(argv[0]) && strings.ContainsRune(argv[0], '/') {
 		argv[0] = filepath.Join(spec.PackageDir, argv[0])
 	}
+	env := r.environment(spec)
+	if p := spec.Prewarm; p != nil && spec.UID == 0 {
+		report := filepath.Join(spec.Dir, importsReportFile)
+		_ = os.Remove(report)
+		env = sortedEnv(withVar(env, python.EnvImportsReport, report))
+		h, err := r.startForked(spec, argv[0], env, stdout, stderr)
+		if err != nil {
+			h, err = r.startCold(spec, argv, env, stdout, stderr)
+		}
+		if err == nil {
+			c := r.childOf(h.PID)
+			go r.forks.collectReport(argv[0], *p, report, c.done)
+		}
+		return h, err
+	}
+	return r.startCold(spec, argv, env, stdout, stderr)
+}
+
+// withVar answers env as a map with k set to v.
+func withVar(env []string, k, v string) map[string]string {
+	m := make(map[string]string, len(env)+1)
+	for _, kv := range env {
+		key, val, _ := strings.Cut(kv, "=")
+		m[key] = val
+	}
+	m[k] = v
+	return m
+}
+
+func (r *Runtime) childOf(pid int) *child {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.children[pid]
+}
+
+// startForked starts the replica through its environment's fork server. It fails when no
+// server is ready or the server did not start it; the replica then starts cold.
+func (r *Runtime) startForked(spec runtime.Spec, interpreter string, env []string, stdout, stderr *os.File) (runtime.Handle, error) {
+	srv := r.forks.server(interpreter, *spec.Prewarm)
+	if srv == nil {
+		return runtime.Handle{}, errors.New("no fork server ready")
+	}
+	f, err := fork(srv, spec, env, stdout, stderr)
+	if err != nil {
+		r.log.Warn("starting the replica through its fork server failed; starting it cold",
+			"replica_id", spec.ReplicaID, "err", err)
+		return runtime.Handle{}, err
+	}
+	c := &child{done: make(chan struct{}), lost: make(chan struct{})}
+	r.mu.Lock()
+	r.children[f.pid] = c
+	r.mu.Unlock()
+	go func() {
+		ws, ok := f.wait()
+		if !ok {
+			r.forget(f.pid)
+			close(c.lost)
+			return
+		}
+		c.exitCode = waitStatusCode(ws)
+		close(c.done)
+	}()
+	h := r.handle(spec, f.pid)
+	h.Forked = true
+	return h, nil
+}
+
+// startCold runs argv as a new process.
+func (r *Runtime) startCold(spec runtime.Spec, argv, env []string, stdout, stderr *os.File) (runtime.Handle, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.PackageDir
-	cmd.Env = r.environment(spec)
+	cmd.Env = env
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// A session of its own: the replica is its own process group (stopped as a whole) and
@@ -103,6 +186,10 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 		c.exitCode = exitCode(cmd.ProcessState, err)
 		close(c.done)
 	}()
+	return r.handle(spec, pid), nil
+}
+
+func (r *Runtime) handle(spec runtime.Spec, pid int) runtime.Handle {
 	start, err := startTime(pid)
 	if err != nil {
 		// The process died at once; its exit is reported through Status.
@@ -110,18 +197,33 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 	}
 	return runtime.Handle{
 		ReplicaID: spec.ReplicaID, Runtime: r.Name(), PID: pid, StartTime: start,
-		Address: net.JoinHostPort(runtime.HostOf(spec), strconv.Itoa(spec.Port)), LogDir: logDir,
-	}, nil
+		Address: net.JoinHostPort(runtime.HostOf(spec), strconv.Itoa(spec.Port)), LogDir: filepath.Join(spec.Dir, "logs"),
+	}
 }
 
-func (r *Runtime) environment(spec runtime.Spec) []string {
+// baseEnvironment is what every process the runtime starts takes from the agent's own
+// environment: only what a server needs, not the agent's secrets.
+func baseEnvironment() map[string]string {
 	env := map[string]string{}
-	// Only what a server needs from the agent's own environment: not its secrets.
 	for _, k := range []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "LD_LIBRARY_PATH"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env[k] = v
 		}
 	}
+	return env
+}
+
+func sortedEnv(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (r *Runtime) environment(spec runtime.Spec) []string {
+	env := baseEnvironment()
 	for k, v := range spec.Env {
 		env[k] = v
 	}
@@ -141,22 +243,25 @@ func (r *Runtime) environment(spec runtime.Spec) []string {
 	}
 	env[EnvReplicaID] = spec.ReplicaID
 	env[EnvAgentID] = r.agentID
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
+	return sortedEnv(env)
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
 	if ps == nil {
 		return -1
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return waitStatusCode(ws)
 	}
 	return ps.ExitCode()
+}
+
+// waitStatusCode is a process's exit code, 128+N for one killed by signal N.
+func waitStatusCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
 }
 
 // Status implements runtime.Runtime.
@@ -222,6 +327,8 @@ func (r *Runtime) waitGone(ctx context.Context, h runtime.Handle, d time.Duratio
 		select {
 		case <-c.done:
 			return true
+		case <-c.lost:
+			// Its fork server is gone: watch the process itself.
 		case <-timer.C:
 			return false
 		case <-ctx.Done():
