@@ -53,6 +53,10 @@ type Config struct {
 	// packages' requirements; empty leaves pip's own configuration to decide.
 	PythonIndexURL  string
 	PythonFindLinks string
+	// PythonPrewarm starts a Truss model's replica by forking its Python environment's fork
+	// server, a warm interpreter with the model's modules imported, when one is ready
+	// (runtime.Prewarm); never for a replica of a replica user.
+	PythonPrewarm bool
 	// ReplicaUIDs is the range "FIRST-LAST" of user IDs a root agent runs process replicas
 	// as, one per replica (DefaultReplicaUIDs when empty); ReplicaUIDsOff runs them as the
 	// agent's own user.

@@ -764,3 +764,42 @@ func TestAgent_HeartbeatsOverTLSTrustingAPITLS(t *testing.T) {
 	})
 	require.Eventually(t, func() bool { return beats.Load() >= 1 }, 5*time.Second, 20*time.Millisecond)
 }
+
+func TestAgent_PrewarmedReplica(t *testing.T) {
+	dir := t.TempDir()
+	defer stopAll(t, dir)
+	prewarm := func(c *agent.Config) { c.PythonPrewarm = true }
+	n := startNode(t, dir, "none", prewarm)
+	url, sum := pkg(t, "../examples/models/echo")
+
+	// The first replica may start cold, while its environment's fork server starts; one of
+	// the next is forked from it.
+	var id string
+	var forked runtime.Handle
+	deadline := time.Now().Add(30 * time.Second)
+	for !forked.Forked {
+		require.True(t, time.Now().Before(deadline), "no replica was started by the fork server")
+		if id != "" {
+			_, _ = n.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+		}
+		id = newID()
+		n.mustStart(startReq(id, url, sum, 0))
+		r := n.waitState(id, modelplane.ReplicaReady)
+		forked = handleOf(t, dir, id, pidOf(t, dir, id))
+		status, out := predict(t, r.Address, r.PredictPath, `{"text": "hi"}`)
+		require.Equal(t, http.StatusOK, status, "%v", out)
+		require.Equal(t, "production", out["environment"])
+	}
+	pids := replicaProcesses(id)
+	require.Len(t, pids, 1, "the forked replica shows its own ID in /proc/PID/environ")
+
+	n.shutdown()
+	n2 := startNode(t, dir, "none", prewarm)
+	after := n2.waitState(id, modelplane.ReplicaReady)
+	require.Equal(t, pids, replicaProcesses(id), "the forked replica is adopted, not started again")
+	status, _ := predict(t, after.Address, after.PredictPath, `{"text": "hi"}`)
+	require.Equal(t, http.StatusOK, status)
+	code, _ := n2.call(http.MethodDelete, "/v1/replicas/"+id, nil, token)
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, replicaProcesses(id))
+}

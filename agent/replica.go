@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -505,7 +507,28 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	if controlToken != "" {
 		spec.Env[python.EnvControlToken] = controlToken
 	}
+	if cfg.Runtime == modelpkg.RuntimePython && a.cfg.PythonPrewarm && uid == 0 && len(spec.Command) > 2 {
+		spec.Prewarm = a.prewarm(spec, cfg)
+	}
 	return spec, cfg, nil
+}
+
+// prewarm is how spec's Truss model may start from its Python environment's fork server:
+// one per interpreter (an environment's own python, or the system's), in the agent's private
+// prewarm directory. The fork server gets the environment's VIRTUAL_ENV and PATH, nothing of
+// the replica's: the forked child receives the rest itself.
+func (a *Agent) prewarm(spec runtime.Spec, cfg modelpkg.Config) *runtime.Prewarm {
+	sum := sha256.Sum256([]byte(spec.Command[0]))
+	env := map[string]string{}
+	for _, k := range []string{"VIRTUAL_ENV", "PATH"} {
+		if v, ok := spec.Env[k]; ok {
+			env[k] = v
+		}
+	}
+	return &runtime.Prewarm{
+		Dir:  filepath.Join(a.cfg.StateDir, "prewarm", hex.EncodeToString(sum[:6])),
+		Argv: spec.Command[2:], Env: env, Imports: cfg.RuntimeSettings.PrewarmImports,
+	}
 }
 
 // config is the replica's config: its package's config.yaml as it lies in the replica's

@@ -129,6 +129,8 @@ type Options struct {
 	// --find-links for the packages' requirements (agent.Config).
 	PythonIndexURL  string
 	PythonFindLinks string
+	// PythonPrewarm starts Truss models' replicas from a warm interpreter (agent.Config).
+	PythonPrewarm bool
 	// ReplicaUIDs and RequireIsolation are the local agent's (agent.Config). As root, the
 	// data directory is made passable (0711) for the agent's replica users, with everything
 	// in it but the agent's state directory the stack's own.
@@ -614,7 +616,7 @@ func (s *Stack) startAgent(opts Options, nodeToken string, apiTLS *tls.Config) e
 	a, err := agent.New(agent.Config{
 		Name: "dev", AdvertiseURL: s.AgentURL, APIURL: s.APIURL, Token: nodeToken,
 		StateDir: filepath.Join(opts.DataDir, "agent"), Logger: s.log.With("component", "agent"),
-		PythonIndexURL: opts.PythonIndexURL, PythonFindLinks: opts.PythonFindLinks,
+		PythonIndexURL: opts.PythonIndexURL, PythonFindLinks: opts.PythonFindLinks, PythonPrewarm: opts.PythonPrewarm,
 		HTTPTimeouts: opts.Timeouts, APITLS: apiTLS,
 		ReplicaUIDs: opts.ReplicaUIDs, RequireIsolation: opts.RequireIsolation,
 	}, gpus, agent.Runtimes{})

@@ -71,7 +71,14 @@ type RuntimeSettings struct {
 	EnableDebugLogs      bool         `json:"enable_debug_logs"`
 	Transport            Transport    `json:"transport"`
 	HealthChecks         HealthChecks `json:"health_checks"`
+	// PrewarmImports is modelplane's own: the modules (torch, transformers) the fork server
+	// of the replica's Python environment imports before it forks the replica, besides the
+	// ones it learned from the environment's earlier replicas. python runtime only.
+	PrewarmImports []string `json:"prewarm_imports,omitempty"`
 }
+
+// MaxPrewarmImports is how many modules runtime.prewarm_imports may name.
+const MaxPrewarmImports = 100
 
 // Transport is runtime.transport: http (the default), websocket or grpc.
 type Transport struct {
@@ -156,6 +163,8 @@ func decodeRuntimeSettings(v *yaml.Node, rs *RuntimeSettings, legacy *string) er
 			err = decodeTransport(field, val, &rs.Transport)
 		case "health_checks":
 			err = decodeHealthChecks(field, val, &rs.HealthChecks)
+		case "prewarm_imports":
+			rs.PrewarmImports, err = stringList(field, val)
 		case "num_workers":
 			var n int
 			if n, err = integer(field, val); err == nil && n > 1 {
@@ -424,13 +433,38 @@ func validateTruss(cfg *Config) error {
 	if err := validateRequirements(cfg); err != nil {
 		return err
 	}
+	if err := validatePrewarmImports(cfg); err != nil {
+		return err
+	}
 	if err := validateServer(cfg); err != nil {
 		return err
 	}
 	return nil
 }
 
-var pythonIdentRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var (
+	pythonIdentRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	pythonModuleRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+)
+
+func validatePrewarmImports(cfg *Config) error {
+	mods := cfg.RuntimeSettings.PrewarmImports
+	if len(mods) == 0 {
+		return nil
+	}
+	if cfg.Runtime != RuntimePython {
+		return unsupported("runtime.prewarm_imports", "only a Truss model (the python runtime) is started from a pre-warmed interpreter")
+	}
+	if len(mods) > MaxPrewarmImports {
+		return fieldErr("runtime.prewarm_imports", "must name at most %d modules, not %d", MaxPrewarmImports, len(mods))
+	}
+	for i, m := range mods {
+		if len(m) > 200 || !pythonModuleRE.MatchString(m) {
+			return fieldErr(fmt.Sprintf("runtime.prewarm_imports[%d]", i), "must be a module name such as torch or transformers.models, not %q", m)
+		}
+	}
+	return nil
+}
 
 func validateRuntimeSettings(rs RuntimeSettings) error {
 	switch {

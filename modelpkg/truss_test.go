@@ -121,6 +121,9 @@ func TestParseConfig_TrussKeysBrokenNameTheField(t *testing.T) {
 		{"unknown transport", "model_name: m\nruntime: {transport: {kind: smtp}}\n", "runtime.transport.kind", false},
 		{"grpc transport", "model_name: m\nruntime: {transport: {kind: grpc}}\n", "runtime.transport.kind", true},
 		{"negative threshold", "model_name: m\nruntime: {health_checks: {restart_threshold_seconds: -1}}\n", "runtime.health_checks.restart_threshold_seconds", false},
+		{"prewarm imports not a list", "model_name: m\nruntime: {prewarm_imports: torch}\n", "runtime.prewarm_imports", false},
+		{"prewarm import not a module", "model_name: m\nruntime: {prewarm_imports: [torch, \"os; rm\"]}\n", "runtime.prewarm_imports[1]", false},
+		{"prewarm imports on a process", "model_name: m\ncommand: [x]\nruntime: {prewarm_imports: [torch]}\n", "runtime.prewarm_imports", true},
 		{"module dir outside", "model_name: m\nmodel_module_dir: ../x\n", "model_module_dir", false},
 		{"absolute data dir", "model_name: m\ndata_dir: /etc\n", "data_dir", false},
 		{"class file not python", "model_name: m\nmodel_class_filename: model.txt\n", "model_class_filename", false},
@@ -158,4 +161,10 @@ func TestValidateModelName_IsFreeText(t *testing.T) {
 	for _, bad := range []string{"", "   ", "a\nb", "a\x00b", string(make256('a'))} {
 		assert.Error(t, modelpkg.ValidateModelName(bad), "%q", bad)
 	}
+}
+
+func TestParseConfig_ReadsPrewarmImports(t *testing.T) {
+	cfg, err := modelpkg.ParseConfig([]byte("model_name: m\nruntime: {prewarm_imports: [torch, transformers.models]}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"torch", "transformers.models"}, cfg.RuntimeSettings.PrewarmImports)
 }

@@ -53,6 +53,7 @@ func isolationFlags(cmd *cobra.Command, c *isolationConfig) {
 type pythonConfig struct {
 	IndexURL  string
 	FindLinks string
+	Prewarm   bool
 }
 
 // pythonFlags adds the flags of the agent's pip: both empty leave pip's own configuration
@@ -61,6 +62,7 @@ func pythonFlags(cmd *cobra.Command, c *pythonConfig) {
 	f := cmd.Flags()
 	f.StringVar(&c.IndexURL, "python-index-url", envString("MODELPLANE_PYTHON_INDEX_URL", ""), "package index pip installs requirements from (pip --index-url; default: pip's own) (MODELPLANE_PYTHON_INDEX_URL)")
 	f.StringVar(&c.FindLinks, "python-find-links", envString("MODELPLANE_PYTHON_FIND_LINKS", ""), "directory or URL of wheels pip installs requirements from (pip --find-links); without --python-index-url pip then uses no index (MODELPLANE_PYTHON_FIND_LINKS)")
+	f.BoolVar(&c.Prewarm, "python-prewarm", envBool("MODELPLANE_PYTHON_PREWARM", true), "start Truss models' replicas by forking a warm interpreter of their Python environment that has imported their modules (runtime.prewarm_imports and the ones learned from earlier replicas), not a cold one; replicas of replica users always start cold (MODELPLANE_PYTHON_PREWARM)")
 }
 
 func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
@@ -109,7 +111,7 @@ func newAgentCmd(logger func() *slog.Logger) *cobra.Command {
 			a, err := agent.New(agent.Config{
 				Name: c.Name, AdvertiseURL: c.AdvertiseURL, APIURL: c.APIURL, Token: token,
 				StateDir: c.StateDir, ReplicaHost: replicaHost, Logger: log,
-				PythonIndexURL: c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
+				PythonIndexURL: c.python.IndexURL, PythonFindLinks: c.python.FindLinks, PythonPrewarm: c.python.Prewarm,
 				HTTPTimeouts: c.timeouts, APITLS: apiTLS,
 				ReplicaUIDs: c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
 			}, gpus, agent.Runtimes{})

@@ -136,7 +136,7 @@ func runDev(cmd *cobra.Command, c devConfig, log *slog.Logger) error {
 		MaxArchiveBytes: c.MaxArchiveBytes,
 		S3:              s3,
 		GPUProfile:      c.GPUProfile,
-		PythonIndexURL:  c.python.IndexURL, PythonFindLinks: c.python.FindLinks,
+		PythonIndexURL:  c.python.IndexURL, PythonFindLinks: c.python.FindLinks, PythonPrewarm: c.python.Prewarm,
 		ReplicaUIDs: c.isolation.ReplicaUIDs, RequireIsolation: c.isolation.Require,
 		MaxUnpackedBytes: c.MaxUnpackedBytes,
 		SecretsKeyFile:   c.SecretsKeyFile, SecretsKey: os.Getenv(envSecretsKey),
