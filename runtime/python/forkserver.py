@@ -248,6 +248,9 @@ def reap(children):
 
 
 def main():
+    # As server.py: no __pycache__ written into an environment replicas share.
+    sys.dont_write_bytecode = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = sys.argv[1:]
     opts = dict(zip(args[::2], args[1::2]))
     with open(opts["--imports"]) as f:
