@@ -219,6 +219,7 @@ def serve(path):
 
 
 def start(conn, listener, children):
+    conn.settimeout(10)  # a request comes at once or not at all
     msg, fds, _, _ = socket.recv_fds(conn, 4096, 2)
     try:
         if len(fds) != 2 or not msg.startswith(b"{"):

@@ -53,13 +53,20 @@ type forkServer struct {
 
 // ready reports whether the server has done its imports and listens.
 func (f *forkServer) ready() bool {
-	select {
-	case <-f.done:
+	if f.exited() {
 		return false
-	default:
 	}
 	_, err := os.Stat(f.sock)
 	return err == nil
+}
+
+func (f *forkServer) exited() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // retire makes the server stop accepting; it exits once its replicas have.
@@ -88,6 +95,9 @@ func (fs *forkServers) server(interpreter string, p runtime.Prewarm) *forkServer
 	if d == nil {
 		d = &forkDir{}
 		fs.dirs[p.Dir] = d
+	}
+	if d.next != nil && d.next.exited() {
+		d.next = nil // it died importing: another is started below
 	}
 	if d.next != nil && d.next.ready() {
 		if d.current != nil {
