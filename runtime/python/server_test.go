@@ -1077,3 +1077,34 @@ func TestServer_LayoutFailuresNameTheConfiguredFileAndClass(t *testing.T) {
 		})
 	}
 }
+
+func TestServer_ReportsTheModulesTheLoadImported(t *testing.T) {
+	lib := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(lib, "mp_reported_mod.py"), []byte("X = 1\n"), 0o644))
+	pkg := writePackage(t, "model_name: m\n",
+		"import json, mp_reported_mod\nimport helper\n\nclass Model:\n    def predict(self, r):\n        return r\n")
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "model", "helper.py"), []byte("Y = 2\n"), 0o644))
+	report := filepath.Join(t.TempDir(), "imported.json")
+	s := startServer(t, pkg, nil, "PYTHONPATH="+lib, python.EnvImportsReport+"="+report)
+	s.waitFor(t, "/v1/models/model", 200, 10*time.Second)
+	var mods []string
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(report)
+		return err == nil && json.Unmarshal(b, &mods) == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.Contains(t, mods, "mp_reported_mod")
+	assert.NotContains(t, mods, "json", "the standard library is not reported")
+	assert.NotContains(t, mods, "helper", "the package's own modules are not reported")
+	assert.NotContains(t, mods, "model")
+}
+
+func TestServer_AReportThatCannotBeWrittenDoesNotStopTheModel(t *testing.T) {
+	pkg := writePackage(t, "model_name: m\n", "class Model:\n    def predict(self, r):\n        return r\n")
+	report := filepath.Join(t.TempDir(), "missing-dir", "imported.json")
+	s := startServer(t, pkg, nil, python.EnvImportsReport+"="+report)
+	s.waitFor(t, "/v1/models/model", 200, 10*time.Second)
+	status, _ := s.predict(t, `{"a": 1}`)
+	require.Equal(t, 200, status)
+	require.Eventually(t, func() bool { return strings.Contains(s.stderr.String(), "writing the imported modules to") },
+		5*time.Second, 10*time.Millisecond)
+}
