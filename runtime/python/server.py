@@ -308,15 +308,16 @@ class ModelHost:
             with self._lock:
                 self._state, self._error, self._building = "failed", describe(exc), False
             return
-        with self._lock:
-            self._model, self._state, self._error, self._building = model, "ready", None, False
-        log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
+        # Before the model is ready: a replica stopped as soon as it is seen ready has reported.
         report = os.environ.get(IMPORTS_REPORT_ENV)
         if report:
             try:
                 self._report_imports(report)
             except OSError as exc:
                 log("writing the imported modules to %s: %s" % (report, exc), sys.stderr)
+        with self._lock:
+            self._model, self._state, self._error, self._building = model, "ready", None, False
+        log("model %s loaded in %.1fs" % (self.model_name, time.monotonic() - started))
 
     def _report_imports(self, path):
         inside = self._inside_package()

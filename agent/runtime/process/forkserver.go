@@ -343,13 +343,16 @@ func (fs *forkServers) learn(dir string, report []string) (grew bool, err error)
 
 // collectReport waits, while the replica runs, for the modules it reports once its model has
 // loaded, records them, and has a fork server with them ready for the next replica.
-func (fs *forkServers) collectReport(interpreter string, p runtime.Prewarm, report string, done <-chan struct{}) {
+// lost, closed when the replica's fork server went away before it, ends the wait too.
+func (fs *forkServers) collectReport(interpreter string, p runtime.Prewarm, report string, done, lost <-chan struct{}) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	for {
+	for ended := false; !ended; {
 		select {
 		case <-done:
-			return
+			ended = true // what it wrote before it ended still counts
+		case <-lost:
+			ended = true
 		case <-tick.C:
 		}
 		b, err := os.ReadFile(report)

@@ -23,16 +23,20 @@ func TestCollectReport_RecordsOnlyModuleNamesAndIgnoresAnUnreadableReport(t *tes
 	require.NoError(t, os.WriteFile(report, []byte(`["torch", "../../etc", "a.b", "", "numpy"]`), 0o600))
 	// An interpreter that does not exist: the fork server the new modules call for fails
 	// to start, which only costs warm starts.
-	fs.collectReport("/nonexistent/python", p, report, done)
+	fs.collectReport("/nonexistent/python", p, report, done, nil)
 	require.Equal(t, []string{"numpy", "torch"}, readLearned(p.Dir), "only top-level module names are learned")
 
 	require.NoError(t, os.WriteFile(report, []byte(`not json`), 0o600))
-	fs.collectReport("/nonexistent/python", p, report, done)
+	fs.collectReport("/nonexistent/python", p, report, done, nil)
 	require.Equal(t, []string{"numpy", "torch"}, readLearned(p.Dir), "an unreadable report changes nothing")
 
-	// A replica that ends before it reports teaches nothing.
+	// A replica that ended before it reported teaches nothing; one that reported before it
+	// ended does.
 	require.NoError(t, os.Remove(report))
 	close(done)
-	fs.collectReport("/nonexistent/python", p, report, done)
+	fs.collectReport("/nonexistent/python", p, report, done, nil)
 	require.Equal(t, []string{"numpy", "torch"}, readLearned(p.Dir))
+	require.NoError(t, os.WriteFile(report, []byte(`["transformers"]`), 0o600))
+	fs.collectReport("/nonexistent/python", p, report, done, nil)
+	require.Equal(t, []string{"numpy", "torch", "transformers"}, readLearned(p.Dir))
 }

@@ -102,7 +102,7 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 		}
 		if err == nil {
 			c := r.childOf(h.PID)
-			go r.forks.collectReport(argv[0], *p, report, c.done)
+			go r.forks.collectReport(argv[0], *p, report, c.done, c.lost)
 		}
 		return h, err
 	}
