@@ -229,7 +229,7 @@ var errForkRefused = errors.New("the fork server did not start the replica")
 
 // fork asks srv to start spec's replica with the given output files and environment. The
 // secrets in env go only to the forked child: the server's own process never reads them.
-func fork(srv *forkServer, spec runtime.Spec, env []string, stdout, stderr *os.File) (*forked, error) {
+func fork(srv *forkServer, spec runtime.Spec, env map[string]string, stdout, stderr *os.File) (*forked, error) {
 	c, err := net.DialTimeout("unix", srv.sock, time.Second)
 	if err != nil {
 		return nil, err
@@ -257,12 +257,7 @@ func fork(srv *forkServer, spec runtime.Spec, env []string, stdout, stderr *os.F
 	if started.PID <= 0 {
 		return nil, fmt.Errorf("%w: %s", errForkRefused, started.Error)
 	}
-	vars := map[string]string{}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		vars[k] = v
-	}
-	req, err := json.Marshal(map[string]any{"argv": spec.Prewarm.Argv, "cwd": spec.PackageDir, "env": vars})
+	req, err := json.Marshal(map[string]any{"argv": spec.Prewarm.Argv, "cwd": spec.PackageDir, "env": env})
 	if err != nil {
 		return nil, err
 	}

@@ -92,52 +92,36 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 		argv[0] = filepath.Join(spec.PackageDir, argv[0])
 	}
 	env := r.environment(spec)
-	if p := spec.Prewarm; p != nil && spec.UID == 0 {
-		report := filepath.Join(spec.Dir, importsReportFile)
-		_ = os.Remove(report)
-		env = sortedEnv(withVar(env, python.EnvImportsReport, report))
-		h, err := r.startForked(spec, argv[0], env, stdout, stderr)
-		if err != nil {
-			h, err = r.startCold(spec, argv, env, stdout, stderr)
-		}
-		if err == nil {
-			c := r.childOf(h.PID)
-			go r.forks.collectReport(argv[0], *p, report, c.done, c.lost)
-		}
+	p := spec.Prewarm
+	if p == nil || spec.UID != 0 {
+		h, _, err := r.startCold(spec, argv, sortedEnv(env), stdout, stderr)
 		return h, err
 	}
-	return r.startCold(spec, argv, env, stdout, stderr)
-}
-
-// withVar answers env as a map with k set to v.
-func withVar(env []string, k, v string) map[string]string {
-	m := make(map[string]string, len(env)+1)
-	for _, kv := range env {
-		key, val, _ := strings.Cut(kv, "=")
-		m[key] = val
+	report := filepath.Join(spec.Dir, importsReportFile)
+	_ = os.Remove(report)
+	env[python.EnvImportsReport] = report
+	h, c, err := r.startForked(spec, argv[0], env, stdout, stderr)
+	if err != nil {
+		h, c, err = r.startCold(spec, argv, sortedEnv(env), stdout, stderr)
 	}
-	m[k] = v
-	return m
-}
-
-func (r *Runtime) childOf(pid int) *child {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.children[pid]
+	if err == nil {
+		go r.forks.collectReport(argv[0], *p, report, c.done, c.lost)
+	}
+	return h, err
 }
 
 // startForked starts the replica through its environment's fork server. It fails when no
 // server is ready or the server did not start it; the replica then starts cold.
-func (r *Runtime) startForked(spec runtime.Spec, interpreter string, env []string, stdout, stderr *os.File) (runtime.Handle, error) {
+func (r *Runtime) startForked(spec runtime.Spec, interpreter string, env map[string]string, stdout, stderr *os.File) (runtime.Handle, *child, error) {
 	srv := r.forks.server(interpreter, *spec.Prewarm)
 	if srv == nil {
-		return runtime.Handle{}, errors.New("no fork server ready")
+		return runtime.Handle{}, nil, errors.New("no fork server ready")
 	}
 	f, err := fork(srv, spec, env, stdout, stderr)
 	if err != nil {
 		r.log.Warn("starting the replica through its fork server failed; starting it cold",
 			"replica_id", spec.ReplicaID, "err", err)
-		return runtime.Handle{}, err
+		return runtime.Handle{}, nil, err
 	}
 	c := &child{done: make(chan struct{}), lost: make(chan struct{})}
 	r.mu.Lock()
@@ -155,11 +139,11 @@ func (r *Runtime) startForked(spec runtime.Spec, interpreter string, env []strin
 	}()
 	h := r.handle(spec, f.pid)
 	h.Forked = true
-	return h, nil
+	return h, c, nil
 }
 
 // startCold runs argv as a new process.
-func (r *Runtime) startCold(spec runtime.Spec, argv, env []string, stdout, stderr *os.File) (runtime.Handle, error) {
+func (r *Runtime) startCold(spec runtime.Spec, argv, env []string, stdout, stderr *os.File) (runtime.Handle, *child, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.PackageDir
 	cmd.Env = env
@@ -174,7 +158,7 @@ func (r *Runtime) startCold(spec runtime.Spec, argv, env []string, stdout, stder
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: id, Gid: id, Groups: []uint32{}}
 	}
 	if err := cmd.Start(); err != nil {
-		return runtime.Handle{}, fmt.Errorf("start %s: %w", argv[0], err)
+		return runtime.Handle{}, nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	pid := cmd.Process.Pid
 	c := &child{done: make(chan struct{})}
@@ -186,7 +170,7 @@ func (r *Runtime) startCold(spec runtime.Spec, argv, env []string, stdout, stder
 		c.exitCode = exitCode(cmd.ProcessState, err)
 		close(c.done)
 	}()
-	return r.handle(spec, pid), nil
+	return r.handle(spec, pid), c, nil
 }
 
 func (r *Runtime) handle(spec runtime.Spec, pid int) runtime.Handle {
@@ -222,7 +206,8 @@ func sortedEnv(env map[string]string) []string {
 	return out
 }
 
-func (r *Runtime) environment(spec runtime.Spec) []string {
+// environment is the replica's environment.
+func (r *Runtime) environment(spec runtime.Spec) map[string]string {
 	env := baseEnvironment()
 	for k, v := range spec.Env {
 		env[k] = v
@@ -243,7 +228,7 @@ func (r *Runtime) environment(spec runtime.Spec) []string {
 	}
 	env[EnvReplicaID] = spec.ReplicaID
 	env[EnvAgentID] = r.agentID
-	return sortedEnv(env)
+	return env
 }
 
 func exitCode(ps *os.ProcessState, err error) int {

@@ -40,9 +40,10 @@ func TestStart_SetsEnvironmentAndRunsInPackageDir(t *testing.T) {
 	s := spec(t, `env > env.txt; pwd > pwd.txt; sleep 30`)
 	h := start(t, r, s)
 	require.Equal(t, "127.0.0.1:18080", h.Address)
+	// pwd.txt is written after env.txt: once it has a line, both are complete.
 	require.Eventually(t, func() bool {
-		b, err := os.ReadFile(filepath.Join(s.PackageDir, "env.txt"))
-		return err == nil && strings.Contains(string(b), "PORT=")
+		b, err := os.ReadFile(filepath.Join(s.PackageDir, "pwd.txt"))
+		return err == nil && strings.HasSuffix(string(b), "\n")
 	}, 5*time.Second, 20*time.Millisecond)
 	b, _ := os.ReadFile(filepath.Join(s.PackageDir, "env.txt"))
 	env := string(b)
