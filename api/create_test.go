@@ -255,6 +255,7 @@ func TestCreate_AConfigBreakingTheRulesIs400NamingTheField(t *testing.T) {
 		{map[string]any{"model_name": "greeter", "resources": map[string]any{"accelerator": "H100:99"}}, "source.deployment.config.resources.accelerator"},
 		{map[string]any{"model_name": "greeter", "runtime": "cobol"}, "source.deployment.config.runtime"},
 		{map[string]any{"model_name": "greeter", "environment_variables": map[string]any{"PORT": "1"}}, "source.deployment.config.environment_variables.PORT"},
+		{map[string]any{"model_name": "greeter", "runtime": map[string]any{"prewarm_imports": []any{"torch", "not a module"}}}, "source.deployment.config.runtime.prewarm_imports[1]"},
 		{"model_name: greeter", "source.deployment.config: must be an object"},
 		{[]any{1}, "source.deployment.config: must be an object"},
 	} {
