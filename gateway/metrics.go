@@ -27,6 +27,8 @@ type metrics struct {
 	cold     *prometheus.HistogramVec
 	// queueTime is how long async requests waited before their first attempt.
 	queueTime *prometheus.HistogramVec
+	// shadow counts the requests chosen for a shadow copy by outcome.
+	shadow *prometheus.CounterVec
 	// The series a request lands in, found once per label set rather than hashed per request.
 	counters   sync.Map // counterKey -> prometheus.Counter
 	histograms sync.Map // requestLabels -> *seriesPair
@@ -69,6 +71,10 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 			Help:    "Time from an async request's acceptance until it left the queue for its first attempt.",
 			Buckets: []float64{.1, .5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400, 259200},
 		}, []string{"model_id", "deployment_id"})),
+		shadow: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelplane_shadow_copies_total",
+			Help: "Requests chosen for a copy to an environment's shadow deployment, by outcome: equal, different or error once compared, or dropped when not sent.",
+		}, []string{"model_id", "environment", "deployment_id", "outcome"})),
 	}
 	promutil.Register(reg, &loadCollector{g: g})
 	promutil.Register(reg, &asyncQueueCollector{g: g})
