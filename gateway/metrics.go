@@ -131,6 +131,9 @@ var (
 	weightDesc = prometheus.NewDesc("modelplane_environment_traffic_weight",
 		"Percent of an environment's traffic sent to a deployment; during a promotion the previous and the candidate deployment share it.",
 		[]string{"model_id", "environment", "deployment_id", "rollout_phase"}, nil)
+	shadowPercentDesc = prometheus.NewDesc("modelplane_environment_shadow_percent",
+		"Percent of an environment's requests copied to its shadow deployment.",
+		[]string{"model_id", "environment", "deployment_id"}, nil)
 )
 
 func (c *loadCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -138,6 +141,7 @@ func (c *loadCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeDesc
 	ch <- startingDesc
 	ch <- weightDesc
+	ch <- shadowPercentDesc
 }
 
 func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
@@ -160,6 +164,9 @@ func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, e := range m.envs {
 			for _, tg := range e.targets {
 				ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(tg.weight), m.id, e.name, tg.dep.id, e.phase())
+			}
+			if s := e.shadow; s != nil {
+				ch <- prometheus.MustNewConstMetric(shadowPercentDesc, prometheus.GaugeValue, float64(s.percent), m.id, e.name, s.dep.id)
 			}
 		}
 	}
