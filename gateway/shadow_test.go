@@ -128,6 +128,9 @@ func TestShadow_CopiesThePercentOfRequests(t *testing.T) {
 	f.predictOK(20)
 	got := f.awaitFigures(store.ShadowFigures{Copied: 20, Equal: 20})
 	assert.Equal(t, int64(20), f.shadow.hits.Load(), "at 100 percent every request is copied")
+	assert.Equal(t, 100.0, gauge(t, f.fixture, "modelplane_environment_shadow_percent", f.shadowID))
+	m, _ := series(t, f.fixture, "modelplane_shadow_copies_total", map[string]string{"deployment_id": f.shadowID, "outcome": "equal"})
+	assert.Equal(t, 20.0, m.GetCounter().GetValue(), "the metrics count the outcomes too")
 	assert.Positive(t, got.PrimaryP99, "the compared pairs' latencies are counted")
 	assert.Positive(t, got.ShadowP99)
 
