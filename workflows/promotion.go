@@ -173,7 +173,9 @@ func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) 
 		"deployment_id", cand.DeploymentID, "new", plan.Copy, "target", target)
 
 	candWF := contract.DeploymentWorkflowID(cand.DeploymentID)
-	rolling := begin.Settings.RollingDeploy && begin.PreviousReady > 0 && begin.PreviousDeploymentID != cand.DeploymentID
+	// Promotions begun before rolling deploys were acted on ignored rolling_deploy.
+	rolling := begin.Settings.RollingDeploy && begin.PreviousReady > 0 && begin.PreviousDeploymentID != cand.DeploymentID &&
+		workflow.GetVersion(ctx, "rolling-deploy", workflow.DefaultVersion, 1) >= 1
 	start := target
 	if rolling {
 		start = 0 // the steps bring it up, replica batch by replica batch
@@ -437,9 +439,9 @@ func (p *promotion) cancel(ctx workflow.Context) (contract.PromotionResult, erro
 }
 
 // rollBack ends the promotion with status (CANCELED, or FAILED by the canary analysis): all
-// traffic back on the current deployment at once, then the candidate scaled to zero (kept)
-// unless it serves another environment, on a disconnected context so a cancelled workflow
-// still cleans up.
+// traffic back on the current deployment at once, then the candidate scaled to zero (kept,
+// with its min_replica set to 0 so that the autoscaler leaves it there) unless it serves
+// another environment, on a disconnected context so a cancelled workflow still cleans up.
 func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionStatus, reason string) (contract.PromotionResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(dctx, shortActivity)
@@ -458,7 +460,7 @@ func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionSt
 			contract.ScaleDownCandidateInput{ModelID: p.in.ModelID, DeploymentID: cand,
 				DeploymentUpdateInput: contract.DeploymentUpdateInput{
 					WorkflowID: contract.DeploymentWorkflowID(cand), UpdateName: contract.UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
-					Request: contract.ScaleRequest{Replicas: 0},
+					Request: contract.ScaleRequest{Replicas: 0}, DropFloorOf: cand,
 				}}).Get(dctx, nil); err != nil {
 			workflow.GetLogger(ctx).Error("candidate not scaled to zero", "deployment_id", cand, "err", err)
 		}
