@@ -54,8 +54,8 @@ type CanaryAnalysis struct {
 // PromotionSettings say how an environment takes a new deployment.
 type PromotionSettings struct {
 	RedeployOnPromotion bool `json:"redeploy_on_promotion"`
-	// RollingDeploy and RollingDeployConfig are kept and answered back but not yet acted on:
-	// a promotion shifts traffic as ramp_up_while_promoting says.
+	// RollingDeploy replaces the previous deployment's replicas in batches paced by
+	// RollingDeployConfig instead of ramping the traffic (workflows' rolling deploy).
 	RollingDeploy            bool                       `json:"rolling_deploy"`
 	PromotionCleanupStrategy modelplane.CleanupStrategy `json:"promotion_cleanup_strategy"`
 	RollingDeployConfig      RollingDeployConfig        `json:"rolling_deploy_config"`
@@ -81,8 +81,9 @@ func RollingDeployStrategies() []RollingDeployStrategy {
 	return []RollingDeployStrategy{RollingDeployReplica}
 }
 
-// RollingDeployConfig is Baseten's RollingDeployConfigV1: how a rolling deploy would pace
-// itself. Percentages are of the environment's replicas.
+// RollingDeployConfig is Baseten's RollingDeployConfigV1: how a rolling deploy paces itself.
+// Percentages are of the previous deployment's ready replicas; ReplicaOverheadPercent is kept
+// and not acted on.
 type RollingDeployConfig struct {
 	RollingDeployStrategy    RollingDeployStrategy `json:"rolling_deploy_strategy"`
 	MaxSurgePercent          int                   `json:"max_surge_percent"`
