@@ -53,9 +53,10 @@ type Config struct {
 	// packages' requirements; empty leaves pip's own configuration to decide.
 	PythonIndexURL  string
 	PythonFindLinks string
-	// PythonPrewarm starts a Truss model's replica by forking its Python environment's fork
-	// server, a warm interpreter with the model's modules imported, when one is ready
-	// (runtime.Prewarm); never for a replica of a replica user.
+	// PythonPrewarm starts a Truss model's replica from a warm interpreter of its Python
+	// environment with the model's modules imported, when one is ready (runtime.Prewarm):
+	// forked from the environment's fork server, or, for a replica of a replica user, the
+	// environment's warm spare, which already runs as a user of its own.
 	PythonPrewarm bool
 	// ReplicaUIDs is the range "FIRST-LAST" of user IDs a root agent runs process replicas
 	// as, one per replica (DefaultReplicaUIDs when empty); ReplicaUIDsOff runs them as the
@@ -121,6 +122,9 @@ type Agent struct {
 	// the next one's ID is looked for.
 	isolation isolation
 	nextUID   int
+	// spareUIDs are the replica user IDs the process runtime's warm spares run as, held as
+	// a replica's are until a replica takes one or the spare ends.
+	spareUIDs map[int]bool
 
 	mu       sync.Mutex
 	replicas map[string]*record
@@ -188,6 +192,7 @@ func New(cfg Config, gpus *nvml.Manager, rts Runtimes) (*Agent, error) {
 		ctx:       context.Background(),
 		isolation: iso,
 		nextUID:   st.NextUID,
+		spareUIDs: map[int]bool{},
 	}
 	if a.agentID == "" {
 		a.agentID = modelplane.NewID(12)
@@ -259,6 +264,9 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	}
 	a.mu.Unlock()
 	a.wg.Wait()
+	if s, ok := a.runtimes.Process.(interface{ StopSpares() }); ok {
+		s.StopSpares()
+	}
 	a.persist()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

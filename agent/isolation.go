@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -158,12 +159,15 @@ func unreachableAncestor(dir string) string {
 var errNoReplicaUID = errors.New("every replica user ID is in use")
 
 // allocateUIDLocked picks the replica user ID after the last one given, skipping IDs that a
-// replica the agent still remembers holds (its directory may still be there) and IDs of the
-// user database. Going round the range, rather than taking the lowest free ID, keeps an ID
+// replica the agent still remembers holds (its directory may still be there), IDs of warm
+// spares and IDs of the user database. Going round the range, rather than taking the lowest free ID, keeps an ID
 // unused for as long as the range allows. a.mu must be held.
 func (a *Agent) allocateUIDLocked() (int, error) {
 	iso := a.isolation
-	held := map[int]bool{}
+	held := maps.Clone(a.spareUIDs)
+	if held == nil {
+		held = map[int]bool{}
+	}
 	for _, r := range a.replicas {
 		held[r.UID] = true
 	}
@@ -222,6 +226,45 @@ func (a *Agent) prepareReplicaDir(r *record) error {
 		}
 	}
 	return nil
+}
+
+// spareUsers is the agent's pool of replica user IDs as the process runtime's warm spares
+// draw from it (runtime.ReplicaUsers), for the start of replica r.
+type spareUsers struct {
+	a *Agent
+	r *record
+}
+
+// Reserve draws an ID as a replica's is drawn, and holds it until Claim or Release.
+func (u spareUsers) Reserve() (int, error) {
+	u.a.mu.Lock()
+	defer u.a.mu.Unlock()
+	uid, err := u.a.allocateUIDLocked()
+	if err != nil {
+		return 0, err
+	}
+	u.a.spareUIDs[uid] = true
+	return uid, nil
+}
+
+// Release gives back the ID of a spare that ended without a replica.
+func (u spareUsers) Release(uid int) {
+	u.a.mu.Lock()
+	defer u.a.mu.Unlock()
+	delete(u.a.spareUIDs, uid)
+}
+
+// Claim makes the spare's uid r's user, whose former ID goes back to the pool, and prepares
+// r's directory for it. The ID is r's even when preparing fails.
+func (u spareUsers) Claim(uid int) error {
+	u.a.mu.Lock()
+	delete(u.a.spareUIDs, uid)
+	u.r.UID = uid
+	if err := u.a.persistLocked(); err != nil {
+		u.a.log.Error("writing the state file", "err", err)
+	}
+	u.a.mu.Unlock()
+	return u.a.prepareReplicaDir(u.r)
 }
 
 // shareWithReplica lets the replica's user read what the agent wrote under path since its

@@ -326,6 +326,18 @@ func (a *Agent) serve(ctx context.Context, r *record, port int) {
 			a.fail(r, "preparing the replica's directory: "+err.Error(), nil)
 			return
 		}
+		if spec.Prewarm != nil && spec.UID != 0 {
+			a.mu.Lock()
+			first := r.Handle == nil
+			a.mu.Unlock()
+			if first {
+				// A warm spare's user becomes the replica's.
+				spec.Prewarm.Users = spareUsers{a: a, r: r}
+			} else {
+				// Its home holds what its user wrote: a restart runs as the same user.
+				spec.Prewarm = nil
+			}
+		}
 		rt := a.runtimeFor(r.Runtime)
 		if ctx.Err() != nil {
 			return
@@ -507,7 +519,7 @@ func (a *Agent) spec(r *record, port int) (runtime.Spec, modelpkg.Config, error)
 	if controlToken != "" {
 		spec.Env[python.EnvControlToken] = controlToken
 	}
-	if cfg.Runtime == modelpkg.RuntimePython && a.cfg.PythonPrewarm && uid == 0 && len(spec.Command) > 2 {
+	if cfg.Runtime == modelpkg.RuntimePython && a.cfg.PythonPrewarm && len(spec.Command) > 2 {
 		spec.Prewarm = a.prewarm(spec, cfg)
 	}
 	return spec, cfg, nil

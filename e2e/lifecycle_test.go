@@ -57,7 +57,10 @@ func start(t *testing.T) *harness {
 // Temporal never ran (a model found by name whose development deployment has no workflow).
 func startWith(t *testing.T, opts devstack.Options) *harness {
 	t.Helper()
-	dir := t.TempDir()
+	dir := opts.DataDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	opts.DataDir, opts.Listen, opts.GPUProfile = dir, "127.0.0.1:0", "h200"
 	dbURL, drop, err := pgtest.Create("e2e")
 	require.NoError(t, err)

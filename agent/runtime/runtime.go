@@ -61,9 +61,10 @@ type Spec struct {
 	// UID, when not 0, is the user and group ID the server runs as (process runtime): the
 	// agent's replica user for it.
 	UID int
-	// Prewarm, when set, lets the process runtime start a Python replica by forking a warm
+	// Prewarm, when set, lets the process runtime start a Python replica from a warm
 	// interpreter of its environment, its modules already imported, instead of running
-	// Command cold. Not with a UID: the fork server runs as the agent's user.
+	// Command cold: forked from the environment's fork server, or, with a UID, a warm spare
+	// that already runs as a replica user of Prewarm.Users.
 	Prewarm *Prewarm
 }
 
@@ -81,6 +82,22 @@ type Prewarm struct {
 	Env map[string]string
 	// Imports are the modules to import besides the learned ones (runtime.prewarm_imports).
 	Imports []string
+	// Users, set for a replica with a UID, hands out the replica user IDs warm spares run
+	// as, and makes a spare's the replica's when it takes one. Without it, a replica with a
+	// UID starts cold.
+	Users ReplicaUsers
+}
+
+// ReplicaUsers is the agent's pool of replica user IDs, as the process runtime's warm spares
+// draw from it: a spare runs as a user of its own before it knows its replica.
+type ReplicaUsers interface {
+	// Reserve draws a user ID and holds it as a replica's is held, for a spare.
+	Reserve() (int, error)
+	// Release gives back the ID of a spare that ended without becoming a replica.
+	Release(uid int)
+	// Claim makes uid, a spare's, the replica's user, and prepares the replica's directory
+	// for it; the ID the replica held before is given back.
+	Claim(uid int) error
 }
 
 const (
@@ -117,8 +134,8 @@ type Handle struct {
 	Address string `json:"address"`
 	// LogDir holds stdout.log and stderr.log (process runtime).
 	LogDir string `json:"log_dir,omitempty"`
-	// Forked says the process was forked by its environment's fork server rather than
-	// started cold (process runtime).
+	// Forked says the process started from a warm interpreter of its environment, forked by
+	// its fork server or a warm spare, rather than cold (process runtime).
 	Forked bool `json:"forked,omitempty"`
 }
 

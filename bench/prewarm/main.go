@@ -1,6 +1,9 @@
 // Command prewarm measures the cold start of a Truss model whose imports take seconds, started
 // by a node agent (run in this process, with the process runtime) from a cold interpreter
-// and from its Python environment's fork server (runtime.Prewarm):
+// and from a warm interpreter of its Python environment (runtime.Prewarm): the fork server
+// or, when the agent runs as root and its replicas as users of their own, the warm spare.
+// The agent runs as this process does (its state directory is reachable by replica users),
+// and the output says which way it started replicas:
 //
 //   - The model imports a generated package, mp_bench_heavy, of many submodules whose import
 //     spends -import-seconds of CPU, as torch's does on a GPU host. It lies in a directory
@@ -10,8 +13,10 @@
 //     first successful health check.
 //   - Baseline, measured in the same run: the same starts with --python-prewarm=false.
 //   - Pre-warmed: the package named in runtime.prewarm_imports, and, on another agent, not
-//     named but learned from the first replica. The first start of each (the fork server
-//     still importing) is a warm-up and not counted.
+//     named but learned from the first replica (a root agent's replicas teach nothing: that
+//     row then shows it). The first start of each (the warm interpreter still importing) is
+//     a warm-up and not counted. A spare serves one start: with spares, each start waits for
+//     the next spare to be ready, as starts spread out in time would find it.
 //
 // It prints a markdown section, which bench/run adds to RESULTS.md. It needs python3.
 package main
@@ -77,8 +82,14 @@ func progress(format string, args ...any) {
 type row struct {
 	name   string
 	starts []time.Duration
-	forked int // starts the fork server made
+	forked int // starts from a warm interpreter
 }
+
+// Ways the agent starts a replica from a warm interpreter (agentproto.Isolation's mode).
+const (
+	modeForkServer = "fork server (replicas run as the agent's user)"
+	modeSpare      = "warm spare (replicas run as replica users)"
+)
 
 func run(ctx context.Context, c config) error {
 	began := time.Now()
@@ -87,6 +98,11 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	// Replica users, when the agent runs as root, reach its state directories here: the
+	// agent isolates them as it would on a host.
+	if err := os.Chmod(work, 0o711); err != nil {
+		return err
+	}
 	if c.Module == generatedPackage {
 		lib := filepath.Join(work, "lib")
 		if err := writeHeavyPackage(lib, c); err != nil {
@@ -107,18 +123,24 @@ func run(ctx context.Context, c config) error {
 	}
 
 	rows := []*row{{name: "cold interpreter (baseline, --python-prewarm=false)"},
-		{name: "fork server, runtime.prewarm_imports declared"}, {name: "fork server, imports learned from the first replica"}}
+		{name: "warm interpreter, runtime.prewarm_imports declared"}, {name: "warm interpreter, imports learned from the first replica"}}
 	ways := []struct {
 		prewarm bool
 		pkg     archive
 	}{{false, plain}, {true, declared}, {true, plain}}
+	mode := ""
 	for i, w := range ways {
 		progress("%s", rows[i].name)
-		if err := measure(ctx, c, filepath.Join(work, fmt.Sprintf("state%d", i)), w.prewarm, w.pkg, c.Module, rows[i]); err != nil {
+		m, err := measure(ctx, c, filepath.Join(work, fmt.Sprintf("state%d", i)), w.prewarm, w.pkg, c.Module, i == 1, rows[i])
+		if err != nil {
 			return fmt.Errorf("%s: %w", rows[i].name, err)
 		}
+		mode = m
 	}
-	report(c, rows, time.Since(began))
+	if mode == modeSpare {
+		rows[2].name = "warm spare, nothing declared (replica users' replicas teach no imports)"
+	}
+	report(c, rows, mode, time.Since(began))
 	return nil
 }
 
@@ -287,8 +309,8 @@ func (n *node) start(ctx context.Context, pkg archive) (time.Duration, bool, err
 	return took, forked, n.call(ctx, http.MethodDelete, "/v1/replicas/"+id, nil, nil)
 }
 
-// forked reads from the agent's state file whether the replica's process was forked: the
-// agent's API does not tell.
+// forked reads from the agent's state file whether the replica's process started from a warm
+// interpreter: the agent's API does not tell.
 func (n *node) forked(id string) (bool, error) {
 	b, err := os.ReadFile(filepath.Join(n.dir, "state.json"))
 	if err != nil {
@@ -311,8 +333,48 @@ func (n *node) forked(id string) (bool, error) {
 	return false, fmt.Errorf("replica %s has no handle in the state file", id)
 }
 
-// waitWarm waits until a fork server under the agent's directory has imported module and
-// listens.
+// waitSpares waits, up to startTimeout, until count spares have said they were ready in the
+// agent's warm interpreter logs.
+func (n *node) waitSpares(ctx context.Context, count int) {
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		logs, _ := filepath.Glob(filepath.Join(n.dir, "prewarm", "*", process.ForkServerLog))
+		ready := 0
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(line, "forkserver: spare ") && strings.HasSuffix(line, " ready") {
+					ready++
+				}
+			}
+		}
+		if ready >= count {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// mode is how the agent starts replicas from a warm interpreter: modeForkServer or
+// modeSpare.
+func (n *node) mode(ctx context.Context) (string, error) {
+	var inv agentproto.InventoryResponse
+	if err := n.call(ctx, http.MethodGet, "/v1/inventory", nil, &inv); err != nil {
+		return "", err
+	}
+	if inv.Isolation.Mode == agentproto.IsolationReplicaUsers {
+		return modeSpare, nil
+	}
+	return modeForkServer, nil
+}
+
+// waitWarm waits until a warm interpreter under the agent's directory has imported module
+// (any, when module is empty) and waits for a replica: a fork server that listens, or a
+// spare that is ready.
 func (n *node) waitWarm(ctx context.Context, module string) error {
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
@@ -321,7 +383,8 @@ func (n *node) waitWarm(ctx context.Context, module string) error {
 			b, _ := os.ReadFile(l)
 			s := string(b)
 			at := strings.LastIndex(s, "imported ")
-			if at >= 0 && strings.Contains(s[at:], module) && strings.Contains(s[at:], "ready on") {
+			ready := strings.Contains(s[at+1:], "ready on") || strings.Contains(s[at+1:], "spare") && strings.Contains(s[at+1:], " ready")
+			if at >= 0 && strings.Contains(s[at:], module) && ready {
 				return nil
 			}
 		}
@@ -331,42 +394,58 @@ func (n *node) waitWarm(ctx context.Context, module string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return errors.New("no fork server imported " + module)
+	return errors.New("no warm interpreter imported " + module)
 }
 
-func measure(ctx context.Context, c config, dir string, prewarm bool, pkg archive, module string, r *row) error {
+// measure times c.Samples starts of pkg on a new agent; declared says pkg names module in
+// runtime.prewarm_imports. It answers the agent's mode.
+func measure(ctx context.Context, c config, dir string, prewarm bool, pkg archive, module string, declared bool, r *row) (string, error) {
 	n, err := startNode(ctx, dir, prewarm)
 	if err != nil {
-		return err
+		return "", err
+	}
+	mode, err := n.mode(ctx)
+	if err != nil {
+		n.close()
+		return "", err
 	}
 	if prewarm {
-		// The warm-up: the fork server starts with the first replica, which teaches it the
-		// package's imports when they are not declared.
+		// The warm-up: the warm interpreter starts with the first replica, which teaches it
+		// the package's imports when they are not declared (not a replica user's).
 		if _, _, err := n.start(ctx, pkg); err != nil {
 			n.close()
-			return err
+			return "", err
+		}
+		if mode == modeSpare && !declared {
+			module = ""
 		}
 		if err := n.waitWarm(ctx, module); err != nil {
 			n.close()
-			return err
+			return "", err
 		}
 	}
+	warm := 0
 	for i := 0; i < c.Samples; i++ {
+		if prewarm && mode == modeSpare {
+			// One spare per environment: the one the last start took is being replaced.
+			n.waitSpares(ctx, warm+1)
+		}
 		took, forked, err := n.start(ctx, pkg)
 		if err != nil {
 			n.close()
-			return err
+			return "", err
 		}
 		progress("  start %d: %s (forked: %v)", i+1, took.Round(time.Millisecond), forked)
 		r.starts = append(r.starts, took)
 		if forked {
 			r.forked++
+			warm++
 		}
 	}
-	return n.close()
+	return mode, n.close()
 }
 
-func report(c config, rows []*row, took time.Duration) {
+func report(c config, rows []*row, mode string, took time.Duration) {
 	p50 := func(v []time.Duration) time.Duration { return benchenv.Percentile(v, 50) }
 	base := p50(rows[0].starts)
 	fmt.Println("## Pre-warmed Python runtime")
@@ -380,8 +459,13 @@ func report(c config, rows []*row, took time.Duration) {
 	fmt.Printf("started by a node agent with the process runtime; each start is timed from POST /v1/replicas\n")
 	fmt.Printf("until the replica is READY (its first successful health check), the replica deleted after.\n")
 	fmt.Printf("Baseline: the same starts from a cold interpreter, in the same run. A pre-warmed row's first\n")
-	fmt.Printf("start, while its fork server imports, is a warm-up and not counted.\n\n")
-	fmt.Println("| start | starts | forked | p50 | max | p50 ÷ cold p50 |")
+	fmt.Printf("start, while its warm interpreter imports, is a warm-up and not counted.\n")
+	fmt.Printf("Warm interpreter: %s.\n", mode)
+	if mode == modeSpare {
+		fmt.Printf("A spare serves one start: each start waits until the next spare is ready.\n")
+	}
+	fmt.Println()
+	fmt.Println("| start | starts | warm | p50 | max | p50 ÷ cold p50 |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Printf("| %s | %d | %d | %s | %s | %.3fx |\n", r.name, len(r.starts), r.forked, ms(p50(r.starts)),

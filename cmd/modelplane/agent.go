@@ -62,7 +62,7 @@ func pythonFlags(cmd *cobra.Command, c *pythonConfig) {
 	f := cmd.Flags()
 	f.StringVar(&c.IndexURL, "python-index-url", envString("MODELPLANE_PYTHON_INDEX_URL", ""), "package index pip installs requirements from (pip --index-url; default: pip's own) (MODELPLANE_PYTHON_INDEX_URL)")
 	f.StringVar(&c.FindLinks, "python-find-links", envString("MODELPLANE_PYTHON_FIND_LINKS", ""), "directory or URL of wheels pip installs requirements from (pip --find-links); without --python-index-url pip then uses no index (MODELPLANE_PYTHON_FIND_LINKS)")
-	f.BoolVar(&c.Prewarm, "python-prewarm", envBool("MODELPLANE_PYTHON_PREWARM", true), "start Truss models' replicas by forking a warm interpreter of their Python environment that has imported their modules (runtime.prewarm_imports and the ones learned from earlier replicas), not a cold one; replicas of replica users always start cold (MODELPLANE_PYTHON_PREWARM)")
+	f.BoolVar(&c.Prewarm, "python-prewarm", envBool("MODELPLANE_PYTHON_PREWARM", true), "start Truss models' replicas from a warm interpreter of their Python environment that has imported their modules (runtime.prewarm_imports and the ones learned from earlier replicas), not a cold one: forked from a fork server, or, for replicas of replica users, a warm spare already running as a replica user (MODELPLANE_PYTHON_PREWARM)")
 }
 
 func newAgentCmd(logger func() *slog.Logger) *cobra.Command {

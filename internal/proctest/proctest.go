@@ -4,6 +4,7 @@ package proctest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,4 +86,36 @@ func KillRunningFrom(dir string) {
 	for _, p := range Where(func(p Process) bool { return strings.Contains(p.Cmdline, dir) }) {
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
+}
+
+// ReadableMemory is what can be read of pid's readable mappings (as root, or as its user):
+// a test looks in it for what the process must not hold.
+func ReadableMemory(pid int) ([]byte, error) {
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer mem.Close()
+	var out []byte
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasPrefix(f[1], "r") {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end-start > 1<<30 {
+			continue
+		}
+		buf := make([]byte, end-start)
+		if n, err := mem.ReadAt(buf, int64(start)); err == nil || n > 0 {
+			out = append(out, buf[:n]...)
+		}
+	}
+	return out, nil
 }

@@ -20,6 +20,16 @@ One connection starts one replica:
 
 End of input on its stdin (the agent is gone, or retired this server) stops the accepting;
 the server goes on reaping its children and exits once none is left.
+
+    python - --spare FD --imports-json LIST    (this file on standard input)
+
+A warm spare: a process the agent starts as a replica user of its own, before it knows its
+replica, on a root agent, where a fork server would run model code as the agent's user. It
+imports the modules of the JSON LIST, answers {"ready": true} on the Unix socket FD (one of a
+pair the agent holds the other end of), and waits for one start request, the same as step 1
+above: it answers {"pid": its own} and becomes the replica itself, as a forked child does
+(step 2). The agent, its parent, reaps it. End of input on FD before a request (the agent is
+gone, or stopped it) ends it.
 """
 
 import json
@@ -88,7 +98,7 @@ def own_environ_block(replica_id):
 
 
 def become_replica(conn, out_fd, err_fd, listener):
-    """Runs in the forked child; never returns."""
+    """Runs in the forked child, or in a spare (no listener); never returns."""
     code = 1
     try:
         os.setsid()
@@ -96,7 +106,8 @@ def become_replica(conn, out_fd, err_fd, listener):
             signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.set_wakeup_fd(-1)
-        listener.close()
+        if listener is not None:
+            listener.close()
         reader = conn.makefile("rb")
         spec = json.loads(reader.readline() or b"null")
         reader.close()
@@ -234,6 +245,27 @@ def start(conn, listener, children):
             os.close(fd)
 
 
+def spare(fd):
+    """Waits, warm, for the one replica this process becomes; returns only when none comes."""
+    conn = socket.socket(fileno=fd)
+    send(conn, {"ready": True})
+    log("spare %d ready" % os.getpid())
+    try:
+        msg, fds, _, _ = socket.recv_fds(conn, 4096, 2)
+    except OSError as exc:
+        log("spare: %s" % exc)
+        return
+    if not msg:
+        return  # the agent is gone, or stopped this spare
+    if len(fds) != 2 or not msg.startswith(b"{"):
+        send(conn, {"error": "want a start request with two descriptors"})
+        for fd in fds:
+            os.close(fd)
+        return
+    send(conn, {"pid": os.getpid()})
+    become_replica(conn, fds[0], fds[1], None)
+
+
 def reap(children):
     while children:
         try:
@@ -254,6 +286,11 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = sys.argv[1:]
     opts = dict(zip(args[::2], args[1::2]))
+    if "--spare" in opts:
+        imports = json.loads(opts["--imports-json"])
+        warm([m for m in imports or [] if isinstance(m, str)])
+        spare(int(opts["--spare"]))
+        return
     with open(opts["--imports"]) as f:
         imports = json.load(f)
     warm([m for m in imports or [] if isinstance(m, str)])

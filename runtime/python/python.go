@@ -77,6 +77,10 @@ func WriteServer(dir string) (path string, err error) {
 	return writeFile(dir, ServerFile, source)
 }
 
+// ForkServerSource answers forkserver.py's text: a warm spare, which runs as a user that
+// cannot read the agent's files, reads it from its standard input.
+func ForkServerSource() []byte { return append([]byte(nil), forkServerSource...) }
+
 // WriteForkServer writes forkserver.py into dir as WriteServer writes server.py.
 func WriteForkServer(dir string) (path string, err error) {
 	return writeFile(dir, ForkServerFile, forkServerSource)

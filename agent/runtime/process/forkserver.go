@@ -235,48 +235,54 @@ func fork(srv *forkServer, spec runtime.Spec, env map[string]string, stdout, std
 		return nil, err
 	}
 	conn := c.(*net.UnixConn)
-	ok := false
-	defer func() {
-		if !ok {
-			conn.Close()
-		}
-	}()
+	rd := bufio.NewReader(conn)
+	pid, err := assign(conn, rd, spec, env, stdout, stderr)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &forked{pid: pid, conn: conn, rd: rd}, nil
+}
+
+// assign is one start request on conn (forkserver.py's steps 1 and 2), to a fork server or
+// a warm spare: it sends the output files, then, once the process that becomes the replica
+// answers its PID, the replica's argv, working directory and environment, and answers that
+// PID once the replica has taken them.
+func assign(conn *net.UnixConn, rd *bufio.Reader, spec runtime.Spec, env map[string]string, stdout, stderr *os.File) (int, error) {
 	_ = conn.SetDeadline(time.Now().Add(forkTimeout))
 	rights := syscall.UnixRights(int(stdout.Fd()), int(stderr.Fd()))
 	if _, _, err := conn.WriteMsgUnix([]byte(`{"start": true}`+"\n"), rights, nil); err != nil {
-		return nil, err
+		return 0, err
 	}
-	rd := bufio.NewReader(conn)
 	var started struct {
 		PID   int    `json:"pid"`
 		Error string `json:"error"`
 	}
 	if err := readMsg(rd, &started); err != nil {
-		return nil, err
+		return 0, err
 	}
 	if started.PID <= 0 {
-		return nil, fmt.Errorf("%w: %s", errForkRefused, started.Error)
+		return 0, fmt.Errorf("%w: %s", errForkRefused, started.Error)
 	}
 	req, err := json.Marshal(map[string]any{"argv": spec.Prewarm.Argv, "cwd": spec.PackageDir, "env": env})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if _, err := conn.Write(append(req, '\n')); err != nil {
-		return nil, err
+		return 0, err
 	}
 	var child struct {
 		Started bool   `json:"started"`
 		Error   string `json:"error"`
 	}
 	if err := readMsg(rd, &child); err != nil {
-		return nil, err
+		return 0, err
 	}
 	if !child.Started {
-		return nil, fmt.Errorf("%w: process %d: %s", errForkRefused, started.PID, child.Error)
+		return 0, fmt.Errorf("%w: process %d: %s", errForkRefused, started.PID, child.Error)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	ok = true
-	return &forked{pid: started.PID, conn: conn, rd: rd}, nil
+	return started.PID, nil
 }
 
 func readMsg(rd *bufio.Reader, v any) error {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/modelplane/modelplane/agent/runtime"
 	"github.com/modelplane/modelplane/agent/runtime/process"
+	"github.com/modelplane/modelplane/internal/proctest"
 	"github.com/modelplane/modelplane/runtime/python"
 )
 
@@ -234,29 +235,9 @@ func TestForkServer_HoldsNoSecretAndAReplicaSeesOnlyItsOwn(t *testing.T) {
 // readableMemory is what can be read of pid's writable and readable mappings.
 func readableMemory(t *testing.T, pid int) []byte {
 	t.Helper()
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	mem, err := proctest.ReadableMemory(pid)
 	require.NoError(t, err)
-	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
-	require.NoError(t, err)
-	defer mem.Close()
-	var out []byte
-	for _, line := range strings.Split(string(maps), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || !strings.HasPrefix(f[1], "r") {
-			continue
-		}
-		lo, hi, _ := strings.Cut(f[0], "-")
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end-start > 1<<30 {
-			continue
-		}
-		buf := make([]byte, end-start)
-		if n, err := mem.ReadAt(buf, int64(start)); err == nil || n > 0 {
-			out = append(out, buf[:n]...)
-		}
-	}
-	return out
+	return mem
 }
 
 func TestForkServer_StopAndCrashAreSeenAsWithAColdStart(t *testing.T) {

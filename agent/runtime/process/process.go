@@ -35,6 +35,7 @@ type Runtime struct {
 	agentID string
 	log     *slog.Logger
 	forks   *forkServers
+	spares  *spares
 
 	mu       sync.Mutex
 	children map[int]*child // processes this agent process started, by PID
@@ -55,12 +56,21 @@ func New(agentID string) *Runtime {
 	log := slog.Default().With("runtime", "process")
 	return &Runtime{
 		agentID: agentID, log: log, children: map[int]*child{},
-		forks: &forkServers{agentID: agentID, log: log, dirs: map[string]*forkDir{}},
+		forks:  &forkServers{agentID: agentID, log: log, dirs: map[string]*forkDir{}},
+		spares: &spares{agentID: agentID, log: log, byDir: map[string]*spare{}},
 	}
 }
 
-// Close retires the fork servers; the replicas they started go on running.
-func (r *Runtime) Close() { r.forks.stopAll() }
+// Close retires the fork servers and stops the warm spares; the replicas they started go on
+// running.
+func (r *Runtime) Close() {
+	r.forks.stopAll()
+	r.spares.stopAll(true)
+}
+
+// StopSpares stops the warm spares no replica took: the agent stops. A later start of a
+// replica user's replica starts cold, and a new spare for the next one.
+func (r *Runtime) StopSpares() { r.spares.stopAll(false) }
 
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return "process" }
@@ -93,6 +103,19 @@ func (r *Runtime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, e
 	}
 	env := r.environment(spec)
 	p := spec.Prewarm
+	if p != nil && spec.UID != 0 && p.Users != nil {
+		// A replica user's: from a warm spare that already runs as a user of its own. It
+		// does not report its imports: a replica user's list would steer what the spares of
+		// other deployments import.
+		h, _, cold, err := r.startFromSpare(&spec, argv[0], env, stdout, stderr)
+		if err == nil || !cold {
+			return h, err
+		}
+		if !errors.Is(err, errNoSpare) {
+			r.log.Warn("starting the replica from a warm spare failed; starting it cold",
+				"replica_id", spec.ReplicaID, "err", err)
+		}
+	}
 	if p == nil || spec.UID != 0 {
 		h, _, err := r.startCold(spec, argv, sortedEnv(env), stdout, stderr)
 		return h, err
