@@ -78,6 +78,7 @@ HISTORY_TESTS := \
 	TestPromotion_ToProductionThenStaging \
 	TestPromotion_FromDevelopmentMakesANewDeployment \
 	TestCanary_CancelAtHalfPutsAllTrafficBack \
+	TestRolling_CancelHalfWayRestoresThePreviousDeployment \
 	TestAsync_RequestToADeploymentAtZeroWakesItRetriesAndDeliversASignedWebhook \
 	TestCleanup_TheScheduleRunsCleanupToTheEnd \
 	TestRequirements_InstalledWhileBuildingReusedAndFailuresAreBuildFailed

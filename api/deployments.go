@@ -125,7 +125,7 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 	out := apiv1.EnvironmentV1{
 		Name: e.Name, CreatedAt: e.CreatedAt.UTC(), ModelID: e.ModelID,
 		AutoscalingSettings: e.AutoscalingSettings, PromotionSettings: e.PromotionSettings,
-		RequestBackpressureSettings: e.RequestBackpressureSettings,
+		RequestBackpressureSettings: e.RequestBackpressureSettings, ShadowSettings: e.ShadowSettings,
 	}
 	var views []store.DeploymentView
 	var dsts []**apiv1.DeploymentV1

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
@@ -120,7 +121,7 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 		return err
 	}
 	obj, err := readObject(c, "autoscaling_settings", "promotion_settings", "request_backpressure_settings",
-		"autoscaling_schedule_settings")
+		"autoscaling_schedule_settings", "shadow_settings")
 	if err != nil {
 		return err
 	}
@@ -172,8 +173,17 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 				return settingsError(err)
 			}
 		}
+		shadow := e.ShadowSettings
+		if raw, ok := obj["shadow_settings"]; ok {
+			if shadow, _, err = settings.PatchShadow("shadow_settings", shadow, raw); err != nil {
+				return settingsError(err)
+			}
+			if err := checkShadowDeployment(ctx, tx, m, e, shadow); err != nil {
+				return err
+			}
+		}
 		details := store.JSONMap{"autoscaling_settings": as, "promotion_settings": ps, "request_backpressure_settings": bp,
-			"autoscaling_schedules": sched}
+			"autoscaling_schedules": sched, "shadow_settings": shadow}
 		if served != nil {
 			details["deployment_id"] = served.ID
 			if as != served.AutoscalingSettings {
@@ -193,6 +203,12 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 		}
 		if as != e.AutoscalingSettings || ps != e.PromotionSettings || !bp.Equal(e.RequestBackpressureSettings) {
 			if err := store.UpdateEnvironmentSettings(ctx, tx, m.ID, name, as, ps, bp); err != nil {
+				return err
+			}
+			changed = true
+		}
+		if !shadow.Equal(e.ShadowSettings) {
+			if err := store.UpdateEnvironmentShadow(ctx, tx, m.ID, name, shadow); err != nil {
 				return err
 			}
 			changed = true
@@ -226,12 +242,63 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 		Message: "the environment already has these settings"}
 	if changed {
 		out.Status = apiv1.SettingsAccepted
-		out.Message = "saved: the autoscaler applies autoscaling settings and schedules on its next tick and " +
-			"gateways the backpressure policy when they reload their routes; target_in_flight_tokens and " +
-			"rolling deploy settings are kept but not yet acted on"
+		out.Message = "saved: the autoscaler applies autoscaling settings and schedules on its next tick, " +
+			"gateways the backpressure policy and shadow settings when they reload their routes, and the next " +
+			"promotion the promotion settings; target_in_flight_tokens is kept but not yet acted on"
 	}
 	return c.JSON(http.StatusOK, out)
 }
+
+// checkShadowDeployment refuses shadow settings that name a deployment the environment
+// cannot copy to: one that is not the model's (404 when no deployment of the workspace has
+// that ID, 422 for another model's), one that was deleted, and the one the environment
+// serves.
+func checkShadowDeployment(ctx context.Context, db sqlx.QueryerContext, m store.Model, e store.Environment, s settings.ShadowSettings) error {
+	if s.DeploymentID == nil {
+		return nil
+	}
+	id := *s.DeploymentID
+	owner, deleted, err := store.DeploymentOwner(ctx, db, m.WorkspaceID, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Errorf(http.StatusNotFound, "shadow_settings.deployment_id: deployment %q not found", id)
+	case err != nil:
+		return err
+	case owner != m.ID:
+		return Errorf(http.StatusUnprocessableEntity, "shadow_settings.deployment_id: deployment %s is a deployment of model %s, not of %s: a shadow must be a deployment of the same model", id, owner, m.ID)
+	case deleted:
+		return Errorf(http.StatusUnprocessableEntity, "shadow_settings.deployment_id: deployment %s was deleted", id)
+	case e.CurrentDeploymentID != nil && *e.CurrentDeploymentID == id:
+		return Errorf(http.StatusUnprocessableEntity, "shadow_settings.deployment_id: deployment %s is the one environment %s serves; a shadow must be another deployment", id, e.Name)
+	}
+	return nil
+}
+
+// getShadow answers the environment's shadow figures since its shadow settings last changed
+// (an apiv1.ShadowStatsV1); with no shadow, deployment_id null and zeros.
+func (s *Server) getShadow(c echo.Context) error {
+	m, err := s.ownModel(c)
+	if err != nil {
+		return err
+	}
+	e, err := s.environment(c, m.ID, c.Param("env"))
+	if err != nil {
+		return err
+	}
+	var out apiv1.ShadowStatsV1
+	if sh := e.ShadowSettings; sh.Shadowing() {
+		f, err := store.SumShadowStats(c.Request().Context(), s.deps.DB, m.ID, e.Name, e.ShadowChangedAt)
+		if err != nil {
+			return err
+		}
+		out = apiv1.ShadowStatsV1{DeploymentID: sh.DeploymentID, Percent: sh.Percent, Copied: f.Copied,
+			Equal: f.Equal, Different: f.Different, Errors: f.Errors, Dropped: f.Dropped,
+			PrimaryP99Ms: milliseconds(f.PrimaryP99), ShadowP99Ms: milliseconds(f.ShadowP99)}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // renameDeployment changes a published deployment's name (an apiv1.RenameDeploymentRequest);
 // a body without a name, or with a null one, or with the name it has, changes nothing and

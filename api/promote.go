@@ -3,10 +3,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -86,6 +88,9 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 	if d.Status == modelplane.DeploymentInactive {
 		return Errorf(http.StatusUnprocessableEntity, "deployment %s is INACTIVE: activate it first", d.ID)
 	}
+	if err := checkShadowAgreement(ctx, s.deps.DB, target, d.ID); err != nil {
+		return err
+	}
 	if err := s.checkPromotionRoom(ctx, m.WorkspaceID, target, d.Deployment); err != nil {
 		return err
 	}
@@ -96,6 +101,34 @@ func (s *Server) promote(c echo.Context, env, scaleField, idField string) error 
 		return err
 	}
 	return s.deploymentJSON(c, d)
+}
+
+// checkShadowAgreement refuses (409) to promote an environment's shadow deployment into it
+// while its promotion_settings.shadow_min_agreement is set and the shadow copies compared
+// since the shadow settings last changed are fewer than shadow_min_copies, or agreed with
+// the serving deployment's answers less often than that: equal / (equal + different +
+// errors). Promoting any other deployment is not gated.
+func checkShadowAgreement(ctx context.Context, db sqlx.QueryerContext, e store.Environment, deploymentID string) error {
+	ps, sh := e.PromotionSettings, e.ShadowSettings
+	minAgreement, gated := ps.ShadowMinAgreement.Get()
+	if !gated || sh.DeploymentID == nil || *sh.DeploymentID != deploymentID {
+		return nil
+	}
+	f, err := store.SumShadowStats(ctx, db, e.ModelID, e.Name, e.ShadowChangedAt)
+	if err != nil {
+		return err
+	}
+	measured := fmt.Sprintf("%.2f%% agreement over %d compared shadow copies (%d equal, %d different, %d errors) since %s",
+		f.Agreement(), f.Compared(), f.Equal, f.Different, f.Errors, e.ShadowChangedAt.UTC().Format(time.RFC3339))
+	switch {
+	case f.Compared() < int64(ps.ShadowMinCopies):
+		return Errorf(http.StatusConflict, "deployment %s is the shadow of %s and has %s: promotion_settings.shadow_min_copies asks for at least %d",
+			deploymentID, e.Name, measured, ps.ShadowMinCopies)
+	case f.Agreement() < minAgreement:
+		return Errorf(http.StatusConflict, "deployment %s is the shadow of %s and has %s: promotion_settings.shadow_min_agreement asks for at least %g%%",
+			deploymentID, e.Name, measured, minAgreement)
+	}
+	return nil
 }
 
 // startPromotion starts the environment's Promotion workflow for a deployment and records

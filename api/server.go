@@ -109,6 +109,7 @@ func New(deps Deps) *echo.Echo {
 	v1.GET("/models/:model_id/deployments/:deployment_id", s.getDeployment)
 	v1.GET("/models/:model_id/environments", s.listEnvironments)
 	v1.GET("/models/:model_id/environments/:env", s.getEnvironment)
+	v1.GET("/models/:model_id/environments/:env/shadow", s.getShadow)
 	v1.POST("/models/:model_id/environments", s.createEnvironment)
 	v1.PATCH("/models/:model_id/environments/:env", s.patchEnvironment)
 	v1.PATCH("/models/:model_id/deployments/:deployment_id", s.renameDeployment)

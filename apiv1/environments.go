@@ -26,6 +26,27 @@ type EnvironmentV1 struct {
 	// AutoscalingSchedules are the environment's schedules and the settings they leave its
 	// deployment with now.
 	AutoscalingSchedules *EnvironmentAutoscalingSchedulesV1 `json:"autoscaling_schedules"`
+	// ShadowSettings (modelplane's own) name the deployment gateways copy a share of the
+	// environment's requests to; deployment_id is null when there is none.
+	ShadowSettings settings.ShadowSettings `json:"shadow_settings"`
+}
+
+// ShadowStatsV1 answers GET /v1/models/{model_id}/environments/{env}/shadow (modelplane's
+// own): the environment's shadow deployment and what its copies came to since the shadow
+// settings last changed, summed over every gateway. Copied counts the copies sent, each of
+// which ends equal, different or in error; dropped counts the requests chosen for a copy that
+// were not sent. The p99s are the upper bounds of the latency buckets holding the 99th
+// percentiles of the compared pairs, 0 while none was compared.
+type ShadowStatsV1 struct {
+	DeploymentID *string `json:"deployment_id"`
+	Percent      int     `json:"percent"`
+	Copied       int64   `json:"copied"`
+	Equal        int64   `json:"equal"`
+	Different    int64   `json:"different"`
+	Errors       int64   `json:"errors"`
+	Dropped      int64   `json:"dropped"`
+	PrimaryP99Ms float64 `json:"primary_p99_ms"`
+	ShadowP99Ms  float64 `json:"shadow_p99_ms"`
 }
 
 // EnvironmentAutoscalingSchedulesV1 is an environment's autoscaling schedules and the state
@@ -88,6 +109,17 @@ type UpdateEnvironmentRequest struct {
 	// AutoscalingScheduleSettings change the environment's autoscaling schedules, which the
 	// autoscaler applies to the deployment it serves.
 	AutoscalingScheduleSettings *UpdateAutoscalingScheduleSettingsRequest `json:"autoscaling_schedule_settings,omitempty"`
+	// ShadowSettings (modelplane's own) change the environment's shadow.
+	ShadowSettings *UpdateShadowSettingsRequest `json:"shadow_settings,omitempty"`
+}
+
+// UpdateShadowSettingsRequest is the shadow_settings of an environment's update: the fields
+// to change, nil ones keep their values. The raw body's deployment_id null stops shadowing.
+type UpdateShadowSettingsRequest struct {
+	DeploymentID     *string                 `json:"deployment_id,omitempty"`
+	Percent          *int                    `json:"percent,omitempty"`
+	Compare          *settings.ShadowCompare `json:"compare,omitempty"`
+	NumericTolerance *float64                `json:"numeric_tolerance,omitempty"`
 }
 
 // UpdateAutoscalingScheduleSettingsRequest changes an environment's autoscaling schedules:
@@ -126,6 +158,10 @@ type UpdatePromotionSettingsRequest struct {
 	RampUpWhilePromoting     *bool                             `json:"ramp_up_while_promoting,omitempty"`
 	RampUpDurationSeconds    *int                              `json:"ramp_up_duration_seconds,omitempty"`
 	CanaryAnalysis           *UpdateCanaryAnalysisRequest      `json:"canary_analysis,omitempty"`
+	// ShadowMinAgreement and ShadowMinCopies (modelplane's own) gate the promotion of the
+	// environment's shadow deployment; the raw body's null turns the gate off.
+	ShadowMinAgreement *float64 `json:"shadow_min_agreement,omitempty"`
+	ShadowMinCopies    *int     `json:"shadow_min_copies,omitempty"`
 }
 
 // UpdateRollingDeployConfigRequest is the rolling_deploy_config of a promotion settings

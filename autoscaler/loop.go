@@ -273,10 +273,21 @@ func (l *Loop) tick(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	qctx, cancel = context.WithTimeout(ctx, dbTimeout)
+	rolling, err := store.RollingDeployments(qctx, db)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read the deployments of rolling deploys: %w", err)
+	}
 
 	seen := make(map[string]bool, len(targets))
 	var orders []*scaleOrder
 	for _, t := range targets {
+		if rolling[t.DeploymentID] {
+			// A rolling deploy sets its replicas step by step; it is decided on afresh once
+			// the promotion has ended.
+			continue
+		}
 		seen[t.DeploymentID] = true
 		if t.LiveReplicas == 0 && t.Status != modelplane.DeploymentScaledToZero {
 			// Its last replica has stopped and its workflow has not yet recorded where it

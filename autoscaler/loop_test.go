@@ -573,3 +573,31 @@ func asyncStatus(t *testing.T, db *sqlx.DB, id string) store.AsyncRequest {
 	require.NoError(t, err)
 	return r
 }
+
+func TestTick_LeavesARollingDeploysDeploymentsAlone(t *testing.T) {
+	db := openDB(t)
+	m := newModel(t, db)
+	floor := linear(8)
+	floor.MinReplica = 4
+	prev := newDeployment(t, db, m, "ACTIVE", floor, 2) // half way through: its floor would ask for 4
+	cand := newDeployment(t, db, m, "ACTIVE", linear(8), 2)
+	ctx := context.Background()
+	rolling := settings.DefaultPromotionSettings()
+	rolling.RollingDeploy = true
+	id := modelplane.NewID(8)
+	_, err := store.CreatePromotion(ctx, db, store.NewPromotion{ID: id, ModelID: m.ID, Environment: modelplane.ProductionEnvironment,
+		SourceDeploymentID: cand.ID, PreviousDeploymentID: &prev.ID, Settings: rolling, WorkflowID: "promotion:" + m.ID})
+	require.NoError(t, err)
+	require.NoError(t, store.SetPromotionCandidate(ctx, db, id, cand.ID))
+
+	tc := &fakeTemporal{}
+	l := New(Options{DB: db, Temporal: tc, Logger: discardLogger()})
+	now := time.Now().UTC().Truncate(time.Second)
+	require.NoError(t, l.tick(ctx, now))
+	require.Empty(t, tc.takeCalls(prev.ID, cand.ID), "neither deployment of a rolling deploy is scaled")
+
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, modelplane.PromotionCanceled, 0, "", true))
+	require.NoError(t, l.tick(ctx, now.Add(time.Second)))
+	require.Equal(t, []scaleCall{{contract.DeploymentWorkflowID(prev.ID), 4}}, tc.takeCalls(prev.ID),
+		"once the promotion ended, the floor applies again")
+}

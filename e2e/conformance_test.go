@@ -118,6 +118,7 @@ var modelplaneRoutes = []string{
 	"GET /v1/models/:model_id/deployments/:deployment_id/build_logs",
 	"GET /v1/models/:model_id/deployments/:deployment_id/patches",
 	"POST /v1/models/:model_id/deployments/:deployment_id/keep_awake",
+	"GET /v1/models/:model_id/environments/:env/shadow",
 	"GET /v1/nodes",
 	"GET /v1/webhook_secret",
 	"POST /v1/webhook_secret",

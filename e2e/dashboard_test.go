@@ -507,3 +507,20 @@ func TestDashboard_UsageShowsTheTableAndTheCSV(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, "gpu_seconds", "the CSV has its header")
 }
+
+func TestDashboard_ModelPageShowsTheShadowAndItsAgreement(t *testing.T) {
+	h := dashboardHarness(t)
+	modelID, shadow, before := shadowedModel(t, h, "dash-shadow")
+	shadowPredictions(t, h, modelID, 5)
+	n := before + 5
+	p := newPage(t, h)
+	p.signIn(h.key, "/m/"+modelID)
+	p.waitText("#env-production .shadow-percent", 10*time.Second, contains("100"), "the environment card shows the shadow's percent")
+	require.Equal(t, shadow, p.attr("#env-production .shadow-deployment a", "data-deployment-id"), "the card names the shadow deployment")
+	p.waitText("#env-production .shadow-agreement", 15*time.Second, contains(fmt.Sprintf("100.0%% agreement over %d compared copies", n)),
+		"the card shows the copies' agreement")
+	figures := p.waitText("#env-production .shadow-figures", 10*time.Second, contains(fmt.Sprintf("%d copied: %d equal, 0 different, 0 errors; 0 dropped", n, n)),
+		"the card shows the counts")
+	require.Regexp(t, `p99 [0-9.]+ ms serving, [0-9.]+ ms shadow`, figures, "the card shows both p99s")
+	p.screenshot("shadow")
+}

@@ -491,7 +491,9 @@ type capture struct {
 	header http.Header
 	status int
 	body   bytes.Buffer
-	// tooLarge: the answer passed MaxAsyncOutputBytes. cut: the answer broke off after its
+	// limit bounds the answer kept; 0 is MaxAsyncOutputBytes.
+	limit int
+	// tooLarge: the answer passed the limit. cut: the answer broke off after its
 	// status (timedOut: at the upstream timeout).
 	tooLarge bool
 	cut      error
@@ -510,7 +512,11 @@ func (c *capture) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
-	if c.body.Len()+len(p) > MaxAsyncOutputBytes {
+	limit := c.limit
+	if limit == 0 {
+		limit = MaxAsyncOutputBytes
+	}
+	if c.body.Len()+len(p) > limit {
 		c.tooLarge = true
 		return 0, errOutputTooLarge
 	}

@@ -100,3 +100,20 @@ func (k *keyCache) Len() (found, missing int) { return k.len() }
 
 // Lookups returns how many times the cache read a key from the database.
 func (k *keyCache) Lookups() int64 { return k.lookups.Load() }
+
+// ShadowOf returns the deployment the environment copies requests to in the current table
+// and when its settings changed, "" when none.
+func (g *Gateway) ShadowOf(modelID, env string) (string, time.Time) {
+	t := g.table.Load()
+	if t == nil || t.models[modelID] == nil || t.models[modelID].envs[env] == nil {
+		return "", time.Time{}
+	}
+	s := t.models[modelID].envs[env].shadow
+	if s == nil {
+		return "", time.Time{}
+	}
+	return s.dep.id, s.stats.changedAt
+}
+
+// JSONEqual is the shadow comparison of two answers' bodies.
+func JSONEqual(a, b []byte, tolerance float64) bool { return jsonEqual(a, b, tolerance) }

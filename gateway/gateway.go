@@ -116,6 +116,10 @@ type Options struct {
 	// behind a proxy, every client shares the proxy's. A negative value turns the limit off.
 	FailedAuthRateLimit float64
 	FailedAuthBurst     int
+	// MaxShadowCopies bounds the shadow copies this gateway has in flight
+	// (DefaultMaxShadowCopies); a request chosen for a copy while that many are in flight is
+	// not copied, and counts as dropped.
+	MaxShadowCopies int
 	// MetricsToken is the Bearer token Handler's /metrics asks for: its labels name every
 	// workspace's models and deployments. Empty refuses every scrape.
 	MetricsToken string
@@ -148,6 +152,10 @@ type Gateway struct {
 	reported atomic.Bool
 	// reloaded is signalled after every reload, for tests that wait for one.
 	reloaded chan struct{}
+	// run names this run of the gateway in the shadow figures it writes.
+	run string
+	// shadowSlots holds a token per shadow copy in flight.
+	shadowSlots chan struct{}
 }
 
 // New checks the options and builds a gateway.
@@ -204,6 +212,9 @@ func New(opts Options) (*Gateway, error) {
 	if opts.FailedAuthBurst <= 0 {
 		opts.FailedAuthBurst = DefaultFailedAuthBurst
 	}
+	if opts.MaxShadowCopies <= 0 {
+		opts.MaxShadowCopies = DefaultMaxShadowCopies
+	}
 	g := &Gateway{
 		opts:      opts,
 		log:       opts.Logger.With("component", "gateway"),
@@ -211,6 +222,9 @@ func New(opts Options) (*Gateway, error) {
 		keys:      newKeyCache(opts.DB, opts.KeyCacheSize, time.Now),
 		reloaded:  make(chan struct{}, 1),
 		unstarted: make(chan string, unstartedBacklog),
+		// A restarted gateway counts its shadow figures from zero, beside what it wrote before.
+		run:         opts.ID + "@" + time.Now().UTC().Format(time.RFC3339Nano),
+		shadowSlots: make(chan struct{}, opts.MaxShadowCopies),
 	}
 	g.metrics = newMetrics(opts.Registerer, g)
 	g.pool = newPool()
@@ -373,6 +387,9 @@ func (g *Gateway) reportLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			if err := g.writeShadowStats(cctx); err != nil {
+				g.log.Warn("writing shadow figures", "err", err)
+			}
 			if err := store.DeleteGatewayReport(cctx, g.opts.DB, g.opts.ID); err != nil {
 				g.log.Warn("removing gateway report", "err", err)
 			}
@@ -420,7 +437,7 @@ func (g *Gateway) report(ctx context.Context, now time.Time, s *sampler) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return store.WithTx(ctx, g.opts.DB, func(tx *sqlx.Tx) error {
+	err := store.WithTx(ctx, g.opts.DB, func(tx *sqlx.Tx) error {
 		if err := store.InsertLoadSamples(ctx, tx, samples); err != nil {
 			return err
 		}
@@ -428,4 +445,13 @@ func (g *Gateway) report(ctx context.Context, now time.Time, s *sampler) error {
 			GatewayID: g.opts.ID, RoutesAt: time.Unix(0, routesAt), InFlight: inFlight,
 		})
 	})
+	if err != nil {
+		return err
+	}
+	// Apart from the report: shadow figures are running totals that the next report writes
+	// again if this write fails, and a failure must not hold up the report drains wait for.
+	if err := g.writeShadowStats(ctx); err != nil && ctx.Err() == nil {
+		g.log.Warn("writing shadow figures", "err", err)
+	}
+	return nil
 }

@@ -224,7 +224,13 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		g.serveWake(w, r, dep)
 		return
 	}
+	if rt.kind == "environment" && !up.websocket {
+		w.shadow = chooseShadow(w, m.envs[rt.name], dep, up)
+	}
 	g.predict(w, r, dep, start, nil, up)
+	if w.shadow != nil {
+		g.sendShadow(w.shadow, w, r, start)
+	}
 }
 
 // admit answers the request itself, and returns ok false, before the first routing table is

@@ -27,6 +27,8 @@ type metrics struct {
 	cold     *prometheus.HistogramVec
 	// queueTime is how long async requests waited before their first attempt.
 	queueTime *prometheus.HistogramVec
+	// shadow counts the requests chosen for a shadow copy by outcome.
+	shadow *prometheus.CounterVec
 	// The series a request lands in, found once per label set rather than hashed per request.
 	counters   sync.Map // counterKey -> prometheus.Counter
 	histograms sync.Map // requestLabels -> *seriesPair
@@ -69,6 +71,10 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 			Help:    "Time from an async request's acceptance until it left the queue for its first attempt.",
 			Buckets: []float64{.1, .5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400, 259200},
 		}, []string{"model_id", "deployment_id"})),
+		shadow: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelplane_shadow_copies_total",
+			Help: "Requests chosen for a copy to an environment's shadow deployment, by outcome: equal, different or error once compared, or dropped when not sent.",
+		}, []string{"model_id", "environment", "deployment_id", "outcome"})),
 	}
 	promutil.Register(reg, &loadCollector{g: g})
 	promutil.Register(reg, &asyncQueueCollector{g: g})
@@ -125,6 +131,9 @@ var (
 	weightDesc = prometheus.NewDesc("modelplane_environment_traffic_weight",
 		"Percent of an environment's traffic sent to a deployment; during a promotion the previous and the candidate deployment share it.",
 		[]string{"model_id", "environment", "deployment_id", "rollout_phase"}, nil)
+	shadowPercentDesc = prometheus.NewDesc("modelplane_environment_shadow_percent",
+		"Percent of an environment's requests copied to its shadow deployment.",
+		[]string{"model_id", "environment", "deployment_id"}, nil)
 )
 
 func (c *loadCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -132,6 +141,7 @@ func (c *loadCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeDesc
 	ch <- startingDesc
 	ch <- weightDesc
+	ch <- shadowPercentDesc
 }
 
 func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
@@ -154,6 +164,9 @@ func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, e := range m.envs {
 			for _, tg := range e.targets {
 				ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(tg.weight), m.id, e.name, tg.dep.id, e.phase())
+			}
+			if s := e.shadow; s != nil {
+				ch <- prometheus.MustNewConstMetric(shadowPercentDesc, prometheus.GaugeValue, float64(s.percent), m.id, e.name, s.dep.id)
 			}
 		}
 	}

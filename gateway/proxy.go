@@ -50,7 +50,9 @@ func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep
 
 	var body io.Reader
 	length := r.ContentLength
-	if r.Body != nil && r.Body != http.NoBody && length != 0 {
+	if r.Body == nil || r.Body == http.NoBody || length == 0 {
+		w.shadow.keep(nil)
+	} else {
 		limited := http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)
 		if length > 0 && length <= replayLimit {
 			b := make([]byte, length)
@@ -59,6 +61,7 @@ func (g *Gateway) forward(w *statusWriter, r *http.Request, dep *deployment, rep
 				return
 			}
 			body = bytes.NewReader(b)
+			w.shadow.keep(b)
 		} else {
 			body = limited
 		}
@@ -227,6 +230,8 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	ttfb   time.Duration
+	// shadow is the request's shadow copy, nil when it is not copied.
+	shadow *shadowCopy
 }
 
 // latency is how long the request took: for a websocket its handshake, since how long a

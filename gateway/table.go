@@ -34,6 +34,8 @@ type environment struct {
 	promoting bool
 	// sent numbers the environment's requests, for the weighted split.
 	sent atomic.Uint64
+	// shadow is where a share of its requests is copied, nil for none.
+	shadow *shadowTarget
 }
 
 type target struct {
@@ -252,10 +254,11 @@ type builder struct {
 	mu       sync.Mutex
 	replicas map[string]*replica
 	loads    map[string]*load
+	shadows  map[shadowKey]*shadowStats
 }
 
 func newBuilder() *builder {
-	return &builder{replicas: map[string]*replica{}, loads: map[string]*load{}}
+	return &builder{replicas: map[string]*replica{}, loads: map[string]*load{}, shadows: map[shadowKey]*shadowStats{}}
 }
 
 // build turns a snapshot into a table. Replicas that were in the previous table and are not
@@ -341,6 +344,7 @@ func (b *builder) build(r store.Routes) *table {
 	}
 	b.replicas = ready
 
+	liveShadows := make(map[shadowKey]*shadowStats, len(b.shadows))
 	for _, re := range r.Environments {
 		m := t.models[re.ModelID]
 		if m == nil {
@@ -361,9 +365,56 @@ func (b *builder) build(r store.Routes) *table {
 				e.targets = []target{{cur, 100}}
 			}
 		}
+		e.shadow = b.shadowTarget(m, re, e, deps, liveShadows)
 		m.envs[re.Name] = e
 	}
+	// Figures of settings that changed are dropped once they were written.
+	for k, s := range b.shadows {
+		if _, ok := liveShadows[k]; !ok && s.pending() {
+			liveShadows[k] = s
+		}
+	}
+	b.shadows = liveShadows
 	return t
+}
+
+// shadowTarget is where the environment copies requests to, nil when it names no shadow,
+// copies none, or names a deployment that is gone or that serves it (as after the shadow
+// was promoted into it). Its figures carry over from the previous table while the settings
+// are the same.
+func (b *builder) shadowTarget(m *model, re store.RouteEnvironment, e *environment, deps map[string]*deployment,
+	live map[shadowKey]*shadowStats) *shadowTarget {
+	sh := re.Shadow
+	if sh.DeploymentID == nil || sh.Percent <= 0 {
+		return nil
+	}
+	d := deps[*sh.DeploymentID]
+	if d == nil || d.deleted || d.model != m {
+		return nil
+	}
+	for _, tg := range e.targets {
+		if tg.dep == d {
+			return nil
+		}
+	}
+	k := shadowKey{modelID: m.id, env: re.Name, changedAt: re.ShadowChangedAt.UnixNano()}
+	s := b.shadows[k]
+	if s == nil {
+		s = newShadowStats(k, re.ShadowChangedAt)
+	}
+	live[k] = s
+	return &shadowTarget{dep: d, percent: sh.Percent, compare: sh.Compare, tolerance: sh.NumericTolerance, stats: s}
+}
+
+// shadowSnapshot returns the shadow figures the builder keeps, for the reporter.
+func (b *builder) shadowSnapshot() []*shadowStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*shadowStats, 0, len(b.shadows))
+	for _, s := range b.shadows {
+		out = append(out, s)
+	}
+	return out
 }
 
 // snapshot returns the in-flight count of every replica that has requests in flight, and the

@@ -24,11 +24,11 @@ func (s PromotionSettings) Value() (driver.Value, error) { return json.Marshal(s
 func (s *PromotionSettings) Scan(src any) error { return modelplane.ScanJSON(src, s) }
 
 // UnmarshalJSON reads the settings over the defaults of the fields added since the first
-// release (rolling_deploy_config), so a row or payload written before them reads as valid
+// release (rolling_deploy_config, shadow_min_copies), so a row or payload written before them reads as valid
 // settings.
 func (s *PromotionSettings) UnmarshalJSON(b []byte) error {
 	type plain PromotionSettings
-	p := plain{RollingDeployConfig: DefaultRollingDeployConfig()}
+	p := plain{RollingDeployConfig: DefaultRollingDeployConfig(), ShadowMinCopies: DefaultShadowMinCopies}
 	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}

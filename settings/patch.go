@@ -64,6 +64,20 @@ func PatchPromotion(prefix string, base PromotionSettings, patch json.RawMessage
 		{name: "ramp_up_while_promoting", set: boolField(&out.RampUpWhilePromoting)},
 		{name: "ramp_up_duration_seconds", set: intField(&out.RampUpDurationSeconds)},
 		{name: "canary_analysis", set: func(path string, raw json.RawMessage) error { return applyObject(path, raw, canary) }},
+		// null turns the shadow gate off.
+		{name: "shadow_min_agreement", takesNull: true, set: func(path string, raw json.RawMessage) error {
+			if IsNull(raw) {
+				out.ShadowMinAgreement = OptionalFloat{}
+				return nil
+			}
+			var v float64
+			if err := floatField(&v)(path, raw); err != nil {
+				return err
+			}
+			out.ShadowMinAgreement = Some(v)
+			return nil
+		}},
+		{name: "shadow_min_copies", set: intField(&out.ShadowMinCopies)},
 	}
 	if err := applyObject(prefix, patch, fields); err != nil {
 		return base, false, err

@@ -54,14 +54,19 @@ type CanaryAnalysis struct {
 // PromotionSettings say how an environment takes a new deployment.
 type PromotionSettings struct {
 	RedeployOnPromotion bool `json:"redeploy_on_promotion"`
-	// RollingDeploy and RollingDeployConfig are kept and answered back but not yet acted on:
-	// a promotion shifts traffic as ramp_up_while_promoting says.
+	// RollingDeploy replaces the previous deployment's replicas in batches paced by
+	// RollingDeployConfig instead of ramping the traffic (workflows' rolling deploy).
 	RollingDeploy            bool                       `json:"rolling_deploy"`
 	PromotionCleanupStrategy modelplane.CleanupStrategy `json:"promotion_cleanup_strategy"`
 	RollingDeployConfig      RollingDeployConfig        `json:"rolling_deploy_config"`
 	RampUpWhilePromoting     bool                       `json:"ramp_up_while_promoting"`
 	RampUpDurationSeconds    int                        `json:"ramp_up_duration_seconds"`
 	CanaryAnalysis           CanaryAnalysis             `json:"canary_analysis"`
+	// ShadowMinAgreement, when set, is the percent of shadow copies whose answer must have
+	// agreed with the serving deployment's before the environment's shadow deployment may be
+	// promoted into it, over at least ShadowMinCopies compared copies.
+	ShadowMinAgreement OptionalFloat `json:"shadow_min_agreement"`
+	ShadowMinCopies    int           `json:"shadow_min_copies"`
 }
 
 // RollingDeployStrategy is how a rolling deploy replaces replicas (Baseten's
@@ -76,8 +81,9 @@ func RollingDeployStrategies() []RollingDeployStrategy {
 	return []RollingDeployStrategy{RollingDeployReplica}
 }
 
-// RollingDeployConfig is Baseten's RollingDeployConfigV1: how a rolling deploy would pace
-// itself. Percentages are of the environment's replicas.
+// RollingDeployConfig is Baseten's RollingDeployConfigV1: how a rolling deploy paces itself.
+// Percentages are of the previous deployment's ready replicas; ReplicaOverheadPercent is kept
+// and not acted on.
 type RollingDeployConfig struct {
 	RollingDeployStrategy    RollingDeployStrategy `json:"rolling_deploy_strategy"`
 	MaxSurgePercent          int                   `json:"max_surge_percent"`
@@ -102,6 +108,7 @@ func DefaultPromotionSettings() PromotionSettings {
 			MaxP99LatencyRatio:   1.5,
 			MinRequestsPerStage:  20,
 		},
+		ShadowMinCopies: DefaultShadowMinCopies,
 	}
 }
 
@@ -171,7 +178,12 @@ const (
 	MaxMaxP99LatencyRatio  = 100.0
 	MinMinRequestsPerStage = 1
 	MaxMinRequestsPerStage = 1000000
-	// MaxPercent bounds the rolling deploy's surge, unavailable and overhead percentages.
+	// DefaultShadowMinCopies and MaxShadowMinCopies are the default and the upper bound of
+	// promotion_settings.shadow_min_copies.
+	DefaultShadowMinCopies = 100
+	MaxShadowMinCopies     = 1_000_000
+	// MaxPercent bounds the rolling deploy's surge, unavailable and overhead percentages and
+	// the share of requests copied to a shadow.
 	MaxPercent = 100
 	// MaxStabilizationTimeSeconds is a day, like MaxRampUpDurationSeconds.
 	MaxStabilizationTimeSeconds = 86400
@@ -226,7 +238,13 @@ func ValidatePromotion(prefix string, s PromotionSettings) error {
 	if err := intRange(f("ramp_up_duration_seconds"), s.RampUpDurationSeconds, MinRampUpDurationSeconds, MaxRampUpDurationSeconds, " seconds"); err != nil {
 		return err
 	}
-	return validateCanary(f("canary_analysis"), s.CanaryAnalysis)
+	if err := validateCanary(f("canary_analysis"), s.CanaryAnalysis); err != nil {
+		return err
+	}
+	if v, ok := s.ShadowMinAgreement.Get(); ok && !(v >= 0 && v <= MaxPercent) {
+		return fieldErr(f("shadow_min_agreement"), "must be between 0 and %d percent, or null for no shadow gate; got %g", MaxPercent, v)
+	}
+	return intRange(f("shadow_min_copies"), s.ShadowMinCopies, 1, MaxShadowMinCopies, " copies")
 }
 
 func validateRollingDeploy(prefix string, r RollingDeployConfig) error {

@@ -25,8 +25,12 @@ type Environment struct {
 	// AutoscalingSchedules are applied by the autoscaler to the deployment the environment
 	// serves (SchedulesInForce).
 	AutoscalingSchedules settings.AutoscalingSchedules `db:"autoscaling_schedules"`
-	CreatedAt            time.Time                     `db:"created_at"`
-	UpdatedAt            time.Time                     `db:"updated_at"`
+	// ShadowSettings name the deployment gateways copy a share of the environment's requests
+	// to; ShadowChangedAt is when they last changed, which the comparison figures count from.
+	ShadowSettings  settings.ShadowSettings `db:"shadow_settings"`
+	ShadowChangedAt time.Time               `db:"shadow_changed_at"`
+	CreatedAt       time.Time               `db:"created_at"`
+	UpdatedAt       time.Time               `db:"updated_at"`
 }
 
 // CreateEnvironment adds a custom environment; a name the model already has is ErrConflict.

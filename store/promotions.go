@@ -121,3 +121,22 @@ func ForceCancelPromotion(ctx context.Context, db *sqlx.DB, modelID, env, errorM
 	})
 	return p, err
 }
+
+// RollingDeployments returns the IDs of the deployments a rolling deploy in progress is
+// replacing or bringing up (its previous deployment and its candidate): the promotion sets
+// their replicas step by step, and the autoscaler leaves them alone until it ends.
+func RollingDeployments(ctx context.Context, db sqlx.QueryerContext) (map[string]bool, error) {
+	var ids []string
+	if err := sqlx.SelectContext(ctx, db, &ids, `
+		SELECT held.id FROM promotions p,
+		     unnest(ARRAY[p.previous_deployment_id, p.candidate_deployment_id]) AS held(id)
+		WHERE p.status IN `+sqlInProgressPromotionStatuses+`
+		  AND (p.settings->>'rolling_deploy')::boolean AND held.id IS NOT NULL`); err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}

@@ -233,3 +233,47 @@ func promotionFixture(t *testing.T) (db *sqlx.DB, m store.Model, prev, cand stor
 	require.NoError(t, err)
 	return db, m, prev, cand, id
 }
+
+func TestRollingDeployments_AreTheRunningRollingPromotionsDeployments(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	m := newModel(t, db)
+	newDep := func() string {
+		d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID})
+		require.NoError(t, err)
+		return d.ID
+	}
+	prev, cand := newDep(), newDep()
+	rolling := settings.DefaultPromotionSettings()
+	rolling.RollingDeploy = true
+	id := modelplane.NewID(8)
+	_, err := store.CreatePromotion(ctx, db, store.NewPromotion{
+		ID: id, ModelID: m.ID, Environment: modelplane.ProductionEnvironment, SourceDeploymentID: cand,
+		PreviousDeploymentID: &prev, Settings: rolling, WorkflowID: "promotion:" + m.ID + ":production",
+	})
+	require.NoError(t, err)
+
+	held, err := store.RollingDeployments(ctx, db)
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{prev: true}, held, "no candidate yet: only the previous deployment")
+
+	require.NoError(t, store.SetPromotionCandidate(ctx, db, id, cand))
+	held, err = store.RollingDeployments(ctx, db)
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{prev: true, cand: true}, held)
+
+	require.NoError(t, store.SetPromotionStatus(ctx, db, id, modelplane.PromotionSucceeded, 100, "", true))
+	held, err = store.RollingDeployments(ctx, db)
+	require.NoError(t, err)
+	require.Empty(t, held, "an ended promotion holds nothing")
+
+	// A promotion in progress without rolling_deploy holds nothing either.
+	_, err = store.CreatePromotion(ctx, db, store.NewPromotion{
+		ID: modelplane.NewID(8), ModelID: m.ID, Environment: modelplane.ProductionEnvironment, SourceDeploymentID: cand,
+		PreviousDeploymentID: &prev, Settings: settings.DefaultPromotionSettings(), WorkflowID: "promotion:" + m.ID + ":production",
+	})
+	require.NoError(t, err)
+	held, err = store.RollingDeployments(ctx, db)
+	require.NoError(t, err)
+	require.Empty(t, held)
+}

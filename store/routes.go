@@ -39,6 +39,10 @@ type RouteEnvironment struct {
 	CurrentDeploymentID *string `db:"current_deployment_id"`
 	CandidateID         *string `db:"candidate_id"`
 	CandidatePercent    int     `db:"candidate_percent"`
+	// Shadow names the deployment a share of the environment's requests is copied to;
+	// ShadowChangedAt is when it last changed, the key of the copies' figures.
+	Shadow          settings.ShadowSettings `db:"shadow_settings"`
+	ShadowChangedAt time.Time               `db:"shadow_changed_at"`
 }
 
 // RouteDeployment is a deployment's status as far as routing cares. Deleted deployments are
@@ -90,7 +94,8 @@ func LoadRoutes(ctx context.Context, db *sqlx.DB) (Routes, error) {
 		{&r.Environments, `
 			SELECT e.model_id, e.name, e.current_deployment_id,
 			       p.candidate_deployment_id AS candidate_id,
-			       COALESCE(p.percent_traffic_to_new_version, 0) AS candidate_percent
+			       COALESCE(p.percent_traffic_to_new_version, 0) AS candidate_percent,
+			       e.shadow_settings, e.shadow_changed_at
 			FROM environments e
 			LEFT JOIN promotions p ON p.model_id = e.model_id AND p.environment = e.name
 			     AND p.status IN ` + sqlSplittingPromotionStatuses + ` AND p.candidate_deployment_id IS NOT NULL

@@ -27,7 +27,7 @@ const DeploymentPollInterval = 5 * time.Second
 // contract.RampStages equal stages over ramp_up_duration_seconds before the switch; controls
 // (cancel, pause, resume, force_roll_forward, force_cancel) arrive as Updates.
 func Promotion(ctx workflow.Context, in contract.PromotionInput) (contract.PromotionResult, error) {
-	p := &promotion{in: in, res: contract.PromotionResult{Status: modelplane.PromotionReleasing}}
+	p := &promotion{in: in, res: contract.PromotionResult{Status: modelplane.PromotionReleasing}, stages: contract.RampStages}
 	if err := p.controls(ctx); err != nil {
 		return p.res, err
 	}
@@ -45,6 +45,11 @@ type promotion struct {
 	switched bool
 	// stopRelease cancels the work before the ramp (a cancel while the candidate starts).
 	stopRelease workflow.CancelFunc
+	// stages is how many steps the traffic takes: contract.RampStages for the canary ramp,
+	// the replica batches of a rolling deploy.
+	stages int
+	// rolling is set while a rolling deploy replaces the previous deployment's replicas.
+	rolling bool
 }
 
 // controls registers the control Updates.
@@ -168,11 +173,21 @@ func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) 
 		"deployment_id", cand.DeploymentID, "new", plan.Copy, "target", target)
 
 	candWF := contract.DeploymentWorkflowID(cand.DeploymentID)
+	// Promotions begun before rolling deploys were acted on ignored rolling_deploy.
+	rolling := begin.Settings.RollingDeploy && begin.PreviousReady > 0 && begin.PreviousDeploymentID != cand.DeploymentID &&
+		workflow.GetVersion(ctx, "rolling-deploy", workflow.DefaultVersion, 1) >= 1
+	start := target
+	if rolling {
+		start = 0 // the steps bring it up, replica batch by replica batch
+	}
 	if err := workflow.ExecuteActivity(ctx, contract.ActivityStartDeploymentWorkflow, contract.StartDeploymentWorkflowInput{
 		WorkflowID: candWF, WorkflowType: contract.DeploymentWorkflowType, TaskQueue: contract.TaskQueue,
-		Input: contract.DeploymentInput{DeploymentID: cand.DeploymentID, ModelID: p.in.ModelID, Replicas: target},
+		Input: contract.DeploymentInput{DeploymentID: cand.DeploymentID, ModelID: p.in.ModelID, Replicas: start},
 	}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
+	}
+	if rolling {
+		return p.roll(ctx, begin, target)
 	}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, updateActivity), contract.ActivityScaleDeployment,
 		contract.DeploymentUpdateInput{
@@ -202,10 +217,16 @@ func (p *promotion) run(ctx workflow.Context) (contract.PromotionResult, error) 
 	if p.control == contract.UpdatePromotionCancel || p.control == contract.UpdatePromotionForceCancel {
 		return p.cancel(ctx)
 	}
+	return p.switchOver(ctx, begin)
+}
+
+// switchOver points the environment at the candidate for good and demotes the previous
+// deployment.
+func (p *promotion) switchOver(ctx workflow.Context, begin contract.BeginPromotionResult) (contract.PromotionResult, error) {
 	p.switched = true
 	if err := workflow.ExecuteActivity(ctx, contract.ActivitySwitchEnvironment, contract.SwitchEnvironmentInput{
 		PromotionID: p.in.PromotionID, ModelID: p.in.ModelID, Environment: p.in.Environment,
-		CandidateDeploymentID: cand.DeploymentID,
+		CandidateDeploymentID: p.res.CandidateDeploymentID,
 	}).Get(ctx, nil); err != nil {
 		return p.fail(ctx, err)
 	}
@@ -354,23 +375,36 @@ func (p *promotion) hold(ctx workflow.Context, stage int, d time.Duration) holdE
 		case contract.UpdatePromotionCancel, contract.UpdatePromotionForceCancel:
 			return holdCanceled
 		case contract.UpdatePromotionForceRollForward:
+			if p.rolling {
+				return holdForced // the rest of the candidate's replicas come first
+			}
 			p.control = ""
 			p.progress(ctx, modelplane.PromotionRampingUp, 100, contract.RampStages, "promotion.force_roll_forward")
 			return holdForced
 		case contract.UpdatePromotionPause:
-			p.control = ""
-			p.progress(ctx, modelplane.PromotionPaused, p.percent, stage, "promotion.pause")
-			if err := workflow.Await(ctx, func() bool { return p.control != "" }); err != nil {
+			if !p.pause(ctx, stage) {
 				return holdCanceled
-			}
-			if p.control == contract.UpdatePromotionResume {
-				p.control = ""
-				p.progress(ctx, modelplane.PromotionRampingUp, p.percent, stage, "promotion.resume")
 			}
 			// Any other control is handled on the next turn, with the time left.
 		}
 	}
 	return holdElapsed
+}
+
+// pause acts on a pause control: the promotion stays PAUSED at its percentage until the next
+// control, which a resume consumes and any other leaves for the caller. It reports false when
+// the workflow was cancelled meanwhile.
+func (p *promotion) pause(ctx workflow.Context, stage int) bool {
+	p.control = ""
+	p.progress(ctx, modelplane.PromotionPaused, p.percent, stage, "promotion.pause")
+	if err := workflow.Await(ctx, func() bool { return p.control != "" }); err != nil {
+		return false
+	}
+	if p.control == contract.UpdatePromotionResume {
+		p.control = ""
+		p.progress(ctx, modelplane.PromotionRampingUp, p.percent, stage, "promotion.resume")
+	}
+	return true
 }
 
 // analyze judges the stage that began at from.
@@ -389,7 +423,7 @@ func (p *promotion) progress(ctx workflow.Context, status modelplane.PromotionSt
 	p.setStatus(ctx, status)
 	_ = workflow.UpsertTypedSearchAttributes(ctx, contract.PromotionPercentAttr.ValueSet(int64(percent)))
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("%s: stage %d of %d, %d%% of %s's traffic to deployment %s",
-		status, stage, contract.RampStages, percent, p.in.Environment, p.res.CandidateDeploymentID))
+		status, stage, p.stages, percent, p.in.Environment, p.res.CandidateDeploymentID))
 	if err := workflow.ExecuteActivity(ctx, contract.ActivitySetPromotionProgress, contract.SetPromotionProgressInput{
 		PromotionID: p.in.PromotionID, WorkspaceID: p.in.WorkspaceID, ModelID: p.in.ModelID,
 		Environment: p.in.Environment, Status: status, Percent: percent, Stage: stage, Event: event,
@@ -405,9 +439,9 @@ func (p *promotion) cancel(ctx workflow.Context) (contract.PromotionResult, erro
 }
 
 // rollBack ends the promotion with status (CANCELED, or FAILED by the canary analysis): all
-// traffic back on the current deployment at once, then the candidate scaled to zero (kept)
-// unless it serves another environment, on a disconnected context so a cancelled workflow
-// still cleans up.
+// traffic back on the current deployment at once, then the candidate scaled to zero (kept,
+// with its min_replica set to 0 so that the autoscaler leaves it there) unless it serves
+// another environment, on a disconnected context so a cancelled workflow still cleans up.
 func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionStatus, reason string) (contract.PromotionResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	dctx = workflow.WithActivityOptions(dctx, shortActivity)
@@ -426,7 +460,7 @@ func (p *promotion) rollBack(ctx workflow.Context, status modelplane.PromotionSt
 			contract.ScaleDownCandidateInput{ModelID: p.in.ModelID, DeploymentID: cand,
 				DeploymentUpdateInput: contract.DeploymentUpdateInput{
 					WorkflowID: contract.DeploymentWorkflowID(cand), UpdateName: contract.UpdateScale, UpdateID: p.in.PromotionID + ":scale-candidate-down",
-					Request: contract.ScaleRequest{Replicas: 0},
+					Request: contract.ScaleRequest{Replicas: 0}, DropFloorOf: cand,
 				}}).Get(dctx, nil); err != nil {
 			workflow.GetLogger(ctx).Error("candidate not scaled to zero", "deployment_id", cand, "err", err)
 		}

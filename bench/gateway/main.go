@@ -12,6 +12,11 @@
 // at half of nginx's peak. It prints a markdown section, which bench/run adds to RESULTS.md,
 // that says of each goal the figure, the target and whether it was met.
 //
+// The shadow row (-targets ...,gateway,shadow; not run by default) is a second gateway whose
+// production copies every request to a second test model process (shadow_settings at 100
+// percent): against the gateway row, at half of the gateway row's peak, it measures what the
+// shadow copy costs the caller's p99.
+//
 // With -profile FILE it also writes a CPU profile of the gateway process, taken over the
 // measured time of its first peak run (`go tool pprof FILE` reads it).
 //
@@ -23,6 +28,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,6 +45,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/apikey"
@@ -66,6 +74,7 @@ const (
 	rowNginx   = "nginx"
 	rowGateway = "gateway"
 	rowDev     = "dev"
+	rowShadow  = "shadow"
 )
 
 // maxDevShortfall is how far the dev stack's gateway may fall behind the standalone one: its
@@ -95,7 +104,7 @@ func main() {
 	flag.IntVar(&c.Senders, "senders", 256, "goroutines that send the open loop's requests")
 	flag.IntVar(&c.ResponseBytes, "response-bytes", 64, `length of the "pad" field of the test model's answers`)
 	targets := flag.String("targets", "direct,nginx,gateway,dev",
-		"rows to measure, comma-separated; direct is needed, the others may be left out while developing")
+		"rows to measure, comma-separated (direct, nginx, gateway, dev, shadow); direct is needed, the others may be left out while developing; shadow needs gateway")
 	flag.StringVar(&c.Profile, "profile", "", "write a CPU profile of the gateway over its first peak run to this file (the dev stack's to FILE-dev.prof)")
 	serveDevStack := flag.Bool("serve-dev-stack", false, "run as the dev row's server (the benchmark starts itself so)")
 	flag.Parse()
@@ -125,13 +134,15 @@ func main() {
 
 func (c config) validate() error {
 	for _, t := range c.Targets {
-		if t != rowDirect && t != rowNginx && t != rowGateway && t != rowDev {
-			return fmt.Errorf("unknown target %q (direct, nginx, gateway, dev)", t)
+		if t != rowDirect && t != rowNginx && t != rowGateway && t != rowDev && t != rowShadow {
+			return fmt.Errorf("unknown target %q (direct, nginx, gateway, dev, shadow)", t)
 		}
 	}
 	switch {
 	case !slices.Contains(c.Targets, rowDirect):
 		return errors.New("-targets must include direct: it is the baseline the added p99 is measured from")
+	case slices.Contains(c.Targets, rowShadow) && !slices.Contains(c.Targets, rowGateway):
+		return errors.New("-targets shadow needs gateway: the shadow copy's cost is measured against it")
 	case c.Profile != "" && !slices.Contains(c.Targets, rowGateway):
 		return errors.New("-profile needs the gateway among -targets")
 	case c.Concurrency < 1 || c.Senders < 1 || c.Rounds < 1:
@@ -169,7 +180,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	pkgs := []string{"github.com/modelplane/modelplane/cmd/testmodel"}
-	if c.has(rowGateway) {
+	if c.has(rowGateway) || c.has(rowShadow) {
 		pkgs = append(pkgs, "github.com/modelplane/modelplane/cmd/modelplane")
 	}
 	progress("building %s", strings.Join(pkgs, " "))
@@ -209,6 +220,31 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 		defer stop()
+		targets = append(targets, t)
+	}
+	var shadowModel *process
+	var shadowModelAddr string
+	if c.has(rowShadow) {
+		// A model of its own for the copies, so that they do not load the primary's.
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		shadowModelAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		if shadowModel, err = startProcess(dir, "shadow-testmodel", true, dir+"/testmodel", "--port", strconv.Itoa(port),
+			"--latency", "0", "--response-bytes", strconv.Itoa(c.ResponseBytes)); err != nil {
+			return err
+		}
+		defer shadowModel.stop()
+		if err := shadowModel.waitReady(ctx, startTimeout, httpGetOK("http://"+shadowModelAddr+"/health")); err != nil {
+			return err
+		}
+		t, stop, err := startGatewayRow(ctx, rowShadow, dir, modelAddr, shadowModelAddr, model, false)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		t.procs = append(t.procs, shadowModel)
 		targets = append(targets, t)
 	}
 	if c.has(rowDev) {
@@ -280,8 +316,93 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 
+	var shadow *shadowCost
+	if c.has(rowShadow) {
+		if shadow, err = measureShadow(ctx, c, targets, peak, shadowModelAddr); err != nil {
+			return err
+		}
+	}
+
 	report(c, nginxVersion, rate, targets, peak, half)
+	if shadow != nil {
+		shadow.report()
+	}
 	return nil
+}
+
+// shadowCost is the open loop of the gateway row and the shadow row at half of the gateway
+// row's peak, and how many copies reached the shadow's model.
+type shadowCost struct {
+	rate          float64
+	without, with []sample
+	copies        int64
+}
+
+// measureShadow runs the gateway and shadow rows' open loops at half of the gateway row's
+// peak, in rotating order, each round.
+func measureShadow(ctx context.Context, c config, targets []*target, peak map[string][]sample, shadowModelAddr string) (*shadowCost, error) {
+	var pair []*target
+	for _, t := range targets {
+		if t.name == rowGateway || t.name == rowShadow {
+			pair = append(pair, t)
+		}
+	}
+	sc := &shadowCost{rate: median(peak[rowGateway], func(s sample) float64 { return s.rps }) / 2}
+	for r := range c.Rounds {
+		for _, t := range rotate(pair, r) {
+			progress("round %d/%d, %.0f req/s (half of the gateway's peak): %s", r+1, c.Rounds, sc.rate, t.name)
+			s := openLoop(ctx, t, sc.rate, c.Senders, c.Warmup, c.Duration)
+			if err := afterRun(ctx, t, s); err != nil {
+				return nil, err
+			}
+			if t.name == rowShadow {
+				sc.with = append(sc.with, s)
+			} else {
+				sc.without = append(sc.without, s)
+			}
+		}
+	}
+	var err error
+	sc.copies, err = modelRequests(ctx, shadowModelAddr)
+	return sc, err
+}
+
+// modelRequests reads how many predictions a test model answered.
+func modelRequests(ctx context.Context, addr string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/stats", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		Requests int64 `json:"requests"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		return 0, fmt.Errorf("GET http://%s/stats: %w", addr, err)
+	}
+	return stats.Requests, nil
+}
+
+func (sc *shadowCost) report() {
+	p99 := func(ss []sample) time.Duration {
+		return medianDuration(ss, func(s sample) time.Duration { return s.p99 })
+	}
+	p50 := func(ss []sample) time.Duration {
+		return medianDuration(ss, func(s sample) time.Duration { return s.p50 })
+	}
+	fmt.Printf("Shadow traffic: the shadow row is a second gateway whose production copies every request (100 percent, "+
+		"compare json) to a second test model process once the caller is answered. At %.0f req/s (half of the "+
+		"gateway row's peak), open loop as above:\n\n", sc.rate)
+	fmt.Printf("- without a shadow: p50 %s, p99 %s, %d errors;\n", micro(p50(sc.without)), micro(p99(sc.without)),
+		sum(sc.without, func(s sample) int { return s.errors }))
+	fmt.Printf("- with the shadow at 100 percent: p50 %s, p99 %s, %d errors;\n", micro(p50(sc.with)), micro(p99(sc.with)),
+		sum(sc.with, func(s sample) int { return s.errors }))
+	fmt.Printf("- the shadow copy's cost to the caller's p99: %+.3f ms; the shadow's model answered %d copies over "+
+		"the whole run (both phases, warm-ups included).\n\n", ms(p99(sc.with)-p99(sc.without)), sc.copies)
 }
 
 // startNginx writes nginx's configuration from the template and starts it in front of the
@@ -343,11 +464,17 @@ func nginxUser() string {
 // the test model, and starts `modelplane gateway` on it. The returned function stops the
 // gateway and drops the database.
 func startGateway(ctx context.Context, dir, modelAddr string, model *process, pprof bool) (*target, func(), error) {
+	return startGatewayRow(ctx, rowGateway, dir, modelAddr, "", model, pprof)
+}
+
+// startGatewayRow is startGateway for the row name; with shadowAddr, production copies every
+// request to a second deployment whose replica is there.
+func startGatewayRow(ctx context.Context, name, dir, modelAddr, shadowAddr string, model *process, pprof bool) (*target, func(), error) {
 	dbURL, drop, err := pgtest.Create("benchgw")
 	if err != nil {
 		return nil, nil, err
 	}
-	modelID, key, err := seed(ctx, dbURL, modelAddr)
+	modelID, key, err := seed(ctx, dbURL, modelAddr, shadowAddr)
 	if err != nil {
 		drop()
 		return nil, nil, fmt.Errorf("seed the gateway's database: %w", err)
@@ -370,7 +497,7 @@ func startGateway(ctx context.Context, dir, modelAddr string, model *process, pp
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pport)
 		args = append(args, "--pprof-addr", pprofAddr)
 	}
-	p, err := startProcess(dir, "gateway", false, dir+"/modelplane", args...)
+	p, err := startProcess(dir, name, false, dir+"/modelplane", args...)
 	if err != nil {
 		drop()
 		return nil, nil, err
@@ -380,7 +507,7 @@ func startGateway(ctx context.Context, dir, modelAddr string, model *process, pp
 		stop()
 		return nil, nil, err
 	}
-	return &target{name: rowGateway, url: "http://" + addr + "/models/" + modelID + "/production/predict",
+	return &target{name: name, url: "http://" + addr + "/models/" + modelID + "/production/predict",
 		apiKey: key, procs: []*process{p, model}, pprofAddr: pprofAddr}, stop, nil
 }
 
@@ -419,8 +546,9 @@ func profile(ctx context.Context, addr string, warmup, d time.Duration, path str
 
 // seed creates what the gateway routes by: a workspace and its API key, a model whose
 // production environment points at an ACTIVE deployment, and one READY replica of it at
-// modelAddr.
-func seed(ctx context.Context, dbURL, modelAddr string) (modelID, key string, err error) {
+// modelAddr. With shadowAddr, production copies every request to a second ACTIVE deployment
+// with a READY replica there.
+func seed(ctx context.Context, dbURL, modelAddr, shadowAddr string) (modelID, key string, err error) {
 	if err := pgtest.Migrate(dbURL); err != nil {
 		return "", "", err
 	}
@@ -441,25 +569,42 @@ func seed(ctx context.Context, dbURL, modelAddr string) (modelID, key string, er
 	if err != nil {
 		return "", "", err
 	}
-	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: ws.ID,
-		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
+	d, err := servingDeployment(ctx, db, m, modelAddr)
 	if err != nil {
 		return "", "", err
 	}
-	if err := store.SetDeploymentStatus(ctx, db, d.ID, modelplane.DeploymentActive, ""); err != nil {
+	if err := store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d); err != nil {
 		return "", "", err
 	}
-	if err := store.SetEnvironmentDeployment(ctx, db, m.ID, modelplane.ProductionEnvironment, d.ID); err != nil {
-		return "", "", err
+	if shadowAddr != "" {
+		s, err := servingDeployment(ctx, db, m, shadowAddr)
+		if err != nil {
+			return "", "", err
+		}
+		shadow := settings.DefaultShadowSettings()
+		shadow.DeploymentID = &s
+		if err := store.UpdateEnvironmentShadow(ctx, db, m.ID, modelplane.ProductionEnvironment, shadow); err != nil {
+			return "", "", err
+		}
+	}
+	return m.ID, key, nil
+}
+
+// servingDeployment makes an ACTIVE deployment of the model with one READY replica at addr.
+func servingDeployment(ctx context.Context, db *sqlx.DB, m store.Model, addr string) (string, error) {
+	d, err := store.CreateDeployment(ctx, db, store.NewDeployment{ModelID: m.ID, WorkspaceID: m.WorkspaceID,
+		AutoscalingSettings: settings.DefaultAutoscalingSettings()})
+	if err != nil {
+		return "", err
+	}
+	if err := store.SetDeploymentStatus(ctx, db, d.ID, modelplane.DeploymentActive, ""); err != nil {
+		return "", err
 	}
 	r, _, err := store.CreateReplica(ctx, db, store.NewReplica{ID: modelplane.NewID(12), DeploymentID: d.ID})
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
-	if err := store.SetReplicaState(ctx, db, r.ID, modelplane.ReplicaReady, modelAddr, ""); err != nil {
-		return "", "", err
-	}
-	return m.ID, key, nil
+	return d.ID, store.SetReplicaState(ctx, db, r.ID, modelplane.ReplicaReady, addr, "")
 }
 
 // httpGetOK is a readiness probe: GET url answers 200.

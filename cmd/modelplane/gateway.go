@@ -37,7 +37,9 @@ type gatewayConfig struct {
 	KeyCacheSize        int
 	FailedAuthRateLimit float64
 	FailedAuthBurst     int
-	async               asyncGatewayConfig
+	// MaxShadowCopies bounds the copies to shadow deployments in flight.
+	MaxShadowCopies int
+	async           asyncGatewayConfig
 	// OutputRetention is how long the output of an async request that ends here is kept.
 	OutputRetention time.Duration
 	// PprofAddr, when set, serves net/http/pprof there, for profiling under load.
@@ -112,6 +114,9 @@ Run as many gateways as you like behind a load balancer.`,
 			if c.KeyCacheSize <= 0 {
 				return fmt.Errorf("--key-cache-size must be positive, got %d", c.KeyCacheSize)
 			}
+			if c.MaxShadowCopies <= 0 {
+				return fmt.Errorf("--max-shadow-copies must be positive, got %d", c.MaxShadowCopies)
+			}
 			if c.FailedAuthRateLimit == 0 {
 				return errors.New("--failed-auth-rate-limit must not be 0: give a rate, or a negative value for no limit")
 			}
@@ -157,7 +162,7 @@ Run as many gateways as you like behind a load balancer.`,
 				MaxAsyncAttempts: c.async.MaxAttempts, WebhookAllowPrivate: c.async.WebhookAllowPrivate,
 				AsyncOutputRetention: c.OutputRetention,
 				KeyCacheSize:         c.KeyCacheSize, FailedAuthRateLimit: c.FailedAuthRateLimit, FailedAuthBurst: c.FailedAuthBurst,
-				MetricsToken: c.MetricsToken})
+				MaxShadowCopies: c.MaxShadowCopies, MetricsToken: c.MetricsToken})
 			if err != nil {
 				return err
 			}
@@ -186,6 +191,7 @@ Run as many gateways as you like behind a load balancer.`,
 	f.DurationVar(&c.ColdStartTimeout, "cold-start-timeout", envDuration("MODELPLANE_COLD_START_TIMEOUT", gateway.DefaultColdStartTimeout), "longest a request waits for its deployment to wake from zero; then 504 (MODELPLANE_COLD_START_TIMEOUT)")
 	f.DurationVar(&c.WebsocketDrainTimeout, "websocket-drain-timeout", envDuration("MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT", gateway.DefaultWebsocketDrainTimeout), "longest a websocket stays open once its replica drains; then it is closed with 1001 (MODELPLANE_WEBSOCKET_DRAIN_TIMEOUT)")
 	f.IntVar(&c.MaxHeld, "max-held-requests", envInt("MODELPLANE_MAX_HELD_REQUESTS", gateway.DefaultMaxHeld), "requests held per waking deployment; more are 429 (MODELPLANE_MAX_HELD_REQUESTS)")
+	f.IntVar(&c.MaxShadowCopies, "max-shadow-copies", envInt("MODELPLANE_MAX_SHADOW_COPIES", gateway.DefaultMaxShadowCopies), "copies to environments' shadow deployments this gateway has in flight; a request chosen for a copy beyond them is not copied (MODELPLANE_MAX_SHADOW_COPIES)")
 	f.IntVar(&c.KeyCacheSize, "key-cache-size", envInt("MODELPLANE_KEY_CACHE_SIZE", gateway.DefaultKeyCacheSize), "API keys kept in memory, a quarter of them at most unknown ones (MODELPLANE_KEY_CACHE_SIZE)")
 	f.Float64Var(&c.FailedAuthRateLimit, "failed-auth-rate-limit", envFloat("MODELPLANE_FAILED_AUTH_RATE_LIMIT", gateway.DefaultFailedAuthRateLimit), "failed authentications per second one client address may make, in bursts of --failed-auth-burst; more are 429; negative: no limit (MODELPLANE_FAILED_AUTH_RATE_LIMIT)")
 	f.IntVar(&c.FailedAuthBurst, "failed-auth-burst", envInt("MODELPLANE_FAILED_AUTH_BURST", gateway.DefaultFailedAuthBurst), "failed authentications one client address may make at once before --failed-auth-rate-limit applies (MODELPLANE_FAILED_AUTH_BURST)")

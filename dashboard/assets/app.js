@@ -180,8 +180,32 @@ async function modelPage() {
           promoAction(env, "pause_promotion", "Pause"),
           promoAction(env, "resume_promotion", "Resume"),
           promoAction(env, "force_roll_forward_promotion", "Force roll forward"),
-          promoAction(env, "force_cancel_promotion", "Force cancel"))));
+          promoAction(env, "force_cancel_promotion", "Force cancel"))),
+      h("div", { class: "shadow", hidden: true },
+        h("p", {}, "Shadow: ", h("span", { class: "shadow-deployment" }), " gets ",
+          h("strong", { class: "shadow-percent" }, "0"), "% of requests"),
+        h("p", { class: "shadow-agreement" }),
+        h("p", { class: "meta shadow-figures" })));
     return card;
+  }
+
+  // updateShadow shows the environment's shadow deployment and what its copies came to.
+  async function updateShadow(card, e, deps) {
+    const sh = e.shadow_settings, box = card.querySelector(".shadow");
+    box.hidden = !(sh && sh.deployment_id);
+    if (box.hidden) return;
+    const d = deps.find((x) => x.id === sh.deployment_id);
+    card.querySelector(".shadow-deployment").replaceChildren(
+      h("a", { href: `/m/${enc(m)}/d/${enc(sh.deployment_id)}`, "data-deployment-id": sh.deployment_id }, d ? d.name : sh.deployment_id));
+    card.querySelector(".shadow-percent").textContent = String(sh.percent);
+    const s = await api("GET", `${modelPath(m)}/environments/${enc(e.name)}/shadow`);
+    const compared = s.equal + s.different + s.errors;
+    card.querySelector(".shadow-agreement").textContent = compared
+      ? `${(100 * s.equal / compared).toFixed(1)}% agreement over ${compared} compared copies`
+      : "No copy compared yet";
+    card.querySelector(".shadow-figures").textContent =
+      `${s.copied} copied: ${s.equal} equal, ${s.different} different, ${s.errors} errors; ${s.dropped} dropped · ` +
+      `p99 ${s.primary_p99_ms} ms serving, ${s.shadow_p99_ms} ms shadow`;
   }
 
   function updateEnv(card, e, deps) {
@@ -305,6 +329,7 @@ async function modelPage() {
     }
     for (const [id, tr] of depRows) if (!seen.has(id)) { tr.remove(); depRows.delete(id); }
     if (!deps.deployments.length) tbody.replaceChildren(h("tr", {}, h("td", { colspan: 5 }, "No deployments.")));
+    await Promise.all(list.map((e) => updateShadow(envCards.get(e.name), e, deps.deployments)));
   }
 
   // The settings forms show the chosen environment's settings, refilled only when the
