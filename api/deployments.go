@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -167,7 +168,18 @@ func (s *Server) environmentV1(c echo.Context, e store.Environment) (apiv1.Envir
 	if served != nil {
 		// The settings of the deployment the environment serves are the environment's.
 		out.AutoscalingSettings, out.RequestBackpressureSettings = served.AutoscalingSettings, served.RequestBackpressureSettings
-		schedules.AppliedState = &apiv1.AutoscalingScheduleStateV1{AutoscalingSettings: served.AutoscalingSettings}
+		// What the autoscaler applies to it now: the settings of the schedule in force (that
+		// of this environment or of another the deployment serves), or its own.
+		inForce, err := store.SchedulesInForce(ctx, s.deps.DB, time.Now(), served.ID)
+		if err != nil {
+			return out, err
+		}
+		sched := inForce[served.ID]
+		schedules.AppliedState = &apiv1.AutoscalingScheduleStateV1{
+			AutoscalingSettings: settings.Applied(served.AutoscalingSettings, sched)}
+		if sched != nil {
+			schedules.AppliedState.ScheduleID = &sched.ID
+		}
 		out.InstanceType = types[served.ID]
 	}
 	p, err := store.RunningPromotion(ctx, s.deps.DB, e.ModelID, e.Name)

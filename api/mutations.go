@@ -242,9 +242,9 @@ func (s *Server) patchEnvironment(c echo.Context) error {
 		Message: "the environment already has these settings"}
 	if changed {
 		out.Status = apiv1.SettingsAccepted
-		out.Message = "saved: the autoscaler applies autoscaling settings on its next tick and gateways the " +
-			"backpressure policy and shadow settings when they reload their routes; autoscaling schedules, target_in_flight_tokens and " +
-			"rolling deploy settings are kept but not yet acted on"
+		out.Message = "saved: the autoscaler applies autoscaling settings and schedules on its next tick, " +
+			"gateways the backpressure policy and shadow settings when they reload their routes, and the next " +
+			"promotion the promotion settings; target_in_flight_tokens is kept but not yet acted on"
 	}
 	return c.JSON(http.StatusOK, out)
 }

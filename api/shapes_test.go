@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -80,9 +81,15 @@ func TestPatchEnvironment_SpecExampleIsKeptAndAnsweredBack(t *testing.T) {
 	require.NotEmpty(t, first["id"])
 	require.Equal(t, "weekday-peak", first["name"])
 	require.EqualValues(t, 8, obj(t, first, "autoscaling_settings")["max_replica"])
+	// The spec's weekday-peak window (08:00 to 10:00 in Los Angeles) is in force or not as the
+	// test runs: applied_state says which, and the settings in force with it.
 	applied := obj(t, sch, "applied_state")
-	require.Nil(t, applied["schedule_id"], "schedules are kept, not applied")
-	require.EqualValues(t, 2, obj(t, applied, "autoscaling_settings")["max_replica"])
+	if applied["schedule_id"] == nil {
+		require.EqualValues(t, 2, obj(t, applied, "autoscaling_settings")["max_replica"], "the baseline is in force")
+	} else {
+		require.Equal(t, first["id"], applied["schedule_id"])
+		require.EqualValues(t, 8, obj(t, applied, "autoscaling_settings")["max_replica"], "the schedule's is in force")
+	}
 
 	// The same body again only adds the schedule again (it has no id); a body whose every
 	// field is null changes nothing and says so.
@@ -116,6 +123,49 @@ func TestPatchEnvironment_SpecExampleIsKeptAndAnsweredBack(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 40000, tokens)
 	require.Equal(t, 800, d.AutoscalingSettings.AutoscalingWindow)
+}
+
+// allDaySchedule is a DAILY schedule body open all day every day (its end is its start).
+func allDaySchedule(id, name string, enabled bool, minReplica, maxReplica int) string {
+	idField := ""
+	if id != "" {
+		idField = `"id": "` + id + `", `
+	}
+	return fmt.Sprintf(`{%s"name": %q, "enabled": %t, "cadence": "DAILY",
+		"weekdays": ["SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY"],
+		"start_hour": 0, "start_minute": 0, "end_hour": 0, "end_minute": 0,
+		"autoscaling_settings": {"min_replica": %d, "max_replica": %d, "autoscaling_window": null,
+			"scale_down_delay": 120, "concurrency_target": null, "target_utilization_percentage": null,
+			"target_in_flight_tokens": null, "max_scale_down_rate": null}}`, idField, name, enabled, minReplica, maxReplica)
+}
+
+func TestEnvironments_AppliedStateNamesTheScheduleInForceAndItsSettings(t *testing.T) {
+	f := newRoutesFixture(t)
+	path := f.base + "/environments/production"
+	r := f.send(t, http.MethodPatch, path, f.auth, `{"autoscaling_schedule_settings": {"timezone": "Europe/Paris",
+		"schedules": [`+allDaySchedule("", "always", true, 1, 3)+`, `+allDaySchedule("", "off", false, 5, 5)+`]}}`)
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+	env := r.Body["environment"].(map[string]any)
+	sch := obj(t, env, "autoscaling_schedules")
+	always := sch["schedules"].([]any)[0].(map[string]any)
+	applied := obj(t, sch, "applied_state")
+	require.Equal(t, always["id"], applied["schedule_id"], "the enabled schedule open now is in force; the disabled one is not")
+	in := obj(t, applied, "autoscaling_settings")
+	require.EqualValues(t, 1, in["min_replica"])
+	require.EqualValues(t, 3, in["max_replica"])
+	require.EqualValues(t, 120, in["scale_down_delay"], "the schedule's override")
+	require.EqualValues(t, 70, in["target_utilization_percentage"], "the deployment's own where the schedule sets none")
+	own := obj(t, env, "autoscaling_settings")
+	require.EqualValues(t, 0, own["min_replica"], "the environment's autoscaling_settings stay the deployment's own")
+	require.EqualValues(t, 1, own["max_replica"])
+	require.Equal(t, env, f.do(t, http.MethodGet, path, f.auth).Body, "GET answers the same")
+
+	r = f.send(t, http.MethodPatch, path, f.auth, `{"autoscaling_schedule_settings": {"schedules": [`+
+		allDaySchedule(always["id"].(string), "always", false, 1, 3)+`]}}`)
+	require.Equal(t, http.StatusOK, r.Status, "%v", r.Body)
+	applied = obj(t, obj(t, r.Body["environment"], "autoscaling_schedules"), "applied_state")
+	require.Nil(t, applied["schedule_id"], "with every schedule disabled the deployment's own settings are in force")
+	require.EqualValues(t, 1, obj(t, applied, "autoscaling_settings")["max_replica"])
 }
 
 func TestPatchEnvironment_RefusesWrongTypesAndUnknownFieldsNamingThem(t *testing.T) {

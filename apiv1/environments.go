@@ -23,7 +23,8 @@ type EnvironmentV1 struct {
 	// InstanceType is what the deployment the environment serves runs on, named as GET
 	// /v1/instance_types names it (docs/API.md).
 	InstanceType InstanceTypeV1 `json:"instance_type"`
-	// AutoscalingSchedules are kept and answered back; nothing applies them yet.
+	// AutoscalingSchedules are the environment's schedules and the settings they leave its
+	// deployment with now.
 	AutoscalingSchedules *EnvironmentAutoscalingSchedulesV1 `json:"autoscaling_schedules"`
 	// ShadowSettings (modelplane's own) name the deployment gateways copy a share of the
 	// environment's requests to; deployment_id is null when there is none.
@@ -58,9 +59,9 @@ type EnvironmentAutoscalingSchedulesV1 struct {
 	AppliedState *AutoscalingScheduleStateV1 `json:"applied_state"`
 }
 
-// AutoscalingScheduleStateV1 is the schedule in force on the deployment an environment
-// serves and that deployment's settings. ScheduleID is null: schedules are not applied yet,
-// so the baseline settings always are.
+// AutoscalingScheduleStateV1 is the schedule in force now on the deployment an environment
+// serves, null when none is (its own settings are), and the settings the autoscaler applies
+// to it: its own with the schedule's in their place (docs/API.md, "Autoscaling schedules").
 type AutoscalingScheduleStateV1 struct {
 	ScheduleID          *string                      `json:"schedule_id"`
 	AutoscalingSettings settings.AutoscalingSettings `json:"autoscaling_settings"`
@@ -105,7 +106,8 @@ type UpdateEnvironmentRequest struct {
 	AutoscalingSettings         *UpdateAutoscalingSettingsRequest         `json:"autoscaling_settings,omitempty"`
 	PromotionSettings           *UpdatePromotionSettingsRequest           `json:"promotion_settings,omitempty"`
 	RequestBackpressureSettings *UpdateRequestBackpressureSettingsRequest `json:"request_backpressure_settings,omitempty"`
-	// AutoscalingScheduleSettings are kept and answered back; nothing applies them yet.
+	// AutoscalingScheduleSettings change the environment's autoscaling schedules, which the
+	// autoscaler applies to the deployment it serves.
 	AutoscalingScheduleSettings *UpdateAutoscalingScheduleSettingsRequest `json:"autoscaling_schedule_settings,omitempty"`
 	// ShadowSettings (modelplane's own) change the environment's shadow.
 	ShadowSettings *UpdateShadowSettingsRequest `json:"shadow_settings,omitempty"`

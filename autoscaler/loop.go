@@ -515,6 +515,9 @@ func (l *Loop) record(o *scaleOrder, tr *tracked, now time.Time) {
 	t, d := o.target, o.decision
 	attrs := []any{"deployment_id", t.DeploymentID, "model_id", t.ModelID, "from", t.LiveReplicas,
 		"to", d.Desired, "wanted", d.Wanted, "reason", d.Reason}
+	if t.Schedule != nil {
+		attrs = append(attrs, "schedule_id", t.Schedule.ID)
+	}
 	switch {
 	case o.err == nil:
 		tr.sent, tr.sentAt = d.Desired, now

@@ -181,3 +181,44 @@ func TestAutoscaling_LoadStepScalesUpAndBackDown(t *testing.T) {
 	defer mu.Unlock()
 	require.Empty(t, failures, "no request fails while the deployment scales")
 }
+
+// TestAutoscaling_ScheduleOpenNowWakesTheProductionDeployment gives production a schedule
+// whose window is open now, with a floor of one, while its deployment is at zero: a replica
+// comes up without any request, and the environment names the schedule in force.
+func TestAutoscaling_ScheduleOpenNowWakesTheProductionDeployment(t *testing.T) {
+	h := start(t)
+	archive := testmodelArchive(t, h)
+	modelID, dep := h.createModel("scheduled", archive, false)
+	h.promote(modelID, "production", dep)
+	h.autoscale(modelID, dep, map[string]any{"min_replica": 0, "scale_down_delay": 0, "autoscaling_window": 10})
+	h.waitStatus(modelID, dep, "SCALED_TO_ZERO")
+	require.Zero(t, h.replicas(dep))
+
+	// A DAILY window whose end is its start lasts the whole day, every day: open now.
+	code, body := h.call(http.MethodPatch, "/v1/models/"+modelID+"/environments/production", map[string]any{
+		"autoscaling_schedule_settings": map[string]any{"timezone": "UTC", "schedules": []any{map[string]any{
+			"name": "all-day", "enabled": true, "cadence": "DAILY",
+			"weekdays":   []string{"SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY"},
+			"start_hour": 0, "start_minute": 0, "end_hour": 0, "end_minute": 0,
+			"autoscaling_settings": map[string]any{"min_replica": 1, "max_replica": 1, "autoscaling_window": nil,
+				"scale_down_delay": nil, "concurrency_target": nil, "target_utilization_percentage": nil,
+				"target_in_flight_tokens": nil, "max_scale_down_rate": nil},
+		}}}})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	env := body["environment"].(map[string]any)
+	require.Equal(t, dep, env["current_deployment"].(map[string]any)["id"], "production serves the deployment")
+	scheduleID := env["autoscaling_schedules"].(map[string]any)["schedules"].([]any)[0].(map[string]any)["id"]
+
+	h.waitStatus(modelID, dep, "ACTIVE")
+	require.Eventually(t, func() bool { return h.replicas(dep) == 1 }, 30*time.Second, 100*time.Millisecond,
+		"the schedule's min_replica brings a replica up")
+	assert.Zero(t, coldStarts(t, dep), "no request woke it")
+
+	code, body = h.call(http.MethodGet, "/v1/models/"+modelID+"/environments/production", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	applied := body["autoscaling_schedules"].(map[string]any)["applied_state"].(map[string]any)
+	assert.Equal(t, scheduleID, applied["schedule_id"])
+	assert.EqualValues(t, 1, applied["autoscaling_settings"].(map[string]any)["min_replica"])
+	assert.EqualValues(t, 0, body["autoscaling_settings"].(map[string]any)["min_replica"],
+		"the deployment's own settings are unchanged")
+}

@@ -35,6 +35,20 @@ func canaryModel(t *testing.T, h *harness, promotion map[string]any, extra ...st
 // servedBySecond says whether an answer came from the second deployment.
 func servedBySecond(s shot) bool { return strings.Contains(s.body, `"pad":"xx"`) }
 
+// sentAfter counts the requests sent over 200 ms after at (when every gateway has the change
+// made at at) and of those the ones the second deployment served.
+func sentAfter(shots []shot, at time.Time) (after, toSecond int) {
+	for _, s := range shots {
+		if s.sent.After(at.Add(200 * time.Millisecond)) {
+			after++
+			if servedBySecond(s) {
+				toSecond++
+			}
+		}
+	}
+	return after, toSecond
+}
+
 // stage is when a promotion stage began (from the workflow's own audit events, which the
 // spec-shaped audit log leaves out) and its candidate share.
 type stage struct {
@@ -146,15 +160,7 @@ func TestCanary_CancelAtHalfPutsAllTrafficBack(t *testing.T) {
 	_, failures := load.stop()
 	require.Empty(t, failures)
 
-	after, toSecond := 0, 0
-	for _, s := range load.shots {
-		if s.sent.After(canceled.Add(200 * time.Millisecond)) {
-			after++
-			if servedBySecond(s) {
-				toSecond++
-			}
-		}
-	}
+	after, toSecond := sentAfter(load.shots, canceled)
 	require.Positive(t, after)
 	assert.Zero(t, toSecond, "after the cancel every request goes to the current deployment")
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/environments/production/pause_promotion", nil)

@@ -405,6 +405,24 @@ func TestDashboard_AutoscalingFormShowsTheAPIsMessageNextToTheField(t *testing.T
 	require.Equal(t, "true", invalid)
 }
 
+func TestDashboard_ModelPageShowsTheScheduleInForce(t *testing.T) {
+	h := dashboardHarness(t)
+	modelID, _ := dashboardModel(t, h, "dash-schedule")
+	code, body := h.call(http.MethodPatch, "/v1/models/"+modelID+"/environments/production", map[string]any{
+		"autoscaling_schedule_settings": map[string]any{"timezone": "UTC", "schedules": []any{map[string]any{
+			"name": "all-week", "enabled": true, "cadence": "HOURLY", "start_minute": 0, "end_minute": 0,
+			"weekdays": []string{"SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY"},
+			"autoscaling_settings": map[string]any{"min_replica": 1, "max_replica": 2, "autoscaling_window": nil,
+				"scale_down_delay": nil, "concurrency_target": nil, "target_utilization_percentage": nil,
+				"target_in_flight_tokens": nil, "max_scale_down_rate": nil},
+		}}}})
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	p := newPage(t, h)
+	p.signIn(h.key, "/m/"+modelID)
+	p.waitText("#env-production .schedule", 10*time.Second, contains("Schedule all-week in force: 1 to 2 replicas"),
+		"production's card names the schedule in force and its replica bounds")
+}
+
 func TestDashboard_AKeyOfAnotherWorkspaceSeesNothing(t *testing.T) {
 	h := dashboardHarness(t)
 	modelID, first := dashboardModel(t, h, "dash-tenant")

@@ -98,15 +98,7 @@ func TestRolling_CancelHalfWayRestoresThePreviousDeployment(t *testing.T) {
 	time.Sleep(time.Second)
 	_, failures := load.stop()
 	require.Empty(t, failures, "no request fails while the rolling deploy is undone")
-	after, toSecond := 0, 0
-	for _, s := range load.shots {
-		if s.sent.After(canceled.Add(200 * time.Millisecond)) {
-			after++
-			if servedBySecond(s) {
-				toSecond++
-			}
-		}
-	}
+	after, toSecond := sentAfter(load.shots, canceled)
 	require.Positive(t, after)
 	require.Zero(t, toSecond, "after the cancel every request goes to the current deployment")
 	e, err := h.api.Environment(context.Background(), modelID, "production")

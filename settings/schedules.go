@@ -65,8 +65,9 @@ type AutoscalingSchedule struct {
 	AutoscalingSettings ScheduleAutoscalingSettings `json:"autoscaling_settings"`
 }
 
-// AutoscalingSchedules are an environment's schedules, which share one IANA timezone. They
-// are kept and answered back; nothing applies them yet (docs/API.md).
+// AutoscalingSchedules are an environment's schedules, which share one IANA timezone. The
+// autoscaler applies them to the deployment the environment serves (ScheduleInForce,
+// docs/API.md).
 type AutoscalingSchedules struct {
 	// Timezone is nil while there are no schedules.
 	Timezone *string `json:"timezone"`

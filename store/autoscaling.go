@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/modelplane/modelplane"
 	"github.com/modelplane/modelplane/settings"
@@ -44,6 +45,9 @@ type AutoscalingTarget struct {
 	// ZeroSince is when a deployment SCALED_TO_ZERO got there (its last status change); nil
 	// in any other status.
 	ZeroSince *time.Time `db:"zero_since"`
+	// Schedule is the autoscaling schedule in force on the deployment (SchedulesInForce), whose
+	// settings Settings has in place of its own; nil when its own are in force.
+	Schedule *settings.AutoscalingSchedule `db:"-"`
 }
 
 // LoadSecond is a deployment's load over one second, summed over the gateways that saw it.
@@ -71,13 +75,15 @@ const effectiveSettingsSQL = `
 	                       THEN d.autoscaling_settings ELSE '{}' END)`
 
 // wakeableAtZeroSQL holds for a deployment d at zero that a tick could scale up: a floor above
-// zero (or settings the query cannot read, left to Decide), a lease keeping it awake, a live
-// replica, load since it got to zero, or queued async requests. The others would only be
-// read and decided "steady" every tick, and are not returned. The tick checks it only on the
-// candidates (autoscalingCandidatesSQL), a few index probes each.
+// zero (or settings the query cannot read, left to Decide), a schedule in force with a floor
+// above zero (its ID in $4), a lease keeping it awake, a live replica, load since it got to
+// zero, or queued async requests. The others would only be read and decided "steady" every
+// tick, and are not returned. The tick checks it only on the candidates
+// (autoscalingCandidatesSQL), a few index probes each.
 var wakeableAtZeroSQL = `(
 	COALESCE(CASE WHEN jsonb_typeof(($2::jsonb || ` + effectiveSettingsSQL + `)->'min_replica') = 'number'
 	              THEN (($2::jsonb || ` + effectiveSettingsSQL + `)->>'min_replica')::numeric > 0 END, true)
+	OR d.id = ANY($4)
 	OR EXISTS (SELECT 1 FROM awake_leases l WHERE l.deployment_id = d.id AND l.until > $1)
 	OR EXISTS (SELECT 1 FROM replicas r WHERE r.deployment_id = d.id AND r.state IN ` + sqlLiveReplicaStates + `)
 	OR EXISTS (SELECT 1 FROM load_samples ls WHERE ls.deployment_id = d.id AND ls.at >= d.updated_at
@@ -111,7 +117,8 @@ var sampledDeploymentsSQL = `
 // autoscalingCandidatesSQL lists (with repeats) every deployment that may be a target where
 // the defaults' min_replica is 0, each from an index of its own, never scanning the
 // deployments: those in an autoscaled status but SCALED_TO_ZERO (deployments_autoscaled_awake),
-// those at zero with a floor (deployments_floor_at_zero), those with a live awake lease
+// those at zero with a floor (deployments_floor_at_zero), those a schedule in force gives a
+// floor ($4, read from environments_scheduled), those with a live awake lease
 // (awake_leases_until), a live replica (replicas_live), queued async requests (a skip scan of
 // async_requests_queue) or load samples (a skip scan of load_samples' primary key). It holds
 // more than the targets (an awake deployment's live replicas, load from before zero); the
@@ -122,6 +129,8 @@ var autoscalingCandidatesSQL = `
 	UNION ALL
 	SELECT d.id FROM deployments d
 	WHERE d.deleted_at IS NULL AND d.status = ` + sqlDeploymentScaledToZero + ` AND ` + floorAtZeroSQL + `
+	UNION ALL
+	SELECT unnest($4::text[])
 	UNION ALL
 	SELECT l.deployment_id FROM awake_leases l WHERE l.until > $1
 	UNION ALL
@@ -193,9 +202,9 @@ var (
 // AutoscalingTargets returns every deployment the autoscaler may scale at now: live (not
 // deleted), in a status where it serves or is coming up, and when at zero something that
 // could wake it (wakeableAtZeroSQL), found from the candidates' indexes rather than by reading
-// every deployment (autoscalingTargetsSQL), with its effective settings, live
-// replica count, load samples within its window, last request within the hour and newest
-// live replica.
+// every deployment (autoscalingTargetsSQL), with its effective settings (those of the
+// schedule in force on it, if one is, in place of its own), live replica count, load samples
+// within its window, last request within the hour and newest live replica.
 func AutoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Time) ([]AutoscalingTarget, error) {
 	return autoscalingTargets(ctx, db, now, false)
 }
@@ -212,7 +221,28 @@ func autoscalingTargets(ctx context.Context, db sqlx.QueryerContext, now time.Ti
 	if byScan || def.MinReplica > 0 {
 		query = autoscalingTargetsScanQuery
 	}
+	// Which schedule is in force is worked out here, on the few deployments that
+	// environments with schedules serve; those it gives a floor are candidates at zero.
+	inForce, err := SchedulesInForce(ctx, db, now, "")
+	if err != nil {
+		return nil, err
+	}
+	floored := []string{}
+	for id, s := range inForce {
+		if s.AutoscalingSettings.MinReplica > 0 {
+			floored = append(floored, id)
+		}
+	}
 	out := []AutoscalingTarget{}
-	err = list(ctx, db, &out, query, now, string(defaults), sqlArray(modelplane.AutoscaledDeploymentStatuses()))
-	return out, err
+	if err := list(ctx, db, &out, query, now, string(defaults), sqlArray(modelplane.AutoscaledDeploymentStatuses()),
+		pq.Array(floored)); err != nil {
+		return out, err
+	}
+	for i := range out {
+		if s := inForce[out[i].DeploymentID]; s != nil {
+			out[i].Schedule = s
+			out[i].Settings = settings.Applied(out[i].Settings, s)
+		}
+	}
+	return out, nil
 }

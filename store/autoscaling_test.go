@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelplane/modelplane"
@@ -264,6 +266,24 @@ func TestAutoscalingTargets_LeavesOutDeploymentsIdleAtZeroButNotThoseSomethingMa
 	}))
 	addReplica(t, db, replica.ID, "PENDING")
 	addReplica(t, db, stopped.ID, "STOPPED")
+	// Environments with schedules serve five: one in force now with a floor, one in force
+	// whose floor is 0, one whose window is hours away, one disabled, and one in force with a
+	// floor on an INACTIVE deployment.
+	scheduled := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	scheduledNoFloor := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	scheduledLater := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	scheduledOff := newScalableDeployment(t, db, m, "SCALED_TO_ZERO", zero)
+	scheduledInactive := newScalableDeployment(t, db, m, "INACTIVE", zero)
+	_, err = db.ExecContext(ctx, `UPDATE deployments SET updated_at = $2 WHERE id = ANY($1)`,
+		pq.Array([]string{scheduled.ID, scheduledNoFloor.ID, scheduledLater.ID, scheduledOff.ID, scheduledInactive.ID}), now.Add(-time.Minute))
+	require.NoError(t, err)
+	off := allDay("off", 2, 2)
+	off.Enabled = false
+	serveWithSchedules(t, db, m, "sched-open", scheduled.ID, allDay("open", 1, 2))
+	serveWithSchedules(t, db, m, "sched-no-floor", scheduledNoFloor.ID, allDay("no-floor", 0, 2))
+	serveWithSchedules(t, db, m, "sched-later", scheduledLater.ID, hoursFrom(now, 3, 1, 2))
+	serveWithSchedules(t, db, m, "sched-off", scheduledOff.ID, off)
+	serveWithSchedules(t, db, m, "sched-inactive", scheduledInactive.ID, allDay("inactive", 1, 1))
 	for id, until := range map[string]time.Time{awake.ID: now.Add(time.Minute), expired.ID: now.Add(-time.Second),
 		deleted.ID: now.Add(time.Minute), inactive.ID: now.Add(time.Minute)} {
 		_, err = db.ExecContext(ctx, `INSERT INTO awake_leases (deployment_id, until) VALUES ($1, $2)`, id, until)
@@ -280,14 +300,18 @@ func TestAutoscalingTargets_LeavesOutDeploymentsIdleAtZeroButNotThoseSomethingMa
 	for name, d := range map[string]store.Deployment{"nothing": idle, "load from before it got to zero": oldLoad,
 		"load from over an hour ago": stale, "min_replica null (the default's 0)": nullFloor,
 		"settings that are not an object (the defaults)": notObject, "a STOPPED replica": stopped,
-		"an expired lease": expired, "an async request in progress": started, "deleted": deleted, "INACTIVE": inactive} {
+		"an expired lease": expired, "an async request in progress": started, "deleted": deleted, "INACTIVE": inactive,
+		"a schedule in force with min_replica 0": scheduledNoFloor, "a schedule hours away": scheduledLater,
+		"a disabled schedule": scheduledOff, "INACTIVE and a schedule in force": scheduledInactive} {
 		require.NotContains(t, got, d.ID, "a deployment at zero with %s is no target", name)
 	}
 	for name, d := range map[string]store.Deployment{"load since zero": newLoad, "min_replica 1": floored,
 		"a live replica": replica, "an awake lease": awake,
-		"a queued async request": queued, "ACTIVE": active} {
+		"a queued async request": queued, "ACTIVE": active, "a schedule in force with min_replica 1": scheduled} {
 		require.Contains(t, got, d.ID, "a deployment with %s is a target", name)
 	}
+	require.Equal(t, 1, got[scheduled.ID].Settings.MinReplica, "the schedule's floor is in force")
+	require.Equal(t, "open", got[scheduled.ID].Schedule.ID)
 
 	// The same rows, in the same order, as reading every deployment gives.
 	want, err := store.AutoscalingTargetsByScan(ctx, db, now)
@@ -303,4 +327,37 @@ func TestAutoscalingTargets_LeavesOutDeploymentsIdleAtZeroButNotThoseSomethingMa
 	require.ErrorContains(t, err, "min_replica")
 	_, err = db.ExecContext(ctx, `DELETE FROM deployments WHERE id = $1`, unreadable.ID)
 	require.NoError(t, err)
+}
+
+// serveWithSchedules points the model's environment env (made unless it is production) at
+// the deployment and gives it the schedules, in UTC.
+func serveWithSchedules(t *testing.T, db *sqlx.DB, m store.Model, env, deploymentID string, ss ...settings.AutoscalingSchedule) {
+	t.Helper()
+	ctx := context.Background()
+	if env != modelplane.ProductionEnvironment {
+		_, err := store.CreateEnvironment(ctx, db, store.Environment{ModelID: m.ID, Name: env,
+			AutoscalingSettings: settings.DefaultAutoscalingSettings(), PromotionSettings: settings.DefaultPromotionSettings()})
+		require.NoError(t, err)
+	}
+	require.NoError(t, store.SetEnvironmentDeployment(ctx, db, m.ID, env, deploymentID))
+	tz := "UTC"
+	require.NoError(t, store.UpdateEnvironmentSchedules(ctx, db, m.ID, env, settings.AutoscalingSchedules{Timezone: &tz, Schedules: ss}))
+}
+
+// allDay is an enabled DAILY schedule open all day every day (its end is its start).
+func allDay(id string, minReplica, maxReplica int) settings.AutoscalingSchedule {
+	return dailySchedule(id, 0, 0, minReplica, maxReplica)
+}
+
+// hoursFrom is an enabled DAILY schedule open for an hour every day, from hours whole hours
+// after now's hour (UTC).
+func hoursFrom(now time.Time, hours, minReplica, maxReplica int) settings.AutoscalingSchedule {
+	start := (now.UTC().Hour() + hours) % 24
+	return dailySchedule(fmt.Sprintf("in-%dh", hours), start, (start+1)%24, minReplica, maxReplica)
+}
+
+func dailySchedule(id string, startHour, endHour, minReplica, maxReplica int) settings.AutoscalingSchedule {
+	return settings.AutoscalingSchedule{ID: id, Name: id, Enabled: true, Cadence: settings.CadenceDaily,
+		Weekdays: settings.Weekdays(), StartHour: &startHour, EndHour: &endHour,
+		AutoscalingSettings: settings.ScheduleAutoscalingSettings{MinReplica: minReplica, MaxReplica: maxReplica}}
 }

@@ -22,7 +22,8 @@ type Environment struct {
 	// into the environment gets while it serves none; once it serves one, that deployment's
 	// settings are the environment's.
 	RequestBackpressureSettings settings.RequestBackpressureSettings `db:"request_backpressure_settings"`
-	// AutoscalingSchedules are kept and answered back; nothing applies them yet.
+	// AutoscalingSchedules are applied by the autoscaler to the deployment the environment
+	// serves (SchedulesInForce).
 	AutoscalingSchedules settings.AutoscalingSchedules `db:"autoscaling_schedules"`
 	// ShadowSettings name the deployment gateways copy a share of the environment's requests
 	// to; ShadowChangedAt is when they last changed, which the comparison figures count from.

@@ -12,7 +12,7 @@
 // at half of nginx's peak. It prints a markdown section, which bench/run adds to RESULTS.md,
 // that says of each goal the figure, the target and whether it was met.
 //
-// The shadow row (-targets ...,gateway,shadow; not run by default) is a second gateway whose
+// The shadow row (needs the gateway row) is a second gateway whose
 // production copies every request to a second test model process (shadow_settings at 100
 // percent): against the gateway row, at half of the gateway row's peak, it measures what the
 // shadow copy costs the caller's p99.
@@ -103,7 +103,7 @@ func main() {
 	flag.Float64Var(&c.Rate, "rate", 0, "requests per second of the open loop; 0: half of the nginx row's peak (of direct's without nginx)")
 	flag.IntVar(&c.Senders, "senders", 256, "goroutines that send the open loop's requests")
 	flag.IntVar(&c.ResponseBytes, "response-bytes", 64, `length of the "pad" field of the test model's answers`)
-	targets := flag.String("targets", "direct,nginx,gateway,dev",
+	targets := flag.String("targets", "direct,nginx,gateway,dev,shadow",
 		"rows to measure, comma-separated (direct, nginx, gateway, dev, shadow); direct is needed, the others may be left out while developing; shadow needs gateway")
 	flag.StringVar(&c.Profile, "profile", "", "write a CPU profile of the gateway over its first peak run to this file (the dev stack's to FILE-dev.prof)")
 	serveDevStack := flag.Bool("serve-dev-stack", false, "run as the dev row's server (the benchmark starts itself so)")

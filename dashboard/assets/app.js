@@ -169,6 +169,7 @@ async function modelPage() {
       h("h3", { id: `env-${env}-h` }, env),
       h("p", {}, "Serves: ", h("span", { class: "current" }, "—"), " ", h("span", { class: "current-status" })),
       h("p", { class: "meta" }, h("span", { class: "instance" }), " ", temporalLink(promotionWorkflow(m, env), "promotion workflow")),
+      h("p", { class: "meta schedule", hidden: true }),
       h("div", { class: "promo", hidden: true },
         h("p", {}, "Promotion ", h("span", { class: "promo-status" }), " of ", h("span", { class: "candidate" }), ": ",
           h("progress", { max: 100, value: 0, "aria-label": `Traffic to the new deployment in ${env}` }), " ",
@@ -212,6 +213,13 @@ async function modelPage() {
     card.querySelector(".current").replaceChildren(cur ? h("a", { href: `/m/${enc(m)}/d/${enc(cur.id)}`, "data-deployment-id": cur.id }, cur.name) : "none");
     card.querySelector(".current-status").replaceChildren(cur ? badge(cur.status) : "");
     card.querySelector(".instance").textContent = e.instance_type && e.instance_type.id ? `on ${e.instance_type.id}` : "";
+    // The autoscaling schedule in force on the deployment (it may be another environment's).
+    const sch = e.autoscaling_schedules || {}, applied = sch.applied_state, line = card.querySelector(".schedule");
+    line.hidden = !(applied && applied.schedule_id);
+    if (!line.hidden) {
+      const s = (sch.schedules || []).find((x) => x.id === applied.schedule_id), as = applied.autoscaling_settings;
+      line.textContent = `Schedule ${s ? s.name : applied.schedule_id} in force: ${as.min_replica} to ${as.max_replica} replicas`;
+    }
     const p = e.in_progress_promotion, box = card.querySelector(".promo");
     box.hidden = !p;
     if (p) {
