@@ -24,23 +24,23 @@ func (h *harness) readyReplicas(deploymentID string) int {
 	return n
 }
 
-// rollingModel makes canaryModel's two deployments with two replicas each (when running),
-// production on the first with rolling deploys of one replica at a time, and waits for the
-// first's two replicas.
+// rollingModel makes canaryModel's two deployments, the first serving production with two
+// replicas, the second with room for two (it has the one a new deployment starts with), and
+// production's promotions rolling one replica at a time, each step held 5 s once its replicas
+// are ready; it waits for the first's two replicas.
 func rollingModel(t *testing.T, h *harness) (modelID, first, second string) {
 	t.Helper()
 	modelID, first, second = canaryModel(t, h, map[string]any{"rolling_deploy": true,
-		"rolling_deploy_config": map[string]any{"max_surge_percent": 50}})
-	two := map[string]any{"min_replica": 2, "max_replica": 2}
-	h.autoscale(modelID, first, two)
-	h.autoscale(modelID, second, two)
+		"rolling_deploy_config": map[string]any{"max_surge_percent": 50, "stabilization_time_seconds": 5}})
+	h.autoscale(modelID, first, map[string]any{"min_replica": 2, "max_replica": 2})
+	h.autoscale(modelID, second, map[string]any{"min_replica": 0, "max_replica": 2})
 	require.Eventually(t, func() bool { return h.readyReplicas(first) == 2 }, 2*time.Minute, 100*time.Millisecond,
 		"the current deployment gets its two replicas")
 	return modelID, first, second
 }
 
-// promoteToHalf promotes the second deployment and waits for the rolling deploy's first step:
-// half the traffic on one candidate replica.
+// promoteToHalf promotes the second deployment and waits for the rolling deploy's first step
+// to hold: half the traffic on one candidate replica.
 func (h *harness) promoteToHalf(modelID, second string) {
 	h.t.Helper()
 	code, body := h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments/"+second+"/promote", map[string]any{})
