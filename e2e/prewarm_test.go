@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,17 +11,15 @@ import (
 	"github.com/modelplane/modelplane/agent/agentproto"
 	"github.com/modelplane/modelplane/client"
 	"github.com/modelplane/modelplane/devstack"
-	"github.com/modelplane/modelplane/modelpkg"
 )
 
 // preimportPackage is a Truss package whose model says whether xml.dom.minidom was already
 // imported when its module was, which only a start from a fork server that imported it can
 // make true: neither the model server nor the model imports it. extra is appended to its
 // config.yaml.
-func preimportPackage(t *testing.T, h *harness, name, extra string) string {
-	t.Helper()
-	dir := t.TempDir()
-	files := map[string]string{
+func preimportPackage(h *harness, name, extra string) string {
+	h.t.Helper()
+	return h.uploadPackage(map[string]string{
 		"config.yaml":       "model_name: " + name + "\n" + extra,
 		"model/__init__.py": "",
 		"model/model.py": `import os
@@ -36,26 +32,7 @@ class Model:
     def predict(self, model_input):
         return {"preimported": PREIMPORTED, "pid": os.getpid()}
 `,
-	}
-	for name, text := range files {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
-	}
-	var buf bytes.Buffer
-	_, err := modelpkg.Pack(dir, &buf)
-	require.NoError(t, err)
-	archive, err := h.api.UploadArchive(context.Background(), &buf)
-	require.NoError(t, err)
-	return archive.ID
-}
-
-// currentDeployment is the ID of the deployment the model's production serves.
-func (h *harness) currentDeployment(modelID string) string {
-	h.t.Helper()
-	e, err := h.api.Environment(context.Background(), modelID, "production")
-	require.NoError(h.t, err)
-	require.NotNil(h.t, e.CurrentDeployment)
-	return e.CurrentDeployment.ID
+	})
 }
 
 // reachableDataDir is a data directory that replica users can pass through, as a root
@@ -94,20 +71,19 @@ func TestPrewarm_ADeclaredImportIsDoneBeforeTheModelStarts(t *testing.T) {
 		require.NotNil(t, answer.Preimported, "%s", out)
 		return *answer.Preimported
 	}
-	deploy := func(name, extra string) string {
+	deploy := func(name, extra string) (modelID, dep string) {
 		t.Helper()
-		modelID, dep := h.createModel(name, preimportPackage(t, h, name, extra), false)
+		modelID, dep = h.createModel(name, preimportPackage(h, name, extra), false)
 		h.promote(modelID, "production", dep)
 		// Back to zero soon after each prediction, so that the next one starts a replica.
 		h.autoscale(modelID, dep, map[string]any{"min_replica": 0, "scale_down_delay": 2, "autoscaling_window": 10})
-		return modelID
+		return modelID, dep
 	}
-	plain := deploy("plain", "")
+	plain, _ := deploy("plain", "")
 	require.False(t, predict(plain), "nothing declared: the module is not imported before the model")
 
-	warm := deploy("prewarmed", "runtime:\n  prewarm_imports: [xml.dom.minidom]\n")
+	warm, dep := deploy("prewarmed", "runtime:\n  prewarm_imports: [xml.dom.minidom]\n")
 	predict(warm)
-	dep := h.currentDeployment(warm)
 	h.waitStatus(warm, dep, "SCALED_TO_ZERO")
 	require.True(t, predict(warm), "woken from zero, the replica started from a warm interpreter that had imported the module")
 }

@@ -79,6 +79,23 @@ class HelloModel:
 	"assets/nested/empty.txt": "",
 }
 
+// uploadPackage writes files (path: contents) into a package directory, packs it and uploads
+// it, and returns the archive's ID.
+func (h *harness) uploadPackage(files map[string]string) string {
+	h.t.Helper()
+	dir := h.t.TempDir()
+	for name, text := range files {
+		require.NoError(h.t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
+		require.NoError(h.t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
+	}
+	var buf bytes.Buffer
+	_, err := modelpkg.Pack(dir, &buf)
+	require.NoError(h.t, err)
+	archive, err := h.api.UploadArchive(context.Background(), &buf)
+	require.NoError(h.t, err)
+	return archive.ID
+}
+
 // TestTruss_APackageShapedLikeTrussRunsAsItIs pushes a Truss-shaped package under a name with
 // spaces and a runtime block, promotes it, and predicts through production: the model class is
 // found where model_module_dir, model_class_filename and model_class_name say, reads its
@@ -86,18 +103,9 @@ class HelloModel:
 func TestTruss_APackageShapedLikeTrussRunsAsItIs(t *testing.T) {
 	h := start(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	for name, text := range trussPackage {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
-	}
-	var buf bytes.Buffer
-	_, err := modelpkg.Pack(dir, &buf)
-	require.NoError(t, err)
-	archive, err := h.api.UploadArchive(ctx, &buf)
-	require.NoError(t, err)
+	archiveID := h.uploadPackage(trussPackage)
 
-	modelID, depID := h.createModel("basic truss", archive.ID, false)
+	modelID, depID := h.createModel("basic truss", archiveID, false)
 	code, body := h.call(http.MethodGet, "/v1/models/"+modelID, nil)
 	require.Equal(t, http.StatusOK, code, "%v", body)
 	require.Equal(t, "basic truss", body["name"], "the display name is kept as written")
@@ -111,7 +119,7 @@ func TestTruss_APackageShapedLikeTrussRunsAsItIs(t *testing.T) {
 
 	// A Truss key that cannot run the way it asks is refused with what to do instead.
 	code, body = h.call(http.MethodPost, "/v1/models/"+modelID+"/deployments", map[string]any{
-		"source": map[string]any{"kind": "model_archive", "archive_id": archive.ID, "deployment": map[string]any{
+		"source": map[string]any{"kind": "model_archive", "archive_id": archiveID, "deployment": map[string]any{
 			"config": map[string]any{"model_name": "basic truss", "system_packages": []string{"ffmpeg"}}}}})
 	require.Equal(t, http.StatusUnprocessableEntity, code, "%v", body)
 	require.Contains(t, body["error"].(map[string]any)["message"], "system_packages")
