@@ -60,6 +60,18 @@ func (p *promotion) roll(ctx workflow.Context, begin contract.BeginPromotionResu
 	p.stages = len(steps)
 	prev := begin.PreviousDeploymentID
 	previous := n // replicas the previous deployment was last asked for
+	// shrinkPrevious asks the previous deployment for to replicas when that is fewer than it
+	// was last asked for.
+	shrinkPrevious := func(to int, update string) error {
+		if to >= previous {
+			return nil
+		}
+		if err := p.scaleTo(ctx, prev, to, update); err != nil {
+			return err
+		}
+		previous = to
+		return nil
+	}
 	workflow.GetLogger(ctx).Info("rolling deploy", "model_id", p.in.ModelID, "environment", p.in.Environment,
 		"deployment_id", p.res.CandidateDeploymentID, "previous_deployment_id", prev, "replicas", n, "steps", len(steps))
 	p.progress(ctx, modelplane.PromotionRampingUp, 0, 0, "promotion.rolling_start")
@@ -68,11 +80,8 @@ func (p *promotion) roll(ctx workflow.Context, begin contract.BeginPromotionResu
 		if p.stopping() {
 			break
 		}
-		if step.previousBefore < previous {
-			if err := p.scaleTo(ctx, prev, step.previousBefore, fmt.Sprintf("rolling-%d-previous-before", i+1)); err != nil {
-				return p.rollBackRolling(ctx, begin, n, err)
-			}
-			previous = step.previousBefore
+		if err := shrinkPrevious(step.previousBefore, fmt.Sprintf("rolling-%d-previous-before", i+1)); err != nil {
+			return p.rollBackRolling(ctx, begin, n, err)
 		}
 		if err := p.scaleTo(ctx, p.res.CandidateDeploymentID, step.candidate, fmt.Sprintf("rolling-%d-candidate", i+1)); err != nil {
 			return p.rollBackRolling(ctx, begin, n, err)
@@ -95,11 +104,8 @@ func (p *promotion) roll(ctx workflow.Context, begin contract.BeginPromotionResu
 		if p.stopping() {
 			break
 		}
-		if step.previousAfter < previous {
-			if err := p.scaleTo(ctx, prev, step.previousAfter, fmt.Sprintf("rolling-%d-previous-after", i+1)); err != nil {
-				return p.rollBackRolling(ctx, begin, n, err)
-			}
-			previous = step.previousAfter
+		if err := shrinkPrevious(step.previousAfter, fmt.Sprintf("rolling-%d-previous-after", i+1)); err != nil {
+			return p.rollBackRolling(ctx, begin, n, err)
 		}
 	}
 	switch p.control {
